@@ -1,0 +1,47 @@
+# chatgate: two commands for a newcomer (`make run`, `make test`), plus the bench.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CONFIG ?= chatgate.toml
+
+.PHONY: run test install install-test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+## make run: install into .venv, write chatgate.toml if missing, start the server in the foreground.
+run: install
+	$(BIN)/chatgate init --config $(CONFIG)
+	exec $(BIN)/chatgate serve --config $(CONFIG)
+
+## make test: install test dependencies (Python and Debian packages) and run the whole suite.
+test: install-test
+	bash tests/install-system-deps.sh
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+## make bench: chatgate side by side with Prosody and ejabberd (QUICK=1 for a short run).
+bench: install-test
+	$(BIN)/pip install -q -e '.[bench]'
+	bash bench/install-peers.sh
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

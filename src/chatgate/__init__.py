@@ -1,0 +1,3 @@
+"""chatgate: an XMPP server whose strength is authentication."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Credential providers, stored secrets and brute-force protection."""

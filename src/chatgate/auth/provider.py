@@ -1,0 +1,51 @@
+"""The credential-provider protocol: what authentication may ask of an identity source.
+
+A provider declares the `Capability` values it offers; a SASL mechanism
+declares those it needs; the offered mechanism list is computed from both
+(never from a function that knows every mechanism by name).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+from chatgate.auth.credentials import ScramKeys
+
+
+class Capability(enum.Enum):
+    VERIFY_PASSWORD = "verify-password"
+    SCRAM_SHA_1_KEYS = "scram-sha-1-keys"
+    SCRAM_SHA_256_KEYS = "scram-sha-256-keys"
+    SCRAM_SHA_512_KEYS = "scram-sha-512-keys"
+    CERT_IDENTITY = "cert-identity"
+    ANONYMOUS = "anonymous"
+
+
+#: hashlib name -> the capability that serves SCRAM keys for it.
+SCRAM_CAPABILITY: dict[str, Capability] = {
+    "sha1": Capability.SCRAM_SHA_1_KEYS,
+    "sha256": Capability.SCRAM_SHA_256_KEYS,
+    "sha512": Capability.SCRAM_SHA_512_KEYS,
+}
+
+
+class CredentialProvider(Protocol):
+    """An identity source for one virtual host.
+
+    Every method answers for ``username@domain`` where `username` is already a
+    PRECIS-enforced localpart.  "Unknown user" and "wrong password" are not
+    distinguished to callers that face the network.
+    """
+
+    offers: frozenset[Capability]
+
+    async def scram_keys(self, username: str, domain: str, hash_name: str) -> ScramKeys | None:
+        """The stored SCRAM keys for `hash_name`, or None when the user is unknown."""
+        ...
+
+    async def verify_password(self, username: str, domain: str, password: str) -> bool:
+        """True when `password` is this user's password."""
+        ...
+
+    async def user_exists(self, username: str, domain: str) -> bool: ...

@@ -1,0 +1,206 @@
+"""Configuration: one TOML file parsed into pydantic models at start.
+
+Every option has a default and a docstring; unknown keys are errors; a bad
+value stops the start with a message naming the option (never a warning and a
+fallback).  Paths are resolved relative to the configuration file's folder.
+"""
+
+from __future__ import annotations
+
+import enum
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chatgate.xmpp.errors import ConfigError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsMode(enum.Enum):
+    STARTTLS = "starttls"  # RFC 6120 §5: plain TCP, upgraded with <starttls/>
+    DIRECT = "direct"  # XEP-0368: TLS from the first byte
+    NONE = "none"  # no TLS at all (loopback benchmarks only)
+
+
+class ListenerConfig(_Model):
+    """A c2s listener."""
+
+    type: Literal["c2s"] = "c2s"
+    host: str = "127.0.0.1"
+    """Address to bind; loopback by default."""
+    port: Annotated[int, Field(ge=0, le=65535)] = 5222
+    """TCP port; 0 picks a free one (tests)."""
+    tls: TlsMode = TlsMode.STARTTLS
+    """`starttls`, `direct` (XEP-0368) or `none`."""
+    require_tls: bool = True
+    """Refuse SASL until TLS is active (RFC 6120 §5.3.1 "mandatory-to-negotiate")."""
+    mechanisms: list[str] | None = None
+    """Overrides `[auth] mechanisms` for this listener."""
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT so several worker processes share the port."""
+
+
+class TlsConfig(_Model):
+    certificate: Path | None = None
+    """PEM certificate chain; when unset, a self-signed one is generated under `data_dir/certs`."""
+    private_key: Path | None = None
+    """PEM private key for `certificate`."""
+    key_type: Literal["ec", "rsa"] = "ec"
+    """Key type of a generated certificate: ECDSA P-256 (cheaper handshakes) or RSA 2048."""
+
+
+class StorageConfig(_Model):
+    url: str = "sqlite+aiosqlite:///var/chatgate.db"
+    """SQLAlchemy URL; relative SQLite paths are relative to the config file."""
+
+
+class AuthConfig(_Model):
+    mechanisms: list[str] = ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
+    """SASL mechanisms offered, in this order (a whitelist: others are never offered)."""
+    allow_plain_without_tls: bool = False
+    """Offer plaintext mechanisms before TLS. Only for loopback benchmarks."""
+    scram_iterations: Annotated[int, Field(ge=4096, le=10_000_000)] = 4096
+    """PBKDF2 iteration count for newly stored SCRAM keys (RFC 7677 asks for at least 4096)."""
+    auth_timeout: Annotated[float, Field(gt=0)] = 30.0
+    """Seconds a connection may stay unauthenticated before it is closed (jabberd's `authtime`)."""
+    credential_cache_size: Annotated[int, Field(ge=0)] = 100_000
+    """Accounts whose SCRAM keys are kept in memory for logins without a database round trip."""
+
+
+class ResourceConflict(enum.Enum):
+    NEWEST_WINS = "newest"  # the old session gets <conflict/> and is closed
+    REJECT_NEW = "reject"  # the new bind gets a <conflict/> stanza error
+    RANDOMIZE = "randomize"  # the new session gets a server-chosen resource
+
+
+class SessionConfig(_Model):
+    resource_conflict: ResourceConflict = ResourceConflict.NEWEST_WINS
+    """What happens when a client binds a resource that is already online."""
+    max_resources: Annotated[int, Field(ge=1)] = 10
+    """Sessions one account may have at once."""
+
+
+class LimitsConfig(_Model):
+    max_stanza_size: Annotated[int, Field(ge=1024)] = 262_144
+    """Bytes in one stanza; larger gives `policy-violation` (RFC 6120 §13.12)."""
+    max_depth: Annotated[int, Field(ge=4, le=1000)] = 64
+    """Element nesting depth inside one stanza."""
+    max_offline_messages: Annotated[int, Field(ge=0)] = 500
+    """Offline messages kept per account (XEP-0160); more bounce with `service-unavailable`."""
+    max_roster_items: Annotated[int, Field(ge=1)] = 1000
+    """Roster items per account; more give `not-allowed`."""
+
+
+class ServerConfig(_Model):
+    domain: str = "localhost"
+    """The XMPP domain served."""
+    data_dir: Path = Path("var")
+    """Where the database, generated certificates and runtime files live."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_grace: Annotated[float, Field(ge=0)] = 5.0
+    """Seconds to let sessions flush their close on SIGTERM."""
+    version_name: str = "chatgate"
+    """Name answered to software version queries (XEP-0092)."""
+    reveal_os: bool = False
+    """Include the operating system in software version answers."""
+
+
+class Config(_Model):
+    server: ServerConfig = ServerConfig()
+    listeners: list[ListenerConfig] = [
+        ListenerConfig(port=5222, tls=TlsMode.STARTTLS),
+        ListenerConfig(port=5223, tls=TlsMode.DIRECT),
+    ]
+    tls: TlsConfig = TlsConfig()
+    storage: StorageConfig = StorageConfig()
+    auth: AuthConfig = AuthConfig()
+    session: SessionConfig = SessionConfig()
+    limits: LimitsConfig = LimitsConfig()
+    #: folder of the config file; relative paths are resolved against it
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("listeners")
+    @classmethod
+    def _unique_ports(cls, listeners: list[ListenerConfig]) -> list[ListenerConfig]:
+        seen = set()
+        for listener in listeners:
+            key = (listener.host, listener.port)
+            if listener.port and key in seen:
+                raise ValueError(f"two listeners on {listener.host}:{listener.port}")
+            seen.add(key)
+        return listeners
+
+    def path(self, p: Path) -> Path:
+        """Resolve a configured path against the config file's folder."""
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.server.data_dir)
+
+    @property
+    def storage_url(self) -> str:
+        """The storage URL with a relative SQLite path made absolute."""
+        url = self.storage.url
+        prefix, sep, rest = url.partition(":///")
+        if sep and prefix.startswith("sqlite") and not rest.startswith("/") and rest != ":memory:":
+            return f"{prefix}:///{(self.base_dir / rest).resolve()}"
+        return url
+
+
+def load_config(path: Path) -> Config:
+    """Parse and validate `path`; a missing file gives the defaults. Raises ConfigError."""
+    base_dir = path.resolve().parent
+    data: dict = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return Config.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            problems.append(f"  {where}: {err['msg']}")
+        raise ConfigError(f"{path}: invalid configuration:\n" + "\n".join(problems)) from None
+
+
+DEFAULT_CONFIG_TEXT = """\
+# chatgate configuration. Every option and its default: docs/configuration.md
+# `chatgate check` prints what this file makes the server do.
+
+[server]
+domain = "localhost"
+data_dir = "var"
+
+# c2s with STARTTLS (RFC 6120) and direct TLS (XEP-0368), loopback only.
+[[listeners]]
+host = "127.0.0.1"
+port = 5222
+tls = "starttls"
+
+[[listeners]]
+host = "127.0.0.1"
+port = 5223
+tls = "direct"
+
+[tls]
+# certificate = "/etc/chatgate/cert.pem"   # unset: self-signed, generated into var/certs/
+# private_key = "/etc/chatgate/key.pem"
+
+[storage]
+url = "sqlite+aiosqlite:///var/chatgate.db"
+
+[auth]
+mechanisms = ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
+allow_plain_without_tls = false
+"""

@@ -1,0 +1,1 @@
+"""SASL mechanisms (sans-I/O) and their registry."""

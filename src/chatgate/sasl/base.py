@@ -1,0 +1,88 @@
+"""The Mechanism protocol and the steps a mechanism returns.
+
+A mechanism is a sans-I/O core: it never awaits, never reads the clock and
+never touches storage.  When it needs stored credentials it returns
+`NeedCredentials`; `sasl/driver.py` asks the provider and calls
+`resume(answer)`.  One mechanism object serves exactly one authentication
+attempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+from chatgate.auth.credentials import ScramKeys
+from chatgate.auth.provider import Capability
+from chatgate.xmpp.errors import SaslFailureCondition
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFacts:
+    """What the transport knows about the connection, for mechanism selection and binding."""
+
+    domain: str
+    tls_active: bool = False
+    tls_version: str | None = None
+    #: channel-binding type name (e.g. "tls-server-end-point") -> binding data
+    channel_bindings: dict[str, bytes] = field(default_factory=dict)
+    peer_certificate_der: bytes | None = None
+    remote_address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    username: str  # authenticated localpart (PRECIS-enforced)
+    additional_data: bytes | None = None
+    authzid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    condition: SaslFailureCondition
+    text: str = ""
+    #: the username the peer claimed, if any, for throttling and logs (never sent back)
+    username: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NeedCredentials:
+    """Ask the driver for a credential; it calls `resume()` with the answer."""
+
+    capability: Capability
+    username: str
+    password: str | None = None  # for VERIFY_PASSWORD
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialAnswer:
+    """The driver's answer: keys (SCRAM_*_KEYS), a verdict (VERIFY_PASSWORD), or unknown user."""
+
+    scram_keys: ScramKeys | None = None
+    verified: bool = False
+    user_exists: bool = False
+
+
+Step = Challenge | Success | Failure | NeedCredentials
+
+
+class Mechanism(Protocol):
+    """One SASL mechanism; `name` is the wire name, e.g. ``"SCRAM-SHA-256"``."""
+
+    name: ClassVar[str]
+    needs: ClassVar[frozenset[Capability]]
+    #: True for -PLUS mechanisms, offered only when the connection has a channel binding
+    requires_channel_binding: ClassVar[bool]
+    #: True when the mechanism sends the password in the clear (PLAIN): TLS first
+    plaintext: ClassVar[bool]
+
+    def start(self, initial_response: bytes | None) -> Step: ...
+
+    def respond(self, response: bytes) -> Step: ...
+
+    def resume(self, answer: CredentialAnswer) -> Step: ...
