@@ -1,0 +1,154 @@
+"""The internal credential provider: SCRAM keys from our own database, cached in memory.
+
+Logins are the hot path, so each account's SCRAM keys (all hashes, one
+database read) are kept in a bounded LRU cache and a repeated login needs no
+database round trip.  Only positive answers are cached: an unknown user is
+looked up every time, so an account created by the CLI is usable at once.
+
+Cross-process invalidation: `chatgate user ...` runs in another process and
+changes passwords or deletes accounts while the server runs.  After every
+change it calls `bump_credentials_stamp(data_dir)`, which atomically replaces
+``data_dir/credentials.stamp``.  Each lookup costs one ``os.stat`` of that
+file; when its identity (inode, mtime_ns, size) differs from the last one
+seen, the whole cache is dropped.  In-process changes call `invalidate`.
+
+Never stores or logs a password; `verify_password` re-derives the key with
+the stored salt and iteration count (in a worker thread: PBKDF2 releases the
+GIL, and the event loop keeps serving meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+
+from chatgate.auth import credentials
+from chatgate.auth.credentials import ScramKeys
+from chatgate.auth.provider import Capability
+from chatgate.storage.repositories.accounts import AccountRepository
+
+STAMP_NAME = "credentials.stamp"
+
+#: Hash preferred for checking a plaintext password; any stored hash would do.
+_VERIFY_ORDER = ("sha256", "sha512", "sha1")
+
+_StampId = tuple[int, int, int] | None
+
+
+def stamp_path(data_dir: Path) -> Path:
+    return Path(data_dir) / STAMP_NAME
+
+
+def bump_credentials_stamp(data_dir: Path) -> None:
+    """Tell running servers that stored credentials changed (call after every change).
+
+    The file is replaced atomically (write + rename), so its inode changes
+    even when two bumps fall within one mtime tick.
+    """
+    path = stamp_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{STAMP_NAME}.{uuid.uuid4().hex}")
+    tmp.write_text(f"{uuid.uuid4().hex}\n", encoding="ascii")
+    os.replace(tmp, path)
+
+
+def _stamp_id(path: Path) -> _StampId:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class InternalProvider:
+    """`CredentialProvider` over `AccountRepository`, with an LRU cache of SCRAM keys."""
+
+    offers: frozenset[Capability] = frozenset(
+        {
+            Capability.VERIFY_PASSWORD,
+            Capability.SCRAM_SHA_1_KEYS,
+            Capability.SCRAM_SHA_256_KEYS,
+            Capability.SCRAM_SHA_512_KEYS,
+        }
+    )
+
+    def __init__(
+        self, accounts: AccountRepository, *, cache_size: int, data_dir: Path | None
+    ) -> None:
+        """`cache_size` 0 disables the cache; `data_dir` None disables the stamp check."""
+        if cache_size < 0:
+            raise ValueError("cache_size must be >= 0")
+        self._accounts = accounts
+        self._cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, str], dict[str, ScramKeys]] = OrderedDict()
+        self._stamp_path = None if data_dir is None else stamp_path(data_dir)
+        self._stamp = None if self._stamp_path is None else _stamp_id(self._stamp_path)
+        # Bumped by every invalidation: a read that started before it must not fill the cache.
+        self._generation = 0
+
+    # ------------------------------------------------------- CredentialProvider
+
+    async def scram_keys(self, username: str, domain: str, hash_name: str) -> ScramKeys | None:
+        keys = await self._keys(username, domain)
+        return None if keys is None else keys.get(hash_name)
+
+    async def verify_password(self, username: str, domain: str, password: str) -> bool:
+        keys = await self._keys(username, domain)
+        if not keys:
+            return False
+        chosen = next((keys[h] for h in _VERIFY_ORDER if h in keys), None)
+        if chosen is None:
+            chosen = next(iter(keys.values()))
+        return await asyncio.to_thread(credentials.verify_password, password, chosen)
+
+    async def user_exists(self, username: str, domain: str) -> bool:
+        self._check_stamp()
+        if (username, domain) in self._cache:
+            return True
+        return await self._accounts.exists(username, domain)
+
+    # ------------------------------------------------------------- invalidation
+
+    def invalidate(self, username: str, domain: str) -> None:
+        """Forget one account's keys (after a change made in this process)."""
+        self._generation += 1
+        self._cache.pop((username, domain), None)
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._cache.clear()
+
+    @property
+    def cached(self) -> int:
+        """How many accounts' keys are in memory."""
+        return len(self._cache)
+
+    # ---------------------------------------------------------------- internals
+
+    def _check_stamp(self) -> None:
+        if self._stamp_path is None:
+            return
+        current = _stamp_id(self._stamp_path)
+        if current != self._stamp:
+            self._stamp = current
+            self.clear()
+
+    async def _keys(self, username: str, domain: str) -> dict[str, ScramKeys] | None:
+        self._check_stamp()
+        key = (username, domain)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        generation = self._generation
+        keys = await self._accounts.all_scram_keys(username, domain)
+        if not keys:
+            return None  # unknown user: never cached
+        if self._cache_size and generation == self._generation:
+            self._cache[key] = keys
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return keys

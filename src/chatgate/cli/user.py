@@ -1,0 +1,488 @@
+"""`chatgate user`: add, change, delete, list and bulk-import accounts of the internal store.
+
+Passwords come from a hidden, confirmed prompt or from one line of standard
+input (``--password-stdin``), never from the command line (argv is visible to
+every local user).  Only SCRAM keys are stored.  After every change the
+credentials stamp is bumped so a running server drops its cached keys.
+
+Exit codes: 0 done; 1 the account already exists / does not exist / some
+import lines were rejected; 2 bad input or configuration.
+
+`user import` spends its time in key derivation (three PBKDF2 runs per user),
+so that runs in a process pool with one worker per CPU while the parent
+inserts finished chunks in batched transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import math
+import multiprocessing
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from chatgate.auth.credentials import ScramKeys, derive_all, prepare_password
+from chatgate.auth.internal import bump_credentials_stamp
+from chatgate.cli.common import DEFAULT_CONFIG, ConfigOption, err_console, load_or_exit
+from chatgate.config import Config
+from chatgate.jid import InvalidJID, prepare_domain, prepare_username
+from chatgate.storage.database import Database
+from chatgate.storage.errors import AccountExists, AccountNotFound
+
+user_app = typer.Typer(
+    help="Manage accounts in the internal store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False, markup=False)
+T = TypeVar("T")
+
+UserArgument = Annotated[
+    str, typer.Argument(help="NAME (on the configured [server] domain) or NAME@DOMAIN.")
+]
+PasswordStdin = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read the password from one line of standard input."),
+]
+
+
+# ---------------------------------------------------------------- usernames
+def parse_user(spec: str, served_domain: str) -> tuple[str, str]:
+    """NAME or NAME@DOMAIN -> (prepared username, domain).  Raises ValueError with the reason.
+
+    The username is PRECIS UsernameCaseMapped plus the RFC 7622 localpart
+    rules; the domain must be the one this server serves.
+    """
+    name, at, domain = spec.partition("@")
+    try:
+        served = prepare_domain(served_domain)
+        domain = prepare_domain(domain) if at else served
+    except InvalidJID as exc:
+        raise ValueError(str(exc)) from None
+    if domain != served:
+        raise ValueError(f"{domain} is not served here ([server] domain is {served_domain})")
+    try:
+        return prepare_username(name), domain
+    except InvalidJID as exc:
+        raise ValueError(f"invalid username {name!r}: {exc}") from None
+
+
+def _password_problem(password: str) -> str | None:
+    if not password:
+        return "empty password"
+    try:
+        prepare_password(password)
+    except ValueError as exc:
+        return f"password refused by PRECIS OpaqueString: {getattr(exc, 'reason', exc)}"
+    return None
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    return typer.Exit(code)
+
+
+def _target(spec: str, cfg: Config) -> tuple[str, str]:
+    try:
+        return parse_user(spec, cfg.server.domain)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    problem = _password_problem(password)
+    if problem:
+        raise _fail(problem, 2)
+    return password
+
+
+async def _with_db(cfg: Config, work: Callable[[Database], Awaitable[T]]) -> T:
+    db = await Database.open(cfg.storage_url)
+    try:
+        return await work(db)
+    finally:
+        await db.close()
+
+
+def _jid(username: str, domain: str) -> str:
+    return f"{username}@{domain}"
+
+
+# ----------------------------------------------------------------- commands
+
+
+@user_app.command("add")
+def add(
+    user: UserArgument,
+    config: ConfigOption = DEFAULT_CONFIG,
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Create an account; the password is asked twice (or read with --password-stdin)."""
+    cfg = load_or_exit(config)
+    username, domain = _target(user, cfg)
+    if asyncio.run(_with_db(cfg, lambda db: db.accounts.exists(username, domain))):
+        raise _fail(f"user {_jid(username, domain)} already exists", 1)
+    keys = derive_all(_read_password(password_stdin), iterations=cfg.auth.scram_iterations)
+    try:
+        asyncio.run(_with_db(cfg, lambda db: db.accounts.create(username, domain, keys)))
+    except AccountExists:
+        raise _fail(f"user {_jid(username, domain)} already exists", 1) from None
+    bump_credentials_stamp(cfg.data_dir)
+    console.print(f"user {_jid(username, domain)} created")
+
+
+@user_app.command("passwd")
+def passwd(
+    user: UserArgument,
+    config: ConfigOption = DEFAULT_CONFIG,
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Set a new password; every stored key of the old one is replaced."""
+    cfg = load_or_exit(config)
+    username, domain = _target(user, cfg)
+    if not asyncio.run(_with_db(cfg, lambda db: db.accounts.exists(username, domain))):
+        raise _fail(f"no such user {_jid(username, domain)}", 1)
+    keys = derive_all(_read_password(password_stdin), iterations=cfg.auth.scram_iterations)
+    try:
+        asyncio.run(_with_db(cfg, lambda db: db.accounts.set_credentials(username, domain, keys)))
+    except AccountNotFound:
+        raise _fail(f"no such user {_jid(username, domain)}", 1) from None
+    bump_credentials_stamp(cfg.data_dir)
+    console.print(f"password of {_jid(username, domain)} changed")
+
+
+@user_app.command("del")
+def delete(user: UserArgument, config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Delete an account with its roster, pending requests, offline messages and vCard."""
+    cfg = load_or_exit(config)
+    username, domain = _target(user, cfg)
+    if not asyncio.run(_with_db(cfg, lambda db: db.accounts.delete(username, domain))):
+        raise _fail(f"no such user {_jid(username, domain)}", 1)
+    bump_credentials_stamp(cfg.data_dir)
+    console.print(f"user {_jid(username, domain)} deleted")
+
+
+@user_app.command("list")
+def list_(
+    config: ConfigOption = DEFAULT_CONFIG,
+    domain: Annotated[str | None, typer.Option(help="Only accounts of this domain.")] = None,
+) -> None:
+    """Print every account's bare JID, one per line, sorted by domain then name."""
+    cfg = load_or_exit(config)
+    accounts = asyncio.run(_with_db(cfg, lambda db: db.accounts.list(domain)))
+    for account in accounts:
+        typer.echo(_jid(account.username, account.domain))
+
+
+# ------------------------------------------------------------------- import
+
+
+class ImportFormat(StrEnum):
+    AUTO = "auto"
+    PLAIN = "plain"
+    CSV = "csv"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportLine:
+    line: int
+    username: str
+    domain: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    line: int
+    user: str  # as written in the file
+    reason: str
+
+
+@dataclass
+class ImportResult:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def detect_format(path: Path, text: str) -> ImportFormat:
+    """CSV when the file ends in .csv or its first record's first field holds a comma."""
+    if path.suffix.lower() == ".csv":
+        return ImportFormat.CSV
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            return ImportFormat.CSV if "," in line.split()[0] else ImportFormat.PLAIN
+    return ImportFormat.PLAIN
+
+
+def _plain_records(text: str) -> list[tuple[int, list[str]]]:
+    """Wowza publish.password style: ``username password`` per line, '#' starts a comment line.
+
+    The password is the rest of the line after the first run of whitespace
+    (surrounding whitespace removed), so passwords may contain spaces and '#'.
+    """
+    records = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        records.append((number, line.split(None, 1)))
+    return records
+
+
+_HEADER_NAMES = {"username", "user", "name", "jid", "login"}
+
+
+def _csv_records(text: str) -> list[tuple[int, list[str]]]:
+    """``username,password[,domain]``; an optional header row; '#' lines and blank lines skipped."""
+    records = []
+    reader = csv.reader(io.StringIO(text))
+    for row in reader:
+        number = reader.line_num
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        if (
+            not records
+            and row[0].strip().lower() in _HEADER_NAMES
+            and len(row) > 1
+            and (row[1].strip().lower() == "password")
+        ):
+            continue
+        records.append((number, row))
+    return records
+
+
+def parse_import(
+    text: str, fmt: ImportFormat, served_domain: str
+) -> tuple[list[ImportLine], list[Rejected]]:
+    """Validate every record; each bad one is rejected with its line number and reason."""
+    records = _csv_records(text) if fmt is ImportFormat.CSV else _plain_records(text)
+    accepted: list[ImportLine] = []
+    rejected: list[Rejected] = []
+    seen: dict[tuple[str, str], int] = {}
+    for number, fields in records:
+        user = fields[0].strip()
+        if len(fields) < 2:
+            rejected.append(Rejected(number, user, "missing password"))
+            continue
+        password = fields[1] if fmt is ImportFormat.CSV else fields[1].strip()
+        if fmt is ImportFormat.CSV and len(fields) > 2 and fields[2].strip():
+            if "@" in user:
+                rejected.append(Rejected(number, user, "domain given twice"))
+                continue
+            user = f"{user}@{fields[2].strip()}"
+        if fmt is ImportFormat.CSV and len(fields) > 3:
+            rejected.append(Rejected(number, user, f"{len(fields)} fields, expected 2 or 3"))
+            continue
+        try:
+            username, domain = parse_user(user, served_domain)
+        except ValueError as exc:
+            rejected.append(Rejected(number, user, str(exc)))
+            continue
+        problem = _password_problem(password)
+        if problem:
+            rejected.append(Rejected(number, user, problem))
+            continue
+        first = seen.setdefault((username, domain), number)
+        if first != number:
+            rejected.append(Rejected(number, user, f"duplicate of line {first}"))
+            continue
+        accepted.append(ImportLine(number, username, domain, password))
+    return accepted, rejected
+
+
+def _derive_chunk(passwords: Sequence[str], iterations: int) -> list[dict[str, ScramKeys]]:
+    """Worker-process entry point: SCRAM keys for every password of a chunk."""
+    return [derive_all(password, iterations=iterations) for password in passwords]
+
+
+def _chunk_size(count: int, workers: int) -> int:
+    # Enough chunks to keep every worker busy and the progress bar moving, not so
+    # many that pickling and transactions dominate.
+    return max(8, min(256, math.ceil(count / (workers * 8))))
+
+
+def start_derivation_pool(workers: int) -> Executor:
+    """A process pool for `_derive_chunk`, its workers started before this returns.
+
+    Call it before opening the database: on Linux the workers are forked while
+    this process has no other thread yet (forking a process that has threads,
+    such as aiosqlite's, is unsafe), and forking, unlike spawning, never
+    re-runs the ``__main__`` module.  Elsewhere the workers are spawned.
+    """
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    # With fork, the first submit starts every worker at once (CPython >= 3.9).
+    pool.submit(int).result()
+    return pool
+
+
+async def import_accounts(
+    db: Database,
+    lines: Sequence[ImportLine],
+    pool: Executor,
+    *,
+    iterations: int,
+    update_existing: bool,
+    workers: int,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Derive keys on `pool` (`workers` wide) and store them in batched transactions.
+
+    Existing accounts are skipped before any derivation, or their keys are
+    replaced with `update_existing`.  Chunks are stored as they finish, so
+    the database work overlaps the derivation.
+    """
+    result = ImportResult()
+    existing = await db.accounts.existing([(line.username, line.domain) for line in lines])
+    todo = list(lines)
+    if not update_existing:
+        result.skipped = [
+            _jid(x.username, x.domain) for x in todo if (x.username, x.domain) in existing
+        ]
+        todo = [x for x in todo if (x.username, x.domain) not in existing]
+    if not todo:
+        return result
+    task = progress.add_task("deriving keys", total=len(todo)) if progress else None
+    size = _chunk_size(len(todo), workers)
+    chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+    loop = asyncio.get_running_loop()
+
+    async def derive(chunk: list[ImportLine]) -> tuple[list[ImportLine], list]:
+        passwords = [x.password for x in chunk]
+        return chunk, await loop.run_in_executor(pool, _derive_chunk, passwords, iterations)
+
+    pending = [asyncio.ensure_future(derive(chunk)) for chunk in chunks]
+    try:
+        for finished in asyncio.as_completed(pending):
+            chunk, keys = await finished
+            rows = [(x.username, x.domain, k) for x, k in zip(chunk, keys, strict=True)]
+            fresh = [r for r in rows if (r[0], r[1]) not in existing]
+            known = [r for r in rows if (r[0], r[1]) in existing]
+            created, skipped = await db.accounts.create_many(fresh)
+            if known:
+                updated, missing = await db.accounts.set_credentials_many(known)
+                result.updated += updated
+                if missing:  # deleted meanwhile: create them after all
+                    gone = set(missing)
+                    again, skipped_again = await db.accounts.create_many(
+                        [r for r in known if _jid(r[0], r[1]) in gone]
+                    )
+                    created += again
+                    skipped += skipped_again
+            result.created += created
+            result.skipped += skipped
+            if progress is not None and task is not None:
+                progress.advance(task, len(chunk))
+    finally:
+        for future in pending:
+            future.cancel()
+    return result
+
+
+def _summary(result: ImportResult, shown: int = 100) -> None:
+    table = Table(title="import summary", title_justify="left")
+    table.add_column("outcome")
+    table.add_column("accounts", justify="right")
+    table.add_row("created", str(len(result.created)))
+    if result.updated:
+        table.add_row("updated", str(len(result.updated)))
+    table.add_row("skipped (exists)", str(len(result.skipped)))
+    table.add_row("rejected", str(len(result.rejected)))
+    console.print(table)
+    if not result.rejected:
+        return
+    rejected = Table(title="rejected lines", title_justify="left")
+    for column in ("line", "user", "reason"):
+        rejected.add_column(column)
+    for item in sorted(result.rejected, key=lambda r: r.line)[:shown]:
+        rejected.add_row(str(item.line), Text(item.user), Text(item.reason))
+    console.print(rejected)
+    if len(result.rejected) > shown:
+        console.print(f"... and {len(result.rejected) - shown} more rejected lines")
+
+
+@user_app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="Accounts file (Wowza publish.password or CSV).")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    file_format: Annotated[
+        ImportFormat,
+        typer.Option(
+            "--format", help="plain: 'username password' lines; csv: username,password[,domain]."
+        ),
+    ] = ImportFormat.AUTO,
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-existing/--update-existing",
+            help="Leave existing accounts alone, or set their password from the file.",
+        ),
+    ] = True,
+) -> None:
+    """Create accounts in bulk; exits 1 when some lines were rejected (they are listed)."""
+    cfg = load_or_exit(config)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read {file}: {exc}", 2) from None
+    fmt = detect_format(file, text) if file_format is ImportFormat.AUTO else file_format
+    lines, rejected = parse_import(text, fmt, cfg.server.domain)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+    )
+    workers = max(1, min(os.cpu_count() or 1, math.ceil(len(lines) / 8)))
+
+    async def run(db: Database, pool: Executor) -> ImportResult:
+        with progress:
+            return await import_accounts(
+                db,
+                lines,
+                pool,
+                iterations=cfg.auth.scram_iterations,
+                update_existing=not skip_existing,
+                workers=workers,
+                progress=progress,
+            )
+
+    # The pool first: its workers must be forked before the database threads exist.
+    with start_derivation_pool(workers) as pool:
+        try:
+            result = asyncio.run(_with_db(cfg, lambda db: run(db, pool)))
+        finally:
+            pool.shutdown(cancel_futures=True)
+    result.rejected = rejected
+    if result.created or result.updated:
+        bump_credentials_stamp(cfg.data_dir)
+    _summary(result)
+    if rejected:
+        raise typer.Exit(1)

@@ -1,0 +1,46 @@
+"""The open database: one engine, migrated to the newest schema, and its repositories.
+
+`Database.open(url)` is the only way in: it creates the engine (and the
+folder of a SQLite file), upgrades the schema, and builds the repositories.
+Callers use the repositories; nothing outside `storage/` sees the engine
+except tests.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatgate.storage.engine import create_engine
+from chatgate.storage.migrate import upgrade
+from chatgate.storage.repositories import (
+    AccountRepository,
+    OfflineRepository,
+    RosterRepository,
+    VCardRepository,
+)
+
+
+class Database:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.accounts = AccountRepository(engine)
+        self.roster = RosterRepository(engine)
+        self.offline = OfflineRepository(engine)
+        self.vcards = VCardRepository(engine)
+
+    @classmethod
+    async def open(cls, url: str) -> Database:
+        """Connect to `url` and upgrade its schema to the newest migration.
+
+        Raises SQLAlchemy's errors when the database cannot be reached or migrated.
+        """
+        engine = create_engine(url)
+        try:
+            await upgrade(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,153 @@
+"""SQLAlchemy declarative models: the tables, and nothing else.
+
+The schema is owned by the Alembic migrations in `migrations/versions`; these
+models must describe exactly what the migrations create (a unit test compares
+them).  No ORM object leaves `storage/`: repositories return `records`.
+
+Every per-account table references `accounts.id` with ON DELETE CASCADE, so
+deleting an account removes its credentials, roster, pending requests, offline
+messages and vCard in the same statement.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+#: Deterministic constraint names, so later migrations (SQLite batch mode) can name them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend (SQLite keeps no offset: it stores naive UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to storage; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _account_fk() -> ForeignKey:
+    return ForeignKey("accounts.id", ondelete="CASCADE")
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("username", "domain"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(1023))  # PRECIS-enforced localpart
+    domain: Mapped[str] = mapped_column(String(1023))
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ScramCredential(Base):
+    """One hash's SCRAM keys (RFC 5802 §3) for an account; never a password."""
+
+    __tablename__ = "scram_credentials"
+    __table_args__ = (UniqueConstraint("account_id", "hash_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(_account_fk())
+    hash_name: Mapped[str] = mapped_column(String(16))  # hashlib name: sha1, sha256, sha512
+    salt: Mapped[bytes] = mapped_column(LargeBinary)
+    iterations: Mapped[int] = mapped_column(Integer)
+    stored_key: Mapped[bytes] = mapped_column(LargeBinary)
+    server_key: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RosterEntry(Base):
+    """One contact in an account's roster (RFC 6121 §2.1.2)."""
+
+    __tablename__ = "roster_items"
+    __table_args__ = (UniqueConstraint("account_id", "contact_jid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(_account_fk())
+    contact_jid: Mapped[str] = mapped_column(String(3071))
+    name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    subscription: Mapped[str] = mapped_column(String(8))  # Subscription value
+    ask: Mapped[bool] = mapped_column(Boolean)
+    approved: Mapped[bool] = mapped_column(Boolean)
+    groups: Mapped[str] = mapped_column(Text)  # JSON array of group names
+
+
+class SubscriptionRequest(Base):
+    """A pending inbound subscription request ("pending in", RFC 6121 §3.1.3)."""
+
+    __tablename__ = "subscription_requests"
+    __table_args__ = (UniqueConstraint("account_id", "contact_jid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(_account_fk())
+    contact_jid: Mapped[str] = mapped_column(String(3071))
+    status: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RosterVersion(Base):
+    """The account's roster version (RFC 6121 §2.6), bumped by every roster change."""
+
+    __tablename__ = "roster_versions"
+
+    account_id: Mapped[int] = mapped_column(_account_fk(), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class OfflineStanza(Base):
+    """A message stored for an account with no available resource (XEP-0160)."""
+
+    __tablename__ = "offline_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(_account_fk(), index=True)
+    stanza: Mapped[str] = mapped_column(Text)
+    stamp: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class VCardDocument(Base):
+    """The account's vcard-temp document (XEP-0054), serialized."""
+
+    __tablename__ = "vcards"
+
+    account_id: Mapped[int] = mapped_column(_account_fk(), primary_key=True)
+    xml: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,274 @@
+"""Accounts and their SCRAM credentials: the aggregate the credential providers read.
+
+Passwords never reach this module: callers hand in `ScramKeys` derived with
+`chatgate.auth.credentials`.  Usernames are already PRECIS-enforced.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Mapping, Sequence
+
+from sqlalchemy import delete, func, insert, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from chatgate.auth.credentials import ScramKeys
+from chatgate.storage.engine import writer
+from chatgate.storage.errors import AccountExists, AccountNotFound
+from chatgate.storage.models import Account, RosterVersion, ScramCredential, utcnow
+from chatgate.storage.records import AccountSummary
+from chatgate.storage.repositories.owner import find_account_id
+
+#: one account to create or update in bulk: (username, domain, {hash_name: keys})
+AccountRow = tuple[str, str, Mapping[str, ScramKeys]]
+
+#: accounts per transaction in the bulk paths, and names per IN (...) lookup
+BATCH_SIZE = 500
+
+
+def _jid(username: str, domain: str) -> str:
+    return f"{username}@{domain}"
+
+
+def _credential_rows(account_id: int, credentials: Mapping[str, ScramKeys]) -> list[dict]:
+    rows = []
+    for hash_name, keys in credentials.items():
+        if hash_name != keys.hash_name:
+            raise ValueError(f"credentials key {hash_name!r} holds {keys.hash_name} keys")
+        rows.append(
+            {
+                "account_id": account_id,
+                "hash_name": keys.hash_name,
+                "salt": keys.salt,
+                "iterations": keys.iterations,
+                "stored_key": keys.stored_key,
+                "server_key": keys.server_key,
+            }
+        )
+    return rows
+
+
+def _keys(row: ScramCredential | Sequence) -> ScramKeys:
+    hash_name, salt, iterations, stored_key, server_key = row
+    return ScramKeys(hash_name, bytes(salt), iterations, bytes(stored_key), bytes(server_key))
+
+
+_KEY_COLUMNS = (
+    ScramCredential.hash_name,
+    ScramCredential.salt,
+    ScramCredential.iterations,
+    ScramCredential.stored_key,
+    ScramCredential.server_key,
+)
+
+
+def _batches(rows: Sequence, size: int = BATCH_SIZE) -> Iterable[Sequence]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+class AccountRepository:
+    """Accounts and SCRAM credentials.  Every method is one transaction (bulk: one per batch)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._writer = writer(engine)
+
+    # ------------------------------------------------------------------ writes
+
+    async def create(
+        self, username: str, domain: str, credentials: Mapping[str, ScramKeys]
+    ) -> None:
+        """Create username@domain with its SCRAM keys.  Raises AccountExists."""
+        try:
+            async with self._writer.begin() as conn:
+                await self._insert(conn, username, domain, credentials)
+        except IntegrityError:
+            raise AccountExists(username, domain) from None
+
+    async def set_credentials(
+        self, username: str, domain: str, credentials: Mapping[str, ScramKeys]
+    ) -> None:
+        """Replace every stored SCRAM key of the account (a password change).
+
+        Hashes absent from `credentials` are removed, so no key of the old
+        password survives.  Raises AccountNotFound.
+        """
+        async with self._writer.begin() as conn:
+            account_id = await find_account_id(conn, (username, domain), lock=True)
+            if account_id is None:
+                raise AccountNotFound(username, domain)
+            await self._replace_keys(conn, account_id, credentials)
+
+    async def delete(self, username: str, domain: str) -> bool:
+        """Delete the account and, by cascade, everything it owns.  False when absent."""
+        async with self._writer.begin() as conn:
+            result = await conn.execute(
+                delete(Account).where(Account.username == username, Account.domain == domain)
+            )
+            return result.rowcount > 0
+
+    async def create_many(
+        self, rows: Iterable[AccountRow]
+    ) -> tuple[builtins.list[str], builtins.list[str]]:
+        """Create many accounts, BATCH_SIZE per transaction; existing ones are left alone.
+
+        Returns (created, skipped_existing) as bare JIDs ``username@domain``,
+        in input order.  A username repeated in `rows` is created once and
+        reported as skipped after that.
+        """
+        created: list[str] = []
+        skipped: list[str] = []
+        pending = list(rows)
+        for batch in _batches(pending):
+            async with self._writer.begin() as conn:
+                existing = await self._existing(conn, [(u, d) for u, d, _ in batch])
+                fresh: list[AccountRow] = []
+                for username, domain, credentials in batch:
+                    if (username, domain) in existing:
+                        skipped.append(_jid(username, domain))
+                    else:
+                        existing.add((username, domain))
+                        fresh.append((username, domain, credentials))
+                if fresh:
+                    await self._insert_many(conn, fresh)
+                created.extend(_jid(u, d) for u, d, _ in fresh)
+        return created, skipped
+
+    async def set_credentials_many(
+        self, rows: Iterable[AccountRow]
+    ) -> tuple[builtins.list[str], builtins.list[str]]:
+        """Replace the keys of many accounts, BATCH_SIZE per transaction.
+
+        Returns (updated, missing) as bare JIDs; missing accounts are not created.
+        """
+        updated: list[str] = []
+        missing: list[str] = []
+        for batch in _batches(list(rows)):
+            async with self._writer.begin() as conn:
+                ids = await self._ids(conn, [(u, d) for u, d, _ in batch], lock=True)
+                for username, domain, credentials in batch:
+                    account_id = ids.get((username, domain))
+                    if account_id is None:
+                        missing.append(_jid(username, domain))
+                        continue
+                    await self._replace_keys(conn, account_id, credentials)
+                    updated.append(_jid(username, domain))
+        return updated, missing
+
+    # ------------------------------------------------------------------- reads
+
+    async def scram_keys(self, username: str, domain: str, hash_name: str) -> ScramKeys | None:
+        """The account's SCRAM keys for one hash, or None (unknown user or hash)."""
+        query = (
+            select(*_KEY_COLUMNS)
+            .join(Account, Account.id == ScramCredential.account_id)
+            .where(
+                Account.username == username,
+                Account.domain == domain,
+                ScramCredential.hash_name == hash_name,
+            )
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).one_or_none()
+        return None if row is None else _keys(row)
+
+    async def all_scram_keys(self, username: str, domain: str) -> dict[str, ScramKeys]:
+        """Every stored hash's SCRAM keys, keyed by hashlib name; empty for an unknown user."""
+        query = (
+            select(*_KEY_COLUMNS)
+            .join(Account, Account.id == ScramCredential.account_id)
+            .where(Account.username == username, Account.domain == domain)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {row[0]: _keys(row) for row in rows}
+
+    async def exists(self, username: str, domain: str) -> bool:
+        async with self._engine.connect() as conn:
+            return await find_account_id(conn, (username, domain)) is not None
+
+    async def existing(self, accounts: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (username, domain) pairs have an account (for bulk imports)."""
+        found: set[tuple[str, str]] = set()
+        async with self._engine.connect() as conn:
+            for batch in _batches(list(accounts)):
+                found |= await self._existing(conn, batch)
+        return found
+
+    async def list(self, domain: str | None = None) -> builtins.list[AccountSummary]:
+        """Accounts ordered by domain then username, optionally of one domain."""
+        query = select(Account.username, Account.domain, Account.created).order_by(
+            Account.domain, Account.username
+        )
+        if domain is not None:
+            query = query.where(Account.domain == domain)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [AccountSummary(username, dom, created) for username, dom, created in rows]
+
+    async def count(self, domain: str | None = None) -> int:
+        query = select(func.count()).select_from(Account)
+        if domain is not None:
+            query = query.where(Account.domain == domain)
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one()
+
+    # ---------------------------------------------------------------- internals
+
+    @staticmethod
+    async def _insert(
+        conn: AsyncConnection, username: str, domain: str, credentials: Mapping[str, ScramKeys]
+    ) -> None:
+        result = await conn.execute(
+            insert(Account).values(username=username, domain=domain, created=utcnow())
+        )
+        account_id = result.inserted_primary_key[0]
+        if credentials:
+            await conn.execute(insert(ScramCredential), _credential_rows(account_id, credentials))
+        await conn.execute(insert(RosterVersion).values(account_id=account_id, version=0))
+
+    @staticmethod
+    async def _insert_many(conn: AsyncConnection, rows: Sequence[AccountRow]) -> None:
+        now = utcnow()
+        result = await conn.execute(
+            insert(Account).returning(Account.id, Account.username, Account.domain),
+            [{"username": u, "domain": d, "created": now} for u, d, _ in rows],
+        )
+        ids = {(u, d): account_id for account_id, u, d in result.all()}
+        credential_rows: list[dict] = []
+        for username, domain, credentials in rows:
+            credential_rows += _credential_rows(ids[(username, domain)], credentials)
+        if credential_rows:
+            await conn.execute(insert(ScramCredential), credential_rows)
+        await conn.execute(
+            insert(RosterVersion), [{"account_id": i, "version": 0} for i in ids.values()]
+        )
+
+    @staticmethod
+    async def _replace_keys(
+        conn: AsyncConnection, account_id: int, credentials: Mapping[str, ScramKeys]
+    ) -> None:
+        await conn.execute(delete(ScramCredential).where(ScramCredential.account_id == account_id))
+        if credentials:
+            await conn.execute(insert(ScramCredential), _credential_rows(account_id, credentials))
+
+    @staticmethod
+    async def _ids(
+        conn: AsyncConnection, accounts: Sequence[tuple[str, str]], *, lock: bool = False
+    ) -> dict[tuple[str, str], int]:
+        if not accounts:
+            return {}
+        query = select(Account.id, Account.username, Account.domain).where(
+            tuple_(Account.username, Account.domain).in_(accounts)
+        )
+        if lock:
+            query = query.with_for_update()
+        return {(u, d): account_id for account_id, u, d in (await conn.execute(query)).all()}
+
+    @classmethod
+    async def _existing(
+        cls, conn: AsyncConnection, accounts: Sequence[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        return set(await cls._ids(conn, accounts))

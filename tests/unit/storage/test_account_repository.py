@@ -1,0 +1,149 @@
+"""AccountRepository: accounts, SCRAM keys, bulk creation and the cascade on delete."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from chatgate.auth.credentials import ScramKeys, derive_all, verify_password
+from chatgate.storage.database import Database
+from chatgate.storage.errors import AccountExists, AccountNotFound
+from chatgate.storage.records import RosterItem
+
+from .conftest import ALICE, BOB
+
+PER_ACCOUNT_TABLES = (
+    "scram_credentials",
+    "roster_items",
+    "subscription_requests",
+    "roster_versions",
+    "offline_messages",
+    "vcards",
+)
+
+
+async def test_create_stores_every_hash(db: Database, keys: dict[str, ScramKeys]) -> None:
+    await db.accounts.create(*ALICE, keys)
+    assert await db.accounts.exists(*ALICE)
+    assert await db.accounts.all_scram_keys(*ALICE) == keys
+    assert await db.accounts.scram_keys(*ALICE, "sha256") == keys["sha256"]
+
+
+async def test_create_twice_raises_account_exists(db: Database, alice: tuple[str, str]) -> None:
+    with pytest.raises(AccountExists):
+        await db.accounts.create(*alice, derive_all("other"))
+    assert await db.accounts.count() == 1
+
+
+async def test_same_username_on_two_domains_are_two_accounts(
+    db: Database, alice: tuple[str, str]
+) -> None:
+    await db.accounts.create("alice", "example.org", {})
+    assert await db.accounts.count() == 2
+    assert await db.accounts.count("example.org") == 1
+
+
+async def test_unknown_user_has_no_keys(db: Database) -> None:
+    assert await db.accounts.scram_keys(*BOB, "sha256") is None
+    assert await db.accounts.all_scram_keys(*BOB) == {}
+    assert not await db.accounts.exists(*BOB)
+
+
+async def test_set_credentials_replaces_every_hash(db: Database, alice: tuple[str, str]) -> None:
+    new = derive_all("new password", hashes=("sha256",))
+    await db.accounts.set_credentials(*alice, new)
+    stored = await db.accounts.all_scram_keys(*alice)
+    assert set(stored) == {"sha256"}  # no key of the old password survives
+    assert verify_password("new password", stored["sha256"])
+    assert not verify_password("correct horse", stored["sha256"])
+
+
+async def test_set_credentials_of_unknown_user_raises(db: Database) -> None:
+    with pytest.raises(AccountNotFound):
+        await db.accounts.set_credentials(*BOB, derive_all("x"))
+
+
+async def test_credentials_keyed_under_the_wrong_hash_are_refused(db: Database) -> None:
+    keys = derive_all("x", hashes=("sha1",))
+    with pytest.raises(ValueError):
+        await db.accounts.create(*BOB, {"sha256": keys["sha1"]})
+    assert not await db.accounts.exists(*BOB)
+
+
+async def test_list_orders_by_domain_then_username(db: Database) -> None:
+    before = datetime.now(UTC)
+    for username, domain in [("zed", "a.example"), ("bob", "b.example"), ("amy", "a.example")]:
+        await db.accounts.create(username, domain, {})
+    listed = await db.accounts.list()
+    assert [(a.username, a.domain) for a in listed] == [
+        ("amy", "a.example"),
+        ("zed", "a.example"),
+        ("bob", "b.example"),
+    ]
+    assert all(a.created.tzinfo is UTC and a.created >= before for a in listed)
+    assert [a.username for a in await db.accounts.list("b.example")] == ["bob"]
+
+
+async def test_delete_cascades_to_everything_the_account_owns(
+    db: Database, alice: tuple[str, str], db_url: str
+) -> None:
+    await db.accounts.create(*BOB, derive_all("bob"))
+    for owner in (alice, BOB):
+        await db.roster.put(owner, RosterItem("carol@example.org"))
+        await db.roster.add_pending_in(owner, "dave@example.org", "hi")
+        await db.offline.store(owner, "<message/>", datetime.now(UTC), 10)
+        await db.vcards.put(owner, "<vCard xmlns='vcard-temp'/>")
+
+    assert await db.accounts.delete(*alice)
+
+    path = Path(db_url.partition(":///")[2])
+    with sqlite3.connect(path) as conn:
+        alice_id = conn.execute(
+            "SELECT count(*) FROM accounts WHERE username = 'alice'"
+        ).fetchone()[0]
+        assert alice_id == 0
+        for table in PER_ACCOUNT_TABLES:
+            # bob's rows remain; alice's are gone
+            (rows,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            expected = 3 if table == "scram_credentials" else 1
+            assert rows == expected, table
+    assert await db.roster.items(alice) == []
+    assert await db.offline.count(alice) == 0
+    assert await db.vcards.get(alice) is None
+
+
+async def test_delete_unknown_user_returns_false(db: Database) -> None:
+    assert not await db.accounts.delete(*BOB)
+
+
+async def test_create_many_skips_existing_and_repeated(
+    db: Database, alice: tuple[str, str], keys: dict[str, ScramKeys]
+) -> None:
+    rows = [(f"user{i}", "localhost", keys) for i in range(1200)]
+    rows.insert(3, ("alice", "localhost", keys))
+    rows.append(("user7", "localhost", keys))
+    created, skipped = await db.accounts.create_many(rows)
+    assert len(created) == 1200
+    assert created[:2] == ["user0@localhost", "user1@localhost"]
+    assert skipped == ["alice@localhost", "user7@localhost"]
+    assert await db.accounts.count() == 1201
+    assert await db.accounts.all_scram_keys("user1199", "localhost") == keys
+    assert await db.roster.version(("user1199", "localhost")) == 0
+
+
+async def test_set_credentials_many_reports_missing(db: Database, alice: tuple[str, str]) -> None:
+    new = derive_all("fresh")
+    updated, missing = await db.accounts.set_credentials_many(
+        [("alice", "localhost", new), ("nobody", "localhost", new)]
+    )
+    assert (updated, missing) == (["alice@localhost"], ["nobody@localhost"])
+    assert await db.accounts.all_scram_keys(*alice) == new
+    assert not await db.accounts.exists("nobody", "localhost")
+
+
+async def test_existing_answers_for_many_pairs(db: Database, alice: tuple[str, str]) -> None:
+    pairs = [alice, BOB, ("alice", "elsewhere")]
+    assert await db.accounts.existing(pairs) == {alice}

@@ -1,0 +1,132 @@
+"""InternalProvider: cached SCRAM keys, invalidation in-process and across processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chatgate.auth.credentials import ScramKeys, derive_all
+from chatgate.auth.internal import InternalProvider, bump_credentials_stamp
+from chatgate.auth.provider import Capability
+from chatgate.storage.database import Database
+from chatgate.storage.repositories.accounts import AccountRepository
+
+from .conftest import BOB
+
+
+class CountingAccounts:
+    """Wraps the real repository and counts key lookups (the database round trips)."""
+
+    def __init__(self, inner: AccountRepository) -> None:
+        self.inner = inner
+        self.reads = 0
+
+    async def all_scram_keys(self, username: str, domain: str) -> dict[str, ScramKeys]:
+        self.reads += 1
+        return await self.inner.all_scram_keys(username, domain)
+
+    async def exists(self, username: str, domain: str) -> bool:
+        return await self.inner.exists(username, domain)
+
+
+def _provider(
+    db: Database, data_dir: Path | None, size: int = 10
+) -> tuple[InternalProvider, CountingAccounts]:
+    counting = CountingAccounts(db.accounts)
+    provider = InternalProvider(counting, cache_size=size, data_dir=data_dir)  # type: ignore[arg-type]
+    return provider, counting
+
+
+def test_offers_password_and_every_scram_hash() -> None:
+    assert InternalProvider.offers == {
+        Capability.VERIFY_PASSWORD,
+        Capability.SCRAM_SHA_1_KEYS,
+        Capability.SCRAM_SHA_256_KEYS,
+        Capability.SCRAM_SHA_512_KEYS,
+    }
+
+
+async def test_second_lookup_needs_no_database_read(
+    db: Database, alice: tuple[str, str], keys: dict[str, ScramKeys], tmp_path: Path
+) -> None:
+    provider, counting = _provider(db, tmp_path)
+    assert await provider.scram_keys(*alice, "sha1") == keys["sha1"]
+    assert await provider.scram_keys(*alice, "sha512") == keys["sha512"]
+    assert await provider.verify_password(*alice, "correct horse")
+    assert counting.reads == 1
+
+
+async def test_verify_password_rejects_wrong_password(
+    db: Database, alice: tuple[str, str], tmp_path: Path
+) -> None:
+    provider, _ = _provider(db, tmp_path)
+    assert not await provider.verify_password(*alice, "wrong horse")
+    assert not await provider.verify_password(*BOB, "correct horse")
+
+
+async def test_unknown_user_is_not_cached(db: Database, tmp_path: Path) -> None:
+    provider, counting = _provider(db, tmp_path)
+    assert await provider.scram_keys(*BOB, "sha256") is None
+    assert not await provider.user_exists(*BOB)
+    await db.accounts.create(*BOB, derive_all("bob"))  # e.g. by the CLI, no bump needed
+    assert await provider.scram_keys(*BOB, "sha256") is not None
+    assert await provider.user_exists(*BOB)
+    assert counting.reads == 2
+
+
+async def test_stamp_bump_from_another_process_drops_the_cache(
+    db: Database, alice: tuple[str, str], tmp_path: Path
+) -> None:
+    provider, counting = _provider(db, tmp_path)
+    assert await provider.verify_password(*alice, "correct horse")
+    await db.accounts.set_credentials(*alice, derive_all("new password"))
+    assert await provider.verify_password(*alice, "correct horse")  # cached, as designed
+    bump_credentials_stamp(tmp_path)
+    assert not await provider.verify_password(*alice, "correct horse")
+    assert await provider.verify_password(*alice, "new password")
+    bump_credentials_stamp(tmp_path)  # twice within one mtime tick still differs
+    await db.accounts.delete(*alice)
+    bump_credentials_stamp(tmp_path)
+    assert await provider.scram_keys(*alice, "sha256") is None
+    assert not await provider.user_exists(*alice)
+    assert counting.reads == 3
+
+
+async def test_invalidate_forgets_one_account(
+    db: Database, alice: tuple[str, str], tmp_path: Path
+) -> None:
+    provider, _ = _provider(db, tmp_path)
+    await provider.scram_keys(*alice, "sha256")
+    new = derive_all("changed")
+    await db.accounts.set_credentials(*alice, new)
+    provider.invalidate(*alice)
+    assert await provider.scram_keys(*alice, "sha256") == new["sha256"]
+
+
+async def test_cache_is_bounded_least_recently_used_first(db: Database, tmp_path: Path) -> None:
+    provider, counting = _provider(db, tmp_path, size=2)
+    for name in ("a", "b", "c"):
+        await db.accounts.create(name, "localhost", derive_all(name, hashes=("sha256",)))
+    await provider.scram_keys("a", "localhost", "sha256")
+    await provider.scram_keys("b", "localhost", "sha256")
+    await provider.scram_keys("a", "localhost", "sha256")  # a is now the most recent
+    await provider.scram_keys("c", "localhost", "sha256")  # evicts b
+    assert provider.cached == 2
+    reads = counting.reads
+    await provider.scram_keys("a", "localhost", "sha256")
+    assert counting.reads == reads
+    await provider.scram_keys("b", "localhost", "sha256")
+    assert counting.reads == reads + 1
+
+
+async def test_cache_size_zero_always_reads(db: Database, alice: tuple[str, str]) -> None:
+    provider, counting = _provider(db, None, size=0)
+    await provider.scram_keys(*alice, "sha256")
+    await provider.scram_keys(*alice, "sha256")
+    assert counting.reads == 2 and provider.cached == 0
+
+
+async def test_password_verified_with_any_stored_hash(db: Database, tmp_path: Path) -> None:
+    await db.accounts.create(*BOB, derive_all("only sha1", hashes=("sha1",)))
+    provider, _ = _provider(db, tmp_path)
+    assert await provider.verify_password(*BOB, "only sha1")
+    assert not await provider.verify_password(*BOB, "not it")

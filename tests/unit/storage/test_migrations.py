@@ -1,0 +1,86 @@
+"""Alembic migrations: run from code, idempotent, and matching the models exactly."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, text
+
+from chatgate.storage.database import Database
+from chatgate.storage.engine import create_engine
+from chatgate.storage.migrate import current_revision, head_revision, migrate
+from chatgate.storage.models import Base
+
+TABLES = {
+    "accounts",
+    "scram_credentials",
+    "roster_items",
+    "subscription_requests",
+    "roster_versions",
+    "offline_messages",
+    "vcards",
+}
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {name for (name,) in rows}
+
+
+async def test_migrate_creates_every_table_and_folder(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "folder" / "chatgate.db"
+    await migrate(f"sqlite+aiosqlite:///{path}")
+    assert _tables(path) == TABLES | {"alembic_version"}
+
+
+async def test_migrate_twice_is_a_no_op(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chatgate.db'}"
+    await migrate(url)
+    db = await Database.open(url)
+    await db.accounts.create("alice", "localhost", {})
+    await db.close()
+    await migrate(url)
+    db = await Database.open(url)
+    try:
+        assert await db.accounts.exists("alice", "localhost")
+        assert await current_revision(db.engine) == head_revision()
+    finally:
+        await db.close()
+
+
+async def test_models_match_the_migrations(db: Database) -> None:
+    def diff(sync_conn: Connection) -> list:
+        context = MigrationContext.configure(sync_conn, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+    async with db.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+async def test_sqlite_connections_enforce_foreign_keys_and_use_wal(db: Database) -> None:
+    async with db.engine.connect() as conn:
+        assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1
+        assert (await conn.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
+        # synchronous: 1 is NORMAL
+        assert (await conn.execute(text("PRAGMA synchronous"))).scalar_one() == 1
+
+
+async def test_memory_database_is_shared_by_all_repositories() -> None:
+    db = await Database.open("sqlite+aiosqlite:///:memory:")
+    try:
+        await db.accounts.create("alice", "localhost", {})
+        assert await db.roster.version(("alice", "localhost")) == 0
+        assert await db.accounts.count() == 1
+    finally:
+        await db.close()
+
+
+async def test_engine_for_file_url_creates_parent_folder(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "c.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await engine.dispose()
+    assert path.parent.is_dir()
