@@ -66,6 +66,9 @@ class CredentialAnswer:
     scram_keys: ScramKeys | None = None
     verified: bool = False
     user_exists: bool = False
+    #: the provider could not answer (it raised); the mechanism fails with
+    #: temporary-auth-failure (RFC 6120 §6.5.11) instead of treating it as "no"
+    temporary_failure: bool = False
 
 
 Step = Challenge | Success | Failure | NeedCredentials

@@ -1,0 +1,117 @@
+"""The `chatgate` command: serve, check, init, version, and user management."""
+
+from __future__ import annotations
+
+import logging
+import platform
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chatgate import __version__
+from chatgate.cli.common import DEFAULT_CONFIG, ConfigOption, err_console, load_or_exit
+from chatgate.cli.user import user_app
+from chatgate.config import DEFAULT_CONFIG_TEXT, Config, TlsMode
+from chatgate.xmpp.errors import ConfigError
+
+app = typer.Typer(
+    name="chatgate",
+    help="chatgate: an XMPP server whose strength is authentication.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(user_app, name="user", help="Manage accounts in the internal store.")
+console = Console()
+
+
+@app.command()
+def init(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Write a default configuration file if none exists (loopback only, domain localhost)."""
+    if config.exists():
+        console.print(f"using existing {config}")
+        return
+    config.write_text(DEFAULT_CONFIG_TEXT, encoding="utf-8")
+    console.print(f"wrote {config} (domain localhost, loopback listeners)")
+
+
+@app.command()
+def serve(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Run the server in the foreground until SIGTERM or Ctrl-C."""
+    cfg = load_or_exit(config)
+    logging.basicConfig(
+        level=cfg.server.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    from chatgate.server import run
+
+    try:
+        run(cfg)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err_console.print(f"[red]error:[/red] cannot start: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def check(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Validate the configuration and print what would run, and where."""
+    cfg = load_or_exit(config)
+    try:
+        _check(cfg)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _check(cfg: Config) -> None:
+    from chatgate.sasl.registry import builtin_mechanisms
+    from chatgate.sasl.selection import validate_mechanism_names
+    from chatgate.tls import certificate_paths
+
+    mechanisms = builtin_mechanisms()
+    console.print(f"[bold]domain[/bold]    {cfg.server.domain}")
+    console.print(f"[bold]data dir[/bold]  {cfg.data_dir.resolve()}")
+    console.print(f"[bold]storage[/bold]   {cfg.storage_url}")
+    cert, key = certificate_paths(cfg)
+    origin = "configured" if cfg.tls.certificate else "self-signed, generated at first start"
+    if cert.exists():
+        from chatgate.tls import describe_certificate
+
+        origin += f": {describe_certificate(cert)}"
+    console.print(f"[bold]tls[/bold]       {cert} ({origin})")
+    table = Table(title="listeners", title_justify="left")
+    for column in ("kind", "address", "tls", "sasl mechanisms (in order)"):
+        table.add_column(column)
+    for listener in cfg.listeners:
+        names = listener.mechanisms or cfg.auth.mechanisms
+        validate_mechanism_names(names, mechanisms)
+        tls = listener.tls.value
+        if listener.tls is TlsMode.STARTTLS:
+            tls += " (required)" if listener.require_tls else " (optional)"
+        table.add_row(listener.type, f"{listener.host}:{listener.port}", tls, ", ".join(names))
+    console.print(table)
+    plain = "allowed" if cfg.auth.allow_plain_without_tls else "refused"
+    console.print(f"plaintext mechanisms before TLS: {plain}")
+    console.print(
+        f"limits: stanza {cfg.limits.max_stanza_size} bytes, auth timeout {cfg.auth.auth_timeout:g} s,"
+        f" offline {cfg.limits.max_offline_messages} messages per account"
+    )
+    console.print("[green]configuration OK[/green]")
+
+
+@app.command()
+def version() -> None:
+    """Print the chatgate version."""
+    console.print(f"chatgate {__version__} (Python {platform.python_version()})")
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["Path", "app", "main"]

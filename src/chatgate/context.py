@@ -1,0 +1,216 @@
+"""The server context: what modules and connections share (config, storage, router, hooks).
+
+It also applies module registrations (IQ handlers, disco features, stream
+features, hook subscriptions) and removes them when a module stops, so module
+code never writes its own teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Iterable
+from typing import TYPE_CHECKING
+
+from precis_i18n import get_profile
+
+from chatgate.hooks import Hooks
+from chatgate.jid import JID
+from chatgate.modules.base import (
+    DiscoFeature,
+    IqHandler,
+    Module,
+    ModuleRecord,
+    OnEvent,
+    Registration,
+    StreamFeature,
+)
+from chatgate.xml.element import Element
+from chatgate.xmpp import negotiation as neg
+from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition
+from chatgate.xmpp.events import SessionBound, SessionClosed
+from chatgate.xmpp.router import Router
+from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.stanza import error_reply, payload_of
+
+if TYPE_CHECKING:
+    from chatgate.auth.provider import CredentialProvider
+    from chatgate.config import Config
+    from chatgate.sasl.base import ConnectionFacts
+    from chatgate.storage.database import Database
+    from chatgate.xmpp.c2s import C2SConnection
+
+log = logging.getLogger(__name__)
+_resourceprep = get_profile("OpaqueString")
+
+
+class ServerContext:
+    def __init__(self, config: Config, db: Database, provider: CredentialProvider) -> None:
+        self.config = config
+        self.domain = config.server.domain
+        self.db = db
+        self.provider = provider
+        self.hooks = Hooks()
+        self.router = Router(self.domain, self.hooks, db.accounts.exists)
+        self.router.iq_dispatch = self.dispatch_iq
+        self.connections: set[C2SConnection] = set()
+        self.iq_handlers: dict[tuple[str, str], IqHandler] = {}
+        self.pre_auth_handlers: dict[tuple[str, str], IqHandler] = {}
+        self.disco_features: list[DiscoFeature] = []
+        self.stream_features: list[StreamFeature] = []
+        self.modules: dict[str, ModuleRecord] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ modules
+
+    def load(self, module: Module) -> None:
+        missing = [d for d in module.depends if d not in self.modules]
+        if missing:
+            raise ValueError(f"module {module.name} needs {', '.join(missing)} loaded first")
+        record = ModuleRecord(module)
+        for registration in module.setup(self):
+            self._apply(registration)
+            record.registrations.append(registration)
+        self.modules[module.name] = record
+
+    def unload(self, name: str) -> None:
+        record = self.modules.pop(name)
+        for registration in reversed(record.registrations):
+            self._remove(registration)
+
+    def _apply(self, reg: Registration) -> None:
+        if isinstance(reg, IqHandler):
+            self.iq_handlers[(reg.namespace, reg.type)] = reg
+        elif isinstance(reg, DiscoFeature):
+            self.disco_features.append(reg)
+        elif isinstance(reg, StreamFeature):
+            self.stream_features.append(reg)
+        elif isinstance(reg, OnEvent):
+            self.hooks.add(reg.event, reg.handler, reg.priority)
+
+    def _remove(self, reg: Registration) -> None:
+        if isinstance(reg, IqHandler):
+            self.iq_handlers.pop((reg.namespace, reg.type), None)
+        elif isinstance(reg, DiscoFeature):
+            self.disco_features.remove(reg)
+        elif isinstance(reg, StreamFeature):
+            self.stream_features.remove(reg)
+        elif isinstance(reg, OnEvent):
+            for sub in list(self.hooks._handlers.get(reg.event, ())):
+                if sub.handler is reg.handler:
+                    self.hooks.remove(sub)
+
+    # ------------------------------------------------------------ IQ dispatch
+
+    def dispatch_iq(
+        self, session: C2SSession, iq: Element, to: JID | None
+    ) -> Awaitable[None] | None:
+        """IQ get/set for the server or a local account (RFC 6120 §8.2.3, §10.3.3)."""
+        payload = payload_of(iq)
+        if payload is None:
+            session.send(self._iq_error(iq, session, StanzaErrorCondition.BAD_REQUEST))
+            return None
+        handler = self.iq_handlers.get((payload.ns, iq.attrs["type"]))
+        if handler is not None:
+            for_self = to is None or not to.local or (
+                to.local == session.username and to.domain == session.domain
+            )
+            allowed = handler.to_server if for_self else handler.to_account
+            if allowed or (for_self and to is not None and to.local and handler.to_account):
+                return self._run_iq(handler, session, iq)
+        # RFC 6120 §8.4: an IQ nobody understands gets service-unavailable.
+        session.send(self._iq_error(iq, session, StanzaErrorCondition.SERVICE_UNAVAILABLE))
+        return None
+
+    def _run_iq(self, handler: IqHandler, session: C2SSession, iq: Element) -> Awaitable[None] | None:
+        try:
+            result = handler.handler(session, iq)
+        except StanzaError as exc:
+            session.send(self._iq_error(iq, session, exc.condition, exc.text, exc.error_type))
+            return None
+        if result is None:
+            return None
+        return self._await_iq(result, session, iq)
+
+    async def _await_iq(self, pending: Awaitable[None], session: C2SSession, iq: Element) -> None:
+        try:
+            await pending
+        except StanzaError as exc:
+            session.send(self._iq_error(iq, session, exc.condition, exc.text, exc.error_type))
+
+    def _iq_error(
+        self,
+        iq: Element,
+        session: C2SSession,
+        condition: StanzaErrorCondition,
+        text: str = "",
+        error_type: str | None = None,
+    ) -> Element:
+        reply = error_reply(iq, condition, text, error_type=error_type)
+        reply.attrs["to"] = session.full
+        return reply
+
+    async def pre_auth_stanza(self, conn: C2SConnection, iq: Element) -> None:
+        """An IQ before authentication (XEP-0077 registration, XEP-0078 legacy auth)."""
+        payload = payload_of(iq)
+        handler = None
+        if payload is not None:
+            handler = self.pre_auth_handlers.get((payload.ns, iq.get("type") or ""))
+        if handler is None:
+            reply = error_reply(iq, StanzaErrorCondition.SERVICE_UNAVAILABLE)
+            conn.transport.write(_serialize(reply).encode())
+            return
+        await handler.handler(conn, iq)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def session_bound(self, session: C2SSession) -> None:
+        await self.hooks.notify(SessionBound(session))
+
+    async def session_closed(self, session: C2SSession) -> None:
+        await self.hooks.notify(SessionClosed(session))
+
+    def auth_failed(self, facts: ConnectionFacts, failure: neg.AuthFailed) -> None:
+        log.info(
+            "authentication failed: mechanism=%s condition=%s user=%s address=%s",
+            failure.mechanism,
+            failure.condition.value,
+            failure.username or "-",
+            facts.remote_address or "-",
+        )
+
+    def prepare_resource(self, text: str) -> str:
+        """RFC 7622 §3.4: the resourcepart is an OpaqueString; raises ValueError."""
+        prepared = _resourceprep.enforce(text)
+        if len(prepared.encode()) > 1023:
+            raise ValueError("resource longer than 1023 bytes")
+        return prepared
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Run a background coroutine the server waits for on shutdown."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    def features_after_auth(self) -> tuple[str, ...]:
+        return tuple(f.xml for f in self.stream_features)
+
+
+def _serialize(el: Element) -> str:
+    from chatgate.xml.serialize import serialize
+
+    return serialize(el)
+
+
+def iter_registrations(*regs: Registration | Iterable[Registration]) -> list[Registration]:
+    out: list[Registration] = []
+    for reg in regs:
+        if isinstance(reg, (IqHandler, DiscoFeature, StreamFeature, OnEvent)):
+            out.append(reg)
+        else:
+            out.extend(reg)
+    return out

@@ -1,0 +1,73 @@
+"""A typed event bus: events are dataclasses, handlers declare how their results combine.
+
+Run kinds (after ejabberd's run/run_fold and Prosody's fire_event, without strings):
+
+- ``notify``: every handler runs; one handler's exception is logged and the rest still run.
+- ``decide``: handlers run in priority order; the first non-None result wins (vetoes
+  are results such as ``Deny(...)``, never mutations of a shared object).
+
+Priority convention: higher runs first; 0 is the default; built-ins use multiples of 10
+so a third party can slot in between.  Handlers may be plain functions or coroutines;
+``notify``/``decide`` await coroutine results.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E")
+Handler = Callable[[Any], Any | Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    event: type
+    handler: Handler
+    priority: int
+
+
+class Hooks:
+    """Handlers per event class, kept sorted by priority (higher first)."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[type, list[Subscription]] = defaultdict(list)
+
+    def add(self, event: type, handler: Handler, priority: int = 0) -> Subscription:
+        sub = Subscription(event, handler, priority)
+        handlers = self._handlers[event]
+        handlers.append(sub)
+        handlers.sort(key=lambda s: -s.priority)
+        return sub
+
+    def remove(self, sub: Subscription) -> None:
+        handlers = self._handlers.get(sub.event)
+        if handlers and sub in handlers:
+            handlers.remove(sub)
+
+    def has(self, event: type) -> bool:
+        return bool(self._handlers.get(event))
+
+    async def notify(self, event: object) -> None:
+        for sub in tuple(self._handlers.get(type(event), ())):
+            try:
+                result = sub.handler(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("handler %r failed for %s", sub.handler, type(event).__name__)
+
+    async def decide(self, event: object) -> Any:
+        for sub in tuple(self._handlers.get(type(event), ())):
+            result = sub.handler(event)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None:
+                return result
+        return None

@@ -1,0 +1,81 @@
+"""The module contract: a small class whose `setup()` returns registrations.
+
+The `ModuleContext` applies each registration and records it, so stopping a
+module removes everything it added (no hand-written teardown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from chatgate.server_context import ServerContext
+    from chatgate.xml.element import Element
+    from chatgate.xmpp.session import C2SSession
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """A protocol a module implements, e.g. ``Spec("XEP-0199", "2.0.1")``."""
+
+    name: str
+    version: str = ""
+
+
+IqCallable = Callable[["C2SSession", "Element"], "Awaitable[None] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class IqHandler:
+    """Answers IQs of `type` whose payload is in `namespace`.
+
+    `to_account=True` also routes IQs addressed to a local account's bare JID
+    (e.g. vcard-temp or disco#info on a user) to this handler.
+    """
+
+    namespace: str
+    type: str  # "get" or "set"
+    handler: IqCallable
+    to_server: bool = True
+    to_account: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoFeature:
+    """A `var` listed in the server's disco#info (XEP-0030)."""
+
+    var: str
+    on_account: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFeature:
+    """A stream feature element (serialized) offered after authentication."""
+
+    xml: str
+
+
+@dataclass(frozen=True, slots=True)
+class OnEvent:
+    event: type
+    handler: Callable[[Any], Any]
+    priority: int = 0
+
+
+Registration = IqHandler | DiscoFeature | StreamFeature | OnEvent
+
+
+class Module(Protocol):
+    name: ClassVar[str]
+    depends: ClassVar[tuple[str, ...]]
+    implements: ClassVar[tuple[Spec, ...]]
+
+    def setup(self, ctx: ServerContext) -> Iterable[Registration]: ...
+
+
+@dataclass
+class ModuleRecord:
+    module: Module
+    registrations: list[Registration] = field(default_factory=list)

@@ -1,0 +1,312 @@
+"""Presence (RFC 6121 §4) and presence subscriptions (§3) between local accounts.
+
+Broadcast is the hot part: an available presence is serialized once and written
+to every available resource of every contact allowed to see it, using the
+roster kept in memory for online accounts.  Subscription stanzas are decided
+by the pure state machine in `modules/roster/subscription.py`; this module
+stores, delivers and pushes what its `Outcome` says, in the order it says.
+
+Until federation exists, presence for other domains is dropped (subscription
+stanzas) or bounced with `remote-server-not-found` (directed presence).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Iterable
+from typing import TYPE_CHECKING, ClassVar
+
+from chatgate.jid import JID
+from chatgate.modules.base import OnEvent, Registration, Spec
+from chatgate.modules.roster.module import RosterModule
+from chatgate.modules.roster.service import Owner, Roster, RosterService
+from chatgate.modules.roster.subscription import (
+    Outcome,
+    PairState,
+    Step,
+    SubscriptionStanza,
+    inbound,
+    outbound,
+)
+from chatgate.storage.records import RosterItem, Subscription
+from chatgate.xml.element import Element
+from chatgate.xml.serialize import escape_attr, serialize
+from chatgate.xmpp import ns
+from chatgate.xmpp.errors import StanzaErrorCondition
+from chatgate.xmpp.events import BecameAvailable, SessionClosed
+from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.stanza import error_reply
+
+if TYPE_CHECKING:
+    from chatgate.context import ServerContext
+
+log = logging.getLogger(__name__)
+
+_SUBSCRIPTION_TYPES = {t.value: t for t in SubscriptionStanza}
+
+
+def _write_to(sessions: Iterable[C2SSession], stanza_xml: str) -> None:
+    """Write one serialized <presence .../> to each session, addressed to it.
+
+    The stanza is serialized once; each copy only gets its own 'to' spliced in
+    after the element name (the stanza must not already carry a 'to').
+    """
+    tail = stanza_xml[len("<presence") :]
+    for session in sessions:
+        session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
+
+
+def _available(sessions: Iterable[C2SSession]) -> list[C2SSession]:
+    return [s for s in sessions if s.available]
+
+
+def _parse_priority(stanza: Element) -> int:
+    """RFC 6121 §4.7.2.3: an integer in -128..127; anything else counts as 0."""
+    el = stanza.find("priority", ns.CLIENT)
+    if el is None:
+        return 0
+    try:
+        value = int(el.text.strip())
+    except ValueError:
+        return 0
+    return value if -128 <= value <= 127 else 0
+
+
+class PresenceModule:
+    name: ClassVar[str] = "presence"
+    depends: ClassVar[tuple[str, ...]] = ("roster",)
+    implements: ClassVar[tuple[Spec, ...]] = (Spec("RFC 6121", "§3, §4"),)
+
+    def setup(self, ctx: ServerContext) -> Iterable[Registration]:
+        self.ctx = ctx
+        roster_module = ctx.modules["roster"].module
+        assert isinstance(roster_module, RosterModule) and roster_module.service is not None
+        self.roster_module = roster_module
+        self.rosters: RosterService = roster_module.service
+        self.router = ctx.router
+        ctx.router.presence_handler = self.handle
+        yield OnEvent(SessionClosed, self._session_closed, priority=100)
+        yield OnEvent(BecameAvailable, self._became_available, priority=10)
+
+    # ------------------------------------------------------------ from a local client
+
+    def handle(self, origin: C2SSession, stanza: Element, to: JID | None) -> Awaitable[None] | None:
+        ptype = stanza.attrs.get("type")
+        if to is None:
+            if ptype is None:
+                return self._available(origin, stanza)
+            if ptype == "unavailable":
+                return self._unavailable(origin, stanza)
+            return None  # §4.7.1: other types without 'to' mean nothing to the server
+        kind = _SUBSCRIPTION_TYPES.get(ptype or "")
+        if kind is not None:
+            return self._outbound_subscription(origin, str(to.bare), kind)
+        if ptype == "probe":
+            return None  # §4.3: probes are the server's business, not the client's
+        return self._directed(origin, stanza, to)
+
+    def _available(self, origin: C2SSession, stanza: Element) -> Awaitable[None] | None:
+        roster = self.rosters.cached((origin.username, origin.domain))
+        if roster is None:
+            return self._available_after_load(origin, stanza)
+        return self._broadcast_available(origin, stanza, roster)
+
+    async def _available_after_load(self, origin: C2SSession, stanza: Element) -> None:
+        roster = await self.rosters.load((origin.username, origin.domain))
+        pending = self._broadcast_available(origin, stanza, roster)
+        if pending is not None:
+            await pending
+
+    def _broadcast_available(
+        self, origin: C2SSession, stanza: Element, roster: Roster
+    ) -> Awaitable[None] | None:
+        """§4.2.2 initial presence and §4.4.2 subsequent presence: to subscribers and self."""
+        initial = not origin.available
+        origin.available = True
+        origin.priority = _parse_priority(stanza)
+        stanza.attrs.pop("to", None)
+        origin.presence = stanza
+        data = serialize(stanza)
+        for contact in roster.presence_subscribers:
+            _write_to(_available(self.router.resources_of(contact).values()), data)
+        _write_to(_available(self.router.resources_of(origin.bare).values()), data)
+        if not initial:
+            return None
+        # §4.2.2 / §4.3: probe the contacts whose presence the user sees; local
+        # contacts answer at once with the last presence of each available resource.
+        for contact in roster.presence_sources:
+            for peer in self.router.resources_of(contact).values():
+                if peer.available and peer.presence is not None:
+                    _write_to((origin,), serialize(peer.presence))
+        return self.ctx.hooks.notify(BecameAvailable(origin))
+
+    def _unavailable(self, origin: C2SSession, stanza: Element) -> None:
+        """§4.5.2: unavailable goes to subscribers, own resources and directed recipients."""
+        was_available = origin.available
+        origin.available = False
+        origin.presence = None
+        stanza.attrs.pop("to", None)
+        data = serialize(stanza)
+        recipients: list[C2SSession] = []
+        roster = self.rosters.cached((origin.username, origin.domain))
+        if was_available and roster is not None:
+            for contact in roster.presence_subscribers:
+                recipients.extend(_available(self.router.resources_of(contact).values()))
+        recipients.extend(
+            s for s in self.router.resources_of(origin.bare).values() if s.available and s is not origin
+        )
+        for full in origin.directed:
+            recipients.extend(self._sessions_for(full))
+        origin.directed.clear()
+        seen: set[int] = set()
+        _write_to([s for s in recipients if not (id(s) in seen or seen.add(id(s)))], data)
+
+    def _directed(self, origin: C2SSession, stanza: Element, to: JID) -> None:
+        """§4.6: presence addressed to one entity; remembered so unavailable follows."""
+        if to.domain != self.ctx.domain:
+            if stanza.attrs.get("type") != "error":
+                reply = error_reply(stanza, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND)
+                reply.attrs["to"] = origin.full
+                origin.send(reply)
+            return
+        ptype = stanza.attrs.get("type")
+        if ptype is None:
+            origin.directed.add(str(to))
+        elif ptype == "unavailable":
+            origin.directed.discard(str(to))
+        targets = self._sessions_for(str(to))
+        if to.resource:
+            if targets:
+                targets[0].write(serialize(stanza).encode())
+            return
+        data = serialize(stanza).encode()
+        for session in targets:
+            session.write(data)
+
+    def _sessions_for(self, jid: str) -> list[C2SSession]:
+        bare, _, resource = jid.partition("/")
+        resources = self.router.resources_of(bare)
+        if resource:
+            session = resources.get(resource)
+            return [session] if session is not None else []
+        return _available(resources.values())
+
+    # ------------------------------------------------------------ subscriptions
+
+    async def _outbound_subscription(
+        self, origin: C2SSession, contact: str, kind: SubscriptionStanza
+    ) -> None:
+        if contact == origin.bare:
+            return
+        await self.process_outbound((origin.username, origin.domain), contact, kind)
+
+    async def process_outbound(self, owner: Owner, contact: str, kind: SubscriptionStanza) -> None:
+        """§3.x "user's server" side: the user sent `kind` to `contact`."""
+        user = f"{owner[0]}@{owner[1]}"
+        state = await self._state(owner, contact)
+        outcome = outbound(state, kind)
+        await self._carry_out(owner, user, contact, state, outcome, kind, inbound_side=False)
+
+    async def _process_inbound(self, recipient: str, sender: str, kind: SubscriptionStanza) -> None:
+        """§3.x "contact's server" side: `sender` sent `kind` to local `recipient`."""
+        local, _, domain = recipient.partition("@")
+        if domain != self.ctx.domain or not await self.ctx.db.accounts.exists(local, domain):
+            return  # RFC 6121 §8.5.1: presence to a missing account is ignored
+        owner = (local, domain)
+        state = await self._state(owner, sender)
+        outcome = inbound(state, kind)
+        await self._carry_out(owner, recipient, sender, state, outcome, kind, inbound_side=True)
+
+    async def _state(self, owner: Owner, contact: str) -> PairState:
+        item = await self.rosters.item(owner, contact)
+        pending = await self.rosters.pending(owner, contact)
+        return PairState(contact, item, pending)
+
+    async def _carry_out(
+        self,
+        owner: Owner,
+        user: str,
+        contact: str,
+        old: PairState,
+        outcome: Outcome,
+        kind: SubscriptionStanza,
+        *,
+        inbound_side: bool,
+    ) -> None:
+        version: int | None = None
+        new = outcome.new_state
+        for step in outcome.steps:
+            if step is Step.STORE:
+                if new.item is not None and new.item != old.item:
+                    version = await self.rosters.put(owner, new.item)
+                if new.pending_in != old.pending_in:
+                    await self.rosters.set_pending(owner, contact, new.pending_in)
+            elif step is Step.SEND_UNAVAILABLE_TO_CONTACT:
+                for session in self.router.resources_of(user).values():
+                    if session.available:
+                        self._deliver_presence(contact, session.full, "unavailable")
+            elif step is Step.DELIVER:
+                if inbound_side:
+                    # Deliver to the user's available resources; a subscribe is also
+                    # kept as pending_in and redelivered at next login (§3.1.3).
+                    self._deliver_presence(user, contact, kind.value)
+                elif contact.partition("@")[2] == self.ctx.domain:
+                    # §3.1.2: stamped with the user's bare JID, routed to the contact.
+                    await self._process_inbound(contact, user, kind)
+            elif step is Step.AUTO_REPLY:
+                assert outcome.auto_reply is not None
+                await self._process_inbound(contact, user, outcome.auto_reply)
+            elif step is Step.ROSTER_PUSH:
+                if new.item is not None:
+                    if version is None:
+                        version = (await self.rosters.load(owner)).version
+                    self.roster_module.push(owner, new.item, version)
+            elif step is Step.SEND_PRESENCE_TO_CONTACT:
+                for session in self.router.resources_of(user).values():
+                    if session.available and session.presence is not None:
+                        self._deliver_stanza(contact, session.presence)
+            elif step is Step.PROBE_CONTACT:
+                sessions = _available(self.router.resources_of(user).values())
+                if sessions:
+                    for peer in _available(self.router.resources_of(contact).values()):
+                        if peer.presence is not None:
+                            _write_to(sessions, serialize(peer.presence))
+
+    def _deliver_presence(self, to_bare: str, from_jid: str, ptype: str) -> None:
+        stanza = Element("presence", ns.CLIENT, {"from": from_jid, "type": ptype})
+        self._deliver_stanza(to_bare, stanza)
+
+    def _deliver_stanza(self, to_bare: str, stanza: Element) -> None:
+        sessions = _available(self.router.resources_of(to_bare).values())
+        if sessions:
+            _write_to(sessions, serialize(stanza))
+
+    async def cancel_on_remove(self, owner: Owner, item: RosterItem) -> None:
+        """RFC 6121 §2.5.2: removing a contact cancels both subscriptions first."""
+        pending_in = await self.rosters.pending(owner, item.jid)
+        if item.subscription in (Subscription.TO, Subscription.BOTH) or item.ask:
+            await self.process_outbound(owner, item.jid, SubscriptionStanza.UNSUBSCRIBE)
+        if item.subscription in (Subscription.FROM, Subscription.BOTH) or pending_in:
+            await self.process_outbound(owner, item.jid, SubscriptionStanza.UNSUBSCRIBED)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def _became_available(self, event: BecameAvailable) -> None:
+        """§3.1.3: subscription requests that arrived while offline are delivered now."""
+        session = event.session
+        roster = self.rosters.cached((session.username, session.domain))
+        if roster is None:
+            return
+        for contact in sorted(roster.pending_in):
+            item = roster.items.get(contact)
+            if item is not None and item.subscription in (Subscription.FROM, Subscription.BOTH):
+                continue
+            stanza = Element("presence", ns.CLIENT, {"from": contact, "type": "subscribe"})
+            _write_to((session,), serialize(stanza))
+
+    def _session_closed(self, event: SessionClosed) -> None:
+        """RFC 6121 §4.5.2 on a lost or closed stream: the server sends unavailable."""
+        session = event.session
+        if session.available or session.directed:
+            stanza = Element("presence", ns.CLIENT, {"from": session.full, "type": "unavailable"})
+            self._unavailable(session, stanza)

@@ -1,0 +1,187 @@
+"""Roster management (RFC 6121 §2) with roster versioning (XEP-0237, RFC 6121 §2.6).
+
+Roster get returns the items (or nothing when the client's version is current),
+roster set adds, updates or removes one item and pushes the change to every
+interested resource of the account (§2.1.6).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, ClassVar
+
+from chatgate.jid import JID, InvalidJID
+from chatgate.modules.base import DiscoFeature, IqHandler, OnEvent, Registration, Spec, StreamFeature
+from chatgate.modules.roster.service import Owner, RosterService
+from chatgate.storage.records import RosterItem, Subscription
+from chatgate.xml.element import Element
+from chatgate.xmpp import ns
+from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition
+from chatgate.xmpp.events import SessionClosed
+from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.stanza import iq_result
+
+if TYPE_CHECKING:
+    from chatgate.context import ServerContext
+
+MAX_NAME_LENGTH = 1024
+MAX_GROUPS = 64
+
+
+def item_element(item: RosterItem, *, removed: bool = False) -> Element:
+    """RFC 6121 §2.1.2: the <item/> as clients see it."""
+    attrs = {"jid": item.jid, "subscription": "remove" if removed else item.subscription.value}
+    if not removed:
+        if item.name:
+            attrs["name"] = item.name
+        if item.ask:
+            attrs["ask"] = "subscribe"
+        if item.approved:
+            attrs["approved"] = "true"
+    el = Element("item", ns.ROSTER, attrs)
+    if not removed:
+        for group in item.groups:
+            el.sub("group", text=group)
+    return el
+
+
+class RosterModule:
+    name: ClassVar[str] = "roster"
+    depends: ClassVar[tuple[str, ...]] = ()
+    implements: ClassVar[tuple[Spec, ...]] = (Spec("RFC 6121", "§2"), Spec("XEP-0237", "1.3"))
+
+    def __init__(self) -> None:
+        self.service: RosterService | None = None
+        self.ctx: ServerContext | None = None
+
+    def setup(self, ctx: ServerContext) -> Iterable[Registration]:
+        self.ctx = ctx
+        self.service = RosterService(ctx.db.roster)
+        yield IqHandler(ns.ROSTER, "get", self.get)
+        yield IqHandler(ns.ROSTER, "set", self.set)
+        yield StreamFeature(f"<ver xmlns='{ns.ROSTER_VER_FEATURE}'/>")
+        yield StreamFeature(f"<sub xmlns='{ns.PRE_APPROVAL_FEATURE}'/>")
+        yield DiscoFeature(ns.ROSTER)
+        yield OnEvent(SessionClosed, self._session_closed, priority=-100)
+
+    # ------------------------------------------------------------ IQ handlers
+
+    async def get(self, session: C2SSession, iq: Element) -> None:
+        """§2.1.3 roster get; §2.6.3 an empty result when the client's version is current."""
+        assert self.service is not None
+        self._check_own(session, iq)
+        roster = await self.service.load((session.username, session.domain))
+        session.interested = True
+        query = iq.find("query", ns.ROSTER)
+        assert query is not None
+        version = str(roster.version)
+        reply = iq_result(iq)
+        reply.attrs["to"] = session.full
+        reply.attrs.pop("from", None)
+        if query.get("ver") != version:
+            payload = reply.sub("query", ns.ROSTER, {"ver": version})
+            for item in roster.items.values():
+                payload.append(item_element(item))
+        session.send(reply)
+
+    async def set(self, session: C2SSession, iq: Element) -> None:
+        """§2.1.5 roster set: add/update one item, or remove it (§2.5)."""
+        assert self.service is not None and self.ctx is not None
+        self._check_own(session, iq)
+        query = iq.find("query", ns.ROSTER)
+        assert query is not None
+        items = query.find_all("item", ns.ROSTER)
+        if len(items) != 1:
+            # §2.3.3: exactly one item per roster set.
+            raise StanzaError(StanzaErrorCondition.BAD_REQUEST, "a roster set carries exactly one item")
+        el = items[0]
+        try:
+            contact = JID.parse(el.get("jid") or "")
+        except InvalidJID as exc:
+            raise StanzaError(StanzaErrorCondition.JID_MALFORMED, str(exc)) from None
+        contact_bare = str(contact.bare)
+        owner: Owner = (session.username, session.domain)
+        if contact_bare == session.bare:
+            raise StanzaError(StanzaErrorCondition.NOT_ALLOWED, "you cannot add yourself")
+        if el.get("subscription") == "remove":
+            await self.remove_item(owner, contact_bare)
+        else:
+            await self.update_item(owner, contact_bare, el)
+        reply = iq_result(iq)
+        reply.attrs["to"] = session.full
+        reply.attrs.pop("from", None)
+        session.send(reply)
+
+    async def update_item(self, owner: Owner, contact: str, el: Element) -> None:
+        assert self.service is not None and self.ctx is not None
+        name = el.get("name")
+        if name is not None and len(name) > MAX_NAME_LENGTH:
+            raise StanzaError(StanzaErrorCondition.NOT_ACCEPTABLE, "name too long")
+        groups: list[str] = []
+        for group in el.find_all("group", ns.ROSTER):
+            text = group.text
+            if not text:
+                # §2.3.3: an empty group name is not acceptable.
+                raise StanzaError(StanzaErrorCondition.NOT_ACCEPTABLE, "empty group name")
+            if text in groups:
+                raise StanzaError(StanzaErrorCondition.BAD_REQUEST, f"duplicate group {text!r}")
+            groups.append(text)
+        if len(groups) > MAX_GROUPS:
+            raise StanzaError(StanzaErrorCondition.NOT_ACCEPTABLE, "too many groups")
+        existing = await self.service.item(owner, contact)
+        if existing is None:
+            roster = await self.service.load(owner)
+            if len(roster.items) >= self.ctx.config.limits.max_roster_items:
+                raise StanzaError(StanzaErrorCondition.NOT_ALLOWED, "roster is full")
+            item = RosterItem(contact, name or None, Subscription.NONE, False, False, tuple(groups))
+        else:
+            # §2.1.5: the client changes name and groups; subscription state is the server's.
+            item = RosterItem(
+                contact, name or None, existing.subscription, existing.ask, existing.approved, tuple(groups)
+            )
+        version = await self.service.put(owner, item)
+        self.push(owner, item, version)
+
+    async def remove_item(self, owner: Owner, contact: str) -> None:
+        """§2.5.2: removing an item cancels subscriptions both ways first."""
+        assert self.service is not None and self.ctx is not None
+        existing = await self.service.item(owner, contact)
+        if existing is None:
+            # §2.5.3: removing a missing item is item-not-found.
+            raise StanzaError(StanzaErrorCondition.ITEM_NOT_FOUND)
+        presence = self.ctx.modules.get("presence")
+        if presence is not None:
+            await presence.module.cancel_on_remove(owner, existing)  # type: ignore[attr-defined]
+        version = await self.service.remove(owner, contact)
+        await self.service.set_pending(owner, contact, False)
+        if version is not None:
+            self.push(owner, existing, version, removed=True)
+
+    # ------------------------------------------------------------ pushes
+
+    def push(self, owner: Owner, item: RosterItem, version: int, *, removed: bool = False) -> None:
+        """§2.1.6: a roster push to every interested resource of the account."""
+        assert self.ctx is not None
+        bare = f"{owner[0]}@{owner[1]}"
+        for session in self.ctx.router.resources_of(bare).values():
+            if not session.interested:
+                continue
+            iq = Element(
+                "iq", ns.CLIENT, {"type": "set", "id": "push" + os.urandom(6).hex(), "to": session.full}
+            )
+            query = iq.sub("query", ns.ROSTER, {"ver": str(version)})
+            query.append(item_element(item, removed=removed))
+            session.send(iq)
+
+    def _check_own(self, session: C2SSession, iq: Element) -> None:
+        to = iq.get("to")
+        if to and to not in (session.bare, session.domain):
+            # §2.1.3/§2.1.5: only the account itself manages its roster.
+            raise StanzaError(StanzaErrorCondition.FORBIDDEN, "not your roster")
+
+    async def _session_closed(self, event: SessionClosed) -> None:
+        assert self.service is not None and self.ctx is not None
+        session = event.session
+        if not self.ctx.router.resources_of(session.bare):
+            self.service.forget((session.username, session.domain))

@@ -1,0 +1,65 @@
+"""vcard-temp (XEP-0054): a user's vCard, stored as XML, readable by anyone, written by its owner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, ClassVar
+
+from chatgate.jid import JID
+from chatgate.modules.base import DiscoFeature, IqHandler, Registration, Spec
+from chatgate.xml.element import Element
+from chatgate.xml.parser import parse_fragment
+from chatgate.xml.serialize import serialize
+from chatgate.xmpp import ns
+from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition
+from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.stanza import iq_result
+
+if TYPE_CHECKING:
+    from chatgate.context import ServerContext
+
+#: A vCard is a profile, not a file store: larger ones get not-acceptable.
+MAX_VCARD_BYTES = 64 * 1024
+
+
+class VCard:
+    name: ClassVar[str] = "vcard"
+    depends: ClassVar[tuple[str, ...]] = ()
+    implements: ClassVar[tuple[Spec, ...]] = (Spec("XEP-0054", "1.2"),)
+
+    def setup(self, ctx: ServerContext) -> Iterable[Registration]:
+        vcards = ctx.db.vcards
+
+        async def get(session: C2SSession, iq: Element) -> None:
+            to = iq.get("to")
+            owner = (session.username, session.domain)
+            if to:
+                target = JID.parse(to)
+                owner = (target.local, target.domain)
+                if not await ctx.db.accounts.exists(*owner):
+                    raise StanzaError(StanzaErrorCondition.SERVICE_UNAVAILABLE)
+            stored = await vcards.get(owner)
+            # XEP-0054 §3.1: an empty <vCard/> when the user has none.
+            payload = parse_fragment(stored.encode()) if stored else Element("vCard", ns.VCARD)
+            reply = iq_result(iq, payload)
+            reply.attrs["to"] = session.full
+            session.send(reply)
+
+        async def set_(session: C2SSession, iq: Element) -> None:
+            to = iq.get("to")
+            if to and JID.parse(to).bare != JID(session.username, session.domain, ""):
+                raise StanzaError(StanzaErrorCondition.FORBIDDEN, "only the owner sets a vCard")
+            card = iq.find("vCard", ns.VCARD)
+            assert card is not None
+            text = serialize(card, parent_ns="")
+            if len(text.encode()) > MAX_VCARD_BYTES:
+                raise StanzaError(StanzaErrorCondition.NOT_ACCEPTABLE, "vCard too large")
+            await vcards.put((session.username, session.domain), text)
+            reply = iq_result(iq)
+            reply.attrs["to"] = session.full
+            reply.attrs.pop("from", None)
+            session.send(reply)
+
+        yield IqHandler(ns.VCARD, "get", get, to_server=True, to_account=True)
+        yield IqHandler(ns.VCARD, "set", set_)
+        yield DiscoFeature(ns.VCARD)

@@ -1,0 +1,62 @@
+"""The async edge of SASL: answer a mechanism's credential requests from a provider.
+
+This module owns the only awaits in authentication.  Mechanisms stay sans-I/O:
+they return `NeedCredentials`, this code asks the `CredentialProvider`, and the
+answer goes back through `resume()`.  A provider that raises yields an answer
+with ``temporary_failure`` set, which mechanisms turn into temporary-auth-failure
+(RFC 6120 §6.5.11): a storage outage must not look like a wrong password.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from chatgate.auth.provider import SCRAM_CAPABILITY, Capability, CredentialProvider
+from chatgate.sasl.base import CredentialAnswer, Mechanism, NeedCredentials, Step
+
+__all__ = ["advance", "answer_request"]
+
+log = logging.getLogger(__name__)
+
+_SCRAM_HASH: dict[Capability, str] = {cap: name for name, cap in SCRAM_CAPABILITY.items()}
+_OTHER_ANSWERS = frozenset({Capability.VERIFY_PASSWORD, Capability.CERT_IDENTITY})
+
+
+async def answer_request(
+    request: NeedCredentials, provider: CredentialProvider, domain: str
+) -> CredentialAnswer:
+    """Ask `provider` what `request` needs, for ``request.username@domain``.
+
+    Never raises for provider errors (they are logged and reported as
+    ``temporary_failure``); raises `ValueError` for a capability this driver
+    cannot serve, which is a programming error.
+    """
+    capability = request.capability
+    hash_name = _SCRAM_HASH.get(capability)
+    if hash_name is None and capability not in _OTHER_ANSWERS:
+        raise ValueError(f"the SASL driver cannot answer {capability}")
+    if capability is Capability.VERIFY_PASSWORD and request.password is None:
+        raise ValueError("VERIFY_PASSWORD request without a password")
+    try:
+        if hash_name is not None:
+            keys = await provider.scram_keys(request.username, domain, hash_name)
+            return CredentialAnswer(scram_keys=keys, user_exists=keys is not None)
+        if capability is Capability.VERIFY_PASSWORD:
+            assert request.password is not None
+            verified = await provider.verify_password(request.username, domain, request.password)
+            return CredentialAnswer(verified=verified)
+        # CERT_IDENTITY: the certificate already proved the identity; does the account exist?
+        exists = await provider.user_exists(request.username, domain)
+        return CredentialAnswer(user_exists=exists)
+    except Exception:
+        log.exception(
+            "credential provider failed for %s@%s (%s)", request.username, domain, capability.value
+        )
+        return CredentialAnswer(temporary_failure=True)
+
+
+async def advance(mech: Mechanism, step: Step, provider: CredentialProvider, domain: str) -> Step:
+    """Resolve credential requests until `mech` returns something for the peer."""
+    while isinstance(step, NeedCredentials):
+        step = mech.resume(await answer_request(step, provider, domain))
+    return step

@@ -1,0 +1,171 @@
+"""Assembles storage, credential provider, modules and listeners; starts and stops gracefully.
+
+`Server` is used by `chatgate serve` and, in-process, by the end-to-end tests.
+On stop every session gets `<system-shutdown/>` and the stream close
+(RFC 6120 §4.9.3.20) before the listeners and storage are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from chatgate.auth.internal import InternalProvider
+from chatgate.config import Config, ListenerConfig, TlsMode
+from chatgate.context import ServerContext
+from chatgate.modules.registry import builtin_modules
+from chatgate.sasl.base import ConnectionFacts, Mechanism
+from chatgate.sasl.registry import builtin_mechanisms
+from chatgate.sasl.selection import offered_mechanisms, validate_mechanism_names
+from chatgate.storage.database import Database
+from chatgate.tls import ensure_certificate, server_context
+from chatgate.xmpp.errors import StreamErrorCondition
+from chatgate.xmpp.negotiation import NegotiationSettings
+from chatgate.xmpp.transports.tcp import TcpTransport
+
+log = logging.getLogger("chatgate")
+
+
+@dataclass(frozen=True, slots=True)
+class BoundListener:
+    config: ListenerConfig
+    host: str
+    port: int
+
+    def describe(self) -> str:
+        return f"c2s {self.config.tls.value} on {self.host}:{self.port}"
+
+
+def load_server_secret(data_dir: Path) -> bytes:
+    """A per-installation secret (e.g. for SCRAM's fake salts of unknown users),
+    stable across restarts so an unknown user looks the same every time."""
+    path = data_dir / "server.secret"
+    if path.exists():
+        return path.read_bytes()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(secret)
+    return secret
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.ctx: ServerContext | None = None
+        self.listeners: list[BoundListener] = []
+        self._servers: list[asyncio.base_events.Server] = []
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        config = self.config
+        mechanisms = builtin_mechanisms()
+        for listener in config.listeners:
+            validate_mechanism_names(listener.mechanisms or config.auth.mechanisms, mechanisms)
+        needs_tls = any(listener.tls is not TlsMode.NONE for listener in config.listeners)
+        tls_context = server_context(*ensure_certificate(config)) if needs_tls else None
+        secret = load_server_secret(config.data_dir)
+        db = await Database.open(config.storage_url)
+        provider = InternalProvider(
+            db.accounts, cache_size=config.auth.credential_cache_size, data_dir=config.data_dir
+        )
+        ctx = self.ctx = ServerContext(config, db, provider)
+        modules = builtin_modules()
+        for name in modules.names():
+            ctx.load(modules.get(name)())
+        loop = asyncio.get_running_loop()
+        for listener in config.listeners:
+            names = listener.mechanisms or config.auth.mechanisms
+
+            def offered(facts: ConnectionFacts, names: list[str] = names) -> list[str]:
+                return offered_mechanisms(
+                    names,
+                    mechanisms,
+                    provider.offers,
+                    facts,
+                    allow_plaintext_without_tls=config.auth.allow_plain_without_tls,
+                )
+
+            def make(name: str, facts: ConnectionFacts, offered_now=offered) -> Mechanism:
+                plus_offered = any(n.endswith("-PLUS") for n in offered_now(facts))
+                return mechanisms.get(name)(facts, secret, plus_offered)
+
+            settings = NegotiationSettings(
+                domain=config.server.domain,
+                starttls_available=listener.tls is TlsMode.STARTTLS,
+                require_tls=listener.require_tls and listener.tls is not TlsMode.NONE,
+                offered_mechanisms=offered,
+                make_mechanism=make,
+                extra_features=ctx.features_after_auth(),
+                pre_auth_features=(),
+                pre_auth_namespaces=frozenset(ns for ns, _type in ctx.pre_auth_handlers),
+            )
+            direct = listener.tls is TlsMode.DIRECT
+            factory = partial(
+                TcpTransport, ctx, lambda s=settings: s, tls_context, direct
+            )
+            server = await loop.create_server(
+                factory,
+                listener.host,
+                listener.port,
+                ssl=tls_context if direct else None,
+                ssl_handshake_timeout=30 if direct else None,
+                reuse_port=listener.reuse_port or None,
+                backlog=4096,
+            )
+            self._servers.append(server)
+            sock = server.sockets[0]
+            host, port = sock.getsockname()[:2]
+            bound = BoundListener(listener, host, port)
+            self.listeners.append(bound)
+            log.info("listening: %s (domain %s)", bound.describe(), config.server.domain)
+
+    async def stop(self) -> None:
+        """Graceful stop: no new connections, `<system-shutdown/>` to every session."""
+        for server in self._servers:
+            server.close()
+        ctx = self.ctx
+        if ctx is not None:
+            for conn in list(ctx.connections):
+                conn.close_stream(StreamErrorCondition.SYSTEM_SHUTDOWN, "the server is shutting down")
+            try:
+                await asyncio.wait_for(ctx.drain(), self.config.server.shutdown_grace)
+            except TimeoutError:
+                log.warning("some background work did not finish before shutdown")
+        for server in self._servers:
+            await server.wait_closed()
+        if ctx is not None:
+            await ctx.db.close()
+        self._stopped.set()
+
+    async def serve_forever(self) -> None:
+        """Start, then run until SIGTERM or SIGINT, then stop gracefully."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping")
+        await self.stop()
+
+
+def tls_context_for(config: Config) -> ssl.SSLContext:
+    return server_context(*ensure_certificate(config))
+
+
+def run(config: Config) -> None:
+    """Run the server in this process until a signal stops it (uvloop when present)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(Server(config).serve_forever())
+    else:
+        uvloop.run(Server(config).serve_forever())

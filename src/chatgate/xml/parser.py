@@ -1,0 +1,503 @@
+"""Incremental XMPP stream parser: bytes in, stream events out (RFC 6120 §4 and §11).
+
+Owns: turning the bytes of one XML stream into `StreamOpened`, `Stanza` and `StreamClosed`
+events; enforcing restricted XML (§11.1), UTF-8 (§11.6), the stanza size and depth limits;
+mapping every refusal to its RFC 6120 §4.9.3 stream error condition.  Also parses the
+self-contained messages of RFC 7395 WebSocket framing (`parse_fragment`).
+Must not: do I/O, await, read the clock, log per stanza, or know what a stanza means
+(the negotiation core and the router do).
+
+Theory of operation
+-------------------
+One expat push parser per stream (a stream restart, §4.3.3, calls `reset()` and gets a
+fresh one), with namespace processing.  Expat reports qualified names as
+"uri<SEP>local"; SEP is U+0001 because XML 1.0 §2.2 forbids that character anywhere in
+a document, so the split is unambiguous whatever a peer puts in a namespace URI (with
+" " as separator a namespace name containing a space would be ambiguous).  `buffer_text`
+lets pyexpat merge text in C; the parser still merges the pieces that arrive in different
+`feed()` calls, so a tree never depends on how the bytes were split.
+
+    depth 0      <stream:stream ...>        -> StreamOpened (on its start tag)
+    depth 1        <message>...</message>   -> Stanza (on its end tag); whitespace -> nothing
+    depth 2..n       children               -> built into the stanza's Element
+    depth 0      </stream:stream>           -> StreamClosed
+
+Handlers are closures over a few locals (the element stack, the events list) because
+that is the cheapest state access CPython offers; elements below depth 1 cost one name
+lookup in a shared cache, one `Element` and two list appends.
+
+Refusals.  A handler that refuses raises `PeerProtocolError`; pyexpat stops calling
+handlers and `Parse()` re-raises it, after tokenizing (not acting on) the rest of that
+slice.  The parser then stays failed: every later `feed()` raises the same condition.
+Events completed earlier in the failing call ride on the exception
+(`StreamParseError.events`), so a session may still process stanzas that were fine.
+
+- §11.1: "comments, processing instructions, internal or external DTD subsets, internal
+  or external entity references (with the exception of the predefined entities)" are
+  prohibited, and the receiver "MUST close the stream with a stream error, which SHOULD
+  be <restricted-xml/>".  A DOCTYPE is refused by its start handler.  Until the stream
+  header has been seen the input is handed to expat one '>'-terminated piece at a time,
+  so nothing after the refused declaration is even tokenized: a billion-laughs or
+  quadratic-blowup document costs one small declaration.  Entity references can only be
+  declared in a DTD, so with the DTD refused every `&name;` other than the five
+  predefined ones is undeclared; expat reports that as a well-formedness error, but
+  §4.9.3.18 lists "XML entity reference" under <restricted-xml/> and §11.1 prohibits
+  them, so UNDEFINED_ENTITY maps to RESTRICTED_XML, the more specific condition.
+- §11.6: "If one party to an XML stream detects that the other party has attempted to
+  send XML data with an encoding other than UTF-8, it MUST close the stream with a
+  stream error, which SHOULD be <unsupported-encoding/>".  Expat is told the encoding is
+  UTF-8 (so a BOM or declaration cannot switch it); a declaration naming anything else,
+  or bytes that are not UTF-8, are refused with UNSUPPORTED_ENCODING.  Bytes are checked
+  with CPython's UTF-8 decoder (skipped for pure-ASCII input); expat only ever sees the
+  valid prefix, so an earlier error wins and the outcome does not depend on splitting.
+  Also §11.6: U+FEFF at the start "MUST [be interpreted] as a zero-width non-breaking
+  space, not as a byte order mark" — i.e. text before the stream header: NOT_WELL_FORMED.
+- §4.9.3.2 <bad-namespace-prefix/>: an unbound prefix (expat's UNBOUND_PREFIX).
+- Everything else expat rejects is §4.9.3.13 <not-well-formed/>.  Non-whitespace text
+  directly inside the stream element is well-formed but cannot be processed: §4.9.3.1
+  <bad-format/>.
+
+Limits (§4.9.3.14 <policy-violation/>, and RFC 6120 §13.12 on resource exhaustion):
+- A stanza's size is counted from the '<' of its start tag to the '<' of its end tag (to
+  the end of the tag for an empty-element stanza).  After every slice of input (at most
+  64 KiB) the bytes expat has consumed since the stanza started are compared with the
+  limit, so an over-sized stanza is refused while it arrives and at most
+  `max_stanza_bytes` + one slice of it is ever held.
+- Expat buffers an unfinished token (a start tag, say) whole; more than
+  `max_stanza_bytes` of one pending token is refused too.  A start tag that long makes
+  its stanza too long anyway, so the outcome is the same however the bytes were split.
+  The two exceptions are absurd inputs refused either way or harmless: an *end* tag
+  padded with more than `max_stanza_bytes` of whitespace (refused only when it arrives
+  in pieces), and a comment or PI that long (POLICY_VIOLATION in pieces, RESTRICTED_XML
+  in one piece).
+- The prolog (XML declaration, whitespace, stream header) counts like a stanza; it is
+  fed in '>'-terminated pieces capped at the limit, so this check is exact.
+- An element deeper than `max_depth` (the stream element is depth 0, stanzas depth 1).
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeAlias
+from xml.parsers import expat
+
+from chatgate.xml.element import Element
+from chatgate.xml.serialize import escape_attr
+from chatgate.xmpp.errors import PeerProtocolError
+from chatgate.xmpp.errors import StreamErrorCondition as Cond
+
+# ---------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    """The peer's stream header (RFC 6120 §4.7), reported on its start tag.
+
+    `attrs` holds to/from/id/version and "{http://www.w3.org/XML/1998/namespace}lang";
+    `default_ns` is the content namespace (§4.8.2) declared with xmlns, None when absent;
+    `prefixes` maps each prefix declared on the header to its namespace (normally
+    {"stream": "http://etherx.jabber.org/streams"}, §4.8.1).
+    """
+
+    name: str
+    ns: str
+    attrs: dict[str, str]
+    default_ns: str | None
+    prefixes: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Stanza:
+    """One complete depth-1 element: a stanza or a negotiation element (RFC 6120 §4.1)."""
+
+    element: Element
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    """The peer's closing stream tag (RFC 6120 §4.4)."""
+
+
+StreamEvent: TypeAlias = StreamOpened | Stanza | StreamClosed
+
+
+class StreamParseError(PeerProtocolError):
+    """The peer sent XML we refuse; `condition` is the RFC 6120 §4.9.3 stream error.
+
+    `events` are the events completed before the error within the failing `feed()` call
+    (empty on later calls): input that was fine stays usable.
+    """
+
+    def __init__(
+        self, condition: Cond, text: str = "", events: list[StreamEvent] | None = None
+    ) -> None:
+        super().__init__(condition, text)
+        self.events: list[StreamEvent] = events if events is not None else []
+
+
+# ---------------------------------------------------------------------------- internals
+
+_SEP = "\x01"
+_SLICE = 65536
+_UTF8_BOM = b"\xef\xbb\xbf"
+_XML_WHITESPACE = " \t\r\n"
+_utf8_decode = codecs.utf_8_decode
+_new_stanza = object.__new__
+_set_stanza_element = Stanza.__dict__["element"].__set__  # see _make_handlers
+
+# Qualified name from expat -> (namespace, local name).  Shared by every parser: stanza
+# names repeat across connections.  Bounded: a peer inventing names only costs misses.
+_NAMES: dict[str, tuple[str, str]] = {}
+_NAMES_MAX = 4096
+
+_E = expat.errors
+_RESTRICTED_CODES = frozenset(
+    _E.codes[message]
+    for message in (
+        _E.XML_ERROR_UNDEFINED_ENTITY,
+        _E.XML_ERROR_RECURSIVE_ENTITY_REF,
+        _E.XML_ERROR_BINARY_ENTITY_REF,
+        _E.XML_ERROR_ATTRIBUTE_EXTERNAL_ENTITY_REF,
+        _E.XML_ERROR_EXTERNAL_ENTITY_HANDLING,
+        _E.XML_ERROR_PARAM_ENTITY_REF,
+        _E.XML_ERROR_ENTITY_DECLARED_IN_PE,
+        _E.XML_ERROR_NOT_STANDALONE,
+        _E.XML_ERROR_AMPLIFICATION_LIMIT_BREACH,
+    )
+)
+_ENCODING_CODES = frozenset(
+    _E.codes[message]
+    for message in (_E.XML_ERROR_UNKNOWN_ENCODING, _E.XML_ERROR_INCORRECT_ENCODING)
+)
+_UNBOUND_PREFIX = _E.codes[_E.XML_ERROR_UNBOUND_PREFIX]
+
+
+def _split_name(qname: str) -> tuple[str, str]:
+    ns, _, local = qname.rpartition(_SEP)
+    pair = (ns, local)
+    if len(_NAMES) >= _NAMES_MAX:
+        _NAMES.clear()
+    _NAMES[qname] = pair
+    return pair
+
+
+def _clark_attrs(attrs: dict[str, str]) -> dict[str, str]:
+    """Rekey namespaced attributes "uri<SEP>local" as "{uri}local" (rare: xml:lang...)."""
+    out = {}
+    for key, value in attrs.items():
+        if _SEP in key:
+            ns, _, local = key.rpartition(_SEP)
+            key = f"{{{ns}}}{local}"
+        out[key] = value
+    return out
+
+
+def _refuse(condition: Cond, text: str) -> PeerProtocolError:
+    return PeerProtocolError(condition, text)
+
+
+def _expat_error(exc: expat.ExpatError) -> PeerProtocolError:
+    code = exc.code
+    text = expat.ErrorString(code) or "not well-formed"
+    if code in _RESTRICTED_CODES:
+        return _refuse(Cond.RESTRICTED_XML, f"entity references are not allowed ({text})")
+    if code == _UNBOUND_PREFIX:
+        return _refuse(Cond.BAD_NAMESPACE_PREFIX, text)
+    if code in _ENCODING_CODES:
+        return _refuse(Cond.UNSUPPORTED_ENCODING, text)
+    return _refuse(Cond.NOT_WELL_FORMED, text)
+
+
+# States of the stream element.
+_BEFORE, _OPEN, _CLOSED = 0, 1, 2
+
+
+class XmlStreamParser:
+    """Push parser for one XMPP stream: `feed(bytes) -> list[StreamEvent]`.
+
+    Events come out identical however the input is split.  `feed()` raises
+    `StreamParseError` (a `PeerProtocolError`) with the RFC 6120 condition when the peer
+    breaks the XML rules or a limit; see the module docstring for the full mapping.
+    `max_stanza_bytes` and `max_depth` must be positive (else `ValueError`).
+    """
+
+    __slots__ = (
+        "_events",
+        "_expat",
+        "_failure",
+        "_fed",
+        "_head",
+        "_stack",
+        "_stanza_start",
+        "_state",
+        "_utf8_tail",
+        "max_depth",
+        "max_stanza_bytes",
+    )
+
+    def __init__(self, *, max_stanza_bytes: int = 262144, max_depth: int = 64) -> None:
+        if max_stanza_bytes < 1 or max_depth < 1:
+            raise ValueError("max_stanza_bytes and max_depth must be positive")
+        self.max_stanza_bytes = max_stanza_bytes
+        self.max_depth = max_depth
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything and expect a new stream header (RFC 6120 §4.3.3 restart).
+
+        Also clears a failure: the next stream is judged on its own.
+        """
+        self._expat = expat.ParserCreate(encoding="UTF-8", namespace_separator=_SEP)
+        self._events: list[StreamEvent] = []
+        self._stack: list[Element] = []
+        self._state = _BEFORE
+        self._stanza_start = 0
+        self._fed = 0  # bytes handed to expat so far
+        self._utf8_tail = b""  # an unfinished UTF-8 sequence at the end of the last feed
+        self._head: bytes | None = b""  # the first bytes, until we know they are no BOM
+        self._failure: tuple[Cond, str] | None = None
+        _make_handlers(self)
+
+    @property
+    def is_open(self) -> bool:
+        """The stream header has been received and the closing tag has not."""
+        return self._state == _OPEN
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        """Parse the next bytes of the stream; return the events they complete, in order.
+
+        Raises `StreamParseError` when the input is refused, and again on every later
+        call (with the same condition and no events) until `reset()`.
+        """
+        if self._failure is not None:
+            raise StreamParseError(*self._failure)
+        events = self._events
+        try:
+            if self._head is not None:
+                data = self._check_bom(data)
+            # RFC 6120 §11.6: UTF-8 only.  Validate before expat sees the bytes.
+            bad = -1
+            tail = self._utf8_tail
+            if tail or not data.isascii():
+                buf = tail + data if tail else data
+                try:
+                    _, used = _utf8_decode(buf, "strict", False)
+                    self._utf8_tail = buf[used:]
+                except UnicodeDecodeError as exc:
+                    bad = max(0, exc.start - len(tail))
+                    data = data[:bad]
+            if self._state == _BEFORE:
+                data = self._feed_prolog(data)
+            if data:
+                if len(data) <= _SLICE:
+                    self._parse(data)
+                else:
+                    for start in range(0, len(data), _SLICE):
+                        self._parse(data[start : start + _SLICE])
+            if bad >= 0:
+                raise _refuse(Cond.UNSUPPORTED_ENCODING, "the stream must be UTF-8")
+        except PeerProtocolError as exc:
+            self._failure = (exc.condition, exc.text)
+            done = events[:]
+            events.clear()
+            raise StreamParseError(exc.condition, exc.text, done) from None
+        if not events:
+            return []
+        done = events[:]
+        events.clear()
+        return done
+
+    # ------------------------------------------------------------ internals
+
+    def _parse(self, data: bytes) -> None:
+        """Hand one slice to expat, then apply the size limits to what is still open."""
+        self._fed += len(data)
+        try:
+            self._expat.Parse(data, False)
+        except expat.ExpatError as exc:
+            raise _expat_error(exc) from None
+        limit = self.max_stanza_bytes
+        if self._state == _BEFORE:
+            if self._fed > limit:
+                raise _refuse(Cond.POLICY_VIOLATION, f"stream header over {limit} bytes")
+            return
+        consumed = self._expat.CurrentByteIndex
+        # An unfinished token (a start tag, say) cannot be longer than a whole stanza.
+        if self._fed - consumed > limit or (
+            self._stack and consumed - self._stanza_start > limit
+        ):
+            raise _refuse(Cond.POLICY_VIOLATION, f"stanza over {limit} bytes")
+
+    def _feed_prolog(self, data: bytes) -> bytes:
+        """Before the stream header: feed one '>'-terminated piece at a time.
+
+        A refused declaration (DOCTYPE, comment, PI) stops the parser before the bytes
+        after it reach expat.  The prolog (XML declaration, whitespace, header) counts
+        against `max_stanza_bytes`, and no piece goes past the byte that would exceed
+        it, so expat sees the same bytes however the input was split.  Returns what is
+        left once the header has been seen; the header's piece ends with its '>'.
+        """
+        limit = self.max_stanza_bytes
+        while data and self._state == _BEFORE:
+            end = data.find(b">") + 1
+            if end == 0:
+                end = len(data)
+            end = min(end, limit + 1 - self._fed)
+            self._parse(data[:end])
+            data = data[end:]
+        return data
+
+    def _check_bom(self, data: bytes) -> bytes:
+        # RFC 6120 §11.6: a leading U+FEFF is a zero-width no-break space, i.e. text
+        # before the stream header, which XML does not allow.
+        head = (self._head or b"") + data[:3]
+        if len(head) >= 3 or not _UTF8_BOM.startswith(head):
+            self._head = None  # checked once per stream
+            if head.startswith(_UTF8_BOM):
+                raise _refuse(Cond.NOT_WELL_FORMED, "U+FEFF before the stream header")
+        else:
+            self._head = head
+        return data
+
+
+def _make_handlers(p: XmlStreamParser) -> None:
+    """Install the expat handlers for `p`'s current parser (called by `reset()`)."""
+    parser = p._expat
+    stack = p._stack
+    emit = p._events.append
+    names = _NAMES
+    max_depth = p.max_depth
+    max_bytes = p.max_stanza_bytes
+    new_element = Element
+    prefixes: dict[str, str] = {}
+    default_ns: list[str | None] = [None]
+
+    def start(qname: str, attrs: dict[str, str]) -> None:
+        try:
+            ns, local = names[qname]
+        except KeyError:
+            ns, local = _split_name(qname)
+        if attrs:
+            for key in attrs:
+                if _SEP in key:
+                    attrs = _clark_attrs(attrs)
+                    break
+        if stack:
+            if len(stack) >= max_depth:
+                raise _refuse(Cond.POLICY_VIOLATION, f"elements nested over {max_depth} deep")
+            el = new_element(local, ns, attrs, [])
+            stack[-1].children.append(el)
+            stack.append(el)
+        elif p._state == _OPEN:
+            p._stanza_start = parser.CurrentByteIndex
+            stack.append(new_element(local, ns, attrs, []))
+        else:
+            # The stream header (RFC 6120 §4.7).  Its namespace declarations were
+            # collected by `declare`, which is not needed any more.  The piece being
+            # parsed ends with the header's '>' (see _feed_prolog), so _fed is its end.
+            if p._fed > max_bytes:
+                raise _refuse(Cond.POLICY_VIOLATION, f"stream header over {max_bytes} bytes")
+            parser.StartNamespaceDeclHandler = None
+            p._state = _OPEN
+            emit(StreamOpened(local, ns, attrs, default_ns[0], prefixes))
+
+    def end(qname: str) -> None:
+        if stack:
+            el = stack.pop()
+            if stack:
+                return
+            if parser.CurrentByteIndex - p._stanza_start > max_bytes:
+                raise _refuse(Cond.POLICY_VIOLATION, f"stanza over {max_bytes} bytes")
+            # A frozen dataclass's __init__ goes through object.__setattr__; setting the
+            # slot directly does the same in half the time, once per stanza.
+            event = _new_stanza(Stanza)
+            _set_stanza_element(event, el)
+            emit(event)
+        else:
+            p._state = _CLOSED
+            emit(StreamClosed())
+
+    def text(data: str) -> None:
+        if stack:
+            children = stack[-1].children
+            if children and type(children[-1]) is str:
+                children[-1] += data  # type: ignore[operator]
+            else:
+                children.append(data)
+        elif data.strip(_XML_WHITESPACE):
+            # Whitespace between stanzas is a keepalive (RFC 6120 §4.6.1); text is not.
+            raise _refuse(Cond.BAD_FORMAT, "text is not allowed between stanzas")
+
+    def declare(prefix: str | None, uri: str | None) -> None:
+        if prefix is None:
+            default_ns[0] = uri or None
+        else:
+            prefixes[prefix] = uri or ""
+
+    def xml_decl(version: str, encoding: str | None, standalone: int) -> None:
+        if encoding is not None and encoding.upper() != "UTF-8":
+            raise _refuse(Cond.UNSUPPORTED_ENCODING, f"encoding {encoding!r}: only UTF-8")
+
+    def restricted(what: str) -> Callable[..., None]:
+        def refuse(*_args: object) -> None:
+            raise _refuse(Cond.RESTRICTED_XML, f"{what} are not allowed (RFC 6120 §11.1)")
+
+        return refuse
+
+    parser.buffer_text = True
+    parser.buffer_size = 65536
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text
+    parser.StartNamespaceDeclHandler = declare
+    parser.XmlDeclHandler = xml_decl
+    parser.StartDoctypeDeclHandler = restricted("DTDs")
+    parser.EntityDeclHandler = restricted("entity declarations")
+    parser.CommentHandler = restricted("comments")
+    parser.ProcessingInstructionHandler = restricted("processing instructions")
+
+
+# ---------------------------------------------------------------------------- framing
+
+
+def parse_fragment(
+    data: bytes,
+    default_ns: str = "jabber:client",
+    *,
+    max_stanza_bytes: int = 262144,
+    max_depth: int = 64,
+) -> Element:
+    """Parse one self-contained element: an RFC 7395 WebSocket message, or stored XML.
+
+    RFC 7395 §3.3.3 frames each top-level element (<open/>, <close/>, a stanza) as one
+    complete message.  Elements without a namespace declaration get `default_ns`, the
+    content namespace a stream header would have declared.  The same restrictions and
+    limits as a stream apply; an optional XML declaration may lead.  Raises
+    `StreamParseError`: POLICY_VIOLATION when `data` is over `max_stanza_bytes`,
+    NOT_WELL_FORMED unless it holds exactly one element (whitespace around it is fine),
+    and every condition `XmlStreamParser.feed` raises.
+    """
+    if len(data) > max_stanza_bytes:
+        raise StreamParseError(Cond.POLICY_VIOLATION, f"message over {max_stanza_bytes} bytes")
+    parser = XmlStreamParser(max_stanza_bytes=max_stanza_bytes, max_depth=max_depth)
+    # Parse it as the only child of a synthetic stream element declaring default_ns.
+    # A leading XML declaration must stay at offset 0, so it goes before the wrapper.
+    decl = b""
+    if data.startswith(b"<?xml"):
+        end = data.find(b"?>") + 2
+        if end > 1:
+            decl, data = data[:end], data[end:]
+    wrapper = f'<fragment xmlns="{escape_attr(default_ns)}">'.encode()
+    try:
+        events = parser.feed(b"".join((decl, wrapper, data, b"</fragment>")))
+    except StreamParseError as exc:
+        if exc.condition is Cond.NOT_WELL_FORMED and b"<!DOCTYPE" in data:
+            # Inside the wrapper a DOCTYPE is a syntax error; it is still a DTD (§11.1).
+            raise StreamParseError(Cond.RESTRICTED_XML, "DTDs are not allowed") from None
+        raise
+    if len(events) != 3 or type(events[1]) is not Stanza or type(events[2]) is not StreamClosed:
+        raise StreamParseError(Cond.NOT_WELL_FORMED, "a message must hold exactly one element")
+    return events[1].element

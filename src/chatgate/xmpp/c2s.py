@@ -1,0 +1,314 @@
+"""The client connection driver: one per connection, the same for every transport.
+
+It feeds parsed stream events to the negotiation core, carries out the core's
+actions (writes, STARTTLS, credential look-ups, binding), and once the session
+is established hands stanzas straight to the router.  Stanzas whose handling
+must await (storage) are processed strictly in order: while one is pending,
+later ones queue behind it (RFC 6120 §10.1 in-order processing).
+
+A transport adapter implements `Transport` and calls `events()`,
+`protocol_error()` and `connection_lost()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Protocol
+
+from chatgate.sasl.base import ConnectionFacts, CredentialAnswer
+from chatgate.sasl.driver import answer_request
+from chatgate.xml.element import Element
+from chatgate.xml.parser import Stanza, StreamClosed, StreamOpened
+from chatgate.xmpp import negotiation as neg
+from chatgate.xmpp import ns
+from chatgate.xmpp.errors import PeerProtocolError, StanzaErrorCondition, StreamErrorCondition
+from chatgate.xmpp.router import BindConflict
+from chatgate.xmpp.session import C2SSession
+
+if TYPE_CHECKING:
+    from chatgate.context import ServerContext
+
+log = logging.getLogger(__name__)
+
+#: Stanzas queued behind a pending one before the transport stops reading.
+_QUEUE_HIGH_WATER = 256
+
+
+class Transport(Protocol):
+    """What a connection needs from its transport adapter."""
+
+    name: str  # "tcp", "tls", "bosh", "websocket"
+    facts: ConnectionFacts
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None:
+        """Close after everything written so far is flushed."""
+
+    def reset_stream(self) -> None:
+        """Start a fresh parser (stream restart)."""
+
+    async def start_tls(self) -> ConnectionFacts:
+        """Upgrade to TLS (STARTTLS) and return the new connection facts."""
+        ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+class C2SConnection:
+    """Drives one client connection from the first byte to the close."""
+
+    def __init__(self, ctx: ServerContext, transport: Transport, settings: neg.NegotiationSettings):
+        self.ctx = ctx
+        self.transport = transport
+        self.negotiation = neg.C2SNegotiation(settings, transport.facts)
+        self.session: C2SSession | None = None
+        self.closed = False
+        self._queue: deque[Element] = deque()
+        self._busy = False
+        self._paused = False
+        self._stream_generation = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._auth_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            ctx.config.auth.auth_timeout, self._auth_timeout
+        )
+        ctx.connections.add(self)
+
+    # ------------------------------------------------------------ transport input
+
+    def events(self, events: list[object]) -> None:
+        """Parsed events from the transport, in order."""
+        generation = self._stream_generation
+        for event in events:
+            if self.closed or self._stream_generation != generation:
+                # A stream restart discards what the old parser produced after it
+                # (RFC 6120 §4.3.3): those bytes belonged to the previous stream.
+                break
+            kind = type(event)
+            if kind is Stanza:
+                if self.session is not None:
+                    self._stanza(event.element)  # type: ignore[attr-defined]
+                else:
+                    self._apply(self.negotiation.element(event.element))  # type: ignore[attr-defined]
+            elif kind is StreamOpened:
+                self._apply(self.negotiation.stream_opened(event))  # type: ignore[arg-type]
+            elif kind is StreamClosed:
+                self._apply(self.negotiation.stream_closed())
+
+    def protocol_error(self, exc: PeerProtocolError) -> None:
+        """The parser refused the input: stream error, then close (RFC 6120 §4.9.1.1)."""
+        self.close_stream(exc.condition, exc.text)
+
+    def connection_lost(self) -> None:
+        """The transport is gone: tidy up without writing anything."""
+        # Called by close_stream() and again by the transport: only the first counts.
+        # Pending tasks are not cancelled: they check `closed`, and a message being
+        # stored offline must not be cut off half-way.
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        self.closed = True
+        self.ctx.connections.discard(self)
+        if self.session is not None:
+            session, self.session = self.session, None
+            self.ctx.router.unbind(session)
+            self.ctx.spawn(self.ctx.session_closed(session))
+
+    # ------------------------------------------------------------ established sessions
+
+    def _stanza(self, el: Element) -> None:
+        if self._busy:
+            self._queue.append(el)
+            if len(self._queue) > _QUEUE_HIGH_WATER and not self._paused:
+                self._paused = True
+                self.transport.pause_reading()
+            return
+        if el.ns != ns.CLIENT:
+            self.close_stream(StreamErrorCondition.INVALID_NAMESPACE, f"{el.ns!r} is not jabber:client")
+            return
+        assert self.session is not None
+        try:
+            pending = self.ctx.router.route(self.session, el)
+        except Exception:
+            log.exception("routing failed for %s", self.session.full)
+            self._internal_error(el)
+            return
+        if pending is not None:
+            self._busy = True
+            self._spawn(self._drain(pending))
+
+    async def _drain(self, pending: Awaitable[None]) -> None:
+        """Await a pending stanza, then process the queue in order."""
+        try:
+            await pending
+        except Exception:
+            log.exception("stanza handling failed")
+        while self._queue and not self.closed and self.session is not None:
+            el = self._queue.popleft()
+            try:
+                nxt = self.ctx.router.route(self.session, el)
+                if nxt is not None:
+                    await nxt
+            except Exception:
+                log.exception("stanza handling failed")
+                self._internal_error(el)
+        self._busy = False
+        if self._paused and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _internal_error(self, el: Element) -> None:
+        from chatgate.xmpp.stanza import error_reply
+
+        if self.session is not None and el.get("type") != "error":
+            reply = error_reply(el, StanzaErrorCondition.INTERNAL_SERVER_ERROR)
+            reply.attrs["to"] = self.session.full
+            self.session.send(reply)
+
+    # ------------------------------------------------------------ negotiation actions
+
+    def _apply(self, actions: list[neg.Action]) -> None:
+        for action in actions:
+            if self.closed:
+                return
+            kind = type(action)
+            if kind is neg.Send:
+                self.transport.write(action.text.encode())
+            elif kind is neg.ResetParser:
+                self.transport.reset_stream()
+                self._stream_generation += 1
+            elif kind is neg.StartTls:
+                self._spawn(self._start_tls())
+            elif kind is neg.CredentialsNeeded:
+                self._spawn(self._credentials(action.request))
+            elif kind is neg.Authenticated:
+                self._authenticated(action)
+            elif kind is neg.AuthFailed:
+                self.ctx.auth_failed(self.transport.facts, action)
+            elif kind is neg.BindRequested:
+                self._bind(action)
+            elif kind is neg.Established:
+                pass
+            elif kind is neg.PreAuthStanza:
+                self._spawn(self.ctx.pre_auth_stanza(self, action.element))
+            elif kind is neg.CloseStream:
+                self.close_stream(action.condition, action.text)
+
+    async def _start_tls(self) -> None:
+        try:
+            facts = await self.transport.start_tls()
+        except Exception as exc:
+            log.info("TLS handshake failed from %s: %s", self.transport.facts.remote_address, exc)
+            self.closed = True
+            self.transport.close()
+            return
+        self._apply(self.negotiation.tls_established(facts))
+
+    async def _credentials(self, request) -> None:  # type: ignore[no-untyped-def]
+        answer: CredentialAnswer = await answer_request(
+            request, self.ctx.provider, self.ctx.config.server.domain
+        )
+        if not self.closed:
+            self._apply(self.negotiation.credentials(answer))
+
+    def _authenticated(self, action: neg.Authenticated) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        facts = self.transport.facts
+        log.info(
+            "%s@%s authenticated with %s over %s from %s",
+            action.username,
+            self.ctx.domain,
+            action.mechanism,
+            facts.tls_version or "plain TCP",
+            facts.remote_address or "-",
+        )
+
+    def _bind(self, action: neg.BindRequested) -> None:
+        username = self.negotiation.authenticated_user
+        assert username is not None
+        ctx = self.ctx
+        resource = action.resource
+        if resource is not None:
+            try:
+                resource = ctx.prepare_resource(resource)
+            except ValueError as exc:
+                self._apply(
+                    self.negotiation.bind_failed(action.iq_id, StanzaErrorCondition.BAD_REQUEST, str(exc))
+                )
+                return
+
+        def session_for(res: str) -> C2SSession:
+            return C2SSession(
+                username=username,
+                domain=ctx.config.server.domain,
+                resource=res,
+                stream_id=self.negotiation.stream_id,
+                write=self.transport.write,
+                close=self.close_stream,
+                transport=self.transport.name,
+            )
+
+        try:
+            session, replaced = ctx.router.bind(
+                session_for,
+                resource,
+                ctx.config.session.resource_conflict.value,
+                ctx.config.session.max_resources,
+            )
+        except BindConflict as exc:
+            condition = (
+                StanzaErrorCondition.RESOURCE_CONSTRAINT
+                if str(exc) == "too many resources"
+                else StanzaErrorCondition.CONFLICT
+            )
+            self._apply(self.negotiation.bind_failed(action.iq_id, condition))
+            return
+        if replaced is not None:
+            # RFC 6120 §7.7.2.2: the older session gets <conflict/>.
+            replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new session")
+        self.session = session
+        self._apply(self.negotiation.bound(session.resource, session.full, action.iq_id))
+        self._spawn(ctx.session_bound(session))
+
+    # ------------------------------------------------------------ closing
+
+    def close_stream(self, condition: StreamErrorCondition | None = None, text: str = "") -> None:
+        """Send the stream error (if any) and the closing tag, then close the transport."""
+        if self.closed:
+            return
+        out = ""
+        if not self.negotiation.header_sent:
+            # RFC 6120 §4.9.1.2: an error before our header still opens the stream first.
+            self.negotiation.header_sent = True
+            out = (
+                f"<?xml version='1.0'?><stream:stream xmlns='{ns.CLIENT}' "
+                f"xmlns:stream='{ns.STREAMS}' from='{self.ctx.config.server.domain}' "
+                f"id='{neg._new_stream_id()}' version='1.0'>"
+            )
+        out += neg.stream_error_xml(condition, text) if condition else "</stream:stream>"
+        self.transport.write(out.encode())
+        self.transport.close()
+        self.connection_lost()
+
+    def _auth_timeout(self) -> None:
+        self._auth_timer = None
+        if self.negotiation.authenticated_user is None and not self.closed:
+            self.close_stream(StreamErrorCondition.CONNECTION_TIMEOUT, "authentication took too long")
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("connection task failed", exc_info=task.exception())
+            self.close_stream(StreamErrorCondition.INTERNAL_SERVER_ERROR)

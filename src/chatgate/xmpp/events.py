@@ -1,0 +1,28 @@
+"""Hook events of the session lifecycle (facts in the past tense)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatgate.xmpp.session import C2SSession
+
+
+@dataclass(frozen=True, slots=True)
+class SessionBound:
+    """A resource was bound (RFC 6120 §7); presence is not yet available."""
+
+    session: C2SSession
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    """A bound session ended, cleanly or not; its presence is not yet withdrawn."""
+
+    session: C2SSession
+
+
+@dataclass(frozen=True, slots=True)
+class BecameAvailable:
+    """A session sent its initial available presence (RFC 6121 §4.2)."""
+
+    session: C2SSession

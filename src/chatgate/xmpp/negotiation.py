@@ -1,0 +1,503 @@
+"""Client-to-server stream negotiation (RFC 6120 §4–§7) as a sans-I/O state machine.
+
+Theory of operation
+-------------------
+The core takes parsed stream events (stream header, top-level elements, stream
+end) and connection facts, and returns actions for its driver (`xmpp/c2s.py`).
+It never awaits, never reads the clock and never touches storage: when SASL
+needs a stored credential the core returns `NeedCredentials` and the driver
+calls `credentials()` with the answer; when binding needs the router it returns
+`BindRequested` and the driver calls `bound()` or `bind_failed()`.
+
+States (one table, `_ACCEPTS`, says which top-level elements each accepts):
+
+    WAIT_HEADER ──header──▶ OPEN ──<starttls/>──▶ TLS_PENDING ──tls_established()──▶ WAIT_HEADER
+                             │ ◀──failure/abort──┐
+                             └──<auth/>──▶ SASL ─┴─success──▶ WAIT_HEADER (authenticated)
+    WAIT_HEADER (authenticated) ──header──▶ BIND ──bind iq──▶ BINDING ──bound()──▶ ESTABLISHED
+
+A stream restart (RFC 6120 §4.3.3) happens after TLS (§5.4.3.3) and after SASL
+success (§6.4.6): the driver resets its parser (`ResetParser`) and the core waits
+for a new header.  Once ESTABLISHED the driver stops feeding the core: stanzas
+go straight to the router (the hot path has no action objects).
+
+Any exception inside the core puts it into FAILED; the driver then closes the
+stream with `internal-server-error`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from chatgate.sasl.base import (
+    Challenge,
+    ConnectionFacts,
+    CredentialAnswer,
+    Failure,
+    Mechanism,
+    NeedCredentials,
+    Step,
+    Success,
+)
+from chatgate.xml.element import Element
+from chatgate.xml.serialize import escape_attr, escape_text
+from chatgate.xml.parser import StreamOpened
+from chatgate.xmpp import ns
+from chatgate.xmpp.errors import SaslFailureCondition, StanzaErrorCondition, StreamErrorCondition
+
+
+class State(enum.Enum):
+    WAIT_HEADER = "wait-header"
+    OPEN = "open"  # header exchanged, features sent, not yet authenticated
+    TLS_PENDING = "tls-pending"  # <proceed/> sent; the transport is handshaking
+    SASL = "sasl"  # a mechanism is running
+    SASL_WAIT = "sasl-wait"  # waiting for the driver's credential answer
+    BIND = "bind"  # authenticated stream open, waiting for the bind IQ
+    BINDING = "binding"  # waiting for the router
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Write this text to the peer."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTls:
+    """Upgrade the transport to TLS now (after `<proceed/>` is flushed), then call
+    `tls_established()`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResetParser:
+    """Discard the parser state: the next bytes start a new stream (RFC 6120 §4.3.3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    username: str
+    mechanism: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailed:
+    """One SASL attempt failed (for throttling and logs); the stream stays open."""
+
+    mechanism: str
+    condition: SaslFailureCondition
+    username: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialsNeeded:
+    request: NeedCredentials
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequested:
+    iq_id: str
+    resource: str | None  # None: the server picks one
+
+
+@dataclass(frozen=True, slots=True)
+class Established:
+    """Binding is done: from now on the driver routes stanzas itself."""
+
+    resource: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreAuthStanza:
+    """An IQ allowed before authentication (registration, legacy auth): the driver
+    hands it to the module registered for its namespace."""
+
+    element: Element
+
+
+@dataclass(frozen=True, slots=True)
+class CloseStream:
+    """Close the stream: with a stream error when `condition` is set (RFC 6120 §4.9)."""
+
+    condition: StreamErrorCondition | None = None
+    text: str = ""
+
+
+Action = (
+    Send
+    | StartTls
+    | ResetParser
+    | Authenticated
+    | AuthFailed
+    | CredentialsNeeded
+    | BindRequested
+    | Established
+    | PreAuthStanza
+    | CloseStream
+)
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiationSettings:
+    """What the listener and configuration decide; fixed for one connection."""
+
+    domain: str
+    starttls_available: bool  # the listener can upgrade (STARTTLS mode, not yet TLS)
+    require_tls: bool
+    #: computes the offered mechanism names from the connection facts (config order)
+    offered_mechanisms: Callable[[ConnectionFacts], Sequence[str]]
+    #: builds a mechanism for one attempt
+    make_mechanism: Callable[[str, ConnectionFacts], Mechanism]
+    #: serialized features offered after authentication besides <bind/> and <session/>
+    extra_features: tuple[str, ...] = ()
+    #: serialized features offered before authentication (e.g. iq-auth, register)
+    pre_auth_features: tuple[str, ...] = ()
+    #: IQ payload namespaces a client may use before authenticating
+    pre_auth_namespaces: frozenset[str] = frozenset()
+    max_auth_failures: int = 3
+    lang: str = "en"
+
+
+def _new_stream_id() -> str:
+    return base64.urlsafe_b64encode(os.urandom(12)).decode("ascii")
+
+
+@dataclass
+class C2SNegotiation:
+    """One client connection's negotiation; see the module docstring."""
+
+    settings: NegotiationSettings
+    facts: ConnectionFacts
+    state: State = State.WAIT_HEADER
+    authenticated_user: str | None = None
+    stream_id: str = ""
+    header_sent: bool = False
+    failures: int = 0
+    _mechanism: Mechanism | None = None
+    _mechanism_name: str = ""
+    _offered: tuple[str, ...] = field(default=())
+
+    # ------------------------------------------------------------ inputs
+
+    def stream_opened(self, event: StreamOpened) -> list[Action]:
+        """The peer's stream header (RFC 6120 §4.7)."""
+        if self.state is not State.WAIT_HEADER:
+            # A second header inside an open stream is not well-formed XML anyway.
+            return self._stream_error(StreamErrorCondition.NOT_WELL_FORMED, "unexpected header")
+        actions: list[Action] = [Send(self._response_header(event))]
+        # §4.8.1: the stream element must be qualified by the streams namespace.
+        if event.ns != ns.STREAMS or event.name != "stream":
+            return actions + self._stream_error(StreamErrorCondition.INVALID_NAMESPACE)
+        # §4.8.2: the content namespace of a c2s stream is jabber:client.
+        if event.default_ns != ns.CLIENT:
+            return actions + self._stream_error(
+                StreamErrorCondition.INVALID_NAMESPACE, "the content namespace must be jabber:client"
+            )
+        # §4.7.5: version 1.0 or later is required for this protocol.
+        if not _supported_version(event.attrs.get("version")):
+            return actions + self._stream_error(
+                StreamErrorCondition.UNSUPPORTED_VERSION, "version='1.0' is required"
+            )
+        # §4.7.2: 'to' must name a host we serve.
+        to = event.attrs.get("to", "").rstrip(".").lower()
+        if to != self.settings.domain:
+            return actions + self._stream_error(
+                StreamErrorCondition.HOST_UNKNOWN, f"this server serves {self.settings.domain}"
+            )
+        if self.authenticated_user is None:
+            self.state = State.OPEN
+            actions.append(Send(self._pre_auth_features()))
+        else:
+            self.state = State.BIND
+            actions.append(Send(self._post_auth_features()))
+        return actions
+
+    def element(self, el: Element) -> list[Action]:
+        """A top-level element before the session is established."""
+        try:
+            return self._element(el)
+        except Exception:
+            self.state = State.FAILED
+            raise
+
+    def tls_established(self, facts: ConnectionFacts) -> list[Action]:
+        """The transport finished the TLS handshake (RFC 6120 §5.4.3.3): restart."""
+        if self.state is not State.TLS_PENDING:
+            raise ValueError("tls_established() without a pending STARTTLS")
+        self.facts = facts
+        self.state = State.WAIT_HEADER
+        return [ResetParser()]
+
+    def credentials(self, answer: CredentialAnswer) -> list[Action]:
+        """The driver's answer to `CredentialsNeeded`."""
+        if self.state is not State.SASL_WAIT or self._mechanism is None:
+            raise ValueError("credentials() without a pending request")
+        self.state = State.SASL
+        return self._sasl_step(self._mechanism.resume(answer))
+
+    def bound(self, resource: str, full_jid: str, iq_id: str) -> list[Action]:
+        """The router accepted the bind (RFC 6120 §7.6.1)."""
+        if self.state is not State.BINDING:
+            raise ValueError("bound() without a pending bind")
+        self.state = State.ESTABLISHED
+        return [
+            Send(
+                f"<iq type='result' id=\"{escape_attr(iq_id)}\"><bind xmlns='{ns.BIND}'>"
+                f"<jid>{escape_text(full_jid)}</jid></bind></iq>"
+            ),
+            Established(resource),
+        ]
+
+    def bind_failed(self, iq_id: str, condition: StanzaErrorCondition, text: str = "") -> list[Action]:
+        """The router refused the bind (§7.6.2): the client may try again."""
+        if self.state is not State.BINDING:
+            raise ValueError("bind_failed() without a pending bind")
+        self.state = State.BIND
+        return [Send(iq_error(iq_id, condition, text))]
+
+    def stream_closed(self) -> list[Action]:
+        """The peer sent `</stream:stream>` (RFC 6120 §4.4)."""
+        self.state = State.CLOSED
+        return [CloseStream()]
+
+    # ------------------------------------------------------------ internals
+
+    def _element(self, el: Element) -> list[Action]:
+        state = self.state
+        if state is State.OPEN:
+            if el.ns == ns.TLS and el.name == "starttls":
+                return self._starttls()
+            if el.ns == ns.SASL and el.name == "auth":
+                return self._auth(el)
+            if el.ns == ns.CLIENT and el.name == "iq" and self._is_pre_auth_iq(el):
+                return [PreAuthStanza(el)]
+            return self._not_authorized(el)
+        if state is State.SASL:
+            if el.ns == ns.SASL and el.name == "response":
+                assert self._mechanism is not None
+                data = _decode_sasl(el.text)
+                if data is None:
+                    return self._sasl_failure(SaslFailureCondition.INCORRECT_ENCODING)
+                return self._sasl_step(self._mechanism.respond(data))
+            if el.ns == ns.SASL and el.name == "abort":
+                return self._sasl_failure(SaslFailureCondition.ABORTED, count=False)
+            return self._not_authorized(el)
+        if state is State.BIND:
+            if el.ns == ns.CLIENT and el.name == "iq":
+                bind = el.find("bind", ns.BIND)
+                if bind is not None and el.get("type") == "set":
+                    return self._bind(el, bind)
+            # RFC 6120 §7.1: no stanza is processed before binding.
+            return self._stream_error(StreamErrorCondition.NOT_AUTHORIZED, "bind a resource first")
+        if state in (State.SASL_WAIT, State.BINDING, State.TLS_PENDING):
+            # The client did not wait for our answer (§6.4.3, §5.4.3.3).
+            return self._stream_error(StreamErrorCondition.POLICY_VIOLATION, "wait for the server")
+        return self._stream_error(StreamErrorCondition.NOT_AUTHORIZED)
+
+    def _is_pre_auth_iq(self, el: Element) -> bool:
+        return any(
+            isinstance(child, Element) and child.ns in self.settings.pre_auth_namespaces
+            for child in el.children
+        )
+
+    def _not_authorized(self, el: Element) -> list[Action]:
+        # RFC 6120 §6.4.1 / §4.9.3.12: stanzas before authentication are refused.
+        what = el.name if el.ns == ns.CLIENT else f"{{{el.ns}}}{el.name}"
+        return self._stream_error(StreamErrorCondition.NOT_AUTHORIZED, f"<{what}/> before authentication")
+
+    def _starttls(self) -> list[Action]:
+        if not self.settings.starttls_available or self.facts.tls_active:
+            # §5.4.2.2: failure, then the stream is closed.
+            return [
+                Send(f"<failure xmlns='{ns.TLS}'/>"),
+                *self._close_after_failure(),
+            ]
+        self.state = State.TLS_PENDING
+        return [Send(f"<proceed xmlns='{ns.TLS}'/>"), StartTls()]
+
+    def _offered_now(self) -> tuple[str, ...]:
+        return tuple(self.settings.offered_mechanisms(self.facts))
+
+    def _tls_missing(self) -> bool:
+        return self.settings.require_tls and not self.facts.tls_active
+
+    def _auth(self, el: Element) -> list[Action]:
+        name = el.get("mechanism") or ""
+        self._mechanism_name = name
+        if self._tls_missing():
+            # §6.4.5 encryption-required: the mechanism needs a protected stream.
+            return self._sasl_failure(SaslFailureCondition.ENCRYPTION_REQUIRED, count=False)
+        if name not in self._offered:
+            return self._sasl_failure(SaslFailureCondition.INVALID_MECHANISM)
+        text = el.text
+        if text == "":
+            initial: bytes | None = None
+        else:
+            initial = _decode_sasl(text)
+            if initial is None:
+                return self._sasl_failure(SaslFailureCondition.INCORRECT_ENCODING)
+        self._mechanism = self.settings.make_mechanism(name, self.facts)
+        self.state = State.SASL
+        return self._sasl_step(self._mechanism.start(initial))
+
+    def _sasl_step(self, step: Step) -> list[Action]:
+        if isinstance(step, NeedCredentials):
+            self.state = State.SASL_WAIT
+            return [CredentialsNeeded(step)]
+        if isinstance(step, Challenge):
+            return [Send(f"<challenge xmlns='{ns.SASL}'>{_encode_sasl(step.data)}</challenge>")]
+        if isinstance(step, Success):
+            self._mechanism = None
+            self.authenticated_user = step.username
+            self.state = State.WAIT_HEADER
+            payload = "" if step.additional_data is None else _encode_sasl(step.additional_data)
+            return [
+                Send(f"<success xmlns='{ns.SASL}'>{payload}</success>"),
+                Authenticated(step.username, self._mechanism_name),
+                ResetParser(),
+            ]
+        assert isinstance(step, Failure)
+        return self._sasl_failure(step.condition, step.text, username=step.username)
+
+    def _sasl_failure(
+        self,
+        condition: SaslFailureCondition,
+        text: str = "",
+        *,
+        count: bool = True,
+        username: str | None = None,
+    ) -> list[Action]:
+        """§6.4.5: report the failure; after too many, close with policy-violation."""
+        self._mechanism = None
+        self.state = State.OPEN
+        body = f"<{condition.value}/>"
+        if text:
+            body += f"<text xml:lang='{self.settings.lang}'>{escape_text(text)}</text>"
+        actions: list[Action] = [
+            Send(f"<failure xmlns='{ns.SASL}'>{body}</failure>"),
+            AuthFailed(self._mechanism_name, condition, username),
+        ]
+        if count:
+            self.failures += 1
+            if self.failures >= self.settings.max_auth_failures:
+                actions += self._stream_error(
+                    StreamErrorCondition.POLICY_VIOLATION, "too many failed authentication attempts"
+                )
+        return actions
+
+    def _bind(self, iq: Element, bind: Element) -> list[Action]:
+        iq_id = iq.get("id")
+        if not iq_id:
+            return self._stream_error(StreamErrorCondition.INVALID_XML, "an <iq/> needs an id")
+        resource_el = bind.find("resource", ns.BIND)
+        resource = resource_el.text.strip() if resource_el is not None else ""
+        self.state = State.BINDING
+        return [BindRequested(iq_id, resource or None)]
+
+    def _stream_error(self, condition: StreamErrorCondition, text: str = "") -> list[Action]:
+        self.state = State.CLOSED
+        return [CloseStream(condition, text)]
+
+    def _close_after_failure(self) -> list[Action]:
+        self.state = State.CLOSED
+        return [CloseStream()]
+
+    # ------------------------------------------------------------ output
+
+    def _response_header(self, event: StreamOpened) -> str:
+        self.stream_id = _new_stream_id()
+        self.header_sent = True
+        to = event.attrs.get("from")
+        to_attr = f' to="{escape_attr(to)}"' if to else ""
+        return (
+            "<?xml version='1.0'?>"
+            f"<stream:stream xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAMS}'"
+            f' from="{escape_attr(self.settings.domain)}"{to_attr} id="{self.stream_id}"'
+            f" version='1.0' xml:lang='{self.settings.lang}'>"
+        )
+
+    def _pre_auth_features(self) -> str:
+        parts = ["<stream:features>"]
+        can_starttls = self.settings.starttls_available and not self.facts.tls_active
+        if can_starttls:
+            required = "<required/>" if self.settings.require_tls else ""
+            parts.append(f"<starttls xmlns='{ns.TLS}'>{required}</starttls>")
+        # §5.3.1: with TLS mandatory-to-negotiate, offer only STARTTLS until it is done.
+        if not (can_starttls and self.settings.require_tls):
+            self._offered = () if self._tls_missing() else self._offered_now()
+            if self._offered:
+                parts.append(f"<mechanisms xmlns='{ns.SASL}'>")
+                parts.extend(f"<mechanism>{m}</mechanism>" for m in self._offered)
+                parts.append("</mechanisms>")
+            parts.extend(self.settings.pre_auth_features)
+        parts.append("</stream:features>")
+        return "".join(parts)
+
+    def _post_auth_features(self) -> str:
+        return (
+            f"<stream:features><bind xmlns='{ns.BIND}'/>"
+            f"<session xmlns='{ns.SESSION}'><optional/></session>"
+            + "".join(self.settings.extra_features)
+            + "</stream:features>"
+        )
+
+    def with_facts(self, facts: ConnectionFacts) -> C2SNegotiation:
+        return replace(self, facts=facts)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _supported_version(version: str | None) -> bool:
+    if not version:
+        return False
+    major, _, _minor = version.partition(".")
+    return major.isdigit() and int(major) >= 1
+
+
+def _decode_sasl(text: str) -> bytes | None:
+    """RFC 6120 §6.4.2: base64 payload; a single '=' is an empty payload; None if invalid."""
+    text = text.strip()
+    if text == "=":
+        return b""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _encode_sasl(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii") if data else "="
+
+
+def iq_error(iq_id: str, condition: StanzaErrorCondition, text: str = "") -> str:
+    """A minimal IQ error reply (RFC 6120 §8.3) for the negotiation phase."""
+    body = f"<{condition.value} xmlns='{ns.STANZA_ERRORS}'/>"
+    if text:
+        body += f"<text xmlns='{ns.STANZA_ERRORS}'>{escape_text(text)}</text>"
+    return (
+        f"<iq type='error' id=\"{escape_attr(iq_id)}\">"
+        f"<error type='{condition.default_type}'>{body}</error></iq>"
+    )
+
+
+def stream_error_xml(condition: StreamErrorCondition, text: str = "") -> str:
+    """RFC 6120 §4.9.2: `<stream:error>` followed by the closing tag."""
+    body = f"<{condition.value} xmlns='{ns.STREAM_ERRORS}'/>"
+    if text:
+        body += f"<text xmlns='{ns.STREAM_ERRORS}'>{escape_text(text)}</text>"
+    return f"<stream:error>{body}</stream:error></stream:stream>"

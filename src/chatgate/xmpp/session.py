@@ -1,0 +1,72 @@
+"""The typed record of one bound client session (no free-form attributes).
+
+A session knows how to hand bytes to its transport; it never routes, parses or
+touches storage.  Modules keep their per-session state in their own tables keyed
+by the session, not on this object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from chatgate.xml.element import Element
+from chatgate.xml.serialize import serialize
+from chatgate.xmpp.errors import StreamErrorCondition
+
+
+class C2SSession:
+    __slots__ = (
+        "available",
+        "bare",
+        "close",
+        "directed",
+        "domain",
+        "full",
+        "interested",
+        "presence",
+        "priority",
+        "resource",
+        "stream_id",
+        "transport",
+        "username",
+        "write",
+    )
+
+    def __init__(
+        self,
+        *,
+        username: str,
+        domain: str,
+        resource: str,
+        stream_id: str,
+        write: Callable[[bytes], None],
+        close: Callable[[StreamErrorCondition | None, str], None],
+        transport: str,
+    ) -> None:
+        self.username = username
+        self.domain = domain
+        self.resource = resource
+        self.bare = f"{username}@{domain}"
+        self.full = f"{self.bare}/{resource}"
+        self.stream_id = stream_id
+        #: writes serialized stanzas to the peer (transport-agnostic)
+        self.write = write
+        #: closes the stream, with a stream error when a condition is given
+        self.close = close
+        self.transport = transport
+        #: sent initial presence and not yet unavailable (RFC 6121 §4.2)
+        self.available = False
+        #: priority of the last available presence (RFC 6121 §4.7.2.3)
+        self.priority = 0
+        #: last available presence broadcast, for probes (RFC 6121 §4.3.2)
+        self.presence: Element | None = None
+        #: requested the roster, so it gets roster pushes (RFC 6121 §2.1.6)
+        self.interested = False
+        #: full JIDs that got directed presence (RFC 6121 §4.6), to send unavailable later
+        self.directed: set[str] = set()
+
+    def send(self, el: Element) -> None:
+        self.write(serialize(el).encode())
+
+    def __repr__(self) -> str:
+        return f"<C2SSession {self.full} {self.transport}>"

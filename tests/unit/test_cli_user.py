@@ -1,0 +1,274 @@
+"""`chatgate user`: account management from the command line, against a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from chatgate.auth.internal import InternalProvider, stamp_path
+from chatgate.cli.user import user_app
+from chatgate.storage.database import Database
+from chatgate.storage.records import RosterItem
+
+T = TypeVar("T")
+CANARY = "Plaintext-Canary-7391"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "chatgate.toml"
+    path.write_text(
+        '[server]\ndomain = "localhost"\ndata_dir = "var"\n'
+        '[storage]\nurl = "sqlite+aiosqlite:///var/chatgate.db"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def _db_path(config: Path) -> Path:
+    return config.parent / "var" / "chatgate.db"
+
+
+def _url(config: Path) -> str:
+    return f"sqlite+aiosqlite:///{_db_path(config)}"
+
+
+def cli(config: Path, *args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(user_app, [*args, "--config", str(config)], input=input)
+
+
+def with_db(config: Path, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def run() -> T:
+        db = await Database.open(_url(config))
+        try:
+            return await work(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def password_ok(config: Path, username: str, password: str) -> bool:
+    def check(db: Database) -> Awaitable[bool]:
+        provider = InternalProvider(db.accounts, cache_size=10, data_dir=config.parent / "var")
+        return provider.verify_password(username, "localhost", password)
+
+    return with_db(config, check)
+
+
+def add(config: Path, user: str, password: str) -> Result:
+    return cli(config, "add", user, "--password-stdin", input=f"{password}\n")
+
+
+def test_add_creates_an_account_the_provider_accepts(config: Path) -> None:
+    result = add(config, "Alice", "s3cret pass")
+    assert result.exit_code == 0, result.output
+    assert "user alice@localhost created" in result.stdout
+    assert password_ok(config, "alice", "s3cret pass")
+    assert not password_ok(config, "alice", "s3cret")
+    assert stamp_path(config.parent / "var").exists()
+
+
+def test_add_asks_for_the_password_twice(config: Path) -> None:
+    result = cli(config, "add", "bob", input="hunter22\nhunter22\n")
+    assert result.exit_code == 0, result.output
+    assert "hunter22" not in result.output  # hidden input is not echoed
+    assert password_ok(config, "bob", "hunter22")
+
+
+def test_add_with_mismatched_confirmation_creates_nothing(config: Path) -> None:
+    result = cli(config, "add", "bob", input="one\ntwo\n")
+    assert result.exit_code != 0
+    assert with_db(config, lambda db: db.accounts.count()) == 0
+
+
+def test_password_is_never_taken_from_argv(config: Path) -> None:
+    result = cli(config, "add", "bob", "hunter22")
+    assert result.exit_code == 2
+    assert with_db(config, lambda db: db.accounts.count()) == 0
+
+
+def test_duplicate_add_exits_1(config: Path) -> None:
+    assert add(config, "alice", "one").exit_code == 0
+    result = add(config, "alice@localhost", "two")
+    assert result.exit_code == 1
+    assert "already exists" in result.stderr
+    assert password_ok(config, "alice", "one")
+
+
+def test_invalid_username_exits_2_with_the_reason(config: Path) -> None:
+    result = add(config, "al ice", "pw")
+    assert result.exit_code == 2
+    assert "invalid username" in result.stderr and "spaces" in result.stderr
+
+
+def test_foreign_domain_exits_2(config: Path) -> None:
+    result = add(config, "alice@example.org", "pw")
+    assert result.exit_code == 2
+    assert "not served" in result.stderr
+
+
+def test_empty_password_exits_2(config: Path) -> None:
+    result = add(config, "alice", "")
+    assert result.exit_code == 2
+    assert "empty password" in result.stderr
+
+
+def test_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "chatgate.toml"
+    path.write_text("[server]\nnope = 1\n", encoding="utf-8")
+    result = cli(path, "list")
+    assert result.exit_code == 2
+    assert "server.nope" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_passwd_replaces_the_password(config: Path) -> None:
+    add(config, "alice", "old password")
+    result = cli(config, "passwd", "alice", "--password-stdin", input="new password\n")
+    assert result.exit_code == 0, result.output
+    assert not password_ok(config, "alice", "old password")
+    assert password_ok(config, "alice", "new password")
+
+
+def test_passwd_of_unknown_user_exits_1(config: Path) -> None:
+    result = cli(config, "passwd", "nobody", "--password-stdin", input="x\n")
+    assert result.exit_code == 1
+    assert "no such user" in result.stderr
+
+
+def test_del_removes_the_account_and_its_roster_and_offline_messages(config: Path) -> None:
+    add(config, "alice", "pw")
+    add(config, "bob", "pw")
+
+    async def populate(db: Database) -> None:
+        for owner in (("alice", "localhost"), ("bob", "localhost")):
+            await db.roster.put(owner, RosterItem("carol@example.org"))
+            await db.offline.store(owner, "<message/>", datetime.now(UTC), 10)
+
+    with_db(config, populate)
+    result = cli(config, "del", "alice")
+    assert result.exit_code == 0, result.output
+    assert "user alice@localhost deleted" in result.stdout
+    with sqlite3.connect(_db_path(config)) as conn:
+        for table in ("accounts", "roster_items", "offline_messages", "roster_versions"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,), table
+    assert not password_ok(config, "alice", "pw")
+    again = cli(config, "del", "alice")
+    assert again.exit_code == 1
+    assert "no such user" in again.stderr
+
+
+def test_list_prints_bare_jids_by_domain(config: Path) -> None:
+    add(config, "zed", "pw")
+    add(config, "amy", "pw")
+    with_db(config, lambda db: db.accounts.create("other", "example.org", {}))
+    result = cli(config, "list")
+    assert result.exit_code == 0
+    assert result.stdout.split() == ["other@example.org", "amy@localhost", "zed@localhost"]
+    result = cli(config, "list", "--domain", "localhost")
+    assert result.stdout.split() == ["amy@localhost", "zed@localhost"]
+
+
+MIXED = """\
+# publish.password, Wowza style
+alice   first secret
+bob second
+
+ # indented comment
+carol
+dave\t
+bad/user pw
+erin \u0007bell
+al\u01c6 pw
+alice again
+frank@localhost frank-pw
+grace@example.org pw
+"""
+
+
+def test_import_mixed_file_reports_every_outcome(config: Path, tmp_path: Path) -> None:
+    add(config, "bob", "kept")
+    file = tmp_path / "publish.password"
+    file.write_text(MIXED, encoding="utf-8")
+    result = cli(config, "import", str(file))
+    assert result.exit_code == 1  # some lines were rejected
+    out = result.stdout
+    assert "│ created          │        2 │" in out  # alice, frank
+    assert "│ skipped (exists) │        1 │" in out  # bob
+    assert "│ rejected         │        7 │" in out
+    rows = [row for row in out.splitlines() if row.startswith("│ ")]
+    for line, reason in [
+        (6, "missing password"),
+        (7, "missing password"),  # "dave" and a tab
+        (8, "invalid username"),
+        (9, "PRECIS"),
+        (10, "invalid username"),
+        (11, "duplicate of line 2"),
+        (13, "not served"),
+    ]:
+        assert any(row.startswith(f"│ {line} ") and reason in row for row in rows), (line, out)
+    assert password_ok(config, "alice", "first secret")
+    assert password_ok(config, "bob", "kept")
+    assert password_ok(config, "frank", "frank-pw")
+
+
+def test_import_csv_with_header_and_update_existing(config: Path, tmp_path: Path) -> None:
+    add(config, "alice", "old")
+    file = tmp_path / "accounts.csv"
+    file.write_text(
+        'username,password,domain\nalice,"new, with comma",\nbob,pw2,localhost\n,nameless\nerin,\n',
+        encoding="utf-8",
+    )
+    result = cli(config, "import", str(file), "--update-existing")
+    assert result.exit_code == 1, result.output  # the nameless row and erin's
+    assert "│ created          │        1 │" in result.stdout
+    assert "│ updated          │        1 │" in result.stdout
+    assert "│ rejected         │        2 │" in result.stdout
+    assert "empty password" in result.stdout
+    assert password_ok(config, "alice", "new, with comma")
+    assert password_ok(config, "bob", "pw2")
+
+
+def test_import_clean_file_exits_0_and_many_users(config: Path, tmp_path: Path) -> None:
+    file = tmp_path / "users.txt"
+    file.write_text("".join(f"user{i} pw{i}\n" for i in range(60)), encoding="utf-8")
+    result = cli(config, "import", str(file))
+    assert result.exit_code == 0, result.output
+    assert "│ created          │       60 │" in result.stdout
+    assert with_db(config, lambda db: db.accounts.count()) == 60
+    assert password_ok(config, "user59", "pw59")
+    again = cli(config, "import", str(file))
+    assert "│ skipped (exists) │       60 │" in again.stdout
+
+
+def test_no_column_of_any_table_holds_the_password(config: Path, tmp_path: Path) -> None:
+    add(config, "alice", CANARY)
+    cli(config, "passwd", "alice", "--password-stdin", input=f"{CANARY}-2\n")
+    file = tmp_path / "users.txt"
+    file.write_text(f"bob {CANARY}\ncarol {CANARY}-3\n", encoding="utf-8")
+    assert cli(config, "import", str(file)).exit_code == 0
+    needle = CANARY.encode("utf-8")
+    checked = 0
+    with sqlite3.connect(_db_path(config)) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            for row in conn.execute(f"SELECT * FROM {table}"):
+                for column, value in zip(columns, row, strict=True):
+                    if isinstance(value, str):
+                        value = value.encode("utf-8")
+                    if isinstance(value, bytes):
+                        checked += 1
+                        assert needle not in value, (table, column)
+                        assert needle.lower() not in value.lower(), (table, column)
+    assert checked > 0
+    for path in _db_path(config).parent.iterdir():  # the raw files too: db, -wal, stamp
+        assert needle not in path.read_bytes(), path

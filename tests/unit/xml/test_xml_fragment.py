@@ -1,0 +1,93 @@
+"""parse_fragment: RFC 7395 WebSocket messages (one complete element each) and stored XML."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatgate.xml.parser import StreamParseError, parse_fragment
+from chatgate.xmpp import ns
+from chatgate.xmpp.errors import StreamErrorCondition as Cond
+
+
+def refusal(data: bytes, **kwargs: int) -> Cond:
+    with pytest.raises(StreamParseError) as info:
+        parse_fragment(data, **kwargs)  # type: ignore[arg-type]
+    return info.value.condition
+
+
+def test_open_element_keeps_the_framing_namespace() -> None:
+    el = parse_fragment(
+        b'<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="localhost" version="1.0"/>'
+    )
+    assert (el.ns, el.name, el.attrs) == (ns.FRAMING, "open", {"to": "localhost", "version": "1.0"})
+
+
+def test_stanza_without_xmlns_gets_the_default_namespace() -> None:
+    el = parse_fragment(b"<message to='a@b'><body>hi</body></message>")
+    assert el.ns == ns.CLIENT
+    body = el.find("body")
+    assert body is not None and body.text == "hi"
+
+
+def test_default_namespace_is_a_parameter() -> None:
+    assert parse_fragment(b"<vCard/>", ns.VCARD).ns == ns.VCARD
+    assert parse_fragment(b"<x/>", "").ns == ""
+
+
+def test_explicit_namespaces_win() -> None:
+    el = parse_fragment(b"<vCard xmlns='vcard-temp'><FN>A</FN></vCard>")
+    assert el.ns == ns.VCARD
+    assert el.children[0].ns == ns.VCARD  # type: ignore[union-attr]
+
+
+def test_xml_declaration_and_surrounding_whitespace_are_allowed() -> None:
+    el = parse_fragment(b"<?xml version='1.0'?>\n<presence/>\n")
+    assert (el.ns, el.name) == (ns.CLIENT, "presence")
+
+
+def test_two_elements_are_not_well_formed() -> None:
+    assert refusal(b"<presence/><presence/>") is Cond.NOT_WELL_FORMED
+
+
+def test_no_element_is_not_well_formed() -> None:
+    assert refusal(b"") is Cond.NOT_WELL_FORMED
+    assert refusal(b"   ") is Cond.NOT_WELL_FORMED
+
+
+def test_unclosed_element_is_not_well_formed() -> None:
+    assert refusal(b"<message><body>hi</body>") is Cond.NOT_WELL_FORMED
+    assert refusal(b"<message") is Cond.NOT_WELL_FORMED
+
+
+def test_closing_the_wrapper_early_is_not_well_formed() -> None:
+    assert refusal(b"<a/></fragment>") is Cond.NOT_WELL_FORMED
+    assert refusal(b"<a/></fragment><b/>") is Cond.NOT_WELL_FORMED
+
+
+def test_doctype_is_restricted_xml() -> None:
+    assert refusal(b"<!DOCTYPE x [<!ENTITY a 'b'>]><a>&a;</a>") is Cond.RESTRICTED_XML
+
+
+def test_comment_and_entity_are_restricted_xml() -> None:
+    assert refusal(b"<a><!-- c --></a>") is Cond.RESTRICTED_XML
+    assert refusal(b"<a>&nbsp;</a>") is Cond.RESTRICTED_XML
+
+
+def test_invalid_utf8_is_unsupported_encoding() -> None:
+    assert refusal(b"<a>\xff</a>") is Cond.UNSUPPORTED_ENCODING
+    assert refusal(b"<?xml version='1.0' encoding='latin1'?><a/>") is Cond.UNSUPPORTED_ENCODING
+
+
+def test_unbound_prefix_is_bad_namespace_prefix() -> None:
+    assert refusal(b"<x:a/>") is Cond.BAD_NAMESPACE_PREFIX
+
+
+def test_message_over_the_limit_is_policy_violation() -> None:
+    data = b"<message><body>" + b"x" * 100 + b"</body></message>"
+    assert refusal(data, max_stanza_bytes=100) is Cond.POLICY_VIOLATION
+    assert parse_fragment(data, max_stanza_bytes=len(data)).name == "message"
+
+
+def test_depth_limit_applies() -> None:
+    assert parse_fragment(b"<a><b><c/></b></a>", max_depth=3).name == "a"
+    assert refusal(b"<a><b><c><d/></c></b></a>", max_depth=3) is Cond.POLICY_VIOLATION
