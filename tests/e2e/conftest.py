@@ -205,6 +205,9 @@ async def connect(
             await client.disconnect()
         raise AuthenticationFailed(str(condition))
     if send_presence:
+        # What an IM client does at session start: fetch the roster (which also
+        # subscribes this resource to roster pushes), then send initial presence.
+        await client.get_roster()
         client.send_presence()
     return client
 

@@ -121,7 +121,9 @@ def test_scram_sha1_matches_rfc5802_example() -> None:
         "pencil", "sha1", salt=base64.b64decode("QSXCR+Q6sek8bf92"), iterations=4096
     )
     step = mech.resume(CredentialAnswer(scram_keys=keys, user_exists=True))
-    assert step == Challenge(b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096")
+    assert step == Challenge(
+        b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096"
+    )
     step = mech.respond(
         b"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="
     )
@@ -144,7 +146,9 @@ def test_scram_sha256_matches_rfc7677_example() -> None:
         b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
         b"p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
     )
-    assert step == Success("user", additional_data=b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+    assert step == Success(
+        "user", additional_data=b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+    )
 
 
 def test_scram_rejects_rfc5802_client_final_replayed_into_new_exchange() -> None:
