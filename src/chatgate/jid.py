@@ -44,8 +44,9 @@ __all__ = [
 
 #: RFC 7622 §3.2, §3.3, §3.4: each part is at most 1023 octets (UTF-8) after preparation.
 MAX_PART_BYTES: Final = 1023
-#: Cheap guard before PRECIS work: preparation never shrinks a part below a quarter
-#: of its length in code points, so anything longer than this cannot be valid.
+#: Cheap guard before PRECIS/IDNA work, with generous slack: no mapping these
+#: profiles apply folds several code points into one UTF-8 byte, so text this long
+#: cannot prepare to 1023 bytes or less.
 _MAX_RAW_CHARS: Final = 4 * MAX_PART_BYTES
 
 #: RFC 7622 §3.3.1: "the following characters ... are explicitly disallowed in
@@ -79,10 +80,6 @@ class InvalidJID(ValueError):
     """Text that is not a valid XMPP address (maps to the jid-malformed condition)."""
 
 
-def _setattr(obj: object, name: str, value: object) -> None:
-    object.__setattr__(obj, name, value)
-
-
 class JID:
     """An RFC 7622 address: ``[local@]domain[/resource]``; immutable and hashable.
 
@@ -99,10 +96,12 @@ class JID:
     _text: str | None
 
     def __init__(self, local: str, domain: str, resource: str = "") -> None:
-        _setattr(self, "local", local)
-        _setattr(self, "domain", domain)
-        _setattr(self, "resource", resource)
-        _setattr(self, "_text", None)
+        # The slot descriptors' setters bypass __setattr__ (which forbids
+        # mutation) at half the cost of object.__setattr__.
+        _set_local(self, local)
+        _set_domain(self, domain)
+        _set_resource(self, resource)
+        _set_text(self, None)
 
     @staticmethod
     def parse(text: str) -> JID:
@@ -144,7 +143,7 @@ class JID:
                 text = f"{self.local}@{text}"
             if self.resource:
                 text = f"{text}/{self.resource}"
-            _setattr(self, "_text", text)
+            _set_text(self, text)
         return text
 
     def __repr__(self) -> str:
@@ -165,6 +164,12 @@ class JID:
     def is_domain(self) -> bool:
         """True when there is no localpart (a server or component address)."""
         return not self.local
+
+
+_set_local = JID.__dict__["local"].__set__
+_set_domain = JID.__dict__["domain"].__set__
+_set_resource = JID.__dict__["resource"].__set__
+_set_text = JID.__dict__["_text"].__set__
 
 
 # -- part preparation ----------------------------------------------------------

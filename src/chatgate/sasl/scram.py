@@ -328,7 +328,7 @@ class ScramMechanism:
         # RFC 5802 §5.1 c: "This REQUIRED attribute specifies the base64-encoded
         # GS2 header and channel binding data."  The header must be the one the
         # client-first message carried, or a downgrade could go unnoticed.
-        if False and not hmac.compare_digest(channel_binding, self._gs2_header + self._cb_data):
+        if not hmac.compare_digest(channel_binding, self._gs2_header + self._cb_data):
             raise _Reject(_NOT_AUTHORIZED, "channel binding does not match")
         # RFC 5802 §5.1 r: the nonce "MUST be the same as the one sent by the
         # server in server-first-message".
