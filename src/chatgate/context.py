@@ -112,8 +112,10 @@ class ServerContext:
             return None
         handler = self.iq_handlers.get((payload.ns, iq.attrs["type"]))
         if handler is not None:
-            for_self = to is None or not to.local or (
-                to.local == session.username and to.domain == session.domain
+            for_self = (
+                to is None
+                or not to.local
+                or (to.local == session.username and to.domain == session.domain)
             )
             allowed = handler.to_server if for_self else handler.to_account
             if allowed or (for_self and to is not None and to.local and handler.to_account):
@@ -122,7 +124,9 @@ class ServerContext:
         session.send(self._iq_error(iq, session, StanzaErrorCondition.SERVICE_UNAVAILABLE))
         return None
 
-    def _run_iq(self, handler: IqHandler, session: C2SSession, iq: Element) -> Awaitable[None] | None:
+    def _run_iq(
+        self, handler: IqHandler, session: C2SSession, iq: Element
+    ) -> Awaitable[None] | None:
         try:
             result = handler.handler(session, iq)
         except StanzaError as exc:

@@ -108,9 +108,7 @@ class Server:
                 pre_auth_namespaces=frozenset(ns for ns, _type in ctx.pre_auth_handlers),
             )
             direct = listener.tls is TlsMode.DIRECT
-            factory = partial(
-                TcpTransport, ctx, lambda s=settings: s, tls_context, direct
-            )
+            factory = partial(TcpTransport, ctx, lambda s=settings: s, tls_context, direct)
             server = await loop.create_server(
                 factory,
                 listener.host,
@@ -134,7 +132,9 @@ class Server:
         ctx = self.ctx
         if ctx is not None:
             for conn in list(ctx.connections):
-                conn.close_stream(StreamErrorCondition.SYSTEM_SHUTDOWN, "the server is shutting down")
+                conn.close_stream(
+                    StreamErrorCondition.SYSTEM_SHUTDOWN, "the server is shutting down"
+                )
             try:
                 await asyncio.wait_for(ctx.drain(), self.config.server.shutdown_grace)
             except TimeoutError:

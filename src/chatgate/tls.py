@@ -44,8 +44,12 @@ def ensure_certificate(config: Config) -> tuple[Path, Path]:
                 raise ConfigError(f"{what}: {path} does not exist")
         return cert_path, key_path
     if not (cert_path.exists() and key_path.exists()):
-        generate_self_signed(config.server.domain, cert_path, key_path, key_type=config.tls.key_type)
-        log.info("generated a self-signed certificate for %s in %s", config.server.domain, cert_path)
+        generate_self_signed(
+            config.server.domain, cert_path, key_path, key_type=config.tls.key_type
+        )
+        log.info(
+            "generated a self-signed certificate for %s in %s", config.server.domain, cert_path
+        )
     return cert_path, key_path
 
 

@@ -152,7 +152,9 @@ class Client(slixmpp.ClientXMPP):
     async def next_message(self, timeout: float = 10) -> slixmpp.Message:
         return await asyncio.wait_for(self.messages.get(), timeout)
 
-    async def next_presence(self, ptype: str | None = None, timeout: float = 10) -> slixmpp.Presence:
+    async def next_presence(
+        self, ptype: str | None = None, timeout: float = 10
+    ) -> slixmpp.Presence:
         async def wait() -> slixmpp.Presence:
             while True:
                 p = await self.presences.get()

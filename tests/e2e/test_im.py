@@ -52,9 +52,11 @@ async def test_mutual_subscription_presence_and_messages(server: RunningServer) 
         assert alice.client_roster["bob@localhost"]["subscription"] == "both"
 
 
-async def test_unavailable_presence_reaches_the_contact_on_disconnect(server: RunningServer) -> None:
+async def test_unavailable_presence_reaches_the_contact_on_disconnect(
+    server: RunningServer,
+) -> None:
     async with logged_in(server, "carol@localhost/a", "carol-pw") as carol:
-        async with logged_in(server, "dave@localhost/b", "dave-pw") as dave:
+        async with logged_in(server, "dave@localhost/b", "dave-pw"):
             carol.send_presence_subscription(pto="dave@localhost")
             await wait_until(lambda: "b" in carol.client_roster.presence("dave@localhost"))
         got = await carol.next_presence("unavailable")
@@ -111,7 +113,9 @@ async def test_message_to_unknown_user_bounces_service_unavailable(server: Runni
         assert got["error"]["condition"] == "service-unavailable"
 
 
-async def test_message_to_other_domain_bounces_remote_server_not_found(server: RunningServer) -> None:
+async def test_message_to_other_domain_bounces_remote_server_not_found(
+    server: RunningServer,
+) -> None:
     async with logged_in(server, "alice@localhost/r", "alice-pw") as alice:
         alice.send_message(mto="someone@example.org", mbody="hello?", mtype="chat")
         got = await alice.next_message()
@@ -125,7 +129,9 @@ STREAM_HEADER = (
 )
 
 
-def raw_session(server: RunningServer, payload: bytes, *, prolog: bytes = b"<?xml version='1.0'?>") -> bytes:
+def raw_session(
+    server: RunningServer, payload: bytes, *, prolog: bytes = b"<?xml version='1.0'?>"
+) -> bytes:
     """Open a plain TCP stream, send `payload` after the header, return all the server said."""
     with socket.create_connection(("127.0.0.1", server.plain_port), timeout=10) as sock:
         sock.sendall(prolog + STREAM_HEADER)
@@ -157,7 +163,9 @@ def test_bad_input_gets_the_precise_stream_error(
     server: RunningServer, payload: bytes, condition: bytes
 ) -> None:
     answer = raw_session(server, payload)
-    assert b"<stream:error><" + condition + b" xmlns='urn:ietf:params:xml:ns:xmpp-streams'" in answer
+    assert (
+        b"<stream:error><" + condition + b" xmlns='urn:ietf:params:xml:ns:xmpp-streams'" in answer
+    )
     assert answer.endswith(b"</stream:stream>")
 
 
@@ -178,7 +186,9 @@ async def test_a_garbage_client_does_not_disturb_another_session(server: Running
         logged_in(server, "bob@localhost/g2", "bob-pw") as bob,
     ):
         loop = asyncio.get_running_loop()
-        garbage = loop.run_in_executor(None, raw_session, server, b"<message>\x00\x01<<garbage" * 100)
+        garbage = loop.run_in_executor(
+            None, raw_session, server, b"<message>\x00\x01<<garbage" * 100
+        )
         for i in range(20):
             alice.send_message(mto="bob@localhost/g2", mbody=f"m{i}", mtype="chat")
         bodies = [(await bob.next_message())["body"] for _ in range(20)]

@@ -19,7 +19,9 @@ def accounts(server: RunningServer) -> None:
 
 @pytest.mark.parametrize("transport", ["starttls", "direct"])
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"])
-async def test_login_with_each_mechanism(server: RunningServer, transport: str, mechanism: str) -> None:
+async def test_login_with_each_mechanism(
+    server: RunningServer, transport: str, mechanism: str
+) -> None:
     async with logged_in(
         server, "alice@localhost/e2e", "correct horse", transport=transport, mechanism=mechanism
     ) as client:
@@ -53,7 +55,7 @@ def test_database_holds_no_plaintext_password(server: RunningServer) -> None:
         assert "scram_credentials" in tables
         for password in (b"correct horse", b"battery staple"):
             for table in tables:
-                for row in db.execute(f'SELECT * FROM "{table}"'):  # noqa: S608 - names from sqlite_master
+                for row in db.execute(f'SELECT * FROM "{table}"'):
                     for value in row:
                         raw = value.encode() if isinstance(value, str) else value
                         if isinstance(raw, bytes):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from chatgate import __version__
 from chatgate.cli.common import DEFAULT_CONFIG, ConfigOption, err_console, load_or_exit
@@ -76,29 +75,29 @@ def _check(cfg: Config) -> None:
     mechanisms = builtin_mechanisms()
     console.print(f"[bold]domain[/bold]    {cfg.server.domain}")
     console.print(f"[bold]data dir[/bold]  {cfg.data_dir.resolve()}")
-    console.print(f"[bold]storage[/bold]   {cfg.storage_url}")
-    cert, key = certificate_paths(cfg)
+    console.print(f"[bold]storage[/bold]   {cfg.storage_url}", soft_wrap=True)
+    cert, _key = certificate_paths(cfg)
     origin = "configured" if cfg.tls.certificate else "self-signed, generated at first start"
     if cert.exists():
         from chatgate.tls import describe_certificate
 
         origin += f": {describe_certificate(cert)}"
-    console.print(f"[bold]tls[/bold]       {cert} ({origin})")
-    table = Table(title="listeners", title_justify="left")
-    for column in ("kind", "address", "tls", "sasl mechanisms (in order)"):
-        table.add_column(column)
+    console.print(f"[bold]tls[/bold]       {cert} ({origin})", soft_wrap=True)
+    console.print("[bold]listeners[/bold]")
     for listener in cfg.listeners:
         names = listener.mechanisms or cfg.auth.mechanisms
         validate_mechanism_names(names, mechanisms)
         tls = listener.tls.value
         if listener.tls is TlsMode.STARTTLS:
             tls += " (required)" if listener.require_tls else " (optional)"
-        table.add_row(listener.type, f"{listener.host}:{listener.port}", tls, ", ".join(names))
-    console.print(table)
+        where = f"{listener.host}:{listener.port}"
+        sasl = ", ".join(names)
+        console.print(f"  {listener.type} {where}  tls: {tls}  sasl: {sasl}", soft_wrap=True)
     plain = "allowed" if cfg.auth.allow_plain_without_tls else "refused"
     console.print(f"plaintext mechanisms before TLS: {plain}")
     console.print(
-        f"limits: stanza {cfg.limits.max_stanza_size} bytes, auth timeout {cfg.auth.auth_timeout:g} s,"
+        f"limits: stanza {cfg.limits.max_stanza_size} bytes,"
+        f" auth timeout {cfg.auth.auth_timeout:g} s,"
         f" offline {cfg.limits.max_offline_messages} messages per account"
     )
     console.print("[green]configuration OK[/green]")

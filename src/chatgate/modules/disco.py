@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 from chatgate.jid import JID
-from chatgate.modules.base import DiscoFeature, IqHandler, Registration, Spec
+from chatgate.modules.base import IqHandler, Registration, Spec
 from chatgate.xml.element import Element
 from chatgate.xmpp import ns
 from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition
@@ -32,7 +32,9 @@ class Disco:
             target = JID.parse(to) if to else None
             payload = Element("query", ns.DISCO_INFO)
             if target is None or not target.local:
-                payload.sub("identity", attrs={"category": "server", "type": "im", "name": "chatgate"})
+                payload.sub(
+                    "identity", attrs={"category": "server", "type": "im", "name": "chatgate"}
+                )
                 features = {ns.DISCO_INFO, ns.DISCO_ITEMS}
                 features.update(f.var for f in ctx.disco_features if not f.on_account)
             else:

@@ -57,6 +57,8 @@ class OfflineMessages:
         for message in messages:
             stanza = parse_fragment(message.stanza.encode())
             stanza.attrs["to"] = session.full
-            delay = stanza.sub("delay", ns.DELAY, {"from": self.ctx.domain, "stamp": _stamp(message.stamp)})
+            delay = stanza.sub(
+                "delay", ns.DELAY, {"from": self.ctx.domain, "stamp": _stamp(message.stamp)}
+            )
             delay.set_text("Offline Storage")
             session.send(stanza)

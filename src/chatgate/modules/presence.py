@@ -153,7 +153,9 @@ class PresenceModule:
             for contact in roster.presence_subscribers:
                 recipients.extend(_available(self.router.resources_of(contact).values()))
         recipients.extend(
-            s for s in self.router.resources_of(origin.bare).values() if s.available and s is not origin
+            s
+            for s in self.router.resources_of(origin.bare).values()
+            if s.available and s is not origin
         )
         for full in origin.directed:
             recipients.extend(self._sessions_for(full))

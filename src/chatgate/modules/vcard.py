@@ -1,4 +1,4 @@
-"""vcard-temp (XEP-0054): a user's vCard, stored as XML, readable by anyone, written by its owner."""
+"""vcard-temp (XEP-0054): a user's vCard, stored as XML, readable by all, written by its owner."""
 
 from __future__ import annotations
 

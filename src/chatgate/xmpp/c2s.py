@@ -129,7 +129,9 @@ class C2SConnection:
                 self.transport.pause_reading()
             return
         if el.ns != ns.CLIENT:
-            self.close_stream(StreamErrorCondition.INVALID_NAMESPACE, f"{el.ns!r} is not jabber:client")
+            self.close_stream(
+                StreamErrorCondition.INVALID_NAMESPACE, f"{el.ns!r} is not jabber:client"
+            )
             return
         assert self.session is not None
         try:
@@ -240,7 +242,9 @@ class C2SConnection:
                 resource = ctx.prepare_resource(resource)
             except ValueError as exc:
                 self._apply(
-                    self.negotiation.bind_failed(action.iq_id, StanzaErrorCondition.BAD_REQUEST, str(exc))
+                    self.negotiation.bind_failed(
+                        action.iq_id, StanzaErrorCondition.BAD_REQUEST, str(exc)
+                    )
                 )
                 return
 
@@ -300,7 +304,9 @@ class C2SConnection:
     def _auth_timeout(self) -> None:
         self._auth_timer = None
         if self.negotiation.authenticated_user is None and not self.closed:
-            self.close_stream(StreamErrorCondition.CONNECTION_TIMEOUT, "authentication took too long")
+            self.close_stream(
+                StreamErrorCondition.CONNECTION_TIMEOUT, "authentication took too long"
+            )
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -1,4 +1,4 @@
-"""Client-to-server stream negotiation (RFC 6120 §4–§7) as a sans-I/O state machine.
+"""Client-to-server stream negotiation (RFC 6120 §4-§7) as a sans-I/O state machine.
 
 Theory of operation
 -------------------
@@ -45,8 +45,8 @@ from chatgate.sasl.base import (
     Success,
 )
 from chatgate.xml.element import Element
-from chatgate.xml.serialize import escape_attr, escape_text
 from chatgate.xml.parser import StreamOpened
+from chatgate.xml.serialize import escape_attr, escape_text
 from chatgate.xmpp import ns
 from chatgate.xmpp.errors import SaslFailureCondition, StanzaErrorCondition, StreamErrorCondition
 
@@ -205,7 +205,8 @@ class C2SNegotiation:
         # §4.8.2: the content namespace of a c2s stream is jabber:client.
         if event.default_ns != ns.CLIENT:
             return actions + self._stream_error(
-                StreamErrorCondition.INVALID_NAMESPACE, "the content namespace must be jabber:client"
+                StreamErrorCondition.INVALID_NAMESPACE,
+                "the content namespace must be jabber:client",
             )
         # §4.7.5: version 1.0 or later is required for this protocol.
         if not _supported_version(event.attrs.get("version")):
@@ -262,7 +263,9 @@ class C2SNegotiation:
             Established(resource),
         ]
 
-    def bind_failed(self, iq_id: str, condition: StanzaErrorCondition, text: str = "") -> list[Action]:
+    def bind_failed(
+        self, iq_id: str, condition: StanzaErrorCondition, text: str = ""
+    ) -> list[Action]:
         """The router refused the bind (§7.6.2): the client may try again."""
         if self.state is not State.BINDING:
             raise ValueError("bind_failed() without a pending bind")
@@ -317,7 +320,9 @@ class C2SNegotiation:
     def _not_authorized(self, el: Element) -> list[Action]:
         # RFC 6120 §6.4.1 / §4.9.3.12: stanzas before authentication are refused.
         what = el.name if el.ns == ns.CLIENT else f"{{{el.ns}}}{el.name}"
-        return self._stream_error(StreamErrorCondition.NOT_AUTHORIZED, f"<{what}/> before authentication")
+        return self._stream_error(
+            StreamErrorCondition.NOT_AUTHORIZED, f"<{what}/> before authentication"
+        )
 
     def _starttls(self) -> list[Action]:
         if not self.settings.starttls_available or self.facts.tls_active:

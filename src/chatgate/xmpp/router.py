@@ -60,7 +60,11 @@ class Router:
     # ------------------------------------------------------------ binding
 
     def bind(
-        self, session_for: Callable[[str], C2SSession], resource: str | None, policy: str, max_resources: int
+        self,
+        session_for: Callable[[str], C2SSession],
+        resource: str | None,
+        policy: str,
+        max_resources: int,
     ) -> tuple[C2SSession, C2SSession | None]:
         """Register a new session; returns it and the session it replaced, if any.
 
@@ -198,7 +202,9 @@ class Router:
         itype = stanza.attrs.get("type")
         if itype not in ("get", "set", "result", "error") or not stanza.attrs.get("id"):
             # RFC 6120 §8.2.3: type and id are required.
-            return self._bounce(origin, stanza, StanzaErrorCondition.BAD_REQUEST, "iq needs id and type")
+            return self._bounce(
+                origin, stanza, StanzaErrorCondition.BAD_REQUEST, "iq needs id and type"
+            )
         if to is not None and to.domain != self.domain:
             return self._bounce(origin, stanza, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND)
         if to is not None and to.resource:

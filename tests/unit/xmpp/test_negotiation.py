@@ -93,12 +93,16 @@ def test_stanza_before_authentication_is_not_authorized(mode: str) -> None:
 def test_auth_before_required_tls_is_encryption_required(mode: str) -> None:
     h = Harness(settings(), mode)
     h.client(HEADER)
-    out = h.client("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHg=</auth>")
+    out = h.client(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHg=</auth>"
+    )
     assert "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><encryption-required/>" in out
     assert h.closed is None
 
 
-def test_starttls_proceeds_and_the_stream_restarts_with_mechanisms_in_config_order(mode: str) -> None:
+def test_starttls_proceeds_and_the_stream_restarts_with_mechanisms_in_config_order(
+    mode: str,
+) -> None:
     h = Harness(settings(), mode)
     h.client(HEADER)
     out = h.client("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
@@ -124,7 +128,9 @@ def test_plain_is_hidden_before_tls_unless_allowed(mode: str) -> None:
     hidden = Harness(settings(starttls=False, require_tls=False), mode)
     out = hidden.client(HEADER)
     assert "<mechanism>SCRAM-SHA-1</mechanism>" in out and "PLAIN" not in out
-    allowed = Harness(settings(starttls=False, require_tls=False, allow_plain_without_tls=True), mode)
+    allowed = Harness(
+        settings(starttls=False, require_tls=False, allow_plain_without_tls=True), mode
+    )
     assert "<mechanism>PLAIN</mechanism>" in allowed.client(HEADER)
 
 
@@ -136,7 +142,9 @@ def test_unknown_mechanism_is_invalid_mechanism(mode: str) -> None:
 
 def test_bad_base64_is_incorrect_encoding(mode: str) -> None:
     h = tls_ready(mode)
-    out = h.client("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!notbase64</auth>")
+    out = h.client(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!notbase64</auth>"
+    )
     assert "<incorrect-encoding/>" in out
 
 
@@ -150,7 +158,9 @@ def test_plain_login_then_bind(mode: str) -> None:
     out = h.client(HEADER)
     assert "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>" in out
     assert "<mechanisms" not in out
-    h.client("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>home</resource></bind></iq>")
+    h.client(
+        "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>home</resource></bind></iq>"
+    )
     request = h.actions[-1]
     assert isinstance(request, neg.BindRequested) and request.resource == "home"
     actions = h.core.bound("home", "alice@localhost/home", "b1")
@@ -160,22 +170,30 @@ def test_plain_login_then_bind(mode: str) -> None:
 
 def test_wrong_password_is_not_authorized_and_the_stream_stays(mode: str) -> None:
     h = tls_ready(mode)
-    out = h.client(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{PLAIN_WRONG}</auth>")
+    out = h.client(
+        f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{PLAIN_WRONG}</auth>"
+    )
     assert "<not-authorized/>" in out
     assert h.closed is None
 
 
 def test_unknown_user_fails_exactly_like_a_wrong_password(mode: str) -> None:
     h = tls_ready(mode)
-    wrong = h.client(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{PLAIN_WRONG}</auth>")
-    unknown = h.client(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{PLAIN_UNKNOWN}</auth>")
+    wrong = h.client(
+        f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{PLAIN_WRONG}</auth>"
+    )
+    unknown = h.client(
+        f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{PLAIN_UNKNOWN}</auth>"
+    )
     assert wrong == unknown
 
 
 def test_three_failures_close_the_stream_with_policy_violation(mode: str) -> None:
     h = tls_ready(mode)
     for _ in range(3):
-        h.client(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{PLAIN_WRONG}</auth>")
+        h.client(
+            f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{PLAIN_WRONG}</auth>"
+        )
     assert condition_of(h) is StreamErrorCondition.POLICY_VIOLATION
 
 
@@ -187,23 +205,33 @@ def test_scram_login_with_an_independent_client(mode: str, mechanism: str) -> No
         f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mechanism}'>"
         f"{b64(client.get_client_first().encode())}</auth>"
     )
-    challenge = re.fullmatch(r"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>([^<]+)</challenge>", out)
+    challenge = re.fullmatch(
+        r"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>([^<]+)</challenge>", out
+    )
     assert challenge, out
     client.set_server_first(base64.b64decode(challenge.group(1)).decode())
     out = h.client(
         f"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{b64(client.get_client_final().encode())}</response>"
     )
-    success = re.fullmatch(r"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>([^<]+)</success>", out)
+    success = re.fullmatch(
+        r"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>([^<]+)</success>", out
+    )
     assert success, out
-    client.set_server_final(base64.b64decode(success.group(1)).decode())  # verifies the server signature
+    client.set_server_final(
+        base64.b64decode(success.group(1)).decode()
+    )  # verifies the server signature
 
 
 def test_abort_returns_aborted_and_allows_a_new_attempt(mode: str) -> None:
     h = tls_ready(mode)
     client = ScramClient(["SCRAM-SHA-1"], "alice", "wonderland")
-    h.client(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>{b64(client.get_client_first().encode())}</auth>")
+    h.client(
+        f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>{b64(client.get_client_first().encode())}</auth>"
+    )
     assert "<aborted/>" in h.client("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
-    out = h.client(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{PLAIN_OK}</auth>")
+    out = h.client(
+        f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{PLAIN_OK}</auth>"
+    )
     assert "<success" in out
 
 
@@ -216,7 +244,9 @@ def test_stanza_after_auth_before_bind_is_not_authorized(mode: str) -> None:
 
 
 def test_pre_auth_iq_is_handed_to_the_driver_when_its_namespace_is_allowed(mode: str) -> None:
-    h = Harness(settings(require_tls=False, pre_auth_namespaces=frozenset({"jabber:iq:register"})), mode)
+    h = Harness(
+        settings(require_tls=False, pre_auth_namespaces=frozenset({"jabber:iq:register"})), mode
+    )
     h.client(HEADER)
     h.client("<iq type='get' id='r1'><query xmlns='jabber:iq:register'/></iq>")
     assert isinstance(h.actions[-1], neg.PreAuthStanza)

@@ -138,8 +138,10 @@ class Harness:
         entry = self.users.get(request.username)
         if entry is None:
             return CredentialAnswer()
-        password, keys = entry
+        _password, keys = entry
         if request.capability is Capability.VERIFY_PASSWORD:
             assert request.password is not None
-            return CredentialAnswer(verified=verify_password(request.password, keys["sha256"]), user_exists=True)
+            return CredentialAnswer(
+                verified=verify_password(request.password, keys["sha256"]), user_exists=True
+            )
         return CredentialAnswer(scram_keys=keys[HASH_OF[request.capability]], user_exists=True)

@@ -12,7 +12,14 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 from chatgate.jid import JID, InvalidJID
-from chatgate.modules.base import DiscoFeature, IqHandler, OnEvent, Registration, Spec, StreamFeature
+from chatgate.modules.base import (
+    DiscoFeature,
+    IqHandler,
+    OnEvent,
+    Registration,
+    Spec,
+    StreamFeature,
+)
 from chatgate.modules.roster.service import Owner, RosterService
 from chatgate.storage.records import RosterItem, Subscription
 from chatgate.xml.element import Element
@@ -94,7 +101,9 @@ class RosterModule:
         items = query.find_all("item", ns.ROSTER)
         if len(items) != 1:
             # §2.3.3: exactly one item per roster set.
-            raise StanzaError(StanzaErrorCondition.BAD_REQUEST, "a roster set carries exactly one item")
+            raise StanzaError(
+                StanzaErrorCondition.BAD_REQUEST, "a roster set carries exactly one item"
+            )
         el = items[0]
         try:
             contact = JID.parse(el.get("jid") or "")
@@ -138,7 +147,12 @@ class RosterModule:
         else:
             # §2.1.5: the client changes name and groups; subscription state is the server's.
             item = RosterItem(
-                contact, name or None, existing.subscription, existing.ask, existing.approved, tuple(groups)
+                contact,
+                name or None,
+                existing.subscription,
+                existing.ask,
+                existing.approved,
+                tuple(groups),
             )
         version = await self.service.put(owner, item)
         self.push(owner, item, version)
@@ -168,7 +182,9 @@ class RosterModule:
             if not session.interested:
                 continue
             iq = Element(
-                "iq", ns.CLIENT, {"type": "set", "id": "push" + os.urandom(6).hex(), "to": session.full}
+                "iq",
+                ns.CLIENT,
+                {"type": "set", "id": "push" + os.urandom(6).hex(), "to": session.full},
             )
             query = iq.sub("query", ns.ROSTER, {"ver": str(version)})
             query.append(item_element(item, removed=removed))
