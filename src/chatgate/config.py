@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -121,6 +121,8 @@ class Config(_Model):
     auth: AuthConfig = AuthConfig()
     session: SessionConfig = SessionConfig()
     limits: LimitsConfig = LimitsConfig()
+    modules: dict[str, dict[str, Any]] = {}
+    """Per-module options, `[modules.NAME]`; each module validates its own table."""
     #: folder of the config file; relative paths are resolved against it
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -151,6 +153,21 @@ class Config(_Model):
         if sep and prefix.startswith("sqlite") and not rest.startswith("/") and rest != ":memory:":
             return f"{prefix}:///{(self.base_dir / rest).resolve()}"
         return url
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def section(config: Config, name: str, model: type[M]) -> M:
+    """Validate `[modules.NAME]` with the module's own options model; raises ConfigError."""
+    try:
+        return model.model_validate(config.modules.get(name, {}))
+    except ValidationError as exc:
+        problems = [
+            f"  modules.{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None
 
 
 def load_config(path: Path) -> Config:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
 
 from precis_i18n import get_profile
+from pydantic import BaseModel
 
+from chatgate.config import section
 from chatgate.hooks import Hooks
 from chatgate.jid import JID
 from chatgate.modules.base import (
@@ -22,6 +24,7 @@ from chatgate.modules.base import (
     Module,
     ModuleRecord,
     OnEvent,
+    PreAuthIqHandler,
     Registration,
     StreamFeature,
 )
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
     from chatgate.xmpp.c2s import C2SConnection
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 _resourceprep = get_profile("OpaqueString")
 
 
@@ -55,7 +59,7 @@ class ServerContext:
         self.router.iq_dispatch = self.dispatch_iq
         self.connections: set[C2SConnection] = set()
         self.iq_handlers: dict[tuple[str, str], IqHandler] = {}
-        self.pre_auth_handlers: dict[tuple[str, str], IqHandler] = {}
+        self.pre_auth_handlers: dict[tuple[str, str], PreAuthIqHandler] = {}
         self.disco_features: list[DiscoFeature] = []
         self.stream_features: list[StreamFeature] = []
         self.modules: dict[str, ModuleRecord] = {}
@@ -73,6 +77,10 @@ class ServerContext:
             record.registrations.append(registration)
         self.modules[module.name] = record
 
+    def options(self, name: str, model: type[M]) -> M:
+        """The validated `[modules.NAME]` options of a module (ConfigError when invalid)."""
+        return section(self.config, name, model)
+
     def unload(self, name: str) -> None:
         record = self.modules.pop(name)
         for registration in reversed(record.registrations):
@@ -81,6 +89,8 @@ class ServerContext:
     def _apply(self, reg: Registration) -> None:
         if isinstance(reg, IqHandler):
             self.iq_handlers[(reg.namespace, reg.type)] = reg
+        elif isinstance(reg, PreAuthIqHandler):
+            self.pre_auth_handlers[(reg.namespace, reg.type)] = reg
         elif isinstance(reg, DiscoFeature):
             self.disco_features.append(reg)
         elif isinstance(reg, StreamFeature):
@@ -91,6 +101,8 @@ class ServerContext:
     def _remove(self, reg: Registration) -> None:
         if isinstance(reg, IqHandler):
             self.iq_handlers.pop((reg.namespace, reg.type), None)
+        elif isinstance(reg, PreAuthIqHandler):
+            self.pre_auth_handlers.pop((reg.namespace, reg.type), None)
         elif isinstance(reg, DiscoFeature):
             self.disco_features.remove(reg)
         elif isinstance(reg, StreamFeature):
@@ -161,10 +173,12 @@ class ServerContext:
         if payload is not None:
             handler = self.pre_auth_handlers.get((payload.ns, iq.get("type") or ""))
         if handler is None:
-            reply = error_reply(iq, StanzaErrorCondition.SERVICE_UNAVAILABLE)
-            conn.transport.write(_serialize(reply).encode())
+            conn.send(error_reply(iq, StanzaErrorCondition.SERVICE_UNAVAILABLE))
             return
-        await handler.handler(conn, iq)  # type: ignore[arg-type]
+        try:
+            await handler.handler(conn, iq)
+        except StanzaError as exc:
+            conn.send(error_reply(iq, exc.condition, exc.text, error_type=exc.error_type))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -201,20 +215,7 @@ class ServerContext:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
     def features_after_auth(self) -> tuple[str, ...]:
-        return tuple(f.xml for f in self.stream_features)
+        return tuple(f.xml for f in self.stream_features if not f.pre_auth)
 
-
-def _serialize(el: Element) -> str:
-    from chatgate.xml.serialize import serialize
-
-    return serialize(el)
-
-
-def iter_registrations(*regs: Registration | Iterable[Registration]) -> list[Registration]:
-    out: list[Registration] = []
-    for reg in regs:
-        if isinstance(reg, (IqHandler, DiscoFeature, StreamFeature, OnEvent)):
-            out.append(reg)
-        else:
-            out.extend(reg)
-    return out
+    def features_before_auth(self) -> tuple[str, ...]:
+        return tuple(f.xml for f in self.stream_features if f.pre_auth)

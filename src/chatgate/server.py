@@ -104,7 +104,7 @@ class Server:
                 offered_mechanisms=offered,
                 make_mechanism=make,
                 extra_features=ctx.features_after_auth(),
-                pre_auth_features=(),
+                pre_auth_features=ctx.features_before_auth(),
                 pre_auth_namespaces=frozenset(ns for ns, _type in ctx.pre_auth_handlers),
             )
             direct = listener.tls is TlsMode.DIRECT

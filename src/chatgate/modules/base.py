@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
-    from chatgate.server_context import ServerContext
+    from chatgate.context import ServerContext
     from chatgate.xml.element import Element
+    from chatgate.xmpp.c2s import C2SConnection
     from chatgate.xmpp.session import C2SSession
 
 
@@ -52,9 +53,25 @@ class DiscoFeature:
 
 @dataclass(frozen=True, slots=True)
 class StreamFeature:
-    """A stream feature element (serialized) offered after authentication."""
+    """A stream feature element (serialized), offered after authentication, or before
+    it when `pre_auth` (e.g. XEP-0077 `<register/>`, XEP-0078 `<auth/>`)."""
 
     xml: str
+    pre_auth: bool = False
+
+
+PreAuthCallable = Callable[["C2SConnection", "Element"], "Awaitable[None]"]
+
+
+@dataclass(frozen=True, slots=True)
+class PreAuthIqHandler:
+    """Answers IQs of `type` in `namespace` before authentication (registration,
+    legacy authentication). The handler gets the connection, whose `send`,
+    `facts`, `stream_id`, `legacy_login` and `auth_failed` it may use."""
+
+    namespace: str
+    type: str
+    handler: PreAuthCallable
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +81,7 @@ class OnEvent:
     priority: int = 0
 
 
-Registration = IqHandler | DiscoFeature | StreamFeature | OnEvent
+Registration = IqHandler | PreAuthIqHandler | DiscoFeature | StreamFeature | OnEvent
 
 
 class Module(Protocol):

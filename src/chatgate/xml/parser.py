@@ -14,8 +14,9 @@ fresh one), with namespace processing.  Expat reports qualified names as
 "uri<SEP>local"; SEP is U+0001 because XML 1.0 §2.2 forbids that character anywhere in
 a document, so the split is unambiguous whatever a peer puts in a namespace URI (with
 " " as separator a namespace name containing a space would be ambiguous).  `buffer_text`
-lets pyexpat merge text in C; the parser still merges the pieces that arrive in different
-`feed()` calls, so a tree never depends on how the bytes were split.
+lets pyexpat merge text in C (one call for a body with entities and newlines); the parser
+still joins the pieces that arrive in different `feed()` calls, once per text node, so a
+tree never depends on how the bytes were split.
 
     depth 0      <stream:stream ...>        -> StreamOpened (on its start tag)
     depth 1        <message>...</message>   -> Stanza (on its end tag); whitespace -> nothing
@@ -53,7 +54,10 @@ Events completed earlier in the failing call ride on the exception
   Also §11.6: U+FEFF at the start "MUST [be interpreted] as a zero-width non-breaking
   space, not as a byte order mark" — i.e. text before the stream header: NOT_WELL_FORMED.
 - §4.9.3.2 <bad-namespace-prefix/>: an unbound prefix (expat's UNBOUND_PREFIX).
-- Everything else expat rejects is §4.9.3.13 <not-well-formed/>.  Non-whitespace text
+- Everything else expat rejects is §4.9.3.13 <not-well-formed/>: text before the header,
+  a misplaced XML declaration, mismatched tags, junk after the closing tag...  Whitespace
+  around the header is XML (1.0 §2.8 `Misc`) and many clients send a newline after the
+  declaration, so it is accepted.  Non-whitespace text
   directly inside the stream element is well-formed but cannot be processed: §4.9.3.1
   <bad-format/>.
 
@@ -65,11 +69,13 @@ Limits (§4.9.3.14 <policy-violation/>, and RFC 6120 §13.12 on resource exhaust
   `max_stanza_bytes` + one slice of it is ever held.
 - Expat buffers an unfinished token (a start tag, say) whole; more than
   `max_stanza_bytes` of one pending token is refused too.  A start tag that long makes
-  its stanza too long anyway, so the outcome is the same however the bytes were split.
-  The two exceptions are absurd inputs refused either way or harmless: an *end* tag
-  padded with more than `max_stanza_bytes` of whitespace (refused only when it arrives
-  in pieces), and a comment or PI that long (POLICY_VIOLATION in pieces, RESTRICTED_XML
-  in one piece).
+  its stanza too long anyway, so the verdict is the same however the bytes were split.
+- Limits are checked between slices, errors inside expat as they happen, so for input
+  that is *both* over a limit and malformed further on, which of the two conditions is
+  reported can depend on splitting (the events never do; the stream closes either way).
+  The same holds for two absurd inputs: an end tag padded with more than
+  `max_stanza_bytes` of whitespace (refused only when it arrives in pieces), and a
+  comment or PI that long (POLICY_VIOLATION in pieces, RESTRICTED_XML in one piece).
 - The prolog (XML declaration, whitespace, stream header) counts like a stanza; it is
   fed in '>'-terminated pieces capped at the limit, so this check is exact.
 - An element deeper than `max_depth` (the stream element is depth 0, stanzas depth 1).
@@ -232,6 +238,7 @@ class XmlStreamParser:
         "_stack",
         "_stanza_start",
         "_state",
+        "_stray_text",
         "_utf8_tail",
         "max_depth",
         "max_stanza_bytes",
@@ -257,6 +264,7 @@ class XmlStreamParser:
         self._fed = 0  # bytes handed to expat so far
         self._utf8_tail = b""  # an unfinished UTF-8 sequence at the end of the last feed
         self._head: bytes | None = b""  # the first bytes, until we know they are no BOM
+        self._stray_text = False  # non-whitespace text between stanzas, refused at the next tag
         self._failure: tuple[Cond, str] | None = None
         _make_handlers(self)
 
@@ -286,7 +294,16 @@ class XmlStreamParser:
                     _, used = _utf8_decode(buf, "strict", False)
                     self._utf8_tail = buf[used:]
                 except UnicodeDecodeError as exc:
-                    bad = max(0, exc.start - len(tail))
+                    # Expat gets the bytes it would have got had the input arrived one
+                    # byte at a time: up to the invalid byte, including the lead bytes
+                    # of a sequence that only the invalid byte broke.
+                    bad = exc.start
+                    try:
+                        _utf8_decode(buf[bad : exc.end], "strict", False)
+                        bad = exc.end
+                    except UnicodeDecodeError:
+                        pass
+                    bad = max(0, bad - len(tail))
                     data = data[:bad]
             if self._state == _BEFORE:
                 data = self._feed_prolog(data)
@@ -299,10 +316,9 @@ class XmlStreamParser:
             if bad >= 0:
                 raise _refuse(Cond.UNSUPPORTED_ENCODING, "the stream must be UTF-8")
         except PeerProtocolError as exc:
-            self._failure = (exc.condition, exc.text)
             done = events[:]
             events.clear()
-            raise StreamParseError(exc.condition, exc.text, done) from None
+            raise self._fail(exc.condition, exc.text, done) from None
         if not events:
             return []
         done = events[:]
@@ -310,6 +326,13 @@ class XmlStreamParser:
         return done
 
     # ------------------------------------------------------------ internals
+
+    def _fail(
+        self, condition: Cond, text: str, events: list[StreamEvent] | None = None
+    ) -> StreamParseError:
+        """Enter the failed state; return the exception to raise."""
+        self._failure = (condition, text)
+        return StreamParseError(condition, text, events)
 
     def _parse(self, data: bytes) -> None:
         """Hand one slice to expat, then apply the size limits to what is still open."""
@@ -325,9 +348,7 @@ class XmlStreamParser:
             return
         consumed = self._expat.CurrentByteIndex
         # An unfinished token (a start tag, say) cannot be longer than a whole stanza.
-        if self._fed - consumed > limit or (
-            self._stack and consumed - self._stanza_start > limit
-        ):
+        if self._fed - consumed > limit or (self._stack and consumed - self._stanza_start > limit):
             raise _refuse(Cond.POLICY_VIOLATION, f"stanza over {limit} bytes")
 
     def _feed_prolog(self, data: bytes) -> bytes:
@@ -373,6 +394,10 @@ def _make_handlers(p: XmlStreamParser) -> None:
     new_element = Element
     prefixes: dict[str, str] = {}
     default_ns: list[str | None] = [None]
+    # Text of the innermost open element since its last child tag, in pieces; joined once
+    # at the next tag.  (`+=` per piece would be quadratic for a text node
+    # that a peer trickles in one byte per read.)
+    run: list[str] = []
 
     def start(qname: str, attrs: dict[str, str]) -> None:
         try:
@@ -387,10 +412,16 @@ def _make_handlers(p: XmlStreamParser) -> None:
         if stack:
             if len(stack) >= max_depth:
                 raise _refuse(Cond.POLICY_VIOLATION, f"elements nested over {max_depth} deep")
+            children = stack[-1].children
+            if run:
+                children.append(run[0] if len(run) == 1 else "".join(run))
+                run.clear()
             el = new_element(local, ns, attrs, [])
-            stack[-1].children.append(el)
+            children.append(el)
             stack.append(el)
         elif p._state == _OPEN:
+            if p._stray_text:
+                raise _refuse(Cond.BAD_FORMAT, "text is not allowed between stanzas")
             p._stanza_start = parser.CurrentByteIndex
             stack.append(new_element(local, ns, attrs, []))
         else:
@@ -406,6 +437,9 @@ def _make_handlers(p: XmlStreamParser) -> None:
     def end(qname: str) -> None:
         if stack:
             el = stack.pop()
+            if run:
+                el.children.append(run[0] if len(run) == 1 else "".join(run))
+                run.clear()
             if stack:
                 return
             if parser.CurrentByteIndex - p._stanza_start > max_bytes:
@@ -416,19 +450,22 @@ def _make_handlers(p: XmlStreamParser) -> None:
             _set_stanza_element(event, el)
             emit(event)
         else:
+            if p._stray_text:
+                raise _refuse(Cond.BAD_FORMAT, "text is not allowed between stanzas")
             p._state = _CLOSED
             emit(StreamClosed())
 
     def text(data: str) -> None:
         if stack:
-            children = stack[-1].children
-            if children and type(children[-1]) is str:
-                children[-1] += data  # type: ignore[operator]
-            else:
-                children.append(data)
+            run.append(data)
+            if len(run) > 256:
+                run[:] = ["".join(run)]
         elif data.strip(_XML_WHITESPACE):
             # Whitespace between stanzas is a keepalive (RFC 6120 §4.6.1); text is not.
-            raise _refuse(Cond.BAD_FORMAT, "text is not allowed between stanzas")
+            # Refused at the next tag, not here: pyexpat hands text over only when
+            # something follows it, so raising here would make an error later in the
+            # same input win or lose depending on how the bytes were split.
+            p._stray_text = True
 
     def declare(prefix: str | None, uri: str | None) -> None:
         if prefix is None:
@@ -463,6 +500,80 @@ def _make_handlers(p: XmlStreamParser) -> None:
 # ---------------------------------------------------------------------------- framing
 
 
+class FramedParser:
+    """RFC 7395 (XMPP over WebSocket): each message is one complete top-level element.
+
+    §3.3.1: "the XML stream ... MUST be framed ... each WebSocket message MUST contain a
+    single complete XML element"; <open/> and <close/> (urn:ietf:params:xml:ns:xmpp-framing)
+    replace the stream header and footer, and a stanza without an xmlns is in the
+    content namespace `default_ns`.  One long-lived expat parser serves the connection:
+    messages are fed as the children of a synthetic stream element declaring
+    `default_ns`, so a message costs what a stanza on TCP costs.  Same restrictions and
+    limits as `XmlStreamParser`; an optional XML declaration may lead a message.
+
+    `parse()` raises `StreamParseError`: POLICY_VIOLATION for a message over
+    `max_stanza_bytes`; NOT_WELL_FORMED unless the message holds exactly one complete
+    element (whitespace around it is fine); BAD_FORMAT for other text around it; and
+    every condition `XmlStreamParser.feed` raises.  After an error every call raises.
+    """
+
+    __slots__ = ("_stream",)
+
+    def __init__(
+        self,
+        default_ns: str = "jabber:client",
+        *,
+        max_stanza_bytes: int = 262144,
+        max_depth: int = 64,
+    ) -> None:
+        self._stream = XmlStreamParser(max_stanza_bytes=max_stanza_bytes, max_depth=max_depth)
+        self._stream.feed(f'<fragment xmlns="{escape_attr(default_ns)}">'.encode())
+
+    def parse(self, data: bytes) -> Element:
+        """The element one WebSocket message carries."""
+        stream = self._stream
+        if stream._failure is not None:
+            raise StreamParseError(*stream._failure)
+        limit = stream.max_stanza_bytes
+        if len(data) > limit:
+            raise stream._fail(Cond.POLICY_VIOLATION, f"message over {limit} bytes")
+        if data.startswith(b"<?xml"):
+            data = _strip_declaration(stream, data)
+        try:
+            events = stream.feed(data)
+        except StreamParseError as exc:
+            if exc.condition is Cond.NOT_WELL_FORMED and b"<!DOCTYPE" in data:
+                # Inside the stream element a DOCTYPE is a syntax error; it is still a
+                # DTD, which RFC 6120 §11.1 restricts.
+                raise stream._fail(Cond.RESTRICTED_XML, "DTDs are not allowed") from None
+            raise
+        if stream._stray_text:
+            raise stream._fail(Cond.BAD_FORMAT, "text is not allowed around the element")
+        pending = stream._fed - stream._expat.CurrentByteIndex
+        if (
+            len(events) != 1
+            or type(events[0]) is not Stanza
+            or stream._stack
+            or stream._utf8_tail
+            # Expat may hold back trailing whitespace (a CR, waiting for an LF).
+            or (pending and data[-pending:].strip(b" \t\r\n"))
+        ):
+            raise stream._fail(Cond.NOT_WELL_FORMED, "a message must hold one complete element")
+        return events[0].element
+
+
+def _strip_declaration(stream: XmlStreamParser, data: bytes) -> bytes:
+    """Check a message's leading XML declaration on its own, then drop it."""
+    end = data.find(b"?>") + 2
+    if end < 2:
+        raise stream._fail(Cond.NOT_WELL_FORMED, "unterminated XML declaration")
+    try:
+        XmlStreamParser().feed(data[:end] + b"<x/>")
+    except StreamParseError as exc:
+        raise stream._fail(exc.condition, exc.text) from None
+    return data[end:]
+
+
 def parse_fragment(
     data: bytes,
     default_ns: str = "jabber:client",
@@ -470,34 +581,11 @@ def parse_fragment(
     max_stanza_bytes: int = 262144,
     max_depth: int = 64,
 ) -> Element:
-    """Parse one self-contained element: an RFC 7395 WebSocket message, or stored XML.
+    """Parse one self-contained element (stored XML, or a single RFC 7395 message).
 
-    RFC 7395 §3.3.3 frames each top-level element (<open/>, <close/>, a stanza) as one
-    complete message.  Elements without a namespace declaration get `default_ns`, the
-    content namespace a stream header would have declared.  The same restrictions and
-    limits as a stream apply; an optional XML declaration may lead.  Raises
-    `StreamParseError`: POLICY_VIOLATION when `data` is over `max_stanza_bytes`,
-    NOT_WELL_FORMED unless it holds exactly one element (whitespace around it is fine),
-    and every condition `XmlStreamParser.feed` raises.
+    Elements without a namespace declaration get `default_ns`.  Errors as for
+    `FramedParser.parse`; a WebSocket connection should keep one `FramedParser` instead,
+    which saves creating an expat parser per message.
     """
-    if len(data) > max_stanza_bytes:
-        raise StreamParseError(Cond.POLICY_VIOLATION, f"message over {max_stanza_bytes} bytes")
-    parser = XmlStreamParser(max_stanza_bytes=max_stanza_bytes, max_depth=max_depth)
-    # Parse it as the only child of a synthetic stream element declaring default_ns.
-    # A leading XML declaration must stay at offset 0, so it goes before the wrapper.
-    decl = b""
-    if data.startswith(b"<?xml"):
-        end = data.find(b"?>") + 2
-        if end > 1:
-            decl, data = data[:end], data[end:]
-    wrapper = f'<fragment xmlns="{escape_attr(default_ns)}">'.encode()
-    try:
-        events = parser.feed(b"".join((decl, wrapper, data, b"</fragment>")))
-    except StreamParseError as exc:
-        if exc.condition is Cond.NOT_WELL_FORMED and b"<!DOCTYPE" in data:
-            # Inside the wrapper a DOCTYPE is a syntax error; it is still a DTD (§11.1).
-            raise StreamParseError(Cond.RESTRICTED_XML, "DTDs are not allowed") from None
-        raise
-    if len(events) != 3 or type(events[1]) is not Stanza or type(events[2]) is not StreamClosed:
-        raise StreamParseError(Cond.NOT_WELL_FORMED, "a message must hold exactly one element")
-    return events[1].element
+    parser = FramedParser(default_ns, max_stanza_bytes=max_stanza_bytes, max_depth=max_depth)
+    return parser.parse(data)

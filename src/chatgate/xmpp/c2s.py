@@ -22,9 +22,15 @@ from chatgate.sasl.base import ConnectionFacts, CredentialAnswer
 from chatgate.sasl.driver import answer_request
 from chatgate.xml.element import Element
 from chatgate.xml.parser import Stanza, StreamClosed, StreamOpened
+from chatgate.xml.serialize import serialize
 from chatgate.xmpp import negotiation as neg
 from chatgate.xmpp import ns
-from chatgate.xmpp.errors import PeerProtocolError, StanzaErrorCondition, StreamErrorCondition
+from chatgate.xmpp.errors import (
+    PeerProtocolError,
+    StanzaError,
+    StanzaErrorCondition,
+    StreamErrorCondition,
+)
 from chatgate.xmpp.router import BindConflict
 from chatgate.xmpp.session import C2SSession
 
@@ -235,23 +241,29 @@ class C2SConnection:
     def _bind(self, action: neg.BindRequested) -> None:
         username = self.negotiation.authenticated_user
         assert username is not None
+        try:
+            session = self._open_session(username, action.resource)
+        except StanzaError as exc:
+            self._apply(self.negotiation.bind_failed(action.iq_id, exc.condition, exc.text))
+            return
+        self._apply(self.negotiation.bound(session.resource, session.full, action.iq_id))
+
+    def _open_session(self, username: str, resource: str | None) -> C2SSession:
+        """Bind `resource` (or a server-chosen one) for `username`; raises StanzaError.
+
+        Shared by RFC 6120 resource binding and XEP-0078 legacy authentication.
+        """
         ctx = self.ctx
-        resource = action.resource
         if resource is not None:
             try:
                 resource = ctx.prepare_resource(resource)
             except ValueError as exc:
-                self._apply(
-                    self.negotiation.bind_failed(
-                        action.iq_id, StanzaErrorCondition.BAD_REQUEST, str(exc)
-                    )
-                )
-                return
+                raise StanzaError(StanzaErrorCondition.BAD_REQUEST, str(exc)) from None
 
         def session_for(res: str) -> C2SSession:
             return C2SSession(
                 username=username,
-                domain=ctx.config.server.domain,
+                domain=ctx.domain,
                 resource=res,
                 stream_id=self.negotiation.stream_id,
                 write=self.transport.write,
@@ -267,19 +279,52 @@ class C2SConnection:
                 ctx.config.session.max_resources,
             )
         except BindConflict as exc:
-            condition = (
-                StanzaErrorCondition.RESOURCE_CONSTRAINT
-                if str(exc) == "too many resources"
-                else StanzaErrorCondition.CONFLICT
-            )
-            self._apply(self.negotiation.bind_failed(action.iq_id, condition))
-            return
+            if str(exc) == "too many resources":
+                raise StanzaError(StanzaErrorCondition.RESOURCE_CONSTRAINT, str(exc)) from None
+            raise StanzaError(StanzaErrorCondition.CONFLICT) from None
         if replaced is not None:
             # RFC 6120 §7.7.2.2: the older session gets <conflict/>.
             replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new session")
         self.session = session
-        self._apply(self.negotiation.bound(session.resource, session.full, action.iq_id))
         self._spawn(ctx.session_bound(session))
+        return session
+
+    # ------------------------------------------------------------ pre-authentication API
+    # What pre-authentication IQ handlers (XEP-0077 registration, XEP-0078 legacy
+    # authentication) may use; see `modules.base.PreAuthIqHandler`.
+
+    @property
+    def facts(self) -> ConnectionFacts:
+        return self.transport.facts
+
+    @property
+    def stream_id(self) -> str:
+        return self.negotiation.stream_id
+
+    def send(self, el: Element) -> None:
+        self.transport.write(serialize(el).encode())
+
+    def legacy_login(self, username: str, resource: str, mechanism: str) -> C2SSession:
+        """XEP-0078: credentials were checked by the caller; open the session now
+        (no stream restart, no bind IQ). Raises StanzaError (e.g. conflict, 409)."""
+        self.negotiation.legacy_authenticated(username)
+        try:
+            session = self._open_session(username, resource)
+        except StanzaError:
+            self.negotiation.legacy_failed()
+            raise
+        self.negotiation.legacy_bound()
+        self._authenticated(neg.Authenticated(username, mechanism))
+        return session
+
+    def auth_failed(self, mechanism: str, username: str | None) -> None:
+        """Report a failed pre-authentication attempt (throttling, logs)."""
+        from chatgate.xmpp.errors import SaslFailureCondition
+
+        self.ctx.auth_failed(
+            self.transport.facts,
+            neg.AuthFailed(mechanism, SaslFailureCondition.NOT_AUTHORIZED, username),
+        )
 
     # ------------------------------------------------------------ closing
 

@@ -272,6 +272,26 @@ class C2SNegotiation:
         self.state = State.BIND
         return [Send(iq_error(iq_id, condition, text))]
 
+    def legacy_authenticated(self, username: str) -> None:
+        """XEP-0078 §3: a jabber:iq:auth set succeeded; the session opens without a
+        stream restart or bind IQ (the driver binds the given resource next)."""
+        if self.state is not State.OPEN:
+            raise ValueError("legacy authentication outside the open, unauthenticated stream")
+        self.authenticated_user = username
+        self.state = State.BINDING
+
+    def legacy_failed(self) -> None:
+        """The legacy login's resource could not be bound (e.g. conflict, XEP-0078 §3.4)."""
+        if self.state is not State.BINDING:
+            raise ValueError("legacy_failed() without a pending legacy login")
+        self.authenticated_user = None
+        self.state = State.OPEN
+
+    def legacy_bound(self) -> None:
+        if self.state is not State.BINDING:
+            raise ValueError("legacy_bound() without a pending legacy login")
+        self.state = State.ESTABLISHED
+
     def stream_closed(self) -> list[Action]:
         """The peer sent `</stream:stream>` (RFC 6120 §4.4)."""
         self.state = State.CLOSED
