@@ -31,6 +31,7 @@ from chatgate.xmpp.errors import (
     StanzaErrorCondition,
     StreamErrorCondition,
 )
+from chatgate.xmpp.output import OutputBuffer
 from chatgate.xmpp.router import BindConflict
 from chatgate.xmpp.session import C2SSession
 
@@ -80,7 +81,9 @@ class C2SConnection:
         self._paused = False
         self._stream_generation = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._auth_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+        loop = asyncio.get_running_loop()
+        self.output = OutputBuffer(transport.write, loop)
+        self._auth_timer: asyncio.TimerHandle | None = loop.call_later(
             ctx.config.auth.auth_timeout, self._auth_timeout
         )
         ctx.connections.add(self)
@@ -119,6 +122,7 @@ class C2SConnection:
             self._auth_timer.cancel()
             self._auth_timer = None
         self.closed = True
+        self.output.discard()
         self.ctx.connections.discard(self)
         if self.session is not None:
             session, self.session = self.session, None
@@ -186,7 +190,7 @@ class C2SConnection:
                 return
             kind = type(action)
             if kind is neg.Send:
-                self.transport.write(action.text.encode())
+                self.output.write(action.text.encode())
             elif kind is neg.ResetParser:
                 self.transport.reset_stream()
                 self._stream_generation += 1
@@ -208,6 +212,7 @@ class C2SConnection:
                 self.close_stream(action.condition, action.text)
 
     async def _start_tls(self) -> None:
+        self.output.flush()  # <proceed/> must leave before the handshake starts
         try:
             facts = await self.transport.start_tls()
         except Exception as exc:
@@ -266,7 +271,7 @@ class C2SConnection:
                 domain=ctx.domain,
                 resource=res,
                 stream_id=self.negotiation.stream_id,
-                write=self.transport.write,
+                write=self.output.write,
                 close=self.close_stream,
                 transport=self.transport.name,
             )
@@ -302,7 +307,7 @@ class C2SConnection:
         return self.negotiation.stream_id
 
     def send(self, el: Element) -> None:
-        self.transport.write(serialize(el).encode())
+        self.output.write(serialize(el).encode())
 
     def legacy_login(self, username: str, resource: str, mechanism: str) -> C2SSession:
         """XEP-0078: credentials were checked by the caller; open the session now
@@ -342,7 +347,8 @@ class C2SConnection:
                 f"id='{neg._new_stream_id()}' version='1.0'>"
             )
         out += neg.stream_error_xml(condition, text) if condition else "</stream:stream>"
-        self.transport.write(out.encode())
+        self.output.write(out.encode())
+        self.output.flush()
         self.transport.close()
         self.connection_lost()
 
