@@ -102,6 +102,7 @@ class ServerConfig(_Model):
     data_dir: Path = Path("var")
     """Where the database, generated certificates and runtime files live."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Logging threshold; `info` logs listeners, logins and failures, never stanza contents."""
     shutdown_grace: Annotated[float, Field(ge=0)] = 5.0
     """Seconds to let sessions flush their close on SIGTERM."""
     version_name: str = "chatgate"
