@@ -1,4 +1,4 @@
-"""Micro-benchmark of the XML layer (not a test: run `python tests/unit/xml/_bench.py`).
+"""Micro-benchmark of the XML layer (not a test: `PYTHONPATH=src python tests/unit/xml/_bench.py`).
 
 Figures go in the report and module docstrings; `bench/` holds the real, end-to-end runs.
 """
@@ -6,8 +6,9 @@ Figures go in the report and module docstrings; `bench/` holds the real, end-to-
 from __future__ import annotations
 
 import timeit
+from collections.abc import Callable
 
-from chatgate.xml.parser import Stanza, XmlStreamParser
+from chatgate.xml.parser import FramedParser, Stanza, XmlStreamParser
 from chatgate.xml.serialize import serialize
 
 HEADER = (
@@ -21,33 +22,33 @@ MESSAGE = (
 PER_CHUNK = 50
 
 
+def report(label: str, fn: Callable[[], object], runs: int, per_run: int) -> None:
+    best = min(timeit.repeat(fn, number=runs, repeat=7))
+    each = best / runs / per_run
+    print(f"{label:34} {1 / each:12,.0f} stanzas/s  {each * 1e6:6.2f} us each")
+
+
 def main() -> None:
     chunk = MESSAGE * PER_CHUNK
     parser = XmlStreamParser()
     parser.feed(HEADER)
     assert len(parser.feed(chunk)) == PER_CHUNK
+    report(f"feed(), {PER_CHUNK} stanzas per chunk", lambda: parser.feed(chunk), 2000, PER_CHUNK)
 
-    def feed() -> None:
-        parser.feed(chunk)
-
-    runs = 2000
-    best = min(timeit.repeat(feed, number=runs, repeat=5))
-    print(f"feed():      {runs * PER_CHUNK / best:10,.0f} stanzas/s  ({best / runs / PER_CHUNK * 1e6:.2f} us each)")
-
-    el = parser.feed(MESSAGE)[0]
-    assert isinstance(el, Stanza)
-    stanza = el.element
-    runs = 200000
-    best = min(timeit.repeat(lambda: serialize(stanza), number=runs, repeat=5))
-    print(f"serialize(): {runs / best:10,.0f} stanzas/s  ({best / runs * 1e6:.2f} us each)")
+    event = parser.feed(MESSAGE)[0]
+    assert isinstance(event, Stanza)
+    stanza = event.element
+    report("serialize()", lambda: serialize(stanza), 200_000, 1)
 
     def round_trip() -> None:
-        for event in parser.feed(chunk):
-            serialize(event.element).encode()  # type: ignore[union-attr]
+        for ev in parser.feed(chunk):
+            serialize(ev.element).encode()  # type: ignore[union-attr]
 
-    runs = 2000
-    best = min(timeit.repeat(round_trip, number=runs, repeat=5))
-    print(f"parse+serialize+encode: {runs * PER_CHUNK / best:10,.0f} stanzas/s  ({best / runs / PER_CHUNK * 1e6:.2f} us each)")
+    report("feed + serialize + encode", round_trip, 2000, PER_CHUNK)
+
+    framed = FramedParser()
+    message = MESSAGE.replace(b"<message ", b"<message xmlns='jabber:client' ", 1)
+    report("FramedParser.parse (1 per message)", lambda: framed.parse(message), 50_000, 1)
 
 
 if __name__ == "__main__":

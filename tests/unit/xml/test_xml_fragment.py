@@ -1,10 +1,11 @@
-"""parse_fragment: RFC 7395 WebSocket messages (one complete element each) and stored XML."""
+"""FramedParser and parse_fragment: RFC 7395 WebSocket messages (one complete element
+each) and stored XML."""
 
 from __future__ import annotations
 
 import pytest
 
-from chatgate.xml.parser import StreamParseError, parse_fragment
+from chatgate.xml.parser import FramedParser, StreamParseError, parse_fragment
 from chatgate.xmpp import ns
 from chatgate.xmpp.errors import StreamErrorCondition as Cond
 
@@ -49,6 +50,10 @@ def test_two_elements_are_not_well_formed() -> None:
     assert refusal(b"<presence/><presence/>") is Cond.NOT_WELL_FORMED
 
 
+def test_a_comment_inside_the_wrapper_position_is_restricted_xml() -> None:
+    assert refusal(b"<!-- c --><a/>") is Cond.RESTRICTED_XML
+
+
 def test_no_element_is_not_well_formed() -> None:
     assert refusal(b"") is Cond.NOT_WELL_FORMED
     assert refusal(b"   ") is Cond.NOT_WELL_FORMED
@@ -57,6 +62,16 @@ def test_no_element_is_not_well_formed() -> None:
 def test_unclosed_element_is_not_well_formed() -> None:
     assert refusal(b"<message><body>hi</body>") is Cond.NOT_WELL_FORMED
     assert refusal(b"<message") is Cond.NOT_WELL_FORMED
+
+
+def test_incomplete_trailing_markup_is_not_well_formed() -> None:
+    assert refusal(b"<a/><b") is Cond.NOT_WELL_FORMED
+    assert refusal(b"<a/>\xc3") is Cond.NOT_WELL_FORMED  # half a character
+
+
+def test_text_around_the_element_is_bad_format() -> None:
+    assert refusal(b"hello<a/>") is Cond.BAD_FORMAT
+    assert refusal(b"<a/>hello") is Cond.BAD_FORMAT
 
 
 def test_closing_the_wrapper_early_is_not_well_formed() -> None:
@@ -91,3 +106,47 @@ def test_message_over_the_limit_is_policy_violation() -> None:
 def test_depth_limit_applies() -> None:
     assert parse_fragment(b"<a><b><c/></b></a>", max_depth=3).name == "a"
     assert refusal(b"<a><b><c><d/></c></b></a>", max_depth=3) is Cond.POLICY_VIOLATION
+
+
+# ---------------------------------------------------------------------------- one connection
+
+
+def test_a_connection_parses_message_after_message() -> None:
+    # RFC 7395: <open/>, stanzas, <close/>, each its own message.
+    ws = FramedParser()
+    opened = ws.parse(
+        b'<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="localhost" version="1.0"/>'
+    )
+    assert (opened.ns, opened.name) == (ns.FRAMING, "open")
+    for i in range(3):
+        msg = ws.parse(f"<message id='{i}'><body>n{i}</body></message>\r\n".encode())
+        assert (msg.ns, msg.attrs, msg.find("body").text) == (ns.CLIENT, {"id": str(i)}, f"n{i}")  # type: ignore[union-attr]
+    closed = ws.parse(b'<close xmlns="urn:ietf:params:xml:ns:xmpp-framing"/>')
+    assert closed.name == "close"
+
+
+def test_namespace_declarations_do_not_leak_between_messages() -> None:
+    ws = FramedParser()
+    ws.parse(b"<message xmlns:x='urn:x'><x:a/></message>")
+    with pytest.raises(StreamParseError) as info:
+        ws.parse(b"<message><x:a/></message>")
+    assert info.value.condition is Cond.BAD_NAMESPACE_PREFIX
+
+
+def test_a_failed_connection_stays_failed() -> None:
+    ws = FramedParser(max_stanza_bytes=50)
+    with pytest.raises(StreamParseError) as info:
+        ws.parse(b"<message>" + b"x" * 50 + b"</message>")
+    assert info.value.condition is Cond.POLICY_VIOLATION
+    with pytest.raises(StreamParseError) as again:
+        ws.parse(b"<presence/>")
+    assert again.value.condition is Cond.POLICY_VIOLATION
+
+
+def test_a_message_may_lead_with_an_xml_declaration() -> None:
+    ws = FramedParser()
+    assert ws.parse(b"<?xml version='1.0'?><presence/>").name == "presence"
+    assert ws.parse(b"<?xml version='1.0' encoding='UTF-8'?>\n<presence/>").name == "presence"
+    with pytest.raises(StreamParseError) as info:
+        ws.parse(b"<?xml version='1.0' encoding='UTF-16'?><presence/>")
+    assert info.value.condition is Cond.UNSUPPORTED_ENCODING

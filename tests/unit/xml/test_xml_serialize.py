@@ -74,17 +74,20 @@ def test_other_namespaced_attributes_get_declared_prefixes() -> None:
 
 def test_text_is_escaped() -> None:
     el = Element("body", ns.CLIENT, children=["a & b < c > d ]]> \"q\" 'q' \r\n"])
-    assert serialize(el) == (
-        "<body>a &amp; b &lt; c &gt; d ]]&gt; \"q\" 'q' &#13;\n</body>"
-    )
+    assert serialize(el) == ("<body>a &amp; b &lt; c &gt; d ]]&gt; \"q\" 'q' &#13;\n</body>")
     assert tree(round_trip(el)) == tree(el)
 
 
 def test_attribute_values_are_escaped_and_survive_normalisation() -> None:
     value = "a&b<c>d\"e'f\tg\nh\ri"
     el = Element("m", ns.CLIENT, {"v": value})
-    assert serialize(el) == '<m v="a&amp;b&lt;c&gt;d&quot;e\'f&#9;g&#10;h&#13;i"/>'
+    assert serialize(el) == '<m v="a&amp;b&lt;c&gt;d&quot;e&apos;f&#9;g&#10;h&#13;i"/>'
+    assert serialize(Element("m", ns.CLIENT, {"v": "it's"})) == '<m v="it\'s"/>'
     assert round_trip(el).attrs == {"v": value}
+
+
+def test_escape_attr_is_safe_in_either_quote_style() -> None:
+    assert escape_attr("a'b\"c") == "a&apos;b&quot;c"
 
 
 def test_escape_helpers_leave_clean_strings_alone() -> None:
@@ -99,7 +102,9 @@ def test_empty_elements_self_close_and_empty_text_does_not() -> None:
 
 
 def test_mixed_content_keeps_its_order() -> None:
-    el = Element("p", ns.CLIENT, children=["one ", Element("b", ns.CLIENT, children=["two"]), " three"])
+    el = Element(
+        "p", ns.CLIENT, children=["one ", Element("b", ns.CLIENT, children=["two"]), " three"]
+    )
     assert serialize(el) == "<p>one <b>two</b> three</p>"
     assert tree(round_trip(el)) == tree(el)
 
