@@ -44,8 +44,17 @@ def serve(config: ConfigOption = DEFAULT_CONFIG) -> None:
         level=cfg.server.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    # Alembic's per-connection INFO lines say nothing an operator needs.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     from chatgate.server import run
 
+    err_console.print(
+        f"chatgate {__version__}: add an account from another terminal with "
+        f"[bold]{_console_script()} user add NAME[/bold]"
+        + ("" if config == DEFAULT_CONFIG else f" --config {config}"),
+        highlight=False,
+        soft_wrap=True,
+    )
     try:
         run(cfg)
     except ConfigError as exc:
@@ -107,6 +116,20 @@ def _check(cfg: Config) -> None:
 def version() -> None:
     """Print the chatgate version."""
     console.print(f"chatgate {__version__} (Python {platform.python_version()})")
+
+
+def _console_script() -> str:
+    """How to call this very command again, e.g. `.venv/bin/chatgate`."""
+    import shutil
+    import sys
+
+    script = Path(sys.argv[0])
+    if script.name == "chatgate" and shutil.which("chatgate") != str(script.resolve()):
+        try:
+            return str(script.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(script)
+    return "chatgate"
 
 
 def main() -> None:
