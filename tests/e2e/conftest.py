@@ -153,12 +153,12 @@ class Client(slixmpp.ClientXMPP):
         return await asyncio.wait_for(self.messages.get(), timeout)
 
     async def next_presence(
-        self, ptype: str | None = None, timeout: float = 10
+        self, ptype: str | None = None, timeout: float = 10, *, sender: str | None = None
     ) -> slixmpp.Presence:
         async def wait() -> slixmpp.Presence:
             while True:
                 p = await self.presences.get()
-                if ptype is None or p["type"] == ptype:
+                if (ptype is None or p["type"] == ptype) and (sender is None or p["from"] == sender):
                     return p
 
         return await asyncio.wait_for(wait(), timeout)
