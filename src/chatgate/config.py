@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from chatgate.auth.throttle import ThrottleOptions
 from chatgate.xmpp.errors import ConfigError
 
 
@@ -70,6 +71,8 @@ class AuthConfig(_Model):
     """Seconds a connection may stay unauthenticated before it is closed (jabberd's `authtime`)."""
     credential_cache_size: Annotated[int, Field(ge=0)] = 100_000
     """Accounts whose SCRAM keys are kept in memory for logins without a database round trip."""
+    throttle: ThrottleOptions = ThrottleOptions()
+    """Brute-force protection and registration rate limits (`[auth.throttle]`)."""
 
 
 class ResourceConflict(enum.Enum):

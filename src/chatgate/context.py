@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 from precis_i18n import get_profile
 from pydantic import BaseModel
 
+from chatgate.auth.throttle import AuthThrottle, RegistrationThrottle, counts_as_guess
 from chatgate.config import section
 from chatgate.hooks import Hooks
 from chatgate.jid import JID
@@ -63,6 +64,9 @@ class ServerContext:
         self.disco_features: list[DiscoFeature] = []
         self.stream_features: list[StreamFeature] = []
         self.modules: dict[str, ModuleRecord] = {}
+        throttle = config.auth.throttle
+        self.auth_throttle = AuthThrottle(throttle, attempt_ttl=config.auth.auth_timeout)
+        self.registration_throttle = RegistrationThrottle(throttle)
         self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ modules
@@ -189,6 +193,7 @@ class ServerContext:
         await self.hooks.notify(SessionClosed(session))
 
     def auth_failed(self, facts: ConnectionFacts, failure: neg.AuthFailed) -> None:
+        """Log a failed attempt and count it for brute-force protection."""
         log.info(
             "authentication failed: mechanism=%s condition=%s user=%s address=%s",
             failure.mechanism,
@@ -196,6 +201,32 @@ class ServerContext:
             failure.username or "-",
             facts.remote_address or "-",
         )
+        if not counts_as_guess(failure.condition):
+            return
+        now = asyncio.get_running_loop().time()
+        record = self.auth_throttle.failed(facts.remote_address, failure.username, now)
+        if record.should_log:
+            banned = f" banned_for={record.banned_until - now:.0f}s" if record.banned_until else ""
+            log.warning(
+                "brute-force protection: address=%s user=%s failures=%d account_failures=%d"
+                " next_delay=%.1fs events=%s%s",
+                facts.remote_address or "-",
+                failure.username or "-",
+                record.address_failures,
+                record.account_failures,
+                record.delay,
+                ",".join(e.value for e in record.events),
+                banned,
+            )
+
+    def auth_succeeded(self, facts: ConnectionFacts, username: str) -> None:
+        now = asyncio.get_running_loop().time()
+        self.auth_throttle.succeeded(facts.remote_address, username, now)
+
+    def prune_throttles(self) -> None:
+        now = asyncio.get_running_loop().time()
+        self.auth_throttle.prune(now)
+        self.registration_throttle.prune(now)
 
     def prepare_resource(self, text: str) -> str:
         """RFC 7622 §3.4: the resourcepart is an OpaqueString; raises ValueError."""

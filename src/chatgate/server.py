@@ -63,6 +63,7 @@ class Server:
         self.listeners: list[BoundListener] = []
         self._servers: list[asyncio.base_events.Server] = []
         self._stopped = asyncio.Event()
+        self._housekeeping_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -124,9 +125,18 @@ class Server:
             bound = BoundListener(listener, host, port)
             self.listeners.append(bound)
             log.info("listening: %s (domain %s)", bound.describe(), config.server.domain)
+        self._housekeeping_timer = loop.call_later(60, self._housekeeping)
+
+    def _housekeeping(self) -> None:
+        """Once a minute: forget expired throttle entries."""
+        if self.ctx is not None:
+            self.ctx.prune_throttles()
+        self._housekeeping_timer = asyncio.get_running_loop().call_later(60, self._housekeeping)
 
     async def stop(self) -> None:
         """Graceful stop: no new connections, `<system-shutdown/>` to every session."""
+        if self._housekeeping_timer is not None:
+            self._housekeeping_timer.cancel()
         for server in self._servers:
             server.close()
         ctx = self.ctx

@@ -158,7 +158,9 @@ class Client(slixmpp.ClientXMPP):
         async def wait() -> slixmpp.Presence:
             while True:
                 p = await self.presences.get()
-                if (ptype is None or p["type"] == ptype) and (sender is None or p["from"] == sender):
+                if (ptype is None or p["type"] == ptype) and (
+                    sender is None or p["from"] == sender
+                ):
                     return p
 
         return await asyncio.wait_for(wait(), timeout)

@@ -19,7 +19,9 @@ def accounts(server: RunningServer) -> None:
         server.add_user(name, f"{name}-pw")
 
 
-async def test_bare_jid_message_goes_to_the_highest_priority_resource(server: RunningServer) -> None:
+async def test_bare_jid_message_goes_to_the_highest_priority_resource(
+    server: RunningServer,
+) -> None:
     async with (
         logged_in(server, "mallory@localhost/low", "mallory-pw", send_presence=False) as low,
         logged_in(server, "mallory@localhost/high", "mallory-pw", send_presence=False) as high,
@@ -38,7 +40,9 @@ async def test_bare_jid_message_goes_to_the_highest_priority_resource(server: Ru
 
 async def test_negative_priority_resource_gets_no_bare_jid_messages(server: RunningServer) -> None:
     async with logged_in(server, "olivia@localhost/x", "olivia-pw") as olivia:
-        async with logged_in(server, "peggy@localhost/shy", "peggy-pw", send_presence=False) as peggy:
+        async with logged_in(
+            server, "peggy@localhost/shy", "peggy-pw", send_presence=False
+        ) as peggy:
             peggy.send_presence(ppriority=-1)
             await peggy.plugin["xep_0199"].ping(jid="localhost", timeout=5)
             olivia.send_message(mto="peggy@localhost", mbody="stored, not delivered", mtype="chat")

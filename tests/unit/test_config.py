@@ -37,7 +37,10 @@ def test_default_config_text_is_valid_and_relative_paths_follow_the_file(tmp_pat
         ("[auth]\nscram_iterations = 10\n", "auth.scram_iterations"),
         ("[[listeners]]\nport = 70000\n", "listeners.0.port"),
         ("[[listeners]]\ntls = 'sometimes'\n", "listeners.0.tls"),
-        ("[[listeners]]\nport = 5222\n[[listeners]]\nport = 5222\n", "two listeners on 127.0.0.1:5222"),
+        (
+            "[[listeners]]\nport = 5222\n[[listeners]]\nport = 5222\n",
+            "two listeners on 127.0.0.1:5222",
+        ),
     ],
 )
 def test_bad_values_name_the_option(tmp_path: Path, text: str, named: str) -> None:
@@ -67,7 +70,9 @@ def test_every_option_is_documented_with_a_docstring() -> None:
         section = field.annotation
         assert f"`[{field_name}]`" in docs
         for option in _options(section):
-            assert section.model_fields[option].description, f"{field_name}.{option} has no docstring"
+            assert section.model_fields[option].description, (
+                f"{field_name}.{option} has no docstring"
+            )
             assert f"| `{option}` |" in docs, f"{field_name}.{option} missing from docs"
     for option in _options(ListenerConfig):
         assert f"| `{option}` |" in docs, f"listeners.{option} missing from docs"

@@ -63,6 +63,10 @@ def _stamp_id(path: Path) -> _StampId:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+#: Keys of a random password that nobody knows, checked for unknown users.
+_DUMMY_KEYS = credentials.derive_scram_keys(os.urandom(16).hex(), "sha256")
+
+
 class InternalProvider:
     """`CredentialProvider` over `AccountRepository`, with an LRU cache of SCRAM keys."""
 
@@ -72,6 +76,7 @@ class InternalProvider:
             Capability.SCRAM_SHA_1_KEYS,
             Capability.SCRAM_SHA_256_KEYS,
             Capability.SCRAM_SHA_512_KEYS,
+            Capability.CERT_IDENTITY,  # answered by user_exists
         }
     )
 
@@ -98,6 +103,9 @@ class InternalProvider:
     async def verify_password(self, username: str, domain: str, password: str) -> bool:
         keys = await self._keys(username, domain)
         if not keys:
+            # An unknown user costs the same key derivation as a known one, so the
+            # answer's timing does not tell which usernames exist.
+            await asyncio.to_thread(credentials.verify_password, password, _DUMMY_KEYS)
             return False
         chosen = next((keys[h] for h in _VERIFY_ORDER if h in keys), None)
         if chosen is None:

@@ -18,7 +18,9 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol
 
-from chatgate.sasl.base import ConnectionFacts, CredentialAnswer
+from chatgate.auth.provider import Capability
+from chatgate.auth.throttle import Delay, Refuse
+from chatgate.sasl.base import ConnectionFacts, CredentialAnswer, NeedCredentials
 from chatgate.sasl.driver import answer_request
 from chatgate.xml.element import Element
 from chatgate.xml.parser import Stanza, StreamClosed, StreamOpened
@@ -222,10 +224,26 @@ class C2SConnection:
             return
         self._apply(self.negotiation.tls_established(facts))
 
-    async def _credentials(self, request) -> None:  # type: ignore[no-untyped-def]
-        answer: CredentialAnswer = await answer_request(
-            request, self.ctx.provider, self.ctx.config.server.domain
-        )
+    async def _credentials(self, request: NeedCredentials) -> None:
+        """Answer a mechanism's credential request, after brute-force protection.
+
+        A throttled address waits *before* its credentials are evaluated, so a
+        client cannot tell a delay from a wrong password; a banned one gets
+        temporary-auth-failure without any evaluation.
+        """
+        answer: CredentialAnswer | None = None
+        if request.capability is not Capability.CERT_IDENTITY:
+            now = asyncio.get_running_loop().time()
+            address = self.transport.facts.remote_address
+            verdict = self.ctx.auth_throttle.check(address, request.username, now)
+            if isinstance(verdict, Refuse):
+                answer = CredentialAnswer(temporary_failure=True)
+            elif isinstance(verdict, Delay):
+                await asyncio.sleep(verdict.seconds)
+                if self.closed:
+                    return
+        if answer is None:
+            answer = await answer_request(request, self.ctx.provider, self.ctx.domain)
         if not self.closed:
             self._apply(self.negotiation.credentials(answer))
 
@@ -234,6 +252,7 @@ class C2SConnection:
             self._auth_timer.cancel()
             self._auth_timer = None
         facts = self.transport.facts
+        self.ctx.auth_succeeded(facts, action.username)
         log.info(
             "%s@%s authenticated with %s over %s from %s",
             action.username,
