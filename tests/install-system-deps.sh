@@ -2,7 +2,7 @@
 # Installs the Debian packages the end-to-end tests need, idempotently.
 # Nothing is installed when every package is already present.
 set -euo pipefail
-packages=(openssl)
+packages=(openssl libnet-jabber-perl slapd ldap-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from chatgate.auth.options import ProviderConfig
 from chatgate.auth.throttle import ThrottleOptions
 from chatgate.xmpp.errors import ConfigError
 
@@ -73,6 +74,9 @@ class AuthConfig(_Model):
     """Accounts whose SCRAM keys are kept in memory for logins without a database round trip."""
     throttle: ThrottleOptions = ThrottleOptions()
     """Brute-force protection and registration rate limits (`[auth.throttle]`)."""
+    provider: ProviderConfig = ProviderConfig()
+    """Where authentication gets its answers (`[auth.provider]`): `internal`, `http`,
+    `extauth`, `ldap` or a plugin's provider."""
 
 
 class ResourceConflict(enum.Enum):

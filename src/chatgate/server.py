@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from chatgate.auth.internal import InternalProvider
+from chatgate.auth.registry import (
+    ProviderContext,
+    build_provider,
+    close_provider,
+    start_provider,
+)
 from chatgate.config import Config, ListenerConfig, TlsMode
 from chatgate.context import ServerContext
 from chatgate.modules.registry import builtin_modules
@@ -74,9 +79,16 @@ class Server:
         tls_context = server_context(*ensure_certificate(config)) if needs_tls else None
         secret = load_server_secret(config.data_dir)
         db = await Database.open(config.storage_url)
-        provider = InternalProvider(
-            db.accounts, cache_size=config.auth.credential_cache_size, data_dir=config.data_dir
+        provider = build_provider(
+            config.auth.provider,
+            ProviderContext(
+                base_dir=config.base_dir,
+                data_dir=config.data_dir,
+                accounts=db.accounts,
+                credential_cache_size=config.auth.credential_cache_size,
+            ),
         )
+        await start_provider(provider)
         ctx = self.ctx = ServerContext(config, db, provider)
         modules = builtin_modules()
         for name in modules.names():
@@ -152,6 +164,7 @@ class Server:
         for server in self._servers:
             await server.wait_closed()
         if ctx is not None:
+            await close_provider(ctx.provider)
             await ctx.db.close()
         self._stopped.set()
 

@@ -58,10 +58,12 @@ def serve(config: ConfigOption = DEFAULT_CONFIG) -> None:
     try:
         run(cfg)
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print("error:", str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(2) from None
     except OSError as exc:
-        err_console.print(f"[red]error:[/red] cannot start: {exc}", highlight=False)
+        err_console.print(
+            "error: cannot start:", str(exc), style="red", markup=False, highlight=False
+        )
         raise typer.Exit(1) from None
 
 
@@ -72,11 +74,12 @@ def check(config: ConfigOption = DEFAULT_CONFIG) -> None:
     try:
         _check(cfg)
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print("error:", str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(2) from None
 
 
 def _check(cfg: Config) -> None:
+    from chatgate.auth.registry import check_provider_config
     from chatgate.sasl.registry import builtin_mechanisms
     from chatgate.sasl.selection import validate_mechanism_names
     from chatgate.tls import certificate_paths
@@ -92,6 +95,8 @@ def _check(cfg: Config) -> None:
 
         origin += f": {describe_certificate(cert)}"
     console.print(f"[bold]tls[/bold]       {cert} ({origin})", soft_wrap=True)
+    check_provider_config(cfg.auth.provider)
+    console.print(f"[bold]auth[/bold]      provider {cfg.auth.provider.name}", soft_wrap=True)
     console.print("[bold]listeners[/bold]")
     for listener in cfg.listeners:
         names = listener.mechanisms or cfg.auth.mechanisms

@@ -25,5 +25,5 @@ def load_or_exit(path: Path) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print("error:", str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(2) from None
