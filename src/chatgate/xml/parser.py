@@ -154,6 +154,7 @@ _SEP = "\x01"
 _SLICE = 65536
 _UTF8_BOM = b"\xef\xbb\xbf"
 _XML_WHITESPACE = " \t\r\n"
+_XML_WHITESPACE_BYTES = b" \t\r\n"
 _utf8_decode = codecs.utf_8_decode
 _new_stanza = object.__new__
 _set_stanza_element = Stanza.__dict__["element"].__set__  # see _make_handlers
@@ -240,7 +241,12 @@ class XmlStreamParser:
         "_failure",
         "_fed",
         "_head",
+        "_reopen",
+        "_replaying",
         "_stack",
+        "_stanza_ended",
+        "_boundary",
+        "_last_end",
         "_stanza_start",
         "_state",
         "_stray_text",
@@ -271,6 +277,11 @@ class XmlStreamParser:
         self._head: bytes | None = b""  # the first bytes, until we know they are no BOM
         self._stray_text = False  # non-whitespace text between stanzas, refused at the next tag
         self._failure: tuple[Cond, str] | None = None
+        self._reopen = b""  # a header re-declaring the stream's namespaces (hibernation)
+        self._replaying = False
+        self._stanza_ended = False  # a top-level stanza ended during the current feed
+        self._boundary = False  # everything fed so far ends at a stanza boundary
+        self._last_end = 0  # byte index where the last top-level end tag began
         _make_handlers(self)
 
     @property
@@ -286,6 +297,17 @@ class XmlStreamParser:
         """
         if self._failure is not None:
             raise StreamParseError(*self._failure)
+        if self._state == _CLOSED:
+            # After the stream's end tag only whitespace may follow (XML 1.0 §2.1).
+            # Checked here, not left to expat, which reports trailing junk only once
+            # it sees a whole token: split input would otherwise go unnoticed.
+            if data.strip(_XML_WHITESPACE_BYTES):
+                raise self._fail(Cond.NOT_WELL_FORMED, "junk after document element")
+            return []
+        if self._expat is None:
+            if not data.strip(_XML_WHITESPACE_BYTES):
+                return []  # a keepalive does not wake a hibernated parser
+            self._resume()
         events = self._events
         try:
             if self._head is not None:
@@ -318,6 +340,9 @@ class XmlStreamParser:
                 else:
                     for start in range(0, len(data), _SLICE):
                         self._parse(data[start : start + _SLICE])
+                self._note_boundary(data)
+                if self._state == _CLOSED:
+                    self._check_trailer(data)
             if bad >= 0:
                 raise _refuse(Cond.UNSUPPORTED_ENCODING, "the stream must be UTF-8")
         except PeerProtocolError as exc:
@@ -329,6 +354,77 @@ class XmlStreamParser:
         done = events[:]
         events.clear()
         return done
+
+    def hibernate(self) -> bool:
+        """Free the expat parser if the input so far ends exactly between stanzas.
+
+        An idle client connection spends nearly all its life between stanzas, and
+        an expat parser with its buffers is most of what the connection costs in
+        memory.  The next `feed()` with more than whitespace creates a new parser
+        and replays a header declaring the same namespaces, so the events are the
+        same as if nothing had happened.  Returns True when the parser was freed.
+        """
+        if (
+            self._expat is None
+            or self._state != _OPEN
+            or not self._boundary
+            or self._stack
+            or self._stray_text
+            or self._utf8_tail
+            or self._failure is not None
+        ):
+            return self._expat is None
+        self._expat = None
+        return True
+
+    @property
+    def hibernating(self) -> bool:
+        return self._expat is None
+
+    def _resume(self) -> None:
+        self._expat = expat.ParserCreate(encoding="UTF-8", namespace_separator=_SEP)
+        self._state = _BEFORE
+        self._replaying = True
+        _make_handlers(self)
+        try:
+            self._expat.Parse(self._reopen, False)
+        finally:
+            self._replaying = False
+        self._fed = len(self._reopen)
+        self._last_end = 0
+
+    def _note_boundary(self, data: bytes) -> None:
+        """Record whether the input ends right after a top-level stanza (or whitespace).
+
+        Whether expat still holds an unfinished token cannot be asked of it, so this
+        looks at the bytes: after the last stanza's closing tag there may be only
+        whitespace.  An end tag has no attributes, so its first '>' ends it; anything
+        unfinished after it (even "<pre" of a next stanza) keeps the parser awake.
+        """
+        if self._stack or self._state != _OPEN:
+            self._boundary = False
+            return
+        if self._stanza_ended:
+            self._stanza_ended = False
+            start = self._last_end - (self._fed - len(data))
+            if start >= 0 and data[start : start + 1] != b"<":
+                # An empty-element tag: expat reports its end just past the "/>".
+                rest = data[start:]
+            else:
+                # An end tag: expat reports where its "<" is (maybe in an earlier feed).
+                gt = data.find(b">", max(0, start))
+                rest = data[gt + 1 :] if gt >= 0 else b"<"
+            self._boundary = not rest.strip(_XML_WHITESPACE_BYTES)
+        elif data.strip(_XML_WHITESPACE_BYTES):
+            self._boundary = False
+        # whitespace only: the boundary is what it was
+
+    def _check_trailer(self, data: bytes) -> None:
+        """Only whitespace may follow the stream's end tag in the bytes that closed it."""
+        start = self._last_end - (self._fed - len(data))
+        gt = data.find(b">", max(0, start))
+        if gt >= 0 and data[gt + 1 :].strip(_XML_WHITESPACE_BYTES):
+            raise _refuse(Cond.NOT_WELL_FORMED, "junk after document element")
 
     # ------------------------------------------------------------ internals
 
@@ -388,6 +484,21 @@ class XmlStreamParser:
         return data
 
 
+def _reopening_header(
+    local: str, ns: str, default_ns: str | None, prefixes: dict[str, str]
+) -> bytes:
+    """The stream's start tag with the peer's qualified name and namespace declarations,
+    to prime a fresh parser: the peer's `</stream:stream>` must match it."""
+    qname = local
+    if ns and ns != default_ns:
+        prefix = next((p for p, uri in prefixes.items() if uri == ns), None)
+        if prefix:
+            qname = f"{prefix}:{local}"
+    decls = [f' xmlns="{escape_attr(default_ns)}"'] if default_ns else []
+    decls.extend(f' xmlns:{prefix}="{escape_attr(uri)}"' for prefix, uri in prefixes.items())
+    return f"<{qname}{''.join(decls)}>".encode()
+
+
 def _make_handlers(p: XmlStreamParser) -> None:
     """Install the expat handlers for `p`'s current parser (called by `reset()`)."""
     parser = p._expat
@@ -433,10 +544,14 @@ def _make_handlers(p: XmlStreamParser) -> None:
             # The stream header (RFC 6120 §4.7).  Its namespace declarations were
             # collected by `declare`, which is not needed any more.  The piece being
             # parsed ends with the header's '>' (see _feed_prolog), so _fed is its end.
-            if p._fed > max_bytes:
-                raise _refuse(Cond.POLICY_VIOLATION, f"stream header over {max_bytes} bytes")
             parser.StartNamespaceDeclHandler = None
             p._state = _OPEN
+            if p._replaying:
+                return  # a hibernated parser woke up: the peer's header was seen long ago
+            if p._fed > max_bytes:
+                raise _refuse(Cond.POLICY_VIOLATION, f"stream header over {max_bytes} bytes")
+            p._reopen = _reopening_header(local, ns, default_ns[0], prefixes)
+            p._boundary = True
             emit(StreamOpened(local, ns, attrs, default_ns[0], prefixes))
 
     def end(qname: str) -> None:
@@ -447,8 +562,11 @@ def _make_handlers(p: XmlStreamParser) -> None:
                 run.clear()
             if stack:
                 return
-            if parser.CurrentByteIndex - p._stanza_start > max_bytes:
+            end_at = parser.CurrentByteIndex
+            if end_at - p._stanza_start > max_bytes:
                 raise _refuse(Cond.POLICY_VIOLATION, f"stanza over {max_bytes} bytes")
+            p._last_end = end_at
+            p._stanza_ended = True
             # A frozen dataclass's __init__ goes through object.__setattr__; setting the
             # slot directly does the same in half the time, once per stanza.
             event = _new_stanza(Stanza)
@@ -458,6 +576,7 @@ def _make_handlers(p: XmlStreamParser) -> None:
             if p._stray_text:
                 raise _refuse(Cond.BAD_FORMAT, "text is not allowed between stanzas")
             p._state = _CLOSED
+            p._last_end = parser.CurrentByteIndex
             emit(StreamClosed())
 
     def text(data: str) -> None:
