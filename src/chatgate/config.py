@@ -54,6 +54,56 @@ class TlsConfig(_Model):
     """PEM private key for `certificate`."""
     key_type: Literal["ec", "rsa"] = "ec"
     """Key type of a generated certificate: ECDSA P-256 (cheaper handshakes) or RSA 2048."""
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    """Lowest TLS version accepted."""
+    max_version: Literal["1.2", "1.3"] = "1.3"
+    """Highest TLS version offered (1.2 only to test or serve TLS 1.2-only channel bindings)."""
+    channel_bindings: list[Literal["tls-exporter", "tls-unique", "tls-server-end-point"]] = [
+        "tls-exporter",
+        "tls-unique",
+        "tls-server-end-point",
+    ]
+    """Channel-binding types offered to SCRAM-*-PLUS (XEP-0440), where the connection allows
+    them: tls-exporter on TLS 1.3 (1.2 only with extended master secret), tls-unique on
+    TLS 1.2 with extended master secret only, tls-server-end-point whenever the certificate's
+    signature names one hash. An empty list turns every -PLUS mechanism off."""
+    client_certificates: Literal["disabled", "wanted", "needed"] = "disabled"
+    """Client certificates (EXTERNAL, XEP-0178), like Openfire's `xmpp.client.cert.policy`:
+    `disabled` never asks; `wanted` asks and lets a client without a trusted one in (EXTERNAL
+    is then not offered); `needed` fails the TLS handshake without a trusted certificate."""
+    trust_files: list[Path] = []
+    """PEM files of CA certificates that issue client certificates."""
+    trust_dirs: list[Path] = []
+    """Folders of CA certificates in OpenSSL's hashed layout (`openssl rehash`)."""
+    accept_self_signed: bool = False
+    """Trust a self-signed client certificate that no configured CA issued. Anyone can make
+    such a certificate naming any JID: only for closed test networks."""
+    revoked_fingerprints: list[str] = []
+    """SHA-256 fingerprints (hex, colons optional) of client or CA certificates to refuse."""
+    identity_sources: list[Literal["xmpp-addr", "email", "cn"]] = ["xmpp-addr"]
+    """Where a client certificate's JIDs come from, in order: `xmpp-addr` (id-on-xmppAddr,
+    RFC 6120 §13.7.1.4), `email` (rfc822Name / emailAddress), `cn` (subject common name).
+    The first source that names any JID of this domain wins."""
+    auto_provision: bool = False
+    """Let EXTERNAL log in a certificate identity that has no account yet."""
+
+    @field_validator("revoked_fingerprints")
+    @classmethod
+    def _fingerprints(cls, values: list[str]) -> list[str]:
+        normalized = []
+        for value in values:
+            hexed = value.replace(":", "").strip().lower()
+            if len(hexed) != 64 or any(c not in "0123456789abcdef" for c in hexed):
+                raise ValueError(f"{value!r} is not a SHA-256 fingerprint")
+            normalized.append(hexed)
+        return normalized
+
+    @field_validator("identity_sources")
+    @classmethod
+    def _sources(cls, values: list[str]) -> list[str]:
+        if not values or len(set(values)) != len(values):
+            raise ValueError("list each identity source once, at least one")
+        return values
 
 
 class StorageConfig(_Model):

@@ -29,7 +29,7 @@ from chatgate.sasl.base import ConnectionFacts, Mechanism
 from chatgate.sasl.registry import builtin_mechanisms
 from chatgate.sasl.selection import offered_mechanisms, validate_mechanism_names
 from chatgate.storage.database import Database
-from chatgate.tls import ensure_certificate, server_context
+from chatgate.tls import ensure_certificate, server_context, server_tls
 from chatgate.xmpp.errors import StreamErrorCondition
 from chatgate.xmpp.negotiation import NegotiationSettings
 from chatgate.xmpp.transports.tcp import TcpTransport
@@ -72,11 +72,11 @@ class Server:
 
     async def start(self) -> None:
         config = self.config
-        mechanisms = builtin_mechanisms()
+        mechanisms = builtin_mechanisms(tls=config.tls)
         for listener in config.listeners:
             validate_mechanism_names(listener.mechanisms or config.auth.mechanisms, mechanisms)
         needs_tls = any(listener.tls is not TlsMode.NONE for listener in config.listeners)
-        tls_context = server_context(*ensure_certificate(config)) if needs_tls else None
+        tls_context = server_tls(config) if needs_tls else None
         secret = load_server_secret(config.data_dir)
         db = await Database.open(config.storage_url)
         provider = build_provider(
@@ -107,8 +107,9 @@ class Server:
                 )
 
             def make(name: str, facts: ConnectionFacts, offered_now=offered) -> Mechanism:
-                plus_offered = any(n.endswith("-PLUS") for n in offered_now(facts))
-                return mechanisms.get(name)(facts, secret, plus_offered)
+                advertised = offered_now(facts)
+                plus_offered = any(n.endswith("-PLUS") for n in advertised)
+                return mechanisms.get(name)(facts, secret, plus_offered, advertised=advertised)
 
             settings = NegotiationSettings(
                 domain=config.server.domain,
@@ -122,12 +123,11 @@ class Server:
             )
             direct = listener.tls is TlsMode.DIRECT
             factory = partial(TcpTransport, ctx, lambda s=settings: s, tls_context, direct)
+            # TLS (direct or STARTTLS) is done by the transport itself (pyOpenSSL).
             server = await loop.create_server(
                 factory,
                 listener.host,
                 listener.port,
-                ssl=tls_context if direct else None,
-                ssl_handshake_timeout=30 if direct else None,
                 reuse_port=listener.reuse_port or None,
                 backlog=4096,
             )

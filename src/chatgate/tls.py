@@ -1,4 +1,11 @@
-"""TLS set-up: the server's SSLContext, and a self-signed certificate when none is configured.
+"""TLS set-up: the server's TLS context, and a self-signed certificate when none is configured.
+
+`server_tls` builds what the listeners use: an OpenSSL context (pyOpenSSL) with
+the configured versions, client-certificate policy and trust store, wrapped in
+`ServerTls` with the `tls-server-end-point` data of our certificate.  Why
+pyOpenSSL and not `ssl`: see `xmpp/transports/openssl_tls.py` and docs/tls.md.
+`server_context` (the standard library's `ssl.SSLContext`) stays for benchmarks
+and tools that compare the two.
 
 A generated certificate is ECDSA P-256 by default: its handshakes cost a
 fraction of RSA-2048's, which shows directly in logins per second with STARTTLS.
@@ -17,9 +24,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
 
-from chatgate.config import Config
+from chatgate.config import Config, TlsConfig
+from chatgate.sasl.channel_binding import TLS_SERVER_END_POINT, tls_server_end_point
 from chatgate.xmpp.errors import ConfigError
+from chatgate.xmpp.transports.openssl_tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -108,3 +118,90 @@ def describe_certificate(cert_path: Path) -> str:
     names = ", ".join(str(n.value) for n in sans)
     fingerprint = cert.fingerprint(hashes.SHA256()).hex(":")
     return f"{names} (expires {cert.not_valid_after_utc:%Y-%m-%d}, sha256 {fingerprint[:23]}...)"
+
+
+_VERSIONS = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
+
+
+def server_tls(config: Config) -> ServerTls:
+    """The listeners' TLS: certificate (generated if none), versions, client certificates.
+
+    Raises `ConfigError` for unreadable files, a version range that is empty,
+    or a client-certificate policy with nothing to trust.
+    """
+    cert_path, key_path = ensure_certificate(config)
+    return build_server_tls(
+        config.tls,
+        cert_path,
+        key_path,
+        trust_files=[config.path(p) for p in config.tls.trust_files],
+        trust_dirs=[config.path(p) for p in config.tls.trust_dirs],
+    )
+
+
+def build_server_tls(
+    options: TlsConfig,
+    cert_path: Path,
+    key_path: Path,
+    *,
+    trust_files: list[Path] | None = None,
+    trust_dirs: list[Path] | None = None,
+) -> ServerTls:
+    """`server_tls` for explicit paths (tests and benchmarks use it directly)."""
+    trust_files = list(options.trust_files) if trust_files is None else trust_files
+    trust_dirs = list(options.trust_dirs) if trust_dirs is None else trust_dirs
+    if float(options.min_version) > float(options.max_version):
+        raise ConfigError("tls.min_version is above tls.max_version")
+    if (
+        options.client_certificates != "disabled"
+        and not (trust_files or trust_dirs)
+        and not options.accept_self_signed
+    ):
+        raise ConfigError(
+            f"tls.client_certificates = {options.client_certificates!r} needs trust_files, "
+            "trust_dirs or accept_self_signed: no client certificate could be trusted"
+        )
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    ctx.set_min_proto_version(_VERSIONS[options.min_version])
+    ctx.set_max_proto_version(_VERSIONS[options.max_version])
+    # No compression (CRIME), no renegotiation (RFC 9266 §2 forbids tls-exporter
+    # with it; RFC 5929's bindings are ambiguous across it).
+    ctx.set_options(
+        SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE
+    )
+    # Needed for session resumption once client certificates are verified.
+    ctx.set_session_id(b"chatgate-c2s")
+    try:
+        ctx.use_certificate_chain_file(str(cert_path))
+        ctx.use_privatekey_file(str(key_path))
+        ctx.check_privatekey()
+    except (SSL.Error, OSError) as exc:
+        raise ConfigError(f"tls: cannot load {cert_path} / {key_path}: {exc}") from None
+    ctx.set_alpn_select_callback(_select_alpn)  # XEP-0368 direct TLS
+    for path in trust_files:
+        try:
+            ctx.load_verify_locations(str(path))
+            for cert in x509.load_pem_x509_certificates(path.read_bytes()):
+                ctx.add_client_ca(cert)
+        except (SSL.Error, OSError, ValueError) as exc:
+            raise ConfigError(f"tls.trust_files: cannot load {path}: {exc}") from None
+    for path in trust_dirs:
+        if not path.is_dir():
+            raise ConfigError(f"tls.trust_dirs: {path} is not a folder")
+        ctx.load_verify_locations(None, str(path))
+    leaf = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    end_point = None
+    if TLS_SERVER_END_POINT in options.channel_bindings:
+        end_point = tls_server_end_point(leaf.public_bytes(serialization.Encoding.DER))
+    return ServerTls(
+        ctx,
+        end_point_binding=end_point,
+        binding_types=options.channel_bindings,
+        client_certificates=options.client_certificates,
+        accept_self_signed=options.accept_self_signed,
+        revoked_fingerprints=options.revoked_fingerprints,
+    )
+
+
+def _select_alpn(conn: SSL.Connection, offered: list[bytes]) -> bytes:
+    return b"xmpp-client" if b"xmpp-client" in offered else SSL.NO_OVERLAPPING_PROTOCOLS

@@ -24,8 +24,11 @@ class ConnectionFacts:
     domain: str
     tls_active: bool = False
     tls_version: str | None = None
-    #: channel-binding type name (e.g. "tls-server-end-point") -> binding data
+    #: channel-binding type name (e.g. "tls-server-end-point") -> binding data; exactly
+    #: the types this connection advertises (XEP-0440)
     channel_bindings: dict[str, bytes] = field(default_factory=dict)
+    #: the client's TLS certificate, only when it passed verification (trust store or
+    #: accepted self-signed, not revoked): what EXTERNAL may believe
     peer_certificate_der: bytes | None = None
     remote_address: str | None = None
 
@@ -81,6 +84,8 @@ class Mechanism(Protocol):
     needs: ClassVar[frozenset[Capability]]
     #: True for -PLUS mechanisms, offered only when the connection has a channel binding
     requires_channel_binding: ClassVar[bool]
+    #: True for EXTERNAL, offered only when the client presented a verified certificate
+    requires_peer_certificate: ClassVar[bool]
     #: True when the mechanism sends the password in the clear (PLAIN): TLS first
     plaintext: ClassVar[bool]
 

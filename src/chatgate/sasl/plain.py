@@ -22,6 +22,7 @@ password; provider unavailable -> temporary-auth-failure (§6.5.11).
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import ClassVar
 
 from chatgate.auth.provider import Capability
@@ -58,10 +59,16 @@ class PlainMechanism:
     name: ClassVar[str] = "PLAIN"
     needs: ClassVar[frozenset[Capability]] = frozenset({Capability.VERIFY_PASSWORD})
     requires_channel_binding: ClassVar[bool] = False
+    requires_peer_certificate: ClassVar[bool] = False
     plaintext: ClassVar[bool] = True
 
     def __init__(
-        self, facts: ConnectionFacts, server_secret: bytes = b"", plus_offered: bool = False
+        self,
+        facts: ConnectionFacts,
+        server_secret: bytes = b"",
+        plus_offered: bool = False,
+        *,
+        advertised: Sequence[str] | None = None,
     ) -> None:
         self._domain = facts.domain
         self._state = _State.EXPECT_MESSAGE

@@ -48,8 +48,17 @@ Failure conditions (RFC 6120 §6.5), chosen per RFC 5802 §7 server-error:
 
 Channel binding: a class with ``requires_channel_binding = True`` is a -PLUS
 mechanism (RFC 5802 §6); the same code then demands "p=<type>" with a type the
-connection has (`ConnectionFacts.channel_bindings`) and binds its data into c=.
-The non-PLUS classes below accept "n" and "y" only.
+connection has (`ConnectionFacts.channel_bindings`, which holds exactly the types
+the stream advertised with XEP-0440) and binds its data into c=.  The non-PLUS
+classes accept "n" and "y" only; "y" after the stream offered a -PLUS mechanism
+is a downgrade and fails (RFC 5802 §6).
+
+Downgrade protection (XEP-0474 "SSDP", v0.5): when the driver passes the list of
+mechanisms this stream `advertised`, the server-first message carries the
+optional attribute ``h=`` (RFC 5802 §5.1 allows extensions after the iteration
+count): the hash of that list and, when -PLUS was offered, of the XEP-0440
+channel-binding types (see `sasl/channel_binding.ssdp_hash`).  The client checks
+it, and since server-first is part of AuthMessage, the proof covers it.
 """
 
 from __future__ import annotations
@@ -61,6 +70,7 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Sequence
 from typing import ClassVar
 
 from chatgate.auth.credentials import DEFAULT_ITERATIONS, ScramKeys
@@ -75,13 +85,17 @@ from chatgate.sasl.base import (
     Step,
     Success,
 )
+from chatgate.sasl.channel_binding import advertised_types, ssdp_hash
 from chatgate.xmpp.errors import SaslFailureCondition
 
 __all__ = [
     "ScramMechanism",
     "ScramSha1Mechanism",
+    "ScramSha1PlusMechanism",
     "ScramSha256Mechanism",
+    "ScramSha256PlusMechanism",
     "ScramSha512Mechanism",
+    "ScramSha512PlusMechanism",
 ]
 
 _MALFORMED = SaslFailureCondition.MALFORMED_REQUEST
@@ -147,14 +161,16 @@ class ScramMechanism:
     plus_offered)``.  `server_secret` keys the fake salts of unknown users and
     must be stable across restarts.  `plus_offered` says whether the server
     advertised any SCRAM-*-PLUS on this stream, which decides what the "y" flag
-    means (RFC 5802 §6).  `nonce` fixes the server nonce, for published test
-    vectors only.
+    means (RFC 5802 §6).  `advertised` is the mechanism list this stream
+    offered, in any order; when given, server-first carries the XEP-0474 hash.
+    `nonce` fixes the server nonce, for published test vectors only.
     """
 
     name: ClassVar[str]
     hash_name: ClassVar[str]  # hashlib name
     needs: ClassVar[frozenset[Capability]]
     requires_channel_binding: ClassVar[bool] = False
+    requires_peer_certificate: ClassVar[bool] = False
     plaintext: ClassVar[bool] = False
 
     def __init__(
@@ -163,6 +179,7 @@ class ScramMechanism:
         server_secret: bytes,
         plus_offered: bool = False,
         *,
+        advertised: Sequence[str] | None = None,
         nonce: str | None = None,
     ) -> None:
         if not hasattr(self, "hash_name"):
@@ -172,6 +189,7 @@ class ScramMechanism:
         self._facts = facts
         self._secret = server_secret
         self._plus_offered = plus_offered
+        self._advertised = None if advertised is None else tuple(advertised)
         self._server_nonce = nonce
         self._state = _State.EXPECT_CLIENT_FIRST
         self._started = False
@@ -225,6 +243,13 @@ class ScramMechanism:
         self._nonce += server_nonce
         # server-first-message = [reserved-mext ","] nonce "," salt "," iteration-count
         self._server_first = f"r={self._nonce},s={_b64(salt)},i={iterations}"
+        if self._advertised is not None:
+            # XEP-0474 §4.1: "The server then adds the optional attribute "h" with
+            # the base64 encoded hash ... to its server-first-message."
+            cb_types = (
+                advertised_types(self._facts.channel_bindings) if self._plus_offered else None
+            )
+            self._server_first += f",h={ssdp_hash(self.hash_name, self._advertised, cb_types)}"
         self._state = _State.EXPECT_CLIENT_FINAL
         return Challenge(self._server_first.encode("ascii"))
 
@@ -441,3 +466,30 @@ class ScramSha512Mechanism(ScramMechanism):
     name = "SCRAM-SHA-512"
     hash_name = "sha512"
     needs = frozenset({Capability.SCRAM_SHA_512_KEYS})
+
+
+class ScramSha1PlusMechanism(ScramMechanism):
+    """SCRAM-SHA-1-PLUS (RFC 5802 §6): SCRAM-SHA-1 bound to the TLS channel."""
+
+    name = "SCRAM-SHA-1-PLUS"
+    hash_name = "sha1"
+    needs = frozenset({Capability.SCRAM_SHA_1_KEYS})
+    requires_channel_binding = True
+
+
+class ScramSha256PlusMechanism(ScramMechanism):
+    """SCRAM-SHA-256-PLUS (RFC 7677)."""
+
+    name = "SCRAM-SHA-256-PLUS"
+    hash_name = "sha256"
+    needs = frozenset({Capability.SCRAM_SHA_256_KEYS})
+    requires_channel_binding = True
+
+
+class ScramSha512PlusMechanism(ScramMechanism):
+    """SCRAM-SHA-512-PLUS."""
+
+    name = "SCRAM-SHA-512-PLUS"
+    hash_name = "sha512"
+    needs = frozenset({Capability.SCRAM_SHA_512_KEYS})
+    requires_channel_binding = True

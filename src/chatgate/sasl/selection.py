@@ -51,7 +51,8 @@ def offered_mechanisms(
     plaintext one (PLAIN) only over TLS unless `allow_plaintext_without_tls`
     (RFC 6120 §13.8 and RFC 4616 §6: without TLS the password crosses the network
     in the clear); a channel-binding one (-PLUS) only when the connection has at
-    least one binding type.  Unknown names raise `ConfigError` (call
+    least one binding type; a certificate one (EXTERNAL) only when the client
+    presented a verified certificate.  Unknown names raise `ConfigError` (call
     `validate_mechanism_names` at start so this never happens at run time).
     """
     offered: list[str] = []
@@ -62,6 +63,9 @@ def offered_mechanisms(
         if factory.plaintext and not facts.tls_active and not allow_plaintext_without_tls:
             continue
         if factory.requires_channel_binding and not facts.channel_bindings:
+            continue
+        if factory.requires_peer_certificate and facts.peer_certificate_der is None:
+            # XEP-0178 §3: EXTERNAL only for a client that presented an acceptable certificate.
             continue
         if name not in offered:
             offered.append(name)

@@ -40,9 +40,15 @@ def _entry_points(monkeypatch: pytest.MonkeyPatch, *eps: _FakeEntryPoint) -> lis
     return groups
 
 
-def test_builtin_mechanisms_lists_scram_and_plain(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_builtin_mechanisms_lists_external_scram_plus_scram_and_plain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     _entry_points(monkeypatch)
     assert builtin_mechanisms().names() == [
+        "EXTERNAL",
+        "SCRAM-SHA-512-PLUS",
+        "SCRAM-SHA-256-PLUS",
+        "SCRAM-SHA-1-PLUS",
         "SCRAM-SHA-512",
         "SCRAM-SHA-256",
         "SCRAM-SHA-1",

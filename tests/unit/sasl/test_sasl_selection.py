@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import pytest
 
 from chatgate.auth.provider import Capability
 from chatgate.registry import Registry
 from chatgate.sasl.base import ConnectionFacts
 from chatgate.sasl.registry import MechanismFactory, builtin_mechanisms
-from chatgate.sasl.scram import ScramMechanism
 from chatgate.sasl.selection import offered_mechanisms, validate_mechanism_names
 from chatgate.xmpp.errors import ConfigError
 
@@ -24,17 +21,8 @@ TLS_WITH_BINDING = ConnectionFacts(
 CONFIGURED = ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
 
 
-class _PlusForTest(ScramMechanism):
-    name: ClassVar[str] = "SCRAM-SHA-256-PLUS"
-    hash_name: ClassVar[str] = "sha256"
-    needs: ClassVar[frozenset[Capability]] = frozenset({Capability.SCRAM_SHA_256_KEYS})
-    requires_channel_binding: ClassVar[bool] = True
-
-
 def _registry() -> Registry[MechanismFactory]:
-    registry = builtin_mechanisms(load_entry_points=False)
-    registry.register(_PlusForTest.name, _PlusForTest)
-    return registry
+    return builtin_mechanisms(load_entry_points=False)
 
 
 def _offered(

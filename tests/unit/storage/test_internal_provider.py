@@ -42,6 +42,7 @@ def test_offers_password_and_every_scram_hash() -> None:
         Capability.SCRAM_SHA_1_KEYS,
         Capability.SCRAM_SHA_256_KEYS,
         Capability.SCRAM_SHA_512_KEYS,
+        Capability.CERT_IDENTITY,
     }
 
 
