@@ -131,3 +131,18 @@ def start_server_from(previous: RunningServer) -> RunningServer:
     with socket.create_connection(("127.0.0.1", srv.plain_port), timeout=5):
         pass
     return srv
+
+
+async def test_sessions_idle_past_the_sweep_keep_working(server: RunningServer) -> None:
+    """Idle connections free their parser after two quiet sweeps (2 s each); the next
+    stanza must wake it up transparently, in both directions."""
+    async with (
+        logged_in(server, "olivia@localhost/idle", "olivia-pw") as olivia,
+        logged_in(server, "peggy@localhost/idle", "peggy-pw") as peggy,
+    ):
+        await asyncio.sleep(5)
+        olivia.send_message(mto="peggy@localhost/idle", mbody="still there?", mtype="chat")
+        assert (await peggy.next_message())["body"] == "still there?"
+        await asyncio.sleep(5)
+        peggy.send_message(mto="olivia@localhost/idle", mbody="yes", mtype="chat")
+        assert (await olivia.next_message())["body"] == "yes"

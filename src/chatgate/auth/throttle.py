@@ -558,8 +558,13 @@ class AuthThrottle:
             pending = state.pending
             if pending and pending[0] <= now:
                 del pending[: bisect.bisect_right(pending, now)]
+            # Attempts still in flight count as possible failures only once the
+            # address has failed at all: parallel guessing cannot outrun the counter,
+            # while many good logins at once from one address (a NAT, a gateway)
+            # are never slowed down.
+            in_flight = len(pending) if state.failures else 0
             delay = backoff_delay(
-                state.failures + len(pending),
+                state.failures + in_flight,
                 limits.free_failures,
                 limits.base_delay,
                 limits.max_delay,

@@ -236,17 +236,17 @@ class XmlStreamParser:
     """
 
     __slots__ = (
+        "_boundary",
         "_events",
         "_expat",
         "_failure",
         "_fed",
         "_head",
+        "_last_end",
         "_reopen",
         "_replaying",
         "_stack",
         "_stanza_ended",
-        "_boundary",
-        "_last_end",
         "_stanza_start",
         "_state",
         "_stray_text",

@@ -68,9 +68,32 @@ class Transport(Protocol):
 
     def resume_reading(self) -> None: ...
 
+    #: reads received so far; the idle sweep compares it between two sweeps
+    reads: int
+
+    def hibernate(self) -> bool:
+        """Free per-connection parsing state while the connection is idle."""
+        ...
+
 
 class C2SConnection:
     """Drives one client connection from the first byte to the close."""
+
+    __slots__ = (
+        "_auth_timer",
+        "_busy",
+        "_paused",
+        "_queue",
+        "_reads_at_sweep",
+        "_stream_generation",
+        "_tasks",
+        "closed",
+        "ctx",
+        "negotiation",
+        "output",
+        "session",
+        "transport",
+    )
 
     def __init__(self, ctx: ServerContext, transport: Transport, settings: neg.NegotiationSettings):
         self.ctx = ctx
@@ -78,11 +101,12 @@ class C2SConnection:
         self.negotiation = neg.C2SNegotiation(settings, transport.facts)
         self.session: C2SSession | None = None
         self.closed = False
-        self._queue: deque[Element] = deque()
+        self._queue: deque[Element] | None = None  # created when a stanza must wait
         self._busy = False
         self._paused = False
         self._stream_generation = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._reads_at_sweep = -1
+        self._tasks: set[asyncio.Task[None]] | None = None
         loop = asyncio.get_running_loop()
         self.output = OutputBuffer(transport.write, loop)
         self._auth_timer: asyncio.TimerHandle | None = loop.call_later(
@@ -135,6 +159,8 @@ class C2SConnection:
 
     def _stanza(self, el: Element) -> None:
         if self._busy:
+            if self._queue is None:
+                self._queue = deque()
             self._queue.append(el)
             if len(self._queue) > _QUEUE_HIGH_WATER and not self._paused:
                 self._paused = True
@@ -350,6 +376,14 @@ class C2SConnection:
             neg.AuthFailed(mechanism, SaslFailureCondition.NOT_AUTHORIZED, username),
         )
 
+    def sweep_idle(self) -> bool:
+        """Called every few seconds: a connection that read nothing since the last
+        sweep frees its parser (see `XmlStreamParser.hibernate`). True when it did."""
+        reads = self.transport.reads
+        idle = reads == self._reads_at_sweep and self.session is not None
+        self._reads_at_sweep = reads
+        return idle and self.transport.hibernate()
+
     # ------------------------------------------------------------ closing
 
     def close_stream(self, condition: StreamErrorCondition | None = None, text: str = "") -> None:
@@ -380,11 +414,16 @@ class C2SConnection:
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        if self._tasks is not None:
+            self._tasks.discard(task)
+            if not self._tasks:
+                self._tasks = None
         if not task.cancelled() and task.exception() is not None:
             log.error("connection task failed", exc_info=task.exception())
             self.close_stream(StreamErrorCondition.INTERNAL_SERVER_ERROR)

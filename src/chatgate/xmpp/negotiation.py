@@ -32,7 +32,7 @@ import binascii
 import enum
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from chatgate.sasl.base import (
     Challenge,
@@ -176,7 +176,7 @@ def _new_stream_id() -> str:
     return base64.urlsafe_b64encode(os.urandom(12)).decode("ascii")
 
 
-@dataclass
+@dataclass(slots=True)
 class C2SNegotiation:
     """One client connection's negotiation; see the module docstring."""
 
@@ -479,9 +479,6 @@ class C2SNegotiation:
             + "".join(self.settings.extra_features)
             + "</stream:features>"
         )
-
-    def with_facts(self, facts: ConnectionFacts) -> C2SNegotiation:
-        return replace(self, facts=facts)
 
 
 # ---------------------------------------------------------------- helpers

@@ -254,16 +254,22 @@ def test_account_failures_are_forgotten_after_the_account_window() -> None:
 
 
 def test_parallel_attempts_from_one_address_do_not_multiply_the_free_budget() -> None:
+    """Once an address has failed, its attempts in flight count as possible failures,
+    so opening many connections at once does not buy more free guesses."""
     throttle = AuthThrottle()
-    verdicts = [throttle.check(ATTACKER, f"user{i}", 0.0) for i in range(100)]
-    assert verdicts[:5] == [ALLOW] * 5
-    assert [v.seconds for v in verdicts[5:9] if isinstance(v, Delay)] == [1, 3, 7, 15]
-    assert all(isinstance(v, Refuse) and v.reason is ThrottleReason.BUSY for v in verdicts[9:])
+    assert throttle.check(ATTACKER, "user0", 0.0) is ALLOW
+    throttle.failed(ATTACKER, "user0", 0.0)
+    verdicts = [throttle.check(ATTACKER, f"user{i}", 0.0) for i in range(1, 101)]
+    assert verdicts[:4] == [ALLOW] * 4
+    assert [v.seconds for v in verdicts[4:8] if isinstance(v, Delay)] == [1, 3, 7, 15]
+    assert all(isinstance(v, Refuse) and v.reason is ThrottleReason.BUSY for v in verdicts[8:])
 
 
 def test_reservations_of_abandoned_attempts_expire() -> None:
     throttle = AuthThrottle(attempt_ttl=30.0)
-    for i in range(5):
+    throttle.check(ATTACKER, "user0", 0.0)
+    throttle.failed(ATTACKER, "user0", 0.0)
+    for i in range(1, 5):
         assert throttle.check(ATTACKER, f"user{i}", 0.0) is ALLOW  # connections dropped
     assert isinstance(throttle.check(ATTACKER, "alice", 1.0), Delay)
     assert throttle.check(ATTACKER, "alice", 60.0) is ALLOW
@@ -519,3 +525,12 @@ def test_a_wait_of_exactly_max_delay_is_not_refused_at_large_clock_values() -> N
         throttle.failed("192.0.2.9", "victim", now)
         now += 0.001
     assert all(isinstance(v, Delay) and v.seconds == pytest.approx(0.05) for v in verdicts[1:])
+
+
+def test_many_parallel_good_logins_from_one_address_are_not_slowed() -> None:
+    throttle = AuthThrottle()
+    verdicts = [throttle.check("198.51.100.7", f"user{i}", 0.0) for i in range(200)]
+    assert all(v == ALLOW for v in verdicts)
+    for i in range(200):
+        throttle.succeeded("198.51.100.7", f"user{i}", 0.01)
+    assert throttle.check("198.51.100.7", "user0", 0.02) == ALLOW

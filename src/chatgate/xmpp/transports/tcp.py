@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from chatgate.sasl.base import ConnectionFacts
-from chatgate.xml.parser import XmlStreamParser
+from chatgate.xml.parser import StreamParseError, XmlStreamParser
 from chatgate.xmpp.c2s import C2SConnection
 from chatgate.xmpp.errors import PeerProtocolError
 from chatgate.xmpp.transports.openssl_tls import ServerTls, ServerTlsConnection, TlsError
@@ -51,6 +51,25 @@ HANDSHAKE_TIMEOUT = 30.0
 class TcpTransport(asyncio.Protocol):
     """One client TCP connection."""
 
+    __slots__ = (
+        "_address",
+        "_direct_tls",
+        "_handshake",
+        "_handshake_timer",
+        "_held",
+        "_holding",
+        "_parser",
+        "_server_tls",
+        "_settings",
+        "_tls",
+        "_transport",
+        "connection",
+        "ctx",
+        "facts",
+        "name",
+        "reads",
+    )
+
     def __init__(
         self,
         ctx: ServerContext,
@@ -67,12 +86,14 @@ class TcpTransport(asyncio.Protocol):
         self._direct_tls = direct_tls
         self._transport: asyncio.Transport | None = None
         self._parser = self._new_parser()
+        #: reads handed to the parser so far (idleness is judged by its change)
+        self.reads = 0
         self._tls: ServerTlsConnection | None = None
         self._handshake: asyncio.Future[ConnectionFacts] | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
         #: STARTTLS: hold plaintext until the driver restarts the stream
         self._holding = False
-        self._held: list[bytes] = []
+        self._held: list[bytes] | None = None
         self._address: str | None = None
         self.connection: C2SConnection | None = None
         self.facts = ConnectionFacts(domain=ctx.domain)
@@ -120,18 +141,34 @@ class TcpTransport(asyncio.Protocol):
         if not data:
             return
         if self._holding:
+            if self._held is None:
+                self._held = []
             self._held.append(data)
             return
         conn = self.connection
         if conn is None or conn.closed:
             return
+        self.reads += 1
         try:
             events = self._parser.feed(data)
+        except StreamParseError as exc:
+            # Stanzas completed before the bad bytes in the same read are processed
+            # first, as they would have been had they arrived in an earlier read.
+            if exc.events:
+                conn.events(exc.events)
+            conn.protocol_error(exc)
+            return
         except PeerProtocolError as exc:
             conn.protocol_error(exc)
             return
         if events:
             conn.events(events)
+
+    def hibernate(self) -> bool:
+        """Free the XML parser of an idle connection that is between stanzas; True
+        only when this call freed it."""
+        parser = self._parser
+        return not parser.hibernating and parser.hibernate()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost follows
@@ -184,7 +221,7 @@ class TcpTransport(asyncio.Protocol):
                 asyncio.get_running_loop().call_soon(self._release_held)
 
     def _release_held(self) -> None:
-        held, self._held = self._held, []
+        held, self._held = self._held or [], None
         for chunk in held:
             self._feed(chunk)
 
