@@ -55,6 +55,8 @@ class ServerContext:
         self.domain = config.server.domain
         self.db = db
         self.provider = provider
+        #: the provider's synchronous cache look-up, if it has one (login fast path)
+        self.cached_scram_keys = getattr(provider, "cached_scram_keys", None)
         self.hooks = Hooks()
         self.router = Router(self.domain, self.hooks, db.accounts.exists)
         self.router.iq_dispatch = self.dispatch_iq
@@ -186,11 +188,15 @@ class ServerContext:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def session_bound(self, session: C2SSession) -> None:
-        await self.hooks.notify(SessionBound(session))
+    def session_bound(self, session: C2SSession) -> None:
+        pending = self.hooks.fire(SessionBound(session))
+        if pending is not None:
+            self.spawn(pending)
 
-    async def session_closed(self, session: C2SSession) -> None:
-        await self.hooks.notify(SessionClosed(session))
+    def session_closed(self, session: C2SSession) -> None:
+        pending = self.hooks.fire(SessionClosed(session))
+        if pending is not None:
+            self.spawn(pending)
 
     def auth_failed(self, facts: ConnectionFacts, failure: neg.AuthFailed) -> None:
         """Log a failed attempt and count it for brute-force protection."""

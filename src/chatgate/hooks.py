@@ -54,6 +54,36 @@ class Hooks:
     def has(self, event: type) -> bool:
         return bool(self._handlers.get(event))
 
+    def fire(self, event: object) -> Awaitable[None] | None:
+        """`notify` without a task when every handler is synchronous.
+
+        Handlers run now, in priority order; those that return an awaitable are
+        awaited, in that order, by the awaitable returned here (None when there
+        is nothing to await).  For lifecycle events on the login path, where a
+        task per event costs more than the handlers themselves.
+        """
+        pending: list[tuple[Subscription, Awaitable[Any]]] | None = None
+        for sub in tuple(self._handlers.get(type(event), ())):
+            try:
+                result = sub.handler(event)
+            except Exception:
+                log.exception("handler %r failed for %s", sub.handler, type(event).__name__)
+                continue
+            if inspect.isawaitable(result):
+                if pending is None:
+                    pending = []
+                pending.append((sub, result))
+        return None if pending is None else self._await_all(pending, event)
+
+    async def _await_all(
+        self, pending: list[tuple[Subscription, Awaitable[Any]]], event: object
+    ) -> None:
+        for sub, awaitable in pending:
+            try:
+                await awaitable
+            except Exception:
+                log.exception("handler %r failed for %s", sub.handler, type(event).__name__)
+
     async def notify(self, event: object) -> None:
         for sub in tuple(self._handlers.get(type(event), ())):
             try:

@@ -96,6 +96,13 @@ class InternalProvider:
 
     # ------------------------------------------------------- CredentialProvider
 
+    def cached_scram_keys(self, username: str, domain: str, hash_name: str) -> ScramKeys | None:
+        """The keys if they are in memory (after the stamp check), else None: the
+        caller then asks `scram_keys`.  Lets a login skip a task for the look-up."""
+        self._check_stamp()
+        keys = self._cache.get((username, domain))
+        return None if keys is None else keys.get(hash_name)
+
     async def scram_keys(self, username: str, domain: str, hash_name: str) -> ScramKeys | None:
         keys = await self._keys(username, domain)
         return None if keys is None else keys.get(hash_name)

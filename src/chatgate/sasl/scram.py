@@ -377,7 +377,11 @@ class ScramMechanism:
         signature = hmac.digest(keys.stored_key, auth_bytes, self.hash_name)
         if len(proof) != len(signature):
             raise _Reject(_NOT_AUTHORIZED, "")
-        client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=True))
+        # XOR as one big-integer operation: a generator over the bytes cost 2.5% of
+        # the server's time in the login benchmark.
+        client_key = (
+            int.from_bytes(proof, "big") ^ int.from_bytes(signature, "big")
+        ).to_bytes(len(proof), "big")
         stored = hashlib.new(self.hash_name, client_key).digest()
         if not hmac.compare_digest(stored, keys.stored_key) or self._keys is None:
             # Unknown user and wrong password fail identically.  RFC 5802 §7 has an

@@ -499,6 +499,22 @@ def _reopening_header(
     return f"<{qname}{''.join(decls)}>".encode()
 
 
+def _restricted(what: str) -> Callable[..., None]:
+    """A handler refusing one kind of restricted XML (RFC 6120 §11.1).  Built once per
+    kind at import: a parser is created at every stream start and restart."""
+
+    def refuse(*_args: object) -> None:
+        raise _refuse(Cond.RESTRICTED_XML, f"{what} are not allowed (RFC 6120 §11.1)")
+
+    return refuse
+
+
+_REFUSE_DTD = _restricted("DTDs")
+_REFUSE_ENTITY_DECL = _restricted("entity declarations")
+_REFUSE_COMMENT = _restricted("comments")
+_REFUSE_PI = _restricted("processing instructions")
+
+
 def _make_handlers(p: XmlStreamParser) -> None:
     """Install the expat handlers for `p`'s current parser (called by `reset()`)."""
     parser = p._expat
@@ -601,12 +617,6 @@ def _make_handlers(p: XmlStreamParser) -> None:
         if encoding is not None and encoding.upper() != "UTF-8":
             raise _refuse(Cond.UNSUPPORTED_ENCODING, f"encoding {encoding!r}: only UTF-8")
 
-    def restricted(what: str) -> Callable[..., None]:
-        def refuse(*_args: object) -> None:
-            raise _refuse(Cond.RESTRICTED_XML, f"{what} are not allowed (RFC 6120 §11.1)")
-
-        return refuse
-
     parser.buffer_text = True
     parser.buffer_size = 65536
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
@@ -615,10 +625,10 @@ def _make_handlers(p: XmlStreamParser) -> None:
     parser.CharacterDataHandler = text
     parser.StartNamespaceDeclHandler = declare
     parser.XmlDeclHandler = xml_decl
-    parser.StartDoctypeDeclHandler = restricted("DTDs")
-    parser.EntityDeclHandler = restricted("entity declarations")
-    parser.CommentHandler = restricted("comments")
-    parser.ProcessingInstructionHandler = restricted("processing instructions")
+    parser.StartDoctypeDeclHandler = _REFUSE_DTD
+    parser.EntityDeclHandler = _REFUSE_ENTITY_DECL
+    parser.CommentHandler = _REFUSE_COMMENT
+    parser.ProcessingInstructionHandler = _REFUSE_PI
 
 
 # ---------------------------------------------------------------------------- framing

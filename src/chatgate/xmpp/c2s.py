@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol
 
-from chatgate.auth.provider import Capability
-from chatgate.auth.throttle import Delay, Refuse
+from chatgate.auth.provider import SCRAM_CAPABILITY, Capability
+from chatgate.auth.throttle import ALLOW, Delay, Refuse, Verdict
 from chatgate.sasl.base import ConnectionFacts, CredentialAnswer, NeedCredentials
 from chatgate.sasl.driver import answer_request
 from chatgate.xml.element import Element
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from chatgate.context import ServerContext
 
 log = logging.getLogger(__name__)
+
+_SCRAM_HASH = {capability: hash_name for hash_name, capability in SCRAM_CAPABILITY.items()}
 
 #: Stanzas queued behind a pending one before the transport stops reading.
 _QUEUE_HIGH_WATER = 256
@@ -153,7 +155,7 @@ class C2SConnection:
         if self.session is not None:
             session, self.session = self.session, None
             self.ctx.router.unbind(session)
-            self.ctx.spawn(self.ctx.session_closed(session))
+            self.ctx.session_closed(session)
 
     # ------------------------------------------------------------ established sessions
 
@@ -225,7 +227,7 @@ class C2SConnection:
             elif kind is neg.StartTls:
                 self._spawn(self._start_tls())
             elif kind is neg.CredentialsNeeded:
-                self._spawn(self._credentials(action.request))
+                self._credentials_needed(action.request)
             elif kind is neg.Authenticated:
                 self._authenticated(action)
             elif kind is neg.AuthFailed:
@@ -250,24 +252,37 @@ class C2SConnection:
             return
         self._apply(self.negotiation.tls_established(facts))
 
-    async def _credentials(self, request: NeedCredentials) -> None:
-        """Answer a mechanism's credential request, after brute-force protection.
-
-        A throttled address waits *before* its credentials are evaluated, so a
-        client cannot tell a delay from a wrong password; a banned one gets
-        temporary-auth-failure without any evaluation.
+    def _credentials_needed(self, request: NeedCredentials) -> None:
+        """A mechanism needs a credential: brute-force protection first, then the
+        provider.  A throttled address waits *before* its credentials are evaluated,
+        so a client cannot tell a delay from a wrong password; a banned one gets
+        temporary-auth-failure without any evaluation.  The common login (a clean
+        address, SCRAM keys in the provider's memory) is answered without a task.
         """
-        answer: CredentialAnswer | None = None
+        verdict: Verdict = ALLOW
         if request.capability is not Capability.CERT_IDENTITY:
             now = asyncio.get_running_loop().time()
             address = self.transport.facts.remote_address
             verdict = self.ctx.auth_throttle.check(address, request.username, now)
-            if isinstance(verdict, Refuse):
-                answer = CredentialAnswer(temporary_failure=True)
-            elif isinstance(verdict, Delay):
-                await asyncio.sleep(verdict.seconds)
-                if self.closed:
+        if verdict is ALLOW:
+            cached = self.ctx.cached_scram_keys
+            hash_name = _SCRAM_HASH.get(request.capability)
+            if cached is not None and hash_name is not None:
+                keys = cached(request.username, self.ctx.domain, hash_name)
+                if keys is not None:
+                    answer = CredentialAnswer(scram_keys=keys, user_exists=True)
+                    self._apply(self.negotiation.credentials(answer))
                     return
+        self._spawn(self._credentials(request, verdict))
+
+    async def _credentials(self, request: NeedCredentials, verdict: Verdict) -> None:
+        answer: CredentialAnswer | None = None
+        if isinstance(verdict, Refuse):
+            answer = CredentialAnswer(temporary_failure=True)
+        elif isinstance(verdict, Delay):
+            await asyncio.sleep(verdict.seconds)
+            if self.closed:
+                return
         if answer is None:
             answer = await answer_request(request, self.ctx.provider, self.ctx.domain)
         if not self.closed:
@@ -336,7 +351,7 @@ class C2SConnection:
             # RFC 6120 §7.7.2.2: the older session gets <conflict/>.
             replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new session")
         self.session = session
-        self._spawn(ctx.session_bound(session))
+        ctx.session_bound(session)
         return session
 
     # ------------------------------------------------------------ pre-authentication API

@@ -196,7 +196,7 @@ class RosterModule:
             # §2.1.3/§2.1.5: only the account itself manages its roster.
             raise StanzaError(StanzaErrorCondition.FORBIDDEN, "not your roster")
 
-    async def _session_closed(self, event: SessionClosed) -> None:
+    def _session_closed(self, event: SessionClosed) -> None:
         assert self.service is not None and self.ctx is not None
         session = event.session
         if not self.ctx.router.resources_of(session.bare):
