@@ -30,10 +30,10 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from chatgate.randomness import random_bytes
 from chatgate.sasl.base import (
     Challenge,
     ConnectionFacts,
@@ -173,7 +173,7 @@ class NegotiationSettings:
 
 
 def _new_stream_id() -> str:
-    return base64.urlsafe_b64encode(os.urandom(12)).decode("ascii")
+    return base64.urlsafe_b64encode(random_bytes(12)).decode("ascii")
 
 
 @dataclass(slots=True)

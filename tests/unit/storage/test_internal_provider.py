@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from chatgate.auth import internal
 from chatgate.auth.credentials import ScramKeys, derive_all
 from chatgate.auth.internal import InternalProvider, bump_credentials_stamp
 from chatgate.auth.provider import Capability
@@ -75,8 +78,9 @@ async def test_unknown_user_is_not_cached(db: Database, tmp_path: Path) -> None:
 
 
 async def test_stamp_bump_from_another_process_drops_the_cache(
-    db: Database, alice: tuple[str, str], tmp_path: Path
+    db: Database, alice: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(internal, "STAMP_CHECK_INTERVAL", 0.0)
     provider, counting = _provider(db, tmp_path)
     assert await provider.verify_password(*alice, "correct horse")
     await db.accounts.set_credentials(*alice, derive_all("new password"))
@@ -131,3 +135,18 @@ async def test_password_verified_with_any_stored_hash(db: Database, tmp_path: Pa
     provider, _ = _provider(db, tmp_path)
     assert await provider.verify_password(*BOB, "only sha1")
     assert not await provider.verify_password(*BOB, "not it")
+
+
+async def test_stamp_is_checked_at_most_once_per_interval(
+    db: Database, alice: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(internal.time, "monotonic", lambda: clock[0])
+    provider, _counting = _provider(db, tmp_path)
+    assert await provider.verify_password(*alice, "correct horse")
+    await db.accounts.set_credentials(*alice, derive_all("new password"))
+    bump_credentials_stamp(tmp_path)
+    clock[0] += internal.STAMP_CHECK_INTERVAL / 2
+    assert await provider.verify_password(*alice, "correct horse")  # not looked at yet
+    clock[0] += internal.STAMP_CHECK_INTERVAL
+    assert await provider.verify_password(*alice, "new password")
