@@ -20,6 +20,8 @@ class Capability(enum.Enum):
     SCRAM_SHA_512_KEYS = "scram-sha-512-keys"
     CERT_IDENTITY = "cert-identity"
     ANONYMOUS = "anonymous"
+    #: H(user:realm:password) for DIGEST-MD5 (RFC 2831); plaintext-equivalent, opt-in
+    DIGEST_MD5_HA1 = "digest-md5-ha1"
 
 
 #: hashlib name -> the capability that serves SCRAM keys for it.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from chatgate.modules.base import Module
 from chatgate.modules.disco import Disco
+from chatgate.modules.legacy_auth import LegacyAuth
 from chatgate.modules.offline import OfflineMessages
 from chatgate.modules.presence import PresenceModule
+from chatgate.modules.register import Register
 from chatgate.modules.roster.module import RosterModule
 from chatgate.modules.services import EntityTime, LegacySession, Ping, SoftwareVersion
 from chatgate.modules.vcard import VCard
@@ -24,6 +26,8 @@ def builtin_modules() -> Registry[type[Module]]:
         SoftwareVersion,
         EntityTime,
         VCard,
+        Register,
+        LegacyAuth,
     ):
         registry.register(module.name, module)  # type: ignore[arg-type]
     registry.load_entry_points("chatgate.modules")

@@ -18,6 +18,7 @@ from chatgate.storage.repositories import (
     RosterRepository,
     VCardRepository,
 )
+from chatgate.storage.repositories.legacy import LegacyRepository
 
 
 class Database:
@@ -27,6 +28,7 @@ class Database:
         self.roster = RosterRepository(engine)
         self.offline = OfflineRepository(engine)
         self.vcards = VCardRepository(engine)
+        self.legacy = LegacyRepository(engine)
 
     @classmethod
     async def open(cls, url: str) -> Database:

@@ -151,3 +151,70 @@ class VCardDocument(Base):
 
     account_id: Mapped[int] = mapped_column(_account_fk(), primary_key=True)
     xml: Mapped[str] = mapped_column(Text)
+
+
+# ---------------------------------------------------------------- in-band registration
+# and legacy authentication (XEP-0077, XEP-0078, DIGEST-MD5); see repositories/legacy.py
+
+
+class LegacySecret(Base):
+    """Secrets that only legacy methods need, each stored only when configured.
+
+    `digest_password` (XEP-0078 digest) and `digest_md5_ha1` (DIGEST-MD5's
+    H(user:realm:password)) are plaintext-equivalent: whoever reads them can log
+    in.  The zero-knowledge columns hold a hash chain, not a password.
+    """
+
+    __tablename__ = "legacy_secrets"
+
+    account_id: Mapped[int] = mapped_column(_account_fk(), primary_key=True)
+    digest_password: Mapped[str | None] = mapped_column(Text, nullable=True)
+    digest_md5_realm: Mapped[str | None] = mapped_column(String(1023), nullable=True)
+    digest_md5_ha1: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    zk_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    zk_sequence: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    zk_hash: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    #: SHA-256 over the account's SCRAM salts when these secrets were stored: a
+    #: password set elsewhere (CLI, admin API) gives new salts, and stale secrets
+    #: are then ignored instead of letting the old password in
+    scram_binding: Mapped[str] = mapped_column(String(64))
+
+
+class RegistrationField(Base):
+    """One XEP-0077 registration field (name, email, ...) the account gave."""
+
+    __tablename__ = "registration_fields"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(_account_fk())
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(Text)
+
+
+class PendingRegistration(Base):
+    """A registration waiting for an administrator's approval (no account yet)."""
+
+    __tablename__ = "pending_registrations"
+    __table_args__ = (UniqueConstraint("username", "domain"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(1023))
+    domain: Mapped[str] = mapped_column(String(1023))
+    secrets: Mapped[str] = mapped_column(Text)  # JSON: SCRAM keys and legacy secrets
+    fields: Mapped[str] = mapped_column(Text)  # JSON object of registration fields
+    address: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RegistrationInvite(Base):
+    """An invitation token (XEP-0401/0445), kept as its SHA-256, never in clear."""
+
+    __tablename__ = "registration_invites"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(1023))
+    username: Mapped[str | None] = mapped_column(String(1023), nullable=True)
+    uses_left: Mapped[int] = mapped_column(Integer)
+    expires: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -22,6 +22,10 @@ TABLES = {
     "roster_versions",
     "offline_messages",
     "vcards",
+    "legacy_secrets",
+    "registration_fields",
+    "pending_registrations",
+    "registration_invites",
 }
 
 

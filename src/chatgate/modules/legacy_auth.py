@@ -1,0 +1,552 @@
+"""XEP-0078 legacy authentication (``jabber:iq:auth``), and the legacy secrets it needs.
+
+COMPAT: for old clients and scripts only, off by default.  SASL is preferred;
+XEP-0078 is obsolete.
+
+What this module owns:
+
+* the ``[modules.legacy_auth]`` options, which also decide which legacy
+  secrets are stored when a password is set (`derive_legacy_secrets`, used by
+  in-band registration and meant for the CLI too);
+* the pure checks of the three methods (`digest_value`, `zero_knowledge_step`);
+* the pre-authentication handler: the IQ-get that lists the methods available
+  for an account, and the IQ-set that checks credentials and opens the session
+  through `C2SConnection.legacy_login` (no stream restart, no bind IQ).
+
+The methods (XEP-0078 §3 and, for zero-knowledge, jabberd 1.4's mod_auth_0k,
+described in Programming Jabber ch. 7):
+
+* ``<password/>``: the password in clear, checked by the credential provider;
+  offered only over TLS unless `allow_plaintext_without_tls`.
+* ``<digest/>``: lowercase hex SHA1(stream id + password).  The server needs a
+  plaintext-equivalent secret for it, stored only when `digest` is on.
+* ``<sequence/>`` + ``<token/>`` (zero-knowledge): the server keeps
+  hash_N = SHA1^N(hash0), hash0 = SHA1(SHA1(password) + token) (all lowercase hex
+  strings), and announces N-1.  The client sends hash_{N-1}; one SHA-1 of it must
+  give hash_N; then hash_{N-1} is stored and N decrements.  At N = 0 the method
+  is no longer offered until a password change resets the chain.
+
+Errors (XEP-0078 §3, with legacy codes): missing username, resource or
+credential -> not-acceptable (406); wrong credentials or a method not offered
+on this stream -> not-authorized (401); resource conflict -> conflict (409).
+Error replies never echo the request (§3: "SHOULD NOT ... given the sensitive
+nature").  Logins go through the same brute-force protection as SASL
+(``[auth.throttle]``): a throttled address waits before its credentials are
+checked, a banned one gets resource-constraint (500, wait) unchecked.  A
+client whose SASL attempt failed gets a <policy-violation/> stream error
+(§Security), and so does one past `max_auth_failures` legacy failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatgate.auth.credentials import prepare_password
+from chatgate.auth.throttle import Delay, Refuse
+from chatgate.jid import InvalidJID, prepare_username
+from chatgate.modules.base import PreAuthIqHandler, Registration, Spec, StreamFeature
+from chatgate.sasl.digest_md5 import digest_md5_ha1
+from chatgate.storage.repositories.legacy import (
+    DigestMd5Secret,
+    LegacySecrets,
+    ZeroKnowledgeChain,
+)
+from chatgate.xml.element import Element
+from chatgate.xmpp import ns
+from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition, StreamErrorCondition
+from chatgate.xmpp.negotiation import State
+
+if TYPE_CHECKING:
+    from chatgate.context import ServerContext
+    from chatgate.xmpp.c2s import C2SConnection
+
+log = logging.getLogger(__name__)
+
+PASSWORD = "jabber:iq:auth/password"
+DIGEST = "jabber:iq:auth/digest"
+ZERO_KNOWLEDGE = "jabber:iq:auth/zero-knowledge"
+
+
+class LegacyAuthOptions(BaseModel):
+    """``[modules.legacy_auth]``: XEP-0078 and the legacy secrets stored for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    enabled: bool = False
+    """Answer jabber:iq:auth logins and advertise the iq-auth stream feature. When off,
+    jabber:iq:auth requests get service-unavailable (XEP-0078 §3)."""
+    allow_plaintext_without_tls: bool = False
+    """Offer the plaintext <password/> method on streams without TLS."""
+    digest: bool = False
+    """Offer <digest/> and store, at every password set, the plaintext-equivalent secret it
+    needs (legacy_digest storage): whoever reads the database can then log in as anyone
+    who set a password since. Accounts get the secret at their next password set or
+    legacy plaintext login."""
+    zero_knowledge: bool = False
+    """Offer the zero-knowledge method and store its hash chain at every password set."""
+    zero_knowledge_sequence: Annotated[int, Field(ge=1, le=100_000)] = 500
+    """Logins a fresh zero-knowledge chain allows (jabberd's default was 500)."""
+    digest_md5: bool = False
+    """Store H(user:realm:password), realm = the server's domain, for the SASL DIGEST-MD5
+    mechanism (RFC 6331 made it historic; also plaintext-equivalent). The mechanism must
+    still be listed in [auth] mechanisms."""
+
+
+# ---------------------------------------------------------------- pure checks
+
+
+def _sha1_hex(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def digest_value(stream_id: str, password: str) -> str:
+    """XEP-0078 §3: lowercase hex SHA1(concat(stream id, password)), UTF-8 bytes."""
+    return _sha1_hex(stream_id + password)
+
+
+def digest_matches(stream_id: str, secret: str, presented: str) -> bool:
+    """Compare the client's digest with ours in constant time (hex case ignored)."""
+    expected = digest_value(stream_id, secret).encode("ascii")
+    return hmac.compare_digest(expected, presented.strip().lower().encode("utf-8", "replace"))
+
+
+def zero_knowledge_chain(password: str, token: str, sequence: int) -> ZeroKnowledgeChain:
+    """A fresh chain (mod_auth_0k_reset): hash_N = SHA1^N(SHA1(SHA1(password) + token))."""
+    value = _sha1_hex(_sha1_hex(password) + token)
+    for _ in range(sequence):
+        value = _sha1_hex(value)
+    return ZeroKnowledgeChain(token, sequence, value)
+
+
+def zero_knowledge_client_hash(password: str, token: str, announced: int) -> str:
+    """What a client sends for the announced sequence (Net::XMPP, the book's script)."""
+    return zero_knowledge_chain(password, token, announced).hash
+
+
+def zero_knowledge_step(chain: ZeroKnowledgeChain, presented: str) -> ZeroKnowledgeChain | None:
+    """The chain after a login with `presented` (hash_{N-1}), or None when it is wrong
+    or the chain is exhausted (N = 0)."""
+    if chain.sequence <= 0:
+        return None
+    candidate = presented.strip().lower()
+    if not hmac.compare_digest(_sha1_hex(candidate).encode(), chain.hash.encode("ascii")):
+        return None
+    return ZeroKnowledgeChain(chain.token, chain.sequence - 1, candidate)
+
+
+def new_token() -> str:
+    """A chain token, 8 uppercase hex digits as jabberd's were (but random)."""
+    return secrets.token_hex(4).upper()
+
+
+def derive_legacy_secrets(
+    password: str, username: str, domain: str, options: LegacyAuthOptions
+) -> LegacySecrets:
+    """The legacy secrets to store for a new password, only those configured.
+
+    The password is PRECIS-prepared first (RFC 8265 OpaqueString, as for SCRAM),
+    which leaves ASCII passwords unchanged.  Raises ValueError for a password
+    that preparation refuses.
+    """
+    prepared = prepare_password(password).decode("utf-8")
+    md5 = None
+    if options.digest_md5:
+        md5 = DigestMd5Secret(domain, digest_md5_ha1(username, domain, prepared))
+    zk = None
+    if options.zero_knowledge:
+        zk = zero_knowledge_chain(prepared, new_token(), options.zero_knowledge_sequence)
+    return LegacySecrets(prepared if options.digest else None, md5, zk)
+
+
+# ---------------------------------------------------------------- wire helpers
+
+#: XEP-0086: the legacy error code for each condition (XEP-0077/0078 servers MUST send both).
+LEGACY_CODES: dict[StanzaErrorCondition, str] = {
+    StanzaErrorCondition.BAD_REQUEST: "400",
+    StanzaErrorCondition.CONFLICT: "409",
+    StanzaErrorCondition.FEATURE_NOT_IMPLEMENTED: "501",
+    StanzaErrorCondition.FORBIDDEN: "403",
+    StanzaErrorCondition.INTERNAL_SERVER_ERROR: "500",
+    StanzaErrorCondition.ITEM_NOT_FOUND: "404",
+    StanzaErrorCondition.JID_MALFORMED: "400",
+    StanzaErrorCondition.NOT_ACCEPTABLE: "406",
+    StanzaErrorCondition.NOT_ALLOWED: "405",
+    StanzaErrorCondition.NOT_AUTHORIZED: "401",
+    StanzaErrorCondition.POLICY_VIOLATION: "406",  # not in XEP-0086; jabberd's generic refusal
+    StanzaErrorCondition.REGISTRATION_REQUIRED: "407",
+    StanzaErrorCondition.RESOURCE_CONSTRAINT: "500",
+    StanzaErrorCondition.SERVICE_UNAVAILABLE: "503",
+    StanzaErrorCondition.UNEXPECTED_REQUEST: "400",
+}
+
+
+def error_with_code(
+    iq: Element,
+    condition: StanzaErrorCondition,
+    text: str = "",
+    *,
+    to: str | None = None,
+    echo: Element | None = None,
+    error_type: str | None = None,
+) -> Element:
+    """An IQ error with both the legacy code and the RFC 6120 condition (XEP-0086).
+
+    Unlike `stanza.error_reply`, the request is not copied: `echo` is what to
+    send back, if anything (never a password).
+    """
+    attrs = {"type": "error", "id": iq.get("id") or ""}
+    if to:
+        attrs["to"] = to
+    recipient = iq.get("to")
+    if recipient:
+        attrs["from"] = recipient
+    reply = Element("iq", ns.CLIENT, attrs)
+    if echo is not None:
+        reply.append(echo)
+    error_attrs = {"type": error_type or condition.default_type}
+    code = LEGACY_CODES.get(condition)
+    if code:
+        error_attrs["code"] = code
+    error = reply.sub("error", ns.CLIENT, error_attrs)
+    error.sub(condition.value, ns.STANZA_ERRORS)
+    if text:
+        error.sub("text", ns.STANZA_ERRORS, text=text)
+    return reply
+
+
+T = TypeVar("T")
+
+
+class ConnectionTable(Generic[T]):
+    """State that pre-authentication handlers keep per connection.
+
+    `C2SConnection` is slotted without ``__weakref__``, so entries are held
+    strongly and dropped once their connection is closed or has a session; the
+    table is swept whenever it has doubled since the last sweep.
+    """
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._items: dict[C2SConnection, T] = {}
+        self._sweep_at = 64
+
+    def __call__(self, conn: C2SConnection) -> T:
+        item = self._items.get(conn)
+        if item is None:
+            if len(self._items) >= self._sweep_at:
+                self.sweep()
+            item = self._items[conn] = self._factory()
+        return item
+
+    def sweep(self) -> None:
+        self._items = {c: v for c, v in self._items.items() if not c.closed and c.session is None}
+        self._sweep_at = max(64, 2 * len(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class _ConnectionState:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    failures: int = 0
+
+
+_state: ConnectionTable[_ConnectionState] = ConnectionTable(_ConnectionState)
+
+
+def pre_auth_lock(conn: C2SConnection) -> asyncio.Lock:
+    """One lock per connection for registration and legacy authentication, so that
+    pipelined pre-authentication IQs (each run as its own task by the driver) are
+    processed in order.  asyncio locks are FIFO, and each handler takes the lock
+    before its first await."""
+    return _state(conn).lock
+
+
+def plaintext_allowed(conn: C2SConnection, options: LegacyAuthOptions) -> bool:
+    return conn.facts.tls_active or options.allow_plaintext_without_tls
+
+
+def tls_missing(conn: C2SConnection) -> bool:
+    """The listener requires TLS (RFC 6120 §5.3.1) and this stream has none yet."""
+    return conn.negotiation.settings.require_tls and not conn.facts.tls_active
+
+
+# ---------------------------------------------------------------- the module
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    username: str
+    resource: str
+    password: str | None
+    digest: str | None
+    hash: str | None
+
+
+def _child_text(query: Element, name: str) -> str | None:
+    el = query.find(name, ns.IQ_AUTH)
+    return None if el is None else el.text
+
+
+class LegacyAuth:
+    """XEP-0078 over the pre-authentication IQ seam; see the module docstring."""
+
+    name: ClassVar[str] = "legacy_auth"
+    depends: ClassVar[tuple[str, ...]] = ()
+    implements: ClassVar[tuple[Spec, ...]] = (Spec("XEP-0078", "2.5"),)
+
+    def setup(self, ctx: ServerContext) -> Iterable[Registration]:
+        self.ctx = ctx
+        self.options = ctx.options(self.name, LegacyAuthOptions)
+        # Unknown users get a believable zero-knowledge answer, stable for this process.
+        self._fake_secret = os.urandom(32)
+        yield PreAuthIqHandler(ns.IQ_AUTH, "get", self.fields)
+        yield PreAuthIqHandler(ns.IQ_AUTH, "set", self.login)
+        if self.options.enabled:
+            yield StreamFeature(f"<auth xmlns='{ns.IQ_AUTH_FEATURE}'/>", pre_auth=True)
+
+    # ------------------------------------------------------------ IQ-get
+
+    async def fields(self, conn: C2SConnection, iq: Element) -> None:
+        async with pre_auth_lock(conn):
+            if not self._usable(conn, iq):
+                return
+            query = Element("query", ns.IQ_AUTH)
+            requested = _child_text(iq.find("query", ns.IQ_AUTH) or query, "username")
+            username = None
+            if requested:
+                try:
+                    username = prepare_username(requested.strip())
+                except InvalidJID:
+                    username = None
+            query.sub("username", text=requested or None)
+            options = self.options
+            if plaintext_allowed(conn, options):
+                query.sub("password")
+            stored = None if username is None else await self._secrets(username)
+            # XEP-0078 §3: an unknown username gets the normal fields, not an error;
+            # it is answered as a fully provisioned account would be.
+            unknown = username is not None and stored is None
+            if options.digest and (stored is None or stored.digest_password):
+                query.sub("digest")
+            if options.zero_knowledge and username is not None:
+                chain = stored.zero_knowledge if stored else None
+                if unknown:
+                    chain = self._fake_chain(username)
+                if chain is not None and chain.sequence > 0:
+                    query.sub("sequence", text=str(chain.sequence - 1))
+                    query.sub("token", text=chain.token)
+            query.sub("resource")
+            conn.send(_result(iq, query))
+
+    # ------------------------------------------------------------ IQ-set
+
+    async def login(self, conn: C2SConnection, iq: Element) -> None:
+        async with pre_auth_lock(conn):
+            if not self._usable(conn, iq):
+                return
+            try:
+                request = self._parse(iq)
+            except StanzaError as exc:
+                conn.send(error_with_code(iq, exc.condition, exc.text))
+                return
+            if request.password is not None and not plaintext_allowed(conn, self.options):
+                text = "plaintext passwords need TLS"
+                conn.send(error_with_code(iq, StanzaErrorCondition.NOT_AUTHORIZED, text))
+                return
+            try:
+                username: str | None = prepare_username(request.username)
+            except InvalidJID:
+                username = None
+            if not await self._throttle(conn, iq, username or request.username):
+                return
+            if username is None:
+                await self._failed(conn, iq, PASSWORD, None)
+                return
+            try:
+                mechanism, ok = await self._check(conn, request, username)
+            except StanzaError as exc:
+                conn.send(error_with_code(iq, exc.condition, exc.text, error_type=exc.error_type))
+                return
+            if conn.closed:
+                return
+            if not ok:
+                await self._failed(conn, iq, mechanism, username)
+                return
+            if conn.negotiation.state is not State.OPEN:
+                # The client started SASL (or STARTTLS) while we were checking.
+                conn.send(error_with_code(iq, StanzaErrorCondition.UNEXPECTED_REQUEST))
+                return
+            try:
+                conn.legacy_login(username, request.resource, mechanism)
+            except StanzaError as exc:
+                # XEP-0078 §3: a resource conflict the policy refuses is 409.  The
+                # credentials were right: that settles the throttle's attempt.
+                self.ctx.auth_succeeded(conn.facts, username)
+                conn.send(error_with_code(iq, exc.condition, exc.text))
+                return
+            conn.send(_result(iq, None))
+            if mechanism == PASSWORD and request.password is not None:
+                await self._provision(username, request.password)
+
+    # ------------------------------------------------------------ internals
+
+    def _usable(self, conn: C2SConnection, iq: Element) -> bool:
+        """Refusals common to get and set; False when an answer was sent."""
+        if conn.negotiation.failures:
+            # XEP-0078 §Security: "If a client attempts to authenticate using the
+            # 'jabber:iq:auth' namespace after an attempt at SASL authentication
+            # fails, the server MUST refuse ... by returning a <policy-violation/>
+            # stream error".
+            conn.close_stream(StreamErrorCondition.POLICY_VIOLATION, "SASL failed before")
+            return False
+        if not self.options.enabled:
+            # §3: "If the server does not support non-SASL authentication ... it MUST
+            # return a <service-unavailable/> error."
+            conn.send(error_with_code(iq, StanzaErrorCondition.SERVICE_UNAVAILABLE))
+            return False
+        if tls_missing(conn):
+            conn.send(
+                error_with_code(iq, StanzaErrorCondition.NOT_AUTHORIZED, "negotiate TLS first")
+            )
+            return False
+        if conn.negotiation.authenticated_user is not None:
+            conn.send(error_with_code(iq, StanzaErrorCondition.UNEXPECTED_REQUEST))
+            return False
+        return True
+
+    async def _throttle(self, conn: C2SConnection, iq: Element, username: str) -> bool:
+        """Brute-force protection, as for SASL (`auth.throttle`): wait *before* the
+        credentials are evaluated, or refuse without evaluating them.  False when
+        the attempt was answered (or the connection went away)."""
+        loop = asyncio.get_running_loop()
+        verdict = self.ctx.auth_throttle.check(conn.facts.remote_address, username, loop.time())
+        if isinstance(verdict, Refuse):
+            text = "too many failed logins; try again later"
+            conn.send(error_with_code(iq, StanzaErrorCondition.RESOURCE_CONSTRAINT, text))
+            return False
+        if isinstance(verdict, Delay):
+            await asyncio.sleep(verdict.seconds)
+        return not conn.closed
+
+    @staticmethod
+    def _parse(iq: Element) -> _Request:
+        query = iq.find("query", ns.IQ_AUTH)
+        if query is None:
+            raise StanzaError(StanzaErrorCondition.BAD_REQUEST)
+        username = (_child_text(query, "username") or "").strip()
+        resource = (_child_text(query, "resource") or "").strip()
+        password = _child_text(query, "password")
+        digest = _child_text(query, "digest")
+        zk_hash = _child_text(query, "hash")
+        credentials = [c for c in (password, digest, zk_hash) if c]
+        if not username or not resource or len(credentials) != 1:
+            raise StanzaError(
+                StanzaErrorCondition.NOT_ACCEPTABLE,
+                "username, resource and one of password, digest or hash are required",
+            )
+        return _Request(username, resource, password or None, digest or None, zk_hash or None)
+
+    async def _check(
+        self, conn: C2SConnection, request: _Request, username: str
+    ) -> tuple[str, bool]:
+        """(mechanism name, credentials correct); StanzaError when the provider failed."""
+        options, domain = self.options, self.ctx.domain
+        if request.password is not None:
+            try:
+                ok = await self.ctx.provider.verify_password(username, domain, request.password)
+            except Exception:
+                # As SASL's temporary-auth-failure: an outage is not a wrong password.
+                log.exception("credential provider failed for %s@%s", username, domain)
+                raise StanzaError(
+                    StanzaErrorCondition.INTERNAL_SERVER_ERROR, "try again later", "wait"
+                ) from None
+            return PASSWORD, ok
+        stored = await self._secrets(username)
+        if request.digest is not None:
+            secret = stored.digest_password if stored and options.digest else None
+            if secret is None:
+                return DIGEST, False
+            return DIGEST, digest_matches(conn.stream_id, secret, request.digest)
+        assert request.hash is not None
+        chain = stored.zero_knowledge if stored and options.zero_knowledge else None
+        if chain is None:
+            return ZERO_KNOWLEDGE, False
+        nxt = zero_knowledge_step(chain, request.hash)
+        if nxt is None:
+            return ZERO_KNOWLEDGE, False
+        # Compare-and-set: a hash is good for exactly one login.
+        advanced = await self.ctx.db.legacy.advance_chain((username, domain), chain, nxt)
+        return ZERO_KNOWLEDGE, advanced
+
+    async def _failed(
+        self, conn: C2SConnection, iq: Element, mechanism: str, username: str | None
+    ) -> None:
+        conn.auth_failed(mechanism, username)
+        state = _state(conn)
+        state.failures += 1
+        conn.send(error_with_code(iq, StanzaErrorCondition.NOT_AUTHORIZED))
+        if state.failures >= conn.negotiation.settings.max_auth_failures:
+            conn.close_stream(
+                StreamErrorCondition.POLICY_VIOLATION, "too many failed authentication attempts"
+            )
+
+    async def _secrets(self, username: str) -> LegacySecrets | None:
+        owner = (username, self.ctx.domain)
+        stored = await self.ctx.db.legacy.secrets(owner)
+        if stored is None and await self.ctx.db.accounts.exists(*owner):
+            return LegacySecrets()
+        return stored
+
+    def _fake_chain(self, username: str) -> ZeroKnowledgeChain:
+        mac = hmac.digest(self._fake_secret, username.encode("utf-8"), "sha256")
+        sequence = self.options.zero_knowledge_sequence - mac[0] % 16
+        return ZeroKnowledgeChain(mac[1:5].hex().upper(), max(sequence, 1), "")
+
+    async def _provision(self, username: str, password: str) -> None:
+        """After a plaintext login, store legacy secrets the account lacks (COMPAT:
+        accounts made before `digest` or `zero_knowledge` was switched on)."""
+        options = self.options
+        if not (options.digest or options.zero_knowledge or options.digest_md5):
+            return
+        owner = (username, self.ctx.domain)
+        stored = await self.ctx.db.legacy.secrets(owner) or LegacySecrets()
+        missing = (
+            (options.digest and stored.digest_password is None)
+            or (options.zero_knowledge and stored.zero_knowledge is None)
+            or (options.digest_md5 and stored.digest_md5 is None)
+        )
+        if not missing or not await self.ctx.db.accounts.exists(*owner):
+            return
+        try:
+            fresh = derive_legacy_secrets(password, username, self.ctx.domain, options)
+        except ValueError:
+            return
+        merged = LegacySecrets(
+            stored.digest_password or fresh.digest_password,
+            stored.digest_md5 or fresh.digest_md5,
+            stored.zero_knowledge or fresh.zero_knowledge,
+        )
+        await self.ctx.db.legacy.set_secrets(owner, merged)
+
+
+def _result(iq: Element, payload: Element | None) -> Element:
+    attrs = {"type": "result", "id": iq.get("id") or ""}
+    recipient = iq.get("to")
+    if recipient:
+        attrs["from"] = recipient
+    reply = Element("iq", ns.CLIENT, attrs)
+    if payload is not None:
+        reply.append(payload)
+    return reply

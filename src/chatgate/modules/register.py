@@ -1,0 +1,630 @@
+"""XEP-0077 in-band registration: new accounts before authentication; password
+change, profile fields and account removal within a session.
+
+What this module owns: the ``[modules.register]`` options, the registration
+policy (username and password rules, the anti-abuse delay, invites, approval)
+as pure code that is handed the time, and the handlers that apply it.  The
+rate limits are `auth.throttle.RegistrationThrottle`'s (``[auth.throttle.registration]``).
+It never stores a password: SCRAM keys come from `auth.credentials.derive_all`,
+legacy secrets from `legacy_auth.derive_legacy_secrets`, and `LegacyRepository`
+writes them together with the account in one transaction.
+
+Before authentication (XEP-0077 §3.1, Programming Jabber ch. 7): an inquiry
+(IQ-get) returns the instructions, the legacy fields and the same fields as a
+data form (XEP-0004); an attempt (IQ-set) creates the account, and the client
+may then log in on the same stream.  Registration turned off answers
+<not-allowed/> (405) to inquiry and attempt alike: the server implements the
+protocol (password changes still work) but its policy lets no one create an
+account (RFC 6120 §8.3.3.10), and the same condition for both steps avoids the
+inconsistency the book notes in jabberd 1.4 (406/409 for attempts, 501 for
+inquiries).
+
+Within a session (§3.2, §3.3): the IQ-get answers <registered/> and the fields on
+file; an IQ-set with a password changes it (new SCRAM keys and legacy secrets,
+the zero-knowledge chain reset, the provider's cache dropped: the next login
+needs the new password); other fields update the profile; <remove/> deletes the
+account and everything it owns at once, cancels its presence subscriptions,
+answers the IQ, then closes every session of the account with a <not-authorized/>
+stream error, as §3.2 says.
+
+Every error carries the legacy code too (XEP-0077 §Error Handling); errors about
+passwords never echo the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from chatgate.auth.credentials import derive_all, prepare_password
+from chatgate.auth.internal import InternalProvider, bump_credentials_stamp
+from chatgate.auth.throttle import Refuse
+from chatgate.jid import JID, InvalidJID, prepare_username
+from chatgate.modules.base import (
+    DiscoFeature,
+    IqHandler,
+    PreAuthIqHandler,
+    Registration,
+    Spec,
+    StreamFeature,
+)
+from chatgate.modules.dataforms import FormField, build_form, find_form, read_submission
+from chatgate.modules.legacy_auth import (
+    ConnectionTable,
+    LegacyAuthOptions,
+    derive_legacy_secrets,
+    error_with_code,
+    pre_auth_lock,
+    tls_missing,
+)
+from chatgate.storage.errors import AccountExists
+from chatgate.storage.repositories.legacy import Invite, InviteUnavailable
+from chatgate.xml.element import Element
+from chatgate.xmpp import ns
+from chatgate.xmpp.errors import (
+    ConfigError,
+    StanzaError,
+    StanzaErrorCondition,
+    StreamErrorCondition,
+)
+from chatgate.xmpp.session import C2SSession
+
+if TYPE_CHECKING:
+    from chatgate.context import ServerContext
+    from chatgate.xmpp.c2s import C2SConnection
+
+log = logging.getLogger(__name__)
+
+# TODO: move these to xmpp/ns.py.
+REGISTER_FEATURE = "http://jabber.org/features/iq-register"
+IBR_TOKEN_FEATURE = "urn:xmpp:ibr-token:0"  # XEP-0445
+PARS = "urn:xmpp:pars:0"  # XEP-0379 <preauth/>
+
+#: XEP-0077 §14 fields an operator may ask for, with the data form labels.
+FIELD_LABELS: dict[str, str] = {
+    "name": "Full name",
+    "first": "Given name",
+    "last": "Family name",
+    "nick": "Nickname",
+    "email": "Email address",
+    "address": "Street address",
+    "city": "City",
+    "state": "State or region",
+    "zip": "Postal code",
+    "phone": "Telephone number",
+    "url": "Web page",
+    "date": "Date",
+}
+#: Names that look official (RFC 2142 mailboxes and the like).
+DEFAULT_RESERVED = ("admin", "administrator", "root", "postmaster", "hostmaster", "webmaster")
+DEFAULT_RESERVED += ("abuse", "security", "support", "noc")
+_C = StanzaErrorCondition
+
+
+class InviteToken(BaseModel):
+    """One invitation token from the configuration (stored on first use)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    token: Annotated[str, Field(min_length=8)]
+    """The secret the invitee presents (XEP-0445 <preauth/> or the form's `token` field)."""
+    username: str | None = None
+    """The only username this token registers; reserved for it until it is used up."""
+    uses: Annotated[int, Field(ge=1)] = 1
+    """Accounts the token may create."""
+    expires: AwareDatetime | None = None
+    """When the token stops working (a TOML datetime with offset)."""
+
+
+class RegisterOptions(BaseModel):
+    """``[modules.register]``: XEP-0077 in-band registration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    enabled: bool = False
+    """Let clients create accounts before authenticating. Off: inquiries and attempts get
+    not-allowed (405) and no <register/> stream feature is offered."""
+    instructions: str = "Choose a username and password to register with this server."
+    """The <instructions/> of an inquiry."""
+    fields: list[str] = []
+    """XEP-0077 fields asked for besides username and password, all required: name, first,
+    last, nick, email, address, city, state, zip, phone, url, date."""
+    require_tls: bool = True
+    """Refuse registration and password changes on a stream without TLS (not-authorized)."""
+    min_username_length: Annotated[int, Field(ge=1, le=1023)] = 1
+    """Fewest characters in a new username (after PRECIS preparation)."""
+    max_username_length: Annotated[int, Field(ge=1, le=1023)] = 64
+    """Most characters in a new username."""
+    min_password_length: Annotated[int, Field(ge=1)] = 8
+    """Fewest characters in a password set by registration or a password change."""
+    reserved_usernames: list[str] = list(DEFAULT_RESERVED)
+    """Names nobody can register (conflict, 409), compared after PRECIS preparation."""
+    min_seconds_between_inquiry_and_attempt: Annotated[float, Field(ge=0)] = 0
+    """CAPTCHA-free anti-abuse switch: an attempt needs an inquiry on the same stream at
+    least this many seconds earlier (policy-violation otherwise). 0 turns it off."""
+    approval: bool = False
+    """Hold new registrations until an administrator approves them (the name is taken at
+    once; logging in works after approval)."""
+    invites: Literal["off", "optional", "required"] = "off"
+    """XEP-0401/0445 invitation tokens: `required` lets only invitees register."""
+    invite_tokens: list[InviteToken] = []
+    """Invitation tokens from the configuration (more can be stored by other tools)."""
+    notify: list[str] = []
+    """Local bare JIDs told by message about every registration (jabberd's notify)."""
+    allow_password_change: bool = True
+    """Let a logged-in user change the password in-band (XEP-0077 §3.3)."""
+    allow_remove: bool = True
+    """Let a logged-in user delete the account in-band (XEP-0077 §3.2)."""
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, names: list[str]) -> list[str]:
+        unknown = sorted(set(names) - set(FIELD_LABELS))
+        if unknown:
+            raise ValueError(f"unknown XEP-0077 field(s): {', '.join(unknown)}")
+        return list(dict.fromkeys(names))
+
+    @field_validator("reserved_usernames")
+    @classmethod
+    def _prepare_reserved(cls, names: list[str]) -> list[str]:
+        try:
+            return [prepare_username(n) for n in names]
+        except InvalidJID as exc:
+            raise ValueError(f"reserved username: {exc}") from None
+
+
+# ---------------------------------------------------------------- the policy (pure)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What a jabber:iq:register IQ-set asks for, from legacy fields or a data form."""
+
+    username: str | None
+    password: str | None  # "" for an empty <password/>
+    fields: dict[str, str]
+    token: str | None
+    remove: bool
+    only_remove: bool
+
+
+def read_request(iq: Element) -> Submission:
+    """Read an IQ-set's query; the data form wins over legacy fields (XEP-0077 §6).
+    Raises StanzaError(bad-request) without a <query/> or with a malformed form."""
+    query = iq.find("query", ns.REGISTER)
+    if query is None:
+        raise StanzaError(_C.BAD_REQUEST, "expected <query xmlns='jabber:iq:register'/>")
+    x = find_form(query)
+    if x is not None:
+        try:
+            form = read_submission(x)
+        except ValueError as exc:
+            raise StanzaError(_C.BAD_REQUEST, str(exc)) from None
+        if form.form_type not in (None, ns.REGISTER):
+            raise StanzaError(_C.BAD_REQUEST, f"unexpected FORM_TYPE {form.form_type!r}")
+        fields = {k: form.first(k) or "" for k in FIELD_LABELS if k in form.values}
+        return Submission(
+            form.first("username"),
+            form.first("password"),
+            fields,
+            form.first("token"),
+            False,
+            False,
+        )
+
+    def text(name: str) -> str | None:
+        el = query.find(name, ns.REGISTER)
+        return None if el is None else el.text.strip() if name != "password" else el.text
+
+    children = [c for c in query.children if isinstance(c, Element)]
+    remove = query.find("remove", ns.REGISTER) is not None
+    fields = {k: text(k) or "" for k in FIELD_LABELS if query.find(k, ns.REGISTER) is not None}
+    return Submission(
+        text("username"), text("password"), fields, None, remove, remove and len(children) == 1
+    )
+
+
+class RegistrationPolicy:
+    """The rules a new account or a new password must pass; pure, raises StanzaError."""
+
+    def __init__(self, options: RegisterOptions) -> None:
+        self.options = options
+        self._reserved = frozenset(options.reserved_usernames)
+
+    def username(self, text: str | None) -> str:
+        if not text:
+            raise StanzaError(_C.NOT_ACCEPTABLE, "a username is required")
+        try:
+            username = prepare_username(text)
+        except InvalidJID as exc:
+            raise StanzaError(_C.NOT_ACCEPTABLE, f"invalid username: {exc}") from None
+        o = self.options
+        if not o.min_username_length <= len(username) <= o.max_username_length:
+            raise StanzaError(
+                _C.NOT_ACCEPTABLE,
+                f"usernames have {o.min_username_length} to {o.max_username_length} characters",
+            )
+        if username in self._reserved:
+            raise StanzaError(_C.CONFLICT, "this username is not available")
+        return username
+
+    def password(self, text: str | None) -> str:
+        # XEP-0077 §3.1 note: an empty <password/> is missing information.
+        if not text:
+            raise StanzaError(_C.NOT_ACCEPTABLE, "a password is required")
+        try:
+            prepared = prepare_password(text).decode("utf-8")
+        except ValueError:
+            raise StanzaError(_C.NOT_ACCEPTABLE, "the password has disallowed characters") from None
+        if len(prepared) < self.options.min_password_length:
+            raise StanzaError(
+                _C.NOT_ACCEPTABLE,
+                f"passwords have at least {self.options.min_password_length} characters",
+            )
+        return text
+
+    def fields(self, submitted: dict[str, str]) -> dict[str, str]:
+        """The configured fields; every one is required (XEP-0077 §3.1 "MUST provide")."""
+        missing = [f for f in self.options.fields if not submitted.get(f, "").strip()]
+        if missing:
+            raise StanzaError(_C.NOT_ACCEPTABLE, f"missing: {', '.join(missing)}")
+        return {f: submitted[f].strip() for f in self.options.fields}
+
+    def timing(self, inquired_at: float | None, now: float) -> None:
+        delay = self.options.min_seconds_between_inquiry_and_attempt
+        if delay and (inquired_at is None or now - inquired_at < delay):
+            raise StanzaError(_C.POLICY_VIOLATION, "ask for the registration form first, then wait")
+
+
+# ---------------------------------------------------------------- the module
+
+
+@dataclass
+class _Stream:
+    """Per-stream registration state (the stream has no account yet)."""
+
+    inquired_at: float | None = None
+    token: str | None = None
+    token_accepted: datetime | None = None
+
+
+class Register:
+    """XEP-0077 before and after authentication; see the module docstring."""
+
+    name: ClassVar[str] = "register"
+    depends: ClassVar[tuple[str, ...]] = ()
+    implements: ClassVar[tuple[Spec, ...]] = (
+        Spec("XEP-0077", "2.4"),
+        Spec("XEP-0445", "0.2"),
+    )
+
+    #: monotonic seconds (the loop's, as `[auth.throttle]` uses) for the registration
+    #: throttle and the anti-abuse delay; tests replace it
+    clock: Callable[[], float] = staticmethod(lambda: asyncio.get_running_loop().time())
+
+    def setup(self, ctx: ServerContext) -> Iterable[Registration]:
+        self.ctx = ctx
+        self.options = o = ctx.options(self.name, RegisterOptions)
+        self.legacy_options = ctx.options("legacy_auth", LegacyAuthOptions)
+        if o.min_username_length > o.max_username_length:
+            raise ConfigError("modules.register: min_username_length > max_username_length")
+        self.notify = [self._watcher(jid) for jid in o.notify]
+        self.policy = RegistrationPolicy(o)
+        # Accounts live in our database only with the internal provider.
+        self.local = isinstance(ctx.provider, InternalProvider)
+        self._stream = ConnectionTable(_Stream)
+        self._invites_stored = not o.invite_tokens
+        yield PreAuthIqHandler(ns.REGISTER, "get", self.inquiry)
+        yield PreAuthIqHandler(ns.REGISTER, "set", self.attempt)
+        yield PreAuthIqHandler(PARS, "set", self.preauth)
+        yield IqHandler(ns.REGISTER, "get", self.profile)
+        yield IqHandler(ns.REGISTER, "set", self.change)
+        yield DiscoFeature(ns.REGISTER)
+        if o.enabled:
+            yield StreamFeature(f"<register xmlns='{REGISTER_FEATURE}'/>", pre_auth=True)
+            if o.invites != "off":
+                yield StreamFeature(f"<register xmlns='{IBR_TOKEN_FEATURE}'/>", pre_auth=True)
+
+    def _watcher(self, text: str) -> JID:
+        try:
+            jid = JID.parse(text)
+        except InvalidJID as exc:
+            raise ConfigError(f"modules.register.notify: {text!r}: {exc}") from None
+        if not jid.local or jid.resource or jid.domain != self.ctx.domain:
+            raise ConfigError(f"modules.register.notify: {text!r} is not a local bare JID")
+        return jid
+
+    def _refusal(self, conn: C2SConnection) -> StanzaError | None:
+        """Refusals common to inquiry and attempt, the same for both."""
+        if not self.options.enabled or not self.local:
+            return StanzaError(_C.NOT_ALLOWED, "in-band registration is not allowed here")
+        if (self.options.require_tls and not conn.facts.tls_active) or tls_missing(conn):
+            return StanzaError(_C.NOT_AUTHORIZED, "registration needs TLS")
+        return None
+
+    # ------------------------------------------------------------ before authentication
+
+    async def inquiry(self, conn: C2SConnection, iq: Element) -> None:
+        async with pre_auth_lock(conn):
+            refusal = self._refusal(conn)
+            if refusal is not None:
+                conn.send(error_with_code(iq, refusal.condition, refusal.text))
+                return
+            self._stream(conn).inquired_at = self.clock()
+            conn.send(_result(iq, self._form()))
+
+    def _form(self, values: dict[str, str] | None = None) -> Element:
+        o, known = self.options, values or {}
+        query = Element("query", ns.REGISTER)
+        if values is not None:
+            query.sub("registered")
+        query.sub("instructions", text=o.instructions)
+        query.sub("username", text=known.get("username"))
+        query.sub("password")
+        for name in o.fields:
+            query.sub(name, text=known.get(name))
+        fields = [
+            FormField(
+                "username", label="Username", required=True, values=_opt(known.get("username"))
+            ),
+            FormField("password", "text-private", "Password", required=True),
+        ]
+        fields += [
+            FormField(n, label=FIELD_LABELS[n], required=True, values=_opt(known.get(n)))
+            for n in o.fields
+        ]
+        if values is None and o.invites != "off":
+            required = o.invites == "required"
+            fields.append(FormField("token", label="Invitation token", required=required))
+        title = "Account registration" if values is None else "Your registration"
+        query.append(build_form(ns.REGISTER, fields, title=title, instructions=o.instructions))
+        return query
+
+    async def attempt(self, conn: C2SConnection, iq: Element) -> None:
+        async with pre_auth_lock(conn):
+            try:
+                await self._attempt(conn, iq)
+            except StanzaError as exc:
+                if not conn.closed:
+                    conn.send(
+                        error_with_code(iq, exc.condition, exc.text, error_type=exc.error_type)
+                    )
+
+    async def _attempt(self, conn: C2SConnection, iq: Element) -> None:
+        refusal = self._refusal(conn)
+        if refusal is not None:
+            raise refusal
+        request = read_request(iq)
+        if request.remove:
+            # XEP-0077 §3.2 table: the entity is not registered with (logged in to) us.
+            raise StanzaError(_C.UNEXPECTED_REQUEST, "log in before removing an account")
+        state = self._stream(conn)
+        address = conn.facts.remote_address
+        now = self.clock()
+        verdict = self.ctx.registration_throttle.check(address, now)
+        if isinstance(verdict, Refuse):
+            # As ejabberd's registration_timeout: wait, and try again later.
+            text = f"too many new accounts; try again in {verdict.retry_after:.0f} s"
+            raise StanzaError(_C.RESOURCE_CONSTRAINT, text)
+        self.policy.timing(state.inquired_at, now)
+        username = self.policy.username(request.username)
+        password = self.policy.password(request.password)
+        fields = self.policy.fields(request.fields)
+        token, when = await self._invite(state, request.token)
+        owner = (username, self.ctx.domain)
+        credentials = await asyncio.to_thread(
+            derive_all, password, iterations=self.ctx.config.auth.scram_iterations
+        )
+        secrets = derive_legacy_secrets(password, username, self.ctx.domain, self.legacy_options)
+        legacy = self.ctx.db.legacy
+        try:
+            if self.options.approval:
+                await legacy.create_pending(
+                    *owner, credentials, secrets, fields, address=address, invite=token, now=when
+                )
+            else:
+                await legacy.create_account(
+                    *owner, credentials, secrets, fields, invite=token, now=when
+                )
+        except AccountExists:
+            raise StanzaError(_C.CONFLICT, "this username is not available") from None
+        except InviteUnavailable as exc:
+            raise StanzaError(_C.FORBIDDEN, str(exc)) from None
+        self.ctx.registration_throttle.registered(address, self.clock())
+        _invalidate(self.ctx, owner, everywhere=False)
+        pending = " (waiting for approval)" if self.options.approval else ""
+        log.info("registered %s@%s from %s%s", username, self.ctx.domain, address or "-", pending)
+        if not conn.closed:
+            conn.send(_result(iq, None))
+        await self._tell_watchers(f"New account {username}@{self.ctx.domain}{pending}.")
+
+    async def _invite(
+        self, state: _Stream, form_token: str | None
+    ) -> tuple[str | None, datetime | None]:
+        """The token to redeem and the time to check it at (XEP-0445: expiry is
+        checked when the token is presented, not again later in the stream)."""
+        mode = self.options.invites
+        if mode == "off":
+            return None, None
+        if form_token:
+            if await self._usable_invite(form_token) is None:
+                raise StanzaError(_C.FORBIDDEN, "the invitation is unknown, used up or expired")
+            return form_token, None
+        if state.token is not None:
+            return state.token, state.token_accepted
+        if mode == "required":
+            raise StanzaError(_C.FORBIDDEN, "registration needs an invitation")
+        return None, None
+
+    async def _usable_invite(self, token: str) -> Invite | None:
+        if not self._invites_stored:
+            for t in self.options.invite_tokens:
+                username = _prepared(t.username)
+                await self.ctx.db.legacy.add_invite(
+                    t.token, self.ctx.domain, username=username, uses=t.uses, expires=t.expires
+                )
+            self._invites_stored = True
+        return await self.ctx.db.legacy.invite(token, self.ctx.domain, datetime.now(UTC))
+
+    async def preauth(self, conn: C2SConnection, iq: Element) -> None:
+        """XEP-0445: a token presented before registering."""
+        async with pre_auth_lock(conn):
+            if not self.options.enabled or self.options.invites == "off" or not self.local:
+                conn.send(error_with_code(iq, _C.SERVICE_UNAVAILABLE))
+                return
+            el = iq.find("preauth", PARS)
+            token = el.get("token") if el is not None else None
+            if not token or await self._usable_invite(token) is None:
+                text = "The provided token is invalid or expired"
+                conn.send(error_with_code(iq, _C.ITEM_NOT_FOUND, text))
+                return
+            state = self._stream(conn)
+            state.token, state.token_accepted = token, datetime.now(UTC)
+            conn.send(_result(iq, None))
+
+    async def _tell_watchers(self, body: str) -> None:
+        router = self.ctx.router
+        for jid in self.notify:
+            message = Element("message", ns.CLIENT, {"from": self.ctx.domain, "to": str(jid)})
+            message.sub("body", text=body)
+            pending = router.deliver_message_to_bare(
+                message, jid, router.resources_of(str(jid)), None
+            )
+            if pending is not None:
+                await pending
+
+    # ------------------------------------------------------------ within a session
+
+    async def profile(self, session: C2SSession, iq: Element) -> None:
+        fields = await self.ctx.db.legacy.fields((session.username, session.domain))
+        values = {"username": session.username, **fields}
+        session.send(_result(iq, self._form(values), to=session.full))
+
+    async def change(self, session: C2SSession, iq: Element) -> None:
+        try:
+            await self._change(session, iq)
+        except StanzaError as exc:
+            # XEP-0077 §3.3: "SHOULD NOT return the original XML" (it holds a password).
+            reply = error_with_code(
+                iq, exc.condition, exc.text, to=session.full, error_type=exc.error_type
+            )
+            session.send(reply)
+
+    async def _change(self, session: C2SSession, iq: Element) -> None:
+        request = read_request(iq)
+        owner = (session.username, session.domain)
+        if request.remove:
+            if not request.only_remove:
+                raise StanzaError(_C.BAD_REQUEST, "<remove/> must be the only child")
+            if not self.options.allow_remove or not self.local:
+                raise StanzaError(_C.NOT_ALLOWED, "accounts cannot be removed in-band here")
+            await self._remove(session, iq)
+            return
+        if request.username:
+            try:
+                same = prepare_username(request.username) == session.username
+            except InvalidJID:
+                same = False
+            if not same:
+                raise StanzaError(_C.FORBIDDEN, "you can change only your own account")
+        changes = {k: v for k, v in request.fields.items() if k in self.options.fields}
+        if request.password:
+            await self._change_password(session, owner, request.password)
+        elif not changes:
+            # §3.3: an empty password never becomes the password.
+            raise StanzaError(_C.NOT_ACCEPTABLE, "nothing to change (an empty password is kept)")
+        if changes:
+            await self.ctx.db.legacy.set_fields(owner, changes)
+        session.send(_result(iq, None, to=session.full))
+
+    async def _change_password(
+        self, session: C2SSession, owner: tuple[str, str], text: str
+    ) -> None:
+        if not self.options.allow_password_change or not self.local:
+            raise StanzaError(_C.NOT_ALLOWED, "passwords cannot be changed in-band here")
+        conn = _connection_of(self.ctx, session)
+        if self.options.require_tls and (conn is None or not conn.facts.tls_active):
+            # §3.3: not-authorized, "the channel is not safe enough".
+            raise StanzaError(_C.NOT_AUTHORIZED, "password changes need TLS")
+        password = self.policy.password(text)
+        credentials = await asyncio.to_thread(
+            derive_all, password, iterations=self.ctx.config.auth.scram_iterations
+        )
+        secrets = derive_legacy_secrets(password, owner[0], owner[1], self.legacy_options)
+        await self.ctx.db.legacy.change_password(owner, credentials, secrets)
+        _invalidate(self.ctx, owner)
+        log.info("%s changed the password in-band", session.bare)
+
+    async def _remove(self, session: C2SSession, iq: Element) -> None:
+        """§3.2: reply, delete everything, close every session with <not-authorized/>."""
+        ctx, owner, bare = self.ctx, (session.username, session.domain), session.bare
+        # RFC 6121 §3.2/§3.3 via the presence module: contacts stop seeing us and we
+        # stop seeing them, in their stored and in-memory rosters alike.
+        for item in await ctx.db.roster.items(owner):
+            for kind in ("unsubscribe", "unsubscribed"):
+                await _route(ctx, session, kind, item.jid)
+        for contact in await ctx.db.roster.pending_in(owner):
+            await _route(ctx, session, "unsubscribed", contact)
+        await ctx.db.accounts.delete(*owner)
+        _invalidate(ctx, owner)
+        log.info("%s removed the account in-band", bare)
+        session.send(_result(iq, None, to=session.full))
+        for other in list(ctx.router.resources_of(bare).values()):
+            other.close(StreamErrorCondition.NOT_AUTHORIZED, "the account was removed")
+        if session.resource not in ctx.router.resources_of(bare):
+            session.close(StreamErrorCondition.NOT_AUTHORIZED, "the account was removed")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _opt(value: str | None) -> tuple[str, ...]:
+    return (value,) if value else ()
+
+
+def _prepared(username: str | None) -> str | None:
+    return None if username is None else prepare_username(username)
+
+
+def _result(iq: Element, payload: Element | None, *, to: str | None = None) -> Element:
+    attrs = {"type": "result", "id": iq.get("id") or ""}
+    if to:
+        attrs["to"] = to
+    recipient = iq.get("to")
+    if recipient:
+        attrs["from"] = recipient
+    reply = Element("iq", ns.CLIENT, attrs)
+    if payload is not None:
+        reply.append(payload)
+    return reply
+
+
+def _invalidate(ctx: ServerContext, owner: tuple[str, str], *, everywhere: bool = True) -> None:
+    """Drop cached credentials here and, through the stamp file, in the other
+    processes sharing the database (SO_REUSEPORT workers)."""
+    invalidate = getattr(ctx.provider, "invalidate", None)
+    if invalidate is not None:
+        invalidate(*owner)
+    if everywhere and isinstance(ctx.provider, InternalProvider):
+        bump_credentials_stamp(ctx.config.data_dir)
+
+
+def _connection_of(ctx: ServerContext, session: C2SSession) -> C2SConnection | None:
+    # FIXME: C2SSession should carry its connection facts (TLS); until then, look it up.
+    for conn in ctx.connections:
+        if conn.session is session:
+            return conn
+    return None
+
+
+async def _route(ctx: ServerContext, session: C2SSession, kind: str, to: str) -> None:
+    presence = Element("presence", ns.CLIENT, {"type": kind, "to": to})
+    pending = ctx.router.route(session, presence)
+    if pending is not None:
+        await pending
