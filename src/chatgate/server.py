@@ -24,8 +24,9 @@ from chatgate.auth.registry import (
     close_provider,
     start_provider,
 )
-from chatgate.config import Config, ListenerConfig, TlsMode
+from chatgate.config import Config, ListenerConfig, TlsMode, section
 from chatgate.context import ServerContext
+from chatgate.modules.legacy_auth import LegacyAuthOptions
 from chatgate.modules.registry import builtin_modules
 from chatgate.sasl.base import ConnectionFacts, Mechanism
 from chatgate.sasl.registry import builtin_mechanisms
@@ -109,6 +110,9 @@ class Server:
                 data_dir=config.data_dir,
                 accounts=db.accounts,
                 credential_cache_size=config.auth.credential_cache_size,
+                legacy=db.legacy
+                if section(config, "legacy_auth", LegacyAuthOptions).digest_md5
+                else None,
             ),
         )
         await start_provider(provider)

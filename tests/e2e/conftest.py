@@ -76,6 +76,12 @@ class RunningServer:
 
 def start_server(tmp: Path, extra: str = "") -> RunningServer:
     starttls, direct, plain = free_port(), free_port(), free_port()
+    # `extra` goes under [auth]; it may set its own mechanisms.
+    mechanisms = (
+        ""
+        if extra.lstrip().startswith("mechanisms")
+        else 'mechanisms = ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]\n'
+    )
     data_dir = tmp / "var"
     config = tmp / "chatgate.toml"
     config.write_text(
@@ -99,8 +105,7 @@ tls = "none"
 require_tls = false
 
 [auth]
-mechanisms = ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
-{extra}
+{mechanisms}{extra}
 """
     )
     log = tmp / "server.log"

@@ -20,7 +20,7 @@ from slixmpp.exceptions import IqError
 
 from chatgate.storage.database import Database
 
-from .conftest import AuthenticationFailed, Client, RunningServer, connect, start_server
+from .conftest import AuthenticationFailed, Client, RunningServer, connect, logged_in, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -213,3 +213,25 @@ async def test_approval_holds_logins_until_an_administrator_approves(tmp_path: P
         await client.disconnect()
     finally:
         assert srv.stop() == 0
+
+
+def test_digest_md5_login_after_registration_when_its_secret_is_stored(tmp_path: Path) -> None:
+    """DIGEST-MD5 (deprecated, opt-in): offered only with `digest_md5` storage on; slixmpp
+    logs in with it once in-band registration stored H(user:realm:password)."""
+    extra = (
+        'mechanisms = ["SCRAM-SHA-256", "DIGEST-MD5"]\n'
+        "[modules.register]\nenabled = true\n"
+        "[modules.legacy_auth]\nenabled = true\ndigest_md5 = true\n"
+    )
+
+    async def scenario(srv: RunningServer) -> None:
+        client = await slixmpp_register(srv, "mercutio@localhost", "queen-mab-1")
+        await client.disconnect()
+        async with logged_in(srv, "mercutio@localhost/d", "queen-mab-1", mechanism="DIGEST-MD5"):
+            pass
+        with pytest.raises(AuthenticationFailed):
+            await connect(srv, "mercutio@localhost/d", "wrong", mechanism="DIGEST-MD5")
+
+    for srv in running(tmp_path, extra):
+        asyncio.run(scenario(srv))
+    assert "mercutio@localhost authenticated with DIGEST-MD5" in srv.log_text()

@@ -30,6 +30,7 @@ from chatgate.auth import credentials
 from chatgate.auth.credentials import ScramKeys
 from chatgate.auth.provider import Capability
 from chatgate.storage.repositories.accounts import AccountRepository
+from chatgate.storage.repositories.legacy import LegacyRepository
 
 STAMP_NAME = "credentials.stamp"
 
@@ -85,12 +86,22 @@ class InternalProvider:
     )
 
     def __init__(
-        self, accounts: AccountRepository, *, cache_size: int, data_dir: Path | None
+        self,
+        accounts: AccountRepository,
+        *,
+        cache_size: int,
+        data_dir: Path | None,
+        legacy: LegacyRepository | None = None,
     ) -> None:
-        """`cache_size` 0 disables the cache; `data_dir` None disables the stamp check."""
+        """`cache_size` 0 disables the cache; `data_dir` None disables the stamp check.
+        With `legacy` (only when DIGEST-MD5 secrets are stored on purpose, see
+        docs/registration.md) the provider also serves DIGEST-MD5."""
         if cache_size < 0:
             raise ValueError("cache_size must be >= 0")
         self._accounts = accounts
+        self._legacy = legacy
+        if legacy is not None:
+            self.offers = self.offers | {Capability.DIGEST_MD5_HA1}
         self._cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str], dict[str, ScramKeys]] = OrderedDict()
         self._stamp_path = None if data_dir is None else stamp_path(data_dir)
@@ -100,6 +111,15 @@ class InternalProvider:
         self._generation = 0
 
     # ------------------------------------------------------- CredentialProvider
+
+    async def digest_md5_ha1(self, username: str, domain: str) -> bytes | None:
+        """The stored H(user:realm:password) for DIGEST-MD5, None when absent."""
+        if self._legacy is None:
+            return None
+        secrets = await self._legacy.secrets((username, domain))
+        if secrets is None or secrets.digest_md5 is None:
+            return None
+        return secrets.digest_md5.ha1
 
     def cached_scram_keys(self, username: str, domain: str, hash_name: str) -> ScramKeys | None:
         """The keys if they are in memory (after the stamp check), else None: the

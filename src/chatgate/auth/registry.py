@@ -38,6 +38,7 @@ from chatgate.xmpp.errors import ConfigError
 
 if TYPE_CHECKING:
     from chatgate.storage.repositories.accounts import AccountRepository
+    from chatgate.storage.repositories.legacy import LegacyRepository
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -87,6 +88,8 @@ class ProviderContext:
     """This server's account store (the internal provider needs it)."""
     credential_cache_size: int = 100_000
     """The internal provider's SCRAM-key cache size (``[auth] credential_cache_size``)."""
+    legacy: LegacyRepository | None = None
+    """Legacy secrets, given only when DIGEST-MD5 secrets are stored on purpose."""
 
     def path(self, p: Path) -> Path:
         return p if p.is_absolute() else self.base_dir / p
@@ -126,7 +129,10 @@ def _build_internal(options: None, context: ProviderContext) -> CredentialProvid
     if context.accounts is None:
         raise ValueError("the internal provider needs context.accounts")
     return InternalProvider(
-        context.accounts, cache_size=context.credential_cache_size, data_dir=context.data_dir
+        context.accounts,
+        cache_size=context.credential_cache_size,
+        data_dir=context.data_dir,
+        legacy=context.legacy,
     )
 
 

@@ -72,6 +72,8 @@ class CredentialAnswer:
     #: the provider could not answer (it raised); the mechanism fails with
     #: temporary-auth-failure (RFC 6120 §6.5.11) instead of treating it as "no"
     temporary_failure: bool = False
+    #: DIGEST-MD5's stored H(user:realm:password) (RFC 2831), for DIGEST_MD5_HA1
+    digest_md5_ha1: bytes | None = None
 
 
 Step = Challenge | Success | Failure | NeedCredentials

@@ -193,7 +193,7 @@ class DigestMd5Mechanism:
         assert username is not None
         if answer.temporary_failure:
             return Failure(SaslFailureCondition.TEMPORARY_AUTH_FAILURE, "try again later", username)
-        ha1: bytes | None = getattr(answer, "digest_md5_ha1", None)
+        ha1 = answer.digest_md5_ha1
         known = ha1 is not None
         if ha1 is None:
             # The same work for an unknown user as for a wrong password.

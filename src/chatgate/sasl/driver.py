@@ -19,7 +19,9 @@ __all__ = ["advance", "answer_request"]
 log = logging.getLogger(__name__)
 
 _SCRAM_HASH: dict[Capability, str] = {cap: name for name, cap in SCRAM_CAPABILITY.items()}
-_OTHER_ANSWERS = frozenset({Capability.VERIFY_PASSWORD, Capability.CERT_IDENTITY})
+_OTHER_ANSWERS = frozenset(
+    {Capability.VERIFY_PASSWORD, Capability.CERT_IDENTITY, Capability.DIGEST_MD5_HA1}
+)
 
 
 async def answer_request(
@@ -45,6 +47,10 @@ async def answer_request(
             assert request.password is not None
             verified = await provider.verify_password(request.username, domain, request.password)
             return CredentialAnswer(verified=verified)
+        if capability is Capability.DIGEST_MD5_HA1:
+            # Only providers that store the plaintext-equivalent secret offer this.
+            ha1 = await provider.digest_md5_ha1(request.username, domain)  # type: ignore[attr-defined]
+            return CredentialAnswer(digest_md5_ha1=ha1, user_exists=ha1 is not None)
         # CERT_IDENTITY: the certificate already proved the identity; does the account exist?
         exists = await provider.user_exists(request.username, domain)
         return CredentialAnswer(user_exists=exists)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from chatgate.auth.provider import Capability
 from chatgate.registry import Registry
 from chatgate.sasl.base import ConnectionFacts, Mechanism
+from chatgate.sasl.digest_md5 import DigestMd5Mechanism
 from chatgate.sasl.external import ExternalFactory, ExternalMechanism
 from chatgate.sasl.plain import PlainMechanism
 from chatgate.sasl.scram import (
@@ -81,6 +82,7 @@ _BUILTINS: tuple[MechanismFactory, ...] = (
     ScramSha256Mechanism,
     ScramSha1Mechanism,
     PlainMechanism,
+    DigestMd5Mechanism,  # deprecated (RFC 6331); offered only when configured and stored
 )
 
 

@@ -40,7 +40,7 @@ def _entry_points(monkeypatch: pytest.MonkeyPatch, *eps: _FakeEntryPoint) -> lis
     return groups
 
 
-def test_builtin_mechanisms_lists_external_scram_plus_scram_and_plain(
+def test_builtin_mechanisms_lists_external_scram_plus_scram_plain_and_digest_md5(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _entry_points(monkeypatch)
@@ -53,6 +53,7 @@ def test_builtin_mechanisms_lists_external_scram_plus_scram_and_plain(
         "SCRAM-SHA-256",
         "SCRAM-SHA-1",
         "PLAIN",
+        "DIGEST-MD5",
     ]
 
 

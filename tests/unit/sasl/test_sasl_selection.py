@@ -78,10 +78,29 @@ def test_channel_binding_mechanism_hidden_without_binding() -> None:
 
 
 def test_unknown_configured_mechanism_raises_config_error() -> None:
-    with pytest.raises(ConfigError, match="'DIGEST-MD5'"):
-        validate_mechanism_names(["SCRAM-SHA-256", "DIGEST-MD5"], _registry())
-    with pytest.raises(ConfigError, match="DIGEST-MD5"):
-        _offered(["DIGEST-MD5"], TLS)
+    with pytest.raises(ConfigError, match="'X-UNKNOWN'"):
+        validate_mechanism_names(["SCRAM-SHA-256", "X-UNKNOWN"], _registry())
+    with pytest.raises(ConfigError, match="X-UNKNOWN"):
+        _offered(["X-UNKNOWN"], TLS)
+
+
+def test_digest_md5_is_offered_only_when_the_provider_stores_its_secret() -> None:
+    without = offered_mechanisms(
+        ["SCRAM-SHA-1", "DIGEST-MD5"],
+        _registry(),
+        frozenset({Capability.SCRAM_SHA_1_KEYS}),
+        TLS,
+        allow_plaintext_without_tls=False,
+    )
+    assert without == ["SCRAM-SHA-1"]
+    with_secret = offered_mechanisms(
+        ["SCRAM-SHA-1", "DIGEST-MD5"],
+        _registry(),
+        frozenset({Capability.SCRAM_SHA_1_KEYS, Capability.DIGEST_MD5_HA1}),
+        TLS,
+        allow_plaintext_without_tls=False,
+    )
+    assert with_secret == ["SCRAM-SHA-1", "DIGEST-MD5"]
 
 
 def test_repeated_configured_mechanism_raises_config_error() -> None:
