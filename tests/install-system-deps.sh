@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the end-to-end tests need, idempotently.
-# Nothing is installed when every package is already present.
+# Installs the Debian packages the end-to-end tests need, idempotently: Net::Jabber for the
+# legacy-client tests, slapd and ldap-utils for the LDAP provider (the tests run their own
+# slapd from a temporary folder on loopback). Nothing is installed when every package is
+# already present, and no package's system service is started by the install.
 set -euo pipefail
 packages=(openssl libnet-jabber-perl slapd ldap-utils)
 missing=()
@@ -10,6 +12,15 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  # A system slapd listening on every interface is not wanted: keep services from starting.
+  policy=/usr/sbin/policy-rc.d
+  created_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo_cmd tee "$policy" >/dev/null
+    $sudo_cmd chmod 755 "$policy"
+    created_policy=1
+  fi
+  trap '[ -n "$created_policy" ] && $sudo_cmd rm -f "$policy"' EXIT
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
 fi
