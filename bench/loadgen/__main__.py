@@ -1,0 +1,94 @@
+"""Generator entry point: `python -m bench.loadgen < spec.json > result.json`.
+
+The orchestrator starts this as its own process pinned to another core than the server
+(`taskset -c 1`), writes one JSON task on stdin and reads one JSON result from stdout. Logging
+goes to stderr. Runs on uvloop when it is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench import procs
+from bench.loadgen.scenarios import Runner
+from bench.loadgen.scram import ScramCache
+from bench.loadgen.xmpp import Client, LoginOptions
+
+
+def _new_loop() -> tuple[asyncio.AbstractEventLoop, str]:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a chatgate dependency on Linux
+        return asyncio.new_event_loop(), "asyncio"
+    return uvloop.new_event_loop(), f"uvloop {uvloop.__version__}"
+
+
+TASKS = {
+    "login": Runner.login_rate,
+    "throughput": Runner.throughput,
+    "idle": Runner.idle,
+    "fanout": Runner.fanout,
+    "soak": Runner.soak,
+    "provision_rosters": Runner.provision_rosters,
+    "warm_accounts": Runner.warm_accounts,
+}
+
+
+async def _run(spec: dict[str, Any], loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+    """One task, or a batch of tasks run one after the other against the same server.
+
+    A batch answers `{"results": [...]}` in order; a task that fails there answers
+    `{"error": ...}` and the batch goes on with the next.
+    """
+    learned = spec.get("scram_learned")
+    cache = ScramCache(Path(learned) if learned else None)
+    if spec.get("preload_accounts", True):
+        cache.preload_accounts(spec["users"])
+    cache.load_learned()
+    gc.collect()
+    gc.freeze()  # setup garbage stays out of the way of measured windows
+
+    async def one(task: dict[str, Any]) -> dict[str, Any]:
+        if task["task"] not in TASKS:
+            raise ValueError(f"unknown task {task['task']!r}")
+        opts = LoginOptions(
+            port=spec["port"], mechanism=spec["mechanism"], starttls=task["starttls"]
+        )
+        runner = Runner(
+            loop, Client(loop, opts, cache), spec["server_pid"], spec["users"], spec["fanout_block"]
+        )
+        return await TASKS[task["task"]](runner, **task.get("params", {}))
+
+    if "batch" not in spec:
+        return await one(spec)
+    results = []
+    for task in spec["batch"]:
+        try:
+            results.append(await one(task))
+        except Exception as e:
+            traceback.print_exc()
+            results.append({"error": f"{type(e).__name__}: {e}"[-2000:]})
+    return {"results": results}
+
+
+def main() -> None:
+    spec = json.loads(sys.stdin.read())
+    procs.raise_nofile()
+    loop, loop_name = _new_loop()
+    try:
+        result = loop.run_until_complete(_run(spec, loop))
+    finally:
+        loop.close()
+    result["event_loop"] = loop_name
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+"""What a run measures: sizes and durations per mode, the scenarios and the figures they yield.
+
+Pure data and small functions; no processes, no I/O. `bench.run` executes a plan, `bench.report`
+renders its figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    mode: str
+    users: int
+    repetitions: int
+    login_workers: int = 50
+    warmup: float = 1.0
+    duration: float = 3.0
+    pairs: int = 50
+    window: int = 20
+    latency_duration: float = 3.0
+    idle_levels: tuple[int, ...] = (1000, 5000, 10000)
+    idle_concurrency: int = 100
+    idle_settle: float = 1.0
+    #: seconds the sessions stay silent before RSS is read: an idle session is one
+    #: that has been idle a while (servers may reclaim per-connection buffers of
+    #: silent connections; chatgate frees its XML parser after 2-4 s)
+    idle_quiet: float = 6.0
+    fanout_contacts: int = 500
+    fanout_window: int = 5
+    soak_logins: int = 50_000
+    soak_time_cap: float = 60.0
+    fresh_start_each: bool = True  # False: short scenarios share one start per repetition
+
+    @property
+    def fanout_block(self) -> int:
+        return self.fanout_contacts + 1
+
+
+PLANS: dict[str, Plan] = {
+    "full": Plan(mode="full", users=20_000, repetitions=3),
+    "quick": Plan(
+        mode="quick",
+        users=2_000,
+        repetitions=3,
+        warmup=0.3,
+        duration=1.0,
+        latency_duration=1.0,
+        idle_levels=(1000,),
+        idle_settle=0.3,
+        idle_quiet=5.0,
+        fanout_contacts=100,
+        soak_logins=2_000,
+        soak_time_cap=5.0,
+        fresh_start_each=False,
+    ),
+    "tiny": Plan(
+        mode="tiny",
+        users=300,
+        repetitions=1,
+        login_workers=4,
+        warmup=0.2,
+        duration=0.5,
+        pairs=4,
+        window=4,
+        latency_duration=0.5,
+        idle_levels=(200,),
+        idle_concurrency=20,
+        idle_settle=0.2,
+        idle_quiet=0.5,
+        fanout_contacts=10,
+        fanout_window=2,
+        soak_logins=100,
+        soak_time_cap=10.0,
+        fresh_start_each=False,
+    ),
+}
+
+
+def plan_for(mode: str, repetitions: int | None = None, users: int | None = None) -> Plan:
+    plan = PLANS[mode]
+    if repetitions is not None:
+        plan = replace(plan, repetitions=repetitions)
+    if users is not None:
+        plan = replace(plan, users=users)
+    return plan
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+
+
+Figures = dict[str, tuple[float, dict[str, Any]]]  # metric key -> (value, measurement window)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    task: str
+    starttls: bool
+    describe: str
+    params: Callable[[Plan], dict[str, Any]]
+    figures: Callable[[Plan, dict[str, Any]], Figures]
+    metrics: Callable[[Plan], list[Metric]] = field(default=lambda p: [])
+
+
+def _login_params(p: Plan) -> dict[str, Any]:
+    return {"workers": p.login_workers, "warmup": p.warmup, "duration": p.duration}
+
+
+def _login_figures(suffix: str) -> Callable[[Plan, dict[str, Any]], Figures]:
+    def figures(_: Plan, r: dict[str, Any]) -> Figures:
+        w = r["window"]
+        return {
+            f"logins_per_s{suffix}": (r["logins_per_s"], w),
+            f"login_p50_ms{suffix}": (r["latency"]["p50_ms"], w),
+            f"login_p99_ms{suffix}": (r["latency"]["p99_ms"], w),
+        }
+
+    return figures
+
+
+def _login_metrics(suffix: str, how: str) -> Callable[[Plan], list[Metric]]:
+    def metrics(p: Plan) -> list[Metric]:
+        k = p.login_workers
+        return [
+            Metric(f"logins_per_s{suffix}", f"logins/s, {how} (K={k})", "1/s", True),
+            Metric(f"login_p50_ms{suffix}", f"login latency p50, {how} (K={k})", "ms", False),
+            Metric(f"login_p99_ms{suffix}", f"login latency p99, {how} (K={k})", "ms", False),
+        ]
+
+    return metrics
+
+
+def _throughput_params(p: Plan) -> dict[str, Any]:
+    return {"pairs": p.pairs, "window_size": p.window, "warmup": p.warmup, "duration": p.duration}
+
+
+def _throughput_figures(suffix: str) -> Callable[[Plan, dict[str, Any]], Figures]:
+    def figures(_: Plan, r: dict[str, Any]) -> Figures:
+        w = r["window"]
+        return {
+            f"messages_per_s{suffix}": (r["messages_per_s"], w),
+            f"loaded_p50_ms{suffix}": (r["latency"]["p50_ms"], w),
+            f"loaded_p99_ms{suffix}": (r["latency"]["p99_ms"], w),
+        }
+
+    return figures
+
+
+def _throughput_metrics(suffix: str, how: str) -> Callable[[Plan], list[Metric]]:
+    def metrics(p: Plan) -> list[Metric]:
+        shape = f"{p.pairs} pairs, W={p.window}"
+        return [
+            Metric(f"messages_per_s{suffix}", f"messages/s, {how} ({shape})", "1/s", True),
+            Metric(f"loaded_p50_ms{suffix}", f"one-way latency p50 under load, {how}", "ms", False),
+            Metric(f"loaded_p99_ms{suffix}", f"one-way latency p99 under load, {how}", "ms", False),
+        ]
+
+    return metrics
+
+
+def _latency_figures(_: Plan, r: dict[str, Any]) -> Figures:
+    w = r["window"]
+    return {
+        "latency_p50_ms": (r["latency"]["p50_ms"], w),
+        "latency_p99_ms": (r["latency"]["p99_ms"], w),
+    }
+
+
+def _idle_figures(_: Plan, r: dict[str, Any]) -> Figures:
+    w = dict(r["window"], bound="memory")
+    return {f"idle_kib_{lv['sessions']}": (lv["kib_per_session"], w) for lv in r["levels"]}
+
+
+def _idle_metrics(p: Plan) -> list[Metric]:
+    return [
+        Metric(f"idle_kib_{c}", f"KiB per idle session at {c:,}", "KiB", False)
+        for c in p.idle_levels
+    ]
+
+
+def _soak_figures(_: Plan, r: dict[str, Any]) -> Figures:
+    fresh = r["phases"]["fresh"]
+    churn = r["phases"]["logins"]
+    after = r["phases"]["after"]
+    return {
+        # The fresh phase is exactly the throughput scenario on a freshly started server.
+        "messages_per_s": (fresh["messages_per_s"], fresh["window"]),
+        "loaded_p50_ms": (fresh["latency"]["p50_ms"], fresh["window"]),
+        "loaded_p99_ms": (fresh["latency"]["p99_ms"], fresh["window"]),
+        "soak_logins": (churn["logins"], churn["window"]),
+        "soak_after_messages_per_s": (after["messages_per_s"], after["window"]),
+        "soak_after_over_fresh": (r["after_over_fresh"], after["window"]),
+    }
+
+
+def _soak_metrics(p: Plan) -> list[Metric]:
+    return [
+        Metric("soak_logins", "logins done between the two phases", "", True),
+        Metric(
+            "soak_after_messages_per_s", f"messages/s after {p.soak_logins:,} logins", "1/s", True
+        ),
+        Metric("soak_after_over_fresh", "messages/s after logins ÷ fresh", "x", True),
+    ]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "login",
+            "login",
+            False,
+            "K workers: connect, authenticate, bind, close (plain TCP)",
+            _login_params,
+            _login_figures(""),
+            _login_metrics("", "plain TCP"),
+        ),
+        Scenario(
+            "login_tls",
+            "login",
+            True,
+            "the same with STARTTLS before SASL",
+            _login_params,
+            _login_figures("_tls"),
+            _login_metrics("_tls", "STARTTLS"),
+        ),
+        Scenario(
+            "throughput",
+            "throughput",
+            False,
+            "N sender->receiver pairs, W messages in flight per sender (plain TCP)",
+            _throughput_params,
+            _throughput_figures(""),
+            _throughput_metrics("", "plain TCP"),
+        ),
+        Scenario(
+            "throughput_tls",
+            "throughput",
+            True,
+            "the same over STARTTLS",
+            _throughput_params,
+            _throughput_figures("_tls"),
+            _throughput_metrics("_tls", "STARTTLS"),
+        ),
+        Scenario(
+            "latency",
+            "throughput",
+            False,
+            "one pair, one message in flight: one-way latency",
+            lambda p: {
+                "pairs": 1,
+                "window_size": 1,
+                "warmup": p.warmup,
+                "duration": p.latency_duration,
+            },
+            _latency_figures,
+            lambda p: [
+                Metric("latency_p50_ms", "one-way latency p50, one message in flight", "ms", False),
+                Metric("latency_p99_ms", "one-way latency p99, one message in flight", "ms", False),
+            ],
+        ),
+        Scenario(
+            "idle",
+            "idle",
+            False,
+            "C authenticated, available, idle sessions; server RSS growth per session",
+            lambda p: {
+                "levels": list(p.idle_levels),
+                "concurrency": p.idle_concurrency,
+                "settle": p.idle_settle,
+                "quiet": p.idle_quiet,
+            },
+            _idle_figures,
+            _idle_metrics,
+        ),
+        Scenario(
+            "fanout",
+            "fanout",
+            False,
+            "presence broadcast to R subscribed, available contacts",
+            lambda p: {
+                "contacts": p.fanout_contacts,
+                "window_size": p.fanout_window,
+                "warmup": p.warmup,
+                "duration": p.duration,
+            },
+            lambda _, r: {"fanout_deliveries_per_s": (r["deliveries_per_s"], r["window"])},
+            lambda p: [
+                Metric(
+                    "fanout_deliveries_per_s",
+                    f"presence deliveries/s (R={p.fanout_contacts})",
+                    "1/s",
+                    True,
+                )
+            ],
+        ),
+        Scenario(
+            "soak",
+            "soak",
+            False,
+            "messages/s fresh, then many logins on the same process, then messages/s again",
+            lambda p: {
+                **_throughput_params(p),
+                "logins": p.soak_logins,
+                "workers": p.login_workers,
+                "login_time_cap": p.soak_time_cap,
+            },
+            _soak_figures,
+            _soak_metrics,
+        ),
+    ]
+}
+
+DEFAULT_SCENARIOS = list(SCENARIOS)
+
+
+def effective_scenarios(names: list[str], starttls_everywhere: bool) -> list[Scenario]:
+    """The scenarios to run, in order, after folding redundant ones.
+
+    `throughput` is the soak's first phase when both are asked for (the same measurement on a
+    freshly started server), so it is not run twice; with --starttls every scenario already
+    uses STARTTLS and the `_tls` variants are dropped.
+    """
+    chosen = [SCENARIOS[n] for n in names]
+    if "soak" in names and "throughput" in names:
+        chosen = [s for s in chosen if s.name != "throughput"]
+    if starttls_everywhere:
+        chosen = [s for s in chosen if not s.name.endswith("_tls")]
+    return chosen
+
+
+def metrics_for(plan: Plan, names: list[str], starttls_everywhere: bool = False) -> list[Metric]:
+    """Every metric the named scenarios produce, in display order, without duplicates."""
+    out: dict[str, Metric] = {}
+    if starttls_everywhere:
+        names = [n for n in names if not n.endswith("_tls")]
+    for n in names:
+        s = SCENARIOS[n]
+        if n == "soak" or (n == "throughput" and "soak" in names):
+            for m in _throughput_metrics("", "plain TCP")(plan):
+                out.setdefault(m.key, m)
+        for m in s.metrics(plan):
+            out.setdefault(m.key, m)
+    if starttls_everywhere:
+        return [replace(m, label=m.label.replace("plain TCP", "STARTTLS")) for m in out.values()]
+    return list(out.values())
