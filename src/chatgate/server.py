@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import ssl
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -116,6 +117,13 @@ class Server:
             ),
         )
         await start_provider(provider)
+        warm = getattr(provider, "warm", None)
+        if warm is not None:
+            began = time.perf_counter()
+            count = await warm()
+            log.info(
+                "credential cache: %d accounts loaded in %.2f s", count, time.perf_counter() - began
+            )
         ctx = self.ctx = ServerContext(config, db, provider)
         modules = builtin_modules()
         for name in modules.names():

@@ -121,6 +121,23 @@ class InternalProvider:
             return None
         return secrets.digest_md5.ha1
 
+    async def warm(self) -> int:
+        """Load the keys of as many accounts as the cache holds, in one query, so that
+        logins after a start need no database round trip (with SQLite each costs a
+        trip through a thread).  Returns how many accounts were loaded."""
+        if not self._cache_size:
+            return 0
+        self._check_stamp()
+        generation = self._generation
+        loaded = await self._accounts.scram_keys_of_many(self._cache_size)
+        if generation != self._generation:
+            return 0  # invalidated meanwhile: let logins fill the cache one by one
+        for key, keys in loaded.items():
+            self._cache.setdefault(key, keys)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return len(loaded)
+
     def cached_scram_keys(self, username: str, domain: str, hash_name: str) -> ScramKeys | None:
         """The keys if they are in memory (after the stamp check), else None: the
         caller then asks `scram_keys`.  Lets a login skip a task for the look-up."""

@@ -30,6 +30,9 @@ class CountingAccounts:
     async def exists(self, username: str, domain: str) -> bool:
         return await self.inner.exists(username, domain)
 
+    async def scram_keys_of_many(self, limit: int) -> dict[tuple[str, str], dict[str, ScramKeys]]:
+        return await self.inner.scram_keys_of_many(limit)
+
 
 def _provider(
     db: Database, data_dir: Path | None, size: int = 10
@@ -150,3 +153,14 @@ async def test_stamp_is_checked_at_most_once_per_interval(
     assert await provider.verify_password(*alice, "correct horse")  # not looked at yet
     clock[0] += internal.STAMP_CHECK_INTERVAL
     assert await provider.verify_password(*alice, "new password")
+
+
+async def test_warm_loads_keys_so_logins_need_no_database_read(
+    db: Database, alice: tuple[str, str], tmp_path: Path
+) -> None:
+    provider, counting = _provider(db, tmp_path)
+    assert await provider.warm() == 1
+    reads = counting.reads
+    assert provider.cached_scram_keys(*alice, "sha256") is not None
+    assert await provider.verify_password(*alice, "correct horse")
+    assert counting.reads == reads

@@ -185,6 +185,23 @@ class AccountRepository:
             rows = (await conn.execute(query)).all()
         return {row[0]: _keys(row) for row in rows}
 
+    async def scram_keys_of_many(
+        self, limit: int
+    ) -> dict[tuple[str, str], dict[str, ScramKeys]]:
+        """The SCRAM keys of up to `limit` accounts, newest first, in one query: what a
+        credential cache loads at start so that logins need no database round trip."""
+        newest = select(Account.id).order_by(Account.id.desc()).limit(limit).subquery()
+        query = (
+            select(Account.username, Account.domain, *_KEY_COLUMNS)
+            .join(Account, Account.id == ScramCredential.account_id)
+            .where(Account.id.in_(select(newest.c.id)))
+        )
+        found: dict[tuple[str, str], dict[str, ScramKeys]] = {}
+        async with self._engine.connect() as conn:
+            for row in (await conn.execute(query)).all():
+                found.setdefault((row[0], row[1]), {})[row[2]] = _keys(row[2:])
+        return found
+
     async def exists(self, username: str, domain: str) -> bool:
         async with self._engine.connect() as conn:
             return await find_account_id(conn, (username, domain)) is not None
