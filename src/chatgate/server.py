@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 import signal
@@ -45,6 +46,23 @@ log = logging.getLogger("chatgate")
 IDLE_SWEEP = 2.0
 #: Parsers freed in one sweep after which free heap pages are handed back to the OS.
 TRIM_AFTER = 256
+
+
+#: Allocations between two young-generation collections (CPython's default is 700).
+GC_THRESHOLD0 = 20_000
+
+
+def settle_garbage_collector() -> None:
+    """Once started: move everything alive (modules, configuration, the warmed
+    credential cache) out of the collector's sight, and collect less often.
+
+    py-spy on TLS logins showed ~10% of the server's time in the cyclic collector,
+    mostly walking long-lived start-up objects; `gc.freeze()` (CPython 3.7+) keeps
+    them out of every later collection. Per-connection cycles are still collected."""
+    gc.collect()
+    gc.freeze()
+    _, threshold1, threshold2 = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD0, threshold1, threshold2)
 
 
 def release_free_memory() -> None:
@@ -173,6 +191,7 @@ class Server:
             self.listeners.append(bound)
             log.info("listening: %s (domain %s)", bound.describe(), config.server.domain)
         self._housekeeping_timer = loop.call_later(60, self._housekeeping)
+        settle_garbage_collector()
         self._sweep_timer = loop.call_later(IDLE_SWEEP, self._sweep_idle)
 
     def _sweep_idle(self) -> None:

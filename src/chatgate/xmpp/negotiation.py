@@ -44,6 +44,7 @@ from chatgate.sasl.base import (
     Step,
     Success,
 )
+from chatgate.sasl.channel_binding import advertised_types, feature_xml
 from chatgate.xml.element import Element
 from chatgate.xml.parser import StreamOpened
 from chatgate.xml.serialize import escape_attr, escape_text
@@ -468,6 +469,10 @@ class C2SNegotiation:
                 parts.append(f"<mechanisms xmlns='{ns.SASL}'>")
                 parts.extend(f"<mechanism>{m}</mechanism>" for m in self._offered)
                 parts.append("</mechanisms>")
+                # XEP-0440 §2: the channel-binding types this connection supports,
+                # exactly when -PLUS is offered (XEP-0474's hash assumes the same).
+                if any(m.endswith("-PLUS") for m in self._offered):
+                    parts.append(feature_xml(advertised_types(self.facts.channel_bindings)))
             parts.extend(self.settings.pre_auth_features)
         parts.append("</stream:features>")
         return "".join(parts)

@@ -265,3 +265,31 @@ def test_client_not_waiting_for_tls_is_policy_violation(mode: str) -> None:
     h.client(HEADER)
     h.client("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><message/>")
     assert condition_of(h) is StreamErrorCondition.POLICY_VIOLATION
+
+
+def test_channel_binding_types_are_advertised_with_plus_mechanisms(mode: str) -> None:
+    """XEP-0440 §2: the types this connection can bind, listed when -PLUS is offered."""
+    from chatgate.sasl.base import ConnectionFacts
+
+    facts = ConnectionFacts(
+        domain="localhost",
+        tls_active=True,
+        tls_version="TLSv1.3",
+        channel_bindings={"tls-server-end-point": b"e" * 32, "tls-exporter": b"x" * 32},
+    )
+    h = Harness(
+        settings(starttls=False, mechanisms=("SCRAM-SHA-256-PLUS", "SCRAM-SHA-256")), mode, facts
+    )
+    out = h.client(HEADER)
+    assert "<mechanism>SCRAM-SHA-256-PLUS</mechanism>" in out
+    feature = re.search(r"<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>(.*?)</sasl-channel-binding>", out)
+    assert feature, out
+    assert re.findall(r'type="([^"]+)"', feature.group(1)) == ["tls-exporter", "tls-server-end-point"]
+
+
+def test_no_channel_binding_feature_without_plus_mechanisms(mode: str) -> None:
+    from chatgate.sasl.base import ConnectionFacts
+
+    facts = ConnectionFacts(domain="localhost", tls_active=True, channel_bindings={"tls-exporter": b"x" * 32})
+    h = Harness(settings(starttls=False, mechanisms=("SCRAM-SHA-256",)), mode, facts)
+    assert "sasl-channel-binding" not in h.client(HEADER)
