@@ -29,6 +29,8 @@ from chatgate.modules.base import (
     Registration,
     StreamFeature,
 )
+from chatgate.sasl.base import CredentialAnswer
+from chatgate.storage.errors import AccountExists
 from chatgate.xml.element import Element
 from chatgate.xmpp import negotiation as neg
 from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition
@@ -224,6 +226,19 @@ class ServerContext:
                 ",".join(e.value for e in record.events),
                 banned,
             )
+
+    async def provision_account(self, username: str) -> CredentialAnswer:
+        """Create a password-less account for a certificate identity (EXTERNAL with
+        `[tls] auto_provision`); an account created meanwhile is fine too."""
+        try:
+            await self.db.accounts.create(username, self.domain, {})
+            log.info("auto-provisioned %s@%s from a client certificate", username, self.domain)
+        except AccountExists:
+            pass
+        except Exception:
+            log.exception("could not provision %s@%s", username, self.domain)
+            return CredentialAnswer(temporary_failure=True)
+        return CredentialAnswer(user_exists=True)
 
     def auth_succeeded(self, facts: ConnectionFacts, username: str) -> None:
         now = asyncio.get_running_loop().time()

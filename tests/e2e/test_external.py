@@ -233,3 +233,26 @@ def test_needed_policy_refuses_a_revoked_certificate(
         client.connect()
         client.external()
     client.close()
+
+
+async def test_auto_provisioning_creates_the_account_of_a_new_certificate_identity(
+    tmp_path_factory: pytest.TempPathFactory, certs: Certs
+) -> None:
+    tls = (
+        'client_certificates = "wanted"\n'
+        f'trust_files = ["{certs.ca}"]\n'
+        "auto_provision = true\n"
+    )
+    srv = start_tls_server(tmp_path_factory.mktemp("provision"), mechanisms=MECHANISMS, tls=tls)
+    try:
+        assert "carol@localhost" not in srv.cli("user", "list").stdout
+        client = await _slixmpp_login(srv, "carol@localhost", certs.carol, direct=True)
+        try:
+            assert client.boundjid.bare == "carol@localhost"
+            await client.get_roster()  # a provisioned account has a working roster
+        finally:
+            await asyncio.wait_for(client.disconnect(), 5)
+        assert "carol@localhost" in srv.cli("user", "list").stdout
+        assert "auto-provisioned carol@localhost" in srv.log_text()
+    finally:
+        assert srv.stop() == 0

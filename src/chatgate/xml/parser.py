@@ -267,6 +267,9 @@ class XmlStreamParser:
 
         Also clears a failure: the next stream is judged on its own.
         """
+        old = getattr(self, "_expat", None)
+        if old is not None:
+            _release_expat(old)
         self._expat = expat.ParserCreate(encoding="UTF-8", namespace_separator=_SEP)
         self._events: list[StreamEvent] = []
         self._stack: list[Element] = []
@@ -374,8 +377,15 @@ class XmlStreamParser:
             or self._failure is not None
         ):
             return self._expat is None
+        _release_expat(self._expat)
         self._expat = None
         return True
+
+    def close(self) -> None:
+        """Free the expat parser now (the stream is over or restarts with a new parser)."""
+        if self._expat is not None:
+            _release_expat(self._expat)
+            self._expat = None
 
     @property
     def hibernating(self) -> bool:
@@ -441,6 +451,10 @@ class XmlStreamParser:
         try:
             self._expat.Parse(data, False)
         except expat.ExpatError as exc:
+            if self._state == _CLOSED:
+                # Whatever expat calls it, anything after the stream's end is the same
+                # fault; one text for it keeps the verdict independent of splitting.
+                raise _refuse(Cond.NOT_WELL_FORMED, "junk after document element") from None
             raise _expat_error(exc) from None
         limit = self.max_stanza_bytes
         if self._state == _BEFORE:
@@ -497,6 +511,31 @@ def _reopening_header(
     decls = [f' xmlns="{escape_attr(default_ns)}"'] if default_ns else []
     decls.extend(f' xmlns:{prefix}="{escape_attr(uri)}"' for prefix, uri in prefixes.items())
     return f"<{qname}{''.join(decls)}>".encode()
+
+
+_HANDLERS = (
+    "StartElementHandler",
+    "EndElementHandler",
+    "CharacterDataHandler",
+    "StartNamespaceDeclHandler",
+    "XmlDeclHandler",
+    "StartDoctypeDeclHandler",
+    "EntityDeclHandler",
+    "CommentHandler",
+    "ProcessingInstructionHandler",
+)
+
+
+def _release_expat(parser: expat.XMLParserType) -> None:
+    """Break the parser <-> handler-closure cycle so the parser is freed at once.
+
+    The handlers close over the parser, and the parser holds the handlers: dropped
+    as is, a parser (with its buffers) waits for the cyclic garbage collector, which
+    an idle server may not run for a long time.  Freed by reference counting
+    instead, a hibernated parser's memory is really free, and a stream restart
+    leaves no garbage."""
+    for name in _HANDLERS:
+        setattr(parser, name, None)
 
 
 def _restricted(what: str) -> Callable[..., None]:

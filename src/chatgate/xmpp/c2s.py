@@ -285,6 +285,15 @@ class C2SConnection:
                 return
         if answer is None:
             answer = await answer_request(request, self.ctx.provider, self.ctx.domain)
+            if (
+                request.capability is Capability.CERT_IDENTITY
+                and not answer.user_exists
+                and not answer.temporary_failure
+                and self.ctx.config.tls.auto_provision
+            ):
+                # XEP-0178 with auto-provisioning: a trusted certificate's JID gets
+                # an account (no password) so rosters and offline storage work.
+                answer = await self.ctx.provision_account(request.username)
         if not self.closed:
             self._apply(self.negotiation.credentials(answer))
 

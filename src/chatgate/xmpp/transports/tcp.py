@@ -174,6 +174,7 @@ class TcpTransport(asyncio.Protocol):
         return None  # close the transport; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._parser.close()
         self._cancel_handshake_timer()
         self._fail_handshake(ConnectionError("connection closed during the TLS handshake"))
         if self.connection is not None:
@@ -212,6 +213,7 @@ class TcpTransport(asyncio.Protocol):
             self._transport.close()
 
     def reset_stream(self) -> None:
+        self._parser.close()
         self._parser = self._new_parser()
         if self._holding:
             # The driver restarted the stream after STARTTLS: what arrived with the
