@@ -129,6 +129,38 @@ class AuthConfig(_Model):
     `extauth`, `ldap` or a plugin's provider."""
 
 
+class AnonymousLimits(_Model):
+    """How often one address may start an ANONYMOUS session (RFC 4505 §4 asks servers to
+    limit them: each is a fresh identity, free to abuse)."""
+
+    per_address: Annotated[int, Field(ge=1)] = 10
+    """ANONYMOUS logins one address may make per `period`."""
+    total: Annotated[int, Field(ge=1)] = 300
+    """ANONYMOUS logins the whole host accepts per `period`."""
+    period: Annotated[float, Field(gt=0)] = 60.0
+    """Seconds over which the counts above apply."""
+
+
+class HostConfig(_Model):
+    """A further virtual host, `[hosts."example.net"]`, served next to `[server] domain`.
+
+    Unset options inherit the `[auth]` ones.  An anonymous host (`anonymous = true`)
+    offers only SASL ANONYMOUS (RFC 4505): each login gets a random localpart, and
+    everything the session created (roster, offline messages, vCard) is deleted when
+    it ends, as Prosody's `authentication = "anonymous"` hosts do.
+    """
+
+    anonymous: bool = False
+    """Serve this domain to anonymous users only (ANONYMOUS, nothing persisted)."""
+    anonymous_limits: AnonymousLimits = AnonymousLimits()
+    """Rate limits of ANONYMOUS logins on this host (`[hosts."NAME".anonymous_limits]`)."""
+    mechanisms: list[str] | None = None
+    """SASL mechanisms offered on this host, in order; unset: `[auth] mechanisms`
+    (`["ANONYMOUS"]` on an anonymous host)."""
+    provider: ProviderConfig | None = None
+    """This host's credential provider (`[hosts."NAME".provider]`); unset: `[auth.provider]`."""
+
+
 class ResourceConflict(enum.Enum):
     NEWEST_WINS = "newest"  # the old session gets <conflict/> and is closed
     REJECT_NEW = "reject"  # the new bind gets a <conflict/> stanza error
@@ -179,6 +211,8 @@ class Config(_Model):
     auth: AuthConfig = AuthConfig()
     session: SessionConfig = SessionConfig()
     limits: LimitsConfig = LimitsConfig()
+    hosts: dict[str, HostConfig] = {}
+    """Further virtual hosts, `[hosts."NAME"]`; `[server] domain` is always served."""
     modules: dict[str, dict[str, Any]] = {}
     """Per-module options, `[modules.NAME]`; each module validates its own table."""
     #: folder of the config file; relative paths are resolved against it
@@ -194,6 +228,25 @@ class Config(_Model):
                 raise ValueError(f"two listeners on {listener.host}:{listener.port}")
             seen.add(key)
         return listeners
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_names(cls, hosts: dict[str, HostConfig]) -> dict[str, HostConfig]:
+        for name in hosts:
+            if name != name.lower() or not name or "@" in name or "/" in name:
+                raise ValueError(f"{name!r} is not a domain name in lower case")
+            if hosts[name].provider is not None and hosts[name].anonymous:
+                raise ValueError(f"{name!r}: an anonymous host has no credential provider")
+        return hosts
+
+    @property
+    def served_domains(self) -> tuple[str, ...]:
+        """Every domain this server is authoritative for: `[server] domain` first."""
+        return (self.server.domain, *(d for d in self.hosts if d != self.server.domain))
+
+    def host(self, domain: str) -> HostConfig:
+        """The options of a served domain (the main one has the defaults)."""
+        return self.hosts.get(domain) or _MAIN_HOST
 
     def path(self, p: Path) -> Path:
         """Resolve a configured path against the config file's folder."""
@@ -212,6 +265,8 @@ class Config(_Model):
             return f"{prefix}:///{(self.base_dir / rest).resolve()}"
         return url
 
+
+_MAIN_HOST = HostConfig()
 
 M = TypeVar("M", bound=BaseModel)
 
