@@ -31,6 +31,7 @@ from chatgate.modules.base import (
 )
 from chatgate.sasl.base import CredentialAnswer
 from chatgate.storage.errors import AccountExists
+from chatgate.vhost import VirtualHost
 from chatgate.xml.element import Element
 from chatgate.xmpp import negotiation as neg
 from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition
@@ -52,15 +53,26 @@ _resourceprep = get_profile("OpaqueString")
 
 
 class ServerContext:
-    def __init__(self, config: Config, db: Database, provider: CredentialProvider) -> None:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        provider: CredentialProvider,
+        hosts: dict[str, VirtualHost] | None = None,
+    ) -> None:
         self.config = config
+        #: the main domain (`[server] domain`); `hosts` has every served one
         self.domain = config.server.domain
         self.db = db
+        #: the main domain's credential provider
         self.provider = provider
-        #: the provider's synchronous cache look-up, if it has one (login fast path)
-        self.cached_scram_keys = getattr(provider, "cached_scram_keys", None)
+        if hosts is None:
+            cached = getattr(provider, "cached_scram_keys", None)
+            main = VirtualHost(self.domain, config.host(self.domain), provider, cached, True)
+            hosts = {self.domain: main}
+        self.hosts = hosts
         self.hooks = Hooks()
-        self.router = Router(self.domain, self.hooks, db.accounts.exists)
+        self.router = Router(frozenset(hosts), self.hooks, self.account_exists)
         self.router.iq_dispatch = self.dispatch_iq
         self.connections: set[C2SConnection] = set()
         self.iq_handlers: dict[tuple[str, str], IqHandler] = {}
@@ -72,6 +84,26 @@ class ServerContext:
         self.auth_throttle = AuthThrottle(throttle, attempt_ttl=config.auth.auth_timeout)
         self.registration_throttle = RegistrationThrottle(throttle)
         self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ hosts
+
+    def host(self, domain: str) -> VirtualHost:
+        """The virtual host serving `domain` (KeyError when it is not served)."""
+        return self.hosts[domain]
+
+    def is_anonymous(self, domain: str) -> bool:
+        host = self.hosts.get(domain)
+        return host is not None and host.anonymous
+
+    async def account_exists(self, local: str, domain: str) -> bool:
+        """Whether `local@domain` is an account here.  On an anonymous host an identity
+        exists exactly while one of its sessions is bound (RFC 4505: nothing outlives it)."""
+        host = self.hosts.get(domain)
+        if host is None:
+            return False
+        if host.anonymous:
+            return f"{local}@{domain}" in self.router.sessions
+        return await self.db.accounts.exists(local, domain)
 
     # ------------------------------------------------------------ modules
 
@@ -183,6 +215,11 @@ class ServerContext:
         if handler is None:
             conn.send(error_reply(iq, StanzaErrorCondition.SERVICE_UNAVAILABLE))
             return
+        if self.is_anonymous(conn.domain):
+            # Registration and legacy login need accounts; an anonymous host has none.
+            text = f"{conn.domain} is an anonymous host: log in with SASL ANONYMOUS"
+            conn.send(error_reply(iq, StanzaErrorCondition.NOT_ALLOWED, text))
+            return
         try:
             await handler.handler(conn, iq)
         except StanzaError as exc:
@@ -227,16 +264,16 @@ class ServerContext:
                 banned,
             )
 
-    async def provision_account(self, username: str) -> CredentialAnswer:
+    async def provision_account(self, username: str, domain: str) -> CredentialAnswer:
         """Create a password-less account for a certificate identity (EXTERNAL with
         `[tls] auto_provision`); an account created meanwhile is fine too."""
         try:
-            await self.db.accounts.create(username, self.domain, {})
-            log.info("auto-provisioned %s@%s from a client certificate", username, self.domain)
+            await self.db.accounts.create(username, domain, {})
+            log.info("auto-provisioned %s@%s from a client certificate", username, domain)
         except AccountExists:
             pass
         except Exception:
-            log.exception("could not provision %s@%s", username, self.domain)
+            log.exception("could not provision %s@%s", username, domain)
             return CredentialAnswer(temporary_failure=True)
         return CredentialAnswer(user_exists=True)
 
@@ -248,6 +285,9 @@ class ServerContext:
         now = asyncio.get_running_loop().time()
         self.auth_throttle.prune(now)
         self.registration_throttle.prune(now)
+        for host in self.hosts.values():
+            if host.anonymous_limit is not None:
+                host.anonymous_limit.prune(now)
 
     def prepare_resource(self, text: str) -> str:
         """RFC 7622 §3.4: the resourcepart is an OpaqueString; raises ValueError."""

@@ -28,13 +28,15 @@ from chatgate.auth.registry import (
 )
 from chatgate.config import Config, ListenerConfig, TlsMode, section
 from chatgate.context import ServerContext
+from chatgate.modules.anonymous import purge_anonymous_hosts
 from chatgate.modules.legacy_auth import LegacyAuthOptions
 from chatgate.modules.registry import builtin_modules
 from chatgate.sasl.base import ConnectionFacts, Mechanism
 from chatgate.sasl.registry import builtin_mechanisms
-from chatgate.sasl.selection import offered_mechanisms, validate_mechanism_names
+from chatgate.sasl.selection import offered_mechanisms
 from chatgate.storage.database import Database
 from chatgate.tls import ensure_certificate, server_context, server_tls
+from chatgate.vhost import build_hosts, host_mechanisms, validate_host_mechanisms
 from chatgate.xmpp.errors import StreamErrorCondition
 from chatgate.xmpp.negotiation import NegotiationSettings
 from chatgate.xmpp.transports.tcp import TcpTransport
@@ -116,45 +118,50 @@ class Server:
     async def start(self) -> None:
         config = self.config
         mechanisms = builtin_mechanisms(tls=config.tls)
-        for listener in config.listeners:
-            validate_mechanism_names(listener.mechanisms or config.auth.mechanisms, mechanisms)
+        validate_host_mechanisms(config, mechanisms)
         needs_tls = any(listener.tls is not TlsMode.NONE for listener in config.listeners)
         tls_context = server_tls(config) if needs_tls else None
         secret = load_server_secret(config.data_dir)
         db = await Database.open(config.storage_url)
-        provider = build_provider(
-            config.auth.provider,
-            ProviderContext(
-                base_dir=config.base_dir,
-                data_dir=config.data_dir,
-                accounts=db.accounts,
-                credential_cache_size=config.auth.credential_cache_size,
-                legacy=db.legacy
-                if section(config, "legacy_auth", LegacyAuthOptions).digest_md5
-                else None,
-            ),
+        provider_context = ProviderContext(
+            base_dir=config.base_dir,
+            data_dir=config.data_dir,
+            accounts=db.accounts,
+            credential_cache_size=config.auth.credential_cache_size,
+            legacy=db.legacy
+            if section(config, "legacy_auth", LegacyAuthOptions).digest_md5
+            else None,
         )
+        provider = build_provider(config.auth.provider, provider_context)
+        hosts = build_hosts(config, provider, provider_context)
         await start_provider(provider)
-        warm = getattr(provider, "warm", None)
-        if warm is not None:
-            began = time.perf_counter()
-            count = await warm()
-            log.info(
-                "credential cache: %d accounts loaded in %.2f s", count, time.perf_counter() - began
-            )
-        ctx = self.ctx = ServerContext(config, db, provider)
+        for host in hosts.values():
+            if host.owns_provider and host.provider is not provider:
+                await start_provider(host.provider)
+        for started in {id(h.provider): h.provider for h in hosts.values()}.values():
+            warm = getattr(started, "warm", None)
+            if warm is not None:
+                began = time.perf_counter()
+                count = await warm()
+                log.info(
+                    "credential cache: %d accounts loaded in %.2f s",
+                    count,
+                    time.perf_counter() - began,
+                )
+        ctx = self.ctx = ServerContext(config, db, provider, hosts)
+        await purge_anonymous_hosts(ctx)
         modules = builtin_modules()
         for name in modules.names():
             ctx.load(modules.get(name)())
         loop = asyncio.get_running_loop()
         for listener in config.listeners:
-            names = listener.mechanisms or config.auth.mechanisms
+            per_host = {d: host_mechanisms(config, d, listener) for d in config.served_domains}
 
-            def offered(facts: ConnectionFacts, names: list[str] = names) -> list[str]:
+            def offered(facts: ConnectionFacts, per_host: dict = per_host) -> list[str]:
                 return offered_mechanisms(
-                    names,
+                    per_host[facts.domain],
                     mechanisms,
-                    provider.offers,
+                    hosts[facts.domain].provider.offers,
                     facts,
                     allow_plaintext_without_tls=config.auth.allow_plain_without_tls,
                 )
@@ -173,6 +180,8 @@ class Server:
                 extra_features=ctx.features_after_auth(),
                 pre_auth_features=ctx.features_before_auth(),
                 pre_auth_namespaces=frozenset(ns for ns, _type in ctx.pre_auth_handlers),
+                domains=frozenset(hosts),
+                no_pre_auth_features=frozenset(d for d, h in hosts.items() if h.anonymous),
             )
             direct = listener.tls is TlsMode.DIRECT
             factory = partial(TcpTransport, ctx, lambda s=settings: s, tls_context, direct)
@@ -189,7 +198,7 @@ class Server:
             host, port = sock.getsockname()[:2]
             bound = BoundListener(listener, host, port)
             self.listeners.append(bound)
-            log.info("listening: %s (domain %s)", bound.describe(), config.server.domain)
+            log.info("listening: %s (%s)", bound.describe(), ", ".join(config.served_domains))
         self._housekeeping_timer = loop.call_later(60, self._housekeeping)
         settle_garbage_collector()
         self._sweep_timer = loop.call_later(IDLE_SWEEP, self._sweep_idle)
@@ -229,6 +238,9 @@ class Server:
             await server.wait_closed()
         if ctx is not None:
             await close_provider(ctx.provider)
+            for host in ctx.hosts.values():
+                if host.owns_provider and host.provider is not ctx.provider:
+                    await close_provider(host.provider)
             await ctx.db.close()
         self._stopped.set()
 

@@ -53,18 +53,40 @@ def ensure_certificate(config: Config) -> tuple[Path, Path]:
             if not path.is_file():
                 raise ConfigError(f"{what}: {path} does not exist")
         return cert_path, key_path
-    if not (cert_path.exists() and key_path.exists()):
+    domains = config.served_domains
+    fresh = cert_path.exists() and key_path.exists()
+    if fresh and not _names_all(cert_path, domains):
+        # A virtual host was added since the certificate was generated.
+        log.info("the generated certificate does not name every served domain: replacing it")
+        fresh = False
+    if not fresh:
         generate_self_signed(
-            config.server.domain, cert_path, key_path, key_type=config.tls.key_type
+            domains[0], cert_path, key_path, key_type=config.tls.key_type, more_names=domains[1:]
         )
-        log.info(
-            "generated a self-signed certificate for %s in %s", config.server.domain, cert_path
-        )
+        log.info("generated a self-signed certificate for %s in %s", ", ".join(domains), cert_path)
     return cert_path, key_path
 
 
+def _names_all(cert_path: Path, domains: tuple[str, ...]) -> bool:
+    """True when the certificate names every domain exactly (clients refuse a
+    wildcard right above a top-level label, such as *.localhost)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    names = set(sans.get_values_for_type(x509.DNSName))
+    return all(d in names for d in domains)
+
+
 def generate_self_signed(
-    domain: str, cert_path: Path, key_path: Path, *, key_type: str = "ec", days: int = 825
+    domain: str,
+    cert_path: Path,
+    key_path: Path,
+    *,
+    key_type: str = "ec",
+    days: int = 825,
+    more_names: tuple[str, ...] = (),
 ) -> None:
     if key_type == "rsa":
         key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = rsa.generate_private_key(65537, 2048)
@@ -73,6 +95,7 @@ def generate_self_signed(
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
     now = datetime.datetime.now(datetime.UTC)
     alt_names: list[x509.GeneralName] = [x509.DNSName(domain), x509.DNSName(f"*.{domain}")]
+    alt_names += [x509.DNSName(name) for name in more_names]
     if domain == "localhost":
         alt_names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     cert = (

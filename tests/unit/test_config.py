@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from chatgate.config import DEFAULT_CONFIG_TEXT, Config, ListenerConfig, TlsMode, load_config
+from chatgate.config import (
+    DEFAULT_CONFIG_TEXT,
+    AnonymousLimits,
+    Config,
+    HostConfig,
+    ListenerConfig,
+    TlsMode,
+    load_config,
+)
 from chatgate.xmpp.errors import ConfigError
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -65,7 +73,7 @@ def _options(model: type[BaseModel]) -> list[str]:
 def test_every_option_is_documented_with_a_docstring() -> None:
     docs = DOCS.read_text()
     for field_name, field in Config.model_fields.items():
-        if field_name in ("base_dir", "listeners", "modules"):
+        if field_name in ("base_dir", "listeners", "modules", "hosts"):
             continue
         section = field.annotation
         assert f"`[{field_name}]`" in docs
@@ -76,3 +84,8 @@ def test_every_option_is_documented_with_a_docstring() -> None:
             assert f"| `{option}` |" in docs, f"{field_name}.{option} missing from docs"
     for option in _options(ListenerConfig):
         assert f"| `{option}` |" in docs, f"listeners.{option} missing from docs"
+    assert '`[hosts."NAME"]`' in docs
+    for model in (HostConfig, AnonymousLimits):
+        for option in _options(model):
+            assert model.model_fields[option].description, f"hosts: {option} has no docstring"
+            assert f"| `{option}` |" in docs, f"hosts: {option} missing from docs"

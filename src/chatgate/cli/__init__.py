@@ -1,4 +1,5 @@
-"""The `chatgate` command: serve, check, init, version, and user management."""
+"""The `chatgate` command: serve, check, init, version, and the administration groups
+(`user`, `registration`, `invite`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from rich.console import Console
 
 from chatgate import __version__
 from chatgate.cli.common import DEFAULT_CONFIG, ConfigOption, err_console, load_or_exit
+from chatgate.cli.invite import invite_app
+from chatgate.cli.registration import registration_app
 from chatgate.cli.user import user_app
 from chatgate.config import DEFAULT_CONFIG_TEXT, Config, TlsMode
 from chatgate.xmpp.errors import ConfigError
@@ -23,6 +26,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(user_app, name="user", help="Manage accounts in the internal store.")
+app.add_typer(
+    registration_app,
+    name="registration",
+    help="Approve or reject in-band registrations awaiting approval.",
+)
+app.add_typer(
+    invite_app,
+    name="invite",
+    help="Create, list and revoke invitation tokens for in-band registration.",
+)
 console = Console()
 
 
@@ -81,8 +94,8 @@ def check(config: ConfigOption = DEFAULT_CONFIG) -> None:
 def _check(cfg: Config) -> None:
     from chatgate.auth.registry import check_provider_config
     from chatgate.sasl.registry import builtin_mechanisms
-    from chatgate.sasl.selection import validate_mechanism_names
     from chatgate.tls import certificate_paths
+    from chatgate.vhost import validate_host_mechanisms
 
     mechanisms = builtin_mechanisms()
     console.print(f"[bold]domain[/bold]    {cfg.server.domain}")
@@ -97,10 +110,17 @@ def _check(cfg: Config) -> None:
     console.print(f"[bold]tls[/bold]       {cert} ({origin})", soft_wrap=True)
     check_provider_config(cfg.auth.provider)
     console.print(f"[bold]auth[/bold]      provider {cfg.auth.provider.name}", soft_wrap=True)
+    validate_host_mechanisms(cfg, mechanisms)
+    for name, host in cfg.hosts.items():
+        if host.provider is not None:
+            check_provider_config(host.provider)
+        what = "anonymous (SASL ANONYMOUS, nothing kept)" if host.anonymous else "provider "
+        if not host.anonymous:
+            what += (host.provider or cfg.auth.provider).name
+        console.print(f"[bold]host[/bold]      {name}: {what}", soft_wrap=True)
     console.print("[bold]listeners[/bold]")
     for listener in cfg.listeners:
         names = listener.mechanisms or cfg.auth.mechanisms
-        validate_mechanism_names(names, mechanisms)
         tls = listener.tls.value
         if listener.tls is TlsMode.STARTTLS:
             tls += " (required)" if listener.require_tls else " (optional)"

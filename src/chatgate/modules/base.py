@@ -67,7 +67,8 @@ PreAuthCallable = Callable[["C2SConnection", "Element"], "Awaitable[None]"]
 class PreAuthIqHandler:
     """Answers IQs of `type` in `namespace` before authentication (registration,
     legacy authentication). The handler gets the connection, whose `send`,
-    `facts`, `stream_id`, `legacy_login` and `auth_failed` it may use."""
+    `facts`, `domain` (the virtual host), `stream_id`, `legacy_login` and
+    `auth_failed` it may use."""
 
     namespace: str
     type: str

@@ -39,9 +39,10 @@ class Disco:
                 features.update(f.var for f in ctx.disco_features if not f.on_account)
             else:
                 # XEP-0030 §3.1 / RFC 6121 §8.5.1: the server answers for its accounts.
-                if not await ctx.db.accounts.exists(target.local, target.domain):
+                if not await ctx.account_exists(target.local, target.domain):
                     raise StanzaError(StanzaErrorCondition.SERVICE_UNAVAILABLE)
-                payload.sub("identity", attrs={"category": "account", "type": "registered"})
+                kind = "anonymous" if ctx.is_anonymous(target.domain) else "registered"
+                payload.sub("identity", attrs={"category": "account", "type": kind})
                 features = {ns.DISCO_INFO, ns.DISCO_ITEMS}
                 features.update(f.var for f in ctx.disco_features if f.on_account)
             for var in sorted(features):

@@ -334,7 +334,7 @@ class LegacyAuth:
             options = self.options
             if plaintext_allowed(conn, options):
                 query.sub("password")
-            stored = None if username is None else await self._secrets(username)
+            stored = None if username is None else await self._secrets(username, conn.domain)
             # XEP-0078 §3: an unknown username gets the normal fields, not an error;
             # it is answered as a fully provisioned account would be.
             unknown = username is not None and stored is None
@@ -398,7 +398,7 @@ class LegacyAuth:
                 return
             conn.send(_result(iq, None))
             if mechanism == PASSWORD and request.password is not None:
-                await self._provision(username, request.password)
+                await self._provision(username, conn.domain, request.password)
 
     # ------------------------------------------------------------ internals
 
@@ -462,10 +462,11 @@ class LegacyAuth:
         self, conn: C2SConnection, request: _Request, username: str
     ) -> tuple[str, bool]:
         """(mechanism name, credentials correct); StanzaError when the provider failed."""
-        options, domain = self.options, self.ctx.domain
+        options, domain = self.options, conn.domain
         if request.password is not None:
+            provider = self.ctx.host(domain).provider
             try:
-                ok = await self.ctx.provider.verify_password(username, domain, request.password)
+                ok = await provider.verify_password(username, domain, request.password)
             except Exception:
                 # As SASL's temporary-auth-failure: an outage is not a wrong password.
                 log.exception("credential provider failed for %s@%s", username, domain)
@@ -473,7 +474,7 @@ class LegacyAuth:
                     StanzaErrorCondition.INTERNAL_SERVER_ERROR, "try again later", "wait"
                 ) from None
             return PASSWORD, ok
-        stored = await self._secrets(username)
+        stored = await self._secrets(username, domain)
         if request.digest is not None:
             secret = stored.digest_password if stored and options.digest else None
             if secret is None:
@@ -502,8 +503,8 @@ class LegacyAuth:
                 StreamErrorCondition.POLICY_VIOLATION, "too many failed authentication attempts"
             )
 
-    async def _secrets(self, username: str) -> LegacySecrets | None:
-        owner = (username, self.ctx.domain)
+    async def _secrets(self, username: str, domain: str) -> LegacySecrets | None:
+        owner = (username, domain)
         stored = await self.ctx.db.legacy.secrets(owner)
         if stored is None and await self.ctx.db.accounts.exists(*owner):
             return LegacySecrets()
@@ -514,13 +515,13 @@ class LegacyAuth:
         sequence = self.options.zero_knowledge_sequence - mac[0] % 16
         return ZeroKnowledgeChain(mac[1:5].hex().upper(), max(sequence, 1), "")
 
-    async def _provision(self, username: str, password: str) -> None:
+    async def _provision(self, username: str, domain: str, password: str) -> None:
         """After a plaintext login, store legacy secrets the account lacks (COMPAT:
         accounts made before `digest` or `zero_knowledge` was switched on)."""
         options = self.options
         if not (options.digest or options.zero_knowledge or options.digest_md5):
             return
-        owner = (username, self.ctx.domain)
+        owner = (username, domain)
         stored = await self.ctx.db.legacy.secrets(owner) or LegacySecrets()
         missing = (
             (options.digest and stored.digest_password is None)
@@ -530,7 +531,7 @@ class LegacyAuth:
         if not missing or not await self.ctx.db.accounts.exists(*owner):
             return
         try:
-            fresh = derive_legacy_secrets(password, username, self.ctx.domain, options)
+            fresh = derive_legacy_secrets(password, username, domain, options)
         except ValueError:
             return
         merged = LegacySecrets(

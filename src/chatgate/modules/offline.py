@@ -58,7 +58,7 @@ class OfflineMessages:
             stanza = parse_fragment(message.stanza.encode())
             stanza.attrs["to"] = session.full
             delay = stanza.sub(
-                "delay", ns.DELAY, {"from": self.ctx.domain, "stamp": _stamp(message.stamp)}
+                "delay", ns.DELAY, {"from": session.domain, "stamp": _stamp(message.stamp)}
             )
             delay.set_text("Offline Storage")
             session.send(stanza)

@@ -165,7 +165,7 @@ class PresenceModule:
 
     def _directed(self, origin: C2SSession, stanza: Element, to: JID) -> None:
         """§4.6: presence addressed to one entity; remembered so unavailable follows."""
-        if to.domain != self.ctx.domain:
+        if to.domain not in self.ctx.hosts:
             if stanza.attrs.get("type") != "error":
                 reply = error_reply(stanza, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND)
                 reply.attrs["to"] = origin.full
@@ -212,7 +212,7 @@ class PresenceModule:
     async def _process_inbound(self, recipient: str, sender: str, kind: SubscriptionStanza) -> None:
         """§3.x "contact's server" side: `sender` sent `kind` to local `recipient`."""
         local, _, domain = recipient.partition("@")
-        if domain != self.ctx.domain or not await self.ctx.db.accounts.exists(local, domain):
+        if not await self.ctx.account_exists(local, domain):
             return  # RFC 6121 §8.5.1: presence to a missing account is ignored
         owner = (local, domain)
         state = await self._state(owner, sender)
@@ -252,7 +252,7 @@ class PresenceModule:
                     # Deliver to the user's available resources; a subscribe is also
                     # kept as pending_in and redelivered at next login (§3.1.3).
                     self._deliver_presence(user, contact, kind.value)
-                elif contact.partition("@")[2] == self.ctx.domain:
+                elif contact.partition("@")[2] in self.ctx.hosts:
                     # §3.1.2: stamped with the user's bare JID, routed to the contact.
                     await self._process_inbound(contact, user, kind)
             elif step is Step.AUTO_REPLY:

@@ -316,8 +316,6 @@ class Register:
             raise ConfigError("modules.register: min_username_length > max_username_length")
         self.notify = [self._watcher(jid) for jid in o.notify]
         self.policy = RegistrationPolicy(o)
-        # Accounts live in our database only with the internal provider.
-        self.local = isinstance(ctx.provider, InternalProvider)
         self._stream = ConnectionTable(_Stream)
         self._invites_stored = not o.invite_tokens
         yield PreAuthIqHandler(ns.REGISTER, "get", self.inquiry)
@@ -331,18 +329,23 @@ class Register:
             if o.invites != "off":
                 yield StreamFeature(f"<register xmlns='{IBR_TOKEN_FEATURE}'/>", pre_auth=True)
 
+    def _local(self, domain: str) -> bool:
+        """Accounts of `domain` live in our database: its provider is the internal one
+        (never on an anonymous host, whose provider knows no accounts)."""
+        return isinstance(self.ctx.host(domain).provider, InternalProvider)
+
     def _watcher(self, text: str) -> JID:
         try:
             jid = JID.parse(text)
         except InvalidJID as exc:
             raise ConfigError(f"modules.register.notify: {text!r}: {exc}") from None
-        if not jid.local or jid.resource or jid.domain != self.ctx.domain:
+        if not jid.local or jid.resource or jid.domain not in self.ctx.hosts:
             raise ConfigError(f"modules.register.notify: {text!r} is not a local bare JID")
         return jid
 
     def _refusal(self, conn: C2SConnection) -> StanzaError | None:
         """Refusals common to inquiry and attempt, the same for both."""
-        if not self.options.enabled or not self.local:
+        if not self.options.enabled or not self._local(conn.domain):
             return StanzaError(_C.NOT_ALLOWED, "in-band registration is not allowed here")
         if (self.options.require_tls and not conn.facts.tls_active) or tls_missing(conn):
             return StanzaError(_C.NOT_AUTHORIZED, "registration needs TLS")
@@ -416,12 +419,13 @@ class Register:
         username = self.policy.username(request.username)
         password = self.policy.password(request.password)
         fields = self.policy.fields(request.fields)
-        token, when = await self._invite(state, request.token)
-        owner = (username, self.ctx.domain)
+        domain = conn.domain
+        token, when = await self._invite(state, request.token, domain)
+        owner = (username, domain)
         credentials = await asyncio.to_thread(
             derive_all, password, iterations=self.ctx.config.auth.scram_iterations
         )
-        secrets = derive_legacy_secrets(password, username, self.ctx.domain, self.legacy_options)
+        secrets = derive_legacy_secrets(password, username, domain, self.legacy_options)
         legacy = self.ctx.db.legacy
         try:
             if self.options.approval:
@@ -439,13 +443,13 @@ class Register:
         self.ctx.registration_throttle.registered(address, self.clock())
         _invalidate(self.ctx, owner, everywhere=False)
         pending = " (waiting for approval)" if self.options.approval else ""
-        log.info("registered %s@%s from %s%s", username, self.ctx.domain, address or "-", pending)
+        log.info("registered %s@%s from %s%s", username, domain, address or "-", pending)
         if not conn.closed:
             conn.send(_result(iq, None))
-        await self._tell_watchers(f"New account {username}@{self.ctx.domain}{pending}.")
+        await self._tell_watchers(f"New account {username}@{domain}{pending}.")
 
     async def _invite(
-        self, state: _Stream, form_token: str | None
+        self, state: _Stream, form_token: str | None, domain: str
     ) -> tuple[str | None, datetime | None]:
         """The token to redeem and the time to check it at (XEP-0445: expiry is
         checked when the token is presented, not again later in the stream)."""
@@ -453,7 +457,7 @@ class Register:
         if mode == "off":
             return None, None
         if form_token:
-            if await self._usable_invite(form_token) is None:
+            if await self._usable_invite(form_token, domain) is None:
                 raise StanzaError(_C.FORBIDDEN, "the invitation is unknown, used up or expired")
             return form_token, None
         if state.token is not None:
@@ -462,7 +466,7 @@ class Register:
             raise StanzaError(_C.FORBIDDEN, "registration needs an invitation")
         return None, None
 
-    async def _usable_invite(self, token: str) -> Invite | None:
+    async def _usable_invite(self, token: str, domain: str) -> Invite | None:
         if not self._invites_stored:
             for t in self.options.invite_tokens:
                 username = _prepared(t.username)
@@ -470,17 +474,18 @@ class Register:
                     t.token, self.ctx.domain, username=username, uses=t.uses, expires=t.expires
                 )
             self._invites_stored = True
-        return await self.ctx.db.legacy.invite(token, self.ctx.domain, datetime.now(UTC))
+        return await self.ctx.db.legacy.invite(token, domain, datetime.now(UTC))
 
     async def preauth(self, conn: C2SConnection, iq: Element) -> None:
         """XEP-0445: a token presented before registering."""
         async with pre_auth_lock(conn):
-            if not self.options.enabled or self.options.invites == "off" or not self.local:
+            local = self._local(conn.domain)
+            if not self.options.enabled or self.options.invites == "off" or not local:
                 conn.send(error_with_code(iq, _C.SERVICE_UNAVAILABLE))
                 return
             el = iq.find("preauth", PARS)
             token = el.get("token") if el is not None else None
-            if not token or await self._usable_invite(token) is None:
+            if not token or await self._usable_invite(token, conn.domain) is None:
                 text = "The provided token is invalid or expired"
                 conn.send(error_with_code(iq, _C.ITEM_NOT_FOUND, text))
                 return
@@ -522,7 +527,7 @@ class Register:
         if request.remove:
             if not request.only_remove:
                 raise StanzaError(_C.BAD_REQUEST, "<remove/> must be the only child")
-            if not self.options.allow_remove or not self.local:
+            if not self.options.allow_remove or not self._local(session.domain):
                 raise StanzaError(_C.NOT_ALLOWED, "accounts cannot be removed in-band here")
             await self._remove(session, iq)
             return
@@ -546,7 +551,7 @@ class Register:
     async def _change_password(
         self, session: C2SSession, owner: tuple[str, str], text: str
     ) -> None:
-        if not self.options.allow_password_change or not self.local:
+        if not self.options.allow_password_change or not self._local(session.domain):
             raise StanzaError(_C.NOT_ALLOWED, "passwords cannot be changed in-band here")
         conn = _connection_of(self.ctx, session)
         if self.options.require_tls and (conn is None or not conn.facts.tls_active):
@@ -608,10 +613,11 @@ def _result(iq: Element, payload: Element | None, *, to: str | None = None) -> E
 def _invalidate(ctx: ServerContext, owner: tuple[str, str], *, everywhere: bool = True) -> None:
     """Drop cached credentials here and, through the stamp file, in the other
     processes sharing the database (SO_REUSEPORT workers)."""
-    invalidate = getattr(ctx.provider, "invalidate", None)
+    provider = ctx.host(owner[1]).provider
+    invalidate = getattr(provider, "invalidate", None)
     if invalidate is not None:
         invalidate(*owner)
-    if everywhere and isinstance(ctx.provider, InternalProvider):
+    if everywhere and isinstance(provider, InternalProvider):
         bump_credentials_stamp(ctx.config.data_dir)
 
 

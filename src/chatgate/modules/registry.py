@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chatgate.modules.anonymous import AnonymousCleanup
 from chatgate.modules.base import Module
 from chatgate.modules.disco import Disco
 from chatgate.modules.legacy_auth import LegacyAuth
@@ -28,6 +29,7 @@ def builtin_modules() -> Registry[type[Module]]:
         VCard,
         Register,
         LegacyAuth,
+        AnonymousCleanup,
     ):
         registry.register(module.name, module)  # type: ignore[arg-type]
     registry.load_entry_points("chatgate.modules")

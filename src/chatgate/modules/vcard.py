@@ -36,7 +36,7 @@ class VCard:
             if to:
                 target = JID.parse(to)
                 owner = (target.local, target.domain)
-                if not await ctx.db.accounts.exists(*owner):
+                if not await ctx.account_exists(*owner):
                     raise StanzaError(StanzaErrorCondition.SERVICE_UNAVAILABLE)
             stored = await vcards.get(owner)
             # XEP-0054 §3.1: an empty <vCard/> when the user has none.

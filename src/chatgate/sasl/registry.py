@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from chatgate.auth.provider import Capability
 from chatgate.registry import Registry
+from chatgate.sasl.anonymous import AnonymousMechanism
 from chatgate.sasl.base import ConnectionFacts, Mechanism
 from chatgate.sasl.digest_md5 import DigestMd5Mechanism
 from chatgate.sasl.external import ExternalFactory, ExternalMechanism
@@ -83,6 +84,7 @@ _BUILTINS: tuple[MechanismFactory, ...] = (
     ScramSha1Mechanism,
     PlainMechanism,
     DigestMd5Mechanism,  # deprecated (RFC 6331); offered only when configured and stored
+    AnonymousMechanism,  # only on anonymous virtual hosts (their provider offers it)
 )
 
 

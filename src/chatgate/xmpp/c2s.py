@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from chatgate.auth.provider import SCRAM_CAPABILITY, Capability
@@ -259,16 +260,21 @@ class C2SConnection:
         temporary-auth-failure without any evaluation.  The common login (a clean
         address, SCRAM keys in the provider's memory) is answered without a task.
         """
+        capability = request.capability
+        if capability is Capability.ANONYMOUS:
+            self._spawn(self._anonymous(request.username))
+            return
         verdict: Verdict = ALLOW
-        if request.capability is not Capability.CERT_IDENTITY:
+        if capability is not Capability.CERT_IDENTITY:
             now = asyncio.get_running_loop().time()
             address = self.transport.facts.remote_address
             verdict = self.ctx.auth_throttle.check(address, request.username, now)
         if verdict is ALLOW:
-            cached = self.ctx.cached_scram_keys
-            hash_name = _SCRAM_HASH.get(request.capability)
+            domain = self.negotiation.facts.domain
+            cached = self.ctx.hosts[domain].cached_scram_keys
+            hash_name = _SCRAM_HASH.get(capability)
             if cached is not None and hash_name is not None:
-                keys = cached(request.username, self.ctx.domain, hash_name)
+                keys = cached(request.username, domain, hash_name)
                 if keys is not None:
                     answer = CredentialAnswer(scram_keys=keys, user_exists=True)
                     self._apply(self.negotiation.credentials(answer))
@@ -284,7 +290,8 @@ class C2SConnection:
             if self.closed:
                 return
         if answer is None:
-            answer = await answer_request(request, self.ctx.provider, self.ctx.domain)
+            domain = self.negotiation.facts.domain
+            answer = await answer_request(request, self.ctx.hosts[domain].provider, domain)
             if (
                 request.capability is Capability.CERT_IDENTITY
                 and not answer.user_exists
@@ -293,7 +300,24 @@ class C2SConnection:
             ):
                 # XEP-0178 with auto-provisioning: a trusted certificate's JID gets
                 # an account (no password) so rosters and offline storage work.
-                answer = await self.ctx.provision_account(request.username)
+                answer = await self.ctx.provision_account(request.username, domain)
+        if not self.closed:
+            self._apply(self.negotiation.credentials(answer))
+
+    async def _anonymous(self, localpart: str) -> None:
+        """RFC 4505 on an anonymous host: within the host's rate limit, the random
+        localpart gets an account row for the session's lifetime (rosters and vCards
+        hang off it); the anonymous module deletes it when the last session ends."""
+        domain = self.negotiation.facts.domain
+        host = self.ctx.hosts[domain]
+        address = self.transport.facts.remote_address
+        now = asyncio.get_running_loop().time()
+        if host.anonymous_limit is None or not host.anonymous_limit.admit(address, now):
+            log.warning("anonymous login refused on %s: rate limit (address %s)", domain, address)
+            answer = CredentialAnswer(temporary_failure=True)
+        else:
+            answer = await self.ctx.provision_account(localpart, domain)
+            answer = replace(answer, verified=not answer.temporary_failure)
         if not self.closed:
             self._apply(self.negotiation.credentials(answer))
 
@@ -306,7 +330,7 @@ class C2SConnection:
         log.info(
             "%s@%s authenticated with %s over %s from %s",
             action.username,
-            self.ctx.domain,
+            self.domain,
             action.mechanism,
             facts.tls_version or "plain TCP",
             facts.remote_address or "-",
@@ -337,7 +361,7 @@ class C2SConnection:
         def session_for(res: str) -> C2SSession:
             return C2SSession(
                 username=username,
-                domain=ctx.domain,
+                domain=self.domain,
                 resource=res,
                 stream_id=self.negotiation.stream_id,
                 write=self.output.write,
@@ -369,7 +393,14 @@ class C2SConnection:
 
     @property
     def facts(self) -> ConnectionFacts:
-        return self.transport.facts
+        """The transport's facts, with the virtual host the stream header chose."""
+        return self.negotiation.facts
+
+    @property
+    def domain(self) -> str:
+        """The virtual host this connection belongs to (the main domain until the
+        stream header names another)."""
+        return self.negotiation.facts.domain
 
     @property
     def stream_id(self) -> str:

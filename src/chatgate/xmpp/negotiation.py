@@ -31,7 +31,7 @@ import base64
 import binascii
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chatgate.randomness import random_bytes
 from chatgate.sasl.base import (
@@ -156,6 +156,7 @@ Action = (
 class NegotiationSettings:
     """What the listener and configuration decide; fixed for one connection."""
 
+    #: the main domain: named in errors before a stream header chose a served one
     domain: str
     starttls_available: bool  # the listener can upgrade (STARTTLS mode, not yet TLS)
     require_tls: bool
@@ -171,6 +172,14 @@ class NegotiationSettings:
     pre_auth_namespaces: frozenset[str] = frozenset()
     max_auth_failures: int = 3
     lang: str = "en"
+    #: every domain served (virtual hosts); empty means `domain` only
+    domains: frozenset[str] = frozenset()
+    #: hosts that advertise none of `pre_auth_features` (anonymous hosts: no accounts
+    #: to register or to log in to with jabber:iq:auth)
+    no_pre_auth_features: frozenset[str] = frozenset()
+
+    def serves(self, domain: str) -> bool:
+        return domain in self.domains if self.domains else domain == self.domain
 
 
 def _new_stream_id() -> str:
@@ -191,6 +200,7 @@ class C2SNegotiation:
     _mechanism: Mechanism | None = None
     _mechanism_name: str = ""
     _offered: tuple[str, ...] = field(default=())
+    _host_chosen: bool = False
 
     # ------------------------------------------------------------ inputs
 
@@ -199,6 +209,14 @@ class C2SNegotiation:
         if self.state is not State.WAIT_HEADER:
             # A second header inside an open stream is not well-formed XML anyway.
             return self._stream_error(StreamErrorCondition.NOT_WELL_FORMED, "unexpected header")
+        # §4.7.2: 'to' names the host the client wants; it picks the virtual host the
+        # first time, and every restarted stream must name the same one.
+        to = event.attrs.get("to", "").rstrip(".").lower()
+        served = self.settings.serves(to)
+        if served and not self._host_chosen:
+            self._host_chosen = True
+            if to != self.facts.domain:
+                self.facts = replace(self.facts, domain=to)
         actions: list[Action] = [Send(self._response_header(event))]
         # §4.8.1: the stream element must be qualified by the streams namespace.
         if event.ns != ns.STREAMS or event.name != "stream":
@@ -214,11 +232,13 @@ class C2SNegotiation:
             return actions + self._stream_error(
                 StreamErrorCondition.UNSUPPORTED_VERSION, "version='1.0' is required"
             )
-        # §4.7.2: 'to' must name a host we serve.
-        to = event.attrs.get("to", "").rstrip(".").lower()
-        if to != self.settings.domain:
+        if not served:
             return actions + self._stream_error(
-                StreamErrorCondition.HOST_UNKNOWN, f"this server serves {self.settings.domain}"
+                StreamErrorCondition.HOST_UNKNOWN, f"{to or 'no host'} is not served here"
+            )
+        if to != self.facts.domain:
+            return actions + self._stream_error(
+                StreamErrorCondition.HOST_UNKNOWN, f"this stream belongs to {self.facts.domain}"
             )
         if self.authenticated_user is None:
             self.state = State.OPEN
@@ -240,7 +260,8 @@ class C2SNegotiation:
         """The transport finished the TLS handshake (RFC 6120 §5.4.3.3): restart."""
         if self.state is not State.TLS_PENDING:
             raise ValueError("tls_established() without a pending STARTTLS")
-        self.facts = facts
+        # The transport knows nothing of virtual hosts: keep the one the header chose.
+        self.facts = replace(facts, domain=self.facts.domain)
         self.state = State.WAIT_HEADER
         return [ResetParser()]
 
@@ -449,10 +470,11 @@ class C2SNegotiation:
         self.header_sent = True
         to = event.attrs.get("from")
         to_attr = f' to="{escape_attr(to)}"' if to else ""
+        host = self.facts.domain if self._host_chosen else self.settings.domain
         return (
             "<?xml version='1.0'?>"
             f"<stream:stream xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAMS}'"
-            f' from="{escape_attr(self.settings.domain)}"{to_attr} id="{self.stream_id}"'
+            f' from="{escape_attr(host)}"{to_attr} id="{self.stream_id}"'
             f" version='1.0' xml:lang='{self.settings.lang}'>"
         )
 
@@ -473,7 +495,8 @@ class C2SNegotiation:
                 # exactly when -PLUS is offered (XEP-0474's hash assumes the same).
                 if any(m.endswith("-PLUS") for m in self._offered):
                     parts.append(feature_xml(advertised_types(self.facts.channel_bindings)))
-            parts.extend(self.settings.pre_auth_features)
+            if self.facts.domain not in self.settings.no_pre_auth_features:
+                parts.extend(self.settings.pre_auth_features)
         parts.append("</stream:features>")
         return "".join(parts)
 

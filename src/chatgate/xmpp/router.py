@@ -47,10 +47,13 @@ class BindConflict(Exception):
 
 
 class Router:
-    """Sessions of one domain and the RFC 6121 §8.5 delivery rules."""
+    """Sessions of the served domains (virtual hosts) and the RFC 6121 §8.5 delivery rules."""
 
-    def __init__(self, domain: str, hooks: Hooks, account_exists: AccountExists) -> None:
-        self.domain = domain
+    def __init__(
+        self, domains: str | frozenset[str], hooks: Hooks, account_exists: AccountExists
+    ) -> None:
+        #: every domain served here; stanzas to others need federation (not yet built)
+        self.domains = frozenset((domains,)) if isinstance(domains, str) else domains
         self.hooks = hooks
         self.account_exists = account_exists
         self.sessions: dict[str, dict[str, C2SSession]] = {}
@@ -133,7 +136,7 @@ class Router:
         if to is None:
             # §10.3.1 no 'to': processed as if addressed to the sender's bare JID.
             to = JID(origin.username, origin.domain, "")
-        if to.domain != self.domain:
+        if to.domain not in self.domains:
             return self._bounce(origin, stanza, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND)
         if not to.local:
             # A message to the server itself: nothing here handles it.
@@ -205,7 +208,7 @@ class Router:
             return self._bounce(
                 origin, stanza, StanzaErrorCondition.BAD_REQUEST, "iq needs id and type"
             )
-        if to is not None and to.domain != self.domain:
+        if to is not None and to.domain not in self.domains:
             return self._bounce(origin, stanza, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND)
         if to is not None and to.resource:
             target = self.sessions.get(f"{to.local}@{to.domain}", {}).get(to.resource)

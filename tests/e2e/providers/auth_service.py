@@ -31,6 +31,7 @@ ACCOUNTS = {
     ("alice", "localhost"): "correct horse",
     ("colon", "localhost"): "pa:ss:word",
     ("ünï", "localhost"): "pässwörd",
+    ("carol", "ext.localhost"): "carol on a virtual host",  # tests/e2e/test_virtual_hosts.py
 }
 
 

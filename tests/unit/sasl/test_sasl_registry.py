@@ -40,7 +40,7 @@ def _entry_points(monkeypatch: pytest.MonkeyPatch, *eps: _FakeEntryPoint) -> lis
     return groups
 
 
-def test_builtin_mechanisms_lists_external_scram_plus_scram_plain_and_digest_md5(
+def test_builtin_mechanisms_lists_every_builtin_strongest_first(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _entry_points(monkeypatch)
@@ -54,6 +54,7 @@ def test_builtin_mechanisms_lists_external_scram_plus_scram_plain_and_digest_md5
         "SCRAM-SHA-1",
         "PLAIN",
         "DIGEST-MD5",
+        "ANONYMOUS",
     ]
 
 

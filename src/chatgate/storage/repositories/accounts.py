@@ -109,6 +109,13 @@ class AccountRepository:
             )
             return result.rowcount > 0
 
+    async def delete_domain(self, domain: str) -> int:
+        """Delete every account of `domain` and, by cascade, all they own (an anonymous
+        host's leftovers).  Returns how many accounts went."""
+        async with self._writer.begin() as conn:
+            result = await conn.execute(delete(Account).where(Account.domain == domain))
+            return result.rowcount
+
     async def create_many(
         self, rows: Iterable[AccountRow]
     ) -> tuple[builtins.list[str], builtins.list[str]]:

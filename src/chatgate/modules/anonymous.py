@@ -1,0 +1,54 @@
+"""Anonymous identities leave nothing behind (RFC 4505 on an anonymous virtual host).
+
+An ANONYMOUS login gets an account row for its random localpart so that the
+roster, vCard and everything else that hangs off an account work during the
+session.  When the identity's last session ends, this module deletes the row
+and, by cascade, all it owned; the identity stops existing (messages to it
+bounce instead of being stored, `ServerContext.account_exists`).  Rows left by
+a crash are deleted when the server starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, ClassVar
+
+from chatgate.modules.base import OnEvent, Registration, Spec
+from chatgate.xmpp.events import SessionClosed
+
+if TYPE_CHECKING:
+    from chatgate.context import ServerContext
+
+log = logging.getLogger(__name__)
+
+
+class AnonymousCleanup:
+    name: ClassVar[str] = "anonymous"
+    depends: ClassVar[tuple[str, ...]] = ("roster", "presence")
+    implements: ClassVar[tuple[Spec, ...]] = (Spec("RFC 4505"),)
+
+    def setup(self, ctx: ServerContext) -> Iterable[Registration]:
+        self.ctx = ctx
+        if any(host.anonymous for host in ctx.hosts.values()):
+            # After presence (100) has told contacts, before the roster (-100) forgets.
+            yield OnEvent(SessionClosed, self._session_closed, priority=-50)
+
+    async def _session_closed(self, event: SessionClosed) -> None:
+        session = event.session
+        if not self.ctx.is_anonymous(session.domain):
+            return
+        if self.ctx.router.resources_of(session.bare):
+            return
+        await self.ctx.db.accounts.delete(session.username, session.domain)
+        log.info("anonymous %s ended: its data is deleted", session.bare)
+
+
+async def purge_anonymous_hosts(ctx: ServerContext) -> None:
+    """Delete what anonymous sessions of an earlier run left (a crash skips the
+    per-session cleanup); called once at start, before the listeners open."""
+    for host in ctx.hosts.values():
+        if host.anonymous:
+            count = await ctx.db.accounts.delete_domain(host.domain)
+            if count:
+                log.info("deleted %d anonymous identities left on %s", count, host.domain)

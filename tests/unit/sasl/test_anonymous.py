@@ -1,0 +1,94 @@
+"""ANONYMOUS (RFC 4505) driven step by step, with the answers the connection gives."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from chatgate.auth.provider import Capability
+from chatgate.sasl.anonymous import AnonymousMechanism
+from chatgate.sasl.base import (
+    Challenge,
+    ConnectionFacts,
+    CredentialAnswer,
+    Failure,
+    NeedCredentials,
+    Success,
+)
+from chatgate.xmpp.errors import SaslFailureCondition
+
+FACTS = ConnectionFacts(domain="guest.localhost", tls_active=True)
+ADMITTED = CredentialAnswer(verified=True, user_exists=True)
+
+
+def mechanism() -> AnonymousMechanism:
+    return AnonymousMechanism(FACTS, b"secret", False)
+
+
+@pytest.mark.parametrize("trace", [b"", b"sirhc", "trace-\u00e9\u00e8".encode(), b"x" * 255])
+def test_a_login_gets_a_fresh_random_localpart(trace: bytes) -> None:
+    mech = mechanism()
+    step = mech.start(trace)
+    assert isinstance(step, NeedCredentials)
+    assert step.capability is Capability.ANONYMOUS
+    assert re.fullmatch(r"[a-z2-7]{16}", step.username)
+    done = mech.resume(ADMITTED)
+    assert done == Success(step.username)
+    assert mech.trace == (trace.decode() or None)
+
+
+def test_without_initial_response_an_empty_challenge_asks_for_it() -> None:
+    mech = mechanism()
+    assert mech.start(None) == Challenge(b"")
+    step = mech.respond(b"")
+    assert isinstance(step, NeedCredentials)
+    assert isinstance(mech.resume(ADMITTED), Success)
+
+
+def test_two_logins_never_share_a_localpart() -> None:
+    names = set()
+    for _ in range(200):
+        step = mechanism().start(b"")
+        assert isinstance(step, NeedCredentials)
+        names.add(step.username)
+    assert len(names) == 200
+
+
+def test_the_rate_limit_refusal_is_temporary_auth_failure() -> None:
+    mech = mechanism()
+    mech.start(b"")
+    failure = mech.resume(CredentialAnswer(temporary_failure=True))
+    assert isinstance(failure, Failure)
+    assert failure.condition is SaslFailureCondition.TEMPORARY_AUTH_FAILURE
+
+
+def test_trace_that_is_not_utf8_is_incorrect_encoding() -> None:
+    failure = mechanism().start(b"\xff\xfe")
+    assert isinstance(failure, Failure)
+    assert failure.condition is SaslFailureCondition.INCORRECT_ENCODING
+
+
+def test_trace_longer_than_255_characters_is_malformed() -> None:
+    failure = mechanism().start(b"x" * 256)
+    assert isinstance(failure, Failure)
+    assert failure.condition is SaslFailureCondition.MALFORMED_REQUEST
+
+
+def test_a_response_after_the_end_is_malformed_and_misuse_raises() -> None:
+    mech = mechanism()
+    step = mech.start(b"")
+    with pytest.raises(ValueError):
+        mech.respond(b"again")  # still waiting for the rate limit's answer
+    mech.resume(ADMITTED)
+    again = mech.respond(b"more")
+    assert isinstance(again, Failure)
+    assert again.condition is SaslFailureCondition.MALFORMED_REQUEST
+    with pytest.raises(ValueError):
+        mech.resume(ADMITTED)
+    assert isinstance(step, NeedCredentials)
+
+
+def test_it_is_offered_only_where_the_provider_offers_anonymous() -> None:
+    assert AnonymousMechanism.needs == frozenset({Capability.ANONYMOUS})
+    assert not AnonymousMechanism.plaintext
