@@ -30,12 +30,12 @@ run: install
 ## make test: install test dependencies (Python and Debian packages) and run the whole suite.
 test: install-test
 	bash tests/install-system-deps.sh
-	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff check src tests $(wildcard bench) $(wildcard examples)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install-test
-	$(BIN)/ruff check src tests $(wildcard bench)
-	$(BIN)/ruff format --check src tests $(wildcard bench)
+	$(BIN)/ruff check src tests $(wildcard bench) $(wildcard examples)
+	$(BIN)/ruff format --check src tests $(wildcard bench) $(wildcard examples)
 
 ## make bench: chatgate side by side with Prosody and ejabberd (QUICK=1 for a short run).
 bench: install-test

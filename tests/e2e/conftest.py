@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,8 @@ class RunningServer:
     direct_tls_port: int
     plain_port: int
     log: Path
+    #: extra environment for the server and for `cli()` (e.g. PYTHONPATH for plugins)
+    env: Mapping[str, str] | None = None
 
     @property
     def certificate(self) -> Path:
@@ -53,6 +55,7 @@ class RunningServer:
             capture_output=True,
             text=True,
             timeout=120,
+            env={**os.environ, **(self.env or {})},
         )
 
     def add_user(self, name: str, password: str) -> None:
@@ -74,9 +77,12 @@ class RunningServer:
         return self.process.returncode
 
 
-def start_server(tmp: Path, extra: str = "") -> RunningServer:
+def start_server(
+    tmp: Path, extra: str = "", *, env: Mapping[str, str] | None = None
+) -> RunningServer:
     starttls, direct, plain = free_port(), free_port(), free_port()
-    # `extra` goes under [auth]; it may set its own mechanisms.
+    # `extra` goes under [auth]; it may set its own mechanisms.  `env` is added to
+    # the server's environment (and to `RunningServer.cli`'s).
     mechanisms = (
         ""
         if extra.lstrip().startswith("mechanisms")
@@ -114,9 +120,9 @@ require_tls = false
             [sys.executable, "-m", "chatgate", "serve", "--config", str(config)],
             stdout=fh,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
         )
-    server = RunningServer(process, config, data_dir, starttls, direct, plain, log)
+    server = RunningServer(process, config, data_dir, starttls, direct, plain, log, env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -228,6 +228,30 @@ class RawClient:
         )
         self._expect(r"<success[^>]*>[^<]*</success>|<success[^>]*/>")
 
+    def sasl(self, mechanism: str, initial: bytes | None) -> tuple[str, bytes]:
+        """Start any mechanism (one no packaged client knows, say) with an initial
+        response, or none; returns ``("challenge" | "success", decoded data)``.
+        Raises LoginFailed."""
+        # RFC 6120 §6.4.2: a zero-length initial response is sent as "=".
+        body = "" if initial is None else (_b64(initial) or "=")
+        self._send(
+            f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mechanism}'>{body}</auth>"
+        )
+        return self._sasl_answer()
+
+    def sasl_response(self, data: bytes) -> tuple[str, bytes]:
+        """Answer a challenge; returns like `sasl`.  Raises LoginFailed."""
+        self._send(f"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{_b64(data)}</response>")
+        return self._sasl_answer()
+
+    def _sasl_answer(self) -> tuple[str, bytes]:
+        text = self._expect(
+            r"<(challenge|success)[^>]*/>|<(challenge|success)[^>]*>[^<]*</(challenge|success)>"
+        )
+        kind = "challenge" if text.startswith("<challenge") else "success"
+        payload = re.sub(r"<[^>]+>", "", text).strip()
+        return kind, b"" if payload in ("", "=") else base64.b64decode(payload)
+
     def bind(self) -> str:
         """Restart the stream after SASL success and bind a resource; returns the full JID."""
         self._open_stream()
