@@ -237,8 +237,11 @@ class ServerContext:
         if pending is not None:
             self.spawn(pending)
 
-    def auth_failed(self, facts: ConnectionFacts, failure: neg.AuthFailed) -> None:
-        """Log a failed attempt and count it for brute-force protection."""
+    def auth_failed(
+        self, facts: ConnectionFacts, failure: neg.AuthFailed, *, reserved: bool = True
+    ) -> None:
+        """Log a failed attempt and count it for brute-force protection; `reserved`
+        when the attempt passed the throttle's `check` first."""
         log.info(
             "authentication failed: mechanism=%s condition=%s user=%s address=%s",
             failure.mechanism,
@@ -246,10 +249,14 @@ class ServerContext:
             failure.username or "-",
             facts.remote_address or "-",
         )
-        if not counts_as_guess(failure.condition):
-            return
         now = asyncio.get_running_loop().time()
-        record = self.auth_throttle.failed(facts.remote_address, failure.username, now)
+        if not counts_as_guess(failure.condition):
+            if reserved:
+                self.auth_throttle.abandoned(facts.remote_address, now)
+            return
+        record = self.auth_throttle.failed(
+            facts.remote_address, failure.username, now, reserved=reserved
+        )
         if record.should_log:
             banned = f" banned_for={record.banned_until - now:.0f}s" if record.banned_until else ""
             log.warning(
@@ -277,9 +284,11 @@ class ServerContext:
             return CredentialAnswer(temporary_failure=True)
         return CredentialAnswer(user_exists=True)
 
-    def auth_succeeded(self, facts: ConnectionFacts, username: str) -> None:
+    def auth_succeeded(
+        self, facts: ConnectionFacts, username: str, *, reserved: bool = True
+    ) -> None:
         now = asyncio.get_running_loop().time()
-        self.auth_throttle.succeeded(facts.remote_address, username, now)
+        self.auth_throttle.succeeded(facts.remote_address, username, now, reserved=reserved)
 
     def prune_throttles(self) -> None:
         now = asyncio.get_running_loop().time()

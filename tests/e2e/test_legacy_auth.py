@@ -2,9 +2,10 @@
 
 Net::XMPP's `AuthIQAuth` chooses the method from the IQ-get answer (zero-knowledge
 over digest over plaintext), so which method runs depends on what the server
-offers for the account: an account made by `chatgate user add` has no legacy
-secrets (plaintext only), one registered in-band while `digest` is on has the
-digest secret, and with `zero_knowledge` on it has a hash chain.
+offers for the account: with neither `digest` nor `zero_knowledge` on, accounts
+have no legacy secrets (plaintext only); with `digest` on, an account registered
+in-band or made by `chatgate user add` has the digest secret, and with
+`zero_knowledge` on it has a hash chain, which `chatgate user passwd` restarts.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ def running(tmp: Path, extra: str) -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="module")
+def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from running(tmp_path_factory.mktemp("plain"), "")
+
+
+@pytest.fixture(scope="module")
 def digest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     yield from running(tmp_path_factory.mktemp("digest"), "digest = true")
 
@@ -79,15 +85,15 @@ def zk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServe
     yield from running(tmp_path_factory.mktemp("zk"), "zero_knowledge = true")
 
 
-def test_net_jabber_plaintext_login(digest_server: RunningServer) -> None:
-    digest_server.add_user("plainbill", "Calli0pe-pw")
-    assert login(digest_server, "plainbill", "Calli0pe-pw", "globe") == [
+def test_net_jabber_plaintext_login(plain_server: RunningServer) -> None:
+    plain_server.add_user("plainbill", "Calli0pe-pw")
+    assert login(plain_server, "plainbill", "Calli0pe-pw", "globe") == [
         "[Fields] password resource username",
         "[Auth] ok",
         "[Session] plainbill@localhost/globe version chatgate",
     ]
     assert "plainbill@localhost authenticated with jabber:iq:auth/password" in (
-        digest_server.log_text()
+        plain_server.log_text()
     )
 
 
@@ -109,6 +115,45 @@ def test_net_jabber_digest_login(digest_server: RunningServer) -> None:
     assert login(digest_server, "leslie", "not-her-password", "laptop")[1] == "[Auth] Error: 401"
 
 
+def test_net_jabber_digest_login_of_a_user_added_by_the_cli(digest_server: RunningServer) -> None:
+    digest_server.add_user("clibill", "Calli0pe-pw")
+    assert login(digest_server, "clibill", "Calli0pe-pw", "globe") == [
+        "[Fields] digest password resource username",
+        "[Auth] ok",
+        "[Session] clibill@localhost/globe version chatgate",
+    ]
+    assert "clibill@localhost authenticated with jabber:iq:auth/digest" in (
+        digest_server.log_text()
+    )
+    changed = digest_server.cli(
+        "user", "passwd", "clibill", "--password-stdin", stdin="Terps1chore\n"
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert login(digest_server, "clibill", "Calli0pe-pw", "globe")[1] == "[Auth] Error: 401"
+    assert login(digest_server, "clibill", "Terps1chore", "globe")[1] == "[Auth] ok"
+
+
+def zero_knowledge_fields(lines: list[str]) -> tuple[int, str]:
+    found = re.fullmatch(
+        r"\[Fields\] password resource sequence=(\d+) token=([0-9A-F]{8}) username", lines[0]
+    )
+    assert found, lines
+    return int(found.group(1)), found.group(2)
+
+
+def test_cli_passwd_restarts_the_zero_knowledge_chain(zk_server: RunningServer) -> None:
+    zk_server.add_user("clidj", "secret-dj")
+    first = [zero_knowledge_fields(login(zk_server, "clidj", "secret-dj", f"r{n}")) for n in (1, 2)]
+    assert [sequence for sequence, _ in first] == [499, 498]
+    changed = zk_server.cli("user", "passwd", "clidj", "--password-stdin", stdin="secret-dj-2\n")
+    assert changed.returncode == 0, changed.stderr
+    lines = login(zk_server, "clidj", "secret-dj-2", "r3")
+    sequence, token = zero_knowledge_fields(lines)
+    assert sequence == 499 and token != first[0][1]  # a fresh chain with a new token
+    assert lines[1] == "[Auth] ok"
+    assert login(zk_server, "clidj", "secret-dj", "r4")[1] == "[Auth] Error: 401"
+
+
 def test_net_jabber_zero_knowledge_login_walks_the_sequence_down(zk_server: RunningServer) -> None:
     assert reguser(zk_server, "username=dj", "password=secret-dj")[0].endswith("registration")
     sequences = []
@@ -121,7 +166,9 @@ def test_net_jabber_zero_knowledge_login_walks_the_sequence_down(zk_server: Runn
         sequences.append(int(found.group(1)))
         assert lines[1:] == ["[Auth] ok", f"[Session] dj@localhost/r{attempt} version chatgate"]
     assert sequences == [499, 498, 497]
-    assert zk_server.log_text().count("authenticated with jabber:iq:auth/zero-knowledge") == 3
+    assert (
+        zk_server.log_text().count(": dj@localhost authenticated with jabber:iq:auth/zero-k") == 3
+    )
 
 
 def test_legacy_auth_off_is_service_unavailable(tmp_path: Path) -> None:

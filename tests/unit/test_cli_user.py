@@ -14,21 +14,51 @@ from typer.testing import CliRunner, Result
 
 from chatgate.auth.internal import InternalProvider, stamp_path
 from chatgate.cli.user import user_app
+from chatgate.modules.legacy_auth import digest_value, zero_knowledge_chain
+from chatgate.sasl.digest_md5 import digest_md5_ha1
 from chatgate.storage.database import Database
 from chatgate.storage.records import RosterItem
+from chatgate.storage.repositories.legacy import LegacySecrets
 
 T = TypeVar("T")
 CANARY = "Plaintext-Canary-7391"
 
 
+BASE = """
+[server]
+domain = "localhost"
+data_dir = "var"
+[storage]
+url = "sqlite+aiosqlite:///var/chatgate.db"
+"""
+
+#: every legacy secret on, a virtual host and an anonymous one
+LEGACY = (
+    BASE
+    + """
+[hosts."example.net"]
+[hosts."guest.localhost"]
+anonymous = true
+[modules.legacy_auth]
+digest = true
+zero_knowledge = true
+zero_knowledge_sequence = 50
+digest_md5 = true
+"""
+)
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "chatgate.toml"
-    path.write_text(
-        '[server]\ndomain = "localhost"\ndata_dir = "var"\n'
-        '[storage]\nurl = "sqlite+aiosqlite:///var/chatgate.db"\n',
-        encoding="utf-8",
-    )
+    path.write_text(BASE, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def legacy_config(tmp_path: Path) -> Path:
+    path = tmp_path / "chatgate.toml"
+    path.write_text(LEGACY, encoding="utf-8")
     return path
 
 
@@ -55,12 +85,30 @@ def with_db(config: Path, work: Callable[[Database], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def password_ok(config: Path, username: str, password: str) -> bool:
+def password_ok(config: Path, username: str, password: str, domain: str = "localhost") -> bool:
     def check(db: Database) -> Awaitable[bool]:
         provider = InternalProvider(db.accounts, cache_size=10, data_dir=config.parent / "var")
-        return provider.verify_password(username, "localhost", password)
+        return provider.verify_password(username, domain, password)
 
     return with_db(config, check)
+
+
+def secrets(config: Path, username: str, domain: str = "localhost") -> LegacySecrets | None:
+    return with_db(config, lambda db: db.legacy.secrets((username, domain)))
+
+
+def assert_secrets_of(stored: LegacySecrets | None, password: str, user: str, domain: str) -> None:
+    """What in-band registration stores with every legacy option on: the digest
+    secret, H(user:domain:password) and a fresh zero-knowledge chain of 50."""
+    assert stored is not None
+    assert stored.digest_password is not None
+    assert digest_value("1234", stored.digest_password) == digest_value("1234", password)
+    assert stored.digest_md5 is not None
+    assert stored.digest_md5.realm == domain
+    assert stored.digest_md5.ha1 == digest_md5_ha1(user, domain, password)
+    chain = stored.zero_knowledge
+    assert chain is not None and chain.sequence == 50
+    assert chain == zero_knowledge_chain(password, chain.token, 50)
 
 
 def add(config: Path, user: str, password: str) -> Result:
@@ -272,3 +320,126 @@ def test_no_column_of_any_table_holds_the_password(config: Path, tmp_path: Path)
     assert checked > 0
     for path in _db_path(config).parent.iterdir():  # the raw files too: db, -wal, stamp
         assert needle not in path.read_bytes(), path
+
+
+# ---------------------------------------------------------------- legacy secrets, hosts
+
+
+def test_add_stores_the_configured_legacy_secrets(legacy_config: Path) -> None:
+    assert add(legacy_config, "Bill", "Calli0pe-pw").exit_code == 0
+    assert_secrets_of(secrets(legacy_config, "bill"), "Calli0pe-pw", "bill", "localhost")
+    assert password_ok(legacy_config, "bill", "Calli0pe-pw")
+
+
+def test_add_without_legacy_options_stores_no_legacy_secret(config: Path) -> None:
+    assert add(config, "bill", "Calli0pe-pw").exit_code == 0
+    assert secrets(config, "bill") is None
+
+
+def test_passwd_replaces_legacy_secrets_and_restarts_the_chain(legacy_config: Path) -> None:
+    add(legacy_config, "bill", "Calli0pe-pw")
+    before = secrets(legacy_config, "bill")
+    assert before is not None and before.zero_knowledge is not None
+    used = zero_knowledge_chain("Calli0pe-pw", before.zero_knowledge.token, 40)
+    with_db(
+        legacy_config,
+        lambda db: db.legacy.advance_chain(("bill", "localhost"), before.zero_knowledge, used),
+    )
+    result = cli(legacy_config, "passwd", "bill", "--password-stdin", input="m1cro$oft\n")
+    assert result.exit_code == 0, result.output
+    after = secrets(legacy_config, "bill")
+    assert_secrets_of(after, "m1cro$oft", "bill", "localhost")
+    assert after is not None and after.zero_knowledge is not None
+    assert after.zero_knowledge.token != before.zero_knowledge.token  # a fresh chain
+    assert not password_ok(legacy_config, "bill", "Calli0pe-pw")
+
+
+def test_add_on_a_virtual_host_binds_its_secrets_to_that_domain(legacy_config: Path) -> None:
+    result = add(legacy_config, "ann@Example.NET", "ann-password")
+    assert result.exit_code == 0, result.output
+    assert "user ann@example.net created" in result.stdout
+    assert password_ok(legacy_config, "ann", "ann-password", "example.net")
+    assert not password_ok(legacy_config, "ann", "ann-password", "localhost")
+    stored = secrets(legacy_config, "ann", "example.net")
+    assert_secrets_of(stored, "ann-password", "ann", "example.net")
+
+
+def test_anonymous_host_has_no_accounts_to_create(legacy_config: Path) -> None:
+    result = add(legacy_config, "ann@guest.localhost", "pw")
+    assert result.exit_code == 2
+    assert "anonymous host" in result.stderr
+    assert with_db(legacy_config, lambda db: db.accounts.count()) == 0
+
+
+def test_add_refuses_a_name_awaiting_approval(legacy_config: Path) -> None:
+    with_db(
+        legacy_config,
+        lambda db: db.legacy.create_pending("bill", "localhost", {}, LegacySecrets(), {}),
+    )
+    result = add(legacy_config, "bill", "pw")
+    assert result.exit_code == 1
+    assert "awaiting approval" in result.stderr
+
+
+def test_add_refuses_a_name_an_invitation_reserves(legacy_config: Path) -> None:
+    with_db(legacy_config, lambda db: db.legacy.add_invite("tok-j", "localhost", username="j"))
+    result = add(legacy_config, "j", "pw")
+    assert result.exit_code == 1
+    assert "reserved by an invitation" in result.stderr
+
+
+def test_del_removes_legacy_secrets_and_fields(legacy_config: Path) -> None:
+    add(legacy_config, "bill", "pw")
+    with_db(legacy_config, lambda db: db.legacy.set_fields(("bill", "localhost"), {"email": "b@x"}))
+    assert cli(legacy_config, "del", "bill").exit_code == 0
+    with sqlite3.connect(_db_path(legacy_config)) as conn:
+        for table in ("accounts", "scram_credentials", "legacy_secrets", "registration_fields"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
+
+
+def test_del_drops_a_registration_awaiting_approval(legacy_config: Path) -> None:
+    with_db(
+        legacy_config,
+        lambda db: db.legacy.create_pending("bill", "localhost", {}, LegacySecrets(), {}),
+    )
+    result = cli(legacy_config, "del", "bill")
+    assert result.exit_code == 0, result.output
+    assert "pending registration of bill@localhost deleted" in result.stdout
+    assert with_db(legacy_config, lambda db: db.legacy.pending()) == []
+    assert add(legacy_config, "bill", "pw").exit_code == 0  # the name is free
+
+
+def test_import_stores_legacy_secrets_and_rejects_held_names(
+    legacy_config: Path, tmp_path: Path
+) -> None:
+    with_db(
+        legacy_config,
+        lambda db: db.legacy.create_pending("waiting", "localhost", {}, LegacySecrets(), {}),
+    )
+    file = tmp_path / "users.txt"
+    file.write_text(
+        "bill Calli0pe-pw\nann@example.net ann-pw\nwaiting pw\neve@guest.localhost pw\n",
+        encoding="utf-8",
+    )
+    result = cli(legacy_config, "import", str(file))
+    assert result.exit_code == 1, result.output
+    assert "│ created          │        2 │" in result.stdout
+    assert "│ rejected         │        2 │" in result.stdout
+    assert "held by a pending registration" in result.stdout
+    assert "anonymous host" in result.stdout
+    assert_secrets_of(secrets(legacy_config, "bill"), "Calli0pe-pw", "bill", "localhost")
+    assert_secrets_of(secrets(legacy_config, "ann", "example.net"), "ann-pw", "ann", "example.net")
+
+
+def test_import_update_existing_replaces_legacy_secrets(
+    legacy_config: Path, tmp_path: Path
+) -> None:
+    add(legacy_config, "bill", "old-password")
+    old = secrets(legacy_config, "bill")
+    file = tmp_path / "users.txt"
+    file.write_text("bill new-password\n", encoding="utf-8")
+    result = cli(legacy_config, "import", str(file), "--update-existing")
+    assert result.exit_code == 0, result.output
+    new = secrets(legacy_config, "bill")
+    assert_secrets_of(new, "new-password", "bill", "localhost")
+    assert new != old

@@ -128,6 +128,12 @@ class OAuthBearerMechanism:
         self._username: str | None = None
         self._authzid: str | None = None
 
+    @property
+    def verdict_disclosed(self) -> bool:
+        """True once the error result told the client its token was refused: however
+        the exchange ends now, chatgate counts it as a failed guess."""
+        return self._state is _State.SENT_ERROR
+
     def start(self, initial_response: bytes | None) -> Step:
         if self._started:
             raise ValueError("start() called twice")

@@ -597,8 +597,13 @@ class AuthThrottle:
             return Delay(wait, reason)
         return ALLOW
 
-    def failed(self, address: str | None, username: str | None, now: float) -> FailureRecord:
-        """Count a failed guess (see `counts_as_guess`); unknown usernames count the same."""
+    def failed(
+        self, address: str | None, username: str | None, now: float, *, reserved: bool = True
+    ) -> FailureRecord:
+        """Count a failed guess (see `counts_as_guess`); unknown usernames count the same.
+
+        `reserved` says whether this attempt went through `check` (and so holds a
+        slot to release); a mechanism may fail before it asks for credentials."""
         self._stats.failures += 1
         opts = self.options
         if not opts.enabled:
@@ -613,7 +618,7 @@ class AuthThrottle:
         if state is None:
             state = _AddressState()
             self._addresses.put(where.key, state)
-        else:
+        elif reserved:
             _release(state, now)
         state.failures += 1
         state.last_failure = now
@@ -658,7 +663,22 @@ class AuthThrottle:
             events=tuple(events),
         )
 
-    def succeeded(self, address: str | None, username: str, now: float) -> None:
+    def abandoned(self, address: str | None, now: float) -> None:
+        """An attempt that passed `check` ended without a verdict (the provider was
+        down, the client aborted first): free its slot, count nothing."""
+        opts = self.options
+        if not opts.enabled:
+            return
+        where = _locate(address, opts.ipv6_prefix)
+        if _exempt(opts, where):
+            return
+        state = self._live_address(where.key, now)
+        if state is not None:
+            _release(state, now)
+
+    def succeeded(
+        self, address: str | None, username: str, now: float, *, reserved: bool = True
+    ) -> None:
         """A login succeeded: forgive the failures this address made against this account
         (the owner's typos), and spare the address the account's delays from now on.
 
@@ -675,7 +695,8 @@ class AuthThrottle:
         forgiven = pair.failures if pair is not None and pair.expires > now else 0
         state = self._live_address(where.key, now)
         if state is not None:
-            _release(state, now)
+            if reserved:
+                _release(state, now)
             state.failures = max(0, state.failures - forgiven)
             a = opts.address
             state.level = backoff_delay(state.failures, a.free_failures, a.base_delay, a.max_delay)

@@ -97,7 +97,7 @@ def _check(cfg: Config) -> None:
     from chatgate.tls import certificate_paths
     from chatgate.vhost import validate_host_mechanisms
 
-    mechanisms = builtin_mechanisms()
+    mechanisms = builtin_mechanisms(tls=cfg.tls)
     console.print(f"[bold]domain[/bold]    {cfg.server.domain}")
     console.print(f"[bold]data dir[/bold]  {cfg.data_dir.resolve()}")
     console.print(f"[bold]storage[/bold]   {cfg.storage_url}", soft_wrap=True)

@@ -1,23 +1,40 @@
-"""What every `chatgate` subcommand shares: the --config option and config loading."""
+"""What every `chatgate` subcommand shares: the --config option, config loading,
+the account names the commands take, failing with an exit code, and the database.
+
+Exit codes, the same in every group: 0 done; 1 the thing named does not exist,
+already exists or is not in the expected state; 2 bad input or configuration.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 
-from chatgate.config import Config, load_config
+from chatgate.config import Config, load_config, section
+from chatgate.jid import InvalidJID, prepare_domain, prepare_username
+from chatgate.storage.database import Database
 from chatgate.xmpp.errors import ConfigError
 
 err_console = Console(stderr=True)
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 ConfigOption = Annotated[
     Path,
     typer.Option("--config", "-c", help="Configuration file.", show_default=True),
 ]
 DEFAULT_CONFIG = Path("chatgate.toml")
+
+UserArgument = Annotated[
+    str,
+    typer.Argument(help="NAME (on the main domain) or NAME@DOMAIN (any served domain)."),
+]
 
 
 def load_or_exit(path: Path) -> Config:
@@ -27,3 +44,79 @@ def load_or_exit(path: Path) -> Config:
     except ConfigError as exc:
         err_console.print("error:", str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(2) from None
+
+
+def module_options(cfg: Config, name: str, model: type[M]) -> M:
+    """A module's validated `[modules.NAME]` options; invalid ones exit 2, as at start."""
+    try:
+        return section(cfg, name, model)
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print `message` as an error and return the Exit to raise."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    return typer.Exit(code)
+
+
+# ---------------------------------------------------------------- names
+
+
+def account_domain(text: str | None, cfg: Config) -> str:
+    """The served domain `text` names (None: `[server] domain`), if it keeps accounts.
+
+    Raises ValueError with the reason for a malformed domain, one this server
+    does not serve (`Config.served_domains`), or an anonymous host, whose
+    identities live only as long as their session and are never stored.
+    """
+    served = {prepare_domain(d): d for d in cfg.served_domains}
+    try:
+        domain = prepare_domain(text) if text else prepare_domain(cfg.server.domain)
+    except InvalidJID as exc:
+        raise ValueError(f"invalid domain {text!r}: {exc}") from None
+    if domain not in served:
+        raise ValueError(f"{domain} is not served here (served: {', '.join(cfg.served_domains)})")
+    if cfg.host(served[domain]).anonymous:
+        raise ValueError(f"{domain} is an anonymous host: it has no stored accounts")
+    return domain
+
+
+def parse_user(spec: str, cfg: Config) -> tuple[str, str]:
+    """NAME or NAME@DOMAIN -> (prepared username, domain).  Raises ValueError with the reason.
+
+    The username is PRECIS UsernameCaseMapped plus the RFC 7622 localpart
+    rules; the domain is checked by `account_domain`.
+    """
+    name, at, domain = spec.partition("@")
+    if at and not domain:
+        raise ValueError(f"{spec!r}: empty domain after '@'")
+    domain = account_domain(domain if at else None, cfg)
+    try:
+        return prepare_username(name), domain
+    except InvalidJID as exc:
+        raise ValueError(f"invalid username {name!r}: {exc}") from None
+
+
+def target(spec: str, cfg: Config) -> tuple[str, str]:
+    """`parse_user`, exiting 2 with the reason."""
+    try:
+        return parse_user(spec, cfg)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+
+
+def jid(username: str, domain: str) -> str:
+    return f"{username}@{domain}"
+
+
+# ---------------------------------------------------------------- database
+
+
+async def with_db(cfg: Config, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Open the configured database (migrating it), run `work`, close it."""
+    db = await Database.open(cfg.storage_url)
+    try:
+        return await work(db)
+    finally:
+        await db.close()

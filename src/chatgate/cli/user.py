@@ -2,11 +2,19 @@
 
 Passwords come from a hidden, confirmed prompt or from one line of standard
 input (``--password-stdin``), never from the command line (argv is visible to
-every local user).  Only SCRAM keys are stored.  After every change the
-credentials stamp is bumped so a running server drops its cached keys.
+every local user).  A password set here stores exactly what in-band
+registration and an in-band password change store: SCRAM keys, and the legacy
+secrets `[modules.legacy_auth]` asks for (`derive_legacy_secrets`), written
+together through `LegacyRepository`, so an account made here can log in with
+legacy digest or zero-knowledge too, and a new password starts a fresh
+zero-knowledge chain.  After every change the credentials stamp is bumped so a
+running server drops its cached keys.
 
-Exit codes: 0 done; 1 the account already exists / does not exist / some
-import lines were rejected; 2 bad input or configuration.
+Accounts live on any served domain (`NAME@DOMAIN`) except an anonymous host.
+
+Exit codes: 0 done; 1 the account already exists (or its name is held by a
+pending registration or an invitation) / does not exist / some import lines
+were rejected; 2 bad input or configuration.
 
 `user import` spends its time in key derivation (three PBKDF2 runs per user),
 so that runs in a process pool with one worker per CPU while the parent
@@ -22,27 +30,40 @@ import math
 import multiprocessing
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from chatgate.auth.credentials import ScramKeys, derive_all, prepare_password
 from chatgate.auth.internal import bump_credentials_stamp
-from chatgate.cli.common import DEFAULT_CONFIG, ConfigOption, err_console, load_or_exit
+from chatgate.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    UserArgument,
+    err_console,
+    fail,
+    jid,
+    load_or_exit,
+    module_options,
+    parse_user,
+    target,
+    with_db,
+)
 from chatgate.config import Config
-from chatgate.jid import InvalidJID, prepare_domain, prepare_username
+from chatgate.modules.legacy_auth import LegacyAuthOptions, derive_legacy_secrets
 from chatgate.storage.database import Database
 from chatgate.storage.errors import AccountExists, AccountNotFound
+from chatgate.storage.models import utcnow
+from chatgate.storage.repositories.legacy import LegacySecrets
 
 user_app = typer.Typer(
     help="Manage accounts in the internal store.",
@@ -51,36 +72,14 @@ user_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(highlight=False, markup=False)
-T = TypeVar("T")
 
-UserArgument = Annotated[
-    str, typer.Argument(help="NAME (on the configured [server] domain) or NAME@DOMAIN.")
-]
 PasswordStdin = Annotated[
     bool,
     typer.Option("--password-stdin", help="Read the password from one line of standard input."),
 ]
 
 
-# ---------------------------------------------------------------- usernames
-def parse_user(spec: str, served_domain: str) -> tuple[str, str]:
-    """NAME or NAME@DOMAIN -> (prepared username, domain).  Raises ValueError with the reason.
-
-    The username is PRECIS UsernameCaseMapped plus the RFC 7622 localpart
-    rules; the domain must be the one this server serves.
-    """
-    name, at, domain = spec.partition("@")
-    try:
-        served = prepare_domain(served_domain)
-        domain = prepare_domain(domain) if at else served
-    except InvalidJID as exc:
-        raise ValueError(str(exc)) from None
-    if domain != served:
-        raise ValueError(f"{domain} is not served here ([server] domain is {served_domain})")
-    try:
-        return prepare_username(name), domain
-    except InvalidJID as exc:
-        raise ValueError(f"invalid username {name!r}: {exc}") from None
+# ---------------------------------------------------------------- passwords
 
 
 def _password_problem(password: str) -> str | None:
@@ -96,18 +95,6 @@ def _password_problem(password: str) -> str | None:
 # ------------------------------------------------------------------ helpers
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    return typer.Exit(code)
-
-
-def _target(spec: str, cfg: Config) -> tuple[str, str]:
-    try:
-        return parse_user(spec, cfg.server.domain)
-    except ValueError as exc:
-        raise _fail(str(exc), 2) from None
-
-
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -115,20 +102,36 @@ def _read_password(from_stdin: bool) -> str:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     problem = _password_problem(password)
     if problem:
-        raise _fail(problem, 2)
+        raise fail(problem, 2)
     return password
 
 
-async def _with_db(cfg: Config, work: Callable[[Database], Awaitable[T]]) -> T:
-    db = await Database.open(cfg.storage_url)
-    try:
-        return await work(db)
-    finally:
-        await db.close()
+def _legacy_options(cfg: Config) -> LegacyAuthOptions:
+    """Which legacy secrets a password set stores (`[modules.legacy_auth]`)."""
+    return module_options(cfg, "legacy_auth", LegacyAuthOptions)
 
 
-def _jid(username: str, domain: str) -> str:
-    return f"{username}@{domain}"
+def _derive(
+    password: str, username: str, domain: str, cfg: Config, legacy: LegacyAuthOptions
+) -> tuple[dict[str, ScramKeys], LegacySecrets]:
+    """What a password set stores: in-band registration's `derive_all` and
+    `derive_legacy_secrets`, with the configured iterations and legacy options."""
+    keys = derive_all(password, iterations=cfg.auth.scram_iterations)
+    return keys, derive_legacy_secrets(password, username, domain, legacy)
+
+
+async def name_taken(db: Database, username: str, domain: str) -> str | None:
+    """Why username@domain cannot be created, or None: an account, a pending
+    registration or a usable invitation reserving the name (as in-band registration)."""
+    who = jid(username, domain)
+    if await db.accounts.exists(username, domain):
+        return f"user {who} already exists"
+    if any(p.username == username for p in await db.legacy.pending(domain)):
+        return f"{who} is awaiting approval: `chatgate registration approve` or `reject` it first"
+    now = utcnow()
+    if any(i.username == username and i.usable(now) for i in await db.legacy.invites(domain)):
+        return f"{who} is reserved by an invitation: `chatgate invite revoke` it first"
+    return None
 
 
 # ----------------------------------------------------------------- commands
@@ -140,18 +143,32 @@ def add(
     config: ConfigOption = DEFAULT_CONFIG,
     password_stdin: PasswordStdin = False,
 ) -> None:
-    """Create an account; the password is asked twice (or read with --password-stdin)."""
+    """Create an account; the password is asked twice (or read with --password-stdin).
+
+    Stores SCRAM keys and the legacy secrets that modules.legacy_auth asks for, as
+    in-band registration does.  A name held by a pending registration or reserved
+    by an invitation is refused like an existing account (exit 1).
+    """
     cfg = load_or_exit(config)
-    username, domain = _target(user, cfg)
-    if asyncio.run(_with_db(cfg, lambda db: db.accounts.exists(username, domain))):
-        raise _fail(f"user {_jid(username, domain)} already exists", 1)
-    keys = derive_all(_read_password(password_stdin), iterations=cfg.auth.scram_iterations)
-    try:
-        asyncio.run(_with_db(cfg, lambda db: db.accounts.create(username, domain, keys)))
-    except AccountExists:
-        raise _fail(f"user {_jid(username, domain)} already exists", 1) from None
+    legacy = _legacy_options(cfg)
+    username, domain = target(user, cfg)
+    taken = asyncio.run(with_db(cfg, lambda db: name_taken(db, username, domain)))
+    if taken:
+        raise fail(taken, 1)
+    keys, secrets = _derive(_read_password(password_stdin), username, domain, cfg, legacy)
+
+    async def create(db: Database) -> str | None:
+        try:
+            await db.legacy.create_account(username, domain, keys, secrets, {})
+        except AccountExists:  # taken meanwhile
+            return await name_taken(db, username, domain) or f"{jid(username, domain)} is taken"
+        return None
+
+    taken = asyncio.run(with_db(cfg, create))
+    if taken:
+        raise fail(taken, 1)
     bump_credentials_stamp(cfg.data_dir)
-    console.print(f"user {_jid(username, domain)} created")
+    console.print(f"user {jid(username, domain)} created")
 
 
 @user_app.command("passwd")
@@ -160,29 +177,52 @@ def passwd(
     config: ConfigOption = DEFAULT_CONFIG,
     password_stdin: PasswordStdin = False,
 ) -> None:
-    """Set a new password; every stored key of the old one is replaced."""
+    """Set a new password; every stored key and legacy secret of the old one is replaced.
+
+    As an in-band password change: new SCRAM keys, new legacy secrets (the
+    zero-knowledge chain starts over with a new token), in one transaction.
+    Sessions already open stay open; the next login needs the new password.
+    """
     cfg = load_or_exit(config)
-    username, domain = _target(user, cfg)
-    if not asyncio.run(_with_db(cfg, lambda db: db.accounts.exists(username, domain))):
-        raise _fail(f"no such user {_jid(username, domain)}", 1)
-    keys = derive_all(_read_password(password_stdin), iterations=cfg.auth.scram_iterations)
+    legacy = _legacy_options(cfg)
+    username, domain = target(user, cfg)
+    if not asyncio.run(with_db(cfg, lambda db: db.accounts.exists(username, domain))):
+        raise fail(f"no such user {jid(username, domain)}", 1)
+    keys, secrets = _derive(_read_password(password_stdin), username, domain, cfg, legacy)
     try:
-        asyncio.run(_with_db(cfg, lambda db: db.accounts.set_credentials(username, domain, keys)))
+        asyncio.run(
+            with_db(cfg, lambda db: db.legacy.change_password((username, domain), keys, secrets))
+        )
     except AccountNotFound:
-        raise _fail(f"no such user {_jid(username, domain)}", 1) from None
+        raise fail(f"no such user {jid(username, domain)}", 1) from None
     bump_credentials_stamp(cfg.data_dir)
-    console.print(f"password of {_jid(username, domain)} changed")
+    console.print(f"password of {jid(username, domain)} changed")
 
 
 @user_app.command("del")
 def delete(user: UserArgument, config: ConfigOption = DEFAULT_CONFIG) -> None:
-    """Delete an account with its roster, pending requests, offline messages and vCard."""
+    """Delete an account and everything it owns, as in-band <remove/> does.
+
+    Keys, legacy secrets, registration fields, roster, subscription requests,
+    offline messages and vCard go in one statement (the database cascades); a
+    registration of the name still awaiting approval is dropped too, so the name
+    is free at once.  Sessions open on a running server stay open until they end,
+    and contacts are not sent the unsubscriptions an in-band removal sends.
+    """
     cfg = load_or_exit(config)
-    username, domain = _target(user, cfg)
-    if not asyncio.run(_with_db(cfg, lambda db: db.accounts.delete(username, domain))):
-        raise _fail(f"no such user {_jid(username, domain)}", 1)
+    username, domain = target(user, cfg)
+
+    async def remove(db: Database) -> tuple[bool, bool]:
+        return await db.accounts.delete(username, domain), await db.legacy.reject(username, domain)
+
+    deleted, dropped = asyncio.run(with_db(cfg, remove))
+    if not deleted and not dropped:
+        raise fail(f"no such user {jid(username, domain)}", 1)
     bump_credentials_stamp(cfg.data_dir)
-    console.print(f"user {_jid(username, domain)} deleted")
+    if deleted:
+        console.print(f"user {jid(username, domain)} deleted")
+    if dropped:
+        console.print(f"pending registration of {jid(username, domain)} deleted")
 
 
 @user_app.command("list")
@@ -192,9 +232,9 @@ def list_(
 ) -> None:
     """Print every account's bare JID, one per line, sorted by domain then name."""
     cfg = load_or_exit(config)
-    accounts = asyncio.run(_with_db(cfg, lambda db: db.accounts.list(domain)))
+    accounts = asyncio.run(with_db(cfg, lambda db: db.accounts.list(domain)))
     for account in accounts:
-        typer.echo(_jid(account.username, account.domain))
+        typer.echo(jid(account.username, account.domain))
 
 
 # ------------------------------------------------------------------- import
@@ -278,9 +318,10 @@ def _csv_records(text: str) -> list[tuple[int, list[str]]]:
 
 
 def parse_import(
-    text: str, fmt: ImportFormat, served_domain: str
+    text: str, fmt: ImportFormat, cfg: Config
 ) -> tuple[list[ImportLine], list[Rejected]]:
-    """Validate every record; each bad one is rejected with its line number and reason."""
+    """Validate every record; each bad one is rejected with its line number and reason
+    (a domain this server does not serve, or an anonymous host, too)."""
     records = _csv_records(text) if fmt is ImportFormat.CSV else _plain_records(text)
     accepted: list[ImportLine] = []
     rejected: list[Rejected] = []
@@ -300,7 +341,7 @@ def parse_import(
             rejected.append(Rejected(number, user, f"{len(fields)} fields, expected 2 or 3"))
             continue
         try:
-            username, domain = parse_user(user, served_domain)
+            username, domain = parse_user(user, cfg)
         except ValueError as exc:
             rejected.append(Rejected(number, user, str(exc)))
             continue
@@ -316,9 +357,17 @@ def parse_import(
     return accepted, rejected
 
 
-def _derive_chunk(passwords: Sequence[str], iterations: int) -> list[dict[str, ScramKeys]]:
-    """Worker-process entry point: SCRAM keys for every password of a chunk."""
-    return [derive_all(password, iterations=iterations) for password in passwords]
+def _derive_chunk(
+    lines: Sequence[ImportLine], iterations: int, legacy: LegacyAuthOptions
+) -> list[tuple[dict[str, ScramKeys], LegacySecrets]]:
+    """Worker-process entry point: SCRAM keys and legacy secrets for every line of a chunk."""
+    return [
+        (
+            derive_all(x.password, iterations=iterations),
+            derive_legacy_secrets(x.password, x.username, x.domain, legacy),
+        )
+        for x in lines
+    ]
 
 
 def _chunk_size(count: int, workers: int) -> int:
@@ -348,22 +397,25 @@ async def import_accounts(
     pool: Executor,
     *,
     iterations: int,
+    legacy: LegacyAuthOptions,
     update_existing: bool,
     workers: int,
     progress: Progress | None = None,
 ) -> ImportResult:
-    """Derive keys on `pool` (`workers` wide) and store them in batched transactions.
+    """Derive keys and legacy secrets on `pool` (`workers` wide) and store them in
+    batched transactions.
 
-    Existing accounts are skipped before any derivation, or their keys are
-    replaced with `update_existing`.  Chunks are stored as they finish, so
-    the database work overlaps the derivation.
+    Existing accounts are skipped before any derivation, or their keys and
+    secrets are replaced with `update_existing`.  Names held by a pending
+    registration or an invitation are rejected, as `user add` refuses them.
+    Chunks are stored as they finish, so the database work overlaps the derivation.
     """
     result = ImportResult()
     existing = await db.accounts.existing([(line.username, line.domain) for line in lines])
     todo = list(lines)
     if not update_existing:
         result.skipped = [
-            _jid(x.username, x.domain) for x in todo if (x.username, x.domain) in existing
+            jid(x.username, x.domain) for x in todo if (x.username, x.domain) in existing
         ]
         todo = [x for x in todo if (x.username, x.domain) not in existing]
     if not todo:
@@ -374,35 +426,43 @@ async def import_accounts(
     loop = asyncio.get_running_loop()
 
     async def derive(chunk: list[ImportLine]) -> tuple[list[ImportLine], list]:
-        passwords = [x.password for x in chunk]
-        return chunk, await loop.run_in_executor(pool, _derive_chunk, passwords, iterations)
+        return chunk, await loop.run_in_executor(pool, _derive_chunk, chunk, iterations, legacy)
 
+    by_jid = {jid(x.username, x.domain): x for x in todo}
     pending = [asyncio.ensure_future(derive(chunk)) for chunk in chunks]
     try:
         for finished in asyncio.as_completed(pending):
-            chunk, keys = await finished
-            rows = [(x.username, x.domain, k) for x, k in zip(chunk, keys, strict=True)]
+            chunk, derived = await finished
+            rows = [
+                (x.username, x.domain, keys, secrets)
+                for x, (keys, secrets) in zip(chunk, derived, strict=True)
+            ]
             fresh = [r for r in rows if (r[0], r[1]) not in existing]
             known = [r for r in rows if (r[0], r[1]) in existing]
-            created, skipped = await db.accounts.create_many(fresh)
+            created, skipped, held = await db.legacy.create_accounts(fresh)
             if known:
-                updated, missing = await db.accounts.set_credentials_many(known)
+                updated, missing = await db.legacy.change_passwords(known)
                 result.updated += updated
                 if missing:  # deleted meanwhile: create them after all
                     gone = set(missing)
-                    again, skipped_again = await db.accounts.create_many(
-                        [r for r in known if _jid(r[0], r[1]) in gone]
+                    again, skipped_again, held_again = await db.legacy.create_accounts(
+                        [r for r in known if jid(r[0], r[1]) in gone]
                     )
                     created += again
                     skipped += skipped_again
+                    held += held_again
             result.created += created
             result.skipped += skipped
+            result.rejected += [Rejected(by_jid[name].line, name, _HELD) for name in held]
             if progress is not None and task is not None:
                 progress.advance(task, len(chunk))
     finally:
         for future in pending:
             future.cancel()
     return result
+
+
+_HELD = "held by a pending registration or reserved by an invitation"
 
 
 def _summary(result: ImportResult, shown: int = 100) -> None:
@@ -445,14 +505,16 @@ def import_(
         ),
     ] = True,
 ) -> None:
-    """Create accounts in bulk; exits 1 when some lines were rejected (they are listed)."""
+    """Create accounts in bulk, with the legacy secrets `user add` stores; exits 1 when
+    some lines were rejected (they are listed)."""
     cfg = load_or_exit(config)
     try:
         text = file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"cannot read {file}: {exc}", 2) from None
+        raise fail(f"cannot read {file}: {exc}", 2) from None
     fmt = detect_format(file, text) if file_format is ImportFormat.AUTO else file_format
-    lines, rejected = parse_import(text, fmt, cfg.server.domain)
+    legacy = _legacy_options(cfg)
+    lines, rejected = parse_import(text, fmt, cfg)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -469,6 +531,7 @@ def import_(
                 lines,
                 pool,
                 iterations=cfg.auth.scram_iterations,
+                legacy=legacy,
                 update_existing=not skip_existing,
                 workers=workers,
                 progress=progress,
@@ -477,12 +540,12 @@ def import_(
     # The pool first: its workers must be forked before the database threads exist.
     with start_derivation_pool(workers) as pool:
         try:
-            result = asyncio.run(_with_db(cfg, lambda db: run(db, pool)))
+            result = asyncio.run(with_db(cfg, lambda db: run(db, pool)))
         finally:
             pool.shutdown(cancel_futures=True)
-    result.rejected = rejected
+    result.rejected = rejected + result.rejected
     if result.created or result.updated:
         bump_credentials_stamp(cfg.data_dir)
     _summary(result)
-    if rejected:
+    if result.rejected:
         raise typer.Exit(1)

@@ -91,6 +91,12 @@ class Mechanism(Protocol):
     #: True when the mechanism sends the password in the clear (PLAIN): TLS first
     plaintext: ClassVar[bool]
 
+    # Optional: `verdict_disclosed` (bool attribute or property), True once a challenge
+    # has told the client its credentials were refused (OAUTHBEARER's error result,
+    # RFC 7628 §3.2.2).  However the exchange then ends (an <abort/>, a response that
+    # is not base64), the negotiation counts it as a failed guess for the claimed
+    # user; without it, a client could guess forever without ever being counted.
+
     def start(self, initial_response: bytes | None) -> Step: ...
 
     def respond(self, response: bytes) -> Step: ...

@@ -88,6 +88,7 @@ class C2SConnection:
         "_paused",
         "_queue",
         "_reads_at_sweep",
+        "_reserved",
         "_stream_generation",
         "_tasks",
         "closed",
@@ -109,6 +110,8 @@ class C2SConnection:
         self._paused = False
         self._stream_generation = 0
         self._reads_at_sweep = -1
+        #: the current SASL attempt holds a brute-force throttle slot (see `check`)
+        self._reserved = False
         self._tasks: set[asyncio.Task[None]] | None = None
         loop = asyncio.get_running_loop()
         self.output = OutputBuffer(transport.write, loop)
@@ -132,11 +135,33 @@ class C2SConnection:
                 if self.session is not None:
                     self._stanza(event.element)  # type: ignore[attr-defined]
                 else:
-                    self._apply(self.negotiation.element(event.element))  # type: ignore[attr-defined]
+                    self._negotiate(event.element)  # type: ignore[attr-defined]
             elif kind is StreamOpened:
                 self._apply(self.negotiation.stream_opened(event))  # type: ignore[arg-type]
             elif kind is StreamClosed:
                 self._apply(self.negotiation.stream_closed())
+
+    def _negotiate(self, el: Element) -> None:
+        """A top-level element before the session: the negotiation core decides.  A
+        mechanism (perhaps a plugin's) that raises ends this stream with
+        internal-server-error (RFC 6120 §4.9.3.8), not the whole transport callback."""
+        try:
+            actions = self.negotiation.element(el)
+        except Exception:
+            log.exception("negotiation failed for %s", self.transport.facts.remote_address)
+            self.close_stream(StreamErrorCondition.INTERNAL_SERVER_ERROR)
+            return
+        self._apply(actions)
+
+    def _resume(self, answer: CredentialAnswer) -> None:
+        """Hand the credential answer to the waiting mechanism (as `_negotiate`)."""
+        try:
+            actions = self.negotiation.credentials(answer)
+        except Exception:
+            log.exception("negotiation failed for %s", self.transport.facts.remote_address)
+            self.close_stream(StreamErrorCondition.INTERNAL_SERVER_ERROR)
+            return
+        self._apply(actions)
 
     def protocol_error(self, exc: PeerProtocolError) -> None:
         """The parser refused the input: stream error, then close (RFC 6120 §4.9.1.1)."""
@@ -232,7 +257,8 @@ class C2SConnection:
             elif kind is neg.Authenticated:
                 self._authenticated(action)
             elif kind is neg.AuthFailed:
-                self.ctx.auth_failed(self.transport.facts, action)
+                self.ctx.auth_failed(self.transport.facts, action, reserved=self._reserved)
+                self._reserved = False
             elif kind is neg.BindRequested:
                 self._bind(action)
             elif kind is neg.Established:
@@ -269,6 +295,7 @@ class C2SConnection:
             now = asyncio.get_running_loop().time()
             address = self.transport.facts.remote_address
             verdict = self.ctx.auth_throttle.check(address, request.username, now)
+            self._reserved = not isinstance(verdict, Refuse)
         if verdict is ALLOW:
             domain = self.negotiation.facts.domain
             cached = self.ctx.hosts[domain].cached_scram_keys
@@ -277,7 +304,7 @@ class C2SConnection:
                 keys = cached(request.username, domain, hash_name)
                 if keys is not None:
                     answer = CredentialAnswer(scram_keys=keys, user_exists=True)
-                    self._apply(self.negotiation.credentials(answer))
+                    self._resume(answer)
                     return
         self._spawn(self._credentials(request, verdict))
 
@@ -302,7 +329,7 @@ class C2SConnection:
                 # an account (no password) so rosters and offline storage work.
                 answer = await self.ctx.provision_account(request.username, domain)
         if not self.closed:
-            self._apply(self.negotiation.credentials(answer))
+            self._resume(answer)
 
     async def _anonymous(self, localpart: str) -> None:
         """RFC 4505 on an anonymous host: within the host's rate limit, the random
@@ -319,14 +346,15 @@ class C2SConnection:
             answer = await self.ctx.provision_account(localpart, domain)
             answer = replace(answer, verified=not answer.temporary_failure)
         if not self.closed:
-            self._apply(self.negotiation.credentials(answer))
+            self._resume(answer)
 
     def _authenticated(self, action: neg.Authenticated) -> None:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
         facts = self.transport.facts
-        self.ctx.auth_succeeded(facts, action.username)
+        self.ctx.auth_succeeded(facts, action.username, reserved=self._reserved)
+        self._reserved = False
         log.info(
             "%s@%s authenticated with %s over %s from %s",
             action.username,
@@ -419,6 +447,7 @@ class C2SConnection:
             self.negotiation.legacy_failed()
             raise
         self.negotiation.legacy_bound()
+        self._reserved = True  # the legacy module asked the throttle before checking
         self._authenticated(neg.Authenticated(username, mechanism))
         return session
 

@@ -182,6 +182,16 @@ class NegotiationSettings:
         return domain in self.domains if self.domains else domain == self.domain
 
 
+#: Ways a client may end an exchange on its own (RFC 6120 §6.4.4, §6.5.5, §6.5.8).
+_CLIENT_ENDINGS = frozenset(
+    {
+        SaslFailureCondition.ABORTED,
+        SaslFailureCondition.INCORRECT_ENCODING,
+        SaslFailureCondition.MALFORMED_REQUEST,
+    }
+)
+
+
 def _new_stream_id() -> str:
     return base64.urlsafe_b64encode(random_bytes(12)).decode("ascii")
 
@@ -201,6 +211,8 @@ class C2SNegotiation:
     _mechanism_name: str = ""
     _offered: tuple[str, ...] = field(default=())
     _host_chosen: bool = False
+    #: the username the current attempt asked credentials for (for counting its end)
+    _claimed: str | None = None
 
     # ------------------------------------------------------------ inputs
 
@@ -398,12 +410,14 @@ class C2SNegotiation:
             if initial is None:
                 return self._sasl_failure(SaslFailureCondition.INCORRECT_ENCODING)
         self._mechanism = self.settings.make_mechanism(name, self.facts)
+        self._claimed = None
         self.state = State.SASL
         return self._sasl_step(self._mechanism.start(initial))
 
     def _sasl_step(self, step: Step) -> list[Action]:
         if isinstance(step, NeedCredentials):
             self.state = State.SASL_WAIT
+            self._claimed = step.username or None
             return [CredentialsNeeded(step)]
         if isinstance(step, Challenge):
             return [Send(f"<challenge xmlns='{ns.SASL}'>{_encode_sasl(step.data)}</challenge>")]
@@ -429,6 +443,15 @@ class C2SNegotiation:
         username: str | None = None,
     ) -> list[Action]:
         """§6.4.5: report the failure; after too many, close with policy-violation."""
+        if (
+            self._mechanism is not None
+            and getattr(self._mechanism, "verdict_disclosed", False)
+            and condition in _CLIENT_ENDINGS
+        ):
+            # The client has seen its verdict: ending the exchange some other way
+            # (abort, bad base64) is still a failed guess, counted as such.
+            self._mechanism = None
+            return self._counted_failure(condition, text)
         self._mechanism = None
         self.state = State.OPEN
         body = f"<{condition.value}/>"
@@ -445,6 +468,17 @@ class C2SNegotiation:
                     StreamErrorCondition.POLICY_VIOLATION, "too many failed authentication attempts"
                 )
         return actions
+
+    def _counted_failure(self, condition: SaslFailureCondition, text: str) -> list[Action]:
+        """`condition` goes to the client; throttling and the per-stream limit see a
+        wrong credential of the claimed user."""
+        actions = self._sasl_failure(condition, text, count=True, username=self._claimed)
+        return [
+            AuthFailed(a.mechanism, SaslFailureCondition.NOT_AUTHORIZED, a.username)
+            if isinstance(a, AuthFailed)
+            else a
+            for a in actions
+        ]
 
     def _bind(self, iq: Element, bind: Element) -> list[Action]:
         iq_id = iq.get("id")

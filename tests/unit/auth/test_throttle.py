@@ -534,3 +534,30 @@ def test_many_parallel_good_logins_from_one_address_are_not_slowed() -> None:
     for i in range(200):
         throttle.succeeded("198.51.100.7", f"user{i}", 0.01)
     assert throttle.check("198.51.100.7", "user0", 0.02) == ALLOW
+
+
+def test_attempts_ended_without_a_verdict_release_their_reservation() -> None:
+    throttle = AuthThrottle()
+    throttle.check(ATTACKER, "user0", 0.0)
+    throttle.failed(ATTACKER, "user0", 0.0)
+    for _ in range(50):  # e.g. the provider is down: temporary-auth-failure each time
+        assert throttle.check(ATTACKER, "alice", 0.0) is ALLOW
+        throttle.abandoned(ATTACKER, 0.0)
+
+
+def _delay_after_early_failure(reserved: bool) -> float:
+    throttle = AuthThrottle()
+    throttle.check(ATTACKER, "user0", 0.0)
+    throttle.failed(ATTACKER, "user0", 0.0)
+    for i in range(1, 5):
+        assert throttle.check(ATTACKER, f"user{i}", 0.0) is ALLOW  # four in flight
+    # A failure before any credentials were asked for (e.g. SCRAM's invalid-authzid):
+    # it never passed `check`, so it must not free one of the four slots.
+    throttle.failed(ATTACKER, None, 0.0, reserved=reserved)
+    verdict = throttle.check(ATTACKER, "user9", 0.0)
+    assert isinstance(verdict, Delay)
+    return verdict.seconds
+
+
+def test_a_failure_that_held_no_slot_does_not_free_another_attempts_slot() -> None:
+    assert _delay_after_early_failure(reserved=False) > _delay_after_early_failure(reserved=True)

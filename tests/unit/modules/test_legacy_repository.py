@@ -16,6 +16,7 @@ from chatgate.storage.repositories.legacy import (
     InviteUnavailable,
     LegacySecrets,
     ZeroKnowledgeChain,
+    invite_hash,
 )
 
 BILL = ("bill", "localhost")
@@ -147,8 +148,104 @@ async def test_secrets_of_an_earlier_password_are_ignored(
     db: Database, keys: dict[str, ScramKeys]
 ) -> None:
     await db.legacy.create_account(*BILL, keys, SECRETS, {})
-    # A password set by a tool that knows nothing of legacy secrets (the CLI).
+    # A password set by a tool that knows nothing of legacy secrets.
     await db.accounts.set_credentials(*BILL, derive_all("changed-elsewhere"))
     assert await db.legacy.secrets(BILL) is None
     await db.legacy.set_secrets(BILL, LegacySecrets(digest_password="changed-elsewhere"))
     assert await db.legacy.secrets(BILL) == LegacySecrets(digest_password="changed-elsewhere")
+
+
+async def test_approve_refuses_a_name_an_account_took_meanwhile(
+    db: Database, keys: dict[str, ScramKeys]
+) -> None:
+    await db.legacy.create_pending(*BILL, keys, SECRETS, {})
+    await db.accounts.create(*BILL, {})  # a tool that ignores pending names
+    with pytest.raises(AccountExists):
+        await db.legacy.approve(*BILL)
+    assert [p.username for p in await db.legacy.pending()] == ["bill"]  # kept, for reject
+    assert await db.legacy.reject(*BILL)
+
+
+async def test_create_accounts_stores_keys_and_secrets_and_reports_held_names(
+    db: Database, keys: dict[str, ScramKeys]
+) -> None:
+    await db.accounts.create("old", "localhost", keys)
+    await db.legacy.create_pending("waiting", "localhost", keys, LegacySecrets(), {})
+    await db.legacy.add_invite("tok-r", "localhost", username="reserved")
+    await db.legacy.add_invite("tok-x", "localhost", username="expired", expires=NOW)
+    rows = [
+        (name, "localhost", keys, SECRETS)
+        for name in ("bill", "old", "waiting", "reserved", "expired", "bill")
+    ]
+    rows.append(("plain", "localhost", keys, LegacySecrets()))
+    created, existing, held = await db.legacy.create_accounts(rows, now=NOW + timedelta(1))
+    assert created == ["bill@localhost", "expired@localhost", "plain@localhost"]
+    assert existing == ["old@localhost", "bill@localhost"]
+    assert held == ["waiting@localhost", "reserved@localhost"]
+    assert await db.accounts.all_scram_keys(*BILL) == keys
+    # Bound to the keys stored with them: `secrets` returns only rows of the current password.
+    assert await db.legacy.secrets(BILL) == SECRETS
+    assert await db.legacy.secrets(("expired", "localhost")) == SECRETS
+    assert await db.legacy.secrets(("plain", "localhost")) is None
+
+
+async def test_change_passwords_replaces_keys_and_secrets_together(
+    db: Database, keys: dict[str, ScramKeys]
+) -> None:
+    await db.legacy.create_accounts(
+        [(*BILL, keys, SECRETS), ("ann", "localhost", keys, SECRETS)], now=NOW
+    )
+    new_keys = derive_all("new-password")
+    fresh = LegacySecrets(zero_knowledge=ZeroKnowledgeChain("F00D", 500, "aa"))
+    updated, missing = await db.legacy.change_passwords(
+        [
+            (*BILL, new_keys, fresh),
+            ("ann", "localhost", new_keys, LegacySecrets()),
+            ("nobody", "localhost", new_keys, fresh),
+        ]
+    )
+    assert updated == ["bill@localhost", "ann@localhost"]
+    assert missing == ["nobody@localhost"]
+    assert await db.accounts.all_scram_keys(*BILL) == new_keys
+    assert await db.legacy.secrets(BILL) == fresh
+    # No secret of the old password survives, even where none is configured now.
+    assert await db.legacy.secrets(("ann", "localhost")) is None
+    assert not await db.accounts.exists("nobody", "localhost")
+
+
+async def test_invites_lists_every_invitation_with_its_state(db: Database) -> None:
+    await db.legacy.add_invite("tok-1", "localhost", uses=2, expires=NOW + timedelta(1))
+    await db.legacy.add_invite("tok-2", "example.net", username="juliet")
+    invites = await db.legacy.invites()
+    assert {(i.token_hash, i.domain, i.username, i.uses_left) for i in invites} == {
+        (invite_hash("tok-1"), "localhost", None, 2),
+        (invite_hash("tok-2"), "example.net", "juliet", 1),
+    }
+    [mine] = await db.legacy.invites("localhost")
+    assert mine.usable(NOW) and not mine.usable(NOW + timedelta(2))
+    assert mine.expires == NOW + timedelta(1)
+
+
+async def test_revoke_invite_by_token_frees_its_reserved_name(
+    db: Database, keys: dict[str, ScramKeys]
+) -> None:
+    await db.legacy.add_invite("tok-j", "localhost", username="juliet")
+    assert await db.legacy.revoke_invite("tok-j")
+    assert not await db.legacy.revoke_invite("tok-j")
+    assert await db.legacy.invite("tok-j", "localhost", NOW) is None
+    await db.legacy.create_account("juliet", "localhost", keys, LegacySecrets(), {}, now=NOW)
+
+
+async def test_revoke_invite_hash_deletes_only_an_unambiguous_match(db: Database) -> None:
+    tokens = [f"tok-{n}" for n in range(40)]
+    for token in tokens:
+        await db.legacy.add_invite(token, "localhost")
+    hashes = [invite_hash(t) for t in tokens]
+    # Among 40 hashes two share a first hex digit (pigeonhole: only 16 digits).
+    digit = next(h[0] for h in hashes if sum(x[0] == h[0] for x in hashes) > 1)
+    assert len(await db.legacy.revoke_invite_hash(digit)) > 1
+    assert len(await db.legacy.invites()) == 40  # nothing deleted
+    assert await db.legacy.revoke_invite_hash(hashes[0][:12]) == [hashes[0]]
+    assert await db.legacy.revoke_invite_hash(hashes[0][:12]) == []
+    assert await db.legacy.revoke_invite_hash("not-hex%") == []
+    assert len(await db.legacy.invites()) == 39

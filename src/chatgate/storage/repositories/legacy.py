@@ -15,7 +15,8 @@ This repository owns four tables (migration 0002):
 The writes that must be atomic with the account itself live here too: creating
 an account with its SCRAM keys, secrets, fields and the invitation it redeems,
 and a password change that replaces SCRAM keys and legacy secrets together, so
-no secret derived from an old password survives the change.
+no secret derived from an old password survives the change; and their bulk
+forms for `chatgate user import`.
 
 Callers hand in derived secrets only; passwords never reach this module (the
 digest secret is the one exception the configuration can ask for, and says so).
@@ -25,21 +26,17 @@ checks take `now`.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatgate.auth.credentials import ScramKeys
 from chatgate.storage.engine import writer
-from chatgate.storage.errors import AccountExists, StorageError
+from chatgate.storage.errors import AccountExists
 from chatgate.storage.models import (
     Account,
     LegacySecret,
@@ -49,103 +46,38 @@ from chatgate.storage.models import (
     ScramCredential,
     utcnow,
 )
-from chatgate.storage.repositories.accounts import AccountRepository
+from chatgate.storage.repositories.accounts import BATCH_SIZE, AccountRepository
+from chatgate.storage.repositories.legacy_records import (
+    AccountWithSecrets,
+    DigestMd5Secret,
+    Invite,
+    InviteUnavailable,
+    LegacySecrets,
+    PendingAccount,
+    StoredInvite,
+    ZeroKnowledgeChain,
+    binding_digest,
+    from_pending_json,
+    invite_hash,
+    invite_usable,
+    pending_json,
+    secret_values,
+    secrets_from_row,
+)
 from chatgate.storage.repositories.owner import Owner, find_account_id, require_account_id
 
 __all__ = [
+    "AccountWithSecrets",
     "DigestMd5Secret",
     "Invite",
     "InviteUnavailable",
     "LegacyRepository",
     "LegacySecrets",
     "PendingAccount",
+    "StoredInvite",
     "ZeroKnowledgeChain",
     "invite_hash",
 ]
-
-
-# ---------------------------------------------------------------- records
-
-
-@dataclass(frozen=True, slots=True)
-class ZeroKnowledgeChain:
-    """XEP-0078 (pre-2.0) / jabberd ``mod_auth_0k`` state: `hash` is SHA-1 applied
-    `sequence` times to hash0 = SHA1(SHA1(password) + token), all in lowercase hex."""
-
-    token: str
-    sequence: int
-    hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class DigestMd5Secret:
-    """RFC 2831 §2.1.2.1: H({ username-value, ":", realm-value, ":", passwd }) (16 bytes)."""
-
-    realm: str
-    ha1: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class LegacySecrets:
-    """The legacy secrets of one account; None where not stored."""
-
-    digest_password: str | None = None
-    digest_md5: DigestMd5Secret | None = None
-    zero_knowledge: ZeroKnowledgeChain | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PendingAccount:
-    """A registration waiting for approval (what an administrator sees)."""
-
-    username: str
-    domain: str
-    fields: dict[str, str]
-    address: str | None
-    created: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Invite:
-    """A usable invitation: `username` is the name it reserves, if any."""
-
-    domain: str
-    username: str | None
-    uses_left: int
-    expires: datetime | None
-
-
-class InviteUnavailable(StorageError):
-    """The invitation is unknown, used up or expired (it may have been used meanwhile)."""
-
-
-def invite_hash(token: str) -> str:
-    """How a token is stored and looked up: the hex SHA-256 of its UTF-8 bytes."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-# ---------------------------------------------------------------- (de)serialization
-
-
-def _secret_values(secrets: LegacySecrets) -> dict[str, Any]:
-    md5, zk = secrets.digest_md5, secrets.zero_knowledge
-    return {
-        "digest_password": secrets.digest_password,
-        "digest_md5_realm": None if md5 is None else md5.realm,
-        "digest_md5_ha1": None if md5 is None else md5.ha1,
-        "zk_token": None if zk is None else zk.token,
-        "zk_sequence": None if zk is None else zk.sequence,
-        "zk_hash": None if zk is None else zk.hash,
-    }
-
-
-def _secrets_from_row(row: Any) -> LegacySecrets:
-    digest_password, realm, ha1, token, sequence, zk_hash = row
-    md5 = None if realm is None or ha1 is None else DigestMd5Secret(realm, bytes(ha1))
-    zk = None
-    if token is not None and sequence is not None and zk_hash is not None:
-        zk = ZeroKnowledgeChain(token, sequence, zk_hash)
-    return LegacySecrets(digest_password, md5, zk)
 
 
 _SECRET_COLUMNS = (
@@ -156,55 +88,6 @@ _SECRET_COLUMNS = (
     LegacySecret.zk_sequence,
     LegacySecret.zk_hash,
 )
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _pending_json(credentials: Mapping[str, ScramKeys], secrets: LegacySecrets) -> str:
-    values = _secret_values(secrets)
-    if values["digest_md5_ha1"] is not None:
-        values["digest_md5_ha1"] = _b64(values["digest_md5_ha1"])
-    return json.dumps(
-        {
-            "scram": {
-                name: {
-                    "salt": _b64(k.salt),
-                    "iterations": k.iterations,
-                    "stored_key": _b64(k.stored_key),
-                    "server_key": _b64(k.server_key),
-                }
-                for name, k in credentials.items()
-            },
-            "legacy": values,
-        }
-    )
-
-
-def _from_pending_json(text: str) -> tuple[dict[str, ScramKeys], LegacySecrets]:
-    data = json.loads(text)
-    credentials = {
-        name: ScramKeys(
-            name,
-            base64.b64decode(k["salt"]),
-            int(k["iterations"]),
-            base64.b64decode(k["stored_key"]),
-            base64.b64decode(k["server_key"]),
-        )
-        for name, k in data["scram"].items()
-    }
-    legacy = data["legacy"]
-    ha1 = legacy["digest_md5_ha1"]
-    row = (
-        legacy["digest_password"],
-        legacy["digest_md5_realm"],
-        None if ha1 is None else base64.b64decode(ha1),
-        legacy["zk_token"],
-        legacy["zk_sequence"],
-        legacy["zk_hash"],
-    )
-    return credentials, _secrets_from_row(row)
 
 
 # ---------------------------------------------------------------- repository
@@ -242,7 +125,7 @@ class LegacyRepository:
                 return None
             if row[1] != await _binding(conn, row[0]):
                 return None
-        return _secrets_from_row(row[2:])
+        return secrets_from_row(row[2:])
 
     async def set_secrets(self, owner: Owner, secrets: LegacySecrets) -> None:
         """Replace every legacy secret of the account.  Raises AccountNotFound."""
@@ -312,6 +195,73 @@ class LegacyRepository:
             await AccountRepository._replace_keys(conn, account_id, credentials)
             await self._put_secrets(conn, account_id, secrets)
 
+    async def create_accounts(
+        self, rows: Iterable[AccountWithSecrets], *, now: datetime | None = None
+    ) -> tuple[list[str], list[str], list[str]]:
+        """The bulk `create_account` (no fields, no invitation), BATCH_SIZE accounts
+        per transaction, each account created with its keys and secrets at once.
+
+        Returns (created, existing, held) as bare JIDs in input order: `held` names
+        belong to a pending registration or are reserved by a usable invitation,
+        as `create_account` refuses them.  A name repeated in `rows` is created once
+        and reported as existing after that.
+        """
+        now = now or utcnow()
+        created: list[str] = []
+        existing: list[str] = []
+        held: list[str] = []
+        for batch in _batches(list(rows)):
+            pairs = [(u, d) for u, d, _, _ in batch]
+            async with self._writer.begin() as conn:
+                taken = set(await AccountRepository._ids(conn, pairs))
+                reserved = await self._held(conn, pairs, now)
+                fresh: list[AccountWithSecrets] = []
+                for row in batch:
+                    pair = (row[0], row[1])
+                    if pair in taken:
+                        existing.append(_jid(*pair))
+                    elif pair in reserved:
+                        held.append(_jid(*pair))
+                    else:
+                        taken.add(pair)
+                        fresh.append(row)
+                if not fresh:
+                    continue
+                await AccountRepository._insert_many(conn, [(u, d, c) for u, d, c, _ in fresh])
+                ids = await AccountRepository._ids(conn, [(u, d) for u, d, _, _ in fresh])
+                await self._put_secrets_many(conn, [(ids[(u, d)], c, s) for u, d, c, s in fresh])
+                created.extend(_jid(u, d) for u, d, _, _ in fresh)
+        return created, existing, held
+
+    async def change_passwords(
+        self, rows: Iterable[AccountWithSecrets]
+    ) -> tuple[list[str], list[str]]:
+        """The bulk `change_password`, BATCH_SIZE accounts per transaction.  Returns
+        (updated, missing) as bare JIDs; missing accounts are not created."""
+        updated: list[str] = []
+        missing: list[str] = []
+        for batch in _batches(list(rows)):
+            async with self._writer.begin() as conn:
+                pairs = [(u, d) for u, d, _, _ in batch]
+                ids = await AccountRepository._ids(conn, pairs, lock=True)
+                found: list[tuple[int, Mapping[str, ScramKeys], LegacySecrets]] = []
+                for username, domain, credentials, secrets in batch:
+                    account_id = ids.get((username, domain))
+                    if account_id is None:
+                        missing.append(_jid(username, domain))
+                        continue
+                    await AccountRepository._replace_keys(conn, account_id, credentials)
+                    found.append((account_id, credentials, secrets))
+                    updated.append(_jid(username, domain))
+                if found:
+                    await conn.execute(
+                        delete(LegacySecret).where(
+                            LegacySecret.account_id.in_([i for i, _, _ in found])
+                        )
+                    )
+                    await self._put_secrets_many(conn, found)
+        return updated, missing
+
     # ------------------------------------------------------------ registration fields
 
     async def fields(self, owner: Owner) -> dict[str, str]:
@@ -356,7 +306,7 @@ class LegacyRepository:
                     insert(PendingRegistration).values(
                         username=username,
                         domain=domain,
-                        secrets=_pending_json(credentials, secrets),
+                        secrets=pending_json(credentials, secrets),
                         fields=json.dumps(dict(fields)),
                         address=address,
                         created=now,
@@ -381,7 +331,9 @@ class LegacyRepository:
         return [PendingAccount(u, d, json.loads(f), a, c) for u, d, f, a, c in rows]
 
     async def approve(self, username: str, domain: str) -> bool:
-        """Turn a pending registration into an account; False when there is none."""
+        """Turn a pending registration into an account; False when there is none.
+        Raises AccountExists (and keeps the registration pending) when an account
+        of that name exists."""
         async with self._writer.begin() as conn:
             row = (
                 await conn.execute(
@@ -393,12 +345,15 @@ class LegacyRepository:
             ).one_or_none()
             if row is None:
                 return False
-            credentials, secrets = _from_pending_json(row[0])
+            credentials, secrets = from_pending_json(row[0])
             await conn.execute(
                 delete(PendingRegistration).where(
                     PendingRegistration.username == username, PendingRegistration.domain == domain
                 )
             )
+            if await find_account_id(conn, (username, domain), lock=True) is not None:
+                # Only a tool that ignores pending names can have made it (an old CLI).
+                raise AccountExists(username, domain)
             await AccountRepository._insert(conn, username, domain, credentials)
             account_id = await require_account_id(conn, (username, domain))
             await self._put_secrets(conn, account_id, secrets)
@@ -461,9 +416,77 @@ class LegacyRepository:
         if row is None:
             return None
         invite = Invite(*row)
-        return invite if _usable(invite, now) else None
+        return invite if invite_usable(invite, now) else None
+
+    async def invites(self, domain: str | None = None) -> list[StoredInvite]:
+        """Every stored invitation, usable, used up or expired, oldest first."""
+        query = select(
+            RegistrationInvite.token_hash,
+            RegistrationInvite.domain,
+            RegistrationInvite.username,
+            RegistrationInvite.uses_left,
+            RegistrationInvite.expires,
+            RegistrationInvite.created,
+        ).order_by(RegistrationInvite.created, RegistrationInvite.token_hash)
+        if domain is not None:
+            query = query.where(RegistrationInvite.domain == domain)
+        async with self._engine.connect() as conn:
+            return [StoredInvite(*row) for row in (await conn.execute(query)).all()]
+
+    async def revoke_invite(self, token: str) -> bool:
+        """Delete the invitation with this token at once; False when it is unknown.
+        A registration that presented it earlier in its stream fails (forbidden)."""
+        async with self._writer.begin() as conn:
+            result = await conn.execute(
+                delete(RegistrationInvite).where(
+                    RegistrationInvite.token_hash == invite_hash(token)
+                )
+            )
+            return result.rowcount > 0
+
+    async def revoke_invite_hash(self, prefix: str) -> list[str]:
+        """Delete the invitation whose token hash starts with `prefix` (lowercase hex,
+        as `invites` shows it), when exactly one does.  Returns the matching hashes:
+        none, the one deleted, or several (then nothing is deleted)."""
+        if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+            return []
+        async with self._writer.begin() as conn:
+            rows = await conn.execute(
+                select(RegistrationInvite.token_hash).where(
+                    RegistrationInvite.token_hash.startswith(prefix)
+                )
+            )
+            matches = [row[0] for row in rows.all()]
+            if len(matches) == 1:
+                await conn.execute(
+                    delete(RegistrationInvite).where(RegistrationInvite.token_hash == matches[0])
+                )
+            return matches
 
     # ------------------------------------------------------------ internals
+
+    @staticmethod
+    async def _held(
+        conn: AsyncConnection, accounts: Sequence[tuple[str, str]], now: datetime
+    ) -> set[tuple[str, str]]:
+        """The pairs a pending registration or a usable invitation holds (`_claim_name`'s
+        refusals besides an existing account, for many names at once)."""
+        if not accounts:
+            return set()
+        pending = await conn.execute(
+            select(PendingRegistration.username, PendingRegistration.domain).where(
+                tuple_(PendingRegistration.username, PendingRegistration.domain).in_(accounts)
+            )
+        )
+        held = {(u, d) for u, d in pending.all()}
+        invites = await conn.execute(
+            select(RegistrationInvite.username, RegistrationInvite.domain).where(
+                tuple_(RegistrationInvite.username, RegistrationInvite.domain).in_(accounts),
+                RegistrationInvite.uses_left > 0,
+                or_(RegistrationInvite.expires.is_(None), RegistrationInvite.expires > now),
+            )
+        )
+        return held | {(u, d) for u, d in invites.all()}
 
     async def _claim_name(
         self,
@@ -498,7 +521,7 @@ class LegacyRepository:
             )
         )
         for token_hash, *fields in rows.all():
-            if token_hash != presented and _usable(Invite(*fields), now):
+            if token_hash != presented and invite_usable(Invite(*fields), now):
                 raise AccountExists(username, domain)
         if presented is None:
             return
@@ -513,7 +536,7 @@ class LegacyRepository:
             )
         ).one_or_none()
         invite = None if row is None else Invite(*row)
-        if invite is None or invite.domain != domain or not _usable(invite, now):
+        if invite is None or invite.domain != domain or not invite_usable(invite, now):
             raise InviteUnavailable("the invitation is unknown, used up or expired")
         if invite.username is not None and invite.username != username:
             raise InviteUnavailable(f"the invitation is for {invite.username!r}")
@@ -527,12 +550,29 @@ class LegacyRepository:
     async def _put_secrets(conn: AsyncConnection, account_id: int, secrets: LegacySecrets) -> None:
         """Replace the row, bound to the SCRAM keys stored now (write those first)."""
         await conn.execute(delete(LegacySecret).where(LegacySecret.account_id == account_id))
-        values = _secret_values(secrets)
+        values = secret_values(secrets)
         if any(v is not None for v in values.values()):
             binding = await _binding(conn, account_id)
             await conn.execute(
                 insert(LegacySecret).values(account_id=account_id, scram_binding=binding, **values)
             )
+
+    @staticmethod
+    async def _put_secrets_many(
+        conn: AsyncConnection,
+        rows: Sequence[tuple[int, Mapping[str, ScramKeys], LegacySecrets]],
+    ) -> None:
+        """Insert the secrets of accounts that have no row (new, or whose rows were just
+        deleted), bound to `credentials`, which must be the keys stored now."""
+        values = []
+        for account_id, credentials, secrets in rows:
+            columns = secret_values(secrets)
+            if any(v is not None for v in columns.values()):
+                salts = [(k.hash_name, k.salt) for k in credentials.values()]
+                binding = binding_digest(salts)
+                values.append({"account_id": account_id, "scram_binding": binding, **columns})
+        if values:
+            await conn.execute(insert(LegacySecret), values)
 
     @staticmethod
     async def _put_fields(
@@ -558,15 +598,17 @@ class LegacyRepository:
 async def _binding(conn: AsyncConnection, account_id: int) -> str:
     """SHA-256 over the account's SCRAM salts: every password set draws new salts."""
     rows = await conn.execute(
-        select(ScramCredential.hash_name, ScramCredential.salt)
-        .where(ScramCredential.account_id == account_id)
-        .order_by(ScramCredential.hash_name)
+        select(ScramCredential.hash_name, ScramCredential.salt).where(
+            ScramCredential.account_id == account_id
+        )
     )
-    digest = hashlib.sha256()
-    for hash_name, salt in rows.all():
-        digest.update(f"{hash_name}:{len(salt)}:".encode() + bytes(salt))
-    return digest.hexdigest()
+    return binding_digest(rows.all())
 
 
-def _usable(invite: Invite, now: datetime) -> bool:
-    return invite.uses_left > 0 and (invite.expires is None or invite.expires > now)
+def _jid(username: str, domain: str) -> str:
+    return f"{username}@{domain}"
+
+
+def _batches(rows: Sequence, size: int = BATCH_SIZE) -> Iterable[Sequence]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]

@@ -1,0 +1,106 @@
+"""`chatgate registration`: the administrator's side of `[modules.register] approval`.
+
+With approval on, an in-band registration succeeds but is held in
+`pending_registrations` (the name is taken, logging in fails) until an
+administrator runs `approve` or `reject` here.  A pending registration already
+holds everything the account needs (SCRAM keys, the configured legacy secrets,
+the registration fields), so approving only moves it into the accounts table.
+
+A running server learns about an approval without a restart: it never caches an
+unknown account, so the next login finds the new one; the credentials stamp is
+bumped all the same, as after every change to stored accounts.
+
+Exit codes: 0 done; 1 no registration of that name is pending (or an account of
+that name exists); 2 bad input or configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from chatgate.auth.internal import bump_credentials_stamp
+from chatgate.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    UserArgument,
+    account_domain,
+    fail,
+    jid,
+    load_or_exit,
+    target,
+    with_db,
+)
+from chatgate.storage.errors import AccountExists
+
+registration_app = typer.Typer(
+    help="Approve or reject in-band registrations awaiting approval.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False, markup=False)
+
+
+@registration_app.command("pending")
+def pending(
+    config: ConfigOption = DEFAULT_CONFIG,
+    domain: Annotated[str | None, typer.Option(help="Only registrations on this domain.")] = None,
+) -> None:
+    """List registrations awaiting approval, oldest first: who, when (UTC), from which
+    address, and the registration fields they gave, so an administrator can decide."""
+    cfg = load_or_exit(config)
+    if domain is not None:
+        try:
+            domain = account_domain(domain, cfg)
+        except ValueError as exc:
+            raise fail(str(exc), 2) from None
+    waiting = asyncio.run(with_db(cfg, lambda db: db.legacy.pending(domain)))
+    if not waiting:
+        console.print("no registrations awaiting approval")
+        return
+    table = Table(title="registrations awaiting approval", title_justify="left")
+    for column in ("user", "requested (UTC)", "from", "fields"):
+        table.add_column(column, overflow="fold")  # never an ellipsis: names are copied
+    for item in waiting:
+        fields = ", ".join(f"{k}={v}" for k, v in item.fields.items())
+        table.add_row(
+            Text(jid(item.username, item.domain)),
+            item.created.strftime("%Y-%m-%d %H:%M:%S"),
+            Text(item.address or "-"),
+            Text(fields or "-"),
+        )
+    console.print(table)
+
+
+@registration_app.command("approve")
+def approve(user: UserArgument, config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Turn a pending registration into an account; it can log in at once, also on a
+    running server.  Exits 1 when no registration of that name is pending."""
+    cfg = load_or_exit(config)
+    username, domain = target(user, cfg)
+    try:
+        approved = asyncio.run(with_db(cfg, lambda db: db.legacy.approve(username, domain)))
+    except AccountExists:
+        message = f"an account {jid(username, domain)} exists already; reject the registration"
+        raise fail(message, 1) from None
+    if not approved:
+        raise fail(f"no registration of {jid(username, domain)} is pending", 1)
+    bump_credentials_stamp(cfg.data_dir)
+    console.print(f"{jid(username, domain)} approved: the account can log in now")
+
+
+@registration_app.command("reject")
+def reject(user: UserArgument, config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Delete a pending registration with everything it holds (keys, legacy secrets,
+    fields); the name is free again at once.  Exits 1 when none is pending."""
+    cfg = load_or_exit(config)
+    username, domain = target(user, cfg)
+    if not asyncio.run(with_db(cfg, lambda db: db.legacy.reject(username, domain))):
+        raise fail(f"no registration of {jid(username, domain)} is pending", 1)
+    console.print(f"registration of {jid(username, domain)} rejected and deleted")

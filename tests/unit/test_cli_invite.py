@@ -1,0 +1,213 @@
+"""`chatgate invite`: invitation tokens from the command line, checked against the
+repository that in-band registration redeems them through."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from chatgate.cli import app
+from chatgate.cli.invite import parse_duration, register_uri
+from chatgate.storage.database import Database
+from chatgate.storage.errors import AccountExists
+from chatgate.storage.repositories.legacy import InviteUnavailable, LegacySecrets, invite_hash
+
+T = TypeVar("T")
+CONFIG = """
+[server]
+domain = "localhost"
+data_dir = "var"
+[storage]
+url = "sqlite+aiosqlite:///var/chatgate.db"
+[hosts."example.net"]
+[hosts."guest.localhost"]
+anonymous = true
+[modules.register]
+enabled = true
+invites = "required"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "chatgate.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+def cli(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(app, ["invite", *args, "--config", str(config)])
+
+
+def with_db(config: Path, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def run() -> T:
+        db = await Database.open(f"sqlite+aiosqlite:///{config.parent / 'var' / 'chatgate.db'}")
+        try:
+            return await work(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def created(result: Result) -> dict[str, str]:
+    assert result.exit_code == 0, result.output
+    return dict(re.findall(r"^(\w+):\s+(.*)$", result.stdout, re.M))
+
+
+def register(config: Path, username: str, token: str, domain: str = "localhost") -> None:
+    """What in-band registration does with a presented token."""
+    with_db(
+        config,
+        lambda db: db.legacy.create_account(
+            username, domain, {}, LegacySecrets(), {}, invite=token
+        ),
+    )
+
+
+def test_create_prints_a_token_registration_redeems(config: Path) -> None:
+    shown = created(cli(config, "create"))
+    token = shown["token"]
+    assert len(token) >= 24 and re.fullmatch(r"[A-Za-z0-9_-]+", token)
+    assert shown["uri"] == f"xmpp:localhost?register;preauth={token}"
+    assert shown["id"] == invite_hash(token)[:12]
+    assert shown["expires"] == "never"
+    register(config, "ann", token)
+    assert with_db(config, lambda db: db.accounts.exists("ann", "localhost"))
+    with pytest.raises(InviteUnavailable):  # one use by default
+        register(config, "bob", token)
+
+
+def test_create_with_uses_expiry_username_and_domain(config: Path) -> None:
+    before = datetime.now(UTC)
+    shown = created(
+        cli(
+            config,
+            "create",
+            "--uses",
+            "2",
+            "--expires",
+            "1d12h",
+            "--username",
+            "Juliet",
+            "--domain",
+            "Example.NET",
+        )
+    )
+    token = shown["token"]
+    assert shown["uri"] == f"xmpp:juliet@example.net?register;preauth={token}"
+    assert shown["for"] == "juliet@example.net"
+    [stored] = with_db(config, lambda db: db.legacy.invites())
+    assert (stored.domain, stored.username, stored.uses_left) == ("example.net", "juliet", 2)
+    assert stored.expires is not None
+    assert before + timedelta(hours=36) <= stored.expires <= datetime.now(UTC) + timedelta(hours=36)
+    with pytest.raises(InviteUnavailable):  # for juliet only
+        register(config, "romeo", token, "example.net")
+    with pytest.raises(AccountExists):  # juliet's name is reserved for the token
+        register(config, "juliet", "not-the-token-at-all", "example.net")
+
+
+def test_create_refuses_names_registration_would_refuse(config: Path) -> None:
+    for name, reason in [("admin", "not available"), ("al ice", "invalid username")]:
+        result = cli(config, "create", "--username", name)
+        assert result.exit_code == 2
+        assert reason in result.stderr
+    with_db(config, lambda db: db.accounts.create("taken", "localhost", {}))
+    result = cli(config, "create", "--username", "taken")
+    assert result.exit_code == 1
+    assert "already exists" in result.stderr
+    assert with_db(config, lambda db: db.legacy.invites()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("--domain", "guest.localhost"), "anonymous host"),
+        (("--domain", "example.org"), "not served"),
+        (("--expires", "soon"), "invalid duration"),
+        (("--expires", "0h"), "longer than zero"),
+        (("--uses", "0"), "uses"),
+    ],
+)
+def test_create_bad_input_exits_2(config: Path, args: tuple[str, ...], reason: str) -> None:
+    result = cli(config, "create", *args)
+    assert result.exit_code == 2
+    assert reason in result.output
+    assert with_db(config, lambda db: db.legacy.invites()) == []
+
+
+def test_create_notes_when_the_server_would_ignore_invitations(tmp_path: Path) -> None:
+    path = tmp_path / "chatgate.toml"
+    path.write_text(CONFIG.replace('invites = "required"', ""), encoding="utf-8")
+    result = cli(path, "create")
+    assert result.exit_code == 0
+    assert 'invites is "off"' in result.stderr
+
+
+def test_list_shows_every_invitation_and_its_state(config: Path) -> None:
+    assert cli(config, "list").stdout.strip() == "no invitations"
+    first = created(cli(config, "create"))
+    second = created(cli(config, "create", "--username", "juliet", "--expires", "2w"))
+    register(config, "ann", first["token"])
+    result = cli(config, "list")
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│ ")]
+    used = next(r for r in rows if r.startswith(f"│ {first['id']}"))
+    assert "*@localhost" in used and "used up" in used and "never" in used
+    usable = next(r for r in rows if r.startswith(f"│ {second['id']}"))
+    assert "juliet@localhost" in usable and "usable" in usable
+    assert first["token"] not in result.stdout  # only hashes are stored
+
+
+def test_revoke_by_token_or_id(config: Path) -> None:
+    first = created(cli(config, "create", "--username", "juliet"))
+    second = created(cli(config, "create"))
+    result = cli(config, "revoke", first["token"])
+    assert result.exit_code == 0, result.output
+    assert f"invitation {first['id']} revoked" in result.stdout
+    with pytest.raises(InviteUnavailable):
+        register(config, "juliet", first["token"])
+    register(config, "juliet", second["token"])  # the name is free again
+    third = created(cli(config, "create"))
+    assert cli(config, "revoke", third["id"][:8]).exit_code == 0
+    assert with_db(config, lambda db: db.legacy.invites()) != []  # second, used up, stays
+    missing = cli(config, "revoke", third["id"])
+    assert missing.exit_code == 1
+    assert "no such invitation" in missing.stderr
+    assert cli(config, "revoke", "abc").exit_code == 1  # too short to be an id
+
+
+def test_revoke_notes_a_token_from_the_configuration(tmp_path: Path) -> None:
+    path = tmp_path / "chatgate.toml"
+    path.write_text(
+        CONFIG + 'invite_tokens = [{ token = "welcome-juliet-0401" }]\n', encoding="utf-8"
+    )
+    with_db(path, lambda db: db.legacy.add_invite("welcome-juliet-0401", "localhost"))
+    result = cli(path, "revoke", "welcome-juliet-0401")
+    assert result.exit_code == 0, result.output
+    assert "invite_tokens" in result.stderr
+
+
+def test_parse_duration() -> None:
+    assert parse_duration("7d") == timedelta(days=7)
+    assert parse_duration("1d12h") == timedelta(hours=36)
+    assert parse_duration("2w") == timedelta(weeks=2)
+    assert parse_duration(" 90S ") == timedelta(seconds=90)
+    for bad in ("", "7", "d", "7x", "1.5h", "-1d", "0m"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_register_uri_percent_encodes_the_localpart() -> None:
+    # RFC 5122 §2.2: characters outside the unreserved set are percent-encoded UTF-8.
+    assert register_uri("example.net", "T0k-_", "o'brien") == (
+        "xmpp:o%27brien@example.net?register;preauth=T0k-_"
+    )
+    assert register_uri("ex\u00e4mple.net", "t") == "xmpp:ex%C3%A4mple.net?register;preauth=t"
