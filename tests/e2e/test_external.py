@@ -238,11 +238,7 @@ def test_needed_policy_refuses_a_revoked_certificate(
 async def test_auto_provisioning_creates_the_account_of_a_new_certificate_identity(
     tmp_path_factory: pytest.TempPathFactory, certs: Certs
 ) -> None:
-    tls = (
-        'client_certificates = "wanted"\n'
-        f'trust_files = ["{certs.ca}"]\n'
-        "auto_provision = true\n"
-    )
+    tls = f'client_certificates = "wanted"\ntrust_files = ["{certs.ca}"]\nauto_provision = true\n'
     srv = start_tls_server(tmp_path_factory.mktemp("provision"), mechanisms=MECHANISMS, tls=tls)
     try:
         assert "carol@localhost" not in srv.cli("user", "list").stdout

@@ -282,14 +282,21 @@ def test_channel_binding_types_are_advertised_with_plus_mechanisms(mode: str) ->
     )
     out = h.client(HEADER)
     assert "<mechanism>SCRAM-SHA-256-PLUS</mechanism>" in out
-    feature = re.search(r"<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>(.*?)</sasl-channel-binding>", out)
+    feature = re.search(
+        r"<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>(.*?)</sasl-channel-binding>", out
+    )
     assert feature, out
-    assert re.findall(r'type="([^"]+)"', feature.group(1)) == ["tls-exporter", "tls-server-end-point"]
+    assert re.findall(r'type="([^"]+)"', feature.group(1)) == [
+        "tls-exporter",
+        "tls-server-end-point",
+    ]
 
 
 def test_no_channel_binding_feature_without_plus_mechanisms(mode: str) -> None:
     from chatgate.sasl.base import ConnectionFacts
 
-    facts = ConnectionFacts(domain="localhost", tls_active=True, channel_bindings={"tls-exporter": b"x" * 32})
+    facts = ConnectionFacts(
+        domain="localhost", tls_active=True, channel_bindings={"tls-exporter": b"x" * 32}
+    )
     h = Harness(settings(starttls=False, mechanisms=("SCRAM-SHA-256",)), mode, facts)
     assert "sasl-channel-binding" not in h.client(HEADER)

@@ -192,9 +192,7 @@ class AccountRepository:
             rows = (await conn.execute(query)).all()
         return {row[0]: _keys(row) for row in rows}
 
-    async def scram_keys_of_many(
-        self, limit: int
-    ) -> dict[tuple[str, str], dict[str, ScramKeys]]:
+    async def scram_keys_of_many(self, limit: int) -> dict[tuple[str, str], dict[str, ScramKeys]]:
         """The SCRAM keys of up to `limit` accounts, newest first, in one query: what a
         credential cache loads at start so that logins need no database round trip."""
         newest = select(Account.id).order_by(Account.id.desc()).limit(limit).subquery()
