@@ -39,6 +39,9 @@ LEGACY = (
 [hosts."example.net"]
 [hosts."guest.localhost"]
 anonymous = true
+[hosts."ext.localhost".provider]
+name = "http"
+http = { url = "http://127.0.0.1:9/check" }
 [modules.legacy_auth]
 digest = true
 zero_knowledge = true
@@ -368,6 +371,13 @@ def test_anonymous_host_has_no_accounts_to_create(legacy_config: Path) -> None:
     result = add(legacy_config, "ann@guest.localhost", "pw")
     assert result.exit_code == 2
     assert "anonymous host" in result.stderr
+    assert with_db(legacy_config, lambda db: db.accounts.count()) == 0
+
+
+def test_a_host_with_an_outside_provider_keeps_no_accounts_here(legacy_config: Path) -> None:
+    result = add(legacy_config, "ann@ext.localhost", "pw-for-ann")
+    assert result.exit_code == 2
+    assert "asks the http provider" in result.stderr
     assert with_db(legacy_config, lambda db: db.accounts.count()) == 0
 
 

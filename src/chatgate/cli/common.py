@@ -67,8 +67,9 @@ def account_domain(text: str | None, cfg: Config) -> str:
     """The served domain `text` names (None: `[server] domain`), if it keeps accounts.
 
     Raises ValueError with the reason for a malformed domain, one this server
-    does not serve (`Config.served_domains`), or an anonymous host, whose
-    identities live only as long as their session and are never stored.
+    does not serve (`Config.served_domains`), an anonymous host, whose
+    identities live only as long as their session and are never stored, or a
+    host whose credential provider is not the internal store.
     """
     served = {prepare_domain(d): d for d in cfg.served_domains}
     try:
@@ -77,8 +78,13 @@ def account_domain(text: str | None, cfg: Config) -> str:
         raise ValueError(f"invalid domain {text!r}: {exc}") from None
     if domain not in served:
         raise ValueError(f"{domain} is not served here (served: {', '.join(cfg.served_domains)})")
-    if cfg.host(served[domain]).anonymous:
+    host = cfg.host(served[domain])
+    if host.anonymous:
         raise ValueError(f"{domain} is an anonymous host: it has no stored accounts")
+    provider = (host.provider or cfg.auth.provider).name
+    if provider != "internal":
+        # An account stored here would never be asked about: logins go to the provider.
+        raise ValueError(f"{domain} asks the {provider} provider; manage its accounts there")
     return domain
 
 
