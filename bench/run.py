@@ -271,15 +271,14 @@ def start_units(plan: Plan, scenarios: list[Scenario]) -> list[list[Scenario]]:
     """Which scenarios share one fresh server start.
 
     Full runs start every server afresh for every scenario. Quick and tiny runs, to fit their
-    time budget, run the short scenarios one after the other on one fresh start per repetition
-    (idle first, so its baseline is the fresh process) and give the soak a start of its own.
+    time budget, run all scenarios one after the other on one fresh start per repetition:
+    idle first, so its baseline is the fresh process, then the soak, whose "fresh" phase is
+    measured before its login churn, then the short ones.
     """
     if plan.fresh_start_each:
         return [[sc] for sc in scenarios]
-    order = sorted(scenarios, key=lambda sc: sc.name != "idle")
-    shared = [sc for sc in order if sc.name != "soak"]
-    own = [[sc] for sc in order if sc.name == "soak"]
-    return ([shared] if shared else []) + own
+    first = {"idle": 0, "soak": 1}
+    return [sorted(scenarios, key=lambda sc: first.get(sc.name, 2))] if scenarios else []
 
 
 def measure_unit(
