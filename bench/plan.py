@@ -17,11 +17,11 @@ class Plan:
     users: int
     repetitions: int
     login_workers: int = 50
-    warmup: float = 1.0
-    duration: float = 3.0
+    warmup: float = 0.5
+    duration: float = 2.0
     pairs: int = 50
     window: int = 20
-    latency_duration: float = 3.0
+    latency_duration: float = 2.0
     idle_levels: tuple[int, ...] = (1000, 5000, 10000)
     idle_concurrency: int = 100
     idle_settle: float = 0.5
@@ -34,7 +34,7 @@ class Plan:
     soak_logins: int = 50_000
     #: the login phase stops here even short of `soak_logins` (Prosody needs ~100 s
     #: for 50,000; the run must stay under 15 minutes)
-    soak_time_cap: float = 40.0
+    soak_time_cap: float = 35.0
     fresh_start_each: bool = True  # False: short scenarios share one start per repetition
 
     @property
