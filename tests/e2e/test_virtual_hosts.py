@@ -215,6 +215,34 @@ async def test_anonymous_rows_left_by_a_crash_are_deleted_at_start(tmp_path: Pat
         server.stop()
 
 
+async def test_an_identity_that_never_binds_is_deleted_too(tmp_path: Path) -> None:
+    """SASL ANONYMOUS succeeds, then the client leaves before binding a resource: no
+    session ever ends, yet the identity must not stay behind."""
+    server = start_server(tmp_path, extra=anonymous_host())
+    try:
+        context = ssl.create_default_context(cafile=server.certificate)
+        with (
+            socket.create_connection(("127.0.0.1", server.direct_tls_port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=GUEST) as sock,
+        ):
+            sock.sendall(
+                f"<?xml version='1.0'?><stream:stream to='{GUEST}' version='1.0' "
+                "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'>"
+                "dHJhY2U=</auth>".encode()
+            )
+            received = b""
+            while b"<success" not in received:
+                chunk = sock.recv(65536)
+                assert chunk, received
+                received += chunk
+            assert len(guest_accounts(server)) == 1
+        await wait_until(lambda: not guest_accounts(server))
+    finally:
+        assert server.stop() == 0
+    assert "Traceback" not in server.log_text()
+
+
 # ---------------------------------------------------------------- per-host providers
 
 

@@ -175,6 +175,7 @@ class C2SConnection:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
+        first = not self.closed
         self.closed = True
         self.output.discard()
         self.ctx.connections.discard(self)
@@ -182,6 +183,10 @@ class C2SConnection:
             session, self.session = self.session, None
             self.ctx.router.unbind(session)
             self.ctx.session_closed(session)
+        elif first and self.negotiation.authenticated_user is not None:
+            # Authenticated but never bound: an anonymous identity made for this
+            # connection has no session whose end would delete it.
+            self._forget_anonymous(self.negotiation.authenticated_user)
 
     # ------------------------------------------------------------ established sessions
 
@@ -345,8 +350,17 @@ class C2SConnection:
         else:
             answer = await self.ctx.provision_account(localpart, domain)
             answer = replace(answer, verified=not answer.temporary_failure)
+            if self.closed:  # the client left while its identity was being made
+                self._forget_anonymous(localpart)
         if not self.closed:
             self._resume(answer)
+
+    def _forget_anonymous(self, localpart: str) -> None:
+        if self.ctx.is_anonymous(self.domain):
+            self.ctx.spawn(self._delete_account(localpart, self.domain))
+
+    async def _delete_account(self, localpart: str, domain: str) -> None:
+        await self.ctx.db.accounts.delete(localpart, domain)
 
     def _authenticated(self, action: neg.Authenticated) -> None:
         if self._auth_timer is not None:
