@@ -271,12 +271,15 @@ class ServerContext:
                 banned,
             )
 
-    async def provision_account(self, username: str, domain: str) -> CredentialAnswer:
+    async def provision_account(
+        self, username: str, domain: str, source: str = "a client certificate"
+    ) -> CredentialAnswer:
         """Create a password-less account for a certificate identity (EXTERNAL with
-        `[tls] auto_provision`); an account created meanwhile is fine too."""
+        `[tls] auto_provision`) or an ANONYMOUS session; an account created meanwhile
+        is fine too.  `source` says which, for the log."""
         try:
             await self.db.accounts.create(username, domain, {})
-            log.info("auto-provisioned %s@%s from a client certificate", username, domain)
+            log.info("auto-provisioned %s@%s from %s", username, domain, source)
         except AccountExists:
             pass
         except Exception:

@@ -129,6 +129,8 @@ async def test_anonymous_logins_are_rate_limited_per_address(server: RunningServ
         await anonymous(server)
     assert refused.value.condition == "temporary-auth-failure"
     assert "anonymous login refused on guest.localhost: rate limit" in server.log_text()
+    assert "from SASL ANONYMOUS" in server.log_text()
+    assert "from a client certificate" not in server.log_text()
     # Real accounts are not affected.
     async with logged_in(server, "bob@localhost/other", BOB) as bob:
         assert bob.boundjid.bare == "bob@localhost"

@@ -348,7 +348,7 @@ class C2SConnection:
             log.warning("anonymous login refused on %s: rate limit (address %s)", domain, address)
             answer = CredentialAnswer(temporary_failure=True)
         else:
-            answer = await self.ctx.provision_account(localpart, domain)
+            answer = await self.ctx.provision_account(localpart, domain, "SASL ANONYMOUS")
             answer = replace(answer, verified=not answer.temporary_failure)
             if self.closed:  # the client left while its identity was being made
                 self._forget_anonymous(localpart)
