@@ -17,8 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chatgate.auth.anonymous import AnonymousLoginLimit, AnonymousProvider
-from chatgate.auth.credentials import ScramKeys
-from chatgate.auth.provider import CredentialProvider
+from chatgate.auth.provider import CachedKeysAnswer, CredentialProvider
 from chatgate.auth.registry import ProviderContext, build_provider
 from chatgate.config import Config, HostConfig, ListenerConfig
 from chatgate.registry import Registry
@@ -29,7 +28,7 @@ from chatgate.xmpp.errors import ConfigError
 
 __all__ = ["VirtualHost", "build_hosts", "host_mechanisms", "validate_host_mechanisms"]
 
-CachedKeys = Callable[[str, str, str], ScramKeys | None]
+CachedKeys = Callable[[str, str, str], CachedKeysAnswer]
 
 
 @dataclass(slots=True)

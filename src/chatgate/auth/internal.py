@@ -2,8 +2,20 @@
 
 Logins are the hot path, so each account's SCRAM keys (all hashes, one
 database read) are kept in a bounded LRU cache and a repeated login needs no
-database round trip.  Only positive answers are cached: an unknown user is
-looked up every time, so an account created by the CLI is usable at once.
+database round trip.
+
+Unknown usernames must cost what known ones cost, or the answer's timing
+tells an attacker which accounts exist (a cached login answers in tens of
+microseconds, a database read takes a millisecond).  So when `warm` finds
+that every account fits in the cache, the cache is *complete*: a username
+missing from it has no SCRAM keys, answered at once without the database.
+Changes keep it complete: an in-process change marks its account *stale*
+(looked up once more), a change from another process (the stamp below)
+drops the cache and re-loads it in the background, and an eviction (more
+accounts than `cache_size`) ends completeness, after which a miss is read
+from the database as before.  With more accounts than the cache holds, a
+recently active account still answers faster than an unknown one: size
+`credential_cache_size` above the number of accounts.
 
 Cross-process invalidation: `chatgate user ...` runs in another process and
 changes passwords or deletes accounts while the server runs.  After every
@@ -20,6 +32,7 @@ GIL, and the event loop keeps serving meanwhile).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -28,9 +41,11 @@ from pathlib import Path
 
 from chatgate.auth import credentials
 from chatgate.auth.credentials import ScramKeys
-from chatgate.auth.provider import Capability
+from chatgate.auth.provider import NO_SUCH_KEYS, CachedKeysAnswer, Capability
 from chatgate.storage.repositories.accounts import AccountRepository
 from chatgate.storage.repositories.legacy import LegacyRepository
+
+log = logging.getLogger(__name__)
 
 STAMP_NAME = "credentials.stamp"
 
@@ -109,6 +124,10 @@ class InternalProvider:
         self._stamp_checked = float("-inf")
         # Bumped by every invalidation: a read that started before it must not fill the cache.
         self._generation = 0
+        #: every account with keys is in `_cache`, except those in `_stale`
+        self._complete = False
+        self._stale: set[tuple[str, str]] = set()
+        self._reload: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------- CredentialProvider
 
@@ -129,21 +148,34 @@ class InternalProvider:
             return 0
         self._check_stamp()
         generation = self._generation
-        loaded = await self._accounts.scram_keys_of_many(self._cache_size)
+        loaded, every_account = await self._accounts.scram_keys_of_many(self._cache_size)
         if generation != self._generation:
             return 0  # invalidated meanwhile: let logins fill the cache one by one
         for key, keys in loaded.items():
             self._cache.setdefault(key, keys)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+            every_account = False
+        self._complete = every_account
         return len(loaded)
 
-    def cached_scram_keys(self, username: str, domain: str, hash_name: str) -> ScramKeys | None:
-        """The keys if they are in memory (after the stamp check), else None: the
-        caller then asks `scram_keys`.  Lets a login skip a task for the look-up."""
+    @property
+    def complete(self) -> bool:
+        """Whether an account missing from memory is known to have no keys."""
+        return self._complete
+
+    def cached_scram_keys(self, username: str, domain: str, hash_name: str) -> CachedKeysAnswer:
+        """The keys if they are in memory (after the stamp check); `NO_SUCH_KEYS` when
+        the complete cache knows there are none; else None, and the caller asks
+        `scram_keys`.  Lets a login skip a task for the look-up."""
         self._check_stamp()
-        keys = self._cache.get((username, domain))
-        return None if keys is None else keys.get(hash_name)
+        key = (username, domain)
+        keys = self._cache.get(key)
+        if keys is not None:
+            return keys.get(hash_name, NO_SUCH_KEYS)
+        if self._complete and key not in self._stale:
+            return NO_SUCH_KEYS
+        return None
 
     async def scram_keys(self, username: str, domain: str, hash_name: str) -> ScramKeys | None:
         keys = await self._keys(username, domain)
@@ -170,13 +202,18 @@ class InternalProvider:
     # ------------------------------------------------------------- invalidation
 
     def invalidate(self, username: str, domain: str) -> None:
-        """Forget one account's keys (after a change made in this process)."""
+        """Forget one account's keys (after a change made in this process, including
+        its creation): its next look-up reads the database."""
         self._generation += 1
         self._cache.pop((username, domain), None)
+        if self._complete:
+            self._stale.add((username, domain))
 
     def clear(self) -> None:
         self._generation += 1
         self._cache.clear()
+        self._complete = False
+        self._stale.clear()
 
     @property
     def cached(self) -> int:
@@ -199,7 +236,31 @@ class InternalProvider:
         current = _stamp_id(self._stamp_path)
         if current != self._stamp:
             self._stamp = current
+            was_complete = self._complete
             self.clear()
+            if was_complete:
+                self._start_reload()
+
+    def _start_reload(self) -> None:
+        """Re-load a complete cache after another process changed credentials."""
+        if self._reload is not None and not self._reload.done():
+            return  # the running reload retries until no change interrupts it
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no event loop (a synchronous caller): logins fill the cache
+        self._reload = loop.create_task(self._reload_until_settled())
+
+    async def _reload_until_settled(self, attempts: int = 5) -> None:
+        for _ in range(attempts):
+            generation = self._generation
+            try:
+                await self.warm()
+            except Exception:
+                log.exception("could not re-load the credential cache")
+                return
+            if self._complete or generation == self._generation:
+                return
 
     async def _keys(self, username: str, domain: str) -> dict[str, ScramKeys] | None:
         self._check_stamp()
@@ -208,12 +269,19 @@ class InternalProvider:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
+        if self._complete and key not in self._stale:
+            return None  # no such account: answered as fast as a known one
         generation = self._generation
         keys = await self._accounts.all_scram_keys(username, domain)
+        if generation != self._generation:
+            return keys or None  # changed meanwhile: answer, but remember nothing
+        self._stale.discard(key)
         if not keys:
             return None  # unknown user: never cached
-        if self._cache_size and generation == self._generation:
+        if self._cache_size:
             self._cache[key] = keys
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+                self._complete = False
+                self._stale.clear()
         return keys

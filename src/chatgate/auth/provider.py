@@ -8,7 +8,7 @@ declares those it needs; the offered mechanism list is computed from both
 from __future__ import annotations
 
 import enum
-from typing import Protocol
+from typing import Final, Literal, Protocol
 
 from chatgate.auth.credentials import ScramKeys
 
@@ -30,6 +30,20 @@ SCRAM_CAPABILITY: dict[str, Capability] = {
     "sha256": Capability.SCRAM_SHA_256_KEYS,
     "sha512": Capability.SCRAM_SHA_512_KEYS,
 }
+
+
+class CacheAnswer(enum.Enum):
+    #: the provider's memory holds every account: this one has no keys for the hash
+    NO_SUCH_KEYS = "no-such-keys"
+
+
+NO_SUCH_KEYS: Final = CacheAnswer.NO_SUCH_KEYS
+
+#: What a provider's synchronous ``cached_scram_keys(username, domain, hash_name)``
+#: answers: the keys, `NO_SUCH_KEYS` when it knows there are none (answered as fast
+#: as a known user, so timing does not reveal which usernames exist), or None when
+#: only the asynchronous `scram_keys` can tell.
+CachedKeysAnswer = ScramKeys | Literal[CacheAnswer.NO_SUCH_KEYS] | None
 
 
 class CredentialProvider(Protocol):

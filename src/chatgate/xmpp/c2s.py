@@ -19,7 +19,7 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
-from chatgate.auth.provider import SCRAM_CAPABILITY, Capability
+from chatgate.auth.provider import NO_SUCH_KEYS, SCRAM_CAPABILITY, Capability
 from chatgate.auth.throttle import ALLOW, Delay, Refuse, Verdict
 from chatgate.sasl.base import ConnectionFacts, CredentialAnswer, NeedCredentials
 from chatgate.sasl.driver import answer_request
@@ -307,9 +307,11 @@ class C2SConnection:
             hash_name = _SCRAM_HASH.get(capability)
             if cached is not None and hash_name is not None:
                 keys = cached(request.username, domain, hash_name)
+                if keys is NO_SUCH_KEYS:
+                    self._resume(CredentialAnswer(user_exists=False))
+                    return
                 if keys is not None:
-                    answer = CredentialAnswer(scram_keys=keys, user_exists=True)
-                    self._resume(answer)
+                    self._resume(CredentialAnswer(scram_keys=keys, user_exists=True))
                     return
         self._spawn(self._credentials(request, verdict))
 

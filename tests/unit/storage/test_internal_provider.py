@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from chatgate.auth import internal
 from chatgate.auth.credentials import ScramKeys, derive_all
 from chatgate.auth.internal import InternalProvider, bump_credentials_stamp
-from chatgate.auth.provider import Capability
+from chatgate.auth.provider import NO_SUCH_KEYS, Capability
 from chatgate.storage.database import Database
 from chatgate.storage.repositories.accounts import AccountRepository
 
@@ -30,7 +31,9 @@ class CountingAccounts:
     async def exists(self, username: str, domain: str) -> bool:
         return await self.inner.exists(username, domain)
 
-    async def scram_keys_of_many(self, limit: int) -> dict[tuple[str, str], dict[str, ScramKeys]]:
+    async def scram_keys_of_many(
+        self, limit: int
+    ) -> tuple[dict[tuple[str, str], dict[str, ScramKeys]], bool]:
         return await self.inner.scram_keys_of_many(limit)
 
 
@@ -164,3 +167,74 @@ async def test_warm_loads_keys_so_logins_need_no_database_read(
     assert provider.cached_scram_keys(*alice, "sha256") is not None
     assert await provider.verify_password(*alice, "correct horse")
     assert counting.reads == reads
+
+
+async def test_warm_cache_holding_every_account_answers_unknown_users_without_reads(
+    db: Database, alice: tuple[str, str], tmp_path: Path
+) -> None:
+    provider, counting = _provider(db, tmp_path)
+    await provider.warm()
+    assert provider.complete
+    reads = counting.reads
+    assert provider.cached_scram_keys(*BOB, "sha256") is NO_SUCH_KEYS
+    assert await provider.scram_keys(*BOB, "sha256") is None
+    assert not await provider.verify_password(*BOB, "anything")
+    assert counting.reads == reads
+
+
+async def test_complete_cache_sees_an_account_created_in_process(
+    db: Database, alice: tuple[str, str], tmp_path: Path
+) -> None:
+    provider, _ = _provider(db, tmp_path)
+    await provider.warm()
+    await db.accounts.create(*BOB, derive_all("bob"))
+    provider.invalidate(*BOB)  # what in-band registration does after creating it
+    assert provider.cached_scram_keys(*BOB, "sha256") is None  # ask the database
+    assert await provider.scram_keys(*BOB, "sha256") is not None
+    assert provider.complete
+    assert provider.cached_scram_keys(*BOB, "sha256") is not NO_SUCH_KEYS
+
+
+async def test_stamp_bump_reloads_a_complete_cache(
+    db: Database, alice: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(internal, "STAMP_CHECK_INTERVAL", 0.0)
+    provider, _ = _provider(db, tmp_path)
+    await provider.warm()
+    await db.accounts.create(*BOB, derive_all("bob"))  # by `chatgate user add`
+    bump_credentials_stamp(tmp_path)
+    assert provider.cached_scram_keys(*BOB, "sha256") is None  # not complete any more
+    assert not provider.complete
+    assert await provider.verify_password(*BOB, "bob")
+    for _ in range(100):
+        if provider.complete:
+            break
+        await asyncio.sleep(0.01)
+    assert provider.complete
+    assert isinstance(provider.cached_scram_keys(*BOB, "sha256"), ScramKeys)
+
+
+async def test_more_accounts_than_the_cache_holds_is_not_complete(
+    db: Database, tmp_path: Path
+) -> None:
+    for name in ("a", "b", "c"):
+        await db.accounts.create(name, "localhost", derive_all(name, hashes=("sha256",)))
+    provider, counting = _provider(db, tmp_path, size=2)
+    assert await provider.warm() == 2
+    assert not provider.complete
+    assert provider.cached_scram_keys("a", "localhost", "sha256") is None  # the oldest
+    assert await provider.scram_keys("a", "localhost", "sha256") is not None
+    assert counting.reads == 1
+
+
+async def test_filling_a_complete_cache_past_its_size_ends_completeness(
+    db: Database, alice: tuple[str, str], tmp_path: Path
+) -> None:
+    provider, _ = _provider(db, tmp_path, size=1)
+    await provider.warm()
+    assert provider.complete
+    await db.accounts.create(*BOB, derive_all("bob"))
+    provider.invalidate(*BOB)
+    assert await provider.scram_keys(*BOB, "sha256") is not None  # evicts alice
+    assert not provider.complete
+    assert provider.cached_scram_keys(*alice, "sha256") is None

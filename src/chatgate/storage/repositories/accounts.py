@@ -192,9 +192,13 @@ class AccountRepository:
             rows = (await conn.execute(query)).all()
         return {row[0]: _keys(row) for row in rows}
 
-    async def scram_keys_of_many(self, limit: int) -> dict[tuple[str, str], dict[str, ScramKeys]]:
-        """The SCRAM keys of up to `limit` accounts, newest first, in one query: what a
-        credential cache loads at start so that logins need no database round trip."""
+    async def scram_keys_of_many(
+        self, limit: int
+    ) -> tuple[dict[tuple[str, str], dict[str, ScramKeys]], bool]:
+        """The SCRAM keys of up to `limit` accounts, newest first, in one transaction:
+        what a credential cache loads at start so that logins need no database round
+        trip.  The flag says whether that was every account (then an account missing
+        from the result has no SCRAM keys at all)."""
         newest = select(Account.id).order_by(Account.id.desc()).limit(limit).subquery()
         query = (
             select(Account.username, Account.domain, *_KEY_COLUMNS)
@@ -202,10 +206,12 @@ class AccountRepository:
             .where(Account.id.in_(select(newest.c.id)))
         )
         found: dict[tuple[str, str], dict[str, ScramKeys]] = {}
-        async with self._engine.connect() as conn:
+        async with self._engine.connect() as conn, conn.begin():
             for row in (await conn.execute(query)).all():
                 found.setdefault((row[0], row[1]), {})[row[2]] = _keys(row[2:])
-        return found
+            beyond = select(Account.id).order_by(Account.id.desc()).offset(limit).limit(1)
+            complete = (await conn.execute(beyond)).first() is None
+        return found, complete
 
     async def exists(self, username: str, domain: str) -> bool:
         async with self._engine.connect() as conn:
