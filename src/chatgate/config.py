@@ -12,7 +12,14 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from chatgate.auth.options import ProviderConfig
 from chatgate.auth.throttle import ThrottleOptions
@@ -238,6 +245,18 @@ class Config(_Model):
             if hosts[name].provider is not None and hosts[name].anonymous:
                 raise ValueError(f"{name!r}: an anonymous host has no credential provider")
         return hosts
+
+    @model_validator(mode="after")
+    def _main_domain_keeps_accounts(self) -> Config:
+        # The main domain holds the operator's accounts (the CLI, admin addresses);
+        # guests get a domain of their own, as with Prosody and ejabberd.
+        if self.host(self.server.domain).anonymous:
+            raise ValueError(
+                f"hosts.{self.server.domain}: the main domain [server] domain cannot be"
+                ' anonymous; serve guests on a domain of their own, e.g. [hosts."guest.'
+                f'{self.server.domain}"]'
+            )
+        return self
 
     @property
     def served_domains(self) -> tuple[str, ...]:

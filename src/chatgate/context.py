@@ -277,8 +277,9 @@ class ServerContext:
         """Create a password-less account for a certificate identity (EXTERNAL with
         `[tls] auto_provision`) or an ANONYMOUS session; an account created meanwhile
         is fine too.  `source` says which, for the log."""
+        anonymous = self.is_anonymous(domain)
         try:
-            await self.db.accounts.create(username, domain, {})
+            await self.db.accounts.create(username, domain, {}, anonymous=anonymous)
             log.info("auto-provisioned %s@%s from %s", username, domain, source)
         except AccountExists:
             pass

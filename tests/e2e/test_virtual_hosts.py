@@ -70,7 +70,7 @@ async def anonymous(server: RunningServer) -> slixmpp.ClientXMPP:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    srv = start_server(tmp_path_factory.mktemp("vhosts"), extra=anonymous_host())
+    srv = start_server(tmp_path_factory.mktemp("vhosts"), extra=anonymous_host(per_address=4))
     srv.add_user("bob", BOB)
     yield srv
     code = srv.stop()
@@ -112,6 +112,35 @@ async def test_an_anonymous_session_works_and_leaves_nothing_behind(server: Runn
         assert count(server, "offline_messages") == 0
 
 
+def bobs_roster(server: RunningServer) -> list[tuple]:
+    return rows(
+        server,
+        "SELECT contact_jid, subscription, ask FROM roster_items"
+        " JOIN accounts ON accounts.id = roster_items.account_id WHERE username = 'bob'",
+    )
+
+
+async def test_an_anonymous_identity_leaves_no_subscription_behind(server: RunningServer) -> None:
+    """Requests both ways stay pending while the guest is here; when it leaves, bob's
+    side forgets its request and stops waiting for an answer (RFC 6121 §3.2, §3.3)."""
+    async with logged_in(server, "bob@localhost/phone", BOB) as bob:
+        bob.auto_authorize = None  # leave the guest's request unanswered
+        guest = await anonymous(server)
+        guest.auto_authorize = None
+        jid = guest.boundjid.bare
+        guest.send_presence(pto="bob@localhost", ptype="subscribe")
+        bob.send_presence(pto=jid, ptype="subscribe")
+        await wait_until(lambda: count(server, "subscription_requests") == 2)
+        assert bobs_roster(server) == [(jid, "none", 1)]
+
+        await asyncio.wait_for(guest.disconnect(), 5)
+        await wait_until(lambda: not guest_accounts(server))
+        await wait_until(lambda: count(server, "subscription_requests") == 0)
+        assert bobs_roster(server) == [(jid, "none", 0)]  # bob's own item, no longer asking
+        await bob.del_roster_item(jid)
+        await wait_until(lambda: count(server, "roster_items") == 0)
+
+
 async def test_each_anonymous_login_is_a_new_identity(server: RunningServer) -> None:
     guest = await anonymous(server)
     first = guest.boundjid.user
@@ -124,7 +153,7 @@ async def test_each_anonymous_login_is_a_new_identity(server: RunningServer) -> 
 
 
 async def test_anonymous_logins_are_rate_limited_per_address(server: RunningServer) -> None:
-    """per_address = 3 in this server's configuration: the two tests above used three."""
+    """per_address = 4 in this server's configuration: the three tests above used four."""
     with pytest.raises(AuthenticationFailed) as refused:
         await anonymous(server)
     assert refused.value.condition == "temporary-auth-failure"
@@ -203,8 +232,11 @@ def test_an_unserved_domain_gets_host_unknown(server: RunningServer) -> None:
 async def test_anonymous_rows_left_by_a_crash_are_deleted_at_start(tmp_path: Path) -> None:
     server = start_server(tmp_path, extra=anonymous_host())
     try:
+        server.add_user("bob", BOB)
         guest = await anonymous(server)
         assert guest_accounts(server) == [guest.boundjid.user]
+        guest.send_presence(pto="bob@localhost", ptype="subscribe")  # bob is offline
+        await wait_until(lambda: count(server, "subscription_requests") == 1)
         server.process.kill()  # no cleanup runs
         server.process.wait()
         assert guest_accounts(server) == [guest.boundjid.user]
@@ -212,9 +244,25 @@ async def test_anonymous_rows_left_by_a_crash_are_deleted_at_start(tmp_path: Pat
             await asyncio.wait_for(guest.disconnect(), 2)
         server = start_server(tmp_path, extra=anonymous_host())
         assert guest_accounts(server) == []
+        assert count(server, "subscription_requests") == 0
         assert "deleted 1 anonymous identities left on guest.localhost" in server.log_text()
+        assert "deleted 1 roster items and requests naming guest.localhost" in server.log_text()
     finally:
         server.stop()
+
+
+def test_a_domain_with_ordinary_accounts_is_not_made_anonymous(tmp_path: Path) -> None:
+    """Turning a domain that has password accounts into an anonymous host would hide
+    them, and the crash clean-up must never delete them: the start stops, and says why."""
+    server = start_server(tmp_path, extra=f'[hosts."{GUEST}"]\n')
+    try:
+        server.add_user(f"dora@{GUEST}", "dora-secret-1")
+    finally:
+        assert server.stop() == 0
+    with pytest.raises(RuntimeError, match=r"has 1 ordinary\s+account") as refused:
+        start_server(tmp_path, extra=anonymous_host())
+    assert "Traceback" not in str(refused.value)
+    assert guest_accounts(server) == ["dora"]
 
 
 async def test_an_identity_that_never_binds_is_deleted_too(tmp_path: Path) -> None:

@@ -66,6 +66,7 @@ def test_misplaced_or_unknown_mechanisms_are_config_errors(
     [
         ({"Upper.example": {}}, "lower case"),
         ({"g.example": {"anonymous": True, "provider": {"name": "internal"}}}, "no credential"),
+        ({"localhost": {"anonymous": True}}, "main domain .* cannot be anonymous"),
     ],
 )
 def test_bad_host_tables_are_refused(hosts: dict, message: str) -> None:

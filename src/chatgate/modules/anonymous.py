@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 from chatgate.modules.base import OnEvent, Registration, Spec
+from chatgate.modules.presence import PresenceModule
+from chatgate.xmpp.errors import ConfigError
 from chatgate.xmpp.events import SessionClosed
 
 if TYPE_CHECKING:
@@ -40,15 +42,40 @@ class AnonymousCleanup:
             return
         if self.ctx.router.resources_of(session.bare):
             return
-        await self.ctx.db.accounts.delete(session.username, session.domain)
+        owner = (session.username, session.domain)
+        presence = self.ctx.modules["presence"].module
+        assert isinstance(presence, PresenceModule)
+        try:
+            # The row's cascade deletes what the identity owns; what it left in
+            # others' rosters (requests it sent, contacts it had) is withdrawn here.
+            await presence.withdraw_all(owner)
+        finally:
+            await self.ctx.db.accounts.delete_anonymous(session.domain, session.username)
         log.info("anonymous %s ended: its data is deleted", session.bare)
 
 
 async def purge_anonymous_hosts(ctx: ServerContext) -> None:
     """Delete what anonymous sessions of an earlier run left (a crash skips the
-    per-session cleanup); called once at start, before the listeners open."""
+    per-session cleanup); called once at start, before the listeners open.
+
+    Only identities made by ANONYMOUS logins go.  A domain that also holds
+    ordinary accounts (it was served with passwords before) stops the start:
+    those accounts would be unreachable, and deleting them is the operator's call.
+    """
     for host in ctx.hosts.values():
-        if host.anonymous:
-            count = await ctx.db.accounts.delete_domain(host.domain)
-            if count:
-                log.info("deleted %d anonymous identities left on %s", count, host.domain)
+        if not host.anonymous:
+            continue
+        kept = await ctx.db.accounts.count(host.domain, anonymous=False)
+        if kept:
+            raise ConfigError(
+                f'hosts."{host.domain}": anonymous = true, but the domain has {kept}'
+                " ordinary account(s), which it would hide; serve guests on another"
+                " domain, or move or delete those accounts first (with anonymous = false,"
+                " `chatgate user list/del` manage them)"
+            )
+        count = await ctx.db.accounts.delete_anonymous(host.domain)
+        if count:
+            log.info("deleted %d anonymous identities left on %s", count, host.domain)
+        traces = await ctx.db.roster.forget_contacts_on(host.domain)
+        if traces:
+            log.info("deleted %d roster items and requests naming %s", traces, host.domain)

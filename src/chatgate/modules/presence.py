@@ -209,6 +209,19 @@ class PresenceModule:
         outcome = outbound(state, kind)
         await self._carry_out(owner, user, contact, state, outcome, kind, inbound_side=False)
 
+    async def withdraw_all(self, owner: Owner) -> None:
+        """RFC 6121 §3.2/§3.3 for an account about to disappear (in-band <remove/>, the
+        end of an anonymous identity): contacts stop seeing it and it stops seeing
+        them, and no request to or from it stays pending, in stored and in-memory
+        rosters alike."""
+        bare = f"{owner[0]}@{owner[1]}"
+        for item in await self.ctx.db.roster.items(owner):
+            if item.jid != bare:
+                await self.process_outbound(owner, item.jid, SubscriptionStanza.UNSUBSCRIBE)
+                await self.process_outbound(owner, item.jid, SubscriptionStanza.UNSUBSCRIBED)
+        for contact in await self.ctx.db.roster.pending_in(owner):
+            await self.process_outbound(owner, contact, SubscriptionStanza.UNSUBSCRIBED)
+
     async def _process_inbound(self, recipient: str, sender: str, kind: SubscriptionStanza) -> None:
         """§3.x "contact's server" side: `sender` sent `kind` to local `recipient`."""
         local, _, domain = recipient.partition("@")

@@ -63,6 +63,7 @@ from chatgate.modules.legacy_auth import (
     pre_auth_lock,
     tls_missing,
 )
+from chatgate.modules.presence import PresenceModule
 from chatgate.storage.errors import AccountExists
 from chatgate.storage.repositories.legacy import Invite, InviteUnavailable
 from chatgate.xml.element import Element
@@ -298,7 +299,7 @@ class Register:
     """XEP-0077 before and after authentication; see the module docstring."""
 
     name: ClassVar[str] = "register"
-    depends: ClassVar[tuple[str, ...]] = ()
+    depends: ClassVar[tuple[str, ...]] = ("presence",)
     implements: ClassVar[tuple[Spec, ...]] = (
         Spec("XEP-0077", "2.4"),
         Spec("XEP-0445", "0.2"),
@@ -569,13 +570,7 @@ class Register:
     async def _remove(self, session: C2SSession, iq: Element) -> None:
         """§3.2: reply, delete everything, close every session with <not-authorized/>."""
         ctx, owner, bare = self.ctx, (session.username, session.domain), session.bare
-        # RFC 6121 §3.2/§3.3 via the presence module: contacts stop seeing us and we
-        # stop seeing them, in their stored and in-memory rosters alike.
-        for item in await ctx.db.roster.items(owner):
-            for kind in ("unsubscribe", "unsubscribed"):
-                await _route(ctx, session, kind, item.jid)
-        for contact in await ctx.db.roster.pending_in(owner):
-            await _route(ctx, session, "unsubscribed", contact)
+        await _presence(ctx).withdraw_all(owner)
         await ctx.db.accounts.delete(*owner)
         _invalidate(ctx, owner)
         log.info("%s removed the account in-band", bare)
@@ -629,8 +624,7 @@ def _connection_of(ctx: ServerContext, session: C2SSession) -> C2SConnection | N
     return None
 
 
-async def _route(ctx: ServerContext, session: C2SSession, kind: str, to: str) -> None:
-    presence = Element("presence", ns.CLIENT, {"type": kind, "to": to})
-    pending = ctx.router.route(session, presence)
-    if pending is not None:
-        await pending
+def _presence(ctx: ServerContext) -> PresenceModule:
+    module = ctx.modules["presence"].module
+    assert isinstance(module, PresenceModule)
+    return module

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -78,6 +79,8 @@ class Account(Base):
     username: Mapped[str] = mapped_column(String(1023))  # PRECIS-enforced localpart
     domain: Mapped[str] = mapped_column(String(1023))
     created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: made by an ANONYMOUS login: deleted with its last session, or at the next start
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ScramCredential(Base):

@@ -362,7 +362,7 @@ class C2SConnection:
             self.ctx.spawn(self._delete_account(localpart, self.domain))
 
     async def _delete_account(self, localpart: str, domain: str) -> None:
-        await self.ctx.db.accounts.delete(localpart, domain)
+        await self.ctx.db.accounts.delete_anonymous(domain, localpart)
 
     def _authenticated(self, action: neg.Authenticated) -> None:
         if self._auth_timer is not None:

@@ -147,3 +147,18 @@ async def test_set_credentials_many_reports_missing(db: Database, alice: tuple[s
 async def test_existing_answers_for_many_pairs(db: Database, alice: tuple[str, str]) -> None:
     pairs = [alice, BOB, ("alice", "elsewhere")]
     assert await db.accounts.existing(pairs) == {alice}
+
+
+async def test_only_identities_of_anonymous_logins_are_deleted_as_such(
+    db: Database, alice: tuple[str, str]
+) -> None:
+    await db.accounts.create("guest1", "localhost", {}, anonymous=True)
+    await db.accounts.create("guest2", "localhost", {}, anonymous=True)
+    assert await db.accounts.count("localhost", anonymous=False) == 1
+    assert await db.accounts.count("localhost", anonymous=True) == 2
+    assert await db.accounts.count("localhost") == 3
+    assert await db.accounts.delete_anonymous("localhost", "guest1") == 1
+    assert await db.accounts.delete_anonymous("localhost", alice[0]) == 0
+    assert await db.accounts.delete_anonymous("localhost") == 1
+    assert await db.accounts.exists(*alice)
+    assert await db.accounts.count("localhost", anonymous=True) == 0

@@ -75,3 +75,22 @@ async def test_pending_in_add_refresh_and_remove(db: Database, alice: tuple[str,
     assert not await db.roster.remove_pending_in(alice, JULIET)
     assert not await db.roster.remove_pending_in(BOB, JULIET)
     assert await db.roster.pending_in(alice) == ["nurse@example.com"]
+
+
+async def test_forget_contacts_on_a_domain_spares_lookalike_domains(
+    db: Database, alice: tuple[str, str]
+) -> None:
+    for jid in ("g1@guest.example", "g2@guest.example", "x@sub.guest.example", "y@guestXexample"):
+        await db.roster.put(alice, RosterItem(jid=jid, subscription=Subscription.NONE))
+    await db.roster.add_pending_in(alice, "g3@guest.example", None)
+    await db.roster.add_pending_in(alice, "z@gu_st.example", None)
+    assert await db.roster.forget_contacts_on("gu_st.example") == 1  # '_' is no wildcard
+    before = await db.roster.version(alice)
+    assert await db.roster.forget_contacts_on("guest.example") == 3
+    assert [i.jid for i in await db.roster.items(alice)] == [
+        "x@sub.guest.example",
+        "y@guestXexample",
+    ]
+    assert await db.roster.pending_in(alice) == []
+    assert await db.roster.version(alice) == before + 1
+    assert await db.roster.forget_contacts_on("guest.example") == 0

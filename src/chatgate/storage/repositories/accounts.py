@@ -78,12 +78,18 @@ class AccountRepository:
     # ------------------------------------------------------------------ writes
 
     async def create(
-        self, username: str, domain: str, credentials: Mapping[str, ScramKeys]
+        self,
+        username: str,
+        domain: str,
+        credentials: Mapping[str, ScramKeys],
+        *,
+        anonymous: bool = False,
     ) -> None:
-        """Create username@domain with its SCRAM keys.  Raises AccountExists."""
+        """Create username@domain with its SCRAM keys (`anonymous`: an identity made
+        by an ANONYMOUS login, see `delete_anonymous`).  Raises AccountExists."""
         try:
             async with self._writer.begin() as conn:
-                await self._insert(conn, username, domain, credentials)
+                await self._insert(conn, username, domain, credentials, anonymous=anonymous)
         except IntegrityError:
             raise AccountExists(username, domain) from None
 
@@ -109,12 +115,15 @@ class AccountRepository:
             )
             return result.rowcount > 0
 
-    async def delete_domain(self, domain: str) -> int:
-        """Delete every account of `domain` and, by cascade, all they own (an anonymous
-        host's leftovers).  Returns how many accounts went."""
+    async def delete_anonymous(self, domain: str, username: str | None = None) -> int:
+        """Delete the identities ANONYMOUS logins made on `domain` (only that one when
+        `username` is given) and, by cascade, all they own; accounts made any other
+        way are never touched.  Returns how many went."""
+        query = delete(Account).where(Account.domain == domain, Account.anonymous.is_(True))
+        if username is not None:
+            query = query.where(Account.username == username)
         async with self._writer.begin() as conn:
-            result = await conn.execute(delete(Account).where(Account.domain == domain))
-            return result.rowcount
+            return (await conn.execute(query)).rowcount
 
     async def create_many(
         self, rows: Iterable[AccountRow]
@@ -236,10 +245,14 @@ class AccountRepository:
             rows = (await conn.execute(query)).all()
         return [AccountSummary(username, dom, created) for username, dom, created in rows]
 
-    async def count(self, domain: str | None = None) -> int:
+    async def count(self, domain: str | None = None, *, anonymous: bool | None = None) -> int:
+        """How many accounts (of `domain`; only those made by ANONYMOUS logins, or only
+        the others, when `anonymous` says which)."""
         query = select(func.count()).select_from(Account)
         if domain is not None:
             query = query.where(Account.domain == domain)
+        if anonymous is not None:
+            query = query.where(Account.anonymous.is_(anonymous))
         async with self._engine.connect() as conn:
             return (await conn.execute(query)).scalar_one()
 
@@ -247,11 +260,15 @@ class AccountRepository:
 
     @staticmethod
     async def _insert(
-        conn: AsyncConnection, username: str, domain: str, credentials: Mapping[str, ScramKeys]
+        conn: AsyncConnection,
+        username: str,
+        domain: str,
+        credentials: Mapping[str, ScramKeys],
+        *,
+        anonymous: bool = False,
     ) -> None:
-        result = await conn.execute(
-            insert(Account).values(username=username, domain=domain, created=utcnow())
-        )
+        row = {"username": username, "domain": domain, "created": utcnow()}
+        result = await conn.execute(insert(Account).values(**row, anonymous=anonymous))
         account_id = result.inserted_primary_key[0]
         if credentials:
             await conn.execute(insert(ScramCredential), _credential_rows(account_id, credentials))

@@ -193,6 +193,23 @@ class RosterRepository:
             )
             return result.rowcount > 0
 
+    async def forget_contacts_on(self, domain: str) -> int:
+        """Delete every roster item and pending request, in any account, whose contact
+        is on `domain`, bumping each changed roster's version: after a crash, what
+        the identities of an anonymous host (all gone) left in others' rosters.
+        Returns how many rows went."""
+        on_domain = "%@" + domain.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        async with self._writer.begin() as conn:
+            items = RosterEntry.contact_jid.like(on_domain, escape="\\")
+            changed = (await conn.execute(select(RosterEntry.account_id).where(items))).scalars()
+            accounts = set(changed)
+            removed = (await conn.execute(delete(RosterEntry).where(items))).rowcount
+            requests = SubscriptionRequest.contact_jid.like(on_domain, escape="\\")
+            removed += (await conn.execute(delete(SubscriptionRequest).where(requests))).rowcount
+            for account_id in sorted(accounts):
+                await self._bump(conn, account_id)
+        return removed
+
     @staticmethod
     async def _bump(conn: AsyncConnection, account_id: int) -> int:
         result = await conn.execute(
