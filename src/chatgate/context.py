@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, TypeVar
 from precis_i18n import get_profile
 from pydantic import BaseModel
 
-from chatgate.auth.throttle import AuthThrottle, RegistrationThrottle, counts_as_guess
+from chatgate.auth.throttle import (
+    AuthThrottle,
+    RegistrationThrottle,
+    counts_as_guess,
+    throttle_account,
+)
 from chatgate.config import section
 from chatgate.hooks import Hooks
 from chatgate.jid import JID
@@ -238,15 +243,21 @@ class ServerContext:
             self.spawn(pending)
 
     def auth_failed(
-        self, facts: ConnectionFacts, failure: neg.AuthFailed, *, reserved: bool = True
+        self,
+        facts: ConnectionFacts,
+        failure: neg.AuthFailed,
+        domain: str,
+        *,
+        reserved: bool = True,
     ) -> None:
-        """Log a failed attempt and count it for brute-force protection; `reserved`
-        when the attempt passed the throttle's `check` first."""
+        """Log a failed attempt on `domain` and count it for brute-force protection;
+        `reserved` when the attempt passed the throttle's `check` first."""
+        account = throttle_account(failure.username, domain)
         log.info(
             "authentication failed: mechanism=%s condition=%s user=%s address=%s",
             failure.mechanism,
             failure.condition.value,
-            failure.username or "-",
+            account or "-",
             facts.remote_address or "-",
         )
         now = asyncio.get_running_loop().time()
@@ -254,16 +265,14 @@ class ServerContext:
             if reserved:
                 self.auth_throttle.abandoned(facts.remote_address, now)
             return
-        record = self.auth_throttle.failed(
-            facts.remote_address, failure.username, now, reserved=reserved
-        )
+        record = self.auth_throttle.failed(facts.remote_address, account, now, reserved=reserved)
         if record.should_log:
             banned = f" banned_for={record.banned_until - now:.0f}s" if record.banned_until else ""
             log.warning(
                 "brute-force protection: address=%s user=%s failures=%d account_failures=%d"
                 " next_delay=%.1fs events=%s%s",
                 facts.remote_address or "-",
-                failure.username or "-",
+                account or "-",
                 record.address_failures,
                 record.account_failures,
                 record.delay,
@@ -289,10 +298,11 @@ class ServerContext:
         return CredentialAnswer(user_exists=True)
 
     def auth_succeeded(
-        self, facts: ConnectionFacts, username: str, *, reserved: bool = True
+        self, facts: ConnectionFacts, username: str, domain: str, *, reserved: bool = True
     ) -> None:
         now = asyncio.get_running_loop().time()
-        self.auth_throttle.succeeded(facts.remote_address, username, now, reserved=reserved)
+        account = throttle_account(username, domain)
+        self.auth_throttle.succeeded(facts.remote_address, account, now, reserved=reserved)
 
     def prune_throttles(self) -> None:
         now = asyncio.get_running_loop().time()

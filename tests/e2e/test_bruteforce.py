@@ -85,7 +85,7 @@ def test_brute_force_is_slowed_and_logged_while_others_log_in(tmp_path: Path) ->
         # The attack was slowed: after the 5 free failures each attempt waited ≥ ~0.05 s.
         assert attack_time > (200 - 10) * 0.04
         log = srv.log_text()
-        assert "brute-force protection: address=127.0.0.1 user=victim" in log
+        assert "brute-force protection: address=127.0.0.1 user=victim@localhost" in log
         # One line when throttling starts and when it escalates, not one per failure.
         assert 1 <= log.count("brute-force protection:") < 20
         # The victim still logs in from a clean address.

@@ -108,6 +108,7 @@ __all__ = [
     "Verdict",
     "backoff_delay",
     "counts_as_guess",
+    "throttle_account",
 ]
 
 Seconds = Annotated[float, Field(gt=0)]
@@ -458,6 +459,12 @@ def _locate(address: str | None, ipv6_prefix: int) -> _Where:
             net = ipaddress.IPv6Network((ip, ipv6_prefix), strict=False)
             return _Where(str(net), ip)
     return _Where(str(ip), ip)
+
+
+def throttle_account(username: str | None, domain: str) -> str | None:
+    """The name an account's failures are counted under: its bare JID, so that guesses
+    at alice on one virtual host do not slow down alice on another."""
+    return None if username is None else f"{username}@{domain}"
 
 
 def _account_key(username: str) -> str:

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatgate.auth.credentials import prepare_password
-from chatgate.auth.throttle import Delay, Refuse
+from chatgate.auth.throttle import Delay, Refuse, throttle_account
 from chatgate.jid import InvalidJID, prepare_username
 from chatgate.modules.base import PreAuthIqHandler, Registration, Spec, StreamFeature
 from chatgate.sasl.digest_md5 import digest_md5_ha1
@@ -393,7 +393,7 @@ class LegacyAuth:
             except StanzaError as exc:
                 # XEP-0078 §3: a resource conflict the policy refuses is 409.  The
                 # credentials were right: that settles the throttle's attempt.
-                self.ctx.auth_succeeded(conn.facts, username)
+                self.ctx.auth_succeeded(conn.facts, username, conn.domain)
                 conn.send(error_with_code(iq, exc.condition, exc.text))
                 return
             conn.send(_result(iq, None))
@@ -431,7 +431,8 @@ class LegacyAuth:
         credentials are evaluated, or refuse without evaluating them.  False when
         the attempt was answered (or the connection went away)."""
         loop = asyncio.get_running_loop()
-        verdict = self.ctx.auth_throttle.check(conn.facts.remote_address, username, loop.time())
+        account = throttle_account(username, conn.domain)
+        verdict = self.ctx.auth_throttle.check(conn.facts.remote_address, account, loop.time())
         if isinstance(verdict, Refuse):
             text = "too many failed logins; try again later"
             conn.send(error_with_code(iq, StanzaErrorCondition.RESOURCE_CONSTRAINT, text))

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from chatgate.auth.provider import NO_SUCH_KEYS, SCRAM_CAPABILITY, Capability
-from chatgate.auth.throttle import ALLOW, Delay, Refuse, Verdict
+from chatgate.auth.throttle import ALLOW, Delay, Refuse, Verdict, throttle_account
 from chatgate.sasl.base import ConnectionFacts, CredentialAnswer, NeedCredentials
 from chatgate.sasl.driver import answer_request
 from chatgate.xml.element import Element
@@ -262,7 +262,8 @@ class C2SConnection:
             elif kind is neg.Authenticated:
                 self._authenticated(action)
             elif kind is neg.AuthFailed:
-                self.ctx.auth_failed(self.transport.facts, action, reserved=self._reserved)
+                facts = self.transport.facts
+                self.ctx.auth_failed(facts, action, self.domain, reserved=self._reserved)
                 self._reserved = False
             elif kind is neg.BindRequested:
                 self._bind(action)
@@ -299,7 +300,8 @@ class C2SConnection:
         if capability is not Capability.CERT_IDENTITY:
             now = asyncio.get_running_loop().time()
             address = self.transport.facts.remote_address
-            verdict = self.ctx.auth_throttle.check(address, request.username, now)
+            account = throttle_account(request.username, self.domain)
+            verdict = self.ctx.auth_throttle.check(address, account, now)
             self._reserved = not isinstance(verdict, Refuse)
         if verdict is ALLOW:
             domain = self.negotiation.facts.domain
@@ -369,7 +371,7 @@ class C2SConnection:
             self._auth_timer.cancel()
             self._auth_timer = None
         facts = self.transport.facts
-        self.ctx.auth_succeeded(facts, action.username, reserved=self._reserved)
+        self.ctx.auth_succeeded(facts, action.username, self.domain, reserved=self._reserved)
         self._reserved = False
         log.info(
             "%s@%s authenticated with %s over %s from %s",
@@ -474,6 +476,7 @@ class C2SConnection:
         self.ctx.auth_failed(
             self.transport.facts,
             neg.AuthFailed(mechanism, SaslFailureCondition.NOT_AUTHORIZED, username),
+            self.domain,
         )
 
     def sweep_idle(self) -> bool:

@@ -27,6 +27,7 @@ from chatgate.auth.throttle import (
     ThrottleReason,
     backoff_delay,
     counts_as_guess,
+    throttle_account,
 )
 from chatgate.xmpp.errors import SaslFailureCondition
 
@@ -220,6 +221,16 @@ def test_guesses_from_many_addresses_delay_new_addresses_for_that_account() -> N
     assert records[10].events == (ThrottleEvent.ACCOUNT_ESCALATED,)
     assert throttle.check("10.9.9.9", "alice", 1.0) == Delay(4.0, ThrottleReason.ACCOUNT)
     assert throttle.check("10.9.9.9", "bob", 1.0) is ALLOW
+
+
+def test_the_same_name_on_two_virtual_hosts_is_two_accounts() -> None:
+    throttle = AuthThrottle()
+    target = throttle_account("alice", "a.example")
+    for i in range(12):
+        throttle.failed(f"10.0.{i}.1", target, 0.0)
+    assert isinstance(throttle.check("10.9.9.9", target, 1.0), Delay)
+    assert throttle.check("10.9.9.9", throttle_account("alice", "b.example"), 1.0) is ALLOW
+    assert throttle_account(None, "a.example") is None
 
 
 def test_account_delay_spares_an_address_the_owner_logged_in_from() -> None:
