@@ -64,7 +64,7 @@ from chatgate.modules.legacy_auth import (
     tls_missing,
 )
 from chatgate.modules.presence import PresenceModule
-from chatgate.storage.errors import AccountExists
+from chatgate.storage.errors import AccountExists, AccountNotFound
 from chatgate.storage.repositories.legacy import Invite, InviteUnavailable
 from chatgate.xml.element import Element
 from chatgate.xmpp import ns
@@ -514,7 +514,10 @@ class Register:
 
     async def change(self, session: C2SSession, iq: Element) -> None:
         try:
-            await self._change(session, iq)
+            try:
+                await self._change(session, iq)
+            except AccountNotFound:  # deleted meanwhile, e.g. by `chatgate user del`
+                raise StanzaError(_C.ITEM_NOT_FOUND, "the account no longer exists") from None
         except StanzaError as exc:
             # XEP-0077 §3.3: "SHOULD NOT return the original XML" (it holds a password).
             reply = error_with_code(
@@ -540,11 +543,14 @@ class Register:
             if not same:
                 raise StanzaError(_C.FORBIDDEN, "you can change only your own account")
         changes = {k: v for k, v in request.fields.items() if k in self.options.fields}
-        if request.password:
-            await self._change_password(session, owner, request.password)
-        elif not changes:
+        if not request.password and not changes:
             # §3.3: an empty password never becomes the password.
             raise StanzaError(_C.NOT_ACCEPTABLE, "nothing to change (an empty password is kept)")
+        if changes and not self._local(session.domain):
+            # The account lives in the host's credential provider, not in our store.
+            raise StanzaError(_C.NOT_ALLOWED, "registration fields cannot be changed here")
+        if request.password:
+            await self._change_password(session, owner, request.password)
         if changes:
             await self.ctx.db.legacy.set_fields(owner, changes)
         session.send(_result(iq, None, to=session.full))

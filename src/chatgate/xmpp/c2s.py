@@ -213,14 +213,16 @@ class C2SConnection:
             return
         if pending is not None:
             self._busy = True
-            self._spawn(self._drain(pending))
+            self._spawn(self._drain(pending, el))
 
-    async def _drain(self, pending: Awaitable[None]) -> None:
-        """Await a pending stanza, then process the queue in order."""
+    async def _drain(self, pending: Awaitable[None], el: Element) -> None:
+        """Await the pending stanza `el`, then process the queue in order; a stanza
+        whose handling raised gets internal-server-error (RFC 6120 §8.3.3.6)."""
         try:
             await pending
         except Exception:
             log.exception("stanza handling failed")
+            self._internal_error(el)
         while self._queue and not self.closed and self.session is not None:
             el = self._queue.popleft()
             try:

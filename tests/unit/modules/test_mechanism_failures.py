@@ -4,16 +4,21 @@ client ends an exchange after the mechanism told it its verdict."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
 from chatgate.auth.provider import Capability
+from chatgate.modules.base import IqHandler, Registration, Spec
 from chatgate.sasl.base import Challenge, CredentialAnswer, NeedCredentials, Step
+from chatgate.xml.element import Element
+from chatgate.xmpp.session import C2SSession
 
 from .wire import Server
 
@@ -102,5 +107,43 @@ async def test_ending_the_exchange_after_the_verdict_is_a_counted_guess(
         stats = server.ctx.auth_throttle.stats
         assert stats.failures == 1  # ... but the throttle saw a wrong password for alice
         assert wire.conn.negotiation.failures == 1
+    finally:
+        await server.stop()
+
+
+class _Broken:
+    """A module whose IQ handler has a bug that shows only after an await."""
+
+    name: ClassVar[str] = "broken"
+    depends: ClassVar[tuple[str, ...]] = ()
+    implements: ClassVar[tuple[Spec, ...]] = ()
+
+    def setup(self, ctx: object) -> Iterable[Registration]:
+        yield IqHandler("urn:example:broken", "get", self._handle)
+
+    async def _handle(self, session: C2SSession, iq: Element) -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("handler bug")
+
+
+async def test_a_handler_that_fails_after_waiting_answers_internal_server_error(
+    tmp_path: Path, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 6120 §8.3.3.6: a stanza whose handler raised gets an error, whether the
+    handler failed at once or after awaiting something (a database, a provider)."""
+
+    server = await Server.start(tmp_path, {})
+    try:
+        server.ctx.load(_Broken())
+        await server.add_user("alice", "wonderland")
+        wire = server.connect(mode)
+        await wire.login_plain("alice", "wonderland")
+        with caplog.at_level(logging.ERROR, logger="chatgate.xmpp.c2s"):
+            out = await wire.send("<iq type='get' id='b1'><q xmlns='urn:example:broken'/></iq>")
+        assert '<iq type="error"' in out and 'id="b1"' in out, out
+        assert "<internal-server-error" in out
+        assert "stanza handling failed" in caplog.text
+        out = await wire.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        assert '<iq type="result" id="p1"' in out, out  # the stream goes on
     finally:
         await server.stop()

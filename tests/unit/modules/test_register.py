@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from chatgate.auth.provider import Capability
 from chatgate.modules.legacy_auth import zero_knowledge_client_hash
 from chatgate.modules.register import RegisterOptions
 from chatgate.storage.records import RosterItem, Subscription
@@ -417,3 +418,57 @@ async def test_listener_requiring_tls_refuses_registration_before_tls(
         assert error("401", "not-authorized", "auth") in await wire.send(GET)
         plain_ok = await opened(srv, mode, tls=False, require_tls=False)
         assert await plain_ok.send(register("leslie", "secret-leslie")) == RESULT
+
+
+class _PasswordService:
+    """Stands for an external provider (HTTP, LDAP): carol exists there, not in our store."""
+
+    offers = frozenset({Capability.VERIFY_PASSWORD})
+
+    async def scram_keys(self, username: str, domain: str, hash_name: str) -> None:
+        return None
+
+    async def verify_password(self, username: str, domain: str, password: str) -> bool:
+        return (username, password) == ("carol", "carols-password")
+
+    async def user_exists(self, username: str, domain: str) -> bool:
+        return username == "carol"
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        ("<email>carol@example.org</email>", "registration fields cannot be changed here"),
+        ("<password>a-new-password</password>", "passwords cannot be changed in-band here"),
+        ("<remove/>", "accounts cannot be removed in-band here"),
+    ],
+    ids=["fields", "password", "remove"],
+)
+async def test_accounts_of_an_external_provider_are_not_changed_in_band(
+    tmp_path: Path, mode: str, body: str, text: str
+) -> None:
+    options = {**ON, "fields": ["email"]}
+    srv = await Server.start(tmp_path, {"register": options}, provider=_PasswordService())
+    try:
+        wire = await logged_in(srv, mode, "carol", "carols-password")
+        out = await wire.send(
+            f"<iq type='set' id='c1'><query xmlns='jabber:iq:register'>{body}</query></iq>"
+        )
+        assert out.startswith('<iq type="error" id="c1" to="carol@localhost/r">'), out
+        assert error("405", "not-allowed", "cancel") in out and text in out
+    finally:
+        await srv.stop()
+
+
+async def test_a_change_to_an_account_deleted_meanwhile_is_item_not_found(
+    tmp_path: Path, mode: str
+) -> None:
+    async with server(tmp_path, {**ON, "fields": ["email"]}) as srv:
+        await srv.add_user("bill", "old-password")
+        wire = await logged_in(srv, mode, "bill", "old-password")
+        await srv.db.accounts.delete("bill", "localhost")  # `chatgate user del` elsewhere
+        out = await wire.send(
+            "<iq type='set' id='c1'><query xmlns='jabber:iq:register'>"
+            "<email>bill@example.org</email></query></iq>"
+        )
+        assert error("404", "item-not-found", "cancel") in out, out

@@ -21,6 +21,7 @@ from typing import Any
 
 from chatgate.auth.credentials import derive_all
 from chatgate.auth.internal import InternalProvider
+from chatgate.auth.provider import CredentialProvider
 from chatgate.config import Config
 from chatgate.context import ServerContext
 from chatgate.modules.registry import builtin_modules
@@ -83,12 +84,22 @@ class Server:
     db: Database
 
     @classmethod
-    async def start(cls, tmp: Path, modules: dict[str, dict[str, Any]], **config: Any) -> Server:
+    async def start(
+        cls,
+        tmp: Path,
+        modules: dict[str, dict[str, Any]],
+        *,
+        provider: CredentialProvider | None = None,
+        **config: Any,
+    ) -> Server:
+        """A server on `tmp`; its accounts are in the internal store unless a
+        `provider` stands for an external one."""
         cfg = Config.model_validate(
             {"modules": modules, "server": {"data_dir": str(tmp / "var")}, **config}
         )
         db = await Database.open(f"sqlite+aiosqlite:///{tmp / 'chatgate.db'}")
-        provider = InternalProvider(db.accounts, cache_size=100, data_dir=None)
+        if provider is None:
+            provider = InternalProvider(db.accounts, cache_size=100, data_dir=None)
         ctx = ServerContext(cfg, db, provider)
         registry = builtin_modules()
         for name in registry.names():
