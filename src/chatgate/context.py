@@ -30,6 +30,7 @@ from chatgate.modules.base import (
     Module,
     ModuleRecord,
     OnEvent,
+    OnStart,
     PreAuthIqHandler,
     Registration,
     StreamFeature,
@@ -89,6 +90,7 @@ class ServerContext:
         self.auth_throttle = AuthThrottle(throttle, attempt_ttl=config.auth.auth_timeout)
         self.registration_throttle = RegistrationThrottle(throttle)
         self._background: set[asyncio.Task[None]] = set()
+        self._on_start: list[OnStart] = []
 
     # ------------------------------------------------------------ hosts
 
@@ -142,6 +144,15 @@ class ServerContext:
             self.stream_features.append(reg)
         elif isinstance(reg, OnEvent):
             self.hooks.add(reg.event, reg.handler, reg.priority)
+        elif isinstance(reg, OnStart):
+            self._on_start.append(reg)
+
+    async def start_modules(self) -> None:
+        """Run the modules' `OnStart` work, in load order; the server calls this once,
+        after loading them and before its listeners open."""
+        pending, self._on_start = self._on_start, []
+        for registration in pending:
+            await registration.run()
 
     def _remove(self, reg: Registration) -> None:
         if isinstance(reg, IqHandler):
@@ -156,6 +167,8 @@ class ServerContext:
             for sub in list(self.hooks._handlers.get(reg.event, ())):
                 if sub.handler is reg.handler:
                     self.hooks.remove(sub)
+        elif isinstance(reg, OnStart) and reg in self._on_start:
+            self._on_start.remove(reg)
 
     # ------------------------------------------------------------ IQ dispatch
 
@@ -332,5 +345,18 @@ class ServerContext:
     def features_after_auth(self) -> tuple[str, ...]:
         return tuple(f.xml for f in self.stream_features if not f.pre_auth)
 
-    def features_before_auth(self) -> tuple[str, ...]:
-        return tuple(f.xml for f in self.stream_features if f.pre_auth)
+    def features_before_auth_by_host(self) -> dict[str, tuple[str, ...]]:
+        """Each virtual host's pre-authentication features: none on an anonymous host
+        (no accounts to register or to log in to with jabber:iq:auth)."""
+        return {
+            domain: () if host.anonymous else self.features_before_auth(domain)
+            for domain, host in self.hosts.items()
+        }
+
+    def features_before_auth(self, domain: str | None = None) -> tuple[str, ...]:
+        """The pre-authentication features; those of `domain` when it is given."""
+        return tuple(
+            f.xml
+            for f in self.stream_features
+            if f.pre_auth and (domain is None or f.hosts is None or domain in f.hosts)
+        )

@@ -153,6 +153,7 @@ class Server:
         modules = builtin_modules()
         for name in modules.names():
             ctx.load(modules.get(name)())
+        await ctx.start_modules()
         loop = asyncio.get_running_loop()
         for listener in config.listeners:
             per_host = {d: host_mechanisms(config, d, listener) for d in config.served_domains}
@@ -181,7 +182,7 @@ class Server:
                 pre_auth_features=ctx.features_before_auth(),
                 pre_auth_namespaces=frozenset(ns for ns, _type in ctx.pre_auth_handlers),
                 domains=frozenset(hosts),
-                no_pre_auth_features=frozenset(d for d, h in hosts.items() if h.anonymous),
+                host_pre_auth_features=ctx.features_before_auth_by_host(),
             )
             direct = listener.tls is TlsMode.DIRECT
             factory = partial(TcpTransport, ctx, lambda s=settings: s, tls_context, direct)

@@ -206,9 +206,10 @@ async def test_approval_holds_logins_until_an_administrator_approves(tmp_path: P
         db = await Database.open(f"sqlite+aiosqlite:///{srv.data_dir / 'chatgate.db'}")
         try:
             assert [p.username for p in await db.legacy.pending()] == ["newbie"]
-            assert await db.legacy.approve("newbie", "localhost")
         finally:
             await db.close()
+        approved = srv.cli("registration", "approve", "newbie")  # from another process
+        assert approved.returncode == 0, approved.stderr
         client = await connect(srv, "newbie@localhost", "newbie-pw-1")
         await client.disconnect()
     finally:

@@ -58,6 +58,16 @@ class StreamFeature:
 
     xml: str
     pre_auth: bool = False
+    #: offered only on these virtual hosts (None: on every one)
+    hosts: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OnStart:
+    """Work a module must finish once before the listeners open (e.g. storing what
+    its configuration names, so that it holds from the first connection on)."""
+
+    run: Callable[[], Awaitable[None]]
 
 
 PreAuthCallable = Callable[["C2SConnection", "Element"], "Awaitable[None]"]
@@ -82,7 +92,7 @@ class OnEvent:
     priority: int = 0
 
 
-Registration = IqHandler | PreAuthIqHandler | DiscoFeature | StreamFeature | OnEvent
+Registration = IqHandler | PreAuthIqHandler | DiscoFeature | StreamFeature | OnEvent | OnStart
 
 
 class Module(Protocol):

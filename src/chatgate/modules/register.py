@@ -49,6 +49,7 @@ from chatgate.jid import JID, InvalidJID, prepare_username
 from chatgate.modules.base import (
     DiscoFeature,
     IqHandler,
+    OnStart,
     PreAuthIqHandler,
     Registration,
     Spec,
@@ -109,7 +110,7 @@ _C = StanzaErrorCondition
 
 
 class InviteToken(BaseModel):
-    """One invitation token from the configuration (stored on first use)."""
+    """One invitation token from the configuration (stored when the server starts)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -121,6 +122,8 @@ class InviteToken(BaseModel):
     """Accounts the token may create."""
     expires: AwareDatetime | None = None
     """When the token stops working (a TOML datetime with offset)."""
+    domain: str | None = None
+    """The virtual host the token registers on (unset: `[server] domain`)."""
 
 
 class RegisterOptions(BaseModel):
@@ -318,17 +321,26 @@ class Register:
         self.notify = [self._watcher(jid) for jid in o.notify]
         self.policy = RegistrationPolicy(o)
         self._stream = ConnectionTable(_Stream)
-        self._invites_stored = not o.invite_tokens
+        local = frozenset(d for d in ctx.hosts if self._local(d))
+        for t in o.invite_tokens:
+            if (t.domain or ctx.domain) not in local:
+                raise ConfigError(
+                    f"modules.register.invite_tokens: {t.domain!r} is not a served domain"
+                    " whose accounts are in the internal store"
+                )
+        if o.invite_tokens:
+            yield OnStart(self._store_configured_invites)
         yield PreAuthIqHandler(ns.REGISTER, "get", self.inquiry)
         yield PreAuthIqHandler(ns.REGISTER, "set", self.attempt)
         yield PreAuthIqHandler(PARS, "set", self.preauth)
         yield IqHandler(ns.REGISTER, "get", self.profile)
         yield IqHandler(ns.REGISTER, "set", self.change)
         yield DiscoFeature(ns.REGISTER)
-        if o.enabled:
-            yield StreamFeature(f"<register xmlns='{REGISTER_FEATURE}'/>", pre_auth=True)
+        if o.enabled and local:
+            # Only where accounts can be made: not where a provider keeps them.
+            yield StreamFeature(f"<register xmlns='{REGISTER_FEATURE}'/>", True, local)
             if o.invites != "off":
-                yield StreamFeature(f"<register xmlns='{IBR_TOKEN_FEATURE}'/>", pre_auth=True)
+                yield StreamFeature(f"<register xmlns='{IBR_TOKEN_FEATURE}'/>", True, local)
 
     def _local(self, domain: str) -> bool:
         """Accounts of `domain` live in our database: its provider is the internal one
@@ -467,14 +479,20 @@ class Register:
             raise StanzaError(_C.FORBIDDEN, "registration needs an invitation")
         return None, None
 
+    async def _store_configured_invites(self) -> None:
+        """Store `invite_tokens` before the first client connects, so that the names
+        they reserve are reserved from the start (a token already stored, perhaps
+        partly used, is left as it is)."""
+        for t in self.options.invite_tokens:
+            await self.ctx.db.legacy.add_invite(
+                t.token,
+                t.domain or self.ctx.domain,
+                username=_prepared(t.username),
+                uses=t.uses,
+                expires=t.expires,
+            )
+
     async def _usable_invite(self, token: str, domain: str) -> Invite | None:
-        if not self._invites_stored:
-            for t in self.options.invite_tokens:
-                username = _prepared(t.username)
-                await self.ctx.db.legacy.add_invite(
-                    t.token, self.ctx.domain, username=username, uses=t.uses, expires=t.expires
-                )
-            self._invites_stored = True
         return await self.ctx.db.legacy.invite(token, domain, datetime.now(UTC))
 
     async def preauth(self, conn: C2SConnection, iq: Element) -> None:

@@ -347,6 +347,9 @@ class XmlStreamParser:
                 if self._state == _CLOSED:
                     self._check_trailer(data)
             if bad >= 0:
+                if self._state == _CLOSED:
+                    # The bad byte follows the end tag: junk, as it is when fed alone.
+                    raise _refuse(Cond.NOT_WELL_FORMED, "junk after document element")
                 raise _refuse(Cond.UNSUPPORTED_ENCODING, "the stream must be UTF-8")
         except PeerProtocolError as exc:
             done = events[:]

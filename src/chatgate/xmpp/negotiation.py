@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from chatgate.randomness import random_bytes
@@ -174,9 +174,9 @@ class NegotiationSettings:
     lang: str = "en"
     #: every domain served (virtual hosts); empty means `domain` only
     domains: frozenset[str] = frozenset()
-    #: hosts that advertise none of `pre_auth_features` (anonymous hosts: no accounts
-    #: to register or to log in to with jabber:iq:auth)
-    no_pre_auth_features: frozenset[str] = frozenset()
+    #: per virtual host, the features offered there instead of `pre_auth_features`
+    #: (none on an anonymous host; no <register/> where a provider keeps the accounts)
+    host_pre_auth_features: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def serves(self, domain: str) -> bool:
         return domain in self.domains if self.domains else domain == self.domain
@@ -529,8 +529,8 @@ class C2SNegotiation:
                 # exactly when -PLUS is offered (XEP-0474's hash assumes the same).
                 if any(m.endswith("-PLUS") for m in self._offered):
                     parts.append(feature_xml(advertised_types(self.facts.channel_bindings)))
-            if self.facts.domain not in self.settings.no_pre_auth_features:
-                parts.extend(self.settings.pre_auth_features)
+            features = self.settings.host_pre_auth_features
+            parts.extend(features.get(self.facts.domain, self.settings.pre_auth_features))
         parts.append("</stream:features>")
         return "".join(parts)
 

@@ -14,6 +14,7 @@ from chatgate.auth.provider import Capability
 from chatgate.modules.legacy_auth import zero_knowledge_client_hash
 from chatgate.modules.register import RegisterOptions
 from chatgate.storage.records import RosterItem, Subscription
+from chatgate.xmpp.errors import ConfigError
 
 from .wire import Server, Wire, plain
 
@@ -250,6 +251,33 @@ async def test_invite_required(tmp_path: Path, mode: str) -> None:
             f"<iq type='set' id='reg2'><query xmlns='jabber:iq:register'>{form}</query></iq>"
         )
         assert out == RESULT
+
+
+async def test_a_configured_token_reserves_its_name_before_its_first_use(
+    tmp_path: Path, mode: str
+) -> None:
+    tokens = [{"token": "tok-juliet-123", "username": "juliet"}]
+    async with server(tmp_path, {**ON, "invites": "optional", "invite_tokens": tokens}) as srv:
+        assert [i.username for i in await srv.db.legacy.invites()] == ["juliet"]
+        wire = await opened(srv, mode)
+        assert error("409", "conflict", "cancel") in await wire.send(register("juliet", "s3cret-j"))
+
+
+async def test_a_configured_token_must_name_a_host_with_internal_accounts(tmp_path: Path) -> None:
+    tokens = [{"token": "tok-elsewhere-1", "domain": "elsewhere.example"}]
+    with pytest.raises(ConfigError, match=r"'elsewhere\.example' is not a served domain"):
+        await Server.start(tmp_path, {"register": {**ON, "invite_tokens": tokens}})
+
+
+async def test_register_is_offered_only_where_accounts_live_here(tmp_path: Path) -> None:
+    srv = await Server.start(tmp_path, {"register": ON}, provider=_PasswordService())
+    try:
+        assert FEATURE not in await srv.connect().open()
+        assert srv.ctx.features_before_auth("localhost") == ()
+    finally:
+        await srv.stop()
+    async with server(tmp_path / "internal", ON) as srv:
+        assert FEATURE in await srv.connect().open()
 
 
 async def test_expired_invite_is_refused(tmp_path: Path, mode: str) -> None:

@@ -104,6 +104,7 @@ class Server:
         registry = builtin_modules()
         for name in registry.names():
             ctx.load(registry.get(name)())
+        await ctx.start_modules()
         return cls(ctx, db)
 
     async def stop(self) -> None:
@@ -142,6 +143,7 @@ class Server:
             make_mechanism=make,
             extra_features=ctx.features_after_auth(),
             pre_auth_features=ctx.features_before_auth(),
+            host_pre_auth_features=ctx.features_before_auth_by_host(),
             pre_auth_namespaces=frozenset(n for n, _type in ctx.pre_auth_handlers),
         )
 

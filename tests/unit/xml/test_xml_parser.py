@@ -10,7 +10,7 @@ import tracemalloc
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chatgate.xml.element import LANG
@@ -511,6 +511,7 @@ _PIECES = [
         max_size=4,
     )
 )
+@example(edits=[(len(_SAMPLE), 0, b"\xa9")])  # a bad byte after the end tag: junk
 def test_any_input_gives_one_outcome_however_split(
     transcript: Transcript, edits: list[tuple[int, int, bytes]]
 ) -> None:

@@ -66,7 +66,7 @@ def test_pre_auth_features_are_hidden_on_the_hosts_that_have_none(mode: str) -> 
         require_tls=False,
         starttls_available=False,
         pre_auth_features=(register,),
-        no_pre_auth_features=frozenset({"guest.localhost"}),
+        host_pre_auth_features={"guest.localhost": ()},
     )
     h.mode = mode
     assert register not in h.client(header("guest.localhost"))
@@ -74,7 +74,7 @@ def test_pre_auth_features_are_hidden_on_the_hosts_that_have_none(mode: str) -> 
         require_tls=False,
         starttls_available=False,
         pre_auth_features=(register,),
-        no_pre_auth_features=frozenset({"guest.localhost"}),
+        host_pre_auth_features={"guest.localhost": ()},
     )
     other.mode = mode
     assert register in other.client(header("localhost"))
