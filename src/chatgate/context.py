@@ -333,10 +333,17 @@ class ServerContext:
         return prepared
 
     def spawn(self, coro: Awaitable[None]) -> None:
-        """Run a background coroutine the server waits for on shutdown."""
+        """Run a background coroutine the server waits for on shutdown; its failure
+        is logged with its traceback (nobody else awaits it)."""
         task = asyncio.ensure_future(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Future[None]) -> None:
+        self._background.discard(task)  # type: ignore[arg-type]
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("background work failed", exc_info=(type(exc), exc, exc.__traceback__))
 
     async def drain(self) -> None:
         while self._background:

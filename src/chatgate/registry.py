@@ -32,7 +32,16 @@ class Registry(Generic[T]):
         """Add every entry point of `group` not already registered (built-ins win)."""
         for ep in entry_points(group=group):
             if ep.name not in self._items:
-                self._items[ep.name] = ep.load()
+                try:
+                    self._items[ep.name] = ep.load()
+                except Exception as exc:
+                    # An installed plugin that cannot even be imported is an operator's
+                    # problem to fix: say which package, not a traceback.
+                    dist = f" (package {ep.dist.name})" if ep.dist is not None else ""
+                    raise ConfigError(
+                        f"the {self.kind} plugin {ep.name!r} = {ep.value!r}{dist} in entry"
+                        f" point group {group} cannot be loaded: {type(exc).__name__}: {exc}"
+                    ) from exc
 
     def get(self, name: str) -> T:
         try:

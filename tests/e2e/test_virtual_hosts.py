@@ -316,6 +316,9 @@ http = {{ url = "{service}/auth", timeout = 2.0 }}
 """,
     )
     try:
+        check = server.cli("check")
+        assert check.returncode == 0, check.stderr
+        assert f"{EXT}: provider http  sasl: as each listener" in check.stdout
         server.add_user("bob", BOB)
         async with (
             logged_in(server, f"carol@{EXT}/web", CAROL) as carol,

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from chatgate.config import Config
+from chatgate.config import Config, section
+from chatgate.modules.legacy_auth import LegacyAuthOptions
+from chatgate.modules.register import RegisterOptions
 from chatgate.sasl.registry import builtin_mechanisms
 from chatgate.vhost import validate_host_mechanisms
 
@@ -31,9 +33,16 @@ SNIPPETS = [
 ]
 
 
+#: the `[modules.NAME]` tables the pages show, with the model each module checks
+MODULE_OPTIONS = {"register": RegisterOptions, "legacy_auth": LegacyAuthOptions}
+
+
 @pytest.mark.parametrize(("page", "snippet"), SNIPPETS)
 def test_the_snippet_is_a_valid_configuration(page: str, snippet: str) -> None:
     config = Config.model_validate(tomllib.loads(snippet))
+    for name in config.modules:
+        assert name in MODULE_OPTIONS, f"[modules.{name}] is not checked here yet"
+        section(config, name, MODULE_OPTIONS[name])
     if page not in PLUGIN_PAGES:
         validate_host_mechanisms(config, builtin_mechanisms(load_entry_points=False))
 

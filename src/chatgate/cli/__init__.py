@@ -117,6 +117,8 @@ def _check(cfg: Config) -> None:
         what = "anonymous (SASL ANONYMOUS, nothing kept)" if host.anonymous else "provider "
         if not host.anonymous:
             what += (host.provider or cfg.auth.provider).name
+            own = host.mechanisms
+            what += f"  sasl: {', '.join(own)}" if own else "  sasl: as each listener"
         console.print(f"[bold]host[/bold]      {name}: {what}", soft_wrap=True)
     console.print("[bold]listeners[/bold]")
     for listener in cfg.listeners:

@@ -373,7 +373,10 @@ class C2SConnection:
             self._auth_timer.cancel()
             self._auth_timer = None
         facts = self.transport.facts
-        self.ctx.auth_succeeded(facts, action.username, self.domain, reserved=self._reserved)
+        if not self.ctx.is_anonymous(self.domain):
+            # A throwaway identity earns no trust: remembering (address, identity)
+            # pairs for it would only push real owners' pairs out of the cache.
+            self.ctx.auth_succeeded(facts, action.username, self.domain, reserved=self._reserved)
         self._reserved = False
         log.info(
             "%s@%s authenticated with %s over %s from %s",

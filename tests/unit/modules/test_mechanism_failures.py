@@ -147,3 +147,20 @@ async def test_a_handler_that_fails_after_waiting_answers_internal_server_error(
         assert '<iq type="result" id="p1"' in out, out  # the stream goes on
     finally:
         await server.stop()
+
+
+async def test_failed_background_work_is_logged_and_forgotten(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def clean_up() -> None:
+        raise RuntimeError("database is locked")
+
+    server = await Server.start(tmp_path, {})
+    try:
+        with caplog.at_level(logging.ERROR, logger="chatgate.context"):
+            server.ctx.spawn(clean_up())
+            await server.ctx.drain()
+        assert "background work failed" in caplog.text
+        assert "database is locked" in caplog.text
+    finally:
+        await server.stop()

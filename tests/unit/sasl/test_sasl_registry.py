@@ -20,8 +20,12 @@ FACTS = ConnectionFacts(domain="example.com", tls_active=True)
 class _FakeEntryPoint:
     name: str
     target: Any
+    value: str = "example_plugin:Mechanism"
+    dist: None = None
 
     def load(self) -> Any:
+        if isinstance(self.target, Exception):
+            raise self.target
         return self.target
 
 
@@ -87,3 +91,15 @@ def test_entry_point_named_differently_from_its_mechanism_raises_config_error(
     _entry_points(monkeypatch, _FakeEntryPoint("X-OTHER", _ExampleMechanism))
     with pytest.raises(ConfigError, match="X-OTHER"):
         builtin_mechanisms()
+
+
+def test_a_plugin_that_cannot_be_imported_is_a_config_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broken = _FakeEntryPoint("X-BROKEN", ModuleNotFoundError("No module named 'jwt'"))
+    _entry_points(monkeypatch, broken)
+    with pytest.raises(ConfigError) as refused:
+        builtin_mechanisms()
+    message = str(refused.value)
+    assert "'X-BROKEN' = 'example_plugin:Mechanism'" in message
+    assert "ModuleNotFoundError: No module named 'jwt'" in message
