@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatgate.auth.credentials import prepare_password
+from chatgate.auth.internal import InternalProvider
 from chatgate.auth.throttle import Delay, Refuse, throttle_account
 from chatgate.jid import InvalidJID, prepare_username
 from chatgate.modules.base import PreAuthIqHandler, Registration, Spec, StreamFeature
@@ -334,6 +335,12 @@ class LegacyAuth:
             options = self.options
             if plaintext_allowed(conn, options):
                 query.sub("password")
+            if not self._stores_secrets(conn.domain):
+                # Digest and zero-knowledge need secrets from our own store; a host
+                # whose provider keeps the accounts can only check a password.
+                query.sub("resource")
+                conn.send(_result(iq, query))
+                return
             stored = None if username is None else await self._secrets(username, conn.domain)
             # XEP-0078 §3: an unknown username gets the normal fields, not an error;
             # it is answered as a fully provisioned account would be.
@@ -475,6 +482,8 @@ class LegacyAuth:
                     StanzaErrorCondition.INTERNAL_SERVER_ERROR, "try again later", "wait"
                 ) from None
             return PASSWORD, ok
+        if not self._stores_secrets(domain):
+            return (DIGEST if request.digest is not None else ZERO_KNOWLEDGE), False
         stored = await self._secrets(username, domain)
         if request.digest is not None:
             secret = stored.digest_password if stored and options.digest else None
@@ -491,6 +500,10 @@ class LegacyAuth:
         # Compare-and-set: a hash is good for exactly one login.
         advanced = await self.ctx.db.legacy.advance_chain((username, domain), chain, nxt)
         return ZERO_KNOWLEDGE, advanced
+
+    def _stores_secrets(self, domain: str) -> bool:
+        """Whether `domain`'s accounts, and so their legacy secrets, are in our store."""
+        return isinstance(self.ctx.host(domain).provider, InternalProvider)
 
     async def _failed(
         self, conn: C2SConnection, iq: Element, mechanism: str, username: str | None

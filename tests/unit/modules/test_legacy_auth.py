@@ -28,7 +28,7 @@ from chatgate.modules.legacy_auth import (
 )
 from chatgate.storage.repositories.legacy import LegacySecrets, ZeroKnowledgeChain
 
-from .wire import HEADER, Server, plain
+from .wire import HEADER, PasswordService, Server, plain
 
 LEGACY = {"enabled": True}
 ALL = {"enabled": True, "digest": True, "zero_knowledge": True}
@@ -428,3 +428,25 @@ def test_connection_table_forgets_closed_and_authenticated_connections() -> None
     assert table(conns[60]) == [1]  # kept: open and unauthenticated
     table(Conn())  # type: ignore[arg-type]  # the 65th entry sweeps
     assert len(table) == 15
+
+
+async def test_a_provider_backed_host_offers_only_the_password_method(
+    tmp_path: Path, mode: str
+) -> None:
+    """Digest and zero-knowledge need secrets from chatgate's own store; where an
+    external provider keeps the accounts, only <password/> can be checked."""
+    srv = await Server.start(tmp_path, {"legacy_auth": ALL}, provider=PasswordService())
+    try:
+        wire = srv.connect(mode)
+        await wire.open()
+        fields = await wire.send(auth_get("carol"))
+        assert "<password/>" in fields and "<resource/>" in fields
+        assert "<digest/>" not in fields and "<sequence>" not in fields
+        out = await wire.send(auth_set("carol", digest=digest_value(wire.sid, "carols-password")))
+        assert NOT_AUTHORIZED in out
+        again = srv.connect(mode)
+        await again.open()
+        out = await again.send(auth_set("carol", password="carols-password"))
+        assert out == '<iq type="result" id="auth2"/>'
+    finally:
+        await srv.stop()

@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 
-from chatgate.auth.provider import Capability
 from chatgate.modules.legacy_auth import zero_knowledge_client_hash
 from chatgate.modules.register import RegisterOptions
 from chatgate.storage.records import RosterItem, Subscription
 from chatgate.xmpp.errors import ConfigError
 
-from .wire import Server, Wire, plain
+from .wire import PasswordService, Server, Wire, plain
 
 ON = {"enabled": True}
 GET = "<iq type='get' id='reg1'><query xmlns='jabber:iq:register'/></iq>"
@@ -270,7 +269,7 @@ async def test_a_configured_token_must_name_a_host_with_internal_accounts(tmp_pa
 
 
 async def test_register_is_offered_only_where_accounts_live_here(tmp_path: Path) -> None:
-    srv = await Server.start(tmp_path, {"register": ON}, provider=_PasswordService())
+    srv = await Server.start(tmp_path, {"register": ON}, provider=PasswordService())
     try:
         assert FEATURE not in await srv.connect().open()
         assert srv.ctx.features_before_auth("localhost") == ()
@@ -448,21 +447,6 @@ async def test_listener_requiring_tls_refuses_registration_before_tls(
         assert await plain_ok.send(register("leslie", "secret-leslie")) == RESULT
 
 
-class _PasswordService:
-    """Stands for an external provider (HTTP, LDAP): carol exists there, not in our store."""
-
-    offers = frozenset({Capability.VERIFY_PASSWORD})
-
-    async def scram_keys(self, username: str, domain: str, hash_name: str) -> None:
-        return None
-
-    async def verify_password(self, username: str, domain: str, password: str) -> bool:
-        return (username, password) == ("carol", "carols-password")
-
-    async def user_exists(self, username: str, domain: str) -> bool:
-        return username == "carol"
-
-
 @pytest.mark.parametrize(
     ("body", "text"),
     [
@@ -476,7 +460,7 @@ async def test_accounts_of_an_external_provider_are_not_changed_in_band(
     tmp_path: Path, mode: str, body: str, text: str
 ) -> None:
     options = {**ON, "fields": ["email"]}
-    srv = await Server.start(tmp_path, {"register": options}, provider=_PasswordService())
+    srv = await Server.start(tmp_path, {"register": options}, provider=PasswordService())
     try:
         wire = await logged_in(srv, mode, "carol", "carols-password")
         out = await wire.send(

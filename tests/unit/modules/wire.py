@@ -21,7 +21,7 @@ from typing import Any
 
 from chatgate.auth.credentials import derive_all
 from chatgate.auth.internal import InternalProvider
-from chatgate.auth.provider import CredentialProvider
+from chatgate.auth.provider import Capability, CredentialProvider
 from chatgate.config import Config
 from chatgate.context import ServerContext
 from chatgate.modules.registry import builtin_modules
@@ -76,6 +76,21 @@ class FakeTransport:
 
     def resume_reading(self) -> None:
         pass
+
+
+class PasswordService:
+    """Stands for an external provider (HTTP, LDAP): carol exists there, not in our store."""
+
+    offers = frozenset({Capability.VERIFY_PASSWORD})
+
+    async def scram_keys(self, username: str, domain: str, hash_name: str) -> None:
+        return None
+
+    async def verify_password(self, username: str, domain: str, password: str) -> bool:
+        return (username, password) == ("carol", "carols-password")
+
+    async def user_exists(self, username: str, domain: str) -> bool:
+        return username == "carol"
 
 
 @dataclass
