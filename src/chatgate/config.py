@@ -319,7 +319,8 @@ def load_config(path: Path) -> Config:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
-            problems.append(f"  {where}: {err['msg']}")
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"  {where}: {message}" if where else f"  {message}")
         raise ConfigError(f"{path}: invalid configuration:\n" + "\n".join(problems)) from None
 
 
