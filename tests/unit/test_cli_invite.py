@@ -3,23 +3,20 @@ repository that in-band registration redeems them through."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from typer.testing import CliRunner, Result
 
 from chatgate.cli import app
 from chatgate.cli.invite import parse_duration, register_uri
-from chatgate.storage.database import Database
 from chatgate.storage.errors import AccountExists
 from chatgate.storage.repositories.legacy import InviteUnavailable, LegacySecrets, invite_hash
 
-T = TypeVar("T")
+from .cli_support import with_db
+
 CONFIG = """
 [server]
 domain = "localhost"
@@ -44,17 +41,6 @@ def config(tmp_path: Path) -> Path:
 
 def cli(config: Path, *args: str) -> Result:
     return CliRunner().invoke(app, ["invite", *args, "--config", str(config)])
-
-
-def with_db(config: Path, work: Callable[[Database], Awaitable[T]]) -> T:
-    async def run() -> T:
-        db = await Database.open(f"sqlite+aiosqlite:///{config.parent / 'var' / 'chatgate.db'}")
-        try:
-            return await work(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
 
 
 def created(result: Result) -> dict[str, str]:

@@ -7,11 +7,9 @@ runs through the top-level `chatgate` app, as an operator types it.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -22,7 +20,8 @@ from chatgate.cli import app
 from chatgate.storage.database import Database
 from chatgate.storage.repositories.legacy import LegacySecrets
 
-T = TypeVar("T")
+from .cli_support import with_db
+
 CONFIG = """
 [server]
 domain = "localhost"
@@ -54,17 +53,6 @@ def keys() -> dict[str, ScramKeys]:
 
 def cli(config: Path, *args: str) -> Result:
     return CliRunner().invoke(app, [*args, "--config", str(config)])
-
-
-def with_db(config: Path, work: Callable[[Database], Awaitable[T]]) -> T:
-    async def run() -> T:
-        db = await Database.open(f"sqlite+aiosqlite:///{config.parent / 'var' / 'chatgate.db'}")
-        try:
-            return await work(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
 
 
 def hold(

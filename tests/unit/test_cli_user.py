@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -20,7 +18,8 @@ from chatgate.storage.database import Database
 from chatgate.storage.records import RosterItem
 from chatgate.storage.repositories.legacy import LegacySecrets
 
-T = TypeVar("T")
+from .cli_support import db_path, with_db
+
 CANARY = "Plaintext-Canary-7391"
 
 
@@ -65,27 +64,8 @@ def legacy_config(tmp_path: Path) -> Path:
     return path
 
 
-def _db_path(config: Path) -> Path:
-    return config.parent / "var" / "chatgate.db"
-
-
-def _url(config: Path) -> str:
-    return f"sqlite+aiosqlite:///{_db_path(config)}"
-
-
 def cli(config: Path, *args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(user_app, [*args, "--config", str(config)], input=input)
-
-
-def with_db(config: Path, work: Callable[[Database], Awaitable[T]]) -> T:
-    async def run() -> T:
-        db = await Database.open(_url(config))
-        try:
-            return await work(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
 
 
 def password_ok(config: Path, username: str, password: str, domain: str = "localhost") -> bool:
@@ -208,7 +188,7 @@ def test_del_removes_the_account_and_its_roster_and_offline_messages(config: Pat
     result = cli(config, "del", "alice")
     assert result.exit_code == 0, result.output
     assert "user alice@localhost deleted" in result.stdout
-    with sqlite3.connect(_db_path(config)) as conn:
+    with sqlite3.connect(db_path(config)) as conn:
         for table in ("accounts", "roster_items", "offline_messages", "roster_versions"):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,), table
     assert not password_ok(config, "alice", "pw")
@@ -308,7 +288,7 @@ def test_no_column_of_any_table_holds_the_password(config: Path, tmp_path: Path)
     assert cli(config, "import", str(file)).exit_code == 0
     needle = CANARY.encode("utf-8")
     checked = 0
-    with sqlite3.connect(_db_path(config)) as conn:
+    with sqlite3.connect(db_path(config)) as conn:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
             columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
@@ -321,7 +301,7 @@ def test_no_column_of_any_table_holds_the_password(config: Path, tmp_path: Path)
                         assert needle not in value, (table, column)
                         assert needle.lower() not in value.lower(), (table, column)
     assert checked > 0
-    for path in _db_path(config).parent.iterdir():  # the raw files too: db, -wal, stamp
+    for path in db_path(config).parent.iterdir():  # the raw files too: db, -wal, stamp
         assert needle not in path.read_bytes(), path
 
 
@@ -402,7 +382,7 @@ def test_del_removes_legacy_secrets_and_fields(legacy_config: Path) -> None:
     add(legacy_config, "bill", "pw")
     with_db(legacy_config, lambda db: db.legacy.set_fields(("bill", "localhost"), {"email": "b@x"}))
     assert cli(legacy_config, "del", "bill").exit_code == 0
-    with sqlite3.connect(_db_path(legacy_config)) as conn:
+    with sqlite3.connect(db_path(legacy_config)) as conn:
         for table in ("accounts", "scram_credentials", "legacy_secrets", "registration_fields"):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
 

@@ -540,6 +540,15 @@ class AuthThrottle:
 
     # ------------------------------------------------------------ the three calls
 
+    def _counted(self, address: str | None) -> _Where | None:
+        """Where attempts from `address` are counted; None when protection is off or
+        the address is exempt (then nothing is checked or counted for it)."""
+        opts = self.options
+        if not opts.enabled:
+            return None
+        where = _locate(address, opts.ipv6_prefix)
+        return None if _exempt(opts, where) else where
+
     def check(self, address: str | None, username: str | None, now: float) -> Verdict:
         """May an attempt from `address` claiming `username` be evaluated now?
 
@@ -548,10 +557,8 @@ class AuthThrottle:
         client claims, or None (ANONYMOUS).  Allowed and delayed attempts reserve a
         slot until `failed`/`succeeded` is called for them."""
         opts = self.options
-        if not opts.enabled:
-            return ALLOW
-        where = _locate(address, opts.ipv6_prefix)
-        if _exempt(opts, where):
+        where = self._counted(address)
+        if where is None:
             return ALLOW
         limits = opts.address
         state = self._live_address(where.key, now)
@@ -613,10 +620,8 @@ class AuthThrottle:
         slot to release); a mechanism may fail before it asks for credentials."""
         self._stats.failures += 1
         opts = self.options
-        if not opts.enabled:
-            return FailureRecord(counted=False)
-        where = _locate(address, opts.ipv6_prefix)
-        if _exempt(opts, where):
+        where = self._counted(address)
+        if where is None:
             return FailureRecord(counted=False)
         events: list[ThrottleEvent] = []
         limits = opts.address
@@ -673,11 +678,8 @@ class AuthThrottle:
     def abandoned(self, address: str | None, now: float) -> None:
         """An attempt that passed `check` ended without a verdict (the provider was
         down, the client aborted first): free its slot, count nothing."""
-        opts = self.options
-        if not opts.enabled:
-            return
-        where = _locate(address, opts.ipv6_prefix)
-        if _exempt(opts, where):
+        where = self._counted(address)
+        if where is None:
             return
         state = self._live_address(where.key, now)
         if state is not None:
@@ -692,10 +694,8 @@ class AuthThrottle:
         Failures against other accounts stay: a valid account of one's own must not
         reset the counter that guards everyone else's."""
         opts = self.options
-        if not opts.enabled:
-            return
-        where = _locate(address, opts.ipv6_prefix)
-        if _exempt(opts, where):
+        where = self._counted(address)
+        if where is None:
             return
         ukey = _account_key(username)
         pair = self._pairs.pop((ukey, where.key))

@@ -22,6 +22,21 @@ from chatgate.storage.database import Database
 from chatgate.xmpp.errors import ConfigError
 
 err_console = Console(stderr=True)
+
+
+def command_group(help: str) -> typer.Typer:
+    """A group of `chatgate` sub-commands, set up as every group is: help when
+    called bare, no shell-completion commands, plain errors instead of rich's."""
+    return typer.Typer(
+        help=help, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+    )
+
+
+def plain_console() -> Console:
+    """Standard output for command results: printed as they are, no markup."""
+    return Console(highlight=False, markup=False)
+
+
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 

@@ -26,7 +26,6 @@ from typing import Annotated
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -35,11 +34,13 @@ from chatgate.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
     account_domain,
+    command_group,
     err_console,
     fail,
     jid,
     load_or_exit,
     module_options,
+    plain_console,
     with_db,
 )
 from chatgate.cli.user import name_taken
@@ -49,13 +50,8 @@ from chatgate.storage.database import Database
 from chatgate.storage.repositories.legacy import StoredInvite, invite_hash
 from chatgate.xmpp.errors import StanzaError
 
-invite_app = typer.Typer(
-    help="Create, list and revoke invitation tokens for in-band registration.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console(highlight=False, markup=False)
+invite_app = command_group("Create, list and revoke invitation tokens for in-band registration.")
+console = plain_console()
 
 #: hex digits of the token hash that `list` shows as an invitation's id
 ID_LENGTH = 12

@@ -20,7 +20,6 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -30,21 +29,18 @@ from chatgate.cli.common import (
     ConfigOption,
     UserArgument,
     account_domain,
+    command_group,
     fail,
     jid,
     load_or_exit,
+    plain_console,
     target,
     with_db,
 )
 from chatgate.storage.errors import AccountExists
 
-registration_app = typer.Typer(
-    help="Approve or reject in-band registrations awaiting approval.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console(highlight=False, markup=False)
+registration_app = command_group("Approve or reject in-band registrations awaiting approval.")
+console = plain_console()
 
 
 @registration_app.command("pending")

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -49,12 +48,14 @@ from chatgate.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
     UserArgument,
+    command_group,
     err_console,
     fail,
     jid,
     load_or_exit,
     module_options,
     parse_user,
+    plain_console,
     target,
     with_db,
 )
@@ -65,13 +66,8 @@ from chatgate.storage.errors import AccountExists, AccountNotFound
 from chatgate.storage.models import utcnow
 from chatgate.storage.repositories.legacy import LegacySecrets
 
-user_app = typer.Typer(
-    help="Manage accounts in the internal store.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console(highlight=False, markup=False)
+user_app = command_group("Manage accounts in the internal store.")
+console = plain_console()
 
 PasswordStdin = Annotated[
     bool,
