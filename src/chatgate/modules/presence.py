@@ -8,6 +8,18 @@ stores, delivers and pushes what its `Outcome` says, in the order it says.
 
 Until federation exists, presence for other domains is dropped (subscription
 stanzas) or bounced with `remote-server-not-found` (directed presence).
+
+Subscription handling holds the locks (`modules/roster/locks.py`) of both
+accounts of the pair for the whole exchange (the user's side, delivery to the
+contact's side and any automatic reply): everything a subscription stanza
+changes is then decided on state no other change can alter meanwhile.
+
+Limits (`[limits]`): a subscription stanza whose outcome would add a roster
+item past `max_roster_items` is refused with `policy-violation` and changes
+nothing; an inbound request past `max_subscription_requests` is not stored and
+its sender gets `resource-constraint`; directed presence to more than
+`max_directed_presences` entities per session is refused with
+`policy-violation` and not routed.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from typing import TYPE_CHECKING, ClassVar
 from chatgate.jid import JID
 from chatgate.modules.base import OnEvent, Registration, Spec
 from chatgate.modules.roster.module import RosterModule
-from chatgate.modules.roster.service import Owner, Roster, RosterService
+from chatgate.modules.roster.service import Owner, Roster, RosterService, bare
 from chatgate.modules.roster.subscription import (
     Outcome,
     PairState,
@@ -29,6 +41,7 @@ from chatgate.modules.roster.subscription import (
     outbound,
 )
 from chatgate.storage.records import RosterItem, Subscription
+from chatgate.storage.repositories.roster import RosterLimitReached
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import escape_attr, serialize
 from chatgate.xmpp import ns
@@ -84,6 +97,7 @@ class PresenceModule:
         self.roster_module = roster_module
         self.rosters: RosterService = roster_module.service
         self.router = ctx.router
+        self.max_directed = ctx.config.limits.max_directed_presences
         ctx.router.presence_handler = self.handle
         yield OnEvent(SessionClosed, self._session_closed, priority=100)
         yield OnEvent(BecameAvailable, self._became_available, priority=10)
@@ -100,7 +114,7 @@ class PresenceModule:
             return None  # §4.7.1: other types without 'to' mean nothing to the server
         kind = _SUBSCRIPTION_TYPES.get(ptype or "")
         if kind is not None:
-            return self._outbound_subscription(origin, str(to.bare), kind)
+            return self._outbound_subscription(origin, stanza, str(to.bare), kind)
         if ptype == "probe":
             return None  # §4.3: probes are the server's business, not the client's
         return self._directed(origin, stanza, to)
@@ -173,7 +187,24 @@ class PresenceModule:
             return
         ptype = stanza.attrs.get("type")
         if ptype is None:
-            origin.directed.add(str(to))
+            target = str(to)
+            if target not in origin.directed:
+                if len(origin.directed) >= self.max_directed:
+                    # §4.6.3 obliges the server to send unavailable to every entity
+                    # that got directed presence; one it cannot remember would keep
+                    # seeing the user online forever, so the presence is refused
+                    # rather than routed and forgotten.  The quota is the session's
+                    # own (policy-violation); it frees up as the client sends
+                    # directed unavailable.
+                    reply = error_reply(
+                        stanza,
+                        StanzaErrorCondition.POLICY_VIOLATION,
+                        f"directed presence to more than {self.max_directed} entities",
+                    )
+                    reply.attrs["to"] = origin.full
+                    origin.send(reply)
+                    return
+                origin.directed.add(target)
         elif ptype == "unavailable":
             origin.directed.discard(str(to))
         targets = self._sessions_for(str(to))
@@ -196,15 +227,35 @@ class PresenceModule:
     # ------------------------------------------------------------ subscriptions
 
     async def _outbound_subscription(
-        self, origin: C2SSession, contact: str, kind: SubscriptionStanza
+        self, origin: C2SSession, stanza: Element, contact: str, kind: SubscriptionStanza
     ) -> None:
         if contact == origin.bare:
             return
-        await self.process_outbound((origin.username, origin.domain), contact, kind)
+        try:
+            await self.process_outbound((origin.username, origin.domain), contact, kind)
+        except RosterLimitReached as exc:
+            # Subscribing, approving or pre-approving would add a roster item past
+            # the account's quota: refused before anything was stored or routed.
+            # policy-violation, as for a roster set (see RosterModule.update_item).
+            reply = error_reply(stanza, StanzaErrorCondition.POLICY_VIOLATION, str(exc))
+            reply.attrs["to"] = origin.full
+            origin.send(reply)
 
     async def process_outbound(self, owner: Owner, contact: str, kind: SubscriptionStanza) -> None:
-        """§3.x "user's server" side: the user sent `kind` to `contact`."""
-        user = f"{owner[0]}@{owner[1]}"
+        """§3.x "user's server" side: the user sent `kind` to `contact`.
+
+        Holds the locks of both accounts.  Raises RosterLimitReached, with
+        nothing changed, when the outcome would add a roster item past the
+        user's limit.
+        """
+        user = bare(owner)
+        async with self.rosters.locks.hold(user, contact):
+            await self._outbound_held(owner, user, contact, kind)
+
+    async def _outbound_held(
+        self, owner: Owner, user: str, contact: str, kind: SubscriptionStanza
+    ) -> None:
+        """`process_outbound` for a caller that holds the locks of `user` and `contact`."""
         state = await self._state(owner, contact)
         outcome = outbound(state, kind)
         await self._carry_out(owner, user, contact, state, outcome, kind, inbound_side=False)
@@ -214,23 +265,45 @@ class PresenceModule:
         end of an anonymous identity): contacts stop seeing it and it stops seeing
         them, and no request to or from it stays pending, in stored and in-memory
         rosters alike."""
-        bare = f"{owner[0]}@{owner[1]}"
+        user = bare(owner)
         for item in await self.ctx.db.roster.items(owner):
-            if item.jid != bare:
+            if item.jid != user:
                 await self.process_outbound(owner, item.jid, SubscriptionStanza.UNSUBSCRIBE)
                 await self.process_outbound(owner, item.jid, SubscriptionStanza.UNSUBSCRIBED)
         for contact in await self.ctx.db.roster.pending_in(owner):
             await self.process_outbound(owner, contact, SubscriptionStanza.UNSUBSCRIBED)
 
     async def _process_inbound(self, recipient: str, sender: str, kind: SubscriptionStanza) -> None:
-        """§3.x "contact's server" side: `sender` sent `kind` to local `recipient`."""
+        """§3.x "contact's server" side: `sender` sent `kind` to local `recipient`.
+
+        The caller holds the locks of `recipient` and `sender`.
+        """
         local, _, domain = recipient.partition("@")
         if not await self.ctx.account_exists(local, domain):
             return  # RFC 6121 §8.5.1: presence to a missing account is ignored
         owner = (local, domain)
         state = await self._state(owner, sender)
         outcome = inbound(state, kind)
-        await self._carry_out(owner, recipient, sender, state, outcome, kind, inbound_side=True)
+        try:
+            await self._carry_out(owner, recipient, sender, state, outcome, kind, inbound_side=True)
+        except RosterLimitReached as exc:
+            # Only a new request can get here (nothing inbound adds a roster item):
+            # the recipient already has `max_subscription_requests` unanswered.  The
+            # request is neither stored nor delivered.  RFC 6121 would let us drop it
+            # silently, but then the sender waits forever on a request nobody will
+            # see; the error tells it the request did not arrive.  resource-constraint
+            # (wait): the sender did nothing wrong, the recipient has no room now and
+            # may have later, once it answers some requests.
+            self._refuse_inbound(recipient, sender, kind, str(exc))
+
+    def _refuse_inbound(
+        self, recipient: str, sender: str, kind: SubscriptionStanza, text: str
+    ) -> None:
+        request = Element("presence", ns.CLIENT, {"from": sender, "to": recipient})
+        request.attrs["type"] = kind.value
+        reply = error_reply(request, StanzaErrorCondition.RESOURCE_CONSTRAINT, text)
+        reply.attrs.pop("to", None)
+        self._deliver_stanza(sender, reply)
 
     async def _state(self, owner: Owner, contact: str) -> PairState:
         item = await self.rosters.item(owner, contact)
@@ -274,7 +347,7 @@ class PresenceModule:
             elif step is Step.ROSTER_PUSH:
                 if new.item is not None:
                     if version is None:
-                        version = (await self.rosters.load(owner)).version
+                        version = await self.rosters.version(owner)
                     self.roster_module.push(owner, new.item, version)
             elif step is Step.SEND_PRESENCE_TO_CONTACT:
                 for session in self.router.resources_of(user).values():
@@ -297,12 +370,16 @@ class PresenceModule:
             _write_to(sessions, serialize(stanza))
 
     async def cancel_on_remove(self, owner: Owner, item: RosterItem) -> None:
-        """RFC 6121 §2.5.2: removing a contact cancels both subscriptions first."""
+        """RFC 6121 §2.5.2: removing a contact cancels both subscriptions first.
+
+        The caller holds the locks of the owner and of `item.jid`.
+        """
+        user = bare(owner)
         pending_in = await self.rosters.pending(owner, item.jid)
         if item.subscription in (Subscription.TO, Subscription.BOTH) or item.ask:
-            await self.process_outbound(owner, item.jid, SubscriptionStanza.UNSUBSCRIBE)
+            await self._outbound_held(owner, user, item.jid, SubscriptionStanza.UNSUBSCRIBE)
         if item.subscription in (Subscription.FROM, Subscription.BOTH) or pending_in:
-            await self.process_outbound(owner, item.jid, SubscriptionStanza.UNSUBSCRIBED)
+            await self._outbound_held(owner, user, item.jid, SubscriptionStanza.UNSUBSCRIBED)
 
     # ------------------------------------------------------------ lifecycle
 

@@ -3,6 +3,13 @@
 Roster get returns the items (or nothing when the client's version is current),
 roster set adds, updates or removes one item and pushes the change to every
 interested resource of the account (§2.1.6).
+
+Sizes are bounded by `[limits]`: the 'name' and each <group/> by characters,
+the groups per item by count (RFC 6121 §2.3.3: `not-acceptable`), and the items
+per account by `max_roster_items` (`policy-violation`, checked by storage in the
+transaction that would add the item).  A roster set holds the account's lock
+(and the contact's, for a removal, which also ends subscriptions) from its
+read to its last write.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ from chatgate.modules.base import (
     Spec,
     StreamFeature,
 )
-from chatgate.modules.roster.service import Owner, RosterService
+from chatgate.modules.roster.service import Owner, RosterLimits, RosterService, bare
 from chatgate.storage.records import RosterItem, Subscription
+from chatgate.storage.repositories.roster import RosterLimitReached
 from chatgate.xml.element import Element
 from chatgate.xmpp import ns
 from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition
@@ -31,9 +39,6 @@ from chatgate.xmpp.stanza import iq_result
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
-
-MAX_NAME_LENGTH = 1024
-MAX_GROUPS = 64
 
 
 def item_element(item: RosterItem, *, removed: bool = False) -> Element:
@@ -64,7 +69,11 @@ class RosterModule:
 
     def setup(self, ctx: ServerContext) -> Iterable[Registration]:
         self.ctx = ctx
-        self.service = RosterService(ctx.db.roster)
+        limits = ctx.config.limits
+        self.service = RosterService(
+            ctx.db.roster,
+            RosterLimits(limits.max_roster_items, limits.max_subscription_requests),
+        )
         yield IqHandler(ns.ROSTER, "get", self.get)
         yield IqHandler(ns.ROSTER, "set", self.set)
         yield StreamFeature(f"<ver xmlns='{ns.ROSTER_VER_FEATURE}'/>")
@@ -114,36 +123,72 @@ class RosterModule:
         if contact_bare == session.bare:
             raise StanzaError(StanzaErrorCondition.NOT_ALLOWED, "you cannot add yourself")
         if el.get("subscription") == "remove":
-            await self.remove_item(owner, contact_bare)
+            async with self.service.locks.hold(session.bare, contact_bare):
+                await self.remove_item(owner, contact_bare)
         else:
-            await self.update_item(owner, contact_bare, el)
+            name, groups = self._checked_sizes(el)
+            async with self.service.locks.hold(session.bare):
+                await self.update_item(owner, contact_bare, name, groups)
         reply = iq_result(iq)
         reply.attrs["to"] = session.full
         reply.attrs.pop("from", None)
         session.send(reply)
 
-    async def update_item(self, owner: Owner, contact: str, el: Element) -> None:
-        assert self.service is not None and self.ctx is not None
+    def _checked_sizes(self, el: Element) -> tuple[str | None, tuple[str, ...]]:
+        """The item's name and groups, held to RFC 6121 §2.3.3 and `[limits]`.
+
+        Raises StanzaError: `not-acceptable` for a name or group longer than
+        allowed (lengths in characters), an empty group or more groups than
+        allowed; `bad-request` for a group named twice.
+        """
+        assert self.ctx is not None
+        limits = self.ctx.config.limits
         name = el.get("name")
-        if name is not None and len(name) > MAX_NAME_LENGTH:
-            raise StanzaError(StanzaErrorCondition.NOT_ACCEPTABLE, "name too long")
+        if name is not None and len(name) > limits.max_roster_name_length:
+            # §2.3.3: "The length of the 'name' attribute is greater than a
+            # server-configured limit."
+            raise StanzaError(
+                StanzaErrorCondition.NOT_ACCEPTABLE,
+                f"name longer than {limits.max_roster_name_length} characters",
+            )
+        group_elements = el.find_all("group", ns.ROSTER)
+        if len(group_elements) > limits.max_groups_per_roster_item:
+            raise StanzaError(
+                StanzaErrorCondition.NOT_ACCEPTABLE,
+                f"more than {limits.max_groups_per_roster_item} groups",
+            )
         groups: list[str] = []
-        for group in el.find_all("group", ns.ROSTER):
+        for group in group_elements:
             text = group.text
             if not text:
                 # §2.3.3: an empty group name is not acceptable.
                 raise StanzaError(StanzaErrorCondition.NOT_ACCEPTABLE, "empty group name")
+            if len(text) > limits.max_roster_group_length:
+                # §2.3.3: the <group/> element's length "is greater than a
+                # server-configured limit".
+                raise StanzaError(
+                    StanzaErrorCondition.NOT_ACCEPTABLE,
+                    f"group name longer than {limits.max_roster_group_length} characters",
+                )
             if text in groups:
-                raise StanzaError(StanzaErrorCondition.BAD_REQUEST, f"duplicate group {text!r}")
+                raise StanzaError(StanzaErrorCondition.BAD_REQUEST, "duplicate group")
             groups.append(text)
-        if len(groups) > MAX_GROUPS:
-            raise StanzaError(StanzaErrorCondition.NOT_ACCEPTABLE, "too many groups")
+        return name, tuple(groups)
+
+    async def update_item(
+        self, owner: Owner, contact: str, name: str | None, groups: tuple[str, ...]
+    ) -> None:
+        """§2.3/§2.4: add or change an item.  The caller holds the owner's lock.
+
+        Raises StanzaError `policy-violation` when adding it would pass
+        `max_roster_items`: a quota of this account, which the user can act on
+        by removing items (`resource-constraint` would say the server is short
+        of resources and ask the client to wait; waiting does not help here).
+        """
+        assert self.service is not None and self.ctx is not None
         existing = await self.service.item(owner, contact)
         if existing is None:
-            roster = await self.service.load(owner)
-            if len(roster.items) >= self.ctx.config.limits.max_roster_items:
-                raise StanzaError(StanzaErrorCondition.NOT_ALLOWED, "roster is full")
-            item = RosterItem(contact, name or None, Subscription.NONE, False, False, tuple(groups))
+            item = RosterItem(contact, name or None, Subscription.NONE, False, False, groups)
         else:
             # §2.1.5: the client changes name and groups; subscription state is the server's.
             item = RosterItem(
@@ -152,13 +197,18 @@ class RosterModule:
                 existing.subscription,
                 existing.ask,
                 existing.approved,
-                tuple(groups),
+                groups,
             )
-        version = await self.service.put(owner, item)
+        try:
+            version = await self.service.put(owner, item)
+        except RosterLimitReached as exc:
+            raise StanzaError(StanzaErrorCondition.POLICY_VIOLATION, str(exc)) from None
         self.push(owner, item, version)
 
     async def remove_item(self, owner: Owner, contact: str) -> None:
-        """§2.5.2: removing an item cancels subscriptions both ways first."""
+        """§2.5.2: removing an item cancels subscriptions both ways first.
+
+        The caller holds the locks of the owner and of `contact`."""
         assert self.service is not None and self.ctx is not None
         existing = await self.service.item(owner, contact)
         if existing is None:
@@ -177,8 +227,7 @@ class RosterModule:
     def push(self, owner: Owner, item: RosterItem, version: int, *, removed: bool = False) -> None:
         """§2.1.6: a roster push to every interested resource of the account."""
         assert self.ctx is not None
-        bare = f"{owner[0]}@{owner[1]}"
-        for session in self.ctx.router.resources_of(bare).values():
+        for session in self.ctx.router.resources_of(bare(owner)).values():
             if not session.interested:
                 continue
             iq = Element(

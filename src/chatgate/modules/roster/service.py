@@ -5,16 +5,40 @@ rosters of accounts with a bound session are kept in memory: `Roster` holds
 the items, the version and the derived list of contacts who may see the
 user's presence.  Writes go to storage first, then to the cache.  A roster is
 dropped from memory when its account's last session ends.
+
+Changes are serialised per account by `locks` (`modules/roster/locks.py`):
+callers hold the account's lock around each read-decide-write (see
+`RosterModule` and `PresenceModule`); `load` takes it itself when it fills the
+cache, so a change landing between its reads cannot leave a stale roster in
+memory.  The methods here never take a lock while a caller may hold one, except
+`load`, which callers must not call while holding the owner's lock.
+
+Item and request counts are bounded by `RosterLimits`; storage enforces them
+in the transaction that would add a row and raises `RosterLimitReached`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from chatgate.modules.roster.locks import AccountLocks, LocalAccountLocks
 from chatgate.storage.records import RosterItem, Subscription
 from chatgate.storage.repositories.roster import RosterRepository
 
 Owner = tuple[str, str]  # (username, domain)
+
+
+def bare(owner: Owner) -> str:
+    return f"{owner[0]}@{owner[1]}"
+
+
+@dataclass(frozen=True, slots=True)
+class RosterLimits:
+    """Per-account bounds on stored rows (`[limits]` max_roster_items and
+    max_subscription_requests); None is unbounded."""
+
+    max_items: int | None = None
+    max_requests: int | None = None
 
 
 @dataclass
@@ -53,20 +77,42 @@ class Roster:
 
 
 class RosterService:
-    def __init__(self, repository: RosterRepository) -> None:
+    def __init__(
+        self,
+        repository: RosterRepository,
+        limits: RosterLimits | None = None,
+        locks: AccountLocks | None = None,
+    ) -> None:
         self.repository = repository
+        self.limits = limits or RosterLimits()
+        self.locks: AccountLocks = locks if locks is not None else LocalAccountLocks()
         self._online: dict[Owner, Roster] = {}
 
     async def load(self, owner: Owner) -> Roster:
+        """The account's roster, read into memory on first use.
+
+        Takes the owner's lock to read (never call it holding that lock): its
+        three reads and the cache fill must not interleave with a change,
+        which would update storage but not the roster not yet in memory.
+        """
         roster = self._online.get(owner)
-        if roster is None:
-            items = await self.repository.items(owner)
-            version = await self.repository.version(owner)
-            pending = await self.repository.pending_in(owner)
-            roster = Roster({i.jid: i for i in items}, version, set(pending))
-            # Another coroutine may have loaded it meanwhile: keep the first.
-            roster = self._online.setdefault(owner, roster)
+        if roster is not None:
+            return roster
+        async with self.locks.hold(bare(owner)):
+            roster = self._online.get(owner)
+            if roster is None:
+                items = await self.repository.items(owner)
+                version = await self.repository.version(owner)
+                pending = await self.repository.pending_in(owner)
+                roster = Roster({i.jid: i for i in items}, version, set(pending))
+                self._online[owner] = roster
         return roster
+
+    async def version(self, owner: Owner) -> int:
+        roster = self._online.get(owner)
+        if roster is not None:
+            return roster.version
+        return await self.repository.version(owner)
 
     def cached(self, owner: Owner) -> Roster | None:
         return self._online.get(owner)
@@ -87,7 +133,9 @@ class RosterService:
         return contact in await self.repository.pending_in(owner)
 
     async def put(self, owner: Owner, item: RosterItem) -> int:
-        version = await self.repository.put(owner, item)
+        """Store the item; raises RosterLimitReached when adding it would pass
+        `limits.max_items` (replacing an item is always allowed)."""
+        version = await self.repository.put(owner, item, self.limits.max_items)
         roster = self._online.get(owner)
         if roster is not None:
             roster.items[item.jid] = item
@@ -105,8 +153,10 @@ class RosterService:
         return version
 
     async def set_pending(self, owner: Owner, contact: str, pending: bool) -> None:
+        """Note or forget an inbound request; raises RosterLimitReached when noting a
+        new one would pass `limits.max_requests`."""
         if pending:
-            await self.repository.add_pending_in(owner, contact, None)
+            await self.repository.add_pending_in(owner, contact, None, self.limits.max_requests)
         else:
             await self.repository.remove_pending_in(owner, contact)
         roster = self._online.get(owner)

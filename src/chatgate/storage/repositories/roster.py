@@ -4,6 +4,10 @@ Every change to an item bumps the account's roster version (RFC 6121 §2.6)
 in the same transaction, so a client that cached version N and asks again
 gets exactly the changes after N.  Pending inbound requests are not roster
 items and do not change the version.
+
+Both kinds of row are counted against a per-account limit in the transaction
+that would add one (`RosterLimitReached`): these two methods are the only
+places rows are inserted, so no path can grow a roster past its limit.
 """
 
 from __future__ import annotations
@@ -54,6 +58,19 @@ def _values(item: RosterItem) -> dict:
         "approved": item.approved,
         "groups": json.dumps(list(item.groups), ensure_ascii=False),
     }
+
+
+class RosterLimitReached(Exception):
+    """Adding a row would take the account past its limit; nothing was written.
+
+    `what` is "items" (roster items) or "requests" (pending inbound requests).
+    """
+
+    def __init__(self, what: str, limit: int) -> None:
+        noun = "roster items" if what == "items" else "pending subscription requests"
+        super().__init__(f"at most {limit} {noun} per account")
+        self.what = what
+        self.limit = limit
 
 
 def _of(owner: Owner) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
@@ -111,10 +128,11 @@ class RosterRepository:
         async with self._engine.connect() as conn:
             return (await conn.execute(query)).scalar_one_or_none() or 0
 
-    async def put(self, owner: Owner, item: RosterItem) -> int:
+    async def put(self, owner: Owner, item: RosterItem, max_items: int | None = None) -> int:
         """Add or replace the item for `item.jid`; returns the new roster version.
 
-        Raises AccountNotFound.
+        Replacing is always allowed; adding an item when the roster already holds
+        `max_items` raises RosterLimitReached.  Raises AccountNotFound.
         """
         async with self._writer.begin() as conn:
             account_id = await require_account_id(conn, owner)
@@ -125,6 +143,14 @@ class RosterRepository:
                 .values(**values)
             )
             if result.rowcount == 0:
+                if max_items is not None:
+                    held = await conn.execute(
+                        select(func.count())
+                        .select_from(RosterEntry)
+                        .where(RosterEntry.account_id == account_id)
+                    )
+                    if held.scalar_one() >= max_items:
+                        raise RosterLimitReached("items", max_items)
                 await conn.execute(
                     insert(RosterEntry).values(
                         account_id=account_id, contact_jid=item.jid, **values
@@ -159,8 +185,18 @@ class RosterRepository:
         async with self._engine.connect() as conn:
             return list((await conn.execute(query)).scalars())
 
-    async def add_pending_in(self, owner: Owner, contact_jid: str, status: str | None) -> None:
-        """Record (or refresh the status of) an inbound request.  Raises AccountNotFound."""
+    async def add_pending_in(
+        self,
+        owner: Owner,
+        contact_jid: str,
+        status: str | None,
+        max_requests: int | None = None,
+    ) -> None:
+        """Record (or refresh the status of) an inbound request.
+
+        Refreshing is always allowed; a new request when `max_requests` are
+        already pending raises RosterLimitReached.  Raises AccountNotFound.
+        """
         async with self._writer.begin() as conn:
             account_id = await require_account_id(conn, owner)
             result = await conn.execute(
@@ -172,6 +208,14 @@ class RosterRepository:
                 .values(status=status)
             )
             if result.rowcount == 0:
+                if max_requests is not None:
+                    held = await conn.execute(
+                        select(func.count())
+                        .select_from(SubscriptionRequest)
+                        .where(SubscriptionRequest.account_id == account_id)
+                    )
+                    if held.scalar_one() >= max_requests:
+                        raise RosterLimitReached("requests", max_requests)
                 await conn.execute(
                     insert(SubscriptionRequest).values(
                         account_id=account_id,
