@@ -29,10 +29,29 @@ Per connection, after the handshake (`details()`):
 Renegotiation is disabled (RFC 9266 §2: with renegotiation tls-exporter "is not
 defined and MUST NOT be supported").
 
+Client certificates: trust is decided on every connection, when its handshake
+completes, by verifying the certificate the connection presents against the
+trust store (`ServerTls.judge`).  It is never inferred from the absence of a
+complaint: a resumed session (TLS 1.2 ticket or session id, TLS 1.3 ticket)
+brings back its peer certificate *without* OpenSSL calling the verification
+callback, so "the callback recorded no problem" says nothing about it.  A full
+handshake must satisfy both the callback and that check; a resumed one, the
+check, under the trust store, revocation list and clock of now (a certificate
+that expired or was revoked since the first handshake is no longer trusted).
+A session ticket carries the client's certificate but not the intermediate CA
+certificates it sent, so a resumed connection is verified with the leaf alone:
+intermediates must be in the trust store for such a client to get EXTERNAL
+after resumption.
+
 COMPAT: pyOpenSSL has no public call for "was the extended master secret used"
 or "was this session resumed"; `_lib` (OpenSSL through cffi, private to
 pyOpenSSL) answers both.  If a future pyOpenSSL drops them, TLS 1.2 connections
-simply get neither tls-exporter nor tls-unique.
+simply get neither tls-exporter nor tls-unique.  Nor has it one to give a trust
+store the TLS client purpose (`X509_STORE_set_purpose`), which the check of a
+resumed connection needs to refuse what the handshake's check would (a
+certificate for servers only, say); without it, session resumption is turned
+off where client certificates are asked for, and every connection gets a full
+handshake and the callback.
 
 Hot path: once the handshake is done, records are read and written with
 `SSL_read`/`SSL_write`/`BIO_read` through the same `_lib`, into one reusable
@@ -51,7 +70,6 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
-from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL, crypto
 
 from chatgate.sasl.channel_binding import (
@@ -80,12 +98,27 @@ except (ImportError, AttributeError):  # pragma: no cover - depends on pyOpenSSL
     _session_reused = None
     _FAST = False
 
+try:  # COMPAT: see the module docstring
+    from OpenSSL._util import lib as _lib_purpose
+
+    _store_set_purpose = _lib_purpose.X509_STORE_set_purpose
+    _PURPOSE_SSL_CLIENT = _lib_purpose.X509_PURPOSE_SSL_CLIENT
+except (ImportError, AttributeError):  # pragma: no cover - depends on pyOpenSSL internals
+    _store_set_purpose = None
+
 __all__ = ["ClientCertPolicy", "ServerTls", "ServerTlsConnection", "TlsDetails", "TlsError"]
 
 ClientCertPolicy = Literal["disabled", "wanted", "needed"]
 
 #: X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT: "the passed certificate is self-signed".
 _SELF_SIGNED_LEAF = 18
+#: X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY for the leaf: what a resumed session of a
+#: certificate from an intermediate CA that is not in the trust store gets.
+_NO_ISSUER_PROBLEM = "verification error 20 at depth 0"
+_NO_ISSUER_HINT = (
+    " (resumed session: a session ticket does not keep the intermediate CA certificates"
+    " the client sent; list them in tls.trust_files)"
+)
 #: Largest plaintext of one TLS record (RFC 8446 §5.1): one SSL_read never returns more.
 _RECORD = 16384
 #: Ciphertext read from the memory BIO per call.
@@ -111,7 +144,7 @@ class TlsDetails:
 
     version: str  # "TLSv1.3"
     channel_bindings: dict[str, bytes]
-    #: the client certificate when it was verified; None when absent or untrusted
+    #: the client certificate when it verified on this connection; None when absent or untrusted
     peer_certificate_der: bytes | None
     #: why a presented certificate was not trusted ("" when trusted or absent)
     peer_certificate_problem: str = ""
@@ -119,7 +152,11 @@ class TlsDetails:
 
 @dataclass(slots=True)
 class _PeerCheck:
-    """Per-connection notes of the verification callback (the connection's app data)."""
+    """Per-connection notes of the verification callback (the connection's app data).
+
+    Only a full handshake calls the callback: no problem noted here never means
+    "trusted" (see the module docstring).
+    """
 
     problems: list[str] = field(default_factory=list)
 
@@ -149,6 +186,7 @@ class ServerTls:
         self.client_certificates = client_certificates
         self.accept_self_signed = accept_self_signed
         self.revoked = frozenset(revoked_fingerprints)
+        self._store: crypto.X509Store | None = None
         if client_certificates == "disabled":
             context.set_verify(SSL.VERIFY_NONE)
         else:
@@ -156,9 +194,61 @@ class ServerTls:
             if client_certificates == "needed":
                 mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
             context.set_verify(mode, self._verify)
+            self._store = context.get_cert_store()
+            if self._store is None or not _client_purpose(self._store):  # pragma: no cover
+                # COMPAT: no per-connection check equal to the handshake's; no resumption.
+                context.set_options(SSL.OP_NO_TICKET)
+                context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
 
     def connection(self) -> ServerTlsConnection:
         return ServerTlsConnection(self)
+
+    def judge(self, conn: SSL.Connection, check: _PeerCheck) -> tuple[bytes | None, str]:
+        """The client certificate of a completed handshake, resumed or not, if trusted.
+
+        Returns (its DER, "") when trusted, (None, why) when one was presented
+        but is not trusted, (None, "") when there is none.  Trust is a positive
+        result: the callback's notes (full handshakes only) must be clean *and*
+        the certificate must verify now, against the trust store.
+        """
+        if self._store is None:  # "disabled": no certificate was asked for
+            return None, ""
+        peer = conn.get_peer_certificate()
+        if peer is None:
+            return None, ""
+        problems = check.problems or self._verify_now(peer, conn.get_peer_cert_chain() or [])
+        if problems:
+            problem = "; ".join(problems)
+            if problem == _NO_ISSUER_PROBLEM and _resumed(conn):
+                problem += _NO_ISSUER_HINT
+            return None, problem
+        return crypto.dump_certificate(crypto.FILETYPE_ASN1, peer), ""
+
+    def _verify_now(self, leaf: crypto.X509, sent: list[crypto.X509]) -> list[str]:
+        """Verify `leaf` with the intermediates the client sent (none after a ticket
+        resumption) as the handshake's callback would; return the problems."""
+        assert self._store is not None
+        try:
+            chain = crypto.X509StoreContext(self._store, leaf, sent).get_verified_chain()
+        except crypto.X509StoreContextError as exc:
+            errno, depth = exc.errors[0], exc.errors[1]
+            if not (errno == _SELF_SIGNED_LEAF and depth == 0 and self.accept_self_signed):
+                return [f"verification error {errno} at depth {depth}"]
+            # Accepted self-signed: the rest of the checks (validity, purpose)
+            # still apply, with the certificate as its own trust anchor.
+            alone = crypto.X509Store()
+            alone.add_cert(leaf)
+            alone.set_flags(crypto.X509StoreFlags.CHECK_SS_SIGNATURE)
+            _client_purpose(alone)
+            try:
+                chain = crypto.X509StoreContext(alone, leaf).get_verified_chain()
+            except crypto.X509StoreContextError as again:
+                return [f"verification error {again.errors[0]} at depth {again.errors[1]}"]
+        if self.revoked:
+            for depth, cert in enumerate(chain):
+                if _fingerprint(cert) in self.revoked:
+                    return [f"revoked certificate at depth {depth}"]
+        return []
 
     def _verify(
         self, conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int
@@ -175,11 +265,9 @@ class ServerTls:
             ok = 1
         if not ok:
             check.problems.append(f"verification error {errno} at depth {depth}")
-        if self.revoked:
-            print_ = cert.digest("sha256").decode("ascii").replace(":", "").lower()
-            if print_ in self.revoked:
-                ok = 0
-                check.problems.append(f"revoked certificate at depth {depth}")
+        if self.revoked and _fingerprint(cert) in self.revoked:
+            ok = 0
+            check.problems.append(f"revoked certificate at depth {depth}")
         return bool(ok) or self.client_certificates != "needed"
 
 
@@ -197,6 +285,8 @@ class ServerTlsConnection:
         "_fast",
         "_held",
         "_out_bio",
+        "_peer_der",
+        "_peer_problem",
         "_server",
         "_ssl",
         "closed",
@@ -217,6 +307,8 @@ class ServerTlsConnection:
         self.handshake_complete = False
         #: the peer sent close_notify
         self.closed = False
+        self._peer_der: bytes | None = None
+        self._peer_problem = ""
 
     def receive(self, data: bytes) -> tuple[bytes, bytes]:
         """Feed ciphertext; return (plaintext, ciphertext to send)."""
@@ -231,6 +323,7 @@ class ServerTlsConnection:
                 raise TlsError(
                     f"TLS handshake failed: {_describe(exc)}", self._outgoing()
                 ) from None
+            self._judge_peer()
             self.handshake_complete = True
             if self._held:
                 held, self._held = self._held, []
@@ -250,6 +343,24 @@ class ServerTlsConnection:
             raise TlsError(f"TLS error: {_describe(exc)}", self._outgoing()) from None
         plaintext = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return plaintext, self._outgoing()
+
+    def _judge_peer(self) -> None:
+        """Decide, once per connection, whether its client certificate is trusted.
+
+        With `needed`, a connection without a trusted certificate ends here: a
+        full handshake has already failed in the callback, but a resumed one
+        reaches this point with whatever its session carried.
+        """
+        server = self._server
+        der, problem = server.judge(self._conn, self._check)
+        if der is None and server.client_certificates == "needed":
+            with contextlib.suppress(SSL.Error):
+                self._conn.shutdown()
+            raise TlsError(
+                f"TLS handshake failed: client certificate not trusted: {problem or 'none'}",
+                self._outgoing(),
+            )
+        self._peer_der, self._peer_problem = der, problem
 
     def send(self, data: bytes) -> bytes:
         """Encrypt `data`; return the ciphertext (empty while the handshake runs)."""
@@ -320,15 +431,7 @@ class ServerTlsConnection:
                 bindings[TLS_UNIQUE] = unique
         if TLS_SERVER_END_POINT in enabled and server.end_point_binding is not None:
             bindings[TLS_SERVER_END_POINT] = server.end_point_binding
-        peer = conn.get_peer_certificate(as_cryptography=True)
-        der = None
-        problem = ""
-        if peer is not None:
-            if self._check.problems:
-                problem = "; ".join(self._check.problems)
-            else:
-                der = peer.public_bytes(Encoding.DER)
-        return TlsDetails(version, bindings, der, problem)
+        return TlsDetails(version, bindings, self._peer_der, self._peer_problem)
 
     def _outgoing(self) -> bytes:
         if self._fast:
@@ -359,6 +462,19 @@ class ServerTlsConnection:
         return b"".join(chunks)
 
 
+def _client_purpose(store: crypto.X509Store) -> bool:
+    """Verify with `store` for the TLS client purpose, as the handshake does (EKU
+    clientAuth when the certificate lists key usages); False when impossible."""
+    if _store_set_purpose is None:  # pragma: no cover - depends on pyOpenSSL internals
+        return False
+    return _store_set_purpose(store._store, _PURPOSE_SSL_CLIENT) == 1  # COMPAT: private handle
+
+
+def _fingerprint(cert: crypto.X509) -> str:
+    """SHA-256 fingerprint as `revoked_fingerprints` holds it (hex, no colons)."""
+    return cert.digest("sha256").decode("ascii").replace(":", "").lower()
+
+
 def _ems(conn: SSL.Connection) -> bool:
     """True when the TLS 1.2 handshake used the extended master secret (RFC 7627)."""
     if _get_extms_support is None:  # pragma: no cover
@@ -366,11 +482,18 @@ def _ems(conn: SSL.Connection) -> bool:
     return _get_extms_support(conn._ssl) == 1  # COMPAT: private handle
 
 
-def _tls_unique(conn: SSL.Connection) -> bytes | None:
-    """RFC 5929 §3.1: the first Finished of the latest handshake (ours if it resumed)."""
+def _resumed(conn: SSL.Connection) -> bool | None:
+    """Whether the handshake resumed a session; None when that cannot be told."""
     if _session_reused is None:  # pragma: no cover
         return None
-    resumed = _session_reused(conn._ssl) == 1
+    return _session_reused(conn._ssl) == 1  # COMPAT: private handle
+
+
+def _tls_unique(conn: SSL.Connection) -> bytes | None:
+    """RFC 5929 §3.1: the first Finished of the latest handshake (ours if it resumed)."""
+    resumed = _resumed(conn)
+    if resumed is None:  # pragma: no cover
+        return None
     return conn.get_finished() if resumed else conn.get_peer_finished()
 
 
