@@ -1,17 +1,39 @@
 """Offline messages (XEP-0160): kept for accounts with no available resource,
 delivered with a delay stamp (XEP-0203) when the account next becomes available.
 
-Storage is bounded per account; a message over the bound is bounced by the
-router with `service-unavailable` (RFC 6121 §8.5.2.2.1) instead of dropped.
+Storage is bounded per account by count and by stored bytes, and each sender
+(bare JID) gets only a share of both (`[limits] max_offline_*`), so one sender
+can neither make a login expensive nor lock other senders out.  Sizes are those
+of the stored form, which is re-serialized and can be much larger than the
+stanza that arrived.  A message over a bound is bounced by the router with
+`service-unavailable`, as RFC 6121 §8.5.2.2.1 and XEP-0160 §3 say; ejabberd
+answers `resource-constraint`, but that would tell any sender that the account
+exists and how full its store is, which `service-unavailable` (also the answer
+for no such account, §8.5.1) does not.
+
+Delivery never loses what was stored: it reads the oldest messages in batches
+bounded in count and bytes (memory at login is one batch, not the whole store),
+writes each to the session, and then deletes by id only what it wrote.  If the
+session goes away, what it did not get stays stored.  Stored text was written by
+this server and is parsed without the stream's stanza limit, which its escaped
+form may exceed (Prosody and ejabberd read stored stanzas back without it too);
+a row that still cannot be parsed stays stored, is logged without its content,
+and is skipped.  One delivery runs per account at a time (`DeliveryGate`), so
+two resources becoming available together do not both get a message.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, ClassVar
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from chatgate.modules.base import DiscoFeature, OnEvent, Registration, Spec
+from chatgate.storage.errors import AccountNotFound
+from chatgate.storage.repositories.offline import OfflineQuota, Stored
 from chatgate.xml.parser import parse_fragment
 from chatgate.xml.serialize import serialize
 from chatgate.xmpp import ns
@@ -20,6 +42,19 @@ from chatgate.xmpp.router import MessageUndeliverable
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
+    from chatgate.storage.records import OfflineMessage
+    from chatgate.xml.element import Element
+    from chatgate.xmpp.session import C2SSession
+
+log = logging.getLogger(__name__)
+
+#: Messages read per batch at login.
+BATCH_MESSAGES = 50
+#: Stored bytes read per batch at login (a single larger message comes alone).
+BATCH_BYTES = 262_144
+#: Nesting allowed when reading stored stanzas back: the most `[limits] max_depth`
+#: allows, so lowering that limit later does not make stored messages unreadable.
+STORED_MAX_DEPTH = 1000
 
 
 def _stamp(moment: datetime.datetime) -> str:
@@ -27,38 +62,130 @@ def _stamp(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+class DeliveryGate(Protocol):
+    """One offline delivery per account at a time (a cluster would lock in its shared store)."""
+
+    def hold(self, account: str) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+
+class LocalDeliveryGate:
+    """In-process `DeliveryGate`: a lock per account while a delivery runs or waits."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, account: str) -> AsyncIterator[None]:
+        lock, users = self._held.get(account) or (asyncio.Lock(), 0)
+        self._held[account] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._held[account]
+            if users == 1:
+                del self._held[account]
+            else:
+                self._held[account] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
 class OfflineMessages:
     name: ClassVar[str] = "offline"
     depends: ClassVar[tuple[str, ...]] = ("presence",)
     implements: ClassVar[tuple[Spec, ...]] = (Spec("XEP-0160", "1.0.1"), Spec("XEP-0203", "2.0"))
 
+    def __init__(self, gate: DeliveryGate | None = None) -> None:
+        self.gate = gate or LocalDeliveryGate()
+
     def setup(self, ctx: ServerContext) -> Iterable[Registration]:
         self.ctx = ctx
+        limits = ctx.config.limits
+        self.quota = OfflineQuota(
+            messages=limits.max_offline_messages,
+            bytes=limits.max_offline_bytes,
+            sender_messages=limits.max_offline_messages_per_sender,
+            sender_bytes=limits.max_offline_bytes_per_sender,
+        )
         yield OnEvent(MessageUndeliverable, self._store)
         yield OnEvent(BecameAvailable, self._deliver, priority=0)
         yield DiscoFeature(ns.OFFLINE)
 
     async def _store(self, event: MessageUndeliverable) -> bool | None:
         local, _, domain = event.recipient.partition("@")
-        stored = await self.ctx.db.offline.store(
-            (local, domain),
-            serialize(event.stanza),
-            datetime.datetime.now(datetime.UTC),
-            self.ctx.config.limits.max_offline_messages,
-        )
-        return True if stored else None
+        sender = event.stanza.attrs.get("from", "").partition("/")[0]
+        try:
+            outcome = await self.ctx.db.offline.store(
+                (local, domain),
+                sender,
+                serialize(event.stanza),
+                datetime.datetime.now(datetime.UTC),
+                self.quota,
+            )
+        except AccountNotFound:
+            return None  # deleted since the router looked: no such account (§8.5.1)
+        if outcome is Stored.STORED:
+            return True
+        log.debug("offline store of %s %s for %s", event.recipient, outcome.value, sender)
+        return None  # the router bounces it with service-unavailable
 
     async def _deliver(self, event: BecameAvailable) -> None:
         session = event.session
         # XEP-0160 §4: only to a resource with non-negative priority.
         if session.priority < 0:
             return
-        messages = await self.ctx.db.offline.take_all((session.username, session.domain))
-        for message in messages:
-            stanza = parse_fragment(message.stanza.encode())
-            stanza.attrs["to"] = session.full
-            delay = stanza.sub(
-                "delay", ns.DELAY, {"from": session.domain, "stamp": _stamp(message.stamp)}
+        owner = (session.username, session.domain)
+        store = self.ctx.db.offline
+        async with self.gate.hold(session.bare):
+            after = 0
+            while True:
+                batch = await store.batch(
+                    owner, after=after, max_messages=BATCH_MESSAGES, max_bytes=BATCH_BYTES
+                )
+                if not batch or not self._connected(session):
+                    return
+                written = []
+                for message in batch:
+                    stanza = self._restore(message, session)
+                    if stanza is not None:
+                        session.send(stanza)
+                        written.append(message.id)
+                after = batch[-1].id
+                await store.delete(owner, written)
+
+    def _connected(self, session: C2SSession) -> bool:
+        return self.ctx.router.resources_of(session.bare).get(session.resource) is session
+
+    @staticmethod
+    def _restore(message: OfflineMessage, session: C2SSession) -> Element | None:
+        """The stored message, addressed to `session` and stamped; None (logged) when
+        the row cannot be read back, so that it stays stored."""
+        try:
+            data = message.stanza.encode()
+            stanza = parse_fragment(
+                data, max_stanza_bytes=max(len(data), 1), max_depth=STORED_MAX_DEPTH
             )
-            delay.set_text("Offline Storage")
-            session.send(stanza)
+        except Exception as exc:  # any failure keeps the row: it must not be lost
+            log.warning(
+                "offline message %d for %s cannot be read back (%s: %s); kept, not delivered",
+                message.id,
+                session.bare,
+                type(exc).__name__,
+                getattr(getattr(exc, "condition", None), "value", "-"),
+            )
+            return None
+        if stanza.name != "message" or stanza.ns != ns.CLIENT:
+            log.warning(
+                "offline message %d for %s is not a message; kept, not delivered",
+                message.id,
+                session.bare,
+            )
+            return None
+        stanza.attrs["to"] = session.full
+        delay = stanza.sub(
+            "delay", ns.DELAY, {"from": session.domain, "stamp": _stamp(message.stamp)}
+        )
+        delay.set_text("Offline Storage")
+        return stanza
