@@ -14,12 +14,13 @@ accounts of the pair for the whole exchange (the user's side, delivery to the
 contact's side and any automatic reply): everything a subscription stanza
 changes is then decided on state no other change can alter meanwhile.
 
-Limits (`[limits]`): a subscription stanza whose outcome would add a roster
-item past `max_roster_items` is refused with `policy-violation` and changes
-nothing; an inbound request past `max_subscription_requests` is not stored and
-its sender gets `resource-constraint`; directed presence to more than
-`max_directed_presences` entities per session is refused with
-`policy-violation` and not routed.
+Limits (`[limits]`), each answered with `resource-constraint` (type wait): a
+subscription stanza whose outcome would add a roster item past
+`max_roster_items` is refused and changes nothing; an inbound request past
+`max_subscription_requests` is neither stored nor delivered and its sender is
+told; directed presence to more than `max_directed_presences` entities per
+session is refused and not routed.  Why that condition: see `QUOTA` in
+`modules/roster/module.py`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from chatgate.jid import JID
 from chatgate.modules.base import OnEvent, Registration, Spec
-from chatgate.modules.roster.module import RosterModule
+from chatgate.modules.roster.module import QUOTA, RosterModule
 from chatgate.modules.roster.service import Owner, Roster, RosterService, bare
 from chatgate.modules.roster.subscription import (
     Outcome,
@@ -193,12 +194,13 @@ class PresenceModule:
                     # §4.6.3 obliges the server to send unavailable to every entity
                     # that got directed presence; one it cannot remember would keep
                     # seeing the user online forever, so the presence is refused
-                    # rather than routed and forgotten.  The quota is the session's
-                    # own (policy-violation); it frees up as the client sends
-                    # directed unavailable.
+                    # rather than routed and forgotten.  Room comes back as the
+                    # client sends directed unavailable (ejabberd answers "You have
+                    # joined too many conferences", the same quota for MUC joins,
+                    # with resource-constraint too).
                     reply = error_reply(
                         stanza,
-                        StanzaErrorCondition.POLICY_VIOLATION,
+                        QUOTA,
                         f"directed presence to more than {self.max_directed} entities",
                     )
                     reply.attrs["to"] = origin.full
@@ -235,9 +237,9 @@ class PresenceModule:
             await self.process_outbound((origin.username, origin.domain), contact, kind)
         except RosterLimitReached as exc:
             # Subscribing, approving or pre-approving would add a roster item past
-            # the account's quota: refused before anything was stored or routed.
-            # policy-violation, as for a roster set (see RosterModule.update_item).
-            reply = error_reply(stanza, StanzaErrorCondition.POLICY_VIOLATION, str(exc))
+            # the account's quota: refused before anything was stored or routed,
+            # with the roster set's condition (`QUOTA`).
+            reply = error_reply(stanza, QUOTA, str(exc))
             reply.attrs["to"] = origin.full
             origin.send(reply)
 
@@ -291,9 +293,10 @@ class PresenceModule:
             # the recipient already has `max_subscription_requests` unanswered.  The
             # request is neither stored nor delivered.  RFC 6121 would let us drop it
             # silently, but then the sender waits forever on a request nobody will
-            # see; the error tells it the request did not arrive.  resource-constraint
-            # (wait): the sender did nothing wrong, the recipient has no room now and
-            # may have later, once it answers some requests.
+            # see; the error tells it the request did not arrive, and `wait` that
+            # there may be room later, once the recipient answers some requests.
+            # (It tells nothing new about the recipient: a message to a missing
+            # account already bounces, RFC 6121 §8.5.1.)
             self._refuse_inbound(recipient, sender, kind, str(exc))
 
     def _refuse_inbound(
@@ -301,7 +304,7 @@ class PresenceModule:
     ) -> None:
         request = Element("presence", ns.CLIENT, {"from": sender, "to": recipient})
         request.attrs["type"] = kind.value
-        reply = error_reply(request, StanzaErrorCondition.RESOURCE_CONSTRAINT, text)
+        reply = error_reply(request, QUOTA, text)
         reply.attrs.pop("to", None)
         self._deliver_stanza(sender, reply)
 

@@ -3,12 +3,12 @@
 Sizes (RFC 6121 §2.3.3): a roster set whose 'name' or <group/> is longer than the
 configured limit, or with more groups than allowed, is `not-acceptable`.
 
-Counts: every path that would add a roster item past `max_roster_items` (roster
-set, outbound subscribe, approving a request, pre-approving) is refused with
-`policy-violation` and stores nothing; an inbound subscription request past
-`max_subscription_requests` stores nothing and its sender gets
-`resource-constraint`; directed presence to more than `max_directed_presences`
-entities is refused with `policy-violation` and not routed.
+Counts, each refused with `resource-constraint` (type wait): every path that
+would add a roster item past `max_roster_items` (roster set, outbound
+subscribe, approving a request, pre-approving) stores nothing; an inbound
+subscription request past `max_subscription_requests` is not stored and its
+sender is told; directed presence to more than `max_directed_presences`
+entities is not routed.
 """
 
 from __future__ import annotations
@@ -159,12 +159,12 @@ async def fill(srv: Server, wire: Wire, count: int) -> None:
         assert result_of(out, "set"), out
 
 
-async def test_roster_set_past_the_item_limit_is_policy_violation(tmp_path: Path) -> None:
+async def test_roster_set_past_the_item_limit_is_resource_constraint(tmp_path: Path) -> None:
     async with server(tmp_path, max_roster_items=2) as srv:
         alice = await login(srv, "alice")
         await fill(srv, alice, 2)
         out = await alice.send(roster_set("bob@localhost"))
-        assert error_of(out, "iq", id="set") == "modify/policy-violation", out
+        assert error_of(out, "iq", id="set") == "wait/resource-constraint", out
         assert len(await contacts(srv)) == 2
         # Changing an item already there adds nothing and is still allowed.
         out = await alice.send(roster_set("filler0@example.org", name="F"))
@@ -178,7 +178,7 @@ async def test_outbound_subscribe_past_the_item_limit_creates_no_item(tmp_path: 
         await fill(srv, alice, 2)
         out = await alice.send("<presence to='bob@localhost' type='subscribe' id='s'/>")
         assert error_of(out, "presence", id="s", **{"from": "bob@localhost"}) == (
-            "modify/policy-violation"
+            "wait/resource-constraint"
         ), out
         assert "bob@localhost" not in await contacts(srv)
         # Refused before routing: bob got no request and stores none.
@@ -194,7 +194,7 @@ async def test_approving_a_request_past_the_item_limit_creates_no_item(tmp_path:
         await carol.send("<presence to='alice@localhost' type='subscribe'/>")
         assert await srv.db.roster.pending_in(ALICE) == ["carol@localhost"]
         out = await alice.send("<presence to='carol@localhost' type='subscribed' id='ok'/>")
-        assert error_of(out, "presence", id="ok") == "modify/policy-violation", out
+        assert error_of(out, "presence", id="ok") == "wait/resource-constraint", out
         assert "carol@localhost" not in await contacts(srv)
         # Nothing happened: the request is still pending, carol is still only asking.
         assert await srv.db.roster.pending_in(ALICE) == ["carol@localhost"]
@@ -207,7 +207,7 @@ async def test_pre_approval_past_the_item_limit_creates_no_item(tmp_path: Path) 
         alice = await login(srv, "alice")
         await fill(srv, alice, 2)
         out = await alice.send("<presence to='dave@localhost' type='subscribed' id='pre'/>")
-        assert error_of(out, "presence", id="pre") == "modify/policy-violation", out
+        assert error_of(out, "presence", id="pre") == "wait/resource-constraint", out
         assert "dave@localhost" not in await contacts(srv)
 
 
@@ -244,7 +244,7 @@ async def test_directed_presence_past_the_limit_is_refused_and_not_routed(tmp_pa
             out = await alice.send(f"<presence to='{name}@localhost/r'/>")
             assert "error" not in out, out
         out = await alice.send("<presence to='dave@localhost/r' id='d'/>")
-        assert error_of(out, "presence", id="d") == "modify/policy-violation", out
+        assert error_of(out, "presence", id="d") == "wait/resource-constraint", out
         assert "alice@localhost/r" not in received(dave)
         # Sending presence again to a remembered entity adds nothing: still routed.
         await alice.send("<presence to='bob@localhost/r'><show>away</show></presence>")
@@ -264,6 +264,6 @@ async def test_directed_presence_is_bounded_by_default(tmp_path: Path) -> None:
         out = await alice.send(flood)
         assert "error" not in out
         out = await alice.send("<presence to='one-more@localhost/x' id='over'/>")
-        assert error_of(out, "presence", id="over") == "modify/policy-violation", out
+        assert error_of(out, "presence", id="over") == "wait/resource-constraint", out
         (session,) = srv.ctx.router.resources_of("alice@localhost").values()
         assert len(session.directed) == 1000

@@ -6,7 +6,7 @@ interested resource of the account (§2.1.6).
 
 Sizes are bounded by `[limits]`: the 'name' and each <group/> by characters,
 the groups per item by count (RFC 6121 §2.3.3: `not-acceptable`), and the items
-per account by `max_roster_items` (`policy-violation`, checked by storage in the
+per account by `max_roster_items` (`QUOTA`, checked by storage in the
 transaction that would add the item).  A roster set holds the account's lock
 (and the contact's, for a removal, which also ends subscriptions) from its
 read to its last write.
@@ -39,6 +39,20 @@ from chatgate.xmpp.stanza import iq_result
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
+
+
+#: The condition for every count quota of rosters and presence (items, pending
+#: requests, directed presence).  RFC 6121 names none for counts (§2.3.3 only
+#: has `not-acceptable` for sizes).  resource-constraint (RFC 6120 §8.3.3.18,
+#: type wait: "lacks the system resources necessary to service the request")
+#: is what ejabberd (mod_offline's full queue, mod_muc_room's "You have joined
+#: too many conferences") and Prosody (mod_http_file_share's "Daily quota
+#: reached") answer per-user quotas with, and `wait` fits: room comes back when
+#: the user removes items or answers requests.  policy-violation would say the
+#: stanza broke a rule, which asking once more than allowed hardly does, and
+#: RFC 3920-era clients do not know it (slixmpp cannot even build the IqError
+#: for it, so a roster set answered with it never completes as an error).
+QUOTA = StanzaErrorCondition.RESOURCE_CONSTRAINT
 
 
 def item_element(item: RosterItem, *, removed: bool = False) -> Element:
@@ -180,10 +194,7 @@ class RosterModule:
     ) -> None:
         """§2.3/§2.4: add or change an item.  The caller holds the owner's lock.
 
-        Raises StanzaError `policy-violation` when adding it would pass
-        `max_roster_items`: a quota of this account, which the user can act on
-        by removing items (`resource-constraint` would say the server is short
-        of resources and ask the client to wait; waiting does not help here).
+        Raises StanzaError `QUOTA` when adding it would pass `max_roster_items`.
         """
         assert self.service is not None and self.ctx is not None
         existing = await self.service.item(owner, contact)
@@ -202,7 +213,7 @@ class RosterModule:
         try:
             version = await self.service.put(owner, item)
         except RosterLimitReached as exc:
-            raise StanzaError(StanzaErrorCondition.POLICY_VIOLATION, str(exc)) from None
+            raise StanzaError(QUOTA, str(exc)) from None
         self.push(owner, item, version)
 
     async def remove_item(self, owner: Owner, contact: str) -> None:
