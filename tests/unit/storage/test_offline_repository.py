@@ -200,3 +200,17 @@ async def test_migration_0005_sizes_the_messages_stored_before_it(db_url: str) -
         assert [m.stanza for m in held] == [stanza] * 3
     finally:
         await db.close()
+
+    def downgrade(conn: Connection) -> list[tuple[str, int]]:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0004")
+        return conn.execute(text("SELECT stanza, account_id FROM offline_messages")).all()
+
+    engine = create_engine(db_url)
+    try:
+        async with writer(engine).begin() as conn:
+            rows = await conn.run_sync(downgrade)
+    finally:
+        await engine.dispose()
+    assert [tuple(row) for row in rows] == [(stanza, 1)] * 3

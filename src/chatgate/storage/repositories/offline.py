@@ -58,7 +58,9 @@ class OfflineRepository:
 
         Raises AccountNotFound.
         """
-        size = len(stanza.encode())
+        # Bytes as stored; no encoded copy for the common ASCII case (a stored form
+        # can be many times the stanza that arrived).
+        size = len(stanza) if stanza.isascii() else len(stanza.encode())
         async with self._writer.begin() as conn:
             account_id = await require_account_id(conn, owner)
             from_sender = OfflineStanza.sender == sender
