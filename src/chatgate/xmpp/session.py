@@ -62,7 +62,8 @@ class C2SSession:
         self.presence: Element | None = None
         #: requested the roster, so it gets roster pushes (RFC 6121 §2.1.6)
         self.interested = False
-        #: full JIDs that got directed presence (RFC 6121 §4.6), to send unavailable later
+        #: JIDs that got directed presence (RFC 6121 §4.6), to send unavailable later;
+        #: at most `[limits] max_directed_presences` (enforced by modules/presence.py)
         self.directed: set[str] = set()
 
     def send(self, el: Element) -> None:
