@@ -1,0 +1,430 @@
+"""The in-process `LoginThrottle`: evaluate credentials first, hold only failures.
+
+It never awaits, never reads the clock (every call takes ``now``: monotonic
+seconds, e.g. ``loop.time()``), never logs and never touches storage.  The
+caller holds the failure's answer, logs and exports the plain-int statistics.
+
+Theory of operation
+-------------------
+
+**Evaluate first, delay failures** (Dovecot's ``auth_failure_delay``).  An
+allowed attempt is evaluated at once; a success is answered at once, a failure
+is answered only after its *hold*: 0 for an address's first ``free_failures``
+failures within ``window``, then ``base_delay`` doubling up to ``max_delay``
+(the account's own hold, from all addresses, applies too, see below).  So users
+behind one address (a NAT) are never locked out by an attacker there: a right
+password is never made to wait for someone else's wrong ones.
+
+**Slots bound the guesses.**  Delaying only failures would let a client with many
+connections read "no success within 100 ms" as "wrong" and guess at full speed.
+So each attempt takes a *slot* of its address from `check` on: a success frees
+it at once, a failure keeps it until its hold ends (whether or not the client
+waits for the answer), and an attempt never resolved (the client left in the
+middle of a SCRAM exchange) keeps it ``attempt_ttl`` and is then counted as a
+failure.  An address has ``max_in_flight`` slots, ``max_in_flight_per_account``
+of them at most for one account; an attempt finding none free is refused
+unevaluated (`Refuse`, answered temporary-auth-failure).  On one connection the
+negotiation state already forbids a new attempt while a failure is held.
+
+The documented bounds follow, for an attacker holding every slot (``F`` =
+``free_failures``, ``R`` = the doubling steps below ``max_delay``, i.e.
+``ceil(log2(max_delay / base_delay))``, ``C`` = ``max_in_flight``, ``k`` =
+``max_in_flight_per_account``, ``d`` = ``max_delay``).  In any ``T`` seconds of
+a continuous attack, guesses evaluated from one address are at most
+``F + R + C * (1 + T / d)``, and against one account from one address at most
+``F + R + k * (1 + T / d)``; with the defaults (5, 5, 8, 2, 20 s) that is 42 and
+18 in the first minute, 24 and 6 in each further one.
+
+**Trusted pairs have their own slots.**  An address an account logged in from
+within ``trusted_for`` (OWASP's "device cookie", keyed by address) is not counted
+against the address's ``max_in_flight`` for that account, only against
+``max_in_flight_per_account``: an attacker filling an address's slots with
+guesses at many accounts does not keep out a neighbour behind the same NAT who
+logged in before.  ``free_failures`` failures of that pair end the trust, so an
+attacker there gains at most that many guesses per trusted account.
+
+**Per account** (failures against one username from all addresses together: a
+distributed guess).  Locking an account out is a denial-of-service tool, so the
+account-wide counter is soft: past its own, larger ``free_failures`` it lengthens
+the hold of failures against that account, never refuses, and it spares trusted
+pairs.  The owner gets in; the attacker pays the hold on every wrong guess.  The
+per-account bound therefore scales with the attacker's addresses (``k * 60 / d``
+guesses per minute from each).
+
+**Success forgives only its own failures.**  `succeeded(address, account)`
+subtracts the failures that this address made against this account from both
+counters (the owner's typos) and marks the pair trusted.  It does not reset the
+address: otherwise an attacker holding one valid account could interleave logins
+to it with guesses at another and never be slowed.
+
+**No account enumeration.**  The throttle never learns whether a username exists:
+unknown and existing usernames are counted, held and refused in exactly the same
+way.  (Equal answers and evaluation times for unknown users are the mechanisms'
+and providers' job: SCRAM's derived salts, a dummy hash in password checks.)
+
+**Bounded memory.**  Every table is an `LruTable` of at most ``max_entries``
+entries; an address's slots are bounded by its caps.  `prune` drops expired
+entries from the old end, for a periodic timer.
+
+Known limit: an attacker who fills all ``max_in_flight`` slots of an address with
+guesses at many accounts keeps out, for as long as the attack lasts, users behind
+that address who never logged in from it before (trusted pairs are not affected).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chatgate.auth.throttle.base import (
+    ALLOW,
+    AuthThrottleStats,
+    FailureRecord,
+    Refuse,
+    ThrottleEvent,
+    ThrottleReason,
+    Verdict,
+    backoff_delay,
+)
+from chatgate.auth.throttle.options import ThrottleOptions
+from chatgate.auth.throttle.tables import LruTable, Where, account_key, is_exempt, locate
+
+__all__ = ["AuthThrottle"]
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One attempt in flight: unresolved until `until` (then counted as abandoned), or
+    a failure held until `until`."""
+
+    until: float
+    account: str | None
+    trusted: bool
+    resolved: bool = False
+
+
+@dataclass(slots=True)
+class _AddressState:
+    failures: int = 0
+    last_failure: float = 0.0
+    level: float = 0.0  # hold of the latest failure (escalation events)
+    #: attempts in flight, oldest first (a short list: bounded by the slot caps)
+    slots: list[_Slot] = field(default_factory=list)
+    expires: float = 0.0
+
+
+@dataclass(slots=True)
+class _AccountState:
+    failures: int = 0
+    last_failure: float = 0.0
+    level: float = 0.0
+    expires: float = 0.0
+
+
+@dataclass(slots=True)
+class _PairState:
+    failures: int = 0
+    expires: float = 0.0
+
+
+@dataclass(slots=True)
+class _Trust:
+    expires: float
+
+
+#: Seconds by which a slot may be reused early: a timer may fire a hair before the
+#: hold it waited for ends, and a client answering at once must find its slot free.
+_EPSILON = 1e-3
+
+
+def _take(slots: list[_Slot], ukey: str | None) -> _Slot | None:
+    """The unresolved slot an attempt against `ukey` took (the oldest such, else the
+    oldest unresolved one: a mechanism may report a different claimed name)."""
+    fallback = None
+    for slot in slots:
+        if not slot.resolved:
+            if slot.account == ukey:
+                return slot
+            if fallback is None:
+                fallback = slot
+    return fallback
+
+
+class AuthThrottle:
+    """Per-address and per-account failure counting; see the module docstring.
+
+    ``attempt_ttl`` is the longest an attempt can stay unresolved: pass `[auth]
+    auth_timeout`, after which an unauthenticated connection is closed.
+    """
+
+    def __init__(self, options: ThrottleOptions | None = None, attempt_ttl: float = 60.0) -> None:
+        if attempt_ttl <= 0:
+            raise ValueError("attempt_ttl must be positive")
+        self.options = options if options is not None else ThrottleOptions()
+        self.attempt_ttl = attempt_ttl
+        limit = self.options.max_entries
+        self._addresses: LruTable[str, _AddressState] = LruTable(limit)
+        self._accounts: LruTable[str, _AccountState] = LruTable(limit)
+        self._pairs: LruTable[tuple[str, str], _PairState] = LruTable(limit)
+        self._trusted: LruTable[tuple[str, str], _Trust] = LruTable(limit)
+        self._stats = AuthThrottleStats()
+        # Failures are kept as long as either counter may need them.
+        self._pair_ttl = max(self.options.address.window, self.options.account.window)
+
+    # ------------------------------------------------------------ queries
+
+    @property
+    def stats(self) -> AuthThrottleStats:
+        self._stats.evictions = (
+            self._addresses.evicted
+            + self._accounts.evicted
+            + self._pairs.evicted
+            + self._trusted.evicted
+        )
+        return self._stats
+
+    def sizes(self) -> dict[str, int]:
+        """Entries per table, for metrics and memory tests."""
+        return {
+            "addresses": len(self._addresses),
+            "accounts": len(self._accounts),
+            "pairs": len(self._pairs),
+            "trusted": len(self._trusted),
+        }
+
+    def in_flight(self, address: str | None, now: float) -> int:
+        """Slots of `address` taken now (attempts evaluated or failures held)."""
+        where = self._counted(address)
+        state = None if where is None else self._live_address(where.key, now)
+        return 0 if state is None else len(state.slots)
+
+    # ------------------------------------------------------------ the calls
+
+    def _counted(self, address: str | None) -> Where | None:
+        """Where attempts from `address` are counted; None when protection is off or
+        the address is exempt (then nothing is checked or counted for it)."""
+        opts = self.options
+        if not opts.enabled:
+            return None
+        where = locate(address, opts.ipv6_prefix)
+        return None if is_exempt(opts, where) else where
+
+    def check(self, address: str | None, account: str | None, now: float) -> Verdict:
+        """May an attempt from `address` claiming `account` be evaluated now?  Takes a
+        slot when it may; `Refuse` (BUSY, BUSY_ACCOUNT) when none is free."""
+        where = self._counted(address)
+        if where is None:
+            return ALLOW
+        limits = self.options.address
+        ukey = None if account is None else account_key(account)
+        trusted = ukey is not None and self._is_trusted(ukey, where.key, now)
+        state = self._live_address(where.key, now)
+        if state is None:
+            state = _AddressState()
+            self._addresses.put(where.key, state)
+        elif state.slots:
+            pair = untrusted = 0
+            pair_free = address_free = float("inf")
+            for slot in state.slots:
+                if ukey is not None and slot.account == ukey:
+                    pair += 1
+                    pair_free = min(pair_free, slot.until)
+                if not slot.trusted:
+                    untrusted += 1
+                    address_free = min(address_free, slot.until)
+            if pair >= limits.max_in_flight_per_account:
+                return self._refuse(ThrottleReason.BUSY_ACCOUNT, pair_free - now)
+            if not trusted and untrusted >= limits.max_in_flight:
+                return self._refuse(ThrottleReason.BUSY, address_free - now)
+        until = now + self.attempt_ttl
+        state.slots.append(_Slot(until, ukey, trusted))
+        # Long enough to count the attempt as abandoned, then to remember that failure.
+        state.expires = max(state.expires, until + limits.window)
+        return ALLOW
+
+    def failed(
+        self, address: str | None, account: str | None, now: float, *, reserved: bool = True
+    ) -> FailureRecord:
+        """Count a failed guess (see `counts_as_guess`); unknown usernames count the same.
+        The record's `delay` is how long to hold the failure's answer; its slot stays
+        taken as long.  `reserved`: this attempt went through `check` (a mechanism
+        may fail before it asks for credentials: then no slot is held)."""
+        self._stats.failures += 1
+        where = self._counted(address)
+        if where is None:
+            return FailureRecord(counted=False)
+        limits = self.options.address
+        state = self._live_address(where.key, now)
+        if state is None:
+            state = _AddressState()
+            self._addresses.put(where.key, state)
+        state.failures += 1
+        state.last_failure = now
+        hold = backoff_delay(
+            state.failures - 1, limits.free_failures, limits.base_delay, limits.max_delay
+        )
+        events: list[ThrottleEvent] = []
+        if hold > state.level:
+            events.append(
+                ThrottleEvent.ADDRESS_THROTTLED
+                if state.level == 0
+                else ThrottleEvent.ADDRESS_ESCALATED
+            )
+        state.level = hold
+
+        account_failures = 0
+        ukey = None
+        if account is not None:
+            ukey = account_key(account)
+            account_failures, account_hold, account_events = self._account_failed(ukey, now)
+            events += account_events
+            pair_key = (ukey, where.key)
+            trusted = self._is_trusted(ukey, where.key, now)
+            if not trusted:
+                hold = max(hold, account_hold)
+            pair = self._pairs.live(pair_key, now)
+            if pair is None:
+                pair = _PairState()
+                self._pairs.put(pair_key, pair)
+            pair.failures += 1
+            pair.expires = now + self._pair_ttl
+            if trusted and pair.failures >= limits.free_failures:
+                self._trusted.pop(pair_key)  # typos end here; guesses do not go on
+        if reserved:
+            slot = _take(state.slots, ukey)
+            if slot is not None:
+                if hold > 0:
+                    slot.resolved = True
+                    slot.until = now + hold
+                else:
+                    state.slots.remove(slot)
+        state.expires = max(state.expires, now + limits.window + hold)
+        if hold > 0:
+            self._stats.delays += 1
+            self._stats.delay_seconds += hold
+        return FailureRecord(
+            counted=True,
+            address_failures=state.failures,
+            account_failures=account_failures,
+            delay=hold,
+            events=tuple(events),
+        )
+
+    def succeeded(
+        self, address: str | None, account: str, now: float, *, reserved: bool = True
+    ) -> None:
+        """A login succeeded: free its slot, forgive the failures this address made
+        against this account (the owner's typos), and trust the pair from now on.
+
+        Failures against other accounts stay: a valid account of one's own must not
+        reset the counter that guards everyone else's."""
+        opts = self.options
+        where = self._counted(address)
+        if where is None:
+            return
+        ukey = account_key(account)
+        pair = self._pairs.pop((ukey, where.key))
+        forgiven = pair.failures if pair is not None and pair.expires > now else 0
+        state = self._live_address(where.key, now)
+        if state is not None:
+            if reserved:
+                slot = _take(state.slots, ukey)
+                if slot is not None:
+                    state.slots.remove(slot)
+            if forgiven:
+                a = opts.address
+                state.failures = max(0, state.failures - forgiven)
+                state.level = backoff_delay(
+                    state.failures - 1, a.free_failures, a.base_delay, a.max_delay
+                )
+        account_state = self._live_account(ukey, now)
+        if account_state is not None and forgiven:
+            c = opts.account
+            account_state.failures = max(0, account_state.failures - forgiven)
+            account_state.level = backoff_delay(
+                account_state.failures - 1, c.free_failures, c.base_delay, c.max_delay
+            )
+        self._trusted.put((ukey, where.key), _Trust(now + opts.account.trusted_for))
+
+    def released(self, address: str | None, account: str | None, now: float) -> None:
+        """An attempt that passed `check` ended without a verdict on a guess (the
+        provider was down, the client aborted before proving anything): free its
+        slot, count nothing."""
+        where = self._counted(address)
+        if where is None:
+            return
+        state = self._live_address(where.key, now)
+        if state is not None:
+            slot = _take(state.slots, None if account is None else account_key(account))
+            if slot is not None:
+                state.slots.remove(slot)
+
+    def prune(self, now: float) -> int:
+        """Forget expired entries (for a periodic timer; lookups expire entries anyway)."""
+        return sum(
+            table.prune(now)
+            for table in (self._addresses, self._accounts, self._pairs, self._trusted)
+        )
+
+    # ------------------------------------------------------------ internals
+
+    def _refuse(self, reason: ThrottleReason, retry_after: float) -> Refuse:
+        self._stats.refusals += 1
+        return Refuse(reason, max(0.0, retry_after))
+
+    def _live_address(self, key: str, now: float) -> _AddressState | None:
+        state = self._addresses.live(key, now)
+        if state is None:
+            return None
+        slots = state.slots
+        if slots and min(slot.until for slot in slots) <= now + _EPSILON:
+            self._free_slots(state, now)
+        window = self.options.address.window
+        if state.failures and now - state.last_failure >= window:
+            state.failures = 0
+            state.level = 0.0
+        return state
+
+    def _free_slots(self, state: _AddressState, now: float) -> None:
+        """Drop slots whose time is up; one never resolved was abandoned mid-attempt
+        (the client learnt nothing it could not have learnt by waiting, but it may
+        have read the silence): it counts as a failure, as of its expiry."""
+        kept = []
+        for slot in state.slots:
+            if slot.until > now + _EPSILON:
+                kept.append(slot)
+            elif not slot.resolved:
+                self._stats.abandoned += 1
+                state.failures += 1
+                state.last_failure = max(state.last_failure, slot.until)
+                if slot.account is not None:
+                    self._account_failed(slot.account, slot.until)
+        state.slots = kept
+
+    def _live_account(self, key: str, now: float) -> _AccountState | None:
+        # Account entries expire `window` after their last failure: no separate decay.
+        return self._accounts.live(key, now)
+
+    def _is_trusted(self, ukey: str, akey: str, now: float) -> bool:
+        return self._trusted.live((ukey, akey), now) is not None
+
+    def _account_failed(self, ukey: str, now: float) -> tuple[int, float, list[ThrottleEvent]]:
+        limits = self.options.account
+        account = self._live_account(ukey, now)
+        if account is None:
+            account = _AccountState()
+            self._accounts.put(ukey, account)
+        account.failures += 1
+        account.last_failure = max(account.last_failure, now)
+        account.expires = max(account.expires, now + limits.window)
+        level = backoff_delay(
+            account.failures - 1, limits.free_failures, limits.base_delay, limits.max_delay
+        )
+        events: list[ThrottleEvent] = []
+        if level > account.level:
+            events.append(
+                ThrottleEvent.ACCOUNT_THROTTLED
+                if account.level == 0
+                else ThrottleEvent.ACCOUNT_ESCALATED
+            )
+        account.level = level
+        return account.failures, level, events
