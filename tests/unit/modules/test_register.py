@@ -298,7 +298,8 @@ async def test_approval_holds_the_account_until_approved(tmp_path: Path, mode: s
         assert (pending.username, pending.address) == ("newbie", "192.0.2.7")
         assert await srv.db.legacy.approve("newbie", "localhost")
         assert await can_login(srv, "newbie", "secret-newbie")
-        [note] = await srv.db.offline.take_all(("admin", "localhost"))
+        admin = ("admin", "localhost")
+        [note] = await srv.db.offline.batch(admin, after=0, max_messages=10, max_bytes=65_536)
         assert "New account newbie@localhost (waiting for approval)." in note.stanza
 
 
