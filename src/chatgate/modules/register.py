@@ -9,6 +9,12 @@ It never stores a password: SCRAM keys come from `auth.credentials.derive_all`,
 legacy secrets from `legacy_auth.derive_legacy_secrets`, and `LegacyRepository`
 writes them together with the account in one transaction.
 
+Cost: a password over 1,024 bytes is refused (not-acceptable) before anything
+prepares it (`auth/passwords.py`), and its PRECIS preparation and the key
+derivation (PBKDF2, the zero-knowledge hash chain) run in a worker thread,
+never on the event loop.  Every registration attempt counts toward
+``[auth.throttle.registration] attempts_per_address``, whatever its outcome.
+
 Before authentication (XEP-0077 §3.1, Programming Jabber ch. 7): an inquiry
 (IQ-get) returns the instructions, the legacy fields and the same fields as a
 data form (XEP-0004); an attempt (IQ-set) creates the account, and the client
@@ -42,9 +48,10 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from chatgate.auth.credentials import derive_all, prepare_password
+from chatgate.auth.credentials import ScramKeys, derive_all
 from chatgate.auth.internal import InternalProvider, bump_credentials_stamp
-from chatgate.auth.throttle import Refuse
+from chatgate.auth.passwords import TOO_LONG, prepare_password, too_long
+from chatgate.auth.throttle import Refuse, ThrottleReason
 from chatgate.jid import JID, InvalidJID, prepare_username
 from chatgate.modules.base import (
     DiscoFeature,
@@ -66,7 +73,7 @@ from chatgate.modules.legacy_auth import (
 )
 from chatgate.modules.presence import PresenceModule
 from chatgate.storage.errors import AccountExists, AccountNotFound
-from chatgate.storage.repositories.legacy import Invite, InviteUnavailable
+from chatgate.storage.repositories.legacy import Invite, InviteUnavailable, LegacySecrets
 from chatgate.xml.element import Element
 from chatgate.xmpp import ns
 from chatgate.xmpp.errors import (
@@ -258,10 +265,20 @@ class RegistrationPolicy:
             raise StanzaError(_C.CONFLICT, "this username is not available")
         return username
 
-    def password(self, text: str | None) -> str:
+    def password_size(self, text: str | None) -> str:
+        """The cheap checks, before anything prepares the password: present, and at
+        most 1,024 bytes (`auth/passwords.py`)."""
         # XEP-0077 §3.1 note: an empty <password/> is missing information.
         if not text:
             raise StanzaError(_C.NOT_ACCEPTABLE, "a password is required")
+        if too_long(text):
+            raise StanzaError(_C.NOT_ACCEPTABLE, TOO_LONG)
+        return text
+
+    def password(self, text: str | None) -> str:
+        """Every rule (`password_size`, PRECIS, the minimum length); costs a PRECIS
+        pass (up to a millisecond or so): callers run it in a worker thread."""
+        text = self.password_size(text)
         try:
             prepared = prepare_password(text).decode("utf-8")
         except ValueError:
@@ -423,22 +440,26 @@ class Register:
         state = self._stream(conn)
         address = conn.facts.remote_address
         now = self.clock()
-        verdict = self.ctx.registration_throttle.check(address, now)
+        # Every attempt counts, whatever comes of it (a taken name costs as much).
+        verdict = self.ctx.registration_throttle.attempt(address, now)
         if isinstance(verdict, Refuse):
             # As ejabberd's registration_timeout: wait, and try again later.
-            text = f"too many new accounts; try again in {verdict.retry_after:.0f} s"
+            what = (
+                "registration attempts"
+                if verdict.reason is ThrottleReason.REGISTRATION_ATTEMPTS
+                else "new accounts"
+            )
+            text = f"too many {what}; try again in {verdict.retry_after:.0f} s"
             raise StanzaError(_C.RESOURCE_CONSTRAINT, text)
         self.policy.timing(state.inquired_at, now)
         username = self.policy.username(request.username)
-        password = self.policy.password(request.password)
+        self.policy.password_size(request.password)
+        password = await asyncio.to_thread(self.policy.password, request.password)
         fields = self.policy.fields(request.fields)
         domain = conn.domain
         token, when = await self._invite(state, request.token, domain)
         owner = (username, domain)
-        credentials = await asyncio.to_thread(
-            derive_all, password, iterations=self.ctx.config.auth.scram_iterations
-        )
-        secrets = derive_legacy_secrets(password, username, domain, self.legacy_options)
+        credentials, secrets = await asyncio.to_thread(self._derive, password, *owner)
         legacy = self.ctx.db.legacy
         try:
             if self.options.approval:
@@ -460,6 +481,15 @@ class Register:
         if not conn.closed:
             conn.send(_result(iq, None))
         await self._tell_watchers(f"New account {username}@{domain}{pending}.")
+
+    def _derive(
+        self, password: str, username: str, domain: str
+    ) -> tuple[dict[str, ScramKeys], LegacySecrets]:
+        """What a password set stores; CPU work for a worker thread (PBKDF2 per hash,
+        PRECIS, up to 100,000 SHA-1 steps of a zero-knowledge chain)."""
+        iterations = self.ctx.config.auth.scram_iterations
+        credentials = derive_all(password, iterations=iterations)
+        return credentials, derive_legacy_secrets(password, username, domain, self.legacy_options)
 
     async def _invite(
         self, state: _Stream, form_token: str | None, domain: str
@@ -582,11 +612,9 @@ class Register:
         if self.options.require_tls and (conn is None or not conn.facts.tls_active):
             # §3.3: not-authorized, "the channel is not safe enough".
             raise StanzaError(_C.NOT_AUTHORIZED, "password changes need TLS")
-        password = self.policy.password(text)
-        credentials = await asyncio.to_thread(
-            derive_all, password, iterations=self.ctx.config.auth.scram_iterations
-        )
-        secrets = derive_legacy_secrets(password, owner[0], owner[1], self.legacy_options)
+        self.policy.password_size(text)
+        password = await asyncio.to_thread(self.policy.password, text)
+        credentials, secrets = await asyncio.to_thread(self._derive, password, *owner)
         await self.ctx.db.legacy.change_password(owner, credentials, secrets)
         _invalidate(self.ctx, owner)
         log.info("%s changed the password in-band", session.bare)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from chatgate.auth import credentials
 from chatgate.modules.legacy_auth import zero_knowledge_client_hash
 from chatgate.modules.register import RegisterOptions
 from chatgate.storage.records import RosterItem, Subscription
@@ -485,3 +487,107 @@ async def test_a_change_to_an_account_deleted_meanwhile_is_item_not_found(
             "<email>bill@example.org</email></query></iq>"
         )
         assert error("404", "item-not-found", "cancel") in out, out
+
+
+# ---------------------------------------------------------------- issue 9 item 7: cost
+
+
+class _PrecisSpy:
+    """Stands in for the OpaqueString profile: records what it was asked to prepare and
+    in which thread, then prepares it as the real one does."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls: list[tuple[int, bool]] = []
+
+    def enforce(self, text: str) -> str:
+        self.calls.append((len(text), threading.current_thread() is threading.main_thread()))
+        return self.real.enforce(text)
+
+
+@pytest.fixture
+def precis(monkeypatch: pytest.MonkeyPatch) -> _PrecisSpy:
+    spy = _PrecisSpy(credentials._opaque)
+    monkeypatch.setattr(credentials, "_opaque", spy)
+    return spy
+
+
+@pytest.mark.parametrize(
+    "password", ["x" * 1025, "é" * 513, "p" * 60_000], ids=["ascii", "two-byte", "huge"]
+)
+async def test_an_over_long_password_is_refused_before_any_preparation(
+    tmp_path: Path, mode: str, password: str, precis: _PrecisSpy
+) -> None:
+    async with server(tmp_path, ON) as srv:
+        wire = await opened(srv, mode)
+        out = await wire.send(register("leslie", password))
+        assert error("406", "not-acceptable", "modify") in out
+        assert "the password is longer than 1024 bytes" in out and password not in out
+        assert precis.calls == []  # not one PRECIS pass, on or off the event loop
+        assert await srv.db.accounts.count() == 0
+
+
+async def test_a_password_of_exactly_1024_bytes_is_accepted_and_prepared_off_the_loop(
+    tmp_path: Path, mode: str, precis: _PrecisSpy
+) -> None:
+    async with server(tmp_path, ON) as srv:
+        wire = await opened(srv, mode)
+        assert await wire.send(register("leslie", "é" * 512)) == RESULT
+        assert precis.calls and not any(on_loop for _size, on_loop in precis.calls)
+        assert await can_login(srv, "leslie", "é" * 512)
+
+
+async def test_an_over_long_new_password_is_refused_in_a_session(
+    tmp_path: Path, mode: str, precis: _PrecisSpy
+) -> None:
+    async with server(tmp_path, ON) as srv:
+        await srv.add_user("bill", "old-password")
+        wire = await logged_in(srv, mode, "bill", "old-password")
+        precis.calls.clear()
+        out = await wire.send(
+            "<iq type='set' id='c1'><query xmlns='jabber:iq:register'>"
+            f"<password>{'p' * 100_000}</password></query></iq>"
+        )
+        assert error("406", "not-acceptable", "modify") in out
+        assert "the password is longer than 1024 bytes" in out and "ppppp" not in out
+        assert precis.calls == []
+        assert await can_login(srv, "bill", "old-password")
+
+
+async def test_a_password_change_derives_its_keys_off_the_event_loop(
+    tmp_path: Path, mode: str, precis: _PrecisSpy
+) -> None:
+    legacy = {"enabled": True, "zero_knowledge": True, "zero_knowledge_sequence": 100_000}
+    async with server(tmp_path, ON, legacy_auth=legacy) as srv:
+        await srv.add_user("bill", "old-password")
+        wire = await logged_in(srv, mode, "bill", "old-password")
+        precis.calls.clear()
+        out = await wire.send(
+            "<iq type='set' id='c1'><query xmlns='jabber:iq:register'>"
+            "<password>new-password</password></query></iq>"
+        )
+        assert out.startswith('<iq type="result" id="c1"')
+        # SCRAM keys, the 100,000-step zero-knowledge chain and every PRECIS pass
+        # ran in a worker thread.
+        assert precis.calls and not any(on_loop for _size, on_loop in precis.calls)
+
+
+async def test_every_registration_attempt_counts_toward_the_address_limit(
+    tmp_path: Path, mode: str
+) -> None:
+    """Issue 9 item 7: attempts with a taken name were never counted (1,292 in 20 s,
+    none refused).  Each attempt counts, whatever its outcome."""
+    limits = {"throttle": {"registration": {"attempts_per_address": 20}}}
+    async with server(tmp_path, ON, auth=limits) as srv:
+        await srv.add_user("dj", "secret-dj-1")
+        wire = await opened(srv, mode)
+        for i in range(20):
+            out = await wire.send(register("dj", "secret-other", iq_id=f"r{i}"))
+            assert error("409", "conflict", "cancel") in out
+        out = await wire.send(register("dj", "secret-other", iq_id="r20"))
+        assert error("500", "resource-constraint", "wait") in out
+        assert "too many registration attempts" in out
+        out = await wire.send(register("fresh", "secret-fresh", iq_id="r21"))
+        assert error("500", "resource-constraint", "wait") in out  # a good one too
+        other = await opened(srv, mode, address="198.51.100.1")
+        assert await other.send(register("fresh", "secret-fresh")) == RESULT
