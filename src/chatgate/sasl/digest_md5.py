@@ -25,7 +25,9 @@ Theory of operation::
   00000001 (one authentication per nonce).
 
 Failure conditions: a directive missing, repeated or malformed, a foreign
-digest-uri, qop or charset -> malformed-request (§6.5.8); wrong response, wrong
+digest-uri, qop or charset, a digest-response of 4096 bytes or more (§2.1.2: "The
+size of a digest-response is less than 4096 bytes", checked before it is parsed)
+-> malformed-request (§6.5.8); wrong response, wrong
 realm or nonce, unknown user -> not-authorized (§6.5.10); authzid other than the
 user's own bare JID -> invalid-authzid (§6.5.6); provider unavailable ->
 temporary-auth-failure (§6.5.11).
@@ -70,6 +72,8 @@ _DIRECTIVE = re.compile(
     r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^",\s]*))\s*'
 )
 _HEX32 = re.compile(r"[0-9a-f]{32}")
+#: RFC 2831 §2.1.2: "The size of a digest-response is less than 4096 bytes."
+MAX_RESPONSE_BYTES = 4095
 
 
 def digest_md5_ha1(username: str, realm: str, password: str) -> bytes:
@@ -213,6 +217,8 @@ class DigestMd5Mechanism:
     # ------------------------------------------------------------ internals
 
     def _digest_response(self, data: bytes) -> Step:
+        if len(data) > MAX_RESPONSE_BYTES:
+            return self._fail(_MALFORMED, "a digest-response has less than 4096 bytes")
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:

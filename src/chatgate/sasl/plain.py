@@ -12,11 +12,20 @@ arrives in ``respond()``; or ``start(message)`` directly.  Then
 ``NeedCredentials`` -> ``resume(answer)`` -> `Success` or `Failure`.  One
 object serves one attempt; anything after the end is a failure.
 
-Failure conditions: malformed message or a username that is not a valid
-localpart -> malformed-request (RFC 6120 §6.5.8); bad UTF-8 -> incorrect-encoding
+Failure conditions: malformed message, a password over 1,024 bytes
+(`auth/passwords.py`, checked before anything is decoded or prepared) or a
+username that is not a valid localpart -> malformed-request (RFC 6120 §6.5.8);
+bad UTF-8 -> incorrect-encoding
 (§6.5.5); wrong password or unknown user -> not-authorized (§6.5.10); authzid
 other than the user's own bare JID -> invalid-authzid (§6.5.6), checked after the
 password; provider unavailable -> temporary-auth-failure (§6.5.11).
+
+Why malformed-request for a password that is too long, not not-authorized: no
+stored password can be that long (registration and the CLI refuse one), so the
+request can never succeed and no credential is evaluated.  §6.5.10's
+not-authorized says the credentials were checked and were not right, and it is a
+guess the brute-force throttle counts; §6.5.8 is for a request refused for its
+form, which this is, whoever the user.  The text says what the limit is.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import enum
 from collections.abc import Sequence
 from typing import ClassVar
 
+from chatgate.auth.passwords import TOO_LONG, too_long
 from chatgate.auth.provider import Capability
 from chatgate.jid import JID, InvalidJID, is_own_bare_jid, prepare_username
 from chatgate.sasl.base import (
@@ -124,6 +134,9 @@ class PlainMechanism:
         parts = data.split(b"\0")
         if len(parts) != 3:
             return self._fail(_MALFORMED, "expected [authzid] NUL authcid NUL passwd")
+        if too_long(parts[2]):
+            # Before decoding or preparing anything: PRECIS costs time per character.
+            return self._fail(_MALFORMED, TOO_LONG)
         try:
             authzid, authcid, passwd = (part.decode("utf-8") for part in parts)
         except UnicodeDecodeError:
