@@ -2,7 +2,8 @@
 
 Passwords come from a hidden, confirmed prompt or from one line of standard
 input (``--password-stdin``), never from the command line (argv is visible to
-every local user).  A password set here stores exactly what in-band
+every local user).  One over 1,024 bytes is refused before it is prepared, as
+everywhere a password enters (`auth/passwords.py`).  A password set here stores exactly what in-band
 registration and an in-band password change store: SCRAM keys, and the legacy
 secrets `[modules.legacy_auth]` asks for (`derive_legacy_secrets`), written
 together through `LegacyRepository`, so an account made here can log in with
@@ -42,8 +43,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from chatgate.auth.credentials import ScramKeys, derive_all, prepare_password
+from chatgate.auth.credentials import ScramKeys, derive_all
 from chatgate.auth.internal import bump_credentials_stamp
+from chatgate.auth.passwords import password_problem
 from chatgate.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
@@ -75,19 +77,6 @@ PasswordStdin = Annotated[
 ]
 
 
-# ---------------------------------------------------------------- passwords
-
-
-def _password_problem(password: str) -> str | None:
-    if not password:
-        return "empty password"
-    try:
-        prepare_password(password)
-    except ValueError as exc:
-        return f"password refused by PRECIS OpaqueString: {getattr(exc, 'reason', exc)}"
-    return None
-
-
 # ------------------------------------------------------------------ helpers
 
 
@@ -96,7 +85,7 @@ def _read_password(from_stdin: bool) -> str:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    problem = _password_problem(password)
+    problem = password_problem(password)
     if problem:
         raise fail(problem, 2)
     return password
@@ -341,7 +330,7 @@ def parse_import(
         except ValueError as exc:
             rejected.append(Rejected(number, user, str(exc)))
             continue
-        problem = _password_problem(password)
+        problem = password_problem(password)
         if problem:
             rejected.append(Rejected(number, user, problem))
             continue
