@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from chatgate.auth.internal import InternalProvider
 from chatgate.auth.registry import (
     ProviderContext,
     build_provider,
@@ -28,13 +29,16 @@ from chatgate.auth.registry import (
 )
 from chatgate.config import Config, ListenerConfig, TlsMode, section
 from chatgate.context import ServerContext
+from chatgate.datadir import secure_data_dir
 from chatgate.modules.anonymous import purge_anonymous_hosts
 from chatgate.modules.legacy_auth import LegacyAuthOptions
 from chatgate.modules.registry import builtin_modules
 from chatgate.sasl.base import ConnectionFacts, Mechanism
 from chatgate.sasl.registry import builtin_mechanisms
+from chatgate.sasl.scram import with_unknown_user_iterations
 from chatgate.sasl.selection import offered_mechanisms
 from chatgate.storage.database import Database
+from chatgate.storage.repositories.secrets import SecretStore
 from chatgate.tls import ensure_certificate, server_context, server_tls
 from chatgate.vhost import build_hosts, host_mechanisms, validate_host_mechanisms
 from chatgate.xmpp.errors import StreamErrorCondition
@@ -91,17 +95,34 @@ class BoundListener:
         return f"c2s {self.config.tls.value} on {self.host}:{self.port}"
 
 
-def load_server_secret(data_dir: Path) -> bytes:
-    """A per-installation secret (e.g. for SCRAM's fake salts of unknown users),
-    stable across restarts so an unknown user looks the same every time."""
-    path = data_dir / "server.secret"
-    if path.exists():
-        return path.read_bytes()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret = os.urandom(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(secret)
+#: The installation secret that keys SASL's answers for unknown users (SCRAM's
+#: fake salts, DIGEST-MD5's fake digests).
+SASL_SECRET = "sasl-unknown-user"
+#: Where earlier versions kept that secret, one per data directory.
+LEGACY_SECRET_FILE = "server.secret"
+
+
+async def load_sasl_secret(store: SecretStore, data_dir: Path) -> bytes:
+    """The installation secret for SASL's answers to unknown users, from the database.
+
+    Stored once for every process on the database, so an unknown user looks the
+    same from each of them and after every restart.  A ``server.secret`` left by
+    an earlier version (one per data directory) is moved into the database when
+    the database has none yet, so unknown users keep their salts over the
+    upgrade, and removed either way (it would no longer be read).
+    """
+    path = data_dir / LEGACY_SECRET_FILE
+    try:
+        old = path.read_bytes()
+    except FileNotFoundError:
+        old = b""
+    secret = await store.get_or_create(SASL_SECRET, old or os.urandom(32))
+    if old:
+        if secret == old:
+            log.info("moved %s into the database (installation secrets)", path)
+        else:
+            log.warning("%s differs from the database's secret, which is used: removed", path)
+        path.unlink(missing_ok=True)
     return secret
 
 
@@ -117,12 +138,19 @@ class Server:
 
     async def start(self) -> None:
         config = self.config
-        mechanisms = builtin_mechanisms(tls=config.tls)
+        # Before anything is written there: 0700, and what an earlier version left
+        # readable to others tightened (logged).
+        secure_data_dir(config.data_dir)
+        mechanisms = with_unknown_user_iterations(
+            builtin_mechanisms(tls=config.tls), config.auth.scram_iterations
+        )
         validate_host_mechanisms(config, mechanisms)
         needs_tls = any(listener.tls is not TlsMode.NONE for listener in config.listeners)
         tls_context = server_tls(config) if needs_tls else None
-        secret = load_server_secret(config.data_dir)
         db = await Database.open(config.storage_url)
+        secret = await load_sasl_secret(db.secrets, config.data_dir)
+        # What was just made there (a generated certificate) with default modes.
+        secure_data_dir(config.data_dir, level=logging.DEBUG)
         provider_context = ProviderContext(
             base_dir=config.base_dir,
             data_dir=config.data_dir,
@@ -139,6 +167,9 @@ class Server:
             if host.owns_provider and host.provider is not provider:
                 await start_provider(host.provider)
         for started in {id(h.provider): h.provider for h in hosts.values()}.values():
+            if isinstance(started, InternalProvider):
+                # Unknown users' PLAIN checks do the work a password set now costs.
+                started.set_decoy_iterations(config.auth.scram_iterations)
             warm = getattr(started, "warm", None)
             if warm is not None:
                 began = time.perf_counter()

@@ -26,7 +26,10 @@ seen, the whole cache is dropped.  In-process changes call `invalidate`.
 
 Never stores or logs a password; `verify_password` re-derives the key with
 the stored salt and iteration count (in a worker thread: PBKDF2 releases the
-GIL, and the event loop keeps serving meanwhile).
+GIL, and the event loop keeps serving meanwhile).  For an unknown username it
+derives a key just the same, with the iteration count passwords are stored
+with now (`decoy_iterations`, the configured `[auth] scram_iterations`), so a
+PLAIN attempt costs what a typical account's costs.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from pathlib import Path
 from chatgate.auth import credentials
 from chatgate.auth.credentials import ScramKeys
 from chatgate.auth.provider import NO_SUCH_KEYS, CachedKeysAnswer, Capability
+from chatgate.datadir import make_private_dir, write_private_file
 from chatgate.storage.repositories.accounts import AccountRepository
 from chatgate.storage.repositories.legacy import LegacyRepository
 
@@ -66,10 +70,8 @@ def bump_credentials_stamp(data_dir: Path) -> None:
     even when two bumps fall within one mtime tick.
     """
     path = stamp_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{STAMP_NAME}.{uuid.uuid4().hex}")
-    tmp.write_text(f"{uuid.uuid4().hex}\n", encoding="ascii")
-    os.replace(tmp, path)
+    make_private_dir(path.parent)  # 0700 and 0600: see chatgate.datadir
+    write_private_file(path, f"{uuid.uuid4().hex}\n".encode("ascii"))
 
 
 def _stamp_id(path: Path) -> _StampId:
@@ -83,8 +85,23 @@ def _stamp_id(path: Path) -> _StampId:
 #: Seconds between two checks of the credentials stamp file.
 STAMP_CHECK_INTERVAL = 0.05
 
-#: Keys of a random password that nobody knows, checked for unknown users.
-_DUMMY_KEYS = credentials.derive_scram_keys(os.urandom(16).hex(), "sha256")
+#: A random password nobody knows: unknown users' PLAIN attempts are checked
+#: against keys derived from it.  It decides no answer (every check fails), so
+#: unlike the decoys' keys it need not be the same in every process.
+_DUMMY_PASSWORD = os.urandom(16).hex()
+#: iteration count -> keys of `_DUMMY_PASSWORD` (one entry per configured count)
+_dummy_keys: dict[int, ScramKeys] = {}
+
+
+def dummy_keys(iterations: int) -> ScramKeys:
+    """SHA-256 keys (the hash PLAIN checks first) of a password nobody knows, with
+    `iterations`: what an unknown user's password is checked against."""
+    keys = _dummy_keys.get(iterations)
+    if keys is None:
+        keys = _dummy_keys[iterations] = credentials.derive_scram_keys(
+            _DUMMY_PASSWORD, _VERIFY_ORDER[0], iterations=iterations
+        )
+    return keys
 
 
 class InternalProvider:
@@ -107,10 +124,13 @@ class InternalProvider:
         cache_size: int,
         data_dir: Path | None,
         legacy: LegacyRepository | None = None,
+        decoy_iterations: int = credentials.DEFAULT_ITERATIONS,
     ) -> None:
         """`cache_size` 0 disables the cache; `data_dir` None disables the stamp check.
         With `legacy` (only when DIGEST-MD5 secrets are stored on purpose, see
-        docs/registration.md) the provider also serves DIGEST-MD5."""
+        docs/registration.md) the provider also serves DIGEST-MD5.
+        `decoy_iterations` is the PBKDF2 count an unknown user's password is checked
+        with: `[auth] scram_iterations` (see `set_decoy_iterations`)."""
         if cache_size < 0:
             raise ValueError("cache_size must be >= 0")
         self._accounts = accounts
@@ -128,6 +148,16 @@ class InternalProvider:
         self._complete = False
         self._stale: set[tuple[str, str]] = set()
         self._reload: asyncio.Task[None] | None = None
+        self._decoy_keys = dummy_keys(decoy_iterations)
+
+    def set_decoy_iterations(self, iterations: int) -> None:
+        """Check unknown users' passwords with `iterations` (the configured
+        `[auth] scram_iterations`, which the server passes at start), so a PLAIN
+        attempt for a name without an account does the work a typical account's
+        does.  Raises ValueError for a count below 1."""
+        if iterations < 1:
+            raise ValueError("the iteration count must be positive")
+        self._decoy_keys = dummy_keys(iterations)
 
     # ------------------------------------------------------- CredentialProvider
 
@@ -186,7 +216,7 @@ class InternalProvider:
         if not keys:
             # An unknown user costs the same key derivation as a known one, so the
             # answer's timing does not tell which usernames exist.
-            await asyncio.to_thread(credentials.verify_password, password, _DUMMY_KEYS)
+            await asyncio.to_thread(credentials.verify_password, password, self._decoy_keys)
             return False
         chosen = next((keys[h] for h in _VERIFY_ORDER if h in keys), None)
         if chosen is None:

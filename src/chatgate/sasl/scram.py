@@ -23,10 +23,13 @@ States (`_State`) and what moves between them::
   which is not a valid client-first message.
 * client-first -> ``NeedCredentials(SCRAM_SHA_x_KEYS, username)``.
 * ``resume(answer)`` -> server-first as a `Challenge`.  An unknown user gets a
-  deterministic fake salt (HMAC of the server secret) and the default
-  iteration count, so the server-first message looks like a real one and is the
-  same every time; the exchange fails only at the end with not-authorized, the
-  same failure as a wrong password.
+  deterministic fake salt (HMAC of the server secret, an installation secret
+  stored once in the database, so every process and every restart agree) and
+  the iteration count passwords are stored with now (`[auth] scram_iterations`,
+  given as `unknown_user_iterations`, see `ScramFactory`), so the server-first
+  message looks like a typical account's and is the same every time; the
+  exchange fails only at the end with not-authorized, the same failure as a
+  wrong password.
 * client-final -> `Success` with additional data ``v=ServerSignature`` (RFC 6120
   §6.3.10, "additional data with success"), or `Failure`.
 * DONE: any further message is a failure; a mechanism object serves one attempt.
@@ -71,16 +74,18 @@ import hmac
 import os
 import re
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from chatgate.auth.credentials import DEFAULT_ITERATIONS, ScramKeys
 from chatgate.auth.provider import SCRAM_CAPABILITY, Capability
 from chatgate.jid import JID, InvalidJID, is_own_bare_jid, prepare_username
+from chatgate.registry import Registry
 from chatgate.sasl.base import (
     Challenge,
     ConnectionFacts,
     CredentialAnswer,
     Failure,
+    Mechanism,
     NeedCredentials,
     Step,
     Success,
@@ -88,7 +93,10 @@ from chatgate.sasl.base import (
 from chatgate.sasl.channel_binding import advertised_types, ssdp_hash
 from chatgate.xmpp.errors import SaslFailureCondition
 
+T = TypeVar("T")
+
 __all__ = [
+    "ScramFactory",
     "ScramMechanism",
     "ScramSha1Mechanism",
     "ScramSha1PlusMechanism",
@@ -96,6 +104,7 @@ __all__ = [
     "ScramSha256PlusMechanism",
     "ScramSha512Mechanism",
     "ScramSha512PlusMechanism",
+    "with_unknown_user_iterations",
 ]
 
 _MALFORMED = SaslFailureCondition.MALFORMED_REQUEST
@@ -163,7 +172,10 @@ class ScramMechanism:
     advertised any SCRAM-*-PLUS on this stream, which decides what the "y" flag
     means (RFC 5802 §6).  `advertised` is the mechanism list this stream
     offered, in any order; when given, server-first carries the XEP-0474 hash.
-    `nonce` fixes the server nonce, for published test vectors only.
+    `unknown_user_iterations` is the iteration count an unknown user is
+    answered with: the one new passwords are stored with (`ScramFactory` passes
+    `[auth] scram_iterations`).  `nonce` fixes the server nonce, for published
+    test vectors only.
     """
 
     name: ClassVar[str]
@@ -180,6 +192,7 @@ class ScramMechanism:
         plus_offered: bool = False,
         *,
         advertised: Sequence[str] | None = None,
+        unknown_user_iterations: int = DEFAULT_ITERATIONS,
         nonce: str | None = None,
     ) -> None:
         if not hasattr(self, "hash_name"):
@@ -188,6 +201,7 @@ class ScramMechanism:
             raise ValueError("a SCRAM nonce must be printable ASCII without ','")
         self._facts = facts
         self._secret = server_secret
+        self._unknown_iterations = unknown_user_iterations
         self._plus_offered = plus_offered
         self._advertised = None if advertised is None else tuple(advertised)
         self._server_nonce = nonce
@@ -238,7 +252,7 @@ class ScramMechanism:
         if keys is not None:
             salt, iterations = keys.salt, keys.iterations
         else:
-            salt, iterations = self._fake_salt(), DEFAULT_ITERATIONS
+            salt, iterations = self._fake_salt(), self._unknown_iterations
         server_nonce = self._server_nonce or _b64(os.urandom(_SERVER_NONCE_BYTES))
         self._nonce += server_nonce
         # server-first-message = [reserved-mext ","] nonce "," salt "," iteration-count
@@ -428,7 +442,9 @@ class ScramMechanism:
     def _fake_keys(self) -> ScramKeys:
         """Keys that no proof matches in practice, so verification costs the same."""
         stored = hashlib.new(self.hash_name, self._fake_material(b"stored-key")).digest()
-        return ScramKeys(self.hash_name, self._fake_salt(), DEFAULT_ITERATIONS, stored, stored)
+        return ScramKeys(
+            self.hash_name, self._fake_salt(), self._unknown_iterations, stored, stored
+        )
 
 
 def _utf8(data: bytes) -> str:
@@ -497,3 +513,56 @@ class ScramSha512PlusMechanism(ScramMechanism):
     hash_name = "sha512"
     needs = frozenset({Capability.SCRAM_SHA_512_KEYS})
     requires_channel_binding = True
+
+
+class ScramFactory:
+    """A SCRAM mechanism class bound to this installation's settings: what the
+    mechanism registry holds once the server has read its configuration.
+
+    It describes the mechanism as its class does (selection reads `name`,
+    `needs` and the flags without building anything) and builds each attempt's
+    mechanism with `unknown_user_iterations`, so an unknown user is answered
+    with the iteration count a password set now gets, not a fixed 4096.
+    """
+
+    def __init__(self, mechanism: type[ScramMechanism], unknown_user_iterations: int) -> None:
+        if unknown_user_iterations < 1:
+            raise ValueError("the iteration count must be positive")
+        self.mechanism = mechanism
+        self.unknown_user_iterations = unknown_user_iterations
+        self.name = mechanism.name
+        self.needs = mechanism.needs
+        self.requires_channel_binding = mechanism.requires_channel_binding
+        self.requires_peer_certificate = mechanism.requires_peer_certificate
+        self.plaintext = mechanism.plaintext
+
+    def __call__(
+        self,
+        facts: ConnectionFacts,
+        server_secret: bytes,
+        plus_offered: bool = False,
+        *,
+        advertised: Sequence[str] | None = None,
+    ) -> Mechanism:
+        return self.mechanism(
+            facts,
+            server_secret,
+            plus_offered,
+            advertised=advertised,
+            unknown_user_iterations=self.unknown_user_iterations,
+        )
+
+
+def with_unknown_user_iterations(registry: Registry[T], iterations: int) -> Registry[T]:
+    """A copy of the mechanism `registry` in which every SCRAM class is a
+    `ScramFactory` answering unknown users with `iterations` (the configured
+    `[auth] scram_iterations`); other entries are kept as they are."""
+    bound: Registry[T] = Registry(registry.kind)
+    for name in registry.names():
+        factory = registry.get(name)
+        if isinstance(factory, type) and issubclass(factory, ScramMechanism):
+            factory = ScramFactory(factory, iterations)  # type: ignore[assignment]
+        elif isinstance(factory, ScramFactory):
+            factory = ScramFactory(factory.mechanism, iterations)  # type: ignore[assignment]
+        bound.register(name, factory)
+    return bound

@@ -19,6 +19,8 @@ from chatgate.storage.repositories import (
     VCardRepository,
 )
 from chatgate.storage.repositories.legacy import LegacyRepository
+from chatgate.storage.repositories.legacy_census import LegacyCensusRepository
+from chatgate.storage.repositories.secrets import SecretStore, SqlSecretStore
 
 
 class Database:
@@ -29,6 +31,9 @@ class Database:
         self.offline = OfflineRepository(engine)
         self.vcards = VCardRepository(engine)
         self.legacy = LegacyRepository(engine)
+        self.legacy_census = LegacyCensusRepository(engine)
+        #: installation secrets, the same for every process on this database
+        self.secrets: SecretStore = SqlSecretStore(engine)
 
     @classmethod
     async def open(cls, url: str) -> Database:

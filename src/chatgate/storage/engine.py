@@ -14,6 +14,13 @@ the mode: `reader` emits a deferred ``BEGIN``, `writer` emits
 a write transaction's checks and its writes see the same state even across
 processes.  PostgreSQL ignores the option; its repositories lock the account
 row instead (``SELECT ... FOR UPDATE``).
+
+File modes: the database holds credentials, so a SQLite file is created here,
+empty and 0600, before SQLite opens it (SQLite would create it 0644 whatever
+the umask, and gives its -wal and -shm files the database's mode), its folder
+0700 when missing; an existing file or journal readable by others is tightened
+with a log line (see `chatgate.datadir`).  This covers the server and every CLI
+command, whichever opens the database first.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+
+from chatgate.datadir import create_private_file, make_private_dir, tighten
 
 #: execution option read by the SQLite "begin" listener
 BEGIN_MODE = "chatgate_sqlite_begin"
@@ -48,18 +57,33 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database)
 
 
+#: Files SQLite keeps beside a database, given the mode of the database itself.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """Make the database file `path` private before SQLite opens it: its folder
+    0700 when missing, the file itself created empty and 0600, and an existing
+    file or companion readable by others tightened (logged)."""
+    make_private_dir(path.parent)
+    create_private_file(path)
+    for candidate in (path, *(path.with_name(path.name + s) for s in SQLITE_COMPANIONS)):
+        tighten(candidate)
+
+
 def _is_memory(url: str) -> bool:
     return is_sqlite(url) and sqlite_path(url) is None
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine for `url`; for SQLite the folder of the file is created if missing."""
+    """An async engine for `url`; for SQLite the file is made private first
+    (`prepare_sqlite_file`), its folder created if missing."""
     kwargs: dict[str, Any] = {}
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
         path = sqlite_path(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            prepare_sqlite_file(path)
         elif _is_memory(url):
             # One connection, or every connection would see its own empty database.
             kwargs["poolclass"] = StaticPool

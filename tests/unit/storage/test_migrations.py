@@ -26,6 +26,7 @@ TABLES = {
     "registration_fields",
     "pending_registrations",
     "registration_invites",
+    "installation_secrets",
 }
 
 
