@@ -84,6 +84,39 @@ Limits (§4.9.3.14 <policy-violation/>, and RFC 6120 §13.12 on resource exhaust
 - The prolog (XML declaration, whitespace, stream header) counts like a stanza; it is
   fed in '>'-terminated pieces capped at the limit, so this check is exact.
 - An element deeper than `max_depth` (the stream element is depth 0, stanzas depth 1).
+- More than `max_nodes` elements and attributes in one stanza (default: one per 16
+  bytes of `max_stanza_bytes`, at least 64; 16,384 for 256 KiB).  A tree costs ~190
+  bytes an element and ~130 an attribute, so a stanza of `<a/>` once built a tree 50
+  times its size, held for as long as its end tag was awaited; now at most ~12 times.
+  Real stanzas spend 30 bytes or more a node, so the budget only meets such floods.
+- A namespace name over `MAX_NAMESPACE_BYTES` (1,024) or an element, attribute or
+  prefix name over `MAX_NAME_BYTES` (256), in UTF-8 bytes, on anything that reaches
+  an element or attribute; more than `MAX_HEADER_DECLARATIONS` (16) namespace
+  declarations on the stream header.  Registered XMPP namespaces are under 60 bytes and
+  names under 40, so the limits are generous; they keep the shared name cache's entries
+  small and the header kept for hibernation short.  A long name is well-formed XML, and
+  §11.1 does not restrict names, so the condition is not <not-well-formed/> (§4.9.3.13)
+  or <restricted-xml/> (§4.9.3.18) but the local policy one, <policy-violation/>.
+
+Memory (RFC 6120 §13.12; issue 9 item 6).  Besides one stanza (bounded above), a
+parser and the process keep:
+- `_NAMES`, the shared cache of element names: an `LruCache` of at most 4,096 entries
+  and 2 MiB (a hot name costs ~400 bytes; 2 MiB is ~5,000 typical names).  A peer
+  inventing names only causes misses; names over the limits above are refused before
+  they are cached.
+- expat's own tables: it keeps every element, attribute and prefix name it has met for
+  the life of the parser (~7 bytes per byte of new names), and pyexpat interned them
+  all again in a dict (~15 in all).  Interning is off (`intern=None`: the name cache
+  does that job, bounded), and the expat parser is *recycled*: once `recycle_bytes`
+  (default: `max_stanza_bytes`, at least 64 KiB) have been fed to it, the first slice
+  that completes a stanza replaces it by a fresh one primed with the stream header
+  (as waking from hibernation does), and the bytes after that stanza are fed to the new
+  parser.  A parser's tables thus grow by at most ~7 times (`recycle_bytes` +
+  `max_stanza_bytes` + one slice), however long the stream lives.  Costs ~15 us per
+  recycling, ~0.01 us a stanza.  Expat >= 2.6's reparse deferral is turned off: it
+  would report a stanza in a later `Parse` call than the one that completed it.
+- Text of the open element is joined every 256 pieces and is bounded by the stanza's
+  size; header namespace declarations by the limits above.
 """
 
 from __future__ import annotations
@@ -91,9 +124,10 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Final, TypeAlias
 from xml.parsers import expat
 
+from chatgate.lru import LruCache, weigh_strings
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import escape_attr
 from chatgate.xmpp.errors import PeerProtocolError
@@ -159,10 +193,21 @@ _utf8_decode = codecs.utf_8_decode
 _new_stanza = object.__new__
 _set_stanza_element = Stanza.__dict__["element"].__set__  # see _make_handlers
 
+#: Longest namespace name accepted, in UTF-8 bytes (see the module docstring).
+MAX_NAMESPACE_BYTES: Final = 1024
+#: Longest element, attribute or prefix name accepted, in UTF-8 bytes.
+MAX_NAME_BYTES: Final = 256
+#: Namespace declarations accepted on the stream header (the default and `stream:`
+#: are two; kept for the connection's life, to replay after hibernation).
+MAX_HEADER_DECLARATIONS: Final = 16
+#: Default node budget: one element or attribute per this many bytes of stanza limit.
+NODE_BYTES: Final = 16
+
 # Qualified name from expat -> (namespace, local name).  Shared by every parser: stanza
-# names repeat across connections.  Bounded: a peer inventing names only costs misses.
-_NAMES: dict[str, tuple[str, str]] = {}
-_NAMES_MAX = 4096
+# names repeat across connections.  Bounded by entries and bytes: a peer inventing
+# names only causes misses.  Handlers read `_NAMES.mapping` directly (a dict look-up).
+_NAMES: LruCache[str, tuple[str, str]] = LruCache(4096, 2 << 20, weigh_strings)
+_NAMES_MAP = _NAMES.mapping
 
 _E = expat.errors
 _RESTRICTED_CODES = frozenset(
@@ -186,28 +231,65 @@ _ENCODING_CODES = frozenset(
 _UNBOUND_PREFIX = _E.codes[_E.XML_ERROR_UNBOUND_PREFIX]
 
 
+def _over(text: str, limit: int) -> bool:
+    """`text` is longer than `limit` bytes in UTF-8 (exact, and cheap when short)."""
+    n = len(text)
+    if n > limit:
+        return True
+    if n * 4 <= limit or text.isascii():
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+def _check_name(ns: str, local: str, what: str) -> None:
+    if _over(ns, MAX_NAMESPACE_BYTES):
+        raise _refuse(Cond.POLICY_VIOLATION, f"{what} namespace over {MAX_NAMESPACE_BYTES} bytes")
+    if _over(local, MAX_NAME_BYTES):
+        raise _refuse(Cond.POLICY_VIOLATION, f"{what} name over {MAX_NAME_BYTES} bytes")
+
+
 def _split_name(qname: str) -> tuple[str, str]:
+    """A name the cache does not know: check its lengths, then cache it."""
     ns, _, local = qname.rpartition(_SEP)
+    _check_name(ns, local, "element")
     pair = (ns, local)
-    if len(_NAMES) >= _NAMES_MAX:
-        _NAMES.clear()
-    _NAMES[qname] = pair
+    _NAMES.put(qname, pair)
     return pair
 
 
-def _clark_attrs(attrs: dict[str, str]) -> dict[str, str]:
-    """Rekey namespaced attributes "uri<SEP>local" as "{uri}local" (rare: xml:lang...)."""
+#: Attribute names up to this many characters cannot exceed MAX_NAME_BYTES; longer
+#: ones (and namespaced ones) take the slow path, `_check_attrs`.
+_SHORT_NAME = MAX_NAME_BYTES // 4
+
+
+def _check_attrs(attrs: dict[str, str]) -> dict[str, str]:
+    """Check attribute name lengths; rekey namespaced attributes "uri<SEP>local" as
+    "{uri}local".  Rare: xml:lang, or names longer than `_SHORT_NAME` characters."""
     out = {}
     for key, value in attrs.items():
         if _SEP in key:
             ns, _, local = key.rpartition(_SEP)
+            _check_name(ns, local, "attribute")
             key = f"{{{ns}}}{local}"
+        elif _over(key, MAX_NAME_BYTES):
+            raise _refuse(Cond.POLICY_VIOLATION, f"attribute name over {MAX_NAME_BYTES} bytes")
         out[key] = value
     return out
 
 
 def _refuse(condition: Cond, text: str) -> PeerProtocolError:
     return PeerProtocolError(condition, text)
+
+
+def _new_expat() -> expat.XMLParserType:
+    """An expat parser as every stream uses it: UTF-8, namespaces, no interning (pyexpat
+    would keep every name it reports in a dict for the parser's life), and no reparse
+    deferral (expat >= 2.6 may hold a complete token back until more bytes arrive)."""
+    parser = expat.ParserCreate(encoding="UTF-8", namespace_separator=_SEP, intern=None)
+    set_deferral = getattr(parser, "SetReparseDeferralEnabled", None)
+    if set_deferral is not None:
+        set_deferral(False)
+    return parser
 
 
 def _expat_error(exc: expat.ExpatError) -> PeerProtocolError:
@@ -232,7 +314,9 @@ class XmlStreamParser:
     Events come out identical however the input is split.  `feed()` raises
     `StreamParseError` (a `PeerProtocolError`) with the RFC 6120 condition when the peer
     breaks the XML rules or a limit; see the module docstring for the full mapping.
-    `max_stanza_bytes` and `max_depth` must be positive (else `ValueError`).
+    `max_stanza_bytes` and `max_depth` must be positive (else `ValueError`);
+    `max_nodes` (elements and attributes per stanza) and `recycle_bytes` (bytes fed
+    to one expat parser before it is replaced) default from `max_stanza_bytes`.
     """
 
     __slots__ = (
@@ -243,6 +327,7 @@ class XmlStreamParser:
         "_fed",
         "_head",
         "_last_end",
+        "_recycle_at",
         "_reopen",
         "_replaying",
         "_stack",
@@ -252,14 +337,31 @@ class XmlStreamParser:
         "_stray_text",
         "_utf8_tail",
         "max_depth",
+        "max_nodes",
         "max_stanza_bytes",
+        "recycle_bytes",
     )
 
-    def __init__(self, *, max_stanza_bytes: int = 262144, max_depth: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        max_stanza_bytes: int = 262144,
+        max_depth: int = 64,
+        max_nodes: int | None = None,
+        recycle_bytes: int | None = None,
+    ) -> None:
         if max_stanza_bytes < 1 or max_depth < 1:
             raise ValueError("max_stanza_bytes and max_depth must be positive")
+        if max_nodes is None:
+            max_nodes = max(64, max_stanza_bytes // NODE_BYTES)
+        if recycle_bytes is None:
+            recycle_bytes = max(max_stanza_bytes, _SLICE)
+        if max_nodes < 1 or recycle_bytes < 1:
+            raise ValueError("max_nodes and recycle_bytes must be positive")
         self.max_stanza_bytes = max_stanza_bytes
         self.max_depth = max_depth
+        self.max_nodes = max_nodes
+        self.recycle_bytes = recycle_bytes
         self.reset()
 
     def reset(self) -> None:
@@ -270,7 +372,7 @@ class XmlStreamParser:
         old = getattr(self, "_expat", None)
         if old is not None:
             _release_expat(old)
-        self._expat = expat.ParserCreate(encoding="UTF-8", namespace_separator=_SEP)
+        self._expat = _new_expat()
         self._events: list[StreamEvent] = []
         self._stack: list[Element] = []
         self._state = _BEFORE
@@ -285,6 +387,7 @@ class XmlStreamParser:
         self._stanza_ended = False  # a top-level stanza ended during the current feed
         self._boundary = False  # everything fed so far ends at a stanza boundary
         self._last_end = 0  # byte index where the last top-level end tag began
+        self._recycle_at = self.recycle_bytes  # replace expat once _fed gets there
         _make_handlers(self)
 
     @property
@@ -395,7 +498,7 @@ class XmlStreamParser:
         return self._expat is None
 
     def _resume(self) -> None:
-        self._expat = expat.ParserCreate(encoding="UTF-8", namespace_separator=_SEP)
+        self._expat = _new_expat()
         self._state = _BEFORE
         self._replaying = True
         _make_handlers(self)
@@ -405,6 +508,7 @@ class XmlStreamParser:
             self._replaying = False
         self._fed = len(self._reopen)
         self._last_end = 0
+        self._recycle_at = self._fed + self.recycle_bytes
 
     def _note_boundary(self, data: bytes) -> None:
         """Record whether the input ends right after a top-level stanza (or whitespace).
@@ -449,8 +553,11 @@ class XmlStreamParser:
         return StreamParseError(condition, text, events)
 
     def _parse(self, data: bytes) -> None:
-        """Hand one slice to expat, then apply the size limits to what is still open."""
-        self._fed += len(data)
+        """Hand one slice to expat, then apply the size limits to what is still open,
+        and recycle expat when it is due (see the module docstring)."""
+        base = self._fed
+        self._fed = base + len(data)
+        last_end = self._last_end
         try:
             self._expat.Parse(data, False)
         except expat.ExpatError as exc:
@@ -468,6 +575,49 @@ class XmlStreamParser:
         # An unfinished token (a start tag, say) cannot be longer than a whole stanza.
         if self._fed - consumed > limit or (self._stack and consumed - self._stanza_start > limit):
             raise _refuse(Cond.POLICY_VIOLATION, f"stanza over {limit} bytes")
+        if self._fed >= self._recycle_at and self._last_end != last_end and self._state == _OPEN:
+            self._recycle(data, base)
+
+    def _recycle(self, data: bytes, base: int) -> None:
+        """Replace expat right after the last stanza completed in `data` (a slice whose
+        first byte is at index `base`), and feed the new parser the bytes after it.
+
+        The events up to that stanza are out; the partial tree after it is dropped
+        and rebuilt from the same bytes, so nothing changes but expat's memory.  Where
+        the stanza ended is found from `_last_end`: expat reports an end tag at its
+        "<", an empty-element tag just past its "/>".  With reparse deferral off, the
+        token that completed the stanza ends in `data`; anything else (it never
+        happens) skips recycling until a later slice.
+        """
+        pos = self._last_end - base
+        if pos < 0:
+            # An end tag that began in an earlier slice: the first ">" here closes it.
+            gt = data.find(b">")
+            if gt < 0 or b"<" in data[:gt]:
+                return
+            cut = gt + 1
+        elif data.startswith(b"</", pos):
+            # An end tag (or, after an empty-element stanza, the stream's own end tag,
+            # which would have closed the stream: not the case here).
+            gt = data.find(b">", pos)
+            if gt < 0:
+                return
+            cut = gt + 1
+        elif (pos >= 2 and data.startswith(b"/>", pos - 2)) or (pos == 1 and data[:1] == b">"):
+            cut = pos  # just past an empty-element stanza's "/>" (its ">" may be data[0])
+        else:
+            return
+        # Indices of the new parser are the old ones shifted: its byte len(_reopen) is
+        # data[cut].  `_last_end` moves along, so `_note_boundary` still finds the end.
+        shift = len(self._reopen) - (base + cut)
+        last_end = self._last_end + shift
+        self._stack.clear()
+        self._stray_text = False
+        _release_expat(self._expat)
+        self._resume()
+        self._last_end = last_end
+        if cut < len(data):
+            self._parse(data[cut:])
 
     def _feed_prolog(self, data: bytes) -> bytes:
         """Before the stream header: feed one '>'-terminated piece at a time.
@@ -562,28 +712,37 @@ def _make_handlers(p: XmlStreamParser) -> None:
     parser = p._expat
     stack = p._stack
     emit = p._events.append
-    names = _NAMES
+    names = _NAMES_MAP
     max_depth = p.max_depth
     max_bytes = p.max_stanza_bytes
+    max_nodes = p.max_nodes
+    short_name = _SHORT_NAME
     new_element = Element
     prefixes: dict[str, str] = {}
     default_ns: list[str | None] = [None]
+    declared = [0]
+    budget = 0  # elements and attributes the open stanza may still have
     # Text of the innermost open element since its last child tag, in pieces; joined once
     # at the next tag.  (`+=` per piece would be quadratic for a text node
     # that a peer trickles in one byte per read.)
     run: list[str] = []
 
     def start(qname: str, attrs: dict[str, str]) -> None:
+        nonlocal budget
         try:
             ns, local = names[qname]
         except KeyError:
             ns, local = _split_name(qname)
         if attrs:
+            budget -= len(attrs)
             for key in attrs:
-                if _SEP in key:
-                    attrs = _clark_attrs(attrs)
+                if _SEP in key or len(key) > short_name:
+                    attrs = _check_attrs(attrs)
                     break
         if stack:
+            budget -= 1
+            if budget < 0:
+                raise _refuse(Cond.POLICY_VIOLATION, f"stanza over {max_nodes} nodes")
             if len(stack) >= max_depth:
                 raise _refuse(Cond.POLICY_VIOLATION, f"elements nested over {max_depth} deep")
             children = stack[-1].children
@@ -596,6 +755,9 @@ def _make_handlers(p: XmlStreamParser) -> None:
         elif p._state == _OPEN:
             if p._stray_text:
                 raise _refuse(Cond.BAD_FORMAT, "text is not allowed between stanzas")
+            budget = max_nodes - 1 - len(attrs)
+            if budget < 0:
+                raise _refuse(Cond.POLICY_VIOLATION, f"stanza over {max_nodes} nodes")
             p._stanza_start = parser.CurrentByteIndex
             stack.append(new_element(local, ns, attrs, []))
         else:
@@ -650,6 +812,17 @@ def _make_handlers(p: XmlStreamParser) -> None:
             p._stray_text = True
 
     def declare(prefix: str | None, uri: str | None) -> None:
+        # Only the stream header's declarations come here (see `start`).
+        declared[0] += 1
+        if declared[0] > MAX_HEADER_DECLARATIONS:
+            raise _refuse(
+                Cond.POLICY_VIOLATION,
+                f"over {MAX_HEADER_DECLARATIONS} namespace declarations on the stream header",
+            )
+        if uri:
+            _check_name(uri, prefix or "", "declared")
+        elif prefix:
+            _check_name("", prefix, "declared")
         if prefix is None:
             default_ns[0] = uri or None
         else:
@@ -702,8 +875,11 @@ class FramedParser:
         *,
         max_stanza_bytes: int = 262144,
         max_depth: int = 64,
+        max_nodes: int | None = None,
     ) -> None:
-        self._stream = XmlStreamParser(max_stanza_bytes=max_stanza_bytes, max_depth=max_depth)
+        self._stream = XmlStreamParser(
+            max_stanza_bytes=max_stanza_bytes, max_depth=max_depth, max_nodes=max_nodes
+        )
         self._stream.feed(f'<fragment xmlns="{escape_attr(default_ns)}">'.encode())
 
     def parse(self, data: bytes) -> Element:
@@ -757,12 +933,20 @@ def parse_fragment(
     *,
     max_stanza_bytes: int = 262144,
     max_depth: int = 64,
+    max_nodes: int | None = None,
 ) -> Element:
     """Parse one self-contained element (stored XML, or a single RFC 7395 message).
 
     Elements without a namespace declaration get `default_ns`.  Errors as for
     `FramedParser.parse`; a WebSocket connection should keep one `FramedParser` instead,
-    which saves creating an expat parser per message.
+    which saves creating an expat parser per message.  `max_nodes` defaults to
+    `max_stanza_bytes`, which never binds (a node takes 4 bytes or more): stored XML
+    passed the budget when it arrived, and callers give its own length as the limit,
+    so a budget derived from that would refuse what the stream accepted.
     """
-    parser = FramedParser(default_ns, max_stanza_bytes=max_stanza_bytes, max_depth=max_depth)
+    if max_nodes is None:
+        max_nodes = max_stanza_bytes
+    parser = FramedParser(
+        default_ns, max_stanza_bytes=max_stanza_bytes, max_depth=max_depth, max_nodes=max_nodes
+    )
     return parser.parse(data)
