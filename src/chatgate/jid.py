@@ -12,9 +12,23 @@ Two ways to build a JID, on purpose:
   use with parts that are already prepared (a bound session, a stored roster
   item, the configured domain) and costs three attribute stores.
 * ``JID.parse(text)`` prepares and validates untrusted text (every routed
-  stanza's ``to``).  Results are memoised in a bounded LRU cache, and the common
-  all-ASCII parts skip PRECIS/IDNA when the outcome is provably identical
-  (``tests/unit/test_jid.py`` checks the fast paths against the full ones).
+  stanza's ``to``).  Results are memoised in a cache bounded by entries and bytes
+  (65,536 and 16 MiB: the address text is chosen by peers, and 70,000 messages to
+  distinct 2 KB addresses once pinned 331 MB), and the common all-ASCII parts skip
+  PRECIS/IDNA when the outcome is provably identical (``tests/unit/test_jid.py``
+  checks the fast paths against the full ones).
+
+Cost before preparation.  PRECIS is pure Python (~4 us a character), so text that
+cannot prepare to 1023 bytes or less (RFC 7622 §3.2-§3.4, counted after
+preparation) is refused by cheap checks first: more than 4 x 1023 bytes of UTF-8
+(no mapping of these profiles shrinks text by more than 3.5:1: a fullwidth Latin
+letter with two combining marks composes into one 2-byte letter, U+FF35 U+0308
+U+0304 -> U+01D6; every code point and canonical composition was checked), or more
+than 1023 characters in U+0000..U+00FF for the localpart and resourcepart (each
+yields at least one byte: none is a combining mark or the second half of a
+canonical composition, and neither profile deletes characters).  The worst text
+that reaches PRECIS is then ~4 KB, a few milliseconds; the valid maximum costs
+about a quarter of that.
 
 The `idna` package (IDNA2008 + UTS #46 mapping) is used for the domainpart; it
 is already installed as a dependency of aiohttp (through yarl).  The stdlib
@@ -25,13 +39,15 @@ addresses the same way.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
+import sys
 from typing import Final
 
 import idna
 from precis_i18n import get_profile
+
+from chatgate.lru import CacheStats, LruCache
 
 __all__ = [
     "JID",
@@ -44,10 +60,9 @@ __all__ = [
 
 #: RFC 7622 §3.2, §3.3, §3.4: each part is at most 1023 octets (UTF-8) after preparation.
 MAX_PART_BYTES: Final = 1023
-#: Cheap guard before PRECIS/IDNA work, with generous slack: no mapping these
-#: profiles apply folds several code points into one UTF-8 byte, so text this long
-#: cannot prepare to 1023 bytes or less.
-_MAX_RAW_CHARS: Final = 4 * MAX_PART_BYTES
+#: Cheap guard before PRECIS/IDNA work: raw text over this many UTF-8 bytes cannot
+#: prepare to MAX_PART_BYTES or less (see the module docstring: 3.5:1 at worst).
+_MAX_RAW_BYTES: Final = 4 * MAX_PART_BYTES
 
 #: RFC 7622 §3.3.1: "the following characters ... are explicitly disallowed in
 #: XMPP localparts: " & ' / : < > @" (U+0022, U+0026, U+0027, U+002F, U+003A,
@@ -107,10 +122,14 @@ class JID:
     def parse(text: str) -> JID:
         """Prepare and validate `text` (RFC 7622 §3); raises `InvalidJID` with the reason.
 
-        Results are cached (bounded LRU), so parsing the same address again is a
-        dictionary look-up.
+        Results are cached (bounded by entries and bytes), so parsing the same
+        address again is a dictionary look-up.
         """
-        return _parse_cached(text)
+        jid = _cached(text)
+        if jid is None:
+            jid = _parse(text)
+            _CACHE.put(text, jid)
+        return jid
 
     # -- value semantics ---------------------------------------------------
 
@@ -180,6 +199,21 @@ def _check_length(prepared: str, what: str) -> None:
         raise InvalidJID(f"{what} is longer than {MAX_PART_BYTES} bytes")
 
 
+def _check_raw_length(text: str, what: str, *, latin1_bound: bool) -> None:
+    """Refuse, before any preparation, text that cannot prepare to MAX_PART_BYTES.
+
+    `latin1_bound`: each U+0000..U+00FF character yields at least one byte (true of
+    the PRECIS profiles, not of IDNA's UTS #46 mapping, which deletes U+00AD).
+    """
+    n = len(text)
+    if n > MAX_PART_BYTES and (
+        n > _MAX_RAW_BYTES
+        or len(text.encode("utf-8", "surrogatepass")) > _MAX_RAW_BYTES
+        or (latin1_bound and len(text.encode("latin-1", "ignore")) > MAX_PART_BYTES)
+    ):
+        raise InvalidJID(f"{what} is longer than {MAX_PART_BYTES} bytes")
+
+
 def prepare_username(text: str) -> str:
     """Enforce the localpart rules of RFC 7622 §3.3 on `text`; raises `InvalidJID`.
 
@@ -188,11 +222,12 @@ def prepare_username(text: str) -> str:
     """
     if not text:
         raise InvalidJID("empty localpart")
-    if len(text) > _MAX_RAW_CHARS:
+    if len(text) > _MAX_RAW_BYTES:
         raise InvalidJID(f"localpart is longer than {MAX_PART_BYTES} bytes")
     if _LOCAL_FAST.fullmatch(text):
         prepared = text.lower()
     else:
+        _check_raw_length(text, "localpart", latin1_bound=True)
         try:
             prepared = _username_profile.enforce(text)
         except UnicodeError as exc:
@@ -210,11 +245,12 @@ def prepare_resource(text: str) -> str:
     """Enforce the resourcepart rules of RFC 7622 §3.4 (OpaqueString); raises `InvalidJID`."""
     if not text:
         raise InvalidJID("empty resourcepart")
-    if len(text) > _MAX_RAW_CHARS:
+    if len(text) > _MAX_RAW_BYTES:
         raise InvalidJID(f"resourcepart is longer than {MAX_PART_BYTES} bytes")
     if _RESOURCE_FAST.fullmatch(text):
         prepared = text
     else:
+        _check_raw_length(text, "resourcepart", latin1_bound=True)
         try:
             prepared = _opaque_profile.enforce(text)
         except UnicodeError as exc:
@@ -240,8 +276,7 @@ def prepare_domain(text: str) -> str:
     if len(text) <= _MAX_DNS_NAME and "--" not in text and _DOMAIN_FAST.fullmatch(text):
         # Covers IPv4 literals too: dotted decimal is LDH.
         return text.lower()
-    if len(text) > _MAX_RAW_CHARS:
-        raise InvalidJID(f"domainpart is longer than {MAX_PART_BYTES} bytes")
+    _check_raw_length(text, "domainpart", latin1_bound=False)
     if text.startswith("["):
         # §3.2: "IP-literal" per RFC 3986 §3.2.2; we accept IPv6 addresses.
         if not text.endswith("]"):
@@ -265,8 +300,7 @@ def _reason(exc: UnicodeError) -> str:
 # -- parsing ---------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=65536)
-def _parse_cached(text: str) -> JID:
+def _parse(text: str) -> JID:
     # RFC 7622 §3.1 (order matters): the resourcepart is everything after the
     # first "/", then the localpart is everything before the first "@" of what
     # remains; "jid = [ localpart "@" ] domainpart [ "/" resourcepart ]" and each
@@ -279,12 +313,43 @@ def _parse_cached(text: str) -> JID:
         local = prepare_username(local)
     else:
         local, domain = "", rest
-    return JID(local, prepare_domain(domain), resource)
+    jid = JID(local, prepare_domain(domain), resource)
+    # Build the text form now, so that the cache can weigh it (and share the key's
+    # string when the address was already canonical, as it nearly always is).
+    canonical = str(jid)
+    if canonical == text:
+        _set_text(jid, text)
+    return jid
 
 
-def parse_cache_info() -> functools._CacheInfo:
-    """Hit/miss counts of the `JID.parse` cache (for metrics and tests)."""
-    return _parse_cached.cache_info()
+_getsizeof = sys.getsizeof
+#: The JID object, plus slack for its three parts' string headers (80 bytes at most
+#: each): the parts hold no more characters than the text form, each in no wider a
+#: kind, so the text form's size plus this bounds them.
+_FIXED_WEIGHT: Final = _getsizeof(JID("", "")) + 3 * 80
+
+
+def _weigh(text: str, jid: JID) -> int:
+    """At least the bytes a cache entry keeps alive: the key, the JID and its parts
+    (bounded via the text form), and the text form unless it is the key itself.
+    Never changes for an entry: `_text` is set once, before the entry is cached."""
+    own = jid._text
+    if own is None:  # not from `_parse`; cannot happen, but weigh it safely
+        own = str(jid)
+    if own is text:
+        return 2 * _getsizeof(text) + _FIXED_WEIGHT
+    return _getsizeof(text) + 2 * _getsizeof(own) + _FIXED_WEIGHT
+
+
+#: Raw address text -> JID.  Hits go through the map directly (a dict look-up, no
+#: recency refresh): see chatgate.lru.
+_CACHE: LruCache[str, JID] = LruCache(65536, 16 << 20, _weigh)
+_cached = _CACHE.mapping.get
+
+
+def parse_cache_info() -> CacheStats:
+    """Entries, bytes and insertions of the `JID.parse` cache (for metrics and tests)."""
+    return _CACHE.stats()
 
 
 def is_own_bare_jid(text: str, local: str, domain: str) -> bool:

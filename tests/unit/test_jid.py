@@ -7,14 +7,19 @@ library called directly, so they prove the shortcuts change nothing.
 from __future__ import annotations
 
 import copy
+import gc
 import pickle
 import random
 import string
+import tracemalloc
+import unicodedata
+from collections.abc import Callable
 
 import idna
 import pytest
 from precis_i18n import get_profile
 
+from chatgate import jid as jids
 from chatgate.jid import (
     JID,
     InvalidJID,
@@ -135,9 +140,112 @@ def test_parts_are_limited_to_1023_bytes() -> None:
 def test_parse_is_cached() -> None:
     text = "cache-probe@example.com/r"
     first = JID.parse(text)
-    hits = parse_cache_info().hits
+    inserts = parse_cache_info().inserts
     assert JID.parse(text) is first
-    assert parse_cache_info().hits == hits + 1
+    assert parse_cache_info().inserts == inserts
+
+
+# -- memory and CPU an attacker can make us spend (issue 9 item 6) ----------------------
+
+
+def _retained_after(work: Callable[[], None]) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        work()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_parse_cache_is_bounded_in_bytes() -> None:
+    """Messages to 12,000 distinct 2 KB addresses once pinned ~4 KB each (the cache
+    held 65,536 entries of any size); now the cache holds at most 16 MiB."""
+
+    def flood() -> None:
+        for i in range(12_000):
+            JID.parse(f"{i:06d}{'u' * 994}@example.com/{'r' * 1000}")
+
+    retained = _retained_after(flood)
+    assert retained < 17 * 2**20, retained
+    info = parse_cache_info()
+    assert info.bytes <= info.max_bytes == 16 * 2**20
+    assert info.entries < 12_000
+
+
+def test_the_parse_cache_counts_what_it_really_holds() -> None:
+    texts = [f"user{i}@host{i % 7}.example/res-{i}" for i in range(3000)]
+    texts += [f"{i}\u00e9l\u00e8ve@\u00e9cole{i}.example" for i in range(500)]
+    jids._CACHE.clear()
+    retained = _retained_after(lambda: [JID.parse(t) for t in texts])
+    info = parse_cache_info()
+    assert info.entries == len(texts)
+    assert retained <= info.bytes <= 2 * retained
+
+
+def test_canonical_text_is_shared_with_the_cache_key() -> None:
+    text = "shared-key@example.com/r"
+    assert str(JID.parse(text)) is text
+
+
+@pytest.mark.parametrize(
+    ("prepare", "text"),
+    [
+        (prepare_username, "\u00e9" * 1500),  # 3,000 bytes, but 1,500 Latin-1 letters
+        (prepare_username, "a" * 1100 + "\u00e9"),  # ASCII with one accent
+        (prepare_username, "\u0434" * 2100),  # 4,200 bytes of Cyrillic
+        (prepare_resource, "\u00e9" * 1500),
+        (prepare_resource, "\u4e00" * 1400),  # 4,200 bytes of CJK
+        (prepare_resource, "x" * 1024 + "\u00a0"),
+    ],
+)
+def test_over_long_parts_are_refused_before_precis(
+    monkeypatch: pytest.MonkeyPatch, prepare: Callable[[str], str], text: str
+) -> None:
+    """PRECIS costs ~4 us a character in pure Python: text that cannot prepare to
+    1023 bytes or less is refused by cheap length checks, never prepared."""
+
+    def no_precis(_text: str) -> str:
+        raise AssertionError("PRECIS ran on over-long text")
+
+    monkeypatch.setattr(jids._username_profile, "enforce", no_precis)
+    monkeypatch.setattr(jids._opaque_profile, "enforce", no_precis)
+    with pytest.raises(InvalidJID, match="longer than 1023 bytes"):
+        prepare(text)
+
+
+def test_over_long_domainparts_are_refused_before_idna(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_idna(*_args: object, **_kw: object) -> bytes:
+        raise AssertionError("IDNA ran on over-long text")
+
+    monkeypatch.setattr(jids.idna, "encode", no_idna)
+    with pytest.raises(InvalidJID, match="longer than 1023 bytes"):
+        prepare_domain("\u00e9" * 2100 + ".example")
+
+
+def test_raw_length_guard_keeps_every_part_that_can_be_valid() -> None:
+    # The guards are an over-approximation: text that does prepare to 1023 bytes passes.
+    # Fullwidth letters with two marks shrink 3.5:1 (the worst case; see jid.py).
+    text = "\uff35\u0308\u0304" * 511  # 3,577 bytes -> 511 x "\u01d6" = 1,022 bytes
+    assert len(text.encode()) == 3577
+    assert prepare_username(text) == "\u01d6" * 511
+    assert prepare_resource("\u00e9" * 511) == "\u00e9" * 511
+    assert len(prepare_username("\u3042" * 341).encode()) == 1023
+
+
+def test_no_latin1_character_is_absorbed_by_a_neighbour() -> None:
+    """The Latin-1 count is a lower bound on the prepared length only if no character
+    U+0000..U+00FF ever merges into the one before it: none is a combining mark, and
+    none is the second part of a canonical decomposition (NFC composes only those)."""
+    latin1 = {chr(c) for c in range(256)}
+    assert all(unicodedata.combining(c) == 0 for c in latin1)
+    for cp in range(0x110000):
+        decomposition = unicodedata.decomposition(chr(cp))
+        if decomposition and not decomposition.startswith("<"):
+            parts = decomposition.split()
+            assert len(parts) == 1 or chr(int(parts[1], 16)) not in latin1, hex(cp)
 
 
 # -- value semantics ----------------------------------------------------------------
