@@ -126,7 +126,8 @@ class AuthConfig(_Model):
     scram_iterations: Annotated[int, Field(ge=4096, le=10_000_000)] = 4096
     """PBKDF2 iteration count for newly stored SCRAM keys (RFC 7677 asks for at least 4096)."""
     auth_timeout: Annotated[float, Field(gt=0)] = 30.0
-    """Seconds a connection may stay unauthenticated before it is closed (jabberd's `authtime`)."""
+    """Seconds a connection may take from its first byte to a bound session (jabberd's
+    `authtime`); past it the stream is closed with `connection-timeout`."""
     credential_cache_size: Annotated[int, Field(ge=0)] = 100_000
     """Accounts whose SCRAM keys are kept in memory for logins without a database round trip."""
     throttle: ThrottleOptions = ThrottleOptions()
@@ -186,10 +187,60 @@ class LimitsConfig(_Model):
     """Bytes in one stanza; larger gives `policy-violation` (RFC 6120 §13.12)."""
     max_depth: Annotated[int, Field(ge=4, le=1000)] = 64
     """Element nesting depth inside one stanza."""
+    preauth_max_stanza_size: Annotated[int, Field(ge=1024)] = 65_536
+    """Bytes in one top-level element before authentication (SASL, registration and
+    legacy-auth IQs are small); larger gives `policy-violation`.  COMPAT: a session
+    opened by XEP-0078 legacy authentication keeps this limit (its stream never restarts)."""
     max_offline_messages: Annotated[int, Field(ge=0)] = 500
     """Offline messages kept per account (XEP-0160); more bounce with `service-unavailable`."""
+    max_offline_bytes: Annotated[int, Field(ge=0)] = 2_097_152
+    """Bytes of offline messages kept per account, counted as stored (re-serialized:
+    escaping and namespace declarations can make that several times the size that
+    arrived); more bounce with `service-unavailable`.  All of it is written to the
+    session at login, so keep it well below `max_output_buffer`."""
+    max_offline_messages_per_sender: Annotated[int, Field(ge=0)] = 100
+    """Of `max_offline_messages`, how many one sender (bare JID) may hold for one
+    account, so that one sender cannot fill the store and lock others out; more
+    bounce with `service-unavailable`."""
+    max_offline_bytes_per_sender: Annotated[int, Field(ge=0)] = 524_288
+    """Of `max_offline_bytes`, how many one sender (bare JID) may hold for one account;
+    more bounce with `service-unavailable`."""
     max_roster_items: Annotated[int, Field(ge=1)] = 1000
-    """Roster items per account; more give `not-allowed`."""
+    """Roster items per account: a roster set, subscription request, approval or
+    pre-approval that would add one more is refused with `resource-constraint`."""
+    max_roster_name_length: Annotated[int, Field(ge=1)] = 256
+    """Characters in a roster item's 'name'; longer is `not-acceptable` (RFC 6121 §2.3.3)."""
+    max_roster_group_length: Annotated[int, Field(ge=1)] = 256
+    """Characters in one roster group name; longer is `not-acceptable` (RFC 6121 §2.3.3)."""
+    max_groups_per_roster_item: Annotated[int, Field(ge=0)] = 16
+    """Groups one roster item may be in; more are `not-acceptable`."""
+    max_subscription_requests: Annotated[int, Field(ge=1)] = 500
+    """Unanswered inbound subscription requests kept per account; a new request past
+    it is not stored and its sender gets `resource-constraint`."""
+    max_directed_presences: Annotated[int, Field(ge=0)] = 1000
+    """Entities one session may have sent directed presence to (remembered so that they
+    get its unavailable presence, RFC 6121 §4.6); more are refused with
+    `resource-constraint` and not routed."""
+    c2s_rate: Annotated[int, Field(ge=0)] = 262_144
+    """Bytes per second read from one established client connection (0: no limit);
+    a client sending faster is read more slowly (Prosody's mod_limits)."""
+    c2s_burst: Annotated[int, Field(ge=1024)] = 1_048_576
+    """Bytes an established connection may send at once above `c2s_rate`."""
+    preauth_rate: Annotated[int, Field(ge=0)] = 16_384
+    """Bytes per second read from a connection before its session is bound (0: no limit)."""
+    preauth_burst: Annotated[int, Field(ge=1024)] = 65_536
+    """Bytes a connection may send at once before its session is bound."""
+    preauth_stanzas_per_second: Annotated[float, Field(gt=0)] = 10.0
+    """Top-level elements per second handled for a connection before its session is
+    bound; more wait their turn (reading pauses meanwhile)."""
+    preauth_stanza_burst: Annotated[int, Field(ge=4)] = 30
+    """Top-level elements handled at once before the session is bound."""
+    max_preauth_connections_per_address: Annotated[int, Field(ge=1)] = 128
+    """Connections one address may hold before their sessions are bound; more are
+    closed with `policy-violation`."""
+    max_output_buffer: Annotated[int, Field(ge=65_536)] = 4_194_304
+    """Bytes waiting to be sent to one client that does not read; past it the session is
+    closed with `policy-violation` (ejabberd's per-session queue limit)."""
 
 
 class ServerConfig(_Model):

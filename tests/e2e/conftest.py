@@ -32,6 +32,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: all are held open while they are picked (the
+    kernel may hand out a port it just released again)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
 @dataclass
 class RunningServer:
     process: subprocess.Popen[bytes]
@@ -80,7 +90,7 @@ class RunningServer:
 def start_server(
     tmp: Path, extra: str = "", *, env: Mapping[str, str] | None = None
 ) -> RunningServer:
-    starttls, direct, plain = free_port(), free_port(), free_port()
+    starttls, direct, plain = free_ports(3)
     # `extra` goes under [auth]; it may set its own mechanisms.  `env` is added to
     # the server's environment (and to `RunningServer.cli`'s).
     mechanisms = (

@@ -303,9 +303,9 @@ def start_tls_server(tmp: Path, *, mechanisms: list[str], tls: str = "") -> Runn
     import sys
     import time
 
-    from tests.e2e.conftest import free_port
+    from tests.e2e.conftest import free_ports
 
-    starttls, direct, plain = free_port(), free_port(), free_port()
+    starttls, direct, plain = free_ports(3)
     data_dir = tmp / "var"
     config = tmp / "chatgate.toml"
     config.write_text(

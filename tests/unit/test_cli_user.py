@@ -17,8 +17,11 @@ from chatgate.sasl.digest_md5 import digest_md5_ha1
 from chatgate.storage.database import Database
 from chatgate.storage.records import RosterItem
 from chatgate.storage.repositories.legacy import LegacySecrets
+from chatgate.storage.repositories.offline import OfflineQuota
 
 from .cli_support import db_path, with_db
+
+QUOTA = OfflineQuota(messages=10, bytes=1 << 20, sender_messages=10, sender_bytes=1 << 20)
 
 CANARY = "Plaintext-Canary-7391"
 
@@ -182,7 +185,7 @@ def test_del_removes_the_account_and_its_roster_and_offline_messages(config: Pat
     async def populate(db: Database) -> None:
         for owner in (("alice", "localhost"), ("bob", "localhost")):
             await db.roster.put(owner, RosterItem("carol@example.org"))
-            await db.offline.store(owner, "<message/>", datetime.now(UTC), 10)
+            await db.offline.store(owner, "x@localhost", "<message/>", datetime.now(UTC), QUOTA)
 
     with_db(config, populate)
     result = cli(config, "del", "alice")

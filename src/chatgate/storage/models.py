@@ -143,6 +143,11 @@ class OfflineStanza(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     account_id: Mapped[int] = mapped_column(_account_fk(), index=True)
+    #: bare JID of the sender, for its share of the quota ("" when stored before 0005)
+    sender: Mapped[str] = mapped_column(String(3071), server_default="")
+    #: UTF-8 bytes of `stanza`, what the byte quotas count (escaping makes it
+    #: larger than the stanza as it arrived)
+    size: Mapped[int] = mapped_column(Integer, server_default="0")
     stanza: Mapped[str] = mapped_column(Text)
     stamp: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -220,4 +225,16 @@ class RegistrationInvite(Base):
     username: Mapped[str | None] = mapped_column(String(1023), nullable=True)
     uses_left: Mapped[int] = mapped_column(Integer)
     expires: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class InstallationSecret(Base):
+    """A secret of the whole installation (e.g. the key of unknown users' decoy
+    answers), made once and shared by every server process on this database
+    (migration 0004; see repositories/secrets.py)."""
+
+    __tablename__ = "installation_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
     created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -12,8 +12,11 @@ from chatgate.auth.credentials import ScramKeys, derive_all, verify_password
 from chatgate.storage.database import Database
 from chatgate.storage.errors import AccountExists, AccountNotFound
 from chatgate.storage.records import RosterItem
+from chatgate.storage.repositories.offline import OfflineQuota
 
 from .conftest import ALICE, BOB
+
+QUOTA = OfflineQuota(messages=10, bytes=1 << 20, sender_messages=10, sender_bytes=1 << 20)
 
 PER_ACCOUNT_TABLES = (
     "scram_credentials",
@@ -94,7 +97,7 @@ async def test_delete_cascades_to_everything_the_account_owns(
     for owner in (alice, BOB):
         await db.roster.put(owner, RosterItem("carol@example.org"))
         await db.roster.add_pending_in(owner, "dave@example.org", "hi")
-        await db.offline.store(owner, "<message/>", datetime.now(UTC), 10)
+        await db.offline.store(owner, "x@localhost", "<message/>", datetime.now(UTC), QUOTA)
         await db.vcards.put(owner, "<vCard xmlns='vcard-temp'/>")
 
     assert await db.accounts.delete(*alice)
