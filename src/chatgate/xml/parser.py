@@ -103,15 +103,17 @@ parser and the process keep:
 - `_NAMES`, the shared cache of element names: an `LruCache` of at most 4,096 entries
   and 2 MiB (a hot name costs ~400 bytes; 2 MiB is ~5,000 typical names).  A peer
   inventing names only causes misses; names over the limits above are refused before
-  they are cached.
+  they are cached.  `_ATTR_NAMES` does the same for namespaced attribute names
+  (xml:lang, mostly): 1,024 entries, 256 KiB.
 - expat's own tables: it keeps every element, attribute and prefix name it has met for
   the life of the parser (~7 bytes per byte of new names), and pyexpat interned them
   all again in a dict (~15 in all).  Interning is off (`intern=None`: the name cache
   does that job, bounded), and the expat parser is *recycled*: once `recycle_bytes`
-  (default: `max_stanza_bytes`, at least 64 KiB) have been fed to it, the first slice
-  that completes a stanza replaces it by a fresh one primed with the stream header
-  (as waking from hibernation does), and the bytes after that stanza are fed to the new
-  parser.  A parser's tables thus grow by at most ~7 times (`recycle_bytes` +
+  (default: `max_stanza_bytes`, at least 64 KiB) have been fed to it, the next slice
+  that completes a stanza has it replaced, right after the last stanza completed in
+  that slice, by a fresh one primed with the stream header (as waking from
+  hibernation does); the bytes after that stanza are fed again, to the new parser.
+  A parser's tables thus grow by at most ~7 times (`recycle_bytes` +
   `max_stanza_bytes` + one slice), however long the stream lives.  Costs ~15 us per
   recycling, ~0.01 us a stanza.  Expat >= 2.6's reparse deferral is turned off: it
   would report a stanza in a later `Parse` call than the one that completed it.
@@ -261,6 +263,20 @@ def _split_name(qname: str) -> tuple[str, str]:
 #: ones (and namespaced ones) take the slow path, `_check_attrs`.
 _SHORT_NAME = MAX_NAME_BYTES // 4
 
+# Namespaced attribute name from expat ("uri<SEP>local") -> checked Clark name
+# ("{uri}local").  Nearly always xml:lang, on many stanzas; bounded like `_NAMES`.
+_ATTR_NAMES: LruCache[str, str] = LruCache(1024, 256 << 10, weigh_strings)
+_attr_name = _ATTR_NAMES.mapping.get
+
+
+def _clark(key: str) -> str:
+    """A namespaced attribute name the cache does not know: check it, then cache it."""
+    ns, _, local = key.rpartition(_SEP)
+    _check_name(ns, local, "attribute")
+    clark = f"{{{ns}}}{local}"
+    _ATTR_NAMES.put(key, clark)
+    return clark
+
 
 def _check_attrs(attrs: dict[str, str]) -> dict[str, str]:
     """Check attribute name lengths; rekey namespaced attributes "uri<SEP>local" as
@@ -268,10 +284,8 @@ def _check_attrs(attrs: dict[str, str]) -> dict[str, str]:
     out = {}
     for key, value in attrs.items():
         if _SEP in key:
-            ns, _, local = key.rpartition(_SEP)
-            _check_name(ns, local, "attribute")
-            key = f"{{{ns}}}{local}"
-        elif _over(key, MAX_NAME_BYTES):
+            key = _attr_name(key) or _clark(key)
+        elif len(key) > _SHORT_NAME and _over(key, MAX_NAME_BYTES):
             raise _refuse(Cond.POLICY_VIOLATION, f"attribute name over {MAX_NAME_BYTES} bytes")
         out[key] = value
     return out

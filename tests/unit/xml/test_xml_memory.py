@@ -174,6 +174,20 @@ def test_the_shared_name_cache_is_bounded_in_bytes() -> None:
     assert cache.nbytes <= cache.max_bytes == 2 * MiB
 
 
+def test_the_attribute_name_cache_is_bounded_in_bytes() -> None:
+    def flood() -> None:
+        for i in range(2000):
+            parser = XmlStreamParser()
+            ns = f"urn:{i}:" + "y" * (MAX_NAMESPACE_BYTES - 20)
+            parser.feed(HEADER + f"<message xmlns:p='{ns}' p:a='1'/>".encode())
+            parser.close()
+
+    retained = _retained_after(flood)
+    cache = parser_module._ATTR_NAMES
+    assert cache.nbytes <= cache.max_bytes == 256 * 1024
+    assert retained <= cache.max_bytes + MiB // 4, retained
+
+
 def test_common_names_are_still_cached_after_a_flood() -> None:
     parser = XmlStreamParser()
     parser.feed(HEADER)
