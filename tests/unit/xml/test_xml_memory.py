@@ -20,6 +20,7 @@ from chatgate.xml.parser import (
     MAX_HEADER_DECLARATIONS,
     MAX_NAME_BYTES,
     MAX_NAMESPACE_BYTES,
+    FramedParser,
     Stanza,
     StreamParseError,
     XmlStreamParser,
@@ -329,6 +330,17 @@ def test_recycling_and_hibernation_together() -> None:
             parser.hibernate()
     expected = _run([HEADER, *(STANZAS[i % len(STANZAS)] for i in range(50))])[0][1:]
     assert _describe(seen) == expected
+
+
+def test_a_websocket_connection_recycles_too() -> None:
+    framed = FramedParser(max_stanza_bytes=1024)
+    first = framed._stream._expat
+    for i in range(2000):
+        element = framed.parse(
+            f"<message xmlns='jabber:client' id='{i}'><body>x</body></message>".encode()
+        )
+        assert element.attrs == {"id": str(i)}
+    assert framed._stream._expat is not first
 
 
 # ---------------------------------------------------------------------------- one stanza's tree
