@@ -247,6 +247,30 @@ def test_abandoned_attempts_count_as_failures_and_hold_their_slot() -> None:
     assert (record.address_failures, record.account_failures) == (5, 2)
 
 
+def test_a_parked_attempt_keeps_its_slot_but_leaving_frees_it_uncounted() -> None:
+    """SCRAM between its challenge and the client's proof: nothing is evaluated, but
+    the proof is checked the moment it arrives, so the slot stays taken; a client
+    that leaves then frees it without a failure, and so does its expiry."""
+    throttle = AuthThrottle(options(address={"max_in_flight": 2}), attempt_ttl=30.0)
+    for user in ("alice", "bob"):
+        assert throttle.check(ATTACKER, user, 0.0) is ALLOW
+        throttle.parked(ATTACKER, user, 0.0)
+    assert isinstance(throttle.check(ATTACKER, "carol", 1.0), Refuse)
+    assert throttle.client_left(ATTACKER, "alice", 1.0) is True
+    assert throttle.check(ATTACKER, "carol", 1.0) is ALLOW  # alice's slot is free again
+    assert throttle.in_flight(ATTACKER, 31.0) == 0  # bob's parked slot just expired ...
+    assert throttle.stats.abandoned == 1  # ... carol's, never resolved nor parked, counted
+    assert throttle.failed(ATTACKER, "x", 31.0, reserved=False).address_failures == 2
+
+
+def test_a_client_leaving_during_evaluation_keeps_the_slot_for_its_outcome() -> None:
+    throttle = AuthThrottle()
+    assert throttle.check(ATTACKER, "alice", 0.0) is ALLOW  # a PLAIN check in progress
+    assert throttle.client_left(ATTACKER, "alice", 0.1) is False
+    assert throttle.in_flight(ATTACKER, 0.1) == 1
+    assert throttle.client_left(None, "alice", 0.1) is True  # nothing there to keep
+
+
 def test_released_attempts_free_their_slot_and_count_nothing() -> None:
     throttle = AuthThrottle(options(address={"max_in_flight": 2}))
     for _ in range(50):  # e.g. the provider is down: temporary-auth-failure each time

@@ -281,3 +281,28 @@ async def test_legacy_over_long_password_is_not_acceptable_and_not_counted(
         assert '<error type="modify" code="406"><not-acceptable ' in out
         assert "the password is longer than 1024 bytes" in out and "ppppp" not in out
         assert srv.ctx.auth_throttle.stats.failures == 0
+
+
+async def test_a_scram_exchange_left_after_its_challenge_frees_its_slot_uncounted(
+    tmp_path: Path, mode: str
+) -> None:
+    """SCRAM parked between its challenge and the client's proof evaluated nothing: a
+    client that hangs up there (probing salts, say) frees its slot at once, uncounted.
+    (Needs `C2SConnection.connection_lost` to call `_abandon_attempt`.)"""
+    throttle = {"address": {"max_in_flight": 2, "max_in_flight_per_account": 1}}
+    async with server(tmp_path, throttle) as srv:
+        first = base64.b64encode(b"n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL").decode()
+        for _ in range(5):
+            wire = srv.connect(mode, address=ADDRESS)
+            await wire.open()
+            out = await wire.send(
+                f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>"
+                f"{first}</auth>"
+            )
+            assert out.startswith("<challenge"), out
+            throttle = srv.ctx.auth_throttle
+            now = asyncio.get_running_loop().time()
+            assert throttle.in_flight(ADDRESS, now) == 1  # type: ignore[attr-defined]
+            wire.conn.connection_lost()
+            assert throttle.in_flight(ADDRESS, now) == 0  # type: ignore[attr-defined]
+        assert srv.ctx.auth_throttle.stats.failures == 0

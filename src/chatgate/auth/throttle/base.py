@@ -119,8 +119,10 @@ class LoginThrottle(Protocol):
     answer `FailureRecord.delay` seconds), `succeeded` or `released` (it ended
     without a verdict: the provider was down, the client aborted before a
     guess).  An allowed attempt holds a slot from `check` until `succeeded`,
-    `released`, or its failure's hold ends; a slot never resolved counts as a
-    failure when it expires.  `address` is the transport's remote address (None:
+    `released`, or its failure's hold ends.  `parked` marks an attempt that waits
+    for the client (SCRAM after its challenge), which `client_left` frees
+    uncounted; a slot never resolved otherwise counts as a failure when it
+    expires.  `address` is the transport's remote address (None:
     unknown), `account` the bare JID the client claims (`throttle_account`);
     `now` is monotonic seconds.  Implementations must never ask whether the
     account exists.
@@ -140,6 +142,10 @@ class LoginThrottle(Protocol):
     ) -> None: ...
 
     def released(self, address: str | None, account: str | None, now: float) -> None: ...
+
+    def parked(self, address: str | None, account: str | None, now: float) -> None: ...
+
+    def client_left(self, address: str | None, account: str | None, now: float) -> bool: ...
 
     def prune(self, now: float) -> int: ...
 

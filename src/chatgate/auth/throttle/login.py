@@ -19,9 +19,14 @@ password is never made to wait for someone else's wrong ones.
 connections read "no success within 100 ms" as "wrong" and guess at full speed.
 So each attempt takes a *slot* of its address from `check` on: a success frees
 it at once, a failure keeps it until its hold ends (whether or not the client
-waits for the answer), and an attempt never resolved (the client left in the
-middle of a SCRAM exchange) keeps it ``attempt_ttl`` and is then counted as a
-failure.  An address has ``max_in_flight`` slots, ``max_in_flight_per_account``
+waits for the answer), and an attempt whose client leaves while its credentials
+are evaluated counts as a failure (the driver reports it when the evaluation
+ends) and keeps its slot as long.  An attempt *parked* waiting for the client
+(SCRAM between its challenge and the client's proof: nothing is being evaluated)
+keeps its slot too, since the proof is checked the moment it arrives, but is
+freed uncounted when the client leaves (`client_left`); an attempt never
+resolved at all keeps its slot ``attempt_ttl``, and is then counted as a failure
+unless it was parked.  An address has ``max_in_flight`` slots, ``max_in_flight_per_account``
 of them at most for one account; an attempt finding none free is refused
 unevaluated (`Refuse`, answered temporary-auth-failure).  On one connection the
 negotiation state already forbids a new attempt while a failure is held.
@@ -93,13 +98,14 @@ __all__ = ["AuthThrottle"]
 
 @dataclass(slots=True)
 class _Slot:
-    """One attempt in flight: unresolved until `until` (then counted as abandoned), or
-    a failure held until `until`."""
+    """One attempt in flight: unresolved until `until` (then counted as abandoned, or
+    just dropped when parked), or a failure held until `until`."""
 
     until: float
     account: str | None
     trusted: bool
     resolved: bool = False
+    parked: bool = False  # waiting for the client, nothing being evaluated
 
 
 @dataclass(slots=True)
@@ -136,12 +142,13 @@ class _Trust:
 _EPSILON = 1e-3
 
 
-def _take(slots: list[_Slot], ukey: str | None) -> _Slot | None:
+def _take(slots: list[_Slot], ukey: str | None, *, parked: bool = False) -> _Slot | None:
     """The unresolved slot an attempt against `ukey` took (the oldest such, else the
-    oldest unresolved one: a mechanism may report a different claimed name)."""
+    oldest unresolved one: a mechanism may report a different claimed name); with
+    `parked`, only parked ones."""
     fallback = None
     for slot in slots:
-        if not slot.resolved:
+        if not slot.resolved and (slot.parked or not parked):
             if slot.account == ukey:
                 return slot
             if fallback is None:
@@ -358,6 +365,27 @@ class AuthThrottle:
             if slot is not None:
                 state.slots.remove(slot)
 
+    def parked(self, address: str | None, account: str | None, now: float) -> None:
+        """The attempt waits for the client (SCRAM sent its challenge): its slot stays
+        taken, but `client_left` frees it uncounted."""
+        slot = self._slot_of(address, account, now)
+        if slot is not None:
+            slot.parked = True
+
+    def client_left(self, address: str | None, account: str | None, now: float) -> bool:
+        """The client of an unresolved attempt went away.  A parked attempt is freed,
+        uncounted (True); one being evaluated stays (False): the caller reports its
+        outcome, as a failure, when the evaluation ends."""
+        where = self._counted(address)
+        state = None if where is None else self._live_address(where.key, now)
+        if state is None:
+            return True
+        slot = _take(state.slots, None if account is None else account_key(account), parked=True)
+        if slot is None:
+            return False
+        state.slots.remove(slot)
+        return True
+
     def prune(self, now: float) -> int:
         """Forget expired entries (for a periodic timer; lookups expire entries anyway)."""
         return sum(
@@ -366,6 +394,13 @@ class AuthThrottle:
         )
 
     # ------------------------------------------------------------ internals
+
+    def _slot_of(self, address: str | None, account: str | None, now: float) -> _Slot | None:
+        where = self._counted(address)
+        state = None if where is None else self._live_address(where.key, now)
+        if state is None:
+            return None
+        return _take(state.slots, None if account is None else account_key(account))
 
     def _refuse(self, reason: ThrottleReason, retry_after: float) -> Refuse:
         self._stats.refusals += 1
@@ -385,14 +420,14 @@ class AuthThrottle:
         return state
 
     def _free_slots(self, state: _AddressState, now: float) -> None:
-        """Drop slots whose time is up; one never resolved was abandoned mid-attempt
-        (the client learnt nothing it could not have learnt by waiting, but it may
-        have read the silence): it counts as a failure, as of its expiry."""
+        """Drop slots whose time is up; one never resolved nor parked was abandoned
+        mid-evaluation (the client may have read the silence): it counts as a failure,
+        as of its expiry."""
         kept = []
         for slot in state.slots:
             if slot.until > now + _EPSILON:
                 kept.append(slot)
-            elif not slot.resolved:
+            elif not slot.resolved and not slot.parked:
                 self._stats.abandoned += 1
                 state.failures += 1
                 state.last_failure = max(state.last_failure, slot.until)
