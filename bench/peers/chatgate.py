@@ -51,6 +51,18 @@ allow_plain_without_tls = true
 # generator opens thousands of logins a second from one address.
 enabled = false
 
+[limits]
+# Traffic shaping as wide open as the peers' (no mod_limits, ejabberd shapers off), but
+# still on, so its cost per read is in the figures: the generator sends ~1 MB/s per
+# sender and opens K logins at once from one address.
+c2s_rate = 1_000_000_000
+c2s_burst = 1_000_000_000
+preauth_rate = 1_000_000_000
+preauth_burst = 1_000_000_000
+preauth_stanzas_per_second = 1_000_000
+preauth_stanza_burst = 1_000_000
+max_preauth_connections_per_address = 100_000
+
 [storage]
 url = "sqlite+aiosqlite:///{data}/chatgate.db"
 """

@@ -17,6 +17,8 @@ from pydantic import BaseModel
 
 from chatgate.auth.throttle import (
     AuthThrottle,
+    LoginThrottle,
+    RegistrationLimiter,
     RegistrationThrottle,
     counts_as_guess,
     throttle_account,
@@ -40,6 +42,7 @@ from chatgate.storage.errors import AccountExists
 from chatgate.vhost import VirtualHost
 from chatgate.xml.element import Element
 from chatgate.xmpp import negotiation as neg
+from chatgate.xmpp.admission import ConnectionGauge, LocalConnectionGauge
 from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition
 from chatgate.xmpp.events import SessionBound, SessionClosed
 from chatgate.xmpp.router import Router
@@ -81,14 +84,19 @@ class ServerContext:
         self.router = Router(frozenset(hosts), self.hooks, self.account_exists)
         self.router.iq_dispatch = self.dispatch_iq
         self.connections: set[C2SConnection] = set()
+        #: connections not yet bound, per client address (`xmpp/admission.py`)
+        self.preauth_gauge: ConnectionGauge = LocalConnectionGauge()
         self.iq_handlers: dict[tuple[str, str], IqHandler] = {}
         self.pre_auth_handlers: dict[tuple[str, str], PreAuthIqHandler] = {}
         self.disco_features: list[DiscoFeature] = []
         self.stream_features: list[StreamFeature] = []
         self.modules: dict[str, ModuleRecord] = {}
         throttle = config.auth.throttle
-        self.auth_throttle = AuthThrottle(throttle, attempt_ttl=config.auth.auth_timeout)
-        self.registration_throttle = RegistrationThrottle(throttle)
+        #: brute-force protection (in-process; a shared store may implement the protocol)
+        self.auth_throttle: LoginThrottle = AuthThrottle(
+            throttle, attempt_ttl=config.auth.auth_timeout
+        )
+        self.registration_throttle: RegistrationLimiter = RegistrationThrottle(throttle)
         self._background: set[asyncio.Task[None]] = set()
         self._on_start: list[OnStart] = []
 
@@ -262,9 +270,10 @@ class ServerContext:
         domain: str,
         *,
         reserved: bool = True,
-    ) -> None:
+    ) -> float:
         """Log a failed attempt on `domain` and count it for brute-force protection;
-        `reserved` when the attempt passed the throttle's `check` first."""
+        `reserved` when the attempt passed the throttle's `check` first.  Returns how
+        long to hold the failure's answer (seconds; 0 for what is not a guess)."""
         account = throttle_account(failure.username, domain)
         log.info(
             "authentication failed: mechanism=%s condition=%s user=%s address=%s",
@@ -276,22 +285,21 @@ class ServerContext:
         now = asyncio.get_running_loop().time()
         if not counts_as_guess(failure.condition):
             if reserved:
-                self.auth_throttle.abandoned(facts.remote_address, now)
-            return
+                self.auth_throttle.released(facts.remote_address, account, now)
+            return 0.0
         record = self.auth_throttle.failed(facts.remote_address, account, now, reserved=reserved)
         if record.should_log:
-            banned = f" banned_for={record.banned_until - now:.0f}s" if record.banned_until else ""
             log.warning(
                 "brute-force protection: address=%s user=%s failures=%d account_failures=%d"
-                " next_delay=%.1fs events=%s%s",
+                " hold=%.1fs events=%s",
                 facts.remote_address or "-",
                 account or "-",
                 record.address_failures,
                 record.account_failures,
                 record.delay,
                 ",".join(e.value for e in record.events),
-                banned,
             )
+        return record.delay
 
     async def provision_account(
         self, username: str, domain: str, source: str = "a client certificate"

@@ -27,12 +27,14 @@ described in Programming Jabber ch. 7):
   is no longer offered until a password change resets the chain.
 
 Errors (XEP-0078 §3, with legacy codes): missing username, resource or
-credential -> not-acceptable (406); wrong credentials or a method not offered
-on this stream -> not-authorized (401); resource conflict -> conflict (409).
-Error replies never echo the request (§3: "SHOULD NOT ... given the sensitive
-nature").  Logins go through the same brute-force protection as SASL
-(``[auth.throttle]``): a throttled address waits before its credentials are
-checked, a banned one gets resource-constraint (500, wait) unchecked.  A
+credential, or a password over 1,024 bytes (`auth/passwords.py`) ->
+not-acceptable (406); wrong credentials or a method not offered on this stream
+-> not-authorized (401); resource conflict -> conflict (409).  Error replies
+never echo the request (§3: "SHOULD NOT ... given the sensitive nature").
+Logins go through the same brute-force protection as SASL (``[auth.throttle]``):
+credentials are checked at once and a not-authorized is held back by the
+throttle's delay; an address with every slot taken gets resource-constraint
+(500, wait) unchecked.  A
 client whose SASL attempt failed gets a <policy-violation/> stream error
 (§Security), and so does one past `max_auth_failures` legacy failures.
 """
@@ -53,9 +55,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatgate.auth.credentials import prepare_password
 from chatgate.auth.internal import InternalProvider
-from chatgate.auth.throttle import Delay, Refuse, throttle_account
+from chatgate.auth.passwords import TOO_LONG, too_long
+from chatgate.auth.throttle import Refuse, throttle_account
 from chatgate.jid import InvalidJID, prepare_username
-from chatgate.modules.base import PreAuthIqHandler, Registration, Spec, StreamFeature
+from chatgate.modules.base import OnStart, PreAuthIqHandler, Registration, Spec, StreamFeature
+from chatgate.modules.legacy_decoy import SECRET_NAME as DECOY_SECRET
+from chatgate.modules.legacy_decoy import CensusCache, LegacyDecoy
 from chatgate.sasl.digest_md5 import digest_md5_ha1
 from chatgate.storage.repositories.legacy import (
     DigestMd5Secret,
@@ -310,8 +315,11 @@ class LegacyAuth:
     def setup(self, ctx: ServerContext) -> Iterable[Registration]:
         self.ctx = ctx
         self.options = ctx.options(self.name, LegacyAuthOptions)
-        # Unknown users get a believable zero-knowledge answer, stable for this process.
-        self._fake_secret = os.urandom(32)
+        # Unknown names are answered as accounts are (`legacy_decoy`), keyed by an
+        # installation secret from the database: the same in every process.
+        self._decoy: LegacyDecoy | None = None
+        self._census = CensusCache(ctx.db.legacy_census.census)
+        yield OnStart(self._load_decoy)
         yield PreAuthIqHandler(ns.IQ_AUTH, "get", self.fields)
         yield PreAuthIqHandler(ns.IQ_AUTH, "set", self.login)
         if self.options.enabled:
@@ -341,19 +349,30 @@ class LegacyAuth:
                 query.sub("resource")
                 conn.send(_result(iq, query))
                 return
+            census = None
+            if options.digest or options.zero_knowledge:
+                # Asked for every name, known or not: a recount costs the same for both.
+                now = asyncio.get_running_loop().time()
+                census = await self._census.get(conn.domain, now)
             stored = None if username is None else await self._secrets(username, conn.domain)
             # XEP-0078 §3: an unknown username gets the normal fields, not an error;
-            # it is answered as a fully provisioned account would be.
-            unknown = username is not None and stored is None
-            if options.digest and (stored is None or stored.digest_password):
-                query.sub("digest")
-            if options.zero_knowledge and username is not None:
+            # it is answered as a typical account of this domain would be.
+            if username is not None and stored is None and census is not None:
+                decoy = self._decoy_for().answer(username, conn.domain, census)
+                offer_digest, chain = decoy.digest, decoy.chain
+            else:
+                offer_digest = stored is None or bool(stored.digest_password)
                 chain = stored.zero_knowledge if stored else None
-                if unknown:
-                    chain = self._fake_chain(username)
-                if chain is not None and chain.sequence > 0:
-                    query.sub("sequence", text=str(chain.sequence - 1))
-                    query.sub("token", text=chain.token)
+            if options.digest and offer_digest:
+                query.sub("digest")
+            if (
+                options.zero_knowledge
+                and username is not None
+                and chain is not None
+                and chain.sequence > 0
+            ):
+                query.sub("sequence", text=str(chain.sequence - 1))
+                query.sub("token", text=chain.token)
             query.sub("resource")
             conn.send(_result(iq, query))
 
@@ -372,11 +391,17 @@ class LegacyAuth:
                 text = "plaintext passwords need TLS"
                 conn.send(error_with_code(iq, StanzaErrorCondition.NOT_AUTHORIZED, text))
                 return
+            if request.password is not None and too_long(request.password):
+                # auth/passwords.py: refused before anything prepares it; no stored
+                # password is that long, so this is no guess and is not counted.
+                conn.send(error_with_code(iq, StanzaErrorCondition.NOT_ACCEPTABLE, TOO_LONG))
+                return
             try:
                 username: str | None = prepare_username(request.username)
             except InvalidJID:
                 username = None
-            if not await self._throttle(conn, iq, username or request.username):
+            claimed = throttle_account(username or request.username, conn.domain)
+            if not self._throttle(conn, iq, claimed):
                 return
             if username is None:
                 await self._failed(conn, iq, PASSWORD, None)
@@ -384,15 +409,22 @@ class LegacyAuth:
             try:
                 mechanism, ok = await self._check(conn, request, username)
             except StanzaError as exc:
+                # No verdict (the provider failed): the attempt's slot is freed.
+                now = asyncio.get_running_loop().time()
+                self.ctx.auth_throttle.released(conn.facts.remote_address, claimed, now)
                 conn.send(error_with_code(iq, exc.condition, exc.text, error_type=exc.error_type))
                 return
             if conn.closed:
+                # Abandoned before its answer: a failure, holding its slot (as SASL).
+                conn.auth_failed(mechanism, username)
                 return
             if not ok:
                 await self._failed(conn, iq, mechanism, username)
                 return
             if conn.negotiation.state is not State.OPEN:
-                # The client started SASL (or STARTTLS) while we were checking.
+                # The client started SASL (or STARTTLS) while we were checking.  The
+                # credentials were right: that settles the throttle's attempt.
+                self.ctx.auth_succeeded(conn.facts, username, conn.domain)
                 conn.send(error_with_code(iq, StanzaErrorCondition.UNEXPECTED_REQUEST))
                 return
             try:
@@ -433,20 +465,17 @@ class LegacyAuth:
             return False
         return True
 
-    async def _throttle(self, conn: C2SConnection, iq: Element, username: str) -> bool:
-        """Brute-force protection, as for SASL (`auth.throttle`): wait *before* the
-        credentials are evaluated, or refuse without evaluating them.  False when
-        the attempt was answered (or the connection went away)."""
-        loop = asyncio.get_running_loop()
-        account = throttle_account(username, conn.domain)
-        verdict = self.ctx.auth_throttle.check(conn.facts.remote_address, account, loop.time())
+    def _throttle(self, conn: C2SConnection, iq: Element, account: str | None) -> bool:
+        """Brute-force protection, as for SASL (`auth.throttle`): the attempt takes a
+        slot of its address and is evaluated at once, or, with no slot free, is
+        refused unevaluated.  False when it was answered."""
+        now = asyncio.get_running_loop().time()
+        verdict = self.ctx.auth_throttle.check(conn.facts.remote_address, account, now)
         if isinstance(verdict, Refuse):
-            text = "too many failed logins; try again later"
+            text = "too many login attempts at once; try again later"
             conn.send(error_with_code(iq, StanzaErrorCondition.RESOURCE_CONSTRAINT, text))
             return False
-        if isinstance(verdict, Delay):
-            await asyncio.sleep(verdict.seconds)
-        return not conn.closed
+        return True
 
     @staticmethod
     def _parse(iq: Element) -> _Request:
@@ -508,9 +537,15 @@ class LegacyAuth:
     async def _failed(
         self, conn: C2SConnection, iq: Element, mechanism: str, username: str | None
     ) -> None:
-        conn.auth_failed(mechanism, username)
+        hold = conn.auth_failed(mechanism, username)
         state = _state(conn)
         state.failures += 1
+        if hold > 0:
+            # Only failures are held, as for SASL; this connection's later requests
+            # wait behind this one (`pre_auth_lock`), so it cannot guess meanwhile.
+            await asyncio.sleep(hold)
+            if conn.closed:
+                return
         conn.send(error_with_code(iq, StanzaErrorCondition.NOT_AUTHORIZED))
         if state.failures >= conn.negotiation.settings.max_auth_failures:
             conn.close_stream(
@@ -524,10 +559,21 @@ class LegacyAuth:
             return LegacySecrets()
         return stored
 
-    def _fake_chain(self, username: str) -> ZeroKnowledgeChain:
-        mac = hmac.digest(self._fake_secret, username.encode("utf-8"), "sha256")
-        sequence = self.options.zero_knowledge_sequence - mac[0] % 16
-        return ZeroKnowledgeChain(mac[1:5].hex().upper(), max(sequence, 1), "")
+    async def _load_decoy(self) -> None:
+        """Read (or make, once per installation) the secret that keys decoy answers."""
+        secret = await self.ctx.db.secrets.get_or_create(DECOY_SECRET, os.urandom(32))
+        options = self.options
+        self._decoy = LegacyDecoy(
+            secret,
+            digest=options.digest,
+            zero_knowledge=options.zero_knowledge,
+            sequence=options.zero_knowledge_sequence,
+        )
+
+    def _decoy_for(self) -> LegacyDecoy:
+        if self._decoy is None:
+            raise RuntimeError("legacy_auth answered before the server started its modules")
+        return self._decoy
 
     async def _provision(self, username: str, domain: str, password: str) -> None:
         """After a plaintext login, store legacy secrets the account lacks (COMPAT:

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from chatgate.auth.provider import NO_SUCH_KEYS, SCRAM_CAPABILITY, Capability
-from chatgate.auth.throttle import ALLOW, Delay, Refuse, Verdict, throttle_account
+from chatgate.auth.throttle import ALLOW, Refuse, throttle_account
 from chatgate.sasl.base import ConnectionFacts, CredentialAnswer, NeedCredentials
 from chatgate.sasl.driver import answer_request
 from chatgate.xml.element import Element
@@ -30,6 +30,7 @@ from chatgate.xmpp import negotiation as neg
 from chatgate.xmpp import ns
 from chatgate.xmpp.errors import (
     PeerProtocolError,
+    SaslFailureCondition,
     StanzaError,
     StanzaErrorCondition,
     StreamErrorCondition,
@@ -37,6 +38,7 @@ from chatgate.xmpp.errors import (
 from chatgate.xmpp.output import OutputBuffer
 from chatgate.xmpp.router import BindConflict
 from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.shaper import TokenBucket
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -47,6 +49,13 @@ _SCRAM_HASH = {capability: hash_name for hash_name, capability in SCRAM_CAPABILI
 
 #: Stanzas queued behind a pending one before the transport stops reading.
 _QUEUE_HIGH_WATER = 256
+#: Before the session is bound nothing earns a deep queue: stop reading at once.
+_PREAUTH_QUEUE_HIGH_WATER = 1
+#: Plaintext bytes parsed per loop turn and connection, before and after binding:
+#: a client that sent more waits for the next turn, so one busy connection cannot
+#: hold the event loop while others wait (the transport slices its reads).
+PREAUTH_READ_SLICE = 4096
+READ_SLICE = 65_536
 
 
 class Transport(Protocol):
@@ -83,18 +92,24 @@ class C2SConnection:
     """Drives one client connection from the first byte to the close."""
 
     __slots__ = (
+        "_address",
         "_auth_timer",
         "_busy",
+        "_counted",
         "_paused",
         "_queue",
         "_reads_at_sweep",
+        "_refused",
         "_reserved",
+        "_stanza_bucket",
         "_stream_generation",
         "_tasks",
         "closed",
         "ctx",
         "negotiation",
         "output",
+        "read_bucket",
+        "read_slice",
         "session",
         "transport",
     )
@@ -119,6 +134,28 @@ class C2SConnection:
             ctx.config.auth.auth_timeout, self._auth_timeout
         )
         ctx.connections.add(self)
+        # Until the session is bound: a small byte rate, small read slices and a
+        # rate of top-level elements (see docs/security.md).
+        limits = ctx.config.limits
+        now = loop.time()
+        #: bytes read from the peer are charged here (the transport applies it)
+        self.read_bucket: TokenBucket | None = (
+            TokenBucket(limits.preauth_rate, limits.preauth_burst, now)
+            if limits.preauth_rate
+            else None
+        )
+        #: plaintext bytes the transport parses per loop turn
+        self.read_slice = PREAUTH_READ_SLICE
+        self._stanza_bucket = TokenBucket(
+            limits.preauth_stanzas_per_second, limits.preauth_stanza_burst, now
+        )
+        self._address = transport.facts.remote_address or ""
+        self._counted = True
+        #: over the per-address limit: refused once the client's header arrives (a
+        #: stream error before it would race the client's first write into a reset)
+        self._refused = ctx.preauth_gauge.enter(self._address) > (
+            limits.max_preauth_connections_per_address
+        )
 
     # ------------------------------------------------------------ transport input
 
@@ -132,26 +169,67 @@ class C2SConnection:
                 break
             kind = type(event)
             if kind is Stanza:
-                if self.session is not None:
-                    self._stanza(event.element)  # type: ignore[attr-defined]
-                else:
-                    self._negotiate(event.element)  # type: ignore[attr-defined]
+                self._element(event.element)  # type: ignore[attr-defined]
             elif kind is StreamOpened:
+                if self._refused:
+                    self._refuse()
+                    break
                 self._apply(self.negotiation.stream_opened(event))  # type: ignore[arg-type]
             elif kind is StreamClosed:
                 self._apply(self.negotiation.stream_closed())
 
-    def _negotiate(self, el: Element) -> None:
+    def _element(self, el: Element) -> None:
+        """Every top-level element of the current stream comes here, in order.  While
+        an earlier one is pending (storage, a pre-authentication IQ, a rate wait),
+        later ones queue behind it (RFC 6120 §10.1) and, past a high-water mark,
+        reading pauses: a client's work in flight is one element plus one read."""
+        if self._busy:
+            queue = self._queue
+            if queue is None:
+                queue = self._queue = deque()
+            queue.append(el)
+            high_water = (
+                _QUEUE_HIGH_WATER if self.session is not None else _PREAUTH_QUEUE_HIGH_WATER
+            )
+            if len(queue) >= high_water and not self._paused:
+                self._paused = True
+                self.transport.pause_reading()
+            return
+        pending = self._process(el)
+        if pending is not None:
+            self._busy = True
+            self._spawn(self._drain(pending, el))
+
+    def _process(self, el: Element) -> Awaitable[None] | None:
+        """Handle one element now; return what is left to await, if anything."""
+        if self.session is not None:
+            return self._stanza(el)
+        wait = self._stanza_bucket.take(1, asyncio.get_running_loop().time())
+        if wait:
+            return self._negotiate_later(wait, el)
+        return self._negotiate(el)
+
+    async def _negotiate_later(self, wait: float, el: Element) -> None:
+        """The pre-authentication element rate was exceeded: this element (and, queued
+        behind it, everything after it) waits its turn."""
+        await asyncio.sleep(wait)
+        if not self.closed:
+            pending = self._negotiate(el) if self.session is None else self._stanza(el)
+            if pending is not None:
+                await pending
+
+    def _negotiate(self, el: Element) -> Awaitable[None] | None:
         """A top-level element before the session: the negotiation core decides.  A
         mechanism (perhaps a plugin's) that raises ends this stream with
-        internal-server-error (RFC 6120 §4.9.3.8), not the whole transport callback."""
+        internal-server-error (RFC 6120 §4.9.3.8), not the whole transport callback.
+        Returns the pending work of a pre-authentication IQ, if one was handed over."""
         try:
             actions = self.negotiation.element(el)
         except Exception:
             log.exception("negotiation failed for %s", self.transport.facts.remote_address)
             self.close_stream(StreamErrorCondition.INTERNAL_SERVER_ERROR)
-            return
-        self._apply(actions)
+            return None
+        return self._apply(actions)
 
     def _resume(self, answer: CredentialAnswer) -> None:
         """Hand the credential answer to the waiting mechanism (as `_negotiate`)."""
@@ -177,7 +255,11 @@ class C2SConnection:
             self._auth_timer = None
         first = not self.closed
         self.closed = True
+        if first:
+            self._abandon_attempt()
         self.output.discard()
+        self._queue = None
+        self._uncount()
         self.ctx.connections.discard(self)
         if self.session is not None:
             session, self.session = self.session, None
@@ -190,48 +272,46 @@ class C2SConnection:
 
     # ------------------------------------------------------------ established sessions
 
-    def _stanza(self, el: Element) -> None:
-        if self._busy:
-            if self._queue is None:
-                self._queue = deque()
-            self._queue.append(el)
-            if len(self._queue) > _QUEUE_HIGH_WATER and not self._paused:
-                self._paused = True
-                self.transport.pause_reading()
-            return
+    def _stanza(self, el: Element) -> Awaitable[None] | None:
+        """A stanza of the established session: every check, then the router.  The
+        one path for stanzas handled at once and stanzas that waited in the queue."""
+        session = self.session
+        assert session is not None
         if el.ns != ns.CLIENT:
             self.close_stream(
                 StreamErrorCondition.INVALID_NAMESPACE, f"{el.ns!r} is not jabber:client"
             )
-            return
-        assert self.session is not None
+            return None
+        attrs = el.attrs
+        for key in attrs:
+            if key[0] == "{":  # namespaced: rare (xml:lang), so checked lazily
+                _strip_shadowing_attributes(attrs)
+                break
         try:
-            pending = self.ctx.router.route(self.session, el)
+            return self.ctx.router.route(session, el)
         except Exception:
-            log.exception("routing failed for %s", self.session.full)
+            log.exception("routing failed for %s", session.full)
             self._internal_error(el)
-            return
-        if pending is not None:
-            self._busy = True
-            self._spawn(self._drain(pending, el))
+            return None
 
     async def _drain(self, pending: Awaitable[None], el: Element) -> None:
-        """Await the pending stanza `el`, then process the queue in order; a stanza
-        whose handling raised gets internal-server-error (RFC 6120 §8.3.3.6)."""
-        try:
-            await pending
-        except Exception:
-            log.exception("stanza handling failed")
-            self._internal_error(el)
-        while self._queue and not self.closed and self.session is not None:
-            el = self._queue.popleft()
+        """Await the pending element `el`, then handle the queue in order, awaiting
+        each element's pending work before the next; a stanza whose handling raised
+        gets internal-server-error (RFC 6120 §8.3.3.6)."""
+        while True:
             try:
-                nxt = self.ctx.router.route(self.session, el)
-                if nxt is not None:
-                    await nxt
+                await pending
             except Exception:
                 log.exception("stanza handling failed")
                 self._internal_error(el)
+            nxt = None
+            queue = self._queue
+            while nxt is None and queue and not self.closed:
+                el = queue.popleft()
+                nxt = self._process(el)
+            if nxt is None:
+                break
+            pending = nxt
         self._busy = False
         if self._paused and not self.closed:
             self._paused = False
@@ -247,34 +327,48 @@ class C2SConnection:
 
     # ------------------------------------------------------------ negotiation actions
 
-    def _apply(self, actions: list[neg.Action]) -> None:
+    def _apply(self, actions: list[neg.Action]) -> Awaitable[None] | None:
+        """Carry out the core's actions; return the pending work of a
+        pre-authentication IQ (awaited in order by `_element`'s queue)."""
+        pending: Awaitable[None] | None = None
         for action in actions:
             if self.closed:
-                return
+                return pending
             kind = type(action)
             if kind is neg.Send:
                 self.output.write(action.text.encode())
             elif kind is neg.ResetParser:
                 self.transport.reset_stream()
                 self._stream_generation += 1
+                self._queue = None  # what was queued belonged to the old stream
             elif kind is neg.StartTls:
                 self._spawn(self._start_tls())
             elif kind is neg.CredentialsNeeded:
                 self._credentials_needed(action.request)
             elif kind is neg.Authenticated:
                 self._authenticated(action)
+                self._arm_bind_timer()
             elif kind is neg.AuthFailed:
                 facts = self.transport.facts
-                self.ctx.auth_failed(facts, action, self.domain, reserved=self._reserved)
+                delay = self.ctx.auth_failed(facts, action, self.domain, reserved=self._reserved)
                 self._reserved = False
+                if action.reply:
+                    # Only failures are held (auth/throttle/login.py): the client
+                    # waits for its answer, and meanwhile may start nothing.
+                    if delay > 0:
+                        self._spawn(self._answer_failure(action.reply, delay))
+                    else:
+                        self.output.write(action.reply.encode())
+                        self._apply(self.negotiation.failure_answered())
             elif kind is neg.BindRequested:
                 self._bind(action)
             elif kind is neg.Established:
                 pass
             elif kind is neg.PreAuthStanza:
-                self._spawn(self.ctx.pre_auth_stanza(self, action.element))
+                pending = self.ctx.pre_auth_stanza(self, action.element)
             elif kind is neg.CloseStream:
                 self.close_stream(action.condition, action.text)
+        return pending
 
     async def _start_tls(self) -> None:
         self.output.flush()  # <proceed/> must leave before the handshake starts
@@ -289,58 +383,96 @@ class C2SConnection:
 
     def _credentials_needed(self, request: NeedCredentials) -> None:
         """A mechanism needs a credential: brute-force protection first, then the
-        provider.  A throttled address waits *before* its credentials are evaluated,
-        so a client cannot tell a delay from a wrong password; a banned one gets
-        temporary-auth-failure without any evaluation.  The common login (a clean
-        address, SCRAM keys in the provider's memory) is answered without a task.
+        provider.  Credentials are evaluated at once and only a failure is held
+        back (`_answer_failure`): a right password from an address under attack
+        gets in without waiting.  An address whose slots are all taken gets
+        temporary-auth-failure without any evaluation.  The common login (SCRAM
+        keys in the provider's memory) is answered without a task.
         """
         capability = request.capability
         if capability is Capability.ANONYMOUS:
             self._spawn(self._anonymous(request.username))
             return
-        verdict: Verdict = ALLOW
+        # This driver sends SASL failures itself, after the throttle's hold.
+        self.negotiation.hold_failures = True
         if capability is not Capability.CERT_IDENTITY:
             now = asyncio.get_running_loop().time()
             address = self.transport.facts.remote_address
             account = throttle_account(request.username, self.domain)
             verdict = self.ctx.auth_throttle.check(address, account, now)
-            self._reserved = not isinstance(verdict, Refuse)
-        if verdict is ALLOW:
-            domain = self.negotiation.facts.domain
-            cached = self.ctx.hosts[domain].cached_scram_keys
-            hash_name = _SCRAM_HASH.get(capability)
-            if cached is not None and hash_name is not None:
-                keys = cached(request.username, domain, hash_name)
-                if keys is NO_SUCH_KEYS:
-                    self._resume(CredentialAnswer(user_exists=False))
-                    return
-                if keys is not None:
-                    self._resume(CredentialAnswer(scram_keys=keys, user_exists=True))
-                    return
-        self._spawn(self._credentials(request, verdict))
-
-    async def _credentials(self, request: NeedCredentials, verdict: Verdict) -> None:
-        answer: CredentialAnswer | None = None
-        if isinstance(verdict, Refuse):
-            answer = CredentialAnswer(temporary_failure=True)
-        elif isinstance(verdict, Delay):
-            await asyncio.sleep(verdict.seconds)
-            if self.closed:
+            if isinstance(verdict, Refuse):
+                self._reserved = False
+                self._resume(CredentialAnswer(temporary_failure=True))
                 return
-        if answer is None:
-            domain = self.negotiation.facts.domain
-            answer = await answer_request(request, self.ctx.hosts[domain].provider, domain)
-            if (
-                request.capability is Capability.CERT_IDENTITY
-                and not answer.user_exists
-                and not answer.temporary_failure
-                and self.ctx.config.tls.auto_provision
-            ):
-                # XEP-0178 with auto-provisioning: a trusted certificate's JID gets
-                # an account (no password) so rosters and offline storage work.
-                answer = await self.ctx.provision_account(request.username, domain)
+            self._reserved = verdict is ALLOW
+        domain = self.negotiation.facts.domain
+        cached = self.ctx.hosts[domain].cached_scram_keys
+        hash_name = _SCRAM_HASH.get(capability)
+        if cached is not None and hash_name is not None:
+            keys = cached(request.username, domain, hash_name)
+            if keys is NO_SUCH_KEYS:
+                self._resume(CredentialAnswer(user_exists=False))
+                self._park()
+                return
+            if keys is not None:
+                self._resume(CredentialAnswer(scram_keys=keys, user_exists=True))
+                self._park()
+                return
+        self._spawn(self._credentials(request))
+
+    async def _credentials(self, request: NeedCredentials) -> None:
+        domain = self.negotiation.facts.domain
+        answer = await answer_request(request, self.ctx.hosts[domain].provider, domain)
+        if (
+            request.capability is Capability.CERT_IDENTITY
+            and not answer.user_exists
+            and not answer.temporary_failure
+            and self.ctx.config.tls.auto_provision
+        ):
+            # XEP-0178 with auto-provisioning: a trusted certificate's JID gets
+            # an account (no password) so rosters and offline storage work.
+            answer = await self.ctx.provision_account(request.username, domain)
         if not self.closed:
             self._resume(answer)
+            self._park()
+        elif self._reserved:
+            # Abandoned while its credentials were evaluated: the client may have
+            # read the silence as "wrong", so it counts as a failure, and its slot
+            # stays taken for the failure's hold.
+            self._reserved = False
+            failure = neg.AuthFailed(
+                f"{request.capability.value} (abandoned)",
+                SaslFailureCondition.NOT_AUTHORIZED,
+                request.username,
+            )
+            self.ctx.auth_failed(self.transport.facts, failure, self.domain)
+
+    def _park(self) -> None:
+        """After the credential answer: an attempt now waiting for the client (SCRAM
+        sent its challenge) keeps its throttle slot, but leaving frees it uncounted."""
+        if self._reserved and self.negotiation.state is neg.State.SASL:
+            account = throttle_account(self.negotiation.claimed_username, self.domain)
+            now = asyncio.get_running_loop().time()
+            self.ctx.auth_throttle.parked(self.transport.facts.remote_address, account, now)
+
+    def _abandon_attempt(self) -> None:
+        """The connection is gone (`connection_lost`): a SASL attempt parked waiting for
+        the client evaluated nothing, so its slot is freed uncounted; one whose
+        credentials are being evaluated is reported by `_credentials` when that ends."""
+        if not self._reserved:
+            return
+        account = throttle_account(self.negotiation.claimed_username, self.domain)
+        now = asyncio.get_running_loop().time()
+        if self.ctx.auth_throttle.client_left(self.transport.facts.remote_address, account, now):
+            self._reserved = False
+
+    async def _answer_failure(self, reply: str, delay: float) -> None:
+        """Send a held SASL failure once its hold has passed (the throttle keeps the
+        attempt's slot as long, whether or not the client waits)."""
+        await asyncio.sleep(delay)
+        if not self.closed:
+            self.output.write(reply.encode())
+            self._apply(self.negotiation.failure_answered())
 
     async def _anonymous(self, localpart: str) -> None:
         """RFC 4505 on an anonymous host: within the host's rate limit, the random
@@ -435,8 +567,24 @@ class C2SConnection:
             # RFC 6120 §7.7.2.2: the older session gets <conflict/>.
             replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new session")
         self.session = session
+        self._established()
         ctx.session_bound(session)
         return session
+
+    def _established(self) -> None:
+        """The session is bound: the stream leaves the pre-authentication limits for
+        the established ones."""
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        self._uncount()
+        limits = self.ctx.config.limits
+        self.read_slice = READ_SLICE
+        self.read_bucket = (
+            TokenBucket(limits.c2s_rate, limits.c2s_burst, asyncio.get_running_loop().time())
+            if limits.c2s_rate
+            else None
+        )
 
     # ------------------------------------------------------------ pre-authentication API
     # What pre-authentication IQ handlers (XEP-0077 registration, XEP-0078 legacy
@@ -474,11 +622,10 @@ class C2SConnection:
         self._authenticated(neg.Authenticated(username, mechanism))
         return session
 
-    def auth_failed(self, mechanism: str, username: str | None) -> None:
-        """Report a failed pre-authentication attempt (throttling, logs)."""
-        from chatgate.xmpp.errors import SaslFailureCondition
-
-        self.ctx.auth_failed(
+    def auth_failed(self, mechanism: str, username: str | None) -> float:
+        """Report a failed pre-authentication attempt (throttling, logs) that passed
+        the throttle's `check`; returns how long to hold its answer (seconds)."""
+        return self.ctx.auth_failed(
             self.transport.facts,
             neg.AuthFailed(mechanism, SaslFailureCondition.NOT_AUTHORIZED, username),
             self.domain,
@@ -515,10 +662,42 @@ class C2SConnection:
 
     def _auth_timeout(self) -> None:
         self._auth_timer = None
-        if self.negotiation.authenticated_user is None and not self.closed:
-            self.close_stream(
-                StreamErrorCondition.CONNECTION_TIMEOUT, "authentication took too long"
+        if self.closed or self.session is not None:
+            return
+        if self.negotiation.authenticated_user is None:
+            text = "authentication took too long"
+        else:
+            text = "no resource was bound in time"
+        self.close_stream(StreamErrorCondition.CONNECTION_TIMEOUT, text)
+
+    def _arm_bind_timer(self) -> None:
+        """Authenticated but not yet bound: the stream still has `auth_timeout` to
+        bind a resource (a connection that never binds holds an account's identity
+        outside `max_resources`)."""
+        if self.session is None and not self.closed:
+            if self._auth_timer is not None:
+                self._auth_timer.cancel()
+            loop = asyncio.get_running_loop()
+            self._auth_timer = loop.call_later(
+                self.ctx.config.auth.auth_timeout, self._auth_timeout
             )
+
+    def _refuse(self) -> None:
+        log.warning(
+            "refused a stream from %s: more than %d connections without a session",
+            self._address or "-",
+            self.ctx.config.limits.max_preauth_connections_per_address,
+        )
+        self.close_stream(
+            StreamErrorCondition.POLICY_VIOLATION,
+            "too many connections without a session from your address",
+        )
+
+    def _uncount(self) -> None:
+        """Leave the per-address gauge of connections without a session (once)."""
+        if self._counted:
+            self._counted = False
+            self.ctx.preauth_gauge.leave(self._address)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -535,3 +714,15 @@ class C2SConnection:
         if not task.cancelled() and task.exception() is not None:
             log.error("connection task failed", exc_info=task.exception())
             self.close_stream(StreamErrorCondition.INTERNAL_SERVER_ERROR)
+
+
+#: Stanza attributes the router stamps or checks; a namespaced attribute with one
+#: of these local names (`x:from`) would sit next to the real one in what the
+#: recipient gets, and a careless client library might read it instead.
+_ADDRESSING = frozenset(("from", "to", "id", "type"))
+
+
+def _strip_shadowing_attributes(attrs: dict[str, str]) -> None:
+    """Drop namespaced attributes that shadow stanza addressing (`{uri}from` ...)."""
+    for key in [k for k in attrs if k[0] == "{" and k.rpartition("}")[2] in _ADDRESSING]:
+        del attrs[key]

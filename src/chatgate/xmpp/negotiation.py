@@ -21,6 +21,13 @@ success (§6.4.6): the driver resets its parser (`ResetParser`) and the core wai
 for a new header.  Once ESTABLISHED the driver stops feeding the core: stanzas
 go straight to the router (the hot path has no action objects).
 
+Held failures: brute-force protection answers a wrong guess only after a delay
+(`auth/throttle`), so a driver that sets `hold_failures` gets a SASL failure as
+one `AuthFailed` carrying the `<failure/>` (`reply`), and the core waits in
+FAILURE_PENDING until the driver has sent it and calls `failure_answered()`.
+Meanwhile the client may start nothing: §6.4.3 says it waits for the outcome,
+and an element now is a policy-violation stream error, as in SASL_WAIT.
+
 Any exception inside the core puts it into FAILED; the driver then closes the
 stream with `internal-server-error`.
 """
@@ -58,6 +65,7 @@ class State(enum.Enum):
     TLS_PENDING = "tls-pending"  # <proceed/> sent; the transport is handshaking
     SASL = "sasl"  # a mechanism is running
     SASL_WAIT = "sasl-wait"  # waiting for the driver's credential answer
+    FAILURE_PENDING = "failure-pending"  # the driver holds back a SASL failure
     BIND = "bind"  # authenticated stream open, waiting for the bind IQ
     BINDING = "binding"  # waiting for the router
     ESTABLISHED = "established"
@@ -94,11 +102,16 @@ class Authenticated:
 
 @dataclass(frozen=True, slots=True)
 class AuthFailed:
-    """One SASL attempt failed (for throttling and logs); the stream stays open."""
+    """One SASL attempt failed (for throttling and logs); the stream stays open.
+
+    With `C2SNegotiation.hold_failures`, `reply` is the `<failure/>` the driver sends
+    (after its brute-force delay) before calling `failure_answered()`; otherwise it
+    is empty and a `Send` of the failure came just before."""
 
     mechanism: str
     condition: SaslFailureCondition
     username: str | None
+    reply: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +226,10 @@ class C2SNegotiation:
     _host_chosen: bool = False
     #: the username the current attempt asked credentials for (for counting its end)
     _claimed: str | None = None
+    #: set by a driver that sends SASL failures itself, after a delay (`AuthFailed.reply`)
+    hold_failures: bool = False
+    #: a held failure was the last one allowed: close once it has been answered
+    _close_when_answered: bool = False
 
     # ------------------------------------------------------------ inputs
 
@@ -283,6 +300,24 @@ class C2SNegotiation:
             raise ValueError("credentials() without a pending request")
         self.state = State.SASL
         return self._sasl_step(self._mechanism.resume(answer))
+
+    @property
+    def claimed_username(self) -> str | None:
+        """The username the current SASL attempt asked credentials for (the driver
+        reports an attempt abandoned before its verdict under it)."""
+        return self._claimed
+
+    def failure_answered(self) -> list[Action]:
+        """The driver sent the held `<failure/>` of `AuthFailed.reply`: the client may
+        try again, unless that was its last allowed failure (§6.4.5)."""
+        if self.state is not State.FAILURE_PENDING:
+            raise ValueError("failure_answered() without a held failure")
+        self.state = State.OPEN
+        if self._close_when_answered:
+            return self._stream_error(
+                StreamErrorCondition.POLICY_VIOLATION, "too many failed authentication attempts"
+            )
+        return []
 
     def bound(self, resource: str, full_jid: str, iq_id: str) -> list[Action]:
         """The router accepted the bind (RFC 6120 §7.6.1)."""
@@ -360,7 +395,7 @@ class C2SNegotiation:
                     return self._bind(el, bind)
             # RFC 6120 §7.1: no stanza is processed before binding.
             return self._stream_error(StreamErrorCondition.NOT_AUTHORIZED, "bind a resource first")
-        if state in (State.SASL_WAIT, State.BINDING, State.TLS_PENDING):
+        if state in (State.SASL_WAIT, State.FAILURE_PENDING, State.BINDING, State.TLS_PENDING):
             # The client did not wait for our answer (§6.4.3, §5.4.3.3).
             return self._stream_error(StreamErrorCondition.POLICY_VIOLATION, "wait for the server")
         return self._stream_error(StreamErrorCondition.NOT_AUTHORIZED)
@@ -457,16 +492,23 @@ class C2SNegotiation:
         body = f"<{condition.value}/>"
         if text:
             body += f"<text xml:lang='{self.settings.lang}'>{escape_text(text)}</text>"
-        actions: list[Action] = [
-            Send(f"<failure xmlns='{ns.SASL}'>{body}</failure>"),
-            AuthFailed(self._mechanism_name, condition, username),
-        ]
+        failure = f"<failure xmlns='{ns.SASL}'>{body}</failure>"
+        last = False
         if count:
             self.failures += 1
-            if self.failures >= self.settings.max_auth_failures:
-                actions += self._stream_error(
-                    StreamErrorCondition.POLICY_VIOLATION, "too many failed authentication attempts"
-                )
+            last = self.failures >= self.settings.max_auth_failures
+        if self.hold_failures:
+            self.state = State.FAILURE_PENDING
+            self._close_when_answered = last
+            return [AuthFailed(self._mechanism_name, condition, username, failure)]
+        actions: list[Action] = [
+            Send(failure),
+            AuthFailed(self._mechanism_name, condition, username),
+        ]
+        if last:
+            actions += self._stream_error(
+                StreamErrorCondition.POLICY_VIOLATION, "too many failed authentication attempts"
+            )
         return actions
 
     def _counted_failure(self, condition: SaslFailureCondition, text: str) -> list[Action]:
@@ -474,7 +516,7 @@ class C2SNegotiation:
         wrong credential of the claimed user."""
         actions = self._sasl_failure(condition, text, count=True, username=self._claimed)
         return [
-            AuthFailed(a.mechanism, SaslFailureCondition.NOT_AUTHORIZED, a.username)
+            replace(a, condition=SaslFailureCondition.NOT_AUTHORIZED)
             if isinstance(a, AuthFailed)
             else a
             for a in actions

@@ -399,18 +399,6 @@ async def test_password_set_elsewhere_retires_the_old_digest_secret(
         assert out == '<iq type="result" id="auth2"/>'
 
 
-async def test_banned_address_is_refused_without_checking(tmp_path: Path, mode: str) -> None:
-    throttle = {"address": {"free_failures": 0, "ban_after": 1, "max_delay": 1}}
-    async with server(tmp_path, LEGACY, auth={"throttle": throttle}) as srv:
-        await provision(srv, "bill", "Calli0pe")
-        wire = srv.connect(mode)
-        await wire.open()
-        assert NOT_AUTHORIZED in await wire.send(auth_set("bill", password="wrong"))
-        out = await wire.send(auth_set("bill", password="Calli0pe"))
-        assert '<error type="wait" code="500"><resource-constraint ' in out
-        assert not srv.ctx.router.resources_of("bill@localhost")
-
-
 def test_connection_table_forgets_closed_and_authenticated_connections() -> None:
     @dataclass(eq=False)
     class Conn:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, cast
 from chatgate.sasl.base import ConnectionFacts
 from chatgate.xml.parser import StreamParseError, XmlStreamParser
 from chatgate.xmpp.c2s import C2SConnection
-from chatgate.xmpp.errors import PeerProtocolError
+from chatgate.xmpp.errors import PeerProtocolError, StreamErrorCondition
 from chatgate.xmpp.transports.openssl_tls import ServerTls, ServerTlsConnection, TlsError
 
 if TYPE_CHECKING:
@@ -46,6 +46,19 @@ log = logging.getLogger(__name__)
 WRITE_HIGH_WATER = 1 << 20
 #: Seconds a TLS handshake may take (as asyncio's default ssl_handshake_timeout).
 HANDSHAKE_TIMEOUT = 30.0
+#: Seconds a closed connection may take to flush what it owes its peer; a peer
+#: that does not read by then is cut off (its buffer would otherwise live forever).
+CLOSE_TIMEOUT = 10.0
+#: Seconds the peer's input is still read (and dropped) after we closed our side.
+LINGER = 2.0
+
+# Why reading is paused; each reason is lifted on its own, and the socket is read
+# again only when none is left (a slow reader's own back-pressure must not undo
+# the driver's queue limit, nor the reverse).
+_QUEUE = 1  # the driver's in-order queue is full (`pause_reading`)
+_WRITE = 2  # the peer does not read what we send (`pause_writing`)
+_RATE = 4  # the peer sent faster than its byte rate
+_SLICE = 8  # one slice was parsed this loop turn; the rest waits for the next
 
 
 class TcpTransport(asyncio.Protocol):
@@ -53,14 +66,21 @@ class TcpTransport(asyncio.Protocol):
 
     __slots__ = (
         "_address",
+        "_backlog",
+        "_close_timer",
         "_direct_tls",
         "_handshake",
         "_handshake_timer",
         "_held",
         "_holding",
+        "_linger_timer",
+        "_lingering",
+        "_max_output",
         "_parser",
+        "_paused",
         "_server_tls",
         "_settings",
+        "_socket_paused",
         "_tls",
         "_transport",
         "connection",
@@ -85,6 +105,7 @@ class TcpTransport(asyncio.Protocol):
         self.name = "tls" if direct_tls else "tcp"
         self._direct_tls = direct_tls
         self._transport: asyncio.Transport | None = None
+        self.connection: C2SConnection | None = None
         self._parser = self._new_parser()
         #: reads handed to the parser so far (idleness is judged by its change)
         self.reads = 0
@@ -94,13 +115,25 @@ class TcpTransport(asyncio.Protocol):
         #: STARTTLS: hold plaintext until the driver restarts the stream
         self._holding = False
         self._held: list[bytes] | None = None
+        #: plaintext received but not yet parsed (reading is paused meanwhile)
+        self._backlog: list[bytes] | None = None
+        self._paused = 0  # a set of the _QUEUE, _WRITE, _RATE, _SLICE bits
+        self._socket_paused = False
+        self._max_output = ctx.config.limits.max_output_buffer
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
+        self._lingering = False
         self._address: str | None = None
-        self.connection: C2SConnection | None = None
         self.facts = ConnectionFacts(domain=ctx.domain)
 
     def _new_parser(self) -> XmlStreamParser:
+        """A parser for the next stream: with the small pre-authentication stanza
+        limit until SASL has succeeded (the restart after it gets the full one)."""
         limits = self.ctx.config.limits
-        return XmlStreamParser(max_stanza_bytes=limits.max_stanza_size, max_depth=limits.max_depth)
+        conn = self.connection
+        authenticated = conn is not None and conn.negotiation.authenticated_user is not None
+        size = limits.max_stanza_size if authenticated else limits.preauth_max_stanza_size
+        return XmlStreamParser(max_stanza_bytes=size, max_depth=limits.max_depth)
 
     # ------------------------------------------------------------ asyncio.Protocol
 
@@ -118,6 +151,8 @@ class TcpTransport(asyncio.Protocol):
             self.connection = C2SConnection(self.ctx, self, self._settings())
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # closed on our side: the peer's last bytes are dropped
         tls = self._tls
         if tls is not None:
             try:
@@ -148,6 +183,23 @@ class TcpTransport(asyncio.Protocol):
         conn = self.connection
         if conn is None or conn.closed:
             return
+        if self._paused or self._backlog is not None:
+            self._hold_back(data)
+            return
+        # One slice per loop turn (fairness), charged to the peer's byte rate.
+        limit = conn.read_slice
+        if len(data) > limit:
+            self._hold_back(data[limit:])
+            data = data[:limit]
+            self._pause(_SLICE)
+            asyncio.get_running_loop().call_soon(self._resume, _SLICE)
+        bucket = conn.read_bucket
+        if bucket is not None:
+            loop = asyncio.get_running_loop()
+            wait = bucket.take(len(data), loop.time())
+            if wait and not self._paused & _RATE:
+                self._pause(_RATE)
+                loop.call_later(wait, self._resume, _RATE)
         self.reads += 1
         try:
             events = self._parser.feed(data)
@@ -175,19 +227,70 @@ class TcpTransport(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._parser.close()
+        self._backlog = None
+        for timer in (self._close_timer, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
+        self._close_timer = self._linger_timer = None
         self._cancel_handshake_timer()
         self._fail_handshake(ConnectionError("connection closed during the TLS handshake"))
         if self.connection is not None:
             self.connection.connection_lost()
 
     def pause_writing(self) -> None:
-        # The peer is not reading: stop reading from it too, so it cannot make us buffer.
-        if self._transport is not None:
-            self._transport.pause_reading()
+        # The peer is not reading: stop reading from it too, so it cannot make us
+        # buffer; from now on every write checks the output limit.
+        self._pause(_WRITE)
 
     def resume_writing(self) -> None:
-        if self._transport is not None:
-            self._transport.resume_reading()
+        self._resume(_WRITE)
+
+    # ------------------------------------------------------------ reading, paused for reasons
+
+    def _pause(self, reason: int) -> None:
+        self._paused |= reason
+        self._sync_reading()
+
+    def _resume(self, reason: int) -> None:
+        if not self._paused & reason:
+            return
+        self._paused &= ~reason
+        if not self._paused and self._backlog is not None:
+            # The socket stays paused until what waited is parsed: reading on while
+            # a backlog drains one slice a turn would let it grow by a read a turn.
+            asyncio.get_running_loop().call_soon(self._release_backlog)
+        else:
+            self._sync_reading()
+
+    def _sync_reading(self) -> None:
+        """Read from the socket exactly when there is no reason to pause and nothing waits."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        pause = bool(self._paused) or self._backlog is not None
+        if pause != self._socket_paused:
+            self._socket_paused = pause
+            if pause:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
+    def _hold_back(self, data: bytes) -> None:
+        if self._backlog is None:
+            self._backlog = [data]
+            self._sync_reading()
+        else:
+            self._backlog.append(data)
+
+    def _release_backlog(self) -> None:
+        """Parse what waited while reading was paused, in order; a new pause keeps
+        the rest for later (`_feed` appends behind whatever it holds back)."""
+        if self._paused or self._backlog is None:
+            return  # a reason came back meanwhile: its `_resume` calls again
+        backlog, self._backlog = self._backlog, None
+        for chunk in backlog:
+            self._feed(chunk)
+        self._sync_reading()
 
     # ------------------------------------------------------------ Transport (for C2SConnection)
 
@@ -198,6 +301,33 @@ class TcpTransport(asyncio.Protocol):
             if not data:
                 return
         self._write_raw(data)
+        if self._paused & _WRITE:
+            transport = self._transport
+            if (
+                transport is not None
+                and self._max_output >= 0
+                and transport.get_write_buffer_size() > self._max_output
+            ):
+                self._output_overflow()
+
+    def _output_overflow(self) -> None:
+        """The peer left more than `max_output_buffer` bytes unread: its session ends
+        (ejabberd's queue limit), so the senders' stanzas stop piling up here."""
+        conn = self.connection
+        if conn is None or conn.closed or self._max_output < 0:
+            return
+        limit, self._max_output = self._max_output, -1  # once: the stream error passes here too
+        who = conn.session.full if conn.session is not None else "-"
+        log.warning(
+            "closing %s from %s: more than %d bytes of output unread",
+            who,
+            self._address or "-",
+            limit,
+        )
+        conn.close_stream(
+            StreamErrorCondition.POLICY_VIOLATION,
+            "too much output waiting: the client does not read",
+        )
 
     def _write_raw(self, data: bytes) -> None:
         transport = self._transport
@@ -205,12 +335,34 @@ class TcpTransport(asyncio.Protocol):
             transport.write(data)
 
     def close(self) -> None:
+        """Close after what was written is flushed.  The peer may still be sending
+        (a stanza over the limit, a flood): closing a socket with unread input makes
+        the kernel answer with a reset, which can destroy the stream error on its
+        way.  So our side is shut first and the peer's last bytes are read and
+        dropped for `LINGER` seconds (nginx's lingering close); a peer that does not
+        read what we owe it is cut off after `CLOSE_TIMEOUT`."""
+        if self._lingering:
+            return
+        self._lingering = True
+        self._backlog = None
         if self._tls is not None:
             out = self._tls.close()
             if out:
                 self._write_raw(out)
-        if self._transport is not None:
-            self._transport.close()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        loop = asyncio.get_running_loop()
+        if transport.get_write_buffer_size():
+            self._close_timer = loop.call_later(CLOSE_TIMEOUT, transport.abort)
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        if self._socket_paused:
+            self._socket_paused = False
+            transport.resume_reading()
+        self._linger_timer = loop.call_later(LINGER, transport.close)
 
     def reset_stream(self) -> None:
         self._parser.close()
@@ -228,12 +380,11 @@ class TcpTransport(asyncio.Protocol):
             self._feed(chunk)
 
     def pause_reading(self) -> None:
-        if self._transport is not None:
-            self._transport.pause_reading()
+        """The driver's queue is full (see `C2SConnection._element`)."""
+        self._pause(_QUEUE)
 
     def resume_reading(self) -> None:
-        if self._transport is not None:
-            self._transport.resume_reading()
+        self._resume(_QUEUE)
 
     async def start_tls(self) -> ConnectionFacts:
         """STARTTLS (RFC 6120 §5.4.3.3): from now on every byte is TLS."""
