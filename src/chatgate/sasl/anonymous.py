@@ -8,6 +8,10 @@ the virtual host's limiter.  Only an anonymous virtual host's provider offers
 the `ANONYMOUS` capability, so selection never offers this mechanism on a host
 whose accounts are real.
 
+A client that sends no initial response at all (`<auth mechanism='ANONYMOUS'/>`,
+as Strophe.js and converse.js do) is logged in at once, exactly like one that
+sent an empty trace: no empty challenge asks for the optional trace (see `start`).
+
 Failure conditions: trace information that is not UTF-8 -> incorrect-encoding
 (RFC 6120 §6.5.5); longer than RFC 4505's 255 characters -> malformed-request
 (§6.5.8); the host's rate limit reached -> temporary-auth-failure (§6.5.11).
@@ -22,7 +26,6 @@ from typing import ClassVar
 from chatgate.auth.provider import Capability
 from chatgate.randomness import random_bytes
 from chatgate.sasl.base import (
-    Challenge,
     ConnectionFacts,
     CredentialAnswer,
     Failure,
@@ -46,7 +49,8 @@ def random_localpart() -> str:
 
 class AnonymousMechanism:
     """ANONYMOUS (RFC 4505): one optional message of trace information, then success
-    as a fresh random localpart.  The trace is kept for the log only (`trace`)."""
+    as a fresh random localpart.  The trace is kept for the log only (`trace`).
+    A missing initial response counts as an empty trace (never a challenge)."""
 
     name: ClassVar[str] = "ANONYMOUS"
     needs: ClassVar[frozenset[Capability]] = frozenset({Capability.ANONYMOUS})
@@ -71,10 +75,11 @@ class AnonymousMechanism:
         if self._started:
             raise ValueError("start() called twice")
         self._started = True
-        if initial_response is None:
-            # RFC 6120 §6.4.2: no initial response, so an empty challenge asks for it.
-            return Challenge(b"")
-        return self._message(initial_response)
+        # No initial response is taken as an empty trace, with no challenge asking for
+        # one: RFC 4505 §2 makes the trace optional, and Strophe.js (hence converse.js)
+        # sends `<auth mechanism='ANONYMOUS'/>` and fails on any challenge.  Prosody
+        # and ejabberd answer <success/> at once too.
+        return self._message(b"" if initial_response is None else initial_response)
 
     def respond(self, response: bytes) -> Step:
         if not self._started:

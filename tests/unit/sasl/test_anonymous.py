@@ -38,12 +38,24 @@ def test_a_login_gets_a_fresh_random_localpart(trace: bytes) -> None:
     assert mech.trace == (trace.decode() or None)
 
 
-def test_without_initial_response_an_empty_challenge_asks_for_it() -> None:
+def test_without_initial_response_it_logs_in_at_once_with_no_challenge() -> None:
+    """Strophe.js and converse.js send `<auth mechanism='ANONYMOUS'/>` and cannot answer
+    a challenge; RFC 4505 §2 makes the trace optional, so none is asked for."""
     mech = mechanism()
-    assert mech.start(None) == Challenge(b"")
-    step = mech.respond(b"")
+    step = mech.start(None)
+    assert not isinstance(step, Challenge)
     assert isinstance(step, NeedCredentials)
-    assert isinstance(mech.resume(ADMITTED), Success)
+    assert step.capability is Capability.ANONYMOUS
+    assert mech.resume(ADMITTED) == Success(step.username)
+    assert mech.trace is None
+
+
+def test_without_initial_response_the_rate_limit_still_applies() -> None:
+    mech = mechanism()
+    mech.start(None)
+    failure = mech.resume(CredentialAnswer(temporary_failure=True))
+    assert isinstance(failure, Failure)
+    assert failure.condition is SaslFailureCondition.TEMPORARY_AUTH_FAILURE
 
 
 def test_two_logins_never_share_a_localpart() -> None:
