@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
 from chatgate.xml.serialize import escape_attr
@@ -64,12 +65,15 @@ def tls_server_end_point(certificate_der: bytes) -> bytes | None:
     associated with the certificate's signatureAlgorithm; if the certificate's
     signatureAlgorithm uses no hash functions or uses multiple hash functions,
     then this channel binding type's channel bindings are undefined at this
-    time".  So an Ed25519 certificate (no separate hash) has none.
+    time".  So an Ed25519 certificate (no separate hash) has none, and neither has
+    one whose signature algorithm cryptography cannot map to a hash (an unknown
+    OID, GOST, SM2: `UnsupportedAlgorithm`): we cannot name its hash, so the
+    stream simply does not offer this type.
     """
     cert = x509.load_der_x509_certificate(certificate_der)
     try:
         algorithm = cert.signature_hash_algorithm
-    except x509.UnsupportedAlgorithm:
+    except UnsupportedAlgorithm:
         return None
     if algorithm is None:
         return None

@@ -74,10 +74,10 @@ class _StdlibClient:
 
 
 class _OpenSslClient:
-    def __init__(self, cafile: Path, version: str | None = None) -> None:
+    def __init__(self, cafile: Path, version: str | None = None, *, verify: bool = True) -> None:
         ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
         ctx.load_verify_locations(str(cafile))
-        ctx.set_verify(SSL.VERIFY_PEER)
+        ctx.set_verify(SSL.VERIFY_PEER if verify else SSL.VERIFY_NONE)
         if version == "1.2":
             ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
         self.conn = SSL.Connection(ctx, None)
@@ -310,3 +310,46 @@ def test_end_point_uses_the_signature_hash() -> None:
 
 def test_end_point_is_undefined_without_a_single_hash() -> None:
     assert tls_server_end_point(_self_signed(ed25519.Ed25519PrivateKey.generate(), None)) is None
+
+
+# An ecdsa-with-SHA256 signature (1.2.840.10045.4.3.2) renamed to an OID no library knows
+# (…4.3.9, unassigned): cryptography then raises `cryptography.exceptions.UnsupportedAlgorithm`
+# for the signature's hash, as it does for a real certificate signed with, say, GOST or SM2.
+_ECDSA_SHA256_OID = bytes.fromhex("06082a8648ce3d040302")
+_UNKNOWN_SIGNATURE_OID = bytes.fromhex("06082a8648ce3d040309")
+
+
+def _unknown_signature(der: bytes) -> bytes:
+    assert der.count(_ECDSA_SHA256_OID) == 2  # TBSCertificate.signature and the outer one
+    return der.replace(_ECDSA_SHA256_OID, _UNKNOWN_SIGNATURE_OID)
+
+
+def test_end_point_is_undefined_when_the_signature_hash_is_unknown() -> None:
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    der = _unknown_signature(_self_signed(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()))
+    with pytest.raises(UnsupportedAlgorithm):
+        _ = x509.load_der_x509_certificate(der).signature_hash_algorithm
+    # RFC 5929 §4.1: no single hash we can name, so the binding is undefined.
+    assert tls_server_end_point(der) is None
+
+
+def test_a_certificate_with_an_unknown_signature_hash_offers_no_end_point_binding(
+    tmp_path: Path,
+) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    cert, key = tmp_path / "odd.crt", tmp_path / "odd.key"
+    generate_self_signed("localhost", cert, key)
+    der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(Encoding.DER)
+    odd = x509.load_der_x509_certificate(_unknown_signature(der))
+    cert.write_bytes(odd.public_bytes(Encoding.PEM))
+    server = _server((cert, key))
+    assert server.end_point_binding is None
+    # No client can verify that signature: this one does not try.
+    client = _OpenSslClient(cert, verify=False)
+    details = _handshake(client, server).details()
+    assert details.version == "TLSv1.3"
+    assert set(details.channel_bindings) == {"tls-exporter"}
