@@ -32,7 +32,7 @@ from chatgate.context import ServerContext
 from chatgate.datadir import secure_data_dir
 from chatgate.modules.anonymous import purge_anonymous_hosts
 from chatgate.modules.legacy_auth import LegacyAuthOptions
-from chatgate.modules.registry import builtin_modules
+from chatgate.modules.registry import builtin_modules, validate_module_options
 from chatgate.sasl.base import ConnectionFacts, Mechanism
 from chatgate.sasl.registry import builtin_mechanisms
 from chatgate.sasl.scram import with_unknown_user_iterations
@@ -138,6 +138,9 @@ class Server:
 
     async def start(self) -> None:
         config = self.config
+        # Every [modules.*] table is checked before anything is created or opened.
+        modules = builtin_modules()
+        validate_module_options(config, modules)
         # Before anything is written there: 0700, and what an earlier version left
         # readable to others tightened (logged).
         secure_data_dir(config.data_dir)
@@ -181,7 +184,6 @@ class Server:
                 )
         ctx = self.ctx = ServerContext(config, db, provider, hosts)
         await purge_anonymous_hosts(ctx)
-        modules = builtin_modules()
         for name in modules.names():
             ctx.load(modules.get(name)())
         await ctx.start_modules()

@@ -2,6 +2,11 @@
 
 The `ModuleContext` applies each registration and records it, so stopping a
 module removes everything it added (no hand-written teardown).
+
+A module's options, the `[modules.NAME]` table, are described by its `Options`
+model; `modules.registry.validate_module_options` checks every table against
+them before anything starts, so `chatgate check` and the server's start refuse
+a misspelt module or option instead of a module ignoring it.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -95,12 +102,43 @@ class OnEvent:
 Registration = IqHandler | PreAuthIqHandler | DiscoFeature | StreamFeature | OnEvent | OnStart
 
 
+class NoOptions(BaseModel):
+    """The options of a module that takes none: its `[modules.NAME]` table, if any,
+    must be empty."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class Module(Protocol):
+    """A feature module.
+
+    Besides the members below, a module that takes options declares them as a
+    class attribute ``Options``: the pydantic model of its `[modules.NAME]` table,
+    with a default and a docstring per field (`options_model` reads it; a module
+    without one takes no options, `NoOptions`).  Every table is checked against
+    its model before any module is set up (`validate_module_options`), and
+    `setup()` reads its options with ``ctx.options(name, Options)``.  Keys the
+    model does not name are refused whatever its `extra` setting; rules that
+    span fields belong in the model (a `model_validator`), so that `chatgate
+    check` reports them too.
+    """
+
     name: ClassVar[str]
     depends: ClassVar[tuple[str, ...]]
     implements: ClassVar[tuple[Spec, ...]]
 
     def setup(self, ctx: ServerContext) -> Iterable[Registration]: ...
+
+
+def options_model(module: type) -> type[BaseModel]:
+    """The options model the module class `module` declares (`NoOptions` when it
+    declares none).  Raises TypeError when its ``Options`` is not a pydantic model."""
+    model = getattr(module, "Options", None)
+    if model is None:
+        return NoOptions
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"{module!r}.Options is not a pydantic model")
+    return model
 
 
 @dataclass

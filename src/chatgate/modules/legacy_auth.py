@@ -311,6 +311,7 @@ class LegacyAuth:
     name: ClassVar[str] = "legacy_auth"
     depends: ClassVar[tuple[str, ...]] = ()
     implements: ClassVar[tuple[Spec, ...]] = (Spec("XEP-0078", "2.5"),)
+    Options: ClassVar[type[BaseModel]] = LegacyAuthOptions
 
     def setup(self, ctx: ServerContext) -> Iterable[Registration]:
         self.ctx = ctx

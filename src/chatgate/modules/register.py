@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chatgate.auth.credentials import ScramKeys, derive_all
 from chatgate.auth.internal import InternalProvider, bump_credentials_stamp
@@ -189,6 +189,15 @@ class RegisterOptions(BaseModel):
         except InvalidJID as exc:
             raise ValueError(f"reserved username: {exc}") from None
 
+    @model_validator(mode="after")
+    def _username_lengths(self) -> RegisterOptions:
+        if self.min_username_length > self.max_username_length:
+            raise ValueError(
+                f"min_username_length ({self.min_username_length}) >"
+                f" max_username_length ({self.max_username_length})"
+            )
+        return self
+
 
 # ---------------------------------------------------------------- the policy (pure)
 
@@ -324,6 +333,7 @@ class Register:
         Spec("XEP-0077", "2.4"),
         Spec("XEP-0445", "0.2"),
     )
+    Options: ClassVar[type[BaseModel]] = RegisterOptions
 
     #: monotonic seconds (the loop's, as `[auth.throttle]` uses) for the registration
     #: throttle and the anti-abuse delay; tests replace it
@@ -333,8 +343,6 @@ class Register:
         self.ctx = ctx
         self.options = o = ctx.options(self.name, RegisterOptions)
         self.legacy_options = ctx.options("legacy_auth", LegacyAuthOptions)
-        if o.min_username_length > o.max_username_length:
-            raise ConfigError("modules.register: min_username_length > max_username_length")
         self.notify = [self._watcher(jid) for jid in o.notify]
         self.policy = RegistrationPolicy(o)
         self._stream = ConnectionTable(_Stream)
