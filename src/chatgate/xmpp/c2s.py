@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,7 +24,7 @@ from chatgate.auth.throttle import ALLOW, Refuse, throttle_account
 from chatgate.sasl.base import ConnectionFacts, CredentialAnswer, NeedCredentials
 from chatgate.sasl.driver import answer_request
 from chatgate.xml.element import Element
-from chatgate.xml.parser import Stanza, StreamClosed, StreamOpened
+from chatgate.xml.parser import Stanza, StreamClosed, StreamEvent, StreamOpened
 from chatgate.xml.serialize import serialize
 from chatgate.xmpp import negotiation as neg
 from chatgate.xmpp import ns
@@ -159,7 +159,7 @@ class C2SConnection:
 
     # ------------------------------------------------------------ transport input
 
-    def events(self, events: list[object]) -> None:
+    def events(self, events: Sequence[StreamEvent]) -> None:
         """Parsed events from the transport, in order."""
         generation = self._stream_generation
         for event in events:
@@ -167,15 +167,14 @@ class C2SConnection:
                 # A stream restart discards what the old parser produced after it
                 # (RFC 6120 §4.3.3): those bytes belonged to the previous stream.
                 break
-            kind = type(event)
-            if kind is Stanza:
-                self._element(event.element)  # type: ignore[attr-defined]
-            elif kind is StreamOpened:
+            if type(event) is Stanza:
+                self._element(event.element)
+            elif type(event) is StreamOpened:
                 if self._refused:
                     self._refuse()
                     break
-                self._apply(self.negotiation.stream_opened(event))  # type: ignore[arg-type]
-            elif kind is StreamClosed:
+                self._apply(self.negotiation.stream_opened(event))
+            elif type(event) is StreamClosed:
                 self._apply(self.negotiation.stream_closed())
 
     def _element(self, el: Element) -> None:
@@ -334,40 +333,42 @@ class C2SConnection:
         for action in actions:
             if self.closed:
                 return pending
-            kind = type(action)
-            if kind is neg.Send:
-                self.output.write(action.text.encode())
-            elif kind is neg.ResetParser:
-                self.transport.reset_stream()
-                self._stream_generation += 1
-                self._queue = None  # what was queued belonged to the old stream
-            elif kind is neg.StartTls:
-                self._spawn(self._start_tls())
-            elif kind is neg.CredentialsNeeded:
-                self._credentials_needed(action.request)
-            elif kind is neg.Authenticated:
-                self._authenticated(action)
-                self._arm_bind_timer()
-            elif kind is neg.AuthFailed:
-                facts = self.transport.facts
-                delay = self.ctx.auth_failed(facts, action, self.domain, reserved=self._reserved)
-                self._reserved = False
-                if action.reply:
-                    # Only failures are held (auth/throttle/login.py): the client
-                    # waits for its answer, and meanwhile may start nothing.
-                    if delay > 0:
-                        self._spawn(self._answer_failure(action.reply, delay))
-                    else:
-                        self.output.write(action.reply.encode())
-                        self._apply(self.negotiation.failure_answered())
-            elif kind is neg.BindRequested:
-                self._bind(action)
-            elif kind is neg.Established:
-                pass
-            elif kind is neg.PreAuthStanza:
-                pending = self.ctx.pre_auth_stanza(self, action.element)
-            elif kind is neg.CloseStream:
-                self.close_stream(action.condition, action.text)
+            match action:
+                case neg.Send():
+                    self.output.write(action.text.encode())
+                case neg.ResetParser():
+                    self.transport.reset_stream()
+                    self._stream_generation += 1
+                    self._queue = None  # what was queued belonged to the old stream
+                case neg.StartTls():
+                    self._spawn(self._start_tls())
+                case neg.CredentialsNeeded():
+                    self._credentials_needed(action.request)
+                case neg.Authenticated():
+                    self._authenticated(action)
+                    self._arm_bind_timer()
+                case neg.AuthFailed():
+                    facts = self.transport.facts
+                    delay = self.ctx.auth_failed(
+                        facts, action, self.domain, reserved=self._reserved
+                    )
+                    self._reserved = False
+                    if action.reply:
+                        # Only failures are held (auth/throttle/login.py): the client
+                        # waits for its answer, and meanwhile may start nothing.
+                        if delay > 0:
+                            self._spawn(self._answer_failure(action.reply, delay))
+                        else:
+                            self.output.write(action.reply.encode())
+                            self._apply(self.negotiation.failure_answered())
+                case neg.BindRequested():
+                    self._bind(action)
+                case neg.PreAuthStanza():
+                    pending = self.ctx.pre_auth_stanza(self, action.element)
+                case neg.CloseStream():
+                    self.close_stream(action.condition, action.text)
+                case neg.Established():
+                    pass
         return pending
 
     async def _start_tls(self) -> None:
