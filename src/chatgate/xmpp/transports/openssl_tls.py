@@ -61,11 +61,19 @@ signal "no more data" with an exception; that halves the cost per stanza
 process, which is safe because every call copies out of it before returning
 and all connections live on the one event-loop thread.  Without `_lib` the
 public API does the same work, slower.
+
+pyproject.toml caps pyOpenSSL at the major versions this was tested with, and
+the fallback is tested too: the environment variable `CHATGATE_TLS_NO_PRIVATE_API`
+(a test switch, set to anything but "" or "0") makes the import behave as if
+`OpenSSL._util` had none of the handles above, in the whole process.  The
+server logs a warning at start whenever the fallback is in use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
@@ -80,7 +88,13 @@ from chatgate.sasl.channel_binding import (
     TLS_UNIQUE,
 )
 
+#: Test switch: run on pyOpenSSL's public API only (see the module docstring).
+NO_PRIVATE_API_ENV = "CHATGATE_TLS_NO_PRIVATE_API"
+_REFUSED = os.environ.get(NO_PRIVATE_API_ENV, "") not in ("", "0")
+
 try:  # COMPAT: see the module docstring
+    if _REFUSED:
+        raise ImportError(f"{NO_PRIVATE_API_ENV} is set")
     from OpenSSL._util import ffi as _ffi
     from OpenSSL._util import lib as _lib
 
@@ -99,6 +113,8 @@ except (ImportError, AttributeError):  # pragma: no cover - depends on pyOpenSSL
     _FAST = False
 
 try:  # COMPAT: see the module docstring
+    if _REFUSED:
+        raise ImportError(f"{NO_PRIVATE_API_ENV} is set")
     from OpenSSL._util import lib as _lib_purpose
 
     _store_set_purpose = _lib_purpose.X509_STORE_set_purpose
@@ -106,7 +122,17 @@ try:  # COMPAT: see the module docstring
 except (ImportError, AttributeError):  # pragma: no cover - depends on pyOpenSSL internals
     _store_set_purpose = None
 
-__all__ = ["ClientCertPolicy", "ServerTls", "ServerTlsConnection", "TlsDetails", "TlsError"]
+__all__ = [
+    "NO_PRIVATE_API_ENV",
+    "ClientCertPolicy",
+    "ServerTls",
+    "ServerTlsConnection",
+    "TlsDetails",
+    "TlsError",
+    "private_api_in_use",
+]
+
+log = logging.getLogger(__name__)
 
 ClientCertPolicy = Literal["disabled", "wanted", "needed"]
 
@@ -125,6 +151,12 @@ _RECORD = 16384
 _BIO_CHUNK = 65536
 #: The shared read buffer of the fast path (see the module docstring).
 _BUF = _ffi.new("char[]", _BIO_CHUNK) if _FAST else None
+
+
+def private_api_in_use() -> bool:
+    """True when every private handle is there: the fast record path, "extended master
+    secret?" and "resumed?", and the trust store's client purpose."""
+    return _FAST and _store_set_purpose is not None
 
 
 class TlsError(Exception):
@@ -187,6 +219,13 @@ class ServerTls:
         self.accept_self_signed = accept_self_signed
         self.revoked = frozenset(revoked_fingerprints)
         self._store: crypto.X509Store | None = None
+        if not private_api_in_use():
+            log.warning(
+                "pyOpenSSL's private API is %s: TLS runs on its public API (slower);"
+                " TLS 1.2 gets neither tls-exporter nor tls-unique; session resumption"
+                " is off where client certificates are asked for",
+                f"turned off ({NO_PRIVATE_API_ENV})" if _REFUSED else "missing",
+            )
         if client_certificates == "disabled":
             context.set_verify(SSL.VERIFY_NONE)
         else:
