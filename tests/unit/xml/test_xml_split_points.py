@@ -8,9 +8,10 @@ turns it off (`SetReparseDeferralEnabled(False)`, where pyexpat has it).  These
 tests hold it to that: however the bytes are cut, the events are the same, and a
 stanza comes out of the very `feed()` that delivers its last byte.
 
-The last test checks that the checks catch a parser that holds bytes back (an
-expat stand-in that keeps the last byte of each feed): it passes on every
-expat, including those without reparse deferral (2.5 and older).
+`test_the_checks_catch_a_parser_that_holds_bytes_back` shows that these checks
+catch a parser that holds bytes back (an expat stand-in that keeps the last byte
+of each feed), on every expat, including those without reparse deferral (2.5
+and older, where the switch itself cannot be checked).
 """
 
 from __future__ import annotations
