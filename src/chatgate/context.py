@@ -322,7 +322,7 @@ class ServerContext:
         self, facts: ConnectionFacts, username: str, domain: str, *, reserved: bool = True
     ) -> None:
         now = asyncio.get_running_loop().time()
-        account = throttle_account(username, domain)
+        account = f"{username}@{domain}"  # as throttle_account() counts it
         self.auth_throttle.succeeded(facts.remote_address, account, now, reserved=reserved)
 
     def prune_throttles(self) -> None:
@@ -350,8 +350,7 @@ class ServerContext:
     def _background_done(self, task: asyncio.Future[None]) -> None:
         self._background.discard(task)  # type: ignore[arg-type]
         if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.error("background work failed", exc_info=(type(exc), exc, exc.__traceback__))
+            log.error("background work failed", exc_info=task.exception())
 
     async def drain(self) -> None:
         while self._background:

@@ -45,6 +45,7 @@ __all__ = ["ENTRY_OVERHEAD", "Cache", "CacheStats", "LruCache", "weigh_strings"]
 
 K = TypeVar("K")
 V = TypeVar("V")
+K_contra = TypeVar("K_contra", contravariant=True)
 
 #: Bytes charged per entry for the map itself (an OrderedDict slot, its link node, the
 #: hash table's slack and deleted slots), on top of what `weigh` reports; see above.
@@ -65,14 +66,14 @@ class CacheStats(NamedTuple):
     evictions: int
 
 
-class Cache(Protocol[K, V]):
+class Cache(Protocol[K_contra, V]):
     """The operations a bounded cache offers (an LRU here; a shared store later)."""
 
-    def get(self, key: K, default: V | None = None) -> V | None: ...
+    def get(self, key: K_contra, default: V | None = None) -> V | None: ...
 
-    def put(self, key: K, value: V) -> bool: ...
+    def put(self, key: K_contra, value: V) -> bool: ...
 
-    def pop(self, key: K, default: V | None = None) -> V | None: ...
+    def pop(self, key: K_contra, default: V | None = None) -> V | None: ...
 
     def clear(self) -> None: ...
 

@@ -111,14 +111,15 @@ class PresenceModule:
             if ptype is None:
                 return self._available(origin, stanza)
             if ptype == "unavailable":
-                return self._unavailable(origin, stanza)
+                self._unavailable(origin, stanza)
             return None  # §4.7.1: other types without 'to' mean nothing to the server
         kind = _SUBSCRIPTION_TYPES.get(ptype or "")
         if kind is not None:
             return self._outbound_subscription(origin, stanza, str(to.bare), kind)
         if ptype == "probe":
             return None  # §4.3: probes are the server's business, not the client's
-        return self._directed(origin, stanza, to)
+        self._directed(origin, stanza, to)
+        return None
 
     def _available(self, origin: C2SSession, stanza: Element) -> Awaitable[None] | None:
         roster = self.rosters.cached((origin.username, origin.domain))
@@ -175,8 +176,8 @@ class PresenceModule:
         for full in origin.directed:
             recipients.extend(self._sessions_for(full))
         origin.directed.clear()
-        seen: set[int] = set()
-        _write_to([s for s in recipients if not (id(s) in seen or seen.add(id(s)))], data)
+        unique = list({id(s): s for s in recipients}.values())  # once each, in order
+        _write_to(unique, data)
 
     def _directed(self, origin: C2SSession, stanza: Element, to: JID) -> None:
         """§4.6: presence addressed to one entity; remembered so unavailable follows."""

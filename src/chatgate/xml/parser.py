@@ -295,6 +295,11 @@ def _refuse(condition: Cond, text: str) -> PeerProtocolError:
     return PeerProtocolError(condition, text)
 
 
+#: Stands for "no parser" (hibernating or closed): a real, never-fed parser object,
+#: so that `_expat` keeps one type and the live paths need no None checks.
+_NO_EXPAT: Final = expat.ParserCreate()
+
+
 def _new_expat() -> expat.XMLParserType:
     """An expat parser as every stream uses it: UTF-8, namespaces, no interning (pyexpat
     would keep every name it reports in a dict for the parser's life), and no reparse
@@ -383,10 +388,10 @@ class XmlStreamParser:
 
         Also clears a failure: the next stream is judged on its own.
         """
-        old = getattr(self, "_expat", None)
-        if old is not None:
+        old = getattr(self, "_expat", _NO_EXPAT)
+        if old is not _NO_EXPAT:
             _release_expat(old)
-        self._expat = _new_expat()
+        self._expat = _new_expat()  # _NO_EXPAT while hibernating or after close()
         self._events: list[StreamEvent] = []
         self._stack: list[Element] = []
         self._state = _BEFORE
@@ -424,7 +429,7 @@ class XmlStreamParser:
             if data.strip(_XML_WHITESPACE_BYTES):
                 raise self._fail(Cond.NOT_WELL_FORMED, "junk after document element")
             return []
-        if self._expat is None:
+        if self._expat is _NO_EXPAT:
             if not data.strip(_XML_WHITESPACE_BYTES):
                 return []  # a keepalive does not wake a hibernated parser
             self._resume()
@@ -488,7 +493,7 @@ class XmlStreamParser:
         same as if nothing had happened.  Returns True when the parser was freed.
         """
         if (
-            self._expat is None
+            self._expat is _NO_EXPAT
             or self._state != _OPEN
             or not self._boundary
             or self._stack
@@ -496,20 +501,20 @@ class XmlStreamParser:
             or self._utf8_tail
             or self._failure is not None
         ):
-            return self._expat is None
+            return self._expat is _NO_EXPAT
         _release_expat(self._expat)
-        self._expat = None
+        self._expat = _NO_EXPAT
         return True
 
     def close(self) -> None:
         """Free the expat parser now (the stream is over or restarts with a new parser)."""
-        if self._expat is not None:
+        if self._expat is not _NO_EXPAT:
             _release_expat(self._expat)
-            self._expat = None
+            self._expat = _NO_EXPAT
 
     @property
     def hibernating(self) -> bool:
-        return self._expat is None
+        return self._expat is _NO_EXPAT
 
     def _resume(self) -> None:
         self._expat = _new_expat()

@@ -130,7 +130,7 @@ def _write(el: Element, parent_ns: str, append: Callable[[str], object]) -> None
         return
     append(">")
     for child in children:
-        if type(child) is str:
+        if isinstance(child, str):
             if "&" in child or "<" in child or ">" in child or "\r" in child:
                 child = escape_text(child)
             append(child)

@@ -241,7 +241,8 @@ class Router:
         stanza: Element,
         condition: StanzaErrorCondition,
         text: str = "",
-    ) -> None:
+    ) -> Pending:
+        """Bounce now; returns the nothing-pending a routing function returns."""
         self._bounce_now(origin, stanza, condition, text)
         return None
 

@@ -418,6 +418,7 @@ _IN_SUBSCRIBE = {
     _S.BOTH: _ALREADY_APPROVED,  # S.N. [2], no state change
 }
 
+
 # A.3.2, Table 7: Processing of inbound "unsubscribe" stanzas.
 # "if the stanza results in a subscription state change from the user's perspective
 # then the user's server MUST change the state, MUST deliver the presence stanza from
@@ -427,18 +428,24 @@ _IN_SUBSCRIBE = {
 # stanza."  "[1] Server SHOULD auto-reply with "unsubscribed"."
 # §3.3.3 step 3, where a 'from' subscription ends: "Generate an outbound presence stanza
 # of type "unavailable" from each of the contact's available resources to the user."
-_WITHDRAWN = {"auto_reply": _T.UNSUBSCRIBED}
-_ENDED = {"auto_reply": _T.UNSUBSCRIBED, "send_unavailable_to_contact": True}
+def _withdrawn(new: SubscriptionState) -> Row:
+    return Row(True, new, auto_reply=_T.UNSUBSCRIBED)
+
+
+def _ended(new: SubscriptionState) -> Row:
+    return Row(True, new, auto_reply=_T.UNSUBSCRIBED, send_unavailable_to_contact=True)
+
+
 _IN_UNSUBSCRIBE = {
     _S.NONE: _IGNORE,  # S.N., no state change
     _S.NONE_PENDING_OUT: _IGNORE,  # S.N., no state change
-    _S.NONE_PENDING_IN: Row(True, _S.NONE, **_WITHDRAWN),  # MUST [1]
-    _S.NONE_PENDING_OUT_IN: Row(True, _S.NONE_PENDING_OUT, **_WITHDRAWN),  # MUST [1]
+    _S.NONE_PENDING_IN: _withdrawn(_S.NONE),  # MUST [1]
+    _S.NONE_PENDING_OUT_IN: _withdrawn(_S.NONE_PENDING_OUT),  # MUST [1]
     _S.TO: _IGNORE,  # S.N., no state change
-    _S.TO_PENDING_IN: Row(True, _S.TO, **_WITHDRAWN),  # MUST [1]
-    _S.FROM: Row(True, _S.NONE, **_ENDED),  # MUST [1]
-    _S.FROM_PENDING_OUT: Row(True, _S.NONE_PENDING_OUT, **_ENDED),  # MUST [1]
-    _S.BOTH: Row(True, _S.TO, **_ENDED),  # MUST [1]
+    _S.TO_PENDING_IN: _withdrawn(_S.TO),  # MUST [1]
+    _S.FROM: _ended(_S.NONE),  # MUST [1]
+    _S.FROM_PENDING_OUT: _ended(_S.NONE_PENDING_OUT),  # MUST [1]
+    _S.BOTH: _ended(_S.TO),  # MUST [1]
 }
 
 # A.3.3, Table 8: Processing of inbound "subscribed" stanzas.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -49,7 +50,8 @@ def _credential_rows(account_id: int, credentials: Mapping[str, ScramKeys]) -> l
     return rows
 
 
-def _keys(row: ScramCredential | Sequence) -> ScramKeys:
+def _keys(row: Sequence[Any]) -> ScramKeys:
+    """Keys from a (hash_name, salt, iterations, stored_key, server_key) row."""
     hash_name, salt, iterations, stored_key, server_key = row
     return ScramKeys(hash_name, bytes(salt), iterations, bytes(stored_key), bytes(server_key))
 
@@ -269,7 +271,9 @@ class AccountRepository:
     ) -> None:
         row = {"username": username, "domain": domain, "created": utcnow()}
         result = await conn.execute(insert(Account).values(**row, anonymous=anonymous))
-        account_id = result.inserted_primary_key[0]
+        key = result.inserted_primary_key
+        assert key is not None  # an INSERT of one row always has it
+        account_id = key[0]
         if credentials:
             await conn.execute(insert(ScramCredential), _credential_rows(account_id, credentials))
         await conn.execute(insert(RosterVersion).values(account_id=account_id, version=0))

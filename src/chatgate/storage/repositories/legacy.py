@@ -486,7 +486,7 @@ class LegacyRepository:
                 or_(RegistrationInvite.expires.is_(None), RegistrationInvite.expires > now),
             )
         )
-        return held | {(u, d) for u, d in invites.all()}
+        return held | {(u, d) for u, d in invites.all() if u is not None}
 
     async def _claim_name(
         self,
@@ -520,8 +520,9 @@ class LegacyRepository:
                 RegistrationInvite.username == username,
             )
         )
-        for token_hash, *fields in rows.all():
-            if token_hash != presented and invite_usable(Invite(*fields), now):
+        for token_hash, invite_domain, invite_username, uses_left, expires in rows.all():
+            other = Invite(invite_domain, invite_username, uses_left, expires)
+            if token_hash != presented and invite_usable(other, now):
                 raise AccountExists(username, domain)
         if presented is None:
             return
