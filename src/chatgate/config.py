@@ -30,6 +30,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+#: `[auth] mechanisms` when the operator does not set it: channel binding first (RFC 5802
+#: §6: a -PLUS mechanism is offered only where the connection has a binding, so the same
+#: list serves every listener), then SCRAM by hash strength, then PLAIN (TLS only).
+DEFAULT_MECHANISMS: tuple[str, ...] = (
+    "SCRAM-SHA-512-PLUS",
+    "SCRAM-SHA-256-PLUS",
+    "SCRAM-SHA-1-PLUS",
+    "SCRAM-SHA-512",
+    "SCRAM-SHA-256",
+    "SCRAM-SHA-1",
+    "PLAIN",
+)
+#: Put before `DEFAULT_MECHANISMS` when `[tls] client_certificates` asks for certificates
+#: and `[auth] mechanisms` is unset.  It is offered only to a client whose certificate
+#: verified (XEP-0178 §3), which presented it to log in with it.
+CERTIFICATE_MECHANISM = "EXTERNAL"
+
+
 class TlsMode(enum.Enum):
     STARTTLS = "starttls"  # RFC 6120 §5: plain TCP, upgraded with <starttls/>
     DIRECT = "direct"  # XEP-0368: TLS from the first byte
@@ -51,7 +69,20 @@ class ListenerConfig(_Model):
     mechanisms: list[str] | None = None
     """Overrides `[auth] mechanisms` for this listener."""
     reuse_port: bool = False
-    """Bind with SO_REUSEPORT so several worker processes share the port."""
+    """Refused for now (only `false` is accepted): several processes sharing a port
+    would each have their own session table and could not deliver to each other.
+    It returns with the cluster layer."""
+
+    @field_validator("reuse_port")
+    @classmethod
+    def _no_reuse_port(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "not supported yet: processes sharing a port with SO_REUSEPORT would each"
+                " have their own session table and could not deliver to each other's"
+                " sessions; run one process (the option returns with the cluster layer)"
+            )
+        return value
 
 
 class TlsConfig(_Model):
@@ -119,8 +150,10 @@ class StorageConfig(_Model):
 
 
 class AuthConfig(_Model):
-    mechanisms: list[str] = ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
-    """SASL mechanisms offered, in this order (a whitelist: others are never offered)."""
+    mechanisms: list[str] = list(DEFAULT_MECHANISMS)
+    """SASL mechanisms offered, in this order (a whitelist: others are never offered).
+    Unset: channel binding (-PLUS) first, with EXTERNAL in front where `[tls]
+    client_certificates` is `wanted` or `needed`; a list that is set is used as written."""
     allow_plain_without_tls: bool = False
     """Offer plaintext mechanisms before TLS. Only for loopback benchmarks."""
     scram_iterations: Annotated[int, Field(ge=4096, le=10_000_000)] = 4096
@@ -276,6 +309,35 @@ class Config(_Model):
     #: folder of the config file; relative paths are resolved against it
     base_dir: Path = Field(default=Path("."), exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mechanisms(cls, data: Any) -> Any:
+        """EXTERNAL joins the default `[auth] mechanisms`, first, where client
+        certificates are asked for; an operator's own list is never touched."""
+        if not isinstance(data, dict):
+            return data
+        auth, tls = data.get("auth", {}), data.get("tls", {})
+        if isinstance(auth, AuthConfig):
+            chosen = "mechanisms" in auth.model_fields_set
+        elif isinstance(auth, dict):
+            chosen = "mechanisms" in auth
+        else:
+            return data  # not a table: validation names the error
+        if isinstance(tls, TlsConfig):
+            policy: object = tls.client_certificates
+        elif isinstance(tls, dict):
+            policy = tls.get("client_certificates", "disabled")
+        else:
+            return data
+        if chosen or policy not in ("wanted", "needed"):
+            return data
+        mechanisms = [CERTIFICATE_MECHANISM, *DEFAULT_MECHANISMS]
+        if isinstance(auth, AuthConfig):
+            auth = auth.model_copy(update={"mechanisms": mechanisms})
+        else:
+            auth = {**auth, "mechanisms": mechanisms}
+        return {**data, "auth": auth}
+
     @field_validator("listeners")
     @classmethod
     def _unique_ports(cls, listeners: list[ListenerConfig]) -> list[ListenerConfig]:
@@ -402,6 +464,10 @@ tls = "direct"
 url = "sqlite+aiosqlite:///var/chatgate.db"
 
 [auth]
-mechanisms = ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
+# SASL mechanisms in order of preference; unset, this list (-PLUS only where TLS gives
+# a channel binding), with EXTERNAL first where [tls] client_certificates asks for them.
+# A list set here is used exactly as written.
+# mechanisms = ["SCRAM-SHA-512-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS",
+#               "SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
 allow_plain_without_tls = false
 """
