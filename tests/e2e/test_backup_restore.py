@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from slixmpp import JID
 
 from tests.docblocks import shell_block
 
@@ -65,9 +66,9 @@ async def test_a_backup_taken_while_serving_restores_a_working_server(tmp_path: 
         live.add_user("bob", "bob-password-22")
         async with logged_in(live, "alice@localhost/desk", "alice-password-1") as alice:
             for body in MESSAGES:
-                alice.send_message(mto="bob@localhost", mbody=body, mtype="chat")
+                alice.send_message(mto=JID("bob@localhost"), mbody=body, mtype="chat")
             # A ping round trip makes sure the server has processed the messages.
-            await alice.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+            await alice.plugin["xep_0199"].ping(jid=JID("localhost"), timeout=5)
         # While the server runs (and alice has just written to the database).
         assert live.process.poll() is None
         output = run_documented(

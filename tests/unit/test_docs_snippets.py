@@ -30,6 +30,8 @@ from typer.testing import CliRunner
 
 from chatgate.cli import app
 from chatgate.config import DEFAULT_CONFIG_TEXT, Config
+from chatgate.modules.legacy_auth import LegacyAuthOptions
+from chatgate.modules.register import RegisterOptions
 from chatgate.modules.registry import builtin_modules, validate_module_options
 from chatgate.sasl.registry import builtin_mechanisms
 from chatgate.vhost import validate_host_mechanisms
@@ -204,3 +206,23 @@ def check_command(block: Block, words: list[str]) -> None:
         if word.startswith(("./", "examples/")):
             path = ROOT / word.split("[")[0]
             assert path.exists(), f"{block.where}: {word} is not in the repository"
+
+
+def opening_options(text: str) -> dict[str, Any]:
+    """The module options the first `toml` block of a page sets, validated."""
+    first = re.search(r"```toml\n(.*?)```", text, re.S)
+    assert first is not None
+    config = Config.model_validate(tomllib.loads(first.group(1)))
+    return validate_module_options(config, builtin_modules(load_entry_points=False))
+
+
+def test_the_registration_page_leads_with_the_safe_configuration() -> None:
+    # Readers copy the first example: it must not store plaintext-equivalent secrets
+    # (legacy digest, DIGEST-MD5) nor the cheaply attacked zero-knowledge chain.
+    options = opening_options((ROOT / "docs" / "registration.md").read_text())
+    legacy, register = options["legacy_auth"], options["register"]
+    assert isinstance(legacy, LegacyAuthOptions) and isinstance(register, RegisterOptions)
+    assert legacy.enabled  # it shows how to turn legacy authentication on...
+    assert not (legacy.digest or legacy.digest_md5 or legacy.zero_knowledge)  # ...safely
+    assert not legacy.allow_plaintext_without_tls
+    assert register.enabled and register.require_tls

@@ -137,7 +137,7 @@ def test_the_install_commands_make_what_the_unit_expects() -> None:
     assert option(data, "-m") == "0700" and option(data, "-o") == one("User")
     config = option(one("ExecStart").split(), "--config")
     init = next(w for w in install if chatgate_arguments(w) is not None)
-    assert chatgate_arguments(init)[:1] == ["init"] and option(init, "--config") == config
+    assert chatgate_arguments(init) == ["init", "--config", config]
     assert ["chmod", "0640", config] in install
     assert ["chgrp", one("Group"), config] in install
     venv = next(w for w in install if w[:3] == ["python3", "-m", "venv"])
