@@ -47,8 +47,7 @@ from collections.abc import Sequence
 
 from chatgate.auth.credentials import ScramKeys
 from chatgate.auth.options import ExtauthProviderOptions
-from chatgate.auth.provider import Capability
-from chatgate.auth.registry import ProviderUnavailable
+from chatgate.auth.provider import Capability, ProviderUnavailable
 from chatgate.xmpp.errors import ConfigError
 
 __all__ = [

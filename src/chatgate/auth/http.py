@@ -45,8 +45,7 @@ import aiohttp
 
 from chatgate.auth.credentials import ScramKeys
 from chatgate.auth.options import HttpProviderOptions
-from chatgate.auth.provider import Capability
-from chatgate.auth.registry import ProviderUnavailable, UnsupportedQuestion
+from chatgate.auth.provider import Capability, ProviderUnavailable, UnsupportedQuestion
 from chatgate.xmpp.errors import ConfigError
 
 __all__ = ["HttpProvider", "SuccessCache", "interpret_reply"]

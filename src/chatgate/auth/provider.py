@@ -3,6 +3,10 @@
 A provider declares the `Capability` values it offers; a SASL mechanism
 declares those it needs; the offered mechanism list is computed from both
 (never from a function that knows every mechanism by name).
+
+The errors a provider raises when it cannot answer live here too, beside the
+protocol they belong to: providers import this module, never the registry
+that builds them (`auth/registry.py` imports the providers).
 """
 
 from __future__ import annotations
@@ -11,6 +15,24 @@ import enum
 from typing import Final, Literal, Protocol
 
 from chatgate.auth.credentials import ScramKeys
+
+
+class ProviderError(Exception):
+    """A provider could not answer.  Never means "wrong password" (that is a False answer).
+
+    The SASL driver turns any provider exception into temporary-auth-failure
+    (RFC 6120 §6.5.11), so a client is never told its password is wrong
+    because a backend was down.  Messages never contain a password.
+    """
+
+
+class ProviderUnavailable(ProviderError):
+    """The backend is down, too slow, or answered something that is not an answer."""
+
+
+class UnsupportedQuestion(ProviderError):
+    """The provider, as configured, has no way to answer this question
+    (e.g. `user_exists` on the http provider without ``exists_url``)."""
 
 
 class Capability(enum.Enum):

@@ -1,10 +1,15 @@
 """The credential-provider registry: config names -> factories; build, start and close.
 
 This module owns the list of built-in providers (one explicit function), the
-``chatgate.credential_providers`` entry-point group, the context a factory
-builds from, and the errors providers raise when they cannot answer.  It
-never decides which mechanisms are offered (`sasl/selection.py` does, from
-each provider's `offers`) and never talks to a provider's backend itself.
+``chatgate.credential_providers`` entry-point group and the context a factory
+builds from.  It never decides which mechanisms are offered
+(`sasl/selection.py` does, from each provider's `offers`) and never talks to a
+provider's backend itself.
+
+The errors providers raise when they cannot answer (`ProviderError` and its
+kinds) live in `auth/provider.py`, so a provider never imports this module,
+which imports the providers; they are re-exported here for third-party
+providers written against this module.
 
 Provider modules are imported when their factory runs, not when this module
 is: `ldap3` is optional, and an unused provider costs nothing.
@@ -32,7 +37,12 @@ from chatgate.auth.options import (
     LdapProviderOptions,
     ProviderConfig,
 )
-from chatgate.auth.provider import CredentialProvider
+from chatgate.auth.provider import (
+    CredentialProvider,
+    ProviderError,
+    ProviderUnavailable,
+    UnsupportedQuestion,
+)
 from chatgate.registry import Registry
 from chatgate.xmpp.errors import ConfigError
 
@@ -57,24 +67,6 @@ __all__ = [
 
 #: Third-party providers register a `ProviderFactory` here, under their config name.
 ENTRY_POINT_GROUP = "chatgate.credential_providers"
-
-
-class ProviderError(Exception):
-    """A provider could not answer.  Never means "wrong password" (that is a False answer).
-
-    The SASL driver turns any provider exception into temporary-auth-failure
-    (RFC 6120 §6.5.11), so a client is never told its password is wrong
-    because a backend was down.  Messages never contain a password.
-    """
-
-
-class ProviderUnavailable(ProviderError):
-    """The backend is down, too slow, or answered something that is not an answer."""
-
-
-class UnsupportedQuestion(ProviderError):
-    """The provider, as configured, has no way to answer this question
-    (e.g. `user_exists` on the http provider without ``exists_url``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chatgate.auth.registry import ProviderUnavailable, UnsupportedQuestion
+from chatgate.auth.provider import ProviderUnavailable, UnsupportedQuestion
 from chatgate.sasl.base import Failure, NeedCredentials, Success
 from chatgate.sasl.driver import answer_request
 from chatgate.sasl.plain import PlainMechanism

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chatgate.auth.registry import ProviderUnavailable
+from chatgate.auth.provider import ProviderUnavailable
 from chatgate.sasl.base import Failure, Success
 from chatgate.xmpp.errors import SaslFailureCondition
 

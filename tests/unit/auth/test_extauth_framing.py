@@ -14,7 +14,7 @@ from chatgate.auth.extauth import (
     reply_length,
 )
 from chatgate.auth.options import ExtauthProviderOptions
-from chatgate.auth.registry import ProviderUnavailable
+from chatgate.auth.provider import ProviderUnavailable
 
 
 def test_auth_request_frame() -> None:

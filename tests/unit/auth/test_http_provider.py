@@ -8,7 +8,7 @@ import pytest
 
 from chatgate.auth.http import HttpProvider, SuccessCache, interpret_reply
 from chatgate.auth.options import HttpProviderOptions
-from chatgate.auth.registry import ProviderUnavailable
+from chatgate.auth.provider import ProviderUnavailable
 from chatgate.xmpp.errors import ConfigError
 
 
