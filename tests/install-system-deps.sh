@@ -4,7 +4,7 @@
 # slapd from a temporary folder on loopback). Nothing is installed when every package is
 # already present, and no package's system service is started by the install.
 set -euo pipefail
-packages=(openssl libnet-jabber-perl slapd ldap-utils)
+packages=(openssl libnet-jabber-perl slapd ldap-utils sqlite3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
