@@ -23,7 +23,7 @@ from pydantic import (
 
 from chatgate.auth.options import ProviderConfig
 from chatgate.auth.throttle import ThrottleOptions
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 
 class _Model(BaseModel):

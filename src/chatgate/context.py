@@ -40,10 +40,10 @@ from chatgate.modules.base import (
 from chatgate.sasl.base import CredentialAnswer
 from chatgate.storage.errors import AccountExists
 from chatgate.vhost import VirtualHost
+from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xmpp import negotiation as neg
 from chatgate.xmpp.admission import ConnectionGauge, LocalConnectionGauge
-from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition
 from chatgate.xmpp.events import SessionBound, SessionClosed
 from chatgate.xmpp.router import Router
 from chatgate.xmpp.session import C2SSession
@@ -52,8 +52,8 @@ from chatgate.xmpp.stanza import error_reply, payload_of
 if TYPE_CHECKING:
     from chatgate.auth.provider import CredentialProvider
     from chatgate.config import Config
-    from chatgate.sasl.base import ConnectionFacts
     from chatgate.storage.database import Database
+    from chatgate.vocabulary.facts import ConnectionFacts
     from chatgate.xmpp.c2s import C2SConnection
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from chatgate.datadir import secure_data_dir
 from chatgate.modules.anonymous import purge_anonymous_hosts
 from chatgate.modules.legacy_auth import LegacyAuthOptions
 from chatgate.modules.registry import builtin_modules, validate_module_options
-from chatgate.sasl.base import ConnectionFacts, Mechanism
+from chatgate.sasl.base import Mechanism
 from chatgate.sasl.registry import builtin_mechanisms
 from chatgate.sasl.scram import with_unknown_user_iterations
 from chatgate.sasl.selection import offered_mechanisms
@@ -41,7 +41,8 @@ from chatgate.storage.database import Database
 from chatgate.storage.repositories.secrets import SecretStore
 from chatgate.tls import ensure_certificate, server_context, server_tls
 from chatgate.vhost import build_hosts, host_mechanisms, validate_host_mechanisms
-from chatgate.xmpp.errors import StreamErrorCondition
+from chatgate.vocabulary.errors import StreamErrorCondition
+from chatgate.vocabulary.facts import ConnectionFacts
 from chatgate.xmpp.negotiation import NegotiationSettings
 from chatgate.xmpp.transports.tcp import TcpTransport
 

@@ -33,7 +33,7 @@ from OpenSSL import SSL
 
 from chatgate.config import Config, TlsConfig
 from chatgate.sasl.channel_binding import TLS_SERVER_END_POINT, tls_server_end_point
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 from chatgate.xmpp.transports.openssl_tls import ServerTls
 
 log = logging.getLogger(__name__)

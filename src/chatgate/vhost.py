@@ -24,7 +24,7 @@ from chatgate.registry import Registry
 from chatgate.sasl.anonymous import AnonymousMechanism
 from chatgate.sasl.registry import MechanismFactory
 from chatgate.sasl.selection import validate_mechanism_names
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 __all__ = ["VirtualHost", "build_hosts", "host_mechanisms", "validate_host_mechanisms"]
 

@@ -16,7 +16,7 @@ from chatgate.config import (
     TlsMode,
     load_config,
 )
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 

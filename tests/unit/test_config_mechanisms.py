@@ -14,7 +14,7 @@ from chatgate.sasl.base import ConnectionFacts
 from chatgate.sasl.registry import builtin_mechanisms
 from chatgate.sasl.selection import offered_mechanisms
 from chatgate.vhost import validate_host_mechanisms
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUS = ["SCRAM-SHA-512-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"]

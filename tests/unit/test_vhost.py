@@ -13,7 +13,7 @@ from chatgate.auth.throttle import ThrottleOptions
 from chatgate.config import AnonymousLimits, Config
 from chatgate.sasl.registry import builtin_mechanisms
 from chatgate.vhost import build_hosts, host_mechanisms, validate_host_mechanisms
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 
 def config(hosts: dict, **auth: object) -> Config:

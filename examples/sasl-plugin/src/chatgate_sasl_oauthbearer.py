@@ -64,7 +64,7 @@ from chatgate.sasl.base import (
     Step,
     Success,
 )
-from chatgate.xmpp.errors import SaslFailureCondition
+from chatgate.vocabulary.errors import SaslFailureCondition
 
 __all__ = ["OAuthBearerMechanism"]
 

@@ -48,7 +48,7 @@ from collections.abc import Sequence
 from chatgate.auth.credentials import ScramKeys
 from chatgate.auth.options import ExtauthProviderOptions
 from chatgate.auth.provider import Capability, ProviderUnavailable
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 __all__ = [
     "MAX_FRAME",

@@ -46,7 +46,7 @@ import aiohttp
 from chatgate.auth.credentials import ScramKeys
 from chatgate.auth.options import HttpProviderOptions
 from chatgate.auth.provider import Capability, ProviderUnavailable, UnsupportedQuestion
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 __all__ = ["HttpProvider", "SuccessCache", "interpret_reply"]
 

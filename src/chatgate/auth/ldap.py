@@ -51,7 +51,7 @@ from ldap3.utils.dn import escape_rdn
 from chatgate.auth.credentials import ScramKeys
 from chatgate.auth.options import LdapProviderOptions
 from chatgate.auth.provider import Capability, ProviderUnavailable
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 __all__ = ["LdapProvider", "search_filter", "user_dn"]
 

@@ -44,7 +44,7 @@ from chatgate.auth.provider import (
     UnsupportedQuestion,
 )
 from chatgate.registry import Registry
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 if TYPE_CHECKING:
     from chatgate.storage.repositories.accounts import AccountRepository

@@ -16,7 +16,7 @@ from chatgate.cli.invite import invite_app
 from chatgate.cli.registration import registration_app
 from chatgate.cli.user import user_app
 from chatgate.config import DEFAULT_CONFIG_TEXT, Config, TlsMode
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 app = typer.Typer(
     name="chatgate",

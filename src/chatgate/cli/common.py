@@ -19,7 +19,7 @@ from rich.markup import escape
 from chatgate.config import Config, load_config, section
 from chatgate.jid import InvalidJID, prepare_domain, prepare_username
 from chatgate.storage.database import Database
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 err_console = Console(stderr=True)
 

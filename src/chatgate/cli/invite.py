@@ -48,7 +48,7 @@ from chatgate.config import Config
 from chatgate.modules.register import RegisterOptions, RegistrationPolicy
 from chatgate.storage.database import Database
 from chatgate.storage.repositories.legacy import StoredInvite, invite_hash
-from chatgate.xmpp.errors import StanzaError
+from chatgate.vocabulary.errors import StanzaError
 
 invite_app = command_group("Create, list and revoke invitation tokens for in-band registration.")
 console = plain_console()

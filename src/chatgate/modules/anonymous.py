@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from chatgate.modules.base import OnEvent, Registration, Spec
 from chatgate.modules.presence import PresenceModule
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 from chatgate.xmpp.events import SessionClosed
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from chatgate.vocabulary import ns
 from chatgate.xml.element import Element
-from chatgate.xmpp import ns
 
 __all__ = ["FormField", "Submission", "build_form", "find_form", "read_submission"]
 

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 from chatgate.jid import JID
 from chatgate.modules.base import IqHandler, Registration, Spec
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
-from chatgate.xmpp import ns
-from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.stanza import iq_result
 

@@ -67,9 +67,9 @@ from chatgate.storage.repositories.legacy import (
     LegacySecrets,
     ZeroKnowledgeChain,
 )
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition, StreamErrorCondition
 from chatgate.xml.element import Element
-from chatgate.xmpp import ns
-from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition, StreamErrorCondition
 from chatgate.xmpp.negotiation import State
 
 if TYPE_CHECKING:

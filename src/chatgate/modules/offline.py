@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from chatgate.modules.base import DiscoFeature, OnEvent, Registration, Spec
 from chatgate.storage.errors import AccountNotFound
 from chatgate.storage.repositories.offline import OfflineQuota, Stored
-from chatgate.xml.parser import parse_fragment
+from chatgate.vocabulary import ns
+from chatgate.xml.framed import parse_fragment
 from chatgate.xml.serialize import serialize
-from chatgate.xmpp import ns
 from chatgate.xmpp.events import BecameAvailable
 from chatgate.xmpp.router import MessageUndeliverable
 

@@ -43,10 +43,10 @@ from chatgate.modules.roster.subscription import (
 )
 from chatgate.storage.records import RosterItem, Subscription
 from chatgate.storage.repositories.roster import RosterLimitReached
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import StanzaErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import escape_attr, serialize
-from chatgate.xmpp import ns
-from chatgate.xmpp.errors import StanzaErrorCondition
 from chatgate.xmpp.events import BecameAvailable, SessionClosed
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.stanza import error_reply

@@ -50,7 +50,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from chatgate.auth.credentials import ScramKeys, derive_all
 from chatgate.auth.internal import InternalProvider, bump_credentials_stamp
-from chatgate.auth.passwords import TOO_LONG, prepare_password, too_long
+from chatgate.auth.policy import DEFAULT_RESERVED, AccountPolicy, NameUnavailable, PolicyViolation
 from chatgate.auth.throttle import Refuse, ThrottleReason
 from chatgate.jid import JID, InvalidJID, prepare_username
 from chatgate.modules.base import (
@@ -74,14 +74,14 @@ from chatgate.modules.legacy_auth import (
 from chatgate.modules.presence import PresenceModule
 from chatgate.storage.errors import AccountExists, AccountNotFound
 from chatgate.storage.repositories.legacy import Invite, InviteUnavailable, LegacySecrets
-from chatgate.xml.element import Element
-from chatgate.xmpp import ns
-from chatgate.xmpp.errors import (
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import (
     ConfigError,
     StanzaError,
     StanzaErrorCondition,
     StreamErrorCondition,
 )
+from chatgate.xml.element import Element
 from chatgate.xmpp.session import C2SSession
 
 if TYPE_CHECKING:
@@ -110,9 +110,6 @@ FIELD_LABELS: dict[str, str] = {
     "url": "Web page",
     "date": "Date",
 }
-#: Names that look official (RFC 2142 mailboxes and the like).
-DEFAULT_RESERVED = ("admin", "administrator", "root", "postmaster", "hostmaster", "webmaster")
-DEFAULT_RESERVED += ("abuse", "security", "support", "noc")
 _C = StanzaErrorCondition
 
 
@@ -149,13 +146,16 @@ class RegisterOptions(BaseModel):
     require_tls: bool = True
     """Refuse registration and password changes on a stream without TLS (not-authorized)."""
     min_username_length: Annotated[int, Field(ge=1, le=1023)] = 1
-    """Fewest characters in a new username (after PRECIS preparation)."""
+    """Fewest characters in a new username (after PRECIS preparation), by registration or
+    `chatgate user add`/`import`, registration on or off."""
     max_username_length: Annotated[int, Field(ge=1, le=1023)] = 64
-    """Most characters in a new username."""
+    """Most characters in a new username (registration and the command line)."""
     min_password_length: Annotated[int, Field(ge=1)] = 8
-    """Fewest characters in a password set by registration or a password change."""
+    """Fewest characters in every password set: registration, an in-band password change,
+    `chatgate user add`, `passwd` and `import`, registration on or off."""
     reserved_usernames: list[str] = list(DEFAULT_RESERVED)
-    """Names nobody can register (conflict, 409), compared after PRECIS preparation."""
+    """Names nobody can register (conflict, 409), compared after PRECIS preparation;
+    `chatgate user add` refuses them too unless given `--allow-reserved`."""
     min_seconds_between_inquiry_and_attempt: Annotated[float, Field(ge=0)] = 0
     """CAPTCHA-free anti-abuse switch: an attempt needs an inquiry on the same stream at
     least this many seconds earlier (policy-violation otherwise). 0 turns it off."""
@@ -197,6 +197,16 @@ class RegisterOptions(BaseModel):
                 f" max_username_length ({self.max_username_length})"
             )
         return self
+
+    def account_policy(self) -> AccountPolicy:
+        """The account rules these options configure (`auth/policy.py`), for every
+        place an account is made or a password set, the command line included."""
+        return AccountPolicy(
+            min_username_length=self.min_username_length,
+            max_username_length=self.max_username_length,
+            min_password_length=self.min_password_length,
+            reserved_usernames=frozenset(self.reserved_usernames),
+        )
 
 
 # ---------------------------------------------------------------- the policy (pure)
@@ -251,53 +261,40 @@ def read_request(iq: Element) -> Submission:
 
 
 class RegistrationPolicy:
-    """The rules a new account or a new password must pass; pure, raises StanzaError."""
+    """The rules a registration or a new password must pass; pure, raises StanzaError.
+
+    Names and passwords follow the shared `AccountPolicy` (`auth/policy.py`, the
+    same rules as the command line's), its refusals turned into XEP-0077 errors:
+    a reserved name is taken (conflict, 409), anything else not-acceptable (406).
+    """
 
     def __init__(self, options: RegisterOptions) -> None:
         self.options = options
-        self._reserved = frozenset(options.reserved_usernames)
+        self.accounts = options.account_policy()
 
     def username(self, text: str | None) -> str:
-        if not text:
-            raise StanzaError(_C.NOT_ACCEPTABLE, "a username is required")
         try:
-            username = prepare_username(text)
-        except InvalidJID as exc:
-            raise StanzaError(_C.NOT_ACCEPTABLE, f"invalid username: {exc}") from None
-        o = self.options
-        if not o.min_username_length <= len(username) <= o.max_username_length:
-            raise StanzaError(
-                _C.NOT_ACCEPTABLE,
-                f"usernames have {o.min_username_length} to {o.max_username_length} characters",
-            )
-        if username in self._reserved:
-            raise StanzaError(_C.CONFLICT, "this username is not available")
-        return username
+            return self.accounts.username(text)
+        except NameUnavailable as exc:
+            raise StanzaError(_C.CONFLICT, str(exc)) from None
+        except PolicyViolation as exc:
+            raise StanzaError(_C.NOT_ACCEPTABLE, str(exc)) from None
 
     def password_size(self, text: str | None) -> str:
         """The cheap checks, before anything prepares the password: present, and at
         most 1,024 bytes (`auth/passwords.py`)."""
-        # XEP-0077 §3.1 note: an empty <password/> is missing information.
-        if not text:
-            raise StanzaError(_C.NOT_ACCEPTABLE, "a password is required")
-        if too_long(text):
-            raise StanzaError(_C.NOT_ACCEPTABLE, TOO_LONG)
-        return text
+        try:
+            return self.accounts.password_size(text)
+        except PolicyViolation as exc:
+            raise StanzaError(_C.NOT_ACCEPTABLE, str(exc)) from None
 
     def password(self, text: str | None) -> str:
         """Every rule (`password_size`, PRECIS, the minimum length); costs a PRECIS
         pass (up to a millisecond or so): callers run it in a worker thread."""
-        text = self.password_size(text)
         try:
-            prepared = prepare_password(text).decode("utf-8")
-        except ValueError:
-            raise StanzaError(_C.NOT_ACCEPTABLE, "the password has disallowed characters") from None
-        if len(prepared) < self.options.min_password_length:
-            raise StanzaError(
-                _C.NOT_ACCEPTABLE,
-                f"passwords have at least {self.options.min_password_length} characters",
-            )
-        return text
+            return self.accounts.password(text)
+        except PolicyViolation as exc:
+            raise StanzaError(_C.NOT_ACCEPTABLE, str(exc)) from None
 
     def fields(self, submitted: dict[str, str]) -> dict[str, str]:
         """The configured fields; every one is required (XEP-0077 §3.1 "MUST provide")."""

@@ -25,7 +25,7 @@ from chatgate.modules.roster.module import RosterModule
 from chatgate.modules.services import EntityTime, LegacySession, Ping, SoftwareVersion
 from chatgate.modules.vcard import VCard
 from chatgate.registry import Registry
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 
 def builtin_modules(*, load_entry_points: bool = True) -> Registry[type[Module]]:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 from chatgate import __version__
 from chatgate.modules.base import DiscoFeature, IqHandler, Registration, Spec
+from chatgate.vocabulary import ns
 from chatgate.xml.element import Element
-from chatgate.xmpp import ns
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.stanza import iq_result
 

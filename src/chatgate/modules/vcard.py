@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, ClassVar
 
 from chatgate.jid import JID
 from chatgate.modules.base import DiscoFeature, IqHandler, Registration, Spec
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
-from chatgate.xml.parser import parse_fragment
+from chatgate.xml.framed import parse_fragment
 from chatgate.xml.serialize import serialize
-from chatgate.xmpp import ns
-from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.stanza import iq_result
 

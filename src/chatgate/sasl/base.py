@@ -9,28 +9,15 @@ attempt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from chatgate.auth.credentials import ScramKeys
 from chatgate.auth.provider import Capability
-from chatgate.xmpp.errors import SaslFailureCondition
+from chatgate.vocabulary.errors import SaslFailureCondition
 
-
-@dataclass(frozen=True, slots=True)
-class ConnectionFacts:
-    """What the transport knows about the connection, for mechanism selection and binding."""
-
-    domain: str
-    tls_active: bool = False
-    tls_version: str | None = None
-    #: channel-binding type name (e.g. "tls-server-end-point") -> binding data; exactly
-    #: the types this connection advertises (XEP-0440)
-    channel_bindings: dict[str, bytes] = field(default_factory=dict)
-    #: the client's TLS certificate, only when it passed verification (trust store or
-    #: accepted self-signed, not revoked): what EXTERNAL may believe
-    peer_certificate_der: bytes | None = None
-    remote_address: str | None = None
+# Re-exported: mechanisms (built-in and plugins) are handed a connection's facts.
+from chatgate.vocabulary.facts import ConnectionFacts as ConnectionFacts
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,7 @@ from chatgate.sasl.base import (
     Step,
     Success,
 )
-from chatgate.xmpp.errors import SaslFailureCondition
+from chatgate.vocabulary.errors import SaslFailureCondition
 
 __all__ = ["DigestMd5Mechanism", "digest_md5_ha1", "digest_responses", "parse_directives"]
 

@@ -26,7 +26,7 @@ from chatgate.sasl.scram import (
     ScramSha512Mechanism,
     ScramSha512PlusMechanism,
 )
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 if TYPE_CHECKING:
     from chatgate.config import TlsConfig

@@ -91,7 +91,7 @@ from chatgate.sasl.base import (
     Success,
 )
 from chatgate.sasl.channel_binding import advertised_types, ssdp_hash
-from chatgate.xmpp.errors import SaslFailureCondition
+from chatgate.vocabulary.errors import SaslFailureCondition
 
 T = TypeVar("T")
 

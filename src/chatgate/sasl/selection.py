@@ -13,7 +13,7 @@ from chatgate.auth.provider import Capability
 from chatgate.registry import Registry
 from chatgate.sasl.base import ConnectionFacts
 from chatgate.sasl.registry import MechanismFactory
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 __all__ = ["offered_mechanisms", "validate_mechanism_names"]
 

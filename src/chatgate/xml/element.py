@@ -20,7 +20,7 @@ constructor does no copying or validation, and callers may read and mutate `attr
 
 from __future__ import annotations
 
-from chatgate.xmpp import ns as _ns
+from chatgate.vocabulary import ns as _ns
 
 LANG = "{" + _ns.XML + "}lang"
 """The key of the xml:lang attribute in `Element.attrs`."""

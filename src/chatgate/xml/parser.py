@@ -2,9 +2,10 @@
 
 Owns: turning the bytes of one XML stream into `StreamOpened`, `Stanza` and `StreamClosed`
 events; enforcing restricted XML (§11.1), UTF-8 (§11.6), the stanza size and depth limits;
-mapping every refusal to its RFC 6120 §4.9.3 stream error condition.  Also parses the
-self-contained messages of RFC 7395 WebSocket framing (`FramedParser`) and stored XML
-(`parse_fragment`).
+mapping every refusal to its RFC 6120 §4.9.3 stream error condition.  Name limits and
+the shared caches of checked names are `names.py`'s; the self-contained messages of
+RFC 7395 WebSocket framing and stored XML are parsed by `framed.py`, on top of this
+parser (through `failure`, `fail`, `stray_text` and `ends_outside_elements`).
 Must not: do I/O, await, read the clock, log per stanza, or know what a stanza means
 (the negotiation core and the router do).
 
@@ -14,7 +15,8 @@ One expat push parser per stream (a stream restart, §4.3.3, calls `reset()` and
 fresh one), with namespace processing.  Expat reports qualified names as
 "uri<SEP>local"; SEP is U+0001 because XML 1.0 §2.2 forbids that character anywhere in
 a document, so the split is unambiguous whatever a peer puts in a namespace URI (with
-" " as separator a namespace name containing a space would be ambiguous).  `buffer_text`
+" " as separator a namespace name containing a space would be ambiguous); `names.py`
+splits, checks and caches them.  `buffer_text`
 lets pyexpat merge text in C (one call for a body with entities and newlines); the parser
 still joins the pieces that arrive in different `feed()` calls, once per text node, so a
 tree never depends on how the bytes were split.
@@ -90,21 +92,14 @@ Limits (§4.9.3.14 <policy-violation/>, and RFC 6120 §13.12 on resource exhaust
   times its size, held for as long as its end tag was awaited; now at most ~12 times.
   Real stanzas spend 30 bytes or more a node, so the budget only meets such floods.
 - A namespace name over `MAX_NAMESPACE_BYTES` (1,024) or an element, attribute or
-  prefix name over `MAX_NAME_BYTES` (256), in UTF-8 bytes, on anything that reaches
-  an element or attribute; more than `MAX_HEADER_DECLARATIONS` (16) namespace
-  declarations on the stream header.  Registered XMPP namespaces are under 60 bytes and
-  names under 40, so the limits are generous; they keep the shared name cache's entries
-  small and the header kept for hibernation short.  A long name is well-formed XML, and
-  §11.1 does not restrict names, so the condition is not <not-well-formed/> (§4.9.3.13)
-  or <restricted-xml/> (§4.9.3.18) but the local policy one, <policy-violation/>.
+  prefix name over `MAX_NAME_BYTES` (256), in UTF-8 bytes; more than
+  `MAX_HEADER_DECLARATIONS` (16) namespace declarations on the stream header (see
+  `names.py`).
 
 Memory (RFC 6120 §13.12; issue 9 item 6).  Besides one stanza (bounded above), a
 parser and the process keep:
-- `_NAMES`, the shared cache of element names: an `LruCache` of at most 4,096 entries
-  and 2 MiB (a hot name costs ~400 bytes; 2 MiB is ~5,000 typical names).  A peer
-  inventing names only causes misses; names over the limits above are refused before
-  they are cached.  `_ATTR_NAMES` does the same for namespaced attribute names
-  (xml:lang, mostly): 1,024 entries, 256 KiB.
+- `names.NAMES` and `names.ATTR_NAMES`, the shared caches of checked names: 2 MiB
+  and 256 KiB at most (see `names.py`).
 - expat's own tables: it keeps every element, attribute and prefix name it has met for
   the life of the parser (~7 bytes per byte of new names), and pyexpat interned them
   all again in a dict (~15 in all).  Interning is off (`intern=None`: the name cache
@@ -129,11 +124,19 @@ from dataclasses import dataclass
 from typing import Final, TypeAlias
 from xml.parsers import expat
 
-from chatgate.lru import LruCache, weigh_strings
+from chatgate.vocabulary.errors import PeerProtocolError
+from chatgate.vocabulary.errors import StreamErrorCondition as Cond
 from chatgate.xml.element import Element
+from chatgate.xml.names import (
+    MAX_HEADER_DECLARATIONS,
+    NAMES,
+    SEP,
+    SHORT_NAME,
+    check_attrs,
+    check_name,
+    split_name,
+)
 from chatgate.xml.serialize import escape_attr
-from chatgate.xmpp.errors import PeerProtocolError
-from chatgate.xmpp.errors import StreamErrorCondition as Cond
 
 # ---------------------------------------------------------------------------- events
 
@@ -186,7 +189,6 @@ class StreamParseError(PeerProtocolError):
 
 # ---------------------------------------------------------------------------- internals
 
-_SEP = "\x01"
 _SLICE = 65536
 _UTF8_BOM = b"\xef\xbb\xbf"
 _XML_WHITESPACE = " \t\r\n"
@@ -195,21 +197,8 @@ _utf8_decode = codecs.utf_8_decode
 _new_stanza = object.__new__
 _set_stanza_element = Stanza.__dict__["element"].__set__  # see _make_handlers
 
-#: Longest namespace name accepted, in UTF-8 bytes (see the module docstring).
-MAX_NAMESPACE_BYTES: Final = 1024
-#: Longest element, attribute or prefix name accepted, in UTF-8 bytes.
-MAX_NAME_BYTES: Final = 256
-#: Namespace declarations accepted on the stream header (the default and `stream:`
-#: are two; kept for the connection's life, to replay after hibernation).
-MAX_HEADER_DECLARATIONS: Final = 16
 #: Default node budget: one element or attribute per this many bytes of stanza limit.
 NODE_BYTES: Final = 16
-
-# Qualified name from expat -> (namespace, local name).  Shared by every parser: stanza
-# names repeat across connections.  Bounded by entries and bytes: a peer inventing
-# names only causes misses.  Handlers read `_NAMES.mapping` directly (a dict look-up).
-_NAMES: LruCache[str, tuple[str, str]] = LruCache(4096, 2 << 20, weigh_strings)
-_NAMES_MAP = _NAMES.mapping
 
 _E = expat.errors
 _RESTRICTED_CODES = frozenset(
@@ -233,64 +222,6 @@ _ENCODING_CODES = frozenset(
 _UNBOUND_PREFIX = _E.codes[_E.XML_ERROR_UNBOUND_PREFIX]
 
 
-def _over(text: str, limit: int) -> bool:
-    """`text` is longer than `limit` bytes in UTF-8 (exact, and cheap when short)."""
-    n = len(text)
-    if n > limit:
-        return True
-    if n * 4 <= limit or text.isascii():
-        return False
-    return len(text.encode("utf-8", "surrogatepass")) > limit
-
-
-def _check_name(ns: str, local: str, what: str) -> None:
-    if _over(ns, MAX_NAMESPACE_BYTES):
-        raise _refuse(Cond.POLICY_VIOLATION, f"{what} namespace over {MAX_NAMESPACE_BYTES} bytes")
-    if _over(local, MAX_NAME_BYTES):
-        raise _refuse(Cond.POLICY_VIOLATION, f"{what} name over {MAX_NAME_BYTES} bytes")
-
-
-def _split_name(qname: str) -> tuple[str, str]:
-    """A name the cache does not know: check its lengths, then cache it."""
-    ns, _, local = qname.rpartition(_SEP)
-    _check_name(ns, local, "element")
-    pair = (ns, local)
-    _NAMES.put(qname, pair)
-    return pair
-
-
-#: Attribute names up to this many characters cannot exceed MAX_NAME_BYTES; longer
-#: ones (and namespaced ones) take the slow path, `_check_attrs`.
-_SHORT_NAME = MAX_NAME_BYTES // 4
-
-# Namespaced attribute name from expat ("uri<SEP>local") -> checked Clark name
-# ("{uri}local").  Nearly always xml:lang, on many stanzas; bounded like `_NAMES`.
-_ATTR_NAMES: LruCache[str, str] = LruCache(1024, 256 << 10, weigh_strings)
-_attr_name = _ATTR_NAMES.mapping.get
-
-
-def _clark(key: str) -> str:
-    """A namespaced attribute name the cache does not know: check it, then cache it."""
-    ns, _, local = key.rpartition(_SEP)
-    _check_name(ns, local, "attribute")
-    clark = f"{{{ns}}}{local}"
-    _ATTR_NAMES.put(key, clark)
-    return clark
-
-
-def _check_attrs(attrs: dict[str, str]) -> dict[str, str]:
-    """Check attribute name lengths; rekey namespaced attributes "uri<SEP>local" as
-    "{uri}local".  Rare: xml:lang, or names longer than `_SHORT_NAME` characters."""
-    out = {}
-    for key, value in attrs.items():
-        if _SEP in key:
-            key = _attr_name(key) or _clark(key)
-        elif len(key) > _SHORT_NAME and _over(key, MAX_NAME_BYTES):
-            raise _refuse(Cond.POLICY_VIOLATION, f"attribute name over {MAX_NAME_BYTES} bytes")
-        out[key] = value
-    return out
-
-
 def _refuse(condition: Cond, text: str) -> PeerProtocolError:
     return PeerProtocolError(condition, text)
 
@@ -304,7 +235,7 @@ def _new_expat() -> expat.XMLParserType:
     """An expat parser as every stream uses it: UTF-8, namespaces, no interning (pyexpat
     would keep every name it reports in a dict for the parser's life), and no reparse
     deferral (expat >= 2.6 may hold a complete token back until more bytes arrive)."""
-    parser = expat.ParserCreate(encoding="UTF-8", namespace_separator=_SEP, intern=None)
+    parser = expat.ParserCreate(encoding="UTF-8", namespace_separator=SEP, intern=None)
     set_deferral = getattr(parser, "SetReparseDeferralEnabled", None)
     if set_deferral is not None:
         set_deferral(False)
@@ -427,7 +358,7 @@ class XmlStreamParser:
             # Checked here, not left to expat, which reports trailing junk only once
             # it sees a whole token: split input would otherwise go unnoticed.
             if data.strip(_XML_WHITESPACE_BYTES):
-                raise self._fail(Cond.NOT_WELL_FORMED, "junk after document element")
+                raise self.fail(Cond.NOT_WELL_FORMED, "junk after document element")
             return []
         if self._expat is _NO_EXPAT:
             if not data.strip(_XML_WHITESPACE_BYTES):
@@ -476,7 +407,7 @@ class XmlStreamParser:
         except PeerProtocolError as exc:
             done = events[:]
             events.clear()
-            raise self._fail(exc.condition, exc.text, done) from None
+            raise self.fail(exc.condition, exc.text, done) from None
         if not events:
             return []
         done = events[:]
@@ -562,14 +493,40 @@ class XmlStreamParser:
         if gt >= 0 and data[gt + 1 :].strip(_XML_WHITESPACE_BYTES):
             raise _refuse(Cond.NOT_WELL_FORMED, "junk after document element")
 
-    # ------------------------------------------------------------ internals
+    # ------------------------------------------------------------ for layers on top
+    # What a parser built on this one (`framed.py`: one element per message) needs to
+    # judge a message, so that it never reads the fields below.
 
-    def _fail(
+    @property
+    def failure(self) -> tuple[Cond, str] | None:
+        """The refusal (condition, text) every `feed()` raises until `reset()`; None
+        while the stream is fine."""
+        return self._failure
+
+    def fail(
         self, condition: Cond, text: str, events: list[StreamEvent] | None = None
     ) -> StreamParseError:
-        """Enter the failed state; return the exception to raise."""
+        """Enter the failed state (every later `feed()` raises `condition`); return
+        the exception to raise.  For a layer that refuses input by its own rules."""
         self._failure = (condition, text)
         return StreamParseError(condition, text, events)
+
+    @property
+    def stray_text(self) -> bool:
+        """Non-whitespace text was fed outside any stanza and has not been refused yet
+        (it is, with BAD_FORMAT, at the next tag)."""
+        return self._stray_text
+
+    def ends_outside_elements(self, data: bytes) -> bool:
+        """Whether the input so far ends outside every stanza: no element open, no
+        unfinished UTF-8 sequence, and whatever expat still holds back of `data` (the
+        bytes last fed) is whitespace (it may keep a CR, waiting for an LF)."""
+        if self._stack or self._utf8_tail:
+            return False
+        pending = self._fed - self._expat.CurrentByteIndex
+        return not (pending and data[-pending:].strip(_XML_WHITESPACE_BYTES))
+
+    # ------------------------------------------------------------ internals
 
     def _parse(self, data: bytes) -> None:
         """Hand one slice to expat, then apply the size limits to what is still open,
@@ -731,11 +688,11 @@ def _make_handlers(p: XmlStreamParser) -> None:
     parser = p._expat
     stack = p._stack
     emit = p._events.append
-    names = _NAMES_MAP
+    names = NAMES.mapping
     max_depth = p.max_depth
     max_bytes = p.max_stanza_bytes
     max_nodes = p.max_nodes
-    short_name = _SHORT_NAME
+    short_name = SHORT_NAME
     new_element = Element
     prefixes: dict[str, str] = {}
     default_ns: list[str | None] = [None]
@@ -751,12 +708,12 @@ def _make_handlers(p: XmlStreamParser) -> None:
         try:
             ns, local = names[qname]
         except KeyError:
-            ns, local = _split_name(qname)
+            ns, local = split_name(qname)
         if attrs:
             budget -= len(attrs)
             for key in attrs:
-                if _SEP in key or len(key) > short_name:
-                    attrs = _check_attrs(attrs)
+                if SEP in key or len(key) > short_name:
+                    attrs = check_attrs(attrs)
                     break
         if stack:
             budget -= 1
@@ -839,9 +796,9 @@ def _make_handlers(p: XmlStreamParser) -> None:
                 f"over {MAX_HEADER_DECLARATIONS} namespace declarations on the stream header",
             )
         if uri:
-            _check_name(uri, prefix or "", "declared")
+            check_name(uri, prefix or "", "declared")
         elif prefix:
-            _check_name("", prefix, "declared")
+            check_name("", prefix, "declared")
         if prefix is None:
             default_ns[0] = uri or None
         else:
@@ -863,109 +820,3 @@ def _make_handlers(p: XmlStreamParser) -> None:
     parser.EntityDeclHandler = _REFUSE_ENTITY_DECL
     parser.CommentHandler = _REFUSE_COMMENT
     parser.ProcessingInstructionHandler = _REFUSE_PI
-
-
-# ---------------------------------------------------------------------------- framing
-
-
-class FramedParser:
-    """RFC 7395 (XMPP over WebSocket): each message is one complete top-level element.
-
-    RFC 7395 §3.3 frames the stream by WebSocket messages: every message carries exactly
-    one whole, well-formed element; <open/> and <close/> in
-    urn:ietf:params:xml:ns:xmpp-framing replace the stream header and footer, and
-    stanzas are in the content namespace (`default_ns`) unless they say otherwise.  One
-    long-lived expat parser serves the connection: messages are fed as the children of a
-    synthetic stream element declaring `default_ns`, so a message costs about what a
-    stanza on TCP costs.  Same restrictions and limits as `XmlStreamParser`; an optional
-    XML declaration may lead a message.
-
-    `parse()` raises `StreamParseError`: POLICY_VIOLATION for a message over
-    `max_stanza_bytes`; NOT_WELL_FORMED unless the message holds exactly one complete
-    element (whitespace around it is fine); BAD_FORMAT for other text around it; and
-    every condition `XmlStreamParser.feed` raises.  After an error every call raises.
-    """
-
-    __slots__ = ("_stream",)
-
-    def __init__(
-        self,
-        default_ns: str = "jabber:client",
-        *,
-        max_stanza_bytes: int = 262144,
-        max_depth: int = 64,
-        max_nodes: int | None = None,
-    ) -> None:
-        self._stream = XmlStreamParser(
-            max_stanza_bytes=max_stanza_bytes, max_depth=max_depth, max_nodes=max_nodes
-        )
-        self._stream.feed(f'<fragment xmlns="{escape_attr(default_ns)}">'.encode())
-
-    def parse(self, data: bytes) -> Element:
-        """The element one WebSocket message carries."""
-        stream = self._stream
-        if stream._failure is not None:
-            raise StreamParseError(*stream._failure)
-        limit = stream.max_stanza_bytes
-        if len(data) > limit:
-            raise stream._fail(Cond.POLICY_VIOLATION, f"message over {limit} bytes")
-        if data.startswith(b"<?xml"):
-            data = _strip_declaration(stream, data)
-        try:
-            events = stream.feed(data)
-        except StreamParseError as exc:
-            if exc.condition is Cond.NOT_WELL_FORMED and b"<!DOCTYPE" in data:
-                # Inside the stream element a DOCTYPE is a syntax error; it is still a
-                # DTD, which RFC 6120 §11.1 restricts.
-                raise stream._fail(Cond.RESTRICTED_XML, "DTDs are not allowed") from None
-            raise
-        if stream._stray_text:
-            raise stream._fail(Cond.BAD_FORMAT, "text is not allowed around the element")
-        pending = stream._fed - stream._expat.CurrentByteIndex
-        if (
-            len(events) != 1
-            or type(events[0]) is not Stanza
-            or stream._stack
-            or stream._utf8_tail
-            # Expat may hold back trailing whitespace (a CR, waiting for an LF).
-            or (pending and data[-pending:].strip(b" \t\r\n"))
-        ):
-            raise stream._fail(Cond.NOT_WELL_FORMED, "a message must hold one complete element")
-        return events[0].element
-
-
-def _strip_declaration(stream: XmlStreamParser, data: bytes) -> bytes:
-    """Check a message's leading XML declaration on its own, then drop it."""
-    end = data.find(b"?>") + 2
-    if end < 2:
-        raise stream._fail(Cond.NOT_WELL_FORMED, "unterminated XML declaration")
-    try:
-        XmlStreamParser().feed(data[:end] + b"<x/>")
-    except StreamParseError as exc:
-        raise stream._fail(exc.condition, exc.text) from None
-    return data[end:]
-
-
-def parse_fragment(
-    data: bytes,
-    default_ns: str = "jabber:client",
-    *,
-    max_stanza_bytes: int = 262144,
-    max_depth: int = 64,
-    max_nodes: int | None = None,
-) -> Element:
-    """Parse one self-contained element (stored XML, or a single RFC 7395 message).
-
-    Elements without a namespace declaration get `default_ns`.  Errors as for
-    `FramedParser.parse`; a WebSocket connection should keep one `FramedParser` instead,
-    which saves creating an expat parser per message.  `max_nodes` defaults to
-    `max_stanza_bytes`, which never binds (a node takes 4 bytes or more): stored XML
-    passed the budget when it arrived, and callers give its own length as the limit,
-    so a budget derived from that would refuse what the stream accepted.
-    """
-    if max_nodes is None:
-        max_nodes = max_stanza_bytes
-    parser = FramedParser(
-        default_ns, max_stanza_bytes=max_stanza_bytes, max_depth=max_depth, max_nodes=max_nodes
-    )
-    return parser.parse(data)

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from chatgate.vocabulary import ns as _ns
 from chatgate.xml.element import Element
-from chatgate.xmpp import ns as _ns
 
 _XML_PREFIX = "{" + _ns.XML + "}"
 _XML_PREFIX_LEN = len(_XML_PREFIX)

@@ -21,20 +21,21 @@ from typing import TYPE_CHECKING, Protocol
 
 from chatgate.auth.provider import NO_SUCH_KEYS, SCRAM_CAPABILITY, Capability
 from chatgate.auth.throttle import ALLOW, Refuse, throttle_account
-from chatgate.sasl.base import ConnectionFacts, CredentialAnswer, NeedCredentials
+from chatgate.sasl.base import CredentialAnswer, NeedCredentials
 from chatgate.sasl.driver import answer_request
-from chatgate.xml.element import Element
-from chatgate.xml.parser import Stanza, StreamClosed, StreamEvent, StreamOpened
-from chatgate.xml.serialize import serialize
-from chatgate.xmpp import negotiation as neg
-from chatgate.xmpp import ns
-from chatgate.xmpp.errors import (
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import (
     PeerProtocolError,
     SaslFailureCondition,
     StanzaError,
     StanzaErrorCondition,
     StreamErrorCondition,
 )
+from chatgate.vocabulary.facts import ConnectionFacts
+from chatgate.xml.element import Element
+from chatgate.xml.parser import Stanza, StreamClosed, StreamEvent, StreamOpened
+from chatgate.xml.serialize import serialize
+from chatgate.xmpp import negotiation as neg
 from chatgate.xmpp.output import OutputBuffer
 from chatgate.xmpp.router import BindConflict
 from chatgate.xmpp.session import C2SSession

@@ -52,11 +52,15 @@ from chatgate.sasl.base import (
     Success,
 )
 from chatgate.sasl.channel_binding import advertised_types, feature_xml
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import (
+    SaslFailureCondition,
+    StanzaErrorCondition,
+    StreamErrorCondition,
+)
 from chatgate.xml.element import Element
 from chatgate.xml.parser import StreamOpened
 from chatgate.xml.serialize import escape_attr, escape_text
-from chatgate.xmpp import ns
-from chatgate.xmpp.errors import SaslFailureCondition, StanzaErrorCondition, StreamErrorCondition
 
 
 class State(enum.Enum):

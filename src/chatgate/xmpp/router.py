@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from chatgate.hooks import Hooks
 from chatgate.jid import JID, InvalidJID
+from chatgate.vocabulary.errors import StanzaErrorCondition, StreamErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import serialize
-from chatgate.xmpp.errors import StanzaErrorCondition, StreamErrorCondition
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.stanza import error_reply
 

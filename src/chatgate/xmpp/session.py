@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from chatgate.vocabulary.errors import StreamErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import serialize
-from chatgate.xmpp.errors import StreamErrorCondition
 
 
 class C2SSession:

@@ -6,9 +6,9 @@ function says so.
 
 from __future__ import annotations
 
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import StanzaErrorCondition
 from chatgate.xml.element import Element
-from chatgate.xmpp import ns
-from chatgate.xmpp.errors import StanzaErrorCondition
 
 
 def error_reply(

@@ -24,7 +24,7 @@ from chatgate.auth.registry import (
     start_provider,
 )
 from chatgate.sasl.base import Failure, Success
-from chatgate.xmpp.errors import ConfigError, SaslFailureCondition
+from chatgate.vocabulary.errors import ConfigError, SaslFailureCondition
 
 from .support import ALICE, DOMAIN, EXTAUTH_PROGRAM, offered, plain_login, running
 

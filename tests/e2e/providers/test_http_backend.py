@@ -12,7 +12,7 @@ from chatgate.auth.provider import ProviderUnavailable, UnsupportedQuestion
 from chatgate.sasl.base import Failure, NeedCredentials, Success
 from chatgate.sasl.driver import answer_request
 from chatgate.sasl.plain import PlainMechanism
-from chatgate.xmpp.errors import SaslFailureCondition
+from chatgate.vocabulary.errors import SaslFailureCondition
 
 from ..conftest import free_port
 from .support import ALICE, DOMAIN, TLS, http, offered, plain_login, running, service_get

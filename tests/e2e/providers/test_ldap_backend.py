@@ -15,7 +15,7 @@ import pytest
 
 from chatgate.auth.provider import ProviderUnavailable
 from chatgate.sasl.base import Failure, Success
-from chatgate.xmpp.errors import SaslFailureCondition
+from chatgate.vocabulary.errors import SaslFailureCondition
 
 from ..conftest import free_port
 from . import slapd as slapd_helper

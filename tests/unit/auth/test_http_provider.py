@@ -9,7 +9,7 @@ import pytest
 from chatgate.auth.http import HttpProvider, SuccessCache, interpret_reply
 from chatgate.auth.options import HttpProviderOptions
 from chatgate.auth.provider import ProviderUnavailable
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 
 class FakeClock:

@@ -11,7 +11,7 @@ pytest.importorskip("ldap3")
 
 from chatgate.auth.ldap import LdapProvider, search_filter, user_dn
 from chatgate.auth.options import LdapProviderOptions
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 PEOPLE = "uid={user},ou=people,dc=example,dc=org"
 

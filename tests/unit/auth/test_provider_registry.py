@@ -29,7 +29,7 @@ from chatgate.sasl.base import ConnectionFacts
 from chatgate.sasl.registry import builtin_mechanisms
 from chatgate.sasl.selection import offered_mechanisms
 from chatgate.storage.repositories.accounts import AccountRepository
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 CONTEXT = ProviderContext(
     base_dir=Path("/etc/chatgate"),

@@ -31,7 +31,7 @@ from chatgate.auth.throttle import (
     counts_as_guess,
     throttle_account,
 )
-from chatgate.xmpp.errors import SaslFailureCondition
+from chatgate.vocabulary.errors import SaslFailureCondition
 
 ATTACKER = "1.2.3.4"
 OTHER = "5.6.7.8"

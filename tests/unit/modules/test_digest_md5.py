@@ -20,7 +20,7 @@ from chatgate.sasl.digest_md5 import (
     digest_responses,
     parse_directives,
 )
-from chatgate.xmpp.errors import SaslFailureCondition as C
+from chatgate.vocabulary.errors import SaslFailureCondition as C
 
 FACTS = ConnectionFacts(domain="localhost", tls_active=True)
 

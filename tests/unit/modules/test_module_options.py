@@ -19,7 +19,7 @@ from chatgate.modules.legacy_auth import LegacyAuthOptions
 from chatgate.modules.register import RegisterOptions
 from chatgate.modules.registry import builtin_modules, validate_module_options
 from chatgate.registry import Registry
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 
 def config(modules: dict[str, Any]) -> Config:

@@ -15,7 +15,7 @@ from chatgate.auth import credentials
 from chatgate.modules.legacy_auth import zero_knowledge_client_hash
 from chatgate.modules.register import RegisterOptions
 from chatgate.storage.records import RosterItem, Subscription
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 from .wire import PasswordService, Server, Wire, plain
 

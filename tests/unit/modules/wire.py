@@ -29,9 +29,9 @@ from chatgate.sasl.base import ConnectionFacts
 from chatgate.sasl.registry import builtin_mechanisms
 from chatgate.sasl.selection import offered_mechanisms
 from chatgate.storage.database import Database
+from chatgate.vocabulary.errors import PeerProtocolError
 from chatgate.xml.parser import XmlStreamParser
 from chatgate.xmpp.c2s import C2SConnection
-from chatgate.xmpp.errors import PeerProtocolError
 from chatgate.xmpp.negotiation import NegotiationSettings
 
 from ..xmpp.transcript import split

@@ -28,8 +28,8 @@ from chatgate.jid import JID
 from chatgate.modules.presence import PresenceModule
 from chatgate.modules.roster.module import RosterModule
 from chatgate.storage.records import RosterItem, Subscription
+from chatgate.vocabulary import ns
 from chatgate.xml.element import Element
-from chatgate.xmpp import ns
 from chatgate.xmpp.session import C2SSession
 
 Owner = tuple[str, str]

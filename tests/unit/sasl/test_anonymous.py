@@ -16,7 +16,7 @@ from chatgate.sasl.base import (
     NeedCredentials,
     Success,
 )
-from chatgate.xmpp.errors import SaslFailureCondition
+from chatgate.vocabulary.errors import SaslFailureCondition
 
 FACTS = ConnectionFacts(domain="guest.localhost", tls_active=True)
 ADMITTED = CredentialAnswer(verified=True, user_exists=True)

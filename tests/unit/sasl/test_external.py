@@ -22,7 +22,7 @@ from chatgate.sasl.base import (
 from chatgate.sasl.external import ExternalFactory, ExternalMechanism
 from chatgate.sasl.registry import builtin_mechanisms
 from chatgate.sasl.selection import offered_mechanisms
-from chatgate.xmpp.errors import SaslFailureCondition as C
+from chatgate.vocabulary.errors import SaslFailureCondition as C
 from tests.certgen import make_ca, make_client
 
 CA = make_ca()

@@ -38,9 +38,9 @@ from chatgate.sasl.base import (
 )
 from chatgate.sasl.registry import ENTRY_POINT_GROUP, MechanismFactory
 from chatgate.sasl.selection import offered_mechanisms, validate_mechanism_names
+from chatgate.vocabulary.errors import SaslFailureCondition as C
+from chatgate.vocabulary.errors import StreamErrorCondition
 from chatgate.xmpp import negotiation as neg
-from chatgate.xmpp.errors import SaslFailureCondition as C
-from chatgate.xmpp.errors import StreamErrorCondition
 from tests.unit.xmpp.transcript import HEADER, SECRET, Harness
 
 ROOT = Path(__file__).resolve().parents[3]

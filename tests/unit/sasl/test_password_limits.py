@@ -22,7 +22,7 @@ from chatgate.auth.provider import Capability
 from chatgate.sasl.base import Challenge, ConnectionFacts, Failure, NeedCredentials
 from chatgate.sasl.digest_md5 import DigestMd5Mechanism
 from chatgate.sasl.plain import PlainMechanism
-from chatgate.xmpp.errors import SaslFailureCondition as C
+from chatgate.vocabulary.errors import SaslFailureCondition as C
 
 from ..xmpp.transcript import HEADER, Harness, settings
 

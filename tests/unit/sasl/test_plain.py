@@ -15,7 +15,7 @@ from chatgate.sasl.base import (
     Success,
 )
 from chatgate.sasl.plain import PlainMechanism
-from chatgate.xmpp.errors import SaslFailureCondition as C
+from chatgate.vocabulary.errors import SaslFailureCondition as C
 
 FACTS = ConnectionFacts(domain="example.com", tls_active=True)
 VERIFIED = CredentialAnswer(verified=True, user_exists=True)

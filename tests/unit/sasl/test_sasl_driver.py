@@ -24,7 +24,7 @@ from chatgate.sasl.base import (
 from chatgate.sasl.driver import advance, answer_request
 from chatgate.sasl.plain import PlainMechanism
 from chatgate.sasl.scram import ScramSha256Mechanism
-from chatgate.xmpp.errors import SaslFailureCondition as C
+from chatgate.vocabulary.errors import SaslFailureCondition as C
 
 FACTS = ConnectionFacts(domain="example.com", tls_active=True)
 

@@ -11,7 +11,7 @@ import chatgate.registry
 from chatgate.sasl.base import ConnectionFacts, NeedCredentials
 from chatgate.sasl.plain import PlainMechanism
 from chatgate.sasl.registry import ENTRY_POINT_GROUP, builtin_mechanisms
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 FACTS = ConnectionFacts(domain="example.com", tls_active=True)
 

@@ -9,7 +9,7 @@ from chatgate.registry import Registry
 from chatgate.sasl.base import ConnectionFacts
 from chatgate.sasl.registry import MechanismFactory, builtin_mechanisms
 from chatgate.sasl.selection import offered_mechanisms, validate_mechanism_names
-from chatgate.xmpp.errors import ConfigError
+from chatgate.vocabulary.errors import ConfigError
 
 ALL_CAPABILITIES = frozenset(Capability)
 PASSWORD_ONLY = frozenset({Capability.VERIFY_PASSWORD})

@@ -34,7 +34,7 @@ from chatgate.sasl.scram import (
     ScramSha256Mechanism,
     ScramSha512Mechanism,
 )
-from chatgate.xmpp.errors import SaslFailureCondition as C
+from chatgate.vocabulary.errors import SaslFailureCondition as C
 
 FACTS = ConnectionFacts(domain="example.com", tls_active=True)
 SECRET = b"server secret for tests"

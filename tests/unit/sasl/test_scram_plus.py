@@ -32,7 +32,7 @@ from chatgate.sasl.scram import (
     ScramSha256PlusMechanism,
     ScramSha512PlusMechanism,
 )
-from chatgate.xmpp.errors import SaslFailureCondition as C
+from chatgate.vocabulary.errors import SaslFailureCondition as C
 
 SECRET = b"server secret for tests"
 

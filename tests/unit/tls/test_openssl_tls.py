@@ -270,7 +270,7 @@ def test_needed_without_certificate_fails_the_handshake(
 
 
 def test_client_certificates_need_something_to_trust(server_cert: tuple[Path, Path]) -> None:
-    from chatgate.xmpp.errors import ConfigError
+    from chatgate.vocabulary.errors import ConfigError
 
     with pytest.raises(ConfigError, match="trust_files"):
         _server(server_cert, client_certificates="wanted")

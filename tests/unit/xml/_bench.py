@@ -8,7 +8,8 @@ from __future__ import annotations
 import timeit
 from collections.abc import Callable
 
-from chatgate.xml.parser import FramedParser, Stanza, XmlStreamParser
+from chatgate.xml.framed import FramedParser
+from chatgate.xml.parser import Stanza, XmlStreamParser
 from chatgate.xml.serialize import serialize
 
 HEADER = (

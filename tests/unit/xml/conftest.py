@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from chatgate.vocabulary.errors import StreamErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xml.parser import (
     Stanza,
@@ -22,7 +23,6 @@ from chatgate.xml.parser import (
     StreamParseError,
     XmlStreamParser,
 )
-from chatgate.xmpp.errors import StreamErrorCondition
 
 HEADER = (
     b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from chatgate.vocabulary import ns
 from chatgate.xml.element import LANG, Element
-from chatgate.xmpp import ns
 
 
 def message() -> Element:

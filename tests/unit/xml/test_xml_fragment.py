@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from chatgate.xml.parser import FramedParser, StreamParseError, parse_fragment
-from chatgate.xmpp import ns
-from chatgate.xmpp.errors import StreamErrorCondition as Cond
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import StreamErrorCondition as Cond
+from chatgate.xml.framed import FramedParser, parse_fragment
+from chatgate.xml.parser import StreamParseError
 
 
 def refusal(data: bytes, **kwargs: int) -> Cond:

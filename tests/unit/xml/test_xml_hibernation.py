@@ -7,9 +7,9 @@ import random
 
 import pytest
 
+from chatgate.vocabulary.errors import PeerProtocolError, StreamErrorCondition
 from chatgate.xml.parser import Stanza, StreamClosed, StreamOpened, XmlStreamParser
 from chatgate.xml.serialize import serialize
-from chatgate.xmpp.errors import PeerProtocolError, StreamErrorCondition
 
 HEADER = (
     b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "

@@ -15,18 +15,12 @@ from collections.abc import Callable
 
 import pytest
 
-from chatgate.xml import parser as parser_module
-from chatgate.xml.parser import (
-    MAX_HEADER_DECLARATIONS,
-    MAX_NAME_BYTES,
-    MAX_NAMESPACE_BYTES,
-    FramedParser,
-    Stanza,
-    StreamParseError,
-    XmlStreamParser,
-)
+from chatgate.vocabulary.errors import StreamErrorCondition as Cond
+from chatgate.xml import names
+from chatgate.xml.framed import FramedParser
+from chatgate.xml.names import MAX_HEADER_DECLARATIONS, MAX_NAME_BYTES, MAX_NAMESPACE_BYTES
+from chatgate.xml.parser import Stanza, StreamParseError, XmlStreamParser
 from chatgate.xml.serialize import serialize
-from chatgate.xmpp.errors import StreamErrorCondition as Cond
 
 Transcript = Callable[..., object]
 
@@ -171,7 +165,7 @@ def test_the_shared_name_cache_is_bounded_in_bytes() -> None:
 
     retained = _retained_after(flood)
     assert retained <= 2 * MiB + MiB // 4, retained
-    cache = parser_module._NAMES
+    cache = names.NAMES
     assert cache.nbytes <= cache.max_bytes == 2 * MiB
 
 
@@ -184,7 +178,7 @@ def test_the_attribute_name_cache_is_bounded_in_bytes() -> None:
             parser.close()
 
     retained = _retained_after(flood)
-    cache = parser_module._ATTR_NAMES
+    cache = names.ATTR_NAMES
     assert cache.nbytes <= cache.max_bytes == 256 * 1024
     assert retained <= cache.max_bytes + MiB // 4, retained
 
@@ -195,7 +189,7 @@ def test_common_names_are_still_cached_after_a_flood() -> None:
     for i in range(5000):
         parser.feed(query(f"urn:flood:{i}"))
     parser.feed(b"<message><body>hi</body></message>")
-    assert "jabber:client\x01message" in parser_module._NAMES.mapping
+    assert "jabber:client\x01message" in names.NAMES.mapping
 
 
 # ---------------------------------------------------------------------------- one long stream

@@ -13,6 +13,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import PeerProtocolError
+from chatgate.vocabulary.errors import StreamErrorCondition as Cond
 from chatgate.xml.element import LANG
 from chatgate.xml.parser import (
     Stanza,
@@ -21,9 +24,6 @@ from chatgate.xml.parser import (
     StreamParseError,
     XmlStreamParser,
 )
-from chatgate.xmpp import ns
-from chatgate.xmpp.errors import PeerProtocolError
-from chatgate.xmpp.errors import StreamErrorCondition as Cond
 
 Transcript = Callable[..., object]
 

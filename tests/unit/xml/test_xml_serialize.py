@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chatgate.vocabulary import ns
 from chatgate.xml.element import LANG, Element
 from chatgate.xml.parser import StreamOpened, XmlStreamParser, parse_fragment
 from chatgate.xml.serialize import escape_attr, escape_text, serialize, stream_footer, stream_header
-from chatgate.xmpp import ns
 
 
 def tree(el: Element) -> tuple[object, ...]:

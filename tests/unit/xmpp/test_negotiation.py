@@ -8,8 +8,8 @@ import re
 import pytest
 from scramp import ScramClient
 
+from chatgate.vocabulary.errors import StreamErrorCondition
 from chatgate.xmpp import negotiation as neg
-from chatgate.xmpp.errors import StreamErrorCondition
 
 from .transcript import HEADER, Harness, settings
 

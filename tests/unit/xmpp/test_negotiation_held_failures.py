@@ -9,8 +9,8 @@ import base64
 
 import pytest
 
+from chatgate.vocabulary.errors import SaslFailureCondition, StreamErrorCondition
 from chatgate.xmpp import negotiation as neg
-from chatgate.xmpp.errors import SaslFailureCondition, StreamErrorCondition
 
 from .transcript import HEADER, Harness, settings
 

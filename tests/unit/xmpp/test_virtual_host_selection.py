@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from chatgate.xmpp.errors import StreamErrorCondition
+from chatgate.vocabulary.errors import StreamErrorCondition
 
 from .transcript import Harness, settings
 

@@ -16,9 +16,9 @@ from chatgate.auth.provider import Capability
 from chatgate.sasl.base import ConnectionFacts, CredentialAnswer, NeedCredentials
 from chatgate.sasl.registry import builtin_mechanisms
 from chatgate.sasl.selection import offered_mechanisms
+from chatgate.vocabulary.errors import PeerProtocolError
 from chatgate.xml.parser import Stanza, StreamClosed, StreamOpened, XmlStreamParser
 from chatgate.xmpp import negotiation as neg
-from chatgate.xmpp.errors import PeerProtocolError
 
 SECRET = b"test-secret-0123456789abcdef0123"
 ALL_CAPS = frozenset(Capability)

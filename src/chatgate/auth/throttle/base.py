@@ -16,7 +16,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-from chatgate.xmpp.errors import SaslFailureCondition
+from chatgate.vocabulary.errors import SaslFailureCondition
 
 __all__ = [
     "ALLOW",

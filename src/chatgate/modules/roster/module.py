@@ -30,9 +30,9 @@ from chatgate.modules.base import (
 from chatgate.modules.roster.service import Owner, RosterLimits, RosterService, bare
 from chatgate.storage.records import RosterItem, Subscription
 from chatgate.storage.repositories.roster import RosterLimitReached
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
-from chatgate.xmpp import ns
-from chatgate.xmpp.errors import StanzaError, StanzaErrorCondition
 from chatgate.xmpp.events import SessionClosed
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.stanza import iq_result

@@ -30,10 +30,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from chatgate.sasl.base import ConnectionFacts
+from chatgate.vocabulary.errors import PeerProtocolError, StreamErrorCondition
+from chatgate.vocabulary.facts import ConnectionFacts
 from chatgate.xml.parser import StreamParseError, XmlStreamParser
 from chatgate.xmpp.c2s import C2SConnection
-from chatgate.xmpp.errors import PeerProtocolError, StreamErrorCondition
 from chatgate.xmpp.transports.openssl_tls import ServerTls, ServerTlsConnection, TlsError
 
 if TYPE_CHECKING:
