@@ -32,7 +32,7 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
 from chatgate.config import Config, TlsConfig
-from chatgate.sasl.channel_binding import TLS_SERVER_END_POINT, tls_server_end_point
+from chatgate.vocabulary.channel_binding import TLS_SERVER_END_POINT, tls_server_end_point
 from chatgate.vocabulary.errors import ConfigError
 from chatgate.xmpp.transports.openssl_tls import ServerTls
 

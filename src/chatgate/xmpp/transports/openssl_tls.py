@@ -80,7 +80,7 @@ from typing import Literal
 
 from OpenSSL import SSL, crypto
 
-from chatgate.sasl.channel_binding import (
+from chatgate.vocabulary.channel_binding import (
     EXPORTER_LABEL,
     EXPORTER_LENGTH,
     TLS_EXPORTER,
