@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from chatgate.vocabulary import ns
 from chatgate.xml.element import LANG, Element
-from chatgate.xml.parser import StreamOpened, XmlStreamParser, parse_fragment
+from chatgate.xml.framed import parse_fragment
+from chatgate.xml.parser import StreamOpened, XmlStreamParser
 from chatgate.xml.serialize import escape_attr, escape_text, serialize, stream_footer, stream_header
 
 
