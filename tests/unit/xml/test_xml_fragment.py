@@ -151,3 +151,34 @@ def test_a_message_may_lead_with_an_xml_declaration() -> None:
     with pytest.raises(StreamParseError) as info:
         ws.parse(b"<?xml version='1.0' encoding='UTF-16'?><presence/>")
     assert info.value.condition is Cond.UNSUPPORTED_ENCODING
+
+
+def test_the_framed_parser_uses_only_the_stream_parsers_public_api() -> None:
+    """framed.py reads no private field of another object (issue 10 item 12: it read
+    seven of the stream parser's); its own `self._stream` is its business."""
+    import ast
+    import inspect
+
+    from chatgate.xml import framed
+
+    tree = ast.parse(inspect.getsource(framed))
+    private = sorted(
+        f"{ast.unparse(node.value)}.{node.attr} (line {node.lineno})"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+    )
+    assert private == []
+
+
+def test_a_message_after_a_carriage_return_is_judged_on_its_own() -> None:
+    """Expat may hold back a trailing CR (waiting for an LF): whitespace held back is
+    no reason to refuse, and the next message still parses."""
+    parser = FramedParser()
+    assert parser.parse(b"<message/>\r").name == "message"
+    assert parser.parse(b"\n<presence/>").name == "presence"
+    with pytest.raises(StreamParseError) as info:
+        parser.parse(b"<iq/>\r<")
+    assert info.value.condition is Cond.NOT_WELL_FORMED
