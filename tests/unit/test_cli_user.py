@@ -97,6 +97,11 @@ def assert_secrets_of(stored: LegacySecrets | None, password: str, user: str, do
     assert chain == zero_knowledge_chain(password, chain.token, 50)
 
 
+def rejected(out: str, line: int, reason: str) -> bool:
+    """Whether `user import` listed line `line` of its file as rejected for `reason`."""
+    return any(row.startswith(f"  line {line}: ") and reason in row for row in out.splitlines())
+
+
 def add(config: Path, user: str, password: str) -> Result:
     return cli(config, "add", user, "--password-stdin", input=f"{password}\n")
 
@@ -130,11 +135,11 @@ def test_password_is_never_taken_from_argv(config: Path) -> None:
 
 
 def test_duplicate_add_exits_1(config: Path) -> None:
-    assert add(config, "alice", "one").exit_code == 0
-    result = add(config, "alice@localhost", "two")
+    assert add(config, "alice", "password-one").exit_code == 0
+    result = add(config, "alice@localhost", "password-two")
     assert result.exit_code == 1
     assert "already exists" in result.stderr
-    assert password_ok(config, "alice", "one")
+    assert password_ok(config, "alice", "password-one")
 
 
 def test_invalid_username_exits_2_with_the_reason(config: Path) -> None:
@@ -152,7 +157,7 @@ def test_foreign_domain_exits_2(config: Path) -> None:
 def test_empty_password_exits_2(config: Path) -> None:
     result = add(config, "alice", "")
     assert result.exit_code == 2
-    assert "empty password" in result.stderr
+    assert "a password is required" in result.stderr
 
 
 def test_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
@@ -173,14 +178,14 @@ def test_passwd_replaces_the_password(config: Path) -> None:
 
 
 def test_passwd_of_unknown_user_exits_1(config: Path) -> None:
-    result = cli(config, "passwd", "nobody", "--password-stdin", input="x\n")
+    result = cli(config, "passwd", "nobody", "--password-stdin", input="long enough\n")
     assert result.exit_code == 1
     assert "no such user" in result.stderr
 
 
 def test_del_removes_the_account_and_its_roster_and_offline_messages(config: Path) -> None:
-    add(config, "alice", "pw")
-    add(config, "bob", "pw")
+    add(config, "alice", "alice-password")
+    add(config, "bob", "bob-password")
 
     async def populate(db: Database) -> None:
         for owner in (("alice", "localhost"), ("bob", "localhost")):
@@ -194,15 +199,15 @@ def test_del_removes_the_account_and_its_roster_and_offline_messages(config: Pat
     with sqlite3.connect(db_path(config)) as conn:
         for table in ("accounts", "roster_items", "offline_messages", "roster_versions"):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,), table
-    assert not password_ok(config, "alice", "pw")
+    assert not password_ok(config, "alice", "alice-password")
     again = cli(config, "del", "alice")
     assert again.exit_code == 1
     assert "no such user" in again.stderr
 
 
 def test_list_prints_bare_jids_by_domain(config: Path) -> None:
-    add(config, "zed", "pw")
-    add(config, "amy", "pw")
+    add(config, "zed", "zed-password")
+    add(config, "amy", "amy-password")
     with_db(config, lambda db: db.accounts.create("other", "example.org", {}))
     result = cli(config, "list")
     assert result.exit_code == 0
@@ -213,32 +218,32 @@ def test_list_prints_bare_jids_by_domain(config: Path) -> None:
 
 MIXED = """\
 # publish.password, Wowza style
-alice   first secret
-bob second
+alice   first-secret
+bob second-pw
 
  # indented comment
 carol
 dave\t
-bad/user pw
-erin \u0007bell
-al\u01c6 pw
-alice again
-frank@localhost frank-pw
-grace@example.org pw
+bad/user password
+erin \u0007bell-rings
+al\u01c6 password
+alice again-and-again
+frank@localhost frankpw
+grace@example.org password
+bad user name x
+admin admin-password
+heidi short
 """
 
 
-def test_import_mixed_file_reports_every_outcome(config: Path, tmp_path: Path) -> None:
-    add(config, "bob", "kept")
+def test_import_rejects_every_bad_line_and_creates_nothing(config: Path, tmp_path: Path) -> None:
+    add(config, "bob", "kept-password")
     file = tmp_path / "publish.password"
     file.write_text(MIXED, encoding="utf-8")
     result = cli(config, "import", str(file))
-    assert result.exit_code == 1  # some lines were rejected
+    assert result.exit_code == 2, result.output
+    assert "11 lines rejected; nothing was imported" in result.stderr
     out = result.stdout
-    assert "│ created          │        2 │" in out  # alice, frank
-    assert "│ skipped (exists) │        1 │" in out  # bob
-    assert "│ rejected         │        7 │" in out
-    rows = [row for row in out.splitlines() if row.startswith("│ ")]
     for line, reason in [
         (6, "missing password"),
         (7, "missing password"),  # "dave" and a tab
@@ -246,39 +251,117 @@ def test_import_mixed_file_reports_every_outcome(config: Path, tmp_path: Path) -
         (9, "PRECIS"),
         (10, "invalid username"),
         (11, "duplicate of line 2"),
+        (12, "at least 8 characters"),  # frankpw
         (13, "not served"),
+        (14, "4 fields, expected exactly 'username password'"),
+        (15, "not available"),  # reserved
+        (16, "at least 8 characters"),
     ]:
-        assert any(row.startswith(f"│ {line} ") and reason in row for row in rows), (line, out)
-    assert password_ok(config, "alice", "first secret")
-    assert password_ok(config, "bob", "kept")
-    assert password_ok(config, "frank", "frank-pw")
+        assert rejected(out, line, reason), (line, out)
+    assert with_db(config, lambda db: db.accounts.count()) == 1  # bob, from before
+    assert not password_ok(config, "alice", "first-secret")
+    assert password_ok(config, "bob", "kept-password")
+
+
+def test_import_never_splits_a_line_into_a_name_and_a_spaced_password(
+    config: Path, tmp_path: Path
+) -> None:
+    """Issue 10 item 16: `bad user name x` used to create `bad` with password `user name x`."""
+    file = tmp_path / "users.txt"
+    file.write_text("good good-password\nbad user name x\n", encoding="utf-8")
+    result = cli(config, "import", str(file))
+    assert result.exit_code == 2
+    assert rejected(result.stdout, 2, "bad: 4 fields, expected exactly 'username password'")
+    assert "(a password with spaces needs the CSV format)" in result.stdout
+    assert with_db(config, lambda db: db.accounts.count()) == 0
 
 
 def test_import_csv_with_header_and_update_existing(config: Path, tmp_path: Path) -> None:
-    add(config, "alice", "old")
+    add(config, "alice", "old-password")
     file = tmp_path / "accounts.csv"
     file.write_text(
-        'username,password,domain\nalice,"new, with comma",\nbob,pw2,localhost\n,nameless\nerin,\n',
+        'username,password,domain\nalice,"new, with comma",\nbob,password2,localhost\n'
+        ",nameless\nerin,\n",
         encoding="utf-8",
     )
     result = cli(config, "import", str(file), "--update-existing")
-    assert result.exit_code == 1, result.output  # the nameless row and erin's
+    assert result.exit_code == 2, result.output  # the nameless row and erin's
+    assert "missing username" in result.stdout
+    assert "missing password" in result.stdout
+    assert password_ok(config, "alice", "old-password")
+    assert not with_db(config, lambda db: db.accounts.exists("bob", "localhost"))
+    file.write_text(
+        'username,password,domain\nalice,"new, with comma",\nbob,password2,localhost\n',
+        encoding="utf-8",
+    )
+    result = cli(config, "import", str(file), "--update-existing")
+    assert result.exit_code == 0, result.output
     assert "│ created          │        1 │" in result.stdout
     assert "│ updated          │        1 │" in result.stdout
-    assert "│ rejected         │        2 │" in result.stdout
-    assert "empty password" in result.stdout
+    assert "│ rejected         │        0 │" in result.stdout
     assert password_ok(config, "alice", "new, with comma")
-    assert password_ok(config, "bob", "pw2")
+    assert password_ok(config, "bob", "password2")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ('alice,"unterminated\n', 1, "not valid CSV"),
+        ('alice,password1\nbob,"pass"word\n', 2, "not valid CSV"),
+        ("alice,password1\nbob,password2,localhost,extra\n", 2, "4 fields, expected 2 or 3"),
+        ("alice@localhost,password1,localhost\n", 1, "domain given twice"),
+    ],
+)
+def test_import_rejects_malformed_csv_rows(
+    config: Path, tmp_path: Path, text: str, line: int, reason: str
+) -> None:
+    file = tmp_path / "accounts.csv"
+    file.write_text(text, encoding="utf-8")
+    result = cli(config, "import", str(file))
+    assert result.exit_code == 2, result.output
+    assert rejected(result.stdout, line, reason), result.stdout
+    assert with_db(config, lambda db: db.accounts.count()) == 0
+
+
+def test_import_dry_run_shows_what_would_be_done_and_changes_nothing(
+    config: Path, tmp_path: Path
+) -> None:
+    add(config, "bob", "kept-password")
+    file = tmp_path / "users.txt"
+    file.write_text("alice alice-password\nbob bob-password\ncarol carol-password\n")
+    result = cli(config, "import", str(file), "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "would create: alice@localhost (line 1)" in out
+    assert "would create: carol@localhost (line 3)" in out
+    assert "would skip (exists): bob@localhost" in out
+    assert "dry run: nothing was changed" in out
+    assert "│ would create        │        2 │" in out
+    assert with_db(config, lambda db: db.accounts.count()) == 1
+    assert password_ok(config, "bob", "kept-password")
+    updating = cli(config, "import", str(file), "--dry-run", "--update-existing")
+    assert "would update: bob@localhost (line 2)" in updating.stdout
+    assert password_ok(config, "bob", "kept-password")
+
+
+def test_import_dry_run_lists_bad_lines_with_exit_2(config: Path, tmp_path: Path) -> None:
+    file = tmp_path / "users.txt"
+    file.write_text("alice alice-password\nbad user name x\n")
+    result = cli(config, "import", str(file), "--dry-run")
+    assert result.exit_code == 2
+    assert "nothing was checked" not in result.stdout
+    assert rejected(result.stdout, 2, "4 fields")
+    assert with_db(config, lambda db: db.accounts.count()) == 0
 
 
 def test_import_clean_file_exits_0_and_many_users(config: Path, tmp_path: Path) -> None:
     file = tmp_path / "users.txt"
-    file.write_text("".join(f"user{i} pw{i}\n" for i in range(60)), encoding="utf-8")
+    file.write_text("".join(f"user{i} password{i}\n" for i in range(60)), encoding="utf-8")
     result = cli(config, "import", str(file))
     assert result.exit_code == 0, result.output
     assert "│ created          │       60 │" in result.stdout
     assert with_db(config, lambda db: db.accounts.count()) == 60
-    assert password_ok(config, "user59", "pw59")
+    assert password_ok(config, "user59", "password59")
     again = cli(config, "import", str(file))
     assert "│ skipped (exists) │       60 │" in again.stdout
 
@@ -351,7 +434,7 @@ def test_add_on_a_virtual_host_binds_its_secrets_to_that_domain(legacy_config: P
 
 
 def test_anonymous_host_has_no_accounts_to_create(legacy_config: Path) -> None:
-    result = add(legacy_config, "ann@guest.localhost", "pw")
+    result = add(legacy_config, "ann@guest.localhost", "ann-password")
     assert result.exit_code == 2
     assert "anonymous host" in result.stderr
     assert with_db(legacy_config, lambda db: db.accounts.count()) == 0
@@ -369,20 +452,20 @@ def test_add_refuses_a_name_awaiting_approval(legacy_config: Path) -> None:
         legacy_config,
         lambda db: db.legacy.create_pending("bill", "localhost", {}, LegacySecrets(), {}),
     )
-    result = add(legacy_config, "bill", "pw")
+    result = add(legacy_config, "bill", "bill-password")
     assert result.exit_code == 1
     assert "awaiting approval" in result.stderr
 
 
 def test_add_refuses_a_name_an_invitation_reserves(legacy_config: Path) -> None:
     with_db(legacy_config, lambda db: db.legacy.add_invite("tok-j", "localhost", username="j"))
-    result = add(legacy_config, "j", "pw")
+    result = add(legacy_config, "j", "j-password")
     assert result.exit_code == 1
     assert "reserved by an invitation" in result.stderr
 
 
 def test_del_removes_legacy_secrets_and_fields(legacy_config: Path) -> None:
-    add(legacy_config, "bill", "pw")
+    add(legacy_config, "bill", "bill-password")
     with_db(legacy_config, lambda db: db.legacy.set_fields(("bill", "localhost"), {"email": "b@x"}))
     assert cli(legacy_config, "del", "bill").exit_code == 0
     with sqlite3.connect(db_path(legacy_config)) as conn:
@@ -399,29 +482,49 @@ def test_del_drops_a_registration_awaiting_approval(legacy_config: Path) -> None
     assert result.exit_code == 0, result.output
     assert "pending registration of bill@localhost deleted" in result.stdout
     assert with_db(legacy_config, lambda db: db.legacy.pending()) == []
-    assert add(legacy_config, "bill", "pw").exit_code == 0  # the name is free
+    assert add(legacy_config, "bill", "bill-password").exit_code == 0  # the name is free
 
 
-def test_import_stores_legacy_secrets_and_rejects_held_names(
+def test_import_stores_legacy_secrets(legacy_config: Path, tmp_path: Path) -> None:
+    file = tmp_path / "users.txt"
+    file.write_text("bill Calli0pe-pw\nann@example.net ann-password\n", encoding="utf-8")
+    result = cli(legacy_config, "import", str(file))
+    assert result.exit_code == 0, result.output
+    assert "│ created          │        2 │" in result.stdout
+    assert_secrets_of(secrets(legacy_config, "bill"), "Calli0pe-pw", "bill", "localhost")
+    stored = secrets(legacy_config, "ann", "example.net")
+    assert_secrets_of(stored, "ann-password", "ann", "example.net")
+
+
+def test_import_rejects_an_anonymous_host_and_creates_nothing(
     legacy_config: Path, tmp_path: Path
 ) -> None:
+    file = tmp_path / "users.txt"
+    file.write_text("bill Calli0pe-pw\neve@guest.localhost eve-password\n", encoding="utf-8")
+    result = cli(legacy_config, "import", str(file))
+    assert result.exit_code == 2, result.output
+    assert "anonymous host" in result.stdout
+    assert with_db(legacy_config, lambda db: db.accounts.count()) == 0
+
+
+def test_import_refuses_held_names_and_creates_nothing(legacy_config: Path, tmp_path: Path) -> None:
     with_db(
         legacy_config,
         lambda db: db.legacy.create_pending("waiting", "localhost", {}, LegacySecrets(), {}),
     )
+    with_db(legacy_config, lambda db: db.legacy.add_invite("tok-j", "localhost", username="j"))
     file = tmp_path / "users.txt"
-    file.write_text(
-        "bill Calli0pe-pw\nann@example.net ann-pw\nwaiting pw\neve@guest.localhost pw\n",
-        encoding="utf-8",
-    )
+    file.write_text("bill Calli0pe-pw\nwaiting waiting-password\nj j-password\n", encoding="utf-8")
+    dry = cli(legacy_config, "import", str(file), "--dry-run")
+    assert dry.exit_code == 1
+    assert "would create: bill@localhost (line 1)" in dry.stdout
     result = cli(legacy_config, "import", str(file))
     assert result.exit_code == 1, result.output
-    assert "│ created          │        2 │" in result.stdout
-    assert "│ rejected         │        2 │" in result.stdout
-    assert "held by a pending registration" in result.stdout
-    assert "anonymous host" in result.stdout
-    assert_secrets_of(secrets(legacy_config, "bill"), "Calli0pe-pw", "bill", "localhost")
-    assert_secrets_of(secrets(legacy_config, "ann", "example.net"), "ann-pw", "ann", "example.net")
+    assert "2 names are held; nothing was imported" in result.stderr
+    out = result.stdout
+    assert rejected(out, 2, "waiting@localhost: held by a registration awaiting approval")
+    assert rejected(out, 3, "j@localhost: reserved by an invitation")
+    assert with_db(legacy_config, lambda db: db.accounts.count()) == 0
 
 
 def test_import_update_existing_replaces_legacy_secrets(

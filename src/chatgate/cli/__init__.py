@@ -1,17 +1,31 @@
 """The `chatgate` command: serve, check, init, version, and the administration groups
-(`user`, `registration`, `invite`)."""
+(`user`, `registration`, `invite`).
+
+`--config FILE` may come before the subcommand (``chatgate --config FILE user add
+alice``, as ``prosodyctl --config`` and ``git -C`` take it) or after it; see
+`cli/common.py` for which one wins and for ``CHATGATE_CONFIG``.
+"""
 
 from __future__ import annotations
 
 import logging
 import platform
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from chatgate import __version__
-from chatgate.cli.common import DEFAULT_CONFIG, ConfigOption, err_console, load_or_exit
+from chatgate.cli.common import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    GLOBAL_CONFIG_KEY,
+    ConfigOption,
+    config_path,
+    err_console,
+    load_or_exit,
+)
 from chatgate.cli.invite import invite_app
 from chatgate.cli.registration import registration_app
 from chatgate.cli.user import user_app
@@ -39,9 +53,32 @@ app.add_typer(
 console = Console()
 
 
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help=f"Configuration file for every subcommand [default: ${CONFIG_ENV},"
+            f" ./{DEFAULT_CONFIG}]; a subcommand's own --config wins.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """chatgate: an XMPP server whose strength is authentication."""
+    ctx.meta[GLOBAL_CONFIG_KEY] = config
+
+
 @app.command()
-def init(config: ConfigOption = DEFAULT_CONFIG) -> None:
-    """Write a default configuration file if none exists (loopback only, domain localhost)."""
+def init(ctx: typer.Context, config: ConfigOption = None) -> None:
+    """Write a default configuration file if none exists (loopback only, domain localhost).
+
+    The only command that creates a configuration: every other one exits 2 when
+    its file does not exist.
+    """
+    config = config_path(ctx, config)
     if config.exists():
         console.print(f"using existing {config}")
         return
@@ -50,9 +87,10 @@ def init(config: ConfigOption = DEFAULT_CONFIG) -> None:
 
 
 @app.command()
-def serve(config: ConfigOption = DEFAULT_CONFIG) -> None:
+def serve(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Run the server in the foreground until SIGTERM or Ctrl-C."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(ctx, config)
+    config = config_path(ctx, config)
     logging.basicConfig(
         level=cfg.server.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -81,10 +119,13 @@ def serve(config: ConfigOption = DEFAULT_CONFIG) -> None:
 
 
 @app.command()
-def check(config: ConfigOption = DEFAULT_CONFIG) -> None:
+def check(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Validate the configuration and print what would run, and where."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(ctx, config)
     try:
+        from chatgate.modules.registry import builtin_modules, validate_module_options
+
+        validate_module_options(cfg, builtin_modules())
         _check(cfg)
     except ConfigError as exc:
         err_console.print("error:", str(exc), style="red", markup=False, highlight=False)
@@ -140,8 +181,9 @@ def _check(cfg: Config) -> None:
 
 
 @app.command()
-def version() -> None:
-    """Print the chatgate version."""
+def version(config: ConfigOption = None) -> None:
+    """Print the chatgate version.  `--config` is accepted (and not read), as by every
+    other command, so a wrapper that always passes it works here too."""
     console.print(f"chatgate {__version__} (Python {platform.python_version()})")
 
 

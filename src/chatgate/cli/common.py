@@ -3,10 +3,19 @@ the account names the commands take, failing with an exit code, and the database
 
 Exit codes, the same in every group: 0 done; 1 the thing named does not exist,
 already exists or is not in the expected state; 2 bad input or configuration.
+
+Which configuration file a command reads, first found wins: the subcommand's
+``--config`` (``chatgate user add alice --config FILE``), the global one before
+the subcommand (``chatgate --config FILE user add alice``), the
+``CHATGATE_CONFIG`` environment variable, then ``./chatgate.toml``.  The file
+must exist: only ``chatgate init`` creates one.  A missing file used to be read
+as "all defaults", so a typo in ``--config`` started a server on the default
+ports, or made a command create an empty database beside the missing file.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -41,10 +50,21 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 ConfigOption = Annotated[
-    Path,
-    typer.Option("--config", "-c", help="Configuration file.", show_default=True),
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Configuration file [default: the global --config, $CHATGATE_CONFIG,"
+        " ./chatgate.toml].",
+        show_default=False,
+    ),
 ]
+#: the file read when neither option nor environment names one
 DEFAULT_CONFIG = Path("chatgate.toml")
+#: environment variable naming the configuration file (below both --config options)
+CONFIG_ENV = "CHATGATE_CONFIG"
+#: where the root command's `--config` (given before the subcommand) is kept
+GLOBAL_CONFIG_KEY = "chatgate.global_config"
 
 UserArgument = Annotated[
     str,
@@ -52,8 +72,38 @@ UserArgument = Annotated[
 ]
 
 
-def load_or_exit(path: Path) -> Config:
-    """Load the configuration; a problem is printed without a traceback and exits 2."""
+def config_path(ctx: typer.Context | None, given: Path | None) -> Path:
+    """The configuration file a command reads: its own `--config`, else the global
+    one, else ``$CHATGATE_CONFIG``, else ``./chatgate.toml`` (see the module docstring)."""
+    if given is not None:
+        return given
+    if ctx is not None:
+        global_config = ctx.find_root().meta.get(GLOBAL_CONFIG_KEY)
+        if global_config is not None:
+            return Path(global_config)
+    from_env = os.environ.get(CONFIG_ENV)
+    return Path(from_env) if from_env else DEFAULT_CONFIG
+
+
+def load_or_exit(ctx: typer.Context | None, given: Path | None) -> Config:
+    """Load the configuration `config_path` names; a missing file or any other problem
+    is printed without a traceback and exits 2 (only `chatgate init` creates a file)."""
+    path = config_path(ctx, given)
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        hint = f"`chatgate init --config {path}` writes a default one, or give the right path"
+        if given is None and path == DEFAULT_CONFIG:
+            where = Path.cwd() / path
+            message = (
+                f"no configuration: {where} {what} (and neither --config nor"
+                f" ${CONFIG_ENV} names one); `chatgate init` writes a default one"
+            )
+        else:
+            message = f"configuration file {path} {what}; {hint}"
+        err_console.print(
+            "error:", message, style="red", markup=False, highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(2)
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -71,7 +121,7 @@ def module_options(cfg: Config, name: str, model: type[M]) -> M:
 
 def fail(message: str, code: int) -> typer.Exit:
     """Print `message` as an error and return the Exit to raise."""
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -31,7 +31,6 @@ from rich.table import Table
 from rich.text import Text
 
 from chatgate.cli.common import (
-    DEFAULT_CONFIG,
     ConfigOption,
     account_domain,
     command_group,
@@ -62,6 +61,23 @@ TOKEN_BYTES = 18
 
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 _DURATION = re.compile(r"(?:\d+[wdhms])+")
+
+
+def new_token() -> str:
+    """A fresh invitation token: `TOKEN_BYTES` random bytes, URL-safe base64, never
+    starting with '-'.
+
+    One `secrets.token_urlsafe` in 64 starts with '-', and a command line reads such a
+    token as an option (``chatgate invite revoke -Hym...`` failed with "No such option").
+    A draw that starts with '-' is drawn again: the tokens left are uniform over the
+    other 63/64 of the space, which costs 0.02 of the 144 bits.  (`revoke` also takes
+    ``--`` before a token, for one made by an older version or listed in
+    `invite_tokens`.)
+    """
+    while True:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        if not token.startswith("-"):
+            return token
 
 
 def parse_duration(text: str) -> timedelta:
@@ -114,7 +130,8 @@ def _register_notes(cfg: Config, options: RegisterOptions, domain: str) -> list[
 
 @invite_app.command("create")
 def create(
-    config: ConfigOption = DEFAULT_CONFIG,
+    ctx: typer.Context,
+    config: ConfigOption = None,
     uses: Annotated[int, typer.Option(min=1, help="Accounts the token may create.")] = 1,
     expires: Annotated[
         str | None,
@@ -134,7 +151,7 @@ def create(
     name is checked against the registration policy (reserved names, length),
     since registration would refuse a name it forbids.
     """
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(ctx, config)
     options = module_options(cfg, "register", RegisterOptions)
     try:
         where = account_domain(domain, cfg)
@@ -149,7 +166,7 @@ def create(
             raise fail(f"{username!r}: {exc.text}", 2) from None
     now = datetime.now(UTC)
     until = None if lifetime is None else now + lifetime
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token = new_token()
 
     async def store(db: Database) -> str | None:
         if name is not None:
@@ -175,13 +192,14 @@ def create(
 
 @invite_app.command("list")
 def list_(
-    config: ConfigOption = DEFAULT_CONFIG,
+    ctx: typer.Context,
+    config: ConfigOption = None,
     domain: Annotated[str | None, typer.Option(help="Only invitations for this domain.")] = None,
 ) -> None:
     """List stored invitations, oldest first, usable or not (tokens are not stored:
     the id is the start of the token's hash).  Tokens from `invite_tokens` in the
     configuration appear once the server has stored them, at their first use."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(ctx, config)
     if domain is not None:
         try:
             domain = account_domain(domain, cfg)
@@ -213,12 +231,24 @@ def list_(
 
 @invite_app.command("revoke")
 def revoke(
-    token: Annotated[str, typer.Argument(help="The token, or its id as `invite list` shows it.")],
-    config: ConfigOption = DEFAULT_CONFIG,
+    ctx: typer.Context,
+    token: Annotated[
+        str,
+        typer.Argument(
+            help="The token, or its id as `invite list` shows it (after `--` when it"
+            " starts with '-': `chatgate invite revoke -- -Hym...`).",
+        ),
+    ],
+    config: ConfigOption = None,
 ) -> None:
     """Delete an invitation at once: registrations presenting it fail from now on
-    (forbidden), even on a stream that presented it before."""
-    cfg = load_or_exit(config)
+    (forbidden), even on a stream that presented it before.
+
+    A token starting with '-' (made by an older version, or listed in
+    `invite_tokens`) goes after `--`, which ends the options:
+    ``chatgate invite revoke --config FILE -- -Hym...``.
+    """
+    cfg = load_or_exit(ctx, config)
     options = module_options(cfg, "register", RegisterOptions)
 
     async def remove(db: Database) -> list[str]:

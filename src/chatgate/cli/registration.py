@@ -25,7 +25,6 @@ from rich.text import Text
 
 from chatgate.auth.internal import bump_credentials_stamp
 from chatgate.cli.common import (
-    DEFAULT_CONFIG,
     ConfigOption,
     UserArgument,
     account_domain,
@@ -45,12 +44,13 @@ console = plain_console()
 
 @registration_app.command("pending")
 def pending(
-    config: ConfigOption = DEFAULT_CONFIG,
+    ctx: typer.Context,
+    config: ConfigOption = None,
     domain: Annotated[str | None, typer.Option(help="Only registrations on this domain.")] = None,
 ) -> None:
     """List registrations awaiting approval, oldest first: who, when (UTC), from which
     address, and the registration fields they gave, so an administrator can decide."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(ctx, config)
     if domain is not None:
         try:
             domain = account_domain(domain, cfg)
@@ -75,10 +75,10 @@ def pending(
 
 
 @registration_app.command("approve")
-def approve(user: UserArgument, config: ConfigOption = DEFAULT_CONFIG) -> None:
+def approve(ctx: typer.Context, user: UserArgument, config: ConfigOption = None) -> None:
     """Turn a pending registration into an account; it can log in at once, also on a
     running server.  Exits 1 when no registration of that name is pending."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(ctx, config)
     username, domain = target(user, cfg)
     try:
         approved = asyncio.run(with_db(cfg, lambda db: db.legacy.approve(username, domain)))
@@ -92,10 +92,10 @@ def approve(user: UserArgument, config: ConfigOption = DEFAULT_CONFIG) -> None:
 
 
 @registration_app.command("reject")
-def reject(user: UserArgument, config: ConfigOption = DEFAULT_CONFIG) -> None:
+def reject(ctx: typer.Context, user: UserArgument, config: ConfigOption = None) -> None:
     """Delete a pending registration with everything it holds (keys, legacy secrets,
     fields); the name is free again at once.  Exits 1 when none is pending."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(ctx, config)
     username, domain = target(user, cfg)
     if not asyncio.run(with_db(cfg, lambda db: db.legacy.reject(username, domain))):
         raise fail(f"no registration of {jid(username, domain)} is pending", 1)

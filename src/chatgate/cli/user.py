@@ -2,9 +2,13 @@
 
 Passwords come from a hidden, confirmed prompt or from one line of standard
 input (``--password-stdin``), never from the command line (argv is visible to
-every local user).  One over 1,024 bytes is refused before it is prepared, as
-everywhere a password enters (`auth/passwords.py`).  A password set here stores exactly what in-band
-registration and an in-band password change store: SCRAM keys, and the legacy
+every local user).  Names and passwords pass the account policy in-band
+registration applies (`auth/policy.py`, configured in ``[modules.register]``):
+the minimum password length, the username lengths and the reserved names
+(`user add --allow-reserved` makes one of those on purpose); a password over
+1,024 bytes is refused before it is prepared.  A password set here stores
+exactly what in-band registration and an in-band password change store:
+SCRAM keys, and the legacy
 secrets `[modules.legacy_auth]` asks for (`derive_legacy_secrets`), written
 together through `LegacyRepository`, so an account made here can log in with
 legacy digest or zero-knowledge too, and a new password starts a fresh
@@ -14,40 +18,49 @@ running server drops its cached keys.
 Accounts live on any served domain (`NAME@DOMAIN`) except an anonymous host.
 
 Exit codes: 0 done; 1 the account already exists (or its name is held by a
-pending registration or an invitation) / does not exist / some import lines
-were rejected; 2 bad input or configuration.
+pending registration or an invitation) / does not exist / deletion declined at
+the prompt; 2 bad input or configuration.  `user import` is all or nothing: a
+file with a malformed line, or a line the policy refuses, creates nothing and
+exits 2; one whose names are held creates nothing and exits 1.
 
-`user import` spends its time in key derivation (three PBKDF2 runs per user),
-so that runs in a process pool with one worker per CPU while the parent
-inserts finished chunks in batched transactions.
+`user del` asks before deleting when standard input is a terminal (``--yes``
+skips the question); without a terminal (a script, a pipe) it deletes at once,
+as it always did.
+
+`user import` reads its file strictly and is all or nothing; how, and how it
+spreads key derivation over a process pool: `cli/accounts_import.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import math
-import multiprocessing
 import os
 import sys
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass, field
-from enum import StrEnum
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
 from chatgate.auth.credentials import ScramKeys, derive_all
 from chatgate.auth.internal import bump_credentials_stamp
-from chatgate.auth.passwords import password_problem
+from chatgate.auth.policy import AccountPolicy, NameUnavailable, PolicyViolation
+from chatgate.cli.accounts_import import (
+    ImportFormat,
+    ImportPlan,
+    ImportResult,
+    Rejected,
+    detect_format,
+    import_accounts,
+    parse_import,
+    plan_import,
+    start_derivation_pool,
+)
 from chatgate.cli.common import (
-    DEFAULT_CONFIG,
     ConfigOption,
     UserArgument,
     command_group,
@@ -56,13 +69,13 @@ from chatgate.cli.common import (
     jid,
     load_or_exit,
     module_options,
-    parse_user,
     plain_console,
     target,
     with_db,
 )
 from chatgate.config import Config
 from chatgate.modules.legacy_auth import LegacyAuthOptions, derive_legacy_secrets
+from chatgate.modules.register import RegisterOptions
 from chatgate.storage.database import Database
 from chatgate.storage.errors import AccountExists, AccountNotFound
 from chatgate.storage.models import utcnow
@@ -80,15 +93,35 @@ PasswordStdin = Annotated[
 # ------------------------------------------------------------------ helpers
 
 
-def _read_password(from_stdin: bool) -> str:
+def account_policy(cfg: Config) -> AccountPolicy:
+    """The account rules in-band registration applies (`[modules.register]`); invalid
+    options exit 2, as they stop the server."""
+    return module_options(cfg, "register", RegisterOptions).account_policy()
+
+
+def _read_password(from_stdin: bool, policy: AccountPolicy) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    problem = password_problem(password)
-    if problem:
-        raise fail(problem, 2)
-    return password
+    try:
+        return policy.password(password)
+    except PolicyViolation as exc:
+        raise fail(f"{exc} ([modules.register] min_password_length)", 2) from None
+
+
+def _check_name(policy: AccountPolicy, username: str, domain: str, allow_reserved: bool) -> None:
+    """Exit 2 unless the policy lets `username` be created (the lengths, the reserved names)."""
+    try:
+        policy.username(username, allow_reserved=allow_reserved)
+    except NameUnavailable as exc:
+        raise fail(
+            f"{jid(username, domain)}: {exc}: the name is reserved ([modules.register]"
+            " reserved_usernames); pass --allow-reserved to create it anyway",
+            2,
+        ) from None
+    except PolicyViolation as exc:
+        raise fail(f"{jid(username, domain)}: {exc} ([modules.register])", 2) from None
 
 
 def _legacy_options(cfg: Config) -> LegacyAuthOptions:
@@ -124,23 +157,35 @@ async def name_taken(db: Database, username: str, domain: str) -> str | None:
 
 @user_app.command("add")
 def add(
+    ctx: typer.Context,
     user: UserArgument,
-    config: ConfigOption = DEFAULT_CONFIG,
+    config: ConfigOption = None,
     password_stdin: PasswordStdin = False,
+    allow_reserved: Annotated[
+        bool,
+        typer.Option(
+            "--allow-reserved",
+            help="Create a name [modules.register] reserved_usernames reserves (admin...).",
+        ),
+    ] = False,
 ) -> None:
     """Create an account; the password is asked twice (or read with --password-stdin).
 
     Stores SCRAM keys and the legacy secrets that modules.legacy_auth asks for, as
-    in-band registration does.  A name held by a pending registration or reserved
-    by an invitation is refused like an existing account (exit 1).
+    in-band registration does, under the same account policy (password length,
+    username length, reserved names).  A name held by a pending registration or
+    reserved by an invitation is refused like an existing account (exit 1).
     """
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(ctx, config)
     legacy = _legacy_options(cfg)
+    policy = account_policy(cfg)
     username, domain = target(user, cfg)
+    _check_name(policy, username, domain, allow_reserved)
     taken = asyncio.run(with_db(cfg, lambda db: name_taken(db, username, domain)))
     if taken:
         raise fail(taken, 1)
-    keys, secrets = _derive(_read_password(password_stdin), username, domain, cfg, legacy)
+    password = _read_password(password_stdin, policy)
+    keys, secrets = _derive(password, username, domain, cfg, legacy)
 
     async def create(db: Database) -> str | None:
         try:
@@ -158,8 +203,9 @@ def add(
 
 @user_app.command("passwd")
 def passwd(
+    ctx: typer.Context,
     user: UserArgument,
-    config: ConfigOption = DEFAULT_CONFIG,
+    config: ConfigOption = None,
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Set a new password; every stored key and legacy secret of the old one is replaced.
@@ -168,12 +214,14 @@ def passwd(
     zero-knowledge chain starts over with a new token), in one transaction.
     Sessions already open stay open; the next login needs the new password.
     """
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(ctx, config)
     legacy = _legacy_options(cfg)
+    policy = account_policy(cfg)
     username, domain = target(user, cfg)
     if not asyncio.run(with_db(cfg, lambda db: db.accounts.exists(username, domain))):
         raise fail(f"no such user {jid(username, domain)}", 1)
-    keys, secrets = _derive(_read_password(password_stdin), username, domain, cfg, legacy)
+    password = _read_password(password_stdin, policy)
+    keys, secrets = _derive(password, username, domain, cfg, legacy)
     try:
         asyncio.run(
             with_db(cfg, lambda db: db.legacy.change_password((username, domain), keys, secrets))
@@ -184,8 +232,20 @@ def passwd(
     console.print(f"password of {jid(username, domain)} changed")
 
 
+def on_a_terminal() -> bool:
+    """Whether someone can answer a question: standard input is a terminal."""
+    return sys.stdin.isatty()
+
+
 @user_app.command("del")
-def delete(user: UserArgument, config: ConfigOption = DEFAULT_CONFIG) -> None:
+def delete(
+    ctx: typer.Context,
+    user: UserArgument,
+    config: ConfigOption = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Delete without asking, even on a terminal.")
+    ] = False,
+) -> None:
     """Delete an account and everything it owns, as in-band <remove/> does.
 
     Keys, legacy secrets, registration fields, roster, subscription requests,
@@ -193,9 +253,29 @@ def delete(user: UserArgument, config: ConfigOption = DEFAULT_CONFIG) -> None:
     registration of the name still awaiting approval is dropped too, so the name
     is free at once.  Sessions open on a running server stay open until they end,
     and contacts are not sent the unsubscriptions an in-band removal sends.
+
+    On a terminal it asks first (--yes does not); without one (scripts, pipes)
+    it deletes at once.  Declining exits 1 and deletes nothing.
     """
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(ctx, config)
     username, domain = target(user, cfg)
+    if not yes and on_a_terminal():
+
+        async def what(db: Database) -> tuple[bool, bool]:
+            pending = any(p.username == username for p in await db.legacy.pending(domain))
+            return await db.accounts.exists(username, domain), pending
+
+        exists, pending = asyncio.run(with_db(cfg, what))
+        if not exists and not pending:
+            raise fail(f"no such user {jid(username, domain)}", 1)
+        thing = "the account" if exists else "the pending registration"
+        question = (
+            f"Delete {thing} {jid(username, domain)}"
+            + (" with its roster, offline messages and vCard" if exists else "")
+            + "? This cannot be undone"
+        )
+        if not typer.confirm(question, default=False, err=True):
+            raise fail(f"{jid(username, domain)} not deleted", 1)
 
     async def remove(db: Database) -> tuple[bool, bool]:
         return await db.accounts.delete(username, domain), await db.legacy.reject(username, domain)
@@ -212,11 +292,12 @@ def delete(user: UserArgument, config: ConfigOption = DEFAULT_CONFIG) -> None:
 
 @user_app.command("list")
 def list_(
-    config: ConfigOption = DEFAULT_CONFIG,
+    ctx: typer.Context,
+    config: ConfigOption = None,
     domain: Annotated[str | None, typer.Option(help="Only accounts of this domain.")] = None,
 ) -> None:
     """Print every account's bare JID, one per line, sorted by domain then name."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(ctx, config)
     accounts = asyncio.run(with_db(cfg, lambda db: db.accounts.list(domain)))
     for account in accounts:
         typer.echo(jid(account.username, account.domain))
@@ -225,232 +306,18 @@ def list_(
 # ------------------------------------------------------------------- import
 
 
-class ImportFormat(StrEnum):
-    AUTO = "auto"
-    PLAIN = "plain"
-    CSV = "csv"
+def _rejected_table(rejected: Sequence[Rejected], shown: int = 100) -> None:
+    """One line per rejected line of the file, ``line N: USER: REASON``, in file order
+    (plain lines, never wrapped, so that they can be searched and piped)."""
+    console.print(f"rejected lines ({len(rejected)}):")
+    for item in sorted(rejected, key=lambda r: r.line)[:shown]:
+        who = f"{item.user}: " if item.user else ""
+        console.print(f"  line {item.line}: {who}{item.reason}", soft_wrap=True)
+    if len(rejected) > shown:
+        console.print(f"  ... and {len(rejected) - shown} more rejected lines")
 
 
-@dataclass(frozen=True, slots=True)
-class ImportLine:
-    line: int
-    username: str
-    domain: str
-    password: str
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    line: int
-    user: str  # as written in the file
-    reason: str
-
-
-@dataclass
-class ImportResult:
-    created: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-
-
-def detect_format(path: Path, text: str) -> ImportFormat:
-    """CSV when the file ends in .csv or its first record's first field holds a comma."""
-    if path.suffix.lower() == ".csv":
-        return ImportFormat.CSV
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            return ImportFormat.CSV if "," in line.split()[0] else ImportFormat.PLAIN
-    return ImportFormat.PLAIN
-
-
-def _plain_records(text: str) -> list[tuple[int, list[str]]]:
-    """Wowza publish.password style: ``username password`` per line, '#' starts a comment line.
-
-    The password is the rest of the line after the first run of whitespace
-    (surrounding whitespace removed), so passwords may contain spaces and '#'.
-    """
-    records = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        records.append((number, line.split(None, 1)))
-    return records
-
-
-_HEADER_NAMES = {"username", "user", "name", "jid", "login"}
-
-
-def _csv_records(text: str) -> list[tuple[int, list[str]]]:
-    """``username,password[,domain]``; an optional header row; '#' lines and blank lines skipped."""
-    records = []
-    reader = csv.reader(io.StringIO(text))
-    for row in reader:
-        number = reader.line_num
-        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
-            continue
-        if (
-            not records
-            and row[0].strip().lower() in _HEADER_NAMES
-            and len(row) > 1
-            and (row[1].strip().lower() == "password")
-        ):
-            continue
-        records.append((number, row))
-    return records
-
-
-def parse_import(
-    text: str, fmt: ImportFormat, cfg: Config
-) -> tuple[list[ImportLine], list[Rejected]]:
-    """Validate every record; each bad one is rejected with its line number and reason
-    (a domain this server does not serve, or an anonymous host, too)."""
-    records = _csv_records(text) if fmt is ImportFormat.CSV else _plain_records(text)
-    accepted: list[ImportLine] = []
-    rejected: list[Rejected] = []
-    seen: dict[tuple[str, str], int] = {}
-    for number, fields in records:
-        user = fields[0].strip()
-        if len(fields) < 2:
-            rejected.append(Rejected(number, user, "missing password"))
-            continue
-        password = fields[1] if fmt is ImportFormat.CSV else fields[1].strip()
-        if fmt is ImportFormat.CSV and len(fields) > 2 and fields[2].strip():
-            if "@" in user:
-                rejected.append(Rejected(number, user, "domain given twice"))
-                continue
-            user = f"{user}@{fields[2].strip()}"
-        if fmt is ImportFormat.CSV and len(fields) > 3:
-            rejected.append(Rejected(number, user, f"{len(fields)} fields, expected 2 or 3"))
-            continue
-        try:
-            username, domain = parse_user(user, cfg)
-        except ValueError as exc:
-            rejected.append(Rejected(number, user, str(exc)))
-            continue
-        problem = password_problem(password)
-        if problem:
-            rejected.append(Rejected(number, user, problem))
-            continue
-        first = seen.setdefault((username, domain), number)
-        if first != number:
-            rejected.append(Rejected(number, user, f"duplicate of line {first}"))
-            continue
-        accepted.append(ImportLine(number, username, domain, password))
-    return accepted, rejected
-
-
-def _derive_chunk(
-    lines: Sequence[ImportLine], iterations: int, legacy: LegacyAuthOptions
-) -> list[tuple[dict[str, ScramKeys], LegacySecrets]]:
-    """Worker-process entry point: SCRAM keys and legacy secrets for every line of a chunk."""
-    return [
-        (
-            derive_all(x.password, iterations=iterations),
-            derive_legacy_secrets(x.password, x.username, x.domain, legacy),
-        )
-        for x in lines
-    ]
-
-
-def _chunk_size(count: int, workers: int) -> int:
-    # Enough chunks to keep every worker busy and the progress bar moving, not so
-    # many that pickling and transactions dominate.
-    return max(8, min(256, math.ceil(count / (workers * 8))))
-
-
-def start_derivation_pool(workers: int) -> Executor:
-    """A process pool for `_derive_chunk`, its workers started before this returns.
-
-    Call it before opening the database: on Linux the workers are forked while
-    this process has no other thread yet (forking a process that has threads,
-    such as aiosqlite's, is unsafe), and forking, unlike spawning, never
-    re-runs the ``__main__`` module.  Elsewhere the workers are spawned.
-    """
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
-    # With fork, the first submit starts every worker at once (CPython >= 3.9).
-    pool.submit(int).result()
-    return pool
-
-
-async def import_accounts(
-    db: Database,
-    lines: Sequence[ImportLine],
-    pool: Executor,
-    *,
-    iterations: int,
-    legacy: LegacyAuthOptions,
-    update_existing: bool,
-    workers: int,
-    progress: Progress | None = None,
-) -> ImportResult:
-    """Derive keys and legacy secrets on `pool` (`workers` wide) and store them in
-    batched transactions.
-
-    Existing accounts are skipped before any derivation, or their keys and
-    secrets are replaced with `update_existing`.  Names held by a pending
-    registration or an invitation are rejected, as `user add` refuses them.
-    Chunks are stored as they finish, so the database work overlaps the derivation.
-    """
-    result = ImportResult()
-    existing = await db.accounts.existing([(line.username, line.domain) for line in lines])
-    todo = list(lines)
-    if not update_existing:
-        result.skipped = [
-            jid(x.username, x.domain) for x in todo if (x.username, x.domain) in existing
-        ]
-        todo = [x for x in todo if (x.username, x.domain) not in existing]
-    if not todo:
-        return result
-    task = progress.add_task("deriving keys", total=len(todo)) if progress else None
-    size = _chunk_size(len(todo), workers)
-    chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-    loop = asyncio.get_running_loop()
-
-    async def derive(chunk: list[ImportLine]) -> tuple[list[ImportLine], list]:
-        return chunk, await loop.run_in_executor(pool, _derive_chunk, chunk, iterations, legacy)
-
-    by_jid = {jid(x.username, x.domain): x for x in todo}
-    pending = [asyncio.ensure_future(derive(chunk)) for chunk in chunks]
-    try:
-        for finished in asyncio.as_completed(pending):
-            chunk, derived = await finished
-            rows = [
-                (x.username, x.domain, keys, secrets)
-                for x, (keys, secrets) in zip(chunk, derived, strict=True)
-            ]
-            fresh = [r for r in rows if (r[0], r[1]) not in existing]
-            known = [r for r in rows if (r[0], r[1]) in existing]
-            created, skipped, held = await db.legacy.create_accounts(fresh)
-            if known:
-                updated, missing = await db.legacy.change_passwords(known)
-                result.updated += updated
-                if missing:  # deleted meanwhile: create them after all
-                    gone = set(missing)
-                    again, skipped_again, held_again = await db.legacy.create_accounts(
-                        [r for r in known if jid(r[0], r[1]) in gone]
-                    )
-                    created += again
-                    skipped += skipped_again
-                    held += held_again
-            result.created += created
-            result.skipped += skipped
-            result.rejected += [Rejected(by_jid[name].line, name, _HELD) for name in held]
-            if progress is not None and task is not None:
-                progress.advance(task, len(chunk))
-    finally:
-        for future in pending:
-            future.cancel()
-    return result
-
-
-_HELD = "held by a pending registration or reserved by an invitation"
-
-
-def _summary(result: ImportResult, shown: int = 100) -> None:
+def _summary(result: ImportResult) -> None:
     table = Table(title="import summary", title_justify="left")
     table.add_column("outcome")
     table.add_column("accounts", justify="right")
@@ -460,26 +327,43 @@ def _summary(result: ImportResult, shown: int = 100) -> None:
     table.add_row("skipped (exists)", str(len(result.skipped)))
     table.add_row("rejected", str(len(result.rejected)))
     console.print(table)
-    if not result.rejected:
-        return
-    rejected = Table(title="rejected lines", title_justify="left")
-    for column in ("line", "user", "reason"):
-        rejected.add_column(column)
-    for item in sorted(result.rejected, key=lambda r: r.line)[:shown]:
-        rejected.add_row(str(item.line), Text(item.user), Text(item.reason))
-    console.print(rejected)
-    if len(result.rejected) > shown:
-        console.print(f"... and {len(result.rejected) - shown} more rejected lines")
+    if result.rejected:
+        _rejected_table(result.rejected)
+
+
+def _show_plan(plan: ImportPlan, shown: int = 100) -> None:
+    """The dry run's report: every account that would be created or updated (the
+    first `shown` of each), and the counts."""
+    for title, lines in (("would create", plan.create), ("would update", plan.update)):
+        for x in lines[:shown]:
+            console.print(f"{title}: {jid(x.username, x.domain)} (line {x.line})")
+        if len(lines) > shown:
+            console.print(f"{title}: ... and {len(lines) - shown} more")
+    for name in plan.skipped[:shown]:
+        console.print(f"would skip (exists): {name}")
+    table = Table(title="dry run: nothing was changed", title_justify="left")
+    table.add_column("outcome")
+    table.add_column("accounts", justify="right")
+    table.add_row("would create", str(len(plan.create)))
+    if plan.update:
+        table.add_row("would update", str(len(plan.update)))
+    table.add_row("would skip (exists)", str(len(plan.skipped)))
+    table.add_row("rejected", str(len(plan.held)))
+    console.print(table)
+    if plan.held:
+        _rejected_table(plan.held)
 
 
 @user_app.command("import")
 def import_(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="Accounts file (Wowza publish.password or CSV).")],
-    config: ConfigOption = DEFAULT_CONFIG,
+    config: ConfigOption = None,
     file_format: Annotated[
         ImportFormat,
         typer.Option(
-            "--format", help="plain: 'username password' lines; csv: username,password[,domain]."
+            "--format",
+            help="plain: exactly 'username password' per line; csv: username,password[,domain].",
         ),
     ] = ImportFormat.AUTO,
     skip_existing: Annotated[
@@ -489,17 +373,43 @@ def import_(
             help="Leave existing accounts alone, or set their password from the file.",
         ),
     ] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Check the file and show what would be done; change nothing."
+        ),
+    ] = False,
 ) -> None:
-    """Create accounts in bulk, with the legacy secrets `user add` stores; exits 1 when
-    some lines were rejected (they are listed)."""
-    cfg = load_or_exit(config)
+    """Create accounts in bulk, with the legacy secrets `user add` stores, all or nothing.
+
+    Every line is checked before anything is created: a malformed line, or a name or
+    password the account policy refuses, is listed with its line number and nothing
+    is imported (exit 2); so is a name held by a pending registration or an
+    invitation (exit 1).  --dry-run shows what would be created, updated or skipped.
+    """
+    cfg = load_or_exit(ctx, config)
     try:
         text = file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise fail(f"cannot read {file}: {exc}", 2) from None
     fmt = detect_format(file, text) if file_format is ImportFormat.AUTO else file_format
     legacy = _legacy_options(cfg)
-    lines, rejected = parse_import(text, fmt, cfg)
+    lines, rejected = parse_import(text, fmt, cfg, account_policy(cfg))
+    if rejected:
+        _rejected_table(rejected)
+        what = "checked" if dry_run else "imported"
+        raise fail(f"{file}: {len(rejected)} lines rejected; nothing was {what}", 2)
+    update_existing = not skip_existing
+
+    if dry_run:
+        plan = asyncio.run(
+            with_db(cfg, lambda db: plan_import(db, lines, update_existing=update_existing))
+        )
+        _show_plan(plan)
+        if plan.held:
+            raise typer.Exit(1)
+        return
+
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -509,15 +419,17 @@ def import_(
     )
     workers = max(1, min(os.cpu_count() or 1, math.ceil(len(lines) / 8)))
 
-    async def run(db: Database, pool: Executor) -> ImportResult:
+    async def run(db: Database, pool: Executor) -> ImportPlan | ImportResult:
+        plan = await plan_import(db, lines, update_existing=update_existing)
+        if plan.held:
+            return plan
         with progress:
             return await import_accounts(
                 db,
-                lines,
+                plan,
                 pool,
                 iterations=cfg.auth.scram_iterations,
                 legacy=legacy,
-                update_existing=not skip_existing,
                 workers=workers,
                 progress=progress,
             )
@@ -525,12 +437,14 @@ def import_(
     # The pool first: its workers must be forked before the database threads exist.
     with start_derivation_pool(workers) as pool:
         try:
-            result = asyncio.run(with_db(cfg, lambda db: run(db, pool)))
+            outcome = asyncio.run(with_db(cfg, lambda db: run(db, pool)))
         finally:
             pool.shutdown(cancel_futures=True)
-    result.rejected = rejected + result.rejected
-    if result.created or result.updated:
+    if isinstance(outcome, ImportPlan):
+        _rejected_table(outcome.held)
+        raise fail(f"{file}: {len(outcome.held)} names are held; nothing was imported", 1)
+    if outcome.created or outcome.updated:
         bump_credentials_stamp(cfg.data_dir)
-    _summary(result)
-    if result.rejected:
+    _summary(outcome)
+    if outcome.rejected:  # taken by someone else between the check and the insert
         raise typer.Exit(1)
