@@ -463,7 +463,7 @@ def test_long_usernames_are_stored_as_short_keys() -> None:
     throttle.failed(ATTACKER, "a" * 100_000, 0.0)
     assert throttle.failed(ATTACKER, "a" * 100_000, 0.0).account_failures == 2
     assert throttle.failed(ATTACKER, "a" * 99_999 + "b", 0.0).account_failures == 1
-    assert all(len(key) <= 64 for key in throttle._accounts._data)
+    assert all(len(key) <= 64 for key in throttle._accounts)
 
 
 def test_prune_forgets_expired_entries() -> None:

@@ -11,7 +11,8 @@ The package is split along its seams:
   documented guess bounds);
 * `registration`: `RegistrationThrottle`, sliding windows on attempts and new
   accounts;
-* `tables`: the bounded LRU table and the address and account keys.
+* `tables`: the bounded, expiring tables (`chatgate.lru.LruCache`) and the
+  address and account keys.
 
 Every core is sans-I/O: it never awaits, never reads the clock (every call takes
 ``now``), never logs and never touches storage.

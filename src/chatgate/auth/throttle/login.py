@@ -67,8 +67,8 @@ unknown and existing usernames are counted, held and refused in exactly the same
 way.  (Equal answers and evaluation times for unknown users are the mechanisms'
 and providers' job: SCRAM's derived salts, a dummy hash in password checks.)
 
-**Bounded memory.**  Every table is an `LruTable` of at most ``max_entries``
-entries; an address's slots are bounded by its caps.  `prune` drops expired
+**Bounded memory.**  Every table is an `LruCache` of at most ``max_entries``
+entries (see `tables.py`); an address's slots are bounded by its caps.  `prune` drops expired
 entries from the old end, for a periodic timer.
 
 Known limit: an attacker who fills all ``max_in_flight`` slots of an address with
@@ -91,7 +91,16 @@ from chatgate.auth.throttle.base import (
     backoff_delay,
 )
 from chatgate.auth.throttle.options import ThrottleOptions
-from chatgate.auth.throttle.tables import LruTable, Where, account_key, is_exempt, locate
+from chatgate.auth.throttle.tables import (
+    Where,
+    account_key,
+    expiring_table,
+    is_exempt,
+    live,
+    locate,
+    prune,
+)
+from chatgate.lru import LruCache
 
 __all__ = ["AuthThrottle"]
 
@@ -137,6 +146,13 @@ class _Trust:
     expires: float
 
 
+# What each table's records weigh (tracemalloc, CPython 3.11): an address state with
+# one slot in flight (8 slots: 768), an account state, a failure pair, a trust mark.
+_ADDRESS_BYTES = 208
+_ACCOUNT_BYTES = 64
+_PAIR_BYTES = 48
+_TRUST_BYTES = 40
+
 #: Seconds by which a slot may be reused early: a timer may fire a hair before the
 #: hold it waited for ends, and a client answering at once must find its slot free.
 _EPSILON = 1e-3
@@ -169,10 +185,10 @@ class AuthThrottle:
         self.options = options if options is not None else ThrottleOptions()
         self.attempt_ttl = attempt_ttl
         limit = self.options.max_entries
-        self._addresses: LruTable[str, _AddressState] = LruTable(limit)
-        self._accounts: LruTable[str, _AccountState] = LruTable(limit)
-        self._pairs: LruTable[tuple[str, str], _PairState] = LruTable(limit)
-        self._trusted: LruTable[tuple[str, str], _Trust] = LruTable(limit)
+        self._addresses: LruCache[str, _AddressState] = expiring_table(limit, _ADDRESS_BYTES)
+        self._accounts: LruCache[str, _AccountState] = expiring_table(limit, _ACCOUNT_BYTES)
+        self._pairs: LruCache[tuple[str, str], _PairState] = expiring_table(limit, _PAIR_BYTES)
+        self._trusted: LruCache[tuple[str, str], _Trust] = expiring_table(limit, _TRUST_BYTES)
         self._stats = AuthThrottleStats()
         # Failures are kept as long as either counter may need them.
         self._pair_ttl = max(self.options.address.window, self.options.account.window)
@@ -182,10 +198,10 @@ class AuthThrottle:
     @property
     def stats(self) -> AuthThrottleStats:
         self._stats.evictions = (
-            self._addresses.evicted
-            + self._accounts.evicted
-            + self._pairs.evicted
-            + self._trusted.evicted
+            self._addresses.evictions
+            + self._accounts.evictions
+            + self._pairs.evictions
+            + self._trusted.evictions
         )
         return self._stats
 
@@ -288,7 +304,7 @@ class AuthThrottle:
             trusted = self._is_trusted(ukey, where.key, now)
             if not trusted:
                 hold = max(hold, account_hold)
-            pair = self._pairs.live(pair_key, now)
+            pair = live(self._pairs, pair_key, now)
             if pair is None:
                 pair = _PairState()
                 self._pairs.put(pair_key, pair)
@@ -350,7 +366,15 @@ class AuthThrottle:
             account_state.level = backoff_delay(
                 account_state.failures - 1, c.free_failures, c.base_delay, c.max_delay
             )
-        self._trusted.put((ukey, where.key), _Trust(now + opts.account.trusted_for))
+        # Trust runs from now: renewed in place (what `put` of a new mark would do,
+        # without weighing an entry out and in again on every login).
+        trust_key = (ukey, where.key)
+        until = now + opts.account.trusted_for
+        trust = live(self._trusted, trust_key, now)
+        if trust is None:
+            self._trusted.put(trust_key, _Trust(until))
+        else:
+            trust.expires = until
 
     def released(self, address: str | None, account: str | None, now: float) -> None:
         """An attempt that passed `check` ended without a verdict on a guess (the
@@ -388,9 +412,11 @@ class AuthThrottle:
 
     def prune(self, now: float) -> int:
         """Forget expired entries (for a periodic timer; lookups expire entries anyway)."""
-        return sum(
-            table.prune(now)
-            for table in (self._addresses, self._accounts, self._pairs, self._trusted)
+        return (
+            prune(self._addresses, now)
+            + prune(self._accounts, now)
+            + prune(self._pairs, now)
+            + prune(self._trusted, now)
         )
 
     # ------------------------------------------------------------ internals
@@ -407,7 +433,7 @@ class AuthThrottle:
         return Refuse(reason, max(0.0, retry_after))
 
     def _live_address(self, key: str, now: float) -> _AddressState | None:
-        state = self._addresses.live(key, now)
+        state = live(self._addresses, key, now)
         if state is None:
             return None
         slots = state.slots
@@ -437,10 +463,10 @@ class AuthThrottle:
 
     def _live_account(self, key: str, now: float) -> _AccountState | None:
         # Account entries expire `window` after their last failure: no separate decay.
-        return self._accounts.live(key, now)
+        return live(self._accounts, key, now)
 
     def _is_trusted(self, ukey: str, akey: str, now: float) -> bool:
-        return self._trusted.live((ukey, akey), now) is not None
+        return live(self._trusted, (ukey, akey), now) is not None
 
     def _account_failed(self, ukey: str, now: float) -> tuple[int, float, list[ThrottleEvent]]:
         limits = self.options.account

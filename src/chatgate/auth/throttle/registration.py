@@ -23,7 +23,8 @@ from chatgate.auth.throttle.base import (
     Verdict,
 )
 from chatgate.auth.throttle.options import ThrottleOptions
-from chatgate.auth.throttle.tables import LruTable, is_exempt, locate
+from chatgate.auth.throttle.tables import expiring_table, is_exempt, live, locate, prune
+from chatgate.lru import LruCache
 
 __all__ = ["RegistrationThrottle"]
 
@@ -35,6 +36,11 @@ class _Registrations:
     expires: float = 0.0
 
 
+#: What a `_Registrations` record weighs (tracemalloc, CPython 3.11): its deque of
+#: accounts created (~620 bytes however short); one of attempts, once made, as much.
+_REGISTRATIONS_BYTES = 820
+
+
 class RegistrationThrottle:
     """Sliding-window limits on account creation: per address and in total.
 
@@ -43,7 +49,9 @@ class RegistrationThrottle:
 
     def __init__(self, options: ThrottleOptions | None = None) -> None:
         self.options = options if options is not None else ThrottleOptions()
-        self._addresses: LruTable[str, _Registrations] = LruTable(self.options.max_entries)
+        self._addresses: LruCache[str, _Registrations] = expiring_table(
+            self.options.max_entries, _REGISTRATIONS_BYTES
+        )
         limits = self.options.registration
         self._total: deque[float] = deque(maxlen=limits.total or None)
         self.stats = RegistrationStats()
@@ -58,7 +66,7 @@ class RegistrationThrottle:
             return ALLOW
         limits = self.options.registration
         if limits.per_address:
-            entry = self._addresses.live(where.key, now)
+            entry = live(self._addresses, where.key, now)
             if entry is not None:
                 _expire(entry.times, now - limits.address_period)
                 if len(entry.times) >= limits.per_address:
@@ -86,7 +94,7 @@ class RegistrationThrottle:
             return ALLOW
         limits = self.options.registration
         period = limits.address_period
-        entry = self._addresses.live(where.key, now)
+        entry = live(self._addresses, where.key, now)
         if limits.attempts_per_address and entry is not None and entry.attempts:
             _expire(entry.attempts, now - period)
             if len(entry.attempts) >= limits.attempts_per_address:
@@ -118,11 +126,11 @@ class RegistrationThrottle:
             self._entry(where.key, now).times.append(now)
 
     def prune(self, now: float) -> int:
-        return self._addresses.prune(now)
+        return prune(self._addresses, now)
 
     def _entry(self, key: str, now: float) -> _Registrations:
         limits = self.options.registration
-        entry = self._addresses.live(key, now)
+        entry = live(self._addresses, key, now)
         if entry is None:
             entry = _Registrations(deque(maxlen=limits.per_address or None))
             self._addresses.put(key, entry)

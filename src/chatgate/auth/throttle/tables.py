@@ -1,10 +1,20 @@
-"""The in-process throttles' storage: bounded LRU tables, and the keys they use.
+"""The in-process throttles' storage: bounded expiring tables, and the keys they use.
 
 This module owns how a client address becomes a counter key (IPv4-mapped IPv6
 to IPv4, IPv6 to its prefix, exemptions) and how a claimed username becomes a
-short account key, plus `LruTable`, an entry-bounded map whose values expire.
-A shared store (PostgreSQL, Redis) would use the same keys (`locate`,
-`account_key`) with its own expiry instead of `LruTable`.
+short account key, plus the throttles' tables: `chatgate.lru.LruCache` maps
+whose values carry their own `expires`, read through `live` and swept by
+`prune`.  A shared store (PostgreSQL, Redis) would use the same keys
+(`locate`, `account_key`) with its own expiry instead.
+
+The least recently touched entry is evicted first: an attacker's own entry is
+touched on each attempt, so rotating usernames or addresses evicts idle
+entries, not the attacker's.  A table holds at most ``max_entries`` entries
+(``[auth.throttle] max_entries``); its byte bound is derived from that, with
+the largest key there can be (`MAX_KEY_BYTES`), so the entry bound is always
+the one that binds and the byte count is there for statistics.  State records
+are changed in place, so each table weighs its records at a fixed size
+(`expiring_table`'s `state_bytes`).
 """
 
 from __future__ import annotations
@@ -12,73 +22,75 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-from collections import OrderedDict
+import sys
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from chatgate.auth.throttle.options import ThrottleOptions
+from chatgate.lru import ENTRY_OVERHEAD, LruCache
 
-__all__ = ["LruTable", "Where", "account_key", "is_exempt", "locate"]
+__all__ = [
+    "MAX_KEY_BYTES",
+    "Where",
+    "account_key",
+    "expiring_table",
+    "is_exempt",
+    "live",
+    "locate",
+    "prune",
+]
 
 
 class _Expiring(Protocol):
     expires: float
 
 
-K = TypeVar("K")
+K = TypeVar("K", str, tuple[str, str])
 V = TypeVar("V", bound=_Expiring)
 
+_getsizeof = sys.getsizeof
 
-class LruTable(Generic[K, V]):
-    """An insertion/touch-ordered map of at most `limit` entries; values carry `expires`.
+#: The heaviest key a table can hold: an (account, address) pair of two 64-character
+#: strings of the widest characters (`account_key` and `locate` cut longer ones).
+MAX_KEY_BYTES: Final = _getsizeof(("", "")) + 2 * _getsizeof("\U0010ffff" * 64)
 
-    The least recently touched entry is evicted first: an attacker's own entry is
-    touched on each attempt, so rotating usernames or addresses evicts idle entries,
-    not the attacker's."""
 
-    __slots__ = ("_data", "_limit", "evicted")
+def _weigh_key(key: str | tuple[str, str]) -> int:
+    if type(key) is tuple:
+        return _getsizeof(key) + _getsizeof(key[0]) + _getsizeof(key[1])
+    return _getsizeof(key)
 
-    def __init__(self, limit: int) -> None:
-        self._data: OrderedDict[K, V] = OrderedDict()
-        self._limit = limit
-        self.evicted = 0
 
-    def __len__(self) -> int:
-        return len(self._data)
+def expiring_table(max_entries: int, state_bytes: int) -> LruCache[K, V]:
+    """A table of at most `max_entries` entries whose values are weighed as
+    `state_bytes` each (their size when typical; they change in place)."""
+    per_entry = ENTRY_OVERHEAD + MAX_KEY_BYTES + state_bytes
+    return LruCache(
+        max_entries,
+        max_entries * per_entry,
+        lambda key, _value: _weigh_key(key) + state_bytes,
+    )
 
-    def live(self, key: K, now: float) -> V | None:
-        """The entry, touched; None (and dropped) when it has expired."""
-        value = self._data.get(key)
-        if value is None:
-            return None
-        if value.expires <= now:
-            del self._data[key]
-            return None
-        self._data.move_to_end(key)
-        return value
 
-    def put(self, key: K, value: V) -> None:
-        self._data[key] = value
-        self._data.move_to_end(key)
-        if len(self._data) > self._limit:
-            self._data.popitem(last=False)
-            self.evicted += 1
+def live(table: LruCache[K, V], key: K, now: float) -> V | None:
+    """The entry, touched; None (and dropped) when it has expired."""
+    value = table.get(key)
+    if value is None:
+        return None
+    if value.expires <= now:
+        table.pop(key)
+        return None
+    return value
 
-    def pop(self, key: K) -> V | None:
-        return self._data.pop(key, None)
 
-    def prune(self, now: float) -> int:
-        """Drop expired entries from the least recently touched end; stops at the first
-        live one (best effort: a long-lived entry can shelter older ones)."""
-        dropped = 0
-        data = self._data
-        while data:
-            key, value = next(iter(data.items()))
-            if value.expires > now:
-                break
-            del data[key]
-            dropped += 1
-        return dropped
+def prune(table: LruCache[K, V], now: float) -> int:
+    """Drop expired entries from the least recently touched end; stops at the first
+    live one (best effort: a long-lived entry can shelter older ones)."""
+    dropped = 0
+    while (oldest := table.oldest()) is not None and oldest[1].expires <= now:
+        table.pop(oldest[0])
+        dropped += 1
+    return dropped
 
 
 @dataclass(frozen=True, slots=True)
