@@ -133,12 +133,16 @@ def check(ctx: typer.Context, config: ConfigOption = None) -> None:
 
 
 def _check(cfg: Config) -> None:
-    from chatgate.auth.registry import check_provider_config
+    """Print the resolved configuration; raise `ConfigError` where `serve` would refuse
+    to start: every provider, SASL mechanism and TLS setting is loaded as `serve`
+    loads it (`cli/checks.py`), without listening or opening the database."""
+    from chatgate.cli.checks import load_like_serve, security_lines
     from chatgate.sasl.registry import builtin_mechanisms
     from chatgate.tls import certificate_paths
     from chatgate.vhost import validate_host_mechanisms
 
-    mechanisms = builtin_mechanisms(tls=cfg.tls)
+    mechanisms = builtin_mechanisms(tls=cfg.tls)  # loads the SASL plugins, as serve does
+    load_like_serve(cfg)
     console.print(f"[bold]domain[/bold]    {cfg.server.domain}")
     console.print(f"[bold]data dir[/bold]  {cfg.data_dir.resolve()}")
     console.print(f"[bold]storage[/bold]   {cfg.storage_url}", soft_wrap=True)
@@ -149,12 +153,9 @@ def _check(cfg: Config) -> None:
 
         origin += f": {describe_certificate(cert)}"
     console.print(f"[bold]tls[/bold]       {cert} ({origin})", soft_wrap=True)
-    check_provider_config(cfg.auth.provider)
     console.print(f"[bold]auth[/bold]      provider {cfg.auth.provider.name}", soft_wrap=True)
     validate_host_mechanisms(cfg, mechanisms)
     for name, host in cfg.hosts.items():
-        if host.provider is not None:
-            check_provider_config(host.provider)
         what = "anonymous (SASL ANONYMOUS, nothing kept)" if host.anonymous else "provider "
         if not host.anonymous:
             what += (host.provider or cfg.auth.provider).name
@@ -170,8 +171,8 @@ def _check(cfg: Config) -> None:
         where = f"{listener.host}:{listener.port}"
         sasl = ", ".join(names)
         console.print(f"  {listener.type} {where}  tls: {tls}  sasl: {sasl}", soft_wrap=True)
-    plain = "allowed" if cfg.auth.allow_plain_without_tls else "refused"
-    console.print(f"plaintext mechanisms before TLS: {plain}")
+    for line in security_lines(cfg):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     console.print(
         f"limits: stanza {cfg.limits.max_stanza_size} bytes,"
         f" auth timeout {cfg.auth.auth_timeout:g} s,"
