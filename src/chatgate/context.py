@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from precis_i18n import get_profile
 from pydantic import BaseModel
@@ -33,6 +33,7 @@ from chatgate.modules.base import (
     ModuleRecord,
     OnEvent,
     OnStart,
+    PreAuthConnection,
     PreAuthIqHandler,
     Registration,
     StreamFeature,
@@ -53,12 +54,26 @@ if TYPE_CHECKING:
     from chatgate.auth.provider import CredentialProvider
     from chatgate.config import Config
     from chatgate.storage.database import Database
+    from chatgate.vocabulary.errors import StreamErrorCondition
     from chatgate.vocabulary.facts import ConnectionFacts
-    from chatgate.xmpp.c2s import C2SConnection
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 _resourceprep = get_profile("OpaqueString")
+
+
+class ClientConnection(Protocol):
+    """What the server keeps of every client connection (`xmpp/c2s.py`'s driver):
+    enough to sweep idle parsers and to close everything at shutdown."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def sweep_idle(self) -> bool: ...
+
+    def close_stream(
+        self, condition: StreamErrorCondition | None = None, text: str = ""
+    ) -> None: ...
 
 
 class ServerContext:
@@ -83,7 +98,7 @@ class ServerContext:
         self.hooks = Hooks()
         self.router = Router(frozenset(hosts), self.hooks, self.account_exists)
         self.router.iq_dispatch = self.dispatch_iq
-        self.connections: set[C2SConnection] = set()
+        self.connections: set[ClientConnection] = set()
         #: connections not yet bound, per client address (`xmpp/admission.py`)
         self.preauth_gauge: ConnectionGauge = LocalConnectionGauge()
         self.iq_handlers: dict[tuple[str, str], IqHandler] = {}
@@ -232,7 +247,7 @@ class ServerContext:
         reply.attrs["to"] = session.full
         return reply
 
-    async def pre_auth_stanza(self, conn: C2SConnection, iq: Element) -> None:
+    async def pre_auth_stanza(self, conn: PreAuthConnection, iq: Element) -> None:
         """An IQ before authentication (XEP-0077 registration, XEP-0078 legacy auth)."""
         payload = payload_of(iq)
         handler = None

@@ -15,9 +15,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 from chatgate.modules.base import OnEvent, Registration, Spec
-from chatgate.modules.presence import PresenceModule
 from chatgate.vocabulary.errors import ConfigError
-from chatgate.xmpp.events import SessionClosed
+from chatgate.xmpp.events import AccountRemoving, SessionClosed
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -43,12 +42,11 @@ class AnonymousCleanup:
         if self.ctx.router.resources_of(session.bare):
             return
         owner = (session.username, session.domain)
-        presence = self.ctx.modules["presence"].module
-        assert isinstance(presence, PresenceModule)
         try:
             # The row's cascade deletes what the identity owns; what it left in
-            # others' rosters (requests it sent, contacts it had) is withdrawn here.
-            await presence.withdraw_all(owner)
+            # others' rosters (requests it sent, contacts it had) is withdrawn by
+            # the presence module.
+            await self.ctx.hooks.notify(AccountRemoving(*owner))
         finally:
             await self.ctx.db.accounts.delete_anonymous(session.domain, session.username)
         log.info("anonymous %s ended: its data is deleted", session.bare)

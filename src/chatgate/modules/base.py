@@ -13,15 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from chatgate.context import ServerContext
+    from chatgate.config import Config
+    from chatgate.hooks import Hooks
+    from chatgate.storage.database import Database
+    from chatgate.vhost import VirtualHost
+    from chatgate.vocabulary.errors import StreamErrorCondition
+    from chatgate.vocabulary.facts import ConnectionFacts
     from chatgate.xml.element import Element
-    from chatgate.xmpp.c2s import C2SConnection
+    from chatgate.xmpp.router import Router
     from chatgate.xmpp.session import C2SSession
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +84,68 @@ class OnStart:
     run: Callable[[], Awaitable[None]]
 
 
-PreAuthCallable = Callable[["C2SConnection", "Element"], "Awaitable[None]"]
+class PreAuthConnection(Protocol):
+    """What a pre-authentication IQ handler (XEP-0077 registration, XEP-0078 legacy
+    authentication) may use of the connection it came on: facts and answers, never
+    the negotiation core's own state (the connection driver implements it)."""
+
+    @property
+    def facts(self) -> ConnectionFacts: ...
+
+    @property
+    def domain(self) -> str:
+        """The virtual host the stream header chose."""
+        ...
+
+    @property
+    def stream_id(self) -> str: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def requires_tls(self) -> bool:
+        """The listener refuses authentication before TLS (RFC 6120 §5.3.1)."""
+        ...
+
+    @property
+    def sasl_failures(self) -> int:
+        """Failed SASL attempts on this stream so far."""
+        ...
+
+    @property
+    def max_auth_failures(self) -> int: ...
+
+    @property
+    def authenticated_user(self) -> str | None: ...
+
+    @property
+    def session(self) -> C2SSession | None:
+        """The session bound on this connection (a handler's state can go then)."""
+        ...
+
+    @property
+    def legacy_login_open(self) -> bool:
+        """No SASL exchange is under way and none has succeeded: a legacy login may
+        still open the session."""
+        ...
+
+    def send(self, el: Element) -> None: ...
+
+    def close_stream(
+        self, condition: StreamErrorCondition | None = None, text: str = ""
+    ) -> None: ...
+
+    def auth_failed(self, mechanism: str, username: str | None) -> float:
+        """Report a failed attempt; returns how long to hold its answer (seconds)."""
+        ...
+
+    def legacy_login(self, username: str, resource: str, mechanism: str) -> C2SSession:
+        """Open the session of a checked XEP-0078 login (raises StanzaError)."""
+        ...
+
+
+PreAuthCallable = Callable[[PreAuthConnection, "Element"], "Awaitable[None]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +195,25 @@ class Module(Protocol):
     depends: ClassVar[tuple[str, ...]]
     implements: ClassVar[tuple[Spec, ...]]
 
-    def setup(self, ctx: ServerContext) -> Iterable[Registration]: ...
+    def setup(self, ctx: Any) -> Iterable[Registration]:
+        """Registrations for `ctx` (a `ModuleContext`; modules annotate the concrete
+        `ServerContext` they are given)."""
+        ...
+
+
+class ModuleContext(Protocol):
+    """The part of the server context every module relies on (`context.py`'s
+    `ServerContext` is the implementation); modules reach further only through
+    what they declare in `depends`."""
+
+    config: Config
+    db: Database
+    hooks: Hooks
+    router: Router
+    hosts: dict[str, VirtualHost]
+    domain: str
+
+    def options(self, name: str, model: type[M]) -> M: ...
 
 
 def options_model(module: type) -> type[BaseModel]:

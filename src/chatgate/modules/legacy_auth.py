@@ -11,7 +11,7 @@ What this module owns:
 * the pure checks of the three methods (`digest_value`, `zero_knowledge_step`);
 * the pre-authentication handler: the IQ-get that lists the methods available
   for an account, and the IQ-set that checks credentials and opens the session
-  through `C2SConnection.legacy_login` (no stream restart, no bind IQ).
+  through `PreAuthConnection.legacy_login` (no stream restart, no bind IQ).
 
 The methods (XEP-0078 §3 and, for zero-knowledge, jabberd 1.4's mod_auth_0k,
 described in Programming Jabber ch. 7):
@@ -47,9 +47,9 @@ import hmac
 import logging
 import os
 import secrets
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, ClassVar, Generic, TypeVar
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,9 +58,22 @@ from chatgate.auth.internal import InternalProvider
 from chatgate.auth.passwords import TOO_LONG, too_long
 from chatgate.auth.throttle import Refuse, throttle_account
 from chatgate.jid import InvalidJID, prepare_username
-from chatgate.modules.base import OnStart, PreAuthIqHandler, Registration, Spec, StreamFeature
+from chatgate.modules.base import (
+    OnStart,
+    PreAuthConnection,
+    PreAuthIqHandler,
+    Registration,
+    Spec,
+    StreamFeature,
+)
 from chatgate.modules.legacy_decoy import SECRET_NAME as DECOY_SECRET
 from chatgate.modules.legacy_decoy import CensusCache, LegacyDecoy
+from chatgate.modules.preauth import (
+    connection_state,
+    error_with_code,
+    pre_auth_lock,
+    tls_missing,
+)
 from chatgate.sasl.digest_md5 import digest_md5_ha1
 from chatgate.storage.repositories.legacy import (
     DigestMd5Secret,
@@ -70,11 +83,9 @@ from chatgate.storage.repositories.legacy import (
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition, StreamErrorCondition
 from chatgate.xml.element import Element
-from chatgate.xmpp.negotiation import State
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
-    from chatgate.xmpp.c2s import C2SConnection
 
 log = logging.getLogger(__name__)
 
@@ -176,116 +187,10 @@ def derive_legacy_secrets(
 
 # ---------------------------------------------------------------- wire helpers
 
+
 #: XEP-0086: the legacy error code for each condition (XEP-0077/0078 servers MUST send both).
-LEGACY_CODES: dict[StanzaErrorCondition, str] = {
-    StanzaErrorCondition.BAD_REQUEST: "400",
-    StanzaErrorCondition.CONFLICT: "409",
-    StanzaErrorCondition.FEATURE_NOT_IMPLEMENTED: "501",
-    StanzaErrorCondition.FORBIDDEN: "403",
-    StanzaErrorCondition.INTERNAL_SERVER_ERROR: "500",
-    StanzaErrorCondition.ITEM_NOT_FOUND: "404",
-    StanzaErrorCondition.JID_MALFORMED: "400",
-    StanzaErrorCondition.NOT_ACCEPTABLE: "406",
-    StanzaErrorCondition.NOT_ALLOWED: "405",
-    StanzaErrorCondition.NOT_AUTHORIZED: "401",
-    StanzaErrorCondition.POLICY_VIOLATION: "406",  # not in XEP-0086; jabberd's generic refusal
-    StanzaErrorCondition.REGISTRATION_REQUIRED: "407",
-    StanzaErrorCondition.RESOURCE_CONSTRAINT: "500",
-    StanzaErrorCondition.SERVICE_UNAVAILABLE: "503",
-    StanzaErrorCondition.UNEXPECTED_REQUEST: "400",
-}
-
-
-def error_with_code(
-    iq: Element,
-    condition: StanzaErrorCondition,
-    text: str = "",
-    *,
-    to: str | None = None,
-    echo: Element | None = None,
-    error_type: str | None = None,
-) -> Element:
-    """An IQ error with both the legacy code and the RFC 6120 condition (XEP-0086).
-
-    Unlike `stanza.error_reply`, the request is not copied: `echo` is what to
-    send back, if anything (never a password).
-    """
-    attrs = {"type": "error", "id": iq.get("id") or ""}
-    if to:
-        attrs["to"] = to
-    recipient = iq.get("to")
-    if recipient:
-        attrs["from"] = recipient
-    reply = Element("iq", ns.CLIENT, attrs)
-    if echo is not None:
-        reply.append(echo)
-    error_attrs = {"type": error_type or condition.default_type}
-    code = LEGACY_CODES.get(condition)
-    if code:
-        error_attrs["code"] = code
-    error = reply.sub("error", ns.CLIENT, error_attrs)
-    error.sub(condition.value, ns.STANZA_ERRORS)
-    if text:
-        error.sub("text", ns.STANZA_ERRORS, text=text)
-    return reply
-
-
-T = TypeVar("T")
-
-
-class ConnectionTable(Generic[T]):
-    """State that pre-authentication handlers keep per connection.
-
-    `C2SConnection` is slotted without ``__weakref__``, so entries are held
-    strongly and dropped once their connection is closed or has a session; the
-    table is swept whenever it has doubled since the last sweep.
-    """
-
-    def __init__(self, factory: Callable[[], T]) -> None:
-        self._factory = factory
-        self._items: dict[C2SConnection, T] = {}
-        self._sweep_at = 64
-
-    def __call__(self, conn: C2SConnection) -> T:
-        item = self._items.get(conn)
-        if item is None:
-            if len(self._items) >= self._sweep_at:
-                self.sweep()
-            item = self._items[conn] = self._factory()
-        return item
-
-    def sweep(self) -> None:
-        self._items = {c: v for c, v in self._items.items() if not c.closed and c.session is None}
-        self._sweep_at = max(64, 2 * len(self._items))
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-@dataclass
-class _ConnectionState:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    failures: int = 0
-
-
-_state: ConnectionTable[_ConnectionState] = ConnectionTable(_ConnectionState)
-
-
-def pre_auth_lock(conn: C2SConnection) -> asyncio.Lock:
-    """One lock per connection for registration and legacy authentication, so that
-    pipelined pre-authentication IQs (each run as its own task by the driver) are
-    processed in order.  asyncio locks are FIFO, and each handler takes the lock
-    before its first await."""
-    return _state(conn).lock
-
-
-def plaintext_allowed(conn: C2SConnection, options: LegacyAuthOptions) -> bool:
+def plaintext_allowed(conn: PreAuthConnection, options: LegacyAuthOptions) -> bool:
     return conn.facts.tls_active or options.allow_plaintext_without_tls
-
-
-def tls_missing(conn: C2SConnection) -> bool:
-    """The listener requires TLS (RFC 6120 §5.3.1) and this stream has none yet."""
-    return conn.negotiation.settings.require_tls and not conn.facts.tls_active
 
 
 # ---------------------------------------------------------------- the module
@@ -328,7 +233,7 @@ class LegacyAuth:
 
     # ------------------------------------------------------------ IQ-get
 
-    async def fields(self, conn: C2SConnection, iq: Element) -> None:
+    async def fields(self, conn: PreAuthConnection, iq: Element) -> None:
         async with pre_auth_lock(conn):
             if not self._usable(conn, iq):
                 return
@@ -379,7 +284,7 @@ class LegacyAuth:
 
     # ------------------------------------------------------------ IQ-set
 
-    async def login(self, conn: C2SConnection, iq: Element) -> None:
+    async def login(self, conn: PreAuthConnection, iq: Element) -> None:
         async with pre_auth_lock(conn):
             if not self._usable(conn, iq):
                 return
@@ -422,7 +327,7 @@ class LegacyAuth:
             if not ok:
                 await self._failed(conn, iq, mechanism, username)
                 return
-            if conn.negotiation.state is not State.OPEN:
+            if not conn.legacy_login_open:
                 # The client started SASL (or STARTTLS) while we were checking.  The
                 # credentials were right: that settles the throttle's attempt.
                 self.ctx.auth_succeeded(conn.facts, username, conn.domain)
@@ -442,9 +347,9 @@ class LegacyAuth:
 
     # ------------------------------------------------------------ internals
 
-    def _usable(self, conn: C2SConnection, iq: Element) -> bool:
+    def _usable(self, conn: PreAuthConnection, iq: Element) -> bool:
         """Refusals common to get and set; False when an answer was sent."""
-        if conn.negotiation.failures:
+        if conn.sasl_failures:
             # XEP-0078 §Security: "If a client attempts to authenticate using the
             # 'jabber:iq:auth' namespace after an attempt at SASL authentication
             # fails, the server MUST refuse ... by returning a <policy-violation/>
@@ -461,12 +366,12 @@ class LegacyAuth:
                 error_with_code(iq, StanzaErrorCondition.NOT_AUTHORIZED, "negotiate TLS first")
             )
             return False
-        if conn.negotiation.authenticated_user is not None:
+        if conn.authenticated_user is not None:
             conn.send(error_with_code(iq, StanzaErrorCondition.UNEXPECTED_REQUEST))
             return False
         return True
 
-    def _throttle(self, conn: C2SConnection, iq: Element, account: str | None) -> bool:
+    def _throttle(self, conn: PreAuthConnection, iq: Element, account: str | None) -> bool:
         """Brute-force protection, as for SASL (`auth.throttle`): the attempt takes a
         slot of its address and is evaluated at once, or, with no slot free, is
         refused unevaluated.  False when it was answered."""
@@ -497,7 +402,7 @@ class LegacyAuth:
         return _Request(username, resource, password or None, digest or None, zk_hash or None)
 
     async def _check(
-        self, conn: C2SConnection, request: _Request, username: str
+        self, conn: PreAuthConnection, request: _Request, username: str
     ) -> tuple[str, bool]:
         """(mechanism name, credentials correct); StanzaError when the provider failed."""
         options, domain = self.options, conn.domain
@@ -536,10 +441,10 @@ class LegacyAuth:
         return isinstance(self.ctx.host(domain).provider, InternalProvider)
 
     async def _failed(
-        self, conn: C2SConnection, iq: Element, mechanism: str, username: str | None
+        self, conn: PreAuthConnection, iq: Element, mechanism: str, username: str | None
     ) -> None:
         hold = conn.auth_failed(mechanism, username)
-        state = _state(conn)
+        state = connection_state(conn)
         state.failures += 1
         if hold > 0:
             # Only failures are held, as for SASL; this connection's later requests
@@ -548,7 +453,7 @@ class LegacyAuth:
             if conn.closed:
                 return
         conn.send(error_with_code(iq, StanzaErrorCondition.NOT_AUTHORIZED))
-        if state.failures >= conn.negotiation.settings.max_auth_failures:
+        if state.failures >= conn.max_auth_failures:
             conn.close_stream(
                 StreamErrorCondition.POLICY_VIOLATION, "too many failed authentication attempts"
             )

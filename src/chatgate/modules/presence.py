@@ -47,7 +47,7 @@ from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import escape_attr, serialize
-from chatgate.xmpp.events import BecameAvailable, SessionClosed
+from chatgate.xmpp.events import AccountRemoving, BecameAvailable, SessionClosed
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.stanza import error_reply
 
@@ -101,6 +101,7 @@ class PresenceModule:
         self.max_directed = ctx.config.limits.max_directed_presences
         ctx.router.presence_handler = self.handle
         yield OnEvent(SessionClosed, self._session_closed, priority=100)
+        yield OnEvent(AccountRemoving, self._account_removing)
         yield OnEvent(BecameAvailable, self._became_available, priority=10)
 
     # ------------------------------------------------------------ from a local client
@@ -262,6 +263,9 @@ class PresenceModule:
         state = await self._state(owner, contact)
         outcome = outbound(state, kind)
         await self._carry_out(owner, user, contact, state, outcome, kind, inbound_side=False)
+
+    async def _account_removing(self, event: AccountRemoving) -> None:
+        await self.withdraw_all((event.username, event.domain))
 
     async def withdraw_all(self, owner: Owner) -> None:
         """RFC 6121 §3.2/§3.3 for an account about to disappear (in-band <remove/>, the

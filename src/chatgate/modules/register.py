@@ -57,21 +57,15 @@ from chatgate.modules.base import (
     DiscoFeature,
     IqHandler,
     OnStart,
+    PreAuthConnection,
     PreAuthIqHandler,
     Registration,
     Spec,
     StreamFeature,
 )
 from chatgate.modules.dataforms import FormField, build_form, find_form, read_submission
-from chatgate.modules.legacy_auth import (
-    ConnectionTable,
-    LegacyAuthOptions,
-    derive_legacy_secrets,
-    error_with_code,
-    pre_auth_lock,
-    tls_missing,
-)
-from chatgate.modules.presence import PresenceModule
+from chatgate.modules.legacy_auth import LegacyAuthOptions, derive_legacy_secrets
+from chatgate.modules.preauth import ConnectionTable, error_with_code, pre_auth_lock, tls_missing
 from chatgate.storage.errors import AccountExists, AccountNotFound
 from chatgate.storage.repositories.legacy import Invite, InviteUnavailable, LegacySecrets
 from chatgate.vocabulary import ns
@@ -82,11 +76,11 @@ from chatgate.vocabulary.errors import (
     StreamErrorCondition,
 )
 from chatgate.xml.element import Element
+from chatgate.xmpp.events import AccountRemoving
 from chatgate.xmpp.session import C2SSession
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
-    from chatgate.xmpp.c2s import C2SConnection
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +372,7 @@ class Register:
             raise ConfigError(f"modules.register.notify: {text!r} is not a local bare JID")
         return jid
 
-    def _refusal(self, conn: C2SConnection) -> StanzaError | None:
+    def _refusal(self, conn: PreAuthConnection) -> StanzaError | None:
         """Refusals common to inquiry and attempt, the same for both."""
         if not self.options.enabled or not self._local(conn.domain):
             return StanzaError(_C.NOT_ALLOWED, "in-band registration is not allowed here")
@@ -388,7 +382,7 @@ class Register:
 
     # ------------------------------------------------------------ before authentication
 
-    async def inquiry(self, conn: C2SConnection, iq: Element) -> None:
+    async def inquiry(self, conn: PreAuthConnection, iq: Element) -> None:
         async with pre_auth_lock(conn):
             refusal = self._refusal(conn)
             if refusal is not None:
@@ -424,7 +418,7 @@ class Register:
         query.append(build_form(ns.REGISTER, fields, title=title, instructions=o.instructions))
         return query
 
-    async def attempt(self, conn: C2SConnection, iq: Element) -> None:
+    async def attempt(self, conn: PreAuthConnection, iq: Element) -> None:
         async with pre_auth_lock(conn):
             try:
                 await self._attempt(conn, iq)
@@ -434,7 +428,7 @@ class Register:
                         error_with_code(iq, exc.condition, exc.text, error_type=exc.error_type)
                     )
 
-    async def _attempt(self, conn: C2SConnection, iq: Element) -> None:
+    async def _attempt(self, conn: PreAuthConnection, iq: Element) -> None:
         refusal = self._refusal(conn)
         if refusal is not None:
             raise refusal
@@ -530,7 +524,7 @@ class Register:
     async def _usable_invite(self, token: str, domain: str) -> Invite | None:
         return await self.ctx.db.legacy.invite(token, domain, datetime.now(UTC))
 
-    async def preauth(self, conn: C2SConnection, iq: Element) -> None:
+    async def preauth(self, conn: PreAuthConnection, iq: Element) -> None:
         """XEP-0445: a token presented before registering."""
         async with pre_auth_lock(conn):
             local = self._local(conn.domain)
@@ -613,8 +607,7 @@ class Register:
     ) -> None:
         if not self.options.allow_password_change or not self._local(session.domain):
             raise StanzaError(_C.NOT_ALLOWED, "passwords cannot be changed in-band here")
-        conn = _connection_of(self.ctx, session)
-        if self.options.require_tls and (conn is None or not conn.facts.tls_active):
+        if self.options.require_tls and not session.tls_active:
             # §3.3: not-authorized, "the channel is not safe enough".
             raise StanzaError(_C.NOT_AUTHORIZED, "password changes need TLS")
         self.policy.password_size(text)
@@ -627,7 +620,7 @@ class Register:
     async def _remove(self, session: C2SSession, iq: Element) -> None:
         """§3.2: reply, delete everything, close every session with <not-authorized/>."""
         ctx, owner, bare = self.ctx, (session.username, session.domain), session.bare
-        await _presence(ctx).withdraw_all(owner)
+        await ctx.hooks.notify(AccountRemoving(*owner))
         await ctx.db.accounts.delete(*owner)
         _invalidate(ctx, owner)
         log.info("%s removed the account in-band", bare)
@@ -664,24 +657,10 @@ def _result(iq: Element, payload: Element | None, *, to: str | None = None) -> E
 
 def _invalidate(ctx: ServerContext, owner: tuple[str, str], *, everywhere: bool = True) -> None:
     """Drop cached credentials here and, through the stamp file, in the other
-    processes sharing the database (SO_REUSEPORT workers)."""
+    processes sharing the database (the CLI, later cluster nodes)."""
     provider = ctx.host(owner[1]).provider
     invalidate = getattr(provider, "invalidate", None)
     if invalidate is not None:
         invalidate(*owner)
     if everywhere and isinstance(provider, InternalProvider):
         bump_credentials_stamp(ctx.config.data_dir)
-
-
-def _connection_of(ctx: ServerContext, session: C2SSession) -> C2SConnection | None:
-    # FIXME: C2SSession should carry its connection facts (TLS); until then, look it up.
-    for conn in ctx.connections:
-        if conn.session is session:
-            return conn
-    return None
-
-
-def _presence(ctx: ServerContext) -> PresenceModule:
-    module = ctx.modules["presence"].module
-    assert isinstance(module, PresenceModule)
-    return module

@@ -552,6 +552,7 @@ class C2SConnection:
                 write=self.output.write,
                 close=self.close_stream,
                 transport=self.transport.name,
+                tls_active=self.facts.tls_active,
             )
 
         try:
@@ -606,6 +607,26 @@ class C2SConnection:
     @property
     def stream_id(self) -> str:
         return self.negotiation.stream_id
+
+    @property
+    def requires_tls(self) -> bool:
+        return self.negotiation.settings.require_tls
+
+    @property
+    def sasl_failures(self) -> int:
+        return self.negotiation.failures
+
+    @property
+    def max_auth_failures(self) -> int:
+        return self.negotiation.settings.max_auth_failures
+
+    @property
+    def authenticated_user(self) -> str | None:
+        return self.negotiation.authenticated_user
+
+    @property
+    def legacy_login_open(self) -> bool:
+        return self.negotiation.state is neg.State.OPEN
 
     def send(self, el: Element) -> None:
         self.output.write(serialize(el).encode())

@@ -26,3 +26,14 @@ class BecameAvailable:
     """A session sent its initial available presence (RFC 6121 §4.2)."""
 
     session: C2SSession
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRemoving:
+    """An account is about to be deleted (in-band ``<remove/>``, the end of an
+    anonymous identity): handlers withdraw what others hold of it (presence
+    subscriptions, pending requests) while it still exists.  Run with `notify`:
+    the deletion goes ahead whatever a handler does."""
+
+    username: str
+    domain: str

@@ -27,6 +27,7 @@ class C2SSession:
         "priority",
         "resource",
         "stream_id",
+        "tls_active",
         "transport",
         "username",
         "write",
@@ -42,6 +43,7 @@ class C2SSession:
         write: Callable[[bytes], None],
         close: Callable[[StreamErrorCondition | None, str], None],
         transport: str,
+        tls_active: bool = False,
     ) -> None:
         self.username = username
         self.domain = domain
@@ -54,6 +56,9 @@ class C2SSession:
         #: closes the stream, with a stream error when a condition is given
         self.close = close
         self.transport = transport
+        #: the stream was encrypted when the session was bound (in-band password
+        #: changes need it, XEP-0077 §3.3)
+        self.tls_active = tls_active
         #: sent initial presence and not yet unavailable (RFC 6121 §4.2)
         self.available = False
         #: priority of the last available presence (RFC 6121 §4.7.2.3)

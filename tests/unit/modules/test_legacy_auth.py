@@ -18,7 +18,6 @@ import pytest
 
 from chatgate.auth.credentials import derive_all
 from chatgate.modules.legacy_auth import (
-    ConnectionTable,
     LegacyAuthOptions,
     derive_legacy_secrets,
     digest_value,
@@ -26,6 +25,7 @@ from chatgate.modules.legacy_auth import (
     zero_knowledge_client_hash,
     zero_knowledge_step,
 )
+from chatgate.modules.preauth import ConnectionTable
 from chatgate.storage.repositories.legacy import LegacySecrets, ZeroKnowledgeChain
 
 from .wire import HEADER, PasswordService, Server, plain
