@@ -66,7 +66,15 @@ def certificate_paths(config: Config) -> tuple[Path, Path]:
 
 
 def ensure_certificate(config: Config) -> tuple[Path, Path]:
-    """Return the certificate and key paths, generating a self-signed pair if none exists."""
+    """Return the certificate and key paths, generating a self-signed pair if none exists.
+
+    A generated certificate that does not name every served domain (a virtual host
+    was added) is replaced by one that does, and that is logged as a WARNING naming
+    the old and the new SHA-256 fingerprints: clients that were told to trust the
+    old certificate (pinned it, or imported it) stop matching and must be given
+    the new one.  `chatgate check` says so before the start that does it
+    (`names_missing`).
+    """
     cert_path, key_path = certificate_paths(config)
     if config.tls.certificate is not None:
         for what, path in (("tls.certificate", cert_path), ("tls.private_key", key_path)):
@@ -74,29 +82,51 @@ def ensure_certificate(config: Config) -> tuple[Path, Path]:
                 raise ConfigError(f"{what}: {path} does not exist")
         return cert_path, key_path
     domains = config.served_domains
+    replaced: tuple[str, list[str]] | None = None
     fresh = cert_path.exists() and key_path.exists()
-    if fresh and not _names_all(cert_path, domains):
-        # A virtual host was added since the certificate was generated.
-        log.info("the generated certificate does not name every served domain: replacing it")
-        fresh = False
+    if fresh:
+        missing = names_missing(cert_path, domains)
+        if missing:
+            replaced = (_fingerprint(cert_path), missing)
+            fresh = False
     if not fresh:
         generate_self_signed(
             domains[0], cert_path, key_path, key_type=config.tls.key_type, more_names=domains[1:]
         )
         log.info("generated a self-signed certificate for %s in %s", ", ".join(domains), cert_path)
+    if replaced is not None:
+        old, missing = replaced
+        log.warning(
+            "the generated certificate %s did not name %s: REPLACED (old sha256 %s, new sha256"
+            " %s); clients that trusted the old certificate must be given the new one",
+            cert_path,
+            ", ".join(missing),
+            old,
+            _fingerprint(cert_path),
+        )
     return cert_path, key_path
 
 
-def _names_all(cert_path: Path, domains: tuple[str, ...]) -> bool:
-    """True when the certificate names every domain exactly (clients refuse a
-    wildcard right above a top-level label, such as *.localhost)."""
+def names_missing(cert_path: Path, domains: tuple[str, ...]) -> list[str]:
+    """The served domains a generated certificate does not name exactly (clients refuse
+    a wildcard right above a top-level label, such as *.localhost); every domain when
+    the file is not a certificate with names."""
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (ValueError, x509.ExtensionNotFound):
-        return False
+        return list(domains)
     names = set(sans.get_values_for_type(x509.DNSName))
-    return all(d in names for d in domains)
+    return [d for d in domains if d not in names]
+
+
+def _fingerprint(cert_path: Path) -> str:
+    """The certificate's SHA-256 fingerprint, colon-separated hex ("?" if unreadable)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except ValueError:
+        return "?"
+    return cert.fingerprint(hashes.SHA256()).hex(":")
 
 
 def generate_self_signed(

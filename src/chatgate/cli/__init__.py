@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from chatgate import __version__
 from chatgate.cli.common import (
@@ -149,10 +150,16 @@ def _check(cfg: Config) -> None:
     cert, _key = certificate_paths(cfg)
     origin = "configured" if cfg.tls.certificate else "self-signed, generated at first start"
     if cert.exists():
-        from chatgate.tls import describe_certificate
+        from chatgate.tls import describe_certificate, names_missing
 
         origin += f": {describe_certificate(cert)}"
-    console.print(f"[bold]tls[/bold]       {cert} ({origin})", soft_wrap=True)
+        missing = [] if cfg.tls.certificate else names_missing(cert, cfg.served_domains)
+        if missing:
+            origin += (
+                f"; it does not name {', '.join(missing)}: REPLACED at the next start,"
+                " and clients that trusted it must be given the new one"
+            )
+    console.print(f"[bold]tls[/bold]       {escape(f'{cert} ({origin})')}", soft_wrap=True)
     console.print(f"[bold]auth[/bold]      provider {cfg.auth.provider.name}", soft_wrap=True)
     validate_host_mechanisms(cfg, mechanisms)
     for name, host in cfg.hosts.items():
