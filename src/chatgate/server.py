@@ -219,13 +219,12 @@ class Server:
                 host_pre_auth_features=ctx.features_before_auth_by_host(),
             )
             direct = listener.tls is TlsMode.DIRECT
-            factory = partial(TcpTransport, ctx, lambda s=settings: s, tls_context, direct)
+            factory = partial(TcpTransport, ctx, partial(_same, settings), tls_context, direct)
             # TLS (direct or STARTTLS) is done by the transport itself (pyOpenSSL).
             server = await loop.create_server(
                 factory,
                 listener.host,
                 listener.port,
-                reuse_port=listener.reuse_port or None,
                 backlog=4096,
             )
             self._servers.append(server)
@@ -303,3 +302,9 @@ def run(config: Config) -> None:
         asyncio.run(Server(config).serve_forever())
     else:
         uvloop.run(Server(config).serve_forever())
+
+
+def _same(settings: NegotiationSettings) -> NegotiationSettings:
+    """The negotiation settings of a listener, fixed at start (the transport asks a
+    callable, so that a later change of settings can take effect per connection)."""
+    return settings
