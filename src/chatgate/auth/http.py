@@ -35,17 +35,18 @@ import hmac
 import json
 import os
 import ssl
+import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 
 from chatgate.auth.credentials import ScramKeys
 from chatgate.auth.options import HttpProviderOptions
 from chatgate.auth.provider import Capability, ProviderUnavailable, UnsupportedQuestion
+from chatgate.lru import ENTRY_OVERHEAD, LruCache
 from chatgate.vocabulary.errors import ConfigError
 
 __all__ = ["HttpProvider", "SuccessCache", "interpret_reply"]
@@ -53,13 +54,26 @@ __all__ = ["HttpProvider", "SuccessCache", "interpret_reply"]
 #: Largest reply body read; a bigger one is not an answer.
 MAX_REPLY_BYTES = 65_536
 
+_Owner = tuple[str, str]
+_getsizeof = sys.getsizeof
+#: An entry's value: a 32-byte digest and a float deadline, in a tuple.
+_SUCCESS_BYTES: Final = _getsizeof((b"", 0.0)) + _getsizeof(b"\0" * 32) + _getsizeof(0.0)
+#: The heaviest (user, server) key: two 1,023-byte JID parts of the widest characters.
+_MAX_OWNER_BYTES: Final = _getsizeof(("", "")) + 2 * _getsizeof("\U0010ffff" * 1023)
+
+
+def _weigh(owner: _Owner, _entry: tuple[bytes, float]) -> int:
+    return _getsizeof(owner) + _getsizeof(owner[0]) + _getsizeof(owner[1]) + _SUCCESS_BYTES
+
 
 class SuccessCache:
     """Remembers, per (user, server), a keyed hash of the last accepted password until a deadline.
 
-    Bounded: at most `size` accounts, least recently used evicted first.
-    `clock` is monotonic seconds (injected so tests need not sleep).  Size 0
-    or TTL 0 disables it.
+    Bounded: at most `size` accounts, least recently used evicted first (a
+    `chatgate.lru.LruCache`, whose byte bound follows from `size` and the
+    heaviest possible entry, so `size` is the bound that binds).  Only a hit
+    refreshes an entry's recency.  `clock` is monotonic seconds (injected so
+    tests need not sleep).  Size 0 or TTL 0 disables it.
     """
 
     def __init__(self, size: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
@@ -69,7 +83,10 @@ class SuccessCache:
         self._ttl = ttl
         self._clock = clock
         self._key = os.urandom(32)
-        self._entries: OrderedDict[tuple[str, str], tuple[bytes, float]] = OrderedDict()
+        entries = max(1, size)  # size 0: nothing is ever stored
+        self._entries: LruCache[_Owner, tuple[bytes, float]] = LruCache(
+            entries, entries * (ENTRY_OVERHEAD + _MAX_OWNER_BYTES + _SUCCESS_BYTES), _weigh
+        )
 
     def _digest(self, password: str) -> bytes:
         return hmac.new(self._key, password.encode("utf-8"), hashlib.sha256).digest()
@@ -77,29 +94,25 @@ class SuccessCache:
     def hit(self, user: str, server: str, password: str) -> bool:
         """True when `password` was accepted for this account less than TTL seconds ago."""
         key = (user, server)
-        entry = self._entries.get(key)
+        entry = self._entries.peek(key)
         if entry is None:
             return False
         digest, expires = entry
         if self._clock() >= expires:
-            del self._entries[key]
+            self._entries.pop(key)
             return False
         if not hmac.compare_digest(digest, self._digest(password)):
             return False
-        self._entries.move_to_end(key)
+        self._entries.get(key)  # a success refreshes recency, a mismatch does not
         return True
 
     def store(self, user: str, server: str, password: str) -> None:
         if not self._size or not self._ttl:
             return
-        key = (user, server)
-        self._entries[key] = (self._digest(password), self._clock() + self._ttl)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+        self._entries.put((user, server), (self._digest(password), self._clock() + self._ttl))
 
     def forget(self, user: str, server: str) -> None:
-        self._entries.pop((user, server), None)
+        self._entries.pop((user, server))
 
     def clear(self) -> None:
         self._entries.clear()

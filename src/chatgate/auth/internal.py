@@ -1,8 +1,10 @@
 """The internal credential provider: SCRAM keys from our own database, cached in memory.
 
 Logins are the hot path, so each account's SCRAM keys (all hashes, one
-database read) are kept in a bounded LRU cache and a repeated login needs no
-database round trip.
+database read) are kept in a bounded LRU cache (`chatgate.lru.LruCache`, at
+most `cache_size` accounts) and a repeated login needs no database round trip.
+A login reads the cache through its `mapping` (a plain dict look-up, no
+recency refresh); the asynchronous look-ups refresh recency.
 
 Unknown usernames must cost what known ones cost, or the answer's timing
 tells an attacker which accounts exist (a cached login answers in tens of
@@ -37,15 +39,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 import uuid
-from collections import OrderedDict
 from pathlib import Path
+from typing import Final
 
 from chatgate.auth import credentials
 from chatgate.auth.credentials import ScramKeys
 from chatgate.auth.provider import NO_SUCH_KEYS, CachedKeysAnswer, Capability
 from chatgate.datadir import make_private_dir, write_private_file
+from chatgate.lru import ENTRY_OVERHEAD, LruCache
 from chatgate.storage.repositories.accounts import AccountRepository
 from chatgate.storage.repositories.legacy import LegacyRepository
 
@@ -57,6 +61,22 @@ STAMP_NAME = "credentials.stamp"
 _VERIFY_ORDER = ("sha256", "sha512", "sha1")
 
 _StampId = tuple[int, int, int] | None
+_Owner = tuple[str, str]
+_Keys = dict[str, ScramKeys]
+
+_getsizeof = sys.getsizeof
+
+#: What one account's keys weigh in memory: three hashes' worth (SHA-1, SHA-256 and
+#: SHA-512 `ScramKeys` in their dict; tracemalloc, CPython 3.11), whatever it holds.
+_KEYS_BYTES: Final = 1100
+#: The heaviest (username, domain) key: two 1,023-byte JID parts of the widest
+#: characters.  With it the cache's byte bound is derived from its entry bound so
+#: that `cache_size` is always the bound that binds (and ends completeness).
+_MAX_OWNER_BYTES: Final = _getsizeof(("", "")) + 2 * _getsizeof("\U0010ffff" * 1023)
+
+
+def _weigh(owner: _Owner, _keys: _Keys) -> int:
+    return _getsizeof(owner) + _getsizeof(owner[0]) + _getsizeof(owner[1]) + _KEYS_BYTES
 
 
 def stamp_path(data_dir: Path) -> Path:
@@ -138,7 +158,15 @@ class InternalProvider:
         if legacy is not None:
             self.offers = self.offers | {Capability.DIGEST_MD5_HA1}
         self._cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str], dict[str, ScramKeys]] = OrderedDict()
+        entries = max(1, cache_size)  # size 0: nothing is ever put
+        self._cache: LruCache[_Owner, _Keys] = LruCache(
+            entries,
+            entries * (ENTRY_OVERHEAD + _MAX_OWNER_BYTES + _KEYS_BYTES),
+            _weigh,
+            on_evict=self._evicted,
+        )
+        #: the cache's live map, for the login hot path (look-ups only)
+        self._cached = self._cache.mapping
         self._stamp_path = None if data_dir is None else stamp_path(data_dir)
         self._stamp = None if self._stamp_path is None else _stamp_id(self._stamp_path)
         self._stamp_checked = float("-inf")
@@ -146,7 +174,7 @@ class InternalProvider:
         self._generation = 0
         #: every account with keys is in `_cache`, except those in `_stale`
         self._complete = False
-        self._stale: set[tuple[str, str]] = set()
+        self._stale: set[_Owner] = set()
         self._reload: asyncio.Task[None] | None = None
         self._decoy_keys = dummy_keys(decoy_iterations)
 
@@ -181,12 +209,12 @@ class InternalProvider:
         loaded, every_account = await self._accounts.scram_keys_of_many(self._cache_size)
         if generation != self._generation:
             return 0  # invalidated meanwhile: let logins fill the cache one by one
+        cache = self._cache
+        evictions = cache.evictions
         for key, keys in loaded.items():
-            self._cache.setdefault(key, keys)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-            every_account = False
-        self._complete = every_account
+            if key not in cache:  # keys cached meanwhile are as new
+                cache.put(key, keys)
+        self._complete = every_account and cache.evictions == evictions
         return len(loaded)
 
     @property
@@ -200,7 +228,7 @@ class InternalProvider:
         `scram_keys`.  Lets a login skip a task for the look-up."""
         self._check_stamp()
         key = (username, domain)
-        keys = self._cache.get(key)
+        keys = self._cached.get(key)
         if keys is not None:
             return keys.get(hash_name, NO_SUCH_KEYS)
         if self._complete and key not in self._stale:
@@ -225,7 +253,7 @@ class InternalProvider:
 
     async def user_exists(self, username: str, domain: str) -> bool:
         self._check_stamp()
-        if (username, domain) in self._cache:
+        if (username, domain) in self._cached:
             return True
         return await self._accounts.exists(username, domain)
 
@@ -235,7 +263,7 @@ class InternalProvider:
         """Forget one account's keys (after a change made in this process, including
         its creation): its next look-up reads the database."""
         self._generation += 1
-        self._cache.pop((username, domain), None)
+        self._cache.pop((username, domain))
         if self._complete:
             self._stale.add((username, domain))
 
@@ -251,6 +279,12 @@ class InternalProvider:
         return len(self._cache)
 
     # ---------------------------------------------------------------- internals
+
+    def _evicted(self, owner: _Owner, keys: _Keys) -> None:
+        """The cache had to drop an account: it no longer holds every account, so a
+        miss must be read from the database from now on."""
+        self._complete = False
+        self._stale.clear()
 
     def _check_stamp(self) -> None:
         if self._stamp_path is None:
@@ -292,12 +326,11 @@ class InternalProvider:
             if self._complete or generation == self._generation:
                 return
 
-    async def _keys(self, username: str, domain: str) -> dict[str, ScramKeys] | None:
+    async def _keys(self, username: str, domain: str) -> _Keys | None:
         self._check_stamp()
         key = (username, domain)
-        hit = self._cache.get(key)
+        hit = self._cache.get(key)  # refreshes recency
         if hit is not None:
-            self._cache.move_to_end(key)
             return hit
         if self._complete and key not in self._stale:
             return None  # no such account: answered as fast as a known one
@@ -309,9 +342,5 @@ class InternalProvider:
         if not keys:
             return None  # unknown user: never cached
         if self._cache_size:
-            self._cache[key] = keys
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-                self._complete = False
-                self._stale.clear()
+            self._cache.put(key, keys)  # an eviction ends completeness (`_evicted`)
         return keys

@@ -92,6 +92,16 @@ def test_cache_is_bounded_least_recently_used_first() -> None:
     assert not cache.hit("b", "d", "pb")
 
 
+def test_a_wrong_password_does_not_keep_an_entry_recent() -> None:
+    cache = SuccessCache(2, 60, FakeClock())
+    cache.store("a", "d", "pa")
+    cache.store("b", "d", "pb")
+    assert not cache.hit("a", "d", "guess")
+    cache.store("c", "d", "pc")  # evicts a: only successes refresh
+    assert not cache.hit("a", "d", "pa")
+    assert cache.hit("b", "d", "pb") and cache.hit("c", "d", "pc")
+
+
 def test_cache_keeps_one_entry_per_account() -> None:
     cache = SuccessCache(10, 60, FakeClock())
     cache.store("alice", "d", "old")
@@ -111,7 +121,8 @@ def test_cache_disabled_by_zero(size: int, ttl: float) -> None:
 def test_cache_never_holds_the_password() -> None:
     cache = SuccessCache(10, 60, FakeClock())
     cache.store("alice", "d", "correct horse")
-    held = repr(cache._entries).encode() + b"".join(d for d, _ in cache._entries.values())
+    entries = cache._entries.mapping
+    held = repr(entries).encode() + b"".join(d for d, _ in entries.values())
     assert b"correct horse" not in held
     assert b"correct horse".hex().encode() not in held
 

@@ -238,3 +238,22 @@ async def test_filling_a_complete_cache_past_its_size_ends_completeness(
     assert await provider.scram_keys(*BOB, "sha256") is not None  # evicts alice
     assert not provider.complete
     assert provider.cached_scram_keys(*alice, "sha256") is None
+
+
+async def test_an_eviction_while_warming_ends_completeness(db: Database, tmp_path: Path) -> None:
+    """The database holds no more accounts than the cache, but the cache still holds
+    one more (deleted by a process that did not bump the stamp): warming evicts it, so
+    the cache does not claim to know every account, and unknown users are read."""
+    for name in ("a", "b"):
+        await db.accounts.create(name, "localhost", derive_all(name, hashes=("sha256",)))
+    provider, counting = _provider(db, None, size=2)
+    assert await provider.scram_keys("a", "localhost", "sha256") is not None
+    assert await db.accounts.delete("a", "localhost")
+    await db.accounts.create("c", "localhost", derive_all("c", hashes=("sha256",)))
+    assert await provider.warm() == 2
+    assert provider.cached == 2
+    assert not provider.complete
+    assert provider.cached_scram_keys("nobody", "localhost", "sha256") is None
+    reads = counting.reads
+    assert await provider.scram_keys("nobody", "localhost", "sha256") is None
+    assert counting.reads == reads + 1
