@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= chatgate.toml
+# Optional dependencies, pyproject's extras, comma-separated: `make install EXTRAS=ldap`
+# (the ldap credential provider); `make run EXTRAS=ldap` installs them before starting.
+EXTRAS ?=
+comma  := ,
+INSTALLED := $(VENV)/.installed$(if $(EXTRAS),-$(subst $(comma),-,$(EXTRAS)))
 
 .PHONY: run test install install-test lint bench clean
 
@@ -10,15 +15,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.$(if $(EXTRAS),[$(EXTRAS)])'
+	@echo "installed chatgate$(if $(EXTRAS),[$(EXTRAS)]); optional dependencies:" \
+		"make install EXTRAS=ldap (the ldap credential provider)"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-install: $(VENV)/.installed
+install: $(INSTALLED)
 
 install-test: $(VENV)/.installed-test
 
