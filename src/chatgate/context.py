@@ -363,7 +363,7 @@ class ServerContext:
         task.add_done_callback(self._background_done)
 
     def _background_done(self, task: asyncio.Future[None]) -> None:
-        self._background.discard(task)  # type: ignore[arg-type]
+        self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background work failed", exc_info=task.exception())
 

@@ -16,6 +16,7 @@ import os
 import signal
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -192,7 +193,9 @@ class Server:
         for listener in config.listeners:
             per_host = {d: host_mechanisms(config, d, listener) for d in config.served_domains}
 
-            def offered(facts: ConnectionFacts, per_host: dict = per_host) -> list[str]:
+            def offered(
+                facts: ConnectionFacts, per_host: dict[str, list[str]] = per_host
+            ) -> list[str]:
                 return offered_mechanisms(
                     per_host[facts.domain],
                     mechanisms,
@@ -201,7 +204,11 @@ class Server:
                     allow_plaintext_without_tls=config.auth.allow_plain_without_tls,
                 )
 
-            def make(name: str, facts: ConnectionFacts, offered_now=offered) -> Mechanism:
+            def make(
+                name: str,
+                facts: ConnectionFacts,
+                offered_now: Callable[[ConnectionFacts], list[str]] = offered,
+            ) -> Mechanism:
                 advertised = offered_now(facts)
                 plus_offered = any(n.endswith("-PLUS") for n in advertised)
                 return mechanisms.get(name)(facts, secret, plus_offered, advertised=advertised)

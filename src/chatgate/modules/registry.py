@@ -46,7 +46,7 @@ def builtin_modules(*, load_entry_points: bool = True) -> Registry[type[Module]]
         LegacyAuth,
         AnonymousCleanup,
     ):
-        registry.register(module.name, module)  # type: ignore[arg-type]
+        registry.register(module.name, module)
     if load_entry_points:
         registry.load_entry_points("chatgate.modules")
     return registry

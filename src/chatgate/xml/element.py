@@ -93,8 +93,8 @@ class Element:
         """The concatenated direct text children ("" when there are none)."""
         children = self.children
         if len(children) == 1 and type(children[0]) is str:
-            return children[0]  # type: ignore[return-value]
-        return "".join([c for c in children if type(c) is str])  # type: ignore[misc]
+            return children[0]
+        return "".join([c for c in children if type(c) is str])
 
     def set_text(self, text: str | None) -> None:
         """Replace every direct text child by `text` (child elements are kept)."""
@@ -107,7 +107,7 @@ class Element:
         """Add `child` at the end and return it (text is merged with a trailing text node)."""
         children = self.children
         if type(child) is str and children and type(children[-1]) is str:
-            children[-1] += child  # type: ignore[operator]
+            children[-1] += child
         else:
             children.append(child)
         return child

@@ -478,7 +478,7 @@ class ServerTlsConnection:
             n = _BIO_read(bio, buf, _BIO_CHUNK)
             if n <= 0:
                 return b""
-            out = _ffi.buffer(buf, n)[:]
+            out: bytes = _ffi.buffer(buf, n)[:]
             if n < _BIO_CHUNK:
                 return out
             chunks = [out]
@@ -506,7 +506,9 @@ def _client_purpose(store: crypto.X509Store) -> bool:
     clientAuth when the certificate lists key usages); False when impossible."""
     if _store_set_purpose is None:  # pragma: no cover - depends on pyOpenSSL internals
         return False
-    return _store_set_purpose(store._store, _PURPOSE_SSL_CLIENT) == 1  # COMPAT: private handle
+    return bool(
+        _store_set_purpose(store._store, _PURPOSE_SSL_CLIENT) == 1
+    )  # COMPAT: private handle
 
 
 def _fingerprint(cert: crypto.X509) -> str:
@@ -518,14 +520,14 @@ def _ems(conn: SSL.Connection) -> bool:
     """True when the TLS 1.2 handshake used the extended master secret (RFC 7627)."""
     if _get_extms_support is None:  # pragma: no cover
         return False
-    return _get_extms_support(conn._ssl) == 1  # COMPAT: private handle
+    return bool(_get_extms_support(conn._ssl) == 1)  # COMPAT: private handle
 
 
 def _resumed(conn: SSL.Connection) -> bool | None:
     """Whether the handshake resumed a session; None when that cannot be told."""
     if _session_reused is None:  # pragma: no cover
         return None
-    return _session_reused(conn._ssl) == 1  # COMPAT: private handle
+    return bool(_session_reused(conn._ssl) == 1)  # COMPAT: private handle
 
 
 def _tls_unique(conn: SSL.Connection) -> bytes | None:
