@@ -1,9 +1,12 @@
 """The open database: one engine, migrated to the newest schema, and its repositories.
 
 `Database.open(url)` is the only way in: it creates the engine (and the
-folder of a SQLite file), upgrades the schema, and builds the repositories.
-Callers use the repositories; nothing outside `storage/` sees the engine
-except tests.
+folder of a SQLite file), upgrades the schema, and builds the repositories,
+one per aggregate.  Callers use the repositories; nothing outside `storage/`
+sees the engine except tests.  A write that spans aggregates (creating an
+account with its secrets and redeeming an invitation, approving a pending
+registration) is one method of one repository, which calls the others'
+connection-level functions inside its own transaction.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from chatgate.storage.repositories import (
     RosterRepository,
     VCardRepository,
 )
+from chatgate.storage.repositories.invitations import InvitationRepository
 from chatgate.storage.repositories.legacy import LegacyRepository
 from chatgate.storage.repositories.legacy_census import LegacyCensusRepository
+from chatgate.storage.repositories.pending_registrations import PendingRegistrationRepository
+from chatgate.storage.repositories.registration import RegistrationRepository
 from chatgate.storage.repositories.secrets import SecretStore, SqlSecretStore
 
 
@@ -30,8 +36,16 @@ class Database:
         self.roster = RosterRepository(engine)
         self.offline = OfflineRepository(engine)
         self.vcards = VCardRepository(engine)
+        #: XEP-0078 and DIGEST-MD5 secrets; password changes that replace them
         self.legacy = LegacyRepository(engine)
         self.legacy_census = LegacyCensusRepository(engine)
+        #: accounts created as registration does (name claims, invitations redeemed),
+        #: and the XEP-0077 fields they gave
+        self.registration = RegistrationRepository(engine)
+        #: registrations held for approval
+        self.pending_registrations = PendingRegistrationRepository(engine)
+        #: invitation tokens (XEP-0401/0445)
+        self.invitations = InvitationRepository(engine)
         #: installation secrets, the same for every process on this database
         self.secrets: SecretStore = SqlSecretStore(engine)
 

@@ -1,4 +1,7 @@
-"""`LegacyRepository`: legacy secrets, registration fields, pending registrations, invites."""
+"""The repositories split out of the old `LegacyRepository`: legacy secrets
+(`db.legacy`), accounts created as registration does and their fields
+(`db.registration`), pending registrations (`db.pending_registrations`) and
+invitations (`db.invitations`), and the writes that span them atomically."""
 
 from __future__ import annotations
 
@@ -11,12 +14,11 @@ import pytest
 from chatgate.auth.credentials import ScramKeys, derive_all, verify_password
 from chatgate.storage.database import Database
 from chatgate.storage.errors import AccountExists, AccountNotFound
+from chatgate.storage.repositories.invitations import InviteUnavailable, invite_hash
 from chatgate.storage.repositories.legacy import (
     DigestMd5Secret,
-    InviteUnavailable,
     LegacySecrets,
     ZeroKnowledgeChain,
-    invite_hash,
 )
 
 BILL = ("bill", "localhost")
@@ -43,28 +45,28 @@ def keys() -> dict[str, ScramKeys]:
 async def test_create_account_stores_keys_secrets_and_fields_together(
     db: Database, keys: dict[str, ScramKeys]
 ) -> None:
-    await db.legacy.create_account(*BILL, keys, SECRETS, {"email": "b@x.org", "name": ""})
+    await db.registration.create_account(*BILL, keys, SECRETS, {"email": "b@x.org", "name": ""})
     assert await db.accounts.all_scram_keys(*BILL) == keys
     assert await db.legacy.secrets(BILL) == SECRETS
-    assert await db.legacy.fields(BILL) == {"email": "b@x.org"}
+    assert await db.registration.fields(BILL) == {"email": "b@x.org"}
     with pytest.raises(AccountExists):
-        await db.legacy.create_account(*BILL, keys, LegacySecrets(), {})
+        await db.registration.create_account(*BILL, keys, LegacySecrets(), {})
 
 
 async def test_deleting_the_account_deletes_secrets_and_fields(
     db: Database, keys: dict[str, ScramKeys]
 ) -> None:
-    await db.legacy.create_account(*BILL, keys, SECRETS, {"email": "b@x.org"})
+    await db.registration.create_account(*BILL, keys, SECRETS, {"email": "b@x.org"})
     assert await db.accounts.delete(*BILL)
     assert await db.legacy.secrets(BILL) is None
-    assert await db.legacy.fields(BILL) == {}
-    await db.legacy.create_account(*BILL, keys, LegacySecrets(), {})  # the name is free
+    assert await db.registration.fields(BILL) == {}
+    await db.registration.create_account(*BILL, keys, LegacySecrets(), {})  # the name is free
 
 
 async def test_change_password_replaces_keys_and_every_legacy_secret(
     db: Database, keys: dict[str, ScramKeys]
 ) -> None:
-    await db.legacy.create_account(*BILL, keys, SECRETS, {})
+    await db.registration.create_account(*BILL, keys, SECRETS, {})
     new_keys = {"sha256": derive_all("new-password", hashes=("sha256",))["sha256"]}
     await db.legacy.change_password(BILL, new_keys, LegacySecrets(digest_password="new-password"))
     stored = await db.accounts.all_scram_keys(*BILL)
@@ -77,7 +79,7 @@ async def test_change_password_replaces_keys_and_every_legacy_secret(
 
 
 async def test_advance_chain_is_compare_and_set(db: Database, keys: dict[str, ScramKeys]) -> None:
-    await db.legacy.create_account(*BILL, keys, SECRETS, {})
+    await db.registration.create_account(*BILL, keys, SECRETS, {})
     old = SECRETS.zero_knowledge
     assert old is not None
     new = ZeroKnowledgeChain("ABCDE", 499, "ee")
@@ -90,56 +92,60 @@ async def test_advance_chain_is_compare_and_set(db: Database, keys: dict[str, Sc
 async def test_pending_registration_holds_the_name_until_approved(
     db: Database, keys: dict[str, ScramKeys]
 ) -> None:
-    await db.legacy.create_pending(*BILL, keys, SECRETS, {"email": "b@x.org"}, address="192.0.2.1")
+    await db.pending_registrations.create_pending(
+        *BILL, keys, SECRETS, {"email": "b@x.org"}, address="192.0.2.1"
+    )
     with pytest.raises(AccountExists):
-        await db.legacy.create_account(*BILL, keys, LegacySecrets(), {})
-    [pending] = await db.legacy.pending()
+        await db.registration.create_account(*BILL, keys, LegacySecrets(), {})
+    [pending] = await db.pending_registrations.pending()
     assert (pending.username, pending.fields, pending.address) == (
         "bill",
         {"email": "b@x.org"},
         "192.0.2.1",
     )
-    assert await db.legacy.approve(*BILL)
-    assert not await db.legacy.approve(*BILL)
+    assert await db.pending_registrations.approve(*BILL)
+    assert not await db.pending_registrations.approve(*BILL)
     assert await db.accounts.all_scram_keys(*BILL) == keys
     assert await db.legacy.secrets(BILL) == SECRETS
-    assert await db.legacy.pending() == []
+    assert await db.pending_registrations.pending() == []
 
 
 async def test_reject_frees_the_name(db: Database, keys: dict[str, ScramKeys]) -> None:
-    await db.legacy.create_pending(*BILL, keys, LegacySecrets(), {})
-    assert await db.legacy.reject(*BILL)
-    await db.legacy.create_account(*BILL, keys, LegacySecrets(), {})
+    await db.pending_registrations.create_pending(*BILL, keys, LegacySecrets(), {})
+    assert await db.pending_registrations.reject(*BILL)
+    await db.registration.create_account(*BILL, keys, LegacySecrets(), {})
 
 
 async def test_invite_is_used_up_and_expires(db: Database, keys: dict[str, ScramKeys]) -> None:
-    assert await db.legacy.add_invite("tok-1", "localhost", uses=2, expires=NOW + timedelta(1))
-    assert not await db.legacy.add_invite("tok-1", "localhost")
-    assert (await db.legacy.invite("tok-1", "localhost", NOW)) is not None
-    assert await db.legacy.invite("tok-1", "localhost", NOW + timedelta(2)) is None
-    assert await db.legacy.invite("tok-1", "example.org", NOW) is None
-    await db.legacy.create_account(
+    assert await db.invitations.add_invite("tok-1", "localhost", uses=2, expires=NOW + timedelta(1))
+    assert not await db.invitations.add_invite("tok-1", "localhost")
+    assert (await db.invitations.invite("tok-1", "localhost", NOW)) is not None
+    assert await db.invitations.invite("tok-1", "localhost", NOW + timedelta(2)) is None
+    assert await db.invitations.invite("tok-1", "example.org", NOW) is None
+    await db.registration.create_account(
         "a", "localhost", keys, LegacySecrets(), {}, invite="tok-1", now=NOW
     )
-    await db.legacy.create_account(
+    await db.registration.create_account(
         "b", "localhost", keys, LegacySecrets(), {}, invite="tok-1", now=NOW
     )
     with pytest.raises(InviteUnavailable):
-        await db.legacy.create_account(
+        await db.registration.create_account(
             "c", "localhost", keys, LegacySecrets(), {}, invite="tok-1", now=NOW
         )
     assert not await db.accounts.exists("c", "localhost")
 
 
 async def test_invite_reserves_its_username(db: Database, keys: dict[str, ScramKeys]) -> None:
-    await db.legacy.add_invite("tok-j", "localhost", username="juliet")
+    await db.invitations.add_invite("tok-j", "localhost", username="juliet")
     with pytest.raises(AccountExists):
-        await db.legacy.create_account("juliet", "localhost", keys, LegacySecrets(), {}, now=NOW)
+        await db.registration.create_account(
+            "juliet", "localhost", keys, LegacySecrets(), {}, now=NOW
+        )
     with pytest.raises(InviteUnavailable):
-        await db.legacy.create_account(
+        await db.registration.create_account(
             "romeo", "localhost", keys, LegacySecrets(), {}, invite="tok-j", now=NOW
         )
-    await db.legacy.create_account(
+    await db.registration.create_account(
         "juliet", "localhost", keys, LegacySecrets(), {}, invite="tok-j", now=NOW
     )
 
@@ -147,7 +153,7 @@ async def test_invite_reserves_its_username(db: Database, keys: dict[str, ScramK
 async def test_secrets_of_an_earlier_password_are_ignored(
     db: Database, keys: dict[str, ScramKeys]
 ) -> None:
-    await db.legacy.create_account(*BILL, keys, SECRETS, {})
+    await db.registration.create_account(*BILL, keys, SECRETS, {})
     # A password set by a tool that knows nothing of legacy secrets.
     await db.accounts.set_credentials(*BILL, derive_all("changed-elsewhere"))
     assert await db.legacy.secrets(BILL) is None
@@ -158,27 +164,29 @@ async def test_secrets_of_an_earlier_password_are_ignored(
 async def test_approve_refuses_a_name_an_account_took_meanwhile(
     db: Database, keys: dict[str, ScramKeys]
 ) -> None:
-    await db.legacy.create_pending(*BILL, keys, SECRETS, {})
+    await db.pending_registrations.create_pending(*BILL, keys, SECRETS, {})
     await db.accounts.create(*BILL, {})  # a tool that ignores pending names
     with pytest.raises(AccountExists):
-        await db.legacy.approve(*BILL)
-    assert [p.username for p in await db.legacy.pending()] == ["bill"]  # kept, for reject
-    assert await db.legacy.reject(*BILL)
+        await db.pending_registrations.approve(*BILL)
+    assert [p.username for p in await db.pending_registrations.pending()] == [
+        "bill"
+    ]  # kept, for reject
+    assert await db.pending_registrations.reject(*BILL)
 
 
 async def test_create_accounts_stores_keys_and_secrets_and_reports_held_names(
     db: Database, keys: dict[str, ScramKeys]
 ) -> None:
     await db.accounts.create("old", "localhost", keys)
-    await db.legacy.create_pending("waiting", "localhost", keys, LegacySecrets(), {})
-    await db.legacy.add_invite("tok-r", "localhost", username="reserved")
-    await db.legacy.add_invite("tok-x", "localhost", username="expired", expires=NOW)
+    await db.pending_registrations.create_pending("waiting", "localhost", keys, LegacySecrets(), {})
+    await db.invitations.add_invite("tok-r", "localhost", username="reserved")
+    await db.invitations.add_invite("tok-x", "localhost", username="expired", expires=NOW)
     rows = [
         (name, "localhost", keys, SECRETS)
         for name in ("bill", "old", "waiting", "reserved", "expired", "bill")
     ]
     rows.append(("plain", "localhost", keys, LegacySecrets()))
-    created, existing, held = await db.legacy.create_accounts(rows, now=NOW + timedelta(1))
+    created, existing, held = await db.registration.create_accounts(rows, now=NOW + timedelta(1))
     assert created == ["bill@localhost", "expired@localhost", "plain@localhost"]
     assert existing == ["old@localhost", "bill@localhost"]
     assert held == ["waiting@localhost", "reserved@localhost"]
@@ -192,7 +200,7 @@ async def test_create_accounts_stores_keys_and_secrets_and_reports_held_names(
 async def test_change_passwords_replaces_keys_and_secrets_together(
     db: Database, keys: dict[str, ScramKeys]
 ) -> None:
-    await db.legacy.create_accounts(
+    await db.registration.create_accounts(
         [(*BILL, keys, SECRETS), ("ann", "localhost", keys, SECRETS)], now=NOW
     )
     new_keys = derive_all("new-password")
@@ -214,14 +222,14 @@ async def test_change_passwords_replaces_keys_and_secrets_together(
 
 
 async def test_invites_lists_every_invitation_with_its_state(db: Database) -> None:
-    await db.legacy.add_invite("tok-1", "localhost", uses=2, expires=NOW + timedelta(1))
-    await db.legacy.add_invite("tok-2", "example.net", username="juliet")
-    invites = await db.legacy.invites()
+    await db.invitations.add_invite("tok-1", "localhost", uses=2, expires=NOW + timedelta(1))
+    await db.invitations.add_invite("tok-2", "example.net", username="juliet")
+    invites = await db.invitations.invites()
     assert {(i.token_hash, i.domain, i.username, i.uses_left) for i in invites} == {
         (invite_hash("tok-1"), "localhost", None, 2),
         (invite_hash("tok-2"), "example.net", "juliet", 1),
     }
-    [mine] = await db.legacy.invites("localhost")
+    [mine] = await db.invitations.invites("localhost")
     assert mine.usable(NOW) and not mine.usable(NOW + timedelta(2))
     assert mine.expires == NOW + timedelta(1)
 
@@ -229,23 +237,23 @@ async def test_invites_lists_every_invitation_with_its_state(db: Database) -> No
 async def test_revoke_invite_by_token_frees_its_reserved_name(
     db: Database, keys: dict[str, ScramKeys]
 ) -> None:
-    await db.legacy.add_invite("tok-j", "localhost", username="juliet")
-    assert await db.legacy.revoke_invite("tok-j")
-    assert not await db.legacy.revoke_invite("tok-j")
-    assert await db.legacy.invite("tok-j", "localhost", NOW) is None
-    await db.legacy.create_account("juliet", "localhost", keys, LegacySecrets(), {}, now=NOW)
+    await db.invitations.add_invite("tok-j", "localhost", username="juliet")
+    assert await db.invitations.revoke_invite("tok-j")
+    assert not await db.invitations.revoke_invite("tok-j")
+    assert await db.invitations.invite("tok-j", "localhost", NOW) is None
+    await db.registration.create_account("juliet", "localhost", keys, LegacySecrets(), {}, now=NOW)
 
 
 async def test_revoke_invite_hash_deletes_only_an_unambiguous_match(db: Database) -> None:
     tokens = [f"tok-{n}" for n in range(40)]
     for token in tokens:
-        await db.legacy.add_invite(token, "localhost")
+        await db.invitations.add_invite(token, "localhost")
     hashes = [invite_hash(t) for t in tokens]
     # Among 40 hashes two share a first hex digit (pigeonhole: only 16 digits).
     digit = next(h[0] for h in hashes if sum(x[0] == h[0] for x in hashes) > 1)
-    assert len(await db.legacy.revoke_invite_hash(digit)) > 1
-    assert len(await db.legacy.invites()) == 40  # nothing deleted
-    assert await db.legacy.revoke_invite_hash(hashes[0][:12]) == [hashes[0]]
-    assert await db.legacy.revoke_invite_hash(hashes[0][:12]) == []
-    assert await db.legacy.revoke_invite_hash("not-hex%") == []
-    assert len(await db.legacy.invites()) == 39
+    assert len(await db.invitations.revoke_invite_hash(digit)) > 1
+    assert len(await db.invitations.invites()) == 40  # nothing deleted
+    assert await db.invitations.revoke_invite_hash(hashes[0][:12]) == [hashes[0]]
+    assert await db.invitations.revoke_invite_hash(hashes[0][:12]) == []
+    assert await db.invitations.revoke_invite_hash("not-hex%") == []
+    assert len(await db.invitations.invites()) == 39
