@@ -257,3 +257,26 @@ async def test_revoke_invite_hash_deletes_only_an_unambiguous_match(db: Database
     assert await db.invitations.revoke_invite_hash(hashes[0][:12]) == []
     assert await db.invitations.revoke_invite_hash("not-hex%") == []
     assert len(await db.invitations.invites()) == 39
+
+
+def test_each_table_is_written_by_its_own_repository_module() -> None:
+    """One repository per aggregate (issue 10 item 12): every write to a table is in the
+    module that owns it; the others reach it through that module's functions."""
+    import re
+
+    from chatgate.storage import repositories
+
+    owners = {
+        "LegacySecret": "legacy.py",
+        "RegistrationField": "registration.py",
+        "PendingRegistration": "pending_registrations.py",
+        "RegistrationInvite": "invitations.py",
+    }
+    folder = Path(repositories.__file__).parent
+    writers: dict[str, set[str]] = {model: set() for model in owners}
+    for path in folder.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for model in owners:
+            if re.search(rf"\b(insert|update|delete)\({model}\)", text):
+                writers[model].add(path.name)
+    assert writers == {model: {module} for model, module in owners.items()}
