@@ -62,8 +62,8 @@ def _root(
         typer.Option(
             "--config",
             "-c",
-            help=f"Configuration file for every subcommand [default: ${CONFIG_ENV},"
-            f" ./{DEFAULT_CONFIG}]; a subcommand's own --config wins.",
+            help=f"Configuration file for every subcommand (default: ${CONFIG_ENV}, else"
+            f" ./{DEFAULT_CONFIG}); a subcommand's own --config wins.",
             show_default=False,
         ),
     ] = None,

@@ -54,8 +54,8 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="Configuration file [default: the global --config, $CHATGATE_CONFIG,"
-        " ./chatgate.toml].",
+        help="Configuration file (default: the global --config, else $CHATGATE_CONFIG,"
+        " else ./chatgate.toml).",
         show_default=False,
     ),
 ]
