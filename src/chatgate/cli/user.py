@@ -165,7 +165,8 @@ def add(
         bool,
         typer.Option(
             "--allow-reserved",
-            help="Create a name [modules.register] reserved_usernames reserves (admin...).",
+            help="Create a name that modules.register reserved_usernames reserves"
+            " (admin, root...) on purpose.",
         ),
     ] = False,
 ) -> None:
