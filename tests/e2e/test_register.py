@@ -205,7 +205,7 @@ async def test_approval_holds_logins_until_an_administrator_approves(tmp_path: P
             await connect(srv, "newbie@localhost", "newbie-pw-1")
         db = await Database.open(f"sqlite+aiosqlite:///{srv.data_dir / 'chatgate.db'}")
         try:
-            assert [p.username for p in await db.legacy.pending()] == ["newbie"]
+            assert [p.username for p in await db.pending_registrations.pending()] == ["newbie"]
         finally:
             await db.close()
         approved = srv.cli("registration", "approve", "newbie")  # from another process

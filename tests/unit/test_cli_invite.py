@@ -13,7 +13,8 @@ from typer.testing import CliRunner, Result
 from chatgate.cli import app, invite
 from chatgate.cli.invite import parse_duration, register_uri
 from chatgate.storage.errors import AccountExists
-from chatgate.storage.repositories.legacy import InviteUnavailable, LegacySecrets, invite_hash
+from chatgate.storage.repositories.invitations import InviteUnavailable, invite_hash
+from chatgate.storage.repositories.legacy import LegacySecrets
 
 from .cli_support import with_db
 
@@ -52,7 +53,7 @@ def register(config: Path, username: str, token: str, domain: str = "localhost")
     """What in-band registration does with a presented token."""
     with_db(
         config,
-        lambda db: db.legacy.create_account(
+        lambda db: db.registration.create_account(
             username, domain, {}, LegacySecrets(), {}, invite=token
         ),
     )
@@ -90,7 +91,7 @@ def test_create_with_uses_expiry_username_and_domain(config: Path) -> None:
     token = shown["token"]
     assert shown["uri"] == f"xmpp:juliet@example.net?register;preauth={token}"
     assert shown["for"] == "juliet@example.net"
-    [stored] = with_db(config, lambda db: db.legacy.invites())
+    [stored] = with_db(config, lambda db: db.invitations.invites())
     assert (stored.domain, stored.username, stored.uses_left) == ("example.net", "juliet", 2)
     assert stored.expires is not None
     assert before + timedelta(hours=36) <= stored.expires <= datetime.now(UTC) + timedelta(hours=36)
@@ -109,7 +110,7 @@ def test_create_refuses_names_registration_would_refuse(config: Path) -> None:
     result = cli(config, "create", "--username", "taken")
     assert result.exit_code == 1
     assert "already exists" in result.stderr
-    assert with_db(config, lambda db: db.legacy.invites()) == []
+    assert with_db(config, lambda db: db.invitations.invites()) == []
 
 
 @pytest.mark.parametrize(
@@ -126,7 +127,7 @@ def test_create_bad_input_exits_2(config: Path, args: tuple[str, ...], reason: s
     result = cli(config, "create", *args)
     assert result.exit_code == 2
     assert reason in result.output
-    assert with_db(config, lambda db: db.legacy.invites()) == []
+    assert with_db(config, lambda db: db.invitations.invites()) == []
 
 
 def test_create_notes_when_the_server_would_ignore_invitations(tmp_path: Path) -> None:
@@ -163,7 +164,7 @@ def test_revoke_by_token_or_id(config: Path) -> None:
     register(config, "juliet", second["token"])  # the name is free again
     third = created(cli(config, "create"))
     assert cli(config, "revoke", third["id"][:8]).exit_code == 0
-    assert with_db(config, lambda db: db.legacy.invites()) != []  # second, used up, stays
+    assert with_db(config, lambda db: db.invitations.invites()) != []  # second, used up, stays
     missing = cli(config, "revoke", third["id"])
     assert missing.exit_code == 1
     assert "no such invitation" in missing.stderr
@@ -191,7 +192,7 @@ def test_new_token_never_starts_with_a_dash_in_many_draws() -> None:
 def old_generator_token(config: Path) -> str:
     """A token as the old generator could make it, or as `invite_tokens` may list it."""
     token = "-Hym0z8kY1RgFqPmE2sLwXc3"
-    with_db(config, lambda db: db.legacy.add_invite(token, "localhost"))
+    with_db(config, lambda db: db.invitations.add_invite(token, "localhost"))
     return token
 
 
@@ -200,7 +201,7 @@ def test_a_dash_token_is_an_unknown_option_without_double_dash(config: Path) -> 
     result = CliRunner().invoke(app, ["invite", "revoke", "--config", str(config), token])
     assert result.exit_code == 2
     assert "No such option" in result.output
-    assert len(with_db(config, lambda db: db.legacy.invites())) == 1
+    assert len(with_db(config, lambda db: db.invitations.invites())) == 1
 
 
 def test_revoke_takes_double_dash_before_a_token(config: Path) -> None:
@@ -208,14 +209,14 @@ def test_revoke_takes_double_dash_before_a_token(config: Path) -> None:
     result = CliRunner().invoke(app, ["invite", "revoke", "--config", str(config), "--", token])
     assert result.exit_code == 0, result.output
     assert f"invitation {invite_hash(token)[:12]} revoked" in result.stdout
-    assert with_db(config, lambda db: db.legacy.invites()) == []
+    assert with_db(config, lambda db: db.invitations.invites()) == []
 
 
 def test_revoke_takes_double_dash_with_the_global_config(config: Path) -> None:
     token = old_generator_token(config)
     result = CliRunner().invoke(app, ["--config", str(config), "invite", "revoke", "--", token])
     assert result.exit_code == 0, result.output
-    assert with_db(config, lambda db: db.legacy.invites()) == []
+    assert with_db(config, lambda db: db.invitations.invites()) == []
 
 
 def test_revoke_notes_a_token_from_the_configuration(tmp_path: Path) -> None:
@@ -223,7 +224,7 @@ def test_revoke_notes_a_token_from_the_configuration(tmp_path: Path) -> None:
     path.write_text(
         CONFIG + 'invite_tokens = [{ token = "welcome-juliet-0401" }]\n', encoding="utf-8"
     )
-    with_db(path, lambda db: db.legacy.add_invite("welcome-juliet-0401", "localhost"))
+    with_db(path, lambda db: db.invitations.add_invite("welcome-juliet-0401", "localhost"))
     result = cli(path, "revoke", "welcome-juliet-0401")
     assert result.exit_code == 0, result.output
     assert "invite_tokens" in result.stderr

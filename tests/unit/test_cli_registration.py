@@ -61,7 +61,7 @@ def hold(
     """A registration as in-band registration holds it with `approval = true`."""
     with_db(
         config,
-        lambda db: db.legacy.create_pending(
+        lambda db: db.pending_registrations.create_pending(
             username,
             domain,
             keys,
@@ -111,9 +111,9 @@ def test_approve_makes_the_account_with_everything_registration_stored(
     assert "newbie@localhost approved" in result.stdout
     assert login_ok(config, "newbie")
     assert with_db(config, lambda db: db.legacy.secrets(("newbie", "localhost"))) == DIGEST
-    fields = with_db(config, lambda db: db.legacy.fields(("newbie", "localhost")))
+    fields = with_db(config, lambda db: db.registration.fields(("newbie", "localhost")))
     assert fields == {"email": "newbie@mail"}
-    assert with_db(config, lambda db: db.legacy.pending()) == []
+    assert with_db(config, lambda db: db.pending_registrations.pending()) == []
     assert stamp_path(config.parent / "var").exists()  # running servers drop their caches
     again = cli(config, "registration", "approve", "newbie")
     assert again.exit_code == 1
@@ -135,7 +135,7 @@ def test_approve_of_a_name_taken_meanwhile_exits_1_and_keeps_it_pending(
     result = cli(config, "registration", "approve", "newbie")
     assert result.exit_code == 1
     assert "exists already" in result.stderr
-    assert len(with_db(config, lambda db: db.legacy.pending())) == 1
+    assert len(with_db(config, lambda db: db.pending_registrations.pending())) == 1
 
 
 def test_reject_deletes_the_registration_and_frees_the_name(
@@ -145,9 +145,11 @@ def test_reject_deletes_the_registration_and_frees_the_name(
     result = cli(config, "registration", "reject", "newbie")
     assert result.exit_code == 0, result.output
     assert "registration of newbie@localhost rejected" in result.stdout
-    assert with_db(config, lambda db: db.legacy.pending()) == []
+    assert with_db(config, lambda db: db.pending_registrations.pending()) == []
     assert not with_db(config, lambda db: db.accounts.exists("newbie", "localhost"))
-    with_db(config, lambda db: db.legacy.create_account("newbie", "localhost", keys, DIGEST, {}))
+    with_db(
+        config, lambda db: db.registration.create_account("newbie", "localhost", keys, DIGEST, {})
+    )
     assert cli(config, "registration", "reject", "newbie").exit_code == 1
 
 

@@ -450,7 +450,9 @@ def test_a_host_with_an_outside_provider_keeps_no_accounts_here(legacy_config: P
 def test_add_refuses_a_name_awaiting_approval(legacy_config: Path) -> None:
     with_db(
         legacy_config,
-        lambda db: db.legacy.create_pending("bill", "localhost", {}, LegacySecrets(), {}),
+        lambda db: db.pending_registrations.create_pending(
+            "bill", "localhost", {}, LegacySecrets(), {}
+        ),
     )
     result = add(legacy_config, "bill", "bill-password")
     assert result.exit_code == 1
@@ -458,7 +460,7 @@ def test_add_refuses_a_name_awaiting_approval(legacy_config: Path) -> None:
 
 
 def test_add_refuses_a_name_an_invitation_reserves(legacy_config: Path) -> None:
-    with_db(legacy_config, lambda db: db.legacy.add_invite("tok-j", "localhost", username="j"))
+    with_db(legacy_config, lambda db: db.invitations.add_invite("tok-j", "localhost", username="j"))
     result = add(legacy_config, "j", "j-password")
     assert result.exit_code == 1
     assert "reserved by an invitation" in result.stderr
@@ -466,7 +468,10 @@ def test_add_refuses_a_name_an_invitation_reserves(legacy_config: Path) -> None:
 
 def test_del_removes_legacy_secrets_and_fields(legacy_config: Path) -> None:
     add(legacy_config, "bill", "bill-password")
-    with_db(legacy_config, lambda db: db.legacy.set_fields(("bill", "localhost"), {"email": "b@x"}))
+    with_db(
+        legacy_config,
+        lambda db: db.registration.set_fields(("bill", "localhost"), {"email": "b@x"}),
+    )
     assert cli(legacy_config, "del", "bill").exit_code == 0
     with sqlite3.connect(db_path(legacy_config)) as conn:
         for table in ("accounts", "scram_credentials", "legacy_secrets", "registration_fields"):
@@ -476,12 +481,14 @@ def test_del_removes_legacy_secrets_and_fields(legacy_config: Path) -> None:
 def test_del_drops_a_registration_awaiting_approval(legacy_config: Path) -> None:
     with_db(
         legacy_config,
-        lambda db: db.legacy.create_pending("bill", "localhost", {}, LegacySecrets(), {}),
+        lambda db: db.pending_registrations.create_pending(
+            "bill", "localhost", {}, LegacySecrets(), {}
+        ),
     )
     result = cli(legacy_config, "del", "bill")
     assert result.exit_code == 0, result.output
     assert "pending registration of bill@localhost deleted" in result.stdout
-    assert with_db(legacy_config, lambda db: db.legacy.pending()) == []
+    assert with_db(legacy_config, lambda db: db.pending_registrations.pending()) == []
     assert add(legacy_config, "bill", "bill-password").exit_code == 0  # the name is free
 
 
@@ -510,9 +517,11 @@ def test_import_rejects_an_anonymous_host_and_creates_nothing(
 def test_import_refuses_held_names_and_creates_nothing(legacy_config: Path, tmp_path: Path) -> None:
     with_db(
         legacy_config,
-        lambda db: db.legacy.create_pending("waiting", "localhost", {}, LegacySecrets(), {}),
+        lambda db: db.pending_registrations.create_pending(
+            "waiting", "localhost", {}, LegacySecrets(), {}
+        ),
     )
-    with_db(legacy_config, lambda db: db.legacy.add_invite("tok-j", "localhost", username="j"))
+    with_db(legacy_config, lambda db: db.invitations.add_invite("tok-j", "localhost", username="j"))
     file = tmp_path / "users.txt"
     file.write_text("bill Calli0pe-pw\nwaiting waiting-password\nj j-password\n", encoding="utf-8")
     dry = cli(legacy_config, "import", str(file), "--dry-run")

@@ -231,10 +231,10 @@ async def plan_import(
     now = utcnow()
     held: dict[tuple[str, str], str] = {}
     for domain in sorted({x.domain for x in lines}):
-        for i in await db.legacy.invites(domain):
+        for i in await db.invitations.invites(domain):
             if i.username is not None and i.usable(now):
                 held[(i.username, domain)] = "reserved by an invitation"
-        for p in await db.legacy.pending(domain):
+        for p in await db.pending_registrations.pending(domain):
             held[(p.username, domain)] = "held by a registration awaiting approval"
     for x in lines:
         pair = (x.username, x.domain)
@@ -326,13 +326,13 @@ async def import_accounts(
             ]
             fresh = [r for r in rows if (r[0], r[1]) not in existing]
             known = [r for r in rows if (r[0], r[1]) in existing]
-            created, skipped, held = await db.legacy.create_accounts(fresh)
+            created, skipped, held = await db.registration.create_accounts(fresh)
             if known:
                 updated, missing = await db.legacy.change_passwords(known)
                 result.updated += updated
                 if missing:  # deleted meanwhile: create them after all
                     gone = set(missing)
-                    again, skipped_again, held_again = await db.legacy.create_accounts(
+                    again, skipped_again, held_again = await db.registration.create_accounts(
                         [r for r in known if jid(r[0], r[1]) in gone]
                     )
                     created += again

@@ -46,7 +46,7 @@ from chatgate.cli.user import name_taken
 from chatgate.config import Config
 from chatgate.modules.register import RegisterOptions, RegistrationPolicy
 from chatgate.storage.database import Database
-from chatgate.storage.repositories.legacy import StoredInvite, invite_hash
+from chatgate.storage.repositories.invitations import StoredInvite, invite_hash
 from chatgate.vocabulary.errors import StanzaError
 
 invite_app = command_group("Create, list and revoke invitation tokens for in-band registration.")
@@ -173,7 +173,9 @@ def create(
             taken = await name_taken(db, name, where)
             if taken:
                 return taken
-        if not await db.legacy.add_invite(token, where, username=name, uses=uses, expires=until):
+        if not await db.invitations.add_invite(
+            token, where, username=name, uses=uses, expires=until
+        ):
             raise RuntimeError("a fresh random token collided with a stored one")
         return None
 
@@ -205,7 +207,7 @@ def list_(
             domain = account_domain(domain, cfg)
         except ValueError as exc:
             raise fail(str(exc), 2) from None
-    invites = asyncio.run(with_db(cfg, lambda db: db.legacy.invites(domain)))
+    invites = asyncio.run(with_db(cfg, lambda db: db.invitations.invites(domain)))
     if not invites:
         console.print("no invitations")
         return
@@ -252,11 +254,11 @@ def revoke(
     options = module_options(cfg, "register", RegisterOptions)
 
     async def remove(db: Database) -> list[str]:
-        if await db.legacy.revoke_invite(token):
+        if await db.invitations.revoke_invite(token):
             return [invite_hash(token)]
         if len(token) < MIN_ID_LENGTH:
             return []
-        return await db.legacy.revoke_invite_hash(token.lower())
+        return await db.invitations.revoke_invite_hash(token.lower())
 
     matches = asyncio.run(with_db(cfg, remove))
     if not matches:

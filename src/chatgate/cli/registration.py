@@ -56,7 +56,7 @@ def pending(
             domain = account_domain(domain, cfg)
         except ValueError as exc:
             raise fail(str(exc), 2) from None
-    waiting = asyncio.run(with_db(cfg, lambda db: db.legacy.pending(domain)))
+    waiting = asyncio.run(with_db(cfg, lambda db: db.pending_registrations.pending(domain)))
     if not waiting:
         console.print("no registrations awaiting approval")
         return
@@ -81,7 +81,9 @@ def approve(ctx: typer.Context, user: UserArgument, config: ConfigOption = None)
     cfg = load_or_exit(ctx, config)
     username, domain = target(user, cfg)
     try:
-        approved = asyncio.run(with_db(cfg, lambda db: db.legacy.approve(username, domain)))
+        approved = asyncio.run(
+            with_db(cfg, lambda db: db.pending_registrations.approve(username, domain))
+        )
     except AccountExists:
         message = f"an account {jid(username, domain)} exists already; reject the registration"
         raise fail(message, 1) from None
@@ -97,6 +99,6 @@ def reject(ctx: typer.Context, user: UserArgument, config: ConfigOption = None) 
     fields); the name is free again at once.  Exits 1 when none is pending."""
     cfg = load_or_exit(ctx, config)
     username, domain = target(user, cfg)
-    if not asyncio.run(with_db(cfg, lambda db: db.legacy.reject(username, domain))):
+    if not asyncio.run(with_db(cfg, lambda db: db.pending_registrations.reject(username, domain))):
         raise fail(f"no registration of {jid(username, domain)} is pending", 1)
     console.print(f"registration of {jid(username, domain)} rejected and deleted")

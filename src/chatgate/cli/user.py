@@ -144,10 +144,10 @@ async def name_taken(db: Database, username: str, domain: str) -> str | None:
     who = jid(username, domain)
     if await db.accounts.exists(username, domain):
         return f"user {who} already exists"
-    if any(p.username == username for p in await db.legacy.pending(domain)):
+    if any(p.username == username for p in await db.pending_registrations.pending(domain)):
         return f"{who} is awaiting approval: `chatgate registration approve` or `reject` it first"
     now = utcnow()
-    if any(i.username == username and i.usable(now) for i in await db.legacy.invites(domain)):
+    if any(i.username == username and i.usable(now) for i in await db.invitations.invites(domain)):
         return f"{who} is reserved by an invitation: `chatgate invite revoke` it first"
     return None
 
@@ -190,7 +190,7 @@ def add(
 
     async def create(db: Database) -> str | None:
         try:
-            await db.legacy.create_account(username, domain, keys, secrets, {})
+            await db.registration.create_account(username, domain, keys, secrets, {})
         except AccountExists:  # taken meanwhile
             return await name_taken(db, username, domain) or f"{jid(username, domain)} is taken"
         return None
@@ -263,7 +263,9 @@ def delete(
     if not yes and on_a_terminal():
 
         async def what(db: Database) -> tuple[bool, bool]:
-            pending = any(p.username == username for p in await db.legacy.pending(domain))
+            pending = any(
+                p.username == username for p in await db.pending_registrations.pending(domain)
+            )
             return await db.accounts.exists(username, domain), pending
 
         exists, pending = asyncio.run(with_db(cfg, what))
@@ -279,7 +281,9 @@ def delete(
             raise fail(f"{jid(username, domain)} not deleted", 1)
 
     async def remove(db: Database) -> tuple[bool, bool]:
-        return await db.accounts.delete(username, domain), await db.legacy.reject(username, domain)
+        return await db.accounts.delete(username, domain), await db.pending_registrations.reject(
+            username, domain
+        )
 
     deleted, dropped = asyncio.run(with_db(cfg, remove))
     if not deleted and not dropped:

@@ -67,7 +67,8 @@ from chatgate.modules.dataforms import FormField, build_form, find_form, read_su
 from chatgate.modules.legacy_auth import LegacyAuthOptions, derive_legacy_secrets
 from chatgate.modules.preauth import ConnectionTable, error_with_code, pre_auth_lock, tls_missing
 from chatgate.storage.errors import AccountExists, AccountNotFound
-from chatgate.storage.repositories.legacy import Invite, InviteUnavailable, LegacySecrets
+from chatgate.storage.repositories.invitations import Invite, InviteUnavailable
+from chatgate.storage.repositories.legacy import LegacySecrets
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import (
     ConfigError,
@@ -459,14 +460,14 @@ class Register:
         token, when = await self._invite(state, request.token, domain)
         owner = (username, domain)
         credentials, secrets = await asyncio.to_thread(self._derive, password, *owner)
-        legacy = self.ctx.db.legacy
+        db = self.ctx.db
         try:
             if self.options.approval:
-                await legacy.create_pending(
+                await db.pending_registrations.create_pending(
                     *owner, credentials, secrets, fields, address=address, invite=token, now=when
                 )
             else:
-                await legacy.create_account(
+                await db.registration.create_account(
                     *owner, credentials, secrets, fields, invite=token, now=when
                 )
         except AccountExists:
@@ -513,7 +514,7 @@ class Register:
         they reserve are reserved from the start (a token already stored, perhaps
         partly used, is left as it is)."""
         for t in self.options.invite_tokens:
-            await self.ctx.db.legacy.add_invite(
+            await self.ctx.db.invitations.add_invite(
                 t.token,
                 t.domain or self.ctx.domain,
                 username=_prepared(t.username),
@@ -522,7 +523,7 @@ class Register:
             )
 
     async def _usable_invite(self, token: str, domain: str) -> Invite | None:
-        return await self.ctx.db.legacy.invite(token, domain, datetime.now(UTC))
+        return await self.ctx.db.invitations.invite(token, domain, datetime.now(UTC))
 
     async def preauth(self, conn: PreAuthConnection, iq: Element) -> None:
         """XEP-0445: a token presented before registering."""
@@ -555,7 +556,7 @@ class Register:
     # ------------------------------------------------------------ within a session
 
     async def profile(self, session: C2SSession, iq: Element) -> None:
-        fields = await self.ctx.db.legacy.fields((session.username, session.domain))
+        fields = await self.ctx.db.registration.fields((session.username, session.domain))
         values = {"username": session.username, **fields}
         session.send(_result(iq, self._form(values), to=session.full))
 
@@ -599,7 +600,7 @@ class Register:
         if request.password:
             await self._change_password(session, owner, request.password)
         if changes:
-            await self.ctx.db.legacy.set_fields(owner, changes)
+            await self.ctx.db.registration.set_fields(owner, changes)
         session.send(_result(iq, None, to=session.full))
 
     async def _change_password(

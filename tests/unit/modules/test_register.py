@@ -112,7 +112,7 @@ async def test_attempt_creates_the_account_and_sasl_follows_on_the_same_stream(
         wire = await opened(srv, mode)
         request = register("Leslie", "secret-leslie", email="lel@plevna.com", name="Leslie Hawke")
         assert await wire.send(request) == RESULT
-        assert await srv.db.legacy.fields(("leslie", "localhost")) == {
+        assert await srv.db.registration.fields(("leslie", "localhost")) == {
             "name": "Leslie Hawke",
             "email": "lel@plevna.com",
         }
@@ -259,7 +259,7 @@ async def test_a_configured_token_reserves_its_name_before_its_first_use(
 ) -> None:
     tokens = [{"token": "tok-juliet-123", "username": "juliet"}]
     async with server(tmp_path, {**ON, "invites": "optional", "invite_tokens": tokens}) as srv:
-        assert [i.username for i in await srv.db.legacy.invites()] == ["juliet"]
+        assert [i.username for i in await srv.db.invitations.invites()] == ["juliet"]
         wire = await opened(srv, mode)
         assert error("409", "conflict", "cancel") in await wire.send(register("juliet", "s3cret-j"))
 
@@ -296,9 +296,9 @@ async def test_approval_holds_the_account_until_approved(tmp_path: Path, mode: s
         assert await wire.send(register("newbie", "secret-newbie")) == RESULT
         assert not await can_login(srv, "newbie", "secret-newbie")
         assert "conflict" in await wire.send(register("newbie", "secret-other", iq_id="r3"))
-        [pending] = await srv.db.legacy.pending("localhost")
+        [pending] = await srv.db.pending_registrations.pending("localhost")
         assert (pending.username, pending.address) == ("newbie", "192.0.2.7")
-        assert await srv.db.legacy.approve("newbie", "localhost")
+        assert await srv.db.pending_registrations.approve("newbie", "localhost")
         assert await can_login(srv, "newbie", "secret-newbie")
         admin = ("admin", "localhost")
         [note] = await srv.db.offline.batch(admin, after=0, max_messages=10, max_bytes=65_536)
@@ -401,7 +401,9 @@ async def test_fields_change_in_a_session(tmp_path: Path, mode: str) -> None:
             "<name>Bill Shakespeare</name><password/></query></iq>"
         )
         assert out == '<iq type="result" id="c1" to="bill@localhost/r"/>'
-        assert await srv.db.legacy.fields(("bill", "localhost")) == {"name": "Bill Shakespeare"}
+        assert await srv.db.registration.fields(("bill", "localhost")) == {
+            "name": "Bill Shakespeare"
+        }
 
 
 async def test_remove_deletes_everything_and_closes_every_session(
