@@ -38,10 +38,12 @@ run: install
 test: install-test
 	bash tests/install-system-deps.sh
 	$(BIN)/ruff check src tests $(wildcard bench) $(wildcard examples)
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install-test
 	$(BIN)/ruff check src tests $(wildcard bench) $(wildcard examples)
+	$(BIN)/mypy
 	$(BIN)/ruff format --check src tests $(wildcard bench) $(wildcard examples)
 
 ## make bench: chatgate side by side with Prosody and ejabberd (QUICK=1 for a short run).

@@ -24,6 +24,7 @@ import logging
 import os
 import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -35,6 +36,10 @@ from chatgate.config import Config, TlsConfig
 from chatgate.vocabulary.channel_binding import TLS_SERVER_END_POINT, tls_server_end_point
 from chatgate.vocabulary.errors import ConfigError
 from chatgate.xmpp.transports.openssl_tls import ServerTls
+
+if TYPE_CHECKING:
+    # pyOpenSSL names the "no overlap" answer's type only privately.
+    from OpenSSL.SSL import _NoOverlappingProtocols as _NoOverlap
 
 log = logging.getLogger(__name__)
 
@@ -283,5 +288,5 @@ def build_server_tls(
     )
 
 
-def _select_alpn(conn: SSL.Connection, offered: list[bytes]) -> bytes:
+def _select_alpn(conn: SSL.Connection, offered: list[bytes]) -> bytes | _NoOverlap:
     return b"xmpp-client" if b"xmpp-client" in offered else SSL.NO_OVERLAPPING_PROTOCOLS
