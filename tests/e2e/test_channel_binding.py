@@ -26,7 +26,7 @@ HASH = {"SCRAM-SHA-512-PLUS": "sha512", "SCRAM-SHA-256-PLUS": "sha256", "SCRAM-S
 
 def _serve(tmp: pytest.TempPathFactory, name: str, tls: str = "") -> Iterator[RunningServer]:
     srv = start_tls_server(tmp.mktemp(name), mechanisms=ALL_SCRAM, tls=tls)
-    srv.add_user("alice", "pencil")
+    srv.add_user("alice", "pencil-case")
     yield srv
     code = srv.stop()
     assert code == 0, srv.log_text()
@@ -61,7 +61,7 @@ def test_scram_plus_with_tls_exporter_over_tls13(
     client = _client(server, tls="openssl", tls_version="1.3", direct_tls=direct_tls)
     try:
         assert mechanism in client.features.mechanisms
-        client.scram(mechanism, "alice", "pencil", cb_type="tls-exporter")
+        client.scram(mechanism, "alice", "pencil-case", cb_type="tls-exporter")
         assert client.bind().startswith("alice@localhost/")
     finally:
         client.close()
@@ -72,7 +72,9 @@ def test_server_first_carries_the_xep0474_hash_of_what_was_advertised(
 ) -> None:
     client = _client(server, tls="openssl", tls_version="1.3")
     try:
-        server_first = client.scram("SCRAM-SHA-256-PLUS", "alice", "pencil", cb_type="tls-exporter")
+        server_first = client.scram(
+            "SCRAM-SHA-256-PLUS", "alice", "pencil-case", cb_type="tls-exporter"
+        )
     finally:
         client.close()
     attrs = dict(a.split("=", 1) for a in server_first.split(","))
@@ -86,7 +88,7 @@ def test_server_first_carries_the_xep0474_hash_of_what_was_advertised(
 def test_tls_exporter_over_tls12_with_extended_master_secret(tls12_server: RunningServer) -> None:
     client = _client(tls12_server, tls="openssl", tls_version="1.2")
     try:
-        client.scram("SCRAM-SHA-256-PLUS", "alice", "pencil", cb_type="tls-exporter")
+        client.scram("SCRAM-SHA-256-PLUS", "alice", "pencil-case", cb_type="tls-exporter")
     finally:
         client.close()
 
@@ -100,7 +102,11 @@ def test_relayed_connections_exporter_data_fails(server: RunningServer) -> None:
         assert relayed != victim.binding("tls-exporter")
         with pytest.raises(LoginFailed) as failed:
             victim.scram(
-                "SCRAM-SHA-256-PLUS", "alice", "pencil", cb_type="tls-exporter", cb_data=relayed
+                "SCRAM-SHA-256-PLUS",
+                "alice",
+                "pencil-case",
+                cb_type="tls-exporter",
+                cb_data=relayed,
             )
         assert failed.value.condition == "not-authorized"
     finally:
@@ -115,7 +121,7 @@ def test_relayed_connections_exporter_data_fails(server: RunningServer) -> None:
 def test_scram_plus_with_tls_server_end_point(server: RunningServer, version: str) -> None:
     client = _client(server, tls="stdlib", tls_version=version)
     try:
-        client.scram("SCRAM-SHA-256-PLUS", "alice", "pencil", cb_type="tls-server-end-point")
+        client.scram("SCRAM-SHA-256-PLUS", "alice", "pencil-case", cb_type="tls-server-end-point")
         assert client.bind().startswith("alice@localhost/")
     finally:
         client.close()
@@ -132,7 +138,7 @@ def test_end_point_of_an_interceptors_certificate_fails(server: RunningServer) -
             client.scram(
                 "SCRAM-SHA-256-PLUS",
                 "alice",
-                "pencil",
+                "pencil-case",
                 cb_type="tls-server-end-point",
                 cb_data=hashlib.sha256(interceptor.der).digest(),
             )
@@ -148,7 +154,7 @@ def test_end_point_of_an_interceptors_certificate_fails(server: RunningServer) -
 def test_scram_plus_with_tls_unique_over_tls12(server: RunningServer, mechanism: str) -> None:
     client = _client(server, tls="stdlib", tls_version="1.2")
     try:
-        client.scram(mechanism, "alice", "pencil", cb_type="tls-unique")
+        client.scram(mechanism, "alice", "pencil-case", cb_type="tls-unique")
         assert client.bind().startswith("alice@localhost/")
     finally:
         client.close()
@@ -159,7 +165,11 @@ def test_tls_unique_is_refused_on_tls13(server: RunningServer) -> None:
     try:
         with pytest.raises(LoginFailed) as failed:
             client.scram(
-                "SCRAM-SHA-256-PLUS", "alice", "pencil", cb_type="tls-unique", cb_data=b"x" * 12
+                "SCRAM-SHA-256-PLUS",
+                "alice",
+                "pencil-case",
+                cb_type="tls-unique",
+                cb_data=b"x" * 12,
             )
         assert failed.value.condition == "malformed-request"
     finally:
@@ -174,7 +184,7 @@ def test_relayed_connections_tls_unique_fails(server: RunningServer) -> None:
             victim.scram(
                 "SCRAM-SHA-1-PLUS",
                 "alice",
-                "pencil",
+                "pencil-case",
                 cb_type="tls-unique",
                 cb_data=other.binding("tls-unique"),
             )
@@ -188,7 +198,7 @@ async def test_slixmpp_logs_in_with_scram_plus_tls_unique_over_tls12(
     tls12_server: RunningServer,
 ) -> None:
     async with logged_in(
-        tls12_server, "alice@localhost", "pencil", mechanism="SCRAM-SHA-512-PLUS"
+        tls12_server, "alice@localhost", "pencil-case", mechanism="SCRAM-SHA-512-PLUS"
     ) as client:
         assert client.boundjid.bare == "alice@localhost"
     assert "SCRAM-SHA-512-PLUS over TLSv1.2" in tls12_server.log_text()
@@ -203,7 +213,7 @@ def test_client_that_says_y_while_plus_was_offered_fails(server: RunningServer) 
     try:
         with pytest.raises(LoginFailed) as failed:
             # scramp sends the "y" flag for a non-PLUS mechanism given binding data.
-            client.scram("SCRAM-SHA-256", "alice", "pencil", cb_type="tls-unique")
+            client.scram("SCRAM-SHA-256", "alice", "pencil-case", cb_type="tls-unique")
         assert failed.value.condition == "not-authorized"
     finally:
         client.close()

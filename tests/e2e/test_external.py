@@ -63,8 +63,8 @@ def _serve(tmp: pytest.TempPathFactory, certs: Certs, policy: str) -> Iterator[R
         f'revoked_fingerprints = ["{certs.revoked_fingerprint}"]\n'
     )
     srv = start_tls_server(tmp.mktemp(policy), mechanisms=MECHANISMS, tls=tls)
-    srv.add_user("alice", "pencil")
-    srv.add_user("bob", "pencil")
+    srv.add_user("alice", "pencil-case")
+    srv.add_user("bob", "pencil-case")
     yield srv
     code = srv.stop()
     assert code == 0, srv.log_text()
@@ -157,7 +157,7 @@ def test_untrusted_certificate_still_logs_in_with_a_password(
 ) -> None:
     client = _raw(server, certs.self_signed)
     try:
-        client.scram("SCRAM-SHA-256", "alice", "pencil")
+        client.scram("SCRAM-SHA-256", "alice", "pencil-case")
         assert client.bind().startswith("alice@localhost/")
     finally:
         client.close()
@@ -210,7 +210,7 @@ def test_needed_policy_refuses_a_connection_without_certificate(
     # refusal (alert "certificate required") arrives at the first read.
     with pytest.raises((ssl.SSLError, SSL.Error, ConnectionError)):
         client.connect()
-        client.scram("SCRAM-SHA-256", "alice", "pencil")
+        client.scram("SCRAM-SHA-256", "alice", "pencil-case")
     client.close()
     assert "TLS handshake failed" in strict_server.log_text()
 

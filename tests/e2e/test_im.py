@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module", autouse=True)
 def accounts(server: RunningServer) -> None:
     for name in ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"):
-        server.add_user(name, f"{name}-pw")
+        server.add_user(name, f"{name}-password")
 
 
 async def wait_until(predicate, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
@@ -29,8 +29,8 @@ async def wait_until(predicate, timeout: float = 10) -> None:  # type: ignore[no
 
 async def test_mutual_subscription_presence_and_messages(server: RunningServer) -> None:
     async with (
-        logged_in(server, "alice@localhost/desk", "alice-pw") as alice,
-        logged_in(server, "bob@localhost/phone", "bob-pw") as bob,
+        logged_in(server, "alice@localhost/desk", "alice-password") as alice,
+        logged_in(server, "bob@localhost/phone", "bob-password") as bob,
     ):
         # slixmpp's defaults approve incoming requests and subscribe back.
         alice.send_presence_subscription(pto="bob@localhost")
@@ -48,15 +48,15 @@ async def test_mutual_subscription_presence_and_messages(server: RunningServer) 
         assert got["body"] == "hi alice" and got["from"] == "bob@localhost/phone"
 
     # The server stored the roster item: a new session (fresh roster, no version) sees it.
-    async with logged_in(server, "alice@localhost/check", "alice-pw") as alice:
+    async with logged_in(server, "alice@localhost/check", "alice-password") as alice:
         assert alice.client_roster["bob@localhost"]["subscription"] == "both"
 
 
 async def test_unavailable_presence_reaches_the_contact_on_disconnect(
     server: RunningServer,
 ) -> None:
-    async with logged_in(server, "carol@localhost/a", "carol-pw") as carol:
-        async with logged_in(server, "dave@localhost/b", "dave-pw"):
+    async with logged_in(server, "carol@localhost/a", "carol-password") as carol:
+        async with logged_in(server, "dave@localhost/b", "dave-password"):
             carol.send_presence_subscription(pto="dave@localhost")
             await wait_until(lambda: "b" in carol.client_roster.presence("dave@localhost"))
         got = await carol.next_presence("unavailable")
@@ -64,26 +64,26 @@ async def test_unavailable_presence_reaches_the_contact_on_disconnect(
 
 
 async def test_offline_message_is_delivered_with_a_delay_stamp(server: RunningServer) -> None:
-    async with logged_in(server, "erin@localhost/x", "erin-pw") as erin:
+    async with logged_in(server, "erin@localhost/x", "erin-password") as erin:
         erin.send_message(mto="frank@localhost", mbody="while you were out", mtype="chat")
         # A ping round trip makes sure the server has processed the message.
         await erin.plugin["xep_0199"].ping(jid="localhost", timeout=5)
-    async with logged_in(server, "frank@localhost/y", "frank-pw") as frank:
+    async with logged_in(server, "frank@localhost/y", "frank-password") as frank:
         got = await frank.next_message()
         assert got["body"] == "while you were out"
         assert got["from"] == "erin@localhost/x"
         assert got["delay"]["stamp"] is not None
         assert got["delay"]["from"] == "localhost"
     # Delivered once: the next login gets nothing.
-    async with logged_in(server, "frank@localhost/y", "frank-pw") as frank:
+    async with logged_in(server, "frank@localhost/y", "frank-password") as frank:
         await frank.plugin["xep_0199"].ping(jid="localhost", timeout=5)
         assert frank.messages.empty()
 
 
 async def test_resource_conflict_replaces_the_older_session(server: RunningServer) -> None:
-    first = await connect(server, "grace@localhost/same", "grace-pw")
+    first = await connect(server, "grace@localhost/same", "grace-password")
     try:
-        async with logged_in(server, "grace@localhost/same", "grace-pw") as second:
+        async with logged_in(server, "grace@localhost/same", "grace-password") as second:
             error = await asyncio.wait_for(first.stream_errors.get(), 10)
             assert error["condition"] == "conflict"
             assert str(second.boundjid) == "grace@localhost/same"
@@ -94,8 +94,8 @@ async def test_resource_conflict_replaces_the_older_session(server: RunningServe
 
 async def test_roster_push_reaches_the_other_resource(server: RunningServer) -> None:
     async with (
-        logged_in(server, "heidi@localhost/one", "heidi-pw") as one,
-        logged_in(server, "heidi@localhost/two", "heidi-pw") as two,
+        logged_in(server, "heidi@localhost/one", "heidi-password") as one,
+        logged_in(server, "heidi@localhost/two", "heidi-password") as two,
     ):
         await one.get_roster()
         await two.get_roster()
@@ -106,7 +106,7 @@ async def test_roster_push_reaches_the_other_resource(server: RunningServer) -> 
 
 
 async def test_message_to_unknown_user_bounces_service_unavailable(server: RunningServer) -> None:
-    async with logged_in(server, "alice@localhost/u", "alice-pw") as alice:
+    async with logged_in(server, "alice@localhost/u", "alice-password") as alice:
         alice.send_message(mto="nosuchuser@localhost", mbody="hello?", mtype="chat")
         got = await alice.next_message()
         assert got["type"] == "error"
@@ -116,7 +116,7 @@ async def test_message_to_unknown_user_bounces_service_unavailable(server: Runni
 async def test_message_to_other_domain_bounces_remote_server_not_found(
     server: RunningServer,
 ) -> None:
-    async with logged_in(server, "alice@localhost/r", "alice-pw") as alice:
+    async with logged_in(server, "alice@localhost/r", "alice-password") as alice:
         alice.send_message(mto="someone@example.org", mbody="hello?", mtype="chat")
         got = await alice.next_message()
         assert got["type"] == "error"
@@ -182,8 +182,8 @@ def test_dtd_and_xml_bomb_in_the_prolog_are_restricted_xml(server: RunningServer
 
 async def test_a_garbage_client_does_not_disturb_another_session(server: RunningServer) -> None:
     async with (
-        logged_in(server, "alice@localhost/g1", "alice-pw") as alice,
-        logged_in(server, "bob@localhost/g2", "bob-pw") as bob,
+        logged_in(server, "alice@localhost/g1", "alice-password") as alice,
+        logged_in(server, "bob@localhost/g2", "bob-password") as bob,
     ):
         loop = asyncio.get_running_loop()
         garbage = loop.run_in_executor(

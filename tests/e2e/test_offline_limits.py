@@ -32,7 +32,7 @@ max_offline_bytes_per_sender = 300000
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     srv = start_server(tmp_path_factory.mktemp("offline"), LIMITS)
     for name in USERS:
-        srv.add_user(name, f"{name}-pw")
+        srv.add_user(name, f"{name}-password")
     yield srv
     code = srv.stop()
     assert code == 0, f"server exit code {code}:\n{srv.log_text()}"
@@ -64,7 +64,7 @@ def bounces(client: Client) -> dict[str, str]:
 
 async def receive(server: RunningServer, user: str, count: int) -> list[slixmpp.Message]:
     """Log in, take `count` offline messages, and check that nothing else comes."""
-    async with logged_in(server, f"{user}@localhost/in", f"{user}-pw") as client:
+    async with logged_in(server, f"{user}@localhost/in", f"{user}-password") as client:
         got = [await client.next_message(timeout=15) for _ in range(count)]
         await sync(client)
         assert drain(client) == []
@@ -72,7 +72,7 @@ async def receive(server: RunningServer, user: str, count: int) -> list[slixmpp.
 
 
 async def nothing_left(server: RunningServer, user: str) -> None:
-    async with logged_in(server, f"{user}@localhost/again", f"{user}-pw") as client:
+    async with logged_in(server, f"{user}@localhost/again", f"{user}-password") as client:
         await sync(client)
         assert drain(client) == []
 
@@ -82,7 +82,7 @@ async def test_a_message_larger_when_stored_than_the_stanza_limit_loses_nothing(
 ) -> None:
     # 70 KB on the wire; 280 KB stored, over the 262,144-byte stanza limit.
     big = ">" * 70_000
-    async with logged_in(server, "amy@localhost/out", "amy-pw") as amy:
+    async with logged_in(server, "amy@localhost/out", "amy-password") as amy:
         send_raw_chat(amy, "ben", "message 1", "m1")
         send_raw_chat(amy, "ben", big, "m2")
         send_raw_chat(amy, "ben", "message 3", "m3")
@@ -97,7 +97,7 @@ async def test_a_message_larger_when_stored_than_the_stanza_limit_loses_nothing(
 
 async def test_one_sender_gets_a_share_counted_in_stored_bytes(server: RunningServer) -> None:
     # 90,000 '>' stored are ~360 KB: over the 300 KB share though 90 KB arrived.
-    async with logged_in(server, "dan@localhost/out", "dan-pw") as dan:
+    async with logged_in(server, "dan@localhost/out", "dan-password") as dan:
         send_raw_chat(dan, "cat", ">" * 90_000, "big")
         for i in range(3):
             send_raw_chat(dan, "cat", "x" * 90_000, f"d{i}")  # ~90 KB stored each
@@ -105,7 +105,7 @@ async def test_one_sender_gets_a_share_counted_in_stored_bytes(server: RunningSe
         await sync(dan)
         assert bounces(dan) == {"big": "service-unavailable", "d3": "service-unavailable"}
     # Another sender still reaches cat.
-    async with logged_in(server, "eve@localhost/out", "eve-pw") as eve:
+    async with logged_in(server, "eve@localhost/out", "eve-password") as eve:
         send_raw_chat(eve, "cat", "from eve", "e0")
         await sync(eve)
         assert bounces(eve) == {}
@@ -118,14 +118,14 @@ async def test_the_recipients_store_is_bounded_in_bytes_and_count(server: Runnin
     senders = ("fay", "gus", "hal")
     sent: list[str] = []
     for name in senders[:2]:
-        async with logged_in(server, f"{name}@localhost/out", f"{name}-pw") as client:
+        async with logged_in(server, f"{name}@localhost/out", f"{name}-password") as client:
             for i in range(2):
                 body = f"{name}{i}:" + "y" * 120_000
                 send_raw_chat(client, "ivy", body, f"{name}{i}")
                 sent.append(body)
             await sync(client)
             assert bounces(client) == {}
-    async with logged_in(server, "hal@localhost/out", "hal-pw") as hal:
+    async with logged_in(server, "hal@localhost/out", "hal-password") as hal:
         # 480 KB held: hal's first message is within its share but not ivy's bytes.
         send_raw_chat(hal, "ivy", "z" * 30_000, "h0")
         for i in range(4):

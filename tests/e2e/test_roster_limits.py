@@ -33,7 +33,7 @@ USERS = ("alice", "bob", "carol", "dave", "erin")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     srv = start_server(tmp_path_factory.mktemp("roster-limits"), LIMITS)
     for name in USERS:
-        srv.add_user(name, f"{name}-pw")
+        srv.add_user(name, f"{name}-password")
     yield srv
     code = srv.stop()
     assert code == 0, f"server exit code {code}:\n{srv.log_text()}"
@@ -59,7 +59,7 @@ async def error_presence(client: Client, sender: str) -> slixmpp.Presence:
 
 
 async def test_a_245_kb_group_name_is_not_acceptable(server: RunningServer) -> None:
-    async with logged_in(server, "erin@localhost/g", "erin-pw") as erin:
+    async with logged_in(server, "erin@localhost/g", "erin-password") as erin:
         with pytest.raises(IqError) as refused:
             await roster_set(erin, "bob@localhost", groups=["g" * 245_000])
         assert refused.value.iq["error"]["condition"] == "not-acceptable"
@@ -78,8 +78,8 @@ async def test_a_245_kb_group_name_is_not_acceptable(server: RunningServer) -> N
 
 async def test_no_path_grows_a_roster_past_max_roster_items(server: RunningServer) -> None:
     async with (
-        logged_in(server, "alice@localhost/a", "alice-pw") as alice,
-        logged_in(server, "bob@localhost/b", "bob-pw") as bob,
+        logged_in(server, "alice@localhost/a", "alice-password") as alice,
+        logged_in(server, "bob@localhost/b", "bob-password") as bob,
     ):
         for i in range(3):
             await roster_set(alice, f"filler{i}@example.org")
@@ -115,9 +115,9 @@ async def test_no_path_grows_a_roster_past_max_roster_items(server: RunningServe
 async def test_inbound_requests_past_the_limit_are_not_stored(server: RunningServer) -> None:
     senders = ("dave", "erin", "bob")
     async with (
-        logged_in(server, "dave@localhost/d", "dave-pw") as dave,
-        logged_in(server, "erin@localhost/e", "erin-pw") as erin,
-        logged_in(server, "bob@localhost/b2", "bob-pw") as bob,
+        logged_in(server, "dave@localhost/d", "dave-password") as dave,
+        logged_in(server, "erin@localhost/e", "erin-password") as erin,
+        logged_in(server, "bob@localhost/b2", "bob-password") as bob,
     ):
         clients = dict(zip(senders, (dave, erin, bob), strict=True))
         # carol is offline: requests are stored for her next login (RFC 6121 §3.1.3).
@@ -131,7 +131,7 @@ async def test_inbound_requests_past_the_limit_are_not_stored(server: RunningSer
         assert refusal["error"]["condition"] == "resource-constraint"
         assert refusal["error"]["type"] == "wait"
     # carol logs in and is offered exactly the two stored requests.
-    carol = Client("carol@localhost/c", "carol-pw")
+    carol = Client("carol@localhost/c", "carol-password")
     carol.auto_authorize = None  # let the test see the requests, answer nothing
     got = await login_and_collect_subscribes(server, carol)
     assert sorted(got) == ["dave@localhost", "erin@localhost"]
@@ -139,8 +139,8 @@ async def test_inbound_requests_past_the_limit_are_not_stored(server: RunningSer
 
 async def test_directed_presence_past_the_limit_is_refused(server: RunningServer) -> None:
     async with (
-        logged_in(server, "erin@localhost/x", "erin-pw") as erin,
-        logged_in(server, "dave@localhost/y", "dave-pw") as dave,
+        logged_in(server, "erin@localhost/x", "erin-password") as erin,
+        logged_in(server, "dave@localhost/y", "dave-password") as dave,
     ):
         for i in range(3):
             erin.send_presence(pto=f"nobody{i}@localhost/r")

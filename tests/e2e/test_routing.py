@@ -16,16 +16,18 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module", autouse=True)
 def accounts(server: RunningServer) -> None:
     for name in ("mallory", "niaj", "olivia", "peggy"):
-        server.add_user(name, f"{name}-pw")
+        server.add_user(name, f"{name}-password")
 
 
 async def test_bare_jid_message_goes_to_the_highest_priority_resource(
     server: RunningServer,
 ) -> None:
     async with (
-        logged_in(server, "mallory@localhost/low", "mallory-pw", send_presence=False) as low,
-        logged_in(server, "mallory@localhost/high", "mallory-pw", send_presence=False) as high,
-        logged_in(server, "niaj@localhost/x", "niaj-pw") as niaj,
+        logged_in(server, "mallory@localhost/low", "mallory-password", send_presence=False) as low,
+        logged_in(
+            server, "mallory@localhost/high", "mallory-password", send_presence=False
+        ) as high,
+        logged_in(server, "niaj@localhost/x", "niaj-password") as niaj,
     ):
         low.send_presence(ppriority=1)
         high.send_presence(ppriority=5)
@@ -39,9 +41,9 @@ async def test_bare_jid_message_goes_to_the_highest_priority_resource(
 
 
 async def test_negative_priority_resource_gets_no_bare_jid_messages(server: RunningServer) -> None:
-    async with logged_in(server, "olivia@localhost/x", "olivia-pw") as olivia:
+    async with logged_in(server, "olivia@localhost/x", "olivia-password") as olivia:
         async with logged_in(
-            server, "peggy@localhost/shy", "peggy-pw", send_presence=False
+            server, "peggy@localhost/shy", "peggy-password", send_presence=False
         ) as peggy:
             peggy.send_presence(ppriority=-1)
             await peggy.plugin["xep_0199"].ping(jid="localhost", timeout=5)
@@ -50,7 +52,7 @@ async def test_negative_priority_resource_gets_no_bare_jid_messages(server: Runn
             await asyncio.sleep(0.2)
             assert peggy.messages.empty()
         # RFC 6121 §8.5.2.2: with no non-negative resource the message was stored offline.
-        async with logged_in(server, "peggy@localhost/later", "peggy-pw") as peggy:
+        async with logged_in(server, "peggy@localhost/later", "peggy-password") as peggy:
             got = await peggy.next_message()
             assert got["body"] == "stored, not delivered"
 
@@ -58,8 +60,8 @@ async def test_negative_priority_resource_gets_no_bare_jid_messages(server: Runn
 async def test_directed_presence_reaches_a_non_contact_and_unavailable_follows(
     server: RunningServer,
 ) -> None:
-    async with logged_in(server, "niaj@localhost/d", "niaj-pw") as niaj:
-        async with logged_in(server, "olivia@localhost/d", "olivia-pw") as olivia:
+    async with logged_in(server, "niaj@localhost/d", "niaj-password") as niaj:
+        async with logged_in(server, "olivia@localhost/d", "olivia-password") as olivia:
             olivia.send_presence(pto="niaj@localhost/d", pstatus="hello, stranger")
             got = await niaj.next_presence("available", sender="olivia@localhost/d")
             assert got["status"] == "hello, stranger"
@@ -68,7 +70,7 @@ async def test_directed_presence_reaches_a_non_contact_and_unavailable_follows(
 
 
 async def test_whitespace_keepalives_are_harmless(server: RunningServer) -> None:
-    async with logged_in(server, "mallory@localhost/ka", "mallory-pw") as mallory:
+    async with logged_in(server, "mallory@localhost/ka", "mallory-password") as mallory:
         for _ in range(5):
             mallory.send_raw(" ")
         await mallory.plugin["xep_0199"].ping(jid="localhost", timeout=5)
@@ -82,11 +84,11 @@ def test_offline_store_is_bounded_and_overflow_bounces(tmp_path) -> None:  # typ
         srv.stop()
         srv2 = start_server_from(srv)
         try:
-            srv2.add_user("sender", "s")
-            srv2.add_user("away", "a")
+            srv2.add_user("sender", "sender-pass")
+            srv2.add_user("away", "away-pass1")
 
             async def scenario() -> list[str]:
-                async with logged_in(srv2, "sender@localhost/s", "s") as sender:
+                async with logged_in(srv2, "sender@localhost/s", "sender-pass") as sender:
                     for i in range(3):
                         sender.send_message(mto="away@localhost", mbody=f"m{i}", mtype="chat")
                     bounce = await sender.next_message()
@@ -137,8 +139,8 @@ async def test_sessions_idle_past_the_sweep_keep_working(server: RunningServer) 
     """Idle connections free their parser after two quiet sweeps (2 s each); the next
     stanza must wake it up transparently, in both directions."""
     async with (
-        logged_in(server, "olivia@localhost/idle", "olivia-pw") as olivia,
-        logged_in(server, "peggy@localhost/idle", "peggy-pw") as peggy,
+        logged_in(server, "olivia@localhost/idle", "olivia-password") as olivia,
+        logged_in(server, "peggy@localhost/idle", "peggy-password") as peggy,
     ):
         await asyncio.sleep(5)
         olivia.send_message(mto="peggy@localhost/idle", mbody="still there?", mtype="chat")

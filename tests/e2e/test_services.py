@@ -21,12 +21,12 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module", autouse=True)
 def accounts(server: RunningServer) -> None:
-    server.add_user("ivan", "ivan-pw")
-    server.add_user("judy", "judy-pw")
+    server.add_user("ivan", "ivan-password")
+    server.add_user("judy", "judy-password")
 
 
 async def test_disco_info_lists_identity_and_features(server: RunningServer) -> None:
-    async with logged_in(server, "ivan@localhost/d", "ivan-pw") as ivan:
+    async with logged_in(server, "ivan@localhost/d", "ivan-password") as ivan:
         info = await ivan.plugin["xep_0030"].get_info(jid="localhost", timeout=5)
         identities = info["disco_info"]["identities"]
         assert ("server", "im", None, "chatgate") in identities
@@ -42,7 +42,7 @@ async def test_disco_info_lists_identity_and_features(server: RunningServer) -> 
 
 
 async def test_software_version_and_entity_time(server: RunningServer) -> None:
-    async with logged_in(server, "ivan@localhost/v", "ivan-pw") as ivan:
+    async with logged_in(server, "ivan@localhost/v", "ivan-password") as ivan:
         ivan.register_plugin("xep_0092")
         ivan.register_plugin("xep_0202")
         version = await ivan.plugin["xep_0092"].get_version("localhost", timeout=5)
@@ -60,20 +60,20 @@ async def test_software_version_and_entity_time(server: RunningServer) -> None:
 
 
 async def test_vcard_set_then_read_by_another_user(server: RunningServer) -> None:
-    async with logged_in(server, "ivan@localhost/c", "ivan-pw") as ivan:
+    async with logged_in(server, "ivan@localhost/c", "ivan-password") as ivan:
         ivan.register_plugin("xep_0054")
         card = VCardTemp()
         card["FN"] = "Ivan Ivanov"
         card["NICKNAME"] = "ivan"
         await ivan.plugin["xep_0054"].publish_vcard(card, timeout=5)
-    async with logged_in(server, "judy@localhost/c", "judy-pw") as judy:
+    async with logged_in(server, "judy@localhost/c", "judy-password") as judy:
         judy.register_plugin("xep_0054")
         result = await judy.plugin["xep_0054"].get_vcard("ivan@localhost", cached=False, timeout=5)
         assert result["vcard_temp"]["FN"] == "Ivan Ivanov"
 
 
 async def test_unknown_iq_gets_service_unavailable(server: RunningServer) -> None:
-    async with logged_in(server, "ivan@localhost/u", "ivan-pw") as ivan:
+    async with logged_in(server, "ivan@localhost/u", "ivan-password") as ivan:
         iq = ivan.Iq(stype="get", sto="localhost")
         iq.append(ElementTree.Element("{urn:example:nothing}query"))
         with pytest.raises(IqError) as error:
@@ -84,9 +84,9 @@ async def test_unknown_iq_gets_service_unavailable(server: RunningServer) -> Non
 async def test_sigterm_sends_system_shutdown_to_every_session(tmp_path: Path) -> None:
     srv = start_server(tmp_path)
     try:
-        srv.add_user("kim", "kim-pw")
-        one = await connect(srv, "kim@localhost/1", "kim-pw")
-        two = await connect(srv, "kim@localhost/2", "kim-pw", transport="direct")
+        srv.add_user("kim", "kim-password")
+        one = await connect(srv, "kim@localhost/1", "kim-password")
+        two = await connect(srv, "kim@localhost/2", "kim-password", transport="direct")
         srv.process.terminate()
         for client in (one, two):
             error = await asyncio.wait_for(client.stream_errors.get(), 10)

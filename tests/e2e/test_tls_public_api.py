@@ -52,7 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[R
         extra=extra,
         env={"CHATGATE_TLS_NO_PRIVATE_API": "1"},
     )
-    srv.add_user("alice", "pencil")
+    srv.add_user("alice", "pencil-case")
     yield srv
     code = srv.stop()
     assert code == 0, f"server exit code {code}:\n{srv.log_text()}"
@@ -74,7 +74,7 @@ def test_the_server_says_it_runs_on_the_public_api(server: RunningServer) -> Non
 async def test_slixmpp_logs_in_and_large_stanzas_cross_both_ways(
     server: RunningServer, transport: str
 ) -> None:
-    async with logged_in(server, "alice@localhost", "pencil", transport=transport) as alice:
+    async with logged_in(server, "alice@localhost", "pencil-case", transport=transport) as alice:
         body = "x" * 150_000  # many TLS records each way, more than one BIO read
         alice.send_message(mto=alice.boundjid.full, mbody=body)
         message = await alice.next_message()
@@ -87,7 +87,7 @@ def test_tls_exporter_over_tls13(server: RunningServer, mechanism: str, direct_t
     client = _client(server, tls="openssl", tls_version="1.3", direct_tls=direct_tls)
     try:
         assert client.features.channel_bindings == ["tls-exporter", "tls-server-end-point"]
-        client.scram(mechanism, "alice", "pencil", cb_type="tls-exporter")
+        client.scram(mechanism, "alice", "pencil-case", cb_type="tls-exporter")
         assert client.bind().startswith("alice@localhost/")
     finally:
         client.close()
@@ -97,7 +97,7 @@ def test_tls_exporter_over_tls13(server: RunningServer, mechanism: str, direct_t
 def test_tls_server_end_point(server: RunningServer, version: str) -> None:
     client = _client(server, tls="stdlib", tls_version=version)
     try:
-        client.scram("SCRAM-SHA-256-PLUS", "alice", "pencil", cb_type="tls-server-end-point")
+        client.scram("SCRAM-SHA-256-PLUS", "alice", "pencil-case", cb_type="tls-server-end-point")
         assert client.bind().startswith("alice@localhost/")
     finally:
         client.close()

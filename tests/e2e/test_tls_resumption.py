@@ -55,7 +55,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 def _serve(tmp: Path, ca: Path, policy: str) -> Iterator[RunningServer]:
     tls = f'client_certificates = "{policy}"\ntrust_files = ["{ca}"]\n'
     srv = start_tls_server(tmp, mechanisms=MECHANISMS, tls=tls)
-    srv.add_user("alice", "pencil")
+    srv.add_user("alice", "pencil-case")
     yield srv
     code = srv.stop()
     assert code == 0, srv.log_text()
