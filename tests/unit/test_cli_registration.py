@@ -1,7 +1,7 @@
 """`chatgate registration`: approving and rejecting held registrations from the command line.
 
 The registrations are made the way in-band registration makes them
-(`LegacyRepository.create_pending` with keys and legacy secrets), then the CLI
+(`PendingRegistrationRepository.create_pending` with keys and legacy secrets), then the CLI
 runs through the top-level `chatgate` app, as an operator types it.
 """
 

@@ -150,7 +150,8 @@ def _build_ldap(options: LdapProviderOptions, context: ProviderContext) -> Crede
     except ImportError as exc:
         raise ConfigError(
             f"the ldap credential provider needs the ldap3 package ({exc}): "
-            "pip install 'ldap3>=2.9'"
+            "install the ldap extra: .venv/bin/pip install 'chatgate[ldap]'"
+            " (or make install EXTRAS=ldap)"
         ) from None
     ca_file = None if options.ca_file is None else context.path(options.ca_file)
     return LdapProvider(options, ca_file=ca_file)

@@ -10,7 +10,7 @@ the minimum password length, the username lengths and the reserved names
 exactly what in-band registration and an in-band password change store:
 SCRAM keys, and the legacy
 secrets `[modules.legacy_auth]` asks for (`derive_legacy_secrets`), written
-together through `LegacyRepository`, so an account made here can log in with
+together through `RegistrationRepository`, so an account made here can log in with
 legacy digest or zero-knowledge too, and a new password starts a fresh
 zero-knowledge chain.  After every change the credentials stamp is bumped so a
 running server drops its cached keys.

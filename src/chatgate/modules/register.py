@@ -6,8 +6,8 @@ policy (username and password rules, the anti-abuse delay, invites, approval)
 as pure code that is handed the time, and the handlers that apply it.  The
 rate limits are `auth.throttle.RegistrationThrottle`'s (``[auth.throttle.registration]``).
 It never stores a password: SCRAM keys come from `auth.credentials.derive_all`,
-legacy secrets from `legacy_auth.derive_legacy_secrets`, and `LegacyRepository`
-writes them together with the account in one transaction.
+legacy secrets from `legacy_auth.derive_legacy_secrets`, and `RegistrationRepository`
+(`storage/repositories/registration.py`) writes them together with the account in one transaction.
 
 Cost: a password over 1,024 bytes is refused (not-acceptable) before anything
 prepares it (`auth/passwords.py`), and its PRECIS preparation and the key

@@ -162,7 +162,8 @@ class VCardDocument(Base):
 
 
 # ---------------------------------------------------------------- in-band registration
-# and legacy authentication (XEP-0077, XEP-0078, DIGEST-MD5); see repositories/legacy.py
+# and legacy authentication (XEP-0077, XEP-0078, DIGEST-MD5); see repositories/registration.py,
+# pending_registrations.py, invitations.py and legacy.py
 
 
 class LegacySecret(Base):
