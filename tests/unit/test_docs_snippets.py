@@ -76,9 +76,7 @@ UNNAMED_BEFORE = {
 #: an `[auth]` the file has with a new table (DIGEST-MD5: the mechanism in `[auth]
 #: mechanisms`, and `[modules.legacy_auth] digest_md5`).  Split each into the setting
 #: and a table of its own, then remove it here.  Never add to this set.
-MIXED_BEFORE = {
-    '[auth]\nmechanisms = ["SCRAM-SHA-256", "DIGEST-MD5"]\n\n[modules.legacy_auth]\ndigest_md5 = true\n',
-}
+MIXED_BEFORE: set[str] = set()
 
 
 # ---------------------------------------------------------------- toml
