@@ -64,9 +64,6 @@ INIT = tomllib.loads(DEFAULT_CONFIG_TEXT)
 #: (page, first command).  Their commands are still parsed below; name each and run
 #: it from a test, then remove it here.  Never add to this set.
 UNNAMED_BEFORE = {
-    ("README.md", "make run"),
-    ("README.md", ".venv/bin/chatgate user add alice"),
-    ("README.md", "make test"),
     ("docs/benchmarks.md", "make bench"),
     ("docs/registration.md", "chatgate registration pending"),
     ("docs/registration.md", "chatgate invite create --uses 5 --expires 7d"),
