@@ -42,6 +42,10 @@ def free_ports(count: int) -> list[int]:
         return [s.getsockname()[1] for s in socks]
 
 
+#: every server started in this test session (see `_stop_leftovers`)
+_STARTED: list[RunningServer] = []
+
+
 @dataclass
 class RunningServer:
     process: subprocess.Popen[bytes]
@@ -53,6 +57,9 @@ class RunningServer:
     log: Path
     #: extra environment for the server and for `cli()` (e.g. PYTHONPATH for plugins)
     env: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        _STARTED.append(self)
 
     @property
     def certificate(self) -> Path:
@@ -85,6 +92,18 @@ class RunningServer:
                 self.process.wait()
                 raise
         return self.process.returncode
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_leftovers() -> Iterator[None]:
+    """Stop, at the end of the session, any server a fixture or test left running:
+    one whose set-up failed after the start (a refused `add_user`, say) never
+    reaches its own `stop()`, and must not outlive the test run."""
+    yield
+    for server in _STARTED:
+        if server.process.poll() is None:
+            with contextlib.suppress(Exception):
+                server.stop()
 
 
 def start_server(
