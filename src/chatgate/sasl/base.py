@@ -38,6 +38,10 @@ class Failure:
     text: str = ""
     #: the username the peer claimed, if any, for throttling and logs (never sent back)
     username: str | None = None
+    #: False for a failure that is no credential guess: the credentials were right but
+    #: the account may not log in yet (`CredentialAnswer.held`).  Brute-force
+    #: protection neither counts nor holds it (a guess is what it slows down).
+    guess: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +55,8 @@ class NeedCredentials:
 
 @dataclass(frozen=True, slots=True)
 class CredentialAnswer:
-    """The driver's answer: keys (SCRAM_*_KEYS), a verdict (VERIFY_PASSWORD), or unknown user."""
+    """The driver's answer: keys (SCRAM_*_KEYS), a verdict (VERIFY_PASSWORD), unknown
+    user, or credentials held back (`held`)."""
 
     scram_keys: ScramKeys | None = None
     verified: bool = False
@@ -61,6 +66,15 @@ class CredentialAnswer:
     temporary_failure: bool = False
     #: DIGEST-MD5's stored H(user:realm:password) (RFC 2831), for DIGEST_MD5_HA1
     digest_md5_ha1: bytes | None = None
+    #: The name has no account but credentials that may not log in yet (a registration
+    #: awaiting an administrator's approval): the text for a client that proves them.
+    #: For VERIFY_PASSWORD it is set only when the password was right; for SCRAM_*_KEYS
+    #: it comes with `held_keys`, the keys to check the proof against.  `scram_keys`
+    #: and `verified` stay empty, so a mechanism that knows nothing of `held` fails
+    #: exactly as for an unknown user (never logs anyone in); one that knows answers a
+    #: right proof with this text (`Failure.guess` False) and a wrong one as always.
+    held: str | None = None
+    held_keys: ScramKeys | None = None
 
 
 Step = Challenge | Success | Failure | NeedCredentials

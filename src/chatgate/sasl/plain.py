@@ -18,7 +18,11 @@ username that is not a valid localpart -> malformed-request (RFC 6120 §6.5.8);
 bad UTF-8 -> incorrect-encoding
 (§6.5.5); wrong password or unknown user -> not-authorized (§6.5.10); authzid
 other than the user's own bare JID -> invalid-authzid (§6.5.6), checked after the
-password; provider unavailable -> temporary-auth-failure (§6.5.11).
+password; provider unavailable -> temporary-auth-failure (§6.5.11); a right
+password whose account may not log in yet (`CredentialAnswer.held`, set only for
+a right password: a registration awaiting approval) -> not-authorized with the
+held text, no guess (`Failure.guess`; see `sasl/scram.py` for why not
+account-disabled).
 
 Why malformed-request for a password that is too long, not not-authorized: no
 stored password can be that long (registration and the CLI refuse one), so the
@@ -112,6 +116,10 @@ class PlainMechanism:
         assert username is not None
         if answer.temporary_failure:
             return Failure(SaslFailureCondition.TEMPORARY_AUTH_FAILURE, "try again later", username)
+        if answer.held is not None:
+            # The password was right (the provider sets `held` for nothing else), so the
+            # client may hear why it cannot log in yet; no guess to count or hold.
+            return Failure(SaslFailureCondition.NOT_AUTHORIZED, answer.held, username, guess=False)
         if not answer.verified:
             return Failure(SaslFailureCondition.NOT_AUTHORIZED, "", username)
         authzid = self._authzid
