@@ -26,6 +26,23 @@ change it calls `bump_credentials_stamp(data_dir)`, which atomically replaces
 file; when its identity (inode, mtime_ns, size) differs from the last one
 seen, the whole cache is dropped.  In-process changes call `invalidate`.
 
+Registrations awaiting approval (``[modules.register] approval``) have no account
+yet, so the plain protocol (`scram_keys`, `verify_password`) answers for them as
+for an unknown name.  `scram_keys_or_held` and `verify_password_or_held`, which
+the SASL driver and legacy authentication ask when a provider has them, answer
+with the registration's own keys and `AWAITING_APPROVAL`, so that a client that
+proves the password is told why it cannot log in, and everyone else gets exactly
+what an unknown name gets.  The names of pending registrations are kept in
+memory (at most `PENDING_NAMES_LIMIT`; the register module hands over the store
+at start with `track_pending`): the complete cache never answers "no such keys"
+for them but has their keys read (one database read per attempt: such logins
+are rare, and an unknown name answered from memory stays as fast as before).
+Registration in this process adds a name (`pending_added`); a change by another
+process (`chatgate registration approve`, `user del`) bumps the stamp below,
+which re-loads the names in the background.  A name in memory whose registration
+is gone (approved or rejected elsewhere, the stamp not seen yet) is dropped at
+its next look-up, which then reads the accounts.
+
 Never stores or logs a password; `verify_password` re-derives the key with
 the stored salt and iteration count (in a worker thread: PBKDF2 releases the
 GIL, and the event loop keeps serving meanwhile).  For an unknown username it
@@ -43,7 +60,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from chatgate.auth import credentials
 from chatgate.auth.credentials import ScramKeys
@@ -77,6 +94,29 @@ _MAX_OWNER_BYTES: Final = _getsizeof(("", "")) + 2 * _getsizeof("\U0010ffff" * 1
 
 def _weigh(owner: _Owner, _keys: _Keys) -> int:
     return _getsizeof(owner) + _getsizeof(owner[0]) + _getsizeof(owner[1]) + _KEYS_BYTES
+
+
+#: What a client that proves the password of a registration awaiting approval is told
+#: (the <text/> of its <not-authorized/>, RFC 6120 §6.5; `sasl/scram.py` says why not
+#: account-disabled).
+AWAITING_APPROVAL: Final = "your registration is awaiting approval by an administrator"
+
+#: The most names of pending registrations kept in memory (about 200 bytes each).  A
+#: registration past it is answered as an unknown name: its owner's login gets a bare
+#: <not-authorized/>, as before held logins were told anything.
+PENDING_NAMES_LIMIT = 10_000
+
+
+class PendingStore(Protocol):
+    """Where registrations awaiting approval are kept (`PendingRegistrationRepository`)."""
+
+    async def held_scram_keys(self, username: str, domain: str) -> dict[str, ScramKeys] | None:
+        """The pending registration's keys by hashlib name; None when none is pending."""
+        ...
+
+    async def pending_names(self, limit: int) -> set[tuple[str, str]]:
+        """(username, domain) of at most `limit` pending registrations, oldest first."""
+        ...
 
 
 def stamp_path(data_dir: Path) -> Path:
@@ -172,11 +212,22 @@ class InternalProvider:
         self._stamp_checked = float("-inf")
         # Bumped by every invalidation: a read that started before it must not fill the cache.
         self._generation = 0
-        #: every account with keys is in `_cache`, except those in `_stale`
+        #: every account with keys is in `_cache`, except those in `_stale`: names to
+        #: look up rather than answer from memory (accounts changed in this process, and
+        #: every name in `_pending`, which stays there while it is pending)
         self._complete = False
         self._stale: set[_Owner] = set()
         self._reload: asyncio.Task[None] | None = None
         self._decoy_keys = dummy_keys(decoy_iterations)
+        #: registrations awaiting approval (`track_pending`); None: not tracked
+        self._pending_store: PendingStore | None = None
+        #: their names, at most PENDING_NAMES_LIMIT; a name here is looked up, never
+        #: answered "no such keys" from memory
+        self._pending: set[_Owner] = set()
+        #: bumped by every in-process change of `_pending`, for a load racing one
+        self._pending_changes = 0
+        self._pending_reload: asyncio.Task[None] | None = None
+        self._pending_dirty = False
 
     def set_decoy_iterations(self, iterations: int) -> None:
         """Check unknown users' passwords with `iterations` (the configured
@@ -231,16 +282,40 @@ class InternalProvider:
         keys = self._cached.get(key)
         if keys is not None:
             return keys.get(hash_name, NO_SUCH_KEYS)
-        if self._complete and key not in self._stale:
+        if self._complete and key not in self._stale:  # a pending name is in `_stale`
             return NO_SUCH_KEYS
         return None
 
     async def scram_keys(self, username: str, domain: str, hash_name: str) -> ScramKeys | None:
-        keys = await self._keys(username, domain)
+        keys, _held = await self._keys(username, domain)
         return None if keys is None else keys.get(hash_name)
 
     async def verify_password(self, username: str, domain: str, password: str) -> bool:
-        keys = await self._keys(username, domain)
+        keys, _held = await self._keys(username, domain)
+        return await self._verify(keys, password)
+
+    async def scram_keys_or_held(
+        self, username: str, domain: str, hash_name: str
+    ) -> tuple[ScramKeys | None, str | None]:
+        """`scram_keys`, and for a registration awaiting approval its keys with the text
+        to give a client whose proof is right (`AWAITING_APPROVAL`); the keys alone
+        never let anyone in."""
+        keys, held = await self._keys(username, domain, held=True)
+        found = None if keys is None else keys.get(hash_name)
+        return found, None if found is None else held
+
+    async def verify_password_or_held(
+        self, username: str, domain: str, password: str
+    ) -> tuple[bool, str | None]:
+        """`verify_password`, and for a registration awaiting approval (False, the text
+        to give the client) when the password is right, (False, None) when not."""
+        keys, held = await self._keys(username, domain, held=True)
+        right = await self._verify(keys, password)
+        if held is not None:
+            return False, held if right else None
+        return right, None
+
+    async def _verify(self, keys: _Keys | None, password: str) -> bool:
         if not keys:
             # An unknown user costs the same key derivation as a known one, so the
             # answer's timing does not tell which usernames exist.
@@ -257,6 +332,39 @@ class InternalProvider:
             return True
         return await self._accounts.exists(username, domain)
 
+    # ------------------------------------------------- registrations awaiting approval
+
+    async def track_pending(self, store: PendingStore) -> int:
+        """Answer logins of registrations awaiting approval from `store` (the register
+        module calls this once at start, before clients connect); loads their names.
+        Returns how many are in memory."""
+        self._pending_store = store
+        return await self._load_pending()
+
+    def pending_added(self, username: str, domain: str) -> None:
+        """A registration awaiting approval was made in this process."""
+        self._pending_changes += 1
+        if len(self._pending) < PENDING_NAMES_LIMIT:
+            self._pending.add((username, domain))
+            self._stale.add((username, domain))
+
+    def pending_resolved(self, username: str, domain: str) -> None:
+        """A registration was approved or rejected in this process: drop its name, and
+        have its next look-up read the accounts (an approval made one)."""
+        self._pending_changes += 1
+        self._pending.discard((username, domain))
+        self.invalidate(username, domain)
+
+    @property
+    def pending(self) -> int:
+        """How many names of registrations awaiting approval are in memory."""
+        return len(self._pending)
+
+    @property
+    def reloading(self) -> bool:
+        """Whether a re-load after another process's change is still running."""
+        return any(t is not None and not t.done() for t in (self._reload, self._pending_reload))
+
     # ------------------------------------------------------------- invalidation
 
     def invalidate(self, username: str, domain: str) -> None:
@@ -271,7 +379,7 @@ class InternalProvider:
         self._generation += 1
         self._cache.clear()
         self._complete = False
-        self._stale.clear()
+        self._stale = set(self._pending)
 
     @property
     def cached(self) -> int:
@@ -284,7 +392,7 @@ class InternalProvider:
         """The cache had to drop an account: it no longer holds every account, so a
         miss must be read from the database from now on."""
         self._complete = False
-        self._stale.clear()
+        self._stale = set(self._pending)
 
     def _check_stamp(self) -> None:
         if self._stamp_path is None:
@@ -304,6 +412,9 @@ class InternalProvider:
             self.clear()
             if was_complete:
                 self._start_reload()
+            if self._pending_store is not None:
+                # The old names stay meanwhile: each is checked when it is looked up.
+                self._start_pending_reload()
 
     def _start_reload(self) -> None:
         """Re-load a complete cache after another process changed credentials."""
@@ -326,21 +437,87 @@ class InternalProvider:
             if self._complete or generation == self._generation:
                 return
 
-    async def _keys(self, username: str, domain: str) -> _Keys | None:
+    def _start_pending_reload(self) -> None:
+        """Re-load the pending names after another process changed credentials."""
+        self._pending_dirty = True
+        if self._pending_reload is not None and not self._pending_reload.done():
+            return  # the running reload loads once more
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no event loop: the names in memory are checked at their look-ups
+        self._pending_reload = loop.create_task(self._reload_pending())
+
+    async def _reload_pending(self) -> None:
+        while self._pending_dirty:
+            self._pending_dirty = False
+            try:
+                await self._load_pending()
+            except Exception:
+                log.exception("could not re-load the registrations awaiting approval")
+                return
+
+    async def _load_pending(self) -> int:
+        store = self._pending_store
+        if store is None:
+            return 0
+        changes = self._pending_changes
+        names = await store.pending_names(PENDING_NAMES_LIMIT)
+        if changes != self._pending_changes:
+            # Changed in this process meanwhile: keep those names too.  One that is gone
+            # is dropped at its next look-up.
+            for owner in self._pending:
+                if len(names) >= PENDING_NAMES_LIMIT:
+                    break
+                names.add(owner)
+        self._pending = names
+        # A name no longer pending may stay in `_stale`: its next look-up drops it.
+        self._stale |= names
+        if len(names) >= PENDING_NAMES_LIMIT:
+            log.warning(
+                "%d or more registrations await approval: only the oldest %d are told so"
+                " when they log in with the right password (the others as unknown names)",
+                PENDING_NAMES_LIMIT,
+                PENDING_NAMES_LIMIT,
+            )
+        return len(names)
+
+    async def _held_keys(self, key: _Owner) -> _Keys | None:
+        """The keys of the registration awaiting approval under `key`, a name in
+        `_pending`; None when it is gone (approved or rejected by another process
+        whose stamp bump is not seen yet), and then the name is dropped and its
+        next look-up reads the accounts."""
+        assert self._pending_store is not None
+        keys = await self._pending_store.held_scram_keys(*key)
+        if keys:
+            return keys
+        self._pending.discard(key)  # it stays in `_stale` until the accounts are read
+        return None
+
+    async def _keys(
+        self, username: str, domain: str, *, held: bool = False
+    ) -> tuple[_Keys | None, str | None]:
+        """(an account's keys, None); with `held`, for a registration awaiting approval,
+        (its keys, `AWAITING_APPROVAL`); (None, None) for a name that has neither."""
         self._check_stamp()
         key = (username, domain)
         hit = self._cache.get(key)  # refreshes recency
         if hit is not None:
-            return hit
+            return hit, None
+        if held and key in self._pending and self._pending_store is not None:
+            pending = await self._held_keys(key)
+            if pending is not None:
+                return pending, AWAITING_APPROVAL
         if self._complete and key not in self._stale:
-            return None  # no such account: answered as fast as a known one
+            return None, None  # no such account: answered as fast as a known one
         generation = self._generation
         keys = await self._accounts.all_scram_keys(username, domain)
         if generation != self._generation:
-            return keys or None  # changed meanwhile: answer, but remember nothing
-        self._stale.discard(key)
+            return keys or None, None  # changed meanwhile: answer, but remember nothing
+        if key not in self._pending:
+            self._stale.discard(key)
         if not keys:
-            return None  # unknown user: never cached
+            return None, None  # unknown user: never cached
         if self._cache_size:
             self._cache.put(key, keys)  # an eviction ends completeness (`_evicted`)
-        return keys
+        return keys, None

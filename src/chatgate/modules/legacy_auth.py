@@ -31,6 +31,13 @@ credential, or a password over 1,024 bytes (`auth/passwords.py`) ->
 not-acceptable (406); wrong credentials or a method not offered on this stream
 -> not-authorized (401); resource conflict -> conflict (409).  Error replies
 never echo the request (§3: "SHOULD NOT ... given the sensitive nature").
+The right plaintext password of a registration awaiting approval ->
+not-authorized (401) with a <text/> saying so
+(`InternalProvider.verify_password_or_held`), not counted by brute-force
+protection (it is no guess).  Digest and zero-knowledge know nothing of held
+registrations (their secrets wait in the registration, and the IQ-get would have
+to announce its chain): such a name is answered there as an unknown one, a bare
+401.
 Logins go through the same brute-force protection as SASL (``[auth.throttle]``):
 credentials are checked at once and a not-authorized is held back by the
 throttle's delay; an address with every slot taken gets resource-constraint
@@ -313,12 +320,21 @@ class LegacyAuth:
                 await self._failed(conn, iq, PASSWORD, None)
                 return
             try:
-                mechanism, ok = await self._check(conn, request, username)
+                mechanism, ok, held = await self._check(conn, request, username)
             except StanzaError as exc:
                 # No verdict (the provider failed): the attempt's slot is freed.
                 now = asyncio.get_running_loop().time()
                 self.ctx.auth_throttle.released(conn.facts.remote_address, claimed, now)
                 conn.send(error_with_code(iq, exc.condition, exc.text, error_type=exc.error_type))
+                return
+            if held is not None:
+                # The right password of a registration awaiting approval: no guess, so
+                # its slot is freed uncounted and the client hears why.
+                now = asyncio.get_running_loop().time()
+                self.ctx.auth_throttle.released(conn.facts.remote_address, claimed, now)
+                log.info("login of %s@%s held: awaiting approval", username, conn.domain)
+                if not conn.closed:
+                    conn.send(error_with_code(iq, StanzaErrorCondition.NOT_AUTHORIZED, held))
                 return
             if conn.closed:
                 # Abandoned before its answer: a failure, holding its slot (as SASL).
@@ -403,38 +419,43 @@ class LegacyAuth:
 
     async def _check(
         self, conn: PreAuthConnection, request: _Request, username: str
-    ) -> tuple[str, bool]:
-        """(mechanism name, credentials correct); StanzaError when the provider failed."""
+    ) -> tuple[str, bool, str | None]:
+        """(mechanism name, credentials correct, the text for a right password whose
+        registration awaits approval); StanzaError when the provider failed."""
         options, domain = self.options, conn.domain
         if request.password is not None:
             provider = self.ctx.host(domain).provider
+            password, held = request.password, None
             try:
-                ok = await provider.verify_password(username, domain, request.password)
+                if isinstance(provider, InternalProvider):
+                    ok, held = await provider.verify_password_or_held(username, domain, password)
+                else:
+                    ok = await provider.verify_password(username, domain, password)
             except Exception:
                 # As SASL's temporary-auth-failure: an outage is not a wrong password.
                 log.exception("credential provider failed for %s@%s", username, domain)
                 raise StanzaError(
                     StanzaErrorCondition.INTERNAL_SERVER_ERROR, "try again later", "wait"
                 ) from None
-            return PASSWORD, ok
+            return PASSWORD, ok, held
         if not self._stores_secrets(domain):
-            return (DIGEST if request.digest is not None else ZERO_KNOWLEDGE), False
+            return (DIGEST if request.digest is not None else ZERO_KNOWLEDGE), False, None
         stored = await self._secrets(username, domain)
         if request.digest is not None:
             secret = stored.digest_password if stored and options.digest else None
             if secret is None:
-                return DIGEST, False
-            return DIGEST, digest_matches(conn.stream_id, secret, request.digest)
+                return DIGEST, False, None
+            return DIGEST, digest_matches(conn.stream_id, secret, request.digest), None
         assert request.hash is not None
         chain = stored.zero_knowledge if stored and options.zero_knowledge else None
         if chain is None:
-            return ZERO_KNOWLEDGE, False
+            return ZERO_KNOWLEDGE, False, None
         nxt = zero_knowledge_step(chain, request.hash)
         if nxt is None:
-            return ZERO_KNOWLEDGE, False
+            return ZERO_KNOWLEDGE, False, None
         # Compare-and-set: a hash is good for exactly one login.
         advanced = await self.ctx.db.legacy.advance_chain((username, domain), chain, nxt)
-        return ZERO_KNOWLEDGE, advanced
+        return ZERO_KNOWLEDGE, advanced, None
 
     def _stores_secrets(self, domain: str) -> bool:
         """Whether `domain`'s accounts, and so their legacy secrets, are in our store."""

@@ -25,6 +25,13 @@ account (RFC 6120 §8.3.3.10), and the same condition for both steps avoids the
 inconsistency the book notes in jabberd 1.4 (406/409 for attempts, 501 for
 inquiries).
 
+With `approval`, the attempt succeeds but the registration is held
+(`pending_registrations`) until `chatgate registration approve`; the internal
+provider learns its name (`pending_added`; every held name at start), so that a
+login with the right password is refused with a text saying it awaits approval,
+while a wrong password, or a client that guesses names, gets what an unknown name
+gets.
+
 Within a session (§3.2, §3.3): the IQ-get answers <registered/> and the fields on
 file; an IQ-set with a password changes it (new SCRAM keys and legacy secrets,
 the zero-knowledge chain reset, the provider's cache dropped: the next login
@@ -347,6 +354,8 @@ class Register:
                 )
         if o.invite_tokens:
             yield OnStart(self._store_configured_invites)
+        # Even with approval off now: registrations held while it was on still wait.
+        yield OnStart(self._track_pending)
         yield PreAuthIqHandler(ns.REGISTER, "get", self.inquiry)
         yield PreAuthIqHandler(ns.REGISTER, "set", self.attempt)
         yield PreAuthIqHandler(PARS, "set", self.preauth)
@@ -476,6 +485,9 @@ class Register:
             raise StanzaError(_C.FORBIDDEN, str(exc)) from None
         self.ctx.registration_throttle.registered(address, self.clock())
         _invalidate(self.ctx, owner, everywhere=False)
+        provider = self.ctx.host(domain).provider
+        if self.options.approval and isinstance(provider, InternalProvider):
+            provider.pending_added(*owner)  # its login with the password is told why not
         pending = " (waiting for approval)" if self.options.approval else ""
         log.info("registered %s@%s from %s%s", username, domain, address or "-", pending)
         if not conn.closed:
@@ -508,6 +520,15 @@ class Register:
         if mode == "required":
             raise StanzaError(_C.FORBIDDEN, "registration needs an invitation")
         return None, None
+
+    async def _track_pending(self) -> None:
+        """Hand the registrations awaiting approval to the internal providers, so that a
+        client that proves such a registration's password is told that it awaits
+        approval (`auth/internal.py`), before the first client connects."""
+        providers = {id(h.provider): h.provider for h in self.ctx.hosts.values()}
+        for provider in providers.values():
+            if isinstance(provider, InternalProvider):
+                await provider.track_pending(self.ctx.db.pending_registrations)
 
     async def _store_configured_invites(self) -> None:
         """Store `invite_tokens` before the first client connects, so that the names

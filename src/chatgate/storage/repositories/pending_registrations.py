@@ -110,6 +110,33 @@ class PendingRegistrationRepository:
             rows = (await conn.execute(query)).all()
         return [PendingAccount(u, d, json.loads(f), a, c) for u, d, f, a, c in rows]
 
+    async def held_scram_keys(self, username: str, domain: str) -> dict[str, ScramKeys] | None:
+        """The SCRAM keys a pending registration will log in with once approved (keyed by
+        hashlib name); None when none of that name is pending.  The credential provider
+        checks a login against them only to tell a client that proves the password
+        that the registration awaits approval (`auth/internal.py`)."""
+        async with self._engine.connect() as conn:
+            text = (
+                await conn.execute(
+                    select(PendingRegistration.secrets).where(
+                        PendingRegistration.username == username,
+                        PendingRegistration.domain == domain,
+                    )
+                )
+            ).scalar_one_or_none()
+        return None if text is None else _scram_from_json(json.loads(text)["scram"])
+
+    async def pending_names(self, limit: int) -> set[tuple[str, str]]:
+        """The (username, domain) of at most `limit` registrations awaiting approval,
+        oldest first: what the credential provider keeps in memory."""
+        query = (
+            select(PendingRegistration.username, PendingRegistration.domain)
+            .order_by(PendingRegistration.id)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return {(u, d) for u, d in (await conn.execute(query)).all()}
+
     async def approve(self, username: str, domain: str) -> bool:
         """Turn a pending registration into an account, in one transaction; False when
         there is none.  Raises AccountExists (and keeps the registration pending) when
@@ -179,18 +206,22 @@ def pending_json(credentials: Mapping[str, ScramKeys], secrets: LegacySecrets) -
     )
 
 
-def from_pending_json(text: str) -> tuple[dict[str, ScramKeys], LegacySecrets]:
-    data = json.loads(text)
-    credentials = {
+def _scram_from_json(scram: Mapping[str, Mapping[str, str | int]]) -> dict[str, ScramKeys]:
+    return {
         name: ScramKeys(
             name,
-            base64.b64decode(k["salt"]),
+            base64.b64decode(str(k["salt"])),
             int(k["iterations"]),
-            base64.b64decode(k["stored_key"]),
-            base64.b64decode(k["server_key"]),
+            base64.b64decode(str(k["stored_key"])),
+            base64.b64decode(str(k["server_key"])),
         )
-        for name, k in data["scram"].items()
+        for name, k in scram.items()
     }
+
+
+def from_pending_json(text: str) -> tuple[dict[str, ScramKeys], LegacySecrets]:
+    data = json.loads(text)
+    credentials = _scram_from_json(data["scram"])
     legacy = data["legacy"]
     ha1 = legacy["digest_md5_ha1"]
     row = (

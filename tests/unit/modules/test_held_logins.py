@@ -1,0 +1,87 @@
+"""Logins of registrations awaiting approval, through the real connection: the right
+password is refused with a text saying so (jabber:iq:auth: 401 with <text/>), and
+not counted by brute-force protection; a wrong one gets exactly what an unknown
+name gets.  After approval the same password logs in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from chatgate.auth.internal import AWAITING_APPROVAL, InternalProvider
+
+from .wire import HEADER, Server, Wire
+
+STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+HELD_401 = (
+    f'<iq type="error" id="auth2"><error type="auth" code="401">'
+    f'<not-authorized xmlns="{STANZAS}"/><text xmlns="{STANZAS}">{AWAITING_APPROVAL}</text>'
+    "</error></iq>"
+)
+BARE_401 = (
+    f'<iq type="error" id="auth2"><error type="auth" code="401">'
+    f'<not-authorized xmlns="{STANZAS}"/></error></iq>'
+)
+
+
+def register(username: str, password: str) -> str:
+    return (
+        "<iq type='set' id='reg'><query xmlns='jabber:iq:register'>"
+        f"<username>{username}</username><password>{password}</password></query></iq>"
+    )
+
+
+def legacy_login(username: str, password: str) -> str:
+    return (
+        "<iq type='set' id='auth2'><query xmlns='jabber:iq:auth'>"
+        f"<username>{username}</username><password>{password}</password>"
+        "<resource>globe</resource></query></iq>"
+    )
+
+
+@contextlib.asynccontextmanager
+async def approval_server(tmp: Path) -> AsyncIterator[Server]:
+    modules = {
+        "register": {"enabled": True, "approval": True},
+        "legacy_auth": {"enabled": True},
+    }
+    srv = await Server.start(tmp, modules)
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+async def held(srv: Server, mode: str, username: str, password: str) -> Wire:
+    """Register `username` in-band (held for approval); returns the open stream."""
+    wire = srv.connect(mode)
+    await wire.send(HEADER)
+    assert await wire.send(register(username, password)) == '<iq type="result" id="reg"/>'
+    return wire
+
+
+def failures(srv: Server) -> int:
+    return srv.ctx.auth_throttle.stats.failures
+
+
+async def test_legacy_plaintext_login_of_a_held_registration(tmp_path: Path, mode: str) -> None:
+    async with approval_server(tmp_path) as srv:
+        wire = await held(srv, mode, "newbie", "newbie-pw-1")
+        assert await wire.send(legacy_login("newbie", "newbie-pw-1")) == HELD_401
+        assert failures(srv) == 0  # the password was right: no guess
+        assert not srv.ctx.router.resources_of("newbie@localhost")
+        # A wrong password, and a name nobody registered, get the same bare 401.
+        assert await wire.send(legacy_login("newbie", "wrong-pw-1")) == BARE_401
+        assert await wire.send(legacy_login("nobody", "wrong-pw-1")) == BARE_401
+        assert failures(srv) == 2
+
+        assert await srv.db.pending_registrations.approve("newbie", "localhost")
+        provider = srv.ctx.provider
+        assert isinstance(provider, InternalProvider)
+        provider.pending_resolved("newbie", "localhost")
+        again = srv.connect(mode)
+        await again.send(HEADER)
+        ok = await again.send(legacy_login("newbie", "newbie-pw-1"))
+        assert ok == '<iq type="result" id="auth2"/>'
