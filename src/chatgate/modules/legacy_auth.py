@@ -329,12 +329,12 @@ class LegacyAuth:
                 return
             if held is not None:
                 # The right password of a registration awaiting approval: no guess, so
-                # its slot is freed uncounted and the client hears why.
+                # its slot is freed uncounted and the client hears why at once.
                 now = asyncio.get_running_loop().time()
                 self.ctx.auth_throttle.released(conn.facts.remote_address, claimed, now)
                 log.info("login of %s@%s held: awaiting approval", username, conn.domain)
                 if not conn.closed:
-                    conn.send(error_with_code(iq, StanzaErrorCondition.NOT_AUTHORIZED, held))
+                    self._refuse(conn, iq, held)
                 return
             if conn.closed:
                 # Abandoned before its answer: a failure, holding its slot (as SASL).
@@ -465,15 +465,21 @@ class LegacyAuth:
         self, conn: PreAuthConnection, iq: Element, mechanism: str, username: str | None
     ) -> None:
         hold = conn.auth_failed(mechanism, username)
-        state = connection_state(conn)
-        state.failures += 1
         if hold > 0:
             # Only failures are held, as for SASL; this connection's later requests
             # wait behind this one (`pre_auth_lock`), so it cannot guess meanwhile.
             await asyncio.sleep(hold)
             if conn.closed:
                 return
-        conn.send(error_with_code(iq, StanzaErrorCondition.NOT_AUTHORIZED))
+        self._refuse(conn, iq)
+
+    @staticmethod
+    def _refuse(conn: PreAuthConnection, iq: Element, text: str = "") -> None:
+        """Answer not-authorized (401); past `max_auth_failures` failed attempts on this
+        stream, of any kind, close it."""
+        state = connection_state(conn)
+        state.failures += 1
+        conn.send(error_with_code(iq, StanzaErrorCondition.NOT_AUTHORIZED, text))
         if state.failures >= conn.max_auth_failures:
             conn.close_stream(
                 StreamErrorCondition.POLICY_VIOLATION, "too many failed authentication attempts"

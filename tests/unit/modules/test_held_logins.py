@@ -74,8 +74,14 @@ async def test_legacy_plaintext_login_of_a_held_registration(tmp_path: Path, mod
         assert not srv.ctx.router.resources_of("newbie@localhost")
         # A wrong password, and a name nobody registered, get the same bare 401.
         assert await wire.send(legacy_login("newbie", "wrong-pw-1")) == BARE_401
-        assert await wire.send(legacy_login("nobody", "wrong-pw-1")) == BARE_401
+        other = srv.connect(mode)
+        await other.send(HEADER)
+        assert await other.send(legacy_login("nobody", "wrong-pw-1")) == BARE_401
         assert failures(srv) == 2
+        # Like any failed attempt, a held one counts toward the stream's own limit.
+        out = await wire.send(legacy_login("newbie", "newbie-pw-1"))
+        assert out.startswith(HELD_401) and "<policy-violation " in out
+        assert wire.closed
 
         assert await srv.db.pending_registrations.approve("newbie", "localhost")
         provider = srv.ctx.provider
