@@ -37,6 +37,9 @@ memory (at most `PENDING_NAMES_LIMIT`; the register module hands over the store
 at start with `track_pending`): the complete cache never answers "no such keys"
 for them but has their keys read (one database read per attempt: such logins
 are rare, and an unknown name answered from memory stays as fast as before).
+The price: a pending name's answer takes that read where an unknown name's and
+a cached account's take none, so someone timing logins can tell that a name is
+held for approval (registering it would tell them it is taken in any case).
 Registration in this process adds a name (`pending_added`); a change by another
 process (`chatgate registration approve`, `user del`) bumps the stamp below,
 which re-loads the names in the background.  A name in memory whose registration
@@ -391,8 +394,9 @@ class InternalProvider:
     def _evicted(self, owner: _Owner, keys: _Keys) -> None:
         """The cache had to drop an account: it no longer holds every account, so a
         miss must be read from the database from now on."""
-        self._complete = False
-        self._stale = set(self._pending)
+        if self._complete:  # only the first: a full cache evicts at every put
+            self._complete = False
+            self._stale = set(self._pending)
 
     def _check_stamp(self) -> None:
         if self._stamp_path is None:
