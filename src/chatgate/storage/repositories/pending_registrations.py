@@ -5,7 +5,10 @@ pending registration keeps what the account will be created with (SCRAM keys
 and legacy secrets, as JSON, and the XEP-0077 fields) and holds its name from
 the moment it is made (`registration.claim_name`).  Approving it creates the
 account in the same transaction that deletes it (`approve`), so a name is
-never free in between and an approved registration never half exists.
+never free in between and an approved registration never half exists.  The
+credential provider reads the names (`pending_names`) and, for a login with such
+a name, the keys (`held_scram_keys`), to tell a client that proves the password
+that its registration awaits approval.
 
 Callers hand in derived secrets only; passwords never reach this module.
 Nothing here reads the clock: times are passed in.
