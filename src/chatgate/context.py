@@ -298,7 +298,9 @@ class ServerContext:
             facts.remote_address or "-",
         )
         now = asyncio.get_running_loop().time()
-        if not counts_as_guess(failure.condition):
+        if not failure.guess or not counts_as_guess(failure.condition):
+            # Not a guess (a protocol error, an abort, or right credentials whose account
+            # may not log in yet): the attempt's slot is freed, nothing is counted or held.
             if reserved:
                 self.auth_throttle.released(facts.remote_address, account, now)
             return 0.0

@@ -5,6 +5,12 @@ they return `NeedCredentials`, this code asks the `CredentialProvider`, and the
 answer goes back through `resume()`.  A provider that raises yields an answer
 with ``temporary_failure`` set, which mechanisms turn into temporary-auth-failure
 (RFC 6120 §6.5.11): a storage outage must not look like a wrong password.
+
+A provider that also has ``scram_keys_or_held`` and ``verify_password_or_held``
+(the internal one: registrations awaiting approval) is asked those instead, and
+credentials it holds back reach the mechanism as `CredentialAnswer.held`, never as
+keys or a verdict: a mechanism that knows nothing of them fails as for an unknown
+user.
 """
 
 from __future__ import annotations
@@ -41,12 +47,24 @@ async def answer_request(
         raise ValueError("VERIFY_PASSWORD request without a password")
     try:
         if hash_name is not None:
-            keys = await provider.scram_keys(request.username, domain, hash_name)
+            keys_or_held = getattr(provider, "scram_keys_or_held", None)
+            if keys_or_held is None:
+                keys = await provider.scram_keys(request.username, domain, hash_name)
+            else:
+                keys, held = await keys_or_held(request.username, domain, hash_name)
+                if held is not None:
+                    return CredentialAnswer(held=held, held_keys=keys)
             return CredentialAnswer(scram_keys=keys, user_exists=keys is not None)
         if capability is Capability.VERIFY_PASSWORD:
             assert request.password is not None
-            verified = await provider.verify_password(request.username, domain, request.password)
-            return CredentialAnswer(verified=verified)
+            verify_or_held = getattr(provider, "verify_password_or_held", None)
+            if verify_or_held is None:
+                verified = await provider.verify_password(
+                    request.username, domain, request.password
+                )
+                return CredentialAnswer(verified=verified)
+            verified, held = await verify_or_held(request.username, domain, request.password)
+            return CredentialAnswer(verified=verified, held=held)
         if capability is Capability.DIGEST_MD5_HA1:
             # Only providers that store the plaintext-equivalent secret offer this.
             ha1 = await provider.digest_md5_ha1(request.username, domain)  # type: ignore[attr-defined]

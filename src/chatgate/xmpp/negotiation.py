@@ -116,6 +116,9 @@ class AuthFailed:
     condition: SaslFailureCondition
     username: str | None
     reply: str = ""
+    #: False when the mechanism said the failure is no credential guess (`Failure.guess`:
+    #: right credentials that may not log in yet); brute-force protection skips it
+    guess: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +474,9 @@ class C2SNegotiation:
                 ResetParser(),
             ]
         assert isinstance(step, Failure)
-        return self._sasl_failure(step.condition, step.text, username=step.username)
+        return self._sasl_failure(
+            step.condition, step.text, username=step.username, guess=step.guess
+        )
 
     def _sasl_failure(
         self,
@@ -480,8 +485,11 @@ class C2SNegotiation:
         *,
         count: bool = True,
         username: str | None = None,
+        guess: bool = True,
     ) -> list[Action]:
-        """§6.4.5: report the failure; after too many, close with policy-violation."""
+        """§6.4.5: report the failure; after too many, close with policy-violation.
+        `count` is for this stream's limit (every failed attempt); `guess` for
+        brute-force protection (`AuthFailed.guess`)."""
         if (
             self._mechanism is not None
             and getattr(self._mechanism, "verdict_disclosed", False)
@@ -504,10 +512,10 @@ class C2SNegotiation:
         if self.hold_failures:
             self.state = State.FAILURE_PENDING
             self._close_when_answered = last
-            return [AuthFailed(self._mechanism_name, condition, username, failure)]
+            return [AuthFailed(self._mechanism_name, condition, username, failure, guess)]
         actions: list[Action] = [
             Send(failure),
-            AuthFailed(self._mechanism_name, condition, username),
+            AuthFailed(self._mechanism_name, condition, username, guess=guess),
         ]
         if last:
             actions += self._stream_error(

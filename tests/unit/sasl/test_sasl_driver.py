@@ -132,3 +132,48 @@ async def test_answer_request_reports_provider_error_as_temporary_failure() -> N
 async def test_answer_request_rejects_capability_it_cannot_serve() -> None:
     with pytest.raises(ValueError, match="ANONYMOUS"):
         await answer_request(NeedCredentials(Capability.ANONYMOUS, "x"), PROVIDER, "example.com")
+
+
+@dataclass
+class HoldingProvider(FakeProvider):
+    """Also answers the held questions (as the internal provider does for registrations
+    awaiting approval): `held` names have keys that may not log in yet."""
+
+    held: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    async def scram_keys_or_held(
+        self, username: str, domain: str, hash_name: str
+    ) -> tuple[ScramKeys | None, str | None]:
+        password = self.held.get((username, domain))
+        if password is None:
+            return await self.scram_keys(username, domain, hash_name), None
+        return derive_scram_keys(password, hash_name), "awaiting approval"
+
+    async def verify_password_or_held(
+        self, username: str, domain: str, password: str
+    ) -> tuple[bool, str | None]:
+        if (username, domain) not in self.held:
+            return await self.verify_password(username, domain, password), None
+        return False, "awaiting approval" if self.held[(username, domain)] == password else None
+
+
+async def test_held_credentials_reach_the_mechanism_only_as_held() -> None:
+    provider = HoldingProvider(
+        {("user", "example.com"): "pencil"}, held={("new", "example.com"): "pw"}
+    )
+    scram = NeedCredentials(Capability.SCRAM_SHA_256_KEYS, "new")
+    answer = await answer_request(scram, provider, "example.com")
+    assert answer.scram_keys is None and answer.held_keys is not None  # never plain keys
+    assert (answer.held, answer.user_exists) == ("awaiting approval", False)
+    right = NeedCredentials(Capability.VERIFY_PASSWORD, "new", password="pw")
+    wrong = NeedCredentials(Capability.VERIFY_PASSWORD, "new", password="nope")
+    assert await answer_request(right, provider, "example.com") == CredentialAnswer(
+        held="awaiting approval"
+    )
+    assert await answer_request(wrong, provider, "example.com") == CredentialAnswer()
+    account = NeedCredentials(Capability.VERIFY_PASSWORD, "user", password="pencil")
+    assert await answer_request(account, provider, "example.com") == CredentialAnswer(verified=True)
+    keys = await answer_request(
+        NeedCredentials(Capability.SCRAM_SHA_256_KEYS, "user"), provider, "example.com"
+    )
+    assert keys.scram_keys is not None and keys.held is None
