@@ -6,9 +6,10 @@ administrator runs `approve` or `reject` here.  A pending registration already
 holds everything the account needs (SCRAM keys, the configured legacy secrets,
 the registration fields), so approving only moves it into the accounts table.
 
-A running server learns about an approval without a restart: it never caches an
-unknown account, so the next login finds the new one; the credentials stamp is
-bumped all the same, as after every change to stored accounts.
+A running server learns about an approval or a rejection without a restart: both
+bump the credentials stamp, on which it reloads the accounts and the pending
+names it keeps in memory (a name it still holds as pending is checked against
+the database at its next login anyway).
 
 Exit codes: 0 done; 1 no registration of that name is pending (or an account of
 that name exists); 2 bad input or configuration.
@@ -101,4 +102,5 @@ def reject(ctx: typer.Context, user: UserArgument, config: ConfigOption = None) 
     username, domain = target(user, cfg)
     if not asyncio.run(with_db(cfg, lambda db: db.pending_registrations.reject(username, domain))):
         raise fail(f"no registration of {jid(username, domain)} is pending", 1)
+    bump_credentials_stamp(cfg.data_dir)
     console.print(f"registration of {jid(username, domain)} rejected and deleted")
