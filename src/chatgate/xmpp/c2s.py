@@ -109,6 +109,7 @@ class C2SConnection:
         "ctx",
         "negotiation",
         "output",
+        "peer_closed",
         "read_bucket",
         "read_slice",
         "session",
@@ -121,6 +122,8 @@ class C2SConnection:
         self.negotiation = neg.C2SNegotiation(settings, transport.facts)
         self.session: C2SSession | None = None
         self.closed = False
+        #: the client ended its stream (`</stream:stream>`): it sends nothing more
+        self.peer_closed = False
         self._queue: deque[Element] | None = None  # created when a stanza must wait
         self._busy = False
         self._paused = False
@@ -176,6 +179,7 @@ class C2SConnection:
                     break
                 self._apply(self.negotiation.stream_opened(event))
             elif type(event) is StreamClosed:
+                self.peer_closed = True
                 self._apply(self.negotiation.stream_closed())
 
     def _element(self, el: Element) -> None:

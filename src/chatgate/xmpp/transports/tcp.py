@@ -355,8 +355,9 @@ class TcpTransport(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         if transport.get_write_buffer_size():
             self._close_timer = loop.call_later(CLOSE_TIMEOUT, transport.abort)
-        if not transport.can_write_eof():
-            transport.close()
+        conn = self.connection
+        if not transport.can_write_eof() or (conn is not None and conn.peer_closed):
+            transport.close()  # the client ended its stream: no input left to drain
             return
         transport.write_eof()
         if self._socket_paused:
