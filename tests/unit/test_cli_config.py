@@ -8,6 +8,8 @@ database beside the missing file.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -194,6 +196,16 @@ def test_init_is_the_command_that_creates_one(cwd: Path) -> None:
     result = chatgate("check")
     assert result.exit_code == 0, result.output
     assert "configuration OK" in result.stdout
+
+
+def test_init_writes_the_configuration_private_whatever_the_umask(cwd: Path) -> None:
+    # A configuration may hold a provider's password (LDAP bind, HTTP service).
+    old = os.umask(0)
+    try:
+        assert chatgate("init").exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((cwd / "chatgate.toml").stat().st_mode) == 0o600
 
 
 # ---------------------------------------------------------------- item 18: version

@@ -31,6 +31,7 @@ from chatgate.cli.invite import invite_app
 from chatgate.cli.registration import registration_app
 from chatgate.cli.user import user_app
 from chatgate.config import DEFAULT_CONFIG_TEXT, Config, TlsMode
+from chatgate.datadir import write_private_file
 from chatgate.vocabulary.errors import ConfigError
 
 app = typer.Typer(
@@ -83,7 +84,8 @@ def init(ctx: typer.Context, config: ConfigOption = None) -> None:
     if config.exists():
         console.print(f"using existing {config}")
         return
-    config.write_text(DEFAULT_CONFIG_TEXT, encoding="utf-8")
+    # 0600 whatever the umask: a configuration may come to hold a provider's password.
+    write_private_file(config, DEFAULT_CONFIG_TEXT.encode("utf-8"))
     console.print(f"wrote {config} (domain localhost, loopback listeners)")
 
 
