@@ -351,7 +351,6 @@ class C2SConnection:
                     self._credentials_needed(action.request)
                 case neg.Authenticated():
                     self._authenticated(action)
-                    self._arm_bind_timer()
                 case neg.AuthFailed():
                     facts = self.transport.facts
                     delay = self.ctx.auth_failed(
@@ -507,9 +506,8 @@ class C2SConnection:
         await self.ctx.db.accounts.delete_anonymous(domain, localpart)
 
     def _authenticated(self, action: neg.Authenticated) -> None:
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
+        # The auth timer runs on to the bound session (`_established` stops it): a
+        # stream that authenticates and never binds times out too.
         facts = self.transport.facts
         if not self.ctx.is_anonymous(self.domain):
             # A throwaway identity earns no trust: remembering (address, identity)
@@ -696,18 +694,6 @@ class C2SConnection:
         else:
             text = "no resource was bound in time"
         self.close_stream(StreamErrorCondition.CONNECTION_TIMEOUT, text)
-
-    def _arm_bind_timer(self) -> None:
-        """Authenticated but not yet bound: the stream still has `auth_timeout` to
-        bind a resource (a connection that never binds holds an account's identity
-        outside `max_resources`)."""
-        if self.session is None and not self.closed:
-            if self._auth_timer is not None:
-                self._auth_timer.cancel()
-            loop = asyncio.get_running_loop()
-            self._auth_timer = loop.call_later(
-                self.ctx.config.auth.auth_timeout, self._auth_timeout
-            )
 
     def _refuse(self) -> None:
         log.warning(
