@@ -17,33 +17,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from OpenSSL import SSL
 
-from chatgate.config import TlsConfig
 from chatgate.sasl.channel_binding import tls_server_end_point
-from chatgate.tls import build_server_tls, generate_self_signed
+from chatgate.tls import generate_self_signed
 from chatgate.xmpp.transports.openssl_tls import ServerTls, ServerTlsConnection, TlsError
-from tests.certgen import Issued, make_ca, make_client
+from tests.certgen import Issued, make_client
+from tests.unit.tls.conftest import server_tls
 
 ALL_TYPES = {"tls-exporter", "tls-unique", "tls-server-end-point"}
-
-
-@pytest.fixture(scope="module")
-def server_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("server")
-    cert, key = folder / "localhost.crt", folder / "localhost.key"
-    generate_self_signed("localhost", cert, key)
-    return cert, key
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Issued, Path]:
-    authority = make_ca()
-    path, _ = authority.write(tmp_path_factory.mktemp("ca"), "ca")
-    return authority, path
-
-
-def _server(server_cert: tuple[Path, Path], **options) -> ServerTls:  # type: ignore[no-untyped-def]
-    trust = options.pop("trust_files", [])
-    return build_server_tls(TlsConfig(**options), *server_cert, trust_files=trust, trust_dirs=[])
 
 
 class _StdlibClient:
@@ -120,7 +100,7 @@ def test_tls13_binds_exporter_and_end_point_but_never_unique(
     server_cert: tuple[Path, Path],
 ) -> None:
     client = _OpenSslClient(server_cert[0])
-    details = _handshake(client, _server(server_cert)).details()
+    details = _handshake(client, server_tls(server_cert)).details()
     assert details.version == "TLSv1.3"
     assert set(details.channel_bindings) == {"tls-exporter", "tls-server-end-point"}
     exporter = client.conn.export_keying_material(b"EXPORTER-Channel-Binding", 32, b"")
@@ -137,7 +117,7 @@ def test_tls12_with_extended_master_secret_binds_unique_and_exporter(
     server_cert: tuple[Path, Path],
 ) -> None:
     client = _StdlibClient(server_cert[0], "1.2")
-    details = _handshake(client, _server(server_cert)).details()
+    details = _handshake(client, server_tls(server_cert)).details()
     assert details.version == "TLSv1.2"
     assert set(details.channel_bindings) == ALL_TYPES
     assert details.channel_bindings["tls-unique"] == client.obj.get_channel_binding("tls-unique")
@@ -145,19 +125,19 @@ def test_tls12_with_extended_master_secret_binds_unique_and_exporter(
 
 def test_tls12_exporter_matches_the_clients(server_cert: tuple[Path, Path]) -> None:
     client = _OpenSslClient(server_cert[0], "1.2")
-    details = _handshake(client, _server(server_cert)).details()
+    details = _handshake(client, server_tls(server_cert)).details()
     exporter = client.conn.export_keying_material(b"EXPORTER-Channel-Binding", 32, b"")
     assert details.channel_bindings["tls-exporter"] == exporter
 
 
 def test_only_configured_binding_types_are_offered(server_cert: tuple[Path, Path]) -> None:
     client = _StdlibClient(server_cert[0], "1.2")
-    server = _server(server_cert, channel_bindings=["tls-server-end-point"])
+    server = server_tls(server_cert, channel_bindings=["tls-server-end-point"])
     assert set(_handshake(client, server).details().channel_bindings) == {"tls-server-end-point"}
 
 
 def test_two_connections_have_different_exporter_data(server_cert: tuple[Path, Path]) -> None:
-    server = _server(server_cert)
+    server = server_tls(server_cert)
     first = _handshake(_OpenSslClient(server_cert[0]), server).details()
     second = _handshake(_OpenSslClient(server_cert[0]), server).details()
     assert first.channel_bindings["tls-exporter"] != second.channel_bindings["tls-exporter"]
@@ -166,7 +146,7 @@ def test_two_connections_have_different_exporter_data(server_cert: tuple[Path, P
 def test_plaintext_both_ways_and_writes_held_until_the_handshake(
     server_cert: tuple[Path, Path],
 ) -> None:
-    server = _server(server_cert)
+    server = server_tls(server_cert)
     conn = server.connection()
     assert conn.send(b"early") == b""  # held
     client = _StdlibClient(server_cert[0])
@@ -192,7 +172,7 @@ def test_plaintext_both_ways_and_writes_held_until_the_handshake(
 
 
 def test_garbage_is_a_tls_error(server_cert: tuple[Path, Path]) -> None:
-    conn = _server(server_cert).connection()
+    conn = server_tls(server_cert).connection()
     with pytest.raises(TlsError):
         conn.receive(b"<stream:stream to='localhost'>" * 4)
 
@@ -212,7 +192,7 @@ def test_wanted_trusted_certificate_reaches_the_session(
 ) -> None:
     authority, ca_path = ca
     cert = make_client(xmpp_addrs=("alice@localhost",), issuer=authority)
-    server = _server(server_cert, client_certificates="wanted", trust_files=[ca_path])
+    server = server_tls(server_cert, client_certificates="wanted", trust_files=[ca_path])
     details = _with_client_cert(tmp_path, server, server_cert[0], cert).details()
     assert details.peer_certificate_der == cert.der
 
@@ -220,7 +200,7 @@ def test_wanted_trusted_certificate_reaches_the_session(
 def test_wanted_without_certificate_connects_without_identity(
     server_cert: tuple[Path, Path], ca: tuple[Issued, Path]
 ) -> None:
-    server = _server(server_cert, client_certificates="wanted", trust_files=[ca[1]])
+    server = server_tls(server_cert, client_certificates="wanted", trust_files=[ca[1]])
     details = _handshake(_StdlibClient(server_cert[0]), server).details()
     assert details.peer_certificate_der is None
 
@@ -228,7 +208,7 @@ def test_wanted_without_certificate_connects_without_identity(
 def test_wanted_self_signed_certificate_is_not_believed(
     tmp_path: Path, server_cert: tuple[Path, Path], ca: tuple[Issued, Path]
 ) -> None:
-    server = _server(server_cert, client_certificates="wanted", trust_files=[ca[1]])
+    server = server_tls(server_cert, client_certificates="wanted", trust_files=[ca[1]])
     cert = make_client(xmpp_addrs=("alice@localhost",))
     details = _with_client_cert(tmp_path, server, server_cert[0], cert).details()
     assert details.peer_certificate_der is None
@@ -238,7 +218,7 @@ def test_wanted_self_signed_certificate_is_not_believed(
 def test_accept_self_signed_believes_a_self_signed_certificate(
     tmp_path: Path, server_cert: tuple[Path, Path]
 ) -> None:
-    server = _server(server_cert, client_certificates="needed", accept_self_signed=True)
+    server = server_tls(server_cert, client_certificates="needed", accept_self_signed=True)
     cert = make_client(xmpp_addrs=("alice@localhost",))
     details = _with_client_cert(tmp_path, server, server_cert[0], cert).details()
     assert details.peer_certificate_der == cert.der
@@ -249,7 +229,7 @@ def test_revoked_fingerprint_is_not_believed(
 ) -> None:
     authority, ca_path = ca
     cert = make_client(xmpp_addrs=("alice@localhost",), issuer=authority)
-    server = _server(
+    server = server_tls(
         server_cert,
         client_certificates="wanted",
         trust_files=[ca_path],
@@ -263,7 +243,7 @@ def test_revoked_fingerprint_is_not_believed(
 def test_needed_without_certificate_fails_the_handshake(
     server_cert: tuple[Path, Path], ca: tuple[Issued, Path]
 ) -> None:
-    server = _server(server_cert, client_certificates="needed", trust_files=[ca[1]])
+    server = server_tls(server_cert, client_certificates="needed", trust_files=[ca[1]])
     with pytest.raises(TlsError) as failed:
         _handshake(_StdlibClient(server_cert[0]), server)
     assert failed.value.outgoing  # the alert for the client
@@ -273,7 +253,7 @@ def test_client_certificates_need_something_to_trust(server_cert: tuple[Path, Pa
     from chatgate.vocabulary.errors import ConfigError
 
     with pytest.raises(ConfigError, match="trust_files"):
-        _server(server_cert, client_certificates="wanted")
+        server_tls(server_cert, client_certificates="wanted")
 
 
 # -- tls-server-end-point hash choice (RFC 5929 §4.1) -----------------------------------------
@@ -346,7 +326,7 @@ def test_a_certificate_with_an_unknown_signature_hash_offers_no_end_point_bindin
     der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(Encoding.DER)
     odd = x509.load_der_x509_certificate(_unknown_signature(der))
     cert.write_bytes(odd.public_bytes(Encoding.PEM))
-    server = _server((cert, key))
+    server = server_tls((cert, key))
     assert server.end_point_binding is None
     # No client can verify that signature: this one does not try.
     client = _OpenSslClient(cert, verify=False)

@@ -21,11 +21,10 @@ from pathlib import Path
 import pytest
 from OpenSSL import SSL
 
-from chatgate.config import TlsConfig
-from chatgate.tls import build_server_tls, generate_self_signed
 from chatgate.xmpp.transports import openssl_tls
 from chatgate.xmpp.transports.openssl_tls import ServerTls, ServerTlsConnection, TlsError
-from tests.certgen import Issued, make_ca, make_client
+from tests.certgen import Issued, make_client
+from tests.unit.tls.conftest import server_tls
 
 
 @pytest.fixture(autouse=True)
@@ -36,26 +35,6 @@ def public_api_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(openssl_tls, "_get_extms_support", None)
     monkeypatch.setattr(openssl_tls, "_session_reused", None)
     monkeypatch.setattr(openssl_tls, "_store_set_purpose", None)
-
-
-@pytest.fixture(scope="module")
-def server_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("server")
-    cert, key = folder / "localhost.crt", folder / "localhost.key"
-    generate_self_signed("localhost", cert, key)
-    return cert, key
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Issued, Path]:
-    authority = make_ca()
-    path, _ = authority.write(tmp_path_factory.mktemp("ca"), "ca")
-    return authority, path
-
-
-def _server(server_cert: tuple[Path, Path], **options) -> ServerTls:  # type: ignore[no-untyped-def]
-    trust = options.pop("trust_files", [])
-    return build_server_tls(TlsConfig(**options), *server_cert, trust_files=trust, trust_dirs=[])
 
 
 class _Client:
@@ -113,7 +92,7 @@ def _handshake(client: _Client, server: ServerTls) -> ServerTlsConnection:
 
 
 def test_plaintext_both_ways_across_many_records(server_cert: tuple[Path, Path]) -> None:
-    server = _server(server_cert)
+    server = server_tls(server_cert)
     conn = server.connection()
     assert conn.send(b"early") == b""  # held until the handshake is done
     client = _Client(server_cert[0])
@@ -138,7 +117,7 @@ def test_plaintext_both_ways_across_many_records(server_cert: tuple[Path, Path])
 
 def test_the_peer_closing_is_seen(server_cert: tuple[Path, Path]) -> None:
     client = _Client(server_cert[0])
-    conn = _handshake(client, _server(server_cert))
+    conn = _handshake(client, server_tls(server_cert))
     with pytest.raises(ssl.SSLWantReadError):
         client.obj.unwrap()
     conn.receive(client.outgoing.read())
@@ -146,7 +125,7 @@ def test_the_peer_closing_is_seen(server_cert: tuple[Path, Path]) -> None:
 
 
 def test_a_bad_record_after_the_handshake_is_a_tls_error(server_cert: tuple[Path, Path]) -> None:
-    conn = _handshake(_Client(server_cert[0]), _server(server_cert))
+    conn = _handshake(_Client(server_cert[0]), server_tls(server_cert))
     with pytest.raises(TlsError):
         conn.receive(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
 
@@ -157,7 +136,7 @@ def test_tls13_still_binds_exporter_and_end_point(server_cert: tuple[Path, Path]
     ctx.set_verify(SSL.VERIFY_PEER)
     client = SSL.Connection(ctx, None)
     client.set_connect_state()
-    conn = _server(server_cert).connection()
+    conn = server_tls(server_cert).connection()
     for _ in range(10):
         try:
             client.do_handshake()
@@ -182,7 +161,7 @@ def test_tls13_still_binds_exporter_and_end_point(server_cert: tuple[Path, Path]
 def test_tls12_binds_only_the_end_point(server_cert: tuple[Path, Path]) -> None:
     """Without a public "extended master secret?" call, TLS 1.2 offers neither
     tls-exporter nor tls-unique: a documented loss, never an unsafe binding."""
-    details = _handshake(_Client(server_cert[0], "1.2"), _server(server_cert)).details()
+    details = _handshake(_Client(server_cert[0], "1.2"), server_tls(server_cert)).details()
     assert details.version == "TLSv1.2"
     assert set(details.channel_bindings) == {"tls-server-end-point"}
 
@@ -193,7 +172,7 @@ def test_a_trusted_client_certificate_reaches_the_session(
 ) -> None:
     authority, ca_path = ca
     cert = make_client(xmpp_addrs=("alice@localhost",), issuer=authority)
-    server = _server(server_cert, client_certificates="wanted", trust_files=[ca_path])
+    server = server_tls(server_cert, client_certificates="wanted", trust_files=[ca_path])
     client = _Client(server_cert[0], version, cert=cert.write(tmp_path, "alice"))
     assert _handshake(client, server).details().peer_certificate_der == cert.der
 
@@ -201,7 +180,7 @@ def test_a_trusted_client_certificate_reaches_the_session(
 def test_an_untrusted_client_certificate_does_not(
     tmp_path: Path, server_cert: tuple[Path, Path], ca: tuple[Issued, Path]
 ) -> None:
-    server = _server(server_cert, client_certificates="wanted", trust_files=[ca[1]])
+    server = server_tls(server_cert, client_certificates="wanted", trust_files=[ca[1]])
     cert = make_client(xmpp_addrs=("alice@localhost",))
     details = _handshake(_Client(server_cert[0], cert=cert.write(tmp_path, "self")), server)
     assert details.details().peer_certificate_der is None
@@ -210,7 +189,7 @@ def test_an_untrusted_client_certificate_does_not(
 def test_accepted_self_signed_certificates_still_verify(
     tmp_path: Path, server_cert: tuple[Path, Path]
 ) -> None:
-    server = _server(server_cert, client_certificates="needed", accept_self_signed=True)
+    server = server_tls(server_cert, client_certificates="needed", accept_self_signed=True)
     cert = make_client(xmpp_addrs=("alice@localhost",))
     client = _Client(server_cert[0], cert=cert.write(tmp_path, "self"))
     assert _handshake(client, server).details().peer_certificate_der == cert.der
@@ -223,7 +202,7 @@ def test_resumption_is_off_where_client_certificates_are_asked_for(
     checked as the handshake checks it, so there are no tickets to resume."""
     authority, ca_path = ca
     cert = make_client(xmpp_addrs=("alice@localhost",), issuer=authority)
-    server = _server(server_cert, client_certificates="wanted", trust_files=[ca_path])
+    server = server_tls(server_cert, client_certificates="wanted", trust_files=[ca_path])
     first = _Client(server_cert[0], "1.2", cert=cert.write(tmp_path, "alice"))
     _handshake(first, server)
     session = first.obj.session

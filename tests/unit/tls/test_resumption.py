@@ -14,32 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from chatgate.config import TlsConfig
-from chatgate.tls import build_server_tls, generate_self_signed
+from chatgate.tls import generate_self_signed
 from chatgate.xmpp.transports.openssl_tls import ServerTls, ServerTlsConnection, TlsError
-from tests.certgen import Issued, make_ca, make_client
+from tests.certgen import Issued, make_client
+from tests.unit.tls.conftest import server_tls
 
 VERSIONS = ["1.2", "1.3"]
-
-
-@pytest.fixture(scope="module")
-def server_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("server")
-    cert, key = folder / "localhost.crt", folder / "localhost.key"
-    generate_self_signed("localhost", cert, key)
-    return cert, key
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Issued, Path]:
-    authority = make_ca()
-    path, _ = authority.write(tmp_path_factory.mktemp("ca"), "ca")
-    return authority, path
-
-
-def _server(server_cert: tuple[Path, Path], **options) -> ServerTls:  # type: ignore[no-untyped-def]
-    trust = options.pop("trust_files", [])
-    return build_server_tls(TlsConfig(**options), *server_cert, trust_files=trust, trust_dirs=[])
 
 
 class _Client:
@@ -108,7 +88,7 @@ def _resume(client: _Client, server: ServerTls) -> ServerTlsConnection:
 def test_resumed_session_of_an_untrusted_certificate_stays_untrusted(
     tmp_path: Path, server_cert: tuple[Path, Path], ca: tuple[Issued, Path], version: str
 ) -> None:
-    server = _server(server_cert, client_certificates="wanted", trust_files=[ca[1]])
+    server = server_tls(server_cert, client_certificates="wanted", trust_files=[ca[1]])
     cert = make_client(xmpp_addrs=("alice@localhost",)).write(tmp_path, "self")
     client = _Client(server_cert[0], version, cert)
     assert client.connect(server).details().peer_certificate_der is None
@@ -125,7 +105,7 @@ def test_resumed_session_of_a_trusted_certificate_stays_trusted(
     issued = make_client(xmpp_addrs=("alice@localhost",), issuer=authority)
     client = _Client(server_cert[0], version, issued.write(tmp_path, "alice"))
     for policy in ("wanted", "needed"):
-        server = _server(server_cert, client_certificates=policy, trust_files=[ca_path])
+        server = server_tls(server_cert, client_certificates=policy, trust_files=[ca_path])
         assert client.connect(server).details().peer_certificate_der == issued.der
         details = _resume(client, server).details()
         assert details.peer_certificate_der == issued.der
@@ -136,7 +116,7 @@ def test_resumed_session_of_a_trusted_certificate_stays_trusted(
 def test_accept_self_signed_also_holds_on_resumption(
     tmp_path: Path, server_cert: tuple[Path, Path], version: str
 ) -> None:
-    server = _server(server_cert, client_certificates="wanted", accept_self_signed=True)
+    server = server_tls(server_cert, client_certificates="wanted", accept_self_signed=True)
     issued = make_client(xmpp_addrs=("alice@localhost",))
     client = _Client(server_cert[0], version, issued.write(tmp_path, "self"))
     assert client.connect(server).details().peer_certificate_der == issued.der
@@ -158,7 +138,7 @@ def test_certificate_expired_since_the_first_handshake_is_not_trusted_on_resumpt
     authority, ca_path = ca
     issued = make_client(xmpp_addrs=("alice@localhost",), issuer=authority)
     client = _Client(server_cert[0], version, issued.write(tmp_path, "alice"))
-    server = _server(server_cert, client_certificates="wanted", trust_files=[ca_path])
+    server = server_tls(server_cert, client_certificates="wanted", trust_files=[ca_path])
     assert client.connect(server).details().peer_certificate_der == issued.der
     _expire(server)
     details = _resume(client, server).details()
@@ -173,7 +153,7 @@ def test_needed_policy_refuses_a_resumed_session_no_longer_trusted(
     authority, ca_path = ca
     issued = make_client(xmpp_addrs=("alice@localhost",), issuer=authority)
     client = _Client(server_cert[0], version, issued.write(tmp_path, "alice"))
-    server = _server(server_cert, client_certificates="needed", trust_files=[ca_path])
+    server = server_tls(server_cert, client_certificates="needed", trust_files=[ca_path])
     assert client.connect(server).details().peer_certificate_der == issued.der
     _expire(server)
     with pytest.raises(TlsError, match="client certificate not trusted"):
@@ -187,7 +167,7 @@ def test_certificate_revoked_since_the_first_handshake_is_not_trusted_on_resumpt
     authority, ca_path = ca
     issued = make_client(xmpp_addrs=("alice@localhost",), issuer=authority)
     client = _Client(server_cert[0], version, issued.write(tmp_path, "alice"))
-    server = _server(server_cert, client_certificates="wanted", trust_files=[ca_path])
+    server = server_tls(server_cert, client_certificates="wanted", trust_files=[ca_path])
     assert client.connect(server).details().peer_certificate_der == issued.der
     server.revoked = frozenset({authority.fingerprint})  # the CA, as an operator may
     details = _resume(client, server).details()
@@ -217,7 +197,7 @@ def test_certificate_for_servers_only_is_not_trusted_on_resumption(
         .sign(authority.key, hashes.SHA256())
     )
     cert = Issued(server_only, leaf.key).write(tmp_path, "server-only")
-    server = _server(server_cert, client_certificates="wanted", trust_files=[ca_path])
+    server = server_tls(server_cert, client_certificates="wanted", trust_files=[ca_path])
     client = _Client(server_cert[0], "1.3", cert)
     first = client.connect(server).details()
     assert first.peer_certificate_der is None
@@ -267,7 +247,7 @@ def test_intermediate_ca_must_be_in_the_trust_store_for_resumed_sessions(
     chain.write_bytes(leaf.read_bytes() + inter_path.read_bytes())
     root_path, _ = root.write(tmp_path, "root")
 
-    server = _server(server_cert, client_certificates="wanted", trust_files=[root_path])
+    server = server_tls(server_cert, client_certificates="wanted", trust_files=[root_path])
     client = _Client(server_cert[0], "1.3", (chain, key))
     assert client.connect(server).details().peer_certificate_der == issued.der
     details = _resume(client, server).details()
@@ -275,7 +255,9 @@ def test_intermediate_ca_must_be_in_the_trust_store_for_resumed_sessions(
     assert "error 20 at depth 0" in details.peer_certificate_problem
     assert "list them in tls.trust_files" in details.peer_certificate_problem
 
-    both = _server(server_cert, client_certificates="wanted", trust_files=[root_path, inter_path])
+    both = server_tls(
+        server_cert, client_certificates="wanted", trust_files=[root_path, inter_path]
+    )
     assert client.connect(both).details().peer_certificate_der == issued.der
     assert _resume(client, both).details().peer_certificate_der == issued.der
 
@@ -289,7 +271,7 @@ def test_server_keeps_no_session_cache(
     for two hours, up to 20,480 of them: memory anyone could pin before logging in).
     Tickets, which cost the server no memory, still resume."""
     cert = make_client(xmpp_addrs=("alice@localhost",)).write(tmp_path, "self")
-    server = _server(server_cert, client_certificates=policy, trust_files=[ca[1]])
+    server = server_tls(server_cert, client_certificates=policy, trust_files=[ca[1]])
     client = _Client(server_cert[0], "1.2", cert, tickets=False)
     # Kept open: OpenSSL drops a cached session whose connection is freed unclosed.
     first = client.connect(server)
@@ -319,20 +301,20 @@ CBC_SUITES = [
 @pytest.mark.parametrize("suite", AEAD_SUITES)
 def test_tls12_aead_suites_are_accepted(server_cert: tuple[Path, Path], suite: str) -> None:
     client = _Client(server_cert[0], "1.2", ciphers=suite)
-    client.connect(_server(server_cert))
+    client.connect(server_tls(server_cert))
 
 
 @pytest.mark.parametrize("suite", CBC_SUITES)
 def test_tls12_cbc_suites_are_refused(server_cert: tuple[Path, Path], suite: str) -> None:
     client = _Client(server_cert[0], "1.2", ciphers=suite)
     with pytest.raises(TlsError, match=r"no shared cipher|no suitable cipher"):
-        client.connect(_server(server_cert))
+        client.connect(server_tls(server_cert))
 
 
 def test_tls12_with_an_rsa_certificate_offers_aead_only(tmp_path: Path) -> None:
     cert, key = tmp_path / "rsa.crt", tmp_path / "rsa.key"
     generate_self_signed("localhost", cert, key, key_type="rsa")
-    server = _server((cert, key))
+    server = server_tls((cert, key))
     _Client(cert, "1.2", ciphers="ECDHE-RSA-AES128-GCM-SHA256").connect(server)
     _Client(cert, "1.2", ciphers="ECDHE-RSA-CHACHA20-POLY1305").connect(server)
     for suite in ("ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384", "AES128-GCM-SHA256"):
