@@ -143,7 +143,21 @@ require_tls = false
 {mechanisms}{extra}
 """
     )
-    log = tmp / "server.log"
+    return serve(config, data_dir, (starttls, direct, plain), env=env)
+
+
+def serve(
+    config: Path,
+    data_dir: Path,
+    ports: tuple[int, int, int],
+    *,
+    env: Mapping[str, str] | None = None,
+    listeners: int = 3,
+) -> RunningServer:
+    """Run `chatgate serve --config CONFIG` as an operator does and wait until its
+    `listeners` listeners are up; `ports` are its (STARTTLS, direct TLS, plain)
+    ports, 0 for one it does not have.  Its output goes to server.log beside it."""
+    log = config.parent / "server.log"
     with log.open("wb") as fh:
         process = subprocess.Popen(
             [sys.executable, "-m", "chatgate", "serve", "--config", str(config)],
@@ -151,12 +165,12 @@ require_tls = false
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
         )
-    server = RunningServer(process, config, data_dir, starttls, direct, plain, log, env)
+    server = RunningServer(process, config, data_dir, *ports, log, env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{server.log_text()}")
-        if server.log_text().count("listening:") >= 3:
+        if server.log_text().count("listening:") >= listeners:
             return server
         time.sleep(0.05)
     server.stop()

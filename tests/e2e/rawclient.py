@@ -298,12 +298,7 @@ ALL_SCRAM = [
 
 def start_tls_server(tmp: Path, *, mechanisms: list[str], tls: str = "") -> RunningServer:
     """`conftest.start_server` with our own mechanism list and `[tls]` table."""
-    import os
-    import subprocess
-    import sys
-    import time
-
-    from tests.e2e.conftest import free_ports
+    from tests.e2e.conftest import free_ports, serve
 
     starttls, direct, plain = free_ports(3)
     data_dir = tmp / "var"
@@ -334,21 +329,4 @@ mechanisms = {mechanisms!r}
 {tls}
 """.replace("'", '"')
     )
-    log = tmp / "server.log"
-    with log.open("wb") as fh:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chatgate", "serve", "--config", str(config)],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    server = RunningServer(process, config, data_dir, starttls, direct, plain, log)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{server.log_text()}")
-        if server.log_text().count("listening:") >= 3:
-            return server
-        time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(f"server did not start:\n{server.log_text()}")
+    return serve(config, data_dir, (starttls, direct, plain))

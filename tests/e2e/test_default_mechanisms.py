@@ -8,17 +8,15 @@ still logs in.  Only the ports are changed in the generated file.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import RunningServer, free_ports, logged_in
+from tests.e2e.conftest import RunningServer, free_ports, logged_in, serve
 from tests.e2e.rawclient import RawClient
 
 pytestmark = pytest.mark.e2e
@@ -51,24 +49,7 @@ def _serve_init_file(tmp: Path, tls: str = "") -> RunningServer:
     text = text.replace("port = 5223\n", f"port = {direct}\n")
     assert text.count("\n[tls]\n") == 1
     config.write_text(text.replace("\n[tls]\n", f"\n[tls]\n{tls}"))
-    log = tmp / "server.log"
-    with log.open("wb") as fh:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chatgate", "serve", "--config", str(config)],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    server = RunningServer(process, config, tmp / "var", starttls, direct, 0, log)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{server.log_text()}")
-        if server.log_text().count("listening:") >= 2:
-            return server
-        time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(f"server did not start:\n{server.log_text()}")
+    return serve(config, tmp / "var", (starttls, direct, 0), listeners=2)
 
 
 @pytest.fixture(scope="module")
