@@ -16,6 +16,7 @@ from chatgate.modules.base import PreAuthConnection
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaErrorCondition
 from chatgate.xml.element import Element
+from chatgate.xmpp.stanza import append_error
 
 LEGACY_CODES: dict[StanzaErrorCondition, str] = {
     StanzaErrorCondition.BAD_REQUEST: "400",
@@ -63,10 +64,7 @@ def error_with_code(
     code = LEGACY_CODES.get(condition)
     if code:
         error_attrs["code"] = code
-    error = reply.sub("error", ns.CLIENT, error_attrs)
-    error.sub(condition.value, ns.STANZA_ERRORS)
-    if text:
-        error.sub("text", ns.STANZA_ERRORS, text=text)
+    append_error(reply, condition, error_attrs, text)
     return reply
 
 

@@ -39,11 +39,19 @@ def error_reply(
     error_attrs = {"type": error_type or condition.default_type}
     if by:
         error_attrs["by"] = by
-    error = reply.sub("error", ns.CLIENT, error_attrs)
+    append_error(reply, condition, error_attrs, text)
+    return reply
+
+
+def append_error(
+    reply: Element, condition: StanzaErrorCondition, attrs: dict[str, str], text: str = ""
+) -> None:
+    """Add the `<error/>` child (RFC 6120 §8.3.2): `attrs` (type, and code or by),
+    the condition, and the text when there is one."""
+    error = reply.sub("error", ns.CLIENT, attrs)
     error.sub(condition.value, ns.STANZA_ERRORS)
     if text:
         error.sub("text", ns.STANZA_ERRORS, text=text)
-    return reply
 
 
 def iq_result(iq: Element, payload: Element | None = None) -> Element:
