@@ -322,16 +322,22 @@ def _rejected_table(rejected: Sequence[Rejected], shown: int = 100) -> None:
         console.print(f"  ... and {len(rejected) - shown} more rejected lines")
 
 
-def _summary(result: ImportResult) -> None:
-    table = Table(title="import summary", title_justify="left")
+def _outcomes(title: str, rows: list[tuple[str, int]]) -> None:
+    """The counts of an import (or its dry run), one row per outcome."""
+    table = Table(title=title, title_justify="left")
     table.add_column("outcome")
     table.add_column("accounts", justify="right")
-    table.add_row("created", str(len(result.created)))
-    if result.updated:
-        table.add_row("updated", str(len(result.updated)))
-    table.add_row("skipped (exists)", str(len(result.skipped)))
-    table.add_row("rejected", str(len(result.rejected)))
+    for outcome, count in rows:
+        table.add_row(outcome, str(count))
     console.print(table)
+
+
+def _summary(result: ImportResult) -> None:
+    rows = [("created", len(result.created))]
+    if result.updated:
+        rows.append(("updated", len(result.updated)))
+    rows += [("skipped (exists)", len(result.skipped)), ("rejected", len(result.rejected))]
+    _outcomes("import summary", rows)
     if result.rejected:
         _rejected_table(result.rejected)
 
@@ -346,15 +352,11 @@ def _show_plan(plan: ImportPlan, shown: int = 100) -> None:
             console.print(f"{title}: ... and {len(lines) - shown} more")
     for name in plan.skipped[:shown]:
         console.print(f"would skip (exists): {name}")
-    table = Table(title="dry run: nothing was changed", title_justify="left")
-    table.add_column("outcome")
-    table.add_column("accounts", justify="right")
-    table.add_row("would create", str(len(plan.create)))
+    rows = [("would create", len(plan.create))]
     if plan.update:
-        table.add_row("would update", str(len(plan.update)))
-    table.add_row("would skip (exists)", str(len(plan.skipped)))
-    table.add_row("rejected", str(len(plan.held)))
-    console.print(table)
+        rows.append(("would update", len(plan.update)))
+    rows += [("would skip (exists)", len(plan.skipped)), ("rejected", len(plan.held))]
+    _outcomes("dry run: nothing was changed", rows)
     if plan.held:
         _rejected_table(plan.held)
 
