@@ -7,7 +7,10 @@ must await (storage) are processed strictly in order: while one is pending,
 later ones queue behind it (RFC 6120 §10.1 in-order processing).
 
 A transport adapter implements `Transport` and calls `events()`,
-`protocol_error()` and `connection_lost()`.
+`protocol_error()` and `connection_lost()`.  The driver writes the stream through
+the transport's `StreamOutput` (`xmpp/framing.py`) and never sees its framing;
+what only some transports can do (STARTTLS, hibernating an idle parser) it asks
+for through optional capabilities.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from chatgate.xml.element import Element
 from chatgate.xml.parser import Stanza, StreamClosed, StreamEvent, StreamOpened
 from chatgate.xml.serialize import serialize
 from chatgate.xmpp import negotiation as neg
-from chatgate.xmpp.output import OutputBuffer
+from chatgate.xmpp.framing import StreamError, StreamOutput
 from chatgate.xmpp.router import BindConflict
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.shaper import TokenBucket
@@ -60,26 +63,41 @@ READ_SLICE = 65_536
 
 
 class Transport(Protocol):
-    """What a connection needs from its transport adapter."""
+    """What a connection needs from every transport adapter."""
 
     name: str  # "tcp", "tls", "bosh", "websocket"
     facts: ConnectionFacts
+    #: STARTTLS, where the transport can upgrade in band (plain TCP only)
+    tls_upgrade: TlsUpgrade | None
+    #: freeing an idle connection's parser, where the transport keeps one per connection
+    hibernation: Hibernation | None
 
-    def write(self, data: bytes) -> None: ...
+    def output(self, loop: asyncio.AbstractEventLoop) -> StreamOutput:
+        """The framer the driver writes the stream through (asked for once)."""
+        ...
 
     def close(self) -> None:
         """Close after everything written so far is flushed."""
 
-    def reset_stream(self) -> None:
-        """Start a fresh parser (stream restart)."""
-
-    async def start_tls(self) -> ConnectionFacts:
-        """Upgrade to TLS (STARTTLS) and return the new connection facts."""
-        ...
+    def restart_stream(self) -> None:
+        """The next input opens a new stream (RFC 6120 §4.3.3): what the client
+        sent before the restart is discarded."""
 
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
+
+
+class TlsUpgrade(Protocol):
+    """A transport that can switch to TLS in band (RFC 6120 §5)."""
+
+    async def start_tls(self) -> ConnectionFacts:
+        """Upgrade to TLS and return the new connection facts."""
+        ...
+
+
+class Hibernation(Protocol):
+    """A transport whose per-connection parser can be freed while idle."""
 
     #: reads received so far; the idle sweep compares it between two sweeps
     reads: int
@@ -133,7 +151,7 @@ class C2SConnection:
         self._reserved = False
         self._tasks: set[asyncio.Task[None]] | None = None
         loop = asyncio.get_running_loop()
-        self.output = OutputBuffer(transport.write, loop)
+        self.output = transport.output(loop)
         self._auth_timer: asyncio.TimerHandle | None = loop.call_later(
             ctx.config.auth.auth_timeout, self._auth_timeout
         )
@@ -340,9 +358,13 @@ class C2SConnection:
                 return pending
             match action:
                 case neg.Send():
-                    self.output.write(action.text.encode())
+                    self.output.element(action.text.encode())
+                case neg.SendFeatures():
+                    self.output.features(action.children)
+                case neg.OpenStream():
+                    self.output.header(action.header)
                 case neg.ResetParser():
-                    self.transport.reset_stream()
+                    self.transport.restart_stream()
                     self._stream_generation += 1
                     self._queue = None  # what was queued belonged to the old stream
                 case neg.StartTls():
@@ -363,7 +385,7 @@ class C2SConnection:
                         if delay > 0:
                             self._spawn(self._answer_failure(action.reply, delay))
                         else:
-                            self.output.write(action.reply.encode())
+                            self.output.element(action.reply.encode())
                             self._apply(self.negotiation.failure_answered())
                 case neg.BindRequested():
                     self._bind(action)
@@ -377,8 +399,11 @@ class C2SConnection:
 
     async def _start_tls(self) -> None:
         self.output.flush()  # <proceed/> must leave before the handshake starts
+        upgrade = self.transport.tls_upgrade
         try:
-            facts = await self.transport.start_tls()
+            if upgrade is None:
+                raise ConnectionError("this transport cannot start TLS")
+            facts = await upgrade.start_tls()
         except Exception as exc:
             log.info("TLS handshake failed from %s: %s", self.transport.facts.remote_address, exc)
             self.closed = True
@@ -476,7 +501,7 @@ class C2SConnection:
         attempt's slot as long, whether or not the client waits)."""
         await asyncio.sleep(delay)
         if not self.closed:
-            self.output.write(reply.encode())
+            self.output.element(reply.encode())
             self._apply(self.negotiation.failure_answered())
 
     async def _anonymous(self, localpart: str) -> None:
@@ -551,7 +576,7 @@ class C2SConnection:
                 domain=self.domain,
                 resource=res,
                 stream_id=self.negotiation.stream_id,
-                write=self.output.write,
+                write=self.output.element,
                 close=self.close_stream,
                 transport=self.transport.name,
                 tls_active=self.facts.tls_active,
@@ -631,7 +656,7 @@ class C2SConnection:
         return self.negotiation.state is neg.State.OPEN
 
     def send(self, el: Element) -> None:
-        self.output.write(serialize(el).encode())
+        self.output.element(serialize(el).encode())
 
     def legacy_login(self, username: str, resource: str, mechanism: str) -> C2SSession:
         """XEP-0078: credentials were checked by the caller; open the session now
@@ -659,29 +684,24 @@ class C2SConnection:
     def sweep_idle(self) -> bool:
         """Called every few seconds: a connection that read nothing since the last
         sweep frees its parser (see `XmlStreamParser.hibernate`). True when it did."""
-        reads = self.transport.reads
+        hibernation = self.transport.hibernation
+        if hibernation is None:
+            return False
+        reads = hibernation.reads
         idle = reads == self._reads_at_sweep and self.session is not None
         self._reads_at_sweep = reads
-        return idle and self.transport.hibernate()
+        return idle and hibernation.hibernate()
 
     # ------------------------------------------------------------ closing
 
     def close_stream(self, condition: StreamErrorCondition | None = None, text: str = "") -> None:
-        """Send the stream error (if any) and the closing tag, then close the transport."""
+        """End the stream, with a stream error if a condition is given, then close
+        the transport."""
         if self.closed:
             return
-        out = ""
         if not self.negotiation.header_sent:
-            # RFC 6120 §4.9.1.2: an error before our header still opens the stream first.
-            self.negotiation.header_sent = True
-            out = (
-                f"<?xml version='1.0'?><stream:stream xmlns='{ns.CLIENT}' "
-                f"xmlns:stream='{ns.STREAMS}' from='{self.ctx.config.server.domain}' "
-                f"id='{neg._new_stream_id()}' version='1.0'>"
-            )
-        out += neg.stream_error_xml(condition, text) if condition else "</stream:stream>"
-        self.output.write(out.encode())
-        self.output.flush()
+            self.output.header(self.negotiation.error_header())
+        self.output.end(StreamError(condition, text) if condition else None)
         self.transport.close()
         self.connection_lost()
 

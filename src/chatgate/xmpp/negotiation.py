@@ -4,6 +4,10 @@ Theory of operation
 -------------------
 The core takes parsed stream events (stream header, top-level elements, stream
 end) and connection facts, and returns actions for its driver (`xmpp/c2s.py`).
+Its output is framing-neutral (`OpenStream`, `SendFeatures`, `Send` of one
+element, `CloseStream`): the transport's framer (`xmpp/framing.py`) writes them
+as a TCP stream, WebSocket messages or BOSH bodies, so every transport gets the
+same negotiation.
 It never awaits, never reads the clock and never touches storage: when SASL
 needs a stored credential the core returns `NeedCredentials` and the driver
 calls `credentials()` with the answer; when binding needs the router it returns
@@ -61,6 +65,7 @@ from chatgate.vocabulary.errors import (
 from chatgate.xml.element import Element
 from chatgate.xml.parser import StreamOpened
 from chatgate.xml.serialize import escape_attr, escape_text
+from chatgate.xmpp.framing import StreamHeader
 
 
 class State(enum.Enum):
@@ -81,8 +86,22 @@ class State(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class OpenStream:
+    """Open the server's stream (again, after a restart), in the transport's framing."""
+
+    header: StreamHeader
+
+
+@dataclass(frozen=True, slots=True)
+class SendFeatures:
+    """Offer stream features: `children` are the serialized feature elements."""
+
+    children: str
+
+
+@dataclass(frozen=True, slots=True)
 class Send:
-    """Write this text to the peer."""
+    """Write this one top-level element (serialized for a `jabber:client` parent)."""
 
     text: str
 
@@ -156,7 +175,9 @@ class CloseStream:
 
 
 Action = (
-    Send
+    OpenStream
+    | SendFeatures
+    | Send
     | StartTls
     | ResetParser
     | Authenticated
@@ -253,7 +274,7 @@ class C2SNegotiation:
             self._host_chosen = True
             if to != self.facts.domain:
                 self.facts = replace(self.facts, domain=to)
-        actions: list[Action] = [Send(self._response_header(event))]
+        actions: list[Action] = [OpenStream(self._response_header(event))]
         # §4.8.1: the stream element must be qualified by the streams namespace.
         if event.ns != ns.STREAMS or event.name != "stream":
             return actions + self._stream_error(StreamErrorCondition.INVALID_NAMESPACE)
@@ -278,10 +299,10 @@ class C2SNegotiation:
             )
         if self.authenticated_user is None:
             self.state = State.OPEN
-            actions.append(Send(self._pre_auth_features()))
+            actions.append(SendFeatures(self._pre_auth_features()))
         else:
             self.state = State.BIND
-            actions.append(Send(self._post_auth_features()))
+            actions.append(SendFeatures(self._post_auth_features()))
         return actions
 
     def element(self, el: Element) -> list[Action]:
@@ -553,21 +574,24 @@ class C2SNegotiation:
 
     # ------------------------------------------------------------ output
 
-    def _response_header(self, event: StreamOpened) -> str:
+    def _response_header(self, event: StreamOpened) -> StreamHeader:
         self.stream_id = _new_stream_id()
         self.header_sent = True
-        to = event.attrs.get("from")
-        to_attr = f' to="{escape_attr(to)}"' if to else ""
         host = self.facts.domain if self._host_chosen else self.settings.domain
-        return (
-            "<?xml version='1.0'?>"
-            f"<stream:stream xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAMS}'"
-            f' from="{escape_attr(host)}"{to_attr} id="{self.stream_id}"'
-            f" version='1.0' xml:lang='{self.settings.lang}'>"
+        return StreamHeader(
+            host, self.stream_id, event.attrs.get("from") or None, self.settings.lang
         )
 
+    def error_header(self) -> StreamHeader:
+        """RFC 6120 §4.9.1.2: a stream error before our header still opens the stream
+        first; this is the header to open it with (and it counts as sent)."""
+        self.header_sent = True
+        if not self.stream_id:
+            self.stream_id = _new_stream_id()
+        return StreamHeader(self.settings.domain, self.stream_id, None, self.settings.lang)
+
     def _pre_auth_features(self) -> str:
-        parts = ["<stream:features>"]
+        parts = []
         can_starttls = self.settings.starttls_available and not self.facts.tls_active
         if can_starttls:
             required = "<required/>" if self.settings.require_tls else ""
@@ -585,15 +609,12 @@ class C2SNegotiation:
                     parts.append(feature_xml(advertised_types(self.facts.channel_bindings)))
             features = self.settings.host_pre_auth_features
             parts.extend(features.get(self.facts.domain, self.settings.pre_auth_features))
-        parts.append("</stream:features>")
         return "".join(parts)
 
     def _post_auth_features(self) -> str:
         return (
-            f"<stream:features><bind xmlns='{ns.BIND}'/>"
-            f"<session xmlns='{ns.SESSION}'><optional/></session>"
+            f"<bind xmlns='{ns.BIND}'/><session xmlns='{ns.SESSION}'><optional/></session>"
             + "".join(self.settings.extra_features)
-            + "</stream:features>"
         )
 
 
@@ -631,11 +652,3 @@ def iq_error(iq_id: str, condition: StanzaErrorCondition, text: str = "") -> str
         f"<iq type='error' id=\"{escape_attr(iq_id)}\">"
         f"<error type='{condition.default_type}'>{body}</error></iq>"
     )
-
-
-def stream_error_xml(condition: StreamErrorCondition, text: str = "") -> str:
-    """RFC 6120 §4.9.2: `<stream:error>` followed by the closing tag."""
-    body = f"<{condition.value} xmlns='{ns.STREAM_ERRORS}'/>"
-    if text:
-        body += f"<text xmlns='{ns.STREAM_ERRORS}'>{escape_text(text)}</text>"
-    return f"<stream:error>{body}</stream:error></stream:stream>"

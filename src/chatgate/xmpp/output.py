@@ -1,13 +1,15 @@
-"""Per-connection output coalescing: many stanzas written in one event-loop turn
-leave in one `transport.write()` (one send() system call) at the end of the turn.
+"""TCP and TLS framing (RFC 6120 §4): the stream as one XML document, with each
+connection's writes coalesced per event-loop turn.
 
-Routing a burst of stanzas read in one chunk would otherwise cost one system
-call per delivered stanza; measured with py-spy that was ~47% of the server's
-time under message load.  The buffer is flushed by a `call_soon` callback, so a
-lone stanza waits at most for the rest of the current loop turn.
+Coalescing: many stanzas written in one loop turn leave in one
+`transport.write()` (one send() system call) at the end of the turn.  Routing a
+burst of stanzas read in one chunk would otherwise cost one system call per
+delivered stanza; measured with py-spy that was ~47% of the server's time under
+message load.  The buffer is flushed by a `call_soon` callback, so a lone
+stanza waits at most for the rest of the current loop turn.
 
 Everything that must reach the wire before a state change (the `<proceed/>`
-before a TLS handshake, the closing tag before a close) calls `flush()` first.
+before a TLS handshake) calls `flush()` first; `end()` flushes by itself.
 """
 
 from __future__ import annotations
@@ -15,8 +17,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from chatgate.vocabulary import ns
+from chatgate.xml.serialize import escape_attr
+from chatgate.xmpp.framing import StreamError, StreamHeader
 
-class OutputBuffer:
+_FEATURES_OPEN = b"<stream:features>"
+_FEATURES_CLOSE = b"</stream:features>"
+_FOOTER = b"</stream:stream>"
+
+
+def stream_header(header: StreamHeader) -> bytes:
+    """The XML declaration and `<stream:stream>` start tag (RFC 6120 §4.7)."""
+    to_attr = f' to="{escape_attr(header.to)}"' if header.to else ""
+    return (
+        "<?xml version='1.0'?>"
+        f"<stream:stream xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAMS}'"
+        f' from="{escape_attr(header.from_)}"{to_attr} id="{header.stream_id}"'
+        f" version='1.0' xml:lang='{header.lang}'>"
+    ).encode()
+
+
+class TcpStreamOutput:
+    """`StreamOutput` for a byte stream (TCP, TLS): today's wire format."""
+
     __slots__ = ("_loop", "_pending", "_write")
 
     def __init__(self, write: Callable[[bytes], None], loop: asyncio.AbstractEventLoop) -> None:
@@ -24,13 +47,26 @@ class OutputBuffer:
         self._loop = loop
         self._pending: list[bytes] | None = None
 
-    def write(self, data: bytes) -> None:
+    def header(self, header: StreamHeader) -> None:
+        self.element(stream_header(header))
+
+    def features(self, children: str) -> None:
+        self.element(_FEATURES_OPEN + children.encode() + _FEATURES_CLOSE)
+
+    def element(self, data: bytes) -> None:
         pending = self._pending
         if pending is None:
             self._pending = [data]
             self._loop.call_soon(self.flush)
         else:
             pending.append(data)
+
+    def end(self, error: StreamError | None) -> None:
+        if error is not None:
+            self.element(error.element().encode() + _FOOTER)
+        else:
+            self.element(_FOOTER)
+        self.flush()
 
     def flush(self) -> None:
         pending = self._pending
@@ -40,5 +76,4 @@ class OutputBuffer:
         self._write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def discard(self) -> None:
-        """Drop what is pending (the connection is gone)."""
         self._pending = None

@@ -33,6 +33,7 @@ from chatgate.vocabulary.errors import PeerProtocolError
 from chatgate.xml.parser import XmlStreamParser
 from chatgate.xmpp.c2s import C2SConnection
 from chatgate.xmpp.negotiation import NegotiationSettings
+from chatgate.xmpp.output import TcpStreamOutput
 
 from ..xmpp.transcript import split
 
@@ -58,6 +59,11 @@ class FakeTransport:
         self.wire = wire
         self.out = bytearray()
         self.closed = False
+        self.tls_upgrade = None
+        self.hibernation = None
+
+    def output(self, loop: asyncio.AbstractEventLoop) -> TcpStreamOutput:
+        return TcpStreamOutput(self.write, loop)
 
     def write(self, data: bytes) -> None:
         self.out += data
@@ -65,11 +71,8 @@ class FakeTransport:
     def close(self) -> None:
         self.closed = True
 
-    def reset_stream(self) -> None:
+    def restart_stream(self) -> None:
         self.wire.parser = XmlStreamParser()
-
-    async def start_tls(self) -> ConnectionFacts:  # pragma: no cover - not used here
-        raise RuntimeError("no TLS in unit tests")
 
     def pause_reading(self) -> None:
         pass

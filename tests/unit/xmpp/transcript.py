@@ -19,6 +19,7 @@ from chatgate.sasl.selection import offered_mechanisms
 from chatgate.vocabulary.errors import PeerProtocolError
 from chatgate.xml.parser import Stanza, StreamClosed, StreamOpened, XmlStreamParser
 from chatgate.xmpp import negotiation as neg
+from chatgate.xmpp.output import stream_header
 
 SECRET = b"test-secret-0123456789abcdef0123"
 ALL_CAPS = frozenset(Capability)
@@ -127,6 +128,10 @@ class Harness:
             self.actions.append(action)
             if isinstance(action, neg.Send):
                 out.append(action.text)
+            elif isinstance(action, neg.OpenStream):
+                out.append(stream_header(action.header).decode())
+            elif isinstance(action, neg.SendFeatures):
+                out.append(f"<stream:features>{action.children}</stream:features>")
             elif isinstance(action, neg.ResetParser):
                 self.parser = XmlStreamParser()
             elif isinstance(action, neg.CredentialsNeeded):

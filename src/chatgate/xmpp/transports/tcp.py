@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, cast
 from chatgate.vocabulary.errors import PeerProtocolError, StreamErrorCondition
 from chatgate.vocabulary.facts import ConnectionFacts
 from chatgate.xml.parser import StreamParseError, XmlStreamParser
-from chatgate.xmpp.c2s import C2SConnection
+from chatgate.xmpp.c2s import C2SConnection, Hibernation, TlsUpgrade
+from chatgate.xmpp.output import TcpStreamOutput
 from chatgate.xmpp.transports.openssl_tls import ServerTls, ServerTlsConnection, TlsError
 
 if TYPE_CHECKING:
@@ -86,8 +87,10 @@ class TcpTransport(asyncio.Protocol):
         "connection",
         "ctx",
         "facts",
+        "hibernation",
         "name",
         "reads",
+        "tls_upgrade",
     )
 
     def __init__(
@@ -125,6 +128,10 @@ class TcpTransport(asyncio.Protocol):
         self._lingering = False
         self._address: str | None = None
         self.facts = ConnectionFacts(domain=ctx.domain)
+        #: optional capabilities (`c2s.Transport`): STARTTLS where the listener has
+        #: TLS and the connection is not TLS already; parser hibernation always
+        self.tls_upgrade: TlsUpgrade | None = self if tls is not None and not direct_tls else None
+        self.hibernation: Hibernation | None = self
 
     def _new_parser(self) -> XmlStreamParser:
         """A parser for the next stream: with the small pre-authentication stanza
@@ -294,6 +301,9 @@ class TcpTransport(asyncio.Protocol):
 
     # ------------------------------------------------------------ Transport (for C2SConnection)
 
+    def output(self, loop: asyncio.AbstractEventLoop) -> TcpStreamOutput:
+        return TcpStreamOutput(self.write, loop)
+
     def write(self, data: bytes) -> None:
         tls = self._tls
         if tls is not None:
@@ -365,7 +375,7 @@ class TcpTransport(asyncio.Protocol):
             transport.resume_reading()
         self._linger_timer = loop.call_later(LINGER, transport.close)
 
-    def reset_stream(self) -> None:
+    def restart_stream(self) -> None:
         self._parser.close()
         self._parser = self._new_parser()
         if self._holding:
