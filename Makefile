@@ -8,8 +8,10 @@ CONFIG ?= chatgate.toml
 EXTRAS ?=
 comma  := ,
 INSTALLED := $(VENV)/.installed$(if $(EXTRAS),-$(subst $(comma),-,$(EXTRAS)))
+# The web chat's and the browser tests' npm packages (web/assets.lock.json), unpacked here.
+WEB_ASSETS ?= web/dist
 
-.PHONY: run test install install-test lint bench clean
+.PHONY: run test install install-test web-assets lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +31,19 @@ install: $(INSTALLED)
 
 install-test: $(VENV)/.installed-test
 
+## make web-assets: fetch the pinned converse.js and Strophe.js tarballs from the npm registry,
+## verify their sha512 and unpack them into $(WEB_ASSETS); no Node needed, nothing done when current.
+## The fetcher uses the standard library only, so the system Python runs it before any venv.
+web-assets:
+	PYTHONPATH=src $(PYTHON) -m chatgate.webassets fetch $(WEB_ASSETS)
+
 ## make run: install into .venv, write chatgate.toml if missing, start the server in the foreground.
-run: install
+run: install web-assets
 	$(BIN)/chatgate init --config $(CONFIG)
 	exec $(BIN)/chatgate serve --config $(CONFIG)
 
 ## make test: install test dependencies (Python and Debian packages) and run the whole suite.
-test: install-test
+test: install-test web-assets
 	bash tests/install-system-deps.sh
 	$(BIN)/ruff check src tests $(wildcard bench) $(wildcard examples)
 	$(BIN)/mypy
@@ -53,4 +61,4 @@ bench: install-test
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache $(WEB_ASSETS) test-artifacts

@@ -10,6 +10,8 @@ import gzip
 import hashlib
 import io
 import json
+import shutil
+import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -245,3 +247,19 @@ def test_a_corrupt_tarball_is_an_asset_error(tmp_path: Path) -> None:
     with pytest.raises(AssetError, match="not a readable tar archive"):
         webassets.ensure(package_for(data), tmp_path, Registry(data))
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("target", ["run", "test"])
+def test_make_run_and_make_test_fetch_the_web_assets_first(target: str) -> None:
+    """Before the server starts or the tests run, with the system Python (no venv needed)."""
+    plan = subprocess.run(
+        ["make", "-n", "-B", "-C", str(ROOT), target],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    fetch = plan.index("-m chatgate.webassets fetch web/dist")
+    last = "chatgate serve" if target == "run" else "pytest"
+    assert fetch < plan.index(last)
