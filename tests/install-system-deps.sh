@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the end-to-end tests need, idempotently: Net::Jabber for the
 # legacy-client tests, slapd and ldap-utils for the LDAP provider (the tests run their own
-# slapd from a temporary folder on loopback). Nothing is installed when every package is
+# slapd from a temporary folder on loopback), chromium for the browser tests (Playwright drives
+# /usr/bin/chromium; it never downloads a browser of its own) and fonts-dejavu-core so its
+# screenshots have legible text. Nothing is installed when every package is
 # already present, and no package's system service is started by the install.
 set -euo pipefail
-packages=(openssl libnet-jabber-perl slapd ldap-utils sqlite3)
+packages=(openssl libnet-jabber-perl slapd ldap-utils sqlite3 chromium fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,5 +24,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   trap '[ -n "$created_policy" ] && $sudo_cmd rm -f "$policy"' EXIT
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
