@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -89,10 +90,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def artifact_dir(node: pytest.Item | pytest.Function) -> Path:
-    """``test-artifacts/<module>/<test name>/`` for one test, created on demand."""
+    """``test-artifacts/<module>/<test name>/`` for one test, created on demand; what an
+    earlier run left there is removed the first time a test asks, so every file in it is
+    from the latest run."""
     module = Path(str(node.path)).stem
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", node.name).strip("_")
     folder = ARTIFACTS / module / name
+    if not getattr(node, "_artifacts_fresh", False):
+        shutil.rmtree(folder, ignore_errors=True)
+        setattr(node, "_artifacts_fresh", True)  # noqa: B010 - pytest nodes take attributes
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -270,6 +276,7 @@ async def page(
 ) -> AsyncIterator[Any]:
     """A fresh context and page per test (no shared cookies or storage), recording into
     `page_log`; when the test fails, a screenshot and the log are kept as artifacts."""
+    artifact_dir(request.node)  # clears what an earlier run of this test left
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(DEFAULT_TIMEOUT_MS)
     new_page = await context.new_page()
