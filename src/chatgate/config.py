@@ -23,6 +23,7 @@ from pydantic import (
 
 from chatgate.auth.options import ProviderConfig
 from chatgate.auth.throttle import ThrottleOptions
+from chatgate.http.options import HttpOptions
 from chatgate.vocabulary.errors import ConfigError
 
 
@@ -302,6 +303,8 @@ class Config(_Model):
     auth: AuthConfig = AuthConfig()
     session: SessionConfig = SessionConfig()
     limits: LimitsConfig = LimitsConfig()
+    http: HttpOptions = HttpOptions()
+    """The HTTP(S) listener: BOSH, WebSocket, discovery, the web chat."""
     hosts: dict[str, HostConfig] = {}
     """Further virtual hosts, `[hosts."NAME"]`; `[server] domain` is always served."""
     modules: dict[str, dict[str, Any]] = {}
@@ -455,6 +458,13 @@ tls = "starttls"
 host = "127.0.0.1"
 port = 5223
 tls = "direct"
+
+# BOSH, WebSocket and the web chat (http://127.0.0.1:5280/chat/), loopback only.
+[http]
+host = "127.0.0.1"
+port = 5280
+tls_port = 5281
+# cors_origins = ["https://chat.example.org"]   # pages elsewhere that may use BOSH
 
 [tls]
 # certificate = "/etc/chatgate/cert.pem"   # unset: self-signed, generated into var/certs/

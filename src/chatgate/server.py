@@ -16,7 +16,6 @@ import os
 import signal
 import ssl
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,6 +30,8 @@ from chatgate.auth.registry import (
 from chatgate.config import Config, ListenerConfig, TlsMode, section
 from chatgate.context import ServerContext
 from chatgate.datadir import secure_data_dir
+from chatgate.http.listener import HttpListener
+from chatgate.http.options import HttpOptions
 from chatgate.modules.anonymous import purge_anonymous_hosts
 from chatgate.modules.legacy_auth import LegacyAuthOptions
 from chatgate.modules.registry import builtin_modules, validate_module_options
@@ -40,7 +41,7 @@ from chatgate.sasl.scram import with_unknown_user_iterations
 from chatgate.sasl.selection import offered_mechanisms
 from chatgate.storage.database import Database
 from chatgate.storage.repositories.secrets import SecretStore
-from chatgate.tls import ensure_certificate, server_context, server_tls
+from chatgate.tls import ensure_certificate, http_tls, server_context, server_tls
 from chatgate.vhost import build_hosts, host_mechanisms, validate_host_mechanisms
 from chatgate.vocabulary.errors import StreamErrorCondition
 from chatgate.vocabulary.facts import ConnectionFacts
@@ -137,6 +138,7 @@ class Server:
         self._stopped = asyncio.Event()
         self._housekeeping_timer: asyncio.TimerHandle | None = None
         self._sweep_timer: asyncio.TimerHandle | None = None
+        self.http: HttpListener | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -190,12 +192,14 @@ class Server:
             ctx.load(modules.get(name)())
         await ctx.start_modules()
         loop = asyncio.get_running_loop()
-        for listener in config.listeners:
+
+        def negotiation_settings(
+            listener: ListenerConfig | HttpOptions, *, starttls: bool, require_tls: bool
+        ) -> NegotiationSettings:
+            """One listener's negotiation: its mechanisms per host, the modules' features."""
             per_host = {d: host_mechanisms(config, d, listener) for d in config.served_domains}
 
-            def offered(
-                facts: ConnectionFacts, per_host: dict[str, list[str]] = per_host
-            ) -> list[str]:
+            def offered(facts: ConnectionFacts) -> list[str]:
                 return offered_mechanisms(
                     per_host[facts.domain],
                     mechanisms,
@@ -204,19 +208,15 @@ class Server:
                     allow_plaintext_without_tls=config.auth.allow_plain_without_tls,
                 )
 
-            def make(
-                name: str,
-                facts: ConnectionFacts,
-                offered_now: Callable[[ConnectionFacts], list[str]] = offered,
-            ) -> Mechanism:
-                advertised = offered_now(facts)
+            def make(name: str, facts: ConnectionFacts) -> Mechanism:
+                advertised = offered(facts)
                 plus_offered = any(n.endswith("-PLUS") for n in advertised)
                 return mechanisms.get(name)(facts, secret, plus_offered, advertised=advertised)
 
-            settings = NegotiationSettings(
+            return NegotiationSettings(
                 domain=config.server.domain,
-                starttls_available=listener.tls is TlsMode.STARTTLS,
-                require_tls=listener.require_tls and listener.tls is not TlsMode.NONE,
+                starttls_available=starttls,
+                require_tls=require_tls,
                 offered_mechanisms=offered,
                 make_mechanism=make,
                 extra_features=ctx.features_after_auth(),
@@ -224,6 +224,25 @@ class Server:
                 pre_auth_namespaces=frozenset(ns for ns, _type in ctx.pre_auth_handlers),
                 domains=frozenset(hosts),
                 host_pre_auth_features=ctx.features_before_auth_by_host(),
+            )
+
+        if config.http.enabled:
+            # Web sessions are encrypted or not from their first byte (https:// or
+            # http://): no STARTTLS, and over plain HTTP only what needs no TLS
+            # (SCRAM; PLAIN only with `allow_plain_without_tls`) is offered.
+            web_tls = http_tls(config) if config.http.tls_port is not False else None
+            self.http = HttpListener(
+                ctx,
+                config.http,
+                negotiation_settings(config.http, starttls=False, require_tls=False),
+                web_tls,
+            )
+            await self.http.start()
+        for listener in config.listeners:
+            settings = negotiation_settings(
+                listener,
+                starttls=listener.tls is TlsMode.STARTTLS,
+                require_tls=listener.require_tls and listener.tls is not TlsMode.NONE,
             )
             direct = listener.tls is TlsMode.DIRECT
             factory = partial(TcpTransport, ctx, partial(_same, settings), tls_context, direct)
@@ -277,6 +296,8 @@ class Server:
                 log.warning("some background work did not finish before shutdown")
         for server in self._servers:
             await server.wait_closed()
+        if self.http is not None:
+            await self.http.stop()
         if ctx is not None:
             await close_provider(ctx.provider)
             for host in ctx.hosts.values():

@@ -218,6 +218,23 @@ def server_tls(config: Config) -> ServerTls:
     )
 
 
+def http_tls(config: Config) -> ServerTls:
+    """The HTTPS listener's TLS: `[tls]`'s certificate, versions and trust store, with
+    `[http] client_certificates` when it is set."""
+    options = config.tls
+    policy = config.http.client_certificates
+    if policy is not None and policy != options.client_certificates:
+        options = options.model_copy(update={"client_certificates": policy})
+    cert_path, key_path = ensure_certificate(config)
+    return build_server_tls(
+        options,
+        cert_path,
+        key_path,
+        trust_files=[config.path(p) for p in config.tls.trust_files],
+        trust_dirs=[config.path(p) for p in config.tls.trust_dirs],
+    )
+
+
 def build_server_tls(
     options: TlsConfig,
     cert_path: Path,

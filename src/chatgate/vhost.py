@@ -20,6 +20,7 @@ from chatgate.auth.anonymous import AnonymousLoginLimit, AnonymousProvider
 from chatgate.auth.provider import CachedKeysAnswer, CredentialProvider
 from chatgate.auth.registry import ProviderContext, build_provider
 from chatgate.config import Config, HostConfig, ListenerConfig
+from chatgate.http.options import HttpOptions
 from chatgate.registry import Registry
 from chatgate.sasl.anonymous import AnonymousMechanism
 from chatgate.sasl.registry import MechanismFactory
@@ -47,7 +48,9 @@ class VirtualHost:
         return self.options.anonymous
 
 
-def host_mechanisms(config: Config, domain: str, listener: ListenerConfig) -> list[str]:
+def host_mechanisms(
+    config: Config, domain: str, listener: ListenerConfig | HttpOptions
+) -> list[str]:
     """The SASL mechanism names `domain` offers on `listener`, in order: the host's own
     list, else `ANONYMOUS` on an anonymous host, else the listener's, else `[auth]`'s."""
     options = config.host(domain)

@@ -139,6 +139,9 @@ port = {plain}
 tls = "none"
 require_tls = false
 
+[http]
+enabled = false
+
 [auth]
 {mechanisms}{extra}
 """

@@ -322,6 +322,9 @@ port = {plain}
 tls = "none"
 require_tls = false
 
+[http]
+enabled = false
+
 [auth]
 mechanisms = {mechanisms!r}
 

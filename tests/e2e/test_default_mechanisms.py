@@ -47,6 +47,10 @@ def _serve_init_file(tmp: Path, tls: str = "") -> RunningServer:
     assert text.count("port = 5222\n") == 1 and text.count("port = 5223\n") == 1
     text = text.replace("port = 5222\n", f"port = {starttls}\n")
     text = text.replace("port = 5223\n", f"port = {direct}\n")
+    assert text.count("port = 5280\n") == 1 and text.count("tls_port = 5281\n") == 1
+    web, secure_web = free_ports(2)
+    text = text.replace("port = 5280\n", f"port = {web}\n")
+    text = text.replace("tls_port = 5281\n", f"tls_port = {secure_web}\n")
     assert text.count("\n[tls]\n") == 1
     config.write_text(text.replace("\n[tls]\n", f"\n[tls]\n{tls}"))
     return serve(config, tmp / "var", (starttls, direct, 0), listeners=2)

@@ -61,6 +61,9 @@ port = {plain_port}
 tls = "none"
 require_tls = false
 
+[http]
+enabled = false
+
 [modules.legacy_auth]
 digest = true
 """

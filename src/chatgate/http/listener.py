@@ -1,0 +1,208 @@
+"""The HTTP(S) listener: one aiohttp application for every web route of the server.
+
+Routes today: WebSocket (`/xmpp-websocket`), BOSH (`/http-bind`), XEP-0156
+discovery (`/.well-known/host-meta[.json]`) and the web chat (`/chat/`).  The
+same application is served on the plain port and on the HTTPS port; HTTPS uses
+the c2s TLS stack (`xmpp/transports/openssl_tls.py` through `http/tls.py`), so
+client certificates, their trust rules and channel bindings are the ones c2s
+has, and SASL EXTERNAL and -PLUS work over web transports too.
+
+Every response carries the security headers below; CORS headers go only to
+origins `[http] cors_origins` allows; bodies over `max_request_size` get 413.
+Web sessions are `C2SConnection`s like any other, so the server's graceful stop
+ends each of them with `system-shutdown` before this listener closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from chatgate.http import hostmeta, websocket
+from chatgate.http.client_address import ClientAddresses
+from chatgate.http.options import HttpOptions
+from chatgate.vocabulary.facts import ConnectionFacts
+
+if TYPE_CHECKING:
+    from chatgate.context import ServerContext
+    from chatgate.xmpp.negotiation import NegotiationSettings
+    from chatgate.xmpp.transports.openssl_tls import ServerTls
+
+log = logging.getLogger(__name__)
+
+WEBSOCKET_PATH = "/xmpp-websocket"
+BOSH_PATH = "/http-bind"
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+#: the request key under which a handler finds the connection facts of its request
+TLS_DETAILS_KEY = "chatgate.tls"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HttpListener:
+    """Builds the application, serves it on the configured ports, stops it."""
+
+    def __init__(
+        self,
+        ctx: ServerContext,
+        options: HttpOptions,
+        settings: NegotiationSettings,
+        tls: ServerTls | None,
+    ) -> None:
+        self.ctx = ctx
+        self.options = options
+        self.settings = settings
+        self.tls = tls
+        self.addresses = ClientAddresses(options.trusted_proxies)
+        self._runner: web.AppRunner | None = None
+        self._sites: list[object] = []
+        #: (scheme, host, port) of each bound port, once started
+        self.bound: list[tuple[str, str, int]] = []
+        self.bosh = None
+        if options.bosh.enabled:
+            from chatgate.http.bosh import BoshEndpoint
+
+            self.bosh = BoshEndpoint(ctx, settings, options.bosh, self.facts_for)
+
+    # ------------------------------------------------------------ requests
+
+    def facts_for(self, request: web.Request) -> ConnectionFacts:
+        """What the XMPP layer knows of the connection a request came on."""
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        address = self.addresses.client(
+            peer[0] if isinstance(peer, tuple) else None,
+            request.headers.get("X-Forwarded-For"),
+        )
+        details = transport.get_extra_info(TLS_DETAILS_KEY) if transport is not None else None
+        if details is None:
+            return ConnectionFacts(domain=self.ctx.domain, remote_address=address)
+        return ConnectionFacts(
+            domain=self.ctx.domain,
+            tls_active=True,
+            tls_version=details.version,
+            channel_bindings=details.channel_bindings,
+            peer_certificate_der=details.peer_certificate_der,
+            remote_address=address,
+        )
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        return await websocket.handle(
+            request, self.ctx, self.settings, self.facts_for(request), self.options.websocket
+        )
+
+    def _links(self, request: web.Request) -> dict[str, str]:
+        return hostmeta.endpoints(
+            request,
+            BOSH_PATH if self.options.bosh.enabled else None,
+            WEBSOCKET_PATH if self.options.websocket.enabled else None,
+        )
+
+    async def _host_meta(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text=hostmeta.xrd(self._links(request)), content_type="application/xrd+xml"
+        )
+
+    async def _host_meta_json(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text=hostmeta.jrd(self._links(request)), content_type="application/json"
+        )
+
+    # ------------------------------------------------------------ middleware
+
+    def _allowed_origin(self, origin: str | None) -> str | None:
+        if not origin:
+            return None
+        allowed = self.options.cors_origins
+        if "*" in allowed:
+            return "*"
+        return origin if origin.rstrip("/") in allowed else None
+
+    @web.middleware
+    async def _headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Security headers on everything; CORS for allowed origins, preflights answered."""
+        origin = self._allowed_origin(request.headers.get("Origin"))
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            response: web.StreamResponse = web.Response(status=204)
+            if origin is not None:
+                response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+                response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+                response.headers["Access-Control-Max-Age"] = "86400"
+        else:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                response = exc
+            if response.prepared:
+                return response  # a WebSocket: its headers are gone already
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            if origin != "*":
+                response.headers.add("Vary", "Origin")
+        if isinstance(response, web.HTTPException):
+            raise response
+        return response
+
+    # ------------------------------------------------------------ lifecycle
+
+    def application(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.options.max_request_size, middlewares=[self._headers]
+        )
+        if self.options.websocket.enabled:
+            app.router.add_get(WEBSOCKET_PATH, self._websocket)
+        if self.bosh is not None:
+            for path in (BOSH_PATH, BOSH_PATH + "/"):
+                app.router.add_post(path, self.bosh.handle)
+                app.router.add_get(path, self.bosh.handle_get)
+        app.router.add_get("/.well-known/host-meta", self._host_meta)
+        app.router.add_get("/.well-known/host-meta.json", self._host_meta_json)
+        if self.options.chat.enabled:
+            from chatgate.http.chat import add_chat_routes
+
+            add_chat_routes(app, self.ctx, self.options, WEBSOCKET_PATH, BOSH_PATH)
+        return app
+
+    async def start(self) -> None:
+        options = self.options
+        runner = self._runner = web.AppRunner(
+            self.application(), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        if options.port is not False:
+            site = web.TCPSite(runner, options.host, options.port, backlog=1024)
+            await site.start()
+            self._record("http", site)
+        if options.tls_port is not False and self.tls is not None:
+            from chatgate.http.tls import TlsSite
+
+            tls_site = TlsSite(runner, options.host, options.tls_port, self.tls)
+            await tls_site.start()
+            self.bound.append(("https", options.host, tls_site.port))
+        for scheme, host, port in self.bound:
+            log.info("web: BOSH and WebSocket on %s://%s:%d", scheme, host, port)
+
+    def _record(self, scheme: str, site: web.TCPSite) -> None:
+        server = site._server  # aiohttp keeps the asyncio server here
+        sockets = getattr(server, "sockets", None) or []
+        for sock in sockets:
+            host, port = sock.getsockname()[:2]
+            self.bound.append((scheme, host, port))
+
+    async def stop(self) -> None:
+        if self.bosh is not None:
+            self.bosh.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
