@@ -110,6 +110,9 @@ class Scenario:
     params: Callable[[Plan], dict[str, Any]]
     figures: Callable[[Plan, dict[str, Any]], Figures]
     metrics: Callable[[Plan], list[Metric]] = field(default=lambda p: [])
+    #: how the generator reaches the server: "tcp" (the c2s port), or "bosh" / "websocket"
+    #: on the peer's plain-HTTP port (issue 11)
+    transport: str = "tcp"
 
 
 def _login_params(p: Plan) -> dict[str, Any]:
@@ -253,6 +256,46 @@ SCENARIOS: dict[str, Scenario] = {
             _throughput_metrics("_tls", "STARTTLS"),
         ),
         Scenario(
+            "login_bosh",
+            "login",
+            False,
+            "K workers: BOSH session, authenticate, restart, bind, terminate (plain HTTP)",
+            _login_params,
+            _login_figures("_bosh"),
+            _login_metrics("_bosh", "BOSH"),
+            transport="bosh",
+        ),
+        Scenario(
+            "login_ws",
+            "login",
+            False,
+            "K workers: WebSocket, <open/>, authenticate, <open/>, bind, <close/> (plain HTTP)",
+            _login_params,
+            _login_figures("_ws"),
+            _login_metrics("_ws", "WebSocket"),
+            transport="websocket",
+        ),
+        Scenario(
+            "throughput_bosh",
+            "throughput",
+            False,
+            "N pairs over BOSH (hold=1, stanzas batched into bodies), W messages in flight",
+            _throughput_params,
+            _throughput_figures("_bosh"),
+            _throughput_metrics("_bosh", "BOSH"),
+            transport="bosh",
+        ),
+        Scenario(
+            "throughput_ws",
+            "throughput",
+            False,
+            "N pairs over WebSocket (one stanza per message), W messages in flight",
+            _throughput_params,
+            _throughput_figures("_ws"),
+            _throughput_metrics("_ws", "WebSocket"),
+            transport="websocket",
+        ),
+        Scenario(
             "latency",
             "throughput",
             False,
@@ -322,6 +365,7 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 DEFAULT_SCENARIOS = list(SCENARIOS)
+WEB_SCENARIOS = [name for name, s in SCENARIOS.items() if s.transport != "tcp"]
 
 
 def effective_scenarios(names: list[str], starttls_everywhere: bool) -> list[Scenario]:

@@ -152,6 +152,7 @@ class Generator:
     def __init__(self, args: argparse.Namespace, plan: Plan) -> None:
         self.args = args
         self.plan = plan
+        self.http_ports: dict[str, int] = {}  # peer name -> its plain-HTTP port
 
     def run(
         self,
@@ -162,11 +163,17 @@ class Generator:
         params: dict[str, Any],
         *,
         starttls: bool,
+        transport: str = "tcp",
         cores: str = str(procs.GENERATOR_CORE),
         timeout: float = 300.0,
     ) -> dict[str, Any]:
         spec = self._spec(peer, pid, port)
-        spec.update(task=task, params=params, starttls=starttls or self.args.starttls)
+        spec.update(
+            task=task,
+            params=params,
+            starttls=starttls or self.args.starttls,
+            transport=transport,
+        )
         return self._exec(spec, task, cores, timeout)
 
     def run_batch(
@@ -179,6 +186,7 @@ class Generator:
                 "task": sc.task,
                 "params": sc.params(self.plan),
                 "starttls": sc.starttls or self.args.starttls,
+                "transport": sc.transport,
             }
             for sc in scenarios
         ]
@@ -188,6 +196,8 @@ class Generator:
     def _spec(self, peer: Peer, pid: int, port: int) -> dict[str, Any]:
         return {
             "port": port,
+            "http_port": self.http_ports.get(peer.name, 0),
+            "web_paths": {"bosh": peer.web.bosh, "websocket": peer.web.websocket},
             "server_pid": pid,
             "users": self.plan.users,
             "fanout_block": self.plan.fanout_block,
@@ -313,6 +323,7 @@ def measure_unit(
                     unit[0].task,
                     unit[0].params(plan),
                     starttls=unit[0].starttls,
+                    transport=unit[0].transport,
                     timeout=timeout,
                 )
             ]
@@ -394,7 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     try:
         for name, peer in peers.items():
-            setup = PeerSetup(work_root / name, plan.users, procs.free_port(), cert)
+            setup = PeerSetup(
+                work_root / name, plan.users, procs.free_port(), cert, procs.free_port()
+            )
+            gen.http_ports[name] = setup.http_port
             setup.workdir.mkdir(parents=True)
             setups[name] = setup
             log(f"prepare {name}: accounts and rosters ...")

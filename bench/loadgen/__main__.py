@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.loadgen.scenarios import Runner
+from bench.loadgen.bosh import BoshClient
+from bench.loadgen.scenarios import AnyClient, Runner
 from bench.loadgen.scram import ScramCache
+from bench.loadgen.websocket import WsClient
 from bench.loadgen.xmpp import Client, LoginOptions
 
 
@@ -54,16 +56,34 @@ async def _run(spec: dict[str, Any], loop: asyncio.AbstractEventLoop) -> dict[st
     gc.collect()
     gc.freeze()  # setup garbage stays out of the way of measured windows
 
+    def client_for(task: dict[str, Any]) -> AnyClient:
+        transport = task.get("transport", "tcp")
+        if transport == "tcp":
+            opts = LoginOptions(
+                port=spec["port"], mechanism=spec["mechanism"], starttls=task["starttls"]
+            )
+            return Client(loop, opts, cache)
+        if not spec.get("http_port"):
+            raise ValueError(f"{transport}: the server has no HTTP port")
+        opts = LoginOptions(port=spec["http_port"], mechanism=spec["mechanism"])
+        if transport == "bosh":
+            return BoshClient(loop, opts, cache, spec["web_paths"]["bosh"])
+        if transport == "websocket":
+            return WsClient(loop, opts, cache, spec["web_paths"]["websocket"])
+        raise ValueError(f"unknown transport {transport!r}")
+
     async def one(task: dict[str, Any]) -> dict[str, Any]:
         if task["task"] not in TASKS:
             raise ValueError(f"unknown task {task['task']!r}")
-        opts = LoginOptions(
-            port=spec["port"], mechanism=spec["mechanism"], starttls=task["starttls"]
-        )
-        runner = Runner(
-            loop, Client(loop, opts, cache), spec["server_pid"], spec["users"], spec["fanout_block"]
-        )
-        return await TASKS[task["task"]](runner, **task.get("params", {}))
+        client = client_for(task)
+        runner = Runner(loop, client, spec["server_pid"], spec["users"], spec["fanout_block"])
+        try:
+            if not isinstance(client, Client):
+                client.on_error = runner.note_error
+                await runner.probe(client.url)
+            return await TASKS[task["task"]](runner, **task.get("params", {}))
+        finally:
+            await client.shutdown()
 
     if "batch" not in spec:
         return await one(spec)

@@ -22,8 +22,10 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from bench import accounts, procs
+from bench.loadgen.bosh import BoshClient
 from bench.loadgen.measure import Window, latency_summary
 from bench.loadgen.scram import ScramCache, ScramClient
+from bench.loadgen.websocket import WsClient
 from bench.loadgen.xmpp import (
     DOMAIN,
     SASL_NS,
@@ -34,7 +36,11 @@ from bench.loadgen.xmpp import (
     text_of,
 )
 
+AnyClient = Client | BoshClient | WsClient
+
 LOGIN_TIMEOUT = 15.0
+#: a web endpoint must complete one login within this before a scenario is measured on it
+PROBE_TIMEOUT = 10.0
 BODY_RE = re.compile(rb"<body>(\d+)</body>")
 MESSAGE_END = b"</message>"
 FANOUT_MARK = b">fanout<"
@@ -53,7 +59,7 @@ class Runner:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        client: Client,
+        client: AnyClient,
         server_pid: int,
         users: int,
         fanout_block: int,
@@ -69,10 +75,21 @@ class Runner:
         self.error_count = 0
 
     # helpers
-    def _note_error(self, e: BaseException) -> None:
+    def note_error(self, e: BaseException) -> None:
         self.error_count += 1
         if len(self.errors) < 5:
             self.errors.append(f"{type(e).__name__}: {e}"[:300])
+
+    async def probe(self, url: str) -> None:
+        """One login and termination, bounded: a server that does not answer on `url` fails
+        the scenario at once with a clear reason instead of after a measured window of errors."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                conn = await self.client.login(accounts.username(0), accounts.password(0), "probe")
+                await conn.terminate()
+        except (XmppError, OSError, TimeoutError) as e:
+            why = f"{type(e).__name__}: {e}" if str(e) else f"no answer in {PROBE_TIMEOUT:.0f} s"
+            raise XmppError(f"{url} did not complete a login: {why}") from e
 
     async def login(self, n: int) -> Connection:
         async with asyncio.timeout(LOGIN_TIMEOUT):
@@ -131,11 +148,14 @@ class Runner:
                 try:
                     conn = await self.login(n)
                 except (XmppError, OSError, TimeoutError) as e:
-                    self._note_error(e)
+                    self.note_error(e)
                     await asyncio.sleep(0.01)
                     continue
                 t1 = time.perf_counter_ns()
-                conn.close()
+                try:
+                    await conn.terminate()  # TCP: close at once; BOSH: a terminate request
+                except (XmppError, OSError) as e:
+                    self.note_error(e)
                 if state["recording"]:
                     latencies.append(t1 - t0)
                     state["done"] += 1
@@ -156,6 +176,8 @@ class Runner:
         state["stop"] = True
         await asyncio.gather(*tasks)
         done = int(state["done"])
+        if not done and self.error_count:
+            raise XmppError(f"no login succeeded; {self.error_count} failed: {self.errors}")
         return self._result(
             logins=done,
             logins_per_s=round(done / measured["seconds"], 1),
@@ -183,7 +205,8 @@ class Runner:
 
             def __init__(self, sender: Connection, to: str) -> None:
                 self.sender = sender
-                self.prefix = f"<message to='{to}' type='chat'><body>".encode()
+                ns = sender.STANZA_NS.decode()
+                self.prefix = f"<message to='{to}' type='chat'{ns}><body>".encode()
                 self.tail = b""
 
             def __call__(self, data: bytes) -> None:
@@ -209,7 +232,7 @@ class Runner:
 
             def send(self, k: int, now: int) -> None:
                 state["sent_total"] += k
-                self.sender.write((self.prefix + str(now).encode() + b"</body></message>") * k)
+                self.sender.send_repeated(self.prefix + str(now).encode() + b"</body></message>", k)
 
         receivers = []
         for i in range(pairs):

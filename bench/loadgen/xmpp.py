@@ -80,6 +80,11 @@ class Connection(asyncio.Protocol):
 
     __slots__ = ("_fut", "_want", "buf", "jid", "loop", "on_lost", "sink", "transport")
 
+    #: what the stanzas this connection sends declare: nothing on a TCP stream (its header
+    #: declares jabber:client); a BOSH body or WebSocket message needs it on every stanza
+    #: (XEP-0206 section 7, RFC 7395 section 3.3.3)
+    STANZA_NS = b""
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
@@ -149,6 +154,19 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
+    def send_repeated(self, stanza: bytes, k: int) -> None:
+        """`k` copies of one stanza: one write here, k messages on WebSocket, one BOSH body."""
+        assert self.transport is not None
+        self.transport.write(stanza * k)
+
+    async def restart(self) -> None:
+        """Begin a new stream after SASL success (RFC 6120 section 6.4.6)."""
+        self.write(STREAM_HEADER)
+
+    async def terminate(self) -> None:
+        """End the session as the login scenario does after each login."""
+        self.close()
+
     def hand_over(self, sink: Callable[[bytes], None]) -> None:
         """Switch to hot mode: every later chunk (and what is buffered) goes to `sink`."""
         self.sink = sink
@@ -179,15 +197,15 @@ def _sasl_response(data: bytes) -> bytes:
     return f"<response xmlns='{SASL_NS}'>".encode() + base64.b64encode(data) + b"</response>"
 
 
-def _bind(resource: str) -> bytes:
+def _bind(resource: str, ns: str = "") -> bytes:
     return (
-        f"<iq type='set' id='bind1'><bind xmlns='{BIND_NS}'><resource>{resource}</resource>"
+        f"<iq type='set' id='bind1'{ns}><bind xmlns='{BIND_NS}'><resource>{resource}</resource>"
         "</bind></iq>"
     ).encode()
 
 
 SESSION_IQ = (
-    b"<iq type='set' id='sess1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>"
+    b"<iq type='set' id='sess1'%s><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>"
 )
 
 
@@ -212,6 +230,9 @@ class Client:
         self.opts = opts
         self.cache = cache
         self.ssl = client_ssl_context() if opts.starttls else None
+
+    async def shutdown(self) -> None:
+        """Nothing outlives a TCP scenario (the web clients have pools and tasks to end)."""
 
     async def login(self, user: str, pw: str, resource: str) -> Connection:
         loop = self.loop
@@ -240,30 +261,44 @@ class Client:
             )
             conn.write(STREAM_HEADER)
             await conn.expect(b"stream:features")
-        if self.opts.mechanism == "PLAIN":
-            conn.write(_sasl_auth("PLAIN", plain_message(user, pw)))
+        conn.jid = await sasl_and_bind(conn, self.opts.mechanism, self.cache, user, pw, resource)
+
+
+async def sasl_and_bind(
+    conn: Connection, mechanism: str, cache: ScramCache, user: str, pw: str, resource: str
+) -> str:
+    """From the first features to a bound session, on any framing; returns the bound JID.
+
+    `conn` is a TCP `Connection` or a web session that subclasses it: `write` sends one
+    stanza's bytes, `expect` waits for an element and `restart` begins the new stream after
+    SASL (a stream header, a BOSH restart request or a WebSocket `<open/>`).
+    """
+    if mechanism == "PLAIN":
+        conn.write(_sasl_auth("PLAIN", plain_message(user, pw)))
+        name, el = await conn.expect(b"success", b"failure")
+    else:
+        scram = ScramClient(cache, user, pw)
+        conn.write(_sasl_auth(mechanism, scram.first()))
+        name, el = await conn.expect(b"challenge", b"failure")
+        if name == b"challenge":
+            conn.write(_sasl_response(scram.final(base64.b64decode(text_of(el)))))
             name, el = await conn.expect(b"success", b"failure")
-        else:
-            scram = ScramClient(self.cache, user, pw)
-            conn.write(_sasl_auth(self.opts.mechanism, scram.first()))
-            name, el = await conn.expect(b"challenge", b"failure")
-            if name == b"challenge":
-                conn.write(_sasl_response(scram.final(base64.b64decode(text_of(el)))))
-                name, el = await conn.expect(b"success", b"failure")
-                if name == b"success":
-                    scram.verify(base64.b64decode(text_of(el)))
-        if name != b"success":
-            raise XmppError(f"authentication failed for {user}: {el!r}")
-        conn.write(STREAM_HEADER)
-        _, features = await conn.expect(b"stream:features")
-        conn.write(_bind(resource))
+            if name == b"success":
+                scram.verify(base64.b64decode(text_of(el)))
+    if name != b"success":
+        raise XmppError(f"authentication failed for {user}: {el!r}")
+    await conn.restart()
+    _, features = await conn.expect(b"stream:features")
+    ns = conn.STANZA_NS
+    conn.write(_bind(resource, ns.decode()))
+    _, el = await conn.expect(b"iq")
+    if b"result" not in el[: el.find(b">")]:
+        raise XmppError(f"bind failed: {el!r}")
+    start = el.find(b"<jid>")
+    jid = el[start + 5 : el.find(b"</jid>", start)].decode()
+    if _session_required(features):
+        conn.write(SESSION_IQ % ns)
         _, el = await conn.expect(b"iq")
         if b"result" not in el[: el.find(b">")]:
-            raise XmppError(f"bind failed: {el!r}")
-        start = el.find(b"<jid>")
-        conn.jid = el[start + 5 : el.find(b"</jid>", start)].decode()
-        if _session_required(features):
-            conn.write(SESSION_IQ)
-            _, el = await conn.expect(b"iq")
-            if b"result" not in el[: el.find(b">")]:
-                raise XmppError(f"session failed: {el!r}")
+            raise XmppError(f"session failed: {el!r}")
+    return jid

@@ -35,12 +35,24 @@ class PeerSetup:
     users: int
     port: int
     cert: CertPaths
+    #: plain-HTTP port for BOSH and WebSocket (0: the peer serves no web transports)
+    http_port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WebPaths:
+    """Where a peer serves XMPP over HTTP, on `PeerSetup.http_port` (plain HTTP, loopback)."""
+
+    bosh: str
+    websocket: str
 
 
 class Peer(Protocol):
     name: str
     # True when the harness wrote the SCRAM salts itself (the generator's cache already has them).
     salts_known: bool
+    # The URL paths of its BOSH and WebSocket endpoints on the HTTP port.
+    web: WebPaths
 
     def available(self) -> str | None:
         """None when installed and runnable, otherwise why not."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import accounts, procs
-from bench.peers import PeerOptions, PeerSetup, RunningProcess
+from bench.peers import PeerOptions, PeerSetup, RunningProcess, WebPaths
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src" / "chatgate"
@@ -65,12 +65,43 @@ max_preauth_connections_per_address = 100_000
 
 [storage]
 url = "sqlite+aiosqlite:///{data}/chatgate.db"
-
+{http}
 [modules.register]
 # The bench's accounts (bench/accounts.py) have the short passwords pw0, pw1, ...
 # that every peer imports; chatgate's account policy would refuse them.
 min_password_length = 1
 """
+
+
+HTTP = """
+[http]
+# BOSH at /http-bind and WebSocket at /xmpp-websocket (issue 11), plain HTTP on loopback;
+# the HTTPS port is a free one too, so a running development server's 5281 is never hit.
+port = {http_port}
+tls_port = {https_port}
+
+[http.chat]
+# The bundled web chat is not measured; its static route stays out of the way.
+enabled = false
+"""
+
+NO_HTTP = """
+# [http] left out: this chatgate has no HTTP listener yet (no `http` table in its Config), so
+# the BOSH and WebSocket scenarios fail at their first login with connection refused.
+"""
+
+
+def http_supported() -> bool:
+    """Whether this chatgate's configuration knows the `[http]` table (issue 11).
+
+    Its configuration refuses unknown tables, so writing `[http]` into a chatgate that predates
+    its HTTP listener would stop every scenario, TCP included, from starting.
+    """
+    try:
+        from chatgate.config import Config
+    except ImportError:
+        return False
+    return "http" in Config.model_fields
 
 
 def chatgate_command() -> list[str]:
@@ -94,6 +125,7 @@ def _code_hash() -> str:
 class ChatgatePeer:
     name = "chatgate"
     salts_known = False
+    web = WebPaths(bosh="/http-bind", websocket="/xmpp-websocket")  # DESIGN.md's listener
 
     def __init__(self, options: PeerOptions) -> None:
         self._setup: PeerSetup | None = None
@@ -133,6 +165,11 @@ class ChatgatePeer:
             port=setup.port,
             cert=setup.cert.certificate,
             key=setup.cert.private_key,
+            http=(
+                HTTP.format(http_port=setup.http_port, https_port=procs.free_port())
+                if setup.http_port and http_supported()
+                else NO_HTTP
+            ),
         )
         cfg = work / "chatgate.toml"
         cfg.write_text(self._config_text)

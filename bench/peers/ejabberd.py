@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import accounts, procs
-from bench.peers import PeerOptions, PeerSetup, RunningProcess
+from bench.peers import PeerOptions, PeerSetup, RunningProcess, WebPaths
 
 ERL = "/usr/bin/erl"
 EJABBERD_LIBS = "/usr/lib/x86_64-linux-gnu"
@@ -50,6 +50,14 @@ listen:
     starttls: true
     starttls_required: false
     backlog: 4096
+  -
+    port: {http_port}
+    ip: "127.0.0.1"
+    module: ejabberd_http
+    backlog: 4096
+    request_handlers:
+      /bosh: mod_bosh
+      /ws: ejabberd_http_ws
 auth_method: [internal]
 auth_password_format: scram
 auth_scram_hash: sha
@@ -71,6 +79,7 @@ shaper_rules:
   c2s_shaper: none
   s2s_shaper: none
 modules:
+  mod_bosh: {{}}
   mod_disco: {{}}
   mod_offline: {{}}
   mod_ping: {{}}
@@ -87,6 +96,7 @@ def _erl_binary(b: bytes) -> str:
 class EjabberdPeer:
     name = "ejabberd"
     salts_known = True
+    web = WebPaths(bosh="/bosh", websocket="/ws")  # the request_handlers in CONFIG
 
     def __init__(self, options: PeerOptions) -> None:
         del options  # nothing per-run to choose
@@ -153,7 +163,10 @@ class EjabberdPeer:
             (work / sub).mkdir(parents=True)
         self._dist_port = procs.free_port()
         self._config_text = CONFIG.format(
-            domain=accounts.DOMAIN, combined=setup.cert.combined, port=setup.port
+            domain=accounts.DOMAIN,
+            combined=setup.cert.combined,
+            port=setup.port,
+            http_port=setup.http_port,
         )
         (work / "ejabberd.yml").write_text(self._config_text)
         self._runner = RunningProcess(log=work / "ejabberd.stdout.log")
@@ -251,6 +264,8 @@ class EjabberdPeer:
                 "loglevel: warning",
                 "Erlang VM: " + " ".join(VM_FLAGS),
                 "listener backlog: 4096",
+                "ejabberd_http on a plain-HTTP loopback port: /bosh (mod_bosh), "
+                "/ws (ejabberd_http_ws); the c2s shaper (none) applies to both",
                 "accounts written to Mnesia passwd as #scram{} (SCRAM-SHA-1, 4096 iterations)",
             ],
             "config": self._config_text,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import accounts, procs
-from bench.peers import PeerOptions, PeerSetup, RunningProcess
+from bench.peers import PeerOptions, PeerSetup, RunningProcess, WebPaths
 
 PROSODY = "/usr/bin/prosody"
 
@@ -39,6 +39,17 @@ c2s_ports = {{ {port} }}
 s2s_ports = {{ }}
 legacy_ssl_ports = {{ }}
 
+-- XMPP over HTTP (mod_bosh at /http-bind, mod_websocket at /xmpp-websocket) on one plain-HTTP
+-- port on loopback; no HTTPS listener. Both transports count as secure there, as they would
+-- behind a TLS-terminating proxy, so SASL runs over them as over STARTTLS.
+http_ports = {{ {http_port} }}
+http_interfaces = {{ "127.0.0.1" }}
+https_ports = {{ }}
+https_interfaces = {{ }}
+http_default_host = "{domain}"
+consider_bosh_secure = true
+consider_websocket_secure = true
+
 -- Benchmark policy: TLS offered (STARTTLS) but not required; no rate limits (mod_limits is not
 -- loaded); PLAIN allowed without TLS so the PLAIN flag works on plain TCP.
 c2s_require_encryption = false
@@ -47,7 +58,7 @@ authentication = "internal_hashed"
 storage = "internal"
 {gc}
 modules_enabled = {{
-    "roster"; "saslauth"; "tls"; "disco"; "ping";
+    "roster"; "saslauth"; "tls"; "disco"; "ping"; "bosh"; "websocket";
 }}
 modules_disabled = {{ "s2s" }}
 
@@ -71,6 +82,7 @@ return {{
 class ProsodyPeer:
     name = "prosody"
     salts_known = True
+    web = WebPaths(bosh="/http-bind", websocket="/xmpp-websocket")  # mod_bosh's, mod_websocket's
 
     def __init__(self, options: PeerOptions) -> None:
         # Lua 5.4's generational collector: Prosody's default (incremental, threshold 105)
@@ -110,6 +122,7 @@ class ProsodyPeer:
         self._config_text = CONFIG.format(
             work=work,
             port=setup.port,
+            http_port=setup.http_port,
             gc=self._gc,
             cert=setup.cert.certificate,
             key=setup.cert.private_key,
@@ -141,6 +154,8 @@ class ProsodyPeer:
                 "mod_limits not loaded (no c2s rate limit); s2s disabled",
                 "logging at warn to a file",
                 "tcp_backlog = 4096",
+                "mod_bosh and mod_websocket on a plain-HTTP loopback port, "
+                "consider_bosh_secure / consider_websocket_secure = true",
                 self._gc,
                 "accounts written as internal_hashed .dat files (SCRAM-SHA-1, 4096 iterations)",
             ],

@@ -5,16 +5,31 @@ creates accounts with `chatgate user import`, provisions a small fan-out roster 
 every scenario once with the harness's own load generator on the other core, and writes its
 JSON and Markdown report. This test checks that every scenario produced its figures; it asserts
 no timing, which depends on the machine.
+
+The BOSH and WebSocket scenarios (issue 11) run against Prosody, whose mod_bosh and
+mod_websocket the harness configures, until chatgate's HTTP listener exists; their chatgate run
+is skipped until chatgate's configuration has an `[http]` table. A web endpoint that does not
+answer must fail a scenario quickly and say why.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from bench.loadgen import scenarios
+from bench.loadgen.bosh import BoshClient
+from bench.loadgen.scram import ScramCache
+from bench.loadgen.websocket import WsClient
+from bench.loadgen.xmpp import LoginOptions, XmppError
+from bench.peers.chatgate import http_supported
+from bench.peers.prosody import PROSODY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bench, pytest.mark.slow]
 
@@ -30,11 +45,17 @@ EXPECTED = {
     "fanout": ["fanout_deliveries_per_s"],
     "soak": ["messages_per_s", "soak_after_messages_per_s", "soak_after_over_fresh"],
 }
+TCP_SCENARIOS = ["login", "login_tls", "throughput", "throughput_tls", "latency", "idle"]
+TCP_SCENARIOS += ["fanout", "soak"]
+WEB_EXPECTED = {
+    "login_bosh": ["logins_per_s_bosh", "login_p50_ms_bosh", "login_p99_ms_bosh"],
+    "login_ws": ["logins_per_s_ws", "login_p50_ms_ws", "login_p99_ms_ws"],
+    "throughput_bosh": ["messages_per_s_bosh", "loaded_p50_ms_bosh"],
+    "throughput_ws": ["messages_per_s_ws", "loaded_p50_ms_ws"],
+}
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    out = tmp_path_factory.mktemp("bench")
+def _tiny(out: Path, server: str, names: list[str]) -> dict[str, Any]:
     proc = subprocess.run(
         [
             sys.executable,
@@ -42,7 +63,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "bench.run",
             "--tiny",
             "--servers",
-            "chatgate",
+            server,
+            "--scenarios",
+            ",".join(names),
             "--no-docs",
             "--out",
             str(out),
@@ -59,6 +82,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     data["_stdout"] = proc.stdout
     data["_dir"] = results.parent
     return data
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return _tiny(tmp_path_factory.mktemp("bench"), "chatgate", TCP_SCENARIOS)
 
 
 @pytest.mark.timeout(900)
@@ -101,3 +129,87 @@ def test_report_prints_the_table_and_records_the_config(tiny_run: dict) -> None:
     peer = tiny_run["meta"]["peers"]["chatgate"]
     assert "[[listeners]]" in peer["config"]
     assert tiny_run["meta"]["provisioning"]["chatgate"]["seconds"] >= 0
+
+
+def _check_web_run(data: dict[str, Any], server: str) -> None:
+    runs = {r["scenario"]: r for r in data["runs"] if r["server"] == server}
+    assert set(runs) == set(WEB_EXPECTED), f"scenarios run: {sorted(runs)}"
+    for scenario, keys in WEB_EXPECTED.items():
+        record = runs[scenario]
+        assert "error" not in record, f"{scenario}: {record.get('error')}"
+        for key in keys:
+            figure = record["figures"][key]
+            assert figure["value"] > 0, f"{scenario}: {key} = {figure['value']}"
+            assert figure["window"]["generator_cpu_pct"] > 0
+        assert record["result"]["errors"] == 0, f"{scenario}: {record['result']}"
+    for scenario in ("throughput_bosh", "throughput_ws"):
+        result = runs[scenario]["result"]
+        assert 0 < result["received_total"] <= result["sent_total"]
+    assert "logins/s, BOSH" in data["_stdout"] and "messages/s, WebSocket" in data["_stdout"]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not Path(PROSODY).exists(), reason="Prosody not installed")
+def test_web_scenarios_against_prosody(tmp_path: Path) -> None:
+    """The BOSH and WebSocket clients log in and exchange messages with a real server."""
+    data = _tiny(tmp_path, "prosody", list(WEB_EXPECTED))
+    _check_web_run(data, "prosody")
+    assert "consider_bosh_secure = true" in data["meta"]["peers"]["prosody"]["config"]
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(
+    not http_supported(), reason="chatgate has no [http] listener yet (issue 11, lead's work)"
+)
+def test_web_scenarios_against_chatgate(tmp_path: Path) -> None:
+    data = _tiny(tmp_path, "chatgate", list(WEB_EXPECTED))
+    _check_web_run(data, "chatgate")
+    assert "[http]" in data["meta"]["peers"]["chatgate"]["config"]
+
+
+async def _silent_server() -> tuple[asyncio.Server, int]:
+    """Accepts connections and never answers: a web endpoint that hangs."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("client_class", [BoshClient, WsClient])
+def test_web_endpoint_that_does_not_answer_fails_fast_and_says_why(
+    client_class: type[BoshClient] | type[WsClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scenarios, "PROBE_TIMEOUT", 1.0)
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        cache = ScramCache()
+        server, silent = await _silent_server()
+        refused = server.sockets[0].getsockname()[1]
+        reasons = []
+        try:
+            # a port where nothing listens (taken from a closed server), then a silent one
+            probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+            refused = probe.sockets[0].getsockname()[1]
+            probe.close()
+            await probe.wait_closed()
+            for port in (refused, silent):
+                client = client_class(loop, LoginOptions(port=port), cache, "/xmpp")
+                runner = scenarios.Runner(loop, client, 0, users=10, fanout_block=1)
+                t0 = time.monotonic()
+                with pytest.raises(XmppError) as info:
+                    await runner.probe(client.url)
+                assert time.monotonic() - t0 < 5.0
+                await client.shutdown()
+                reasons.append(str(info.value))
+        finally:
+            server.close()
+        return reasons
+
+    refused, silent = asyncio.run(main())
+    assert "did not complete a login" in refused and "refused" in refused.lower()
+    assert "did not complete a login" in silent and "no answer in 1 s" in silent
