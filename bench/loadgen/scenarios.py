@@ -123,6 +123,9 @@ class Runner:
         if self.errors:
             figures["error_samples"] = self.errors
         figures["scram_cache_misses"] = self.client.cache.misses
+        if isinstance(self.client, BoshClient):  # totals since the scenario's client was made
+            figures["http_requests"] = self.client.pool.requests
+            figures["http_connections"] = self.client.pool.opened
         return figures
 
     # scenarios

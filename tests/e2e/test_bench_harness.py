@@ -145,6 +145,10 @@ def _check_web_run(data: dict[str, Any], server: str) -> None:
     for scenario in ("throughput_bosh", "throughput_ws"):
         result = runs[scenario]["result"]
         assert 0 < result["received_total"] <= result["sent_total"]
+    # BOSH requests travel over kept-alive connections, as browsers send them
+    for scenario in ("login_bosh", "throughput_bosh"):
+        result = runs[scenario]["result"]
+        assert 0 < result["http_connections"] < result["http_requests"] / 4, result
     assert "logins/s, BOSH" in data["_stdout"] and "messages/s, WebSocket" in data["_stdout"]
 
 
