@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import os
 import ssl
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -232,7 +233,15 @@ def http_tls(config: Config) -> ServerTls:
         key_path,
         trust_files=[config.path(p) for p in config.tls.trust_files],
         trust_dirs=[config.path(p) for p in config.tls.trust_dirs],
+        alpn=HTTP_ALPN,
     )
+
+
+#: ALPN of the c2s listeners: XEP-0368 direct TLS names "xmpp-client".
+XMPP_ALPN = (b"xmpp-client",)
+#: ALPN of the HTTPS listener: aiohttp speaks HTTP/1.1 only, so a browser that
+#: offers h2 first must be given http/1.1 (or nothing, which also means HTTP/1.1).
+HTTP_ALPN = (b"http/1.1",)
 
 
 def build_server_tls(
@@ -242,8 +251,14 @@ def build_server_tls(
     *,
     trust_files: list[Path] | None = None,
     trust_dirs: list[Path] | None = None,
+    alpn: tuple[bytes, ...] = XMPP_ALPN,
 ) -> ServerTls:
-    """`server_tls` for explicit paths (tests and benchmarks use it directly)."""
+    """`server_tls` for explicit paths (tests and benchmarks use it directly).
+
+    `alpn` lists the protocols we select, in our order of preference, from what
+    the client offers; none in common: no protocol is selected and the handshake
+    goes on (RFC 7301 §3.2 allows a server to ignore the extension).
+    """
     trust_files = list(options.trust_files) if trust_files is None else trust_files
     trust_dirs = list(options.trust_dirs) if trust_dirs is None else trust_dirs
     if float(options.min_version) > float(options.max_version):
@@ -279,7 +294,7 @@ def build_server_tls(
         ctx.check_privatekey()
     except (SSL.Error, OSError) as exc:
         raise ConfigError(f"tls: cannot load {cert_path} / {key_path}: {exc}") from None
-    ctx.set_alpn_select_callback(_select_alpn)  # XEP-0368 direct TLS
+    ctx.set_alpn_select_callback(partial(_select_alpn, alpn))
     for path in trust_files:
         try:
             ctx.load_verify_locations(str(path))
@@ -305,5 +320,10 @@ def build_server_tls(
     )
 
 
-def _select_alpn(conn: SSL.Connection, offered: list[bytes]) -> bytes | _NoOverlap:
-    return b"xmpp-client" if b"xmpp-client" in offered else SSL.NO_OVERLAPPING_PROTOCOLS
+def _select_alpn(
+    ours: tuple[bytes, ...], conn: SSL.Connection, offered: list[bytes]
+) -> bytes | _NoOverlap:
+    for protocol in ours:
+        if protocol in offered:
+            return protocol
+    return SSL.NO_OVERLAPPING_PROTOCOLS
