@@ -1,0 +1,190 @@
+"""BOSH (XEP-0124, XEP-0206) at `/http-bind`: the HTTP edge.  It reads and parses
+request bodies, creates sessions, finds them by sid and answers with what the
+session (`bosh_session.py`) says; bodies are parsed and written by `bosh_body.py`.
+
+Every session is a transport for the one connection driver (`xmpp/c2s.py`), so
+negotiation, SASL, limits, brute-force protection and routing are TCP's.  The
+connection facts (client address through trusted proxies, TLS) are those of the
+session-creation request, for the whole session.
+
+HTTP statuses: 200 for every response the XEP defines, terminal ones included,
+except `item-not-found` (unknown sid, rid out of the window: 404) and
+`bad-request` (400), as XEP-0124 §17.2 gives for clients that read only the
+status; a body over `[http] max_request_size` gets 413.
+
+GET answers a short text page (200): a person who opens the URL, or a proxy's
+health check, learns that this is a BOSH endpoint, as with other servers; it
+says nothing that `/.well-known/host-meta` does not already publish.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from chatgate.http import bosh_body
+from chatgate.http.bosh_body import BadBody, RequestBody
+from chatgate.http.bosh_session import (
+    BoshSession,
+    BoshSessions,
+    LocalBoshSessions,
+    Response,
+    SessionParams,
+    new_sid,
+)
+from chatgate.http.options import BoshOptions
+from chatgate.vocabulary.errors import StreamErrorCondition
+from chatgate.vocabulary.facts import ConnectionFacts
+from chatgate.xmpp.c2s import C2SConnection
+from chatgate.xmpp.framing import StreamError
+
+if TYPE_CHECKING:
+    from chatgate.context import ServerContext
+    from chatgate.xmpp.negotiation import NegotiationSettings
+
+log = logging.getLogger(__name__)
+
+_GET_TEXT = (
+    "This is the BOSH endpoint (XEP-0124, XEP-0206) of an XMPP server.\n"
+    "XMPP clients POST <body/> elements here; there is nothing to see with a browser.\n"
+)
+
+
+class BoshEndpoint:
+    """The `/http-bind` routes of the HTTP listener."""
+
+    def __init__(
+        self,
+        ctx: ServerContext,
+        settings: NegotiationSettings,
+        options: BoshOptions,
+        facts_for: Callable[[web.Request], ConnectionFacts],
+        sessions: BoshSessions | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.options = options
+        self.facts_for = facts_for
+        self.sessions: BoshSessions = (
+            sessions if sessions is not None else LocalBoshSessions(options.max_sessions)
+        )
+
+    # ------------------------------------------------------------ routes
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """POST: one request body of a new or existing session."""
+        try:
+            data = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _reply((413, bosh_body.terminate("policy-violation")))
+        response, content_type = await self._body(request, data)
+        return _reply(response, content_type)
+
+    async def handle_get(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            text=_GET_TEXT, content_type="text/plain", headers={"Cache-Control": "no-store"}
+        )
+
+    def close_all(self) -> None:
+        """The listener stops: every session ends (`system-shutdown`, if its stream
+        was not ended already), held requests are answered, the store is emptied."""
+        for session in list(self.sessions):
+            conn = session.connection
+            if conn is not None and not conn.closed:
+                conn.close_stream(StreamErrorCondition.SYSTEM_SHUTDOWN, "the server is stopping")
+            session.end_stream(StreamError(StreamErrorCondition.SYSTEM_SHUTDOWN))
+            session.close()
+
+    # ------------------------------------------------------------ requests
+
+    async def _body(self, request: web.Request, data: bytes) -> tuple[Response, str]:
+        """The response to one body, and its Content-Type (the session's)."""
+        limits = self.ctx.config.limits
+        peeked = bosh_body.peek_sid(data)
+        session = self.sessions.get(peeked) if peeked else None
+        max_stanza = (
+            session.max_stanza_bytes if session is not None else limits.preauth_max_stanza_size
+        )
+        try:
+            body = bosh_body.parse(data, max_stanza_bytes=max_stanza, max_depth=limits.max_depth)
+            sid = body.sid
+            if sid is None:
+                return await self._create(request, body, len(data))
+            if sid != peeked:
+                raise BadBody("the sid attribute could not be read")
+            session = self.sessions.get(sid)
+            if session is None:
+                return (404, bosh_body.terminate("item-not-found")), bosh_body.CONTENT_TYPE
+            return await session.request(body, len(data)), session.params.content_type
+        except BadBody as exc:
+            return self._bad_body(session, exc), bosh_body.CONTENT_TYPE
+
+    def _bad_body(self, session: BoshSession | None, exc: BadBody) -> Response:
+        """A body we cannot process.  In a live session, a stanza over the size or
+        depth limit ends the stream as on TCP (policy-violation); any other fault
+        ends the session with bad-request (XEP-0124 §17.2)."""
+        log.info("BOSH: bad request: %s", exc)
+        if session is None:
+            return (400, bosh_body.terminate("bad-request"))
+        error = exc.error
+        if error is not None and error.condition is StreamErrorCondition.POLICY_VIOLATION:
+            session.protocol_error(error)
+            return (200, bosh_body.terminate("policy-violation"))
+        session.fail("bad-request", str(exc))
+        return (400, bosh_body.terminate("bad-request"))
+
+    async def _create(
+        self, request: web.Request, body: RequestBody, size: int
+    ) -> tuple[Response, str]:
+        """XEP-0124 §7.1, XEP-0206 §3: a new session, and its stream's header."""
+        options = self.options
+        wait = body.int_attr("wait")
+        hold = body.int_attr("hold")
+        params = SessionParams(
+            wait=max(1, min(wait if wait is not None else options.max_wait, options.max_wait)),
+            hold=min(hold if hold is not None else 1, options.max_hold),
+            ver=_version(body.attrs.get("ver")),
+            inactivity=options.inactivity,
+            polling=options.polling,
+            maxpause=options.max_pause,
+            content_type=bosh_body.content_type(body.attrs.get("content")),
+            ack="ack" in body.attrs,
+        )
+        facts = self.facts_for(request)
+        session = BoshSession(
+            self.ctx, new_sid(), body.rid, params, facts, on_close=self.sessions.remove
+        )
+        if not self.sessions.add(session):
+            log.warning(
+                "BOSH: refused a session from %s: %d sessions live",
+                facts.remote_address or "-",
+                len(self.sessions),
+            )
+            full = StreamError(StreamErrorCondition.RESOURCE_CONSTRAINT, "too many BOSH sessions")
+            refusal = bosh_body.terminate("remote-stream-error", full.element().encode())
+            return (200, refusal), params.content_type
+        session.connection = C2SConnection(self.ctx, session, self.settings)
+        return await session.request(body, size, opens=True), params.content_type
+
+
+def _version(requested: str | None) -> str:
+    """§7.2 `ver`: the highest version both sides speak."""
+    ours = bosh_body.VERSION
+    major, _, minor = (requested or "").partition(".")
+    if major.isdigit() and minor.isdigit():
+        theirs = (int(major), int(minor))
+        if theirs < ours:
+            return f"{theirs[0]}.{theirs[1]}"
+    return f"{ours[0]}.{ours[1]}"
+
+
+def _reply(response: Response, content_type: str = bosh_body.CONTENT_TYPE) -> web.Response:
+    status, data = response
+    return web.Response(
+        status=status,
+        body=data,
+        headers={"Content-Type": content_type, "Cache-Control": "no-store"},
+    )

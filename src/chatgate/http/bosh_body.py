@@ -1,0 +1,193 @@
+"""BOSH bodies (XEP-0124 §4, XEP-0206 §4): parsing a request's `<body/>` and writing
+the response bodies.  Pure functions: no I/O, no clock, no session state.
+
+A request body is parsed by a fresh `XmlStreamParser` (the stream parser's
+restricted-XML checks, stanza size and depth limits): the `<body/>` is the stream
+element, its children the stanzas.  Children in the httpbind namespace (a
+`<message/>` written without its own `xmlns`) are taken as `jabber:client`
+stanzas, as every other server does (COMPAT: XEP-0206 §5 asks clients to qualify
+them; many do not).
+
+Terminal conditions (XEP-0124 §17.2) that a stream error maps to directly are
+reported as themselves; every other stream error is `remote-stream-error` with the
+`<stream:error/>` inside (XEP-0206 §7).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import PeerProtocolError, StreamErrorCondition
+from chatgate.xml.element import LANG, Element
+from chatgate.xml.parser import Stanza, StreamClosed, StreamOpened, XmlStreamParser
+from chatgate.xml.serialize import escape_attr
+
+# TODO: move to vocabulary/ns.py (not this module's file to edit).
+HTTPBIND = "http://jabber.org/protocol/httpbind"
+XBOSH = "urn:xmpp:xbosh"
+
+#: The protocol version this connection manager speaks (XEP-0124 §7.1 `ver`).
+VERSION = (1, 11)
+
+XBOSH_VERSION = "{" + XBOSH + "}version"
+XBOSH_RESTART = "{" + XBOSH + "}restart"
+
+CONTENT_TYPE = "text/xml; charset=utf-8"
+#: a client's `content` we repeat (XEP-0124 §7.1): an XML type, UTF-8 or none said
+_CONTENT = re.compile(r"^(text|application)/([a-z0-9.+-]*\+)?xml(;\s*charset=utf-8)?$", re.I)
+
+#: Stream errors reported by their own XEP-0124 §17.2 condition.
+_MAPPED = frozenset(
+    {
+        StreamErrorCondition.HOST_GONE,
+        StreamErrorCondition.HOST_UNKNOWN,
+        StreamErrorCondition.IMPROPER_ADDRESSING,
+        StreamErrorCondition.INTERNAL_SERVER_ERROR,
+        StreamErrorCondition.POLICY_VIOLATION,
+        StreamErrorCondition.REMOTE_CONNECTION_FAILED,
+        StreamErrorCondition.SYSTEM_SHUTDOWN,
+        StreamErrorCondition.UNDEFINED_CONDITION,
+    }
+)
+
+_SID_ATTR = re.compile(rb"""\ssid\s*=\s*(?:'([^']*)'|"([^"]*)")""")
+
+
+class BadBody(Exception):
+    """The request is not a BOSH body we can process (XEP-0124 §17.2 `bad-request`),
+    or one of its stanzas broke a stream rule (`error`, when the parser said so)."""
+
+    def __init__(self, text: str, error: PeerProtocolError | None = None) -> None:
+        super().__init__(text)
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class RequestBody:
+    """One parsed request: the `<body/>` attributes and its stanzas, in order."""
+
+    attrs: dict[str, str]
+    stanzas: list[Element]
+
+    @property
+    def sid(self) -> str | None:
+        return self.attrs.get("sid")
+
+    @property
+    def rid(self) -> int:
+        return int(self.attrs["rid"])
+
+    @property
+    def terminate(self) -> bool:
+        return self.attrs.get("type") == "terminate"
+
+    @property
+    def restart(self) -> bool:
+        return self.attrs.get(XBOSH_RESTART) in ("true", "1")
+
+    def int_attr(self, name: str) -> int | None:
+        """A non-negative integer attribute, or None when absent; BadBody when not one."""
+        value = self.attrs.get(name)
+        if value is None:
+            return None
+        if not value.isdigit() or len(value) > 10:
+            raise BadBody(f"{name}={value!r} is not a non-negative integer")
+        return int(value)
+
+    def stream_opened(self, creation: RequestBody | None = None) -> StreamOpened:
+        """The stream header this body stands for (session creation, restart): what a
+        TCP client would have sent, so the negotiation core judges it the same way.
+        A restart body (XEP-0206 §5) need not repeat the creation body's `to`,
+        `xml:lang` and `xmpp:version`: those come from `creation`."""
+        attrs: dict[str, str] = {}
+        for key, name in (("to", "to"), ("from", "from"), (LANG, LANG), (XBOSH_VERSION, "version")):
+            value = self.attrs.get(key)
+            if value is None and creation is not None:
+                value = creation.attrs.get(key)
+            if value is not None:
+                attrs[name] = value
+        return StreamOpened("stream", ns.STREAMS, attrs, ns.CLIENT, {"stream": ns.STREAMS})
+
+
+def peek_sid(data: bytes) -> str | None:
+    """The `sid` a body seems to carry, read before parsing so that the parser gets the
+    session's stanza limit; the parsed value must agree (`parse` callers check)."""
+    end = data.find(b">")
+    match = _SID_ATTR.search(data, 0, end if end >= 0 else len(data))
+    if match is None:
+        return None
+    return (match.group(1) or match.group(2) or b"").decode("utf-8", "replace")
+
+
+def parse(data: bytes, *, max_stanza_bytes: int, max_depth: int) -> RequestBody:
+    """Parse one request body; raises BadBody (with the parser's error when a stream
+    rule was broken: over-size or over-deep stanza, restricted XML ...)."""
+    parser = XmlStreamParser(max_stanza_bytes=max_stanza_bytes, max_depth=max_depth)
+    try:
+        events = parser.feed(data)
+    except PeerProtocolError as exc:
+        raise BadBody(exc.text or exc.condition.value, exc) from None
+    if not events or type(events[0]) is not StreamOpened:
+        raise BadBody("no <body/>")
+    opened = events[0]
+    if opened.name != "body" or opened.ns != HTTPBIND:
+        raise BadBody(f"the root element must be <body xmlns='{HTTPBIND}'/>")
+    if type(events[-1]) is not StreamClosed:
+        raise BadBody("the <body/> is incomplete")
+    rid = opened.attrs.get("rid", "")
+    if not rid.isdigit() or len(rid) > 16:
+        raise BadBody("a body needs a numeric rid")
+    stanzas = [client_stanza(e.element) for e in events[1:-1] if type(e) is Stanza]
+    return RequestBody(opened.attrs, stanzas)
+
+
+def client_stanza(el: Element) -> Element:
+    """A child of `<body/>` as a `jabber:client` stanza: one that inherited the body's
+    namespace (or none) is moved to `jabber:client`, with its children of the same
+    namespace; anything with its own namespace keeps it."""
+    if el.ns in (HTTPBIND, ""):
+        _requalify(el, el.ns)
+    return el
+
+
+def _requalify(el: Element, old: str) -> None:
+    el.ns = ns.CLIENT
+    for child in el.children:
+        if type(child) is Element and child.ns == old:
+            _requalify(child, old)
+
+
+def content_type(requested: str | None) -> str:
+    """The response Content-Type: the client's `content` when it is an XML type in
+    UTF-8, else text/xml (XEP-0124 §7.1)."""
+    if requested and _CONTENT.match(requested.strip()):
+        return requested.strip()
+    return CONTENT_TYPE
+
+
+def condition_for(error: StreamErrorCondition | None) -> tuple[str, bool]:
+    """The terminal condition a stream error gives, and whether the `<stream:error/>`
+    goes inside the body (`remote-stream-error`)."""
+    if error is None:
+        return "", False
+    if error in _MAPPED:
+        return error.value, False
+    return "remote-stream-error", True
+
+
+def body(children: bytes = b"", attrs: str = "") -> bytes:
+    """A response `<body/>` with these serialized attributes (leading space each)."""
+    head = f"<body xmlns='{HTTPBIND}'{attrs}".encode()
+    if not children:
+        return head + b"/>"
+    return head + b">" + children + b"</body>"
+
+
+def terminate(condition: str = "", children: bytes = b"", attrs: str = "") -> bytes:
+    """A `type='terminate'` body (XEP-0124 §13, §17.2); `condition` empty for a clean end."""
+    cond = f" condition='{escape_attr(condition)}'" if condition else ""
+    declared = "xmlns:stream=" in attrs
+    decl = f" xmlns:stream='{ns.STREAMS}'" if b"<stream:" in children and not declared else ""
+    return body(children, f" type='terminate'{cond}{decl}{attrs}")
