@@ -89,7 +89,7 @@ class HttpConnection(asyncio.Protocol):
         status = head[9:12]
         if status != b"200":
             line = head[: head.find(b"\r\n")]
-            raise HttpError(f"HTTP {line.decode(errors='replace')}")
+            raise HttpError(f"the server answered {line.decode(errors='replace')}")
         lower = head.lower()
         if b"transfer-encoding: chunked" in lower:
             raise HttpError("chunked HTTP responses are not supported by the generator")
