@@ -57,6 +57,9 @@ class RunningServer:
     log: Path
     #: extra environment for the server and for `cli()` (e.g. PYTHONPATH for plugins)
     env: Mapping[str, str] | None = None
+    #: the HTTP listener's plain and HTTPS ports (0: none)
+    http_port: int = 0
+    https_port: int = 0
 
     def __post_init__(self) -> None:
         _STARTED.append(self)

@@ -7,7 +7,8 @@ was loaded from (so it works over HTTP, HTTPS and behind a proxy alike).
 Nothing is loaded from another host: converse's footer, which would fetch
 sponsor logos, is replaced by an empty element before converse starts, and its
 provider lists are switched off.  The page's Content-Security-Policy allows
-only this origin (styles inline: converse injects `<style>` elements).
+only this origin (styles inline: converse injects `<style>` elements; WebAssembly
+compilation, not `eval`, for its OMEMO library).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ _INDEX = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="{prefix}dist/converse.min.css">
 <script type="module" src="{prefix}boot.js"></script>
 <script type="module" src="{prefix}dist/converse.min.js"></script>
@@ -67,6 +69,7 @@ const options = {{
   discover_connection_methods: false,
   show_connection_url_input: false,
   allow_registration: cfg.registration,
+  allow_non_roster_messaging: true,
   registration_domain: cfg.domain,
   xmpp_providers_url: "",
   use_system_emojis: true,
@@ -110,7 +113,7 @@ def add_chat_routes(
         host = request.host
         return {
             "Content-Security-Policy": (
-                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
                 "img-src 'self' data: blob:; font-src 'self'; media-src 'self'; "
                 f"connect-src 'self' ws://{host} wss://{host}; worker-src 'self' blob:; "
                 "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"

@@ -24,6 +24,7 @@ from aiohttp import web
 from chatgate.http import hostmeta, websocket
 from chatgate.http.client_address import ClientAddresses
 from chatgate.http.options import HttpOptions
+from chatgate.http.tls import TLS_DETAILS, TlsSite
 from chatgate.vocabulary.facts import ConnectionFacts
 
 if TYPE_CHECKING:
@@ -41,9 +42,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-
-#: the request key under which a handler finds the connection facts of its request
-TLS_DETAILS_KEY = "chatgate.tls"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -83,7 +81,7 @@ class HttpListener:
             peer[0] if isinstance(peer, tuple) else None,
             request.headers.get("X-Forwarded-For"),
         )
-        details = transport.get_extra_info(TLS_DETAILS_KEY) if transport is not None else None
+        details = transport.get_extra_info(TLS_DETAILS) if transport is not None else None
         if details is None:
             return ConnectionFacts(domain=self.ctx.domain, remote_address=address)
         return ConnectionFacts(
@@ -185,8 +183,6 @@ class HttpListener:
             await site.start()
             self._record("http", site)
         if options.tls_port is not False and self.tls is not None:
-            from chatgate.http.tls import TlsSite
-
             tls_site = TlsSite(runner, options.host, options.tls_port, self.tls)
             await tls_site.start()
             self.bound.append(("https", options.host, tls_site.port))

@@ -539,12 +539,17 @@ class C2SConnection:
             # pairs for it would only push real owners' pairs out of the cache.
             self.ctx.auth_succeeded(facts, action.username, self.domain, reserved=self._reserved)
         self._reserved = False
+        name = self.transport.name
+        if name in ("tcp", "tls"):
+            where = facts.tls_version or "plain TCP"
+        else:  # a web transport: "websocket (TLSv1.3)", "bosh (no TLS)"
+            where = f"{name} ({facts.tls_version or 'no TLS'})"
         log.info(
             "%s@%s authenticated with %s over %s from %s",
             action.username,
             self.domain,
             action.mechanism,
-            facts.tls_version or "plain TCP",
+            where,
             facts.remote_address or "-",
         )
 
