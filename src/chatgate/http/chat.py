@@ -113,8 +113,9 @@ def add_chat_routes(
         host = request.host
         return {
             "Content-Security-Policy": (
-                "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
-                "img-src 'self' data: blob:; font-src 'self'; media-src 'self'; "
+                "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
+                "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+                "font-src 'self'; media-src 'self'; "
                 f"connect-src 'self' ws://{host} wss://{host}; worker-src 'self' blob:; "
                 "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
             ),
