@@ -105,6 +105,7 @@ class LruCache(Generic[K, V]):
         "_weigh",
         "evictions",
         "inserts",
+        "mapping",
         "max_bytes",
         "max_entries",
         "max_entry_bytes",
@@ -130,6 +131,10 @@ class LruCache(Generic[K, V]):
         if entry_overhead < 0:
             raise ValueError("entry_overhead must not be negative")
         self._data: OrderedDict[K, V] = OrderedDict()
+        #: The live map, for look-ups on a hot path (no recency refresh; never write).
+        #: A plain attribute, not a property: a parser reads it each time it is made.
+        #: `_data` is never replaced (`clear` empties it), so this stays the live map.
+        self.mapping: Mapping[K, V] = self._data
         self._weigh = weigh
         self._overhead = entry_overhead
         self._on_evict = on_evict
@@ -142,11 +147,6 @@ class LruCache(Generic[K, V]):
         self.evictions = 0
 
     # ------------------------------------------------------------ reading
-
-    @property
-    def mapping(self) -> Mapping[K, V]:
-        """The live map, for look-ups on a hot path (no recency refresh; never write)."""
-        return self._data
 
     def get(self, key: K, default: V | None = None) -> V | None:
         """The value, now the most recently used; `default` when absent."""

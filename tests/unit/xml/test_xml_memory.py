@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
+from chatgate.vocabulary.errors import PeerProtocolError
 from chatgate.vocabulary.errors import StreamErrorCondition as Cond
 from chatgate.xml import names
 from chatgate.xml.framed import FramedParser
@@ -80,6 +81,32 @@ def test_element_name_limit(transcript: Transcript) -> None:
     over = "\u00e9" * (MAX_NAME_BYTES // 2 + 1)  # 2 bytes each
     out = transcript(HEADER + f"<message><{over}/></message>".encode())
     assert out.condition is Cond.POLICY_VIOLATION
+
+
+@pytest.mark.parametrize(
+    ("ns", "local", "ok"),
+    [
+        # At the character counts where the short-name shortcut ends, in the widest
+        # UTF-8 (4 bytes a character): exactly at the byte limits, then one over.
+        ("\U0001f600" * (MAX_NAMESPACE_BYTES // 4), "x", True),
+        ("\U0001f600" * (MAX_NAMESPACE_BYTES // 4 + 1), "x", False),
+        ("urn:x", "\U0001f600" * (MAX_NAME_BYTES // 4), True),
+        ("urn:x", "\U0001f600" * (MAX_NAME_BYTES // 4 + 1), False),
+        # Past the shortcut's character counts, but within the byte limits (ASCII).
+        ("u" * MAX_NAMESPACE_BYTES, "n" * MAX_NAME_BYTES, True),
+        ("u" * (MAX_NAMESPACE_BYTES + 1), "n", False),
+        ("urn:x", "n" * (MAX_NAME_BYTES + 1), False),
+    ],
+)
+def test_check_name_counts_utf8_bytes_on_both_sides_of_the_shortcut(
+    ns: str, local: str, ok: bool
+) -> None:
+    if ok:
+        names.check_name(ns, local, "element")
+    else:
+        with pytest.raises(PeerProtocolError) as err:
+            names.check_name(ns, local, "element")
+        assert err.value.condition is Cond.POLICY_VIOLATION
 
 
 def test_stanza_name_limit(transcript: Transcript) -> None:
