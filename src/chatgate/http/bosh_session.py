@@ -247,7 +247,7 @@ class BoshSession:
         if rid in self._waiting:
             return await self._replace(self._waiting, rid, body, size)
         try:
-            self._check_new(rid, body)
+            self._check_new(rid, body, opens)
         except _Violation as exc:
             self._policy_violation(str(exc))
             return self._terminal_response()
@@ -282,7 +282,7 @@ class BoshSession:
         old.answer((200, bosh_body.body()))
         return await new.future
 
-    def _check_new(self, rid: int, body: RequestBody) -> None:
+    def _check_new(self, rid: int, body: RequestBody, opens: bool) -> None:
         """§11-§12: raises _Violation for too many requests, polling too often or a
         pause over maxpause; BadBody for a malformed attribute."""
         params = self.params
@@ -293,7 +293,13 @@ class BoshSession:
         if pause is not None and pause > params.maxpause:
             raise _Violation(f"pause {pause} is over maxpause {params.maxpause}")
         now = asyncio.get_running_loop().time()
-        empty = not body.stanzas and not body.terminate and not body.restart and pause is None
+        empty = (
+            not opens
+            and not body.stanzas
+            and not body.terminate
+            and not body.restart
+            and pause is None
+        )
         if (
             empty
             and params.polling
@@ -301,7 +307,10 @@ class BoshSession:
             and now - self._last_arrival < params.polling
         ):
             raise _Violation(f"empty requests more often than every {params.polling} s")
-        self._last_arrival = now
+        if empty:
+            # Only empty requests count as polls: one right after a request that
+            # carried data (or after the session-creation request) is fair.
+            self._last_arrival = now
         ack = body.int_attr("ack")
         if ack is not None:
             # §9.1: the client has these responses; their copies are not needed.
