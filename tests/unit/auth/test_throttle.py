@@ -466,6 +466,21 @@ def test_long_usernames_are_stored_as_short_keys() -> None:
     assert all(len(key) <= 64 for key in throttle._accounts)
 
 
+def test_remembered_addresses_are_bounded_and_long_ones_not_kept() -> None:
+    # Each address's place (its counter key, or exempt) is remembered for the calls of
+    # a login; an address rotation must not grow that memory, and an address too long
+    # to be a transport's is located every time instead of being kept.
+    throttle = AuthThrottle()
+    for i in range(20_000):
+        throttle.check(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "alice", 0.0)
+    assert len(throttle._places) <= 4096
+    weird = "x" * 10_000  # not an address: counted under its first 64 characters
+    fail_n(throttle, 5, weird, "bob", 0.0)
+    assert throttle.failed(weird, "bob", 0.0, reserved=False).address_failures == 6
+    assert weird not in throttle._places
+    assert throttle.failed("x" * 64, "bob", 0.0, reserved=False).address_failures == 7
+
+
 def test_prune_forgets_expired_entries() -> None:
     throttle = AuthThrottle()
     for i in range(100):

@@ -78,7 +78,9 @@ that address who never logged in from it before (trusted pairs are not affected)
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+from typing import Final
 
 from chatgate.auth.throttle.base import (
     ALLOW,
@@ -100,7 +102,7 @@ from chatgate.auth.throttle.tables import (
     locate,
     prune,
 )
-from chatgate.lru import LruCache
+from chatgate.lru import ENTRY_OVERHEAD, LruCache
 
 __all__ = ["AuthThrottle"]
 
@@ -153,6 +155,22 @@ _ACCOUNT_BYTES = 64
 _PAIR_BYTES = 48
 _TRUST_BYTES = 40
 
+#: Addresses whose place (`_counted`) is remembered, and the most one entry may weigh:
+#: an address a transport reports is at most 45 characters (IPv6 with an IPv4 tail),
+#: so a longer one is not remembered, only located each time.
+_PLACES = 4096
+_PLACE_BYTES = 512
+#: `_places`' answer for an address not seen yet: a `Where` no address locates to.
+_UNSEEN: Final = Where("", None)
+_getsizeof = sys.getsizeof
+
+
+def _weigh_place(address: str | None, _place: object) -> int:
+    # The key, plus a `Where` with its address string and ip object (the values are
+    # shared with `locate`'s cache, so this overstates what a place keeps alive).
+    return _getsizeof(address) + 200
+
+
 #: Seconds by which a slot may be reused early: a timer may fire a hair before the
 #: hold it waited for ends, and a client answering at once must find its slot free.
 _EPSILON = 1e-3
@@ -190,6 +208,17 @@ class AuthThrottle:
         self._pairs: LruCache[tuple[str, str], _PairState] = expiring_table(limit, _PAIR_BYTES)
         self._trusted: LruCache[tuple[str, str], _Trust] = expiring_table(limit, _TRUST_BYTES)
         self._stats = AuthThrottleStats()
+        #: address -> where its attempts are counted (None: protection is off or the
+        #: address is exempt).  The options are fixed, so an address's place never
+        #: changes; remembering it spares every call the address parsing and the
+        #: exemption checks (three calls per login).
+        self._places: LruCache[str | None, Where | None] = LruCache(
+            _PLACES,
+            _PLACES * (ENTRY_OVERHEAD + _PLACE_BYTES),
+            _weigh_place,
+            max_entry_bytes=_PLACE_BYTES,
+        )
+        self._place = self._places.mapping.get
         # Failures are kept as long as either counter may need them.
         self._pair_ttl = max(self.options.address.window, self.options.account.window)
 
@@ -224,17 +253,29 @@ class AuthThrottle:
 
     def _counted(self, address: str | None) -> Where | None:
         """Where attempts from `address` are counted; None when protection is off or
-        the address is exempt (then nothing is checked or counted for it)."""
+        the address is exempt (then nothing is checked or counted for it).  The hot
+        calls (`check`, `succeeded`, `parked`) inline the look-up of `_places`."""
+        place = self._place(address, _UNSEEN)
+        if place is _UNSEEN:
+            place = self._locate(address)
+        return place
+
+    def _locate(self, address: str | None) -> Where | None:
         opts = self.options
-        if not opts.enabled:
-            return None
-        where = locate(address, opts.ipv6_prefix)
-        return None if is_exempt(opts, where) else where
+        where: Where | None = None
+        if opts.enabled:
+            where = locate(address, opts.ipv6_prefix)
+            if is_exempt(opts, where):
+                where = None
+        self._places.put(address, where)
+        return where
 
     def check(self, address: str | None, account: str | None, now: float) -> Verdict:
         """May an attempt from `address` claiming `account` be evaluated now?  Takes a
         slot when it may; `Refuse` (BUSY, BUSY_ACCOUNT) when none is free."""
-        where = self._counted(address)
+        where = self._place(address, _UNSEEN)  # `_counted`, inlined (once per login)
+        if where is _UNSEEN:
+            where = self._locate(address)
         if where is None:
             return ALLOW
         limits = self.options.address
@@ -340,10 +381,12 @@ class AuthThrottle:
 
         Failures against other accounts stay: a valid account of one's own must not
         reset the counter that guards everyone else's."""
-        opts = self.options
-        where = self._counted(address)
+        where = self._place(address, _UNSEEN)  # `_counted`, inlined (once per login)
+        if where is _UNSEEN:
+            where = self._locate(address)
         if where is None:
             return
+        opts = self.options
         ukey = account_key(account)
         pair = self._pairs.pop((ukey, where.key))
         forgiven = pair.failures if pair is not None and pair.expires > now else 0
@@ -422,8 +465,12 @@ class AuthThrottle:
     # ------------------------------------------------------------ internals
 
     def _slot_of(self, address: str | None, account: str | None, now: float) -> _Slot | None:
-        where = self._counted(address)
-        state = None if where is None else self._live_address(where.key, now)
+        where = self._place(address, _UNSEEN)  # `_counted`, inlined (`parked`, per login)
+        if where is _UNSEEN:
+            where = self._locate(address)
+        if where is None:
+            return None
+        state = self._live_address(where.key, now)
         if state is None:
             return None
         return _take(state.slots, None if account is None else account_key(account))
@@ -436,9 +483,11 @@ class AuthThrottle:
         state = live(self._addresses, key, now)
         if state is None:
             return None
-        slots = state.slots
-        if slots and min(slot.until for slot in slots) <= now + _EPSILON:
-            self._free_slots(state, now)
+        edge = now + _EPSILON
+        for slot in state.slots:  # a short list; a loop is cheaper than min() of a genexpr
+            if slot.until <= edge:
+                self._free_slots(state, now)
+                break
         window = self.options.address.window
         if state.failures and now - state.last_failure >= window:
             state.failures = 0
