@@ -3,10 +3,11 @@
 # legacy-client tests, slapd and ldap-utils for the LDAP provider (the tests run their own
 # slapd from a temporary folder on loopback), chromium for the browser tests (Playwright drives
 # /usr/bin/chromium; it never downloads a browser of its own) and fonts-dejavu-core so its
-# screenshots have legible text. Nothing is installed when every package is
+# screenshots have legible text, nginx for the reverse-proxy test of docs/web.md (run from a
+# temporary folder, never as the system service). Nothing is installed when every package is
 # already present, and no package's system service is started by the install.
 set -euo pipefail
-packages=(openssl libnet-jabber-perl slapd ldap-utils sqlite3 chromium fonts-dejavu-core)
+packages=(openssl libnet-jabber-perl slapd ldap-utils sqlite3 chromium fonts-dejavu-core nginx)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

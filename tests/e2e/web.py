@@ -7,7 +7,6 @@ WebSocket client, scramp for SCRAM, regular expressions for what it reads.
 from __future__ import annotations
 
 import base64
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +17,6 @@ import scramp
 
 from tests.e2e.conftest import RunningServer, free_ports, serve
 
-_NO_BOSH_YET = "[http.bosh]\nenabled = false\n" if os.environ.get("NO_BOSH") else ""
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 OPEN = f"<open xmlns='{FRAMING}' to='localhost' version='1.0'/>"
 CLOSE = f"<close xmlns='{FRAMING}'/>"
@@ -58,7 +56,7 @@ tls = "starttls"
 port = {web}
 tls_port = {secure if https else "false"}
 {http}
-{_NO_BOSH_YET}"""
+"""
     )
     server = serve(config, data_dir, (c2s, 0, 0), listeners=1, env=env)
     server.http_port = web
@@ -158,3 +156,114 @@ def _payload(element: str) -> str:
     found = re.search(r">([^<]*)<", element)
     assert found is not None, element
     return base64.b64decode(found.group(1)).decode()
+
+
+HTTPBIND = "http://jabber.org/protocol/httpbind"
+XBOSH = "urn:xmpp:xbosh"
+
+
+class BoshClient:
+    """One BOSH session (XEP-0124/0206), one request at a time: each request is
+    answered when the server has something to say or `wait` runs out."""
+
+    def __init__(self, url: str, *, wait: int = 5, **kwargs: object) -> None:
+        self.url = url
+        self.wait = wait
+        self.kwargs = kwargs
+        self.rid = 4_000_000
+        self.sid: str | None = None
+        self.http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> BoshClient:
+        self.http = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.http is not None:
+            await self.http.close()
+
+    async def request(self, children: str = "", **attrs: str) -> str:
+        """POST one `<body/>` (the next rid, the session's sid); the response body."""
+        assert self.http is not None
+        self.rid += 1
+        attrs = {"rid": str(self.rid), **attrs}
+        if self.sid is not None:
+            attrs.setdefault("sid", self.sid)
+        text = " ".join(f"{k.replace('__', ':')}='{v}'" for k, v in attrs.items())
+        body = f"<body {text} xmlns='{HTTPBIND}' xmlns:xmpp='{XBOSH}'>{children}</body>"
+        async with self.http.post(
+            self.url,
+            data=body,
+            headers={"Content-Type": "text/xml; charset=utf-8"},
+            **self.kwargs,  # type: ignore[arg-type]
+        ) as response:
+            answer = await response.text()
+            assert response.status == 200, (response.status, answer)
+            return answer
+
+    async def recv_until(self, pattern: str, limit: int = 10) -> str:
+        """Empty requests until a response matches `pattern`."""
+        for _ in range(limit):
+            answer = await self.request()
+            if re.search(pattern, answer):
+                return answer
+        raise AssertionError(f"no response matched {pattern!r}")
+
+    async def open(self) -> str:
+        """Session creation; returns the creation response (with the features)."""
+        answer = await self.request(
+            to="localhost",
+            wait=str(self.wait),
+            hold="1",
+            ver="1.6",
+            xmpp__version="1.0",
+            content="text/xml; charset=utf-8",
+        )
+        found = re.search(r"sid=['\"]([^'\"]+)['\"]", answer)
+        assert found is not None, answer
+        self.sid = found.group(1)
+        if "<stream:features" not in answer:
+            answer = await self.recv_until("<stream:features")
+        return answer
+
+    async def login(self, user: str, password: str, mechanism: str = "SCRAM-SHA-1") -> None:
+        features = await self.open()
+        assert f"<mechanism>{mechanism}</mechanism>" in features, features
+        client = scramp.ScramClient([mechanism], user, password)
+        first = base64.b64encode(client.get_client_first().encode()).decode()
+        challenge = await self.request(
+            f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mechanism}'>{first}</auth>"
+        )
+        if "<challenge" not in challenge:
+            challenge = await self.recv_until("<challenge")
+        client.set_server_first(_payload(_element(challenge, "challenge")))
+        final = base64.b64encode(client.get_client_final().encode()).decode()
+        success = await self.request(
+            f"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{final}</response>"
+        )
+        if "<success" not in success:
+            success = await self.recv_until("<success")
+        client.set_server_final(_payload(_element(success, "success")))
+
+    async def bind(self, resource: str) -> str:
+        features = await self.request(to="localhost", xmpp__restart="true")
+        if "xmpp-bind" not in features:
+            features = await self.recv_until("xmpp-bind")
+        result = await self.request(
+            "<iq xmlns='jabber:client' type='set' id='bind1'>"
+            "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+            f"<resource>{resource}</resource></bind></iq>"
+        )
+        if "<jid>" not in result:
+            result = await self.recv_until("<jid>")
+        found = re.search(r"<jid>([^<]+)</jid>", result)
+        assert found is not None, result
+        return found.group(1)
+
+
+def _element(body: str, name: str) -> str:
+    found = re.search(rf"<{name}\b[^>]*>[^<]*</{name}>|<{name}\b[^>]*/>", body)
+    assert found is not None, body
+    return found.group(0)
