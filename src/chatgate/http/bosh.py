@@ -27,14 +27,8 @@ from aiohttp import web
 
 from chatgate.http import bosh_body
 from chatgate.http.bosh_body import BadBody, RequestBody
-from chatgate.http.bosh_session import (
-    BoshSession,
-    BoshSessions,
-    LocalBoshSessions,
-    Response,
-    SessionParams,
-    new_sid,
-)
+from chatgate.http.bosh_session import BoshSession, Response, SessionParams, new_sid
+from chatgate.http.bosh_store import BoshSessions, LocalBoshSessions
 from chatgate.http.options import BoshOptions
 from chatgate.vocabulary.errors import StreamErrorCondition
 from chatgate.vocabulary.facts import ConnectionFacts

@@ -42,9 +42,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from chatgate.http import bosh_body
 from chatgate.http.bosh_body import RequestBody
@@ -593,52 +593,3 @@ class _Violation(Exception):
 
 def _item_not_found() -> Response:
     return (404, bosh_body.terminate("item-not-found"))
-
-
-class BoshSessions(Protocol):
-    """Where live sessions are found by sid.
-
-    Today one process holds its sessions in memory (`LocalBoshSessions`).  When
-    chatgate runs as several processes behind one address, a shared implementation
-    (Redis, say) keeps which process owns each sid, and requests are routed there
-    (a load balancer keyed on the sid, or forwarding): the session object, with its
-    held HTTP requests and timers, always lives in the process that created it."""
-
-    def get(self, sid: str) -> BoshSession | None: ...
-
-    def add(self, session: BoshSession) -> bool:
-        """Keep a new session; False when the store is full (`max_sessions`)."""
-        ...
-
-    def remove(self, session: BoshSession) -> None: ...
-
-    def __len__(self) -> int: ...
-
-    def __iter__(self) -> Iterator[BoshSession]: ...
-
-
-class LocalBoshSessions:
-    """`BoshSessions` in this process's memory, bounded by `max_sessions`."""
-
-    def __init__(self, max_sessions: int) -> None:
-        self.max_sessions = max_sessions
-        self._by_sid: dict[str, BoshSession] = {}
-
-    def get(self, sid: str) -> BoshSession | None:
-        return self._by_sid.get(sid)
-
-    def add(self, session: BoshSession) -> bool:
-        if len(self._by_sid) >= self.max_sessions:
-            return False
-        self._by_sid[session.sid] = session
-        return True
-
-    def remove(self, session: BoshSession) -> None:
-        if self._by_sid.get(session.sid) is session:
-            del self._by_sid[session.sid]
-
-    def __len__(self) -> int:
-        return len(self._by_sid)
-
-    def __iter__(self) -> Iterator[BoshSession]:
-        return iter(list(self._by_sid.values()))

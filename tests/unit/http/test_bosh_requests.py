@@ -177,3 +177,17 @@ async def test_get_says_what_the_endpoint_is(bosh_server: BoshServer) -> None:
         text = await response.text()
     assert response.status == 200
     assert "BOSH" in text
+
+
+async def test_ack_is_reported_when_asked_for(bosh_server: BoshServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        client = BoshClient(http, bosh_server.url, first_rid=500)
+        created = await client.create(hold=1, ack="1")
+        assert created.body.get("ack") == "500"
+        held = asyncio.ensure_future(client.send(rid=501))
+        await asyncio.sleep(0.1)
+        newer = asyncio.ensure_future(client.send(rid=502))
+        answered = await asyncio.wait_for(held, 1)
+        await newer
+    # 501 was answered after 502 arrived: the ack says 502 was received
+    assert answered.body.get("ack") == "502"

@@ -1,0 +1,72 @@
+"""The pure parts of BOSH bodies: parsing and terminal conditions (XEP-0124 §17.2,
+XEP-0206 §7)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatgate.http import bosh_body
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import StreamErrorCondition as C
+
+HEAD = "<body xmlns='http://jabber.org/protocol/httpbind' rid='7' sid='abc'>"
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        (C.HOST_UNKNOWN, ("host-unknown", False)),
+        (C.SYSTEM_SHUTDOWN, ("system-shutdown", False)),
+        (C.POLICY_VIOLATION, ("policy-violation", False)),
+        (C.NOT_AUTHORIZED, ("remote-stream-error", True)),
+        (C.CONFLICT, ("remote-stream-error", True)),
+        (C.CONNECTION_TIMEOUT, ("remote-stream-error", True)),
+    ],
+)
+def test_stream_errors_map_to_terminal_conditions(condition: C, expected: tuple[str, bool]) -> None:
+    assert bosh_body.condition_for(condition) == expected
+
+
+def test_unqualified_children_become_jabber_client_with_their_descendants() -> None:
+    body = bosh_body.parse(
+        (
+            HEAD + "<message to='a@b'><body>hi</body><x xmlns='urn:x'><y/></x></message></body>"
+        ).encode(),
+        max_stanza_bytes=4096,
+        max_depth=16,
+    )
+    (message,) = body.stanzas
+    assert message.ns == ns.CLIENT
+    assert [c.ns for c in message.children if not isinstance(c, str)] == [ns.CLIENT, "urn:x"]
+    assert (body.sid, body.rid) == ("abc", 7)
+
+
+def test_peek_sid_reads_the_root_only() -> None:
+    data = b"<body xmlns='http://jabber.org/protocol/httpbind' rid='1' sid=\"s1\"><message sid='s2'/></body>"
+    assert bosh_body.peek_sid(data) == "s1"
+    assert bosh_body.peek_sid(b"<body rid='1'><x sid='s2'/></body>") is None
+
+
+def test_restart_body_takes_missing_header_attributes_from_creation() -> None:
+    creation = bosh_body.parse(
+        b"<body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'"
+        b" rid='1' to='localhost' xmpp:version='1.0'/>",
+        max_stanza_bytes=4096,
+        max_depth=16,
+    )
+    restart = bosh_body.parse(
+        b"<body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'"
+        b" rid='3' sid='x' xmpp:restart='true'/>",
+        max_stanza_bytes=4096,
+        max_depth=16,
+    )
+    assert restart.restart
+    opened = restart.stream_opened(creation)
+    assert opened.attrs == {"to": "localhost", "version": "1.0"}
+    assert (opened.name, opened.ns, opened.default_ns) == ("stream", ns.STREAMS, ns.CLIENT)
+
+
+def test_terminate_declares_the_stream_prefix_for_a_stream_error() -> None:
+    data = bosh_body.terminate("remote-stream-error", b"<stream:error><conflict/></stream:error>")
+    assert b"xmlns:stream='http://etherx.jabber.org/streams'" in data
+    assert b"type='terminate'" in data and b"condition='remote-stream-error'" in data
