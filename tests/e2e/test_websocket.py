@@ -4,6 +4,7 @@ client, and every framing rule a client can break, each with the RFC's answer.""
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import RunningServer, logged_in
-from tests.e2e.web import CLOSE, FRAMING, OPEN, WsClient, start_web_server
+from tests.e2e.web import CLOSE, FRAMING, OPEN, BoshClient, WsClient, start_web_server
 
 pytestmark = pytest.mark.e2e
 
@@ -183,3 +184,26 @@ async def test_a_peer_that_does_not_answer_pings_is_closed(tmp_path: Path) -> No
             assert aiohttp.WSMsgType.PING in kinds
     finally:
         assert srv.stop() == 0
+
+
+async def test_shutdown_ends_web_sessions_with_system_shutdown(tmp_path: Path) -> None:
+    srv = start_web_server(tmp_path)
+    srv.add_user("alice", PASSWORD)
+    async with (
+        WsClient(url(srv)) as ws,
+        BoshClient(f"http://127.0.0.1:{srv.http_port}/http-bind") as bosh,
+    ):
+        await ws.login("alice", PASSWORD)
+        await ws.bind("ws")
+        await bosh.login("alice", PASSWORD)
+        await bosh.bind("bosh")
+        held = asyncio.ensure_future(bosh.request())  # a request the server holds
+        await asyncio.sleep(0.3)
+        srv.process.send_signal(signal.SIGTERM)
+        error = await ws.recv_until("stream:error")
+        assert "<system-shutdown " in error
+        assert await ws.recv() == f"<close xmlns='{FRAMING}'/>"
+        terminated = await asyncio.wait_for(held, 10)
+        assert "type='terminate'" in terminated or 'type="terminate"' in terminated, terminated
+        assert "system-shutdown" in terminated, terminated
+    assert srv.process.wait(20) == 0
