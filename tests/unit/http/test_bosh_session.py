@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from .bosh_client import BIND, SASL, STREAMS, XBOSH, BoshClient, BoshServer, q
+from .bosh_client import SASL, STREAMS, XBOSH, BoshClient, BoshServer, q
 
 
 async def test_creation_response_carries_session_attributes_and_features(
@@ -83,4 +83,3 @@ async def test_restart_before_bind_offers_bind(bosh_server: BoshServer) -> None:
         assert client.creation is not None
     # the features after the restart named bind (asserted in login); the session is live
     assert bosh_server.bosh_sessions == 1
-    assert BIND
