@@ -24,9 +24,8 @@ from chatgate.xml.element import LANG, Element
 from chatgate.xml.parser import Stanza, StreamClosed, StreamOpened, XmlStreamParser
 from chatgate.xml.serialize import escape_attr
 
-# TODO: move to vocabulary/ns.py (not this module's file to edit).
-HTTPBIND = "http://jabber.org/protocol/httpbind"
-XBOSH = "urn:xmpp:xbosh"
+HTTPBIND = ns.HTTPBIND
+XBOSH = ns.XBOSH
 
 #: The protocol version this connection manager speaks (XEP-0124 §7.1 `ver`).
 VERSION = (1, 11)

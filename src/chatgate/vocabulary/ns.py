@@ -4,6 +4,8 @@ STREAMS = "http://etherx.jabber.org/streams"
 CLIENT = "jabber:client"
 SERVER = "jabber:server"
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
+HTTPBIND = "http://jabber.org/protocol/httpbind"
+XBOSH = "urn:xmpp:xbosh"
 XML = "http://www.w3.org/XML/1998/namespace"
 
 STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
