@@ -46,6 +46,7 @@ __all__ = [
     "NAMES",
     "SEP",
     "SHORT_NAME",
+    "SHORT_NAMESPACE",
     "check_attrs",
     "check_name",
     "split_name",
@@ -86,16 +87,17 @@ def _over(text: str, limit: int) -> bool:
     return len(text.encode("utf-8", "surrogatepass")) > limit
 
 
-#: Namespaces and names up to this many characters cannot exceed their byte limits
-#: (UTF-8 takes at most 4 bytes a character): `check_name` answers them without
-#: encoding or calling anything.  Every registered XMPP name is this short.
-_SHORT_NAMESPACE: Final = MAX_NAMESPACE_BYTES // 4
+#: Namespaces up to this many characters (and names up to `SHORT_NAME`) cannot exceed
+#: their byte limits (UTF-8 takes at most 4 bytes a character): `check_name` answers
+#: them without encoding or calling anything, and a hot caller may test the lengths
+#: itself before calling it.  Every registered XMPP name is this short.
+SHORT_NAMESPACE: Final = MAX_NAMESPACE_BYTES // 4
 
 
 def check_name(ns: str, local: str, what: str) -> None:
     """Refuse (POLICY_VIOLATION) a namespace or name over its limit; `what` names it
     in the error text ("element", "attribute", "declared")."""
-    if len(ns) <= _SHORT_NAMESPACE and len(local) <= SHORT_NAME:
+    if len(ns) <= SHORT_NAMESPACE and len(local) <= SHORT_NAME:
         return  # the common case, on every stream header and new name: no call
     if _over(ns, MAX_NAMESPACE_BYTES):
         raise PeerProtocolError(

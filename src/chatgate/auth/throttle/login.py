@@ -435,9 +435,16 @@ class AuthThrottle:
     def parked(self, address: str | None, account: str | None, now: float) -> None:
         """The attempt waits for the client (SCRAM sent its challenge): its slot stays
         taken, but `client_left` frees it uncounted."""
-        slot = self._slot_of(address, account, now)
-        if slot is not None:
-            slot.parked = True
+        where = self._place(address, _UNSEEN)  # `_counted`, inlined (once per login)
+        if where is _UNSEEN:
+            where = self._locate(address)
+        if where is None:
+            return
+        state = self._live_address(where.key, now)
+        if state is not None:
+            slot = _take(state.slots, None if account is None else account_key(account))
+            if slot is not None:
+                slot.parked = True
 
     def client_left(self, address: str | None, account: str | None, now: float) -> bool:
         """The client of an unresolved attempt went away.  A parked attempt is freed,
@@ -463,17 +470,6 @@ class AuthThrottle:
         )
 
     # ------------------------------------------------------------ internals
-
-    def _slot_of(self, address: str | None, account: str | None, now: float) -> _Slot | None:
-        where = self._place(address, _UNSEEN)  # `_counted`, inlined (`parked`, per login)
-        if where is _UNSEEN:
-            where = self._locate(address)
-        if where is None:
-            return None
-        state = self._live_address(where.key, now)
-        if state is None:
-            return None
-        return _take(state.slots, None if account is None else account_key(account))
 
     def _refuse(self, reason: ThrottleReason, retry_after: float) -> Refuse:
         self._stats.refusals += 1
