@@ -84,8 +84,11 @@ class HttpOptions(_Model):
     max_request_size: Annotated[int, Field(ge=4096)] = 1_048_576
     """Largest request body accepted (a BOSH body may carry several stanzas)."""
     bosh: BoshOptions = BoshOptions()
+    """BOSH at `/http-bind` (`[http.bosh]`)."""
     websocket: WebSocketOptions = WebSocketOptions()
+    """XMPP over WebSocket at `/xmpp-websocket` (`[http.websocket]`)."""
     chat: WebChatOptions = WebChatOptions()
+    """The web chat at `/chat/` (`[http.chat]`)."""
 
     @field_validator("cors_origins")
     @classmethod
