@@ -218,3 +218,23 @@ def test_check_writes_nothing(tmp_path: Path) -> None:
     result = check(tmp_path, EVERYTHING.format(fingerprint="cd" * 32))
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.key", "ca.pem", "chatgate.toml"]
+
+
+def test_check_shows_the_web_listener(tmp_path: Path) -> None:
+    default = check(tmp_path, BASE)
+    assert default.exit_code == 0, default.output
+    out = " ".join(default.output.split())
+    assert "web http 127.0.0.1:5280; https 127.0.0.1:5281 (client certificates: disabled)" in out
+    assert "websocket /xmpp-websocket, bosh /http-bind, chat /chat/" in out
+    assert "cors: same origin only; trusted proxies: none (X-Forwarded-For ignored)" in out
+    proxied = check(
+        tmp_path,
+        BASE
+        + '[http]\ntls_port = false\ncors_origins = ["https://chat.example.org"]\n'
+        + 'trusted_proxies = ["10.0.0.1"]\n[http.bosh]\nenabled = false\n',
+    )
+    out = " ".join(proxied.output.split())
+    assert "web http 127.0.0.1:5280 websocket /xmpp-websocket, chat /chat/" in out
+    assert "cors: https://chat.example.org; trusted proxies: 10.0.0.1" in out
+    off = check(tmp_path, BASE + "[http]\nenabled = false\n")
+    assert "web off ([http] enabled = false)" in " ".join(off.output.split())

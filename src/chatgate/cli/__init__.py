@@ -139,7 +139,7 @@ def _check(cfg: Config) -> None:
     """Print the resolved configuration; raise `ConfigError` where `serve` would refuse
     to start: every provider, SASL mechanism and TLS setting is loaded as `serve`
     loads it (`cli/checks.py`), without listening or opening the database."""
-    from chatgate.cli.checks import load_like_serve, security_lines
+    from chatgate.cli.checks import load_like_serve, security_lines, web_lines
     from chatgate.sasl.registry import builtin_mechanisms
     from chatgate.tls import certificate_paths
     from chatgate.vhost import validate_host_mechanisms
@@ -180,6 +180,8 @@ def _check(cfg: Config) -> None:
         where = f"{listener.host}:{listener.port}"
         sasl = ", ".join(names)
         console.print(f"  {listener.type} {where}  tls: {tls}  sasl: {sasl}", soft_wrap=True)
+    for line in web_lines(cfg):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     for line in security_lines(cfg):
         console.print(line, soft_wrap=True, markup=False, highlight=False)
     console.print(

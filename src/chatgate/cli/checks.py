@@ -208,3 +208,32 @@ def security_lines(cfg: Config) -> list[str]:
         lines.append(f"security of {domain}")
         lines += [f"  {line}" for line in host_lines(cfg, domain, register, legacy)]
     return lines
+
+
+def web_lines(cfg: Config) -> list[str]:
+    """The HTTP(S) listener as `chatgate check` shows it: ports, routes, web policy."""
+    web = cfg.http
+    if not web.enabled:
+        return ["  web       off ([http] enabled = false)"]
+    ports = []
+    if web.port is not False:
+        ports.append(f"http {web.host}:{web.port}")
+    if web.tls_port is not False:
+        certs = web.client_certificates or cfg.tls.client_certificates
+        ports.append(f"https {web.host}:{web.tls_port} (client certificates: {certs})")
+    routes = [
+        name
+        for name, on in (
+            ("websocket /xmpp-websocket", web.websocket.enabled),
+            ("bosh /http-bind", web.bosh.enabled),
+            ("chat /chat/", web.chat.enabled),
+        )
+        if on
+    ]
+    sasl = ", ".join(web.mechanisms or cfg.auth.mechanisms)
+    lines = [f"  web       {'; '.join(ports) or 'no port'}", f"            {', '.join(routes)}"]
+    lines.append(f"            sasl: {sasl}")
+    origins = ", ".join(web.cors_origins) or "same origin only"
+    proxies = ", ".join(web.trusted_proxies) or "none (X-Forwarded-For ignored)"
+    lines.append(f"            cors: {origins}; trusted proxies: {proxies}")
+    return lines
