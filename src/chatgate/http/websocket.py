@@ -8,27 +8,37 @@ footer; a restart after SASL is a new `<open/>`.  Incoming messages go through a
 message), outgoing ones through `WebSocketStreamOutput`, which makes every
 element stand alone (`framing.qualify`).
 
+Incoming messages are parsed by a parser shared with every other web
+connection (`shared_parsers.py`): same checks and limits as one of its own,
+without creating an expat parser per connection and per restart.
+
 Flow: messages are read one at a time; while the driver's queue is full, or the
 client is over its byte rate, the next message is not read (aiohttp then stops
-reading the socket).  Output waits in a queue bounded by
-`[limits] max_output_buffer`; a client that does not read past it is closed
-with `policy-violation`, as on TCP.
+reading the socket).  Output: a loop turn's messages are framed here (RFC 6455
+§5.2: unmasked, final, text) and handed to the socket in one write, without a
+writer task; what the socket cannot take at once waits in the transport's
+buffer, bounded by `[limits] max_output_buffer`: a client that does not read
+past it is closed with `policy-violation`, as on TCP.  When the client
+negotiated compression (permessage-deflate, browsers do) frames are aiohttp's
+to write: then messages wait in a queue bounded the same way and a writer task
+sends them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from aiohttp import WSMsgType, web
 
 from chatgate.http.options import WebSocketOptions
+from chatgate.http.shared_parsers import parse_message
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import PeerProtocolError, StreamErrorCondition
 from chatgate.vocabulary.facts import ConnectionFacts
-from chatgate.xml.framed import FramedParser
 from chatgate.xml.parser import Stanza, StreamClosed, StreamOpened
 from chatgate.xml.serialize import escape_attr
 from chatgate.xmpp.c2s import C2SConnection, Hibernation, TlsUpgrade
@@ -41,7 +51,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "xmpp"
-_CLOSE = f"<close xmlns='{ns.FRAMING}'/>"
+_CLOSE = f"<close xmlns='{ns.FRAMING}'/>".encode()
+_FEATURES_OPEN = f"<stream:features xmlns:stream='{ns.STREAMS}'>".encode()
+_FEATURES_CLOSE = b"</stream:features>"
+
+#: RFC 6455 §5.2 header of a final, unmasked text frame, by payload length
+_TEXT = 0x80 | WSMsgType.TEXT
+_LEN16 = struct.Struct("!BBH").pack
+_LEN64 = struct.Struct("!BBQ").pack
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One final, unmasked text frame (a server's frames are never masked, §5.1)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((_TEXT, n)) + payload
+    if n < 65536:
+        return _LEN16(_TEXT, 126, n) + payload
+    return _LEN64(_TEXT, 127, n) + payload
 
 
 def offers_xmpp(request: web.Request) -> bool:
@@ -50,13 +77,13 @@ def offers_xmpp(request: web.Request) -> bool:
     return SUBPROTOCOL in (p.strip() for p in offered.split(","))
 
 
-def open_element(header: StreamHeader) -> str:
+def open_element(header: StreamHeader) -> bytes:
     """`<open/>`, the server's answer to the client's (RFC 7395 §3.4)."""
     to = f' to="{escape_attr(header.to)}"' if header.to else ""
     return (
         f"<open xmlns='{ns.FRAMING}' from=\"{escape_attr(header.from_)}\"{to}"
         f" id=\"{header.stream_id}\" version='1.0' xml:lang='{header.lang}'/>"
-    )
+    ).encode()
 
 
 class WebSocketStreamOutput:
@@ -68,24 +95,24 @@ class WebSocketStreamOutput:
     def __init__(self, transport: WebSocketTransport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
-        self._pending: list[str] | None = None
+        self._pending: list[bytes] | None = None
 
     def header(self, header: StreamHeader) -> None:
         self._add(open_element(header))
 
     def features(self, children: str) -> None:
-        self._add(f"<stream:features xmlns:stream='{ns.STREAMS}'>{children}</stream:features>")
+        self._add(_FEATURES_OPEN + children.encode() + _FEATURES_CLOSE)
 
     def element(self, data: bytes) -> None:
-        self._add(qualify(data).decode())
+        self._add(qualify(data))
 
     def end(self, error: StreamError | None) -> None:
         if error is not None:
-            self._add(error.element(stream_prefix_declared=False))
+            self._add(error.element(stream_prefix_declared=False).encode())
         self._add(_CLOSE)
         self.flush()
 
-    def _add(self, message: str) -> None:
+    def _add(self, message: bytes) -> None:
         pending = self._pending
         if pending is None:
             self._pending = [message]
@@ -109,7 +136,7 @@ class WebSocketTransport:
     name = "websocket"
     #: no STARTTLS (the connection is TLS or not from the start: wss:// or ws://)
     tls_upgrade: TlsUpgrade | None = None
-    #: the framed parser is small; idle WebSocket sessions keep it
+    #: no parser of its own to free: messages go through shared parsers
     hibernation: Hibernation | None = None
 
     def __init__(
@@ -118,22 +145,32 @@ class WebSocketTransport:
         ws: web.WebSocketResponse,
         facts: ConnectionFacts,
         options: WebSocketOptions,
+        wire: asyncio.BaseTransport | None = None,
     ) -> None:
         self.ctx = ctx
         self.facts = facts
         self._ws = ws
         self._options = options
         limits = ctx.config.limits
-        self._parser = FramedParser(
-            max_stanza_bytes=limits.preauth_max_stanza_size, max_depth=limits.max_depth
-        )
+        #: the limits of the shared parser this connection's messages go through
+        self._max_stanza = limits.preauth_max_stanza_size
+        self._max_depth = limits.max_depth
         #: the next message must be `<open/>` (the start, and after a restart)
         self._expect_open = True
-        self._readable = asyncio.Event()
-        self._readable.set()
-        self._outbox: deque[str] = deque()
+        self._paused = False
+        self._resumed: asyncio.Future[None] | None = None
+        #: the socket frames are written to ourselves; None: aiohttp writes them
+        #: (compression was negotiated, or there is no socket to write to)
+        self._wire: asyncio.WriteTransport | None = (
+            cast(asyncio.WriteTransport, wire) if wire is not None and not ws.compress else None
+        )
+        #: messages for aiohttp's writer (compressed connections only)
+        self._outbox: deque[bytes] = deque()
         self._outbox_bytes = 0
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        #: reading messages (`read_loop` runs): closing must wake it
+        self._reading = False
         self._closing = False
         self._max_output = limits.max_output_buffer
         self.connection: C2SConnection | None = None
@@ -145,30 +182,58 @@ class WebSocketTransport:
 
     def close(self) -> None:
         """Close the WebSocket once the queued messages are written."""
+        if self._closing:
+            return
         self._closing = True
-        self._wake.set()
+        if self._wire is None:
+            self._start_writer()
+            assert self._wake is not None
+            self._wake.set()
+        elif self._reading:
+            # aiohttp's close() ends the pending receive() as well
+            self._writer = asyncio.ensure_future(self._close_ws())
 
     def restart_stream(self) -> None:
         self._expect_open = True
         conn = self.connection
         limits = self.ctx.config.limits
         authenticated = conn is not None and conn.negotiation.authenticated_user is not None
-        size = limits.max_stanza_size if authenticated else limits.preauth_max_stanza_size
-        self._parser = FramedParser(max_stanza_bytes=size, max_depth=limits.max_depth)
+        self._max_stanza = (
+            limits.max_stanza_size if authenticated else limits.preauth_max_stanza_size
+        )
 
     def pause_reading(self) -> None:
-        self._readable.clear()
+        self._paused = True
 
     def resume_reading(self) -> None:
-        self._readable.set()
+        self._paused = False
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None and not resumed.done():
+            resumed.set_result(None)
 
     # ------------------------------------------------------------ output
 
-    def send_messages(self, messages: list[str]) -> None:
+    def send_messages(self, messages: list[bytes]) -> None:
+        wire = self._wire
+        if wire is None:
+            self._queue(messages)
+            return
+        if wire.is_closing() or self._ws.closed:
+            return  # the WebSocket is closing: nothing may follow its close frame
+        if len(messages) == 1:
+            wire.write(text_frame(messages[0]))
+        else:
+            wire.write(b"".join([text_frame(m) for m in messages]))
+        if self._max_output >= 0 and wire.get_write_buffer_size() > self._max_output:
+            self._output_overflow()
+
+    def _queue(self, messages: list[bytes]) -> None:
         if self._closing and not self._outbox and self.connection is None:
             return
         self._outbox.extend(messages)
         self._outbox_bytes += sum(len(m) for m in messages)
+        self._start_writer()
+        assert self._wake is not None
         self._wake.set()
         if self._max_output >= 0 and self._outbox_bytes > self._max_output:
             self._output_overflow()
@@ -190,17 +255,25 @@ class WebSocketTransport:
             "too much output waiting: the client does not read",
         )
 
-    async def write_loop(self) -> None:
-        """Write queued messages in order; close the WebSocket when asked to."""
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            self._wake = asyncio.Event()
+            self._writer = asyncio.ensure_future(self._write_loop())
+
+    async def _write_loop(self) -> None:
+        """Compressed connections: write queued messages in order through aiohttp;
+        close the WebSocket when asked to."""
         ws = self._ws
+        wake = self._wake
+        assert wake is not None
         try:
             while True:
-                await self._wake.wait()
-                self._wake.clear()
+                await wake.wait()
+                wake.clear()
                 while self._outbox:
                     message = self._outbox.popleft()
                     self._outbox_bytes -= len(message)
-                    await ws.send_str(message)
+                    await ws.send_frame(message, WSMsgType.TEXT)
                 if self._closing:
                     break
         except (ConnectionError, RuntimeError) as exc:
@@ -210,33 +283,56 @@ class WebSocketTransport:
             if not ws.closed:
                 await ws.close()
 
+    async def _close_ws(self) -> None:
+        try:
+            if not self._ws.closed:
+                await self._ws.close()
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("WebSocket close failed: %s", exc)
+
+    async def finish(self) -> None:
+        """The read loop is over: close the WebSocket, after what is queued."""
+        self.close()
+        if self._writer is not None:
+            await self._writer
+        await self._close_ws()
+
     # ------------------------------------------------------------ input
 
     async def read_loop(self) -> None:
         """Hand each message to the driver, pausing as it asks (see module docstring)."""
         ws = self._ws
         loop = asyncio.get_running_loop()
-        while not self._closing:
-            if not self._readable.is_set():
-                await self._readable.wait()
-                continue
-            msg = await ws.receive()
-            if msg.type is WSMsgType.TEXT:
-                data = msg.data.encode()
-                conn = self.connection
-                bucket = conn.read_bucket if conn is not None else None
-                self.message(data)
-                if bucket is not None:
-                    wait = bucket.take(len(data), loop.time())
-                    if wait:
-                        await asyncio.sleep(wait)
-            elif msg.type is WSMsgType.BINARY:
-                self._refuse(StreamErrorCondition.BAD_FORMAT, "XMPP messages are text (RFC 7395)")
-            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                break
-            elif msg.type is WSMsgType.ERROR:
-                log.info("WebSocket from %s failed: %s", self.facts.remote_address, ws.exception())
-                break
+        self._reading = True
+        try:
+            while not self._closing:
+                if self._paused:
+                    resumed = self._resumed = loop.create_future()
+                    await resumed
+                    continue
+                msg = await ws.receive()
+                if msg.type is WSMsgType.TEXT:
+                    data = msg.data.encode()
+                    conn = self.connection
+                    bucket = conn.read_bucket if conn is not None else None
+                    self.message(data)
+                    if bucket is not None:
+                        wait = bucket.take(len(data), loop.time())
+                        if wait:
+                            await asyncio.sleep(wait)
+                elif msg.type is WSMsgType.BINARY:
+                    self._refuse(
+                        StreamErrorCondition.BAD_FORMAT, "XMPP messages are text (RFC 7395)"
+                    )
+                elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
+                elif msg.type is WSMsgType.ERROR:
+                    log.info(
+                        "WebSocket from %s failed: %s", self.facts.remote_address, ws.exception()
+                    )
+                    break
+        finally:
+            self._reading = False
 
     def message(self, data: bytes) -> None:
         """One text message: one element of the stream."""
@@ -244,7 +340,7 @@ class WebSocketTransport:
         if conn is None or conn.closed:
             return  # after <close/> nothing more is processed (RFC 7395 §3.6)
         try:
-            el = self._parser.parse(data)
+            el = parse_message(data, ns.CLIENT, self._max_stanza, self._max_depth)
         except PeerProtocolError as exc:
             conn.protocol_error(exc)
             return
@@ -274,7 +370,7 @@ class WebSocketTransport:
     def _see_other(self) -> None:
         """RFC 7395 §3.6.1: the endpoint moved; the client reconnects there."""
         uri = escape_attr(self._options.see_other_uri or "")
-        self.send_messages([f"<close xmlns='{ns.FRAMING}' see-other-uri=\"{uri}\"/>"])
+        self.send_messages([f"<close xmlns='{ns.FRAMING}' see-other-uri=\"{uri}\"/>".encode()])
         conn = self.connection
         if conn is not None:
             conn.connection_lost()
@@ -303,13 +399,11 @@ async def handle(
         max_msg_size=2 * limits.max_stanza_size,
     )
     await ws.prepare(request)
-    transport = WebSocketTransport(ctx, ws, facts, options)
-    writer = asyncio.ensure_future(transport.write_loop())
+    transport = WebSocketTransport(ctx, ws, facts, options, request.transport)
     conn = transport.connection = C2SConnection(ctx, transport, settings)
     try:
         await transport.read_loop()
     finally:
         conn.connection_lost()
-        transport.close()
-        await writer
+        await transport.finish()
     return ws
