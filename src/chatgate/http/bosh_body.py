@@ -1,9 +1,14 @@
 """BOSH bodies (XEP-0124 §4, XEP-0206 §4): parsing a request's `<body/>` and writing
 the response bodies.  Pure functions: no I/O, no clock, no session state.
 
-A request body is parsed by a fresh `XmlStreamParser` (the stream parser's
-restricted-XML checks, stanza size and depth limits): the `<body/>` is the stream
-element, its children the stanzas.  Children in the httpbind namespace (a
+A request body is judged as a fresh `XmlStreamParser` judges it (the stream
+parser's restricted-XML checks, stanza size and depth limits): the `<body/>` is the
+stream element, its children the stanzas.  Creating that parser cost more than the
+rest of a request's handling, so an ordinary body (see `_parse_shared`) goes
+through a parser shared by every request instead (`shared_parsers.py`), as one
+element, under limits chosen so that it accepts exactly what the fresh parser
+accepts; anything else, and every body the shared parser refuses, is parsed by a
+fresh parser, whose verdict (and error text) is the answer.  Children in the httpbind namespace (a
 `<message/>` written without its own `xmlns`) are taken as `jabber:client`
 stanzas, as every other server does (COMPAT: XEP-0206 §5 asks clients to qualify
 them; many do not).
@@ -18,10 +23,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from chatgate.http.shared_parsers import parse_message
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import PeerProtocolError, StreamErrorCondition
 from chatgate.xml.element import LANG, Element
-from chatgate.xml.parser import Stanza, StreamClosed, StreamOpened, XmlStreamParser
+from chatgate.xml.names import MAX_HEADER_DECLARATIONS
+from chatgate.xml.parser import (
+    NODE_BYTES,
+    Stanza,
+    StreamClosed,
+    StreamOpened,
+    XmlStreamParser,
+)
 from chatgate.xml.serialize import escape_attr
 
 HTTPBIND = ns.HTTPBIND
@@ -123,6 +136,69 @@ def peek_sid(data: bytes) -> str | None:
 def parse(data: bytes, *, max_stanza_bytes: int, max_depth: int) -> RequestBody:
     """Parse one request body; raises BadBody (with the parser's error when a stream
     rule was broken: over-size or over-deep stanza, restricted XML ...)."""
+    body = _parse_shared(data, max_stanza_bytes, max_depth)
+    if body is not None:
+        return body
+    return _parse_alone(data, max_stanza_bytes, max_depth)
+
+
+_BODY_START = b"<body "
+_XML_WHITESPACE = " \t\r\n"
+#: a namespace prefix this long may be over MAX_NAME_BYTES: for the fresh parser
+_LONG_PREFIX = re.compile(rb"xmlns:[^\s=]{200,}")
+
+
+def _parse_shared(data: bytes, max_stanza_bytes: int, max_depth: int) -> RequestBody | None:
+    """The body through the shared parser, or None when only a fresh parser can judge it.
+
+    The shared parser sees the `<body/>` as one element, not as a stream of
+    stanzas; these conditions make its verdict the fresh parser's:
+
+    * the body begins `<body ` (no XML declaration, BOM or whitespace: the
+      prolog rules are the fresh parser's) and its start tag is at most 1,024
+      bytes with at most 16 `xmlns` in it and no long prefix: the rules on
+      the stream header's namespace declarations can then not be broken;
+    * the body is at most `max_stanza_bytes` bytes, so no stanza in it can be
+      over the size limit, and at most 4 bytes per node of the per-stanza node
+      budget (`max(64, max_stanza_bytes // NODE_BYTES)`): every node (element or
+      attribute) takes 4 bytes or more (`<a/>`, ` a=""`), so no stanza in it
+      can be over that budget either; the shared parser's own budget
+      (`max_stanza_bytes` nodes for the whole body) cannot bind;
+    * nesting: the body is one level more, so the depth limit is one more;
+    * text between the stanzas is refused on a stream: here it would be the
+      body's text, so any is sent to the fresh parser.
+
+    Whatever the shared parser refuses, the fresh parser judges again."""
+    size = len(data)
+    if size > max_stanza_bytes or size > 4 * max(64, max_stanza_bytes // NODE_BYTES):
+        return None
+    if not data.startswith(_BODY_START):
+        return None
+    end = data.find(b">", 0, 1025)
+    if end < 0 or data.count(b"xmlns", 0, end) > MAX_HEADER_DECLARATIONS:
+        return None
+    if end > 200 and _LONG_PREFIX.search(data, 0, end):
+        return None
+    try:
+        el = parse_message(data, "", max_stanza_bytes, max_depth + 1, max_stanza_bytes)
+    except PeerProtocolError:
+        return None
+    if el.name != "body" or el.ns != HTTPBIND:
+        return None
+    rid = el.attrs.get("rid", "")
+    if not rid.isdigit() or len(rid) > 16:
+        return None
+    stanzas = []
+    for child in el.children:
+        if isinstance(child, Element):
+            stanzas.append(client_stanza(child))
+        elif child.strip(_XML_WHITESPACE):
+            return None
+    return RequestBody(el.attrs, stanzas)
+
+
+def _parse_alone(data: bytes, max_stanza_bytes: int, max_depth: int) -> RequestBody:
+    """The body through a fresh stream parser: the authoritative verdict."""
     parser = XmlStreamParser(max_stanza_bytes=max_stanza_bytes, max_depth=max_depth)
     try:
         events = parser.feed(data)
