@@ -280,7 +280,7 @@ class AuthThrottle:
             return ALLOW
         limits = self.options.address
         ukey = None if account is None else account_key(account)
-        trusted = ukey is not None and self._is_trusted(ukey, where.key, now)
+        trusted = ukey is not None and live(self._trusted, (ukey, where.key), now) is not None
         state = self._live_address(where.key, now)
         if state is None:
             state = _AddressState()
