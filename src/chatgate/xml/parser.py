@@ -132,6 +132,7 @@ from chatgate.xml.names import (
     NAMES,
     SEP,
     SHORT_NAME,
+    SHORT_NAMESPACE,
     check_attrs,
     check_name,
     split_name,
@@ -231,14 +232,16 @@ def _refuse(condition: Cond, text: str) -> PeerProtocolError:
 _NO_EXPAT: Final = expat.ParserCreate()
 
 
+_HAS_DEFERRAL: Final = hasattr(_NO_EXPAT, "SetReparseDeferralEnabled")
+
+
 def _new_expat() -> expat.XMLParserType:
     """An expat parser as every stream uses it: UTF-8, namespaces, no interning (pyexpat
     would keep every name it reports in a dict for the parser's life), and no reparse
     deferral (expat >= 2.6 may hold a complete token back until more bytes arrive)."""
     parser = expat.ParserCreate(encoding="UTF-8", namespace_separator=SEP, intern=None)
-    set_deferral = getattr(parser, "SetReparseDeferralEnabled", None)
-    if set_deferral is not None:
-        set_deferral(False)
+    if _HAS_DEFERRAL:
+        parser.SetReparseDeferralEnabled(False)
     return parser
 
 
@@ -795,9 +798,11 @@ def _make_handlers(p: XmlStreamParser) -> None:
                 Cond.POLICY_VIOLATION,
                 f"over {MAX_HEADER_DECLARATIONS} namespace declarations on the stream header",
             )
+        # `check_name` only when a length could be over its limit (names.SHORT_*).
         if uri:
-            check_name(uri, prefix or "", "declared")
-        elif prefix:
+            if len(uri) > SHORT_NAMESPACE or (prefix is not None and len(prefix) > short_name):
+                check_name(uri, prefix or "", "declared")
+        elif prefix and len(prefix) > short_name:
             check_name("", prefix, "declared")
         if prefix is None:
             default_ns[0] = uri or None

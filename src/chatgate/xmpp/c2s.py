@@ -112,9 +112,11 @@ class C2SConnection:
 
     __slots__ = (
         "_address",
+        "_attempt_account",
         "_auth_timer",
         "_busy",
         "_counted",
+        "_loop",
         "_paused",
         "_queue",
         "_reads_at_sweep",
@@ -149,8 +151,10 @@ class C2SConnection:
         self._reads_at_sweep = -1
         #: the current SASL attempt holds a brute-force throttle slot (see `check`)
         self._reserved = False
+        #: the throttle's account key of the current SASL attempt (`_credentials_needed`)
+        self._attempt_account: str | None = None
         self._tasks: set[asyncio.Task[None]] | None = None
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.output = transport.output(loop)
         self._auth_timer: asyncio.TimerHandle | None = loop.call_later(
             ctx.config.auth.auth_timeout, self._auth_timeout
@@ -217,7 +221,12 @@ class C2SConnection:
                 self._paused = True
                 self.transport.pause_reading()
             return
-        pending = self._process(el)
+        # `_process`, inlined: this runs for every top-level element.
+        if self.session is not None:
+            pending = self._stanza(el)
+        else:
+            wait = self._stanza_bucket.take(1, self._loop.time())
+            pending = self._negotiate_later(wait, el) if wait else self._negotiate(el)
         if pending is not None:
             self._busy = True
             self._spawn(self._drain(pending, el))
@@ -226,7 +235,7 @@ class C2SConnection:
         """Handle one element now; return what is left to await, if anything."""
         if self.session is not None:
             return self._stanza(el)
-        wait = self._stanza_bucket.take(1, asyncio.get_running_loop().time())
+        wait = self._stanza_bucket.take(1, self._loop.time())
         if wait:
             return self._negotiate_later(wait, el)
         return self._negotiate(el)
@@ -356,45 +365,44 @@ class C2SConnection:
         for action in actions:
             if self.closed:
                 return pending
-            match action:
-                case neg.Send():
-                    self.output.element(action.text.encode())
-                case neg.SendFeatures():
-                    self.output.features(action.children)
-                case neg.OpenStream():
-                    self.output.header(action.header)
-                case neg.ResetParser():
-                    self.transport.restart_stream()
-                    self._stream_generation += 1
-                    self._queue = None  # what was queued belonged to the old stream
-                case neg.StartTls():
-                    self._spawn(self._start_tls())
-                case neg.CredentialsNeeded():
-                    self._credentials_needed(action.request)
-                case neg.Authenticated():
-                    self._authenticated(action)
-                case neg.AuthFailed():
-                    facts = self.transport.facts
-                    delay = self.ctx.auth_failed(
-                        facts, action, self.domain, reserved=self._reserved
-                    )
-                    self._reserved = False
-                    if action.reply:
-                        # Only failures are held (auth/throttle/login.py): the client
-                        # waits for its answer, and meanwhile may start nothing.
-                        if delay > 0:
-                            self._spawn(self._answer_failure(action.reply, delay))
-                        else:
-                            self.output.element(action.reply.encode())
-                            self._apply(self.negotiation.failure_answered())
-                case neg.BindRequested():
-                    self._bind(action)
-                case neg.PreAuthStanza():
-                    pending = self.ctx.pre_auth_stanza(self, action.element)
-                case neg.CloseStream():
-                    self.close_stream(action.condition, action.text)
-                case neg.Established():
-                    pass
+            # `type() is`, not `match`: class patterns cost an isinstance() each, and
+            # this runs for every action of every login (~20K instructions a login).
+            if type(action) is neg.Send:
+                self.output.element(action.text.encode())
+            elif type(action) is neg.OpenStream:
+                self.output.header(action.header)
+            elif type(action) is neg.SendFeatures:
+                self.output.features(action.children)
+            elif type(action) is neg.ResetParser:
+                self.transport.restart_stream()
+                self._stream_generation += 1
+                self._queue = None  # what was queued belonged to the old stream
+            elif type(action) is neg.CredentialsNeeded:
+                self._credentials_needed(action.request)
+            elif type(action) is neg.Authenticated:
+                self._authenticated(action)
+            elif type(action) is neg.BindRequested:
+                self._bind(action)
+            elif type(action) is neg.Established:
+                pass
+            elif type(action) is neg.StartTls:
+                self._spawn(self._start_tls())
+            elif type(action) is neg.AuthFailed:
+                facts = self.transport.facts
+                delay = self.ctx.auth_failed(facts, action, self.domain, reserved=self._reserved)
+                self._reserved = False
+                if action.reply:
+                    # Only failures are held (auth/throttle/login.py): the client
+                    # waits for its answer, and meanwhile may start nothing.
+                    if delay > 0:
+                        self._spawn(self._answer_failure(action.reply, delay))
+                    else:
+                        self.output.element(action.reply.encode())
+                        self._apply(self.negotiation.failure_answered())
+            elif type(action) is neg.PreAuthStanza:
+                pending = self.ctx.pre_auth_stanza(self, action.element)
+            elif type(action) is neg.CloseStream:
+                self.close_stream(action.condition, action.text)
         return pending
 
     async def _start_tls(self) -> None:
@@ -426,9 +434,9 @@ class C2SConnection:
         # This driver sends SASL failures itself, after the throttle's hold.
         self.negotiation.hold_failures = True
         if capability is not Capability.CERT_IDENTITY:
-            now = asyncio.get_running_loop().time()
+            now = self._loop.time()
             address = self.transport.facts.remote_address
-            account = throttle_account(request.username, self.domain)
+            account = self._attempt_account = throttle_account(request.username, self.domain)
             verdict = self.ctx.auth_throttle.check(address, account, now)
             if isinstance(verdict, Refuse):
                 self._reserved = False
@@ -481,9 +489,9 @@ class C2SConnection:
         """After the credential answer: an attempt now waiting for the client (SCRAM
         sent its challenge) keeps its throttle slot, but leaving frees it uncounted."""
         if self._reserved and self.negotiation.state is neg.State.SASL:
-            account = throttle_account(self.negotiation.claimed_username, self.domain)
-            now = asyncio.get_running_loop().time()
-            self.ctx.auth_throttle.parked(self.transport.facts.remote_address, account, now)
+            self.ctx.auth_throttle.parked(
+                self.transport.facts.remote_address, self._attempt_account, self._loop.time()
+            )
 
     def _abandon_attempt(self) -> None:
         """The connection is gone (`connection_lost`): a SASL attempt parked waiting for
@@ -492,7 +500,7 @@ class C2SConnection:
         if not self._reserved:
             return
         account = throttle_account(self.negotiation.claimed_username, self.domain)
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()
         if self.ctx.auth_throttle.client_left(self.transport.facts.remote_address, account, now):
             self._reserved = False
 
@@ -511,7 +519,7 @@ class C2SConnection:
         domain = self.negotiation.facts.domain
         host = self.ctx.hosts[domain]
         address = self.transport.facts.remote_address
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()
         if host.anonymous_limit is None or not host.anonymous_limit.admit(address, now):
             log.warning("anonymous login refused on %s: rate limit (address %s)", domain, address)
             answer = CredentialAnswer(temporary_failure=True)
@@ -616,7 +624,7 @@ class C2SConnection:
         limits = self.ctx.config.limits
         self.read_slice = READ_SLICE
         self.read_bucket = (
-            TokenBucket(limits.c2s_rate, limits.c2s_burst, asyncio.get_running_loop().time())
+            TokenBucket(limits.c2s_rate, limits.c2s_burst, self._loop.time())
             if limits.c2s_rate
             else None
         )

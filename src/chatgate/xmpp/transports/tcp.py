@@ -76,6 +76,7 @@ class TcpTransport(asyncio.Protocol):
         "_holding",
         "_linger_timer",
         "_lingering",
+        "_loop",
         "_max_output",
         "_parser",
         "_paused",
@@ -148,6 +149,7 @@ class TcpTransport(asyncio.Protocol):
         # uvloop's transports implement the interface without subclassing it.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
+        self._loop = asyncio.get_running_loop()
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         peer = transport.get_extra_info("peername")
         self._address = peer[0] if isinstance(peer, tuple) else None
@@ -202,11 +204,10 @@ class TcpTransport(asyncio.Protocol):
             asyncio.get_running_loop().call_soon(self._resume, _SLICE)
         bucket = conn.read_bucket
         if bucket is not None:
-            loop = asyncio.get_running_loop()
-            wait = bucket.take(len(data), loop.time())
+            wait = bucket.take(len(data), self._loop.time())
             if wait and not self._paused & _RATE:
                 self._pause(_RATE)
-                loop.call_later(wait, self._resume, _RATE)
+                self._loop.call_later(wait, self._resume, _RATE)
         self.reads += 1
         try:
             events = self._parser.feed(data)
