@@ -28,6 +28,12 @@ output leaves as responses to held requests.
 * Inactivity (§10, §12 `pause`).  While no request is outstanding a timer of
   `inactivity` seconds (or the `pause` asked for) runs; when it fires the stream
   ends with connection-timeout and the session is dropped.
+* Timers are lazy: a request answered within the same turn (most are) would
+  otherwise create and cancel two timers.  The session keeps one `wait` timer
+  for its oldest held request (deadlines follow rid order, all `wait` apart
+  from their processing) and one inactivity timer; each remembers when it is
+  due, and when it fires it answers what is due and re-arms for what is not
+  (the idle period, too, is measured from the moment the session went idle).
 * The end.  When the driver ends the stream (`StreamOutput.end`) the terminal
   body (`type='terminate'`, the condition mapped from the stream error) answers
   every outstanding request and the session leaves the store; later requests
@@ -97,16 +103,26 @@ def new_sid() -> str:
 class _Exchange:
     """One HTTP request of the session, from arrival to its response."""
 
-    __slots__ = ("body", "future", "opens", "rid", "size", "timer")
+    __slots__ = ("body", "deadline", "future", "opens", "rid", "size", "timer")
 
-    def __init__(self, rid: int, body: RequestBody, size: int, opens: bool) -> None:
+    def __init__(
+        self,
+        rid: int,
+        body: RequestBody,
+        size: int,
+        opens: bool,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self.rid = rid
         self.body = body
         self.size = size
         #: the session-creation request: its body stands for the stream header
         self.opens = opens
-        self.future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.future: asyncio.Future[Response] = loop.create_future()
+        #: a waiting request's gap timer (a lower rid is missing)
         self.timer: asyncio.TimerHandle | None = None
+        #: loop time when a held request is answered empty (`wait`)
+        self.deadline = 0.0
 
     def answer(self, response: Response) -> None:
         if self.timer is not None:
@@ -187,7 +203,16 @@ class BoshSession:
         self._expect_restart = False
         self._reading_paused = False
         self._rate_timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        #: the held requests' `wait` timer, and when it is due
+        self._wait_timer: asyncio.TimerHandle | None = None
+        self._wait_due = 0.0
+        #: the inactivity timer, when it is due, and since when the session is idle
+        #: (None: a request is outstanding) for how long it may be
         self._inactivity: asyncio.TimerHandle | None = None
+        self._inactivity_due = 0.0
+        self._idle_since: float | None = None
+        self._idle_limit = 0.0
         self._next_inactivity = params.inactivity
         self._last_arrival = -1e9
         self._overflowed = False
@@ -208,10 +233,10 @@ class BoshSession:
         self.closed = True
         self._set_terminal("")
         self._answer_all()
-        for timer in (self._inactivity, self._rate_timer, self._flush_handle):
+        for timer in (self._inactivity, self._rate_timer, self._flush_handle, self._wait_timer):
             if timer is not None:
                 timer.cancel()
-        self._inactivity = self._rate_timer = self._flush_handle = None
+        self._inactivity = self._rate_timer = self._flush_handle = self._wait_timer = None
         self._pending = []
         self._on_close(self)
 
@@ -251,13 +276,11 @@ class BoshSession:
         except _Violation as exc:
             self._policy_violation(str(exc))
             return self._terminal_response()
-        exchange = _Exchange(rid, body, size, opens)
+        exchange = _Exchange(rid, body, size, opens, self._loop)
         self._waiting[rid] = exchange
         if rid != self.rid_next:
             # Waits for the missing lower rids; a gap nobody fills ends the session.
-            exchange.timer = asyncio.get_running_loop().call_later(
-                self.params.wait, self._gap_timeout, rid
-            )
+            exchange.timer = self._loop.call_later(self.params.wait, self._gap_timeout, rid)
         self._advance()
         return await exchange.future
 
@@ -276,8 +299,9 @@ class BoshSession:
         self, table: dict[int, _Exchange], rid: int, body: RequestBody, size: int
     ) -> Response:
         old = table[rid]
-        new = _Exchange(rid, old.body, old.size, old.opens)
+        new = _Exchange(rid, old.body, old.size, old.opens, self._loop)
         new.timer, old.timer = old.timer, None
+        new.deadline = old.deadline
         table[rid] = new
         old.answer((200, bosh_body.body()))
         return await new.future
@@ -292,7 +316,6 @@ class BoshSession:
         pause = body.int_attr("pause")
         if pause is not None and pause > params.maxpause:
             raise _Violation(f"pause {pause} is over maxpause {params.maxpause}")
-        now = asyncio.get_running_loop().time()
         empty = (
             not opens
             and not body.stanzas
@@ -300,14 +323,14 @@ class BoshSession:
             and not body.restart
             and pause is None
         )
-        if (
-            empty
-            and params.polling
-            and outstanding + 1 >= params.requests
-            and now - self._last_arrival < params.polling
-        ):
-            raise _Violation(f"empty requests more often than every {params.polling} s")
         if empty:
+            now = self._loop.time()
+            if (
+                params.polling
+                and outstanding + 1 >= params.requests
+                and now - self._last_arrival < params.polling
+            ):
+                raise _Violation(f"empty requests more often than every {params.polling} s")
             # Only empty requests count as polls: one right after a request that
             # carried data (or after the session-creation request) is fair.
             self._last_arrival = now
@@ -338,9 +361,9 @@ class BoshSession:
         conn = self.connection
         body = exchange.body
         self._held[exchange.rid] = exchange
-        exchange.timer = asyncio.get_running_loop().call_later(
-            self.params.wait, self._wait_timeout, exchange.rid
-        )
+        exchange.deadline = due = self._loop.time() + self.params.wait
+        if self._wait_timer is None:
+            self._arm_wait(due)
         pause = body.int_attr("pause")
         if pause is not None:
             # §12: answer everything now and allow a longer silence once.
@@ -367,7 +390,7 @@ class BoshSession:
             conn.events(events)
         bucket = conn.read_bucket
         if bucket is not None and not conn.closed:
-            loop = asyncio.get_running_loop()
+            loop = self._loop
             wait = bucket.take(exchange.size, loop.time())
             if wait:
                 self._rate_timer = loop.call_later(wait, self._rate_over)
@@ -435,7 +458,7 @@ class BoshSession:
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None and not self.closed:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+            self._flush_handle = self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Answer what can be answered now: pending output to the oldest held
@@ -522,31 +545,64 @@ class BoshSession:
 
     # ------------------------------------------------------------ timers and ends
 
-    def _wait_timeout(self, rid: int) -> None:
-        exchange = self._held.get(rid)
-        if exchange is not None:
-            exchange.timer = None
+    def _arm_wait(self, due: float) -> None:
+        self._wait_due = due
+        self._wait_timer = self._loop.call_at(due, self._wait_timeout)
+
+    def _wait_timeout(self) -> None:
+        """Answer (empty, or with what is pending) the held requests whose `wait` is
+        over, oldest first; re-arm for the next one."""
+        self._wait_timer = None
+        if self.closed:
+            return
+        now = self._loop.time()
+        for exchange in list(self._held.values()):
+            if exchange.deadline > now:
+                self._arm_wait(exchange.deadline)
+                break
             self._answer(exchange)
-            self._arm_inactivity()
+        self._arm_inactivity()
 
     def _gap_timeout(self, rid: int) -> None:
         if rid in self._waiting and not self.closed:
             self.fail("item-not-found", f"a request before rid {rid} never came")
 
     def _arm_inactivity(self) -> None:
-        if self.closed or self._held or self._waiting or self._inactivity is not None:
+        """Nothing is outstanding: the session is idle from now on."""
+        if self.closed or self._held or self._waiting or self._idle_since is not None:
             return
         delay, self._next_inactivity = self._next_inactivity, self.params.inactivity
-        self._inactivity = asyncio.get_running_loop().call_later(delay, self._inactive)
+        now = self._loop.time()
+        self._idle_since = now
+        self._idle_limit = delay
+        due = now + delay
+        timer = self._inactivity
+        if timer is not None:
+            if self._inactivity_due <= due:
+                return  # it fires first, and re-arms for the rest
+            timer.cancel()
+        self._inactivity_due = due
+        self._inactivity = self._loop.call_at(due, self._inactivity_check)
 
     def _cancel_inactivity(self) -> None:
-        if self._inactivity is not None:
-            self._inactivity.cancel()
-            self._inactivity = None
+        """A request arrived: the session is not idle (its timer, if armed, finds
+        that out when it fires)."""
+        self._idle_since = None
+
+    def _inactivity_check(self) -> None:
+        self._inactivity = None
+        since = self._idle_since
+        if self.closed or since is None:
+            return  # busy: the next idle period arms it again
+        due = since + self._idle_limit
+        if due > self._loop.time():
+            self._inactivity_due = due
+            self._inactivity = self._loop.call_at(due, self._inactivity_check)
+            return
+        self._inactive()
 
     def _inactive(self) -> None:
         """§10: no request for `inactivity` seconds: the client is gone."""
-        self._inactivity = None
         conn = self.connection
         log.info("BOSH session %s from %s inactive: ended", self.sid, self.facts.remote_address)
         if conn is not None and not conn.closed:
