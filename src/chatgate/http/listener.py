@@ -9,6 +9,13 @@ has, and SASL EXTERNAL and -PLUS work over web transports too.
 
 Every response carries the security headers below; CORS headers go only to
 origins `[http] cors_origins` allows; bodies over `max_request_size` get 413.
+
+The hot routes (BOSH's POST, the WebSocket handshake) skip aiohttp's router and
+middleware chain: `_dispatch` sends them straight to their handler through the
+same `_headers` the middleware runs, so they get the same headers; everything
+else (and a request with `Expect`, which the router's expect handler answers)
+goes through the application as before.  A BOSH login is six requests, and the
+router, match info and middleware chain were a measurable part of each.
 Web sessions are `C2SConnection`s like any other, so the server's graceful stop
 ends each of them with `system-shutdown` before this listener closes.
 """
@@ -17,9 +24,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from chatgate.http import hostmeta, websocket
 from chatgate.http.client_address import ClientAddresses
@@ -44,6 +51,7 @@ SECURITY_HEADERS = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RawHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 class HttpListener:
@@ -152,6 +160,27 @@ class HttpListener:
             raise response
         return response
 
+    def _dispatch(self, app_handler: RawHandler) -> RawHandler:
+        """The server's request handler: hot routes straight to their handlers
+        (through `_headers`), the rest to the application (`app_handler`)."""
+        routes: dict[tuple[str, str], Handler] = {}
+        if self.bosh is not None:
+            for path in (BOSH_PATH, BOSH_PATH + "/"):
+                routes[("POST", path)] = self.bosh.handle
+        if self.options.websocket.enabled:
+            routes[("GET", WEBSOCKET_PATH)] = self._websocket
+        headers = self._headers
+        expect = hdrs.EXPECT
+
+        async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
+            handler = routes.get((request.method, request.path))
+            if handler is None or expect in request.headers:
+                return await app_handler(request)
+            # the application's request factory made it: a web.Request
+            return await headers(cast(web.Request, request), handler)
+
+        return dispatch
+
     # ------------------------------------------------------------ lifecycle
 
     def application(self) -> web.Application:
@@ -178,6 +207,10 @@ class HttpListener:
             self.application(), access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await runner.setup()
+        server = runner.server
+        if server is not None:
+            # Every connection's aiohttp RequestHandler reads this when it is made.
+            server.request_handler = self._dispatch(server.request_handler)
         if options.port is not False:
             site = web.TCPSite(runner, options.host, options.port, backlog=1024)
             await site.start()
