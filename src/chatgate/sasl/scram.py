@@ -71,8 +71,6 @@ it, and since server-first is part of AuthMessage, the proof covers it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 import hashlib
 import hmac
@@ -85,6 +83,7 @@ from chatgate.auth.credentials import DEFAULT_ITERATIONS, ScramKeys
 from chatgate.auth.provider import SCRAM_CAPABILITY, Capability
 from chatgate.jid import JID, InvalidJID, is_own_bare_jid, prepare_username
 from chatgate.registry import Registry
+from chatgate.sasl import b64
 from chatgate.sasl.base import (
     Challenge,
     ConnectionFacts,
@@ -146,15 +145,14 @@ class _Reject(Exception):
         self.text = text
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+_b64 = b64.encode
 
 
 def _b64decode(text: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise _Reject(SaslFailureCondition.INCORRECT_ENCODING, f"{what} is not base64") from None
+    data = b64.decode(text)
+    if data is None:
+        raise _Reject(SaslFailureCondition.INCORRECT_ENCODING, f"{what} is not base64")
+    return data
 
 
 def _saslname(text: str, what: str) -> str:

@@ -38,13 +38,12 @@ stream with `internal-server-error`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from chatgate.randomness import random_bytes
+from chatgate.sasl import b64
 from chatgate.sasl.base import (
     Challenge,
     ConnectionFacts,
@@ -234,7 +233,7 @@ _CLIENT_ENDINGS = frozenset(
 
 
 def _new_stream_id() -> str:
-    return base64.urlsafe_b64encode(random_bytes(12)).decode("ascii")
+    return b64.urlsafe_encode(random_bytes(12))
 
 
 @dataclass(slots=True)
@@ -633,14 +632,11 @@ def _decode_sasl(text: str) -> bytes | None:
     text = text.strip()
     if text == "=":
         return b""
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
+    return b64.decode(text)
 
 
 def _encode_sasl(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii") if data else "="
+    return b64.encode(data) if data else "="
 
 
 def iq_error(iq_id: str, condition: StanzaErrorCondition, text: str = "") -> str:
