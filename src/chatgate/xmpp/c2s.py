@@ -40,6 +40,20 @@ from chatgate.xml.parser import Stanza, StreamClosed, StreamEvent, StreamOpened
 from chatgate.xml.serialize import serialize
 from chatgate.xmpp import negotiation as neg
 from chatgate.xmpp.framing import StreamError, StreamOutput
+from chatgate.xmpp.negotiation import (
+    Authenticated,
+    AuthFailed,
+    BindRequested,
+    CloseStream,
+    CredentialsNeeded,
+    Established,
+    OpenStream,
+    PreAuthStanza,
+    ResetParser,
+    Send,
+    SendFeatures,
+    StartTls,
+)
 from chatgate.xmpp.router import BindConflict
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.shaper import TokenBucket
@@ -281,16 +295,19 @@ class C2SConnection:
         # Called by close_stream() and again by the transport: only the first counts.
         # Pending tasks are not cancelled: they check `closed`, and a message being
         # stored offline must not be cut off half-way.
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
+        timer = self._auth_timer
+        if timer is not None:
+            timer.cancel()
             self._auth_timer = None
         first = not self.closed
         self.closed = True
-        if first:
+        if first and self._reserved:
             self._abandon_attempt()
         self.output.discard()
         self._queue = None
-        self._uncount()
+        if self._counted:  # leave the per-address gauge (once)
+            self._counted = False
+            self.ctx.preauth_gauge.leave(self._address)
         self.ctx.connections.discard(self)
         if self.session is not None:
             session, self.session = self.session, None
@@ -367,27 +384,29 @@ class C2SConnection:
                 return pending
             # `type() is`, not `match`: class patterns cost an isinstance() each, and
             # this runs for every action of every login (~20K instructions a login).
-            if type(action) is neg.Send:
+            # The classes are module globals (one look-up, not `neg.` and an attribute);
+            # `kind = type(action)` once would be cheaper, but mypy narrows only this form.
+            if type(action) is Send:
                 self.output.element(action.text.encode())
-            elif type(action) is neg.OpenStream:
+            elif type(action) is OpenStream:
                 self.output.header(action.header)
-            elif type(action) is neg.SendFeatures:
+            elif type(action) is SendFeatures:
                 self.output.features(action.children)
-            elif type(action) is neg.ResetParser:
+            elif type(action) is ResetParser:
                 self.transport.restart_stream()
                 self._stream_generation += 1
                 self._queue = None  # what was queued belonged to the old stream
-            elif type(action) is neg.CredentialsNeeded:
+            elif type(action) is CredentialsNeeded:
                 self._credentials_needed(action.request)
-            elif type(action) is neg.Authenticated:
+            elif type(action) is Authenticated:
                 self._authenticated(action)
-            elif type(action) is neg.BindRequested:
+            elif type(action) is BindRequested:
                 self._bind(action)
-            elif type(action) is neg.Established:
+            elif type(action) is Established:
                 pass
-            elif type(action) is neg.StartTls:
+            elif type(action) is StartTls:
                 self._spawn(self._start_tls())
-            elif type(action) is neg.AuthFailed:
+            elif type(action) is AuthFailed:
                 facts = self.transport.facts
                 delay = self.ctx.auth_failed(facts, action, self.domain, reserved=self._reserved)
                 self._reserved = False
@@ -399,9 +418,9 @@ class C2SConnection:
                     else:
                         self.output.element(action.reply.encode())
                         self._apply(self.negotiation.failure_answered())
-            elif type(action) is neg.PreAuthStanza:
+            elif type(action) is PreAuthStanza:
                 pending = self.ctx.pre_auth_stanza(self, action.element)
-            elif type(action) is neg.CloseStream:
+            elif type(action) is CloseStream:
                 self.close_stream(action.condition, action.text)
         return pending
 
@@ -617,10 +636,13 @@ class C2SConnection:
     def _established(self) -> None:
         """The session is bound: the stream leaves the pre-authentication limits for
         the established ones."""
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
+        timer = self._auth_timer
+        if timer is not None:
+            timer.cancel()
             self._auth_timer = None
-        self._uncount()
+        if self._counted:  # leave the per-address gauge (once)
+            self._counted = False
+            self.ctx.preauth_gauge.leave(self._address)
         limits = self.ctx.config.limits
         self.read_slice = READ_SLICE
         self.read_bucket = (
@@ -738,12 +760,6 @@ class C2SConnection:
             StreamErrorCondition.POLICY_VIOLATION,
             "too many connections without a session from your address",
         )
-
-    def _uncount(self) -> None:
-        """Leave the per-address gauge of connections without a session (once)."""
-        if self._counted:
-            self._counted = False
-            self.ctx.preauth_gauge.leave(self._address)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -62,6 +62,17 @@ _RATE = 4  # the peer sent faster than its byte rate
 _SLICE = 8  # one slice was parsed this loop turn; the rest waits for the next
 
 
+_BLANK_FACTS: dict[str, ConnectionFacts] = {}
+
+
+def _blank_facts(domain: str) -> ConnectionFacts:
+    """The facts of a connection not made yet (one per main domain, shared)."""
+    facts = _BLANK_FACTS.get(domain)
+    if facts is None:
+        facts = _BLANK_FACTS[domain] = ConnectionFacts(domain=domain)
+    return facts
+
+
 class TcpTransport(asyncio.Protocol):
     """One client TCP connection."""
 
@@ -128,7 +139,8 @@ class TcpTransport(asyncio.Protocol):
         self._linger_timer: asyncio.TimerHandle | None = None
         self._lingering = False
         self._address: str | None = None
-        self.facts = ConnectionFacts(domain=ctx.domain)
+        #: until `connection_made` knows the peer (facts are frozen: one is shared)
+        self.facts = _blank_facts(ctx.domain)
         #: optional capabilities (`c2s.Transport`): STARTTLS where the listener has
         #: TLS and the connection is not TLS already; parser hibernation always
         self.tls_upgrade: TlsUpgrade | None = self if tls is not None and not direct_tls else None
@@ -311,15 +323,16 @@ class TcpTransport(asyncio.Protocol):
             data = tls.send(data)
             if not data:
                 return
-        self._write_raw(data)
-        if self._paused & _WRITE:
-            transport = self._transport
-            if (
-                transport is not None
-                and self._max_output >= 0
-                and transport.get_write_buffer_size() > self._max_output
-            ):
-                self._output_overflow()
+        transport = self._transport  # `_write_raw`, inlined: once per flushed turn
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+        if (
+            self._paused & _WRITE
+            and transport is not None
+            and self._max_output >= 0
+            and transport.get_write_buffer_size() > self._max_output
+        ):
+            self._output_overflow()
 
     def _output_overflow(self) -> None:
         """The peer left more than `max_output_buffer` bytes unread: its session ends
