@@ -44,6 +44,7 @@ __all__ = [
     "MAX_NAMESPACE_BYTES",
     "MAX_NAME_BYTES",
     "NAMES",
+    "PLAIN_ATTRS",
     "SEP",
     "SHORT_NAME",
     "SHORT_NAMESPACE",
@@ -75,6 +76,18 @@ _attr_name = ATTR_NAMES.mapping.get
 #: Attribute names up to this many characters cannot exceed MAX_NAME_BYTES; longer
 #: ones (and namespaced ones) take the slow path, `check_attrs`.
 SHORT_NAME: Final = MAX_NAME_BYTES // 4
+
+
+#: Common unnamespaced attribute names: each is within `SHORT_NAME` and has no `SEP`,
+#: so an element whose attribute names are all here needs no check (one set test in
+#: the parser instead of two tests per attribute).
+PLAIN_ATTRS: Final = frozenset(
+    (
+        "id", "type", "to", "from", "version", "mechanism", "jid", "node", "name", "var",
+        "code", "ver", "hash", "category", "subscription", "ask", "by", "stamp", "seconds",
+    )
+)  # fmt: skip
+assert all(SEP not in name and len(name) <= SHORT_NAME for name in PLAIN_ATTRS)
 
 
 def _over(text: str, limit: int) -> bool:

@@ -125,6 +125,44 @@ def test_attribute_name_limit(transcript: Transcript) -> None:
     assert transcript(HEADER + f"<message {over}='1'/>".encode()).condition is Cond.POLICY_VIOLATION
 
 
+def test_plain_attribute_names_need_no_check_and_others_still_get_one(
+    transcript: Transcript,
+) -> None:
+    """`names.PLAIN_ATTRS` lets the parser skip the per-attribute test: every name in it
+    is short and unnamespaced, and one name outside it still gets checked."""
+    assert all(names.SEP not in n and len(n) <= names.SHORT_NAME for n in names.PLAIN_ATTRS)
+    plain = " ".join(f"{n}='v'" for n in sorted(names.PLAIN_ATTRS))
+    out = transcript(HEADER + f"<message {plain}/>".encode())
+    assert out.error is None
+    assert out.stanzas[0].attrs == dict.fromkeys(names.PLAIN_ATTRS, "v")
+    over = "a" * (MAX_NAME_BYTES + 1)
+    data = HEADER + f"<message id='1' type='chat' {over}='1'/>".encode()
+    assert transcript(data).condition is Cond.POLICY_VIOLATION
+    out = transcript(HEADER + b"<message id='1' xml:lang='en'/>")
+    assert out.stanzas[0].attrs == {"id": "1", "{http://www.w3.org/XML/1998/namespace}lang": "en"}
+
+
+def test_a_closed_parser_is_freed_without_the_cycle_collector() -> None:
+    """`close()` breaks every reference cycle between expat and the handlers, so a
+    restart or a hibernation frees the old expat parser by reference counting."""
+    import weakref
+
+    parser = XmlStreamParser()
+    parser.feed(HEADER + b"<message id='1'><body>hi</body></message>")
+    gc.disable()
+    try:
+        expat_parser = parser._expat
+        start = weakref.ref(expat_parser.StartElementHandler)
+        text = weakref.ref(expat_parser.CharacterDataHandler)
+        del expat_parser
+        parser.close()
+        del parser
+        assert start() is None
+        assert text() is None
+    finally:
+        gc.enable()
+
+
 def test_namespaced_attribute_limits(transcript: Transcript) -> None:
     ok = ns_of_bytes(MAX_NAMESPACE_BYTES)
     out = transcript(HEADER + f"<message xmlns:p='{ok}' p:a='1'/>".encode())
