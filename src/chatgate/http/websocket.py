@@ -169,8 +169,11 @@ class WebSocketTransport:
         self._outbox_bytes = 0
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
-        #: reading messages (`read_loop` runs): closing must wake it
+        #: reading messages (`read_loop` runs): closing must wake it, unless the
+        #: close comes from a message being handled (`_in_message`): the loop
+        #: then ends by itself right after it, and closes the WebSocket
         self._reading = False
+        self._in_message = False
         self._closing = False
         self._max_output = limits.max_output_buffer
         self.connection: C2SConnection | None = None
@@ -189,7 +192,7 @@ class WebSocketTransport:
             self._start_writer()
             assert self._wake is not None
             self._wake.set()
-        elif self._reading:
+        elif self._reading and not self._in_message:
             # aiohttp's close() ends the pending receive() as well
             self._writer = asyncio.ensure_future(self._close_ws())
 
@@ -315,7 +318,11 @@ class WebSocketTransport:
                     data = msg.data.encode()
                     conn = self.connection
                     bucket = conn.read_bucket if conn is not None else None
-                    self.message(data)
+                    self._in_message = True
+                    try:
+                        self.message(data)
+                    finally:
+                        self._in_message = False
                     if bucket is not None:
                         wait = bucket.take(len(data), loop.time())
                         if wait:
