@@ -84,45 +84,48 @@ class State(enum.Enum):
 # ---------------------------------------------------------------- actions
 
 
-@dataclass(frozen=True, slots=True)
+# Actions are not frozen: a frozen dataclass's __init__ stores every field through
+# object.__setattr__, and a login makes about a dozen actions.  They are built here,
+# read once by the driver and dropped; nothing keeps or hashes them.
+@dataclass(slots=True)
 class OpenStream:
     """Open the server's stream (again, after a restart), in the transport's framing."""
 
     header: StreamHeader
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendFeatures:
     """Offer stream features: `children` are the serialized feature elements."""
 
     children: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     """Write this one top-level element (serialized for a `jabber:client` parent)."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartTls:
     """Upgrade the transport to TLS now (after `<proceed/>` is flushed), then call
     `tls_established()`."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResetParser:
     """Discard the parser state: the next bytes start a new stream (RFC 6120 §4.3.3)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Authenticated:
     username: str
     mechanism: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuthFailed:
     """One SASL attempt failed (for throttling and logs); the stream stays open.
 
@@ -139,25 +142,25 @@ class AuthFailed:
     guess: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CredentialsNeeded:
     request: NeedCredentials
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BindRequested:
     iq_id: str
     resource: str | None  # None: the server picks one
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Established:
     """Binding is done: from now on the driver routes stanzas itself."""
 
     resource: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PreAuthStanza:
     """An IQ allowed before authentication (registration, legacy auth): the driver
     hands it to the module registered for its namespace."""
@@ -165,7 +168,7 @@ class PreAuthStanza:
     element: Element
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CloseStream:
     """Close the stream: with a stream error when `condition` is set (RFC 6120 §4.9)."""
 
