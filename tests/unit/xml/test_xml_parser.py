@@ -522,3 +522,22 @@ def test_any_input_gives_one_outcome_however_split(
     for at, drop, insert in edits:
         data = data[:at] + insert + data[at + drop :]
     transcript(data)
+
+
+@pytest.mark.parametrize("trailer", [b"<?pi?>", b"<!-- c -->"])
+def test_restricted_markup_after_the_end_tag_is_junk_however_split(trailer: bytes) -> None:
+    """Found by the split-invariance property: after </stream:stream> a PI or comment
+    is junk (not-well-formed) whether it arrives with the end tag or later."""
+    data = (
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'></stream:stream>"
+        + trailer
+    )
+    outcomes = set()
+    for size in (len(data), 1):
+        parser = XmlStreamParser()
+        try:
+            for i in range(0, len(data), size):
+                parser.feed(data[i : i + size])
+        except StreamParseError as exc:
+            outcomes.add(exc.condition)
+    assert outcomes == {Cond.NOT_WELL_FORMED}
