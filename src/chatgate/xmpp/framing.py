@@ -34,9 +34,11 @@ from chatgate.vocabulary.errors import StreamErrorCondition
 from chatgate.xml.serialize import escape_text
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamHeader:
-    """The server's side of a stream opening (RFC 6120 §4.7)."""
+    """The server's side of a stream opening (RFC 6120 §4.7).  Not frozen: two are
+    built per login and read once (a frozen dataclass pays `object.__setattr__`
+    per field)."""
 
     #: §4.7.1: the served domain
     from_: str
