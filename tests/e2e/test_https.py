@@ -35,8 +35,9 @@ from OpenSSL import SSL
 from scramp import ScramClient
 
 from tests.certgen import make_ca, make_client
-from tests.e2e.conftest import RunningServer, free_ports, serve
+from tests.e2e.conftest import RunningServer
 from tests.e2e.rawclient import _scramp_knows_tls_exporter
+from tests.e2e.web import start_web_server
 
 pytestmark = pytest.mark.e2e
 
@@ -76,43 +77,16 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 
 def _start(tmp: Path, certs: Certs, policy: str) -> HttpsServer:
-    c2s, http, https = free_ports(3)
-    data_dir = tmp / "var"
-    config = tmp / "chatgate.toml"
-    config.write_text(
-        f"""
-[server]
-domain = "localhost"
-data_dir = "{data_dir}"
-log_level = "info"
-
-[[listeners]]
-port = {c2s}
-tls = "starttls"
-
-[auth]
-mechanisms = {json.dumps(MECHANISMS)}
-
-[tls]
-client_certificates = "wanted"
-trust_files = ["{certs.ca}"]
-
-[http]
-port = {http}
-tls_port = {https}
-client_certificates = "{policy}"
-
-[http.chat]
-enabled = false
-
-[http.bosh]
-enabled = false
-"""
+    server = start_web_server(
+        tmp,
+        f'client_certificates = "{policy}"\n[http.chat]\nenabled = false\n'
+        "[http.bosh]\nenabled = false\n",
+        auth=f"mechanisms = {json.dumps(MECHANISMS)}\n",
+        tls=f'client_certificates = "wanted"\ntrust_files = ["{certs.ca}"]\n',
+        https=True,
     )
-    # The HTTP(S) listener starts before the c2s one: "listening:" means both are up.
-    server = serve(config, data_dir, (c2s, 0, 0), listeners=1)
     server.add_user("alice", "pencil-case")
-    return HttpsServer(server, https)
+    return HttpsServer(server, server.https_port)
 
 
 def _serve(tmp: pytest.TempPathFactory, certs: Certs, policy: str) -> Iterator[HttpsServer]:
