@@ -168,7 +168,7 @@ def _version(requested: str | None) -> str:
     """§7.2 `ver`: the highest version both sides speak."""
     ours = bosh_body.VERSION
     major, _, minor = (requested or "").partition(".")
-    if major.isdigit() and minor.isdigit():
+    if bosh_body.is_number(major) and bosh_body.is_number(minor):
         theirs = (int(major), int(minor))
         if theirs < ours:
             return f"{theirs[0]}.{theirs[1]}"

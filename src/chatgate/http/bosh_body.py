@@ -104,7 +104,7 @@ class RequestBody:
         value = self.attrs.get(name)
         if value is None:
             return None
-        if not value.isdigit() or len(value) > 10:
+        if not is_number(value) or len(value) > 10:
             raise BadBody(f"{name}={value!r} is not a non-negative integer")
         return int(value)
 
@@ -121,6 +121,12 @@ class RequestBody:
             if value is not None:
                 attrs[name] = value
         return StreamOpened("stream", ns.STREAMS, attrs, ns.CLIENT, {"stream": ns.STREAMS})
+
+
+def is_number(value: str) -> bool:
+    """ASCII digits only: `str.isdigit` also accepts '²' (which `int` refuses) and
+    other scripts' digits (which `int` reads), neither of which XEP-0124 allows."""
+    return value.isascii() and value.isdigit()
 
 
 def peek_sid(data: bytes) -> str | None:
@@ -186,7 +192,7 @@ def _parse_shared(data: bytes, max_stanza_bytes: int, max_depth: int) -> Request
     if el.name != "body" or el.ns != HTTPBIND:
         return None
     rid = el.attrs.get("rid", "")
-    if not rid.isdigit() or len(rid) > 16:
+    if not is_number(rid) or len(rid) > 16:
         return None
     stanzas = []
     for child in el.children:
@@ -212,7 +218,7 @@ def _parse_alone(data: bytes, max_stanza_bytes: int, max_depth: int) -> RequestB
     if type(events[-1]) is not StreamClosed:
         raise BadBody("the <body/> is incomplete")
     rid = opened.attrs.get("rid", "")
-    if not rid.isdigit() or len(rid) > 16:
+    if not is_number(rid) or len(rid) > 16:
         raise BadBody("a body needs a numeric rid")
     stanzas = [client_stanza(e.element) for e in events[1:-1] if type(e) is Stanza]
     return RequestBody(opened.attrs, stanzas)

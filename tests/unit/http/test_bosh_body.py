@@ -70,3 +70,20 @@ def test_terminate_declares_the_stream_prefix_for_a_stream_error() -> None:
     data = bosh_body.terminate("remote-stream-error", b"<stream:error><conflict/></stream:error>")
     assert b"xmlns:stream='http://etherx.jabber.org/streams'" in data
     assert b"type='terminate'" in data and b"condition='remote-stream-error'" in data
+
+
+@pytest.mark.parametrize("rid", ["²", "٣", "\uff11\uff12", "1²"])
+def test_rid_of_non_ascii_digits_is_bad_request(rid: str) -> None:
+    data = f"<body xmlns='http://jabber.org/protocol/httpbind' rid='{rid}'/>".encode()
+    with pytest.raises(bosh_body.BadBody):
+        bosh_body.parse(data, max_stanza_bytes=4096, max_depth=16)
+    with pytest.raises(bosh_body.BadBody):  # the fresh parser's verdict, too
+        bosh_body.parse(b" " + data, max_stanza_bytes=4096, max_depth=16)
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "-1", "", "1 "])
+def test_int_attr_takes_ascii_digits_only(value: str) -> None:
+    body = bosh_body.RequestBody({"rid": "1", "wait": value}, [])
+    with pytest.raises(bosh_body.BadBody):
+        body.int_attr("wait")
+    assert bosh_body.RequestBody({"wait": "0042"}, []).int_attr("wait") == 42
