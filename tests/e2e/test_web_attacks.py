@@ -641,12 +641,6 @@ def test_bosh_session_creation_flood_is_bounded(server: RunningServer) -> None:
     assert b"<stream:features" in answer, answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a client that disconnects in the middle of a BOSH request body makes "
-    "request.read() raise ConnectionResetError out of BoshEndpoint.handle: aiohttp "
-    "logs 'Error handling request' with a Traceback (http/bosh.py handle)",
-)
 def test_bosh_client_vanishing_mid_body_logs_no_traceback(server: RunningServer) -> None:
     log = LogWindow(server)
     for _ in range(3):

@@ -74,6 +74,10 @@ class BoshEndpoint:
             data = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _reply((413, bosh_body.terminate("policy-violation")))
+        except ConnectionError:
+            # The client went away mid-body: nobody is left to answer (aiohttp
+            # writes nothing to a connection that is gone).
+            return _reply((400, bosh_body.terminate("bad-request")))
         response, content_type = await self._body(request, data)
         return _reply(response, content_type)
 

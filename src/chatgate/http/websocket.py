@@ -313,7 +313,11 @@ class WebSocketTransport:
                     resumed = self._resumed = loop.create_future()
                     await resumed
                     continue
-                msg = await ws.receive()
+                try:
+                    msg = await ws.receive()
+                except ConnectionError as exc:  # the client vanished
+                    log.debug("WebSocket from %s lost: %s", self.facts.remote_address, exc)
+                    break
                 if msg.type is WSMsgType.TEXT:
                     data = msg.data.encode()
                     conn = self.connection
