@@ -478,14 +478,6 @@ def _established(server_port: int, client_port: int) -> bool:
 # ---------------------------------------------------------------- BOSH floods
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a BOSH body is parsed whole on the event loop before any limit: one "
-    "1 MB body of 250k empty children costs ~0.7 s of loop time even when its sid "
-    "is unknown, and a creation body's children are all queued in the new "
-    "connection (40 such bodies: pings 1.7-2 s, +112 MB); BoshEndpoint._body / "
-    "bosh_body.parse",
-)
 def test_bosh_body_with_many_children_does_not_stall_others(server: RunningServer) -> None:
     children = b"<a/>" * 250_000  # 1,000,000 bytes: within max_request_size
     bodies = [

@@ -19,6 +19,7 @@ says nothing that `/.well-known/host-meta` does not already publish.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -27,10 +28,16 @@ from aiohttp import web
 
 from chatgate.http import bosh_body
 from chatgate.http.bosh_body import BadBody, RequestBody
-from chatgate.http.bosh_session import BoshSession, Response, SessionParams, new_sid
+from chatgate.http.bosh_session import (
+    PREAUTH_BODY_SLACK,
+    BoshSession,
+    Response,
+    SessionParams,
+    new_sid,
+)
 from chatgate.http.bosh_store import BoshSessions, LocalBoshSessions
 from chatgate.http.options import BoshOptions
-from chatgate.vocabulary.errors import StreamErrorCondition
+from chatgate.vocabulary.errors import PeerProtocolError, StreamErrorCondition
 from chatgate.vocabulary.facts import ConnectionFacts
 from chatgate.xmpp.c2s import C2SConnection
 from chatgate.xmpp.framing import StreamError
@@ -40,6 +47,10 @@ if TYPE_CHECKING:
     from chatgate.xmpp.negotiation import NegotiationSettings
 
 log = logging.getLogger(__name__)
+
+#: Bytes of a body parsed per event-loop turn (a TCP stream's read slice): a 1 MiB
+#: body is parsed in 16 turns, others served between them.
+SLICE_BYTES = 65_536
 
 _GET_TEXT = (
     "This is the BOSH endpoint (XEP-0124, XEP-0206) of an XMPP server.\n"
@@ -99,15 +110,48 @@ class BoshEndpoint:
     # ------------------------------------------------------------ requests
 
     async def _body(self, request: web.Request, data: bytes) -> tuple[Response, str]:
-        """The response to one body, and its Content-Type (the session's)."""
+        """The response to one body, and its Content-Type (the session's).
+
+        The limits come before the parsing (issue 11): a body naming an unknown sid
+        is answered without being parsed; before authentication a body may be
+        about `preauth_max_stanza_size` long and hold `preauth_stanza_burst`
+        stanzas; a live session's read rate is charged before its body is parsed;
+        and a large body is parsed in slices, the event loop serving others
+        between them."""
         limits = self.ctx.config.limits
         peeked = bosh_body.peek_sid(data)
-        session = self.sessions.get(peeked) if peeked else None
-        max_stanza = (
-            session.max_stanza_bytes if session is not None else limits.preauth_max_stanza_size
-        )
+        session = None
+        if peeked is not None:
+            session = self.sessions.get(peeked)
+            if session is None:
+                return (404, bosh_body.terminate("item-not-found")), bosh_body.CONTENT_TYPE
+            max_stanza = session.max_stanza_bytes
+            max_body = session.max_body_bytes
+            max_children = session.max_children
+            wait = session.charge(len(data))
+            if wait:
+                await asyncio.sleep(wait)
+        else:
+            max_stanza = limits.preauth_max_stanza_size
+            max_body = max_stanza + PREAUTH_BODY_SLACK
+            max_children = limits.preauth_stanza_burst
         try:
-            body = bosh_body.parse(data, max_stanza_bytes=max_stanza, max_depth=limits.max_depth)
+            if len(data) > max_body:
+                if session is None:
+                    return (413, bosh_body.terminate("policy-violation")), bosh_body.CONTENT_TYPE
+                text = f"a body over {max_body} bytes before authentication"
+                error = PeerProtocolError(StreamErrorCondition.POLICY_VIOLATION, text)
+                raise BadBody(text, error)
+            parser = bosh_body.BodyParser(
+                data,
+                max_stanza_bytes=max_stanza,
+                max_depth=limits.max_depth,
+                max_children=max_children,
+            )
+            body = parser.step(SLICE_BYTES)
+            while body is None:
+                await asyncio.sleep(0)  # others' turn between two slices
+                body = parser.step(SLICE_BYTES)
             sid = body.sid
             if sid is None:
                 return await self._create(request, body, len(data))
@@ -116,7 +160,8 @@ class BoshEndpoint:
             session = self.sessions.get(sid)
             if session is None:
                 return (404, bosh_body.terminate("item-not-found")), bosh_body.CONTENT_TYPE
-            return await session.request(body, len(data)), session.params.content_type
+            # charged above, before parsing
+            return await session.request(body, 0), session.params.content_type
         except BadBody as exc:
             return self._bad_body(session, exc), bosh_body.CONTENT_TYPE
 

@@ -71,6 +71,15 @@ log = logging.getLogger(__name__)
 #: (HTTP status, response body)
 Response = tuple[int, bytes]
 
+#: Stanzas one body may carry once authenticated (before: `preauth_stanza_burst`):
+#: a client joining hundreds of rooms at login fits; a million empty elements do not.
+MAX_CHILDREN = 1000
+#: Bytes before authentication beyond one stanza of `preauth_max_stanza_size`: the
+#: `<body/>`'s own tags.
+PREAUTH_BODY_SLACK = 1024
+#: A body's size once authenticated: `[http] max_request_size` is the bound.
+MAX_BODY_BYTES = 1 << 62
+
 _FEATURES_OPEN = b"<stream:features>"
 _FEATURES_CLOSE = b"</stream:features>"
 
@@ -221,7 +230,11 @@ class BoshSession:
         self._overflowed = False
         self.closed = False
         limits = ctx.config.limits
+        #: limits of this session's bodies (bosh.py checks them before parsing):
+        #: before authentication those of a pre-authentication stream
         self.max_stanza_bytes = limits.preauth_max_stanza_size
+        self.max_body_bytes = limits.preauth_max_stanza_size + PREAUTH_BODY_SLACK
+        self.max_children = limits.preauth_stanza_burst
 
     # ------------------------------------------------------------ Transport
 
@@ -250,6 +263,17 @@ class BoshSession:
         conn = self.connection
         if conn is not None and conn.negotiation.authenticated_user is not None:
             self.max_stanza_bytes = self.ctx.config.limits.max_stanza_size
+            self.max_body_bytes = MAX_BODY_BYTES  # [http] max_request_size bounds it
+            self.max_children = MAX_CHILDREN
+
+    def charge(self, size: int) -> float:
+        """Debit a body's bytes from the connection's read rate before it is parsed;
+        the seconds to wait before parsing it (0.0: none)."""
+        conn = self.connection
+        bucket = conn.read_bucket if conn is not None else None
+        if bucket is None:
+            return 0.0
+        return bucket.take(size, self._loop.time())
 
     def pause_reading(self) -> None:
         self._reading_paused = True
@@ -392,7 +416,7 @@ class BoshSession:
         if events:
             conn.events(events)
         bucket = conn.read_bucket
-        if bucket is not None and not conn.closed:
+        if bucket is not None and exchange.size and not conn.closed:
             loop = self._loop
             wait = bucket.take(exchange.size, loop.time())
             if wait:

@@ -87,3 +87,39 @@ def test_int_attr_takes_ascii_digits_only(value: str) -> None:
     with pytest.raises(bosh_body.BadBody):
         body.int_attr("wait")
     assert bosh_body.RequestBody({"wait": "0042"}, []).int_attr("wait") == 42
+
+
+def test_too_many_stanzas_stop_the_parser_early() -> None:
+    data = HEAD.encode() + b"<a/>" * 250_000 + b"</body>"
+    parser = bosh_body.BodyParser(data, max_stanza_bytes=262144, max_depth=16, max_children=1000)
+    with pytest.raises(bosh_body.BadBody) as refused:
+        parser.step(len(data))
+    assert refused.value.error is not None
+    assert refused.value.error.condition is C.POLICY_VIOLATION
+    assert parser._pos <= 1000 * 4 + 2 * 8192  # stopped within a feed of the limit
+
+
+def test_a_large_body_is_parsed_in_steps_with_the_same_result() -> None:
+    stanzas = b"<message to='a@b'><body>hi</body></message>" * 900
+    data = HEAD.encode() + stanzas + b"</body>"
+    parser = bosh_body.BodyParser(data, max_stanza_bytes=4096, max_depth=16, max_children=1000)
+    steps = 1
+    body = parser.step(8192)
+    while body is None:
+        steps += 1
+        body = parser.step(8192)
+    assert steps == -(-len(data) // 8192)
+    assert len(body.stanzas) == 900
+    at_once = bosh_body.parse(data, max_stanza_bytes=4096, max_depth=16)
+    assert [s.attrs for s in body.stanzas] == [s.attrs for s in at_once.stanzas]
+
+
+def test_the_stanza_limit_holds_on_the_shared_parsers_path_too() -> None:
+    # few enough '<' for the shared parser: at the limit; one more: refused
+    ok = HEAD.encode() + b"<a/>" * 30 + b"</body>"
+    assert (
+        len(bosh_body.parse(ok, max_stanza_bytes=4096, max_depth=16, max_children=30).stanzas) == 30
+    )
+    over = HEAD.encode() + b"<a/>" * 31 + b"</body>"
+    with pytest.raises(bosh_body.BadBody):
+        bosh_body.parse(over, max_stanza_bytes=4096, max_depth=16, max_children=30)

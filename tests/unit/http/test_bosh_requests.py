@@ -191,3 +191,34 @@ async def test_ack_is_reported_when_asked_for(bosh_server: BoshServer) -> None:
         await newer
     # 501 was answered after 502 arrived: the ack says 502 was received
     assert answered.body.get("ack") == "502"
+
+
+async def test_creation_body_with_too_many_stanzas_is_refused(bosh_server: BoshServer) -> None:
+    assert bosh_server.server.ctx is not None
+    burst = bosh_server.server.ctx.config.limits.preauth_stanza_burst
+    async with aiohttp.ClientSession() as http:
+        client = BoshClient(http, bosh_server.url)
+        body = (
+            "<body xmlns='http://jabber.org/protocol/httpbind' rid='1' to='localhost'"
+            " xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'>"
+            + "<presence/>" * (burst + 1)
+            + "</body>"
+        )
+        reply = await client.raw(body)
+    assert reply.type == "terminate" and reply.status == 400
+    assert bosh_server.bosh_sessions == 0
+
+
+async def test_creation_body_over_the_preauth_size_is_413(bosh_server: BoshServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        client = BoshClient(http, bosh_server.url)
+        body = (
+            "<body xmlns='http://jabber.org/protocol/httpbind' rid='1' to='localhost'>"
+            + "<message><body>"
+            + "x" * 70_000
+            + "</body></message></body>"
+        )
+        reply = await client.raw(body)
+    assert reply.status == 413
+    assert (reply.type, reply.condition) == ("terminate", "policy-violation")
+    assert bosh_server.bosh_sessions == 0
