@@ -366,13 +366,6 @@ def test_ws_preauth_iq_flood_does_not_stall_others(server: RunningServer) -> Non
     assert "Traceback" not in log.text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="WebSocket control frames bypass every limit: aiohttp answers each PING "
-    "(autoping) inside ws.receive(), so read_loop never charges them to the read "
-    "bucket nor pauses; ~2 MB/s of empty PINGs from one unauthenticated peer drive "
-    "a TCP session's median ping to ~350-450 ms (http/websocket.py read_loop/handle)",
-)
 def test_ws_ping_frame_flood_does_not_stall_others(server: RunningServer) -> None:
     """An unauthenticated peer sends empty WebSocket PING frames (6 bytes each) as
     fast as it can, and reads the PONGs."""

@@ -32,7 +32,7 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from chatgate.http.options import WebSocketOptions
 from chatgate.http.shared_parsers import parse_message
@@ -43,6 +43,7 @@ from chatgate.xml.parser import Stanza, StreamClosed, StreamOpened
 from chatgate.xml.serialize import escape_attr
 from chatgate.xmpp.c2s import C2SConnection, Hibernation, TlsUpgrade
 from chatgate.xmpp.framing import StreamError, StreamHeader, qualify
+from chatgate.xmpp.shaper import TokenBucket
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -57,8 +58,18 @@ _FEATURES_CLOSE = b"</stream:features>"
 
 #: RFC 6455 §5.2 header of a final, unmasked text frame, by payload length
 _TEXT = 0x80 | WSMsgType.TEXT
+_PONG = 0x80 | WSMsgType.PONG
 _LEN16 = struct.Struct("!BBH").pack
 _LEN64 = struct.Struct("!BBQ").pack
+
+
+#: What a PING or PONG costs the connection's read rate besides its payload: an
+#: empty frame is six bytes on the wire but is parsed, queued and answered.
+CONTROL_FRAME_COST = 64
+#: PINGs and PONGs a client may send per second (and in a burst) before it is
+#: closed with 1008; a browser sends none, a library one every few seconds.
+CONTROL_FRAMES_PER_SECOND = 10
+CONTROL_FRAME_BURST = 50
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -176,6 +187,10 @@ class WebSocketTransport:
         self._in_message = False
         self._closing = False
         self._max_output = limits.max_output_buffer
+        #: PINGs and PONGs the client may still send (made at its first)
+        self._control_frames: TokenBucket | None = None
+        self._pong_task: asyncio.Future[None] | None = None
+        self._close_code: int = WSCloseCode.OK
         self.connection: C2SConnection | None = None
 
     # ------------------------------------------------------------ Transport
@@ -284,12 +299,12 @@ class WebSocketTransport:
         finally:
             self._outbox.clear()
             if not ws.closed:
-                await ws.close()
+                await ws.close(code=self._close_code)
 
     async def _close_ws(self) -> None:
         try:
             if not self._ws.closed:
-                await self._ws.close()
+                await self._ws.close(code=self._close_code)
         except (ConnectionError, RuntimeError) as exc:
             log.debug("WebSocket close failed: %s", exc)
 
@@ -331,6 +346,12 @@ class WebSocketTransport:
                         wait = bucket.take(len(data), loop.time())
                         if wait:
                             await asyncio.sleep(wait)
+                elif msg.type is WSMsgType.PING or msg.type is WSMsgType.PONG:
+                    pause = self._control_frame(msg.type, msg.data, loop.time())
+                    if pause is None:
+                        break
+                    if pause:
+                        await asyncio.sleep(pause)
                 elif msg.type is WSMsgType.BINARY:
                     self._refuse(
                         StreamErrorCondition.BAD_FORMAT, "XMPP messages are text (RFC 7395)"
@@ -344,6 +365,62 @@ class WebSocketTransport:
                     break
         finally:
             self._reading = False
+
+    def _control_frame(self, kind: WSMsgType, payload: bytes, now: float) -> float | None:
+        """A PING or PONG (RFC 6455 §5.5.2-3), read here rather than by aiohttp
+        (`autoping=False`), so that it counts: each costs the connection's byte rate
+        `CONTROL_FRAME_COST` bytes plus its payload (an empty frame is not free to
+        parse and answer), and more than `CONTROL_FRAMES_PER_SECOND` (burst
+        `CONTROL_FRAME_BURST`) end the connection (close code 1008).  A PING is
+        answered with a PONG carrying its payload.  Returns the seconds to wait
+        before reading on, or None when the connection is being closed."""
+        frames = self._control_frames
+        if frames is None:
+            frames = self._control_frames = TokenBucket(
+                CONTROL_FRAMES_PER_SECOND, CONTROL_FRAME_BURST, now
+            )
+        if frames.take(1, now):
+            log.info(
+                "WebSocket from %s: more than %d control frames a second: closed",
+                self.facts.remote_address or "-",
+                CONTROL_FRAMES_PER_SECOND,
+            )
+            self._close_code = WSCloseCode.POLICY_VIOLATION
+            conn = self.connection
+            if conn is not None and not conn.closed:
+                self._in_message = True  # the read loop ends and closes the WebSocket
+                try:
+                    conn.close_stream(
+                        StreamErrorCondition.POLICY_VIOLATION, "too many WebSocket control frames"
+                    )
+                finally:
+                    self._in_message = False
+            return None
+        if kind is WSMsgType.PING:
+            self._pong(payload)
+        conn = self.connection
+        bucket = conn.read_bucket if conn is not None else None
+        if bucket is None:
+            return 0.0
+        return bucket.take(CONTROL_FRAME_COST + len(payload), now)
+
+    def _pong(self, payload: bytes) -> None:
+        wire = self._wire
+        if self._closing or self._ws.closed:
+            return  # nothing may follow our close frame
+        if wire is not None:
+            if not wire.is_closing():
+                # a control frame's payload is at most 125 bytes (§5.5): aiohttp checked
+                wire.write(bytes((_PONG, len(payload))) + payload)
+            return
+        # compressed connection: aiohttp's writer owns the frames
+        self._pong_task = asyncio.ensure_future(self._send_pong(payload))
+
+    async def _send_pong(self, payload: bytes) -> None:
+        try:
+            await self._ws.pong(payload)
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("WebSocket pong failed: %s", exc)
 
     def message(self, data: bytes) -> None:
         """One text message: one element of the stream."""
@@ -405,6 +482,10 @@ async def handle(
     ws = web.WebSocketResponse(
         protocols=(SUBPROTOCOL,),
         heartbeat=options.ping_interval or None,
+        # PINGs and PONGs come to read_loop, which charges and answers them (aiohttp
+        # would answer them inside receive(), unaccounted for).  The heartbeat does
+        # not need autoping: any frame received, a PONG included, resets it.
+        autoping=False,
         # Bigger messages are cut off by aiohttp (close code 1009); up to this, the
         # framed parser answers an oversized one with a stream error.
         max_msg_size=2 * limits.max_stanza_size,

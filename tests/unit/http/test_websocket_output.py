@@ -134,7 +134,7 @@ def test_compressed_connections_use_aiohttps_writer() -> None:
             async def send_frame(self, message: bytes, opcode: WSMsgType) -> None:
                 sent.append((message, opcode))
 
-            async def close(self) -> None:
+            async def close(self, code: int = 1000) -> None:
                 self.closed = True
 
         wire = Wire()
