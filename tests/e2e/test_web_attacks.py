@@ -412,14 +412,6 @@ def test_ws_oversized_message_is_refused(server: RunningServer) -> None:
         ws.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after the output cap closes the stream (policy-violation), "
-    "WebSocketTransport.write_loop stays blocked in ws.send_str on a peer that never "
-    "reads and nothing aborts the socket: the WebSocket and its queued output live "
-    "on (observed > 60 s, heartbeat included); TCP cuts such a peer off after "
-    "CLOSE_TIMEOUT (http/websocket.py _output_overflow/close/write_loop)",
-)
 def test_ws_reader_that_never_reads_is_disconnected(server: RunningServer) -> None:
     victim = RawWs(server.http_port, rcvbuf=4096)
     victim.login("victim", "victim-password", "slow")

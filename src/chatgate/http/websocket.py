@@ -18,7 +18,10 @@ reading the socket).  Output: a loop turn's messages are framed here (RFC 6455
 §5.2: unmasked, final, text) and handed to the socket in one write, without a
 writer task; what the socket cannot take at once waits in the transport's
 buffer, bounded by `[limits] max_output_buffer`: a client that does not read
-past it is closed with `policy-violation`, as on TCP.  When the client
+past it is closed with `policy-violation`, as on TCP, and, as on TCP, a
+connection whose close has not completed `CLOSE_TIMEOUT` (10 s) after it began
+is aborted: a peer that never reads would otherwise hold its socket and output
+forever.  When the client
 negotiated compression (permessage-deflate, browsers do) frames are aiohttp's
 to write: then messages wait in a queue bounded the same way and a writer task
 sends them.
@@ -44,6 +47,7 @@ from chatgate.xml.serialize import escape_attr
 from chatgate.xmpp.c2s import C2SConnection, Hibernation, TlsUpgrade
 from chatgate.xmpp.framing import StreamError, StreamHeader, qualify
 from chatgate.xmpp.shaper import TokenBucket
+from chatgate.xmpp.transports.tcp import CLOSE_TIMEOUT
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -172,9 +176,10 @@ class WebSocketTransport:
         self._resumed: asyncio.Future[None] | None = None
         #: the socket frames are written to ourselves; None: aiohttp writes them
         #: (compression was negotiated, or there is no socket to write to)
-        self._wire: asyncio.WriteTransport | None = (
-            cast(asyncio.WriteTransport, wire) if wire is not None and not ws.compress else None
-        )
+        self._socket = cast(asyncio.WriteTransport, wire) if wire is not None else None
+        self._wire: asyncio.WriteTransport | None = self._socket if not ws.compress else None
+        #: aborts the socket CLOSE_TIMEOUT seconds after the close began
+        self._abort_timer: asyncio.TimerHandle | None = None
         #: messages for aiohttp's writer (compressed connections only)
         self._outbox: deque[bytes] = deque()
         self._outbox_bytes = 0
@@ -203,6 +208,11 @@ class WebSocketTransport:
         if self._closing:
             return
         self._closing = True
+        socket = self._socket
+        if socket is not None and self._abort_timer is None:
+            # A client that does not read never lets the close frame (or aiohttp's
+            # close of the socket) through: cut it off, as TCP does.
+            self._abort_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, socket.abort)
         if self._wire is None:
             self._start_writer()
             assert self._wake is not None
@@ -261,6 +271,10 @@ class WebSocketTransport:
         limit, self._max_output = self._max_output, -1  # once: the stream error comes here too
         if conn is None or conn.closed:
             return
+        # What waits for aiohttp's writer is dropped: only the stream error and
+        # <close/> are still sent (what is in the socket's buffer is beyond recall).
+        self._outbox.clear()
+        self._outbox_bytes = 0
         who = conn.session.full if conn.session is not None else "-"
         log.warning(
             "closing %s (WebSocket) from %s: more than %d bytes of output unread",

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType
 
+from chatgate.http import websocket
 from chatgate.http.websocket import WebSocketTransport, text_frame
 from chatgate.vocabulary.facts import ConnectionFacts
 
@@ -45,6 +46,7 @@ class Wire:
         self.written: list[bytes] = []
         self.buffered = 0
         self.closing = False
+        self.aborted = False
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
@@ -54,6 +56,10 @@ class Wire:
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.closing = True
 
 
 class Ws:
@@ -145,3 +151,19 @@ def test_compressed_connections_use_aiohttps_writer() -> None:
         return sent
 
     assert asyncio.run(run()) == [(b"<a/>", WSMsgType.TEXT), (b"<b/>", WSMsgType.TEXT)]
+
+
+def test_a_close_that_does_not_complete_aborts_the_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that never reads never lets the close through: after CLOSE_TIMEOUT
+    the socket is aborted, as on TCP."""
+    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT", 0.05)
+
+    async def run() -> Wire:
+        wire = Wire()
+        t = transport(wire)
+        t.close()
+        assert not wire.aborted
+        await asyncio.sleep(0.1)
+        return wire
+
+    assert asyncio.run(run()).aborted
