@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Seconds a request body may take to arrive once its headers have (a body
+#: trickled a byte at a time would otherwise hold its connection for ever).
+BODY_TIMEOUT = 20.0
 #: Bytes of a body parsed per event-loop turn (a TCP stream's read slice): a 1 MiB
 #: body is parsed in 16 turns, others served between them.
 SLICE_BYTES = 65_536
@@ -82,13 +85,19 @@ class BoshEndpoint:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """POST: one request body of a new or existing session."""
         try:
-            data = await request.read()
+            async with asyncio.timeout(BODY_TIMEOUT):
+                data = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _reply((413, bosh_body.terminate("policy-violation")))
         except ConnectionError:
             # The client went away mid-body: nobody is left to answer (aiohttp
             # writes nothing to a connection that is gone).
             return _reply((400, bosh_body.terminate("bad-request")))
+        except TimeoutError:
+            log.info("BOSH: request body from %s too slow: closed", request.remote or "-")
+            slow = _reply((408, bosh_body.terminate("bad-request")))
+            slow.force_close()
+            return slow
         response, content_type = await self._body(request, data)
         return _reply(response, content_type)
 

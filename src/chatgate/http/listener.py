@@ -10,6 +10,11 @@ has, and SASL EXTERNAL and -PLUS work over web transports too.
 Every response carries the security headers below; CORS headers go only to
 origins `[http] cors_origins` allows; bodies over `max_request_size` get 413.
 
+Connections: idle ones (or ones still sending headers) are closed after
+`KEEPALIVE_TIMEOUT`; a BOSH body must arrive within `bosh.BODY_TIMEOUT`; each
+peer address may hold `[http] max_connections_per_address` connections over
+both ports (`connection_limit.py`), new ones past it are closed at once.
+
 The hot routes (BOSH's POST, the WebSocket handshake) skip aiohttp's router and
 middleware chain: `_dispatch` sends them straight to their handler through the
 same `_headers` the middleware runs, so they get the same headers; everything
@@ -30,9 +35,11 @@ from aiohttp import hdrs, web
 
 from chatgate.http import hostmeta, websocket
 from chatgate.http.client_address import ClientAddresses
+from chatgate.http.connection_limit import AddressCounter, CountedTCPSite
 from chatgate.http.options import HttpOptions
 from chatgate.http.tls import TLS_DETAILS, TlsSite
 from chatgate.vocabulary.facts import ConnectionFacts
+from chatgate.xmpp.transports.tcp import LINGER
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -40,6 +47,10 @@ if TYPE_CHECKING:
     from chatgate.xmpp.transports.openssl_tls import ServerTls
 
 log = logging.getLogger(__name__)
+
+#: Seconds an HTTP connection may be idle, or take to send a request's headers
+#: (aiohttp's keep-alive timeout; its default is 3,630).
+KEEPALIVE_TIMEOUT = 15.0
 
 WEBSOCKET_PATH = "/xmpp-websocket"
 BOSH_PATH = "/http-bind"
@@ -69,6 +80,8 @@ class HttpListener:
         self.settings = settings
         self.tls = tls
         self.addresses = ClientAddresses(options.trusted_proxies)
+        #: open HTTP(S) connections per peer address, both ports together
+        self.connections = AddressCounter(options.max_connections_per_address)
         self._runner: web.AppRunner | None = None
         self._sites: list[object] = []
         #: (scheme, host, port) of each bound port, once started
@@ -204,7 +217,18 @@ class HttpListener:
     async def start(self) -> None:
         options = self.options
         runner = self._runner = web.AppRunner(
-            self.application(), access_log=None, handle_signals=False, shutdown_timeout=1.0
+            self.application(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            # An idle connection, or one still sending its request's headers, is
+            # closed after this (aiohttp's default is an hour); requests being
+            # handled (held BOSH requests, WebSockets) are not touched by it.
+            keepalive_timeout=KEEPALIVE_TIMEOUT,
+            # What is left of a body nobody reads (over max_request_size, too
+            # slow) is read and dropped this long before the connection is closed
+            # (aiohttp's default: 10 s), as TCP's LINGER.
+            lingering_time=LINGER,
         )
         await runner.setup()
         server = runner.server
@@ -212,11 +236,15 @@ class HttpListener:
             # Every connection's aiohttp RequestHandler reads this when it is made.
             server.request_handler = self._dispatch(server.request_handler)
         if options.port is not False:
-            site = web.TCPSite(runner, options.host, options.port, backlog=1024)
+            site = CountedTCPSite(
+                runner, options.host, options.port, self.connections, backlog=1024
+            )
             await site.start()
             self._record("http", site)
         if options.tls_port is not False and self.tls is not None:
-            tls_site = TlsSite(runner, options.host, options.tls_port, self.tls)
+            tls_site = TlsSite(
+                runner, options.host, options.tls_port, self.tls, counter=self.connections
+            )
             await tls_site.start()
             self.bound.append(("https", options.host, tls_site.port))
         for scheme, host, port in self.bound:

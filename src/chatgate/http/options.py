@@ -83,6 +83,10 @@ class HttpOptions(_Model):
     brute-force protection and logs); from any other peer the header is ignored."""
     max_request_size: Annotated[int, Field(ge=4096)] = 1_048_576
     """Largest request body accepted (a BOSH body may carry several stanzas)."""
+    max_connections_per_address: Annotated[int, Field(ge=1)] = 256
+    """Open HTTP(S) connections one peer address may hold (both ports together);
+    new ones past it are closed at once.  Behind a reverse proxy every connection
+    comes from the proxy's address: raise this to what the proxy may open."""
     bosh: BoshOptions = BoshOptions()
     """BOSH at `/http-bind` (`[http.bosh]`)."""
     websocket: WebSocketOptions = WebSocketOptions()

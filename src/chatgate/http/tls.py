@@ -23,7 +23,9 @@ socket, and plaintext already decrypted meanwhile waits here until it resumes.
 
 A handshake that fails (garbage, a refused or missing certificate under
 `needed`) is logged at INFO and its socket closed after the alert; one that
-takes longer than `HANDSHAKE_TIMEOUT` seconds (as on c2s) is cut off.  Neither
+takes longer than `HANDSHAKE_TIMEOUT` seconds (as on c2s) is cut off.  Connections
+are counted per peer address from the TCP accept (`connection_limit.py`); past
+`[http] max_connections_per_address` a new one is aborted before its handshake.  Neither
 touches other connections.  This module never interprets HTTP.
 """
 
@@ -38,6 +40,7 @@ from typing import Any, cast
 from aiohttp import web
 from OpenSSL import SSL
 
+from chatgate.http.connection_limit import AddressCounter
 from chatgate.xmpp.transports.openssl_tls import (
     ServerTls,
     ServerTlsConnection,
@@ -61,7 +64,7 @@ class TlsSite(web.BaseSite):
     stops it; `port` is the bound port once started (0 asks for a free one).
     """
 
-    __slots__ = ("_handshake_timeout", "_handshaking", "_host", "_port", "_tls")
+    __slots__ = ("_counter", "_handshake_timeout", "_handshaking", "_host", "_port", "_tls")
 
     def __init__(
         self,
@@ -72,8 +75,11 @@ class TlsSite(web.BaseSite):
         *,
         backlog: int = 1024,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        counter: AddressCounter | None = None,
     ) -> None:
         super().__init__(runner, backlog=backlog)
+        #: open connections per peer address (None: not limited)
+        self._counter = counter
         self._host = host
         self._port = port
         self._tls = tls
@@ -123,6 +129,7 @@ class _TlsConnection(asyncio.Protocol):
         "_app_factory",
         "_backlog",
         "_close_timer",
+        "_counted",
         "_raw",
         "_site",
         "_timeout",
@@ -154,6 +161,8 @@ class _TlsConnection(asyncio.Protocol):
         self._backlog: list[bytes] = []
         self._write_paused = False
         self._address = "-"
+        #: counted in the site's AddressCounter (released when the connection ends)
+        self._counted = False
 
     # ------------------------------------------------------------ asyncio.Protocol
 
@@ -162,6 +171,12 @@ class _TlsConnection(asyncio.Protocol):
         self._raw = raw = cast(asyncio.Transport, transport)
         peer = raw.get_extra_info("peername")
         self._address = str(peer[0]) if isinstance(peer, tuple) else "-"
+        counter = self._site._counter
+        if counter is not None:
+            if not counter.acquire(self._address):
+                raw.abort()  # past max_connections_per_address: not even a handshake
+                return
+            self._counted = True
         self._tls = self._tls_server.connection()
         self._timer = asyncio.get_running_loop().call_later(self._timeout, self._too_slow)
         self._site._handshaking.add(self)
@@ -202,6 +217,11 @@ class _TlsConnection(asyncio.Protocol):
             self._app.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            counter = self._site._counter
+            if counter is not None:
+                counter.release(self._address)
         self._cancel_timer()
         if self._close_timer is not None:
             self._close_timer.cancel()

@@ -33,6 +33,7 @@ from aiohttp import web
 from OpenSSL import SSL
 
 from chatgate.config import TlsConfig
+from chatgate.http.connection_limit import AddressCounter
 from chatgate.http.tls import TLS_DETAILS, TlsSite
 from chatgate.tls import HTTP_ALPN, build_server_tls, generate_self_signed
 from chatgate.xmpp.transports.openssl_tls import ServerTls, TlsDetails
@@ -149,11 +150,15 @@ def _application(seen: dict[str, Any]) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def _site(tls: ServerTls, *, handshake_timeout: float = 30.0) -> AsyncIterator[Site]:
+async def _site(
+    tls: ServerTls, *, handshake_timeout: float = 30.0, counter: AddressCounter | None = None
+) -> AsyncIterator[Site]:
     seen: dict[str, Any] = {"gate": asyncio.Event()}
     runner = web.AppRunner(_application(seen), handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = TlsSite(runner, "127.0.0.1", 0, tls, handshake_timeout=handshake_timeout)
+    site = TlsSite(
+        runner, "127.0.0.1", 0, tls, handshake_timeout=handshake_timeout, counter=counter
+    )
     await site.start()
     try:
         assert site.port != 0
@@ -512,3 +517,26 @@ def test_c2s_tls_still_selects_xmpp_client_only(
     with contextlib.suppress(SSL.WantReadError):
         client.do_handshake()
     assert client.get_alpn_proto_negotiated() == selected
+
+
+async def test_connections_past_the_per_address_limit_are_aborted_before_the_handshake(
+    server_cert: tuple[Path, Path], certs: Certs
+) -> None:
+    counter = AddressCounter(2)
+    async with _site(_server_tls(server_cert, certs), counter=counter) as site:
+        held = [await asyncio.open_connection("127.0.0.1", site.port) for _ in range(2)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+        try:
+            closed = await asyncio.wait_for(reader.read(100), 2)
+        except ConnectionError:
+            closed = b""
+        assert closed == b""
+        assert counter.open("127.0.0.1") == 2
+        writer.close()
+        for _, w in held:
+            w.close()
+        for _ in range(50):
+            if counter.open("127.0.0.1") == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert counter.open("127.0.0.1") == 0

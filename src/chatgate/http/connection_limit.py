@@ -1,0 +1,175 @@
+"""Open HTTP(S) connections per peer address, and refusals logged once per address
+per interval.
+
+Why: aiohttp keeps every accepted connection until its keep-alive timeout, and
+nothing else bounds how many one address holds: one address could take every
+file descriptor of the process.  The plain site's protocol factory makes
+`CountedRequestHandler`s, aiohttp's handler that counts itself; the HTTPS site
+(`tls.py`) counts in its own protocol, from the TCP accept, handshake included.
+
+The address is the TCP peer's: connections through a reverse proxy all count
+for the proxy (raise `[http] max_connections_per_address` behind one).
+
+Must not: do anything per request (only when a connection opens or closes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+log = logging.getLogger(__name__)
+
+#: seconds between two log lines about the same address's refusals
+REFUSAL_LOG_INTERVAL = 60.0
+#: addresses remembered by a RefusalLog before the quiet ones are forgotten
+_MAX_REMEMBERED = 10_000
+
+
+class RefusalLog:
+    """Logs a refusal the first time an address meets it, then once per interval with
+    how many were refused meanwhile: a flood makes a few lines, not thousands."""
+
+    __slots__ = ("_clock", "_interval", "_message", "_seen")
+
+    def __init__(
+        self,
+        message: str,
+        interval: float = REFUSAL_LOG_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        #: %-format with (address, refusals since the last line, extra...)
+        self._message = message
+        self._interval = interval
+        self._clock = clock
+        #: address -> [when last logged, refusals not logged since]
+        self._seen: dict[str, list[float]] = {}
+
+    def refused(self, address: str, *extra: object) -> None:
+        now = self._clock()
+        seen = self._seen.get(address)
+        if seen is not None and now - seen[0] < self._interval:
+            seen[1] += 1
+            return
+        count = 1 + (int(seen[1]) if seen is not None else 0)
+        if seen is None and len(self._seen) >= _MAX_REMEMBERED:
+            self._forget(now)
+        self._seen[address] = [now, 0]
+        log.warning(self._message, address, count, *extra)
+
+    def _forget(self, now: float) -> None:
+        for address in [a for a, (t, _) in self._seen.items() if now - t >= self._interval]:
+            del self._seen[address]
+        if len(self._seen) >= _MAX_REMEMBERED:
+            self._seen.clear()
+
+
+class AddressCounter:
+    """Open connections per peer address, at most `limit` each."""
+
+    __slots__ = ("_counts", "_log", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+        self._log = RefusalLog(
+            "HTTP: refused connections from %s (%d since the last line): "
+            "more than %d open (max_connections_per_address)"
+        )
+
+    def acquire(self, address: str) -> bool:
+        """Count a new connection; False (and nothing counted) past the limit."""
+        count = self._counts.get(address, 0)
+        if count >= self.limit:
+            self._log.refused(address, self.limit)
+            return False
+        self._counts[address] = count + 1
+        return True
+
+    def release(self, address: str) -> None:
+        count = self._counts.get(address, 0) - 1
+        if count > 0:
+            self._counts[address] = count
+        else:
+            self._counts.pop(address, None)
+
+    def open(self, address: str) -> int:
+        """Connections open from `address` (for tests)."""
+        return self._counts.get(address, 0)
+
+
+def peer_address(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) else "-"
+
+
+class CountedRequestHandler(RequestHandler):
+    """aiohttp's connection handler, counted per peer address: past the limit the
+    connection is closed at once, before a byte of HTTP is read."""
+
+    __slots__ = ("_address", "_counter")
+
+    def __init__(self, manager: web.Server, counter: AddressCounter, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._counter = counter
+        self._address: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        address = peer_address(transport)
+        if not self._counter.acquire(address):
+            cast(asyncio.Transport, transport).abort()
+            return
+        self._address = address
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        address, self._address = self._address, None
+        if address is None:
+            return  # refused: aiohttp never saw it
+        self._counter.release(address)
+        super().connection_lost(exc)
+
+
+def counted_factory(server: web.Server, counter: AddressCounter) -> Callable[[], RequestHandler]:
+    """The protocol factory of the plain HTTP site: `server()` (aiohttp's own
+    factory) with handlers that count themselves.  aiohttp keeps the handler
+    arguments in `web.Server._kwargs` and `_loop`; this reads them as its
+    `__call__` does."""
+    loop = server._loop
+    kwargs = server._kwargs
+
+    def factory() -> RequestHandler:
+        return CountedRequestHandler(server, counter, loop=loop, **kwargs)
+
+    return factory
+
+
+class CountedTCPSite(web.TCPSite):
+    """aiohttp's plain TCP site, its connections counted per address."""
+
+    __slots__ = ("_counter",)
+
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, counter: AddressCounter, **kwargs: Any
+    ) -> None:
+        super().__init__(runner, host, port, **kwargs)
+        self._counter = counter
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # what TCPSite.start does, with our factory
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            counted_factory(server, self._counter),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )
