@@ -36,6 +36,7 @@ from chatgate.http.bosh_session import (
     new_sid,
 )
 from chatgate.http.bosh_store import BoshSessions, LocalBoshSessions
+from chatgate.http.connection_limit import RefusalLog
 from chatgate.http.options import BoshOptions
 from chatgate.vocabulary.errors import PeerProtocolError, StreamErrorCondition
 from chatgate.vocabulary.facts import ConnectionFacts
@@ -78,6 +79,12 @@ class BoshEndpoint:
         self.facts_for = facts_for
         self.sessions: BoshSessions = (
             sessions if sessions is not None else LocalBoshSessions(options.max_sessions)
+        )
+        #: refusals for max_sessions, one line per address a minute (a flood made
+        #: one WARNING per request: 14,000 lines in 3 s)
+        self._refusals = RefusalLog(
+            "BOSH: refused new sessions from %s (%d since the last line): %d sessions live",
+            logger=log,
         )
 
     # ------------------------------------------------------------ routes
@@ -210,11 +217,7 @@ class BoshEndpoint:
             self.ctx, new_sid(), body.rid, params, facts, on_close=self.sessions.remove
         )
         if not self.sessions.add(session):
-            log.warning(
-                "BOSH: refused a session from %s: %d sessions live",
-                facts.remote_address or "-",
-                len(self.sessions),
-            )
+            self._refusals.refused(facts.remote_address or "-", len(self.sessions))
             full = StreamError(StreamErrorCondition.RESOURCE_CONSTRAINT, "too many BOSH sessions")
             refusal = bosh_body.terminate("remote-stream-error", full.element().encode())
             return (200, refusal), params.content_type

@@ -36,14 +36,16 @@ class RefusalLog:
     """Logs a refusal the first time an address meets it, then once per interval with
     how many were refused meanwhile: a flood makes a few lines, not thousands."""
 
-    __slots__ = ("_clock", "_interval", "_message", "_seen")
+    __slots__ = ("_clock", "_interval", "_log", "_message", "_seen")
 
     def __init__(
         self,
         message: str,
         interval: float = REFUSAL_LOG_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger = log,
     ) -> None:
+        self._log = logger
         #: %-format with (address, refusals since the last line, extra...)
         self._message = message
         self._interval = interval
@@ -61,7 +63,7 @@ class RefusalLog:
         if seen is None and len(self._seen) >= _MAX_REMEMBERED:
             self._forget(now)
         self._seen[address] = [now, 0]
-        log.warning(self._message, address, count, *extra)
+        self._log.warning(self._message, address, count, *extra)
 
     def _forget(self, now: float) -> None:
         for address in [a for a, (t, _) in self._seen.items() if now - t >= self._interval]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from pathlib import Path
 
 import aiohttp
+import pytest
 import slixmpp
 
 from .bosh_client import CLIENT, BoshClient, BoshServer, q, start_server, wrap
@@ -195,3 +197,21 @@ async def test_max_sessions_refuses_more(tmp_path: Path) -> None:
         assert server.bosh_sessions == 2
     finally:
         await server.server.stop()
+
+
+async def test_refused_sessions_are_logged_once_per_address(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await start_server(tmp_path, max_sessions=1)
+    try:
+        url = wrap(server).url
+        async with aiohttp.ClientSession() as http:
+            await BoshClient(http, url).create()
+            with caplog.at_level(logging.WARNING, logger="chatgate.http.bosh"):
+                for _ in range(20):
+                    reply = await BoshClient(http, url).create()
+                    assert "resource-constraint" in reply.text
+        lines = [r for r in caplog.records if "refused new sessions" in r.getMessage()]
+        assert len(lines) == 1, [r.getMessage() for r in lines]
+    finally:
+        await server.stop()
