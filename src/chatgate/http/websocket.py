@@ -63,6 +63,8 @@ _FEATURES_CLOSE = b"</stream:features>"
 #: RFC 6455 §5.2 header of a final, unmasked text frame, by payload length
 _TEXT = 0x80 | WSMsgType.TEXT
 _PONG = 0x80 | WSMsgType.PONG
+#: RFC 6455 §5.5.1 close frame, status 1008 (policy violation)
+_POLICY_CLOSE = bytes((0x80 | WSMsgType.CLOSE, 2)) + struct.pack("!H", WSCloseCode.POLICY_VIOLATION)
 _LEN16 = struct.Struct("!BBH").pack
 _LEN64 = struct.Struct("!BBQ").pack
 
@@ -196,6 +198,8 @@ class WebSocketTransport:
         self._control_frames: TokenBucket | None = None
         self._pong_task: asyncio.Future[None] | None = None
         self._close_code: int = WSCloseCode.OK
+        #: closed for a control-frame flood: the socket is closed without reading on
+        self._flooded = False
         self.connection: C2SConnection | None = None
 
     # ------------------------------------------------------------ Transport
@@ -312,13 +316,22 @@ class WebSocketTransport:
             log.debug("WebSocket write failed: %s", exc)
         finally:
             self._outbox.clear()
-            if not ws.closed:
-                await ws.close(code=self._close_code)
+            await self._close_ws()
 
     async def _close_ws(self) -> None:
         try:
-            if not self._ws.closed:
-                await self._ws.close(code=self._close_code)
+            if self._ws.closed:
+                return
+            socket = self._socket
+            if self._flooded and socket is not None:
+                # aiohttp's close() would read on, through the flood, until the
+                # client's close frame: ours goes out after what is queued, and
+                # the socket stops reading now and closes once that is written.
+                if not socket.is_closing():
+                    socket.write(_POLICY_CLOSE)
+                    socket.close()
+                return
+            await self._ws.close(code=self._close_code)
         except (ConnectionError, RuntimeError) as exc:
             log.debug("WebSocket close failed: %s", exc)
 
@@ -400,6 +413,7 @@ class WebSocketTransport:
                 CONTROL_FRAMES_PER_SECOND,
             )
             self._close_code = WSCloseCode.POLICY_VIOLATION
+            self._flooded = True
             conn = self.connection
             if conn is not None and not conn.closed:
                 self._in_message = True  # the read loop ends and closes the WebSocket
