@@ -92,8 +92,11 @@ class BoshEndpoint:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """POST: one request body of a new or existing session."""
         try:
-            async with asyncio.timeout(BODY_TIMEOUT):
-                data = await request.read()
+            if request.content.is_eof():
+                data = await request.read()  # all there (most are): no timer needed
+            else:
+                async with asyncio.timeout(BODY_TIMEOUT):
+                    data = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _reply((413, bosh_body.terminate("policy-violation")))
         except ConnectionError:
