@@ -414,7 +414,7 @@ class XmlStreamParser:
             if self._state == _CLOSED and exc.condition is Cond.RESTRICTED_XML:
                 # A comment or PI after the end tag is junk, whether expat saw it in
                 # the bytes that closed the stream or (fed later) the check above did.
-                raise self.fail(Cond.NOT_WELL_FORMED, "junk after document element", done)
+                raise self.fail(Cond.NOT_WELL_FORMED, "junk after document element", done) from None
             raise self.fail(exc.condition, exc.text, done) from None
         if not events:
             return []
