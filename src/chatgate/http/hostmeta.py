@@ -4,7 +4,9 @@ Web clients given only a domain look here for the BOSH and WebSocket URLs.  The
 URLs are those of the listener that served the request (its scheme and the
 `Host` the client used), so a page reached over HTTPS is told `wss://` and
 `https://`, and one behind a reverse proxy is told the proxy's address when the
-proxy forwards `Host` (see docs/web.md).
+proxy forwards `Host` (see docs/web.md).  Every origin may read it: a web
+client on another site discovers the endpoints before it knows whether it may
+use them (BOSH then needs that site in `[http] cors_origins`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import json
 from aiohttp import web
 
 from chatgate.xml.serialize import escape_attr
+
+#: Discovery is public and carries no credential: any page may read it (XEP-0156 §3
+#: asks for CORS on host-meta), whatever `[http] cors_origins` allows for BOSH.
+PUBLIC = {"Access-Control-Allow-Origin": "*"}
 
 BOSH_REL = "urn:xmpp:alt-connections:xbosh"
 WEBSOCKET_REL = "urn:xmpp:alt-connections:websocket"

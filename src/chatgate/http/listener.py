@@ -128,12 +128,16 @@ class HttpListener:
 
     async def _host_meta(self, request: web.Request) -> web.Response:
         return web.Response(
-            text=hostmeta.xrd(self._links(request)), content_type="application/xrd+xml"
+            text=hostmeta.xrd(self._links(request)),
+            content_type="application/xrd+xml",
+            headers=hostmeta.PUBLIC,
         )
 
     async def _host_meta_json(self, request: web.Request) -> web.Response:
         return web.Response(
-            text=hostmeta.jrd(self._links(request)), content_type="application/json"
+            text=hostmeta.jrd(self._links(request)),
+            content_type="application/json",
+            headers=hostmeta.PUBLIC,
         )
 
     # ------------------------------------------------------------ middleware

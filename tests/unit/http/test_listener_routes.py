@@ -112,3 +112,18 @@ async def test_websocket_handshake_and_its_refusal(base: str) -> None:
         async with http.get(base + "/xmpp-websocket", headers={"Origin": ALLOWED}) as r:
             assert r.status == 400 and secured(r.headers)  # no upgrade, no subprotocol
             assert r.headers.get("Access-Control-Allow-Origin") == ALLOWED
+
+
+@pytest.mark.parametrize("path", ["/.well-known/host-meta", "/.well-known/host-meta.json"])
+async def test_discovery_is_readable_from_any_origin(base: str, path: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + path, headers={"Origin": "https://elsewhere.example"}) as got:
+            assert got.status == 200
+            assert got.headers["Access-Control-Allow-Origin"] == "*"
+            assert secured(got.headers)
+            assert "urn:xmpp:alt-connections:websocket" in await got.text()
+        # BOSH itself stays closed to an origin that is not listed
+        async with http.post(
+            base + "/http-bind", data=CREATE, headers={"Origin": "https://elsewhere.example"}
+        ) as bosh:
+            assert "Access-Control-Allow-Origin" not in bosh.headers
