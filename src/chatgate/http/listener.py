@@ -253,6 +253,9 @@ class HttpListener:
             self.bound.append(("https", options.host, tls_site.port))
         for scheme, host, port in self.bound:
             log.info("web: BOSH and WebSocket on %s://%s:%d", scheme, host, port)
+        if options.chat.enabled and self.bound:
+            scheme, host, port = self.bound[0]
+            log.info("web chat: %s://%s:%d/chat/", scheme, host, port)
 
     def _record(self, scheme: str, site: web.TCPSite) -> None:
         server = site._server  # aiohttp keeps the asyncio server here
