@@ -78,6 +78,7 @@ from chatgate.modules.legacy_decoy import CensusCache, LegacyDecoy
 from chatgate.modules.preauth import (
     connection_state,
     error_with_code,
+    iq_reply,
     pre_auth_lock,
     tls_missing,
 )
@@ -260,7 +261,7 @@ class LegacyAuth:
                 # Digest and zero-knowledge need secrets from our own store; a host
                 # whose provider keeps the accounts can only check a password.
                 query.sub("resource")
-                conn.send(_result(iq, query))
+                conn.send(iq_reply(iq, "result", query))
                 return
             census = None
             if options.digest or options.zero_knowledge:
@@ -287,7 +288,7 @@ class LegacyAuth:
                 query.sub("sequence", text=str(chain.sequence - 1))
                 query.sub("token", text=chain.token)
             query.sub("resource")
-            conn.send(_result(iq, query))
+            conn.send(iq_reply(iq, "result", query))
 
     # ------------------------------------------------------------ IQ-set
 
@@ -357,7 +358,7 @@ class LegacyAuth:
                 self.ctx.auth_succeeded(conn.facts, username, conn.domain)
                 conn.send(error_with_code(iq, exc.condition, exc.text))
                 return
-            conn.send(_result(iq, None))
+            conn.send(iq_reply(iq, "result"))
             if mechanism == PASSWORD and request.password is not None:
                 await self._provision(username, conn.domain, request.password)
 
@@ -533,14 +534,3 @@ class LegacyAuth:
             stored.zero_knowledge or fresh.zero_knowledge,
         )
         await self.ctx.db.legacy.set_secrets(owner, merged)
-
-
-def _result(iq: Element, payload: Element | None) -> Element:
-    attrs = {"type": "result", "id": iq.get("id") or ""}
-    recipient = iq.get("to")
-    if recipient:
-        attrs["from"] = recipient
-    reply = Element("iq", ns.CLIENT, attrs)
-    if payload is not None:
-        reply.append(payload)
-    return reply

@@ -37,6 +37,24 @@ LEGACY_CODES: dict[StanzaErrorCondition, str] = {
 }
 
 
+def iq_reply(
+    iq: Element, kind: str, payload: Element | None = None, *, to: str | None = None
+) -> Element:
+    """An IQ of type `kind` answering `iq`: its id, `from` its addressee, `to` when
+    given (a bound session's full JID), and `payload` if any; nothing of the request
+    is copied (it may hold a password)."""
+    attrs = {"type": kind, "id": iq.get("id") or ""}
+    if to:
+        attrs["to"] = to
+    recipient = iq.get("to")
+    if recipient:
+        attrs["from"] = recipient
+    reply = Element("iq", ns.CLIENT, attrs)
+    if payload is not None:
+        reply.append(payload)
+    return reply
+
+
 def error_with_code(
     iq: Element,
     condition: StanzaErrorCondition,
@@ -51,15 +69,7 @@ def error_with_code(
     Unlike `stanza.error_reply`, the request is not copied: `echo` is what to
     send back, if anything (never a password).
     """
-    attrs = {"type": "error", "id": iq.get("id") or ""}
-    if to:
-        attrs["to"] = to
-    recipient = iq.get("to")
-    if recipient:
-        attrs["from"] = recipient
-    reply = Element("iq", ns.CLIENT, attrs)
-    if echo is not None:
-        reply.append(echo)
+    reply = iq_reply(iq, "error", echo, to=to)
     error_attrs = {"type": error_type or condition.default_type}
     code = LEGACY_CODES.get(condition)
     if code:

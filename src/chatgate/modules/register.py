@@ -72,7 +72,13 @@ from chatgate.modules.base import (
 )
 from chatgate.modules.dataforms import FormField, build_form, find_form, read_submission
 from chatgate.modules.legacy_auth import LegacyAuthOptions, derive_legacy_secrets
-from chatgate.modules.preauth import ConnectionTable, error_with_code, pre_auth_lock, tls_missing
+from chatgate.modules.preauth import (
+    ConnectionTable,
+    error_with_code,
+    iq_reply,
+    pre_auth_lock,
+    tls_missing,
+)
 from chatgate.storage.errors import AccountExists, AccountNotFound
 from chatgate.storage.repositories.invitations import Invite, InviteUnavailable
 from chatgate.storage.repositories.legacy import LegacySecrets
@@ -399,7 +405,7 @@ class Register:
                 conn.send(error_with_code(iq, refusal.condition, refusal.text))
                 return
             self._stream(conn).inquired_at = self.clock()
-            conn.send(_result(iq, self._form()))
+            conn.send(iq_reply(iq, "result", self._form()))
 
     def _form(self, values: dict[str, str] | None = None) -> Element:
         o, known = self.options, values or {}
@@ -491,7 +497,7 @@ class Register:
         pending = " (waiting for approval)" if self.options.approval else ""
         log.info("registered %s@%s from %s%s", username, domain, address or "-", pending)
         if not conn.closed:
-            conn.send(_result(iq, None))
+            conn.send(iq_reply(iq, "result"))
         await self._tell_watchers(f"New account {username}@{domain}{pending}.")
 
     def _derive(
@@ -561,7 +567,7 @@ class Register:
                 return
             state = self._stream(conn)
             state.token, state.token_accepted = token, datetime.now(UTC)
-            conn.send(_result(iq, None))
+            conn.send(iq_reply(iq, "result"))
 
     async def _tell_watchers(self, body: str) -> None:
         router = self.ctx.router
@@ -579,7 +585,7 @@ class Register:
     async def profile(self, session: C2SSession, iq: Element) -> None:
         fields = await self.ctx.db.registration.fields((session.username, session.domain))
         values = {"username": session.username, **fields}
-        session.send(_result(iq, self._form(values), to=session.full))
+        session.send(iq_reply(iq, "result", self._form(values), to=session.full))
 
     async def change(self, session: C2SSession, iq: Element) -> None:
         try:
@@ -622,7 +628,7 @@ class Register:
             await self._change_password(session, owner, request.password)
         if changes:
             await self.ctx.db.registration.set_fields(owner, changes)
-        session.send(_result(iq, None, to=session.full))
+        session.send(iq_reply(iq, "result", None, to=session.full))
 
     async def _change_password(
         self, session: C2SSession, owner: tuple[str, str], text: str
@@ -646,7 +652,7 @@ class Register:
         await ctx.db.accounts.delete(*owner)
         _invalidate(ctx, owner)
         log.info("%s removed the account in-band", bare)
-        session.send(_result(iq, None, to=session.full))
+        session.send(iq_reply(iq, "result", None, to=session.full))
         for other in list(ctx.router.resources_of(bare).values()):
             other.close(StreamErrorCondition.NOT_AUTHORIZED, "the account was removed")
         if session.resource not in ctx.router.resources_of(bare):
@@ -662,19 +668,6 @@ def _opt(value: str | None) -> tuple[str, ...]:
 
 def _prepared(username: str | None) -> str | None:
     return None if username is None else prepare_username(username)
-
-
-def _result(iq: Element, payload: Element | None, *, to: str | None = None) -> Element:
-    attrs = {"type": "result", "id": iq.get("id") or ""}
-    if to:
-        attrs["to"] = to
-    recipient = iq.get("to")
-    if recipient:
-        attrs["from"] = recipient
-    reply = Element("iq", ns.CLIENT, attrs)
-    if payload is not None:
-        reply.append(payload)
-    return reply
 
 
 def _invalidate(ctx: ServerContext, owner: tuple[str, str], *, everywhere: bool = True) -> None:
