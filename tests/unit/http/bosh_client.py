@@ -66,29 +66,37 @@ class BoshServer:
         ctx.provider.invalidate(name, "localhost")  # type: ignore[attr-defined]
 
 
-async def start_server(tmp: Path, **bosh: Any) -> Server:
-    options = {"max_wait": 2, "max_hold": 2, "inactivity": 5, "polling": 0, **bosh}
+async def start_web(tmp: Path, http: dict[str, Any], auth: dict[str, Any] | None = None) -> Server:
+    """A whole server in this process: c2s on a free port, the HTTP listener on a free
+    plain port with `http`'s options (no HTTPS, no web chat unless `http` says)."""
     config = Config.model_validate(
         {
             "server": {"domain": "localhost", "data_dir": str(tmp / "var")},
             "storage": {"url": f"sqlite+aiosqlite:///{tmp / 'chatgate.db'}"},
             "listeners": [{"port": 0, "tls": "none", "require_tls": False}],
-            "auth": {
-                "mechanisms": ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"],
-                "allow_plain_without_tls": True,
-            },
-            "http": {
-                "port": 0,
-                "tls_port": False,
-                "bosh": options,
-                "websocket": {"enabled": True},
-                "chat": {"enabled": False},
-            },
+            "auth": auth or {},
+            "http": {"port": 0, "tls_port": False, "chat": {"enabled": False}, **http},
         }
     )
     server = Server(config)
     await server.start()
     return server
+
+
+def base_url(server: Server) -> str:
+    """`http://host:port` of the server's plain HTTP port."""
+    assert server.http is not None
+    scheme, host, port = server.http.bound[0]
+    return f"{scheme}://{host}:{port}"
+
+
+async def start_server(tmp: Path, **bosh: Any) -> Server:
+    options = {"max_wait": 2, "max_hold": 2, "inactivity": 5, "polling": 0, **bosh}
+    return await start_web(
+        tmp,
+        {"bosh": options, "websocket": {"enabled": True}},
+        {"mechanisms": ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"], "allow_plain_without_tls": True},
+    )
 
 
 @pytest.fixture

@@ -13,12 +13,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from chatgate.config import Config
 from chatgate.http import bosh, listener
 from chatgate.http.connection_limit import AddressCounter, RefusalLog
-from chatgate.server import Server
 
-from .bosh_client import BoshClient
+from .bosh_client import BoshClient, start_web
 
 LIMIT = 3
 
@@ -27,22 +25,13 @@ LIMIT = 3
 async def base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, int]]:
     monkeypatch.setattr(listener, "KEEPALIVE_TIMEOUT", 0.5)
     monkeypatch.setattr(bosh, "BODY_TIMEOUT", 0.5)
-    config = Config.model_validate(
+    server = await start_web(
+        tmp_path,
         {
-            "server": {"domain": "localhost", "data_dir": str(tmp_path / "var")},
-            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'chatgate.db'}"},
-            "listeners": [{"port": 0, "tls": "none", "require_tls": False}],
-            "http": {
-                "port": 0,
-                "tls_port": False,
-                "max_connections_per_address": LIMIT,
-                "bosh": {"max_wait": 3, "polling": 0},
-                "chat": {"enabled": False},
-            },
-        }
+            "max_connections_per_address": LIMIT,
+            "bosh": {"max_wait": 3, "polling": 0},
+        },
     )
-    server = Server(config)
-    await server.start()
     assert server.http is not None
     _, host, port = server.http.bound[0]
     yield host, port

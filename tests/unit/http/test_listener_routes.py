@@ -11,8 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from chatgate.config import Config
-from chatgate.server import Server
+from .bosh_client import base_url, start_web
 
 HTTPBIND = "http://jabber.org/protocol/httpbind"
 ALLOWED = "https://chat.example.org"
@@ -29,26 +28,15 @@ CREATE = (
 
 @pytest.fixture
 async def base(tmp_path: Path) -> AsyncIterator[str]:
-    config = Config.model_validate(
+    server = await start_web(
+        tmp_path,
         {
-            "server": {"domain": "localhost", "data_dir": str(tmp_path / "var")},
-            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'chatgate.db'}"},
-            "listeners": [{"port": 0, "tls": "none", "require_tls": False}],
-            "http": {
-                "port": 0,
-                "tls_port": False,
-                "cors_origins": [ALLOWED],
-                "bosh": {"max_wait": 2, "inactivity": 5},
-                "websocket": {"enabled": True},
-                "chat": {"enabled": False},
-            },
-        }
+            "cors_origins": [ALLOWED],
+            "bosh": {"max_wait": 2, "inactivity": 5},
+            "websocket": {"enabled": True},
+        },
     )
-    server = Server(config)
-    await server.start()
-    assert server.http is not None
-    scheme, host, port = server.http.bound[0]
-    yield f"{scheme}://{host}:{port}"
+    yield base_url(server)
     await server.stop()
 
 

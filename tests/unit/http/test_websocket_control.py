@@ -12,33 +12,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from chatgate.config import Config
 from chatgate.http.websocket import CONTROL_FRAME_BURST
-from chatgate.server import Server
+
+from .bosh_client import base_url, start_web
 
 OPEN = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>"
 
 
 @pytest.fixture
 async def ws_url(tmp_path: Path) -> AsyncIterator[str]:
-    config = Config.model_validate(
-        {
-            "server": {"domain": "localhost", "data_dir": str(tmp_path / "var")},
-            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'chatgate.db'}"},
-            "listeners": [{"port": 0, "tls": "none", "require_tls": False}],
-            "http": {
-                "port": 0,
-                "tls_port": False,
-                "websocket": {"ping_interval": 0.4},
-                "chat": {"enabled": False},
-            },
-        }
-    )
-    server = Server(config)
-    await server.start()
-    assert server.http is not None
-    _, host, port = server.http.bound[0]
-    yield f"ws://{host}:{port}/xmpp-websocket"
+    server = await start_web(tmp_path, {"websocket": {"ping_interval": 0.4}})
+    yield base_url(server).replace("http://", "ws://", 1) + "/xmpp-websocket"
     await server.stop()
 
 
