@@ -27,8 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import RunningServer, free_ports, serve
+from tests.e2e.conftest import RunningServer
 from tests.e2e.flood import RawSession, drained, flood, median_ms, pings_during, rss_kib
+from tests.e2e.web import start_web_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -50,43 +51,18 @@ def start(tmp: Path, limits: str = "", http: str = "", auth: str = "") -> Runnin
     """`chatgate serve` with a plain c2s port (PLAIN allowed: loopback only) and the
     HTTP listener; the web chat is served from a copy of the assets under `tmp`
     that also holds a symlink pointing out of it."""
-    c2s, web = free_ports(2)
-    data_dir = tmp / "var"
     assets = tmp / "assets"
     (assets / "converse.js").mkdir(parents=True)
     (assets / "converse.js" / "converse.min.js").write_text("/* stub */\n")
     (tmp / "secret.txt").write_text(SECRET)
     (assets / "converse.js" / "escape.txt").symlink_to(tmp / "secret.txt")
-    config = tmp / "chatgate.toml"
-    config.write_text(
-        f"""
-[server]
-domain = "localhost"
-data_dir = "{data_dir}"
-
-[[listeners]]
-port = {c2s}
-tls = "none"
-require_tls = false
-
-[auth]
-allow_plain_without_tls = true
-{auth}
-
-[limits]
-{limits}
-
-[http]
-port = {web}
-tls_port = false
-{http}
-
-[http.chat]
-assets_dir = "{assets}"
-"""
+    server = start_web_server(
+        tmp,
+        f'{http}\n[http.chat]\nassets_dir = "{assets}"\n',
+        auth=f"allow_plain_without_tls = true\n{auth}",
+        limits=limits,
+        plain_c2s=True,
     )
-    server = serve(config, data_dir, (0, 0, c2s), listeners=1)
-    server.http_port = web
     for name in ("alice", "bob", "mallory", "victim"):
         server.add_user(name, f"{name}-password")
     return server

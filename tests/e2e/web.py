@@ -28,14 +28,18 @@ def start_web_server(
     *,
     auth: str = "",
     tls: str = "",
+    limits: str = "",
     https: bool = False,
+    plain_c2s: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> RunningServer:
-    """`chatgate serve` with c2s on a free port and `[http]` on free ports; `http` is
-    added to the `[http]` table (sub-tables may follow it), `auth` and `tls` to theirs."""
+    """`chatgate serve` with c2s on a free port (STARTTLS, or no TLS at all with
+    `plain_c2s`) and `[http]` on free ports; `http` is added to the `[http]` table
+    (sub-tables may follow it), `auth`, `tls` and `limits` to theirs."""
     c2s, web, secure = free_ports(3)
     data_dir = tmp / "var"
     config = tmp / "chatgate.toml"
+    listener = 'tls = "none"\nrequire_tls = false' if plain_c2s else 'tls = "starttls"'
     config.write_text(
         f"""
 [server]
@@ -44,7 +48,7 @@ data_dir = "{data_dir}"
 
 [[listeners]]
 port = {c2s}
-tls = "starttls"
+{listener}
 
 [auth]
 {auth}
@@ -52,13 +56,17 @@ tls = "starttls"
 [tls]
 {tls}
 
+[limits]
+{limits}
+
 [http]
 port = {web}
 tls_port = {secure if https else "false"}
 {http}
 """
     )
-    server = serve(config, data_dir, (c2s, 0, 0), listeners=1, env=env)
+    ports = (0, 0, c2s) if plain_c2s else (c2s, 0, 0)
+    server = serve(config, data_dir, ports, listeners=1, env=env)
     server.http_port = web
     server.https_port = secure if https else 0
     return server
