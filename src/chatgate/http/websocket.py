@@ -46,6 +46,7 @@ from chatgate.xml.parser import Stanza, StreamClosed, StreamOpened
 from chatgate.xml.serialize import escape_attr
 from chatgate.xmpp.c2s import C2SConnection, Hibernation, TlsUpgrade
 from chatgate.xmpp.framing import StreamError, StreamHeader, qualify
+from chatgate.xmpp.output import TurnBuffer
 from chatgate.xmpp.shaper import TokenBucket
 from chatgate.xmpp.transports.tcp import CLOSE_TIMEOUT
 
@@ -103,16 +104,15 @@ def open_element(header: StreamHeader) -> bytes:
     ).encode()
 
 
-class WebSocketStreamOutput:
+class WebSocketStreamOutput(TurnBuffer):
     """`StreamOutput` for RFC 7395: each element one message, a loop turn's messages
     handed to the transport together."""
 
-    __slots__ = ("_loop", "_pending", "_transport")
+    __slots__ = ("_transport",)
 
     def __init__(self, transport: WebSocketTransport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
         self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] | None = None
 
     def header(self, header: StreamHeader) -> None:
         self._add(open_element(header))
@@ -129,22 +129,8 @@ class WebSocketStreamOutput:
         self._add(_CLOSE)
         self.flush()
 
-    def _add(self, message: bytes) -> None:
-        pending = self._pending
-        if pending is None:
-            self._pending = [message]
-            self._loop.call_soon(self.flush)
-        else:
-            pending.append(message)
-
-    def flush(self) -> None:
-        pending = self._pending
-        if pending is not None:
-            self._pending = None
-            self._transport.send_messages(pending)
-
-    def discard(self) -> None:
-        self._pending = None
+    def _deliver(self, pending: list[bytes]) -> None:
+        self._transport.send_messages(pending)
 
 
 class WebSocketTransport:

@@ -37,23 +37,18 @@ def stream_header(header: StreamHeader) -> bytes:
     ).encode()
 
 
-class TcpStreamOutput:
-    """`StreamOutput` for a byte stream (TCP, TLS): today's wire format."""
+class TurnBuffer:
+    """What one loop turn wrote, handed on together at the end of the turn (see the
+    module docstring): `_add` queues, `flush` passes the queue to `_deliver`.  The
+    framers of byte streams and of WebSocket messages share it."""
 
-    __slots__ = ("_loop", "_pending", "_write")
+    __slots__ = ("_loop", "_pending")
 
-    def __init__(self, write: Callable[[bytes], None], loop: asyncio.AbstractEventLoop) -> None:
-        self._write = write
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._pending: list[bytes] | None = None
 
-    def header(self, header: StreamHeader) -> None:
-        self.element(stream_header(header))
-
-    def features(self, children: str) -> None:
-        self.element(_FEATURES_OPEN + children.encode() + _FEATURES_CLOSE)
-
-    def element(self, data: bytes) -> None:
+    def _add(self, data: bytes) -> None:
         pending = self._pending
         if pending is None:
             self._pending = [data]
@@ -61,19 +56,43 @@ class TcpStreamOutput:
         else:
             pending.append(data)
 
-    def end(self, error: StreamError | None) -> None:
-        if error is not None:
-            self.element(error.element().encode() + _FOOTER)
-        else:
-            self.element(_FOOTER)
-        self.flush()
-
     def flush(self) -> None:
         pending = self._pending
-        if pending is None:
-            return
-        self._pending = None
-        self._write(pending[0] if len(pending) == 1 else b"".join(pending))
+        if pending is not None:
+            self._pending = None
+            self._deliver(pending)
+
+    def _deliver(self, pending: list[bytes]) -> None:
+        raise NotImplementedError
 
     def discard(self) -> None:
         self._pending = None
+
+
+class TcpStreamOutput(TurnBuffer):
+    """`StreamOutput` for a byte stream (TCP, TLS): today's wire format."""
+
+    __slots__ = ("_write",)
+
+    def __init__(self, write: Callable[[bytes], None], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._write = write
+
+    def header(self, header: StreamHeader) -> None:
+        self._add(stream_header(header))
+
+    def features(self, children: str) -> None:
+        self._add(_FEATURES_OPEN + children.encode() + _FEATURES_CLOSE)
+
+    #: one serialized element: queued as it is (the hot path: no call in between)
+    element = TurnBuffer._add
+
+    def end(self, error: StreamError | None) -> None:
+        if error is not None:
+            self._add(error.element().encode() + _FOOTER)
+        else:
+            self._add(_FOOTER)
+        self.flush()
+
+    def _deliver(self, pending: list[bytes]) -> None:
+        self._write(pending[0] if len(pending) == 1 else b"".join(pending))
