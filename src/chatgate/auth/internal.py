@@ -148,6 +148,9 @@ def _stamp_id(path: Path) -> _StampId:
 #: Seconds between two checks of the credentials stamp file.
 STAMP_CHECK_INTERVAL = 0.05
 
+#: Seconds `close` waits for a running cache re-load before cancelling it.
+CLOSE_GRACE = 5.0
+
 #: A random password nobody knows: unknown users' PLAIN attempts are checked
 #: against keys derived from it.  It decides no answer (every check fails), so
 #: unlike the decoys' keys it need not be the same in every process.
@@ -240,6 +243,25 @@ class InternalProvider:
         if iterations < 1:
             raise ValueError("the iteration count must be positive")
         self._decoy_keys = dummy_keys(iterations)
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Nothing to open: the repository's database belongs to the server."""
+
+    async def close(self) -> None:
+        """Let a re-load started by another process's change finish (it is one
+        bounded query), so that no query is cut off when the database closes
+        after this; one that takes longer than `CLOSE_GRACE` is cancelled."""
+        tasks = [t for t in (self._reload, self._pending_reload) if t is not None and not t.done()]
+        self._reload = self._pending_reload = None
+        if not tasks:
+            return
+        _done, late = await asyncio.wait(tasks, timeout=CLOSE_GRACE)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
 
     # ------------------------------------------------------- CredentialProvider
 

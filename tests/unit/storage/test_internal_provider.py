@@ -257,3 +257,59 @@ async def test_an_eviction_while_warming_ends_completeness(db: Database, tmp_pat
     reads = counting.reads
     assert await provider.scram_keys("nobody", "localhost", "sha256") is None
     assert counting.reads == reads + 1
+
+
+class SlowAccounts(CountingAccounts):
+    """The bulk read of a re-load takes a while, as it does on a large table."""
+
+    def __init__(self, inner: AccountRepository, delay: float) -> None:
+        super().__init__(inner)
+        self.delay = delay
+        self.finished = 0
+
+    async def scram_keys_of_many(
+        self, limit: int
+    ) -> tuple[dict[tuple[str, str], dict[str, ScramKeys]], bool]:
+        await asyncio.sleep(self.delay)
+        answer = await self.inner.scram_keys_of_many(limit)
+        self.finished += 1
+        return answer
+
+
+async def test_close_lets_a_running_reload_finish_its_query(
+    db: Database, alice: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server closes the provider and then the database: a re-load cut off
+    # mid-query left SQLAlchemy a cancelled rollback to log as a traceback.
+    monkeypatch.setattr(internal, "STAMP_CHECK_INTERVAL", 0.0)
+    slow = SlowAccounts(db.accounts, delay=0.05)
+    provider = InternalProvider(slow, cache_size=10, data_dir=tmp_path)  # type: ignore[arg-type]
+    await provider.warm()
+    bump_credentials_stamp(tmp_path)
+    provider.cached_scram_keys(*alice, "sha256")  # sees the stamp: starts a re-load
+    assert provider.reloading
+    await provider.close()
+    assert not provider.reloading
+    assert slow.finished == 2  # the warm-up and the whole re-load
+
+
+async def test_close_cancels_a_reload_past_the_grace(
+    db: Database, alice: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(internal, "STAMP_CHECK_INTERVAL", 0.0)
+    monkeypatch.setattr(internal, "CLOSE_GRACE", 0.01)
+    slow = SlowAccounts(db.accounts, delay=0.0)
+    provider = InternalProvider(slow, cache_size=10, data_dir=tmp_path)  # type: ignore[arg-type]
+    await provider.warm()
+    slow.delay = 30.0
+    bump_credentials_stamp(tmp_path)
+    provider.cached_scram_keys(*alice, "sha256")
+    await asyncio.wait_for(provider.close(), 2.0)
+    assert not provider.reloading
+    assert slow.finished == 1
+
+
+async def test_close_without_start_or_reload_is_a_no_op(db: Database, tmp_path: Path) -> None:
+    provider, _ = _provider(db, tmp_path)
+    await provider.close()
+    await provider.close()
