@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from precis_i18n import get_profile
 from pydantic import BaseModel
 
+from chatgate.auth.gate import LoginGate
 from chatgate.auth.throttle import (
     AuthThrottle,
     LoginThrottle,
     RegistrationLimiter,
     RegistrationThrottle,
-    counts_as_guess,
-    throttle_account,
 )
 from chatgate.config import section
 from chatgate.hooks import Hooks
@@ -43,7 +42,6 @@ from chatgate.storage.errors import AccountExists
 from chatgate.vhost import VirtualHost
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
-from chatgate.xmpp import negotiation as neg
 from chatgate.xmpp.admission import ConnectionGauge, LocalConnectionGauge
 from chatgate.xmpp.events import SessionBound, SessionClosed
 from chatgate.xmpp.router import Router
@@ -55,7 +53,6 @@ if TYPE_CHECKING:
     from chatgate.config import Config
     from chatgate.storage.database import Database
     from chatgate.vocabulary.errors import StreamErrorCondition
-    from chatgate.vocabulary.facts import ConnectionFacts
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -111,6 +108,8 @@ class ServerContext:
         self.auth_throttle: LoginThrottle = AuthThrottle(
             throttle, attempt_ttl=config.auth.auth_timeout
         )
+        #: every login, whatever its protocol, is entered, settled, logged and counted here
+        self.login_gate = LoginGate(self.auth_throttle, mechanisms=_configured_mechanisms(config))
         self.registration_throttle: RegistrationLimiter = RegistrationThrottle(throttle)
         self._background: set[asyncio.Task[None]] = set()
         self._on_start: list[OnStart] = []
@@ -278,46 +277,6 @@ class ServerContext:
         if pending is not None:
             self.spawn(pending)
 
-    def auth_failed(
-        self,
-        facts: ConnectionFacts,
-        failure: neg.AuthFailed,
-        domain: str,
-        *,
-        reserved: bool = True,
-    ) -> float:
-        """Log a failed attempt on `domain` and count it for brute-force protection;
-        `reserved` when the attempt passed the throttle's `check` first.  Returns how
-        long to hold the failure's answer (seconds; 0 for what is not a guess)."""
-        account = throttle_account(failure.username, domain)
-        log.info(
-            "authentication failed: mechanism=%s condition=%s user=%s address=%s",
-            failure.mechanism,
-            failure.condition.value,
-            account or "-",
-            facts.remote_address or "-",
-        )
-        now = asyncio.get_running_loop().time()
-        if not failure.guess or not counts_as_guess(failure.condition):
-            # Not a guess (a protocol error, an abort, or right credentials whose account
-            # may not log in yet): the attempt's slot is freed, nothing is counted or held.
-            if reserved:
-                self.auth_throttle.released(facts.remote_address, account, now)
-            return 0.0
-        record = self.auth_throttle.failed(facts.remote_address, account, now, reserved=reserved)
-        if record.should_log:
-            log.warning(
-                "brute-force protection: address=%s user=%s failures=%d account_failures=%d"
-                " hold=%.1fs events=%s",
-                facts.remote_address or "-",
-                account or "-",
-                record.address_failures,
-                record.account_failures,
-                record.delay,
-                ",".join(e.value for e in record.events),
-            )
-        return record.delay
-
     async def provision_account(
         self, username: str, domain: str, source: str = "a client certificate"
     ) -> CredentialAnswer:
@@ -334,13 +293,6 @@ class ServerContext:
             log.exception("could not provision %s@%s", username, domain)
             return CredentialAnswer(temporary_failure=True)
         return CredentialAnswer(user_exists=True)
-
-    def auth_succeeded(
-        self, facts: ConnectionFacts, username: str, domain: str, *, reserved: bool = True
-    ) -> None:
-        now = asyncio.get_running_loop().time()
-        account = f"{username}@{domain}"  # as throttle_account() counts it
-        self.auth_throttle.succeeded(facts.remote_address, account, now, reserved=reserved)
 
     def prune_throttles(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -391,3 +343,15 @@ class ServerContext:
             for f in self.stream_features
             if f.pre_auth and (domain is None or f.hosts is None or domain in f.hosts)
         )
+
+
+def _configured_mechanisms(config: Config) -> set[str]:
+    """Every SASL mechanism name the configuration can offer: the login gate counts
+    these under their own names (a peer's unknown name counts as "other")."""
+    names = set(config.auth.mechanisms)
+    names.add("ANONYMOUS")  # an anonymous host's default
+    for listener in config.listeners:
+        names.update(listener.mechanisms or ())
+    for host in config.hosts.values():
+        names.update(host.mechanisms or ())
+    return names

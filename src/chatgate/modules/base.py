@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from chatgate.auth.gate import Attempt
     from chatgate.config import Config
     from chatgate.hooks import Hooks
     from chatgate.storage.database import Database
@@ -136,12 +137,12 @@ class PreAuthConnection(Protocol):
         self, condition: StreamErrorCondition | None = None, text: str = ""
     ) -> None: ...
 
-    def auth_failed(self, mechanism: str, username: str | None) -> float:
-        """Report a failed attempt; returns how long to hold its answer (seconds)."""
-        ...
-
-    def legacy_login(self, username: str, resource: str, mechanism: str) -> C2SSession:
-        """Open the session of a checked XEP-0078 login (raises StanzaError)."""
+    def legacy_login(
+        self, username: str, resource: str, mechanism: str, attempt: Attempt
+    ) -> C2SSession:
+        """Open the session of an XEP-0078 login checked through the login gate and
+        settle `attempt` as succeeded; raises StanzaError (then `attempt` is the
+        caller's to settle)."""
         ...
 
 
@@ -152,8 +153,8 @@ PreAuthCallable = Callable[[PreAuthConnection, "Element"], "Awaitable[None]"]
 class PreAuthIqHandler:
     """Answers IQs of `type` in `namespace` before authentication (registration,
     legacy authentication). The handler gets the connection, whose `send`,
-    `facts`, `domain` (the virtual host), `stream_id`, `legacy_login` and
-    `auth_failed` it may use."""
+    `facts`, `domain` (the virtual host), `stream_id` and `legacy_login` it may
+    use; logins are entered and settled through `ServerContext.login_gate`."""
 
     namespace: str
     type: str

@@ -61,9 +61,10 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatgate.auth.credentials import prepare_password
+from chatgate.auth.gate import Attempt, verify_password
 from chatgate.auth.internal import InternalProvider
 from chatgate.auth.passwords import TOO_LONG, too_long
-from chatgate.auth.throttle import Refuse, throttle_account
+from chatgate.auth.throttle import Refuse
 from chatgate.jid import InvalidJID, prepare_username
 from chatgate.modules.base import (
     OnStart,
@@ -100,6 +101,9 @@ log = logging.getLogger(__name__)
 PASSWORD = "jabber:iq:auth/password"
 DIGEST = "jabber:iq:auth/digest"
 ZERO_KNOWLEDGE = "jabber:iq:auth/zero-knowledge"
+#: The login gate's protocol name (shared with SASL: the method tells them apart).
+PROTOCOL = "xmpp"
+NOT_AUTHORIZED = StanzaErrorCondition.NOT_AUTHORIZED.value
 
 
 class LegacyAuthOptions(BaseModel):
@@ -229,6 +233,7 @@ class LegacyAuth:
     def setup(self, ctx: ServerContext) -> Iterable[Registration]:
         self.ctx = ctx
         self.options = ctx.options(self.name, LegacyAuthOptions)
+        ctx.login_gate.know(PASSWORD, DIGEST, ZERO_KNOWLEDGE)
         # Unknown names are answered as accounts are (`legacy_decoy`), keyed by an
         # installation secret from the database: the same in every process.
         self._decoy: LegacyDecoy | None = None
@@ -314,48 +319,47 @@ class LegacyAuth:
                 username: str | None = prepare_username(request.username)
             except InvalidJID:
                 username = None
-            claimed = throttle_account(username or request.username, conn.domain)
-            if not self._throttle(conn, iq, claimed):
+            attempt = self._enter(conn, iq, request, username)
+            if attempt is None:
                 return
+            gate = self.ctx.login_gate
             if username is None:
-                await self._failed(conn, iq, PASSWORD, None)
+                await self._failed(conn, iq, attempt, PASSWORD, None)
                 return
             try:
                 mechanism, ok, held = await self._check(conn, request, username)
             except StanzaError as exc:
                 # No verdict (the provider failed): the attempt's slot is freed.
-                now = asyncio.get_running_loop().time()
-                self.ctx.auth_throttle.released(conn.facts.remote_address, claimed, now)
+                gate.released(attempt)
                 conn.send(error_with_code(iq, exc.condition, exc.text, error_type=exc.error_type))
                 return
             if held is not None:
                 # The right password of a registration awaiting approval: no guess, so
                 # its slot is freed uncounted and the client hears why at once.
-                now = asyncio.get_running_loop().time()
-                self.ctx.auth_throttle.released(conn.facts.remote_address, claimed, now)
+                gate.released(attempt)
                 log.info("login of %s@%s held: awaiting approval", username, conn.domain)
                 if not conn.closed:
                     self._refuse(conn, iq, held)
                 return
             if conn.closed:
                 # Abandoned before its answer: a failure, holding its slot (as SASL).
-                conn.auth_failed(mechanism, username)
+                gate.failed(attempt, NOT_AUTHORIZED, username=username, mechanism=mechanism)
                 return
             if not ok:
-                await self._failed(conn, iq, mechanism, username)
+                await self._failed(conn, iq, attempt, mechanism, username)
                 return
             if not conn.legacy_login_open:
                 # The client started SASL (or STARTTLS) while we were checking.  The
                 # credentials were right: that settles the throttle's attempt.
-                self.ctx.auth_succeeded(conn.facts, username, conn.domain)
+                gate.succeeded(attempt, username)
                 conn.send(error_with_code(iq, StanzaErrorCondition.UNEXPECTED_REQUEST))
                 return
             try:
-                conn.legacy_login(username, request.resource, mechanism)
+                conn.legacy_login(username, request.resource, mechanism, attempt)
             except StanzaError as exc:
                 # XEP-0078 §3: a resource conflict the policy refuses is 409.  The
                 # credentials were right: that settles the throttle's attempt.
-                self.ctx.auth_succeeded(conn.facts, username, conn.domain)
+                gate.succeeded(attempt, username)
                 conn.send(error_with_code(iq, exc.condition, exc.text))
                 return
             conn.send(iq_reply(iq, "result"))
@@ -388,17 +392,28 @@ class LegacyAuth:
             return False
         return True
 
-    def _throttle(self, conn: PreAuthConnection, iq: Element, account: str | None) -> bool:
-        """Brute-force protection, as for SASL (`auth.throttle`): the attempt takes a
-        slot of its address and is evaluated at once, or, with no slot free, is
-        refused unevaluated.  False when it was answered."""
-        now = asyncio.get_running_loop().time()
-        verdict = self.ctx.auth_throttle.check(conn.facts.remote_address, account, now)
-        if isinstance(verdict, Refuse):
+    def _enter(
+        self, conn: PreAuthConnection, iq: Element, request: _Request, username: str | None
+    ) -> Attempt | None:
+        """The login gate, as for SASL (`auth/gate.py`): the attempt takes a slot of its
+        address and is evaluated at once, or, with no slot free, is refused
+        unevaluated (None: it was answered).  A name that does not prepare is
+        throttled as the client spelt it."""
+        method = (
+            PASSWORD
+            if request.password is not None
+            else DIGEST
+            if request.digest is not None
+            else ZERO_KNOWLEDGE
+        )
+        entered = self.ctx.login_gate.enter(
+            PROTOCOL, method, username or request.username, conn.domain, conn.facts.remote_address
+        )
+        if isinstance(entered, Refuse):
             text = "too many login attempts at once; try again later"
             conn.send(error_with_code(iq, StanzaErrorCondition.RESOURCE_CONSTRAINT, text))
-            return False
-        return True
+            return None
+        return entered
 
     @staticmethod
     def _parse(iq: Element) -> _Request:
@@ -426,12 +441,8 @@ class LegacyAuth:
         options, domain = self.options, conn.domain
         if request.password is not None:
             provider = self.ctx.host(domain).provider
-            password, held = request.password, None
             try:
-                if isinstance(provider, InternalProvider):
-                    ok, held = await provider.verify_password_or_held(username, domain, password)
-                else:
-                    ok = await provider.verify_password(username, domain, password)
+                ok, held = await verify_password(provider, username, domain, request.password)
             except Exception:
                 # As SASL's temporary-auth-failure: an outage is not a wrong password.
                 log.exception("credential provider failed for %s@%s", username, domain)
@@ -463,9 +474,18 @@ class LegacyAuth:
         return isinstance(self.ctx.host(domain).provider, InternalProvider)
 
     async def _failed(
-        self, conn: PreAuthConnection, iq: Element, mechanism: str, username: str | None
+        self,
+        conn: PreAuthConnection,
+        iq: Element,
+        attempt: Attempt,
+        mechanism: str,
+        username: str | None,
     ) -> None:
-        hold = conn.auth_failed(mechanism, username)
+        """A wrong guess (`username` None: a name that does not prepare, reported
+        as no name): counted, and answered after its hold."""
+        hold = self.ctx.login_gate.failed(
+            attempt, NOT_AUTHORIZED, username=username, mechanism=mechanism
+        )
         if hold > 0:
             # Only failures are held, as for SASL; this connection's later requests
             # wait behind this one (`pre_auth_lock`), so it cannot guess meanwhile.

@@ -22,8 +22,9 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
+from chatgate.auth.gate import Attempt
 from chatgate.auth.provider import NO_SUCH_KEYS, SCRAM_CAPABILITY, Capability
-from chatgate.auth.throttle import ALLOW, Refuse, throttle_account
+from chatgate.auth.throttle import Refuse, counts_as_guess
 from chatgate.sasl.base import CredentialAnswer, NeedCredentials
 from chatgate.sasl.driver import answer_request
 from chatgate.vocabulary import ns
@@ -65,6 +66,8 @@ log = logging.getLogger(__name__)
 
 _SCRAM_HASH = {capability: hash_name for hash_name, capability in SCRAM_CAPABILITY.items()}
 
+#: The protocol name the login gate logs and counts these logins under.
+PROTOCOL = "xmpp"
 #: Stanzas queued behind a pending one before the transport stops reading.
 _QUEUE_HIGH_WATER = 256
 #: Before the session is bound nothing earns a deep queue: stop reading at once.
@@ -126,7 +129,7 @@ class C2SConnection:
 
     __slots__ = (
         "_address",
-        "_attempt_account",
+        "_attempt",
         "_auth_timer",
         "_busy",
         "_counted",
@@ -135,7 +138,6 @@ class C2SConnection:
         "_queue",
         "_reads_at_sweep",
         "_refused",
-        "_reserved",
         "_stanza_bucket",
         "_stream_generation",
         "_tasks",
@@ -163,10 +165,9 @@ class C2SConnection:
         self._paused = False
         self._stream_generation = 0
         self._reads_at_sweep = -1
-        #: the current SASL attempt holds a brute-force throttle slot (see `check`)
-        self._reserved = False
-        #: the throttle's account key of the current SASL attempt (`_credentials_needed`)
-        self._attempt_account: str | None = None
+        #: the login attempt under way (`auth/gate.py`): entered when a mechanism
+        #: asks for credentials (or a legacy login hands its own over), settled once
+        self._attempt: Attempt | None = None
         self._tasks: set[asyncio.Task[None]] | None = None
         loop = self._loop = asyncio.get_running_loop()
         self.output = transport.output(loop)
@@ -301,7 +302,7 @@ class C2SConnection:
             self._auth_timer = None
         first = not self.closed
         self.closed = True
-        if first and self._reserved:
+        if first and self._attempt is not None:
             self._abandon_attempt()
         self.output.discard()
         self._queue = None
@@ -407,9 +408,7 @@ class C2SConnection:
             elif type(action) is StartTls:
                 self._spawn(self._start_tls())
             elif type(action) is AuthFailed:
-                facts = self.transport.facts
-                delay = self.ctx.auth_failed(facts, action, self.domain, reserved=self._reserved)
-                self._reserved = False
+                delay = self._auth_failed(action)
                 if action.reply:
                     # Only failures are held (auth/throttle/login.py): the client
                     # waits for its answer, and meanwhile may start nothing.
@@ -439,11 +438,11 @@ class C2SConnection:
         self._apply(self.negotiation.tls_established(facts))
 
     def _credentials_needed(self, request: NeedCredentials) -> None:
-        """A mechanism needs a credential: brute-force protection first, then the
-        provider.  Credentials are evaluated at once and only a failure is held
-        back (`_answer_failure`): a right password from an address under attack
-        gets in without waiting.  An address whose slots are all taken gets
-        temporary-auth-failure without any evaluation.  The common login (SCRAM
+        """A mechanism needs a credential: the login gate first (brute-force
+        protection), then the provider.  Credentials are evaluated at once and only
+        a failure is held back (`_answer_failure`): a right password from an address
+        under attack gets in without waiting.  An address whose slots are all taken
+        gets temporary-auth-failure without any evaluation.  The common login (SCRAM
         keys in the provider's memory) is answered without a task.
         """
         capability = request.capability
@@ -452,16 +451,21 @@ class C2SConnection:
             return
         # This driver sends SASL failures itself, after the throttle's hold.
         self.negotiation.hold_failures = True
-        if capability is not Capability.CERT_IDENTITY:
-            now = self._loop.time()
-            address = self.transport.facts.remote_address
-            account = self._attempt_account = throttle_account(request.username, self.domain)
-            verdict = self.ctx.auth_throttle.check(address, account, now)
-            if isinstance(verdict, Refuse):
-                self._reserved = False
+        gate = self.ctx.login_gate
+        # FIXME: read through a public `mechanism` property once negotiation has one.
+        mechanism = self.negotiation._mechanism_name
+        address = self.transport.facts.remote_address
+        if capability is Capability.CERT_IDENTITY:
+            # The TLS handshake proved the identity: nothing to guess, no slot.
+            attempt = gate.unthrottled(PROTOCOL, mechanism, request.username, self.domain, address)
+        else:
+            entered = gate.enter(PROTOCOL, mechanism, request.username, self.domain, address)
+            if isinstance(entered, Refuse):
+                self._attempt = None
                 self._resume(CredentialAnswer(temporary_failure=True))
                 return
-            self._reserved = verdict is ALLOW
+            attempt = entered
+        self._attempt = attempt
         domain = self.negotiation.facts.domain
         cached = self.ctx.hosts[domain].cached_scram_keys
         hash_name = _SCRAM_HASH.get(capability)
@@ -469,15 +473,15 @@ class C2SConnection:
             keys = cached(request.username, domain, hash_name)
             if keys is NO_SUCH_KEYS:
                 self._resume(CredentialAnswer(user_exists=False))
-                self._park()
+                self._park(attempt)
                 return
             if keys is not None:
                 self._resume(CredentialAnswer(scram_keys=keys, user_exists=True))
-                self._park()
+                self._park(attempt)
                 return
-        self._spawn(self._credentials(request))
+        self._spawn(self._credentials(request, attempt))
 
-    async def _credentials(self, request: NeedCredentials) -> None:
+    async def _credentials(self, request: NeedCredentials, attempt: Attempt) -> None:
         domain = self.negotiation.facts.domain
         answer = await answer_request(request, self.ctx.hosts[domain].provider, domain)
         if (
@@ -491,37 +495,53 @@ class C2SConnection:
             answer = await self.ctx.provision_account(request.username, domain)
         if not self.closed:
             self._resume(answer)
-            self._park()
-        elif self._reserved:
+            self._park(attempt)
+        elif attempt.reserved:
             # Abandoned while its credentials were evaluated: the client may have
             # read the silence as "wrong", so it counts as a failure, and its slot
             # stays taken for the failure's hold.
-            self._reserved = False
-            failure = neg.AuthFailed(
-                f"{request.capability.value} (abandoned)",
-                SaslFailureCondition.NOT_AUTHORIZED,
-                request.username,
+            self.ctx.login_gate.failed(
+                attempt,
+                SaslFailureCondition.NOT_AUTHORIZED.value,
+                username=request.username,
+                mechanism=f"{request.capability.value} (abandoned)",
             )
-            self.ctx.auth_failed(self.transport.facts, failure, self.domain)
 
-    def _park(self) -> None:
+    def _park(self, attempt: Attempt) -> None:
         """After the credential answer: an attempt now waiting for the client (SCRAM
         sent its challenge) keeps its throttle slot, but leaving frees it uncounted."""
-        if self._reserved and self.negotiation.state is neg.State.SASL:
-            self.ctx.auth_throttle.parked(
-                self.transport.facts.remote_address, self._attempt_account, self._loop.time()
-            )
+        if self.negotiation.state is neg.State.SASL:
+            self.ctx.login_gate.parked(attempt)
 
     def _abandon_attempt(self) -> None:
         """The connection is gone (`connection_lost`): a SASL attempt parked waiting for
         the client evaluated nothing, so its slot is freed uncounted; one whose
         credentials are being evaluated is reported by `_credentials` when that ends."""
-        if not self._reserved:
-            return
-        account = throttle_account(self.negotiation.claimed_username, self.domain)
-        now = self._loop.time()
-        if self.ctx.auth_throttle.client_left(self.transport.facts.remote_address, account, now):
-            self._reserved = False
+        attempt = self._attempt
+        if attempt is not None and self.ctx.login_gate.client_left(attempt):
+            self._attempt = None
+
+    def _auth_failed(self, action: neg.AuthFailed) -> float:
+        """Settle the SASL attempt as failed (a failure before any credential was asked
+        for has none: it is reported unthrottled); returns how long to hold the answer."""
+        gate = self.ctx.login_gate
+        attempt = self._attempt
+        self._attempt = None
+        if attempt is None:
+            attempt = gate.unthrottled(
+                PROTOCOL,
+                action.mechanism,
+                action.username,
+                self.domain,
+                self.transport.facts.remote_address,
+            )
+        return gate.failed(
+            attempt,
+            action.condition.value,
+            guess=action.guess and counts_as_guess(action.condition),
+            username=action.username,
+            mechanism=action.mechanism,
+        )
 
     async def _answer_failure(self, reply: str, delay: float) -> None:
         """Send a held SASL failure once its hold has passed (the throttle keeps the
@@ -561,11 +581,16 @@ class C2SConnection:
         # The auth timer runs on to the bound session (`_established` stops it): a
         # stream that authenticates and never binds times out too.
         facts = self.transport.facts
-        if not self.ctx.is_anonymous(self.domain):
-            # A throwaway identity earns no trust: remembering (address, identity)
-            # pairs for it would only push real owners' pairs out of the cache.
-            self.ctx.auth_succeeded(facts, action.username, self.domain, reserved=self._reserved)
-        self._reserved = False
+        gate = self.ctx.login_gate
+        attempt = self._attempt
+        self._attempt = None
+        if attempt is None:  # ANONYMOUS: no credential was looked up
+            attempt = gate.unthrottled(
+                PROTOCOL, action.mechanism, action.username, self.domain, facts.remote_address
+            )
+        # A throwaway identity earns no trust: remembering (address, identity) pairs
+        # for it would only push real owners' pairs out of the cache.
+        gate.succeeded(attempt, action.username, trust=not self.ctx.is_anonymous(self.domain))
         name = self.transport.name
         if name in ("tcp", "tls"):
             where = facts.tls_version or "plain TCP"
@@ -693,9 +718,13 @@ class C2SConnection:
     def send(self, el: Element) -> None:
         self.output.element(serialize(el).encode())
 
-    def legacy_login(self, username: str, resource: str, mechanism: str) -> C2SSession:
-        """XEP-0078: credentials were checked by the caller; open the session now
-        (no stream restart, no bind IQ). Raises StanzaError (e.g. conflict, 409)."""
+    def legacy_login(
+        self, username: str, resource: str, mechanism: str, attempt: Attempt
+    ) -> C2SSession:
+        """XEP-0078: credentials were checked by the caller through the login gate;
+        open the session now (no stream restart, no bind IQ) and settle `attempt` as
+        succeeded.  Raises StanzaError (e.g. conflict, 409), leaving `attempt` to
+        the caller."""
         self.negotiation.legacy_authenticated(username)
         try:
             session = self._open_session(username, resource)
@@ -703,18 +732,9 @@ class C2SConnection:
             self.negotiation.legacy_failed()
             raise
         self.negotiation.legacy_bound()
-        self._reserved = True  # the legacy module asked the throttle before checking
+        self._attempt = attempt
         self._authenticated(neg.Authenticated(username, mechanism))
         return session
-
-    def auth_failed(self, mechanism: str, username: str | None) -> float:
-        """Report a failed pre-authentication attempt (throttling, logs) that passed
-        the throttle's `check`; returns how long to hold its answer (seconds)."""
-        return self.ctx.auth_failed(
-            self.transport.facts,
-            neg.AuthFailed(mechanism, SaslFailureCondition.NOT_AUTHORIZED, username),
-            self.domain,
-        )
 
     def sweep_idle(self) -> bool:
         """Called every few seconds: a connection that read nothing since the last

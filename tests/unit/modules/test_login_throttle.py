@@ -57,18 +57,19 @@ async def counted(srv: Server, action: Any) -> None:
     """Run `action`, then wait until the driver has reported one failed attempt (the
     password check runs in a worker thread)."""
     reported = asyncio.Event()
-    report = srv.ctx.auth_failed
+    gate = srv.ctx.login_gate
+    report = gate.failed
 
     def spy(*args: Any, **kw: Any) -> float:
         reported.set()
         return report(*args, **kw)
 
-    srv.ctx.auth_failed = spy  # type: ignore[method-assign]
+    gate.failed = spy  # type: ignore[method-assign]
     try:
         action()
         await reported.wait()
     finally:
-        srv.ctx.auth_failed = report  # type: ignore[method-assign]
+        gate.failed = report  # type: ignore[method-assign]
 
 
 def fail_from(srv: Server, address: str, times: int) -> None:
