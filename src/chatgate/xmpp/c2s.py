@@ -452,8 +452,7 @@ class C2SConnection:
         # This driver sends SASL failures itself, after the throttle's hold.
         self.negotiation.hold_failures = True
         gate = self.ctx.login_gate
-        # FIXME: read through a public `mechanism` property once negotiation has one.
-        mechanism = self.negotiation._mechanism_name
+        mechanism = self.negotiation.mechanism
         address = self.transport.facts.remote_address
         if capability is Capability.CERT_IDENTITY:
             # The TLS handshake proved the identity: nothing to guess, no slot.

@@ -332,6 +332,11 @@ class C2SNegotiation:
         return self._sasl_step(self._mechanism.resume(answer))
 
     @property
+    def mechanism(self) -> str:
+        """The SASL mechanism of the current (or last) attempt; "" before any."""
+        return self._mechanism_name
+
+    @property
     def claimed_username(self) -> str | None:
         """The username the current SASL attempt asked credentials for (the driver
         reports an attempt abandoned before its verdict under it)."""

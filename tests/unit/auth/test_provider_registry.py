@@ -184,10 +184,14 @@ def test_plugin_provider_bad_option_is_a_config_error_naming_it() -> None:
         _build({"name": "plugin", "plugins": {"plugin": {"greting": "hi"}}}, _with_plugin())
 
 
-async def test_start_and_close_are_no_ops_for_the_internal_provider() -> None:
+async def test_the_internal_provider_starts_and_closes_without_resources() -> None:
+    # Managed only so that close() can wait for a credential-cache re-load: it
+    # opens nothing, so start and close are safe in any order and twice.
     provider = _build({})
-    assert not isinstance(provider, ManagedProvider)
+    assert isinstance(provider, ManagedProvider)
+    await close_provider(provider)
     await start_provider(provider)
+    await close_provider(provider)
     await close_provider(provider)
 
 
