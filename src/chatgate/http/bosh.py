@@ -108,7 +108,7 @@ class BoshEndpoint:
             slow = _reply((408, bosh_body.terminate("bad-request")))
             slow.force_close()
             return slow
-        response, content_type = await self._body(request, data)
+        response, content_type = await self.answer(data, lambda: self.facts_for(request))
         return _reply(response, content_type)
 
     async def handle_get(self, request: web.Request) -> web.StreamResponse:
@@ -128,8 +128,13 @@ class BoshEndpoint:
 
     # ------------------------------------------------------------ requests
 
-    async def _body(self, request: web.Request, data: bytes) -> tuple[Response, str]:
-        """The response to one body, and its Content-Type (the session's).
+    async def answer(
+        self, data: bytes, facts: Callable[[], ConnectionFacts]
+    ) -> tuple[Response, str]:
+        """The response to one request body, and its Content-Type (the session's):
+        what both HTTP front ends (aiohttp's route, `lane.py`) send back.  `facts`
+        gives the connection's facts; it is called only when the body creates a
+        session.
 
         The limits come before the parsing (issue 11): a body naming an unknown sid
         is answered without being parsed; before authentication a body may be
@@ -173,7 +178,7 @@ class BoshEndpoint:
                 body = parser.step(SLICE_BYTES)
             sid = body.sid
             if sid is None:
-                return await self._create(request, body, len(data))
+                return await self._create(facts(), body, len(data))
             if sid != peeked:
                 raise BadBody("the sid attribute could not be read")
             session = self.sessions.get(sid)
@@ -199,7 +204,7 @@ class BoshEndpoint:
         return (400, bosh_body.terminate("bad-request"))
 
     async def _create(
-        self, request: web.Request, body: RequestBody, size: int
+        self, facts: ConnectionFacts, body: RequestBody, size: int
     ) -> tuple[Response, str]:
         """XEP-0124 §7.1, XEP-0206 §3: a new session, and its stream's header."""
         options = self.options
@@ -215,7 +220,6 @@ class BoshEndpoint:
             content_type=bosh_body.content_type(body.attrs.get("content")),
             ack="ack" in body.attrs,
         )
-        facts = self.facts_for(request)
         session = BoshSession(
             self.ctx, new_sid(), body.rid, params, facts, on_close=self.sessions.remove
         )

@@ -1,10 +1,10 @@
 """Open HTTP(S) connections per peer address, and refusals logged once per address
 per interval.
 
-Why: aiohttp keeps every accepted connection until its keep-alive timeout, and
-nothing else bounds how many one address holds: one address could take every
-file descriptor of the process.  The plain site's protocol factory makes
-`CountedRequestHandler`s, aiohttp's handler that counts itself; the HTTPS site
+Why: an HTTP connection lives until its keep-alive timeout, and nothing else
+bounds how many one address holds: one address could take every file
+descriptor of the process.  On the plain port the listener's lane
+(`lane.py`) counts each connection as it is accepted; the HTTPS site
 (`tls.py`) counts in its own protocol, from the TCP accept, handshake included.
 
 The address is the TCP peer's: connections through a reverse proxy all count
@@ -19,10 +19,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 log = logging.getLogger(__name__)
 
@@ -111,64 +110,28 @@ def peer_address(transport: asyncio.BaseTransport) -> str:
     return str(peer[0]) if isinstance(peer, tuple) else "-"
 
 
-class CountedRequestHandler(RequestHandler):
-    """aiohttp's connection handler, counted per peer address: past the limit the
-    connection is closed at once, before a byte of HTTP is read."""
+class FactoryTCPSite(web.TCPSite):
+    """aiohttp's plain TCP site, serving the protocols `factory` makes (the
+    listener's lane, `lane.py`, which counts its connections and hands
+    aiohttp the requests it does not answer) instead of aiohttp's own."""
 
-    __slots__ = ("_address", "_counter")
-
-    def __init__(self, manager: web.Server, counter: AddressCounter, **kwargs: Any) -> None:
-        super().__init__(manager, **kwargs)
-        self._counter = counter
-        self._address: str | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        address = peer_address(transport)
-        if not self._counter.acquire(address):
-            cast(asyncio.Transport, transport).abort()
-            return
-        self._address = address
-        super().connection_made(transport)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        address, self._address = self._address, None
-        if address is None:
-            return  # refused: aiohttp never saw it
-        self._counter.release(address)
-        super().connection_lost(exc)
-
-
-def counted_factory(server: web.Server, counter: AddressCounter) -> Callable[[], RequestHandler]:
-    """The protocol factory of the plain HTTP site: `server()` (aiohttp's own
-    factory) with handlers that count themselves.  aiohttp keeps the handler
-    arguments in `web.Server._kwargs` and `_loop`; this reads them as its
-    `__call__` does."""
-    loop = server._loop
-    kwargs = server._kwargs
-
-    def factory() -> RequestHandler:
-        return CountedRequestHandler(server, counter, loop=loop, **kwargs)
-
-    return factory
-
-
-class CountedTCPSite(web.TCPSite):
-    """aiohttp's plain TCP site, its connections counted per address."""
-
-    __slots__ = ("_counter",)
+    __slots__ = ("_factory",)
 
     def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, counter: AddressCounter, **kwargs: Any
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        factory: Callable[[], asyncio.Protocol],
+        **kwargs: Any,
     ) -> None:
         super().__init__(runner, host, port, **kwargs)
-        self._counter = counter
+        self._factory = factory
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # what TCPSite.start does, with our factory
-        server = self._runner.server
-        assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
-            counted_factory(server, self._counter),
+            self._factory,
             self._host,
             self._port,
             backlog=self._backlog,

@@ -27,15 +27,18 @@ ends each of them with `system-shutdown` before this listener closes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 
 from aiohttp import hdrs, web
 
-from chatgate.http import hostmeta, websocket
+from chatgate.http import bosh, hostmeta, websocket
 from chatgate.http.client_address import ClientAddresses
-from chatgate.http.connection_limit import AddressCounter, CountedTCPSite
+from chatgate.http.connection_limit import AddressCounter, FactoryTCPSite
+from chatgate.http.lane import LaneProtocol, LaneRoutes
+from chatgate.http.lane_websocket import LaneWebSocket
 from chatgate.http.options import HttpOptions
 from chatgate.http.tls import TLS_DETAILS, TlsSite
 from chatgate.vocabulary.facts import ConnectionFacts
@@ -86,6 +89,8 @@ class HttpListener:
         self._sites: list[object] = []
         #: (scheme, host, port) of each bound port, once started
         self.bound: list[tuple[str, str, int]] = []
+        #: what the lane's connections share (made at start)
+        self.lane: LaneRoutes | None = None
         self.bosh = None
         if options.bosh.enabled:
             from chatgate.http.bosh import BoshEndpoint
@@ -96,12 +101,15 @@ class HttpListener:
 
     def facts_for(self, request: web.Request) -> ConnectionFacts:
         """What the XMPP layer knows of the connection a request came on."""
-        transport = request.transport
+        return self.facts(request.transport, request.headers.get("X-Forwarded-For"))
+
+    def facts(
+        self, transport: asyncio.BaseTransport | None, forwarded_for: str | None
+    ) -> ConnectionFacts:
+        """The connection facts of `transport` (the client address through trusted
+        proxies, TLS)."""
         peer = transport.get_extra_info("peername") if transport is not None else None
-        address = self.addresses.client(
-            peer[0] if isinstance(peer, tuple) else None,
-            request.headers.get("X-Forwarded-For"),
-        )
+        address = self.addresses.client(peer[0] if isinstance(peer, tuple) else None, forwarded_for)
         details = transport.get_extra_info(TLS_DETAILS) if transport is not None else None
         if details is None:
             return ConnectionFacts(domain=self.ctx.domain, remote_address=address)
@@ -117,6 +125,18 @@ class HttpListener:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         return await websocket.handle(
             request, self.ctx, self.settings, self.facts_for(request), self.options.websocket
+        )
+
+    def _lane_websocket(
+        self, transport: asyncio.Transport, forwarded_for: str | None
+    ) -> LaneWebSocket:
+        """A WebSocket the lane upgraded: an XMPP stream on the one connection driver."""
+        return LaneWebSocket(
+            self.ctx,
+            self.facts(transport, forwarded_for),
+            self.options.websocket,
+            self.settings,
+            transport,
         )
 
     def _links(self, request: web.Request) -> dict[str, str]:
@@ -236,18 +256,41 @@ class HttpListener:
         )
         await runner.setup()
         server = runner.server
-        if server is not None:
-            # Every connection's aiohttp RequestHandler reads this when it is made.
-            server.request_handler = self._dispatch(server.request_handler)
+        assert server is not None
+        # Every connection's aiohttp RequestHandler reads this when it is made.
+        server.request_handler = self._dispatch(server.request_handler)
+        lane = self.lane = LaneRoutes(
+            bosh=self.bosh,
+            bosh_paths=frozenset((BOSH_PATH, BOSH_PATH + "/")),
+            allowed_origin=self._allowed_origin,
+            facts=self.facts,
+            websocket_path=WEBSOCKET_PATH if options.websocket.enabled else None,
+            websocket=self._lane_websocket if options.websocket.enabled else None,
+            aiohttp_protocol=server,
+            max_request_size=options.max_request_size,
+            keepalive_timeout=KEEPALIVE_TIMEOUT,
+            body_timeout=bosh.BODY_TIMEOUT,
+        )
         if options.port is not False:
-            site = CountedTCPSite(
-                runner, options.host, options.port, self.connections, backlog=1024
+            counter = self.connections
+            site = FactoryTCPSite(
+                runner,
+                options.host,
+                options.port,
+                lambda: LaneProtocol(lane, counter),
+                backlog=1024,
             )
             await site.start()
             self._record("http", site)
         if options.tls_port is not False and self.tls is not None:
             tls_site = TlsSite(
-                runner, options.host, options.tls_port, self.tls, counter=self.connections
+                runner,
+                options.host,
+                options.tls_port,
+                self.tls,
+                counter=self.connections,
+                # the TLS layer counts: the lane must not count again
+                protocol_factory=lambda: LaneProtocol(lane, None),
             )
             await tls_site.start()
             self.bound.append(("https", options.host, tls_site.port))
@@ -267,6 +310,8 @@ class HttpListener:
     async def stop(self) -> None:
         if self.bosh is not None:
             self.bosh.close_all()
+        if self.lane is not None:
+            self.lane.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

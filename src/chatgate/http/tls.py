@@ -64,7 +64,15 @@ class TlsSite(web.BaseSite):
     stops it; `port` is the bound port once started (0 asks for a free one).
     """
 
-    __slots__ = ("_counter", "_handshake_timeout", "_handshaking", "_host", "_port", "_tls")
+    __slots__ = (
+        "_counter",
+        "_handshake_timeout",
+        "_handshaking",
+        "_host",
+        "_port",
+        "_protocol_factory",
+        "_tls",
+    )
 
     def __init__(
         self,
@@ -76,8 +84,12 @@ class TlsSite(web.BaseSite):
         backlog: int = 1024,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         counter: AddressCounter | None = None,
+        protocol_factory: Callable[[], asyncio.Protocol] | None = None,
     ) -> None:
+        """`protocol_factory` makes the protocol a connection is given once its
+        handshake is complete (None: aiohttp's own, `runner.server`)."""
         super().__init__(runner, backlog=backlog)
+        self._protocol_factory = protocol_factory
         #: open connections per peer address (None: not limited)
         self._counter = counter
         self._host = host
@@ -101,7 +113,7 @@ class TlsSite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
-        app_factory = self._runner.server
+        app_factory = self._protocol_factory or self._runner.server
         assert app_factory is not None  # BaseSite.__init__ checked it
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(

@@ -110,7 +110,7 @@ class WebSocketStreamOutput(TurnBuffer):
 
     __slots__ = ("_transport",)
 
-    def __init__(self, transport: WebSocketTransport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, transport: XmppWebSocket, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         self._transport = transport
 
@@ -133,14 +133,174 @@ class WebSocketStreamOutput(TurnBuffer):
         self._transport.send_messages(pending)
 
 
-class WebSocketTransport:
-    """One WebSocket connection carrying one XMPP stream."""
+class XmppWebSocket:
+    """What RFC 7395 asks of a WebSocket carrying an XMPP stream, whoever reads and
+    writes its frames (aiohttp's `WebSocketTransport` below, or the listener's
+    lane, `lane_websocket.py`): one element per text message, `<open/>` and
+    `<close/>` framing, limits, the control-frame budget, the output limit."""
 
     name = "websocket"
     #: no STARTTLS (the connection is TLS or not from the start: wss:// or ws://)
     tls_upgrade: TlsUpgrade | None = None
     #: no parser of its own to free: messages go through shared parsers
     hibernation: Hibernation | None = None
+
+    def __init__(
+        self, ctx: ServerContext, facts: ConnectionFacts, options: WebSocketOptions
+    ) -> None:
+        self.ctx = ctx
+        self.facts = facts
+        self._options = options
+        limits = ctx.config.limits
+        #: the limits of the shared parser this connection's messages go through
+        self._max_stanza = limits.preauth_max_stanza_size
+        self._max_depth = limits.max_depth
+        #: the next message must be `<open/>` (the start, and after a restart)
+        self._expect_open = True
+        #: a message is being handled: a close it causes is completed by the reader
+        self._in_message = False
+        self._closing = False
+        self._max_output = limits.max_output_buffer
+        #: PINGs and PONGs the client may still send (made at its first)
+        self._control_frames: TokenBucket | None = None
+        self._close_code: int = WSCloseCode.OK
+        #: closed for a control-frame flood: the socket is closed without reading on
+        self._flooded = False
+        self.connection: C2SConnection | None = None
+
+    # ------------------------------------------------------------ for subclasses
+
+    def send_messages(self, messages: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _pong(self, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def _drop_queued(self) -> None:
+        """Forget messages queued for a writer (none by default)."""
+
+    # ------------------------------------------------------------ Transport
+
+    def output(self, loop: asyncio.AbstractEventLoop) -> WebSocketStreamOutput:
+        return WebSocketStreamOutput(self, loop)
+
+    def restart_stream(self) -> None:
+        self._expect_open = True
+        conn = self.connection
+        limits = self.ctx.config.limits
+        authenticated = conn is not None and conn.negotiation.authenticated_user is not None
+        self._max_stanza = (
+            limits.max_stanza_size if authenticated else limits.preauth_max_stanza_size
+        )
+
+    def _output_overflow(self) -> None:
+        conn = self.connection
+        limit, self._max_output = self._max_output, -1  # once: the stream error comes here too
+        if conn is None or conn.closed:
+            return
+        # What waits for a writer is dropped: only the stream error and <close/>
+        # are still sent (what is in the socket's buffer is beyond recall).
+        self._drop_queued()
+        who = conn.session.full if conn.session is not None else "-"
+        log.warning(
+            "closing %s (WebSocket) from %s: more than %d bytes of output unread",
+            who,
+            self.facts.remote_address or "-",
+            limit,
+        )
+        conn.close_stream(
+            StreamErrorCondition.POLICY_VIOLATION,
+            "too much output waiting: the client does not read",
+        )
+
+    def _control_frame(self, ping: bool, payload: bytes, now: float) -> float | None:
+        """A PING or PONG (RFC 6455 §5.5.2-3), read here rather than by aiohttp
+        (`autoping=False`), so that it counts: each costs the connection's byte rate
+        `CONTROL_FRAME_COST` bytes plus its payload (an empty frame is not free to
+        parse and answer), and more than `CONTROL_FRAMES_PER_SECOND` (burst
+        `CONTROL_FRAME_BURST`) end the connection (close code 1008).  A PING is
+        answered with a PONG carrying its payload.  Returns the seconds to wait
+        before reading on, or None when the connection is being closed."""
+        frames = self._control_frames
+        if frames is None:
+            frames = self._control_frames = TokenBucket(
+                CONTROL_FRAMES_PER_SECOND, CONTROL_FRAME_BURST, now
+            )
+        if frames.take(1, now):
+            log.info(
+                "WebSocket from %s: more than %d control frames a second: closed",
+                self.facts.remote_address or "-",
+                CONTROL_FRAMES_PER_SECOND,
+            )
+            self._close_code = WSCloseCode.POLICY_VIOLATION
+            self._flooded = True
+            conn = self.connection
+            if conn is not None and not conn.closed:
+                self._in_message = True  # the read loop ends and closes the WebSocket
+                try:
+                    conn.close_stream(
+                        StreamErrorCondition.POLICY_VIOLATION, "too many WebSocket control frames"
+                    )
+                finally:
+                    self._in_message = False
+            return None
+        if ping:
+            self._pong(payload)
+        conn = self.connection
+        bucket = conn.read_bucket if conn is not None else None
+        if bucket is None:
+            return 0.0
+        return bucket.take(CONTROL_FRAME_COST + len(payload), now)
+
+    def message(self, data: bytes) -> None:
+        """One text message: one element of the stream."""
+        conn = self.connection
+        if conn is None or conn.closed:
+            return  # after <close/> nothing more is processed (RFC 7395 §3.6)
+        try:
+            el = parse_message(data, ns.CLIENT, self._max_stanza, self._max_depth)
+        except PeerProtocolError as exc:
+            conn.protocol_error(exc)
+            return
+        if el.ns == ns.FRAMING:
+            if el.name == "open":
+                if self._options.see_other_uri:
+                    self._see_other()
+                    return
+                self._expect_open = False
+                attrs = dict(el.attrs)
+                conn.events(
+                    [StreamOpened("stream", ns.STREAMS, attrs, ns.CLIENT, {"stream": ns.STREAMS})]
+                )
+                return
+            if el.name == "close":
+                conn.events([StreamClosed()])
+                return
+        if self._expect_open:
+            self._refuse(StreamErrorCondition.BAD_FORMAT, "the stream begins with <open/>")
+            return
+        conn.events([Stanza(el)])
+
+    def _refuse(self, condition: StreamErrorCondition, text: str) -> None:
+        if self.connection is not None:
+            self.connection.protocol_error(PeerProtocolError(condition, text))
+
+    def _see_other(self) -> None:
+        """RFC 7395 §3.6.1: the endpoint moved; the client reconnects there."""
+        uri = escape_attr(self._options.see_other_uri or "")
+        self.send_messages([f"<close xmlns='{ns.FRAMING}' see-other-uri=\"{uri}\"/>".encode()])
+        conn = self.connection
+        if conn is not None:
+            conn.connection_lost()
+        self.close()
+
+
+class WebSocketTransport(XmppWebSocket):
+    """One WebSocket connection, read and written through aiohttp's
+    `WebSocketResponse`, carrying one XMPP stream."""
 
     def __init__(
         self,
@@ -150,16 +310,8 @@ class WebSocketTransport:
         options: WebSocketOptions,
         wire: asyncio.BaseTransport | None = None,
     ) -> None:
-        self.ctx = ctx
-        self.facts = facts
+        super().__init__(ctx, facts, options)
         self._ws = ws
-        self._options = options
-        limits = ctx.config.limits
-        #: the limits of the shared parser this connection's messages go through
-        self._max_stanza = limits.preauth_max_stanza_size
-        self._max_depth = limits.max_depth
-        #: the next message must be `<open/>` (the start, and after a restart)
-        self._expect_open = True
         self._paused = False
         self._resumed: asyncio.Future[None] | None = None
         #: the socket frames are written to ourselves; None: aiohttp writes them
@@ -177,21 +329,13 @@ class WebSocketTransport:
         #: close comes from a message being handled (`_in_message`): the loop
         #: then ends by itself right after it, and closes the WebSocket
         self._reading = False
-        self._in_message = False
-        self._closing = False
-        self._max_output = limits.max_output_buffer
-        #: PINGs and PONGs the client may still send (made at its first)
-        self._control_frames: TokenBucket | None = None
         self._pong_task: asyncio.Future[None] | None = None
-        self._close_code: int = WSCloseCode.OK
-        #: closed for a control-frame flood: the socket is closed without reading on
-        self._flooded = False
-        self.connection: C2SConnection | None = None
+
+    def _drop_queued(self) -> None:
+        self._outbox.clear()
+        self._outbox_bytes = 0
 
     # ------------------------------------------------------------ Transport
-
-    def output(self, loop: asyncio.AbstractEventLoop) -> WebSocketStreamOutput:
-        return WebSocketStreamOutput(self, loop)
 
     def close(self) -> None:
         """Close the WebSocket once the queued messages are written."""
@@ -210,15 +354,6 @@ class WebSocketTransport:
         elif self._reading and not self._in_message:
             # aiohttp's close() ends the pending receive() as well
             self._writer = asyncio.ensure_future(self._close_ws())
-
-    def restart_stream(self) -> None:
-        self._expect_open = True
-        conn = self.connection
-        limits = self.ctx.config.limits
-        authenticated = conn is not None and conn.negotiation.authenticated_user is not None
-        self._max_stanza = (
-            limits.max_stanza_size if authenticated else limits.preauth_max_stanza_size
-        )
 
     def pause_reading(self) -> None:
         self._paused = True
@@ -255,27 +390,6 @@ class WebSocketTransport:
         self._wake.set()
         if self._max_output >= 0 and self._outbox_bytes > self._max_output:
             self._output_overflow()
-
-    def _output_overflow(self) -> None:
-        conn = self.connection
-        limit, self._max_output = self._max_output, -1  # once: the stream error comes here too
-        if conn is None or conn.closed:
-            return
-        # What waits for aiohttp's writer is dropped: only the stream error and
-        # <close/> are still sent (what is in the socket's buffer is beyond recall).
-        self._outbox.clear()
-        self._outbox_bytes = 0
-        who = conn.session.full if conn.session is not None else "-"
-        log.warning(
-            "closing %s (WebSocket) from %s: more than %d bytes of output unread",
-            who,
-            self.facts.remote_address or "-",
-            limit,
-        )
-        conn.close_stream(
-            StreamErrorCondition.POLICY_VIOLATION,
-            "too much output waiting: the client does not read",
-        )
 
     def _start_writer(self) -> None:
         if self._writer is None:
@@ -360,7 +474,8 @@ class WebSocketTransport:
                         if wait:
                             await asyncio.sleep(wait)
                 elif msg.type is WSMsgType.PING or msg.type is WSMsgType.PONG:
-                    pause = self._control_frame(msg.type, msg.data, loop.time())
+                    ping = msg.type is WSMsgType.PING
+                    pause = self._control_frame(ping, msg.data, loop.time())
                     if pause is None:
                         break
                     if pause:
@@ -379,45 +494,6 @@ class WebSocketTransport:
         finally:
             self._reading = False
 
-    def _control_frame(self, kind: WSMsgType, payload: bytes, now: float) -> float | None:
-        """A PING or PONG (RFC 6455 §5.5.2-3), read here rather than by aiohttp
-        (`autoping=False`), so that it counts: each costs the connection's byte rate
-        `CONTROL_FRAME_COST` bytes plus its payload (an empty frame is not free to
-        parse and answer), and more than `CONTROL_FRAMES_PER_SECOND` (burst
-        `CONTROL_FRAME_BURST`) end the connection (close code 1008).  A PING is
-        answered with a PONG carrying its payload.  Returns the seconds to wait
-        before reading on, or None when the connection is being closed."""
-        frames = self._control_frames
-        if frames is None:
-            frames = self._control_frames = TokenBucket(
-                CONTROL_FRAMES_PER_SECOND, CONTROL_FRAME_BURST, now
-            )
-        if frames.take(1, now):
-            log.info(
-                "WebSocket from %s: more than %d control frames a second: closed",
-                self.facts.remote_address or "-",
-                CONTROL_FRAMES_PER_SECOND,
-            )
-            self._close_code = WSCloseCode.POLICY_VIOLATION
-            self._flooded = True
-            conn = self.connection
-            if conn is not None and not conn.closed:
-                self._in_message = True  # the read loop ends and closes the WebSocket
-                try:
-                    conn.close_stream(
-                        StreamErrorCondition.POLICY_VIOLATION, "too many WebSocket control frames"
-                    )
-                finally:
-                    self._in_message = False
-            return None
-        if kind is WSMsgType.PING:
-            self._pong(payload)
-        conn = self.connection
-        bucket = conn.read_bucket if conn is not None else None
-        if bucket is None:
-            return 0.0
-        return bucket.take(CONTROL_FRAME_COST + len(payload), now)
-
     def _pong(self, payload: bytes) -> None:
         wire = self._wire
         if self._closing or self._ws.closed:
@@ -435,48 +511,6 @@ class WebSocketTransport:
             await self._ws.pong(payload)
         except (ConnectionError, RuntimeError) as exc:
             log.debug("WebSocket pong failed: %s", exc)
-
-    def message(self, data: bytes) -> None:
-        """One text message: one element of the stream."""
-        conn = self.connection
-        if conn is None or conn.closed:
-            return  # after <close/> nothing more is processed (RFC 7395 §3.6)
-        try:
-            el = parse_message(data, ns.CLIENT, self._max_stanza, self._max_depth)
-        except PeerProtocolError as exc:
-            conn.protocol_error(exc)
-            return
-        if el.ns == ns.FRAMING:
-            if el.name == "open":
-                if self._options.see_other_uri:
-                    self._see_other()
-                    return
-                self._expect_open = False
-                attrs = dict(el.attrs)
-                conn.events(
-                    [StreamOpened("stream", ns.STREAMS, attrs, ns.CLIENT, {"stream": ns.STREAMS})]
-                )
-                return
-            if el.name == "close":
-                conn.events([StreamClosed()])
-                return
-        if self._expect_open:
-            self._refuse(StreamErrorCondition.BAD_FORMAT, "the stream begins with <open/>")
-            return
-        conn.events([Stanza(el)])
-
-    def _refuse(self, condition: StreamErrorCondition, text: str) -> None:
-        if self.connection is not None:
-            self.connection.protocol_error(PeerProtocolError(condition, text))
-
-    def _see_other(self) -> None:
-        """RFC 7395 §3.6.1: the endpoint moved; the client reconnects there."""
-        uri = escape_attr(self._options.see_other_uri or "")
-        self.send_messages([f"<close xmlns='{ns.FRAMING}' see-other-uri=\"{uri}\"/>".encode()])
-        conn = self.connection
-        if conn is not None:
-            conn.connection_lost()
-        self.close()
 
 
 async def handle(
