@@ -162,18 +162,30 @@ class LaneWebSocket(XmppWebSocket):
         if self._max_output >= 0 and transport.get_write_buffer_size() > self._max_output:
             self._output_overflow()
 
+    def send_last(self, messages: list[bytes]) -> None:
+        """The last messages and our close frame in one write (a login's last
+        exchange: one system call fewer)."""
+        transport = self._transport
+        if self._close_sent or transport.is_closing():
+            return
+        self._close_sent = True
+        frames = [ws_frames.frame(ws_frames.TEXT, m) for m in messages]
+        frames.append(ws_frames.frame(ws_frames.CLOSE, self._close_code.to_bytes(2, "big")))
+        transport.write(b"".join(frames))
+
     def close(self) -> None:
-        """Our close frame, after what was written; the socket closes when the
-        client answers it, or `CLOSE_TIMEOUT` later."""
-        if self._close_sent:
+        """Our close frame, after what was written (unless `send_last` sent it);
+        the socket closes when the client answers it, or `CLOSE_TIMEOUT` later."""
+        if self._closing:
             return
         self._closing = True
-        self._close_sent = True
         transport = self._transport
         if transport.is_closing():
             return
-        code = self._close_code
-        transport.write(ws_frames.frame(ws_frames.CLOSE, code.to_bytes(2, "big")))
+        if not self._close_sent:
+            self._close_sent = True
+            code = self._close_code.to_bytes(2, "big")
+            transport.write(ws_frames.frame(ws_frames.CLOSE, code))
         if self._close_received or self._flooded:
             transport.close()  # the handshake is complete, or the client is not heard
             return
@@ -262,6 +274,8 @@ class LaneWebSocket(XmppWebSocket):
         self._flooded = True  # as after a flood: the socket closes without reading on
         self._gone()
         self.close()
+        if not self._transport.is_closing():
+            self._transport.close()  # a close already begun: no more waiting for the client
 
     def _gone(self) -> None:
         conn = self.connection

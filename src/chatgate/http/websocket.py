@@ -127,7 +127,9 @@ class WebSocketStreamOutput(TurnBuffer):
         if error is not None:
             self._add(error.element(stream_prefix_declared=False).encode())
         self._add(_CLOSE)
-        self.flush()
+        pending, self._pending = self._pending, None
+        if pending:
+            self._transport.send_last(pending)
 
     def _deliver(self, pending: list[bytes]) -> None:
         self._transport.send_messages(pending)
@@ -172,6 +174,11 @@ class XmppWebSocket:
 
     def send_messages(self, messages: list[bytes]) -> None:
         raise NotImplementedError
+
+    def send_last(self, messages: list[bytes]) -> None:
+        """The stream's last messages (its `<close/>`): the close that follows may
+        go out with them."""
+        self.send_messages(messages)
 
     def close(self) -> None:
         raise NotImplementedError
