@@ -12,7 +12,15 @@ Incoming messages are parsed by a parser shared with every other web
 connection (`shared_parsers.py`): same checks and limits as one of its own,
 without creating an expat parser per connection and per restart.
 
-Flow: messages are read one at a time; while the driver's queue is full, or the
+Two transports share these rules (`XmppWebSocket`): the listener's lane
+(`lane_websocket.py`) reads and writes the frames of every WebSocket whose
+handshake it answers, which is every well-formed one on a new connection;
+`WebSocketTransport` below, on aiohttp's `WebSocketResponse`, serves the
+handshakes the lane hands to aiohttp (a connection that made other requests
+first, or a handshake the lane's strict reader did not take), and is the only
+one that may agree to compression.
+
+aiohttp's flow: messages are read one at a time; while the driver's queue is full, or the
 client is over its byte rate, the next message is not read (aiohttp then stops
 reading the socket).  Output: a loop turn's messages are framed here (RFC 6455
 §5.2: unmasked, final, text) and handed to the socket in one write, without a
