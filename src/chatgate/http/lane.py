@@ -55,6 +55,9 @@ _SECURITY = (
 #: seconds the rest of a refused body is read and dropped before the connection
 #: closes (a close with unread input would reset it, destroying the answer)
 LINGER = 2.0
+#: bytes of requests answered at once (preflights) per loop turn: a socket read
+#: of pipelined preflights (256 KiB, 3,000 answers) stalled everyone else
+SLICE_BYTES = 65_536
 
 
 @dataclass(slots=True)
@@ -181,10 +184,10 @@ class LaneProtocol(asyncio.Protocol):
             self._drop(len(data))
             return
         self._buffer += data
+        if not self._busy and not self._write_paused:
+            self._next()
         if self._busy or self._write_paused:
             self._limit_backlog()
-            return
-        self._next()
 
     def eof_received(self) -> bool | None:
         if self._ws is not None:
@@ -230,35 +233,51 @@ class LaneProtocol(asyncio.Protocol):
     # ------------------------------------------------------------ requests
 
     def _next(self) -> None:
-        """Answer the next request in the buffer, if it is all there."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        buffer = self._buffer
-        if not buffer:
-            return
-        try:
-            head = parse_head(buffer)
-        except NotOurs:
+        """Answer the requests in the buffer that are all there, in order: those
+        answered at once (preflights) in a loop, not each from the last one's
+        answer (a few hundred pipelined preflights would exhaust the stack)."""
+        routes = self._routes
+        budget = SLICE_BYTES
+        while True:
+            transport = self._transport
+            buffer = self._buffer
+            if transport is None or transport.is_closing() or not buffer or self._write_paused:
+                return
+            try:
+                head = parse_head(buffer)
+            except NotOurs:
+                head = None
+                ours = False
+            else:
+                ours = True
+            if not ours:
+                # outside the except clause: aiohttp's own errors, raised from
+                # here, must not carry the lane's exception (and its frames) along
+                self._hand_over()
+                return
+            if head is None:
+                return  # the idle timer runs on: the head must come in time
+            if head.path == routes.websocket_path and self._upgrade(head):
+                return
+            if head.path in routes.bosh_paths and routes.bosh is not None:
+                if head.method == b"POST":
+                    self._bosh(head)
+                    return
+                if (
+                    head.method == b"OPTIONS"
+                    and b"access-control-request-method" in head.headers
+                    and head.content_length == 0
+                ):
+                    self._preflight(head)
+                    budget -= head.end
+                    if budget <= 0 and self._buffer:
+                        # the rest on the next turn: others get theirs first
+                        self._busy = True
+                        self._loop.call_soon(self._go_on)
+                        return
+                    continue
             self._hand_over()
             return
-        if head is None:
-            return  # the idle timer runs on: the head must come in time
-        routes = self._routes
-        if head.path == routes.websocket_path and self._upgrade(head):
-            return
-        if head.path in routes.bosh_paths and routes.bosh is not None:
-            if head.method == b"POST":
-                self._bosh(head)
-                return
-            if (
-                head.method == b"OPTIONS"
-                and b"access-control-request-method" in head.headers
-                and head.content_length == 0
-            ):
-                self._preflight(head)
-                return
-        self._hand_over()
 
     def _bosh(self, head: RequestHead) -> None:
         size = head.content_length
@@ -298,6 +317,19 @@ class LaneProtocol(asyncio.Protocol):
         (status, data), content_type = task.result()
         self._respond(head, status, data, content_type)
 
+    def _go_on(self) -> None:
+        """The next turn's share of pipelined requests (see `_next`)."""
+        self._busy = False
+        self._next()
+        transport = self._transport
+        if self._busy or transport is None or self._inner is not None or self._ws is not None:
+            return
+        if self._close_after:
+            self._cancel_timer()
+            transport.close()  # the peer shut its side (or the listener stops): all answered
+            return
+        self._resume_if_room()
+
     def _upgrade(self, head: RequestHead) -> bool:
         """A WebSocket handshake the lane can answer: 101, and the connection is
         the WebSocket's from then on.  False for any other (aiohttp's)."""
@@ -308,6 +340,11 @@ class LaneProtocol(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         self._cancel_timer()
+        if self._read_paused:
+            # the lane's backlog paused reading: from now on the WebSocket's own
+            # flow control decides (it pauses again if what is pending is too much)
+            self._read_paused = False
+            transport.resume_reading()
         transport.write(answer)
         self._ws = ws = make(transport, head.header(b"x-forwarded-for"))
         pending, self._buffer = bytes(self._buffer[head.end :]), bytearray()
@@ -316,8 +353,9 @@ class LaneProtocol(asyncio.Protocol):
         return True
 
     def _preflight(self, head: RequestHead) -> None:
+        """A preflight's answer; `_next`'s loop goes on with the next request."""
         del self._buffer[: head.end]
-        self._respond(head, 204, b"", preflight=True)
+        self._respond(head, 204, b"", preflight=True, go_on=False)
 
     def _respond(
         self,
@@ -327,8 +365,10 @@ class LaneProtocol(asyncio.Protocol):
         content_type: str = bosh_body.CONTENT_TYPE,
         *,
         preflight: bool = False,
+        go_on: bool = True,
     ) -> None:
-        """Write one response, then go on with the next request (or close)."""
+        """Write one response, then go on with the next request (unless `go_on` is
+        False: the caller does), or close."""
         self._busy = False
         transport = self._transport
         if transport is None or transport.is_closing():
@@ -366,11 +406,9 @@ class LaneProtocol(asyncio.Protocol):
             transport.close()
             return
         self._arm(self._routes.keepalive_timeout)
-        if self._read_paused:
-            self._read_paused = False
-            transport.resume_reading()
-        if self._buffer and not self._write_paused:
+        if go_on:
             self._next()
+        self._resume_if_room()
 
     # ------------------------------------------------------------ hand-over
 
@@ -395,12 +433,28 @@ class LaneProtocol(asyncio.Protocol):
 
     def _limit_backlog(self) -> None:
         """Input waiting behind the request being answered is bounded: past one
-        head and one largest body, the socket is not read until it is answered."""
+        head and one largest body, the socket is not read until the answers
+        brought it back within that (`_resume_if_room`)."""
         if self._read_paused or self._transport is None:
             return
         if len(self._buffer) > MAX_HEAD_BYTES + self._routes.max_request_size:
             self._read_paused = True
             self._transport.pause_reading()
+
+    def _resume_if_room(self) -> None:
+        """Read again once the backlog is within bounds.  Not after every answer:
+        each answer takes one request (maybe 150 bytes) off the backlog and each
+        read may add 256 KiB, so a peer pipelining small requests grew it by
+        hundreds of MB a second."""
+        transport = self._transport
+        if (
+            self._read_paused
+            and transport is not None
+            and not transport.is_closing()
+            and len(self._buffer) <= MAX_HEAD_BYTES + self._routes.max_request_size
+        ):
+            self._read_paused = False
+            transport.resume_reading()
 
     def _refuse_body(self, head: RequestHead, size: int) -> None:
         """413 for a body over `max_request_size`."""
