@@ -203,7 +203,9 @@ class LaneWebSocket(XmppWebSocket):
         reader = self._reader
         while not self._paused:
             try:
-                item = reader.next()
+                # frame by frame, fragments too: each counts against the slice and
+                # the byte rate as it is read, not once its message is whole
+                item = reader.step()
             except FrameError as exc:
                 self._fail(exc.code, str(exc))
                 return
@@ -211,16 +213,19 @@ class LaneWebSocket(XmppWebSocket):
                 return
             opcode, payload = item
             wait = 0.0
-            if opcode == ws_frames.TEXT:
-                self._in_message = True
-                try:
-                    self.message(payload)
-                finally:
-                    self._in_message = False
+            if opcode == ws_frames.TEXT or opcode == ws_frames.FRAGMENT:
+                if opcode == ws_frames.TEXT:
+                    self._in_message = True
+                    try:
+                        self.message(payload)
+                    finally:
+                        self._in_message = False
                 conn = self.connection
                 bucket = conn.read_bucket if conn is not None else None
                 if bucket is not None:
-                    wait = bucket.take(len(payload), self._loop.time())
+                    # this frame's bytes (a fragmented message's earlier frames
+                    # were counted as they came)
+                    wait = bucket.take(reader.frame_bytes, self._loop.time())
             elif opcode == ws_frames.PING or opcode == ws_frames.PONG:
                 pause = self._control_frame(opcode == ws_frames.PING, payload, self._loop.time())
                 if pause is None:
@@ -233,7 +238,7 @@ class LaneWebSocket(XmppWebSocket):
                 self._refuse(StreamErrorCondition.BAD_FORMAT, "XMPP messages are text (RFC 7395)")
             if self._transport.is_closing():
                 return
-            budget -= len(payload) + 6
+            budget -= reader.frame_bytes
             if wait > 0 or budget <= 0:
                 self._transport.pause_reading()
                 self._waiting = self._loop.call_later(wait, self._go_on)

@@ -10,7 +10,11 @@ the frame header, before its payload is buffered), text that is not UTF-8
 reserved bits must be zero.
 
 Bounded: it holds at most one frame header plus one message of `max_message`
-bytes.
+bytes, the fragments of a message joined in one buffer as they come (an object
+per fragment cost 8 to 40 bytes each whatever its size, and empty fragments
+none at all: a message continued with them for ever grew without bound).
+`step` reports each frame as it is read, fragments too, so that the reader's
+caller can count every frame against the connection's share and byte rate.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ BINARY = 0x2
 CLOSE = 0x8
 PING = 0x9
 PONG = 0xA
+#: what `step` returns for a fragment that does not end its message (not an opcode)
+FRAGMENT = -1
 
 PROTOCOL_ERROR = 1002
 INVALID_PAYLOAD = 1007
@@ -85,15 +91,17 @@ def frame(opcode: int, payload: bytes) -> bytes:
 class MessageReader:
     """Whole messages and control frames out of a client's bytes."""
 
-    __slots__ = ("_buffer", "_fragments", "_fragments_size", "_max", "_opcode")
+    __slots__ = ("_buffer", "_fragments", "_max", "_opcode", "frame_bytes")
 
     def __init__(self, max_message: int) -> None:
         self._max = max_message
         self._buffer = bytearray()
         #: the opcode of the fragmented message being joined (None: none)
         self._opcode: int | None = None
-        self._fragments: list[bytes] = []
-        self._fragments_size = 0
+        #: the payloads of its fragments so far
+        self._fragments = bytearray()
+        #: bytes on the wire (header, mask and payload) of the last frame read
+        self.frame_bytes = 0
 
     @property
     def buffered(self) -> int:
@@ -115,42 +123,51 @@ class MessageReader:
         """The next complete message or control frame, None when more bytes are
         needed; raises FrameError."""
         while True:
-            buffer = self._buffer
-            have = len(buffer)
-            if have < 2:
+            item = self.step()
+            if item is None or item[0] != FRAGMENT:
+                return item
+
+    def step(self) -> tuple[int, bytes] | None:
+        """What the next frame brings: a complete message, a control frame, or
+        (FRAGMENT, its payload) for a fragment that does not end its message;
+        None when more bytes are needed; raises FrameError.  `frame_bytes` is
+        then the frame's size on the wire."""
+        buffer = self._buffer
+        have = len(buffer)
+        if have < 2:
+            return None
+        first, second = buffer[0], buffer[1]
+        if first & 0x70:
+            raise FrameError(PROTOCOL_ERROR, "reserved bits set (no extension was agreed)")
+        if not second & 0x80:
+            raise FrameError(PROTOCOL_ERROR, "a client frame that is not masked")
+        opcode = first & 0x0F
+        fin = first & 0x80
+        length = second & 0x7F
+        start = 2
+        if length == 126:
+            if have < 4:
                 return None
-            first, second = buffer[0], buffer[1]
-            if first & 0x70:
-                raise FrameError(PROTOCOL_ERROR, "reserved bits set (no extension was agreed)")
-            if not second & 0x80:
-                raise FrameError(PROTOCOL_ERROR, "a client frame that is not masked")
-            opcode = first & 0x0F
-            fin = first & 0x80
-            length = second & 0x7F
-            start = 2
-            if length == 126:
-                if have < 4:
-                    return None
-                length = int.from_bytes(buffer[2:4], "big")
-                start = 4
-            elif length == 127:
-                if have < 10:
-                    return None
-                length = int.from_bytes(buffer[2:10], "big")
-                if length >> 63:
-                    raise FrameError(PROTOCOL_ERROR, "a frame length with its top bit set")
-                start = 10
-            self._check(opcode, bool(fin), length)
-            end = start + 4 + length
-            if have < end:
+            length = int.from_bytes(buffer[2:4], "big")
+            start = 4
+        elif length == 127:
+            if have < 10:
                 return None
-            payload = unmask(memoryview(buffer)[start + 4 : end], bytes(buffer[start : start + 4]))
-            del buffer[:end]
-            if opcode >= CLOSE:
-                return opcode, payload
-            message = self._join(opcode, bool(fin), payload)
-            if message is not None:
-                return message
+            length = int.from_bytes(buffer[2:10], "big")
+            if length >> 63:
+                raise FrameError(PROTOCOL_ERROR, "a frame length with its top bit set")
+            start = 10
+        self._check(opcode, bool(fin), length)
+        end = start + 4 + length
+        if have < end:
+            return None
+        payload = unmask(memoryview(buffer)[start + 4 : end], bytes(buffer[start : start + 4]))
+        del buffer[:end]
+        self.frame_bytes = end
+        if opcode >= CLOSE:
+            return opcode, payload
+        message = self._join(opcode, bool(fin), payload)
+        return (FRAGMENT, payload) if message is None else message
 
     def _check(self, opcode: int, fin: bool, length: int) -> None:
         if opcode >= CLOSE:
@@ -166,7 +183,7 @@ class MessageReader:
                 raise FrameError(PROTOCOL_ERROR, "a continuation frame with no message to continue")
         elif self._opcode is not None:
             raise FrameError(PROTOCOL_ERROR, "a new message before the last one ended")
-        if self._fragments_size + length > self._max:
+        if len(self._fragments) + length > self._max:
             raise FrameError(MESSAGE_TOO_BIG, f"a message over {self._max} bytes")
 
     def _join(self, opcode: int, fin: bool, payload: bytes) -> tuple[int, bytes] | None:
@@ -174,15 +191,13 @@ class MessageReader:
             if fin:
                 return opcode, self._valid(opcode, payload)
             self._opcode = opcode
-        self._fragments.append(payload)
-        self._fragments_size += len(payload)
+        self._fragments += payload
         if not fin:
             return None
         kind, self._opcode = self._opcode, None
         assert kind is not None
-        whole = b"".join(self._fragments)
-        self._fragments = []
-        self._fragments_size = 0
+        whole = bytes(self._fragments)
+        self._fragments = bytearray()
         return kind, self._valid(kind, whole)
 
     @staticmethod
