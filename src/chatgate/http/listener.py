@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from chatgate.http import bosh, hostmeta, websocket
 from chatgate.http.client_address import ClientAddresses
@@ -66,6 +67,20 @@ SECURITY_HEADERS = {
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RawHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def _quiet_parse_errors(record: logging.LogRecord) -> bool:
+    """aiohttp logs every request its parser refuses at ERROR with a traceback
+    ("Error handling request"): any client could fill the log with one per
+    connection.  Such a refusal is the client's fault and answered 400: logged
+    here at INFO, in one line."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError) and record.levelno >= logging.ERROR:
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "-"
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = "HTTP: refused a malformed request from %s: %s", (remote, exc)
+        record.exc_info = record.exc_text = None
+    return True
 
 
 class HttpListener:
@@ -239,6 +254,7 @@ class HttpListener:
         return app
 
     async def start(self) -> None:
+        logging.getLogger("aiohttp.server").addFilter(_quiet_parse_errors)  # once: same object
         options = self.options
         runner = self._runner = web.AppRunner(
             self.application(),

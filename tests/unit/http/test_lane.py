@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -316,3 +317,23 @@ async def test_a_websocket_gets_system_shutdown_and_is_closed_when_the_server_st
     assert any(b"system-shutdown" in t for t in texts), texts
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
+
+
+async def test_a_malformed_request_is_one_info_line_not_a_traceback(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    reader, writer = await connect(server)
+    writer.write(
+        b"POST /http-bind HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )
+    status, _, _ = await response(reader)
+    assert status.split(b" ")[1] == b"400"
+    writer.close()
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert records, "aiohttp said nothing of the refusal"
+    assert all(r.levelno == logging.INFO and r.exc_info is None for r in records), [
+        (r.levelname, r.getMessage()) for r in records
+    ]
+    assert "refused a malformed request from 127.0.0.1" in records[0].getMessage()
