@@ -26,6 +26,7 @@ from chatgate.streams.adapters.base import (
     Verdict,
     VerdictKind,
 )
+from chatgate.streams.adapters.mediamtx import MediaMtxAdapter
 from chatgate.streams.adapters.nginx_rtmp import NginxRtmpAdapter
 
 __all__ = [
@@ -52,6 +53,7 @@ some, more: see each module), it returns an `Adapter`."""
 
 _BUILTINS: Final[tuple[tuple[str, AdapterFactory], ...]] = (
     (NginxRtmpAdapter.name, NginxRtmpAdapter),
+    (MediaMtxAdapter.name, MediaMtxAdapter),
 )
 
 

@@ -99,7 +99,7 @@ class HookAction(enum.Enum):
     UPDATE_PUBLISH = "update_publish"  # nginx-rtmp on_update: a live publisher renews
     UPDATE_PLAY = "update_play"
     ADMIN = "admin"  # MediaMTX api, metrics, pprof: the media server's own admin
-    STREAM_KEY = "stream_key"  # Wowza's token provider: "what is this user's key?"
+    STREAM_KEY = "stream_key"  # Wowza's token provider: "what is `name`'s stream key?"
 
     @property
     def stream_action(self) -> StreamAction | None:
@@ -192,7 +192,10 @@ class Question:
     address-bound tokens use), never the media server's own.  ``client_id``
     pairs starts with dones on that ``node`` (the adapter's configured name for
     the media server).  ``detail`` is the media server's own words for the log
-    (``"read via rtsp"``); it never holds a secret."""
+    (``"read via rtsp"``); it never holds a secret.  ``instance`` is the media
+    server's own run id where it sends one (SRS ``server_id``): when it changes,
+    that media server restarted and its sessions are gone.  For STREAM_KEY,
+    ``name`` is the account whose key is asked for."""
 
     adapter: str
     action: HookAction
@@ -204,6 +207,7 @@ class Question:
     app: str | None = None
     name: str | None = None
     detail: str = ""
+    instance: str | None = None
 
 
 class VerdictKind(enum.Enum):
