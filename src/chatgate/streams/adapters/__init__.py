@@ -28,6 +28,7 @@ from chatgate.streams.adapters.base import (
 )
 from chatgate.streams.adapters.mediamtx import MediaMtxAdapter
 from chatgate.streams.adapters.nginx_rtmp import NginxRtmpAdapter
+from chatgate.streams.adapters.srs import SrsAdapter
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -54,6 +55,7 @@ some, more: see each module), it returns an `Adapter`."""
 _BUILTINS: Final[tuple[tuple[str, AdapterFactory], ...]] = (
     (NginxRtmpAdapter.name, NginxRtmpAdapter),
     (MediaMtxAdapter.name, MediaMtxAdapter),
+    (SrsAdapter.name, SrsAdapter),
 )
 
 
