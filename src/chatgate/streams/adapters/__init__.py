@@ -28,6 +28,7 @@ from chatgate.streams.adapters.base import (
 )
 from chatgate.streams.adapters.mediamtx import MediaMtxAdapter
 from chatgate.streams.adapters.nginx_rtmp import NginxRtmpAdapter
+from chatgate.streams.adapters.red5 import Red5Adapter
 from chatgate.streams.adapters.srs import SrsAdapter
 
 __all__ = [
@@ -56,6 +57,7 @@ _BUILTINS: Final[tuple[tuple[str, AdapterFactory], ...]] = (
     (NginxRtmpAdapter.name, NginxRtmpAdapter),
     (MediaMtxAdapter.name, MediaMtxAdapter),
     (SrsAdapter.name, SrsAdapter),
+    (Red5Adapter.name, Red5Adapter),
 )
 
 
