@@ -30,6 +30,7 @@ from chatgate.streams.adapters.mediamtx import MediaMtxAdapter
 from chatgate.streams.adapters.nginx_rtmp import NginxRtmpAdapter
 from chatgate.streams.adapters.red5 import Red5Adapter
 from chatgate.streams.adapters.srs import SrsAdapter
+from chatgate.streams.adapters.wowza import WowzaTokenAdapter
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -58,6 +59,7 @@ _BUILTINS: Final[tuple[tuple[str, AdapterFactory], ...]] = (
     (MediaMtxAdapter.name, MediaMtxAdapter),
     (SrsAdapter.name, SrsAdapter),
     (Red5Adapter.name, Red5Adapter),
+    (WowzaTokenAdapter.name, WowzaTokenAdapter),
 )
 
 
