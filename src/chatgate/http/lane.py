@@ -1,12 +1,15 @@
-"""The listener's lane: BOSH requests answered without aiohttp, and everything
-else handed to aiohttp on the same connection.
+"""The listener's lane: BOSH requests and WebSocket handshakes answered without
+aiohttp, and everything else handed to aiohttp on the same connection.
 
-Why: a BOSH login is six HTTP requests, and aiohttp's machinery per request
-(its request and response objects, header handling, timers) cost more than the
-XMPP work they carry: web logins ran at 1.5x Prosody's rate against a target of
-2x (docs/benchmarks.md).  The lane reads request heads itself
+Why: a BOSH login is six HTTP requests and a WebSocket login a dozen messages,
+and aiohttp's machinery per request and per message (its request and response
+objects, header handling, timers, the WebSocket reader's queue) cost more than
+the XMPP work they carry: web logins ran at 1.5x Prosody's rate against a
+target of 2x (docs/benchmarks.md).  The lane reads request heads itself
 (`request_head.py`) and answers the requests it fully understands: a BOSH
-`POST` framed by one Content-Length, and a CORS preflight for BOSH.
+`POST` framed by one Content-Length, a CORS preflight for BOSH, and a WebSocket
+handshake asking for `xmpp`, after which the connection is the WebSocket's
+(`lane_websocket.py`).
 
 Every other request (another route, chunked, `Expect`, anything the strict
 head reader does not accept) goes to aiohttp: the lane makes aiohttp's
@@ -16,13 +19,15 @@ decide where a request ends, so nothing can be smuggled between them, and
 aiohttp answers everything odd as it always did.
 
 Limits, as aiohttp's: the head must arrive within `KEEPALIVE_TIMEOUT` of the
-connection being idle, a body within `BODY_TIMEOUT` (408 and close); a body
-over `[http] max_request_size` gets 413 and the connection is closed unread.
-One request is answered at a time per connection: bytes of the next one wait
-(bounded: reading stops past one head and one largest body), and while the
-socket's write buffer is full no further request is answered.  Connections are
-counted per address by the lane itself (the plain port) or by the TLS layer
-(`tls.py`), before a byte of HTTP is read.
+connection being idle, a body within `BODY_TIMEOUT` (408); a body over
+`[http] max_request_size` gets 413 unread; after either, what is left of the
+body is read and dropped for at most `LINGER` seconds, then the connection
+closes.  One request is answered at a time per connection, at most
+`SLICE_BYTES` of them per loop turn: bytes of the next ones wait (bounded:
+reading stops past one head and one largest body), and while the socket's
+write buffer is full no further request is answered.  Connections are counted
+per address by the lane itself (the plain port) or by the TLS layer (`tls.py`),
+before a byte of HTTP is read.
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ class LaneRoutes:
     max_request_size: int
     keepalive_timeout: float
     body_timeout: float
-    #: live lane connections (stopped by `close_all`)
+    #: live lane connections, WebSockets included (stopped by `close_all`)
     live: set[LaneProtocol] = field(default_factory=set)
     stopping: bool = False
 

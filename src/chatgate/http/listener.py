@@ -15,9 +15,12 @@ Connections: idle ones (or ones still sending headers) are closed after
 peer address may hold `[http] max_connections_per_address` connections over
 both ports (`connection_limit.py`), new ones past it are closed at once.
 
-The hot routes (BOSH's POST, the WebSocket handshake) skip aiohttp's router and
-middleware chain: `_dispatch` sends them straight to their handler through the
-same `_headers` the middleware runs, so they get the same headers; everything
+Each connection first meets the lane (`lane.py`), which answers BOSH requests
+and WebSocket handshakes itself and hands every other request to aiohttp.  On
+a connection handed over, the hot routes (BOSH's POST, the WebSocket handshake)
+still skip aiohttp's router and middleware chain: `_dispatch` sends them
+straight to their handler through the same `_headers` the middleware runs, so
+they get the same headers; everything
 else (and a request with `Expect`, which the router's expect handler answers)
 goes through the application as before.  A BOSH login is six requests, and the
 router, match info and middleware chain were a measurable part of each.
