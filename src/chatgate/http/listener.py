@@ -20,10 +20,10 @@ and WebSocket handshakes itself and hands every other request to aiohttp.  On
 a connection handed over, the hot routes (BOSH's POST, the WebSocket handshake)
 still skip aiohttp's router and middleware chain: `_dispatch` sends them
 straight to their handler through the same `_headers` the middleware runs, so
-they get the same headers; everything
-else (and a request with `Expect`, which the router's expect handler answers)
-goes through the application as before.  A BOSH login is six requests, and the
-router, match info and middleware chain were a measurable part of each.
+they get the same headers; everything else (and a request with `Expect`,
+which the router's expect handler answers) goes through the application.  A
+BOSH login is six requests, and the router, match info and middleware chain
+were a measurable part of each.
 Web sessions are `C2SConnection`s like any other, so the server's graceful stop
 ends each of them with `system-shutdown` before this listener closes.
 """
