@@ -1,0 +1,324 @@
+"""The stream authority's core: one answer to every media server's question,
+whichever adapter read it (`adapters/`), on the same accounts as chat.
+
+The order of the checks, for a publish, a play or their renewal:
+
+1. **Who asks.**  The credentials the client brought decide the `Subject`:
+   none is anonymous; a password goes through the login gate
+   (`auth/gate.py`: brute-force protection per address and per account, the
+   provider, the log line and the count, as an XMPP login); a stream key is
+   looked up (`StreamKeys`); a token is verified (`tokens.verify`, bound to this
+   stream, this action and, if it says so, the client's address).  Credentials
+   that are present but wrong deny at once: they are never downgraded to
+   anonymous, so a typo cannot reach a public stream under someone else's
+   name, and an attacker learns nothing from the difference.
+2. **May they.**  The rules (`policy.RuleSet`) decide; no rule denies.  A
+   denial of a caller who brought no credentials is `unauthenticated` (MediaMTX
+   then answers 401, and RTSP clients retry with credentials).
+3. **Is it free.**  A publish is recorded in the live registry
+   (`live.LiveStreams`): one publisher per stream.  A play is counted.
+
+The dones only update the registry.  A connect is allowed unless the
+credentials it carries are wrong (nginx-rtmp sends them there only when the
+client put them on the application).  The media server's own administration
+(MediaMTX api, metrics, pprof) is denied: chatgate does not manage it.  Wowza's
+token provider asks for a user's stream key, which is revealed only to a
+Wowza adapter configured with the shared secret (the adapter checks it).
+
+Nothing here reads the network; time comes from `clock` (Unix seconds).
+Every decision is logged without its secret: who (the account, "anonymous" or
+"token"), the stream, the adapter, allowed or denied and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from chatgate.jid import InvalidJID, prepare_username
+from chatgate.streams import tokens
+from chatgate.streams.adapters.base import (
+    CredentialKind,
+    HookAction,
+    Question,
+    Verdict,
+)
+from chatgate.streams.live import LiveStreams
+from chatgate.streams.policy import RuleSet, Subject, SubjectKind
+
+if TYPE_CHECKING:
+    from chatgate.auth.gate import LoginGate
+    from chatgate.auth.provider import CredentialProvider
+
+log = logging.getLogger(__name__)
+
+#: the login gate's protocol name for every hook: one throttle for them all
+PROTOCOL = "stream-hook"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    """Whose stream key it is: the account (``localpart@domain``) and the key's id
+    (what revoking it ends in the live registry)."""
+
+    account: str
+    key_id: str
+
+
+class StreamKeys(Protocol):
+    """Per-account stream keys: random, rotatable, independent of the XMPP
+    password.  A store keeps a keyed hash of each key, so a look-up is one keyed
+    hash and one indexed read, and (for Wowza, which must be sent the key back)
+    a copy encrypted at rest.  A shared store implements the same calls."""
+
+    async def owner(self, key: str) -> KeyOwner | None: ...
+
+    async def key_of(self, account: str) -> str | None: ...
+
+
+class LocalStreamKeys:
+    """`StreamKeys` in this process (tests, and a single process without storage):
+    keys by their HMAC under a random pepper, never the key itself as an index."""
+
+    def __init__(self, pepper: bytes | None = None) -> None:
+        self._pepper = pepper if pepper is not None else secrets.token_bytes(32)
+        self._owners: dict[bytes, KeyOwner] = {}
+        self._keys: dict[str, tuple[str, bytes]] = {}
+
+    def _digest(self, key: str) -> bytes:
+        return hmac.new(self._pepper, key.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+
+    def issue(self, account: str) -> str:
+        """A new key for `account`, replacing (revoking) the one it had."""
+        self.revoke(account)
+        key = secrets.token_urlsafe(24)
+        digest = self._digest(key)
+        self._owners[digest] = KeyOwner(account, digest[:9].hex())
+        self._keys[account] = (key, digest)
+        return key
+
+    def revoke(self, account: str) -> KeyOwner | None:
+        held = self._keys.pop(account, None)
+        return None if held is None else self._owners.pop(held[1], None)
+
+    async def owner(self, key: str) -> KeyOwner | None:
+        return self._owners.get(self._digest(key))
+
+    async def key_of(self, account: str) -> str | None:
+        held = self._keys.get(account)
+        return None if held is None else held[0]
+
+
+class Groups(Protocol):
+    """The groups an account belongs to, for `group:` rules."""
+
+    async def of(self, account: str) -> frozenset[str]: ...
+
+
+class NoGroups:
+    async def of(self, account: str) -> frozenset[str]:
+        return frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The authority's verdict and, for a wrong password, how long to hold it
+    (brute-force protection delays only failures: the route waits that long
+    before answering)."""
+
+    verdict: Verdict
+    hold: float = 0.0
+
+
+_ALLOWED = Answer(Verdict.allow())
+
+
+class _Denied(Exception):
+    """A check failed: the answer to send, already logged."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.verdict.reason)
+        self.answer = answer
+
+
+class StreamAuthority:
+    """Answers `Question`s (module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        domain: str,
+        gate: LoginGate,
+        provider: CredentialProvider,
+        rules: RuleSet,
+        live: LiveStreams,
+        keys: StreamKeys,
+        token_keys: Mapping[int, bytes],
+        groups: Groups | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.domain = domain
+        self.gate = gate
+        self.provider = provider
+        self.rules = rules
+        self.live = live
+        self.keys = keys
+        self.token_keys = token_keys
+        self.groups: Groups = groups if groups is not None else NoGroups()
+        self.clock = clock
+
+    async def answer(self, question: Question) -> Answer:
+        action = question.action
+        if action is HookAction.PUBLISH_DONE or action is HookAction.PLAY_DONE:
+            await self._done(question)
+            return _ALLOWED
+        if action is HookAction.ADMIN:
+            return self._deny(question, "-", "the media server's administration is not chatgate's")
+        if action is HookAction.STREAM_KEY:
+            return await self._reveal(question)
+        try:
+            subject = await self._subject(question)
+        except _Denied as denied:
+            return denied.answer
+        if action is HookAction.CONNECT:
+            return _ALLOWED
+        return await self._stream(question, subject)
+
+    # ------------------------------------------------------------ who asks
+
+    async def _subject(self, q: Question) -> Subject:
+        """The caller as its credentials prove it; raises `_Denied`."""
+        credentials = q.credentials
+        kind = credentials.kind
+        if kind is CredentialKind.NONE:
+            return Subject.anonymous()
+        if kind is CredentialKind.INVALID:
+            raise _Denied(self._deny(q, "-", f"unusable credentials: {credentials.problem}"))
+        secret = credentials.secret or ""
+        if kind is CredentialKind.PASSWORD:
+            return await self._password(q, credentials.username or "", secret)
+        if kind is CredentialKind.STREAM_KEY:
+            owner = await self.keys.owner(secret)
+            if owner is None:
+                raise _Denied(self._deny(q, "-", "unknown stream key"))
+            return await self._account(owner.account)
+        # a token: bound to the stream and action it was issued for
+        action = q.action.stream_action
+        if q.stream is None or action is None:
+            raise _Denied(self._deny(q, "token", "a token opens a stream, not a connection"))
+        verdict = tokens.verify(
+            secret,
+            self.token_keys,
+            stream=q.stream,
+            action=action,
+            now=self.clock(),
+            address=q.client_address,
+        )
+        if not verdict.valid:
+            raise _Denied(self._deny(q, "token", f"token {verdict.reason.value}"))
+        return Subject.token_bearer(q.stream, action, verdict.user)
+
+    async def _password(self, q: Question, username: str, password: str) -> Subject:
+        try:
+            localpart = prepare_username(username)
+        except InvalidJID:
+            raise _Denied(self._deny(q, "-", "wrong credentials")) from None
+        decision = await self.gate.check_password(
+            self.provider,
+            f"{PROTOCOL}:{q.adapter}",
+            localpart,
+            self.domain,
+            password,
+            q.client_address,
+            mechanism="password",
+        )
+        if not decision.allowed:
+            who = f"{localpart}@{self.domain}"
+            answer = self._deny(q, who, decision.reason.value)
+            raise _Denied(Answer(answer.verdict, decision.hold))
+        return await self._account(f"{localpart}@{self.domain}")
+
+    async def _account(self, account: str) -> Subject:
+        return Subject.for_account(account, await self.groups.of(account))
+
+    # ------------------------------------------------------------ may they, is it free
+
+    async def _stream(self, q: Question, subject: Subject) -> Answer:
+        stream, action = q.stream, q.action.stream_action
+        who = _who(subject)
+        if stream is None or action is None:
+            return self._deny(q, who, "no stream")
+        decision = self.rules.decide(subject, stream, action)
+        if not decision.allowed:
+            if subject.kind is SubjectKind.ANONYMOUS:
+                log.info("stream %s: %s %s: credentials needed", q.adapter, stream, action)
+                return Answer(Verdict.unauthenticated(decision.reason.value))
+            return self._deny(q, who, decision.reason.value)
+        client_id = q.client_id or ""
+        renewal = q.action in (HookAction.UPDATE_PUBLISH, HookAction.UPDATE_PLAY)
+        now = self.clock()
+        if q.action in (HookAction.PUBLISH, HookAction.UPDATE_PUBLISH):
+            published = await self.live.try_publish(
+                stream, subject.account, client_id, q.node, now, renewal=renewal
+            )
+            if not published.accepted:
+                return self._deny(q, who, published.reason.value)
+        else:
+            played = await self.live.play_started(
+                stream, subject.account, client_id, q.node, now, renewal=renewal
+            )
+            if not played.accepted:
+                return self._deny(q, who, played.reason.value)
+        log.info(
+            "stream %s: %s %s by %s from %s: allowed",
+            q.adapter,
+            stream,
+            action,
+            who,
+            q.client_address or "-",
+        )
+        return _ALLOWED
+
+    async def _done(self, q: Question) -> None:
+        if q.stream is None or q.client_id is None:
+            return
+        if q.action is HookAction.PUBLISH_DONE:
+            await self.live.publish_done(q.stream, q.client_id, q.node)
+        else:
+            await self.live.play_done(q.stream, q.client_id, q.node)
+
+    async def _reveal(self, q: Question) -> Answer:
+        """Wowza's token provider: the named account's stream key, if it has one."""
+        try:
+            account = f"{prepare_username(q.name or '')}@{self.domain}"
+        except InvalidJID:
+            return Answer(Verdict.deny("Invalid Client"))
+        key = await self.keys.key_of(account)
+        if key is None:
+            return self._deny(q, account, "no stream key")
+        log.info("stream %s: stream key of %s revealed", q.adapter, account)
+        return Answer(Verdict.reveal(key))
+
+    def _deny(self, q: Question, who: str, reason: str) -> Answer:
+        log.info(
+            "stream %s: %s %s by %s from %s: denied: %s",
+            q.adapter,
+            q.stream or "-",
+            q.action.value,
+            who,
+            q.client_address or "-",
+            reason,
+        )
+        return Answer(Verdict.deny(reason))
+
+
+def _who(subject: Subject) -> str:
+    if subject.kind is SubjectKind.ACCOUNT:
+        return subject.account or "-"
+    return str(subject.kind.value)
