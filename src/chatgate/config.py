@@ -24,6 +24,7 @@ from pydantic import (
 from chatgate.auth.options import ProviderConfig
 from chatgate.auth.throttle import ThrottleOptions
 from chatgate.http.options import HttpOptions
+from chatgate.streams.options import StreamsOptions
 from chatgate.vocabulary.errors import ConfigError
 
 
@@ -305,6 +306,8 @@ class Config(_Model):
     limits: LimitsConfig = LimitsConfig()
     http: HttpOptions = HttpOptions()
     """The HTTP(S) listener: BOSH, WebSocket, discovery, the web chat."""
+    streams: StreamsOptions = StreamsOptions()
+    """The stream authority's hooks for media servers (off by default)."""
     hosts: dict[str, HostConfig] = {}
     """Further virtual hosts, `[hosts."NAME"]`; `[server] domain` is always served."""
     modules: dict[str, dict[str, Any]] = {}

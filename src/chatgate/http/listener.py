@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 
@@ -41,6 +42,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from chatgate.http import bosh, hostmeta, websocket
 from chatgate.http.client_address import ClientAddresses
 from chatgate.http.connection_limit import AddressCounter, FactoryTCPSite
+from chatgate.http.hooks import PATH as hooks_path
+from chatgate.http.hooks import HookEndpoint
 from chatgate.http.lane import LaneProtocol, LaneRoutes
 from chatgate.http.lane_websocket import LaneWebSocket
 from chatgate.http.options import HttpOptions
@@ -58,6 +61,9 @@ log = logging.getLogger(__name__)
 #: Seconds an HTTP connection may be idle, or take to send a request's headers
 #: (aiohttp's keep-alive timeout; its default is 3,630).
 KEEPALIVE_TIMEOUT = 15.0
+
+#: the installation secret stream tokens are signed with (key id 1)
+STREAM_TOKEN_KEY = "stream-token-key-1"
 
 WEBSOCKET_PATH = "/xmpp-websocket"
 BOSH_PATH = "/http-bind"
@@ -109,6 +115,8 @@ class HttpListener:
         self.bound: list[tuple[str, str, int]] = []
         #: what the lane's connections share (made at start)
         self.lane: LaneRoutes | None = None
+        #: the media servers' hooks (`[streams] enabled`), made at start
+        self.hooks: HookEndpoint | None = None
         self.bosh = None
         if options.bosh.enabled:
             from chatgate.http.bosh import BoshEndpoint
@@ -248,6 +256,8 @@ class HttpListener:
             for path in (BOSH_PATH, BOSH_PATH + "/"):
                 app.router.add_post(path, self.bosh.handle)
                 app.router.add_get(path, self.bosh.handle_get)
+        if self.hooks is not None:
+            app.router.add_route("*", hooks_path, self.hooks.handle)
         app.router.add_get("/.well-known/host-meta", self._host_meta)
         app.router.add_get("/.well-known/host-meta.json", self._host_meta_json)
         if self.options.chat.enabled:
@@ -256,8 +266,42 @@ class HttpListener:
             add_chat_routes(app, self.ctx, self.options, WEBSOCKET_PATH, BOSH_PATH)
         return app
 
+    async def _make_hooks(self) -> HookEndpoint:
+        """The stream authority on the server's accounts, gate and rules, and one
+        adapter per media server kind that needs no secret of its own."""
+        from chatgate.streams.adapters.base import Adapter
+        from chatgate.streams.adapters.mediamtx import MediaMtxAdapter
+        from chatgate.streams.adapters.nginx_rtmp import NginxRtmpAdapter
+        from chatgate.streams.adapters.red5 import Red5Adapter
+        from chatgate.streams.adapters.srs import SrsAdapter
+        from chatgate.streams.authority import LocalStreamKeys, StreamAuthority
+        from chatgate.streams.live import LocalLiveStreams
+        from chatgate.streams.policy import Rule, RuleSet
+
+        ctx = self.ctx
+        streams = ctx.config.streams
+        token_key = await ctx.db.secrets.get_or_create(STREAM_TOKEN_KEY, os.urandom(32))
+        authority = StreamAuthority(
+            domain=ctx.domain,
+            gate=ctx.login_gate,
+            provider=ctx.provider,
+            rules=RuleSet(Rule.parse(text) for text in streams.rules),
+            live=LocalLiveStreams(),
+            keys=LocalStreamKeys(),
+            token_keys={1: token_key},
+        )
+        adapters: list[Adapter] = [
+            NginxRtmpAdapter(),
+            MediaMtxAdapter(),
+            SrsAdapter(),
+            Red5Adapter(),
+        ]
+        return HookEndpoint(authority, {a.name: a for a in adapters}, streams.hook_networks)
+
     async def start(self) -> None:
         logging.getLogger("aiohttp.server").addFilter(_quiet_parse_errors)  # once: same object
+        if self.ctx.config.streams.enabled:
+            self.hooks = await self._make_hooks()
         options = self.options
         runner = self._runner = web.AppRunner(
             self.application(),

@@ -66,9 +66,15 @@ class BoshServer:
         ctx.provider.invalidate(name, "localhost")  # type: ignore[attr-defined]
 
 
-async def start_web(tmp: Path, http: dict[str, Any], auth: dict[str, Any] | None = None) -> Server:
+async def start_web(
+    tmp: Path,
+    http: dict[str, Any],
+    auth: dict[str, Any] | None = None,
+    streams: dict[str, Any] | None = None,
+) -> Server:
     """A whole server in this process: c2s on a free port, the HTTP listener on a free
-    plain port with `http`'s options (no HTTPS, no web chat unless `http` says)."""
+    plain port with `http`'s options (no HTTPS, no web chat unless `http` says), and
+    `[streams]` as `streams` says."""
     config = Config.model_validate(
         {
             "server": {"domain": "localhost", "data_dir": str(tmp / "var")},
@@ -76,6 +82,7 @@ async def start_web(tmp: Path, http: dict[str, Any], auth: dict[str, Any] | None
             "listeners": [{"port": 0, "tls": "none", "require_tls": False}],
             "auth": auth or {},
             "http": {"port": 0, "tls_port": False, "chat": {"enabled": False}, **http},
+            "streams": streams or {},
         }
     )
     server = Server(config)

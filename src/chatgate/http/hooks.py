@@ -1,0 +1,103 @@
+"""Media servers' hooks (issue 12) at `/hooks/ADAPTER/ENDPOINT` on the HTTP
+listener: the request is read by its media server's adapter
+(`streams/adapters/`), answered by the stream authority
+(`streams/authority.py`) and written back as that media server expects.
+
+Only the networks in `[streams] hook_networks` are answered (403 otherwise):
+the callers are media servers, whose own clients' addresses come in the
+payload and are what brute-force protection and address-bound tokens use.
+nginx-rtmp's HTTP/1.0 requests with `Connection: Close` are served as they
+come.  A wrong password's answer is held as long as brute-force protection
+says, as an XMPP login's failure is.  Bodies are bounded by
+`[http] max_request_size`.
+
+Served by aiohttp for now (the lane hands these requests over); the lane can
+take them when the authority's benchmark asks for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from chatgate.streams.adapters import HookRequest, Verdict
+from chatgate.streams.adapters.base import Adapter
+from chatgate.streams.authority import StreamAuthority
+
+log = logging.getLogger(__name__)
+
+PATH = "/hooks/{adapter}/{endpoint:.+}"
+#: seconds a hook's body may take to arrive
+BODY_TIMEOUT = 10.0
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class HookEndpoint:
+    """The `/hooks/` route: one adapter per media server kind."""
+
+    def __init__(
+        self,
+        authority: StreamAuthority,
+        adapters: Mapping[str, Adapter],
+        networks: list[str],
+    ) -> None:
+        self.authority = authority
+        self.adapters = dict(adapters)
+        self.networks: tuple[_Network, ...] = tuple(
+            ipaddress.ip_network(n, strict=False) for n in networks
+        )
+
+    def _admitted(self, address: str | None) -> bool:
+        if address is None:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.partition("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.networks)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        address = str(peer[0]) if isinstance(peer, tuple) else None
+        if not self._admitted(address):
+            log.warning("stream hooks: refused a call from %s (not in hook_networks)", address)
+            return web.Response(status=403, text="hooks answer only the configured media servers\n")
+        adapter = self.adapters.get(request.match_info["adapter"])
+        if adapter is None:
+            return web.Response(status=404, text="no such media-server adapter\n")
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                body = await request.read()
+        except TimeoutError:
+            return web.Response(status=408, text="the request body took too long\n")
+        hook = HookRequest(
+            request.method,
+            request.match_info["endpoint"],
+            request.raw_path.partition("?")[2].encode("utf-8", "surrogateescape"),
+            {name.lower(): value for name, value in request.headers.items()},
+            body,
+            address,
+        )
+        parsed = adapter.parse(hook)
+        if isinstance(parsed, Verdict):
+            question, verdict = None, parsed
+            log.info("stream hooks: %s/%s: %s", adapter.name, hook.path, parsed.reason or "-")
+        else:
+            question = parsed
+            answer = await self.authority.answer(parsed)
+            if answer.hold > 0:
+                await asyncio.sleep(answer.hold)  # only failures are held
+            verdict = answer.verdict
+        reply = adapter.respond(hook, question, verdict)
+        response = web.Response(status=reply.status, body=reply.body, headers=dict(reply.headers))
+        if reply.close:
+            response.force_close()
+        return response
