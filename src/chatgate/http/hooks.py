@@ -89,7 +89,7 @@ class HookEndpoint:
         parsed = adapter.parse(hook)
         if isinstance(parsed, Verdict):
             question, verdict = None, parsed
-            log.info("stream hooks: %s/%s: %s", adapter.name, hook.path, parsed.reason or "-")
+            log.info("stream hooks: %s %r: %s", adapter.name, hook.path, parsed.reason or "-")
         else:
             question = parsed
             answer = await self.authority.answer(parsed)
