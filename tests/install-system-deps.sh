@@ -4,10 +4,13 @@
 # slapd from a temporary folder on loopback), chromium for the browser tests (Playwright drives
 # /usr/bin/chromium; it never downloads a browser of its own) and fonts-dejavu-core so its
 # screenshots have legible text, nginx for the reverse-proxy test of docs/web.md (run from a
-# temporary folder, never as the system service). Nothing is installed when every package is
+# temporary folder, never as the system service), and libnginx-mod-rtmp with ffmpeg for the
+# stream authority's end-to-end test (nginx-rtmp asks chatgate's hooks; ffmpeg publishes and
+# plays). Nothing is installed when every package is
 # already present, and no package's system service is started by the install.
 set -euo pipefail
-packages=(openssl libnet-jabber-perl slapd ldap-utils sqlite3 chromium fonts-dejavu-core nginx)
+packages=(openssl libnet-jabber-perl slapd ldap-utils sqlite3 chromium fonts-dejavu-core nginx
+  libnginx-mod-rtmp ffmpeg)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,237 @@
+"""A real media server decides through chatgate (issue 12): Debian's nginx with
+libnginx-mod-rtmp calls chatgate's `/hooks/nginx-rtmp/...` on every publish and
+play, ffmpeg publishes a test pattern and ffmpeg plays it back (decoding frames).
+The accounts are chatgate's own, added with `chatgate user add`; the rules are
+`[streams] rules`."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import RunningServer, free_port
+from tests.e2e.web import start_web_server
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
+PASSWORD = "pencil-case"
+STREAMS = """
+[streams]
+enabled = true
+rules = [
+  "publish live/alice user:alice@localhost",
+  "publish live/bob user:bob@localhost",
+  "play live/* authenticated",
+  "publish public/* authenticated",
+  "play public/* anonymous",
+]
+"""
+
+
+@dataclass
+class Rig:
+    server: RunningServer
+    rtmp: int
+
+    def url(self, path: str, query: str = "") -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp}/{path}" + (f"?{query}" if query else "")
+
+
+def _nginx_conf(tmp: Path, rtmp: int, http: int) -> Path:
+    hooks = f"http://127.0.0.1:{http}/hooks/nginx-rtmp"
+    application = f"""
+            live on;
+            on_publish {hooks}/publish;
+            on_play {hooks}/play;
+            on_publish_done {hooks}/publish_done;
+            on_play_done {hooks}/play_done;
+            notify_method post;
+    """
+    conf = tmp / "nginx.conf"
+    conf.write_text(
+        f"""
+load_module {RTMP_MODULE};
+daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log info;
+events {{ worker_connections 256; }}
+rtmp {{
+    server {{
+        listen 127.0.0.1:{rtmp};
+        application live {{ {application} }}
+        application public {{ {application} }}
+    }}
+}}
+"""
+    )
+    return conf
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    for needed in (NGINX, str(RTMP_MODULE), FFMPEG):
+        if not Path(needed).exists():
+            pytest.fail(f"{needed} is missing (tests/install-system-deps.sh installs it)")
+    tmp = tmp_path_factory.mktemp("rtmp")
+    server = start_web_server(tmp, STREAMS)
+    for user in ("alice", "bob"):
+        server.add_user(user, PASSWORD)
+    rtmp = free_port()
+    conf = _nginx_conf(tmp, rtmp, server.http_port)
+    nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert nginx.poll() is None, nginx.stderr.read() if nginx.stderr else ""
+            try:
+                socket.create_connection(("127.0.0.1", rtmp), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield Rig(server, rtmp)
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+        assert server.stop() == 0
+    assert "Traceback" not in server.log_text(), server.log_text()
+
+
+def publisher(url: str, seconds: int = 30) -> subprocess.Popen[bytes]:
+    """ffmpeg sending a test pattern, in real time, for `seconds`."""
+    return subprocess.Popen(
+        [
+            FFMPEG,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc=size=160x120:rate=15:duration={seconds}",
+            "-c:v",
+            "flv",
+            "-f",
+            "flv",
+            url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def refused_publish(url: str) -> bool:
+    """A publish nginx refuses makes ffmpeg give up at once, with an error."""
+    proc = publisher(url, seconds=5)
+    try:
+        code = proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return False
+    return code != 0
+
+
+def plays(url: str, frames: int = 5) -> bool:
+    """ffmpeg decodes `frames` frames of the stream."""
+    result = subprocess.run(
+        [
+            FFMPEG,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rw_timeout",
+            "5000000",
+            "-i",
+            url,
+            "-frames:v",
+            str(frames),
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        timeout=20,
+    )
+    return result.returncode == 0
+
+
+def wait_until_playable(url: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if plays(url, frames=1):
+            return
+        time.sleep(0.3)
+    pytest.fail(f"{url} never became playable")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_owner_publishes_and_an_account_plays(rig: Rig) -> None:
+    live = publisher(rig.url("live/alice", f"username=alice&password={PASSWORD}"))
+    try:
+        wait_until_playable(rig.url("live/alice", f"username=bob&password={PASSWORD}"))
+        assert not plays(rig.url("live/alice"))  # no credentials: live/* is for accounts
+        assert not plays(rig.url("live/alice", "username=bob&password=wrong"))
+        # one publisher per stream: alice again, from a second ffmpeg, is refused
+        assert refused_publish(rig.url("live/alice", f"username=alice&password={PASSWORD}"))
+    finally:
+        stop(live)
+    log = rig.server.log_text()
+    assert "live/alice publish by alice@localhost from 127.0.0.1: allowed" in log
+    assert PASSWORD not in log
+
+
+@pytest.mark.parametrize(
+    "path_and_query",
+    [
+        ("live/alice", "username=alice&password=wrong"),
+        ("live/alice", f"username=nobody&password={PASSWORD}"),
+        ("live/bob", f"username=alice&password={PASSWORD}"),  # another user's stream
+        ("live/alice", ""),
+        # field injection: nginx puts name=bob first, the appended name is never read
+        ("live/bob", f"username=alice&password={PASSWORD}&name=alice"),
+    ],
+)
+def test_refused_publishers(rig: Rig, path_and_query: tuple[str, str]) -> None:
+    assert refused_publish(rig.url(*path_and_query))
+
+
+def test_publish_done_frees_the_stream(rig: Rig) -> None:
+    first = publisher(rig.url("live/bob", f"username=bob&password={PASSWORD}"), seconds=4)
+    try:
+        wait_until_playable(rig.url("live/bob", f"username=alice&password={PASSWORD}"))
+        assert first.wait(15) == 0, first.stderr.read() if first.stderr else ""
+    finally:
+        stop(first)
+    # nginx reported publish_done: the registry is free for the next publisher
+    second = publisher(rig.url("live/bob", f"username=bob&password={PASSWORD}"))
+    try:
+        wait_until_playable(rig.url("live/bob", f"username=alice&password={PASSWORD}"))
+    finally:
+        stop(second)
+
+
+def test_a_public_stream_plays_without_credentials(rig: Rig) -> None:
+    live = publisher(rig.url("public/news", f"username=bob&password={PASSWORD}"))
+    try:
+        wait_until_playable(rig.url("public/news"))
+    finally:
+        stop(live)
+    assert refused_publish(rig.url("public/other"))  # publishing there needs an account
