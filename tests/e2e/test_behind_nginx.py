@@ -5,22 +5,19 @@ client address chatgate logs being the one nginx saw, never one the client made 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e import nginx
 from tests.e2e.conftest import RunningServer, free_port
 from tests.e2e.web import BoshClient, WsClient, start_web_server
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nginx-chatgate.conf"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PASSWORD = "proxied-password-1"
 
 
@@ -30,14 +27,9 @@ def _nginx_conf(tmp: Path, listen: int, upstream: int) -> Path:
     site = site.replace("server 127.0.0.1:5280;", f"server 127.0.0.1:{upstream};")
     site = site.replace("listen 80;", f"listen 127.0.0.1:{listen};")
     (tmp / "site.conf").write_text(site)
-    conf = tmp / "nginx.conf"
-    conf.write_text(
+    return nginx.write_conf(
+        tmp,
         f"""
-daemon off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 256; }}
 http {{
     access_log off;
     client_body_temp_path {tmp}/body;
@@ -47,34 +39,28 @@ http {{
     scgi_temp_path {tmp}/scgi;
     include {tmp}/site.conf;
 }}
-"""
+""",
     )
-    return conf
+
+
+def _answers(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/.well-known/host-meta", timeout=1)
+    except OSError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, int]]:
-    if not Path(NGINX).exists():
-        pytest.fail("nginx is not installed (tests/install-system-deps.sh installs it)")
     tmp = tmp_path_factory.mktemp("nginx")
     server = start_web_server(tmp, 'trusted_proxies = ["127.0.0.1"]\n')
     server.add_user("alice", PASSWORD)
     port = free_port()
-    conf = _nginx_conf(tmp, port, server.http_port)
-    nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp)], stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/.well-known/host-meta", timeout=1)
-                break
-            except OSError:
-                assert nginx.poll() is None, nginx.stderr.read() if nginx.stderr else ""
-                time.sleep(0.1)
-        yield server, port
+        with nginx.running(_nginx_conf(tmp, port, server.http_port), tmp, lambda: _answers(port)):
+            yield server, port
     finally:
-        nginx.terminate()
-        nginx.wait(10)
         assert server.stop() == 0
     assert "Traceback" not in server.log_text(), server.log_text()
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e import nginx
 from tests.e2e.conftest import RunningServer, free_port
 from tests.e2e.web import start_web_server
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 PASSWORD = "pencil-case"
@@ -55,15 +55,9 @@ def _nginx_conf(tmp: Path, rtmp: int, http: int) -> Path:
             on_play_done {hooks}/play_done;
             notify_method post;
     """
-    conf = tmp / "nginx.conf"
-    conf.write_text(
+    return nginx.write_conf(
+        tmp,
         f"""
-load_module {RTMP_MODULE};
-daemon off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log info;
-events {{ worker_connections 256; }}
 rtmp {{
     server {{
         listen 127.0.0.1:{rtmp};
@@ -71,36 +65,33 @@ rtmp {{
         application public {{ {application} }}
     }}
 }}
-"""
+""",
+        modules=(RTMP_MODULE,),
     )
-    return conf
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    for needed in (NGINX, str(RTMP_MODULE), FFMPEG):
-        if not Path(needed).exists():
+    for needed in (RTMP_MODULE, Path(FFMPEG)):
+        if not needed.exists():
             pytest.fail(f"{needed} is missing (tests/install-system-deps.sh installs it)")
     tmp = tmp_path_factory.mktemp("rtmp")
     server = start_web_server(tmp, STREAMS)
     for user in ("alice", "bob"):
         server.add_user(user, PASSWORD)
     rtmp = free_port()
-    conf = _nginx_conf(tmp, rtmp, server.http_port)
-    nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp)], stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            assert nginx.poll() is None, nginx.stderr.read() if nginx.stderr else ""
-            try:
-                socket.create_connection(("127.0.0.1", rtmp), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield Rig(server, rtmp)
+        with nginx.running(_nginx_conf(tmp, rtmp, server.http_port), tmp, lambda: _accepts(rtmp)):
+            yield Rig(server, rtmp)
     finally:
-        nginx.terminate()
-        nginx.wait(10)
         assert server.stop() == 0
     assert "Traceback" not in server.log_text(), server.log_text()
 

@@ -17,24 +17,42 @@ from collections.abc import Iterable
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+class Networks:
+    """A configured list of networks (`trusted_proxies`, `[streams] hook_networks`)
+    and the question whether an address is in one of them."""
+
+    __slots__ = ("_networks",)
+
+    def __init__(self, networks: Iterable[str]) -> None:
+        self._networks: tuple[_Network, ...] = tuple(
+            ipaddress.ip_network(n, strict=False) for n in networks
+        )
+
+    def __contains__(self, address: object) -> bool:
+        """`address` (text) is in a network; an IPv4-mapped IPv6 address counts as
+        its IPv4 address and a zone (`%eth0`) is ignored; anything that is not an
+        address is in none."""
+        if not self._networks or not isinstance(address, str):
+            return False
+        try:
+            ip = ipaddress.ip_address(address.partition("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self._networks)
+
+
 class ClientAddresses:
     """Resolves a request's client address; built once per listener."""
 
     __slots__ = ("_proxies",)
 
     def __init__(self, trusted_proxies: Iterable[str]) -> None:
-        self._proxies: tuple[_Network, ...] = tuple(
-            ipaddress.ip_network(p, strict=False) for p in trusted_proxies
-        )
+        self._proxies = Networks(trusted_proxies)
 
     def _trusted(self, address: str) -> bool:
-        if not self._proxies:
-            return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self._proxies)
+        return address in self._proxies
 
     def client(self, peer: str | None, forwarded_for: str | None) -> str | None:
         """The client's address: `peer` itself, or what trusted proxies forwarded."""

@@ -18,12 +18,12 @@ take them when the authority's benchmark asks for it.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Mapping
 
 from aiohttp import web
 
+from chatgate.http.client_address import Networks
 from chatgate.streams.adapters import HookRequest, Verdict
 from chatgate.streams.adapters.base import Adapter
 from chatgate.streams.authority import StreamAuthority
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 PATH = "/hooks/{adapter}/{endpoint:.+}"
 #: seconds a hook's body may take to arrive
 BODY_TIMEOUT = 10.0
-
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class HookEndpoint:
@@ -48,26 +46,13 @@ class HookEndpoint:
     ) -> None:
         self.authority = authority
         self.adapters = dict(adapters)
-        self.networks: tuple[_Network, ...] = tuple(
-            ipaddress.ip_network(n, strict=False) for n in networks
-        )
-
-    def _admitted(self, address: str | None) -> bool:
-        if address is None:
-            return False
-        try:
-            ip = ipaddress.ip_address(address.partition("%")[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self.networks)
+        self.networks = Networks(networks)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         transport = request.transport
         peer = transport.get_extra_info("peername") if transport is not None else None
         address = str(peer[0]) if isinstance(peer, tuple) else None
-        if not self._admitted(address):
+        if address not in self.networks:
             log.warning("stream hooks: refused a call from %s (not in hook_networks)", address)
             return web.Response(status=403, text="hooks answer only the configured media servers\n")
         adapter = self.adapters.get(request.match_info["adapter"])

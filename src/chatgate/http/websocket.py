@@ -39,14 +39,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from chatgate.http import ws_frames
 from chatgate.http.options import WebSocketOptions
 from chatgate.http.shared_parsers import parse_message
+from chatgate.http.ws_frames import frame
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import PeerProtocolError, StreamErrorCondition
 from chatgate.vocabulary.facts import ConnectionFacts
@@ -69,13 +70,8 @@ _CLOSE = f"<close xmlns='{ns.FRAMING}'/>".encode()
 _FEATURES_OPEN = f"<stream:features xmlns:stream='{ns.STREAMS}'>".encode()
 _FEATURES_CLOSE = b"</stream:features>"
 
-#: RFC 6455 §5.2 header of a final, unmasked text frame, by payload length
-_TEXT = 0x80 | WSMsgType.TEXT
-_PONG = 0x80 | WSMsgType.PONG
 #: RFC 6455 §5.5.1 close frame, status 1008 (policy violation)
-_POLICY_CLOSE = bytes((0x80 | WSMsgType.CLOSE, 2)) + struct.pack("!H", WSCloseCode.POLICY_VIOLATION)
-_LEN16 = struct.Struct("!BBH").pack
-_LEN64 = struct.Struct("!BBQ").pack
+_POLICY_CLOSE = frame(ws_frames.CLOSE, WSCloseCode.POLICY_VIOLATION.to_bytes(2, "big"))
 
 
 #: What a PING or PONG costs the connection's read rate besides its payload: an
@@ -89,12 +85,7 @@ CONTROL_FRAME_BURST = 50
 
 def text_frame(payload: bytes) -> bytes:
     """One final, unmasked text frame (a server's frames are never masked, §5.1)."""
-    n = len(payload)
-    if n < 126:
-        return bytes((_TEXT, n)) + payload
-    if n < 65536:
-        return _LEN16(_TEXT, 126, n) + payload
-    return _LEN64(_TEXT, 127, n) + payload
+    return frame(ws_frames.TEXT, payload)
 
 
 def offers_xmpp(request: web.Request) -> bool:
@@ -516,7 +507,7 @@ class WebSocketTransport(XmppWebSocket):
         if wire is not None:
             if not wire.is_closing():
                 # a control frame's payload is at most 125 bytes (§5.5): aiohttp checked
-                wire.write(bytes((_PONG, len(payload))) + payload)
+                wire.write(frame(ws_frames.PONG, payload))
             return
         # compressed connection: aiohttp's writer owns the frames
         self._pong_task = asyncio.ensure_future(self._send_pong(payload))

@@ -44,6 +44,7 @@ test failure message by accident).
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -69,6 +70,14 @@ MAX_USERNAME_LENGTH: Final = 1023
 most 1023 bytes)."""
 MAX_SECRET_LENGTH: Final = 1024
 """Longest password, token or stream key a hook may carry, in characters."""
+
+_CLIENT_ADDRESS: Final = re.compile(r"[\x21-\x7e]{1,64}")
+
+
+def valid_client_address(text: str) -> bool:
+    """Whether a media server's report of its client's address is usable: visible
+    ASCII, at most 64 characters (it goes into logs and the throttle's tables)."""
+    return _CLIENT_ADDRESS.fullmatch(text) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ verdicts are our own error, ``500`` (a denial for MediaMTX).
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 from chatgate.streams.adapters.base import (
@@ -43,6 +42,7 @@ from chatgate.streams.adapters.base import (
     Question,
     Verdict,
     VerdictKind,
+    valid_client_address,
 )
 from chatgate.streams.adapters.form import combine, credentials_from_form, read_form
 from chatgate.streams.adapters.jsonbody import Malformed, client_id, optional_text, read_object
@@ -58,7 +58,6 @@ _ACTIONS: Final = {
     "metrics": HookAction.ADMIN,
     "pprof": HookAction.ADMIN,
 }
-_ADDRESS: Final = re.compile(r"[\x21-\x7e]{1,64}")
 _TEXT: Final = (("Content-Type", "text/plain; charset=utf-8"),)
 
 
@@ -102,7 +101,7 @@ class MediaMtxAdapter:
             if action is None:
                 raise Malformed("unknown action")
             address = optional_text(obj, "ip")
-            if _ADDRESS.fullmatch(address) is None:
+            if not valid_client_address(address):
                 raise Malformed("missing or invalid ip")
             path = optional_text(obj, "path")
             protocol = optional_text(obj, "protocol")

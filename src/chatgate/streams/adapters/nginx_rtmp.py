@@ -65,6 +65,7 @@ from chatgate.streams.adapters.base import (
     Question,
     Verdict,
     VerdictKind,
+    valid_client_address,
 )
 from chatgate.streams.adapters.form import credentials_from_form, read_form, text
 from chatgate.streams.policy import InvalidStreamName, check_stream_name, join_stream_name
@@ -87,7 +88,6 @@ _CALLS: Final[dict[str, dict[bytes, HookAction]]] = {
 }
 _DONE_ENDPOINTS: Final = frozenset({"publish_done", "play_done"})
 _CLIENT_ID: Final = re.compile(rb"[0-9]{1,20}")
-_ADDRESS: Final = re.compile(r"[\x21-\x7e]{1,64}")
 _TEXT: Final = (("Content-Type", "text/plain; charset=utf-8"),)
 
 
@@ -129,7 +129,7 @@ class NginxRtmpAdapter:
         if action is None:
             return Verdict.malformed(f"call is not one /{request.path} receives")
         address = text(first.get(b"addr"))
-        if address is None or _ADDRESS.fullmatch(address) is None:
+        if address is None or not valid_client_address(address):
             return Verdict.malformed("missing or invalid addr")
         if b"app" not in first:
             return Verdict.malformed("missing app")

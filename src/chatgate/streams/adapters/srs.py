@@ -39,7 +39,6 @@ own error, ``500`` (a denial for SRS).
 from __future__ import annotations
 
 import json
-import re
 from typing import Final
 
 from chatgate.streams.adapters.base import (
@@ -49,6 +48,7 @@ from chatgate.streams.adapters.base import (
     Question,
     Verdict,
     VerdictKind,
+    valid_client_address,
 )
 from chatgate.streams.adapters.form import credentials_from_form, read_form
 from chatgate.streams.adapters.jsonbody import Malformed, client_id, optional_text, read_object
@@ -63,7 +63,6 @@ _ACTIONS: Final = {
     "on_play": HookAction.PLAY,
     "on_stop": HookAction.PLAY_DONE,
 }
-_ADDRESS: Final = re.compile(r"[\x21-\x7e]{1,64}")
 _JSON: Final = (("Content-Type", "application/json"),)
 
 
@@ -96,7 +95,7 @@ class SrsAdapter:
             if optional_text(obj, "action") != request.path:
                 raise Malformed(f"action is not {request.path}")
             address = optional_text(obj, "ip")
-            if _ADDRESS.fullmatch(address) is None:
+            if not valid_client_address(address):
                 raise Malformed("missing or invalid ip")
             session = client_id(obj, "client_id")
             if session is None:
