@@ -274,7 +274,8 @@ class HttpListener:
         from chatgate.streams.adapters.nginx_rtmp import NginxRtmpAdapter
         from chatgate.streams.adapters.red5 import Red5Adapter
         from chatgate.streams.adapters.srs import SrsAdapter
-        from chatgate.streams.authority import LocalStreamKeys, StreamAuthority
+        from chatgate.streams.authority import StreamAuthority
+        from chatgate.streams.keys import LocalStreamKeys
         from chatgate.streams.live import LocalLiveStreams
         from chatgate.streams.policy import Rule, RuleSet
 

@@ -32,10 +32,7 @@ Every decision is logged without its secret: who (the account, "anonymous" or
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,6 +48,7 @@ from chatgate.streams.adapters.base import (
 )
 from chatgate.streams.live import LiveStreams
 from chatgate.streams.policy import RuleSet, Subject, SubjectKind
+from chatgate.streams.stores import StreamKeys
 
 if TYPE_CHECKING:
     from chatgate.auth.gate import LoginGate
@@ -60,59 +58,6 @@ log = logging.getLogger(__name__)
 
 #: the login gate's protocol name for every hook: one throttle for them all
 PROTOCOL = "stream-hook"
-
-
-@dataclass(frozen=True, slots=True)
-class KeyOwner:
-    """Whose stream key it is: the account (``localpart@domain``) and the key's id
-    (what revoking it ends in the live registry)."""
-
-    account: str
-    key_id: str
-
-
-class StreamKeys(Protocol):
-    """Per-account stream keys: random, rotatable, independent of the XMPP
-    password.  A store keeps a keyed hash of each key, so a look-up is one keyed
-    hash and one indexed read, and (for Wowza, which must be sent the key back)
-    a copy encrypted at rest.  A shared store implements the same calls."""
-
-    async def owner(self, key: str) -> KeyOwner | None: ...
-
-    async def key_of(self, account: str) -> str | None: ...
-
-
-class LocalStreamKeys:
-    """`StreamKeys` in this process (tests, and a single process without storage):
-    keys by their HMAC under a random pepper, never the key itself as an index."""
-
-    def __init__(self, pepper: bytes | None = None) -> None:
-        self._pepper = pepper if pepper is not None else secrets.token_bytes(32)
-        self._owners: dict[bytes, KeyOwner] = {}
-        self._keys: dict[str, tuple[str, bytes]] = {}
-
-    def _digest(self, key: str) -> bytes:
-        return hmac.new(self._pepper, key.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
-
-    def issue(self, account: str) -> str:
-        """A new key for `account`, replacing (revoking) the one it had."""
-        self.revoke(account)
-        key = secrets.token_urlsafe(24)
-        digest = self._digest(key)
-        self._owners[digest] = KeyOwner(account, digest[:9].hex())
-        self._keys[account] = (key, digest)
-        return key
-
-    def revoke(self, account: str) -> KeyOwner | None:
-        held = self._keys.pop(account, None)
-        return None if held is None else self._owners.pop(held[1], None)
-
-    async def owner(self, key: str) -> KeyOwner | None:
-        return self._owners.get(self._digest(key))
-
-    async def key_of(self, account: str) -> str | None:
-        held = self._keys.get(account)
-        return None if held is None else held[0]
 
 
 class Groups(Protocol):

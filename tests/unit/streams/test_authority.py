@@ -20,7 +20,8 @@ from chatgate.storage.database import Database
 from chatgate.streams import tokens
 from chatgate.streams.adapters import HookRequest, Question, VerdictKind
 from chatgate.streams.adapters.nginx_rtmp import NginxRtmpAdapter
-from chatgate.streams.authority import Answer, LocalStreamKeys, StreamAuthority
+from chatgate.streams.authority import Answer, StreamAuthority
+from chatgate.streams.keys import LocalStreamKeys
 from chatgate.streams.live import LocalLiveStreams
 from chatgate.streams.policy import Rule, RuleSet
 
@@ -185,12 +186,12 @@ async def test_tokens_open_only_their_stream_action_and_time(world: World) -> No
 
 
 async def test_stream_keys_publish_as_their_owner_and_revoking_ends_them(world: World) -> None:
-    key = world.keys.issue("alice@localhost")
+    key = await world.keys.issue("alice@localhost")
     assert allowed(await world.ask("publish", publish("alice", b"&key=" + key.encode())))
     assert not (
         await world.ask("publish", publish("bob", b"&key=" + key.encode(), clientid=9))
     ).verdict.allowed
-    world.keys.revoke("alice@localhost")
+    await world.keys.revoke("alice@localhost")
     answer = await world.ask("publish", publish("alice", b"&key=" + key.encode(), clientid=10))
     assert answer.verdict.kind is VerdictKind.DENY and "unknown stream key" in answer.verdict.reason
 
@@ -202,7 +203,7 @@ async def test_anonymous_without_a_rule_is_asked_for_credentials(world: World) -
 
 async def test_no_secret_is_logged(world: World, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    key = world.keys.issue("alice@localhost")
+    key = await world.keys.issue("alice@localhost")
     await world.ask("publish", publish("alice", b"&username=alice&password=hunter2-secret"))
     await world.ask("publish", publish("alice", b"&key=" + key.encode(), clientid=11))
     text = caplog.text
