@@ -19,7 +19,7 @@ alphabet ``A-Z a-z 0-9 - _``, no ``=`` padding) of a binary body::
     body (integers big-endian; "A" = address-bound, "U" = user carried):
       offset  size  field
       0       1     flags: bit 0 action (0 publish, 1 play), bit 1 A, bit 2 U,
-                    bits 3-7 zero (anything else is malformed)
+                    bit 3 one-time, bits 4-7 zero (anything else is malformed)
       1       1     key id, 0-255: names the HMAC key K in the verifier's key set
       2       4     expires_at: Unix seconds, unsigned (valid while now < expires_at)
       6       9     token id: random; what a one-time-token store remembers
@@ -127,7 +127,8 @@ MAX_EXPIRES_AT: Final = 0xFFFFFFFF
 _FLAG_PLAY: Final = 0x01
 _FLAG_ADDRESS: Final = 0x02
 _FLAG_USER: Final = 0x04
-_FLAGS_KNOWN: Final = _FLAG_PLAY | _FLAG_ADDRESS | _FLAG_USER
+_FLAG_ONE_TIME: Final = 0x08
+_FLAGS_KNOWN: Final = _FLAG_PLAY | _FLAG_ADDRESS | _FLAG_USER | _FLAG_ONE_TIME
 
 _HEADER = struct.Struct(">BBI")  # flags, key id, expires_at
 _TAG_BYTES: Final = 3
@@ -184,6 +185,9 @@ class TokenVerdict:
     token_id: str | None = None
     user: str | None = None
     expires_at: int | None = None
+    one_time: bool = False
+    """Issued for one use: the caller must claim ``token_id`` in its store of used
+    one-time tokens (`stores.OneTimeTokens`) before honouring it."""
 
     @property
     def valid(self) -> bool:
@@ -245,13 +249,15 @@ def issue(
     *,
     address: str | None = None,
     user: str | None = None,
+    one_time: bool = False,
     token_id: bytes | None = None,
 ) -> str:
     """A token allowing ``action`` on ``stream`` until ``expires_at`` (exclusive).
 
     Signed with ``secret_keys[key_id]``.  ``address`` binds the token to one
     client address; ``user`` is carried so the verdict can say whose token it
-    is.  ``token_id`` is for known-answer tests only: by default it is random.
+    is.  ``one_time`` marks it for a single use (the verifier's store enforces
+    it).  ``token_id`` is for known-answer tests only: by default it is random.
 
     Raises `ValueError` for an unknown key id or one outside 0-255, a key shorter
     than `MIN_KEY_BYTES`, an unknown action, an expiry outside uint32, an address
@@ -281,6 +287,8 @@ def issue(
         raise ValueError(f"a token id has {TOKEN_ID_BYTES} bytes")
 
     flags = _FLAG_PLAY if act is StreamAction.PLAY else 0
+    if one_time:
+        flags |= _FLAG_ONE_TIME
     canon: bytes | None = None
     tail = b""
     if address is not None:
@@ -422,4 +430,5 @@ def verify(
         reason = TokenReason.WRONG_ACTION
     elif not (isinstance(now, int | float) and now < expires_at):  # NaN, None: expired
         reason = TokenReason.EXPIRED
-    return TokenVerdict(reason, key_id, _b64(body[6:_ID_END]), user, expires_at)
+    one_time = bool(flags & _FLAG_ONE_TIME)
+    return TokenVerdict(reason, key_id, _b64(body[6:_ID_END]), user, expires_at, one_time)

@@ -468,7 +468,7 @@ def test_a_non_canonical_last_character_is_malformed() -> None:
 def test_structurally_wrong_bodies_are_malformed() -> None:
     body = bytearray(_body(_play(user="alice")))
     assert body[0] == 0x05  # play + user
-    for flags in (0x08, 0x10, 0x80, 0xFF):
+    for flags in (0x10, 0x20, 0x80, 0xF0):
         changed = bytearray(body)
         changed[0] |= flags
         assert _verify(_reencode(bytes(changed))).reason is TokenReason.MALFORMED
@@ -574,3 +574,14 @@ def test_property_garbage_never_raises_and_never_verifies(token: str) -> None:
     verdict = verify(token, KEYS, stream=STREAM, action="play", now=NOW, address=IPV4)
     assert isinstance(verdict, TokenVerdict)
     assert not verdict.valid
+
+
+def test_a_one_time_token_says_so_and_the_flag_cannot_be_added_or_removed() -> None:
+    once = _play(one_time=True)
+    verdict = _verify(once)
+    assert verdict.valid and verdict.one_time
+    assert not _verify(_play()).one_time
+    for token, flip in ((_play(), 0x08), (once, 0x08)):
+        changed = bytearray(_body(token))
+        changed[0] ^= flip
+        assert _verify(_reencode(bytes(changed))).reason is TokenReason.BAD_SIGNATURE
