@@ -27,7 +27,7 @@ import asyncio
 import enum
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -45,6 +45,7 @@ __all__ = [
     "LoginCounters",
     "LoginGate",
     "Outcome",
+    "Proof",
     "Reason",
     "verify_password",
 ]
@@ -164,6 +165,18 @@ class Decision:
     reason: Reason
     hold: float = 0.0
     text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """What a caller's check of a bearer secret (a stream key, a signed token) found,
+    for `LoginGate.check_secret`.  `username`: the prepared localpart it proves,
+    when it names an account; `reason`: why it is refused, for the log (never the
+    secret)."""
+
+    valid: bool
+    username: str | None = None
+    reason: str = ""
 
 
 _ALLOWED = Decision(True, Reason.ALLOWED)
@@ -433,3 +446,45 @@ class LoginGate:
             address or "-",
         )
         return _ALLOWED
+
+    async def check_secret(
+        self,
+        protocol: str,
+        mechanism: str,
+        domain: str,
+        address: str | None,
+        check: Callable[[], Awaitable[Proof]],
+    ) -> tuple[Decision, Proof]:
+        """Enter, run `check`, settle: a bearer secret checked in one step (a stream
+        key, a signed token), which names no account before it is checked.
+
+        Brute-force protection therefore keys on the address alone when entering;
+        a wrong secret is a counted guess from that address, held like a wrong
+        password.  A valid one that proves an account trusts the (address,
+        account) pair as a password login does; one that proves none (a token
+        without a user) only frees its slot.  `check` raising is UNAVAILABLE, as
+        a provider's failure in `check_password`."""
+        entered = self.enter(protocol, mechanism, None, domain, address)
+        if isinstance(entered, Refuse):
+            decision = Decision(
+                False, Reason.THROTTLED, entered.retry_after, "too many login attempts at once"
+            )
+            return decision, Proof(False, reason="throttled")
+        attempt = entered
+        try:
+            proof = await check()
+        except asyncio.CancelledError:
+            self.failed(attempt, NOT_AUTHORIZED, mechanism=f"{mechanism} (abandoned)")
+            raise
+        except Exception:
+            log.exception("%s check failed (%s)", mechanism, protocol)
+            self.released(attempt)
+            return _UNAVAILABLE, Proof(False, reason="unavailable")
+        if not proof.valid:
+            hold = self.failed(attempt, NOT_AUTHORIZED, mechanism=f"{mechanism} ({proof.reason})")
+            return Decision(False, Reason.WRONG_CREDENTIALS, hold, "not authorized"), proof
+        if proof.username is None:
+            self.succeeded(attempt, "", trust=False)
+        else:
+            self.succeeded(attempt, proof.username)
+        return _ALLOWED, proof

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from chatgate.auth.gate import (
     LoginCounters,
     LoginGate,
     Outcome,
+    Proof,
     Reason,
 )
 from chatgate.auth.internal import AWAITING_APPROVAL, InternalProvider
@@ -414,3 +415,76 @@ async def test_a_check_cancelled_mid_evaluation_counts_as_a_failure() -> None:
     assert throttle.stats.failures == 1
     assert throttle.in_flight(ADDRESS, 100.0) == 1  # held, as a failure's slot is
     assert counts(gate) == {("nginx-rtmp", "PLAIN", Outcome.FAILED): 1}
+
+
+# --- check_secret: stream keys and tokens ------------------------------------------------
+
+
+def proving(proof: Proof) -> Callable[[], Awaitable[Proof]]:
+    async def check() -> Proof:
+        return proof
+
+    return check
+
+
+async def test_check_secret_allows_a_valid_secret_and_trusts_the_account_it_proves() -> None:
+    gate, throttle, _ = make_gate(slots=1, per_account=1)
+    decision, proof = await gate.check_secret(
+        "stream-hook", "stream-key", DOMAIN, ADDRESS, proving(Proof(True, "alice"))
+    )
+    assert decision.allowed and proof.username == "alice"
+    assert throttle.in_flight(ADDRESS, 100.0) == 0  # the slot is free again
+    assert counts(gate) == {("stream-hook", OTHER, Outcome.SUCCEEDED): 1}
+    # a token without a user proves nobody: allowed, no trust recorded, slot freed
+    decision, _ = await gate.check_secret(
+        "stream-hook", "token", DOMAIN, ADDRESS, proving(Proof(True))
+    )
+    assert decision.allowed and throttle.in_flight(ADDRESS, 100.0) == 0
+
+
+async def test_check_secret_counts_a_wrong_secret_as_a_guess_from_the_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gate, throttle, clock = make_gate(slots=1, per_account=1)
+    gate.know("stream-key")
+    with caplog.at_level(logging.INFO, logger="chatgate.auth.gate"):
+        decision, proof = await gate.check_secret(
+            "stream-hook",
+            "stream-key",
+            DOMAIN,
+            ADDRESS,
+            proving(Proof(False, reason="unknown stream key")),
+        )
+    assert not decision.allowed and decision.reason is Reason.WRONG_CREDENTIALS
+    assert decision.hold == HOLD and proof.reason == "unknown stream key"
+    assert throttle.stats.failures == 1
+    assert "mechanism=stream-key (unknown stream key)" in caplog.text
+    # the address is held: the next guess is refused unevaluated, whatever it is
+    evaluated = False
+
+    async def check() -> Proof:
+        nonlocal evaluated
+        evaluated = True
+        return Proof(True, "alice")
+
+    decision, _ = await gate.check_secret("stream-hook", "stream-key", DOMAIN, ADDRESS, check)
+    assert decision.reason is Reason.THROTTLED and not evaluated
+    clock.now += HOLD
+    decision, _ = await gate.check_secret("stream-hook", "stream-key", DOMAIN, ADDRESS, check)
+    assert decision.allowed and evaluated
+    assert counts(gate) == {
+        ("stream-hook", "stream-key", Outcome.FAILED): 1,
+        ("stream-hook", "stream-key", Outcome.THROTTLED): 1,
+        ("stream-hook", "stream-key", Outcome.SUCCEEDED): 1,
+    }
+
+
+async def test_check_secret_whose_check_raises_is_unavailable_not_a_guess() -> None:
+    gate, throttle, _ = make_gate(slots=1, per_account=1)
+
+    async def broken() -> Proof:
+        raise OSError("database is gone")
+
+    decision, _ = await gate.check_secret("stream-hook", "stream-key", DOMAIN, ADDRESS, broken)
+    assert decision.reason is Reason.UNAVAILABLE and not decision.allowed
+    assert throttle.stats.failures == 0 and throttle.in_flight(ADDRESS, 100.0) == 0
