@@ -8,7 +8,10 @@ The order of the checks, for a publish, a play or their renewal:
    (`auth/gate.py`: brute-force protection per address and per account, the
    provider, the log line and the count, as an XMPP login); a stream key is
    looked up (`StreamKeys`); a token is verified (`tokens.verify`, bound to this
-   stream, this action and, if it says so, the client's address).  Credentials
+   stream, this action and, if it says so, the client's address; a one-time
+   token is claimed for this client, so its renewals pass and nobody else's
+   use does).  Keys and tokens pass the gate too (`LoginGate.check_secret`):
+   a wrong one is a counted guess from the client's address.  Credentials
    that are present but wrong deny at once: they are never downgraded to
    anonymous, so a typo cannot reach a public stream under someone else's
    name, and an attacker learns nothing from the difference.
@@ -18,7 +21,10 @@ The order of the checks, for a publish, a play or their renewal:
 3. **Is it free.**  A publish is recorded in the live registry
    (`live.LiveStreams`): one publisher per stream.  A play is counted.
 
-The dones only update the registry.  A connect is allowed unless the
+A renewal (nginx-rtmp's ``on_update``) is checked as the start was, with the
+rules, keys and tokens in force now; when it is refused the media server ends
+the session and the registry forgets it: that is how revoking a key, a token or
+a right ends a live publish.  The dones only update the registry.  A connect is allowed unless the
 credentials it carries are wrong (nginx-rtmp sends them there only when the
 client put them on the application).  The media server's own administration
 (MediaMTX api, metrics, pprof) is denied: chatgate does not manage it.  Wowza's
@@ -38,6 +44,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from chatgate.auth.gate import Proof
 from chatgate.jid import InvalidJID, prepare_username
 from chatgate.streams import tokens
 from chatgate.streams.adapters.base import (
@@ -48,7 +55,8 @@ from chatgate.streams.adapters.base import (
 )
 from chatgate.streams.live import LiveStreams
 from chatgate.streams.policy import RuleSet, Subject, SubjectKind
-from chatgate.streams.stores import StreamKeys
+from chatgate.streams.rulebook import RuleBook
+from chatgate.streams.stores import OneTimeTokens, StreamKeys
 
 if TYPE_CHECKING:
     from chatgate.auth.gate import LoginGate
@@ -101,20 +109,22 @@ class StreamAuthority:
         domain: str,
         gate: LoginGate,
         provider: CredentialProvider,
-        rules: RuleSet,
+        rules: RuleBook | RuleSet,
         live: LiveStreams,
         keys: StreamKeys,
         token_keys: Mapping[int, bytes],
+        one_time: OneTimeTokens | None = None,
         groups: Groups | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.domain = domain
         self.gate = gate
         self.provider = provider
-        self.rules = rules
+        self.rules = rules if isinstance(rules, RuleBook) else _FixedRules(rules)
         self.live = live
         self.keys = keys
         self.token_keys = token_keys
+        self.one_time = one_time
         self.groups: Groups = groups if groups is not None else NoGroups()
         self.clock = clock
 
@@ -128,46 +138,102 @@ class StreamAuthority:
         if action is HookAction.STREAM_KEY:
             return await self._reveal(question)
         try:
-            subject = await self._subject(question)
+            subject, credential = await self._subject(question)
         except _Denied as denied:
+            await self._renewal_refused(question)
             return denied.answer
         if action is HookAction.CONNECT:
             return _ALLOWED
-        return await self._stream(question, subject)
+        answer = await self._stream(question, subject, credential)
+        if not answer.verdict.allowed:
+            await self._renewal_refused(question)
+        return answer
+
+    async def _renewal_refused(self, q: Question) -> None:
+        """A renewal (nginx-rtmp's ``on_update``) was refused: the media server
+        now ends that session, so the registry forgets it (a revoked key, token or
+        right ends a live publish within one update period)."""
+        if q.action is HookAction.UPDATE_PUBLISH and q.stream and q.client_id:
+            await self.live.publish_done(q.stream, q.client_id, q.node)
+        elif q.action is HookAction.UPDATE_PLAY and q.stream and q.client_id:
+            await self.live.play_done(q.stream, q.client_id, q.node)
 
     # ------------------------------------------------------------ who asks
 
-    async def _subject(self, q: Question) -> Subject:
-        """The caller as its credentials prove it; raises `_Denied`."""
+    async def _subject(self, q: Question) -> tuple[Subject, str | None]:
+        """The caller as its credentials prove it, and the id of the stream key or
+        token it used (recorded with its live session, so revoking it ends the
+        session); raises `_Denied`."""
         credentials = q.credentials
         kind = credentials.kind
         if kind is CredentialKind.NONE:
-            return Subject.anonymous()
+            return Subject.anonymous(), None
         if kind is CredentialKind.INVALID:
             raise _Denied(self._deny(q, "-", f"unusable credentials: {credentials.problem}"))
         secret = credentials.secret or ""
         if kind is CredentialKind.PASSWORD:
-            return await self._password(q, credentials.username or "", secret)
+            return await self._password(q, credentials.username or "", secret), None
         if kind is CredentialKind.STREAM_KEY:
-            owner = await self.keys.owner(secret)
+            return await self._stream_key(q, secret)
+        return await self._token(q, secret)
+
+    async def _stream_key(self, q: Question, key: str) -> tuple[Subject, str | None]:
+        found: list[str] = []
+
+        async def check() -> Proof:
+            owner = await self.keys.owner(key)
             if owner is None:
-                raise _Denied(self._deny(q, "-", "unknown stream key"))
-            return await self._account(owner.account)
-        # a token: bound to the stream and action it was issued for
-        action = q.action.stream_action
-        if q.stream is None or action is None:
-            raise _Denied(self._deny(q, "token", "a token opens a stream, not a connection"))
-        verdict = tokens.verify(
-            secret,
-            self.token_keys,
-            stream=q.stream,
-            action=action,
-            now=self.clock(),
-            address=q.client_address,
+                return Proof(False, reason="unknown stream key")
+            found[:] = [owner.account, owner.key_id]
+            return Proof(True, owner.account.rpartition("@")[0])
+
+        decision, proof = await self.gate.check_secret(
+            f"{PROTOCOL}:{q.adapter}", "stream-key", self.domain, q.client_address, check
         )
-        if not verdict.valid:
-            raise _Denied(self._deny(q, "token", f"token {verdict.reason.value}"))
-        return Subject.token_bearer(q.stream, action, verdict.user)
+        if not decision.allowed:
+            answer = self._deny(q, "-", proof.reason or decision.reason.value)
+            raise _Denied(Answer(answer.verdict, decision.hold))
+        account, key_id = found
+        return await self._account(account), f"key:{key_id}"
+
+    async def _token(self, q: Question, token: str) -> tuple[Subject, str | None]:
+        """A token: bound to the stream and action it was issued for; a one-time
+        token is claimed for this client (its renewals are the same use)."""
+        action = q.action.stream_action
+        stream = q.stream
+        if stream is None or action is None:
+            raise _Denied(self._deny(q, "token", "a token opens a stream, not a connection"))
+        verdicts: list[tokens.TokenVerdict] = []
+
+        async def check() -> Proof:
+            verdict = tokens.verify(
+                token,
+                self.token_keys,
+                stream=stream,
+                action=action,
+                now=self.clock(),
+                address=q.client_address,
+            )
+            if not verdict.valid:
+                return Proof(False, reason=f"token {verdict.reason.value}")
+            if verdict.one_time:
+                claimed = bool(q.client_id) and self.one_time is not None
+                claimed = claimed and await self.one_time.claim(
+                    verdict.token_id or "", q.client_id or "", q.node, verdict.expires_at or 0
+                )
+                if not claimed:  # a used one, or no client id to tie the use to
+                    return Proof(False, reason="one-time token already used")
+            verdicts.append(verdict)
+            return Proof(True)
+
+        decision, proof = await self.gate.check_secret(
+            f"{PROTOCOL}:{q.adapter}", "token", self.domain, q.client_address, check
+        )
+        if not decision.allowed:
+            answer = self._deny(q, "token", proof.reason or decision.reason.value)
+            raise _Denied(Answer(answer.verdict, decision.hold))
+        verdict = verdicts[0]
+        return Subject.token_bearer(stream, action, verdict.user), f"token:{verdict.token_id}"
 
     async def _password(self, q: Question, username: str, password: str) -> Subject:
         try:
@@ -194,12 +260,13 @@ class StreamAuthority:
 
     # ------------------------------------------------------------ may they, is it free
 
-    async def _stream(self, q: Question, subject: Subject) -> Answer:
+    async def _stream(self, q: Question, subject: Subject, credential: str | None) -> Answer:
         stream, action = q.stream, q.action.stream_action
         who = _who(subject)
         if stream is None or action is None:
             return self._deny(q, who, "no stream")
-        decision = self.rules.decide(subject, stream, action)
+        rules = await self.rules.current()
+        decision = rules.decide(subject, stream, action)
         if not decision.allowed:
             if subject.kind is SubjectKind.ANONYMOUS:
                 log.info("stream %s: %s %s: credentials needed", q.adapter, stream, action)
@@ -210,13 +277,25 @@ class StreamAuthority:
         now = self.clock()
         if q.action in (HookAction.PUBLISH, HookAction.UPDATE_PUBLISH):
             published = await self.live.try_publish(
-                stream, subject.account, client_id, q.node, now, renewal=renewal
+                stream,
+                _identity(subject),
+                client_id,
+                q.node,
+                now,
+                credential=credential,
+                renewal=renewal,
             )
             if not published.accepted:
                 return self._deny(q, who, published.reason.value)
         else:
             played = await self.live.play_started(
-                stream, subject.account, client_id, q.node, now, renewal=renewal
+                stream,
+                _identity(subject),
+                client_id,
+                q.node,
+                now,
+                credential=credential,
+                renewal=renewal,
             )
             if not played.accepted:
                 return self._deny(q, who, played.reason.value)
@@ -261,6 +340,21 @@ class StreamAuthority:
             reason,
         )
         return Answer(Verdict.deny(reason))
+
+
+class _FixedRules:
+    """A `RuleBook` stand-in for a fixed `RuleSet` (tests, embedding)."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self._rules = rules
+
+    async def current(self) -> RuleSet:
+        return self._rules
+
+
+def _identity(subject: Subject) -> str | None:
+    """Who the live registry records: the account, or the user a token was issued to."""
+    return subject.account if subject.kind is SubjectKind.ACCOUNT else subject.token_user
 
 
 def _who(subject: Subject) -> str:

@@ -1,5 +1,6 @@
 """`[streams]`: the stream authority's hooks, which media servers call on the HTTP
-listener under `/hooks/ADAPTER/...` (nginx-rtmp, MediaMTX, SRS, Red5 Pro).
+listener under `/hooks/ADAPTER/...` (nginx-rtmp, MediaMTX, SRS, Red5 Pro, and
+Wowza's token provider once `wowza_shared_secret` is set).
 
 Off by default: a fresh install serves chat only.  The hooks answer only the
 networks in `hook_networks` (loopback by default): a media server, not the
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from chatgate.streams.policy import InvalidPattern, Rule
 
@@ -26,6 +27,21 @@ class StreamsOptions(BaseModel):
     no rule for a stream denies it (docs/streaming.md)."""
     hook_networks: list[str] = ["127.0.0.0/8", "::1/128"]
     """Addresses the hooks answer (the media servers'); others get 403."""
+    takeover: bool = False
+    """A user publishing a stream they already publish ends the old publication
+    (a reconnecting encoder) instead of being refused."""
+    update_interval: float | None = Field(default=None, gt=0, le=86_400)
+    """Seconds between the media server's renewals (nginx-rtmp's
+    `notify_update_timeout`), when it sends them: a session without one for
+    three intervals is forgotten.  None: sessions end only by their done hooks."""
+    token_max_ttl: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    """Longest lifetime of a token issued over XMPP (seconds)."""
+    token_default_ttl: int = Field(default=3_600, ge=60, le=30 * 86_400)
+    """Lifetime of a token issued over XMPP when the client names none."""
+    wowza_shared_secret: SecretStr | None = None
+    """The `sharedSecret` of Wowza's token-provider module: enables
+    `/hooks/wowza/tea-token`, which reveals stream keys (not passwords) to it.
+    At least 16 latin-1 characters; Wowza's TEA uses the first 16."""
 
     @field_validator("rules")
     @classmethod
@@ -43,3 +59,23 @@ class StreamsOptions(BaseModel):
         for text in networks:
             ipaddress.ip_network(text, strict=False)  # ValueError names the bad one
         return networks
+
+    @field_validator("wowza_shared_secret")
+    @classmethod
+    def _wowza_secret_usable(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is None:
+            return None
+        text = secret.get_secret_value()
+        try:
+            encoded = text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError("must be latin-1 text (Wowza's TEA key)") from None
+        if len(encoded) < 16:
+            raise ValueError("must have at least 16 characters (Wowza's TEA key)")
+        return secret
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> StreamsOptions:
+        if self.token_default_ttl > self.token_max_ttl:
+            raise ValueError("token_default_ttl cannot exceed token_max_ttl")
+        return self
