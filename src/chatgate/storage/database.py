@@ -27,6 +27,12 @@ from chatgate.storage.repositories.legacy_census import LegacyCensusRepository
 from chatgate.storage.repositories.pending_registrations import PendingRegistrationRepository
 from chatgate.storage.repositories.registration import RegistrationRepository
 from chatgate.storage.repositories.secrets import SecretStore, SqlSecretStore
+from chatgate.storage.repositories.streams import (
+    LiveSessionRepository,
+    StreamKeyRepository,
+    StreamRuleRepository,
+    TokenUseRepository,
+)
 
 
 class Database:
@@ -48,6 +54,11 @@ class Database:
         self.invitations = InvitationRepository(engine)
         #: installation secrets, the same for every process on this database
         self.secrets: SecretStore = SqlSecretStore(engine)
+        #: the stream authority's state (`chatgate.streams.state` builds its stores on these)
+        self.stream_keys = StreamKeyRepository(engine)
+        self.stream_rules = StreamRuleRepository(engine)
+        self.stream_token_uses = TokenUseRepository(engine)
+        self.live_sessions = LiveSessionRepository(engine)
 
     @classmethod
     async def open(cls, url: str) -> Database:

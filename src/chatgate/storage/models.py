@@ -14,9 +14,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -239,3 +241,65 @@ class InstallationSecret(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
     created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# ---------------------------------------------------------------- the stream authority
+# (migration 0006; see repositories/streams.py and chatgate.streams.stores)
+
+
+class StreamKey(Base):
+    """An account's stream key: found by its keyed hash, kept encrypted for the one
+    adapter that must send it back (Wowza's token provider); never in clear."""
+
+    __tablename__ = "stream_keys"
+
+    account_id: Mapped[int] = mapped_column(_account_fk(), primary_key=True)
+    #: HMAC-SHA-256 of the key under the installation's pepper: the look-up index
+    digest: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    #: the digest's first 9 bytes in hex: logged, recorded with live sessions
+    key_id: Mapped[str] = mapped_column(String(18))
+    #: AES-256-GCM nonce (12 bytes) + ciphertext + tag, the account as associated data
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StreamRule(Base):
+    """A stream rule added at run time, in its text form; ids keep the order added."""
+
+    __tablename__ = "stream_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(1024), unique=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StreamTokenUse(Base):
+    """A one-time token already used, by whom, kept until the token expires."""
+
+    __tablename__ = "stream_token_uses"
+
+    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    node: Mapped[str] = mapped_column(String(64))
+    #: Unix seconds (uint32 in the token: wider than PostgreSQL's integer)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class LiveSession(Base):
+    """A live publication or viewing as last saved from the live registry (its
+    snapshot), so a restart does not forget who is publishing."""
+
+    __tablename__ = "live_sessions"
+    __table_args__ = (UniqueConstraint("kind", "stream", "node", "client_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "publish" or "play"
+    stream: Mapped[str] = mapped_column(String(255))
+    #: the publisher or viewer (bare JID or a token's user); None when unknown
+    identity: Mapped[str | None] = mapped_column(String(2047), nullable=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    node: Mapped[str] = mapped_column(String(64))
+    credential: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    started_at: Mapped[float] = mapped_column(Float)  # Unix seconds
+    last_seen: Mapped[float] = mapped_column(Float)
+    confirmed: Mapped[bool] = mapped_column(Boolean)
