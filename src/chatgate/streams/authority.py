@@ -217,9 +217,13 @@ class StreamAuthority:
             if not verdict.valid:
                 return Proof(False, reason=f"token {verdict.reason.value}")
             if verdict.one_time:
-                claimed = bool(q.client_id) and self.one_time is not None
-                claimed = claimed and await self.one_time.claim(
-                    verdict.token_id or "", q.client_id or "", q.node, verdict.expires_at or 0
+                store, client_id = self.one_time, q.client_id
+                claimed = (
+                    store is not None
+                    and bool(client_id)
+                    and await store.claim(
+                        verdict.token_id or "", client_id or "", q.node, verdict.expires_at or 0
+                    )
                 )
                 if not claimed:  # a used one, or no client id to tie the use to
                     return Proof(False, reason="one-time token already used")
