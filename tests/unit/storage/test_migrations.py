@@ -27,6 +27,10 @@ TABLES = {
     "pending_registrations",
     "registration_invites",
     "installation_secrets",
+    "stream_keys",
+    "stream_rules",
+    "stream_token_uses",
+    "live_sessions",
 }
 
 
