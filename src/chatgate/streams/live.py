@@ -100,6 +100,7 @@ import enum
 import math
 import re
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
@@ -332,6 +333,20 @@ def _stream_ok(stream: object) -> bool:
     return True
 
 
+def _session_ok(session: Session) -> bool:
+    return (
+        _stream_ok(session.stream)
+        and _id_ok(session.client_id)
+        and _id_ok(session.node)
+        and _identity_ok(_identity(session))
+        and _credential_ok(session.credential)
+        and isinstance(session.started_at, int | float)
+        and isinstance(session.last_seen, int | float)
+        and math.isfinite(session.started_at)
+        and math.isfinite(session.last_seen)
+    )
+
+
 def _check_now(now: float) -> None:
     if not isinstance(now, int | float) or not math.isfinite(now):
         raise ValueError(f"now must be finite Unix seconds, not {now!r}")
@@ -353,16 +368,22 @@ _Key = tuple[str, str, str]  # (stream, node, client id)
 class LocalLiveStreams:
     """`LiveStreams` in this process: dictionaries, bounded by `LiveLimits`.
 
-    Lost when the process ends, which needs no restart rule (nothing is invented,
-    and a publisher still live elsewhere is adopted again by its next renewal);
-    `restarted` and `expire` still apply, for a registry reloaded from a snapshot
-    and for the tests that pin the rule every implementation follows."""
+    Lost when the process ends, unless saved: `sessions` and `version` let a
+    `snapshot.SnapshotKeeper` save it when it changed, and `restore` takes the
+    saved sessions back at start, unconfirmed, under the restart rule.  Without
+    a snapshot nothing is invented either: a publisher still live elsewhere is
+    adopted again by its next renewal.  `restarted` and `expire` also pin the
+    rule every implementation follows."""
 
     def __init__(self, limits: LiveLimits | None = None) -> None:
         self.limits = limits or LiveLimits()
         self._streams: dict[str, _Entry] = {}
         self._viewer_total = 0
         self._ended: OrderedDict[_Key, float] = OrderedDict()  # -> forget after
+        #: Bumped by every change a snapshot would see (sessions started, ended,
+        #: confirmed, their credential changed; not a renewal's ``last_seen``
+        #: alone): `snapshot.SnapshotKeeper` saves when it moved.
+        self.version = 0
 
     # -- publishing ------------------------------------------------------------
 
@@ -399,6 +420,8 @@ class LocalLiveStreams:
                 and current.client_id == client_id
                 and current.publisher == publisher
             ):
+                if not current.confirmed or current.credential != credential:
+                    self.version += 1
                 entry.publication = replace(
                     current, last_seen=now, confirmed=True, credential=credential
                 )
@@ -421,6 +444,7 @@ class LocalLiveStreams:
         entry.publication = Publication(
             stream, publisher, client_id, node, now, now, True, credential
         )
+        self.version += 1
         return PublishVerdict(True, reason, ended)
 
     async def publish_done(self, stream: str, client_id: str, node: str) -> Publication | None:
@@ -432,6 +456,7 @@ class LocalLiveStreams:
         if current is None or current.node != node or current.client_id != client_id:
             return None
         entry.publication = None
+        self.version += 1
         self._drop_if_empty(stream, entry)
         return current
 
@@ -465,11 +490,14 @@ class LocalLiveStreams:
             known = entry.viewers.get(pair)
             if known is not None:
                 if known.viewer == viewer:
+                    if not known.confirmed or known.credential != credential:
+                        self.version += 1
                     entry.viewers[pair] = replace(
                         known, last_seen=now, confirmed=True, credential=credential
                     )
                     return PlayVerdict(True, LiveReason.RENEWED, len(entry.viewers))
                 # Another identity on the same client: a new viewing in its place.
+                self.version += 1
                 entry.viewers[pair] = Viewing(
                     stream, viewer, client_id, node, now, now, True, credential
                 )
@@ -488,6 +516,7 @@ class LocalLiveStreams:
             entry = self._streams[stream] = _Entry()
         entry.viewers[pair] = Viewing(stream, viewer, client_id, node, now, now, True, credential)
         self._viewer_total += 1
+        self.version += 1
         return PlayVerdict(True, LiveReason.STARTED, len(entry.viewers))
 
     async def play_done(self, stream: str, client_id: str, node: str) -> Viewing | None:
@@ -498,6 +527,7 @@ class LocalLiveStreams:
         viewing = entry.viewers.pop((node, client_id), None)
         if viewing is not None:
             self._viewer_total -= 1
+            self.version += 1
             self._drop_if_empty(stream, entry)
         return viewing
 
@@ -524,6 +554,62 @@ class LocalLiveStreams:
                 )
             )
         return rows
+
+    # -- snapshots ---------------------------------------------------------------
+
+    def sessions(self) -> list[Session]:
+        """Every session held, unconfirmed ones included: what a snapshot saves
+        (`snapshot.py`).  Never awaits, so it is one consistent moment."""
+        rows: list[Session] = []
+        for entry in self._streams.values():
+            if entry.publication is not None:
+                rows.append(entry.publication)
+            rows.extend(entry.viewers.values())
+        return rows
+
+    def restore(self, sessions: Iterable[Session], now: float) -> int:
+        """Take back sessions saved before a restart; how many were taken.
+
+        Each comes back *unconfirmed* (see "Restarts"): a confirmed one with
+        ``last_seen`` set to `now`, so its media server has `unconfirmed_grace`
+        seconds to call back about it; one that was already unconfirmed keeps
+        its ``last_seen`` (its grace began at an earlier restart and does not
+        begin again with each one).  A stream that ended while chatgate was down
+        is therefore gone after the grace, never invented.  Saved rows are not
+        trusted: invalid ones, a second publisher of a stream, a session already
+        held and whatever exceeds the bounds are skipped."""
+        _check_now(now)
+        limits = self.limits
+        taken = 0
+        for session in sessions:
+            if not isinstance(session, Publication | Viewing) or not _session_ok(session):
+                continue
+            last_seen = now if session.confirmed else min(session.last_seen, now)
+            restored = replace(session, confirmed=False, last_seen=last_seen)
+            entry = self._streams.get(session.stream)
+            if entry is None:
+                if len(self._streams) >= limits.max_streams:
+                    continue
+                entry = _Entry()
+            if isinstance(restored, Publication):
+                if entry.publication is not None:
+                    continue
+                entry.publication = restored
+            else:
+                pair = (restored.node, restored.client_id)
+                if (
+                    pair in entry.viewers
+                    or len(entry.viewers) >= limits.max_viewers_per_stream
+                    or self._viewer_total >= limits.max_viewers
+                ):
+                    continue
+                entry.viewers[pair] = restored
+                self._viewer_total += 1
+            self._streams.setdefault(session.stream, entry)
+            taken += 1
+        if taken:
+            self.version += 1
+        return taken
 
     def counts(self) -> tuple[int, int]:
         """(streams, viewers) held, unconfirmed included: what the bounds limit."""
@@ -568,6 +654,8 @@ class LocalLiveStreams:
 
     async def restarted(self, now: float) -> None:
         _check_now(now)
+        if self._streams:
+            self.version += 1
         for entry in self._streams.values():
             if entry.publication is not None:
                 entry.publication = replace(entry.publication, confirmed=False, last_seen=now)
@@ -632,6 +720,8 @@ class LocalLiveStreams:
                     self._viewer_total -= 1
                     removed.append(viewing)
             self._drop_if_empty(name, entry)
+        if removed:
+            self.version += 1
         return removed
 
     def _drop_if_empty(self, name: str, entry: _Entry) -> None:

@@ -1,0 +1,130 @@
+"""Change signals (`stores.ChangeSignal`): "the stream keys or rules changed",
+from the process that changed them to every process that caches them.
+
+`StampSignal` is the one-host form, the technique of the credentials stamp
+(`chatgate.auth.internal`): the changer atomically replaces a small file in the
+data directory (write + rename, so the inode changes even when two changes fall
+within one mtime tick), and each watcher compares the file's identity (inode,
+mtime_ns, size) with the one it saw last.  The ``os.stat`` runs at most once per
+`STAMP_CHECK_INTERVAL` (50 ms): `changed` is asked on every hook, and a change
+made by ``chatgate streams ...`` in another process takes effect within that.
+
+Each watcher remembers what it saw, so `changed` is True *once* per change for
+*each* watcher: give every cache its own (`watcher`), or one consumer would eat
+the change another needed.  `LocalSignal` is the same contract inside one
+process (tests, a server without a data directory).
+
+Owns: the stamp file of one name.  Must not: know what changed, or read the
+file's content (its identity is the signal).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from chatgate.datadir import make_private_dir, write_private_file
+
+__all__ = ["STAMP_CHECK_INTERVAL", "STREAMS_STAMP", "LocalSignal", "StampSignal"]
+
+#: The stamp file of the stream authority's keys and rules.
+STREAMS_STAMP: Final = "streams.stamp"
+
+#: Seconds between two ``os.stat`` of a stamp file (the credentials stamp's figure).
+STAMP_CHECK_INTERVAL: Final = 0.05
+
+_StampId = tuple[int, int, int] | None
+
+
+def _stamp_id(path: Path) -> _StampId:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class StampSignal:
+    """`ChangeSignal` through the file ``data_dir/name`` (module docstring)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        name: str = STREAMS_STAMP,
+        *,
+        interval: float = STAMP_CHECK_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Changes made before this watcher was made are not reported.  `clock` is
+        monotonic seconds (tests pass their own)."""
+        if not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"a stamp is a file name, not {name!r}")
+        self.path = Path(data_dir) / name
+        self._interval = interval
+        self._clock = clock
+        self._seen = _stamp_id(self.path)
+        self._checked = float("-inf")
+        self._raised = False
+
+    def watcher(self) -> StampSignal:
+        """Another watcher of the same file, with its own memory of what it saw."""
+        return StampSignal(
+            self.path.parent, self.path.name, interval=self._interval, clock=self._clock
+        )
+
+    def raise_(self) -> None:
+        """Replace the stamp file (0600 in a 0700 folder, see `chatgate.datadir`);
+        this watcher reports the change at its next `changed`, without waiting
+        for its next stat."""
+        make_private_dir(self.path.parent)
+        write_private_file(self.path, f"{uuid.uuid4().hex}\n".encode("ascii"))
+        self._raised = True
+
+    def changed(self) -> bool:
+        if self._raised:
+            self._raised = False
+            self._seen = _stamp_id(self.path)
+            self._checked = self._clock()
+            return True
+        now = self._clock()
+        if now < self._checked + self._interval:
+            return False
+        self._checked = now
+        current = _stamp_id(self.path)
+        if current == self._seen:
+            return False
+        self._seen = current
+        return True
+
+
+class _Count:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+class LocalSignal:
+    """`ChangeSignal` within one process: watchers share a change count."""
+
+    def __init__(self, _count: _Count | None = None) -> None:
+        self._count = _count if _count is not None else _Count()
+        self._seen = self._count.value
+
+    def watcher(self) -> LocalSignal:
+        """Another watcher of the same changes, with its own memory of what it saw."""
+        return LocalSignal(self._count)
+
+    def raise_(self) -> None:
+        self._count.value += 1
+
+    def changed(self) -> bool:
+        value = self._count.value
+        if value == self._seen:
+            return False
+        self._seen = value
+        return True

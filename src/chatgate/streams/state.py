@@ -1,0 +1,70 @@
+"""The stream authority's state on the server's database, opened in one call.
+
+`open_stream_state` is what the server (`streams/service.py`) and the
+``chatgate streams`` commands call: the same stores on the same database, so a
+key issued or a rule added by the command is what the running server finds
+(its caches dropped through the stamp file ``data_dir/streams.stamp``).
+
+Signals: each store that caches (the keys) watches the stamp with its own
+`StampSignal`; `StreamState.signal` is one more watcher of the same file, for
+one consumer (a `RuleBook`).  `changed` is true once per change *for each
+watcher*, so give a second consumer its own (``StampSignal(data_dir)``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from chatgate.streams.keys import DatabaseStreamKeys
+from chatgate.streams.one_time import DatabaseOneTimeTokens
+from chatgate.streams.rule_store import DatabaseRuleStore
+from chatgate.streams.signal import STREAMS_STAMP, StampSignal
+from chatgate.streams.snapshot import DatabaseLiveSnapshot
+from chatgate.streams.stores import (
+    ChangeSignal,
+    LiveSnapshot,
+    OneTimeTokens,
+    RuleStore,
+    StreamKeyStore,
+)
+
+if TYPE_CHECKING:
+    from chatgate.storage.database import Database
+
+__all__ = ["TOKEN_KEY_SECRET", "StreamState", "open_stream_state"]
+
+#: The installation secret stream tokens are signed with, key id 1 (the name
+#: `http/listener.py` used first).
+TOKEN_KEY_SECRET: Final = "stream-token-key-1"
+
+
+@dataclass
+class StreamState:
+    """Every store of the stream authority's state (see `stores.py`)."""
+
+    keys: StreamKeyStore
+    rules: RuleStore
+    one_time: OneTimeTokens
+    snapshot: LiveSnapshot
+    signal: ChangeSignal
+    #: token key id -> key (`tokens.issue`/`verify`); key 1 only for now
+    token_keys: dict[int, bytes]
+
+
+async def open_stream_state(db: Database, data_dir: Path) -> StreamState:
+    """The stores on `db`, their installation secrets made on first use, their
+    change signal the stamp file in `data_dir` (created when first raised)."""
+    signal = StampSignal(data_dir, STREAMS_STAMP)
+    keys = await DatabaseStreamKeys.open(db.stream_keys, db.secrets, signal.watcher())
+    token_key = await db.secrets.get_or_create(TOKEN_KEY_SECRET, os.urandom(32))
+    return StreamState(
+        keys=keys,
+        rules=DatabaseRuleStore(db.stream_rules, signal.watcher()),
+        one_time=DatabaseOneTimeTokens(db.stream_token_uses),
+        snapshot=DatabaseLiveSnapshot(db.live_sessions),
+        signal=signal,
+        token_keys={1: token_key},
+    )
