@@ -29,6 +29,7 @@ from chatgate.cli.common import (
 )
 from chatgate.cli.invite import invite_app
 from chatgate.cli.registration import registration_app
+from chatgate.cli.streams import streams_app
 from chatgate.cli.user import user_app
 from chatgate.config import DEFAULT_CONFIG_TEXT, Config, TlsMode
 from chatgate.datadir import write_private_file
@@ -52,6 +53,7 @@ app.add_typer(
     name="invite",
     help="Create, list and revoke invitation tokens for in-band registration.",
 )
+app.add_typer(streams_app, name="streams", help="Stream authority: rules, keys, tokens, live.")
 console = Console()
 
 
