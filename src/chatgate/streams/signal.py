@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Final
 
 from chatgate.datadir import make_private_dir, write_private_file
+from chatgate.streams.stores import ChangeSignal
 
-__all__ = ["STAMP_CHECK_INTERVAL", "STREAMS_STAMP", "LocalSignal", "StampSignal"]
+__all__ = ["STAMP_CHECK_INTERVAL", "STREAMS_STAMP", "AnySignal", "LocalSignal", "StampSignal"]
 
 #: The stamp file of the stream authority's keys and rules.
 STREAMS_STAMP: Final = "streams.stamp"
@@ -128,3 +129,22 @@ class LocalSignal:
             return False
         self._seen = value
         return True
+
+
+class AnySignal:
+    """Changed when any of its signals changed; raising raises the first only.
+
+    For a cache that depends on more than one kind of state: the stream keys'
+    owners are gone when a key changes (the streams stamp, which the key store
+    raises) and when an account is deleted (the credentials stamp, which
+    ``chatgate user del`` and unregistration raise)."""
+
+    def __init__(self, first: ChangeSignal, *others: ChangeSignal) -> None:
+        self._signals = (first, *others)
+
+    def raise_(self) -> None:
+        self._signals[0].raise_()
+
+    def changed(self) -> bool:
+        # Ask every one: each forgets its change when asked.
+        return any([signal.changed() for signal in self._signals])

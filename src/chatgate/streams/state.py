@@ -8,7 +8,10 @@ key issued or a rule added by the command is what the running server finds
 Signals: each store that caches (the keys) watches the stamp with its own
 `StampSignal`; `StreamState.signal` is one more watcher of the same file, for
 one consumer (a `RuleBook`).  `changed` is true once per change *for each
-watcher*, so give a second consumer its own (``StampSignal(data_dir)``).
+watcher*, so give a second consumer its own (``StampSignal(data_dir)``).  The
+keys also watch the credentials stamp (``credentials.stamp``, bumped when an
+account is deleted): a deleted account's key goes with it (ON DELETE CASCADE),
+and so must its cached owner.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from chatgate.auth.internal import STAMP_NAME as CREDENTIALS_STAMP
 from chatgate.streams.keys import DatabaseStreamKeys
 from chatgate.streams.one_time import DatabaseOneTimeTokens
 from chatgate.streams.rule_store import DatabaseRuleStore
-from chatgate.streams.signal import STREAMS_STAMP, StampSignal
+from chatgate.streams.signal import STREAMS_STAMP, AnySignal, StampSignal
 from chatgate.streams.snapshot import DatabaseLiveSnapshot
 from chatgate.streams.stores import (
     ChangeSignal,
@@ -58,7 +62,8 @@ async def open_stream_state(db: Database, data_dir: Path) -> StreamState:
     """The stores on `db`, their installation secrets made on first use, their
     change signal the stamp file in `data_dir` (created when first raised)."""
     signal = StampSignal(data_dir, STREAMS_STAMP)
-    keys = await DatabaseStreamKeys.open(db.stream_keys, db.secrets, signal.watcher())
+    keys_signal = AnySignal(signal.watcher(), StampSignal(data_dir, CREDENTIALS_STAMP))
+    keys = await DatabaseStreamKeys.open(db.stream_keys, db.secrets, keys_signal)
     token_key = await db.secrets.get_or_create(TOKEN_KEY_SECRET, os.urandom(32))
     return StreamState(
         keys=keys,
