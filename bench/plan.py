@@ -36,6 +36,15 @@ class Plan:
     #: for 50,000; the run must stay under 15 minutes)
     soak_time_cap: float = 35.0
     fresh_start_each: bool = True  # False: short scenarios share one start per repetition
+    #: the stream authority's hooks (issue 12): C connections in a closed loop, a warm-up and
+    #: a window per figure, each figure stopped at this many requests (the live registry
+    #: holds 100,000 viewers); "nginx" sends nginx-rtmp's exact HTTP/1.0 requests, one
+    #: connection each, "keepalive" HTTP/1.1 on kept connections
+    authority_connections: int = 32
+    authority_warmup: float = 0.5
+    authority_duration: float = 5.0
+    authority_max_requests: int = 80_000
+    authority_wire: str = "nginx"
 
     @property
     def fanout_block(self) -> int:
@@ -57,6 +66,8 @@ PLANS: dict[str, Plan] = {
         soak_logins=1_000,
         soak_time_cap=3.0,
         fresh_start_each=False,
+        authority_warmup=0.2,
+        authority_duration=1.0,
     ),
     "tiny": Plan(
         mode="tiny",
@@ -77,6 +88,9 @@ PLANS: dict[str, Plan] = {
         soak_logins=100,
         soak_time_cap=10.0,
         fresh_start_each=False,
+        authority_connections=8,
+        authority_warmup=0.1,
+        authority_duration=0.3,
     ),
 }
 
@@ -113,6 +127,11 @@ class Scenario:
     #: how the generator reaches the server: "tcp" (the c2s port), or "bosh" / "websocket"
     #: on the peer's plain-HTTP port (issue 11)
     transport: str = "tcp"
+    #: the servers it is run against (None: every one); others have no such thing
+    servers: tuple[str, ...] | None = None
+
+    def runs_on(self, server: str) -> bool:
+        return self.servers is None or server in self.servers
 
 
 def _login_params(p: Plan) -> dict[str, Any]:
@@ -214,6 +233,63 @@ def _soak_metrics(p: Plan) -> list[Metric]:
         ),
         Metric("soak_after_over_fresh", "messages/s after logins ÷ fresh", "x", True),
     ]
+
+
+#: the authority scenario's figures: generator name -> label
+AUTHORITY_FIGURES = {
+    "token": "token",
+    "stream_key": "stream-key",
+    "password_cold": "password, cold",
+    "password_warm": "password, warm",
+}
+
+
+def _authority_params(p: Plan) -> dict[str, Any]:
+    return {
+        "connections": p.authority_connections,
+        "warmup": p.authority_warmup,
+        "duration": p.authority_duration,
+        "max_requests": p.authority_max_requests,
+        "wire": p.authority_wire,
+    }
+
+
+def _authority_errors(figure: dict[str, Any]) -> int:
+    return int(figure.get("errors", 0)) + int(figure.get("cleanup", {}).get("errors", 0))
+
+
+def _authority_figures(_: Plan, r: dict[str, Any]) -> Figures:
+    """Decisions/s and p99 per credential kind; a wrong answer anywhere fails the scenario
+    (a bench whose answers are wrong measures nothing), an unavailable figure is left out."""
+    wrong = {name: f for name, f in r["figures"].items() if _authority_errors(f)}
+    if wrong:
+        raise RuntimeError(
+            "wrong or missing answers: "
+            + "; ".join(
+                f"{name}: {_authority_errors(f)} "
+                f"{(f.get('error_samples') or f.get('cleanup', {}).get('error_samples'))}"
+                for name, f in wrong.items()
+            )
+        )
+    out: Figures = {}
+    for name, f in r["figures"].items():
+        if "unavailable" in f:
+            continue
+        if not f["decisions"]:
+            raise RuntimeError(f"{name}: no decision in the window ({f['requests']} requests)")
+        w = f["window"]
+        out[f"authority_{name}_per_s"] = (f["decisions_per_s"], w)
+        out[f"authority_{name}_p99_ms"] = (f["latency"]["p99_ms"], w)
+    return out
+
+
+def _authority_metrics(p: Plan) -> list[Metric]:
+    how = f"nginx-rtmp on_play, C={p.authority_connections}"
+    out = []
+    for name, label in AUTHORITY_FIGURES.items():
+        out.append(Metric(f"authority_{name}_per_s", f"{label} decisions/s ({how})", "1/s", True))
+        out.append(Metric(f"authority_{name}_p99_ms", f"{label} decision p99", "ms", False))
+    return out
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -361,11 +437,23 @@ SCENARIOS: dict[str, Scenario] = {
             _soak_figures,
             _soak_metrics,
         ),
+        Scenario(
+            "authority",
+            "authority",
+            False,
+            "the stream authority: nginx-rtmp's on_play decided with a token, a stream key, a "
+            "password (each account's first check, then the same accounts again); chatgate only",
+            _authority_params,
+            _authority_figures,
+            _authority_metrics,
+            transport="http",
+            servers=("chatgate",),
+        ),
     ]
 }
 
 DEFAULT_SCENARIOS = list(SCENARIOS)
-WEB_SCENARIOS = [name for name, s in SCENARIOS.items() if s.transport != "tcp"]
+WEB_SCENARIOS = [name for name, s in SCENARIOS.items() if s.transport in ("bosh", "websocket")]
 
 
 def effective_scenarios(names: list[str], starttls_everywhere: bool) -> list[Scenario]:

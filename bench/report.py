@@ -74,6 +74,28 @@ TARGETS = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class AbsoluteTarget:
+    """A bound on one of chatgate's own figures, where no peer has anything to compare
+    (issue 12: the stream authority, on the server's one core)."""
+
+    key: str
+    label: str
+    bound: float
+    at_least: bool  # value >= bound, else value < bound
+
+
+AUTHORITY_TARGETS = [
+    AbsoluteTarget("authority_token_per_s", "token decisions/s ≥ 10,000", 10_000, True),
+    AbsoluteTarget("authority_token_p99_ms", "token decision p99 < 20 ms", 20, False),
+    AbsoluteTarget("authority_stream_key_per_s", "stream-key decisions/s ≥ 10,000", 10_000, True),
+    AbsoluteTarget("authority_stream_key_p99_ms", "stream-key decision p99 < 20 ms", 20, False),
+    AbsoluteTarget(
+        "authority_password_warm_per_s", "password decisions/s, warm ≥ 5,000", 5_000, True
+    ),
+]
+
+
 def _fmt(v: float | None) -> str:
     if v is None:
         return "-"
@@ -133,8 +155,47 @@ def ratios(
     return out
 
 
+def authority_notes(runs: list[dict[str, Any]]) -> dict[str, str]:
+    """Metric key prefix -> why the authority scenario had no such figure (the first reason)."""
+    out: dict[str, str] = {}
+    for r in runs:
+        if r.get("scenario") != "authority":
+            continue
+        for name, f in r.get("result", {}).get("figures", {}).items():
+            if "unavailable" in f:
+                out.setdefault(f"authority_{name}_", f"not available: {f['unavailable']}")
+    return out
+
+
+def _absolute_rows(
+    summary: dict[str, dict[str, dict[str, Any]]], notes: dict[str, str]
+) -> list[dict[str, Any]]:
+    rows = []
+    for t in AUTHORITY_TARGETS:
+        mine = summary.get(t.key, {}).get("chatgate", {}).get("median")
+        status = "n/a"
+        if mine is not None:
+            ok = mine >= t.bound if t.at_least else mine < t.bound
+            status = "met" if ok else "not met"
+        note = next((why for prefix, why in notes.items() if t.key.startswith(prefix)), "")
+        rows.append(
+            {
+                "target": t.label,
+                "metric": t.key,
+                "chatgate": mine,
+                "required": t.bound,
+                "status": status,
+                "note": note if mine is None else "",
+            }
+        )
+    return rows
+
+
 def evaluate_targets(
-    summary: dict[str, dict[str, dict[str, Any]]], plan: Plan
+    summary: dict[str, dict[str, dict[str, Any]]],
+    plan: Plan,
+    scenario_names: list[str] | None = None,
+    notes: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
     idle_key = f"idle_kib_{max(plan.idle_levels)}"
@@ -181,6 +242,8 @@ def evaluate_targets(
             "note": note,
         }
     )
+    if scenario_names is not None and "authority" in scenario_names:
+        rows += _absolute_rows(summary, notes or {})
     return rows
 
 
@@ -281,7 +344,7 @@ def markdown(doc: dict[str, Any], metrics: list[Metric]) -> str:
         ]
     lines += [
         "",
-        "Targets for chatgate (issues 3 and 11):",
+        "Targets for chatgate (issues 3, 11 and 12):",
         "",
         "| target | chatgate | required | status |",
         "|---|---|---|---|",
@@ -292,6 +355,7 @@ def markdown(doc: dict[str, Any], metrics: list[Metric]) -> str:
             f"| {t['target']} | {_fmt(t['chatgate'])} | {_fmt(t['required'])} | "
             f"{t['status']}{note} |"
         )
+    lines += _authority_lines(doc)
     errors = [r for r in doc["runs"] if "error" in r]
     if errors:
         lines += [
@@ -300,6 +364,32 @@ def markdown(doc: dict[str, Any], metrics: list[Metric]) -> str:
             + "; ".join(f"{r['scenario']}/{r['server']}#{r['rep']}" for r in errors),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _authority_lines(doc: dict[str, Any]) -> list[str]:
+    """How the stream authority was asked, and what is missing: its figures are chatgate's
+    alone (Prosody and ejabberd are no stream authority)."""
+    runs = [r for r in doc["runs"] if r.get("scenario") == "authority" and "result" in r]
+    if not runs:
+        return []
+    r = runs[0]["result"]
+    per_request = r["http_connections"] / max(1, r["http_requests"])
+    wire = (
+        "nginx-rtmp's exact requests (HTTP/1.0, `Connection: Close`)"
+        if r["wire"] == "nginx"
+        else "HTTP/1.1 keep-alive"
+    )
+    lines = [
+        "",
+        f"Stream authority (issue 12, chatgate only): {r['connections']} connections in a closed "
+        f"loop, {wire}, {per_request:.2f} TCP connections per request; every viewer a new "
+        "`clientid`, ended with `on_play_done` after each figure; every answer checked "
+        f"({sum(x.get('result', {}).get('errors', 0) for x in runs)} wrong).",
+    ]
+    for prefix, why in authority_notes(doc["runs"]).items():
+        label = prefix.removeprefix("authority_").rstrip("_").replace("_", " ")
+        lines.append(f"- {label}: {why}")
+    return lines
 
 
 def build(
@@ -318,7 +408,7 @@ def build(
         "metrics": [asdict(m) for m in metrics],
         "summary": summary,
         "ratios": ratios(summary, servers[0], servers[1:]) if servers else {},
-        "targets": evaluate_targets(summary, plan),
+        "targets": evaluate_targets(summary, plan, scenario_names, authority_notes(runs)),
         "runs": runs,
     }
     doc["markdown"] = markdown(doc, metrics)

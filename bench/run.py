@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["generational", "incremental"],
         default="generational",
         help="Prosody's Lua GC mode (default %(default)s, its faster one here)",
+    )
+    ap.add_argument(
+        "--hooks-wire",
+        choices=["nginx", "keepalive"],
+        default="nginx",
+        help="authority scenario: nginx-rtmp's exact HTTP/1.0 requests, one connection each "
+        "(default), or HTTP/1.1 on kept connections",
     )
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
     docs = ap.add_mutually_exclusive_group()
@@ -153,6 +161,8 @@ class Generator:
         self.args = args
         self.plan = plan
         self.http_ports: dict[str, int] = {}  # peer name -> its plain-HTTP port
+        #: peer name -> the authority scenario's tokens and keys (bench/authority.py)
+        self.stream_credentials: dict[str, dict[str, Any]] = {}
 
     def run(
         self,
@@ -203,6 +213,7 @@ class Generator:
             "fanout_block": self.plan.fanout_block,
             "mechanism": self.args.mechanism,
             "scram_learned": None if peer.salts_known else str(SCRAM_LEARNED),
+            "stream_credentials": self.stream_credentials.get(peer.name),
         }
 
     def _exec(self, spec: dict[str, Any], task: str, cores: str, timeout: float) -> dict[str, Any]:
@@ -354,7 +365,9 @@ def measure_unit(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = plan_for(args.mode, args.repetitions, args.users)
+    plan = replace(
+        plan_for(args.mode, args.repetitions, args.users), authority_wire=args.hooks_wire
+    )
     scenarios = effective_scenarios(args.scenarios, args.starttls)
     started = time.time()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -376,7 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     skipped: dict[str, str] = {}
     for name in args.servers:
         peer: Peer = registry[name](
-            PeerOptions(fanout_contacts=plan.fanout_contacts, prosody_gc=args.prosody_gc)
+            PeerOptions(
+                fanout_contacts=plan.fanout_contacts,
+                prosody_gc=args.prosody_gc,
+                stream_hooks=any(s.name == "authority" for s in scenarios),
+            )
         )
         why = peer.available()
         if why is None:
@@ -415,14 +432,30 @@ def main(argv: list[str] | None = None) -> int:
             notes = provision(peer, setup, gen, plan)
             meta.setdefault("provisioning", {})[name] = notes
             log(f"prepare {name}: done in {notes['seconds']} s")
+            make_credentials = getattr(peer, "stream_credentials", None)
+            if make_credentials is not None and any(
+                s.name == "authority" and s.runs_on(name) for s in scenarios
+            ):
+                t0 = time.perf_counter()
+                creds = gen.stream_credentials[name] = make_credentials()
+                notes["stream_credentials"] = {
+                    "tokens": len(creds["tokens"]),
+                    "keys": len(creds["keys"]),
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    **{k: v for k, v in creds.items() if k.endswith(("_by", "_unavailable"))},
+                }
+                log(f"prepare {name}: stream credentials {notes['stream_credentials']}")
         meta["peers"] = {name: peer.describe() for name, peer in peers.items()}
         procs.pin_self(procs.GENERATOR_CORE)
         units = start_units(plan, scenarios)
         for rep in range(1, plan.repetitions + 1):
             for unit in units:
                 for name, peer in peers.items():
+                    mine = [sc for sc in unit if sc.runs_on(name)]
+                    if not mine:
+                        continue
                     records, ok = measure_unit(
-                        peer, setups[name], gen, plan, unit, rep, args.wait_quiet
+                        peer, setups[name], gen, plan, mine, rep, args.wait_quiet
                     )
                     failed = failed or not ok
                     runs.extend(records)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
+from bench.loadgen import authority
 from bench.loadgen.bosh import BoshClient
 from bench.loadgen.scenarios import AnyClient, Runner
 from bench.loadgen.scram import ScramCache
@@ -73,6 +74,8 @@ async def _run(spec: dict[str, Any], loop: asyncio.AbstractEventLoop) -> dict[st
         raise ValueError(f"unknown transport {transport!r}")
 
     async def one(task: dict[str, Any]) -> dict[str, Any]:
+        if task["task"] == "authority":  # HTTP hooks, no XMPP client
+            return await authority.run(loop, spec, **task.get("params", {}))
         if task["task"] not in TASKS:
             raise ValueError(f"unknown task {task['task']!r}")
         client = client_for(task)

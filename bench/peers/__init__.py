@@ -25,6 +25,8 @@ class PeerOptions:
 
     fanout_contacts: int = 0
     prosody_gc: str = "generational"
+    #: serve the stream authority's hooks (the authority scenario; chatgate only)
+    stream_hooks: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import accounts, procs
+from bench import accounts, authority, procs
 from bench.peers import PeerOptions, PeerSetup, RunningProcess, WebPaths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,7 +65,7 @@ max_preauth_connections_per_address = 100_000
 
 [storage]
 url = "sqlite+aiosqlite:///{data}/chatgate.db"
-{http}
+{http}{streams}
 [modules.register]
 # The bench's accounts (bench/accounts.py) have the short passwords pw0, pw1, ...
 # that every peer imports; chatgate's account policy would refuse them.
@@ -89,6 +89,25 @@ NO_HTTP = """
 # [http] left out: this chatgate has no HTTP listener yet (no `http` table in its Config), so
 # the BOSH and WebSocket scenarios fail at their first login with connection refused.
 """
+
+
+STREAMS = """
+[streams]
+# The stream authority's hooks (issue 12) for the authority scenario: nginx-rtmp's
+# on_play under bench/ with a token, a stream key or an account's password
+# (bench/authority.py); hook_networks stays loopback.
+enabled = true
+rules = [{rules}]
+"""
+
+
+def streams_supported() -> bool:
+    """Whether this chatgate's configuration knows the `[streams]` table (issue 12)."""
+    try:
+        from chatgate.config import Config
+    except ImportError:
+        return False
+    return "streams" in Config.model_fields
 
 
 def http_supported() -> bool:
@@ -132,6 +151,7 @@ class ChatgatePeer:
         self._config_text = ""
         self._runner: RunningProcess | None = None
         self.fanout_contacts = options.fanout_contacts
+        self.stream_hooks = options.stream_hooks
 
     def available(self) -> str | None:
         try:
@@ -170,6 +190,11 @@ class ChatgatePeer:
                 if setup.http_port and http_supported()
                 else NO_HTTP
             ),
+            streams=(
+                STREAMS.format(rules=", ".join(f'"{r}"' for r in authority.RULES))
+                if self.stream_hooks and streams_supported()
+                else ""
+            ),
         )
         cfg = work / "chatgate.toml"
         cfg.write_text(self._config_text)
@@ -191,6 +216,12 @@ class ChatgatePeer:
         if out.returncode != 0:
             raise RuntimeError(f"chatgate user import failed:\n{out.stdout}\n{out.stderr}")
         return False
+
+    def stream_credentials(self) -> dict[str, Any]:
+        """Tokens and stream keys for the authority scenario, made with `chatgate streams`
+        in the prepared data directory (the server stopped)."""
+        assert self._setup is not None
+        return authority.provision(chatgate_command(), self._setup.workdir / "chatgate.toml")
 
     def provisioned(self) -> None:
         """Keep the provisioned data directory for the next run."""
