@@ -174,16 +174,27 @@ class StreamAuthority:
         if kind is CredentialKind.PASSWORD:
             return await self._password(q, credentials.username or "", secret), None
         if kind is CredentialKind.STREAM_KEY:
-            return await self._stream_key(q, secret)
+            return await self._stream_key(q, secret, credentials.username)
         return await self._token(q, secret)
 
-    async def _stream_key(self, q: Question, key: str) -> tuple[Subject, str | None]:
+    async def _stream_key(
+        self, q: Question, key: str, claimed: str | None
+    ) -> tuple[Subject, str | None]:
+        """A stream key; when the client also named a user, the key must be theirs."""
         found: list[str] = []
+        claimed_account: str | None = None
+        if claimed is not None:
+            try:
+                claimed_account = f"{prepare_username(claimed)}@{self.domain}"
+            except InvalidJID:
+                raise _Denied(self._deny(q, "-", "wrong credentials")) from None
 
         async def check() -> Proof:
             owner = await self.keys.owner(key)
             if owner is None:
                 return Proof(False, reason="unknown stream key")
+            if claimed_account is not None and owner.account != claimed_account:
+                return Proof(False, reason="another account's stream key")
             found[:] = [owner.account, owner.key_id]
             return Proof(True, owner.account.rpartition("@")[0])
 
@@ -276,7 +287,20 @@ class StreamAuthority:
                 log.info("stream %s: %s %s: credentials needed", q.adapter, stream, action)
                 return Answer(Verdict.unauthenticated(decision.reason.value))
             return self._deny(q, who, decision.reason.value)
-        client_id = q.client_id or ""
+        client_id = q.client_id
+        if client_id is None:
+            # A media server that names no client (MediaMTX without an id, Red5's
+            # validator) sends no done either: there is no session to record, and
+            # it keeps one publisher per stream itself.
+            log.info(
+                "stream %s: %s %s by %s from %s: allowed (not tracked: no client id)",
+                q.adapter,
+                stream,
+                action,
+                who,
+                q.client_address or "-",
+            )
+            return _ALLOWED
         renewal = q.action in (HookAction.UPDATE_PUBLISH, HookAction.UPDATE_PLAY)
         now = self.clock()
         if q.action in (HookAction.PUBLISH, HookAction.UPDATE_PUBLISH):

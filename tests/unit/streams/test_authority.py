@@ -19,10 +19,12 @@ from chatgate.auth.throttle import AddressLimits, AuthThrottle, ThrottleOptions
 from chatgate.storage.database import Database
 from chatgate.streams import tokens
 from chatgate.streams.adapters import HookRequest, Question, VerdictKind
+from chatgate.streams.adapters.base import Credentials, HookAction
 from chatgate.streams.adapters.nginx_rtmp import NginxRtmpAdapter
 from chatgate.streams.authority import Answer, StreamAuthority
 from chatgate.streams.keys import LocalStreamKeys
 from chatgate.streams.live import LocalLiveStreams
+from chatgate.streams.one_time import LocalOneTimeTokens
 from chatgate.streams.policy import Rule, RuleSet
 
 DOMAIN = "localhost"
@@ -105,6 +107,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             live=live,
             keys=keys,
             token_keys=TOKEN_KEYS,
+            one_time=LocalOneTimeTokens(),
             clock=lambda: NOW,
         )
         yield World(authority, live, keys, NginxRtmpAdapter(node="edge1"))
@@ -209,3 +212,65 @@ async def test_no_secret_is_logged(world: World, caplog: pytest.LogCaptureFixtur
     text = caplog.text
     assert "live/alice" in text and "denied" in text and "allowed" in text
     assert "hunter2-secret" not in text and key not in text
+
+
+def update(name: str, args: bytes, clientid: int, call: str = "update_publish") -> bytes:
+    body = PREFIX + b"&clientid=%d&call=%s&time=4&timestamp=4000&name=" % (
+        clientid,
+        call.encode(),
+    )
+    return body + name.encode() + args
+
+
+async def test_a_renewal_refused_after_the_key_is_revoked_ends_the_live_session(
+    world: World,
+) -> None:
+    key = await world.keys.issue("alice@localhost")
+    args = b"&key=" + key.encode()
+    assert allowed(await world.ask("publish", publish("alice", args, clientid=31)))
+    assert allowed(await world.ask("update", update("alice", args, 31)))
+    assert [s.stream for s in await world.live.live()] == ["live/alice"]
+    await world.keys.revoke("alice@localhost")
+    answer = await world.ask("update", update("alice", args, 31))
+    assert answer.verdict.kind is VerdictKind.DENY
+    assert await world.live.live() == []  # nginx drops it; the registry forgets it
+
+
+async def test_a_stream_key_named_with_another_user_is_refused(world: World) -> None:
+    key = await world.keys.issue("alice@localhost")
+    answer = await world.ask(
+        "publish", publish("alice", b"&username=bob&key=" + key.encode(), clientid=32)
+    )
+    assert answer.verdict.kind is VerdictKind.DENY
+    assert "another account's stream key" in answer.verdict.reason
+    assert allowed(
+        await world.ask(
+            "publish", publish("alice", b"&username=alice&key=" + key.encode(), clientid=33)
+        )
+    )
+
+
+async def test_a_one_time_token_plays_once_and_its_renewals_pass(world: World) -> None:
+    token = tokens.issue(TOKEN_KEYS, 1, "live/alice", "play", int(NOW) + 60, one_time=True)
+    args = b"&token=" + token.encode()
+    assert allowed(await world.ask("play", play("alice", args, clientid=41)))
+    assert allowed(await world.ask("play", play("alice", args, clientid=41)))  # a retry
+    assert allowed(await world.ask("update", update("alice", args, 41, "update_play")))
+    answer = await world.ask("play", play("alice", args, clientid=42))
+    assert answer.verdict.kind is VerdictKind.DENY
+    assert "one-time token already used" in answer.verdict.reason
+
+
+async def test_a_question_without_a_client_id_is_decided_but_not_tracked(
+    world: World,
+) -> None:
+    question = Question(
+        "red5",
+        HookAction.PUBLISH,
+        "live/alice",
+        Credentials.password("alice", PASSWORD),
+        client_address="203.0.113.9",
+    )
+    assert allowed(await world.authority.answer(question))
+    assert allowed(await world.authority.answer(question))  # no "another publisher"
+    assert await world.live.live() == []

@@ -121,13 +121,17 @@ class MediaMtxAdapter:
             except InvalidStreamName as exc:
                 return Verdict.deny(str(exc))
         detail = f"{word} via {protocol}" if protocol.isprintable() and protocol else word
+        if session is not None:
+            detail = f"{detail} (session {session})"
         return Question(
             self.name,
             action,
             stream,
             credentials,
             client_address=address,
-            client_id=session,
+            # MediaMTX sends no "done": a session recorded in the live registry would
+            # never end.  It keeps one publisher per path itself; its id is logged.
+            client_id=None,
             node=self.node,
             name=path if stream is not None else None,
             detail=detail[:80],

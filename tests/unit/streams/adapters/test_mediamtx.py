@@ -56,9 +56,11 @@ def test_publish_with_user_and_password() -> None:
     assert q.stream == "live/alice" and q.name == "live/alice"
     assert q.credentials == Credentials.password("alice", "hunter2")
     assert q.client_address == "192.0.2.7"
-    assert q.client_id == "5f1a4b1e-3a0c-4c56-9a0d-1c2f6b1b2c3d"
+    # not tracked (MediaMTX sends no done), but logged
+    assert q.client_id is None
+    assert q.detail is not None and "5f1a4b1e-3a0c-4c56-9a0d-1c2f6b1b2c3d" in q.detail
     assert q.node == "mtx1"
-    assert q.detail == "publish via rtsp"
+    assert q.detail == "publish via rtsp (session 5f1a4b1e-3a0c-4c56-9a0d-1c2f6b1b2c3d)"
     assert "hunter2" not in repr(q)
 
 
