@@ -177,6 +177,8 @@ class SnapshotKeeper:
             log.exception("live snapshot: could not be read; the registry starts empty")
         else:
             restored = self.live.restore(saved, self._clock())
+            if not saved and not self.live.sessions():
+                self._saved_version = self.live.version  # both empty: nothing to save
             if restored or saved:
                 log.info(
                     "live snapshot: %d of %d sessions restored, unconfirmed",
