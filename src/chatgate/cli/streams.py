@@ -164,7 +164,11 @@ RuleWords = Annotated[
 
 @rules_app.command("list")
 def rules_list(ctx: typer.Context, config: ConfigOption = None) -> None:
-    """Every rule: those of chatgate.toml [streams] rules, then the stored ones."""
+    """List every rule: chatgate.toml's first, then the stored ones.
+
+    Rules of chatgate.toml (the streams section's rules) are marked so: they change
+    only when that file is edited and the server restarted.
+    """
     cfg = load_or_exit(ctx, config)
     configured = _configured(cfg)
     stored = _parsed(_run(cfg, lambda db, state: state.rules.rules()))
@@ -258,8 +262,11 @@ def rules_export(
     ] = "-",
     config: ConfigOption = None,
 ) -> None:
-    """Write every rule, configured and stored, one per line, in the format
-    `rules import` reads back (comments say where each group came from)."""
+    """Write every rule, configured and stored, in the format `rules import` reads.
+
+    One rule per line, under a header comment; comments say where each group of
+    rules came from.  Without FILE, or with -, to standard output.
+    """
     cfg = load_or_exit(ctx, config)
     configured = _configured(cfg)
     stored = _parsed(_run(cfg, lambda db, state: state.rules.rules()))
@@ -362,8 +369,11 @@ async def _require_account(db: Database, username: str, domain: str) -> None:
 
 @keys_app.command("issue")
 def keys_issue(ctx: typer.Context, user: UserArgument, config: ConfigOption = None) -> None:
-    """Give an account a new random stream key and print it: this is the only time
-    it is shown.  Any key the account had stops working at once."""
+    """Give an account a new random stream key and print it (shown only now).
+
+    Any key the account had stops working at once.  USER is a name on the main
+    domain or NAME@DOMAIN, and must be an existing account.
+    """
     cfg = load_or_exit(ctx, config)
     username, domain = target(user, cfg)
     account = jid(username, domain)
@@ -436,16 +446,19 @@ def keys_import_wowza(
     file: Annotated[Path, typer.Argument(help="A Wowza publish.password file.")],
     config: ConfigOption = None,
 ) -> None:
-    """Make each 'username password' line of a Wowza publish.password file that
-    account's stream key, so publishers keep the password their encoder sends.
+    """Import a Wowza publish.password file: each password becomes a stream key.
 
-    '#' comments and blank lines are skipped; fields are separated by spaces or
-    tabs.  A line whose user has no account is skipped (`chatgate user add`
-    makes accounts); a malformed line, a name that is not a valid account name
-    and a password another account already has as its key are invalid.  Each is
-    listed with its line number; passwords are never printed.  The rest is
-    imported, replacing keys the accounts had.  Exit 2 if lines were invalid,
-    else 1 if lines were skipped, else 0.
+    Each 'username password' line makes the password that account's stream key,
+    so publishers keep what their encoder sends.  '#' comments and blank lines
+    are skipped; fields are separated by spaces or tabs.
+
+    A line whose user has no account is skipped (`chatgate user add` makes
+    accounts).  Invalid: a malformed line, a name that is not a valid account
+    name, the same account or password twice, a password unfit as a stream key
+    (8 to 128 printable ASCII characters) or already another account's key.
+    Skipped and invalid lines are listed by number; passwords are never printed.
+    The rest is imported, replacing keys the accounts had.  Exit 2 if lines were
+    invalid, else 1 if lines were skipped, else 0.
     """
     cfg = load_or_exit(ctx, config)
     try:
@@ -661,9 +674,13 @@ def tokens_issue(
 
 @streams_app.command("live")
 def live(ctx: typer.Context, config: ConfigOption = None) -> None:
-    """The live streams, as the running server last saved them (at most about a
-    second old): publisher, media server client id and node, since when, viewers,
-    and whether the media server confirmed the session since the server's start."""
+    """List live streams as the server last saved them (at most about 1 s old).
+
+    For each published stream: its publisher, the media server's client id and
+    node, since when, how many play it, and whether the media server confirmed
+    the session since the server last started.  The running server saves its
+    live registry to the database about once a second; this reads that copy.
+    """
     cfg = load_or_exit(ctx, config)
     sessions: list[Session] = _run(cfg, lambda db, state: state.snapshot.load())
     viewers: dict[str, list[Viewing]] = {}
@@ -683,13 +700,13 @@ def live(ctx: typer.Context, config: ConfigOption = None) -> None:
         title="live streams (as last saved by the server)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
+        show_edge=False,
         pad_edge=False,
+        collapse_padding=True,
     )
-    # Names fold in a narrow terminal; the short columns never do.
-    table.add_column("stream", overflow="fold", ratio=2)
-    table.add_column("publisher", overflow="fold", ratio=2)
-    table.add_column("client id", overflow="fold", ratio=1)
-    table.add_column("node", overflow="fold", ratio=1)
+    # Names fold in a narrow terminal (never their headers); the short columns never do.
+    for header in ("stream", "publisher", "client id", "node"):
+        table.add_column(header, overflow="fold", min_width=len(header))
     table.add_column("since (UTC)", no_wrap=True)
     table.add_column("viewers", justify="right", no_wrap=True)
     table.add_column("confirmed", no_wrap=True)
@@ -702,7 +719,7 @@ def live(ctx: typer.Context, config: ConfigOption = None) -> None:
             Text(pub.publisher or "-"),
             Text(pub.client_id),
             Text(pub.node),
-            _when(pub.started_at),
+            _when(pub.started_at)[:-3],  # to the minute: fits 80 columns
             str(len(seen)),
             "yes" if pub.confirmed else "no",
         )
