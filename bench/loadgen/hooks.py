@@ -314,7 +314,7 @@ class HookLoad:
                             # nginx reads until the close; the server, not us, closes first
                             await conn.closed
                 except (HookError, OSError, TimeoutError) as e:
-                    why = str(e) or f"no answer in {REQUEST_TIMEOUT:.0f} s"
+                    why = str(e) or f"no answer in {REQUEST_TIMEOUT:g} s"
                     tally.error(f"{type(e).__name__}: {why}")
                     if conn is not None:
                         conn.abort()
