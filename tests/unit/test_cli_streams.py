@@ -341,6 +341,20 @@ def test_import_wowza_replaces_keys_and_exits_1_for_unknown_users(
     assert key == "new-password-1"
 
 
+def test_import_wowza_refuses_another_accounts_key(config: Path, tmp_path: Path) -> None:
+    make_accounts(config, "alice", "bob")
+    key = ok(cli(config, "keys", "issue", "alice")).stdout.strip()
+    file = tmp_path / "publish.password"
+    file.write_text(f"bob {key}\n", encoding="utf-8")
+    result = cli(config, "keys", "import-wowza", str(file))
+    assert result.exit_code == 2, result.output
+    assert "line 1: bob@localhost: this stream key is another account's" in result.stdout
+    assert key not in result.output
+    assert with_state(config, lambda db, state: state.keys.key_of("bob@localhost")) is None
+    owner = with_state(config, lambda db, state: state.keys.owner(key))
+    assert owner is not None and owner.account == "alice@localhost"
+
+
 def test_import_wowza_large_file(config: Path, tmp_path: Path) -> None:
     names = [f"user{i:03d}" for i in range(150)]
     make_accounts(config, *names)

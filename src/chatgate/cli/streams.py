@@ -511,19 +511,14 @@ def keys_import_wowza(
             if progress is not None:
                 progress.start()
             for line, account, password in todo:
-                holder = await state.keys.owner(password)
-                if holder is not None and holder.account != account:
-                    refused.append(
-                        (line, f"{account}: this password is already another account's key")
-                    )
+                try:
+                    # ValueError: unfit as a key, another account's key, account gone
+                    await state.keys.put(account, password)
+                except ValueError as exc:
+                    reason = str(exc) if password not in str(exc) else "unfit as a stream key"
+                    refused.append((line, f"{account}: {reason}"))
                 else:
-                    try:
-                        await state.keys.put(account, password)
-                    except ValueError as exc:
-                        reason = str(exc) if password not in str(exc) else "unfit as a stream key"
-                        refused.append((line, f"{account}: {reason}"))
-                    else:
-                        imported.append(account)
+                    imported.append(account)
                 if progress is not None and task is not None:
                     progress.advance(task)
         finally:
