@@ -95,7 +95,7 @@ _NONCE_BYTES: Final = 12
 
 #: Positive look-ups cached (digest -> owner): a few hundred bytes each.
 DEFAULT_CACHE_SIZE: Final = 10_000
-_MAX_OWNER_BYTES: Final = 4 * 2047 + 200  # a bare JID of the widest characters, and a key id
+_MAX_OWNER_BYTES: Final = 4 * 2047 + 512  # a bare JID of the widest characters, key id, digest
 
 
 def _weigh(digest: bytes, owner: KeyOwner) -> int:
