@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from chatgate.auth.provider import CredentialProvider
     from chatgate.config import Config
     from chatgate.storage.database import Database
+    from chatgate.streams.service import StreamService
     from chatgate.vocabulary.errors import StreamErrorCondition
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ class ServerContext:
         )
         #: every login, whatever its protocol, is entered, settled, logged and counted here
         self.login_gate = LoginGate(self.auth_throttle, mechanisms=_configured_mechanisms(config))
+        #: the stream authority (`[streams] enabled`), opened by the server at start
+        self.streams: StreamService | None = None
         self.registration_throttle: RegistrationLimiter = RegistrationThrottle(throttle)
         self._background: set[asyncio.Task[None]] = set()
         self._on_start: list[OnStart] = []

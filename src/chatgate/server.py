@@ -188,6 +188,17 @@ class Server:
                 )
         ctx = self.ctx = ServerContext(config, db, provider, hosts)
         await purge_anonymous_hosts(ctx)
+        if config.streams.enabled:
+            from chatgate.streams.service import StreamService
+
+            ctx.streams = await StreamService.open(
+                config.streams,
+                domain=ctx.domain,
+                db=db,
+                data_dir=config.data_dir,
+                gate=ctx.login_gate,
+                provider=ctx.provider,
+            )
         for name in modules.names():
             ctx.load(modules.get(name)())
         await ctx.start_modules()
@@ -298,6 +309,8 @@ class Server:
             await server.wait_closed()
         if self.http is not None:
             await self.http.stop()
+        if ctx is not None and ctx.streams is not None:
+            await ctx.streams.close()  # after the hooks: their last calls are saved
         if ctx is not None:
             await close_provider(ctx.provider)
             for host in ctx.hosts.values():

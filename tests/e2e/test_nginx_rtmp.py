@@ -1,8 +1,10 @@
 """A real media server decides through chatgate (issue 12): Debian's nginx with
-libnginx-mod-rtmp calls chatgate's `/hooks/nginx-rtmp/...` on every publish and
-play, ffmpeg publishes a test pattern and ffmpeg plays it back (decoding frames).
-The accounts are chatgate's own, added with `chatgate user add`; the rules are
-`[streams] rules`."""
+libnginx-mod-rtmp calls chatgate's `/hooks/nginx-rtmp/...` on every publish,
+play and renewal (`on_update` every `UPDATE` seconds), ffmpeg publishes a test
+pattern and ffmpeg plays it back (decoding frames).  The accounts are
+chatgate's own, added with `chatgate user add`; stream keys and tokens come
+from `chatgate streams` and from slixmpp over XMPP; the rules are `[streams]
+rules`."""
 
 from __future__ import annotations
 
@@ -17,19 +19,23 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import nginx
-from tests.e2e.conftest import RunningServer, free_port
+from tests.e2e.conftest import RunningServer, free_port, logged_in
 from tests.e2e.web import start_web_server
 
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 PASSWORD = "pencil-case"
-STREAMS = """
+#: seconds between nginx-rtmp's renewals (`notify_update_timeout`)
+UPDATE = 2
+STREAMS = f"""
 [streams]
 enabled = true
+update_interval = {UPDATE}
 rules = [
   "publish live/alice user:alice@localhost",
   "publish live/bob user:bob@localhost",
   "play live/* authenticated",
+  "play live/* token",
   "publish public/* authenticated",
   "play public/* anonymous",
 ]
@@ -53,6 +59,8 @@ def _nginx_conf(tmp: Path, rtmp: int, http: int) -> Path:
             on_play {hooks}/play;
             on_publish_done {hooks}/publish_done;
             on_play_done {hooks}/play_done;
+            on_update {hooks}/update;
+            notify_update_timeout {UPDATE}s;
             notify_method post;
     """
     return nginx.write_conf(
@@ -226,3 +234,84 @@ def test_a_public_stream_plays_without_credentials(rig: Rig) -> None:
     finally:
         stop(live)
     assert refused_publish(rig.url("public/other"))  # publishing there needs an account
+
+
+def cli_output(rig: Rig, *args: str) -> str:
+    result = rig.server.cli("streams", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_tokens_play_their_stream_only_until_they_expire(rig: Rig) -> None:
+    token = cli_output(rig, "tokens", "issue", "live/alice", "--action", "play", "--ttl", "1h")
+    other = cli_output(rig, "tokens", "issue", "live/bob", "--action", "play", "--ttl", "1h")
+    live = publisher(rig.url("live/alice", f"username=alice&password={PASSWORD}"))
+    try:
+        wait_until_playable(rig.url("live/alice", f"token={token}"))
+        short = cli_output(rig, "tokens", "issue", "live/alice", "--action", "play", "--ttl", "5s")
+        issued = time.monotonic()
+        assert plays(rig.url("live/alice", f"token={short}"))
+        tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+        assert not plays(rig.url("live/alice", f"token={tampered}"))
+        assert not plays(rig.url("live/alice", f"token={other}"))  # another stream's
+        # a token opens nothing to publish: the rules honour tokens for play only
+        assert refused_publish(rig.url("live/alice", f"token={token}"))
+        time.sleep(max(0.0, issued + 6 - time.monotonic()))
+        assert not plays(rig.url("live/alice", f"token={short}"))  # expired
+    finally:
+        stop(live)
+    log = rig.server.log_text()
+    assert "token bad signature" in log and "token wrong stream" in log
+    assert "token expired" in log
+    assert token not in log
+
+
+def test_revoking_a_stream_key_ends_the_live_publish_within_one_update(rig: Rig) -> None:
+    key = cli_output(rig, "keys", "issue", "bob")
+    live = publisher(rig.url("live/bob", f"key={key}"), seconds=60)
+    try:
+        wait_until_playable(rig.url("live/bob", f"username=alice&password={PASSWORD}"))
+        assert live.poll() is None
+        cli_output(rig, "keys", "revoke", "bob")
+        revoked = time.monotonic()
+        # nginx asks again within UPDATE seconds; the key is gone: 403, the publisher dropped
+        code = live.wait(UPDATE * 2 + 5)
+        assert code != 0
+        assert time.monotonic() - revoked <= UPDATE * 2 + 1
+        assert refused_publish(rig.url("live/bob", f"key={key}"))
+    finally:
+        stop(live)
+    assert key not in rig.server.log_text()
+
+
+async def test_a_chat_client_fetches_a_play_token_over_xmpp_and_ffmpeg_plays_with_it(
+    rig: Rig,
+) -> None:
+    from slixmpp.xmlstream import ET
+
+    namespace = "urn:chatgate:stream-token:0"
+
+    async def fetch(stream: str, action: str) -> tuple[str, str]:
+        async with logged_in(rig.server, "bob@localhost", PASSWORD) as client:
+            info = await client.plugin["xep_0030"].get_info(jid="localhost", timeout=10)
+            assert namespace in info["disco_info"]["features"]
+            iq = client.make_iq_get(ito="localhost")
+            request = ET.Element(f"{{{namespace}}}token", stream=stream, action=action)
+            iq.append(request)
+            try:
+                reply = await iq.send(timeout=10)
+            except Exception as exc:  # an IqError: its condition is what the test checks
+                return "error", str(getattr(exc, "condition", exc))
+            answer = reply.xml.find(f"{{{namespace}}}token")
+            assert answer is not None and answer.get("stream") == stream
+            return "token", answer.text or ""
+
+    kind, token = await fetch("live/alice", "play")
+    assert kind == "token"
+    # bob may not publish live/alice, so he gets no publish token for it
+    assert await fetch("live/alice", "publish") == ("error", "forbidden")
+    live = publisher(rig.url("live/alice", f"username=alice&password={PASSWORD}"))
+    try:
+        wait_until_playable(rig.url("live/alice", f"token={token}"))
+    finally:
+        stop(live)

@@ -11,8 +11,9 @@ come.  A wrong password's answer is held as long as brute-force protection
 says, as an XMPP login's failure is.  Bodies are bounded by
 `[http] max_request_size`.
 
-Served by aiohttp for now (the lane hands these requests over); the lane can
-take them when the authority's benchmark asks for it.
+Read by the listener's lane (`lane.py`: one Content-Length, the common case,
+as fast as a BOSH request) or by aiohttp (anything else the lane hands over);
+both call `HookEndpoint.answer`.
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ from aiohttp import web
 
 from chatgate.http.client_address import Networks
 from chatgate.streams.adapters import HookRequest, Verdict
-from chatgate.streams.adapters.base import Adapter
+from chatgate.streams.adapters.base import Adapter, HookResponse
 from chatgate.streams.authority import StreamAuthority
 
 log = logging.getLogger(__name__)
 
-PATH = "/hooks/{adapter}/{endpoint:.+}"
+_TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
+_NOT_A_MEDIA_SERVER = HookResponse(403, _TEXT, b"hooks answer only the configured media servers\n")
+_NO_ADAPTER = HookResponse(404, _TEXT, b"no such media-server adapter\n")
+
+PREFIX = "/hooks/"
+PATH = PREFIX + "{route:.+}"
 #: seconds a hook's body may take to arrive
 BODY_TIMEOUT = 10.0
 
@@ -48,29 +54,26 @@ class HookEndpoint:
         self.adapters = dict(adapters)
         self.networks = Networks(networks)
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        transport = request.transport
-        peer = transport.get_extra_info("peername") if transport is not None else None
-        address = str(peer[0]) if isinstance(peer, tuple) else None
+    async def answer(
+        self,
+        method: str,
+        route: str,
+        query: bytes,
+        headers: Mapping[str, str],
+        body: bytes,
+        address: str | None,
+    ) -> HookResponse:
+        """The answer to a hook call, whichever HTTP code read it: `route` is the
+        path after ``/hooks/`` (``nginx-rtmp/publish``), `headers` by lower-case
+        name, `address` the TCP peer's."""
         if address not in self.networks:
             log.warning("stream hooks: refused a call from %s (not in hook_networks)", address)
-            return web.Response(status=403, text="hooks answer only the configured media servers\n")
-        adapter = self.adapters.get(request.match_info["adapter"])
-        if adapter is None:
-            return web.Response(status=404, text="no such media-server adapter\n")
-        try:
-            async with asyncio.timeout(BODY_TIMEOUT):
-                body = await request.read()
-        except TimeoutError:
-            return web.Response(status=408, text="the request body took too long\n")
-        hook = HookRequest(
-            request.method,
-            request.match_info["endpoint"],
-            request.raw_path.partition("?")[2].encode("utf-8", "surrogateescape"),
-            {name.lower(): value for name, value in request.headers.items()},
-            body,
-            address,
-        )
+            return _NOT_A_MEDIA_SERVER
+        name, _, endpoint = route.partition("/")
+        adapter = self.adapters.get(name)
+        if adapter is None or not endpoint:
+            return _NO_ADAPTER
+        hook = HookRequest(method, endpoint, query, headers, body, address)
         parsed = adapter.parse(hook)
         if isinstance(parsed, Verdict):
             question, verdict = None, parsed
@@ -81,7 +84,27 @@ class HookEndpoint:
             if answer.hold > 0:
                 await asyncio.sleep(answer.hold)  # only failures are held
             verdict = answer.verdict
-        reply = adapter.respond(hook, question, verdict)
+        return adapter.respond(hook, question, verdict)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp route (requests the lane hands over: chunked bodies,
+        ``Expect``, anything its strict reader leaves to aiohttp)."""
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        address = str(peer[0]) if isinstance(peer, tuple) else None
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                body = await request.read()
+        except TimeoutError:
+            return web.Response(status=408, text="the request body took too long\n")
+        reply = await self.answer(
+            request.method,
+            request.raw_path.partition("?")[0].removeprefix(PREFIX),
+            request.raw_path.partition("?")[2].encode("utf-8", "surrogateescape"),
+            {name.lower(): value for name, value in request.headers.items()},
+            body,
+            address,
+        )
         response = web.Response(status=reply.status, body=reply.body, headers=dict(reply.headers))
         if reply.close:
             response.force_close()

@@ -49,7 +49,9 @@ from chatgate.vocabulary.facts import ConnectionFacts
 
 if TYPE_CHECKING:
     from chatgate.http.bosh import BoshEndpoint
+    from chatgate.http.hooks import HookEndpoint
     from chatgate.http.lane_websocket import LaneWebSocket
+    from chatgate.streams.adapters.base import HookResponse
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ LINGER = 2.0
 #: bytes of requests answered at once (preflights) per loop turn: a socket read
 #: of pipelined preflights (256 KiB, 3,000 answers) stalled everyone else
 SLICE_BYTES = 65_536
+#: the media servers' hooks (`hooks.py`)
+HOOKS_PREFIX = "/hooks/"
 
 
 @dataclass(slots=True)
@@ -85,6 +89,8 @@ class LaneRoutes:
     max_request_size: int
     keepalive_timeout: float
     body_timeout: float
+    #: the media servers' hooks under `HOOKS_PREFIX` (None: `[streams]` is off)
+    hooks: HookEndpoint | None = None
     #: live lane connections, WebSockets included (stopped by `close_all`)
     live: set[LaneProtocol] = field(default_factory=set)
     stopping: bool = False
@@ -264,6 +270,13 @@ class LaneProtocol(asyncio.Protocol):
                 return  # the idle timer runs on: the head must come in time
             if head.path == routes.websocket_path and self._upgrade(head):
                 return
+            if (
+                routes.hooks is not None
+                and head.path.startswith(HOOKS_PREFIX)
+                and head.method in (b"POST", b"GET")
+            ):
+                self._hook(head)
+                return
             if head.path in routes.bosh_paths and routes.bosh is not None:
                 if head.method == b"POST":
                     self._bosh(head)
@@ -284,20 +297,69 @@ class LaneProtocol(asyncio.Protocol):
             self._hand_over()
             return
 
-    def _bosh(self, head: RequestHead) -> None:
+    def _body(self, head: RequestHead) -> bytes | None:
+        """The request's body, taken off the buffer; None while it is still coming
+        (it has BODY_TIMEOUT from the head's arrival) or when it was refused."""
         size = head.content_length
         if size > self._routes.max_request_size:
             self._refuse_body(head, size)
-            return
+            return None
         end = head.end + size
         if len(self._buffer) < end:
-            # the body is still coming: it has BODY_TIMEOUT from the head's arrival
             if not self._body_timer:
                 self._arm(self._routes.body_timeout, body=True)
-            return
+            return None
         body = bytes(self._buffer[head.end : end])
         del self._buffer[:end]
         self._cancel_timer()
+        return body
+
+    def _hook(self, head: RequestHead) -> None:
+        """A media server's hook (`hooks.HookEndpoint.answer`)."""
+        body = self._body(head)
+        if body is None:
+            return
+        self._busy = True
+        hooks = self._routes.hooks
+        assert hooks is not None
+        headers = {name.decode("latin-1"): v.decode("latin-1") for name, v in head.headers.items()}
+        coro = hooks.answer(
+            head.method.decode("ascii"),
+            head.path.removeprefix(HOOKS_PREFIX),
+            head.query.encode("ascii"),
+            headers,
+            body,
+            peer_address(self._transport) if self._transport is not None else None,
+        )
+        task = self._loop.create_task(coro)
+        task.add_done_callback(lambda t: self._hook_answered(head, t))
+
+    def _hook_answered(self, head: RequestHead, task: asyncio.Task[HookResponse]) -> None:
+        if task.cancelled():
+            self._abort()
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("stream hook failed", exc_info=exc)
+            self._close_after = True
+            self._respond(head, 500, b"", "text/plain")
+            return
+        reply = task.result()
+        content_type = "text/plain"
+        extra = []
+        for name, value in reply.headers:
+            if name.lower() == "content-type":
+                content_type = value
+            else:
+                extra.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
+        if reply.close:
+            self._close_after = True
+        self._respond(head, reply.status, reply.body, content_type, extra=b"".join(extra))
+
+    def _bosh(self, head: RequestHead) -> None:
+        body = self._body(head)
+        if body is None:
+            return
         self._busy = True
         transport, routes = self._transport, self._routes
         bosh = routes.bosh
@@ -371,6 +433,7 @@ class LaneProtocol(asyncio.Protocol):
         *,
         preflight: bool = False,
         go_on: bool = True,
+        extra: bytes = b"",
     ) -> None:
         """Write one response, then go on with the next request (unless `go_on` is
         False: the caller does), or close."""
@@ -385,7 +448,7 @@ class LaneProtocol(asyncio.Protocol):
                 b"Content-Type: %s\r\nContent-Length: %d\r\nCache-Control: no-store\r\n"
                 % (content_type.encode(), len(data))
             )
-        parts.append(b"Date: %s\r\n%s" % (_date(), _SECURITY))
+        parts.append(b"Date: %s\r\n%s%s" % (_date(), _SECURITY, extra))
         origin = self._routes.allowed_origin(head.header(b"origin"))
         if origin is not None:
             if preflight:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 
@@ -266,43 +265,38 @@ class HttpListener:
             add_chat_routes(app, self.ctx, self.options, WEBSOCKET_PATH, BOSH_PATH)
         return app
 
-    async def _make_hooks(self) -> HookEndpoint:
-        """The stream authority on the server's accounts, gate and rules, and one
-        adapter per media server kind that needs no secret of its own."""
+    def _make_hooks(self) -> HookEndpoint:
+        """The `/hooks/` route on the server's stream authority, with one adapter per
+        media server kind (Wowza's only with its shared secret)."""
         from chatgate.streams.adapters.base import Adapter
         from chatgate.streams.adapters.mediamtx import MediaMtxAdapter
         from chatgate.streams.adapters.nginx_rtmp import NginxRtmpAdapter
         from chatgate.streams.adapters.red5 import Red5Adapter
         from chatgate.streams.adapters.srs import SrsAdapter
-        from chatgate.streams.authority import StreamAuthority
-        from chatgate.streams.keys import LocalStreamKeys
-        from chatgate.streams.live import LocalLiveStreams
-        from chatgate.streams.policy import Rule, RuleSet
+        from chatgate.streams.adapters.wowza import WowzaTokenAdapter
 
-        ctx = self.ctx
-        streams = ctx.config.streams
-        token_key = await ctx.db.secrets.get_or_create(STREAM_TOKEN_KEY, os.urandom(32))
-        authority = StreamAuthority(
-            domain=ctx.domain,
-            gate=ctx.login_gate,
-            provider=ctx.provider,
-            rules=RuleSet(Rule.parse(text) for text in streams.rules),
-            live=LocalLiveStreams(),
-            keys=LocalStreamKeys(),
-            token_keys={1: token_key},
-        )
+        service = self.ctx.streams
+        assert service is not None, "the server opens the stream service before the listener"
+        options = self.ctx.config.streams
         adapters: list[Adapter] = [
             NginxRtmpAdapter(),
             MediaMtxAdapter(),
             SrsAdapter(),
-            Red5Adapter(),
+            Red5Adapter(
+                application=options.red5_application,
+                client_token_required=options.red5_client_token_required,
+            ),
         ]
-        return HookEndpoint(authority, {a.name: a for a in adapters}, streams.hook_networks)
+        if options.wowza_shared_secret is not None:
+            adapters.append(
+                WowzaTokenAdapter(shared_secret=options.wowza_shared_secret.get_secret_value())
+            )
+        return HookEndpoint(service.authority, {a.name: a for a in adapters}, options.hook_networks)
 
     async def start(self) -> None:
         logging.getLogger("aiohttp.server").addFilter(_quiet_parse_errors)  # once: same object
         if self.ctx.config.streams.enabled:
-            self.hooks = await self._make_hooks()
+            self.hooks = self._make_hooks()
         options = self.options
         runner = self._runner = web.AppRunner(
             self.application(),
@@ -334,6 +328,7 @@ class HttpListener:
             max_request_size=options.max_request_size,
             keepalive_timeout=KEEPALIVE_TIMEOUT,
             body_timeout=bosh.BODY_TIMEOUT,
+            hooks=self.hooks,
         )
         if options.port is not False:
             counter = self.connections

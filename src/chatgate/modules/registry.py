@@ -23,6 +23,7 @@ from chatgate.modules.presence import PresenceModule
 from chatgate.modules.register import Register
 from chatgate.modules.roster.module import RosterModule
 from chatgate.modules.services import EntityTime, LegacySession, Ping, SoftwareVersion
+from chatgate.modules.stream_tokens import StreamTokens
 from chatgate.modules.vcard import VCard
 from chatgate.registry import Registry
 from chatgate.vocabulary.errors import ConfigError
@@ -45,6 +46,7 @@ def builtin_modules(*, load_entry_points: bool = True) -> Registry[type[Module]]
         Register,
         LegacyAuth,
         AnonymousCleanup,
+        StreamTokens,
     ):
         registry.register(module.name, module)
     if load_entry_points:

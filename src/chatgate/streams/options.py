@@ -27,6 +27,8 @@ class StreamsOptions(BaseModel):
     no rule for a stream denies it (docs/streaming.md)."""
     hook_networks: list[str] = ["127.0.0.0/8", "::1/128"]
     """Addresses the hooks answer (the media servers'); others get 403."""
+    groups: dict[str, list[str]] = {}
+    """Groups for `group:NAME` rules: ``staff = ["alice@example.org"]``."""
     takeover: bool = False
     """A user publishing a stream they already publish ends the old publication
     (a reconnecting encoder) instead of being refused."""
@@ -38,6 +40,11 @@ class StreamsOptions(BaseModel):
     """Longest lifetime of a token issued over XMPP (seconds)."""
     token_default_ttl: int = Field(default=3_600, ge=60, le=30 * 86_400)
     """Lifetime of a token issued over XMPP when the client names none."""
+    red5_application: str = Field(default="live", pattern=r"^[A-Za-z0-9_.~+:@-]{1,64}$")
+    """The application Red5 Pro's `streamID`s are in: the stream is
+    `<red5_application>/<streamID>`."""
+    red5_client_token_required: bool = False
+    """Refuse Red5 subscribers that bring no token (Red5's `clientTokenRequired`)."""
     wowza_shared_secret: SecretStr | None = None
     """The `sharedSecret` of Wowza's token-provider module: enables
     `/hooks/wowza/tea-token`, which reveals stream keys (not passwords) to it.
@@ -79,3 +86,20 @@ class StreamsOptions(BaseModel):
         if self.token_default_ttl > self.token_max_ttl:
             raise ValueError("token_default_ttl cannot exceed token_max_ttl")
         return self
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_valid(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
+        from chatgate.jid import JID, InvalidJID
+        from chatgate.streams.policy import Grantee
+
+        for name, members in groups.items():
+            Grantee.group(name)  # ValueError names what is wrong
+            for member in members:
+                try:
+                    jid = JID.parse(member)
+                except InvalidJID as exc:
+                    raise ValueError(f"group {name!r}: {member!r} is not a JID: {exc}") from None
+                if not jid.local or jid.resource:
+                    raise ValueError(f"group {name!r}: {member!r} is not an account (a bare JID)")
+        return groups

@@ -2,17 +2,23 @@
 requests it sends and the answers it accepts (``streaming-contract.md``, "Red5
 Pro"; seed ``001_…``).
 
-Configuration (``red5-web.xml``, the validator bean)::
+Configuration (the webapp's ``red5-web.properties``): the validator's
+protocol, host and port name chatgate's HTTP listener, and its two endpoint
+properties are paths from that server's root (docs/streaming.md has the block)::
 
-    validateCredentialsEndPoint    http://127.0.0.1:5280/hooks/red5/validateCredentials
-    invalidateCredentialsEndPoint  http://127.0.0.1:5280/hooks/red5/invalidateCredentials
+    server.validateCredentialsEndPoint=/hooks/red5/validateCredentials
+    server.invalidateCredentialsEndPoint=/hooks/red5/invalidateCredentials
+
+In ``chatgate.toml``, ``[streams] red5_application`` and
+``red5_client_token_required`` set the adapter's options below.
 
 Request: ``POST`` JSON ``{"username", "password", "token", "type",
 "streamID"}``; ``type`` is ``publisher`` (PUBLISH) or ``subscriber`` (PLAY);
 invalidate reports the end (PUBLISH_DONE, PLAY_DONE).  ``streamID`` is the name
 within the webapp: the stream is ``<application>/<streamID>`` with the
 adapter's configured application (``live`` by default), validated.  Red5 sends
-neither the client's address nor a client id: both are None.
+neither the client's address nor a client id: both are None, so the authority
+decides but does not track the session.
 
 Credentials (seed ``001_…``: anonymous, dummy and session access):
 
