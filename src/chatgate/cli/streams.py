@@ -97,6 +97,8 @@ console = plain_console()
 MAX_TTL = timedelta(days=30)
 #: `keys import-wowza` shows a progress bar from this many entries on
 PROGRESS_FROM = 100
+#: Imported keys shorter than this are reported as guessable (issued keys have 32).
+WEAK_KEY_LENGTH = 12
 
 
 # ------------------------------------------------------------------ helpers
@@ -455,7 +457,7 @@ def keys_import_wowza(
     A line whose user has no account is skipped (`chatgate user add` makes
     accounts).  Invalid: a malformed line, a name that is not a valid account
     name, the same account or password twice, a password unfit as a stream key
-    (8 to 128 printable ASCII characters) or already another account's key.
+    (6 to 128 printable ASCII characters) or already another account's key.
     Skipped and invalid lines are listed by number; passwords are never printed.
     The rest is imported, replacing keys the accounts had.  Exit 2 if lines were
     invalid, else 1 if lines were skipped, else 0.
@@ -491,6 +493,8 @@ def keys_import_wowza(
             continue
         wanted.append((entry.line, username, domain, entry.username, entry.password))
 
+    weak: list[int] = []
+
     async def store(
         db: Database, state: StreamState
     ) -> tuple[list[str], int, list[tuple[int, str]], list[tuple[int, str]]]:
@@ -500,6 +504,7 @@ def keys_import_wowza(
         skipped: list[tuple[int, str]] = []
         refused: list[tuple[int, str]] = []
         todo = []
+        weak.clear()
         for line, username, domain, written, password in wanted:
             if (username, domain) in existing:
                 todo.append((line, jid(username, domain), password))
@@ -519,6 +524,8 @@ def keys_import_wowza(
                     refused.append((line, f"{account}: {reason}"))
                 else:
                     imported.append(account)
+                    if len(password) < WEAK_KEY_LENGTH:
+                        weak.append(line)
                 if progress is not None and task is not None:
                     progress.advance(task)
         finally:
@@ -542,6 +549,12 @@ def keys_import_wowza(
             console.print(f"{title} lines ({len(rows)}):")
             for line, reason in rows:
                 console.print(f"  line {line}: {reason}", soft_wrap=True)
+    if weak:
+        _note(
+            f"{len(weak)} imported keys have fewer than {WEAK_KEY_LENGTH} characters "
+            f"(lines {', '.join(map(str, weak[:10]))}{', ...' if len(weak) > 10 else ''}): "
+            "guessable; give those users new ones with `chatgate streams keys issue USER`"
+        )
     if invalid:
         raise typer.Exit(2)
     if skipped:

@@ -88,9 +88,9 @@ class LocalStreamKeys:
 PEPPER_SECRET: Final = "stream-key-pepper"
 CIPHER_SECRET: Final = "stream-key-cipher"
 
-#: A key `put` accepts: 8 to 128 printable ASCII characters, no space (Wowza's
+#: A key `put` accepts: 6 to 128 printable ASCII characters, no space (Wowza's
 #: ``publish.password`` entries are such words; issued keys are 32 of them).
-_KEY_TEXT: Final = re.compile(r"[\x21-\x7e]{8,128}")
+_KEY_TEXT: Final = re.compile(r"[\x21-\x7e]{6,128}")
 _NONCE_BYTES: Final = 12
 
 #: Positive look-ups cached (digest -> owner): a few hundred bytes each.
@@ -238,11 +238,11 @@ class DatabaseStreamKeys:
         return key
 
     async def put(self, account: str, key: str) -> KeyOwner:
-        """`ValueError` for a key that is not 8 to 128 printable ASCII characters
+        """`ValueError` for a key that is not 6 to 128 printable ASCII characters
         without spaces, for an account that does not exist, and for a key another
         account has."""
         if not isinstance(key, str) or _KEY_TEXT.fullmatch(key) is None:
-            raise ValueError("a stream key is 8 to 128 printable ASCII characters, no spaces")
+            raise ValueError("a stream key is 6 to 128 printable ASCII characters, no spaces")
         parts = _split(account)
         if parts is None:
             raise ValueError(f"not an account (localpart@domain): {account!r}")
