@@ -309,6 +309,7 @@ class HookLoad:
                                 conn = None
                                 if attempt:
                                     raise
+                        assert conn is not None  # the loop broke with an answer or raised
                         ns = perf() - t0
                         if conn.must_close:
                             # nginx reads until the close; the server, not us, closes first
