@@ -6,7 +6,7 @@ stream keys from ``chatgate streams keys issue USER``, for a few accounts. Both 
 prepared data directory while the server is stopped, once per run (not measured, about ten
 seconds). A command
 this chatgate does not have leaves its figure "not available" with the reason; a command that
-exists and fails stops the run.
+exists and fails fails the scenario (the run's other scenarios still run).
 
 Streams are ``bench/live0`` .. ``bench/live9``: the generator spreads its viewers over them so
 that no stream nears the live registry's 10,000 viewers (its figures stop at 80,000 requests).

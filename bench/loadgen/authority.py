@@ -196,6 +196,8 @@ async def run(
     credentials = spec.get("stream_credentials")
     if not credentials:
         raise ValueError("the authority scenario needs stream credentials from the orchestrator")
+    if "error" in credentials:  # making them failed: this scenario fails with the reason
+        raise RuntimeError(credentials["error"])
     if not spec.get("http_port"):
         raise ValueError("the server has no HTTP port for the hooks")
     load = HookLoad(loop, spec["http_port"], spec["server_pid"], wire=wire, connections=connections)
