@@ -6,7 +6,9 @@ closed loop (`hooks.HookLoad`), every answer checked to be nginx-rtmp's allow (2
 - ``token``: ``?token=...``, a signed play token for the stream (no database read);
 - ``stream_key``: ``?key=...``, an account's stream key (looked up, then the account's rights);
 - ``password_cold``: ``?username=uN&password=pwN``, each account's first check since the
-  server started (the key derivation, PBKDF2, every time);
+  server started (the key derivation, PBKDF2, every time). XMPP logins with SCRAM check no
+  password, so scenarios sharing the start (quick runs) leave it cold; with ``--mechanism
+  PLAIN`` they do check passwords, and a cache of verified passwords would warm it;
 - ``password_warm``: the same few accounts again and again, each checked once before the
   warm-up (what a credential cache saves).
 
