@@ -49,8 +49,9 @@ Never 3xx without ``Location`` (nginx takes it as an allow) and never a relay
 ``Location: rtmp://...``.  A rename on ``/update`` is answered ``200``: the
 stream keeps the name it has.  A rename out of the application, to a name that
 is not ASCII (it goes into a header) or any REVEAL is our own error: ``500``,
-which nginx treats as a denial.  Every response asks the route to close the
-connection (nginx reads until it closes).
+which nginx treats as a denial.  nginx reads an answer until the connection
+closes: it sends HTTP/1.0 without keep-alive, so the route closes after each
+answer; a client asking for keep-alive (an HTTP/1.1 load generator) keeps it.
 """
 
 from __future__ import annotations
@@ -92,10 +93,11 @@ _TEXT: Final = (("Content-Type", "text/plain; charset=utf-8"),)
 
 
 def _text_response(status: int, message: str) -> HookResponse:
-    return HookResponse(status, _TEXT, (message + "\n").encode("utf-8"), close=True)
+    # after a request we could not read (400, 404) the connection is not trusted on
+    return HookResponse(status, _TEXT, (message + "\n").encode("utf-8"), close=status in (400, 404))
 
 
-_OK: Final = HookResponse(200, _TEXT, b"", close=True)
+_OK: Final = HookResponse(200, _TEXT, b"")
 _NOT_FOUND: Final = _text_response(404, "no such nginx-rtmp hook")
 _INTERNAL: Final = _text_response(500, "internal error")
 
@@ -195,7 +197,7 @@ class NginxRtmpAdapter:
             if question.action in (HookAction.PUBLISH, HookAction.PLAY):
                 location = _location(question, verdict.stream)
                 if location is not None:
-                    return HookResponse(302, (*_TEXT, ("Location", location)), b"", close=True)
+                    return HookResponse(302, (*_TEXT, ("Location", location)), b"")
         return _INTERNAL
 
 
