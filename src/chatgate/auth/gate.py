@@ -35,6 +35,7 @@ from chatgate.auth.internal import InternalProvider
 from chatgate.auth.throttle import LoginThrottle, Refuse, throttle_account
 
 if TYPE_CHECKING:
+    from chatgate.auth.password_memo import PasswordMemo
     from chatgate.auth.provider import CredentialProvider
 
 __all__ = [
@@ -397,23 +398,29 @@ class LoginGate:
         password: str,
         address: str | None,
         mechanism: str = "PLAIN",
+        memo: PasswordMemo | None = None,
     ) -> Decision:
         """Enter, check `password` with the provider, settle: the whole login of a
         protocol whose credential is checked in one step (a media server's hook).
 
         `username` is a prepared localpart (`jid.prepare_username`); `address` the
         client address the caller vouches for.  The password is handed to the
-        provider and nowhere else: never logged, never kept.  A provider that
-        raises is UNAVAILABLE (logged with its traceback, the slot freed), never
-        a wrong password.  A caller cancelled while the check runs (its client
-        hung up) has its attempt counted as a failure, as SASL counts an abandoned
-        one."""
+        provider (and to the `memo`'s keyed hash) and nowhere else: never logged,
+        never kept.  A provider that raises is UNAVAILABLE (logged with its
+        traceback, the slot freed), never a wrong password.  A caller cancelled
+        while the check runs (its client hung up) has its attempt counted as a
+        failure, as SASL counts an abandoned one.  With a `memo`, a password it
+        remembers is right without asking the provider (`auth/password_memo.py`),
+        and one the provider finds right is remembered."""
         entered = self.enter(protocol, mechanism, username, domain, address)
         if isinstance(entered, Refuse):
             return Decision(
                 False, Reason.THROTTLED, entered.retry_after, "too many login attempts at once"
             )
         attempt = entered
+        if memo is not None and memo.knows(username, domain, password):
+            self.succeeded(attempt, username)
+            return _ALLOWED
         try:
             right, held = await verify_password(provider, username, domain, password)
         except asyncio.CancelledError:
@@ -437,6 +444,8 @@ class LoginGate:
             hold = self.failed(attempt, NOT_AUTHORIZED)
             return Decision(False, Reason.WRONG_CREDENTIALS, hold, "not authorized")
         self.succeeded(attempt, username)
+        if memo is not None:
+            memo.remember(username, domain, password)
         log.info(
             "%s@%s authenticated with %s over %s from %s",
             username,

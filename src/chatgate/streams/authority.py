@@ -60,6 +60,7 @@ from chatgate.streams.stores import OneTimeTokens, StreamKeys
 
 if TYPE_CHECKING:
     from chatgate.auth.gate import LoginGate
+    from chatgate.auth.password_memo import PasswordMemo
     from chatgate.auth.provider import CredentialProvider
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class StreamAuthority:
         keys: StreamKeys,
         token_keys: Mapping[int, bytes],
         one_time: OneTimeTokens | None = None,
+        memo: PasswordMemo | None = None,
         groups: Groups | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -125,6 +127,8 @@ class StreamAuthority:
         self.keys = keys
         self.token_keys = token_keys
         self.one_time = one_time
+        #: passwords proven right, until credentials change (`auth/password_memo.py`)
+        self.memo = memo
         self.groups: Groups = groups if groups is not None else NoGroups()
         self.clock = clock
 
@@ -263,6 +267,7 @@ class StreamAuthority:
             password,
             q.client_address,
             mechanism="password",
+            memo=self.memo,
         )
         if not decision.allowed:
             who = f"{localpart}@{self.domain}"

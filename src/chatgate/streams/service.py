@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from chatgate.auth.internal import STAMP_NAME as CREDENTIALS_STAMP
+from chatgate.auth.password_memo import PasswordMemo
 from chatgate.jid import JID
 from chatgate.streams.authority import StreamAuthority
 from chatgate.streams.issuer import TokenIssuer
@@ -100,6 +102,8 @@ class StreamService:
             keys=state.keys,
             token_keys=state.token_keys,
             one_time=state.one_time,
+            # forgotten whenever any credentials change, here or in another process
+            memo=PasswordMemo(StampSignal(data_dir, CREDENTIALS_STAMP).changed),
             groups=groups,
         )
         issuer = TokenIssuer(

@@ -25,6 +25,7 @@ from chatgate.auth.gate import (
     Reason,
 )
 from chatgate.auth.internal import AWAITING_APPROVAL, InternalProvider
+from chatgate.auth.password_memo import PasswordMemo
 from chatgate.auth.provider import Capability
 from chatgate.auth.throttle import (
     AddressLimits,
@@ -488,3 +489,63 @@ async def test_check_secret_whose_check_raises_is_unavailable_not_a_guess() -> N
     decision, _ = await gate.check_secret("stream-hook", "stream-key", DOMAIN, ADDRESS, broken)
     assert decision.reason is Reason.UNAVAILABLE and not decision.allowed
     assert throttle.stats.failures == 0 and throttle.in_flight(ADDRESS, 100.0) == 0
+
+
+# --- check_password with a memo of proven passwords -------------------------------------
+
+
+class CountingProvider:
+    """The real provider, counting how often it is asked (a memo hit must not ask)."""
+
+    def __init__(self, inner: InternalProvider) -> None:
+        self.inner = inner
+        self.asked = 0
+        self.offers = inner.offers
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def verify_password(self, username: str, domain: str, password: str) -> bool:
+        self.asked += 1
+        return await self.inner.verify_password(username, domain, password)
+
+
+async def test_a_remembered_password_is_right_without_asking_the_provider(
+    provider: InternalProvider,
+) -> None:
+    gate, throttle, clock = make_gate(slots=1, per_account=1)
+    changed = [False]
+    memo = PasswordMemo(lambda: changed.pop() if changed[0:1] == [True] else False)
+    counting = CountingProvider(provider)
+
+    async def check(password: str) -> Decision:
+        return await gate.check_password(
+            counting,  # type: ignore[arg-type]
+            "stream-hook",
+            "alice",
+            DOMAIN,
+            password,
+            ADDRESS,
+            memo=memo,
+        )
+
+    assert (await check(PASSWORD)).allowed and counting.asked == 1
+    assert (await check(PASSWORD)).allowed and counting.asked == 1  # remembered
+    assert len(memo) == 1
+    # a wrong password is never answered from the memo: derived, counted, held
+    assert not (await check("wrong")).allowed and counting.asked == 2
+    clock.now += HOLD
+    # credentials changed somewhere: everything is forgotten, the provider asked again
+    changed[0] = True
+    assert (await check(PASSWORD)).allowed and counting.asked == 3
+    assert throttle.stats.failures == 1
+
+
+def test_the_memo_is_bounded_and_keeps_no_password() -> None:
+    memo = PasswordMemo(lambda: False, max_entries=2)
+    for n in range(3):
+        memo.remember("u", DOMAIN, f"secret-{n}")
+    assert len(memo) == 2
+    assert not memo.knows("u", DOMAIN, "secret-0")  # the oldest went first
+    assert memo.knows("u", DOMAIN, "secret-2") and not memo.knows("v", DOMAIN, "secret-2")
+    assert all(b"secret" not in digest for digest in memo._known)
