@@ -44,7 +44,7 @@ class Plan:
     authority_warmup: float = 0.5
     authority_duration: float = 5.0
     authority_max_requests: int = 80_000
-    authority_wire: str = "nginx"
+    authority_wire: str = "keepalive"
 
     @property
     def fanout_block(self) -> int:
@@ -241,6 +241,8 @@ AUTHORITY_FIGURES = {
     "stream_key": "stream-key",
     "password_cold": "password, cold",
     "password_warm": "password, warm",
+    "token_per_connection": "token, a connection per request (nginx-rtmp's wire)",
+    "stream_key_per_connection": "stream-key, a connection per request (nginx-rtmp's wire)",
 }
 
 
@@ -284,7 +286,7 @@ def _authority_figures(_: Plan, r: dict[str, Any]) -> Figures:
 
 
 def _authority_metrics(p: Plan) -> list[Metric]:
-    how = f"nginx-rtmp on_play, C={p.authority_connections}"
+    how = f"nginx-rtmp on_play, C={p.authority_connections}, {p.authority_wire}"
     out = []
     for name, label in AUTHORITY_FIGURES.items():
         out.append(Metric(f"authority_{name}_per_s", f"{label} decisions/s ({how})", "1/s", True))

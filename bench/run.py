@@ -81,9 +81,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--hooks-wire",
         choices=["nginx", "keepalive"],
-        default="nginx",
-        help="authority scenario: nginx-rtmp's exact HTTP/1.0 requests, one connection each "
-        "(default), or HTTP/1.1 on kept connections",
+        default="keepalive",
+        help="authority scenario: nginx-rtmp's requests on HTTP/1.1 kept connections (default; "
+        "the token and key figures are then also measured one HTTP/1.0 connection each, as "
+        "nginx-rtmp sends them), or only one connection each",
     )
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
     docs = ap.add_mutually_exclusive_group()

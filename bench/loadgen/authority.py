@@ -1,7 +1,10 @@
 """The `authority` task: chatgate as the stream authority, asked by nginx-rtmp (issue 12).
 
 Four figures, each a warm-up and a window of ``on_play`` decisions by C connections in a
-closed loop (`hooks.HookLoad`), every answer checked to be nginx-rtmp's allow (200):
+closed loop (`hooks.HookLoad`), every answer checked to be nginx-rtmp's allow (200), on the
+chosen wire (HTTP/1.1 keep-alive by default, as MediaMTX's and SRS's HTTP clients call; with
+it, the token and key figures again on nginx-rtmp's own wire, one HTTP/1.0 connection per
+request, ``*_per_connection``):
 
 - ``token``: ``?token=...``, a signed play token for the stream (no database read);
 - ``stream_key``: ``?key=...``, an account's stream key (looked up, then the account's rights);
@@ -36,7 +39,14 @@ from bench.loadgen.hooks import HookLoad, NginxRtmpForm, Source, Tally
 ALLOWED = 200
 #: accounts checked again and again for the warm password figure
 WARM_ACCOUNTS = 64
-FIGURES = ("token", "stream_key", "password_cold", "password_warm")
+FIGURES = (
+    "token",
+    "stream_key",
+    "password_cold",
+    "password_warm",
+    "token_per_connection",
+    "stream_key_per_connection",
+)
 
 #: the client query string of request `i` on stream index `s`, or None when there is no more
 Args = Callable[[int, int], bytes | None]
@@ -217,6 +227,20 @@ async def run(
         "password_cold": await runner.password_cold(WARM_ACCOUNTS, pool),
         "password_warm": await runner.password_warm(WARM_ACCOUNTS),
     }
+    if wire != "nginx":
+        # and as nginx-rtmp itself calls: one connection per request (clientids go on
+        # from where the first runner stopped, so none repeats)
+        nginx = HookLoad(
+            loop, spec["http_port"], spec["server_pid"], wire="nginx", connections=connections
+        )
+        per_request = AuthorityRun(
+            nginx, credentials, warmup=warmup, duration=duration, max_requests=max_requests
+        )
+        per_request._ids = runner._ids
+        figures["token_per_connection"] = await per_request.token()
+        figures["stream_key_per_connection"] = await per_request.stream_key()
+        load.sent += nginx.sent
+        load.opened += nginx.opened
     samples = [s for f in figures.values() for s in f.get("error_samples", [])]
     samples += [s for f in figures.values() for s in f.get("cleanup", {}).get("error_samples", [])]
     out: dict[str, Any] = {
