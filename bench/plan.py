@@ -286,9 +286,10 @@ def _authority_figures(_: Plan, r: dict[str, Any]) -> Figures:
 
 
 def _authority_metrics(p: Plan) -> list[Metric]:
-    how = f"nginx-rtmp on_play, C={p.authority_connections}, {p.authority_wire}"
     out = []
     for name, label in AUTHORITY_FIGURES.items():
+        wire = "" if name.endswith("_per_connection") else f", {p.authority_wire}"
+        how = f"nginx-rtmp on_play, C={p.authority_connections}{wire}"
         out.append(Metric(f"authority_{name}_per_s", f"{label} decisions/s ({how})", "1/s", True))
         out.append(Metric(f"authority_{name}_p99_ms", f"{label} decision p99", "ms", False))
     return out
