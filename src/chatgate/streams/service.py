@@ -24,7 +24,7 @@ from chatgate.streams.issuer import TokenIssuer
 from chatgate.streams.live import LiveLimits, LocalLiveStreams
 from chatgate.streams.options import StreamsOptions
 from chatgate.streams.rulebook import RuleBook
-from chatgate.streams.signal import StampSignal
+from chatgate.streams.signal import STREAMS_STAMP, StampSignal
 from chatgate.streams.snapshot import SnapshotKeeper
 from chatgate.streams.state import StreamState, open_stream_state
 
@@ -39,8 +39,6 @@ __all__ = ["ConfiguredGroups", "StreamService"]
 
 log = logging.getLogger(__name__)
 
-#: The stamp file a change of stored rules or keys replaces (``chatgate streams``).
-STAMP = "streams.stamp"
 #: How many renewal periods a session may miss before it is forgotten.
 MISSED_UPDATES = 3
 #: Seconds between two sweeps of expired live sessions and used one-time tokens.
@@ -91,7 +89,7 @@ class StreamService:
         keeper = SnapshotKeeper(live, state.snapshot)
         await keeper.start()
         # Its own signal: each reader of a stamp tracks what it has seen.
-        rules = RuleBook(options.rules, state.rules, StampSignal(data_dir, STAMP))
+        rules = RuleBook(options.rules, state.rules, StampSignal(data_dir, STREAMS_STAMP))
         groups = ConfiguredGroups(options.groups)
         authority = StreamAuthority(
             domain=domain,
