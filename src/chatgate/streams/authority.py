@@ -53,6 +53,7 @@ from chatgate.streams.adapters.base import (
     Question,
     Verdict,
 )
+from chatgate.streams.counters import DecisionCounters, LocalDecisionCounters
 from chatgate.streams.live import LiveStreams
 from chatgate.streams.policy import RuleSet, Subject, SubjectKind
 from chatgate.streams.rulebook import RuleBook
@@ -117,6 +118,7 @@ class StreamAuthority:
         one_time: OneTimeTokens | None = None,
         memo: PasswordMemo | None = None,
         groups: Groups | None = None,
+        counters: DecisionCounters | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.domain = domain
@@ -130,9 +132,17 @@ class StreamAuthority:
         #: passwords proven right, until credentials change (`auth/password_memo.py`)
         self.memo = memo
         self.groups: Groups = groups if groups is not None else NoGroups()
+        self.counters: DecisionCounters = (
+            counters if counters is not None else LocalDecisionCounters()
+        )
         self.clock = clock
 
     async def answer(self, question: Question) -> Answer:
+        answer = await self._answer(question)
+        self.counters.increment(question.adapter, question.action.value, answer.verdict.kind.value)
+        return answer
+
+    async def _answer(self, question: Question) -> Answer:
         action = question.action
         if action is HookAction.PUBLISH_DONE or action is HookAction.PLAY_DONE:
             await self._done(question)

@@ -274,3 +274,17 @@ async def test_a_question_without_a_client_id_is_decided_but_not_tracked(
     assert allowed(await world.authority.answer(question))
     assert allowed(await world.authority.answer(question))  # no "another publisher"
     assert await world.live.live() == []
+
+
+async def test_decisions_are_counted_by_adapter_action_and_verdict(world: World) -> None:
+    await world.ask("play", play("alice"))  # no credentials, live/* not public
+    await world.ask("publish", publish("alice", b"&username=alice&password=wrong"))
+    key = await world.keys.issue("alice@localhost")
+    await world.ask("publish", publish("alice", b"&key=" + key.encode(), clientid=51))
+    await world.ask("publish_done", done("publish_done", "alice", 51))
+    assert world.authority.counters.snapshot() == {
+        ("nginx-rtmp", "play", "unauthenticated"): 1,
+        ("nginx-rtmp", "publish", "deny"): 1,
+        ("nginx-rtmp", "publish", "allow"): 1,
+        ("nginx-rtmp", "publish_done", "allow"): 1,
+    }
