@@ -46,6 +46,16 @@ which re-loads the names in the background.  A name in memory whose registration
 is gone (approved or rejected elsewhere, the stamp not seen yet) is dropped at
 its next look-up, which then reads the accounts.
 
+Locked accounts (`chatgate user lock`, `AccountService.lock`) keep their keys in
+the database but never in the cache: the plain protocol answers for them as for an
+unknown name, and the `_or_held` variants answer with their keys and
+`ACCOUNT_LOCKED`, so that only a client that proves the password hears that the
+account is locked (SASL account-disabled, RFC 6120 §6.5.1: `held_condition`).
+Like a pending name, a locked name is never answered from memory (the complete
+cache keeps it in `_stale`; `warm` learns which accounts are locked), so its
+logins cost a database read.  Every change of a lock reaches the cache as any
+other change does: `invalidate` in this process, the stamp from another.
+
 Never stores or logs a password; `verify_password` re-derives the key with
 the stored salt and iteration count (in a worker thread: PBKDF2 releases the
 GIL, and the event loop keeps serving meanwhile).  For an unknown username it
@@ -72,6 +82,7 @@ from chatgate.datadir import make_private_dir, write_private_file
 from chatgate.lru import ENTRY_OVERHEAD, LruCache
 from chatgate.storage.repositories.accounts import AccountRepository
 from chatgate.storage.repositories.legacy import LegacyRepository
+from chatgate.vocabulary.errors import SaslFailureCondition
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +114,16 @@ def _weigh(owner: _Owner, _keys: _Keys) -> int:
 #: (the <text/> of its <not-authorized/>, RFC 6120 §6.5; `sasl/scram.py` says why not
 #: account-disabled).
 AWAITING_APPROVAL: Final = "your registration is awaiting approval by an administrator"
+
+#: What a client that proves the password of a locked account is told, with SASL's
+#: account-disabled (RFC 6120 §6.5.1: "The account of the initiating entity has been
+#: temporarily disabled"): unlike a held registration, the account exists.
+ACCOUNT_LOCKED: Final = "this account is locked by an administrator"
+
+_HELD_CONDITIONS: Final = {
+    AWAITING_APPROVAL: SaslFailureCondition.NOT_AUTHORIZED,
+    ACCOUNT_LOCKED: SaslFailureCondition.ACCOUNT_DISABLED,
+}
 
 #: The most names of pending registrations kept in memory (about 200 bytes each).  A
 #: registration past it is answered as an unknown name: its owner's login gets a bare
@@ -269,6 +290,8 @@ class InternalProvider:
         """The stored H(user:realm:password) for DIGEST-MD5, None when absent."""
         if self._legacy is None:
             return None
+        if await self._accounts.locked(username, domain):
+            return None  # answered as an unknown name: DIGEST-MD5 has no held answer
         secrets = await self._legacy.secrets((username, domain))
         if secrets is None or secrets.digest_md5 is None:
             return None
@@ -282,16 +305,18 @@ class InternalProvider:
             return 0
         self._check_stamp()
         generation = self._generation
-        loaded, every_account = await self._accounts.scram_keys_of_many(self._cache_size)
+        loaded = await self._accounts.scram_keys_of_many(self._cache_size)
         if generation != self._generation:
             return 0  # invalidated meanwhile: let logins fill the cache one by one
         cache = self._cache
         evictions = cache.evictions
-        for key, keys in loaded.items():
+        for key, keys in loaded.keys.items():
             if key not in cache:  # keys cached meanwhile are as new
                 cache.put(key, keys)
-        self._complete = every_account and cache.evictions == evictions
-        return len(loaded)
+        # Locked accounts have keys that are not cached: never answered from memory.
+        self._stale |= loaded.locked
+        self._complete = loaded.complete and cache.evictions == evictions
+        return len(loaded.keys)
 
     @property
     def complete(self) -> bool:
@@ -352,10 +377,31 @@ class InternalProvider:
         return await asyncio.to_thread(credentials.verify_password, password, chosen)
 
     async def user_exists(self, username: str, domain: str) -> bool:
+        """Whether the account exists, locked or not (`user_exists_or_held` tells)."""
         self._check_stamp()
         if (username, domain) in self._cached:
             return True
         return await self._accounts.exists(username, domain)
+
+    async def user_exists_or_held(self, username: str, domain: str) -> tuple[bool, str | None]:
+        """`user_exists`, and for a locked account the text to give a client whose
+        identity is proved otherwise (a client certificate: SASL EXTERNAL), which
+        then may not log in (`ACCOUNT_LOCKED`)."""
+        self._check_stamp()
+        if (username, domain) in self._cached:
+            return True, None  # only accounts that may log in are cached
+        locked = await self._accounts.locked(username, domain)
+        if locked is None:
+            return False, None
+        return True, ACCOUNT_LOCKED if locked else None
+
+    @staticmethod
+    def held_condition(text: str) -> SaslFailureCondition:
+        """The SASL condition for a right credential whose login this provider held
+        back with `text`: account-disabled for a locked account (the account exists
+        and was switched off, RFC 6120 §6.5.1), not-authorized for a registration
+        awaiting approval (no account yet; see `sasl/scram.py`)."""
+        return _HELD_CONDITIONS.get(text, SaslFailureCondition.NOT_AUTHORIZED)
 
     # ------------------------------------------------- registrations awaiting approval
 
@@ -524,7 +570,9 @@ class InternalProvider:
         self, username: str, domain: str, *, held: bool = False
     ) -> tuple[_Keys | None, str | None]:
         """(an account's keys, None); with `held`, for a registration awaiting approval,
-        (its keys, `AWAITING_APPROVAL`); (None, None) for a name that has neither."""
+        (its keys, `AWAITING_APPROVAL`), for a locked account (its keys,
+        `ACCOUNT_LOCKED`); (None, None) for a name that has neither, and for those two
+        without `held`."""
         self._check_stamp()
         key = (username, domain)
         hit = self._cache.get(key)  # refreshes recency
@@ -537,7 +585,13 @@ class InternalProvider:
         if self._complete and key not in self._stale:
             return None, None  # no such account: answered as fast as a known one
         generation = self._generation
-        keys = await self._accounts.all_scram_keys(username, domain)
+        keys, locked = await self._accounts.login_keys(username, domain)
+        if locked:
+            # Never cached, and kept among the names looked up (a complete cache
+            # must not answer it from memory as an unknown name).
+            if self._complete:
+                self._stale.add(key)
+            return (keys, ACCOUNT_LOCKED) if held and keys else (None, None)
         if generation != self._generation:
             return keys or None, None  # changed meanwhile: answer, but remember nothing
         if key not in self._pending:

@@ -73,8 +73,15 @@ class CredentialAnswer:
     #: and `verified` stay empty, so a mechanism that knows nothing of `held` fails
     #: exactly as for an unknown user (never logs anyone in); one that knows answers a
     #: right proof with this text (`Failure.guess` False) and a wrong one as always.
+    #: For CERT_IDENTITY (the certificate proved the identity) it comes with
+    #: `user_exists` True, so that no auto-provisioning replaces the answer: a
+    #: mechanism answering CERT_IDENTITY must check `held` first (EXTERNAL does).
     held: str | None = None
     held_keys: ScramKeys | None = None
+    #: the condition for the failure a right proof of held credentials gets:
+    #: not-authorized for a registration awaiting approval (no account yet),
+    #: account-disabled for a locked account (RFC 6120 §6.5.1)
+    held_condition: SaslFailureCondition = SaslFailureCondition.NOT_AUTHORIZED
 
 
 Step = Challenge | Success | Failure | NeedCredentials

@@ -6,11 +6,12 @@ answer goes back through `resume()`.  A provider that raises yields an answer
 with ``temporary_failure`` set, which mechanisms turn into temporary-auth-failure
 (RFC 6120 §6.5.11): a storage outage must not look like a wrong password.
 
-A provider that also has ``scram_keys_or_held`` and ``verify_password_or_held``
-(the internal one: registrations awaiting approval) is asked those instead, and
-credentials it holds back reach the mechanism as `CredentialAnswer.held`, never as
-keys or a verdict: a mechanism that knows nothing of them fails as for an unknown
-user.
+A provider that also has ``scram_keys_or_held``, ``verify_password_or_held`` and
+``user_exists_or_held`` (the internal one: registrations awaiting approval, locked
+accounts) is asked those instead, and credentials it holds back reach the
+mechanism as `CredentialAnswer.held`, never as keys or a verdict: a mechanism that
+knows nothing of them fails as for an unknown user.  Its ``held_condition(text)``
+says which SASL condition a right proof of them gets (`held_condition`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 
 from chatgate.auth.provider import SCRAM_CAPABILITY, Capability, CredentialProvider
 from chatgate.sasl.base import CredentialAnswer, Mechanism, NeedCredentials, Step
+from chatgate.vocabulary.errors import SaslFailureCondition
 
 __all__ = ["advance", "answer_request"]
 
@@ -28,6 +30,12 @@ _SCRAM_HASH: dict[Capability, str] = {cap: name for name, cap in SCRAM_CAPABILIT
 _OTHER_ANSWERS = frozenset(
     {Capability.VERIFY_PASSWORD, Capability.CERT_IDENTITY, Capability.DIGEST_MD5_HA1}
 )
+
+
+def _held_condition(provider: CredentialProvider, held: str) -> SaslFailureCondition:
+    """The condition the provider gives a right proof it holds back with `held`."""
+    condition = getattr(provider, "held_condition", None)
+    return SaslFailureCondition.NOT_AUTHORIZED if condition is None else condition(held)
 
 
 async def answer_request(
@@ -53,7 +61,8 @@ async def answer_request(
             else:
                 keys, held = await keys_or_held(request.username, domain, hash_name)
                 if held is not None:
-                    return CredentialAnswer(held=held, held_keys=keys)
+                    condition = _held_condition(provider, held)
+                    return CredentialAnswer(held=held, held_keys=keys, held_condition=condition)
             return CredentialAnswer(scram_keys=keys, user_exists=keys is not None)
         if capability is Capability.VERIFY_PASSWORD:
             assert request.password is not None
@@ -64,14 +73,24 @@ async def answer_request(
                 )
                 return CredentialAnswer(verified=verified)
             verified, held = await verify_or_held(request.username, domain, request.password)
-            return CredentialAnswer(verified=verified, held=held)
+            if held is None:
+                return CredentialAnswer(verified=verified)
+            condition = _held_condition(provider, held)
+            return CredentialAnswer(verified=verified, held=held, held_condition=condition)
         if capability is Capability.DIGEST_MD5_HA1:
             # Only providers that store the plaintext-equivalent secret offer this.
             ha1 = await provider.digest_md5_ha1(request.username, domain)  # type: ignore[attr-defined]
             return CredentialAnswer(digest_md5_ha1=ha1, user_exists=ha1 is not None)
         # CERT_IDENTITY: the certificate already proved the identity; does the account exist?
-        exists = await provider.user_exists(request.username, domain)
-        return CredentialAnswer(user_exists=exists)
+        exists_or_held = getattr(provider, "user_exists_or_held", None)
+        if exists_or_held is None:
+            exists = await provider.user_exists(request.username, domain)
+            return CredentialAnswer(user_exists=exists)
+        exists, held = await exists_or_held(request.username, domain)
+        if held is None:
+            return CredentialAnswer(user_exists=exists)
+        condition = _held_condition(provider, held)
+        return CredentialAnswer(user_exists=True, held=held, held_condition=condition)
     except Exception:
         log.exception(
             "credential provider failed for %s@%s (%s)", request.username, domain, capability.value

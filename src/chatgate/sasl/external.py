@@ -24,7 +24,10 @@ names, from the configured sources (`auth/certs.certificate_jids`).
 * no JID of this domain -> not-authorized (§6.5.10).
 
 The account must exist (not-authorized otherwise), unless `auto_provision` is
-set, in which case the certificate's identity is admitted as it is.
+set, in which case the certificate's identity is admitted as it is.  An account
+the provider holds back (`CredentialAnswer.held`: locked) fails with the answer's
+`held_condition` (account-disabled) and text, no guess: the certificate proved
+who the client is.
 """
 
 from __future__ import annotations
@@ -117,6 +120,8 @@ class ExternalMechanism:
         assert username is not None
         if answer.temporary_failure:
             return Failure(SaslFailureCondition.TEMPORARY_AUTH_FAILURE, "try again later", username)
+        if answer.held is not None:
+            return Failure(answer.held_condition, answer.held, username, guess=False)
         if not answer.user_exists and not self._auto_provision:
             # XEP-0178 §3: "If the user cannot be associated with an account, the
             # server MUST return a <not-authorized/> error".

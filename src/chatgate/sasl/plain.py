@@ -20,9 +20,9 @@ bad UTF-8 -> incorrect-encoding
 other than the user's own bare JID -> invalid-authzid (§6.5.6), checked after the
 password; provider unavailable -> temporary-auth-failure (§6.5.11); a right
 password whose account may not log in yet (`CredentialAnswer.held`, set only for
-a right password: a registration awaiting approval) -> not-authorized with the
-held text, no guess (`Failure.guess`; see `sasl/scram.py` for why not
-account-disabled).
+a right password: a registration awaiting approval, a locked account) -> the
+answer's `held_condition` (not-authorized; account-disabled for a locked account,
+see `sasl/scram.py`) with the held text, no guess (`Failure.guess`).
 
 Why malformed-request for a password that is too long, not not-authorized: no
 stored password can be that long (registration and the CLI refuse one), so the
@@ -119,7 +119,7 @@ class PlainMechanism:
         if answer.held is not None:
             # The password was right (the provider sets `held` for nothing else), so the
             # client may hear why it cannot log in yet; no guess to count or hold.
-            return Failure(SaslFailureCondition.NOT_AUTHORIZED, answer.held, username, guess=False)
+            return Failure(answer.held_condition, answer.held, username, guess=False)
         if not answer.verified:
             return Failure(SaslFailureCondition.NOT_AUTHORIZED, "", username)
         authzid = self._authzid

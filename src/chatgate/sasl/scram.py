@@ -48,9 +48,10 @@ Failure conditions (RFC 6120 §6.5), chosen per RFC 5802 §7 server-error:
   checked only after the proof succeeded (RFC 4422 §3.4.1: authorization follows
   authentication), so an unauthenticated peer learns nothing from it;
 * a right proof for credentials the provider holds back (`CredentialAnswer.held`:
-  a registration awaiting approval) -> not-authorized with the held text, no
-  guess (`Failure.guess`); a wrong proof for them fails bare, as for an unknown
-  user.  The proof is checked against `held_keys`, whose real salt and count
+  a registration awaiting approval, a locked account) -> the answer's
+  `held_condition` (not-authorized, or account-disabled for a locked account) with
+  the held text, no guess (`Failure.guess`); a wrong proof for them fails bare, as
+  for an unknown user.  The proof is checked against `held_keys`, whose real salt and count
   the server-first message carries (as an account's would);
 * the provider could not answer -> temporary-auth-failure (§6.5.11).
 
@@ -218,8 +219,9 @@ class ScramMechanism:
         self._nonce = ""
         self._server_first = ""
         self._keys: ScramKeys | None = None
-        #: the text for a right proof of credentials that may not log in yet
+        #: the text and condition for a right proof of credentials that may not log in yet
         self._held: str | None = None
+        self._held_condition = _NOT_AUTHORIZED
 
     # -- Mechanism protocol --------------------------------------------------
 
@@ -255,6 +257,7 @@ class ScramMechanism:
             # Right credentials that may not log in yet: the proof is checked as for
             # an account, and only a right one hears why (`_verify_client_final`).
             keys, self._held = answer.held_keys, answer.held
+            self._held_condition = answer.held_condition
         if keys is not None and keys.hash_name != self.hash_name:
             raise ValueError(f"{self.name} got {keys.hash_name} keys")
         self._keys = keys
@@ -417,9 +420,10 @@ class ScramMechanism:
             # account cannot log in yet.  not-authorized, not account-disabled (§6.5.1
             # is for an account that exists and was switched off; a registration
             # awaiting approval has no account yet), with RFC 6120 §6.5's <text/>; no
-            # guess, so brute-force protection neither counts nor holds it.
+            # guess, so brute-force protection neither counts nor holds it.  A locked
+            # account, which exists, gets account-disabled (`held_condition`).
             self._state = _State.DONE
-            return Failure(_NOT_AUTHORIZED, self._held, self._username, guess=False)
+            return Failure(self._held_condition, self._held, self._username, guess=False)
         authzid = self._authzid
         if authzid is not None and not is_own_bare_jid(authzid, self._username, self._facts.domain):
             # RFC 6120 §6.3.8 / §6.5.6: the only identity we let a user act as is

@@ -83,6 +83,9 @@ class Account(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: made by an ANONYMOUS login: deleted with its last session, or at the next start
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: locked by an administrator (migration 0007): it keeps everything it owns, but
+    #: no login succeeds (`auth/internal.py`) until it is unlocked
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ScramCredential(Base):

@@ -38,7 +38,7 @@ async def test_known_and_unknown_usernames_are_answered_from_memory_alike(
         async def no_database(*_args: object) -> None:
             raise AssertionError("a login read the database")
 
-        monkeypatch.setattr(srv.ctx.db.accounts, "all_scram_keys", no_database)
+        monkeypatch.setattr(srv.ctx.db.accounts, "login_keys", no_database)
         answers = {}
         for name in ("alice", "mallory"):
             wire = srv.connect()

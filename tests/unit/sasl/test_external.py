@@ -174,3 +174,15 @@ def test_registry_builds_external_with_the_configured_policy() -> None:
     mech = factory(_facts(EMAIL_ONLY.der), b"", False, advertised=["EXTERNAL"])
     assert mech.start(b"") == NeedCredentials(Capability.CERT_IDENTITY, "carol")
     assert mech.resume(MISSING) == Success("carol")
+
+
+def test_a_locked_account_is_account_disabled_even_with_auto_provision() -> None:
+    # The driver answers a locked account with user_exists and `held` (so that no
+    # auto-provisioning replaces the answer): the certificate proved the identity.
+    locked = CredentialAnswer(user_exists=True, held="locked", held_condition=C.ACCOUNT_DISABLED)
+    for auto_provision in (False, True):
+        mech = _mech(ALICE.der, auto_provision=auto_provision)
+        mech.start(b"")
+        step = mech.resume(locked)
+        _fail(step, C.ACCOUNT_DISABLED)
+        assert isinstance(step, Failure) and (step.text, step.guess) == ("locked", False)

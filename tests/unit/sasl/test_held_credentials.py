@@ -103,3 +103,27 @@ def test_plain_held_answer_never_logs_in_even_with_an_authzid() -> None:
     mech.start(b"newbie@example.com\0newbie\0pencil-1")
     failure = _failure(mech.resume(CredentialAnswer(held=HELD)))
     assert (failure.condition, failure.text) == (C.NOT_AUTHORIZED, HELD)
+
+
+# A locked account (`InternalProvider`): the account exists, so a right proof gets
+# account-disabled (RFC 6120 §6.5.1), carried by `CredentialAnswer.held_condition`.
+LOCKED = "this account is locked by an administrator"
+
+
+def test_scram_right_proof_of_a_locked_account_gets_account_disabled() -> None:
+    answer = CredentialAnswer(
+        held=LOCKED, held_keys=_keys("pencil-1"), held_condition=C.ACCOUNT_DISABLED
+    )
+    right = _failure(_scram(ScramSha256Mechanism(FACTS, SECRET), answer, "pencil-1")[1])
+    assert (right.condition, right.text, right.guess) == (C.ACCOUNT_DISABLED, LOCKED, False)
+    wrong = _failure(_scram(ScramSha256Mechanism(FACTS, SECRET), answer, "pencil-2")[1])
+    assert (wrong.condition, wrong.text, wrong.guess) == (C.NOT_AUTHORIZED, "", True)
+
+
+def test_plain_right_password_of_a_locked_account_gets_account_disabled() -> None:
+    mech = PlainMechanism(FACTS)
+    mech.start(b"\0alice\0pencil-1")
+    failure = _failure(
+        mech.resume(CredentialAnswer(held=LOCKED, held_condition=C.ACCOUNT_DISABLED))
+    )
+    assert (failure.condition, failure.text, failure.guess) == (C.ACCOUNT_DISABLED, LOCKED, False)

@@ -177,3 +177,40 @@ async def test_held_credentials_reach_the_mechanism_only_as_held() -> None:
         NeedCredentials(Capability.SCRAM_SHA_256_KEYS, "user"), provider, "example.com"
     )
     assert keys.scram_keys is not None and keys.held is None
+
+
+@dataclass
+class LockingProvider(HoldingProvider):
+    """Also says which accounts exist but are locked, and which condition a right
+    proof of them gets (as the internal provider does)."""
+
+    locked: frozenset[tuple[str, str]] = frozenset()
+
+    async def user_exists_or_held(self, username: str, domain: str) -> tuple[bool, str | None]:
+        if (username, domain) in self.locked:
+            return True, "locked"
+        return await self.user_exists(username, domain), None
+
+    @staticmethod
+    def held_condition(text: str) -> C:
+        return C.ACCOUNT_DISABLED if text == "locked" else C.NOT_AUTHORIZED
+
+
+async def test_held_answers_carry_the_providers_condition() -> None:
+    provider = LockingProvider(
+        {("user", "example.com"): "pencil"},
+        held={("new", "example.com"): "pw"},
+        locked=frozenset({("user", "example.com")}),
+    )
+    cert = await answer_request(
+        NeedCredentials(Capability.CERT_IDENTITY, "user"), provider, "example.com"
+    )
+    assert cert == CredentialAnswer(
+        user_exists=True, held="locked", held_condition=C.ACCOUNT_DISABLED
+    )
+    right = NeedCredentials(Capability.VERIFY_PASSWORD, "new", password="pw")
+    assert await answer_request(right, provider, "example.com") == CredentialAnswer(
+        held="awaiting approval", held_condition=C.NOT_AUTHORIZED
+    )
+    other = NeedCredentials(Capability.CERT_IDENTITY, "nobody")
+    assert await answer_request(other, provider, "example.com") == CredentialAnswer()

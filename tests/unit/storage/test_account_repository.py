@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,8 @@ from chatgate.auth.credentials import ScramKeys, derive_all, verify_password
 from chatgate.storage.database import Database
 from chatgate.storage.errors import AccountExists, AccountNotFound
 from chatgate.storage.records import RosterItem
+from chatgate.storage.repositories.accounts import NameHolder
+from chatgate.storage.repositories.legacy_records import LegacySecrets
 from chatgate.storage.repositories.offline import OfflineQuota
 
 from .conftest import ALICE, BOB
@@ -165,3 +167,63 @@ async def test_only_identities_of_anonymous_logins_are_deleted_as_such(
     assert await db.accounts.delete_anonymous("localhost") == 1
     assert await db.accounts.exists(*alice)
     assert await db.accounts.count("localhost", anonymous=True) == 0
+
+
+# ---------------------------------------------------------------- locks (migration 0007)
+
+
+async def test_a_lock_is_kept_until_unlocked(db: Database, alice: tuple[str, str]) -> None:
+    assert await db.accounts.locked(*alice) is False
+    assert await db.accounts.set_locked(*alice, True)
+    assert not await db.accounts.set_locked(*alice, True)  # already locked: no change
+    assert await db.accounts.locked(*alice) is True
+    assert await db.accounts.locked_accounts() == {alice}
+    assert await db.accounts.locked_accounts("elsewhere") == set()
+    assert await db.accounts.set_locked(*alice, False)
+    assert await db.accounts.locked(*alice) is False
+    assert await db.accounts.locked_accounts() == set()
+
+
+async def test_locking_an_unknown_account_raises(db: Database) -> None:
+    assert await db.accounts.locked(*BOB) is None
+    with pytest.raises(AccountNotFound):
+        await db.accounts.set_locked(*BOB, True)
+    assert not await db.accounts.exists(*BOB)
+
+
+async def test_login_reads_say_which_accounts_are_locked(
+    db: Database, alice: tuple[str, str], keys: dict[str, ScramKeys]
+) -> None:
+    await db.accounts.create(*BOB, derive_all("bob"))
+    await db.accounts.set_locked(*BOB, True)
+    assert await db.accounts.login_keys(*alice) == (keys, False)
+    bob_keys, locked = await db.accounts.login_keys(*BOB)
+    assert locked and set(bob_keys) == {"sha1", "sha256", "sha512"}
+    assert await db.accounts.login_keys("nobody", "localhost") == ({}, False)
+    loaded = await db.accounts.scram_keys_of_many(10)
+    assert loaded.keys == {alice: keys}  # a locked account's keys are not loaded
+    assert loaded.locked == {BOB}
+    assert loaded.complete
+    # The other reads answer for a locked account as for any.
+    assert await db.accounts.exists(*BOB)
+    assert set(await db.accounts.all_scram_keys(*BOB)) == {"sha1", "sha256", "sha512"}
+
+
+async def test_name_holder_names_what_holds_a_name(
+    db: Database, alice: tuple[str, str], keys: dict[str, ScramKeys]
+) -> None:
+    now = datetime.now(UTC)
+    assert await db.accounts.name_holder(*alice, now) is NameHolder.ACCOUNT
+    await db.accounts.set_locked(*alice, True)
+    assert await db.accounts.name_holder(*alice, now) is NameHolder.ACCOUNT
+    await db.pending_registrations.create_pending("newbie", "localhost", keys, LegacySecrets(), {})
+    assert await db.accounts.name_holder("newbie", "localhost", now) is NameHolder.PENDING
+    assert await db.accounts.name_holder("newbie", "elsewhere", now) is None
+    await db.invitations.add_invite("t" * 24, "localhost", username="carol", uses=1, expires=None)
+    assert await db.accounts.name_holder("carol", "localhost", now) is NameHolder.INVITATION
+    soon = now + timedelta(hours=1)
+    await db.invitations.add_invite("u" * 24, "localhost", username="dave", uses=1, expires=soon)
+    assert await db.accounts.name_holder("dave", "localhost", now) is NameHolder.INVITATION
+    later = soon + timedelta(seconds=1)
+    assert await db.accounts.name_holder("dave", "localhost", later) is None  # expired
+    assert await db.accounts.name_holder(*BOB, now) is None

@@ -9,10 +9,17 @@ import pytest
 
 from chatgate.auth import internal
 from chatgate.auth.credentials import ScramKeys, derive_all
-from chatgate.auth.internal import InternalProvider, bump_credentials_stamp
+from chatgate.auth.internal import (
+    ACCOUNT_LOCKED,
+    AWAITING_APPROVAL,
+    InternalProvider,
+    bump_credentials_stamp,
+)
 from chatgate.auth.provider import NO_SUCH_KEYS, Capability
 from chatgate.storage.database import Database
-from chatgate.storage.repositories.accounts import AccountRepository
+from chatgate.storage.repositories.accounts import AccountRepository, LoadedKeys
+from chatgate.storage.repositories.legacy_records import DigestMd5Secret, LegacySecrets
+from chatgate.vocabulary.errors import SaslFailureCondition
 
 from .conftest import BOB
 
@@ -24,16 +31,18 @@ class CountingAccounts:
         self.inner = inner
         self.reads = 0
 
-    async def all_scram_keys(self, username: str, domain: str) -> dict[str, ScramKeys]:
+    async def login_keys(self, username: str, domain: str) -> tuple[dict[str, ScramKeys], bool]:
         self.reads += 1
-        return await self.inner.all_scram_keys(username, domain)
+        return await self.inner.login_keys(username, domain)
+
+    async def locked(self, username: str, domain: str) -> bool | None:
+        self.reads += 1
+        return await self.inner.locked(username, domain)
 
     async def exists(self, username: str, domain: str) -> bool:
         return await self.inner.exists(username, domain)
 
-    async def scram_keys_of_many(
-        self, limit: int
-    ) -> tuple[dict[tuple[str, str], dict[str, ScramKeys]], bool]:
+    async def scram_keys_of_many(self, limit: int) -> LoadedKeys:
         return await self.inner.scram_keys_of_many(limit)
 
 
@@ -267,9 +276,7 @@ class SlowAccounts(CountingAccounts):
         self.delay = delay
         self.finished = 0
 
-    async def scram_keys_of_many(
-        self, limit: int
-    ) -> tuple[dict[tuple[str, str], dict[str, ScramKeys]], bool]:
+    async def scram_keys_of_many(self, limit: int) -> LoadedKeys:
         await asyncio.sleep(self.delay)
         answer = await self.inner.scram_keys_of_many(limit)
         self.finished += 1
@@ -313,3 +320,104 @@ async def test_close_without_start_or_reload_is_a_no_op(db: Database, tmp_path: 
     provider, _ = _provider(db, tmp_path)
     await provider.close()
     await provider.close()
+
+
+# ---------------------------------------------------------------- locked accounts
+
+
+async def test_a_locked_account_logs_in_with_nothing_and_is_told_only_with_its_password(
+    db: Database, alice: tuple[str, str], keys: dict[str, ScramKeys], tmp_path: Path
+) -> None:
+    await db.accounts.set_locked(*alice, True)
+    provider, _ = _provider(db, tmp_path)
+    # The plain protocol: as an unknown name.
+    assert await provider.scram_keys(*alice, "sha256") is None
+    assert not await provider.verify_password(*alice, "correct horse")
+    # The held answers: its keys with the text, and the text only for the right password.
+    assert await provider.scram_keys_or_held(*alice, "sha256") == (keys["sha256"], ACCOUNT_LOCKED)
+    assert await provider.verify_password_or_held(*alice, "correct horse") == (
+        False,
+        ACCOUNT_LOCKED,
+    )
+    assert await provider.verify_password_or_held(*alice, "wrong horse") == (False, None)
+    assert await provider.user_exists(*alice)
+    assert await provider.user_exists_or_held(*alice) == (True, ACCOUNT_LOCKED)
+    assert await provider.user_exists_or_held(*BOB) == (False, None)
+    assert provider.held_condition(ACCOUNT_LOCKED) is SaslFailureCondition.ACCOUNT_DISABLED
+    assert provider.held_condition(AWAITING_APPROVAL) is SaslFailureCondition.NOT_AUTHORIZED
+    assert provider.cached == 0
+    assert provider.cached_scram_keys(*alice, "sha256") is None
+
+
+async def test_a_complete_cache_never_answers_a_locked_name_from_memory(
+    db: Database, alice: tuple[str, str], keys: dict[str, ScramKeys], tmp_path: Path
+) -> None:
+    await db.accounts.create(*BOB, derive_all("bob"))
+    await db.accounts.set_locked(*alice, True)
+    provider, counting = _provider(db, tmp_path)
+    assert await provider.warm() == 1  # bob's keys only
+    assert provider.complete
+    assert provider.cached_scram_keys(*BOB, "sha256") is not None
+    assert provider.cached_scram_keys("nobody", "localhost", "sha256") is NO_SUCH_KEYS
+    assert provider.cached_scram_keys(*alice, "sha256") is None  # ask: it may be told
+    for _ in range(2):
+        reads = counting.reads
+        assert await provider.scram_keys_or_held(*alice, "sha512") == (
+            keys["sha512"],
+            ACCOUNT_LOCKED,
+        )
+        assert counting.reads == reads + 1
+        assert provider.cached_scram_keys(*alice, "sha256") is None
+    assert provider.complete
+
+
+async def test_a_lock_from_another_process_takes_effect_at_the_stamp(
+    db: Database, alice: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(internal, "STAMP_CHECK_INTERVAL", 0.0)
+    provider, _ = _provider(db, tmp_path)
+    await provider.warm()
+    assert await provider.verify_password(*alice, "correct horse")
+    await db.accounts.set_locked(*alice, True)  # `chatgate user lock`, then its bump:
+    bump_credentials_stamp(tmp_path)
+    assert not await provider.verify_password(*alice, "correct horse")
+    await provider.close()  # the re-load the stamp started
+    assert provider.complete
+    assert provider.cached_scram_keys(*alice, "sha256") is None
+    assert await provider.verify_password_or_held(*alice, "correct horse") == (
+        False,
+        ACCOUNT_LOCKED,
+    )
+    await db.accounts.set_locked(*alice, False)
+    bump_credentials_stamp(tmp_path)
+    assert await provider.verify_password(*alice, "correct horse")
+    assert provider.cached == 1
+    await provider.close()
+
+
+async def test_a_lock_in_this_process_takes_effect_at_invalidate(
+    db: Database, alice: tuple[str, str], tmp_path: Path
+) -> None:
+    provider, _ = _provider(db, tmp_path)
+    await provider.warm()
+    assert provider.cached_scram_keys(*alice, "sha256") is not None
+    await db.accounts.set_locked(*alice, True)
+    provider.invalidate(*alice)  # what the account service's notifier does
+    assert provider.cached_scram_keys(*alice, "sha256") is None
+    assert await provider.scram_keys(*alice, "sha256") is None
+    assert provider.cached_scram_keys(*alice, "sha256") is None  # still looked up
+    await db.accounts.set_locked(*alice, False)
+    provider.invalidate(*alice)
+    assert await provider.scram_keys(*alice, "sha256") is not None
+    assert provider.cached_scram_keys(*alice, "sha256") is not None
+
+
+async def test_digest_md5_secret_of_a_locked_account_is_not_handed_out(
+    db: Database, keys: dict[str, ScramKeys], tmp_path: Path
+) -> None:
+    secret = DigestMd5Secret("localhost", b"\x01" * 16)
+    await db.registration.create_account(*BOB, keys, LegacySecrets(digest_md5=secret), {})
+    provider = InternalProvider(db.accounts, cache_size=10, data_dir=tmp_path, legacy=db.legacy)
+    assert await provider.digest_md5_ha1(*BOB) == secret.ha1
+    await db.accounts.set_locked(*BOB, True)
+    assert await provider.digest_md5_ha1(*BOB) is None

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
 
 from chatgate.storage.database import Database
 from chatgate.storage.engine import create_engine
-from chatgate.storage.migrate import current_revision, head_revision, migrate
+from chatgate.storage.migrate import alembic_config, current_revision, head_revision, migrate
 from chatgate.storage.models import Base
 
 TABLES = {
@@ -93,3 +94,27 @@ async def test_engine_for_file_url_creates_parent_folder(tmp_path: Path) -> None
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     await engine.dispose()
     assert path.parent.is_dir()
+
+
+def test_migration_0007_adds_the_lock_and_keeps_what_accounts_own(tmp_path: Path) -> None:
+    # SQLite copies a table that batch mode cannot ALTER, and dropping the old
+    # `accounts` with foreign keys on would cascade: the column must be added in place.
+    path = tmp_path / "chatgate.db"
+    cfg = alembic_config(f"sqlite+aiosqlite:///{path}")
+    command.upgrade(cfg, "0006")
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO accounts (username, domain, created) VALUES ('alice', 'localhost', '2024-01-01')"
+        )
+        conn.execute("INSERT INTO vcards (account_id, xml) VALUES (1, '<vCard/>')")
+        conn.execute("INSERT INTO roster_versions (account_id, version) VALUES (1, 3)")
+    command.upgrade(cfg, "0007")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT username, locked FROM accounts").fetchall() == [("alice", 0)]
+        assert conn.execute("SELECT count(*) FROM vcards").fetchone() == (1,)
+        assert conn.execute("SELECT version FROM roster_versions").fetchone() == (3,)
+    command.downgrade(cfg, "0006")
+    with sqlite3.connect(path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(accounts)")}
+        assert "locked" not in columns
+        assert conn.execute("SELECT count(*) FROM vcards").fetchone() == (1,)

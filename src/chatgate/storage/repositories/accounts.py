@@ -2,23 +2,40 @@
 
 Passwords never reach this module: callers hand in `ScramKeys` derived with
 `chatgate.auth.credentials`.  Usernames are already PRECIS-enforced.
+
+An account may be *locked* (migration 0007): it keeps everything it owns, and the
+reads meant for logins (`login_keys`, `scram_keys_of_many`) say so, so that the
+credential provider refuses it; the other reads (`all_scram_keys`, `exists`)
+answer as for any account.  Who holds a name (`name_holder`: an account, a
+registration awaiting approval, a usable invitation) is the read twin of
+`registration.claim_name`, which refuses such a name inside the transaction that
+would take it.  Nothing here reads the clock.
 """
 
 from __future__ import annotations
 
 import builtins
+import enum
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, insert, select, tuple_
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatgate.auth.credentials import ScramKeys
 from chatgate.storage.engine import writer
 from chatgate.storage.errors import AccountExists, AccountNotFound
-from chatgate.storage.models import Account, RosterVersion, ScramCredential, utcnow
+from chatgate.storage.models import (
+    Account,
+    PendingRegistration,
+    RosterVersion,
+    ScramCredential,
+    utcnow,
+)
 from chatgate.storage.records import AccountSummary
+from chatgate.storage.repositories.invitations import reserved_names
 from chatgate.storage.repositories.owner import find_account_id
 
 #: one account to create or update in bulk: (username, domain, {hash_name: keys})
@@ -26,6 +43,25 @@ AccountRow = tuple[str, str, Mapping[str, ScramKeys]]
 
 #: accounts per transaction in the bulk paths, and names per IN (...) lookup
 BATCH_SIZE = 500
+
+_Owner = tuple[str, str]
+
+
+class NameHolder(enum.Enum):
+    """What keeps a name from a new account, in the order `name_holder` looks."""
+
+    ACCOUNT = "account"
+    PENDING = "pending registration"  # a registration awaiting approval
+    INVITATION = "invitation"  # a usable invitation made for that name
+
+
+class LoadedKeys(NamedTuple):
+    """`scram_keys_of_many`'s answer: the keys of the accounts that may log in, whether
+    that was every account, and the locked accounts among those read (no keys)."""
+
+    keys: dict[_Owner, dict[str, ScramKeys]]
+    complete: bool
+    locked: set[_Owner]
 
 
 def _jid(username: str, domain: str) -> str:
@@ -117,6 +153,20 @@ class AccountRepository:
             )
             return result.rowcount > 0
 
+    async def set_locked(self, username: str, domain: str, locked: bool) -> bool:
+        """Lock or unlock the account; True when that changed its state, False when it
+        already was so.  Raises AccountNotFound."""
+        async with self._writer.begin() as conn:
+            account_id = await find_account_id(conn, (username, domain), lock=True)
+            if account_id is None:
+                raise AccountNotFound(username, domain)
+            result = await conn.execute(
+                update(Account)
+                .where(Account.id == account_id, Account.locked.is_(not locked))
+                .values(locked=locked)
+            )
+            return result.rowcount > 0
+
     async def delete_anonymous(self, domain: str, username: str | None = None) -> int:
         """Delete the identities ANONYMOUS logins made on `domain` (only that one when
         `username` is given) and, by cascade, all they own; accounts made any other
@@ -192,8 +242,21 @@ class AccountRepository:
             row = (await conn.execute(query)).one_or_none()
         return None if row is None else _keys(row)
 
+    async def login_keys(self, username: str, domain: str) -> tuple[dict[str, ScramKeys], bool]:
+        """`all_scram_keys` and whether the account is locked, in one read: what a login
+        needs (an account without keys answers ({}, False), as an unknown one)."""
+        query = (
+            select(Account.locked, *_KEY_COLUMNS)
+            .join(Account, Account.id == ScramCredential.account_id)
+            .where(Account.username == username, Account.domain == domain)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {row[1]: _keys(row[1:]) for row in rows}, bool(rows and rows[0][0])
+
     async def all_scram_keys(self, username: str, domain: str) -> dict[str, ScramKeys]:
-        """Every stored hash's SCRAM keys, keyed by hashlib name; empty for an unknown user."""
+        """Every stored hash's SCRAM keys, keyed by hashlib name; empty for an unknown user.
+        A locked account's too: logins read `login_keys`."""
         query = (
             select(*_KEY_COLUMNS)
             .join(Account, Account.id == ScramCredential.account_id)
@@ -203,30 +266,70 @@ class AccountRepository:
             rows = (await conn.execute(query)).all()
         return {row[0]: _keys(row) for row in rows}
 
-    async def scram_keys_of_many(
-        self, limit: int
-    ) -> tuple[dict[tuple[str, str], dict[str, ScramKeys]], bool]:
+    async def scram_keys_of_many(self, limit: int) -> LoadedKeys:
         """The SCRAM keys of up to `limit` accounts, newest first, in one transaction:
         what a credential cache loads at start so that logins need no database round
-        trip.  The flag says whether that was every account (then an account missing
-        from the result has no SCRAM keys at all)."""
+        trip.  `complete` says whether that was every account (then an account missing
+        from `keys` has no SCRAM keys, or is one of the `locked` ones, whose keys are
+        not read: they must not log in)."""
         newest = select(Account.id).order_by(Account.id.desc()).limit(limit).subquery()
         query = (
             select(Account.username, Account.domain, *_KEY_COLUMNS)
             .join(Account, Account.id == ScramCredential.account_id)
-            .where(Account.id.in_(select(newest.c.id)))
+            .where(Account.id.in_(select(newest.c.id)), Account.locked.is_(False))
+        )
+        locked_query = select(Account.username, Account.domain).where(
+            Account.id.in_(select(newest.c.id)), Account.locked.is_(True)
         )
         found: dict[tuple[str, str], dict[str, ScramKeys]] = {}
         async with self._engine.connect() as conn, conn.begin():
             for row in (await conn.execute(query)).all():
                 found.setdefault((row[0], row[1]), {})[row[2]] = _keys(row[2:])
+            locked = {(u, d) for u, d in (await conn.execute(locked_query)).all()}
             beyond = select(Account.id).order_by(Account.id.desc()).offset(limit).limit(1)
             complete = (await conn.execute(beyond)).first() is None
-        return found, complete
+        return LoadedKeys(found, complete, locked)
 
     async def exists(self, username: str, domain: str) -> bool:
+        """Whether the account exists, locked or not."""
         async with self._engine.connect() as conn:
             return await find_account_id(conn, (username, domain)) is not None
+
+    async def locked(self, username: str, domain: str) -> bool | None:
+        """Whether the account is locked; None when there is no such account."""
+        query = select(Account.locked).where(Account.username == username, Account.domain == domain)
+        async with self._engine.connect() as conn:
+            value = (await conn.execute(query)).scalar_one_or_none()
+        return None if value is None else bool(value)
+
+    async def locked_accounts(self, domain: str | None = None) -> set[tuple[str, str]]:
+        """(username, domain) of every locked account (of `domain`)."""
+        query = select(Account.username, Account.domain).where(Account.locked.is_(True))
+        if domain is not None:
+            query = query.where(Account.domain == domain)
+        async with self._engine.connect() as conn:
+            return {(u, d) for u, d in (await conn.execute(query)).all()}
+
+    async def name_holder(self, username: str, domain: str, now: datetime) -> NameHolder | None:
+        """What keeps username@domain from a new account, or None when it is free: an
+        account (locked or not), a registration awaiting approval, or an invitation
+        made for that name that is usable at `now`.  One read transaction; the
+        write that takes a name checks again (`registration.claim_name`)."""
+        owner = (username, domain)
+        async with self._engine.connect() as conn, conn.begin():
+            if await find_account_id(conn, owner) is not None:
+                return NameHolder.ACCOUNT
+            held = await conn.execute(
+                select(PendingRegistration.id).where(
+                    PendingRegistration.username == username,
+                    PendingRegistration.domain == domain,
+                )
+            )
+            if held.first() is not None:
+                return NameHolder.PENDING
+            if await reserved_names(conn, [owner], now):
+                return NameHolder.INVITATION
+        return None
 
     async def existing(self, accounts: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of these (username, domain) pairs have an account (for bulk imports)."""
