@@ -5,9 +5,10 @@ What this module owns: the ``[modules.register]`` options, the registration
 policy (username and password rules, the anti-abuse delay, invites, approval)
 as pure code that is handed the time, and the handlers that apply it.  The
 rate limits are `auth.throttle.RegistrationThrottle`'s (``[auth.throttle.registration]``).
-It never stores a password: SCRAM keys come from `auth.credentials.derive_all`,
-legacy secrets from `legacy_auth.derive_legacy_secrets`, and `RegistrationRepository`
-(`storage/repositories/registration.py`) writes them together with the account in one transaction.
+It never stores anything itself: accounts are created, held for approval, given a new
+password and deleted by the account service (`chatgate.accounts`), as by the command
+line, which stores SCRAM keys and the configured legacy secrets, never a password,
+and tells every credential cache.
 
 Cost: a password over 1,024 bytes is refused (not-acceptable) before anything
 prepares it (`auth/passwords.py`), and its PRECIS preparation and the key
@@ -27,7 +28,7 @@ inquiries).
 
 With `approval`, the attempt succeeds but the registration is held
 (`pending_registrations`) until `chatgate registration approve`; the internal
-provider learns its name (`pending_added`; every held name at start), so that a
+provider learns its name (the account service's notice; every held name at start), so that a
 login with the right password is refused with a text saying it awaits approval,
 while a wrong password, or a client that guesses names, gets what an unknown name
 gets.
@@ -55,8 +56,9 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from chatgate.auth.credentials import ScramKeys, derive_all
-from chatgate.auth.internal import InternalProvider, bump_credentials_stamp
+from chatgate.accounts import InviteUnavailable, NameTaken, NoSuchAccount
+from chatgate.accounts.server import server_account_service
+from chatgate.auth.internal import InternalProvider
 from chatgate.auth.policy import DEFAULT_RESERVED, AccountPolicy, NameUnavailable, PolicyViolation
 from chatgate.auth.throttle import Refuse, ThrottleReason
 from chatgate.jid import JID, InvalidJID, prepare_username
@@ -71,7 +73,6 @@ from chatgate.modules.base import (
     StreamFeature,
 )
 from chatgate.modules.dataforms import FormField, build_form, find_form, read_submission
-from chatgate.modules.legacy_auth import LegacyAuthOptions, derive_legacy_secrets
 from chatgate.modules.preauth import (
     ConnectionTable,
     error_with_code,
@@ -79,9 +80,8 @@ from chatgate.modules.preauth import (
     pre_auth_lock,
     tls_missing,
 )
-from chatgate.storage.errors import AccountExists, AccountNotFound
-from chatgate.storage.repositories.invitations import Invite, InviteUnavailable
-from chatgate.storage.repositories.legacy import LegacySecrets
+from chatgate.storage.errors import AccountNotFound
+from chatgate.storage.repositories.invitations import Invite
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import (
     ConfigError,
@@ -90,7 +90,6 @@ from chatgate.vocabulary.errors import (
     StreamErrorCondition,
 )
 from chatgate.xml.element import Element
-from chatgate.xmpp.events import AccountRemoving
 from chatgate.xmpp.session import C2SSession
 
 if TYPE_CHECKING:
@@ -347,7 +346,8 @@ class Register:
     def setup(self, ctx: ServerContext) -> Iterable[Registration]:
         self.ctx = ctx
         self.options = o = ctx.options(self.name, RegisterOptions)
-        self.legacy_options = ctx.options("legacy_auth", LegacyAuthOptions)
+        #: creates, changes and deletes the accounts, as the command line does
+        self.accounts = server_account_service(ctx, o.account_policy())
         self.notify = [self._watcher(jid) for jid in o.notify]
         self.policy = RegistrationPolicy(o)
         self._stream = ConnectionTable(_Stream)
@@ -473,41 +473,37 @@ class Register:
         fields = self.policy.fields(request.fields)
         domain = conn.domain
         token, when = await self._invite(state, request.token, domain)
-        owner = (username, domain)
-        credentials, secrets = await asyncio.to_thread(self._derive, password, *owner)
-        db = self.ctx.db
+        accounts = self.accounts
         try:
+            # Keys and legacy secrets are derived in a worker thread; the credential
+            # caches learn of the account (or of the held name, whose login with the
+            # password is then told why not).
             if self.options.approval:
-                await db.pending_registrations.create_pending(
-                    *owner, credentials, secrets, fields, address=address, invite=token, now=when
+                await accounts.hold(
+                    username,
+                    domain,
+                    password,
+                    fields=fields,
+                    address=address,
+                    invite=token,
+                    now=when,
                 )
             else:
-                await db.registration.create_account(
-                    *owner, credentials, secrets, fields, invite=token, now=when
+                await accounts.create(
+                    username, domain, password, fields=fields, invite=token, now=when
                 )
-        except AccountExists:
+        except NameTaken:
             raise StanzaError(_C.CONFLICT, "this username is not available") from None
         except InviteUnavailable as exc:
             raise StanzaError(_C.FORBIDDEN, str(exc)) from None
+        except PolicyViolation as exc:  # checked above already; the service checks again
+            raise StanzaError(_C.NOT_ACCEPTABLE, str(exc)) from None
         self.ctx.registration_throttle.registered(address, self.clock())
-        _invalidate(self.ctx, owner, everywhere=False)
-        provider = self.ctx.host(domain).provider
-        if self.options.approval and isinstance(provider, InternalProvider):
-            provider.pending_added(*owner)  # its login with the password is told why not
         pending = " (waiting for approval)" if self.options.approval else ""
         log.info("registered %s@%s from %s%s", username, domain, address or "-", pending)
         if not conn.closed:
             conn.send(iq_reply(iq, "result"))
         await self._tell_watchers(f"New account {username}@{domain}{pending}.")
-
-    def _derive(
-        self, password: str, username: str, domain: str
-    ) -> tuple[dict[str, ScramKeys], LegacySecrets]:
-        """What a password set stores; CPU work for a worker thread (PBKDF2 per hash,
-        PRECIS, up to 100,000 SHA-1 steps of a zero-knowledge chain)."""
-        iterations = self.ctx.config.auth.scram_iterations
-        credentials = derive_all(password, iterations=iterations)
-        return credentials, derive_legacy_secrets(password, username, domain, self.legacy_options)
 
     async def _invite(
         self, state: _Stream, form_token: str | None, domain: str
@@ -591,7 +587,7 @@ class Register:
         try:
             try:
                 await self._change(session, iq)
-            except AccountNotFound:  # deleted meanwhile, e.g. by `chatgate user del`
+            except (NoSuchAccount, AccountNotFound):  # deleted meanwhile: `chatgate user del`
                 raise StanzaError(_C.ITEM_NOT_FOUND, "the account no longer exists") from None
         except StanzaError as exc:
             # XEP-0077 §3.3: "SHOULD NOT return the original XML" (it holds a password).
@@ -640,17 +636,16 @@ class Register:
             raise StanzaError(_C.NOT_AUTHORIZED, "password changes need TLS")
         self.policy.password_size(text)
         password = await asyncio.to_thread(self.policy.password, text)
-        credentials, secrets = await asyncio.to_thread(self._derive, password, *owner)
-        await self.ctx.db.legacy.change_password(owner, credentials, secrets)
-        _invalidate(self.ctx, owner)
+        # New keys and legacy secrets (derived in a worker thread), every cache told.
+        await self.accounts.change_password(*owner, password)
         log.info("%s changed the password in-band", session.bare)
 
     async def _remove(self, session: C2SSession, iq: Element) -> None:
         """§3.2: reply, delete everything, close every session with <not-authorized/>."""
-        ctx, owner, bare = self.ctx, (session.username, session.domain), session.bare
-        await ctx.hooks.notify(AccountRemoving(*owner))
-        await ctx.db.accounts.delete(*owner)
-        _invalidate(ctx, owner)
+        ctx, bare = self.ctx, session.bare
+        # Subscriptions withdrawn first, then everything the account owns, every cache
+        # told; the sessions are closed here, after the answer.
+        await self.accounts.delete(session.username, session.domain, end_sessions=False)
         log.info("%s removed the account in-band", bare)
         session.send(iq_reply(iq, "result", None, to=session.full))
         for other in list(ctx.router.resources_of(bare).values()):
@@ -668,14 +663,3 @@ def _opt(value: str | None) -> tuple[str, ...]:
 
 def _prepared(username: str | None) -> str | None:
     return None if username is None else prepare_username(username)
-
-
-def _invalidate(ctx: ServerContext, owner: tuple[str, str], *, everywhere: bool = True) -> None:
-    """Drop cached credentials here and, through the stamp file, in the other
-    processes sharing the database (the CLI, later cluster nodes)."""
-    provider = ctx.host(owner[1]).provider
-    invalidate = getattr(provider, "invalidate", None)
-    if invalidate is not None:
-        invalidate(*owner)
-    if everywhere and isinstance(provider, InternalProvider):
-        bump_credentials_stamp(ctx.config.data_dir)
