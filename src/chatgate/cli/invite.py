@@ -42,7 +42,7 @@ from chatgate.cli.common import (
     plain_console,
     with_db,
 )
-from chatgate.cli.user import name_taken
+from chatgate.cli.user import account_service, taken
 from chatgate.config import Config
 from chatgate.modules.register import RegisterOptions, RegistrationPolicy
 from chatgate.storage.database import Database
@@ -170,18 +170,20 @@ def create(
 
     async def store(db: Database) -> str | None:
         if name is not None:
-            taken = await name_taken(db, name, where)
-            if taken:
-                return taken
+            # Held by an account, a registration awaiting approval or another
+            # invitation: the account service's one rule.
+            holder = await account_service(cfg, db).name_holder(name, where)
+            if holder is not None:
+                return taken(holder, name, where)
         if not await db.invitations.add_invite(
             token, where, username=name, uses=uses, expires=until
         ):
             raise RuntimeError("a fresh random token collided with a stored one")
         return None
 
-    taken = asyncio.run(with_db(cfg, store))
-    if taken:
-        raise fail(taken, 1)
+    refused = asyncio.run(with_db(cfg, store))
+    if refused:
+        raise fail(refused, 1)
     console.print(f"token:   {token}")
     console.print(f"uri:     {register_uri(where, token, name)}")
     console.print(f"id:      {invite_hash(token)[:ID_LENGTH]}")

@@ -2,7 +2,8 @@
 
 With approval on, an in-band registration succeeds but is held in
 `pending_registrations` (the name is taken, logging in fails) until an
-administrator runs `approve` or `reject` here.  A pending registration already
+administrator runs `approve` or `reject` here, through the account service
+(`chatgate.accounts`), as the admin API does.  A pending registration already
 holds everything the account needs (SCRAM keys, the configured legacy secrets,
 the registration fields), so approving only moves it into the accounts table.
 
@@ -24,7 +25,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from chatgate.auth.internal import bump_credentials_stamp
+from chatgate.accounts import NameTaken
 from chatgate.cli.common import (
     ConfigOption,
     UserArgument,
@@ -37,7 +38,7 @@ from chatgate.cli.common import (
     target,
     with_db,
 )
-from chatgate.storage.errors import AccountExists
+from chatgate.cli.user import account_service
 
 registration_app = command_group("Approve or reject in-band registrations awaiting approval.")
 console = plain_console()
@@ -83,14 +84,13 @@ def approve(ctx: typer.Context, user: UserArgument, config: ConfigOption = None)
     username, domain = target(user, cfg)
     try:
         approved = asyncio.run(
-            with_db(cfg, lambda db: db.pending_registrations.approve(username, domain))
+            with_db(cfg, lambda db: account_service(cfg, db).approve(username, domain))
         )
-    except AccountExists:
+    except NameTaken:
         message = f"an account {jid(username, domain)} exists already; reject the registration"
         raise fail(message, 1) from None
     if not approved:
         raise fail(f"no registration of {jid(username, domain)} is pending", 1)
-    bump_credentials_stamp(cfg.data_dir)
     console.print(f"{jid(username, domain)} approved: the account can log in now")
 
 
@@ -100,7 +100,9 @@ def reject(ctx: typer.Context, user: UserArgument, config: ConfigOption = None) 
     fields); the name is free again at once.  Exits 1 when none is pending."""
     cfg = load_or_exit(ctx, config)
     username, domain = target(user, cfg)
-    if not asyncio.run(with_db(cfg, lambda db: db.pending_registrations.reject(username, domain))):
+    rejected = asyncio.run(
+        with_db(cfg, lambda db: account_service(cfg, db).reject(username, domain))
+    )
+    if not rejected:
         raise fail(f"no registration of {jid(username, domain)} is pending", 1)
-    bump_credentials_stamp(cfg.data_dir)
     console.print(f"registration of {jid(username, domain)} rejected and deleted")

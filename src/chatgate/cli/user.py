@@ -1,4 +1,8 @@
-"""`chatgate user`: add, change, delete, list and bulk-import accounts of the internal store.
+"""`chatgate user`: add, change, lock, delete, list and bulk-import accounts of the internal store.
+
+Every change goes through the account service (`chatgate.accounts`), as in-band
+registration's and the admin API's do: the same rules, stored the same way, and
+every credential cache told.
 
 Passwords come from a hidden, confirmed prompt or from one line of standard
 input (``--password-stdin``), never from the command line (argv is visible to
@@ -13,13 +17,20 @@ secrets `[modules.legacy_auth]` asks for (`derive_legacy_secrets`), written
 together through `RegistrationRepository`, so an account made here can log in with
 legacy digest or zero-knowledge too, and a new password starts a fresh
 zero-knowledge chain.  After every change the credentials stamp is bumped so a
-running server drops its cached keys.
+running server drops its cached keys (the service's `LocalCredentialsChanged`).
+
+`user lock` stops every login of an account until `user unlock`; the account keeps
+everything it owns.  A client that proves the password is told the account is
+locked (SASL account-disabled), anyone else gets what a wrong password gets.
+Sessions already open on a running server stay open until they end (as after
+`user del`); `user list` marks locked accounts.
 
 Accounts live on any served domain (`NAME@DOMAIN`) except an anonymous host.
 
-Exit codes: 0 done; 1 the account already exists (or its name is held by a
-pending registration or an invitation) / does not exist / deletion declined at
-the prompt; 2 bad input or configuration.  `user import` is all or nothing: a
+Exit codes: 0 done (locking a locked account, unlocking an unlocked one, too); 1
+the account already exists (or its name is held by a pending registration or an
+invitation) / does not exist / deletion declined at the prompt; 2 bad input or
+configuration.  `user import` is all or nothing: a
 file with a malformed line, or a line the policy refuses, creates nothing and
 exits 2; one whose names are held creates nothing and exits 1.
 
@@ -46,7 +57,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from chatgate.auth.credentials import ScramKeys, derive_all
+from chatgate.accounts import (
+    AccountRules,
+    AccountService,
+    LocalCredentialsChanged,
+    NameHolder,
+    NameTaken,
+    NoSuchAccount,
+    PasswordRecipe,
+)
 from chatgate.auth.internal import bump_credentials_stamp
 from chatgate.auth.policy import AccountPolicy, NameUnavailable, PolicyViolation
 from chatgate.cli.accounts_import import (
@@ -74,12 +93,9 @@ from chatgate.cli.common import (
     with_db,
 )
 from chatgate.config import Config
-from chatgate.modules.legacy_auth import LegacyAuthOptions, derive_legacy_secrets
+from chatgate.modules.legacy_auth import LegacyAuthOptions
 from chatgate.modules.register import RegisterOptions
 from chatgate.storage.database import Database
-from chatgate.storage.errors import AccountExists, AccountNotFound
-from chatgate.storage.models import utcnow
-from chatgate.storage.repositories.legacy import LegacySecrets
 
 user_app = command_group("Manage accounts in the internal store.")
 console = plain_console()
@@ -129,27 +145,29 @@ def _legacy_options(cfg: Config) -> LegacyAuthOptions:
     return module_options(cfg, "legacy_auth", LegacyAuthOptions)
 
 
-def _derive(
-    password: str, username: str, domain: str, cfg: Config, legacy: LegacyAuthOptions
-) -> tuple[dict[str, ScramKeys], LegacySecrets]:
-    """What a password set stores: in-band registration's `derive_all` and
-    `derive_legacy_secrets`, with the configured iterations and legacy options."""
-    keys = derive_all(password, iterations=cfg.auth.scram_iterations)
-    return keys, derive_legacy_secrets(password, username, domain, legacy)
+def account_rules(cfg: Config) -> AccountRules:
+    """The configured rules: `[modules.register]`'s account policy, and what a password
+    stores (`[auth] scram_iterations`, `[modules.legacy_auth]`); invalid options exit 2."""
+    recipe = PasswordRecipe(cfg.auth.scram_iterations, _legacy_options(cfg))
+    return AccountRules(account_policy(cfg), recipe)
 
 
-async def name_taken(db: Database, username: str, domain: str) -> str | None:
-    """Why username@domain cannot be created, or None: an account, a pending
-    registration or a usable invitation reserving the name (as in-band registration)."""
+def account_service(cfg: Config, db: Database, rules: AccountRules | None = None) -> AccountService:
+    """The account service as the command line runs it: changes reach a running server
+    through the credentials stamp, and its open sessions at their next login."""
+    return AccountService(db, rules or account_rules(cfg), LocalCredentialsChanged(cfg.data_dir))
+
+
+def taken(holder: NameHolder | None, username: str, domain: str) -> str:
+    """Why username@domain cannot be created, in the command line's words."""
     who = jid(username, domain)
-    if await db.accounts.exists(username, domain):
+    if holder is NameHolder.ACCOUNT:
         return f"user {who} already exists"
-    if any(p.username == username for p in await db.pending_registrations.pending(domain)):
+    if holder is NameHolder.PENDING:
         return f"{who} is awaiting approval: `chatgate registration approve` or `reject` it first"
-    now = utcnow()
-    if any(i.username == username and i.usable(now) for i in await db.invitations.invites(domain)):
+    if holder is NameHolder.INVITATION:
         return f"{who} is reserved by an invitation: `chatgate invite revoke` it first"
-    return None
+    return f"{who} is taken"
 
 
 # ----------------------------------------------------------------- commands
@@ -178,27 +196,27 @@ def add(
     reserved by an invitation is refused like an existing account (exit 1).
     """
     cfg = load_or_exit(ctx, config)
-    legacy = _legacy_options(cfg)
-    policy = account_policy(cfg)
+    rules = account_rules(cfg)
     username, domain = target(user, cfg)
-    _check_name(policy, username, domain, allow_reserved)
-    taken = asyncio.run(with_db(cfg, lambda db: name_taken(db, username, domain)))
-    if taken:
-        raise fail(taken, 1)
-    password = _read_password(password_stdin, policy)
-    keys, secrets = _derive(password, username, domain, cfg, legacy)
+    _check_name(rules.policy, username, domain, allow_reserved)
+    holder = asyncio.run(
+        with_db(cfg, lambda db: account_service(cfg, db, rules).name_holder(username, domain))
+    )
+    if holder is not None:
+        raise fail(taken(holder, username, domain), 1)
+    password = _read_password(password_stdin, rules.policy)
 
     async def create(db: Database) -> str | None:
+        service = account_service(cfg, db, rules)
         try:
-            await db.registration.create_account(username, domain, keys, secrets, {})
-        except AccountExists:  # taken meanwhile
-            return await name_taken(db, username, domain) or f"{jid(username, domain)} is taken"
+            await service.create(username, domain, password, allow_reserved=allow_reserved)
+        except NameTaken as exc:  # taken meanwhile
+            return taken(exc.holder, username, domain)
         return None
 
-    taken = asyncio.run(with_db(cfg, create))
-    if taken:
-        raise fail(taken, 1)
-    bump_credentials_stamp(cfg.data_dir)
+    refused = asyncio.run(with_db(cfg, create))
+    if refused:
+        raise fail(refused, 1)
     console.print(f"user {jid(username, domain)} created")
 
 
@@ -216,20 +234,24 @@ def passwd(
     Sessions already open stay open; the next login needs the new password.
     """
     cfg = load_or_exit(ctx, config)
-    legacy = _legacy_options(cfg)
-    policy = account_policy(cfg)
+    rules = account_rules(cfg)
     username, domain = target(user, cfg)
-    if not asyncio.run(with_db(cfg, lambda db: db.accounts.exists(username, domain))):
+    if not asyncio.run(
+        with_db(cfg, lambda db: account_service(cfg, db, rules).exists(username, domain))
+    ):
         raise fail(f"no such user {jid(username, domain)}", 1)
-    password = _read_password(password_stdin, policy)
-    keys, secrets = _derive(password, username, domain, cfg, legacy)
+    password = _read_password(password_stdin, rules.policy)
     try:
         asyncio.run(
-            with_db(cfg, lambda db: db.legacy.change_password((username, domain), keys, secrets))
+            with_db(
+                cfg,
+                lambda db: account_service(cfg, db, rules).change_password(
+                    username, domain, password
+                ),
+            )
         )
-    except AccountNotFound:
+    except NoSuchAccount:
         raise fail(f"no such user {jid(username, domain)}", 1) from None
-    bump_credentials_stamp(cfg.data_dir)
     console.print(f"password of {jid(username, domain)} changed")
 
 
@@ -259,18 +281,15 @@ def delete(
     it deletes at once.  Declining exits 1 and deletes nothing.
     """
     cfg = load_or_exit(ctx, config)
+    rules = account_rules(cfg)
     username, domain = target(user, cfg)
     if not yes and on_a_terminal():
-
-        async def what(db: Database) -> tuple[bool, bool]:
-            pending = any(
-                p.username == username for p in await db.pending_registrations.pending(domain)
-            )
-            return await db.accounts.exists(username, domain), pending
-
-        exists, pending = asyncio.run(with_db(cfg, what))
-        if not exists and not pending:
+        holder = asyncio.run(
+            with_db(cfg, lambda db: account_service(cfg, db, rules).name_holder(username, domain))
+        )
+        if holder not in (NameHolder.ACCOUNT, NameHolder.PENDING):
             raise fail(f"no such user {jid(username, domain)}", 1)
+        exists = holder is NameHolder.ACCOUNT
         thing = "the account" if exists else "the pending registration"
         question = (
             f"Delete {thing} {jid(username, domain)}"
@@ -280,19 +299,53 @@ def delete(
         if not typer.confirm(question, default=False, err=True):
             raise fail(f"{jid(username, domain)} not deleted", 1)
 
-    async def remove(db: Database) -> tuple[bool, bool]:
-        return await db.accounts.delete(username, domain), await db.pending_registrations.reject(
-            username, domain
-        )
-
-    deleted, dropped = asyncio.run(with_db(cfg, remove))
-    if not deleted and not dropped:
+    deletion = asyncio.run(
+        with_db(cfg, lambda db: account_service(cfg, db, rules).delete(username, domain))
+    )
+    if not deletion.account and not deletion.pending:
         raise fail(f"no such user {jid(username, domain)}", 1)
-    bump_credentials_stamp(cfg.data_dir)
-    if deleted:
+    if deletion.account:
         console.print(f"user {jid(username, domain)} deleted")
-    if dropped:
+    if deletion.pending:
         console.print(f"pending registration of {jid(username, domain)} deleted")
+
+
+@user_app.command("lock")
+def lock(ctx: typer.Context, user: UserArgument, config: ConfigOption = None) -> None:
+    """Stop every login of an account until `chatgate user unlock`.
+
+    The account keeps its roster, offline messages and vCard, and messages to it
+    are still stored.  A client that proves the password is told the account is
+    locked (SASL account-disabled); anyone else gets what a wrong password gets.
+    Sessions already open on a running server stay open until they end.  Locking
+    a locked account changes nothing (exit 0).
+    """
+    _set_lock(ctx, user, config, locked=True)
+
+
+@user_app.command("unlock")
+def unlock(ctx: typer.Context, user: UserArgument, config: ConfigOption = None) -> None:
+    """Let a locked account log in again, at once, also on a running server."""
+    _set_lock(ctx, user, config, locked=False)
+
+
+def _set_lock(ctx: typer.Context, user: str, config: Path | None, *, locked: bool) -> None:
+    cfg = load_or_exit(ctx, config)
+    username, domain = target(user, cfg)
+
+    async def change(db: Database) -> bool:
+        service = account_service(cfg, db)
+        return await (service.lock if locked else service.unlock)(username, domain)
+
+    try:
+        changed = asyncio.run(with_db(cfg, change))
+    except NoSuchAccount:
+        raise fail(f"no such user {jid(username, domain)}", 1) from None
+    state = "locked" if locked else "unlocked"
+    if changed:
+        console.print(f"user {jid(username, domain)} {state}")
+    else:
+        console.print(f"user {jid(username, domain)} was {state} already")
 
 
 @user_app.command("list")
@@ -301,11 +354,13 @@ def list_(
     config: ConfigOption = None,
     domain: Annotated[str | None, typer.Option(help="Only accounts of this domain.")] = None,
 ) -> None:
-    """Print every account's bare JID, one per line, sorted by domain then name."""
+    """Print every account's bare JID, one per line, sorted by domain then name; a
+    locked account's is followed by ``(locked)``."""
     cfg = load_or_exit(ctx, config)
-    accounts = asyncio.run(with_db(cfg, lambda db: db.accounts.list(domain)))
+    accounts = asyncio.run(with_db(cfg, lambda db: account_service(cfg, db).accounts(domain)))
     for account in accounts:
-        typer.echo(jid(account.username, account.domain))
+        suffix = " (locked)" if account.locked else ""
+        typer.echo(jid(account.username, account.domain) + suffix)
 
 
 # ------------------------------------------------------------------- import
