@@ -238,3 +238,12 @@ def test_check_shows_the_web_listener(tmp_path: Path) -> None:
     assert "cors: https://chat.example.org; trusted proxies: 10.0.0.1" in out
     off = check(tmp_path, BASE + "[http]\nenabled = false\n")
     assert "web off ([http] enabled = false)" in " ".join(off.output.split())
+
+
+def test_an_unknown_module_and_an_unknown_option_fail_check_naming_both(tmp_path: Path) -> None:
+    # Issue 13: both used to pass as "configuration OK".
+    result = check(tmp_path, BASE + "[modules.regster]\n[modules.register]\nenabeld = true\n")
+    assert result.exit_code == 2
+    assert "modules.regster: no such module" in result.stderr
+    assert "modules.register.enabeld: unknown option" in result.stderr
+    assert "configuration OK" not in result.stdout
