@@ -20,12 +20,28 @@ class Malformed(ValueError):
     which); the adapter answers it with its 4xx."""
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey
+    return obj
+
+
 def read_object(body: bytes) -> dict[str, object]:
-    """The JSON object in `body`; `Malformed` for anything else."""
+    """The JSON object in `body`; `Malformed` for anything else, a key given twice
+    in any object included: JSON leaves its meaning open (RFC 8259 §4), and a
+    reader that took the first would see another request than one that takes
+    the last (media servers never repeat a key)."""
     if len(body) > MAX_JSON_BODY:
         raise Malformed("body too large")
     try:
-        value = json.loads(body)
+        value = json.loads(body, object_pairs_hook=_unique_keys)
+    except _DuplicateKey:
+        raise Malformed("a key given twice") from None
     except (ValueError, RecursionError):
         raise Malformed("body is not JSON") from None
     if not isinstance(value, dict):
