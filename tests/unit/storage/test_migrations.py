@@ -31,6 +31,7 @@ TABLES = {
     "stream_keys",
     "stream_rules",
     "stream_token_uses",
+    "stream_token_revocations",
     "live_sessions",
 }
 
@@ -118,3 +119,35 @@ def test_migration_0007_adds_the_lock_and_keeps_what_accounts_own(tmp_path: Path
         columns = {row[1] for row in conn.execute("PRAGMA table_info(accounts)")}
         assert "locked" not in columns
         assert conn.execute("SELECT count(*) FROM vcards").fetchone() == (1,)
+
+
+async def test_upgrading_an_old_database_keeps_what_accounts_own(tmp_path: Path) -> None:
+    """Every migration after the first, run on a database holding an account with a
+    vCard: nothing hanging off the account is lost.  (An ALTER that made Alembic
+    copy `accounts` and drop the old table cascaded the drop on SQLite, foreign
+    keys on, and deleted every vCard, roster and credential: 0003 did.)"""
+    path = tmp_path / "old.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    engine = create_engine(url)
+    try:
+
+        def upgrade_to_first(connection: Connection) -> None:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "0001")
+
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade_to_first)
+            await conn.execute(
+                text(
+                    "INSERT INTO accounts (id, username, domain, created)"
+                    " VALUES (1, 'alice', 'localhost', '2026-01-01 00:00:00')"
+                )
+            )
+            await conn.execute(text("INSERT INTO vcards (account_id, xml) VALUES (1, '<v/>')"))
+    finally:
+        await engine.dispose()
+    await migrate(url)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT xml FROM vcards").fetchall() == [("<v/>",)]
+        assert conn.execute("SELECT username FROM accounts").fetchall() == [("alice",)]

@@ -20,12 +20,17 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("accounts") as batch:
-        batch.add_column(
-            sa.Column("anonymous", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+    # In place, with a constant default ("0", false to PostgreSQL too).  The first
+    # version said `server_default=sa.false()`, an expression, which made Alembic's
+    # batch mode copy `accounts` and drop the old table on SQLite; with foreign keys
+    # on, the drop cascaded and deleted every account's credentials, roster, offline
+    # messages and vCard (tests/unit/storage/test_migrations.py keeps it from
+    # coming back).  Databases already past 0003 have the same column either way.
+    op.add_column(
+        "accounts", sa.Column("anonymous", sa.Boolean(), nullable=False, server_default="0")
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("accounts") as batch:
-        batch.drop_column("anonymous")
+    # In place as well (SQLite 3.35 and later drop a column with ALTER TABLE).
+    op.drop_column("accounts", "anonymous")
