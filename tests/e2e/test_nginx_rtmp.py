@@ -266,6 +266,40 @@ def test_tokens_play_their_stream_only_until_they_expire(rig: Rig) -> None:
     assert token not in log
 
 
+def player(url: str) -> subprocess.Popen[bytes]:
+    """ffmpeg decoding a stream for as long as it plays."""
+    return subprocess.Popen(
+        [
+            *(FFMPEG, "-hide_banner", "-loglevel", "error", "-rw_timeout", "5000000"),
+            *("-i", url, "-f", "null", "-"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_revoking_a_token_ends_the_live_play_within_one_update(rig: Rig) -> None:
+    token = cli_output(rig, "tokens", "issue", "live/alice", "--action", "play", "--ttl", "1h")
+    live = publisher(rig.url("live/alice", f"username=alice&password={PASSWORD}"), seconds=60)
+    viewer = None
+    try:
+        wait_until_playable(rig.url("live/alice", f"token={token}"))
+        viewer = player(rig.url("live/alice", f"token={token}"))
+        time.sleep(UPDATE + 1)  # playing through a renewal
+        assert viewer.poll() is None
+        cli_output(rig, "tokens", "revoke", token)
+        revoked = time.monotonic()
+        viewer.wait(UPDATE * 2 + 5)  # nginx drops the player at its next renewal
+        assert time.monotonic() - revoked <= UPDATE * 2 + 1
+        assert not plays(rig.url("live/alice", f"token={token}"))
+        assert live.poll() is None  # the publisher is not touched
+    finally:
+        if viewer is not None:
+            stop(viewer)
+        stop(live)
+    assert "token revoked" in rig.server.log_text()
+
+
 def test_revoking_a_stream_key_ends_the_live_publish_within_one_update(rig: Rig) -> None:
     key = cli_output(rig, "keys", "issue", "bob")
     live = publisher(rig.url("live/bob", f"key={key}"), seconds=60)

@@ -514,3 +514,22 @@ def test_live_lists_the_saved_snapshot(config: Path, monkeypatch: pytest.MonkeyP
     bob = next(line for line in out.splitlines() if "live/bob" in line)
     assert re.search(r"live/bob\s+-\s+9\s+srs-a\s+\S+ \S+\s+0\s+no", bob)
     assert "live/zed" not in out  # no publisher
+
+
+def test_tokens_revoke_records_the_token_until_it_expires(config: Path) -> None:
+    token = ok(cli(config, "tokens", "issue", "staff/meeting", "--action", "play")).stdout.strip()
+    before = stamp(config)
+    result = ok(cli(config, "tokens", "revoke", token))
+    assert "revoked" in result.stdout and stamp(config) != before
+    assert "revoked already" in ok(cli(config, "tokens", "revoke", token)).stdout
+    token_id = tokens.identify(token, with_state(config, _state_token_keys)).token_id
+    assert with_state(config, lambda db, state: state.revoked.is_revoked(token_id or ""))
+    # a token this installation never issued (or damaged) is refused, with the reason
+    damaged = token[:5] + ("A" if token[5] != "A" else "B") + token[6:]
+    refused = cli(config, "tokens", "revoke", damaged)
+    assert refused.exit_code == 2 and "not a token of this installation" in refused.output
+    assert cli(config, "tokens", "revoke", "nonsense").exit_code == 2
+
+
+async def _state_token_keys(db: Database, state: StreamState) -> dict[int, bytes]:
+    return state.token_keys

@@ -1,5 +1,6 @@
-"""`chatgate streams tokens issue`: a signed, expiring token for one stream and
-action (see `cli/streams.py` for the group)."""
+"""`chatgate streams tokens issue` and `revoke`: a signed, expiring token for one
+stream and action, and its revocation before it expires (see `cli/streams.py`
+for the group)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from chatgate.cli.common import (
 )
 from chatgate.cli.invite import parse_duration
 from chatgate.cli.streams_support import (
+    console,
     disabled_note,
     note,
     require_account,
@@ -35,7 +37,7 @@ from chatgate.streams.rulebook import RuleBook
 from chatgate.streams.state import StreamState
 
 tokens_app = command_group("Signed, expiring tokens for one stream and action.")
-#: longest token lifetime `tokens issue` gives (a token cannot be revoked one by one)
+#: longest token lifetime `tokens issue` gives (a revocation is kept as long)
 MAX_TTL = timedelta(days=30)
 
 # ------------------------------------------------------------------ tokens
@@ -151,4 +153,34 @@ def tokens_issue(
             f"no rule honours tokens to {action.value} {stream} (a 'token' or 'anonymous'"
             " grantee on a matching pattern): media servers will refuse this token until one does"
         )
+    disabled_note(cfg)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    ctx: typer.Context,
+    token: Annotated[str, typer.Argument(help="The token, as issued.")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a token before it expires: media servers refuse it from the next
+    hook on (a live play or publish with it ends at its next renewal)."""
+    cfg = load_or_exit(ctx, config)
+
+    async def revoke(db: Database, state: StreamState) -> tuple[bool, int, str]:
+        known = tokens.identify(token.strip(), state.token_keys)
+        if not known.valid or known.token_id is None or known.expires_at is None:
+            raise fail(f"not a token of this installation ({known.reason.value})", 2)
+        added = await state.revoked.revoke(known.token_id, known.expires_at)
+        return added, known.expires_at, known.token_id
+
+    added, expires_at, token_id = run_on_state(cfg, revoke)
+    if expires_at <= time.time():
+        console.print(f"token {token_id} had expired already")
+    elif added:
+        until = datetime.fromtimestamp(expires_at, UTC)
+        console.print(
+            f"token {token_id} revoked (it would have expired {until:%Y-%m-%d %H:%M} UTC)"
+        )
+    else:
+        console.print(f"token {token_id} was revoked already")
     disabled_note(cfg)

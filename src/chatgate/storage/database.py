@@ -31,6 +31,7 @@ from chatgate.storage.repositories.streams import (
     LiveSessionRepository,
     StreamKeyRepository,
     StreamRuleRepository,
+    TokenRevocationRepository,
     TokenUseRepository,
 )
 
@@ -58,6 +59,7 @@ class Database:
         self.stream_keys = StreamKeyRepository(engine)
         self.stream_rules = StreamRuleRepository(engine)
         self.stream_token_uses = TokenUseRepository(engine)
+        self.stream_token_revocations = TokenRevocationRepository(engine)
         self.live_sessions = LiveSessionRepository(engine)
 
     @classmethod

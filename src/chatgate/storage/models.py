@@ -288,6 +288,15 @@ class StreamTokenUse(Base):
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
+class StreamTokenRevocation(Base):
+    """A stream token revoked before it expires, kept until it would have expired."""
+
+    __tablename__ = "stream_token_revocations"
+
+    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
 class LiveSession(Base):
     """A live publication or viewing as last saved from the live registry (its
     snapshot), so a restart does not forget who is publishing."""

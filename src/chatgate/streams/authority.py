@@ -57,7 +57,7 @@ from chatgate.streams.counters import DecisionCounters, LocalDecisionCounters
 from chatgate.streams.live import LiveStreams
 from chatgate.streams.policy import RuleSet, Subject, SubjectKind
 from chatgate.streams.rulebook import RuleBook
-from chatgate.streams.stores import OneTimeTokens, StreamKeys
+from chatgate.streams.stores import OneTimeTokens, RevokedTokens, StreamKeys
 
 if TYPE_CHECKING:
     from chatgate.auth.gate import LoginGate
@@ -116,6 +116,7 @@ class StreamAuthority:
         keys: StreamKeys,
         token_keys: Mapping[int, bytes],
         one_time: OneTimeTokens | None = None,
+        revoked: RevokedTokens | None = None,
         memo: PasswordMemo | None = None,
         groups: Groups | None = None,
         counters: DecisionCounters | None = None,
@@ -129,6 +130,7 @@ class StreamAuthority:
         self.keys = keys
         self.token_keys = token_keys
         self.one_time = one_time
+        self.revoked = revoked
         #: passwords proven right, until credentials change (`auth/password_memo.py`)
         self.memo = memo
         self.groups: Groups = groups if groups is not None else NoGroups()
@@ -241,6 +243,9 @@ class StreamAuthority:
             )
             if not verdict.valid:
                 return Proof(False, reason=f"token {verdict.reason.value}")
+            revoked = self.revoked
+            if revoked is not None and await revoked.is_revoked(verdict.token_id or ""):
+                return Proof(False, reason="token revoked")
             if verdict.one_time:
                 store, client_id = self.one_time, q.client_id
                 claimed = (

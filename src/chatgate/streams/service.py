@@ -100,6 +100,7 @@ class StreamService:
             keys=state.keys,
             token_keys=state.token_keys,
             one_time=state.one_time,
+            revoked=state.revoked,
             # forgotten whenever any credentials change, here or in another process
             memo=PasswordMemo(StampSignal(data_dir, CREDENTIALS_STAMP).changed),
             groups=groups,
@@ -116,13 +117,14 @@ class StreamService:
 
     async def sweep(self) -> None:
         """Forget live sessions past their grace (restored and never confirmed, or
-        without renewals) and the ids of one-time tokens that expired."""
+        without renewals) and the ids of used or revoked tokens that expired."""
         now = time.time()
         ended = await self.live.expire(now)
         forgotten = await self.state.one_time.forget_expired(now)
+        forgotten += await self.state.revoked.forget_expired(now)
         if ended or forgotten:
             log.info(
-                "streams: %d live sessions expired, %d used one-time tokens forgotten",
+                "streams: %d live sessions expired, %d used or revoked tokens forgotten",
                 len(ended),
                 forgotten,
             )

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final
 from chatgate.auth.internal import STAMP_NAME as CREDENTIALS_STAMP
 from chatgate.streams.keys import DatabaseStreamKeys
 from chatgate.streams.one_time import DatabaseOneTimeTokens
+from chatgate.streams.revocations import DatabaseRevokedTokens
 from chatgate.streams.rule_store import DatabaseRuleStore
 from chatgate.streams.signal import STREAMS_STAMP, AnySignal, StampSignal
 from chatgate.streams.snapshot import DatabaseLiveSnapshot
@@ -31,6 +32,7 @@ from chatgate.streams.stores import (
     ChangeSignal,
     LiveSnapshot,
     OneTimeTokens,
+    RevokedTokens,
     RuleStore,
     StreamKeyStore,
 )
@@ -52,6 +54,7 @@ class StreamState:
     keys: StreamKeyStore
     rules: RuleStore
     one_time: OneTimeTokens
+    revoked: RevokedTokens
     snapshot: LiveSnapshot
     signal: ChangeSignal
     #: token key id -> key (`tokens.issue`/`verify`); key 1 only for now
@@ -69,6 +72,7 @@ async def open_stream_state(db: Database, data_dir: Path) -> StreamState:
         keys=keys,
         rules=DatabaseRuleStore(db.stream_rules, signal.watcher()),
         one_time=DatabaseOneTimeTokens(db.stream_token_uses),
+        revoked=DatabaseRevokedTokens(db.stream_token_revocations, signal.watcher()),
         snapshot=DatabaseLiveSnapshot(db.live_sessions),
         signal=signal,
         token_keys={1: token_key},

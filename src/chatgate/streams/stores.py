@@ -11,6 +11,7 @@ shared store (PostgreSQL, Redis) implements the same calls.
 - `RuleStore`: the rules added at run time (``chatgate streams rules add``), on
   top of the ones in the configuration file.
 - `OneTimeTokens`: ids of one-time tokens already used, until they expire.
+- `RevokedTokens`: ids of tokens revoked before they expire, until then.
 - `LiveSnapshot`: the live registry's sessions, saved so that a restart of
   chatgate does not forget who is publishing (they come back unconfirmed and
   must be confirmed by the media server's next callback, `live.py`).
@@ -33,6 +34,7 @@ __all__ = [
     "KeyOwner",
     "LiveSnapshot",
     "OneTimeTokens",
+    "RevokedTokens",
     "RuleStore",
     "StreamKeyStore",
     "StreamKeys",
@@ -119,6 +121,22 @@ class OneTimeTokens(Protocol):
 
     async def forget_expired(self, now: float) -> int:
         """Drop the ids of tokens expired before `now`; how many were dropped."""
+        ...
+
+
+class RevokedTokens(Protocol):
+    """Signed tokens revoked before they expire, remembered until then."""
+
+    async def revoke(self, token_id: str, expires_at: int) -> bool:
+        """Revoke a token by its id; False if it was revoked already."""
+        ...
+
+    async def is_revoked(self, token_id: str) -> bool:
+        """Asked for every valid token: cheap (no database read in the common case)."""
+        ...
+
+    async def forget_expired(self, now: float) -> int:
+        """Drop revocations of tokens expired before `now`; how many."""
         ...
 
 

@@ -26,6 +26,7 @@ from chatgate.streams.keys import LocalStreamKeys
 from chatgate.streams.live import LocalLiveStreams
 from chatgate.streams.one_time import LocalOneTimeTokens
 from chatgate.streams.policy import Rule, RuleSet
+from chatgate.streams.revocations import LocalRevokedTokens
 
 DOMAIN = "localhost"
 PASSWORD = "correct horse battery"
@@ -108,6 +109,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             keys=keys,
             token_keys=TOKEN_KEYS,
             one_time=LocalOneTimeTokens(),
+            revoked=LocalRevokedTokens(clock=lambda: NOW),
             clock=lambda: NOW,
         )
         yield World(authority, live, keys, NginxRtmpAdapter(node="edge1"))
@@ -288,3 +290,16 @@ async def test_decisions_are_counted_by_adapter_action_and_verdict(world: World)
         ("nginx-rtmp", "publish", "allow"): 1,
         ("nginx-rtmp", "publish_done", "allow"): 1,
     }
+
+
+async def test_a_revoked_token_is_refused_and_its_renewal_ends_the_play(world: World) -> None:
+    token = tokens.issue(TOKEN_KEYS, 1, "live/alice", "play", int(NOW) + 60)
+    args = b"&token=" + token.encode()
+    assert allowed(await world.ask("play", play("alice", args, clientid=61)))
+    verdict = tokens.identify(token, TOKEN_KEYS)
+    revoked = world.authority.revoked
+    assert revoked is not None and verdict.token_id and verdict.expires_at
+    assert await revoked.revoke(verdict.token_id, verdict.expires_at)
+    answer = await world.ask("update", update("alice", args, 61, "update_play"))
+    assert answer.verdict.kind is VerdictKind.DENY and "token revoked" in answer.verdict.reason
+    assert not (await world.ask("play", play("alice", args, clientid=62))).verdict.allowed

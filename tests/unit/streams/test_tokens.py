@@ -23,6 +23,7 @@ from chatgate.streams.tokens import (
     StreamAction,
     TokenReason,
     TokenVerdict,
+    identify,
     issue,
     verify,
 )
@@ -585,3 +586,20 @@ def test_a_one_time_token_says_so_and_the_flag_cannot_be_added_or_removed() -> N
         changed = bytearray(_body(token))
         changed[0] ^= flip
         assert _verify(_reencode(bytes(changed))).reason is TokenReason.BAD_SIGNATURE
+
+
+def test_identify_names_a_genuine_token_without_its_stream() -> None:
+    token = _play(user="alice@example.org", one_time=True)
+    known = identify(token, KEYS)
+    checked = _verify(token)
+    assert known.valid and (known.token_id, known.expires_at, known.user, known.one_time) == (
+        checked.token_id,
+        checked.expires_at,
+        "alice@example.org",
+        True,
+    )
+    body = bytearray(_body(token))
+    body[7] ^= 1  # a carried byte (the token id): the check fails
+    assert identify(_reencode(bytes(body)), KEYS).reason is TokenReason.BAD_SIGNATURE
+    assert identify("garbage", KEYS).reason is TokenReason.MALFORMED
+    assert identify(token, {9: KEY1}).reason is TokenReason.UNKNOWN_KEY

@@ -34,6 +34,7 @@ from chatgate.storage.models import (
     LiveSession,
     StreamKey,
     StreamRule,
+    StreamTokenRevocation,
     StreamTokenUse,
     utcnow,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "StreamKeyRow",
     "StreamKeyTaken",
     "StreamRuleRepository",
+    "TokenRevocationRepository",
     "TokenUseRepository",
 ]
 
@@ -227,6 +229,37 @@ class TokenUseRepository:
         async with self._writer.begin() as conn:
             result = await conn.execute(
                 delete(StreamTokenUse).where(StreamTokenUse.expires_at <= now)
+            )
+            return int(result.rowcount)
+
+
+class TokenRevocationRepository:
+    """Stream tokens revoked before they expire: their ids, until then."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._writer = writer(engine)
+
+    async def revoke(self, token_id: str, expires_at: int) -> bool:
+        """Record a revocation; False if the token was revoked already."""
+        async with self._writer.begin() as conn:
+            inserted = await _insert_if_absent(
+                conn, StreamTokenRevocation, {"token_id": token_id, "expires_at": expires_at}
+            )
+        return bool(inserted)
+
+    async def revoked(self, now: int) -> set[str]:
+        """The ids of revoked tokens that have not expired by `now`."""
+        query = select(StreamTokenRevocation.token_id).where(
+            StreamTokenRevocation.expires_at > now
+        )
+        async with self._engine.connect() as conn:
+            return {row[0] for row in await conn.execute(query)}
+
+    async def forget_expired(self, now: int) -> int:
+        async with self._writer.begin() as conn:
+            result = await conn.execute(
+                delete(StreamTokenRevocation).where(StreamTokenRevocation.expires_at <= now)
             )
             return int(result.rowcount)
 
