@@ -63,6 +63,17 @@ async def test_deleting_the_account_deletes_secrets_and_fields(
     await db.registration.create_account(*BILL, keys, LegacySecrets(), {})  # the name is free
 
 
+async def test_a_locked_account_has_no_legacy_secrets_until_unlocked(
+    db: Database, keys: dict[str, ScramKeys]
+) -> None:
+    """XEP-0078 digest and zero-knowledge logins read these: a lock must stop them."""
+    await db.registration.create_account(*BILL, keys, SECRETS, {})
+    assert await db.accounts.set_locked(*BILL, True)
+    assert await db.legacy.secrets(BILL) is None
+    assert await db.accounts.set_locked(*BILL, False)
+    assert await db.legacy.secrets(BILL) == SECRETS
+
+
 async def test_change_password_replaces_keys_and_every_legacy_secret(
     db: Database, keys: dict[str, ScramKeys]
 ) -> None:

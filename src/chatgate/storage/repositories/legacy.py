@@ -80,7 +80,8 @@ class LegacyRepository:
     # ------------------------------------------------------------ legacy secrets
 
     async def secrets(self, owner: Owner) -> LegacySecrets | None:
-        """The stored legacy secrets, or None when the account has none (or is unknown).
+        """The stored legacy secrets, or None when the account has none (or is unknown,
+        or locked).
 
         Secrets stored for an earlier password (one set since by a tool that does
         not know about them, such as the CLI) are not returned: the SCRAM salts they
@@ -90,7 +91,12 @@ class LegacyRepository:
         query = (
             select(LegacySecret.account_id, LegacySecret.scram_binding, *_SECRET_COLUMNS)
             .join(Account, Account.id == LegacySecret.account_id)
-            .where(Account.username == username, Account.domain == domain)
+            # a locked account has no secrets to log in with (`chatgate user lock`)
+            .where(
+                Account.username == username,
+                Account.domain == domain,
+                Account.locked.is_(False),
+            )
         )
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).one_or_none()
