@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
-from chatgate.auth.internal import InternalProvider
+from chatgate.auth.internal import ACCOUNT_LOCKED, InternalProvider
 from chatgate.auth.throttle import LoginThrottle, Refuse, throttle_account
 
 if TYPE_CHECKING:
@@ -154,6 +154,7 @@ class Reason(enum.Enum):
     THROTTLED = "throttled"
     UNAVAILABLE = "unavailable"  # the credential provider failed: try again later
     AWAITING_APPROVAL = "awaiting-approval"  # the right password of a held registration
+    ACCOUNT_DISABLED = "account-disabled"  # the right password of a locked account
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,6 +439,9 @@ class LoginGate:
             return _UNAVAILABLE
         if held is not None:
             self.released(attempt)
+            if held == ACCOUNT_LOCKED:
+                log.info("login of %s@%s refused: account locked (%s)", username, domain, protocol)
+                return Decision(False, Reason.ACCOUNT_DISABLED, text=held)
             log.info("login of %s@%s held: awaiting approval (%s)", username, domain, protocol)
             return Decision(False, Reason.AWAITING_APPROVAL, text=held)
         if not right:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from chatgate.auth.gate import Proof
+from chatgate.auth.internal import InternalProvider
 from chatgate.jid import InvalidJID, prepare_username
 from chatgate.streams import tokens
 from chatgate.streams.adapters.base import (
@@ -211,6 +212,8 @@ class StreamAuthority:
                 return Proof(False, reason="unknown stream key")
             if claimed_account is not None and owner.account != claimed_account:
                 return Proof(False, reason="another account's stream key")
+            if await self._locked(owner.account):
+                return Proof(False, reason="the key's account is locked")
             found[:] = [owner.account, owner.key_id]
             return Proof(True, owner.account.rpartition("@")[0])
 
@@ -289,6 +292,17 @@ class StreamAuthority:
             answer = self._deny(q, who, decision.reason.value)
             raise _Denied(Answer(answer.verdict, decision.hold))
         return await self._account(f"{localpart}@{self.domain}")
+
+    async def _locked(self, account: str) -> bool:
+        """Whether an administrator locked the account (`chatgate user lock`): its
+        stream key opens nothing then, as its password logs in nowhere.  Free for
+        an account in the provider's cache (only unlocked ones are cached)."""
+        provider = self.provider
+        if not isinstance(provider, InternalProvider):
+            return False  # locks are the internal store's
+        localpart, _, domain = account.rpartition("@")
+        _exists, held = await provider.user_exists_or_held(localpart, domain)
+        return held is not None
 
     async def _account(self, account: str) -> Subject:
         return Subject.for_account(account, await self.groups.of(account))

@@ -68,6 +68,7 @@ def done(call: str, name: str, clientid: int, app: bytes = b"live") -> bytes:
 
 @dataclass
 class World:
+    db: Database
     authority: StreamAuthority
     live: LocalLiveStreams
     keys: LocalStreamKeys
@@ -112,7 +113,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             revoked=LocalRevokedTokens(clock=lambda: NOW),
             clock=lambda: NOW,
         )
-        yield World(authority, live, keys, NginxRtmpAdapter(node="edge1"))
+        yield World(db, authority, live, keys, NginxRtmpAdapter(node="edge1"))
         await provider.close()
     finally:
         await db.close()
@@ -303,3 +304,19 @@ async def test_a_revoked_token_is_refused_and_its_renewal_ends_the_play(world: W
     answer = await world.ask("update", update("alice", args, 61, "update_play"))
     assert answer.verdict.kind is VerdictKind.DENY and "token revoked" in answer.verdict.reason
     assert not (await world.ask("play", play("alice", args, clientid=62))).verdict.allowed
+
+
+async def test_a_locked_accounts_password_and_stream_key_open_nothing(world: World) -> None:
+    locking = world.db
+    key = await world.keys.issue("alice@localhost")
+    password = b"&username=alice&password=" + PASSWORD.replace(" ", "+").encode()
+    assert allowed(await world.ask("publish", publish("alice", password, clientid=71)))
+    await world.ask("publish_done", done("publish_done", "alice", 71))
+    await locking.accounts.set_locked("alice", DOMAIN, True)
+    world.authority.provider.invalidate("alice", DOMAIN)  # type: ignore[attr-defined]
+    by_key = await world.ask("publish", publish("alice", b"&key=" + key.encode(), clientid=72))
+    assert by_key.verdict.kind is VerdictKind.DENY
+    assert "the key's account is locked" in by_key.verdict.reason
+    by_password = await world.ask("publish", publish("alice", password, clientid=73))
+    assert by_password.verdict.kind is VerdictKind.DENY
+    assert by_password.verdict.reason == "account-disabled"
