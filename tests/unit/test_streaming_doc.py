@@ -35,11 +35,13 @@ def config(tmp_path: Path) -> Iterator[Path]:
         os.chdir(here)
 
 
-def run_block(config: Path, name: str) -> list[Result]:
+def run_block(config: Path, name: str, **values: str) -> list[Result]:
+    """Run the block's commands; `values` replace placeholders in their words (the
+    page's ``1AQ...`` stands for a token the reader has)."""
     results = []
     for command in commands(shell_block(PAGE, name)):
         for words in simple_commands(command):
-            arguments = chatgate_arguments(words)
+            arguments = chatgate_arguments([values.get(w, w) for w in words])
             assert arguments is not None, command
             result = CliRunner().invoke(app, [*arguments, "--config", str(config)])
             assert result.exit_code == 0, (command, result.output)
@@ -65,8 +67,12 @@ def test_the_key_commands(config: Path) -> None:
 
 def test_the_token_commands(config: Path) -> None:
     run_block(config, "streams-rules")  # a token rule for live/*
-    plain, with_url, bound = run_block(config, "streams-tokens")
     keys = with_state(config, lambda db, state: _keys(state))
+    to_revoke = tokens.issue(keys, 1, "live/alice", "play", 2**31)
+    plain, with_url, bound, revoked = run_block(config, "streams-tokens", **{"1AQ...": to_revoke})
+    assert "revoked" in revoked.output
+    token_id = tokens.identify(to_revoke, keys).token_id or ""
+    assert with_state(config, lambda db, state: state.revoked.is_revoked(token_id))
     first = plain.stdout.split()[0]
     verdict = tokens.verify(first, keys, stream="live/alice", action="play", now=0, address=None)
     assert verdict.valid
