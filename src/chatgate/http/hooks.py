@@ -8,8 +8,14 @@ the callers are media servers, whose own clients' addresses come in the
 payload and are what brute-force protection and address-bound tokens use.
 nginx-rtmp's HTTP/1.0 requests with `Connection: Close` are served as they
 come.  A wrong password's answer is held as long as brute-force protection
-says, as an XMPP login's failure is.  Bodies are bounded by
-`[http] max_request_size`.
+says, as an XMPP login's failure is; an attempt the throttle refused
+unevaluated (every slot of the client's address taken) is answered at once, as
+XMPP answers it: holding those would let one client with many connections
+keep as many requests of its media server waiting, with nothing to bound them.
+Bodies are bounded by `[http] max_request_size`.  Refused callers are logged
+once per address per minute, and a logged endpoint is cut to
+`LOGGED_PATH` characters: what a peer sends never grows the log faster than
+the requests themselves.
 
 Read by the listener's lane (`lane.py`: one Content-Length, the common case,
 as fast as a BOSH request) or by aiohttp (anything else the lane hands over);
@@ -24,7 +30,9 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from chatgate.auth.gate import Reason
 from chatgate.http.client_address import Networks
+from chatgate.http.connection_limit import RefusalLog
 from chatgate.streams.adapters import HookRequest, Verdict
 from chatgate.streams.adapters.base import Adapter, HookResponse
 from chatgate.streams.authority import StreamAuthority
@@ -39,10 +47,18 @@ PREFIX = "/hooks/"
 PATH = PREFIX + "{route:.+}"
 #: seconds a hook's body may take to arrive
 BODY_TIMEOUT = 10.0
+#: characters of a request's endpoint written to the log
+LOGGED_PATH = 64
+#: the reason of a refusal the throttle gave without evaluating the credential
+#: (`authority.StreamAuthority` puts the gate's reason there): never held
+_THROTTLED = Reason.THROTTLED.value
 
 
 class HookEndpoint:
     """The `/hooks/` route: one adapter per media server kind."""
+
+    #: seconds a hook's body may take to arrive (the lane's and aiohttp's alike)
+    body_timeout: float = BODY_TIMEOUT
 
     def __init__(
         self,
@@ -53,6 +69,10 @@ class HookEndpoint:
         self.authority = authority
         self.adapters = dict(adapters)
         self.networks = Networks(networks)
+        self._outsiders = RefusalLog(
+            "stream hooks: refused calls from %s (%d since the last line): not in hook_networks",
+            logger=log,
+        )
 
     async def answer(
         self,
@@ -67,7 +87,7 @@ class HookEndpoint:
         path after ``/hooks/`` (``nginx-rtmp/publish``), `headers` by lower-case
         name, `address` the TCP peer's."""
         if address not in self.networks:
-            log.warning("stream hooks: refused a call from %s (not in hook_networks)", address)
+            self._outsiders.refused(address or "-")
             return _NOT_A_MEDIA_SERVER
         name, _, endpoint = route.partition("/")
         adapter = self.adapters.get(name)
@@ -77,13 +97,18 @@ class HookEndpoint:
         parsed = adapter.parse(hook)
         if isinstance(parsed, Verdict):
             question, verdict = None, parsed
-            log.info("stream hooks: %s %r: %s", adapter.name, hook.path, parsed.reason or "-")
+            log.info(
+                "stream hooks: %s %r: %s",
+                adapter.name,
+                hook.path[:LOGGED_PATH],
+                parsed.reason or "-",
+            )
         else:
             question = parsed
             answer = await self.authority.answer(parsed)
-            if answer.hold > 0:
-                await asyncio.sleep(answer.hold)  # only failures are held
             verdict = answer.verdict
+            if answer.hold > 0 and verdict.reason != _THROTTLED:
+                await asyncio.sleep(answer.hold)  # only evaluated failures are held
         return adapter.respond(hook, question, verdict)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -93,7 +118,7 @@ class HookEndpoint:
         peer = transport.get_extra_info("peername") if transport is not None else None
         address = str(peer[0]) if isinstance(peer, tuple) else None
         try:
-            async with asyncio.timeout(BODY_TIMEOUT):
+            async with asyncio.timeout(self.body_timeout):
                 body = await request.read()
         except TimeoutError:
             return web.Response(status=408, text="the request body took too long\n")
