@@ -28,6 +28,18 @@ reading stops past one head and one largest body), and while the socket's
 write buffer is full no further request is answered.  Connections are counted
 per address by the lane itself (the plain port) or by the TLS layer (`tls.py`),
 before a byte of HTTP is read.
+
+Media servers' hooks (`hooks.py`) have their own body timeout
+(`HookEndpoint.body_timeout`), and their refusals (408, 413) are plain text,
+not BOSH bodies.  While the lane waits for a hook's answer from a caller in
+`[streams] hook_networks`, that connection does not count towards its
+address's `max_connections_per_address`: a media server is one address for all
+its clients, and brute-force protection holds a wrong guess's answer for up
+to 20 s, so clients guessing from a few dozen addresses would otherwise hold
+every connection its media server may open, and every other client's publish
+or play would be refused with them.  The count is taken back with the answer
+(past the limit, the connection closes after it), so idle or half-sent
+requests from those addresses stay bounded as everyone's are.
 """
 
 from __future__ import annotations
@@ -67,6 +79,11 @@ LINGER = 2.0
 SLICE_BYTES = 65_536
 #: the media servers' hooks (`hooks.py`)
 HOOKS_PREFIX = "/hooks/"
+#: the bodies of the lane's own refusals of a hook (as aiohttp's route words them)
+_HOOK_REFUSALS = {
+    408: b"the request body took too long\n",
+    413: b"the request body is larger than max_request_size\n",
+}
 
 
 @dataclass(slots=True)
@@ -136,6 +153,7 @@ class LaneProtocol(asyncio.Protocol):
         "_counter",
         "_discard",
         "_inner",
+        "_lent",
         "_loop",
         "_read_paused",
         "_routes",
@@ -167,6 +185,9 @@ class LaneProtocol(asyncio.Protocol):
         self._body_timer = False
         #: bytes of a refused body still to drop before closing (-1: not lingering)
         self._discard = -1
+        #: the connection's count is given back while a media server's hook is
+        #: decided (module docstring); True also when it could not be taken again
+        self._lent = False
         self._loop = asyncio.get_running_loop()
 
     # ------------------------------------------------------------ asyncio.Protocol
@@ -233,7 +254,7 @@ class LaneProtocol(asyncio.Protocol):
         self._routes.live.discard(self)
         self._buffer = bytearray()
         address, self._address = self._address, None
-        if address is not None and self._counter is not None:
+        if address is not None and self._counter is not None and not self._lent:
             self._counter.release(address)
         self._transport = None
         if self._ws is not None:
@@ -297,9 +318,10 @@ class LaneProtocol(asyncio.Protocol):
             self._hand_over()
             return
 
-    def _body(self, head: RequestHead) -> bytes | None:
+    def _body(self, head: RequestHead, timeout: float | None = None) -> bytes | None:
         """The request's body, taken off the buffer; None while it is still coming
-        (it has BODY_TIMEOUT from the head's arrival) or when it was refused."""
+        (it has `timeout`, BODY_TIMEOUT by default, from the head's arrival) or
+        when it was refused."""
         size = head.content_length
         if size > self._routes.max_request_size:
             self._refuse_body(head, size)
@@ -307,7 +329,7 @@ class LaneProtocol(asyncio.Protocol):
         end = head.end + size
         if len(self._buffer) < end:
             if not self._body_timer:
-                self._arm(self._routes.body_timeout, body=True)
+                self._arm(self._routes.body_timeout if timeout is None else timeout, body=True)
             return None
         body = bytes(self._buffer[head.end : end])
         del self._buffer[:end]
@@ -316,12 +338,17 @@ class LaneProtocol(asyncio.Protocol):
 
     def _hook(self, head: RequestHead) -> None:
         """A media server's hook (`hooks.HookEndpoint.answer`)."""
-        body = self._body(head)
+        hooks = self._routes.hooks
+        assert hooks is not None
+        body = self._body(head, hooks.body_timeout)
         if body is None:
             return
         self._busy = True
-        hooks = self._routes.hooks
-        assert hooks is not None
+        peer = peer_address(self._transport) if self._transport is not None else None
+        address, counter = self._address, self._counter
+        if address is not None and counter is not None and address in hooks.networks:
+            counter.release(address)  # lent while the answer is decided (module docstring)
+            self._lent = True
         headers = {name.decode("latin-1"): v.decode("latin-1") for name, v in head.headers.items()}
         coro = hooks.answer(
             head.method.decode("ascii"),
@@ -329,12 +356,20 @@ class LaneProtocol(asyncio.Protocol):
             head.query.encode("ascii"),
             headers,
             body,
-            peer_address(self._transport) if self._transport is not None else None,
+            peer,
         )
         task = self._loop.create_task(coro)
         task.add_done_callback(lambda t: self._hook_answered(head, t))
 
     def _hook_answered(self, head: RequestHead, task: asyncio.Task[HookResponse]) -> None:
+        if self._lent and self._transport is not None:
+            # the count lent in `_hook` is taken back; past the limit, the
+            # connection closes after this answer (and is no longer counted)
+            assert self._counter is not None and self._address is not None
+            if self._counter.acquire(self._address):
+                self._lent = False
+            else:
+                self._close_after = True
         if task.cancelled():
             self._abort()
             return
@@ -536,16 +571,20 @@ class LaneProtocol(asyncio.Protocol):
     def _refuse(self, head: RequestHead, status: int) -> None:
         """Answer `status` at once and close: the rest of the request's body is
         read and dropped first (at most LINGER seconds), or the client's unread
-        bytes would make the close a reset that destroys the answer."""
+        bytes would make the close a reset that destroys the answer.  A BOSH
+        client gets a BOSH body; a media server's hook, plain text."""
         have = len(self._buffer) - head.end
         self._buffer.clear()
         self._close_after = True
         self._discard = max(0, head.content_length - have)
-        self._respond(
-            head,
-            status,
-            bosh_body.terminate("bad-request" if status == 408 else "policy-violation"),
-        )
+        if self._routes.hooks is not None and head.path.startswith(HOOKS_PREFIX):
+            self._respond(head, status, _HOOK_REFUSALS[status], "text/plain; charset=utf-8")
+        else:
+            self._respond(
+                head,
+                status,
+                bosh_body.terminate("bad-request" if status == 408 else "policy-violation"),
+            )
         self._arm(LINGER)
         self._drop(0)
 
@@ -574,7 +613,7 @@ class LaneProtocol(asyncio.Protocol):
         if transport is None or self._busy:
             return
         if body:
-            log.info("BOSH: request body from %s too slow: closed", self._address or "-")
+            log.info("HTTP: request body from %s too slow: closed", self._address or "-")
             self._busy = False
             try:
                 head = parse_head(self._buffer)

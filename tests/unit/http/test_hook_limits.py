@@ -1,14 +1,17 @@
-"""What bounds a media server's hooks on the listener (http/hooks.py): a refusal
-of brute-force protection's is answered at once, and refused callers are logged
-once per address.  A whole server in this process, raw HTTP as nginx-rtmp
-sends it."""
+"""What bounds a media server's hooks on the listener (http/hooks.py, http/lane.py):
+a refusal of brute-force protection's is answered at once, a held answer does not
+take its media server's connections, the lane's own refusals of a hook are plain
+text within the hooks' body timeout, and refused callers are logged once per
+address.  A whole server in this process, raw HTTP as nginx-rtmp and MediaMTX
+send it."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from chatgate.auth.credentials import derive_all
 from chatgate.server import Server
 
 from .bosh_client import start_web
-from .test_hooks import RULES, call, nginx, publish
+from .test_hooks import PREFIX, RULES, call, nginx, publish
 
 #: failures held 3 s from the first one on, one slot per address: a second
 #: attempt while the first is held is refused unevaluated (THROTTLED)
@@ -32,6 +35,8 @@ STRICT = {
         }
     }
 }
+#: failures held 2 s from the first one on, many slots
+HOLDING = {"throttle": {"address": {"free_failures": 0, "base_delay": 2.0, "max_delay": 2.0}}}
 
 
 async def start(tmp: Path, *, http: dict[str, object], auth: dict[str, object]) -> Server:
@@ -57,10 +62,48 @@ def wrong_password(user: str, address: bytes = b"203.0.113.5") -> bytes:
     return nginx("publish", body.replace(b"addr=203.0.113.5", b"addr=" + address))
 
 
+def mediamtx(user: str, password: str) -> bytes:
+    """MediaMTX's request, HTTP/1.1 keep-alive (it reuses its connections)."""
+    body = json.dumps(
+        {
+            "user": user,
+            "password": password,
+            "token": "",
+            "ip": "198.51.100.7",
+            "action": "read",
+            "path": "live/alice",
+            "protocol": "rtsp",
+            "id": None,
+            "query": "",
+        }
+    ).encode()
+    return (
+        b"POST /hooks/mediamtx/auth HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    ) + body
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
 async def timed(coro: Awaitable[tuple[int, dict[str, str], bytes]]) -> tuple[float, int, bytes]:
     started = time.monotonic()
     status, _, body = await coro
     return time.monotonic() - started, status, body
+
+
+def open_from(server: Server, address: str) -> int:
+    assert server.http is not None
+    return server.http.connections.open(address)
+
+
+def lane_connections(server: Server) -> int:
+    assert server.http is not None and server.http.lane is not None
+    return len(server.http.lane.live)
 
 
 # ---------------------------------------------------------------- throttled, held
@@ -89,6 +132,110 @@ async def test_a_right_password_from_another_address_is_not_held(strict: Server)
     )
     assert status == 200 and took < 1.0, (status, took)
     await first
+
+
+async def test_held_answers_do_not_count_towards_the_media_servers_connections(
+    tmp_path: Path,
+) -> None:
+    """max_connections_per_address = 2: three held wrong guesses (nginx opens a
+    connection per hook) and then a fourth request all get their answers; the
+    count is back to nothing when they are answered."""
+    server = await start(tmp_path, http={"max_connections_per_address": 2}, auth=HOLDING)
+    try:
+        held = []
+        for n, user in enumerate(("u1", "u2", "u3"), 1):
+            held.append(asyncio.ensure_future(timed(call(server, wrong_password(user)))))
+            # each is being decided (its count lent) before the next connects
+            await until(
+                lambda n=n: lane_connections(server) == n and open_from(server, "127.0.0.1") == 0
+            )
+        body = publish("alice", b"&username=alice&password=pencil-case")
+        status, _, _ = await call(server, nginx("publish", body.replace(b"=6", b"=7")))
+        assert status == 200
+        for took, status, _ in await asyncio.gather(*held):
+            assert status == 403 and took > 1.5, (status, took)
+        await until(lambda: open_from(server, "127.0.0.1") == 0)
+    finally:
+        await server.stop()
+
+
+async def test_a_held_connection_that_finds_the_limit_full_closes_after_its_answer(
+    tmp_path: Path,
+) -> None:
+    """A keep-alive hook (MediaMTX's) is held; meanwhile two idle connections take
+    the address's two places.  The answer comes with Connection: close, and the
+    count is the idle connections' only."""
+    server = await start(tmp_path, http={"max_connections_per_address": 2}, auth=HOLDING)
+    idle: list[asyncio.StreamWriter] = []
+    try:
+        assert server.http is not None
+        _, host, port = server.http.bound[0]
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(mediamtx("alice", "wrong"))
+        await until(lambda: lane_connections(server) == 1 and open_from(server, "127.0.0.1") == 0)
+        for _ in range(2):
+            idle.append((await asyncio.open_connection(host, port))[1])
+        await until(lambda: open_from(server, "127.0.0.1") == 2)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 403 ") and b"Connection: close" in head, head
+        assert await asyncio.wait_for(reader.read(), 5) == b"wrong-credentials\n"
+        writer.close()
+        assert open_from(server, "127.0.0.1") == 2
+    finally:
+        for w in idle:
+            w.close()
+        await until(lambda: open_from(server, "127.0.0.1") == 0)
+        await server.stop()
+
+
+async def test_a_keep_alive_hook_connection_is_counted_again_after_its_answer(
+    tmp_path: Path,
+) -> None:
+    server = await start(tmp_path, http={}, auth={})
+    try:
+        assert server.http is not None
+        _, host, port = server.http.bound[0]
+        reader, writer = await asyncio.open_connection(host, port)
+        for _ in range(3):
+            writer.write(mediamtx("", ""))
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 401 ") and b"Connection: close" not in head
+            await reader.readexactly(len(b"no rule admits this caller\n"))
+            await until(lambda: open_from(server, "127.0.0.1") == 1)
+        writer.close()
+        await until(lambda: open_from(server, "127.0.0.1") == 0)
+    finally:
+        await server.stop()
+
+
+# ---------------------------------------------------------------- the lane's refusals
+
+
+async def test_a_hook_body_over_the_limit_is_refused_in_plain_text(tmp_path: Path) -> None:
+    server = await start(tmp_path, http={"max_request_size": 4096}, auth={})
+    try:
+        body = PREFIX + b"&call=publish&name=alice&x=" + b"y" * 5000
+        status, headers, answer = await call(server, nginx("publish", body))
+        assert status == 413
+        assert headers["content-type"].startswith("text/plain")
+        assert answer == b"the request body is larger than max_request_size\n"
+    finally:
+        await server.stop()
+
+
+async def test_a_slow_hook_body_gets_408_in_plain_text_after_the_hooks_timeout(
+    tmp_path: Path,
+) -> None:
+    server = await start(tmp_path, http={}, auth={})
+    try:
+        assert server.http is not None and server.http.hooks is not None
+        server.http.hooks.body_timeout = 0.5  # BODY_TIMEOUT (10 s), shortened
+        raw = nginx("publish", publish("alice", b""))
+        took, status, answer = await timed(call(server, raw[:-10]))
+        assert status == 408 and answer == b"the request body took too long\n"
+        assert 0.4 < took < 5, took  # BOSH's 20 s no longer applies
+    finally:
+        await server.stop()
 
 
 # ---------------------------------------------------------------- the log
