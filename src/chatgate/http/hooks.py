@@ -122,10 +122,11 @@ class HookEndpoint:
                 body = await request.read()
         except TimeoutError:
             return web.Response(status=408, text="the request body took too long\n")
+        path, _, query = _origin_form(request.raw_path).partition("?")
         reply = await self.answer(
             request.method,
-            request.raw_path.partition("?")[0].removeprefix(PREFIX),
-            request.raw_path.partition("?")[2].encode("utf-8", "surrogateescape"),
+            path.removeprefix(PREFIX),
+            query.encode("utf-8", "surrogateescape"),
             {name.lower(): value for name, value in request.headers.items()},
             body,
             address,
@@ -134,3 +135,18 @@ class HookEndpoint:
         if reply.close:
             response.force_close()
         return response
+
+
+def _origin_form(target: str) -> str:
+    """The path and query of a request target as the client sent them, percent
+    escapes and all (the lane reads the same bytes): an absolute-form target
+    (``http://host/hooks/...``, which a server must accept, RFC 9112 §3.2.2)
+    loses its scheme and authority.  Not aiohttp's `rel_url`, which decodes
+    escapes in the path and the query and would read a form value another way
+    than the lane does."""
+    if target.startswith("/"):
+        return target
+    _, separator, rest = target.partition("://")
+    if not separator:
+        return target  # asterisk-form or garbage: no adapter is named so
+    return "/" + rest.partition("/")[2]

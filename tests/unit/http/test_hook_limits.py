@@ -276,3 +276,34 @@ async def test_a_long_unknown_endpoint_is_logged_cut(
         assert len(logged) == 1 and len(logged[0]) < 200, logged
     finally:
         await server.stop()
+
+
+# ---------------------------------------------------------------- aiohttp's reading
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "answer"),
+    [
+        (b"http://127.0.0.1/hooks/nginx-rtmp/publish", 200, b""),
+        (b"http://127.0.0.1/hooks/nginx-rtmp/%70ublish", 404, b"no such nginx-rtmp hook\n"),
+        (b"/hooks/nginx-rtmp/%70ublish", 404, b"no such nginx-rtmp hook\n"),
+    ],
+)
+async def test_aiohttp_reads_the_target_as_the_lane_does(
+    tmp_path: Path, target: bytes, status: int, answer: bytes
+) -> None:
+    """A chunked body makes the request aiohttp's: an absolute-form target (RFC
+    9112 §3.2.2) reaches its adapter (it was read as the adapter "http:"), and a
+    percent escape is not decoded into another endpoint."""
+    server = await start(tmp_path, http={}, auth={})
+    try:
+        body = publish("alice", b"&username=alice&password=pencil-case")
+        raw = (
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (target, len(body), body)
+        )
+        got, headers, text = await call(server, raw)
+        assert (got, text) == (status, answer)
+        assert "server" in headers  # aiohttp's answer, not the lane's
+    finally:
+        await server.stop()
