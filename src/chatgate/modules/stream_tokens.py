@@ -21,7 +21,8 @@ enabled)::
 makes a token the media server accepts for one client only.  A token is issued
 only for what the rules let the account do itself, and only on streams whose
 rules honour tokens (`streams/issuer.py`).  Errors (RFC 6120 §8.3.3):
-``bad-request`` for a missing or invalid stream, action, ttl or one-time;
+``bad-request`` for a missing or invalid stream, action, ttl or one-time, or
+a payload that is not ``<token/>``;
 ``forbidden`` when the account may not do that; ``not-allowed`` when tokens
 are not honoured on that stream.  A get, as XEP-0363 asks for an upload slot:
 issuing stores nothing (a signed token is checked by its MAC).
@@ -94,7 +95,8 @@ class StreamTokens:
             if service is None:  # the server is starting or stopping
                 raise StanzaError(StanzaErrorCondition.SERVICE_UNAVAILABLE)
             request = iq.find("token", NAMESPACE)
-            assert request is not None
+            if request is None:  # another element in the namespace
+                raise StanzaError(StanzaErrorCondition.BAD_REQUEST, "the request is <token/>")
             stream, action = request.get("stream"), request.get("action")
             if not stream or action not in ("publish", "play"):
                 raise StanzaError(
