@@ -91,7 +91,7 @@ STAMP_NAME = "credentials.stamp"
 #: Hash preferred for checking a plaintext password; any stored hash would do.
 _VERIFY_ORDER = ("sha256", "sha512", "sha1")
 
-_StampId = tuple[int, int, int] | None
+StampId = tuple[int, int, int] | None
 _Owner = tuple[str, str]
 _Keys = dict[str, ScramKeys]
 
@@ -158,7 +158,9 @@ def bump_credentials_stamp(data_dir: Path) -> None:
     write_private_file(path, f"{uuid.uuid4().hex}\n".encode("ascii"))
 
 
-def _stamp_id(path: Path) -> _StampId:
+def stamp_id(path: Path) -> StampId:
+    """What tells one version of a stamp file from the next (None: no file yet);
+    read by every watcher of a stamp (`streams/signal.py` too)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -235,7 +237,7 @@ class InternalProvider:
         #: the cache's live map, for the login hot path (look-ups only)
         self._cached = self._cache.mapping
         self._stamp_path = None if data_dir is None else stamp_path(data_dir)
-        self._stamp = None if self._stamp_path is None else _stamp_id(self._stamp_path)
+        self._stamp = None if self._stamp_path is None else stamp_id(self._stamp_path)
         self._stamp_checked = float("-inf")
         # Bumped by every invalidation: a read that started before it must not fill the cache.
         self._generation = 0
@@ -477,7 +479,7 @@ class InternalProvider:
         if now < self._stamp_checked + STAMP_CHECK_INTERVAL:
             return
         self._stamp_checked = now
-        current = _stamp_id(self._stamp_path)
+        current = stamp_id(self._stamp_path)
         if current != self._stamp:
             self._stamp = current
             was_complete = self._complete

@@ -326,15 +326,7 @@ class StreamAuthority:
             # A media server that names no client (MediaMTX without an id, Red5's
             # validator) sends no done either: there is no session to record, and
             # it keeps one publisher per stream itself.
-            log.info(
-                "stream %s: %s %s by %s from %s: allowed (not tracked: no client id)",
-                q.adapter,
-                stream,
-                action,
-                who,
-                q.client_address or "-",
-            )
-            return _ALLOWED
+            return self._allow(q, stream, action, who, " (not tracked: no client id)")
         renewal = q.action in (HookAction.UPDATE_PUBLISH, HookAction.UPDATE_PLAY)
         now = self.clock()
         if q.action in (HookAction.PUBLISH, HookAction.UPDATE_PUBLISH):
@@ -361,13 +353,17 @@ class StreamAuthority:
             )
             if not played.accepted:
                 return self._deny(q, who, played.reason.value)
+        return self._allow(q, stream, action, who)
+
+    def _allow(self, q: Question, stream: str, action: str, who: str, note: str = "") -> Answer:
         log.info(
-            "stream %s: %s %s by %s from %s: allowed",
+            "stream %s: %s %s by %s from %s: allowed%s",
             q.adapter,
             stream,
             action,
             who,
             q.client_address or "-",
+            note,
         )
         return _ALLOWED
 

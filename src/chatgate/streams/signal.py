@@ -20,13 +20,13 @@ file's content (its identity is the signal).
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from chatgate.auth.internal import stamp_id
 from chatgate.datadir import make_private_dir, write_private_file
 from chatgate.streams.stores import ChangeSignal
 
@@ -37,16 +37,6 @@ STREAMS_STAMP: Final = "streams.stamp"
 
 #: Seconds between two ``os.stat`` of a stamp file (the credentials stamp's figure).
 STAMP_CHECK_INTERVAL: Final = 0.05
-
-_StampId = tuple[int, int, int] | None
-
-
-def _stamp_id(path: Path) -> _StampId:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 class StampSignal:
@@ -67,7 +57,7 @@ class StampSignal:
         self.path = Path(data_dir) / name
         self._interval = interval
         self._clock = clock
-        self._seen = _stamp_id(self.path)
+        self._seen = stamp_id(self.path)
         self._checked = float("-inf")
         self._raised = False
 
@@ -88,14 +78,14 @@ class StampSignal:
     def changed(self) -> bool:
         if self._raised:
             self._raised = False
-            self._seen = _stamp_id(self.path)
+            self._seen = stamp_id(self.path)
             self._checked = self._clock()
             return True
         now = self._clock()
         if now < self._checked + self._interval:
             return False
         self._checked = now
-        current = _stamp_id(self.path)
+        current = stamp_id(self.path)
         if current == self._seen:
             return False
         self._seen = current
