@@ -12,6 +12,9 @@ says, as an XMPP login's failure is; an attempt the throttle refused
 unevaluated (every slot of the client's address taken) is answered at once, as
 XMPP answers it: holding those would let one client with many connections
 keep as many requests of its media server waiting, with nothing to bound them.
+A refused renewal (nginx-rtmp's ``on_update``) is not held either: the session
+was allowed when it started with the same credentials, so its refusal is a
+revocation or an expiry, and the media server should end the stream at once.
 Bodies are bounded by `[http] max_request_size`.  Refused callers are logged
 once per address per minute, and a logged endpoint is cut to
 `LOGGED_PATH` characters: what a peer sends never grows the log faster than
@@ -33,7 +36,7 @@ from aiohttp import web
 from chatgate.auth.gate import Reason
 from chatgate.http.client_address import Networks
 from chatgate.http.connection_limit import RefusalLog
-from chatgate.streams.adapters import HookRequest, Verdict
+from chatgate.streams.adapters import HookAction, HookRequest, Verdict
 from chatgate.streams.adapters.base import Adapter, HookResponse
 from chatgate.streams.authority import StreamAuthority
 
@@ -52,6 +55,10 @@ LOGGED_PATH = 64
 #: the reason of a refusal the throttle gave without evaluating the credential
 #: (`authority.StreamAuthority` puts the gate's reason there): never held
 _THROTTLED = Reason.THROTTLED.value
+#: renewals of a session its start allowed (nginx-rtmp's on_update, with the
+#: client's URL of that start): a refusal there is a revocation or an expiry,
+#: never a guess, and holding it only keeps the revoked stream going longer
+_RENEWALS = frozenset((HookAction.UPDATE_PUBLISH, HookAction.UPDATE_PLAY))
 
 
 class HookEndpoint:
@@ -107,7 +114,7 @@ class HookEndpoint:
             question = parsed
             answer = await self.authority.answer(parsed)
             verdict = answer.verdict
-            if answer.hold > 0 and verdict.reason != _THROTTLED:
+            if answer.hold > 0 and verdict.reason != _THROTTLED and parsed.action not in _RENEWALS:
                 await asyncio.sleep(answer.hold)  # only evaluated failures are held
         return adapter.respond(hook, question, verdict)
 

@@ -208,6 +208,22 @@ async def test_a_keep_alive_hook_connection_is_counted_again_after_its_answer(
         await server.stop()
 
 
+async def test_a_refused_renewal_is_answered_at_once(tmp_path: Path) -> None:
+    """nginx-rtmp's on_update carries the client's URL of a start that was
+    allowed: its refusal is a revocation or an expiry, answered at once so that
+    nginx ends the stream now (it was held like a guess, 16 s after a few
+    refusals from the same address: longer than nginx's update period)."""
+    server = await start(tmp_path, http={}, auth=HOLDING)
+    try:
+        renewal = PREFIX + b"&call=update_publish&name=alice&username=alice&password=revoked"
+        took, status, body = await timed(call(server, nginx("update", renewal)))
+        assert (status, body) == (403, b"wrong-credentials\n") and took < 1.0, (status, took)
+        held, status, _ = await timed(call(server, wrong_password("alice")))
+        assert status == 403 and held > 1.5, held  # a start's failure still is held
+    finally:
+        await server.stop()
+
+
 # ---------------------------------------------------------------- the lane's refusals
 
 
