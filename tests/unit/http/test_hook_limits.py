@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -185,6 +187,35 @@ async def test_a_held_connection_that_finds_the_limit_full_closes_after_its_answ
         for w in idle:
             w.close()
         await until(lambda: open_from(server, "127.0.0.1") == 0)
+        await server.stop()
+
+
+async def test_a_client_leaving_while_its_answer_is_held_is_counted_once(
+    tmp_path: Path,
+) -> None:
+    """Three clients reset their connections while their wrong guesses are held:
+    the connections are gone at once, and when the held answers find them gone
+    the address's count is nothing (not released twice, not taken again)."""
+    server = await start(tmp_path, http={"max_connections_per_address": 2}, auth=HOLDING)
+    try:
+        assert server.http is not None
+        _, host, port = server.http.bound[0]
+        for n in range(3):
+            _, writer = await asyncio.open_connection(host, port)
+            writer.write(wrong_password(f"left{n}"))
+            await until(
+                lambda: lane_connections(server) == 1 and open_from(server, "127.0.0.1") == 0
+            )
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()  # a reset: gone before the held answer
+            await until(lambda: lane_connections(server) == 0)
+        await asyncio.sleep(2.5)  # the held answers find their connections gone
+        assert open_from(server, "127.0.0.1") == 0
+        status, _, _ = await call(server, nginx("publish", publish("alice", b"")))
+        assert status == 403
+        await until(lambda: open_from(server, "127.0.0.1") == 0)
+    finally:
         await server.stop()
 
 
