@@ -36,8 +36,9 @@ import pytest
 import xxtea as oracle
 
 from tests.e2e.conftest import RunningServer
+from tests.e2e.flood import rss_kib
 from tests.e2e.test_lane_attacks import by_lane, read_until_closed, responses, tracebacks
-from tests.e2e.test_web_attacks import LogWindow, RawWs, ws_frame
+from tests.e2e.test_web_attacks import RSS_BOUND_KIB, LogWindow, RawWs, ws_frame
 from tests.e2e.web import start_web_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -819,11 +820,15 @@ def test_a_flood_of_viewers_is_bounded_and_slows_nobody(server: RunningServer) -
     """12,000 plays of one stream from as many client ids: 10,000 are counted
     (max_viewers_per_stream), the rest refused; their stops free the stream."""
     count = MAX_VIEWERS_PER_STREAM + 2_000
+    before = rss_kib(server.process.pid)
     with HonestHooks(server, "viewer-flood") as honest:
         plays = flood(
             server, [srs("on_play", f"v{i}", stream="crowd", close=False) for i in range(count)]
         )
     honest.check("viewer flood")
+    grown = rss_kib(server.process.pid) - before
+    print(f"viewer flood: the server grew by {grown} KiB")
+    assert grown < RSS_BOUND_KIB, grown
     assert plays == {
         b"200 0": MAX_VIEWERS_PER_STREAM,
         b'403 {"code": 403, "msg": "too many viewers on this stream"}': 2_000,
