@@ -43,6 +43,7 @@ from chatgate.vhost import VirtualHost
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xmpp.admission import ConnectionGauge, LocalConnectionGauge
+from chatgate.xmpp.directory import LocalSessionDirectory, SessionDirectory
 from chatgate.xmpp.events import SessionBound, SessionClosed
 from chatgate.xmpp.router import Router
 from chatgate.xmpp.session import C2SSession
@@ -81,6 +82,7 @@ class ServerContext:
         db: Database,
         provider: CredentialProvider,
         hosts: dict[str, VirtualHost] | None = None,
+        directory: SessionDirectory | None = None,
     ) -> None:
         self.config = config
         #: the main domain (`[server] domain`); `hosts` has every served one
@@ -94,7 +96,11 @@ class ServerContext:
             hosts = {self.domain: main}
         self.hosts = hosts
         self.hooks = Hooks()
-        self.router = Router(frozenset(hosts), self.hooks, self.account_exists)
+        if directory is None:  # this process's sessions only (no cluster layer)
+            session = config.session
+            directory = LocalSessionDirectory(session.resource_conflict, session.max_resources)
+        #: the only way to deliver; `router.directory` holds the sessions
+        self.router = Router(frozenset(hosts), self.hooks, self.account_exists, directory)
         self.router.iq_dispatch = self.dispatch_iq
         self.connections: set[ClientConnection] = set()
         #: connections not yet bound, per client address (`xmpp/admission.py`)
@@ -134,7 +140,8 @@ class ServerContext:
         if host is None:
             return False
         if host.anonymous:
-            return f"{local}@{domain}" in self.router.sessions
+            bound = self.router.directory.bound_anywhere(f"{local}@{domain}")
+            return bound if isinstance(bound, bool) else await bound
         return await self.db.accounts.exists(local, domain)
 
     # ------------------------------------------------------------ modules

@@ -39,8 +39,9 @@ class AnonymousCleanup:
         session = event.session
         if not self.ctx.is_anonymous(session.domain):
             return
-        if self.ctx.router.resources_of(session.bare):
-            return
+        bound = self.ctx.router.directory.bound_anywhere(session.bare)
+        if bound if isinstance(bound, bool) else await bound:
+            return  # another session of the identity is still bound
         owner = (session.username, session.domain)
         try:
             # The row's cascade deletes what the identity owns; what it left in

@@ -137,12 +137,13 @@ class PreAuthConnection(Protocol):
         self, condition: StreamErrorCondition | None = None, text: str = ""
     ) -> None: ...
 
-    def legacy_login(
+    async def legacy_login(
         self, username: str, resource: str, mechanism: str, attempt: Attempt
-    ) -> C2SSession:
+    ) -> C2SSession | None:
         """Open the session of an XEP-0078 login checked through the login gate and
         settle `attempt` as succeeded; raises StanzaError (then `attempt` is the
-        caller's to settle)."""
+        caller's to settle, as it is when None says the connection closed while the
+        session directory decided)."""
         ...
 
 

@@ -355,12 +355,17 @@ class LegacyAuth:
                 conn.send(error_with_code(iq, StanzaErrorCondition.UNEXPECTED_REQUEST))
                 return
             try:
-                conn.legacy_login(username, request.resource, mechanism, attempt)
+                session = await conn.legacy_login(username, request.resource, mechanism, attempt)
             except StanzaError as exc:
                 # XEP-0078 §3: a resource conflict the policy refuses is 409.  The
                 # credentials were right: that settles the throttle's attempt.
                 gate.succeeded(attempt, username)
                 conn.send(error_with_code(iq, exc.condition, exc.text))
+                return
+            if session is None:
+                # Gone while the session directory decided: right credentials all
+                # the same, and nobody to answer.
+                gate.succeeded(attempt, username)
                 return
             conn.send(iq_reply(iq, "result"))
             if mechanism == PASSWORD and request.password is not None:

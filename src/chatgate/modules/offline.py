@@ -156,7 +156,7 @@ class OfflineMessages:
                 await store.delete(owner, written)
 
     def _connected(self, session: C2SSession) -> bool:
-        return self.ctx.router.resources_of(session.bare).get(session.resource) is session
+        return self.ctx.router.directory.is_bound(session)
 
     @staticmethod
     def _restore(message: OfflineMessage, session: C2SSession) -> Element | None:

@@ -59,21 +59,6 @@ log = logging.getLogger(__name__)
 _SUBSCRIPTION_TYPES = {t.value: t for t in SubscriptionStanza}
 
 
-def _write_to(sessions: Iterable[C2SSession], stanza_xml: str) -> None:
-    """Write one serialized <presence .../> to each session, addressed to it.
-
-    The stanza is serialized once; each copy only gets its own 'to' spliced in
-    after the element name (the stanza must not already carry a 'to').
-    """
-    tail = stanza_xml[len("<presence") :]
-    for session in sessions:
-        session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
-
-
-def _available(sessions: Iterable[C2SSession]) -> list[C2SSession]:
-    return [s for s in sessions if s.available]
-
-
 def _parse_priority(stanza: Element) -> int:
     """RFC 6121 §4.7.2.3: an integer in -128..127; anything else counts as 0."""
     el = stanza.find("priority", ns.CLIENT)
@@ -98,6 +83,7 @@ class PresenceModule:
         self.roster_module = roster_module
         self.rosters: RosterService = roster_module.service
         self.router = ctx.router
+        self.directory = ctx.router.directory
         self.max_directed = ctx.config.limits.max_directed_presences
         ctx.router.presence_handler = self.handle
         yield OnEvent(SessionClosed, self._session_closed, priority=100)
@@ -139,46 +125,34 @@ class PresenceModule:
     ) -> Awaitable[None] | None:
         """§4.2.2 initial presence and §4.4.2 subsequent presence: to subscribers and self."""
         initial = not origin.available
-        origin.available = True
-        origin.priority = _parse_priority(stanza)
         stanza.attrs.pop("to", None)
-        origin.presence = stanza
+        self.directory.mark_available(origin, _parse_priority(stanza), stanza)
+        router = self.router
         data = serialize(stanza)
-        for contact in roster.presence_subscribers:
-            _write_to(_available(self.router.resources_of(contact).values()), data)
-        _write_to(_available(self.router.resources_of(origin.bare).values()), data)
+        router.broadcast_presence(roster.presence_subscribers, data)
+        router.broadcast_presence((origin.bare,), data)
         if not initial:
             return None
         # §4.2.2 / §4.3: probe the contacts whose presence the user sees; local
         # contacts answer at once with the last presence of each available resource.
         for contact in roster.presence_sources:
-            for peer in self.router.resources_of(contact).values():
-                if peer.available and peer.presence is not None:
-                    _write_to((origin,), serialize(peer.presence))
+            router.send_presence_of(contact, origin.full)
         return self.ctx.hooks.notify(BecameAvailable(origin))
 
     def _unavailable(self, origin: C2SSession, stanza: Element) -> None:
         """§4.5.2: unavailable goes to subscribers, own resources and directed recipients."""
         was_available = origin.available
-        origin.available = False
-        origin.presence = None
+        self.directory.mark_unavailable(origin)
         stanza.attrs.pop("to", None)
         data = serialize(stanza)
-        recipients: list[C2SSession] = []
+        recipients: list[str] = []
         roster = self.rosters.cached((origin.username, origin.domain))
         if was_available and roster is not None:
-            for contact in roster.presence_subscribers:
-                recipients.extend(_available(self.router.resources_of(contact).values()))
-        recipients.extend(
-            s
-            for s in self.router.resources_of(origin.bare).values()
-            if s.available and s is not origin
-        )
-        for full in origin.directed:
-            recipients.extend(self._sessions_for(full))
+            recipients.extend(roster.presence_subscribers)
+        recipients.append(origin.bare)  # its other available resources (not itself now)
+        recipients.extend(origin.directed)
         origin.directed.clear()
-        unique = list({id(s): s for s in recipients}.values())  # once each, in order
-        _write_to(unique, data)
+        self.router.presence_to(recipients, data)  # each session once, in order
 
     def _directed(self, origin: C2SSession, stanza: Element, to: JID) -> None:
         """§4.6: presence addressed to one entity; remembered so unavailable follows."""
@@ -211,22 +185,12 @@ class PresenceModule:
                 origin.directed.add(target)
         elif ptype == "unavailable":
             origin.directed.discard(str(to))
-        targets = self._sessions_for(str(to))
+        # As the client wrote it, 'to' included: to that resource, connected, or to
+        # the bare JID's available resources.
         if to.resource:
-            if targets:
-                targets[0].write(serialize(stanza).encode())
-            return
-        data = serialize(stanza).encode()
-        for session in targets:
-            session.write(data)
-
-    def _sessions_for(self, jid: str) -> list[C2SSession]:
-        bare, _, resource = jid.partition("/")
-        resources = self.router.resources_of(bare)
-        if resource:
-            session = resources.get(resource)
-            return [session] if session is not None else []
-        return _available(resources.values())
+            self.router.deliver_to_full(to, stanza)
+        else:
+            self.router.deliver_to_available(str(to), stanza)
 
     # ------------------------------------------------------------ subscriptions
 
@@ -338,9 +302,7 @@ class PresenceModule:
                 if new.pending_in != old.pending_in:
                     await self.rosters.set_pending(owner, contact, new.pending_in)
             elif step is Step.SEND_UNAVAILABLE_TO_CONTACT:
-                for session in self.router.resources_of(user).values():
-                    if session.available:
-                        self._deliver_presence(contact, session.full, "unavailable")
+                self.router.send_unavailable_of(user, contact)
             elif step is Step.DELIVER:
                 if inbound_side:
                     # Deliver to the user's available resources; a subscribe is also
@@ -358,24 +320,17 @@ class PresenceModule:
                         version = await self.rosters.version(owner)
                     self.roster_module.push(owner, new.item, version)
             elif step is Step.SEND_PRESENCE_TO_CONTACT:
-                for session in self.router.resources_of(user).values():
-                    if session.available and session.presence is not None:
-                        self._deliver_stanza(contact, session.presence)
+                self.router.send_presence_of(user, contact)
             elif step is Step.PROBE_CONTACT:
-                sessions = _available(self.router.resources_of(user).values())
-                if sessions:
-                    for peer in _available(self.router.resources_of(contact).values()):
-                        if peer.presence is not None:
-                            _write_to(sessions, serialize(peer.presence))
+                self.router.send_presence_of(contact, user)
 
     def _deliver_presence(self, to_bare: str, from_jid: str, ptype: str) -> None:
         stanza = Element("presence", ns.CLIENT, {"from": from_jid, "type": ptype})
         self._deliver_stanza(to_bare, stanza)
 
     def _deliver_stanza(self, to_bare: str, stanza: Element) -> None:
-        sessions = _available(self.router.resources_of(to_bare).values())
-        if sessions:
-            _write_to(sessions, serialize(stanza))
+        """`stanza` (a presence without 'to') to the available resources of `to_bare`."""
+        self.router.broadcast_presence((to_bare,), serialize(stanza))
 
     async def cancel_on_remove(self, owner: Owner, item: RosterItem) -> None:
         """RFC 6121 §2.5.2: removing a contact cancels both subscriptions first.
@@ -402,7 +357,8 @@ class PresenceModule:
             if item is not None and item.subscription in (Subscription.FROM, Subscription.BOTH):
                 continue
             stanza = Element("presence", ns.CLIENT, {"from": contact, "type": "subscribe"})
-            _write_to((session,), serialize(stanza))
+            tail = serialize(stanza)[len("<presence") :]
+            session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
 
     def _session_closed(self, event: SessionClosed) -> None:
         """RFC 6121 §4.5.2 on a lost or closed stream: the server sends unavailable."""

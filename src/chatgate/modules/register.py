@@ -570,9 +570,7 @@ class Register:
         for jid in self.notify:
             message = Element("message", ns.CLIENT, {"from": self.ctx.domain, "to": str(jid)})
             message.sub("body", text=body)
-            pending = router.deliver_message_to_bare(
-                message, jid, router.resources_of(str(jid)), None
-            )
+            pending = router.deliver_message_to_bare(message, jid)
             if pending is not None:
                 await pending
 
@@ -648,10 +646,10 @@ class Register:
         await self.accounts.delete(session.username, session.domain, end_sessions=False)
         log.info("%s removed the account in-band", bare)
         session.send(iq_reply(iq, "result", None, to=session.full))
-        for other in list(ctx.router.resources_of(bare).values()):
-            other.close(StreamErrorCondition.NOT_AUTHORIZED, "the account was removed")
-        if session.resource not in ctx.router.resources_of(bare):
-            session.close(StreamErrorCondition.NOT_AUTHORIZED, "the account was removed")
+        text = "the account was removed"
+        ctx.router.directory.close_sessions(bare, StreamErrorCondition.NOT_AUTHORIZED, text)
+        # This session too, had it been unbound already (closing twice does nothing).
+        session.close(StreamErrorCondition.NOT_AUTHORIZED, text)
 
 
 # ---------------------------------------------------------------- helpers

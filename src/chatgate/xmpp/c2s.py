@@ -40,6 +40,7 @@ from chatgate.xml.element import Element
 from chatgate.xml.parser import Stanza, StreamClosed, StreamEvent, StreamOpened
 from chatgate.xml.serialize import serialize
 from chatgate.xmpp import negotiation as neg
+from chatgate.xmpp.directory import Claimed
 from chatgate.xmpp.framing import StreamError, StreamOutput
 from chatgate.xmpp.negotiation import (
     Authenticated,
@@ -55,7 +56,6 @@ from chatgate.xmpp.negotiation import (
     SendFeatures,
     StartTls,
 )
-from chatgate.xmpp.router import BindConflict
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.shaper import TokenBucket
 
@@ -312,7 +312,9 @@ class C2SConnection:
         self.ctx.connections.discard(self)
         if self.session is not None:
             session, self.session = self.session, None
-            self.ctx.router.unbind(session)
+            released = self.ctx.router.directory.release(session)
+            if released is not None:
+                self.ctx.spawn(released)
             self.ctx.session_closed(session)
         elif first and self.negotiation.authenticated_user is not None:
             # Authenticated but never bound: an anonymous identity made for this
@@ -402,7 +404,7 @@ class C2SConnection:
             elif type(action) is Authenticated:
                 self._authenticated(action)
             elif type(action) is BindRequested:
-                self._bind(action)
+                pending = self._bind(action)
             elif type(action) is Established:
                 pass
             elif type(action) is StartTls:
@@ -604,18 +606,37 @@ class C2SConnection:
             facts.remote_address or "-",
         )
 
-    def _bind(self, action: neg.BindRequested) -> None:
+    def _bind(self, action: neg.BindRequested) -> Awaitable[None] | None:
+        """RFC 6120 §7: the bind IQ is answered once the directory has decided; when
+        it must ask a shared store, the rest of the stream waits (in order)."""
         username = self.negotiation.authenticated_user
         assert username is not None
         try:
-            session = self._open_session(username, action.resource)
+            opened = self._open_session(username, action.resource)
         except StanzaError as exc:
             self._apply(self.negotiation.bind_failed(action.iq_id, exc.condition, exc.text))
-            return
-        self._apply(self.negotiation.bound(session.resource, session.full, action.iq_id))
+            return None
+        if isinstance(opened, C2SSession):
+            self._apply(self.negotiation.bound(opened.resource, opened.full, action.iq_id))
+            return None
+        return self._bind_later(opened, action.iq_id)
 
-    def _open_session(self, username: str, resource: str | None) -> C2SSession:
-        """Bind `resource` (or a server-chosen one) for `username`; raises StanzaError.
+    async def _bind_later(self, opened: Awaitable[C2SSession | None], iq_id: str) -> None:
+        try:
+            session = await opened
+        except StanzaError as exc:
+            if not self.closed:
+                self._apply(self.negotiation.bind_failed(iq_id, exc.condition, exc.text))
+            return
+        if session is not None:
+            self._apply(self.negotiation.bound(session.resource, session.full, iq_id))
+
+    def _open_session(
+        self, username: str, resource: str | None
+    ) -> C2SSession | Awaitable[C2SSession | None]:
+        """Bind `resource` (or a server-chosen one) for `username`: the session, or
+        what to await for it (None: the connection closed meanwhile).  Raises (or the
+        awaitable raises) StanzaError, the directory's `ClaimRefused` among them.
 
         Shared by RFC 6120 resource binding and XEP-0078 legacy authentication.
         """
@@ -638,23 +659,31 @@ class C2SConnection:
                 tls_active=self.facts.tls_active,
             )
 
-        try:
-            session, replaced = ctx.router.bind(
-                session_for,
-                resource,
-                ctx.config.session.resource_conflict.value,
-                ctx.config.session.max_resources,
-            )
-        except BindConflict as exc:
-            if str(exc) == "too many resources":
-                raise StanzaError(StanzaErrorCondition.RESOURCE_CONSTRAINT, str(exc)) from None
-            raise StanzaError(StanzaErrorCondition.CONFLICT) from None
+        claimed = ctx.router.directory.claim(session_for, resource)
+        if isinstance(claimed, tuple):
+            return self._opened(*claimed)
+        return self._open_later(claimed)
+
+    async def _open_later(self, claim: Awaitable[Claimed]) -> C2SSession | None:
+        session, replaced = await claim
+        if self.closed:
+            # The client left while the directory decided: the claim is undone (a
+            # session it replaced has lost its place all the same).
+            if replaced is not None:
+                replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new session")
+            released = self.ctx.router.directory.release(session)
+            if released is not None:
+                await released
+            return None
+        return self._opened(session, replaced)
+
+    def _opened(self, session: C2SSession, replaced: C2SSession | None) -> C2SSession:
         if replaced is not None:
             # RFC 6120 §7.7.2.2: the older session gets <conflict/>.
             replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new session")
         self.session = session
         self._established()
-        ctx.session_bound(session)
+        self.ctx.session_bound(session)
         return session
 
     def _established(self) -> None:
@@ -717,19 +746,22 @@ class C2SConnection:
     def send(self, el: Element) -> None:
         self.output.element(serialize(el).encode())
 
-    def legacy_login(
+    async def legacy_login(
         self, username: str, resource: str, mechanism: str, attempt: Attempt
-    ) -> C2SSession:
+    ) -> C2SSession | None:
         """XEP-0078: credentials were checked by the caller through the login gate;
         open the session now (no stream restart, no bind IQ) and settle `attempt` as
         succeeded.  Raises StanzaError (e.g. conflict, 409), leaving `attempt` to
-        the caller."""
+        the caller; None when the connection closed while the session was opened."""
         self.negotiation.legacy_authenticated(username)
         try:
-            session = self._open_session(username, resource)
+            opened = self._open_session(username, resource)
+            session = opened if isinstance(opened, C2SSession) else await opened
         except StanzaError:
             self.negotiation.legacy_failed()
             raise
+        if session is None:
+            return None
         self.negotiation.legacy_bound()
         self._attempt = attempt
         self._authenticated(neg.Authenticated(username, mechanism))

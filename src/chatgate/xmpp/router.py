@@ -1,11 +1,17 @@
-"""Local stanza routing (RFC 6120 §10, RFC 6121 §8.5): who gets a stanza, or which error.
+"""Stanza routing and delivery (RFC 6120 §10, RFC 6121 §4, §8.5): who gets a stanza, or which error.
 
-The router owns the table of bound sessions (bare JID -> resource -> session)
-and the delivery rules for messages; presence stanzas go to the presence
-handler and IQs to the IQ dispatcher, both supplied at assembly.  Routing is
-synchronous on the hot path (a message to an online resource is stamped,
-serialized once and written); only what needs storage (offline storage,
-existence checks) returns an awaitable, which the connection awaits in order.
+The router is the only way to deliver: a message or IQ a client sent (`route`),
+and what modules send (to a full JID, to a bare JID by RFC 6121 §8.5, presence
+broadcast to an account's available resources, probe answers, roster pushes).
+Which sessions exist, and whether a new one may bind, is the session directory's
+(`xmpp/directory.py`); the router reads its table of this process's sessions and
+never changes it.  Presence stanzas go to the presence handler and IQs to the IQ
+dispatcher, both supplied at assembly.
+
+Routing is synchronous on the hot path (a message to an online resource is
+stamped, looked up in two dicts, serialized once and written); only what needs
+storage (offline storage, existence checks) returns an awaitable, which the
+connection awaits in order.
 
 It never parses bytes and never touches the database itself.
 """
@@ -14,14 +20,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from chatgate.hooks import Hooks
 from chatgate.jid import JID, InvalidJID
+from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaErrorCondition, StreamErrorCondition
 from chatgate.xml.element import Element
-from chatgate.xml.serialize import serialize
+from chatgate.xml.serialize import escape_attr, serialize
+from chatgate.xmpp.directory import SessionDirectory
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.stanza import error_reply
 
@@ -42,69 +51,33 @@ class MessageUndeliverable:
     stanza: Element
 
 
-class BindConflict(Exception):
-    """The resource is taken and the policy refuses the new session."""
-
-
 class Router:
-    """Sessions of the served domains (virtual hosts) and the RFC 6121 §8.5 delivery rules."""
+    """Delivery to the sessions of the served domains (virtual hosts), by RFC 6121 §8.5."""
 
     def __init__(
-        self, domains: str | frozenset[str], hooks: Hooks, account_exists: AccountExists
+        self,
+        domains: str | frozenset[str],
+        hooks: Hooks,
+        account_exists: AccountExists,
+        directory: SessionDirectory,
     ) -> None:
         #: every domain served here; stanzas to others need federation (not yet built)
         self.domains = frozenset((domains,)) if isinstance(domains, str) else domains
         self.hooks = hooks
         self.account_exists = account_exists
-        self.sessions: dict[str, dict[str, C2SSession]] = {}
+        #: who is bound (claims, releases, availability): `xmpp/directory.py`
+        self.directory = directory
+        # The directory's table of this process's sessions, read on every delivery.
+        self._local = directory.local
         self.presence_handler: PresenceHandler | None = None
         self.iq_dispatch: IqDispatch | None = None
 
-    # ------------------------------------------------------------ binding
-
-    def bind(
-        self,
-        session_for: Callable[[str], C2SSession],
-        resource: str | None,
-        policy: str,
-        max_resources: int,
-    ) -> tuple[C2SSession, C2SSession | None]:
-        """Register a new session; returns it and the session it replaced, if any.
-
-        `policy` is the configured resource-conflict rule: "newest" (the old
-        session is returned for the caller to close with <conflict/>, RFC 6120
-        §7.7.2.2), "reject" (raises BindConflict) or "randomize".
-        """
-        probe = session_for(resource or _random_resource())
-        bare = probe.bare
-        resources = self.sessions.get(bare)
-        replaced = None
-        if resources is not None:
-            existing = resources.get(probe.resource)
-            if existing is not None:
-                if policy == "reject":
-                    raise BindConflict(probe.resource)
-                if policy == "randomize" or resource is None:
-                    probe = session_for(f"{probe.resource}-{_random_resource()[:8]}")
-                else:
-                    replaced = existing
-                    del resources[existing.resource]
-            if replaced is None and len(resources) >= max_resources:
-                raise BindConflict("too many resources")
-        else:
-            resources = self.sessions[bare] = {}
-        resources[probe.resource] = probe
-        return probe, replaced
-
-    def unbind(self, session: C2SSession) -> None:
-        resources = self.sessions.get(session.bare)
-        if resources is not None and resources.get(session.resource) is session:
-            del resources[session.resource]
-            if not resources:
-                del self.sessions[session.bare]
-
-    def resources_of(self, bare: str) -> dict[str, C2SSession]:
-        return self.sessions.get(bare) or {}
+    def resources_of(self, bare: str) -> Mapping[str, C2SSession]:
+        """COMPAT: `accounts/server.py` (`ServerAccounts.end_sessions`) and a BOSH test
+        still read this process's sessions of an account here; modules deliver
+        through the methods below and ask the directory.  Goes once they call
+        `directory.close_sessions` and `directory.bound_here`."""
+        return self._local.get(bare) or {}
 
     # ------------------------------------------------------------ routing
 
@@ -141,24 +114,35 @@ class Router:
         if not to.local:
             # A message to the server itself: nothing here handles it.
             return self._bounce(origin, stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE)
-        resources = self.sessions.get(f"{to.local}@{to.domain}")
+        resources = self._local.get(f"{to.local}@{to.domain}")
         if to.resource and resources is not None:
             target = resources.get(to.resource)
             if target is not None:
                 # §8.5.3.1: a connected resource gets any message addressed to it.
                 target.write(serialize(stanza).encode())
                 return None
-        return self.deliver_message_to_bare(stanza, to, resources, origin)
+        return self._message_to_bare(stanza, to, resources, origin)
 
     def deliver_message_to_bare(
+        self, stanza: Element, to: JID, origin: C2SSession | None = None
+    ) -> Pending:
+        """RFC 6121 §8.5.2: a message for a local account's bare JID `to` (its resource,
+        if any, is ignored), from `origin` (None: from the server, nobody to bounce to).
+        Returns what is left to await (offline storage, the existence check)."""
+        resources = self._local.get(f"{to.local}@{to.domain}")
+        return self._message_to_bare(stanza, to, resources, origin)
+
+    def _message_to_bare(
         self,
         stanza: Element,
         to: JID,
-        resources: dict[str, C2SSession] | None,
+        resources: Mapping[str, C2SSession] | None,
         origin: C2SSession | None,
     ) -> Pending:
-        """RFC 6121 §8.5.2: a message for a local account's bare JID (or a full JID
-        whose resource is gone, §8.5.3.2.1)."""
+        """§8.5.2 for a bare JID, or a full JID whose resource is gone (§8.5.3.2.1):
+        the available resources of the highest non-negative priority get a chat or
+        normal message, every non-negative one a headline; none of them: offline
+        storage or an error (`_undeliverable`)."""
         mtype = stanza.attrs.get("type", "normal")
         if mtype == "groupchat":
             # §8.5.2.1.2 / §8.5.3.2.1: groupchat to a user is an error.
@@ -211,7 +195,7 @@ class Router:
         if to is not None and to.domain not in self.domains:
             return self._bounce(origin, stanza, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND)
         if to is not None and to.resource:
-            target = self.sessions.get(f"{to.local}@{to.domain}", {}).get(to.resource)
+            target = self._local.get(f"{to.local}@{to.domain}", _NONE).get(to.resource)
             if target is not None:
                 target.write(serialize(stanza).encode())
                 return None
@@ -225,15 +209,94 @@ class Router:
             return self.iq_dispatch(origin, stanza, to)
         return self._bounce(origin, stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE)
 
-    # ------------------------------------------------------------ delivery helpers
+    # ------------------------------------------------------------ delivery for modules
 
     def deliver_to_full(self, full: JID, stanza: Element) -> bool:
-        """Write `stanza` to one connected resource; False when it is not connected."""
-        target = self.sessions.get(f"{full.local}@{full.domain}", {}).get(full.resource)
+        """Write `stanza` as it is to one connected resource, available or not (RFC
+        6121 §8.5.3.1); False when that resource is not connected."""
+        target = self._local.get(f"{full.local}@{full.domain}", _NONE).get(full.resource)
         if target is None:
             return False
         target.write(serialize(stanza).encode())
         return True
+
+    def deliver_to_available(self, bare: str, stanza: Element) -> None:
+        """Write `stanza` as it is (its 'to' kept) to every available resource of `bare`
+        (directed presence to a bare JID, RFC 6121 §4.6)."""
+        data = None
+        for session in self._local.get(bare, _NONE).values():
+            if session.available:
+                if data is None:
+                    data = serialize(stanza).encode()
+                session.write(data)
+
+    def broadcast_presence(self, bares: Iterable[str], xml: str) -> None:
+        """A presence serialized once (`xml`, without 'to') to every available resource
+        of each bare JID in `bares`, each copy addressed to its resource (RFC 6121
+        §4.2.2, §4.4.2).  A bare JID given twice is served twice."""
+        local = self._local
+        tail = xml[_PRESENCE_NAME:]
+        for bare in bares:
+            resources = local.get(bare)
+            if resources is not None:
+                for session in resources.values():
+                    if session.available:
+                        session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
+
+    def presence_to(self, jids: Iterable[str], xml: str) -> None:
+        """A presence serialized once (`xml`, without 'to') to what each JID names: a
+        bare JID its available resources, a full JID that resource if connected; each
+        session once, in the order first named (RFC 6121 §4.5.2: unavailable to
+        subscribers, own resources and directed-presence recipients alike)."""
+        seen: dict[int, C2SSession] = {}
+        for jid in jids:
+            for session in self._sessions_named(jid):
+                seen.setdefault(id(session), session)
+        _write_presence(seen.values(), xml)
+
+    def send_presence_of(self, bare: str, to: str) -> None:
+        """Each available resource of `bare` sends its last presence to `to` (a bare JID:
+        its available resources; a full JID: that resource): the answer to a probe
+        (RFC 6121 §4.3.2) and the presence a new subscriber gets (§3.1.5)."""
+        targets: list[C2SSession] | None = None
+        for session in self._local.get(bare, _NONE).values():
+            if session.available and session.presence is not None:
+                if targets is None:
+                    targets = self._sessions_named(to)
+                _write_presence(targets, serialize(session.presence))
+
+    def send_unavailable_of(self, bare: str, to: str) -> None:
+        """Each available resource of `bare` sends unavailable presence to the available
+        resources of the bare JID `to` (a cancelled subscription, RFC 6121 §3.2.2)."""
+        for session in self._local.get(bare, _NONE).values():
+            if session.available:
+                stanza = Element(
+                    "presence", ns.CLIENT, {"from": session.full, "type": "unavailable"}
+                )
+                self.broadcast_presence((to,), serialize(stanza))
+
+    def push(self, bare: str, payload: Element) -> None:
+        """An IQ set carrying `payload` to every resource of `bare` that asked for
+        pushes (`C2SSession.interested`: it requested the roster, RFC 6121 §2.1.6),
+        each with its own id."""
+        for session in self._local.get(bare, _NONE).values():
+            if session.interested:
+                iq = Element(
+                    "iq",
+                    ns.CLIENT,
+                    {"type": "set", "id": "push" + os.urandom(6).hex(), "to": session.full},
+                )
+                iq.append(payload)
+                session.send(iq)
+
+    def _sessions_named(self, jid: str) -> list[C2SSession]:
+        """A full JID's session if connected; a bare JID's available sessions."""
+        bare, _, resource = jid.partition("/")
+        resources = self._local.get(bare, _NONE)
+        if resource:
+            session = resources.get(resource)
+            return [session] if session is not None else []
+        return [s for s in resources.values() if s.available]
 
     def _bounce(
         self,
@@ -262,5 +325,14 @@ class Router:
         origin.send(reply)
 
 
-def _random_resource() -> str:
-    return os.urandom(9).hex()
+#: What `.get(bare, _NONE)` gives for an account with no session here (no dict made).
+_NONE: Mapping[str, C2SSession] = MappingProxyType({})
+_PRESENCE_NAME = len("<presence")
+
+
+def _write_presence(sessions: Iterable[C2SSession], xml: str) -> None:
+    """Write one serialized <presence .../> (without 'to') to each session, addressed
+    to it: each copy only gets its own 'to' spliced in after the element name."""
+    tail = xml[_PRESENCE_NAME:]
+    for session in sessions:
+        session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())

@@ -84,7 +84,7 @@ async def test_legacy_plaintext_login_of_a_held_registration(tmp_path: Path, mod
         wire = await held(srv, mode, "newbie", "newbie-pw-1")
         assert await wire.send(legacy_login("newbie", "newbie-pw-1")) == HELD_401
         assert failures(srv) == 0  # the password was right: no guess
-        assert not srv.ctx.router.resources_of("newbie@localhost")
+        assert not srv.ctx.router.directory.bound_here("newbie@localhost")
         # A wrong password, and a name nobody registered, get the same bare 401.
         assert await wire.send(legacy_login("newbie", "wrong-pw-1")) == BARE_401
         other = srv.connect(mode)

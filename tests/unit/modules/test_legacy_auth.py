@@ -203,7 +203,7 @@ async def test_plaintext_login_opens_the_session(tmp_path: Path, mode: str) -> N
         assert await wire.send(auth_set("bill", password="Calli0pe")) == (
             '<iq type="result" id="auth2"/>'
         )
-        assert set(srv.ctx.router.resources_of("bill@localhost")) == {"globe"}
+        assert set(srv.ctx.router.directory.local["bill@localhost"]) == {"globe"}
         out = await wire.send("<iq type='get' id='v'><query xmlns='jabber:iq:version'/></iq>")
         assert 'to="bill@localhost/globe"' in out and "<name>chatgate</name>" in out
 
@@ -226,7 +226,7 @@ async def test_wrong_password_is_not_authorized_without_echo(tmp_path: Path, mod
         await wire.open()
         out = await wire.send(auth_set("bill", password="m1cro$oft"))
         assert out == f'<iq type="error" id="auth2">{NOT_AUTHORIZED}</error></iq>'
-        assert not srv.ctx.router.resources_of("bill@localhost")
+        assert not srv.ctx.router.directory.bound_here("bill@localhost")
 
 
 async def test_digest_login(tmp_path: Path, mode: str) -> None:

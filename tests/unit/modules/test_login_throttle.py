@@ -245,7 +245,7 @@ async def test_legacy_right_password_from_an_address_with_many_failures_gets_in(
         assert await wire.send(auth_set("alice", password="wonderland")) == (
             '<iq type="result" id="a1"/>'
         )
-        assert srv.ctx.router.resources_of("alice@localhost")
+        assert srv.ctx.router.directory.bound_here("alice@localhost")
 
 
 async def test_legacy_wrong_password_is_held_then_not_authorized(tmp_path: Path, mode: str) -> None:
@@ -269,7 +269,7 @@ async def test_legacy_busy_address_is_refused_unchecked(tmp_path: Path, mode: st
         await wire.open()
         out = await wire.send(auth_set("alice", password="wonderland"))
         assert '<error type="wait" code="500"><resource-constraint ' in out
-        assert not srv.ctx.router.resources_of("alice@localhost")
+        assert not srv.ctx.router.directory.bound_here("alice@localhost")
 
 
 async def test_legacy_over_long_password_is_not_acceptable_and_not_counted(

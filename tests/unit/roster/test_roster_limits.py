@@ -265,5 +265,5 @@ async def test_directed_presence_is_bounded_by_default(tmp_path: Path) -> None:
         assert "error" not in out
         out = await alice.send("<presence to='one-more@localhost/x' id='over'/>")
         assert error_of(out, "presence", id="over") == "wait/resource-constraint", out
-        (session,) = srv.ctx.router.resources_of("alice@localhost").values()
+        (session,) = srv.ctx.router.directory.local["alice@localhost"].values()
         assert len(session.directed) == 1000

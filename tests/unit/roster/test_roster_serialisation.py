@@ -185,8 +185,9 @@ def world() -> World:
             close=lambda _condition, _text: None,
             transport="test",
         )
+        # Bound through the directory, as a connection binds it.
+        assert ctx.router.directory.claim(lambda _resource, s=session: s, "r") == (session, None)
         session.interested = session.available = True
-        ctx.router.sessions[session.bare] = {"r": session}
         sessions[username] = session
     return World(ctx, db.roster, roster, presence, sessions, out)
 

@@ -14,7 +14,6 @@ read to its last write.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
@@ -238,17 +237,9 @@ class RosterModule:
     def push(self, owner: Owner, item: RosterItem, version: int, *, removed: bool = False) -> None:
         """§2.1.6: a roster push to every interested resource of the account."""
         assert self.ctx is not None
-        for session in self.ctx.router.resources_of(bare(owner)).values():
-            if not session.interested:
-                continue
-            iq = Element(
-                "iq",
-                ns.CLIENT,
-                {"type": "set", "id": "push" + os.urandom(6).hex(), "to": session.full},
-            )
-            query = iq.sub("query", ns.ROSTER, {"ver": str(version)})
-            query.append(item_element(item, removed=removed))
-            session.send(iq)
+        query = Element("query", ns.ROSTER, {"ver": str(version)})
+        query.append(item_element(item, removed=removed))
+        self.ctx.router.push(bare(owner), query)
 
     def _check_own(self, session: C2SSession, iq: Element) -> None:
         to = iq.get("to")
@@ -259,5 +250,6 @@ class RosterModule:
     def _session_closed(self, event: SessionClosed) -> None:
         assert self.service is not None and self.ctx is not None
         session = event.session
-        if not self.ctx.router.resources_of(session.bare):
+        if not self.ctx.router.directory.bound_here(session.bare):
+            # The cached roster serves this process's sessions: none is left.
             self.service.forget((session.username, session.domain))
