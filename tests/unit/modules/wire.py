@@ -32,6 +32,7 @@ from chatgate.storage.database import Database
 from chatgate.vocabulary.errors import PeerProtocolError
 from chatgate.xml.parser import XmlStreamParser
 from chatgate.xmpp.c2s import C2SConnection
+from chatgate.xmpp.directory import SessionDirectory
 from chatgate.xmpp.negotiation import NegotiationSettings
 from chatgate.xmpp.output import TcpStreamOutput
 
@@ -108,17 +109,19 @@ class Server:
         modules: dict[str, dict[str, Any]],
         *,
         provider: CredentialProvider | None = None,
+        directory: SessionDirectory | None = None,
         **config: Any,
     ) -> Server:
         """A server on `tmp`; its accounts are in the internal store unless a
-        `provider` stands for an external one."""
+        `provider` stands for an external one; its sessions in `directory` when
+        given (the local one otherwise)."""
         cfg = Config.model_validate(
             {"modules": modules, "server": {"data_dir": str(tmp / "var")}, **config}
         )
         db = await Database.open(f"sqlite+aiosqlite:///{tmp / 'chatgate.db'}")
         if provider is None:
             provider = InternalProvider(db.accounts, cache_size=100, data_dir=None)
-        ctx = ServerContext(cfg, db, provider)
+        ctx = ServerContext(cfg, db, provider, directory=directory)
         registry = builtin_modules()
         for name in registry.names():
             ctx.load(registry.get(name)())
