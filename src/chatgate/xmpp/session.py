@@ -59,6 +59,9 @@ class C2SSession:
         #: the stream was encrypted when the session was bound (in-band password
         #: changes need it, XEP-0077 §3.3)
         self.tls_active = tls_active
+        # The three fields below are written only by the session directory
+        # (`xmpp/directory.py`, `mark_available`/`mark_unavailable`), which a shared
+        # implementation mirrors for other nodes; everyone else reads them.
         #: sent initial presence and not yet unavailable (RFC 6121 §4.2)
         self.available = False
         #: priority of the last available presence (RFC 6121 §4.7.2.3)
