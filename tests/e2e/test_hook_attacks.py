@@ -841,20 +841,15 @@ def test_a_flood_of_viewers_is_bounded_and_slows_nobody(server: RunningServer) -
     ask(server, srs("on_stop", "after-crowd", stream="crowd"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="streams/live.py: a play of a stream nobody publishes takes one of max_streams "
-    "(10,000), and a publish of a new stream is refused when they are all taken, so "
-    "anonymous viewers of 10,000 made-up public names keep every publisher out. "
-    "Needs: streams without a publisher bounded apart from max_streams (or a bound per "
-    "client address), so that a publish is never refused for viewers' entries",
-)
 def test_viewers_of_made_up_streams_do_not_keep_publishers_out(server: RunningServer) -> None:
     plays = [
         srs("on_play", f"m{i}", stream=f"made-up-{i}", close=False) for i in range(MAX_STREAMS)
     ]
     try:
-        assert flood(server, plays) == {b"200 0": MAX_STREAMS}
+        # the table fills (a stream or two left by earlier tests take their places)
+        answers = flood(server, plays)
+        assert answers[b"200 0"] >= MAX_STREAMS - 10
+        assert set(answers) <= {b"200 0", b'403 {"code": 403, "msg": "too many live streams"}'}
         publish = fields("publish", addr="198.51.100.50", clientid=60_000)
         status, _, body = ask(
             server, nginx("publish", publish + b"&username=alice&password=" + PASSWORD.encode())

@@ -40,11 +40,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
-from chatgate.auth.gate import Proof
+from chatgate.auth.gate import Decision, Proof, Reason, verify_password
 from chatgate.auth.internal import InternalProvider
 from chatgate.jid import InvalidJID, prepare_username
 from chatgate.streams import tokens
@@ -217,12 +217,10 @@ class StreamAuthority:
             found[:] = [owner.account, owner.key_id]
             return Proof(True, owner.account.rpartition("@")[0])
 
-        decision, proof = await self.gate.check_secret(
-            f"{PROTOCOL}:{q.adapter}", "stream-key", self.domain, q.client_address, check
-        )
+        decision, proof = await self._check_secret(q, "stream-key", check)
         if not decision.allowed:
             answer = self._deny(q, "-", proof.reason or decision.reason.value)
-            raise _Denied(Answer(answer.verdict, decision.hold))
+            raise _Denied(Answer(answer.verdict, _hold(decision)))
         account, key_id = found
         return await self._account(account), f"key:{key_id}"
 
@@ -263,12 +261,10 @@ class StreamAuthority:
             verdicts.append(verdict)
             return Proof(True)
 
-        decision, proof = await self.gate.check_secret(
-            f"{PROTOCOL}:{q.adapter}", "token", self.domain, q.client_address, check
-        )
+        decision, proof = await self._check_secret(q, "token", check)
         if not decision.allowed:
             answer = self._deny(q, "token", proof.reason or decision.reason.value)
-            raise _Denied(Answer(answer.verdict, decision.hold))
+            raise _Denied(Answer(answer.verdict, _hold(decision)))
         verdict = verdicts[0]
         return Subject.token_bearer(stream, action, verdict.user), f"token:{verdict.token_id}"
 
@@ -277,21 +273,51 @@ class StreamAuthority:
             localpart = prepare_username(username)
         except InvalidJID:
             raise _Denied(self._deny(q, "-", "wrong credentials")) from None
-        decision = await self.gate.check_password(
-            self.provider,
-            f"{PROTOCOL}:{q.adapter}",
-            localpart,
-            self.domain,
-            password,
-            q.client_address,
-            mechanism="password",
-            memo=self.memo,
-        )
+        if _renewal(q):
+            decision = await self._renewal_password(localpart, password)
+        else:
+            decision = await self.gate.check_password(
+                self.provider,
+                f"{PROTOCOL}:{q.adapter}",
+                localpart,
+                self.domain,
+                password,
+                q.client_address,
+                mechanism="password",
+                memo=self.memo,
+            )
         if not decision.allowed:
             who = f"{localpart}@{self.domain}"
             answer = self._deny(q, who, decision.reason.value)
-            raise _Denied(Answer(answer.verdict, decision.hold))
+            raise _Denied(Answer(answer.verdict, _hold(decision)))
         return await self._account(f"{localpart}@{self.domain}")
+
+    # A renewal (nginx-rtmp's on_update) repeats the credentials its session
+    # started with: refusing it means they were revoked or expired since, never
+    # a guess.  So it is checked without brute-force protection (no slot, no
+    # failure counted against the client's address, no hold), and its refusal
+    # is answered at once.
+
+    async def _check_secret(
+        self, q: Question, mechanism: str, check: Callable[[], Awaitable[Proof]]
+    ) -> tuple[Decision, Proof]:
+        if _renewal(q):
+            proof = await check()
+            return (_RIGHT if proof.valid else _NOT_ANY_MORE), proof
+        return await self.gate.check_secret(
+            f"{PROTOCOL}:{q.adapter}", mechanism, self.domain, q.client_address, check
+        )
+
+    async def _renewal_password(self, localpart: str, password: str) -> Decision:
+        memo = self.memo
+        if memo is not None and memo.knows(localpart, self.domain, password):
+            return _RIGHT
+        right, held = await verify_password(self.provider, localpart, self.domain, password)
+        if not right or held is not None:
+            return _NOT_ANY_MORE
+        if memo is not None:
+            memo.remember(localpart, self.domain, password)
+        return _RIGHT
 
     async def _locked(self, account: str) -> bool:
         """Whether an administrator locked the account (`chatgate user lock`): its
@@ -408,6 +434,20 @@ class _FixedRules:
 
     async def current(self) -> RuleSet:
         return self._rules
+
+
+def _renewal(q: Question) -> bool:
+    return q.action is HookAction.UPDATE_PUBLISH or q.action is HookAction.UPDATE_PLAY
+
+
+def _hold(decision: Decision) -> float:
+    """How long to hold a refusal: only an evaluated wrong guess is held (a
+    throttled one's `hold` is when to try again, not a delay to serve)."""
+    return decision.hold if decision.reason is Reason.WRONG_CREDENTIALS else 0.0
+
+
+_RIGHT: Final = Decision(True, Reason.ALLOWED)
+_NOT_ANY_MORE: Final = Decision(False, Reason.WRONG_CREDENTIALS)
 
 
 def _identity(subject: Subject) -> str | None:

@@ -83,8 +83,11 @@ Bounds
 ------
 
 A misbehaving or hostile media-server callback stream cannot grow the registry
-without limit: streams (with a publisher or viewers) are capped at
-`LiveLimits.max_streams` (``TOO_MANY_STREAMS``), viewers at
+without limit: streams with a publisher are capped at `LiveLimits.max_streams`
+(``TOO_MANY_STREAMS``), and a stream with viewers only is made while the table
+holds fewer than that many streams in all, so viewers of names nobody publishes
+(which any anonymous client can make up) never keep a publisher out and the
+table holds at most twice `max_streams`; viewers are capped at
 `LiveLimits.max_viewers_per_stream` per stream (``TOO_MANY_VIEWERS``) and
 `LiveLimits.max_viewers` in all (``VIEWER_LIMIT``); client ids and node names
 are 1 to 64 printable ASCII characters, identities 1 to 2047 printable
@@ -134,7 +137,8 @@ class LiveLimits:
     """The registry's configuration; `ValueError` for values that make no sense."""
 
     max_streams: int = 10_000
-    """Streams with a publisher or at least one viewer."""
+    """Streams with a publisher; streams with viewers only are made while fewer
+    than this many streams exist in all."""
     max_viewers_per_stream: int = 10_000
     max_viewers: int = 100_000
     """Viewers over all streams."""
@@ -438,7 +442,11 @@ class LocalLiveStreams:
             else:
                 return _PUBLISH_BUSY
         elif entry is None:
-            if len(self._streams) >= self.limits.max_streams:
+            # Only published streams count against a publish: viewers of streams
+            # nobody publishes (any anonymous client can make them up) must not
+            # lock publishers out.  Counted only when the table is full (rare).
+            limit = self.limits.max_streams
+            if len(self._streams) >= limit and self._published() >= limit:
                 return _PUBLISH_TOO_MANY_STREAMS
             entry = self._streams[stream] = _Entry()
         entry.publication = Publication(
@@ -672,6 +680,10 @@ class LocalLiveStreams:
         return self._remove(list(self._streams), lambda s: self._gone(s, now))
 
     # -- internals ---------------------------------------------------------------
+
+    def _published(self) -> int:
+        """Streams with a publisher."""
+        return sum(1 for entry in self._streams.values() if entry.publication is not None)
 
     def _stale(self, session: Session, now: float) -> bool:
         stale_after = self.limits.stale_after

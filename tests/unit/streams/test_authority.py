@@ -320,3 +320,22 @@ async def test_a_locked_accounts_password_and_stream_key_open_nothing(world: Wor
     by_password = await world.ask("publish", publish("alice", password, clientid=73))
     assert by_password.verdict.kind is VerdictKind.DENY
     assert by_password.verdict.reason == "account-disabled"
+
+
+async def test_a_refused_renewal_is_no_guess_and_is_not_held(world: World) -> None:
+    throttle = world.authority.gate.throttle
+    key = await world.keys.issue("bob@localhost")
+    args = b"&key=" + key.encode()
+    assert allowed(await world.ask("publish", publish("bob", args, clientid=81)))
+    await world.keys.revoke("bob@localhost")
+    for _ in range(3):  # every period until nginx drops it: none counts, none held
+        answer = await world.ask("update", update("bob", args, 81))
+        assert answer.verdict.kind is VerdictKind.DENY and answer.hold == 0
+    assert throttle.stats.failures == 0  # type: ignore[attr-defined]
+    # a password renewal: right (remembered or derived) passes, wrong is refused at once
+    password = b"&username=bob&password=" + PASSWORD.replace(" ", "+").encode()
+    assert allowed(await world.ask("publish", publish("bob", password, clientid=82)))
+    assert allowed(await world.ask("update", update("bob", password, 82)))
+    wrong = await world.ask("update", update("bob", b"&username=bob&password=nope", 82))
+    assert wrong.verdict.kind is VerdictKind.DENY and wrong.hold == 0
+    assert throttle.stats.failures == 0  # type: ignore[attr-defined]

@@ -236,18 +236,33 @@ async def test_stream_cap() -> None:
     live = LocalLiveStreams(LiveLimits(max_streams=2))
     assert (await live.try_publish("live/a", ALICE, "1", NODE, T0)).accepted
     assert (await live.play_started("live/b", None, "2", NODE, T0)).accepted
-    assert await live.try_publish("live/c", ALICE, "3", NODE, T0) == PublishVerdict(
+    # viewers of a stream nobody publishes do not keep publishers out: one published
+    assert (await live.try_publish("live/c", ALICE, "3", NODE, T0)).accepted
+    # two published: the next new stream is refused, to publish or to play
+    assert await live.try_publish("live/d", ALICE, "4", NODE, T0) == PublishVerdict(
         False, LiveReason.TOO_MANY_STREAMS
     )
-    assert await live.play_started("live/c", None, "4", NODE, T0) == PlayVerdict(
+    assert await live.play_started("live/d", None, "5", NODE, T0) == PlayVerdict(
         False, LiveReason.TOO_MANY_STREAMS
     )
     # Streams already held still take publishers and viewers.
-    assert (await live.try_publish("live/b", BOB, "5", NODE, T0)).accepted
-    assert (await live.play_started("live/a", None, "6", NODE, T0)).accepted
+    assert (await live.try_publish("live/b", BOB, "6", NODE, T0)).accepted
+    assert (await live.play_started("live/a", None, "7", NODE, T0)).accepted
     await live.publish_done("live/a", "1", NODE)
-    await live.play_done("live/a", "6", NODE)
-    assert (await live.try_publish("live/c", ALICE, "3", NODE, T0)).accepted
+    await live.play_done("live/a", "7", NODE)
+    await live.publish_done("live/c", "3", NODE)
+    assert (await live.try_publish("live/d", ALICE, "4", NODE, T0)).accepted
+
+
+async def test_made_up_viewer_only_streams_never_lock_publishers_out() -> None:
+    live = LocalLiveStreams(LiveLimits(max_streams=10))
+    for i in range(50):  # anonymous viewers of names nobody publishes
+        await live.play_started(f"public/made-up{i}", None, f"v{i}", NODE, T0)
+    assert live.counts()[0] == 10  # they stop at the cap
+    for i in range(10):
+        assert (await live.try_publish(f"live/s{i}", ALICE, f"p{i}", NODE, T0)).accepted
+    assert not (await live.try_publish("live/s10", ALICE, "p10", NODE, T0)).accepted
+    assert live.counts()[0] == 20  # at most twice the cap in the table
 
 
 async def test_viewer_caps_per_stream_and_in_all() -> None:
@@ -277,7 +292,7 @@ async def test_a_hostile_callback_flood_stays_bounded() -> None:
         accepted += verdict.accepted
         await live.try_publish(f"live/p{i}", None, f"d{i}", NODE, T0)
     streams, viewers = live.counts()
-    assert streams == 50
+    assert streams <= 100  # 50 published and at most 50 with viewers only
     assert viewers <= 500
     assert accepted == viewers
 
