@@ -1014,14 +1014,6 @@ def red5(username: str, password: str) -> bytes:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Red5 sends no client address, so the authority asks the login gate with "
-    "address None and every Red5 client shares one throttle bucket ('unknown'): one "
-    "client guessing at 8 made-up accounts takes its 8 slots and every other Red5 user "
-    "who has not logged in before is refused 'throttled'. Needs (authority.py/gate): "
-    "no per-address slots for a question without a client address (per-account limits only)",
-)
 def test_a_red5_client_guessing_does_not_keep_other_red5_users_out(server: RunningServer) -> None:
     for i in range(5):  # the free failures
         assert ask(server, red5(f"spent{i}", "guess"))[2] == b'{"result": false}'

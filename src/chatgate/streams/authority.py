@@ -276,13 +276,17 @@ class StreamAuthority:
         if _renewal(q):
             decision = await self._renewal_password(localpart, password)
         else:
+            # Without the client's address (Red5 sends none) every client would share
+            # one brute-force bucket, and one guesser would keep all of them out: the
+            # claimed account stands in for it, so such guesses are limited per account.
+            address = q.client_address or f"unknown ({localpart})"
             decision = await self.gate.check_password(
                 self.provider,
                 f"{PROTOCOL}:{q.adapter}",
                 localpart,
                 self.domain,
                 password,
-                q.client_address,
+                address,
                 mechanism="password",
                 memo=self.memo,
             )
