@@ -34,10 +34,9 @@ class ServerAccounts:
         await self._ctx.hooks.notify(AccountRemoving(username, domain))
 
     def end_sessions(self, username: str, domain: str, text: str) -> int:
-        sessions = list(self._ctx.router.resources_of(f"{username}@{domain}").values())
-        for session in sessions:
-            session.close(StreamErrorCondition.NOT_AUTHORIZED, text)
-        return len(sessions)
+        return self._ctx.router.directory.close_sessions(
+            f"{username}@{domain}", StreamErrorCondition.NOT_AUTHORIZED, text
+        )
 
 
 def internal_provider_of(ctx: ServerContext, domain: str) -> InternalProvider | None:

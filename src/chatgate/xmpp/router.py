@@ -72,13 +72,6 @@ class Router:
         self.presence_handler: PresenceHandler | None = None
         self.iq_dispatch: IqDispatch | None = None
 
-    def resources_of(self, bare: str) -> Mapping[str, C2SSession]:
-        """COMPAT: `accounts/server.py` (`ServerAccounts.end_sessions`) and a BOSH test
-        still read this process's sessions of an account here; modules deliver
-        through the methods below and ask the directory.  Goes once they call
-        `directory.close_sessions` and `directory.bound_here`."""
-        return self._local.get(bare) or {}
-
     # ------------------------------------------------------------ routing
 
     def route(self, origin: C2SSession, stanza: Element) -> Pending:

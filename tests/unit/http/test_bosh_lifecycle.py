@@ -97,7 +97,7 @@ async def test_terminate_ends_the_stream_and_the_session(bosh_server: BoshServer
     assert bosh_server.bosh_sessions == 0
     assert bosh_server.connections == 0
     assert bosh_server.server.ctx is not None
-    assert bosh_server.server.ctx.router.resources_of("alice@localhost") == {}
+    assert not bosh_server.server.ctx.router.directory.bound_here("alice@localhost")
 
 
 async def test_inactive_session_expires(bosh_server: BoshServer) -> None:
