@@ -266,10 +266,15 @@ def test_tokens_play_their_stream_only_until_they_expire(rig: Rig) -> None:
     assert token not in log
 
 
-def seconds_until_logged(rig: Rig, text: str, timeout: float = 20) -> float:
-    """Seconds until the server logged a refusal containing `text` (from now: the
-    refusals before it are not counted), or the test fails."""
+def seconds_until_refused(
+    rig: Rig, text: str, revoke: tuple[str, ...], timeout: float = 20
+) -> float:
+    """Run `chatgate streams *revoke`, then the seconds from its end until the
+    server logged one more refusal containing `text` (counted from before the
+    command: the refusal may come while the command is still exiting, then it
+    took no time at all), or the test fails."""
     seen = rig.server.log_text().count(text)
+    cli_output(rig, *revoke)
     began = time.monotonic()
     while time.monotonic() - began < timeout:
         if rig.server.log_text().count(text) > seen:
@@ -299,9 +304,11 @@ def test_revoking_a_token_ends_the_live_play_within_one_update(rig: Rig) -> None
         viewer = player(rig.url("live/alice", f"token={token}"))
         time.sleep(UPDATE + 1)  # playing through a renewal
         assert viewer.poll() is None
-        cli_output(rig, "tokens", "revoke", token)
         # the next renewal (within UPDATE seconds) is refused; nginx then drops the player
-        assert seconds_until_logged(rig, "live/alice update_play by token from") <= UPDATE + 2
+        refused = seconds_until_refused(
+            rig, "live/alice update_play by token from", ("tokens", "revoke", token)
+        )
+        assert refused <= UPDATE + 2
         viewer.wait(20)
         assert not plays(rig.url("live/alice", f"token={token}"))
         assert live.poll() is None  # the publisher is not touched
@@ -318,9 +325,11 @@ def test_revoking_a_stream_key_ends_the_live_publish_within_one_update(rig: Rig)
     try:
         wait_until_playable(rig.url("live/bob", f"username=alice&password={PASSWORD}"))
         assert live.poll() is None
-        cli_output(rig, "keys", "revoke", "bob")
         # nginx asks again within UPDATE seconds; the key is gone: 403, the publisher dropped
-        assert seconds_until_logged(rig, "live/bob update_publish by - from") <= UPDATE + 2
+        refused = seconds_until_refused(
+            rig, "live/bob update_publish by - from", ("keys", "revoke", "bob")
+        )
+        assert refused <= UPDATE + 2
         assert live.wait(20) != 0
         assert refused_publish(rig.url("live/bob", f"key={key}"))
     finally:
