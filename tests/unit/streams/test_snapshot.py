@@ -5,6 +5,7 @@ start, at most one save per interval, one more at stop)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -348,7 +349,15 @@ async def test_the_keeper_saves_at_most_once_per_interval(db: Database) -> None:
     assert min(gaps) >= interval * 0.9
     assert len(snapshot.saves) == len(running_saves) + 1  # and one at stop
     saved = await DatabaseLiveSnapshot(db.live_sessions).load()
-    assert sorted(map(repr, saved)) == sorted(map(repr, live.sessions()))
+    # the same sessions; `last_seen` may be older in the snapshot, since a renewal
+    # that only moves it is no change worth a write (`LocalLiveStreams.version`)
+    assert sorted(map(repr, map(_without_last_seen, saved))) == sorted(
+        map(repr, map(_without_last_seen, live.sessions()))
+    )
+
+
+def _without_last_seen(session: Session) -> Session:
+    return dataclasses.replace(session, last_seen=0.0)
 
 
 async def test_a_failing_snapshot_does_not_stop_the_keeper(
