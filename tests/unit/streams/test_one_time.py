@@ -5,8 +5,6 @@ in memory."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -15,20 +13,6 @@ from chatgate.streams.one_time import DatabaseOneTimeTokens, LocalOneTimeTokens
 from chatgate.streams.stores import OneTimeTokens
 
 EXPIRES = 1_800_000_000
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'chatgate.db'}"
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = await Database.open(db_url)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture(params=["memory", "database"])

@@ -3,7 +3,6 @@ two "processes" on one database."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,20 +15,6 @@ from chatgate.streams.stores import RuleStore
 
 PUBLISH = "publish live/* authenticated"
 PLAY = "play live/* anonymous"
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'chatgate.db'}"
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = await Database.open(db_url)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture(params=["memory", "database"])

@@ -8,8 +8,7 @@ import asyncio
 import dataclasses
 import itertools
 import time
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
@@ -30,20 +29,6 @@ T0 = 1_700_000_000.0
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
 NODE = "nginx-1"
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'chatgate.db'}"
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = await Database.open(db_url)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def _registry() -> LocalLiveStreams:
