@@ -23,6 +23,7 @@ from pydantic import (
 
 from chatgate.auth.options import ProviderConfig
 from chatgate.auth.throttle import ThrottleOptions
+from chatgate.http.admin_options import AdminOptions
 from chatgate.http.options import HttpOptions
 from chatgate.streams.options import StreamsOptions
 from chatgate.vocabulary.errors import ConfigError
@@ -308,6 +309,8 @@ class Config(_Model):
     """The HTTP(S) listener: BOSH, WebSocket, discovery, the web chat."""
     streams: StreamsOptions = StreamsOptions()
     """The stream authority's hooks for media servers (off by default)."""
+    admin: AdminOptions = AdminOptions()
+    """The REST API, web console and metrics on the HTTP listener, and their authentication."""
     hosts: dict[str, HostConfig] = {}
     """Further virtual hosts, `[hosts."NAME"]`; `[server] domain` is always served."""
     modules: dict[str, dict[str, Any]] = {}

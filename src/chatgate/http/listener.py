@@ -52,6 +52,7 @@ from chatgate.xmpp.transports.tcp import LINGER
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
+    from chatgate.http.admin import AdminSite
     from chatgate.xmpp.negotiation import NegotiationSettings
     from chatgate.xmpp.transports.openssl_tls import ServerTls
 
@@ -116,6 +117,8 @@ class HttpListener:
         self.lane: LaneRoutes | None = None
         #: the media servers' hooks (`[streams] enabled`), made at start
         self.hooks: HookEndpoint | None = None
+        #: the API, console and metrics (`[admin] enabled`), made at start
+        self.admin: AdminSite | None = None
         self.bosh = None
         if options.bosh.enabled:
             from chatgate.http.bosh import BoshEndpoint
@@ -263,6 +266,15 @@ class HttpListener:
             from chatgate.http.chat import add_chat_routes
 
             add_chat_routes(app, self.ctx, self.options, WEBSOCKET_PATH, BOSH_PATH)
+        if self.admin is not None:
+            from chatgate.http.api.routes import add_api_routes
+            from chatgate.http.console.routes import add_console_routes
+            from chatgate.http.metrics import add_metrics_route
+
+            add_api_routes(app, self.admin)
+            add_console_routes(app, self.admin)
+            add_metrics_route(app, self.admin)
+            app.middlewares.append(self.admin.middleware)
         return app
 
     def _make_hooks(self) -> HookEndpoint:
@@ -297,6 +309,11 @@ class HttpListener:
         logging.getLogger("aiohttp.server").addFilter(_quiet_parse_errors)  # once: same object
         if self.ctx.config.streams.enabled:
             self.hooks = self._make_hooks()
+        if self.ctx.config.admin.enabled:
+            from chatgate.http.admin import AdminSite
+
+            self.admin = AdminSite(self.ctx, self.ctx.config.admin, self.facts_for)
+            await self.admin.start()
         options = self.options
         runner = self._runner = web.AppRunner(
             self.application(),
@@ -374,3 +391,6 @@ class HttpListener:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.admin is not None:
+            await self.admin.close()
+            self.admin = None

@@ -21,6 +21,12 @@ from chatgate.storage.repositories import (
     RosterRepository,
     VCardRepository,
 )
+from chatgate.storage.repositories.admin import (
+    AdminTokenRepository,
+    AdminUserRepository,
+    AuditRepository,
+    ConsoleSessionRepository,
+)
 from chatgate.storage.repositories.invitations import InvitationRepository
 from chatgate.storage.repositories.legacy import LegacyRepository
 from chatgate.storage.repositories.legacy_census import LegacyCensusRepository
@@ -61,6 +67,11 @@ class Database:
         self.stream_token_uses = TokenUseRepository(engine)
         self.stream_token_revocations = TokenRevocationRepository(engine)
         self.live_sessions = LiveSessionRepository(engine)
+        #: administration (`chatgate.http.auth`, `.console`, `.api`)
+        self.admin_users = AdminUserRepository(engine)
+        self.admin_tokens = AdminTokenRepository(engine)
+        self.console_sessions = ConsoleSessionRepository(engine)
+        self.audit = AuditRepository(engine)
 
     @classmethod
     async def open(cls, url: str) -> Database:

@@ -315,3 +315,61 @@ class LiveSession(Base):
     started_at: Mapped[float] = mapped_column(Float)  # Unix seconds
     last_seen: Mapped[float] = mapped_column(Float)
     confirmed: Mapped[bool] = mapped_column(Boolean)
+
+
+class AdminUser(Base):
+    """An administrator chatgate keeps for the API and console (`basic`, `digest`)."""
+
+    __tablename__ = "admin_users"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    digest_realm: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    digest_md5: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    digest_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    groups: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class AdminToken(Base):
+    """A bearer token for automation: only the hash of its secret is kept."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label: Mapped[str] = mapped_column(String(255))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    groups: Mapped[str] = mapped_column(String(255))
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class AdminConsoleSession(Base):
+    """A web console login (its cookie's hash), ended by logout or idle timeout."""
+
+    __tablename__ = "admin_console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    admin: Mapped[str] = mapped_column(String(255))
+    groups: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(32))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    last_seen_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class AdminAuditEntry(Base):
+    """One change made through the API, the console or the admin CLI."""
+
+    __tablename__ = "admin_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[int] = mapped_column(BigInteger, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)

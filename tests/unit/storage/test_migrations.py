@@ -33,6 +33,10 @@ TABLES = {
     "stream_token_uses",
     "stream_token_revocations",
     "live_sessions",
+    "admin_users",
+    "admin_tokens",
+    "admin_console_sessions",
+    "admin_audit",
 }
 
 

@@ -250,9 +250,7 @@ class TokenRevocationRepository:
 
     async def revoked(self, now: int) -> set[str]:
         """The ids of revoked tokens that have not expired by `now`."""
-        query = select(StreamTokenRevocation.token_id).where(
-            StreamTokenRevocation.expires_at > now
-        )
+        query = select(StreamTokenRevocation.token_id).where(StreamTokenRevocation.expires_at > now)
         async with self._engine.connect() as conn:
             return {row[0] for row in await conn.execute(query)}
 
