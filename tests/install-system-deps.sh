@@ -6,11 +6,12 @@
 # screenshots have legible text, nginx for the reverse-proxy test of docs/web.md (run from a
 # temporary folder, never as the system service), and libnginx-mod-rtmp with ffmpeg for the
 # stream authority's end-to-end test (nginx-rtmp asks chatgate's hooks; ffmpeg publishes and
-# plays). Nothing is installed when every package is
-# already present, and no package's system service is started by the install.
+# plays), and php-cli, whose built-in server runs the remote-HTTP authentication service of
+# docs/admin.md (the seed's own example script, extracted at test time). Nothing is installed
+# when every package is already present, and no package's system service is started by the install.
 set -euo pipefail
 packages=(openssl libnet-jabber-perl slapd ldap-utils sqlite3 chromium fonts-dejavu-core nginx
-  libnginx-mod-rtmp ffmpeg)
+  libnginx-mod-rtmp ffmpeg php-cli)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

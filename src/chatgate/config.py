@@ -317,6 +317,9 @@ class Config(_Model):
     """Per-module options, `[modules.NAME]`; each module validates its own table."""
     #: folder of the config file; relative paths are resolved against it
     base_dir: Path = Field(default=Path("."), exclude=True)
+    #: the file this configuration was read from (None: built in code); the setup
+    #: wizard writes its choices there
+    source_path: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -436,7 +439,7 @@ def load_config(path: Path) -> Config:
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        return Config.model_validate({**data, "base_dir": base_dir})
+        return Config.model_validate({**data, "base_dir": base_dir, "source_path": path.resolve()})
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

@@ -121,6 +121,16 @@ class AdminSite:
         self.options = options
         self.facts = facts
         self.chains: dict[RouteSet, AuthChain] = {}
+        from chatgate.http.api.audit import AuditLog
+        from chatgate.http.auth.admins import AdminAccounts
+        from chatgate.http.auth.tokens import BearerTokens
+
+        #: administrators chatgate keeps (`basic`, `digest`; the wizard's first one)
+        self.admins = AdminAccounts(ctx.db, options)
+        #: bearer tokens for automation
+        self.tokens = BearerTokens(ctx.db)
+        #: who changed what
+        self.audit = AuditLog(ctx.db)
 
     async def start(self) -> None:
         """Build each route set's methods (raises ConfigError on a bad combination)."""
