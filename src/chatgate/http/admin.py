@@ -10,8 +10,11 @@ pay for it) and leaves the `Principal` in `request[PRINCIPAL]`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 CONSOLE_PREFIX = "/admin"
 METRICS_PATH = "/metrics"
+#: seconds between sweeps of idle console sessions, expired tokens, old audit entries
+SWEEP_INTERVAL = 300.0
 
 RouteSet = Literal["api", "console", "metrics"]
 
@@ -121,6 +126,7 @@ class AdminSite:
         self.options = options
         self.facts = facts
         self.chains: dict[RouteSet, AuthChain] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         from chatgate.http.api.audit import AuditLog
         from chatgate.http.auth.admins import AdminAccounts
         from chatgate.http.auth.tokens import BearerTokens
@@ -142,8 +148,32 @@ class AdminSite:
             if names not in built:
                 built[names] = await build_chain(self.ctx, self.options, names)
             self.chains[route_set] = built[names]
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def sweep(self, now: int | None = None) -> None:
+        """Forget idle console sessions, expired bearer tokens and audit entries past
+        `audit_retention_days` (a shared database: every process may sweep; the
+        deletes are idempotent)."""
+        now = int(time.time()) if now is None else now
+        db = self.ctx.db
+        await db.console_sessions.forget_idle(now - int(self.options.session_timeout))
+        await db.admin_tokens.forget_expired(now)
+        await db.audit.forget_before(now - self.options.audit_retention_days * 86400)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:  # a database hiccup must not end the sweeping
+                log.exception("admin: sweeping expired sessions, tokens and audit entries failed")
+            await asyncio.sleep(SWEEP_INTERVAL)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         closed: set[int] = set()
         for chain in self.chains.values():
             for method in chain.methods:

@@ -375,6 +375,15 @@ class HttpListener:
         if options.chat.enabled and self.bound:
             scheme, host, port = self.bound[0]
             log.info("web chat: %s://%s:%d/chat/", scheme, host, port)
+        if self.admin is not None and self.bound:
+            scheme, host, port = self.bound[0]
+            log.info(
+                "admin: console %s://%s:%d/admin/, API /api/v1 (methods: %s)",
+                scheme,
+                host,
+                port,
+                ", ".join(self.ctx.config.admin.auth),
+            )
 
     def _record(self, scheme: str, site: web.TCPSite) -> None:
         server = site._server  # aiohttp keeps the asyncio server here
