@@ -236,4 +236,20 @@ def web_lines(cfg: Config) -> list[str]:
     origins = ", ".join(web.cors_origins) or "same origin only"
     proxies = ", ".join(web.trusted_proxies) or "none (X-Forwarded-For ignored)"
     lines.append(f"            cors: {origins}; trusted proxies: {proxies}")
+    lines.append(f"  admin     {admin_line(cfg)}")
     return lines
+
+
+def admin_line(cfg: Config) -> str:
+    """The API, console and metrics as `chatgate check` shows them."""
+    admin = cfg.admin
+    if not admin.enabled:
+        return "off ([admin] enabled = false)"
+    sets = {name: ", ".join(admin.methods_for(name)) for name in ("api", "console", "metrics")}
+    if len(set(sets.values())) == 1:
+        methods = f"auth: {sets['api']}"
+    else:
+        methods = "; ".join(f"{name} auth: {value}" for name, value in sets.items())
+    if admin.metrics_open_on_loopback:
+        methods += "; /metrics open to loopback"
+    return f"api /api/v1, console /admin/, /metrics; {methods}"
