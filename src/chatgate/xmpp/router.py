@@ -31,7 +31,7 @@ from chatgate.vocabulary.errors import StanzaErrorCondition, StreamErrorConditio
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import escape_attr, serialize
 from chatgate.xmpp.directory import SessionDirectory
-from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.session import STANZAS, C2SSession
 from chatgate.xmpp.stanza import error_reply
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class Router:
 
     def route(self, origin: C2SSession, stanza: Element) -> Pending:
         """Route a stanza sent by a local client (RFC 6120 §10.4, §10.5)."""
+        STANZAS.received += 1
         # §8.1.2.1: the server stamps the full JID of the sender.
         stanza.attrs["from"] = origin.full
         to_text = stanza.attrs.get("to")
@@ -112,6 +113,7 @@ class Router:
             target = resources.get(to.resource)
             if target is not None:
                 # §8.5.3.1: a connected resource gets any message addressed to it.
+                STANZAS.sent += 1
                 target.write(serialize(stanza).encode())
                 return None
         return self._message_to_bare(stanza, to, resources, origin)
@@ -155,6 +157,7 @@ class Router:
                     targets.append(session)
         if targets:
             data = serialize(stanza).encode()
+            STANZAS.sent += len(targets)
             for session in targets:
                 session.write(data)
             return None
@@ -190,6 +193,7 @@ class Router:
         if to is not None and to.resource:
             target = self._local.get(f"{to.local}@{to.domain}", _NONE).get(to.resource)
             if target is not None:
+                STANZAS.sent += 1
                 target.write(serialize(stanza).encode())
                 return None
             if itype in ("get", "set"):
@@ -210,6 +214,7 @@ class Router:
         target = self._local.get(f"{full.local}@{full.domain}", _NONE).get(full.resource)
         if target is None:
             return False
+        STANZAS.sent += 1
         target.write(serialize(stanza).encode())
         return True
 
@@ -221,6 +226,7 @@ class Router:
             if session.available:
                 if data is None:
                     data = serialize(stanza).encode()
+                STANZAS.sent += 1
                 session.write(data)
 
     def broadcast_presence(self, bares: Iterable[str], xml: str) -> None:
@@ -229,12 +235,15 @@ class Router:
         §4.2.2, §4.4.2).  A bare JID given twice is served twice."""
         local = self._local
         tail = xml[_PRESENCE_NAME:]
+        sent = 0
         for bare in bares:
             resources = local.get(bare)
             if resources is not None:
                 for session in resources.values():
                     if session.available:
+                        sent += 1
                         session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
+        STANZAS.sent += sent
 
     def presence_to(self, jids: Iterable[str], xml: str) -> None:
         """A presence serialized once (`xml`, without 'to') to what each JID names: a
@@ -327,5 +336,8 @@ def _write_presence(sessions: Iterable[C2SSession], xml: str) -> None:
     """Write one serialized <presence .../> (without 'to') to each session, addressed
     to it: each copy only gets its own 'to' spliced in after the element name."""
     tail = xml[_PRESENCE_NAME:]
+    sent = 0
     for session in sessions:
+        sent += 1
         session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
+    STANZAS.sent += sent

@@ -14,6 +14,27 @@ from chatgate.xml.element import Element
 from chatgate.xml.serialize import serialize
 
 
+class StanzaCounts:
+    """Stanzas this process's bound sessions sent and were sent, since it started.
+
+    Per process: each server process counts its own (a cluster sums them); they
+    only grow.  The hot path increments them inline (an attribute increment, never
+    a call): `Router.route` counts each stanza a bound client sent, `C2SSession.send`
+    and the router's deliveries each stanza written to a session.  Stream-level
+    output (features, SASL, stream errors) is not counted.  Read by
+    `chatgate.administration.stats`."""
+
+    __slots__ = ("received", "sent")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.sent = 0
+
+
+#: this process's stanza counts
+STANZAS = StanzaCounts()
+
+
 class C2SSession:
     __slots__ = (
         "available",
@@ -75,6 +96,7 @@ class C2SSession:
         self.directed: set[str] = set()
 
     def send(self, el: Element) -> None:
+        STANZAS.sent += 1
         self.write(serialize(el).encode())
 
     def __repr__(self) -> str:
