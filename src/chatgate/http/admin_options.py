@@ -76,6 +76,10 @@ class AdminOptions(_Model):
     relative to the config file's folder."""
     password_encoding: Literal["md5", "sha256"] = "sha256"
     """Hash of the file's entries (Wowza's `PasswordEncodingScheme`)."""
+    basic_password_file: bool = False
+    """`basic`: also check the password file's lines (bcrypt hashes, digest hashes
+    under `realm`; plaintext with `allow_plaintext_passwords`) for names chatgate
+    does not keep."""
     allow_plaintext_passwords: bool = False
     """`basic`: accept plaintext entries of the password file (logged as a warning)."""
     allow_none: bool = False

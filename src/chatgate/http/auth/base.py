@@ -84,6 +84,15 @@ class Refusal:
     headers: tuple[tuple[str, str], ...] = field(default=())
 
 
+class Unavailable(Exception):
+    """Raised by `challenge` when a method cannot say now how to authenticate (its
+    remote service is down and there is no fallback): the chain answers 503."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class HttpAuthenticator(Protocol):
     """One authentication method."""
 
@@ -95,7 +104,7 @@ class HttpAuthenticator(Protocol):
 
     async def challenge(self, request: AuthRequest) -> Sequence[str]:
         """`WWW-Authenticate` values for a request that sent no credentials
-        (`remotehttp` asks its service for them)."""
+        (`remotehttp` asks its service for them).  Raises Unavailable."""
         ...
 
     async def authenticate(self, request: AuthRequest) -> Principal | Refusal:
@@ -123,6 +132,15 @@ class AuthChain:
             if not method.schemes:  # `none`
                 return await method.authenticate(request)
         challenges: list[str] = []
+        unavailable: Unavailable | None = None
         for method in self.methods:
-            challenges.extend(await method.challenge(request))
+            try:
+                challenges.extend(await method.challenge(request))
+            except Unavailable as exc:
+                unavailable = exc
+        if unavailable is not None:
+            # A client of that method would get no way in from the others' challenges.
+            return Refusal(
+                503, str(unavailable), tuple(challenges), retry_after=unavailable.retry_after
+            )
         return Refusal(401, "authentication required", tuple(challenges))
