@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from chatgate.http.admin import API_PREFIX, public
-from chatgate.http.api import accounts, audit_log, sessions
+from chatgate.http.api import (
+    accounts,
+    audit_log,
+    registration,
+    rosters_messages,
+    server_state,
+    sessions,
+    streams,
+    tokens,
+)
 from chatgate.http.api.openapi import openapi_document
 from chatgate.http.api.operation import Operation, aiohttp_handler, api_errors
 
@@ -21,7 +30,16 @@ OPENAPI_PATH = "/openapi.json"
 
 def api_operations() -> tuple[Operation, ...]:
     """Every operation, in the order the document lists them."""
-    return (*accounts.OPERATIONS, *sessions.OPERATIONS, *audit_log.OPERATIONS)
+    return (
+        *accounts.OPERATIONS,
+        *rosters_messages.OPERATIONS,
+        *sessions.OPERATIONS,
+        *registration.OPERATIONS,
+        *streams.OPERATIONS,
+        *server_state.OPERATIONS,
+        *tokens.OPERATIONS,
+        *audit_log.OPERATIONS,
+    )
 
 
 def _version() -> str:
