@@ -6,12 +6,15 @@ parser."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.docblocks import blocks, commands, shell_block
 from tests.e2e.conftest import AuthenticationFailed, RunningServer, connect, logged_in
 from tests.e2e.web import WsClient, start_web_server
 
@@ -70,17 +73,17 @@ def logins(values: Values, outcome: str) -> float:
     )
 
 
-async def metrics(server: RunningServer) -> Values:
-    status, text = await scrape(server)
+async def metrics(server: RunningServer, **kw: object) -> Values:
+    status, text = await scrape(server, **kw)
     assert status == 200, text
     return parse(text)
 
 
-async def settled(server: RunningServer, check, timeout: float = 10.0) -> Values:  # type: ignore[no-untyped-def]
+async def settled(server: RunningServer, check, timeout: float = 10.0, **kw: object) -> Values:  # type: ignore[no-untyped-def]
     """Scrape until `check(values)` holds (a snapshot is cached for up to a second)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        values = await metrics(server)
+        values = await metrics(server, **kw)
         if check(values) or asyncio.get_running_loop().time() > deadline:
             return values
         await asyncio.sleep(0.2)
@@ -137,3 +140,64 @@ async def test_types_offline_census_and_process_metrics(server: RunningServer) -
     assert "# TYPE chatgate_logins_total counter" in text
     assert "# TYPE chatgate_connections gauge" in text
     assert "process_resident_memory_bytes" in text
+
+
+PAGE = "docs/metrics.md"
+
+
+def run_documented(name: str, cwd: Path, port: int) -> list[str]:
+    """Run a shell block of the page as written (its port replaced by the test
+    server's); returns each command's output."""
+    outputs = []
+    for command in commands(shell_block(PAGE, name)):
+        command = command.replace("127.0.0.1:5280", f"127.0.0.1:{port}")
+        done = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        outputs.append(done.stdout)
+    return outputs
+
+
+def test_the_documented_protection(tmp_path: Path) -> None:
+    """docs/metrics.md's configuration, password-file line and curl commands: the
+    readOnly scraper gets the metrics, a request without credentials a 401."""
+    run_documented("metrics-password-file", tmp_path, 0)
+    config = next(b for b in blocks("toml") if b.page == PAGE and "metrics_auth" in b.text)
+    server = start_web_server(tmp_path, config.text)
+    try:
+        server.add_user("alice", "wonderland")
+        with_password, without = run_documented("metrics-curl", tmp_path, server.http_port)
+        assert with_password.startswith('chatgate_sessions{transport="'), with_password
+        assert without.strip() == "401"
+        asyncio.run(_admin_logins_are_counted(server))
+    finally:
+        code = server.stop()
+    assert code == 0, server.log_text()
+    assert "Traceback" not in server.log_text(), server.log_text()
+
+
+async def _admin_logins_are_counted(server: RunningServer) -> None:
+    right = {"Authorization": aiohttp.encode_basic_auth("prometheus", "scrape-secret")}
+    wrong = {"Authorization": aiohttp.encode_basic_auth("prometheus", "not-the-secret")}
+    status, text = await scrape(server, headers=wrong)
+    assert status == 401 and "chatgate_" not in text
+    admin = {"protocol": "http-admin", "mechanism": "basic"}
+
+    def counted(v: Values) -> bool:
+        return value(v, "chatgate_logins_total", **admin, outcome="failed") >= 1
+
+    values = await settled(server, counted, headers=right)
+    assert value(values, "chatgate_logins_total", **admin, outcome="failed") == 1
+    assert value(values, "chatgate_logins_total", **admin, outcome="succeeded") >= 2
+    async with logged_in(server, "alice@localhost", "wonderland"):
+        values = await settled(
+            server,
+            lambda v: value(v, "chatgate_sessions", transport="tcp") == 1,
+            headers=right,
+        )
+        assert value(values, "chatgate_sessions", transport="tcp") == 1
