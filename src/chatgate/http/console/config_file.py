@@ -97,6 +97,9 @@ def _apply(lines: list[str], table: str, key: str, value: str | None) -> list[st
                     )
                 if new_line is None:
                     return lines[:index] + lines[index + 1 :]
+                comment = _comment(stripped)
+                if comment:
+                    new_line = f"{new_line[:-1]}  {comment}\n"
                 return [*lines[:index], new_line, *lines[index + 1 :]]
         if new_line is None:
             return lines
@@ -105,6 +108,19 @@ def _apply(lines: list[str], table: str, key: str, value: str | None) -> list[st
         return lines
     tail = [] if not lines or lines[-1].strip() == "" else ["\n"]
     return [*lines, *tail, f"[{table}]\n", new_line]
+
+
+def _comment(value_text: str) -> str:
+    """The comment after a one-line value (`"x"  # why`), or "": the first `#` that
+    ends a parsable value starts it (a `#` inside a string does not)."""
+    for index, char in enumerate(value_text):
+        if char == "#":
+            try:
+                tomllib.loads("v = " + value_text[:index])
+            except tomllib.TOMLDecodeError:
+                continue
+            return value_text[index:].rstrip("\n").rstrip()
+    return ""
 
 
 def _table_span(lines: list[str], table: str) -> tuple[int | None, int]:
