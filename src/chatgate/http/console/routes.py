@@ -15,9 +15,13 @@ from aiohttp import web
 from chatgate.http.auth.base import Access
 from chatgate.http.console.dashboard import add_dashboard_routes
 from chatgate.http.console.login import login, logout
+from chatgate.http.console.registration import add_registration_routes
 from chatgate.http.console.render import HEADERS, STATIC, see_other
 from chatgate.http.console.sessions import add_session_routes
 from chatgate.http.console.site import BASE, Console
+from chatgate.http.console.streams import add_stream_routes
+from chatgate.http.console.system import add_system_routes
+from chatgate.http.console.tokens import add_token_routes
 from chatgate.http.console.users import add_user_routes
 from chatgate.http.console.wizard import add_wizard_routes
 
@@ -63,3 +67,7 @@ def add_console_routes(app: web.Application, site: AdminSite) -> None:
     add_dashboard_routes(app, console)
     add_user_routes(app, console)
     add_session_routes(app, console)
+    add_registration_routes(app, console)
+    add_stream_routes(app, console)
+    add_token_routes(app, console)
+    add_system_routes(app, console)

@@ -105,6 +105,8 @@ class Console:
         self.log_tail = LogTail()
         #: one-shot lines per login (id hash), shown on its next page
         self.notices: dict[str, list[str]] = {}
+        #: a token just created, per login: shown once, on its next page, then gone
+        self.issued: dict[str, str] = {}
 
     def take_notices(self, login: ConsoleLogin) -> list[str]:
         return self.notices.pop(login.id_hash, [])
