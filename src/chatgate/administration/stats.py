@@ -40,10 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from sqlalchemy import func, select
-
 from chatgate.auth.throttle import AuthThrottle
-from chatgate.storage.models import OfflineStanza
 from chatgate.xmpp.c2s import C2SConnection
 from chatgate.xmpp.session import STANZAS
 
@@ -175,32 +172,13 @@ class Sample:
 
 
 class DatabaseOfflineCensus:
-    """`OfflineCensus` over the server's database.
-
-    TODO: this query belongs in `OfflineRepository` (storage/, where every other
-    query lives); it is here until that repository has it."""
+    """`OfflineCensus` over the server's database (`OfflineRepository.totals`)."""
 
     def __init__(self, db: Database) -> None:
-        self._engine = db.engine
+        self._offline = db.offline
 
     async def totals(self) -> tuple[int, int, int, int]:
-        per_account = (
-            select(
-                func.count().label("messages"),
-                func.coalesce(func.sum(OfflineStanza.size), 0).label("bytes"),
-            )
-            .group_by(OfflineStanza.account_id)
-            .subquery()
-        )
-        query = select(
-            func.coalesce(func.sum(per_account.c.messages), 0),
-            func.coalesce(func.sum(per_account.c.bytes), 0),
-            func.count(),
-            func.coalesce(func.max(per_account.c.messages), 0),
-        ).select_from(per_account)
-        async with self._engine.connect() as conn:
-            messages, size, accounts, largest = (await conn.execute(query)).one()
-        return int(messages), int(size), int(accounts), int(largest)
+        return await self._offline.totals()
 
 
 class ServerStats:

@@ -48,7 +48,7 @@ from chatgate.vocabulary.errors import StanzaErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import escape_attr, serialize
 from chatgate.xmpp.events import AccountRemoving, BecameAvailable, SessionClosed
-from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.session import STANZAS, C2SSession
 from chatgate.xmpp.stanza import error_reply
 
 if TYPE_CHECKING:
@@ -358,6 +358,7 @@ class PresenceModule:
                 continue
             stanza = Element("presence", ns.CLIENT, {"from": contact, "type": "subscribe"})
             tail = serialize(stanza)[len("<presence") :]
+            STANZAS.sent += 1
             session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
 
     def _session_closed(self, event: SessionClosed) -> None:

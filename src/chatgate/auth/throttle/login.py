@@ -234,6 +234,16 @@ class AuthThrottle:
         )
         return self._stats
 
+    def throttled_addresses(self, now: float) -> int:
+        """Addresses whose latest failure is still holding their answers (for
+        metrics: walks the bounded address table, so call it at most once a second)."""
+        window = self.options.address.window
+        return sum(
+            1
+            for state in self._addresses.mapping.values()
+            if state.level > 0 and state.expires > now and now - state.last_failure < window
+        )
+
     def sizes(self) -> dict[str, int]:
         """Entries per table, for metrics and memory tests."""
         return {

@@ -158,3 +158,24 @@ class OfflineRepository:
     async def count(self, owner: Owner) -> int:
         """Messages held for the owner."""
         return (await self.usage(owner))[0]
+
+    async def totals(self) -> tuple[int, int, int, int]:
+        """Messages stored, their bytes, accounts with any, and the largest queue:
+        one aggregate query (for metrics, run at most once a minute)."""
+        per_account = (
+            select(
+                func.count().label("messages"),
+                func.coalesce(func.sum(OfflineStanza.size), 0).label("bytes"),
+            )
+            .group_by(OfflineStanza.account_id)
+            .subquery()
+        )
+        query = select(
+            func.coalesce(func.sum(per_account.c.messages), 0),
+            func.coalesce(func.sum(per_account.c.bytes), 0),
+            func.count(),
+            func.coalesce(func.max(per_account.c.messages), 0),
+        ).select_from(per_account)
+        async with self._engine.connect() as conn:
+            messages, size, accounts, largest = (await conn.execute(query)).one()
+        return int(messages), int(size), int(accounts), int(largest)
