@@ -38,7 +38,7 @@ SWEEP_INTERVAL = 300.0
 RouteSet = Literal["api", "console", "metrics"]
 
 #: the request key handlers read the principal from
-PRINCIPAL_KEY = "chatgate.principal"
+PRINCIPAL_KEY = web.RequestKey("chatgate.principal", Principal)
 #: the handler attribute naming the access it needs (set by `requires`, `public`)
 _ACCESS_ATTR = "_chatgate_access"
 _PUBLIC = "public"
