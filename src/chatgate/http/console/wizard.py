@@ -28,7 +28,7 @@ from chatgate.http.admin import is_loopback
 from chatgate.http.auth.admins import AdminAccounts, AdminNameTaken, InvalidAdmin
 from chatgate.http.auth.base import Principal
 from chatgate.http.auth.login import valid_name
-from chatgate.http.console.config_file import ConfigEditError, write_config
+from chatgate.http.console.config_file import ConfigEditError, toml_string, write_config
 from chatgate.http.console.render import see_other
 from chatgate.http.console.session import CSRF_FIELD, csrf_matches, digest, same_origin
 from chatgate.http.console.setup_checks import (
@@ -361,7 +361,9 @@ class SetupWizard:
             f"written to {source}" if written else f"not written ({write_error})",
         )
         toml = "\n".join(
-            f"[{table}] {key} = {'(removed)' if value is None else value!r}"
+            f"[{table}] {key}: removed (a certificate is generated for the domain)"
+            if value is None
+            else f"[{table}] {key} = {toml_string(value)}"
             for (table, key), value in edits.items()
         )
         return console.renderer.page(
