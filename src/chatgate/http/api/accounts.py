@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field
 
 from chatgate.administration import accounts
-from chatgate.http.api.models import Model, Paged, PageQuery
+from chatgate.http.api.models import MAX_QUERY_TEXT, Model, Paged, PageQuery
 from chatgate.http.api.operation import Call, Operation
 from chatgate.http.api.paging import decode_cursor, encode_cursor
 from chatgate.http.auth.base import Access
@@ -37,9 +37,9 @@ class AccountList(Paged):
 
 
 class AccountsQuery(PageQuery):
-    search: Annotated[str | None, Field(max_length=3071)] = None
+    search: Annotated[str | None, Field(max_length=MAX_QUERY_TEXT)] = None
     """Keep usernames containing this (any case); with an '@', whole JIDs."""
-    domain: Annotated[str | None, Field(max_length=1023)] = None
+    domain: Annotated[str | None, Field(max_length=MAX_QUERY_TEXT)] = None
     """Only accounts of this served domain."""
 
 

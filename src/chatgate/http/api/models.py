@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_LIMIT = 500
 #: longest cursor accepted (ours are far shorter)
 MAX_CURSOR = 512
+#: longest JID or search text in a query string: percent-encoded, a request line
+#: must stay under the HTTP parser's 8,190 bytes (up to 12 bytes a character)
+MAX_QUERY_TEXT = 256
 
 
 class Model(BaseModel):

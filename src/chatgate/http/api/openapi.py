@@ -20,6 +20,9 @@ from chatgate.http.api.models import ErrorBody
 from chatgate.http.api.operation import MAX_BODY, Operation
 
 _PARAM = re.compile(r"\{(\w+)\}")
+#: characters of a path parameter: percent-encoded (up to 12 bytes a character),
+#: a request line must stay under the HTTP parser's 8,190 bytes
+MAX_PATH_PARAM = 512
 _REF = "#/components/schemas/{model}"
 
 #: `[admin]` method -> the security scheme that describes it
@@ -112,7 +115,7 @@ def _operation(
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 3071},
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_PARAM},
             "description": op.params.get(name, name),
         }
         for name in _PARAM.findall(op.path)

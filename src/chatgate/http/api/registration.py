@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from chatgate.administration import invitations, registration
-from chatgate.http.api.models import Model, QueryModel
+from chatgate.http.api.models import MAX_QUERY_TEXT, Model, QueryModel
 from chatgate.http.api.operation import Call, Operation
 from chatgate.http.auth.base import Access
 
@@ -47,7 +47,7 @@ class PendingList(Model):
 
 
 class DomainQuery(QueryModel):
-    domain: Annotated[str | None, Field(max_length=1023)] = None
+    domain: Annotated[str | None, Field(max_length=MAX_QUERY_TEXT)] = None
     """Only this served domain."""
 
 

@@ -9,12 +9,10 @@ from pydantic import Field
 
 from chatgate.administration import sessions
 from chatgate.administration.targets import full_jid
-from chatgate.http.api.models import Model, Paged, PageQuery
+from chatgate.http.api.models import MAX_QUERY_TEXT, Model, Paged, PageQuery
 from chatgate.http.api.operation import Call, Operation
 from chatgate.http.api.paging import decode_cursor, encode_cursor
 from chatgate.http.auth.base import Access
-
-JID_FIELD = Annotated[str, Field(min_length=1, max_length=3071)]
 
 
 class SessionOut(Model):
@@ -43,7 +41,7 @@ class SessionList(Paged):
 
 
 class SessionsQuery(PageQuery):
-    account: Annotated[str | None, Field(max_length=3071)] = None
+    account: Annotated[str | None, Field(max_length=MAX_QUERY_TEXT)] = None
     """Only the sessions of this bare JID."""
     transport: Literal["tcp", "websocket", "bosh"] | None = None
     """Only sessions over this transport."""
