@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from chatgate import __version__
+from chatgate.cli.admin import admin_app, admin_password_app
 from chatgate.cli.common import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
@@ -54,6 +55,8 @@ app.add_typer(
     help="Create, list and revoke invitation tokens for in-band registration.",
 )
 app.add_typer(streams_app, name="streams", help="Stream authority: rules, keys, tokens, live.")
+app.add_typer(admin_app, name="admin", help="Administrators and bearer tokens of the admin API.")
+app.add_typer(admin_password_app, name="admin-password", help="The admin.password file.")
 console = Console()
 
 
