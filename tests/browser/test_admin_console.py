@@ -48,7 +48,8 @@ async def test_the_operator_sets_up_the_server_and_kicks_a_session(
         await page.click("button[name=action][value=test]")
         error = page.locator("#check.error")
         await error.wait_for()
-        assert "not installed" in await error.inner_text() or "failed" in await error.inner_text()
+        # asyncpg is a dependency: the refused connection itself is reported
+        assert "failed" in await error.inner_text()
         await save_screenshot(page, "03-setup-database-postgresql-error")
         await page.check("input[name=kind][value=sqlite]")
         await page.click("button[name=action][value=next]")
