@@ -296,7 +296,7 @@ async def test_every_change_is_audited_newest_first(api: ApiClient) -> None:
     assert (newest["action"], newest["target"], newest["actor"]) == (
         "account.lock",
         "audited@localhost",
-        "root",
+        "admin",
     )
     assert newest["method"] == "basic" and newest["address"] == "127.0.0.1"
     second = await api.call("GET", f"/audit?limit=1&cursor={first.body['next']}")

@@ -37,7 +37,7 @@ invite_tokens = [{ token = "config-invite-secret-token" }]
 
 #: (name, password, group) of the administrators every test server has
 ADMINS = (
-    ("root", "root-password-1", "admin"),
+    ("admin", "s3cret-admin-password", "admin"),
     ("operator", "operator-password-1", "advUser"),
     ("watcher", "watcher-password-1", "readOnly"),
 )
