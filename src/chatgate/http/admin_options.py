@@ -52,8 +52,9 @@ class RemoteHttpOptions(_Model):
 
 
 class AdminOptions(_Model):
-    enabled: bool = False
-    """Serve the API, the console and `/metrics` on the HTTP listener."""
+    enabled: bool = True
+    """Serve the API, the console and `/metrics` on the HTTP listener (nobody can
+    log in until an administrator exists: the setup wizard, or `chatgate admin user add`)."""
     auth: list[Method] = ["basic", "bearer"]
     """Authentication methods of every admin route, in the order challenges are sent."""
     api_auth: list[Method] | None = None
