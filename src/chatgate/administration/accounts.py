@@ -83,23 +83,18 @@ async def list_accounts(
     if domain is not None:
         domain = served_domain(ctx, domain)
     limit = max(1, min(limit, MAX_PAGE))
-    listed = await account_service(ctx).accounts(domain)
-    needle = (search or "").casefold()
-    if "@" in needle:  # a JID (or part of one): search whole JIDs
-        matching = [a for a in listed if needle in f"{a.username}@{a.domain}".casefold()]
-    else:
-        matching = [a for a in listed if needle in a.username.casefold()]
-    start = 0
-    if after is not None:
-        key = _key(after)
-        start = next(
-            (i for i, a in enumerate(matching) if (a.domain, a.username) > key), len(matching)
-        )
-    chunk = matching[start : start + limit]
+    repository = ctx.db.accounts
+    rows = await repository.page(
+        domain=domain,
+        search=search,
+        after=_key(after) if after is not None else None,
+        limit=limit + 1,  # one more tells whether another page follows
+    )
+    total = await repository.count_matching(domain=domain, search=search)
     online = _online(ctx)
-    items = [_view(a.username, a.domain, a.created, a.locked, online) for a in chunk]
-    more = start + limit < len(matching)
-    return AccountPage(items, items[-1].jid if more and items else None, len(matching))
+    items = [_view(u, d, created, locked, online) for u, d, created, locked in rows[:limit]]
+    more = len(rows) > limit
+    return AccountPage(items, items[-1].jid if more and items else None, total)
 
 
 def _key(jid: str) -> tuple[str, str]:
@@ -117,11 +112,11 @@ def _view(
 async def get_account(ctx: ServerContext, jid: str) -> AccountView:
     """One account (NotFound when there is none)."""
     username, domain = account_jid(ctx, jid)
-    service = account_service(ctx)
-    for info in await service.accounts(domain):
-        if info.username == username:
-            return _view(username, domain, info.created, info.locked, _online(ctx))
-    raise NotFound(f"no such account {username}@{domain}")
+    found = await ctx.db.accounts.summary(username, domain)
+    if found is None:
+        raise NotFound(f"no such account {username}@{domain}")
+    created, locked = found
+    return _view(username, domain, created, locked, _online(ctx))
 
 
 async def create_account(

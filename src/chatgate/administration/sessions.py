@@ -77,10 +77,8 @@ def _info(conn: C2SConnection) -> SessionInfo | None:
         return None
     facts = conn.facts
     transport, direct_tls = _transport(conn.transport.name)
-    # COMPAT: until the driver records the mechanism that logged in, the
-    # negotiation's last SASL attempt is it (none was made for an XEP-0078 login).
-    mechanism = getattr(conn, "login_mechanism", None) or conn.negotiation.mechanism
-    opened = getattr(conn, "connected_at", None)
+    mechanism = conn.login_mechanism
+    opened = conn.connected_at
     return SessionInfo(
         jid=session.full,
         account=session.bare,
@@ -90,9 +88,7 @@ def _info(conn: C2SConnection) -> SessionInfo | None:
         address=facts.remote_address,
         tls_version=facts.tls_version if facts.tls_active else None,
         mechanism=mechanism or LEGACY_MECHANISM,
-        connected_since=(
-            datetime.fromtimestamp(opened, UTC) if isinstance(opened, int | float) else None
-        ),
+        connected_since=datetime.fromtimestamp(opened, UTC),
         available=session.available,
         priority=session.priority,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import replace
@@ -142,7 +143,9 @@ class C2SConnection:
         "_stream_generation",
         "_tasks",
         "closed",
+        "connected_at",
         "ctx",
+        "login_mechanism",
         "negotiation",
         "output",
         "peer_closed",
@@ -158,6 +161,10 @@ class C2SConnection:
         self.negotiation = neg.C2SNegotiation(settings, transport.facts)
         self.session: C2SSession | None = None
         self.closed = False
+        #: Unix time the connection was accepted, for the admin API's session list
+        self.connected_at = time.time()
+        #: the mechanism that logged in (SASL, or XEP-0078's), once one has
+        self.login_mechanism = ""
         #: the client ended its stream (`</stream:stream>`): it sends nothing more
         self.peer_closed = False
         self._queue: deque[Element] | None = None  # created when a stanza must wait
@@ -592,6 +599,7 @@ class C2SConnection:
         # A throwaway identity earns no trust: remembering (address, identity) pairs
         # for it would only push real owners' pairs out of the cache.
         gate.succeeded(attempt, action.username, trust=not self.ctx.is_anonymous(self.domain))
+        self.login_mechanism = action.mechanism
         name = self.transport.name
         if name in ("tcp", "tls"):
             where = facts.tls_version or "plain TCP"

@@ -227,3 +227,33 @@ async def test_name_holder_names_what_holds_a_name(
     later = soon + timedelta(seconds=1)
     assert await db.accounts.name_holder("dave", "localhost", later) is None  # expired
     assert await db.accounts.name_holder(*BOB, now) is None
+
+
+async def test_page_is_keyset_paged_by_domain_then_username(db: Database) -> None:
+    for name in ("alice", "alica", "bob"):
+        await db.accounts.create(name, "localhost", {})
+    await db.accounts.create("alice", "other.org", {})
+    first = await db.accounts.page(limit=2)
+    assert [(u, d) for u, d, _, _ in first] == [("alica", "localhost"), ("alice", "localhost")]
+    rest = await db.accounts.page(after=("localhost", "alice"), limit=10)
+    assert [(u, d) for u, d, _, _ in rest] == [("bob", "localhost"), ("alice", "other.org")]
+
+
+async def test_page_search_matches_names_or_jids_and_escapes_wildcards(db: Database) -> None:
+    for name in ("al_x", "alx", "al%y", "bob"):
+        await db.accounts.create(name, "localhost", {})
+    await db.accounts.create("bob", "other.org", {})
+    await db.accounts.set_locked("bob", "other.org", True)
+    found = await db.accounts.page(search="AL_")
+    assert [u for u, _, _, _ in found] == ["al_x"]
+    assert await db.accounts.count_matching(search="al") == 3
+    by_jid = await db.accounts.page(search="bob@other")
+    assert [(u, d, locked) for u, d, _, locked in by_jid] == [("bob", "other.org", True)]
+    assert await db.accounts.count_matching(domain="other.org") == 1
+
+
+async def test_summary_of_one_account(db: Database) -> None:
+    await db.accounts.create("alice", "localhost", {})
+    found = await db.accounts.summary("alice", "localhost")
+    assert found is not None and found[1] is False
+    assert await db.accounts.summary("alice", "other.org") is None

@@ -350,6 +350,44 @@ class AccountRepository:
             rows = (await conn.execute(query)).all()
         return [AccountSummary(username, dom, created) for username, dom, created in rows]
 
+    async def page(
+        self,
+        *,
+        domain: str | None = None,
+        search: str | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int = 50,
+    ) -> builtins.list[tuple[str, str, datetime, bool]]:
+        """(username, domain, created, locked) by domain then username, after the
+        (domain, username) key `after`: keyset paging in SQL, for the admin API.
+        `search` keeps usernames containing it, or whole JIDs when it has an '@'."""
+        query = (
+            select(Account.username, Account.domain, Account.created, Account.locked)
+            .order_by(Account.domain, Account.username)
+            .limit(limit)
+        )
+        query = _matching(query, domain, search)
+        if after is not None:
+            query = query.where(tuple_(Account.domain, Account.username) > tuple_(*after))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(u, d, created, bool(locked)) for u, d, created, locked in rows]
+
+    async def summary(self, username: str, domain: str) -> tuple[datetime, bool] | None:
+        """(created, locked) of one account; None when there is none."""
+        query = select(Account.created, Account.locked).where(
+            Account.username == username, Account.domain == domain
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else (row[0], bool(row[1]))
+
+    async def count_matching(self, *, domain: str | None = None, search: str | None = None) -> int:
+        """How many accounts `page` would go through with these filters."""
+        query = _matching(select(func.count()).select_from(Account), domain, search)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def count(self, domain: str | None = None, *, anonymous: bool | None = None) -> int:
         """How many accounts (of `domain`; only those made by ANONYMOUS logins, or only
         the others, when `anonymous` says which)."""
@@ -424,3 +462,18 @@ class AccountRepository:
         cls, conn: AsyncConnection, accounts: Sequence[tuple[str, str]]
     ) -> set[tuple[str, str]]:
         return set(await cls._ids(conn, accounts))
+
+
+def _matching(query: Any, domain: str | None, search: str | None) -> Any:
+    """`query` kept to `domain` and to names (or JIDs, for text with an '@')
+    containing `search`, in any case."""
+    if domain is not None:
+        query = query.where(Account.domain == domain)
+    if search:
+        needle = search.lower()
+        if "@" in needle:
+            haystack = func.lower(Account.username + "@" + Account.domain)
+        else:
+            haystack = func.lower(Account.username)
+        query = query.where(haystack.contains(needle, autoescape=True))
+    return query
