@@ -13,6 +13,7 @@ counted as a guess: it proves nothing about the password).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -149,7 +150,15 @@ class DigestMethod:
         entered = self.login.enter(request, creds.username)
         if isinstance(entered, Refusal):
             return entered
-        found = await self.secrets.secret(creds.username, creds.algorithm)
+        try:
+            found = await self.secrets.secret(creds.username, creds.algorithm)
+        except asyncio.CancelledError:
+            self.login.gate.failed(entered, "not-authorized", mechanism=f"{self.name} (abandoned)")
+            raise
+        except Exception:
+            log.exception("admin: %s: looking up %s failed", self.name, creds.username)
+            self.login.gate.released(entered)
+            return Refusal(503, "authentication is unavailable, try again later", retry_after=5)
         ha1 = found[0].lower() if found else "0" * HEX_LENGTH[creds.algorithm]
         assert creds.nc is not None and creds.cnonce is not None and creds.qop is not None
         expected = response(

@@ -34,6 +34,7 @@ Without a fallback, an unreachable service is answered 503 (never a login).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -237,6 +238,9 @@ class RemoteHttpMethod:
             headers[IDENTITY_HEADER] = self.options.identity
         try:
             status, answer = await self._ask(request.method, headers)
+        except asyncio.CancelledError:
+            self.login.gate.failed(entered, "not-authorized", mechanism="remotehttp (abandoned)")
+            raise
         except _Unreachable:
             self.login.gate.released(entered)
             if self._falls_back("connect"):

@@ -211,3 +211,19 @@ async def test_plain_http_from_afar_is_refused(make_site: SiteFactory) -> None:
     header = authorization(digest_challenge(challenges), "alice", "alice-pw", "GET", PATH)
     status, _ = await fetch(site, Authorization=header, **{"X-Test-Address": "192.0.2.9"})
     assert status == 403
+
+
+class _Broken:
+    async def secret(self, username: str, algorithm: str) -> tuple[str, frozenset[str]] | None:
+        raise OSError("database is gone")
+
+
+async def test_a_failing_store_is_503_and_frees_the_slot(make_site: SiteFactory) -> None:
+    site = await digest_site(make_site)
+    method_of(site).secrets = _Broken()
+    _, challenges = await fetch(site)
+    status, _ = await login(site, digest_challenge(challenges))
+    assert status == 503
+    counts = site.ctx.login_gate.counters.snapshot()
+    assert counts[("http-admin", "digest", Outcome.RELEASED)] == 1
+    assert counts.get(("http-admin", "digest", Outcome.FAILED), 0) == 0
