@@ -7,6 +7,7 @@ environment's scripts folder, and the server's ports by free ones.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -66,5 +67,31 @@ async def test_the_quick_start_users_log_in(tmp_path: Path) -> None:
         bob = await connect(server, "bob@localhost", "correct horse")
         for client in (alice, bob):
             await client.disconnect()
+    finally:
+        assert server.stop() == 0
+
+
+def test_the_quick_start_administrator_reads_the_api(tmp_path: Path) -> None:
+    """The README's admin block: an administrator made on the command line reads
+    `/api/v1/stats` with curl at once (the server's HTTP port put in for 5280)."""
+    from tests.e2e.web import start_web_server
+
+    server = start_web_server(tmp_path)
+    try:
+        script = "\n".join(commands(shell_block("README.md", "quick-start-admin")))
+        script = script.replace(
+            ".venv/bin/chatgate", f"{BIN / 'chatgate'} --config {server.config}"
+        ).replace("127.0.0.1:5280", f"127.0.0.1:{server.http_port}")
+        done = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **(server.env or {})},
+        )
+        assert done.returncode == 0, done.stderr
+        # `admin user add` says what it did; curl's answer is the last line
+        stats = json.loads(done.stdout.strip().splitlines()[-1])
+        assert "connections" in stats, stats
     finally:
         assert server.stop() == 0
