@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Literal
 from aiohttp import web
 
 from chatgate.http.admin_options import AdminOptions
-from chatgate.http.auth.base import Access, AuthChain, AuthRequest, Principal, Refusal
+from chatgate.http.auth.base import (
+    Access,
+    AuthChain,
+    AuthRequest,
+    HttpAuthenticator,
+    Principal,
+    Refusal,
+)
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -127,6 +134,8 @@ class AdminSite:
         self.facts = facts
         self.chains: dict[RouteSet, AuthChain] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        #: each method once, whatever route sets name it (closed at close)
+        self._methods: dict[str, HttpAuthenticator] = {}
         from chatgate.http.api.audit import AuditLog
         from chatgate.http.auth.admins import AdminAccounts
         from chatgate.http.auth.tokens import BearerTokens
@@ -142,12 +151,13 @@ class AdminSite:
         """Build each route set's methods (raises ConfigError on a bad combination)."""
         from chatgate.http.auth.registry import build_chain
 
-        built: dict[tuple[str, ...], AuthChain] = {}
+        chains: dict[tuple[str, ...], AuthChain] = {}
+        methods = self._methods
         for route_set in ("api", "console", "metrics"):
             names = tuple(self.options.methods_for(route_set))
-            if names not in built:
-                built[names] = await build_chain(self.ctx, self.options, names)
-            self.chains[route_set] = built[names]
+            if names not in chains:
+                chains[names] = await build_chain(self.ctx, self.options, names, methods)
+            self.chains[route_set] = chains[names]
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def sweep(self, now: int | None = None) -> None:
@@ -174,12 +184,9 @@ class AdminSite:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-        closed: set[int] = set()
-        for chain in self.chains.values():
-            for method in chain.methods:
-                if id(method) not in closed:
-                    closed.add(id(method))
-                    await method.close()
+        for method in self._methods.values():
+            await method.close()
+        self._methods.clear()
 
     def route_set(self, path: str) -> RouteSet | None:
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):

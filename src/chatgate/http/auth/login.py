@@ -3,9 +3,10 @@ over plain HTTP from afar, pass the attempt through the server's login gate (the
 brute-force protection XMPP logins have), hold a failure's answer.
 
 The gate is `ServerContext.login_gate` (`auth/gate.py`): protocol
-``"http-admin"``, mechanism the method's name, the claimed administrator and
-the main domain, the client's address.  A refused attempt is answered 429 with
-`Retry-After`, unevaluated; a wrong guess is answered after the gate's hold
+``"http-admin"``, mechanism the method's name, the claimed administrator under
+`registry.ADMIN_DOMAIN` (never a served domain), the client's address.  A
+refused attempt is answered 429 with `Retry-After`, unevaluated; a wrong guess
+is answered after the gate's hold
 (an `asyncio.sleep`: other requests go on meanwhile; the throttle's
 `max_delay` bounds it).
 """

@@ -32,8 +32,11 @@ __all__ = ["FileEntry", "PasswordFile", "read_entries", "render_line", "replace_
 
 log = logging.getLogger("chatgate.http.auth")
 
-#: seconds between two looks at the file's modification time
-RECHECK: Final = 1.0
+#: seconds between two looks at the file's modification time: none, a look is one
+#: stat() per login, and a line just added by `chatgate admin-password add` must
+#: work at the next request (a 1 s pause here failed the docs' own example when
+#: the command and curl ran within a second of the server's start)
+RECHECK: Final = 0.0
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 

@@ -40,6 +40,12 @@ __all__ = ["build_chain", "builtin_methods", "is_loopback_host", "password_file_
 
 log = logging.getLogger("chatgate.http.auth")
 
+#: The domain administrators' logins are counted under by the login gate: not a
+#: served domain (RFC 2606 reserves `.invalid`), so guesses at the administrator
+#: "alice" never hold the XMPP account alice@DOMAIN's logins, nor her success
+#: trust an address for the administrator.
+ADMIN_DOMAIN = "admin.invalid"
+
 
 @dataclass(frozen=True)
 class _Build:
@@ -47,7 +53,7 @@ class _Build:
     options: AdminOptions
 
     def login(self, method: str) -> AdminLogin:
-        return AdminLogin(self.ctx.login_gate, self.ctx.domain, method)
+        return AdminLogin(self.ctx.login_gate, ADMIN_DOMAIN, method)
 
     async def codec(self, realm: str) -> NonceCodec:
         secret = await self.ctx.db.secrets.get_or_create(NONCE_SECRET, os.urandom(32))
@@ -209,19 +215,36 @@ def builtin_methods() -> Mapping[str, Builder]:
     }
 
 
-async def build_chain(ctx: ServerContext, options: AdminOptions, names: Sequence[str]) -> AuthChain:
-    """The chain of `names`, in order.  Raises ConfigError on a bad combination."""
+async def build_chain(
+    ctx: ServerContext,
+    options: AdminOptions,
+    names: Sequence[str],
+    built: dict[str, HttpAuthenticator] | None = None,
+) -> AuthChain:
+    """The chain of `names`, in order.  Raises ConfigError on a bad combination.
+
+    `built` (shared by the route sets of one site) holds the methods made so far:
+    a method named by several route sets is one object, so a digest nonce's
+    counts are one table and a response replayed on another route set is
+    refused too.  The caller closes what `built` holds; a failure here closes
+    only what this call made."""
     builders = builtin_methods()
     unknown = [n for n in names if n not in builders]
     if unknown:
         raise ConfigError(f"[admin] unknown authentication method {unknown[0]!r}")
     build = _Build(ctx, options)
+    built = {} if built is None else built
+    made: list[HttpAuthenticator] = []
     methods: list[HttpAuthenticator] = []
     try:
         for name in names:
-            methods.append(await builders[name](build))
+            method = built.get(name)
+            if method is None:
+                method = built[name] = await builders[name](build)
+                made.append(method)
+            methods.append(method)
     except BaseException:
-        for method in methods:
+        for method in made:
             await method.close()
         raise
     return AuthChain(methods)
