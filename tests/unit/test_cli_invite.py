@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from chatgate.administration import invitations
+from chatgate.administration.invitations import register_uri
 from chatgate.cli import app, invite
-from chatgate.cli.invite import parse_duration, register_uri
+from chatgate.cli.invite import parse_duration
 from chatgate.storage.errors import AccountExists
 from chatgate.storage.repositories.invitations import InviteUnavailable, invite_hash
 from chatgate.storage.repositories.legacy import LegacySecrets
@@ -176,7 +178,7 @@ def test_a_token_never_starts_with_a_dash(config: Path, monkeypatch: pytest.Monk
     option made `invite revoke TOKEN` fail (the old flaky test above).  Forced here:
     the generator's first draw starts with '-', and the token shown is the next one."""
     draws = iter(["-Hym0z8kY1RgFqPmE2sLwXc3", "Hym0z8kY1RgFqPmE2sLwXc3-"])
-    monkeypatch.setattr(invite.secrets, "token_urlsafe", lambda n: next(draws))
+    monkeypatch.setattr(invitations.secrets, "token_urlsafe", lambda n: next(draws))
     shown = created(cli(config, "create"))
     assert shown["token"] == "Hym0z8kY1RgFqPmE2sLwXc3-"
     result = cli(config, "revoke", shown["token"])

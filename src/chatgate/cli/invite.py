@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
-from urllib.parse import quote
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from chatgate.administration.invitations import new_token, register_uri, state
 from chatgate.cli.common import (
     ConfigOption,
     account_domain,
@@ -46,7 +45,7 @@ from chatgate.cli.user import account_service, taken
 from chatgate.config import Config
 from chatgate.modules.register import RegisterOptions, RegistrationPolicy
 from chatgate.storage.database import Database
-from chatgate.storage.repositories.invitations import StoredInvite, invite_hash
+from chatgate.storage.repositories.invitations import invite_hash
 from chatgate.vocabulary.errors import StanzaError
 
 invite_app = command_group("Create, list and revoke invitation tokens for in-band registration.")
@@ -56,28 +55,9 @@ console = plain_console()
 ID_LENGTH = 12
 #: fewest hex digits `revoke` accepts as an id (fewer look too much like a typo)
 MIN_ID_LENGTH = 6
-#: random bytes in a token: 144 bits, 24 URL-safe characters
-TOKEN_BYTES = 18
 
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 _DURATION = re.compile(r"(?:\d+[wdhms])+")
-
-
-def new_token() -> str:
-    """A fresh invitation token: `TOKEN_BYTES` random bytes, URL-safe base64, never
-    starting with '-'.
-
-    One `secrets.token_urlsafe` in 64 starts with '-', and a command line reads such a
-    token as an option (``chatgate invite revoke -Hym...`` failed with "No such option").
-    A draw that starts with '-' is drawn again: the tokens left are uniform over the
-    other 63/64 of the space, which costs 0.02 of the 144 bits.  (`revoke` also takes
-    ``--`` before a token, for one made by an older version or listed in
-    `invite_tokens`.)
-    """
-    while True:
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        if not token.startswith("-"):
-            return token
 
 
 def parse_duration(text: str) -> timedelta:
@@ -91,24 +71,6 @@ def parse_duration(text: str) -> timedelta:
     if total <= timedelta():
         raise ValueError(f"invalid duration {text!r}: it must be longer than zero")
     return total
-
-
-def register_uri(domain: str, token: str, username: str | None = None) -> str:
-    """The XEP-0401 account invitation URI (as XEP-0445 and easy-onboarding clients read
-    it): ``xmpp:DOMAIN?register;preauth=TOKEN``, with ``NAME@`` when the token registers
-    one name only.  RFC 5122: the localpart and the domain are percent-encoded UTF-8."""
-    where = quote(domain, safe="[]:")
-    if username is not None:
-        where = f"{quote(username, safe='')}@{where}"
-    return f"xmpp:{where}?register;preauth={quote(token, safe='')}"
-
-
-def _state(invite: StoredInvite, now: datetime) -> str:
-    if invite.uses_left <= 0:
-        return "used up"
-    if invite.expires is not None and invite.expires <= now:
-        return "expired"
-    return "usable"
 
 
 def _when(moment: datetime | None) -> str:
@@ -228,7 +190,7 @@ def list_(
             Text(who),
             str(item.uses_left),
             _when(item.expires),
-            _state(item, now),
+            state(item, now),
         )
     console.print(table)
 
