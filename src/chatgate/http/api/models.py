@@ -40,7 +40,8 @@ class ErrorDetail(Model):
     status: int
     code: str
     """Stable: `invalid`, `malformed_json`, `not_found`, `conflict`, `forbidden`,
-    `unauthenticated`, `not_configured`, `too_large`, `method_not_allowed`, ..."""
+    `unauthenticated`, `not_configured`, `too_large`, `method_not_allowed`,
+    `unsupported_media_type`, `cross_site`, ..."""
     message: str
     """For people; never contains a secret."""
     fields: list[FieldProblem] | None = None

@@ -7,9 +7,13 @@ served.  What every handler would otherwise repeat happens here, in order:
 
 1. the site's middleware has authenticated the request and checked the access
    (`@requires`, set here from `Operation.access`);
-2. the query is validated (422 naming each parameter), the body read (at most
-   `MAX_BODY` bytes: 413), parsed (malformed JSON: 400) and validated (422
-   naming each field);
+2. a change sent from another site's page is refused (403 `cross_site`: a
+   browser holding an administrator's Basic or Digest credentials would
+   otherwise send them with a forged form); the query is validated (422 naming
+   each parameter), the body must be `application/json` (415: a form cannot
+   send that type without a CORS preflight, which no other origin passes), is
+   read (at most `MAX_BODY` bytes: 413), parsed (malformed, or nested deeper than
+   the parser recurses: 400) and validated (422 naming each field);
 3. the handler runs; an `OperationError` or `ApiError` becomes the error shape
    (`NotFound` 404, `Conflict` 409, `Invalid` 422 naming its field,
    `Unavailable` 404 with code `not_configured`);
@@ -27,6 +31,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -152,6 +157,29 @@ def operation_error(exc: OperationError) -> ApiError:
     return ApiError(400, exc.code, exc.message)
 
 
+def _is_json(content_type: str) -> bool:
+    """`application/json` or a `+json` type (parameters such as charset aside)."""
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
+def from_other_site(request: web.Request) -> bool:
+    """Whether a browser sent `request` from another site's page: `Sec-Fetch-Site`
+    says so, or `Origin` names another host (`null`: an opaque origin, never ours).
+    Clients that are not browsers send neither header."""
+    if request.headers.get("Sec-Fetch-Site", "").lower() in ("cross-site", "same-site"):
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        return True
+    return not netloc or netloc.lower() != request.host.lower()
+
+
 async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, "too_large", f"request bodies have at most {MAX_BODY} bytes")
@@ -162,10 +190,18 @@ async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
             raise ApiError(413, "too_large", f"request bodies have at most {MAX_BODY} bytes")
     if not raw.strip():
         raise ApiError(400, "malformed_json", "this request needs a JSON body")
+    if not _is_json(request.content_type):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the body as application/json (not {request.content_type or 'untyped'})",
+        )
     try:
         data = json.loads(bytes(raw))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed_json", f"the body is not JSON: {exc}") from None
+    except RecursionError:  # the parser recurses per level: "[[[[..." by the thousand
+        raise ApiError(400, "malformed_json", "the body nests arrays or objects too deep") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -209,6 +245,13 @@ def aiohttp_handler(op: Operation, site: AdminSite) -> Callable[[web.Request], A
 
 
 async def _serve(op: Operation, site: AdminSite, request: web.Request) -> web.StreamResponse:
+    if op.method != "GET" and from_other_site(request):
+        raise ApiError(
+            403,
+            "cross_site",
+            "refused: a change sent from another site's page (the API takes changes from"
+            " scripts and tools, which send no Origin, or from its own origin)",
+        )
     query = None
     if op.query is not None:
         try:
