@@ -12,10 +12,17 @@ the configuration file (`config_file.py`: only `[server] domain`, `[tls]
 certificate`/`private_key` and `[storage] url`, the old file kept as `.bak`)
 and says which of them take effect at the next start.  After that the wizard
 is gone: its URLs send to the login.
+
+Hostile cases it answers: another site's page in a browser on this machine
+(DNS rebinding: refused unless `Host` names this machine, `local_names.py`),
+two browsers finishing at once (one lock; the second finds an administrator
+and makes none), form values beyond any real path or URL (`MAX_FIELD`), and a
+form that does not decode (400).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -29,6 +36,7 @@ from chatgate.http.auth.admins import AdminAccounts, AdminNameTaken, InvalidAdmi
 from chatgate.http.auth.base import Principal
 from chatgate.http.auth.login import valid_name
 from chatgate.http.console.config_file import ConfigEditError, toml_string, write_config
+from chatgate.http.console.local_names import names_this_machine
 from chatgate.http.console.render import see_other
 from chatgate.http.console.session import CSRF_FIELD, csrf_matches, digest, same_origin
 from chatgate.http.console.setup_checks import (
@@ -54,6 +62,9 @@ TITLES = {
 MIN_PASSWORD = 8
 #: drafts kept at most (loopback browsers only: a few)
 MAX_DRAFTS = 16
+#: longest form value (a path, a URL, a name): longer ones are refused, never
+#: written into the configuration file
+MAX_FIELD = 4096
 
 
 @dataclass
@@ -80,6 +91,9 @@ class SetupWizard:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.drafts: dict[str, Draft] = {}
+        #: held while an administrator is made and the file written: two browsers
+        #: finishing at once must not make two first administrators
+        self._finishing = asyncio.Lock()
 
     # ------------------------------------------------------------ gatekeeping
 
@@ -97,6 +111,18 @@ class SetupWizard:
                 "The setup wizard is served only to a browser on the server's own machine"
                 " (a loopback address). Open it there, or create the first administrator on"
                 " the command line.",
+            )
+        if not names_this_machine(request.host, console.ctx.hosts):
+            log.warning(
+                "setup wizard refused to a request for host %r: not a name of this machine",
+                request.host,
+            )
+            return console.refused(
+                request,
+                403,
+                "The setup wizard answers only under a name of this machine (open it as"
+                " http://localhost:PORT/admin/setup): this request named another host,"
+                " which may be another site's page in this browser.",
             )
         return None
 
@@ -197,12 +223,19 @@ class SetupWizard:
             return self.console.refused(
                 request, 403, "Refused: the form was not sent from this console's own pages."
             )
-        posted = await request.post()
+        try:
+            posted = await request.post()
+        except ValueError:  # undecodable text, a broken multipart body
+            return self.console.refused(request, 400, "Refused: the form could not be read.")
         form = {k: v.strip() for k, v in posted.items() if isinstance(v, str)}
         if not csrf_matches(draft.csrf, form.get(CSRF_FIELD)):
             return self.console.refused(
                 request, 403, "Refused: the form's security token did not match."
             )
+        too_long = next((k for k, v in form.items() if len(v) > MAX_FIELD), None)
+        if too_long is not None:
+            error = f"The {too_long} field is over {MAX_FIELD} characters."
+            return self._page(request, step, draft, None, {"error": error}, 422)
         if step == "domain":
             return self._domain(request, draft, form)
         if step == "certificate":
@@ -292,6 +325,17 @@ class SetupWizard:
         return await self._finish(request, draft, name, password, cookie)
 
     async def _finish(
+        self, request: web.Request, draft: Draft, name: str, password: str, cookie: str
+    ) -> web.Response:
+        async with self._finishing:
+            if await self.console.site.admins.count() > 0:
+                # another browser finished first (the check at the request's start
+                # ran before that): this one makes nothing and writes nothing
+                self.drafts.pop(digest(cookie), None)
+                return see_other(f"{BASE}/login")
+            return await self._complete(request, draft, name, password, cookie)
+
+    async def _complete(
         self, request: web.Request, draft: Draft, name: str, password: str, cookie: str
     ) -> web.Response:
         console = self.console
