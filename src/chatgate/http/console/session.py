@@ -128,9 +128,13 @@ def clear_cookie(response: web.StreamResponse, *, secure: bool) -> None:
 def same_origin(request: web.Request) -> bool:
     """Whether a POST comes from a page of this host: its `Origin` (or, without
     one, its `Referer`) names the host the request was sent to.  Neither header:
-    refused (every browser sends `Origin` with a form POST)."""
+    refused (every browser sends `Origin` with a form POST).  `Origin: null` is
+    refused too: an opaque origin (a sandboxed frame, a cross-site redirect, a
+    `data:` page) is never one of the console's pages, whatever `Referer` says."""
     source = request.headers.get("Origin")
-    if source is None or source == "null":
+    if source == "null":
+        return False
+    if source is None:
         source = request.headers.get("Referer")
     if not source:
         return False

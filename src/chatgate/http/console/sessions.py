@@ -27,7 +27,8 @@ async def kick_session(page: Page) -> web.StreamResponse:
         await page.audit("session.kick", info.jid, f"{info.transport} from {info.address or '-'}")
         page.notice(f"Ended the session of {info.jid}.")
     back = page.form.get("back", "")
-    if not back.startswith(f"{BASE}/") or "//" in back:
+    if not back.startswith(f"{BASE}/") or "//" in back or not back.isprintable():
+        # elsewhere, or a control character (CR LF would split the Location header)
         back = f"{BASE}/sessions"
     return page.redirect(back)
 

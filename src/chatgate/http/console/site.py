@@ -168,7 +168,10 @@ class Console:
                         403,
                         "Refused: the form was not sent from this console's own pages.",
                     )
-                posted = await request.post()
+                try:
+                    posted = await request.post()
+                except ValueError:  # undecodable text, a broken multipart body
+                    return self.refused(request, 400, "Refused: the form could not be read.")
                 form = {k: v for k, v in posted.items() if isinstance(v, str)}
                 if not csrf_matches(login.csrf_token, form.get(CSRF_FIELD)):
                     return self.refused(

@@ -9,6 +9,20 @@ from chatgate.http.auth.admins import InvalidAdmin
 from chatgate.http.auth.base import GROUPS, Access
 from chatgate.http.console.site import BASE, Console, Page
 
+#: the longest lifetime a token may be given, in days (as the API's `ttl`)
+MAX_DAYS = 3660
+
+
+def _lifetime(days: str) -> float | None:
+    """Seconds from the form's days (empty: never expires).  ValueError for what is
+    not a number of days from above 0 to MAX_DAYS ("inf", "nan", "1e300" too)."""
+    if not days:
+        return None
+    value = float(days)
+    if not 0 < value <= MAX_DAYS:  # False for nan as well
+        raise ValueError(f"a token lives more than 0 and at most {MAX_DAYS} days")
+    return value * 86400
+
 
 async def tokens_page(page: Page) -> web.StreamResponse:
     return page.render(
@@ -27,7 +41,7 @@ async def create(page: Page) -> web.StreamResponse:
     groups = [g for g in GROUPS if form.get(f"group_{g}") == "on"]
     days = form.get("days", "").strip()
     try:
-        ttl = float(days) * 86400 if days else None
+        ttl = _lifetime(days)
         token, row = await page.console.site.tokens.create(
             form.get("label", ""), groups, page.login.principal.name, ttl
         )
