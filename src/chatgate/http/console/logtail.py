@@ -2,9 +2,10 @@
 
 `LogTail` is a `logging.Handler` the console installs on the root logger while
 the HTTP listener runs (and removes at its stop).  It keeps the last `capacity`
-records already formatted, so a page reads them without touching the logging
-machinery; older ones fall off.  It never writes anywhere, and records below
-the root logger's level never reach it (the operator's `log_level` decides).
+records already formatted (each message cut at `MAX_MESSAGE` characters), so a
+page reads them without touching the logging machinery; older ones fall off.
+It never writes anywhere, and records below the root logger's level never
+reach it (the operator's `log_level` decides).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import logging
 from dataclasses import dataclass
 
 CAPACITY = 500
+#: characters kept of one record's message (a record quoting a client's request
+#: line or header could be kilobytes; the ring stays under CAPACITY * this)
+MAX_MESSAGE = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,8 @@ class LogTail(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = record.getMessage()
+            if len(message) > MAX_MESSAGE:
+                message = message[:MAX_MESSAGE] + "… (cut)"
             if record.exc_info and record.exc_info[0] is not None:
                 message += " (" + record.exc_info[0].__name__ + ")"
             self.lines.append(LogLine(record.created, record.levelname, record.name, message))

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BASE = "/admin"
+#: one-shot lines kept per login until its next page, and logins they are kept for
+MAX_NOTICES = 20
+MAX_PENDING_LOGINS = 256
 
 #: the navigation: (path, label, access needed to see it)
 NAV: tuple[tuple[str, str, Access], ...] = (
@@ -80,7 +83,10 @@ class Page:
 
     def notice(self, text: str) -> None:
         """A line shown on the next page this login sees (after the redirect)."""
-        self.console.notices.setdefault(self.login.id_hash, []).append(text)
+        lines = self.console.notices.setdefault(self.login.id_hash, [])
+        lines.append(text)
+        del lines[:-MAX_NOTICES]  # a script posting without reading pages keeps the newest
+        self.console.bound_pending()
 
     def redirect(self, location: str) -> web.Response:
         return see_other(location)
@@ -110,6 +116,13 @@ class Console:
 
     def take_notices(self, login: ConsoleLogin) -> list[str]:
         return self.notices.pop(login.id_hash, [])
+
+    def bound_pending(self) -> None:
+        """Forget the one-shot lines and tokens of the logins that waited longest
+        past `MAX_PENDING_LOGINS` (logins that never came back to read them)."""
+        for pending in (self.notices, self.issued):
+            while len(pending) > MAX_PENDING_LOGINS:
+                pending.pop(next(iter(pending)))
 
     def auth_request(self, request: web.Request) -> AuthRequest:
         return auth_request(request, self.site.facts(request))
