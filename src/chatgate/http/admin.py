@@ -29,6 +29,7 @@ from chatgate.http.auth.base import (
     Principal,
     Refusal,
 )
+from chatgate.http.console.local_names import names_this_machine
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -195,6 +196,16 @@ class AdminSite:
             return "metrics"
         return None  # the console authenticates with its own cookie (console/session.py)
 
+    def _open_metrics(self, request: web.Request, auth: AuthRequest) -> bool:
+        """`/metrics` without credentials: to a loopback client that named this
+        machine (another site's page in a browser here, its name pointed at
+        127.0.0.1, must not read it: DNS rebinding)."""
+        return (
+            self.options.metrics_open_on_loopback
+            and auth.loopback
+            and names_this_machine(request.host, self.ctx.config.served_domains)
+        )
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Authenticate API and metrics requests; refuse what the principal may not do."""
@@ -208,7 +219,7 @@ class AdminSite:
             return await handler(request)
         facts = self.facts(request)
         auth = auth_request(request, facts)
-        if route_set == "metrics" and self.options.metrics_open_on_loopback and auth.loopback:
+        if route_set == "metrics" and self._open_metrics(request, auth):
             request[PRINCIPAL_KEY] = Principal("loopback", frozenset({"readOnly"}), "none")
             return await handler(request)
         outcome = await self.chains[route_set].authenticate(auth)
