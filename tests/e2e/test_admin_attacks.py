@@ -809,6 +809,40 @@ async def test_a_flood_of_strangers_and_guessers_slows_nobody(server: RunningSer
     assert "admin: basic login of admin from 127.0.0.3 throttled" in server.log_text()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs http/auth (admins.py): Argon2id checks of wrong passwords are bounded"
+    " per address only; from many addresses every executor thread runs one at 64 MiB",
+)
+async def test_wrong_passwords_from_many_addresses_do_not_pin_memory(
+    server: RunningServer,
+) -> None:
+    """16 wrong Basic passwords at once from 8 addresses (2 each, under every per-
+    address limit): each costs an Argon2id check of 64 MiB, and they run in as many
+    threads as the default executor has.  Their peak must stay within two checks'
+    memory plus slack."""
+    base, pid = base_url(server), server.process.pid
+    sessions = [http(f"127.0.1.{n}") for n in range(1, 9)]
+    try:
+
+        async def guess(session: aiohttp.ClientSession, n: int) -> int:
+            wrong = {"Authorization": basic(f"nobody-{n}", "wrong-password")}
+            async with session.get(base + "/api/v1/stats", headers=wrong) as r:
+                await r.read()
+                return r.status
+
+        rss_before = peak = rss_kib(pid)
+        guesses = asyncio.gather(*(guess(s, n) for s in sessions for n in range(2)))
+        while not guesses.done():
+            peak = max(peak, rss_kib(pid))
+            await asyncio.sleep(0.02)
+        assert set(await guesses) == {401}
+    finally:
+        for session in sessions:
+            await session.close()
+    assert peak - rss_before < 160 * 1024, (rss_before, peak)
+
+
 # ---------------------------------------------------------------- a fresh server
 
 
