@@ -856,16 +856,32 @@ def test_metrics_open_on_loopback_only_to_loopback_clients(fresh: RunningServer)
     assert status == 200 and b"chatgate_uptime_seconds" in body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs http/admin.py (lead): metrics_open_on_loopback should also require a"
-    " Host naming this machine, as the wizard does (console/local_names.py)",
-)
 def test_open_metrics_refuse_another_sites_name(fresh: RunningServer) -> None:
     """DNS rebinding: another site's page in a browser on the server's machine points
     its own name at 127.0.0.1 and reads the open /metrics as its own origin."""
     raw = b"GET /metrics HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
     assert ask(fresh, raw)[0] == 401
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs http/admin.py and http/auth (none.py, AuthRequest): method `none`"
+    " should, like open /metrics, answer only requests whose Host names this machine",
+)
+def test_method_none_refuses_another_sites_name(tmp_path: Path) -> None:
+    """DNS rebinding against `auth = ["none"]` (loopback listener only): another site's
+    page in a browser on this machine would be the administrator, and as its own
+    origin it passes the cross-site check of changes too."""
+    server = start_web_server(
+        tmp_path, '[admin]\nenabled = true\nauth = ["none"]\nallow_none = true\n'
+    )
+    try:
+        local = get("/api/v1/config")
+        assert ask(server, local)[0] == 200  # the control: none lets loopback in
+        raw = b"GET /api/v1/config HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+        assert ask(server, raw)[0] in (401, 403)
+    finally:
+        assert server.stop() == 0
 
 
 def test_the_wizard_is_refused_from_afar_and_to_other_sites_names(fresh: RunningServer) -> None:
