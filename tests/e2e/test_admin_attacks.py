@@ -809,11 +809,6 @@ async def test_a_flood_of_strangers_and_guessers_slows_nobody(server: RunningSer
     assert "admin: basic login of admin from 127.0.0.3 throttled" in server.log_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs http/auth (admins.py): Argon2id checks of wrong passwords are bounded"
-    " per address only; from many addresses every executor thread runs one at 64 MiB",
-)
 async def test_wrong_passwords_from_many_addresses_do_not_pin_memory(
     server: RunningServer,
 ) -> None:
@@ -863,11 +858,6 @@ def test_open_metrics_refuse_another_sites_name(fresh: RunningServer) -> None:
     assert ask(fresh, raw)[0] == 401
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs http/admin.py and http/auth (none.py, AuthRequest): method `none`"
-    " should, like open /metrics, answer only requests whose Host names this machine",
-)
 def test_method_none_refuses_another_sites_name(tmp_path: Path) -> None:
     """DNS rebinding against `auth = ["none"]` (loopback listener only): another site's
     page in a browser on this machine would be the administrator, and as its own
@@ -992,3 +982,27 @@ async def test_two_browsers_finishing_the_wizard_make_one_administrator(
         code = server.stop()
     assert code == 0
     assert not tracebacks(server.log_text()), tracebacks(server.log_text())
+
+
+def test_cors_origins_never_open_the_admin_routes(tmp_path: Path) -> None:
+    """`[http] cors_origins` lets a chat page elsewhere use BOSH and the discovery
+    routes; its pages must not read the API, the console or the metrics."""
+    server = start_web_server(
+        tmp_path,
+        'cors_origins = ["https://chat.example.org"]\n\n[admin]\nenabled = true\n'
+        "metrics_open_on_loopback = true\n",
+    )
+    try:
+        origin = "Origin: https://chat.example.org"
+        _, head, _ = ask(server, get("/.well-known/host-meta", origin))
+        assert b"access-control-allow-origin: https://chat.example.org" in head.lower()
+        for target in ("/api/v1/openapi.json", "/metrics", "/admin/login", "/api/v1/stats"):
+            _, head, _ = ask(server, get(target, origin))
+            assert b"access-control-allow-origin" not in head.lower(), target
+        preflight = get("/api/v1/accounts", origin, "Access-Control-Request-Method: POST").replace(
+            b"GET ", b"OPTIONS ", 1
+        )
+        _, head, _ = ask(server, preflight)
+        assert b"access-control-allow" not in head.lower()
+    finally:
+        assert server.stop() == 0

@@ -15,7 +15,7 @@ import contextlib
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
@@ -86,7 +86,11 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
-def auth_request(request: web.Request, facts: ConnectionFacts) -> AuthRequest:
+def auth_request(
+    request: web.Request, facts: ConnectionFacts, served: Collection[str] = ()
+) -> AuthRequest:
+    """What authentication sees of `request`; `served` are the server's domains (a
+    `Host` naming one of them names this machine)."""
     loopback = is_loopback(facts.remote_address)
     return AuthRequest(
         method=request.method,
@@ -95,6 +99,7 @@ def auth_request(request: web.Request, facts: ConnectionFacts) -> AuthRequest:
         address=facts.remote_address,
         secure=facts.tls_active or loopback,
         loopback=loopback,
+        local_host=names_this_machine(request.host, served),
     )
 
 
@@ -200,11 +205,7 @@ class AdminSite:
         """`/metrics` without credentials: to a loopback client that named this
         machine (another site's page in a browser here, its name pointed at
         127.0.0.1, must not read it: DNS rebinding)."""
-        return (
-            self.options.metrics_open_on_loopback
-            and auth.loopback
-            and names_this_machine(request.host, self.ctx.config.served_domains)
-        )
+        return self.options.metrics_open_on_loopback and auth.loopback and auth.local_host
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -218,7 +219,7 @@ class AdminSite:
         if access == _PUBLIC:
             return await handler(request)
         facts = self.facts(request)
-        auth = auth_request(request, facts)
+        auth = auth_request(request, facts, self.ctx.config.served_domains)
         if route_set == "metrics" and self._open_metrics(request, auth):
             request[PRINCIPAL_KEY] = Principal("loopback", frozenset({"readOnly"}), "none")
             return await handler(request)

@@ -68,6 +68,10 @@ STREAM_TOKEN_KEY = "stream-token-key-1"
 WEBSOCKET_PATH = "/xmpp-websocket"
 BOSH_PATH = "/http-bind"
 
+#: routes `[http] cors_origins` never opens to other sites' pages: the admin API,
+#: console and metrics answer their own origin only
+ADMIN_PATHS = ("/api/", "/admin", "/metrics")
+
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -201,7 +205,11 @@ class HttpListener:
     @web.middleware
     async def _headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Security headers on everything; CORS for allowed origins, preflights answered."""
-        origin = self._allowed_origin(request.headers.get("Origin"))
+        origin = (
+            None
+            if request.path.startswith(ADMIN_PATHS)
+            else self._allowed_origin(request.headers.get("Origin"))
+        )
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             response: web.StreamResponse = web.Response(status=204)
             if origin is not None:

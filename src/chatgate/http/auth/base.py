@@ -46,6 +46,10 @@ class AuthRequest:
     #: TLS, or a loopback client: where a password may travel
     secure: bool
     loopback: bool = False
+    #: the `Host` header names this machine (a loopback address, `localhost`, the
+    #: host name or a served domain): false for another site's name pointed at
+    #: 127.0.0.1 by a page in a local browser (DNS rebinding)
+    local_host: bool = True
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,11 @@ loopback clients only, unless `allow_plain_http`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from collections.abc import Sequence
 
-from chatgate.http.auth.admins import AdminAccounts
+from chatgate.http.auth.admins import AdminAccounts, bounded_check
 from chatgate.http.auth.base import AuthRequest, Principal, Refusal
 from chatgate.http.auth.digest_core import ha1
 from chatgate.http.auth.login import AdminLogin, plain_http_refusal
@@ -66,6 +65,10 @@ class BasicMethod:
         if not colon or len(password.encode()) > MAX_PASSWORD_BYTES:
             return Refusal(401, "malformed basic credentials", self._challenge)
 
+        warm = await self.accounts.proven(name, password)
+        if warm is not None:  # proven before, unchanged since: not a guess
+            return Principal(name, frozenset(warm.groups), self.name)
+
         async def verify() -> Principal | None:
             return await self._verify(name, password)
 
@@ -85,7 +88,7 @@ class BasicMethod:
             return None  # a stored administrator is never also checked against the file
         kind = entry.kind(self.file_algorithm)
         if kind == "bcrypt":
-            right = await asyncio.to_thread(check_password, entry.secret, password)
+            right = await bounded_check(check_password, entry.secret, password)
         elif kind == "digest":
             right = equal_text(
                 ha1(self.file_algorithm, name, self.realm, password), entry.secret.lower()

@@ -125,7 +125,7 @@ class Console:
                 pending.pop(next(iter(pending)))
 
     def auth_request(self, request: web.Request) -> AuthRequest:
-        return auth_request(request, self.site.facts(request))
+        return auth_request(request, self.site.facts(request), self.site.ctx.config.served_domains)
 
     def secure(self, request: web.Request) -> bool:
         """Whether the request came over TLS (the cookie is then Secure)."""

@@ -341,13 +341,12 @@ class SetupWizard:
         console = self.console
         site = console.site
         try:
-            await site.admins.add(name, password, groups=["admin"])
-        except AdminNameTaken:
-            error = f"An administrator named {name} exists already."
-            return self._page(request, "administrator", draft, None, {"error": error}, 409)
+            first = await site.admins.add_first(name, password, groups=["admin"])
         except InvalidAdmin as exc:
             return self._page(request, "administrator", draft, None, {"error": str(exc)}, 422)
         self.drafts.pop(digest(cookie), None)
+        if not first:  # another process's wizard finished first: nothing is written
+            return see_other(f"{BASE}/login")
         config = console.ctx.config
         notes: list[str] = []
         url = draft.storage_url()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, exists, func, insert, literal, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -55,6 +55,25 @@ class AdminUserRepository:
         except IntegrityError:
             return False
         return True
+
+    async def add_first(self, row: AdminUserRow) -> bool:
+        """Store `row` only if there is no administrator yet, atomically for every
+        process sharing the database (the setup wizard's first administrator);
+        False if one exists."""
+        values = row._asdict() | {"groups": _joined(row.groups)}
+        table = AdminUser.__table__
+        async with self._writer.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # READ COMMITTED would let two empty-table checks both pass
+                await conn.execute(text("LOCK TABLE admin_users IN SHARE ROW EXCLUSIVE MODE"))
+            chosen = select(
+                *(literal(v, type_=table.c[k].type).label(k) for k, v in values.items())
+            )
+            query = insert(AdminUser).from_select(
+                list(values), chosen.where(~exists().select_from(table))
+            )
+            result = await conn.execute(query)
+        return bool(result.rowcount)
 
     async def get(self, name: str) -> AdminUserRow | None:
         async with self._engine.connect() as conn:

@@ -3,11 +3,13 @@ ending console sessions, and the constant-time check of unknown names."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
 from chatgate.http.admin_options import AdminOptions
+from chatgate.http.auth import admins
 from chatgate.http.auth.admins import AdminAccounts, AdminNameTaken, InvalidAdmin, NoSuchAdmin
 from chatgate.http.auth.digest_core import ha1
 from chatgate.storage.database import Database
@@ -63,3 +65,53 @@ async def test_invalid_names_are_refused(db: Database, name: str) -> None:
 async def test_invalid_groups_are_refused(db: Database, groups: list[str]) -> None:
     with pytest.raises(InvalidAdmin):
         await AdminAccounts(db, AdminOptions()).add("ok", "pw", groups)
+
+
+async def test_a_proven_password_is_remembered_until_it_changes(db: Database) -> None:
+    accounts = AdminAccounts(db, AdminOptions())
+    await accounts.add("root", "pw-one", ["admin"])
+    assert await accounts.proven("root", "pw-one") is None  # never checked yet
+    assert await accounts.verify("root", "pw-one") is not None
+    assert await accounts.proven("root", "pw-one") is not None
+    assert await accounts.proven("root", "pw-two") is None
+    # another process (the CLI) changes the password: the stored hash moves
+    await AdminAccounts(db, AdminOptions()).set_password("root", "pw-two")
+    assert await accounts.proven("root", "pw-one") is None
+    await AdminAccounts(db, AdminOptions()).remove("root")
+    assert await accounts.proven("root", "pw-two") is None
+
+
+async def test_no_more_than_two_hash_checks_at_once(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each Argon2id check takes 64 MiB: a crowd of guesses from many addresses
+    waits for two slots instead of running one per executor thread."""
+    running, peak = 0, 0
+    real = admins.check_password
+
+    def counted(stored: str, password: str) -> bool:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            time.sleep(0.02)
+            return real(stored, password)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(admins, "check_password", counted)
+    accounts = AdminAccounts(db, AdminOptions())
+    await accounts.add("root", "pw-one", ["admin"])
+    results = await asyncio.gather(*(accounts.verify("root", f"guess-{i}") for i in range(8)))
+    assert results == [None] * 8
+    assert peak == admins.MAX_PARALLEL_CHECKS
+
+
+async def test_the_first_administrator_is_made_once(db: Database) -> None:
+    accounts = AdminAccounts(db, AdminOptions())
+    made = await asyncio.gather(
+        *(accounts.add_first(f"a{i}", "pw-long-1", ["admin"]) for i in range(4))
+    )
+    assert sorted(made) == [False, False, False, True]
+    assert await accounts.count() == 1
+    assert await accounts.add_first("late", "pw-long-1", ["admin"]) is False
