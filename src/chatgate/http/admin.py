@@ -165,6 +165,14 @@ class AdminSite:
                 chains[names] = await build_chain(self.ctx, self.options, names, methods)
             self.chains[route_set] = chains[names]
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        if await self.admins.count() == 0:
+            log.warning(
+                "admin: no administrator yet: open /admin/ on the HTTP listener for the setup"
+                " wizard (%s), or run `chatgate admin user add NAME`",
+                "loopback clients only"
+                if self.options.setup_wizard == "loopback"
+                else "off: [admin] setup_wizard",
+            )
 
     async def sweep(self, now: int | None = None) -> None:
         """Forget idle console sessions, expired bearer tokens and audit entries past

@@ -7,6 +7,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from .conftest import Browser, ConsoleServer, start_console
 
 ADMIN = ("root-admin", "correct horse battery")
@@ -140,3 +142,10 @@ async def test_with_the_wizard_off_there_is_none(tmp_path: Path) -> None:
             assert (await browser.get("/admin/")).headers["Location"] == "/admin/login"
     finally:
         await running.server.stop()
+
+
+async def test_a_server_without_administrators_says_where_to_make_one(
+    caplog: pytest.LogCaptureFixture, console: ConsoleServer
+) -> None:
+    said = [r.getMessage() for r in caplog.get_records("setup") if r.name == "chatgate.http.admin"]
+    assert any("no administrator yet" in m and "admin user add" in m for m in said), said
