@@ -125,12 +125,16 @@ async def test_the_operator_sets_up_the_server_and_kicks_a_session(
                     ("/admin/tokens", "tokens"),
                     ("/admin/log", "log"),
                     ("/admin/config", "configuration"),
+                    ("/admin/audit", "audit"),
                 ],
                 start=11,
             ):
                 response = await console.goto(origin + path)
                 assert response is not None and response.status == 200, path
                 await save_screenshot(console, f"{number}-{name}")
+            # the audit page shows the kick, newest first, with the client's transport
+            audit = await console.inner_text("#audit")
+            assert "session.kick" in audit and "alice@localhost/" in audit, audit
         finally:
             await context.close()
         assert page_log.errors == []

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from chatgate.http.auth.base import Access
+from chatgate.http.console.audit import add_audit_routes
 from chatgate.http.console.dashboard import add_dashboard_routes
 from chatgate.http.console.login import login, logout
 from chatgate.http.console.registration import add_registration_routes
@@ -71,3 +72,4 @@ def add_console_routes(app: web.Application, site: AdminSite) -> None:
     add_stream_routes(app, console)
     add_token_routes(app, console)
     add_system_routes(app, console)
+    add_audit_routes(app, console)

@@ -49,6 +49,7 @@ NAV: tuple[tuple[str, str, Access], ...] = (
     ("/admin/registration", "Registration", Access.READ),
     ("/admin/streams", "Streams", Access.READ),
     ("/admin/tokens", "Tokens", Access.ADMIN),
+    ("/admin/audit", "Audit", Access.READ),
     ("/admin/log", "Log", Access.READ),
     ("/admin/config", "Configuration", Access.ADMIN),
 )

@@ -8,6 +8,7 @@ import logging
 import re
 
 from chatgate.auth.credentials import derive_all
+from chatgate.http.auth.base import Principal
 
 from .conftest import Browser, ConsoleServer
 
@@ -83,3 +84,31 @@ async def test_the_log_and_the_redacted_configuration(
     assert config.status == 200 and "&#34;domain&#34;: &#34;localhost&#34;" in config.text
     streams = await browser.get("/admin/streams")
     assert streams.status == 200 and "stream authority is off" in streams.text
+
+
+async def test_the_audit_page_lists_changes_newest_first_and_pages(
+    console: ConsoleServer, browser: Browser
+) -> None:
+    token = await _login(console, browser, ["readOnly"])
+    assert "/admin/audit" in (await browser.get("/admin/")).text  # in the navigation
+    audit = console.site.audit
+    for n in range(60):
+        await audit.record(console_principal(), "127.0.0.1", "account.lock", f"u{n}@localhost")
+    await audit.record(console_principal(), "127.0.0.1", "account.delete", "<b>x</b>@localhost")
+    page = await browser.get("/admin/audit")
+    assert page.status == 200
+    assert "&lt;b&gt;x&lt;/b&gt;@localhost" in page.text and "<b>x</b>" not in page.text
+    rows = re.findall(r"<td>(u\d+)@localhost</td>", page.text)
+    assert rows[:2] == ["u59", "u58"] and len(rows) == 49  # 50 a page, the delete first
+    older = re.search(r'href="/admin/audit\?before=(\d+)"', page.text)
+    assert older is not None
+    rest = await browser.get(f"/admin/audit?before={older.group(1)}")
+    assert re.findall(r"<td>(u\d+)@localhost</td>", rest.text)[-1] == "u0"
+    only = await browser.get("/admin/audit?action=account.delete")
+    assert "u59@localhost" not in only.text and "x&lt;/b&gt;" in only.text
+    assert (await browser.get("/admin/audit?before=not-a-number")).status == 200
+    assert token  # a readOnly administrator reads it
+
+
+def console_principal() -> Principal:
+    return Principal("ops", frozenset({"admin"}), "console")
