@@ -3,9 +3,7 @@ notifier that records what it is told."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -39,15 +37,6 @@ class Recorder:
     @property
     def kinds(self) -> list[str]:
         return [c.kind.value for c in self.changes]
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'var' / 'chatgate.db'}")
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture

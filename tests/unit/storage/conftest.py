@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from chatgate.auth.credentials import ScramKeys, derive_all
@@ -12,20 +9,6 @@ from chatgate.storage.database import Database
 
 ALICE = ("alice", "localhost")
 BOB = ("bob", "localhost")
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'var' / 'chatgate.db'}"
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = await Database.open(db_url)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture(scope="session")

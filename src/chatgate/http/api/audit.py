@@ -12,30 +12,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from chatgate.http.auth.base import Principal
     from chatgate.storage.database import Database
+    from chatgate.storage.repositories.admin import AuditRow
 
 log = logging.getLogger("chatgate.audit")
 
 #: longest detail kept (a detail is a summary, not a payload)
 MAX_DETAIL = 500
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    id: int
-    #: Unix seconds
-    at: int
-    actor: str
-    method: str
-    address: str | None
-    action: str
-    target: str | None
-    detail: str | None
 
 
 class AuditLog:
@@ -69,7 +56,6 @@ class AuditLog:
 
     async def page(
         self, *, before: int | None = None, limit: int = 50, action: str | None = None
-    ) -> list[AuditEntry]:
+    ) -> list[AuditRow]:
         """Entries newest first, older than entry id `before` when given."""
-        rows = await self.db.audit.page(before_id=before, limit=limit, action=action)
-        return [AuditEntry(*row) for row in rows]
+        return await self.db.audit.page(before_id=before, limit=limit, action=action)

@@ -52,15 +52,6 @@ class Site:
 SiteFactory = Callable[..., Awaitable[Site]]
 
 
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'chatgate.db'}")
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
 def make_config(tmp_path: Path, admin: dict[str, Any], **extra: Any) -> Config:
     return Config.model_validate(
         {"admin": {"enabled": True, **admin}, **extra, "base_dir": tmp_path}

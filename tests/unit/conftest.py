@@ -1,4 +1,6 @@
-"""Fixtures shared by the stream-state tests: a fresh SQLite database per test."""
+"""Fixtures every unit test package may use: a fresh SQLite database per test
+(`db`), at the file `db_url` names, so a test can open it a second time as
+another process would."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from chatgate.storage.database import Database
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'chatgate.db'}"
+    return f"sqlite+aiosqlite:///{tmp_path / 'var' / 'chatgate.db'}"
 
 
 @pytest.fixture
