@@ -7,11 +7,14 @@
 # temporary folder, never as the system service), and libnginx-mod-rtmp with ffmpeg for the
 # stream authority's end-to-end test (nginx-rtmp asks chatgate's hooks; ffmpeg publishes and
 # plays), and php-cli, whose built-in server runs the remote-HTTP authentication service of
-# docs/admin.md (the seed's own example script, extracted at test time). Nothing is installed
+# docs/admin.md (the seed's own example script, extracted at test time), postgresql and
+# redis-server for the storage and cluster tests (each test session runs a throwaway
+# PostgreSQL cluster, initdb'd as the postgres user under a temporary folder, and its own
+# redis-server, both on free loopback ports; the system services are never used). Nothing is installed
 # when every package is already present, and no package's system service is started by the install.
 set -euo pipefail
 packages=(openssl libnet-jabber-perl slapd ldap-utils sqlite3 chromium fonts-dejavu-core nginx
-  libnginx-mod-rtmp ffmpeg php-cli)
+  libnginx-mod-rtmp ffmpeg php-cli postgresql redis-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

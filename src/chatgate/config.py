@@ -23,6 +23,7 @@ from pydantic import (
 
 from chatgate.auth.options import ProviderConfig
 from chatgate.auth.throttle import ThrottleOptions
+from chatgate.cluster.options import ClusterOptions
 from chatgate.http.admin_options import AdminOptions
 from chatgate.http.options import HttpOptions
 from chatgate.streams.options import StreamsOptions
@@ -311,6 +312,8 @@ class Config(_Model):
     """The stream authority's hooks for media servers (off by default)."""
     admin: AdminOptions = AdminOptions()
     """The REST API, web console and metrics on the HTTP listener, and their authentication."""
+    cluster: ClusterOptions = ClusterOptions()
+    """Several nodes over one PostgreSQL and one Redis (off: one process)."""
     hosts: dict[str, HostConfig] = {}
     """Further virtual hosts, `[hosts."NAME"]`; `[server] domain` is always served."""
     modules: dict[str, dict[str, Any]] = {}
