@@ -1,0 +1,299 @@
+"""This process as one node of a cluster: its Redis connection, its heartbeat, and
+what it learns about the other nodes.
+
+Every shared piece of state (the session directory, throttles, cache invalidation,
+...) uses the one `ClusterNode` of the process instead of a connection of its own:
+
+- `redis`: a redis-py client for commands (one connection pool);
+- `subscribe(channel, handler)`: one pub/sub connection fans messages out to the
+  handlers, and subscribes again after Redis comes back;
+- `on_reconnect(callback)`: Redis was unreachable and is back (and may have lost
+  everything, as a restarted Redis without persistence has): each piece puts its
+  own state back;
+- `on_node_gone(callback)`: a node stopped sending heartbeats for `node_timeout`
+  seconds (killed, frozen, cut off), or restarted (a new boot id under its name):
+  what it held is gone.
+
+Liveness is Redis keys with an expiry (`node:NAME` = boot id, refreshed every
+`heartbeat_interval`), never a consensus of our own.  While this node cannot reach
+Redis it judges nobody: it knows nothing; after Redis returns it waits a whole
+`node_timeout` before it judges again, so the others have time to beat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from chatgate.cluster.options import ClusterOptions
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[bytes], None]
+Callback = Callable[[], Awaitable[None] | None]
+NodeCallback = Callable[[str], Awaitable[None] | None]
+
+#: Seconds between attempts to reach Redis again after losing it.
+RECONNECT_DELAY = 0.5
+
+
+class ClusterUnavailable(Exception):
+    """Redis cannot be reached: cross-node work is refused (the caller says what)."""
+
+
+class ClusterNode:
+    """This node: its name, its Redis, its heartbeat (see the module docstring)."""
+
+    def __init__(self, options: ClusterOptions, *, name: str | None = None) -> None:
+        self.options = options
+        self.name = name or options.node_name()
+        #: unique per run: a node restarted under its name is a new node to the others
+        self.boot_id = os.urandom(8).hex()
+        self.prefix = options.key_prefix
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+            options.redis_url,
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+            health_check_interval=0,
+        )
+        self._handlers: dict[str, list[MessageHandler]] = {}
+        self._reconnect: list[Callback] = []
+        self._gone: list[NodeCallback] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connected = False
+        self._subscribed = asyncio.Event()
+        #: monotonic time before which nobody is judged dead (just (re)connected)
+        self._judge_after = 0.0
+        #: the boot id last seen of each other node
+        self._known: dict[str, bytes] = {}
+
+    # ------------------------------------------------------------ names
+
+    def key(self, *parts: str) -> str:
+        """A Redis key (or channel) of this cluster: the prefix, then `parts` joined by ':'."""
+        return self.prefix + ":".join(parts)
+
+    @property
+    def inbox(self) -> str:
+        """This node's own channel (what other nodes send to it alone)."""
+        return self.key("node", self.name, "in")
+
+    def inbox_of(self, node: str) -> str:
+        return self.key("node", node, "in")
+
+    @property
+    def connected(self) -> bool:
+        """Redis answered the last heartbeat and the subscriptions are in place."""
+        return self._connected
+
+    @property
+    def others(self) -> frozenset[str]:
+        """The other nodes alive at the last look."""
+        return frozenset(self._known)
+
+    # ------------------------------------------------------------ registration
+
+    def subscribe(self, channel: str, handler: MessageHandler) -> None:
+        """Call `handler(data)` for each message published on `channel` (a full name,
+        from `key`), from now on and after every reconnection.  Register before
+        `start` where possible; a later subscription takes effect within a second."""
+        self._handlers.setdefault(channel, []).append(handler)
+
+    def on_reconnect(self, callback: Callback) -> None:
+        self._reconnect.append(callback)
+
+    def on_node_gone(self, callback: NodeCallback) -> None:
+        self._gone.append(callback)
+
+    async def publish(self, channel: str, data: bytes) -> int:
+        """Publish; returns how many subscribers got it (0: nobody listens there).
+        Raises `ClusterUnavailable` when Redis cannot be reached."""
+        try:
+            return int(await self.redis.publish(channel, data))
+        except (RedisError, OSError) as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+
+    # ------------------------------------------------------------ life
+
+    async def start(self) -> None:
+        """Reach Redis (or fail with a clear error: a node that cannot join must not
+        start as if alone), announce this node, subscribe, start beating."""
+        try:
+            await self.redis.ping()
+        except (RedisError, OSError) as exc:
+            raise ClusterUnavailable(
+                f"[cluster] redis_url {self._safe_url()} cannot be reached: {exc}"
+            ) from exc
+        await self._beat()
+        self._known = await self._alive()
+        self._known.pop(self.name, None)
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="cluster-listen"),
+            asyncio.create_task(self._heartbeats(), name="cluster-heartbeat"),
+        ]
+        await asyncio.wait_for(self._subscribed.wait(), 10)
+        self._connected = True
+        log.info(
+            "cluster: node %s joined %s (%d other nodes alive)",
+            self.name,
+            self._safe_url(),
+            len(self._known),
+        )
+
+    async def close(self) -> None:
+        """Leave: stop beating and listening, and remove this node's heartbeat so the
+        others need not wait for it to expire."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        try:
+            await self.redis.delete(self.key("node", self.name))
+            await self.redis.srem(self.key("nodes"), self.name)
+        except (RedisError, OSError):
+            pass
+        await self.redis.aclose()
+        self._connected = False
+
+    # ------------------------------------------------------------ heartbeat
+
+    async def _beat(self) -> None:
+        ttl_ms = int(self.options.node_timeout * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.key("node", self.name), self.boot_id, px=ttl_ms)
+            pipe.sadd(self.key("nodes"), self.name)
+            await pipe.execute()
+
+    async def _alive(self) -> dict[str, bytes]:
+        """Every node with a live heartbeat, and its boot id."""
+        names = sorted(_text(n) for n in await self.redis.smembers(self.key("nodes")))
+        if not names:
+            return {}
+        boots = await self.redis.mget([self.key("node", n) for n in names])
+        return {n: bytes(b) for n, b in zip(names, boots, strict=True) if b is not None}
+
+    async def _heartbeats(self) -> None:
+        interval = self.options.heartbeat_interval
+        while True:
+            try:
+                await self._beat()
+                if not self._connected:
+                    continue  # the listener says when we are back
+                await self._judge()
+            except (RedisError, OSError) as exc:
+                if self._connected:
+                    log.warning(
+                        "cluster: Redis unreachable (%s): serving this node's sessions only,"
+                        " cross-node work refused until it returns",
+                        exc,
+                    )
+                self._connected = False
+            finally:
+                await asyncio.sleep(interval)
+
+    async def _judge(self) -> None:
+        alive = await self._alive()
+        alive.pop(self.name, None)
+        if time.monotonic() < self._judge_after:
+            self._known.update(alive)
+            return
+        for node, boot in list(self._known.items()):
+            now = alive.get(node)
+            if now is None or now != boot:
+                del self._known[node]
+                if now is None:
+                    # Whoever sees it first tidies the set of names; harmless twice.
+                    await self.redis.srem(self.key("nodes"), node)
+                log.warning("cluster: node %s %s", node, "is gone" if now is None else "restarted")
+                await self._run_all(self._gone, node)
+        for node, boot in alive.items():
+            if node not in self._known:
+                self._known[node] = boot
+                log.info("cluster: node %s joined", node)
+
+    # ------------------------------------------------------------ pub/sub
+
+    async def _listen(self) -> None:
+        """One pub/sub connection for every handler; after a loss, subscribe again and
+        tell the `on_reconnect` callbacks (Redis may have forgotten everything)."""
+        first = True
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                channels = list(self._handlers) or [self.inbox]
+                await pubsub.subscribe(*channels)
+                subscribed = set(channels)
+                if not first:
+                    await self._beat()
+                    self._judge_after = time.monotonic() + self.options.node_timeout
+                    self._connected = True
+                    log.warning("cluster: Redis reachable again: resynchronising")
+                    await self._run_all(self._reconnect)
+                first = False
+                self._subscribed.set()
+                while True:
+                    missing = set(self._handlers) - subscribed
+                    if missing:
+                        await pubsub.subscribe(*missing)
+                        subscribed |= missing
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    channel = message["channel"]
+                    name = channel.decode() if isinstance(channel, bytes) else str(channel)
+                    for handler in self._handlers.get(name, ()):
+                        try:
+                            handler(message["data"])
+                        except Exception:
+                            log.exception("cluster: handler for %s failed", name)
+            except asyncio.CancelledError:
+                await _quietly_close(pubsub)
+                raise
+            except (RedisError, OSError) as exc:
+                if self._connected:
+                    log.warning(
+                        "cluster: lost Redis (%s): serving this node's sessions only,"
+                        " cross-node work refused until it returns",
+                        exc,
+                    )
+                self._connected = False
+                await _quietly_close(pubsub)
+                await asyncio.sleep(RECONNECT_DELAY)
+
+    async def _run_all(
+        self, callbacks: list[Callable[..., Awaitable[None] | None]], *args: str
+    ) -> None:
+        for callback in callbacks:
+            try:
+                result = callback(*args)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("cluster: %s failed", getattr(callback, "__qualname__", callback))
+
+    def _safe_url(self) -> str:
+        """The Redis URL without its password, for logs."""
+        url = self.options.redis_url
+        scheme, sep, rest = url.partition("://")
+        if "@" in rest:
+            rest = "***@" + rest.split("@", 1)[1]
+        return scheme + sep + rest
+
+
+async def _quietly_close(pubsub: aioredis.client.PubSub) -> None:
+    with contextlib.suppress(RedisError, OSError, RuntimeError):
+        await pubsub.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

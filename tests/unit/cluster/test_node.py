@@ -1,0 +1,134 @@
+"""ClusterNode against a real redis-server: messages, liveness, Redis going away."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chatgate.cluster.node import ClusterNode, ClusterUnavailable
+from chatgate.cluster.options import ClusterOptions
+from tests.redis_server import RedisServer
+
+
+def options(server: RedisServer, **extra: object) -> ClusterOptions:
+    values: dict[str, object] = {
+        "enabled": True,
+        "redis_url": server.url,
+        "heartbeat_interval": 0.1,
+        "node_timeout": 0.5,
+    }
+    values.update(extra)
+    return ClusterOptions.model_validate(values)
+
+
+async def wait_for(condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_message_published_to_a_nodes_inbox_reaches_its_handler(
+    redis_server: RedisServer,
+) -> None:
+    a = ClusterNode(options(redis_server), name="a")
+    b = ClusterNode(options(redis_server), name="b")
+    got: list[bytes] = []
+    b.subscribe(b.inbox, got.append)
+    await a.start()
+    await b.start()
+    try:
+        assert await a.publish(a.inbox_of("b"), b"hello") == 1
+        await wait_for(lambda: got == [b"hello"])
+        assert await a.publish(a.inbox_of("nobody"), b"x") == 0
+        await wait_for(lambda: "b" in a.others)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_node_that_stops_beating_is_gone_for_the_others(redis_server: RedisServer) -> None:
+    a = ClusterNode(options(redis_server), name="a")
+    b = ClusterNode(options(redis_server), name="b")
+    gone: list[str] = []
+    a.on_node_gone(gone.append)
+    await a.start()
+    await b.start()
+    try:
+        await wait_for(lambda: "b" in a.others)
+        # As kill -9 would: b's tasks stop, its heartbeat key is left to expire.
+        for task in b._tasks:
+            task.cancel()
+        try:
+            await wait_for(lambda: gone == ["b"], timeout=3)
+        except AssertionError:
+            ttl = await a.redis.pttl(a.key("node", "b"))
+            state = (gone, [t.done() for t in a._tasks], ttl, a._known, a.connected)
+            raise AssertionError(f"b not judged gone: {state}") from None
+        assert "b" not in a.others
+    finally:
+        await a.close()
+        await b.redis.aclose()
+
+
+async def test_a_node_restarted_under_its_name_counts_as_gone(redis_server: RedisServer) -> None:
+    a = ClusterNode(options(redis_server), name="a")
+    b = ClusterNode(options(redis_server), name="b")
+    gone: list[str] = []
+    a.on_node_gone(gone.append)
+    await a.start()
+    await b.start()
+    try:
+        await wait_for(lambda: "b" in a.others)
+        for task in b._tasks:
+            task.cancel()
+        await b.redis.aclose()
+        b = ClusterNode(options(redis_server), name="b")
+        await b.start()
+        await wait_for(lambda: gone == ["b"], timeout=3)
+        await wait_for(lambda: "b" in a.others)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_redis_gone_and_back_resubscribes_and_calls_on_reconnect(
+    redis_server: RedisServer,
+) -> None:
+    a = ClusterNode(options(redis_server), name="a")
+    got: list[bytes] = []
+    reconnected: list[bool] = []
+    gone: list[str] = []
+    a.subscribe(a.inbox, got.append)
+    a.on_reconnect(lambda: reconnected.append(True))
+    a.on_node_gone(gone.append)
+    await a.start()
+    try:
+        redis_server.stop()
+        await wait_for(lambda: not a.connected, timeout=5)
+        with pytest.raises(ClusterUnavailable):
+            await a.publish(a.inbox, b"lost")
+        redis_server.start()
+        await wait_for(lambda: a.connected and reconnected == [True], timeout=10)
+        publisher = ClusterNode(options(redis_server), name="p")
+        await publisher.start()
+        try:
+            await publisher.publish(publisher.inbox_of("a"), b"again")
+            await wait_for(lambda: got == [b"again"])
+        finally:
+            await publisher.close()
+        assert gone == []  # nobody was judged while Redis was away
+    finally:
+        await a.close()
+
+
+async def test_an_unreachable_redis_stops_the_start_with_a_clear_error() -> None:
+    node = ClusterNode(
+        ClusterOptions(enabled=True, redis_url="redis://user:secret@127.0.0.1:1/0"), name="a"
+    )
+    with pytest.raises(ClusterUnavailable, match=r"redis://\*\*\*@127.0.0.1:1/0") as caught:
+        await node.start()
+    assert "secret" not in str(caught.value)
+    await node.redis.aclose()
