@@ -180,7 +180,7 @@ class ClusterNode:
         if not names:
             return {}
         boots = await self.redis.mget([self.key("node", n) for n in names])
-        return {n: bytes(b) for n, b in zip(names, boots, strict=True) if b is not None}
+        return {n: _raw(b) for n, b in zip(names, boots, strict=True) if b is not None}
 
     async def _heartbeats(self) -> None:
         interval = self.options.heartbeat_interval
@@ -297,3 +297,7 @@ async def _quietly_close(pubsub: aioredis.client.PubSub) -> None:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _raw(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
