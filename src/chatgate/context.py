@@ -51,6 +51,7 @@ from chatgate.xmpp.stanza import error_reply, payload_of
 
 if TYPE_CHECKING:
     from chatgate.auth.provider import CredentialProvider
+    from chatgate.cluster.node import ClusterNode
     from chatgate.config import Config
     from chatgate.storage.database import Database
     from chatgate.streams.service import StreamService
@@ -119,6 +120,8 @@ class ServerContext:
         self.login_gate = LoginGate(self.auth_throttle, mechanisms=_configured_mechanisms(config))
         #: the stream authority (`[streams] enabled`), opened by the server at start
         self.streams: StreamService | None = None
+        #: this node of a cluster (`[cluster] enabled`), set by `cluster.wiring.join_cluster`
+        self.cluster: ClusterNode | None = None
         self.registration_throttle: RegistrationLimiter = RegistrationThrottle(throttle)
         self._background: set[asyncio.Task[None]] = set()
         self._on_start: list[OnStart] = []

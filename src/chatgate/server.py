@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatgate.auth.internal import InternalProvider
 from chatgate.auth.registry import (
@@ -47,6 +48,9 @@ from chatgate.vocabulary.errors import StreamErrorCondition
 from chatgate.vocabulary.facts import ConnectionFacts
 from chatgate.xmpp.negotiation import NegotiationSettings
 from chatgate.xmpp.transports.tcp import TcpTransport
+
+if TYPE_CHECKING:
+    from chatgate.cluster.node import ClusterNode
 
 log = logging.getLogger("chatgate")
 
@@ -139,6 +143,8 @@ class Server:
         self._housekeeping_timer: asyncio.TimerHandle | None = None
         self._sweep_timer: asyncio.TimerHandle | None = None
         self.http: HttpListener | None = None
+        #: this process as a cluster node (`[cluster] enabled`)
+        self.cluster: ClusterNode | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -186,7 +192,17 @@ class Server:
                     count,
                     time.perf_counter() - began,
                 )
+        node = None
+        if config.cluster.enabled:
+            from chatgate.cluster.node import ClusterNode
+
+            node = self.cluster = ClusterNode(config.cluster)
+            await node.start()
         ctx = self.ctx = ServerContext(config, db, provider, hosts)
+        if node is not None:
+            from chatgate.cluster.wiring import join_cluster
+
+            await join_cluster(ctx, node)
         await purge_anonymous_hosts(ctx)
         if config.streams.enabled:
             from chatgate.streams.service import StreamService
@@ -317,6 +333,8 @@ class Server:
                 if host.owns_provider and host.provider is not ctx.provider:
                     await close_provider(host.provider)
             await ctx.db.close()
+        if self.cluster is not None:
+            await self.cluster.close()  # last: the others see this node leave at once
         self._stopped.set()
 
     async def serve_forever(self) -> None:

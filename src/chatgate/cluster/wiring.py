@@ -1,0 +1,21 @@
+"""Joining a cluster at start: each shared piece replaces its local twin on the
+server's context.  `Server.start` calls `join_cluster` once the context exists and
+before the modules load, when `[cluster] enabled` is true.
+
+Each piece is one call here, in the order they depend on each other.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chatgate.cluster.node import ClusterNode
+    from chatgate.context import ServerContext
+
+
+async def join_cluster(ctx: ServerContext, node: ClusterNode) -> None:
+    """Replace the context's per-process state by the cluster's shared state."""
+    ctx.cluster = node
+    # auth: throttles, credential notifier, secrets (share_auth_state) go here
+    # http: BOSH sessions, live streams, nonce counts (share_http_state) go here
