@@ -18,4 +18,6 @@ async def join_cluster(ctx: ServerContext, node: ClusterNode) -> None:
     """Replace the context's per-process state by the cluster's shared state."""
     ctx.cluster = node
     # auth: throttles, credential notifier, secrets (share_auth_state) go here
-    # http: BOSH sessions, live streams, nonce counts (share_http_state) go here
+    from chatgate.cluster.http_state import share_http_state
+
+    await share_http_state(ctx, node)
