@@ -58,6 +58,14 @@ class TlsMode(enum.Enum):
     NONE = "none"  # no TLS at all (loopback benchmarks only)
 
 
+#: Why `reuse_port` (and `chatgate serve --workers`) needs `[cluster] enabled`.
+REUSE_PORT_NEEDS_CLUSTER = (
+    "needs [cluster] enabled = true: processes sharing a port would otherwise each have"
+    " their own session table and could not deliver to each other's sessions (set"
+    " [cluster] redis_url and a [storage] url every process shares, or run one process)"
+)
+
+
 class ListenerConfig(_Model):
     """A c2s listener."""
 
@@ -73,20 +81,10 @@ class ListenerConfig(_Model):
     mechanisms: list[str] | None = None
     """Overrides `[auth] mechanisms` for this listener."""
     reuse_port: bool = False
-    """Refused for now (only `false` is accepted): several processes sharing a port
-    would each have their own session table and could not deliver to each other.
-    It returns with the cluster layer."""
-
-    @field_validator("reuse_port")
-    @classmethod
-    def _no_reuse_port(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(
-                "not supported yet: processes sharing a port with SO_REUSEPORT would each"
-                " have their own session table and could not deliver to each other's"
-                " sessions; run one process (the option returns with the cluster layer)"
-            )
-        return value
+    """Bind with SO_REUSEPORT, so that several processes on this machine share the port
+    (the kernel spreads connections among them).  Only with `[cluster] enabled`: the
+    processes then deliver to each other's sessions through Redis.  `chatgate serve
+    --workers N` sets it on every listener itself."""
 
 
 class TlsConfig(_Model):
@@ -373,6 +371,16 @@ class Config(_Model):
             if hosts[name].provider is not None and hosts[name].anonymous:
                 raise ValueError(f"{name!r}: an anonymous host has no credential provider")
         return hosts
+
+    @model_validator(mode="after")
+    def _reuse_port_needs_cluster(self) -> Config:
+        # Processes sharing a port without the cluster layer each have their own
+        # session table: a message between two of them would go nowhere.
+        if not self.cluster.enabled:
+            for index, listener in enumerate(self.listeners):
+                if listener.reuse_port:
+                    raise ValueError(f"listeners.{index}.reuse_port: {REUSE_PORT_NEEDS_CLUSTER}")
+        return self
 
     @model_validator(mode="after")
     def _main_domain_keeps_accounts(self) -> Config:

@@ -279,6 +279,8 @@ class Server:
                 listener.host,
                 listener.port,
                 backlog=4096,
+                # several processes on this port (`--workers`, [cluster]): the kernel spreads them
+                reuse_port=listener.reuse_port or None,
             )
             self._servers.append(server)
             sock = server.sockets[0]

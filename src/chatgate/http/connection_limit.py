@@ -19,9 +19,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from chatgate.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,15 @@ class AddressCounter:
     def open(self, address: str) -> int:
         """Connections open from `address` (for tests)."""
         return self._counts.get(address, 0)
+
+
+def shares_ports(config: Config) -> bool:
+    """Whether the HTTP(S) ports are bound with SO_REUSEPORT, like the c2s listeners:
+    when this process is one of several on the same ports (`chatgate serve --workers`,
+    or nodes started by hand with `[[listeners]] reuse_port`), every one of them must
+    set it, or the second fails with "address in use".  `Config` refuses `reuse_port`
+    without `[cluster] enabled`, so this is never true for a lone process."""
+    return config.cluster.enabled and any(listener.reuse_port for listener in config.listeners)
 
 
 def peer_address(transport: asyncio.BaseTransport) -> str:

@@ -40,7 +40,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from chatgate.http import bosh, hostmeta, websocket
 from chatgate.http.client_address import ClientAddresses
-from chatgate.http.connection_limit import AddressCounter, FactoryTCPSite
+from chatgate.http.connection_limit import AddressCounter, FactoryTCPSite, shares_ports
 from chatgate.http.hooks import PATH as hooks_path
 from chatgate.http.hooks import HookEndpoint
 from chatgate.http.lane import LaneProtocol, LaneRoutes
@@ -355,6 +355,7 @@ class HttpListener:
             body_timeout=bosh.BODY_TIMEOUT,
             hooks=self.hooks,
         )
+        shared = shares_ports(self.ctx.config)
         if options.port is not False:
             counter = self.connections
             site = FactoryTCPSite(
@@ -363,6 +364,7 @@ class HttpListener:
                 options.port,
                 lambda: LaneProtocol(lane, counter),
                 backlog=1024,
+                reuse_port=shared or None,
             )
             await site.start()
             self._record("http", site)
@@ -375,6 +377,7 @@ class HttpListener:
                 counter=self.connections,
                 # the TLS layer counts: the lane must not count again
                 protocol_factory=lambda: LaneProtocol(lane, None),
+                reuse_port=shared,
             )
             await tls_site.start()
             self.bound.append(("https", options.host, tls_site.port))

@@ -71,6 +71,7 @@ class TlsSite(web.BaseSite):
         "_host",
         "_port",
         "_protocol_factory",
+        "_reuse_port",
         "_tls",
     )
 
@@ -85,9 +86,11 @@ class TlsSite(web.BaseSite):
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         counter: AddressCounter | None = None,
         protocol_factory: Callable[[], asyncio.Protocol] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         """`protocol_factory` makes the protocol a connection is given once its
-        handshake is complete (None: aiohttp's own, `runner.server`)."""
+        handshake is complete (None: aiohttp's own, `runner.server`); `reuse_port`:
+        other processes listen on the same port (SO_REUSEPORT, `--workers`)."""
         super().__init__(runner, backlog=backlog)
         self._protocol_factory = protocol_factory
         #: open connections per peer address (None: not limited)
@@ -96,6 +99,7 @@ class TlsSite(web.BaseSite):
         self._port = port
         self._tls = tls
         self._handshake_timeout = handshake_timeout
+        self._reuse_port = reuse_port
         #: connections whose handshake is still running (aiohttp knows the others)
         self._handshaking: set[_TlsConnection] = set()
 
@@ -121,6 +125,7 @@ class TlsSite(web.BaseSite):
             self._host,
             self._port,
             backlog=self._backlog,
+            reuse_port=self._reuse_port or None,
         )
 
     async def stop(self) -> None:
