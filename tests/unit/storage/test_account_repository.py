@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +14,7 @@ from chatgate.storage.repositories.accounts import NameHolder
 from chatgate.storage.repositories.legacy_records import LegacySecrets
 from chatgate.storage.repositories.offline import OfflineQuota
 
-from .conftest import ALICE, BOB
+from .conftest import ALICE, BOB, rows
 
 QUOTA = OfflineQuota(messages=10, bytes=1 << 20, sender_messages=10, sender_bytes=1 << 20)
 
@@ -93,7 +91,7 @@ async def test_list_orders_by_domain_then_username(db: Database) -> None:
 
 
 async def test_delete_cascades_to_everything_the_account_owns(
-    db: Database, alice: tuple[str, str], db_url: str
+    db: Database, alice: tuple[str, str]
 ) -> None:
     await db.accounts.create(*BOB, derive_all("bob"))
     for owner in (alice, BOB):
@@ -104,17 +102,11 @@ async def test_delete_cascades_to_everything_the_account_owns(
 
     assert await db.accounts.delete(*alice)
 
-    path = Path(db_url.partition(":///")[2])
-    with sqlite3.connect(path) as conn:
-        alice_id = conn.execute(
-            "SELECT count(*) FROM accounts WHERE username = 'alice'"
-        ).fetchone()[0]
-        assert alice_id == 0
-        for table in PER_ACCOUNT_TABLES:
-            # bob's rows remain; alice's are gone
-            (rows,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-            expected = 3 if table == "scram_credentials" else 1
-            assert rows == expected, table
+    assert await rows(db, "SELECT count(*) FROM accounts WHERE username = 'alice'") == [(0,)]
+    for table in PER_ACCOUNT_TABLES:
+        # bob's rows remain; alice's are gone
+        expected = 3 if table == "scram_credentials" else 1
+        assert await rows(db, f"SELECT count(*) FROM {table}") == [(expected,)], table
     assert await db.roster.items(alice) == []
     assert await db.offline.count(alice) == 0
     assert await db.vcards.get(alice) is None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 
 from chatgate.storage.database import Database
 from chatgate.storage.engine import create_engine
@@ -52,6 +53,37 @@ async def test_migrate_creates_every_table_and_folder(tmp_path: Path) -> None:
     assert _tables(path) == TABLES | {"alembic_version"}
 
 
+async def _table_names(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+    finally:
+        await engine.dispose()
+
+
+async def test_migrate_from_an_empty_database_to_head_and_back(empty_db_url: str) -> None:
+    """Every migration runs on each backend from nothing to head, down to nothing
+    and up again (SQLite in batch mode, PostgreSQL with plain ALTERs)."""
+    await migrate(empty_db_url)
+    assert await _table_names(empty_db_url) == TABLES | {"alembic_version"}
+
+    def downgrade_to_base(connection: Connection) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "base")
+
+    engine = create_engine(empty_db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(downgrade_to_base)
+    finally:
+        await engine.dispose()
+    assert await _table_names(empty_db_url) == {"alembic_version"}
+    await migrate(empty_db_url)
+    assert await _table_names(empty_db_url) == TABLES | {"alembic_version"}
+
+
 async def test_migrate_twice_is_a_no_op(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'chatgate.db'}"
     await migrate(url)
@@ -76,6 +108,7 @@ async def test_models_match_the_migrations(db: Database) -> None:
         assert await conn.run_sync(diff) == []
 
 
+@pytest.mark.sqlite_only
 async def test_sqlite_connections_enforce_foreign_keys_and_use_wal(db: Database) -> None:
     async with db.engine.connect() as conn:
         assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1

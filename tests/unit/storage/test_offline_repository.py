@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
 from chatgate.auth.credentials import ScramKeys
 from chatgate.storage.database import Database
 from chatgate.storage.engine import create_engine, writer
 from chatgate.storage.errors import AccountNotFound
 from chatgate.storage.migrate import alembic_config
+from chatgate.storage.models import UTCDateTime
 from chatgate.storage.repositories.offline import OfflineQuota, Stored
 
 from .conftest import BOB
@@ -166,20 +167,26 @@ async def test_naive_stamp_is_refused(db: Database, alice: tuple[str, str]) -> N
         await db.offline.store(alice, MALLORY, "<message/>", datetime(2024, 1, 1), ROOMY)
 
 
-async def test_migration_0005_sizes_the_messages_stored_before_it(db_url: str) -> None:
+async def test_migration_0005_sizes_the_messages_stored_before_it(empty_db_url: str) -> None:
+    db_url = empty_db_url
     stanza = "<message><body>\u00e9&gt;</body></message>"  # 37 characters, 38 bytes
 
     def before_0005(conn: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0004")
+        stamp = bindparam("t", type_=UTCDateTime())
         conn.execute(
-            text("INSERT INTO accounts (username, domain, created) VALUES (:u, :d, :t)"),
-            {"u": "alice", "d": "localhost", "t": "2024-01-01 00:00:00"},
+            text("INSERT INTO accounts (username, domain, created) VALUES (:u, :d, :t)").bindparams(
+                stamp
+            ),
+            {"u": "alice", "d": "localhost", "t": T0},
         )
         conn.execute(
-            text("INSERT INTO offline_messages (account_id, stanza, stamp) VALUES (1, :s, :t)"),
-            [{"s": stanza, "t": "2024-01-01 00:00:00"}] * 2,
+            text(
+                "INSERT INTO offline_messages (account_id, stanza, stamp) VALUES (1, :s, :t)"
+            ).bindparams(stamp),
+            [{"s": stanza, "t": T0}] * 2,
         )
 
     engine = create_engine(db_url)

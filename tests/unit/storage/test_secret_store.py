@@ -1,6 +1,6 @@
 """Installation secrets: made once, the same for every process on the database.
 
-Two `Database` objects on one SQLite file stand for two server processes (each
+Two `Database` objects on one SQLite file (or PostgreSQL database) stand for two server processes (each
 has its own engine and connection pool, as a process would); the test that
 matters is that they agree when they ask at the same moment.
 """
@@ -8,14 +8,14 @@ matters is that they agree when they ask at the same moment.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 
 import pytest
 
 from chatgate.storage.database import Database
 from chatgate.storage.migrate import head_revision
 from chatgate.storage.repositories.secrets import MemorySecretStore, SecretStore, SqlSecretStore
+
+from .conftest import rows
 
 
 async def test_the_first_value_stored_is_kept(db: Database) -> None:
@@ -53,12 +53,10 @@ async def test_processes_starting_together_agree(db_url: str) -> None:
     assert len(set(values)) == 1
 
 
-async def test_secrets_live_in_their_own_table(db: Database, db_url: str) -> None:
+async def test_secrets_live_in_their_own_table(db: Database) -> None:
     await db.secrets.get_or_create("decoy", b"\x00\xffbinary")
-    path = Path(db_url.removeprefix("sqlite+aiosqlite:///"))
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT name, value FROM installation_secrets").fetchall()
-    assert rows == [("decoy", b"\x00\xffbinary")]
+    stored = await rows(db, "SELECT name, value FROM installation_secrets")
+    assert stored == [("decoy", b"\x00\xffbinary")]
 
 
 @pytest.mark.parametrize("name", ["", "Upper", "with space", "x" * 65, "-leading"])

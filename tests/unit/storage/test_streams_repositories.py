@@ -1,5 +1,5 @@
 """The stream authority's tables (migration 0006) through `repositories/streams.py`,
-on a real SQLite file: uniqueness, the cascade from accounts, atomic claims,
+on a real SQLite file and a real PostgreSQL database: uniqueness, the cascade from accounts, atomic claims,
 and the snapshot's replace/change."""
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ from chatgate.storage.errors import AccountNotFound
 from chatgate.storage.migrate import alembic_config, head_revision
 from chatgate.storage.repositories.streams import LiveSessionRow, StreamKeyTaken
 
+from .conftest import rows
+
 ALICE = ("alice", "localhost")
 BOB = ("bob", "localhost")
 DIGEST_A = b"\x01" * 32
 DIGEST_B = b"\x02" * 32
-
-
-def _file(db_url: str) -> Path:
-    return Path(db_url.removeprefix("sqlite+aiosqlite:///"))
 
 
 async def _accounts(db: Database) -> None:
@@ -75,14 +73,13 @@ async def test_revoke_returns_the_removed_key_id(db: Database) -> None:
     assert await db.stream_keys.owner_of(DIGEST_A) is None
 
 
-async def test_deleting_the_account_deletes_its_key(db: Database, db_url: str) -> None:
+async def test_deleting_the_account_deletes_its_key(db: Database) -> None:
     await _accounts(db)
     await db.stream_keys.put(ALICE, DIGEST_A, "0101", b"a")
     await db.stream_keys.put(BOB, DIGEST_B, "0202", b"b")
     assert await db.accounts.delete(*ALICE)
     assert await db.stream_keys.owner_of(DIGEST_A) is None
-    with sqlite3.connect(_file(db_url)) as conn:
-        assert conn.execute("SELECT key_id FROM stream_keys").fetchall() == [("0202",)]
+    assert await rows(db, "SELECT key_id FROM stream_keys") == [("0202",)]
 
 
 async def test_rules_keep_their_order_and_are_unique(db: Database) -> None:
@@ -135,8 +132,8 @@ async def test_live_sessions_replace_and_change(db: Database) -> None:
 
 
 async def test_a_publication_and_a_viewing_may_share_a_client_id(db: Database) -> None:
-    rows = [_row("live/a", "1"), _row("live/a", "1", kind="play")]
-    await db.live_sessions.replace(rows)
+    sessions = [_row("live/a", "1"), _row("live/a", "1", kind="play")]
+    await db.live_sessions.replace(sessions)
     assert len(await db.live_sessions.load()) == 2
 
 
