@@ -93,11 +93,17 @@ class RedisNonceCounts:
         self._script = node.redis.register_script(_ADVANCE)
 
     async def advance(self, nonce: str, issued_at: float, nc: int, now: float) -> NonceUse:
-        args = [nonce, repr(float(issued_at)), nc, repr(float(now)), repr(float(self.lifetime))]
+        args: list[str | int | float] = [
+            nonce,
+            repr(float(issued_at)),
+            nc,
+            repr(float(now)),
+            repr(float(self.lifetime)),
+            self.max_entries,
+            _EXPIRE_BATCH,
+        ]
         try:
-            result = await self._script(
-                keys=self._keys, args=[*args, self.max_entries, _EXPIRE_BATCH]
-            )
+            result = await self._script(keys=self._keys, args=args)
         except (RedisError, OSError) as exc:
             log.warning("digest nonce counts: Redis unreachable (%s): answered stale", exc)
             return NonceUse.FORGOTTEN
