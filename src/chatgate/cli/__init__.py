@@ -95,7 +95,20 @@ def init(ctx: typer.Context, config: ConfigOption = None) -> None:
 
 
 @app.command()
-def serve(ctx: typer.Context, config: ConfigOption = None) -> None:
+def serve(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            "--workers",
+            "-w",
+            help="Run N server processes sharing the listeners' ports (SO_REUSEPORT),"
+            " 0 or 'auto' for one per core; needs [cluster] enabled.  Unset: one process.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Run the server in the foreground until SIGTERM or Ctrl-C."""
     cfg = load_or_exit(ctx, config)
     config = config_path(ctx, config)
@@ -105,6 +118,9 @@ def serve(ctx: typer.Context, config: ConfigOption = None) -> None:
     )
     # Alembic's per-connection INFO lines say nothing an operator needs.
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    if workers is not None:
+        _serve_workers(cfg, workers)
+        return
     from chatgate.server import run
 
     err_console.print(
@@ -124,6 +140,34 @@ def serve(ctx: typer.Context, config: ConfigOption = None) -> None:
             "error: cannot start:", str(exc), style="red", markup=False, highlight=False
         )
         raise typer.Exit(1) from None
+
+
+def _serve_workers(cfg: Config, workers: str) -> None:
+    """`serve --workers`: the parent of N workers (`cluster/workers.py`)."""
+    from chatgate.cluster.workers import serve_workers, worker_count
+
+    try:
+        count = worker_count(workers)
+    except ValueError:
+        err_console.print(
+            f"error: --workers {workers!r}: a number, 0 or 'auto' (one per core)",
+            style="red",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+    try:
+        code = serve_workers(cfg, count)
+    except ConfigError as exc:
+        err_console.print("error:", str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err_console.print(
+            "error: cannot start:", str(exc), style="red", markup=False, highlight=False
+        )
+        raise typer.Exit(1) from None
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
