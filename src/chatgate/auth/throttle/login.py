@@ -479,6 +479,101 @@ class AuthThrottle:
             + prune(self._trusted, now)
         )
 
+    # ------------------------------------------------------------ shared counts
+
+    def place(self, address: str | None) -> str | None:
+        """The key `address`'s attempts are counted under; None when protection is
+        off or the address is exempt.  For a shared store, which keys its counters
+        the same way."""
+        where = self._counted(address)
+        return None if where is None else where.key
+
+    def merge_failure(
+        self,
+        akey: str,
+        ukey: str | None,
+        now: float,
+        *,
+        address_failures: int,
+        account_failures: int = 0,
+        pair_failures: int = 0,
+        hold: float = 0.0,
+        trusted: bool = False,
+    ) -> None:
+        """Take in a failure counted elsewhere (another process of a cluster), with
+        the shared totals it produced: each counter becomes at least its total (never
+        less: this table may know failures the shared store has not seen yet), and a
+        held failure takes one of the address's slots for `hold` seconds, as it does
+        where it was made, so that slots bound guesses across processes too.  Keys
+        are `place` and `account_key` forms.  Not on a login's path."""
+        limits = self.options.address
+        state = self._live_address(akey, now)
+        if state is None:
+            state = _AddressState()
+            self._addresses.put(akey, state)
+        if address_failures > state.failures:
+            state.failures = address_failures
+            state.level = backoff_delay(
+                state.failures - 1, limits.free_failures, limits.base_delay, limits.max_delay
+            )
+        state.last_failure = max(state.last_failure, now)
+        if hold > 0 and len(state.slots) < limits.max_in_flight:
+            state.slots.append(_Slot(now + hold, ukey, trusted, resolved=True))
+        state.expires = max(state.expires, now + limits.window + hold)
+        if ukey is None:
+            return
+        account = self._live_account(ukey, now)
+        if account is None:
+            account = _AccountState()
+            self._accounts.put(ukey, account)
+        if account_failures > account.failures:
+            c = self.options.account
+            account.failures = account_failures
+            account.level = backoff_delay(
+                account.failures - 1, c.free_failures, c.base_delay, c.max_delay
+            )
+        account.last_failure = max(account.last_failure, now)
+        account.expires = max(account.expires, now + self.options.account.window)
+        pair_key = (ukey, akey)
+        pair = live(self._pairs, pair_key, now)
+        if pair is None:
+            pair = _PairState()
+            self._pairs.put(pair_key, pair)
+        pair.failures = max(pair.failures, pair_failures)
+        pair.expires = now + self._pair_ttl
+        if pair.failures >= limits.free_failures:
+            self._trusted.pop(pair_key)  # as `failed` ends a trust
+
+    def merge_success(self, akey: str, ukey: str, now: float, *, forgiven: int) -> None:
+        """Take in a login that succeeded elsewhere: what `succeeded` does to the
+        counters and the trust, with the `forgiven` failures the shared store
+        subtracted (the pair's own, from every process); frees no slot."""
+        opts = self.options
+        pair = self._pairs.pop((ukey, akey))
+        if pair is not None and pair.expires > now:
+            forgiven = max(forgiven, pair.failures)
+        if forgiven:
+            state = self._live_address(akey, now)
+            if state is not None:
+                a = opts.address
+                state.failures = max(0, state.failures - forgiven)
+                state.level = backoff_delay(
+                    state.failures - 1, a.free_failures, a.base_delay, a.max_delay
+                )
+            account = self._live_account(ukey, now)
+            if account is not None:
+                c = opts.account
+                account.failures = max(0, account.failures - forgiven)
+                account.level = backoff_delay(
+                    account.failures - 1, c.free_failures, c.base_delay, c.max_delay
+                )
+        until = now + opts.account.trusted_for
+        trust = live(self._trusted, (ukey, akey), now)
+        if trust is None:
+            self._trusted.put((ukey, akey), _Trust(until))
+        else:
+            trust.expires = max(trust.expires, until)
+
     # ------------------------------------------------------------ internals
 
     def _refuse(self, reason: ThrottleReason, retry_after: float) -> Refuse:

@@ -125,6 +125,40 @@ class RegistrationThrottle:
         if limits.per_address:
             self._entry(where.key, now).times.append(now)
 
+    def place(self, address: str | None) -> str | None:
+        """The key `address`'s registrations are counted under; None when exempt."""
+        where = locate(address, self.options.ipv6_prefix)
+        return None if is_exempt(self.options, where) else where.key
+
+    def merge(
+        self, key: str, now: float, *, attempts: int = 0, registrations: int = 0, total: int = 0
+    ) -> None:
+        """Take in the shared totals of the address `key` (a `place`) and of the whole
+        cluster, after an attempt or a registration made elsewhere: each window holds
+        at least that many entries, the missing ones counted as of `now` (never fewer:
+        this table may know entries the shared store has not seen yet).  Not on a
+        registration's path."""
+        limits = self.options.registration
+        if limits.total:
+            _expire(self._total, now - limits.total_period)
+            for _ in range(min(total, limits.total) - len(self._total)):
+                self._total.append(now)
+        if not (attempts and limits.attempts_per_address) and not (
+            registrations and limits.per_address
+        ):
+            return
+        entry = self._entry(key, now)
+        _expire(entry.times, now - limits.address_period)
+        if limits.per_address:
+            for _ in range(min(registrations, limits.per_address) - len(entry.times)):
+                entry.times.append(now)
+        if limits.attempts_per_address and attempts:
+            if entry.attempts is None:
+                entry.attempts = deque(maxlen=limits.attempts_per_address)
+            _expire(entry.attempts, now - limits.address_period)
+            for _ in range(min(attempts, limits.attempts_per_address) - len(entry.attempts)):
+                entry.attempts.append(now)
+
     def prune(self, now: float) -> int:
         return prune(self._addresses, now)
 
