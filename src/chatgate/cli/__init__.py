@@ -233,12 +233,26 @@ def _check(cfg: Config) -> None:
         console.print(line, soft_wrap=True, markup=False, highlight=False)
     for line in security_lines(cfg):
         console.print(line, soft_wrap=True, markup=False, highlight=False)
+    if cfg.cluster.enabled:  # one process (the default) says nothing more
+        console.print(_cluster_line(cfg), soft_wrap=True, markup=False, highlight=False)
     console.print(
         f"limits: stanza {cfg.limits.max_stanza_size} bytes,"
         f" auth timeout {cfg.auth.auth_timeout:g} s,"
         f" offline {cfg.limits.max_offline_messages} messages per account"
     )
     console.print("[green]configuration OK[/green]")
+
+
+def _cluster_line(cfg: Config) -> str:
+    cluster = cfg.cluster
+    from chatgate.cluster.workers import without_password
+
+    return (
+        f"cluster: node {cluster.node or '(host name and pid)'} on"
+        f" {without_password(cluster.redis_url)} (prefix {cluster.key_prefix!r},"
+        f" heartbeat {cluster.heartbeat_interval:g} s, dead after {cluster.node_timeout:g} s);"
+        f" storage must be shared by every node"
+    )
 
 
 @app.command()

@@ -131,14 +131,15 @@ async def prepare_shared_state(config: Config) -> None:
         await client.ping()
     except Exception as exc:
         raise ConfigError(
-            f"[cluster] redis_url {_without_password(config.cluster.redis_url)} cannot be"
+            f"[cluster] redis_url {without_password(config.cluster.redis_url)} cannot be"
             f" reached: {exc}"
         ) from None
     finally:
         await client.aclose()
 
 
-def _without_password(url: str) -> str:
+def without_password(url: str) -> str:
+    """A Redis URL fit for logs and `chatgate check`."""
     scheme, sep, rest = url.partition("://")
     if "@" in rest:
         rest = "***@" + rest.split("@", 1)[1]
