@@ -67,13 +67,17 @@ class ClusterNode:
         self._handlers: dict[str, list[MessageHandler]] = {}
         self._reconnect: list[Callback] = []
         self._gone: list[NodeCallback] = []
+        self._closing: list[Callback] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = False
         self._subscribed = asyncio.Event()
+        self._caught_up = asyncio.Event()
         #: monotonic time before which nobody is judged dead (just (re)connected)
         self._judge_after = 0.0
         #: the boot id last seen of each other node
         self._known: dict[str, bytes] = {}
+        #: the boot id of each node judged gone or restarted (what its run left is its)
+        self.departed: dict[str, bytes] = {}
 
     # ------------------------------------------------------------ names
 
@@ -106,12 +110,22 @@ class ClusterNode:
         from `key`), from now on and after every reconnection.  Register before
         `start` where possible; a later subscription takes effect within a second."""
         self._handlers.setdefault(channel, []).append(handler)
+        self._caught_up.clear()
+
+    async def subscribed(self) -> None:
+        """Wait until every channel given to `subscribe` so far is subscribed (a
+        fraction of a second after a late `subscribe`)."""
+        await asyncio.wait_for(self._caught_up.wait(), 10)
 
     def on_reconnect(self, callback: Callback) -> None:
         self._reconnect.append(callback)
 
     def on_node_gone(self, callback: NodeCallback) -> None:
         self._gone.append(callback)
+
+    def on_close(self, callback: Callback) -> None:
+        """Called (in order) when the node leaves, before its heartbeat goes."""
+        self._closing.append(callback)
 
     async def publish(self, channel: str, data: bytes) -> int:
         """Publish; returns how many subscribers got it (0: nobody listens there).
@@ -151,6 +165,7 @@ class ClusterNode:
     async def close(self) -> None:
         """Leave: stop beating and listening, and remove this node's heartbeat so the
         others need not wait for it to expire."""
+        await self._run_all(self._closing)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -211,6 +226,7 @@ class ClusterNode:
             now = alive.get(node)
             if now is None or now != boot:
                 del self._known[node]
+                self.departed[node] = boot
                 if now is None:
                     # Whoever sees it first tidies the set of names; harmless twice.
                     await self.redis.srem(self.key("nodes"), node)
@@ -246,7 +262,8 @@ class ClusterNode:
                     if missing:
                         await pubsub.subscribe(*missing)
                         subscribed |= missing
-                    message = await pubsub.get_message(timeout=1.0)
+                    self._caught_up.set()
+                    message = await pubsub.get_message(timeout=0.2)
                     if message is None or message.get("type") != "message":
                         continue
                     channel = message["channel"]

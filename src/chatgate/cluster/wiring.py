@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chatgate.cluster.directory import ClusterSessionDirectory
+
 if TYPE_CHECKING:
     from chatgate.cluster.node import ClusterNode
     from chatgate.context import ServerContext
@@ -17,6 +19,15 @@ if TYPE_CHECKING:
 async def join_cluster(ctx: ServerContext, node: ClusterNode) -> None:
     """Replace the context's per-process state by the cluster's shared state."""
     ctx.cluster = node
+    session = ctx.config.session
+    directory = ClusterSessionDirectory(
+        node, ctx.hooks, session.resource_conflict, session.max_resources
+    )
+    directory.reroute = lambda stanza, to: ctx.router.deliver_message_to_bare(stanza, to)
+    ctx.router.use_directory(directory)
+    await directory.start()
+    node.on_close(directory.close)
+    await node.subscribed()
     # auth: throttles, credential notifier, secrets (share_auth_state) go here
     from chatgate.cluster.http_state import share_http_state
 

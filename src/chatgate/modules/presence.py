@@ -47,7 +47,7 @@ from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import escape_attr, serialize
-from chatgate.xmpp.events import AccountRemoving, BecameAvailable, SessionClosed
+from chatgate.xmpp.events import AccountRemoving, BecameAvailable, RemoteSessionLost, SessionClosed
 from chatgate.xmpp.session import STANZAS, C2SSession
 from chatgate.xmpp.stanza import error_reply
 
@@ -89,6 +89,7 @@ class PresenceModule:
         yield OnEvent(SessionClosed, self._session_closed, priority=100)
         yield OnEvent(AccountRemoving, self._account_removing)
         yield OnEvent(BecameAvailable, self._became_available, priority=10)
+        yield OnEvent(RemoteSessionLost, self._remote_session_lost)
 
     # ------------------------------------------------------------ from a local client
 
@@ -360,6 +361,15 @@ class PresenceModule:
             tail = serialize(stanza)[len("<presence") :]
             STANZAS.sent += 1
             session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
+
+    async def _remote_session_lost(self, event: RemoteSessionLost) -> None:
+        """A session on a dead cluster node: what its stream's end would have sent
+        (§4.5.2), to this node's sessions only (every node does its own)."""
+        local, _, domain = event.bare.partition("@")
+        roster = await self.rosters.read((local, domain))
+        stanza = Element("presence", ns.CLIENT, {"from": event.full, "type": "unavailable"})
+        data = serialize(stanza)
+        self.router.broadcast_presence_here((*roster.presence_subscribers, event.bare), data)
 
     def _session_closed(self, event: SessionClosed) -> None:
         """RFC 6121 §4.5.2 on a lost or closed stream: the server sends unavailable."""

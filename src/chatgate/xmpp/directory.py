@@ -65,6 +65,13 @@ class SessionDirectory(Protocol):
         by the router on the hot path and changed only by the directory."""
         ...
 
+    @property
+    def table(self) -> Mapping[str, Mapping[str, C2SSession]]:
+        """What the router delivers to: `local`, and in a cluster a stand-in for each
+        session on another node (its writes are forwarded there).  The same mapping
+        for the directory's lifetime."""
+        ...
+
     def claim(
         self, session_for: SessionFactory, resource: str | None
     ) -> Claimed | Awaitable[Claimed]:
@@ -87,6 +94,10 @@ class SessionDirectory(Protocol):
 
     def mark_unavailable(self, session: C2SSession) -> None:
         """The session sent unavailable presence or is ending (RFC 6121 §4.5)."""
+        ...
+
+    def mark_interested(self, session: C2SSession) -> None:
+        """The session requested the roster: it gets roster pushes (RFC 6121 §2.1.6)."""
         ...
 
     def is_bound(self, session: C2SSession) -> bool:
@@ -166,6 +177,13 @@ class LocalSessionDirectory:
     def mark_unavailable(self, session: C2SSession) -> None:
         session.available = False
         session.presence = None
+
+    def mark_interested(self, session: C2SSession) -> None:
+        session.interested = True
+
+    @property
+    def table(self) -> dict[str, dict[str, C2SSession]]:
+        return self.local
 
     def is_bound(self, session: C2SSession) -> bool:
         resources = self.local.get(session.bare)

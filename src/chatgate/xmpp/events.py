@@ -29,6 +29,15 @@ class BecameAvailable:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteSessionLost:
+    """An available session on another cluster node that died (`cluster/`): this
+    node's contacts of `bare` must see `full` unavailable (RFC 6121 §4.5.2)."""
+
+    full: str
+    bare: str
+
+
+@dataclass(frozen=True, slots=True)
 class AccountRemoving:
     """An account is about to be deleted (in-band ``<remove/>``, the end of an
     anonymous identity): handlers withdraw what others hold of it (presence

@@ -67,10 +67,17 @@ class Router:
         self.account_exists = account_exists
         #: who is bound (claims, releases, availability): `xmpp/directory.py`
         self.directory = directory
-        # The directory's table of this process's sessions, read on every delivery.
-        self._local = directory.local
+        # The directory's table (this process's sessions, and in a cluster stand-ins
+        # for the others'), read on every delivery.
+        self._local = directory.table
         self.presence_handler: PresenceHandler | None = None
         self.iq_dispatch: IqDispatch | None = None
+
+    def use_directory(self, directory: SessionDirectory) -> None:
+        """Deliver over another directory (the cluster's, joined at start before any
+        session exists)."""
+        self.directory = directory
+        self._local = directory.table
 
     # ------------------------------------------------------------ routing
 
@@ -244,6 +251,14 @@ class Router:
                         sent += 1
                         session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
         STANZAS.sent += sent
+
+    def broadcast_presence_here(self, bares: Iterable[str], xml: str) -> None:
+        """As `broadcast_presence`, to this process's sessions only (what each node
+        does for a session lost with a dead node, so nobody gets it twice)."""
+        local = self.directory.local
+        _write_presence(
+            [s for bare in bares for s in local.get(bare, _NONE).values() if s.available], xml
+        )
 
     def presence_to(self, jids: Iterable[str], xml: str) -> None:
         """A presence serialized once (`xml`, without 'to') to what each JID names: a

@@ -45,6 +45,13 @@ class DeferredDirectory:
     def local(self) -> Mapping[str, Mapping[str, C2SSession]]:
         return self.inner.local
 
+    @property
+    def table(self) -> Mapping[str, Mapping[str, C2SSession]]:
+        return self.inner.table
+
+    def mark_interested(self, session: C2SSession) -> None:
+        self.inner.mark_interested(session)
+
     def claim(self, session_for: SessionFactory, resource: str | None) -> Awaitable[Claimed]:
         async def later() -> Claimed:
             await asyncio.sleep(0)

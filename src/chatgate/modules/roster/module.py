@@ -87,6 +87,10 @@ class RosterModule:
             ctx.db.roster,
             RosterLimits(limits.max_roster_items, limits.max_subscription_requests),
         )
+        if ctx.cluster is not None:
+            from chatgate.cluster.rosters import share_rosters
+
+            share_rosters(ctx.cluster, self.service)
         yield IqHandler(ns.ROSTER, "get", self.get)
         yield IqHandler(ns.ROSTER, "set", self.set)
         yield StreamFeature(f"<ver xmlns='{ns.ROSTER_VER_FEATURE}'/>")
@@ -101,7 +105,8 @@ class RosterModule:
         assert self.service is not None
         self._check_own(session, iq)
         roster = await self.service.load((session.username, session.domain))
-        session.interested = True
+        assert self.ctx is not None
+        self.ctx.router.directory.mark_interested(session)
         query = iq.find("query", ns.ROSTER)
         assert query is not None
         version = str(roster.version)

@@ -19,6 +19,7 @@ in the transaction that would add a row and raises `RosterLimitReached`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chatgate.modules.roster.locks import AccountLocks, LocalAccountLocks
@@ -87,6 +88,34 @@ class RosterService:
         self.limits = limits or RosterLimits()
         self.locks: AccountLocks = locks if locks is not None else LocalAccountLocks()
         self._online: dict[Owner, Roster] = {}
+        #: told the owner after every stored change (a cluster tells the other nodes,
+        #: whose cached copy of the roster is then stale)
+        self.changed: list[Callable[[Owner], None]] = []
+
+    def _stored(self, owner: Owner) -> None:
+        for callback in self.changed:
+            callback(owner)
+
+    async def read(self, owner: Owner) -> Roster:
+        """The roster as stored, not kept in memory (an account with no session here)."""
+        roster = self._online.get(owner)
+        if roster is not None:
+            return roster
+        items = await self.repository.items(owner)
+        version = await self.repository.version(owner)
+        pending = await self.repository.pending_in(owner)
+        return Roster({i.jid: i for i in items}, version, set(pending))
+
+    async def refresh(self, owner: Owner) -> None:
+        """Another node changed the roster: read it again if it is kept here."""
+        if owner not in self._online:
+            return
+        async with self.locks.hold(bare(owner)):
+            if owner in self._online:
+                items = await self.repository.items(owner)
+                version = await self.repository.version(owner)
+                pending = await self.repository.pending_in(owner)
+                self._online[owner] = Roster({i.jid: i for i in items}, version, set(pending))
 
     async def load(self, owner: Owner) -> Roster:
         """The account's roster, read into memory on first use.
@@ -141,6 +170,7 @@ class RosterService:
             roster.items[item.jid] = item
             roster.version = version
             roster._changed()
+        self._stored(owner)
         return version
 
     async def remove(self, owner: Owner, contact: str) -> int | None:
@@ -150,6 +180,8 @@ class RosterService:
             roster.items.pop(contact, None)
             roster.version = version
             roster._changed()
+        if version is not None:
+            self._stored(owner)
         return version
 
     async def set_pending(self, owner: Owner, contact: str, pending: bool) -> None:
@@ -165,3 +197,4 @@ class RosterService:
                 roster.pending_in.add(contact)
             else:
                 roster.pending_in.discard(contact)
+        self._stored(owner)

@@ -1,0 +1,155 @@
+"""Sending serialized stanzas and session commands to other nodes, in batches.
+
+A stanza for a session on another node is serialized once by the router, as for
+a local session, and handed here with the target's full JID.  Frames for one node
+are joined and published to its inbox in one PUBLISH per loop turn, by one
+sender task, so stanzas keep their order (RFC 6120 §10.1) and Redis sees one
+command per node per turn however many stanzas cross.
+
+A frame is ``kind (1 byte) | len(full) (2) | len(payload) (4) | full | payload``.
+
+What cannot be sent:
+- the queue is over `max_bytes` (Redis slow or gone): the frame is refused at once
+  (`Forwarder.refused` counts, one log line per outage);
+- PUBLISH reached nobody (the node is dead and not yet judged so): its frames go to
+  `on_unheard(node, frames)`, which stores messages offline.
+
+Pub/sub, not streams: a node that is gone must not find its backlog when it
+returns (its sessions are gone with it; messages go to offline storage instead),
+and PUBLISH's answer says at once whether the node heard, which a stream append
+does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from chatgate.cluster.node import ClusterNode
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct(">BHI")
+
+
+class FrameKind(enum.IntEnum):
+    STANZA = 1  # write these bytes to the session
+    REROUTED = 2  # a message its first target node no longer had: never forwarded again
+    CLOSE = 3  # close the session: payload is "condition\ntext"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    kind: FrameKind
+    full: str
+    payload: bytes
+
+
+def encode(kind: FrameKind, full: str, payload: bytes) -> bytes:
+    target = full.encode()
+    return _HEADER.pack(kind, len(target), len(payload)) + target + payload
+
+
+def decode(batch: bytes) -> Iterator[Frame]:
+    """The frames of one published batch; a truncated tail is ignored (logged)."""
+    view = memoryview(batch)
+    offset = 0
+    end = len(batch)
+    size = _HEADER.size
+    while offset + size <= end:
+        kind, target_len, payload_len = _HEADER.unpack_from(view, offset)
+        offset += size
+        stop = offset + target_len + payload_len
+        if stop > end:
+            log.warning("cluster: a truncated forwarded frame was dropped")
+            return
+        full = bytes(view[offset : offset + target_len]).decode()
+        payload = bytes(view[offset + target_len : stop])
+        offset = stop
+        yield Frame(FrameKind(kind), full, payload)
+
+
+Unheard = Callable[[str, list[Frame]], None]
+
+
+class Forwarder:
+    """Batches frames per node and publishes them in order (see the module docstring)."""
+
+    def __init__(self, node: ClusterNode, max_bytes: int, on_unheard: Unheard) -> None:
+        self.node = node
+        self.max_bytes = max_bytes
+        self.on_unheard = on_unheard
+        self._batches: dict[str, list[bytes]] = {}
+        self._bytes = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        #: frames refused (queue full or Redis gone) since start
+        self.refused = 0
+        #: frames published since start
+        self.forwarded = 0
+        self._refusing = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="cluster-forwarder")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def send(self, node: str, kind: FrameKind, full: str, payload: bytes) -> bool:
+        """Queue one frame for `node`; False (and counted) when it is refused."""
+        frame = encode(kind, full, payload)
+        if self._bytes + len(frame) > self.max_bytes or not self.node.connected:
+            self.refused += 1
+            if not self._refusing:
+                self._refusing = True
+                log.warning(
+                    "cluster: cross-node delivery refused (%s): stanzas for other nodes"
+                    " are dropped until it recovers",
+                    "Redis unreachable" if not self.node.connected else "forward queue full",
+                )
+            return False
+        batch = self._batches.get(node)
+        if batch is None:
+            batch = self._batches[node] = []
+        batch.append(frame)
+        self._bytes += len(frame)
+        self._wake.set()
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batches, self._batches = self._batches, {}
+            queued, self._bytes = self._bytes, 0
+            if not batches:
+                continue
+            nodes = list(batches)
+            try:
+                async with self.node.redis.pipeline(transaction=False) as pipe:
+                    for name in nodes:
+                        pipe.publish(self.node.inbox_of(name), b"".join(batches[name]))
+                    heard = await pipe.execute()
+            except (RedisError, OSError) as exc:
+                self.refused += sum(len(b) for b in batches.values())
+                log.warning("cluster: %d bytes for other nodes lost: %s", queued, exc)
+                continue
+            if self._refusing and self.node.connected:
+                self._refusing = False
+                log.info("cluster: cross-node delivery resumed")
+            for name, count in zip(nodes, heard, strict=True):
+                if count:
+                    self.forwarded += len(batches[name])
+                else:
+                    self.on_unheard(name, [f for b in batches[name] for f in decode(b)])

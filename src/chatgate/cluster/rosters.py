@@ -1,0 +1,58 @@
+"""Rosters kept in memory on several nodes: a change stored by one node makes the
+others read the roster again.
+
+Each node keeps the rosters of the accounts with a session there (presence
+broadcasts read them).  A subscription processed on the sender's node changes the
+contact's stored roster; the contact's node must not go on broadcasting to the
+old subscribers.  Every stored change is announced on the ``rosters`` channel
+(the owner's bare JID); a node that keeps that roster reads it again.  Between
+the change and the reread (a Redis round trip) a broadcast may use the old list,
+as it would have a moment before the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from chatgate.cluster.node import ClusterNode, ClusterUnavailable
+from chatgate.modules.roster.service import Owner, RosterService
+
+log = logging.getLogger(__name__)
+
+
+def share_rosters(node: ClusterNode, service: RosterService) -> None:
+    channel = node.key("rosters")
+    me = node.name.encode()
+    background: set[asyncio.Task[None]] = set()
+
+    def spawn(coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    async def announce(owner: Owner) -> None:
+        try:
+            await node.publish(channel, me + b"\n" + f"{owner[0]}@{owner[1]}".encode())
+        except ClusterUnavailable:
+            log.warning("cluster: a roster change of %s@%s not announced", *owner)
+
+    def changed(owner: Owner) -> None:
+        spawn(announce(owner))
+
+    def received(data: bytes) -> None:
+        sender, _, bare = data.partition(b"\n")
+        if sender == me:
+            return
+        local, _, domain = bare.decode().partition("@")
+        spawn(service.refresh((local, domain)))
+
+    service.changed.append(changed)
+    node.subscribe(channel, received)
+
+    def forget_all() -> None:
+        """After an outage announcements may have been lost: read every kept roster again."""
+        for owner in list(service._online):
+            spawn(service.refresh(owner))
+
+    node.on_reconnect(forget_all)
