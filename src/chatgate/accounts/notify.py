@@ -6,8 +6,9 @@ reach all of them, or a deleted account logs in on a cached key.  The account
 service tells a `CredentialsChanged` after every change it makes; the local
 implementation here drops the entry in this process's provider and bumps the
 credentials stamp file (`bump_credentials_stamp`), which every other process on
-the data directory watches.  A Redis implementation, for nodes that share no data
-directory, comes with the cluster work.
+the data directory watches.  Nodes of a cluster, which share no data directory, also
+publish every change over Redis (`chatgate.cluster.notify`), and each applies
+the others' changes with this same `LocalCredentialsChanged`.
 
 A stamp that cannot be written raises (OSError): the change is stored, but a
 running server would not learn of it, and the caller must say so.
@@ -83,6 +84,11 @@ class LocalCredentialsChanged:
         self._announce_new_names = announce_new_names
 
     async def credentials_changed(self, change: CredentialChange) -> None:
+        self.apply(change)
+
+    def apply(self, change: CredentialChange) -> None:
+        """`credentials_changed`, synchronously (it never waits: a cluster node applies
+        the changes other nodes made from its pub/sub handler)."""
         owner = (change.username, change.domain)
         provider = None if self._provider_of is None else self._provider_of(change.domain)
         if provider is not None:

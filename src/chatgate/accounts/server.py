@@ -5,14 +5,14 @@ raises `AccountRemoving` (the presence module withdraws the account's
 subscriptions, in stored and in-memory rosters, while it still exists), and it
 closes an account's sessions through the router.  `server_account_service` builds
 the service a module or the admin API uses, with the notifier that drops this
-process's cached credentials at once.
+process's cached credentials at once (and, on a cluster node, every node's).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatgate.accounts.notify import LocalCredentialsChanged
+from chatgate.accounts.notify import CredentialsChanged, LocalCredentialsChanged
 from chatgate.accounts.service import AccountRules, AccountService, PasswordRecipe
 from chatgate.auth.internal import InternalProvider
 from chatgate.auth.policy import AccountPolicy
@@ -53,9 +53,13 @@ def server_account_service(ctx: ServerContext, policy: AccountPolicy) -> Account
     recipe = PasswordRecipe(
         ctx.config.auth.scram_iterations, ctx.options("legacy_auth", LegacyAuthOptions)
     )
-    changed = LocalCredentialsChanged(
+    changed: CredentialsChanged = LocalCredentialsChanged(
         ctx.config.data_dir,
         lambda domain: internal_provider_of(ctx, domain),
         announce_new_names=False,
     )
+    if ctx.cluster is not None:  # every node learns (`cluster/notify.py`)
+        from chatgate.cluster.notify import cluster_notifier
+
+        changed = cluster_notifier(ctx.cluster, changed)
     return AccountService(ctx.db, AccountRules(policy, recipe), changed, live=ServerAccounts(ctx))

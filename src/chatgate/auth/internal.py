@@ -482,13 +482,20 @@ class InternalProvider:
         current = stamp_id(self._stamp_path)
         if current != self._stamp:
             self._stamp = current
-            was_complete = self._complete
-            self.clear()
-            if was_complete:
-                self._start_reload()
-            if self._pending_store is not None:
-                # The old names stay meanwhile: each is checked when it is looked up.
-                self._start_pending_reload()
+            self.changed_elsewhere()
+
+    def changed_elsewhere(self) -> None:
+        """Credentials changed somewhere this process did not hear of one by one (the
+        stamp changed; a cluster node was cut off from the others' changes): drop
+        the cache, and re-load it in the background if it was complete, and the
+        names of pending registrations likewise."""
+        was_complete = self._complete
+        self.clear()
+        if was_complete:
+            self._start_reload()
+        if self._pending_store is not None:
+            # The old names stay meanwhile: each is checked when it is looked up.
+            self._start_pending_reload()
 
     def _start_reload(self) -> None:
         """Re-load a complete cache after another process changed credentials."""

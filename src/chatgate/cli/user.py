@@ -60,6 +60,7 @@ from rich.table import Table
 from chatgate.accounts import (
     AccountRules,
     AccountService,
+    CredentialsChanged,
     LocalCredentialsChanged,
     NameHolder,
     NameTaken,
@@ -155,7 +156,12 @@ def account_rules(cfg: Config) -> AccountRules:
 def account_service(cfg: Config, db: Database, rules: AccountRules | None = None) -> AccountService:
     """The account service as the command line runs it: changes reach a running server
     through the credentials stamp, and its open sessions at their next login."""
-    return AccountService(db, rules or account_rules(cfg), LocalCredentialsChanged(cfg.data_dir))
+    changed: CredentialsChanged = LocalCredentialsChanged(cfg.data_dir)
+    if cfg.cluster.enabled:  # and every node of the cluster, over its Redis
+        from chatgate.cluster.notify import CommandLineCredentialsChanged
+
+        changed = CommandLineCredentialsChanged(cfg.cluster, LocalCredentialsChanged(cfg.data_dir))
+    return AccountService(db, rules or account_rules(cfg), changed)
 
 
 def taken(holder: NameHolder | None, username: str, domain: str) -> str:
@@ -507,6 +513,11 @@ def import_(
         raise fail(f"{file}: {len(outcome.held)} names are held; nothing was imported", 1)
     if outcome.created or outcome.updated:
         bump_credentials_stamp(cfg.data_dir)
+        if cfg.cluster.enabled:  # and every node of the cluster
+            from chatgate.cluster.notify import CommandLineCredentialsChanged
+
+            notifier = CommandLineCredentialsChanged(cfg.cluster, LocalCredentialsChanged(None))
+            asyncio.run(notifier.everything_changed())
     _summary(outcome)
     if outcome.rejected:  # taken by someone else between the check and the insert
         raise typer.Exit(1)
