@@ -15,6 +15,14 @@ a write transaction's checks and its writes see the same state even across
 processes.  PostgreSQL ignores the option; its repositories lock the account
 row instead (``SELECT ... FOR UPDATE``).
 
+PostgreSQL (asyncpg): a server out of reach must fail a login at once, not hang
+it, and the pool must recover by itself when the server is back.  Connecting
+gives up after `POSTGRES_CONNECT_TIMEOUT`, a statement after
+`POSTGRES_COMMAND_TIMEOUT`; every checkout pings the connection first
+(``pool_pre_ping``: one round trip, which replaces the connections a restarted
+server closed before they fail a caller).  Failures to reach the server are
+raised as `StorageUnavailable` (see `_on_error`), whatever the driver calls them.
+
 File modes: the database holds credentials, so a SQLite file is created here,
 empty and 0600, before SQLite opens it (SQLite would create it 0644 whatever
 the umask, and gives its -wal and -shm files the database's mode), its folder
@@ -29,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from chatgate.datadir import create_private_file, make_private_dir, tighten
+from chatgate.storage.errors import StorageUnavailable
 
 #: execution option read by the SQLite "begin" listener
 BEGIN_MODE = "chatgate_sqlite_begin"
@@ -41,9 +50,25 @@ BEGIN_MODE = "chatgate_sqlite_begin"
 #: seconds a SQLite connection waits for the write lock before failing
 SQLITE_BUSY_TIMEOUT = 30.0
 
+#: seconds to open a PostgreSQL connection before giving up (a refused connection
+#: fails at once; this bounds a server that does not answer at all)
+POSTGRES_CONNECT_TIMEOUT = 5.0
+
+#: seconds one PostgreSQL statement may run (or wait for a silent server)
+POSTGRES_COMMAND_TIMEOUT = 30.0
+
+#: SQLSTATE classes and codes meaning "the server is out of reach": 08 connection
+#: exception; 57P01-57P03 admin shutdown, crash shutdown, cannot connect now
+_UNAVAILABLE_CLASSES = ("08",)
+_UNAVAILABLE_CODES = ("57P01", "57P02", "57P03")
+
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def is_postgresql(url: str) -> bool:
+    return make_url(url).get_backend_name() == "postgresql"
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -77,8 +102,16 @@ def _is_memory(url: str) -> bool:
 
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for `url`; for SQLite the file is made private first
-    (`prepare_sqlite_file`), its folder created if missing."""
+    (`prepare_sqlite_file`), its folder created if missing; for PostgreSQL
+    connections time out and are pinged at checkout."""
     kwargs: dict[str, Any] = {}
+    if is_postgresql(url):
+        kwargs["pool_pre_ping"] = True
+        if make_url(url).get_driver_name() == "asyncpg":
+            kwargs["connect_args"] = {
+                "timeout": POSTGRES_CONNECT_TIMEOUT,
+                "command_timeout": POSTGRES_COMMAND_TIMEOUT,
+            }
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
         path = sqlite_path(url)
@@ -90,7 +123,49 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         _configure_sqlite(engine)
+    else:
+        event.listen(engine.sync_engine, "do_connect", _connect)
+        event.listen(engine.sync_engine, "handle_error", _on_error)
     return engine
+
+
+def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Open a DBAPI connection as the dialect would, raising `StorageUnavailable`
+    when the server refuses, does not answer or is shutting down (SQLAlchemy's
+    error hook never sees the driver's OSError and TimeoutError at connect)."""
+    try:
+        return dialect.loaded_dbapi.connect(*cargs, **cparams)
+    except Exception as exc:
+        if _unreachable(exc):
+            raise StorageUnavailable(f"the database is unreachable: {exc!r}") from exc
+        raise
+
+
+def _on_error(context: ExceptionContext) -> None:
+    """Raise `StorageUnavailable` in place of a failure to reach the server
+    (SQLAlchemy has already invalidated the broken connection, and with a
+    disconnect the rest of the pool)."""
+    if context.is_disconnect or _unreachable(context.original_exception):
+        raise StorageUnavailable(
+            f"the database is unreachable: {context.original_exception!r}"
+        ) from context.original_exception
+
+
+def _unreachable(error: BaseException | None) -> bool:
+    """Whether `error`, or an exception it was raised from, says the server is
+    out of reach: refused, reset, timed out, shutting down."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, (OSError, TimeoutError)):
+            return True
+        code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if isinstance(code, str) and (
+            code.startswith(_UNAVAILABLE_CLASSES) or code in _UNAVAILABLE_CODES
+        ):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
 
 
 def writer(engine: AsyncEngine) -> AsyncEngine:

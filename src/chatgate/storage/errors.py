@@ -1,8 +1,12 @@
-"""Errors the repositories raise for the caller's mistakes (not for database failures).
+"""Errors the repositories raise: the caller's mistakes, and the database out of reach.
 
-Database failures (disk full, locked too long, connection lost) surface as the
-driver's SQLAlchemy exceptions; these classes only name the outcomes a caller
-is expected to handle.
+`StorageUnavailable` is raised (by the engine's error hook, `chatgate.storage.engine`)
+for every failure to reach the database server or to keep talking to it:
+connection refused or timed out, the server shutting down or restarting, a
+connection lost mid-transaction, a statement past its time limit.  What was not
+committed is rolled back by the server; the pool replaces its connections when the
+server is back.  Other database failures (disk full, a constraint nobody expected)
+surface as the driver's SQLAlchemy exceptions.
 """
 
 from __future__ import annotations
@@ -28,3 +32,10 @@ class AccountNotFound(StorageError):
         super().__init__(f"{username}@{domain} does not exist")
         self.username = username
         self.domain = domain
+
+
+class StorageUnavailable(StorageError):
+    """The database server cannot be reached now.  The failed call's transaction
+    was not committed (the server rolls it back), unless the connection broke
+    during COMMIT itself, when no client can know.  A login answers
+    temporary-auth-failure; a later call may succeed."""
