@@ -18,11 +18,35 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from chatgate.cluster.bosh import BoshForwarding
     from chatgate.cluster.node import ClusterNode
     from chatgate.context import ServerContext
+    from chatgate.http.bosh import BoshEndpoint
+    from chatgate.http.options import HttpOptions
 
 log = logging.getLogger(__name__)
 
 
 async def share_http_state(ctx: ServerContext, node: ClusterNode) -> None:
     """Prepare the HTTP side's shared state (called once by `join_cluster`)."""
+
+
+def bosh_forwarding(
+    node: ClusterNode, endpoint: BoshEndpoint, options: HttpOptions
+) -> BoshForwarding:
+    """Forwarding for `endpoint`: its new sids carry this node's tag, requests of
+    other nodes' sessions go there (`cluster/bosh.py`).  Bounded by what the
+    endpoint's own sessions may hold at once, and by `[cluster]
+    forward_queue_bytes` of bodies in flight."""
+    from chatgate.cluster.bosh import BoshForwarding
+
+    bosh = options.bosh
+    forwarding = BoshForwarding(
+        node,
+        endpoint,
+        max_in_flight=bosh.max_sessions * (bosh.max_hold + 1),
+        max_bytes=node.options.forward_queue_bytes,
+        max_body=options.max_request_size,
+    )
+    endpoint.elsewhere = forwarding
+    return forwarding

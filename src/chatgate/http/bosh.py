@@ -12,6 +12,10 @@ except `item-not-found` (unknown sid, rid out of the window: 404) and
 `bad-request` (400), as XEP-0124 §17.2 gives for clients that read only the
 status; a body over `[http] max_request_size` gets 413.
 
+Clustered, a sid this process does not hold may be another node's: the
+request is forwarded there (`elsewhere`, `cluster/bosh.py`), after the local
+look-up, which stays the only cost of a local session's request.
+
 GET answers a short text page (200): a person who opens the URL, or a proxy's
 health check, learns that this is a BOSH endpoint, as with other servers; it
 says nothing that `/.well-known/host-meta` does not already publish.
@@ -35,7 +39,7 @@ from chatgate.http.bosh_session import (
     SessionParams,
     new_sid,
 )
-from chatgate.http.bosh_store import BoshSessions, LocalBoshSessions
+from chatgate.http.bosh_store import BoshSessions, LocalBoshSessions, SessionsElsewhere
 from chatgate.http.connection_limit import RefusalLog
 from chatgate.http.options import BoshOptions
 from chatgate.vocabulary.errors import PeerProtocolError, StreamErrorCondition
@@ -80,6 +84,8 @@ class BoshEndpoint:
         self.sessions: BoshSessions = (
             sessions if sessions is not None else LocalBoshSessions(options.max_sessions)
         )
+        #: the sessions of the other nodes of a cluster (None: one process)
+        self.elsewhere: SessionsElsewhere | None = None
         #: refusals for max_sessions, one line per address a minute (a flood made
         #: one WARNING per request: 14,000 lines in 3 s)
         self._refusals = RefusalLog(
@@ -148,6 +154,10 @@ class BoshEndpoint:
         if peeked is not None:
             session = self.sessions.get(peeked)
             if session is None:
+                if self.elsewhere is not None:
+                    forwarded = await self.elsewhere.forward(peeked, data)
+                    if forwarded is not None:
+                        return forwarded
                 return (404, bosh_body.terminate("item-not-found")), bosh_body.CONTENT_TYPE
             max_stanza = session.max_stanza_bytes
             max_body = session.max_body_bytes
@@ -220,9 +230,8 @@ class BoshEndpoint:
             content_type=bosh_body.content_type(body.attrs.get("content")),
             ack="ack" in body.attrs,
         )
-        session = BoshSession(
-            self.ctx, new_sid(), body.rid, params, facts, on_close=self.sessions.remove
-        )
+        sid = new_sid() if self.elsewhere is None else self.elsewhere.new_sid()
+        session = BoshSession(self.ctx, sid, body.rid, params, facts, on_close=self.sessions.remove)
         if not self.sessions.add(session):
             self._refusals.refused(facts.remote_address or "-", len(self.sessions))
             full = StreamError(StreamErrorCondition.RESOURCE_CONSTRAINT, "too many BOSH sessions")

@@ -10,17 +10,16 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from chatgate.http.bosh_session import BoshSession
+    from chatgate.http.bosh_session import BoshSession, Response
 
 
 class BoshSessions(Protocol):
     """Where live sessions are found by sid.
 
-    Today one process holds its sessions in memory (`LocalBoshSessions`).  When
-    chatgate runs as several processes behind one address, a shared implementation
-    (Redis, say) keeps which process owns each sid, and requests are routed there
-    (a load balancer keyed on the sid, or forwarding): the session object, with its
-    held HTTP requests and timers, always lives in the process that created it."""
+    Each process holds the sessions it created in memory (`LocalBoshSessions`):
+    the session object, with its held HTTP requests and timers, always lives in
+    the process that created it.  When chatgate runs as several nodes, a request
+    for a sid held elsewhere goes to its owner through `SessionsElsewhere`."""
 
     def get(self, sid: str) -> BoshSession | None: ...
 
@@ -60,3 +59,17 @@ class LocalBoshSessions:
 
     def __iter__(self) -> Iterator[BoshSession]:
         return iter(list(self._by_sid.values()))
+
+
+class SessionsElsewhere(Protocol):
+    """The sessions other nodes of a cluster hold (`cluster/bosh.py`): consulted
+    only for a sid this process does not hold, so the local path is unchanged."""
+
+    def new_sid(self) -> str:
+        """A sid for a new session of this process, telling the others it is ours."""
+        ...
+
+    async def forward(self, sid: str, data: bytes) -> tuple[Response, str] | None:
+        """The owner's answer to one request body (and its Content-Type), or None
+        when `sid` would be this process's: then it is not found."""
+        ...

@@ -51,6 +51,7 @@ from chatgate.vocabulary.facts import ConnectionFacts
 from chatgate.xmpp.transports.tcp import LINGER
 
 if TYPE_CHECKING:
+    from chatgate.cluster.bosh import BoshForwarding
     from chatgate.context import ServerContext
     from chatgate.http.admin import AdminSite
     from chatgate.xmpp.negotiation import NegotiationSettings
@@ -128,6 +129,12 @@ class HttpListener:
             from chatgate.http.bosh import BoshEndpoint
 
             self.bosh = BoshEndpoint(ctx, settings, options.bosh, self.facts_for)
+        #: BOSH requests of sessions held by other nodes (`[cluster] enabled`)
+        self.bosh_forwarding: BoshForwarding | None = None
+        if ctx.cluster is not None and self.bosh is not None:
+            from chatgate.cluster.http_state import bosh_forwarding
+
+            self.bosh_forwarding = bosh_forwarding(ctx.cluster, self.bosh, options)
 
     # ------------------------------------------------------------ requests
 
@@ -406,6 +413,8 @@ class HttpListener:
     async def stop(self) -> None:
         if self.bosh is not None:
             self.bosh.close_all()
+        if self.bosh_forwarding is not None:
+            await self.bosh_forwarding.close()
         if self.lane is not None:
             self.lane.close_all()
         if self._runner is not None:
