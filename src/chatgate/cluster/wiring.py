@@ -28,7 +28,9 @@ async def join_cluster(ctx: ServerContext, node: ClusterNode) -> None:
     await directory.start()
     node.on_close(directory.close)
     await node.subscribed()
-    # auth: throttles, credential notifier, secrets (share_auth_state) go here
+    from chatgate.cluster.auth_state import share_auth_state
+
+    await share_auth_state(ctx, node)
     from chatgate.cluster.http_state import share_http_state
 
     await share_http_state(ctx, node)
