@@ -346,13 +346,17 @@ class ClusterRegistrationThrottle(RegistrationThrottle):
         *,
         recorder: RedisRecorder | None = None,
         clock: Callable[[], float] = _loop_time,
+        name: str = "registration",
     ) -> None:
+        """`name` tells these windows from others' in Redis (each host's ANONYMOUS
+        login windows are registration windows of their own)."""
         super().__init__(options)
         self._node = node
         self._clock = clock
+        self._name = name
         self._recorder = recorder if recorder is not None else RedisRecorder(node)
         self._script = self._recorder.script(_REGISTRATION)
-        self.channel = node.key("throttle", "registration")
+        self.channel = node.key("throttle", name)
         self._channel = _raw(self.channel)
         limits = self.options.registration
         self._periods = (_ms(limits.address_period), _ms(limits.total_period))
@@ -383,9 +387,9 @@ class ClusterRegistrationThrottle(RegistrationThrottle):
         self._recorder.record(
             self._script,
             [
-                _raw(self._node.key("throttle", "ra", key)),
-                _raw(self._node.key("throttle", "rr", key)),
-                _raw(self._node.key("throttle", "rt")),
+                _raw(self._node.key("throttle", self._name, "a", key)),
+                _raw(self._node.key("throttle", self._name, "r", key)),
+                _raw(self._node.key("throttle", self._name, "t")),
             ],
             [self._channel, kind, self._periods[0], self._periods[1], member, message],
         )
