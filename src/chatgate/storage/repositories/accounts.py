@@ -36,7 +36,7 @@ from chatgate.storage.models import (
 )
 from chatgate.storage.records import AccountSummary
 from chatgate.storage.repositories.invitations import reserved_names
-from chatgate.storage.repositories.owner import find_account_id
+from chatgate.storage.repositories.owner import find_account_id, lock_names
 
 #: one account to create or update in bulk: (username, domain, {hash_name: keys})
 AccountRow = tuple[str, str, Mapping[str, ScramKeys]]
@@ -191,6 +191,7 @@ class AccountRepository:
         pending = list(rows)
         for batch in _batches(pending):
             async with self._writer.begin() as conn:
+                await lock_names(conn, [(u, d) for u, d, _ in batch])
                 existing = await self._existing(conn, [(u, d) for u, d, _ in batch])
                 fresh: list[AccountRow] = []
                 for username, domain, credentials in batch:

@@ -221,7 +221,10 @@ async def claim_invitation(
                 RegistrationInvite.username,
                 RegistrationInvite.uses_left,
                 RegistrationInvite.expires,
-            ).where(RegistrationInvite.token_hash == presented)
+            )
+            .where(RegistrationInvite.token_hash == presented)
+            # PostgreSQL: a second redemption waits here, then reads the uses left
+            .with_for_update()
         )
     ).one_or_none()
     invite = None if row is None else Invite(*row)
@@ -229,11 +232,13 @@ async def claim_invitation(
         raise InviteUnavailable("the invitation is unknown, used up or expired")
     if invite.username is not None and invite.username != username:
         raise InviteUnavailable(f"the invitation is for {invite.username!r}")
-    await conn.execute(
+    used = await conn.execute(
         update(RegistrationInvite)
-        .where(RegistrationInvite.token_hash == presented)
+        .where(RegistrationInvite.token_hash == presented, RegistrationInvite.uses_left > 0)
         .values(uses_left=RegistrationInvite.uses_left - 1)
     )
+    if used.rowcount != 1:  # cannot happen under the row lock; never go below zero
+        raise InviteUnavailable("the invitation is used up")
 
 
 async def reserved_names(

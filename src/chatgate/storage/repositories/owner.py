@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import hashlib
+from collections.abc import Iterable
+
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import Integer
 
 from chatgate.storage.errors import AccountNotFound
 from chatgate.storage.models import Account
 
 #: (username, domain): a PRECIS-enforced localpart and the domain it lives on
 Owner = tuple[str, str]
+
+#: first key of the PostgreSQL advisory locks on names (two-int keys never meet the
+#: one-bigint keys, such as the migrations' lock)
+NAME_LOCK_CLASS = 0x6367_6E6D  # "cgnm"
+
+_LOCK_NAMES = text(
+    "SELECT count(pg_advisory_xact_lock(:lock_class, k)) FROM unnest(:keys) AS k"
+).bindparams(bindparam("keys", type_=ARRAY(Integer())))
 
 
 async def find_account_id(conn: AsyncConnection, owner: Owner, *, lock: bool = False) -> int | None:
@@ -32,3 +45,24 @@ async def require_account_id(conn: AsyncConnection, owner: Owner) -> int:
     if account_id is None:
         raise AccountNotFound(*owner)
     return account_id
+
+
+async def lock_names(conn: AsyncConnection, names: Iterable[Owner]) -> None:
+    """Inside a write transaction on PostgreSQL: hold, until commit, a lock on each
+    name, so transactions that may claim a name (creating an account, holding or
+    approving a registration, redeeming an invitation for it) take turns.  READ
+    COMMITTED would otherwise let two of them both find the name free, one in
+    `accounts` and the other in `pending_registrations`.  Keys are taken in
+    ascending order (no deadlock between two batches); a hash collision only
+    makes two names wait for each other.  SQLite needs nothing: the writer's
+    ``BEGIN IMMEDIATE`` already serializes every write."""
+    if conn.dialect.name != "postgresql":
+        return
+    keys = sorted({_name_key(username, domain) for username, domain in names})
+    if keys:
+        await conn.execute(_LOCK_NAMES, {"lock_class": NAME_LOCK_CLASS, "keys": keys})
+
+
+def _name_key(username: str, domain: str) -> int:
+    digest = hashlib.blake2b(f"{username}@{domain}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)

@@ -37,7 +37,7 @@ from chatgate.storage.repositories.legacy_records import (
     secret_values,
     secrets_from_row,
 )
-from chatgate.storage.repositories.owner import find_account_id, require_account_id
+from chatgate.storage.repositories.owner import find_account_id, lock_names, require_account_id
 from chatgate.storage.repositories.registration import claim_name, put_fields
 
 __all__ = [
@@ -145,6 +145,8 @@ class PendingRegistrationRepository:
         there is none.  Raises AccountExists (and keeps the registration pending) when
         an account of that name exists."""
         async with self._writer.begin() as conn:
+            # two approvals of one name take turns: the second finds it gone
+            await lock_names(conn, [(username, domain)])
             row = (
                 await conn.execute(
                     select(PendingRegistration.secrets, PendingRegistration.fields).where(

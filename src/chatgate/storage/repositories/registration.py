@@ -32,7 +32,12 @@ from chatgate.storage.repositories.accounts import BATCH_SIZE, AccountRepository
 from chatgate.storage.repositories.invitations import claim_invitation, reserved_names
 from chatgate.storage.repositories.legacy import put_secrets, put_secrets_many
 from chatgate.storage.repositories.legacy_records import AccountWithSecrets, LegacySecrets
-from chatgate.storage.repositories.owner import Owner, find_account_id, require_account_id
+from chatgate.storage.repositories.owner import (
+    Owner,
+    find_account_id,
+    lock_names,
+    require_account_id,
+)
 
 __all__ = ["RegistrationRepository", "claim_name", "held_names", "put_fields"]
 
@@ -97,6 +102,7 @@ class RegistrationRepository:
         for batch in _batches(list(rows)):
             pairs = [(u, d) for u, d, _, _ in batch]
             async with self._writer.begin() as conn:
+                await lock_names(conn, pairs)
                 taken = set(await AccountRepository._ids(conn, pairs))
                 reserved = await held_names(conn, pairs, now)
                 fresh: list[AccountWithSecrets] = []
@@ -147,6 +153,7 @@ async def claim_name(
     """Inside a write transaction: refuse (AccountExists) a name held by an account, a
     pending registration or another usable invitation; redeem `token` if given
     (InviteUnavailable when it cannot be)."""
+    await lock_names(conn, [(username, domain)])
     if await find_account_id(conn, (username, domain), lock=True) is not None:
         raise AccountExists(username, domain)
     held = await conn.execute(
