@@ -116,12 +116,15 @@ __all__ = [
     "LiveReason",
     "LiveStream",
     "LiveStreams",
+    "LiveUnavailable",
     "LocalLiveStreams",
     "PlayVerdict",
     "Publication",
     "PublishVerdict",
     "Session",
     "Viewing",
+    "check_now",
+    "start_is_valid",
 ]
 
 MAX_CLIENT_ID: Final = 64
@@ -315,6 +318,25 @@ class LiveStreams(Protocol):
         ...
 
 
+class LiveUnavailable(Exception):
+    """A shared registry cannot be reached: nothing can be decided (the hook is
+    answered 503, never with a guess)."""
+
+
+def start_is_valid(
+    stream: str, identity: str | None, client_id: str, node: str, credential: str | None
+) -> bool:
+    """Whether a start's peer text is fit to store (the module docstring's
+    "Bounds"): what every implementation checks before anything else."""
+    return (
+        _stream_ok(stream)
+        and _id_ok(client_id)
+        and _id_ok(node)
+        and _identity_ok(identity)
+        and _credential_ok(credential)
+    )
+
+
 def _id_ok(text: object) -> bool:
     return isinstance(text, str) and _TOKEN_TEXT.fullmatch(text) is not None
 
@@ -354,6 +376,10 @@ def _session_ok(session: Session) -> bool:
 def _check_now(now: float) -> None:
     if not isinstance(now, int | float) or not math.isfinite(now):
         raise ValueError(f"now must be finite Unix seconds, not {now!r}")
+
+
+#: `ValueError` unless `now` is finite Unix seconds (every implementation's check)
+check_now = _check_now
 
 
 class _Entry:

@@ -3,8 +3,11 @@ viewer counts, bounds, revocation and the restart rule.  Time is passed in."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatgate.streams.live import (
@@ -26,6 +29,22 @@ BOB = "bob@example.org"
 NODE = "nginx-1"
 
 
+Make = Callable[..., LiveStreams]
+
+
+@pytest.fixture
+def make() -> Make:
+    """A fresh, empty registry for the given `LiveLimits` (the in-process one here;
+    `tests/unit/cluster/test_live_streams.py` runs these tests on Redis's)."""
+    return LocalLiveStreams
+
+
+async def counts(live: LiveStreams) -> tuple[int, int]:
+    """(streams, viewers) held, unconfirmed included, whichever implementation."""
+    result = live.counts()  # type: ignore[attr-defined]
+    return tuple(await result) if inspect.isawaitable(result) else result
+
+
 def test_local_registry_implements_the_protocol() -> None:
     registry: LiveStreams = LocalLiveStreams()
     assert registry is not None
@@ -34,15 +53,15 @@ def test_local_registry_implements_the_protocol() -> None:
 # -- publishing ---------------------------------------------------------------------
 
 
-async def test_first_publisher_starts_and_is_listed() -> None:
-    live = LocalLiveStreams()
+async def test_first_publisher_starts_and_is_listed(make: Make) -> None:
+    live = make()
     verdict = await live.try_publish("live/alice", ALICE, "6", NODE, T0)
     assert verdict == PublishVerdict(True, LiveReason.STARTED)
     assert await live.live() == [LiveStream("live/alice", ALICE, "6", NODE, T0, T0, True, 0)]
 
 
-async def test_second_publisher_is_refused_while_the_first_is_live() -> None:
-    live = LocalLiveStreams()
+async def test_second_publisher_is_refused_while_the_first_is_live(make: Make) -> None:
+    live = make()
     await live.try_publish("live/alice", ALICE, "6", NODE, T0)
     assert await live.try_publish("live/alice", BOB, "7", NODE, T0 + 1) == PublishVerdict(
         False, LiveReason.BUSY
@@ -56,25 +75,25 @@ async def test_second_publisher_is_refused_while_the_first_is_live() -> None:
         LiveReason.BUSY
     )
     # Anonymous publishers are never "the same user".
-    anon = LocalLiveStreams(LiveLimits(takeover=True))
+    anon = make(LiveLimits(takeover=True))
     await anon.try_publish("live/x", None, "1", NODE, T0)
     assert (await anon.try_publish("live/x", None, "2", NODE, T0)).reason is LiveReason.BUSY
     rows = await live.live()
     assert [(r.publisher, r.client_id) for r in rows] == [(ALICE, "6")]
 
 
-async def test_publish_done_frees_the_stream() -> None:
-    live = LocalLiveStreams()
+async def test_publish_done_frees_the_stream(make: Make) -> None:
+    live = make()
     await live.try_publish("live/alice", ALICE, "6", NODE, T0)
     ended = await live.publish_done("live/alice", "6", NODE)
     assert ended == Publication("live/alice", ALICE, "6", NODE, T0, T0)
     assert await live.live() == []
-    assert live.counts() == (0, 0)
+    assert (await counts(live)) == (0, 0)
     assert (await live.try_publish("live/alice", BOB, "7", NODE, T0 + 2)).accepted
 
 
-async def test_publish_done_of_another_client_is_ignored() -> None:
-    live = LocalLiveStreams()
+async def test_publish_done_of_another_client_is_ignored(make: Make) -> None:
+    live = make()
     await live.try_publish("live/alice", ALICE, "6", NODE, T0)
     assert await live.publish_done("live/alice", "7", NODE) is None  # refused second publisher
     assert await live.publish_done("live/alice", "6", "nginx-2") is None
@@ -83,8 +102,8 @@ async def test_publish_done_of_another_client_is_ignored() -> None:
     assert len(await live.live()) == 1
 
 
-async def test_repeated_start_of_the_same_session_is_a_renewal() -> None:
-    live = LocalLiveStreams()
+async def test_repeated_start_of_the_same_session_is_a_renewal(make: Make) -> None:
+    live = make()
     await live.try_publish("live/alice", ALICE, "6", NODE, T0)
     verdict = await live.try_publish("live/alice", ALICE, "6", NODE, T0 + 30, renewal=True)
     assert verdict == PublishVerdict(True, LiveReason.RENEWED)
@@ -96,8 +115,8 @@ async def test_repeated_start_of_the_same_session_is_a_renewal() -> None:
     )
 
 
-async def test_takeover_by_the_same_user_when_configured() -> None:
-    live = LocalLiveStreams(LiveLimits(takeover=True))
+async def test_takeover_by_the_same_user_when_configured(make: Make) -> None:
+    live = make(LiveLimits(takeover=True))
     await live.try_publish("live/alice", ALICE, "6", NODE, T0, credential="key-1")
     verdict = await live.try_publish("live/alice", ALICE, "9", NODE, T0 + 5)
     assert verdict == PublishVerdict(
@@ -119,36 +138,36 @@ async def test_takeover_by_the_same_user_when_configured() -> None:
     assert [r.client_id for r in await live.live()] == ["9"]
 
 
-async def test_renewal_of_an_unknown_session_adopts_it() -> None:
+async def test_renewal_of_an_unknown_session_adopts_it(make: Make) -> None:
     # An in-process registry lost its sessions with the process; the publisher's
     # next on_update brings it back, and a newcomer meanwhile wins the stream.
-    live = LocalLiveStreams()
+    live = make()
     verdict = await live.try_publish("live/alice", ALICE, "6", NODE, T0, renewal=True)
     assert verdict == PublishVerdict(True, LiveReason.STARTED)
-    other = LocalLiveStreams()
+    other = make()
     await other.try_publish("live/alice", BOB, "7", NODE, T0)
     assert (await other.try_publish("live/alice", ALICE, "6", NODE, T0, renewal=True)).reason is (
         LiveReason.BUSY
     )
 
 
-async def test_viewers_do_not_block_a_publisher_and_stay_when_it_leaves() -> None:
-    live = LocalLiveStreams()
+async def test_viewers_do_not_block_a_publisher_and_stay_when_it_leaves(make: Make) -> None:
+    live = make()
     assert (await live.play_started("live/alice", BOB, "3", NODE, T0)).accepted
     assert (await live.try_publish("live/alice", ALICE, "6", NODE, T0)).accepted
     assert [r.viewers for r in await live.live()] == [1]
     await live.publish_done("live/alice", "6", NODE)
     assert await live.live() == []
-    assert live.counts() == (1, 1)
+    assert (await counts(live)) == (1, 1)
     assert (await live.play_done("live/alice", "3", NODE)) is not None
-    assert live.counts() == (0, 0)
+    assert (await counts(live)) == (0, 0)
 
 
 # -- playing ---------------------------------------------------------------------------
 
 
-async def test_viewers_are_paired_by_client_id() -> None:
-    live = LocalLiveStreams()
+async def test_viewers_are_paired_by_client_id(make: Make) -> None:
+    live = make()
     await live.try_publish("live/alice", ALICE, "1", NODE, T0)
     assert await live.play_started("live/alice", BOB, "2", NODE, T0) == PlayVerdict(
         True, LiveReason.STARTED, 1
@@ -165,8 +184,8 @@ async def test_viewers_are_paired_by_client_id() -> None:
     assert [r.viewers for r in await live.live()] == [2]
 
 
-async def test_done_without_start_is_ignored_and_counts_never_go_negative() -> None:
-    live = LocalLiveStreams()
+async def test_done_without_start_is_ignored_and_counts_never_go_negative(make: Make) -> None:
+    live = make()
     await live.try_publish("live/alice", ALICE, "1", NODE, T0)
     assert await live.play_done("live/alice", "99", NODE) is None
     assert await live.play_done("live/nobody", "99", NODE) is None
@@ -174,10 +193,14 @@ async def test_done_without_start_is_ignored_and_counts_never_go_negative() -> N
     assert await live.play_done("live/alice", "2", NODE) is not None
     assert await live.play_done("live/alice", "2", NODE) is None  # twice
     assert [r.viewers for r in await live.live()] == [0]
-    assert live.counts() == (1, 0)
+    assert (await counts(live)) == (1, 0)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # `make` makes a fresh one
+)
 @given(
     st.lists(
         st.tuples(
@@ -189,51 +212,47 @@ async def test_done_without_start_is_ignored_and_counts_never_go_negative() -> N
         max_size=60,
     )
 )
-def test_counts_match_a_model_under_any_callback_order(
+async def test_counts_match_a_model_under_any_callback_order(
+    make: Make,
     events: list[tuple[str, str, str, str]],
 ) -> None:
-    import asyncio
-
-    async def run() -> None:
-        live = LocalLiveStreams(LiveLimits(max_viewers_per_stream=4, max_viewers=6))
-        viewers: dict[str, set[tuple[str, str]]] = {"live/a": set(), "live/b": set()}
-        publishers: dict[str, tuple[str, str] | None] = {"live/a": None, "live/b": None}
-        for kind, stream, client, node in events:
-            if kind == "start":
-                verdict = await live.play_started(stream, None, client, node, T0)
-                total = sum(len(v) for v in viewers.values())
-                fits = (node, client) in viewers[stream] or (len(viewers[stream]) < 4 and total < 6)
-                assert verdict.accepted == fits
-                if fits:
-                    viewers[stream].add((node, client))
-            elif kind == "done":
-                ended = await live.play_done(stream, client, node)
-                assert (ended is not None) == ((node, client) in viewers[stream])
-                viewers[stream].discard((node, client))
-            elif kind == "pub":
-                published = await live.try_publish(stream, "u@example.org", client, node, T0)
-                free = publishers[stream] in (None, (node, client))
-                assert published.accepted == free
-                if free:
-                    publishers[stream] = (node, client)
-            else:
-                ended_pub = await live.publish_done(stream, client, node)
-                assert (ended_pub is not None) == (publishers[stream] == (node, client))
-                if ended_pub is not None:
-                    publishers[stream] = None
-            streams_held = sum(1 for s in viewers if viewers[s] or publishers[s])
-            assert live.counts() == (streams_held, sum(len(v) for v in viewers.values()))
-        rows = {r.stream: r.viewers for r in await live.live()}
-        assert rows == {s: len(viewers[s]) for s in viewers if publishers[s] is not None}
-
-    asyncio.run(run())
+    live = make(LiveLimits(max_viewers_per_stream=4, max_viewers=6))
+    viewers: dict[str, set[tuple[str, str]]] = {"live/a": set(), "live/b": set()}
+    publishers: dict[str, tuple[str, str] | None] = {"live/a": None, "live/b": None}
+    for kind, stream, client, node in events:
+        if kind == "start":
+            verdict = await live.play_started(stream, None, client, node, T0)
+            total = sum(len(v) for v in viewers.values())
+            fits = (node, client) in viewers[stream] or (len(viewers[stream]) < 4 and total < 6)
+            assert verdict.accepted == fits
+            if fits:
+                viewers[stream].add((node, client))
+        elif kind == "done":
+            ended = await live.play_done(stream, client, node)
+            assert (ended is not None) == ((node, client) in viewers[stream])
+            viewers[stream].discard((node, client))
+        elif kind == "pub":
+            published = await live.try_publish(stream, "u@example.org", client, node, T0)
+            free = publishers[stream] in (None, (node, client))
+            assert published.accepted == free
+            if free:
+                publishers[stream] = (node, client)
+        else:
+            ended_pub = await live.publish_done(stream, client, node)
+            assert (ended_pub is not None) == (publishers[stream] == (node, client))
+            if ended_pub is not None:
+                publishers[stream] = None
+        streams_held = sum(1 for s in viewers if viewers[s] or publishers[s])
+        assert (await counts(live)) == (streams_held, sum(len(v) for v in viewers.values()))
+    rows = {r.stream: r.viewers for r in await live.live()}
+    assert rows == {s: len(viewers[s]) for s in viewers if publishers[s] is not None}
 
 
 # -- bounds ------------------------------------------------------------------------------
 
 
-async def test_stream_cap() -> None:
-    live = LocalLiveStreams(LiveLimits(max_streams=2))
+async def test_stream_cap(make: Make) -> None:
+    live = make(LiveLimits(max_streams=2))
     assert (await live.try_publish("live/a", ALICE, "1", NODE, T0)).accepted
     assert (await live.play_started("live/b", None, "2", NODE, T0)).accepted
     # viewers of a stream nobody publishes do not keep publishers out: one published
@@ -254,19 +273,19 @@ async def test_stream_cap() -> None:
     assert (await live.try_publish("live/d", ALICE, "4", NODE, T0)).accepted
 
 
-async def test_made_up_viewer_only_streams_never_lock_publishers_out() -> None:
-    live = LocalLiveStreams(LiveLimits(max_streams=10))
+async def test_made_up_viewer_only_streams_never_lock_publishers_out(make: Make) -> None:
+    live = make(LiveLimits(max_streams=10))
     for i in range(50):  # anonymous viewers of names nobody publishes
         await live.play_started(f"public/made-up{i}", None, f"v{i}", NODE, T0)
-    assert live.counts()[0] == 10  # they stop at the cap
+    assert (await counts(live))[0] == 10  # they stop at the cap
     for i in range(10):
         assert (await live.try_publish(f"live/s{i}", ALICE, f"p{i}", NODE, T0)).accepted
     assert not (await live.try_publish("live/s10", ALICE, "p10", NODE, T0)).accepted
-    assert live.counts()[0] == 20  # at most twice the cap in the table
+    assert (await counts(live))[0] == 20  # at most twice the cap in the table
 
 
-async def test_viewer_caps_per_stream_and_in_all() -> None:
-    live = LocalLiveStreams(LiveLimits(max_viewers_per_stream=2, max_viewers=3))
+async def test_viewer_caps_per_stream_and_in_all(make: Make) -> None:
+    live = make(LiveLimits(max_viewers_per_stream=2, max_viewers=3))
     assert (await live.play_started("live/a", None, "1", NODE, T0)).accepted
     assert (await live.play_started("live/a", None, "2", NODE, T0)).accepted
     assert await live.play_started("live/a", None, "3", NODE, T0) == PlayVerdict(
@@ -281,17 +300,17 @@ async def test_viewer_caps_per_stream_and_in_all() -> None:
     assert await live.play_started("live/c", None, "6", NODE, T0) == PlayVerdict(
         False, LiveReason.VIEWER_LIMIT, 0
     )
-    assert live.counts() == (2, 3)  # the refused live/c left no entry
+    assert (await counts(live)) == (2, 3)  # the refused live/c left no entry
 
 
-async def test_a_hostile_callback_flood_stays_bounded() -> None:
-    live = LocalLiveStreams(LiveLimits(max_streams=50, max_viewers_per_stream=20, max_viewers=500))
+async def test_a_hostile_callback_flood_stays_bounded(make: Make) -> None:
+    live = make(LiveLimits(max_streams=50, max_viewers_per_stream=20, max_viewers=500))
     accepted = 0
     for i in range(5_000):
         verdict = await live.play_started(f"live/s{i % 100}", None, f"c{i}", NODE, T0)
         accepted += verdict.accepted
         await live.try_publish(f"live/p{i}", None, f"d{i}", NODE, T0)
-    streams, viewers = live.counts()
+    streams, viewers = await counts(live)
     assert streams <= 100  # 50 published and at most 50 with viewers only
     assert viewers <= 500
     assert accepted == viewers
@@ -318,27 +337,27 @@ async def test_a_hostile_callback_flood_stays_bounded() -> None:
     ],
 )
 async def test_invalid_peer_text_is_refused_not_truncated(
-    stream: str, client_id: str, node: str, who: str
+    stream: str, client_id: str, node: str, who: str, make: Make
 ) -> None:
-    live = LocalLiveStreams()
+    live = make()
     assert await live.try_publish(stream, who, client_id, node, T0) == PublishVerdict(
         False, LiveReason.INVALID
     )
     assert await live.play_started(stream, who, client_id, node, T0) == PlayVerdict(
         False, LiveReason.INVALID
     )
-    assert live.counts() == (0, 0)
+    assert (await counts(live)) == (0, 0)
 
 
-async def test_client_id_at_the_bound_is_accepted() -> None:
-    live = LocalLiveStreams()
+async def test_client_id_at_the_bound_is_accepted(make: Make) -> None:
+    live = make()
     client = "x" * MAX_CLIENT_ID
     assert (await live.try_publish("live/a", ALICE, client, NODE, T0)).accepted
     assert (await live.publish_done("live/a", client, NODE)) is not None
 
 
-async def test_bad_credential_id_is_refused() -> None:
-    live = LocalLiveStreams()
+async def test_bad_credential_id_is_refused(make: Make) -> None:
+    live = make()
     verdict = await live.try_publish("live/a", ALICE, "1", NODE, T0, credential="k" * 65)
     assert verdict.reason is LiveReason.INVALID
 
@@ -357,8 +376,8 @@ def test_limits_are_validated() -> None:
     assert LiveLimits(stale_after=None).stale_after is None
 
 
-async def test_now_must_be_a_finite_number() -> None:
-    live = LocalLiveStreams()
+async def test_now_must_be_a_finite_number(make: Make) -> None:
+    live = make()
     with pytest.raises(ValueError):
         await live.try_publish("live/a", ALICE, "1", NODE, float("nan"))
     with pytest.raises(ValueError):
@@ -368,8 +387,8 @@ async def test_now_must_be_a_finite_number() -> None:
 # -- revocation ----------------------------------------------------------------------------
 
 
-async def _populated() -> LocalLiveStreams:
-    live = LocalLiveStreams()
+async def _populated(make: Make) -> LiveStreams:
+    live = make()
     await live.try_publish("live/alice", ALICE, "1", NODE, T0, credential="key-a")
     await live.try_publish("live/bob", BOB, "2", NODE, T0, credential="tok-b")
     await live.play_started("live/bob", ALICE, "3", NODE, T0)
@@ -378,15 +397,15 @@ async def _populated() -> LocalLiveStreams:
     return live
 
 
-async def test_revoke_a_user_ends_their_publications_and_viewings() -> None:
-    live = await _populated()
+async def test_revoke_a_user_ends_their_publications_and_viewings(make: Make) -> None:
+    live = await _populated(make)
     ended = await live.revoke(T0 + 10, user=ALICE)
     assert sorted((type(s).__name__, s.stream, s.client_id) for s in ended) == [
         ("Publication", "live/alice", "1"),
         ("Viewing", "live/bob", "3"),
     ]
     assert [(r.stream, r.viewers) for r in await live.live()] == [("live/bob", 0)]
-    assert live.counts() == (2, 2)  # live/alice keeps its two viewers, waiting
+    assert (await counts(live)) == (2, 2)  # live/alice keeps its two viewers, waiting
     # The revoked publisher's on_update is refused; a fresh start is evaluated anew.
     renewal = await live.try_publish("live/alice", ALICE, "1", NODE, T0 + 20, renewal=True)
     assert renewal.reason is LiveReason.ENDED
@@ -395,16 +414,16 @@ async def test_revoke_a_user_ends_their_publications_and_viewings() -> None:
     assert (await live.try_publish("live/alice", ALICE, "1", NODE, T0 + 21)).accepted
 
 
-async def test_revoke_a_stream_ends_everyone_on_it() -> None:
-    live = await _populated()
+async def test_revoke_a_stream_ends_everyone_on_it(make: Make) -> None:
+    live = await _populated(make)
     ended = await live.revoke(T0 + 10, stream="live/alice")
     assert sorted(s.client_id for s in ended) == ["1", "4", "5"]
     assert [r.stream for r in await live.live()] == ["live/bob"]
-    assert live.counts() == (1, 1)
+    assert (await counts(live)) == (1, 1)
 
 
-async def test_revoke_a_credential_and_combined_criteria() -> None:
-    live = await _populated()
+async def test_revoke_a_credential_and_combined_criteria(make: Make) -> None:
+    live = await _populated(make)
     assert [s.client_id for s in await live.revoke(T0, credential="tok-p")] == ["4"]
     assert await live.revoke(T0, user=BOB, stream="live/alice") == []
     ended = await live.revoke(T0, user=BOB, stream="live/bob")
@@ -414,8 +433,8 @@ async def test_revoke_a_credential_and_combined_criteria() -> None:
         await live.revoke(T0)
 
 
-async def test_ended_sessions_are_forgotten_after_their_ttl_and_bounded() -> None:
-    live = LocalLiveStreams(LiveLimits(ended_ttl=60, max_ended=2))
+async def test_ended_sessions_are_forgotten_after_their_ttl_and_bounded(make: Make) -> None:
+    live = make(LiveLimits(ended_ttl=60, max_ended=2))
     for client in ("1", "2", "3"):
         await live.try_publish(f"live/{client}", ALICE, client, NODE, T0)
     await live.revoke(T0, user=ALICE)
@@ -426,16 +445,16 @@ async def test_ended_sessions_are_forgotten_after_their_ttl_and_bounded() -> Non
     assert (await live.try_publish("live/3", ALICE, "3", NODE, T0 + 62, renewal=True)).accepted
 
 
-async def test_done_of_a_revoked_session_clears_its_memory() -> None:
-    live = LocalLiveStreams()
+async def test_done_of_a_revoked_session_clears_its_memory(make: Make) -> None:
+    live = make()
     await live.try_publish("live/a", ALICE, "1", NODE, T0)
     await live.revoke(T0, stream="live/a")
     assert await live.publish_done("live/a", "1", NODE) is None
     assert (await live.try_publish("live/a", ALICE, "1", NODE, T0 + 1, renewal=True)).accepted
 
 
-async def test_forget_node() -> None:
-    live = LocalLiveStreams()
+async def test_forget_node(make: Make) -> None:
+    live = make()
     await live.try_publish("live/a", ALICE, "1", "srs-1", T0)
     await live.try_publish("live/b", BOB, "1", "srs-2", T0)
     await live.play_started("live/b", None, "2", "srs-1", T0)
@@ -451,8 +470,8 @@ async def test_forget_node() -> None:
 # -- restarts ------------------------------------------------------------------------------
 
 
-async def test_restart_makes_sessions_unconfirmed_until_a_callback() -> None:
-    live = LocalLiveStreams(LiveLimits(unconfirmed_grace=120))
+async def test_restart_makes_sessions_unconfirmed_until_a_callback(make: Make) -> None:
+    live = make(LiveLimits(unconfirmed_grace=120))
     await live.try_publish("live/a", ALICE, "1", NODE, T0)
     await live.try_publish("live/b", BOB, "2", NODE, T0)
     await live.play_started("live/a", None, "3", NODE, T0)
@@ -477,8 +496,8 @@ async def test_restart_makes_sessions_unconfirmed_until_a_callback() -> None:
     assert [r.stream for r in await live.live(include_unconfirmed=True)] == ["live/a"]
 
 
-async def test_unconfirmed_publication_blocks_others_but_not_its_user() -> None:
-    live = LocalLiveStreams(LiveLimits(unconfirmed_grace=120))
+async def test_unconfirmed_publication_blocks_others_but_not_its_user(make: Make) -> None:
+    live = make(LiveLimits(unconfirmed_grace=120))
     await live.try_publish("live/a", ALICE, "1", NODE, T0)
     await live.restarted(T0 + 1000)
     # Another user: refused while the old one may still be live.
@@ -488,7 +507,7 @@ async def test_unconfirmed_publication_blocks_others_but_not_its_user() -> None:
     assert verdict.accepted
     assert verdict.ended is not None and verdict.ended.publisher == ALICE
 
-    again = LocalLiveStreams()
+    again = make()
     await again.try_publish("live/a", ALICE, "1", NODE, T0)
     await again.restarted(T0 + 1000)
     # The same user reconnects on a new connection at once, takeover off or not.
@@ -498,8 +517,8 @@ async def test_unconfirmed_publication_blocks_others_but_not_its_user() -> None:
     assert [(r.client_id, r.confirmed) for r in await again.live()] == [("9", True)]
 
 
-async def test_stale_confirmed_sessions_with_periodic_callbacks() -> None:
-    live = LocalLiveStreams(LiveLimits(stale_after=90))
+async def test_stale_confirmed_sessions_with_periodic_callbacks(make: Make) -> None:
+    live = make(LiveLimits(stale_after=90))
     await live.try_publish("live/a", ALICE, "1", NODE, T0)
     await live.play_started("live/a", None, "2", NODE, T0)
     await live.try_publish("live/a", ALICE, "1", NODE, T0 + 60, renewal=True)
@@ -510,7 +529,7 @@ async def test_stale_confirmed_sessions_with_periodic_callbacks() -> None:
     expired = await live.expire(T0 + 151)
     assert [(type(s).__name__, s.client_id) for s in expired] == [("Viewing", "2")]
     # Without stale_after, nothing expires by age.
-    plain = LocalLiveStreams()
+    plain = make()
     await plain.try_publish("live/a", ALICE, "1", NODE, T0)
     assert await plain.expire(T0 + 10**6) == []
     assert (await plain.try_publish("live/a", BOB, "3", NODE, T0 + 10**6)).reason is (
