@@ -28,7 +28,7 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
 
 
 @pytest.fixture
-def make(redis_client: aioredis.Redis) -> Make:  # noqa: F811  (replaces the local one)
+def make(redis_client: aioredis.Redis) -> Make:  # replaces test_live.py's local one
     """A fresh registry per call: its own key prefix on the test's redis-server."""
 
     def fresh(limits: LiveLimits | None = None) -> RedisLiveStreams:
