@@ -20,19 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Protocol
 
 from chatgate.cluster.node import ClusterNode, ClusterUnavailable
-from chatgate.streams.signal import StampSignal
-from chatgate.streams.stores import ChangeSignal
+from chatgate.streams.signal import StampSignal, WatchableSignal
 
 __all__ = ["ClusterSignal", "SharedChanges", "StreamSignals"]
 
 log = logging.getLogger(__name__)
-
-
-class WatchableSignal(ChangeSignal, Protocol):
-    def watcher(self) -> WatchableSignal: ...
 
 
 class SharedChanges:

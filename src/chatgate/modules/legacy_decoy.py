@@ -19,7 +19,11 @@ have.
 
 The choice (`LegacyDecoy`) is pure; `CensusCache` is the module's memory of
 the counts, refreshed in the request that finds them old (whether the name
-exists or not, so the refresh's cost tells nothing about the name).
+exists or not, so the refresh's cost tells nothing about the name).  The
+censuses of two processes (cluster nodes) counted at different moments differ
+by the accounts made in between; the choice moves a name to another kind only
+when it sits near a border that moved, so answers from two nodes agree for all
+but that fraction of names.
 """
 
 from __future__ import annotations
@@ -74,7 +78,12 @@ class LegacyDecoy:
         total = census.total
         if total == 0:
             return (True, True)  # an account made now holds whatever is configured
-        point = int.from_bytes(self._mac(b"kind", username, domain)[:8], "big") % total
+        # The name's fixed place in [0, 1), scaled to the census: a census that moved
+        # by a few accounts moves the kinds' borders by as little, so few names change
+        # kind (a remainder modulo the total would re-deal almost every name).  Nodes
+        # of a cluster count their censuses at different moments: an unknown name must
+        # not answer one way on one node and another way on the next.
+        point = (int.from_bytes(self._mac(b"kind", username, domain)[:8], "big") * total) >> 64
         for kind in _KINDS:
             point -= census.counts.get(kind, 0)
             if point < 0:

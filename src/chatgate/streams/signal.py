@@ -24,19 +24,39 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from chatgate.auth.internal import stamp_id
 from chatgate.datadir import make_private_dir, write_private_file
 from chatgate.streams.stores import ChangeSignal
 
-__all__ = ["STAMP_CHECK_INTERVAL", "STREAMS_STAMP", "AnySignal", "LocalSignal", "StampSignal"]
+__all__ = [
+    "STAMP_CHECK_INTERVAL",
+    "STREAMS_STAMP",
+    "AnySignal",
+    "LocalSignal",
+    "SignalFactory",
+    "StampSignal",
+    "WatchableSignal",
+]
 
 #: The stamp file of the stream authority's keys and rules.
 STREAMS_STAMP: Final = "streams.stamp"
 
 #: Seconds between two ``os.stat`` of a stamp file (the credentials stamp's figure).
 STAMP_CHECK_INTERVAL: Final = 0.05
+
+
+class WatchableSignal(ChangeSignal, Protocol):
+    """A `ChangeSignal` that makes more watchers of the same changes."""
+
+    def watcher(self) -> WatchableSignal: ...
+
+
+#: Makes the signal of the stamp `name` in `data_dir`: `StampSignal` itself on one
+#: host; `chatgate.cluster.signal.StreamSignals(node)` on a cluster node (the stamp
+#: and a Redis channel), so that the other machines learn too.
+SignalFactory = Callable[[Path, str], WatchableSignal]
 
 
 class StampSignal:

@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from chatgate.accounts.server import server_account_service
+from chatgate.auth.anonymous import AnonymousLoginLimit, AnonymousProvider
 from chatgate.auth.gate import Reason
 from chatgate.auth.internal import InternalProvider
 from chatgate.auth.policy import AccountPolicy
+from chatgate.auth.throttle import ALLOW
 from chatgate.cluster.auth_state import share_auth_state
 from chatgate.cluster.node import ClusterNode
 from chatgate.cluster.notify import ClusterCredentialsChanged
@@ -28,6 +30,7 @@ from chatgate.sasl.scram import ScramSha256Mechanism
 from chatgate.server import load_sasl_secret
 from chatgate.storage.database import Database
 from chatgate.storage.repositories.legacy_census import LegacyCensus
+from chatgate.vhost import VirtualHost
 from tests.redis_server import RedisServer
 from tests.unit.cluster.test_node import options, wait_for
 
@@ -180,3 +183,47 @@ async def test_unknown_users_get_the_same_answers_from_every_node(
         answers.append([decoy.answer(f"nobody{i}", DOMAIN, census) for i in range(20)])
     assert answers[0] == answers[1]
     assert any(answer.chain is not None for answer in answers[0])
+
+
+async def test_anonymous_login_windows_are_shared(
+    db: Database, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    settings: dict[str, Any] = {
+        "server": {"domain": DOMAIN, "data_dir": str(tmp_path)},
+        "hosts": {"anon.example.org": {"anonymous": True, "anonymous_limits": {"per_address": 1}}},
+    }
+    cfg = Config.model_validate(settings)
+    provider = InternalProvider(db.accounts, cache_size=10, data_dir=None)
+    nodes, limits = [], []
+    for name in ("a", "b"):
+        hosts = {
+            DOMAIN: VirtualHost(DOMAIN, cfg.host(DOMAIN), provider, None, False),
+            "anon.example.org": VirtualHost(
+                "anon.example.org",
+                cfg.host("anon.example.org"),
+                AnonymousProvider(),
+                None,
+                True,
+                AnonymousLoginLimit(
+                    cfg.host("anon.example.org").anonymous_limits, cfg.auth.throttle
+                ),
+            ),
+        }
+        ctx = ServerContext(cfg, db, provider, hosts)
+        node = ClusterNode(options(redis_server), name=name)
+        await node.start()
+        await share_auth_state(ctx, node)
+        nodes.append(node)
+        limit = hosts["anon.example.org"].anonymous_limit
+        assert limit is not None
+        limits.append(limit)
+    try:
+        now = asyncio.get_running_loop().time()
+        assert limits[0].admit(ATTACKER, now)
+        windows = limits[1]._windows
+        assert isinstance(windows, ClusterRegistrationThrottle)
+        await wait_for(lambda: limits[1]._windows.check(ATTACKER, now) is not ALLOW)
+        assert not limits[1].admit(ATTACKER, now)  # one per address, on either node
+    finally:
+        for node in nodes:
+            await node.close()

@@ -253,3 +253,28 @@ def _attempts_seen(
         return entry is not None and entry.attempts is not None and len(entry.attempts) >= count
 
     return seen
+
+
+async def test_windows_of_another_name_are_counted_apart(
+    nodes: tuple[ClusterNode, ClusterNode],
+) -> None:
+    """Each host's ANONYMOUS login windows are registration windows under the host's
+    name: shared with the same name on other nodes, never with the registrations."""
+    clock = Clock()
+    a, b = nodes
+    registrations = ClusterRegistrationThrottle(a, THROTTLE, clock=clock)
+    anonymous_a = ClusterRegistrationThrottle(
+        a, THROTTLE, clock=clock, name="anonymous:anon.example"
+    )
+    anonymous_b = ClusterRegistrationThrottle(
+        b, THROTTLE, clock=clock, name="anonymous:anon.example"
+    )
+    await a.start()
+    await b.start()
+    for _ in range(2):
+        anonymous_a.registered(ATTACKER, clock.now)
+    await settle(anonymous_a)
+    await wait_for(lambda: _registrations(anonymous_b, ATTACKER) == 2)
+    assert isinstance(anonymous_b.check(ATTACKER, clock.now), Refuse)
+    assert _registrations(registrations, ATTACKER) == 0
+    assert registrations.check(ATTACKER, clock.now) is ALLOW

@@ -4,8 +4,8 @@ This module owns the vocabulary of brute-force protection and registration
 limits: verdicts (`Allow`, `Refuse`), what a counted failure changed
 (`FailureRecord`), the statistics, and the two protocols the server talks to
 (`LoginThrottle`, `RegistrationLimiter`).  The in-process implementations are
-`login.AuthThrottle` and `registration.RegistrationThrottle`; an implementation
-over PostgreSQL or Redis (shared by several server processes) implements the
+`login.AuthThrottle` and `registration.RegistrationThrottle`; the cluster's
+(`chatgate.cluster.throttle`, over Redis, shared by every node) implements the
 same protocols, with the same meaning of every call.  Nothing here awaits,
 reads the clock or keeps state.
 """
