@@ -13,18 +13,33 @@ of `ChangeSignal`); the watchers of one name share one subscription
 (`SharedChanges`).  Pub/sub delivers at most once, so after Redis returns every
 watcher reports a change (the caches re-read), and a raise that could not be
 published is published then.  Raising never waits: the publication is a task.
+
+`chatgate streams ...` is not a node: `CommandLineSignals` raise the stamp and
+publish through a connection of their own (and fail loudly when they cannot).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 
+import redis
+from redis.exceptions import RedisError
+
 from chatgate.cluster.node import ClusterNode, ClusterUnavailable
+from chatgate.cluster.options import ClusterOptions
 from chatgate.streams.signal import StampSignal, WatchableSignal
 
-__all__ = ["ClusterSignal", "SharedChanges", "StreamSignals"]
+__all__ = [
+    "ClusterSignal",
+    "CommandLineSignal",
+    "CommandLineSignals",
+    "SharedChanges",
+    "SignalNotAnnounced",
+    "StreamSignals",
+]
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +133,47 @@ class StreamSignals:
         if shared is None:
             shared = self._shared[name] = SharedChanges(self._node, name)
         return ClusterSignal(shared, StampSignal(data_dir, name))
+
+
+class SignalNotAnnounced(OSError):
+    """The change is stored, but the cluster's nodes could not be told."""
+
+
+class CommandLineSignal:
+    """`ChangeSignal` of `chatgate streams ...` when `[cluster] enabled`: the stamp (this
+    host's processes), then the cluster's channel, through a connection opened for
+    the one message.  Raises `SignalNotAnnounced` when Redis cannot be told."""
+
+    def __init__(self, options: ClusterOptions, local: WatchableSignal, name: str) -> None:
+        self._options = options
+        self._local = local
+        self._name = name
+
+    def watcher(self) -> CommandLineSignal:
+        return CommandLineSignal(self._options, self._local.watcher(), self._name)
+
+    def changed(self) -> bool:
+        return self._local.changed()  # a command does not cache across nodes' changes
+
+    def raise_(self) -> None:
+        self._local.raise_()
+        client = redis.Redis.from_url(self._options.redis_url, socket_connect_timeout=2.0)
+        try:
+            client.publish(self._options.key_prefix + f"signal:{self._name}", f"cli-{os.getpid()}")
+        except (RedisError, OSError) as exc:
+            raise SignalNotAnnounced(
+                f"the change is stored, but the cluster's Redis could not be told ({exc}):"
+                " nodes on other machines re-read it when they reconnect to Redis or restart"
+            ) from exc
+        finally:
+            client.close()
+
+
+class CommandLineSignals:
+    """`SignalFactory` of the command line on a cluster (`CommandLineSignal`s)."""
+
+    def __init__(self, options: ClusterOptions) -> None:
+        self._options = options
+
+    def __call__(self, data_dir: Path, name: str) -> CommandLineSignal:
+        return CommandLineSignal(self._options, StampSignal(data_dir, name), name)

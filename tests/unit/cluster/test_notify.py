@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from chatgate.accounts import AccountService, LocalCredentialsChanged
-from chatgate.auth.internal import ACCOUNT_LOCKED, AWAITING_APPROVAL, InternalProvider
+from chatgate.auth.internal import (
+    ACCOUNT_LOCKED,
+    AWAITING_APPROVAL,
+    InternalProvider,
+    stamp_path,
+)
 from chatgate.auth.provider import NO_SUCH_KEYS
 from chatgate.cluster.node import ClusterNode
 from chatgate.cluster.notify import (
@@ -113,8 +118,11 @@ async def test_every_change_on_one_node_reaches_the_other(
     assert await b.provider.verify_password("alice", DOMAIN, "correct horse")
     assert b.provider.cached_scram_keys("alice", DOMAIN, "sha256") not in (None, NO_SUCH_KEYS)
 
+    assert not stamp_path(b.data_dir).exists()  # a new name drops no cache wholesale
     await service.change_password("alice", DOMAIN, "battery staple")
     await told(2)
+    # node b's own stamp moved: its password memos and stream-key owners forget too
+    assert stamp_path(b.data_dir).exists()
     assert not await b.provider.verify_password("alice", DOMAIN, "correct horse")
     assert await b.provider.verify_password("alice", DOMAIN, "battery staple")
 

@@ -6,8 +6,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from chatgate.cluster.node import ClusterNode
-from chatgate.cluster.signal import ClusterSignal, StreamSignals
+from chatgate.cluster.signal import (
+    ClusterSignal,
+    CommandLineSignals,
+    SignalNotAnnounced,
+    StreamSignals,
+)
 from chatgate.streams.signal import STREAMS_STAMP, StampSignal
 from chatgate.streams.stores import ChangeSignal
 from tests.redis_server import RedisServer
@@ -64,3 +71,22 @@ async def test_after_redis_returns_every_watcher_reads_again(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_the_command_line_tells_every_node(redis_server: RedisServer, tmp_path: Path) -> None:
+    a = ClusterNode(options(redis_server), name="a")
+    on_a = StreamSignals(a)(tmp_path / "a", STREAMS_STAMP)
+    command: ChangeSignal = CommandLineSignals(options(redis_server))(
+        tmp_path / "cli", STREAMS_STAMP
+    )
+    await a.start()
+    try:
+        await a.subscribed()
+        command.raise_()
+        await wait_for(on_a.changed)
+        assert StampSignal(tmp_path / "cli", STREAMS_STAMP).path.exists()  # this host too
+        redis_server.stop()
+        with pytest.raises(SignalNotAnnounced, match="stored, but"):
+            command.raise_()
+    finally:
+        await a.close()
