@@ -46,7 +46,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from chatgate.auth.throttle.base import ALLOW, FailureRecord, Verdict
-from chatgate.auth.throttle.login import AuthThrottle, _AddressState
+from chatgate.auth.throttle.login import _UNSEEN, AuthThrottle, _AddressState
 from chatgate.auth.throttle.options import ThrottleOptions
 from chatgate.auth.throttle.registration import RegistrationThrottle
 from chatgate.auth.throttle.tables import account_key
@@ -261,15 +261,20 @@ class ClusterAuthThrottle(AuthThrottle):
     def succeeded(
         self, address: str | None, account: str, now: float, *, reserved: bool = True
     ) -> None:
-        akey = self.place(address)
-        if akey is None:
+        where = self._places.mapping.get(address, _UNSEEN)  # `place`, inlined
+        if where is _UNSEEN:
+            where = self._locate(address)
+        if where is None:
             super().succeeded(address, account, now, reserved=reserved)
             return
+        akey = where.key
         ukey = account_key(account)
         # Only a success that changes something elsewhere is sent: one that forgives
         # failures, or that trusts a pair the cluster does not trust yet.  A login
-        # from a trusted pair with nothing to forgive (the common case) costs nothing.
-        news = (ukey, akey) in self._pairs or not self._trusted_pair(ukey, akey, now)
+        # from a trusted pair with nothing to forgive (the common case) sends nothing.
+        pair = (ukey, akey)
+        trust = self._trusted.mapping.get(pair)  # a peek: `succeeded` touches it
+        news = trust is None or trust.expires <= now or pair in self._pairs.mapping
         super().succeeded(address, account, now, reserved=reserved)
         if news:
             message = json.dumps(["s", self._node.name, akey, ukey])[:-1]
