@@ -45,6 +45,9 @@ class Plan:
     authority_duration: float = 5.0
     authority_max_requests: int = 80_000
     authority_wire: str = "keepalive"
+    #: repetitions that also run the cluster scenario (its three set-ups take ~20 s),
+    #: None: every one
+    cluster_repetitions: int | None = None
 
     @property
     def fanout_block(self) -> int:
@@ -68,6 +71,7 @@ PLANS: dict[str, Plan] = {
         fresh_start_each=False,
         authority_warmup=0.2,
         authority_duration=1.0,
+        cluster_repetitions=1,
     ),
     "tiny": Plan(
         mode="tiny",
@@ -295,6 +299,79 @@ def _authority_metrics(p: Plan) -> list[Metric]:
     return out
 
 
+#: the cluster scenario's set-ups and what each measures (bench/cluster.py)
+CLUSTER_FIGURES = (
+    ("off", "login", "cluster_off_logins_per_s", "logins/s, one process, cluster off"),
+    ("off", "any", "cluster_off_messages_per_s", "messages/s, one process, cluster off"),
+    ("w1", "login", "cluster_w1_logins_per_s", "logins/s, --workers 1, cluster on"),
+    ("w1", "same", "cluster_w1_messages_per_s", "messages/s, --workers 1, cluster on"),
+    ("w2", "login", "cluster_w2_logins_per_s", "logins/s, --workers 2"),
+    ("w2", "same", "cluster_w2_same_messages_per_s", "messages/s, --workers 2, same worker"),
+    ("w2", "cross", "cluster_w2_cross_messages_per_s", "messages/s, --workers 2, across workers"),
+)
+#: ratios: key -> (numerator, denominator, label)
+CLUSTER_RATIOS = {
+    "cluster_w1_over_off_messages": (
+        "cluster_w1_messages_per_s",
+        "cluster_off_messages_per_s",
+        "messages/s, cluster on (1 worker) ÷ off",
+    ),
+    "cluster_w1_over_off_logins": (
+        "cluster_w1_logins_per_s",
+        "cluster_off_logins_per_s",
+        "logins/s, cluster on (1 worker) ÷ off",
+    ),
+    "cluster_w2_cross_over_same": (
+        "cluster_w2_cross_messages_per_s",
+        "cluster_w2_same_messages_per_s",
+        "messages/s per worker, across ÷ same worker (2 workers)",
+    ),
+}
+
+
+def _cluster_figures(_: Plan, r: dict[str, Any]) -> Figures:
+    """Rates per set-up, then the ratios the issue targets; a set-up that failed fails
+    the scenario with its reason (its figures would be missing, not zero)."""
+    failed = {name: v["error"] for name, v in r.items() if "error" in v}
+    if failed:
+        raise RuntimeError("; ".join(f"{name}: {why}" for name, why in failed.items()))
+    out: Figures = {}
+    for variant, part, key, _label in CLUSTER_FIGURES:
+        result = r.get(variant, {}).get(part)
+        if result is None:
+            continue
+        value = result["logins_per_s"] if part == "login" else result["messages_per_s"]
+        out[key] = (value, result["window"])
+    for variant in ("w2",):
+        for placement in ("same", "cross"):
+            result = r.get(variant, {}).get(placement)
+            if result is not None:
+                out[f"cluster_{variant}_{placement}_p50_ms"] = (
+                    result["latency"]["p50_ms"],
+                    result["window"],
+                )
+    for key, (top, bottom, _label) in CLUSTER_RATIOS.items():
+        if top in out and bottom in out and out[bottom][0]:
+            out[key] = (round(out[top][0] / out[bottom][0], 3), out[top][1])
+    return out
+
+
+def _cluster_metrics(p: Plan) -> list[Metric]:
+    shape = f"{p.pairs} pairs, W={p.window}; K={p.login_workers}"
+    out = [Metric(key, f"{label} ({shape})", "1/s", True) for *_, key, label in CLUSTER_FIGURES]
+    out += [
+        Metric(
+            f"cluster_w2_{placement}_p50_ms",
+            f"one-way latency p50, --workers 2, {how}",
+            "ms",
+            False,
+        )
+        for placement, how in (("same", "same worker"), ("cross", "across workers"))
+    ]
+    out += [Metric(key, label, "x", True) for key, (*_, label) in CLUSTER_RATIOS.items()]
+    return out
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -450,6 +527,18 @@ SCENARIOS: dict[str, Scenario] = {
             _authority_figures,
             _authority_metrics,
             transport="http",
+            servers=("chatgate",),
+        ),
+        Scenario(
+            "cluster",
+            "cluster",
+            False,
+            "issue 14: one process without the cluster layer, then `serve --workers 1` and "
+            "`--workers 2` with [cluster] on (a bench-owned redis-server): logins/s, and "
+            "messages/s with pairs on the same worker and across workers; chatgate only",
+            lambda p: {"pairs": p.pairs, "window_size": p.window, "workers": p.login_workers},
+            _cluster_figures,
+            _cluster_metrics,
             servers=("chatgate",),
         ),
     ]

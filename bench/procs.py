@@ -62,12 +62,13 @@ def free_port() -> int:
 def start_pinned(
     argv: Sequence[str],
     *,
-    core: int,
+    core: int | str,
     log_path: Path,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start `argv` pinned to `core`; its PID is the server's PID (taskset and env exec)."""
+    """Start `argv` pinned to `core` (or a `taskset -c` list such as "0,1"); its PID is the
+    server's PID (taskset and env exec)."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)

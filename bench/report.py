@@ -37,6 +37,8 @@ def bound_of(window: dict[str, Any]) -> str:
     """What limited a figure: the server's core, the generator's core, or neither."""
     if window.get("bound") == "memory":
         return "memory"
+    if window.get("bound"):  # the cluster scenario judges its several processes itself
+        return str(window["bound"])
     if window.get("server_cpu_pct", 0) >= SATURATED:
         return "server CPU"
     if window.get("generator_cpu_pct", 0) >= SATURATED:
@@ -92,6 +94,19 @@ AUTHORITY_TARGETS = [
     AbsoluteTarget("authority_stream_key_p99_ms", "stream-key decision p99 < 20 ms", 20, False),
     AbsoluteTarget(
         "authority_password_warm_per_s", "password decisions/s, warm ≥ 5,000", 5_000, True
+    ),
+]
+
+
+#: issue 14: what the cluster layer may cost one node, and what crossing workers may cost
+CLUSTER_TARGETS = [
+    AbsoluteTarget("cluster_w1_over_off_messages", "messages/s, cluster on ÷ off ≥ 0.9", 0.9, True),
+    AbsoluteTarget("cluster_w1_over_off_logins", "logins/s, cluster on ÷ off ≥ 0.9", 0.9, True),
+    AbsoluteTarget(
+        "cluster_w2_cross_over_same",
+        "messages/s per worker, across ÷ same worker ≥ 0.8",
+        0.8,
+        True,
     ),
 ]
 
@@ -168,10 +183,12 @@ def authority_notes(runs: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def _absolute_rows(
-    summary: dict[str, dict[str, dict[str, Any]]], notes: dict[str, str]
+    summary: dict[str, dict[str, dict[str, Any]]],
+    notes: dict[str, str],
+    targets: list[AbsoluteTarget] = AUTHORITY_TARGETS,
 ) -> list[dict[str, Any]]:
     rows = []
-    for t in AUTHORITY_TARGETS:
+    for t in targets:
         mine = summary.get(t.key, {}).get("chatgate", {}).get("median")
         status = "n/a"
         if mine is not None:
@@ -244,6 +261,8 @@ def evaluate_targets(
     )
     if scenario_names is not None and "authority" in scenario_names:
         rows += _absolute_rows(summary, notes or {})
+    if scenario_names is not None and "cluster" in scenario_names:
+        rows += _absolute_rows(summary, {}, CLUSTER_TARGETS)
     return rows
 
 

@@ -364,6 +364,30 @@ def measure_unit(
     return records, ok
 
 
+def measure_cluster(
+    peer: Peer, setup: PeerSetup, gen: Generator, plan: Plan, sc: Scenario, rep: int
+) -> tuple[dict[str, Any], bool]:
+    """The cluster scenario's repetition `rep`: its three set-ups, one record."""
+    from bench import cluster
+
+    record: dict[str, Any] = {"scenario": sc.name, "server": peer.name, "rep": rep}
+    t0 = time.perf_counter()
+    head = f"[{rep}/{plan.repetitions}] {sc.name:<14} {peer.name:<9}"
+    try:
+        result = cluster.measure(peer, setup, gen, plan)
+        record["result"] = result
+        figures = sc.figures(plan, result)
+        record["figures"] = {k: {"value": v, "window": w} for k, (v, w) in figures.items()}
+        log(f"{head} {_short(figures)}")
+        ok = True
+    except Exception as e:
+        ok = False
+        record["error"] = f"{type(e).__name__}: {e}"[-3000:]
+        log(f"{head} FAILED: {record['error'][:600]}")
+    record["seconds"] = round(time.perf_counter() - t0, 2)
+    return record, ok
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = replace(
@@ -453,7 +477,9 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"prepare {name}: stream credentials {notes['stream_credentials']}")
         meta["peers"] = {name: peer.describe() for name, peer in peers.items()}
         procs.pin_self(procs.GENERATOR_CORE)
-        units = start_units(plan, scenarios)
+        # The cluster scenario starts its own set-ups of chatgate (bench/cluster.py).
+        cluster_scenario = next((sc for sc in scenarios if sc.name == "cluster"), None)
+        units = start_units(plan, [sc for sc in scenarios if sc.name != "cluster"])
         for rep in range(1, plan.repetitions + 1):
             for unit in units:
                 for name, peer in peers.items():
@@ -465,6 +491,13 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     failed = failed or not ok
                     runs.extend(records)
+            cluster_reps = plan.cluster_repetitions or plan.repetitions
+            if cluster_scenario is not None and "chatgate" in peers and rep <= cluster_reps:
+                record, ok = measure_cluster(
+                    peers["chatgate"], setups["chatgate"], gen, plan, cluster_scenario, rep
+                )
+                failed = failed or not ok
+                runs.append(record)
     except KeyboardInterrupt:
         failed = True
         log("interrupted")

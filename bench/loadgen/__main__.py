@@ -18,6 +18,7 @@ from typing import Any
 from bench import procs
 from bench.loadgen import authority
 from bench.loadgen.bosh import BoshClient
+from bench.loadgen.cluster import CLUSTER_TASKS, ClusterRunner
 from bench.loadgen.scenarios import AnyClient, Runner
 from bench.loadgen.scram import ScramCache
 from bench.loadgen.websocket import WsClient
@@ -76,6 +77,21 @@ async def _run(spec: dict[str, Any], loop: asyncio.AbstractEventLoop) -> dict[st
     async def one(task: dict[str, Any]) -> dict[str, Any]:
         if task["task"] == "authority":  # HTTP hooks, no XMPP client
             return await authority.run(loop, spec, **task.get("params", {}))
+        if task["task"] in CLUSTER_TASKS:  # `chatgate serve --workers` (bench/cluster.py)
+            params = dict(task.get("params", {}))
+            client = client_for(task)
+            placed = ClusterRunner(
+                loop,
+                client,
+                spec["server_pid"],
+                spec["users"],
+                spec["fanout_block"],
+                **params.pop("cluster"),
+            )
+            try:
+                return await CLUSTER_TASKS[task["task"]](placed, **params)
+            finally:
+                await client.shutdown()
         if task["task"] not in TASKS:
             raise ValueError(f"unknown task {task['task']!r}")
         client = client_for(task)

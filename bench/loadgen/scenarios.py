@@ -118,6 +118,10 @@ class Runner:
         await asyncio.gather(*(worker() for _ in range(min(concurrency, len(todo)))))
         return [c for c in out if c is not None]
 
+    def window(self) -> Window:
+        """A measurement window over the server (a subclass may measure several processes)."""
+        return Window(self.server_pid)
+
     def _result(self, **figures: Any) -> dict[str, Any]:
         figures["errors"] = self.error_count
         if self.errors:
@@ -169,7 +173,7 @@ class Runner:
 
         tasks = [self.loop.create_task(worker()) for _ in range(workers)]
         await asyncio.sleep(warmup)
-        window = Window(self.server_pid)
+        window = self.window()
         window.start()
         state["recording"] = True
         with contextlib.suppress(TimeoutError):
@@ -249,7 +253,7 @@ class Runner:
         for r in receivers:
             r.send(window_size, now)
         await asyncio.sleep(warmup)
-        win = Window(self.server_pid)
+        win = self.window()
         state["recording"] = True
         win.start()
         await asyncio.sleep(duration)
