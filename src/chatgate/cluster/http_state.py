@@ -17,12 +17,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from chatgate.http.auth.nonces import LocalNonceCounts, NonceCounts
+
 if TYPE_CHECKING:
     from chatgate.cluster.bosh import BoshForwarding
+    from chatgate.cluster.live_streams import RedisLiveStreams
     from chatgate.cluster.node import ClusterNode
+    from chatgate.cluster.signal import StreamSignals
     from chatgate.context import ServerContext
     from chatgate.http.bosh import BoshEndpoint
     from chatgate.http.options import HttpOptions
+    from chatgate.streams.live import LiveLimits
 
 log = logging.getLogger(__name__)
 
@@ -50,3 +55,28 @@ def bosh_forwarding(
     )
     endpoint.elsewhere = forwarding
     return forwarding
+
+
+def shared_live_streams(node: ClusterNode, limits: LiveLimits) -> RedisLiveStreams:
+    """The live stream registry every node shares (`cluster/live_streams.py`)."""
+    from chatgate.cluster.live_streams import RedisLiveStreams
+
+    return RedisLiveStreams(node.redis, node.key("live", ""), limits)
+
+
+def stream_signals(node: ClusterNode) -> StreamSignals:
+    """The stream authority's change signals, heard by every node
+    (`cluster/signal.py`)."""
+    from chatgate.cluster.signal import StreamSignals
+
+    return StreamSignals(node)
+
+
+def nonce_counts(node: ClusterNode | None, lifetime: float) -> NonceCounts:
+    """Digest nonce counts: shared in Redis on a cluster node (`cluster/nonces.py`),
+    this process's table otherwise."""
+    if node is None:
+        return LocalNonceCounts(lifetime)
+    from chatgate.cluster.nonces import RedisNonceCounts
+
+    return RedisNonceCounts(node, lifetime)

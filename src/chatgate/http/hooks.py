@@ -15,6 +15,8 @@ keep as many requests of its media server waiting, with nothing to bound them.
 A refused renewal (nginx-rtmp's ``on_update``) is not held either: the session
 was allowed when it started with the same credentials, so its refusal is a
 revocation or an expiry, and the media server should end the stream at once.
+A shared live registry that cannot be reached (Redis, on a cluster) is answered
+503 with Retry-After: no decision without it.
 Bodies are bounded by `[http] max_request_size`.  Refused callers are logged
 once per address per minute, and a logged endpoint is cut to
 `LOGGED_PATH` characters: what a peer sends never grows the log faster than
@@ -39,12 +41,17 @@ from chatgate.http.connection_limit import RefusalLog
 from chatgate.streams.adapters import HookAction, HookRequest, Verdict
 from chatgate.streams.adapters.base import Adapter, HookResponse
 from chatgate.streams.authority import StreamAuthority
+from chatgate.streams.live import LiveUnavailable
 
 log = logging.getLogger(__name__)
 
 _TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
 _NOT_A_MEDIA_SERVER = HookResponse(403, _TEXT, b"hooks answer only the configured media servers\n")
 _NO_ADAPTER = HookResponse(404, _TEXT, b"no such media-server adapter\n")
+#: a shared live registry (cluster) cannot be reached: nothing is decided
+_UNAVAILABLE = HookResponse(
+    503, (*_TEXT, ("Retry-After", "5")), b"the live stream registry is unavailable\n"
+)
 
 PREFIX = "/hooks/"
 PATH = PREFIX + "{route:.+}"
@@ -112,7 +119,13 @@ class HookEndpoint:
             )
         else:
             question = parsed
-            answer = await self.authority.answer(parsed)
+            try:
+                answer = await self.authority.answer(parsed)
+            except LiveUnavailable as exc:
+                log.warning(
+                    "stream hooks: %s %s: answered 503: %s", adapter.name, parsed.action, exc
+                )
+                return _UNAVAILABLE
             verdict = answer.verdict
             if answer.hold > 0 and verdict.reason != _THROTTLED and parsed.action not in _RENEWALS:
                 await asyncio.sleep(answer.hold)  # only evaluated failures are held

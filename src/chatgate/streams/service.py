@@ -21,7 +21,7 @@ from chatgate.auth.password_memo import PasswordMemo
 from chatgate.jid import JID
 from chatgate.streams.authority import StreamAuthority
 from chatgate.streams.issuer import TokenIssuer
-from chatgate.streams.live import LiveLimits, LocalLiveStreams
+from chatgate.streams.live import LiveLimits, LiveStreams, LocalLiveStreams
 from chatgate.streams.options import StreamsOptions
 from chatgate.streams.rulebook import RuleBook
 from chatgate.streams.signal import STREAMS_STAMP, StampSignal
@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
     from chatgate.auth.gate import LoginGate
     from chatgate.auth.provider import CredentialProvider
+    from chatgate.cluster.node import ClusterNode
     from chatgate.storage.database import Database
+    from chatgate.streams.signal import SignalFactory
 
 __all__ = ["ConfiguredGroups", "StreamService"]
 
@@ -62,11 +64,12 @@ class ConfiguredGroups:
 @dataclass
 class StreamService:
     state: StreamState
-    live: LocalLiveStreams
+    live: LiveStreams
     authority: StreamAuthority
     issuer: TokenIssuer
     groups: ConfiguredGroups
-    keeper: SnapshotKeeper
+    #: saves the in-process registry; None when the registry is shared (Redis)
+    keeper: SnapshotKeeper | None
     _sweeper: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -79,17 +82,32 @@ class StreamService:
         data_dir: Path,
         gate: LoginGate,
         provider: CredentialProvider,
+        cluster: ClusterNode | None = None,
     ) -> StreamService:
-        """The service on the server's database, login gate and credential provider."""
-        state = await open_stream_state(db, data_dir)
+        """The service on the server's database, login gate and credential provider.
+        On a node of a cluster (`cluster`) the live registry is the cluster's
+        (Redis), with no snapshot (Redis outlives the nodes), and the keys' and
+        rules' change signal reaches the other nodes (`cluster/http_state.py`)."""
+        signals: SignalFactory = StampSignal
         stale = (
             None if options.update_interval is None else options.update_interval * MISSED_UPDATES
         )
-        live = LocalLiveStreams(LiveLimits(takeover=options.takeover, stale_after=stale))
-        keeper = SnapshotKeeper(live, state.snapshot)
-        await keeper.start()
+        limits = LiveLimits(takeover=options.takeover, stale_after=stale)
+        live: LiveStreams
+        keeper: SnapshotKeeper | None = None
+        if cluster is not None:
+            from chatgate.cluster.http_state import shared_live_streams, stream_signals
+
+            signals = stream_signals(cluster)
+            state = await open_stream_state(db, data_dir, signals=signals)
+            live = shared_live_streams(cluster, limits)
+        else:
+            state = await open_stream_state(db, data_dir)
+            local = live = LocalLiveStreams(limits)
+            keeper = SnapshotKeeper(local, state.snapshot)
+            await keeper.start()
         # Its own signal: each reader of a stamp tracks what it has seen.
-        rules = RuleBook(options.rules, state.rules, StampSignal(data_dir, STREAMS_STAMP))
+        rules = RuleBook(options.rules, state.rules, signals(data_dir, STREAMS_STAMP))
         groups = ConfiguredGroups(options.groups)
         authority = StreamAuthority(
             domain=domain,
@@ -142,4 +160,5 @@ class StreamService:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        await self.keeper.stop()
+        if self.keeper is not None:
+            await self.keeper.stop()

@@ -39,6 +39,7 @@ from chatgate.streams.stores import (
 
 if TYPE_CHECKING:
     from chatgate.storage.database import Database
+    from chatgate.streams.signal import SignalFactory
 
 __all__ = ["TOKEN_KEY_SECRET", "StreamState", "open_stream_state"]
 
@@ -61,10 +62,14 @@ class StreamState:
     token_keys: dict[int, bytes]
 
 
-async def open_stream_state(db: Database, data_dir: Path) -> StreamState:
+async def open_stream_state(
+    db: Database, data_dir: Path, *, signals: SignalFactory = StampSignal
+) -> StreamState:
     """The stores on `db`, their installation secrets made on first use, their
-    change signal the stamp file in `data_dir` (created when first raised)."""
-    signal = StampSignal(data_dir, STREAMS_STAMP)
+    change signal the stamp file in `data_dir` (created when first raised), or
+    what `signals` makes of it (on a cluster node: the stamp and a Redis channel,
+    so that a key revoked or a rule added on one node reaches every node)."""
+    signal = signals(data_dir, STREAMS_STAMP)
     keys_signal = AnySignal(signal.watcher(), StampSignal(data_dir, CREDENTIALS_STAMP))
     keys = await DatabaseStreamKeys.open(db.stream_keys, db.secrets, keys_signal)
     token_key = await db.secrets.get_or_create(TOKEN_KEY_SECRET, os.urandom(32))
