@@ -363,7 +363,7 @@ def markdown(doc: dict[str, Any], metrics: list[Metric]) -> str:
         ]
     lines += [
         "",
-        "Targets for chatgate (issues 3, 11 and 12):",
+        "Targets for chatgate (issues 3, 11, 12 and 14):",
         "",
         "| target | chatgate | required | status |",
         "|---|---|---|---|",
