@@ -55,12 +55,13 @@ USERS = {
     )
 }
 #: brute-force protection of the test cluster: 3 free failures per address, then
-#: each failure is held 1 s before it is answered (far above a normal answer's time)
+#: each failure is held 2 s before it is answered (far above a normal answer's time,
+#: even on a loaded machine)
 THROTTLE = """
 [auth.throttle.address]
 free_failures = 3
-base_delay = 1.0
-max_delay = 1.0
+base_delay = 2.0
+max_delay = 2.0
 [auth.throttle.account]
 free_failures = 1000
 
@@ -68,7 +69,7 @@ free_failures = 1000
 enabled = true
 require_tls = false
 """
-HOLD = 1.0
+HOLD = 2.0
 STANZA_TIMEOUT = 8.0
 
 

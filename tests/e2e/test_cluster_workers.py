@@ -39,6 +39,7 @@ class Workers:
         self.folder = folder
         self.process = process
         self.server = server
+        self.http_port = 0
 
     def log_text(self) -> str:
         return self.server.log_text()
@@ -68,7 +69,7 @@ def workers() -> Iterator[Workers]:
     folder = Path(tempfile.mkdtemp(prefix="chatgate-workers-"))
     redis = start_redis()
     storage_url, postgres = shared_database(folder)
-    (port,) = free_ports(1)
+    port, http_port, https_port = free_ports(3)
     config = folder / "chatgate.toml"
     config.write_text(
         f"""
@@ -83,7 +84,8 @@ tls = "none"
 require_tls = false
 
 [http]
-enabled = false
+port = {http_port}
+tls_port = {https_port}
 
 [storage]
 url = "{storage_url}"
@@ -123,6 +125,8 @@ node_timeout = 1.0
         server = RunningServer(process, config, folder / "var", 0, 0, port, log)
         running = Workers(folder, process, server)
         running.wait_for(r"listening:", 2)
+        running.wait_for(r"web: BOSH and WebSocket on https://", 2)
+        running.http_port = http_port
         yield running
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -173,6 +177,20 @@ async def test_every_pair_talks_whichever_worker_it_landed_on(workers: Workers) 
         for client in clients:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.disconnect(), 5)
+
+
+def test_both_workers_serve_the_http_port_too(workers: Workers) -> None:
+    """The HTTP(S) listener shares its ports like c2s (`shares_ports`): both workers
+    bound them, and the port answers."""
+    import urllib.request
+
+    log = workers.log_text()
+    for worker in ("w1", "w2"):
+        assert re.search(rf"\[{worker}\] .*web: BOSH and WebSocket on http://", log), worker
+    for _ in range(4):
+        url = f"http://127.0.0.1:{workers.http_port}/.well-known/host-meta"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert answer.status == 200
 
 
 async def test_a_killed_worker_is_restarted_and_serves_again(workers: Workers) -> None:
