@@ -1,0 +1,267 @@
+"""The cluster session directory: two nodes over a real redis-server, sessions as
+the connection driver makes them, the real router delivering over each node's table."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from chatgate.cluster.directory import ClusterSessionDirectory, RemoteSession
+from chatgate.cluster.node import ClusterNode
+from chatgate.cluster.options import ClusterOptions
+from chatgate.config import ResourceConflict
+from chatgate.hooks import Hooks
+from chatgate.jid import JID
+from chatgate.vocabulary.errors import StanzaErrorCondition, StreamErrorCondition
+from chatgate.xml.element import Element
+from chatgate.xmpp.directory import ClaimRefused
+from chatgate.xmpp.events import RemoteSessionLost
+from chatgate.xmpp.router import MessageUndeliverable, Router
+from chatgate.xmpp.session import C2SSession
+from tests.redis_server import RedisServer
+
+
+@dataclass
+class Peer:
+    """What one client received and whether its stream was closed."""
+
+    written: list[bytes] = field(default_factory=list)
+    closed: list[StreamErrorCondition | None] = field(default_factory=list)
+
+
+@dataclass
+class Node:
+    node: ClusterNode
+    directory: ClusterSessionDirectory
+    router: Router
+    hooks: Hooks
+    peers: dict[str, Peer] = field(default_factory=dict)
+    stored: list[tuple[str, str]] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+
+    def factory(self, bare: str) -> Callable[[str], C2SSession]:
+        user, _, domain = bare.partition("@")
+
+        def make(resource: str) -> C2SSession:
+            peer = self.peers.setdefault(f"{bare}/{resource}", Peer())
+            return C2SSession(
+                username=user,
+                domain=domain,
+                resource=resource,
+                stream_id="s",
+                write=peer.written.append,
+                close=lambda condition, text: peer.closed.append(condition),
+                transport="tcp",
+            )
+
+        return make
+
+    async def bind(self, bare: str, resource: str | None) -> C2SSession:
+        session, replaced = await self.directory.claim(self.factory(bare), resource)
+        if replaced is not None:
+            replaced.close(StreamErrorCondition.CONFLICT, "")
+        return session
+
+
+def options(server: RedisServer) -> ClusterOptions:
+    return ClusterOptions(
+        enabled=True, redis_url=server.url, heartbeat_interval=0.1, node_timeout=0.5
+    )
+
+
+async def make_node(
+    server: RedisServer,
+    name: str,
+    conflict: ResourceConflict = ResourceConflict.NEWEST_WINS,
+    max_resources: int = 5,
+) -> Node:
+    cluster = ClusterNode(options(server), name=name)
+    await cluster.start()
+    hooks = Hooks()
+    directory = ClusterSessionDirectory(cluster, hooks, conflict, max_resources)
+
+    async def exists(local: str, domain: str) -> bool:
+        return True
+
+    router = Router(frozenset({"example.net"}), hooks, exists, directory)
+    node = Node(cluster, directory, router, hooks)
+    directory.reroute = lambda stanza, to: router.deliver_message_to_bare(stanza, to)
+
+    async def store(event: MessageUndeliverable) -> bool:
+        found = event.stanza.find("body")
+        node.stored.append((event.recipient, found.text if found is not None else ""))
+        return True
+
+    async def lost(event: RemoteSessionLost) -> None:
+        node.lost.append(event.full)
+
+    hooks.add(MessageUndeliverable, store)
+    hooks.add(RemoteSessionLost, lost)
+    await directory.start()
+    cluster.on_close(directory.close)
+    await cluster.subscribed()
+    return node
+
+
+@pytest.fixture
+async def two(redis_server: RedisServer) -> AsyncIterator[tuple[Node, Node]]:
+    a = await make_node(redis_server, "a")
+    b = await make_node(redis_server, "b")
+    try:
+        yield a, b
+    finally:
+        for n in (a, b):
+            if n.node._tasks:
+                await n.node.close()
+
+
+async def eventually(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("not in time")
+        await asyncio.sleep(0.02)
+
+
+def chat(to: str, body: str) -> Element:
+    message = Element(
+        "message", "jabber:client", {"to": to, "type": "chat", "from": "x@example.net/r"}
+    )
+    message.append(Element("body", "jabber:client", {}, [body]))
+    return message
+
+
+async def test_a_session_claimed_on_one_node_is_delivered_to_from_the_other(
+    two: tuple[Node, Node],
+) -> None:
+    a, b = two
+    session = await a.bind("alice@example.net", "phone")
+    a.directory.mark_available(session, 5, Element("presence", "jabber:client"))
+    await eventually(lambda: "alice@example.net" in b.directory.table)
+    stand_in = b.directory.table["alice@example.net"]["phone"]
+    assert isinstance(stand_in, RemoteSession) and stand_in.node == "a"
+    await eventually(lambda: stand_in.available and stand_in.priority == 5)
+    # A bare-JID chat on node b goes to the highest-priority resource, on node a.
+    b.router.deliver_message_to_bare(
+        chat("alice@example.net", "hello"), JID.parse("alice@example.net")
+    )
+    await eventually(lambda: a.peers["alice@example.net/phone"].written)
+    assert b"hello" in a.peers["alice@example.net/phone"].written[0]
+    assert b.directory.bound_anywhere("alice@example.net")
+    assert not b.directory.bound_here("alice@example.net")
+
+
+async def test_many_stanzas_cross_in_order_in_few_publishes(two: tuple[Node, Node]) -> None:
+    a, b = two
+    await a.bind("alice@example.net", "phone")
+    await eventually(lambda: "alice@example.net" in b.directory.table)
+    for i in range(500):
+        assert b.router.deliver_to_full(
+            JID.parse("alice@example.net/phone"), chat("alice@example.net/phone", str(i))
+        )
+    peer = a.peers["alice@example.net/phone"]
+    await eventually(lambda: len(peer.written) == 500)
+    bodies = [w.split(b"<body>")[1].split(b"</body>")[0] for w in peer.written]
+    assert bodies == [str(i).encode() for i in range(500)]
+
+
+async def test_newest_wins_across_nodes_closes_the_old_session_with_conflict(
+    two: tuple[Node, Node],
+) -> None:
+    a, b = two
+    await a.bind("alice@example.net", "desk")
+    await eventually(lambda: "alice@example.net" in b.directory.table)
+    await b.bind("alice@example.net", "desk")
+    await eventually(
+        lambda: a.peers["alice@example.net/desk"].closed == [StreamErrorCondition.CONFLICT]
+    )
+
+
+async def test_reject_and_max_resources_hold_across_nodes(redis_server: RedisServer) -> None:
+    a = await make_node(redis_server, "a", ResourceConflict.REJECT_NEW, max_resources=2)
+    b = await make_node(redis_server, "b", ResourceConflict.REJECT_NEW, max_resources=2)
+    try:
+        await a.bind("bob@example.net", "one")
+        with pytest.raises(ClaimRefused) as refused:
+            await b.bind("bob@example.net", "one")
+        assert refused.value.condition is StanzaErrorCondition.CONFLICT
+        await b.bind("bob@example.net", "two")
+        with pytest.raises(ClaimRefused) as refused:
+            await a.bind("bob@example.net", "three")
+        assert refused.value.condition is StanzaErrorCondition.RESOURCE_CONSTRAINT
+        # A server-chosen resource never collides.
+        session = await b.bind("carol@example.net", None)
+        assert session.resource
+    finally:
+        await a.node.close()
+        await b.node.close()
+
+
+async def test_a_released_session_leaves_the_other_nodes_table(two: tuple[Node, Node]) -> None:
+    a, b = two
+    session = await a.bind("alice@example.net", "phone")
+    await eventually(lambda: "alice@example.net" in b.directory.table)
+    pending = a.directory.release(session)
+    assert pending is not None
+    await pending
+    await eventually(lambda: "alice@example.net" not in b.directory.table)
+    # The resource is free again, on any node.
+    await b.bind("alice@example.net", "phone")
+
+
+async def test_a_dead_node_leaves_the_directory_and_its_contacts_are_told(
+    two: tuple[Node, Node],
+) -> None:
+    a, b = two
+    session = await a.bind("alice@example.net", "phone")
+    a.directory.mark_available(session, 0, Element("presence", "jabber:client"))
+    await eventually(lambda: "alice@example.net" in b.directory.table)
+    await eventually(lambda: b.directory.table["alice@example.net"]["phone"].available)
+    for task in a.node._tasks:  # as kill -9: no goodbye, the heartbeat expires
+        task.cancel()
+    await a.directory.forwarder.close()
+    await eventually(lambda: b.lost == ["alice@example.net/phone"], timeout=5)
+    assert "alice@example.net" not in b.directory.table
+    # Its resource is free in Redis too: a new login anywhere takes it.
+    await b.bind("alice@example.net", "phone")
+    # A message for alice is stored offline here (her new session sent no presence),
+    # not forwarded to the dead node.
+    pending = b.router.deliver_message_to_bare(
+        chat("alice@example.net", "here"), JID.parse("alice@example.net")
+    )
+    assert pending is not None
+    await pending
+    assert b.stored == [("alice@example.net", "here")]
+    a.node._tasks = []
+    await a.node.redis.aclose()
+
+
+async def test_a_message_for_a_node_that_does_not_listen_is_stored_here(
+    two: tuple[Node, Node],
+) -> None:
+    a, b = two
+    await a.bind("alice@example.net", "phone")
+    await eventually(lambda: "alice@example.net" in b.directory.table)
+    # a stops listening (dead, not yet judged so): PUBLISH reaches nobody.
+    a.node._tasks[0].cancel()
+    await asyncio.sleep(0.3)
+    b.router.deliver_to_full(
+        JID.parse("alice@example.net/phone"), chat("alice@example.net/phone", "later")
+    )
+    await eventually(lambda: b.stored == [("alice@example.net", "later")])
+    assert "alice@example.net" not in b.directory.table
+
+
+async def test_a_message_whose_session_left_is_routed_again_once(two: tuple[Node, Node]) -> None:
+    a, b = two
+    phone = await a.bind("alice@example.net", "phone")
+    await eventually(lambda: "alice@example.net" in b.directory.table)
+    # a drops the session without telling b yet (the release crosses later).
+    a.directory._drop_local(phone)
+    b.router.deliver_to_full(
+        JID.parse("alice@example.net/phone"), chat("alice@example.net/phone", "missed")
+    )
+    await eventually(lambda: a.stored == [("alice@example.net", "missed")])
