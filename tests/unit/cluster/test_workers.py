@@ -222,3 +222,42 @@ def test_a_worker_refusing_its_configuration_stops_everything_with_code_2(
     assert result == [CONFIG_REFUSED]
     assert len(starter.started) == 2  # nobody restarted
     assert all(not process.is_alive() for _, process in starter.started)
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+def _serve(tmp_path: Path, text: str, *args: str) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from chatgate.cli import app
+
+    config = tmp_path / "chatgate.toml"
+    config.write_text(text)
+    result = CliRunner().invoke(app, ["serve", "--config", str(config), *args])
+    return result.exit_code, result.output
+
+
+def test_serve_workers_without_the_cluster_exits_2_naming_it(tmp_path: Path) -> None:
+    code, output = _serve(tmp_path, LISTENERS, "--workers", "2")
+    assert code == 2
+    assert "--workers needs [cluster] enabled = true" in " ".join(output.split())
+
+
+def test_serve_workers_refuses_a_count_that_is_not_one(tmp_path: Path) -> None:
+    code, output = _serve(tmp_path, CLUSTER + LISTENERS, "--workers", "lots")
+    assert code == 2
+    assert "--workers 'lots'" in output
+
+
+def test_check_shows_the_cluster_without_the_redis_password(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from chatgate.cli import app
+
+    config = tmp_path / "chatgate.toml"
+    config.write_text(CLUSTER + "redis_url = 'redis://:hunter2@10.0.0.5:6379/0'\n" + LISTENERS)
+    result = CliRunner().invoke(app, ["check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "cluster: node alpha on redis://***@10.0.0.5:6379/0" in result.output
+    assert "hunter2" not in result.output
