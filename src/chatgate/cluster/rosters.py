@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from chatgate.cluster.locks import ClusterAccountLocks
 from chatgate.cluster.node import ClusterNode, ClusterUnavailable
+from chatgate.modules.roster.locks import LocalAccountLocks
 from chatgate.modules.roster.service import Owner, RosterService
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,11 @@ def share_rosters(node: ClusterNode, service: RosterService) -> None:
         local, _, domain = bare.decode().partition("@")
         spawn(service.refresh((local, domain)))
 
+    local = service.locks
+    if isinstance(local, LocalAccountLocks):
+        # Changes take turns across nodes; the cache fill keeps this process's lock.
+        service.locks = ClusterAccountLocks(local, node)
+        service.cache_locks = local
     service.changed.append(changed)
     node.subscribe(channel, received)
 

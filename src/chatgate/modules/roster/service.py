@@ -87,6 +87,9 @@ class RosterService:
         self.repository = repository
         self.limits = limits or RosterLimits()
         self.locks: AccountLocks = locks if locks is not None else LocalAccountLocks()
+        #: what `load` and `refresh` hold: this process's lock only (filling this
+        #: process's cache), the one `locks` takes first in a cluster
+        self.cache_locks: AccountLocks = self.locks
         self._online: dict[Owner, Roster] = {}
         #: told the owner after every stored change (a cluster tells the other nodes,
         #: whose cached copy of the roster is then stale)
@@ -110,7 +113,7 @@ class RosterService:
         """Another node changed the roster: read it again if it is kept here."""
         if owner not in self._online:
             return
-        async with self.locks.hold(bare(owner)):
+        async with self.cache_locks.hold(bare(owner)):
             if owner in self._online:
                 items = await self.repository.items(owner)
                 version = await self.repository.version(owner)
@@ -127,7 +130,7 @@ class RosterService:
         roster = self._online.get(owner)
         if roster is not None:
             return roster
-        async with self.locks.hold(bare(owner)):
+        async with self.cache_locks.hold(bare(owner)):
             roster = self._online.get(owner)
             if roster is None:
                 items = await self.repository.items(owner)
