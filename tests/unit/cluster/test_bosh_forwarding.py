@@ -25,9 +25,12 @@ from tests.unit.http.bosh_client import CLIENT, BoshClient, q
 WAIT = 2
 
 
-def cluster_config(tmp: Path, redis: RedisServer, name: str) -> Config:
+def cluster_config(tmp: Path, redis: RedisServer, name: str, **extra: Any) -> Config:
+    """Node `name` of a cluster on `redis`, its database tmp/chatgate.db (shared),
+    its data directory tmp/NAME; `extra` sections are added as given."""
     return Config.model_validate(
         {
+            **extra,
             "server": {"domain": "localhost", "data_dir": str(tmp / name)},
             "storage": {"url": f"sqlite+aiosqlite:///{tmp / 'chatgate.db'}"},
             "listeners": [{"port": 0, "tls": "none", "require_tls": False}],

@@ -9,12 +9,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from chatgate.auth.credentials import derive_all
 from chatgate.cluster.http_state import nonce_counts
 from chatgate.cluster.live_streams import RedisLiveStreams
 from chatgate.cluster.nonces import RedisNonceCounts
+from chatgate.http.auth.admins import AdminAccounts
 from chatgate.http.auth.nonces import LocalNonceCounts, NonceUse
 from chatgate.http.hooks import HookEndpoint
 from chatgate.server import Server
@@ -22,7 +24,8 @@ from chatgate.streams.adapters.nginx_rtmp import NginxRtmpAdapter
 from chatgate.streams.options import StreamsOptions
 from chatgate.streams.service import StreamService
 from tests.redis_server import RedisServer
-from tests.unit.cluster.test_bosh_forwarding import cluster_config
+from tests.unit.cluster.test_bosh_forwarding import cluster_config, url
+from tests.unit.http.auth.digest_client import authorization
 
 RULES = ["publish live/alice user:alice@localhost", "play live/* anonymous"]
 PREFIX = b"app=live&tcurl=rtmp://127.0.0.1:1935/live&addr=203.0.113.5&type=live"
@@ -135,6 +138,37 @@ async def test_hooks_answer_503_while_redis_is_away(
     redis_server.stop()
     assert await alpha.hook("play", "3") == 503
     assert await alpha.hook("play_done", "3") == 503
+
+
+async def test_a_digest_response_taken_on_one_node_is_refused_on_the_other(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    admin = {"auth": ["digest"], "allow_plain_http": True}
+    servers: list[Server] = []
+    try:
+        for name in ("alpha", "beta"):
+            server = Server(cluster_config(tmp_path, redis_server, name, admin=admin))
+            await server.start()
+            servers.append(server)
+        first = servers[0].ctx
+        assert first is not None
+        await AdminAccounts(first.db, first.config.admin).add("root", "root-pw", ["admin"])
+        urls = [f"{url(s).removesuffix('/http-bind')}/api/v1/accounts" for s in servers]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(urls[0]) as refused:
+                assert refused.status == 401
+                challenge = refused.headers["WWW-Authenticate"]
+            header = authorization(challenge, "root", "root-pw", "GET", "/api/v1/accounts")
+            async with http.get(urls[0], headers={"Authorization": header}) as taken:
+                assert taken.status == 200
+            async with http.get(urls[1], headers={"Authorization": header}) as replayed:
+                assert replayed.status == 401  # the same nc, on the other node
+            again = authorization(challenge, "root", "root-pw", "GET", "/api/v1/accounts", nc=2)
+            async with http.get(urls[1], headers={"Authorization": again}) as next_count:
+                assert next_count.status == 200
+    finally:
+        for server in reversed(servers):
+            await server.stop()
 
 
 async def test_nonce_counts_are_shared_on_a_cluster_node(nodes: list[Node]) -> None:

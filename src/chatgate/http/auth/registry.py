@@ -25,7 +25,7 @@ from chatgate.http.auth.digest import NONCE_SECRET, AdminStoreSecrets, DigestMet
 from chatgate.http.auth.digest_core import ENCODINGS, NonceCodec
 from chatgate.http.auth.digest_file import FileSecrets
 from chatgate.http.auth.login import AdminLogin
-from chatgate.http.auth.nonces import LocalNonceCounts
+from chatgate.http.auth.nonces import LocalNonceCounts, NonceCounts
 from chatgate.http.auth.none import NoneMethod
 from chatgate.http.auth.password_file import PasswordFile
 from chatgate.http.auth.remote import RemoteHttpMethod
@@ -54,6 +54,15 @@ class _Build:
 
     def login(self, method: str) -> AdminLogin:
         return AdminLogin(self.ctx.login_gate, ADMIN_DOMAIN, method)
+
+    def nonce_counts(self, lifetime: float) -> NonceCounts:
+        """Digest nonce counts: this process's table, or on a cluster node the
+        cluster's (a replayed nc is refused on every node)."""
+        if self.ctx.cluster is None:
+            return LocalNonceCounts(lifetime)
+        from chatgate.cluster.http_state import nonce_counts
+
+        return nonce_counts(self.ctx.cluster, lifetime)
 
     async def codec(self, realm: str) -> NonceCodec:
         secret = await self.ctx.db.secrets.get_or_create(NONCE_SECRET, os.urandom(32))
@@ -98,7 +107,7 @@ async def _digest_over_file(b: _Build, name: str, file: PasswordFile) -> DigestM
         realm=options.realm,
         algorithms=(algorithm,),
         codec=await b.codec(options.realm),
-        counts=LocalNonceCounts(options.nonce_lifetime),
+        counts=b.nonce_counts(options.nonce_lifetime),
         lifetime=options.nonce_lifetime,
         login=b.login(name),
         secrets=FileSecrets(file, algorithm),
@@ -133,7 +142,7 @@ async def _digest(b: _Build) -> HttpAuthenticator:
         realm=options.realm,
         algorithms=options.digest_algorithms,
         codec=await b.codec(options.realm),
-        counts=LocalNonceCounts(options.nonce_lifetime),
+        counts=b.nonce_counts(options.nonce_lifetime),
         lifetime=options.nonce_lifetime,
         login=b.login("digest"),
         secrets=AdminStoreSecrets(AdminAccounts(b.ctx.db, options)),
@@ -167,7 +176,7 @@ async def _remotehttp(b: _Build) -> HttpAuthenticator:
     return RemoteHttpMethod(
         remote,
         b.login("remotehttp"),
-        LocalNonceCounts(options.nonce_lifetime),
+        b.nonce_counts(options.nonce_lifetime),
         lifetime=options.nonce_lifetime,
         allow_plain_http=options.allow_plain_http,
         fallback=fallback,
