@@ -75,4 +75,5 @@ async def share_auth_state(ctx: ServerContext, node: ClusterNode) -> None:
     )
     node.on_close(recorder.drain)  # what was counted last reaches Redis before leaving
     await node.subscribed()  # no login before the other nodes' counts can arrive
+    throttle.resync()  # and the counts made before this node started (in the background)
     log.info("cluster: login throttles, registration limits and credential changes shared")

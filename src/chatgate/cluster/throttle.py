@@ -119,6 +119,16 @@ def _raw(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+def _glob_escape(text: bytes) -> bytes:
+    """`text` matched literally by a Redis glob pattern (SCAN MATCH)."""
+    out = bytearray()
+    for byte in text:
+        if byte in b"*?[]\\":
+            out.append(0x5C)  # backslash
+        out.append(byte)
+    return bytes(out)
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -239,10 +249,32 @@ class ClusterAuthThrottle(AuthThrottle):
             _ms(max(opts.address.window, opts.account.window)),
         )
         node.subscribe(self.channel, self._received)
+        node.on_reconnect(self._resync_in_background)
+        self._seeding: asyncio.Task[int] | None = None
 
     @property
     def recorder(self) -> RedisRecorder:
         return self._recorder
+
+    def resync(self) -> asyncio.Task[int]:
+        """Read Redis's counters in the background (`seed`): at start, and after Redis
+        returns (messages may have been missed meanwhile).  Never lowers a count."""
+        if self._seeding is None or self._seeding.done():
+            self._seeding = asyncio.get_running_loop().create_task(self._seed_logged())
+        return self._seeding
+
+    def _resync_in_background(self) -> None:
+        self.resync()  # not awaited: the node's listener must go on meanwhile
+
+    async def _seed_logged(self) -> int:
+        try:
+            read = await self.seed()
+        except (RedisError, OSError) as exc:
+            log.warning("cluster: could not read the shared login counters (%s)", exc)
+            return 0
+        if read:
+            log.info("cluster: %d shared login failure counters read", read)
+        return read
 
     # ------------------------------------------------------------ the calls
 
@@ -281,6 +313,53 @@ class ClusterAuthThrottle(AuthThrottle):
             self._recorder.record(self._success, self._keys(akey, ukey), [self._channel, message])
 
     # ------------------------------------------------------------ shared counts
+
+    async def seed(self, batch: int = 500) -> int:
+        """Read every address and account counter Redis holds into this table: a node
+        that starts while the others run must not give an address it has not heard
+        of yet its free failures again.  Returns how many counters were read."""
+        redis = self._node.redis
+        read = 0
+        for kind, window in (
+            ("a", self.options.address.window),
+            ("u", self.options.account.window),
+        ):
+            prefix = _raw(self._node.key("throttle", kind, ""))
+            pattern = _glob_escape(prefix) + b"*"
+            keys: list[bytes] = []
+            async for key in redis.scan_iter(match=pattern, count=batch):
+                keys.append(key)
+                if len(keys) >= batch:
+                    read += await self._seed_batch(keys, kind, prefix, window)
+                    keys = []
+            if keys:
+                read += await self._seed_batch(keys, kind, prefix, window)
+        return read
+
+    async def _seed_batch(self, keys: list[bytes], kind: str, prefix: bytes, window: float) -> int:
+        async with self._node.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.get(key)
+                pipe.pttl(key)
+            answers = await pipe.execute()
+        now = self._clock()
+        read = 0
+        for i, key in enumerate(keys):
+            value, ttl = answers[2 * i], answers[2 * i + 1]
+            if value is None or ttl is None or int(ttl) <= 0:
+                continue  # gone meanwhile, or no expiry (not ours)
+            name = key[len(prefix) :].decode("utf-8", "surrogatepass")
+            failures = int(value)
+            if failures <= 0:
+                continue
+            # The key expires `window` after the last failure (PEXPIRE at each INCR).
+            last = now - max(0.0, window - int(ttl) / 1000)
+            if kind == "a":
+                self.merge_count(akey=name, failures=failures, last_failure=last, now=now)
+            else:
+                self.merge_count(ukey=name, failures=failures, last_failure=last, now=now)
+            read += 1
+        return read
 
     def _trusted_pair(self, ukey: str | None, akey: str, now: float) -> bool:
         return ukey is not None and self._is_trusted(ukey, akey, now)

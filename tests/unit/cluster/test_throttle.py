@@ -278,3 +278,40 @@ async def test_windows_of_another_name_are_counted_apart(
     assert isinstance(anonymous_b.check(ATTACKER, clock.now), Refuse)
     assert _registrations(registrations, ATTACKER) == 0
     assert registrations.check(ATTACKER, clock.now) is ALLOW
+
+
+async def test_a_node_that_starts_later_reads_the_counts_made_before(
+    redis_server: RedisServer,
+) -> None:
+    clock = Clock()
+    a = ClusterNode(options(redis_server), name="a")
+    ta = ClusterAuthThrottle(a, THROTTLE, clock=clock)
+    await a.start()
+    late = ClusterNode(options(redis_server), name="late")
+    try:
+        for _ in range(5):  # the address's free failures, all on node a
+            ta.failed(ATTACKER, "zoe@example.org", clock.now, reserved=False)
+        ta.failed("192.0.2.77", "zoe@example.org", clock.now, reserved=False)
+        await settle(ta)
+        clock.now += 10.0
+        # a node started now has heard none of them ...
+        tl = ClusterAuthThrottle(late, THROTTLE, clock=clock)
+        await late.start()
+        assert tl.in_flight(ATTACKER, clock.now) == 0
+        assert await tl.resync() == 3  # two addresses, one account
+        # ... and holds the next failure as node a would
+        assert tl.failed(ATTACKER, None, clock.now, reserved=False).delay == 1.0
+        assert tl._accounts.mapping["zoe@example.org"].failures == 6
+        # a counter keeps its age: one Redis forgets in 2 s is forgotten here in 2 s
+        place = tl.place("192.0.2.77")
+        assert place is not None
+        await a.redis.pexpire(a.key("throttle", "a", place), 2000)
+        fresh = ClusterAuthThrottle(late, THROTTLE, clock=clock)
+        assert await fresh.resync() == 3
+        assert fresh._addresses.mapping[place].failures == 1
+        clock.now += 2.5
+        assert fresh.failed("192.0.2.77", None, clock.now, reserved=False).address_failures == 1
+        assert fresh.failed(ATTACKER, None, clock.now, reserved=False).address_failures == 7
+    finally:
+        await a.close()
+        await late.close()

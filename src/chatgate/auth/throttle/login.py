@@ -544,6 +544,44 @@ class AuthThrottle:
         if pair.failures >= limits.free_failures:
             self._trusted.pop(pair_key)  # as `failed` ends a trust
 
+    def merge_count(
+        self,
+        *,
+        akey: str | None = None,
+        ukey: str | None = None,
+        failures: int,
+        last_failure: float,
+        now: float,
+    ) -> None:
+        """Take in one shared counter as the store holds it (a node that starts while
+        others run reads them all): the address `akey`'s or the account `ukey`'s
+        failures, the latest at `last_failure`.  Never lowers a count."""
+        a, c = self.options.address, self.options.account
+        if akey is not None and now - last_failure < a.window:
+            state = self._live_address(akey, now)
+            if state is None:
+                state = _AddressState()
+                self._addresses.put(akey, state)
+            if failures > state.failures:
+                state.failures = failures
+                state.level = backoff_delay(
+                    failures - 1, a.free_failures, a.base_delay, a.max_delay
+                )
+            state.last_failure = max(state.last_failure, last_failure)
+            state.expires = max(state.expires, last_failure + a.window)
+        if ukey is not None and now - last_failure < c.window:
+            account = self._live_account(ukey, now)
+            if account is None:
+                account = _AccountState()
+                self._accounts.put(ukey, account)
+            if failures > account.failures:
+                account.failures = failures
+                account.level = backoff_delay(
+                    failures - 1, c.free_failures, c.base_delay, c.max_delay
+                )
+            account.last_failure = max(account.last_failure, last_failure)
+            account.expires = max(account.expires, last_failure + c.window)
+
     def merge_success(self, akey: str, ukey: str, now: float, *, forgiven: int) -> None:
         """Take in a login that succeeded elsewhere: what `succeeded` does to the
         counters and the trust, with the `forgiven` failures the shared store
