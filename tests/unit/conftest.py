@@ -31,7 +31,7 @@ SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
 
 #: folders under tests/unit whose `db`/`db_url` tests also run on PostgreSQL
-POSTGRESQL_FOLDERS = ("storage",)
+POSTGRESQL_FOLDERS = ("storage", "accounts", "http", "streams")
 
 #: the database at the newest schema the `postgresql` tests share, emptied for each
 SHARED = "chatgate_tests"

@@ -144,7 +144,9 @@ def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
 def _on_error(context: ExceptionContext) -> None:
     """Raise `StorageUnavailable` in place of a failure to reach the server
     (SQLAlchemy has already invalidated the broken connection, and with a
-    disconnect the rest of the pool)."""
+    disconnect the rest of the pool).  A cancellation stays a cancellation."""
+    if not isinstance(context.original_exception, Exception):
+        return
     if context.is_disconnect or _unreachable(context.original_exception):
         raise StorageUnavailable(
             f"the database is unreachable: {context.original_exception!r}"
