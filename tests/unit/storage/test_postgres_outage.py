@@ -8,6 +8,7 @@ database per test on it.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import signal
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from chatgate.auth.credentials import ScramKeys
 from chatgate.storage import engine as engine_module
@@ -150,6 +151,26 @@ async def test_a_server_that_does_not_answer_times_out(
         finally:
             os.kill(server.process.pid, signal.SIGCONT)
         assert 0.9 < elapsed < 1.0 + PROMPT
+        assert not await db.accounts.exists(*ALICE)
+    finally:
+        await db.close()
+
+
+async def test_a_cancelled_query_stays_a_cancellation(url: str) -> None:
+    """A task cancelled mid-query (a client gone, a handler timed out) sees
+    CancelledError, not StorageUnavailable, and the database serves the next call."""
+    db = await Database.open(url)
+    try:
+
+        async def slow() -> None:
+            async with db.engine.connect() as conn:
+                await conn.execute(text("SELECT pg_sleep(10)"))
+
+        task = asyncio.create_task(slow())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
         assert not await db.accounts.exists(*ALICE)
     finally:
         await db.close()
