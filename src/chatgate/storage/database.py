@@ -77,7 +77,8 @@ class Database:
     async def open(cls, url: str) -> Database:
         """Connect to `url` and upgrade its schema to the newest migration.
 
-        Raises SQLAlchemy's errors when the database cannot be reached or migrated.
+        Raises `StorageUnavailable` when the database server cannot be reached,
+        SQLAlchemy's errors when the database cannot be migrated.
         """
         engine = create_engine(url)
         try:
