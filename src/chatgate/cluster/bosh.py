@@ -44,6 +44,7 @@ import contextlib
 import hashlib
 import itertools
 import logging
+import re
 from typing import TYPE_CHECKING, Final
 
 from chatgate.cluster.node import ClusterUnavailable
@@ -72,6 +73,9 @@ _TOO_LARGE: Final = (413, bosh_body.terminate("policy-violation"))
 _NOT_FORWARDABLE: Final = (400, bosh_body.terminate("bad-request"))
 
 Answer = tuple[Response, str]
+
+#: what `BoshForwarding.new_sid` makes: 24 characters of `new_sid`, then a tag
+_SID: Final = re.compile(rf"[A-Za-z0-9_-]{{{24 + TAG_LENGTH}}}")
 
 
 def node_tag(name: str) -> str:
@@ -143,8 +147,10 @@ class BoshForwarding:
     async def forward(self, sid: str, data: bytes) -> Answer | None:
         """The owner's answer to a request whose sid this node does not hold; None
         when the sid is this node's own (or carries no tag): not found here."""
+        if self._closed or _SID.fullmatch(sid) is None:
+            return None  # not a sid any node makes: not found, Redis not asked
         tag = sid[-TAG_LENGTH:]
-        if len(sid) <= TAG_LENGTH or tag == self.tag or self._closed:
+        if tag == self.tag:
             return None
         content_type = bosh_body.CONTENT_TYPE
         if (
@@ -168,6 +174,8 @@ class BoshForwarding:
             except ClusterUnavailable as exc:
                 log.warning("BOSH: cannot forward a request for sid %s: %s", sid, exc)
                 return _BUSY, content_type
+            finally:
+                del message  # not kept while the answer is awaited
             if receivers == 0:
                 return _ITEM_NOT_FOUND, content_type  # the owner is gone, or never was
             try:
