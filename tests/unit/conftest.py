@@ -3,8 +3,8 @@ the URL `db_url` names, so a test can open it a second time as another process w
 
 The backend is SQLite (a file in the test's folder) everywhere.  The tests under
 `POSTGRESQL_FOLDERS` run a second time on PostgreSQL (parameter id `postgresql`,
-marker `postgresql`; `-m "not postgresql"` leaves them out; `sqlite_only` keeps a
-test about SQLite itself single): one throwaway cluster for the session
+marker `postgresql`; `-m "not postgresql"` leaves them out; `sqlite_only` and
+`postgresql_only` keep a test about one backend itself on that one): one throwaway cluster for the session
 (`tests/postgres_server.py`) with one database migrated once, emptied before each
 test (~20 ms; a new database per test copies ~7 MB of catalogs, 150-400 ms on a
 busy machine, and a migration costs more).  A test that needs a database without
@@ -46,6 +46,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "sqlite_only: about SQLite itself (files, pragmas): not run on PostgreSQL"
     )
+    config.addinivalue_line(
+        "markers", "postgresql_only: about PostgreSQL itself: run on PostgreSQL alone"
+    )
 
 
 def _on_postgresql(path: Path) -> bool:
@@ -54,16 +57,13 @@ def _on_postgresql(path: Path) -> bool:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if (
-        "db_backend" in metafunc.fixturenames
-        and _on_postgresql(metafunc.definition.path)
-        and metafunc.definition.get_closest_marker("sqlite_only") is None
-    ):
-        metafunc.parametrize(
-            "db_backend",
-            [SQLITE, pytest.param(POSTGRESQL, marks=pytest.mark.postgresql)],
-            indirect=True,
-        )
+    if "db_backend" not in metafunc.fixturenames or not _on_postgresql(metafunc.definition.path):
+        return
+    on_postgresql = pytest.param(POSTGRESQL, marks=pytest.mark.postgresql)
+    if metafunc.definition.get_closest_marker("postgresql_only") is not None:
+        metafunc.parametrize("db_backend", [on_postgresql], indirect=True)
+    elif metafunc.definition.get_closest_marker("sqlite_only") is None:
+        metafunc.parametrize("db_backend", [SQLITE, on_postgresql], indirect=True)
 
 
 @pytest.fixture

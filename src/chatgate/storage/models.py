@@ -65,6 +65,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: Row ids and references to them: 64-bit on every backend.  SQLite's INTEGER
+#: PRIMARY KEY is its 64-bit rowid already (and must be spelled INTEGER to be one);
+#: PostgreSQL's INTEGER is 32-bit, which the live sessions' churn (a change is a
+#: delete and an insert) or years of offline messages would run out of, so ids
+#: are BIGINT there (migration 0010).
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -77,7 +85,7 @@ class Account(Base):
     __tablename__ = "accounts"
     __table_args__ = (UniqueConstraint("username", "domain"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(1023))  # PRECIS-enforced localpart
     domain: Mapped[str] = mapped_column(String(1023))
     created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -94,8 +102,8 @@ class ScramCredential(Base):
     __tablename__ = "scram_credentials"
     __table_args__ = (UniqueConstraint("account_id", "hash_name"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    account_id: Mapped[int] = mapped_column(_account_fk())
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(RowId, _account_fk())
     hash_name: Mapped[str] = mapped_column(String(16))  # hashlib name: sha1, sha256, sha512
     salt: Mapped[bytes] = mapped_column(LargeBinary)
     iterations: Mapped[int] = mapped_column(Integer)
@@ -109,8 +117,8 @@ class RosterEntry(Base):
     __tablename__ = "roster_items"
     __table_args__ = (UniqueConstraint("account_id", "contact_jid"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    account_id: Mapped[int] = mapped_column(_account_fk())
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(RowId, _account_fk())
     contact_jid: Mapped[str] = mapped_column(String(3071))
     name: Mapped[str | None] = mapped_column(Text, nullable=True)
     subscription: Mapped[str] = mapped_column(String(8))  # Subscription value
@@ -125,8 +133,8 @@ class SubscriptionRequest(Base):
     __tablename__ = "subscription_requests"
     __table_args__ = (UniqueConstraint("account_id", "contact_jid"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    account_id: Mapped[int] = mapped_column(_account_fk())
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(RowId, _account_fk())
     contact_jid: Mapped[str] = mapped_column(String(3071))
     status: Mapped[str | None] = mapped_column(Text, nullable=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -137,7 +145,7 @@ class RosterVersion(Base):
 
     __tablename__ = "roster_versions"
 
-    account_id: Mapped[int] = mapped_column(_account_fk(), primary_key=True)
+    account_id: Mapped[int] = mapped_column(RowId, _account_fk(), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
 
 
@@ -146,8 +154,8 @@ class OfflineStanza(Base):
 
     __tablename__ = "offline_messages"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    account_id: Mapped[int] = mapped_column(_account_fk(), index=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(RowId, _account_fk(), index=True)
     #: bare JID of the sender, for its share of the quota ("" when stored before 0005)
     sender: Mapped[str] = mapped_column(String(3071), server_default="")
     #: UTF-8 bytes of `stanza`, what the byte quotas count (escaping makes it
@@ -162,7 +170,7 @@ class VCardDocument(Base):
 
     __tablename__ = "vcards"
 
-    account_id: Mapped[int] = mapped_column(_account_fk(), primary_key=True)
+    account_id: Mapped[int] = mapped_column(RowId, _account_fk(), primary_key=True)
     xml: Mapped[str] = mapped_column(Text)
 
 
@@ -181,7 +189,7 @@ class LegacySecret(Base):
 
     __tablename__ = "legacy_secrets"
 
-    account_id: Mapped[int] = mapped_column(_account_fk(), primary_key=True)
+    account_id: Mapped[int] = mapped_column(RowId, _account_fk(), primary_key=True)
     digest_password: Mapped[str | None] = mapped_column(Text, nullable=True)
     digest_md5_realm: Mapped[str | None] = mapped_column(String(1023), nullable=True)
     digest_md5_ha1: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
@@ -200,8 +208,8 @@ class RegistrationField(Base):
     __tablename__ = "registration_fields"
     __table_args__ = (UniqueConstraint("account_id", "name"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    account_id: Mapped[int] = mapped_column(_account_fk())
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(RowId, _account_fk())
     name: Mapped[str] = mapped_column(String(64))
     value: Mapped[str] = mapped_column(Text)
 
@@ -212,7 +220,7 @@ class PendingRegistration(Base):
     __tablename__ = "pending_registrations"
     __table_args__ = (UniqueConstraint("username", "domain"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(1023))
     domain: Mapped[str] = mapped_column(String(1023))
     secrets: Mapped[str] = mapped_column(Text)  # JSON: SCRAM keys and legacy secrets
@@ -256,7 +264,7 @@ class StreamKey(Base):
 
     __tablename__ = "stream_keys"
 
-    account_id: Mapped[int] = mapped_column(_account_fk(), primary_key=True)
+    account_id: Mapped[int] = mapped_column(RowId, _account_fk(), primary_key=True)
     #: HMAC-SHA-256 of the key under the installation's pepper: the look-up index
     digest: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
     #: the digest's first 9 bytes in hex: logged, recorded with live sessions
@@ -271,7 +279,7 @@ class StreamRule(Base):
 
     __tablename__ = "stream_rules"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     rule: Mapped[str] = mapped_column(String(1024), unique=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -304,7 +312,7 @@ class LiveSession(Base):
     __tablename__ = "live_sessions"
     __table_args__ = (UniqueConstraint("kind", "stream", "node", "client_id"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(8))  # "publish" or "play"
     stream: Mapped[str] = mapped_column(String(255))
     #: the publisher or viewer (bare JID or a token's user); None when unknown
@@ -365,7 +373,7 @@ class AdminAuditEntry(Base):
 
     __tablename__ = "admin_audit"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     at: Mapped[int] = mapped_column(BigInteger, index=True)
     actor: Mapped[str] = mapped_column(String(255))
     method: Mapped[str] = mapped_column(String(32))
