@@ -14,7 +14,10 @@ synchronous_commit, full_page_writes): a crashed test cluster is simply thrown a
     server = start_postgres()
     url = server.create_database("t1")   # postgresql+asyncpg://...@127.0.0.1:port/t1
     server.stop(); server.start()        # an outage, same port, data kept
+    server.stop("immediate")             # as a crash (SIGQUIT)
     server.close()                       # stop and remove the folder
+
+`with start_postgres() as server:` closes it at the end.
 """
 
 from __future__ import annotations
@@ -232,6 +235,12 @@ class PostgresServer:
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
+    def __enter__(self) -> PostgresServer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -301,9 +310,22 @@ def _check_name(name: str) -> None:
         raise ValueError(f"not a plain database name: {name!r}")
 
 
+def _parent_folder() -> Path:
+    """The system's temporary folder, or /tmp when the `postgres` user could not
+    reach into it (a TMPDIR under root's home, say)."""
+    chosen = Path(tempfile.gettempdir()).resolve()
+    if os.geteuid() == 0 and any(
+        not folder.stat().st_mode & 0o001 for folder in (chosen, *chosen.parents)
+    ):
+        return Path("/tmp")
+    return chosen
+
+
 def start_postgres() -> PostgresServer:
     """A new cluster in a temporary folder, started, with the empty database `chatgate`."""
-    server = PostgresServer(Path(tempfile.mkdtemp(prefix="chatgate-postgres-")))
+    server = PostgresServer(
+        Path(tempfile.mkdtemp(prefix="chatgate-postgres-", dir=_parent_folder()))
+    )
     try:
         server.init()
         server.start()
