@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatgate.storage.engine import create_engine
-from chatgate.storage.migrate import upgrade
+from chatgate.storage.engine import create_engine, is_postgresql
+from chatgate.storage.migrate import migrate, upgrade
 from chatgate.storage.repositories import (
     AccountRepository,
     OfflineRepository,
@@ -80,9 +80,13 @@ class Database:
         Raises `StorageUnavailable` when the database server cannot be reached,
         SQLAlchemy's errors when the database cannot be migrated.
         """
+        if is_postgresql(url):
+            # on a connection of its own, without the statement time limit
+            await migrate(url)
+            return cls(create_engine(url))
         engine = create_engine(url)
         try:
-            await upgrade(engine)
+            await upgrade(engine)  # the same engine: a memory database is per engine
         except BaseException:
             await engine.dispose()
             raise

@@ -18,7 +18,8 @@ row instead (``SELECT ... FOR UPDATE``).
 PostgreSQL (asyncpg): a server out of reach must fail a login at once, not hang
 it, and the pool must recover by itself when the server is back.  Connecting
 gives up after `POSTGRES_CONNECT_TIMEOUT`, a statement after
-`POSTGRES_COMMAND_TIMEOUT`; every checkout pings the connection first
+`POSTGRES_COMMAND_TIMEOUT` (except a migration's: rewriting a large table may take
+longer, and `migrate` uses an engine without that limit); every checkout pings the connection first
 (``pool_pre_ping``: one round trip, which replaces the connections a restarted
 server closed before they fail a caller).  Failures to reach the server are
 raised as `StorageUnavailable` (see `_on_error`), whatever the driver calls them.
@@ -100,17 +101,18 @@ def _is_memory(url: str) -> bool:
     return is_sqlite(url) and sqlite_path(url) is None
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, limit_statements: bool = True) -> AsyncEngine:
     """An async engine for `url`; for SQLite the file is made private first
     (`prepare_sqlite_file`), its folder created if missing; for PostgreSQL
-    connections time out and are pinged at checkout."""
+    connections time out and are pinged at checkout, and a statement gives up
+    after `POSTGRES_COMMAND_TIMEOUT` unless `limit_statements` is False (migrations)."""
     kwargs: dict[str, Any] = {}
     if is_postgresql(url):
         kwargs["pool_pre_ping"] = True
         if make_url(url).get_driver_name() == "asyncpg":
             kwargs["connect_args"] = {
                 "timeout": POSTGRES_CONNECT_TIMEOUT,
-                "command_timeout": POSTGRES_COMMAND_TIMEOUT,
+                "command_timeout": POSTGRES_COMMAND_TIMEOUT if limit_statements else None,
             }
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}

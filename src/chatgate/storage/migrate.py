@@ -78,8 +78,9 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 async def migrate(url: str) -> None:
-    """Upgrade the database at `url` to the head revision; safe to call any number of times."""
-    engine = create_engine(url)
+    """Upgrade the database at `url` to the head revision; safe to call any number of
+    times.  Its statements have no time limit (a migration may rewrite a large table)."""
+    engine = create_engine(url, limit_statements=False)
     try:
         await upgrade(engine)
     finally:

@@ -17,12 +17,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 
 from chatgate.auth.credentials import ScramKeys
 from chatgate.storage import engine as engine_module
+from chatgate.storage import migrate as migrate_module
 from chatgate.storage.database import Database
 from chatgate.storage.errors import StorageUnavailable
+from chatgate.storage.migrate import current_revision, head_revision
 from chatgate.storage.repositories.legacy_records import LegacySecrets
 from tests.postgres_server import PostgresServer, postgres_available, start_postgres
 
@@ -171,6 +173,33 @@ async def test_a_cancelled_query_stays_a_cancellation(url: str) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        assert not await db.accounts.exists(*ALICE)
+    finally:
+        await db.close()
+
+
+async def test_a_statement_past_the_time_limit_fails_but_a_migration_may_take_longer(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server gone silent mid-statement fails the call after the statement
+    limit; a migration (which may rewrite a large table) has no such limit."""
+    monkeypatch.setattr(engine_module, "POSTGRES_COMMAND_TIMEOUT", 0.5)
+    real_upgrade = migrate_module._upgrade
+
+    def slow_upgrade(connection: Connection) -> None:
+        connection.execute(text("SELECT pg_sleep(1)"))
+        real_upgrade(connection)
+
+    monkeypatch.setattr(migrate_module, "_upgrade", slow_upgrade)
+    db = await Database.open(url)
+    try:
+        assert await current_revision(db.engine) == head_revision()
+
+        async def slow_statement() -> None:
+            async with db.engine.connect() as conn:
+                await conn.execute(text("SELECT pg_sleep(1)"))
+
+        assert await _fails_promptly(slow_statement()) < 0.9
         assert not await db.accounts.exists(*ALICE)
     finally:
         await db.close()
