@@ -105,7 +105,7 @@ def two_nodes() -> Iterator[tuple[LocalCluster, list[str]]]:
             node.launch()
         for node in cluster.nodes.values():
             node.wait_listening()
-            node.wait_for_log("web: BOSH and WebSocket on http://")
+            node.wait_for_log("web: BOSH and WebSocket on http://", timeout=30)
         time.sleep(1.2)  # the BOSH channels are subscribed within a second
         yield cluster, urls
         for name, log in cluster.logs().items():
