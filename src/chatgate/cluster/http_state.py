@@ -1,13 +1,28 @@
-"""The HTTP side's shared state when clustered: what `join_cluster` sets up at
-start, and the factories the HTTP listener and the stream service ask for.
+"""The HTTP side's shared state when clustered: what `join_cluster` checks at
+start, and the factories the HTTP listener, the admin site's digest methods and
+the stream service ask for (each is made where its user is built, from
+`ctx.cluster`; the context has no slot for them).
 
 What is shared, and where it lives:
 
 - BOSH sessions stay in the process that created them (held requests, timers,
   the XMPP session); a request reaching another node is forwarded to the owner
-  (`cluster/bosh.py`);
-- the live stream registry is in Redis (`cluster/live_streams.py`);
-- digest nonce counts are in Redis (`cluster/nonces.py`).
+  (`cluster/bosh.py`, `bosh_forwarding`, made by `http/listener.py`);
+- the live stream registry is in Redis (`cluster/live_streams.py`,
+  `shared_live_streams`, made by `streams/service.py` when given the node);
+- the stream authority's change signal (keys, rules, revocations) reaches every
+  node (`cluster/signal.py`, `stream_signals`); one-time token uses, revocations,
+  keys and rules are in the shared database already;
+- digest nonce counts are in Redis (`cluster/nonces.py`, `nonce_counts`, asked by
+  `http/auth/registry.py`).
+
+What stays per node, on purpose: connection and in-flight limits per address
+(they protect this process's sockets and memory), the admin site's bound on
+concurrent password hashes (this process's memory) and its memo of proven Basic
+passwords (keyed by the stored hash: a change anywhere misses it), the
+remotehttp fallback period (whether this node reaches the service is this
+node's finding), decision counters, statistics and /metrics (Prometheus scrapes
+each node).
 
 Must not: be imported when `[cluster] enabled` is false.
 """
@@ -33,7 +48,24 @@ log = logging.getLogger(__name__)
 
 
 async def share_http_state(ctx: ServerContext, node: ClusterNode) -> None:
-    """Prepare the HTTP side's shared state (called once by `join_cluster`)."""
+    """Check at start what the shared HTTP state needs of Redis (called once by
+    `join_cluster`): Lua scripting, which the live registry and the nonce counts
+    use for their atomic claims.  A Redis without it (some managed offerings
+    disable EVAL) stops the start with a clear error rather than answering every
+    media server's hook 503 later."""
+    from redis.exceptions import RedisError
+
+    from chatgate.cluster.node import ClusterUnavailable
+
+    try:
+        ok = await node.redis.eval("return 1", 0)
+    except (RedisError, OSError) as exc:
+        raise ClusterUnavailable(
+            f"[cluster] Redis does not run Lua scripts ({exc}): the live stream registry"
+            " and digest nonce counts need EVAL"
+        ) from exc
+    if int(ok) != 1:
+        raise ClusterUnavailable("[cluster] Redis answered a Lua script wrongly")
 
 
 def bosh_forwarding(
