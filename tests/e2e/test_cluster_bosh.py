@@ -157,6 +157,33 @@ async def test_requests_alternating_between_two_nodes(
         assert juliet.turn > 6 and romeo.turn > 6
 
 
+async def test_a_request_waiting_on_a_killed_node_is_item_not_found(
+    two_nodes: tuple[LocalCluster, list[str]],
+) -> None:
+    """kill -9 of the owner while a request forwarded to it is held there: the
+    asking node answers item-not-found once the owner's heartbeat expires (about
+    a second here), not after its answer timeout (16 s)."""
+    cluster, (one, two) = two_nodes
+    async with BoshClient(two, wait=WAIT) as client:
+        await client.open()
+        assert client.http is not None
+        body = f"<body rid='{client.rid + 1}' sid='{client.sid}' xmlns='{HTTPBIND}'/>"
+        held = asyncio.create_task(client.http.post(one, data=body))
+        await asyncio.sleep(0.5)
+        began = time.monotonic()
+        cluster["b2"].kill()
+        async with await held as answer:
+            assert answer.status == 404
+            assert "item-not-found" in await answer.text()
+        assert time.monotonic() - began < 5
+    since = len(cluster["b2"].log_text())
+    cluster["b2"].start()  # back under its name: its sessions are gone
+    cluster["b2"].wait_for_log("web: BOSH and WebSocket on http://", timeout=30, since=since)
+    time.sleep(1.2)
+    async with BoshClient(two, wait=WAIT) as again:
+        await again.open()
+
+
 async def test_a_session_of_a_stopped_node_is_item_not_found(
     two_nodes: tuple[LocalCluster, list[str]],
 ) -> None:

@@ -226,3 +226,18 @@ async def test_a_forwarded_body_never_creates_a_session(nodes: list[Server]) -> 
         reply = await client.raw(body)
         assert (reply.status, reply.condition) == (400, "bad-request")
         assert [s.sid for s in beta.http.bosh.sessions] == [sid]
+
+
+async def test_redis_away_answers_503_not_terminal(
+    nodes: list[Server], redis_server: RedisServer
+) -> None:
+    alpha, beta = nodes
+    async with aiohttp.ClientSession() as http:
+        client = BoshClient(http, url(beta))
+        await client.create(wait=WAIT)
+        redis_server.stop()
+        client.url = url(alpha)
+        reply = await client.send()
+        assert reply.status == 503 and reply.text == ""  # the session may well be alive
+        client.url = url(beta)
+        assert (await client.send()).status == 200  # its owner still serves it
