@@ -178,3 +178,19 @@ async def test_nonce_counts_are_shared_on_a_cluster_node(nodes: list[Node]) -> N
     assert isinstance(a, RedisNonceCounts)
     assert await a.advance("n", 100, 1, 100) is NonceUse.FRESH
     assert await b.advance("n", 100, 1, 100) is NonceUse.REPLAYED
+
+
+@pytest.mark.xfail(
+    strict=True, reason="needs server.py: StreamService.open(..., cluster=ctx.cluster)"
+)
+async def test_a_clustered_server_opens_its_stream_service_on_the_cluster(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    streams = {"enabled": True, "rules": RULES}
+    server = Server(cluster_config(tmp_path, redis_server, "alpha", streams=streams))
+    await server.start()
+    try:
+        assert server.ctx is not None and server.ctx.streams is not None
+        assert isinstance(server.ctx.streams.live, RedisLiveStreams)
+    finally:
+        await server.stop()
