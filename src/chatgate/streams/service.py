@@ -21,7 +21,7 @@ from chatgate.auth.password_memo import PasswordMemo
 from chatgate.jid import JID
 from chatgate.streams.authority import StreamAuthority
 from chatgate.streams.issuer import TokenIssuer
-from chatgate.streams.live import LiveLimits, LiveStreams, LocalLiveStreams
+from chatgate.streams.live import LiveLimits, LiveStreams, LiveUnavailable, LocalLiveStreams
 from chatgate.streams.options import StreamsOptions
 from chatgate.streams.rulebook import RuleBook
 from chatgate.streams.signal import STREAMS_STAMP, StampSignal
@@ -152,6 +152,8 @@ class StreamService:
             await asyncio.sleep(SWEEP_INTERVAL)
             try:
                 await self.sweep()
+            except LiveUnavailable as exc:  # a shared registry's Redis: try next time
+                log.warning("streams: sweep skipped: %s", exc)
             except Exception:  # the database may be away for a moment: try next time
                 log.exception("streams: sweep failed")
 
