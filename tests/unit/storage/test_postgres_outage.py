@@ -203,3 +203,48 @@ async def test_a_statement_past_the_time_limit_fails_but_a_migration_may_take_lo
         assert not await db.accounts.exists(*ALICE)
     finally:
         await db.close()
+
+
+async def test_the_first_call_after_a_quiet_restart_succeeds(
+    server: PostgresServer, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No call while the server was down: the pooled connection it closed has been
+    idle past the ping threshold, is pinged at checkout, and replaced."""
+    monkeypatch.setattr(engine_module, "POSTGRES_PING_AFTER_IDLE", 0.2)
+    db = await Database.open(url)
+    try:
+        assert not await db.accounts.exists(*ALICE)
+        server.stop()
+        server.start()
+        await asyncio.sleep(0.3)
+        assert not await db.accounts.exists(*ALICE)
+    finally:
+        await db.close()
+
+
+async def test_a_connection_in_steady_use_is_not_pinged(
+    server: PostgresServer, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hot path pays no ping.  The price: a restart no call noticed fails the
+    first call on a dead connection, and the pool is renewed for the next."""
+    monkeypatch.setattr(engine_module, "POSTGRES_PING_AFTER_IDLE", 60.0)
+    db = await Database.open(url)
+    pings = 0
+    real_ping = type(db.engine.dialect).do_ping
+
+    def counting_ping(self: Any, dbapi_connection: Any) -> bool:
+        nonlocal pings
+        pings += 1
+        return bool(real_ping(self, dbapi_connection))
+
+    monkeypatch.setattr(type(db.engine.dialect), "do_ping", counting_ping)
+    try:
+        for _ in range(20):
+            assert not await db.accounts.exists(*ALICE)
+        assert pings == 0
+        server.stop()
+        server.start()
+        await _fails_promptly(db.accounts.exists(*ALICE))
+        assert not await db.accounts.exists(*ALICE)
+    finally:
+        await db.close()
