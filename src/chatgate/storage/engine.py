@@ -28,10 +28,11 @@ pinged when taken from the pool (one round trip), and replaced if the server
 closed it, so the first call after a quiet restart succeeds.  A connection in
 steady use is not pinged: SQLAlchemy's ``pool_pre_ping`` would ping at every
 checkout, on the path of every login and roster change (a primary-key read took
-340-510 µs without it and 460-780 µs with it, on a busy 2-core machine).  The cost of skipping the ping is one
-call: if the server restarted within those seconds and no call noticed it while
-it was down, the first call on a dead connection fails (`StorageUnavailable`)
-and SQLAlchemy then replaces every pooled connection.
+340-510 µs without it and 460-780 µs with it, on a busy 2-core machine).  The
+cost of skipping the ping is one call: if the server restarted within those
+seconds and no call noticed it while it was down, the first call on a dead
+connection fails (`StorageUnavailable`) and SQLAlchemy then replaces every
+pooled connection.
 
 File modes: the database holds credentials, so a SQLite file is created here,
 empty and 0600, before SQLite opens it (SQLite would create it 0644 whatever
