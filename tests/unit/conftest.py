@@ -3,12 +3,16 @@ the URL `db_url` names, so a test can open it a second time as another process w
 
 The backend is SQLite (a file in the test's folder) everywhere.  The tests under
 `POSTGRESQL_FOLDERS` run a second time on PostgreSQL (parameter id `postgresql`,
-marker `postgresql`; `-m "not postgresql"` leaves them out; `sqlite_only` and
-`postgresql_only` keep a test about one backend itself on that one): one throwaway cluster for the session
-(`tests/postgres_server.py`) with one database migrated once, emptied before each
-test (~20 ms; a new database per test copies ~7 MB of catalogs, 150-400 ms on a
-busy machine, and a migration costs more).  A test that needs a database without
-tables (migration tests) asks for `empty_db_url`, a new database of its own.
+marker `postgresql`; `-m "not postgresql"` leaves them out).  Marked `sqlite_only`,
+a test about SQLite itself stays on SQLite; marked `postgresql_only`, a test in any
+folder runs on PostgreSQL alone.
+
+PostgreSQL: one throwaway cluster for the session (`tests/postgres_server.py`)
+with one database migrated once, emptied before each test (~20 ms; a new database
+per test copies ~7 MB of catalogs, 150-400 ms on a busy machine, and a migration
+costs more).  A test that needs a database without tables (migration tests) asks
+for `empty_db_url`, a new database of its own.  `postgres` (the session fixture)
+gives the cluster itself, for tests that need more databases.
 """
 
 from __future__ import annotations
@@ -57,12 +61,14 @@ def _on_postgresql(path: Path) -> bool:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "db_backend" not in metafunc.fixturenames or not _on_postgresql(metafunc.definition.path):
+    if "db_backend" not in metafunc.fixturenames:
         return
     on_postgresql = pytest.param(POSTGRESQL, marks=pytest.mark.postgresql)
     if metafunc.definition.get_closest_marker("postgresql_only") is not None:
-        metafunc.parametrize("db_backend", [on_postgresql], indirect=True)
-    elif metafunc.definition.get_closest_marker("sqlite_only") is None:
+        metafunc.parametrize("db_backend", [on_postgresql], indirect=True)  # in any folder
+    elif _on_postgresql(metafunc.definition.path) and (
+        metafunc.definition.get_closest_marker("sqlite_only") is None
+    ):
         metafunc.parametrize("db_backend", [SQLITE, on_postgresql], indirect=True)
 
 
