@@ -214,6 +214,7 @@ class Server:
                 data_dir=config.data_dir,
                 gate=ctx.login_gate,
                 provider=ctx.provider,
+                cluster=ctx.cluster,
             )
         for name in modules.names():
             ctx.load(modules.get(name)())

@@ -38,6 +38,7 @@ import itertools
 import json
 import logging
 from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -425,7 +426,8 @@ class ClusterSessionDirectory:
         self._wake.set()
 
     async def _send_events(self) -> None:
-        """One sender, so that the others see this node's changes in order."""
+        """One sender, so that the others see this node's changes in order (the
+        lean connection keeps its commands in order)."""
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -434,22 +436,23 @@ class ClusterSessionDirectory:
             if not events:
                 continue
             snapshot = self._snapshot_key(self.node.name)
-            try:
-                async with self.node.redis.pipeline(transaction=False) as pipe:
-                    for op, field, value in ops:
-                        if op == "del":
-                            pipe.hdel(snapshot, field)
-                        else:
-                            assert value is not None
-                            pipe.hset(snapshot, field, value)
-                    pipe.publish(self.node.key("events"), "\n".join(events).encode())
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
-                log.warning(
-                    "cluster: %d session changes not announced (%s): resync on return",
-                    len(events),
-                    exc,
-                )
+            send = self.node.send
+            for op, field, value in ops:
+                if op == "del":
+                    send("HDEL", snapshot, field).add_done_callback(_quiet)
+                else:
+                    assert value is not None
+                    send("HSET", snapshot, field, value).add_done_callback(_quiet)
+            reply = send("PUBLISH", self.node.key("events"), "\n".join(events).encode())
+            reply.add_done_callback(partial(self._announced, len(events)))
+
+    def _announced(self, count: int, reply: asyncio.Future[Any]) -> None:
+        if not reply.cancelled() and reply.exception() is not None:
+            log.warning(
+                "cluster: %d session changes not announced (%s): resync on return",
+                count,
+                reply.exception(),
+            )
 
     # ------------------------------------------------------------ the mirror
 
@@ -657,6 +660,12 @@ class ClusterSessionDirectory:
 
     def _snapshot_key(self, node: str) -> str:
         return self.node.key("sessions", node)
+
+
+def _quiet(reply: asyncio.Future[Any]) -> None:
+    """A snapshot write's reply: an error is the resync's to repair."""
+    if not reply.cancelled():
+        reply.exception()
 
 
 def _parse(presence: str | None) -> Element | None:

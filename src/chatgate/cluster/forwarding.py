@@ -29,8 +29,8 @@ import logging
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-
-from redis.exceptions import RedisError
+from functools import partial
+from typing import Any
 
 from chatgate.cluster.node import ClusterNode
 
@@ -128,28 +128,31 @@ class Forwarder:
         return True
 
     async def _run(self) -> None:
+        """Publish each node's batch on the lean connection (one write per turn);
+        replies come back in order and say who heard."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             batches, self._batches = self._batches, {}
-            queued, self._bytes = self._bytes, 0
+            self._bytes = 0
             if not batches:
                 continue
-            nodes = list(batches)
-            try:
-                async with self.node.redis.pipeline(transaction=False) as pipe:
-                    for name in nodes:
-                        pipe.publish(self.node.inbox_of(name), b"".join(batches[name]))
-                    heard = await pipe.execute()
-            except (RedisError, OSError) as exc:
-                self.refused += sum(len(b) for b in batches.values())
-                log.warning("cluster: %d bytes for other nodes lost: %s", queued, exc)
-                continue
+            for name, frames in batches.items():
+                reply = self.node.send("PUBLISH", self.node.inbox_of(name), b"".join(frames))
+                reply.add_done_callback(partial(self._heard, name, frames))
             if self._refusing and self.node.connected:
                 self._refusing = False
                 log.info("cluster: cross-node delivery resumed")
-            for name, count in zip(nodes, heard, strict=True):
-                if count:
-                    self.forwarded += len(batches[name])
-                else:
-                    self.on_unheard(name, [f for b in batches[name] for f in decode(b)])
+
+    def _heard(self, name: str, frames: list[bytes], reply: asyncio.Future[Any]) -> None:
+        if reply.cancelled():
+            return
+        error = reply.exception()
+        if error is not None:
+            self.refused += len(frames)
+            log.warning("cluster: %d stanzas for node %s lost: %s", len(frames), name, error)
+            return
+        if reply.result():
+            self.forwarded += len(frames)
+        else:
+            self.on_unheard(name, [f for batch in frames for f in decode(batch)])

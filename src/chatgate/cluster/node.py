@@ -29,11 +29,13 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chatgate.cluster.options import ClusterOptions
+from chatgate.cluster.resp import RespConnection, RespError, open_connection
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,14 @@ class ClusterNode:
         self._closing: list[Callback] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = False
-        self._subscribed = asyncio.Event()
         self._caught_up = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._stopping = False
+        #: wakes `_reconnects`: a connection lost, or a channel to subscribe
+        self._attention = asyncio.Event()
+        self._commands: RespConnection | None = None
+        self._subscriber: RespConnection | None = None
+        self._channels: set[str] = set()
         #: monotonic time before which nobody is judged dead (just (re)connected)
         self._judge_after = 0.0
         #: the boot id last seen of each other node
@@ -111,6 +119,7 @@ class ClusterNode:
         `start` where possible; a later subscription takes effect within a second."""
         self._handlers.setdefault(channel, []).append(handler)
         self._caught_up.clear()
+        self._attention.set()
 
     async def subscribed(self) -> None:
         """Wait until every channel given to `subscribe` so far is subscribed (a
@@ -131,9 +140,20 @@ class ClusterNode:
         """Publish; returns how many subscribers got it (0: nobody listens there).
         Raises `ClusterUnavailable` when Redis cannot be reached."""
         try:
-            return int(await self.redis.publish(channel, data))
-        except (RedisError, OSError) as exc:
+            return int(await self.send("PUBLISH", channel, data))
+        except (RespError, ConnectionError, OSError) as exc:
             raise ClusterUnavailable(str(exc)) from exc
+
+    def send(self, *args: bytes | str | int) -> asyncio.Future[Any]:
+        """A command on the lean connection (`cluster/resp.py`): written with the
+        others of this loop turn, its reply in the future (ConnectionError when
+        Redis is away).  For the hot paths; anything else may use `redis`."""
+        connection = self._commands
+        if connection is None or connection.closed:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future.set_exception(ConnectionError("Redis unreachable"))
+            return future
+        return connection.send(*args)
 
     # ------------------------------------------------------------ life
 
@@ -149,11 +169,11 @@ class ClusterNode:
         await self._beat()
         self._known = await self._alive()
         self._known.pop(self.name, None)
+        await self._open_connections()
         self._tasks = [
-            asyncio.create_task(self._listen(), name="cluster-listen"),
+            asyncio.create_task(self._reconnects(), name="cluster-reconnect"),
             asyncio.create_task(self._heartbeats(), name="cluster-heartbeat"),
         ]
-        await asyncio.wait_for(self._subscribed.wait(), 10)
         self._connected = True
         log.info(
             "cluster: node %s joined %s (%d other nodes alive)",
@@ -166,6 +186,7 @@ class ClusterNode:
         """Leave: stop beating and listening, and remove this node's heartbeat so the
         others need not wait for it to expire."""
         await self._run_all(self._closing)
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -178,6 +199,9 @@ class ClusterNode:
         except (RedisError, OSError):
             pass
         await self.redis.aclose()
+        for connection in (self._commands, self._subscriber):
+            if connection is not None:
+                connection.close()
         self._connected = False
 
     # ------------------------------------------------------------ heartbeat
@@ -199,12 +223,13 @@ class ClusterNode:
 
     async def _heartbeats(self) -> None:
         interval = self.options.heartbeat_interval
-        while True:
+        # `_stopping`, not only the cancellation: redis-py may swallow a
+        # CancelledError that arrives during a command, and the loop must end anyway.
+        while not self._stopping:
             try:
                 await self._beat()
-                if not self._connected:
-                    continue  # the listener says when we are back
-                await self._judge()
+                if self._connected:  # else `_reconnects` says when we are back
+                    await self._judge()
             except (RedisError, OSError) as exc:
                 if self._connected:
                     log.warning(
@@ -212,9 +237,10 @@ class ClusterNode:
                         " cross-node work refused until it returns",
                         exc,
                     )
-                self._connected = False
-            finally:
-                await asyncio.sleep(interval)
+                    self._lost.set()  # connect again from scratch (a hung Redis too)
+                    self._attention.set()
+            # Never an await in a `finally`: a cancellation there may be lost (3.11).
+            await asyncio.sleep(interval)
 
     async def _judge(self) -> None:
         alive = await self._alive()
@@ -239,53 +265,73 @@ class ClusterNode:
 
     # ------------------------------------------------------------ pub/sub
 
-    async def _listen(self) -> None:
-        """One pub/sub connection for every handler; after a loss, subscribe again and
-        tell the `on_reconnect` callbacks (Redis may have forgotten everything)."""
-        first = True
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+    async def _open_connections(self) -> None:
+        """The command connection and the subscriber, subscribed to every channel."""
+        lost = self._lost
+
+        attention = self._attention
+
+        def on_lost(exc: Exception | None) -> None:
+            lost.set()
+            attention.set()
+
+        self._commands = await open_connection(self.options.redis_url, on_lost=on_lost)
+        self._subscriber = await open_connection(
+            self.options.redis_url, on_message=self._deliver, on_lost=on_lost
+        )
+        self._channels = set()
+        await self._subscribe_missing()
+
+    async def _subscribe_missing(self) -> None:
+        subscriber = self._subscriber
+        assert subscriber is not None
+        for channel in list(self._handlers):
+            if channel not in self._channels:
+                await asyncio.wait_for(subscriber.subscribe(channel), 5)
+                self._channels.add(channel)
+        self._caught_up.set()
+
+    def _deliver(self, channel: bytes, data: bytes) -> None:
+        name = channel.decode()
+        for handler in self._handlers.get(name, ()):
             try:
-                channels = list(self._handlers) or [self.inbox]
-                await pubsub.subscribe(*channels)
-                subscribed = set(channels)
-                if not first:
-                    await self._beat()
-                    self._judge_after = time.monotonic() + self.options.node_timeout
-                    self._connected = True
-                    log.warning("cluster: Redis reachable again: resynchronising")
-                    await self._run_all(self._reconnect)
-                first = False
-                self._subscribed.set()
-                while True:
-                    missing = set(self._handlers) - subscribed
-                    if missing:
-                        await pubsub.subscribe(*missing)
-                        subscribed |= missing
-                    self._caught_up.set()
-                    message = await pubsub.get_message(timeout=0.2)
-                    if message is None or message.get("type") != "message":
-                        continue
-                    channel = message["channel"]
-                    name = channel.decode() if isinstance(channel, bytes) else str(channel)
-                    for handler in self._handlers.get(name, ()):
-                        try:
-                            handler(message["data"])
-                        except Exception:
-                            log.exception("cluster: handler for %s failed", name)
-            except asyncio.CancelledError:
-                await _quietly_close(pubsub)
-                raise
-            except (RedisError, OSError) as exc:
-                if self._connected:
-                    log.warning(
-                        "cluster: lost Redis (%s): serving this node's sessions only,"
-                        " cross-node work refused until it returns",
-                        exc,
-                    )
-                self._connected = False
-                await _quietly_close(pubsub)
+                handler(data)
+            except Exception:  # one bad message must not stop the node
+                log.exception("cluster: handler for %s failed", name)
+
+    async def _reconnects(self) -> None:
+        """Subscribe late channels; after a lost connection, connect again, then
+        tell the `on_reconnect` callbacks (Redis may have forgotten everything)."""
+        while not self._stopping:
+            await self._attention.wait()
+            self._attention.clear()
+            if not self._lost.is_set():
+                if not self._caught_up.is_set() and self._subscriber is not None:
+                    with contextlib.suppress(Exception):
+                        await self._subscribe_missing()
+                continue
+            if self._connected:
+                log.warning(
+                    "cluster: lost Redis: serving this node's sessions only,"
+                    " cross-node work refused until it returns"
+                )
+            self._connected = False
+            for connection in (self._commands, self._subscriber):
+                if connection is not None:
+                    connection.close()
+            while True:
                 await asyncio.sleep(RECONNECT_DELAY)
+                self._lost.clear()
+                try:
+                    await self._open_connections()
+                    await self._beat()
+                except (RedisError, OSError, ConnectionError, RespError, TimeoutError):
+                    continue
+                break
+            self._judge_after = time.monotonic() + self.options.node_timeout
+            self._connected = True
+            log.warning("cluster: Redis reachable again: resynchronising")
+            await self._run_all(self._reconnect)
 
     async def _run_all(
         self, callbacks: list[Callable[..., Awaitable[None] | None]], *args: str
@@ -305,11 +351,6 @@ class ClusterNode:
         if "@" in rest:
             rest = "***@" + rest.split("@", 1)[1]
         return scheme + sep + rest
-
-
-async def _quietly_close(pubsub: aioredis.client.PubSub) -> None:
-    with contextlib.suppress(RedisError, OSError, RuntimeError):
-        await pubsub.aclose()
 
 
 def _text(value: bytes | str) -> str:

@@ -95,7 +95,7 @@ def check_workers_allowed(config: Config) -> None:
                 " a fixed port that every worker shares"
             )
     http = config.http
-    if http.enabled and (http.port == 0 or http.tls_port == 0):
+    if http.enabled and (http.port == 0 or (http.tls_port is not False and http.tls_port == 0)):
         raise ConfigError(
             "[http] port and tls_port: 0 picks a free port per process; --workers needs"
             " fixed ports (or false)"

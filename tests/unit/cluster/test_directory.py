@@ -118,6 +118,20 @@ async def two(redis_server: RedisServer) -> AsyncIterator[tuple[Node, Node]]:
                 await n.node.close()
 
 
+async def kill(node: Node) -> None:
+    """As kill -9: the node stops at once, says nothing, and its heartbeat expires."""
+    cluster = node.node
+    cluster._stopping = True
+    for task in cluster._tasks:
+        task.cancel()
+    cluster._tasks = []
+    await node.directory.close()
+    for connection in (cluster._commands, cluster._subscriber):
+        if connection is not None:
+            connection.close()
+    await cluster.redis.aclose()
+
+
 async def eventually(condition: Callable[[], object], timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
@@ -220,9 +234,7 @@ async def test_a_dead_node_leaves_the_directory_and_its_contacts_are_told(
     a.directory.mark_available(session, 0, Element("presence", "jabber:client"))
     await eventually(lambda: "alice@example.net" in b.directory.table)
     await eventually(lambda: b.directory.table["alice@example.net"]["phone"].available)
-    for task in a.node._tasks:  # as kill -9: no goodbye, the heartbeat expires
-        task.cancel()
-    await a.directory.forwarder.close()
+    await kill(a)
     await eventually(lambda: b.lost == ["alice@example.net/phone"], timeout=5)
     assert "alice@example.net" not in b.directory.table
     # Its resource is free in Redis too: a new login anywhere takes it.
@@ -235,8 +247,6 @@ async def test_a_dead_node_leaves_the_directory_and_its_contacts_are_told(
     assert pending is not None
     await pending
     assert b.stored == [("alice@example.net", "here")]
-    a.node._tasks = []
-    await a.node.redis.aclose()
 
 
 async def test_a_message_for_a_node_that_does_not_listen_is_stored_here(
@@ -245,9 +255,8 @@ async def test_a_message_for_a_node_that_does_not_listen_is_stored_here(
     a, b = two
     await a.bind("alice@example.net", "phone")
     await eventually(lambda: "alice@example.net" in b.directory.table)
-    # a stops listening (dead, not yet judged so): PUBLISH reaches nobody.
-    a.node._tasks[0].cancel()
-    await asyncio.sleep(0.3)
+    # a dies (and is not yet judged so): PUBLISH reaches nobody.
+    await kill(a)
     b.router.deliver_to_full(
         JID.parse("alice@example.net/phone"), chat("alice@example.net/phone", "later")
     )

@@ -180,9 +180,6 @@ async def test_nonce_counts_are_shared_on_a_cluster_node(nodes: list[Node]) -> N
     assert await b.advance("n", 100, 1, 100) is NonceUse.REPLAYED
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs server.py: StreamService.open(..., cluster=ctx.cluster)"
-)
 async def test_a_clustered_server_opens_its_stream_service_on_the_cluster(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:

@@ -22,6 +22,18 @@ def options(server: RedisServer, **extra: object) -> ClusterOptions:
     return ClusterOptions.model_validate(values)
 
 
+async def kill(node: ClusterNode) -> None:
+    """As kill -9: no goodbye; the heartbeat key is left to expire."""
+    node._stopping = True
+    for task in node._tasks:
+        task.cancel()
+    node._tasks = []
+    for connection in (node._commands, node._subscriber):
+        if connection is not None:
+            connection.close()
+    await node.redis.aclose()
+
+
 async def wait_for(condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
@@ -58,9 +70,8 @@ async def test_a_node_that_stops_beating_is_gone_for_the_others(redis_server: Re
     await b.start()
     try:
         await wait_for(lambda: "b" in a.others)
-        # As kill -9 would: b's tasks stop, its heartbeat key is left to expire.
-        for task in b._tasks:
-            task.cancel()
+        # As kill -9 would: b stops, its heartbeat key is left to expire.
+        await kill(b)
         try:
             await wait_for(lambda: gone == ["b"], timeout=3)
         except AssertionError:
@@ -70,7 +81,6 @@ async def test_a_node_that_stops_beating_is_gone_for_the_others(redis_server: Re
         assert "b" not in a.others
     finally:
         await a.close()
-        await b.redis.aclose()
 
 
 async def test_a_node_restarted_under_its_name_counts_as_gone(redis_server: RedisServer) -> None:
@@ -82,9 +92,7 @@ async def test_a_node_restarted_under_its_name_counts_as_gone(redis_server: Redi
     await b.start()
     try:
         await wait_for(lambda: "b" in a.others)
-        for task in b._tasks:
-            task.cancel()
-        await b.redis.aclose()
+        await kill(b)
         b = ClusterNode(options(redis_server), name="b")
         await b.start()
         await wait_for(lambda: gone == ["b"], timeout=3)

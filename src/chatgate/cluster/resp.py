@@ -1,0 +1,166 @@
+"""A lean Redis connection for the cluster's hot paths: forwarding stanzas, announcing
+session changes, claiming sessions, and reading pub/sub.
+
+redis-py's asyncio client costs tens of microseconds per command and per message
+read (a coroutine, a timeout context and a connection check each); forwarding
+pays that once per batch of stanzas, and a busy node sends thousands of batches
+a second.  Here a command is packed by hiredis (`pack_command`), written with
+the others of the same loop turn in one `write`, and its reply parsed by
+hiredis's C reader and matched to its future in order (Redis answers a
+connection's commands in order).  A subscriber connection hands each pushed
+message straight to a callback from `data_received`: no task, no await per
+message.  Everything else (scripts loaded once, heartbeats, admin) keeps
+redis-py, which is the better tool where speed does not matter.
+
+A lost connection fails the pending futures with `ConnectionError` and calls
+`on_lost`; the owner (`ClusterNode`) opens a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import hiredis
+
+Push = Callable[[bytes, bytes], None]
+
+
+class RespError(Exception):
+    """Redis answered a command with an error."""
+
+
+class RespConnection(asyncio.Protocol):
+    """Pipelined commands, replies in order; pub/sub pushes to `on_message`."""
+
+    def __init__(
+        self,
+        on_message: Push | None = None,
+        on_lost: Callable[[Exception | None], None] | None = None,
+    ) -> None:
+        self._reader = hiredis.Reader()
+        self._pending: deque[asyncio.Future[Any] | None] = deque()
+        self._out: list[bytes] = []
+        self._transport: asyncio.Transport | None = None
+        self._flush_scheduled = False
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._subscribed = 0
+        self.closed = False
+
+    # ------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        pending = self._pending
+        on_message = self._on_message
+        while True:
+            reply = reader.gets()
+            if reply is False:
+                return
+            if (
+                self._subscribed
+                and type(reply) is list
+                and len(reply) == 3
+                and reply[0] == b"message"
+                and on_message is not None
+            ):
+                on_message(reply[1], reply[2])
+                continue
+            if not pending:
+                continue  # a subscription confirmation nobody waits for
+            future = pending.popleft()
+            if future is None or future.done():
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                future.set_exception(RespError(str(reply)))
+            else:
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        error = ConnectionError(f"Redis connection lost: {exc or 'closed'}")
+        while self._pending:
+            future = self._pending.popleft()
+            if future is not None and not future.done():
+                future.set_exception(error)
+        if self._on_lost is not None:
+            self._on_lost(exc)
+
+    # ------------------------------------------------------------ commands
+
+    def send(self, *args: bytes | str | int) -> asyncio.Future[Any]:
+        """Queue a command; its reply (or RespError / ConnectionError) in the future.
+        Commands of one loop turn go out in one write, in order."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.closed or self._transport is None:
+            future.set_exception(ConnectionError("Redis connection closed"))
+            return future
+        self._out.append(hiredis.pack_command(args))  # type: ignore[arg-type]
+        self._pending.append(future)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return future
+
+    def subscribe(self, channel: str) -> asyncio.Future[Any]:
+        """Subscribe to one channel (one confirmation, matched to the future);
+        this connection then reads pushes and confirmations only."""
+        self._subscribed += 1
+        return self.send("SUBSCRIBE", channel)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self._transport is not None and not self.closed:
+            data = b"".join(self._out)
+            self._out.clear()
+            self._transport.write(data)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self.closed = True
+
+
+async def open_connection(
+    url: str,
+    *,
+    on_message: Push | None = None,
+    on_lost: Callable[[Exception | None], None] | None = None,
+    timeout: float = 2.0,
+) -> RespConnection:
+    """Connect to `url` (redis://[user:password@]host[:port][/db] or unix://PATH),
+    authenticate and select the database."""
+    parsed = urlparse(url)
+    loop = asyncio.get_running_loop()
+
+    def factory() -> RespConnection:
+        return RespConnection(on_message, on_lost)
+
+    if parsed.scheme == "unix":
+        connect = loop.create_unix_connection(factory, parsed.path)
+    elif parsed.scheme in ("redis", "rediss"):
+        ssl = parsed.scheme == "rediss"
+        connect = loop.create_connection(
+            factory, parsed.hostname or "127.0.0.1", parsed.port or 6379, ssl=ssl or None
+        )
+    else:
+        raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r}")
+    _transport, connection = await asyncio.wait_for(connect, timeout)
+    if parsed.password is not None:
+        user = unquote(parsed.username) if parsed.username else None
+        password = unquote(parsed.password)
+        auth = ("AUTH", user, password) if user else ("AUTH", password)
+        await asyncio.wait_for(connection.send(*auth), timeout)
+    db = parsed.path.lstrip("/") if parsed.scheme != "unix" else ""
+    if db and db != "0":
+        await asyncio.wait_for(connection.send("SELECT", db), timeout)
+    return connection
