@@ -24,9 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.docblocks import blocks
 from tests.e2e.conftest import RunningServer, free_ports
 from tests.redis_server import RedisServer, start_redis
 
@@ -168,10 +170,45 @@ class LocalCluster:
         return codes
 
 
+def documented_tables() -> tuple[dict[str, object], dict[str, object]]:
+    """The `[storage]` and `[cluster]` tables of docs/cluster.md, as an operator
+    copies them: the nodes run them with the test's own addresses and timeouts."""
+    storage: dict[str, object] | None = None
+    cluster: dict[str, object] | None = None
+    for block in blocks("toml"):
+        if block.page != "docs/cluster.md":
+            continue
+        table = tomllib.loads(block.text)
+        storage = table.get("storage", storage)
+        cluster = table.get("cluster", cluster)
+    assert storage is not None and cluster is not None, "docs/cluster.md lost a table"
+    return storage, cluster
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
 def node_config(
     name: str, folder: Path, port: int, storage_url: str, redis_url: str, extra: str
 ) -> str:
-    """A node's `chatgate.toml`.  `extra` is appended (further tables)."""
+    """A node's `chatgate.toml`: docs/cluster.md's `[storage]` and `[cluster]`
+    tables with this test's values.  `extra` is appended (further tables)."""
+    storage, cluster = documented_tables()
+    storage = {**storage, "url": storage_url}
+    cluster = {
+        **cluster,
+        "redis_url": redis_url,
+        "node": name,
+        "heartbeat_interval": HEARTBEAT,
+        "node_timeout": NODE_TIMEOUT,
+    }
+    storage_table = "\n".join(f"{k} = {_toml_value(v)}" for k, v in storage.items())
+    cluster_table = "\n".join(f"{k} = {_toml_value(v)}" for k, v in cluster.items())
     return f"""
 [server]
 domain = "localhost"
@@ -188,18 +225,14 @@ require_tls = false
 enabled = false
 
 [storage]
-url = "{storage_url}"
+{storage_table}
 
 [auth]
 mechanisms = ["SCRAM-SHA-1", "PLAIN"]
 allow_plain_without_tls = true
 
 [cluster]
-enabled = true
-redis_url = "{redis_url}"
-node = "{name}"
-heartbeat_interval = {HEARTBEAT}
-node_timeout = {NODE_TIMEOUT}
+{cluster_table}
 {extra}
 """
 
