@@ -43,8 +43,16 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from chatgate.cluster.forwarding import Forwarder, Frame, FrameKind, decode
+from chatgate.cluster.forwarding import (
+    HEADER_SIZE,
+    KINDS,
+    Forwarder,
+    Frame,
+    FrameKind,
+    unpack_header,
+)
 from chatgate.cluster.node import ClusterNode
+from chatgate.cluster.resp import RespError, Script
 from chatgate.config import ResourceConflict
 from chatgate.hooks import Hooks
 from chatgate.jid import JID
@@ -118,6 +126,14 @@ return removed
 """
 
 
+_SCRIPTS = {
+    "claim": Script(_CLAIM),
+    "release": Script(_RELEASE),
+    "reassert": Script(_REASSERT),
+    "clear": Script(_CLEAR_NODE),
+}
+
+
 class RemoteSession:
     """A session on another node, as the router sees it: writes are forwarded."""
 
@@ -132,6 +148,7 @@ class RemoteSession:
         "priority",
         "resource",
         "sid",
+        "target",
     )
 
     def __init__(
@@ -143,6 +160,8 @@ class RemoteSession:
         self.bare = bare
         self.resource = resource
         self.full = f"{bare}/{resource}"
+        #: the full JID as frames carry it
+        self.target = self.full.encode()
         self.available = False
         self.priority = 0
         self.presence: Element | None = None
@@ -151,14 +170,14 @@ class RemoteSession:
     def write(self, data: bytes) -> None:
         directory = self._directory
         kind = FrameKind.REROUTED if directory.rerouting else FrameKind.STANZA
-        directory.forwarder.send(self.node, kind, self.full, data)
+        directory.forwarder.send(self.node, kind, self.target, data)
 
     def send(self, stanza: Element) -> None:
         self.write(serialize(stanza).encode())
 
     def close(self, condition: StreamErrorCondition, text: str = "") -> None:
         payload = f"{condition.value}\n{text}".encode()
-        self._directory.forwarder.send(self.node, FrameKind.CLOSE, self.full, payload)
+        self._directory.forwarder.send(self.node, FrameKind.CLOSE, self.target, payload)
 
     def __repr__(self) -> str:
         return f"<RemoteSession {self.full} on {self.node}>"
@@ -183,6 +202,8 @@ class ClusterSessionDirectory:
         self.table: dict[str, dict[str, Any]] = {}
         self.forwarder = Forwarder(node, node.options.forward_queue_bytes, self._unheard)
         self._sids: dict[int, str] = {}  # id(session) -> sid, for this node's sessions
+        #: this node's sessions by encoded full JID: where arriving frames go
+        self._by_target: dict[bytes, C2SSession] = {}
         self._counter = itertools.count(1)
         self._events: list[str] = []
         self._snapshot_ops: list[tuple[str, str, str | None]] = []  # (op, field, json)
@@ -190,7 +211,6 @@ class ClusterSessionDirectory:
         self._sender: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._touched: set[str] | None = None  # sids changed while the mirror loads
-        self._scripts: dict[str, Any] = {}
         #: re-routes messages whose session is gone; set by the context
         self.reroute: Any = None
         self._background: set[asyncio.Future[Any]] = set()
@@ -204,18 +224,11 @@ class ClusterSessionDirectory:
     # ------------------------------------------------------------ life
 
     async def start(self) -> None:
-        redis = self.node.redis
-        for name, source in (
-            ("claim", _CLAIM),
-            ("release", _RELEASE),
-            ("reassert", _REASSERT),
-            ("clear", _CLEAR_NODE),
-        ):
-            self._scripts[name] = redis.register_script(source)
         # What this node's previous run left (a kill -9, then a restart under the name).
-        await self._scripts["clear"](
-            keys=[self._snapshot_key(self.node.name)],
-            args=[self.node.prefix, self.node.name, ""],
+        await self.node.run_script(
+            _SCRIPTS["clear"],
+            [self._snapshot_key(self.node.name)],
+            [self.node.prefix, self.node.name, ""],
         )
         self.forwarder.start()
         self._sender = asyncio.create_task(self._send_events(), name="cluster-events")
@@ -246,9 +259,10 @@ class ClusterSessionDirectory:
         for _attempt in range(4):
             sid = f"{self.node.boot_id}{next(self._counter)}"
             try:
-                answer = await self._scripts["claim"](
-                    keys=[self._res_key(session.bare), self._snapshot_key(self.node.name)],
-                    args=[
+                answer = await self.node.run_script(
+                    _SCRIPTS["claim"],
+                    [self._res_key(session.bare), self._snapshot_key(self.node.name)],
+                    [
                         session.resource,
                         f"{self.node.name}|{sid}",
                         self.conflict.value,
@@ -258,7 +272,7 @@ class ClusterSessionDirectory:
                         json.dumps([sid, False, 0, None, False]),
                     ],
                 )
-            except (RedisError, OSError) as exc:
+            except (RedisError, RespError, OSError) as exc:
                 log.warning("cluster: claim decided on this node alone (Redis: %s)", exc)
                 return self._claim_locally(session, resource)
             verdict = _text(answer[0])
@@ -283,7 +297,7 @@ class ClusterSessionDirectory:
                 self.forwarder.send(
                     node,
                     FrameKind.CLOSE,
-                    session.full,
+                    session.full.encode(),
                     f"{StreamErrorCondition.CONFLICT.value}\nreplaced by a new connection".encode(),
                 )
         if replaced is not None:
@@ -310,6 +324,7 @@ class ClusterSessionDirectory:
         self.local.setdefault(session.bare, {})[session.resource] = session
         self.table.setdefault(session.bare, {})[session.resource] = session
         self._sids[id(session)] = sid
+        self._by_target[session.full.encode()] = session
 
     def _drop_local(self, session: C2SSession) -> str | None:
         resources = self.local.get(session.bare)
@@ -323,6 +338,9 @@ class ClusterSessionDirectory:
             del entries[session.resource]
             if not entries:
                 del self.table[session.bare]
+        target = session.full.encode()
+        if self._by_target.get(target) is session:
+            del self._by_target[target]
         return self._sids.pop(id(session), None)
 
     def release(self, session: C2SSession) -> Awaitable[None] | None:
@@ -334,16 +352,17 @@ class ClusterSessionDirectory:
 
     async def _release(self, session: C2SSession, sid: str) -> None:
         try:
-            await self._scripts["release"](
-                keys=[self._res_key(session.bare), self._snapshot_key(self.node.name)],
-                args=[
+            await self.node.run_script(
+                _SCRIPTS["release"],
+                [self._res_key(session.bare), self._snapshot_key(self.node.name)],
+                [
                     session.resource,
                     f"{self.node.name}|{sid}",
                     f"{session.bare}/{session.resource}",
                     sid,
                 ],
             )
-        except (RedisError, OSError) as exc:
+        except (RedisError, RespError, OSError) as exc:
             log.warning("cluster: release of %s left to the resync (Redis: %s)", session.full, exc)
 
     # ------------------------------------------------------------ availability
@@ -563,11 +582,10 @@ class ClusterSessionDirectory:
                 await self.hooks.notify(RemoteSessionLost(session.full, session.bare))
         if boot:
             try:
-                await self._scripts["clear"](
-                    keys=[self._snapshot_key(node)],
-                    args=[self.node.prefix, node, boot],
+                await self.node.run_script(
+                    _SCRIPTS["clear"], [self._snapshot_key(node)], [self.node.prefix, node, boot]
                 )
-            except (RedisError, OSError) as exc:
+            except (RedisError, RespError, OSError) as exc:
                 log.warning("cluster: entries of node %s left in Redis (%s)", node, exc)
 
     async def _resync(self) -> None:
@@ -580,8 +598,10 @@ class ClusterSessionDirectory:
                 sid = self._sids.get(id(session))
                 if sid is None:
                     continue
-                ours = await self._scripts["reassert"](
-                    keys=[self._res_key(bare)], args=[session.resource, f"{self.node.name}|{sid}"]
+                ours = await self.node.run_script(
+                    _SCRIPTS["reassert"],
+                    [self._res_key(bare)],
+                    [session.resource, f"{self.node.name}|{sid}"],
                 )
                 if not ours:
                     session.close(
@@ -605,12 +625,32 @@ class ClusterSessionDirectory:
     # ------------------------------------------------------------ arriving frames
 
     def _frames(self, batch: bytes) -> None:
-        for frame in decode(batch):
-            self._arrived(frame)
+        """A batch from another node: each stanza written to its session here.  The
+        per-stanza path of cross-node delivery, so no object per frame: the header
+        read in place, the session found by the target's bytes."""
+        sessions = self._by_target
+        offset = 0
+        end = len(batch)
+        delivered = 0
+        while offset + HEADER_SIZE <= end:
+            kind, target_len, payload_len = unpack_header(batch, offset)
+            start = offset + HEADER_SIZE
+            offset = start + target_len + payload_len
+            if offset > end:
+                log.warning("cluster: a truncated forwarded frame was dropped")
+                break
+            target = batch[start : start + target_len]
+            payload = batch[start + target_len : offset]
+            session = sessions.get(target)
+            if kind == _STANZA and session is not None:
+                delivered += 1
+                session.write(payload)
+                continue
+            self._arrived(Frame(KINDS[kind], target.decode(), payload), session)
+        STANZAS.sent += delivered
 
-    def _arrived(self, frame: Frame) -> None:
-        bare, _, resource = frame.full.partition("/")
-        session = self.local.get(bare, {}).get(resource)
+    def _arrived(self, frame: Frame, session: C2SSession | None) -> None:
+        """A frame that is not a plain stanza for a session here."""
         if frame.kind is FrameKind.CLOSE:
             if session is not None:
                 condition, _, text = frame.payload.decode().partition("\n")
@@ -660,6 +700,9 @@ class ClusterSessionDirectory:
 
     def _snapshot_key(self, node: str) -> str:
         return self.node.key("sessions", node)
+
+
+_STANZA = int(FrameKind.STANZA)
 
 
 def _quiet(reply: asyncio.Future[Any]) -> None:

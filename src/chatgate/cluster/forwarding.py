@@ -57,6 +57,12 @@ def encode(kind: FrameKind, full: str, payload: bytes) -> bytes:
     return _HEADER.pack(kind, len(target), len(payload)) + target + payload
 
 
+#: header size, and the kinds by number (an IntEnum call per frame costs more)
+HEADER_SIZE = _HEADER.size
+unpack_header = _HEADER.unpack_from
+KINDS = {int(kind): kind for kind in FrameKind}
+
+
 def decode(batch: bytes) -> Iterator[Frame]:
     """The frames of one published batch; a truncated tail is ignored (logged)."""
     view = memoryview(batch)
@@ -106,10 +112,12 @@ class Forwarder:
                 await self._task
             self._task = None
 
-    def send(self, node: str, kind: FrameKind, full: str, payload: bytes) -> bool:
-        """Queue one frame for `node`; False (and counted) when it is refused."""
-        frame = encode(kind, full, payload)
-        if self._bytes + len(frame) > self.max_bytes or not self.node.connected:
+    def send(self, node: str, kind: FrameKind, target: bytes, payload: bytes) -> bool:
+        """Queue one frame for `node` (`target`: the full JID, encoded); False (and
+        counted) when it is refused.  The per-stanza path of cross-node delivery:
+        the frame's three parts are joined once per batch, not here."""
+        size = HEADER_SIZE + len(target) + len(payload)
+        if self._bytes + size > self.max_bytes or not self.node.connected:
             self.refused += 1
             if not self._refusing:
                 self._refusing = True
@@ -122,9 +130,9 @@ class Forwarder:
         batch = self._batches.get(node)
         if batch is None:
             batch = self._batches[node] = []
-        batch.append(frame)
-        self._bytes += len(frame)
-        self._wake.set()
+            self._wake.set()
+        batch += (_HEADER.pack(kind, len(target), len(payload)), target, payload)
+        self._bytes += size
         return True
 
     async def _run(self) -> None:
@@ -137,22 +145,23 @@ class Forwarder:
             self._bytes = 0
             if not batches:
                 continue
-            for name, frames in batches.items():
-                reply = self.node.send("PUBLISH", self.node.inbox_of(name), b"".join(frames))
-                reply.add_done_callback(partial(self._heard, name, frames))
+            for name, parts in batches.items():
+                batch = b"".join(parts)
+                reply = self.node.send("PUBLISH", self.node.inbox_of(name), batch)
+                reply.add_done_callback(partial(self._heard, name, batch, len(parts) // 3))
             if self._refusing and self.node.connected:
                 self._refusing = False
                 log.info("cluster: cross-node delivery resumed")
 
-    def _heard(self, name: str, frames: list[bytes], reply: asyncio.Future[Any]) -> None:
+    def _heard(self, name: str, batch: bytes, count: int, reply: asyncio.Future[Any]) -> None:
         if reply.cancelled():
             return
         error = reply.exception()
         if error is not None:
-            self.refused += len(frames)
-            log.warning("cluster: %d stanzas for node %s lost: %s", len(frames), name, error)
+            self.refused += count
+            log.warning("cluster: %d stanzas for node %s lost: %s", count, name, error)
             return
         if reply.result():
-            self.forwarded += len(frames)
+            self.forwarded += count
         else:
-            self.on_unheard(name, [f for batch in frames for f in decode(batch)])
+            self.on_unheard(name, list(decode(batch)))

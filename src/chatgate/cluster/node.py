@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chatgate.cluster.options import ClusterOptions
-from chatgate.cluster.resp import RespConnection, RespError, open_connection
+from chatgate.cluster.resp import RespConnection, RespError, Script, open_connection
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,16 @@ class ClusterNode:
             future.set_exception(ConnectionError("Redis unreachable"))
             return future
         return connection.send(*args)
+
+    async def run_script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """A Lua script on the lean connection: EVALSHA, and EVAL once when Redis
+        no longer knows it (restarted or flushed).  Errors as for `send`."""
+        try:
+            return await self.send("EVALSHA", script.sha, len(keys), *keys, *args)
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            return await self.send("EVAL", script.source, len(keys), *keys, *args)
 
     # ------------------------------------------------------------ life
 

@@ -19,6 +19,7 @@ A lost connection fails the pending futures with `ConnectionError` and calls
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,16 @@ from urllib.parse import unquote, urlparse
 import hiredis
 
 Push = Callable[[bytes, bytes], None]
+
+
+class Script:
+    """A Lua script known by its SHA-1 (what EVALSHA names)."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
 class RespError(Exception):
