@@ -169,8 +169,12 @@ class RemoteSession:
 
     def write(self, data: bytes) -> None:
         directory = self._directory
-        kind = FrameKind.REROUTED if directory.rerouting else FrameKind.STANZA
-        directory.forwarder.send(self.node, kind, self.target, data)
+        directory.send_frame(
+            self.node,
+            FrameKind.REROUTED if directory.rerouting else FrameKind.STANZA,
+            self.target,
+            data,
+        )
 
     def send(self, stanza: Element) -> None:
         self.write(serialize(stanza).encode())
@@ -201,6 +205,8 @@ class ClusterSessionDirectory:
         #: the router's table: local sessions and `RemoteSession`s
         self.table: dict[str, dict[str, Any]] = {}
         self.forwarder = Forwarder(node, node.options.forward_queue_bytes, self._unheard)
+        #: the forwarder's `send`, bound once (stand-ins call it per stanza)
+        self.send_frame = self.forwarder.send
         self._sids: dict[int, str] = {}  # id(session) -> sid, for this node's sessions
         #: this node's sessions by encoded full JID: where arriving frames go
         self._by_target: dict[bytes, C2SSession] = {}

@@ -23,7 +23,6 @@ does not.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import struct
@@ -94,8 +93,9 @@ class Forwarder:
         self.on_unheard = on_unheard
         self._batches: dict[str, list[bytes]] = {}
         self._bytes = 0
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._scheduled = False
+        #: bytes this turn's batches may hold (set by `_admit`)
+        self._budget = 0
         #: frames refused (queue full or Redis gone) since start
         self.refused = 0
         #: frames published since start
@@ -103,55 +103,65 @@ class Forwarder:
         self._refusing = False
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="cluster-forwarder")
+        """Nothing to start: batches go out at the end of the loop turn that made them."""
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._batches.clear()
+        self._bytes = 0
 
     def send(self, node: str, kind: FrameKind, target: bytes, payload: bytes) -> bool:
         """Queue one frame for `node` (`target`: the full JID, encoded); False (and
         counted) when it is refused.  The per-stanza path of cross-node delivery:
-        the frame's three parts are joined once per batch, not here."""
+        Redis's state and the socket's backlog are looked at once per loop turn
+        (`_admit`), and the frame's three parts are joined once per batch."""
         size = HEADER_SIZE + len(target) + len(payload)
-        if self._bytes + size > self.max_bytes or not self.node.connected:
-            self.refused += 1
-            if not self._refusing:
-                self._refusing = True
-                log.warning(
-                    "cluster: cross-node delivery refused (%s): stanzas for other nodes"
-                    " are dropped until it recovers",
-                    "Redis unreachable" if not self.node.connected else "forward queue full",
-                )
-            return False
+        if not self._scheduled and not self._admit():
+            return self._refuse()
+        if self._bytes + size > self._budget:
+            return self._refuse()
         batch = self._batches.get(node)
         if batch is None:
             batch = self._batches[node] = []
-            self._wake.set()
         batch += (_HEADER.pack(kind, len(target), len(payload)), target, payload)
         self._bytes += size
         return True
 
-    async def _run(self) -> None:
-        """Publish each node's batch on the lean connection (one write per turn);
+    def _admit(self) -> bool:
+        """The first frame of a loop turn: is Redis there, how much may be queued
+        (what the socket has not taken yet counts), and the flush scheduled."""
+        if not self.node.connected:
+            self._budget = 0
+            return False
+        self._budget = self.max_bytes - self.node.unsent()
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self._flush)
+        return True
+
+    def _refuse(self) -> bool:
+        self.refused += 1
+        if not self._refusing:
+            self._refusing = True
+            log.warning(
+                "cluster: cross-node delivery refused (%s): stanzas for other nodes"
+                " are dropped until it recovers",
+                "Redis unreachable" if not self.node.connected else "forward queue full",
+            )
+        return False
+
+    def _flush(self) -> None:
+        """Publish each node's batch, written at once (one hop after the turn that
+        queued the stanzas: every hop is a loop turn of latency on a busy node);
         replies come back in order and say who heard."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batches, self._batches = self._batches, {}
-            self._bytes = 0
-            if not batches:
-                continue
-            for name, parts in batches.items():
-                batch = b"".join(parts)
-                reply = self.node.send("PUBLISH", self.node.inbox_of(name), batch)
-                reply.add_done_callback(partial(self._heard, name, batch, len(parts) // 3))
-            if self._refusing and self.node.connected:
-                self._refusing = False
-                log.info("cluster: cross-node delivery resumed")
+        self._scheduled = False
+        batches, self._batches = self._batches, {}
+        self._bytes = 0
+        for name, parts in batches.items():
+            batch = b"".join(parts)
+            reply = self.node.send("PUBLISH", self.node.inbox_of(name), batch, now=True)
+            reply.add_done_callback(partial(self._heard, name, batch, len(parts) // 3))
+        if self._refusing and self.node.connected:
+            self._refusing = False
+            log.info("cluster: cross-node delivery resumed")
 
     def _heard(self, name: str, batch: bytes, count: int, reply: asyncio.Future[Any]) -> None:
         if reply.cancelled():

@@ -144,7 +144,12 @@ class ClusterNode:
         except (RespError, ConnectionError, OSError) as exc:
             raise ClusterUnavailable(str(exc)) from exc
 
-    def send(self, *args: bytes | str | int) -> asyncio.Future[Any]:
+    def unsent(self) -> int:
+        """Bytes of commands the command connection has not yet handed to the socket."""
+        connection = self._commands
+        return 0 if connection is None else connection.unsent()
+
+    def send(self, *args: bytes | str | int, now: bool = False) -> asyncio.Future[Any]:
         """A command on the lean connection (`cluster/resp.py`): written with the
         others of this loop turn, its reply in the future (ConnectionError when
         Redis is away).  For the hot paths; anything else may use `redis`."""
@@ -153,7 +158,7 @@ class ClusterNode:
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             future.set_exception(ConnectionError("Redis unreachable"))
             return future
-        return connection.send(*args)
+        return connection.send(*args, now=now)
 
     async def run_script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         """A Lua script on the lean connection: EVALSHA, and EVAL once when Redis

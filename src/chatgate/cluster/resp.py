@@ -108,16 +108,19 @@ class RespConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------ commands
 
-    def send(self, *args: bytes | str | int) -> asyncio.Future[Any]:
+    def send(self, *args: bytes | str | int, now: bool = False) -> asyncio.Future[Any]:
         """Queue a command; its reply (or RespError / ConnectionError) in the future.
-        Commands of one loop turn go out in one write, in order."""
+        Commands of one loop turn go out in one write, in order; `now` writes at
+        once (with whatever is queued before it)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self.closed or self._transport is None:
             future.set_exception(ConnectionError("Redis connection closed"))
             return future
         self._out.append(hiredis.pack_command(args))  # type: ignore[arg-type]
         self._pending.append(future)
-        if not self._flush_scheduled:
+        if now:
+            self._flush()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
         return future
@@ -127,6 +130,11 @@ class RespConnection(asyncio.Protocol):
         this connection then reads pushes and confirmations only."""
         self._subscribed += 1
         return self.send("SUBSCRIBE", channel)
+
+    def unsent(self) -> int:
+        """Bytes written but not yet taken by the socket (Redis slow or gone)."""
+        transport = self._transport
+        return 0 if transport is None or self.closed else transport.get_write_buffer_size()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
