@@ -247,3 +247,24 @@ def test_an_unknown_module_and_an_unknown_option_fail_check_naming_both(tmp_path
     assert "modules.regster: no such module" in result.stderr
     assert "modules.register.enabeld: unknown option" in result.stderr
     assert "configuration OK" not in result.stdout
+
+
+def test_the_storage_line_hides_the_database_password(tmp_path: Path) -> None:
+    """`check` shows where the data lives, never the PostgreSQL password (neither in
+    the userinfo, even with a `/` in it, nor as a `password=` query parameter)."""
+    for url, shown in (
+        (
+            "postgresql+asyncpg://chat:hun/ter2@db.example:5432/chatgate",
+            "postgresql+asyncpg://chat:***@db.example:5432/chatgate",
+        ),
+        (
+            "postgresql+asyncpg://chat@db.example/chatgate?password=hunter2",
+            "postgresql+asyncpg://chat@db.example/chatgate?password=***",
+        ),
+    ):
+        result = check(tmp_path, BASE + f'[storage]\nurl = "{url}"\n')
+        assert result.exit_code == 0, result.output
+        assert "hunter2" not in result.output and "hun/ter2" not in result.output
+        assert [line for line in result.output.splitlines() if line.startswith("storage")] == [
+            f"storage   {shown}"
+        ]

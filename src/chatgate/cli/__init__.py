@@ -188,6 +188,7 @@ def _check(cfg: Config) -> None:
     """Print the resolved configuration; raise `ConfigError` where `serve` would refuse
     to start: every provider, SASL mechanism and TLS setting is loaded as `serve`
     loads it (`cli/checks.py`), without listening or opening the database."""
+    from chatgate.administration.configuration import safe_url
     from chatgate.cli.checks import load_like_serve, security_lines, web_lines
     from chatgate.sasl.registry import builtin_mechanisms
     from chatgate.tls import certificate_paths
@@ -197,7 +198,7 @@ def _check(cfg: Config) -> None:
     load_like_serve(cfg)
     console.print(f"[bold]domain[/bold]    {cfg.server.domain}")
     console.print(f"[bold]data dir[/bold]  {cfg.data_dir.resolve()}")
-    console.print(f"[bold]storage[/bold]   {cfg.storage_url}", soft_wrap=True)
+    console.print(f"[bold]storage[/bold]   {escape(safe_url(cfg.storage_url))}", soft_wrap=True)
     cert, _key = certificate_paths(cfg)
     origin = "configured" if cfg.tls.certificate else "self-signed, generated at first start"
     if cert.exists():

@@ -19,6 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from chatgate.administration.configuration import safe_url as redacted_url
+
 #: seconds a connection test may take
 CONNECT_TIMEOUT = 5.0
 
@@ -71,11 +73,13 @@ def postgres_url(url: str) -> str:
 
 
 def safe_url(url: str) -> str:
-    """`url` with its password hidden, for messages and logs."""
+    """`url` with its password hidden, for messages and logs (what the operator
+    typed is not repeated at all when it is not a URL)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        make_url(url)
     except ArgumentError:
         return "(not a URL)"
+    return redacted_url(url)
 
 
 async def test_database(url: str, timeout: float = CONNECT_TIMEOUT) -> Check:

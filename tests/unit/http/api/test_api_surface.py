@@ -64,3 +64,23 @@ def test_the_configuration_is_redacted() -> None:
     redacted = redacted_config(config)
     assert redacted["storage"]["url"] == f"postgresql+asyncpg://chat:{REDACTED}@db.example/chat"
     assert redacted["server"]["domain"] == config.server.domain
+
+
+def test_a_storage_password_sqlalchemy_reads_is_redacted_too() -> None:
+    """An unescaped `/` in the password (SQLAlchemy reads it, a regex on the
+    userinfo did not) and a `?password=` in the query (libpq and asyncpg read it)."""
+    for url, shown in (
+        (
+            "postgresql+asyncpg://chat:hun/ter2@db.example/chat",
+            f"postgresql+asyncpg://chat:{REDACTED}@db.example/chat",
+        ),
+        (
+            "postgresql+asyncpg://chat@db.example/chat?password=hunter2&ssl=require",
+            f"postgresql+asyncpg://chat@db.example/chat?password={REDACTED}&ssl=require",
+        ),
+    ):
+        config = Config.model_validate({"storage": {"url": url}})
+        assert redacted_config(config)["storage"]["url"] == shown
+    plain = "https://auth.example/check?user=1"
+    config = Config.model_validate({"storage": {"url": plain}})
+    assert redacted_config(config)["storage"]["url"] == plain  # nothing to hide: unchanged
