@@ -18,6 +18,7 @@ from chatgate.auth.credentials import ScramKeys
 from chatgate.auth.provider import Capability
 from chatgate.auth.throttle import (
     ALLOW,
+    RegistrationLimiter,
     RegistrationLimits,
     RegistrationThrottle,
     ThrottleOptions,
@@ -44,11 +45,21 @@ class AnonymousProvider:
 
 
 class AnonymousLoginLimit:
-    """Sliding-window limits on ANONYMOUS logins of one host."""
+    """Sliding-window limits on ANONYMOUS logins of one host.
 
-    def __init__(self, limits: AnonymousLimits, throttle: ThrottleOptions) -> None:
-        # The windows are the registration throttle's; only the numbers differ.
-        options = throttle.model_copy(
+    The windows are a `RegistrationLimiter` (`check`, then `registered`) with the
+    host's numbers (`options`): the in-process `RegistrationThrottle` unless
+    `windows` is given; a cluster node puts its shared windows in `windows`
+    (`cluster/auth_state.py`), so the limits count every node's logins."""
+
+    def __init__(
+        self,
+        limits: AnonymousLimits,
+        throttle: ThrottleOptions,
+        windows: RegistrationLimiter | None = None,
+    ) -> None:
+        #: the registration throttle's options with this host's numbers
+        self.options = throttle.model_copy(
             update={
                 "registration": RegistrationLimits(
                     per_address=limits.per_address,
@@ -58,15 +69,17 @@ class AnonymousLoginLimit:
                 )
             }
         )
-        self._windows = RegistrationThrottle(options)
+        self.windows: RegistrationLimiter = (
+            RegistrationThrottle(self.options) if windows is None else windows
+        )
 
     def admit(self, address: str | None, now: float) -> bool:
         """Count one login from `address` if the limits allow it; False when they do not."""
-        verdict: Verdict = self._windows.check(address, now)
+        verdict: Verdict = self.windows.check(address, now)
         if verdict is not ALLOW:
             return False
-        self._windows.registered(address, now)
+        self.windows.registered(address, now)
         return True
 
     def prune(self, now: float) -> int:
-        return self._windows.prune(now)
+        return self.windows.prune(now)

@@ -59,12 +59,10 @@ async def share_auth_state(ctx: ServerContext, node: ClusterNode) -> None:
     )
     for domain, host in ctx.hosts.items():
         limit = host.anonymous_limit
-        windows = getattr(limit, "_windows", None)
-        if isinstance(windows, RegistrationThrottle):
-            # AnonymousLoginLimit keeps its windows privately (auth/anonymous.py has no
-            # parameter for them yet): the same windows, shared under the host's name.
-            limit._windows = ClusterRegistrationThrottle(  # type: ignore[union-attr]
-                node, windows.options, recorder=recorder, name=f"anonymous:{domain}"
+        if limit is not None and type(limit.windows) is RegistrationThrottle:  # in-process
+            # the host's numbers, in windows shared under the host's name
+            limit.windows = ClusterRegistrationThrottle(
+                node, limit.options, recorder=recorder, name=f"anonymous:{domain}"
             )
 
     def providers() -> list[InternalProvider]:

@@ -220,9 +220,9 @@ async def test_anonymous_login_windows_are_shared(
     try:
         now = asyncio.get_running_loop().time()
         assert limits[0].admit(ATTACKER, now)
-        windows = limits[1]._windows
+        windows = limits[1].windows
         assert isinstance(windows, ClusterRegistrationThrottle)
-        await wait_for(lambda: limits[1]._windows.check(ATTACKER, now) is not ALLOW)
+        await wait_for(lambda: limits[1].windows.check(ATTACKER, now) is not ALLOW)
         assert not limits[1].admit(ATTACKER, now)  # one per address, on either node
     finally:
         for node in nodes:
