@@ -31,10 +31,20 @@ console = plain_console()
 
 
 def run_on_state(cfg: Config, work: Callable[[Database, StreamState], Awaitable[T]]) -> T:
-    """Open the database and the authority's state on it, run `work`, close."""
+    """Open the database and the authority's state on it, run `work`, close.
+
+    A change is signalled through the stamp file (the servers on this data
+    directory) and, with `[cluster] enabled`, on the cluster's Redis channel too,
+    so that every node re-reads it, not only the nodes on this host."""
 
     async def run(db: Database) -> T:
-        state = await open_stream_state(db, cfg.data_dir)
+        if cfg.cluster.enabled:
+            from chatgate.cluster.signal import CommandLineSignals
+
+            signals = CommandLineSignals(cfg.cluster)
+            state = await open_stream_state(db, cfg.data_dir, signals=signals)
+        else:
+            state = await open_stream_state(db, cfg.data_dir)
         return await work(db, state)
 
     return asyncio.run(with_db(cfg, run))
