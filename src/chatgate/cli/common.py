@@ -185,9 +185,29 @@ def jid(username: str, domain: str) -> str:
 
 
 async def with_db(cfg: Config, work: Callable[[Database], Awaitable[T]]) -> T:
-    """Open the configured database (migrating it), run `work`, close it."""
+    """Open the configured database (migrating it), run `work`, close it.  A change
+    stored but not announced to the cluster's nodes (`[cluster] enabled`, its Redis
+    out of reach) exits 1 with what to do (`not_announced`), not a traceback."""
     db = await Database.open(cfg.storage_url)
     try:
         return await work(db)
+    except OSError as exc:
+        message = not_announced(exc) if cfg.cluster.enabled else None
+        if message is None:
+            raise
+        raise fail(message, 1) from None
     finally:
         await db.close()
+
+
+def not_announced(exc: BaseException) -> str | None:
+    """The operator's message when `exc` says a change was stored but the cluster's
+    Redis could not be told of it (`CredentialsNotAnnounced`, `SignalNotAnnounced`);
+    None for any other exception.  Nothing is to be redone: the running nodes
+    re-read what they cache when their Redis connection comes back, or at restart."""
+    from chatgate.cluster.notify import CredentialsNotAnnounced
+    from chatgate.cluster.signal import SignalNotAnnounced
+
+    if not isinstance(exc, CredentialsNotAnnounced | SignalNotAnnounced):
+        return None
+    return f"{exc}. Do not repeat the change; restart the nodes if Redis stays away."

@@ -89,6 +89,7 @@ from chatgate.cli.common import (
     jid,
     load_or_exit,
     module_options,
+    not_announced,
     plain_console,
     target,
     with_db,
@@ -511,13 +512,21 @@ def import_(
     if isinstance(outcome, ImportPlan):
         _rejected_table(outcome.held)
         raise fail(f"{file}: {len(outcome.held)} names are held; nothing was imported", 1)
+    unannounced: str | None = None
     if outcome.created or outcome.updated:
         bump_credentials_stamp(cfg.data_dir)
         if cfg.cluster.enabled:  # and every node of the cluster
             from chatgate.cluster.notify import CommandLineCredentialsChanged
 
             notifier = CommandLineCredentialsChanged(cfg.cluster, LocalCredentialsChanged(None))
-            asyncio.run(notifier.everything_changed())
+            try:
+                asyncio.run(notifier.everything_changed())
+            except OSError as exc:
+                unannounced = not_announced(exc)
+                if unannounced is None:
+                    raise
     _summary(outcome)
+    if unannounced is not None:
+        raise fail(unannounced, 1)
     if outcome.rejected:  # taken by someone else between the check and the insert
         raise typer.Exit(1)

@@ -1,0 +1,76 @@
+"""The command line with `[cluster] enabled` and the cluster's Redis out of reach: a
+change is stored, and the command says so, says the running nodes were not told
+and what to do, and exits 1; no traceback."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from chatgate.cli import app
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "chatgate.toml"
+    path.write_text(
+        f"""
+[server]
+domain = "localhost"
+data_dir = "var"
+[storage]
+url = "sqlite+aiosqlite:///var/chatgate.db"
+[streams]
+enabled = true
+[cluster]
+enabled = true
+redis_url = "redis://127.0.0.1:{closed_port()}/0"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def cli(config: Path, *args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(app, [*args, "--config", str(config)], input=input)
+
+
+def assert_clean_failure(result: Result) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert "NotAnnounced" not in result.output
+    assert "stored" in result.output and "Do not repeat the change" in result.output
+    assert "restart" in result.output
+
+
+def test_user_add_says_it_is_stored_but_not_announced(config: Path) -> None:
+    added = cli(config, "user", "add", "alice", input="pencil-case\npencil-case\n")
+    assert_clean_failure(added)
+    assert "alice@localhost" in added.output
+    listed = cli(config, "user", "list")
+    assert listed.exit_code == 0 and "alice@localhost" in listed.stdout  # it is stored
+
+
+def test_user_delete_says_it_is_stored_but_not_announced(config: Path) -> None:
+    cli(config, "user", "add", "alice", input="pencil-case\npencil-case\n")
+    deleted = cli(config, "user", "del", "alice", "--yes")
+    assert_clean_failure(deleted)
+    assert "alice@localhost" not in cli(config, "user", "list").stdout
+
+
+def test_streams_change_says_it_is_stored_but_not_announced(config: Path) -> None:
+    added = cli(config, "streams", "rules", "add", "play public/* anonymous")
+    assert_clean_failure(added)
+    listed = cli(config, "streams", "rules", "list")
+    assert "public/*" in listed.stdout
