@@ -296,7 +296,7 @@ def measure(peer: Any, setup: PeerSetup, gen: Generator, plan: Plan) -> dict[str
                     "cluster_throughput",
                     {
                         "pairs": plan.pairs,
-                        "window_size": plan.window,
+                        "window_size": plan.cluster_window,
                         "warmup": plan.warmup,
                         "duration": plan.duration,
                         "cluster": running.cluster_params(placement),
