@@ -20,7 +20,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from chatgate.storage.errors import StorageUnavailable
+from chatgate.storage.outage_log import OutageLog
+
 log = logging.getLogger(__name__)
+#: handlers that failed because the database is out of reach
+_OUTAGE = OutageLog(log, "event handlers")
 
 E = TypeVar("E")
 Handler = Callable[[Any], Any | Awaitable[Any]]
@@ -66,8 +71,8 @@ class Hooks:
         for sub in tuple(self._handlers.get(type(event), ())):
             try:
                 result = sub.handler(event)
-            except Exception:
-                log.exception("handler %r failed for %s", sub.handler, type(event).__name__)
+            except Exception as exc:
+                _handler_failed(sub, event, exc)
                 continue
             if inspect.isawaitable(result):
                 if pending is None:
@@ -81,8 +86,8 @@ class Hooks:
         for sub, awaitable in pending:
             try:
                 await awaitable
-            except Exception:
-                log.exception("handler %r failed for %s", sub.handler, type(event).__name__)
+            except Exception as exc:
+                _handler_failed(sub, event, exc)
 
     async def notify(self, event: object) -> None:
         for sub in tuple(self._handlers.get(type(event), ())):
@@ -90,8 +95,8 @@ class Hooks:
                 result = sub.handler(event)
                 if inspect.isawaitable(result):
                     await result
-            except Exception:
-                log.exception("handler %r failed for %s", sub.handler, type(event).__name__)
+            except Exception as exc:
+                _handler_failed(sub, event, exc)
 
     async def decide(self, event: object) -> Any:
         for sub in tuple(self._handlers.get(type(event), ())):
@@ -101,3 +106,12 @@ class Hooks:
             if result is not None:
                 return result
         return None
+
+
+def _handler_failed(sub: Subscription, event: object, exc: Exception) -> None:
+    """Log a `notify` handler's failure: with its traceback, except when the database
+    is out of reach (one line now and then: `OutageLog`)."""
+    if isinstance(exc, StorageUnavailable):
+        _OUTAGE.failed(f"handler {sub.handler!r} for {type(event).__name__}", exc)
+    else:
+        log.error("handler %r failed for %s", sub.handler, type(event).__name__, exc_info=exc)

@@ -20,11 +20,15 @@ import logging
 
 from chatgate.auth.provider import SCRAM_CAPABILITY, Capability, CredentialProvider
 from chatgate.sasl.base import CredentialAnswer, Mechanism, NeedCredentials, Step
+from chatgate.storage.errors import StorageUnavailable
+from chatgate.storage.outage_log import OutageLog
 from chatgate.vocabulary.errors import SaslFailureCondition
 
 __all__ = ["advance", "answer_request"]
 
 log = logging.getLogger(__name__)
+#: lookups that failed because the database is out of reach
+_OUTAGE = OutageLog(log, "SASL")
 
 _SCRAM_HASH: dict[Capability, str] = {cap: name for name, cap in SCRAM_CAPABILITY.items()}
 _OTHER_ANSWERS = frozenset(
@@ -91,6 +95,10 @@ async def answer_request(
             return CredentialAnswer(user_exists=exists)
         condition = _held_condition(provider, held)
         return CredentialAnswer(user_exists=True, held=held, held_condition=condition)
+    except StorageUnavailable as exc:  # one line per 10 s, not a traceback per login
+        what = f"credential lookup for {request.username}@{domain} ({capability.value})"
+        _OUTAGE.failed(what, exc)
+        return CredentialAnswer(temporary_failure=True)
     except Exception:
         log.exception(
             "credential provider failed for %s@%s (%s)", request.username, domain, capability.value

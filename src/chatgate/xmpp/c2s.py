@@ -28,6 +28,8 @@ from chatgate.auth.provider import NO_SUCH_KEYS, SCRAM_CAPABILITY, Capability
 from chatgate.auth.throttle import Refuse, counts_as_guess
 from chatgate.sasl.base import CredentialAnswer, NeedCredentials
 from chatgate.sasl.driver import answer_request
+from chatgate.storage.errors import StorageUnavailable
+from chatgate.storage.outage_log import OutageLog
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import (
     PeerProtocolError,
@@ -64,6 +66,8 @@ if TYPE_CHECKING:
     from chatgate.context import ServerContext
 
 log = logging.getLogger(__name__)
+#: stanzas that failed because the database is out of reach
+_OUTAGE = OutageLog(log, "stanza handling")
 
 _SCRAM_HASH = {capability: hash_name for hash_name, capability in SCRAM_CAPABILITY.items()}
 
@@ -347,6 +351,10 @@ class C2SConnection:
                 break
         try:
             return self.ctx.router.route(session, el)
+        except StorageUnavailable as exc:
+            _OUTAGE.failed(f"a <{el.name}/> of {session.full}", exc)
+            self._internal_error(el)
+            return None
         except Exception:
             log.exception("routing failed for %s", session.full)
             self._internal_error(el)
@@ -359,6 +367,9 @@ class C2SConnection:
         while True:
             try:
                 await pending
+            except StorageUnavailable as exc:  # one line per 10 s, not a traceback each
+                _OUTAGE.failed(f"a <{el.name}/> of {self.session and self.session.full}", exc)
+                self._internal_error(el)
             except Exception:
                 log.exception("stanza handling failed")
                 self._internal_error(el)
