@@ -64,6 +64,7 @@ from chatgate.xmpp.directory import Claimed, ClaimRefused, SessionFactory, _rand
 from chatgate.xmpp.events import RemoteSessionLost
 from chatgate.xmpp.router import MessageUndeliverable
 from chatgate.xmpp.session import STANZAS, C2SSession
+from chatgate.xmpp.stanza import error_reply
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +170,9 @@ class RemoteSession:
 
     def write(self, data: bytes) -> None:
         directory = self._directory
-        directory.send_frame(
-            self.node,
-            FrameKind.REROUTED if directory.rerouting else FrameKind.STANZA,
-            self.target,
-            data,
-        )
+        kind = FrameKind.REROUTED if directory.rerouting else FrameKind.STANZA
+        if not directory._forward(self.node, kind, self.target, data):
+            directory.refused(data)
 
     def send(self, stanza: Element) -> None:
         self.write(serialize(stanza).encode())
@@ -205,8 +203,8 @@ class ClusterSessionDirectory:
         #: the router's table: local sessions and `RemoteSession`s
         self.table: dict[str, dict[str, Any]] = {}
         self.forwarder = Forwarder(node, node.options.forward_queue_bytes, self._unheard)
-        #: the forwarder's `send`, bound once (stand-ins call it per stanza)
-        self.send_frame = self.forwarder.send
+        #: what stand-ins call per stanza (the forwarder's `send`, bound once)
+        self._forward = self.forwarder.send
         self._sids: dict[int, str] = {}  # id(session) -> sid, for this node's sessions
         #: this node's sessions by encoded full JID: where arriving frames go
         self._by_target: dict[bytes, C2SSession] = {}
@@ -668,6 +666,31 @@ class ClusterSessionDirectory:
             return
         if frame.payload.startswith(b"<message"):
             self._message_missed(frame, again=frame.kind is FrameKind.STANZA)
+
+    def refused(self, data: bytes) -> None:
+        """A stanza the forwarder refused (Redis away, queue full): the sender of a
+        message or of an IQ request learns it was not delivered, with
+        resource-constraint (type wait: try again later, RFC 6120 §8.3.3.18),
+        rather than losing it silently; presence and replies are dropped."""
+        if not (data.startswith(b"<message") or data.startswith(b"<iq")):
+            return
+        try:
+            stanza = parse_fragment(data)
+            sender = JID.parse(stanza.attrs.get("from", ""))
+        except Exception:  # what we serialized ourselves: nothing to answer
+            return
+        kind = stanza.attrs.get("type", "")
+        if kind == "error" or (stanza.name == "iq" and kind not in ("get", "set")):
+            return
+        reply = error_reply(
+            stanza,
+            StanzaErrorCondition.RESOURCE_CONSTRAINT,
+            "the recipient's server node cannot be reached now",
+        )
+        resources = self.local.get(f"{sender.local}@{sender.domain}")
+        session = resources.get(sender.resource) if resources is not None else None
+        if session is not None:  # a sender on another node is told by nobody
+            session.send(reply)
 
     def _unheard(self, node: str, frames: list[Frame]) -> None:
         """A node that heard nothing is dead: its sessions leave the mirror now, and

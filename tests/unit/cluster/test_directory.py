@@ -274,3 +274,29 @@ async def test_a_message_whose_session_left_is_routed_again_once(two: tuple[Node
         JID.parse("alice@example.net/phone"), chat("alice@example.net/phone", "missed")
     )
     await eventually(lambda: a.stored == [("alice@example.net", "missed")])
+
+
+async def test_a_message_refused_while_redis_is_away_is_answered_to_its_sender(
+    two: tuple[Node, Node], redis_server: RedisServer
+) -> None:
+    a, b = two
+    await a.bind("alice@example.net", "phone")
+    sender = await b.bind("bob@example.net", "desk")
+    await eventually(lambda: "alice@example.net" in b.directory.table)
+    redis_server.stop()
+    await eventually(lambda: not b.node.connected)
+    message = chat("alice@example.net/phone", "not now")
+    message.attrs["id"] = "m1"
+    b.router.route(sender, message)
+    peer = b.peers["bob@example.net/desk"]
+    await eventually(lambda: peer.written)
+    answer = peer.written[-1]
+    assert b'type="error"' in answer and b"resource-constraint" in answer
+    assert b'id="m1"' in answer and b'type="wait"' in answer
+    # Presence is not answered (nobody waits for it), and nothing reached alice.
+    b.router.deliver_to_full(
+        JID.parse("alice@example.net/phone"), Element("presence", "jabber:client")
+    )
+    assert len(peer.written) == 1
+    assert a.peers["alice@example.net/phone"].written == []
+    assert b.directory.forwarder.refused == 2
