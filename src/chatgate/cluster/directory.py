@@ -582,8 +582,9 @@ class ClusterSessionDirectory:
         lost = self._remove_node(node, boot)
         log.info("cluster: %d sessions of node %s left the directory", len(lost), node)
         for session in lost:
-            if session.available:
-                await self.hooks.notify(RemoteSessionLost(session.full, session.bare))
+            await self.hooks.notify(
+                RemoteSessionLost(session.full, session.bare, session.available)
+            )
         if boot:
             try:
                 await self.node.run_script(

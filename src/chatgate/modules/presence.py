@@ -365,6 +365,8 @@ class PresenceModule:
     async def _remote_session_lost(self, event: RemoteSessionLost) -> None:
         """A session on a dead cluster node: what its stream's end would have sent
         (§4.5.2), to this node's sessions only (every node does its own)."""
+        if not event.available:
+            return
         local, _, domain = event.bare.partition("@")
         roster = await self.rosters.read((local, domain))
         stanza = Element("presence", ns.CLIENT, {"from": event.full, "type": "unavailable"})

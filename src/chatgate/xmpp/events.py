@@ -30,11 +30,13 @@ class BecameAvailable:
 
 @dataclass(frozen=True, slots=True)
 class RemoteSessionLost:
-    """An available session on another cluster node that died (`cluster/`): this
-    node's contacts of `bare` must see `full` unavailable (RFC 6121 §4.5.2)."""
+    """A session on another cluster node that died (`cluster/`): if it was
+    `available`, this node's contacts of `bare` must see `full` unavailable (RFC
+    6121 §4.5.2); an anonymous identity may have ended with it."""
 
     full: str
     bare: str
+    available: bool
 
 
 @dataclass(frozen=True, slots=True)

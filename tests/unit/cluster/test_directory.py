@@ -96,7 +96,8 @@ async def make_node(
         return True
 
     async def lost(event: RemoteSessionLost) -> None:
-        node.lost.append(event.full)
+        if event.available:
+            node.lost.append(event.full)
 
     hooks.add(MessageUndeliverable, store)
     hooks.add(RemoteSessionLost, lost)

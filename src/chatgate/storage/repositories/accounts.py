@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import builtins
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -167,13 +167,18 @@ class AccountRepository:
             )
             return result.rowcount > 0
 
-    async def delete_anonymous(self, domain: str, username: str | None = None) -> int:
+    async def delete_anonymous(
+        self, domain: str, username: str | None = None, *, keep: Collection[str] = ()
+    ) -> int:
         """Delete the identities ANONYMOUS logins made on `domain` (only that one when
-        `username` is given) and, by cascade, all they own; accounts made any other
-        way are never touched.  Returns how many went."""
+        `username` is given; never those named in `keep`: live on other cluster
+        nodes) and, by cascade, all they own; accounts made any other way are never
+        touched.  Returns how many went."""
         query = delete(Account).where(Account.domain == domain, Account.anonymous.is_(True))
         if username is not None:
             query = query.where(Account.username == username)
+        if keep:
+            query = query.where(Account.username.not_in(sorted(keep)))
         async with self._writer.begin() as conn:
             return (await conn.execute(query)).rowcount
 
