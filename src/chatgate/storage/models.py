@@ -366,6 +366,8 @@ class AdminConsoleSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[int] = mapped_column(BigInteger)
     last_seen_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    #: what the login is shown once on its next page, sealed (migration 0011)
+    pending: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AdminAuditEntry(Base):

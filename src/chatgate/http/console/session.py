@@ -20,13 +20,14 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from chatgate.http.auth.base import Access, Principal
+from chatgate.http.console.pending import Pending, seal, sealing_key, unseal
 from chatgate.storage.repositories.admin import ConsoleSessionRow
 
 if TYPE_CHECKING:
@@ -44,11 +45,14 @@ def digest(value: str) -> str:
 
 @dataclass(frozen=True)
 class ConsoleLogin:
-    """A request's live console session."""
+    """A request's live console session: what its row says when the request came
+    (`pending`, sealed), and the key its cookie gives to open that (`pending.py`)."""
 
     id_hash: str
     principal: Principal
     csrf_token: str
+    pending: str | None = field(default=None, repr=False, compare=False)
+    sealing_key: bytes = field(default=b"", repr=False, compare=False)
 
     def allows(self, access: Access) -> bool:
         return self.principal.allows(access)
@@ -78,7 +82,7 @@ class ConsoleSessions:
             last_seen_at=now,
         )
         await self.db.console_sessions.add(row)
-        return value, _login(row)
+        return value, _login(row, value)
 
     async def find(self, request: web.Request) -> ConsoleLogin | None:
         """The request's session, if its cookie names one that has not timed out
@@ -95,15 +99,45 @@ class ConsoleSessions:
             await self.db.console_sessions.remove(id_hash)
             return None
         await self.db.console_sessions.seen(id_hash, now)
-        return _login(row)
+        return _login(row, value)
 
     async def end(self, login: ConsoleLogin) -> None:
         await self.db.console_sessions.remove(login.id_hash)
 
+    async def take_pending(self, login: ConsoleLogin) -> Pending:
+        """What waits for `login`'s next page, cleared as it is read: shown once,
+        whichever worker or node serves the page (`pending.py`)."""
+        if login.pending is None:
+            return Pending()
+        if not await self.db.console_sessions.replace_pending(login.id_hash, login.pending, None):
+            return Pending()  # another page of this login took it first
+        return unseal(login.pending, login.sealing_key, self.clock())
 
-def _login(row: ConsoleSessionRow) -> ConsoleLogin:
+    async def keep_pending(self, login: ConsoleLogin, new: Pending) -> None:
+        """Add `new` to what waits for `login`'s next page."""
+        repository = self.db.console_sessions
+        stored = login.pending
+        for _ in range(_KEEP_TRIES):
+            now = self.clock()
+            waiting = Pending() if stored is None else unseal(stored, login.sealing_key, now)
+            sealed = seal(waiting.merged(new), login.sealing_key, now)
+            if await repository.replace_pending(login.id_hash, stored, sealed):
+                return
+            row = await repository.get(login.id_hash)  # changed meanwhile: again
+            if row is None:
+                return  # the session ended: nobody will see it
+            stored = row.pending
+
+
+#: attempts of `keep_pending` when other requests of the login change the row meanwhile
+_KEEP_TRIES = 5
+
+
+def _login(row: ConsoleSessionRow, cookie_value: str) -> ConsoleLogin:
     principal = Principal(row.admin, frozenset(row.groups), row.method)
-    return ConsoleLogin(row.id_hash, principal, row.csrf_token)
+    return ConsoleLogin(
+        row.id_hash, principal, row.csrf_token, row.pending, sealing_key(cookie_value)
+    )
 
 
 def set_cookie(response: web.StreamResponse, value: str, *, secure: bool) -> None:

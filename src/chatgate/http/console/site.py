@@ -21,6 +21,7 @@ from aiohttp import web
 from chatgate.http.admin import auth_request, is_loopback
 from chatgate.http.auth.base import Access, Principal
 from chatgate.http.console.logtail import LogTail
+from chatgate.http.console.pending import Pending
 from chatgate.http.console.render import Renderer, see_other
 from chatgate.http.console.session import (
     CSRF_FIELD,
@@ -37,9 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BASE = "/admin"
-#: one-shot lines kept per login until its next page, and logins they are kept for
-MAX_NOTICES = 20
-MAX_PENDING_LOGINS = 256
 
 #: the navigation: (path, label, access needed to see it)
 NAV: tuple[tuple[str, str, Access], ...] = (
@@ -57,12 +55,20 @@ NAV: tuple[tuple[str, str, Access], ...] = (
 
 @dataclass
 class Page:
-    """A guarded request: who is logged in, and its form when it was a POST."""
+    """A guarded request: who is logged in, and its form when it was a POST.
+
+    `shown` is what waited for this page (a GET): the notices every template
+    shows and a secret just made, shown once.  `notice` and `issue` add to what
+    the login's next page shows (`later`), kept in the database by the guard after
+    the handler (`pending.py`): the page after the redirect may be served by
+    another worker or node."""
 
     console: Console
     request: web.Request
     login: ConsoleLogin
     form: Mapping[str, str] = field(default_factory=dict)
+    shown: Pending = field(default_factory=Pending)
+    later: Pending = field(default_factory=Pending)
 
     def render(
         self, template: str, values: Mapping[str, Any], *, status: int = 200
@@ -79,15 +85,17 @@ class Page:
             "is_admin": principal.allows(Access.ADMIN),
             "nav": [(p, label) for p, label, a in NAV if principal.allows(a)],
             "path": self.request.path,
-            "notices": self.console.take_notices(self.login),
+            "notices": self.shown.notices,
         }
 
     def notice(self, text: str) -> None:
         """A line shown on the next page this login sees (after the redirect)."""
-        lines = self.console.notices.setdefault(self.login.id_hash, [])
-        lines.append(text)
-        del lines[:-MAX_NOTICES]  # a script posting without reading pages keeps the newest
-        self.console.bound_pending()
+        self.later = self.later.merged(Pending([text]))
+
+    def issue(self, secret: str) -> None:
+        """A secret just made (a token), shown once on the login's next page, then
+        gone; never in a URL, never logged, sealed while it waits."""
+        self.later = self.later.merged(Pending(issued=secret))
 
     def redirect(self, location: str) -> web.Response:
         return see_other(location)
@@ -110,20 +118,6 @@ class Console:
         self.sessions = ConsoleSessions(site.ctx.db, site.options.session_timeout, clock)
         self.renderer = Renderer()
         self.log_tail = LogTail()
-        #: one-shot lines per login (id hash), shown on its next page
-        self.notices: dict[str, list[str]] = {}
-        #: a token just created, per login: shown once, on its next page, then gone
-        self.issued: dict[str, str] = {}
-
-    def take_notices(self, login: ConsoleLogin) -> list[str]:
-        return self.notices.pop(login.id_hash, [])
-
-    def bound_pending(self) -> None:
-        """Forget the one-shot lines and tokens of the logins that waited longest
-        past `MAX_PENDING_LOGINS` (logins that never came back to read them)."""
-        for pending in (self.notices, self.issued):
-            while len(pending) > MAX_PENDING_LOGINS:
-                pending.pop(next(iter(pending)))
 
     def auth_request(self, request: web.Request) -> AuthRequest:
         return auth_request(request, self.site.facts(request), self.site.ctx.config.served_domains)
@@ -201,7 +195,13 @@ class Console:
                     403,
                     f"{login.principal.name} ({groups}) may not {access.value} here.",
                 )
-            return await handler(Page(self, request, login, form))
+            page = Page(self, request, login, form)
+            if not posting:
+                page.shown = await self.sessions.take_pending(login)
+            response = await handler(page)
+            if page.later:
+                await self.sessions.keep_pending(login, page.later)
+            return response
 
         guard.__name__ = getattr(handler, "__name__", "page")
         return guard

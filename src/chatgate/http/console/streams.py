@@ -24,7 +24,7 @@ async def streams_page(page: Page) -> web.StreamResponse:
     if ctx.streams is not None:
         values["rules"] = await streams.rules(ctx)
         values["live"] = await streams.live(ctx)
-        values["issued"] = page.console.issued.pop(page.login.id_hash, None)
+        values["issued"] = page.shown.issued
     return page.render("streams.html", {"actions": ACTIONS, **values})
 
 
@@ -60,8 +60,8 @@ async def change(page: Page) -> web.StreamResponse:
             await page.audit(
                 "stream_token.issue", issued.token_id, f"{action} {form.get('stream')}"
             )
-            # shown once, on the next page only (never in the URL, never stored)
-            page.console.issued[page.login.id_hash] = issued.token
+            # shown once, on the next page only (never in the URL; sealed while it waits)
+            page.issue(issued.token)
             page.notice(f"Issued token {issued.token_id}; copy it now: it is shown once.")
         elif what == "revoke-token":
             token_id, revoked = await streams.revoke_token(ctx, form.get("token", ""))

@@ -1,5 +1,5 @@
 """Tokens: the API's bearer tokens (`admin` only): list, create (the token is
-shown once, on the next page, never stored), revoke."""
+shown once, on the next page; sealed with the login's cookie until then), revoke."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ async def tokens_page(page: Page) -> web.StreamResponse:
             "title": "Tokens",
             "tokens": await page.console.site.tokens.list(),
             "groups": GROUPS,
-            "created": page.console.issued.pop(page.login.id_hash, None),
+            "created": page.shown.issued,
         },
     )
 
@@ -49,7 +49,7 @@ async def create(page: Page) -> web.StreamResponse:
         page.notice(f"Not created: {exc}.")
         return page.redirect(f"{BASE}/tokens")
     await page.audit("token.create", row.id, f"{row.label} ({', '.join(row.groups)})")
-    page.console.issued[page.login.id_hash] = token
+    page.issue(token)
     page.notice(f"Created token {row.id}; copy it now: it is shown once.")
     return page.redirect(f"{BASE}/tokens")
 

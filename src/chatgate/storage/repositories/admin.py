@@ -200,6 +200,8 @@ class ConsoleSessionRow(NamedTuple):
     csrf_token: str
     created_at: int
     last_seen_at: int
+    #: what the login is shown once on its next page, sealed by the console (opaque here)
+    pending: str | None = None
 
 
 class ConsoleSessionRepository:
@@ -231,7 +233,23 @@ class ConsoleSessionRepository:
             m["csrf_token"],
             m["created_at"],
             m["last_seen_at"],
+            m["pending"],
         )
+
+    async def replace_pending(self, id_hash: str, expected: str | None, new: str | None) -> bool:
+        """Set the session's pending value to `new` if it is still `expected` (None:
+        nothing pending); False when another request changed it first (or the
+        session is gone).  Taking it is replacing what was read by None: of two
+        requests that read the same value, one takes it."""
+        column = AdminConsoleSession.pending
+        still = column.is_(None) if expected is None else column == expected
+        async with self._writer.begin() as conn:
+            result = await conn.execute(
+                update(AdminConsoleSession)
+                .where(AdminConsoleSession.id_hash == id_hash, still)
+                .values(pending=new)
+            )
+        return bool(result.rowcount)
 
     async def seen(self, id_hash: str, now: int) -> None:
         async with self._writer.begin() as conn:
