@@ -211,7 +211,8 @@ class ClusterSessionDirectory:
         self._counter = itertools.count(1)
         self._events: list[str] = []
         self._snapshot_ops: list[tuple[str, str, str | None]] = []  # (op, field, json)
-        self._flush_scheduled = False
+        #: remote sessions waiting behind a session of this node on their resource
+        self._shadowed: dict[tuple[str, str], RemoteSession] = {}
         self._sender: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._touched: set[str] | None = None  # sids changed while the mirror loads
@@ -339,9 +340,13 @@ class ClusterSessionDirectory:
             del self.local[session.bare]
         entries = self.table.get(session.bare)
         if entries is not None and entries.get(session.resource) is session:
-            del entries[session.resource]
-            if not entries:
-                del self.table[session.bare]
+            waiting = self._shadowed.pop((session.bare, session.resource), None)
+            if waiting is not None:
+                entries[session.resource] = waiting  # the session that replaced it
+            else:
+                del entries[session.resource]
+                if not entries:
+                    del self.table[session.bare]
         target = session.full.encode()
         if self._by_target.get(target) is session:
             del self._by_target[target]
@@ -503,20 +508,30 @@ class ClusterSessionDirectory:
     ) -> None:
         entries = self.table.get(bare)
         current = entries.get(resource) if entries is not None else None
+        # A session of this node on the same resource, told to close by the claim
+        # that replaced it, stays in the table until it is released here; the new
+        # remote session waits behind it (`_shadowed`) and takes its place then.
+        shadowing = isinstance(current, C2SSession)
+        if shadowing:
+            current = self._shadowed.get((bare, resource))
         if op == "R":
             if isinstance(current, RemoteSession) and current.sid == sid:
-                assert entries is not None
-                del entries[resource]
-                if not entries:
-                    del self.table[bare]
+                if shadowing:
+                    del self._shadowed[(bare, resource)]
+                else:
+                    assert entries is not None
+                    del entries[resource]
+                    if not entries:
+                        del self.table[bare]
             return
         if not (isinstance(current, RemoteSession) and current.sid == sid):
             if op != "C" and available is None:
                 return  # a change of a session this node never saw claimed
-            if isinstance(current, C2SSession):
-                return  # ours until it is released here (it was told to close)
             current = RemoteSession(self, node, sid, bare, resource)
-            self.table.setdefault(bare, {})[resource] = current
+            if shadowing:
+                self._shadowed[(bare, resource)] = current
+            else:
+                self.table.setdefault(bare, {})[resource] = current
         if op == "A":
             current.available = True
             current.priority = priority
@@ -574,6 +589,10 @@ class ClusterSessionDirectory:
                     lost.append(session)
             if not entries:
                 del self.table[bare]
+        for key, waiting in list(self._shadowed.items()):
+            if waiting.node == node and waiting.sid.startswith(boot):
+                del self._shadowed[key]
+                lost.append(waiting)
         return lost
 
     async def _node_gone(self, node: str) -> None:
@@ -625,6 +644,7 @@ class ClusterSessionDirectory:
                     del entries[resource]
             if not entries:
                 del self.table[bare]
+        self._shadowed.clear()
         await self._load_mirror()
 
     # ------------------------------------------------------------ arriving frames

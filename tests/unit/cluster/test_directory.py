@@ -301,3 +301,26 @@ async def test_a_message_refused_while_redis_is_away_is_answered_to_its_sender(
     assert len(peer.written) == 1
     assert a.peers["alice@example.net/phone"].written == []
     assert b.directory.forwarder.refused == 2
+
+
+async def test_the_session_that_replaced_ours_is_reachable_once_ours_has_gone(
+    two: tuple[Node, Node],
+) -> None:
+    a, b = two
+    old = await a.bind("alice@example.net", "desk")
+    await eventually(lambda: "alice@example.net" in b.directory.table)
+    await b.bind("alice@example.net", "desk")  # newest wins: a is told to close it
+    await eventually(lambda: a.peers["alice@example.net/desk"].closed)
+    # a's session is still in a's table until it is released there ...
+    assert a.directory.table["alice@example.net"]["desk"] is old
+    pending = a.directory.release(old)
+    if pending is not None:
+        await pending
+    # ... and then b's session, not nothing, is what a delivers to.
+    stand_in = a.directory.table["alice@example.net"]["desk"]
+    assert isinstance(stand_in, RemoteSession) and stand_in.node == "b"
+    a.router.deliver_to_full(
+        JID.parse("alice@example.net/desk"), chat("alice@example.net/desk", "to the new one")
+    )
+    new_peer = b.peers["alice@example.net/desk"]
+    await eventually(lambda: any(b"to the new one" in w for w in new_peer.written))
