@@ -279,7 +279,7 @@ class ClusterSessionDirectory:
                 )
             except (RedisError, RespError, OSError) as exc:
                 log.warning("cluster: claim decided on this node alone (Redis: %s)", exc)
-                return self._claim_locally(session, resource)
+                return self._claim_locally(session_for, session, resource)
             verdict = _text(answer[0])
             if verdict == "ok":
                 held = _text(answer[1])
@@ -311,16 +311,25 @@ class ClusterSessionDirectory:
         self._announce("C", session, sid)
         return session, replaced
 
-    def _claim_locally(self, session: C2SSession, resource: str | None) -> Claimed:
-        """Redis is away: decide as one node would (re-claimed on its return)."""
+    def _claim_locally(
+        self, session_for: SessionFactory, session: C2SSession, resource: str | None
+    ) -> Claimed:
+        """Redis is away: decide as one node would, by the same rules as
+        `LocalSessionDirectory.claim` (the claim is made again on Redis's return)."""
         resources = self.local.get(session.bare, {})
-        replaced = resources.get(session.resource)
-        if replaced is not None:
+        existing = resources.get(session.resource)
+        replaced = None
+        if existing is not None:
             if self.conflict is ResourceConflict.REJECT_NEW:
                 raise ClaimRefused(StanzaErrorCondition.CONFLICT)
-            self._drop_local(replaced)
-        elif len(resources) >= self.max_resources:
+            if self.conflict is ResourceConflict.RANDOMIZE or resource is None:
+                session = session_for(f"{session.resource}-{_random_resource()[:8]}")
+            else:
+                replaced = existing
+        if replaced is None and len(resources) >= self.max_resources:
             raise ClaimRefused(StanzaErrorCondition.RESOURCE_CONSTRAINT, "too many resources")
+        if replaced is not None:
+            self._drop_local(replaced)
         sid = f"{self.node.boot_id}{next(self._counter)}"
         self._add_local(session, sid)
         return session, replaced

@@ -324,3 +324,27 @@ async def test_the_session_that_replaced_ours_is_reachable_once_ours_has_gone(
     )
     new_peer = b.peers["alice@example.net/desk"]
     await eventually(lambda: any(b"to the new one" in w for w in new_peer.written))
+
+
+async def test_a_login_while_redis_is_away_is_decided_here_and_claimed_on_its_return(
+    two: tuple[Node, Node], redis_server: RedisServer
+) -> None:
+    a, b = two
+    redis_server.stop()
+    await eventually(lambda: not a.node.connected)
+    first = await a.bind("alice@example.net", "phone")
+    second = await a.bind("alice@example.net", "phone")  # newest wins, decided here
+    assert a.peers["alice@example.net/phone"].closed == [StreamErrorCondition.CONFLICT]
+    assert a.directory.is_bound(second) and not a.directory.is_bound(first)
+    redis_server.start()
+    # Back: a claims its session again and announces it; b (whose mirror Redis lost
+    # with everything else) learns it, and delivers to it.
+    await eventually(lambda: "alice@example.net" in b.directory.table, timeout=10)
+    b.router.deliver_to_full(
+        JID.parse("alice@example.net/phone"), chat("alice@example.net/phone", "welcome back")
+    )
+    await eventually(
+        lambda: any(b"welcome back" in w for w in a.peers["alice@example.net/phone"].written)
+    )
+    held = await a.node.redis.hgetall(a.node.key("res", "alice@example.net"))
+    assert list(held) == [b"phone"] and held[b"phone"].startswith(b"a|")
