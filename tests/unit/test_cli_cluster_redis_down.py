@@ -74,3 +74,15 @@ def test_streams_change_says_it_is_stored_but_not_announced(config: Path) -> Non
     assert_clean_failure(added)
     listed = cli(config, "streams", "rules", "list")
     assert "public/*" in listed.stdout
+
+
+def test_user_import_shows_its_summary_then_says_not_announced(
+    config: Path, tmp_path: Path
+) -> None:
+    file = tmp_path / "accounts.csv"
+    file.write_text("username,password\nbob,password2\ncarol,password3\n", encoding="utf-8")
+    imported = cli(config, "user", "import", str(file))
+    assert_clean_failure(imported)
+    assert "created" in imported.stdout  # the summary of what was stored
+    listed = cli(config, "user", "list").stdout
+    assert "bob@localhost" in listed and "carol@localhost" in listed
