@@ -1,6 +1,7 @@
 """The command line with `[cluster] enabled` and the cluster's Redis out of reach: a
 change is stored, and the command says so, says the running nodes were not told
-and what to do, and exits 1; no traceback."""
+and what to do, and exits 1; no traceback.  The database out of reach is one
+error line as well, its URL shown without the password."""
 
 from __future__ import annotations
 
@@ -86,3 +87,25 @@ def test_user_import_shows_its_summary_then_says_not_announced(
     assert "created" in imported.stdout  # the summary of what was stored
     listed = cli(config, "user", "list").stdout
     assert "bob@localhost" in listed and "carol@localhost" in listed
+
+
+def test_a_database_out_of_reach_is_one_error_line_without_its_password(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "pg.toml"
+    path.write_text(
+        f"""
+[server]
+domain = "localhost"
+data_dir = "var"
+[storage]
+url = "postgresql+asyncpg://chat:hunter2@127.0.0.1:{closed_port()}/chatgate"
+""",
+        encoding="utf-8",
+    )
+    for args in (("user", "list"), ("user", "add", "alice")):
+        result = cli(path, *args, input="pencil-case\npencil-case\n")
+        assert result.exit_code == 1, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert "Traceback" not in result.output and "hunter2" not in result.output
+        assert "cannot be reached" in result.output and "chat:***@127.0.0.1" in result.output

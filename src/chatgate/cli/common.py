@@ -28,6 +28,7 @@ from rich.markup import escape
 from chatgate.config import Config, load_config, section
 from chatgate.jid import InvalidJID, prepare_domain, prepare_username
 from chatgate.storage.database import Database
+from chatgate.storage.errors import StorageUnavailable
 from chatgate.vocabulary.errors import ConfigError
 
 err_console = Console(stderr=True)
@@ -187,10 +188,16 @@ def jid(username: str, domain: str) -> str:
 async def with_db(cfg: Config, work: Callable[[Database], Awaitable[T]]) -> T:
     """Open the configured database (migrating it), run `work`, close it.  A change
     stored but not announced to the cluster's nodes (`[cluster] enabled`, its Redis
-    out of reach) exits 1 with what to do (`not_announced`), not a traceback."""
-    db = await Database.open(cfg.storage_url)
+    out of reach) exits 1 with what to do (`not_announced`), not a traceback; so
+    does a database out of reach (nothing was committed that the error cut)."""
+    try:
+        db = await Database.open(cfg.storage_url)
+    except StorageUnavailable as exc:
+        raise fail(unreachable(cfg, exc), 1) from None
     try:
         return await work(db)
+    except StorageUnavailable as exc:
+        raise fail(unreachable(cfg, exc), 1) from None
     except OSError as exc:
         message = not_announced(exc) if cfg.cluster.enabled else None
         if message is None:
@@ -198,6 +205,15 @@ async def with_db(cfg: Config, work: Callable[[Database], Awaitable[T]]) -> T:
         raise fail(message, 1) from None
     finally:
         await db.close()
+
+
+def unreachable(cfg: Config, exc: StorageUnavailable) -> str:
+    """The operator's message when the database cannot be reached (its URL without
+    the password)."""
+    from chatgate.administration.configuration import safe_url
+
+    reason = exc.__cause__ if exc.__cause__ is not None else exc
+    return f"the database {safe_url(cfg.storage_url)} cannot be reached ({reason}); try again"
 
 
 def not_announced(exc: BaseException) -> str | None:
