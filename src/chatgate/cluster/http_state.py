@@ -8,10 +8,10 @@ What is shared, and where it lives:
 - BOSH sessions stay in the process that created them (held requests, timers,
   the XMPP session); a request reaching another node is forwarded to the owner
   (`cluster/bosh.py`, `bosh_forwarding`, made by `http/listener.py`);
-- the live stream registry is in Redis (`cluster/live_streams.py`,
-  `shared_live_streams`, made by `streams/service.py` when given the node);
+- the live stream registry is in Redis (`cluster/live_streams.py`, made by
+  `streams/service.py` when given the node);
 - the stream authority's change signal (keys, rules, revocations) reaches every
-  node (`cluster/signal.py`, `stream_signals`); one-time token uses, revocations,
+  node (`cluster/signal.py`, likewise); one-time token uses, revocations,
   keys and rules are in the shared database already;
 - digest nonce counts are in Redis (`cluster/nonces.py`, `nonce_counts`, asked by
   `http/auth/registry.py`).
@@ -36,13 +36,10 @@ from chatgate.http.auth.nonces import LocalNonceCounts, NonceCounts
 
 if TYPE_CHECKING:
     from chatgate.cluster.bosh import BoshForwarding
-    from chatgate.cluster.live_streams import RedisLiveStreams
     from chatgate.cluster.node import ClusterNode
-    from chatgate.cluster.signal import StreamSignals
     from chatgate.context import ServerContext
     from chatgate.http.bosh import BoshEndpoint
     from chatgate.http.options import HttpOptions
-    from chatgate.streams.live import LiveLimits
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +84,6 @@ def bosh_forwarding(
     )
     endpoint.elsewhere = forwarding
     return forwarding
-
-
-def shared_live_streams(node: ClusterNode, limits: LiveLimits) -> RedisLiveStreams:
-    """The live stream registry every node shares (`cluster/live_streams.py`)."""
-    from chatgate.cluster.live_streams import RedisLiveStreams
-
-    return RedisLiveStreams(node.redis, node.key("live", ""), limits)
-
-
-def stream_signals(node: ClusterNode) -> StreamSignals:
-    """The stream authority's change signals, heard by every node
-    (`cluster/signal.py`)."""
-    from chatgate.cluster.signal import StreamSignals
-
-    return StreamSignals(node)
 
 
 def nonce_counts(node: ClusterNode | None, lifetime: float) -> NonceCounts:

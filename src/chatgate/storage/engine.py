@@ -29,8 +29,8 @@ closed it, so the first call after a quiet restart succeeds.  A connection in
 steady use is not pinged: SQLAlchemy's ``pool_pre_ping`` would ping at every
 checkout, on the path of every login and roster change (a primary-key read took
 340-510 µs without it and 460-780 µs with it, on a busy 2-core machine).  The
-cost of skipping the ping is one call: if the server restarted within those
-seconds and no call noticed it while it was down, the first call on a dead
+cost of skipping the ping is one call: if the server restarted within that
+second and no call noticed it while it was down, the first call on a dead
 connection fails (`StorageUnavailable`) and SQLAlchemy then replaces every
 pooled connection.
 
@@ -72,7 +72,7 @@ POSTGRES_CONNECT_TIMEOUT = 5.0
 POSTGRES_COMMAND_TIMEOUT = 30.0
 
 #: seconds a pooled PostgreSQL connection may sit idle before it is pinged at checkout
-POSTGRES_PING_AFTER_IDLE = 5.0
+POSTGRES_PING_AFTER_IDLE = 1.0
 
 #: SQLSTATE classes and codes meaning "the server is out of reach": 08 connection
 #: exception; 57P01-57P03 admin shutdown, crash shutdown, cannot connect now

@@ -87,7 +87,7 @@ class StreamService:
         """The service on the server's database, login gate and credential provider.
         On a node of a cluster (`cluster`) the live registry is the cluster's
         (Redis), with no snapshot (Redis outlives the nodes), and the keys' and
-        rules' change signal reaches the other nodes (`cluster/http_state.py`)."""
+        rules' change signal reaches the other nodes (`cluster/signal.py`)."""
         signals: SignalFactory = StampSignal
         stale = (
             None if options.update_interval is None else options.update_interval * MISSED_UPDATES
@@ -96,11 +96,12 @@ class StreamService:
         live: LiveStreams
         keeper: SnapshotKeeper | None = None
         if cluster is not None:
-            from chatgate.cluster.http_state import shared_live_streams, stream_signals
+            from chatgate.cluster.live_streams import RedisLiveStreams
+            from chatgate.cluster.signal import StreamSignals
 
-            signals = stream_signals(cluster)
+            signals = StreamSignals(cluster)
             state = await open_stream_state(db, data_dir, signals=signals)
-            live = shared_live_streams(cluster, limits)
+            live = RedisLiveStreams(cluster.redis, cluster.key("live", ""), limits)
         else:
             state = await open_stream_state(db, data_dir)
             local = live = LocalLiveStreams(limits)
