@@ -52,6 +52,9 @@ USERS = {
         "judy",
         "kate",
         "mallory",
+        "leo",
+        "mia",
+        "nina",
     )
 }
 #: brute-force protection of the test cluster: 3 free failures per address, then
@@ -402,6 +405,57 @@ async def test_killed_node_leaves_contacts_see_unavailable_and_messages_go_offli
 # -- Redis goes away and comes back -----------------------------------------------------
 
 
+async def test_postgresql_outage_keeps_sessions_chatting_and_nothing_half_written(
+    cluster: LocalCluster,
+) -> None:
+    postgres = cluster.postgres
+    if postgres is None:
+        pytest.skip("the cluster runs on SQLite here (PostgreSQL is not installed)")
+    async with (
+        online(cluster, "n1", "leo/l1") as leo,
+        online(cluster, "n2", "mia/m2") as mia,
+    ):
+        postgres.stop()  # type: ignore[attr-defined]
+        try:
+            # Established sessions chat across nodes: nothing on the way needs storage.
+            leo.send_message(mto="mia@localhost/m2", mbody="the database is down", mtype="chat")
+            await next_message(mia, "the database is down")
+            mia.send_message(mto="leo@localhost", mbody="we still talk", mtype="chat")
+            await next_message(leo, "we still talk")
+            # A message for an offline user needs storage: its sender is told, at once.
+            leo.send_message(mto="nina@localhost", mbody="not stored", mtype="chat")
+            error = await _next_error(leo)
+            assert error["error"]["type"] in ("wait", "cancel"), error
+        finally:
+            postgres.start()  # type: ignore[attr-defined]
+        # Back: offline storage works again (a node may fail one call while its
+        # pool notices the restart: the sender is told, and sends again).
+        for _attempt in range(3):
+            leo.send_message(mto="nina@localhost", mbody="stored after", mtype="chat")
+            try:
+                await _next_error(leo, timeout=1.5)
+            except TimeoutError:
+                break
+        else:
+            raise AssertionError("offline storage did not come back")
+    async with online(cluster, "n3", "nina/n3") as nina:
+        await next_message(nina, "stored after")
+        await asyncio.sleep(0.5)
+        # What failed during the outage was not stored, even in part.
+        while not nina.messages.empty():
+            assert nina.messages.get_nowait()["body"] != "not stored"
+
+
+async def _next_error(client: Client, timeout: float = STANZA_TIMEOUT) -> slixmpp.Message:
+    async def wait() -> slixmpp.Message:
+        while True:
+            message = await client.messages.get()
+            if message["type"] == "error":
+                return message
+
+    return await asyncio.wait_for(wait(), timeout)
+
+
 async def test_redis_outage_keeps_local_sessions_and_resynchronises(cluster: LocalCluster) -> None:
     async with (
         online(cluster, "n1", "ivan/i1") as ivan,
@@ -424,6 +478,10 @@ async def test_redis_outage_keeps_local_sessions_and_resynchronises(cluster: Loc
         line = await asyncio.to_thread(_cross_node_refusal, n1, before_send)
         assert line, "no log line about the refused or queued cross-node message"
         print("cross-node refusal logged:", line)
+        # ... and the sender is told it was not delivered (try again later).
+        error = await _next_error(ivan)
+        assert error["error"]["condition"] == "resource-constraint", error
+        assert error["error"]["type"] == "wait", error
         # Redis returns (empty: no persistence): both nodes put their state back
         cluster.redis.start()
         n1.wait_for_log("reachable again", since=since1, timeout=10)
