@@ -33,12 +33,10 @@ Faults:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
 from collections.abc import Awaitable
-from functools import partial
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -209,12 +207,10 @@ class ClusterSessionDirectory:
         #: this node's sessions by encoded full JID: where arriving frames go
         self._by_target: dict[bytes, C2SSession] = {}
         self._counter = itertools.count(1)
-        self._events: list[str] = []
-        self._snapshot_ops: list[tuple[str, str, str | None]] = []  # (op, field, json)
+        self._events_channel = node.key("events")
+        self._quiet_until = 0.0  # the next "not announced" warning, loop time
         #: remote sessions waiting behind a session of this node on their resource
         self._shadowed: dict[tuple[str, str], RemoteSession] = {}
-        self._sender: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self._touched: set[str] | None = None  # sids changed while the mirror loads
         #: re-routes messages whose session is gone; set by the context
         self.reroute: Any = None
@@ -236,21 +232,12 @@ class ClusterSessionDirectory:
             [self.node.prefix, self.node.name, ""],
         )
         self.forwarder.start()
-        self._sender = asyncio.create_task(self._send_events(), name="cluster-events")
         await self._load_mirror()
 
     async def close(self) -> None:
         """Stop, after announcing what is still queued (this node's sessions were
         closed just before: the others drop them now, not at the heartbeat's end)."""
-        for _ in range(50):
-            if not self._events:
-                break
-            self._wake.set()
-            await asyncio.sleep(0.02)
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+        await asyncio.sleep(0)  # the lean connection writes what is queued
         await self.forwarder.close()
 
     # ------------------------------------------------------------ claims
@@ -437,57 +424,35 @@ class ClusterSessionDirectory:
 
     # ------------------------------------------------------------ announcing
 
-    def _announce(self, op: str, session: C2SSession, sid: str) -> None:
+    def _announce(
+        self, op: str, session: C2SSession, sid: str, *, snapshot: bool | None = None
+    ) -> None:
+        """Tell the other nodes of a change of this node's `session`, and keep this
+        node's snapshot (which the claim and release scripts keep themselves, so C
+        and R write it only when asked: a resync).  Sent on the lean connection at
+        once, so a login's claim, snapshot and event share its writes; the
+        connection keeps them in order."""
         presence = (
             serialize(session.presence) if op == "A" and session.presence is not None else None
         )
-        self._events.append(
-            json.dumps(
-                [
-                    op,
-                    self.node.name,
-                    sid,
-                    session.bare,
-                    session.resource,
-                    session.priority,
-                    presence,
-                ]
-            )
-        )
-        field = f"{session.bare}/{session.resource}"
-        if op == "R":
-            self._snapshot_ops.append(("del", field, None))
-        else:
+        send = self.node.send
+        if snapshot if snapshot is not None else op not in ("C", "R"):
+            field = f"{session.bare}/{session.resource}"
             state = [sid, session.available, session.priority, presence, session.interested]
-            self._snapshot_ops.append(("set", field, json.dumps(state)))
-        self._wake.set()
+            key = self._snapshot_key(self.node.name)
+            send("HSET", key, field, json.dumps(state)).add_done_callback(_quiet)
+        event = json.dumps(
+            [op, self.node.name, sid, session.bare, session.resource, session.priority, presence]
+        )
+        send("PUBLISH", self._events_channel, event).add_done_callback(self._announced)
 
-    async def _send_events(self) -> None:
-        """One sender, so that the others see this node's changes in order (the
-        lean connection keeps its commands in order)."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            events, self._events = self._events, []
-            ops, self._snapshot_ops = self._snapshot_ops, []
-            if not events:
-                continue
-            snapshot = self._snapshot_key(self.node.name)
-            send = self.node.send
-            for op, field, value in ops:
-                if op == "del":
-                    send("HDEL", snapshot, field).add_done_callback(_quiet)
-                else:
-                    assert value is not None
-                    send("HSET", snapshot, field, value).add_done_callback(_quiet)
-            reply = send("PUBLISH", self.node.key("events"), "\n".join(events).encode())
-            reply.add_done_callback(partial(self._announced, len(events)))
-
-    def _announced(self, count: int, reply: asyncio.Future[Any]) -> None:
-        if not reply.cancelled() and reply.exception() is not None:
+    def _announced(self, reply: asyncio.Future[Any]) -> None:
+        if reply.cancelled() or reply.exception() is None:
+            return
+        if self._quiet_until <= asyncio.get_running_loop().time():
+            self._quiet_until = asyncio.get_running_loop().time() + 10
             log.warning(
-                "cluster: %d session changes not announced (%s): resync on return",
-                count,
+                "cluster: session changes not announced (%s): resync when Redis returns",
                 reply.exception(),
             )
 
@@ -641,7 +606,7 @@ class ClusterSessionDirectory:
                         StreamErrorCondition.CONFLICT, "the resource was bound elsewhere meanwhile"
                     )
                     continue
-                self._announce("C", session, sid)
+                self._announce("C", session, sid, snapshot=True)
                 if session.available:
                     self._announce("A", session, sid)
                 if session.interested:
