@@ -160,7 +160,7 @@ class ClusterNode:
             return future
         return connection.send(*args, now=now)
 
-    async def run_script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+    async def run_script(self, script: Script, keys: list[Any], args: list[Any]) -> Any:
         """A Lua script on the lean connection: EVALSHA, and EVAL once when Redis
         no longer knows it (restarted or flushed).  Errors as for `send`."""
         try:

@@ -42,7 +42,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from chatgate.auth.throttle.base import ALLOW, FailureRecord, Verdict
@@ -51,6 +50,7 @@ from chatgate.auth.throttle.options import ThrottleOptions
 from chatgate.auth.throttle.registration import RegistrationThrottle
 from chatgate.auth.throttle.tables import account_key
 from chatgate.cluster.node import ClusterNode
+from chatgate.cluster.resp import RespError, Script
 
 __all__ = ["MAX_QUEUED", "ClusterAuthThrottle", "ClusterRegistrationThrottle", "RedisRecorder"]
 
@@ -144,7 +144,7 @@ class RedisRecorder:
 
     def __init__(self, node: ClusterNode, *, limit: int = MAX_QUEUED) -> None:
         self._node = node
-        self._queue: deque[tuple[AsyncScript, list[bytes], list[bytes | str | int]]] = deque()
+        self._queue: deque[tuple[Script, list[bytes], list[bytes | str | int]]] = deque()
         self._limit = limit
         self._task: asyncio.Task[None] | None = None
         self._scheduled = False
@@ -153,14 +153,14 @@ class RedisRecorder:
         self.dropped = 0
         node.on_reconnect(self._reconnected)
 
-    def script(self, source: str) -> AsyncScript:
-        return self._node.redis.register_script(source)
+    def script(self, source: str) -> Script:
+        return Script(source)
 
     @property
     def pending(self) -> int:
         return len(self._queue)
 
-    def record(self, script: AsyncScript, keys: list[bytes], args: list[bytes | str | int]) -> None:
+    def record(self, script: Script, keys: list[bytes], args: list[bytes | str | int]) -> None:
         if len(self._queue) >= self._limit:
             self._queue.popleft()
             self.dropped += 1
@@ -187,12 +187,36 @@ class RedisRecorder:
             if not self._node.connected:
                 return  # `_reconnected` sends them
             batch, self._queue = self._queue, deque()
-            try:
-                async with self._node.redis.pipeline(transaction=False) as pipe:
-                    for script, keys, args in batch:
-                        await script(keys=keys, args=args, client=pipe)
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
+            # On the lean connection (`cluster/resp.py`): the batch's scripts go out
+            # in one write, without redis-py's cost per command.
+            send = self._node.send
+            results = await asyncio.gather(
+                *(
+                    send("EVALSHA", script.sha, len(keys), *keys, *args)
+                    for script, keys, args in batch
+                ),
+                return_exceptions=True,
+            )
+            for index, ((script, keys, args), result) in enumerate(
+                zip(batch, results, strict=True)
+            ):
+                if isinstance(result, RespError) and str(result).startswith("NOSCRIPT"):
+                    # Redis restarted and forgot the script: EVAL loads it again.
+                    try:
+                        results[index] = await self._node.run_script(script, keys, args)
+                    except (RespError, OSError, RedisError) as error:
+                        results[index] = error
+            failed = next((r for r in results if isinstance(r, RespError)), None)
+            if failed is not None and not str(failed).startswith("NOSCRIPT"):
+                log.warning("cluster: a throttle event was refused by Redis: %s", failed)
+            unsent = deque(
+                item
+                for item, result in zip(batch, results, strict=True)
+                if isinstance(result, (OSError, RedisError))
+            )
+            if unsent:
+                cause = next(r for r in results if isinstance(r, (OSError, RedisError)))
+                batch = unsent
                 batch.extend(self._queue)
                 while len(batch) > self._limit:
                     batch.popleft()
@@ -203,7 +227,7 @@ class RedisRecorder:
                     log.warning(
                         "cluster: throttle counts cannot reach Redis (%s): deciding on this"
                         " node's counts, %d events kept for when it returns",
-                        exc,
+                        cause,
                         len(batch),
                     )
                 return
