@@ -208,6 +208,8 @@ class ClusterSessionDirectory:
         self._by_target: dict[bytes, C2SSession] = {}
         self._counter = itertools.count(1)
         self._events_channel = node.key("events")
+        #: how this node's own events start (node names need no JSON escaping)
+        self._own_events = f'["{node.name}",'.encode()
         self._quiet_until = 0.0  # the next "not announced" warning, loop time
         #: remote sessions waiting behind a session of this node on their resource
         self._shadowed: dict[tuple[str, str], RemoteSession] = {}
@@ -442,7 +444,7 @@ class ClusterSessionDirectory:
             key = self._snapshot_key(self.node.name)
             send("HSET", key, field, json.dumps(state)).add_done_callback(_quiet)
         event = json.dumps(
-            [op, self.node.name, sid, session.bare, session.resource, session.priority, presence]
+            [self.node.name, op, sid, session.bare, session.resource, session.priority, presence]
         )
         send("PUBLISH", self._events_channel, event).add_done_callback(self._announced)
 
@@ -459,10 +461,12 @@ class ClusterSessionDirectory:
     # ------------------------------------------------------------ the mirror
 
     def _event(self, data: bytes) -> None:
+        """Another node's session changes (this node hears its own too: skipped
+        before parsing, by the node name each event starts with)."""
+        if data.startswith(self._own_events):
+            return
         for line in data.decode().split("\n"):
-            op, node, sid, bare, resource, priority, presence = json.loads(line)
-            if node == self.node.name:
-                continue
+            node, op, sid, bare, resource, priority, presence = json.loads(line)
             if self._touched is not None:
                 self._touched.add(sid)
             self._apply(op, node, sid, bare, resource, priority, presence)
