@@ -67,7 +67,8 @@ from chatgate.xmpp.stanza import error_reply
 log = logging.getLogger(__name__)
 
 #: KEYS: res:BARE, sessions:NODE.  ARGV: resource, "node|sid", policy, max, chosen
-#: (1: the server chose the resource), the snapshot field, its JSON.
+#: (1: the server chose the resource), the snapshot field, its JSON, the events
+#: channel, the C event (published here: one command a login, not two).
 _CLAIM = """
 local held = redis.call('HGET', KEYS[1], ARGV[1])
 if held then
@@ -78,10 +79,12 @@ else
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[6], ARGV[7])
+redis.call('PUBLISH', ARGV[8], ARGV[9])
 return {'ok', held or ''}
 """
 
-#: KEYS: res:BARE, sessions:NODE.  ARGV: resource, "node|sid", snapshot field.
+#: KEYS: res:BARE, sessions:NODE.  ARGV: resource, "node|sid", snapshot field, sid,
+#: the events channel, the R event.
 _RELEASE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -90,6 +93,7 @@ local entry = redis.call('HGET', KEYS[2], ARGV[3])
 if entry and string.find(entry, ARGV[4], 1, true) then
   redis.call('HDEL', KEYS[2], ARGV[3])
 end
+redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 1
 """
 
@@ -264,6 +268,8 @@ class ClusterSessionDirectory:
                         "1" if chosen else "0",
                         f"{session.bare}/{session.resource}",
                         json.dumps([sid, False, 0, None, False]),
+                        self._events_channel,
+                        self._event_of("C", session, sid),
                     ],
                 )
             except (RedisError, RespError, OSError) as exc:
@@ -296,8 +302,7 @@ class ClusterSessionDirectory:
                 )
         if replaced is not None:
             self._drop_local(replaced)
-        self._add_local(session, sid)
-        self._announce("C", session, sid)
+        self._add_local(session, sid)  # the claim script announced it
         return session, replaced
 
     def _claim_locally(
@@ -354,8 +359,7 @@ class ClusterSessionDirectory:
         sid = self._drop_local(session)
         if sid is None:
             return None
-        self._announce("R", session, sid)
-        return self._release(session, sid)
+        return self._release(session, sid)  # the release script announces it
 
     async def _release(self, session: C2SSession, sid: str) -> None:
         try:
@@ -367,6 +371,8 @@ class ClusterSessionDirectory:
                     f"{self.node.name}|{sid}",
                     f"{session.bare}/{session.resource}",
                     sid,
+                    self._events_channel,
+                    self._event_of("R", session, sid),
                 ],
             )
         except (RedisError, RespError, OSError) as exc:
@@ -443,10 +449,14 @@ class ClusterSessionDirectory:
             state = [sid, session.available, session.priority, presence, session.interested]
             key = self._snapshot_key(self.node.name)
             send("HSET", key, field, json.dumps(state)).add_done_callback(_quiet)
-        event = json.dumps(
+        event = self._event_of(op, session, sid, presence)
+        send("PUBLISH", self._events_channel, event).add_done_callback(self._announced)
+
+    def _event_of(self, op: str, session: C2SSession, sid: str, presence: str | None = None) -> str:
+        """One change as the other nodes read it (`_event`)."""
+        return json.dumps(
             [self.node.name, op, sid, session.bare, session.resource, session.priority, presence]
         )
-        send("PUBLISH", self._events_channel, event).add_done_callback(self._announced)
 
     def _announced(self, reply: asyncio.Future[Any]) -> None:
         if reply.cancelled() or reply.exception() is None:
