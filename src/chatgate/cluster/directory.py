@@ -37,6 +37,7 @@ import itertools
 import json
 import logging
 from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -355,28 +356,40 @@ class ClusterSessionDirectory:
             del self._by_target[target]
         return self._sids.pop(id(session), None)
 
-    def release(self, session: C2SSession) -> Awaitable[None] | None:
+    def release(self, session: C2SSession) -> None:
+        """Gone from this node at once; the release script (which announces it)
+        is sent without a task or an await: a logout costs one command."""
         sid = self._drop_local(session)
         if sid is None:
-            return None
-        return self._release(session, sid)  # the release script announces it
+            return
+        keys = [self._res_key(session.bare), self._snapshot_key(self.node.name)]
+        args = [
+            session.resource,
+            f"{self.node.name}|{sid}",
+            f"{session.bare}/{session.resource}",
+            sid,
+            self._events_channel,
+            self._event_of("R", session, sid),
+        ]
+        script = _SCRIPTS["release"]
+        reply = self.node.send("EVALSHA", script.sha, len(keys), *keys, *args)
+        reply.add_done_callback(partial(self._released, session.full, keys, args))
 
-    async def _release(self, session: C2SSession, sid: str) -> None:
-        try:
-            await self.node.run_script(
-                _SCRIPTS["release"],
-                [self._res_key(session.bare), self._snapshot_key(self.node.name)],
-                [
-                    session.resource,
-                    f"{self.node.name}|{sid}",
-                    f"{session.bare}/{session.resource}",
-                    sid,
-                    self._events_channel,
-                    self._event_of("R", session, sid),
-                ],
-            )
-        except (RedisError, RespError, OSError) as exc:
-            log.warning("cluster: release of %s left to the resync (Redis: %s)", session.full, exc)
+    def _released(
+        self, full: str, keys: list[str], args: list[Any], reply: asyncio.Future[Any]
+    ) -> None:
+        if reply.cancelled():
+            return
+        error = reply.exception()
+        if error is None:
+            return
+        if isinstance(error, RespError) and str(error).startswith("NOSCRIPT"):
+            # Redis restarted and forgot the script: once more, with its source.
+            source = _SCRIPTS["release"].source
+            again = self.node.send("EVAL", source, len(keys), *keys, *args)
+            again.add_done_callback(partial(self._released, full, keys, args))
+            return
+        log.warning("cluster: release of %s left to the resync (Redis: %s)", full, error)
 
     # ------------------------------------------------------------ availability
 
