@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -293,14 +294,30 @@ def message(to: str, body: str, mid: str = "m") -> str:
     return f"<message to='{escape(to, {chr(39): '&apos;'})}' type='chat' id='{mid}'><body>{escape(body)}</body></message>"
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def claims(store: redis.Redis, bare: str) -> dict[str, str]:
     """The directory's claims of `bare` in Redis: resource -> 'node|sid'."""
-    return {k.decode(): v.decode() for k, v in store.hgetall(f"{PREFIX}res:{bare}").items()}
+    held = store.hgetall(f"{PREFIX}res:{bare}")
+    return {_text(k): _text(v) for k, v in held.items()}
 
 
 def snapshot_fields(store: redis.Redis, node: str, bare: str) -> list[str]:
-    prefix = f"{bare}/".encode()
-    return [k.decode() for k in store.hkeys(f"{PREFIX}sessions:{node}") if k.startswith(prefix)]
+    """The fields of `node`'s snapshot in Redis that are sessions of `bare`."""
+    fields = [_text(k) for k in store.hkeys(f"{PREFIX}sessions:{node}")]
+    return [f for f in fields if f.startswith(f"{bare}/")]
+
+
+def no_claims(store: redis.Redis, *bares: str) -> Callable[[], None]:
+    """A check for `settle`: none of `bares` holds a claim in Redis."""
+
+    def check() -> None:
+        held = {bare: claims(store, bare) for bare in bares}
+        assert all(not h for h in held.values()), held
+
+    return check
 
 
 def rss_kb(node: ClusterNodeProcess) -> int:
@@ -310,7 +327,7 @@ def rss_kb(node: ClusterNodeProcess) -> int:
     raise AssertionError("no VmRSS")
 
 
-def settle(check: callable, timeout: float = 5.0) -> None:  # type: ignore[valid-type]
+def settle(check: Callable[[], object], timeout: float = 5.0) -> None:
     """Until `check()` stops raising AssertionError (then once more, to raise it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -456,11 +473,7 @@ def test_same_full_jid_raced_on_every_node_leaves_exactly_one_session(
             sender.send(message("race@localhost/same", f"round {round_}", f"r{round_}"))
             survivor.wait(rf"round {round_}".encode())
             survivor.close()
-            settle(
-                lambda: (
-                    claims(store, "race@localhost") == {} or _fail(claims(store, "race@localhost"))
-                )
-            )
+            settle(no_claims(store, "race@localhost"))
     finally:
         sender.close()
         for session in everyone:
@@ -469,10 +482,6 @@ def test_same_full_jid_raced_on_every_node_leaves_exactly_one_session(
 
 #: rounds of nine binds (several sessions were left open in round 1 to 7 of a run here)
 RACE_ROUNDS = 12
-
-
-def _fail(value: object) -> None:
-    raise AssertionError(value)
 
 
 def test_max_resources_raced_on_every_node_holds_exactly(
@@ -491,7 +500,7 @@ def test_max_resources_raced_on_every_node_holds_exactly(
     finally:
         for session in bound:
             session.close()
-    settle(lambda: claims(store, "many@localhost") == {} or _fail(claims(store, "many@localhost")))
+    settle(no_claims(store, "many@localhost"))
 
 
 # -- a flood to a user on another node ------------------------------------------------------
@@ -591,8 +600,7 @@ def test_flood_to_another_node_leaves_honest_traffic_and_memory_bounded(
         for name in ("n1", "n2"):
             assert peak[name] - rss_before[name] < 150_000, (name, rss_before, peak)
             assert rss_after[name] - rss_before[name] < 80_000, (name, rss_before, rss_after)
-        # refusals (if any) are logged once per episode, not per stanza or loop turn
-        assert refusals <= 3, f"{refusals} 'refused' lines in {FLOOD_SECONDS:.0f} s"
+        # how often refusals are logged: test_redis_frozen_flood_is_held_to_the_forward_queue
     finally:
         for session in [victim, alice, bob, *attackers]:
             session.abort()
@@ -654,9 +662,8 @@ def test_churn_with_a_node_killed_and_restarted_before_its_timeout(
         for user in [*CHURN_USERS, "mover"]:
             assert claims(store, f"{user}@localhost") == {}, user
         for node in nodes:
-            left = [
-                k for k in store.hkeys(f"{PREFIX}sessions:{node}") if not k.startswith(b"watch@")
-            ]
+            fields = store.hkeys(f"{PREFIX}sessions:{node}")
+            left = [_text(k) for k in fields if not _text(k).startswith("watch@")]
             assert left == [], (node, left)
 
     settle(directory_empty, timeout=8)
@@ -749,6 +756,7 @@ class Freeze:
     redis_read: int  # bytes Redis read from its clients from the freeze to 1 s after
     refusal_lines: int  # "cross-node delivery refused" lines n1 logged
     across_after: float | None  # s from 1 s after SIGCONT until a message crossed again
+    flooder_read: int  # what the flooding client received meanwhile (bounces, own presence)
 
 
 def _frozen(
@@ -758,8 +766,10 @@ def _frozen(
     as it can and two users chat on n1; then a message from n1 to n2."""
     n1, n2 = cluster["n1"], cluster["n2"]
     one, two = Raw(n1, "local1", f"a{user}"), Raw(n1, "local2", f"b{user}")
-    far = Raw(n2, "bob", f"far{user}")
-    flooder = Raw(n1, user, "frozen")
+    # the flood's target reads without keeping (a slow reader is closed by its node)
+    far = Raw(n2, "bob", f"far{user}", keep=False)
+    flooder = Raw(n1, user, "frozen", keep=False)
+    sessions = [one, two, far, flooder]
     since = len(n1.log_text())
     try:
         read_before = int(store.info("stats")["total_net_input_bytes"])
@@ -796,10 +806,12 @@ def _frozen(
         # a client told "wait" tries again: how long until a message crosses again
         thawed = time.monotonic()
         across = None
+        later = Raw(n2, "bob", f"later{user}")
+        sessions.append(later)
         for attempt in range(16):
-            one.send(message(far.jid, f"after the freeze {attempt}", f"after{attempt}"))
+            one.send(message(later.jid, f"after the freeze {attempt}", f"after{attempt}"))
             with contextlib.suppress(AssertionError):
-                far.wait(rb"after the freeze \d", timeout=0.5)
+                later.wait(rb"after the freeze \d", timeout=0.5)
                 across = time.monotonic() - thawed
                 break
         freeze = Freeze(
@@ -811,11 +823,12 @@ def _frozen(
             read,
             n1.log_text()[since:].count("cross-node delivery refused"),
             across,
+            flooder.received,
         )
         print(f"\n{freeze}")
         return freeze
     finally:
-        for session in (one, two, far, flooder):
+        for session in sessions:
             session.abort()
 
 
@@ -1019,12 +1032,7 @@ def test_redis_stopped_mid_burst_then_the_directory_matches_the_sessions(
     finally:
         for session in [*sessions, *logins]:
             session.abort()
-    settle(
-        lambda: (
-            [claims(store, f"{u}@localhost") for u in CHURN_USERS[:12]] == [{}] * 12
-            or _fail([claims(store, f"{u}@localhost") for u in CHURN_USERS[:12]])
-        )
-    )
+    settle(no_claims(store, *(f"{u}@localhost" for u in CHURN_USERS[:12])))
 
 
 @pytest.mark.xfail(
@@ -1051,6 +1059,34 @@ def test_a_node_restarted_just_after_redis_returned_is_noticed(
         watcher.wait(unavailable("mover3@localhost/m"), timeout=2)
     finally:
         watcher.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="directory.py _RELEASE: string.find(entry, sid) also matches a newer session"
+    " whose sid starts with the old one's (...5 and ...57), so an old session's release"
+    " deletes the newer session's snapshot entry (reported to the lead)",
+)
+def test_the_release_of_an_old_session_keeps_a_newer_sessions_snapshot(
+    store: redis.Redis,
+) -> None:
+    """The release script run as the directory runs it, on this module's Redis under a
+    prefix of its own: session '...5' of u/r was replaced on the same node by '...57'
+    (sids are the boot id and a counter), and the release of '...5' arrives after."""
+    from chatgate.cluster.directory import _RELEASE
+
+    res, snapshot, field = "attack-test:res:u@localhost", "attack-test:sessions:n9", "u@localhost/r"
+    store.delete(res, snapshot)
+    store.hset(res, "r", "n9|b00t57")
+    store.hset(snapshot, field, json.dumps(["b00t57", True, 0, None, False]))
+    store.eval(
+        _RELEASE, 2, res, snapshot, "r", "n9|b00t5", field, "b00t5", "attack-test:events", "R"
+    )
+    try:
+        assert store.hget(res, "r") == b"n9|b00t57"
+        assert store.hget(snapshot, field) is not None, "the newer session left the snapshot"
+    finally:
+        store.delete(res, snapshot)
 
 
 def test_no_node_logged_a_traceback(cluster: LocalCluster) -> None:
