@@ -40,7 +40,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from redis.exceptions import RedisError
 
@@ -245,6 +245,11 @@ class RedisRecorder:
                 return
 
 
+def _ignore_reply(reply: asyncio.Future[Any]) -> None:
+    if not reply.cancelled():
+        reply.exception()
+
+
 class ClusterAuthThrottle(AuthThrottle):
     """`LoginThrottle` of a cluster node: `AuthThrottle`'s decisions on a table that
     also holds the other nodes' failures (module docstring)."""
@@ -275,6 +280,9 @@ class ClusterAuthThrottle(AuthThrottle):
         node.subscribe(self.channel, self._received)
         node.on_reconnect(self._resync_in_background)
         self._seeding: asyncio.Task[int] | None = None
+        #: trust marks of this loop turn (successes with nothing to forgive), sent
+        #: together as one PUBLISH at the turn's end
+        self._trust: list[str] = []
 
     @property
     def recorder(self) -> RedisRecorder:
@@ -330,11 +338,33 @@ class ClusterAuthThrottle(AuthThrottle):
         # from a trusted pair with nothing to forgive (the common case) sends nothing.
         pair = (ukey, akey)
         trust = self._trusted.mapping.get(pair)  # a peek: `succeeded` touches it
-        news = trust is None or trust.expires <= now or pair in self._pairs.mapping
+        # Failures to forgive, from any node (the merged counts show them): the
+        # pair's count in Redis is what the script forgives.
+        held = self._addresses.mapping.get(akey)
+        owner = self._accounts.mapping.get(ukey)
+        forgive = (
+            pair in self._pairs.mapping
+            or (held is not None and held.failures > 0)
+            or (owner is not None and owner.failures > 0)
+        )
+        news = forgive or trust is None or trust.expires <= now
         super().succeeded(address, account, now, reserved=reserved)
-        if news:
+        if not news:
+            return
+        if forgive:  # counted in Redis
             message = json.dumps(["s", self._node.name, akey, ukey])[:-1]
             self._recorder.record(self._success, self._keys(akey, ukey), [self._channel, message])
+            return
+        # Only a trust mark, which Redis does not keep: published with this turn's
+        # others (a login from a new pair costs a list append, not a script).
+        if not self._trust:
+            asyncio.get_running_loop().call_soon(self._send_trust)
+        self._trust.append(json.dumps(["s", self._node.name, akey, ukey, 0]))
+
+    def _send_trust(self) -> None:
+        marks, self._trust = self._trust, []
+        reply = self._node.send("PUBLISH", self.channel, "\n".join(marks))
+        reply.add_done_callback(_ignore_reply)  # a mark lost in an outage is only a mark
 
     # ------------------------------------------------------------ shared counts
 
@@ -417,6 +447,10 @@ class ClusterAuthThrottle(AuthThrottle):
         return super()._live_address(key, now)
 
     def _received(self, data: bytes) -> None:
+        if b"\n" in data:  # a turn's trust marks
+            for line in data.split(b"\n"):
+                self._received(line)
+            return
         try:
             message = json.loads(data)
             kind, node, akey, ukey = message[:4]

@@ -315,3 +315,22 @@ async def test_a_node_that_starts_later_reads_the_counts_made_before(
     finally:
         await a.close()
         await late.close()
+
+
+async def test_a_clean_success_is_a_trust_mark_for_every_node_and_nothing_in_redis(
+    nodes: tuple[ClusterNode, ClusterNode],
+) -> None:
+    clock = Clock()
+    ta, tb = await pair(nodes, clock)
+    place = ta.place(HOME)
+    assert place is not None
+    for name in ("carol@example.org", "dan@example.org"):  # one turn, one publish
+        ta.succeeded(HOME, name, clock.now, reserved=False)
+    await wait_for(
+        lambda: (
+            tb._is_trusted("carol@example.org", place, clock.now)
+            and tb._is_trusted("dan@example.org", place, clock.now)
+        )
+    )
+    # Nothing to forgive: no script ran, no counter was made.
+    assert await nodes[0].redis.keys(nodes[0].key("throttle", "*")) == []
