@@ -91,7 +91,7 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
 local entry = redis.call('HGET', KEYS[2], ARGV[3])
-if entry and string.find(entry, ARGV[4], 1, true) then
+if entry and cjson.decode(entry)[1] == ARGV[4] then
   redis.call('HDEL', KEYS[2], ARGV[3])
 end
 redis.call('PUBLISH', ARGV[5], ARGV[6])
@@ -129,6 +129,9 @@ end
 return removed
 """
 
+
+#: Seconds between looks at a full socket to Redis, for held availability changes.
+DIRTY_RETRY = 0.2
 
 _SCRIPTS = {
     "claim": Script(_CLAIM),
@@ -181,7 +184,8 @@ class RemoteSession:
         self.write(serialize(stanza).encode())
 
     def close(self, condition: StreamErrorCondition, text: str = "") -> None:
-        payload = f"{condition.value}\n{text}".encode()
+        # The sid: a late CLOSE must not end a newer session of the same full JID.
+        payload = f"{self.sid}\n{condition.value}\n{text}".encode()
         self._directory.forwarder.send(self.node, FrameKind.CLOSE, self.target, payload)
 
     def __repr__(self) -> str:
@@ -215,7 +219,11 @@ class ClusterSessionDirectory:
         self._events_channel = node.key("events")
         #: how this node's own events start (node names need no JSON escaping)
         self._own_events = f'["{node.name}",'.encode()
-        self._quiet_until = 0.0  # the next "not announced" warning, loop time
+        self._warned: dict[str, tuple[float, int]] = {}  # kind -> (quiet until, skipped)
+        #: sessions whose availability changed while the socket to Redis was full
+        self._dirty: dict[int, C2SSession] = {}
+        self._dirty_timer: asyncio.TimerHandle | None = None
+        self._unsent_limit = node.options.forward_queue_bytes
         #: remote sessions waiting behind a session of this node on their resource
         self._shadowed: dict[tuple[str, str], RemoteSession] = {}
         self._touched: set[str] | None = None  # sids changed while the mirror loads
@@ -274,7 +282,7 @@ class ClusterSessionDirectory:
                     ],
                 )
             except (RedisError, RespError, OSError) as exc:
-                log.warning("cluster: claim decided on this node alone (Redis: %s)", exc)
+                self._warn("claim", "cluster: claims decided on this node alone (Redis: %s)", exc)
                 return self._claim_locally(session_for, session, resource)
             verdict = _text(answer[0])
             if verdict == "ok":
@@ -289,18 +297,17 @@ class ClusterSessionDirectory:
         raise ClaimRefused(StanzaErrorCondition.CONFLICT)
 
     def _bound(self, session: C2SSession, sid: str, held: str) -> Claimed:
-        replaced: C2SSession | None = None
+        """The claim is ours.  A session of this node on the resource is replaced
+        whoever Redis said held it (two claims racing from here and elsewhere may
+        leave it without its entry); one held on another node is told to close, by
+        its sid."""
         if held:
-            node, _, _old_sid = held.partition("|")
-            if node == self.node.name:
-                replaced = self.local.get(session.bare, {}).get(session.resource)
-            else:
-                self.forwarder.send(
-                    node,
-                    FrameKind.CLOSE,
-                    session.full.encode(),
-                    f"{StreamErrorCondition.CONFLICT.value}\nreplaced by a new connection".encode(),
-                )
+            node, _, old_sid = held.partition("|")
+            if node != self.node.name:
+                text = "replaced by a new connection"
+                payload = f"{old_sid}\n{StreamErrorCondition.CONFLICT.value}\n{text}"
+                self.forwarder.send(node, FrameKind.CLOSE, session.full.encode(), payload.encode())
+        replaced = self.local.get(session.bare, {}).get(session.resource)
         if replaced is not None:
             self._drop_local(replaced)
         self._add_local(session, sid)  # the claim script announced it
@@ -389,7 +396,7 @@ class ClusterSessionDirectory:
             again = self.node.send("EVAL", source, len(keys), *keys, *args)
             again.add_done_callback(partial(self._released, full, keys, args))
             return
-        log.warning("cluster: release of %s left to the resync (Redis: %s)", full, error)
+        self._warn("release", "cluster: releases left to the resync (Redis: %s)", error)
 
     # ------------------------------------------------------------ availability
 
@@ -453,6 +460,15 @@ class ClusterSessionDirectory:
         and R write it only when asked: a resync).  Sent on the lean connection at
         once, so a login's claim, snapshot and event share its writes; the
         connection keeps them in order."""
+        if snapshot is None and op in ("A", "U", "I") and self.node.unsent() > self._unsent_limit:
+            # Redis slow or frozen: keep only that this session changed, and send its
+            # state as it is then once the socket has drained (bounded however
+            # often presence changes meanwhile).
+            self._dirty[id(session)] = session
+            if self._dirty_timer is None:
+                loop = asyncio.get_running_loop()
+                self._dirty_timer = loop.call_later(DIRTY_RETRY, self._announce_dirty)
+            return
         presence = (
             serialize(session.presence) if op == "A" and session.presence is not None else None
         )
@@ -471,15 +487,29 @@ class ClusterSessionDirectory:
             [self.node.name, op, sid, session.bare, session.resource, session.priority, presence]
         )
 
+    def _announce_dirty(self) -> None:
+        self._dirty_timer = None
+        if self.node.unsent() > self._unsent_limit:
+            loop = asyncio.get_running_loop()
+            self._dirty_timer = loop.call_later(DIRTY_RETRY, self._announce_dirty)
+            return
+        dirty, self._dirty = self._dirty, {}
+        for session in dirty.values():
+            sid = self._sids.get(id(session))
+            if sid is None:
+                continue  # released meanwhile (its release was announced)
+            self._announce("A" if session.available else "U", session, sid, snapshot=True)
+            if session.interested:
+                self._announce("I", session, sid, snapshot=True)
+
     def _announced(self, reply: asyncio.Future[Any]) -> None:
         if reply.cancelled() or reply.exception() is None:
             return
-        if self._quiet_until <= asyncio.get_running_loop().time():
-            self._quiet_until = asyncio.get_running_loop().time() + 10
-            log.warning(
-                "cluster: session changes not announced (%s): resync when Redis returns",
-                reply.exception(),
-            )
+        self._warn(
+            "announce",
+            "cluster: session changes not announced (%s): resync when Redis returns",
+            reply.exception(),
+        )
 
     # ------------------------------------------------------------ the mirror
 
@@ -617,6 +647,14 @@ class ClusterSessionDirectory:
         """Redis is back (perhaps empty): claim this node's sessions again, rewrite
         and announce its snapshot, and rebuild the mirror from the others'."""
         redis = self.node.redis
+        # A Redis that kept its data (a network cut, a restart from its dump) still
+        # holds claims of sessions that ended meanwhile: this run's go first, then
+        # the live ones are claimed again.
+        await self.node.run_script(
+            _SCRIPTS["clear"],
+            [self._snapshot_key(self.node.name)],
+            [self.node.prefix, self.node.name, self.node.boot_id],
+        )
         await redis.delete(self._snapshot_key(self.node.name))
         for bare, resources in list(self.local.items()):
             for session in list(resources.values()):
@@ -678,8 +716,9 @@ class ClusterSessionDirectory:
     def _arrived(self, frame: Frame, session: C2SSession | None) -> None:
         """A frame that is not a plain stanza for a session here."""
         if frame.kind is FrameKind.CLOSE:
-            if session is not None:
-                condition, _, text = frame.payload.decode().partition("\n")
+            sid, _, rest = frame.payload.decode().partition("\n")
+            if session is not None and self._sids.get(id(session)) == sid:
+                condition, _, text = rest.partition("\n")
                 session.close(StreamErrorCondition(condition), text)
             return
         if session is not None:
@@ -693,11 +732,19 @@ class ClusterSessionDirectory:
         """A stanza the forwarder refused (Redis away, queue full): the sender of a
         message or of an IQ request learns it was not delivered, with
         resource-constraint (type wait: try again later, RFC 6120 §8.3.3.18),
-        rather than losing it silently; presence and replies are dropped."""
+        rather than losing it silently; presence and replies are dropped.  Only the
+        start tag is read again, and the error carries no copy of the payload (RFC
+        6120 §8.3.1 allows it): a flood that is refused is not echoed back."""
         if not (data.startswith(b"<message") or data.startswith(b"<iq")):
             return
+        end = data.find(b">")
+        if end < 0:
+            return
+        head = data[: end + 1]
+        if not head.endswith(b"/>"):
+            head = head[:-1] + b"/>"
         try:
-            stanza = parse_fragment(data)
+            stanza = parse_fragment(head)
             sender = JID.parse(stanza.attrs.get("from", ""))
         except Exception:  # what we serialized ourselves: nothing to answer
             return
@@ -715,11 +762,11 @@ class ClusterSessionDirectory:
             session.send(reply)
 
     def _unheard(self, node: str, frames: list[Frame]) -> None:
-        """A node that heard nothing is dead: its sessions leave the mirror now, and
-        its messages are routed again here (offline storage, most likely)."""
-        if frames:
-            log.warning("cluster: node %s did not answer: %d frames routed here", node, len(frames))
-        self._remove_node(node)
+        """A node that heard nothing is dead or cut off: its messages are routed
+        again here (once: offline storage, unless its user has a resource on
+        another node).  Its sessions stay in the mirror until its heartbeat
+        expires (`_node_gone`), which also tells their contacts."""
+        self._warn("unheard", "cluster: node %s did not answer: its messages are routed here", node)
         for frame in frames:
             if frame.kind is not FrameKind.CLOSE and frame.payload.startswith(b"<message"):
                 self._message_missed(frame, again=frame.kind is FrameKind.STANZA)
@@ -743,6 +790,18 @@ class ClusterSessionDirectory:
             task = asyncio.ensure_future(pending)
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    def _warn(self, what: str, message: str, *args: object) -> None:
+        """One warning per kind per 10 s (an outage must not flood the log), with
+        how many were left out since the last one."""
+        now = asyncio.get_running_loop().time()
+        quiet_until, skipped = self._warned.get(what, (0.0, 0))
+        if now < quiet_until:
+            self._warned[what] = (quiet_until, skipped + 1)
+            return
+        self._warned[what] = (now + 10, 0)
+        suffix = f" ({skipped} more since the last such line)" if skipped else ""
+        log.warning(message + suffix, *args)
 
     # ------------------------------------------------------------ names
 

@@ -101,6 +101,8 @@ class Forwarder:
         #: frames published since start
         self.forwarded = 0
         self._refusing = False
+        self._refused_lately = 0  # refusals since the last flush
+        self._episode = 0  # refusals since the episode's warning
 
     def start(self) -> None:
         """Nothing to start: batches go out at the end of the loop turn that made them."""
@@ -139,13 +141,16 @@ class Forwarder:
 
     def _refuse(self) -> bool:
         self.refused += 1
+        self._refused_lately += 1
         if not self._refusing:
             self._refusing = True
+            self._episode = 0
             log.warning(
                 "cluster: cross-node delivery refused (%s): stanzas for other nodes"
-                " are dropped until it recovers",
+                " are refused until it recovers",
                 "Redis unreachable" if not self.node.connected else "forward queue full",
             )
+        self._episode += 1
         return False
 
     def _flush(self) -> None:
@@ -159,9 +164,12 @@ class Forwarder:
             batch = b"".join(parts)
             reply = self.node.send("PUBLISH", self.node.inbox_of(name), batch, now=True)
             reply.add_done_callback(partial(self._heard, name, batch, len(parts) // 3))
-        if self._refusing and self.node.connected:
+        # An episode ends at a turn that refused nothing (not at the first turn
+        # that sent something: a full queue refuses some and sends others).
+        if self._refusing and self.node.connected and not self._refused_lately:
             self._refusing = False
-            log.info("cluster: cross-node delivery resumed")
+            log.info("cluster: cross-node delivery resumed (%d stanzas refused)", self._episode)
+        self._refused_lately = 0
 
     def _heard(self, name: str, batch: bytes, count: int, reply: asyncio.Future[Any]) -> None:
         if reply.cancelled():

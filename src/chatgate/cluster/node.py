@@ -258,21 +258,24 @@ class ClusterNode:
             await asyncio.sleep(interval)
 
     async def _judge(self) -> None:
+        """Nodes whose heartbeat is gone, or whose boot id changed (restarted), are
+        gone.  Just after Redis returns a missing heartbeat is not judged (the
+        others may not have beaten yet), but a changed boot id always is: a node
+        restarted meanwhile must not keep its old run's sessions in the mirrors."""
         alive = await self._alive()
         alive.pop(self.name, None)
-        if time.monotonic() < self._judge_after:
-            self._known.update(alive)
-            return
+        grace = time.monotonic() < self._judge_after
         for node, boot in list(self._known.items()):
             now = alive.get(node)
-            if now is None or now != boot:
-                del self._known[node]
-                self.departed[node] = boot
-                if now is None:
-                    # Whoever sees it first tidies the set of names; harmless twice.
-                    await self.redis.srem(self.key("nodes"), node)
-                log.warning("cluster: node %s %s", node, "is gone" if now is None else "restarted")
-                await self._run_all(self._gone, node)
+            if now == boot or (now is None and grace):
+                continue
+            del self._known[node]
+            self.departed[node] = boot
+            if now is None:
+                # Whoever sees it first tidies the set of names; harmless twice.
+                await self.redis.srem(self.key("nodes"), node)
+            log.warning("cluster: node %s %s", node, "is gone" if now is None else "restarted")
+            await self._run_all(self._gone, node)
         for node, boot in alive.items():
             if node not in self._known:
                 self._known[node] = boot
