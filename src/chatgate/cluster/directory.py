@@ -130,6 +130,8 @@ return removed
 """
 
 
+#: Closes kept for claims of ours not yet answered (a handful at most in practice).
+EARLY_CLOSES = 1024
 #: Seconds between looks at a full socket to Redis, for held availability changes.
 DIRTY_RETRY = 0.2
 
@@ -220,6 +222,8 @@ class ClusterSessionDirectory:
         #: how this node's own events start (node names need no JSON escaping)
         self._own_events = f'["{node.name}",'.encode()
         self._warned: dict[str, tuple[float, int]] = {}  # kind -> (quiet until, skipped)
+        #: closes that arrived for a claim of ours before its answer (sid -> why)
+        self._early_closes: dict[str, tuple[str, str]] = {}
         #: sessions whose availability changed while the socket to Redis was full
         self._dirty: dict[int, C2SSession] = {}
         self._dirty_timer: asyncio.TimerHandle | None = None
@@ -311,6 +315,12 @@ class ClusterSessionDirectory:
         if replaced is not None:
             self._drop_local(replaced)
         self._add_local(session, sid)  # the claim script announced it
+        early = self._early_closes.pop(sid, None)
+        if early is not None:  # replaced already: bound, then closed at once
+            condition, text = early
+            asyncio.get_running_loop().call_soon(
+                session.close, StreamErrorCondition(condition), text
+            )
         return session, replaced
 
     def _claim_locally(
@@ -717,9 +727,15 @@ class ClusterSessionDirectory:
         """A frame that is not a plain stanza for a session here."""
         if frame.kind is FrameKind.CLOSE:
             sid, _, rest = frame.payload.decode().partition("\n")
+            condition, _, text = rest.partition("\n")
             if session is not None and self._sids.get(id(session)) == sid:
-                condition, _, text = rest.partition("\n")
                 session.close(StreamErrorCondition(condition), text)
+            elif sid.startswith(self.node.boot_id):
+                # A claim of ours replaced before its answer reached us (the close
+                # came on the other connection first): closed once it is bound.
+                self._early_closes[sid] = (condition, text)
+                while len(self._early_closes) > EARLY_CLOSES:
+                    del self._early_closes[next(iter(self._early_closes))]
             return
         if session is not None:
             STANZAS.sent += 1
