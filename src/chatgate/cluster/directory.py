@@ -130,6 +130,9 @@ return removed
 """
 
 
+#: A refused stanza up to this size comes back whole in its error (clients match
+#: the error to the message they sent); a bigger one comes back without payload.
+ECHO_LIMIT = 4096
 #: Closes kept for claims of ours not yet answered (a handful at most in practice).
 EARLY_CLOSES = 1024
 #: Seconds between looks at a full socket to Redis, for held availability changes.
@@ -244,6 +247,7 @@ class ClusterSessionDirectory:
     # ------------------------------------------------------------ life
 
     async def start(self) -> None:
+        await self._load_scripts()
         # What this node's previous run left (a kill -9, then a restart under the name).
         await self.node.run_script(
             _SCRIPTS["clear"],
@@ -253,6 +257,13 @@ class ClusterSessionDirectory:
         self.forwarder.start()
         await self._load_mirror()
 
+    async def _load_scripts(self) -> None:
+        """Redis learns the scripts before they are needed: a claim decided here is
+        confirmed with EVALSHA without waiting, and a NOSCRIPT answer (sent again
+        with EVAL) would let the announcements sent after it overtake it."""
+        for script in _SCRIPTS.values():
+            await self.node.send("SCRIPT", "LOAD", script.source)
+
     async def close(self) -> None:
         """Stop, after announcing what is still queued (this node's sessions were
         closed just before: the others drop them now, not at the heartbeat's end)."""
@@ -261,8 +272,79 @@ class ClusterSessionDirectory:
 
     # ------------------------------------------------------------ claims
 
-    def claim(self, session_for: SessionFactory, resource: str | None) -> Awaitable[Claimed]:
-        return self._claim(session_for, resource)
+    def claim(
+        self, session_for: SessionFactory, resource: str | None
+    ) -> Claimed | Awaitable[Claimed]:
+        """Under "newest wins" (the default) the claim is decided here at once, from
+        the mirror, and confirmed by the claim script without waiting: whatever
+        Redis held is replaced, as this node decided, and its node told to close
+        it; a login pays no round trip.  Only `max_resources` reached by a claim
+        racing on another node is found afterwards: the session is then closed
+        with resource-constraint.  "reject" and "randomize" need Redis's answer
+        before the bind, and wait for it (`_claim`)."""
+        if self.conflict is not ResourceConflict.NEWEST_WINS or not self.node.connected:
+            return self._claim(session_for, resource)
+        session = session_for(resource or _random_resource())
+        entries = self.table.get(session.bare)
+        if (
+            entries is not None
+            and session.resource not in entries
+            and len(entries) >= self.max_resources
+        ):
+            raise ClaimRefused(StanzaErrorCondition.RESOURCE_CONSTRAINT, "too many resources")
+        sid = f"{self.node.boot_id}{next(self._counter)}"
+        keys = [self._res_key(session.bare), self._snapshot_key(self.node.name)]
+        args = [
+            session.resource,
+            f"{self.node.name}|{sid}",
+            self.conflict.value,
+            self.max_resources,
+            "0",  # replace whatever holds it, even a server-chosen resource
+            f"{session.bare}/{session.resource}",
+            json.dumps([sid, False, 0, None, False]),
+            self._events_channel,
+            self._event_of("C", session, sid),
+        ]
+        script = _SCRIPTS["claim"]
+        reply = self.node.send("EVALSHA", script.sha, len(keys), *keys, *args)
+        reply.add_done_callback(partial(self._confirmed, session, sid, keys, args))
+        replaced = self.local.get(session.bare, {}).get(session.resource)
+        if replaced is not None:
+            self._drop_local(replaced)
+        self._add_local(session, sid)
+        return session, replaced
+
+    def _confirmed(
+        self,
+        session: C2SSession,
+        sid: str,
+        keys: list[str],
+        args: list[Any],
+        reply: asyncio.Future[Any],
+    ) -> None:
+        """The claim script's answer to a claim decided here (`claim`)."""
+        if reply.cancelled():
+            return
+        error = reply.exception()
+        if error is not None:
+            if isinstance(error, RespError) and str(error).startswith("NOSCRIPT"):
+                again = self.node.send("EVAL", _SCRIPTS["claim"].source, len(keys), *keys, *args)
+                again.add_done_callback(partial(self._confirmed, session, sid, keys, args))
+                return
+            self._warn("claim", "cluster: claims decided on this node alone (Redis: %s)", error)
+            return  # the resync claims it again when Redis returns
+        verdict = _text(reply.result()[0])
+        if verdict == "ok":
+            held = _text(reply.result()[1])
+            node, _, old_sid = held.partition("|")
+            if held and node != self.node.name:
+                text = "replaced by a new connection"
+                payload = f"{old_sid}\n{StreamErrorCondition.CONFLICT.value}\n{text}"
+                self.forwarder.send(node, FrameKind.CLOSE, session.full.encode(), payload.encode())
+            return
+        # "limit": another node's claim filled the account's resources meanwhile.
+        if self._sids.get(id(session)) == sid:
+            session.close(StreamErrorCondition.RESOURCE_CONSTRAINT, "too many resources")
 
     async def _claim(self, session_for: SessionFactory, resource: str | None) -> Claimed:
         session = session_for(resource or _random_resource())
@@ -657,6 +739,7 @@ class ClusterSessionDirectory:
         """Redis is back (perhaps empty): claim this node's sessions again, rewrite
         and announce its snapshot, and rebuild the mirror from the others'."""
         redis = self.node.redis
+        await self._load_scripts()  # a restarted Redis has forgotten them
         # A Redis that kept its data (a network cut, a restart from its dump) still
         # holds claims of sessions that ended meanwhile: this run's go first, then
         # the live ones are claimed again.
@@ -748,17 +831,21 @@ class ClusterSessionDirectory:
         """A stanza the forwarder refused (Redis away, queue full): the sender of a
         message or of an IQ request learns it was not delivered, with
         resource-constraint (type wait: try again later, RFC 6120 §8.3.3.18),
-        rather than losing it silently; presence and replies are dropped.  Only the
-        start tag is read again, and the error carries no copy of the payload (RFC
-        6120 §8.3.1 allows it): a flood that is refused is not echoed back."""
+        rather than losing it silently; presence and replies are dropped.  A stanza
+        over `ECHO_LIMIT` bytes comes back without its payload (RFC 6120 §8.3.1
+        allows either), only its start tag read again: a refused flood of big
+        stanzas is not echoed back."""
         if not (data.startswith(b"<message") or data.startswith(b"<iq")):
             return
-        end = data.find(b">")
-        if end < 0:
-            return
-        head = data[: end + 1]
-        if not head.endswith(b"/>"):
-            head = head[:-1] + b"/>"
+        if len(data) <= ECHO_LIMIT:
+            head = data  # clients match errors by the payload they sent (a body)
+        else:
+            end = data.find(b">")
+            if end < 0:
+                return
+            head = data[: end + 1]
+            if not head.endswith(b"/>"):
+                head = head[:-1] + b"/>"
         try:
             stanza = parse_fragment(head)
             sender = JID.parse(stanza.attrs.get("from", ""))

@@ -60,7 +60,10 @@ class Node:
         return make
 
     async def bind(self, bare: str, resource: str | None) -> C2SSession:
-        session, replaced = await self.directory.claim(self.factory(bare), resource)
+        claimed = self.directory.claim(self.factory(bare), resource)
+        if not isinstance(claimed, tuple):  # "reject", "randomize", Redis away
+            claimed = await claimed
+        session, replaced = claimed
         if replaced is not None:
             replaced.close(StreamErrorCondition.CONFLICT, "")
         return session
