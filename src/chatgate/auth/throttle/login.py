@@ -92,7 +92,7 @@ from chatgate.auth.throttle.base import (
     Verdict,
     backoff_delay,
 )
-from chatgate.auth.throttle.options import ThrottleOptions
+from chatgate.auth.throttle.options import AccountLimits, AddressLimits, ThrottleOptions
 from chatgate.auth.throttle.tables import (
     Where,
     account_key,
@@ -562,25 +562,13 @@ class AuthThrottle:
             if state is None:
                 state = _AddressState()
                 self._addresses.put(akey, state)
-            if failures > state.failures:
-                state.failures = failures
-                state.level = backoff_delay(
-                    failures - 1, a.free_failures, a.base_delay, a.max_delay
-                )
-            state.last_failure = max(state.last_failure, last_failure)
-            state.expires = max(state.expires, last_failure + a.window)
+            _raise_count(state, failures, last_failure, a)
         if ukey is not None and now - last_failure < c.window:
             account = self._live_account(ukey, now)
             if account is None:
                 account = _AccountState()
                 self._accounts.put(ukey, account)
-            if failures > account.failures:
-                account.failures = failures
-                account.level = backoff_delay(
-                    failures - 1, c.free_failures, c.base_delay, c.max_delay
-                )
-            account.last_failure = max(account.last_failure, last_failure)
-            account.expires = max(account.expires, last_failure + c.window)
+            _raise_count(account, failures, last_failure, c)
 
     def merge_success(self, akey: str, ukey: str, now: float, *, forgiven: int) -> None:
         """Take in a login that succeeded elsewhere: what `succeeded` does to the
@@ -677,3 +665,20 @@ class AuthThrottle:
             )
         account.level = level
         return account.failures, level, events
+
+
+def _raise_count(
+    state: _AddressState | _AccountState,
+    failures: int,
+    last_failure: float,
+    limits: AddressLimits | AccountLimits,
+) -> None:
+    """A shared count taken into an address's or account's entry: never lowered,
+    its hold level and expiry following it."""
+    if failures > state.failures:
+        state.failures = failures
+        state.level = backoff_delay(
+            failures - 1, limits.free_failures, limits.base_delay, limits.max_delay
+        )
+    state.last_failure = max(state.last_failure, last_failure)
+    state.expires = max(state.expires, last_failure + limits.window)
