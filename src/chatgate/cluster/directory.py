@@ -254,7 +254,6 @@ class ClusterSessionDirectory:
             [self._snapshot_key(self.node.name)],
             [self.node.prefix, self.node.name, ""],
         )
-        self.forwarder.start()
         await self._load_mirror()
 
     async def _load_scripts(self) -> None:

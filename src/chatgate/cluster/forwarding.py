@@ -2,17 +2,18 @@
 
 A stanza for a session on another node is serialized once by the router, as for
 a local session, and handed here with the target's full JID.  Frames for one node
-are joined and published to its inbox in one PUBLISH per loop turn, by one
-sender task, so stanzas keep their order (RFC 6120 §10.1) and Redis sees one
-command per node per turn however many stanzas cross.
+are joined and published to its inbox in one PUBLISH at the start of the next
+loop turn, on the node's one command connection, so stanzas keep their order
+(RFC 6120 §10.1) and Redis sees one command per node per turn however many
+stanzas cross.
 
 A frame is ``kind (1 byte) | len(full) (2) | len(payload) (4) | full | payload``.
 
 What cannot be sent:
 - the queue is over `max_bytes` (Redis slow or gone): the frame is refused at once
-  (`Forwarder.refused` counts, one log line per outage);
+  (`Forwarder.refused` counts, one log line per episode);
 - PUBLISH reached nobody (the node is dead and not yet judged so): its frames go to
-  `on_unheard(node, frames)`, which stores messages offline.
+  `on_unheard(node, frames)`, which routes messages again (offline storage).
 
 Pub/sub, not streams: a node that is gone must not find its backlog when it
 returns (its sessions are gone with it; messages go to offline storage instead),
@@ -49,11 +50,6 @@ class Frame:
     kind: FrameKind
     full: str
     payload: bytes
-
-
-def encode(kind: FrameKind, full: str, payload: bytes) -> bytes:
-    target = full.encode()
-    return _HEADER.pack(kind, len(target), len(payload)) + target + payload
 
 
 #: header size, and the kinds by number (an IntEnum call per frame costs more)
@@ -103,9 +99,6 @@ class Forwarder:
         self._refusing = False
         self._refused_lately = 0  # refusals since the last flush
         self._episode = 0  # refusals since the episode's warning
-
-    def start(self) -> None:
-        """Nothing to start: batches go out at the end of the loop turn that made them."""
 
     async def close(self) -> None:
         self._batches.clear()
