@@ -35,6 +35,8 @@ from chatgate.modules.base import (
     PreAuthConnection,
     PreAuthIqHandler,
     Registration,
+    ServiceDomain,
+    Stage,
     StreamFeature,
 )
 from chatgate.sasl.base import CredentialAnswer
@@ -110,6 +112,9 @@ class ServerContext:
         self.pre_auth_handlers: dict[tuple[str, str], PreAuthIqHandler] = {}
         self.disco_features: list[DiscoFeature] = []
         self.stream_features: list[StreamFeature] = []
+        #: services on domains of their own (MUC, uploads), listed in disco#items
+        self.services: list[ServiceDomain] = []
+        self._stages: list[Stage] = []
         self.modules: dict[str, ModuleRecord] = {}
         throttle = config.auth.throttle
         #: brute-force protection (in-process; a shared store may implement the protocol)
@@ -181,6 +186,12 @@ class ServerContext:
             self.hooks.add(reg.event, reg.handler, reg.priority)
         elif isinstance(reg, OnStart):
             self._on_start.append(reg)
+        elif isinstance(reg, ServiceDomain):
+            self.services.append(reg)
+            self.router.services[reg.domain] = reg.handler
+        elif isinstance(reg, Stage):
+            self._stages.append(reg)
+            self._set_stages()
 
     async def start_modules(self) -> None:
         """Run the modules' `OnStart` work, in load order; the server calls this once,
@@ -204,6 +215,17 @@ class ServerContext:
                     self.hooks.remove(sub)
         elif isinstance(reg, OnStart) and reg in self._on_start:
             self._on_start.remove(reg)
+        elif isinstance(reg, ServiceDomain):
+            self.services.remove(reg)
+            self.router.services.pop(reg.domain, None)
+        elif isinstance(reg, Stage):
+            self._stages.remove(reg)
+            self._set_stages()
+
+    def _set_stages(self) -> None:
+        """The router's stages, higher priority first (stable among equals)."""
+        ordered = sorted(self._stages, key=lambda s: -s.priority)
+        self.router.stages = tuple(s.stage for s in ordered)
 
     # ------------------------------------------------------------ IQ dispatch
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from chatgate.auth.gate import Attempt
     from chatgate.config import Config
     from chatgate.hooks import Hooks
+    from chatgate.jid import JID
     from chatgate.storage.database import Database
     from chatgate.vhost import VirtualHost
     from chatgate.vocabulary.errors import StreamErrorCondition
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from chatgate.xml.element import Element
     from chatgate.xmpp.router import Router
     from chatgate.xmpp.session import C2SSession
+    from chatgate.xmpp.stages import StanzaStage
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -169,7 +171,46 @@ class OnEvent:
     priority: int = 0
 
 
-Registration = IqHandler | PreAuthIqHandler | DiscoFeature | StreamFeature | OnEvent | OnStart
+ServiceCallable = Callable[["C2SSession", "Element", "JID"], "Awaitable[None] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDomain:
+    """A service on a domain of its own (XEP-0045 rooms on ``conference.example.org``,
+    XEP-0363 uploads on ``upload.example.org``): every stanza a local client sends
+    to `domain`, or to any JID on it, goes to `handler` (the session, the stanza
+    with 'from' stamped, the parsed 'to') instead of the router's account rules;
+    the service answers through the router.
+
+    `parent` (a served virtual host) lists the service in its disco#items, under
+    `name`."""
+
+    domain: str
+    handler: ServiceCallable
+    parent: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """A `StanzaStage` the router runs on messages and IQs between accounts
+    (`xmpp/stages.py`); higher `priority` runs first (blocking before archiving
+    before carbons)."""
+
+    stage: StanzaStage
+    priority: int = 0
+
+
+Registration = (
+    IqHandler
+    | PreAuthIqHandler
+    | DiscoFeature
+    | StreamFeature
+    | OnEvent
+    | OnStart
+    | ServiceDomain
+    | Stage
+)
 
 
 class NoOptions(BaseModel):

@@ -52,7 +52,19 @@ class Disco:
             session.send(reply)
 
         def items(session: C2SSession, iq: Element) -> None:
-            reply = iq_result(iq, Element("query", ns.DISCO_ITEMS))
+            payload = Element("query", ns.DISCO_ITEMS)
+            to = iq.get("to")
+            target = JID.parse(to) if to else None
+            if target is None or not target.local:
+                # The server's services on domains of their own (XEP-0030 §4.1).
+                host = target.domain if target is not None else session.domain
+                for service in ctx.services:
+                    if service.parent == host:
+                        attrs = {"jid": service.domain}
+                        if service.name:
+                            attrs["name"] = service.name
+                        payload.sub("item", attrs=attrs)
+            reply = iq_result(iq, payload)
             reply.attrs["to"] = session.full
             session.send(reply)
 

@@ -14,16 +14,28 @@ from collections.abc import Iterable
 from pydantic import BaseModel, ValidationError
 
 from chatgate.config import Config
+from chatgate.modules.adhoc import AdHocCommands
 from chatgate.modules.anonymous import AnonymousCleanup
 from chatgate.modules.base import Module, options_model
+from chatgate.modules.blocking import Blocking
+from chatgate.modules.bookmarks import Bookmarks
+from chatgate.modules.carbons import Carbons
+from chatgate.modules.csi import ClientStateIndication
 from chatgate.modules.disco import Disco
 from chatgate.modules.legacy_auth import LegacyAuth
+from chatgate.modules.mam import MessageArchive
+from chatgate.modules.muc import MultiUserChat
 from chatgate.modules.offline import OfflineMessages
+from chatgate.modules.pep import PersonalEventing
 from chatgate.modules.presence import PresenceModule
+from chatgate.modules.private_storage import PrivateStorage
+from chatgate.modules.push import PushNotifications
 from chatgate.modules.register import Register
 from chatgate.modules.roster.module import RosterModule
 from chatgate.modules.services import EntityTime, LegacySession, Ping, SoftwareVersion
+from chatgate.modules.stream_management import StreamManagement
 from chatgate.modules.stream_tokens import StreamTokens
+from chatgate.modules.upload import HttpUpload
 from chatgate.modules.vcard import VCard
 from chatgate.registry import Registry
 from chatgate.vocabulary.errors import ConfigError
@@ -47,6 +59,19 @@ def builtin_modules(*, load_entry_points: bool = True) -> Registry[type[Module]]
         LegacyAuth,
         AnonymousCleanup,
         StreamTokens,
+        # XEP-0479 (Advanced IM and Mobile); archiving comes before the rooms that use it
+        Blocking,
+        MessageArchive,
+        Carbons,
+        PushNotifications,
+        MultiUserChat,
+        PersonalEventing,
+        PrivateStorage,
+        Bookmarks,
+        AdHocCommands,
+        HttpUpload,
+        StreamManagement,
+        ClientStateIndication,
     ):
         registry.register(module.name, module)
     if load_entry_points:

@@ -383,3 +383,16 @@ class AdminAuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+# Features' tables live in modules of their own, on the same `Base`; importing them
+# here puts them in the metadata the migrations are compared with.
+from chatgate.storage import (  # noqa: E402
+    tables_archive,
+    tables_blocking,
+    tables_pubsub,
+    tables_rooms,
+    tables_uploads,
+)
+
+__all__ = ["tables_archive", "tables_blocking", "tables_pubsub", "tables_rooms", "tables_uploads"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -32,6 +32,7 @@ from chatgate.xml.element import Element
 from chatgate.xml.serialize import escape_attr, serialize
 from chatgate.xmpp.directory import SessionDirectory
 from chatgate.xmpp.session import STANZAS, C2SSession
+from chatgate.xmpp.stages import StanzaStage
 from chatgate.xmpp.stanza import error_reply
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ Pending = Awaitable[None] | None
 PresenceHandler = Callable[[C2SSession, Element, JID | None], Pending]
 IqDispatch = Callable[[C2SSession, Element, JID | None], Pending]
 AccountExists = Callable[[str, str], Awaitable[bool]]
+ServiceHandler = Callable[[C2SSession, Element, JID], Pending]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,12 @@ class Router:
         self._local = directory.table
         self.presence_handler: PresenceHandler | None = None
         self.iq_dispatch: IqDispatch | None = None
+        #: services on domains of their own (`modules.base.ServiceDomain`): every
+        #: stanza to such a domain goes to its handler
+        self.services: dict[str, ServiceHandler] = {}
+        #: what sees messages and IQs between accounts (`xmpp/stages.py`), in order;
+        #: empty, routing takes its plain path
+        self.stages: tuple[StanzaStage, ...] = ()
 
     def use_directory(self, directory: SessionDirectory) -> None:
         """Deliver over another directory (the cluster's, joined at start before any
@@ -94,6 +102,10 @@ class Router:
                 to = JID.parse(to_text)
             except InvalidJID as exc:
                 return self._bounce(origin, stanza, StanzaErrorCondition.JID_MALFORMED, str(exc))
+            if self.services:
+                service = self.services.get(to.domain)
+                if service is not None:
+                    return service(origin, stanza, to)
         name = stanza.name
         if name == "message":
             return self._route_message(origin, stanza, to)
@@ -115,6 +127,11 @@ class Router:
         if not to.local:
             # A message to the server itself: nothing here handles it.
             return self._bounce(origin, stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE)
+        stages = self.stages
+        if stages:
+            for stage in stages:
+                if not stage.routing(origin, stanza, to):
+                    return None
         resources = self._local.get(f"{to.local}@{to.domain}")
         if to.resource and resources is not None:
             target = resources.get(to.resource)
@@ -122,8 +139,10 @@ class Router:
                 # §8.5.3.1: a connected resource gets any message addressed to it.
                 STANZAS.sent += 1
                 target.write(serialize(stanza).encode())
+                if stages:
+                    _delivered(stages, stanza, to, (target,))
                 return None
-        return self._message_to_bare(stanza, to, resources, origin)
+        return self._message_to_bare(stanza, to, resources, origin, stages)
 
     def deliver_message_to_bare(
         self, stanza: Element, to: JID, origin: C2SSession | None = None
@@ -140,11 +159,12 @@ class Router:
         to: JID,
         resources: Mapping[str, C2SSession] | None,
         origin: C2SSession | None,
+        stages: tuple[StanzaStage, ...] = (),
     ) -> Pending:
         """§8.5.2 for a bare JID, or a full JID whose resource is gone (§8.5.3.2.1):
         the available resources of the highest non-negative priority get a chat or
         normal message, every non-negative one a headline; none of them: offline
-        storage or an error (`_undeliverable`)."""
+        storage or an error (`_undeliverable`).  `stages` hear where it went."""
         mtype = stanza.attrs.get("type", "normal")
         if mtype == "groupchat":
             # §8.5.2.1.2 / §8.5.3.2.1: groupchat to a user is an error.
@@ -167,7 +187,11 @@ class Router:
             STANZAS.sent += len(targets)
             for session in targets:
                 session.write(data)
+            if stages:
+                _delivered(stages, stanza, to, targets)
             return None
+        if stages:
+            _delivered(stages, stanza, to, ())
         if mtype == "error":
             return None  # §8.5.2.2.1: errors are never bounced or stored
         return self._undeliverable(stanza, to, mtype, origin)
@@ -197,6 +221,10 @@ class Router:
             )
         if to is not None and to.domain not in self.domains:
             return self._bounce(origin, stanza, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND)
+        if self.stages and to is not None and to.local:
+            for stage in self.stages:
+                if not stage.routing(origin, stanza, to):
+                    return None
         if to is not None and to.resource:
             target = self._local.get(f"{to.local}@{to.domain}", _NONE).get(to.resource)
             if target is not None:
@@ -340,6 +368,18 @@ class Router:
         if reply.attrs.get("to") == origin.full or "to" not in reply.attrs:
             reply.attrs["to"] = origin.full
         origin.send(reply)
+
+
+def _delivered(
+    stages: tuple[StanzaStage, ...], stanza: Element, to: JID, targets: Sequence[C2SSession]
+) -> None:
+    """Tell every stage where a message went; one stage's failure is logged and the
+    others still hear (the message is already delivered)."""
+    for stage in stages:
+        try:
+            stage.delivered(stanza, to, targets)
+        except Exception:
+            log.exception("stage %r failed after delivering a message", stage)
 
 
 #: What `.get(bare, _NONE)` gives for an account with no session here (no dict made).

@@ -36,7 +36,7 @@ def problems(modules: dict[str, Any], registry: Registry | None = None) -> str:
 
 def test_unknown_module_is_refused_naming_the_key_and_the_known_ones() -> None:
     message = problems({"regster": {"enabled": True}})
-    assert "modules.regster: no such module (known: anonymous, disco, legacy_auth," in message
+    assert "modules.regster: no such module (known: adhoc, anonymous, blocking," in message
     assert "did you mean register?" in message
 
 
