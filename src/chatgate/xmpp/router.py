@@ -18,6 +18,7 @@ It never parses bytes and never touches the database itself.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -80,6 +81,8 @@ class Router:
         #: what sees messages and IQs between accounts (`xmpp/stages.py`), in order;
         #: empty, routing takes its plain path
         self.stages: tuple[StanzaStage, ...] = ()
+        #: IQs the server sent to a client and awaits the reply of, by (full JID, id)
+        self._asked: dict[tuple[str, str], asyncio.Future[Element]] = {}
 
     def use_directory(self, directory: SessionDirectory) -> None:
         """Deliver over another directory (the cluster's, joined at start before any
@@ -236,10 +239,44 @@ class Router:
                 return self._bounce(origin, stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE)
             return None
         if itype in ("result", "error"):
-            return None  # a reply to the server or an account: nothing waits for it
+            if self._asked and (to is None or not to.local):
+                waiting = self._asked.pop((origin.full, stanza.attrs["id"]), None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(stanza)
+            return None  # a reply to the server or an account nobody waits for
         if self.iq_dispatch is not None:
             return self.iq_dispatch(origin, stanza, to)
         return self._bounce(origin, stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE)
+
+    # ------------------------------------------------------------ the server asking
+
+    async def ask(self, to_full: str, iq: Element, timeout: float = 10.0) -> Element:
+        """Send `iq` (a get or set) from the server to the connected resource `to_full`
+        and return its reply, a result or an error (e.g. the disco#info behind a
+        XEP-0115 caps hash).  The server's own domain is the IQ's 'from', and its id
+        is made here, unguessable, so no other client can answer in its place.
+
+        Raises LookupError when that resource is not connected, TimeoutError when no
+        reply comes within `timeout` seconds, and OverflowError when
+        `MAX_PENDING_QUESTIONS` questions already wait (one client that never
+        answers cannot grow this table without bound).  In a cluster only a resource
+        bound to this node can be asked: a reply goes to the node its client is on.
+        """
+        if len(self._asked) >= MAX_PENDING_QUESTIONS:
+            raise OverflowError("too many questions to clients are waiting for replies")
+        full = JID.parse(to_full)
+        iq.attrs["id"] = "q" + os.urandom(9).hex()
+        iq.attrs["to"] = to_full
+        iq.attrs["from"] = full.domain
+        key = (to_full, iq.attrs["id"])
+        reply: asyncio.Future[Element] = asyncio.get_running_loop().create_future()
+        self._asked[key] = reply
+        try:
+            if not self.deliver_to_full(full, iq):
+                raise LookupError(f"{to_full} is not connected")
+            return await asyncio.wait_for(reply, timeout)
+        finally:
+            self._asked.pop(key, None)
 
     # ------------------------------------------------------------ delivery for modules
 
@@ -381,6 +418,9 @@ def _delivered(
         except Exception:
             log.exception("stage %r failed after delivering a message", stage)
 
+
+#: At most this many server-to-client questions (`Router.ask`) wait at once.
+MAX_PENDING_QUESTIONS = 10_000
 
 #: What `.get(bare, _NONE)` gives for an account with no session here (no dict made).
 _NONE: Mapping[str, C2SSession] = MappingProxyType({})
