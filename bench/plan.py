@@ -31,6 +31,10 @@ class Plan:
     idle_quiet: float = 4.5
     fanout_contacts: int = 500
     fanout_window: int = 5
+    #: the group chat scenario (issue 15): occupants of one room, groupchat messages
+    #: in flight
+    muc_occupants: int = 100
+    muc_window: int = 5
     soak_logins: int = 50_000
     #: the login phase stops here even short of `soak_logins` (Prosody needs ~100 s
     #: for 50,000; the run must stay under 15 minutes)
@@ -95,6 +99,8 @@ PLANS: dict[str, Plan] = {
         idle_quiet=0.5,
         fanout_contacts=10,
         fanout_window=2,
+        muc_occupants=10,
+        muc_window=2,
         soak_logins=100,
         soak_time_cap=10.0,
         fresh_start_each=False,
@@ -508,6 +514,38 @@ SCENARIOS: dict[str, Scenario] = {
                     True,
                 )
             ],
+        ),
+        Scenario(
+            "muc",
+            "muc",
+            False,
+            "issue 15: one XEP-0045 room of N occupants on the server's own MUC service, one "
+            "sending groupchat messages; deliveries/s to occupants (its own echo included)",
+            lambda p: {
+                "occupants": p.muc_occupants,
+                "window_size": p.muc_window,
+                "warmup": p.warmup,
+                "duration": p.duration,
+            },
+            lambda _, r: {
+                "muc_deliveries_per_s": (r["deliveries_per_s"], r["window"]),
+                "muc_messages_per_s": (r["messages_per_s"], r["window"]),
+            },
+            lambda p: [
+                Metric(
+                    "muc_deliveries_per_s",
+                    f"groupchat deliveries/s (one room, N={p.muc_occupants}, W={p.muc_window})",
+                    "1/s",
+                    True,
+                ),
+                Metric(
+                    "muc_messages_per_s",
+                    f"groupchat messages/s sent into that room (N={p.muc_occupants})",
+                    "1/s",
+                    True,
+                ),
+            ],
+            servers=("chatgate", "prosody"),
         ),
         Scenario(
             "soak",

@@ -19,6 +19,7 @@ from bench import procs
 from bench.loadgen import authority
 from bench.loadgen.bosh import BoshClient
 from bench.loadgen.cluster import CLUSTER_TASKS, ClusterRunner
+from bench.loadgen.muc import muc_fanout
 from bench.loadgen.scenarios import AnyClient, Runner
 from bench.loadgen.scram import ScramCache
 from bench.loadgen.websocket import WsClient
@@ -38,6 +39,7 @@ TASKS = {
     "throughput": Runner.throughput,
     "idle": Runner.idle,
     "fanout": Runner.fanout,
+    "muc": muc_fanout,
     "soak": Runner.soak,
     "provision_rosters": Runner.provision_rosters,
     "warm_accounts": Runner.warm_accounts,

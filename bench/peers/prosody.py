@@ -67,6 +67,11 @@ ssl = {{ certificate = "{cert}"; key = "{key}" }}
 
 VirtualHost "{domain}"
     ssl = {{ certificate = "{cert}"; key = "{key}" }}
+
+-- Group chat for the MUC scenario (issue 15): Prosody's own mod_muc, rooms open to anyone,
+-- no archive (mod_muc_mam is not loaded: the scenario measures fan-out).
+Component "conference.{domain}" "muc"
+    restrict_room_creation = false
 """
 
 ACCOUNT = """\
