@@ -268,3 +268,20 @@ def test_the_storage_line_hides_the_database_password(tmp_path: Path) -> None:
         assert [line for line in result.output.splitlines() if line.startswith("storage")] == [
             f"storage   {shown}"
         ]
+
+
+def test_check_lists_each_module_that_can_be_off_and_whether_it_is_on(tmp_path: Path) -> None:
+    off = section(check(tmp_path, BASE).stdout, "features:")
+    assert "register: off (XEP-0077, XEP-0445)" in off
+    assert "legacy_auth: off (XEP-0078)" in off
+    on = check(tmp_path, BASE + "[modules.register]\nenabled = true\n")
+    assert on.exit_code == 0, on.output
+    assert "register: on (XEP-0077, XEP-0445)" in section(on.stdout, "features:")
+    # Every module listed is one whose `[modules.NAME] enabled` exists.
+    for line in off:
+        name = line.split(":", 1)[0]
+        switched = check(tmp_path, BASE + f"[modules.{name}]\nenabled = false\n")
+        assert switched.exit_code == 0, switched.output
+        assert any(
+            entry.startswith(f"{name}: off") for entry in section(switched.stdout, "features:")
+        )

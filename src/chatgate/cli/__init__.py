@@ -189,7 +189,7 @@ def _check(cfg: Config) -> None:
     to start: every provider, SASL mechanism and TLS setting is loaded as `serve`
     loads it (`cli/checks.py`), without listening or opening the database."""
     from chatgate.administration.configuration import safe_url
-    from chatgate.cli.checks import load_like_serve, security_lines, web_lines
+    from chatgate.cli.checks import load_like_serve, module_lines, security_lines, web_lines
     from chatgate.sasl.registry import builtin_mechanisms
     from chatgate.tls import certificate_paths
     from chatgate.vhost import validate_host_mechanisms
@@ -233,6 +233,8 @@ def _check(cfg: Config) -> None:
     for line in web_lines(cfg):
         console.print(line, soft_wrap=True, markup=False, highlight=False)
     for line in security_lines(cfg):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+    for line in module_lines(cfg):
         console.print(line, soft_wrap=True, markup=False, highlight=False)
     if cfg.cluster.enabled:  # one process (the default) says nothing more
         console.print(_cluster_line(cfg), soft_wrap=True, markup=False, highlight=False)

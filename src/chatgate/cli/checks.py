@@ -253,3 +253,21 @@ def admin_line(cfg: Config) -> str:
     if admin.metrics_open_on_loopback:
         methods += "; /metrics open to loopback"
     return f"api /api/v1, console /admin/, /metrics; {methods}"
+
+
+def module_lines(cfg: Config) -> list[str]:
+    """One line per module that can be switched off (`[modules.NAME] enabled`):
+    whether it is on, and the protocols it implements, so an operator sees at a
+    glance which of the features modern clients expect this server offers."""
+    from chatgate.modules.registry import builtin_modules, validate_module_options
+
+    registry = builtin_modules()
+    options = validate_module_options(cfg, registry)
+    lines = ["features:"]
+    for name in registry.names():
+        enabled = getattr(options.get(name), "enabled", None)
+        if not isinstance(enabled, bool):
+            continue
+        specs = ", ".join(spec.name for spec in registry.get(name).implements)
+        lines.append(f"  {name}: {_on(enabled)}" + (f" ({specs})" if specs else ""))
+    return lines
