@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, select, tuple_, update
+from sqlalchemy import and_, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -163,7 +163,7 @@ class ArchiveRepository:
                     }
                 )
             if values:
-                await conn.execute(ArchivedMessage.__table__.insert(), values)
+                await conn.execute(insert(ArchivedMessage), values)
             return len(values)
 
     async def replace(self, owner: str, archive_id: str, stanza: str | None) -> bool:
@@ -192,12 +192,13 @@ class ArchiveRepository:
 
     async def query(self, owner: str, filters: ArchiveFilter, page: PageRequest) -> ArchivePage:
         """One page of `owner`'s archive, oldest first.  Raises UnknownArchiveId when
-        the page's after/before id is not in the archive."""
+        the page's after/before id, or the filters' after-id/before-id, is not in
+        the archive."""
         conditions = _conditions(owner, filters)
         key = ArchivedMessage.archive_id
         columns = (ArchivedMessage.archive_id, ArchivedMessage.stamp, ArchivedMessage.stanza)
         async with self._engine.connect() as conn:
-            for anchor in (page.after, page.before):
+            for anchor in (page.after, page.before, filters.after_id, filters.before_id):
                 if anchor:
                     found = await conn.execute(
                         select(ArchivedMessage.id).where(
@@ -225,10 +226,10 @@ class ArchiveRepository:
                 )
             ).all()
         complete = len(rows) <= page.max
-        rows = rows[: page.max]
+        records = [ArchivedRecord(a, s, t) for a, s, t in rows[: page.max]]
         if backwards:
-            rows.reverse()
-        return ArchivePage([ArchivedRecord(a, s, t) for a, s, t in rows], complete, count)
+            records.reverse()
+        return ArchivePage(records, complete, count)
 
     async def metadata(self, owner: str) -> ArchiveMetadata:
         """XEP-0313 §6.4 (urn:xmpp:mam:2#extended): the oldest and newest message."""
@@ -354,7 +355,7 @@ class ArchiveRepository:
             )
             if not result.rowcount:
                 await conn.execute(
-                    ArchivePreferences.__table__.insert().values(account_id=account_id, **values)
+                    insert(ArchivePreferences).values(account_id=account_id, **values)
                 )
 
 

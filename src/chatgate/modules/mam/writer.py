@@ -1,0 +1,173 @@
+"""The archive's write queue: routing appends, a background task writes batches.
+
+Routing must never wait for the database (`xmpp/stages.py`), so archiving a
+message is putting a row in this queue (`offer`, synchronous).  A drain task,
+started when the queue stops being empty and ending when it is empty again,
+takes up to `batch` rows at a time, lets `screen` drop those the owners'
+preferences refuse (it may await storage: preferences, rosters), and writes
+the rest in one transaction.  Because the task runs under the server's
+`spawn`, a graceful stop waits for the queue to be written.
+
+The queue is bounded by rows and by bytes of stored text.  When it is full a
+row is refused (`offer` returns False: the caller then gives the message no
+stanza-id, since it will not be in the archive), and the first refusal of an
+episode is logged as a warning; the end of the episode, when the queue is half
+empty again, is logged with the count of rows refused meanwhile.  A batch the
+database refuses is retried twice after a pause, then dropped and logged:
+a database outage costs history, never delivery.
+
+One queue per process: each node of a cluster writes what its clients send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from chatgate.storage.repositories.archive import ArchiveRepository, NewArchiveRow
+
+log = logging.getLogger(__name__)
+
+#: seconds to wait before each retry of a batch the database refused
+RETRY_PAUSES = (0.5, 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRow:
+    """A row waiting to be written; `contact` is the bare JID whose messages the
+    owner's preferences decide about (None: a room's row, always kept)."""
+
+    row: NewArchiveRow
+    contact: str | None
+    size: int
+
+
+Screen = Callable[[Sequence[QueuedRow]], Awaitable[list[NewArchiveRow]]]
+Spawn = Callable[[Awaitable[None]], None]
+
+
+class ArchiveWriter:
+    def __init__(
+        self,
+        repository: ArchiveRepository,
+        screen: Screen,
+        spawn: Spawn,
+        *,
+        max_rows: int,
+        max_bytes: int,
+        batch: int,
+    ) -> None:
+        self._repository = repository
+        self._screen = screen
+        self._spawn = spawn
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.batch = batch
+        self._rows: deque[QueuedRow] = deque()
+        self.nbytes = 0
+        self._draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        #: rows refused in the current full episode (None: not full)
+        self._refused: int | None = None
+        self.refused_total = 0
+        self.written_total = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def offer(self, row: NewArchiveRow, contact: str | None) -> bool:
+        """Queue a row; False (and a log line once per episode) when the queue is full."""
+        size = row.size
+        if len(self._rows) >= self.max_rows or self.nbytes + size > self.max_bytes:
+            if self._refused is None:
+                self._refused = 0
+                log.warning(
+                    "message archive queue full (%d rows, %d bytes): messages are not"
+                    " archived until the database catches up",
+                    len(self._rows),
+                    self.nbytes,
+                )
+            self._refused += 1
+            self.refused_total += 1
+            return False
+        self._rows.append(QueuedRow(row, contact, size))
+        self.nbytes += size
+        if not self._draining:
+            self._draining = True
+            self._idle.clear()
+            self._spawn(self._drain())
+        return True
+
+    def take_back(self, owner: str, archive_id: str) -> QueuedRow | None:
+        """Remove a row not yet written (a retraction that came first)."""
+        for queued in self._rows:
+            if queued.row.owner == owner and queued.row.archive_id == archive_id:
+                self._rows.remove(queued)
+                self.nbytes -= queued.size
+                return queued
+        return None
+
+    def replace_queued(self, owner: str, archive_id: str, stanza: str) -> bool:
+        """Replace the text of a row not yet written; False when none is queued."""
+        for index, queued in enumerate(self._rows):
+            if queued.row.owner == owner and queued.row.archive_id == archive_id:
+                old = queued.row
+                row = NewArchiveRow(
+                    old.owner,
+                    old.account,
+                    old.archive_id,
+                    old.peer,
+                    old.peer_resource,
+                    old.stamp,
+                    stanza,
+                )
+                self._rows[index] = QueuedRow(row, queued.contact, row.size)
+                self.nbytes += row.size - queued.size
+                return True
+        return False
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is written (or dropped)."""
+        await self._idle.wait()
+
+    async def _drain(self) -> None:
+        try:
+            while self._rows:
+                taken = [self._rows.popleft() for _ in range(min(self.batch, len(self._rows)))]
+                self.nbytes -= sum(q.size for q in taken)
+                await self._write(taken)
+                if self._refused is not None and len(self._rows) <= self.max_rows // 2:
+                    log.warning(
+                        "message archive queue has room again; %d messages were not archived",
+                        self._refused,
+                    )
+                    self._refused = None
+        finally:
+            self._draining = False
+            self._idle.set()
+
+    async def _write(self, taken: list[QueuedRow]) -> None:
+        for attempt in range(len(RETRY_PAUSES) + 1):
+            try:
+                rows = await self._screen(taken)
+                self.written_total += await self._repository.append(rows)
+                return
+            except Exception as exc:
+                if attempt == len(RETRY_PAUSES):
+                    log.error(
+                        "message archive: %d messages dropped, the database refused them (%s: %s)",
+                        len(taken),
+                        type(exc).__name__,
+                        exc,
+                    )
+                    return
+                log.warning(
+                    "message archive: writing %d messages failed (%s); retrying",
+                    len(taken),
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(RETRY_PAUSES[attempt])
