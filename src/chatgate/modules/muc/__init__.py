@@ -1,17 +1,88 @@
-"""XEP-0045 multi-user chat (not built yet: registers nothing)."""
+"""XEP-0045 multi-user chat: a service on `PREFIX.HOST` for every served virtual host.
+
+The module wires the service (`service.py`) to the router's `ServiceDomain` seam
+for each host, loads the persistent rooms before the listeners open, and makes a
+session that ends leave every room it was in.  Rooms live in a `RoomRegistry`
+(`registry.py`: in-process here; what a cluster needs is said there).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from chatgate.modules.base import Registration, Spec
+from chatgate.modules.base import OnEvent, OnStart, Registration, ServiceDomain, Spec
+from chatgate.modules.muc.occupancy import session_closed
+from chatgate.modules.muc.options import MucOptions
+from chatgate.modules.muc.registry import LocalRoomRegistry, RoomRegistry
+from chatgate.modules.muc.room import History, Room, RoomConfig
+from chatgate.modules.muc.service import MucService, RoomArchive
+from chatgate.storage.repositories.rooms import RoomRepository
+from chatgate.xmpp.events import SessionClosed
+
+if TYPE_CHECKING:
+    from chatgate.context import ServerContext
+
+log = logging.getLogger(__name__)
 
 
 class MultiUserChat:
     name: ClassVar[str] = "muc"
     depends: ClassVar[tuple[str, ...]] = ()
-    implements: ClassVar[tuple[Spec, ...]] = ()
+    implements: ClassVar[tuple[Spec, ...]] = (
+        Spec("XEP-0045", "1.35"),
+        Spec("XEP-0249", "1.2"),
+        Spec("XEP-0359", "0.7"),
+        Spec("XEP-0410", "1.1"),
+        Spec("XEP-0421", "0.2"),
+        Spec("XEP-0425", "0.3"),
+    )
+    Options = MucOptions
 
-    def setup(self, ctx: Any) -> Iterable[Registration]:
-        return ()
+    def __init__(self) -> None:
+        self.service: MucService | None = None
+        self.registry: RoomRegistry = LocalRoomRegistry()
+
+    def setup(self, ctx: ServerContext) -> Iterable[Registration]:
+        options = ctx.options(self.name, MucOptions)
+        if not options.enabled:
+            return
+        repository = RoomRepository(ctx.db.engine)
+        service = MucService(
+            ctx.router, options, self.registry, repository, archive=_room_archive(ctx)
+        )
+        self.service = service
+        domains = {f"{options.domain_prefix}.{host}": host for host in ctx.hosts}
+
+        async def load_rooms() -> None:
+            for domain in domains:
+                for record in await repository.load(domain):
+                    if self.registry.get(record.jid) is not None:
+                        continue
+                    room = Room(
+                        record.jid,
+                        RoomConfig.from_dict(record.config),
+                        history=History(options.history_messages, options.history_bytes),
+                        secret=record.secret,
+                        affiliations=record.affiliations,
+                        subject=record.subject,
+                        subject_nick=record.subject_nick,
+                    )
+                    self.registry.add(room)
+            log.info("multi-user chat on %s", ", ".join(sorted(domains)))
+
+        def closed(event: SessionClosed) -> None:
+            session_closed(service, event.session.full)
+
+        yield OnStart(load_rooms)
+        yield OnEvent(SessionClosed, closed, priority=50)
+        for domain, host in domains.items():
+            yield ServiceDomain(domain, service.handle, host, options.name)
+
+
+def _room_archive(ctx: Any) -> RoomArchive | None:
+    """The MAM module's room archive, when it is loaded and offers one."""
+    record = getattr(ctx, "modules", {}).get("mam")
+    archive = getattr(record.module, "room_archive", None) if record is not None else None
+    return archive if archive is not None else None

@@ -1,0 +1,280 @@
+"""The MUC service of one or more `conference.HOST` domains: stanzas in, deliveries out.
+
+Every stanza a local client sends to the service or to a room comes here (the
+router's `ServiceDomain` seam) with 'from' stamped.  `handle` sorts it by kind
+and target; the work is in `occupancy.py` (presence: join, leave, nick changes),
+`chat.py` (groupchat, private messages, invitations, moderation) and `admin.py`
+(muc#owner, muc#admin, disco).  What a handler refuses it raises as a
+`StanzaError`, which `handle` turns into the error reply (RFC 6120 §8.3).
+
+Everything goes out through the router; state is in the `RoomRegistry`; what
+must be stored (persistent rooms) is returned as an awaitable, so the sender's
+connection awaits it in order (per-account serialisation).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Protocol
+
+from chatgate.jid import JID
+from chatgate.modules.muc import vocabulary as v
+from chatgate.modules.muc.options import MucOptions
+from chatgate.modules.muc.registry import RoomRegistry
+from chatgate.modules.muc.room import History, Occupant, Room, RoomConfig
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
+from chatgate.xml.element import Element
+from chatgate.xml.serialize import serialize
+from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.stanza import error_reply
+
+if TYPE_CHECKING:
+    from chatgate.storage.repositories.rooms import RoomRecord
+    from chatgate.xmpp.router import Router
+
+log = logging.getLogger(__name__)
+Pending = Awaitable[None] | None
+
+
+class RoomStore(Protocol):
+    """Where persistent rooms are kept (`storage/repositories/rooms.py`)."""
+
+    async def save(self, record: RoomRecord) -> None: ...
+
+    async def delete(self, jid: str) -> None: ...
+
+
+class RoomArchive(Protocol):
+    """What the service needs of the message archive (XEP-0313) for rooms: the MAM
+    module provides it when it is loaded."""
+
+    def append(self, room: str, stanza: Element, stanza_id: str, sender: str) -> Pending: ...
+
+    def retract(self, room: str, stanza_id: str) -> Pending: ...
+
+    def query(self, session: C2SSession, iq: Element, room: str) -> Pending: ...
+
+
+class MucService:
+    """The rooms of the services this module runs (one per virtual host)."""
+
+    def __init__(
+        self,
+        router: Router,
+        options: MucOptions,
+        registry: RoomRegistry,
+        store: RoomStore,
+        *,
+        archive: RoomArchive | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.router = router
+        self.options = options
+        self.registry = registry
+        self.store = store
+        self.archive = archive
+        self.now = now
+
+    # ------------------------------------------------------------ entry point
+
+    def handle(self, session: C2SSession, stanza: Element, to: JID) -> Pending:
+        """A stanza from a local client to the service or one of its rooms."""
+        from chatgate.modules.muc import admin, chat, occupancy
+
+        try:
+            name = stanza.name
+            if not to.local:
+                if name == "iq":
+                    return admin.service_iq(self, session, stanza, to)
+                if name == "message":
+                    raise StanzaError(StanzaErrorCondition.SERVICE_UNAVAILABLE)
+                return None  # presence to the service itself: nothing to do
+            room_jid = f"{to.local}@{to.domain}"
+            if name == "presence":
+                return occupancy.presence(self, session, stanza, room_jid, to.resource)
+            if name == "message":
+                if to.resource:
+                    return chat.private_message(self, session, stanza, room_jid, to.resource)
+                return chat.room_message(self, session, stanza, room_jid)
+            if name == "iq":
+                if to.resource:
+                    return chat.occupant_iq(self, session, stanza, room_jid, to.resource)
+                return admin.room_iq(self, session, stanza, room_jid)
+        except StanzaError as exc:
+            self.error(session, stanza, exc)
+        return None
+
+    def error(self, session: C2SSession, stanza: Element, exc: StanzaError) -> None:
+        """The error reply to `stanza` (never to an error, RFC 6120 §8.3.1); error
+        presence carries the `<x xmlns='…/muc'/>` of XEP-0045 §7.2.6."""
+        if stanza.get("type") == "error":
+            return
+        reply = error_reply(stanza, exc.condition, exc.text, error_type=exc.error_type)
+        reply.attrs["to"] = session.full
+        if stanza.name == "presence":
+            reply.children.insert(0, Element("x", v.MUC))
+        session.send(reply)
+
+    async def guarded(self, session: C2SSession, stanza: Element, work: Awaitable[None]) -> None:
+        """Await `work`, answering a `StanzaError` it raises as `handle` does."""
+        try:
+            await work
+        except StanzaError as exc:
+            self.error(session, stanza, exc)
+
+    # ------------------------------------------------------------ rooms
+
+    def new_room(self, jid: str, owner: str) -> Room:
+        o = self.options
+        config = RoomConfig(
+            persistent=o.persistent_by_default,
+            public=o.public_by_default,
+            history_length=min(o.default_history, o.history_messages),
+        )
+        room = Room(jid, config, history=History(o.history_messages, o.history_bytes))
+        room.affiliations[owner] = "owner"
+        room.locked = o.lock_new_rooms
+        return room
+
+    def max_occupants(self, room: Room) -> int:
+        limit = self.options.max_occupants
+        return min(limit, room.config.max_occupants) if room.config.max_occupants else limit
+
+    def record(self, room: Room) -> RoomRecord:
+        from chatgate.storage.repositories.rooms import RoomRecord
+
+        return RoomRecord(
+            jid=room.jid,
+            config=room.config.as_dict(),
+            secret=room.secret,
+            subject=room.subject,
+            subject_nick=room.subject_nick,
+            affiliations=dict(room.affiliations),
+        )
+
+    def persist(self, room: Room) -> Pending:
+        """Store a persistent room (or forget one that is no longer persistent): what
+        the sender's connection awaits after an owner's or admin's change."""
+        if room.config.persistent and not room.destroyed:
+            return self._store(self.store.save(self.record(room)), room.jid)
+        return self._store(self.store.delete(room.jid), room.jid)
+
+    async def _store(self, work: Awaitable[None], jid: str) -> None:
+        try:
+            await work
+        except Exception:
+            # The change holds in memory; the room will be as stored after a restart.
+            log.exception("could not store room %s", jid)
+
+    def destroy(self, room: Room) -> Pending:
+        """Forget the room (occupants already told)."""
+        was_persistent = room.config.persistent
+        room.destroyed = True
+        self.registry.remove(room.jid)
+        if was_persistent:
+            return self._store(self.store.delete(room.jid), room.jid)
+        return None
+
+    def drop_if_empty(self, room: Room) -> None:
+        """§10.9 for temporary rooms: gone when the last occupant leaves."""
+        if room.is_empty() and not room.config.persistent and not room.destroyed:
+            room.destroyed = True
+            self.registry.remove(room.jid)
+
+    # ------------------------------------------------------------ building stanzas
+
+    def occupant_presence(
+        self,
+        room: Room,
+        occupant: Occupant,
+        *,
+        with_jid: bool,
+        codes: Iterable[str] = (),
+        unavailable: bool = False,
+        new_nick: str | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        affiliation: str | None = None,
+        role: str | None = None,
+    ) -> Element:
+        """§7.2.3: an occupant's presence as the room sends it (from room/nick, the
+        muc#user item, status codes, XEP-0421 occupant-id)."""
+        el = Element("presence", ns.CLIENT, {"from": f"{room.jid}/{occupant.nick}"})
+        if unavailable:
+            el.attrs["type"] = "unavailable"
+        else:
+            for child in occupant.presence.children:
+                if isinstance(child, Element) and child.ns not in _STRIPPED:
+                    el.append(child)
+        x = el.sub("x", v.MUC_USER)
+        attrs = {
+            "affiliation": affiliation or room.affiliation(occupant.bare),
+            "role": role or ("none" if unavailable else occupant.role),
+        }
+        if with_jid:
+            attrs["jid"] = next(reversed(occupant.sessions), occupant.bare)
+        if new_nick is not None:
+            attrs["nick"] = new_nick
+        item = x.sub("item", attrs=attrs)
+        if actor is not None:
+            item.sub("actor", attrs={"nick": actor})
+        if reason:
+            item.sub("reason", text=reason)
+        for code in codes:
+            x.sub("status", attrs={"code": code})
+        el.sub("occupant-id", v.OCCUPANT_ID, {"id": room.occupant_id(occupant.bare)})
+        return el
+
+    def broadcast_presence(
+        self,
+        room: Room,
+        occupant: Occupant,
+        *,
+        codes: tuple[str, ...] = (),
+        self_codes: tuple[str, ...] = (),
+        only_self: Iterable[str] | None = None,
+        **item: str | bool | None,
+    ) -> None:
+        """Send `occupant`'s presence to every occupant: with the real JID to those
+        who may see it, with `self_codes` (110 and the like) to the occupant's own
+        sessions (or to `only_self` when given)."""
+        plain: list[str] = []
+        revealed: list[str] = []
+        for other in room.occupants.values():
+            if other is occupant:
+                continue
+            (revealed if room.sees_jids(other) else plain).extend(other.sessions)
+        if revealed:
+            el = self.occupant_presence(room, occupant, with_jid=True, codes=codes, **item)  # type: ignore[arg-type]
+            self.router.presence_to(revealed, serialize(el))
+        if plain:
+            el = self.occupant_presence(room, occupant, with_jid=False, codes=codes, **item)  # type: ignore[arg-type]
+            self.router.presence_to(plain, serialize(el))
+        own = list(occupant.sessions) if only_self is None else list(only_self)
+        if own:
+            el = self.occupant_presence(
+                room,
+                occupant,
+                with_jid=True,
+                codes=(*self_codes, *codes),
+                **item,  # type: ignore[arg-type]
+            )
+            self.router.presence_to(own, serialize(el))
+
+    def deliver(self, full: str, stanza: Element) -> None:
+        """Write `stanza`, addressed to `full`, to that session."""
+        bare, _, resource = full.partition("/")
+        local, _, domain = bare.partition("@")
+        stanza.attrs["to"] = full
+        self.router.deliver_to_full(JID(local, domain, resource), stanza)
+
+    def to_everyone(self, room: Room, stanza: Element) -> None:
+        for full in list(room.by_full):
+            self.deliver(full, stanza)
+
+
+#: what an occupant's own presence may not carry into the room's
+_STRIPPED = frozenset({v.MUC, v.MUC_USER, v.OCCUPANT_ID})
