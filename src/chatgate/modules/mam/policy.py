@@ -25,6 +25,7 @@ from chatgate.jid import JID, InvalidJID
 from chatgate.storage.repositories.archive import ArchivePrefs
 from chatgate.xml.element import Element
 
+CLIENT = "jabber:client"
 MAM = "urn:xmpp:mam:2"
 MAM_EXTENDED = "urn:xmpp:mam:2#extended"
 SID = "urn:xmpp:sid:0"
@@ -62,7 +63,7 @@ def worth_archiving(stanza: Element) -> bool:
                 return False
             if name == "store":
                 store = True
-        elif name == "body" or (name, ns) in _KEPT_PAYLOADS:
+        elif (name == "body" and ns == CLIENT) or (name, ns) in _KEPT_PAYLOADS:
             content = True
     if store:
         return True

@@ -133,3 +133,346 @@ async def test_a_message_lands_in_both_archives_with_a_stanza_id(tmp_path: Path)
         assert result_bodies(mine) == ["hi bob"]
         stamp = mine[0].find(f"{{{MAM}}}result/{{{FWD}}}forwarded/{{urn:xmpp:delay}}delay")
         assert stamp is not None and stamp.get("stamp", "").endswith("Z")
+
+
+def result_ids(results: list[ET.Element]) -> list[str]:
+    return [r.find(f"{{{MAM}}}result").get("id", "") for r in results]  # type: ignore[union-attr]
+
+
+def fin_of(iq: ET.Element) -> tuple[str | None, str | None, str | None, str | None]:
+    """(complete, first, last, count) of a <fin/>."""
+    fin = iq.find(f"{{{MAM}}}fin")
+    assert fin is not None, ET.tostring(iq)
+    s = f"{{{RSM}}}set/{{{RSM}}}"
+    return (
+        fin.get("complete"),
+        fin.findtext(s + "first"),
+        fin.findtext(s + "last"),
+        fin.findtext(s + "count"),
+    )
+
+
+async def test_pages_forward_backward_and_flipped(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        await alice.send("".join(chat("bob@localhost", f"m{i}") for i in range(7)))
+        first, iq = await query(alice, rsm(3))
+        assert result_bodies(first) == ["m0", "m1", "m2"]
+        complete, first_id, last_id, count = fin_of(iq)
+        assert (complete, count) == (None, "7")
+        assert (first_id, last_id) == (result_ids(first)[0], result_ids(first)[-1])
+        second, _ = await query(alice, rsm(3, after=last_id))
+        assert result_bodies(second) == ["m3", "m4", "m5"]
+        third, iq = await query(alice, rsm(3, after=result_ids(second)[-1]))
+        assert result_bodies(third) == ["m6"]
+        assert fin_of(iq)[0] == "true"
+        last, iq = await query(alice, rsm(3, before=""))
+        assert result_bodies(last) == ["m4", "m5", "m6"]
+        assert fin_of(iq)[0] is None
+        earlier, iq = await query(alice, rsm(3, before=result_ids(last)[0]))
+        assert result_bodies(earlier) == ["m1", "m2", "m3"]
+        earliest, iq = await query(alice, rsm(3, before=result_ids(earlier)[0]))
+        assert result_bodies(earliest) == ["m0"]
+        assert fin_of(iq)[0] == "true"
+        flipped, iq = await query(alice, rsm(3, before="") + f"<flip-page xmlns='{MAM}'/>")
+        assert result_bodies(flipped) == ["m6", "m5", "m4"]
+        count_only, iq = await query(alice, rsm(0))
+        assert count_only == [] and fin_of(iq)[3] == "7"
+
+
+async def test_filters_with_time_ids_and_extended_bounds(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        await alice.send(chat("bob@localhost", "to bob 1") + chat("carol@localhost", "to carol"))
+        await alice.send(chat("bob@localhost", "to bob 2"))
+        everything, _ = await query(alice)
+        ids = result_ids(everything)
+        with_bob, _ = await query(alice, form(**{"with": "bob@localhost"}))
+        assert result_bodies(with_bob) == ["to bob 1", "to bob 2"]
+        with_resource, _ = await query(alice, form(**{"with": "bob@localhost/nowhere"}))
+        assert result_bodies(with_resource) == []
+        future, _ = await query(alice, form(start="2999-01-01T00:00:00Z"))
+        assert future == []
+        past, _ = await query(alice, form(end="2000-01-01T00:00:00Z"))
+        assert past == []
+        now, _ = await query(
+            alice, form(start="2000-01-01T00:00:00Z", end="2999-01-01T00:00:00+02:00")
+        )
+        assert len(now) == 3
+        between, _ = await query(alice, form(after_id=ids[0], before_id=ids[2]))
+        assert result_bodies(between) == ["to carol"]
+        chosen, _ = await query(alice, form(ids=[ids[2], ids[0]]))
+        assert result_bodies(chosen) == ["to bob 1", "to bob 2"]
+
+
+@pytest.mark.parametrize(
+    ("inner", "expected"),
+    [
+        (rsm(100_000), "policy-violation"),
+        (rsm(-1), "bad-request"),
+        ("<set xmlns='http://jabber.org/protocol/rsm'><max>lots</max></set>", "bad-request"),
+        (rsm(5, after="0" * 26), "item-not-found"),
+        (rsm(5, before="not-an-id"), "item-not-found"),
+        (form(after_id="01ARZ3NDEKTSV4RRFFQ69G5FAV"), "item-not-found"),
+        (form(start="yesterday"), "bad-request"),
+        (form(start="2024-01-01T00:00:00"), "bad-request"),
+        (form(**{"with": "@@@"}), "bad-request"),
+        (form(whatever="1"), "bad-request"),
+        ("<x xmlns='jabber:x:data' type='form'/>", "bad-request"),
+        (
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:other</value></field></x>",
+            "bad-request",
+        ),
+        (
+            "<x xmlns='jabber:x:data' type='submit'><field><value>1</value></field></x>",
+            "bad-request",
+        ),
+        (
+            "<set xmlns='http://jabber.org/protocol/rsm'><index>3</index></set>",
+            "feature-not-implemented",
+        ),
+    ],
+)
+async def test_bad_queries_get_precise_errors(tmp_path: Path, inner: str, expected: str) -> None:
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        await alice.send(chat("bob@localhost", "one"))
+        results, iq = await query(alice, inner)
+        assert results == []
+        assert condition(iq) == expected
+        # the session goes on
+        results, iq = await query(alice)
+        assert result_bodies(results) == ["one"]
+
+
+async def test_another_accounts_archive_is_forbidden(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        bob = await login(srv, "bob")
+        await alice.send(chat("bob@localhost", "secret"))
+        mark = len(bob.transport.out)
+        results, iq = await query(alice, to="bob@localhost")
+        assert results == [] and condition(iq) == "forbidden"
+        # to a full JID the query is bob's client's business: routed to it, no archive answer
+        out = await alice.send(
+            f"<iq type='set' id='full' to='bob@localhost/r'><query xmlns='{MAM}'/></iq>"
+        )
+        await bob.settle()
+        assert out == ""
+        assert b'id="full"' in bob.transport.out[mark:] or b"id='full'" in bob.transport.out[mark:]
+        assert b"<result" not in bob.transport.out[mark:]
+        results, iq = await query(alice, to="alice@localhost")
+        assert result_bodies(results) == ["secret"]
+
+
+async def test_form_metadata_and_disco(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        (iq,) = parse(await alice.send(f"<iq type='get' id='f'><query xmlns='{MAM}'/></iq>"))
+        fields = {f.get("var") for f in iq.iter("{jabber:x:data}field")}
+        assert {"FORM_TYPE", "with", "start", "end", "after-id", "before-id", "ids"} <= fields
+        (iq,) = parse(await alice.send(f"<iq type='get' id='m'><metadata xmlns='{MAM}'/></iq>"))
+        meta = iq.find(f"{{{MAM}}}metadata")
+        assert meta is not None and list(meta) == []
+        await alice.send(chat("bob@localhost", "a") + chat("bob@localhost", "b"))
+        everything, _ = await query(alice)
+        ids = result_ids(everything)
+        (iq,) = parse(await alice.send(f"<iq type='get' id='m'><metadata xmlns='{MAM}'/></iq>"))
+        assert iq.find(f"{{{MAM}}}metadata/{{{MAM}}}start").get("id") == ids[0]  # type: ignore[union-attr]
+        assert iq.find(f"{{{MAM}}}metadata/{{{MAM}}}end").get("id") == ids[1]  # type: ignore[union-attr]
+        (iq,) = parse(
+            await alice.send(
+                "<iq type='get' id='d' to='alice@localhost'>"
+                "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+            )
+        )
+        features = {f.get("var") for f in iq.iter("{http://jabber.org/protocol/disco#info}feature")}
+        assert {MAM, MAM + "#extended", SID} <= features
+
+
+async def test_forged_stanza_id_is_removed_and_others_kept(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        bob = await login(srv, "bob")
+        forged = (
+            f"<stanza-id xmlns='{SID}' by='bob@localhost' id='forged'/>"
+            f"<stanza-id xmlns='{SID}' by='BOB@localhost' id='forged2'/>"
+            f"<stanza-id xmlns='{SID}' by='elsewhere.example' id='kept'/>"
+            "<no-store xmlns='urn:xmpp:hints'/>"
+        )
+        (message,) = await exchange(alice, bob, chat("bob@localhost", "x", forged))
+        ids = {(s.get("by"), s.get("id")) for s in message.iter(f"{{{SID}}}stanza-id")}
+        assert ids == {("elsewhere.example", "kept")}
+        (message,) = await exchange(
+            alice,
+            bob,
+            chat("bob@localhost", "y", f"<stanza-id xmlns='{SID}' by='bob@localhost' id='f'/>"),
+        )
+        ((by, sid),) = {(s.get("by"), s.get("id")) for s in message.iter(f"{{{SID}}}stanza-id")}
+        assert by == "bob@localhost" and sid != "f"
+
+
+async def test_hints_and_payloads_decide_what_is_archived(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        bob = await login(srv, "bob")
+        not_kept = [
+            chat("bob@localhost", "n1", "<no-store xmlns='urn:xmpp:hints'/>"),
+            chat("bob@localhost", "n2", "<no-permanent-store xmlns='urn:xmpp:hints'/>"),
+            "<message to='bob@localhost' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+            "<message to='bob@localhost' type='headline'><body>n3</body></message>",
+        ]
+        for text in not_kept:
+            (message,) = await exchange(alice, bob, text)
+            assert message.find(f"{{{SID}}}stanza-id") is None
+        kept = [
+            "<message to='bob@localhost' type='headline'><body>k1</body><store xmlns='urn:xmpp:hints'/></message>",
+            "<message to='bob@localhost'><body>k2</body></message>",
+            "<message to='bob@localhost' type='chat'><encrypted xmlns='eu.siacs.conversations.axolotl'/></message>",
+        ]
+        for text in kept:
+            (message,) = await exchange(alice, bob, text)
+            assert message.find(f"{{{SID}}}stanza-id") is not None
+        results, _ = await query(bob)
+        assert result_bodies(results) == ["k1", "k2", ""]
+
+
+async def test_offline_recipient_and_unknown_user(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        await alice.send(
+            chat("bob@localhost", "while you were out") + chat("ghost@localhost", "boo")
+        )
+        bob = await login(srv, "bob", available=False)
+        results, _ = await query(bob)
+        assert result_bodies(results) == ["while you were out"]
+        repository = srv.module("mam").service.repository
+        assert await repository.count("ghost@localhost") == 0
+        mine, _ = await query(alice)
+        assert result_bodies(mine) == ["while you were out", "boo"]
+
+
+async def test_preferences_never_roster_and_lists(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        bob = await login(srv, "bob")
+        (iq,) = parse(await bob.send(f"<iq type='get' id='p'><prefs xmlns='{MAM}'/></iq>"))
+        assert iq.find(f"{{{MAM}}}prefs").get("default") == "always"  # type: ignore[union-attr]
+        (iq,) = parse(
+            await bob.send(
+                f"<iq type='set' id='p'><prefs xmlns='{MAM}' default='never'>"
+                "<always><jid>carol@localhost</jid></always><never/></prefs></iq>"
+            )
+        )
+        assert iq.get("type") == "result"
+        (message,) = await exchange(alice, bob, chat("bob@localhost", "not kept"))
+        assert message.find(f"{{{SID}}}stanza-id") is None
+        carol = await login(srv, "carol")
+        (message,) = await exchange(carol, bob, chat("bob@localhost", "kept"))
+        assert message.find(f"{{{SID}}}stanza-id") is not None
+        results, _ = await query(bob)
+        assert result_bodies(results) == ["kept"]
+        # the sender's own archive follows the sender's preferences
+        mine, _ = await query(alice)
+        assert result_bodies(mine) == ["not kept"]
+        # roster: only contacts in bob's roster
+        await bob.send(
+            f"<iq type='set' id='p2'><prefs xmlns='{MAM}' default='roster'><always/><never/></prefs></iq>"
+        )
+        await bob.send(
+            "<iq type='set' id='r'><query xmlns='jabber:iq:roster'><item jid='carol@localhost'/></query></iq>"
+        )
+        await exchange(alice, bob, chat("bob@localhost", "stranger"))
+        await exchange(carol, bob, chat("bob@localhost", "friend"))
+        results, _ = await query(bob)
+        assert result_bodies(results) == ["kept", "friend"]
+        (iq,) = parse(
+            await bob.send(
+                f"<iq type='set' id='p3'><prefs xmlns='{MAM}' default='sometimes'/></iq>"
+            )
+        )
+        assert condition(iq) == "bad-request"
+
+
+async def test_roster_preference_decided_by_the_writer_for_an_offline_owner(tmp_path: Path) -> None:
+    async with server(tmp_path, default="roster") as srv:
+        alice = await login(srv, "alice")
+        await alice.send(chat("bob@localhost", "unknown to bob"))
+        bob = await login(srv, "bob", available=False)
+        results, _ = await query(bob)
+        assert results == []
+        mine, _ = await query(alice)
+        assert mine == []  # bob is not in alice's roster either
+
+
+async def test_a_full_queue_archives_nothing_more_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with server(tmp_path, queue_messages=3) as srv:
+        alice = await login(srv, "alice")
+        bob = await login(srv, "bob")
+        mark = len(bob.transport.out)
+        with caplog.at_level(logging.WARNING, "chatgate.modules.mam.writer"):
+            await alice.send("".join(chat("bob@localhost", f"m{i}") for i in range(6)))
+            await bob.settle()
+        got = [e for e in parse(bob.transport.out[mark:].decode()) if e.tag == C + "message"]
+        assert len(got) == 6  # delivery is never refused
+        stamped = [m for m in got if m.find(f"{{{SID}}}stanza-id") is not None]
+        full = [r for r in caplog.records if "queue full" in r.getMessage()]
+        assert len(full) == 1
+        results, _ = await query(bob)
+        assert result_bodies(results) == [m.findtext(C + "body") for m in stamped]
+        assert len(results) < 6
+
+
+async def test_purge_keeps_the_newest_messages(tmp_path: Path) -> None:
+    async with server(tmp_path, max_messages_per_account=2) as srv:
+        alice = await login(srv, "alice")
+        await alice.send("".join(chat("bob@localhost", f"m{i}") for i in range(5)))
+        await alice.settle()
+        assert await srv.module("mam").purge() == 6  # 3 of alice's, 3 of bob's
+        results, _ = await query(alice)
+        assert result_bodies(results) == ["m3", "m4"]
+
+
+async def test_room_archive_api(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        service = srv.module("mam").service
+        alice = await login(srv, "alice")
+        room = "lounge@conference.localhost"
+        ids = []
+        for i in range(3):
+            stanza = ET.fromstring(
+                f"<message xmlns='jabber:client' from='{room}/nick{i}' type='groupchat'><body>r{i}</body></message>"
+            )
+            ids.append(service.append_room(room, _element(stanza), f"nick{i}", "alice@localhost"))
+        iq_text = f"<iq xmlns='jabber:client' type='set' id='rq' to='{room}'><query xmlns='{MAM}' queryid='x'>{rsm(2, before='')}</query></iq>"
+        session = next(iter(srv.ctx.router.directory.table["alice@localhost"].values()))
+        mark = len(alice.transport.out)
+        await service.answer_query(session, _element(ET.fromstring(iq_text)), room)
+        await alice.settle()
+        els = parse(alice.transport.out[mark:].decode())
+        results = [e for e in els if e.tag == C + "message"]
+        assert result_bodies(results) == ["r1", "r2"]
+        assert {r.get("from") for r in results} == {room}
+        assert result_ids(results) == ids[1:]
+        assert await service.retract(room, ids[2]) is True
+        assert await service.retract(room, ids[2]) is False
+        mark = len(alice.transport.out)
+        await service.answer_query(
+            session,
+            _element(
+                ET.fromstring(iq_text.replace(rsm(2, before=""), form(**{"with": f"{room}/nick0"})))
+            ),
+            room,
+        )
+        await alice.settle()
+        results = [e for e in parse(alice.transport.out[mark:].decode()) if e.tag == C + "message"]
+        assert result_bodies(results) == ["r0"]
+
+
+def _element(el: ET.Element) -> Any:
+    """An ElementTree element as chatgate's Element (parsed by chatgate's own parser)."""
+    from chatgate.xml.framed import parse_fragment
+
+    return parse_fragment(ET.tostring(el))
