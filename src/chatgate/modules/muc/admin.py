@@ -400,10 +400,10 @@ def _check_role(room: Room, actor: Occupant | None, mine: str, target: Occupant,
     if actor is None or actor.role != MODERATOR:
         raise StanzaError(E.FORBIDDEN, "only moderators change roles")
     theirs = room.affiliation(target.bare)
-    if (role == MODERATOR or target.role == MODERATOR) and mine not in (OWNER, ADMIN):
-        raise StanzaError(E.FORBIDDEN, "only admins and owners grant or revoke moderator")
     if AFFILIATION_RANK[theirs] >= AFFILIATION_RANK[ADMIN] and role != MODERATOR:
         raise StanzaError(E.NOT_ALLOWED, "admins and owners cannot be kicked or silenced")  # §8.2
+    if (role == MODERATOR or target.role == MODERATOR) and mine not in (OWNER, ADMIN):
+        raise StanzaError(E.FORBIDDEN, "only admins and owners grant or revoke moderator")
 
 
 def _recompute_roles(svc: MucService, room: Room) -> None:

@@ -46,6 +46,7 @@ class Client:
         wire = srv.connect()
         bound = await wire.login_plain(user, f"{user}-pw", resource)
         assert "<jid>" in bound, bound
+        await wire.send("<presence/>")  # available, as an IM client is
         return cls(srv, wire, user, resource)
 
     async def send(self, text: str) -> list[ET.Element]:
