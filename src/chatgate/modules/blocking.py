@@ -1,17 +1,567 @@
-"""XEP-0191 blocking command (not built yet: registers nothing)."""
+"""XEP-0191 blocking command: each account's blocklist, and the stage that enforces it.
+
+What it owns:
+
+* the `urn:xmpp:blocking` IQs (§3.2 get the list, §3.3 block, §3.4 unblock, §3.5
+  unblock all), stored by `storage/repositories/blocking.py`, with the pushes to
+  the user's resources that asked for pushes (`Router.push`);
+* `BlockingStage` (priority 100, before archiving and carbons): a message or IQ
+  from a blocked entity never reaches the user (§3.3: messages and IQ get/set
+  answered `service-unavailable`, other IQs dropped), and what the user sends to
+  a blocked JID is refused with `not-acceptable` and
+  ``<blocked xmlns='urn:xmpp:blocking:errors'/>`` (§3.3);
+* `BlockingPresenceFilter`, which `modules/presence.py` consults (only when this
+  module is loaded): presence between a user and a JID either of them blocks is
+  neither broadcast nor probed nor routed, and blocking sends the contact
+  unavailable presence from the user's available resources (§3.3).
+
+JID matching is XEP-0016 §2.1's (XEP-0191 §6 points there): an item `d` matches
+the domain and everything on it, `d/r` that resource of the domain, `u@d` every
+resource of the account, `u@d/r` only that resource.
+
+Blocklists are read in the router's synchronous path, so they are kept in memory
+(`BlocklistCache`): pinned while the account has a session on this node, in a
+bounded LRU otherwise.  A stanza whose sender's or recipient's list is not in
+memory waits (bounded) while it is read, then is routed again in arrival order.
+Never awaits inside routing; never writes storage there.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, ClassVar
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from chatgate.modules.base import Registration, Spec
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatgate.jid import JID, InvalidJID
+from chatgate.lru import LruCache
+from chatgate.modules.base import DiscoFeature, IqHandler, OnEvent, Registration, Spec, Stage
+from chatgate.storage.repositories.blocking import BlocklistFull, BlocklistRepository
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
+from chatgate.xml.element import Element
+from chatgate.xmpp.events import SessionBound, SessionClosed
+from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.stanza import error_reply, iq_result
+
+if TYPE_CHECKING:
+    from chatgate.context import ServerContext
+    from chatgate.modules.roster.service import RosterService
+    from chatgate.xmpp.router import Router
+
+log = logging.getLogger(__name__)
+
+# TODO: move to vocabulary/ns.py (owned by the lead)
+BLOCKING = "urn:xmpp:blocking"
+BLOCKING_ERRORS = "urn:xmpp:blocking:errors"
+
+#: stanzas held while one account's list is read, and accounts read at once: a peer
+#: can fill these, so past them a stanza is answered resource-constraint (wait)
+MAX_WAITING_PER_ACCOUNT = 200
+MAX_ACCOUNTS_LOADING = 1000
+
+_EMPTY: frozenset[str] = frozenset()
+
+
+class Options(BaseModel):
+    """``[modules.blocking]``"""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    """Offer XEP-0191 blocking (XEP-0479 Advanced IM); off: no IQs, no stage, no filter."""
+    max_items: int = Field(1000, ge=1, le=100_000)
+    """JIDs one account may block; a block past it is refused with resource-constraint."""
+    cache_entries: int = Field(10_000, ge=1)
+    """Blocklists of accounts with no session on this node kept in memory (LRU)."""
+    cache_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    """Bytes those cached blocklists may take in all."""
+
+
+def matches(items: frozenset[str], jid: JID) -> bool:
+    """XEP-0016 §2.1: does an item of `items` name `jid` (or its account or domain)?"""
+    domain = jid.domain
+    if domain in items:
+        return True
+    if jid.local:
+        bare = f"{jid.local}@{domain}"
+        if bare in items:
+            return True
+        if jid.resource and f"{bare}/{jid.resource}" in items:
+            return True
+    elif jid.resource and f"{domain}/{jid.resource}" in items:
+        return True
+    return False
+
+
+def _matches_session(items: frozenset[str], session: C2SSession) -> bool:
+    return (
+        session.domain in items
+        or session.bare in items
+        or session.full in items
+        or f"{session.domain}/{session.resource}" in items
+    )
+
+
+def _matches_bare(items: frozenset[str], bare: str) -> bool:
+    """For presence, which goes to accounts: the account or its domain is blocked."""
+    return bare in items or bare.partition("@")[2] in items
+
+
+# ------------------------------------------------------------------ the cache
+
+
+class BlocklistCache(Protocol):
+    """Blocklists in memory, read by the router's synchronous path.
+
+    In a cluster every node keeps its own copy; a shared implementation must make
+    `changed` reach the other nodes (a Redis pub/sub message naming the account,
+    its key built in `cluster/keys.py`), where each node calls `forget` for it, so
+    the next stanza there reads the list again from the database; until that
+    message arrives another node may apply the old list for a moment."""
+
+    def get(self, bare: str) -> frozenset[str] | None: ...
+
+    def put(self, bare: str, items: frozenset[str], *, pinned: bool) -> None: ...
+
+    def unpin(self, bare: str) -> None: ...
+
+    def changed(self, bare: str, items: frozenset[str]) -> None: ...
+
+    def forget(self, bare: str) -> None: ...
+
+    @property
+    def blocking(self) -> int:
+        """How many cached lists are not empty (0: presence need not be filtered)."""
+        ...
+
+
+class LocalBlocklistCache:
+    """This process's cache: pinned lists for accounts with a session here (bounded
+    by the sessions, each list by `max_items`), an LRU bounded in entries and
+    bytes for the others."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self._pinned: dict[str, frozenset[str]] = {}
+        self._recent: LruCache[str, frozenset[str]] = LruCache(
+            max_entries, max_bytes, _weigh, on_evict=self._evicted
+        )
+        self._blocking = 0
+
+    @property
+    def blocking(self) -> int:
+        return self._blocking
+
+    def get(self, bare: str) -> frozenset[str] | None:
+        items = self._pinned.get(bare)
+        if items is None:
+            items = self._recent.get(bare)
+        return items
+
+    def put(self, bare: str, items: frozenset[str], *, pinned: bool) -> None:
+        self.forget(bare)
+        if pinned:
+            self._pinned[bare] = items
+        elif not self._recent.put(bare, items):
+            return
+        if items:
+            self._blocking += 1
+
+    def unpin(self, bare: str) -> None:
+        items = self._pinned.pop(bare, None)
+        if items is not None:
+            if items:
+                self._blocking -= 1
+            self.put(bare, items, pinned=False)
+
+    def changed(self, bare: str, items: frozenset[str]) -> None:
+        if bare in self._pinned:
+            self.put(bare, items, pinned=True)
+        elif bare in self._recent:
+            self.put(bare, items, pinned=False)
+
+    def forget(self, bare: str) -> None:
+        items = self._pinned.pop(bare, None)
+        if items is None:
+            items = self._recent.pop(bare)
+        if items:
+            self._blocking -= 1
+
+    def _evicted(self, _bare: str, items: frozenset[str]) -> None:
+        if items:
+            self._blocking -= 1
+
+
+def _weigh(bare: str, items: frozenset[str]) -> int:
+    return 64 + len(bare) + sum(49 + len(i) for i in items)
+
+
+# ------------------------------------------------------------------ the module
 
 
 class Blocking:
     name: ClassVar[str] = "blocking"
-    depends: ClassVar[tuple[str, ...]] = ()
-    implements: ClassVar[tuple[Spec, ...]] = ()
+    depends: ClassVar[tuple[str, ...]] = ("roster", "presence")
+    implements: ClassVar[tuple[Spec, ...]] = (Spec("XEP-0191", "1.3"),)
+    Options = Options
 
-    def setup(self, ctx: Any) -> Iterable[Registration]:
-        return ()
+    def setup(self, ctx: ServerContext) -> Iterable[Registration]:
+        options = ctx.options(self.name, Options)
+        if not options.enabled:
+            return
+        from chatgate.modules.presence import PresenceModule
+        from chatgate.modules.roster.module import RosterModule
+
+        roster = ctx.modules["roster"].module
+        presence = ctx.modules["presence"].module
+        assert isinstance(roster, RosterModule) and roster.service is not None
+        assert isinstance(presence, PresenceModule)
+        self.ctx = ctx
+        self.options = options
+        self.repository = BlocklistRepository(ctx.db.engine)
+        self.cache: BlocklistCache = LocalBlocklistCache(options.cache_entries, options.cache_bytes)
+        self.lists = Blocklists(ctx, self.repository, self.cache)
+        self.stage = BlockingStage(ctx.router, self.lists)
+        self.commands = BlockingCommands(ctx, self.lists, roster.service, options.max_items)
+        presence.filter = BlockingPresenceFilter(self.lists)
+        yield IqHandler(BLOCKING, "get", self.commands.get)
+        yield IqHandler(BLOCKING, "set", self.commands.set)
+        yield DiscoFeature(BLOCKING)
+        yield Stage(self.stage, priority=100)
+        yield OnEvent(SessionBound, self.lists.session_bound)
+        yield OnEvent(SessionClosed, self.lists.session_closed, priority=-100)
+
+
+class Blocklists:
+    """Reading lists into the cache, once per account at a time, and replaying what
+    waited for them in arrival order."""
+
+    def __init__(
+        self, ctx: ServerContext, repository: BlocklistRepository, cache: BlocklistCache
+    ) -> None:
+        self.ctx = ctx
+        self.repository = repository
+        self.cache = cache
+        #: accounts being read, with the stanzas that wait for them
+        self.waiting: dict[str, deque[tuple[C2SSession, Element]]] = {}
+        self._loads: dict[str, asyncio.Future[frozenset[str]]] = {}
+        #: lists changed while being read: read again
+        self._dirty: set[str] = set()
+        #: the stanza being routed again after its wait (it must not wait again)
+        self.replaying: Element | None = None
+
+    def get(self, bare: str) -> frozenset[str] | None:
+        return self.cache.get(bare)
+
+    def load(self, bare: str) -> Awaitable[frozenset[str]]:
+        """The account's list, read into the cache when missing (one read at a time)."""
+        future = self._loads.get(bare)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            self._loads[bare] = future
+            self.waiting.setdefault(bare, deque())
+            self.ctx.spawn(self._read(bare, future))
+        return future
+
+    async def get_or_load(self, bare: str) -> frozenset[str]:
+        items = self.cache.get(bare)
+        if items is None:
+            items = await self.load(bare)
+        return items
+
+    def wait(self, bare: str, origin: C2SSession, stanza: Element) -> bool:
+        """Hold `stanza` until `bare`'s list is read; False when too much waits."""
+        queue = self.waiting.get(bare)
+        if queue is None:
+            if len(self.waiting) >= MAX_ACCOUNTS_LOADING:
+                return False
+            self.load(bare)
+            queue = self.waiting[bare]
+        if len(queue) >= MAX_WAITING_PER_ACCOUNT:
+            return False
+        queue.append((origin, stanza))
+        return True
+
+    async def _read(self, bare: str, future: asyncio.Future[frozenset[str]]) -> None:
+        local, _, domain = bare.partition("@")
+        try:
+            while True:
+                self._dirty.discard(bare)
+                items = await self.repository.items((local, domain))
+                if bare not in self._dirty:
+                    break
+            pinned = self.ctx.router.directory.bound_here(bare)
+            self.cache.put(bare, items, pinned=pinned)
+            if not future.done():
+                future.set_result(items)
+            queue = self.waiting.get(bare, deque())
+            while queue:
+                origin, stanza = queue.popleft()
+                self.replaying = stanza
+                try:
+                    pending = self.ctx.router.route(origin, stanza)
+                finally:
+                    self.replaying = None
+                if pending is not None:
+                    await pending
+        except Exception as exc:
+            log.exception("could not read the blocklist of %s", bare)
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved: a caller may not be waiting
+            for origin, stanza in self.waiting.get(bare, ()):
+                _refuse(origin, stanza, StanzaErrorCondition.INTERNAL_SERVER_ERROR)
+        finally:
+            self.waiting.pop(bare, None)
+            self._loads.pop(bare, None)
+
+    def changed(self, bare: str, items: frozenset[str]) -> None:
+        if bare in self._loads:
+            self._dirty.add(bare)
+        self.cache.changed(bare, items)
+
+    # ---------------------------------------------------------- lifecycle
+
+    def session_bound(self, event: SessionBound) -> None:
+        bare = event.session.bare
+        items = self.cache.get(bare)
+        if items is None:
+            self.load(bare)
+        else:
+            self.cache.put(bare, items, pinned=True)
+
+    def session_closed(self, event: SessionClosed) -> None:
+        bare = event.session.bare
+        if not self.ctx.router.directory.bound_here(bare):
+            self.cache.unpin(bare)
+
+
+def _refuse(
+    origin: C2SSession,
+    stanza: Element,
+    condition: StanzaErrorCondition,
+    text: str = "",
+    *,
+    blocked: bool = False,
+) -> None:
+    """Answer `origin` with an error for `stanza` (never an error for an error)."""
+    if stanza.get("type") in ("error", "result"):
+        return
+    reply = error_reply(stanza, condition, text, error_type="cancel" if blocked else None)
+    reply.attrs["to"] = origin.full
+    if blocked:
+        error = reply.find("error", ns.CLIENT)
+        assert error is not None
+        error.sub("blocked", BLOCKING_ERRORS)
+    origin.send(reply)
+
+
+class BlockingStage:
+    """Enforcement on messages and IQs between accounts (XEP-0191 §3.3)."""
+
+    def __init__(self, router: Router, lists: Blocklists) -> None:
+        self.router = router
+        self.lists = lists
+
+    def routing(self, origin: C2SSession, stanza: Element, to: JID) -> bool:
+        lists = self.lists
+        recipient = f"{to.local}@{to.domain}"
+        if lists.waiting and stanza is not lists.replaying:
+            # Keep arrival order behind stanzas that wait for either list.
+            for bare in (origin.bare, recipient):
+                if bare in lists.waiting:
+                    return self._wait(bare, origin, stanza)
+        mine = lists.get(origin.bare)
+        if mine is None:
+            return self._wait(origin.bare, origin, stanza)
+        theirs = lists.get(recipient)
+        if theirs is None:
+            return self._wait(recipient, origin, stanza)
+        if mine and matches(mine, to):
+            # §3.3: the user's server refuses what the user sends to a blocked JID.
+            _refuse(origin, stanza, StanzaErrorCondition.NOT_ACCEPTABLE, blocked=True)
+            return False
+        if theirs and _matches_session(theirs, origin):
+            # §3.3: from a blocked entity: messages and IQ get/set answered
+            # service-unavailable (the user looks offline), IQ results and errors dropped.
+            _refuse(origin, stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE)
+            return False
+        return True
+
+    def delivered(self, stanza: Element, to: JID, targets: Sequence[C2SSession]) -> None:
+        return None
+
+    def _wait(self, bare: str, origin: C2SSession, stanza: Element) -> bool:
+        if not self.lists.wait(bare, origin, stanza):
+            _refuse(
+                origin,
+                stanza,
+                StanzaErrorCondition.RESOURCE_CONSTRAINT,
+                "too many stanzas waiting for blocklists",
+            )
+        return False
+
+
+class BlockingPresenceFilter:
+    """What `modules/presence.py` asks (its `PresenceFilter`): presence never passes
+    between an account and one it blocks or that blocks it.  Presence goes to
+    accounts, so items naming an account or a domain count here; an item naming one
+    resource blocks that resource's messages and IQs only."""
+
+    def __init__(self, lists: Blocklists) -> None:
+        self.lists = lists
+
+    def ready(self, bare: str) -> bool:
+        return self.lists.get(bare) is not None
+
+    async def load(self, bare: str) -> None:
+        await self.lists.get_or_load(bare)
+
+    def visible(self, bare: str, others: Iterable[str]) -> Iterable[str]:
+        lists = self.lists
+        if not lists.cache.blocking:
+            return others
+        mine = lists.get(bare) or _EMPTY
+        kept = []
+        for other in others:
+            if mine and _matches_bare(mine, other):
+                continue
+            theirs = lists.get(other)
+            if theirs and _matches_bare(theirs, bare):
+                continue
+            kept.append(other)
+        return kept
+
+    async def hides(self, bare: str, other: str) -> bool:
+        mine = await self.lists.get_or_load(bare)
+        if mine and _matches_bare(mine, other):
+            return True
+        if other.partition("@")[2] not in self.lists.ctx.hosts:
+            return False
+        theirs = await self.lists.get_or_load(other)
+        return bool(theirs) and _matches_bare(theirs, bare)
+
+
+class BlockingCommands:
+    """The `urn:xmpp:blocking` IQs of a user about its own list."""
+
+    def __init__(
+        self, ctx: ServerContext, lists: Blocklists, rosters: RosterService, max_items: int
+    ) -> None:
+        self.ctx = ctx
+        self.lists = lists
+        self.rosters = rosters
+        self.max_items = max_items
+
+    async def get(self, session: C2SSession, iq: Element) -> None:
+        """§3.2: the list, an empty <blocklist/> when there is none."""
+        if iq.find("blocklist", BLOCKING) is None:
+            raise StanzaError(StanzaErrorCondition.BAD_REQUEST, "expected <blocklist/>")
+        items = await self.lists.get_or_load(session.bare)
+        payload = Element("blocklist", BLOCKING)
+        for jid in sorted(items):
+            payload.sub("item", BLOCKING, {"jid": jid})
+        self._reply(session, iq, payload)
+
+    async def set(self, session: C2SSession, iq: Element) -> None:
+        block = iq.find("block", BLOCKING)
+        unblock = iq.find("unblock", BLOCKING)
+        if (block is None) == (unblock is None):
+            raise StanzaError(StanzaErrorCondition.BAD_REQUEST, "expected <block/> or <unblock/>")
+        owner = (session.username, session.domain)
+        bare = session.bare
+        await self.lists.get_or_load(bare)  # a change always finds the list in memory
+        if block is not None:
+            jids = self._items(block)
+            if not jids:
+                # §3.3: a <block/> without items is bad-request.
+                raise StanzaError(StanzaErrorCondition.BAD_REQUEST, "nothing to block")
+            try:
+                changed = await self.lists.repository.block(owner, jids, self.max_items)
+            except BlocklistFull as exc:
+                raise StanzaError(StanzaErrorCondition.RESOURCE_CONSTRAINT, str(exc)) from None
+            current = frozenset(await self.lists.repository.items(owner))
+        else:
+            assert unblock is not None
+            jids = self._items(unblock)
+            # §3.5: an <unblock/> without items unblocks every JID.
+            changed = await self.lists.repository.unblock(owner, jids or None)
+            current = frozenset(await self.lists.repository.items(owner))
+        self.lists.changed(bare, current)
+        self._reply(session, iq, None)
+        if block is not None:
+            if changed:
+                self._push("block", bare, changed)
+                await self._presence_on_block(owner, bare, changed)
+        elif changed:
+            self._push("unblock", bare, [] if not jids else changed)
+            await self._presence_on_unblock(owner, bare, changed, current)
+
+    def _items(self, parent: Element) -> list[str]:
+        """The prepared JIDs of `parent`'s <item/>s; jid-malformed for a bad one."""
+        jids: list[str] = []
+        for item in parent.find_all("item", BLOCKING):
+            text = item.get("jid")
+            if not text:
+                raise StanzaError(StanzaErrorCondition.BAD_REQUEST, "an <item/> needs a jid")
+            try:
+                jids.append(str(JID.parse(text)))
+            except InvalidJID as exc:
+                raise StanzaError(StanzaErrorCondition.JID_MALFORMED, str(exc)) from None
+            if len(jids) > self.max_items:
+                raise StanzaError(
+                    StanzaErrorCondition.RESOURCE_CONSTRAINT,
+                    f"at most {self.max_items} items at once",
+                )
+        return jids
+
+    def _reply(self, session: C2SSession, iq: Element, payload: Element | None) -> None:
+        reply = iq_result(iq, payload)
+        reply.attrs["to"] = session.full
+        reply.attrs.pop("from", None)
+        session.send(reply)
+
+    def _push(self, name: str, bare: str, jids: Sequence[str]) -> None:
+        """§3.3/§3.4: the change to every resource that asked for pushes."""
+        payload = Element(name, BLOCKING)
+        for jid in jids:
+            payload.sub("item", BLOCKING, {"jid": jid})
+        self.ctx.router.push(bare, payload)
+
+    async def _presence_on_block(
+        self, owner: tuple[str, str], bare: str, jids: Sequence[str]
+    ) -> None:
+        """§3.3: a newly blocked contact allowed to see the user's presence gets
+        unavailable from each available resource; the user's resources see the
+        contact go unavailable too, since its presence stops reaching them."""
+        roster = await self.rosters.read(owner)
+        router = self.ctx.router
+        for jid in jids:
+            if "@" not in jid or "/" in jid:
+                continue  # domains and single resources: nothing to withdraw at once
+            if jid in roster.presence_subscribers:
+                router.send_unavailable_of(bare, jid)
+            if jid in roster.presence_sources:
+                router.send_unavailable_of(jid, bare)
+
+    async def _presence_on_unblock(
+        self, owner: tuple[str, str], bare: str, jids: Sequence[str], current: frozenset[str]
+    ) -> None:
+        """§3.4: an unblocked contact allowed to see the user's presence gets it again,
+        and the user gets the contact's (unless something else still blocks it)."""
+        roster = await self.rosters.read(owner)
+        router = self.ctx.router
+        for jid in jids:
+            if "@" not in jid or "/" in jid or _matches_bare(current, jid):
+                continue
+            theirs = self.lists.get(jid)
+            if theirs and _matches_bare(theirs, bare):
+                continue
+            if jid in roster.presence_subscribers:
+                router.send_presence_of(bare, jid)
+            if jid in roster.presence_sources:
+                router.send_presence_of(jid, bare)

@@ -14,6 +14,9 @@ accounts of the pair for the whole exchange (the user's side, delivery to the
 contact's side and any automatic reply): everything a subscription stanza
 changes is then decided on state no other change can alter meanwhile.
 
+Blocking (XEP-0191) plugs in as a `PresenceFilter` the blocking module sets on
+`filter`; without it (blocking off) every path below costs one attribute test.
+
 Limits (`[limits]`), each answered with `resource-constraint` (type wait): a
 subscription stanza whose outcome would add a roster item past
 `max_roster_items` is refused and changes nothing; an inbound request past
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from chatgate.jid import JID
 from chatgate.modules.base import OnEvent, Registration, Spec
@@ -71,8 +74,29 @@ def _parse_priority(stanza: Element) -> int:
     return value if -128 <= value <= 127 else 0
 
 
+class PresenceFilter(Protocol):
+    """Which presence may pass between two accounts (XEP-0191 blocking supplies it):
+    `visible` is asked on the synchronous broadcast paths and reads only what is
+    in memory; `ready`/`load` bring an account's own rules into memory before its
+    first broadcast; `hides` may read storage (subscription stanzas)."""
+
+    def ready(self, bare: str) -> bool: ...
+
+    async def load(self, bare: str) -> None: ...
+
+    def visible(self, bare: str, others: Iterable[str]) -> Iterable[str]:
+        """Those of the accounts `others` that may see `bare`'s presence and whose
+        presence `bare` may see."""
+        ...
+
+    async def hides(self, bare: str, other: str) -> bool: ...
+
+
 class PresenceModule:
     name: ClassVar[str] = "presence"
+    #: set by the blocking module when it is loaded
+    filter: PresenceFilter | None = None
+
     depends: ClassVar[tuple[str, ...]] = ("roster",)
     implements: ClassVar[tuple[Spec, ...]] = (Spec("RFC 6121", "§3, §4"),)
 
@@ -111,12 +135,15 @@ class PresenceModule:
 
     def _available(self, origin: C2SSession, stanza: Element) -> Awaitable[None] | None:
         roster = self.rosters.cached((origin.username, origin.domain))
-        if roster is None:
+        flt = self.filter
+        if roster is None or (flt is not None and not flt.ready(origin.bare)):
             return self._available_after_load(origin, stanza)
         return self._broadcast_available(origin, stanza, roster)
 
     async def _available_after_load(self, origin: C2SSession, stanza: Element) -> None:
         roster = await self.rosters.load((origin.username, origin.domain))
+        if self.filter is not None:
+            await self.filter.load(origin.bare)
         pending = self._broadcast_available(origin, stanza, roster)
         if pending is not None:
             await pending
@@ -130,13 +157,20 @@ class PresenceModule:
         self.directory.mark_available(origin, _parse_priority(stanza), stanza)
         router = self.router
         data = serialize(stanza)
-        router.broadcast_presence(roster.presence_subscribers, data)
+        flt = self.filter
+        subscribers: Iterable[str] = roster.presence_subscribers
+        if flt is not None:
+            subscribers = flt.visible(origin.bare, subscribers)
+        router.broadcast_presence(subscribers, data)
         router.broadcast_presence((origin.bare,), data)
         if not initial:
             return None
         # §4.2.2 / §4.3: probe the contacts whose presence the user sees; local
         # contacts answer at once with the last presence of each available resource.
-        for contact in roster.presence_sources:
+        sources: Iterable[str] = roster.presence_sources
+        if flt is not None:
+            sources = flt.visible(origin.bare, sources)
+        for contact in sources:
             router.send_presence_of(contact, origin.full)
         return self.ctx.hooks.notify(BecameAvailable(origin))
 
@@ -149,7 +183,10 @@ class PresenceModule:
         recipients: list[str] = []
         roster = self.rosters.cached((origin.username, origin.domain))
         if was_available and roster is not None:
-            recipients.extend(roster.presence_subscribers)
+            if self.filter is not None:
+                recipients.extend(self.filter.visible(origin.bare, roster.presence_subscribers))
+            else:
+                recipients.extend(roster.presence_subscribers)
         recipients.append(origin.bare)  # its other available resources (not itself now)
         recipients.extend(origin.directed)
         origin.directed.clear()
@@ -163,6 +200,8 @@ class PresenceModule:
                 reply.attrs["to"] = origin.full
                 origin.send(reply)
             return
+        if self.filter is not None and not self.filter.visible(origin.bare, (str(to.bare),)):
+            return  # XEP-0191 §3.3: not to nor from a blocked entity, and no error
         ptype = stanza.attrs.get("type")
         if ptype is None:
             target = str(to)
@@ -200,6 +239,8 @@ class PresenceModule:
     ) -> None:
         if contact == origin.bare:
             return
+        if self.filter is not None and await self.filter.hides(origin.bare, contact):
+            return  # XEP-0191 §3.3: presence to or from a blocked entity goes nowhere
         try:
             await self.process_outbound((origin.username, origin.domain), contact, kind)
         except RosterLimitReached as exc:
@@ -371,7 +412,10 @@ class PresenceModule:
         roster = await self.rosters.read((local, domain))
         stanza = Element("presence", ns.CLIENT, {"from": event.full, "type": "unavailable"})
         data = serialize(stanza)
-        self.router.broadcast_presence_here((*roster.presence_subscribers, event.bare), data)
+        subscribers: Iterable[str] = roster.presence_subscribers
+        if self.filter is not None:
+            subscribers = self.filter.visible(event.bare, subscribers)
+        self.router.broadcast_presence_here((*subscribers, event.bare), data)
 
     def _session_closed(self, event: SessionClosed) -> None:
         """RFC 6121 §4.5.2 on a lost or closed stream: the server sends unavailable."""
