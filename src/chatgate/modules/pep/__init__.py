@@ -1,17 +1,5 @@
-"""XEP-0163 personal eventing on a XEP-0060 core (not built yet: registers nothing)."""
+"""XEP-0163 personal eventing on a XEP-0060 core (see `module.py`)."""
 
-from __future__ import annotations
+from chatgate.modules.pep.module import PersonalEventing
 
-from collections.abc import Iterable
-from typing import Any, ClassVar
-
-from chatgate.modules.base import Registration, Spec
-
-
-class PersonalEventing:
-    name: ClassVar[str] = "pep"
-    depends: ClassVar[tuple[str, ...]] = ()
-    implements: ClassVar[tuple[Spec, ...]] = ()
-
-    def setup(self, ctx: Any) -> Iterable[Registration]:
-        return ()
+__all__ = ["PersonalEventing"]
