@@ -261,7 +261,7 @@ async def test_disco_of_the_service_and_rooms(tmp_path: Path) -> None:
         got = await alice.send(
             "<iq type='get' id='h' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
         )
-        assert [i.get("jid") for i in result(got, "h")[0]] == [SERVICE]
+        assert SERVICE in [i.get("jid") for i in result(got, "h")[0]]
         await alice.join("Alice")
         got = await alice.send(
             f"<iq type='get' id='it' to='{SERVICE}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"

@@ -1,0 +1,157 @@
+"""Self-ping (XEP-0410), moderated retraction (XEP-0425), IQs between occupants, and
+the attacks: join floods, huge and forged input, rooms that do not exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .support import (
+    ROOM,
+    SERVICE,
+    Client,
+    bodies,
+    error,
+    messages,
+    presences,
+    result,
+    running,
+)
+
+PING = "<ping xmlns='urn:xmpp:ping'/>"
+SID = "{urn:xmpp:sid:0}stanza-id"
+
+
+async def test_self_ping_is_answered_by_the_service(tmp_path: Path) -> None:
+    async with running(tmp_path) as srv:
+        alice, bob = [await Client.login(srv, u) for u in ("alice", "bob")]
+        await alice.join("Alice")
+        ping = f"<iq type='get' id='p' to='{ROOM}/Alice'>{PING}</iq>"
+        got = await alice.send(ping)
+        assert result(got, "p").get("from") == f"{ROOM}/Alice"
+        # not joined: not-acceptable (XEP-0410 §3), whatever the nick
+        assert error(await bob.send(ping)) == "not-acceptable"
+        await alice.send(f"<presence to='{ROOM}/Alice' type='unavailable'/>")
+        assert error(await alice.send(ping)) == "item-not-found"  # the room is gone
+
+
+async def test_iqs_between_occupants_hide_real_jids(tmp_path: Path) -> None:
+    async with running(tmp_path) as srv:
+        alice, bob = [await Client.login(srv, u) for u in ("alice", "bob")]
+        await alice.join("Alice")
+        await bob.join("Bob")
+        alice.received()
+        await bob.send(
+            f"<iq type='get' id='v' to='{ROOM}/Alice'><query xmlns='jabber:iq:version'/></iq>"
+        )
+        (asked,) = [e for e in alice.received() if e.tag.endswith("iq")]
+        assert asked.get("from") == f"{ROOM}/Bob" and asked.get("id") == "v"
+        await alice.send(f"<iq type='result' id='v' to='{ROOM}/Bob'/>")
+        (answer,) = [e for e in bob.received() if e.tag.endswith("iq")]
+        assert answer.get("from") == f"{ROOM}/Alice" and answer.get("type") == "result"
+
+
+async def test_a_moderator_retracts_a_message_for_everyone(tmp_path: Path) -> None:
+    async with running(tmp_path) as srv:
+        alice, bob, carol = [await Client.login(srv, u) for u in ("alice", "bob", "carol")]
+        await alice.join("Alice")
+        await bob.join("Bob")
+        await bob.send(f"<message to='{ROOM}' type='groupchat'><body>spam</body></message>")
+        (msg,) = messages(alice.received())
+        stanza_id = msg.find(SID).get("id")  # type: ignore[union-attr]
+        moderate = (
+            f"<iq type='set' id='mod' to='{ROOM}'><moderate xmlns='urn:xmpp:message-moderate:1' "
+            f"id='{stanza_id}'><retract xmlns='urn:xmpp:message-retract:1'/>"
+            "<reason>spam</reason></moderate></iq>"
+        )
+        assert error(await bob.send(moderate)) == "forbidden"
+        got = await alice.send(moderate)
+        result(got, "mod")
+        (retraction,) = messages(bob.received())
+        retract = retraction.find("{urn:xmpp:message-retract:1}retract")
+        assert retract is not None and retract.get("id") == stanza_id
+        moderated = retract.find("{urn:xmpp:message-moderate:1}moderated")
+        assert moderated is not None and moderated.get("by") == f"{ROOM}/Alice"
+        assert retract.findtext("{urn:xmpp:message-retract:1}reason") == "spam"
+        # the history forgot it
+        assert bodies(await carol.join("Carol")) == []
+        assert error(await alice.send(moderate.replace("id='mod'", "id='m2'"))) == "item-not-found"
+
+
+async def test_a_join_flood_is_bounded_per_session_and_per_service(tmp_path: Path) -> None:
+    async with running(tmp_path, max_rooms_per_session=3, max_rooms=5, lock_new_rooms=False) as srv:
+        alice, bob = [await Client.login(srv, u) for u in ("alice", "bob")]
+        for i in range(3):
+            await alice.join("A", room=f"r{i}@{SERVICE}")
+        assert error(await alice.join("A", room=f"r9@{SERVICE}")) == "resource-constraint"
+        await bob.join("B", room=f"b0@{SERVICE}")
+        await bob.join("B", room=f"b1@{SERVICE}")
+        assert error(await bob.join("B", room=f"b2@{SERVICE}")) == "resource-constraint"
+        # entering an existing room is still fine
+        assert presences(await bob.join("B", room=f"r0@{SERVICE}"))
+
+
+async def test_a_full_room_at_the_service_limit(tmp_path: Path) -> None:
+    async with running(tmp_path, max_occupants=2, lock_new_rooms=False) as srv:
+        alice, bob, carol = [await Client.login(srv, u) for u in ("alice", "bob", "carol")]
+        await alice.join("A")
+        await bob.join("B")
+        assert error(await carol.join("C")) == "service-unavailable"
+
+
+async def test_huge_and_malformed_input_gets_precise_errors(tmp_path: Path) -> None:
+    async with running(tmp_path) as srv:
+        alice, bob = [await Client.login(srv, u) for u in ("alice", "bob")]
+        await alice.join("Alice")
+        assert error(await bob.join("n" * 1000)) == "jid-malformed"
+        # a resource over 1023 bytes is no JID at all: the router refuses it
+        assert error(await bob.join("n" * 1100)) == "jid-malformed"
+        assert error(await bob.send(f"<message to='{SERVICE}'><body>hi</body></message>")) == (
+            "service-unavailable"
+        )
+        unknown = f"<iq type='get' id='u' to='{SERVICE}'><query xmlns='urn:example'/></iq>"
+        assert error(await bob.send(unknown)) == "service-unavailable"
+        assert error(await bob.send(unknown.replace(SERVICE, ROOM))) == "service-unavailable"
+        assert error(await bob.send(f"<iq type='get' id='n' to='{ROOM}'/>")) == "bad-request"
+        # a subject too long
+        long_subject = (
+            f"<message to='{ROOM}' type='groupchat'><subject>{'s' * 2000}</subject></message>"
+        )
+        assert error(await alice.send(long_subject)) == "not-acceptable"
+        # an invitation to nowhere, and one without 'to'
+        bad = (
+            f"<message to='{ROOM}'><x xmlns='http://jabber.org/protocol/muc#user'>"
+            "<invite to='x@remote.example'/></x></message>"
+        )
+        assert error(await alice.send(bad)) == "remote-server-not-found"
+        assert error(await alice.send(bad.replace(" to='x@remote.example'", ""))) == "jid-malformed"
+        # the room is undisturbed
+        await bob.join("Bob")
+        await alice.send(f"<message to='{ROOM}' type='groupchat'><body>still here</body></message>")
+        assert bodies(bob.received()) == ["still here"]
+
+
+async def test_the_from_is_always_the_senders_own(tmp_path: Path) -> None:
+    async with running(tmp_path) as srv:
+        alice, bob = [await Client.login(srv, u) for u in ("alice", "bob")]
+        await alice.join("Alice")
+        await bob.join("Bob")
+        alice.received()
+        # bob claims to be alice: the server stamps 'from', so it is bob who speaks
+        await bob.send(
+            f"<message from='alice@localhost/r' to='{ROOM}' type='groupchat'><body>I am alice</body></message>"
+        )
+        (msg,) = messages(alice.received())
+        assert msg.get("from") == f"{ROOM}/Bob"
+        # and bob cannot make alice leave: the unavailable presence is bob's own
+        await bob.send(f"<presence from='alice@localhost/r' to='{ROOM}/Alice' type='unavailable'/>")
+        assert [p.get("from") for p in presences(alice.received())] == [f"{ROOM}/Bob"]
+        room = srv.module("muc").registry.get(ROOM)
+        assert [o.nick for o in room.occupants.values()] == ["Alice"]
+
+
+async def test_a_disabled_service_does_not_exist(tmp_path: Path) -> None:
+    async with running(tmp_path, enabled=False) as srv:
+        alice = await Client.login(srv, "alice")
+        got = await alice.join("Alice")
+        assert error(got) in ("remote-server-not-found", "service-unavailable")
+        assert [s.domain for s in srv.ctx.services if s.domain.startswith("conference.")] == []
