@@ -1,7 +1,8 @@
 """The HTTP(S) listener: one aiohttp application for every web route of the server.
 
 Routes today: WebSocket (`/xmpp-websocket`), BOSH (`/http-bind`), XEP-0156
-discovery (`/.well-known/host-meta[.json]`) and the web chat (`/chat/`).  The
+discovery (`/.well-known/host-meta[.json]`), the web chat (`/chat/`) and
+XEP-0363 uploads (`/upload/`, `upload.py`).  The
 same application is served on the plain port and on the HTTPS port; HTTPS uses
 the c2s TLS stack (`xmpp/transports/openssl_tls.py` through `http/tls.py`), so
 client certificates, their trust rules and channel bindings are the ones c2s
@@ -47,6 +48,8 @@ from chatgate.http.lane import LaneProtocol, LaneRoutes
 from chatgate.http.lane_websocket import LaneWebSocket
 from chatgate.http.options import HttpOptions
 from chatgate.http.tls import TLS_DETAILS, TlsSite
+from chatgate.http.upload import add_upload_routes
+from chatgate.modules.upload.slots import PATH_PREFIX as UPLOAD_PATH
 from chatgate.vocabulary.facts import ConnectionFacts
 from chatgate.xmpp.transports.tcp import LINGER
 
@@ -220,7 +223,11 @@ class HttpListener:
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             response: web.StreamResponse = web.Response(status=204)
             if origin is not None:
-                response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+                response.headers["Access-Control-Allow-Methods"] = (
+                    "GET, PUT, OPTIONS"
+                    if request.path.startswith(UPLOAD_PATH)
+                    else "GET, POST, OPTIONS"
+                )
                 response.headers["Access-Control-Allow-Headers"] = "Content-Type"
                 response.headers["Access-Control-Max-Age"] = "86400"
         else:
@@ -277,6 +284,7 @@ class HttpListener:
             app.router.add_route("*", hooks_path, self.hooks.handle)
         app.router.add_get("/.well-known/host-meta", self._host_meta)
         app.router.add_get("/.well-known/host-meta.json", self._host_meta_json)
+        add_upload_routes(app, self.ctx)  # XEP-0363, when [modules.upload] is on
         if self.options.chat.enabled:
             from chatgate.http.chat import add_chat_routes
 
