@@ -370,6 +370,8 @@ class BlockingStage:
     def routing(self, origin: C2SSession, stanza: Element, to: JID) -> bool:
         lists = self.lists
         recipient = f"{to.local}@{to.domain}"
+        if recipient == origin.bare:
+            return True  # an account's own resources are never blocked from it
         if lists.waiting and stanza is not lists.replaying:
             # Keep arrival order behind stanzas that wait for either list.
             for bare in (origin.bare, recipient):

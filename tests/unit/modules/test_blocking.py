@@ -288,6 +288,18 @@ async def test_domain_block_covers_every_account_of_the_domain(tmp_path: Path) -
         assert [condition(e) for e in of(out, "message", type="error")] == ["service-unavailable"]
 
 
+async def test_a_domain_block_never_cuts_the_user_off_from_their_own_resources(
+    tmp_path: Path,
+) -> None:
+    async with server(tmp_path) as srv:
+        desk = await login(srv, "alice", "desk")
+        phone = await login(srv, "alice", "phone")
+        await desk.send(block("localhost"))
+        out = await desk.send(chat("alice@localhost/phone", "note to self"))
+        assert of(out, "message", type="error") == []
+        assert [m.findtext(C + "body") for m in of(phone.take(), "message")] == ["note to self"]
+
+
 async def test_blocked_sender_cannot_fill_an_offline_blocker_store(tmp_path: Path) -> None:
     async with server(tmp_path) as srv:
         alice = await login(srv, "alice")
