@@ -66,7 +66,7 @@ def eligible(stanza: Element) -> bool:
     service delivers those), errors, messages marked `<private/>` or
     `<no-copy/>`, MUC private messages (the other resources are not in the room),
     and messages that already carry a carbon (a client must not forge them)."""
-    mtype = stanza.get("type", "normal")
+    mtype = stanza.get("type") or "normal"
     if mtype == "chat":
         im = True
     elif mtype == "normal":
@@ -93,7 +93,7 @@ def wrap(kind: str, stanza: Element, to: str, account: str) -> Element:
     carbon = Element(
         "message",
         ns.CLIENT,
-        {"from": account, "to": to, "type": stanza.get("type", "normal")},
+        {"from": account, "to": to, "type": stanza.get("type") or "normal"},
     )
     forwarded = carbon.sub(kind, CARBONS).sub("forwarded", FORWARD)
     forwarded.append(stanza.copy())
@@ -224,7 +224,7 @@ class CarbonsStage:
         copies = state.of(bare)
         if not copies:
             return
-        sender = stanza.get("from", "")
+        sender = stanza.get("from") or ""
         if sender.partition("/")[0] == bare:
             return  # within the account: the resources see it as it is
         others = [s for s in copies if s not in targets]
