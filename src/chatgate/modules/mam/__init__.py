@@ -90,9 +90,10 @@ class MamOptions(BaseModel):
     purge_interval_seconds: int = Field(default=3600, ge=10)
     """Seconds between two runs of the purge (the first runs this long after start)."""
     default_page: int = Field(default=50, ge=1)
-    """Messages per page when a query names no RSM <max/>."""
+    """Messages per page when a query names no RSM <max/> (at most `max_page`)."""
     max_page: int = Field(default=250, ge=1)
-    """The largest RSM <max/> accepted (above it: policy-violation)."""
+    """Messages per page at most: a larger RSM <max/> is lowered to it (XEP-0059 §2.1),
+    the answer says complete='false' and the client pages on."""
     max_page_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Stored bytes one page may carry: a page stops before the message that would
     pass it (complete='false'), so one query cannot fill the session's buffers."""

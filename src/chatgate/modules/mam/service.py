@@ -16,7 +16,7 @@ writer then decides for good, with preferences and rosters read from storage
 when needed (`screen`), before anything is written.
 
 Queries are bounded: `max_page` messages (RSM max above it is
-policy-violation), `max_page_bytes` of stored text (a page stops early,
+lowered to it), `max_page_bytes` of stored text (a page stops early,
 complete='false', when the next message would pass it), and
 `max_queries_per_account` queries at once per archive owner
 (resource-constraint beyond).  Every query first waits for rows still queued
@@ -122,7 +122,7 @@ class ArchiveService:
         self.repository = repository
         self.roster = roster
         self.default_prefs = ArchivePrefs(default_mode)
-        self.default_page = default_page
+        self.default_page = min(default_page, max_page)
         self.max_page = max_page
         self.max_page_bytes = max_page_bytes
         self.max_queries = max_queries_per_account
@@ -385,7 +385,7 @@ class ArchiveService:
 
 def read_prefs(request: Element) -> ArchivePrefs:
     """XEP-0313 §7.2: the <prefs/> a client sets (bad-request when malformed; more
-    than MAX_PREF_JIDS JIDs in a list is policy-violation)."""
+    than MAX_PREF_JIDS JIDs in a list is not-acceptable)."""
     default = request.get("default")
     if default not in MODES:
         raise StanzaError(
@@ -407,7 +407,7 @@ def read_prefs(request: Element) -> ArchivePrefs:
                     jids.append(jid)
         if len(jids) > MAX_PREF_JIDS:
             raise StanzaError(
-                StanzaErrorCondition.POLICY_VIOLATION, f"at most {MAX_PREF_JIDS} JIDs per list"
+                StanzaErrorCondition.NOT_ACCEPTABLE, f"at most {MAX_PREF_JIDS} JIDs per list"
             )
         lists[name] = tuple(jids)
     return ArchivePrefs(default, lists["always"], lists["never"])

@@ -208,7 +208,7 @@ async def test_filters_with_time_ids_and_extended_bounds(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("inner", "expected"),
     [
-        (rsm(100_000), "policy-violation"),
+        (form(ids=["01ARZ3NDEKTSV4RRFFQ69G5FAV"] * 251), "not-acceptable"),
         (rsm(-1), "bad-request"),
         ("<set xmlns='http://jabber.org/protocol/rsm'><max>lots</max></set>", "bad-request"),
         (rsm(5, after="0" * 26), "item-not-found"),
@@ -476,3 +476,47 @@ def _element(el: ET.Element) -> Any:
     from chatgate.xml.framed import parse_fragment
 
     return parse_fragment(ET.tostring(el))
+
+
+async def test_a_huge_max_is_lowered_to_the_page_limit(tmp_path: Path) -> None:
+    async with server(tmp_path, max_page=3) as srv:
+        alice = await login(srv, "alice")
+        await alice.send("".join(chat("bob@localhost", f"m{i}") for i in range(5)))
+        results, iq = await query(alice, rsm(10**12))
+        assert result_bodies(results) == ["m0", "m1", "m2"]
+        assert fin_of(iq)[0] is None and fin_of(iq)[3] == "5"
+        results, iq = await query(alice)  # the default page is lowered too
+        assert len(results) == 3
+
+
+async def test_a_page_stops_at_its_byte_budget(tmp_path: Path) -> None:
+    async with server(tmp_path, max_page_bytes=1024) as srv:
+        alice = await login(srv, "alice")
+        big = "x" * 400
+        await alice.send("".join(chat("bob@localhost", f"{i}{big}") for i in range(5)))
+        results, iq = await query(alice)
+        assert 1 <= len(results) < 5 and fin_of(iq)[0] is None
+        rest, iq = await query(alice, rsm(50, after=fin_of(iq)[2]))
+        assert len(results) + len(rest) <= 5 and result_bodies(rest)[0].startswith(
+            str(len(results))
+        )
+        last, iq = await query(alice, rsm(50, before=""))
+        assert result_bodies(last)[-1].startswith("4") and fin_of(iq)[0] is None
+
+
+async def test_too_many_preference_jids_are_not_acceptable(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        bob = await login(srv, "bob")
+        jids = "".join(f"<jid>u{i}@example.org</jid>" for i in range(501))
+        (iq,) = parse(
+            await bob.send(
+                f"<iq type='set' id='p'><prefs xmlns='{MAM}' default='always'><always>{jids}</always></prefs></iq>"
+            )
+        )
+        assert condition(iq) == "not-acceptable"
+        (iq,) = parse(
+            await bob.send(
+                f"<iq type='set' id='p'><prefs xmlns='{MAM}' default='always'><never><jid>@bad@</jid></never></prefs></iq>"
+            )
+        )
+        assert condition(iq) == "jid-malformed"
