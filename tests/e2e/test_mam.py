@@ -107,6 +107,7 @@ async def test_preferences_and_the_no_store_hint(server: RunningServer) -> None:
         )
         default, always, never = await dave.plugin["xep_0441"].get_preferences()
         assert default == "never" and {str(j) for j in always} == {"erin@localhost"}
+        assert list(never) == []
         carol.send_message(mto="dave@localhost", mbody="not for dave's archive", mtype="chat")
         got = await dave.next_message()
         assert got["stanza_id"]["id"] == ""
