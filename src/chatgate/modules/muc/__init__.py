@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from chatgate.modules.base import OnEvent, OnStart, Registration, ServiceDomain, Spec
+from chatgate.modules.muc.archive import MamRoomArchive
 from chatgate.modules.muc.occupancy import session_closed
 from chatgate.modules.muc.options import MucOptions
 from chatgate.modules.muc.registry import LocalRoomRegistry, RoomRegistry
@@ -50,7 +51,12 @@ class MultiUserChat:
             return
         repository = RoomRepository(ctx.db.engine)
         service = MucService(
-            ctx.router, options, self.registry, repository, archive=_room_archive(ctx)
+            ctx.router,
+            options,
+            self.registry,
+            repository,
+            archive=_room_archive(ctx),
+            spawn=ctx.spawn,
         )
         self.service = service
         domains = {f"{options.domain_prefix}.{host}": host for host in ctx.hosts}
@@ -81,8 +87,8 @@ class MultiUserChat:
             yield ServiceDomain(domain, service.handle, host, options.name)
 
 
-def _room_archive(ctx: Any) -> RoomArchive | None:
-    """The MAM module's room archive, when it is loaded and offers one."""
-    record = getattr(ctx, "modules", {}).get("mam")
-    archive = getattr(record.module, "room_archive", None) if record is not None else None
-    return archive if archive is not None else None
+def _room_archive(ctx: ServerContext) -> RoomArchive | None:
+    """The MAM module's room archive, when it is loaded and enabled."""
+    record = ctx.modules.get("mam")
+    service = getattr(record.module, "service", None) if record is not None else None
+    return MamRoomArchive(service) if service is not None else None

@@ -141,7 +141,9 @@ def room_iq(svc: MucService, session: C2SSession, iq: Element, room_jid: str) ->
             raise StanzaError(E.FORBIDDEN, "the archive of a members-only room is for members")
         if room.affiliation(session.bare) == OUTCAST:
             raise StanzaError(E.FORBIDDEN, "you are banned from this room")
-        return svc.archive.query(session, iq, room.jid)
+        if itype != "set" or payload.name != "query":
+            raise StanzaError(E.SERVICE_UNAVAILABLE, "room archives answer queries only")
+        return svc.guarded(session, iq, svc.archive.query(session, iq, room.jid))
     raise StanzaError(E.SERVICE_UNAVAILABLE)
 
 

@@ -79,31 +79,17 @@ def room_message(svc: MucService, session: C2SSession, stanza: Element, room_jid
                 continue
         out.append(child)
     out.sub("occupant-id", v.OCCUPANT_ID, {"id": room.occupant_id(occupant.bare)})
-    stanza_id = os.urandom(12).hex()
+    has_body = out.find("body") is not None
+    archive = svc.archive if room.config.archive and has_body else None
+    stanza_id = archive.new_id() if archive is not None else os.urandom(12).hex()
     out.sub("stanza-id", v.STANZA_ID, {"id": stanza_id, "by": room.jid})
-    if out.find("body") is not None:
+    if has_body:
         size = len(serialize(out).encode())
         room.history.add(history_entry(svc, out.copy(), occupant.bare, stanza_id, size))
-    archived = None
-    if svc.archive is not None and room.config.archive and out.find("body") is not None:
-        archived = svc.archive.append(room.jid, out.copy(), stanza_id, occupant.bare)
+    if archive is not None:
+        archive.append(room.jid, out.copy(), stanza_id, occupant.nick, occupant.bare)
     svc.to_everyone(room, out)
-    pending = svc.persist(room) if subject is not None and room.config.persistent else None
-    return _both(archived, pending)
-
-
-def _both(first: Pending, second: Pending) -> Pending:
-    if first is None:
-        return second
-    if second is None:
-        return first
-
-    async def both() -> None:
-        assert first is not None and second is not None
-        await first
-        await second
-
-    return both()
+    return svc.persist(room) if subject is not None and room.config.persistent else None
 
 
 def private_message(
@@ -257,29 +243,64 @@ def moderate(
     svc: MucService, session: C2SSession, iq: Element, room: Room, request: Element
 ) -> Pending:
     """XEP-0425: a moderator retracts a groupchat message by its stanza-id; everyone
-    gets the retraction, the history forgets the message, the archive marks it."""
+    gets the retraction, the history forgets the message, the archive keeps a
+    tombstone in its place."""
     moderator = room.occupant_of(session.full)
     if moderator is None or moderator.role != MODERATOR:
         raise StanzaError(E.FORBIDDEN, "only moderators may retract messages")
     if request.find("retract", v.RETRACT) is None:
         raise StanzaError(E.BAD_REQUEST, "only retraction is supported")
     stanza_id = request.get("id") or ""
+    reason = request.find("reason")
+    reason_text = reason.text if reason is not None else ""
+    by = f"{room.jid}/{moderator.nick}"
     entry = room.history.remove(stanza_id)
-    if entry is None and svc.archive is None:
-        raise StanzaError(E.ITEM_NOT_FOUND, "no such message")
+    if svc.archive is None:
+        if entry is None:
+            raise StanzaError(E.ITEM_NOT_FOUND, "no such message")
+        _retracted(svc, session, iq, room, stanza_id, by, moderator.bare, reason_text)
+        return None
+    archive = svc.archive
+    # XEP-0425 §5: the archive keeps a tombstone, from whoever sent the message
+    tombstone = Element("message", ns.CLIENT, {"type": "groupchat", "id": stanza_id})
+    tombstone.attrs["from"] = (
+        entry.stanza.get("from") or room.jid if entry is not None else room.jid
+    )
+    stamp = history_entry(svc, tombstone, "", stanza_id, 0).stamp
+    retracted = tombstone.sub("retracted", v.RETRACT, {"stamp": stamp})
+    moderated = retracted.sub("moderated", v.MODERATE, {"by": by})
+    moderated.sub("occupant-id", v.OCCUPANT_ID, {"id": room.occupant_id(moderator.bare)})
+    if reason_text:
+        retracted.sub("reason", text=reason_text)
+
+    async def in_archive() -> None:
+        found = await archive.retract(room.jid, stanza_id, tombstone)
+        if not found and entry is None:
+            raise StanzaError(E.ITEM_NOT_FOUND, "no such message")
+        _retracted(svc, session, iq, room, stanza_id, by, moderator.bare, reason_text)
+
+    return svc.guarded(session, iq, in_archive())
+
+
+def _retracted(
+    svc: MucService,
+    session: C2SSession,
+    iq: Element,
+    room: Room,
+    stanza_id: str,
+    by: str,
+    moderator: str,
+    reason: str,
+) -> None:
     out = Element(
         "message", ns.CLIENT, {"from": room.jid, "type": "groupchat", "id": os.urandom(8).hex()}
     )
     retract = out.sub("retract", v.RETRACT, {"id": stanza_id})
-    moderated = retract.sub("moderated", v.MODERATE, {"by": f"{room.jid}/{moderator.nick}"})
-    moderated.sub("occupant-id", v.OCCUPANT_ID, {"id": room.occupant_id(moderator.bare)})
-    reason = request.find("reason")
-    if reason is not None and reason.text:
-        retract.sub("reason", text=reason.text)
+    moderated = retract.sub("moderated", v.MODERATE, {"by": by})
+    moderated.sub("occupant-id", v.OCCUPANT_ID, {"id": room.occupant_id(moderator)})
+    if reason:
+        retract.sub("reason", text=reason)
     svc.to_everyone(room, out)
     reply = iq_result(iq)
     reply.attrs["to"] = session.full
     session.send(reply)
-    if svc.archive is not None:
-        return svc.archive.retract(room.jid, stanza_id)
-    return None

@@ -48,14 +48,24 @@ class RoomStore(Protocol):
 
 
 class RoomArchive(Protocol):
-    """What the service needs of the message archive (XEP-0313) for rooms: the MAM
-    module provides it when it is loaded."""
+    """What the service needs of the message archive (XEP-0313) for rooms
+    (`archive.py` adapts the MAM module's API)."""
 
-    def append(self, room: str, stanza: Element, stanza_id: str, sender: str) -> Pending: ...
+    def new_id(self) -> str:
+        """The stanza-id of the next archived message (the archive's own id)."""
+        ...
 
-    def retract(self, room: str, stanza_id: str) -> Pending: ...
+    def append(
+        self, room: str, stanza: Element, stanza_id: str, nick: str, sender: str
+    ) -> None: ...
 
-    def query(self, session: C2SSession, iq: Element, room: str) -> Pending: ...
+    async def retract(self, room: str, stanza_id: str, tombstone: Element) -> bool:
+        """Replace an archived message by its tombstone; False when there is none."""
+        ...
+
+    async def delete(self, room: str) -> None: ...
+
+    async def query(self, session: C2SSession, iq: Element, room: str) -> None: ...
 
 
 class MucService:
@@ -70,6 +80,7 @@ class MucService:
         *,
         archive: RoomArchive | None = None,
         now: Callable[[], float] = time.time,
+        spawn: Callable[[Awaitable[None]], None] | None = None,
     ) -> None:
         self.router = router
         self.options = options
@@ -77,6 +88,8 @@ class MucService:
         self.store = store
         self.archive = archive
         self.now = now
+        #: runs work nobody waits for (the server's `spawn`: awaited at shutdown)
+        self.spawn = spawn
 
     # ------------------------------------------------------------ entry point
 
@@ -174,15 +187,25 @@ class MucService:
         was_persistent = room.config.persistent
         room.destroyed = True
         self.registry.remove(room.jid)
-        if was_persistent:
-            return self._store(self.store.delete(room.jid), room.jid)
-        return None
+        if not was_persistent and self.archive is None:
+            return None
+        return self._forget(room.jid, was_persistent)
+
+    async def _forget(self, jid: str, stored: bool) -> None:
+        """A destroyed room's stored configuration and archive go (§10.9)."""
+        if stored:
+            await self._store(self.store.delete(jid), jid)
+        if self.archive is not None:
+            await self._store(self.archive.delete(jid), jid)
 
     def drop_if_empty(self, room: Room) -> None:
         """§10.9 for temporary rooms: gone when the last occupant leaves."""
         if room.is_empty() and not room.config.persistent and not room.destroyed:
             room.destroyed = True
             self.registry.remove(room.jid)
+            if self.archive is not None and self.spawn is not None:
+                # a later room of the same name must not read this one's archive
+                self.spawn(self._forget(room.jid, False))
 
     # ------------------------------------------------------------ building stanzas
 

@@ -161,7 +161,8 @@ async def test_password_protected_room(tmp_path: Path) -> None:
         assert error(await bob.join("Bob")) == "not-authorized"
         assert error(await bob.join("Bob", extra="<password>wrong</password>")) == "not-authorized"
         assert codes(presences(await bob.join("Bob", extra="<password>s3cret</password>"))[-1]) == {
-            "110"
+            "110",
+            "170",
         }
 
 
@@ -184,7 +185,7 @@ async def test_non_anonymous_rooms_show_everyone_real_jids(tmp_path: Path) -> No
         assert codes(notice) == {"104", "172"}
         got = await carol.join("Carol")
         assert item(presences(got, f"{ROOM}/Bob")[0])["jid"] == bob.full
-        assert codes(presences(got)[-1]) == {"110", "100"}
+        assert codes(presences(got)[-1]) == {"110", "100", "170"}
 
 
 async def test_kick_tells_everyone_with_307_and_admins_cannot_be_kicked(tmp_path: Path) -> None:
