@@ -78,7 +78,7 @@ async def test_pages_forward_and_backward(archive: ArchiveRepository) -> None:
     entries = _rows(ALICE, 25, ["bob@localhost"])
     await archive.append(entries)
     owner = "alice@localhost"
-    first = await archive.query(owner, ArchiveFilter(), PageRequest(max=10))
+    first = await archive.query(owner, ArchiveFilter(), PageRequest(max=10, count=True))
     assert _bodies(first.records) == [str(i) for i in range(10)]
     assert (first.complete, first.count) == (False, 25)
     third = await archive.query(
@@ -94,6 +94,7 @@ async def test_pages_forward_and_backward(archive: ArchiveRepository) -> None:
     )
     assert _bodies(earliest.records) == [str(i) for i in range(10)]
     assert earliest.complete
+    assert third.count is None  # not asked for
     only_count = await archive.query(owner, ArchiveFilter(), PageRequest(max=0))
     assert (only_count.records, only_count.count) == ([], 25)
 

@@ -97,6 +97,11 @@ class MamOptions(BaseModel):
     max_page_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Stored bytes one page may carry: a page stops before the message that would
     pass it (complete='false'), so one query cannot fill the session's buffers."""
+    count_results: bool = False
+    """Give every answer the XEP-0059 <count/> of all results.  It costs a scan of
+    every matching message (12 ms for 100,000 on SQLite, where the page itself
+    takes 0.3 ms), and clients page without it; a query with <max>0</max> always
+    gets it."""
     max_queries_per_account: int = Field(default=4, ge=1)
     """Queries on one archive running at once; more: resource-constraint."""
     queue_messages: int = Field(default=10_000, ge=1)
@@ -155,6 +160,7 @@ class MessageArchive:
             max_page_bytes=options.max_page_bytes,
             max_queries_per_account=options.max_queries_per_account,
             prefs_cache=LocalPrefsCache(options.prefs_cache_entries),
+            count_results=options.count_results,
             random_bytes=random_bytes,
         )
         yield Stage(ArchiveStage(self.service), PRIORITY)

@@ -63,8 +63,11 @@ def query_form() -> Element:
     return build_form(MAM, _FIELDS)
 
 
-def parse_query(query: Element, *, default_max: int, limit: int) -> ArchiveQuery:
-    """The query's filters and page (see the module docstring for the errors)."""
+def parse_query(
+    query: Element, *, default_max: int, limit: int, count: bool = False
+) -> ArchiveQuery:
+    """The query's filters and page (see the module docstring for the errors);
+    `count` asks storage for the XEP-0059 <count/> of every page."""
     queryid = query.get("queryid")
     if queryid is not None and len(queryid) > 256:
         raise StanzaError(BAD, "queryid longer than 256 characters")
@@ -73,6 +76,8 @@ def parse_query(query: Element, *, default_max: int, limit: int) -> ArchiveQuery
     if form is not None:
         filters = _read_form(form, limit)
     page = _read_page(query.find("set", RSM), default_max, limit)
+    if count:
+        page = PageRequest(page.max, page.after, page.before, count=True)
     flip = query.find("flip-page", MAM) is not None
     return ArchiveQuery(queryid, filters, page, flip)
 
@@ -192,12 +197,13 @@ def result_message(
     return message
 
 
-def fin(complete: bool, first: str | None, last: str | None, count: int) -> Element:
+def fin(complete: bool, first: str | None, last: str | None, count: int | None) -> Element:
     """XEP-0313 §4.3: the end of the results, with the RSM summary of the page."""
     el = Element("fin", MAM, {"complete": "true"} if complete else {})
     rsm = el.sub("set", RSM)
     if first is not None and last is not None:
         rsm.sub("first", text=first)
         rsm.sub("last", text=last)
-    rsm.sub("count", text=str(count))
+    if count is not None:
+        rsm.sub("count", text=str(count))
     return el

@@ -116,6 +116,7 @@ class ArchiveService:
         max_page_bytes: int,
         max_queries_per_account: int,
         prefs_cache: PrefsCache,
+        count_results: bool = False,
         random_bytes: Callable[[int], bytes],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -126,6 +127,7 @@ class ArchiveService:
         self.max_page = max_page
         self.max_page_bytes = max_page_bytes
         self.max_queries = max_queries_per_account
+        self.count_results = count_results
         self.prefs_cache = prefs_cache
         self.now = now
         self._ids = archive_ids.IdGenerator(random_bytes)
@@ -260,7 +262,9 @@ class ArchiveService:
         query = iq.find("query", MAM)
         if query is None:
             raise StanzaError(StanzaErrorCondition.BAD_REQUEST, "no <query/>")
-        parsed = parse_query(query, default_max=self.default_page, limit=self.max_page)
+        parsed = parse_query(
+            query, default_max=self.default_page, limit=self.max_page, count=self.count_results
+        )
         running = self._running.get(owner_jid, 0)
         if running >= self.max_queries:
             raise StanzaError(

@@ -116,7 +116,7 @@ def condition(iq: ET.Element) -> str:
 
 
 async def test_a_message_lands_in_both_archives_with_a_stanza_id(tmp_path: Path) -> None:
-    async with server(tmp_path) as srv:
+    async with server(tmp_path, count_results=True) as srv:
         alice = await login(srv, "alice")
         bob = await login(srv, "bob")
         (message,) = await exchange(alice, bob, chat("bob@localhost", "hi bob", mid="m1"))
@@ -153,7 +153,7 @@ def fin_of(iq: ET.Element) -> tuple[str | None, str | None, str | None, str | No
 
 
 async def test_pages_forward_backward_and_flipped(tmp_path: Path) -> None:
-    async with server(tmp_path) as srv:
+    async with server(tmp_path, count_results=True) as srv:
         alice = await login(srv, "alice")
         await alice.send("".join(chat("bob@localhost", f"m{i}") for i in range(7)))
         first, iq = await query(alice, rsm(3))
@@ -479,7 +479,7 @@ def _element(el: ET.Element) -> Any:
 
 
 async def test_a_huge_max_is_lowered_to_the_page_limit(tmp_path: Path) -> None:
-    async with server(tmp_path, max_page=3) as srv:
+    async with server(tmp_path, max_page=3, count_results=True) as srv:
         alice = await login(srv, "alice")
         await alice.send("".join(chat("bob@localhost", f"m{i}") for i in range(5)))
         results, iq = await query(alice, rsm(10**12))
@@ -520,3 +520,13 @@ async def test_too_many_preference_jids_are_not_acceptable(tmp_path: Path) -> No
             )
         )
         assert condition(iq) == "jid-malformed"
+
+
+async def test_no_count_unless_configured_or_asked(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        await alice.send(chat("bob@localhost", "one") + chat("bob@localhost", "two"))
+        results, iq = await query(alice)
+        assert len(results) == 2 and fin_of(iq) == ("true", *result_ids(results)[::1], None)
+        results, iq = await query(alice, rsm(0))
+        assert results == [] and fin_of(iq)[3] == "2"
