@@ -43,6 +43,8 @@ class QueuedRow:
     row: NewArchiveRow
     contact: str | None
     size: int
+    #: order of arrival (what `flush` waits for)
+    seq: int = 0
 
 
 Screen = Callable[[Sequence[QueuedRow]], Awaitable[list[NewArchiveRow]]]
@@ -69,8 +71,10 @@ class ArchiveWriter:
         self._rows: deque[QueuedRow] = deque()
         self.nbytes = 0
         self._draining = False
-        self._idle = asyncio.Event()
-        self._idle.set()
+        #: the last row offered, and the last one written or dropped
+        self._seq = 0
+        self._done = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         #: rows refused in the current full episode (None: not full)
         self._refused: int | None = None
         self.refused_total = 0
@@ -94,11 +98,11 @@ class ArchiveWriter:
             self._refused += 1
             self.refused_total += 1
             return False
-        self._rows.append(QueuedRow(row, contact, size))
+        self._seq += 1
+        self._rows.append(QueuedRow(row, contact, size, self._seq))
         self.nbytes += size
         if not self._draining:
             self._draining = True
-            self._idle.clear()
             self._spawn(self._drain())
         return True
 
@@ -125,14 +129,29 @@ class ArchiveWriter:
                     old.stamp,
                     stanza,
                 )
-                self._rows[index] = QueuedRow(row, queued.contact, row.size)
+                self._rows[index] = QueuedRow(row, queued.contact, row.size, queued.seq)
                 self.nbytes += row.size - queued.size
                 return True
         return False
 
     async def flush(self) -> None:
-        """Wait until everything queued so far is written (or dropped)."""
-        await self._idle.wait()
+        """Wait until every row queued so far is written (or dropped); rows queued
+        meanwhile are not waited for, so steady traffic cannot hold a query."""
+        if not self._draining:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._seq, waiter))
+        await waiter
+
+    def _wake(self, everyone: bool = False) -> None:
+        waiting = []
+        for target, waiter in self._waiters:
+            if everyone or target <= self._done:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                waiting.append((target, waiter))
+        self._waiters = waiting
 
     async def _drain(self) -> None:
         try:
@@ -140,6 +159,8 @@ class ArchiveWriter:
                 taken = [self._rows.popleft() for _ in range(min(self.batch, len(self._rows)))]
                 self.nbytes -= sum(q.size for q in taken)
                 await self._write(taken)
+                self._done = taken[-1].seq
+                self._wake()
                 if self._refused is not None and len(self._rows) <= self.max_rows // 2:
                     log.warning(
                         "message archive queue has room again; %d messages were not archived",
@@ -148,7 +169,7 @@ class ArchiveWriter:
                     self._refused = None
         finally:
             self._draining = False
-            self._idle.set()
+            self._wake(everyone=True)
 
     async def _write(self, taken: list[QueuedRow]) -> None:
         for attempt in range(len(RETRY_PAUSES) + 1):
