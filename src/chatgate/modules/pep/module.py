@@ -225,7 +225,9 @@ class PersonalEventing:
             items = action.find_all("item", PUBSUB)
             if len(items) != 1:
                 raise PubsubError(C.BAD_REQUEST, "item-required")
-            await self.service.retract(owner, node, items[0].get("id") or "", notify)
+            await self.service.retract(
+                owner, node, items[0].get("id") or "", notify, session=session
+            )
             return None
         if action.name == "create":
             changes = self._form_changes(pubsub.find("configure", PUBSUB), NODE_CONFIG)
@@ -269,10 +271,10 @@ class PersonalEventing:
             await self.service.configure(owner, node, self._read(form, NODE_CONFIG))
             return None
         if kind == "set" and action.name == "delete":
-            await self.service.delete(owner, node)
+            await self.service.delete(owner, node, session)
             return None
         if kind == "set" and action.name == "purge":
-            await self.service.purge(owner, node)
+            await self.service.purge(owner, node, session)
             return None
         raise PubsubError(C.FEATURE_NOT_IMPLEMENTED, "unsupported", feature=_feature(action.name))
 
@@ -299,7 +301,7 @@ class PersonalEventing:
                     raise PubsubError(C.CONFLICT, "precondition-not-met", exc.text) from None
         node = action.get("node") or ""
         item_id = await self.service.publish(
-            owner, session.full, node, items[0] if items else None, options
+            owner, session.full, node, items[0] if items else None, options, session=session
         )
         answer = Element("publish", PUBSUB, {"node": node})
         answer.sub("item", attrs={"id": item_id})

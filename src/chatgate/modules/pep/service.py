@@ -9,7 +9,7 @@ Every refusal is a `PubsubError` with the condition XEP-0060 names for it.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -37,6 +37,10 @@ PUBSUB = "http://jabber.org/protocol/pubsub"
 MAX_NAME = 1023  # node names and item ids (the columns' size)
 
 
+#: (owner, node, the session that made the change, None for the server itself)
+Observer = Callable[[Owner, str, "C2SSession | None"], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_item_bytes: int
@@ -61,6 +65,14 @@ class PepService:
         self.rosters = rosters
         self.audience = audience
         self.limits = limits
+        #: heard after the owner changed a node's items (publish, retract, purge,
+        #: delete) through a client's request: (owner, node, session); the
+        #: bookmarks module keeps XEP-0048 storage in step with XEP-0402 this way
+        self.observers: list[Observer] = []
+
+    async def _changed(self, owner: Owner, node: str, session: C2SSession | None) -> None:
+        for observer in self.observers:
+            await observer(owner, node, session)
 
     # ------------------------------------------------------------ access
 
@@ -111,6 +123,9 @@ class PepService:
         node: str,
         item: Element | None,
         options: dict[str, object] | None,
+        *,
+        session: C2SSession | None = None,
+        observe: bool = True,
     ) -> str:
         """Publish one item (XEP-0060 §7.1); returns its id.  `options` are the
         publish-options preconditions (§7.1.5), already read from their form."""
@@ -170,9 +185,20 @@ class PepService:
             node, [_event_item(item_id, payloads[0] if config.deliver_payloads else None)]
         )
         self.audience.send_event(bare_of(owner), await self.audience_of(owner, config, node), event)
+        if observe:
+            await self._changed(owner, node, session)
         return item_id
 
-    async def retract(self, owner: Owner, node: str, item_id: str, notify: bool) -> None:
+    async def retract(
+        self,
+        owner: Owner,
+        node: str,
+        item_id: str,
+        notify: bool,
+        *,
+        session: C2SSession | None = None,
+        observe: bool = True,
+    ) -> None:
         """XEP-0060 §7.2: delete one item; with `notify`, subscribers hear it."""
         _check_name(node)
         if not item_id:
@@ -192,6 +218,8 @@ class PepService:
             self.audience.send_event(
                 bare_of(owner), await self.audience_of(owner, config, node), event
             )
+        if observe:
+            await self._changed(owner, node, session)
 
     async def items(
         self, owner: Owner, who: str, node: str, *, last: int | None, ids: Sequence[str] | None
@@ -239,7 +267,7 @@ class PepService:
         except NodeNotFound:
             raise PubsubError(C.ITEM_NOT_FOUND) from None
 
-    async def delete(self, owner: Owner, node: str) -> None:
+    async def delete(self, owner: Owner, node: str, session: C2SSession | None = None) -> None:
         """XEP-0060 §8.4: subscribers hear <delete/> when the node says so."""
         config = await self.config_of(owner, node)
         if config is None:
@@ -252,8 +280,9 @@ class PepService:
         event = Element("event", PUBSUB_EVENT)
         event.sub("delete", attrs={"node": node})
         self.audience.send_event(bare_of(owner), sessions, event)
+        await self._changed(owner, node, session)
 
-    async def purge(self, owner: Owner, node: str) -> None:
+    async def purge(self, owner: Owner, node: str, session: C2SSession | None = None) -> None:
         """XEP-0060 §8.5."""
         config = await self.config_of(owner, node)
         if config is None:
@@ -265,6 +294,7 @@ class PepService:
         event = Element("event", PUBSUB_EVENT)
         event.sub("purge", attrs={"node": node})
         self.audience.send_event(bare_of(owner), await self.audience_of(owner, config, node), event)
+        await self._changed(owner, node, session)
 
     # ------------------------------------------------------------ last items
 
