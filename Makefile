@@ -11,7 +11,7 @@ INSTALLED := $(VENV)/.installed$(if $(EXTRAS),-$(subst $(comma),-,$(EXTRAS)))
 # The web chat's and the browser tests' npm packages (web/assets.lock.json), unpacked here.
 WEB_ASSETS ?= web/dist
 
-.PHONY: run test install install-test web-assets lint bench clean
+.PHONY: run test install install-test web-assets slixmpp-itests lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,13 +37,18 @@ install-test: $(VENV)/.installed-test
 web-assets:
 	PYTHONPATH=src $(PYTHON) -m chatgate.webassets fetch $(WEB_ASSETS)
 
+## make slixmpp-itests: fetch slixmpp's own integration tests (its sdist on PyPI, sha256 checked)
+## into .cache/interop/ for tests/interop (docs/interop.md); nothing done when current.
+slixmpp-itests:
+	$(PYTHON) tests/interop/fetch_slixmpp_itests.py
+
 ## make run: install into .venv, write chatgate.toml if missing, start the server in the foreground.
 run: install web-assets
 	$(BIN)/chatgate init --config $(CONFIG)
 	exec $(BIN)/chatgate serve --config $(CONFIG)
 
 ## make test: install test dependencies (Python and Debian packages) and run the whole suite.
-test: install-test web-assets
+test: install-test web-assets slixmpp-itests
 	bash tests/install-system-deps.sh
 	$(BIN)/ruff check src tests $(wildcard bench) $(wildcard examples)
 	$(BIN)/mypy
@@ -61,4 +66,4 @@ bench: install-test
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache $(WEB_ASSETS) test-artifacts
+	rm -rf $(VENV) var .pytest_cache $(WEB_ASSETS) test-artifacts .cache
