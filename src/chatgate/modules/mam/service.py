@@ -26,6 +26,7 @@ complete='false', when the next message would pass it), and
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -68,10 +69,12 @@ MAX_PREF_JIDS = 500
 
 
 class PrefsCache(Protocol):
-    """Accounts' archiving preferences kept in memory for the routing path.  A
-    cluster's implementation must drop an entry on every node when one node
-    stores new preferences (a Redis publication), or nodes decide on stale ones
-    until the entry is evicted (the writer still reads storage on a miss only)."""
+    """Accounts' archiving preferences kept in memory for the routing path and
+    the writer.  Entries expire: in a cluster another node may store new
+    preferences, and this node then decides with the old ones for at most the
+    entry's lifetime.  A shared implementation would also drop the entry on every
+    node when one stores preferences (a Redis publication, as `cluster/rosters.py`
+    does for rosters)."""
 
     def get(self, owner: str) -> ArchivePrefs | None: ...
 
@@ -81,23 +84,43 @@ class PrefsCache(Protocol):
 
 
 class LocalPrefsCache:
-    """In-process `PrefsCache`: an LRU bounded in entries and bytes."""
+    """In-process `PrefsCache`: an LRU bounded in entries and bytes, each entry
+    trusted for `ttl` seconds of `clock`."""
 
-    def __init__(self, max_entries: int, max_bytes: int = 16 * 1024 * 1024) -> None:
-        self._cache: LruCache[str, ArchivePrefs] = LruCache(max_entries, max_bytes, _weigh_prefs)
+    def __init__(
+        self,
+        max_entries: int,
+        max_bytes: int = 16 * 1024 * 1024,
+        *,
+        ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cache: LruCache[str, tuple[ArchivePrefs, float]] = LruCache(
+            max_entries, max_bytes, _weigh_prefs
+        )
+        self.ttl = ttl
+        self._clock = clock
 
     def get(self, owner: str) -> ArchivePrefs | None:
-        return self._cache.get(owner)
+        entry = self._cache.get(owner)
+        if entry is None:
+            return None
+        prefs, until = entry
+        if self._clock() > until:
+            self._cache.pop(owner)
+            return None
+        return prefs
 
     def put(self, owner: str, prefs: ArchivePrefs) -> None:
-        self._cache.put(owner, prefs)
+        self._cache.put(owner, (prefs, self._clock() + self.ttl))
 
     def forget(self, owner: str) -> None:
         self._cache.pop(owner)
 
 
-def _weigh_prefs(owner: str, prefs: ArchivePrefs) -> int:
-    return 100 + len(owner) + sum(len(j) + 60 for j in (*prefs.always, *prefs.never))
+def _weigh_prefs(owner: str, entry: tuple[ArchivePrefs, float]) -> int:
+    prefs = entry[0]
+    return 120 + len(owner) + sum(len(j) + 60 for j in (*prefs.always, *prefs.never))
 
 
 class ArchiveService:

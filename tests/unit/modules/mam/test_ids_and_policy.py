@@ -92,3 +92,18 @@ def test_stamp_of_an_id_is_its_millisecond() -> None:
     moment = datetime(2026, 12, 5, 12, 0, 0, 123000, tzinfo=UTC)
     archive_id = IdGenerator(os.urandom).next(millis(moment))
     assert stamp_of(archive_id) == moment
+
+
+def test_cached_preferences_expire() -> None:
+    from chatgate.modules.mam.service import LocalPrefsCache
+
+    now = [100.0]
+    cache = LocalPrefsCache(10, ttl=60, clock=lambda: now[0])
+    cache.put("a@b", ArchivePrefs("never"))
+    now[0] += 59
+    assert cache.get("a@b") == ArchivePrefs("never")
+    now[0] += 2
+    assert cache.get("a@b") is None
+    for i in range(20):  # bounded in entries
+        cache.put(f"u{i}@b", ArchivePrefs("always"))
+    assert cache.get("u0@b") is None and cache.get("u19@b") is not None
