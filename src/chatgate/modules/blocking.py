@@ -252,9 +252,15 @@ class Blocklists:
         self._dirty: set[str] = set()
         #: the stanza being routed again after its wait (it must not wait again)
         self.replaying: Element | None = None
+        #: lists just read, for the stanzas that waited for them (a list too large
+        #: for the LRU is used for those and read again next time)
+        self._fresh: dict[str, frozenset[str]] = {}
 
     def get(self, bare: str) -> frozenset[str] | None:
-        return self.cache.get(bare)
+        items = self.cache.get(bare)
+        if items is None and self._fresh:
+            items = self._fresh.get(bare)
+        return items
 
     def load(self, bare: str) -> Awaitable[frozenset[str]]:
         """The account's list, read into the cache when missing (one read at a time)."""
@@ -299,6 +305,7 @@ class Blocklists:
             if not future.done():
                 future.set_result(items)
             queue = self.waiting.get(bare, deque())
+            self._fresh[bare] = items
             while queue:
                 origin, stanza = queue.popleft()
                 self.replaying = stanza
@@ -318,10 +325,13 @@ class Blocklists:
         finally:
             self.waiting.pop(bare, None)
             self._loads.pop(bare, None)
+            self._fresh.pop(bare, None)
 
     def changed(self, bare: str, items: frozenset[str]) -> None:
         if bare in self._loads:
             self._dirty.add(bare)
+        if bare in self._fresh:
+            self._fresh[bare] = items
         self.cache.changed(bare, items)
 
     # ---------------------------------------------------------- lifecycle

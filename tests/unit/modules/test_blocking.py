@@ -323,6 +323,24 @@ async def test_blocked_sender_cannot_fill_an_offline_blocker_store(tmp_path: Pat
         assert await srv.db.offline.count(("alice", "localhost")) == 1
 
 
+async def test_a_list_too_large_for_the_cache_is_still_enforced(tmp_path: Path) -> None:
+    async with server(tmp_path, {"blocking": {"cache_bytes": 1024}}) as srv:
+        alice = await login(srv, "alice")
+        long = "x" * 1000 + "@example.org"
+        (reply,) = of(await alice.send(block("bob@localhost", long)), "iq", id="b1")
+        assert reply.get("type") == "result"
+        alice.wire.conn.connection_lost()
+        await alice.wire.settle()
+        bob = await login(srv, "bob")
+        out = await bob.send(chat("alice@localhost", "one"))
+        out += await bob.send(chat("alice@localhost", "two", "m2"))
+        assert [condition(e) for e in of(out, "message", type="error")] == [
+            "service-unavailable",
+            "service-unavailable",
+        ]
+        assert srv.module("blocking").cache.get("alice@localhost") is None
+
+
 async def test_waiting_stanzas_keep_their_order(tmp_path: Path) -> None:
     async with server(tmp_path) as srv:
         alice = await login(srv, "alice")
