@@ -341,7 +341,6 @@ class ArchiveService:
         last = ordered[-1].archive_id if ordered else None
         reply = iq_result(iq, fin(complete, first, last, page.count))
         reply.attrs["to"] = session.full
-        reply.attrs.pop("from", None)
         session.send(reply)
 
     #: the name the rooms module's `RoomArchive` protocol uses

@@ -263,6 +263,7 @@ async def test_another_accounts_archive_is_forbidden(tmp_path: Path) -> None:
         assert b"<result" not in bob.transport.out[mark:]
         results, iq = await query(alice, to="alice@localhost")
         assert result_bodies(results) == ["secret"]
+        assert iq.get("from") == "alice@localhost"  # the reply comes from where it went
 
 
 async def test_form_metadata_and_disco(tmp_path: Path) -> None:
@@ -456,6 +457,8 @@ async def test_room_archive_api(tmp_path: Path) -> None:
         assert result_bodies(results) == ["r1", "r2"]
         assert {r.get("from") for r in results} == {room}
         assert result_ids(results) == ids[1:]
+        (answer,) = [e for e in els if e.tag == C + "iq"]
+        assert answer.get("from") == room and answer.get("type") == "result"
         assert await service.retract(room, ids[2]) is True
         assert await service.retract(room, ids[2]) is False
         mark = len(alice.transport.out)
