@@ -311,17 +311,20 @@ class ArchiveService:
                 del self._running[owner_jid]
         records = page.records
         complete = page.complete
-        # bound the bytes of one answer: stop before the message that would pass it
+        # bound the bytes of one answer: keep the messages nearest where the page
+        # starts (the oldest going forward, the newest going backward) up to the
+        # budget; the first one always goes, so paging never stalls
+        backwards = parsed.page.before is not None
+        nearest_first = list(reversed(records)) if backwards else records
         total = 0
-        for index, record in enumerate(records):
+        for index, record in enumerate(nearest_first):
             total += len(record.stanza)
             if index and total > self.max_page_bytes:
-                backwards = parsed.page.before is not None
-                records = records[len(records) - index :] if backwards else records[:index]
+                kept = nearest_first[:index]
+                records = list(reversed(kept)) if backwards else kept
                 complete = False
                 break
         ordered = list(reversed(records)) if parsed.flip else records
-        sent: list[str] = []
         for record in ordered:
             original = _restore(record.stanza, record.archive_id, owner_jid)
             if original is None:
@@ -336,7 +339,6 @@ class ArchiveService:
                     original,
                 )
             )
-            sent.append(record.archive_id)
         first = ordered[0].archive_id if ordered else None
         last = ordered[-1].archive_id if ordered else None
         reply = iq_result(iq, fin(complete, first, last, page.count))

@@ -505,6 +505,8 @@ async def test_a_page_stops_at_its_byte_budget(tmp_path: Path) -> None:
         )
         last, iq = await query(alice, rsm(50, before=""))
         assert result_bodies(last)[-1].startswith("4") and fin_of(iq)[0] is None
+        assert len(last) == len(results)  # the newest ones, as many as fit
+        assert sum(len(b) for b in result_bodies(last)) <= 1024
 
 
 async def test_too_many_preference_jids_are_not_acceptable(tmp_path: Path) -> None:
