@@ -130,3 +130,21 @@ async def test_everything_goes_with_the_account(db: Database, alice: tuple[str, 
     await db.accounts.delete(*alice)
     assert await rows(db, "SELECT id FROM pubsub_nodes") == []
     assert await rows(db, "SELECT id FROM pubsub_items") == []
+
+
+async def test_nodes_named_across_owners(db: Database, alice: tuple[str, str], keys) -> None:  # type: ignore[no-untyped-def]
+    bob = ("bob", "localhost")
+    await db.accounts.create(*bob, keys)
+    repo = PubsubRepository(db.engine)
+    await publish(repo, alice, "mood", "1")
+    await publish(repo, alice, "tune", "1")
+    await publish(repo, bob, "mood", "1")
+    await publish(repo, bob, "other", "1")
+    found = await repo.nodes_named([alice, bob], ["mood", "tune", "absent"])
+    assert [(owner, n.node) for owner, n in found] == [
+        (alice, "mood"),
+        (alice, "tune"),
+        (bob, "mood"),
+    ]
+    assert await repo.nodes_named([bob], ["tune"]) == []
+    assert await repo.nodes_named([], ["mood"]) == []

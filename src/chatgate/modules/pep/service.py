@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from chatgate.modules.pep.caps import NOTIFY
 from chatgate.modules.pep.config import AccessModel, NodeConfig, SendLast, apply, matches
 from chatgate.modules.pep.errors import PubsubError
 from chatgate.modules.pep.notifier import PUBSUB_EVENT, Audience
@@ -35,6 +36,7 @@ from chatgate.xmpp.session import C2SSession
 
 PUBSUB = "http://jabber.org/protocol/pubsub"
 MAX_NAME = 1023  # node names and item ids (the columns' size)
+MAX_WANTED = 500
 
 
 #: (owner, node, the session that made the change, None for the server itself)
@@ -301,25 +303,25 @@ class PepService:
     async def send_last_items(self, session: C2SSession, owners: Sequence[Owner]) -> None:
         """The last published item of each node of `owners` that `session` wants and
         may read (XEP-0163 §4.3.5: on presence and on caps discovery)."""
-        interest = self.audience.interest
-        for owner in owners:
-            for stored in await self.repository.nodes(owner):
-                if not interest.wants(session.full, stored.node):
-                    continue
-                config = NodeConfig.from_json(stored.config)
-                if config.send_last_published_item is SendLast.NEVER:
-                    continue
-                if await self.may_read(owner, config, session.bare) is not None:
-                    continue
-                try:
-                    last = await self.repository.items(owner, stored.node, last=1)
-                except NodeNotFound:
-                    continue
-                if last:
-                    event = Element("event", PUBSUB_EVENT)
-                    items = event.sub("items", attrs={"node": stored.node})
-                    items.append(_stored_item(last[0], PUBSUB_EVENT, config.deliver_payloads))
-                    self.audience.send_event(bare_of(owner), [session], event)
+        features = self.audience.interest.features(session.full) or frozenset()
+        # A client names as many +notify features as it likes: at most
+        # MAX_WANTED nodes are looked at (real clients name a dozen or two).
+        wanted = sorted(f[: -len(NOTIFY)] for f in features if f.endswith(NOTIFY))[:MAX_WANTED]
+        for owner, stored in await self.repository.nodes_named(owners, wanted):
+            config = NodeConfig.from_json(stored.config)
+            if config.send_last_published_item is SendLast.NEVER:
+                continue
+            if await self.may_read(owner, config, session.bare) is not None:
+                continue
+            try:
+                last = await self.repository.items(owner, stored.node, last=1)
+            except NodeNotFound:
+                continue
+            if last:
+                event = Element("event", PUBSUB_EVENT)
+                items = event.sub("items", attrs={"node": stored.node})
+                items.append(_stored_item(last[0], PUBSUB_EVENT, config.deliver_payloads))
+                self.audience.send_event(bare_of(owner), [session], event)
 
 
 def _check_name(node: str | None, condition: C = C.BAD_REQUEST) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..wire import Server
 from .client import (
     CLIENT,
     EVENT,
@@ -402,3 +403,38 @@ async def test_disabled_pep_answers_service_unavailable(tmp_path: Path) -> None:
 
 def _ver(features: list[str]) -> str:
     return ver_of(features)
+
+
+async def test_private_pep_storage_survives_a_restart(tmp_path: Path) -> None:
+    """XEP-0223: persist_items + whitelist keeps private data on PEP, for the owner
+    only, across a restart of the server."""
+    secret = "<prefs xmlns='urn:x:prefs'><theme>dark</theme></prefs>"
+    options = {"pubsub#persist_items": "true", "pubsub#access_model": "whitelist"}
+    async with pep_server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        bob = await login(srv, "bob")
+        await alice.available(["urn:x:prefs+notify"])
+        await bob.available(["urn:x:prefs+notify"])
+        alice.take()
+        bob.take()
+        assert (await alice.iq("set", publish("urn:x:prefs", secret, "current", options))).get(
+            "type"
+        ) == "result"
+        assert len(alice.events()) == 1  # the owner's resource hears it
+        assert bob.events() == []  # bob is subscribed and interested, but it is whitelist
+    srv = await Server.start(tmp_path, {})
+    try:
+        alice = await login(srv, "alice")
+        got = await alice.iq(
+            "get", f"<pubsub xmlns='{PUBSUB}'><items node='urn:x:prefs'/></pubsub>"
+        )
+        assert got.findtext(".//{urn:x:prefs}theme") == "dark"
+        bob = await login(srv, "bob")
+        refused = await bob.iq(
+            "get",
+            f"<pubsub xmlns='{PUBSUB}'><items node='urn:x:prefs'/></pubsub>",
+            to="alice@localhost",
+        )
+        assert error_of(refused) == ("not-allowed", "closed-node")
+    finally:
+        await srv.stop()
