@@ -39,6 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from chatgate.jid import JID, InvalidJID
 from chatgate.lru import LruCache
 from chatgate.modules.base import DiscoFeature, IqHandler, OnEvent, Registration, Spec, Stage
+from chatgate.storage.errors import StorageUnavailable
+from chatgate.storage.outage_log import OutageLog
 from chatgate.storage.repositories.blocking import BlocklistFull, BlocklistRepository
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
@@ -255,6 +257,8 @@ class Blocklists:
         #: lists just read, for the stanzas that waited for them (a list too large
         #: for the LRU is used for those and read again next time)
         self._fresh: dict[str, frozenset[str]] = {}
+        #: one line per outage of the database, not a traceback per stanza
+        self._outage = OutageLog(log, "blocklists")
 
     def get(self, bare: str) -> frozenset[str] | None:
         items = self.cache.get(bare)
@@ -316,7 +320,10 @@ class Blocklists:
                 if pending is not None:
                     await pending
         except Exception as exc:
-            log.exception("could not read the blocklist of %s", bare)
+            if isinstance(exc, StorageUnavailable):
+                self._outage.failed(f"reading the blocklist of {bare}", exc)
+            else:
+                log.exception("could not read the blocklist of %s", bare)
             if not future.done():
                 future.set_exception(exc)
                 future.exception()  # retrieved: a caller may not be waiting
