@@ -33,6 +33,7 @@ from chatgate.modules.pep.config import (
 from chatgate.modules.pep.errors import PubsubError, error_iq
 from chatgate.modules.pep.notifier import Audience
 from chatgate.modules.pep.service import PUBSUB, Limits, PepService
+from chatgate.modules.pep.vcard_avatar import AvatarToVCard
 from chatgate.modules.roster.module import RosterModule
 from chatgate.storage.repositories.owner import Owner
 from chatgate.storage.repositories.pubsub import PubsubRepository
@@ -93,6 +94,9 @@ class PepOptions(BaseModel):
     """Verified XEP-0115 caps (ver -> features) kept in memory."""
     caps_query_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
     """Seconds to wait for a client's disco#info answer about its caps."""
+    avatar_to_vcard: bool = True
+    """Copy an avatar published on PEP (XEP-0084) into the user's vCard PHOTO
+    (XEP-0398, PEP to vCard only), for clients that know only vCard avatars."""
 
 
 class PersonalEventing:
@@ -103,6 +107,7 @@ class PersonalEventing:
         Spec("XEP-0163", "1.2.2"),
         Spec("XEP-0084", "1.1.4"),
         Spec("XEP-0223", "1.1.1"),
+        Spec("XEP-0398", "0.3.1"),
     )
     Options: ClassVar[type[BaseModel]] = PepOptions
 
@@ -132,6 +137,8 @@ class PersonalEventing:
             PubsubRepository(ctx.db.engine), self.rosters, self.audience, limits
         )
         self.ctx = ctx
+        if options.avatar_to_vcard:
+            self.service.observers.append(AvatarToVCard(self.service, ctx.db.vcards))
         for kind in ("get", "set"):
             yield IqHandler(PUBSUB, kind, self._pubsub, to_server=True, to_account=True)
             yield IqHandler(PUBSUB_OWNER, kind, self._owner, to_server=True, to_account=True)
