@@ -20,7 +20,7 @@ from chatgate.modules.muc.registry import LocalRoomRegistry, RoomRegistry
 from chatgate.modules.muc.room import History, Room, RoomConfig
 from chatgate.modules.muc.service import MucService, RoomArchive
 from chatgate.storage.repositories.rooms import RoomRepository
-from chatgate.xmpp.events import SessionClosed
+from chatgate.xmpp.events import RemoteSessionLost, SessionClosed
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -81,8 +81,13 @@ class MultiUserChat:
         def closed(event: SessionClosed) -> None:
             session_closed(service, event.session.full)
 
+        def lost(event: RemoteSessionLost) -> None:
+            # a session of another cluster node died with its node
+            session_closed(service, event.full)
+
         yield OnStart(load_rooms)
         yield OnEvent(SessionClosed, closed, priority=50)
+        yield OnEvent(RemoteSessionLost, lost, priority=50)
         for domain, host in domains.items():
             yield ServiceDomain(domain, service.handle, host, options.name)
 

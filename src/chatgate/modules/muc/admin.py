@@ -313,7 +313,7 @@ def _admin_set(
         reason_el = item.find("reason")
         reason = reason_el.text if reason_el is not None else None
         if item.get("affiliation") is not None:
-            bare = _bare(item, room)
+            bare = _bare(svc, item, room)
             affiliation = item.get("affiliation") or ""
             _check_affiliation(room, mine, bare, affiliation)
             affiliation_changes[bare] = (affiliation, reason)
@@ -369,8 +369,16 @@ def _admin_set(
     return None
 
 
-def _bare(item: Element, room: Room) -> str:
+def _bare(svc: MucService, item: Element, room: Room) -> str:
+    """The bare JID an affiliation item names: its 'jid', or the occupant its
+    'nick' names (§9.1 lets an admin ban an occupant by nick)."""
     text = item.get("jid")
+    nick = item.get("nick")
+    if not text and nick:
+        occupant = room.occupants.get(nick_key(nick, svc.options.max_nick_length))
+        if occupant is None:
+            raise StanzaError(E.ITEM_NOT_FOUND, f"no occupant {nick}")
+        return occupant.bare
     if not text:
         raise StanzaError(E.BAD_REQUEST, "an affiliation change names a JID")
     try:

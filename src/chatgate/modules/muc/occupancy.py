@@ -65,8 +65,15 @@ def presence(
     key = nick_key(nick, svc.options.max_nick_length)
     if room.by_full[session.full] != key or occupant.nick != nick:
         return change_nick(svc, room, occupant, session, stanza, nick, key)
-    # §7.7: a new status, to everyone
     occupant.sessions[session.full] = stanza
+    x = stanza.find("x", v.MUC)
+    if x is not None:
+        # A join from a session already in the room (a client that lost track,
+        # XEP-0410 §4): it gets the room's state again; the others a new status.
+        svc.broadcast_presence(room, occupant, only_self=())
+        _welcome(svc, room, occupant, session, x, created=False, announce=False)
+        return None
+    # §7.7: a new status, to everyone
     svc.broadcast_presence(room, occupant, self_codes=(v.SELF,))
     return None
 
@@ -110,14 +117,31 @@ def join(
             raise StanzaError(E.RESOURCE_CONSTRAINT, "too many sessions under this nickname")
     if created:
         svc.registry.add(room)
+    room.add_session(key, occupant, session.full, stanza)
+    svc.registry.joined(session.full, room.jid)
+    _welcome(svc, room, occupant, session, x, created=created, announce=existing is None)
+    if created and room.config.persistent and not room.locked:
+        return svc.persist(room)
+    return None
+
+
+def _welcome(
+    svc: MucService,
+    room: Room,
+    occupant: Occupant,
+    session: C2SSession,
+    x: Element | None,
+    *,
+    created: bool,
+    announce: bool,
+) -> None:
+    """§7.2.3: the occupants already there, then the joiner's own presence (to
+    everyone when `announce`), then history and subject, to the joining session."""
     joiner = session.full
-    # §7.2.3: first the occupants already there
     for other in list(room.occupants.values()):
         if other is not occupant:
             el = svc.occupant_presence(room, other, with_jid=room.sees_jids(occupant))
             svc.router.presence_to((joiner,), _serialize(el))
-    room.add_session(key, occupant, joiner, stanza)
-    svc.registry.joined(joiner, room.jid)
     codes = [v.SELF]
     if room.config.non_anonymous:
         codes.append(v.NON_ANONYMOUS)
@@ -125,7 +149,7 @@ def join(
         codes.append(v.LOGGED)
     if created:
         codes.append(v.CREATED)
-    if existing is None:
+    if announce:
         svc.broadcast_presence(room, occupant, self_codes=tuple(codes), only_self=(joiner,))
     else:
         el = svc.occupant_presence(room, occupant, with_jid=True, codes=codes)
@@ -133,9 +157,6 @@ def join(
     if not created:
         _send_history(svc, room, session, x)
     _send_subject(svc, room, joiner)
-    if created and room.config.persistent and not room.locked:
-        return svc.persist(room)
-    return None
 
 
 def _send_history(svc: MucService, room: Room, session: C2SSession, x: Element | None) -> None:

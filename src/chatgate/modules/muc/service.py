@@ -200,7 +200,8 @@ class MucService:
 
     def drop_if_empty(self, room: Room) -> None:
         """§10.9 for temporary rooms: gone when the last occupant leaves."""
-        if room.is_empty() and not room.config.persistent and not room.destroyed:
+        # a room never configured (still locked) is not kept either
+        if room.is_empty() and not room.destroyed and (room.locked or not room.config.persistent):
             room.destroyed = True
             self.registry.remove(room.jid)
             if self.archive is not None and self.spawn is not None:
@@ -287,16 +288,24 @@ class MucService:
             )
             self.router.presence_to(own, serialize(el))
 
-    def deliver(self, full: str, stanza: Element) -> None:
-        """Write `stanza`, addressed to `full`, to that session."""
+    def deliver(self, full: str, stanza: Element) -> bool:
+        """Write `stanza`, addressed to `full`, to that session; False when it is gone."""
         bare, _, resource = full.partition("/")
         local, _, domain = bare.partition("@")
         stanza.attrs["to"] = full
-        self.router.deliver_to_full(JID(local, domain, resource), stanza)
+        return self.router.deliver_to_full(JID(local, domain, resource), stanza)
 
     def to_everyone(self, room: Room, stanza: Element) -> None:
-        for full in list(room.by_full):
-            self.deliver(full, stanza)
+        """`stanza` to every occupant's sessions; a session that is no longer there
+        (ended on another cluster node, or between its end and our hearing of it)
+        leaves the room, as XEP-0045 §7.14 has a service treat a bounced stanza."""
+        gone = [full for full in list(room.by_full) if not self.deliver(full, stanza)]
+        if gone:
+            from chatgate.modules.muc.occupancy import leave
+
+            for full in gone:
+                if not room.destroyed:
+                    leave(self, room, full)
 
 
 #: what an occupant's own presence may not carry into the room's

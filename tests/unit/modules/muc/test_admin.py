@@ -319,3 +319,15 @@ async def test_cancelling_the_first_configuration_destroys_the_new_room(tmp_path
         result(got, "c")
         assert [p.get("type") for p in presences(got)] == ["unavailable"]
         assert srv.module("muc").registry.get(ROOM) is None
+
+
+async def test_an_occupant_can_be_banned_by_nick(tmp_path: Path) -> None:
+    async with running(tmp_path) as srv:
+        alice, bob = [await Client.login(srv, u) for u in ("alice", "bob")]
+        await alice.join("Alice")
+        await bob.join("Bob")
+        result(await alice.send(admin("<item affiliation='outcast' nick='Bob'/>")), "adm")
+        assert srv.module("muc").registry.get(ROOM).affiliations["bob@localhost"] == "outcast"
+        assert error(await alice.send(admin("<item affiliation='outcast' nick='Nobody'/>"))) == (
+            "item-not-found"
+        )

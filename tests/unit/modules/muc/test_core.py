@@ -308,3 +308,52 @@ async def test_join_errors_are_precise(tmp_path: Path) -> None:
         # leaving a room one is not in, or a missing one, is ignored
         assert await bob.send(f"<presence to='nowhere@{SERVICE}/Bob' type='unavailable'/>") == []
         assert srv.module("muc").registry.get(f"nowhere@{SERVICE}") is None
+
+
+async def test_a_join_from_a_session_already_in_the_room_gets_the_room_again(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path) as srv:
+        alice, bob = [await Client.login(srv, u) for u in ("alice", "bob")]
+        await alice.join("Alice")
+        await alice.send(f"<message to='{ROOM}' type='groupchat'><body>before</body></message>")
+        await bob.join("Bob")
+        alice.received()
+        # bob's client lost track (XEP-0410 §4) and joins again under the same nick
+        got = await bob.join("Bob")
+        assert [p.get("from") for p in presences(got)] == [f"{ROOM}/Alice", f"{ROOM}/Bob"]
+        assert "110" in codes(presences(got)[-1])
+        assert bodies(got) == ["before"] and got[-1].find(C + "subject") is not None
+        # the others see a status update, not a second occupant
+        (update,) = presences(alice.received())
+        assert update.get("type") is None and codes(update) == set()
+        room = srv.module("muc").registry.get(ROOM)
+        assert len(room.occupants) == 2
+
+
+async def test_an_unconfigured_room_is_not_kept_even_if_rooms_start_persistent(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path, persistent_by_default=True) as srv:
+        alice = await Client.login(srv, "alice")
+        await alice.join("Alice", configure=False)
+        await alice.send(f"<presence to='{ROOM}/Alice' type='unavailable'/>")
+        assert srv.module("muc").registry.get(ROOM) is None
+        # configured, it stays (and is stored)
+        await alice.join("Alice")
+        await alice.send(f"<presence to='{ROOM}/Alice' type='unavailable'/>")
+        assert srv.module("muc").registry.get(ROOM) is not None
+
+
+async def test_a_session_lost_with_another_cluster_node_leaves_its_rooms(tmp_path: Path) -> None:
+    from chatgate.xmpp.events import RemoteSessionLost
+
+    async with running(tmp_path) as srv:
+        alice, bob = [await Client.login(srv, u) for u in ("alice", "bob")]
+        await alice.join("Alice")
+        await bob.join("Bob")
+        alice.received()
+        await srv.ctx.hooks.notify(RemoteSessionLost(bob.full, "bob@localhost", True))
+        await alice.wire.settle()
+        (gone,) = presences(alice.received())
+        assert gone.get("from") == f"{ROOM}/Bob" and gone.get("type") == "unavailable"
