@@ -32,20 +32,7 @@ HEADER = (
 SM = "urn:xmpp:sm:3"
 #: seconds a dropped session waits for its client in these tests
 RESUME_TIMEOUT = 3
-USERS = (
-    "alice",
-    "bob",
-    "carol",
-    "dave",
-    "erin",
-    "frank",
-    "grace",
-    "heidi",
-    "ivan",
-    "judy",
-    "kate",
-    "leo",
-)
+USERS = ("alice", "bob", "carol", "ivan", "kate", "nina")
 
 
 class Raw:
@@ -295,23 +282,23 @@ def test_resume_after_a_reset_replays_what_was_not_acknowledged(server: RunningS
 def test_resume_by_another_account_is_item_not_found(server: RunningServer) -> None:
     carol = Raw(server.plain_port)
     token = carol.session("carol", "laptop")
-    dave = Raw(server.plain_port)
-    dave.login("dave", "dave-password")
-    dave.send(f"<resume xmlns='{SM}' previd='{token}' h='0'/>")
-    failed = dave.expect(r"<failed [^>]*>.*?</failed>").group(0)
+    alice = Raw(server.plain_port)
+    alice.login("alice", "alice-password")
+    alice.send(f"<resume xmlns='{SM}' previd='{token}' h='0'/>")
+    failed = alice.expect(r"<failed [^>]*>.*?</failed>").group(0)
     assert "<item-not-found " in failed and "h=" not in failed
-    # The stream goes on: dave binds instead (XEP-0198 §5).
-    assert dave.bind("desk") == "dave@localhost/desk"
+    # The stream goes on: alice binds instead (XEP-0198 §5).
+    assert alice.bind("desk") == "alice@localhost/desk"
     # Carol's session is untouched.
-    dave.send(message("carol@localhost/laptop", "still yours"))
+    alice.send(message("carol@localhost/laptop", "still yours"))
     assert bodies(carol.expect(r"<message.*?</message>").group(0)) == ["still yours"]
-    dave.close()
+    alice.close()
     carol.close()
 
 
 def test_unknown_token_and_resume_on_a_bound_stream_fail(server: RunningServer) -> None:
     raw = Raw(server.plain_port)
-    raw.login("erin", "erin-password")
+    raw.login("alice", "alice-password")
     raw.send(f"<resume xmlns='{SM}' previd='no-such-token' h='0'/>")
     assert "<item-not-found " in raw.expect(r"<failed [^>]*>.*?</failed>").group(0)
     raw.bind("x")
@@ -321,41 +308,41 @@ def test_unknown_token_and_resume_on_a_bound_stream_fail(server: RunningServer) 
 
 
 def test_resume_with_h_past_what_was_sent_is_a_stream_error(server: RunningServer) -> None:
-    frank = Raw(server.plain_port)
-    token = frank.session("frank", "tab")
-    frank.reset()
+    carol = Raw(server.plain_port)
+    token = carol.session("carol", "tab")
+    carol.reset()
     time.sleep(0.3)
     again = Raw(server.plain_port)
-    again.login("frank", "frank-password")
+    again.login("carol", "carol-password")
     again.send(f"<resume xmlns='{SM}' previd='{token}' h='50'/>")
     error = again.expect(r"<stream:error>(.*?)</stream:error>").group(1)
     assert "<undefined-condition " in error and "handled-count-too-high" in error
     # The hibernated session was left as it was: a correct resume still works.
     third = Raw(server.plain_port)
-    third.login("frank", "frank-password")
+    third.login("carol", "carol-password")
     third.send(f"<resume xmlns='{SM}' previd='{token}' h='0'/>")
     third.expect(r"<resumed [^>]*/>")
     third.close()
 
 
 def test_resume_closes_the_old_stream_if_still_open(server: RunningServer) -> None:
-    grace = Raw(server.plain_port)
-    token = grace.session("grace", "old")
+    carol = Raw(server.plain_port)
+    token = carol.session("carol", "old")
     again = Raw(server.plain_port)
-    again.login("grace", "grace-password")
+    again.login("carol", "carol-password")
     again.send(f"<resume xmlns='{SM}' previd='{token}' h='0'/>")
     again.expect(r"<resumed [^>]*/>")
-    assert "<conflict " in grace.expect(r"<stream:error>(.*?)</stream:error>").group(1)
+    assert "<conflict " in carol.expect(r"<stream:error>(.*?)</stream:error>").group(1)
     again.close()
 
 
 def test_clean_close_is_not_hibernated(server: RunningServer) -> None:
-    heidi = Raw(server.plain_port)
-    token = heidi.session("heidi", "gone")
-    heidi.close()
+    carol = Raw(server.plain_port)
+    token = carol.session("carol", "gone")
+    carol.close()
     time.sleep(0.3)
     raw = Raw(server.plain_port)
-    raw.login("heidi", "heidi-password")
+    raw.login("carol", "carol-password")
     raw.send(f"<resume xmlns='{SM}' previd='{token}' h='0'/>")
     failed = raw.expect(r"<failed [^>]*>.*?</failed>").group(0)
     # Ended, and the server says how many stanzas of the old session it handled.
@@ -368,14 +355,14 @@ async def test_unacknowledged_messages_go_offline_after_the_timeout(
 ) -> None:
     ivan = Raw(server.plain_port)
     token = ivan.session("ivan", "mobile")
-    judy = sender(server, "judy")
-    judy.send(message("ivan@localhost/mobile", "before"))
+    alice = sender(server, "alice")
+    alice.send(message("ivan@localhost/mobile", "before"))
     ivan.expect(r"<message.*?</message>")  # received but never acknowledged
     ivan.reset()
     await asyncio.sleep(0.3)
-    judy.send(message("ivan@localhost/mobile", "during"))
-    judy.send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
-    judy.expect(r"id=.sync.")
+    alice.send(message("ivan@localhost/mobile", "during"))
+    alice.send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+    alice.expect(r"id=.sync.")
     await asyncio.sleep(RESUME_TIMEOUT + 1)
     # Too late to resume, and the server still knows how far it got.
     late = Raw(server.plain_port)
@@ -388,7 +375,7 @@ async def test_unacknowledged_messages_go_offline_after_the_timeout(
         got = [await client.next_message(), await client.next_message()]
         assert [m["body"] for m in got] == ["before", "during"]
         assert all(m["delay"]["stamp"] is not None for m in got)
-    judy.close()
+    alice.close()
 
 
 async def _slixmpp_with_sm(server: RunningServer, jid: str, password: str) -> Client:
@@ -423,9 +410,9 @@ async def test_slixmpp_resumes_after_a_reset_and_gets_what_was_sent_meanwhile(
     server: RunningServer,
 ) -> None:
     kate = await _slixmpp_with_sm(server, "kate@localhost/phone", "kate-password")
-    leo = sender(server, "leo")
+    alice = sender(server, "alice")
     try:
-        leo.send(message("kate@localhost/phone", "first"))
+        alice.send(message("kate@localhost/phone", "first"))
         assert (await kate.next_message())["body"] == "first"
         kate.plugin["xep_0198"].send_ack()  # what slixmpp handled, "first" included
         await kate.plugin["xep_0199"].ping(jid="localhost", timeout=5)  # the ack is in
@@ -436,10 +423,10 @@ async def test_slixmpp_resumes_after_a_reset_and_gets_what_was_sent_meanwhile(
         await asyncio.wait_for(gone, 10)
         await asyncio.sleep(0.3)  # the server sees the reset
         for body in ("while", "you", "were", "away"):
-            leo.send(message("kate@localhost", body))
-        leo.send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
-        leo.expect(r"id=.sync.")
-        assert "type='error'" not in leo.buffer and 'type="error"' not in leo.buffer
+            alice.send(message("kate@localhost", body))
+        alice.send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        alice.expect(r"id=.sync.")
+        assert "type='error'" not in alice.buffer and 'type="error"' not in alice.buffer
 
         resumed: asyncio.Future[object] = loop.create_future()
         kate.add_event_handler("session_resumed", lambda e: resumed.done() or resumed.set_result(e))
@@ -451,6 +438,56 @@ async def test_slixmpp_resumes_after_a_reset_and_gets_what_was_sent_meanwhile(
         await kate.plugin["xep_0199"].ping(jid="localhost", timeout=5)
         assert kate.messages.empty()
     finally:
-        leo.close()
+        alice.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(kate.disconnect(), 5)
+
+
+def test_a_hibernated_session_keeps_its_presence_until_the_timeout(server: RunningServer) -> None:
+    carol = Raw(server.plain_port)
+    carol.session("carol", "phone2")
+    alice = sender(server, "alice")
+    # Directed presence (RFC 6121 §4.6): alice gets carol's unavailable when carol's
+    # session really ends, and only then.
+    carol.send("<presence to='alice@localhost/sender'><status>here</status></presence>")
+    alice.expect(r"<presence [^>]*from=.carol@localhost/phone2.")
+    carol.reset()
+    assert "unavailable" not in alice.quiet(1.5)
+    gone = alice.expect(r"<presence [^>]*>", timeout=RESUME_TIMEOUT + 5).group(0)
+    assert "carol@localhost/phone2" in gone and "unavailable" in gone
+    alice.close()
+
+
+async def test_an_overflowing_queue_ends_the_session_and_loses_nothing(
+    server: RunningServer,
+) -> None:
+    nina = Raw(server.plain_port)
+    nina.session("nina", "phone")  # never acknowledges anything
+    alice = sender(server, "alice")
+    sent = [f"m{n}" for n in range(30)]
+    for body in sent:
+        alice.send(message("nina@localhost/phone", body))
+    error = nina.expect(r"<stream:error>(.*?)</stream:error>").group(1)
+    assert "<resource-constraint " in error
+    alice.send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+    alice.expect(r"id=.sync.")
+    # What nina never acknowledged, and what came after, is in offline storage.
+    async with logged_in(server, "nina@localhost/home", "nina-password") as client:
+        got = [(await client.next_message())["body"] for _ in sent]
+        assert sorted(got) == sorted(sent)
+    alice.close()
+
+
+def test_zz_a_session_still_hibernated_at_shutdown_is_ended_cleanly(
+    server: RunningServer,
+) -> None:
+    """Runs last in this module: the fixture then stops the server (SIGTERM) while
+    carol's session is hibernated, and asserts a clean exit without a traceback."""
+    carol = Raw(server.plain_port)
+    carol.session("carol", "phone")
+    alice = sender(server, "alice")
+    alice.send(message("carol@localhost/phone", "kept"))
+    carol.expect(r"<message.*?</message>")
+    carol.reset()
+    time.sleep(0.3)
+    alice.close()
