@@ -59,10 +59,24 @@ def caps_of(presence: Element | None) -> Caps | None:
     return Caps(node, ver, c.get("hash"))
 
 
+#: at most this many +notify features are kept per ver or session (real clients
+#: name a dozen or two); what PEP needs of the rest is nothing
+MAX_NOTIFY = 500
+#: and none longer than a node name plus "+notify"
+_MAX_FEATURE = 1023 + len("+notify")
+
+
 def features_of(query: Element) -> frozenset[str]:
-    return frozenset(
-        f.get("var") or "" for f in query.find_all("feature", ns.DISCO_INFO) if f.get("var")
-    )
+    """The +notify features of a disco#info answer: all PEP keeps, bounded by
+    MAX_NOTIFY (a 256 kB answer full of features costs no more than that)."""
+    found: list[str] = []
+    for f in query.find_all("feature", ns.DISCO_INFO):
+        var = f.get("var") or ""
+        if var.endswith(NOTIFY) and len(var) <= _MAX_FEATURE:
+            found.append(var)
+            if len(found) >= MAX_NOTIFY:
+                break
+    return frozenset(found)
 
 
 def verification_string(query: Element) -> str | None:

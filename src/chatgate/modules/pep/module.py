@@ -197,8 +197,9 @@ class PersonalEventing:
         bare, _, resource = to.partition("/")
         local, at, domain = bare.partition("@")
         if not at or resource:
-            # XEP-0163 lives on accounts' bare JIDs; the server itself is no pubsub service.
-            raise PubsubError(C.FEATURE_NOT_IMPLEMENTED, "unsupported", feature="pubsub-service")
+            # XEP-0163 lives on accounts' bare JIDs; the server itself is no pubsub
+            # service (RFC 6120 §8.4: what nobody here offers is service-unavailable).
+            raise PubsubError(C.SERVICE_UNAVAILABLE, None, "no pubsub service here")
         owner = (local, domain)
         return owner, owner == (session.username, session.domain)
 

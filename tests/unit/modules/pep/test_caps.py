@@ -3,7 +3,15 @@ the bounded cache / per-session interest built on it."""
 
 from __future__ import annotations
 
-from chatgate.modules.pep.caps import Caps, CapsCache, Interest, caps_of, verifies
+from chatgate.modules.pep.caps import (
+    MAX_NOTIFY,
+    Caps,
+    CapsCache,
+    Interest,
+    caps_of,
+    features_of,
+    verifies,
+)
 from chatgate.xml.framed import parse_fragment
 
 DISCO = "http://jabber.org/protocol/disco#info"
@@ -100,3 +108,13 @@ def test_cache_is_bounded() -> None:
         cache.put(f"ver{n}", frozenset({f"feature{n}"}))
     assert len(cache) == 16
     assert cache.get("ver99") is not None and cache.get("ver0") is None
+
+
+def test_only_notify_features_are_kept_and_bounded() -> None:
+    features = "".join(
+        f"<feature var='urn:x:{n}+notify'/><feature var='urn:y:{n}'/>" for n in range(2000)
+    )
+    query = parse(f"<query xmlns='{DISCO}'>{features}<feature var='{'z' * 5000}+notify'/></query>")
+    kept = features_of(query)
+    assert len(kept) == MAX_NOTIFY
+    assert all(f.endswith("+notify") and f.startswith("urn:x:") for f in kept)

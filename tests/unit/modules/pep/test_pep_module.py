@@ -395,6 +395,16 @@ async def test_account_disco_lists_pep_features(tmp_path: Path) -> None:
         assert "http://jabber.org/protocol/pubsub#publish" in features
 
 
+async def test_pubsub_to_the_server_or_a_resource_is_not_pep(tmp_path: Path) -> None:
+    async with pep_server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        to_server = await alice.iq("set", publish(MOOD, HAPPY), to="localhost")
+        assert error_of(to_server) == ("service-unavailable", None)
+        items = f"<pubsub xmlns='{PUBSUB}'><items node='{MOOD}'/></pubsub>"
+        nobody = await alice.iq("get", items, to="nobody@localhost", iq_id="i2")
+        assert error_of(nobody) == ("item-not-found", None)
+
+
 async def test_disabled_pep_answers_service_unavailable(tmp_path: Path) -> None:
     async with pep_server(tmp_path, enabled=False) as srv:
         alice = await login(srv, "alice")
