@@ -111,7 +111,11 @@ def room_iq(svc: MucService, session: C2SSession, iq: Element, room_jid: str) ->
         return None
     payload = _payload(iq)
     itype = iq.get("type")
-    room = room_or_error(svc, room_jid) if payload.ns != v.MUC_OWNER else svc.registry.get(room_jid)
+    room = (
+        room_or_error(svc, room_jid, session)
+        if payload.ns != v.MUC_OWNER
+        else svc.registry.get(room_jid)
+    )
     if room is None:
         raise StanzaError(E.ITEM_NOT_FOUND, "no such room")
     if payload.ns == ns.DISCO_INFO and itype == "get":

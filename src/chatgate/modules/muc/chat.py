@@ -31,9 +31,11 @@ E = StanzaErrorCondition
 MAX_INVITES = 10
 
 
-def room_or_error(svc: MucService, room_jid: str) -> Room:
+def room_or_error(svc: MucService, room_jid: str, session: C2SSession) -> Room:
+    """The room, or item-not-found; a locked room exists only for those in it (its
+    owner, until it is configured: §10.1.1)."""
     room = svc.registry.get(room_jid)
-    if room is None or room.locked:
+    if room is None or (room.locked and room.occupant_of(session.full) is None):
         raise StanzaError(E.ITEM_NOT_FOUND, "no such room")
     return room
 
@@ -99,7 +101,7 @@ def private_message(
     mtype = stanza.get("type", "normal")
     if mtype == "error":
         return None
-    room = room_or_error(svc, room_jid)
+    room = room_or_error(svc, room_jid, session)
     sender = room.occupant_of(session.full)
     if sender is None:
         raise StanzaError(E.NOT_ACCEPTABLE, "only occupants may send private messages")
@@ -137,7 +139,7 @@ def occupant_iq(
     occupant's newest session from room/sender (§7.2.4 keeps real JIDs hidden), and
     its answer back to the asker."""
     itype = stanza.get("type")
-    room = room_or_error(svc, room_jid)
+    room = room_or_error(svc, room_jid, session)
     sender = room.occupant_of(session.full)
     if sender is None:
         if itype in ("result", "error"):

@@ -37,8 +37,13 @@ async def test_first_joiner_creates_a_locked_room_and_owns_it(tmp_path: Path) ->
         assert item(own)["affiliation"] == "owner" and item(own)["role"] == "moderator"
         # the subject comes last, empty
         assert got[-1].tag == C + "message" and got[-1].findtext(C + "subject") == ""
-        # §10.1.1: locked until configured
+        # §10.1.1: locked until configured; it exists for its owner only
         assert error(await bob.join("Bob")) == "item-not-found"
+        disco = f"<iq type='get' id='di' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        assert error(await bob.send(disco)) == "item-not-found"
+        result(await alice.send(disco), "di")
+        ping = f"<iq type='get' id='sp' to='{ROOM}/Alice'><ping xmlns='urn:xmpp:ping'/></iq>"
+        result(await alice.send(ping), "sp")
         result(await alice.send(instant()), "instant")
         got = await bob.join("Bob")
         assert [p.get("from") for p in presences(got)] == [f"{ROOM}/Alice", f"{ROOM}/Bob"]
