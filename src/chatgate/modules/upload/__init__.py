@@ -84,7 +84,7 @@ class HttpUpload:
             key = await ctx.db.secrets.get_or_create(SECRET_NAME, secrets.token_bytes(32))
             service.signer = SlotSigner(key)
             await asyncio.to_thread(folder.create)
-            self._arm(ctx, repository, options.purge_interval, first=5.0)
+            self._arm(ctx, repository, options.purge_interval, first=options.purge_interval)
             log.info("HTTP file upload on %s, files at %s", ", ".join(parents), base)
 
         yield OnStart(start)
