@@ -17,6 +17,7 @@ Pure: time and randomness are passed in.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -26,15 +27,16 @@ _RANDOM_BITS = 80
 _RANDOM_MAX = (1 << _RANDOM_BITS) - 1
 _MS_MAX = (1 << 48) - 1
 _VALUES = {c: i for i, c in enumerate(ALPHABET)}
+#: RFC 4648 base32's alphabet to Crockford's (the C encoder does the work)
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET.encode())
 
 
 def encode(value: int) -> str:
-    """The 26-character form of a 128-bit number (the top two bits of 130 are zero)."""
-    out = []
-    for _ in range(LENGTH):
-        out.append(ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    """The 26-character form of a 128-bit number (the top two bits of 130 are zero):
+    the number, shifted into 17 bytes after two zero bits, through the base32
+    encoder; its first 26 characters are the 130 bits."""
+    data = (value << 6).to_bytes(17, "big")
+    return base64.b32encode(data)[:LENGTH].translate(_TO_CROCKFORD).decode()
 
 
 def decode(text: str) -> int | None:
@@ -85,6 +87,12 @@ class IdGenerator:
         self._random = random_bytes
         self._last_ms = -1
         self._last_random = 0
+
+    @property
+    def last_ms(self) -> int:
+        """The millisecond the last id stands for (it may be ahead of the clock by the
+        ids a millisecond could not hold, or after the clock went back)."""
+        return self._last_ms
 
     def next(self, now_ms: int) -> str:
         """A new id for the time `now_ms`; never smaller than the previous one, even if

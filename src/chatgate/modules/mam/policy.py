@@ -72,6 +72,11 @@ def worth_archiving(stanza: Element) -> bool:
 
 def strip_stanza_ids(stanza: Element, by: str) -> None:
     """Remove every XEP-0359 <stanza-id/> whose 'by' names `by` (a bare JID)."""
+    for child in stanza.children:
+        if type(child) is not str and child.name == "stanza-id" and child.ns == SID:  # type: ignore[union-attr]
+            break
+    else:
+        return  # the common case: none at all
     wanted = _normal(by)
     stanza.children = [
         c

@@ -161,9 +161,9 @@ class ArchiveService:
 
     def new_stanza_id(self) -> tuple[str, datetime]:
         """A fresh archive id and the time it stands for."""
-        moment = self.now()
-        archive_id = self._ids.next(archive_ids.millis(moment))
-        return archive_id, archive_ids.stamp_of(archive_id)
+        ids = self._ids
+        archive_id = ids.next(archive_ids.millis(self.now()))
+        return archive_id, datetime.fromtimestamp(ids.last_ms / 1000, UTC)
 
     def archive_chat(self, stanza: Element, sender: JID, recipient: JID) -> None:
         """A message `sender` (a full JID) sends to the account `recipient`: remove
