@@ -260,3 +260,17 @@ async def test_disabled_registers_nothing(tmp_path: Path, enabled: bool) -> None
         )
     finally:
         await srv.stop()
+
+
+async def test_names_with_percent_unicode_and_query_characters(tmp_path: Path) -> None:
+    async with setup(tmp_path) as (_srv, wire, client):
+        name = "100% été?#&amp;.txt"  # XML-escaped '&' in the attribute
+        put, get = urls(await slot(wire, name, 2))
+        assert (
+            await client.put(put, data=b"ok", headers={"Content-Type": "text/plain"})
+        ).status == 201
+        got = await client.get(get)
+        assert got.status == 200 and await got.read() == b"ok"
+        disposition = got.headers["Content-Disposition"]
+        assert "filename*=UTF-8''100%25%20%C3%A9t%C3%A9%3F%23%26.txt" in disposition
+        assert 'filename="100_ _t_?#&.txt"' in disposition
