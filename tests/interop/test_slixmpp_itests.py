@@ -151,7 +151,17 @@ KNOWN_SERVER_TRACEBACKS: dict[str, str] = {
 class Reports:
     chatgate: dict[str, Any]
     prosody: dict[str, Any] | None
-    prosody_skip: str
+    #: why Prosody's column is empty: not installed (its tests skip) ...
+    prosody_skip: str = ""
+    #: ... or its run broke (its tests fail with this)
+    prosody_error: str = ""
+
+    def need_prosody(self) -> dict[str, Any]:
+        if self.prosody_error:
+            pytest.fail(self.prosody_error)
+        if self.prosody is None:
+            pytest.skip(self.prosody_skip)
+        return self.prosody
 
 
 def _run_both(itests: Path, work: Path) -> tuple[dict[str, Any], dict[str, Any] | BaseException]:
@@ -208,7 +218,11 @@ def markdown_table(reports: Reports) -> str:
     prosody = reports.prosody["results"] if reports.prosody else {}
     rows = [
         f"Servers: {reports.chatgate.get('version', 'chatgate')}; "
-        + (reports.prosody.get("version", "Prosody") if reports.prosody else reports.prosody_skip),
+        + (
+            reports.prosody.get("version", "Prosody")
+            if reports.prosody
+            else reports.prosody_skip or reports.prosody_error
+        ),
         "",
         "| itest | Prosody | chatgate | why |",
         "| --- | --- | --- | --- |",
@@ -241,15 +255,12 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reports]:
         pytest.skip(f"slixmpp's itests could not be fetched (make test fetches them): {exc}")
     work = tmp_path_factory.mktemp("slixmpp-itests")
     chatgate, prosody = _run_both(itests, work)
-    skip = ""
-    prosody_report: dict[str, Any] | None = None
     if isinstance(prosody, BaseException):
-        skip = f"Prosody's run failed: {prosody}"
+        result = Reports(chatgate, None, prosody_error=f"Prosody's run failed: {prosody}")
     elif "unavailable" in prosody:
-        skip = prosody["unavailable"]
+        result = Reports(chatgate, None, prosody_skip=prosody["unavailable"])
     else:
-        prosody_report = prosody
-    result = Reports(chatgate, prosody_report, skip)
+        result = Reports(chatgate, prosody)
     _write_artifacts(result, work)
     yield result
 
@@ -289,21 +300,19 @@ def test_on_chatgate(reports: Reports, test_id: str) -> None:
 
 @pytest.mark.parametrize("test_id", [_mark_prosody(t) for t in ALL_ITESTS])
 def test_on_prosody(reports: Reports, test_id: str) -> None:
-    if reports.prosody is None:
-        pytest.skip(reports.prosody_skip)
-    got = reports.prosody["results"].get(test_id, {}).get("outcome")
-    assert got == "pass", _describe(reports.prosody, test_id)
+    prosody = reports.need_prosody()
+    got = prosody["results"].get(test_id, {}).get("outcome")
+    assert got == "pass", _describe(prosody, test_id)
 
 
 def test_every_itest_passing_on_prosody_passes_on_chatgate(reports: Reports) -> None:
     """Issue 15's contract: the only differences are the documented missing features."""
-    if reports.prosody is None:
-        pytest.skip(reports.prosody_skip)
+    prosody = reports.need_prosody()
 
     def passed(report: dict[str, Any]) -> set[str]:
         return {t for t, v in report["results"].items() if v["outcome"] == "pass"}
 
-    undocumented = passed(reports.prosody) - passed(reports.chatgate) - set(CHATGATE_MISSING)
+    undocumented = passed(prosody) - passed(reports.chatgate) - set(CHATGATE_MISSING)
     assert not undocumented, "\n".join(_describe(reports.chatgate, t) for t in sorted(undocumented))
 
 
