@@ -53,7 +53,7 @@ def presence(
     if ptype in ("unavailable", "error"):
         # §7.14 (and an error bounced by the client, XEP-0410 §3: it is gone)
         if room is not None and room.occupant_of(session.full) is not None:
-            leave(svc, room, session.full)
+            leave(svc, room, session.full, leaving=stanza)
         return None
     if ptype is not None:
         return None  # subscriptions and probes mean nothing to a room
@@ -181,7 +181,7 @@ def _send_history(svc: MucService, room: Room, session: C2SSession, x: Element |
                     when = when.replace(tzinfo=datetime.UTC)
                 since = max(since or 0.0, when.timestamp())
             except ValueError:
-                raise StanzaError(E.BAD_REQUEST, "history 'since' is not a date") from None
+                pass  # not a date: no limit by date (the join itself went through)
     for entry in room.history.select(max_stanzas=max_stanzas, max_chars=max_chars, since=since):
         msg = entry.stanza.copy()
         msg.sub("delay", ns.DELAY, {"from": room.jid, "stamp": entry.stamp})
@@ -249,8 +249,10 @@ def leave(
     codes: tuple[str, ...] = (),
     actor: str | None = None,
     reason: str | None = None,
+    leaving: Element | None = None,
 ) -> None:
-    """One session leaves (§7.14); its nick goes when it was the last session under it."""
+    """One session leaves (§7.14), with the status of its `leaving` presence; its
+    nick goes when it was the last session under it."""
     occupant = room.occupant_of(full)
     if occupant is None:
         return
@@ -258,7 +260,12 @@ def leave(
     svc.registry.left(full, room.jid)
     if occupant.sessions:
         el = svc.occupant_presence(
-            room, occupant, with_jid=True, codes=(v.SELF, *codes), unavailable=True
+            room,
+            occupant,
+            with_jid=True,
+            codes=(v.SELF, *codes),
+            unavailable=True,
+            status_from=leaving,
         )
         svc.router.presence_to((full,), _serialize(el))
     else:
@@ -272,6 +279,7 @@ def leave(
             unavailable=True,
             actor=actor,
             reason=reason,
+            status_from=leaving,
         )
         occupant.sessions.clear()
     svc.drop_if_empty(room)

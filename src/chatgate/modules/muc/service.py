@@ -223,12 +223,16 @@ class MucService:
         reason: str | None = None,
         affiliation: str | None = None,
         role: str | None = None,
+        status_from: Element | None = None,
     ) -> Element:
         """§7.2.3: an occupant's presence as the room sends it (from room/nick, the
         muc#user item, status codes, XEP-0421 occupant-id)."""
         el = Element("presence", ns.CLIENT, {"from": f"{room.jid}/{occupant.nick}"})
         if unavailable:
             el.attrs["type"] = "unavailable"
+            if status_from is not None:  # §7.14: the leaving occupant's last words
+                for status in status_from.find_all("status", ns.CLIENT)[:1]:
+                    el.append(status)
         else:
             for child in occupant.presence.children:
                 if isinstance(child, Element) and child.ns not in _STRIPPED:
@@ -260,7 +264,7 @@ class MucService:
         codes: tuple[str, ...] = (),
         self_codes: tuple[str, ...] = (),
         only_self: Iterable[str] | None = None,
-        **item: str | bool | None,
+        **item: str | bool | Element | None,
     ) -> None:
         """Send `occupant`'s presence to every occupant: with the real JID to those
         who may see it, with `self_codes` (110 and the like) to the occupant's own

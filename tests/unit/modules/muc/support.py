@@ -42,8 +42,11 @@ class Client:
         self._read = len(wire.transport.out)
 
     @classmethod
-    async def login(cls, srv: Server, user: str, resource: str = "r") -> Client:
-        wire = srv.connect()
+    async def login(
+        cls, srv: Server, user: str, resource: str = "r", mode: str = "whole"
+    ) -> Client:
+        """Log in on a connection fed in `mode` (whole, bytewise or random chunks)."""
+        wire = srv.connect(mode)
         bound = await wire.login_plain(user, f"{user}-pw", resource)
         assert "<jid>" in bound, bound
         await wire.send("<presence/>")  # available, as an IM client is

@@ -362,3 +362,38 @@ async def test_a_session_lost_with_another_cluster_node_leaves_its_rooms(tmp_pat
         await alice.wire.settle()
         (gone,) = presences(alice.received())
         assert gone.get("from") == f"{ROOM}/Bob" and gone.get("type") == "unavailable"
+
+
+async def test_the_same_room_in_every_feeding_mode(tmp_path: Path, mode: str) -> None:
+    async with running(tmp_path) as srv:
+        alice = await Client.login(srv, "alice", mode=mode)
+        bob = await Client.login(srv, "bob", mode=mode)
+        await alice.join("Alice")
+        got = await bob.join("Bob")
+        assert [p.get("from") for p in presences(got)] == [f"{ROOM}/Alice", f"{ROOM}/Bob"]
+        await bob.send(f"<message to='{ROOM}' type='groupchat'><body>ü &amp; ✓</body></message>")
+        assert bodies(alice.received()) == ["ü & ✓"]
+
+
+async def test_leaving_carries_the_status_and_history_by_time(tmp_path: Path) -> None:
+    async with running(tmp_path) as srv:
+        alice, bob, carol = [await Client.login(srv, u) for u in ("alice", "bob", "carol")]
+        await alice.join("Alice")
+        await alice.send(f"<message to='{ROOM}' type='groupchat'><body>recent</body></message>")
+        # seconds and since: all of it is recent; an unreadable date limits nothing
+        got = await bob.join("Bob", extra="<history seconds='60'/>")
+        assert bodies(got) == ["recent"]
+        got = await carol.join("Carol", extra="<history since='2000-01-01T00:00:00Z'/>")
+        assert bodies(got) == ["recent"]
+        await carol.send(f"<presence to='{ROOM}/Carol' type='unavailable'/>")
+        got = await carol.join("Carol", extra="<history since='yesterday'/>")
+        assert bodies(got) == ["recent"]
+        await carol.send(f"<presence to='{ROOM}/Carol' type='unavailable'/>")
+        future = await carol.join("Carol", extra="<history since='2999-01-01T00:00:00Z'/>")
+        assert bodies(future) == []
+        bob.received()
+        await carol.send(
+            f"<presence to='{ROOM}/Carol' type='unavailable'><status>bye now</status></presence>"
+        )
+        (gone,) = presences(bob.received())
+        assert gone.findtext(C + "status") == "bye now"
