@@ -103,7 +103,8 @@ class MamOptions(BaseModel):
     takes 0.3 ms), and clients page without it; a query with <max>0</max> always
     gets it."""
     max_queries_per_account: int = Field(default=4, ge=1)
-    """Queries on one archive running at once; more: resource-constraint."""
+    """Archive queries one account may have running at once (on its own archive and
+    rooms' together); more: resource-constraint."""
     queue_messages: int = Field(default=10_000, ge=1)
     """Archive rows waiting to be written, at most (a full queue archives nothing
     until the database catches up, logged once per episode)."""

@@ -18,9 +18,11 @@ when needed (`screen`), before anything is written.
 Queries are bounded: `max_page` messages (RSM max above it is
 lowered to it), `max_page_bytes` of stored text (a page stops early,
 complete='false', when the next message would pass it), and
-`max_queries_per_account` queries at once per archive owner
-(resource-constraint beyond).  Every query first waits for rows still queued
-(`flush`), so what was just sent is in the answer.
+`max_queries_per_account` queries at once per asking account, whichever
+archive they read (resource-constraint beyond: a hundred occupants of a room
+fetching its history together are a hundred askers, not one).  Every query
+first waits for the rows queued before it (`flush`), so what was just sent is
+in the answer.
 """
 
 from __future__ import annotations
@@ -288,13 +290,14 @@ class ArchiveService:
         parsed = parse_query(
             query, default_max=self.default_page, limit=self.max_page, count=self.count_results
         )
-        running = self._running.get(owner_jid, 0)
+        asker = session.bare
+        running = self._running.get(asker, 0)
         if running >= self.max_queries:
             raise StanzaError(
                 StanzaErrorCondition.RESOURCE_CONSTRAINT,
                 f"at most {self.max_queries} archive queries at once",
             )
-        self._running[owner_jid] = running + 1
+        self._running[asker] = running + 1
         try:
             await self.writer.flush()
             try:
@@ -304,11 +307,11 @@ class ArchiveService:
                     StanzaErrorCondition.ITEM_NOT_FOUND, "no message with this id"
                 ) from None
         finally:
-            left = self._running[owner_jid] - 1
+            left = self._running[asker] - 1
             if left:
-                self._running[owner_jid] = left
+                self._running[asker] = left
             else:
-                del self._running[owner_jid]
+                del self._running[asker]
         records = page.records
         complete = page.complete
         # bound the bytes of one answer: keep the messages nearest where the page

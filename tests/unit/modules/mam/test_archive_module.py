@@ -535,3 +535,13 @@ async def test_no_count_unless_configured_or_asked(tmp_path: Path) -> None:
         assert len(results) == 2 and fin_of(iq) == ("true", *result_ids(results)[::1], None)
         results, iq = await query(alice, rsm(0))
         assert results == [] and fin_of(iq)[3] == "2"
+
+
+async def test_a_long_queryid_is_refused_and_a_short_one_echoed(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        await alice.send(chat("bob@localhost", "one"))
+        results, iq = await query(alice, qid="q" * 257)
+        assert results == [] and condition(iq) == "bad-request"
+        results, iq = await query(alice, qid="&lt;odd&apos;id")
+        assert [r.find(f"{{{MAM}}}result").get("queryid") for r in results] == ["<odd'id"]  # type: ignore[union-attr]
