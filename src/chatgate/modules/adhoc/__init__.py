@@ -21,7 +21,7 @@ from chatgate.modules.adhoc.admin import AdminCommands
 from chatgate.modules.adhoc.command import COMMANDS, Command
 from chatgate.modules.adhoc.runner import CommandError, CommandRunner
 from chatgate.modules.adhoc.sessions import LocalCommandSessions
-from chatgate.modules.adhoc.user import MySessions
+from chatgate.modules.adhoc.user import MySessions, PingCommand
 from chatgate.modules.base import DiscoFeature, IqHandler, Registration, Spec
 from chatgate.modules.disco import Disco, NodeAnswer, NodeItem
 from chatgate.vocabulary import ns
@@ -77,7 +77,11 @@ class AdHocCommands:
         if not options.enabled:
             return
         admins = frozenset(options.admins)
-        commands: list[Command] = [*AdminCommands(ctx, admins).commands(), MySessions(ctx)]
+        commands: list[Command] = [
+            PingCommand(),
+            MySessions(ctx),
+            *AdminCommands(ctx, admins).commands(),
+        ]
         sessions = LocalCommandSessions(
             lifetime=options.session_lifetime,
             per_account=options.max_sessions_per_account,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from chatgate.jid import JID
@@ -39,3 +40,19 @@ class MySessions:
             form="result",
         )
         return Outcome(form=form)
+
+
+class PingCommand:
+    """``ping``: a command that answers "Pong" and the server's time, to check that
+    commands work at all (the node Prosody and ejabberd clients know)."""
+
+    node = "ping"
+    name = "Ping"
+    pages: Sequence[Page] = ()
+
+    def allowed(self, requester: JID, host: str) -> bool:
+        return True
+
+    async def finish(self, call: Call, values: Values) -> Outcome:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return Outcome(f"Pong\n{now}")
