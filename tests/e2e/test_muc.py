@@ -246,3 +246,31 @@ async def test_a_persistent_room_survives_a_restart(tmp_path: Path) -> None:
     finally:
         code = server.stop()
     assert code == 0 and "Traceback" not in server.log_text(), server.log_text()
+
+
+async def test_a_late_joiner_reads_the_room_archive_with_mam(muc_server: RunningServer) -> None:
+    room = f"archived@{SERVICE}"
+    async with users(muc_server, "alice", "bob") as (alice, bob):
+        await create(alice, room, "Alice")
+        for i in range(3):
+            alice.send_message(mto=room, mbody=f"archived {i}", mtype="groupchat")
+        await alice.plugin["xep_0199"].send_ping(SERVICE, timeout=10)
+        bob.register_plugin("xep_0313")
+        answer = await bob.plugin["xep_0313"].retrieve(jid=room, timeout=10)
+        found = [r["mam_result"]["forwarded"]["stanza"] for r in answer["mam"]["results"]]
+        assert [m["body"] for m in found] == [f"archived {i}" for i in range(3)]
+        assert {str(m["from"]) for m in found} == {f"{room}/Alice"}
+
+
+async def test_a_direct_invitation_passes_through(muc_server: RunningServer) -> None:
+    room = f"direct@{SERVICE}"
+    async with users(muc_server, "alice", "bob") as (alice, bob):
+        await create(alice, room, "Alice")
+        for client in (alice, bob):
+            client.register_plugin("xep_0249")
+        invites = events(bob, "groupchat_direct_invite")
+        alice.plugin["xep_0249"].send_invitation("bob@localhost", room, reason="see you there")
+        invite = await next_event(invites)
+        assert invite["groupchat_invite"]["jid"] == room
+        assert invite["groupchat_invite"]["reason"] == "see you there"
+        await bob.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
