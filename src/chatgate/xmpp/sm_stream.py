@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 #: stored stanzas are parsed back without the stream's stanza limit (they were ours)
 _PARSE_DEPTH = 1000
 _REROUTED = ("chat", "normal", "headline")
+_REQUEST = request()
 
 
 class ManagedStream:
@@ -98,28 +99,27 @@ class ManagedStream:
         forward = self.forward
         if forward is not None:
             forward(data)
-            self._since_request += 1
-            if self._since_request >= self.policy.ack_after_stanzas:
+            since = self._since_request = self._since_request + 1
+            if since >= self.policy.ack_after_stanzas:
                 self.request_ack()
             elif self._timer is None:
+                # One timer at a time, never cancelled while traffic flows: when it
+                # fires it asks only if something went out unasked since.
                 self._timer = self._loop.call_later(
                     self.policy.ack_after_seconds, self._request_later
                 )
 
     def request_ack(self) -> None:
         """Send `<r/>` now (when connected and something is unacknowledged)."""
-        timer = self._timer
-        if timer is not None:
-            timer.cancel()
-            self._timer = None
         self._since_request = 0
         forward = self.forward
         if forward is not None and len(self.queue):
-            forward(request())
+            forward(_REQUEST)
 
     def _request_later(self) -> None:
         self._timer = None
-        self.request_ack()
+        if self._since_request:
+            self.request_ack()
 
     def stop(self) -> None:
         """No more requests: the connection went (hibernated, or ended)."""
