@@ -150,3 +150,46 @@ async def test_someone_elses_pep_and_huge_items_are_refused(server: RunningServe
         assert too_big.value.condition == "not-acceptable"
         # the session is still served
         await carol.plugin["xep_0107"].publish_mood("calm")
+
+
+async def test_malformed_options_and_too_many_nodes(server: RunningServer) -> None:
+    server.add_user("erin", "erin-password")
+    async with pep_client(server, "erin@localhost/x") as erin:
+        from slixmpp.plugins.xep_0107 import UserMood
+
+        mood = UserMood()
+        mood["value"] = "curious"  # a XEP-0107 value
+        pubsub = erin.plugin["xep_0060"]
+        not_submitted = erin.plugin["xep_0004"].make_form(ftype="form")
+        not_submitted.add_field(
+            var="FORM_TYPE",
+            ftype="hidden",
+            value="http://jabber.org/protocol/pubsub#publish-options",
+        )
+        with pytest.raises(IqError) as malformed:
+            await pubsub.publish(
+                None, MOOD, id="m", payload=mood.xml, options=not_submitted, timeout=10
+            )
+        assert malformed.value.condition == "bad-request"
+        unknown = erin.plugin["xep_0004"].make_form(ftype="submit")
+        unknown.add_field(
+            var="FORM_TYPE",
+            ftype="hidden",
+            value="http://jabber.org/protocol/pubsub#publish-options",
+        )
+        unknown.add_field(var="pubsub#no_such_option", value="1")
+        with pytest.raises(IqError) as unmet:
+            await pubsub.publish(None, MOOD, id="m", payload=mood.xml, options=unknown, timeout=10)
+        assert unmet.value.condition == "conflict"
+        # [modules.pep] max_nodes_per_account defaults to 100
+        await asyncio.gather(
+            *(
+                pubsub.publish(None, f"urn:x:n{n}", id="1", payload=mood.xml, timeout=30)
+                for n in range(100)
+            )
+        )
+        with pytest.raises(IqError) as full:
+            await pubsub.publish(None, "urn:x:one-more", id="1", payload=mood.xml, timeout=10)
+        assert full.value.condition == "resource-constraint"
+        # an existing node still takes items
+        await pubsub.publish(None, "urn:x:n0", id="2", payload=mood.xml, timeout=10)
