@@ -51,20 +51,14 @@ class Missing:
         return pytest.mark.xfail(strict=True, reason=f"needs {self.feature}: {self.why}")
 
 
-MUC = "XEP-0045 group chat (issue 15: MUC)"
 #: itests that pass on Prosody and fail on chatgate today, with the feature that fixes them.
 #: Landed since this list was first written (their marks removed when they XPASSed): MAM
-#: (2 itests), MUC (4 of 5), PEP (2), XEP-0084 avatars, XEP-0410 self-ping, XEP-0363 upload.
+#: (2 itests), MUC (5), PEP (2), XEP-0084 avatars, XEP-0410 self-ping, XEP-0363 upload.
 CHATGATE_MISSING: dict[str, Missing] = {
     "test_component.SlixComponentIntegration.test_ping": Missing(
         "XEP-0114 external components (not in issue 15)",
         "connects to prosody:5347 as the component slixmpp.prosody; chatgate accepts no "
         "component connections",
-    ),
-    "test_muc.TestMUC.test_nick_change_leave": Missing(
-        MUC,
-        "the unavailable presence other occupants get when one leaves drops the <status/> "
-        "it left with (XEP-0045 7.14); the itest reads it",
     ),
 }
 
