@@ -11,9 +11,10 @@ Who is an administrator: the bare JIDs of `[modules.adhoc] admins`; an
 administrator may run these on every served domain.  Everybody else gets
 ``forbidden`` and never sees them listed.
 
-Online figures and the announcement cover this process's sessions: with the
-cluster layer, each node reports and reaches its own (the session directory
-has no cluster-wide listing yet).
+Online figures and the announcement read the router's table
+(`SessionDirectory.table`): this process's sessions and, with the cluster
+layer, a stand-in for each session on another node, so they cover the whole
+cluster; the announcement's copies for other nodes are forwarded there.
 """
 
 from __future__ import annotations
@@ -230,9 +231,9 @@ class AdminCommands:
     # ------------------------------------------------------------ figures
 
     def _online(self, host: str) -> list[str]:
-        """Bare JIDs of the host's accounts with a session in this process."""
+        """Bare JIDs of the host's accounts with a session (on any node)."""
         suffix = "@" + host
-        return sorted(bare for bare in self.ctx.router.directory.local if bare.endswith(suffix))
+        return sorted(bare for bare in self.ctx.router.directory.table if bare.endswith(suffix))
 
     async def registered_count(self, call: Call, values: Values) -> Outcome:
         count = await self.ctx.db.accounts.count(call.host)

@@ -18,7 +18,7 @@ CHATGATE_COMMANDS = "urn:chatgate:commands"
 
 
 class MySessions:
-    """The requester's own connected resources in this process (a result form)."""
+    """The requester's own connected resources, on every node (a result form)."""
 
     node = f"{CHATGATE_COMMANDS}#my-sessions"
     name = "List my sessions"
@@ -32,7 +32,7 @@ class MySessions:
 
     async def finish(self, call: Call, values: Values) -> Outcome:
         bare = str(call.requester.bare)
-        resources = self.ctx.router.directory.local.get(bare, {})
+        resources = self.ctx.router.directory.table.get(bare, {})
         listed = tuple(sorted(f"{bare}/{r}" for r in resources))
         form = build_form(
             CHATGATE_COMMANDS,
