@@ -13,9 +13,11 @@ import os
 from typing import TYPE_CHECKING
 
 from chatgate.jid import JID, InvalidJID
+from chatgate.modules.dataforms import find_form
 from chatgate.modules.muc import vocabulary as v
 from chatgate.modules.muc.occupancy import history_entry, nick_key
 from chatgate.modules.muc.room import MEMBER, MODERATOR, NONE, PARTICIPANT, ROLE_RANK, VISITOR, Room
+from chatgate.modules.muc.voice import voice_form
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
@@ -53,6 +55,9 @@ def room_message(svc: MucService, session: C2SSession, stanza: Element, room_jid
             return decline(svc, session, room, x)
         if x is not None and x.find("invite") is not None:
             return invite(svc, session, room, x)
+        form = find_form(stanza)
+        if form is not None:
+            return voice_form(svc, session, room, form)
         raise StanzaError(E.BAD_REQUEST, "messages to a room are of type groupchat")
     occupant = room.occupant_of(session.full)
     if occupant is None:

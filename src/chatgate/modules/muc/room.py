@@ -73,6 +73,8 @@ class Occupant:
     role: str
     #: full JID -> the presence that session sent (the newest is the occupant's)
     sessions: dict[str, Element] = field(default_factory=dict)
+    #: when it last asked for voice (`voice.py`), for the rate limit
+    voice_requested: float = float("-inf")
 
     @property
     def presence(self) -> Element:

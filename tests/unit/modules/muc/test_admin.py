@@ -331,3 +331,37 @@ async def test_an_occupant_can_be_banned_by_nick(tmp_path: Path) -> None:
         assert error(await alice.send(admin("<item affiliation='outcast' nick='Nobody'/>"))) == (
             "item-not-found"
         )
+
+
+async def test_a_visitor_asks_for_voice_and_a_moderator_grants_it(tmp_path: Path) -> None:
+    async with running(tmp_path) as srv:
+        alice, bob = [await Client.login(srv, u) for u in ("alice", "bob")]
+        await alice.join("Alice")
+        await alice.send(configure({"muc#roomconfig_moderatedroom": "1"}))
+        await bob.join("Bob")
+        alice.received()
+        ask = (
+            f"<message to='{ROOM}'><x xmlns='jabber:x:data' type='submit'>"
+            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>"
+            "<field var='muc#role'><value>participant</value></field></x></message>"
+        )
+        assert await bob.send(ask) == []
+        (request,) = messages(alice.received())
+        form = request.find("{jabber:x:data}x")
+        assert form is not None
+        values = {f.get("var"): f.findtext("{jabber:x:data}value") for f in form}
+        assert values["muc#roomnick"] == "Bob" and values["muc#jid"] == "bob@localhost"
+        # asking again at once is a flood
+        assert error(await bob.send(ask)) == "resource-constraint"
+        # a visitor cannot answer its own request
+        grant = (
+            f"<message to='{ROOM}'><x xmlns='jabber:x:data' type='submit'>"
+            "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>"
+            "<field var='muc#roomnick'><value>Bob</value></field>"
+            "<field var='muc#request_allow'><value>true</value></field></x></message>"
+        )
+        assert error(await bob.send(grant)) == "forbidden"
+        await alice.send(grant)
+        assert item(presences(bob.received())[-1])["role"] == "participant"
+        garbage = ask.replace("muc#request<", "muc#nonsense<")
+        assert error(await bob.send(garbage)) == "bad-request"
