@@ -6,8 +6,9 @@ slot's Content-Type, when the signature (`SlotSigner`, keyed by the
 installation secret) matches all of them; the body is streamed to disk (never
 held in memory, whatever `[http] max_request_size` says) and the file appears
 only once complete.  Answers: 201 stored; 400 wrong size or type, or a body
-that ended early; 403 a bad signature or a slot whose time is over; 404 no
-such slot; 409 a second PUT; 411 no Content-Length.
+that ended early; 408 a body that stopped coming for `IDLE_TIMEOUT`; 403 a
+bad signature or a slot whose time is over; 404 no such slot; 409 a second
+PUT; 411 no Content-Length.
 
 GET (and HEAD) ``/upload/<token>/<filename>``: the stored file, 404 for
 anything else (no slot, not yet stored, expired, another filename).  Served
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 #: bytes read from the request per step of a PUT
 CHUNK = 256 * 1024
+#: seconds a PUT may send nothing before it is given up (408; the slot takes
+#: another PUT until its deadline)
+IDLE_TIMEOUT = 60.0
 #: types a browser may show in place (no script can run in them)
 INLINE_TYPES = frozenset(
     {"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"}
@@ -73,6 +77,7 @@ class UploadEndpoint:
         self.service = module.service
         self.folder = module.folder
         self.repository = module.service.repository
+        self.idle_timeout = IDLE_TIMEOUT
 
     async def put(self, request: web.Request) -> web.StreamResponse:
         token, name = request.match_info["token"], request.match_info["name"]
@@ -113,13 +118,21 @@ class UploadEndpoint:
         try:
             fd = await asyncio.to_thread(folder.open_partial, token)
         except FileExistsError:
-            return _text(409, "this slot was used already")
+            # The PUT is ours (claimed in the database): the part is left from an
+            # earlier one whose clean-up did not happen (a crash).
+            folder.partial(token).unlink(missing_ok=True)
+            fd = await asyncio.to_thread(folder.open_partial, token)
         done = False
         try:
             with os.fdopen(fd, "wb") as fh:
                 written = 0
                 while written < size:
-                    chunk = await request.content.read(min(CHUNK, size - written))
+                    try:
+                        chunk = await asyncio.wait_for(
+                            request.content.read(min(CHUNK, size - written)), self.idle_timeout
+                        )
+                    except TimeoutError:
+                        return _text(408, f"no byte came for {self.idle_timeout:g} s")
                     if not chunk:
                         break
                     await asyncio.to_thread(fh.write, chunk)

@@ -5,6 +5,7 @@ forged and mismatched requests, and the purge."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import stat
@@ -274,3 +275,26 @@ async def test_names_with_percent_unicode_and_query_characters(tmp_path: Path) -
         disposition = got.headers["Content-Disposition"]
         assert "filename*=UTF-8''100%25%20%C3%A9t%C3%A9%3F%23%26.txt" in disposition
         assert 'filename="100_ _t_?#&.txt"' in disposition
+
+
+async def test_stalled_put_is_given_up_and_the_slot_reusable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatgate.http import upload as upload_http
+
+    monkeypatch.setattr(upload_http, "IDLE_TIMEOUT", 0.2)
+    async with setup(tmp_path) as (_srv, wire, client):
+        put, get = urls(await slot(wire, "slow.txt", 4))
+        never = asyncio.Event()
+
+        async def stalls() -> AsyncIterator[bytes]:
+            yield b"ab"
+            await never.wait()
+
+        headers = {"Content-Type": "text/plain", "Content-Length": "4"}
+        stalled = await client.put(put, data=stalls(), headers=headers)
+        assert stalled.status == 408
+        never.set()
+        plain = {"Content-Type": "text/plain"}
+        assert (await client.put(put, data=b"abcd", headers=plain)).status == 201
+        assert await (await client.get(get)).read() == b"abcd"
