@@ -394,7 +394,10 @@ class PresenceModule:
         roster = self.rosters.cached((session.username, session.domain))
         if roster is None:
             return
-        for contact in sorted(roster.pending_in):
+        pending: Iterable[str] = sorted(roster.pending_in)
+        if self.filter is not None:
+            pending = self.filter.visible(session.bare, pending)
+        for contact in pending:
             item = roster.items.get(contact)
             if item is not None and item.subscription in (Subscription.FROM, Subscription.BOTH):
                 continue

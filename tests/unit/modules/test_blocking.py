@@ -436,3 +436,22 @@ async def test_the_blocked_contacts_initial_presence_and_probes_leave_the_blocke
         carol_probe = await login(srv, "bob", "other", presence=False)
         out = await carol_probe.send("<presence/>")
         assert "alice@localhost/r" in [p.get("from") for p in of(out, "presence")]
+
+
+async def test_a_request_waiting_from_a_contact_blocked_since_is_not_delivered(
+    tmp_path: Path,
+) -> None:
+    async with server(tmp_path) as srv:
+        presence = srv.module("presence")
+        for who in ("bob", "carol"):
+            await presence.process_outbound(
+                (who, "localhost"), "alice@localhost", SubscriptionStanza.SUBSCRIBE
+            )
+        alice = await login(srv, "alice", presence=False)
+        await alice.send(block("bob@localhost"))
+        alice.wire.conn.connection_lost()
+        await alice.wire.settle()
+        again = await login(srv, "alice", "other", presence=False)
+        out = await again.send("<presence/>")
+        requests = [p.get("from") for p in of(out, "presence", type="subscribe")]
+        assert requests == ["carol@localhost"]
