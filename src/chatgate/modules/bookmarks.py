@@ -25,7 +25,7 @@ own write stands.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -175,7 +175,7 @@ class Bookmarks:
             await self._guarded(self._write_private(owner, storage))
             await self._guarded(self._to_native(owner, session, storage))
 
-    async def _guarded(self, work) -> None:  # type: ignore[no-untyped-def]
+    async def _guarded(self, work: Awaitable[None]) -> None:
         try:
             await work
         except StanzaError as exc:

@@ -14,7 +14,7 @@ subscription management, collection nodes, instant nodes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from chatgate.context import ServerContext
 
 PUBSUB_OWNER = "http://jabber.org/protocol/pubsub#owner"
+
+#: reads one IQ and returns the result's payload (raises StanzaError)
+Action = Callable[[C2SSession, Element], Awaitable[Element | None]]
 
 #: XEP-0060 §10 features (on the account's bare JID, XEP-0163 §1)
 FEATURES = (
@@ -179,7 +182,7 @@ class PersonalEventing:
     async def _owner(self, session: C2SSession, iq: Element) -> None:
         await self._answer(session, iq, self._owner_action)
 
-    async def _answer(self, session: C2SSession, iq: Element, action) -> None:  # type: ignore[no-untyped-def]
+    async def _answer(self, session: C2SSession, iq: Element, action: Action) -> None:
         try:
             payload = await action(session, iq)
         except StanzaError as exc:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatgate.storage.engine import writer
@@ -238,7 +238,7 @@ class ConfigChanged(Exception):
     """The node's configuration is not the one the publish was checked against."""
 
 
-def _node_query(owner: Owner):  # type: ignore[no-untyped-def]
+def _node_query(owner: Owner) -> Select[str, str]:
     username, domain = owner
     return (
         select(PubsubNode.node, PubsubNode.config)
