@@ -144,3 +144,21 @@ def _raw(port: int, method: str, target: str) -> bytes:
 
 def _raw_status(port: int, method: str, target: str) -> int:
     return int(_raw(port, method, target).split(b" ", 2)[1])
+
+
+async def test_expired_slot_refused(tmp_path: Path) -> None:
+    """A slot whose put_timeout (10 s, the least allowed) passed takes no PUT."""
+    srv = start_web_server(tmp_path, "\n[modules.upload]\nput_timeout = 10\n")
+    try:
+        srv.add_user("eve", "eve-password")
+        async with logged_in(srv, "eve@localhost/late", "eve-password") as eve:
+            put, get = await slot(with_upload(eve), "late.txt", 5)
+        await asyncio.sleep(10.5)  # the deadline is wall-clock time in the signed URL
+        async with aiohttp.ClientSession() as http:
+            async with http.put(put, data=b"hello", headers={"Content-Type": "text/plain"}) as r:
+                assert r.status == 403
+                assert "over" in await r.text()
+            async with http.get(get) as r:
+                assert r.status == 404
+    finally:
+        assert srv.stop() == 0
