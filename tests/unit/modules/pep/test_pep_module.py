@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from chatgate.storage.records import RosterItem, Subscription
+
 from ..wire import Server
 from .client import (
     CLIENT,
@@ -448,3 +450,47 @@ async def test_private_pep_storage_survives_a_restart(tmp_path: Path) -> None:
         assert error_of(refused) == ("not-allowed", "closed-node")
     finally:
         await srv.stop()
+
+
+async def test_only_from_or_both_subscriptions_hear(tmp_path: Path) -> None:
+    """carol is in alice's roster with subscription 'to' (alice sees carol, carol
+    does not see alice): carol hears nothing, and may not read the node."""
+    async with pep_server(tmp_path) as srv:
+        await srv.db.roster.put(
+            ("alice", "localhost"), RosterItem("carol@localhost", subscription=Subscription.TO)
+        )
+        await srv.db.roster.put(
+            ("carol", "localhost"), RosterItem("alice@localhost", subscription=Subscription.FROM)
+        )
+        alice, bob, carol = await three(srv)
+        await alice.iq("set", publish(MOOD, HAPPY))
+        assert moods(bob.events()) == ["happy"]
+        assert carol.events() == []
+        items = f"<pubsub xmlns='{PUBSUB}'><items node='{MOOD}'/></pubsub>"
+        assert error_of(await carol.iq("get", items, to="alice@localhost")) == (
+            "not-authorized",
+            "presence-subscription-required",
+        )
+
+
+async def test_caps_changed_in_a_later_presence_are_learned_at_the_next_event(
+    tmp_path: Path,
+) -> None:
+    """bob comes online without +notify, then sends presence with new caps: the
+    next publish asks him, and once he answers he gets the item (as the last one)."""
+    async with pep_server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        bob = await login(srv, "bob")
+        await alice.available([])
+        await bob.available(["http://jabber.org/protocol/caps"])
+        bob.take()
+        await bob.send_nowait(
+            "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
+            f"node='n' ver='{_ver(MOOD_NOTIFY)}'/></presence>"
+        )
+        await bob.wire.settle()
+        bob.take()
+        await alice.send_nowait(f"<iq type='set' id='p'>{publish(MOOD, HAPPY)}</iq>")
+        assert await bob.answer_caps(MOOD_NOTIFY), "the new caps were asked at the publish"
+        await bob.wire.settle()
+        assert moods(bob.events()) == ["happy"]
