@@ -17,7 +17,7 @@ from chatgate.modules.muc.archive import MamRoomArchive
 from chatgate.modules.muc.occupancy import session_closed
 from chatgate.modules.muc.options import MucOptions
 from chatgate.modules.muc.registry import LocalRoomRegistry, RoomRegistry
-from chatgate.modules.muc.room import History, Room, RoomConfig
+from chatgate.modules.muc.room import Room, RoomConfig
 from chatgate.modules.muc.service import MucService, RoomArchive
 from chatgate.storage.repositories.rooms import RoomRepository
 from chatgate.xmpp.events import RemoteSessionLost, SessionClosed
@@ -69,7 +69,7 @@ class MultiUserChat:
                     room = Room(
                         record.jid,
                         RoomConfig.from_dict(record.config),
-                        history=History(options.history_messages, options.history_bytes),
+                        history=service.new_history(),
                         secret=record.secret,
                         affiliations=record.affiliations,
                         subject=record.subject,

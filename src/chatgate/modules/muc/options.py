@@ -46,6 +46,10 @@ class MucOptions(BaseModel):
     history_bytes: int = Field(256 * 1024, ge=0)
     """Bytes of history each room keeps at most (serialized stanzas)."""
 
+    history_total_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    """Bytes of history all rooms of the process keep together at most; when full,
+    a room keeps new messages only by dropping its own oldest."""
+
     default_history: int = Field(20, ge=0)
     """History messages a joiner gets when it does not ask for a number."""
 

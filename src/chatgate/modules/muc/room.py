@@ -95,14 +95,27 @@ class HistoryEntry:
     stanza_id: str
 
 
+class HistoryBudget:
+    """Bytes of history all the rooms of this process hold together, at most: with
+    thousands of rooms, each room's own bound alone would still add up to more
+    memory than a server should give to history."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+
 class History:
     """The last messages of a room, bounded by count and by serialized bytes (the
-    oldest go first).  In memory only: a restart forgets it (the archive keeps what
-    MAM keeps)."""
+    oldest go first), and by the shared `HistoryBudget`: when all rooms together
+    hold the budget, a room makes room from its own oldest messages, and keeps
+    nothing new if it has none left.  In memory only: a restart forgets it (the
+    archive keeps what MAM keeps)."""
 
-    def __init__(self, max_count: int, max_bytes: int) -> None:
+    def __init__(self, max_count: int, max_bytes: int, budget: HistoryBudget | None = None) -> None:
         self.max_count = max_count
         self.max_bytes = max_bytes
+        self.budget = budget if budget is not None else HistoryBudget(max_bytes)
         self.entries: deque[HistoryEntry] = deque()
         self.bytes = 0
 
@@ -110,15 +123,28 @@ class History:
         if self.max_count <= 0 or entry.size > self.max_bytes:
             return
         self.entries.append(entry)
-        self.bytes += entry.size
-        while len(self.entries) > self.max_count or self.bytes > self.max_bytes:
-            self.bytes -= self.entries.popleft().size
+        self._count(entry.size)
+        while self.entries and (
+            len(self.entries) > self.max_count
+            or self.bytes > self.max_bytes
+            or self.budget.used > self.budget.limit
+        ):
+            self._count(-self.entries.popleft().size)
+
+    def _count(self, size: int) -> None:
+        self.bytes += size
+        self.budget.used += size
+
+    def clear(self) -> None:
+        """Forget everything (the room is gone), giving its bytes back to the budget."""
+        self._count(-self.bytes)
+        self.entries.clear()
 
     def remove(self, stanza_id: str) -> HistoryEntry | None:
         for entry in self.entries:
             if entry.stanza_id == stanza_id:
                 self.entries.remove(entry)
-                self.bytes -= entry.size
+                self._count(-entry.size)
                 return entry
         return None
 

@@ -23,7 +23,7 @@ from chatgate.jid import JID
 from chatgate.modules.muc import vocabulary as v
 from chatgate.modules.muc.options import MucOptions
 from chatgate.modules.muc.registry import RoomRegistry
-from chatgate.modules.muc.room import History, Occupant, Room, RoomConfig
+from chatgate.modules.muc.room import History, HistoryBudget, Occupant, Room, RoomConfig
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
@@ -90,6 +90,8 @@ class MucService:
         self.now = now
         #: runs work nobody waits for (the server's `spawn`: awaited at shutdown)
         self.spawn = spawn
+        #: history bytes all rooms hold together
+        self.history_budget = HistoryBudget(options.history_total_bytes)
 
     # ------------------------------------------------------------ entry point
 
@@ -147,10 +149,14 @@ class MucService:
             public=o.public_by_default,
             history_length=min(o.default_history, o.history_messages),
         )
-        room = Room(jid, config, history=History(o.history_messages, o.history_bytes))
+        room = Room(jid, config, history=self.new_history())
         room.affiliations[owner] = "owner"
         room.locked = o.lock_new_rooms
         return room
+
+    def new_history(self) -> History:
+        o = self.options
+        return History(o.history_messages, o.history_bytes, self.history_budget)
 
     def max_occupants(self, room: Room) -> int:
         limit = self.options.max_occupants
@@ -186,6 +192,7 @@ class MucService:
         """Forget the room (occupants already told)."""
         was_persistent = room.config.persistent
         room.destroyed = True
+        room.history.clear()
         self.registry.remove(room.jid)
         if not was_persistent and self.archive is None:
             return None
@@ -203,6 +210,7 @@ class MucService:
         # a room never configured (still locked) is not kept either
         if room.is_empty() and not room.destroyed and (room.locked or not room.config.persistent):
             room.destroyed = True
+            room.history.clear()
             self.registry.remove(room.jid)
             if self.archive is not None and self.spawn is not None:
                 # a later room of the same name must not read this one's archive

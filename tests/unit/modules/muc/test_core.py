@@ -397,3 +397,27 @@ async def test_leaving_carries_the_status_and_history_by_time(tmp_path: Path) ->
         )
         (gone,) = presences(bob.received())
         assert gone.findtext(C + "status") == "bye now"
+
+
+async def test_all_rooms_histories_share_one_byte_budget(tmp_path: Path) -> None:
+    async with running(tmp_path, history_total_bytes=2000, history_bytes=1500) as srv:
+        alice = await Client.login(srv, "alice")
+        other = ROOM.replace("room@", "other@")
+        await alice.join("Alice")
+        await alice.join("Alice", room=other)
+        for i in range(20):
+            for room in (ROOM, other):
+                await alice.send(
+                    f"<message to='{room}' type='groupchat'><body>{i:03} {'x' * 80}</body></message>"
+                )
+        service = srv.module("muc").service
+        registry = srv.module("muc").registry
+        first, second = registry.get(ROOM), registry.get(other)
+        assert service.history_budget.used == first.history.bytes + second.history.bytes
+        assert service.history_budget.used <= 2000
+        assert first.history.entries and second.history.entries
+        # each keeps its newest
+        assert "019" in first.history.entries[-1].stanza.find("body", "jabber:client").text
+        # a room that goes gives its bytes back
+        await alice.send(f"<presence to='{other}/Alice' type='unavailable'/>")
+        assert service.history_budget.used == first.history.bytes
