@@ -215,11 +215,14 @@ class HttpListener:
     @web.middleware
     async def _headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Security headers on everything; CORS for allowed origins, preflights answered."""
-        origin = (
-            None
-            if request.path.startswith(ADMIN_PATHS)
-            else self._allowed_origin(request.headers.get("Origin"))
-        )
+        if request.path.startswith(ADMIN_PATHS):
+            origin = None
+        elif request.path.startswith(UPLOAD_PATH) and "Origin" in request.headers:
+            # XEP-0363 URLs are capabilities (a signed PUT, an unguessable GET) and
+            # carry no cookie: any web client may use them, as any other client may.
+            origin = "*"
+        else:
+            origin = self._allowed_origin(request.headers.get("Origin"))
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             response: web.StreamResponse = web.Response(status=204)
             if origin is not None:
