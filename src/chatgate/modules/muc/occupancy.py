@@ -59,6 +59,10 @@ def presence(
         return None  # subscriptions and probes mean nothing to a room
     if not nick:
         raise StanzaError(E.JID_MALFORMED, "a room nickname is required (room@service/nick)")
+    # the room keeps each session's presence for as long as it stays: bounded
+    limit = svc.options.max_presence_bytes
+    if len(_serialize(stanza).encode()) > limit:
+        raise StanzaError(E.POLICY_VIOLATION, f"presence to a room is at most {limit} bytes")
     occupant = room.occupant_of(session.full) if room is not None else None
     if room is None or occupant is None:
         return join(svc, session, stanza, room_jid, nick)

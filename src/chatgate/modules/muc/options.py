@@ -36,6 +36,10 @@ class MucOptions(BaseModel):
     max_nick_length: int = Field(64, ge=1, le=1023)
     """Nicknames longer than this (characters, after PRECIS) get `jid-malformed`."""
 
+    max_presence_bytes: int = Field(16 * 1024, ge=1024)
+    """Bytes of an occupant's presence at most (the room keeps it while the occupant
+    stays): larger ones get `policy-violation`."""
+
     max_affiliations: int = Field(5_000, ge=1)
     """Affiliations (owner/admin/member/outcast) one room keeps at most."""
 

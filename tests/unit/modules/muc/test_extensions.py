@@ -158,3 +158,20 @@ async def test_a_disabled_service_does_not_exist(tmp_path: Path) -> None:
         got = await alice.join("Alice")
         assert error(got) in ("remote-server-not-found", "service-unavailable")
         assert [s.domain for s in srv.ctx.services if s.domain.startswith("conference.")] == []
+
+
+async def test_a_huge_presence_is_refused_and_not_kept(tmp_path: Path) -> None:
+    async with running(tmp_path, max_presence_bytes=2048) as srv:
+        alice = await Client.login(srv, "alice")
+        big = f"<status>{'s' * 3000}</status>"
+        join = f"<presence to='{ROOM}/Alice'><x xmlns='http://jabber.org/protocol/muc'/>{big}</presence>"
+        assert error(await alice.send(join)) == "policy-violation"
+        assert srv.module("muc").registry.get(ROOM) is None
+        await alice.join("Alice")
+        # a status update that is too big is refused; the occupant keeps its old presence
+        assert (
+            error(await alice.send(f"<presence to='{ROOM}/Alice'>{big}</presence>"))
+            == "policy-violation"
+        )
+        room = srv.module("muc").registry.get(ROOM)
+        assert room.occupants["alice"].presence.find("status", "jabber:client") is None
