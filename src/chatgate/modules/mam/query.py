@@ -19,8 +19,7 @@ or raises StanzaError:
 - <flip-page/> (extended): the page is sent newest first.
 
 `query_form` is the form a client discovers with an IQ get (XEP-0313 §5);
-`result_message` wraps one archived message as a <result/>, `fin` ends the
-answer.
+`fin` ends the answer (the service writes each <result/>).
 """
 
 from __future__ import annotations
@@ -31,9 +30,8 @@ from datetime import UTC, datetime
 from chatgate.jid import JID, InvalidJID
 from chatgate.modules.dataforms import FormField, build_form, find_form, read_submission
 from chatgate.modules.mam.ids import bounds_for, is_archive_id, millis
-from chatgate.modules.mam.policy import FORWARD, MAM, RSM
+from chatgate.modules.mam.policy import MAM, RSM
 from chatgate.storage.repositories.archive import ArchiveFilter, PageRequest
-from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
 
@@ -180,21 +178,6 @@ def _page_id(value: str) -> str:
 def stamp(moment: datetime) -> str:
     """XEP-0082 DateTime in UTC with milliseconds."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def result_message(
-    to: str, sender: str, queryid: str | None, archive_id: str, moment: datetime, original: Element
-) -> Element:
-    """XEP-0313 §4.2: one archived message, forwarded (XEP-0297) with its time."""
-    message = Element("message", ns.CLIENT, {"to": to, "from": sender})
-    attrs = {"id": archive_id}
-    if queryid is not None:
-        attrs["queryid"] = queryid
-    result = message.sub("result", MAM, attrs)
-    forwarded = result.sub("forwarded", FORWARD)
-    forwarded.sub("delay", ns.DELAY, {"stamp": stamp(moment)})
-    forwarded.append(original)
-    return message
 
 
 def fin(complete: bool, first: str | None, last: str | None, count: int | None) -> Element:

@@ -37,6 +37,7 @@ from chatgate.jid import JID
 from chatgate.lru import LruCache
 from chatgate.modules.mam import ids as archive_ids
 from chatgate.modules.mam.policy import (
+    FORWARD,
     MAM,
     MODES,
     SID,
@@ -45,7 +46,7 @@ from chatgate.modules.mam.policy import (
     verdict,
     worth_archiving,
 )
-from chatgate.modules.mam.query import fin, parse_query, query_form, result_message, stamp
+from chatgate.modules.mam.query import fin, parse_query, query_form, stamp
 from chatgate.modules.mam.writer import ArchiveWriter, QueuedRow
 from chatgate.modules.roster.service import RosterService
 from chatgate.storage.errors import AccountNotFound
@@ -56,10 +57,11 @@ from chatgate.storage.repositories.archive import (
     UnknownArchiveId,
 )
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
+from chatgate.vocabulary.ns import DELAY
 from chatgate.xml.element import Element
 from chatgate.xml.framed import parse_fragment
-from chatgate.xml.serialize import serialize
-from chatgate.xmpp.session import C2SSession
+from chatgate.xml.serialize import escape_attr, serialize
+from chatgate.xmpp.session import STANZAS, C2SSession
 from chatgate.xmpp.stanza import iq_result
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,11 @@ log = logging.getLogger(__name__)
 STORED_MAX_DEPTH = 1000
 #: JIDs in each preference list at most
 MAX_PREF_JIDS = 500
+#: messages are stored as standalone elements (their namespace declared), so that
+#: an answer can write the stored text inside <forwarded/> as it is
+STANDALONE = ""
+#: how stored text this server wrote begins (anything else is parsed back first)
+_SPLICEABLE = '<message xmlns="jabber:client"'
 
 
 class PrefsCache(Protocol):
@@ -177,7 +184,7 @@ class ArchiveService:
         if not worth_archiving(stanza):
             return
         from_bare = f"{sender.local}@{sender.domain}"
-        text = serialize(stanza)
+        text = serialize(stanza, STANDALONE)
         if self._keeps_now(to_bare, from_bare):
             archive_id, moment = self.new_stanza_id()
             row = NewArchiveRow(
@@ -257,7 +264,13 @@ class ArchiveService:
         else:
             moment = archive_ids.stamp_of(stanza_id)
         row = NewArchiveRow(
-            room_jid, None, stanza_id, room_jid, occupant_nick, moment, serialize(stanza)
+            room_jid,
+            None,
+            stanza_id,
+            room_jid,
+            occupant_nick,
+            moment,
+            serialize(stanza, STANDALONE),
         )
         self.writer.offer(row, None)
         return stanza_id
@@ -265,7 +278,7 @@ class ArchiveService:
     async def retract(self, owner: str, stanza_id: str, tombstone: Element | None = None) -> bool:
         """XEP-0425 moderation: replace the message `stanza_id` of `owner`'s archive by
         `tombstone`, or delete it when None.  False when the archive has no such id."""
-        text = serialize(tombstone) if tombstone is not None else None
+        text = serialize(tombstone, STANDALONE) if tombstone is not None else None
         if text is None:
             if self.writer.take_back(owner, stanza_id) is not None:
                 return True
@@ -328,19 +341,26 @@ class ArchiveService:
                 complete = False
                 break
         ordered = list(reversed(records)) if parsed.flip else records
+        # Each result is the stored text, which this server wrote (well-formed, its
+        # namespace declared), inside the <result/> wrapper: no parse and serialize
+        # again per message.  Text that does not begin as ours is parsed first.
+        queryid = "" if parsed.queryid is None else f' queryid="{escape_attr(parsed.queryid)}"'
+        head = (
+            f'<message to="{escape_attr(session.full)}" from="{escape_attr(owner_jid)}">'
+            f'<result xmlns="{MAM}"{queryid} id="'
+        )
         for record in ordered:
-            original = _restore(record.stanza, record.archive_id, owner_jid)
-            if original is None:
-                continue
-            session.send(
-                result_message(
-                    session.full,
-                    owner_jid,
-                    parsed.queryid,
-                    record.archive_id,
-                    record.stamp,
-                    original,
-                )
+            text = record.stanza
+            if not text.startswith(_SPLICEABLE):
+                original = _restore(text, record.archive_id, owner_jid)
+                if original is None:
+                    continue
+                text = serialize(original, STANDALONE)
+            STANZAS.sent += 1
+            session.write(
+                f'{head}{escape_attr(record.archive_id)}"><forwarded xmlns="{FORWARD}">'
+                f'<delay xmlns="{DELAY}" stamp="{stamp(record.stamp)}"/>{text}'
+                "</forwarded></result></message>".encode()
             )
         first = ordered[0].archive_id if ordered else None
         last = ordered[-1].archive_id if ordered else None

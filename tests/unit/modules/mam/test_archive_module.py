@@ -545,3 +545,33 @@ async def test_a_long_queryid_is_refused_and_a_short_one_echoed(tmp_path: Path) 
         assert results == [] and condition(iq) == "bad-request"
         results, iq = await query(alice, qid="&lt;odd&apos;id")
         assert [r.find(f"{{{MAM}}}result").get("queryid") for r in results] == ["<odd'id"]  # type: ignore[union-attr]
+
+
+async def test_stored_text_not_written_here_is_parsed_back_or_skipped(tmp_path: Path) -> None:
+    from chatgate.storage.repositories.archive import NewArchiveRow
+
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        service = srv.module("mam").service
+        rows = []
+        for text in (
+            "<message to='alice@localhost'><body>no xmlns</body></message>",
+            "<message xmlns='jabber:client'><body>broken",
+            '<message xmlns="jabber:client"><body>ours</body></message>',
+        ):
+            archive_id, moment = service.new_stanza_id()
+            rows.append(
+                NewArchiveRow(
+                    "alice@localhost",
+                    ("alice", "localhost"),
+                    archive_id,
+                    "bob@localhost",
+                    "",
+                    moment,
+                    text,
+                )
+            )
+        await service.repository.append(rows)
+        results, iq = await query(alice)
+        assert result_bodies(results) == ["no xmlns", "ours"]
+        assert iq.get("type") == "result"
