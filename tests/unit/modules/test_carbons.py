@@ -233,3 +233,16 @@ async def test_disabled_module(tmp_path: Path) -> None:
         desk = Client(wire)
         (reply,) = of(await desk.send(ENABLE), "iq", id="c1")
         assert condition(reply) == "service-unavailable"
+
+
+async def test_a_lower_priority_resource_gets_the_received_carbon(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        desk = await login(srv, "alice", "desk")
+        await desk.send("<presence><priority>5</priority></presence>")
+        phone = await login(srv, "alice", "phone")
+        bob = await login(srv, "bob", "pc")
+        await bob.send(message("alice@localhost", "to bare"))
+        assert plain(desk.take()) == ["to bare"]
+        phone_got = phone.take()
+        assert plain(phone_got) == []
+        assert [i.findtext(C + "body") for i in carbons(phone_got, "received")] == ["to bare"]
