@@ -20,8 +20,10 @@ Theory of operation (XEP-0050 §3, §4):
   ``item-not-found``, no room for another session ``resource-constraint``.
 
 A submitted form keeps only the fields its page declares (at most
-`MAX_VALUES` values each): what a requester can make the server hold is
-bounded by the pages, whatever it sends.
+`MAX_VALUES` values of `MAX_VALUE_CHARS` each), and a session holds at most
+`MAX_SESSION_CHARS` in all (past it the session ends with ``bad-payload``):
+what a requester can make the server hold between steps is bounded whatever
+it sends.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ ACTIONS = frozenset({"execute", "next", "prev", "complete", "cancel"})
 MAX_VALUES = 256
 #: characters kept per submitted value
 MAX_VALUE_CHARS = 4096
+#: characters a session may hold over all its pages (what waits between steps)
+MAX_SESSION_CHARS = 65_536
 
 
 class CommandError(Exception):
@@ -154,6 +158,13 @@ class CommandRunner:
             raise CommandError(StanzaErrorCondition.BAD_REQUEST, "bad-action")
         page = command.pages[open_.page]
         open_.values.update(_submitted(page, request))
+        if sum(len(v) for values in open_.values.values() for v in values) > MAX_SESSION_CHARS:
+            self.sessions.close(open_.owner, open_.id)
+            raise CommandError(
+                StanzaErrorCondition.BAD_REQUEST,
+                "bad-payload",
+                f"the forms hold more than {MAX_SESSION_CHARS} characters",
+            )
         missing = [
             f.label or f.var
             for f in page.fields

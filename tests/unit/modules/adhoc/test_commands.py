@@ -399,3 +399,14 @@ def test_admins_must_be_bare_jids() -> None:
     with pytest.raises(ValueError, match="not a bare JID"):
         AdHocOptions(admins=["localhost"])
     assert AdHocOptions(admins=["Root@LocalHost"]).admins == ["root@localhost"]
+
+
+async def test_oversized_forms_end_the_session(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        root = await login(srv, "root")
+        node = f"{ADMIN}#announce"
+        sid = cmd_of(await iq(root, command(node))).get("sessionid")
+        huge = ["x" * 4000] * 20  # 80,000 characters
+        reply = await iq(root, command(node, "complete", sid, submit({"announcement": huge})))
+        assert error_of(reply) == ("bad-request", "bad-payload")
+        assert error_of(await iq(root, command(node, "cancel", sid)))[1] == "bad-sessionid"
