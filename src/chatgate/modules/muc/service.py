@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from chatgate.jid import JID
+from chatgate.modules.muc import admin, chat, occupancy
 from chatgate.modules.muc import vocabulary as v
 from chatgate.modules.muc.options import MucOptions
 from chatgate.modules.muc.registry import RoomRegistry
@@ -97,8 +98,6 @@ class MucService:
 
     def handle(self, session: C2SSession, stanza: Element, to: JID) -> Pending:
         """A stanza from a local client to the service or one of its rooms."""
-        from chatgate.modules.muc import admin, chat, occupancy
-
         try:
             name = stanza.name
             if not to.local:
@@ -312,12 +311,9 @@ class MucService:
         (ended on another cluster node, or between its end and our hearing of it)
         leaves the room, as XEP-0045 §7.14 has a service treat a bounced stanza."""
         gone = [full for full in list(room.by_full) if not self.deliver(full, stanza)]
-        if gone:
-            from chatgate.modules.muc.occupancy import leave
-
-            for full in gone:
-                if not room.destroyed:
-                    leave(self, room, full)
+        for full in gone:
+            if not room.destroyed:
+                occupancy.leave(self, room, full)
 
 
 #: what an occupant's own presence may not carry into the room's
