@@ -225,9 +225,11 @@ def _owner(
         for occupant in list(room.occupants.values()):
             if room.affiliation(occupant.bare) == NONE:
                 remove_occupant(svc, room, occupant, v.MEMBERS_ONLY_NOW)  # §9.5
-    if config.persistent or old.persistent:
-        return svc.persist(room)
-    return None
+    pending = svc.persist(room) if config.persistent or old.persistent else None
+    svc.drop_if_empty(
+        room
+    )  # made temporary with nobody in it (an owner may configure from outside)
+    return pending
 
 
 def _destroy(

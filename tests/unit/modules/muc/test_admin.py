@@ -365,3 +365,21 @@ async def test_a_visitor_asks_for_voice_and_a_moderator_grants_it(tmp_path: Path
         assert item(presences(bob.received())[-1])["role"] == "participant"
         garbage = ask.replace("muc#request<", "muc#nonsense<")
         assert error(await bob.send(garbage)) == "bad-request"
+
+
+async def test_an_owner_outside_the_room_configures_it_and_an_empty_room_made_temporary_goes(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path) as srv:
+        alice = await Client.login(srv, "alice")
+        await alice.join("Alice")
+        result(await alice.send(configure({"muc#roomconfig_persistentroom": "1"})), "cfg")
+        await alice.send(f"<presence to='{ROOM}/Alice' type='unavailable'/>")
+        result(await alice.send(configure({"muc#roomconfig_roomname": "Quiet"}, iq_id="c2")), "c2")
+        assert srv.module("muc").registry.get(ROOM).config.name == "Quiet"
+        result(
+            await alice.send(configure({"muc#roomconfig_persistentroom": "0"}, iq_id="c3")), "c3"
+        )
+        assert srv.module("muc").registry.get(ROOM) is None
+    async with running(tmp_path) as srv:
+        assert srv.module("muc").registry.get(ROOM) is None
