@@ -14,6 +14,7 @@ connection awaits it in order (per-account serialisation).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -91,6 +92,8 @@ class MucService:
         self.now = now
         #: runs work nobody waits for (the server's `spawn`: awaited at shutdown)
         self.spawn = spawn
+        #: the last storage write asked for, per room JID (`_in_order`)
+        self._writes: dict[str, asyncio.Future[None]] = {}
         #: history bytes all rooms hold together
         self.history_budget = HistoryBudget(options.history_total_bytes)
 
@@ -176,16 +179,39 @@ class MucService:
     def persist(self, room: Room) -> Pending:
         """Store a persistent room (or forget one that is no longer persistent): what
         the sender's connection awaits after an owner's or admin's change."""
-        if room.config.persistent and not room.destroyed:
-            return self._store(self.store.save(self.record(room)), room.jid)
-        return self._store(self.store.delete(room.jid), room.jid)
+        return self._in_order(room.jid, lambda: self._save_or_delete(room))
 
-    async def _store(self, work: Awaitable[None], jid: str) -> None:
-        try:
-            await work
-        except Exception:
-            # The change holds in memory; the room will be as stored after a restart.
-            log.exception("could not store room %s", jid)
+    async def _save_or_delete(self, room: Room) -> None:
+        # the room as it is when its turn comes: a later change is never overwritten
+        if room.config.persistent and not room.destroyed:
+            await self.store.save(self.record(room))
+        else:
+            await self.store.delete(room.jid)
+
+    def _in_order(self, jid: str, work: Callable[[], Awaitable[None]]) -> Awaitable[None]:
+        """Run `work` after every write for `jid` asked for before it (two accounts'
+        changes to one room are stored in the order they were made, and a destroyed
+        room's deletion comes before a new room of its name is saved).  A failure is
+        logged: the change holds in memory, and the room is as stored after a restart."""
+        previous = self._writes.get(jid)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            try:
+                await work()
+            except Exception:
+                log.exception("could not store room %s", jid)
+
+        task = asyncio.ensure_future(run())
+        self._writes[jid] = task
+
+        def done(finished: asyncio.Future[None]) -> None:
+            if self._writes.get(jid) is finished:
+                del self._writes[jid]
+
+        task.add_done_callback(done)
+        return task
 
     def destroy(self, room: Room) -> Pending:
         """Forget the room (occupants already told)."""
@@ -197,12 +223,17 @@ class MucService:
             return None
         return self._forget(room.jid, was_persistent)
 
-    async def _forget(self, jid: str, stored: bool) -> None:
+    def _forget(self, jid: str, stored: bool) -> Awaitable[None]:
         """A destroyed room's stored configuration and archive go (§10.9)."""
-        if stored:
-            await self._store(self.store.delete(jid), jid)
-        if self.archive is not None:
-            await self._store(self.archive.delete(jid), jid)
+        archive = self.archive
+
+        async def forget() -> None:
+            if stored:
+                await self.store.delete(jid)
+            if archive is not None:
+                await archive.delete(jid)
+
+        return self._in_order(jid, forget)
 
     def drop_if_empty(self, room: Room) -> None:
         """§10.9 for temporary rooms: gone when the last occupant leaves."""

@@ -4,10 +4,16 @@ are kept apart, and a room JID near the length limit fits."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
 from chatgate.storage.database import Database
 from chatgate.storage.repositories.rooms import RoomRecord, RoomRepository
+
+from .support import ROOM, SERVICE, Client, configure, running
 
 
 async def check_round_trip(db: Database) -> None:
@@ -55,3 +61,30 @@ async def test_rooms_round_trip(db: Database) -> None:
 @pytest.mark.postgresql_only
 async def test_rooms_round_trip_on_postgresql(db: Database) -> None:
     await check_round_trip(db)
+
+
+async def test_writes_for_one_room_are_stored_in_the_order_asked(tmp_path: Path) -> None:
+    """Two changes whose writes are both under way: the later one is what stays, and
+    a destroyed room's deletion comes before a new room of the same name is saved."""
+    async with running(tmp_path) as srv:
+        alice = await Client.login(srv, "alice")
+        await alice.join("Alice")
+        await alice.send(configure({"muc#roomconfig_persistentroom": "1"}))
+        muc = srv.module("muc")
+        service, registry = muc.service, muc.registry
+        room = registry.get(ROOM)
+        room.config = replace(room.config, name="first")
+        first = service.persist(room)
+        room.config = replace(room.config, name="second")
+        second = service.persist(room)
+        await asyncio.gather(first, second)
+        (stored,) = await service.store.load(SERVICE)
+        assert stored.config["name"] == "second"
+        # destroyed, then made again under the same JID before the deletion ran
+        gone = service.destroy(room)
+        again = service.new_room(ROOM, "alice@localhost")
+        again.config = replace(again.config, persistent=True, name="reborn")
+        registry.add(again)
+        await asyncio.gather(gone, service.persist(again))
+        (stored,) = await service.store.load(SERVICE)
+        assert stored.config["name"] == "reborn"
