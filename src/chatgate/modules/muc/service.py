@@ -211,6 +211,8 @@ class MucService:
                 del self._writes[jid]
 
         task.add_done_callback(done)
+        if self.spawn is not None:
+            self.spawn(task)  # the server waits for it at shutdown too
         return task
 
     def destroy(self, room: Room) -> Pending:
