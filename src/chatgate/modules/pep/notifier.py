@@ -21,6 +21,7 @@ Bounds: questions waiting at once (`max_pending`), sessions waiting on one ver
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable
@@ -64,6 +65,10 @@ class Audience:
         self._sessions: dict[str, dict[str, C2SSession]] = {}
         #: ver being asked -> the sessions waiting for its answer
         self._asking: dict[str, list[C2SSession]] = {}
+        #: ver being asked -> (the full JID asked, the task asking it): a session
+        #: that goes away takes its question with it (no wait for the timeout, at
+        #: shutdown either)
+        self._questions: dict[str, tuple[str, asyncio.Task[None]]] = {}
         #: what to do for a session once its features are known (set by the module)
         self.on_learned: Learned | None = None
 
@@ -82,6 +87,9 @@ class Audience:
             if not resources:
                 del self._sessions[session.bare]
         self.interest.forget(session.full)
+        for full, task in list(self._questions.values()):
+            if full == session.full:
+                task.cancel()
 
     def refresh(self, session: C2SSession) -> bool:
         """Read the session's caps from its last presence (it may have changed them
@@ -121,7 +129,9 @@ class Audience:
             log.debug("caps questions full; %s not asked now", session.full)
             return
         self._asking[caps.ver] = [session]
-        self._spawn(self._ask(session, caps))
+        task = asyncio.ensure_future(self._ask(session, caps))
+        self._questions[caps.ver] = (session.full, task)
+        self._spawn(task)
 
     async def _ask(self, session: C2SSession, caps: Caps) -> None:
         """XEP-0115 §6.2: disco#info on node#ver to the session that announced it."""
@@ -139,6 +149,7 @@ class Audience:
             self.interest.learned(session.full, caps, answer)
         finally:
             waiters = self._asking.pop(caps.ver, [])
+            self._questions.pop(caps.ver, None)
         for waiter in waiters:
             if self.on_learned is not None and self.interest.features(waiter.full) is not None:
                 await self.on_learned(waiter)

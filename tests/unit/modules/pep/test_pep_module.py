@@ -6,6 +6,7 @@ attacks (someone else's PEP, huge items, many nodes, malformed forms)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from chatgate.storage.records import RosterItem, Subscription
@@ -494,3 +495,22 @@ async def test_caps_changed_in_a_later_presence_are_learned_at_the_next_event(
         assert await bob.answer_caps(MOOD_NOTIFY), "the new caps were asked at the publish"
         await bob.wire.settle()
         assert moods(bob.events()) == ["happy"]
+
+
+async def test_a_question_goes_with_the_session_that_never_answers(tmp_path: Path) -> None:
+    """A client that announces caps, never answers and leaves: its question ends
+    with it (nothing waits for the 10 s timeout, not even the server's stop)."""
+    async with pep_server(tmp_path) as srv:
+        bob = await login(srv, "bob")
+        await bob.send_nowait(
+            "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
+            "node='n' ver='never-answered'/></presence>"
+        )
+        asked = [el for el in bob.take() if el.tag == CLIENT + "iq"]
+        assert len(asked) == 1
+        assert srv.ctx._background, "the question is pending"
+        started = asyncio.get_running_loop().time()
+        await bob.send_nowait("</stream:stream>")
+        await bob.wire.settle()
+        assert asyncio.get_running_loop().time() - started < 2
+        assert not srv.ctx._background
