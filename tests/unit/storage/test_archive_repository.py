@@ -69,9 +69,34 @@ async def test_append_stores_only_rows_of_existing_accounts_and_rooms(
     good = _rows(ALICE, 2, ["bob@localhost"])
     ghost = _rows(("ghost", "localhost"), 1, ["alice@localhost"])
     room = NewArchiveRow(ROOM, None, good[0].archive_id, ROOM, "nick", T0, "<message/>")
-    assert await archive.append([*good, *ghost, room]) == 3
+    to_ghost = NewArchiveRow(
+        "bob@localhost",
+        BOB,
+        good[1].archive_id,
+        "ghost@localhost",
+        "",
+        T0,
+        "<message/>",
+        peer_account=("ghost", "localhost"),
+    )
+    to_alice = NewArchiveRow(
+        "bob@localhost",
+        BOB,
+        good[0].archive_id,
+        "alice@localhost",
+        "",
+        T0,
+        "<message/>",
+        peer_account=ALICE,
+    )
+    assert await archive.append([*good, *ghost, room, to_ghost, to_alice]) == 4
     owners = await rows(db, "SELECT owner, account_id IS NULL FROM archive_messages ORDER BY id")
-    assert owners == [("alice@localhost", False), ("alice@localhost", False), (ROOM, True)]
+    assert owners == [
+        ("alice@localhost", False),
+        ("alice@localhost", False),
+        (ROOM, True),
+        ("bob@localhost", False),
+    ]
 
 
 async def test_pages_forward_and_backward(archive: ArchiveRepository) -> None:

@@ -208,6 +208,8 @@ class ArchiveService:
                 recipient.resource,
                 moment,
                 text,
+                # what was sent to no account bounced: not history
+                peer_account=(recipient.local, recipient.domain),
             )
             self.writer.offer(row, to_bare)
 

@@ -22,6 +22,7 @@ One queue per process: each node of a cluster writes what its clients send.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -120,15 +121,7 @@ class ArchiveWriter:
         for index, queued in enumerate(self._rows):
             if queued.row.owner == owner and queued.row.archive_id == archive_id:
                 old = queued.row
-                row = NewArchiveRow(
-                    old.owner,
-                    old.account,
-                    old.archive_id,
-                    old.peer,
-                    old.peer_resource,
-                    old.stamp,
-                    stanza,
-                )
+                row = dataclasses.replace(old, stanza=stanza)
                 self._rows[index] = QueuedRow(row, queued.contact, row.size, queued.seq)
                 self.nbytes += row.size - queued.size
                 return True

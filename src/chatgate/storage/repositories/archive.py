@@ -40,7 +40,9 @@ PURGE_CHUNK = 5000
 @dataclass(frozen=True, slots=True)
 class NewArchiveRow:
     """A message to archive: in an account's archive when `account` is set (stored
-    only if that account exists), else in a room's (`owner` is the room)."""
+    only if that account exists), else in a room's (`owner` is the room).  With
+    `peer_account` set, stored only if that account exists too (a message sent to
+    no account bounced, and is no history)."""
 
     owner: str
     account: Owner | None
@@ -49,6 +51,7 @@ class NewArchiveRow:
     peer_resource: str
     stamp: datetime
     stanza: str
+    peer_account: Owner | None = None
 
     @property
     def size(self) -> int:
@@ -139,6 +142,7 @@ class ArchiveRepository:
         if not rows:
             return 0
         accounts = {row.account for row in rows if row.account is not None}
+        accounts.update(row.peer_account for row in rows if row.peer_account is not None)
         async with self._writer.begin() as conn:
             ids: dict[Owner, int] = {}
             if accounts:
@@ -155,6 +159,8 @@ class ArchiveRepository:
                     account_id = ids.get(row.account)
                     if account_id is None:
                         continue  # no such account: nothing stored
+                if row.peer_account is not None and row.peer_account not in ids:
+                    continue
                 values.append(
                     {
                         "owner": row.owner,
