@@ -421,3 +421,24 @@ async def test_all_rooms_histories_share_one_byte_budget(tmp_path: Path) -> None
         # a room that goes gives its bytes back
         await alice.send(f"<presence to='{other}/Alice' type='unavailable'/>")
         assert service.history_budget.used == first.history.bytes
+
+
+async def test_every_virtual_host_gets_its_own_service(tmp_path: Path) -> None:
+    from chatgate.modules.muc import MultiUserChat
+    from chatgate.vhost import VirtualHost
+
+    async with running(tmp_path, domain_prefix="rooms") as srv:
+        ctx = srv.ctx
+        ctx.hosts["example.net"] = VirtualHost(
+            "example.net", ctx.config.host("example.net"), ctx.provider, None, False
+        )
+        ctx.unload("muc")
+        ctx.load(MultiUserChat())
+        services = {s.domain: s.parent for s in ctx.services if s.domain.startswith("rooms.")}
+        assert services == {"rooms.localhost": "localhost", "rooms.example.net": "example.net"}
+        alice = await Client.login(srv, "alice")
+        got = await alice.join("Alice", room="team@rooms.example.net")
+        assert "110" in codes(presences(got)[-1])
+        # rooms of one service are not the other's
+        disco = "<iq type='get' id='i' to='rooms.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
+        assert list(result(await alice.send(disco), "i")[0]) == []
