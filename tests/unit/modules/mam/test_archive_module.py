@@ -575,3 +575,35 @@ async def test_stored_text_not_written_here_is_parsed_back_or_skipped(tmp_path: 
         results, iq = await query(alice)
         assert result_bodies(results) == ["no xmlns", "ours"]
         assert iq.get("type") == "result"
+
+
+async def test_archiving_runs_after_blocking_and_before_carbons(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        order = [type(stage).__name__ for stage in srv.ctx.router.stages]
+        blocking, archive = order.index("BlockingStage"), order.index("ArchiveStage")
+        assert blocking < archive < order.index("CarbonsStage"), order
+
+
+async def test_a_blocked_message_is_not_archived(tmp_path: Path) -> None:
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        bob = await login(srv, "bob")
+        out = await bob.send(
+            "<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></block></iq>"
+        )
+        assert 'type="result"' in out or "type='result'" in out, out
+        assert await exchange(alice, bob, chat("bob@localhost", "blocked")) == []
+        results, _ = await query(bob)
+        assert results == []
+
+
+async def test_disabled_archive_registers_nothing(tmp_path: Path) -> None:
+    async with server(tmp_path, enabled=False) as srv:
+        assert srv.module("mam").service is None
+        assert "ArchiveStage" not in [type(s).__name__ for s in srv.ctx.router.stages]
+        alice = await login(srv, "alice")
+        bob = await login(srv, "bob")
+        (message,) = await exchange(alice, bob, chat("bob@localhost", "hi"))
+        assert message.find(f"{{{SID}}}stanza-id") is None
+        (iq,) = parse(await alice.send(f"<iq type='set' id='q'><query xmlns='{MAM}'/></iq>"))
+        assert condition(iq) == "service-unavailable"
