@@ -92,6 +92,8 @@ _FIELDS = {
     "pubsub#roster_groups_allowed": "roster_groups_allowed",
     "pubsub#title": "title",
 }
+#: roster groups a node may name (a roster item's groups are bounded likewise)
+MAX_GROUPS = 100
 _BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
 
 
@@ -119,6 +121,8 @@ def read_options(x: Element, form_type: str, *, max_items_cap: int) -> dict[str,
 
 def _value(name: str, var: str, values: list[str], cap: int) -> object:
     if name == "roster_groups_allowed":
+        if len(values) > MAX_GROUPS or any(len(v) > 1023 for v in values):
+            raise FormRejected("not-acceptable", f"{var}: at most {MAX_GROUPS} groups")
         return tuple(values)
     if len(values) != 1:
         raise FormRejected("not-acceptable", f"{var} takes one value")
