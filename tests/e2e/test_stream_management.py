@@ -482,6 +482,30 @@ async def test_an_overflowing_queue_ends_the_session_and_loses_nothing(
     alice.close()
 
 
+def test_binding_the_resource_of_a_hibernated_session_ends_it_and_loses_nothing(
+    server: RunningServer,
+) -> None:
+    bob = Raw(server.plain_port)
+    bob.session("bob", "tablet")
+    alice = sender(server, "alice")
+    alice.send(message("bob@localhost/tablet", "unacked"))
+    bob.expect(r"<message.*?</message>")
+    bob.reset()
+    time.sleep(0.3)
+    # The client comes back without resuming and binds the same resource: the
+    # hibernated session is replaced ([session] resource_conflict = "newest") and
+    # what it never acknowledged is handled as undelivered, so it reaches the new one.
+    again = Raw(server.plain_port)
+    again.login("bob", "bob-password")
+    assert again.bind("tablet") == "bob@localhost/tablet"
+    again.send("<presence/>")
+    # (Earlier tests left bob offline messages too: what their clients never acked.)
+    got = again.expect(r"<message[^>]*>(?:(?!</message>).)*<body>unacked</body>.*?</message>")
+    assert "urn:xmpp:delay" not in got.group(0)  # handed over directly, not stored
+    again.close()
+    alice.close()
+
+
 def test_zz_a_session_still_hibernated_at_shutdown_is_ended_cleanly(
     server: RunningServer,
 ) -> None:

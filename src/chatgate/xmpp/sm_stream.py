@@ -17,7 +17,10 @@ When the session ends for good (hibernation expired, the stream closed, the
 queue overflowed) `reroute_unacked` treats what was never acknowledged as RFC
 6121 §8.5.3.2.1 says of a message to a full JID whose resource is gone: chat,
 normal and headline messages go to the account's bare JID (another available
-resource, or offline storage through `MessageUndeliverable`); IQ get/set get a
+resource, or offline storage through `MessageUndeliverable`) -- or, when a new
+session bound the same resource (its client came back without resuming), to
+that session, as §8.5.3.1 delivers anything addressed to a connected resource;
+IQ get/set get a
 `service-unavailable` error back to a local sender; presence, errors and group
 chat messages are dropped (XEP-0198 §4: "treat unacknowledged stanzas in the
 same way that it would treat a stanza sent to an unavailable resource").
@@ -167,17 +170,24 @@ def reroute_unacked(ctx: ServerContext, session: C2SSession, items: list[bytes])
             len(rerouted),
         )
     if rerouted:
-        ctx.spawn(_deliver_in_order(router, JID(session.username, session.domain, ""), rerouted))
+        full = JID(session.username, session.domain, session.resource)
+        ctx.spawn(_deliver_in_order(router, full, rerouted))
     return len(rerouted)
 
 
-async def _deliver_in_order(router: Router, to: JID, messages: list[Element]) -> None:
-    """Each message to the bare JID, the next only once the last one is delivered or
-    stored: offline storage keeps them in the order the client was sent them."""
+async def _deliver_in_order(router: Router, full: JID, messages: list[Element]) -> None:
+    """Each message to the session's full JID if a new session holds that resource
+    now (RFC 6121 §8.5.3.1: a connected resource gets what is addressed to it; the
+    client came back and bound it again), else to the bare JID (§8.5.3.2.1); the
+    next only once the last one is delivered or stored, so offline storage keeps
+    them in the order the client was sent them."""
+    bare = JID(full.local, full.domain, "")
     for stanza in messages:
         try:
-            pending = router.deliver_message_to_bare(stanza, to)
+            if router.deliver_to_full(full, stanza):
+                continue
+            pending = router.deliver_message_to_bare(stanza, bare)
             if pending is not None:
                 await pending
         except Exception:  # one failure (the database away) must not drop the rest
-            log.exception("an unacknowledged message to %s could not be rerouted", to)
+            log.exception("an unacknowledged message to %s could not be rerouted", full)
