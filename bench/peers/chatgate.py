@@ -70,6 +70,32 @@ url = "sqlite+aiosqlite:///{data}/chatgate.db"
 # The bench's accounts (bench/accounts.py) have the short passwords pw0, pw1, ...
 # that every peer imports; chatgate's account policy would refuse them.
 min_password_length = 1
+
+# The same features as the peers' benchmark configurations (Prosody loads roster, disco,
+# ping, BOSH, WebSocket and, for the group chat scenario, mod_muc without an archive):
+# what issue 15 added and they do not load is off, so each figure compares the same work.
+[modules.mam]
+enabled = false
+[modules.carbons]
+enabled = false
+[modules.blocking]
+enabled = false
+[modules.push]
+enabled = false
+[modules.pep]
+enabled = false
+[modules.private_storage]
+enabled = false
+[modules.bookmarks]
+enabled = false
+[modules.adhoc]
+enabled = false
+[modules.upload]
+enabled = false
+[modules.stream_management]
+enabled = false
+[modules.csi]
+enabled = false
 """
 
 
