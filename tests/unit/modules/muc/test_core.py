@@ -177,6 +177,8 @@ async def test_nick_change_and_conflict(tmp_path: Path) -> None:
         assert error(await bob.send(f"<presence to='{ROOM}/alice'/>")) == "conflict"
         carol = await Client.login(srv, "carol")
         assert error(await carol.join("ALICE")) == "conflict"
+        # RFC 8266 maps compatibility forms: a fullwidth look-alike is the same nick
+        assert error(await carol.join("\uff21lice")) == "conflict"
         got = await bob.send(f"<presence to='{ROOM}/Robert'/>")
         gone, back = presences(got)
         assert gone.get("type") == "unavailable" and codes(gone) == {"110", "303"}
