@@ -130,3 +130,17 @@ async def test_nothing_unacknowledged_does_nothing() -> None:
     gone = ctx.session("alice@localhost/phone", bind=False)
     assert reroute_unacked(ctx, gone, []) == 0  # type: ignore[arg-type]
     assert ctx.tasks == []
+
+
+async def test_a_session_bound_again_on_the_resource_gets_the_messages() -> None:
+    ctx = Context()
+    gone = ctx.session("alice@localhost/phone", bind=False)
+    ctx.session("alice@localhost/phone", available=False)  # back, not yet available
+    ctx.session("alice@localhost/desk")
+    ctx.session("bob@localhost/a")
+    reroute_unacked(ctx, gone, UNACKED)  # type: ignore[arg-type]
+    await asyncio.gather(*ctx.tasks)
+    again = [parse_fragment(d) for d in ctx.out["alice@localhost/phone"]]
+    assert [m.find("body").text for m in again] == ["one", "two"]  # type: ignore[union-attr]
+    assert "alice@localhost/desk" not in ctx.out or not ctx.out["alice@localhost/desk"]
+    assert ctx.stored == []
