@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from chatgate.config import Config
 from chatgate.modules.base import NoOptions, Registration, Spec, options_model
+from chatgate.modules.disco import DiscoOptions
 from chatgate.modules.legacy_auth import LegacyAuthOptions
 from chatgate.modules.register import RegisterOptions
 from chatgate.modules.registry import builtin_modules, validate_module_options
@@ -82,7 +83,7 @@ def test_valid_options_come_back_validated_for_every_module() -> None:
     register = options["register"]
     assert isinstance(register, RegisterOptions) and register.enabled
     assert options["legacy_auth"] == LegacyAuthOptions()
-    assert options["disco"] == NoOptions()
+    assert options["disco"] == DiscoOptions()
 
 
 def test_every_builtin_option_model_refuses_unknown_keys_at_every_depth() -> None:

@@ -38,6 +38,17 @@ TABLES = {
     "admin_tokens",
     "admin_console_sessions",
     "admin_audit",
+    # issue 15's features
+    "archive_messages",
+    "archive_prefs",
+    "muc_rooms",
+    "muc_affiliations",
+    "private_xml",
+    "pubsub_nodes",
+    "pubsub_items",
+    "blocklist_items",
+    "push_registrations",
+    "upload_slots",
 }
 
 
