@@ -43,6 +43,7 @@ from chatgate.xml.element import Element
 from chatgate.xml.parser import Stanza, StreamClosed, StreamEvent, StreamOpened
 from chatgate.xml.serialize import serialize
 from chatgate.xmpp import negotiation as neg
+from chatgate.xmpp import sm_driver, sm_stream
 from chatgate.xmpp.directory import Claimed
 from chatgate.xmpp.framing import StreamError, StreamOutput
 from chatgate.xmpp.negotiation import (
@@ -55,12 +56,16 @@ from chatgate.xmpp.negotiation import (
     OpenStream,
     PreAuthStanza,
     ResetParser,
+    ResumeRequested,
     Send,
     SendFeatures,
     StartTls,
 )
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.shaper import TokenBucket
+from chatgate.xmpp.sm_client_state import ClientStateFilter
+from chatgate.xmpp.sm_queue import CSI, SM
+from chatgate.xmpp.sm_stream import ManagedStream
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -70,6 +75,9 @@ log = logging.getLogger(__name__)
 _OUTAGE = OutageLog(log, "stanza handling")
 
 _SCRAM_HASH = {capability: hash_name for hash_name, capability in SCRAM_CAPABILITY.items()}
+
+#: Namespaces of the nonzas an established stream may carry (XEP-0198, XEP-0352).
+_NONZA_NAMESPACES = frozenset((SM, CSI))
 
 #: The protocol name the login gate logs and counts these logins under.
 PROTOCOL = "xmpp"
@@ -138,7 +146,9 @@ class C2SConnection:
         "_auth_timer",
         "_busy",
         "_counted",
+        "_ending",
         "_loop",
+        "_moved",
         "_paused",
         "_queue",
         "_reads_at_sweep",
@@ -148,6 +158,7 @@ class C2SConnection:
         "_tasks",
         "closed",
         "connected_at",
+        "csi",
         "ctx",
         "login_mechanism",
         "negotiation",
@@ -155,7 +166,9 @@ class C2SConnection:
         "peer_closed",
         "read_bucket",
         "read_slice",
+        "resume_timer",
         "session",
+        "sm",
         "transport",
     )
 
@@ -180,6 +193,17 @@ class C2SConnection:
         #: asks for credentials (or a legacy login hands its own over), settled once
         self._attempt: Attempt | None = None
         self._tasks: set[asyncio.Task[None]] | None = None
+        #: XEP-0198 state, once the client enabled stream management (`sm_stream.py`)
+        self.sm: ManagedStream | None = None
+        #: XEP-0352: the filter on the write path while the client is inactive
+        self.csi: ClientStateFilter | None = None
+        #: the stream is being ended on purpose (stream error, `</stream>`): a
+        #: stream-managed session is not hibernated then
+        self._ending = False
+        #: the session moved to a resuming connection: this one ends without it
+        self._moved = False
+        #: while hibernated (XEP-0198 §5): the timer that ends the session for good
+        self.resume_timer: asyncio.TimerHandle | None = None
         loop = self._loop = asyncio.get_running_loop()
         self.output = transport.output(loop)
         self._auth_timer: asyncio.TimerHandle | None = loop.call_later(
@@ -320,19 +344,48 @@ class C2SConnection:
         if self._counted:  # leave the per-address gauge (once)
             self._counted = False
             self.ctx.preauth_gauge.leave(self._address)
+        sm = self.sm
+        if (
+            first
+            and sm is not None
+            and sm.token is not None
+            and not self._ending
+            and self.session is not None
+        ):
+            # XEP-0198 §7: a stream that ends without </stream> is unfinished: the
+            # session stays bound (and in `ctx.connections`, so a shutdown ends it)
+            # until its client resumes or the timeout passes.
+            self._hibernate(sm)
+            return
+        if self.resume_timer is not None:
+            return  # hibernated: its timer, a resumption or `close_stream` ends it
         self.ctx.connections.discard(self)
         if self.session is not None:
-            session, self.session = self.session, None
-            released = self.ctx.router.directory.release(session)
-            if released is not None:
-                self.ctx.spawn(released)
-            self.ctx.session_closed(session)
-        elif first and self.negotiation.authenticated_user is not None:
+            self._end_session(self.session)
+        elif first and self.negotiation.authenticated_user is not None and not self._moved:
             # Authenticated but never bound: an anonymous identity made for this
             # connection has no session whose end would delete it.
             self._forget_anonymous(self.negotiation.authenticated_user)
 
     # ------------------------------------------------------------ established sessions
+
+    def _end_session(self, session: C2SSession) -> None:
+        """The session ends for good: out of the directory, `SessionClosed`, and (with
+        stream management) what the client never acknowledged handled as undelivered."""
+        self.session = None
+        sm, self.sm = self.sm, None
+        if sm is not None:
+            sm.stop()
+            if sm.token is not None:
+                sm.policy.table.remove(sm.token, session.bare, sm.queue.inbound)
+        released = self.ctx.router.directory.release(session)
+        if released is not None:
+            self.ctx.spawn(released)
+        self.ctx.session_closed(session)
+        csi, self.csi = self.csi, None
+        if sm is not None:
+            held = csi.take() if csi is not None else []
+            sm_stream.reroute_unacked(self.ctx, session, sm.queue.drain() + held)
 
     def _stanza(self, el: Element) -> Awaitable[None] | None:
         """A stanza of the established session: every check, then the router.  The
@@ -340,6 +393,9 @@ class C2SConnection:
         session = self.session
         assert session is not None
         if el.ns != ns.CLIENT:
+            if el.ns in _NONZA_NAMESPACES:
+                sm_driver.nonza(self, session, el)
+                return None
             self.close_stream(
                 StreamErrorCondition.INVALID_NAMESPACE, f"{el.ns!r} is not jabber:client"
             )
@@ -423,6 +479,8 @@ class C2SConnection:
                 self._authenticated(action)
             elif type(action) is BindRequested:
                 pending = self._bind(action)
+            elif type(action) is ResumeRequested:
+                sm_driver.resume(self, action)
             elif type(action) is Established:
                 pass
             elif type(action) is StartTls:
@@ -790,12 +848,32 @@ class C2SConnection:
         """Called every few seconds: a connection that read nothing since the last
         sweep frees its parser (see `XmlStreamParser.hibernate`). True when it did."""
         hibernation = self.transport.hibernation
-        if hibernation is None:
+        if hibernation is None or self.closed:
             return False
         reads = hibernation.reads
         idle = reads == self._reads_at_sweep and self.session is not None
         self._reads_at_sweep = reads
         return idle and hibernation.hibernate()
+
+    # ------------------------------------------------------------ stream management
+    # XEP-0198 and XEP-0352 live in `sm_driver.py`; these are the connection's side.
+
+    def count_stanzas(self) -> None:
+        """From now on count the stanzas the client sends (XEP-0198 §4): the
+        connection becomes a `_ManagedConnection`, whose `_stanza` counts first.  A
+        connection without stream management keeps this class's `_stanza`: its hot
+        path does not change at all."""
+        self.__class__ = _ManagedConnection
+
+    def _hibernate(self, sm: ManagedStream) -> None:
+        sm_driver.hibernate(self, sm)
+
+    def _end_hibernated(self) -> None:
+        sm_driver.end_hibernated(self)
+
+    def hand_over(self) -> None:
+        """`sm_resumption.Resumable`: the session moves to a resuming connection."""
+        sm_driver.hand_over(self)
 
     # ------------------------------------------------------------ closing
 
@@ -803,7 +881,12 @@ class C2SConnection:
         """End the stream, with a stream error if a condition is given, then close
         the transport."""
         if self.closed:
+            if self.resume_timer is not None:
+                # A hibernated session (XEP-0198) is ended: replaced by a new
+                # binding, its account deleted, the server stopping.
+                self._end_hibernated()
             return
+        self._ending = True
         if not self.negotiation.header_sent:
             self.output.header(self.negotiation.error_header())
         self.output.end(StreamError(condition, text) if condition else None)
@@ -858,3 +941,16 @@ def _strip_shadowing_attributes(attrs: dict[str, str]) -> None:
     """Drop namespaced attributes that shadow stanza addressing (`{uri}from` ...)."""
     for key in [k for k in attrs if k[0] == "{" and k.rpartition("}")[2] in _ADDRESSING]:
         del attrs[key]
+
+
+class _ManagedConnection(C2SConnection):
+    """A connection whose client enabled stream management (see `count_stanzas`)."""
+
+    __slots__ = ()
+
+    def _stanza(self, el: Element) -> Awaitable[None] | None:
+        if el.ns == ns.CLIENT:
+            sm = self.sm
+            if sm is not None:
+                sm.queue.handled()
+        return C2SConnection._stanza(self, el)

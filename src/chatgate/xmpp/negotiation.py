@@ -19,6 +19,16 @@ States (one table, `_ACCEPTS`, says which top-level elements each accepts):
                              │ ◀──failure/abort──┐
                              └──<auth/>──▶ SASL ─┴─success──▶ WAIT_HEADER (authenticated)
     WAIT_HEADER (authenticated) ──header──▶ BIND ──bind iq──▶ BINDING ──bound()──▶ ESTABLISHED
+                                              └──<resume/>──▶ RESUMING ──resumed()──▶ ESTABLISHED
+                                                  ◀──resume_failed()──┘
+
+XEP-0198 stream management: `<resume/>` comes instead of the bind IQ (§5: after
+authentication, before binding); the driver looks the session up and answers
+`resumed()` or `resume_failed()` (then the client may still bind, §5).  An
+`<enable/>` before binding, or `<enable/>`/`<resume/>` before authentication,
+gets `<failed><unexpected-request/></failed>` and the stream goes on (§3, §6:
+stream management errors are recoverable).  Once ESTABLISHED the driver handles
+`<enable/>`, `<r/>` and `<a/>` itself.
 
 A stream restart (RFC 6120 §4.3.3) happens after TLS (§5.4.3.3) and after SASL
 success (§6.4.6): the driver resets its parser (`ResetParser`) and the core waits
@@ -65,6 +75,8 @@ from chatgate.xml.element import Element
 from chatgate.xml.parser import StreamOpened
 from chatgate.xml.serialize import escape_attr, escape_text
 from chatgate.xmpp.framing import StreamHeader
+from chatgate.xmpp.sm_queue import SM
+from chatgate.xmpp.sm_queue import failed as sm_failed
 
 
 class State(enum.Enum):
@@ -76,6 +88,7 @@ class State(enum.Enum):
     FAILURE_PENDING = "failure-pending"  # the driver holds back a SASL failure
     BIND = "bind"  # authenticated stream open, waiting for the bind IQ
     BINDING = "binding"  # waiting for the router
+    RESUMING = "resuming"  # XEP-0198 <resume/>: waiting for the driver
     ESTABLISHED = "established"
     CLOSED = "closed"
     FAILED = "failed"
@@ -154,6 +167,16 @@ class BindRequested:
 
 
 @dataclass(slots=True)
+class ResumeRequested:
+    """XEP-0198 §5: resume the session `previd` instead of binding; `h` is the
+    client's count as it sent it (None when absent).  The driver answers with
+    `resumed()` or `resume_failed()`."""
+
+    previd: str
+    h: str | None
+
+
+@dataclass(slots=True)
 class Established:
     """Binding is done: from now on the driver routes stanzas itself."""
 
@@ -186,6 +209,7 @@ Action = (
     | AuthFailed
     | CredentialsNeeded
     | BindRequested
+    | ResumeRequested
     | Established
     | PreAuthStanza
     | CloseStream
@@ -367,6 +391,21 @@ class C2SNegotiation:
             Established(resource),
         ]
 
+    def resumed(self) -> list[Action]:
+        """The driver resumed the session (XEP-0198 §5) and sent `<resumed/>`."""
+        if self.state is not State.RESUMING:
+            raise ValueError("resumed() without a pending resumption")
+        self.state = State.ESTABLISHED
+        return []
+
+    def resume_failed(self, failed: str) -> list[Action]:
+        """The session could not be resumed: `failed` (the `<failed/>`) goes out and
+        the client may bind a resource instead (§5)."""
+        if self.state is not State.RESUMING:
+            raise ValueError("resume_failed() without a pending resumption")
+        self.state = State.BIND
+        return [Send(failed)]
+
     def bind_failed(
         self, iq_id: str, condition: StanzaErrorCondition, text: str = ""
     ) -> list[Action]:
@@ -412,6 +451,9 @@ class C2SNegotiation:
                 return self._auth(el)
             if el.ns == ns.CLIENT and el.name == "iq" and self._is_pre_auth_iq(el):
                 return [PreAuthStanza(el)]
+            if el.ns == SM and el.name in ("enable", "resume"):
+                # XEP-0198 §3, §5: only an authenticated stream may do either.
+                return [Send(sm_failed(StanzaErrorCondition.UNEXPECTED_REQUEST))]
             return self._not_authorized(el)
         if state is State.SASL:
             if el.ns == ns.SASL and el.name == "response":
@@ -428,9 +470,29 @@ class C2SNegotiation:
                 bind = el.find("bind", ns.BIND)
                 if bind is not None and el.get("type") == "set":
                     return self._bind(el, bind)
+            if el.ns == SM:
+                if el.name == "resume":
+                    return self._resume(el)
+                if el.name == "enable":
+                    # XEP-0198 §3: "the client MUST NOT attempt to enable stream
+                    # management until after it has completed Resource Binding".
+                    return [
+                        Send(
+                            sm_failed(
+                                StanzaErrorCondition.UNEXPECTED_REQUEST,
+                                text="bind a resource first",
+                            )
+                        )
+                    ]
             # RFC 6120 §7.1: no stanza is processed before binding.
             return self._stream_error(StreamErrorCondition.NOT_AUTHORIZED, "bind a resource first")
-        if state in (State.SASL_WAIT, State.FAILURE_PENDING, State.BINDING, State.TLS_PENDING):
+        if state in (
+            State.SASL_WAIT,
+            State.FAILURE_PENDING,
+            State.BINDING,
+            State.RESUMING,
+            State.TLS_PENDING,
+        ):
             # The client did not wait for our answer (§6.4.3, §5.4.3.3).
             return self._stream_error(StreamErrorCondition.POLICY_VIOLATION, "wait for the server")
         return self._stream_error(StreamErrorCondition.NOT_AUTHORIZED)
@@ -570,6 +632,13 @@ class C2SNegotiation:
         resource = resource_el.text.strip() if resource_el is not None else ""
         self.state = State.BINDING
         return [BindRequested(iq_id, resource or None)]
+
+    def _resume(self, el: Element) -> list[Action]:
+        previd = el.get("previd")
+        if not previd:
+            return [Send(sm_failed(StanzaErrorCondition.BAD_REQUEST, text="previd is missing"))]
+        self.state = State.RESUMING
+        return [ResumeRequested(previd, el.get("h"))]
 
     def _stream_error(self, condition: StreamErrorCondition, text: str = "") -> list[Action]:
         self.state = State.CLOSED

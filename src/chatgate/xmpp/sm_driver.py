@@ -1,0 +1,305 @@
+"""The connection driver's XEP-0198 and XEP-0352 work: nonzas, hibernation, resumption.
+
+`xmpp/c2s.py` hands this module the nonzas of an established stream
+(`<enable/>`, `<r/>`, `<a/>`, `<active/>`, `<inactive/>`), the negotiation
+core's `ResumeRequested`, and a stream-managed connection that dropped.  It
+works on the connection's `sm` (the session's `ManagedStream`), `csi` (the
+client-state filter while inactive) and `resume_timer` members, and keeps the
+session's write path (`C2SSession.write`) wired as
+
+    CSI filter (while inactive) -> ManagedStream.write (with SM) -> the output
+
+A session with neither writes straight to its output, as it always did.
+
+Hibernation (XEP-0198 §5, §7): a stream-managed, resumable session whose
+connection drops without `</stream>` stays bound -- available, with its roster
+interest and directed presences -- and goes on queueing what it is sent, until
+its client resumes or `resume_seconds` pass; then it ends for good and what
+it never acknowledged is rerouted (`sm_stream.reroute_unacked`).  Whatever
+ends it otherwise (a new binding of its resource, an account deletion, the
+server stopping, its queue overflowing) ends it the same way.
+
+Resumption: the new connection (authenticated, not bound) asks the resumption
+table for the token; only a session of the same account is found.  The old
+connection gives the session up (`hand_over`, closing its stream with
+`<conflict/>` if it is still open), the new one takes the same `C2SSession`
+object (so presence, roster interest and directed presences are those of the
+old stream), acknowledges the client's 'h', answers `<resumed/>` and writes
+again everything still unacknowledged, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from chatgate.vocabulary.errors import StanzaErrorCondition, StreamErrorCondition
+from chatgate.xml.element import Element
+from chatgate.xmpp import sm_queue
+from chatgate.xmpp.sm_client_state import ClientStateFilter
+from chatgate.xmpp.sm_queue import CSI, HandledCountTooHigh, parse_h
+from chatgate.xmpp.sm_resumption import (
+    ClientStateFeature,
+    Ended,
+    SmPolicy,
+    StreamManagementFeature,
+    feature_of,
+    new_token,
+)
+from chatgate.xmpp.sm_stream import ManagedStream
+
+if TYPE_CHECKING:
+    from chatgate.xmpp.c2s import C2SConnection
+    from chatgate.xmpp.negotiation import ResumeRequested
+    from chatgate.xmpp.session import C2SSession
+
+log = logging.getLogger(__name__)
+
+#: transports whose connections cannot drop and come back (BOSH has its own
+#: sessions across requests): stream management works there without resumption
+_NOT_RESUMABLE = frozenset(("bosh",))
+
+
+def _policy(conn: C2SConnection) -> SmPolicy | None:
+    feature = feature_of(conn.ctx.stream_features, StreamManagementFeature, conn.domain)
+    return feature.policy if feature is not None else None
+
+
+def _send(conn: C2SConnection, xml: str) -> None:
+    conn.output.element(xml.encode())
+
+
+def rewire(conn: C2SConnection, session: C2SSession) -> None:
+    """Set the session's write path from the connection's state (module docstring)."""
+    write = None if conn.closed else conn.output.element
+    sm = conn.sm
+    if sm is not None:
+        sm.forward = write
+        write = sm.write
+    csi = conn.csi
+    if csi is not None and write is not None:
+        csi.forward = write
+        write = csi.write
+    if write is not None:
+        session.write = write
+
+
+# ---------------------------------------------------------------- nonzas
+
+
+def nonza(conn: C2SConnection, session: C2SSession, el: Element) -> None:
+    """A stream-management or client-state element of the established stream."""
+    if el.ns == CSI:
+        client_state(conn, session, el.name)
+        return
+    name = el.name
+    sm = conn.sm
+    if name == "r":
+        if sm is None:
+            _send(conn, sm_queue.failed(StanzaErrorCondition.UNEXPECTED_REQUEST))
+        else:
+            conn.output.element(sm_queue.answer(sm.queue.inbound))
+    elif name == "a":
+        if sm is None:
+            _send(conn, sm_queue.failed(StanzaErrorCondition.UNEXPECTED_REQUEST))
+            return
+        h = parse_h(el.get("h"))
+        if h is None:
+            conn.close_stream(StreamErrorCondition.INVALID_XML, "'h' must be an unsigned int")
+            return
+        try:
+            sm.queue.ack(h)
+        except HandledCountTooHigh as exc:
+            _count_too_high(conn, exc)
+    elif name == "enable":
+        enable(conn, session, el)
+    elif name == "resume":
+        # XEP-0198 §5: resumption replaces binding; this stream is bound already.
+        _send(conn, sm_queue.failed(StanzaErrorCondition.UNEXPECTED_REQUEST))
+    else:
+        conn.close_stream(
+            StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, f"<{name}/> is no stream management"
+        )
+
+
+def _count_too_high(conn: C2SConnection, exc: HandledCountTooHigh) -> None:
+    """XEP-0198 §4: "the receiving entity ... MUST close the stream with an
+    undefined-condition error" (with `<handled-count-too-high h send-count/>`, which
+    this server's stream errors carry as text)."""
+    log.info("%s: %s", conn.session.full if conn.session else "-", exc)
+    conn.close_stream(
+        StreamErrorCondition.UNDEFINED_CONDITION,
+        f"handled-count-too-high: h={exc.h} send-count={exc.sent}",
+    )
+
+
+def enable(conn: C2SConnection, session: C2SSession, el: Element) -> None:
+    """`<enable/>` (XEP-0198 §3): counting starts now in both directions."""
+    policy = _policy(conn)
+    if policy is None:
+        _send(conn, sm_queue.failed(StanzaErrorCondition.FEATURE_NOT_IMPLEMENTED))
+        return
+    if conn.sm is not None:
+        _send(
+            conn, sm_queue.failed(StanzaErrorCondition.UNEXPECTED_REQUEST, text="enabled already")
+        )
+        return
+    wants = el.get("resume") in ("true", "1")
+    resumable = wants and policy.resume_timeout > 0 and conn.transport.name not in _NOT_RESUMABLE
+    token = new_token() if resumable else None
+    seconds = policy.resume_seconds(el.get("max"))
+    # <enabled/> leaves before anything counted: the first counted stanza is the next.
+    _send(conn, sm_queue.enabled(token, seconds))
+    conn.sm = ManagedStream(policy, token, seconds, lambda: _overflowed(conn))
+    conn.count_stanzas()
+    if token is not None:
+        policy.table.add(token, session.bare, conn)
+    rewire(conn, session)
+
+
+def _overflowed(conn: C2SConnection) -> None:
+    """The unacknowledged queue went over a bound: the session ends (its stanzas
+    are rerouted, nothing is lost).  Prosody answers the same way."""
+    session = conn.session
+    if session is None:
+        return
+    log.info("%s: too many unacknowledged stanzas, session closed", session.full)
+    if conn.resume_timer is not None:
+        end_hibernated(conn)
+    else:
+        conn.close_stream(
+            StreamErrorCondition.RESOURCE_CONSTRAINT, "too many unacknowledged stanzas"
+        )
+
+
+def client_state(conn: C2SConnection, session: C2SSession, name: str) -> None:
+    """XEP-0352 `<inactive/>` / `<active/>`."""
+    feature = feature_of(conn.ctx.stream_features, ClientStateFeature, conn.domain)
+    if feature is None or feature.limits is None or name not in ("active", "inactive"):
+        conn.close_stream(
+            StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, "client state indication is off"
+        )
+        return
+    if name == "inactive":
+        if conn.csi is None:
+            conn.csi = ClientStateFilter(
+                session.write, session.username, session.bare, feature.limits
+            )
+            rewire(conn, session)
+        return
+    csi, conn.csi = conn.csi, None
+    if csi is not None:
+        rewire(conn, session)
+        held = csi.take()
+        for data in held:
+            session.write(data)
+
+
+# ---------------------------------------------------------------- hibernation
+
+
+def hibernate(conn: C2SConnection, sm: ManagedStream) -> None:
+    """The connection dropped: keep the session for `resume_seconds` (module docstring)."""
+    session = conn.session
+    assert session is not None
+    sm.stop()
+    csi, conn.csi = conn.csi, None
+    rewire(conn, session)  # closed: writes only queue from now on
+    if csi is not None:
+        for data in csi.take():  # what was held is owed too, after a resumption
+            session.write(data)
+    conn.resume_timer = conn._loop.call_later(sm.resume_seconds, lambda: end_hibernated(conn))
+    log.info(
+        "%s hibernated for %d s (%d unacknowledged)", session.full, sm.resume_seconds, len(sm.queue)
+    )
+
+
+def end_hibernated(conn: C2SConnection) -> None:
+    """A hibernated session ends for good."""
+    timer, conn.resume_timer = conn.resume_timer, None
+    if timer is None:
+        return
+    timer.cancel()
+    conn.ctx.connections.discard(conn)
+    session = conn.session
+    if session is not None:
+        log.info("%s was not resumed: ended", session.full)
+        conn._end_session(session)
+
+
+def hand_over(conn: C2SConnection) -> None:
+    """The old side of a resumption (`Resumable.hand_over`)."""
+    timer, conn.resume_timer = conn.resume_timer, None
+    if timer is not None:
+        timer.cancel()
+        conn.ctx.connections.discard(conn)
+    sm, conn.sm = conn.sm, None
+    if sm is not None:
+        sm.stop()
+    conn.csi = None  # what it held, the resuming side took first
+    conn.session = None
+    conn._moved = True
+    if not conn.closed:
+        # XEP-0198 §5: "the old stream SHOULD be terminated"; RFC 6120 §4.9.3.3:
+        # conflict, a new stream replaced it.
+        conn.close_stream(StreamErrorCondition.CONFLICT, "the session was resumed elsewhere")
+
+
+# ---------------------------------------------------------------- resumption
+
+
+def resume(conn: C2SConnection, action: ResumeRequested) -> None:
+    """`<resume previd h/>` on a new, authenticated stream (XEP-0198 §5)."""
+    negotiation = conn.negotiation
+    policy = _policy(conn)
+    if policy is None:
+        failed = sm_queue.failed(StanzaErrorCondition.FEATURE_NOT_IMPLEMENTED)
+        conn._apply(negotiation.resume_failed(failed))
+        return
+    h = parse_h(action.h) if action.h is not None else None
+    if action.h is not None and h is None:
+        failed = sm_queue.failed(StanzaErrorCondition.BAD_REQUEST, text="bad 'h'")
+        conn._apply(negotiation.resume_failed(failed))
+        return
+    owner = f"{negotiation.authenticated_user}@{conn.domain}"
+    found = policy.table.find(action.previd, owner)
+    if isinstance(found, Ended):
+        failed = sm_queue.failed(StanzaErrorCondition.ITEM_NOT_FOUND, found.h)
+        conn._apply(negotiation.resume_failed(failed))
+        return
+    old: C2SConnection = found  # type: ignore[assignment]
+    sm, session = old.sm, old.session
+    if sm is None or session is None:  # ending as we speak
+        failed = sm_queue.failed(StanzaErrorCondition.ITEM_NOT_FOUND)
+        conn._apply(negotiation.resume_failed(failed))
+        return
+    if h is not None:
+        try:
+            sm.queue.ack(h)
+        except HandledCountTooHigh as exc:
+            _count_too_high(conn, exc)
+            return
+    held = old.csi.take() if old.csi is not None else []
+    old.hand_over()
+    conn.session = session
+    conn.sm = sm
+    sm.on_overflow = lambda: _overflowed(conn)
+    session.close = conn.close_stream
+    session.transport = conn.transport.name
+    session.tls_active = conn.facts.tls_active
+    conn.count_stanzas()
+    conn._established()
+    conn._apply(negotiation.resumed())
+    assert sm.token is not None
+    _send(conn, sm_queue.resumed(sm.token, sm.queue.inbound))
+    policy.table.add(sm.token, session.bare, conn)
+    # Everything unacknowledged again, in order: already counted, so straight to
+    # the output; then what a CSI filter held on the old stream, counted now.
+    output = conn.output.element
+    for data in sm.queue.unacked():
+        output(data)
+    rewire(conn, session)
+    for data in held:
+        session.write(data)
+    sm.request_ack()
+    log.info("%s resumed (%d stanzas resent)", session.full, len(sm.queue))
