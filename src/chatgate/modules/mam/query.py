@@ -66,6 +66,9 @@ def parse_query(
 ) -> ArchiveQuery:
     """The query's filters and page (see the module docstring for the errors);
     `count` asks storage for the XEP-0059 <count/> of every page."""
+    if query.get("node") is not None:
+        # XEP-0313 §4: a pubsub node's archive; accounts and rooms have none here
+        raise StanzaError(StanzaErrorCondition.FEATURE_NOT_IMPLEMENTED, "no node archives")
     queryid = query.get("queryid")
     if queryid is not None and len(queryid) > 256:
         raise StanzaError(BAD, "queryid longer than 256 characters")

@@ -543,6 +543,10 @@ async def test_a_long_queryid_is_refused_and_a_short_one_echoed(tmp_path: Path) 
         await alice.send(chat("bob@localhost", "one"))
         results, iq = await query(alice, qid="q" * 257)
         assert results == [] and condition(iq) == "bad-request"
+        (iq,) = parse(
+            await alice.send(f"<iq type='set' id='n'><query xmlns='{MAM}' node='princely'/></iq>")
+        )
+        assert condition(iq) == "feature-not-implemented"
         results, iq = await query(alice, qid="&lt;odd&apos;id")
         assert [r.find(f"{{{MAM}}}result").get("queryid") for r in results] == ["<odd'id"]  # type: ignore[union-attr]
 
