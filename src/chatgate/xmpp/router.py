@@ -336,6 +336,25 @@ class Router:
                 seen.setdefault(id(session), session)
         _write_presence(seen.values(), xml)
 
+    def message_to(self, fulls: Iterable[str], xml: str) -> list[str]:
+        """A message serialized once (`xml`, without 'to') to each connected full JID
+        in `fulls`, each copy addressed to it (a room's groupchat to its occupants,
+        XEP-0045 §7.4); returns the full JIDs that are not connected."""
+        tail = xml[_MESSAGE_NAME:]
+        local = self._local
+        missing: list[str] = []
+        sent = 0
+        for full in fulls:
+            bare, _, resource = full.partition("/")
+            session = local.get(bare, _NONE).get(resource)
+            if session is None:
+                missing.append(full)
+                continue
+            sent += 1
+            session.write(f'<message to="{escape_attr(full)}"{tail}'.encode())
+        STANZAS.sent += sent
+        return missing
+
     def send_presence_of(self, bare: str, to: str) -> None:
         """Each available resource of `bare` sends its last presence to `to` (a bare JID:
         its available resources; a full JID: that resource): the answer to a probe
@@ -425,6 +444,7 @@ MAX_PENDING_QUESTIONS = 10_000
 #: What `.get(bare, _NONE)` gives for an account with no session here (no dict made).
 _NONE: Mapping[str, C2SSession] = MappingProxyType({})
 _PRESENCE_NAME = len("<presence")
+_MESSAGE_NAME = len("<message")
 
 
 def _write_presence(sessions: Iterable[C2SSession], xml: str) -> None:

@@ -157,3 +157,23 @@ async def test_ask_refuses_when_too_many_questions_wait() -> None:
         world.router._asked[("x", str(n))] = loop.create_future()
     with pytest.raises(OverflowError):
         await world.router.ask("alice@localhost/a", Element("iq", ns.CLIENT, {"type": "get"}))
+
+
+def test_message_to_addresses_each_copy_and_names_who_is_gone() -> None:
+    world = World()
+    world.bind("alice@localhost/a", priority=0)
+    world.bind("bob@localhost/b", priority=0)
+    el = Element("message", ns.CLIENT, {"from": "room@conference.localhost/x", "type": "groupchat"})
+    el.sub("body", text="one write")
+    from chatgate.xml.serialize import serialize
+
+    gone = world.router.message_to(
+        ["alice@localhost/a", "bob@localhost/b", "carol@localhost/c"], serialize(el)
+    )
+    assert gone == ["carol@localhost/c"]
+    for full in ("alice@localhost/a", "bob@localhost/b"):
+        [got] = world.got(full)
+        assert got.get("to") == full
+        assert got.get("from") == "room@conference.localhost/x"
+        body = got.find("body")
+        assert body is not None and body.text == "one write"

@@ -343,7 +343,8 @@ class MucService:
         """`stanza` to every occupant's sessions; a session that is no longer there
         (ended on another cluster node, or between its end and our hearing of it)
         leaves the room, as XEP-0045 §7.14 has a service treat a bounced stanza."""
-        gone = [full for full in list(room.by_full) if not self.deliver(full, stanza)]
+        stanza.attrs.pop("to", None)
+        gone = self.router.message_to(list(room.by_full), serialize(stanza))
         for full in gone:
             if not room.destroyed:
                 occupancy.leave(self, room, full)
