@@ -53,3 +53,27 @@ def text_of(message: Any) -> str:
     """The body of an aioxmpp message, whatever language map it came in."""
     body = message.body
     return body.any() if body else ""
+
+
+class Emissions:
+    """Every emission of an aioxmpp signal (its positional and keyword arguments),
+    queued for assertions: `await emissions.next()` is the next one to come."""
+
+    def __init__(self, signal: Any) -> None:
+        self.queue: asyncio.Queue[tuple[tuple[Any, ...], dict[str, Any]]] = asyncio.Queue()
+        signal.connect(self._record)
+
+    def _record(self, *args: Any, **kwargs: Any) -> None:
+        # a STRONG connection stays while the callback returns a false value
+        self.queue.put_nowait((args, kwargs))
+
+    async def next(self, timeout: float = 10) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+    async def silent(self, seconds: float = 0.5) -> bool:
+        """True when nothing is emitted for `seconds` (after what came before)."""
+        try:
+            await asyncio.wait_for(self.queue.get(), seconds)
+        except TimeoutError:
+            return True
+        return False
