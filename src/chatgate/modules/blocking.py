@@ -71,7 +71,7 @@ _EMPTY: frozenset[str] = frozenset()
 class Options(BaseModel):
     """``[modules.blocking]``"""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     enabled: bool = True
     """Offer XEP-0191 blocking (XEP-0479 Advanced IM); off: no IQs, no stage, no filter."""

@@ -52,7 +52,7 @@ IM_PAYLOADS = frozenset(
 class Options(BaseModel):
     """``[modules.carbons]``"""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     enabled: bool = True
     """Offer XEP-0280 message carbons (XEP-0479 Advanced IM); off: no IQs, no copies."""

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class Options(BaseModel):
     """``[modules.csi]``"""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     enabled: bool = True
     """Offer XEP-0352 (XEP-0479 Advanced Mobile)."""

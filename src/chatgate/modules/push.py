@@ -66,7 +66,7 @@ MAX_BODY_CHARS = 512
 class Options(BaseModel):
     """``[modules.push]``"""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     enabled: bool = True
     """Offer XEP-0357 push registrations (XEP-0479 Advanced Mobile)."""

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 class Options(BaseModel):
     """``[modules.stream_management]``"""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     enabled: bool = True
     """Offer XEP-0198 (acknowledgements and resumption; XEP-0479 Advanced Mobile)."""

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class MucOptions(BaseModel):
     """XEP-0045 multi-user chat, one service per served virtual host."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     enabled: bool = True
     """Run the service (XEP-0479 Advanced IM needs it)."""
