@@ -57,6 +57,16 @@ class Plan:
     #: trip) makes `window` (20) latency-bound, so that figure would measure the window
     #: rather than what a worker can carry; the latencies are reported beside it
     cluster_window: int = 80
+    #: the message archive scenario (issue 15, bench/mam.py): messages in the measured
+    #: account's archive, the page size (RSM max) and at least this many queries per
+    #: figure (each figure runs `duration` seconds, longer until it has them)
+    mam_messages: int = 100_000
+    mam_page: int = 50
+    mam_queries: int = 300
+    #: filling the archive: messages undelivered at most, and a count query (a barrier
+    #: that waits for the archive writer) after every chunk
+    mam_fill_window: int = 100
+    mam_fill_chunk: int = 2_000
 
     @property
     def fanout_block(self) -> int:
@@ -81,6 +91,7 @@ PLANS: dict[str, Plan] = {
         authority_warmup=0.2,
         authority_duration=1.0,
         cluster_repetitions=1,
+        mam_messages=20_000,
     ),
     "tiny": Plan(
         mode="tiny",
@@ -107,6 +118,9 @@ PLANS: dict[str, Plan] = {
         authority_connections=8,
         authority_warmup=0.1,
         authority_duration=0.3,
+        mam_messages=500,
+        mam_queries=30,
+        mam_fill_chunk=200,
     ),
 }
 
@@ -384,6 +398,52 @@ def _cluster_metrics(p: Plan) -> list[Metric]:
     return out
 
 
+#: the message archive scenario's figures: kind -> what a client does
+MAM_FIGURES = {
+    "newest": "newest, then back page by page",
+    "random": "after a random id",
+}
+
+
+def _mam_figures(_: Plan, r: dict[str, Any]) -> Figures:
+    """Per kind of page: p50/p99/max and queries/s; and p99 over every page measured
+    (the target's figure)."""
+    out: Figures = {}
+    windows = []
+    for kind in MAM_FIGURES:
+        f = r["figures"][kind]
+        if not f["queries"]:
+            raise RuntimeError(f"{kind}: no query in the window")
+        w = f["window"]
+        windows.append(w)
+        out[f"mam_{kind}_p50_ms"] = (f["latency"]["p50_ms"], w)
+        out[f"mam_{kind}_p99_ms"] = (f["latency"]["p99_ms"], w)
+        out[f"mam_{kind}_max_ms"] = (f["latency"]["max_ms"], w)
+        out[f"mam_{kind}_queries_per_s"] = (f["queries_per_s"], w)
+    worst = max(windows, key=lambda w: w.get("server_cpu_pct", 0))
+    out["mam_page_p99_ms"] = (r["latency"]["p99_ms"], worst)
+    return out
+
+
+def _mam_metrics(p: Plan) -> list[Metric]:
+    shape = f"{p.mam_page} of {p.mam_messages:,} messages"
+    out = []
+    for kind, how in MAM_FIGURES.items():
+        out += [
+            Metric(
+                f"mam_{kind}_queries_per_s",
+                f"MAM pages/s, {how} ({shape}, one query in flight)",
+                "1/s",
+                True,
+            ),
+            Metric(f"mam_{kind}_p50_ms", f"MAM page p50, {how}", "ms", False),
+            Metric(f"mam_{kind}_p99_ms", f"MAM page p99, {how}", "ms", False),
+            Metric(f"mam_{kind}_max_ms", f"MAM page max, {how}", "ms", False),
+        ]
+    out.append(Metric("mam_page_p99_ms", f"MAM page p99, every page ({shape})", "ms", False))
+    return out
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -583,6 +643,25 @@ SCENARIOS: dict[str, Scenario] = {
             lambda p: {"pairs": p.pairs, "window_size": p.window, "workers": p.login_workers},
             _cluster_figures,
             _cluster_metrics,
+            servers=("chatgate",),
+        ),
+        Scenario(
+            "mam",
+            "mam",
+            False,
+            "issue 15: XEP-0313 pages from one account's archive of N messages (filled through "
+            "the server once per run), one query in flight: the newest page then back page by "
+            "page, and pages after random ids; a chatgate of its own with [modules.mam] on; "
+            "chatgate only",
+            lambda p: {
+                "messages": p.mam_messages,
+                "page": p.mam_page,
+                "min_queries": p.mam_queries,
+                "warmup": p.warmup,
+                "duration": p.duration,
+            },
+            _mam_figures,
+            _mam_metrics,
             servers=("chatgate",),
         ),
     ]

@@ -388,6 +388,29 @@ def measure_cluster(
     return record, ok
 
 
+def measure_mam(
+    peer: Peer, gen: Generator, plan: Plan, sc: Scenario, rep: int, bench: Any
+) -> tuple[dict[str, Any], bool]:
+    """The message archive scenario's repetition `rep` on a chatgate of its own with the
+    archive on (bench/mam.py; the archive is filled at the first): one record."""
+    record: dict[str, Any] = {"scenario": sc.name, "server": peer.name, "rep": rep}
+    t0 = time.perf_counter()
+    head = f"[{rep}/{plan.repetitions}] {sc.name:<14} {peer.name:<9}"
+    try:
+        result = bench.measure(peer, gen, plan)
+        record["result"] = result
+        figures = sc.figures(plan, result)
+        record["figures"] = {k: {"value": v, "window": w} for k, (v, w) in figures.items()}
+        log(f"{head} {_short(figures)}")
+        ok = True
+    except Exception as e:
+        ok = False
+        record["error"] = f"{type(e).__name__}: {e}"[-3000:]
+        log(f"{head} FAILED: {record['error'][:600]}")
+    record["seconds"] = round(time.perf_counter() - t0, 2)
+    return record, ok
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = replace(
@@ -479,7 +502,15 @@ def main(argv: list[str] | None = None) -> int:
         procs.pin_self(procs.GENERATOR_CORE)
         # The cluster scenario starts its own set-ups of chatgate (bench/cluster.py).
         cluster_scenario = next((sc for sc in scenarios if sc.name == "cluster"), None)
-        units = start_units(plan, [sc for sc in scenarios if sc.name != "cluster"])
+        # So does the message archive scenario, with the archive on (bench/mam.py).
+        mam_scenario = next((sc for sc in scenarios if sc.name == "mam"), None)
+        mam_bench = None
+        if mam_scenario is not None and "chatgate" in peers:
+            from bench.mam import MamBench
+
+            mam_bench = MamBench(setups["chatgate"])
+        own_start = ("cluster", "mam")
+        units = start_units(plan, [sc for sc in scenarios if sc.name not in own_start])
         for rep in range(1, plan.repetitions + 1):
             for unit in units:
                 for name, peer in peers.items():
@@ -496,6 +527,10 @@ def main(argv: list[str] | None = None) -> int:
                 record, ok = measure_cluster(
                     peers["chatgate"], setups["chatgate"], gen, plan, cluster_scenario, rep
                 )
+                failed = failed or not ok
+                runs.append(record)
+            if mam_scenario is not None and mam_bench is not None:
+                record, ok = measure_mam(peers["chatgate"], gen, plan, mam_scenario, rep, mam_bench)
                 failed = failed or not ok
                 runs.append(record)
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ from bench import procs
 from bench.loadgen import authority
 from bench.loadgen.bosh import BoshClient
 from bench.loadgen.cluster import CLUSTER_TASKS, ClusterRunner
+from bench.loadgen.mam import mam_pages, mam_provision
 from bench.loadgen.muc import muc_fanout
 from bench.loadgen.scenarios import AnyClient, Runner
 from bench.loadgen.scram import ScramCache
@@ -40,6 +41,8 @@ TASKS = {
     "idle": Runner.idle,
     "fanout": Runner.fanout,
     "muc": muc_fanout,
+    "mam": mam_pages,
+    "mam_provision": mam_provision,
     "soak": Runner.soak,
     "provision_rosters": Runner.provision_rosters,
     "warm_accounts": Runner.warm_accounts,
