@@ -38,7 +38,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatgate.jid import JID, InvalidJID
 from chatgate.lru import LruCache
-from chatgate.modules.base import DiscoFeature, IqHandler, OnEvent, Registration, Spec, Stage
+from chatgate.modules.base import (
+    DiscoFeature,
+    IqHandler,
+    OnEvent,
+    OnStart,
+    Registration,
+    Spec,
+    Stage,
+)
 from chatgate.storage.errors import StorageUnavailable
 from chatgate.storage.outage_log import OutageLog
 from chatgate.storage.repositories.blocking import BlocklistFull, BlocklistRepository
@@ -64,6 +72,8 @@ BLOCKING_ERRORS = "urn:xmpp:blocking:errors"
 #: can fill these, so past them a stanza is answered resource-constraint (wait)
 MAX_WAITING_PER_ACCOUNT = 200
 MAX_ACCOUNTS_LOADING = 1000
+#: accounts with a non-empty list known by name at most (beyond, every list is read)
+MAX_KNOWN_BLOCKERS = 100_000
 
 _EMPTY: frozenset[str] = frozenset()
 
@@ -233,6 +243,10 @@ class Blocking:
         yield IqHandler(BLOCKING, "set", self.commands.set)
         yield DiscoFeature(BLOCKING)
         yield Stage(self.stage, priority=100)
+        if ctx.cluster is None:
+            # In a cluster another node's block would not reach this set: every
+            # list is read there (as before the set existed).
+            yield OnStart(self.lists.learn_blockers)
         yield OnEvent(SessionBound, self.lists.session_bound)
         yield OnEvent(SessionClosed, self.lists.session_closed, priority=-100)
 
@@ -259,11 +273,21 @@ class Blocklists:
         self._fresh: dict[str, frozenset[str]] = {}
         #: one line per outage of the database, not a traceback per stanza
         self._outage = OutageLog(log, "blocklists")
+        #: the accounts whose list is not empty (read at start, grown by blocks): any
+        #: other's list is empty without a read, so a login costs no query for the
+        #: many who block nobody.  None: not known (a cluster, or too many), read all.
+        self.blockers: set[str] | None = None
+
+    async def learn_blockers(self) -> None:
+        self.blockers = await self.repository.blockers(MAX_KNOWN_BLOCKERS)
 
     def get(self, bare: str) -> frozenset[str] | None:
         items = self.cache.get(bare)
-        if items is None and self._fresh:
-            items = self._fresh.get(bare)
+        if items is None:
+            if self._fresh:
+                items = self._fresh.get(bare)
+            if items is None and self.blockers is not None and bare not in self.blockers:
+                return _EMPTY
         return items
 
     def load(self, bare: str) -> Awaitable[frozenset[str]]:
@@ -278,7 +302,7 @@ class Blocklists:
         return future
 
     async def get_or_load(self, bare: str) -> frozenset[str]:
-        items = self.cache.get(bare)
+        items = self.get(bare)
         if items is None:
             items = await self.load(bare)
         return items
@@ -335,16 +359,25 @@ class Blocklists:
             self._fresh.pop(bare, None)
 
     def changed(self, bare: str, items: frozenset[str]) -> None:
+        if items and self.blockers is not None:
+            self.blockers.add(bare)
+            if len(self.blockers) > MAX_KNOWN_BLOCKERS:
+                self.blockers = None  # too many to keep: read every list again
         if bare in self._loads:
             self._dirty.add(bare)
         if bare in self._fresh:
             self._fresh[bare] = items
         self.cache.changed(bare, items)
+        if self.cache.get(bare) is None and self.ctx.router.directory.bound_here(bare):
+            # Its login read nothing (it blocked nobody): pinned from now on.
+            self.cache.put(bare, items, pinned=True)
 
     # ---------------------------------------------------------- lifecycle
 
     def session_bound(self, event: SessionBound) -> None:
         bare = event.session.bare
+        if self.blockers is not None and bare not in self.blockers:
+            return  # blocks nobody: nothing to read or pin
         items = self.cache.get(bare)
         if items is None:
             self.load(bare)

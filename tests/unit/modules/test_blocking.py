@@ -363,7 +363,9 @@ async def test_too_many_waiting_stanzas_are_refused_resource_constraint(
     async with server(tmp_path) as srv:
         alice = await login(srv, "alice")
         bob = await login(srv, "bob")
-        srv.module("blocking").cache.forget("alice@localhost")
+        module = srv.module("blocking")
+        module.lists.blockers = None  # whether alice blocks anyone: unknown, read it
+        module.cache.forget("alice@localhost")
         text = "".join(chat("alice@localhost", f"n{i}", f"m{i}") for i in range(5))
         out = await bob.send(text)
         refused = [(e.get("id"), condition(e)) for e in of(out, "message", type="error")]
@@ -373,6 +375,46 @@ async def test_too_many_waiting_stanzas_are_refused_resource_constraint(
             "n1",
             "n2",
         ]
+
+
+async def test_accounts_that_block_nobody_cost_no_read_and_a_blocker_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with server(tmp_path) as srv:
+        carol = await login(srv, "carol")
+        await carol.send(block("bob@localhost"))
+    # A new start on the same database learns who blocks anyone in one query;
+    # logins of the others and messages between them then read no list.
+    srv = await Server.start(tmp_path, {})
+    try:
+        module = srv.module("blocking")
+        assert module.lists.blockers == {"carol@localhost"}
+        reads: list[tuple[str, str]] = []
+        items = module.repository.items
+
+        async def counted(owner: tuple[str, str]) -> frozenset[str]:
+            reads.append(owner)
+            return await items(owner)
+
+        monkeypatch.setattr(module.repository, "items", counted)
+        alice = await login(srv, "alice")
+        bob = await login(srv, "bob")
+        await bob.send(chat("alice@localhost", "hello", "m1"))
+        assert [m.findtext(C + "body") for m in of(alice.take(), "message")] == ["hello"]
+        assert reads == []
+        # carol's list is read at her login, and holds.
+        carol = await login(srv, "carol")
+        assert reads == [("carol", "localhost")]
+        out = await bob.send(chat("carol@localhost", "hi", "m2"))
+        assert [condition(e) for e in of(out, "message", type="error")] == ["service-unavailable"]
+        # A block made now is known at once.
+        await alice.send(block("bob@localhost"))
+        assert "alice@localhost" in module.lists.blockers
+        out = await bob.send(chat("alice@localhost", "again", "m3"))
+        assert [condition(e) for e in of(out, "message", type="error")] == ["service-unavailable"]
+        assert carol is not None
+    finally:
+        await srv.stop()
 
 
 # ---------------------------------------------------------------- presence

@@ -52,3 +52,17 @@ async def test_unknown_accounts_and_removal_cascade(db: Database) -> None:
     assert await repo.items(ALICE) == frozenset()
     await db.accounts.create("alice", "localhost", {})
     assert await repo.items(ALICE) == frozenset()
+
+
+async def test_blockers_names_the_accounts_with_a_list_up_to_a_limit(db: Database) -> None:
+    repo = BlocklistRepository(db.engine)
+    assert await repo.blockers(10) == set()
+    for name in ("alice", "bob", "carol"):
+        await db.accounts.create(name, "localhost", {})
+    await repo.block(ALICE, ["x@y", "z@y"], limit=10)
+    await repo.block(("bob", "localhost"), ["x@y"], limit=10)
+    assert await repo.blockers(10) == {"alice@localhost", "bob@localhost"}
+    assert await repo.blockers(2) == {"alice@localhost", "bob@localhost"}
+    assert await repo.blockers(1) is None  # more than the limit: not known
+    await repo.unblock(ALICE, None)
+    assert await repo.blockers(10) == {"bob@localhost"}

@@ -42,6 +42,21 @@ class BlocklistRepository:
         async with self._engine.connect() as conn:
             return frozenset((await conn.execute(query)).scalars())
 
+    async def blockers(self, limit: int) -> set[str] | None:
+        """The bare JIDs of the accounts whose list is not empty, or None when there
+        are more than `limit` of them (one query at start: the others' lists need
+        no read at login)."""
+        query = (
+            select(Account.username, Account.domain)
+            .where(Account.id.in_(select(BlockedJid.account_id).distinct()))
+            .limit(limit + 1)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        if len(rows) > limit:
+            return None
+        return {f"{username}@{domain}" for username, domain in rows}
+
     async def block(self, owner: Owner, jids: Iterable[str], limit: int) -> list[str]:
         """Add `jids`; returns those that were not blocked yet, in the order given.
 
