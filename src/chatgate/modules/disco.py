@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 CAPS = "http://jabber.org/protocol/caps"
 #: XEP-0157's FORM_TYPE
 SERVER_INFO = "http://jabber.org/network/serverinfo"
+#: the feature PEP adds to accounts; with it, accounts also show the pubsub/pep identity
+PUBSUB_PUBLISH = "http://jabber.org/protocol/pubsub#publish"
 
 ContactKind = Literal["abuse", "admin", "feedback", "sales", "security", "status", "support"]
 
@@ -197,7 +199,12 @@ class Disco:
                 kind = "anonymous" if ctx.is_anonymous(target.domain) else "registered"
                 features = {ns.DISCO_INFO, ns.DISCO_ITEMS}
                 features.update(f.var for f in ctx.disco_features if f.on_account)
-                payload = ServerInfo((("account", kind, None),), tuple(sorted(features))).payload()
+                identities: tuple[tuple[str, str, str | None], ...] = (("account", kind, None),)
+                if PUBSUB_PUBLISH in features:
+                    # XEP-0163 §1: an account with PEP is a pubsub/pep service too
+                    # (Conversations turns PEP on only when it sees this identity).
+                    identities = (*identities, ("pubsub", "pep", None))
+                payload = ServerInfo(identities, tuple(sorted(features))).payload()
             reply = iq_result(iq, payload)
             reply.attrs["to"] = session.full
             session.send(reply)

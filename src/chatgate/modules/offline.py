@@ -98,7 +98,8 @@ class OfflineMessages:
     implements: ClassVar[tuple[Spec, ...]] = (Spec("XEP-0160", "1.0.1"), Spec("XEP-0203", "2.0"))
 
     def __init__(self, gate: DeliveryGate | None = None) -> None:
-        self.gate = gate or LocalDeliveryGate()
+        # `is None`, not `or`: an empty LocalDeliveryGate is falsy (it has __len__).
+        self.gate = gate if gate is not None else LocalDeliveryGate()
 
     def setup(self, ctx: ServerContext) -> Iterable[Registration]:
         self.ctx = ctx

@@ -126,3 +126,26 @@ def test_contact_kinds_are_checked() -> None:
 
     with pytest.raises(ValidationError):
         DiscoOptions.model_validate({"contacts": {"boss": ["mailto:x@y"]}})
+
+
+async def test_an_account_with_pep_shows_the_pubsub_pep_identity(tmp_path: Path) -> None:
+    async def identities(modules: dict[str, dict[str, bool]]) -> set[tuple[str, str]]:
+        srv = await Server.start(tmp_path / str(len(modules)), modules)
+        try:
+            await srv.add_user("bob", "bob-pw")
+            wire, _ = await _login(srv)
+            out = await wire.send(
+                f"<iq type='get' id='a' to='bob@localhost'><query xmlns='{INFO}'/></iq>"
+            )
+            query = ET.fromstring(out).find(f"{{{INFO}}}query")
+            assert query is not None
+            return {
+                (i.get("category") or "", i.get("type") or "")
+                for i in query.findall(f"{{{INFO}}}identity")
+            }
+        finally:
+            await srv.stop()
+
+    assert await identities({}) == {("account", "registered"), ("pubsub", "pep")}
+    without = await identities({"pep": {"enabled": False}, "bookmarks": {"enabled": False}})
+    assert without == {("account", "registered")}
