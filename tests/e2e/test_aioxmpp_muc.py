@@ -17,7 +17,7 @@ import aioxmpp.muc
 import aioxmpp.muc.xso as muc_xso
 import pytest
 
-from tests.e2e.aioxmpp_support import Emissions, Inbox, aioxmpp_client, text_of
+from tests.e2e.aioxmpp_support import Emissions, Inbox, add_users, aioxmpp_client, text_of
 from tests.e2e.conftest import RunningServer
 
 pytestmark = pytest.mark.e2e
@@ -32,8 +32,7 @@ def room_jid(name: str) -> aioxmpp.JID:
 
 @pytest.fixture(scope="module")
 def users(server: RunningServer) -> tuple[str, ...]:
-    for user in USERS:
-        server.add_user(user, PASSWORD)
+    add_users(server, USERS, PASSWORD)
     return USERS
 
 
