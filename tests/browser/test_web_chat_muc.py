@@ -84,6 +84,7 @@ async def test_a_room_made_in_the_web_chat_and_its_history_from_the_archive(
         await bob.message(FROM_ALICE).wait_for()
         await bob.say(FROM_BOB)
         await alice.message(FROM_BOB).wait_for()
+        await bob.message(FROM_BOB).wait_for()
         for chat in (alice, bob):
             assert (await chat.messages())[-2:] == [FROM_ALICE, FROM_BOB], chat.name
         # ...live: bob's message reached alice as a groupchat message from the room
@@ -94,6 +95,7 @@ async def test_a_room_made_in_the_web_chat_and_its_history_from_the_archive(
         await alice.invite("carol@localhost", REASON)
         await carol.accept_invitation(ROOM, REASON, "carol")
         await alice.occupant("carol").wait_for()
+        await carol.message(FROM_ALICE).wait_for()
         await carol.message(FROM_BOB).wait_for()
         assert (await carol.messages())[-2:] == [FROM_ALICE, FROM_BOB]
         received = [e for e in map(parse, carol.frames.received) if e is not None]
