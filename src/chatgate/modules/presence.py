@@ -50,7 +50,13 @@ from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import escape_attr, serialize
-from chatgate.xmpp.events import AccountRemoving, BecameAvailable, RemoteSessionLost, SessionClosed
+from chatgate.xmpp.events import (
+    AccountRemoving,
+    BecameAvailable,
+    BecameUnavailable,
+    RemoteSessionLost,
+    SessionClosed,
+)
 from chatgate.xmpp.session import STANZAS, C2SSession
 from chatgate.xmpp.stanza import error_reply
 
@@ -124,6 +130,7 @@ class PresenceModule:
                 return self._available(origin, stanza)
             if ptype == "unavailable":
                 self._unavailable(origin, stanza)
+                return self.ctx.hooks.fire(BecameUnavailable(origin))
             return None  # §4.7.1: other types without 'to' mean nothing to the server
         kind = _SUBSCRIPTION_TYPES.get(ptype or "")
         if kind is not None:

@@ -29,6 +29,14 @@ class BecameAvailable:
 
 
 @dataclass(frozen=True, slots=True)
+class BecameUnavailable:
+    """A session sent broadcast unavailable presence and stays connected (RFC 6121
+    §4.5.1): what it joined by directed presence it has left (XEP-0045 rooms)."""
+
+    session: C2SSession
+
+
+@dataclass(frozen=True, slots=True)
 class RemoteSessionLost:
     """A session on another cluster node that died (`cluster/`): if it was
     `available`, this node's contacts of `bare` must see `full` unavailable (RFC

@@ -20,7 +20,7 @@ from chatgate.modules.muc.registry import LocalRoomRegistry, RoomRegistry
 from chatgate.modules.muc.room import Room, RoomConfig
 from chatgate.modules.muc.service import MucService, RoomArchive
 from chatgate.storage.repositories.rooms import RoomRepository
-from chatgate.xmpp.events import RemoteSessionLost, SessionClosed
+from chatgate.xmpp.events import BecameUnavailable, RemoteSessionLost, SessionClosed
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -86,7 +86,13 @@ class MultiUserChat:
             session_closed(service, event.full)
 
         yield OnStart(load_rooms)
+
+        def unavailable(event: BecameUnavailable) -> None:
+            # broadcast unavailable leaves every room too (XEP-0045 §7.14)
+            session_closed(service, event.session.full)
+
         yield OnEvent(SessionClosed, closed, priority=50)
+        yield OnEvent(BecameUnavailable, unavailable, priority=50)
         yield OnEvent(RemoteSessionLost, lost, priority=50)
         for domain, host in domains.items():
             yield ServiceDomain(domain, service.handle, host, options.name)

@@ -225,6 +225,24 @@ async def test_a_closed_session_leaves_every_room(tmp_path: Path) -> None:
         assert srv.module("muc").registry.rooms_of(bob.full) == []
 
 
+async def test_broadcast_unavailable_leaves_every_room_and_the_session_stays(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path) as srv:
+        alice, bob = [await Client.login(srv, u) for u in ("alice", "bob")]
+        await alice.join("Alice")
+        await bob.join("Bob")
+        alice.received()
+        await bob.send("<presence type='unavailable'/>")
+        await alice.wire.settle()
+        gone = presences(alice.received())
+        assert [(p.get("from"), p.get("type")) for p in gone] == [(f"{ROOM}/Bob", "unavailable")]
+        assert srv.module("muc").registry.rooms_of(bob.full) == []
+        # Still connected: it may come back.
+        await bob.join("Bob")
+        assert srv.module("muc").registry.rooms_of(bob.full) != []
+
+
 async def test_subject_changes_need_permission_and_joiners_get_it(tmp_path: Path) -> None:
     async with running(tmp_path) as srv:
         alice, bob, carol = [await Client.login(srv, u) for u in ("alice", "bob", "carol")]
