@@ -422,6 +422,7 @@ def _mam_figures(_: Plan, r: dict[str, Any]) -> Figures:
         out[f"mam_{kind}_queries_per_s"] = (f["queries_per_s"], w)
     worst = max(windows, key=lambda w: w.get("server_cpu_pct", 0))
     out["mam_page_p99_ms"] = (r["latency"]["p99_ms"], worst)
+    out["mam_page_p99_less_waits_ms"] = (r["latency_less_core_waits"]["p99_ms"], worst)
     return out
 
 
@@ -441,6 +442,14 @@ def _mam_metrics(p: Plan) -> list[Metric]:
             Metric(f"mam_{kind}_max_ms", f"MAM page max, {how}", "ms", False),
         ]
     out.append(Metric("mam_page_p99_ms", f"MAM page p99, every page ({shape})", "ms", False))
+    out.append(
+        Metric(
+            "mam_page_p99_less_waits_ms",
+            "MAM page p99, every page, less the time server and generator waited for a core",
+            "ms",
+            False,
+        )
+    )
     return out
 
 

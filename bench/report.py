@@ -451,6 +451,9 @@ def _mam_lines(doc: dict[str, Any]) -> list[str]:
     r = runs[0]["result"]
     fill = r.get("provisioning", {})
     queries = sum(f["queries"] for x in runs for f in x["result"]["figures"].values())
+    windows = [f["window"] for x in runs for f in x["result"]["figures"].values()]
+    server_wait = statistics.median(w.get("server_wait_pct", 0) for w in windows)
+    generator_wait = statistics.median(w.get("generator_wait_pct", 0) for w in windows)
     return [
         "",
         f"Message archive (issue 15, chatgate only, `[modules.mam] enabled = true` on a "
@@ -458,7 +461,10 @@ def _mam_lines(doc: dict[str, Any]) -> list[str]:
         f"through the server from another account once per run "
         f"({fill.get('messages_per_s', 0):,.0f} messages/s, each archived twice); pages of "
         f"{r['page']} (RSM max), one query in flight, from sending the IQ to its <fin/>; "
-        f"{queries:,} pages measured, every one checked against the archive's ids.",
+        f"{queries:,} pages measured, every one checked against the archive's ids. "
+        f"The server's threads waited for a core {server_wait:.1f} % of the measured "
+        f"windows, the generator's {generator_wait:.1f} % (median): the 'less the time "
+        "waited' figure subtracts each page's waits from its latency.",
     ]
 
 

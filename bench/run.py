@@ -389,7 +389,13 @@ def measure_cluster(
 
 
 def measure_mam(
-    peer: Peer, gen: Generator, plan: Plan, sc: Scenario, rep: int, bench: Any
+    peer: Peer,
+    gen: Generator,
+    plan: Plan,
+    sc: Scenario,
+    rep: int,
+    bench: Any,
+    wait_quiet: float = 0.0,
 ) -> tuple[dict[str, Any], bool]:
     """The message archive scenario's repetition `rep` on a chatgate of its own with the
     archive on (bench/mam.py; the archive is filled at the first): one record."""
@@ -397,6 +403,8 @@ def measure_mam(
     t0 = time.perf_counter()
     head = f"[{rep}/{plan.repetitions}] {sc.name:<14} {peer.name:<9}"
     try:
+        bench.fill(peer, gen, plan)
+        record["waited_for_quiet_s"] = procs.wait_until_quiet(wait_quiet) if wait_quiet > 0 else 0.0
         result = bench.measure(peer, gen, plan)
         record["result"] = result
         figures = sc.figures(plan, result)
@@ -530,7 +538,9 @@ def main(argv: list[str] | None = None) -> int:
                 failed = failed or not ok
                 runs.append(record)
             if mam_scenario is not None and mam_bench is not None:
-                record, ok = measure_mam(peers["chatgate"], gen, plan, mam_scenario, rep, mam_bench)
+                record, ok = measure_mam(
+                    peers["chatgate"], gen, plan, mam_scenario, rep, mam_bench, args.wait_quiet
+                )
                 failed = failed or not ok
                 runs.append(record)
     except KeyboardInterrupt:

@@ -31,6 +31,7 @@ its own `queryid`, and the end of the IQ answer whose `id` it sent.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import time
@@ -57,6 +58,40 @@ COMPLETE_RE = re.compile(rb"""\bcomplete=['"]true['"]""")
 COUNT_RE = re.compile(rb"<count>(\d+)</count>")
 #: one sentence of ordinary chat length; every message differs by its number
 FILLER = "see you at the station at half past, bring the tickets and the blue umbrella"
+
+
+def _schedstat_paths(pid: int) -> list[str]:
+    """Every thread's /proc schedstat of `pid` (chatgate's event loop and its database
+    thread; the generator's loop)."""
+    try:
+        return [f"/proc/{pid}/task/{t}/schedstat" for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
+def _run_delay_ns(paths: list[str]) -> int:
+    """Time the threads spent runnable but waiting for a core (the second schedstat
+    field; 0 where the kernel keeps no such statistics)."""
+    total = 0
+    for path in paths:
+        try:
+            with open(path) as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+class CoreWaits:
+    """How long the server's and the generator's threads waited for a core: on a shared
+    machine that, not the server, is what a page's tail latency can be made of."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server = _schedstat_paths(server_pid)
+        self.generator = _schedstat_paths(os.getpid())
+
+    def read(self) -> tuple[int, int]:
+        return _run_delay_ns(self.server), _run_delay_ns(self.generator)
 
 
 @dataclass(slots=True)
@@ -304,22 +339,37 @@ async def mam_pages(
 
     figures: dict[str, Any] = {}
     every: list[int] = []
+    every_less_waits: list[int] = []
     for name, ask in (("newest", newest), ("random", after_random)):
         stop_at = time.perf_counter() + warmup
         while time.perf_counter() < stop_at:
             await ask()
         latencies: list[int] = []
+        less_waits: list[int] = []
+        waits = CoreWaits(runner.server_pid)
+        first = waits.read()
         win = runner.window()
         win.start()
         started = time.perf_counter()
         while time.perf_counter() - started < duration or len(latencies) < min_queries:
-            latencies.append(await ask())
+            s0, g0 = waits.read()
+            latency = await ask()
+            s1, g1 = waits.read()
+            latencies.append(latency)
+            less_waits.append(max(0, latency - (s1 - s0) - (g1 - g0)))
         measured = win.stop()
+        last = waits.read()
+        wall_ns = measured["seconds"] * 1e9
+        measured["server_wait_pct"] = round(100 * (last[0] - first[0]) / wall_ns, 1)
+        measured["generator_wait_pct"] = round(100 * (last[1] - first[1]) / wall_ns, 1)
+        measured["bound"] = _bound(measured)
         every += latencies
+        every_less_waits += less_waits
         figures[name] = {
             "queries": len(latencies),
             "queries_per_s": round(len(latencies) / measured["seconds"], 1),
             "latency": latency_summary(latencies),
+            "latency_less_core_waits": latency_summary(less_waits),
             "window": measured,
         }
     conn.close()
@@ -329,4 +379,22 @@ async def mam_pages(
         collect_seconds=round(collected_s, 2),
         figures=figures,
         latency=latency_summary(every),
+        latency_less_core_waits=latency_summary(every_less_waits),
     )
+
+
+#: share of a window the server's or the generator's threads waited for a core above
+#: which the machine, not the server, bounded a figure
+WAITED = 10.0
+
+
+def _bound(window: dict[str, Any]) -> str:
+    """What limited a figure of one query in flight: the server's core when saturated,
+    else the machine when the processes waited for a core a noticeable part of the
+    window, else the round trip itself."""
+    if window["server_cpu_pct"] >= 90:
+        return "server CPU"
+    waited = window["server_wait_pct"] + window["generator_wait_pct"]
+    if waited >= WAITED:
+        return "machine: waited for a core"
+    return "latency: one query in flight"

@@ -79,6 +79,14 @@ def test_mam_scenario_fills_the_archive_and_measures_pages(tmp_path: Path) -> No
         assert record["figures"][f"mam_{kind}_queries_per_s"]["window"]["server_cpu_pct"] >= 0
     assert result["latency"]["samples"] == sum(every)
     assert figures["mam_page_p99_ms"] == result["latency"]["p99_ms"] > 0
+    # Each page less the time the processes waited for a core is never more than the page.
+    less = result["latency_less_core_waits"]
+    assert less["samples"] == result["latency"]["samples"]
+    assert 0 < figures["mam_page_p99_less_waits_ms"] == less["p99_ms"] <= figures["mam_page_p99_ms"]
+    for kind in MAM_FIGURES:
+        window = result["figures"][kind]["window"]
+        assert window["server_wait_pct"] >= 0 and window["generator_wait_pct"] >= 0
+        assert window["bound"]
     report = (results.parent / "report.md").read_text()
     assert "MAM page of 50 p99 < 20 ms over 100,000 messages" in report
     assert "measured with pages of 50 over 500 messages" in report
