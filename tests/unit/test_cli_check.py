@@ -285,3 +285,13 @@ def test_check_lists_each_module_that_can_be_off_and_whether_it_is_on(tmp_path: 
         assert any(
             entry.startswith(f"{name}: off") for entry in section(switched.stdout, "features:")
         )
+
+
+def test_check_says_when_an_enabled_module_cannot_work(tmp_path: Path) -> None:
+    without_http = check(tmp_path, BASE + "[http]\nenabled = false\n")
+    assert "upload: on (XEP-0363), but inactive: needs [http] enabled" in section(
+        without_http.stdout, "features:"
+    )
+    with_http = check(tmp_path, BASE + "[http]\nenabled = true\n")
+    assert with_http.exit_code == 0, with_http.output
+    assert "upload: on (XEP-0363)" in section(with_http.stdout, "features:")

@@ -268,6 +268,10 @@ def module_lines(cfg: Config) -> list[str]:
         enabled = getattr(options.get(name), "enabled", None)
         if not isinstance(enabled, bool):
             continue
-        specs = ", ".join(spec.name for spec in registry.get(name).implements)
-        lines.append(f"  {name}: {_on(enabled)}" + (f" ({specs})" if specs else ""))
+        module = registry.get(name)
+        specs = ", ".join(spec.name for spec in module.implements)
+        line = f"  {name}: {_on(enabled)}" + (f" ({specs})" if specs else "")
+        inactive = getattr(module, "inactive_because", None)
+        why = inactive(cfg) if enabled and inactive is not None else None
+        lines.append(line + (f", but inactive: {why}" if why else ""))
     return lines

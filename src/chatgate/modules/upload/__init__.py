@@ -34,6 +34,7 @@ from chatgate.modules.upload.slots import SlotSigner
 from chatgate.storage.repositories.uploads import UploadRepository
 
 if TYPE_CHECKING:
+    from chatgate.config import Config
     from chatgate.context import ServerContext
     from chatgate.http.options import HttpOptions
 
@@ -59,6 +60,11 @@ class HttpUpload:
     depends: ClassVar[tuple[str, ...]] = ()
     implements: ClassVar[tuple[Spec, ...]] = (Spec("XEP-0363", "1.1.0"),)
     Options: ClassVar[type[BaseModel]] = UploadOptions
+
+    @staticmethod
+    def inactive_because(config: Config) -> str | None:
+        """Why the module, though enabled, offers nothing (`chatgate check` says it)."""
+        return None if config.http.enabled else "needs [http] enabled"
 
     def __init__(self) -> None:
         #: the slot service (None: the module is off); the HTTP listener reads it
