@@ -445,7 +445,7 @@ def _mam_metrics(p: Plan) -> list[Metric]:
     out.append(
         Metric(
             "mam_page_p99_less_waits_ms",
-            "MAM page p99, every page, less the time server and generator waited for a core",
+            "MAM page p99, every page, less each page's waits for a core (a lower bound)",
             "ms",
             False,
         )

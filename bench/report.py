@@ -463,8 +463,10 @@ def _mam_lines(doc: dict[str, Any]) -> list[str]:
         f"{r['page']} (RSM max), one query in flight, from sending the IQ to its <fin/>; "
         f"{queries:,} pages measured, every one checked against the archive's ids. "
         f"The server's threads waited for a core {server_wait:.1f} % of the measured "
-        f"windows, the generator's {generator_wait:.1f} % (median): the 'less the time "
-        "waited' figure subtracts each page's waits from its latency.",
+        f"windows, the generator's {generator_wait:.1f} % (median; the server's include its "
+        "event loop and database threads waiting for each other on its one core): the "
+        "'less each page's waits' figure subtracts them from each page's latency, a lower "
+        "bound of what the server itself took.",
     ]
 
 

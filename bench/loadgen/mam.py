@@ -84,7 +84,9 @@ def _run_delay_ns(paths: list[str]) -> int:
 
 class CoreWaits:
     """How long the server's and the generator's threads waited for a core: on a shared
-    machine that, not the server, is what a page's tail latency can be made of."""
+    machine that, not the server, is what a page's tail latency can be made of.  It also
+    counts the server's own threads waiting for each other on its one core, so a page
+    less its waits is a lower bound of what the server itself took."""
 
     def __init__(self, server_pid: int) -> None:
         self.server = _schedstat_paths(server_pid)
@@ -383,18 +385,22 @@ async def mam_pages(
     )
 
 
-#: share of a window the server's or the generator's threads waited for a core above
-#: which the machine, not the server, bounded a figure
+#: share of a window the server's or the generator's threads waited for a core, and
+#: share of a core the machine's other processes used, above which the machine, not the
+#: server, bounded a figure
 WAITED = 10.0
+OTHERS = 25.0
 
 
 def _bound(window: dict[str, Any]) -> str:
-    """What limited a figure of one query in flight: the server's core when saturated,
-    else the machine when the processes waited for a core a noticeable part of the
-    window, else the round trip itself."""
+    """What limited a figure of one query in flight: the server's core when saturated;
+    the machine when the processes waited for a core a noticeable part of the window
+    while other processes were busy; else the round trip itself.  (The server's two
+    threads, its event loop and its database thread, share its one core: a few per cent
+    of waiting is theirs even on a quiet machine.)"""
     if window["server_cpu_pct"] >= 90:
         return "server CPU"
     waited = window["server_wait_pct"] + window["generator_wait_pct"]
-    if waited >= WAITED:
+    if waited >= WAITED and window["other_cpu_pct"] >= OTHERS:
         return "machine: waited for a core"
     return "latency: one query in flight"
