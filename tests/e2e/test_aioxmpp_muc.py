@@ -15,9 +15,17 @@ import aioxmpp.forms
 import aioxmpp.im
 import aioxmpp.muc
 import aioxmpp.muc.xso as muc_xso
+import aioxmpp.tracking
 import pytest
 
-from tests.e2e.aioxmpp_support import Emissions, Inbox, add_users, aioxmpp_client, text_of
+from tests.e2e.aioxmpp_support import (
+    Emissions,
+    Inbox,
+    add_users,
+    aioxmpp_client,
+    text_of,
+    wait_until,
+)
 from tests.e2e.conftest import RunningServer
 
 pytestmark = pytest.mark.e2e
@@ -86,6 +94,13 @@ async def join(
     return room
 
 
+async def occupant(room: aioxmpp.muc.Room, nick: str) -> aioxmpp.muc.Occupant:
+    """The occupant `nick` as `room` knows it, once its presence has come (a joiner's
+    own join completes before the others have processed its presence)."""
+    await wait_until(lambda: any(m.nick == nick for m in room.members))
+    return next(m for m in room.members if m.nick == nick)
+
+
 async def test_room_created_joined_and_messages_both_ways(
     server: RunningServer, users: tuple[str, ...]
 ) -> None:
@@ -117,6 +132,19 @@ async def test_room_created_joined_and_messages_both_ways(
             (message, sender, _source), _ = await alice_hears.next()
             got.append((sender.nick, text_of(message)))
         assert got == [("Alice", "welcome, Bob"), ("Bob", "thanks, Alice")]
+
+        # tracking: the room reflects a message with its id (XEP-0045 §7.4), which
+        # aioxmpp takes as delivered
+        tracked = aioxmpp.Message(type_=aioxmpp.MessageType.GROUPCHAT)
+        tracked.body[None] = "did it arrive?"
+        _, tracker = bob_room.send_message_tracked(tracked)
+        delivered = Emissions(tracker.on_state_changed)
+        while tracker.state != aioxmpp.tracking.MessageState.DELIVERED_TO_RECIPIENT:
+            await delivered.next()
+        assert tracker.response.id_ == tracked.id_
+        assert tracker.response.from_ == jid.replace(resource="Bob")
+        (message, sender, _source), _ = await alice_hears.next()
+        assert (sender.nick, text_of(message)) == ("Bob", "did it arrive?")
 
 
 async def test_nick_change_subject_and_leave(server: RunningServer, users: tuple[str, ...]) -> None:
@@ -169,7 +197,7 @@ async def test_kick_and_ban_through_the_room(server: RunningServer, users: tuple
 
         bob_room = await join(bob, jid, "Bob")
         exits, leaves = Emissions(bob_room.on_exit), Emissions(alice_room.on_leave)
-        bob_member = next(m for m in alice_room.members if m.nick == "Bob")
+        bob_member = await occupant(alice_room, "Bob")
         assert bob_member.direct_jid.bare() == bob.local_jid.bare()  # moderators see it
         await alice_room.kick(bob_member, "calm down")
         _, kwargs = await exits.next()
@@ -182,7 +210,7 @@ async def test_kick_and_ban_through_the_room(server: RunningServer, users: tuple
         # a kicked user may come back; a banned one may not
         bob_room = await join(bob, jid, "Bob")
         exits = Emissions(bob_room.on_exit)
-        bob_member = next(m for m in alice_room.members if m.nick == "Bob")
+        bob_member = await occupant(alice_room, "Bob")
         await alice_room.ban(bob_member, "enough")
         _, kwargs = await exits.next()
         assert kwargs["muc_leave_mode"] == aioxmpp.muc.LeaveMode.BANNED
@@ -194,9 +222,10 @@ async def test_kick_and_ban_through_the_room(server: RunningServer, users: tuple
         # and a participant may not kick the owner
         await muc.set_affiliation(jid, bob.local_jid.bare(), "none")
         bob_room = await join(bob, jid, "Bob")
-        alice_member = next(m for m in bob_room.members if m.nick == "Alice")
+        alice_member = await occupant(bob_room, "Alice")
         with pytest.raises(aioxmpp.errors.XMPPAuthError):
             await bob_room.kick(alice_member, "coup")
+        await occupant(alice_room, "Bob")
         assert {m.nick for m in alice_room.members} == {"Alice", "Bob"}
 
 

@@ -16,6 +16,7 @@ import aioxmpp.forms
 import aioxmpp.pep
 import aioxmpp.pubsub
 import aioxmpp.pubsub.xso as pubsub_xso
+import aioxmpp.service
 import aioxmpp.vcard
 import aioxmpp.xso
 import pytest
@@ -48,6 +49,14 @@ class Note(aioxmpp.xso.XSO):
         self.text = text
 
 
+class NotesService(aioxmpp.service.Service):
+    """An application's service that wants notes events, declared the way aioxmpp
+    offers (`register_pep_node`: the `+notify` feature is in its caps)."""
+
+    ORDER_AFTER = [aioxmpp.PEPClient]
+    notes = aioxmpp.pep.register_pep_node(NOTES, notify=True)
+
+
 def png(red: int, green: int, blue: int) -> bytes:
     """A real 1x1 PNG of one colour."""
 
@@ -73,7 +82,7 @@ def client(server: RunningServer, user: str, services=SERVICES):  # type: ignore
 
 async def test_item_reaches_the_subscribed_contact_with_notify(server: RunningServer) -> None:
     async with (
-        client(server, "px-alice") as alice,
+        client(server, "px-alice", (*SERVICES, NotesService)) as alice,
         client(server, "px-bob") as bob,
         client(server, "px-carol") as carol,
     ):
@@ -88,6 +97,7 @@ async def test_item_reaches_the_subscribed_contact_with_notify(server: RunningSe
             dave_notes = dave.summon(aioxmpp.PEPClient).claim_pep_node(NOTES, notify=True)
             heard_by_dave = Emissions(dave_notes.on_item_publish)
 
+            heard_by_alice = Emissions(alice.summon(NotesService).notes.on_item_publish)
             pep = alice.summon(aioxmpp.PEPClient)
             assert await pep.available()  # the account's pubsub/pep identity (XEP-0163 §8.1)
             item_id = await pep.publish(NOTES, Note("gone fishing"), id_="today")
@@ -95,6 +105,9 @@ async def test_item_reaches_the_subscribed_contact_with_notify(server: RunningSe
             (jid, node, item), _ = await heard_by_bob.next()
             assert jid == alice.local_jid.bare() and node == NOTES
             assert item.id_ == "today" and item.registered_payload.text == "gone fishing"
+            # the owner's own resource wants notes too (XEP-0163 §4.3)
+            (jid, node, item), _ = await heard_by_alice.next()
+            assert (jid, node, item.id_) == (alice.local_jid.bare(), NOTES, "today")
             assert await heard_by_carol.silent()
             assert await heard_by_dave.silent(0.2)
 
@@ -117,6 +130,7 @@ async def test_avatar_reaches_a_contact_and_the_vcard(server: RunningServer) -> 
     async with client(server, "px-erin") as erin, client(server, "px-bob") as bob:
         await befriend(erin, bob)
         changes = Emissions(bob.summon(aioxmpp.avatar.AvatarService).on_metadata_changed)
+        own = Emissions(erin.summon(aioxmpp.avatar.AvatarService).on_metadata_changed)
         # the two XEP-0084 nodes, data then metadata
         await erin.summon(aioxmpp.avatar.AvatarService).publish_avatar_set(avatar)
 
@@ -131,6 +145,18 @@ async def test_avatar_reaches_a_contact_and_the_vcard(server: RunningServer) -> 
         assert descriptor.id_ == avatar.png_id and descriptor.mime_type == "image/png"
         assert descriptor.nbytes == len(image)
         assert await descriptor.get_image_bytes() == image
+        # Erin's own resource hears of it, and reads it back
+        while True:
+            (jid, descriptors), _ = await own.next()
+            if any(
+                isinstance(d, aioxmpp.avatar.service.PubsubAvatarDescriptor) for d in descriptors
+            ):
+                break
+        assert jid == erin.local_jid.bare() and [d.id_ for d in descriptors] == [avatar.png_id]
+        mine = await erin.summon(aioxmpp.avatar.AvatarService).get_avatar_metadata(
+            erin.local_jid.bare(), require_fresh=True
+        )
+        assert await mine[0].get_image_bytes() == image
 
         fetched = await bob.summon(aioxmpp.avatar.AvatarService).get_avatar_metadata(
             erin.local_jid.bare(), require_fresh=True
