@@ -91,9 +91,10 @@ async def test_block_list_unblock_and_what_gets_through(server: RunningServer) -
         got = await alice_inbox.next()
         assert text_of(got) == "after" and got.from_ == bob.local_jid
 
-        await blocking.block_jids([bob_jid, carol_jid, jid("spam.example")])
-        await pushed_here.next()
-        assert blocking.blocklist == {bob_jid, carol_jid, jid("spam.example")}
+        several = {bob_jid, carol_jid, jid("spam.example"), jid("eve@remote.example/phone")}
+        await blocking.block_jids(list(several))
+        assert (await pushed_here.next())[0] == (frozenset(several),)
+        assert blocking.blocklist == several
         await blocking.unblock_all()
         await unpushed.next()
         assert alice2.summon(aioxmpp.BlockingClient).blocklist == frozenset()

@@ -6,6 +6,8 @@ keeps in step with XEP-0402's PEP node (XEP-0411)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import aioxmpp
 import aioxmpp.bookmarks
 import aioxmpp.private_xml
@@ -14,6 +16,7 @@ import aioxmpp.pubsub
 import aioxmpp.pubsub.xso as pubsub_xso
 import aioxmpp.xso
 import pytest
+from aioxmpp.utils import etree
 
 from tests.e2e.aioxmpp_support import Emissions, add_users, aioxmpp_client, aioxmpp_client_with
 from tests.e2e.conftest import RunningServer
@@ -96,6 +99,43 @@ async def test_private_xml_is_per_namespace_per_account_and_kept(server: Running
         with pytest.raises(aioxmpp.errors.XMPPAuthError) as refused:
             await bob.send(peek)
         assert refused.value.condition == aioxmpp.errors.ErrorCondition.FORBIDDEN
+
+
+async def test_private_xml_keeps_any_xml_as_it_was(server: RunningServer) -> None:
+    """A fragment aioxmpp has no class for (its `unregistered_payload`, plain
+    ElementTree) comes back element for element, attribute for attribute."""
+    stored = etree.fromstring(
+        '<prefs xmlns="urn:example:chatgate-tests:raw" v="2">'
+        '<item key="a">one &amp; two</item><item key="b"/>'
+        '<other xmlns="urn:example:chatgate-tests:nested">x</other>'
+        "</prefs>"
+    )
+    async with aioxmpp_client(server, me("sx-carol", "raw"), PASSWORD) as carol:
+        query = private_xso.Query(None)
+        query.unregistered_payload.append(stored)
+        await carol.send(aioxmpp.IQ(type_=aioxmpp.IQType.SET, payload=query))
+
+        ask = private_xso.Query(None)
+        ask.unregistered_payload.append(etree.Element("{urn:example:chatgate-tests:raw}prefs"))
+        answer = await carol.send(aioxmpp.IQ(type_=aioxmpp.IQType.GET, payload=ask))
+        (got,) = answer.unregistered_payload
+        assert shape(got) == shape(stored)
+        assert shape(got)[3][0] == (
+            "{urn:example:chatgate-tests:raw}item",
+            {"key": "a"},
+            "one & two",
+            [],
+        )
+
+
+def shape(element: Any) -> tuple[str, dict[str, str], str, list[Any]]:
+    """An element as (name, attributes, text, children), prefixes aside."""
+    return (
+        element.tag,
+        dict(element.attrib),
+        element.text or "",
+        [shape(child) for child in element],
+    )
 
 
 def coven(**kwargs: object) -> aioxmpp.bookmarks.Conference:
