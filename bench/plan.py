@@ -420,6 +420,7 @@ def _mam_figures(_: Plan, r: dict[str, Any]) -> Figures:
         out[f"mam_{kind}_p99_ms"] = (f["latency"]["p99_ms"], w)
         out[f"mam_{kind}_max_ms"] = (f["latency"]["max_ms"], w)
         out[f"mam_{kind}_queries_per_s"] = (f["queries_per_s"], w)
+        out[f"mam_{kind}_cpu_ms"] = (f["server_cpu_ms_per_page"], w)
     worst = max(windows, key=lambda w: w.get("server_cpu_pct", 0))
     out["mam_page_p99_ms"] = (r["latency"]["p99_ms"], worst)
     out["mam_page_p99_less_waits_ms"] = (r["latency_less_core_waits"]["p99_ms"], worst)
@@ -440,6 +441,7 @@ def _mam_metrics(p: Plan) -> list[Metric]:
             Metric(f"mam_{kind}_p50_ms", f"MAM page p50, {how}", "ms", False),
             Metric(f"mam_{kind}_p99_ms", f"MAM page p99, {how}", "ms", False),
             Metric(f"mam_{kind}_max_ms", f"MAM page max, {how}", "ms", False),
+            Metric(f"mam_{kind}_cpu_ms", f"MAM server CPU per page, {how}", "ms", False),
         ]
     out.append(Metric("mam_page_p99_ms", f"MAM page p99, every page ({shape})", "ms", False))
     out.append(

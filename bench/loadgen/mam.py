@@ -370,6 +370,11 @@ async def mam_pages(
         figures[name] = {
             "queries": len(latencies),
             "queries_per_s": round(len(latencies) / measured["seconds"], 1),
+            # the server's CPU (every thread) per page: with one query in flight, how much
+            # of a page's latency is the server working
+            "server_cpu_ms_per_page": round(
+                10 * measured["server_cpu_pct"] * measured["seconds"] / len(latencies), 3
+            ),
             "latency": latency_summary(latencies),
             "latency_less_core_waits": latency_summary(less_waits),
             "window": measured,

@@ -76,6 +76,12 @@ def test_mam_scenario_fills_the_archive_and_measures_pages(tmp_path: Path) -> No
         assert figures[f"mam_{kind}_queries_per_s"] > 0
         assert 0 < figures[f"mam_{kind}_p50_ms"] <= figures[f"mam_{kind}_p99_ms"]
         assert figures[f"mam_{kind}_p99_ms"] <= figures[f"mam_{kind}_max_ms"]
+        # The server worked on every page: some of its CPU, never more than the wall time.
+        assert (
+            0
+            < figures[f"mam_{kind}_cpu_ms"]
+            <= (1000 * measured["window"]["seconds"] / measured["queries"])
+        )
         assert record["figures"][f"mam_{kind}_queries_per_s"]["window"]["server_cpu_pct"] >= 0
     assert result["latency"]["samples"] == sum(every)
     assert figures["mam_page_p99_ms"] == result["latency"]["p99_ms"] > 0
