@@ -94,6 +94,15 @@ async def join(
     return room
 
 
+async def next_error(inbox: Inbox) -> aioxmpp.Message:
+    """The next error message in `inbox` (the room's own groupchat messages, such as
+    the subject after a join, come through the same dispatcher)."""
+    while True:
+        message = await inbox.next()
+        if message.type_ == aioxmpp.MessageType.ERROR:
+            return message
+
+
 async def occupant(room: aioxmpp.muc.Room, nick: str) -> aioxmpp.muc.Occupant:
     """The occupant `nick` as `room` knows it, once its presence has come (a joiner's
     own join completes before the others have processed its presence)."""
@@ -175,8 +184,8 @@ async def test_nick_change_subject_and_leave(server: RunningServer, users: tuple
         subject = aioxmpp.Message(type_=aioxmpp.MessageType.GROUPCHAT, to=jid)
         subject.subject[None] = "hijacked"
         await bob.send(subject)
-        refused = await inbox.next()
-        assert refused.type_ == aioxmpp.MessageType.ERROR and refused.from_ == jid
+        refused = await next_error(inbox)
+        assert refused.from_ == jid
         assert refused.error.condition == aioxmpp.errors.ErrorCondition.FORBIDDEN
         assert bob_room.muc_subject.any() == "plans for Friday"
 
@@ -324,3 +333,84 @@ async def test_configuration_form_template(server: RunningServer, users: tuple[s
         again = aioxmpp.muc.ConfigurationForm.from_xso(await muc.get_room_config(jid))
         assert again.roomname.value == "Configured"
         assert again.moderatedroom.value is True
+
+
+async def test_room_info_through_disco(server: RunningServer, users: tuple[str, ...]) -> None:
+    """What a client shows before joining: the room's disco#info, identity,
+    features and the muc#roominfo form (XEP-0045 §6.4), read through aioxmpp's
+    `InfoForm` template."""
+    jid = room_jid("ax-info")
+    async with clients(server, "mx-alice", "mx-carol") as (alice, carol):
+        room, _ = await create_room(alice, jid, "Alice")
+        await alice.summon(aioxmpp.MUCClient).set_room_config(
+            jid,
+            submission(
+                {"muc#roomconfig_roomname": "Info desk", "muc#roomconfig_roomdesc": "Ask here"}
+            ),
+        )
+        await room.set_topic({None: "open 9-5"})
+        await wait_until(lambda: room.muc_subject is not None and bool(room.muc_subject))
+
+        disco = carol.summon(aioxmpp.DiscoClient)
+        info = await disco.query_info(jid, require_fresh=True)
+        assert [(i.category, i.type_, i.name) for i in info.identities] == [
+            ("conference", "text", "Info desk")
+        ]
+        assert {
+            "http://jabber.org/protocol/muc",
+            "muc_public",
+            "muc_open",
+            "muc_unmoderated",
+            "muc_temporary",
+            "muc_semianonymous",
+            "muc_unsecured",
+        } <= info.features
+        (form,) = [f for f in info.exts if f.get_form_type() == aioxmpp.muc.InfoForm.FORM_TYPE]
+        roominfo = aioxmpp.muc.InfoForm.from_xso(form)
+        assert roominfo.description.value == "Ask here"
+        assert roominfo.subject.value == "open 9-5"
+        assert roominfo.occupants.value == "1"
+
+        # and the service lists it
+        items = await disco.query_items(jid.replace(localpart=None), require_fresh=True)
+        assert (jid, "Info desk") in {(i.jid, i.name) for i in items.items}
+
+
+async def test_voice_request_in_a_moderated_room(
+    server: RunningServer, users: tuple[str, ...]
+) -> None:
+    """A visitor asks for voice (XEP-0045 §7.13), the moderator approves it through
+    the approval form aioxmpp hands over (§8.6), and the visitor may speak."""
+    jid = room_jid("ax-moderated")
+    async with clients(server, "mx-alice", "mx-bob") as (alice, bob):
+        alice_room, _ = await create_room(alice, jid, "Alice")
+        await alice.summon(aioxmpp.MUCClient).set_room_config(
+            jid, submission({"muc#roomconfig_moderatedroom": "1"})
+        )
+        bob_room = await join(bob, jid, "Bob")
+        assert bob_room.me.role == "visitor"
+        inbox = Inbox(bob)
+        muted = aioxmpp.Message(type_=aioxmpp.MessageType.GROUPCHAT, to=jid)
+        muted.body[None] = "can anyone hear me?"
+        await bob.send(muted)
+        refused = await next_error(inbox)
+        assert refused.error.condition == aioxmpp.errors.ErrorCondition.FORBIDDEN
+
+        requests = Emissions(alice_room.on_muc_role_request)
+        roles = Emissions(alice_room.on_muc_role_changed)
+        await bob_room.muc_request_voice()
+        (form, decision), _ = await requests.next()
+        assert form.roomnick.value == "Bob" and form.role.value == "participant"
+        assert form.jid.value.bare() == bob.local_jid.bare()
+        form.request_allow.value = True
+        decision.set_result(form.render_reply())
+        (presence, who), _ = await roles.next()
+        assert presence.from_ == jid.replace(resource="Bob")
+        assert who.nick == "Bob" and who.role == "participant"
+
+        hears = Emissions(alice_room.on_message)
+        spoken = aioxmpp.Message(type_=aioxmpp.MessageType.GROUPCHAT)
+        spoken.body[None] = "thank you"
+        bob_room.send_message(spoken)
+        (message, sender, _), _ = await hears.next()
+        assert (sender.nick, text_of(message)) == ("Bob", "thank you")
