@@ -136,7 +136,7 @@ async def test_room_created_joined_and_messages_both_ways(
         reply = aioxmpp.Message(type_=aioxmpp.MessageType.GROUPCHAT)
         reply.body[None] = "thanks, Alice"
         bob_room.send_message(reply)
-        got = []
+        got: list[tuple[str, str]] = []
         while len(got) < 2:  # Alice gets her own message back, then Bob's
             (message, sender, _source), _ = await alice_hears.next()
             got.append((sender.nick, text_of(message)))

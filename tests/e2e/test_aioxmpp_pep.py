@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import aioxmpp
 import aioxmpp.avatar
@@ -76,7 +79,9 @@ def accounts(server: RunningServer) -> None:
     add_users(server, ("px-alice", "px-bob", "px-carol", "px-dave", "px-erin"), PASSWORD)
 
 
-def client(server: RunningServer, user: str, services=SERVICES):  # type: ignore[no-untyped-def]
+def client(
+    server: RunningServer, user: str, services: Sequence[type[Any]] = SERVICES
+) -> AbstractAsyncContextManager[aioxmpp.PresenceManagedClient]:
     return aioxmpp_client_with(server, f"{user}@localhost/pep", PASSWORD, services)
 
 
