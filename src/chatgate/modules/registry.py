@@ -23,8 +23,8 @@ from chatgate.modules.carbons import Carbons
 from chatgate.modules.csi import ClientStateIndication
 from chatgate.modules.disco import Disco
 from chatgate.modules.legacy_auth import LegacyAuth
-from chatgate.modules.mam import MessageArchive
-from chatgate.modules.muc import MultiUserChat
+from chatgate.modules.mam.module import MessageArchive
+from chatgate.modules.muc.module import MultiUserChat
 from chatgate.modules.offline import OfflineMessages
 from chatgate.modules.pep import PersonalEventing
 from chatgate.modules.presence import PresenceModule

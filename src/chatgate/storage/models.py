@@ -11,74 +11,29 @@ messages and vCard in the same statement.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    DateTime,
-    Dialect,
     Float,
-    ForeignKey,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Text,
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column
 
-#: Deterministic constraint names, so later migrations (SQLite batch mode) can name them.
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """An aware UTC datetime on every backend (SQLite keeps no offset: it stores naive UTC)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to storage; pass an aware UTC datetime")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-#: Row ids and references to them: 64-bit on every backend.  SQLite's INTEGER
-#: PRIMARY KEY is its 64-bit rowid already (and must be spelled INTEGER to be one);
-#: PostgreSQL's INTEGER is 32-bit, which the live sessions' churn (a change is a
-#: delete and an insert) or years of offline messages would run out of, so ids
-#: are BIGINT there (migration 0010).
-RowId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-def _account_fk() -> ForeignKey:
-    return ForeignKey("accounts.id", ondelete="CASCADE")
+from chatgate.storage.declarative import (
+    NAMING_CONVENTION,
+    Base,
+    RowId,
+    UTCDateTime,
+    _account_fk,
+    utcnow,
+)
 
 
 class Account(Base):
@@ -387,12 +342,12 @@ class AdminAuditEntry(Base):
 
 # Features' tables live in modules of their own, on the same `Base`; importing them
 # here puts them in the metadata the migrations are compared with.
-from chatgate.storage import (  # noqa: E402
-    tables_archive,
-    tables_blocking,
-    tables_pubsub,
-    tables_rooms,
-    tables_uploads,
-)
+import chatgate.storage.tables_archive  # noqa: E402
+import chatgate.storage.tables_blocking  # noqa: E402
+import chatgate.storage.tables_pubsub  # noqa: E402
+import chatgate.storage.tables_rooms  # noqa: E402
+import chatgate.storage.tables_uploads  # noqa: E402, F401
 
-__all__ = ["tables_archive", "tables_blocking", "tables_pubsub", "tables_rooms", "tables_uploads"]
+#: what this module offers besides its tables (the base and column types, from
+#: `declarative.py`, where the feature modules take them)
+__all__ = ["NAMING_CONVENTION", "Base", "RowId", "UTCDateTime", "utcnow"]

@@ -22,7 +22,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from chatgate.storage.models import Base, RowId, UTCDateTime
+from chatgate.storage.declarative import Base, RowId, UTCDateTime
 
 
 class ArchivedMessage(Base):

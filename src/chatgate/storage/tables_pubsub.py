@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from chatgate.storage.models import Base, RowId, UTCDateTime, _account_fk, utcnow
+from chatgate.storage.declarative import Base, RowId, UTCDateTime, _account_fk, utcnow
 
 
 class PrivateXml(Base):

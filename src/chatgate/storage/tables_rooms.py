@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from chatgate.storage.models import Base, RowId, UTCDateTime, utcnow
+from chatgate.storage.declarative import Base, RowId, UTCDateTime, utcnow
 
 
 class StoredRoom(Base):

@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from chatgate.storage.models import Base, RowId, UTCDateTime, utcnow
+from chatgate.storage.declarative import Base, RowId, UTCDateTime, utcnow
 
 
 class UploadSlot(Base):

@@ -49,9 +49,9 @@ from chatgate.xmpp.sm_resumption import (
 from chatgate.xmpp.sm_stream import ManagedStream
 
 if TYPE_CHECKING:
-    from chatgate.xmpp.c2s import C2SConnection
     from chatgate.xmpp.negotiation import ResumeRequested
     from chatgate.xmpp.session import C2SSession
+    from chatgate.xmpp.sm_connection import SmConnection as C2SConnection
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from chatgate.storage.errors import StorageUnavailable
+from chatgate.storage.outage_log import OutageLog
 from chatgate.storage.repositories.archive import ArchiveRepository, NewArchiveRow
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,8 @@ class ArchiveWriter:
         self._refused: int | None = None
         self.refused_total = 0
         self.written_total = 0
+        #: one line per database outage, not one per batch
+        self._outage = OutageLog(log, "message archive")
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -170,6 +174,12 @@ class ArchiveWriter:
                 rows = await self._screen(taken)
                 self.written_total += await self._repository.append(rows)
                 return
+            except StorageUnavailable as exc:
+                # The database is out of reach: one line per outage, not per batch.
+                if attempt == len(RETRY_PAUSES):
+                    self._outage.failed(f"archiving {len(taken)} messages (dropped)", exc)
+                    return
+                await asyncio.sleep(RETRY_PAUSES[attempt])
             except Exception as exc:
                 if attempt == len(RETRY_PAUSES):
                     log.error(

@@ -21,13 +21,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from chatgate.jid import JID
-from chatgate.modules.muc import admin, chat, occupancy
 from chatgate.modules.muc import vocabulary as v
 from chatgate.modules.muc.options import MucOptions
 from chatgate.modules.muc.registry import RoomRegistry
 from chatgate.modules.muc.room import History, HistoryBudget, Occupant, Room, RoomConfig
 from chatgate.vocabulary import ns
-from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
+from chatgate.vocabulary.errors import StanzaError
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import serialize
 from chatgate.xmpp.session import C2SSession
@@ -96,33 +95,9 @@ class MucService:
         self._writes: dict[str, asyncio.Future[None]] = {}
         #: history bytes all rooms hold together
         self.history_budget = HistoryBudget(options.history_total_bytes)
-
-    # ------------------------------------------------------------ entry point
-
-    def handle(self, session: C2SSession, stanza: Element, to: JID) -> Pending:
-        """A stanza from a local client to the service or one of its rooms."""
-        try:
-            name = stanza.name
-            if not to.local:
-                if name == "iq":
-                    return admin.service_iq(self, session, stanza, to)
-                if name == "message":
-                    raise StanzaError(StanzaErrorCondition.SERVICE_UNAVAILABLE)
-                return None  # presence to the service itself: nothing to do
-            room_jid = f"{to.local}@{to.domain}"
-            if name == "presence":
-                return occupancy.presence(self, session, stanza, room_jid, to.resource)
-            if name == "message":
-                if to.resource:
-                    return chat.private_message(self, session, stanza, room_jid, to.resource)
-                return chat.room_message(self, session, stanza, room_jid)
-            if name == "iq":
-                if to.resource:
-                    return chat.occupant_iq(self, session, stanza, room_jid, to.resource)
-                return admin.room_iq(self, session, stanza, room_jid)
-        except StanzaError as exc:
-            self.error(session, stanza, exc)
-        return None
+        #: takes a session a stanza could not reach out of a room (`occupancy.leave`,
+        #: set by the module: this file does not import the handlers that import it)
+        self.leave: Callable[[Room, str], None] = lambda room, full: None
 
     def error(self, session: C2SSession, stanza: Element, exc: StanzaError) -> None:
         """The error reply to `stanza` (never to an error, RFC 6120 §8.3.1); error
@@ -347,7 +322,7 @@ class MucService:
         gone = self.router.message_to(list(room.by_full), serialize(stanza))
         for full in gone:
             if not room.destroyed:
-                occupancy.leave(self, room, full)
+                self.leave(room, full)
 
 
 #: what an occupant's own presence may not carry into the room's

@@ -444,7 +444,7 @@ async def test_all_rooms_histories_share_one_byte_budget(tmp_path: Path) -> None
 
 
 async def test_every_virtual_host_gets_its_own_service(tmp_path: Path) -> None:
-    from chatgate.modules.muc import MultiUserChat
+    from chatgate.modules.muc.module import MultiUserChat
     from chatgate.vhost import VirtualHost
 
     async with running(tmp_path, domain_prefix="rooms") as srv:

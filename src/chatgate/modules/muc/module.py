@@ -1,0 +1,108 @@
+"""XEP-0045 multi-user chat: a service on `PREFIX.HOST` for every served virtual host.
+
+The module wires the service (`service.py`) to the router's `ServiceDomain` seam
+for each host, loads the persistent rooms before the listeners open, and makes a
+session that ends leave every room it was in.  Rooms live in a `RoomRegistry`
+(`registry.py`: in-process here; what a cluster needs is said there).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from functools import partial
+from typing import TYPE_CHECKING, ClassVar
+
+from chatgate.modules.base import OnEvent, OnStart, Registration, ServiceDomain, Spec
+from chatgate.modules.muc import dispatch
+from chatgate.modules.muc.archive import MamRoomArchive
+from chatgate.modules.muc.occupancy import leave, session_closed
+from chatgate.modules.muc.options import MucOptions
+from chatgate.modules.muc.registry import LocalRoomRegistry, RoomRegistry
+from chatgate.modules.muc.room import Room, RoomConfig
+from chatgate.modules.muc.service import MucService, RoomArchive
+from chatgate.storage.repositories.rooms import RoomRepository
+from chatgate.xmpp.events import BecameUnavailable, RemoteSessionLost, SessionClosed
+
+if TYPE_CHECKING:
+    from chatgate.context import ServerContext
+
+log = logging.getLogger(__name__)
+
+
+class MultiUserChat:
+    name: ClassVar[str] = "muc"
+    depends: ClassVar[tuple[str, ...]] = ()
+    implements: ClassVar[tuple[Spec, ...]] = (
+        Spec("XEP-0045", "1.35"),
+        Spec("XEP-0249", "1.2"),
+        Spec("XEP-0359", "0.7"),
+        Spec("XEP-0410", "1.1"),
+        Spec("XEP-0421", "0.2"),
+        Spec("XEP-0425", "0.3"),
+    )
+    Options = MucOptions
+
+    def __init__(self) -> None:
+        self.service: MucService | None = None
+        self.registry: RoomRegistry = LocalRoomRegistry()
+
+    def setup(self, ctx: ServerContext) -> Iterable[Registration]:
+        options = ctx.options(self.name, MucOptions)
+        if not options.enabled:
+            return
+        repository = RoomRepository(ctx.db.engine)
+        service = MucService(
+            ctx.router,
+            options,
+            self.registry,
+            repository,
+            archive=_room_archive(ctx),
+            spawn=ctx.spawn,
+        )
+        service.leave = partial(leave, service)
+        self.service = service
+        domains = {f"{options.domain_prefix}.{host}": host for host in ctx.hosts}
+
+        async def load_rooms() -> None:
+            for domain in domains:
+                for record in await repository.load(domain):
+                    if self.registry.get(record.jid) is not None:
+                        continue
+                    room = Room(
+                        record.jid,
+                        RoomConfig.from_dict(record.config),
+                        history=service.new_history(),
+                        secret=record.secret,
+                        affiliations=record.affiliations,
+                        subject=record.subject,
+                        subject_nick=record.subject_nick,
+                    )
+                    self.registry.add(room)
+            log.info("multi-user chat on %s", ", ".join(sorted(domains)))
+
+        def closed(event: SessionClosed) -> None:
+            session_closed(service, event.session.full)
+
+        def lost(event: RemoteSessionLost) -> None:
+            # a session of another cluster node died with its node
+            session_closed(service, event.full)
+
+        yield OnStart(load_rooms)
+
+        def unavailable(event: BecameUnavailable) -> None:
+            # broadcast unavailable leaves every room too (XEP-0045 §7.14)
+            session_closed(service, event.session.full)
+
+        yield OnEvent(SessionClosed, closed, priority=50)
+        yield OnEvent(BecameUnavailable, unavailable, priority=50)
+        yield OnEvent(RemoteSessionLost, lost, priority=50)
+        for domain, host in domains.items():
+            yield ServiceDomain(domain, partial(dispatch.handle, service), host, options.name)
+
+
+def _room_archive(ctx: ServerContext) -> RoomArchive | None:
+    """The MAM module's room archive, when it is loaded and enabled."""
+    record = ctx.modules.get("mam")
+    service = getattr(record.module, "service", None) if record is not None else None
+    return MamRoomArchive(service) if service is not None else None
