@@ -35,8 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatgate.jid import JID, InvalidJID
 from chatgate.lru import LruCache
-from chatgate.modules.base import DiscoFeature, IqHandler, Registration, Spec, Stage
+from chatgate.modules.base import DiscoFeature, IqHandler, OnStart, Registration, Spec, Stage
 from chatgate.modules.dataforms import FormField, build_form, find_form, read_submission
+from chatgate.storage.errors import StorageUnavailable
+from chatgate.storage.outage_log import OutageLog
 from chatgate.storage.repositories.push import PushRepository, PushTarget, TooManyRegistrations
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
@@ -198,6 +200,9 @@ class PushNotifications:
         yield DiscoFeature(PUSH, on_account=True)
         yield DiscoFeature(PUSH)
         yield Stage(PushStage(self.notifier), priority=-10)
+        if ctx.cluster is None:
+            # In a cluster another node's registration would not reach the set.
+            yield OnStart(self.notifier.learn_registered)
 
     async def _set(self, session: C2SSession, iq: Element) -> None:
         to = iq.get("to")
@@ -219,6 +224,7 @@ class PushNotifications:
                 )
             except TooManyRegistrations as exc:
                 raise StanzaError(StanzaErrorCondition.RESOURCE_CONSTRAINT, str(exc)) from None
+            self.notifier.registered_now(session.bare)
         elif disable is not None:
             await self.repository.disable(owner, _service(disable), disable.get("node") or None)
         else:
@@ -277,6 +283,10 @@ class PushStage:
         )
 
 
+#: accounts with a registration known by name at most (beyond, each is read)
+MAX_KNOWN_ACCOUNTS = 100_000
+
+
 class Notifier:
     """Reads an account's registrations and notifies each, bounded in tasks."""
 
@@ -295,8 +305,24 @@ class Notifier:
         self.dropped = 0
         self.sent = 0
         self._http = asyncio.Semaphore(options.http_concurrency)
+        #: the accounts with a registration (read at start, grown by each enable):
+        #: a message for anyone else needs no read.  None: not known, read each time.
+        self.registered: set[str] | None = None
+        #: one line per database outage, not a traceback per message
+        self._outage = OutageLog(log, "push")
+
+    async def learn_registered(self) -> None:
+        self.registered = await self.repository.registered(MAX_KNOWN_ACCOUNTS)
+
+    def registered_now(self, bare: str) -> None:
+        if self.registered is not None:
+            self.registered.add(bare)
+            if len(self.registered) > MAX_KNOWN_ACCOUNTS:
+                self.registered = None
 
     def message_for(self, bare: str, sender: str, body: str) -> None:
+        if self.registered is not None and bare not in self.registered:
+            return  # no device registered: nothing to read, nobody to notify
         self._start(self._notify(bare, sender, body))
 
     def _start(self, work: Coroutine[Any, Any, None]) -> None:
@@ -319,7 +345,11 @@ class Notifier:
 
     async def _notify(self, bare: str, sender: str, body: str) -> None:
         local, _, domain = bare.partition("@")
-        targets = await self.repository.targets((local, domain))
+        try:
+            targets = await self.repository.targets((local, domain))
+        except StorageUnavailable as exc:
+            self._outage.failed(f"the registrations of {bare}", exc)
+            return
         loop = asyncio.get_running_loop()
         for target in targets:
             key = f"{bare}\0{target.service}\0{target.node}"

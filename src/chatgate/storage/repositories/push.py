@@ -79,6 +79,20 @@ class PushRepository:
                 query = query.where(PushRegistration.node == node)
             return (await conn.execute(query)).rowcount
 
+    async def registered(self, limit: int) -> set[str] | None:
+        """The bare JIDs of the accounts with a registration, or None when there are
+        more than `limit` (read once at start: the others need no read per message)."""
+        query = (
+            select(Account.username, Account.domain)
+            .where(Account.id.in_(select(PushRegistration.account_id).distinct()))
+            .limit(limit + 1)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        if len(rows) > limit:
+            return None
+        return {f"{username}@{domain}" for username, domain in rows}
+
     async def targets(self, owner: Owner) -> list[PushTarget]:
         """The account's registrations, oldest first (empty for an unknown account)."""
         username, domain = owner

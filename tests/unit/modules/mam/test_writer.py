@@ -128,3 +128,27 @@ async def test_a_refused_batch_is_retried_then_dropped(
     writer.offer(row(), None)
     await tasks.wait()
     assert await repository.count("alice@localhost") == 1
+
+
+async def test_an_unreachable_database_is_one_line_per_outage_not_one_per_batch(
+    repository: ArchiveRepository, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from chatgate.storage.errors import StorageUnavailable
+
+    monkeypatch.setattr(writer_module, "RETRY_PAUSES", (0.0, 0.0))
+
+    async def unreachable(rows: Sequence[QueuedRow]) -> list[NewArchiveRow]:
+        raise StorageUnavailable("the database is unreachable")
+
+    tasks = Tasks()
+    writer = ArchiveWriter(
+        repository, unreachable, tasks.spawn, max_rows=100, max_bytes=10**6, batch=2
+    )
+    with caplog.at_level(logging.WARNING, writer_module.__name__):
+        for _ in range(10):  # five batches, each tried three times, each dropped
+            writer.offer(row(), None)
+        await tasks.wait()
+    lines = [r for r in caplog.records if r.name == writer_module.__name__]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    assert "unreachable" in lines[0].getMessage() and lines[0].exc_info is None
+    assert writer.written_total == 0 and len(writer) == 0
