@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from chatgate.http.options import HttpOptions
+from chatgate.modules.base import ServiceDomain
 from chatgate.vocabulary.ns import REGISTER
 
 if TYPE_CHECKING:
@@ -71,6 +72,9 @@ const options = {{
   allow_registration: cfg.registration,
   allow_non_roster_messaging: true,
   registration_domain: cfg.domain,
+  // Room names typed in "Add groupchat" are searched on this server's own MUC
+  // service, never on converse's default public directory (another host).
+  muc_search_service: cfg.muc_service || "",
   xmpp_providers_url: "",
   use_system_emojis: true,
   play_sounds: false,
@@ -87,6 +91,17 @@ def assets_dir(options: HttpOptions) -> Path:
     """Where converse.js was unpacked (`web/dist/converse.js`)."""
     base = options.chat.assets_dir or _CHECKOUT_ASSETS
     return base / "converse.js"
+
+
+def _muc_service(ctx: ServerContext) -> str | None:
+    """The main host's XEP-0045 service, if the muc module runs."""
+    record = ctx.modules.get("muc")
+    if record is None:
+        return None
+    for registration in record.registrations:
+        if isinstance(registration, ServiceDomain) and registration.parent == ctx.domain:
+            return registration.domain
+    return None
 
 
 def add_chat_routes(
@@ -106,6 +121,8 @@ def add_chat_routes(
             "bosh_path": bosh_path if options.bosh.enabled else None,
             # in-band registration (XEP-0077) is open before authentication
             "registration": any(ns == REGISTER for ns, _type in ctx.pre_auth_handlers),
+            # the main host's group chat service (XEP-0045), where room names are searched
+            "muc_service": _muc_service(ctx),
         }
     )
 

@@ -154,6 +154,9 @@ def room_iq(svc: MucService, session: C2SSession, iq: Element, room_jid: str) ->
 def _disco_info(
     svc: MucService, session: C2SSession, iq: Element, room: Room, payload: Element
 ) -> None:
+    if payload.get("node") == "x-roomuser-item":
+        # §7.12: a service without reserved nicknames says so.
+        raise StanzaError(E.FEATURE_NOT_IMPLEMENTED, "no reserved nicknames here")
     if payload.get("node"):
         raise StanzaError(E.ITEM_NOT_FOUND, "no such node")
     query = Element("query", ns.DISCO_INFO)

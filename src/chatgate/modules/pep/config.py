@@ -137,9 +137,11 @@ def _value(name: str, var: str, values: list[str], cap: int) -> object:
     if name == "max_items":
         if value == "max":
             return cap
-        if not value.isdigit() or not 1 <= int(value) <= cap:
+        if not value.isdigit() or int(value) < 1:
             raise FormRejected("not-acceptable", f"{var} must be 1 to {cap} or 'max'")
-        return int(value)
+        # More than the cap means "as many as you keep", as 'max' does: converse.js
+        # asks 9999 for its bookmarks node, and refusing it lost every bookmark.
+        return min(int(value), cap)
     if name == "title":
         if len(value) > 1024:
             raise FormRejected("not-acceptable", f"{var} is too long")

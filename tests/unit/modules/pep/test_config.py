@@ -61,7 +61,7 @@ def test_values_are_read_and_max_means_the_cap() -> None:
     ("fields", "condition"),
     [
         ({"pubsub#max_items": ["0"]}, "not-acceptable"),
-        ({"pubsub#max_items": ["257"]}, "not-acceptable"),
+        ({"pubsub#max_items": ["-3"]}, "not-acceptable"),
         ({"pubsub#max_items": ["1", "2"]}, "not-acceptable"),
         ({"pubsub#access_model": ["authorize"]}, "not-acceptable"),
         ({"pubsub#persist_items": ["maybe"]}, "not-acceptable"),
@@ -94,3 +94,12 @@ def test_the_configure_form_shows_the_configuration() -> None:
     assert values["FORM_TYPE"] == [NODE_CONFIG]
     assert values["pubsub#max_items"] == ["7"]
     assert values["pubsub#access_model"] == ["open"]
+
+
+def test_max_items_above_the_cap_means_the_cap_as_max_does() -> None:
+    # converse.js asks 9999 for its XEP-0402 bookmarks node.
+    for asked in ("257", "9999", "max"):
+        config = read_options(
+            form(NODE_CONFIG, {"pubsub#max_items": [asked]}), NODE_CONFIG, max_items_cap=256
+        )
+        assert config["max_items"] == 256
