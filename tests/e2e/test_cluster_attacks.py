@@ -1060,7 +1060,18 @@ def test_the_release_of_an_old_session_keeps_a_newer_sessions_snapshot(
     store.hset(res, "r", "n9|b00t57")
     store.hset(snapshot, field, json.dumps(["b00t57", True, 0, None, False]))
     store.eval(
-        _RELEASE, 2, res, snapshot, "r", "n9|b00t5", field, "b00t5", "attack-test:events", "R"
+        _RELEASE,
+        3,
+        res,
+        snapshot,
+        "attack-test:nodes",
+        "r",
+        "n9|b00t5",
+        field,
+        "b00t5",
+        "attack-test:events:",
+        "n9",
+        "R",
     )
     try:
         assert store.hget(res, "r") == b"n9|b00t57"

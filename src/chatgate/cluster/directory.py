@@ -8,8 +8,13 @@ What Redis holds (keys under `[cluster] key_prefix`):
 - ``sessions:NODE`` (hash "bare/resource" -> JSON [sid, available, priority,
   presence, interested]): a node's own sessions, which a node (re)joining reads
   to build its mirror, and which the survivors of a dead node clear;
-- channel ``events``: each change of a session (claimed, released, available,
-  unavailable, interested), applied by every other node to its mirror in order.
+- channel ``events:NODE``, one per node: each change of a session (claimed,
+  released, available, unavailable, interested) is published by the script that
+  makes it to every other node in the set ``nodes`` (never to its own node, so
+  nobody reads its own changes back, and a node alone publishes nothing), and
+  applied by each to its mirror in order.  A node joining subscribes before it
+  reads the others' snapshots: a change made before its name entered ``nodes``
+  is in a snapshot, one made after reaches its channel.
 
 The router's table (`table`) holds this node's sessions and a `RemoteSession` for
 each session elsewhere; writing to a remote one hands the serialized stanza to
@@ -67,10 +72,27 @@ from chatgate.xmpp.stanza import error_reply
 
 log = logging.getLogger(__name__)
 
-#: KEYS: res:BARE, sessions:NODE.  ARGV: resource, "node|sid", policy, max, chosen
-#: (1: the server chose the resource), the snapshot field, its JSON, the events
-#: channel, the C event (published here: one command a login, not two).
-_CLAIM = """
+#: Publishes an event to every other node's events channel.  KEYS[n]: the set of
+#: node names; `first` is the index in ARGV of: the channels' prefix, this node's
+#: name, the event.
+_TO_OTHERS = """
+local function to_others(nodes, first)
+  local me = ARGV[first + 1]
+  for _, node in ipairs(redis.call('SMEMBERS', nodes)) do
+    if node ~= me then
+      redis.call('PUBLISH', ARGV[first] .. node, ARGV[first + 2])
+    end
+  end
+end
+"""
+
+#: KEYS: res:BARE, sessions:NODE, nodes.  ARGV: resource, "node|sid", policy, max,
+#: chosen (1: the server chose the resource), the snapshot field, its JSON, then
+#: the events channels' prefix, this node, the C event (published here: one
+#: command a login, not two).
+_CLAIM = (
+    _TO_OTHERS
+    + """
 local held = redis.call('HGET', KEYS[1], ARGV[1])
 if held then
   if ARGV[3] == 'reject' then return {'conflict'} end
@@ -80,13 +102,16 @@ else
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[6], ARGV[7])
-redis.call('PUBLISH', ARGV[8], ARGV[9])
+to_others(KEYS[3], 8)
 return {'ok', held or ''}
 """
+)
 
-#: KEYS: res:BARE, sessions:NODE.  ARGV: resource, "node|sid", snapshot field, sid,
-#: the events channel, the R event.
-_RELEASE = """
+#: KEYS: res:BARE, sessions:NODE, nodes.  ARGV: resource, "node|sid", snapshot
+#: field, sid, then the events channels' prefix, this node, the R event.
+_RELEASE = (
+    _TO_OTHERS
+    + """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
@@ -94,9 +119,20 @@ local entry = redis.call('HGET', KEYS[2], ARGV[3])
 if entry and cjson.decode(entry)[1] == ARGV[4] then
   redis.call('HDEL', KEYS[2], ARGV[3])
 end
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+to_others(KEYS[3], 5)
 return 1
 """
+)
+
+#: An availability or interest change.  KEYS: nodes.  ARGV: the events channels'
+#: prefix, this node, the event.
+_ANNOUNCE = (
+    _TO_OTHERS
+    + """
+to_others(KEYS[1], 1)
+return 1
+"""
+)
 
 #: Claim again after an outage, only where nobody else holds the resource.
 #: KEYS: res:BARE.  ARGV: resource, "node|sid".  Returns 1 when ours.
@@ -141,6 +177,7 @@ DIRTY_RETRY = 0.2
 _SCRIPTS = {
     "claim": Script(_CLAIM),
     "release": Script(_RELEASE),
+    "announce": Script(_ANNOUNCE),
     "reassert": Script(_REASSERT),
     "clear": Script(_CLEAR_NODE),
 }
@@ -221,9 +258,9 @@ class ClusterSessionDirectory:
         #: this node's sessions by encoded full JID: where arriving frames go
         self._by_target: dict[bytes, C2SSession] = {}
         self._counter = itertools.count(1)
-        self._events_channel = node.key("events")
-        #: how this node's own events start (node names need no JSON escaping)
-        self._own_events = f'["{node.name}",'.encode()
+        #: every node's events channel is this prefix and its name
+        self._events_prefix = node.key("events", "")
+        self._nodes_key = node.key("nodes")
         self._warned: dict[str, tuple[float, int]] = {}  # kind -> (quiet until, skipped)
         #: closes that arrived for a claim of ours before its answer (sid -> why)
         self._early_closes: dict[str, tuple[str, str]] = {}
@@ -239,7 +276,7 @@ class ClusterSessionDirectory:
         self._background: set[asyncio.Future[Any]] = set()
         #: while a missed message is routed again: remote writes are marked REROUTED
         self.rerouting = False
-        node.subscribe(node.key("events"), self._event)
+        node.subscribe(self._events_prefix + node.name, self._event)
         node.subscribe(node.inbox, self._frames)
         node.on_node_gone(self._node_gone)
         node.on_reconnect(self._resync)
@@ -254,6 +291,9 @@ class ClusterSessionDirectory:
             [self._snapshot_key(self.node.name)],
             [self.node.prefix, self.node.name, ""],
         )
+        # Subscribed to this node's events channel before the snapshots are read:
+        # what changes meanwhile reaches the channel, or is in a snapshot.
+        await self.node.subscribed()
         await self._load_mirror()
 
     async def _load_scripts(self) -> None:
@@ -287,7 +327,11 @@ class ClusterSessionDirectory:
             try:
                 answer = await self.node.run_script(
                     _SCRIPTS["claim"],
-                    [self._res_key(session.bare), self._snapshot_key(self.node.name)],
+                    [
+                        self._res_key(session.bare),
+                        self._snapshot_key(self.node.name),
+                        self._nodes_key,
+                    ],
                     [
                         session.resource,
                         f"{self.node.name}|{sid}",
@@ -296,7 +340,8 @@ class ClusterSessionDirectory:
                         "1" if chosen else "0",
                         f"{session.bare}/{session.resource}",
                         json.dumps([sid, False, 0, None, False]),
-                        self._events_channel,
+                        self._events_prefix,
+                        self.node.name,
                         self._event_of("C", session, sid),
                     ],
                 )
@@ -394,13 +439,14 @@ class ClusterSessionDirectory:
         sid = self._drop_local(session)
         if sid is None:
             return
-        keys = [self._res_key(session.bare), self._snapshot_key(self.node.name)]
+        keys = [self._res_key(session.bare), self._snapshot_key(self.node.name), self._nodes_key]
         args = [
             session.resource,
             f"{self.node.name}|{sid}",
             f"{session.bare}/{session.resource}",
             sid,
-            self._events_channel,
+            self._events_prefix,
+            self.node.name,
             self._event_of("R", session, sid),
         ]
         script = _SCRIPTS["release"]
@@ -504,7 +550,10 @@ class ClusterSessionDirectory:
             key = self._snapshot_key(self.node.name)
             send("HSET", key, field, json.dumps(state)).add_done_callback(_quiet)
         event = self._event_of(op, session, sid, presence)
-        send("PUBLISH", self._events_channel, event).add_done_callback(self._announced)
+        script = _SCRIPTS["announce"]
+        send(
+            "EVALSHA", script.sha, 1, self._nodes_key, self._events_prefix, self.node.name, event
+        ).add_done_callback(self._announced)
 
     def _event_of(self, op: str, session: C2SSession, sid: str, presence: str | None = None) -> str:
         """One change as the other nodes read it (`_event`)."""
@@ -539,10 +588,7 @@ class ClusterSessionDirectory:
     # ------------------------------------------------------------ the mirror
 
     def _event(self, data: bytes) -> None:
-        """Another node's session changes (this node hears its own too: skipped
-        before parsing, by the node name each event starts with)."""
-        if data.startswith(self._own_events):
-            return
+        """Another node's session changes (published to this node's channel only)."""
         for line in data.decode().split("\n"):
             node, op, sid, bare, resource, priority, presence = json.loads(line)
             if self._touched is not None:

@@ -350,3 +350,84 @@ async def test_a_login_while_redis_is_away_is_decided_here_and_claimed_on_its_re
     )
     held = await a.node.redis.hgetall(a.node.key("res", "alice@example.net"))
     assert list(held) == [b"phone"] and held[b"phone"].startswith(b"a|")
+
+
+async def _events_heard(server: RedisServer, pattern: str, during: Callable[[], object]) -> list:
+    """The messages published on channels matching `pattern` while `during` runs."""
+    import redis.asyncio as aioredis
+
+    listener = aioredis.from_url(server.url)
+    pubsub = listener.pubsub()
+    await pubsub.psubscribe(pattern)
+    await pubsub.get_message(timeout=1)  # the subscription's confirmation
+    result = during()
+    if asyncio.iscoroutine(result):
+        await result
+    await asyncio.sleep(0.2)
+    heard = []
+    while (message := await pubsub.get_message(timeout=0.1)) is not None:
+        heard.append((message["channel"].decode(), message["data"]))
+    await pubsub.aclose()
+    await listener.aclose()
+    return heard
+
+
+async def test_a_node_alone_publishes_no_session_events(redis_server: RedisServer) -> None:
+    a = await make_node(redis_server, "alone")
+    try:
+        prefix = a.node.key("events", "")
+
+        async def logins() -> None:
+            for n in range(5):
+                session = await a.bind(f"u{n}@example.net", "r")
+                a.directory.mark_available(session, 0, Element("presence", "jabber:client"))
+                a.directory.release(session)
+
+        # Any events channel at all (an earlier version had one shared by every node).
+        assert await _events_heard(redis_server, a.node.key("events") + "*", logins) == []
+        assert prefix.startswith(a.node.key("events"))
+    finally:
+        await a.node.close()
+
+
+async def test_each_change_reaches_every_other_node_and_never_its_own(
+    redis_server: RedisServer,
+) -> None:
+    a = await make_node(redis_server, "a")
+    b = await make_node(redis_server, "b")
+    c = await make_node(redis_server, "c")
+    try:
+        prefix = a.node.key("events", "")
+
+        async def login() -> None:
+            await a.bind("alice@example.net", "phone")
+
+        heard = await _events_heard(redis_server, a.node.key("events") + "*", login)
+        assert sorted(channel for channel, _ in heard) == [prefix + "b", prefix + "c"]
+        for other in (b, c):
+            await eventually(lambda o=other: "alice@example.net" in o.directory.table)
+        assert "alice@example.net" in a.directory.local
+    finally:
+        for n in (a, b, c):
+            await n.node.close()
+
+
+async def test_a_node_joining_sees_sessions_bound_before_and_while_it_joins(
+    redis_server: RedisServer,
+) -> None:
+    a = await make_node(redis_server, "a")
+    try:
+        await a.bind("before@example.net", "r")
+        joining = asyncio.ensure_future(make_node(redis_server, "b"))
+        during = []
+        while not joining.done():
+            during.append(await a.bind(f"d{len(during)}@example.net", "r"))
+            await asyncio.sleep(0.005)
+        b = joining.result()
+        after = await a.bind("after@example.net", "r")
+        expected = {"before@example.net", "after@example.net"} | {s.bare for s in during}
+        await eventually(lambda: expected <= set(b.directory.table))
+        assert after.bare in b.directory.table
+        await b.node.close()
+    finally:
+        await a.node.close()
