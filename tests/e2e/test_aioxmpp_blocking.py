@@ -108,13 +108,6 @@ async def test_block_list_unblock_and_what_gets_through(server: RunningServer) -
         assert alice.summon(aioxmpp.BlockingClient).blocklist == {carol_jid}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="block/unblock pushes go to the resources that requested the roster "
-    "(Router.push, C2SSession.interested), not to those that requested the blocklist as "
-    "XEP-0191 §3.3-§3.5 say: a client that fetched its blocklist but not its roster never "
-    "hears of a change, so aioxmpp's BlockingClient.blocklist stays stale",
-)
 async def test_pushes_reach_a_session_that_fetched_only_the_blocklist(
     server: RunningServer,
 ) -> None:

@@ -313,12 +313,6 @@ async def test_history_on_join(server: RunningServer, users: tuple[str, ...]) ->
             assert await carol_hears.silent()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chatgate sends muc#roomconfig_maxusers as text-single; XEP-0045 §10.2 and the "
-    "muc#roomconfig registry (§15.5.3) make it list-single, and aioxmpp's ConfigurationForm "
-    "refuses the form (ValueError: mismatching type)",
-)
 async def test_configuration_form_template(server: RunningServer, users: tuple[str, ...]) -> None:
     """An owner changes the room through aioxmpp's `ConfigurationForm` template, the
     way its documentation shows, and reads the new values back."""

@@ -210,9 +210,9 @@ async def test_pubsub_client_on_the_own_pep_service(server: RunningServer) -> No
         config = aioxmpp.pubsub.NodeConfigForm.from_xso(await pubsub.get_node_config(me, NOTES))
         assert config.access_model.value == "presence"  # XEP-0163's default
         config.max_items.value = "10"
-        config.title.value = "Notes"  # (an empty title is refused: see the xfail below)
+        config.title.value = "Notes"
         await pubsub.set_node_config(me, config.render_reply(), NOTES)
-        # a list-single field's new value, in a form built by hand (see the xfail below)
+        # a list-single field's new value, in a form built by hand
         await pubsub.set_node_config(me, node_config({"pubsub#access_model": "whitelist"}), NOTES)
         again = aioxmpp.pubsub.NodeConfigForm.from_xso(await pubsub.get_node_config(me, NOTES))
         assert (again.max_items.value, again.access_model.value) == ("10", "whitelist")
@@ -257,14 +257,6 @@ async def test_pubsub_client_on_the_own_pep_service(server: RunningServer) -> No
         assert refused.value.condition == aioxmpp.errors.ErrorCondition.FORBIDDEN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the node configuration form's list-single fields (pubsub#access_model, "
-    "pubsub#send_last_published_item) carry no <option/>s, so there is nothing to choose "
-    "from (XEP-0004 §3.3: the submitter chooses among the options presented and MUST NOT "
-    "insert new ones; XEP-0060 §8.2 lists them); aioxmpp's NodeConfigForm refuses any value "
-    "(ValueError: not in field options)",
-)
 async def test_node_config_form_template(server: RunningServer) -> None:
     async with aioxmpp_client(server, "px-carol@localhost/ps", PASSWORD) as carol:
         pubsub = carol.summon(aioxmpp.PubSubClient)
@@ -274,20 +266,13 @@ async def test_node_config_form_template(server: RunningServer) -> None:
         config = aioxmpp.pubsub.NodeConfigForm.from_xso(await pubsub.get_node_config(me, node))
         config.access_model.value = "open"
         config.send_last_published_item.value = "never"
-        config.title.value = "Notes"  # not the bug of the next test
+        config.title.value = "Notes"
         await pubsub.set_node_config(me, config.render_reply(), node)
         again = aioxmpp.pubsub.NodeConfigForm.from_xso(await pubsub.get_node_config(me, node))
         assert again.access_model.value == "open"
         assert again.send_last_published_item.value == "never"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a node's configuration form, submitted back with only max_items changed, is "
-    "refused not-acceptable 'pubsub#title takes one value': the server's own form has "
-    "<field var='pubsub#title'/> without a value (no title), and a submission echoing that "
-    "field is refused; XEP-0004 §3.3/§3.6 make a value-less field the empty or absent value",
-)
 async def test_node_config_round_trip_without_a_title(server: RunningServer) -> None:
     async with aioxmpp_client(server, "px-carol@localhost/ps", PASSWORD) as carol:
         pubsub = carol.summon(aioxmpp.PubSubClient)

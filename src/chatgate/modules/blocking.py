@@ -249,6 +249,7 @@ class Blocking:
             yield OnStart(self.lists.learn_blockers)
         yield OnEvent(SessionBound, self.lists.session_bound)
         yield OnEvent(SessionClosed, self.lists.session_closed, priority=-100)
+        yield OnEvent(SessionClosed, self.commands.session_closed)
 
 
 class Blocklists:
@@ -508,11 +509,18 @@ class BlockingCommands:
         self.lists = lists
         self.rosters = rosters
         self.max_items = max_items
+        #: this node's sessions that requested their blocklist: they get the pushes
+        #: (§3.3), even without the roster; forgotten when they close
+        self.asked: set[C2SSession] = set()
+
+    def session_closed(self, event: SessionClosed) -> None:
+        self.asked.discard(event.session)
 
     async def get(self, session: C2SSession, iq: Element) -> None:
         """§3.2: the list, an empty <blocklist/> when there is none."""
         if iq.find("blocklist", BLOCKING) is None:
             raise StanzaError(StanzaErrorCondition.BAD_REQUEST, "expected <blocklist/>")
+        self.asked.add(session)
         items = await self.lists.get_or_load(session.bare)
         payload = Element("blocklist", BLOCKING)
         for jid in sorted(items):
@@ -582,7 +590,7 @@ class BlockingCommands:
         payload = Element(name, BLOCKING)
         for jid in jids:
             payload.sub("item", BLOCKING, {"jid": jid})
-        self.ctx.router.push(bare, payload)
+        self.ctx.router.push(bare, payload, also=self.asked.__contains__)
 
     async def _presence_on_block(
         self, owner: tuple[str, str], bare: str, jids: Sequence[str]

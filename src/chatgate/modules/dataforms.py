@@ -39,6 +39,9 @@ class FormField:
     label: str | None = None
     required: bool = False
     values: tuple[str, ...] = ()
+    #: what a list-single or list-multi field offers (XEP-0004 §3.3): values, each
+    #: its own label
+    options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.type not in FIELD_TYPES:
@@ -83,6 +86,8 @@ def build_form(
             el.sub("required")
         for value in f.values:
             el.sub("value", text=value)
+        for option in f.options:
+            el.sub("option", attrs={"label": option}).sub("value", text=option)
     return x
 
 

@@ -376,12 +376,18 @@ class Router:
                 )
                 self.broadcast_presence((to,), serialize(stanza))
 
-    def push(self, bare: str, payload: Element) -> None:
+    def push(
+        self,
+        bare: str,
+        payload: Element,
+        also: Callable[[C2SSession], bool] | None = None,
+    ) -> None:
         """An IQ set carrying `payload` to every resource of `bare` that asked for
         pushes (`C2SSession.interested`: it requested the roster, RFC 6121 §2.1.6),
-        each with its own id."""
+        and to those `also` names (the resources that requested a XEP-0191
+        blocklist), each with its own id."""
         for session in self._local.get(bare, _NONE).values():
-            if session.interested:
+            if session.interested or (also is not None and also(session)):
                 iq = Element(
                     "iq",
                     ns.CLIENT,

@@ -377,6 +377,25 @@ async def test_too_many_waiting_stanzas_are_refused_resource_constraint(
         ]
 
 
+async def test_a_resource_that_requested_only_its_blocklist_gets_the_pushes(
+    tmp_path: Path,
+) -> None:
+    async with server(tmp_path) as srv:
+        desk = await login(srv, "alice", "desk")
+        wire = srv.connect()
+        assert "<jid>" in await wire.login_plain("alice", "alice-pw", "bare")
+        bare_client = Client(wire)  # no roster: only the blocklist (XEP-0191 §3.3)
+        silent_wire = srv.connect()
+        assert "<jid>" in await silent_wire.login_plain("alice", "alice-pw", "silent")
+        silent = Client(silent_wire)
+        assert await blocklist(bare_client) == []
+        await desk.send(block("bob@localhost"))
+        pushes = of(bare_client.take(), "iq", type="set")
+        assert len(pushes) == 1 and pushes[0].find(B + "block") is not None
+        # A resource that asked for neither the roster nor the blocklist gets none.
+        assert of(silent.take(), "iq", type="set") == []
+
+
 async def test_accounts_that_block_nobody_cost_no_read_and_a_blocker_is_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

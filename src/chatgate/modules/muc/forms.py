@@ -51,9 +51,10 @@ def config_form(room: Room, max_occupants: int) -> Element:
         FormField("muc#roomconfig_roomsecret", "text-private", "Password", values=(c.password,)),
         FormField(
             "muc#roomconfig_maxusers",
-            "text-single",
+            "list-single",  # XEP-0045 §15.5.3
             f"Maximum occupants (at most {max_occupants})",
-            values=(str(c.max_occupants or max_occupants),),
+            values=(str(c.max_occupants) if c.max_occupants else "none",),
+            options=_maxusers_options(c.max_occupants, max_occupants),
         ),
         FormField(
             "muc#roomconfig_whois", "list-single", "Who may see real JIDs", values=(c.whois,)
@@ -95,6 +96,15 @@ def config_form(room: Room, max_occupants: int) -> Element:
         for choice in choices or ():
             el.sub("option", attrs={"label": choice}).sub("value", text=choice)
     return form
+
+
+def _maxusers_options(current: int, limit: int) -> tuple[str, ...]:
+    """The usual sizes up to the service's limit, the room's own, and 'none' (the
+    service's limit, XEP-0045 example 164)."""
+    sizes = {n for n in (5, 10, 20, 30, 50, 100, 200, 500, 1000) if n <= limit}
+    if current:
+        sizes.add(current)
+    return (*(str(n) for n in sorted(sizes)), "none")
 
 
 def _bool(values: list[str], var: str) -> bool:

@@ -115,6 +115,10 @@ def read_options(x: Element, form_type: str, *, max_items_cap: int) -> dict[str,
         name = _FIELDS.get(var)
         if name is None:
             raise FormRejected("not-acceptable", f"unsupported option {var}")
+        if not values and name != "roster_groups_allowed":
+            # A field sent back without a value (the form's own empty title):
+            # left as it is (XEP-0004 §3.6); only a list may be emptied.
+            continue
         changes[name] = _value(name, var, values, max_items_cap)
     return changes
 
@@ -172,6 +176,7 @@ def config_form(config: NodeConfig, max_items_cap: int) -> Element:
                 "list-single",
                 "Who may subscribe and retrieve items",
                 values=(config.access_model.value,),
+                options=tuple(m.value for m in AccessModel),
             ),
             FormField(
                 "pubsub#max_items",
@@ -190,6 +195,7 @@ def config_form(config: NodeConfig, max_items_cap: int) -> Element:
                 "list-single",
                 "When to send the last item",
                 values=(config.send_last_published_item.value,),
+                options=tuple(m.value for m in SendLast),
             ),
             FormField(
                 "pubsub#notify_retract",

@@ -103,3 +103,27 @@ def test_max_items_above_the_cap_means_the_cap_as_max_does() -> None:
             form(NODE_CONFIG, {"pubsub#max_items": [asked]}), NODE_CONFIG, max_items_cap=256
         )
         assert config["max_items"] == 256
+
+
+def test_the_configure_form_offers_its_choices_and_comes_back_as_it_was_given() -> None:
+    config = NodeConfig()
+    x = config_form(config, 256)
+    options = {
+        f.get("var"): [o.find_all("value")[0].text for o in f.find_all("option")]
+        for f in x.find_all("field")
+        if f.get("type") == "list-single"
+    }
+    assert options["pubsub#access_model"] == ["open", "presence", "roster", "whitelist"]
+    assert options["pubsub#send_last_published_item"] == [
+        "never",
+        "on_sub",
+        "on_sub_and_presence",
+    ]
+    # Submitted back with its empty title and one change: accepted, the title left.
+    x.attrs["type"] = "submit"
+    for f in x.find_all("field"):
+        if f.get("var") == "pubsub#max_items":
+            for value in f.find_all("value"):
+                value.set_text("5")
+    changes = read_options(x, NODE_CONFIG, max_items_cap=256)
+    assert changes["max_items"] == 5 and "title" not in changes
