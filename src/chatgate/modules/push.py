@@ -35,7 +35,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatgate.jid import JID, InvalidJID
 from chatgate.lru import LruCache
-from chatgate.modules.base import DiscoFeature, IqHandler, OnStart, Registration, Spec, Stage
+from chatgate.modules.base import (
+    DiscoFeature,
+    IqHandler,
+    OnEvent,
+    OnStart,
+    Registration,
+    Spec,
+    Stage,
+)
 from chatgate.modules.dataforms import FormField, build_form, find_form, read_submission
 from chatgate.storage.errors import StorageUnavailable
 from chatgate.storage.outage_log import OutageLog
@@ -43,6 +51,7 @@ from chatgate.storage.repositories.push import PushRepository, PushTarget, TooMa
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
+from chatgate.xmpp.events import SessionClosed, SessionHibernated, SessionResumed
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.stanza import iq_result
 
@@ -199,7 +208,11 @@ class PushNotifications:
         yield IqHandler(PUSH, "set", self._set)
         yield DiscoFeature(PUSH, on_account=True)
         yield DiscoFeature(PUSH)
-        yield Stage(PushStage(self.notifier), priority=-10)
+        stage = PushStage(self.notifier)
+        yield Stage(stage, priority=-10)
+        yield OnEvent(SessionHibernated, stage.hibernating)
+        yield OnEvent(SessionResumed, stage.back)
+        yield OnEvent(SessionClosed, stage.back)
         if ctx.cluster is None:
             # In a cluster another node's registration would not reach the set.
             yield OnStart(self.notifier.learn_registered)
@@ -268,12 +281,23 @@ class PushStage:
 
     def __init__(self, notifier: Notifier) -> None:
         self.notifier = notifier
+        #: this node's sessions waiting to be resumed (XEP-0198): a message written
+        #: only to those reached no device, so it wakes one (XEP-0357 §1)
+        self.hibernated: set[C2SSession] = set()
+
+    def hibernating(self, event: SessionHibernated) -> None:
+        self.hibernated.add(event.session)
+
+    def back(self, event: SessionResumed | SessionClosed) -> None:
+        self.hibernated.discard(event.session)
 
     def routing(self, origin: C2SSession, stanza: Element, to: JID) -> bool:
         return True
 
     def delivered(self, stanza: Element, to: JID, targets: Sequence[C2SSession]) -> None:
-        if targets or (stanza.get("type") or "normal") not in ("chat", "normal"):
+        if targets and not (self.hibernated and all(t in self.hibernated for t in targets)):
+            return
+        if (stanza.get("type") or "normal") not in ("chat", "normal"):
             return
         body = stanza.find("body", ns.CLIENT)
         if body is None:

@@ -37,6 +37,21 @@ class BecameUnavailable:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionHibernated:
+    """A stream-managed session's connection dropped and it waits to be resumed
+    (XEP-0198 §5): still bound, but nothing written to it reaches a device now."""
+
+    session: C2SSession
+
+
+@dataclass(frozen=True, slots=True)
+class SessionResumed:
+    """A hibernated session was resumed on a new connection."""
+
+    session: C2SSession
+
+
+@dataclass(frozen=True, slots=True)
 class RemoteSessionLost:
     """A session on another cluster node that died (`cluster/`): if it was
     `available`, this node's contacts of `bare` must see `full` unavailable (RFC

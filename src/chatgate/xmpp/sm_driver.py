@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from chatgate.vocabulary.errors import StanzaErrorCondition, StreamErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xmpp import sm_queue
+from chatgate.xmpp.events import SessionHibernated, SessionResumed
 from chatgate.xmpp.sm_client_state import ClientStateFilter
 from chatgate.xmpp.sm_queue import CSI, HandledCountTooHigh, parse_h
 from chatgate.xmpp.sm_resumption import (
@@ -209,9 +210,17 @@ def hibernate(conn: C2SConnection, sm: ManagedStream) -> None:
         for data in csi.take():  # what was held is owed too, after a resumption
             session.write(data)
     conn.resume_timer = conn._loop.call_later(sm.resume_seconds, lambda: end_hibernated(conn))
+    _fire(conn, SessionHibernated(session))
     log.info(
         "%s hibernated for %d s (%d unacknowledged)", session.full, sm.resume_seconds, len(sm.queue)
     )
+
+
+def _fire(conn: C2SConnection, event: SessionHibernated | SessionResumed) -> None:
+    """Tell the modules (push wakes the device of a hibernated session)."""
+    pending = conn.ctx.hooks.fire(event)
+    if pending is not None:
+        conn.ctx.spawn(pending)
 
 
 def end_hibernated(conn: C2SConnection) -> None:
@@ -302,4 +311,5 @@ def resume(conn: C2SConnection, action: ResumeRequested) -> None:
     for data in held:
         session.write(data)
     sm.request_ack()
+    _fire(conn, SessionResumed(session))
     log.info("%s resumed (%d stanzas resent)", session.full, len(sm.queue))

@@ -321,3 +321,23 @@ async def test_past_max_pending_notifications_are_dropped_and_counted(tmp_path: 
         notifier = srv.module("push").notifier
         # One task read the registrations; one POST fitted beside it, the rest dropped.
         assert len(received) == 1 and notifier.dropped == 3 and notifier.pending == 0
+
+
+async def test_a_hibernated_session_wakes_the_app_server_until_it_is_resumed(
+    tmp_path: Path,
+) -> None:
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice", "phone")
+        (reply,) = of(await alice.send(enable("device-1")), "iq", id="e")
+        assert reply.get("type") == "result"
+        enabled = await alice.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        assert any(e.tag == "{urn:xmpp:sm:3}enabled" for e in enabled)
+        app = await login(srv, "pushbot", "app")
+        bob = await login(srv, "bob")
+        await bob.send(chat("alice@localhost/phone", "while you are here"))
+        assert of(app.take(), "iq") == []  # delivered to a live session: no push
+        alice.wire.conn.connection_lost()  # the network is gone: hibernated
+        await alice.wire.settle()
+        await bob.send(chat("alice@localhost/phone", "while you are away"))
+        (iq,) = of(app.take(), "iq", type="set")
+        assert summary(iq)[0] == "device-1"
