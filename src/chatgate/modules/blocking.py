@@ -52,6 +52,7 @@ from chatgate.storage.outage_log import OutageLog
 from chatgate.storage.repositories.blocking import BlocklistFull, BlocklistRepository
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
+from chatgate.vocabulary.ns import BLOCKING, BLOCKING_ERRORS
 from chatgate.xml.element import Element
 from chatgate.xmpp.events import SessionBound, SessionClosed
 from chatgate.xmpp.session import C2SSession
@@ -64,9 +65,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# TODO: move to vocabulary/ns.py (owned by the lead)
-BLOCKING = "urn:xmpp:blocking"
-BLOCKING_ERRORS = "urn:xmpp:blocking:errors"
 
 #: stanzas held while one account's list is read, and accounts read at once: a peer
 #: can fill these, so past them a stanza is answered resource-constraint (wait)

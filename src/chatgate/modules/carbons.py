@@ -24,6 +24,7 @@ from chatgate.jid import JID
 from chatgate.modules.base import DiscoFeature, IqHandler, OnEvent, Registration, Spec, Stage
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
+from chatgate.vocabulary.ns import CARBONS, FORWARD, HINTS, MUC_USER
 from chatgate.xml.element import Element
 from chatgate.xmpp.events import SessionClosed
 from chatgate.xmpp.session import C2SSession
@@ -33,11 +34,6 @@ if TYPE_CHECKING:
     from chatgate.context import ServerContext
     from chatgate.xmpp.router import Router
 
-# TODO: move to vocabulary/ns.py (owned by the lead)
-CARBONS = "urn:xmpp:carbons:2"
-FORWARD = "urn:xmpp:forward:0"
-HINTS = "urn:xmpp:hints"
-MUC_USER = "http://jabber.org/protocol/muc#user"
 #: payloads that make a bodiless normal message part of a conversation (§6):
 #: chat states, receipts, chat markers
 IM_PAYLOADS = frozenset(

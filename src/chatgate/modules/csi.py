@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatgate.modules.base import Registration, Spec
+from chatgate.vocabulary.ns import CSI
 from chatgate.xmpp.sm_client_state import HoldLimits
-from chatgate.xmpp.sm_queue import CSI
 from chatgate.xmpp.sm_resumption import ClientStateFeature
 
 if TYPE_CHECKING:

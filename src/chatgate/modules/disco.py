@@ -30,6 +30,7 @@ from chatgate.modules.base import IqHandler, OnStart, Registration, Spec, Stream
 from chatgate.modules.dataforms import FormField, build_form
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
+from chatgate.vocabulary.ns import CAPS
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import serialize
 from chatgate.xmpp.session import C2SSession
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from chatgate.context import ServerContext
 
 #: XEP-0115's namespace
-CAPS = "http://jabber.org/protocol/caps"
 #: XEP-0157's FORM_TYPE
 SERVER_INFO = "http://jabber.org/network/serverinfo"
 #: the feature PEP adds to accounts; with it, accounts also show the pubsub/pep identity

@@ -50,6 +50,7 @@ from chatgate.storage.outage_log import OutageLog
 from chatgate.storage.repositories.push import PushRepository, PushTarget, TooManyRegistrations
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
+from chatgate.vocabulary.ns import PUBLISH_OPTIONS, PUBSUB, PUSH, PUSH_SUMMARY
 from chatgate.xml.element import Element
 from chatgate.xmpp.events import SessionClosed, SessionHibernated, SessionResumed
 from chatgate.xmpp.session import C2SSession
@@ -60,11 +61,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# TODO: move to vocabulary/ns.py (owned by the lead)
-PUSH = "urn:xmpp:push:0"
-PUSH_SUMMARY = "urn:xmpp:push:summary"
-PUBSUB = "http://jabber.org/protocol/pubsub"
-PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
 
 #: the stored publish-options of one registration, serialized (a secret and a few
 #: fields in practice): more is refused not-acceptable

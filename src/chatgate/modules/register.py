@@ -89,6 +89,7 @@ from chatgate.vocabulary.errors import (
     StanzaErrorCondition,
     StreamErrorCondition,
 )
+from chatgate.vocabulary.ns import IBR_TOKEN_FEATURE, PARS, REGISTER_FEATURE
 from chatgate.xml.element import Element
 from chatgate.xmpp.session import C2SSession
 
@@ -97,10 +98,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# TODO: move these to xmpp/ns.py.
-REGISTER_FEATURE = "http://jabber.org/features/iq-register"
-IBR_TOKEN_FEATURE = "urn:xmpp:ibr-token:0"  # XEP-0445
-PARS = "urn:xmpp:pars:0"  # XEP-0379 <preauth/>
 
 #: XEP-0077 §14 fields an operator may ask for, with the data form labels.
 FIELD_LABELS: dict[str, str] = {

@@ -39,6 +39,7 @@ from chatgate.vocabulary.errors import (
     StreamErrorCondition,
 )
 from chatgate.vocabulary.facts import ConnectionFacts
+from chatgate.vocabulary.ns import CSI
 from chatgate.xml.element import Element
 from chatgate.xml.parser import Stanza, StreamClosed, StreamEvent, StreamOpened
 from chatgate.xml.serialize import serialize
@@ -64,7 +65,7 @@ from chatgate.xmpp.negotiation import (
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.shaper import TokenBucket
 from chatgate.xmpp.sm_client_state import ClientStateFilter
-from chatgate.xmpp.sm_queue import CSI, SM
+from chatgate.xmpp.sm_queue import SM
 from chatgate.xmpp.sm_stream import ManagedStream
 
 if TYPE_CHECKING:

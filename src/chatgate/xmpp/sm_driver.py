@@ -34,11 +34,12 @@ import logging
 from typing import TYPE_CHECKING
 
 from chatgate.vocabulary.errors import StanzaErrorCondition, StreamErrorCondition
+from chatgate.vocabulary.ns import CSI
 from chatgate.xml.element import Element
 from chatgate.xmpp import sm_queue
 from chatgate.xmpp.events import SessionHibernated, SessionResumed
 from chatgate.xmpp.sm_client_state import ClientStateFilter
-from chatgate.xmpp.sm_queue import CSI, HandledCountTooHigh, parse_h
+from chatgate.xmpp.sm_queue import HandledCountTooHigh, parse_h
 from chatgate.xmpp.sm_resumption import (
     ClientStateFeature,
     Ended,

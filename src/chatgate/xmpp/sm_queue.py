@@ -30,12 +30,11 @@ from dataclasses import dataclass
 
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaErrorCondition
+from chatgate.vocabulary.ns import SM
 from chatgate.xml.serialize import escape_attr
 
 #: XEP-0198 (stream management)
-SM = "urn:xmpp:sm:3"
 #: XEP-0352 (client state indication)
-CSI = "urn:xmpp:csi:0"
 
 _WRAP = 1 << 32
 #: what the client's 'h' may be: a decimal unsigned 32-bit integer (xs:unsignedInt)

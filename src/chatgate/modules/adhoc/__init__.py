@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatgate.jid import JID, InvalidJID
 from chatgate.modules.adhoc.admin import AdminCommands
-from chatgate.modules.adhoc.command import COMMANDS, Command
+from chatgate.modules.adhoc.command import Command
 from chatgate.modules.adhoc.runner import CommandError, CommandRunner
 from chatgate.modules.adhoc.sessions import LocalCommandSessions
 from chatgate.modules.adhoc.user import MySessions, PingCommand
@@ -26,6 +26,7 @@ from chatgate.modules.base import DiscoFeature, IqHandler, Registration, Spec
 from chatgate.modules.disco import Disco, NodeAnswer, NodeItem
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError
+from chatgate.vocabulary.ns import COMMANDS
 from chatgate.xmpp.session import C2SSession
 
 if TYPE_CHECKING:

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from chatgate.xmpp.session import C2SSession
 
 #: XEP-0050's namespace, also the disco node listing the commands (§2.1)
-COMMANDS = "http://jabber.org/protocol/commands"
 
 NoteType = Literal["info", "warn", "error"]
 

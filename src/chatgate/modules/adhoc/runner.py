@@ -34,10 +34,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from chatgate.jid import JID, InvalidJID
-from chatgate.modules.adhoc.command import COMMANDS, Call, Command, Outcome, Page, Values
+from chatgate.modules.adhoc.command import Call, Command, Outcome, Page, Values
 from chatgate.modules.adhoc.sessions import CommandSession, CommandSessions, Lookup, SessionsFull
 from chatgate.modules.dataforms import find_form, read_submission
 from chatgate.vocabulary.errors import StanzaErrorCondition
+from chatgate.vocabulary.ns import COMMANDS
 from chatgate.xml.element import Element
 from chatgate.xmpp.stanza import error_reply, iq_result
 

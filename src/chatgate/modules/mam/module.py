@@ -54,13 +54,14 @@ from chatgate.modules.base import (
     Spec,
     Stage,
 )
-from chatgate.modules.mam.policy import MAM, MAM_EXTENDED, SID
+from chatgate.modules.mam.policy import MAM_EXTENDED, SID
 from chatgate.modules.mam.service import ArchiveService, LocalPrefsCache
 from chatgate.modules.mam.stage import PRIORITY, ArchiveStage
 from chatgate.modules.mam.writer import ArchiveWriter
 from chatgate.randomness import random_bytes
 from chatgate.storage.repositories.archive import ArchiveRepository
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
+from chatgate.vocabulary.ns import MAM
 from chatgate.xml.element import Element
 from chatgate.xmpp.session import C2SSession
 

@@ -23,15 +23,11 @@ from collections.abc import Callable
 
 from chatgate.jid import JID, InvalidJID
 from chatgate.storage.repositories.archive import ArchivePrefs
+from chatgate.vocabulary.ns import HINTS, SID
 from chatgate.xml.element import Element
 
 CLIENT = "jabber:client"
-MAM = "urn:xmpp:mam:2"
 MAM_EXTENDED = "urn:xmpp:mam:2#extended"
-SID = "urn:xmpp:sid:0"
-HINTS = "urn:xmpp:hints"
-FORWARD = "urn:xmpp:forward:0"
-RSM = "http://jabber.org/protocol/rsm"
 
 MODES = ("always", "never", "roster")
 

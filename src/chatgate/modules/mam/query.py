@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from chatgate.jid import JID, InvalidJID
 from chatgate.modules.dataforms import FormField, build_form, find_form, read_submission
 from chatgate.modules.mam.ids import bounds_for, is_archive_id, millis
-from chatgate.modules.mam.policy import MAM, RSM
 from chatgate.storage.repositories.archive import ArchiveFilter, PageRequest
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
+from chatgate.vocabulary.ns import MAM, RSM
 from chatgate.xml.element import Element
 
 BAD = StanzaErrorCondition.BAD_REQUEST

@@ -37,8 +37,6 @@ from chatgate.jid import JID
 from chatgate.lru import LruCache
 from chatgate.modules.mam import ids as archive_ids
 from chatgate.modules.mam.policy import (
-    FORWARD,
-    MAM,
     MODES,
     SID,
     decide,
@@ -57,7 +55,7 @@ from chatgate.storage.repositories.archive import (
     UnknownArchiveId,
 )
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
-from chatgate.vocabulary.ns import DELAY
+from chatgate.vocabulary.ns import DELAY, FORWARD, MAM
 from chatgate.xml.element import Element
 from chatgate.xml.framed import parse_fragment
 from chatgate.xml.serialize import escape_attr, serialize

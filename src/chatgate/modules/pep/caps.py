@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from chatgate.lru import LruCache
 from chatgate.vocabulary import ns
+from chatgate.vocabulary.ns import CAPS
 from chatgate.xml.element import Element
 
-CAPS = "http://jabber.org/protocol/caps"
 _LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 #: XEP-0115 §5.1 names (IANA "Hash Function Textual Names") -> hashlib names
 _HASHES = {

@@ -18,7 +18,6 @@ from chatgate.modules.dataforms import FormField, build_form, read_submission
 from chatgate.xml.element import Element
 
 NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config"
-PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
 
 
 class AccessModel(StrEnum):

@@ -24,7 +24,6 @@ from chatgate.modules.dataforms import find_form
 from chatgate.modules.pep.caps import CapsCache, Interest
 from chatgate.modules.pep.config import (
     NODE_CONFIG,
-    PUBLISH_OPTIONS,
     FormRejected,
     NodeConfig,
     config_form,
@@ -39,6 +38,7 @@ from chatgate.storage.repositories.owner import Owner
 from chatgate.storage.repositories.pubsub import PubsubRepository
 from chatgate.vocabulary.errors import StanzaError
 from chatgate.vocabulary.errors import StanzaErrorCondition as C
+from chatgate.vocabulary.ns import PUBLISH_OPTIONS
 from chatgate.xml.element import Element
 from chatgate.xmpp.events import BecameAvailable, SessionClosed
 from chatgate.xmpp.session import C2SSession

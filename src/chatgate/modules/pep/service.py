@@ -29,12 +29,12 @@ from chatgate.storage.repositories.pubsub import (
     TooManyNodes,
 )
 from chatgate.vocabulary.errors import StanzaErrorCondition as C
+from chatgate.vocabulary.ns import PUBSUB
 from chatgate.xml.element import Element
 from chatgate.xml.framed import parse_fragment
 from chatgate.xml.serialize import serialize
 from chatgate.xmpp.session import C2SSession
 
-PUBSUB = "http://jabber.org/protocol/pubsub"
 MAX_NAME = 1023  # node names and item ids (the columns' size)
 MAX_WANTED = 500
 

@@ -7,7 +7,6 @@ import pytest
 
 from chatgate.modules.pep.config import (
     NODE_CONFIG,
-    PUBLISH_OPTIONS,
     AccessModel,
     FormRejected,
     NodeConfig,
@@ -17,6 +16,7 @@ from chatgate.modules.pep.config import (
     matches,
     read_options,
 )
+from chatgate.vocabulary.ns import PUBLISH_OPTIONS
 from chatgate.xml.framed import parse_fragment
 
 
