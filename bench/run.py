@@ -103,6 +103,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="before each server start, wait up to SECONDS for other load on the machine to "
         "drop below a quarter of a core (for shared machines; default: do not wait)",
     )
+    ap.add_argument(
+        "--chatgate-features",
+        choices=["peers", "default"],
+        default="peers",
+        help="chatgate with the peers' feature set (default: what they load, so each figure "
+        "compares the same work) or with its own defaults (archive, carbons, blocking, ... on: "
+        "what those features cost)",
+    )
     ap.add_argument("--keep-workdir", action="store_true", help="keep server data and logs")
     ap.add_argument(
         "--allow-missing",
@@ -449,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                 fanout_contacts=plan.fanout_contacts,
                 prosody_gc=args.prosody_gc,
                 stream_hooks=any(s.name == "authority" for s in scenarios),
+                default_features=args.chatgate_features == "default",
             )
         )
         why = peer.available()

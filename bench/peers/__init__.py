@@ -27,6 +27,9 @@ class PeerOptions:
     prosody_gc: str = "generational"
     #: serve the stream authority's hooks (the authority scenario; chatgate only)
     stream_hooks: bool = False
+    #: chatgate with its default features (archive, carbons, blocking, ...) instead of
+    #: the peers' feature set: what those features cost (`--chatgate-features`)
+    default_features: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,9 @@ enabled = false
 """
 
 
+#: where the block that turns issue 15's features off starts in `CONFIG`
+PARITY = "# The same features as the peers' benchmark configurations"
+
 HTTP = """
 [http]
 # BOSH at /http-bind and WebSocket at /xmpp-websocket (issue 11), plain HTTP on loopback;
@@ -178,6 +181,7 @@ class ChatgatePeer:
         self._runner: RunningProcess | None = None
         self.fanout_contacts = options.fanout_contacts
         self.stream_hooks = options.stream_hooks
+        self.default_features = options.default_features
 
     def available(self) -> str | None:
         try:
@@ -222,6 +226,8 @@ class ChatgatePeer:
                 else ""
             ),
         )
+        if self.default_features:  # every feature as an operator gets it by default
+            self._config_text = self._config_text[: self._config_text.index(PARITY)]
         cfg = work / "chatgate.toml"
         cfg.write_text(self._config_text)
         self._runner = RunningProcess(log=work / "chatgate.log")
@@ -281,6 +287,12 @@ class ChatgatePeer:
                 "one process on one core; log_level warning",
                 "[auth.throttle] enabled = false (brute-force protection off, like the peers)",
                 "accounts created with `chatgate user import` (its own salts and iterations)",
+                "issue 15's features (archive, carbons, blocking, PEP, ...) "
+                + (
+                    "on, as chatgate's defaults (--chatgate-features default)"
+                    if self.default_features
+                    else "off, as the peers' bench configurations load none of them; MUC on"
+                ),
             ],
             "config": self._config_text,
         }
