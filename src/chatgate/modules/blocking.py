@@ -72,6 +72,10 @@ MAX_WAITING_PER_ACCOUNT = 200
 MAX_ACCOUNTS_LOADING = 1000
 #: accounts with a non-empty list known by name at most (beyond, every list is read)
 MAX_KNOWN_BLOCKERS = 100_000
+#: while the database is away, a list it could not give counts as empty this long,
+#: for at most this many accounts
+UNREAD_SECONDS = 5.0
+MAX_UNREAD = 10_000
 
 _EMPTY: frozenset[str] = frozenset()
 
@@ -272,6 +276,9 @@ class Blocklists:
         self._fresh: dict[str, frozenset[str]] = {}
         #: one line per outage of the database, not a traceback per stanza
         self._outage = OutageLog(log, "blocklists")
+        #: lists the database could not give, counted empty until this loop time (a
+        #: few seconds: not read again for every stanza while the database is away)
+        self._unread: dict[str, float] = {}
         #: the accounts whose list is not empty (read at start, grown by blocks): any
         #: other's list is empty without a read, so a login costs no query for the
         #: many who block nobody.  None: not known (a cluster, or too many), read all.
@@ -287,7 +294,18 @@ class Blocklists:
                 items = self._fresh.get(bare)
             if items is None and self.blockers is not None and bare not in self.blockers:
                 return _EMPTY
+            if items is None and self._unread:
+                until = self._unread.get(bare)
+                if until is not None:
+                    if asyncio.get_running_loop().time() < until:
+                        return _EMPTY
+                    del self._unread[bare]
         return items
+
+    def _unreadable(self, bare: str) -> None:
+        if len(self._unread) >= MAX_UNREAD:
+            self._unread.clear()  # bounded: the oldest outage's entries go first
+        self._unread[bare] = asyncio.get_running_loop().time() + UNREAD_SECONDS
 
     def load(self, bare: str) -> Awaitable[frozenset[str]]:
         """The account's list, read into the cache when missing (one read at a time)."""
@@ -322,15 +340,29 @@ class Blocklists:
     async def _read(self, bare: str, future: asyncio.Future[frozenset[str]]) -> None:
         local, _, domain = bare.partition("@")
         try:
-            while True:
-                self._dirty.discard(bare)
-                items = await self.repository.items((local, domain))
-                if bare not in self._dirty:
-                    break
-            pinned = self.ctx.router.directory.bound_here(bare)
-            self.cache.put(bare, items, pinned=pinned)
-            if not future.done():
-                future.set_result(items)
+            try:
+                while True:
+                    self._dirty.discard(bare)
+                    items = await self.repository.items((local, domain))
+                    if bare not in self._dirty:
+                        break
+            except StorageUnavailable as exc:
+                # The database is out of reach: sessions keep chatting (a cluster's
+                # sender reads a recipient's list on another node this way).  The list
+                # counts as empty for the stanzas that waited for it, and nothing is
+                # cached: the next stanza reads it again.  Lists of accounts with a
+                # session here are pinned and keep applying.
+                self._outage.failed(f"reading the blocklist of {bare} (none meanwhile)", exc)
+                self._unreadable(bare)
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: a caller may not be waiting
+                items = _EMPTY
+            else:
+                pinned = self.ctx.router.directory.bound_here(bare)
+                self.cache.put(bare, items, pinned=pinned)
+                if not future.done():
+                    future.set_result(items)
             queue = self.waiting.get(bare, deque())
             self._fresh[bare] = items
             while queue:
@@ -341,12 +373,14 @@ class Blocklists:
                 finally:
                     self.replaying = None
                 if pending is not None:
-                    await pending
+                    try:
+                        await pending
+                    except StorageUnavailable as exc:
+                        # as the connection answers a stanza whose storage failed
+                        self._outage.failed(f"routing a stanza of {origin.full}", exc)
+                        _refuse(origin, stanza, StanzaErrorCondition.INTERNAL_SERVER_ERROR)
         except Exception as exc:
-            if isinstance(exc, StorageUnavailable):
-                self._outage.failed(f"reading the blocklist of {bare}", exc)
-            else:
-                log.exception("could not read the blocklist of %s", bare)
+            log.exception("could not read the blocklist of %s", bare)
             if not future.done():
                 future.set_exception(exc)
                 future.exception()  # retrieved: a caller may not be waiting

@@ -516,3 +516,25 @@ async def test_a_request_waiting_from_a_contact_blocked_since_is_not_delivered(
         out = await again.send("<presence/>")
         requests = [p.get("from") for p in of(out, "presence", type="subscribe")]
         assert requests == ["carol@localhost"]
+
+
+async def test_a_list_the_database_cannot_give_counts_as_empty_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatgate.storage.errors import StorageUnavailable
+
+    async with server(tmp_path) as srv:
+        alice = await login(srv, "alice")
+        bob = await login(srv, "bob")
+        module = srv.module("blocking")
+        module.lists.blockers = None  # as in a cluster: alice's list must be read
+        module.cache.forget("alice@localhost")
+
+        async def unreachable(owner: tuple[str, str]) -> frozenset[str]:
+            raise StorageUnavailable("the database is unreachable")
+
+        monkeypatch.setattr(module.repository, "items", unreachable)
+        out = await bob.send(chat("alice@localhost", "still here", "m1"))
+        assert of(out, "message", type="error") == []
+        assert [m.findtext(C + "body") for m in of(alice.take(), "message")] == ["still here"]
+        assert module.cache.get("alice@localhost") is None  # nothing remembered
