@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bench.loadgen.measure import Window
+from bench.loadgen.scenarios import marker_counter
 from bench.loadgen.xmpp import DOMAIN, Connection, XmppError
 
 if TYPE_CHECKING:
@@ -74,19 +75,12 @@ async def muc_fanout(
     of them undelivered to some occupant at a time; deliveries/s to occupants."""
     state = {"delivered": 0, "sent": 0, "running": True}
 
+    def on_marks(k: int) -> None:
+        state["delivered"] += k
+        pump()
+
     def make_counter() -> Callable[[bytes], None]:
-        tail = [b""]
-
-        def count(data: bytes) -> None:
-            if tail[0]:
-                data = tail[0] + data
-            k = data.count(MUC_MARK)
-            tail[0] = data[-(len(MUC_MARK) - 1) :]
-            if k:
-                state["delivered"] += k
-                pump()
-
-        return count
+        return marker_counter(MUC_MARK, on_marks)
 
     numbers = list(range(occupants))
     creator = await runner.login(numbers[0])

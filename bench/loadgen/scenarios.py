@@ -49,6 +49,22 @@ FROM_RE = re.compile(rb"""from=['"]([^'"/]+)""")
 TYPE_SUBSCRIBE_RE = re.compile(rb"""type=['"]subscribe['"]""")
 
 
+def marker_counter(mark: bytes, counted: Callable[[int], None]) -> Callable[[bytes], None]:
+    """A connection's sink that counts `mark` in what it receives, a mark split across
+    two reads included, and calls `counted(k)` for each read holding k of them."""
+    tail = [b""]
+
+    def count(data: bytes) -> None:
+        if tail[0]:
+            data = tail[0] + data
+        k = data.count(mark)
+        tail[0] = data[-(len(mark) - 1) :]
+        if k:
+            counted(k)
+
+    return count
+
+
 def _discard(_: bytes) -> None:
     return None
 
@@ -347,19 +363,12 @@ class Runner:
         broadcaster_n, contact_ns = self._fanout_accounts(contacts)
         state = {"delivered": 0, "sent": 0, "running": True}
 
+        def on_marks(k: int) -> None:
+            state["delivered"] += k
+            pump()
+
         def make_counter() -> Callable[[bytes], None]:
-            tail = [b""]
-
-            def count(data: bytes) -> None:
-                if tail[0]:
-                    data = tail[0] + data
-                k = data.count(FANOUT_MARK)
-                tail[0] = data[-(len(FANOUT_MARK) - 1) :]
-                if k:
-                    state["delivered"] += k
-                    pump()
-
-            return count
+            return marker_counter(FANOUT_MARK, on_marks)
 
         async def online(_: int, conn: Connection) -> None:
             conn.hand_over(make_counter())

@@ -14,7 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatgate.storage.engine import writer
 from chatgate.storage.models import Account
-from chatgate.storage.repositories.owner import Owner, find_account_id, require_account_id
+from chatgate.storage.repositories.owner import (
+    Owner,
+    accounts_having,
+    find_account_id,
+    require_account_id,
+)
 from chatgate.storage.tables_blocking import BlockedJid
 
 
@@ -44,18 +49,8 @@ class BlocklistRepository:
 
     async def blockers(self, limit: int) -> set[str] | None:
         """The bare JIDs of the accounts whose list is not empty, or None when there
-        are more than `limit` of them (one query at start: the others' lists need
-        no read at login)."""
-        query = (
-            select(Account.username, Account.domain)
-            .where(Account.id.in_(select(BlockedJid.account_id).distinct()))
-            .limit(limit + 1)
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        if len(rows) > limit:
-            return None
-        return {f"{username}@{domain}" for username, domain in rows}
+        are more than `limit` (one query at start: the others' lists need no read)."""
+        return await accounts_having(self._engine, BlockedJid.account_id, limit)
 
     async def block(self, owner: Owner, jids: Iterable[str], limit: int) -> list[str]:
         """Add `jids`; returns those that were not blocked yet, in the order given.

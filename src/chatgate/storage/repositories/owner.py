@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import Integer
 
 from chatgate.storage.errors import AccountNotFound
@@ -66,3 +67,22 @@ async def lock_names(conn: AsyncConnection, names: Iterable[Owner]) -> None:
 def _name_key(username: str, domain: str) -> int:
     digest = hashlib.blake2b(f"{username}@{domain}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+async def accounts_having(
+    engine: AsyncEngine, account_id: InstrumentedAttribute[int], limit: int
+) -> set[str] | None:
+    """The bare JIDs of the accounts that own a row whose account column is
+    `account_id` (a blocklist entry, a push registration), or None when there
+    are more than `limit`: what a module learns once at start so that the many
+    accounts without any need no read."""
+    query = (
+        select(Account.username, Account.domain)
+        .where(Account.id.in_(select(account_id).distinct()))
+        .limit(limit + 1)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    if len(rows) > limit:
+        return None
+    return {f"{username}@{domain}" for username, domain in rows}

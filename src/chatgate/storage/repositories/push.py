@@ -15,7 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatgate.storage.engine import writer
 from chatgate.storage.models import Account
-from chatgate.storage.repositories.owner import Owner, find_account_id, require_account_id
+from chatgate.storage.repositories.owner import (
+    Owner,
+    accounts_having,
+    find_account_id,
+    require_account_id,
+)
 from chatgate.storage.tables_blocking import PushRegistration
 
 
@@ -82,16 +87,7 @@ class PushRepository:
     async def registered(self, limit: int) -> set[str] | None:
         """The bare JIDs of the accounts with a registration, or None when there are
         more than `limit` (read once at start: the others need no read per message)."""
-        query = (
-            select(Account.username, Account.domain)
-            .where(Account.id.in_(select(PushRegistration.account_id).distinct()))
-            .limit(limit + 1)
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        if len(rows) > limit:
-            return None
-        return {f"{username}@{domain}" for username, domain in rows}
+        return await accounts_having(self._engine, PushRegistration.account_id, limit)
 
     async def targets(self, owner: Owner) -> list[PushTarget]:
         """The account's registrations, oldest first (empty for an unknown account)."""
