@@ -14,7 +14,7 @@
 # when every package is already present, and no package's system service is started by the install.
 set -euo pipefail
 packages=(openssl libnet-jabber-perl slapd ldap-utils sqlite3 chromium fonts-dejavu-core nginx
-  libnginx-mod-rtmp ffmpeg php-cli postgresql redis-server)
+  libnginx-mod-rtmp ffmpeg php-cli postgresql redis-server prosody prosody-modules)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -333,3 +333,32 @@ def test_a_certificate_with_an_unknown_signature_hash_offers_no_end_point_bindin
     details = _handshake(client, server).details()
     assert details.version == "TLSv1.3"
     assert set(details.channel_bindings) == {"tls-exporter"}
+
+
+def test_writing_after_the_peer_ended_tls_drops_the_data_without_an_error(
+    server_cert: tuple[Path, Path],
+) -> None:
+    server = server_tls(server_cert)
+    client = _StdlibClient(server_cert[0])
+    conn = _handshake(client, server)
+    # The client ends TLS (close_notify), as one leaving under load does.
+    try:
+        client.obj.unwrap()
+    except ssl.SSLWantReadError:
+        pass
+    conn.receive(client.take())
+    # A stanza for it was already on its way: dropped, never an SSL error.
+    assert conn.send(b"<message/>") == b""
+    assert conn.closed
+
+
+def test_writing_after_ending_tls_here_drops_the_data_without_an_error(
+    server_cert: tuple[Path, Path],
+) -> None:
+    server = server_tls(server_cert)
+    client = _StdlibClient(server_cert[0])
+    conn = _handshake(client, server)
+    conn.close()  # our close_notify: the stream is ending
+    # What a turn's buffer flushes after it ("protocol is shutdown" was raised).
+    assert conn.send(b"<message/>") == b""
+    assert conn.closed

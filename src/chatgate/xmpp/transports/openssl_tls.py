@@ -406,15 +406,24 @@ class ServerTlsConnection:
         if not self.handshake_complete:
             self._held.append(data)
             return b""
-        if self._fast and data:
-            # cffi passes a bytes object to `const void *` without copying it.
-            written = _SSL_write(self._ssl, data, len(data))
-            if written != len(data):
-                # A partial write (SSL_MODE_ENABLE_PARTIAL_WRITE) or an error: finish
-                # it the slow way, which raises the precise SSL.Error.
-                self._conn.sendall(data[max(written, 0) :])
-        else:
-            self._conn.sendall(data)
+        if self.closed:
+            return b""  # the peer ended TLS (close_notify): nothing more can go out
+        try:
+            if self._fast and data:
+                # cffi passes a bytes object to `const void *` without copying it.
+                written = _SSL_write(self._ssl, data, len(data))
+                if written != len(data):
+                    # A partial write (SSL_MODE_ENABLE_PARTIAL_WRITE) or an error:
+                    # finish it the slow way, which raises the precise SSL.Error.
+                    self._conn.sendall(data[max(written, 0) :])
+            else:
+                self._conn.sendall(data)
+        except SSL.Error:
+            # "protocol is shutdown": the peer closed TLS between its last read and
+            # this write (a client leaving under load).  What was for it is dropped,
+            # as for a closed socket; the connection's end is on its way.
+            self.closed = True
+            return b""
         return self._outgoing()
 
     def _read_fast(self) -> bytes:

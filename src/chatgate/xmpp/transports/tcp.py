@@ -320,6 +320,8 @@ class TcpTransport(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         tls = self._tls
         if tls is not None:
+            if self._transport is None or self._transport.is_closing():
+                return  # nothing can reach the peer: no encryption for it either
             data = tls.send(data)
             if not data:
                 return
