@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -372,17 +373,16 @@ def measure_unit(
     return records, ok
 
 
-def measure_cluster(
-    peer: Peer, setup: PeerSetup, gen: Generator, plan: Plan, sc: Scenario, rep: int
+def _measured_record(
+    peer: Peer, plan: Plan, sc: Scenario, rep: int, measure: Callable[[dict[str, Any]], Any]
 ) -> tuple[dict[str, Any], bool]:
-    """The cluster scenario's repetition `rep`: its three set-ups, one record."""
-    from bench import cluster
-
+    """One record of a scenario that starts servers of its own: `measure(record)`
+    returns its result (and may add to the record); its figures, or its error, logged."""
     record: dict[str, Any] = {"scenario": sc.name, "server": peer.name, "rep": rep}
     t0 = time.perf_counter()
     head = f"[{rep}/{plan.repetitions}] {sc.name:<14} {peer.name:<9}"
     try:
-        result = cluster.measure(peer, setup, gen, plan)
+        result = measure(record)
         record["result"] = result
         figures = sc.figures(plan, result)
         record["figures"] = {k: {"value": v, "window": w} for k, (v, w) in figures.items()}
@@ -394,6 +394,15 @@ def measure_cluster(
         log(f"{head} FAILED: {record['error'][:600]}")
     record["seconds"] = round(time.perf_counter() - t0, 2)
     return record, ok
+
+
+def measure_cluster(
+    peer: Peer, setup: PeerSetup, gen: Generator, plan: Plan, sc: Scenario, rep: int
+) -> tuple[dict[str, Any], bool]:
+    """The cluster scenario's repetition `rep`: its three set-ups, one record."""
+    from bench import cluster
+
+    return _measured_record(peer, plan, sc, rep, lambda _: cluster.measure(peer, setup, gen, plan))
 
 
 def measure_mam(
@@ -407,24 +416,13 @@ def measure_mam(
 ) -> tuple[dict[str, Any], bool]:
     """The message archive scenario's repetition `rep` on a chatgate of its own with the
     archive on (bench/mam.py; the archive is filled at the first): one record."""
-    record: dict[str, Any] = {"scenario": sc.name, "server": peer.name, "rep": rep}
-    t0 = time.perf_counter()
-    head = f"[{rep}/{plan.repetitions}] {sc.name:<14} {peer.name:<9}"
-    try:
+
+    def measure(record: dict[str, Any]) -> Any:
         bench.fill(peer, gen, plan)
         record["waited_for_quiet_s"] = procs.wait_until_quiet(wait_quiet) if wait_quiet > 0 else 0.0
-        result = bench.measure(peer, gen, plan)
-        record["result"] = result
-        figures = sc.figures(plan, result)
-        record["figures"] = {k: {"value": v, "window": w} for k, (v, w) in figures.items()}
-        log(f"{head} {_short(figures)}")
-        ok = True
-    except Exception as e:
-        ok = False
-        record["error"] = f"{type(e).__name__}: {e}"[-3000:]
-        log(f"{head} FAILED: {record['error'][:600]}")
-    record["seconds"] = round(time.perf_counter() - t0, 2)
-    return record, ok
+        return bench.measure(peer, gen, plan)
+
+    return _measured_record(peer, plan, sc, rep, measure)
 
 
 def main(argv: list[str] | None = None) -> int:
