@@ -39,6 +39,7 @@ from chatgate.modules.base import (
     Stage,
     StreamFeature,
 )
+from chatgate.peers import LocalPeers, Peers
 from chatgate.sasl.base import CredentialAnswer
 from chatgate.storage.errors import AccountExists
 from chatgate.vhost import VirtualHost
@@ -127,6 +128,9 @@ class ServerContext:
         self.streams: StreamService | None = None
         #: this node of a cluster (`[cluster] enabled`), set by `cluster.wiring.join_cluster`
         self.cluster: ClusterNode | None = None
+        #: the other nodes, as features that span nodes see them (`chatgate.peers`);
+        #: `join_cluster` replaces this one-process stand-in
+        self.peers: Peers = LocalPeers()
         self.registration_throttle: RegistrationLimiter = RegistrationThrottle(throttle)
         self._background: set[asyncio.Task[None]] = set()
         self._on_start: list[OnStart] = []

@@ -69,6 +69,7 @@ class ClusterNode:
         self._handlers: dict[str, list[MessageHandler]] = {}
         self._reconnect: list[Callback] = []
         self._gone: list[NodeCallback] = []
+        self._joined: list[NodeCallback] = []
         self._closing: list[Callback] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = False
@@ -131,6 +132,11 @@ class ClusterNode:
 
     def on_node_gone(self, callback: NodeCallback) -> None:
         self._gone.append(callback)
+
+    def on_node_joined(self, callback: NodeCallback) -> None:
+        """Called with a node's name when its heartbeat is first seen (or seen again
+        after it was judged gone or restarted)."""
+        self._joined.append(callback)
 
     def on_close(self, callback: Callback) -> None:
         """Called (in order) when the node leaves, before its heartbeat goes."""
@@ -280,6 +286,7 @@ class ClusterNode:
             if node not in self._known:
                 self._known[node] = boot
                 log.info("cluster: node %s joined", node)
+                await self._run_all(self._joined, node)
 
     # ------------------------------------------------------------ pub/sub
 

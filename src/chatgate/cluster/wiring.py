@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 async def join_cluster(ctx: ServerContext, node: ClusterNode) -> None:
     """Replace the context's per-process state by the cluster's shared state."""
     ctx.cluster = node
+    from chatgate.cluster.peers import RedisPeers
+
+    ctx.peers = RedisPeers(node)
     session = ctx.config.session
     directory = ClusterSessionDirectory(
         node, ctx.hooks, session.resource_conflict, session.max_resources
