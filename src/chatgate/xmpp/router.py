@@ -84,6 +84,20 @@ class Router:
         #: IQs the server sent to a client and awaits the reply of, by (full JID, id)
         self._asked: dict[tuple[str, str], asyncio.Future[Element]] = {}
 
+    def register_service(self, domain: str, handler: ServiceHandler) -> None:
+        """From now on every stanza to `domain`, or to any JID on it, goes to `handler`
+        (a service that comes and goes at runtime, e.g. an XEP-0114 component).  A
+        served domain or one another service holds is refused with ValueError."""
+        if domain in self.domains or domain in self.services:
+            raise ValueError(f"{domain} is already served here")
+        self.services[domain] = handler
+
+    def unregister_service(self, domain: str, handler: ServiceHandler) -> None:
+        """Stop delivering `domain`'s stanzas to `handler`; a domain registered to
+        another handler meanwhile is left alone."""
+        if self.services.get(domain) == handler:
+            del self.services[domain]
+
     def use_directory(self, directory: SessionDirectory) -> None:
         """Deliver over another directory (the cluster's, joined at start before any
         session exists)."""
