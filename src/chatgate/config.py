@@ -8,6 +8,7 @@ fallback).  Paths are resolved relative to the configuration file's folder.
 from __future__ import annotations
 
 import enum
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -85,6 +86,73 @@ class ListenerConfig(_Model):
     (the kernel spreads connections among them).  Only with `[cluster] enabled`: the
     processes then deliver to each other's sessions through Redis.  `chatgate serve
     --workers N` sets it on every listener itself."""
+
+
+#: Fewest characters in a component's shared secret (XEP-0114 §3: the handshake hashes it
+#: with the stream id; a short one is guessed).  slixmpp's own CI uses ``secret``, so six.
+MIN_COMPONENT_SECRET = 6
+#: A component domain: DNS labels of letters, digits and hyphens, in lower case, at least two.
+_COMPONENT_DOMAIN = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+
+
+class ComponentConfig(_Model):
+    """An XEP-0114 external component, `[[components]]`: a program that connects to the
+    component listener and serves a whole domain (a gateway, a bot), as Prosody's
+    `Component "gw.example.org"` with `component_secret`."""
+
+    domain: str
+    """The domain the component serves: every stanza to it or to a JID on it goes to
+    the component.  Not a virtual host, nor a service's domain (MUC, upload)."""
+    secret: str | None = None
+    """The shared secret the component's handshake proves (at least six characters;
+    use a long random one, e.g. `openssl rand -hex 32`).  Exactly one of `secret` and
+    `secret_file`."""
+    secret_file: Path | None = None
+    """A file holding the shared secret (surrounding whitespace ignored), relative to
+    the configuration file: keeps the secret out of a configuration under version
+    control.  Read at start."""
+    name: str = ""
+    """The name listed beside the domain in the parent host's disco#items."""
+    parent: str | None = None
+    """The virtual host whose disco#items list the component; unset, the served
+    domain the component's domain ends with (`gw.example.org` -> `example.org`),
+    else `[server] domain`."""
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if len(value) > 253 or not _COMPONENT_DOMAIN.match(value):
+            raise ValueError(
+                f"{value!r} is not a component domain: a lower-case DNS name of at least"
+                " two labels, such as 'gateway.example.org'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ComponentConfig:
+        if (self.secret is None) == (self.secret_file is None):
+            raise ValueError(f"{self.domain}: give exactly one of secret and secret_file")
+        if self.secret is not None and len(self.secret) < MIN_COMPONENT_SECRET:
+            raise ValueError(
+                f"{self.domain}: the secret is shorter than {MIN_COMPONENT_SECRET} characters"
+            )
+        return self
+
+
+class ComponentListenerConfig(_Model):
+    """Where XEP-0114 components connect (`[component_listener]`); it is opened only
+    when `[[components]]` are configured.  Plain TCP, as Prosody's and ejabberd's
+    component ports: keep it on loopback or a private network."""
+
+    host: str = "127.0.0.1"
+    """Address to bind; loopback by default."""
+    port: Annotated[int, Field(ge=0, le=65535)] = 5347
+    """TCP port (5347, the customary component port); 0 picks a free one (tests)."""
+    handshake_timeout: Annotated[float, Field(gt=0)] = 30.0
+    """Seconds a connection may take from its first byte to a successful handshake."""
+    failure_delay: Annotated[float, Field(ge=0)] = 2.0
+    """Seconds before a wrong handshake is answered with `not-authorized` (slows down
+    guessing, as failed SASL attempts are)."""
 
 
 class TlsConfig(_Model):
@@ -312,6 +380,10 @@ class Config(_Model):
     """The REST API, web console and metrics on the HTTP listener, and their authentication."""
     cluster: ClusterOptions = ClusterOptions()
     """Several nodes over one PostgreSQL and one Redis (off: one process)."""
+    components: list[ComponentConfig] = []
+    """XEP-0114 external components, `[[components]]` (none by default)."""
+    component_listener: ComponentListenerConfig = ComponentListenerConfig()
+    """Where components connect; open only when `components` are configured."""
     hosts: dict[str, HostConfig] = {}
     """Further virtual hosts, `[hosts."NAME"]`; `[server] domain` is always served."""
     modules: dict[str, dict[str, Any]] = {}
@@ -393,6 +465,60 @@ class Config(_Model):
                 f'{self.server.domain}"]'
             )
         return self
+
+    @model_validator(mode="after")
+    def _component_domains(self) -> Config:
+        # A component's domain is its own: never a virtual host, never another
+        # component's; service domains (MUC, upload) are checked at start, where
+        # the modules that claim them are loaded.
+        served = set(self.served_domains)
+        seen: set[str] = set()
+        for index, component in enumerate(self.components):
+            where = f"components.{index}.domain"
+            if component.domain in served:
+                raise ValueError(f"{where}: {component.domain} is a virtual host served here")
+            if component.domain in seen:
+                raise ValueError(f"{where}: {component.domain} is configured twice")
+            seen.add(component.domain)
+            if component.parent is not None and component.parent not in served:
+                raise ValueError(f"components.{index}.parent: {component.parent} is not served")
+        if self.components:
+            listener = self.component_listener
+            for index, c2s in enumerate(self.listeners):
+                if (c2s.host, c2s.port) == (listener.host, listener.port) and listener.port:
+                    raise ValueError(
+                        f"component_listener: listeners.{index} is on {c2s.host}:{c2s.port} too"
+                    )
+        return self
+
+    def component_parent(self, component: ComponentConfig) -> str:
+        """The virtual host whose disco#items list `component` (see `ComponentConfig.parent`)."""
+        if component.parent is not None:
+            return component.parent
+        for domain in self.served_domains:
+            if component.domain.endswith("." + domain):
+                return domain
+        return self.server.domain
+
+    def component_secret(self, component: ComponentConfig) -> str:
+        """`component`'s shared secret, read from its `secret_file` if it has one;
+        raises ConfigError when that file cannot be read or holds too short a secret."""
+        if component.secret is not None:
+            return component.secret
+        assert component.secret_file is not None
+        path = self.path(component.secret_file)
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"components: {component.domain}: cannot read {path}: {exc}"
+            ) from None
+        if len(secret) < MIN_COMPONENT_SECRET:
+            raise ConfigError(
+                f"components: {component.domain}: the secret in {path} is shorter than"
+                f" {MIN_COMPONENT_SECRET} characters"
+            )
+        return secret
 
     @property
     def served_domains(self) -> tuple[str, ...]:

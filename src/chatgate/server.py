@@ -51,6 +51,7 @@ from chatgate.xmpp.transports.tcp import TcpTransport
 
 if TYPE_CHECKING:
     from chatgate.cluster.node import ClusterNode
+    from chatgate.components.hub import ComponentHub
 
 log = logging.getLogger("chatgate")
 
@@ -145,6 +146,8 @@ class Server:
         self.http: HttpListener | None = None
         #: this process as a cluster node (`[cluster] enabled`)
         self.cluster: ClusterNode | None = None
+        #: XEP-0114 external components (`[[components]]`), when configured
+        self.components: ComponentHub | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -289,6 +292,11 @@ class Server:
             bound = BoundListener(listener, host, port)
             self.listeners.append(bound)
             log.info("listening: %s (%s)", bound.describe(), ", ".join(config.served_domains))
+        if config.components:
+            from chatgate.components.hub import ComponentHub
+
+            self.components = ComponentHub(ctx)
+            await self.components.start()
         self._housekeeping_timer = loop.call_later(60, self._housekeeping)
         settle_garbage_collector()
         self._sweep_timer = loop.call_later(IDLE_SWEEP, self._sweep_idle)
@@ -314,6 +322,8 @@ class Server:
                 timer.cancel()
         for server in self._servers:
             server.close()
+        if self.components is not None:
+            self.components.close_listener()
         ctx = self.ctx
         if ctx is not None:
             for conn in list(ctx.connections):
@@ -326,6 +336,8 @@ class Server:
                 log.warning("some background work did not finish before shutdown")
         for server in self._servers:
             await server.wait_closed()
+        if self.components is not None:
+            await self.components.stop()
         if self.http is not None:
             await self.http.stop()
         if ctx is not None and ctx.streams is not None:

@@ -190,6 +190,7 @@ def _check(cfg: Config) -> None:
     loads it (`cli/checks.py`), without listening or opening the database."""
     from chatgate.administration.configuration import safe_url
     from chatgate.cli.checks import load_like_serve, module_lines, security_lines, web_lines
+    from chatgate.components.describe import component_lines
     from chatgate.sasl.registry import builtin_mechanisms
     from chatgate.tls import certificate_paths
     from chatgate.vhost import validate_host_mechanisms
@@ -230,6 +231,8 @@ def _check(cfg: Config) -> None:
         where = f"{listener.host}:{listener.port}"
         sasl = ", ".join(names)
         console.print(f"  {listener.type} {where}  tls: {tls}  sasl: {sasl}", soft_wrap=True)
+    for line in component_lines(cfg):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     for line in web_lines(cfg):
         console.print(line, soft_wrap=True, markup=False, highlight=False)
     for line in security_lines(cfg):

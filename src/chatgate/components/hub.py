@@ -1,0 +1,174 @@
+"""The configured components: their domains in the router, their claims, their listener.
+
+Each configured component's domain is registered with the router at start, for as
+long as the server runs (`Router.register_service`), and listed in its parent
+host's disco#items.  Whether a component is connected is decided per stanza: a
+stanza to a connected component is written to its connection; to one that is not
+connected, an IQ get/set or a message gets `service-unavailable` (RFC 6120 §8.3.3.19)
+and presence is dropped, as no one is there to receive it.
+
+One connection per component domain: the first to complete its handshake claims the
+domain (`locator.py`); a second one gets `conflict` and is closed, and the first keeps
+serving (Prosody's policy: a running gateway is not cut off by a stray second start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from chatgate.components.connection import ComponentConnection
+from chatgate.components.locator import ComponentLocator, LocalComponentLocator
+from chatgate.jid import JID
+from chatgate.modules.base import ServiceDomain
+from chatgate.vocabulary.errors import ConfigError, StanzaErrorCondition
+from chatgate.xml.element import Element
+from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.stanza import error_reply
+
+if TYPE_CHECKING:
+    from chatgate.context import ServerContext
+
+log = logging.getLogger(__name__)
+
+#: Component connections that have not completed their handshake, at most: a
+#: component listener has a handful of legitimate peers.
+MAX_PENDING = 64
+
+
+class ComponentHub:
+    """The components of one server process."""
+
+    def __init__(
+        self,
+        ctx: ServerContext,
+        locator: ComponentLocator | None = None,
+        node: str = "local",
+    ) -> None:
+        config = ctx.config
+        self.ctx = ctx
+        #: shared secrets by component domain (`secret_file`s read now: ConfigError)
+        self.secrets = {c.domain: config.component_secret(c) for c in config.components}
+        self.locator: ComponentLocator = locator or LocalComponentLocator()
+        self.node = node
+        #: the connection serving each connected component, on this node
+        self.connected: dict[str, ComponentConnection] = {}
+        self._pending: set[ComponentConnection] = set()
+        self._services: list[ServiceDomain] = []
+        self._server: asyncio.base_events.Server | None = None
+        #: where the listener is bound, once started
+        self.address: tuple[str, int] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def register(self) -> None:
+        """Give every configured component domain to its handler, and list it in its
+        parent's disco#items.  Raises ConfigError for a domain already served (a
+        virtual host, MUC, upload)."""
+        config = self.ctx.config
+        for component in config.components:
+            handler = partial(self._to_component, component.domain)
+            try:
+                self.ctx.router.register_service(component.domain, handler)
+            except ValueError:
+                raise ConfigError(
+                    f"components: {component.domain} is already served here (a virtual host"
+                    " or a service such as MUC or upload): give the component another domain"
+                ) from None
+            service = ServiceDomain(
+                component.domain, handler, config.component_parent(component), component.name
+            )
+            self._services.append(service)
+            self.ctx.services.append(service)
+
+    async def start(self) -> None:
+        """Register the domains, then open the component listener."""
+        self.register()
+        listener = self.ctx.config.component_listener
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            partial(ComponentConnection, self), listener.host, listener.port
+        )
+        host, port = self._server.sockets[0].getsockname()[:2]
+        self.address = (host, port)
+        log.info("listening: components on %s:%d (%s)", host, port, ", ".join(sorted(self.secrets)))
+
+    def close_listener(self) -> None:
+        """No new component connections (those open are closed with the others)."""
+        if self._server is not None:
+            self._server.close()
+
+    async def stop(self) -> None:
+        """Close the listener and give the domains back to the router."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for service in self._services:
+            self.ctx.router.unregister_service(service.domain, service.handler)
+            if service in self.ctx.services:
+                self.ctx.services.remove(service)
+        self._services.clear()
+
+    # ------------------------------------------------------------ connections
+
+    def admit(self, conn: ComponentConnection) -> bool:
+        """A new connection, before its handshake: refused past `MAX_PENDING`."""
+        if len(self._pending) >= MAX_PENDING:
+            return False
+        self._pending.add(conn)
+        self.ctx.connections.add(conn)
+        return True
+
+    def claim(self, domain: str, conn: ComponentConnection) -> bool | Awaitable[bool]:
+        """`conn` completed its handshake for `domain`: it serves it, unless another
+        connection already does."""
+        self._pending.discard(conn)
+        if domain in self.connected:
+            return False
+        claimed = self.locator.claim(domain, self.node)
+        if isinstance(claimed, bool):
+            return self._settle(domain, conn, claimed)
+        return self._settle_later(domain, conn, claimed)
+
+    async def _settle_later(
+        self, domain: str, conn: ComponentConnection, claimed: Awaitable[bool]
+    ) -> bool:
+        return self._settle(domain, conn, await claimed)
+
+    def _settle(self, domain: str, conn: ComponentConnection, claimed: bool) -> bool:
+        if claimed and domain not in self.connected:
+            self.connected[domain] = conn
+            return True
+        return False
+
+    def release(self, domain: str, conn: ComponentConnection) -> None:
+        """`conn` no longer serves `domain`."""
+        if self.connected.get(domain) is conn:
+            del self.connected[domain]
+            released = self.locator.release(domain, self.node)
+            if released is not None:
+                self.ctx.spawn(released)
+            log.info("component %s disconnected", domain)
+
+    def gone(self, conn: ComponentConnection) -> None:
+        """`conn` is closed."""
+        self._pending.discard(conn)
+        self.ctx.connections.discard(conn)
+        if conn.serving is not None:
+            self.release(conn.serving, conn)
+
+    # ------------------------------------------------------------ stanzas to components
+
+    def _to_component(self, domain: str, origin: C2SSession, stanza: Element, to: JID) -> None:
+        """The router's handler for `domain`: to the component, or the error."""
+        conn = self.connected.get(domain)
+        if conn is not None and not conn.closed:
+            conn.deliver(stanza)
+            return
+        if stanza.name == "presence" or stanza.attrs.get("type") in ("error", "result"):
+            return  # nobody to tell; errors are never answered (RFC 6120 §8.3.1)
+        text = f"the component {domain} is not connected"
+        origin.send(error_reply(stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE, text))

@@ -1,0 +1,340 @@
+"""XEP-0114 external components against a real `chatgate serve`: slixmpp's
+`ComponentXMPP` as the component, slixmpp clients as accounts, and a raw socket
+where the test must see the exact stream error."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import slixmpp
+from slixmpp.componentxmpp import ComponentXMPP
+from slixmpp.exceptions import IqError
+
+from tests.e2e.conftest import RunningServer, free_ports, logged_in, serve
+
+pytestmark = pytest.mark.e2e
+
+DOMAIN = "gw.localhost"
+SECRET = "correct horse battery staple"
+OTHER = "bot.example"
+OTHER_SECRET = "another-secret-of-its-own"
+
+
+def start_with_components(tmp: Path) -> tuple[RunningServer, int]:
+    starttls, direct, plain, component = free_ports(4)
+    data_dir = tmp / "var"
+    (tmp / "bot.secret").write_text(OTHER_SECRET + "\n")
+    config = tmp / "chatgate.toml"
+    config.write_text(
+        f"""
+[server]
+domain = "localhost"
+data_dir = "{data_dir}"
+
+[[listeners]]
+port = {starttls}
+tls = "starttls"
+
+[[listeners]]
+port = {direct}
+tls = "direct"
+
+[[listeners]]
+port = {plain}
+tls = "none"
+require_tls = false
+
+[http]
+enabled = false
+
+[auth]
+mechanisms = ["SCRAM-SHA-256", "PLAIN"]
+
+[component_listener]
+port = {component}
+failure_delay = 0.2
+handshake_timeout = 5
+
+[[components]]
+domain = "{DOMAIN}"
+secret = "{SECRET}"
+name = "Test gateway"
+
+[[components]]
+domain = "{OTHER}"
+secret_file = "bot.secret"
+"""
+    )
+    server = serve(config, data_dir, (starttls, direct, plain), listeners=4)
+    return server, component
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, int]]:
+    server, port = start_with_components(tmp_path_factory.mktemp("components"))
+    server.add_user("alice", "alice-pass")
+    yield server, port
+    code = server.stop()
+    assert code == 0, server.log_text()
+    assert "Traceback" not in server.log_text(), server.log_text()
+
+
+class Component(ComponentXMPP):
+    def __init__(self, jid: str, secret: str, port: int) -> None:
+        super().__init__(jid, secret, "127.0.0.1", port)
+        self.register_plugin("xep_0030")
+        self.register_plugin("xep_0199")
+        self.messages: asyncio.Queue[slixmpp.Message] = asyncio.Queue()
+        self.add_event_handler("message", self.messages.put_nowait)
+
+
+@contextlib.asynccontextmanager
+async def component(port: int, jid: str = DOMAIN, secret: str = SECRET) -> AsyncIterator[Component]:
+    comp = Component(jid, secret, port)
+    started = asyncio.get_running_loop().create_future()
+    comp.add_event_handler("session_start", lambda _e: started.done() or started.set_result(True))
+    comp.connect()
+    try:
+        await asyncio.wait_for(started, 10)
+        yield comp
+    finally:
+        comp.abort()
+        await asyncio.sleep(0.2)  # the server sees the close
+
+
+class Raw:
+    """A component connection spoken by hand, to see exact stream errors."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.data = b""
+
+    def send(self, text: str | bytes) -> None:
+        self.sock.sendall(text.encode() if isinstance(text, str) else text)
+
+    def open(self, domain: str) -> str:
+        self.send(
+            "<stream:stream xmlns='jabber:component:accept'"
+            f" xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>"
+        )
+        match = re.search(
+            rb"<stream:stream[^>]*\sid=['\"]([^'\"]+)['\"]", self.expect(rb"<stream:stream[^>]*>")
+        )
+        assert match is not None
+        return match.group(1).decode()
+
+    def handshake(self, stream_id: str, secret: str) -> None:
+        digest = hashlib.sha1((stream_id + secret).encode()).hexdigest()
+        self.send(f"<handshake>{digest}</handshake>")
+
+    def expect(self, pattern: bytes, timeout: float = 10) -> bytes:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.data):
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise AssertionError(f"{pattern!r} not in {self.data!r}") from None
+            if not chunk:
+                raise AssertionError(f"closed before {pattern!r}: {self.data!r}")
+            self.data += chunk
+        return self.data
+
+    def closed(self, timeout: float = 10) -> bool:
+        """Read until the server closes (True) or the timeout (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                return False
+            except ConnectionResetError:
+                return True
+            if not chunk:
+                return True
+            self.data += chunk
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def raw(setup: tuple[RunningServer, int]) -> Iterator[Raw]:
+    conn = Raw(setup[1])
+    yield conn
+    conn.close()
+
+
+# ---------------------------------------------------------------- handshake
+
+
+def test_the_right_handshake_is_accepted(raw: Raw) -> None:
+    stream_id = raw.open(DOMAIN)
+    assert len(stream_id) >= 16
+    raw.handshake(stream_id, SECRET)
+    raw.expect(rb"<handshake[^>]*/>")
+
+
+def test_a_wrong_handshake_is_refused_with_not_authorized(raw: Raw) -> None:
+    stream_id = raw.open(DOMAIN)
+    raw.handshake(stream_id, "not the secret")
+    raw.expect(rb"<not-authorized")
+    assert raw.closed()
+    assert b"<handshake" not in raw.data.split(b">", 2)[-1]
+
+
+def test_a_secret_from_a_file_works_and_an_unknown_domain_is_host_unknown(
+    setup: tuple[RunningServer, int],
+) -> None:
+    good = Raw(setup[1])
+    good.handshake(good.open(OTHER), OTHER_SECRET)
+    good.expect(rb"<handshake[^>]*/>")
+    good.close()
+    bad = Raw(setup[1])
+    bad.send(
+        "<stream:stream xmlns='jabber:component:accept'"
+        " xmlns:stream='http://etherx.jabber.org/streams' to='nobody.localhost'>"
+    )
+    bad.expect(rb"<host-unknown")
+    assert bad.closed()
+    bad.close()
+
+
+def test_a_client_stream_on_the_component_port_is_invalid_namespace(raw: Raw) -> None:
+    raw.send(
+        "<stream:stream xmlns='jabber:client'"
+        f" xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}'>"
+    )
+    raw.expect(rb"<invalid-namespace")
+    assert raw.closed()
+
+
+# ---------------------------------------------------------------- routing
+
+
+async def test_an_account_pings_the_component_and_the_component_pings_the_server(
+    setup: tuple[RunningServer, int],
+) -> None:
+    server, port = setup
+    async with component(port) as comp, logged_in(server, "alice@localhost", "alice-pass") as alice:
+        rtt = await alice.plugin["xep_0199"].ping(slixmpp.JID(DOMAIN), timeout=5)
+        assert rtt >= 0
+        # slixmpp's itest: a JID of the component pings the server and gets the result.
+        sender = slixmpp.JID(f"whatever@{DOMAIN}")
+        pong = await comp.plugin["xep_0199"].send_ping(slixmpp.JID("localhost"), ifrom=sender)
+        assert pong["type"] == "result"
+        assert pong["to"] == sender
+        # The host lists the component in its disco#items.
+        items = await alice.plugin["xep_0030"].get_items(jid="localhost", timeout=5)
+        listed = {item[0]: item[2] for item in items["disco_items"]["items"]}
+        assert listed.get(DOMAIN) == "Test gateway"
+        assert OTHER in listed
+
+
+async def test_messages_flow_both_ways_between_an_account_and_the_component(
+    setup: tuple[RunningServer, int],
+) -> None:
+    server, port = setup
+    async with component(port) as comp, logged_in(server, "alice@localhost", "alice-pass") as alice:
+        comp.send_message(
+            mto="alice@localhost", mfrom=f"bot@{DOMAIN}", mbody="hello from the gateway"
+        )
+        got = await alice.next_message()
+        assert got["from"] == f"bot@{DOMAIN}"
+        assert got["body"] == "hello from the gateway"
+        alice.send_message(mto=f"someone@{DOMAIN}/res", mbody="hi gateway", mtype="chat")
+        received = await asyncio.wait_for(comp.messages.get(), 10)
+        assert received["to"] == f"someone@{DOMAIN}/res"
+        assert received["from"] == alice.boundjid
+        assert received["body"] == "hi gateway"
+
+
+async def test_a_disconnected_component_is_service_unavailable(
+    setup: tuple[RunningServer, int],
+) -> None:
+    server, _port = setup
+    async with logged_in(server, "alice@localhost", "alice-pass") as alice:
+        with pytest.raises(IqError) as caught:
+            await alice.plugin["xep_0199"].send_ping(slixmpp.JID(DOMAIN), timeout=5)
+        assert caught.value.iq["error"]["condition"] == "service-unavailable"
+        alice.send_message(mto=f"x@{DOMAIN}", mbody="anyone?")
+        bounce = await alice.next_message()
+        assert bounce["type"] == "error"
+        assert bounce["error"]["condition"] == "service-unavailable"
+
+
+async def test_a_second_connection_for_a_connected_domain_gets_conflict_and_the_first_stays(
+    setup: tuple[RunningServer, int],
+) -> None:
+    server, port = setup
+    async with component(port) as comp, logged_in(server, "alice@localhost", "alice-pass") as alice:
+        second = Raw(port)
+        second.handshake(second.open(DOMAIN), SECRET)
+        second.expect(rb"<conflict")
+        assert second.closed()
+        second.close()
+        await alice.plugin["xep_0199"].ping(slixmpp.JID(DOMAIN), timeout=5)
+        assert comp.is_connected()
+
+
+async def test_a_forged_from_closes_only_that_component(setup: tuple[RunningServer, int]) -> None:
+    server, port = setup
+    async with logged_in(server, "alice@localhost", "alice-pass") as alice:
+        bad = Raw(port)
+        bad.handshake(bad.open(OTHER), OTHER_SECRET)
+        bad.expect(rb"<handshake[^>]*/>")
+        bad.send(
+            "<message from='admin@localhost' to='alice@localhost'><body>forged</body></message>"
+        )
+        bad.expect(rb"<invalid-from")
+        assert bad.closed()
+        bad.close()
+        with pytest.raises(asyncio.TimeoutError):
+            await alice.next_message(timeout=1)
+        # Only that connection: the account and the other component still work.
+        async with component(port) as _comp:
+            await alice.plugin["xep_0199"].ping(slixmpp.JID(DOMAIN), timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("payload", "condition"),
+    [
+        (
+            b"<message to='alice@localhost'><body>x</bod></message>",
+            rb"<not-well-formed|<invalid-xml",
+        ),
+        (
+            b"<message to='alice@localhost'><body>" + b"x" * 300_000 + b"</body></message>",
+            rb"<policy-violation",
+        ),
+        (b"<query xmlns='jabber:iq:roster'/>", rb"<unsupported-stanza-type"),
+    ],
+    ids=["malformed", "huge", "not-a-stanza"],
+)
+async def test_bad_input_closes_only_that_component_connection(
+    setup: tuple[RunningServer, int], payload: bytes, condition: bytes
+) -> None:
+    server, port = setup
+    async with logged_in(server, "alice@localhost", "alice-pass") as alice:
+        bad = Raw(port)
+        bad.handshake(bad.open(DOMAIN), SECRET)
+        bad.expect(rb"<handshake[^>]*/>")
+        with contextlib.suppress(OSError):
+            bad.send(payload)
+        bad.expect(condition)
+        assert bad.closed()
+        bad.close()
+        await asyncio.sleep(0.1)
+        # The domain is free again, and the account was not disturbed.
+        async with component(port):
+            await alice.plugin["xep_0199"].ping(slixmpp.JID(DOMAIN), timeout=5)
