@@ -338,3 +338,37 @@ async def test_bad_input_closes_only_that_component_connection(
         # The domain is free again, and the account was not disturbed.
         async with component(port):
             await alice.plugin["xep_0199"].ping(slixmpp.JID(DOMAIN), timeout=5)
+
+
+def test_a_component_gets_only_read_only_answers_from_the_server(raw: Raw) -> None:
+    raw.handshake(raw.open(DOMAIN), SECRET)
+    raw.expect(rb"<handshake[^>]*/>")
+    # A component is not an account: the server keeps no roster for it ...
+    raw.send(
+        f"<iq type='get' id='r1' from='u@{DOMAIN}' to='localhost'>"
+        "<query xmlns='jabber:iq:roster'/></iq>"
+    )
+    raw.expect(rb"id=['\"]r1['\"][^>]*>.*?<service-unavailable")
+    # ... but answers what anyone may ask it,
+    raw.send(
+        f"<iq type='get' id='v1' from='u@{DOMAIN}' to='localhost'>"
+        "<query xmlns='jabber:iq:version'/></iq>"
+    )
+    raw.expect(
+        rb"<iq[^>]*type=['\"]result['\"][^>]*id=['\"]v1|<iq[^>]*id=['\"]v1['\"][^>]*type=['\"]result"
+    )
+    # and no federation: another domain is remote-server-not-found.
+    raw.send(
+        f"<message id='m1' from='u@{DOMAIN}' to='x@elsewhere.example'><body>x</body></message>"
+    )
+    raw.expect(rb"<remote-server-not-found")
+
+
+def test_check_lists_the_components(setup: tuple[RunningServer, int]) -> None:
+    server, port = setup
+    result = server.cli("check")
+    assert result.returncode == 0, result.stderr
+    assert f"XEP-0114 on 127.0.0.1:{port}" in result.stdout
+    assert f'{DOMAIN} "Test gateway"  listed by localhost  auth: secret' in result.stdout
+    assert f"{OTHER}  listed by localhost  auth: secret_file bot.secret" in result.stdout
+    assert SECRET not in result.stdout and OTHER_SECRET not in result.stdout
