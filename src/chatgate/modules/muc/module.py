@@ -3,7 +3,9 @@
 The module wires the service (`service.py`) to the router's `ServiceDomain` seam
 for each host, loads the persistent rooms before the listeners open, and makes a
 session that ends leave every room it was in.  Rooms live in a `RoomRegistry`
-(`registry.py`: in-process here; what a cluster needs is said there).
+(`registry.py`, in-process); in a cluster each room lives on its owning node, and
+`relay.py` sends every stanza for a room there, `ownership.py` moves rooms as
+nodes come and go.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from functools import partial
 from typing import TYPE_CHECKING, ClassVar
 
 from chatgate.modules.base import OnEvent, OnStart, Registration, ServiceDomain, Spec
-from chatgate.modules.muc import dispatch
 from chatgate.modules.muc.archive import MamRoomArchive
 from chatgate.modules.muc.occupancy import leave, session_closed
 from chatgate.modules.muc.options import MucOptions
+from chatgate.modules.muc.ownership import RoomOwnership
 from chatgate.modules.muc.registry import LocalRoomRegistry, RoomRegistry
-from chatgate.modules.muc.room import Room, RoomConfig
+from chatgate.modules.muc.relay import RoomRelay
 from chatgate.modules.muc.service import MucService, RoomArchive
 from chatgate.storage.repositories.rooms import RoomRepository
 from chatgate.xmpp.events import BecameUnavailable, RemoteSessionLost, SessionClosed
@@ -46,6 +48,7 @@ class MultiUserChat:
     def __init__(self) -> None:
         self.service: MucService | None = None
         self.registry: RoomRegistry = LocalRoomRegistry()
+        self.relay: RoomRelay | None = None
 
     def setup(self, ctx: ServerContext) -> Iterable[Registration]:
         options = ctx.options(self.name, MucOptions)
@@ -63,42 +66,32 @@ class MultiUserChat:
         service.leave = partial(leave, service)
         self.service = service
         domains = {f"{options.domain_prefix}.{host}": host for host in ctx.hosts}
+        relay = RoomRelay(service, ctx.peers, max_stanza_bytes=ctx.config.limits.max_stanza_size)
+        ownership = RoomOwnership(service, relay, repository, domains)
+        self.relay = relay
 
         async def load_rooms() -> None:
-            for domain in domains:
-                for record in await repository.load(domain):
-                    if self.registry.get(record.jid) is not None:
-                        continue
-                    room = Room(
-                        record.jid,
-                        RoomConfig.from_dict(record.config),
-                        history=service.new_history(),
-                        secret=record.secret,
-                        affiliations=record.affiliations,
-                        subject=record.subject,
-                        subject_nick=record.subject_nick,
-                    )
-                    self.registry.add(room)
+            await ownership.start()
             log.info("multi-user chat on %s", ", ".join(sorted(domains)))
 
         def closed(event: SessionClosed) -> None:
-            session_closed(service, event.session.full)
-
-        def lost(event: RemoteSessionLost) -> None:
-            # a session of another cluster node died with its node
-            session_closed(service, event.full)
-
-        yield OnStart(load_rooms)
+            relay.session_ended(event.session.full)
 
         def unavailable(event: BecameUnavailable) -> None:
             # broadcast unavailable leaves every room too (XEP-0045 §7.14)
-            session_closed(service, event.session.full)
+            relay.session_ended(event.session.full)
 
+        def lost(event: RemoteSessionLost) -> None:
+            # a session of another cluster node died with its node: it leaves the
+            # rooms this node owns
+            session_closed(service, event.full)
+
+        yield OnStart(load_rooms)
         yield OnEvent(SessionClosed, closed, priority=50)
         yield OnEvent(BecameUnavailable, unavailable, priority=50)
         yield OnEvent(RemoteSessionLost, lost, priority=50)
         for domain, host in domains.items():
-            yield ServiceDomain(domain, partial(dispatch.handle, service), host, options.name)
+            yield ServiceDomain(domain, relay.handle, host, options.name)
 
 
 def _room_archive(ctx: ServerContext) -> RoomArchive | None:

@@ -1,0 +1,367 @@
+"""Rooms in a cluster: every stanza for a room is handled by the room's owning node.
+
+A room's state (occupants, roles, history) changes with every stanza, so it lives
+on exactly one node: `peers.owner(room JID)` (rendezvous hashing over the live
+nodes, the same answer everywhere).  `RoomRelay.handle` is the `ServiceDomain`
+handler of every node:
+
+- not clustered (`LocalPeers`): straight to `dispatch.handle`, as before;
+- a stanza to a room or an occupant (``room@service[/nick]``): handled here when
+  this node owns the room, else serialized with the sender's full JID and sent to
+  the owner on topic ``"muc"``.  The owner handles it exactly as a local stanza,
+  for a `ForwardedSender` standing in for the session (what it is sent goes out
+  through the router, which reaches sessions on other nodes); it trusts the full
+  JID, which only a node can have written.  A stanza for a room the receiving node
+  no longer owns (the nodes saw a membership change at different moments) is sent
+  on to the owner it sees, at most `MAX_HOPS` times;
+- the service itself: disco#items gathers the public rooms of every node (a
+  request on ``"muc-rooms"`` to each, answered within `LIST_TIMEOUT`; a node that
+  does not answer is left out); disco#info and ping are answered here.
+
+What storage a forwarded stanza's handling awaits (a persistent room's save, an
+archive query) is awaited in order per sender (`Lanes`), as the sender's own
+connection awaits it for a local stanza.
+
+Node changes (`ownership.py`) decide what happens to rooms when nodes come and go;
+`Memberships` is what this node remembers of its own sessions' rooms for that.
+
+Must not: touch session tables (delivery is the router's), or block: nothing here
+awaits on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, cast
+
+from chatgate.jid import JID
+from chatgate.modules.muc import dispatch
+from chatgate.modules.muc.admin import MAX_LISTED
+from chatgate.modules.muc.occupancy import session_closed
+from chatgate.peers import PeerRefused, PeerUnreachable
+from chatgate.vocabulary import ns
+from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
+from chatgate.xml.element import Element
+from chatgate.xml.framed import parse_fragment
+from chatgate.xml.serialize import serialize
+from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.stanza import iq_result
+
+if TYPE_CHECKING:
+    from chatgate.modules.muc.service import MucService, Pending
+    from chatgate.peers import Peers
+
+log = logging.getLogger(__name__)
+
+#: stanzas for rooms, and sessions that ended, between nodes
+TOPIC = "muc"
+#: requests for a node's public rooms (the service's disco#items)
+ROOMS_TOPIC = "muc-rooms"
+#: times a forwarded stanza may be sent on to another owner
+MAX_HOPS = 3
+#: seconds the service's room list waits for the other nodes' lists
+LIST_TIMEOUT = 2.0
+#: stanzas of one sender waiting behind its stanza whose storage is awaited
+MAX_WAITING_PER_SENDER = 100
+#: senders with stanzas waiting that way, at most
+MAX_WAITING_SENDERS = 10_000
+
+_STANZA = b"S"
+_ENDED = b"E"
+E = StanzaErrorCondition
+
+
+def unreachable() -> StanzaError:
+    """What a sender gets when the room's node cannot be reached now (Redis away,
+    the node's queue full): try again later."""
+    return StanzaError(
+        E.RESOURCE_CONSTRAINT, "the room's node cannot be reached now; try again", "wait"
+    )
+
+
+class ForwardedSender:
+    """The session that sent a forwarded stanza, as the owner's handlers see it:
+    what they send it goes out through the router (to the session's node)."""
+
+    __slots__ = ("_jid", "_max", "_router", "bare", "domain", "full", "resource", "username")
+
+    def __init__(self, full: str, router: object, max_bytes: int) -> None:
+        jid = JID.parse(full)
+        self._jid = jid
+        self._router = router
+        self._max = max_bytes
+        self.full = full
+        self.bare = str(jid.bare)
+        self.username = jid.local or ""
+        self.domain = jid.domain
+        self.resource = jid.resource or ""
+
+    def send(self, el: Element) -> None:
+        self._router.deliver_to_full(self._jid, el)  # type: ignore[attr-defined]
+
+    def write(self, data: bytes) -> None:
+        # Only a room archive's result pages come here already serialized.
+        self.send(parse_fragment(data, max_stanza_bytes=max(len(data) + 1, self._max)))
+
+
+class Lanes:
+    """Per-sender order for handling whose storage is awaited: while one stanza of a
+    sender awaits, its next ones wait behind it (bounded: `MAX_WAITING_PER_SENDER`
+    each, `MAX_WAITING_SENDERS` senders)."""
+
+    def __init__(self, spawn: Callable[[Awaitable[None]], None]) -> None:
+        self._spawn = spawn
+        self._waiting: dict[str, deque[Callable[[], Pending]]] = {}
+
+    def run(self, key: str, work: Callable[[], Pending]) -> bool:
+        """Run `work` now or after what `key` awaits; False when its lane is full."""
+        queue = self._waiting.get(key)
+        if queue is not None:
+            if len(queue) >= MAX_WAITING_PER_SENDER:
+                return False
+            queue.append(work)
+            return True
+        pending = work()
+        if pending is None:
+            return True
+        if len(self._waiting) >= MAX_WAITING_SENDERS:
+            log.warning("muc: %d senders wait on storage; not ordering more", len(self._waiting))
+            self._spawn(_logged(pending))
+            return True
+        self._waiting[key] = deque()
+        self._spawn(self._drain(key, pending))
+        return True
+
+    async def _drain(self, key: str, pending: Awaitable[None]) -> None:
+        queue = self._waiting[key]
+        try:
+            while True:
+                await _logged(pending)
+                next_pending: Pending = None
+                while queue and next_pending is None:
+                    next_pending = queue.popleft()()
+                if next_pending is None:
+                    return
+                pending = next_pending
+        finally:
+            del self._waiting[key]
+
+
+async def _logged(pending: Awaitable[None]) -> None:
+    try:
+        await pending
+    except Exception:
+        log.exception("muc: a forwarded stanza's handling failed")
+
+
+class Memberships:
+    """The rooms this node's sessions sent presence to, with the nick (bounded per
+    session): whom to tell when a room's owner dies, and whether a session's end
+    must be told to the other nodes.  A room beyond the bound pushes the oldest
+    out (the owner's own backstop, a groupchat message that can no longer reach
+    the session, still removes it)."""
+
+    def __init__(self, per_session: int) -> None:
+        self.per_session = per_session
+        self._rooms: dict[str, dict[str, str]] = {}
+
+    def joined(self, full: str, room: str, nick: str) -> None:
+        rooms = self._rooms.setdefault(full, {})
+        rooms.pop(room, None)
+        rooms[room] = nick
+        while len(rooms) > self.per_session:
+            del rooms[next(iter(rooms))]
+
+    def left(self, full: str, room: str) -> None:
+        rooms = self._rooms.get(full)
+        if rooms is not None:
+            rooms.pop(room, None)
+            if not rooms:
+                del self._rooms[full]
+
+    def ended(self, full: str) -> dict[str, str]:
+        return self._rooms.pop(full, {})
+
+    def items(self) -> list[tuple[str, dict[str, str]]]:
+        return list(self._rooms.items())
+
+
+class RoomRelay:
+    """The service-domain handler of a node of a cluster (see the module docstring)."""
+
+    def __init__(self, svc: MucService, peers: Peers, *, max_stanza_bytes: int) -> None:
+        self.svc = svc
+        self.peers = peers
+        self.max_stanza_bytes = max_stanza_bytes
+        self.memberships = Memberships(svc.options.max_rooms_per_session)
+        self.lanes = Lanes(svc.spawn or _run_detached)
+        #: set while this node's room table is complete; cleared while persistent
+        #: rooms that moved here are being loaded (stanzas for rooms it lacks wait)
+        self.settled = asyncio.Event()
+        if peers.clustered:
+            peers.on_message(TOPIC, self._arrived)
+            peers.on_request(ROOMS_TOPIC, self._rooms_asked)
+        else:
+            self.settled.set()
+
+    # ------------------------------------------------------------ from local clients
+
+    def handle(self, session: C2SSession, stanza: Element, to: JID) -> Pending:
+        """A stanza from a client of this node to the service or one of its rooms."""
+        peers = self.peers
+        if not peers.clustered:
+            return dispatch.handle(self.svc, session, stanza, to)
+        if not to.local:
+            if _is_items_query(stanza):
+                return self._room_list(session, stanza, to)
+            return dispatch.handle(self.svc, session, stanza, to)
+        room = f"{to.local}@{to.domain}"
+        if stanza.name == "presence":
+            self._track(session.full, stanza, room, to.resource or "")
+        owner = peers.owner(room)
+        if owner == peers.name:
+            return self.local(session, stanza, to)
+        if not peers.send(owner, TOPIC, _encode(0, session.full, stanza)):
+            self.svc.error(session, stanza, unreachable())
+        return None
+
+    def _track(self, full: str, stanza: Element, room: str, nick: str) -> None:
+        ptype = stanza.get("type")
+        if ptype is None and nick:
+            self.memberships.joined(full, room, nick)
+        elif ptype in ("unavailable", "error"):
+            self.memberships.left(full, room)
+
+    def local(self, session: C2SSession, stanza: Element, to: JID) -> Pending:
+        """Handle a stanza for a room this node owns; while rooms that moved here are
+        loading, a stanza for a room not (yet) here waits for the load."""
+        room = f"{to.local}@{to.domain}"
+        if not self.settled.is_set() and to.local and self.svc.registry.get(room) is None:
+            return self._after_settling(session, stanza, to)
+        try:
+            return dispatch.handle(self.svc, session, stanza, to)
+        except Exception:
+            log.exception("muc: handling a stanza for %s failed", to)
+            return None
+
+    async def _after_settling(self, session: C2SSession, stanza: Element, to: JID) -> None:
+        await self.settled.wait()
+        pending = dispatch.handle(self.svc, session, stanza, to)
+        if pending is not None:
+            await pending
+
+    def session_ended(self, full: str) -> None:
+        """A session of this node ended (or went unavailable): it leaves the rooms of
+        this node here, and those elsewhere by a notice to every other node (each
+        owner knows which of its rooms the session is in)."""
+        session_closed(self.svc, full)
+        rooms = self.memberships.ended(full)
+        if self.peers.clustered and any(self.peers.owner(r) != self.peers.name for r in rooms):
+            sent = self.peers.broadcast(TOPIC, _ENDED + full.encode())
+            if sent < len(self.peers.alive()) - 1:
+                log.warning("muc: could not tell every node that %s left its rooms", full)
+
+    # ------------------------------------------------------------ from other nodes
+
+    def _arrived(self, sender: str, payload: bytes) -> None:
+        kind = payload[:1]
+        if kind == _ENDED:
+            full = payload[1:].decode(errors="replace")
+            self.lanes.run(full, lambda: session_closed(self.svc, full))
+            return
+        if kind != _STANZA or len(payload) < 3:
+            log.warning("muc: an unknown message from node %s was dropped", sender)
+            return
+        hops = payload[1]
+        head, _, data = payload[2:].partition(b"\n")
+        try:
+            full = head.decode()
+            origin = ForwardedSender(full, self.svc.router, self.max_stanza_bytes)
+            stanza = parse_fragment(data, max_stanza_bytes=self.max_stanza_bytes)
+            to = JID.parse(stanza.get("to") or "")
+        except Exception as exc:  # a node wrote it: a bug or a version mismatch
+            log.warning("muc: a malformed stanza from node %s was dropped (%s)", sender, exc)
+            return
+        session = cast(C2SSession, origin)
+        if to.local:
+            owner = self.peers.owner(f"{to.local}@{to.domain}")
+            if owner != self.peers.name:
+                # the nodes saw a membership change at different moments: send it on
+                if hops >= MAX_HOPS or not self.peers.send(
+                    owner, TOPIC, _encode(hops + 1, full, stanza)
+                ):
+                    self.svc.error(session, stanza, unreachable())
+                return
+        if not self.lanes.run(full, lambda: self.local(session, stanza, to)):
+            self.svc.error(
+                session, stanza, StanzaError(E.RESOURCE_CONSTRAINT, "too many stanzas", "wait")
+            )
+
+    # ------------------------------------------------------------ the room list
+
+    def public_rooms(self, service: str) -> list[tuple[str, str]]:
+        """This node's public, unlocked rooms of `service`: (JID, name)."""
+        listed = []
+        for room in self.svc.registry.rooms(service):
+            if room.config.public and not room.locked:
+                listed.append((room.jid, room.config.name))
+                if len(listed) >= MAX_LISTED:
+                    break
+        return listed
+
+    async def _rooms_asked(self, sender: str, payload: bytes) -> bytes:
+        return json.dumps(self.public_rooms(payload.decode())).encode()
+
+    def _room_list(self, session: C2SSession, iq: Element, to: JID) -> Pending:
+        return self._gather(session, iq, to.domain)
+
+    async def _gather(self, session: C2SSession, iq: Element, service: str) -> None:
+        """disco#items of the service (XEP-0045 §6.3): every node's public rooms."""
+        others = sorted(self.peers.alive() - {self.peers.name})
+        answers = await asyncio.gather(
+            *(self.peers.request(n, ROOMS_TOPIC, service.encode(), LIST_TIMEOUT) for n in others),
+            return_exceptions=True,
+        )
+        rooms = dict(self.public_rooms(service))
+        for node, answer in zip(others, answers, strict=True):
+            if isinstance(answer, (PeerUnreachable, PeerRefused)):
+                log.info("muc: node %s's rooms are not listed (%s)", node, answer)
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
+            for jid, name in json.loads(answer)[:MAX_LISTED]:
+                rooms.setdefault(str(jid), str(name))
+        query = Element("query", ns.DISCO_ITEMS)
+        for jid in sorted(rooms)[:MAX_LISTED]:
+            attrs = {"jid": jid}
+            if rooms[jid]:
+                attrs["name"] = rooms[jid]
+            query.sub("item", attrs=attrs)
+        reply = iq_result(iq, query)
+        reply.attrs["to"] = session.full
+        session.send(reply)
+
+
+def _is_items_query(stanza: Element) -> bool:
+    if stanza.name != "iq" or stanza.get("type") != "get":
+        return False
+    query = stanza.find("query", ns.DISCO_ITEMS)
+    return query is not None and not query.get("node") and len(stanza.children) == 1
+
+
+def _encode(hops: int, full: str, stanza: Element) -> bytes:
+    return b"".join((_STANZA, bytes((hops,)), full.encode(), b"\n", serialize(stanza).encode()))
+
+
+_DETACHED: set[asyncio.Future[None]] = set()
+
+
+def _run_detached(work: Awaitable[None]) -> None:
+    """Without the server's `spawn` (a service built alone, in tests)."""
+    task = asyncio.ensure_future(work)
+    _DETACHED.add(task)
+    task.add_done_callback(_DETACHED.discard)
