@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -131,11 +131,9 @@ def _matches_bare(items: frozenset[str], bare: str) -> bool:
 class BlocklistCache(Protocol):
     """Blocklists in memory, read by the router's synchronous path.
 
-    In a cluster every node keeps its own copy; a shared implementation must make
-    `changed` reach the other nodes (a Redis pub/sub message naming the account,
-    its key built in `cluster/keys.py`), where each node calls `forget` for it, so
-    the next stanza there reads the list again from the database; until that
-    message arrives another node may apply the old list for a moment."""
+    In a cluster every node keeps its own copy; a change made on one node reaches
+    the others through `chatgate.cluster.blocking.BlocklistSync` (the new list,
+    applied there with `Blocklists.changed`), so the cache itself stays per node."""
 
     def get(self, bare: str) -> frozenset[str] | None: ...
 
@@ -146,6 +144,10 @@ class BlocklistCache(Protocol):
     def changed(self, bare: str, items: frozenset[str]) -> None: ...
 
     def forget(self, bare: str) -> None: ...
+
+    def accounts(self) -> list[str]:
+        """Every account whose list is in memory."""
+        ...
 
     @property
     def blocking(self) -> int:
@@ -204,6 +206,9 @@ class LocalBlocklistCache:
         if items:
             self._blocking -= 1
 
+    def accounts(self) -> list[str]:
+        return [*self._pinned, *self._recent]
+
     def _evicted(self, _bare: str, items: frozenset[str]) -> None:
         if items:
             self._blocking -= 1
@@ -245,10 +250,12 @@ class Blocking:
         yield IqHandler(BLOCKING, "set", self.commands.set)
         yield DiscoFeature(BLOCKING)
         yield Stage(self.stage, priority=100)
-        if ctx.cluster is None:
-            # In a cluster another node's block would not reach this set: every
-            # list is read there (as before the set existed).
-            yield OnStart(self.lists.learn_blockers)
+        if ctx.cluster is not None and ctx.peers.clustered:
+            from chatgate.cluster.blocking import BlocklistSync
+
+            # Every node's blocks reach this node's cache and set of blockers.
+            self.sync = BlocklistSync(ctx.cluster, ctx.peers, self.lists)
+        yield OnStart(self.lists.learn_blockers)
         yield OnEvent(SessionBound, self.lists.session_bound)
         yield OnEvent(SessionClosed, self.lists.session_closed, priority=-100)
         yield OnEvent(SessionClosed, self.commands.session_closed)
@@ -283,9 +290,40 @@ class Blocklists:
         #: other's list is empty without a read, so a login costs no query for the
         #: many who block nobody.  None: not known (a cluster, or too many), read all.
         self.blockers: set[str] | None = None
+        #: tells the other nodes of a cluster about a change made here (None: alone);
+        #: awaiting it means they were sent it
+        self.share: Callable[[str, frozenset[str]], Awaitable[None]] | None = None
 
     async def learn_blockers(self) -> None:
         self.blockers = await self.repository.blockers(MAX_KNOWN_BLOCKERS)
+
+    def learned(self, bare: str, items: frozenset[str]) -> None:
+        """Another node changed `bare`'s list to `items`: applied here at once, and
+        kept in memory (a presence filter needs it without a read), then read again
+        from the database, which settles two changes made at once on two nodes."""
+        self.changed(bare, items)
+        if self.cache.get(bare) is None:
+            self.cache.put(bare, items, pinned=self.ctx.router.directory.bound_here(bare))
+        self.reload(bare)
+
+    def reload(self, bare: str) -> None:
+        """Read `bare`'s list again (another node changed it; concurrent changes
+        on two nodes may have crossed): the cached list applies meanwhile."""
+        if bare in self._loads:
+            self._dirty.add(bare)
+        elif self.cache.get(bare) is not None:
+            self.load(bare)
+
+    async def resync(self) -> None:
+        """After changes may have been missed (a cluster's Redis came back): the set
+        of blockers and every cached list are read again."""
+        try:
+            await self.learn_blockers()
+        except StorageUnavailable as exc:
+            self._outage.failed("reading the accounts with a blocklist", exc)
+            self.blockers = None
+        for bare in self.cache.accounts():
+            self.reload(bare)
 
     def get(self, bare: str) -> frozenset[str] | None:
         items = self.cache.get(bare)
@@ -516,6 +554,14 @@ class BlockingPresenceFilter:
             if mine and _matches_bare(mine, other):
                 continue
             theirs = lists.get(other)
+            if (
+                theirs is None
+                and other not in lists.waiting
+                and len(lists.waiting) < MAX_ACCOUNTS_LOADING
+            ):
+                # Not in memory (a contact with no session here, evicted): read it
+                # for the next presence; this one cannot wait.
+                lists.load(other)
             if theirs and _matches_bare(theirs, bare):
                 continue
             kept.append(other)
@@ -584,6 +630,9 @@ class BlockingCommands:
             changed = await self.lists.repository.unblock(owner, jids or None)
             current = frozenset(await self.lists.repository.items(owner))
         self.lists.changed(bare, current)
+        if self.lists.share is not None:
+            # Every node applies the new list before the user hears it is done.
+            await self.lists.share(bare, current)
         self._reply(session, iq, None)
         if block is not None:
             if changed:

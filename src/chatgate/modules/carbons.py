@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from chatgate.jid import JID
-from chatgate.modules.base import DiscoFeature, IqHandler, OnEvent, Registration, Spec, Stage
+from chatgate.modules.base import (
+    DiscoFeature,
+    IqHandler,
+    OnEvent,
+    OnStart,
+    Registration,
+    Spec,
+    Stage,
+)
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.vocabulary.ns import CARBONS, FORWARD, HINTS, MUC_USER
@@ -100,14 +108,12 @@ def wrap(kind: str, stanza: Element, to: str, account: str) -> Element:
 
 
 class CarbonsState(Protocol):
-    """Which sessions enabled carbons.
+    """Which sessions enabled carbons, by full JID.
 
-    A shared implementation (a cluster) would keep, per account, the full JIDs
-    that enabled carbons where every node reads them (a Redis set per account,
-    its key built in `cluster/keys.py`, changed on enable/disable and by the
-    node that sees a session end, cleared with a node's sessions when it dies),
-    so that the sending node can also copy to another node's sessions; the copy
-    itself goes through the router, which already forwards to them."""
+    `LocalCarbonsState` knows this process's sessions; in a cluster
+    `chatgate.cluster.carbons.ClusterCarbonsState` also knows every other node's
+    (replicated to each node's memory, so routing never waits on Redis).  The
+    copies go through the router, which forwards to other nodes' sessions."""
 
     def enable(self, session: C2SSession) -> None: ...
 
@@ -115,8 +121,8 @@ class CarbonsState(Protocol):
 
     def enabled(self, session: C2SSession) -> bool: ...
 
-    def of(self, bare: str) -> Collection[C2SSession]:
-        """The sessions of account `bare` with carbons on (empty: none)."""
+    def of(self, bare: str) -> Collection[str]:
+        """The full JIDs of account `bare` with carbons on, on any node (empty: none)."""
         ...
 
     def __bool__(self) -> bool:
@@ -143,9 +149,17 @@ class LocalCarbonsState:
     def enabled(self, session: C2SSession) -> bool:
         return self._accounts.get(session.bare, {}).get(session.resource) is session
 
-    def of(self, bare: str) -> Collection[C2SSession]:
+    def of(self, bare: str) -> Collection[str]:
         sessions = self._accounts.get(bare)
-        return sessions.values() if sessions else ()
+        return [s.full for s in sessions.values()] if sessions else ()
+
+    def resources(self, bare: str) -> list[str]:
+        """The resources of `bare` with carbons on in this process."""
+        return list(self._accounts.get(bare, ()))
+
+    def accounts(self) -> list[str]:
+        """The accounts with a session with carbons on in this process."""
+        return list(self._accounts)
 
     def __bool__(self) -> bool:
         return bool(self._accounts)
@@ -164,7 +178,15 @@ class Carbons:
         options = ctx.options(self.name, Options)
         if not options.enabled:
             return
-        self.state: CarbonsState = LocalCarbonsState()
+        self.state: CarbonsState
+        if ctx.cluster is not None and ctx.peers.clustered:
+            from chatgate.cluster.carbons import ClusterCarbonsState
+
+            shared = ClusterCarbonsState(ctx.cluster, ctx.peers)
+            self.state = shared
+            yield OnStart(shared.start)
+        else:
+            self.state = LocalCarbonsState()
         self.stage = CarbonsStage(ctx.router, self.state)
         yield IqHandler(CARBONS, "set", self._set)
         yield DiscoFeature(CARBONS)
@@ -205,11 +227,12 @@ class CarbonsStage:
         copies = state.of(origin.bare)
         if not copies or f"{to.local}@{to.domain}" == origin.bare:
             return True  # nobody to copy to, or a message within the account
-        others = [s for s in copies if s is not origin]
+        me = origin.full
+        others = [full for full in copies if full != me]
         if others and eligible(stanza):
             # §4: a <sent/> copy to each other resource with carbons on.
-            for session in others:
-                self._send(session, wrap("sent", stanza, session.full, origin.bare))
+            for full in others:
+                self._send(full, wrap("sent", stanza, full, origin.bare))
         return True
 
     def delivered(self, stanza: Element, to: JID, targets: Sequence[C2SSession]) -> None:
@@ -223,12 +246,15 @@ class CarbonsStage:
         sender = stanza.get("from") or ""
         if sender.partition("/")[0] == bare:
             return  # within the account: the resources see it as it is
-        others = [s for s in copies if s not in targets]
+        reached = {t.full for t in targets}
+        others = [full for full in copies if full not in reached]
         if others and eligible(stanza):
             # §5: a <received/> copy to each resource with carbons on that did not
             # get the message itself.
-            for session in others:
-                self._send(session, wrap("received", stanza, session.full, bare))
+            for full in others:
+                self._send(full, wrap("received", stanza, full, bare))
 
-    def _send(self, session: C2SSession, carbon: Element) -> None:
-        self.router.deliver_to_full(JID(session.username, session.domain, session.resource), carbon)
+    def _send(self, full: str, carbon: Element) -> None:
+        # A session elsewhere in a cluster is reached through its stand-in; one
+        # that left meanwhile is skipped (False).
+        self.router.deliver_to_full(JID.parse(full), carbon)

@@ -23,10 +23,11 @@ the stage hands the work to a bounded number of background tasks.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -126,20 +127,26 @@ class Defer:
     delay: float
 
 
+Decision = Send | Defer | None
+Flushed = tuple[int, str, str] | None
+
+
 class NotificationLimiter(Protocol):
     """At most one notification per registration per interval, the rest counted in.
 
-    Per process here; a cluster would keep each registration's slot where every
-    node sees it (a Redis hash per registration with an expiry of the interval,
-    updated by a script so that two nodes never both send), since a user's
-    messages are routed on whichever node their senders are on."""
+    `LocalNotificationLimiter` is one process's (answers at once); in a cluster
+    `chatgate.cluster.push.RedisNotificationLimiter` keeps each registration's
+    slot in Redis (answers are awaited), since a user's messages are routed on
+    whichever node their senders are on.  `now` is this process's loop time."""
 
-    def admit(self, key: str, now: float, sender: str, body: str) -> Send | Defer | None:
+    def admit(
+        self, key: str, now: float, sender: str, body: str
+    ) -> Decision | Awaitable[Decision]:
         """A message for registration `key`: send now, defer (the first message of
         an interval already used), or nothing (a deferred notification will count it)."""
         ...
 
-    def flush(self, key: str, now: float) -> tuple[int, str, str] | None:
+    def flush(self, key: str, now: float) -> Flushed | Awaitable[Flushed]:
         """The deferred notification's (count, last sender, last body); None when the
         slot was evicted meanwhile."""
         ...
@@ -197,9 +204,14 @@ class PushNotifications:
         self.ctx = ctx
         self.options = options
         self.repository = PushRepository(ctx.db.engine)
-        self.limiter: NotificationLimiter = LocalNotificationLimiter(
-            options.min_interval, options.limiter_entries
-        )
+        local = LocalNotificationLimiter(options.min_interval, options.limiter_entries)
+        self.limiter: NotificationLimiter = local
+        if ctx.cluster is not None and ctx.peers.clustered:
+            from chatgate.cluster.push import RedisNotificationLimiter
+
+            # One slot per registration for all nodes (the local one serves while
+            # Redis is away).
+            self.limiter = RedisNotificationLimiter(ctx.cluster, options.min_interval, local)
         self.notifier = Notifier(ctx, self.repository, self.limiter, options)
         yield IqHandler(PUSH, "set", self._set)
         yield DiscoFeature(PUSH, on_account=True)
@@ -374,6 +386,8 @@ class Notifier:
         for target in targets:
             key = f"{bare}\0{target.service}\0{target.node}"
             decision = self.limiter.admit(key, loop.time(), sender, body)
+            if inspect.isawaitable(decision):
+                decision = await decision
             if isinstance(decision, Send):
                 # each registration on its own: one slow app server delays no other
                 self._start(self._send(bare, target, decision.count, sender, body))
@@ -383,6 +397,8 @@ class Notifier:
     async def _later(self, bare: str, target: PushTarget, key: str, delay: float) -> None:
         await asyncio.sleep(delay)
         found = self.limiter.flush(key, asyncio.get_running_loop().time())
+        if inspect.isawaitable(found):
+            found = await found
         if found is not None:
             await self._send(bare, target, *found)
 

@@ -129,6 +129,11 @@ class PersonalEventing:
             ctx.router, interest, ctx.spawn, ask_timeout=options.caps_query_timeout
         )
         self.audience.on_learned = self._learned
+        if ctx.cluster is not None and ctx.peers.clustered:
+            from chatgate.cluster.pep import PepFanout
+
+            # Events reach the interested sessions of every node.
+            self.fanout = PepFanout(ctx.peers, self.audience)
         limits = Limits(
             max_item_bytes=options.max_item_bytes,
             max_items_cap=options.max_items_per_node,

@@ -6,6 +6,11 @@ unavailable is skipped, since the directory keeps its `available` flag), their
 caps (`caps.Interest`), asking a session for the features behind its caps
 (`Router.ask`), and writing event messages through `Router.deliver_to_full`.
 
+In a cluster an Audience holds its own node's sessions only, and only ever asks
+those (a reply to `Router.ask` arrives at the node its client is on): an event
+is handed to every other node (`fanout`, `cluster/pep.py`), where that node's
+Audience picks its own interested sessions.
+
 Recipients of an event on a node of `owner` (XEP-0163 §4.3.1 "implicit
 subscriptions"): the owner's own available resources, and each available
 resource of every contact with a `from`/`both` subscription the node's access
@@ -43,6 +48,8 @@ _MAX_WAITERS = 1000
 
 #: the session that learned features -> the work to do for it then
 Learned = Callable[[C2SSession], Awaitable[None]]
+#: an event for the other nodes' sessions: (owner's bare JID, accounts, node, event)
+Fanout = Callable[[str, list[str], str, Element], None]
 
 
 class Audience:
@@ -71,6 +78,9 @@ class Audience:
         self._questions: dict[str, tuple[str, asyncio.Task[None]]] = {}
         #: what to do for a session once its features are known (set by the module)
         self.on_learned: Learned | None = None
+        #: in a cluster, hands an event to the other nodes (`cluster/pep.py`), each
+        #: of which tells its own interested sessions
+        self.fanout: Fanout | None = None
 
     # ------------------------------------------------------------ sessions
 
@@ -100,6 +110,25 @@ class Audience:
         assert caps is not None
         self._discover(session, caps)
         return False
+
+    async def online(self, bare: str) -> bool:
+        """Whether `bare` has a session anywhere (this node, or in a cluster any
+        node): only then can an event reach it."""
+        if self.sessions_of(bare):
+            return True
+        if self.fanout is None:
+            return False
+        anywhere = self.router.directory.bound_anywhere(bare)
+        if not isinstance(anywhere, bool):
+            anywhere = await anywhere
+        return anywhere
+
+    def notify(self, owner_bare: str, bares: list[str], node: str, event: Element) -> None:
+        """An event on `node` of `owner_bare`'s PEP for the sessions of `bares` whose
+        caps ask for it: this node's at once, the other nodes' through `fanout`."""
+        self.send_event(owner_bare, self.wanting(bares, node), event)
+        if self.fanout is not None:
+            self.fanout(owner_bare, bares, node, event)
 
     def sessions_of(self, bare: str) -> list[C2SSession]:
         """The available sessions of `bare` here."""

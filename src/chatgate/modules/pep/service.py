@@ -103,18 +103,20 @@ class PepService:
             return None
         return PubsubError(C.NOT_AUTHORIZED, "not-in-roster-group")
 
-    async def audience_of(self, owner: Owner, config: NodeConfig, node: str) -> list[C2SSession]:
-        """The sessions that hear an event on `node` now (see `notifier`)."""
+    async def audience_of(self, owner: Owner, config: NodeConfig, node: str) -> list[str]:
+        """The accounts whose sessions may hear an event on `node` now: the owner and
+        each contact online (on any node) that the access model lets in.  Which of
+        their sessions hear it is each session's node's to say (`notifier`)."""
         owner_bare = bare_of(owner)
         bares = [owner_bare]
         if config.access_model is not AccessModel.WHITELIST:
             roster = await self.rosters.read(owner)
             for contact in roster.presence_subscribers:
-                if not self.audience.sessions_of(contact):
+                if not await self.audience.online(contact):
                     continue
                 if await self.may_read(owner, config, contact) is None:
                     bares.append(contact)
-        return self.audience.wanting(bares, node)
+        return bares
 
     # ------------------------------------------------------------ items
 
@@ -186,7 +188,9 @@ class PepService:
         event = _items_event(
             node, [_event_item(item_id, payloads[0] if config.deliver_payloads else None)]
         )
-        self.audience.send_event(bare_of(owner), await self.audience_of(owner, config, node), event)
+        self.audience.notify(
+            bare_of(owner), await self.audience_of(owner, config, node), node, event
+        )
         if observe:
             await self._changed(owner, node, session)
         return item_id
@@ -217,8 +221,8 @@ class PepService:
         if notify:
             event = Element("event", PUBSUB_EVENT)
             event.sub("items", attrs={"node": node}).sub("retract", attrs={"id": item_id})
-            self.audience.send_event(
-                bare_of(owner), await self.audience_of(owner, config, node), event
+            self.audience.notify(
+                bare_of(owner), await self.audience_of(owner, config, node), node, event
             )
         if observe:
             await self._changed(owner, node, session)
@@ -274,14 +278,14 @@ class PepService:
         config = await self.config_of(owner, node)
         if config is None:
             raise PubsubError(C.ITEM_NOT_FOUND)
-        sessions = await self.audience_of(owner, config, node) if config.notify_delete else []
+        bares = await self.audience_of(owner, config, node) if config.notify_delete else []
         try:
             await self.repository.delete(owner, node)
         except NodeNotFound:
             raise PubsubError(C.ITEM_NOT_FOUND) from None
         event = Element("event", PUBSUB_EVENT)
         event.sub("delete", attrs={"node": node})
-        self.audience.send_event(bare_of(owner), sessions, event)
+        self.audience.notify(bare_of(owner), bares, node, event)
         await self._changed(owner, node, session)
 
     async def purge(self, owner: Owner, node: str, session: C2SSession | None = None) -> None:
@@ -295,7 +299,9 @@ class PepService:
             raise PubsubError(C.ITEM_NOT_FOUND) from None
         event = Element("event", PUBSUB_EVENT)
         event.sub("purge", attrs={"node": node})
-        self.audience.send_event(bare_of(owner), await self.audience_of(owner, config, node), event)
+        self.audience.notify(
+            bare_of(owner), await self.audience_of(owner, config, node), node, event
+        )
         await self._changed(owner, node, session)
 
     # ------------------------------------------------------------ last items
