@@ -23,7 +23,9 @@ Python's ``ssl`` and so by slixmpp and aiohttp), the process-local equivalent of
 * chatgate runs as an operator runs it (``chatgate serve`` on a TOML file, accounts with
   ``chatgate user import``), every builtin module at its defaults, its generated self-signed
   certificate, domain ``prosody``; its MUC service is at its default ``conference.prosody``,
-  which the itests are told through their own ``CI_MUC_SERVER`` variable.
+  which the itests are told through their own ``CI_MUC_SERVER`` variable; the CI's component
+  ``slixmpp.prosody`` (secret ``secret``) is a ``[[components]]`` entry, its port 5347 the
+  ``[component_listener]``.
 
 Each parallel worker gets its own pair of accounts (``slix-ci-1``/``slix-ci-2`` for the first,
 as in slixmpp's CI, then ``slix-ci-3``/``slix-ci-4`` ...), so itests running at the same time never
@@ -149,7 +151,7 @@ class _Process:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
             )
-        for port in (STARTTLS_PORT, DIRECT_TLS_PORT):
+        for port in (STARTTLS_PORT, DIRECT_TLS_PORT, COMPONENT_PORT):
             procs.wait_for_port(port, self.proc, 60.0, self.log)
 
     def stop(self) -> None:
@@ -272,6 +274,15 @@ tls = "direct"
 
 [storage]
 url = "sqlite+aiosqlite:///{data}/chatgate.db"
+
+# slixmpp's CI component (XEP-0114), as its prosody.cfg.lua declares it.
+[component_listener]
+host = "127.0.0.1"
+port = {component}
+
+[[components]]
+domain = "slixmpp.{domain}"
+secret = "secret"
 """
 
 
@@ -313,7 +324,11 @@ class ChatgateItestServer:
         data = work / "var"
         (work / "chatgate.toml").write_text(
             CHATGATE_CONFIG.format(
-                domain=DOMAIN, data=data, starttls=STARTTLS_PORT, direct=DIRECT_TLS_PORT
+                domain=DOMAIN,
+                data=data,
+                starttls=STARTTLS_PORT,
+                direct=DIRECT_TLS_PORT,
+                component=COMPONENT_PORT,
             )
         )
         lines = []

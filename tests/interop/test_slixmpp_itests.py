@@ -54,13 +54,7 @@ class Missing:
 #: itests that pass on Prosody and fail on chatgate today, with the feature that fixes them.
 #: Landed since this list was first written (their marks removed when they XPASSed): MAM
 #: (2 itests), MUC (5), PEP (2), XEP-0084 avatars, XEP-0410 self-ping, XEP-0363 upload.
-CHATGATE_MISSING: dict[str, Missing] = {
-    "test_component.SlixComponentIntegration.test_ping": Missing(
-        "XEP-0114 external components (not in issue 15)",
-        "connects to prosody:5347 as the component slixmpp.prosody; chatgate accepts no "
-        "component connections",
-    ),
-}
+CHATGATE_MISSING: dict[str, Missing] = {}
 
 #: itests that fail on both servers here: on chatgate they are strict xfails for the same reason
 FAIL_ON_BOTH: dict[str, Missing] = {
