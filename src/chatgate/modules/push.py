@@ -139,9 +139,7 @@ class NotificationLimiter(Protocol):
     slot in Redis (answers are awaited), since a user's messages are routed on
     whichever node their senders are on.  `now` is this process's loop time."""
 
-    def admit(
-        self, key: str, now: float, sender: str, body: str
-    ) -> Decision | Awaitable[Decision]:
+    def admit(self, key: str, now: float, sender: str, body: str) -> Decision | Awaitable[Decision]:
         """A message for registration `key`: send now, defer (the first message of
         an interval already used), or nothing (a deferred notification will count it)."""
         ...

@@ -1,0 +1,140 @@
+"""`ClusterCarbonsState` between real nodes on a real redis-server: which sessions
+enabled carbons is known on every node, across joins, deaths and a Redis outage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from chatgate.cluster.carbons import ClusterCarbonsState
+from chatgate.cluster.node import ClusterNode
+from chatgate.cluster.peers import RedisPeers
+from chatgate.xmpp.session import C2SSession
+from tests.redis_server import RedisServer
+from tests.unit.cluster.test_node import kill, options, wait_for
+
+
+@dataclass(eq=False)
+class Session:
+    """What the carbons state reads of a session."""
+
+    bare: str
+    resource: str
+
+    @property
+    def full(self) -> str:
+        return f"{self.bare}/{self.resource}"
+
+
+def _as_session(session: Session) -> C2SSession:
+    return cast("C2SSession", session)
+
+
+async def _node(server: RedisServer, name: str) -> ClusterCarbonsState:
+    node = ClusterNode(options(server), name=name)
+    state = ClusterCarbonsState(node, RedisPeers(node))
+    await node.start()
+    await node.subscribed()
+    await state.start()
+    return state
+
+
+async def test_an_enable_on_one_node_is_known_on_the_other(redis_server: RedisServer) -> None:
+    a = await _node(redis_server, "a")
+    b = await _node(redis_server, "b")
+    try:
+        await wait_for(lambda: a.peers.alive() == b.peers.alive() == {"a", "b"})
+        phone, laptop = Session("alice@x", "phone"), Session("alice@x", "laptop")
+        assert not b and not b.of("alice@x")
+        a.enable(_as_session(phone))
+        b.enable(_as_session(laptop))
+        await wait_for(lambda: sorted(b.of("alice@x")) == ["alice@x/laptop", "alice@x/phone"])
+        await wait_for(lambda: sorted(a.of("alice@x")) == ["alice@x/laptop", "alice@x/phone"])
+        assert a.enabled(_as_session(phone)) and not a.enabled(
+            _as_session(laptop)
+        )  # a session's own node says
+        a.disable(_as_session(phone))
+        await wait_for(lambda: list(b.of("alice@x")) == ["alice@x/laptop"])
+        b.disable(_as_session(laptop))
+        await wait_for(lambda: not a)
+        # the hashes a joining node reads hold nothing of the disabled sessions
+        assert await a.node.redis.hgetall(a._key("a")) == {}
+        assert await a.node.redis.hgetall(a._key("b")) == {}
+    finally:
+        await a.node.close()
+        await b.node.close()
+
+
+async def test_a_node_joining_later_learns_what_is_on_and_a_dead_nodes_entries_go(
+    redis_server: RedisServer,
+) -> None:
+    a = await _node(redis_server, "a")
+    a.enable(_as_session(Session("alice@x", "phone")))
+    a.enable(_as_session(Session("bob@x", "pc")))
+    a.disable(_as_session(Session("bob@x", "other")))  # never enabled: nothing changes
+    b = await _node(redis_server, "b")
+    try:
+        # read at start from a's hash
+        assert sorted(b.of("alice@x")) == ["alice@x/phone"]
+        assert list(b.of("bob@x")) == ["bob@x/pc"]
+        await kill(a.node)
+        await wait_for(lambda: not b.of("alice@x") and not b, timeout=5)
+    finally:
+        await b.node.close()
+
+
+async def test_a_restarted_node_clears_what_its_previous_run_left(
+    redis_server: RedisServer,
+) -> None:
+    a = await _node(redis_server, "a")
+    a.enable(_as_session(Session("alice@x", "phone")))
+    await a.node.send("PING")
+    await kill(a.node)
+    again = await _node(redis_server, "a")
+    b = await _node(redis_server, "b")
+    try:
+        assert not b.of("alice@x")
+        assert await b.node.redis.hgetall(b._key("a")) == {}
+    finally:
+        await again.node.close()
+        await b.node.close()
+
+
+async def test_changes_during_a_redis_outage_are_known_everywhere_once_it_returns(
+    redis_server: RedisServer,
+) -> None:
+    a = await _node(redis_server, "a")
+    b = await _node(redis_server, "b")
+    try:
+        await wait_for(lambda: a.peers.alive() == b.peers.alive() == {"a", "b"})
+        kept = Session("carol@x", "tablet")
+        b.enable(_as_session(kept))
+        await wait_for(lambda: bool(a.of("carol@x")))
+        redis_server.stop()
+        await wait_for(lambda: not a.node.connected and not b.node.connected, timeout=5)
+        phone = Session("alice@x", "phone")
+        a.enable(_as_session(phone))  # works here; the others hear it later
+        assert list(a.of("alice@x")) == ["alice@x/phone"]
+        assert list(a.of("carol@x")) == ["carol@x/tablet"]  # what was known stays
+        redis_server.start()  # an empty Redis: everything is written back
+        await wait_for(lambda: list(b.of("alice@x")) == ["alice@x/phone"], timeout=15)
+        await wait_for(lambda: list(a.of("carol@x")) == ["carol@x/tablet"], timeout=15)
+        assert await a.node.redis.hget(a._key("a"), "alice@x") == b"phone"
+    finally:
+        await a.node.close()
+        await b.node.close()
+
+
+async def test_malformed_messages_from_a_node_change_nothing(redis_server: RedisServer) -> None:
+    a = await _node(redis_server, "a")
+    b = await _node(redis_server, "b")
+    try:
+        await wait_for(lambda: a.peers.alive() == b.peers.alive() == {"a", "b"})
+        for junk in (b"not json", b'{"b": "x@y"}', b'{"b": "x@y", "r": "phone"}', b"[1]"):
+            a.peers.send("b", "carbons", junk)
+        a.enable(_as_session(Session("alice@x", "phone")))
+        await wait_for(lambda: list(b.of("alice@x")) == ["alice@x/phone"])
+        assert not b.of("x@y")
+    finally:
+        await a.node.close()
+        await b.node.close()
