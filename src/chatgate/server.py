@@ -295,7 +295,7 @@ class Server:
         if config.components:
             from chatgate.components.hub import ComponentHub
 
-            self.components = ComponentHub(ctx)
+            self.components = ComponentHub.for_context(ctx)
             await self.components.start()
         self._housekeeping_timer = loop.call_later(60, self._housekeeping)
         settle_garbage_collector()

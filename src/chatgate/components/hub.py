@@ -26,10 +26,12 @@ from chatgate.jid import JID
 from chatgate.modules.base import ServiceDomain
 from chatgate.vocabulary.errors import ConfigError, StanzaErrorCondition
 from chatgate.xml.element import Element
+from chatgate.xml.serialize import serialize
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.stanza import error_reply
 
 if TYPE_CHECKING:
+    from chatgate.components.cluster import ComponentRelay, RedisComponentLocator
     from chatgate.context import ServerContext
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class ComponentHub:
         locator: ComponentLocator | None = None,
         node: str = "local",
     ) -> None:
+        """`locator` and `node`: this process's claims by default; `clustered` gives
+        the Redis ones and the relay to other nodes."""
         config = ctx.config
         self.ctx = ctx
         #: shared secrets by component domain (`secret_file`s read now: ConfigError)
@@ -61,6 +65,24 @@ class ComponentHub:
         self._server: asyncio.base_events.Server | None = None
         #: where the listener is bound, once started
         self.address: tuple[str, int] | None = None
+        #: stanzas for components on other nodes (a cluster only)
+        self.relay: ComponentRelay | None = None
+        self._shared: RedisComponentLocator | None = None
+
+    @classmethod
+    def for_context(cls, ctx: ServerContext) -> ComponentHub:
+        """The hub `serve` runs: claims in Redis and a relay when the context is a
+        cluster node, this process's own claims otherwise."""
+        node = ctx.cluster
+        if node is None:
+            return cls(ctx)
+        from chatgate.components.cluster import ComponentRelay, RedisComponentLocator
+
+        shared = RedisComponentLocator(node)
+        hub = cls(ctx, shared, node.name)
+        hub._shared = shared
+        hub.relay = ComponentRelay(node, shared, hub.deliver_here)
+        return hub
 
     # ------------------------------------------------------------ lifecycle
 
@@ -87,6 +109,8 @@ class ComponentHub:
     async def start(self) -> None:
         """Register the domains, then open the component listener."""
         self.register()
+        if self.relay is not None:
+            await self.relay.start()
         listener = self.ctx.config.component_listener
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
@@ -111,6 +135,8 @@ class ComponentHub:
             if service in self.ctx.services:
                 self.ctx.services.remove(service)
         self._services.clear()
+        if self._shared is not None:
+            await self._shared.stop()  # renewal ends, this node's claims are released
 
     # ------------------------------------------------------------ connections
 
@@ -162,12 +188,35 @@ class ComponentHub:
 
     # ------------------------------------------------------------ stanzas to components
 
-    def _to_component(self, domain: str, origin: C2SSession, stanza: Element, to: JID) -> None:
-        """The router's handler for `domain`: to the component, or the error."""
+    def _to_component(
+        self, domain: str, origin: C2SSession, stanza: Element, to: JID
+    ) -> Awaitable[None] | None:
+        """The router's handler for `domain`: to the component here, to the node that
+        holds it, or the error."""
         conn = self.connected.get(domain)
         if conn is not None and not conn.closed:
             conn.deliver(stanza)
-            return
+            return None
+        if self.relay is not None:
+            return self._forward(domain, origin, stanza, serialize(stanza).encode())
+        self._unavailable(domain, origin, stanza)
+        return None
+
+    async def _forward(self, domain: str, origin: C2SSession, stanza: Element, data: bytes) -> None:
+        assert self.relay is not None
+        if not await self.relay.forward(domain, data):
+            self._unavailable(domain, origin, stanza)
+
+    def deliver_here(self, domain: str, data: bytes) -> bool:
+        """A serialized stanza another node relayed for `domain`; False when its
+        component is not connected here (any more)."""
+        conn = self.connected.get(domain)
+        if conn is None or conn.closed:
+            return False
+        conn.output.element(data)
+        return True
+
+    def _unavailable(self, domain: str, origin: C2SSession, stanza: Element) -> None:
         if stanza.name == "presence" or stanza.attrs.get("type") in ("error", "result"):
             return  # nobody to tell; errors are never answered (RFC 6120 §8.3.1)
         text = f"the component {domain} is not connected"
