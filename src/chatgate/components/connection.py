@@ -18,8 +18,8 @@ import asyncio
 import logging
 import secrets
 from collections import deque
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, cast
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Protocol, cast
 
 from chatgate.components import stream as cs
 from chatgate.components.routing import route_from_component
@@ -34,7 +34,7 @@ from chatgate.xmpp.output import TcpStreamOutput
 from chatgate.xmpp.shaper import TokenBucket
 
 if TYPE_CHECKING:
-    from chatgate.components.hub import ComponentHub
+    from chatgate.context import ServerContext
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,30 @@ _DECIDING = 8  # the handshake is being answered
 _WRITE = 16  # the component does not read what we send
 
 
+class Hub(Protocol):
+    """What a connection needs of the components' hub (`hub.py`)."""
+
+    @property
+    def ctx(self) -> ServerContext: ...
+
+    @property
+    def secrets(self) -> Mapping[str, str]:
+        """Shared secrets by component domain."""
+        ...
+
+    def admit(self, conn: ComponentConnection) -> bool: ...
+
+    def claim(self, domain: str, conn: ComponentConnection) -> bool | Awaitable[bool]: ...
+
+    def release(self, domain: str, conn: ComponentConnection) -> None: ...
+
+    def gone(self, conn: ComponentConnection) -> None: ...
+
+
 class ComponentConnection(asyncio.Protocol):
     """Drives one component connection from the first byte to the close."""
 
-    def __init__(self, hub: ComponentHub) -> None:
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
         limits = hub.ctx.config.limits
         self._limits = limits
