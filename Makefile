@@ -8,6 +8,10 @@ CONFIG ?= chatgate.toml
 EXTRAS ?=
 comma  := ,
 INSTALLED := $(VENV)/.installed$(if $(EXTRAS),-$(subst $(comma),-,$(EXTRAS)))
+# Processes the test suite is spread over (pytest-xdist; tests/conftest.py keeps the
+# browser tests and slixmpp's itests each in one process): `make test TEST_WORKERS=1` runs
+# it in one process.
+TEST_WORKERS ?= 2
 # The web chat's and the browser tests' npm packages (web/assets.lock.json), unpacked here.
 WEB_ASSETS ?= web/dist
 
@@ -52,7 +56,7 @@ test: install-test web-assets slixmpp-itests
 	bash tests/install-system-deps.sh
 	$(BIN)/ruff check src tests $(wildcard bench) $(wildcard examples)
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install-test
 	$(BIN)/ruff check src tests $(wildcard bench) $(wildcard examples)

@@ -261,6 +261,7 @@ async def test_a_fragmented_open_is_one_message(server: Server) -> None:
         # 10 MB announced: over twice max_stanza_size, refused from the header alone
         (bytes((0x81, 0xFF)) + (10_000_000).to_bytes(8, "big") + b"mask", 1009),
     ],
+    ids=["unmasked", "invalid-utf8", "oversized"],  # random masks: xdist needs stable ids
 )
 async def test_protocol_violations_end_the_connection_with_their_code(
     server: Server, wire: bytes, code: int

@@ -117,6 +117,21 @@ def test_fragments_are_joined_and_control_frames_may_come_between() -> None:
             ws_frames.MESSAGE_TOO_BIG,
         ),
     ],
+    # named, not shown: the frames carry random masks, and pytest-xdist's workers
+    # must collect the same test ids
+    ids=[
+        "rsv1",
+        "reserved-data-opcode",
+        "reserved-control-opcode",
+        "fragmented-ping",
+        "long-ping",
+        "orphan-continuation",
+        "text-inside-fragments",
+        "invalid-utf8",
+        "invalid-utf8-across-fragments",
+        "too-big",
+        "too-big-in-fragments",
+    ],
 )
 def test_protocol_violations_fail_with_their_close_code(wire: bytes, code: int) -> None:
     with pytest.raises(FrameError) as caught:
