@@ -134,6 +134,24 @@ return 1
 """
 )
 
+#: A session resumed here from another node (XEP-0198 across nodes): the resource
+#: moves only if the node it comes from still holds it under that sid, with no
+#: CLOSE to it (it handed the session over) and no conflict policy (the same
+#: session goes on).  KEYS: res:BARE, sessions:NODE, nodes.  ARGV: resource,
+#: "node|sid" (new), "node|sid" (expected), the snapshot field, its JSON, then the
+#: events channels' prefix, this node, the events (C, then A and I as they hold,
+#: one PUBLISH: the other nodes never see the session unavailable in between).
+_TAKE_OVER = (
+    _TO_OTHERS
+    + """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+to_others(KEYS[3], 6)
+return 1
+"""
+)
+
 #: Claim again after an outage, only where nobody else holds the resource.
 #: KEYS: res:BARE.  ARGV: resource, "node|sid".  Returns 1 when ours.
 _REASSERT = """
@@ -180,6 +198,7 @@ _SCRIPTS = {
     "announce": Script(_ANNOUNCE),
     "reassert": Script(_REASSERT),
     "clear": Script(_CLEAR_NODE),
+    "take_over": Script(_TAKE_OVER),
 }
 
 
@@ -382,6 +401,66 @@ class ClusterSessionDirectory:
                 session.close, StreamErrorCondition(condition), text
             )
         return session, replaced
+
+    # ------------------------------------------------------------ resumption
+
+    def sid_of(self, session: C2SSession) -> str | None:
+        """The directory's id of this node's bound `session` (None: not bound here).
+        A resumption elsewhere names it, so only this very session is taken over."""
+        return self._sids.get(id(session))
+
+    async def take_over(
+        self,
+        session: C2SSession,
+        node: str,
+        sid: str,
+        *,
+        available: bool,
+        priority: int,
+        presence: Element | None,
+        interested: bool,
+    ) -> bool:
+        """Bind here the session `node` holds under `sid` on the same full JID, with
+        its presence state (XEP-0198 resumption across nodes; `cluster/sm_handover.py`).
+        False, and nothing changed, when that node no longer holds it (ended,
+        replaced meanwhile) or Redis cannot be asked: the resumption fails."""
+        new_sid = f"{self.node.boot_id}{next(self._counter)}"
+        session.available = available
+        session.priority = priority
+        session.presence = presence if available else None
+        session.interested = interested
+        serialized = serialize(presence) if available and presence is not None else None
+        events = [self._event_of("C", session, new_sid)]
+        if available:
+            events.append(self._event_of("A", session, new_sid, serialized))
+        if interested:
+            events.append(self._event_of("I", session, new_sid))
+        state = [new_sid, available, priority, serialized, interested]
+        try:
+            moved = await self.node.run_script(
+                _SCRIPTS["take_over"],
+                [self._res_key(session.bare), self._snapshot_key(self.node.name), self._nodes_key],
+                [
+                    session.resource,
+                    f"{self.node.name}|{new_sid}",
+                    f"{node}|{sid}",
+                    f"{session.bare}/{session.resource}",
+                    json.dumps(state),
+                    self._events_prefix,
+                    self.node.name,
+                    "\n".join(events),
+                ],
+            )
+        except (RedisError, RespError, OSError) as exc:
+            log.info("cluster: %s not taken over from %s (Redis: %s)", session.full, node, exc)
+            return False
+        if not moved:
+            return False
+        replaced = self.local.get(session.bare, {}).get(session.resource)
+        if replaced is not None:  # cannot be (node held it), but never two here
+            self._drop_local(replaced)
+        self._add_local(session, new_sid)
+        return True
 
     def _claim_locally(
         self, session_for: SessionFactory, session: C2SSession, resource: str | None
@@ -804,7 +883,19 @@ class ClusterSessionDirectory:
             session.write(frame.payload)
             return
         if frame.payload.startswith(b"<message"):
+            if frame.kind is FrameKind.STANZA and self._to_moved(frame):
+                return
             self._message_missed(frame, again=frame.kind is FrameKind.STANZA)
+
+    def _to_moved(self, frame: Frame) -> bool:
+        """A message for a session that left this node for another one (resumed
+        there, XEP-0198): sent on to it, once (marked rerouted).  True when sent."""
+        bare, _, resource = frame.full.partition("/")
+        entries = self.table.get(bare)
+        moved = entries.get(resource) if entries is not None else None
+        if not isinstance(moved, RemoteSession) or moved.node == self.node.name:
+            return False
+        return bool(self._forward(moved.node, FrameKind.REROUTED, moved.target, frame.payload))
 
     def refused(self, data: bytes) -> None:
         """A stanza the forwarder refused (Redis away, queue full): the sender of a

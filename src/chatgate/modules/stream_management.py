@@ -5,17 +5,21 @@ The protocol itself runs in the connection driver (`xmpp/sm_driver.py`,
 authentication and hands connections its policy and the resumption table
 (`xmpp/sm_resumption.py`) through the feature's registration.  Off, it
 registers nothing: `<enable/>` and `<resume/>` are refused with
-feature-not-implemented.  See docs/stream-management.md.
+feature-not-implemented.  In a cluster it also answers the other nodes'
+resumptions of its sessions (`cluster/sm_handover.py`).  See
+docs/stream-management.md.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatgate.modules.base import Registration, Spec
+from chatgate.cluster.sm_handover import SessionHandover
+from chatgate.modules.base import OnStart, Registration, Spec
 from chatgate.xmpp.sm_queue import SM, QueueLimits
 from chatgate.xmpp.sm_resumption import (
     LocalResumptionTable,
@@ -23,6 +27,7 @@ from chatgate.xmpp.sm_resumption import (
     SmPolicy,
     StreamManagementFeature,
 )
+from chatgate.xmpp.sm_tokens import SECRET_NAME, TokenSigner
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -66,6 +71,18 @@ class StreamManagement:
         options = ctx.options(self.name, Options)
         if not options.enabled:
             return
+        handover = None
+        peers = getattr(ctx, "peers", None)  # a bare test context may have none
+        if peers is not None and peers.clustered:
+            # Resumption across nodes (`cluster/sm_handover.py`): tokens name their
+            # node, signed with a secret every node reads from the database.
+            handover = SessionHandover(ctx, peers, self.table)
+
+            async def start() -> None:
+                key = await ctx.db.secrets.get_or_create(SECRET_NAME, secrets.token_bytes(32))
+                handover.signer = TokenSigner(key, peers.name)
+
+            yield OnStart(start)
         policy = SmPolicy(
             resume_timeout=options.resume_timeout,
             max_resume_timeout=options.max_resume_timeout,
@@ -73,5 +90,6 @@ class StreamManagement:
             ack_after_stanzas=options.ack_after_stanzas,
             ack_after_seconds=options.ack_after_ms / 1000,
             table=self.table,
+            handover=handover,
         )
         yield StreamManagementFeature(f"<sm xmlns='{SM}'/>", policy=policy)

@@ -67,7 +67,7 @@ def _policy(conn: C2SConnection) -> SmPolicy | None:
     return feature.policy if feature is not None else None
 
 
-def _send(conn: C2SConnection, xml: str) -> None:
+def send_nonza(conn: C2SConnection, xml: str) -> None:
     conn.output.element(xml.encode())
 
 
@@ -98,12 +98,12 @@ def nonza(conn: C2SConnection, session: C2SSession, el: Element) -> None:
     sm = conn.sm
     if name == "r":
         if sm is None:
-            _send(conn, sm_queue.failed(StanzaErrorCondition.UNEXPECTED_REQUEST))
+            send_nonza(conn, sm_queue.failed(StanzaErrorCondition.UNEXPECTED_REQUEST))
         else:
             conn.output.element(sm_queue.answer(sm.queue.inbound))
     elif name == "a":
         if sm is None:
-            _send(conn, sm_queue.failed(StanzaErrorCondition.UNEXPECTED_REQUEST))
+            send_nonza(conn, sm_queue.failed(StanzaErrorCondition.UNEXPECTED_REQUEST))
             return
         h = parse_h(el.get("h"))
         if h is None:
@@ -112,19 +112,19 @@ def nonza(conn: C2SConnection, session: C2SSession, el: Element) -> None:
         try:
             sm.queue.ack(h)
         except HandledCountTooHigh as exc:
-            _count_too_high(conn, exc)
+            count_too_high(conn, exc)
     elif name == "enable":
         enable(conn, session, el)
     elif name == "resume":
         # XEP-0198 §5: resumption replaces binding; this stream is bound already.
-        _send(conn, sm_queue.failed(StanzaErrorCondition.UNEXPECTED_REQUEST))
+        send_nonza(conn, sm_queue.failed(StanzaErrorCondition.UNEXPECTED_REQUEST))
     else:
         conn.close_stream(
             StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, f"<{name}/> is no stream management"
         )
 
 
-def _count_too_high(conn: C2SConnection, exc: HandledCountTooHigh) -> None:
+def count_too_high(conn: C2SConnection, exc: HandledCountTooHigh) -> None:
     """XEP-0198 §4: "the receiving entity ... MUST close the stream with an
     undefined-condition error" (with `<handled-count-too-high h send-count/>`, which
     this server's stream errors carry as text)."""
@@ -139,27 +139,33 @@ def enable(conn: C2SConnection, session: C2SSession, el: Element) -> None:
     """`<enable/>` (XEP-0198 §3): counting starts now in both directions."""
     policy = _policy(conn)
     if policy is None:
-        _send(conn, sm_queue.failed(StanzaErrorCondition.FEATURE_NOT_IMPLEMENTED))
+        send_nonza(conn, sm_queue.failed(StanzaErrorCondition.FEATURE_NOT_IMPLEMENTED))
         return
     if conn.sm is not None:
-        _send(
+        send_nonza(
             conn, sm_queue.failed(StanzaErrorCondition.UNEXPECTED_REQUEST, text="enabled already")
         )
         return
     wants = el.get("resume") in ("true", "1")
     resumable = wants and policy.resume_timeout > 0 and conn.transport.name not in _NOT_RESUMABLE
-    token = new_token() if resumable else None
+    token = None
+    if resumable:
+        handover = policy.handover
+        signer = handover.signer if handover is not None else None
+        # In a cluster the token names this node (`sm_tokens.py`), so a resumption
+        # that reaches another node knows whom to ask.
+        token = signer.issue(session.bare) if signer is not None else new_token()
     seconds = policy.resume_seconds(el.get("max"))
     # <enabled/> leaves before anything counted: the first counted stanza is the next.
-    _send(conn, sm_queue.enabled(token, seconds))
-    conn.sm = ManagedStream(policy, token, seconds, lambda: _overflowed(conn))
+    send_nonza(conn, sm_queue.enabled(token, seconds))
+    conn.sm = ManagedStream(policy, token, seconds, lambda: overflowed(conn))
     conn.count_stanzas()
     if token is not None:
         policy.table.add(token, session.bare, conn)
     rewire(conn, session)
 
 
-def _overflowed(conn: C2SConnection) -> None:
+def overflowed(conn: C2SConnection) -> None:
     """The unacknowledged queue went over a bound: the session ends (its stanzas
     are rerouted, nothing is lost).  Prosody answers the same way."""
     session = conn.session
@@ -273,6 +279,14 @@ def resume(conn: C2SConnection, action: ResumeRequested) -> None:
         return
     owner = f"{negotiation.authenticated_user}@{conn.domain}"
     found = policy.table.find(action.previd, owner)
+    handover = policy.handover
+    if isinstance(found, Ended) and handover is not None:
+        node = handover.locate(action.previd, owner)
+        if node is not None:  # another node's session (`sm_takeover.py`)
+            from chatgate.xmpp.sm_takeover import resume_elsewhere
+
+            conn._spawn(resume_elsewhere(conn, policy, handover, action.previd, owner, h, node))
+            return
     if isinstance(found, Ended):
         failed = sm_queue.failed(StanzaErrorCondition.ITEM_NOT_FOUND, found.h)
         conn._apply(negotiation.resume_failed(failed))
@@ -287,13 +301,13 @@ def resume(conn: C2SConnection, action: ResumeRequested) -> None:
         try:
             sm.queue.ack(h)
         except HandledCountTooHigh as exc:
-            _count_too_high(conn, exc)
+            count_too_high(conn, exc)
             return
     held = old.csi.take() if old.csi is not None else []
     old.hand_over()
     conn.session = session
     conn.sm = sm
-    sm.on_overflow = lambda: _overflowed(conn)
+    sm.on_overflow = lambda: overflowed(conn)
     session.close = conn.close_stream
     session.transport = conn.transport.name
     session.tls_active = conn.facts.tls_active
@@ -301,7 +315,7 @@ def resume(conn: C2SConnection, action: ResumeRequested) -> None:
     conn._established()
     conn._apply(negotiation.resumed())
     assert sm.token is not None
-    _send(conn, sm_queue.resumed(sm.token, sm.queue.inbound))
+    send_nonza(conn, sm_queue.resumed(sm.token, sm.queue.inbound))
     policy.table.add(sm.token, session.bare, conn)
     # Everything unacknowledged again, in order: already counted, so straight to
     # the output; then what a CSI filter held on the old stream, counted now.

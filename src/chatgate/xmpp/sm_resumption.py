@@ -40,6 +40,7 @@ from chatgate.modules.base import StreamFeature
 from chatgate.xmpp.sm_queue import QueueLimits
 
 if TYPE_CHECKING:
+    from chatgate.cluster.sm_handover import SessionHandover
     from chatgate.xmpp.sm_client_state import HoldLimits
 
 #: Ended sessions whose 'h' is remembered for `<failed h/>`.
@@ -132,6 +133,8 @@ class SmPolicy:
     #: ... or this long after a stanza went out unacknowledged
     ack_after_seconds: float
     table: ResumptionTable
+    #: resumption across the nodes of a cluster (None: one process)
+    handover: SessionHandover | None = None
 
     def resume_seconds(self, asked: str | None) -> int:
         """The resumption time for a client's `<enable max/>` (XEP-0198 §5: the

@@ -1,0 +1,215 @@
+"""XEP-0198 resumption across the nodes of a real two-node cluster (one Redis, one
+database, two `chatgate serve` processes): a session that enabled stream
+management on one node, whose TCP connection is reset, is resumed on the other
+node -- same full JID, what was sent meanwhile delivered once and in order, its
+contacts seeing no unavailable presence -- and every way it must fail, fails
+with `<failed><item-not-found/></failed>` (another user's token, a forged token,
+the node that held it killed, the second of two concurrent resumptions).
+
+The client is `Raw` of test_stream_management.py (written from RFC 6120 and
+XEP-0198 directly, `reset()` is a TCP RST).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .cluster_harness import NODE_TIMEOUT, LocalCluster, start_cluster
+from .test_stream_management import SM, Raw, bodies, message
+
+pytestmark = pytest.mark.e2e
+
+USERS = {name: f"{name}-password" for name in ("alice", "bob", "carol", "dave", "mallory")}
+EXTRA = """
+[modules.stream_management]
+resume_timeout = 20
+max_resume_timeout = 20
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    cluster = start_cluster(("n1", "n2"), extra=EXTRA, users=USERS)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        logs = cluster.logs()
+        shutil.rmtree(cluster.folder, ignore_errors=True)
+    for name, text in logs.items():
+        assert "Traceback" not in text, f"{name}:\n{text}"
+
+
+def stanzas(text: str) -> int:
+    """How many stanzas `text` holds (what a client counts for its 'h')."""
+    return len(re.findall(r"<(?:message|presence|iq)[\s>/]", text))
+
+
+def connect(cluster: LocalCluster, node: str) -> Raw:
+    return Raw(cluster[node].port)
+
+
+def online(cluster: LocalCluster, node: str, user: str, resource: str) -> Raw:
+    """`user` bound on `node` with initial presence, no stream management."""
+    raw = connect(cluster, node)
+    raw.login(user, USERS[user])
+    raw.bind(resource)
+    raw.send("<presence/>")
+    raw.quiet(0.3)
+    return raw
+
+
+def managed(cluster: LocalCluster, node: str, user: str, resource: str) -> tuple[Raw, str]:
+    """`user` bound on `node` with resumable stream management; its SM-ID."""
+    raw = connect(cluster, node)
+    token = raw.session(user, resource)
+    assert token, "no resumption token"
+    return raw, token
+
+
+def resume(raw: Raw, user: str, token: str, h: int) -> str:
+    """Log in and send `<resume/>`; the server's answer (`<resumed/>` or `<failed/>`)."""
+    raw.login(user, USERS[user])
+    raw.send(f"<resume xmlns='{SM}' previd='{token}' h='{h}'/>")
+    return raw.expect(r"<resumed [^>]*/>|<failed .*?</failed>|<failed [^>]*/>").group(0)
+
+
+def test_a_reset_session_resumes_on_the_other_node_with_everything_sent_meanwhile(
+    cluster: LocalCluster,
+) -> None:
+    carol = online(cluster, "n2", "carol", "desk")
+    bob = online(cluster, "n1", "bob", "desk")
+    alice, token = managed(cluster, "n1", "alice", "phone")
+    # Directed presence: carol is told when alice's session ends (RFC 6121 §4.6.3).
+    alice.send("<presence to='carol@localhost/desk'><priority>5</priority></presence>")
+    carol.expect(r"<presence [^>]*from=.alice@localhost/phone")
+    # The first message between two accounts may wait for a database read (the
+    # recipient's blocklist): warm both paths so the test's own order is defined.
+    for raw in (carol, bob):
+        raw.send(message("alice@localhost/phone", "warm"))
+        alice.expect(r"<body>warm</body>")
+        alice.received += 1
+    alice.reset()
+    cluster["n1"].wait_for_log("alice@localhost/phone hibernated")
+
+    sent = [f"m{n}" for n in range(6)]
+    for body in sent[:2]:  # from another node, to the full JID
+        carol.send(message("alice@localhost/phone", body))
+    bob.send(message("alice@localhost/phone", sent[2]))  # from the session's node
+    carol.send(message("alice@localhost", sent[3]))  # to the bare JID
+    time.sleep(0.3)
+
+    again = connect(cluster, "n2")
+    answer = resume(again, "alice", token, alice.received)
+    assert answer.startswith("<resumed "), answer
+    assert f'previd="{token}"' in answer or f"previd='{token}'" in answer
+    carol.send(message("alice@localhost/phone", sent[4]))  # now served by n2
+    bob.send(message("alice@localhost", sent[5]))  # from n1, to the bare JID
+    got: list[str] = []
+    received = ""
+    deadline = time.monotonic() + 10
+    while len(got) < len(sent) and time.monotonic() < deadline:
+        text = again.quiet(0.3)
+        received += text
+        got += bodies(text)
+    # Each once; each sender's in the order sent (RFC 6120 §10.1: two senders'
+    # messages have no order between them, here one of them crosses nodes).
+    assert sorted(got) == sent, got
+    from_carol = [body for body in got if body in ("m0", "m1", "m3", "m4")]
+    assert from_carol == ["m0", "m1", "m3", "m4"], got
+    assert [body for body in got if body in ("m2", "m5")] == ["m2", "m5"], got
+
+    # Same full JID: what it sends carries it; its 'h' went on from the old count.
+    again.send(message("carol@localhost/desk", "back"))
+    stanza = carol.expect(r"<message [^>]*>.*?<body>back</body>")
+    assert "alice@localhost/phone" in stanza.group(0)
+    seen_by_carol = carol.quiet(0.5)
+    assert "unavailable" not in seen_by_carol
+    again.send(f"<r xmlns='{SM}'/>")
+    assert again.expect(r"<a xmlns='urn:xmpp:sm:3' h='(\d+)'/>").group(1) == "3"
+    handled = alice.received + stanzas(received + again.buffer)
+    assert "resumed from node n1" in cluster["n2"].log_text()
+
+    # Again, and back to the first node: the token follows its session.
+    again.reset()
+    cluster["n2"].wait_for_log("alice@localhost/phone hibernated")
+    carol.send(message("alice@localhost/phone", "m6"))
+    time.sleep(0.3)
+    third = connect(cluster, "n1")
+    answer = resume(third, "alice", token, handled)
+    assert answer.startswith("<resumed "), answer
+    assert "m6" in bodies(third.quiet(1.0))
+    assert "unavailable" not in carol.quiet(0.3)
+    for raw in (third, carol, bob):
+        raw.close()
+
+
+def test_another_users_or_a_forged_token_gets_item_not_found(cluster: LocalCluster) -> None:
+    alice, token = managed(cluster, "n1", "alice", "tablet")
+    alice.reset()
+    cluster["n1"].wait_for_log("alice@localhost/tablet hibernated")
+    mallory = connect(cluster, "n2")
+    answer = resume(mallory, "mallory", token, 0)
+    assert "<item-not-found " in answer
+    assert mallory.bind("mine") == "mallory@localhost/mine"  # it may bind instead
+    mallory.close()
+    node, nonce, mac = token.split(".")
+    forged_mac = base64.urlsafe_b64encode(bytes(16)).rstrip(b"=").decode()
+    forged_node = base64.urlsafe_b64encode(b"n2").rstrip(b"=").decode()
+    for forged in (f"{node}.{nonce}.{forged_mac}", f"{forged_node}.{nonce}.{mac}", "x" * 600):
+        attempt = connect(cluster, "n2")
+        assert "<item-not-found " in resume(attempt, "alice", forged, 0)
+        attempt.close()
+    # The real token still works after all that.
+    real = connect(cluster, "n2")
+    assert resume(real, "alice", token, 0).startswith("<resumed ")
+    real.close()
+
+
+def test_resuming_an_attached_session_closes_its_old_stream_with_conflict(
+    cluster: LocalCluster,
+) -> None:
+    alice, token = managed(cluster, "n2", "alice", "laptop")
+    new = connect(cluster, "n1")
+    assert resume(new, "alice", token, alice.received).startswith("<resumed ")
+    alice.expect(r"<conflict ")
+    new.close()
+
+
+def test_two_concurrent_resumptions_of_one_token_exactly_one_wins(cluster: LocalCluster) -> None:
+    alice, token = managed(cluster, "n1", "alice", "watch")
+    alice.reset()
+    cluster["n1"].wait_for_log("alice@localhost/watch hibernated")
+    raws = [connect(cluster, "n2"), connect(cluster, "n2")]
+    for raw in raws:
+        raw.login("alice", USERS["alice"])
+    for raw in raws:  # back to back: both reach n1 before either is done
+        raw.send(f"<resume xmlns='{SM}' previd='{token}' h='0'/>")
+    answers = [raw.expect(r"<resumed [^>]*/>|<failed .*?</failed>").group(0) for raw in raws]
+    assert sum(a.startswith("<resumed ") for a in answers) == 1, answers
+    assert sum("<item-not-found " in a for a in answers) == 1, answers
+    for raw in raws:
+        raw.close()
+
+
+def test_a_session_of_a_killed_node_is_not_found_and_the_client_binds_anew(
+    cluster: LocalCluster,
+) -> None:
+    """Last: it kills n1."""
+    alice, token = managed(cluster, "n1", "dave", "phone")
+    cluster["n1"].kill()
+    started = time.monotonic()
+    again = connect(cluster, "n2")
+    answer = resume(again, "dave", token, alice.received)
+    assert "<item-not-found " in answer
+    assert time.monotonic() - started < NODE_TIMEOUT + 6
+    assert again.bind("phone") == "dave@localhost/phone"
+    again.send("<presence/>")
+    assert re.search(r"<presence", again.quiet(0.5))
+    again.close()
