@@ -246,6 +246,8 @@ async def test_messages_flow_both_ways_between_an_account_and_the_component(
 ) -> None:
     server, port = setup
     async with component(port) as comp, logged_in(server, "alice@localhost", "alice-pass") as alice:
+        # A round trip after the initial presence: alice is available from now on.
+        await alice.plugin["xep_0199"].ping(slixmpp.JID("localhost"), timeout=5)
         comp.send_message(
             mto="alice@localhost", mfrom=f"bot@{DOMAIN}", mbody="hello from the gateway"
         )
