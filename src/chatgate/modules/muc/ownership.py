@@ -11,28 +11,36 @@ some rooms from every node.  What happens then:
   110 and 332, "the service is shutting down", XEP-0045 §10.10: clients join
   again), and the new owners load the persistent ones from the database
   (configuration, subject, affiliations, occupant-id key); temporary rooms are gone.
-- **a node joins**: each node drops the rooms that now belong to the newcomer the
-  same way (occupants get 110 and 332; a persistent room stays stored and is
-  loaded by its new owner; a temporary room's archive goes, as when it empties),
-  and forgets its own sessions' entries for rooms that moved.  This is the simple,
-  safe path: nothing is handed over live, so nothing can be lost or handled twice
-  during a handover; the price is that occupants of the moved rooms rejoin.
+- **a node joins** (it takes some rooms from every node): each old owner hands
+  each such room over live (`handover.py`: occupants, roles, history, subject,
+  configuration, affiliations), as a request the newcomer answers once the room is
+  installed, then forgets it; stanzas for it meanwhile already go to the newcomer
+  (the old owner sends on what reaches it), which holds stanzas for rooms it does
+  not have until every old owner has said it is done (a ``"muc-moved"`` message,
+  or `HANDOVER_WAIT` seconds), so none is handled by two nodes or against a room
+  not yet arrived.  A room whose handover fails (the newcomer unreachable or
+  refusing it after `HANDOVER_DELAYS`) is dropped instead: its occupants get 110
+  and 332 and join again; a persistent one stays stored and is loaded by its new
+  owner.
 
-While persistent rooms are being loaded, a stanza for a room this node lacks waits
-for the load (`RoomRelay.settled`), so a join can never create a temporary room in
-place of a stored one.
+While persistent rooms are being loaded or handovers awaited, a stanza for a room
+this node lacks waits (`RoomRelay.settled`), so a join can never create a
+temporary room in place of a stored or arriving one.  Nothing here runs in the
+cluster's heartbeat loop: membership changes start background work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING
 
 from chatgate.jid import JID
 from chatgate.modules.muc import vocabulary as v
+from chatgate.modules.muc.handover import restore, room_state
 from chatgate.modules.muc.room import NONE, Room, RoomConfig
-from chatgate.peers import rendezvous_owner
+from chatgate.peers import PeerRefused, PeerUnreachable, rendezvous_owner
 from chatgate.vocabulary import ns
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import serialize
@@ -46,6 +54,17 @@ log = logging.getLogger(__name__)
 
 #: XEP-0045 §10.10: the occupant is removed because the service is shutting down
 SHUTDOWN = "332"
+#: requests carrying a room to its new owner
+HANDOVER_TOPIC = "muc-handover"
+#: "every room of mine that is yours now is handed over" (to a node that joined)
+MOVED_TOPIC = "muc-moved"
+#: seconds a joining node waits for the other nodes' handovers at most
+HANDOVER_WAIT = 15.0
+#: seconds before each attempt to hand a room over (the newcomer's heartbeat is
+#: seen before its channel and handlers are in place)
+HANDOVER_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)
+#: seconds one handover request may take
+HANDOVER_TIMEOUT = 5.0
 
 
 class RoomOwnership:
@@ -65,28 +84,90 @@ class RoomOwnership:
         self.repository = repository
         self.domains = tuple(domains)
         self._alive = self.peers.alive()
-        self._loading = 0
-        self.peers.on_change(self.changed)
+        #: reasons the room table is incomplete now (loads, handovers awaited)
+        self._holds = 0
+        #: nodes that said they handed over what they had of ours
+        self._moved_from: set[str] = set()
+        #: nodes whose handovers this node (just started) still waits for
+        self._expecting: set[str] = set()
+        self._expected = asyncio.Event()
+        self._tasks: set[asyncio.Future[None]] = set()
+        if self.peers.clustered:
+            self.peers.on_change(self.changed)
+            self.peers.on_request(HANDOVER_TOPIC, self._received)
+            self.peers.on_message(MOVED_TOPIC, self._moved)
 
     async def start(self) -> None:
-        """At start: the persistent rooms this node owns."""
+        """At start: the rooms other nodes hand over (when there are others), then
+        the persistent rooms this node owns that nobody handed over."""
         self._alive = self.peers.alive()
-        await self._load()
+        others = self._alive - {self.peers.name}
+        if not others:
+            await self._load()
+            return
+        self._expecting = set(others) - self._moved_from
+        self._hold()
+        self._background(self._after_handovers())
+
+    async def _after_handovers(self) -> None:
+        try:
+            if self._expecting:
+                try:
+                    await asyncio.wait_for(self._expected.wait(), HANDOVER_WAIT)
+                except TimeoutError:
+                    log.warning(
+                        "muc: no word from node(s) %s about rooms to hand over; going on",
+                        ", ".join(sorted(self._expecting)),
+                    )
+            await self._load()
+        finally:
+            self._release()
 
     async def changed(self, alive: frozenset[str]) -> None:
         before, self._alive = self._alive, alive
         gone, joined = before - alive, alive - before
-        if joined:
-            self._moved_away(before, alive)
+        for node in gone:
+            self._moved_from.discard(node)
+            self._heard(node)
         if gone:
             self._orphaned(before, gone)
-            await self._load()
+            self._hold()
+            self._background(self._load_then_release())
+        if joined:
+            self._background(self._hand_over(joined))
+
+    # ------------------------------------------------------------ the table's holds
+
+    def _hold(self) -> None:
+        self._holds += 1
+        self.relay.settled.clear()
+
+    def _release(self) -> None:
+        self._holds -= 1
+        if not self._holds:
+            self.relay.settled.set()
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Future[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("muc: room ownership work failed", exc_info=task.exception())
 
     # ------------------------------------------------------------ loading
 
+    async def _load_then_release(self) -> None:
+        try:
+            await self._load()
+        finally:
+            self._release()
+
     async def _load(self) -> None:
-        self._loading += 1
-        self.relay.settled.clear()
+        """The persistent rooms this node owns and does not hold, from the database."""
+        self._hold()
         try:
             loaded = 0
             for domain in self.domains:
@@ -111,9 +192,7 @@ class RoomOwnership:
         except Exception:
             log.exception("muc: persistent rooms could not be loaded")
         finally:
-            self._loading -= 1
-            if not self._loading:
-                self.relay.settled.set()
+            self._release()
 
     # ------------------------------------------------------------ a node gone
 
@@ -132,20 +211,80 @@ class RoomOwnership:
 
     # ------------------------------------------------------------ a node joined
 
-    def _moved_away(self, before: frozenset[str], alive: frozenset[str]) -> None:
-        """Rooms now owned by a node that joined: their occupants are out (they join
-        again, on the new owner); this node's sessions forget rooms that moved."""
+    async def _hand_over(self, joined: frozenset[str]) -> None:
+        """Each room now owned by a node that joined goes to it; then each joined node
+        hears that this node is done."""
         me = self.peers.name
-        for domain in self.domains:
-            for room in list(self.svc.registry.rooms(domain)):
-                if self.peers.owner(room.jid) != me:
-                    self._evict(room)
-        for full, rooms in self.relay.memberships.items():
-            for jid in list(rooms):
-                if rendezvous_owner(jid, before) != rendezvous_owner(jid, alive):
-                    self.relay.memberships.left(full, jid)
+        moving = [
+            room
+            for domain in self.domains
+            for room in list(self.svc.registry.rooms(domain))
+            if self.peers.owner(room.jid) != me
+        ]
+        for room in moving:
+            await self._hand_over_room(room)
+        for node in joined:
+            if node in self._alive and not self.peers.send(node, MOVED_TOPIC, b""):
+                log.warning("muc: could not tell node %s that its rooms are handed over", node)
+
+    async def _hand_over_room(self, room: Room) -> None:
+        error: Exception | None = None
+        for delay in HANDOVER_DELAYS:
+            if delay:
+                await asyncio.sleep(delay)
+            target = self.peers.owner(room.jid)
+            if self.svc.registry.get(room.jid) is not room:
+                return  # destroyed or emptied meanwhile
+            if target == self.peers.name:
+                return  # the newcomer is gone again: the room stays here
+            try:
+                await self.peers.request(target, HANDOVER_TOPIC, room_state(room), HANDOVER_TIMEOUT)
+            except (PeerUnreachable, PeerRefused) as exc:
+                error = exc
+                continue
+            # The new owner has it: this node forgets it (stored rooms stay stored).
+            room.history.clear()
+            self.svc.registry.remove(room.jid)
+            log.info("muc: room %s handed over to node %s", room.jid, target)
+            return
+        log.warning("muc: room %s could not be handed over (%s): occupants rejoin", room.jid, error)
+        self._evict(room)
+
+    async def _received(self, sender: str, payload: bytes) -> bytes:
+        """A room handed over to this node (its new owner)."""
+        history = self.svc.new_history()
+        try:
+            room = restore(payload, history, self.relay.max_stanza_bytes)
+        except ValueError:
+            history.clear()
+            raise
+        held = self.svc.registry.get(room.jid)
+        if held is not None:
+            if not held.is_empty():
+                history.clear()
+                raise ValueError(f"room {room.jid} is already in use here")
+            held.destroyed = True
+            held.history.clear()
+            self.svc.registry.remove(room.jid)
+        self.svc.registry.add(room)
+        for full in room.full_jids():
+            self.svc.registry.joined(full, room.jid)
+        log.info("muc: room %s arrived from node %s", room.jid, sender)
+        return b"ok"
+
+    def _moved(self, sender: str, payload: bytes) -> None:
+        self._moved_from.add(sender)
+        self._heard(sender)
+
+    def _heard(self, node: str) -> None:
+        if node in self._expecting:
+            self._expecting.discard(node)
+            if not self._expecting:
+                self._expected.set()
 
     def _evict(self, room: Room) -> None:
+        """Drop the room: occupants get 110 and 332 (they join again, on the new
+        owner); a temporary room's archive goes, as when it empties."""
         svc = self.svc
         for occupant in list(room.occupants.values()):
             el = svc.occupant_presence(
@@ -163,10 +302,8 @@ class RoomOwnership:
         room.destroyed = True
         room.history.clear()
         svc.registry.remove(room.jid)
-        log.info("muc: room %s moved to node %s", room.jid, self.peers.owner(room.jid))
         if temporary and svc.archive is not None and svc.spawn is not None:
-            archive = svc.archive
-            svc.spawn(archive.delete(room.jid))
+            svc.spawn(svc.archive.delete(room.jid))
 
 
 def shutdown_presence(room: str, nick: str, full: str) -> Element:

@@ -202,6 +202,8 @@ class RoomRelay:
         #: set while this node's room table is complete; cleared while persistent
         #: rooms that moved here are being loaded (stanzas for rooms it lacks wait)
         self.settled = asyncio.Event()
+        #: rooms with stanzas waiting for `settled` (their later stanzas wait too)
+        self._held: dict[str, int] = {}
         if peers.clustered:
             peers.on_message(TOPIC, self._arrived)
             peers.on_request(ROOMS_TOPIC, self._rooms_asked)
@@ -237,22 +239,47 @@ class RoomRelay:
             self.memberships.left(full, room)
 
     def local(self, session: C2SSession, stanza: Element, to: JID) -> Pending:
-        """Handle a stanza for a room this node owns; while rooms that moved here are
-        loading, a stanza for a room not (yet) here waits for the load."""
+        """Handle a stanza for a room this node owns.  While this node's room table is
+        incomplete (persistent rooms loading, rooms being handed over to it), a stanza
+        for a room it lacks waits, and so do the later ones for that room (in order)."""
         room = f"{to.local}@{to.domain}"
-        if not self.settled.is_set() and to.local and self.svc.registry.get(room) is None:
-            return self._after_settling(session, stanza, to)
-        try:
-            return dispatch.handle(self.svc, session, stanza, to)
-        except Exception:
-            log.exception("muc: handling a stanza for %s failed", to)
-            return None
+        if (
+            not self.settled.is_set()
+            and to.local
+            and (room in self._held or self.svc.registry.get(room) is None)
+        ):
+            return self._after_settling(session, stanza, to, room)
+        return dispatch.handle(self.svc, session, stanza, to)
 
-    async def _after_settling(self, session: C2SSession, stanza: Element, to: JID) -> None:
-        await self.settled.wait()
-        pending = dispatch.handle(self.svc, session, stanza, to)
+    async def _after_settling(
+        self, session: C2SSession, stanza: Element, to: JID, room: str
+    ) -> None:
+        self._held[room] = self._held.get(room, 0) + 1
+        try:
+            await self.settled.wait()
+        finally:
+            left = self._held[room] - 1
+            if left:
+                self._held[room] = left
+            else:
+                del self._held[room]
+        pending = self._here_or_on(session, stanza, to, 0)
         if pending is not None:
             await pending
+
+    def _here_or_on(self, session: C2SSession, stanza: Element, to: JID, hops: int) -> Pending:
+        """Handle it here if this node owns the room now, else send it on to the owner
+        (work that waited may find the room moved meanwhile)."""
+        if to.local:
+            owner = self.peers.owner(f"{to.local}@{to.domain}")
+            if owner != self.peers.name:
+                # the nodes saw a membership change at different moments: send it on
+                if hops >= MAX_HOPS or not self.peers.send(
+                    owner, TOPIC, _encode(hops + 1, session.full, stanza)
+                ):
+                    self.svc.error(session, stanza, unreachable())
+                return None
+        return self.local(session, stanza, to)
 
     def session_ended(self, full: str) -> None:
         """A session of this node ended (or went unavailable): it leaves the rooms of
@@ -287,16 +314,7 @@ class RoomRelay:
             log.warning("muc: a malformed stanza from node %s was dropped (%s)", sender, exc)
             return
         session = cast(C2SSession, origin)
-        if to.local:
-            owner = self.peers.owner(f"{to.local}@{to.domain}")
-            if owner != self.peers.name:
-                # the nodes saw a membership change at different moments: send it on
-                if hops >= MAX_HOPS or not self.peers.send(
-                    owner, TOPIC, _encode(hops + 1, full, stanza)
-                ):
-                    self.svc.error(session, stanza, unreachable())
-                return
-        if not self.lanes.run(full, lambda: self.local(session, stanza, to)):
+        if not self.lanes.run(full, lambda: self._here_or_on(session, stanza, to, hops)):
             self.svc.error(
                 session, stanza, StanzaError(E.RESOURCE_CONSTRAINT, "too many stanzas", "wait")
             )

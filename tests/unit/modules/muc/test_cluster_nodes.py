@@ -7,8 +7,12 @@ nothing (the survivors notice within `node_timeout`, 1 s here)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from chatgate.modules.muc import ownership
 from chatgate.server import Server
 from tests.redis_server import RedisServer
 from tests.unit.cluster.conftest import redis_server, redis_server_session  # noqa: F401
@@ -18,6 +22,7 @@ from .test_cluster_rooms import (
     MUC,
     C,
     RawClient,
+    body,
     cluster,
     codes,
     room_owned_by,
@@ -57,6 +62,13 @@ def shutdown_of(room: str, nick: str):  # type: ignore[no-untyped-def]
     )
 
 
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "not in time"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_dead_owners_rooms_332_then_the_persistent_one_reloads_on_the_survivor(
     tmp_path: Path,
     redis_server: RedisServer,  # noqa: F811
@@ -82,7 +94,7 @@ async def test_a_dead_owners_rooms_332_then_the_persistent_one_reloads_on_the_su
             # Bob's session died with its node: he left the room beta owns
             await alice.expect(shutdown_of(survivor_room, "Bob"), timeout=8)
             # the persistent room is beta's now, as stored (not created anew)
-            assert persistent in rooms_of(beta)
+            await wait_until(lambda: persistent in rooms_of(beta))
             assert temporary not in rooms_of(beta)
             own = await alice.join(persistent, "Alice")
             assert "201" not in codes(own)
@@ -104,7 +116,7 @@ async def test_a_dead_owners_rooms_332_then_the_persistent_one_reloads_on_the_su
             alpha.cluster = None  # its node was silenced above
 
 
-async def test_a_joining_node_takes_its_rooms_occupants_are_told_and_rejoin(
+async def test_a_joining_node_gets_its_rooms_live_and_occupants_notice_nothing(
     tmp_path: Path,
     redis_server: RedisServer,  # noqa: F811
 ) -> None:
@@ -120,25 +132,67 @@ async def test_a_joining_node_takes_its_rooms_occupants_are_told_and_rejoin(
             await alice.join(kept, "Alice")
             await make_persistent(alice, kept, "Stored room")
             await alice.join(staying, "Alice")
+            alice.send(
+                f"<message to='{moving}' type='groupchat'><subject>Moved</subject></message>"
+            )
+            for i in range(2):
+                alice.send(
+                    f"<message to='{moving}' type='groupchat'><body>old {i}</body></message>"
+                )
+                await alice.expect(body(f"old {i}"))
             assert rooms_of(alpha) == {moving, kept, staying}
             beta = Server(cluster_config(tmp_path, redis_server, "beta", http={"enabled": False}))
             await beta.start()
-            for room in (moving, kept):
-                out = await alice.expect(shutdown_of(room, "Alice"), timeout=8)
-                assert {"110", "332"} <= codes(out)
+            await wait_until(lambda: rooms_of(beta) == {moving, kept})  # type: ignore[arg-type]
             assert rooms_of(alpha) == {staying}
-            assert kept in rooms_of(beta)  # loaded from the database by its new owner
+            # Alice (on alpha) is still in both moved rooms: her messages go to beta
+            for room in (moving, kept):
+                alice.send(f"<message to='{room}' type='groupchat'><body>after</body></message>")
+                echo = await alice.expect(body("after"))
+                assert echo.get("from") == f"{room}/Alice"
+            # a joiner on beta finds her there, with the history and subject from before
+            bob = await RawClient.login(beta, "bob")
+            try:
+                bob.send(f"<presence to='{moving}/Bob'><x xmlns='{MUC}'/></presence>")
+                there = await bob.expect(lambda e: e.get("from") == f"{moving}/Alice")
+                assert there.tag == C + "presence" and there.get("type") is None
+                for text in ("old 0", "old 1", "after"):
+                    await bob.expect(body(text))
+                subject = await bob.expect(lambda e: e.find(C + "subject") is not None)
+                assert subject.findtext(C + "subject") == "Moved"
+                await alice.expect(lambda e: e.get("from") == f"{moving}/Bob")
+            finally:
+                bob.close()
+            # nobody was sent away
+            assert not [e for e in alice.stanzas if e.tag == C + "presence" and "332" in codes(e)]
+        finally:
+            alice.close()
+            if beta is not None:
+                await beta.stop()
+
+
+async def test_a_room_the_newcomer_cannot_take_is_dropped_with_332(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    both = ("alpha", "beta")
+    moving = room_owned_by("beta", both, prefix="unreadable")
+    monkeypatch.setattr(ownership, "HANDOVER_DELAYS", (0.0, 0.1))
+    monkeypatch.setattr(ownership, "room_state", lambda room: b"{not json")
+    async with cluster(tmp_path, redis_server, ("alpha",)) as (alpha,):
+        alice = await RawClient.login(alpha, "alice")
+        beta = None
+        try:
+            await alice.join(moving, "Alice")
+            beta = Server(cluster_config(tmp_path, redis_server, "beta", http={"enabled": False}))
+            await beta.start()
+            out = await alice.expect(shutdown_of(moving, "Alice"), timeout=10)
+            assert {"110", "332"} <= codes(out)
+            assert rooms_of(alpha) == set()
             await asyncio.sleep(1.2)  # beta's late subscriptions take effect
-            # rejoining goes to beta: the stored room as it was, the temporary anew
-            assert "201" not in codes(await alice.join(kept, "Alice"))
-            assert "201" in codes(await alice.join(moving, "Alice"))
-            assert rooms_of(beta) == {moving, kept}
-            # the room that stayed never noticed
-            alice.send(f"<message to='{staying}' type='groupchat'><body>same</body></message>")
-            await alice.expect(lambda e: e.findtext(C + "body") == "same")
-            alice.send(f"<presence to='{staying}/Alice'><x xmlns='{MUC}'/></presence>")
-            again = await alice.expect(lambda e: e.get("from") == f"{staying}/Alice")
-            assert "201" not in codes(again)
+            assert "201" in codes(await alice.join(moving, "Alice"))  # anew, on beta
+            assert rooms_of(beta) == {moving}
         finally:
             alice.close()
             if beta is not None:

@@ -1,0 +1,160 @@
+"""The pieces of group chat in a cluster, alone: a room's state handed over and read
+back (`handover.py`), forged or broken states refused; per-sender order of
+forwarded stanzas that await storage (`Lanes`), bounded; the rooms a node
+remembers of its sessions (`Memberships`), bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from chatgate.modules.muc.handover import restore, room_state
+from chatgate.modules.muc.relay import MAX_WAITING_PER_SENDER, Lanes, Memberships
+from chatgate.modules.muc.room import (
+    History,
+    HistoryBudget,
+    HistoryEntry,
+    Occupant,
+    Room,
+    RoomConfig,
+)
+from chatgate.xml.element import Element
+from chatgate.xml.framed import parse_fragment
+from chatgate.xml.serialize import serialize
+
+ROOM = "team@conference.localhost"
+
+
+def a_room() -> Room:
+    budget = HistoryBudget(1 << 20)
+    room = Room(
+        ROOM,
+        RoomConfig(name="Team", moderated=True, persistent=False, history_length=10),
+        history=History(10, 1 << 16, budget),
+        affiliations={"alice@localhost": "owner", "eve@localhost": "outcast"},
+        subject="Plans",
+        subject_nick="Alice",
+    )
+    alice = Occupant("Alice", "alice@localhost", "moderator")
+    presence = parse_fragment(
+        b"<presence><show>away</show><status>lunch &amp; more</status></presence>"
+    )
+    room.add_session("alice", alice, "alice@localhost/phone", presence)
+    room.add_session("alice", alice, "alice@localhost/desk", Element("presence", "jabber:client"))
+    bob = Occupant("Bob", "bob@localhost", "visitor", voice_requested=12.5)
+    room.add_session("bob", bob, "bob@localhost/r", Element("presence", "jabber:client"))
+    msg = parse_fragment(
+        f"<message from='{ROOM}/Alice' type='groupchat'><body>hi &lt;all&gt;</body></message>".encode()
+    )
+    room.history.add(HistoryEntry(msg, "2026-12-05T15:00:00Z", 1.5, 80, "alice@localhost", "sid1"))
+    return room
+
+
+def test_a_room_handed_over_reads_back_as_it_was() -> None:
+    room = a_room()
+    budget = HistoryBudget(1 << 20)
+    copy = restore(room_state(room), History(10, 1 << 16, budget), 1 << 16)
+    assert copy.jid == room.jid and copy.config == room.config
+    assert copy.affiliations == room.affiliations and copy.secret == room.secret
+    assert (copy.subject, copy.subject_nick, copy.locked) == ("Plans", "Alice", False)
+    assert copy.by_full == room.by_full
+    assert copy.occupant_id("bob@localhost") == room.occupant_id("bob@localhost")
+    for key, occupant in room.occupants.items():
+        other = copy.occupants[key]
+        assert (other.nick, other.bare, other.role) == (occupant.nick, occupant.bare, occupant.role)
+        assert list(other.sessions) == list(occupant.sessions)  # the newest stays last
+        assert [serialize(p) for p in other.sessions.values()] == [
+            serialize(p) for p in occupant.sessions.values()
+        ]
+    assert copy.occupants["bob"].voice_requested == 12.5
+    assert copy.occupants["alice"].voice_requested == float("-inf")
+    (entry,) = copy.history.entries
+    assert serialize(entry.stanza) == serialize(room.history.entries[0].stanza)
+    assert (entry.stamp, entry.when, entry.size, entry.sender, entry.stanza_id) == (
+        "2026-12-05T15:00:00Z",
+        1.5,
+        80,
+        "alice@localhost",
+        "sid1",
+    )
+    assert budget.used == 80  # the receiving node's history budget counts it
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        b"{not json",
+        b"[]",
+        json.dumps({"v": 99}).encode(),
+        json.dumps({"v": 1, "jid": ROOM}).encode(),  # keys missing
+    ],
+)
+def test_an_unreadable_state_is_refused(state: bytes) -> None:
+    with pytest.raises(ValueError):
+        restore(state, History(10, 1 << 16), 1 << 16)
+
+
+def test_a_state_with_a_stanza_over_the_limit_is_refused() -> None:
+    room = a_room()
+    with pytest.raises(ValueError):
+        restore(room_state(room), History(10, 1 << 16), 40)
+
+
+async def test_lanes_keep_one_senders_order_while_storage_is_awaited() -> None:
+    spawned: list[asyncio.Future[None]] = []
+    lanes = Lanes(lambda work: spawned.append(asyncio.ensure_future(work)))
+    done: list[str] = []
+    gate = asyncio.Event()
+
+    async def stored() -> None:
+        await gate.wait()
+        done.append("stored")
+
+    def first() -> asyncio.Future[None]:
+        done.append("first")
+        return asyncio.ensure_future(stored())
+
+    assert lanes.run("a@x/r", first)
+    assert lanes.run("a@x/r", lambda: done.append("second") and None)
+    assert lanes.run("b@x/r", lambda: done.append("other") and None)  # not held up
+    assert done == ["first", "other"]
+    gate.set()
+    await asyncio.gather(*spawned)
+    assert done == ["first", "other", "stored", "second"]
+    # once drained, the next runs at once
+    assert lanes.run("a@x/r", lambda: done.append("third") and None)
+    assert done[-1] == "third"
+
+
+async def test_a_full_lane_refuses() -> None:
+    spawned: list[asyncio.Future[None]] = []
+    lanes = Lanes(lambda work: spawned.append(asyncio.ensure_future(work)))
+    gate = asyncio.Event()
+    assert lanes.run("a@x/r", lambda: _wait(gate))
+    for _ in range(MAX_WAITING_PER_SENDER):
+        assert lanes.run("a@x/r", lambda: None)
+    assert not lanes.run("a@x/r", lambda: None)
+    gate.set()
+    await asyncio.gather(*spawned)
+    assert lanes.run("a@x/r", lambda: None)
+
+
+async def _wait(gate: asyncio.Event) -> None:
+    await gate.wait()
+
+
+def test_memberships_are_bounded_per_session_and_forgotten_at_the_end() -> None:
+    rooms = Memberships(per_session=3)
+    for i in range(5):
+        rooms.joined("a@x/r", f"room{i}@c.x", f"N{i}")
+    rooms.joined("b@x/r", "room0@c.x", "B")
+    ((full, kept), (other, theirs)) = rooms.items()
+    assert full == "a@x/r" and kept == {"room2@c.x": "N2", "room3@c.x": "N3", "room4@c.x": "N4"}
+    assert other == "b@x/r" and theirs == {"room0@c.x": "B"}
+    rooms.left("a@x/r", "room3@c.x")
+    assert rooms.ended("a@x/r") == {"room2@c.x": "N2", "room4@c.x": "N4"}
+    assert rooms.ended("a@x/r") == {}
+    rooms.left("b@x/r", "room0@c.x")
+    assert rooms.items() == []
