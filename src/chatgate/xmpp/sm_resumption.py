@@ -10,17 +10,13 @@ remembers, for a while and within a bound, how many stanzas it had handled, so
 a late `<resume/>` gets `<failed h='...'/>` (§5: the client then knows which of
 its stanzas arrived).
 
-`ResumptionTable` is the interface, `LocalResumptionTable` this process's.  A
-shared implementation (several worker processes behind SO_REUSEPORT, or a
-cluster over Redis) would need: the token -> (owner, node) map in the shared
-store, written at `add`/`remove`; a `find` that, for a token held by another
-node, asks that node to hand the session over (its queue of unacknowledged
-stanzas, counts, and the session's roster interest, presence and directed
-presences) and to release it, so the new connection here binds the same full
-JID; and the ended sessions' 'h' kept there with an expiry.  Until then a
-resume landing on another process is answered item-not-found and the client
-binds anew (its unacknowledged stanzas go to offline storage as for any
-expired session: nothing is lost).
+`ResumptionTable` is the interface, `LocalResumptionTable` this process's, and
+it stays per process in a cluster too: a token names the node that issued it
+(`sm_tokens.py`), and a `<resume/>` that reaches another node asks that node to
+hand the session over (`SmPolicy.handover`: `cluster/sm_handover.py` and
+`sm_takeover.py`).  Nothing about tokens is written to Redis; an ended
+session's 'h' is remembered where it ended, and that node tells it to a node
+asking for the token (`<failed h/>` there too).
 
 The registrations that carry the configuration to connections live here too:
 `StreamManagementFeature` (the `<sm/>` stream feature with its `SmPolicy`) and

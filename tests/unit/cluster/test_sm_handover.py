@@ -108,7 +108,7 @@ async def hibernated(a: Side, *bodies: str) -> tuple[C2SSession, OldConnection]:
     for body in bodies:
         sm.write(f"<message><body>{body}</body></message>".encode())
     conn = OldConnection(session, sm)
-    a.table.add(TOKEN, BARE, conn)  # type: ignore[arg-type]
+    a.table.add(TOKEN, BARE, conn)
     return session, conn
 
 
