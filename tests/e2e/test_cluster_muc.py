@@ -8,7 +8,9 @@ owns them.  A room is made from one node and joined from the two others:
 presence, groupchat, subject, a kick from a non-owner node, private messages
 between nodes, history and the room archive for a late joiner.  Then the owner
 is killed with SIGKILL: occupants on the surviving nodes get status 332 and the
-persistent room works again on its new owner, as stored.
+persistent room works again on its new owner, as stored.  Then the killed node
+starts again and gets its rooms back live: occupants stay, history and subject
+follow.
 
 On a failure every node's log is kept in `test-artifacts/test_cluster_muc/<test>/`.
 """
@@ -228,6 +230,41 @@ async def test_killing_the_owner_sends_332_and_the_persistent_room_comes_back(
             temporary, "Erin", timeout=TIMEOUT
         )
         assert 201 in presence["muc"]["status_codes"]
+
+
+async def test_a_restarted_node_gets_its_rooms_back_live(cluster: LocalCluster) -> None:
+    """After the kill above, n1's rooms are held by n2 and n3; n1 starting again
+    takes them back with their occupants, history and subject: nobody is sent away."""
+    room = owned_by("n1", "comeback")
+    interim = rendezvous_owner(room, ("n2", "n3"))
+    async with (
+        online(cluster, "n2", "alice") as alice,
+        online(cluster, "n3", "carol") as carol,
+    ):
+        await create(alice, room, "Alice")
+        await carol.plugin["xep_0045"].join_muc_wait(room, "Carol", timeout=TIMEOUT)
+        alice.plugin["xep_0045"].set_subject(room, "Before the move")
+        alice.send_message(mto=room, mbody="before", mtype="groupchat")
+        await alice.plugin["xep_0199"].send_ping(room, timeout=TIMEOUT)
+        sent_away = {client: queue(client, f"muc::{room}::presence") for client in (alice, carol)}
+        since = len(cluster["n1"].log_text())
+        cluster["n1"].start()
+        cluster["n1"].wait_for_log(f"room {room} arrived from node {interim}", since=since)
+        chat = queue(carol, "groupchat_message")
+        alice.send_message(mto=room, mbody="after", mtype="groupchat")
+        msg = await until(chat, lambda m: m["body"] == "after")
+        assert msg["from"] == f"{room}/Alice"
+        async with online(cluster, "n1", "dave") as dave:
+            _presence, subject, occupants, history = await dave.plugin["xep_0045"].join_muc_wait(
+                room, "Dave", timeout=TIMEOUT
+            )
+            assert [p["from"].resource for p in occupants] == ["Alice", "Carol", "Dave"]
+            assert [m["body"] for m in history] == ["before", "after"]
+            assert subject["subject"] == "Before the move"
+        for got in sent_away.values():
+            while not got.empty():
+                presence = got.get_nowait()
+                assert 332 not in presence["muc"]["status_codes"], presence
 
 
 def test_no_node_logged_a_traceback(cluster: LocalCluster) -> None:
