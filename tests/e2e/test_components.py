@@ -374,3 +374,31 @@ def test_check_lists_the_components(setup: tuple[RunningServer, int]) -> None:
     assert f'{DOMAIN} "Test gateway"  listed by localhost  auth: secret' in result.stdout
     assert f"{OTHER}  listed by localhost  auth: secret_file bot.secret" in result.stdout
     assert SECRET not in result.stdout and OTHER_SECRET not in result.stdout
+
+
+def test_guessing_handshakes_is_throttled_like_logins(tmp_path: Path) -> None:
+    server, port = start_with_components(tmp_path)
+    try:
+        # [auth.throttle]'s free failures: answered not-authorized after failure_delay.
+        for _ in range(6):
+            guess = Raw(port)
+            guess.handshake(guess.open(OTHER), "a guess")
+            guess.expect(rb"<not-authorized", timeout=30)
+            guess.close()
+        # Past them each wrong answer is held, and its slot with it: guesses in
+        # parallel run out of the domain's slots and are refused at once.
+        guesses = [Raw(port) for _ in range(4)]
+        for guess in guesses:
+            guess.handshake(guess.open(OTHER), "a guess")
+        outcomes = [g.expect(rb"<not-authorized|<policy-violation", timeout=30) for g in guesses]
+        for guess in guesses:
+            guess.close()
+        assert any(b"<policy-violation" in o for o in outcomes), outcomes
+        # Meanwhile the right secret for another component still works at once.
+        good = Raw(port)
+        good.handshake(good.open(DOMAIN), SECRET)
+        good.expect(rb"<handshake[^>]*/>", timeout=3)
+        good.close()
+    finally:
+        assert server.stop() == 0
+    assert "handshake throttled" in server.log_text()

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Protocol, cast
 
+from chatgate.auth.throttle import Refuse as ThrottleRefuse
 from chatgate.components import stream as cs
 from chatgate.components.routing import route_from_component
 from chatgate.jid import JID
@@ -103,6 +104,7 @@ class ComponentConnection(asyncio.Protocol):
         self._queue: deque[tuple[Element, JID]] = deque()
         self._busy = False
         self._timers: list[asyncio.TimerHandle] = []
+        self._handshake_timer: asyncio.TimerHandle | None = None
         self._overflowed = False
         #: the domain this connection serves once its handshake succeeded
         self.serving: str | None = None
@@ -125,7 +127,8 @@ class ComponentConnection(asyncio.Protocol):
         if limits.preauth_rate:
             self._bucket = TokenBucket(limits.preauth_rate, limits.preauth_burst, self._loop.time())
         timeout = self.hub.ctx.config.component_listener.handshake_timeout
-        self._timers.append(self._loop.call_later(timeout, self._handshake_timeout))
+        self._handshake_timer = self._loop.call_later(timeout, self._handshake_timeout)
+        self._timers.append(self._handshake_timer)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -239,7 +242,24 @@ class ComponentConnection(asyncio.Protocol):
             ).encode()
         )
 
+    def _throttled(self, domain: str) -> bool:
+        """The login throttle (`[auth.throttle]`, shared in a cluster) counts
+        handshakes per address and per component domain as it counts SASL attempts;
+        True (and the stream closed) when it refuses this one, right or wrong."""
+        verdict = self.hub.ctx.auth_throttle.check(self.address, domain, self._loop.time())
+        if isinstance(verdict, ThrottleRefuse):
+            log.info("component %s from %s: handshake throttled", domain, self.address)
+            self.close_stream(
+                StreamErrorCondition.POLICY_VIOLATION,
+                f"too many handshakes: retry in {verdict.retry_after:.0f} s",
+            )
+            return True
+        return False
+
     def _authenticate(self, domain: str) -> None:
+        if self._throttled(domain):
+            return
+        self.hub.ctx.auth_throttle.succeeded(self.address, domain, self._loop.time())
         self._pause(_DECIDING)
         claimed = self.hub.claim(domain, self)
         if isinstance(claimed, bool):
@@ -273,9 +293,14 @@ class ComponentConnection(asyncio.Protocol):
         self._resume(_DECIDING)
 
     def _refuse(self, domain: str) -> None:
+        if self._throttled(domain):
+            return
+        record = self.hub.ctx.auth_throttle.failed(self.address, domain, self._loop.time())
         self._pause(_DECIDING)
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()  # the answer is due after the delay, whatever it is
         log.info("component %s from %s: wrong handshake", domain, self.address)
-        delay = self.hub.ctx.config.component_listener.failure_delay
+        delay = max(self.hub.ctx.config.component_listener.failure_delay, record.delay)
         self._timers.append(
             self._loop.call_later(
                 delay,
