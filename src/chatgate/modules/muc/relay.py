@@ -42,7 +42,6 @@ from chatgate.jid import JID
 from chatgate.modules.muc import dispatch
 from chatgate.modules.muc.admin import MAX_LISTED
 from chatgate.modules.muc.occupancy import session_closed
-from chatgate.peers import PeerRefused, PeerUnreachable
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
@@ -346,13 +345,14 @@ class RoomRelay:
         )
         rooms = dict(self.public_rooms(service))
         for node, answer in zip(others, answers, strict=True):
-            if isinstance(answer, (PeerUnreachable, PeerRefused)):
+            if isinstance(answer, BaseException):
                 log.info("muc: node %s's rooms are not listed (%s)", node, answer)
                 continue
-            if isinstance(answer, BaseException):
-                raise answer
-            for jid, name in json.loads(answer)[:MAX_LISTED]:
-                rooms.setdefault(str(jid), str(name))
+            try:
+                for jid, name in json.loads(answer)[:MAX_LISTED]:
+                    rooms.setdefault(str(jid), str(name))
+            except (ValueError, TypeError) as exc:
+                log.warning("muc: node %s answered an unreadable room list (%s)", node, exc)
         query = Element("query", ns.DISCO_ITEMS)
         for jid in sorted(rooms)[:MAX_LISTED]:
             attrs = {"jid": jid}

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from chatgate.auth.credentials import derive_all
-from chatgate.peers import rendezvous_owner
+from chatgate.peers import PeerRefused, rendezvous_owner
 from chatgate.server import Server
 from tests.redis_server import RedisServer
 from tests.unit.cluster.conftest import redis_server, redis_server_session  # noqa: F401
@@ -331,6 +331,41 @@ async def test_a_session_of_a_node_without_redis_gets_a_wait_error_and_local_roo
         # the room this node owns keeps working
         bob.send(f"<message to='{local}' type='groupchat'><body>still here</body></message>")
         await alice.expect(body("still here"))
+    finally:
+        alice.close()
+        bob.close()
+
+
+async def test_malformed_messages_between_nodes_are_dropped_and_rooms_keep_working(
+    nodes: list[Server],
+) -> None:
+    alpha, beta = nodes
+    room = room_owned_by("alpha")
+    assert beta.ctx is not None and alpha.ctx is not None
+    peers = beta.ctx.peers
+    sent = 0
+    for garbage in (
+        b"",  # empty
+        b"S",  # too short
+        b"Zwhat",  # unknown kind
+        b"S\x00not a jid\n<message/>",  # a sender that is no JID
+        b"S\x00alice@localhost/r\n<message to='" + room.encode() + b"'>",  # unclosed
+        b"S\x00alice@localhost/r\n<message/>",  # no 'to'
+        b"S\x00alice@localhost/r\n" + b"<a>" * 100 + b"</a>" * 100,  # too deep
+        b"Enobody@localhost/x",  # a session nobody knows ended
+    ):
+        sent += peers.send("alpha", "muc", garbage)
+    assert sent == 8
+    with pytest.raises(PeerRefused):  # not UTF-8: refused, nothing else disturbed
+        await peers.request("alpha", "muc-rooms", b"\xff\xfe")
+    # the owner still serves the room to clients of both nodes
+    alice = await RawClient.login(beta, "alice")
+    bob = await RawClient.login(alpha, "bob")
+    try:
+        await alice.join(room, "Alice")
+        await bob.join(room, "Bob")
+        alice.send(f"<message to='{room}' type='groupchat'><body>fine</body></message>")
+        await bob.expect(body("fine"))
     finally:
         alice.close()
         bob.close()
