@@ -286,6 +286,51 @@ def _drain(queue: asyncio.Queue[slixmpp.Message]) -> list[slixmpp.Message]:
     return found
 
 
+# -- the hot path -------------------------------------------------------------------------
+
+#: what the nodes send Redis on their own, whatever the clients do (heartbeats,
+#: membership, the lean connection's keep-alive)
+BACKGROUND = {"set", "sadd", "smembers", "mget", "ping", "info", "client|setinfo", "hello"}
+
+
+def _commands(cluster: LocalCluster) -> dict[str, int]:
+    import redis
+
+    client = redis.Redis.from_url(cluster.redis.url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+async def test_messages_on_one_node_cost_no_redis_command_while_carbons_are_on_elsewhere(
+    cluster: LocalCluster,
+) -> None:
+    carbons = ("xep_0297", "xep_0280")
+    async with (
+        online(cluster, "n2", "alice@localhost/phone", carbons) as phone,
+        online(cluster, "n1", "bob@localhost/pc") as bob,
+        online(cluster, "n1", "carol@localhost/pc") as carol,
+    ):
+        await carbons_on(phone)  # so both nodes' carbons stages are active
+        bob.send_message(mto="carol@localhost/pc", mbody="warm-up", mtype="chat")
+        await next_body(carol, "warm-up")
+        before = _commands(cluster)
+        count = 200
+        for i in range(count):
+            bob.send_message(mto="carol@localhost/pc", mbody=f"m{i}", mtype="chat")
+        await next_body(carol, f"m{count - 1}")
+        after = _commands(cluster)
+        grown = {
+            name: after[name] - before.get(name, 0)
+            for name in after
+            if name not in BACKGROUND and after[name] != before.get(name, 0)
+        }
+        # a round trip per message would show as `count` commands or more
+        assert sum(grown.values()) < 10, grown
+
+
 def test_no_node_logged_a_traceback_or_a_malformed_peer_message(cluster: LocalCluster) -> None:
     for name, text in cluster.logs().items():
         assert "Traceback" not in text, f"{name}:\n{text[-4000:]}"
