@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,6 +17,9 @@ from chatgate.cluster import blocking as sync_module
 from chatgate.cluster.blocking import BlocklistSync
 from chatgate.cluster.node import ClusterNode
 from chatgate.cluster.peers import RedisPeers
+from chatgate.modules.blocking import Blocklists, LocalBlocklistCache
+from chatgate.storage.database import Database
+from chatgate.storage.repositories.blocking import BlocklistRepository
 from tests.redis_server import RedisServer
 from tests.unit.cluster.test_node import options, wait_for
 
@@ -126,3 +130,86 @@ async def test_malformed_messages_are_dropped(redis_server: RedisServer) -> None
     finally:
         await a.node.close()
         await b.node.close()
+
+
+# -- with the module's real blocklists, over one database ---------------------------------
+
+
+class Ctx:
+    """What `Blocklists` uses of the server's context: spawning, and which accounts
+    have a session on this node."""
+
+    def __init__(self, bound: set[str]) -> None:
+        self.bound = bound
+        self.tasks: set[asyncio.Future[None]] = set()
+        directory = SimpleNamespace(bound_here=lambda bare: bare in self.bound)
+        self.router = SimpleNamespace(directory=directory, route=lambda origin, stanza: None)
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+async def _real(
+    server: RedisServer, name: str, repository: BlocklistRepository, bound: set[str]
+) -> tuple[BlocklistSync, Blocklists]:
+    node = ClusterNode(options(server), name=name)
+    lists = Blocklists(
+        Ctx(bound),  # type: ignore[arg-type]
+        repository,
+        LocalBlocklistCache(100, 1 << 20),
+    )
+    sync = BlocklistSync(node, RedisPeers(node), lists)
+    await node.start()
+    await node.subscribed()
+    await lists.learn_blockers()
+    return sync, lists
+
+
+async def _block(lists: Blocklists, owner: tuple[str, str], jids: list[str]) -> None:
+    """What `BlockingCommands.set` does around the database write."""
+    await lists.repository.block(owner, jids, 100)
+    current = frozenset(await lists.repository.items(owner))
+    bare = f"{owner[0]}@{owner[1]}"
+    lists.changed(bare, current)
+    assert lists.share is not None
+    await lists.share(bare, current)
+
+
+async def test_real_blocklists_apply_a_block_made_on_another_node_at_once(
+    redis_server: RedisServer, db: Database
+) -> None:
+    await db.accounts.create("alice", "x", {})
+    repository = BlocklistRepository(db.engine)
+    # alice is online on b (her empty list pinned there); c has never read it
+    a, a_lists = await _real(redis_server, "a", repository, {"alice@x"})
+    b, b_lists = await _real(redis_server, "b", repository, {"alice@x"})
+    c, c_lists = await _real(redis_server, "c", repository, set())
+    try:
+        assert await b_lists.get_or_load("alice@x") == frozenset()
+        assert c_lists.get("alice@x") == frozenset()  # not a blocker: no read
+        await wait_for(lambda: all(len(s.peers.alive()) == 3 for s in (a, b, c)))
+        await _block(a_lists, ("alice", "x"), ["bob@x"])
+        await wait_for(lambda: b_lists.get("alice@x") == frozenset({"bob@x"}), timeout=1)
+        await wait_for(lambda: c_lists.get("alice@x") == frozenset({"bob@x"}), timeout=1)
+        assert c_lists.blockers is not None and "alice@x" in c_lists.blockers
+        # c keeps it in memory for the presence filter, which cannot wait
+        assert c_lists.cache.get("alice@x") == frozenset({"bob@x"}) and c_lists.cache.blocking == 1
+
+        # Redis away: a change on a is not seen on b; when it returns, b reads again.
+        redis_server.stop()
+        await wait_for(lambda: not b.node.connected and not a.node.connected, timeout=5)
+        await _block(a_lists, ("alice", "x"), ["mallory@x"])
+        await asyncio.sleep(0.2)
+        assert b_lists.get("alice@x") == frozenset({"bob@x"})  # what it knew keeps applying
+        redis_server.start()
+        await wait_for(
+            lambda: b_lists.get("alice@x") == frozenset({"bob@x", "mallory@x"}), timeout=15
+        )
+        await wait_for(
+            lambda: c_lists.get("alice@x") == frozenset({"bob@x", "mallory@x"}), timeout=15
+        )
+    finally:
+        for s in (a, b, c):
+            await s.node.close()
