@@ -222,6 +222,13 @@ class Server:
         for name in modules.names():
             ctx.load(modules.get(name)())
         await ctx.start_modules()
+        if config.components:
+            # Their domains are checked against the modules' services before any
+            # listener opens (a clash is a configuration error, not a half start).
+            from chatgate.components.hub import ComponentHub
+
+            self.components = ComponentHub.for_context(ctx)
+            self.components.register()
         loop = asyncio.get_running_loop()
 
         def negotiation_settings(
@@ -292,10 +299,7 @@ class Server:
             bound = BoundListener(listener, host, port)
             self.listeners.append(bound)
             log.info("listening: %s (%s)", bound.describe(), ", ".join(config.served_domains))
-        if config.components:
-            from chatgate.components.hub import ComponentHub
-
-            self.components = ComponentHub.for_context(ctx)
+        if self.components is not None:
             await self.components.start()
         self._housekeeping_timer = loop.call_later(60, self._housekeeping)
         settle_garbage_collector()

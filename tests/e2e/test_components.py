@@ -9,6 +9,8 @@ import contextlib
 import hashlib
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -402,3 +404,35 @@ def test_guessing_handshakes_is_throttled_like_logins(tmp_path: Path) -> None:
     finally:
         assert server.stop() == 0
     assert "handshake throttled" in server.log_text()
+
+
+def test_serve_refuses_a_component_on_a_service_domain_before_listening(tmp_path: Path) -> None:
+    config = tmp_path / "chatgate.toml"
+    config.write_text(
+        f"""
+[server]
+domain = "localhost"
+data_dir = "{tmp_path / "var"}"
+[[listeners]]
+port = 0
+tls = "none"
+require_tls = false
+[http]
+enabled = false
+[component_listener]
+port = 0
+[[components]]
+domain = "conference.localhost"
+secret = "{SECRET}"
+"""
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "chatgate", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert "conference.localhost is already served here" in output
+    assert "listening:" not in output

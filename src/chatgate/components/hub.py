@@ -107,8 +107,7 @@ class ComponentHub:
             self.ctx.services.append(service)
 
     async def start(self) -> None:
-        """Register the domains, then open the component listener."""
-        self.register()
+        """Open the component listener (after `register`)."""
         if self.relay is not None:
             await self.relay.start()
         listener = self.ctx.config.component_listener
