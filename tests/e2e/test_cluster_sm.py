@@ -25,6 +25,7 @@ from .test_stream_management import SM, Raw, bodies, message
 
 pytestmark = pytest.mark.e2e
 
+FULL = "alice@localhost/phone"
 USERS = {name: f"{name}-password" for name in ("alice", "bob", "carol", "dave", "mallory")}
 EXTRA = """
 [modules.stream_management]
@@ -49,6 +50,14 @@ def cluster() -> Iterator[LocalCluster]:
 def stanzas(text: str) -> int:
     """How many stanzas `text` holds (what a client counts for its 'h')."""
     return len(re.findall(r"<(?:message|presence|iq)[\s>/]", text))
+
+
+def went_unavailable(text: str, full: str) -> bool:
+    """Whether `text` holds an unavailable presence from `full`."""
+    for tag in re.findall(r"<presence [^>]*>", text):
+        if re.search(rf"from=[\"']{re.escape(full)}[\"']", tag) and "unavailable" in tag:
+            return True
+    return False
 
 
 def connect(cluster: LocalCluster, node: str) -> Raw:
@@ -86,15 +95,30 @@ def test_a_reset_session_resumes_on_the_other_node_with_everything_sent_meanwhil
     carol = online(cluster, "n2", "carol", "desk")
     bob = online(cluster, "n1", "bob", "desk")
     alice, token = managed(cluster, "n1", "alice", "phone")
-    # Directed presence: carol is told when alice's session ends (RFC 6121 §4.6.3).
+    seen = ""  # everything alice receives, to count its 'h' as a client does
+
+    def expect(pattern: str) -> None:
+        nonlocal seen
+        match = alice.expect(pattern)
+        seen += match.string[: match.end()]
+
+    # Dave (on the other node) is subscribed to alice's presence (RFC 6121 §3), and
+    # carol got directed presence (§4.6): both would be told if her session ended.
+    dave = online(cluster, "n2", "dave", "desk")
+    dave.send("<presence to='alice@localhost' type='subscribe'/>")
+    expect(r"<presence [^>]*type=.subscribe.[^>]*>")
+    alice.send("<presence to='dave@localhost' type='subscribed'/>")
+    alice.send("<presence><priority>5</priority></presence>")
+    dave.expect(r"<presence [^>]*from=.alice@localhost/phone.[^>]*>\s*<priority>5")
     alice.send("<presence to='carol@localhost/desk'><priority>5</priority></presence>")
     carol.expect(r"<presence [^>]*from=.alice@localhost/phone")
     # The first message between two accounts may wait for a database read (the
     # recipient's blocklist): warm both paths so the test's own order is defined.
     for raw in (carol, bob):
         raw.send(message("alice@localhost/phone", "warm"))
-        alice.expect(r"<body>warm</body>")
-        alice.received += 1
+        expect(r"<body>warm</body>")
+    seen += alice.quiet(0.3)
+    alice.received += stanzas(seen)
     alice.reset()
     cluster["n1"].wait_for_log("alice@localhost/phone hibernated")
 
@@ -129,10 +153,13 @@ def test_a_reset_session_resumes_on_the_other_node_with_everything_sent_meanwhil
     again.send(message("carol@localhost/desk", "back"))
     stanza = carol.expect(r"<message [^>]*>.*?<body>back</body>")
     assert "alice@localhost/phone" in stanza.group(0)
-    seen_by_carol = carol.quiet(0.5)
-    assert "unavailable" not in seen_by_carol
+    assert not went_unavailable(carol.quiet(0.5) + dave.quiet(0.1), FULL)
     again.send(f"<r xmlns='{SM}'/>")
-    assert again.expect(r"<a xmlns='urn:xmpp:sm:3' h='(\d+)'/>").group(1) == "3"
+    assert again.expect(r"<a xmlns='urn:xmpp:sm:3' h='(\d+)'/>").group(1) == "5"
+    # Its presence is what it was: dave's probe is answered with priority 5.
+    dave.send("<presence type='unavailable'/>")
+    dave.send("<presence/>")
+    dave.expect(r"<presence [^>]*from=.alice@localhost/phone.[^>]*>\s*<priority>5")
     handled = alice.received + stanzas(received + again.buffer)
     assert "resumed from node n1" in cluster["n2"].log_text()
 
@@ -145,8 +172,8 @@ def test_a_reset_session_resumes_on_the_other_node_with_everything_sent_meanwhil
     answer = resume(third, "alice", token, handled)
     assert answer.startswith("<resumed "), answer
     assert "m6" in bodies(third.quiet(1.0))
-    assert "unavailable" not in carol.quiet(0.3)
-    for raw in (third, carol, bob):
+    assert not went_unavailable(carol.quiet(0.3) + dave.quiet(0.1), FULL)
+    for raw in (third, carol, bob, dave):
         raw.close()
 
 
@@ -196,6 +223,30 @@ def test_two_concurrent_resumptions_of_one_token_exactly_one_wins(cluster: Local
     assert sum("<item-not-found " in a for a in answers) == 1, answers
     for raw in raws:
         raw.close()
+
+
+def test_with_redis_away_a_session_resumes_on_its_own_node_and_fails_cleanly_elsewhere(
+    cluster: LocalCluster,
+) -> None:
+    n1, n2 = cluster["n1"], cluster["n2"]
+    alice, token = managed(cluster, "n1", "alice", "car")
+    alice.reset()
+    n1.wait_for_log("alice@localhost/car hibernated")
+    since1, since2 = len(n1.log_text()), len(n2.log_text())
+    cluster.redis.stop()
+    try:
+        n1.wait_for_log("Redis", since=since1, timeout=5)
+        n2.wait_for_log("Redis", since=since2, timeout=5)
+        elsewhere = connect(cluster, "n2")
+        assert "<item-not-found " in resume(elsewhere, "alice", token, alice.received)
+        elsewhere.close()
+        here = connect(cluster, "n1")
+        assert resume(here, "alice", token, alice.received).startswith("<resumed ")
+    finally:
+        cluster.redis.start()
+    n1.wait_for_log("reachable again", since=since1, timeout=10)
+    n2.wait_for_log("reachable again", since=since2, timeout=10)
+    here.close()
 
 
 def test_a_session_of_a_killed_node_is_not_found_and_the_client_binds_anew(
