@@ -105,8 +105,10 @@ class ClusterCarbonsState:
     # ------------------------------------------------------------ life
 
     async def start(self) -> None:
-        """Clear what this node's previous run left, then read every other node's."""
+        """Clear what this node's previous run left (and tell the others, who may
+        have read it when they saw this run join), then read every other node's."""
         await self._rewrite_own()
+        self.peers.broadcast(TOPIC, json.dumps({"all": self._snapshot()}).encode())
         await self._read_all()
 
     # ------------------------------------------------------------ sharing

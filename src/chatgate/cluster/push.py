@@ -22,6 +22,7 @@ per interval per node, as before), logged once per outage.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 
@@ -32,6 +33,9 @@ from chatgate.cluster.resp import RespError, Script
 from chatgate.modules.push import Defer, LocalNotificationLimiter, Send
 
 log = logging.getLogger(__name__)
+
+#: seconds to wait for Redis's decision before deciding on this node alone
+ANSWER_TIMEOUT = 5.0
 
 #: KEYS: slot, pending.  ARGV: interval (ms), sender, body.
 #: Returns {'send'}, {'defer', ms left}, or {'count'} (counted into a flush to come).
@@ -82,10 +86,11 @@ class RedisNotificationLimiter:
 
     async def admit(self, key: str, now: float, sender: str, body: str) -> Send | Defer | None:
         try:
-            answer = await self.node.run_script(
-                _ADMIT, self._keys(key), [self.interval_ms, sender, body]
+            answer = await asyncio.wait_for(
+                self.node.run_script(_ADMIT, self._keys(key), [self.interval_ms, sender, body]),
+                ANSWER_TIMEOUT,
             )
-        except (RedisError, RespError, OSError, ConnectionError) as exc:
+        except (RedisError, RespError, OSError, ConnectionError, TimeoutError) as exc:
             self._failed(exc)
             return self.fallback.admit(key, now, sender, body)
         verdict = _text(answer[0])
@@ -97,8 +102,11 @@ class RedisNotificationLimiter:
 
     async def flush(self, key: str, now: float) -> tuple[int, str, str] | None:
         try:
-            found = await self.node.run_script(_FLUSH, self._keys(key), [self.interval_ms])
-        except (RedisError, RespError, OSError, ConnectionError) as exc:
+            found = await asyncio.wait_for(
+                self.node.run_script(_FLUSH, self._keys(key), [self.interval_ms]),
+                ANSWER_TIMEOUT,
+            )
+        except (RedisError, RespError, OSError, ConnectionError, TimeoutError) as exc:
             self._failed(exc)
             return self.fallback.flush(key, now)
         if not found:

@@ -86,17 +86,22 @@ async def test_a_node_joining_later_learns_what_is_on_and_a_dead_nodes_entries_g
 async def test_a_restarted_node_clears_what_its_previous_run_left(
     redis_server: RedisServer,
 ) -> None:
-    a = await _node(redis_server, "a")
-    a.enable(_as_session(Session("alice@x", "phone")))
-    await a.node.send("PING")
-    await kill(a.node)
-    again = await _node(redis_server, "a")
     b = await _node(redis_server, "b")
+    a = await _node(redis_server, "a")
     try:
-        assert not b.of("alice@x")
-        assert await b.node.redis.hgetall(b._key("a")) == {}
+        a.enable(_as_session(Session("alice@x", "phone")))
+        await wait_for(lambda: bool(b.of("alice@x")))
+        await kill(a.node)  # no goodbye, and back at once under its name
+        again = await _node(redis_server, "a")
+        try:
+            # b saw a new run (or a death then a join): nothing of the old run stays
+            await wait_for(lambda: not b.of("alice@x") and not b, timeout=5)
+            assert await b.node.redis.hgetall(b._key("a")) == {}
+            again.enable(_as_session(Session("alice@x", "tablet")))
+            await wait_for(lambda: list(b.of("alice@x")) == ["alice@x/tablet"])
+        finally:
+            await again.node.close()
     finally:
-        await again.node.close()
         await b.node.close()
 
 
