@@ -5,6 +5,7 @@ cluster-wide, and can connect elsewhere once its node died."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from collections.abc import Iterator
@@ -72,6 +73,28 @@ async def test_a_component_on_one_node_serves_accounts_on_another(cluster: Local
         with pytest.raises(IqError) as caught:
             await alice.plugin["xep_0199"].send_ping(slixmpp.JID(DOMAIN), timeout=5)
         assert caught.value.iq["error"]["condition"] == "service-unavailable"
+
+
+async def test_stanzas_sent_right_after_the_handshake_wait_for_the_claim(
+    cluster: LocalCluster,
+) -> None:
+    n1, n2 = cluster["n1"], cluster["n2"]
+    assert n2.server is not None
+    async with logged_in(n2.server, "alice@localhost", "alice-pass", transport="plain") as alice:
+        await alice.plugin["xep_0199"].ping(slixmpp.JID("localhost"), timeout=5)
+        eager = Raw(component_port(n1))
+        stream_id = eager.open(DOMAIN)
+        digest = hashlib.sha1((stream_id + SECRET).encode()).hexdigest()
+        # One write: the handshake and a stanza before its answer (the claim in Redis).
+        eager.send(
+            f"<handshake>{digest}</handshake>"
+            f"<message from='bot@{DOMAIN}' to='alice@localhost'><body>eager</body></message>"
+        )
+        eager.expect(rb"<handshake[^>]*/>")
+        got = await alice.next_message()
+        assert got["body"] == "eager"
+        eager.close()
+    await asyncio.sleep(0.3)  # the claim is released
 
 
 async def test_after_its_node_died_a_component_connects_to_another(cluster: LocalCluster) -> None:

@@ -28,7 +28,7 @@ from chatgate.jid import JID
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import PeerProtocolError, StreamErrorCondition
 from chatgate.xml.element import Element
-from chatgate.xml.parser import StreamParseError, XmlStreamParser
+from chatgate.xml.parser import StreamEvent, StreamParseError, XmlStreamParser
 from chatgate.xml.serialize import escape_attr, serialize
 from chatgate.xmpp.framing import StreamError
 from chatgate.xmpp.output import TcpStreamOutput
@@ -105,6 +105,8 @@ class ComponentConnection(asyncio.Protocol):
         self._busy = False
         self._timers: list[asyncio.TimerHandle] = []
         self._handshake_timer: asyncio.TimerHandle | None = None
+        #: events parsed after a handshake still being decided (at most one read's)
+        self._held: list[StreamEvent] = []
         self._overflowed = False
         #: the domain this connection serves once its handshake succeeded
         self.serving: str | None = None
@@ -150,15 +152,22 @@ class ComponentConnection(asyncio.Protocol):
         try:
             events = self._parser.feed(data)
         except StreamParseError as exc:
-            for event in exc.events:
-                self._act(self.core.receive(event))
+            self._handle(exc.events)
             self._protocol_error(exc)
             return
         except PeerProtocolError as exc:
             self._protocol_error(exc)
             return
-        for event in events:
+        self._handle(events)
+
+    def _handle(self, events: list[StreamEvent]) -> None:
+        """Events in order; those that follow a handshake still being decided (a
+        claim in Redis) wait for its outcome (`_claimed`)."""
+        for index, event in enumerate(events):
             if self.closed:
+                return
+            if self.core.state is cs.State.VERIFYING:
+                self._held = events[index:]
                 return
             self._act(self.core.receive(event))
 
@@ -176,6 +185,7 @@ class ComponentConnection(asyncio.Protocol):
         self.core.fail()
         self._parser.close()
         self._backlog = None
+        self._held = []
         self._queue.clear()
         for timer in self._timers:
             timer.cancel()
@@ -290,6 +300,8 @@ class ComponentConnection(asyncio.Protocol):
         )
         self.output.element(f"<handshake xmlns='{cs.COMPONENT}'/>".encode())
         log.info("component %s connected from %s", domain, self.address)
+        held, self._held = self._held, []
+        self._handle(held)
         self._resume(_DECIDING)
 
     def _refuse(self, domain: str) -> None:
