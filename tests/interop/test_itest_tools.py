@@ -234,3 +234,26 @@ def test_only_selects_by_dotted_prefix() -> None:
     assert not itest_runner.selected(component, ["test_ping"])
     assert itest_runner.selected(ping, ["test_ping.TestPing.test_ping"])
     assert not itest_runner.selected("itests.test_pingx.T.t", ["test_ping"])
+
+
+def test_chatgate_serves_the_ci_component_as_prosody_does(tmp_path: Path) -> None:
+    """slixmpp's test_component connects to port 5347 as slixmpp.prosody with the
+    secret 'secret' (its prosody.cfg.lua): chatgate's itest configuration says the same."""
+    from chatgate.config import load_config
+
+    path = tmp_path / "chatgate.toml"
+    path.write_text(
+        itest_servers.CHATGATE_CONFIG.format(
+            domain=itest_servers.DOMAIN,
+            data=tmp_path / "var",
+            starttls=itest_servers.STARTTLS_PORT,
+            direct=itest_servers.DIRECT_TLS_PORT,
+            component=itest_servers.COMPONENT_PORT,
+        )
+    )
+    config = load_config(path)
+    [component] = config.components
+    assert component.domain == f"slixmpp.{itest_servers.DOMAIN}"
+    assert config.component_secret(component) == "secret"
+    assert config.component_listener.port == itest_servers.COMPONENT_PORT == 5347
+    assert config.component_parent(component) == itest_servers.DOMAIN
