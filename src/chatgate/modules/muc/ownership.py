@@ -19,7 +19,7 @@ some rooms from every node.  What happens then:
   not have until every old owner has said it is done (a ``"muc-moved"`` message,
   or `HANDOVER_WAIT` seconds), so none is handled by two nodes or against a room
   not yet arrived.  A room whose handover fails (the newcomer unreachable or
-  refusing it after `HANDOVER_DELAYS`) is dropped instead: its occupants get 110
+  refusing it for ~12 s, `HANDOVER_DELAYS`) is dropped instead: its occupants get 110
   and 332 and join again; a persistent one stays stored and is loaded by its new
   owner.
 
@@ -62,7 +62,7 @@ MOVED_TOPIC = "muc-moved"
 HANDOVER_WAIT = 15.0
 #: seconds before each attempt to hand a room over (the newcomer's heartbeat is
 #: seen before its channel and handlers are in place)
-HANDOVER_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)
+HANDOVER_DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 4.0)
 #: seconds one handover request may take
 HANDOVER_TIMEOUT = 5.0
 
@@ -237,6 +237,7 @@ class RoomOwnership:
                 return  # destroyed or emptied meanwhile
             if target == self.peers.name:
                 return  # the newcomer is gone again: the room stays here
+            await self.svc.written(room.jid)
             try:
                 await self.peers.request(target, HANDOVER_TOPIC, room_state(room), HANDOVER_TIMEOUT)
             except (PeerUnreachable, PeerRefused) as exc:
@@ -258,14 +259,11 @@ class RoomOwnership:
         except ValueError:
             history.clear()
             raise
-        held = self.svc.registry.get(room.jid)
-        if held is not None:
-            if not held.is_empty():
-                history.clear()
-                raise ValueError(f"room {room.jid} is already in use here")
-            held.destroyed = True
-            held.history.clear()
-            self.svc.registry.remove(room.jid)
+        if self.svc.registry.get(room.jid) is not None:
+            # It came too late (this node stopped waiting and made or loaded its own):
+            # the sender drops its copy with 332, and occupants join this one.
+            history.clear()
+            raise ValueError(f"room {room.jid} exists here already")
         self.svc.registry.add(room)
         for full in room.full_jids():
             self.svc.registry.joined(full, room.jid)

@@ -190,6 +190,13 @@ class MucService:
             self.spawn(task)  # the server waits for it at shutdown too
         return task
 
+    async def written(self, jid: str) -> None:
+        """Until every storage write asked for `jid` so far is done (a room handed to
+        another node must not have an older write of ours land after its newer one)."""
+        previous = self._writes.get(jid)
+        if previous is not None:
+            await asyncio.wait([previous])
+
     def destroy(self, room: Room) -> Pending:
         """Forget the room (occupants already told)."""
         was_persistent = room.config.persistent
