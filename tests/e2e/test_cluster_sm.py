@@ -12,21 +12,25 @@ XEP-0198 directly, `reset()` is a TCP RST).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import re
 import shutil
 import time
 from collections.abc import Iterator
 
 import pytest
+from slixmpp import JID
 
 from .cluster_harness import NODE_TIMEOUT, LocalCluster, start_cluster
-from .test_stream_management import SM, Raw, bodies, message
+from .conftest import Client
+from .test_stream_management import SM, Raw, _cut, bodies, message
 
 pytestmark = pytest.mark.e2e
 
 FULL = "alice@localhost/phone"
-USERS = {name: f"{name}-password" for name in ("alice", "bob", "carol", "dave", "mallory")}
+USERS = {name: f"{name}-password" for name in ("alice", "bob", "carol", "dave", "kate", "mallory")}
 EXTRA = """
 [modules.stream_management]
 resume_timeout = 20
@@ -175,6 +179,52 @@ def test_a_reset_session_resumes_on_the_other_node_with_everything_sent_meanwhil
     assert not went_unavailable(carol.quiet(0.3) + dave.quiet(0.1), FULL)
     for raw in (third, carol, bob, dave):
         raw.close()
+
+
+async def test_slixmpp_resumes_on_the_other_node_and_gets_what_was_sent_meanwhile(
+    cluster: LocalCluster,
+) -> None:
+    """The same with a client nobody here wrote: slixmpp's own XEP-0198 plugin, whose
+    reconnection is pointed at the other node (as a load balancer would)."""
+    kate = Client("kate@localhost/phone", USERS["kate"])
+    kate.register_plugin("xep_0198")
+    kate.enable_plaintext = True
+    kate.enable_starttls = False
+    kate.enable_direct_tls = False
+    kate.plugin["feature_mechanisms"].unencrypted_plain = True
+    loop = asyncio.get_running_loop()
+    enabled: asyncio.Future[object] = loop.create_future()
+    kate.add_event_handler("sm_enabled", lambda e: enabled.done() or enabled.set_result(e))
+    kate.connect("127.0.0.1", cluster["n1"].port)
+    await asyncio.wait_for(enabled, 15)
+    kate.send_presence()
+    alice = online(cluster, "n2", "alice", "sender")
+    try:
+        alice.send(message("kate@localhost/phone", "first"))
+        assert (await kate.next_message())["body"] == "first"
+        kate.plugin["xep_0198"].send_ack()
+        await kate.plugin["xep_0199"].ping(jid=JID("localhost"), timeout=5)
+        gone: asyncio.Future[object] = loop.create_future()
+        kate.add_event_handler("disconnected", lambda e: gone.done() or gone.set_result(e))
+        _cut(kate)
+        await asyncio.wait_for(gone, 10)
+        await asyncio.to_thread(cluster["n1"].wait_for_log, "kate@localhost/phone hibernated")
+        for body in ("while", "you", "were", "away"):
+            alice.send(message("kate@localhost/phone", body))
+        await asyncio.sleep(0.3)
+        resumed: asyncio.Future[object] = loop.create_future()
+        kate.add_event_handler("session_resumed", lambda e: resumed.done() or resumed.set_result(e))
+        kate.connect("127.0.0.1", cluster["n2"].port)
+        await asyncio.wait_for(resumed, 15)
+        got = [(await asyncio.wait_for(kate.next_message(), 10))["body"] for _ in range(4)]
+        assert got == ["while", "you", "were", "away"]
+        await kate.plugin["xep_0199"].ping(jid=JID("localhost"), timeout=5)
+        assert kate.messages.empty()  # nothing twice ("first" was acknowledged)
+        assert str(kate.boundjid) == "kate@localhost/phone"
+    finally:
+        alice.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(kate.disconnect(), 5)
 
 
 def test_another_users_or_a_forged_token_gets_item_not_found(cluster: LocalCluster) -> None:
