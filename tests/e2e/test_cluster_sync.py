@@ -8,7 +8,10 @@ on both.
 - PEP: a mood published on n1 reaches a contact on n2 whose caps ask for it, and
   back;
 - blocking: a block made by alice's session on n1 stops bob's messages, IQs and
-  presence to alice's session on n2 at once.
+  presence to alice's session on n2 at once;
+- push: one notification interval per registration, whichever node routes the
+  messages;
+- the hot path: messages between two accounts on one node cost no Redis command.
 
 On a failure both nodes' logs are kept in `test-artifacts/test_cluster_sync/`.
 """
@@ -20,12 +23,16 @@ import contextlib
 import os
 import re
 import shutil
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import slixmpp
 from slixmpp.exceptions import IqError
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from .cluster_harness import LocalCluster, start_cluster
 from .conftest import Client
@@ -34,7 +41,10 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("CHATGATE_TEST_ARTIFACTS", ROOT / "test-artifacts"))
-USERS = {name: f"{name}-secret-1" for name in ("alice", "bob", "carol", "dave", "erin", "frank")}
+USERS = {
+    name: f"{name}-secret-1"
+    for name in ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "pushbot")
+}
 WAIT = 8.0
 MOOD = "http://jabber.org/protocol/mood"
 
@@ -126,7 +136,7 @@ async def next_body(client: Client, body: str) -> slixmpp.Message:
     return await asyncio.wait_for(wait(), WAIT)
 
 
-async def nothing_for(queue: asyncio.Queue[slixmpp.Message], seconds: float) -> None:
+async def nothing_for(queue: asyncio.Queue[Any], seconds: float) -> None:
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(queue.get(), seconds)
 
@@ -284,6 +294,57 @@ def _drain(queue: asyncio.Queue[slixmpp.Message]) -> list[slixmpp.Message]:
     while not queue.empty():
         found.append(queue.get_nowait())
     return found
+
+
+# -- push ---------------------------------------------------------------------------------
+
+PUBSUB = "http://jabber.org/protocol/pubsub"
+PUSH_ENABLE = "<enable xmlns='urn:xmpp:push:0' jid='pushbot@localhost/app' node='device-1'/>"
+
+
+def _count(iq: slixmpp.Iq) -> str:
+    for field in iq.xml.iter("{jabber:x:data}field"):
+        if field.get("var") == "message-count":
+            value = field.find("{jabber:x:data}value")
+            assert value is not None and value.text is not None
+            return value.text
+    raise AssertionError("no message-count")
+
+
+async def test_one_push_interval_per_registration_whichever_node_routes(
+    cluster: LocalCluster,
+) -> None:
+    """min_interval is 5 s (the default): bob's message on n1 wakes gina's phone at
+    once; carol's two on n2 just after are counted into one notification when the
+    interval ends, not sent at once by n2."""
+    async with online(cluster, "n2", "gina@localhost/phone") as gina:
+        iq = gina.make_iq_set()
+        iq.append(ET.fromstring(PUSH_ENABLE))
+        assert (await iq.send(timeout=10))["type"] == "result"
+    async with (
+        online(cluster, "n1", "pushbot@localhost/app") as app,
+        online(cluster, "n1", "bob@localhost/pc") as bob,
+        online(cluster, "n2", "carol@localhost/pc") as carol,
+    ):
+        published: asyncio.Queue[tuple[float, slixmpp.Iq]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def got(iq: slixmpp.Iq) -> None:
+            published.put_nowait((loop.time(), iq))
+            iq.reply(clear=True).send()
+
+        app.register_handler(
+            Callback("push", MatchXPath(f"{{jabber:client}}iq/{{{PUBSUB}}}pubsub"), got)
+        )
+        bob.send_message(mto="gina@localhost", mbody="one", mtype="chat")
+        first_at, first = await asyncio.wait_for(published.get(), WAIT)
+        assert first["from"] == "gina@localhost" and _count(first) == "1"
+        carol.send_message(mto="gina@localhost", mbody="two", mtype="chat")
+        carol.send_message(mto="gina@localhost", mbody="three", mtype="chat")
+        second_at, second = await asyncio.wait_for(published.get(), 10)
+        assert _count(second) == "2"
+        assert second_at - first_at > 3.5, "n2 notified within n1's interval"
+        await nothing_for(published, 0.5)
 
 
 # -- the hot path -------------------------------------------------------------------------
