@@ -350,7 +350,9 @@ class ComponentConnection(asyncio.Protocol):
 
     def _route_now(self, stanza: Element, to: JID) -> Awaitable[None] | None:
         try:
-            return route_from_component(self.hub.ctx, stanza, to, self.output.element)
+            return route_from_component(
+                self.hub.ctx, stanza, to, self.output.element, self.hub.secrets
+            )
         except Exception:
             log.exception("routing a stanza from component %s failed", self.serving)
             return None

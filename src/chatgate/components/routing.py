@@ -2,8 +2,12 @@
 
 The component's stanza has a 'from' on its domain and a parsed 'to' (`stream.py`).
 
-- To a service domain (another component, MUC, upload): that service's handler, with
-  the sender standing in as the origin (errors find their way back through it).
+- To another component's domain (or its own): that component, with the sender
+  standing in as the origin (errors find their way back through it).
+- To a built-in service's domain (MUC, upload): `service-unavailable`.  Those services
+  answer through the session table, which has no component JIDs, so a component
+  joining a room would wait for answers that never come; refused until the router
+  delivers to service domains from every one of its delivery paths.
 - To an account (RFC 6121 §8.5): a message to a connected full JID goes there, else by
   the bare-JID rules (offline storage, or `service-unavailable` back to the component);
   presence goes to the full JID or to the bare JID's available resources (a probe
@@ -21,7 +25,7 @@ carbons), as the built-in services' stanzas do not.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING
 
 from chatgate.jid import JID
@@ -72,15 +76,23 @@ def _no_close(condition: StreamErrorCondition | None, text: str) -> None:
 
 
 def route_from_component(
-    ctx: ServerContext, stanza: Element, to: JID, write: Callable[[bytes], None]
+    ctx: ServerContext,
+    stanza: Element,
+    to: JID,
+    write: Callable[[bytes], None],
+    components: Collection[str],
 ) -> Pending:
     """Deliver a stanza a component sent (see the module docstring); `write` sends
-    serialized stanzas back to the component (errors, answers)."""
+    serialized stanzas back to the component (errors, answers); `components` are the
+    configured component domains."""
     router = ctx.router
     origin = stand_in(JID.parse(stanza.attrs["from"]), write)
     service = router.services.get(to.domain)
     if service is not None:
-        return service(origin, stanza, to)
+        if to.domain in components:
+            return service(origin, stanza, to)
+        text = f"{to.domain} does not serve components"
+        return _bounce(origin, stanza, StanzaErrorCondition.SERVICE_UNAVAILABLE, text)
     if to.domain not in router.domains:
         return _bounce(origin, stanza, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND)
     name = stanza.name

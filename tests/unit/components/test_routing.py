@@ -54,6 +54,7 @@ def route(fake: Fake, stanza: Element) -> None:
         stanza,
         JID.parse(stanza.attrs["to"]),
         fake.write,
+        ("gw.localhost", "other.localhost"),
     )
     assert pending is None
 
@@ -130,3 +131,10 @@ def test_other_domains_and_services() -> None:
     fake.router.services["other.localhost"] = lambda s, el, to: seen.append((s.full, str(to)))
     route(fake, from_gw(message("room@other.localhost/nick", "hi"), "gw.localhost"))
     assert seen == [("gw.localhost", "room@other.localhost/nick")]
+    # A built-in service (not a component) is not reached from a component.
+    fake.to_component.clear()
+    fake.router.services["conference.localhost"] = lambda s, el, to: seen.append(("muc", ""))
+    route(fake, from_gw(message("room@conference.localhost", "hi")))
+    [error] = fake.to_component
+    assert condition_of(error) == "service-unavailable"
+    assert seen[-1] != ("muc", "")
