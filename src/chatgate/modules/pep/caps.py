@@ -143,9 +143,9 @@ def _weigh(key: str, value: frozenset[str]) -> int:
 
 
 class CapsCache:
-    """Verified `ver` -> features, bounded by entries and bytes.  A shared store
-    (Redis) could implement the same two calls: verified entries mean the same
-    everywhere."""
+    """Verified `ver` -> features, bounded by entries and bytes.  Per node in a
+    cluster: each node asks its own sessions (`cluster/pep.py` says why a shared
+    store, which verified entries would allow, is not worth a Redis read)."""
 
     def __init__(self, max_entries: int = 4096, max_bytes: int = 16 * 1024 * 1024) -> None:
         self._lru: LruCache[str, frozenset[str]] = LruCache(
