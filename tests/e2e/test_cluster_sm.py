@@ -18,7 +18,7 @@ import contextlib
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from slixmpp import JID
@@ -54,6 +54,16 @@ def cluster() -> Iterator[LocalCluster]:
 def stanzas(text: str) -> int:
     """How many stanzas `text` holds (what a client counts for its 'h')."""
     return len(re.findall(r"<(?:message|presence|iq)[\s>/]", text))
+
+
+def settle(future: asyncio.Future[object]) -> Callable[[object], None]:
+    """An event handler that settles `future` with the first event."""
+
+    def handler(event: object) -> None:
+        if not future.done():
+            future.set_result(event)
+
+    return handler
 
 
 def went_unavailable(text: str, full: str) -> bool:
@@ -194,7 +204,7 @@ async def test_slixmpp_resumes_on_the_other_node_and_gets_what_was_sent_meanwhil
     kate.plugin["feature_mechanisms"].unencrypted_plain = True
     loop = asyncio.get_running_loop()
     enabled: asyncio.Future[object] = loop.create_future()
-    kate.add_event_handler("sm_enabled", lambda e: enabled.done() or enabled.set_result(e))
+    kate.add_event_handler("sm_enabled", settle(enabled))
     kate.connect("127.0.0.1", cluster["n1"].port)
     await asyncio.wait_for(enabled, 15)
     kate.send_presence()
@@ -205,7 +215,7 @@ async def test_slixmpp_resumes_on_the_other_node_and_gets_what_was_sent_meanwhil
         kate.plugin["xep_0198"].send_ack()
         await kate.plugin["xep_0199"].ping(jid=JID("localhost"), timeout=5)
         gone: asyncio.Future[object] = loop.create_future()
-        kate.add_event_handler("disconnected", lambda e: gone.done() or gone.set_result(e))
+        kate.add_event_handler("disconnected", settle(gone))
         _cut(kate)
         await asyncio.wait_for(gone, 10)
         await asyncio.to_thread(cluster["n1"].wait_for_log, "kate@localhost/phone hibernated")
@@ -213,7 +223,7 @@ async def test_slixmpp_resumes_on_the_other_node_and_gets_what_was_sent_meanwhil
             alice.send(message("kate@localhost/phone", body))
         await asyncio.sleep(0.3)
         resumed: asyncio.Future[object] = loop.create_future()
-        kate.add_event_handler("session_resumed", lambda e: resumed.done() or resumed.set_result(e))
+        kate.add_event_handler("session_resumed", settle(resumed))
         kate.connect("127.0.0.1", cluster["n2"].port)
         await asyncio.wait_for(resumed, 15)
         got = [(await asyncio.wait_for(kate.next_message(), 10))["body"] for _ in range(4)]

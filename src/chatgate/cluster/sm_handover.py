@@ -264,11 +264,6 @@ class SessionHandover:
         log.info("%s: handover to node %s abandoned (%s): ended", out.session.full, out.node, why)
         sm_takeover.end_detached(self.ctx, out.session, out.sm)
 
-    def close(self) -> None:
-        """The server stops: sessions being handed over end as any other."""
-        for token in list(self._outgoing):
-            self._abandon(token, "server stopping")
-
 
 def _request(payload: bytes) -> dict[str, Any]:
     """Step 1's request, checked (a node of this cluster sent it, but a bug there

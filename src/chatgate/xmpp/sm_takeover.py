@@ -120,8 +120,10 @@ def serialized(presence: Element | None) -> str | None:
 class _Early:
     """What B's new session is sent between holding the full JID and having A's
     queue: kept in order, bounded as the session's queue is.  Past the bound the
-    session ends once resumed (`over`), and only messages are still kept (up to
-    twice the bound; presence would be dropped by the rerouting anyway)."""
+    session ends instead of being resumed (`over`: its queue rerouted, as for an
+    overflowing queue), and only messages are still kept, up to twice the bound
+    (presence would be dropped by the rerouting anyway; past twice the bound a
+    stanza is dropped, logged)."""
 
     __slots__ = ("_bytes", "items", "limits", "over")
 
@@ -135,7 +137,11 @@ class _Early:
         limits = self.limits
         if len(self.items) >= limits.stanzas or self._bytes + len(data) > limits.bytes:
             self.over = True
-            if not data.startswith(b"<message") or len(self.items) >= 2 * limits.stanzas:
+            if (
+                not data.startswith(b"<message")
+                or len(self.items) >= 2 * limits.stanzas
+                or self._bytes + len(data) > 2 * limits.bytes
+            ):
                 log.warning("a stanza for a session being resumed was dropped: buffer full")
                 return
         self.items.append(data)

@@ -25,6 +25,7 @@ from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.sm_queue import QueueLimits
 from chatgate.xmpp.sm_resumption import Ended, LocalResumptionTable, SmPolicy
 from chatgate.xmpp.sm_stream import ManagedStream
+from chatgate.xmpp.sm_takeover import _Early
 from tests.redis_server import RedisServer
 from tests.unit.cluster.test_directory import Node, chat, eventually, kill, make_node
 
@@ -267,3 +268,25 @@ async def test_a_dead_node_or_redis_away_fails_the_take(
     redis_server.stop()
     with pytest.raises(PeerUnreachable):
         await b.handover.take("a", TOKEN, BARE, 0)
+
+
+def test_what_arrives_during_the_handover_is_kept_in_order_within_bounds() -> None:
+    early = _Early(QueueLimits(2, 1000))
+    early.write(b"<message>1</message>")
+    early.write(b"<presence/>")
+    assert early.items == [b"<message>1</message>", b"<presence/>"] and not early.over
+    early.write(b"<presence/>")  # over: the session will end; presence is not kept
+    early.write(b"<message>2</message>")  # messages are, up to twice the bound
+    early.write(b"<message>3</message>")
+    early.write(b"<message>4</message>")  # past twice the bound: dropped
+    assert early.over
+    assert early.items == [
+        b"<message>1</message>",
+        b"<presence/>",
+        b"<message>2</message>",
+        b"<message>3</message>",
+    ]
+    big = _Early(QueueLimits(100, 1024))
+    for _ in range(10):
+        big.write(b"<message>" + b"x" * 300 + b"</message>")
+    assert big.over and sum(map(len, big.items)) <= 2 * 1024
