@@ -105,6 +105,7 @@ class ComponentConnection(asyncio.Protocol):
         self._busy = False
         self._timers: list[asyncio.TimerHandle] = []
         self._handshake_timer: asyncio.TimerHandle | None = None
+        self._rate_timer: asyncio.TimerHandle | None = None
         #: events parsed after a handshake still being decided (at most one read's)
         self._held: list[StreamEvent] = []
         self._overflowed = False
@@ -148,7 +149,9 @@ class ComponentConnection(asyncio.Protocol):
             wait = bucket.take(len(data), self._loop.time())
             if wait and not self._paused & _RATE:
                 self._pause(_RATE)
-                self._timers.append(self._loop.call_later(wait, self._resume, _RATE))
+                # One at a time (reading stays paused until it fires): not kept in
+                # `_timers`, which would grow with every pause of a long connection.
+                self._rate_timer = self._loop.call_later(wait, self._resume, _RATE)
         try:
             events = self._parser.feed(data)
         except StreamParseError as exc:
@@ -190,6 +193,8 @@ class ComponentConnection(asyncio.Protocol):
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        if self._rate_timer is not None:
+            self._rate_timer.cancel()
         self.output.discard()
         self.hub.gone(self)
 
