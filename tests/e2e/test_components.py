@@ -30,7 +30,7 @@ OTHER = "bot.example"
 OTHER_SECRET = "another-secret-of-its-own"
 
 
-def start_with_components(tmp: Path) -> tuple[RunningServer, int]:
+def start_with_components(tmp: Path, limits: str = "") -> tuple[RunningServer, int]:
     starttls, direct, plain, component = free_ports(4)
     data_dir = tmp / "var"
     (tmp / "bot.secret").write_text(OTHER_SECRET + "\n")
@@ -59,6 +59,9 @@ enabled = false
 
 [auth]
 mechanisms = ["SCRAM-SHA-256", "PLAIN"]
+
+[limits]
+{limits}
 
 [component_listener]
 port = {component}
@@ -436,3 +439,30 @@ secret = "{SECRET}"
     output = done.stdout + done.stderr
     assert "conference.localhost is already served here" in output
     assert "listening:" not in output
+
+
+async def test_a_fast_component_is_read_more_slowly_and_loses_nothing(tmp_path: Path) -> None:
+    server, port = start_with_components(tmp_path, "c2s_rate = 32768\nc2s_burst = 8192")
+    try:
+        server.add_user("alice", "alice-pass")
+        async with logged_in(server, "alice@localhost", "alice-pass") as alice:
+            await alice.plugin["xep_0199"].ping(slixmpp.JID("localhost"), timeout=5)
+            fast = Raw(port)
+            fast.handshake(fast.open(DOMAIN), SECRET)
+            fast.expect(rb"<handshake[^>]*/>")
+            began = time.monotonic()
+            # 64 KiB at once: 8 KiB of burst, then 32 KiB/s.
+            fast.send(
+                "".join(
+                    f"<message from='bot@{DOMAIN}' to='alice@localhost'><body>{i:04d}{'x' * 1000}"
+                    "</body></message>"
+                    for i in range(64)
+                )
+            )
+            bodies = [(await alice.next_message(timeout=15))["body"][:4] for _ in range(64)]
+            elapsed = time.monotonic() - began
+            fast.close()
+        assert bodies == [f"{i:04d}" for i in range(64)]
+        assert elapsed > 1.0, elapsed
+    finally:
+        assert server.stop() == 0
