@@ -46,6 +46,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chatgate.xmpp import sm_takeover
+from chatgate.xmpp.sm_events import (
+    MAX_CARRY,
+    SessionMovedOut,
+    SessionMovingOut,
+    carried_size,
+)
 from chatgate.xmpp.sm_queue import HandledCountTooHigh
 from chatgate.xmpp.sm_resumption import Ended
 
@@ -116,6 +122,16 @@ class Refusal:
     too_high: tuple[int, int] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Handed:
+    """A's answer to step 3."""
+
+    #: what the client has not acknowledged, oldest first
+    unacked: list[bytes]
+    #: what A's modules carried (`xmpp/sm_events.py`)
+    carry: dict[str, str]
+
+
 class HandoverFailed(Exception):
     """Step 3 failed: A is gone or no longer holds the session."""
 
@@ -171,13 +187,18 @@ class SessionHandover:
             too_high=(int(too_high[0]), int(too_high[1])) if too_high else None,
         )
 
-    async def done(self, node: str, token: str) -> list[bytes]:
-        """Step 3: what the client has not acknowledged.  Raises `HandoverFailed`,
-        `PeerUnreachable` or `PeerRefused`."""
+    async def done(self, node: str, token: str) -> Handed:
+        """Step 3: what the client has not acknowledged, and what A's modules
+        carried (`xmpp/sm_events.py`).  Raises `HandoverFailed`, `PeerUnreachable`
+        or `PeerRefused`."""
         answer = json.loads(await self.peers.request(node, DONE, token.encode(), REQUEST_TIMEOUT))
         if "unacked" not in answer:
             raise HandoverFailed(f"node {node} no longer holds the session")
-        return [str(item).encode() for item in answer["unacked"]]
+        carry = answer.get("carry") or {}
+        return Handed(
+            [str(item).encode() for item in answer["unacked"]],
+            {str(k): str(v) for k, v in carry.items()},
+        )
 
     def abort(self, node: str, token: str) -> None:
         """Step 4: give the session back to A's ending."""
@@ -241,13 +262,21 @@ class SessionHandover:
             return _dump({"gone": True})
         del self._outgoing[token]
         out.timer.cancel()
+        carry: dict[str, str] = {}
+        await self.ctx.hooks.notify(SessionMovingOut(out.session, sender, carry))
+        if carried_size(carry) > MAX_CARRY:
+            log.warning("%s: modules' state too big to carry: none carried", out.session.full)
+            carry = {}
         unacked = sm_takeover.release_moved(self.ctx, out.session, out.sm)
+        pending = self.ctx.hooks.fire(SessionMovedOut(out.session, sender))
+        if pending is not None:
+            self.ctx.spawn(pending)
         self._moved[token] = (out.owner, sender)
         self._moved.move_to_end(token)
         while len(self._moved) > MOVED_REMEMBERED:
             self._moved.popitem(last=False)
         log.info("%s: session now served by node %s", out.session.full, sender)
-        return _dump({"unacked": [data.decode() for data in unacked]})
+        return _dump({"unacked": [data.decode() for data in unacked], "carry": carry})
 
     def _abort(self, sender: str, payload: bytes) -> None:
         token = payload.decode(errors="replace")

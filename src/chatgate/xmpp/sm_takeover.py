@@ -10,6 +10,7 @@ each side does to its connections and sessions:
   then `release_moved` lets it go without ending it (no unavailable presence, no
   rerouting: what it queued travels to B), or `end_detached` ends it as a
   timeout would when the handover fails;
+- modules keeping per-session state hear `sm_events.py`'s events on both sides;
 - on B, `resume_elsewhere` asks A, moves the full JID here in the session
   directory, rebuilds the session (same full JID, counts, presence, priority,
   roster interest, directed presences), answers `<resumed/>` and sends again
@@ -40,6 +41,7 @@ from chatgate.xml.serialize import serialize
 from chatgate.xmpp import sm_queue, sm_stream
 from chatgate.xmpp.events import SessionResumed
 from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.sm_events import SessionMovedIn
 from chatgate.xmpp.sm_queue import HandledCountTooHigh, QueueLimits
 from chatgate.xmpp.sm_stream import ManagedStream
 
@@ -248,12 +250,16 @@ async def _take_over(
         return
     session.directed = set(taken.directed)
     try:
-        unacked = await handover.done(node, previd)
+        handed = await handover.done(node, previd)
     except Exception as exc:  # A went away between the two steps
         log.info("%s: node %s did not hand the session over: %s", session.full, node, exc)
         _end_here(ctx, session, [], early)
         _fail(conn)
         return
+    unacked = handed.unacked
+    # Modules restore what they keep per session (`sm_events.py`) before anything
+    # else reaches the client.
+    await ctx.hooks.notify(SessionMovedIn(session, node, handed.carry))
     if conn.closed or early.over:
         # The client left meanwhile, or a flood filled the buffer: the session is
         # this node's now, and ends here (its unacknowledged messages rerouted).

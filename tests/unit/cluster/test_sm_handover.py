@@ -16,12 +16,14 @@ import pytest
 from chatgate.cluster.forwarding import FrameKind
 from chatgate.cluster.peers import RedisPeers
 from chatgate.cluster.sm_handover import Refusal, SessionHandover, Taken
+from chatgate.hooks import Hooks
 from chatgate.jid import JID
 from chatgate.peers import PeerUnreachable
 from chatgate.vocabulary.errors import StreamErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xml.serialize import serialize
 from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.sm_events import MAX_CARRY, SessionMovedOut, SessionMovingOut
 from chatgate.xmpp.sm_queue import QueueLimits
 from chatgate.xmpp.sm_resumption import Ended, LocalResumptionTable, SmPolicy
 from chatgate.xmpp.sm_stream import ManagedStream
@@ -39,6 +41,7 @@ class Ctx:
     """What the handover uses of the server context."""
 
     router: Any
+    hooks: Hooks
     closed: list[C2SSession] = field(default_factory=list)
     tasks: list[asyncio.Future[Any]] = field(default_factory=list)
 
@@ -78,7 +81,7 @@ async def side(server: RedisServer, name: str) -> Side:
     peers = RedisPeers(node.node)
     await node.node.subscribed()
     table = LocalResumptionTable()
-    ctx = Ctx(node.router)
+    ctx = Ctx(node.router, node.hooks)
     handover = SessionHandover(ctx, peers, table)  # type: ignore[arg-type]
     policy = SmPolicy(300, 300, QueueLimits(50, 100_000), 5, 2.0, table, handover)
     return Side(node, ctx, table, handover, policy)
@@ -146,8 +149,8 @@ async def test_a_session_moves_with_its_state_and_what_it_was_sent_meanwhile(
     )
     assert moved
     await asyncio.sleep(0.1)
-    unacked = await b.handover.done("a", TOKEN)
-    assert [u.split(b"<body>")[1][:2] for u in unacked] == [b"m1", b"m2", b"m3"]
+    handed = await b.handover.done("a", TOKEN)
+    assert [u.split(b"<body>")[1][:2] for u in handed.unacked] == [b"m1", b"m2", b"m3"]
     # A let it go without ending it: no SessionClosed, nothing stored offline.
     assert a.ctx.closed == [] and a.node.stored == []
     assert BARE not in a.node.directory.local
@@ -290,3 +293,58 @@ def test_what_arrives_during_the_handover_is_kept_in_order_within_bounds() -> No
     for _ in range(10):
         big.write(b"<message>" + b"x" * 300 + b"</message>")
     assert big.over and sum(map(len, big.items)) <= 2 * 1024
+
+
+async def test_modules_carry_their_state_and_forget_it_without_side_effects(
+    pair: tuple[Side, Side],
+) -> None:
+    a, b = pair
+    await hibernated(a)
+    heard: list[object] = []
+
+    def moving(event: SessionMovingOut) -> None:
+        assert a.node.directory.is_bound(event.session)  # still bound: state readable
+        event.carry["carbons"] = "on"
+        heard.append(("moving", event.node))
+
+    a.node.hooks.add(SessionMovingOut, moving)
+    a.node.hooks.add(SessionMovedOut, lambda event: heard.append(("moved", event.node)))
+    taken = await b.handover.take("a", TOKEN, BARE, 0)
+    assert isinstance(taken, Taken)
+    assert await b.node.directory.take_over(
+        session_on(b, []),
+        "a",
+        taken.sid,
+        available=False,
+        priority=0,
+        presence=None,
+        interested=False,
+    )
+    handed = await b.handover.done("a", TOKEN)
+    assert handed.carry == {"carbons": "on"}
+    assert heard == [("moving", "b"), ("moved", "b")]
+    assert a.ctx.closed == []  # no SessionClosed on A
+
+
+async def test_state_too_big_to_carry_is_not_carried(pair: tuple[Side, Side]) -> None:
+    a, b = pair
+    await hibernated(a)
+
+    def moving(event: SessionMovingOut) -> None:
+        event.carry["big"] = "x" * MAX_CARRY
+
+    a.node.hooks.add(SessionMovingOut, moving)
+    taken = await b.handover.take("a", TOKEN, BARE, 0)
+    assert isinstance(taken, Taken)
+    assert await b.node.directory.take_over(
+        session_on(b, []),
+        "a",
+        taken.sid,
+        available=False,
+        priority=0,
+        presence=None,
+        interested=False,
+    )
+    handed = await b.handover.done("a", TOKEN)
+    assert handed.carry == {}
+    assert len(handed.unacked) == 0
