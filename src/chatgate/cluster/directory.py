@@ -882,14 +882,16 @@ class ClusterSessionDirectory:
             STANZAS.sent += 1
             session.write(frame.payload)
             return
+        if frame.kind is FrameKind.STANZA and self._to_moved(frame):
+            return
         if frame.payload.startswith(b"<message"):
-            if frame.kind is FrameKind.STANZA and self._to_moved(frame):
-                return
             self._message_missed(frame, again=frame.kind is FrameKind.STANZA)
 
     def _to_moved(self, frame: Frame) -> bool:
-        """A message for a session that left this node for another one (resumed
-        there, XEP-0198): sent on to it, once (marked rerouted).  True when sent."""
+        """A stanza for a full JID whose session left this node for another one
+        (resumed there, XEP-0198; or bound there anew): sent on to it, once (marked
+        rerouted), as RFC 6121 §8.5.3.1 delivers to a connected resource.  True
+        when sent."""
         bare, _, resource = frame.full.partition("/")
         entries = self.table.get(bare)
         moved = entries.get(resource) if entries is not None else None
