@@ -54,6 +54,8 @@ MAX_RECENT = 10_000
 MAX_ITEMS = 100_000
 #: seconds to wait for Redis to take a change before the IQ is answered anyway
 SHARE_TIMEOUT = 2.0
+#: seconds before a change that reached not every node is sent again
+RESEND_DELAY = 1.0
 
 
 class BlocklistSync:
@@ -78,7 +80,10 @@ class BlocklistSync:
         self._recent.pop(bare, None)
         self._recent[bare] = (now, ordered)
         self._trim(now)
-        self.peers.broadcast(TOPIC, json.dumps({"b": bare, "i": ordered}).encode())
+        if not self._broadcast(bare, ordered) and self.node.connected:
+            # Not every node took it (this node's queue to Redis full): once more
+            # in a second, with the list as it is then.
+            asyncio.get_running_loop().call_later(RESEND_DELAY, self._again, bare)
         try:
             # After the PUBLISHes on the same connection: Redis has sent them on.
             await asyncio.wait_for(self.node.send("PING"), SHARE_TIMEOUT)
@@ -90,6 +95,16 @@ class BlocklistSync:
                     " block changes when it returns",
                     exc,
                 )
+
+    def _broadcast(self, bare: str, items: list[str]) -> bool:
+        """Send a change to every other node; False when some did not take it."""
+        payload = json.dumps({"b": bare, "i": items}).encode()
+        return self.peers.broadcast(TOPIC, payload) >= len(self.peers.alive()) - 1
+
+    def _again(self, bare: str) -> None:
+        recent = self._recent.get(bare)
+        if recent is not None and not self._broadcast(bare, recent[1]):
+            log.warning("blocking: the change of %s did not reach every node", bare)
 
     def _trim(self, now: float) -> None:
         while self._recent:

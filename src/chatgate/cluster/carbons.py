@@ -51,6 +51,8 @@ TOPIC = "carbons"
 #: resources of one account another node may report (more are ignored: a bound
 #: account never has more than `[session] max_resources`)
 MAX_RESOURCES = 1000
+#: seconds before the whole state is sent again after a change reached not every node
+RESEND_DELAY = 1.0
 #: marks a node whose whole state arrived while its hash was being read
 _WHOLE = "\0whole"
 
@@ -69,6 +71,7 @@ class ClusterCarbonsState:
         #: accounts a node changed while its hash was being read: the message wins
         self._touched: dict[str, set[str]] = {}
         self._failing = False  # one log line per Redis outage
+        self._resend: asyncio.TimerHandle | None = None
         peers.on_message(TOPIC, self._arrived)
         node.on_node_gone(self._gone)
         node.on_node_joined(self._joined)
@@ -125,7 +128,23 @@ class ClusterCarbonsState:
             reply = self.node.send("HDEL", key, bare)
         reply.add_done_callback(self._written)
         payload = json.dumps({"b": bare, "r": resources}).encode()
-        self.peers.broadcast(TOPIC, payload)
+        if self.peers.broadcast(TOPIC, payload) < len(self.peers.alive()) - 1:
+            self._missed()
+
+    def _missed(self) -> None:
+        """A change did not reach every node (Redis away, or this node's queue to it
+        full): while Redis is away `_reconnected` sends everything; otherwise the
+        whole state goes again in a second."""
+        if self.node.connected and self._resend is None:
+            log.warning("carbons: a change did not reach every node; sending all again")
+            loop = asyncio.get_running_loop()
+            self._resend = loop.call_later(RESEND_DELAY, self._send_all)
+
+    def _send_all(self) -> None:
+        self._resend = None
+        payload = json.dumps({"all": self._snapshot()}).encode()
+        if self.peers.broadcast(TOPIC, payload) < len(self.peers.alive()) - 1:
+            self._missed()
 
     def _written(self, reply: asyncio.Future[Any]) -> None:
         if reply.cancelled():

@@ -213,3 +213,29 @@ async def test_real_blocklists_apply_a_block_made_on_another_node_at_once(
     finally:
         for s in (a, b, c):
             await s.node.close()
+
+
+async def test_a_change_that_reached_not_every_node_is_sent_again(
+    redis_server: RedisServer,
+) -> None:
+    a, _ = await _node(redis_server, "a")
+    b, b_lists = await _node(redis_server, "b")
+    try:
+        await wait_for(lambda: len(a.peers.alive()) == len(b.peers.alive()) == 2)
+        b_lists.learnt.clear()
+        sent = a.peers.broadcast
+        dropped: list[bytes] = []
+
+        def lossy(topic: str, payload: bytes) -> int:
+            if not dropped:
+                dropped.append(payload)  # as when this node's queue to Redis is full
+                return 0
+            return sent(topic, payload)
+
+        a.peers.broadcast = lossy  # type: ignore[method-assign]
+        await a.share("alice@x", frozenset({"bob@x"}))
+        assert dropped and not b_lists.learnt
+        await wait_for(lambda: b_lists.learnt == [("alice@x", frozenset({"bob@x"}))], timeout=3)
+    finally:
+        await a.node.close()
+        await b.node.close()

@@ -143,3 +143,28 @@ async def test_malformed_messages_from_a_node_change_nothing(redis_server: Redis
     finally:
         await a.node.close()
         await b.node.close()
+
+
+async def test_a_change_that_reached_not_every_node_is_sent_again(
+    redis_server: RedisServer,
+) -> None:
+    a = await _node(redis_server, "a")
+    b = await _node(redis_server, "b")
+    try:
+        await wait_for(lambda: a.peers.alive() == b.peers.alive() == {"a", "b"})
+        sent = a.peers.broadcast
+        dropped: list[bytes] = []
+
+        def lossy(topic: str, payload: bytes) -> int:
+            if not dropped:
+                dropped.append(payload)  # as when this node's queue to Redis is full
+                return 0
+            return sent(topic, payload)
+
+        a.peers.broadcast = lossy  # type: ignore[method-assign]
+        a.enable(_as_session(Session("alice@x", "phone")))
+        assert dropped
+        await wait_for(lambda: list(b.of("alice@x")) == ["alice@x/phone"], timeout=3)
+    finally:
+        await a.node.close()
+        await b.node.close()
