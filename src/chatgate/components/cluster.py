@@ -11,11 +11,11 @@ when it ends.  A node that dies stops renewing: its claims expire within
 After Redis comes back, the renewal re-creates a claim Redis forgot.
 
 Stanzas (`ComponentRelay`): a node whose router gets a stanza for a component it
-does not hold looks up the holder and publishes the serialized stanza on the
-holder's component channel, ``PREFIX:components:NODE:in``, as
-``domain "\\n" stanza``.  The holder writes it to the component as it is.  No
-holder, a holder that heard nothing (dead), or Redis unreachable: the sender gets
-`service-unavailable`, as for a component that is not connected.  Stanzas the
+does not hold looks up the holder and sends it the serialized stanza, as
+``domain "\\n" stanza``, over the nodes' channels (`chatgate.peers`, topic
+``component``).  The holder writes it to the component as it is.  No holder, a
+holder that is not alive, Redis unreachable or the queue to Redis full: the sender
+gets `service-unavailable`, as for a component that is not connected.  Stanzas the
 component sends need nothing of this: the router reaches sessions on every node
 through the cluster's session directory.
 """
@@ -33,6 +33,7 @@ from chatgate.cluster.resp import RespError, Script
 
 if TYPE_CHECKING:
     from chatgate.cluster.node import ClusterNode
+    from chatgate.peers import Peers
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ return 0
 """
 )
 _FAILURES = (RespError, ConnectionError, OSError, ClusterUnavailable)
+#: the `chatgate.peers` topic of relayed stanzas
+TOPIC = "component"
 
 
 class RedisComponentLocator:
@@ -135,35 +138,31 @@ class ComponentRelay:
 
     def __init__(
         self,
-        node: ClusterNode,
+        peers: Peers,
         locator: RedisComponentLocator,
         deliver_here: Callable[[str, bytes], bool],
     ) -> None:
-        self.node = node
+        self.peers = peers
         self.locator = locator
         self._deliver_here = deliver_here
 
-    def channel(self, node: str) -> str:
-        return self.node.key("components", node, "in")
-
     async def start(self) -> None:
-        self.node.subscribe(self.channel(self.node.name), self._received)
-        await self.node.subscribed()
+        self.peers.on_message(TOPIC, self._received)
         self.locator.start()
 
     async def forward(self, domain: str, data: bytes) -> bool:
         """Send a serialized stanza to the node holding `domain`; False when no other
-        node holds it or it did not hear."""
+        node holds it or it cannot be sent now."""
         holder = await self.locator.holder(domain)
-        if holder is None or holder == self.node.name:
+        if holder is None or holder == self.peers.name:
             return False
-        try:
-            heard = await self.node.publish(self.channel(holder), domain.encode() + b"\n" + data)
-        except ClusterUnavailable:
-            return False
-        return heard > 0
+        return self.peers.send(holder, TOPIC, domain.encode() + b"\n" + data)
 
-    def _received(self, data: bytes) -> None:
+    def _received(self, sender: str, data: bytes) -> None:
         domain, sep, stanza = data.partition(b"\n")
         if not sep or not self._deliver_here(domain.decode(errors="replace"), stanza):
-            log.info("components: a stanza for %r arrived after it left this node", domain)
+            log.info(
+                "components: a stanza from node %s for %r arrived after it left this node",
+                sender,
+                domain,
+            )

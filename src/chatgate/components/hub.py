@@ -81,7 +81,7 @@ class ComponentHub:
         shared = RedisComponentLocator(node)
         hub = cls(ctx, shared, node.name)
         hub._shared = shared
-        hub.relay = ComponentRelay(node, shared, hub.deliver_here)
+        hub.relay = ComponentRelay(ctx.peers, shared, hub.deliver_here)
         return hub
 
     # ------------------------------------------------------------ lifecycle

@@ -6,6 +6,7 @@ import asyncio
 
 from chatgate.cluster.node import ClusterNode
 from chatgate.cluster.options import ClusterOptions
+from chatgate.cluster.peers import RedisPeers
 from chatgate.components.cluster import ComponentRelay, RedisComponentLocator
 from tests.redis_server import RedisServer
 
@@ -66,11 +67,18 @@ async def test_stanzas_reach_the_node_holding_the_component(redis_server: RedisS
         return True
 
     on_a, on_b = RedisComponentLocator(a), RedisComponentLocator(b)
-    relay_a = ComponentRelay(a, on_a, here)
-    relay_b = ComponentRelay(b, on_b, lambda d, s: False)
+    peers_a, peers_b = RedisPeers(a), RedisPeers(b)
+    relay_a = ComponentRelay(peers_a, on_a, here)
+    relay_b = ComponentRelay(peers_b, on_b, lambda d, s: False)
     try:
         await relay_a.start()
         await relay_b.start()
+        await a.subscribed()
+        await b.subscribed()
+        for _ in range(100):  # each node sees the other's heartbeat
+            if "a" in b.others:
+                break
+            await asyncio.sleep(0.05)
         stanza = b"<message to='x@gw.example.org'><body>one\ntwo</body></message>"
         # Nobody holds it: not sent.
         assert not await relay_b.forward("gw.example.org", stanza)
