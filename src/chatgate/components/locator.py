@@ -4,11 +4,10 @@ A component connects to one node.  The claim is what keeps one connection per
 component domain (a second one is refused with `conflict`, as Prosody refuses it),
 and what tells another node where to forward the component's stanzas.
 
-`LocalComponentLocator` is this process's answer (one process, or a cluster whose
-nodes each serve their own components).  A shared implementation (Redis) would keep
-one key per component domain holding the node's name, set with SET NX and an expiry
-renewed with the node's heartbeat (as the session directory does), released with a
-compare-and-delete, and `holder` would read it; see docs/components.md.
+`LocalComponentLocator` is this process's answer (one process);
+`cluster.RedisComponentLocator` the cluster's: one key per component domain holding
+the node's name, set only when free, its expiry renewed with the heartbeat interval,
+released with a compare-and-delete.
 """
 
 from __future__ import annotations
