@@ -110,10 +110,18 @@ class ComponentHub:
         """Open the component listener (after `register`)."""
         if self.relay is not None:
             await self.relay.start()
-        listener = self.ctx.config.component_listener
+        config = self.ctx.config
+        listener = config.component_listener
+        # Several processes on the same ports (`serve --workers`): each binds this
+        # port too, and the kernel spreads the components among them (the claims in
+        # Redis still allow one connection per component), as for the c2s ports.
+        shared = config.cluster.enabled and any(c2s.reuse_port for c2s in config.listeners)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            partial(ComponentConnection, self), listener.host, listener.port
+            partial(ComponentConnection, self),
+            listener.host,
+            listener.port,
+            reuse_port=shared or None,
         )
         host, port = self._server.sockets[0].getsockname()[:2]
         self.address = (host, port)
