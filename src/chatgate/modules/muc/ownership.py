@@ -16,10 +16,12 @@ some rooms from every node.  What happens then:
   configuration, affiliations), as a request the newcomer answers once the room is
   installed, then forgets it; stanzas for it meanwhile already go to the newcomer
   (the old owner sends on what reaches it), which holds stanzas for rooms it does
-  not have until every old owner has said it is done (a ``"muc-moved"`` message,
-  or `HANDOVER_WAIT` seconds), so none is handled by two nodes or against a room
-  not yet arrived.  A room whose handover fails (the newcomer unreachable or
-  refusing it for ~12 s, `HANDOVER_DELAYS`) is dropped instead: its occupants get 110
+  not have until every other node has said it holds none of its rooms (a
+  ``"muc-moved"`` request, sent after the handovers, and by every node at its own
+  start for nodes starting together; or `HANDOVER_WAIT` seconds), so none is
+  handled by two nodes or against a room not yet arrived.  A room whose handover
+  fails (the newcomer unreachable or refusing it for ~12 s, `HANDOVER_DELAYS`) is
+  dropped instead: its occupants get 110
   and 332 and join again; a persistent one stays stored and is loaded by its new
   owner.
 
@@ -95,7 +97,7 @@ class RoomOwnership:
         if self.peers.clustered:
             self.peers.on_change(self.changed)
             self.peers.on_request(HANDOVER_TOPIC, self._received)
-            self.peers.on_message(MOVED_TOPIC, self._moved)
+            self.peers.on_request(MOVED_TOPIC, self._moved)
 
     async def start(self) -> None:
         """At start: the rooms other nodes hand over (when there are others), then
@@ -108,6 +110,10 @@ class RoomOwnership:
         self._expecting = set(others) - self._moved_from
         self._hold()
         self._background(self._after_handovers())
+        # Nodes starting together may have seen this one before their module was
+        # there to hand anything over: this node holds nothing of theirs, and says so.
+        for node in others:
+            self._background(self._tell_done(node))
 
     async def _after_handovers(self) -> None:
         try:
@@ -223,9 +229,22 @@ class RoomOwnership:
         ]
         for room in moving:
             await self._hand_over_room(room)
-        for node in joined:
-            if node in self._alive and not self.peers.send(node, MOVED_TOPIC, b""):
-                log.warning("muc: could not tell node %s that its rooms are handed over", node)
+        await asyncio.gather(*(self._tell_done(node) for node in joined))
+
+    async def _tell_done(self, node: str) -> None:
+        """Tell `node` that this node holds none of its rooms any more (a request,
+        tried as long as a handover is: its handler may not be there yet)."""
+        for delay in HANDOVER_DELAYS:
+            if delay:
+                await asyncio.sleep(delay)
+            if node not in self._alive:
+                return
+            try:
+                await self.peers.request(node, MOVED_TOPIC, b"", HANDOVER_TIMEOUT)
+                return
+            except (PeerUnreachable, PeerRefused):
+                continue
+        log.warning("muc: could not tell node %s that its rooms are handed over", node)
 
     async def _hand_over_room(self, room: Room) -> None:
         error: Exception | None = None
@@ -270,9 +289,10 @@ class RoomOwnership:
         log.info("muc: room %s arrived from node %s", room.jid, sender)
         return b"ok"
 
-    def _moved(self, sender: str, payload: bytes) -> None:
+    async def _moved(self, sender: str, payload: bytes) -> bytes:
         self._moved_from.add(sender)
         self._heard(sender)
+        return b"ok"
 
     def _heard(self, node: str) -> None:
         if node in self._expecting:
