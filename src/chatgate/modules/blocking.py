@@ -56,6 +56,7 @@ from chatgate.vocabulary.ns import BLOCKING, BLOCKING_ERRORS
 from chatgate.xml.element import Element
 from chatgate.xmpp.events import SessionBound, SessionClosed
 from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.sm_events import SessionMovedIn, SessionMovedOut, SessionMovingOut
 from chatgate.xmpp.stanza import error_reply, iq_result
 
 if TYPE_CHECKING:
@@ -259,6 +260,12 @@ class Blocking:
         yield OnEvent(SessionBound, self.lists.session_bound)
         yield OnEvent(SessionClosed, self.lists.session_closed, priority=-100)
         yield OnEvent(SessionClosed, self.commands.session_closed)
+        # A session resumed on another node (XEP-0198 across a cluster) still gets
+        # the pushes it asked for; this node unpins what it no longer needs.
+        yield OnEvent(SessionMovingOut, self.commands.moving_out)
+        yield OnEvent(SessionMovedOut, self.commands.moved_out)
+        yield OnEvent(SessionMovedOut, self.lists.moved_out, priority=-100)
+        yield OnEvent(SessionMovedIn, self.commands.moved_in)
 
 
 class Blocklists:
@@ -455,10 +462,12 @@ class Blocklists:
         else:
             self.cache.put(bare, items, pinned=True)
 
-    def session_closed(self, event: SessionClosed) -> None:
+    def session_closed(self, event: SessionClosed | SessionMovedOut) -> None:
         bare = event.session.bare
         if not self.ctx.router.directory.bound_here(bare):
             self.cache.unpin(bare)
+
+    moved_out = session_closed
 
 
 def _refuse(
@@ -593,6 +602,17 @@ class BlockingCommands:
 
     def session_closed(self, event: SessionClosed) -> None:
         self.asked.discard(event.session)
+
+    def moving_out(self, event: SessionMovingOut) -> None:
+        if event.session in self.asked:
+            event.carry["blocking"] = "1"
+
+    def moved_out(self, event: SessionMovedOut) -> None:
+        self.asked.discard(event.session)
+
+    def moved_in(self, event: SessionMovedIn) -> None:
+        if event.carry.get("blocking") == "1":
+            self.asked.add(event.session)
 
     async def get(self, session: C2SSession, iq: Element) -> None:
         """§3.2: the list, an empty <blocklist/> when there is none."""

@@ -36,6 +36,7 @@ from chatgate.vocabulary.ns import CARBONS, FORWARD, HINTS, MUC_USER
 from chatgate.xml.element import Element
 from chatgate.xmpp.events import SessionClosed
 from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.sm_events import SessionMovedIn, SessionMovedOut, SessionMovingOut
 from chatgate.xmpp.stanza import iq_result
 
 if TYPE_CHECKING:
@@ -192,6 +193,10 @@ class Carbons:
         yield DiscoFeature(CARBONS)
         yield Stage(self.stage, priority=0)
         yield OnEvent(SessionClosed, self._session_closed)
+        # A session resumed on another node (XEP-0198 across a cluster) keeps carbons.
+        yield OnEvent(SessionMovingOut, self._moving_out)
+        yield OnEvent(SessionMovedOut, self._moved_out)
+        yield OnEvent(SessionMovedIn, self._moved_in)
 
     def _set(self, session: C2SSession, iq: Element) -> None:
         """§3.1 enable, §3.2 disable: for this session only."""
@@ -211,6 +216,17 @@ class Carbons:
 
     def _session_closed(self, event: SessionClosed) -> None:
         self.state.disable(event.session)
+
+    def _moving_out(self, event: SessionMovingOut) -> None:
+        if self.state.enabled(event.session):
+            event.carry[self.name] = "1"
+
+    def _moved_out(self, event: SessionMovedOut) -> None:
+        self.state.disable(event.session)
+
+    def _moved_in(self, event: SessionMovedIn) -> None:
+        if event.carry.get(self.name) == "1":
+            self.state.enable(event.session)
 
 
 class CarbonsStage:

@@ -55,6 +55,7 @@ from chatgate.vocabulary.ns import PUBLISH_OPTIONS, PUBSUB, PUSH, PUSH_SUMMARY
 from chatgate.xml.element import Element
 from chatgate.xmpp.events import SessionClosed, SessionHibernated, SessionResumed
 from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.sm_events import SessionMovedOut
 from chatgate.xmpp.stanza import iq_result
 
 if TYPE_CHECKING:
@@ -219,6 +220,7 @@ class PushNotifications:
         yield OnEvent(SessionHibernated, stage.hibernating)
         yield OnEvent(SessionResumed, stage.back)
         yield OnEvent(SessionClosed, stage.back)
+        yield OnEvent(SessionMovedOut, stage.back)  # resumed on another node
         if ctx.cluster is None:
             # In a cluster another node's registration would not reach the set.
             yield OnStart(self.notifier.learn_registered)
@@ -294,7 +296,7 @@ class PushStage:
     def hibernating(self, event: SessionHibernated) -> None:
         self.hibernated.add(event.session)
 
-    def back(self, event: SessionResumed | SessionClosed) -> None:
+    def back(self, event: SessionResumed | SessionClosed | SessionMovedOut) -> None:
         self.hibernated.discard(event.session)
 
     def routing(self, origin: C2SSession, stanza: Element, to: JID) -> bool:

@@ -9,7 +9,9 @@ from typing import cast
 from chatgate.cluster.carbons import ClusterCarbonsState
 from chatgate.cluster.node import ClusterNode
 from chatgate.cluster.peers import RedisPeers
+from chatgate.modules.carbons import Carbons
 from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.sm_events import SessionMovedIn, SessionMovedOut, SessionMovingOut
 from tests.redis_server import RedisServer
 from tests.unit.cluster.test_node import kill, options, wait_for
 
@@ -165,6 +167,37 @@ async def test_a_change_that_reached_not_every_node_is_sent_again(
         a.enable(_as_session(Session("alice@x", "phone")))
         assert dropped
         await wait_for(lambda: list(b.of("alice@x")) == ["alice@x/phone"], timeout=3)
+    finally:
+        await a.node.close()
+        await b.node.close()
+
+
+async def test_a_session_resumed_on_another_node_keeps_carbons(redis_server: RedisServer) -> None:
+    """XEP-0198 resumption across nodes (`xmpp/sm_events.py`): the old node carries
+    the flag and forgets the session, the new node takes it on; every node sees the
+    resource with carbons on, now on the new node."""
+    a = await _node(redis_server, "a")
+    b = await _node(redis_server, "b")
+    on_a, on_b = Carbons(), Carbons()
+    on_a.state, on_b.state = a, b
+    try:
+        await wait_for(lambda: a.peers.alive() == b.peers.alive() == {"a", "b"})
+        old = _as_session(Session("alice@x", "phone"))
+        quiet = _as_session(Session("alice@x", "desk"))
+        a.enable(old)
+        carry: dict[str, str] = {}
+        on_a._moving_out(SessionMovingOut(old, "b", carry))
+        nothing: dict[str, str] = {}
+        on_a._moving_out(SessionMovingOut(quiet, "b", nothing))
+        assert carry == {"carbons": "1"} and nothing == {}
+        on_a._moved_out(SessionMovedOut(old, "b"))
+        new = _as_session(Session("alice@x", "phone"))
+        on_b._moved_in(SessionMovedIn(new, "a", carry))
+        assert b.enabled(new) and not a.enabled(old)
+        await wait_for(lambda: list(a.of("alice@x")) == ["alice@x/phone"] and not a.local)
+        assert list(b.of("alice@x")) == ["alice@x/phone"]
+        on_b._moved_in(SessionMovedIn(_as_session(Session("bob@x", "pc")), "a", {}))
+        assert not b.of("bob@x")  # nothing carried: carbons stay off
     finally:
         await a.node.close()
         await b.node.close()

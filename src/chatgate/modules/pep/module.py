@@ -42,6 +42,7 @@ from chatgate.vocabulary.ns import PUBLISH_OPTIONS
 from chatgate.xml.element import Element
 from chatgate.xmpp.events import BecameAvailable, SessionClosed
 from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.sm_events import SessionMovedIn, SessionMovedOut
 from chatgate.xmpp.stanza import iq_result
 
 if TYPE_CHECKING:
@@ -154,6 +155,10 @@ class PersonalEventing:
             yield DiscoFeature(var, on_account=True)
         yield OnEvent(BecameAvailable, self._available)
         yield OnEvent(SessionClosed, self._closed)
+        # A session resumed on another node (XEP-0198 across a cluster) is that
+        # node's to notify from then on.
+        yield OnEvent(SessionMovedOut, self._closed)
+        yield OnEvent(SessionMovedIn, self._moved_in)
 
     # ------------------------------------------------------------ presence
 
@@ -161,8 +166,15 @@ class PersonalEventing:
         if self.audience.available(event.session):
             await self._learned(event.session)
 
-    def _closed(self, event: SessionClosed) -> None:
+    def _closed(self, event: SessionClosed | SessionMovedOut) -> None:
         self.audience.closed(event.session)
+
+    def _moved_in(self, event: SessionMovedIn) -> None:
+        """The session had its last items on its old node: only note it (and ask its
+        caps here if this node does not know them; it then gets the items again,
+        as after any caps discovery)."""
+        if event.session.available:
+            self.audience.available(event.session)
 
     async def _learned(self, session: C2SSession) -> None:
         """The session's features are known: the last items it wants, of itself and
