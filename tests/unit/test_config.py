@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from chatgate.config import (
     DEFAULT_CONFIG_TEXT,
     AnonymousLimits,
+    ComponentConfig,
     Config,
     HostConfig,
     ListenerConfig,
@@ -66,7 +67,7 @@ def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
         load_config(path)
 
 
-NOT_OPTIONS = ("base_dir", "source_path", "listeners", "modules")
+NOT_OPTIONS = ("base_dir", "source_path", "listeners", "modules", "components")
 
 
 def _options(model: type[BaseModel]) -> list[str]:
@@ -87,6 +88,10 @@ def test_every_option_is_documented_with_a_docstring() -> None:
             assert f"| `{option}` |" in docs, f"{field_name}.{option} missing from docs"
     for option in _options(ListenerConfig):
         assert f"| `{option}` |" in docs, f"listeners.{option} missing from docs"
+    assert "`[[components]]`" in docs
+    for option in _options(ComponentConfig):
+        assert ComponentConfig.model_fields[option].description, f"components.{option}"
+        assert f"| `{option}` |" in docs, f"components.{option} missing from docs"
     assert '`[hosts."NAME"]`' in docs
     for model in (HostConfig, AnonymousLimits):
         for option in _options(model):
