@@ -269,6 +269,23 @@ def test_resuming_an_attached_session_closes_its_old_stream_with_conflict(
     new.close()
 
 
+def test_an_h_too_high_on_the_other_node_closes_that_stream_and_the_session_stays(
+    cluster: LocalCluster,
+) -> None:
+    alice, token = managed(cluster, "n1", "alice", "pad")
+    alice.reset()
+    cluster["n1"].wait_for_log("alice@localhost/pad hibernated")
+    bogus = connect(cluster, "n2")
+    bogus.login("alice", USERS["alice"])
+    bogus.send(f"<resume xmlns='{SM}' previd='{token}' h='4000'/>")
+    error = bogus.expect(r"<stream:error>.*?</stream:error>").group(0)
+    assert "undefined-condition" in error and "handled-count-too-high: h=4000" in error
+    bogus.close()
+    again = connect(cluster, "n2")
+    assert resume(again, "alice", token, alice.received).startswith("<resumed ")
+    again.close()
+
+
 def test_two_concurrent_resumptions_of_one_token_exactly_one_wins(cluster: LocalCluster) -> None:
     alice, token = managed(cluster, "n1", "alice", "watch")
     alice.reset()
