@@ -13,7 +13,8 @@ handler of every node:
   through the router, which reaches sessions on other nodes); it trusts the full
   JID, which only a node can have written.  A stanza for a room the receiving node
   no longer owns (the nodes saw a membership change at different moments) is sent
-  on to the owner it sees, at most `MAX_HOPS` times;
+  on to the owner it sees, at most `MAX_HOPS` times, as a request (``"muc-hop"``)
+  tried again until this node's view catches up: the owner it sees may be dead;
 - the service itself: disco#items gathers the public rooms of every node (a
   request on ``"muc-rooms"`` to each, answered within `LIST_TIMEOUT`; a node that
   does not answer is left out); disco#info and ping are answered here.
@@ -42,6 +43,7 @@ from chatgate.jid import JID
 from chatgate.modules.muc import dispatch
 from chatgate.modules.muc.admin import MAX_LISTED
 from chatgate.modules.muc.occupancy import session_closed
+from chatgate.peers import PeerRefused, PeerUnreachable
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
@@ -60,8 +62,15 @@ log = logging.getLogger(__name__)
 TOPIC = "muc"
 #: requests for a node's public rooms (the service's disco#items)
 ROOMS_TOPIC = "muc-rooms"
+#: stanzas sent on by a node that no longer owns their room, as requests
+HOP_TOPIC = "muc-hop"
 #: times a forwarded stanza may be sent on to another owner
 MAX_HOPS = 3
+#: seconds before each attempt to send a stanza on (about a heartbeat timeout in
+#: all: until this node's view of the nodes has caught up with the sender's)
+HOP_DELAYS = (0.0, 0.25, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0)
+#: seconds one such attempt may take
+HOP_TIMEOUT = 5.0
 #: seconds the service's room list waits for the other nodes' lists
 LIST_TIMEOUT = 2.0
 #: stanzas of one sender waiting behind its stanza whose storage is awaited
@@ -206,6 +215,7 @@ class RoomRelay:
         if peers.clustered:
             peers.on_message(TOPIC, self._arrived)
             peers.on_request(ROOMS_TOPIC, self._rooms_asked)
+            peers.on_request(HOP_TOPIC, self._hopped)
         else:
             self.settled.set()
 
@@ -226,6 +236,10 @@ class RoomRelay:
         owner = peers.owner(room)
         if owner == peers.name:
             return self.local(session, stanza, to)
+        if stanza.name == "presence":
+            # Joins and leaves are few and must not vanish: a request, which says
+            # whether the owner heard (it may have died a moment ago).
+            return self._send_on(session, stanza, to, 0)
         if not peers.send(owner, TOPIC, _encode(0, session.full, stanza)):
             self.svc.error(session, stanza, unreachable())
         return None
@@ -269,16 +283,39 @@ class RoomRelay:
     def _here_or_on(self, session: C2SSession, stanza: Element, to: JID, hops: int) -> Pending:
         """Handle it here if this node owns the room now, else send it on to the owner
         (work that waited may find the room moved meanwhile)."""
-        if to.local:
-            owner = self.peers.owner(f"{to.local}@{to.domain}")
-            if owner != self.peers.name:
-                # the nodes saw a membership change at different moments: send it on
-                if hops >= MAX_HOPS or not self.peers.send(
-                    owner, TOPIC, _encode(hops + 1, session.full, stanza)
-                ):
-                    self.svc.error(session, stanza, unreachable())
+        if to.local and self.peers.owner(f"{to.local}@{to.domain}") != self.peers.name:
+            # the nodes saw a membership change at different moments: send it on
+            if hops >= MAX_HOPS:
+                self.svc.error(session, stanza, unreachable())
                 return None
+            return self._send_on(session, stanza, to, hops + 1)
         return self.local(session, stanza, to)
+
+    async def _send_on(self, session: C2SSession, stanza: Element, to: JID, hops: int) -> None:
+        """Send a stanza on to the room's owner as this node sees it, as a request: a
+        node this one still thinks alive may be dead (another noticed first), and a
+        message to it would be lost without a word.  Tried again, with the owner
+        looked up again, until this node's view has caught up (`HOP_DELAYS`)."""
+        room = f"{to.local}@{to.domain}"
+        payload = _encode(hops, session.full, stanza)
+        for delay in HOP_DELAYS:
+            if delay:
+                await asyncio.sleep(delay)
+            owner = self.peers.owner(room)
+            if owner == self.peers.name:
+                pending = self.local(session, stanza, to)
+                if pending is not None:
+                    await pending
+                return
+            try:
+                await self.peers.request(owner, HOP_TOPIC, payload, HOP_TIMEOUT)
+                return
+            except PeerUnreachable:
+                continue
+            except PeerRefused as exc:
+                log.warning("muc: node %s refused a stanza for %s (%s)", owner, room, exc)
+                break
+        self.svc.error(session, stanza, unreachable())
 
     def session_ended(self, full: str) -> None:
         """A session of this node ended (or went unavailable): it leaves the rooms of
@@ -292,6 +329,13 @@ class RoomRelay:
                 log.warning("muc: could not tell every node that %s left its rooms", full)
 
     # ------------------------------------------------------------ from other nodes
+
+    async def _hopped(self, sender: str, payload: bytes) -> bytes:
+        """A stanza sent on by a node that no longer owns its room (`_send_on`): taken
+        like any forwarded one; the answer only says it arrived."""
+        if payload[:1] == _STANZA:
+            self._arrived(sender, payload)
+        return b""
 
     def _arrived(self, sender: str, payload: bytes) -> None:
         kind = payload[:1]

@@ -324,7 +324,7 @@ async def test_a_session_of_a_node_without_redis_gets_a_wait_error_and_local_roo
             assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.05)
         alice.send(f"<presence to='{remote}/Alice'><x xmlns='{MUC}'/></presence>")
-        refused = await alice.expect(lambda e: e.get("from") == f"{remote}/Alice")
+        refused = await alice.expect(lambda e: e.get("from") == f"{remote}/Alice", timeout=12)
         assert refused.get("type") == "error"
         assert condition(refused) == "resource-constraint"
         assert refused.find(C + "error").get("type") == "wait"  # type: ignore[union-attr]
@@ -369,3 +369,33 @@ async def test_malformed_messages_between_nodes_are_dropped_and_rooms_keep_worki
     finally:
         alice.close()
         bob.close()
+
+
+async def test_a_stanza_reaching_a_node_that_does_not_own_the_room_is_sent_on(
+    nodes: list[Server],
+) -> None:
+    """What happens while the nodes disagree about the owner: a node handed a stanza
+    for a room it does not own sends it on (as a request, which says it arrived)."""
+    alpha, beta = nodes
+    room = room_owned_by("alpha")
+    assert alpha.ctx is not None
+    alice = await RawClient.login(beta, "alice")
+    try:
+        presence = f"<presence to='{room}/Alice' from='{alice.full}'><x xmlns='{MUC}'/></presence>"
+        payload = b"S\x00" + alice.full.encode() + b"\n" + presence.encode()
+        assert alpha.ctx.peers.send("beta", "muc", payload)  # as if alpha thought beta owned it
+        own = await alice.expect(lambda e: e.get("from") == f"{room}/Alice")
+        assert {"110", "201"} <= codes(own)
+        assert rooms_of(alpha) == {room} and rooms_of(beta) == set()
+        # one hop too many: the sender gets an error instead of a loop
+        too_far = (
+            b"S\x03"
+            + alice.full.encode()
+            + b"\n"
+            + presence.replace("<presence ", "<presence id='far' ").encode()
+        )
+        assert alpha.ctx.peers.send("beta", "muc", too_far)
+        refused = await alice.expect(lambda e: e.get("id") == "far")
+        assert refused.get("type") == "error" and condition(refused) == "resource-constraint"
+    finally:
+        alice.close()
