@@ -58,8 +58,12 @@ def cluster() -> Iterator[LocalCluster]:
     try:
         yield cluster
     finally:
-        cluster.close()
+        codes = cluster.close()  # SIGTERM: each node leaves gracefully
+        logs = cluster.logs()
         shutil.rmtree(cluster.folder, ignore_errors=True)
+    assert all(code == 0 for code in codes.values()), codes
+    for name, text in logs.items():
+        assert "Traceback" not in text, f"{name}:\n{text}"
 
 
 @pytest.fixture(autouse=True)
