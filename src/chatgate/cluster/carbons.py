@@ -51,6 +51,8 @@ TOPIC = "carbons"
 #: resources of one account another node may report (more are ignored: a bound
 #: account never has more than `[session] max_resources`)
 MAX_RESOURCES = 1000
+#: seconds an enable or disable waits for Redis to take it before it is answered
+SETTLE_TIMEOUT = 2.0
 #: seconds before the whole state is sent again after a change reached not every node
 RESEND_DELAY = 1.0
 #: marks a node whose whole state arrived while its hash was being read
@@ -105,6 +107,14 @@ class ClusterCarbonsState:
     def __bool__(self) -> bool:
         return bool(self.local) or bool(self._remote_count)
 
+    async def settled(self) -> None:
+        """Until Redis has passed on what this node sent before (a PING after the
+        PUBLISHes on the same connection), at most `SETTLE_TIMEOUT` seconds."""
+        try:
+            await asyncio.wait_for(self.node.send("PING"), SETTLE_TIMEOUT)
+        except Exception as exc:
+            self._log_failure(exc)
+
     # ------------------------------------------------------------ life
 
     async def start(self) -> None:
@@ -150,7 +160,11 @@ class ClusterCarbonsState:
         if reply.cancelled():
             return
         exc = reply.exception()
-        if exc is not None and not self._failing:
+        if exc is not None:
+            self._log_failure(exc)
+
+    def _log_failure(self, exc: BaseException) -> None:
+        if not self._failing:
             self._failing = True
             log.warning(
                 "carbons: Redis unreachable (%s): other nodes learn this node's carbons"

@@ -15,7 +15,7 @@ straight to a session.  Never awaits; never touches storage.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -130,6 +130,12 @@ class CarbonsState(Protocol):
         """Whether any session has carbons on (False: the stage does nothing)."""
         ...
 
+    def settled(self) -> Awaitable[None] | None:
+        """What to await before telling the client its change is made (None: it is):
+        in a cluster, until the other nodes were sent it, so a message routed there
+        just after the answer is copied as the client expects."""
+        ...
+
 
 class LocalCarbonsState:
     """This process's sessions, per account; bounded by the sessions themselves."""
@@ -165,6 +171,9 @@ class LocalCarbonsState:
     def __bool__(self) -> bool:
         return bool(self._accounts)
 
+    def settled(self) -> None:
+        return None
+
 
 # ------------------------------------------------------------------ the module
 
@@ -198,7 +207,7 @@ class Carbons:
         yield OnEvent(SessionMovedOut, self._moved_out)
         yield OnEvent(SessionMovedIn, self._moved_in)
 
-    def _set(self, session: C2SSession, iq: Element) -> None:
+    async def _set(self, session: C2SSession, iq: Element) -> None:
         """§3.1 enable, §3.2 disable: for this session only."""
         to = iq.get("to")
         if to and to not in (session.bare, session.domain):
@@ -209,6 +218,9 @@ class Carbons:
             self.state.disable(session)
         else:
             raise StanzaError(StanzaErrorCondition.BAD_REQUEST, "expected <enable/> or <disable/>")
+        pending = self.state.settled()
+        if pending is not None:
+            await pending
         reply = iq_result(iq)
         reply.attrs["to"] = session.full
         reply.attrs.pop("from", None)
