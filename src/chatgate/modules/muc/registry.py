@@ -1,12 +1,11 @@
 """Where rooms live: the `RoomRegistry` protocol and its in-process implementation.
 
 A room's state (occupants, history, roles) changes with every stanza, so it lives
-in exactly one process.  In a cluster, a shared implementation would choose each
-room's owning node by hashing the room JID over the live nodes, forward every
-stanza for the room there (and the owner's deliveries go out through the router,
-which already reaches sessions on other nodes), and hand rooms over when the node
-set changes (persistent rooms reload from the database; temporary rooms' occupants
-rejoin, as after a restart).  Nothing here awaits.
+in exactly one process.  In a cluster each node's registry holds the rooms that
+node owns (`relay.py` sends every stanza for a room to its owner, whose deliveries
+go out through the router to sessions on any node; `ownership.py` hands rooms
+over or reloads them when the node set changes); nothing of it is shared.
+Nothing here awaits.
 """
 
 from __future__ import annotations
