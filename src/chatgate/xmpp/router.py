@@ -274,11 +274,14 @@ class Router:
         reply comes within `timeout` seconds, and OverflowError when
         `MAX_PENDING_QUESTIONS` questions already wait (one client that never
         answers cannot grow this table without bound).  In a cluster only a resource
-        bound to this node can be asked: a reply goes to the node its client is on.
+        bound to this node can be asked (a reply goes to the node its client is on):
+        a resource on another node is LookupError at once, not a timeout.
         """
         if len(self._asked) >= MAX_PENDING_QUESTIONS:
             raise OverflowError("too many questions to clients are waiting for replies")
         full = JID.parse(to_full)
+        if full.resource not in self.directory.local.get(f"{full.local}@{full.domain}", _NONE):
+            raise LookupError(f"{to_full} is not connected to this node")
         iq.attrs["id"] = "q" + os.urandom(9).hex()
         iq.attrs["to"] = to_full
         iq.attrs["from"] = full.domain

@@ -177,3 +177,28 @@ def test_message_to_addresses_each_copy_and_names_who_is_gone() -> None:
         assert got.get("from") == "room@conference.localhost/x"
         body = got.find("body")
         assert body is not None and body.text == "one write"
+
+
+async def test_ask_refuses_a_resource_on_another_node_at_once() -> None:
+    """A stand-in in the table (a session of another node) cannot be asked: its
+    reply would reach the other node, so the question fails now, not after the
+    timeout, and nothing is written to it."""
+    world = World()
+
+    class StandIn:
+        written: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.written.append(data)
+
+        def send(self, stanza: Element) -> None:
+            self.written.append(b"stanza")
+
+    remote = StandIn()
+    # The router's table, as a cluster directory's: this node's sessions plus stand-ins.
+    world.router._local = {"alice@localhost": {"far": remote}}  # type: ignore[dict-item]
+    with pytest.raises(LookupError, match="this node"):
+        await world.router.ask(
+            "alice@localhost/far", Element("iq", ns.CLIENT, {"type": "get"}), timeout=5
+        )
+    assert remote.written == [] and world.router._asked == {}
