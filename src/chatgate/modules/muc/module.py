@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from chatgate.modules.base import OnEvent, OnStart, Registration, ServiceDomain, Spec
 from chatgate.modules.muc.archive import MamRoomArchive
-from chatgate.modules.muc.occupancy import leave, session_closed
+from chatgate.modules.muc.occupancy import leave
 from chatgate.modules.muc.options import MucOptions
 from chatgate.modules.muc.ownership import RoomOwnership
 from chatgate.modules.muc.registry import LocalRoomRegistry, RoomRegistry
@@ -84,7 +84,7 @@ class MultiUserChat:
         def lost(event: RemoteSessionLost) -> None:
             # a session of another cluster node died with its node: it leaves the
             # rooms this node owns
-            session_closed(service, event.full)
+            relay.remote_session_ended(event.full)
 
         yield OnStart(load_rooms)
         yield OnEvent(SessionClosed, closed, priority=50)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 from chatgate.jid import JID
 from chatgate.modules.muc import vocabulary as v
 from chatgate.modules.muc.handover import restore, room_state
+from chatgate.modules.muc.occupancy import leave
 from chatgate.modules.muc.room import NONE, Room, RoomConfig
 from chatgate.peers import PeerRefused, PeerUnreachable, rendezvous_owner
 from chatgate.vocabulary import ns
@@ -287,6 +288,10 @@ class RoomOwnership:
         for full in room.full_jids():
             self.svc.registry.joined(full, room.jid)
         log.info("muc: room %s arrived from node %s", room.jid, sender)
+        # sessions whose end was heard here before their room arrived
+        for full in room.full_jids():
+            if full in self.relay.ended and not room.destroyed:
+                leave(self.svc, room, full)
         return b"ok"
 
     async def _moved(self, sender: str, payload: bytes) -> bytes:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
@@ -77,6 +78,10 @@ LIST_TIMEOUT = 2.0
 MAX_WAITING_PER_SENDER = 100
 #: senders with stanzas waiting that way, at most
 MAX_WAITING_SENDERS = 10_000
+
+#: how long, and how many, ended sessions of other nodes are remembered (`Ended`)
+ENDED_SECONDS = 60.0
+ENDED_COUNT = 10_000
 
 _STANZA = b"S"
 _ENDED = b"E"
@@ -198,6 +203,30 @@ class Memberships:
         return list(self._rooms.items())
 
 
+class Ended:
+    """Full JIDs of sessions of other nodes that ended in the last `ENDED_SECONDS`,
+    at most `ENDED_COUNT` (the oldest go first)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._when: dict[str, float] = {}
+
+    def add(self, full: str) -> None:
+        self._when.pop(full, None)
+        self._when[full] = self._clock()
+        while len(self._when) > ENDED_COUNT:
+            del self._when[next(iter(self._when))]
+
+    def discard(self, full: str) -> None:
+        """`full` is alive again (a client that came back under the same resource)."""
+        if self._when:
+            self._when.pop(full, None)
+
+    def __contains__(self, full: object) -> bool:
+        when = self._when.get(full) if isinstance(full, str) else None
+        return when is not None and self._clock() - when <= ENDED_SECONDS
+
+
 class RoomRelay:
     """The service-domain handler of a node of a cluster (see the module docstring)."""
 
@@ -206,6 +235,9 @@ class RoomRelay:
         self.peers = peers
         self.max_stanza_bytes = max_stanza_bytes
         self.memberships = Memberships(svc.options.max_rooms_per_session)
+        #: sessions of other nodes that ended lately (a room handed over to this node
+        #: may still list them: `ownership.py` takes them out on arrival)
+        self.ended = Ended()
         self.lanes = Lanes(svc.spawn or _run_detached)
         #: set while this node's room table is complete; cleared while persistent
         #: rooms that moved here are being loaded (stanzas for rooms it lacks wait)
@@ -233,6 +265,7 @@ class RoomRelay:
         room = f"{to.local}@{to.domain}"
         if stanza.name == "presence":
             self._track(session.full, stanza, room, to.resource or "")
+            self.ended.discard(session.full)
         owner = peers.owner(room)
         if owner == peers.name:
             return self.local(session, stanza, to)
@@ -317,6 +350,12 @@ class RoomRelay:
                 break
         self.svc.error(session, stanza, unreachable())
 
+    def remote_session_ended(self, full: str) -> None:
+        """A session of another node ended (its node said so, or died): it leaves this
+        node's rooms, and is remembered a while (`Ended`) for rooms still arriving."""
+        self.ended.add(full)
+        self.lanes.run(full, lambda: session_closed(self.svc, full))
+
     def session_ended(self, full: str) -> None:
         """A session of this node ended (or went unavailable): it leaves the rooms of
         this node here, and those elsewhere by a notice to every other node (each
@@ -341,7 +380,7 @@ class RoomRelay:
         kind = payload[:1]
         if kind == _ENDED:
             full = payload[1:].decode(errors="replace")
-            self.lanes.run(full, lambda: session_closed(self.svc, full))
+            self.remote_session_ended(full)
             return
         if kind != _STANZA or len(payload) < 3:
             log.warning("muc: an unknown message from node %s was dropped", sender)
@@ -357,6 +396,7 @@ class RoomRelay:
             log.warning("muc: a malformed stanza from node %s was dropped (%s)", sender, exc)
             return
         session = cast(C2SSession, origin)
+        self.ended.discard(full)
         if not self.lanes.run(full, lambda: self._here_or_on(session, stanza, to, hops)):
             self.svc.error(
                 session, stanza, StanzaError(E.RESOURCE_CONSTRAINT, "too many stanzas", "wait")

@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 
 from chatgate.modules.muc import ownership
+from chatgate.modules.muc.handover import room_state
+from chatgate.modules.muc.room import History, Occupant, Room, RoomConfig
+from chatgate.peers import PeerRefused
 from chatgate.server import Server
+from chatgate.xml.element import Element
 from tests.redis_server import RedisServer
 from tests.unit.cluster.conftest import redis_server, redis_server_session  # noqa: F401
 from tests.unit.cluster.test_bosh_forwarding import cluster_config
@@ -197,3 +201,38 @@ async def test_a_room_the_newcomer_cannot_take_is_dropped_with_332(
             alice.close()
             if beta is not None:
                 await beta.stop()
+
+
+async def test_a_room_arriving_forgets_sessions_whose_end_was_heard_before_it(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """A session that ends while its room is on its way to a new owner: the end is
+    heard by the newcomer before the room; the room arrives without it."""
+    async with cluster(tmp_path, redis_server) as (alpha, beta):
+        room_jid = room_owned_by("beta", prefix="arriving")
+        alice = await RawClient.login(beta, "alice")
+        try:
+            room = Room(room_jid, RoomConfig(), history=History(10, 1 << 16))
+            for nick, full in (("Alice", alice.full), ("Carol", "carol@localhost/gone")):
+                occupant = Occupant(nick, full.split("/")[0], "participant")
+                room.add_session(nick.lower(), occupant, full, Element("presence", "jabber:client"))
+            assert alpha.ctx is not None and beta.ctx is not None
+            # beta hears that Carol's session (on alpha) ended...
+            assert alpha.ctx.peers.send("beta", "muc", b"Ecarol@localhost/gone")
+            record = beta.ctx.modules.get("muc")
+            assert record is not None
+            relay = record.module.relay  # type: ignore[attr-defined]
+            await wait_until(lambda: "carol@localhost/gone" in relay.ended)
+            # ...then the room arrives, listing her still
+            answer = await alpha.ctx.peers.request("beta", "muc-handover", room_state(room))
+            assert answer == b"ok"
+            gone = await alice.expect(shutdown_of(room_jid, "Carol"))
+            assert "110" not in codes(gone)
+            held = record.module.registry.get(room_jid)  # type: ignore[attr-defined]
+            assert held is not None and set(held.by_full) == {alice.full}
+            # a second copy of a room it holds is refused (the sender falls back to 332)
+            with pytest.raises(PeerRefused, match="exists here already"):
+                await alpha.ctx.peers.request("beta", "muc-handover", room_state(room))
+        finally:
+            alice.close()

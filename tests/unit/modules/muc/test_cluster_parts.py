@@ -10,8 +10,9 @@ import json
 
 import pytest
 
+from chatgate.modules.muc import relay
 from chatgate.modules.muc.handover import restore, room_state
-from chatgate.modules.muc.relay import MAX_WAITING_PER_SENDER, Lanes, Memberships
+from chatgate.modules.muc.relay import MAX_WAITING_PER_SENDER, Ended, Lanes, Memberships
 from chatgate.modules.muc.room import (
     History,
     HistoryBudget,
@@ -158,3 +159,20 @@ def test_memberships_are_bounded_per_session_and_forgotten_at_the_end() -> None:
     assert rooms.ended("a@x/r") == {}
     rooms.left("b@x/r", "room0@c.x")
     assert rooms.items() == []
+
+
+def test_ended_sessions_are_remembered_a_minute_at_most_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(relay, "ENDED_COUNT", 3)
+    ended = Ended(clock=lambda: now[0])
+    for i in range(4):
+        ended.add(f"u{i}@x/r")
+    assert "u0@x/r" not in ended  # the oldest went first
+    assert all(f"u{i}@x/r" in ended for i in (1, 2, 3))
+    ended.discard("u2@x/r")  # came back under the same resource
+    assert "u2@x/r" not in ended
+    now[0] += relay.ENDED_SECONDS + 1
+    assert "u3@x/r" not in ended  # too long ago
+    assert 42 not in ended
