@@ -20,8 +20,8 @@ class MucOptions(BaseModel):
     """The service's name in disco (identity and the host's disco#items)."""
 
     max_rooms: int = Field(10_000, ge=1)
-    """Rooms one service holds at once (persistent and temporary); creating one more
-    is refused with `resource-constraint`."""
+    """Rooms one service holds at once (persistent and temporary), per node in a
+    cluster; creating one more is refused with `resource-constraint`."""
 
     max_occupants: int = Field(1_000, ge=1)
     """Occupants (nicks) of one room at most; an owner's `maxusers` may lower it."""
@@ -51,8 +51,8 @@ class MucOptions(BaseModel):
     """Bytes of history each room keeps at most (serialized stanzas)."""
 
     history_total_bytes: int = Field(64 * 1024 * 1024, ge=0)
-    """Bytes of history all rooms of the process keep together at most; when full,
-    a room keeps new messages only by dropping its own oldest."""
+    """Bytes of history all rooms of the process keep together at most (per node in
+    a cluster); when full, a room keeps new messages only by dropping its own oldest."""
 
     default_history: int = Field(20, ge=0)
     """History messages a joiner gets when it does not ask for a number."""
