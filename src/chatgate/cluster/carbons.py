@@ -41,7 +41,7 @@ from collections.abc import Collection
 from typing import Any
 
 from chatgate.cluster.node import ClusterNode
-from chatgate.modules.carbons import LocalCarbonsState
+from chatgate.modules.carbons_state import LocalCarbonsState
 from chatgate.peers import Peers
 from chatgate.xmpp.session import C2SSession
 
