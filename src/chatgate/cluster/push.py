@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from chatgate.cluster.node import ClusterNode
 from chatgate.cluster.resp import RespError, Script
-from chatgate.modules.push import Defer, LocalNotificationLimiter, Send
+from chatgate.modules.push_limits import Defer, LocalNotificationLimiter, Send
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,9 @@ server notify every registration of the account:
 Notifications carry a message count, and the sender and the body only when the
 options say so.  Each registration is notified at most once per
 `min_interval`; messages meanwhile are counted into one notification sent when
-the interval ends (`NotificationLimiter`).  Nothing here awaits inside routing:
-the stage hands the work to a bounded number of background tasks.
+the interval ends (`NotificationLimiter`, in `push_limits.py`).  Nothing here
+awaits inside routing: the stage hands the work to a bounded number of
+background tasks.
 """
 
 from __future__ import annotations
@@ -27,15 +28,13 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Awaitable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatgate.jid import JID, InvalidJID
-from chatgate.lru import LruCache
 from chatgate.modules.base import (
     DiscoFeature,
     IqHandler,
@@ -46,6 +45,12 @@ from chatgate.modules.base import (
     Stage,
 )
 from chatgate.modules.dataforms import FormField, build_form, find_form, read_submission
+from chatgate.modules.push_limits import (
+    Defer,
+    LocalNotificationLimiter,
+    NotificationLimiter,
+    Send,
+)
 from chatgate.storage.errors import StorageUnavailable
 from chatgate.storage.outage_log import OutageLog
 from chatgate.storage.repositories.push import PushRepository, PushTarget, TooManyRegistrations
@@ -100,91 +105,6 @@ class Options(BaseModel):
     """Notifications waiting or in flight at once; past it new ones are dropped (logged)."""
     limiter_entries: int = Field(10_000, ge=1)
     """Registrations whose last notification time is remembered (LRU)."""
-
-
-# ------------------------------------------------------------------ rate limiting
-
-
-@dataclass(slots=True)
-class _Slot:
-    last: float
-    count: int = 0
-    scheduled: bool = False
-    sender: str = ""
-    body: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Notify now, counting `count` messages."""
-
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class Defer:
-    """Notify after `delay` seconds (`NotificationLimiter.flush` then)."""
-
-    delay: float
-
-
-Decision = Send | Defer | None
-Flushed = tuple[int, str, str] | None
-
-
-class NotificationLimiter(Protocol):
-    """At most one notification per registration per interval, the rest counted in.
-
-    `LocalNotificationLimiter` is one process's (answers at once); in a cluster
-    `chatgate.cluster.push.RedisNotificationLimiter` keeps each registration's
-    slot in Redis (answers are awaited), since a user's messages are routed on
-    whichever node their senders are on.  `now` is this process's loop time."""
-
-    def admit(self, key: str, now: float, sender: str, body: str) -> Decision | Awaitable[Decision]:
-        """A message for registration `key`: send now, defer (the first message of
-        an interval already used), or nothing (a deferred notification will count it)."""
-        ...
-
-    def flush(self, key: str, now: float) -> Flushed | Awaitable[Flushed]:
-        """The deferred notification's (count, last sender, last body); None when the
-        slot was evicted meanwhile."""
-        ...
-
-
-class LocalNotificationLimiter:
-    def __init__(self, interval: float, max_entries: int) -> None:
-        self.interval = interval
-        self._slots: LruCache[str, _Slot] = LruCache(
-            max_entries, max_entries * 1024, _weigh_slot, max_entry_bytes=1024
-        )
-
-    def admit(self, key: str, now: float, sender: str, body: str) -> Send | Defer | None:
-        slot = self._slots.get(key)
-        if slot is None or now - slot.last >= self.interval:
-            if slot is not None and slot.scheduled:
-                slot.count += 1
-                slot.sender, slot.body = sender, body
-                return None
-            self._slots.put(key, _Slot(now))
-            return Send(1)
-        slot.count += 1
-        slot.sender, slot.body = sender, body
-        if slot.scheduled:
-            return None
-        slot.scheduled = True
-        return Defer(slot.last + self.interval - now)
-
-    def flush(self, key: str, now: float) -> tuple[int, str, str] | None:
-        slot = self._slots.get(key)
-        if slot is None or not slot.count:
-            return None
-        found = (slot.count, slot.sender, slot.body)
-        self._slots.put(key, _Slot(now))
-        return found
-
-
-def _weigh_slot(key: str, slot: _Slot) -> int:
-    return 100 + len(key) + len(slot.sender) + len(slot.body)
 
 
 # ------------------------------------------------------------------ the module

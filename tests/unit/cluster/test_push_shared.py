@@ -8,7 +8,7 @@ import asyncio
 
 from chatgate.cluster.node import ClusterNode
 from chatgate.cluster.push import RedisNotificationLimiter
-from chatgate.modules.push import Defer, LocalNotificationLimiter, Send
+from chatgate.modules.push_limits import Defer, LocalNotificationLimiter, Send
 from tests.redis_server import RedisServer
 from tests.unit.cluster.test_node import options, wait_for
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from chatgate.modules.push import Defer, LocalNotificationLimiter, Send
+from chatgate.modules.push_limits import Defer, LocalNotificationLimiter, Send
 
 from .test_blocking import Client, condition, of
 from .wire import Server
