@@ -36,13 +36,11 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from chatgate.cluster.node import ClusterNode
 from chatgate.peers import Peers
-
-if TYPE_CHECKING:
-    from chatgate.modules.blocking import Blocklists
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +56,32 @@ SHARE_TIMEOUT = 2.0
 RESEND_DELAY = 1.0
 
 
+class NodeBlocklists(Protocol):
+    """What `BlocklistSync` uses of a node's blocklists
+    (`chatgate.modules.blocking.Blocklists`).
+
+    A protocol here rather than an import: the blocking module chooses this sync
+    at setup, so importing the module back would close an import cycle."""
+
+    #: accounts whose list is not empty (None: not known, every list is read)
+    blockers: set[str] | None
+    #: set by the sync: tells the other nodes about a change made on this node
+    share: Callable[[str, frozenset[str]], Awaitable[None]] | None
+
+    def learned(self, bare: str, items: frozenset[str]) -> None:
+        """Another node changed `bare`'s list to `items`."""
+        ...
+
+    async def resync(self) -> None:
+        """Read the set of blockers and every list held again (changes may have been
+        missed while Redis was away)."""
+        ...
+
+
 class BlocklistSync:
     """Tells the other nodes about this node's blocklist changes, and applies theirs."""
 
-    def __init__(self, node: ClusterNode, peers: Peers, lists: Blocklists) -> None:
+    def __init__(self, node: ClusterNode, peers: Peers, lists: NodeBlocklists) -> None:
         self.node = node
         self.peers = peers
         self.lists = lists

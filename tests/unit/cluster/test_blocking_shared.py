@@ -43,7 +43,7 @@ class Lists:
 async def _node(server: RedisServer, name: str) -> tuple[BlocklistSync, Lists]:
     node = ClusterNode(options(server), name=name)
     lists = Lists()
-    sync = BlocklistSync(node, RedisPeers(node), lists)  # type: ignore[arg-type]
+    sync = BlocklistSync(node, RedisPeers(node), lists)
     await node.start()
     await node.subscribed()
     return sync, lists
