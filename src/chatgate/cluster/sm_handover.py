@@ -33,7 +33,9 @@ queue is bounded by `max_unacked_bytes` (past it A ends the session, and step 3
 answers ``gone``); requests are bounded by the peers layer.
 
 This module owns the wire format and A's bookkeeping; the connection work on
-both sides is `xmpp/sm_takeover.py`'s.
+both sides is `xmpp/sm_takeover.py`'s, and the answers (`Taken`, `Refusal`,
+`Handed`) are in `xmpp/sm_handover_types.py`, with the `Handover` protocol the
+connections use of `SessionHandover` (so they never import this module).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from chatgate.xmpp.sm_events import (
     SessionMovingOut,
     carried_size,
 )
+from chatgate.xmpp.sm_handover_types import Handed, HandoverFailed, Refusal, Taken
 from chatgate.xmpp.sm_queue import HandledCountTooHigh
 from chatgate.xmpp.sm_resumption import Ended
 
@@ -96,48 +99,9 @@ class _Outgoing:
     timer: asyncio.TimerHandle
 
 
-@dataclass(frozen=True, slots=True)
-class Taken:
-    """A's answer to step 1: the session's state, for B to rebuild it."""
-
-    full: str
-    sid: str
-    inbound: int
-    acked: int
-    resume_seconds: int
-    available: bool
-    priority: int
-    presence: str | None
-    interested: bool
-    directed: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A's answer to step 1 when there is nothing to take: `moved` names the node
-    to ask instead; `too_high` is (h, sent) for an 'h' past what was sent."""
-
-    h: int | None = None
-    moved: str | None = None
-    too_high: tuple[int, int] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Handed:
-    """A's answer to step 3."""
-
-    #: what the client has not acknowledged, oldest first
-    unacked: list[bytes]
-    #: what A's modules carried (`xmpp/sm_events.py`)
-    carry: dict[str, str]
-
-
-class HandoverFailed(Exception):
-    """Step 3 failed: A is gone or no longer holds the session."""
-
-
 class SessionHandover:
-    """Both ends of the conversation for this node (see the module docstring)."""
+    """Both ends of the conversation for this node (see the module docstring); the
+    connections see it as a `Handover`."""
 
     def __init__(self, ctx: ServerContext, peers: Peers, table: ResumptionTable) -> None:
         self.ctx = ctx

@@ -48,6 +48,13 @@ from chatgate.xmpp.sm_resumption import (
     feature_of,
     new_token,
 )
+from chatgate.xmpp.sm_steps import (
+    count_too_high,
+    end_hibernated,
+    overflowed,
+    rewire,
+    send_nonza,
+)
 from chatgate.xmpp.sm_stream import ManagedStream
 
 if TYPE_CHECKING:
@@ -65,25 +72,6 @@ _NOT_RESUMABLE = frozenset(("bosh",))
 def _policy(conn: C2SConnection) -> SmPolicy | None:
     feature = feature_of(conn.ctx.stream_features, StreamManagementFeature, conn.domain)
     return feature.policy if feature is not None else None
-
-
-def send_nonza(conn: C2SConnection, xml: str) -> None:
-    conn.output.element(xml.encode())
-
-
-def rewire(conn: C2SConnection, session: C2SSession) -> None:
-    """Set the session's write path from the connection's state (module docstring)."""
-    write = None if conn.closed else conn.output.element
-    sm = conn.sm
-    if sm is not None:
-        sm.forward = write
-        write = sm.write
-    csi = conn.csi
-    if csi is not None and write is not None:
-        csi.forward = write
-        write = csi.write
-    if write is not None:
-        session.write = write
 
 
 # ---------------------------------------------------------------- nonzas
@@ -124,17 +112,6 @@ def nonza(conn: C2SConnection, session: C2SSession, el: Element) -> None:
         )
 
 
-def count_too_high(conn: C2SConnection, exc: HandledCountTooHigh) -> None:
-    """XEP-0198 §4: "the receiving entity ... MUST close the stream with an
-    undefined-condition error" (with `<handled-count-too-high h send-count/>`, which
-    this server's stream errors carry as text)."""
-    log.info("%s: %s", conn.session.full if conn.session else "-", exc)
-    conn.close_stream(
-        StreamErrorCondition.UNDEFINED_CONDITION,
-        f"handled-count-too-high: h={exc.h} send-count={exc.sent}",
-    )
-
-
 def enable(conn: C2SConnection, session: C2SSession, el: Element) -> None:
     """`<enable/>` (XEP-0198 §3): counting starts now in both directions."""
     policy = _policy(conn)
@@ -163,21 +140,6 @@ def enable(conn: C2SConnection, session: C2SSession, el: Element) -> None:
     if token is not None:
         policy.table.add(token, session.bare, conn)
     rewire(conn, session)
-
-
-def overflowed(conn: C2SConnection) -> None:
-    """The unacknowledged queue went over a bound: the session ends (its stanzas
-    are rerouted, nothing is lost).  Prosody answers the same way."""
-    session = conn.session
-    if session is None:
-        return
-    log.info("%s: too many unacknowledged stanzas, session closed", session.full)
-    if conn.resume_timer is not None:
-        end_hibernated(conn)
-    else:
-        conn.close_stream(
-            StreamErrorCondition.RESOURCE_CONSTRAINT, "too many unacknowledged stanzas"
-        )
 
 
 def client_state(conn: C2SConnection, session: C2SSession, name: str) -> None:
@@ -228,19 +190,6 @@ def _fire(conn: C2SConnection, event: SessionHibernated | SessionResumed) -> Non
     pending = conn.ctx.hooks.fire(event)
     if pending is not None:
         conn.ctx.spawn(pending)
-
-
-def end_hibernated(conn: C2SConnection) -> None:
-    """A hibernated session ends for good."""
-    timer, conn.resume_timer = conn.resume_timer, None
-    if timer is None:
-        return
-    timer.cancel()
-    conn.ctx.connections.discard(conn)
-    session = conn.session
-    if session is not None:
-        log.info("%s was not resumed: ended", session.full)
-        conn._end_session(session)
 
 
 def hand_over(conn: C2SConnection) -> None:

@@ -36,8 +36,8 @@ from chatgate.modules.base import StreamFeature
 from chatgate.xmpp.sm_queue import QueueLimits
 
 if TYPE_CHECKING:
-    from chatgate.cluster.sm_handover import SessionHandover
     from chatgate.xmpp.sm_client_state import HoldLimits
+    from chatgate.xmpp.sm_handover_types import Handover
 
 #: Ended sessions whose 'h' is remembered for `<failed h/>`.
 REMEMBERED_ENDED = 4096
@@ -130,7 +130,7 @@ class SmPolicy:
     ack_after_seconds: float
     table: ResumptionTable
     #: resumption across the nodes of a cluster (None: one process)
-    handover: SessionHandover | None = None
+    handover: Handover | None = None
 
     def resume_seconds(self, asked: str | None) -> int:
         """The resumption time for a client's `<enable max/>` (XEP-0198 §5: the

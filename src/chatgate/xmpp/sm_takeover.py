@@ -2,7 +2,10 @@
 
 `cluster/sm_handover.py` carries the conversation between the node a client
 resumes on (B) and the node that held its session (A); this module does what
-each side does to its connections and sessions:
+each side does to its connections and sessions.  It sees the conversation only
+through `sm_handover_types.py` (A's answers, the `Handover` protocol) and takes
+the driver's steps from `sm_steps.py`: the handover calls this module and the
+driver starts it, so importing either back would be an import cycle.
 
 - on A, `detach` takes the session from its connection (acknowledging the
   client's 'h', closing a still-open old stream with `<conflict/>`, stopping the
@@ -42,14 +45,16 @@ from chatgate.xmpp import sm_queue, sm_stream
 from chatgate.xmpp.events import SessionResumed
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.sm_events import SessionMovedIn
+from chatgate.xmpp.sm_handover_types import Refusal
 from chatgate.xmpp.sm_queue import HandledCountTooHigh, QueueLimits
+from chatgate.xmpp.sm_steps import count_too_high, overflowed, rewire, send_nonza
 from chatgate.xmpp.sm_stream import ManagedStream
 
 if TYPE_CHECKING:
-    from chatgate.cluster.sm_handover import SessionHandover, Taken
     from chatgate.context import ServerContext
     from chatgate.xml.element import Element
     from chatgate.xmpp.sm_connection import SmConnection as C2SConnection
+    from chatgate.xmpp.sm_handover_types import Handover, Taken
     from chatgate.xmpp.sm_resumption import Resumable, SmPolicy
 
 log = logging.getLogger(__name__)
@@ -159,15 +164,13 @@ def _fail(conn: C2SConnection, h: int | None = None) -> None:
 async def resume_elsewhere(
     conn: C2SConnection,
     policy: SmPolicy,
-    handover: SessionHandover,
+    handover: Handover,
     previd: str,
     owner: str,
     h: int | None,
     node: str,
 ) -> None:
     """`<resume/>` of a session another node holds (module docstring)."""
-    from chatgate.cluster.sm_handover import Refusal
-
     taken: Taken | None = None
     for _hop in range(MAX_HOPS):
         try:
@@ -181,8 +184,6 @@ async def resume_elsewhere(
             break
         if answer.too_high is not None:
             if not conn.closed:
-                from chatgate.xmpp.sm_driver import count_too_high
-
                 count_too_high(conn, HandledCountTooHigh(*answer.too_high))
             return
         moved = answer.moved
@@ -202,13 +203,11 @@ async def resume_elsewhere(
 async def _take_over(
     conn: C2SConnection,
     policy: SmPolicy,
-    handover: SessionHandover,
+    handover: Handover,
     previd: str,
     node: str,
     taken: Taken,
 ) -> None:
-    from chatgate.xmpp.sm_driver import overflowed, rewire, send_nonza
-
     ctx = conn.ctx
     try:
         jid = JID.parse(taken.full)

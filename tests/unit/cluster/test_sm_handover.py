@@ -15,7 +15,7 @@ import pytest
 
 from chatgate.cluster.forwarding import FrameKind
 from chatgate.cluster.peers import RedisPeers
-from chatgate.cluster.sm_handover import Refusal, SessionHandover, Taken
+from chatgate.cluster.sm_handover import SessionHandover
 from chatgate.hooks import Hooks
 from chatgate.jid import JID
 from chatgate.peers import PeerUnreachable
@@ -24,6 +24,7 @@ from chatgate.xml.element import Element
 from chatgate.xml.serialize import serialize
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.sm_events import MAX_CARRY, SessionMovedOut, SessionMovingOut
+from chatgate.xmpp.sm_handover_types import Refusal, Taken
 from chatgate.xmpp.sm_queue import QueueLimits
 from chatgate.xmpp.sm_resumption import Ended, LocalResumptionTable, SmPolicy
 from chatgate.xmpp.sm_stream import ManagedStream
