@@ -11,6 +11,10 @@ session's write path (`C2SSession.write`) wired as
 
 A session with neither writes straight to its output, as it always did.
 
+The steps a resumption from another node (`sm_takeover.py`) repeats -- the
+write path (`rewire`), nonzas out, ending an overflowing or unresumed session
+-- are in `sm_steps.py`, which both modules import.
+
 Hibernation (XEP-0198 §5, §7): a stream-managed, resumable session whose
 connection drops without `</stream>` stays bound -- available, with its roster
 interest and directed presences -- and goes on queueing what it is sent, until
