@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatgate.cluster.sm_handover import SessionHandover
 from chatgate.modules.base import OnStart, Registration, Spec
 from chatgate.xmpp.sm_queue import SM, QueueLimits
 from chatgate.xmpp.sm_resumption import (
@@ -75,7 +74,10 @@ class StreamManagement:
         peers = getattr(ctx, "peers", None)  # a bare test context may have none
         if peers is not None and peers.clustered:
             # Resumption across nodes (`cluster/sm_handover.py`): tokens name their
-            # node, signed with a secret every node reads from the database.
+            # node, signed with a secret every node reads from the database.  Imported
+            # here: nothing of `chatgate.cluster` is loaded without a cluster.
+            from chatgate.cluster.sm_handover import SessionHandover
+
             handover = SessionHandover(ctx, peers, self.table)
 
             async def start() -> None:
