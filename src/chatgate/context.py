@@ -32,6 +32,7 @@ from chatgate.modules.base import (
     ModuleRecord,
     OnEvent,
     OnStart,
+    OnStop,
     PreAuthConnection,
     PreAuthIqHandler,
     Registration,
@@ -134,6 +135,7 @@ class ServerContext:
         self.registration_throttle: RegistrationLimiter = RegistrationThrottle(throttle)
         self._background: set[asyncio.Task[None]] = set()
         self._on_start: list[OnStart] = []
+        self._on_stop: list[OnStop] = []
 
     # ------------------------------------------------------------ hosts
 
@@ -190,6 +192,8 @@ class ServerContext:
             self.hooks.add(reg.event, reg.handler, reg.priority)
         elif isinstance(reg, OnStart):
             self._on_start.append(reg)
+        elif isinstance(reg, OnStop):
+            self._on_stop.append(reg)
         elif isinstance(reg, ServiceDomain):
             self.services.append(reg)
             self.router.services[reg.domain] = reg.handler
@@ -203,6 +207,18 @@ class ServerContext:
         pending, self._on_start = self._on_start, []
         for registration in pending:
             await registration.run()
+
+    async def stop_modules(self) -> None:
+        """Run the modules' `OnStop` work once, in reverse load order, each bounded by
+        its timeout; a failure or a timeout is logged and the next one runs."""
+        pending, self._on_stop = self._on_stop, []
+        for registration in reversed(pending):
+            try:
+                await asyncio.wait_for(registration.run(), registration.timeout)
+            except TimeoutError:
+                log.warning("a module's stop work did not finish in %s s", registration.timeout)
+            except Exception:
+                log.exception("a module's stop work failed")
 
     def _remove(self, reg: Registration) -> None:
         if isinstance(reg, IqHandler):
@@ -219,6 +235,8 @@ class ServerContext:
                     self.hooks.remove(sub)
         elif isinstance(reg, OnStart) and reg in self._on_start:
             self._on_start.remove(reg)
+        elif isinstance(reg, OnStop) and reg in self._on_stop:
+            self._on_stop.remove(reg)
         elif isinstance(reg, ServiceDomain):
             self.services.remove(reg)
             self.router.services.pop(reg.domain, None)

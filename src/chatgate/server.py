@@ -338,6 +338,8 @@ class Server:
                 await asyncio.wait_for(ctx.drain(), self.config.server.shutdown_grace)
             except TimeoutError:
                 log.warning("some background work did not finish before shutdown")
+            # modules' own stop work, while the cluster and the database are still there
+            await ctx.stop_modules()
         for server in self._servers:
             await server.wait_closed()
         if self.components is not None:

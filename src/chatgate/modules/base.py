@@ -87,6 +87,18 @@ class OnStart:
     run: Callable[[], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class OnStop:
+    """Work a module does once when the server stops cleanly (e.g. handing what it
+    holds to another cluster node): after the sessions are closed and the
+    background work drained, before the cluster node leaves and the database
+    closes.  Run in reverse load order; each is cancelled after `timeout` seconds
+    (and its failure logged) so that a stuck module cannot hold the shutdown."""
+
+    run: Callable[[], Awaitable[None]]
+    timeout: float = 10.0
+
+
 class PreAuthConnection(Protocol):
     """What a pre-authentication IQ handler (XEP-0077 registration, XEP-0078 legacy
     authentication) may use of the connection it came on: facts and answers, never
@@ -208,6 +220,7 @@ Registration = (
     | StreamFeature
     | OnEvent
     | OnStart
+    | OnStop
     | ServiceDomain
     | Stage
 )

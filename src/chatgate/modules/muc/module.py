@@ -15,11 +15,12 @@ from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING, ClassVar
 
-from chatgate.modules.base import OnEvent, OnStart, Registration, ServiceDomain, Spec
+from chatgate.modules.base import OnEvent, OnStart, OnStop, Registration, ServiceDomain, Spec
 from chatgate.modules.muc.archive import MamRoomArchive
+from chatgate.modules.muc.leaving import LeavingAwarePeers
 from chatgate.modules.muc.occupancy import leave
 from chatgate.modules.muc.options import MucOptions
-from chatgate.modules.muc.ownership import RoomOwnership
+from chatgate.modules.muc.ownership import STOP_TIMEOUT, RoomOwnership
 from chatgate.modules.muc.registry import LocalRoomRegistry, RoomRegistry
 from chatgate.modules.muc.relay import RoomRelay
 from chatgate.modules.muc.service import MucService, RoomArchive
@@ -66,8 +67,9 @@ class MultiUserChat:
         service.leave = partial(leave, service)
         self.service = service
         domains = {f"{options.domain_prefix}.{host}": host for host in ctx.hosts}
-        relay = RoomRelay(service, ctx.peers, max_stanza_bytes=ctx.config.limits.max_stanza_size)
-        ownership = RoomOwnership(service, relay, repository, domains)
+        peers = LeavingAwarePeers(ctx.peers)
+        relay = RoomRelay(service, peers, max_stanza_bytes=ctx.config.limits.max_stanza_size)
+        ownership = RoomOwnership(service, relay, repository, domains, peers)
         self.relay = relay
 
         async def load_rooms() -> None:
@@ -87,6 +89,8 @@ class MultiUserChat:
             relay.remote_session_ended(event.full)
 
         yield OnStart(load_rooms)
+        # a node stopping cleanly hands its rooms to the others (nothing without a cluster)
+        yield OnStop(ownership.stop, timeout=STOP_TIMEOUT)
         yield OnEvent(SessionClosed, closed, priority=50)
         yield OnEvent(BecameUnavailable, unavailable, priority=50)
         yield OnEvent(RemoteSessionLost, lost, priority=50)

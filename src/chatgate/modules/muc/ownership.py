@@ -24,6 +24,15 @@ some rooms from every node.  What happens then:
   dropped instead: its occupants get 110
   and 332 and join again; a persistent one stays stored and is loaded by its new
   owner.
+- **a node stops cleanly** (SIGTERM; `stop`, the module's `OnStop`): after its
+  own clients are gone, it tells every other node it is leaving (a
+  ``"muc-leaving"`` request; from then on every node, this one included, counts
+  it out of the owners, `leaving.py`), hands each of its rooms over live to its
+  owner among the remaining nodes as for a node that joined, then says
+  ``"muc-moved"`` to each.  The others hold stanzas for rooms they lack until
+  then (at most `HANDOVER_WAIT`), then load the persistent rooms nobody handed
+  over.  Occupants elsewhere see nothing; a room that cannot be handed over (or
+  is left when the stop's time is up) is dropped with 110 and 332 as above.
 
 While persistent rooms are being loaded or handovers awaited, a stanza for a room
 this node lacks waits (`RoomRelay.settled`), so a join can never create a
@@ -41,6 +50,7 @@ from typing import TYPE_CHECKING
 from chatgate.jid import JID
 from chatgate.modules.muc import vocabulary as v
 from chatgate.modules.muc.handover import restore, room_state
+from chatgate.modules.muc.leaving import LeavingAwarePeers
 from chatgate.modules.muc.occupancy import leave
 from chatgate.modules.muc.room import NONE, Room, RoomConfig
 from chatgate.peers import PeerRefused, PeerUnreachable, rendezvous_owner
@@ -61,6 +71,12 @@ SHUTDOWN = "332"
 HANDOVER_TOPIC = "muc-handover"
 #: "every room of mine that is yours now is handed over" (to a node that joined)
 MOVED_TOPIC = "muc-moved"
+#: "I am stopping: count me out of the owners, my rooms are coming"
+LEAVING_TOPIC = "muc-leaving"
+#: rooms a stopping node hands over at once
+STOP_CONCURRENCY = 16
+#: seconds the module's stop work may take (then what is left is dropped with 332)
+STOP_TIMEOUT = 12.0
 #: seconds a joining node waits for the other nodes' handovers at most
 HANDOVER_WAIT = 15.0
 #: seconds before each attempt to hand a room over (the newcomer's heartbeat is
@@ -80,10 +96,12 @@ class RoomOwnership:
         relay: RoomRelay,
         repository: RoomRepository,
         domains: Iterable[str],
+        peers: LeavingAwarePeers,
     ) -> None:
         self.svc = svc
         self.relay = relay
-        self.peers = relay.peers
+        #: the relay's peers too: counting stopping nodes out
+        self.peers = peers
         self.repository = repository
         self.domains = tuple(domains)
         self._alive = self.peers.alive()
@@ -95,10 +113,13 @@ class RoomOwnership:
         self._expecting: set[str] = set()
         self._expected = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
+        #: stopping nodes whose rooms this node still waits for, and their "done"
+        self._leavers: dict[str, asyncio.Event] = {}
         if self.peers.clustered:
             self.peers.on_change(self.changed)
             self.peers.on_request(HANDOVER_TOPIC, self._received)
             self.peers.on_request(MOVED_TOPIC, self._moved)
+            self.peers.on_request(LEAVING_TOPIC, self._leaving)
 
     async def start(self) -> None:
         """At start: the rooms other nodes hand over (when there are others), then
@@ -132,6 +153,9 @@ class RoomOwnership:
 
     async def changed(self, alive: frozenset[str]) -> None:
         before, self._alive = self._alive, alive
+        for node, done in list(self._leavers.items()):
+            if node not in alive:
+                done.set()  # gone before saying it was done: wait no longer
         gone, joined = before - alive, alive - before
         for node in gone:
             self._moved_from.discard(node)
@@ -295,6 +319,10 @@ class RoomOwnership:
         return b"ok"
 
     async def _moved(self, sender: str, payload: bytes) -> bytes:
+        leaver = self._leavers.get(sender)
+        if leaver is not None:
+            leaver.set()
+            return b"ok"
         self._moved_from.add(sender)
         self._heard(sender)
         return b"ok"
@@ -304,6 +332,64 @@ class RoomOwnership:
             self._expecting.discard(node)
             if not self._expecting:
                 self._expected.set()
+
+    # ------------------------------------------------------------ stopping
+
+    async def stop(self) -> None:
+        """This node stops cleanly: its rooms go live to their owners among the other
+        nodes (see the module docstring).  Nothing without other nodes."""
+        me = self.peers.name
+        others = self.peers.alive() - {me} if self.peers.clustered else frozenset()
+        if not others:
+            return
+        self.peers.leave(me)
+        self._alive = self.peers.alive()
+        await asyncio.gather(*(self._tell_leaving(node) for node in others))
+        rooms = [room for domain in self.domains for room in self.svc.registry.rooms(domain)]
+        slots = asyncio.Semaphore(STOP_CONCURRENCY)
+
+        async def hand_over(room: Room) -> None:
+            async with slots:
+                await self._hand_over_room(room)
+
+        try:
+            await asyncio.gather(*(hand_over(room) for room in rooms))
+        finally:
+            # time is up (cancelled): what is still here is dropped, occupants rejoin
+            for room in rooms:
+                if self.svc.registry.get(room.jid) is room:
+                    self._evict(room)
+        await asyncio.gather(*(self._tell_done(node) for node in others))
+        log.info("muc: %d rooms handed over; node %s leaves", len(rooms), me)
+
+    async def _tell_leaving(self, node: str) -> None:
+        try:
+            await self.peers.request(node, LEAVING_TOPIC, b"", HANDOVER_TIMEOUT)
+        except (PeerUnreachable, PeerRefused) as exc:
+            log.warning("muc: node %s did not hear that this node leaves (%s)", node, exc)
+
+    async def _leaving(self, sender: str, payload: bytes) -> bytes:
+        """`sender` stops: it owns nothing from now on; stanzas for rooms this node
+        lacks wait until it has handed its rooms over (or `HANDOVER_WAIT`)."""
+        if sender == self.peers.name or sender in self._leavers:
+            return b"ok"
+        self.peers.leave(sender)
+        self._alive = self.peers.alive()
+        done = self._leavers[sender] = asyncio.Event()
+        self._hold()
+        self._background(self._after_leaver(sender, done))
+        return b"ok"
+
+    async def _after_leaver(self, node: str, done: asyncio.Event) -> None:
+        try:
+            try:
+                await asyncio.wait_for(done.wait(), HANDOVER_WAIT)
+            except TimeoutError:
+                log.warning("muc: stopping node %s did not say its rooms are handed over", node)
+            await self._load()
+        finally:
+            self._leavers.pop(node, None)
+            self._release()
 
     def _evict(self, room: Room) -> None:
         """Drop the room: occupants get 110 and 332 (they join again, on the new

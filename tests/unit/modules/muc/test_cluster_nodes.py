@@ -236,3 +236,76 @@ async def test_a_room_arriving_forgets_sessions_whose_end_was_heard_before_it(
                 await alpha.ctx.peers.request("beta", "muc-handover", room_state(room))
         finally:
             alice.close()
+
+
+async def test_a_node_stopping_cleanly_hands_its_rooms_over_and_nobody_gets_332(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """SIGTERM of a room's owner (`Server.stop`, the MUC's OnStop): its rooms go
+    live to the remaining node; occupants there stay in, with history and subject."""
+    async with cluster(tmp_path, redis_server) as (alpha, beta):
+        temporary = room_owned_by("alpha", prefix="leaving")
+        stored = room_owned_by("alpha", prefix="leavingstored")
+        alice = await RawClient.login(beta, "alice")
+        bob = await RawClient.login(alpha, "bob")
+        try:
+            await alice.join(temporary, "Alice")
+            await alice.join(stored, "Alice")
+            await make_persistent(alice, stored, "Stored room")
+            await bob.join(temporary, "Bob")
+            alice.send(
+                f"<message to='{temporary}' type='groupchat'><subject>Kept</subject></message>"
+            )
+            alice.send(f"<message to='{temporary}' type='groupchat'><body>before</body></message>")
+            await alice.expect(body("before"))
+            assert rooms_of(alpha) == {temporary, stored} and rooms_of(beta) == set()
+            await alpha.stop()
+            # Bob's session ended with his node: he left, as any session that ends
+            await alice.expect(
+                lambda e: e.get("from") == f"{temporary}/Bob" and e.get("type") == "unavailable"
+            )
+            await wait_until(lambda: rooms_of(beta) == {temporary, stored})
+            # Alice is still in both rooms: her messages reach them without joining again
+            for room in (temporary, stored):
+                alice.send(f"<message to='{room}' type='groupchat'><body>after</body></message>")
+                echo = await alice.expect(body("after"))
+                assert echo.get("from") == f"{room}/Alice"
+            carol = await RawClient.login(beta, "carol")
+            try:
+                carol.send(f"<presence to='{temporary}/Carol'><x xmlns='{MUC}'/></presence>")
+                there = await carol.expect(lambda e: e.get("from") == f"{temporary}/Alice")
+                assert there.get("type") is None
+                own = await carol.expect(
+                    lambda e: e.get("from") == f"{temporary}/Carol" and e.tag == C + "presence"
+                )
+                assert "201" not in codes(own)
+                for text in ("before", "after"):
+                    await carol.expect(body(text))
+                subject = await carol.expect(lambda e: e.find(C + "subject") is not None)
+                assert subject.findtext(C + "subject") == "Kept"
+            finally:
+                carol.close()
+            assert not [e for e in alice.stanzas if e.tag == C + "presence" and "332" in codes(e)]
+        finally:
+            alice.close()
+            bob.close()
+
+
+async def test_a_node_stopping_alone_does_nothing_with_its_rooms(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """The last node of a cluster stopping has nobody to hand rooms to: its stop
+    work ends at once (the persistent room stays stored)."""
+    async with cluster(tmp_path, redis_server, ("alpha",)) as (alpha,):
+        room = room_owned_by("alpha", ("alpha",), prefix="alone")
+        alice = await RawClient.login(alpha, "alice")
+        try:
+            await alice.join(room, "Alice")
+            await make_persistent(alice, room, "Alone")
+            began = asyncio.get_running_loop().time()
+            await alpha.stop()
+            assert asyncio.get_running_loop().time() - began < 5
+        finally:
+            alice.close()
