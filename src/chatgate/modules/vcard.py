@@ -1,12 +1,23 @@
-"""vcard-temp (XEP-0054): a user's vCard, stored as XML, readable by all, written by its owner."""
+"""vcard-temp (XEP-0054): a user's vCard, stored as XML, readable by all, written by its owner.
+
+Owns: the vCard IQs and the document's size bound.  After storing a vCard a client
+set, it announces `VCardStored` (awaited before the IQ's result, so what a listener
+does, e.g. XEP-0398's publishing of the PHOTO as a XEP-0084 avatar, has happened
+when the client hears the result).  A listener's failure is logged by the hooks and
+never fails the IQ: the vCard is the client's request, and it is stored.
+Must not: announce writes it did not receive from a client (the PEP-to-vCard copy
+writes the repository directly, so nothing echoes back to PEP).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from chatgate.jid import JID
 from chatgate.modules.base import DiscoFeature, IqHandler, Registration, Spec
+from chatgate.storage.repositories.owner import Owner
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
@@ -20,6 +31,15 @@ if TYPE_CHECKING:
 
 #: A vCard is a profile, not a file store: larger ones get not-acceptable.
 MAX_VCARD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class VCardStored:
+    """A client's vCard set was stored (`card` is what it sent, within the bound)."""
+
+    owner: Owner
+    card: Element
+    session: C2SSession
 
 
 class VCard:
@@ -54,7 +74,10 @@ class VCard:
             text = serialize(card, parent_ns="")
             if len(text.encode()) > MAX_VCARD_BYTES:
                 raise StanzaError(StanzaErrorCondition.NOT_ACCEPTABLE, "vCard too large")
-            await vcards.put((session.username, session.domain), text)
+            owner = (session.username, session.domain)
+            await vcards.put(owner, text)
+            # Listeners' errors are logged by `notify`; the stored vCard stands.
+            await ctx.hooks.notify(VCardStored(owner, card, session))
             reply = iq_result(iq)
             reply.attrs["to"] = session.full
             reply.attrs.pop("from", None)

@@ -33,7 +33,9 @@ from chatgate.modules.pep.errors import PubsubError, error_iq
 from chatgate.modules.pep.notifier import Audience
 from chatgate.modules.pep.service import PUBSUB, Limits, PepService
 from chatgate.modules.pep.vcard_avatar import AvatarToVCard
+from chatgate.modules.pep.vcard_to_avatar import CONVERSION, VCardToAvatar
 from chatgate.modules.roster.module import RosterModule
+from chatgate.modules.vcard import VCardStored
 from chatgate.storage.repositories.owner import Owner
 from chatgate.storage.repositories.pubsub import PubsubRepository
 from chatgate.vocabulary.errors import StanzaError
@@ -100,7 +102,11 @@ class PepOptions(BaseModel):
     """Seconds to wait for a client's disco#info answer about its caps."""
     avatar_to_vcard: bool = True
     """Copy an avatar published on PEP (XEP-0084) into the user's vCard PHOTO
-    (XEP-0398, PEP to vCard only), for clients that know only vCard avatars."""
+    (XEP-0398, PEP to vCard), for clients that know only vCard avatars."""
+    vcard_to_avatar: bool = True
+    """Publish a vCard PHOTO a client sets (XEP-0054) as its XEP-0084 avatar on PEP
+    (XEP-0398, vCard to PEP). With avatar_to_vcard also on, the account's disco#info
+    lists urn:xmpp:pep-vcard-conversion:0."""
 
 
 class PersonalEventing:
@@ -148,6 +154,10 @@ class PersonalEventing:
         self.ctx = ctx
         if options.avatar_to_vcard:
             self.service.observers.append(AvatarToVCard(self.service, ctx.db.vcards))
+        if options.vcard_to_avatar:
+            yield OnEvent(VCardStored, VCardToAvatar(self.service))
+        if options.avatar_to_vcard and options.vcard_to_avatar:
+            yield DiscoFeature(CONVERSION, on_account=True)
         for kind in ("get", "set"):
             yield IqHandler(PUBSUB, kind, self._pubsub, to_server=True, to_account=True)
             yield IqHandler(PUBSUB_OWNER, kind, self._owner, to_server=True, to_account=True)

@@ -1,12 +1,13 @@
-"""XEP-0398, one direction: an avatar published on PEP (XEP-0084) is written into
-the user's vCard (XEP-0054 PHOTO), so that clients that only know vCard avatars
-(XEP-0153) see it too.
+"""XEP-0398 §3.1, PEP to vCard: an avatar published on PEP (XEP-0084) is written
+into the user's vCard (XEP-0054 PHOTO), so that clients that only know vCard
+avatars (XEP-0153) see it too.
 
 Owns: reading the newest metadata's info (the inline one, PNG first), fetching its
-data item, and replacing the vCard's PHOTO (an empty metadata removes it).  The
-other direction, a vCard PHOTO published on PEP, needs to hear vCard writes,
-which the vcard module does not announce yet; `urn:xmpp:pep-vcard-conversion:0`
-is therefore not advertised.
+data item, checking that its SHA-1 is the info's id (so the XEP-0153 hash of the
+vCard photo and the XEP-0084 id name the same image), and replacing the vCard's
+PHOTO (an empty metadata removes it).  The vCard is written to its repository
+directly, not through the vcard module, so the other direction
+(`vcard_to_avatar.VCardToAvatar`) does not publish it back.
 Must not: fail the client's publish (a conversion that cannot be done is logged).
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 
 from chatgate.modules.pep.errors import PubsubError
@@ -83,6 +85,8 @@ class AvatarToVCard:
             if payload is None:
                 raise ValueError("the metadata names no stored data item")
             data = base64.b64decode(payload.text.strip(), validate=False)
+            if hashlib.sha1(data).hexdigest() != info.get("id"):  # XEP-0084 §4.2
+                raise ValueError("the data's SHA-1 is not the id the metadata names")
             mime = info.get("type")
         stored = await self.vcards.get(owner)
         card = (
