@@ -9,8 +9,9 @@ disabled).  Publishing goes through `PepService.publish` without options (nodes 
 made with the PEP defaults, an existing node keeps its configuration) and with
 ``observe=False``, so the PEP-to-vCard copy (`vcard_avatar.AvatarToVCard`) does not
 write the vCard back.  What the metadata node already says is not published again.
-Must not: fail the vCard set.  A PHOTO that cannot be read (no BINVAL, bad
-base64, no image type) and a publish the PEP limits refuse are logged and skipped.
+Must not: fail the vCard set.  A PHOTO that cannot be published (only an EXTVAL
+link, bad base64, no image type) and a publish the PEP limits refuse are logged
+and skipped; a PHOTO without image data (no BINVAL, or an empty one) is no photo.
 """
 
 from __future__ import annotations
@@ -42,24 +43,28 @@ class UnreadablePhoto(ValueError):
 
 
 def photo_of(card: Element) -> tuple[str, bytes] | None:
-    """(MIME type, image bytes) of the vCard's PHOTO; None when it has none.
+    """(MIME type, image bytes) of the vCard's PHOTO; None when it holds no image:
+    no PHOTO, or one with neither BINVAL nor EXTVAL, or an empty BINVAL (what
+    XEP-0153 clients send to clear their avatar).
 
-    Raises UnreadablePhoto for a PHOTO without BINVAL (an EXTVAL link is not an
-    image the server holds), with invalid or empty base64, or whose type is neither
-    given (TYPE) nor recognisable from the bytes."""
+    Raises UnreadablePhoto for a PHOTO that names an image the server cannot
+    publish: only an EXTVAL link (not an image the server holds), BINVAL that is
+    not base64, or a type neither given (TYPE) nor recognisable from the bytes."""
     photo = card.find("PHOTO", ns.VCARD)
     if photo is None:
         return None
     binval = photo.find("BINVAL", ns.VCARD)
     if binval is None:
-        raise UnreadablePhoto("the PHOTO has no BINVAL")
+        if photo.find("EXTVAL", ns.VCARD) is not None:
+            raise UnreadablePhoto("the PHOTO is an EXTVAL link, not an image")
+        return None
     try:
         # XEP-0153 BINVAL is often wrapped in lines: whitespace is not data.
         data = base64.b64decode("".join(binval.text.split()), validate=True)
     except (binascii.Error, ValueError):
         raise UnreadablePhoto("the BINVAL is not base64") from None
     if not data:
-        raise UnreadablePhoto("the BINVAL is empty")
+        return None
     given = photo.find("TYPE", ns.VCARD)
     mime = given.text.strip() if given is not None else ""
     if not _looks_like_mime(mime):

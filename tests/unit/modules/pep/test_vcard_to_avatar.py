@@ -173,6 +173,26 @@ async def test_a_vcard_without_photo_disables_the_avatar_once(tmp_path: Path) ->
         assert metadata_events(bob) == []
 
 
+@pytest.mark.parametrize(
+    "photo",
+    [
+        "<PHOTO/>",
+        "<PHOTO><TYPE/></PHOTO>",
+        "<PHOTO><TYPE>image/png</TYPE><BINVAL> </BINVAL></PHOTO>",
+    ],
+)
+async def test_a_photo_without_image_data_disables_the_avatar(tmp_path: Path, photo: str) -> None:
+    """What XEP-0153 clients send to clear their avatar (slixmpp: set_avatar(b''))."""
+    async with pep_server(tmp_path) as srv:
+        alice, bob = await two(srv)
+        await alice.iq("set", vcard_set(png(8, 8)), iq_id="s1")
+        assert len(metadata_events(bob)) == 1
+        text = f"<vCard xmlns='{VCARD}'><FN>Alice</FN>{photo}</vCard>"
+        assert (await alice.iq("set", text, iq_id="s2")).get("type") == "result"
+        (metadata,) = metadata_events(bob)
+        assert list(metadata) == []
+
+
 async def test_a_pep_avatar_copied_to_the_vcard_is_not_published_back(tmp_path: Path) -> None:
     async with pep_server(tmp_path) as srv:
         alice, bob = await two(srv)
@@ -196,7 +216,6 @@ async def test_a_pep_avatar_copied_to_the_vcard_is_not_published_back(tmp_path: 
     [
         "<PHOTO><EXTVAL>https://example.org/a.png</EXTVAL></PHOTO>",
         "<PHOTO><TYPE>image/png</TYPE><BINVAL>not base64!</BINVAL></PHOTO>",
-        "<PHOTO><TYPE>image/png</TYPE><BINVAL></BINVAL></PHOTO>",
         "<PHOTO><BINVAL>" + base64.b64encode(b"no known magic").decode() + "</BINVAL></PHOTO>",
     ],
 )
@@ -289,8 +308,9 @@ def test_photo_of_reads_wrapped_base64_and_sniffs_a_missing_type() -> None:
     wrapped = base64.encodebytes(image).decode()  # 76-column lines, as XEP-0153 clients send
     assert photo_of(_card(f"<PHOTO><BINVAL>{wrapped}</BINVAL></PHOTO>")) == ("image/png", image)
     assert photo_of(_card("<FN>x</FN>")) is None
+    assert photo_of(_card("<PHOTO><TYPE>image/png</TYPE></PHOTO>")) is None
     with pytest.raises(UnreadablePhoto):
-        photo_of(_card("<PHOTO><TYPE>image/png</TYPE></PHOTO>"))
+        photo_of(_card("<PHOTO><EXTVAL>https://example.org/a.png</EXTVAL></PHOTO>"))
 
 
 def test_dimensions_of_png_gif_and_jpeg_headers() -> None:
