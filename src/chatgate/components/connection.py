@@ -1,12 +1,14 @@
 """One component connection: the asyncio adapter around `stream.ComponentStream`.
 
 It reuses what client connections use, with the same limits: the stream parser
-(`[limits] max_stanza_size`, `max_depth`), byte-rate shaping by token bucket
-(`preauth_rate` until the handshake succeeds, `c2s_rate` after), one read slice per
-loop turn, the per-turn output coalescing of TCP streams, and the output limit
-(`max_output_buffer`: a component that does not read is disconnected).  Reading
-pauses while a stanza waits for storage, so the component's stanzas are handled
-strictly in order and what it sends is never buffered without bound.
+(`[limits] max_stanza_size`, `max_depth`), their paced reading
+(`xmpp.transports.pacing`: byte-rate shaping by token bucket, `preauth_rate` until
+the handshake succeeds and `c2s_rate` after, one read slice per loop turn, pauses
+for independent reasons), the per-turn output coalescing of TCP streams, and the
+output limit (`max_output_buffer`: a component that does not read is
+disconnected).  Reading pauses while a stanza waits for storage, so the
+component's stanzas are handled strictly in order and what it sends is never
+buffered without bound.
 
 Everything that goes wrong on one connection closes that connection only, with the
 stream error the parser or the core chose.
@@ -19,7 +21,7 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Mapping
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol
 
 from chatgate.auth.throttle import Refuse as ThrottleRefuse
 from chatgate.components import stream as cs
@@ -28,35 +30,29 @@ from chatgate.jid import JID
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import PeerProtocolError, StreamErrorCondition
 from chatgate.xml.element import Element
-from chatgate.xml.parser import StreamEvent, StreamParseError, XmlStreamParser
+from chatgate.xml.parser import StreamEvent, XmlStreamParser
 from chatgate.xml.serialize import escape_attr, serialize
+from chatgate.xmpp.c2s import READ_SLICE
 from chatgate.xmpp.framing import StreamError
 from chatgate.xmpp.output import TcpStreamOutput
 from chatgate.xmpp.shaper import TokenBucket
+from chatgate.xmpp.transports.pacing import FIRST_FREE, WRITE, PacedReader
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
 
 log = logging.getLogger(__name__)
 
-#: Bytes parsed per loop turn (as an established client connection's slice).
-READ_SLICE = 65_536
 #: Stanzas queued behind one that waits for storage before reading pauses.
 QUEUE_HIGH_WATER = 256
-#: Bytes buffered for a slow reader before writes check `max_output_buffer`.
-WRITE_HIGH_WATER = 1 << 20
 #: Seconds the peer's input is still read (and dropped) after our side closed, so
 #: that unread input does not turn our stream error into a reset.
 LINGER = 2.0
 #: Seconds a closed connection may take to flush what it owes its peer.
 CLOSE_TIMEOUT = 10.0
 
-# Why reading is paused (a bit each; reading resumes when none is left).
-_RATE = 1
-_SLICE = 2
-_QUEUE = 4
-_DECIDING = 8  # the handshake is being answered
-_WRITE = 16  # the component does not read what we send
+#: Why reading is paused, beside `pacing`'s reasons: the handshake is being answered.
+_DECIDING = FIRST_FREE
 
 
 class Hub(Protocol):
@@ -79,8 +75,14 @@ class Hub(Protocol):
     def gone(self, conn: ComponentConnection) -> None: ...
 
 
-class ComponentConnection(asyncio.Protocol):
-    """Drives one component connection from the first byte to the close."""
+class ComponentConnection(PacedReader, asyncio.Protocol):
+    """Drives one component connection from the first byte to the close.
+
+    It is its own `pacing.Consumer` (`connection` is itself): the parsed events go
+    to `events`, the stream's errors to `protocol_error`."""
+
+    #: Bytes parsed per loop turn (`pacing.Consumer`): an established client's.
+    read_slice = READ_SLICE
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -91,23 +93,21 @@ class ComponentConnection(asyncio.Protocol):
         self._parser = XmlStreamParser(
             max_stanza_bytes=limits.max_stanza_size, max_depth=limits.max_depth
         )
-        self._transport: asyncio.Transport | None = None
+        self._init_reading()
         self._loop = asyncio.get_event_loop()
+        self.connection = self
         self.output = TcpStreamOutput(self._write, self._loop)
         self.address = "-"
         self.closed = False
         self._header_sent = False
-        self._paused = 0
-        self._socket_paused = False
-        self._backlog: list[bytes] | None = None
-        self._bucket: TokenBucket | None = None
+        #: the byte rate (`pacing.Consumer`)
+        self.read_bucket: TokenBucket | None = None
         self._queue: deque[tuple[Element, JID]] = deque()
         self._busy = False
         self._timers: list[asyncio.TimerHandle] = []
         self._handshake_timer: asyncio.TimerHandle | None = None
-        self._rate_timer: asyncio.TimerHandle | None = None
         #: events parsed after a handshake still being decided (at most one read's)
-        self._held: list[StreamEvent] = []
+        self._held_events: list[StreamEvent] = []
         self._overflowed = False
         #: the domain this connection serves once its handshake succeeded
         self.serving: str | None = None
@@ -115,12 +115,7 @@ class ComponentConnection(asyncio.Protocol):
     # ------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, transport)
-        self._transport = transport
-        self._loop = asyncio.get_running_loop()
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        peer = transport.get_extra_info("peername")
-        self.address = str(peer[0]) if isinstance(peer, tuple) else "-"
+        self.address = self._attach(transport) or "-"
         if not self.hub.admit(self):
             self.close_stream(
                 StreamErrorCondition.POLICY_VIOLATION, "too many component connections"
@@ -128,73 +123,40 @@ class ComponentConnection(asyncio.Protocol):
             return
         limits = self._limits
         if limits.preauth_rate:
-            self._bucket = TokenBucket(limits.preauth_rate, limits.preauth_burst, self._loop.time())
+            self.read_bucket = TokenBucket(
+                limits.preauth_rate, limits.preauth_burst, self._loop.time()
+            )
         timeout = self.hub.ctx.config.component_listener.handshake_timeout
         self._handshake_timer = self._loop.call_later(timeout, self._handshake_timeout)
         self._timers.append(self._handshake_timer)
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return  # closing: the peer's last bytes are dropped
-        if self._paused or self._backlog is not None:
-            self._hold_back(data)
-            return
-        if len(data) > READ_SLICE:
-            self._hold_back(data[READ_SLICE:])
-            data = data[:READ_SLICE]
-            self._pause(_SLICE)
-            self._loop.call_soon(self._resume, _SLICE)
-        bucket = self._bucket
-        if bucket is not None:
-            wait = bucket.take(len(data), self._loop.time())
-            if wait and not self._paused & _RATE:
-                self._pause(_RATE)
-                # One at a time (reading stays paused until it fires): not kept in
-                # `_timers`, which would grow with every pause of a long connection.
-                self._rate_timer = self._loop.call_later(wait, self._resume, _RATE)
-        try:
-            events = self._parser.feed(data)
-        except StreamParseError as exc:
-            self._handle(exc.events)
-            self._protocol_error(exc)
-            return
-        except PeerProtocolError as exc:
-            self._protocol_error(exc)
-            return
-        self._handle(events)
+        self._feed(data)  # dropped once closed: the consumer (this) is closed
 
-    def _handle(self, events: list[StreamEvent]) -> None:
+    def events(self, events: list[StreamEvent]) -> None:
         """Events in order; those that follow a handshake still being decided (a
         claim in Redis) wait for its outcome (`_claimed`)."""
         for index, event in enumerate(events):
             if self.closed:
                 return
             if self.core.state is cs.State.VERIFYING:
-                self._held = events[index:]
+                self._held_events = events[index:]
                 return
             self._act(self.core.receive(event))
 
     def eof_received(self) -> bool | None:
         return None
 
-    def pause_writing(self) -> None:
-        self._pause(_WRITE)
-
-    def resume_writing(self) -> None:
-        self._resume(_WRITE)
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.core.fail()
         self._parser.close()
-        self._backlog = None
-        self._held = []
+        self._stop_reading()
+        self._held_events = []
         self._queue.clear()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        if self._rate_timer is not None:
-            self._rate_timer.cancel()
         self.output.discard()
         self.hub.gone(self)
 
@@ -212,6 +174,7 @@ class ComponentConnection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        self._lingering = True
         self.core.fail()
         if not self._header_sent:
             # RFC 6120 §4.9.1.2: a stream error needs our header first.
@@ -298,15 +261,15 @@ class ComponentConnection(asyncio.Protocol):
             timer.cancel()
         self._timers.clear()
         limits = self._limits
-        self._bucket = (
+        self.read_bucket = (
             TokenBucket(limits.c2s_rate, limits.c2s_burst, self._loop.time())
             if limits.c2s_rate
             else None
         )
         self.output.element(f"<handshake xmlns='{cs.COMPONENT}'/>".encode())
         log.info("component %s connected from %s", domain, self.address)
-        held, self._held = self._held, []
-        self._handle(held)
+        held, self._held_events = self._held_events, []
+        self.events(held)
         self._resume(_DECIDING)
 
     def _refuse(self, domain: str) -> None:
@@ -330,7 +293,7 @@ class ComponentConnection(asyncio.Protocol):
     def _handshake_timeout(self) -> None:
         self.close_stream(StreamErrorCondition.CONNECTION_TIMEOUT, "no handshake in time")
 
-    def _protocol_error(self, exc: PeerProtocolError) -> None:
+    def protocol_error(self, exc: PeerProtocolError) -> None:
         log.info(
             "component connection from %s (%s): %s %s",
             self.address,
@@ -346,7 +309,7 @@ class ComponentConnection(asyncio.Protocol):
         if self._busy:
             self._queue.append((stanza, to))
             if len(self._queue) >= QUEUE_HIGH_WATER:
-                self._pause(_QUEUE)
+                self.pause_reading()
             return
         pending = self._route_now(stanza, to)
         if pending is not None:
@@ -381,7 +344,7 @@ class ComponentConnection(asyncio.Protocol):
             self._busy = False
             if self.closed:
                 self._queue.clear()
-            self._resume(_QUEUE)
+            self.resume_reading()
 
     # ------------------------------------------------------------ reading and writing
 
@@ -392,7 +355,7 @@ class ComponentConnection(asyncio.Protocol):
         transport.write(data)
         limit = self._limits.max_output_buffer
         if (
-            self._paused & _WRITE
+            self._paused & WRITE
             and not self._overflowed
             and transport.get_write_buffer_size() > limit
         ):
@@ -404,46 +367,6 @@ class ComponentConnection(asyncio.Protocol):
                 StreamErrorCondition.POLICY_VIOLATION,
                 "too much output waiting: the component does not read",
             )
-
-    def _pause(self, reason: int) -> None:
-        self._paused |= reason
-        self._sync_reading()
-
-    def _resume(self, reason: int) -> None:
-        if not self._paused & reason:
-            return
-        self._paused &= ~reason
-        if not self._paused and self._backlog is not None:
-            self._loop.call_soon(self._release_backlog)
-        else:
-            self._sync_reading()
-
-    def _sync_reading(self) -> None:
-        transport = self._transport
-        if transport is None or transport.is_closing() or self.closed:
-            return
-        pause = bool(self._paused) or self._backlog is not None
-        if pause != self._socket_paused:
-            self._socket_paused = pause
-            if pause:
-                transport.pause_reading()
-            else:
-                transport.resume_reading()
-
-    def _hold_back(self, data: bytes) -> None:
-        if self._backlog is None:
-            self._backlog = [data]
-            self._sync_reading()
-        else:
-            self._backlog.append(data)
-
-    def _release_backlog(self) -> None:
-        if self._paused or self._backlog is None or self.closed:
-            return
-        backlog, self._backlog = self._backlog, None
-        for chunk in backlog:
-            self.data_received(chunk)
-        self._sync_reading()
 
 
 def _outcome(task: asyncio.Future[bool]) -> bool:

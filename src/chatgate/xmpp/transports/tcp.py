@@ -28,14 +28,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from chatgate.vocabulary.errors import PeerProtocolError, StreamErrorCondition
+from chatgate.vocabulary.errors import StreamErrorCondition
 from chatgate.vocabulary.facts import ConnectionFacts
-from chatgate.xml.parser import StreamParseError, XmlStreamParser
+from chatgate.xml.parser import XmlStreamParser
 from chatgate.xmpp.c2s import C2SConnection, Hibernation, TlsUpgrade
 from chatgate.xmpp.output import TcpStreamOutput
 from chatgate.xmpp.transports.openssl_tls import ServerTls, ServerTlsConnection, TlsError
+from chatgate.xmpp.transports.pacing import WRITE, PacedReader
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -43,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Bytes buffered for a slow reader before its connection stops being read from.
-WRITE_HIGH_WATER = 1 << 20
 #: Seconds a TLS handshake may take (as asyncio's default ssl_handshake_timeout).
 HANDSHAKE_TIMEOUT = 30.0
 #: Seconds a closed connection may take to flush what it owes its peer; a peer
@@ -52,15 +51,6 @@ HANDSHAKE_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 10.0
 #: Seconds the peer's input is still read (and dropped) after we closed our side.
 LINGER = 2.0
-
-# Why reading is paused; each reason is lifted on its own, and the socket is read
-# again only when none is left (a slow reader's own back-pressure must not undo
-# the driver's queue limit, nor the reverse).
-_QUEUE = 1  # the driver's in-order queue is full (`pause_reading`)
-_WRITE = 2  # the peer does not read what we send (`pause_writing`)
-_RATE = 4  # the peer sent faster than its byte rate
-_SLICE = 8  # one slice was parsed this loop turn; the rest waits for the next
-
 
 _BLANK_FACTS: dict[str, ConnectionFacts] = {}
 
@@ -73,35 +63,26 @@ def _blank_facts(domain: str) -> ConnectionFacts:
     return facts
 
 
-class TcpTransport(asyncio.Protocol):
-    """One client TCP connection."""
+class TcpTransport(PacedReader, asyncio.Protocol):
+    """One client TCP connection (read as `pacing.PacedReader` says)."""
 
     __slots__ = (
         "_address",
-        "_backlog",
         "_close_timer",
         "_direct_tls",
         "_handshake",
         "_handshake_timer",
-        "_held",
-        "_holding",
         "_linger_timer",
-        "_lingering",
-        "_loop",
         "_max_output",
         "_parser",
-        "_paused",
         "_server_tls",
         "_settings",
-        "_socket_paused",
         "_tls",
-        "_transport",
         "connection",
         "ctx",
         "facts",
         "hibernation",
         "name",
-        "reads",
         "tls_upgrade",
     )
 
@@ -119,25 +100,15 @@ class TcpTransport(asyncio.Protocol):
         self._server_tls = tls
         self.name = "tls" if direct_tls else "tcp"
         self._direct_tls = direct_tls
-        self._transport: asyncio.Transport | None = None
         self.connection: C2SConnection | None = None
         self._parser = self._new_parser()
-        #: reads handed to the parser so far (idleness is judged by its change)
-        self.reads = 0
+        self._init_reading()
         self._tls: ServerTlsConnection | None = None
         self._handshake: asyncio.Future[ConnectionFacts] | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
-        #: STARTTLS: hold plaintext until the driver restarts the stream
-        self._holding = False
-        self._held: list[bytes] | None = None
-        #: plaintext received but not yet parsed (reading is paused meanwhile)
-        self._backlog: list[bytes] | None = None
-        self._paused = 0  # a set of the _QUEUE, _WRITE, _RATE, _SLICE bits
-        self._socket_paused = False
         self._max_output = ctx.config.limits.max_output_buffer
         self._close_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
-        self._lingering = False
         self._address: str | None = None
         #: until `connection_made` knows the peer (facts are frozen: one is shared)
         self.facts = _blank_facts(ctx.domain)
@@ -158,13 +129,7 @@ class TcpTransport(asyncio.Protocol):
     # ------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement the interface without subclassing it.
-        transport = cast(asyncio.Transport, transport)
-        self._transport = transport
-        self._loop = asyncio.get_running_loop()
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        peer = transport.get_extra_info("peername")
-        self._address = peer[0] if isinstance(peer, tuple) else None
+        self._address = self._attach(transport)
         self.facts = ConnectionFacts(domain=self.ctx.domain, remote_address=self._address)
         if self._direct_tls:
             self._begin_tls()  # the driver starts when the handshake is done
@@ -193,49 +158,6 @@ class TcpTransport(asyncio.Protocol):
                 return
         self._feed(data)
 
-    def _feed(self, data: bytes) -> None:
-        if not data:
-            return
-        if self._holding:
-            if self._held is None:
-                self._held = []
-            self._held.append(data)
-            return
-        conn = self.connection
-        if conn is None or conn.closed:
-            return
-        if self._paused or self._backlog is not None:
-            self._hold_back(data)
-            return
-        # One slice per loop turn (fairness), charged to the peer's byte rate.
-        limit = conn.read_slice
-        if len(data) > limit:
-            self._hold_back(data[limit:])
-            data = data[:limit]
-            self._pause(_SLICE)
-            asyncio.get_running_loop().call_soon(self._resume, _SLICE)
-        bucket = conn.read_bucket
-        if bucket is not None:
-            wait = bucket.take(len(data), self._loop.time())
-            if wait and not self._paused & _RATE:
-                self._pause(_RATE)
-                self._loop.call_later(wait, self._resume, _RATE)
-        self.reads += 1
-        try:
-            events = self._parser.feed(data)
-        except StreamParseError as exc:
-            # Stanzas completed before the bad bytes in the same read are processed
-            # first, as they would have been had they arrived in an earlier read.
-            if exc.events:
-                conn.events(exc.events)
-            conn.protocol_error(exc)
-            return
-        except PeerProtocolError as exc:
-            conn.protocol_error(exc)
-            return
-        if events:
-            conn.events(events)
-
     def hibernate(self) -> bool:
         """Free the XML parser of an idle connection that is between stanzas; True
         only when this call freed it."""
@@ -247,7 +169,7 @@ class TcpTransport(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._parser.close()
-        self._backlog = None
+        self._stop_reading()
         for timer in (self._close_timer, self._linger_timer):
             if timer is not None:
                 timer.cancel()
@@ -256,61 +178,6 @@ class TcpTransport(asyncio.Protocol):
         self._fail_handshake(ConnectionError("connection closed during the TLS handshake"))
         if self.connection is not None:
             self.connection.connection_lost()
-
-    def pause_writing(self) -> None:
-        # The peer is not reading: stop reading from it too, so it cannot make us
-        # buffer; from now on every write checks the output limit.
-        self._pause(_WRITE)
-
-    def resume_writing(self) -> None:
-        self._resume(_WRITE)
-
-    # ------------------------------------------------------------ reading, paused for reasons
-
-    def _pause(self, reason: int) -> None:
-        self._paused |= reason
-        self._sync_reading()
-
-    def _resume(self, reason: int) -> None:
-        if not self._paused & reason:
-            return
-        self._paused &= ~reason
-        if not self._paused and self._backlog is not None:
-            # The socket stays paused until what waited is parsed: reading on while
-            # a backlog drains one slice a turn would let it grow by a read a turn.
-            asyncio.get_running_loop().call_soon(self._release_backlog)
-        else:
-            self._sync_reading()
-
-    def _sync_reading(self) -> None:
-        """Read from the socket exactly when there is no reason to pause and nothing waits."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        pause = bool(self._paused) or self._backlog is not None
-        if pause != self._socket_paused:
-            self._socket_paused = pause
-            if pause:
-                transport.pause_reading()
-            else:
-                transport.resume_reading()
-
-    def _hold_back(self, data: bytes) -> None:
-        if self._backlog is None:
-            self._backlog = [data]
-            self._sync_reading()
-        else:
-            self._backlog.append(data)
-
-    def _release_backlog(self) -> None:
-        """Parse what waited while reading was paused, in order; a new pause keeps
-        the rest for later (`_feed` appends behind whatever it holds back)."""
-        if self._paused or self._backlog is None:
-            return  # a reason came back meanwhile: its `_resume` calls again
-        backlog, self._backlog = self._backlog, None
-        for chunk in backlog:
-            self._feed(chunk)
-        self._sync_reading()
 
     # ------------------------------------------------------------ Transport (for C2SConnection)
 
@@ -329,7 +196,7 @@ class TcpTransport(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.write(data)
         if (
-            self._paused & _WRITE
+            self._paused & WRITE
             and transport is not None
             and self._max_output >= 0
             and transport.get_write_buffer_size() > self._max_output
@@ -400,18 +267,6 @@ class TcpTransport(asyncio.Protocol):
             self._holding = False
             if self._held:
                 asyncio.get_running_loop().call_soon(self._release_held)
-
-    def _release_held(self) -> None:
-        held, self._held = self._held or [], None
-        for chunk in held:
-            self._feed(chunk)
-
-    def pause_reading(self) -> None:
-        """The driver's queue is full (see `C2SConnection._element`)."""
-        self._pause(_QUEUE)
-
-    def resume_reading(self) -> None:
-        self._resume(_QUEUE)
 
     async def start_tls(self) -> ConnectionFacts:
         """STARTTLS (RFC 6120 §5.4.3.3): from now on every byte is TLS."""
