@@ -75,8 +75,11 @@ def photo_of(card: Element) -> tuple[str, bytes] | None:
 
 
 def _looks_like_mime(text: str) -> bool:
+    """An image type (XEP-0084 §4.2: the IANA type of the image), within bounds."""
     kind, slash, sub = text.partition("/")
-    return bool(slash and kind and sub and len(text) <= _MAX_TYPE and text.isprintable())
+    return bool(
+        slash and kind.lower() == "image" and sub and len(text) <= _MAX_TYPE and text.isprintable()
+    )
 
 
 def sniffed_type(data: bytes) -> str | None:

@@ -307,6 +307,10 @@ def test_photo_of_reads_wrapped_base64_and_sniffs_a_missing_type() -> None:
     image = png(2, 3)
     wrapped = base64.encodebytes(image).decode()  # 76-column lines, as XEP-0153 clients send
     assert photo_of(_card(f"<PHOTO><BINVAL>{wrapped}</BINVAL></PHOTO>")) == ("image/png", image)
+    typed = (
+        f"<PHOTO><TYPE>text/html</TYPE><BINVAL>{base64.b64encode(image).decode()}</BINVAL></PHOTO>"
+    )
+    assert photo_of(_card(typed)) == ("image/png", image)  # not an image type: read from the bytes
     assert photo_of(_card("<FN>x</FN>")) is None
     assert photo_of(_card("<PHOTO><TYPE>image/png</TYPE></PHOTO>")) is None
     with pytest.raises(UnreadablePhoto):
