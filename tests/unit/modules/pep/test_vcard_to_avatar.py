@@ -341,3 +341,27 @@ def test_dimensions_of_malformed_headers_give_none() -> None:
     assert dimensions(b"\xff\xd8\xff\xe0\xff\xff" + bytes(3)) is None  # runs off the end
     assert dimensions(b"\x89PNG\r\n\x1a\n") is None
     assert dimensions(b"plain text") is None
+
+
+async def test_a_vcard_refused_for_its_size_publishes_nothing(tmp_path: Path) -> None:
+    async with pep_server(tmp_path) as srv:
+        alice, bob = await two(srv)
+        image = b"\x89PNG\r\n\x1a\n" + bytes(60_000)  # base64 past the 64 KiB vCard bound
+        reply = await alice.iq("set", vcard_set(image), iq_id="s")
+        assert error_of(reply) == ("not-acceptable", None)
+        assert metadata_events(bob) == []
+        assert await srv.db.vcards.get(("alice", "localhost")) is None
+
+
+async def test_another_accounts_vcard_set_is_forbidden_and_publishes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with pep_server(tmp_path) as srv:
+        alice, bob = await two(srv)
+        body = vcard_set(png(8, 8))
+        reply = await bob.iq("set", body, to="alice@localhost", iq_id="x")
+        assert error_of(reply) == ("forbidden", None)
+        alice.take()
+        assert metadata_events(bob) == []
+        body = f"<pubsub xmlns='{PUBSUB}'><items node='{META}'/></pubsub>"
+        assert error_of(await alice.iq("get", body, iq_id="g")) == ("item-not-found", None)
