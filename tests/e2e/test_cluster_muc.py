@@ -10,7 +10,8 @@ between nodes, history and the room archive for a late joiner.  Then the owner
 is killed with SIGKILL: occupants on the surviving nodes get status 332 and the
 persistent room works again on its new owner, as stored.  Then the killed node
 starts again and gets its rooms back live: occupants stay, history and subject
-follow.
+follow.  Last, the owner is stopped with SIGTERM: it hands its rooms over live
+before leaving, and nobody is sent away.
 
 On a failure every node's log is kept in `test-artifacts/test_cluster_muc/<test>/`.
 """
@@ -270,6 +271,42 @@ async def test_a_restarted_node_gets_its_rooms_back_live(cluster: LocalCluster) 
             assert [p["from"].resource for p in occupants] == ["Alice", "Carol", "Dave"]
             assert [m["body"] for m in history] == ["before", "after"]
             assert subject["subject"] == "Before the move"
+        for got in sent_away.values():
+            while not got.empty():
+                presence = got.get_nowait()
+                assert 332 not in presence["muc"]["status_codes"], presence
+
+
+async def test_stopping_the_owner_with_sigterm_hands_its_rooms_over(cluster: LocalCluster) -> None:
+    """n1 (back from the test above) owns a room with occupants on n2 and n3; SIGTERM
+    of n1 moves it live to its owner among n2 and n3: nobody gets 332, messages go on,
+    a late joiner gets the history.  (Alice and Carol come back under the resources
+    they had a moment ago: the end of those earlier sessions, heard by every node, is
+    not taken for theirs when the room arrives.)"""
+    room = owned_by("n1", "handedover")
+    successor = rendezvous_owner(room, ("n2", "n3"))
+    async with (
+        online(cluster, "n2", "alice") as alice,
+        online(cluster, "n3", "carol") as carol,
+    ):
+        await create(alice, room, "Alice")
+        await carol.plugin["xep_0045"].join_muc_wait(room, "Carol", timeout=TIMEOUT)
+        chat = queue(carol, "groupchat_message")
+        alice.send_message(mto=room, mbody="before the stop", mtype="groupchat")
+        await until(chat, lambda m: m["body"] == "before the stop")
+        sent_away = {client: queue(client, f"muc::{room}::presence") for client in (alice, carol)}
+        since = len(cluster[successor].log_text())
+        assert await asyncio.to_thread(cluster["n1"].stop) == 0
+        cluster[successor].wait_for_log(f"room {room} arrived from node n1", since=since)
+        alice.send_message(mto=room, mbody="after the stop", mtype="groupchat")
+        msg = await until(chat, lambda m: m["body"] == "after the stop")
+        assert msg["from"] == f"{room}/Alice"
+        async with online(cluster, "n2", "dave") as dave:
+            _presence, _subject, occupants, history = await dave.plugin["xep_0045"].join_muc_wait(
+                room, "Dave", timeout=TIMEOUT
+            )
+            assert [p["from"].resource for p in occupants] == ["Alice", "Carol", "Dave"]
+            assert [m["body"] for m in history] == ["before the stop", "after the stop"]
         for got in sent_away.values():
             while not got.empty():
                 presence = got.get_nowait()

@@ -3,8 +3,8 @@ now owns the room (`ownership.py`), so its occupants stay in without noticing.
 
 Everything the room holds in memory goes: configuration, affiliations, the
 occupant-id key, subject, lock, occupants (nick, real JID, role, each session's
-full JID and last presence, the time of its last voice request) and the join
-history (each message as broadcast, with its time and sender).  JSON, with
+full JID, last presence and how long it has been in, the time of its last voice
+request) and the join history (each message as broadcast, with its time and sender).  JSON, with
 stanzas as XML text; the size is bounded by the room's own bounds (occupants,
 presence bytes, history bytes).
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 from chatgate.modules.muc.room import History, HistoryEntry, Occupant, Room, RoomConfig
@@ -28,6 +29,7 @@ VERSION = 1
 
 def room_state(room: Room) -> bytes:
     """`room` as the bytes `restore` reads."""
+    now = time.monotonic()
     return json.dumps(
         {
             "v": VERSION,
@@ -45,7 +47,11 @@ def room_state(room: Room) -> bytes:
                     "bare": o.bare,
                     "role": o.role,
                     "voice": o.voice_requested if o.voice_requested > float("-inf") else None,
-                    "sessions": [[full, serialize(p)] for full, p in o.sessions.items()],
+                    # each session with how long it has been in (seconds: no shared clock)
+                    "sessions": [
+                        [full, serialize(p), now - room.entered.get(full, now)]
+                        for full, p in o.sessions.items()
+                    ],
                 }
                 for key, o in room.occupants.items()
             ],
@@ -77,9 +83,12 @@ def restore(data: bytes, history: History, max_stanza_bytes: int) -> Room:
             occupant = Occupant(str(entry["nick"]), str(entry["bare"]), str(entry["role"]))
             if entry["voice"] is not None:
                 occupant.voice_requested = float(entry["voice"])
-            for full, presence in entry["sessions"]:
+            now = time.monotonic()
+            for full, presence, *age in entry["sessions"]:
                 element = parse_fragment(presence.encode(), max_stanza_bytes=max_stanza_bytes)
                 room.add_session(str(entry["key"]), occupant, str(full), element)
+                if age:
+                    room.entered[str(full)] = now - max(0.0, float(age[0]))
         for stanza, stamp, when, size, sender, stanza_id in state["history"]:
             element = parse_fragment(stanza.encode(), max_stanza_bytes=max_stanza_bytes)
             history.add(HistoryEntry(element, stamp, float(when), int(size), sender, stanza_id))

@@ -312,9 +312,15 @@ class RoomOwnership:
         for full in room.full_jids():
             self.svc.registry.joined(full, room.jid)
         log.info("muc: room %s arrived from node %s", room.jid, sender)
-        # sessions whose end was heard here before their room arrived
+        # Sessions whose end was heard here before their room arrived -- but after
+        # they entered it: the end of an earlier session under the same full JID (a
+        # client back under its resource) is not theirs.  `entered` came as an age,
+        # so it is late by the request's transit: an end heard in the few ms after a
+        # session entered may be missed (the session then leaves when a groupchat
+        # message cannot reach it), never an earlier end taken for a later one.
         for full in room.full_jids():
-            if full in self.relay.ended and not room.destroyed:
+            entered = room.entered.get(full, float("-inf"))
+            if self.relay.ended.heard_since(full, entered) and not room.destroyed:
                 leave(self.svc, room, full)
         return b"ok"
 

@@ -226,6 +226,13 @@ class Ended:
         when = self._when.get(full) if isinstance(full, str) else None
         return when is not None and self._clock() - when <= ENDED_SECONDS
 
+    def heard_since(self, full: str, moment: float) -> bool:
+        """Whether `full`'s end was heard at `moment` (this clock) or later, within
+        `ENDED_SECONDS`: an end heard before a session came back (a client that
+        reconnected under the same resource) is not its end."""
+        when = self._when.get(full)
+        return when is not None and when >= moment and self._clock() - when <= ENDED_SECONDS
+
 
 class RoomRelay:
     """The service-domain handler of a node of a cluster (see the module docstring)."""

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import os
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,6 +202,9 @@ class Room:
         self.occupants: dict[str, Occupant] = {}
         #: full JID -> nick key
         self.by_full: dict[str, str] = {}
+        #: full JID -> when (monotonic) it entered the room: a room handed over tells
+        #: an end heard before the session came back from one heard after it
+        self.entered: dict[str, float] = {}
         self.subject = subject
         self.subject_nick = subject_nick
         self.history = history
@@ -259,12 +263,15 @@ class Room:
         self.occupants[key] = occupant
         occupant.sessions.pop(full, None)
         occupant.sessions[full] = presence
+        if full not in self.by_full:
+            self.entered[full] = time.monotonic()
         self.by_full[full] = key
 
     def remove_session(self, full: str) -> Occupant | None:
         """Forget one session; returns its occupant (its `sessions` may still hold
         others, then the nick stays)."""
         key = self.by_full.pop(full, None)
+        self.entered.pop(full, None)
         if key is None:
             return None
         occupant = self.occupants[key]

@@ -309,3 +309,29 @@ async def test_a_node_stopping_alone_does_nothing_with_its_rooms(
             assert asyncio.get_running_loop().time() - began < 5
         finally:
             alice.close()
+
+
+def test_an_end_heard_before_a_session_entered_is_not_its_end() -> None:
+    """A room handed over says how long each session has been in; the newcomer
+    takes out a session whose end it heard after that, not one whose end (of an
+    earlier session under the same resource) it heard before."""
+    from chatgate.modules.muc.handover import restore
+    from chatgate.modules.muc.relay import Ended
+
+    room = Room("r@conference.localhost", RoomConfig(), history=History(10, 1 << 16))
+    for nick in ("back", "gone"):
+        occupant = Occupant(nick, f"{nick}@localhost", "participant")
+        room.add_session(
+            nick, occupant, f"{nick}@localhost/r", Element("presence", "jabber:client")
+        )
+    now = [1000.0]
+    ended = Ended(clock=lambda: now[0])
+    arrived = restore(room_state(room), History(10, 1 << 16), 1 << 16)
+    entered = arrived.entered["back@localhost/r"]
+    now[0] = entered - 5  # heard 5 s before the session entered: an earlier session's end
+    ended.add("back@localhost/r")
+    now[0] = entered + 1  # heard after it entered: its own end
+    ended.add("gone@localhost/r")
+    assert not ended.heard_since("back@localhost/r", arrived.entered["back@localhost/r"])
+    assert ended.heard_since("gone@localhost/r", arrived.entered["gone@localhost/r"])
+    assert not ended.heard_since("never@localhost/r", 0.0)
