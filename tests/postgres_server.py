@@ -29,7 +29,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -37,16 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.ports import free_port
+
 #: the database `start_postgres` creates and `.url` names
 DEFAULT_DATABASE = "chatgate"
 SUPERUSER = "postgres"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def postgres_bindir() -> Path:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,23 +22,11 @@ from pathlib import Path
 import pytest
 import slixmpp
 
+from tests.ports import free_port, free_ports
+
 pytestmark = pytest.mark.e2e
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports: all are held open while they are picked (the
-    kernel may hand out a port it just released again)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
+__all__ = ["free_port", "free_ports"]  # imported from here by e2e tests
 
 
 #: every server started in this test session (see `_stop_leftovers`)

@@ -5,20 +5,18 @@ error line as well, its URL shown without the password."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
 from chatgate.cli import app
+from tests.ports import free_port
 
 
 def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on (outside the ephemeral range: `tests.ports`)."""
+    return free_port()
 
 
 @pytest.fixture
