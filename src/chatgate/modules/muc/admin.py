@@ -16,6 +16,7 @@ from chatgate.modules.muc import forms
 from chatgate.modules.muc import vocabulary as v
 from chatgate.modules.muc.chat import moderate, room_or_error
 from chatgate.modules.muc.occupancy import nick_key, remove_occupant
+from chatgate.modules.muc.register import ROOMUSER_NODE, register_iq, roomuser_item
 from chatgate.modules.muc.room import (
     ADMIN,
     AFFILIATION_RANK,
@@ -138,6 +139,8 @@ def room_iq(svc: MucService, session: C2SSession, iq: Element, room_jid: str) ->
             _admin_get(svc, session, iq, room, payload)
             return None
         return _admin_set(svc, session, iq, room, payload)
+    if payload.ns == ns.REGISTER and payload.name == "query":
+        return register_iq(svc, session, iq, room, payload)
     if payload.ns == v.MODERATE and payload.name == "moderate" and itype == "set":
         return moderate(svc, session, iq, room, payload)
     if payload.ns == v.MAM and svc.archive is not None and room.config.archive:
@@ -154,9 +157,9 @@ def room_iq(svc: MucService, session: C2SSession, iq: Element, room_jid: str) ->
 def _disco_info(
     svc: MucService, session: C2SSession, iq: Element, room: Room, payload: Element
 ) -> None:
-    if payload.get("node") == "x-roomuser-item":
-        # §7.12: a service without reserved nicknames says so.
-        raise StanzaError(E.FEATURE_NOT_IMPLEMENTED, "no reserved nicknames here")
+    if payload.get("node") == ROOMUSER_NODE:
+        roomuser_item(session, iq, room)  # §7.12
+        return
     if payload.get("node"):
         raise StanzaError(E.ITEM_NOT_FOUND, "no such node")
     query = Element("query", ns.DISCO_INFO)
@@ -282,7 +285,10 @@ def _admin_get(
             if held == affiliation:
                 attrs = {"affiliation": held, "jid": bare}
                 nicks = [o.nick for o in room.occupants_of(bare)]
-                if nicks:
+                registered = room.nicks.get(bare)
+                if registered is not None:  # §9.5: the reserved nick
+                    attrs["nick"] = registered
+                elif nicks:
                     attrs["nick"] = nicks[0]
                 reply.sub("item", attrs=attrs)
     elif role is not None:

@@ -226,6 +226,7 @@ def features(room: Room, *, archive: bool) -> list[str]:
         "http://jabber.org/protocol/disco#info",
         "http://jabber.org/protocol/disco#items",
         "urn:xmpp:ping",
+        "jabber:iq:register",  # §7.10 registered nicknames
     ]
     if archive and c.archive:
         found.append(v.MAM)

@@ -2,7 +2,7 @@
 now owns the room (`ownership.py`), so its occupants stay in without noticing.
 
 Everything the room holds in memory goes: configuration, affiliations, the
-occupant-id key, subject, lock, occupants (nick, real JID, role, each session's
+occupant-id key, subject, lock, registered nicks, occupants (nick, real JID, role, each session's
 full JID, last presence and how long it has been in, the time of its last voice
 request) and the join history (each message as broadcast, with its time and sender).  JSON, with
 stanzas as XML text; the size is bounded by the room's own bounds (occupants,
@@ -40,6 +40,8 @@ def room_state(room: Room) -> bytes:
             "subject": room.subject,
             "subject_nick": room.subject_nick,
             "locked": room.locked,
+            "nicks": room.nicks,
+            "reserved": room.reserved,
             "occupants": [
                 {
                     "key": key,
@@ -79,6 +81,8 @@ def restore(data: bytes, history: History, max_stanza_bytes: int) -> Room:
             subject_nick=str(state["subject_nick"]),
         )
         room.locked = bool(state["locked"])
+        room.nicks = {str(k): str(n) for k, n in state.get("nicks", {}).items()}
+        room.reserved = {str(k): str(b) for k, b in state.get("reserved", {}).items()}
         for entry in state["occupants"]:
             occupant = Occupant(str(entry["nick"]), str(entry["bare"]), str(entry["role"]))
             if entry["voice"] is not None:

@@ -107,6 +107,8 @@ def join(
     existing = room.occupants.get(key)
     if existing is not None and existing.bare != session.bare:
         raise StanzaError(E.CONFLICT, "that nickname is in use")  # §7.2.9
+    if room.reserved.get(key, session.bare) != session.bare:
+        raise StanzaError(E.CONFLICT, "that nickname is registered by someone else")  # §7.10
     if room.config.password and affiliation not in ("owner", "admin"):
         given = x.find("password") if x is not None else None
         if given is None or given.text != room.config.password:
@@ -230,6 +232,8 @@ def change_nick(
     taken = room.occupants.get(key)
     if taken is not None and taken is not occupant:
         raise StanzaError(E.CONFLICT, "that nickname is in use")
+    if room.reserved.get(key, occupant.bare) != occupant.bare:
+        raise StanzaError(E.CONFLICT, "that nickname is registered by someone else")  # §7.10
     svc.broadcast_presence(
         room,
         occupant,

@@ -52,6 +52,7 @@ from chatgate.modules.muc import vocabulary as v
 from chatgate.modules.muc.handover import restore, room_state
 from chatgate.modules.muc.leaving import LeavingAwarePeers
 from chatgate.modules.muc.occupancy import leave
+from chatgate.modules.muc.register import load_nicks
 from chatgate.modules.muc.room import NONE, Room, RoomConfig
 from chatgate.peers import PeerRefused, PeerUnreachable, rendezvous_owner
 from chatgate.vocabulary import ns
@@ -216,6 +217,7 @@ class RoomOwnership:
                         subject=record.subject,
                         subject_nick=record.subject_nick,
                     )
+                    load_nicks(room, record.config, self.svc.options.max_nick_length)
                     self.svc.registry.add(room)
                     loaded += 1
             if self.peers.clustered:

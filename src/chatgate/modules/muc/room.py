@@ -20,6 +20,8 @@ from chatgate.xml.element import Element
 
 OWNER, ADMIN, MEMBER, OUTCAST, NONE = "owner", "admin", "member", "outcast", "none"
 MODERATOR, PARTICIPANT, VISITOR = "moderator", "participant", "visitor"
+#: the key of the registered nicks in a stored room's configuration JSON
+NICKS_STORED_AS = "registered_nicks"
 AFFILIATIONS = (OWNER, ADMIN, MEMBER, OUTCAST, NONE)
 ROLES = (MODERATOR, PARTICIPANT, VISITOR, NONE)
 #: affiliations ranked (§5.2): a higher rank may act on a lower one
@@ -213,6 +215,10 @@ class Room:
         #: §10.1.1: a new room stays locked until its owner configures it
         self.locked = False
         self.destroyed = False
+        #: §7.10 registered nicks: bare JID -> nick, and nick key -> bare JID (who
+        #: holds the reservation); only affiliated users hold one
+        self.nicks: dict[str, str] = {}
+        self.reserved: dict[str, str] = {}
 
     # ------------------------------------------------------------ who is who
 
@@ -224,6 +230,29 @@ class Room:
             self.affiliations.pop(bare, None)
         else:
             self.affiliations[bare] = affiliation
+        if affiliation in (NONE, OUTCAST):
+            self.unreserve(bare)  # a reserved nick goes with the affiliation
+
+    def stored_config(self) -> dict[str, Any]:
+        """The configuration JSON a persistent room is stored with: its `RoomConfig`
+        and its registered nicks (kept with the room, no table of their own;
+        `register.load_nicks` reads them back)."""
+        config = dict(self.config.as_dict())
+        if self.nicks:
+            config[NICKS_STORED_AS] = dict(self.nicks)
+        return config
+
+    def reserve(self, bare: str, nick: str, key: str) -> None:
+        """`bare` registered `nick` (compared as `key`); its earlier one goes."""
+        self.unreserve(bare)
+        self.nicks[bare] = nick
+        self.reserved[key] = bare
+
+    def unreserve(self, bare: str) -> None:
+        if self.nicks.pop(bare, None) is not None:
+            for key, holder in list(self.reserved.items()):
+                if holder == bare:
+                    del self.reserved[key]
 
     def owners(self) -> list[str]:
         return [j for j, a in self.affiliations.items() if a == OWNER]

@@ -144,7 +144,7 @@ class MucService:
 
         return RoomRecord(
             jid=room.jid,
-            config=room.config.as_dict(),
+            config=room.stored_config(),
             secret=room.secret,
             subject=room.subject,
             subject_nick=room.subject_nick,
