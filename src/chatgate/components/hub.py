@@ -93,8 +93,9 @@ class ComponentHub:
         config = self.ctx.config
         for component in config.components:
             handler = partial(self._to_component, component.domain)
+            presence = partial(self._presence_to_component, component.domain)
             try:
-                self.ctx.router.register_service(component.domain, handler)
+                self.ctx.router.register_service(component.domain, handler, presence)
             except ValueError:
                 raise ConfigError(
                     f"components: {component.domain} is already served here (a virtual host"
@@ -213,6 +214,19 @@ class ComponentHub:
         assert self.relay is not None
         if not await self.relay.forward(domain, data):
             self._unavailable(domain, origin, stanza)
+
+    def _presence_to_component(self, domain: str, data: bytes) -> None:
+        """The router's presence sink for `domain`: presence the server sends on an
+        account's behalf (broadcasts, probes, unavailable, subscription stanzas), to
+        the component here or on the node that holds it; dropped when it is not
+        connected (nobody to tell)."""
+        if self.deliver_here(domain, data) or self.relay is None:
+            return
+        self.ctx.spawn(self._relay_presence(domain, data))
+
+    async def _relay_presence(self, domain: str, data: bytes) -> None:
+        assert self.relay is not None
+        await self.relay.forward(domain, data)
 
     def deliver_here(self, domain: str, data: bytes) -> bool:
         """A serialized stanza another node relayed for `domain`; False when its

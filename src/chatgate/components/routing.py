@@ -10,9 +10,11 @@ The component's stanza has a 'from' on its domain and a parsed 'to' (`stream.py`
   delivers to service domains from every one of its delivery paths.
 - To an account (RFC 6121 §8.5): a message to a connected full JID goes there, else by
   the bare-JID rules (offline storage, or `service-unavailable` back to the component);
-  presence goes to the full JID or to the bare JID's available resources (a probe
-  is dropped: no roster here knows the component's subscriptions); an IQ to a full
-  JID goes there (`service-unavailable` when that resource is gone).
+  presence goes to the presence module (`Router.service_presence`), which records
+  subscription stanzas in the account's roster as from any contact, answers probes
+  from subscribers and delivers the rest to the full JID or to the bare JID's
+  available resources; an IQ to a full JID goes there (`service-unavailable` when
+  that resource is gone).
 - To the server or an account's bare JID, IQ get/set: only the read-only queries in
   `SERVER_QUERIES` are answered (ping, disco, version, time; vCards of accounts).  A
   component is not an account, so nothing that reads or writes an account's own data
@@ -86,7 +88,8 @@ def route_from_component(
     serialized stanzas back to the component (errors, answers); `components` are the
     configured component domains."""
     router = ctx.router
-    origin = stand_in(JID.parse(stanza.attrs["from"]), write)
+    sender = JID.parse(stanza.attrs["from"])
+    origin = stand_in(sender, write)
     service = router.services.get(to.domain)
     if service is not None:
         if to.domain in components:
@@ -103,6 +106,9 @@ def route_from_component(
             return None
         return router.deliver_message_to_bare(stanza, to, origin)
     if name == "presence":
+        if router.service_presence is not None:
+            # Subscriptions recorded, probes answered, as from a remote contact.
+            return router.service_presence(stanza, sender, to)
         if to.local and stanza.attrs.get("type") != "probe":
             if to.resource:
                 router.deliver_to_full(to, stanza)

@@ -6,6 +6,11 @@ roster kept in memory for online accounts.  Subscription stanzas are decided
 by the pure state machine in `modules/roster/subscription.py`; this module
 stores, delivers and pushes what its `Outcome` says, in the order it says.
 
+A service's domain that takes presence (an XEP-0114 component: a gateway, see
+`Router.register_service`) is handled like a remote contact's server: directed
+presence to its JIDs is remembered (unavailable follows), subscription stanzas
+to them are recorded in the user's roster and handed to the service, and those
+it sends back (`from_service`) are recorded as any contact's (RFC 6121 §3).
 Until federation exists, presence for other domains is dropped (subscription
 stanzas) or bounced with `remote-server-not-found` (directed presence).
 
@@ -116,6 +121,7 @@ class PresenceModule:
         self.directory = ctx.router.directory
         self.max_directed = ctx.config.limits.max_directed_presences
         ctx.router.presence_handler = self.handle
+        ctx.router.service_presence = self.from_service
         yield OnEvent(SessionClosed, self._session_closed, priority=100)
         yield OnEvent(AccountRemoving, self._account_removing)
         yield OnEvent(BecameAvailable, self._became_available, priority=10)
@@ -201,12 +207,15 @@ class PresenceModule:
 
     def _directed(self, origin: C2SSession, stanza: Element, to: JID) -> None:
         """§4.6: presence addressed to one entity; remembered so unavailable follows."""
+        to_service = False
         if to.domain not in self.ctx.hosts:
-            if stanza.attrs.get("type") != "error":
-                reply = error_reply(stanza, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND)
-                reply.attrs["to"] = origin.full
-                origin.send(reply)
-            return
+            to_service = self.router.takes_presence(to.domain)
+            if not to_service:
+                if stanza.attrs.get("type") != "error":
+                    reply = error_reply(stanza, StanzaErrorCondition.REMOTE_SERVER_NOT_FOUND)
+                    reply.attrs["to"] = origin.full
+                    origin.send(reply)
+                return
         if self.filter is not None and not self.filter.visible(origin.bare, (str(to.bare),)):
             return  # XEP-0191 §3.3: not to nor from a blocked entity, and no error
         ptype = stanza.attrs.get("type")
@@ -233,8 +242,10 @@ class PresenceModule:
         elif ptype == "unavailable":
             origin.directed.discard(str(to))
         # As the client wrote it, 'to' included: to that resource, connected, or to
-        # the bare JID's available resources.
-        if to.resource:
+        # the bare JID's available resources; or to the service that serves it.
+        if to_service:
+            self.router.presence_to_service(stanza)
+        elif to.resource:
             self.router.deliver_to_full(to, stanza)
         else:
             self.router.deliver_to_available(str(to), stanza)
@@ -357,12 +368,12 @@ class PresenceModule:
                     # Deliver to the user's available resources; a subscribe is also
                     # kept as pending_in and redelivered at next login (§3.1.3).
                     self._deliver_presence(user, contact, kind.value)
-                elif contact.partition("@")[2] in self.ctx.hosts:
+                else:
                     # §3.1.2: stamped with the user's bare JID, routed to the contact.
-                    await self._process_inbound(contact, user, kind)
+                    await self._to_contact(contact, user, kind)
             elif step is Step.AUTO_REPLY:
                 assert outcome.auto_reply is not None
-                await self._process_inbound(contact, user, outcome.auto_reply)
+                await self._to_contact(contact, user, outcome.auto_reply)
             elif step is Step.ROSTER_PUSH:
                 if new.item is not None:
                     if version is None:
@@ -372,6 +383,56 @@ class PresenceModule:
                 self.router.send_presence_of(user, contact)
             elif step is Step.PROBE_CONTACT:
                 self.router.send_presence_of(contact, user)
+
+    async def _to_contact(self, contact: str, user: str, kind: SubscriptionStanza) -> None:
+        """A subscription stanza from `user` to `contact`: the contact's side here
+        for an account, the contact's service for a service's JID (which decides
+        and answers, as a remote server would); dropped for any other domain."""
+        domain = contact.rpartition("@")[2]
+        if domain in self.ctx.hosts:
+            await self._process_inbound(contact, user, kind)
+        elif self.router.takes_presence(domain):
+            stanza = Element(
+                "presence", ns.CLIENT, {"from": user, "to": contact, "type": kind.value}
+            )
+            self.router.presence_to_service(stanza)
+
+    def from_service(self, stanza: Element, sender: JID, to: JID) -> Awaitable[None] | None:
+        """Presence from a JID on a service's domain (an external component) to an
+        account: subscription stanzas are recorded as from any contact (§3, the
+        "contact's server" side), a probe is answered when the sender may see the
+        account's presence (§4.3.2), other presence is delivered (§4.6)."""
+        ptype = stanza.attrs.get("type")
+        kind = _SUBSCRIPTION_TYPES.get(ptype or "")
+        if not to.local:
+            return None  # presence to the server itself: nothing here takes it
+        recipient = f"{to.local}@{to.domain}"
+        if kind is not None:
+            return self._inbound_from_service(recipient, str(sender.bare), kind)
+        if ptype == "probe":
+            return self._probe_from_service(recipient, str(sender))
+        if to.resource:
+            self.router.deliver_to_full(to, stanza)
+        else:
+            self.router.deliver_to_available(recipient, stanza)
+        return None
+
+    async def _inbound_from_service(
+        self, recipient: str, sender: str, kind: SubscriptionStanza
+    ) -> None:
+        if self.filter is not None and await self.filter.hides(recipient, sender):
+            return  # XEP-0191 §3.3: presence to or from a blocked entity goes nowhere
+        async with self.rosters.locks.hold(recipient, sender):
+            await self._process_inbound(recipient, sender, kind)
+
+    async def _probe_from_service(self, recipient: str, sender: str) -> None:
+        local, _, domain = recipient.partition("@")
+        item = await self.rosters.item((local, domain), sender.partition("/")[0])
+        if item is None or item.subscription not in (Subscription.FROM, Subscription.BOTH):
+            return  # §4.3.2: not a subscriber: no answer (nor any hint the account exists)
+        if self.filter is not None and await self.filter.hides(recipient, item.jid):
+            return
+        self.router.send_presence_of(recipient, sender)
 
     def _deliver_presence(self, to_bare: str, from_jid: str, ptype: str) -> None:
         stanza = Element("presence", ns.CLIENT, {"from": from_jid, "type": ptype})

@@ -43,6 +43,12 @@ PresenceHandler = Callable[[C2SSession, Element, JID | None], Pending]
 IqDispatch = Callable[[C2SSession, Element, JID | None], Pending]
 AccountExists = Callable[[str, str], Awaitable[bool]]
 ServiceHandler = Callable[[C2SSession, Element, JID], Pending]
+#: Takes a serialized presence addressed to a JID on a service's domain (see
+#: `Router.register_service`); never answers.
+PresenceSink = Callable[[bytes], None]
+#: Presence a service's JID (`sender`) sent to an account (`to`): subscription
+#: stanzas and probes, which the presence module decides.
+ServicePresence = Callable[[Element, JID, JID], Pending]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,25 +84,45 @@ class Router:
         #: services on domains of their own (`modules.base.ServiceDomain`): every
         #: stanza to such a domain goes to its handler
         self.services: dict[str, ServiceHandler] = {}
+        #: the services that also take the presence the server sends on an account's
+        #: behalf (external components: a gateway needs its users' presence), by domain
+        self.presence_sinks: dict[str, PresenceSink] = {}
+        #: the presence module's entry for subscription stanzas and probes from such
+        #: a service's JIDs (set by the presence module)
+        self.service_presence: ServicePresence | None = None
         #: what sees messages and IQs between accounts (`xmpp/stages.py`), in order;
         #: empty, routing takes its plain path
         self.stages: tuple[StanzaStage, ...] = ()
         #: IQs the server sent to a client and awaits the reply of, by (full JID, id)
         self._asked: dict[tuple[str, str], asyncio.Future[Element]] = {}
 
-    def register_service(self, domain: str, handler: ServiceHandler) -> None:
+    def register_service(
+        self, domain: str, handler: ServiceHandler, presence: PresenceSink | None = None
+    ) -> None:
         """From now on every stanza to `domain`, or to any JID on it, goes to `handler`
         (a service that comes and goes at runtime, e.g. an XEP-0114 component).  A
-        served domain or one another service holds is refused with ValueError."""
+        served domain or one another service holds is refused with ValueError.
+
+        With `presence`, the domain is treated like a remote server whose users may
+        be an account's contacts (a gateway): presence a client sends to it goes
+        through the presence handler (subscriptions are recorded in the roster,
+        directed presence is remembered), and the presence the server sends on an
+        account's behalf (broadcasts to subscribers, probes, unavailable to the
+        recipients of directed presence, subscription stanzas) is handed to
+        `presence`, serialized and addressed (RFC 6121 §4; what Prosody and
+        ejabberd deliver to components)."""
         if domain in self.domains or domain in self.services:
             raise ValueError(f"{domain} is already served here")
         self.services[domain] = handler
+        if presence is not None:
+            self.presence_sinks[domain] = presence
 
     def unregister_service(self, domain: str, handler: ServiceHandler) -> None:
         """Stop delivering `domain`'s stanzas to `handler`; a domain registered to
         another handler meanwhile is left alone."""
         if self.services.get(domain) == handler:
             del self.services[domain]
+            self.presence_sinks.pop(domain, None)
 
     def use_directory(self, directory: SessionDirectory) -> None:
         """Deliver over another directory (the cluster's, joined at start before any
@@ -122,6 +148,15 @@ class Router:
             if self.services:
                 service = self.services.get(to.domain)
                 if service is not None:
+                    if (
+                        stanza.name == "presence"
+                        and to.domain in self.presence_sinks
+                        and self.presence_handler is not None
+                    ):
+                        # A contact's server, as it were: the presence module
+                        # records subscriptions and directed presence, then
+                        # hands the stanza on (`presence_to_service`).
+                        return self.presence_handler(origin, stanza, to)
                     return service(origin, stanza, to)
         name = stanza.name
         if name == "message":
@@ -323,6 +358,7 @@ class Router:
         of each bare JID in `bares`, each copy addressed to its resource (RFC 6121
         §4.2.2, §4.4.2).  A bare JID given twice is served twice."""
         local = self._local
+        sinks = self.presence_sinks
         tail = xml[_PRESENCE_NAME:]
         sent = 0
         for bare in bares:
@@ -332,6 +368,12 @@ class Router:
                     if session.available:
                         sent += 1
                         session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
+            elif sinks:
+                # No session: a contact on a service's domain (a gateway's user)?
+                sink = sinks.get(bare.rpartition("@")[2])
+                if sink is not None:
+                    sent += 1
+                    sink(f'<presence to="{escape_attr(bare)}"{tail}'.encode())
         STANZAS.sent += sent
 
     def broadcast_presence_here(self, bares: Iterable[str], xml: str) -> None:
@@ -348,9 +390,18 @@ class Router:
         session once, in the order first named (RFC 6121 §4.5.2: unavailable to
         subscribers, own resources and directed-presence recipients alike)."""
         seen: dict[int, C2SSession] = {}
+        to_services: set[str] | None = None
         for jid in jids:
-            for session in self._sessions_named(jid):
-                seen.setdefault(id(session), session)
+            sessions = self._sessions_named(jid)
+            if sessions:
+                for session in sessions:
+                    seen.setdefault(id(session), session)
+            elif self.presence_sinks:
+                if to_services is None:
+                    to_services = set()
+                if jid not in to_services:
+                    to_services.add(jid)
+                    self._presence_to_sink(jid, xml)
         _write_presence(seen.values(), xml)
 
     def message_to(self, fulls: Iterable[str], xml: str) -> list[str]:
@@ -376,12 +427,25 @@ class Router:
         """Each available resource of `bare` sends its last presence to `to` (a bare JID:
         its available resources; a full JID: that resource): the answer to a probe
         (RFC 6121 §4.3.2) and the presence a new subscriber gets (§3.1.5)."""
+        resources = self._local.get(bare)
+        if resources is None:
+            if self.presence_sinks and self._sessions_named(to):
+                # A contact on a service's domain answers for itself: probe it, from
+                # the bare JID of whoever wants its presence (RFC 6121 §4.3.1), if
+                # anyone is there to see the answer.
+                asker = escape_attr(to.partition("/")[0])
+                self._presence_to_sink(bare, f'<presence type="probe" from="{asker}"/>')
+            return
         targets: list[C2SSession] | None = None
-        for session in self._local.get(bare, _NONE).values():
+        for session in resources.values():
             if session.available and session.presence is not None:
                 if targets is None:
                     targets = self._sessions_named(to)
-                _write_presence(targets, serialize(session.presence))
+                xml = serialize(session.presence)
+                if targets:
+                    _write_presence(targets, xml)
+                elif self.presence_sinks:
+                    self._presence_to_sink(to, xml)
 
     def send_unavailable_of(self, bare: str, to: str) -> None:
         """Each available resource of `bare` sends unavailable presence to the available
@@ -392,6 +456,29 @@ class Router:
                     "presence", ns.CLIENT, {"from": session.full, "type": "unavailable"}
                 )
                 self.broadcast_presence((to,), serialize(stanza))
+
+    def takes_presence(self, domain: str) -> bool:
+        """Whether `domain` is a service's that takes presence (`register_service`)."""
+        return domain in self.presence_sinks
+
+    def presence_to_service(self, stanza: Element) -> bool:
+        """Hand a presence, its 'to' on a service's domain that takes presence, to that
+        service as it is; False (nothing sent) when its domain is not one."""
+        to = stanza.attrs.get("to", "")
+        sink = self.presence_sinks.get(to.partition("/")[0].rpartition("@")[2])
+        if sink is None:
+            return False
+        STANZAS.sent += 1
+        sink(serialize(stanza).encode())
+        return True
+
+    def _presence_to_sink(self, jid: str, xml: str) -> None:
+        """`xml` (a presence without 'to') to `jid`, when it is on a service's domain
+        that takes presence; nothing otherwise."""
+        sink = self.presence_sinks.get(jid.partition("/")[0].rpartition("@")[2])
+        if sink is not None:
+            STANZAS.sent += 1
+            sink(f'<presence to="{escape_attr(jid)}"{xml[_PRESENCE_NAME:]}'.encode())
 
     def push(
         self,
