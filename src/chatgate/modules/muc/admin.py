@@ -8,11 +8,12 @@ An admin request with several items is checked whole before any is applied
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from chatgate.jid import JID, InvalidJID
 from chatgate.modules.dataforms import find_form, read_submission
-from chatgate.modules.muc import forms
+from chatgate.modules.muc import forms, roomlist
 from chatgate.modules.muc import vocabulary as v
 from chatgate.modules.muc.chat import moderate, room_or_error
 from chatgate.modules.muc.occupancy import nick_key, remove_occupant
@@ -41,8 +42,13 @@ if TYPE_CHECKING:
     from chatgate.modules.muc.service import MucService, Pending
 
 E = StanzaErrorCondition
-#: rooms listed in the service's disco#items at most (no RSM paging yet)
-MAX_LISTED = 500
+
+
+def public_rooms(svc: MucService, service: str) -> Iterator[tuple[str, str]]:
+    """The public, unlocked rooms of `service` this node holds: (JID, name)."""
+    for room in svc.registry.rooms(service):
+        if room.config.public and not room.locked:
+            yield room.jid, room.config.name
 
 
 def _answer(session: C2SSession, iq: Element, payload: Element | None = None) -> None:
@@ -85,18 +91,9 @@ def service_iq(svc: MucService, session: C2SSession, iq: Element, to: JID) -> Pe
     if key == (ns.DISCO_ITEMS, "query", "get"):
         if payload.get("node"):
             raise StanzaError(E.ITEM_NOT_FOUND, "no such node")
-        query = Element("query", ns.DISCO_ITEMS)
-        listed = 0
-        for room in svc.registry.rooms(to.domain):
-            if room.config.public and not room.locked:
-                attrs = {"jid": room.jid}
-                if room.config.name:
-                    attrs["name"] = room.config.name
-                query.sub("item", attrs=attrs)
-                listed += 1
-                if listed >= MAX_LISTED:
-                    break
-        _answer(session, iq, query)
+        request = roomlist.read_request(payload, svc.options.room_list_max)
+        mine = roomlist.window(public_rooms(svc, to.domain), request)
+        _answer(session, iq, roomlist.answer(roomlist.merge([mine], request), request))
         return None
     if key == (ns.PING, "ping", "get"):
         _answer(session, iq)

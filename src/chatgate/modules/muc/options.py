@@ -71,5 +71,10 @@ class MucOptions(BaseModel):
     max_subject_length: int = Field(1024, ge=0)
     """Characters of a room subject at most (`not-acceptable` beyond)."""
 
+    room_list_max: int = Field(500, ge=1, le=10_000)
+    """Rooms one answer of the service's room list (disco#items) names at most; a
+    client pages through the rest with RSM (XEP-0059 `<max/>` above this is
+    lowered to it)."""
+
     max_config_text: int = Field(1024, ge=1)
     """Characters of a configured name, description or password at most."""

@@ -41,8 +41,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 
 from chatgate.jid import JID
-from chatgate.modules.muc import dispatch
-from chatgate.modules.muc.admin import MAX_LISTED
+from chatgate.modules.muc import dispatch, roomlist
+from chatgate.modules.muc.admin import public_rooms
 from chatgate.modules.muc.occupancy import session_closed
 from chatgate.peers import PeerRefused, PeerUnreachable
 from chatgate.vocabulary import ns
@@ -413,46 +413,83 @@ class RoomRelay:
 
     def public_rooms(self, service: str) -> list[tuple[str, str]]:
         """This node's public, unlocked rooms of `service`: (JID, name)."""
-        listed = []
-        for room in self.svc.registry.rooms(service):
-            if room.config.public and not room.locked:
-                listed.append((room.jid, room.config.name))
-                if len(listed) >= MAX_LISTED:
-                    break
-        return listed
+        return list(public_rooms(self.svc, service))
 
     async def _rooms_asked(self, sender: str, payload: bytes) -> bytes:
-        return json.dumps(self.public_rooms(payload.decode())).encode()
+        """Another node's room-list request: this node's window of the page it
+        asks (JSON), or, from a node of the earlier format (the service's name
+        alone), the first rooms as a plain list."""
+        cap = self.svc.options.room_list_max
+        if not payload.startswith(b"{"):
+            first = roomlist.window(self.public_rooms(payload.decode()), roomlist.PageRequest(cap))
+            return json.dumps(first.rooms).encode()
+        asked = json.loads(payload)
+        request = roomlist.PageRequest(
+            max=max(0, min(int(asked["max"]), cap)),
+            after=_optional_str(asked.get("after")),
+            before=_optional_str(asked.get("before")),
+        )
+        mine = roomlist.window(self.public_rooms(str(asked["service"])), request)
+        return json.dumps(
+            {"rooms": mine.rooms, "count": mine.count, "skipped": mine.skipped}
+        ).encode()
 
     def _room_list(self, session: C2SSession, iq: Element, to: JID) -> Pending:
-        return self._gather(session, iq, to.domain)
+        payload = iq.find("query", ns.DISCO_ITEMS)
+        assert payload is not None  # `_is_items_query`
+        try:
+            request = roomlist.read_request(payload, self.svc.options.room_list_max)
+        except StanzaError as exc:
+            self.svc.error(session, iq, exc)
+            return None
+        return self._gather(session, iq, to.domain, request)
 
-    async def _gather(self, session: C2SSession, iq: Element, service: str) -> None:
-        """disco#items of the service (XEP-0045 §6.3): every node's public rooms."""
+    async def _gather(
+        self, session: C2SSession, iq: Element, service: str, request: roomlist.PageRequest
+    ) -> None:
+        """disco#items of the service (XEP-0045 §6.3): the page from every node's
+        window of its public rooms (`roomlist.py`)."""
         others = sorted(self.peers.alive() - {self.peers.name})
+        asked = json.dumps(
+            {
+                "service": service,
+                "max": request.max,
+                "after": request.after,
+                "before": request.before,
+            }
+        ).encode()
         answers = await asyncio.gather(
-            *(self.peers.request(n, ROOMS_TOPIC, service.encode(), LIST_TIMEOUT) for n in others),
+            *(self.peers.request(n, ROOMS_TOPIC, asked, LIST_TIMEOUT) for n in others),
             return_exceptions=True,
         )
-        rooms = dict(self.public_rooms(service))
+        windows = [roomlist.window(self.public_rooms(service), request)]
         for node, answer in zip(others, answers, strict=True):
             if isinstance(answer, BaseException):
                 log.info("muc: node %s's rooms are not listed (%s)", node, answer)
                 continue
             try:
-                for jid, name in json.loads(answer)[:MAX_LISTED]:
-                    rooms.setdefault(str(jid), str(name))
-            except (ValueError, TypeError) as exc:
+                windows.append(_window_of(json.loads(answer), request))
+            except (ValueError, TypeError, KeyError) as exc:
                 log.warning("muc: node %s answered an unreadable room list (%s)", node, exc)
-        query = Element("query", ns.DISCO_ITEMS)
-        for jid in sorted(rooms)[:MAX_LISTED]:
-            attrs = {"jid": jid}
-            if rooms[jid]:
-                attrs["name"] = rooms[jid]
-            query.sub("item", attrs=attrs)
+        query = roomlist.answer(roomlist.merge(windows, request), request)
         reply = iq_result(iq, query)
         reply.attrs["to"] = session.full
         session.send(reply)
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _window_of(answer: object, request: roomlist.PageRequest) -> roomlist.Window:
+    """Another node's answer as a window (bounded: at most the page's rooms)."""
+    if isinstance(answer, list):  # a node of the earlier format: its first rooms
+        rooms = [(str(jid), str(name)) for jid, name in answer[: 10 * request.max + 1]]
+        return roomlist.window(rooms, request)
+    if not isinstance(answer, dict):
+        raise TypeError("not a room list")
+    rooms = [(str(jid), str(name)) for jid, name in answer["rooms"][: request.max]]
+    return roomlist.Window(rooms, int(answer["count"]), int(answer["skipped"]))
 
 
 def _is_items_query(stanza: Element) -> bool:

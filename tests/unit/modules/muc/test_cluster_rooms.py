@@ -300,6 +300,34 @@ async def test_service_items_list_the_public_rooms_of_every_node(nodes: list[Ser
                     "{http://jabber.org/protocol/disco#items}item"
                 )
                 assert {i.get("jid") for i in items} == {on_alpha, on_beta}
+                # RSM pages (XEP-0059) span the nodes: one room a page, in JID order
+                seen: list[str] = []
+                cursor = ""
+                for turn in range(3):
+                    after = f"<after>{cursor}</after>" if cursor else ""
+                    bob.send(
+                        f"<iq type='get' id='p{turn}' to='{SERVICE}'>"
+                        "<query xmlns='http://jabber.org/protocol/disco#items'>"
+                        f"<set xmlns='http://jabber.org/protocol/rsm'><max>1</max>{after}"
+                        "</set></query></iq>"
+                    )
+                    reply = await bob.expect(lambda e, t=turn: e.get("id") == f"p{t}")
+                    query = reply.find("{http://jabber.org/protocol/disco#items}query")
+                    assert query is not None
+                    rsm = query.find("{http://jabber.org/protocol/rsm}set")
+                    assert rsm is not None
+                    assert rsm.findtext("{http://jabber.org/protocol/rsm}count") == "2"
+                    page = [
+                        i.get("jid", "")
+                        for i in query.findall("{http://jabber.org/protocol/disco#items}item")
+                    ]
+                    seen += page
+                    if not page:
+                        break
+                    first = rsm.find("{http://jabber.org/protocol/rsm}first")
+                    assert first is not None and first.get("index") == str(turn)
+                    cursor = rsm.findtext("{http://jabber.org/protocol/rsm}last") or ""
+                assert seen == sorted([on_alpha, on_beta])
             finally:
                 bob.close()
     finally:
