@@ -2,12 +2,14 @@
 plugin as the client: three users create a room, join, chat, send a private
 message, change nick, kick and ban; members-only rooms and invitations; a
 persistent room survives a restart; join floods and huge nicks are refused
-precisely while the room keeps working."""
+precisely while the room keeps working; a registered nick is reserved (§7.10,
+§7.12); the room list pages with RSM (XEP-0059)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -274,3 +276,60 @@ async def test_a_direct_invitation_passes_through(muc_server: RunningServer) -> 
         assert invite["groupchat_invite"]["jid"] == room
         assert invite["groupchat_invite"]["reason"] == "see you there"
         await bob.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+
+
+async def test_a_registered_nick_is_reserved(muc_server: RunningServer) -> None:
+    """XEP-0045 §7.10 and §7.12 with slixmpp: Bob registers a nick with the room (the
+    muc#register form), Carol cannot take it, the member list and the
+    x-roomuser-item node name it."""
+    room = f"reserved@{SERVICE}"
+    async with users(muc_server, "alice", "bob", "carol") as (alice, bob, carol):
+        await create(alice, room, "Alice")
+        ask = bob.make_iq_get(queryxmlns="jabber:iq:register", ito=room)
+        form_reply = await ask.send(timeout=10)
+        x = form_reply.xml.find("{jabber:iq:register}query/{jabber:x:data}x")
+        assert x is not None and x.get("type") == "form"
+        submit = bob.make_iq_set(ito=room)
+        query = ET.SubElement(submit.xml, "{jabber:iq:register}query")
+        form = bob.plugin["xep_0004"].make_form(ftype="submit")
+        form.add_field(var="FORM_TYPE", value="http://jabber.org/protocol/muc#register")
+        form.add_field(var="muc#register_roomnick", value="Bobby")
+        query.append(form.xml)
+        await submit.send(timeout=10)
+        info = await bob.plugin["xep_0030"].get_info(jid=room, node="x-roomuser-item", timeout=10)
+        assert [i[3] for i in info["disco_info"]["identities"]] == ["Bobby"]
+        with pytest.raises(PresenceError) as taken:
+            await carol.plugin["xep_0045"].join_muc_wait(room, "bobby", timeout=10)
+        assert taken.value.condition == "conflict"
+        members = await alice.plugin["xep_0045"].get_affiliation_list(room, "member", timeout=10)
+        assert [str(j) for j in members] == ["bob@localhost"]
+        presence, *_ = await bob.plugin["xep_0045"].join_muc_wait(room, "Bobby", timeout=10)
+        assert presence["muc"]["affiliation"] == "member"
+
+
+async def test_the_room_list_pages_with_rsm(tmp_path: Path) -> None:
+    """XEP-0059 paging of the service's rooms with slixmpp's result set iterator;
+    without RSM the answer stops at room_list_max."""
+    server = _start(tmp_path, "room_list_max = 3")
+    try:
+        server.add_user("alice", "alice-password")
+        rooms = sorted(f"paged{i}@{SERVICE}" for i in range(7))
+        async with users(server, "alice") as (alice,):
+            for room in rooms:
+                await create(alice, room, "Alice")
+            alice.register_plugin("xep_0059")
+            plain = await alice.plugin["xep_0030"].get_items(jid=SERVICE, timeout=10)
+            # (slixmpp gives the items as a set: their order is checked in the unit tests)
+            assert sorted(i[0] for i in plain["disco_items"]["items"]) == rooms[:3]
+            iq = alice.make_iq_get(ito=SERVICE)
+            iq["disco_items"]["node"] = ""
+            seen: list[str] = []
+            async for page in alice.plugin["xep_0059"].iterate(iq, "disco_items", amount=2):
+                got = sorted(i[0] for i in page["disco_items"]["items"])
+                assert 0 < len(got) <= 2
+                assert str(page["disco_items"]["rsm"]["count"]) == "7"
+                seen += got
+            assert seen == rooms
+    finally:
+        code = server.stop()
+    assert code == 0 and "Traceback" not in server.log_text(), server.log_text()
