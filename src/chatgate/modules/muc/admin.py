@@ -321,6 +321,9 @@ def _admin_set(
     mine = room.affiliation(session.bare)
     role_changes: list[tuple[Occupant, str, str | None]] = []
     affiliation_changes: dict[str, tuple[str, str | None]] = {}
+    #: nicks reserved by this request: bare JID -> (nick, key), and key -> bare JID
+    nicks: dict[str, tuple[str, str]] = {}
+    reservations: dict[str, str] = {}
     for item in items:
         reason_el = item.find("reason")
         reason = reason_el.text if reason_el is not None else None
@@ -329,6 +332,14 @@ def _admin_set(
             affiliation = item.get("affiliation") or ""
             _check_affiliation(room, mine, bare, affiliation)
             affiliation_changes[bare] = (affiliation, reason)
+            if item.get("jid") and item.get("nick") and affiliation in (MEMBER, ADMIN, OWNER):
+                # an admin reserves a nick for the user (§9.3's item may carry one)
+                wanted = item.get("nick") or ""
+                key = nick_key(wanted, svc.options.max_nick_length)
+                if room.reserved.get(key, bare) != bare or reservations.get(key, bare) != bare:
+                    raise StanzaError(E.CONFLICT, f"{wanted} is registered by someone else")
+                reservations[key] = bare
+                nicks[bare] = (wanted, key)
         elif item.get("role") is not None:
             nick = item.get("nick")
             if not nick:
@@ -356,6 +367,8 @@ def _admin_set(
     actor_nick = actor.nick if actor is not None else None
     for bare, (affiliation, reason) in affiliation_changes.items():
         room.set_affiliation(bare, affiliation)
+        if bare in nicks:
+            room.reserve(bare, *nicks[bare])
         for occupant in room.occupants_of(bare):
             if affiliation == OUTCAST:
                 remove_occupant(

@@ -173,3 +173,29 @@ async def test_a_persistent_room_keeps_registered_nicks_across_a_restart(tmp_pat
         assert error(await carol.join("Bobby")) == "conflict"
         assert reserved_nick(await bob.send(ROOMUSER)) == "Bobby"
         assert entered(await bob.join("Bobby"), "Bobby")
+
+
+async def test_an_admin_reserves_a_nick_with_a_member(tmp_path: Path) -> None:
+    """§9.3: the item making a member may carry the nick the room keeps for them;
+    one taken by someone else is a conflict and the whole request changes nothing."""
+    async with running(tmp_path) as srv:
+        alice, carol = [await Client.login(srv, u) for u in ("alice", "carol")]
+        await alice.join("Alice")
+        room = srv.module("muc").registry.get(ROOM)
+        result(
+            await alice.send(
+                admin("<item affiliation='member' jid='bob@localhost' nick='Bobby'/>")
+            ),
+            "adm",
+        )
+        assert room.nicks == {"bob@localhost": "Bobby"}
+        assert error(await carol.join("BOBBY")) == "conflict"
+        both = (
+            "<item affiliation='member' jid='dave@localhost' nick='Dave'/>"
+            "<item affiliation='member' jid='carol@localhost' nick='bobby'/>"
+        )
+        assert error(await alice.send(admin(both))) == "conflict"
+        assert "dave@localhost" not in room.affiliations and "dave@localhost" not in room.nicks
+        # a ban takes the nick away
+        result(await alice.send(admin("<item affiliation='outcast' jid='bob@localhost'/>")), "adm")
+        assert room.nicks == {} and room.reserved == {}
