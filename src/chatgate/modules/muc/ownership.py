@@ -299,6 +299,9 @@ class RoomOwnership:
 
     async def _received(self, sender: str, payload: bytes) -> bytes:
         """A room handed over to this node (its new owner)."""
+        if self.peers.name in self.peers.leaving:
+            # this node is stopping too: the sender tries the next owner it sees
+            raise ValueError("this node is stopping")
         history = self.svc.new_history()
         try:
             room = restore(payload, history, self.relay.max_stanza_bytes)
@@ -330,8 +333,8 @@ class RoomOwnership:
         leaver = self._leavers.get(sender)
         if leaver is not None:
             leaver.set()
-            return b"ok"
-        self._moved_from.add(sender)
+        else:
+            self._moved_from.add(sender)
         self._heard(sender)
         return b"ok"
 

@@ -344,3 +344,35 @@ def test_an_end_heard_before_a_session_entered_is_not_its_end() -> None:
     assert not ended.heard_since("back@localhost/r", arrived.entered["back@localhost/r"])
     assert ended.heard_since("gone@localhost/r", arrived.entered["gone@localhost/r"])
     assert not ended.heard_since("never@localhost/r", 0.0)
+
+
+async def test_a_stopping_node_refuses_rooms_and_its_peers_count_it_out(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Two nodes stopping at once: one that is stopping takes no room (the sender
+    tries the next owner it sees); a node told "muc-leaving" owns nothing of the
+    leaver's from then on, and takes its rooms back when it says it is done."""
+    async with cluster(tmp_path, redis_server) as (alpha, beta):
+        assert alpha.ctx is not None and beta.ctx is not None
+        record = alpha.ctx.modules.get("muc")
+        assert record is not None
+        peers = record.module.relay.peers  # type: ignore[attr-defined]
+        peers.leave("alpha")  # alpha stops
+        room = Room(
+            room_owned_by("alpha", prefix="refused"), RoomConfig(), history=History(1, 1024)
+        )
+        with pytest.raises(PeerRefused, match="stopping"):
+            await beta.ctx.peers.request("alpha", "muc-handover", room_state(room))
+        assert rooms_of(alpha) == set()
+        # beta hears alpha leave: alpha's rooms are beta's from then on
+        beta_record = beta.ctx.modules.get("muc")
+        assert beta_record is not None
+        beta_peers = beta_record.module.relay.peers  # type: ignore[attr-defined]
+        assert beta_peers.owner(room.jid) == "alpha"
+        assert await alpha.ctx.peers.request("beta", "muc-leaving", b"") == b"ok"
+        assert beta_peers.owner(room.jid) == "beta"
+        relay = beta_record.module.relay  # type: ignore[attr-defined]
+        assert not relay.settled.is_set()  # holding stanzas for rooms to come
+        assert await alpha.ctx.peers.request("beta", "muc-moved", b"") == b"ok"
+        await wait_until(relay.settled.is_set)
