@@ -176,6 +176,12 @@ class PresenceModule:
             subscribers = flt.visible(origin.bare, subscribers)
         router.broadcast_presence(subscribers, data)
         router.broadcast_presence((origin.bare,), data)
+        remote = roster.remote_subscribers(self.ctx.hosts)
+        if remote:
+            # Subscribers on an external component's domain (a gateway's users).
+            router.presence_to_services(
+                remote if flt is None else flt.visible(origin.bare, remote), data
+            )
         if not initial:
             return None
         # §4.2.2 / §4.3: probe the contacts whose presence the user sees; local

@@ -358,7 +358,6 @@ class Router:
         of each bare JID in `bares`, each copy addressed to its resource (RFC 6121
         §4.2.2, §4.4.2).  A bare JID given twice is served twice."""
         local = self._local
-        sinks = self.presence_sinks
         tail = xml[_PRESENCE_NAME:]
         sent = 0
         for bare in bares:
@@ -368,13 +367,17 @@ class Router:
                     if session.available:
                         sent += 1
                         session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
-            elif sinks:
-                # No session: a contact on a service's domain (a gateway's user)?
-                sink = sinks.get(bare.rpartition("@")[2])
-                if sink is not None:
-                    sent += 1
-                    sink(f'<presence to="{escape_attr(bare)}"{tail}'.encode())
         STANZAS.sent += sent
+
+    def presence_to_services(self, jids: Iterable[str], xml: str) -> None:
+        """A presence serialized once (`xml`, without 'to') to each JID in `jids` that
+        is on a service's domain that takes presence (`register_service`), addressed
+        to it; others are skipped.  What `broadcast_presence` is for accounts, for
+        the contacts a caller knows are not on a served domain (`Roster.
+        remote_subscribers`): the broadcast to accounts has no check of its own."""
+        if self.presence_sinks:
+            for jid in jids:
+                self._presence_to_sink(jid, xml)
 
     def broadcast_presence_here(self, bares: Iterable[str], xml: str) -> None:
         """As `broadcast_presence`, to this process's sessions only (what each node
@@ -455,7 +458,10 @@ class Router:
                 stanza = Element(
                     "presence", ns.CLIENT, {"from": session.full, "type": "unavailable"}
                 )
-                self.broadcast_presence((to,), serialize(stanza))
+                if self.presence_sinks and to not in self._local:
+                    self._presence_to_sink(to, serialize(stanza))
+                else:
+                    self.broadcast_presence((to,), serialize(stanza))
 
     def takes_presence(self, domain: str) -> bool:
         """Whether `domain` is a service's that takes presence (`register_service`)."""

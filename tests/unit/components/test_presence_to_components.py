@@ -253,17 +253,44 @@ def test_the_router_hands_presence_to_a_sink_only_for_its_domain() -> None:
     router.register_service(GW, lambda *_a: None, got.append)
     world.bind("bob@localhost/r", priority=0)
     xml = '<presence from="alice@localhost/r"/>'
-    router.broadcast_presence(["bob@localhost", CONTACT, "carol@localhost", "x@far.example"], xml)
-    assert [parse_fragment(d).attrs["to"] for d in got] == [CONTACT]
-    assert world.out["bob@localhost/r"]
+    # The accounts' broadcast is left as it was: no check per subscriber.
+    router.broadcast_presence(["bob@localhost", CONTACT], xml)
+    assert got == [] and world.out["bob@localhost/r"]
+    router.presence_to_services([CONTACT, "carol@localhost", "x@far.example", GW], xml)
+    assert [parse_fragment(d).attrs["to"] for d in got] == [CONTACT, GW]
     got.clear()
     # Named twice (a subscriber who also got directed presence): once.
-    router.presence_to([CONTACT, f"{CONTACT}/irc", CONTACT], xml)
+    router.presence_to([CONTACT, f"{CONTACT}/irc", CONTACT, "bob@localhost"], xml)
     assert [parse_fragment(d).attrs["to"] for d in got] == [CONTACT, f"{CONTACT}/irc"]
     got.clear()
     router.unregister_service(GW, lambda *_a: None)  # another handler: kept
     assert router.takes_presence(GW)
     handler = router.services[GW]
     router.unregister_service(GW, handler)
-    router.broadcast_presence([CONTACT], xml)
+    router.presence_to_services([CONTACT], xml)
+    router.presence_to([CONTACT], xml)
     assert got == [] and not router.takes_presence(GW)
+
+
+def test_remote_subscribers_are_computed_once_per_change() -> None:
+    from chatgate.modules.roster.service import Roster
+    from chatgate.storage.records import RosterItem
+
+    def item(jid: str, sub: Subscription) -> RosterItem:
+        return RosterItem(jid=jid, subscription=sub)
+
+    roster = Roster(
+        {
+            "bob@localhost": item("bob@localhost", Subscription.BOTH),
+            CONTACT: item(CONTACT, Subscription.FROM),
+            f"to-only@{GW}": item(f"to-only@{GW}", Subscription.TO),
+        },
+        1,
+        set(),
+    )
+    hosts = {"localhost"}
+    first = roster.remote_subscribers(hosts)
+    assert first == [CONTACT] and roster.remote_subscribers(hosts) is first
+    roster.items[GW] = item(GW, Subscription.BOTH)
+    roster._changed()
+    assert roster.remote_subscribers(hosts) == [CONTACT, GW]

@@ -19,7 +19,7 @@ in the transaction that would add a row and raises `RosterLimitReached`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
 from chatgate.modules.roster.locks import AccountLocks, LocalAccountLocks
@@ -49,6 +49,7 @@ class Roster:
     pending_in: set[str]
     _presence_subscribers: list[str] | None = field(default=None, repr=False)
     _presence_sources: list[str] | None = field(default=None, repr=False)
+    _remote_subscribers: list[str] | None = field(default=None, repr=False)
 
     @property
     def presence_subscribers(self) -> list[str]:
@@ -72,9 +73,21 @@ class Roster:
             ]
         return self._presence_sources
 
+    def remote_subscribers(self, hosts: Container[str]) -> list[str]:
+        """The presence subscribers on domains not in `hosts` (a gateway's users, on
+        an external component's domain), so that a broadcast to the accounts here
+        costs nothing per subscriber for them; computed once per change (`hosts`,
+        the served domains, is the same on every call)."""
+        if self._remote_subscribers is None:
+            self._remote_subscribers = [
+                jid for jid in self.presence_subscribers if jid.rpartition("@")[2] not in hosts
+            ]
+        return self._remote_subscribers
+
     def _changed(self) -> None:
         self._presence_subscribers = None
         self._presence_sources = None
+        self._remote_subscribers = None
 
 
 class RosterService:
