@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 from chatgate.config import Config
 from chatgate.context import ServerContext
 from chatgate.modules.base import OnStop, Registration, Spec
-from tests.unit.modules.wire import Server
+
+from .support import ROOM, Client, running
 
 
 class Stopping:
@@ -70,15 +71,16 @@ async def test_stop_work_runs_once_in_reverse_order_bounded_and_isolated(tmp_pat
 async def test_the_muc_without_a_cluster_stops_at_once_and_keeps_its_rooms(
     tmp_path: Path,
 ) -> None:
-    server = await Server.start(tmp_path, {})
-    try:
-        record = server.ctx.modules.get("muc")
+    async with running(tmp_path) as srv:
+        alice = await Client.login(srv, "alice")
+        await alice.join("Alice")
+        record = srv.ctx.modules.get("muc")
         assert record is not None
         assert any(isinstance(r, OnStop) for r in record.registrations)
-        service = record.module.service  # type: ignore[attr-defined]
-        assert service is not None
-        before = list(service.registry.rooms("conference.localhost"))
-        await asyncio.wait_for(server.ctx.stop_modules(), 1)
-        assert list(service.registry.rooms("conference.localhost")) == before
-    finally:
-        await server.db.close()
+        registry = record.module.registry  # type: ignore[attr-defined]
+        room = registry.get(ROOM)
+        assert room is not None
+        await asyncio.wait_for(srv.ctx.stop_modules(), 1)
+        # nobody to hand it to: the room and its occupant stay, nobody is told anything
+        assert registry.get(ROOM) is room and room.occupant_of(alice.full) is not None
+        assert alice.received() == []
