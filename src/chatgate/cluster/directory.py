@@ -393,7 +393,7 @@ class ClusterSessionDirectory:
         replaced = self.local.get(session.bare, {}).get(session.resource)
         if replaced is not None:
             self._drop_local(replaced)
-        self._add_local(session, sid)  # the claim script announced it
+        self._add_local(session, sid, supersedes=held)  # the claim script announced it
         early = self._early_closes.pop(sid, None)
         if early is not None:  # replaced already: bound, then closed at once
             condition, text = early
@@ -459,7 +459,7 @@ class ClusterSessionDirectory:
         replaced = self.local.get(session.bare, {}).get(session.resource)
         if replaced is not None:  # cannot be (node held it), but never two here
             self._drop_local(replaced)
-        self._add_local(session, new_sid)
+        self._add_local(session, new_sid, supersedes=f"{node}|{sid}")
         return True
 
     def _claim_locally(
@@ -485,9 +485,28 @@ class ClusterSessionDirectory:
         self._add_local(session, sid)
         return session, replaced
 
-    def _add_local(self, session: C2SSession, sid: str) -> None:
+    def _add_local(self, session: C2SSession, sid: str, *, supersedes: str | None = None) -> None:
+        """`session` bound here under `sid`.  `supersedes`: the "node|sid" Redis said
+        this claim replaced ('' for none; None: decided here alone, Redis away).
+
+        A remote session the table holds under any other claim is not dropped but
+        waits behind ours (`_shadowed`, as `_apply` does for a claim heard while ours
+        is bound).  Its C event may have been read before our claim's answer though
+        Redis ran its claim after ours (events and answers come on two connections):
+        it is then the newest session, its node closes ours, and it must be what this
+        node delivers to once ours is released -- overwritten, the full JID had no
+        entry here at all while bound on that node (messages from here stored offline
+        instead).  An older one waiting there is removed by its release's R event."""
         self.local.setdefault(session.bare, {})[session.resource] = session
-        self.table.setdefault(session.bare, {})[session.resource] = session
+        entries = self.table.setdefault(session.bare, {})
+        current = entries.get(session.resource)
+        if (
+            supersedes is not None
+            and isinstance(current, RemoteSession)
+            and f"{current.node}|{current.sid}" != supersedes
+        ):
+            self._shadowed[(session.bare, session.resource)] = current
+        entries[session.resource] = session
         self._sids[id(session)] = sid
         self._by_target[session.full.encode()] = session
 

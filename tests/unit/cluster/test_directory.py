@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -326,6 +327,55 @@ async def test_the_session_that_replaced_ours_is_reachable_once_ours_has_gone(
     )
     new_peer = b.peers["alice@example.net/desk"]
     await eventually(lambda: any(b"to the new one" in w for w in new_peer.written))
+
+
+async def test_a_newer_claim_heard_before_our_claims_answer_is_reachable_once_ours_has_gone(
+    two: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis runs a's claim, then b's; a reads b's event (its subscription) before
+    its own claim's answer (its command connection).  b's session is the newest and
+    must be what a delivers to once a's session is closed (RFC 6120 §7.7.2.2):
+    the race over three nodes in tests/e2e/test_cluster_attacks.py lost it, so a
+    message from a's node to the full JID went nowhere."""
+    a, b = two
+    real = a.node.run_script
+    answered = asyncio.Event()
+    read = asyncio.Event()
+
+    async def answer_read_late(script: Any, keys: list[Any], args: list[Any]) -> Any:
+        answer = await real(script, keys, args)
+        answered.set()
+        await read.wait()  # what b's claim publishes is read first
+        return answer
+
+    monkeypatch.setattr(a.node, "run_script", answer_read_late)
+    binding = asyncio.create_task(a.bind("alice@example.net", "desk"))
+    await asyncio.wait_for(answered.wait(), 5)
+    await b.bind("alice@example.net", "desk")  # after a's claim in Redis: replaces it
+    await eventually(
+        lambda: isinstance(
+            a.directory.table.get("alice@example.net", {}).get("desk"), RemoteSession
+        )
+    )
+    read.set()
+    old = await binding
+    # b told a to close its session (by its sid, perhaps before a's answer) ...
+    await eventually(
+        lambda: a.peers["alice@example.net/desk"].closed == [StreamErrorCondition.CONFLICT]
+    )
+    assert a.directory.table["alice@example.net"]["desk"] is old
+    assert b.peers["alice@example.net/desk"].closed == []
+    a.directory.release(old)  # ... which the connection driver releases
+    # b's session, not nothing, is what a delivers to.
+    stand_in = a.directory.table["alice@example.net"]["desk"]
+    assert isinstance(stand_in, RemoteSession) and stand_in.node == "b"
+    delivered = a.router.deliver_to_full(
+        JID.parse("alice@example.net/desk"), chat("alice@example.net/desk", "to the newest")
+    )
+    assert delivered
+    new_peer = b.peers["alice@example.net/desk"]
+    await eventually(lambda: any(b"to the newest" in w for w in new_peer.written))
+    assert a.stored == []
 
 
 async def test_a_login_while_redis_is_away_is_decided_here_and_claimed_on_its_return(
