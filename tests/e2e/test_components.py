@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import slixmpp
@@ -101,9 +102,14 @@ class Component(ComponentXMPP):
         self.add_event_handler("message", self.messages.put_nowait)
 
 
+C = TypeVar("C", bound=Component)
+
+
 @contextlib.asynccontextmanager
-async def component(port: int, jid: str = DOMAIN, secret: str = SECRET) -> AsyncIterator[Component]:
-    comp = Component(jid, secret, port)
+async def component(
+    port: int, jid: str = DOMAIN, secret: str = SECRET, kind: type[C] = Component
+) -> AsyncIterator[C]:
+    comp = kind(jid, secret, port)
     started = asyncio.get_running_loop().create_future()
     comp.add_event_handler("session_start", lambda _e: started.done() or started.set_result(True))
     comp.connect()

@@ -12,13 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 import slixmpp
 
 from tests.e2e.conftest import Client, RunningServer, logged_in
-from tests.e2e.test_components import DOMAIN, SECRET, Component, start_with_components
+from tests.e2e.test_components import (
+    DOMAIN,
+    Component,
+    component,
+    start_with_components,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -62,18 +67,8 @@ class Gateway(Component):
         return await asyncio.wait_for(wait(), timeout)
 
 
-@contextlib.asynccontextmanager
-async def gateway(port: int) -> AsyncIterator[Gateway]:
-    comp = Gateway(DOMAIN, SECRET, port)
-    started = asyncio.get_running_loop().create_future()
-    comp.add_event_handler("session_start", lambda _e: started.done() or started.set_result(True))
-    comp.connect()
-    try:
-        await asyncio.wait_for(started, 10)
-        yield comp
-    finally:
-        comp.abort()
-        await asyncio.sleep(0.2)
+def gateway(port: int) -> contextlib.AbstractAsyncContextManager[Gateway]:
+    return component(port, kind=Gateway)
 
 
 async def roster_subscription(client: Client, jid: str, want: str, timeout: float = 10) -> str:
@@ -104,11 +99,9 @@ async def test_a_subscription_handshake_with_a_gateway_jid_is_recorded_in_the_ro
     server, port = setup
     contact = f"bob-friend@{DOMAIN}"
     async with gateway(port) as gw, logged_in(server, "bob@localhost", "bob-pass") as bob:
-        bob.send_presence(pto=contact, ptype="subscribe")
-        # Stamped with bob's bare JID (RFC 6121 §3.1.2), to the gateway.
-        await gw.expect("subscribe", "bob@localhost", contact)
-        # The gateway approves and asks back; bob's client approves: both ways.
-        assert await roster_subscription(bob, contact, "both") == "both"
+        # Stamped with bob's bare JID (RFC 6121 §3.1.2), to the gateway, which
+        # approves and asks back; bob's client approves: both ways.
+        await subscribe_both(bob, gw, contact)
         await gw.expect("subscribed", "bob@localhost", contact)
         # Recorded on the server: a new session reads the same roster.
     async with logged_in(server, "bob@localhost", "bob-pass") as again:

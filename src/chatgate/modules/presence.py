@@ -341,7 +341,10 @@ class PresenceModule:
         request.attrs["type"] = kind.value
         reply = error_reply(request, QUOTA, text)
         reply.attrs.pop("to", None)
-        self._deliver_stanza(sender, reply)
+        if sender.rpartition("@")[2] in self.ctx.hosts:
+            self._deliver_stanza(sender, reply)
+        else:
+            self.router.presence_to_services((sender,), serialize(reply))  # a component
 
     async def _state(self, owner: Owner, contact: str) -> PairState:
         item = await self.rosters.item(owner, contact)

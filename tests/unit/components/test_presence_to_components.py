@@ -11,7 +11,6 @@ as with any contact (RFC 6121 §3, §4)."""
 from __future__ import annotations
 
 import contextlib
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from chatgate.storage.records import Subscription
 from chatgate.xml.element import Element
 from chatgate.xml.framed import parse_fragment
 from chatgate.xmpp.router import Router
-from tests.unit.modules.wire import Server, Wire
+from tests.unit.modules.test_blocking import Client, login
+from tests.unit.modules.wire import Server
 from tests.unit.xmpp.test_router_delivery import World
 
 GW = "gw.localhost"
@@ -55,8 +55,8 @@ class Component:
 
 
 @contextlib.asynccontextmanager
-async def server(tmp: Path) -> AsyncIterator[tuple[Server, Component]]:
-    srv = await Server.start(tmp, {}, components=[{"domain": GW, "secret": "secret123"}])
+async def server(tmp: Path, **config: object) -> AsyncIterator[tuple[Server, Component]]:
+    srv = await Server.start(tmp, {}, components=[{"domain": GW, "secret": "secret123"}], **config)
     for name in ("alice", "bob"):
         await srv.add_user(name, f"{name}-pw")
     hub = ComponentHub(srv.ctx)
@@ -68,33 +68,6 @@ async def server(tmp: Path) -> AsyncIterator[tuple[Server, Component]]:
     finally:
         await hub.stop()
         await srv.stop()
-
-
-class Client:
-    """A logged-in wire and what it was sent since it was last asked."""
-
-    def __init__(self, wire: Wire) -> None:
-        self.wire = wire
-        self.seen = len(wire.transport.out)
-
-    async def send(self, text: str) -> list[ET.Element]:
-        await self.wire.send(text)
-        return self.take()
-
-    def take(self) -> list[ET.Element]:
-        out = self.wire.transport.out[self.seen :].decode()
-        self.seen = len(self.wire.transport.out)
-        return list(ET.fromstring(f"<r xmlns='jabber:client'>{out}</r>"))
-
-
-async def login(srv: Server, user: str, *, presence: bool = True) -> Client:
-    wire = srv.connect()
-    assert "<jid>" in await wire.login_plain(user, f"{user}-pw", "r")
-    client = Client(wire)
-    await client.send("<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>")
-    if presence:
-        await client.send("<presence/>")
-    return client
 
 
 async def from_component(srv: Server, client: Client | None, xml: str) -> None:
@@ -232,6 +205,22 @@ async def test_a_probe_from_the_gateway_is_answered_only_for_subscribers(tmp_pat
         )
         assert component.take() == []
         assert bob.take() == []
+
+
+async def test_requests_past_the_limit_from_a_gateway_are_refused_to_it(tmp_path: Path) -> None:
+    async with server(tmp_path, limits={"max_subscription_requests": 2}) as (srv, component):
+        for n in range(3):
+            await from_component(
+                srv, None, f"<presence from='u{n}@{GW}' to='alice@localhost' type='subscribe'/>"
+            )
+        pending = await srv.db.roster.pending_in(("alice", "localhost"))
+        assert sorted(pending) == [f"u0@{GW}", f"u1@{GW}"]
+        # The third is neither stored nor lost silently: the gateway is told.
+        [refusal] = component.take()
+        assert refusal.attrs["type"] == "error" and refusal.attrs["to"] == f"u2@{GW}"
+        assert refusal.attrs["from"] == "alice@localhost"
+        error = refusal.find("error")
+        assert error is not None and error.children[0].name == "resource-constraint"  # type: ignore[union-attr]
 
 
 async def test_presence_to_a_gateway_not_connected_is_dropped(tmp_path: Path) -> None:

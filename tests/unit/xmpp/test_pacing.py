@@ -15,26 +15,24 @@ from chatgate.components.connection import ComponentConnection
 from chatgate.config import Config
 from chatgate.xmpp.shaper import TokenBucket
 from chatgate.xmpp.transports.tcp import TcpTransport
+from tests.unit.xmpp.test_tcp_reading import FakeSocketTransport
 
 
-class FakeSocket:
-    """What asyncio gives a Protocol, reduced to what reading uses."""
+class FakeSocket(FakeSocketTransport):
+    """The fake socket of the TCP reading tests, with what `connection_made` and a
+    close use besides."""
 
     def __init__(self) -> None:
-        self.reading = True
-        self.closing = False
+        super().__init__()
         self.eof = False
 
-    def pause_reading(self) -> None:
-        assert self.reading, "paused twice"
-        self.reading = False
+    @property
+    def closing(self) -> bool:
+        return self.closed
 
-    def resume_reading(self) -> None:
-        assert not self.reading, "resumed twice"
-        self.reading = True
-
-    def is_closing(self) -> bool:
-        return self.closing
+    @closing.setter
+    def closing(self, value: bool) -> None:
+        self.closed = value
 
     def set_write_buffer_limits(self, high: int) -> None:
         pass
@@ -42,23 +40,11 @@ class FakeSocket:
     def get_extra_info(self, name: str) -> object:
         return ("127.0.0.1", 40000) if name == "peername" else None
 
-    def write(self, data: bytes) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
     def can_write_eof(self) -> bool:
         return True
 
     def write_eof(self) -> None:
         self.eof = True
-
-    def close(self) -> None:
-        self.closing = True
-
-    def abort(self) -> None:
-        self.closing = True
 
 
 class CountingParser:
