@@ -283,3 +283,35 @@ def test_remote_subscribers_are_computed_once_per_change() -> None:
     roster.items[GW] = item(GW, Subscription.BOTH)
     roster._changed()
     assert roster.remote_subscribers(hosts) == [CONTACT, GW]
+
+
+class Relay:
+    """Stands for the cluster's relay: records what it is asked to forward."""
+
+    def __init__(self) -> None:
+        self.forwarded: list[tuple[str, Element]] = []
+
+    async def forward(self, domain: str, data: bytes) -> bool:
+        self.forwarded.append((domain, parse_fragment(data)))
+        return True
+
+
+async def test_presence_for_a_gateway_on_another_node_is_relayed(tmp_path: Path) -> None:
+    srv = await Server.start(tmp_path, {}, components=[{"domain": GW, "secret": "secret123"}])
+    await srv.add_user("alice", "alice-pw")
+    hub = ComponentHub(srv.ctx)
+    hub.register()
+    relay = Relay()
+    hub.relay = relay  # type: ignore[assignment]
+    try:
+        alice = await login(srv, "alice")
+        await alice.send(f"<presence to='bot@{GW}'/>")
+        await alice.wire.send("</stream:stream>")
+        assert [(domain, *presences([s])) for domain, s in relay.forwarded] == [
+            (GW, ("alice@localhost/r", f"bot@{GW}", "available")),
+            (GW, ("alice@localhost/r", f"bot@{GW}", "unavailable")),
+        ]
+    finally:
+        hub.relay = None
+        await hub.stop()
+        await srv.stop()
