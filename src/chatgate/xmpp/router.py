@@ -6,7 +6,10 @@ broadcast to an account's available resources, probe answers, roster pushes).
 Which sessions exist, and whether a new one may bind, is the session directory's
 (`xmpp/directory.py`); the router reads its table of this process's sessions and
 never changes it.  Presence stanzas go to the presence handler and IQs to the IQ
-dispatcher, both supplied at assembly.
+dispatcher, both supplied at assembly.  A service's domain that takes presence (an
+external component, `register_service`) is treated like a remote contact's server:
+presence for a JID on it goes to that service's presence sink, checked only where
+no session matched (the broadcast to accounts has no check at all).
 
 Routing is synchronous on the hot path (a message to an online resource is
 stamped, looked up in two dicts, serialized once and written); only what needs
