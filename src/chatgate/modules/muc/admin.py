@@ -15,7 +15,7 @@ from chatgate.jid import JID, InvalidJID
 from chatgate.modules.dataforms import find_form, read_submission
 from chatgate.modules.muc import forms, roomlist
 from chatgate.modules.muc import vocabulary as v
-from chatgate.modules.muc.chat import moderate, room_or_error
+from chatgate.modules.muc.chat import moderate, moderate_legacy, room_or_error
 from chatgate.modules.muc.occupancy import nick_key, remove_occupant
 from chatgate.modules.muc.register import ROOMUSER_NODE, register_iq, roomuser_item
 from chatgate.modules.muc.room import (
@@ -140,6 +140,8 @@ def room_iq(svc: MucService, session: C2SSession, iq: Element, room_jid: str) ->
         return register_iq(svc, session, iq, room, payload)
     if payload.ns == v.MODERATE and payload.name == "moderate" and itype == "set":
         return moderate(svc, session, iq, room, payload)
+    if payload.ns == v.FASTEN and payload.name == "apply-to" and itype == "set":
+        return moderate_legacy(svc, session, iq, room, payload)
     if payload.ns == v.MAM and svc.archive is not None and room.config.archive:
         if room.config.members_only and room.affiliation(session.bare) in (NONE, OUTCAST):
             raise StanzaError(E.FORBIDDEN, "the archive of a members-only room is for members")

@@ -249,23 +249,63 @@ def decline(svc: MucService, session: C2SSession, room: Room, x: Element) -> Pen
 def moderate(
     svc: MucService, session: C2SSession, iq: Element, room: Room, request: Element
 ) -> Pending:
-    """XEP-0425: a moderator retracts a groupchat message by its stanza-id; everyone
-    gets the retraction, the history forgets the message, the archive keeps a
-    tombstone in its place."""
-    moderator = room.occupant_of(session.full)
-    if moderator is None or moderator.role != MODERATOR:
-        raise StanzaError(E.FORBIDDEN, "only moderators may retract messages")
+    """XEP-0425 0.3: `<moderate id=STANZA-ID><retract/><reason/></moderate>`."""
+    _may_moderate(room, session)
     if request.find("retract", v.RETRACT) is None:
         raise StanzaError(E.BAD_REQUEST, "only retraction is supported")
     stanza_id = request.get("id") or ""
+    if not stanza_id:
+        raise StanzaError(E.BAD_REQUEST, "<moderate/> needs the message's stanza-id")
     reason = request.find("reason")
-    reason_text = reason.text if reason is not None else ""
+    return _moderate(svc, session, iq, room, stanza_id, reason.text if reason is not None else "")
+
+
+def moderate_legacy(
+    svc: MucService, session: C2SSession, iq: Element, room: Room, apply_to: Element
+) -> Pending:
+    """XEP-0425 0.2, which current Prosody still accepts and clients in the field
+    still send: `<apply-to xmlns='urn:xmpp:fasten:0' id=STANZA-ID><moderate
+    xmlns='urn:xmpp:message-moderate:0'><retract xmlns='urn:xmpp:message-retract:0'/>
+    <reason/></moderate></apply-to>`. Any other fastening is not ours."""
+    request = apply_to.find("moderate", v.MODERATE_0)
+    if request is None:
+        raise StanzaError(E.SERVICE_UNAVAILABLE, "only moderation is applied to messages here")
+    _may_moderate(room, session)
+    if request.find("retract", v.RETRACT_0) is None:
+        raise StanzaError(E.BAD_REQUEST, "only retraction is supported")
+    stanza_id = apply_to.get("id") or ""
+    if not stanza_id:
+        raise StanzaError(E.BAD_REQUEST, "<apply-to/> needs the message's stanza-id")
+    reason = request.find("reason")
+    return _moderate(svc, session, iq, room, stanza_id, reason.text if reason is not None else "")
+
+
+def _may_moderate(room: Room, session: C2SSession) -> None:
+    moderator = room.occupant_of(session.full)
+    if moderator is None or moderator.role != MODERATOR:
+        raise StanzaError(E.FORBIDDEN, "only moderators may retract messages")
+
+
+def _moderate(
+    svc: MucService,
+    session: C2SSession,
+    iq: Element,
+    room: Room,
+    stanza_id: str,
+    reason_text: str,
+) -> Pending:
+    """A moderator retracts a groupchat message by its stanza-id, whichever form the
+    request came in: everyone gets the retraction (both forms), the history forgets
+    the message, the archive keeps a tombstone (both forms) in its place."""
+    moderator = room.occupant_of(session.full)
+    assert moderator is not None  # _may_moderate
     by = f"{room.jid}/{moderator.nick}"
+    occupant_id = room.occupant_id(moderator.bare)
     entry = room.history.remove(stanza_id)
     if svc.archive is None:
         if entry is None:
             raise StanzaError(E.ITEM_NOT_FOUND, "no such message")
-        _retracted(svc, session, iq, room, stanza_id, by, moderator.bare, reason_text)
+        _retracted(svc, session, iq, room, stanza_id, by, occupant_id, reason_text)
         return None
     archive = svc.archive
     # XEP-0425 §5: the archive keeps a tombstone, from whoever sent the message
@@ -275,18 +315,45 @@ def moderate(
     )
     stamp = history_entry(svc, tombstone, "", stanza_id, 0).stamp
     retracted = tombstone.sub("retracted", v.RETRACT, {"stamp": stamp})
-    moderated = retracted.sub("moderated", v.MODERATE, {"by": by})
-    moderated.sub("occupant-id", v.OCCUPANT_ID, {"id": room.occupant_id(moderator.bare)})
+    _moderated(retracted, v.MODERATE, by).sub("occupant-id", v.OCCUPANT_ID, {"id": occupant_id})
     if reason_text:
         retracted.sub("reason", text=reason_text)
+    # 0.2 tombstone, what clients reading the archive with the legacy form look for
+    legacy = _moderated(tombstone, v.MODERATE_0, by)
+    legacy.sub("retracted", v.RETRACT_0, {"stamp": stamp})
+    if reason_text:
+        legacy.sub("reason", text=reason_text)
 
     async def in_archive() -> None:
         found = await archive.retract(room.jid, stanza_id, tombstone)
         if not found and entry is None:
             raise StanzaError(E.ITEM_NOT_FOUND, "no such message")
-        _retracted(svc, session, iq, room, stanza_id, by, moderator.bare, reason_text)
+        _retracted(svc, session, iq, room, stanza_id, by, occupant_id, reason_text)
 
     return svc.guarded(session, iq, in_archive())
+
+
+def _moderated(parent: Element, namespace: str, by: str) -> Element:
+    return parent.sub("moderated", namespace, {"by": by})
+
+
+def announcement(room_jid: str, stanza_id: str, by: str, occupant_id: str, reason: str) -> Element:
+    """The retraction everyone in the room gets, in both forms at once (as current
+    Prosody sends it): XEP-0425 0.3's `<retract xmlns='urn:xmpp:message-retract:1'>`
+    and 0.2's `<apply-to xmlns='urn:xmpp:fasten:0'>` (XEP-0422), which slixmpp's
+    itest and the Conversations/Gajim/converse.js versions still deployed read."""
+    out = Element(
+        "message", ns.CLIENT, {"from": room_jid, "type": "groupchat", "id": os.urandom(8).hex()}
+    )
+    retract = out.sub("retract", v.RETRACT, {"id": stanza_id})
+    _moderated(retract, v.MODERATE, by).sub("occupant-id", v.OCCUPANT_ID, {"id": occupant_id})
+    if reason:
+        retract.sub("reason", text=reason)
+    legacy = _moderated(out.sub("apply-to", v.FASTEN, {"id": stanza_id}), v.MODERATE_0, by)
+    legacy.sub("retract", v.RETRACT_0)
+    if reason:
+        legacy.sub("reason", text=reason)
+    return out
 
 
 def _retracted(
@@ -296,18 +363,10 @@ def _retracted(
     room: Room,
     stanza_id: str,
     by: str,
-    moderator: str,
+    occupant_id: str,
     reason: str,
 ) -> None:
-    out = Element(
-        "message", ns.CLIENT, {"from": room.jid, "type": "groupchat", "id": os.urandom(8).hex()}
-    )
-    retract = out.sub("retract", v.RETRACT, {"id": stanza_id})
-    moderated = retract.sub("moderated", v.MODERATE, {"by": by})
-    moderated.sub("occupant-id", v.OCCUPANT_ID, {"id": room.occupant_id(moderator)})
-    if reason:
-        retract.sub("reason", text=reason)
-    svc.to_everyone(room, out)
+    svc.to_everyone(room, announcement(room.jid, stanza_id, by, occupant_id, reason))
     reply = iq_result(iq)
     reply.attrs["to"] = session.full
     session.send(reply)

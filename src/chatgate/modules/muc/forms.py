@@ -222,6 +222,7 @@ def features(room: Room, *, archive: bool) -> list[str]:
         v.STANZA_ID,
         v.OCCUPANT_ID,
         v.MODERATE,
+        v.MODERATE_0,  # the legacy <apply-to/> request is accepted too
         v.SELF_PING,
         "http://jabber.org/protocol/disco#info",
         "http://jabber.org/protocol/disco#items",

@@ -18,6 +18,11 @@ STANZA_ID = "urn:xmpp:sid:0"  # XEP-0359
 OCCUPANT_ID = "urn:xmpp:occupant-id:0"  # XEP-0421
 MODERATE = "urn:xmpp:message-moderate:1"  # XEP-0425 0.3
 RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424 1.0
+# XEP-0425 0.2 (over XEP-0422 fastening): what deployed clients and slixmpp's itest still
+# read, and what current Prosody's mod_muc_moderation still sends beside the 0.3 form
+MODERATE_0 = "urn:xmpp:message-moderate:0"
+RETRACT_0 = "urn:xmpp:message-retract:0"
+FASTEN = "urn:xmpp:fasten:0"
 MAM = "urn:xmpp:mam:2"
 SELF_PING = "https://xmpp.org/extensions/xep-0410.html#feature"
 

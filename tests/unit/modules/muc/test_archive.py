@@ -86,7 +86,8 @@ async def test_a_moderated_message_leaves_a_tombstone_in_the_archive(tmp_path: P
         stanza_id = messages(echo)[0].find("{urn:xmpp:sid:0}stanza-id").get("id")  # type: ignore[union-attr]
         moderate = (
             f"<iq type='set' id='mod' to='{ROOM}'><moderate xmlns='urn:xmpp:message-moderate:1' "
-            f"id='{stanza_id}'><retract xmlns='urn:xmpp:message-retract:1'/></moderate></iq>"
+            f"id='{stanza_id}'><retract xmlns='urn:xmpp:message-retract:1'/>"
+            "<reason>spam</reason></moderate></iq>"
         )
         result(await alice.send(moderate), "mod")
         (tomb,) = archived(await alice.send(QUERY))
@@ -95,6 +96,13 @@ async def test_a_moderated_message_leaves_a_tombstone_in_the_archive(tmp_path: P
         assert retracted is not None
         moderated = retracted.find("{urn:xmpp:message-moderate:1}moderated")
         assert moderated is not None and moderated.get("by") == f"{ROOM}/Alice"
+        assert retracted.findtext("{urn:xmpp:message-retract:1}reason") == "spam"
+        # XEP-0425 0.2's tombstone too, for clients reading the legacy form
+        legacy = tomb.find("{urn:xmpp:message-moderate:0}moderated")
+        assert legacy is not None and legacy.get("by") == f"{ROOM}/Alice"
+        stamp = legacy.find("{urn:xmpp:message-retract:0}retracted")
+        assert stamp is not None and stamp.get("stamp") == retracted.get("stamp")
+        assert legacy.findtext("{urn:xmpp:message-moderate:0}reason") == "spam"
 
 
 async def test_a_destroyed_rooms_archive_is_gone(tmp_path: Path) -> None:

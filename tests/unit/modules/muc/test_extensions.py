@@ -3,6 +3,7 @@ the attacks: join floods, huge and forged input, rooms that do not exist."""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .support import (
@@ -19,6 +20,28 @@ from .support import (
 
 PING = "<ping xmlns='urn:xmpp:ping'/>"
 SID = "{urn:xmpp:sid:0}stanza-id"
+FASTEN = "urn:xmpp:fasten:0"
+MODERATE_0 = "urn:xmpp:message-moderate:0"
+RETRACT_0 = "urn:xmpp:message-retract:0"
+
+
+def legacy_moderate(iq_id: str, stanza_id: str | None, inner: str) -> str:
+    """A XEP-0425 0.2 request: <apply-to/> (XEP-0422) around <moderate/>."""
+    id_attr = f" id='{stanza_id}'" if stanza_id is not None else ""
+    return (
+        f"<iq type='set' id='{iq_id}' to='{ROOM}'><apply-to xmlns='{FASTEN}'{id_attr}>"
+        f"<moderate xmlns='{MODERATE_0}'>{inner}</moderate></apply-to></iq>"
+    )
+
+
+def assert_legacy_announcement(msg: ET.Element, stanza_id: str, by: str, reason: str) -> None:
+    """XEP-0425 0.2's announcement, as current Prosody sends it beside the 0.3 one."""
+    apply_to = msg.find(f"{{{FASTEN}}}apply-to")
+    assert apply_to is not None and apply_to.get("id") == stanza_id
+    moderated = apply_to.find(f"{{{MODERATE_0}}}moderated")
+    assert moderated is not None and moderated.get("by") == by
+    assert moderated.find(f"{{{RETRACT_0}}}retract") is not None
+    assert moderated.findtext(f"{{{MODERATE_0}}}reason") == reason
 
 
 async def test_self_ping_is_answered_by_the_service(tmp_path: Path) -> None:
@@ -72,12 +95,83 @@ async def test_a_moderator_retracts_a_message_for_everyone(tmp_path: Path) -> No
         moderated = retract.find("{urn:xmpp:message-moderate:1}moderated")
         assert moderated is not None and moderated.get("by") == f"{ROOM}/Alice"
         assert retract.findtext("{urn:xmpp:message-retract:1}reason") == "spam"
+        assert_legacy_announcement(retraction, stanza_id or "?", f"{ROOM}/Alice", "spam")
         # the history forgot it
         assert bodies(await carol.join("Carol")) == []
         unknown = moderate.replace("id='mod'", "id='m2'").replace(
             stanza_id or "?", "01NOSUCHID00000000000000AA"
         )
         assert error(await alice.send(unknown)) == "item-not-found"
+
+
+async def test_the_legacy_apply_to_request_retracts_too(tmp_path: Path) -> None:
+    """XEP-0425 0.2 (what older clients send): accepted, announced in both forms;
+    a non-moderator is refused, a malformed request is a bad-request."""
+    async with running(tmp_path) as srv:
+        alice, bob, carol = [await Client.login(srv, u) for u in ("alice", "bob", "carol")]
+        await alice.join("Alice")
+        await bob.join("Bob")
+        await bob.send(f"<message to='{ROOM}' type='groupchat'><body>spam</body></message>")
+        (msg,) = messages(alice.received())
+        stanza_id = msg.find(SID).get("id") or "?"  # type: ignore[union-attr]
+        retract = f"<retract xmlns='{RETRACT_0}'/><reason>bad words</reason>"
+        assert error(await bob.send(legacy_moderate("b", stanza_id, retract))) == "forbidden"
+        # malformed: no stanza-id, no retract, a retract of the 0.3 namespace
+        assert error(await alice.send(legacy_moderate("m1", None, retract))) == "bad-request"
+        assert error(await alice.send(legacy_moderate("m2", stanza_id, ""))) == "bad-request"
+        wrong = "<retract xmlns='urn:xmpp:message-retract:1'/>"
+        assert error(await alice.send(legacy_moderate("m3", stanza_id, wrong))) == "bad-request"
+        # another kind of fastening is not served here
+        other = (
+            f"<iq type='set' id='o' to='{ROOM}'><apply-to xmlns='{FASTEN}' id='{stanza_id}'>"
+            "<something xmlns='urn:example'/></apply-to></iq>"
+        )
+        assert error(await alice.send(other)) == "service-unavailable"
+        assert messages(bob.received()) == []  # nothing announced so far
+        result(await alice.send(legacy_moderate("mod", stanza_id, retract)), "mod")
+        (announced,) = messages(bob.received())
+        assert announced.get("from") == ROOM and announced.get("type") == "groupchat"
+        assert_legacy_announcement(announced, stanza_id, f"{ROOM}/Alice", "bad words")
+        current = announced.find("{urn:xmpp:message-retract:1}retract")
+        assert current is not None and current.get("id") == stanza_id
+        assert current.findtext("{urn:xmpp:message-retract:1}reason") == "bad words"
+        assert bodies(await carol.join("Carol")) == []
+        unknown = legacy_moderate("m4", "01NOSUCHID00000000000000AA", retract)
+        assert error(await alice.send(unknown)) == "item-not-found"
+
+
+async def test_a_retraction_without_reason_has_no_reason(tmp_path: Path) -> None:
+    async with running(tmp_path) as srv:
+        alice, bob = [await Client.login(srv, u) for u in ("alice", "bob")]
+        await alice.join("Alice")
+        await bob.join("Bob")
+        await bob.send(f"<message to='{ROOM}' type='groupchat'><body>oops</body></message>")
+        (msg,) = messages(alice.received())
+        stanza_id = msg.find(SID).get("id") or "?"  # type: ignore[union-attr]
+        no_id = (
+            f"<iq type='set' id='n' to='{ROOM}'><moderate xmlns='urn:xmpp:message-moderate:1'>"
+            "<retract xmlns='urn:xmpp:message-retract:1'/></moderate></iq>"
+        )
+        assert error(await alice.send(no_id)) == "bad-request"
+        request = legacy_moderate("mod", stanza_id, f"<retract xmlns='{RETRACT_0}'/>")
+        result(await alice.send(request), "mod")
+        (announced,) = messages(bob.received())
+        moderated = announced.find(f"{{{FASTEN}}}apply-to/{{{MODERATE_0}}}moderated")
+        assert moderated is not None and moderated.find(f"{{{MODERATE_0}}}reason") is None
+        current = announced.find("{urn:xmpp:message-retract:1}retract")
+        assert current is not None and current.find("{urn:xmpp:message-retract:1}reason") is None
+
+
+async def test_the_room_advertises_both_moderation_forms(tmp_path: Path) -> None:
+    async with running(tmp_path) as srv:
+        alice = await Client.login(srv, "alice")
+        await alice.join("Alice")
+        got = await alice.send(
+            f"<iq type='get' id='ri' to='{ROOM}'>"
+            "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        )
+        features = {f.get("var") for f in result(got, "ri")[0] if f.tag.endswith("feature")}
+        assert {"urn:xmpp:message-moderate:1", MODERATE_0} <= features
 
 
 async def test_a_join_flood_is_bounded_per_session_and_per_service(tmp_path: Path) -> None:
