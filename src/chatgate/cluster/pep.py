@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 from chatgate.modules.pep.notifier import Audience
 from chatgate.peers import Peers
@@ -57,6 +58,9 @@ class PepFanout:
         self.audience = audience
         self._failing = False
         audience.fanout = self.send
+        #: told of each event that arrives from another node, by owner and node
+        #: (the avatar hash of XEP-0398 §4 follows the metadata node this way)
+        self.on_event: Callable[[str, str], None] | None = None
         peers.on_message(TOPIC, self._arrived)
 
     def send(self, owner_bare: str, bares: list[str], node: str, event: Element) -> None:
@@ -94,3 +98,5 @@ class PepFanout:
             return
         audience = self.audience
         audience.send_event(owner, audience.wanting([str(b) for b in bares], node), event)
+        if self.on_event is not None:
+            self.on_event(owner, node)

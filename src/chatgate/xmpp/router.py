@@ -83,6 +83,10 @@ class Router:
         # for the others'), read on every delivery.
         self._local = directory.table
         self.presence_handler: PresenceHandler | None = None
+        #: called on every presence a local client sends, before it is routed
+        #: (broadcast, directed, to a service's domain such as MUC): XEP-0398 §4's
+        #: avatar hash (`modules/pep/presence_hash.py`); synchronous, no I/O
+        self.presence_stamp: Callable[[C2SSession, Element], None] | None = None
         self.iq_dispatch: IqDispatch | None = None
         #: services on domains of their own (`modules.base.ServiceDomain`): every
         #: stanza to such a domain goes to its handler
@@ -140,6 +144,8 @@ class Router:
         STANZAS.received += 1
         # §8.1.2.1: the server stamps the full JID of the sender.
         stanza.attrs["from"] = origin.full
+        if self.presence_stamp is not None and stanza.name == "presence":
+            self.presence_stamp(origin, stanza)
         to_text = stanza.attrs.get("to")
         if to_text is None:
             to = None

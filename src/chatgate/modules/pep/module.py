@@ -31,6 +31,7 @@ from chatgate.modules.pep.config import (
 )
 from chatgate.modules.pep.errors import PubsubError, error_iq
 from chatgate.modules.pep.notifier import Audience
+from chatgate.modules.pep.presence_hash import AdvertisedHashes, PhotoHashes
 from chatgate.modules.pep.service import PUBSUB, Limits, PepService
 from chatgate.modules.pep.vcard_avatar import AvatarToVCard
 from chatgate.modules.pep.vcard_to_avatar import CONVERSION, VCardToAvatar
@@ -42,7 +43,7 @@ from chatgate.vocabulary.errors import StanzaError
 from chatgate.vocabulary.errors import StanzaErrorCondition as C
 from chatgate.vocabulary.ns import PUBLISH_OPTIONS
 from chatgate.xml.element import Element
-from chatgate.xmpp.events import BecameAvailable, SessionClosed
+from chatgate.xmpp.events import BecameAvailable, SessionBound, SessionClosed
 from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.sm_events import SessionMovedIn, SessionMovedOut
 from chatgate.xmpp.stanza import iq_result
@@ -158,6 +159,7 @@ class PersonalEventing:
             yield OnEvent(VCardStored, VCardToAvatar(self.service))
         if options.avatar_to_vcard and options.vcard_to_avatar:
             yield DiscoFeature(CONVERSION, on_account=True)
+            yield from self._advertise_hashes(ctx)
         for kind in ("get", "set"):
             yield IqHandler(PUBSUB, kind, self._pubsub, to_server=True, to_account=True)
             yield IqHandler(PUBSUB_OWNER, kind, self._owner, to_server=True, to_account=True)
@@ -169,6 +171,22 @@ class PersonalEventing:
         # node's to notify from then on.
         yield OnEvent(SessionMovedOut, self._closed)
         yield OnEvent(SessionMovedIn, self._moved_in)
+
+    def _advertise_hashes(self, ctx: ServerContext) -> Iterable[Registration]:
+        """XEP-0398 §4: the avatar hash in every available presence of a user."""
+        assert self.service is not None
+        hashes = AdvertisedHashes(PhotoHashes(self.service), ctx.spawn)
+        self.hashes = hashes
+        ctx.router.presence_stamp = hashes.stamp_presence
+        self.service.observers.append(hashes.observe)
+        fanout = getattr(self, "fanout", None)
+        if fanout is not None:
+            fanout.on_event = hashes.changed_elsewhere
+        yield OnEvent(SessionBound, hashes.bound)
+        yield OnEvent(SessionClosed, hashes.ended)
+        yield OnEvent(SessionMovedOut, hashes.ended)
+        # After the vCard-to-PEP copy (priority 0), which publishes unobserved.
+        yield OnEvent(VCardStored, lambda event: hashes.changed(event.owner), priority=-10)
 
     # ------------------------------------------------------------ presence
 

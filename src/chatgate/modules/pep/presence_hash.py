@@ -5,20 +5,39 @@ contacts and rooms learn of an avatar a XEP-0084 client set (it sends no hash).
 Owns: which hash an account advertises (`PhotoHashes.current`: the id of the
 avatar the newest ``urn:xmpp:avatar:metadata`` item names, which is the SHA-1 of
 the image and so the XEP-0153 hash of the vCard photo the PEP-to-vCard copy
-writes) and the rules for putting it into a presence (`stamp`).
-Must not: route or deliver presence.  Not wired yet: calling `PhotoHashes.stamp`
-on every available presence a client sends (broadcast and directed, MUC joins
-included) is the router's or the presence module's to do.
+writes), the rules for putting it into a presence (`stamp`), and the in-memory
+copy of each online account's hash the presence path reads (`AdvertisedHashes`).
+Must not: route or deliver presence, or read storage on the presence path.
+
+Why a cache: every available presence a client sends (broadcast, directed, MUC
+joins) is stamped synchronously by the router (`Router.presence_stamp`), which
+must cost a dict look-up, not a database read.  The hash is read when a session of
+the account binds (in the background: a presence sent before the read is done
+goes out unstamped), read again when the account's avatar metadata changes (a
+`PepService` observer; the vCard-to-PEP copy, which publishes unobserved, through
+`VCardStored`; another cluster node's publish, through `cluster/pep.py`'s event)
+and dropped when the account's last session here ends.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from chatgate.lru import LruCache
 from chatgate.modules.pep.errors import PubsubError
 from chatgate.modules.pep.service import PepService, bare_of
 from chatgate.modules.pep.vcard_avatar import METADATA, chosen_info
 from chatgate.storage.repositories.owner import Owner
 from chatgate.vocabulary.errors import StanzaErrorCondition as C
 from chatgate.xml.element import Element
+from chatgate.xmpp.events import SessionBound, SessionClosed
+from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.sm_events import SessionMovedOut
+
+log = logging.getLogger(__name__)
 
 VCARD_UPDATE = "vcard-temp:x:update"
 
@@ -78,3 +97,131 @@ class PhotoHashes:
         if presence.get("type") is not None:
             return False
         return stamp(presence, await self.current(owner))
+
+
+#: an XEP-0084 id is the image's SHA-1 in hex (§4.2); anything else is not advertised
+_SHA1_HEX = re.compile(r"[0-9a-f]{40}")
+#: accounts whose hash is kept (one entry per account online on this node)
+MAX_ACCOUNTS = 100_000
+
+
+class HashStore(Protocol):
+    """Where the presence path reads an account's hash: in memory, read without I/O.
+    A shared implementation (Redis) would not help: every node fills its own copy
+    from the database and hears every avatar change (`cluster/pep.py`)."""
+
+    def get(self, bare: str) -> str | None: ...
+
+    def put(self, bare: str, photo: str | None) -> None: ...
+
+    def drop(self, bare: str) -> None: ...
+
+
+class LocalHashes:
+    """`HashStore` in this process: an LRU bounded by count (and, to be safe, bytes;
+    a value is 0 or 40 characters).  Evicted while its account is online, a hash is
+    read again at the account's next bind or avatar change; meanwhile its presence
+    goes out unstamped, as before the feature."""
+
+    def __init__(self, max_accounts: int = MAX_ACCOUNTS) -> None:
+        self._lru: LruCache[str, str] = LruCache(max_accounts, max_accounts * 512)
+        #: the live dict's own get: a hit on the presence path is one look-up
+        self.get: Callable[[str], str | None] = self._lru.mapping.get
+
+    def put(self, bare: str, photo: str | None) -> None:
+        if photo is None:
+            self._lru.pop(bare)
+        else:
+            self._lru.put(bare, photo)
+
+    def drop(self, bare: str) -> None:
+        self._lru.pop(bare)
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+
+Spawn = Callable[[Awaitable[None]], None]
+
+
+class AdvertisedHashes:
+    """The hash of each account with a session on this node, kept current, and the
+    router's stamp (`stamp_presence`)."""
+
+    def __init__(self, hashes: PhotoHashes, spawn: Spawn, store: HashStore | None = None) -> None:
+        self.hashes = hashes
+        self.spawn = spawn
+        self.store: HashStore = store if store is not None else LocalHashes()
+        #: sessions bound here per account (bounded by the sessions the server admits)
+        self._sessions: dict[str, int] = {}
+        #: the newest read started per account: an older read that ends later is void
+        self._reads: dict[str, int] = {}
+        self._ticket = 0
+
+    # ------------------------------------------------------------ the presence path
+
+    def stamp_presence(self, origin: C2SSession, presence: Element) -> None:
+        """Synchronous: the cached hash, if any, into an available presence."""
+        photo = self.store.get(origin.bare)
+        if photo is not None and presence.attrs.get("type") is None:
+            stamp(presence, photo)
+
+    # ------------------------------------------------------------ keeping it current
+
+    def bound(self, event: SessionBound) -> Awaitable[None] | None:
+        """A session of the account bound here: its first one reads the hash."""
+        bare = event.session.bare
+        count = self._sessions.get(bare, 0)
+        self._sessions[bare] = count + 1
+        if count:
+            return None
+        return self._read(bare)
+
+    def ended(self, event: SessionClosed | SessionMovedOut) -> None:
+        """A session closed or moved to another node: the last one drops the hash."""
+        bare = event.session.bare
+        count = self._sessions.get(bare, 0) - 1
+        if count > 0:
+            self._sessions[bare] = count
+            return
+        self._sessions.pop(bare, None)
+        self._reads.pop(bare, None)
+        self.store.drop(bare)
+
+    def changed(self, owner: Owner) -> Awaitable[None] | None:
+        """The account's avatar metadata may have changed: read it again if it is
+        online here (the read comes after the change was stored)."""
+        bare = bare_of(owner)
+        if bare not in self._sessions:
+            return None
+        return self._read(bare)
+
+    def changed_elsewhere(self, owner_bare: str, node: str) -> None:
+        """Another node's event on `node` of `owner_bare` (`cluster/pep.py`)."""
+        if node == METADATA and owner_bare in self._sessions:
+            local, _, domain = owner_bare.partition("@")
+            pending = self.changed((local, domain))
+            if pending is not None:
+                self.spawn(pending)
+
+    async def observe(self, owner: Owner, node: str, session: C2SSession | None) -> None:
+        """The `PepService` observer: a client's change to its metadata node."""
+        if node == METADATA:
+            pending = self.changed(owner)
+            if pending is not None:
+                try:
+                    await pending
+                except Exception:  # the client's publish must not fail for this
+                    log.warning("avatar hash of %s@%s not read", *owner, exc_info=True)
+
+    async def _read(self, bare: str) -> None:
+        self._ticket += 1
+        ticket = self._reads[bare] = self._ticket
+        local, _, domain = bare.partition("@")
+        photo = await self.hashes.current((local, domain))
+        if self._reads.get(bare) != ticket:
+            return  # a newer read is under way, or the account left
+        del self._reads[bare]
+        if photo is not None and photo and not _SHA1_HEX.fullmatch(photo):
+            photo = None  # not a SHA-1: no hash is better than a wrong one
+        self.store.put(bare, photo)
