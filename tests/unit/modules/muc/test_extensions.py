@@ -6,6 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from ..wire import Server
 from .support import (
     ROOM,
     SERVICE,
@@ -160,6 +161,31 @@ async def test_a_retraction_without_reason_has_no_reason(tmp_path: Path) -> None
         assert moderated is not None and moderated.find(f"{{{MODERATE_0}}}reason") is None
         current = announced.find("{urn:xmpp:message-retract:1}retract")
         assert current is not None and current.find("{urn:xmpp:message-retract:1}reason") is None
+
+
+async def test_without_an_archive_the_legacy_request_works_from_the_history(
+    tmp_path: Path,
+) -> None:
+    """The MAM module off: the message is found in the room's history only."""
+    srv = await Server.start(tmp_path, {"mam": {"enabled": False}})
+    try:
+        for name in ("alice", "bob"):
+            await srv.add_user(name, f"{name}-pw")
+        alice, bob = [await Client.login(srv, u) for u in ("alice", "bob")]
+        await alice.join("Alice")
+        await bob.join("Bob")
+        await bob.send(f"<message to='{ROOM}' type='groupchat'><body>spam</body></message>")
+        (msg,) = messages(alice.received())
+        stanza_id = msg.find(SID).get("id") or "?"  # type: ignore[union-attr]
+        request = legacy_moderate("mod", stanza_id, f"<retract xmlns='{RETRACT_0}'/>")
+        result(await alice.send(request), "mod")
+        (announced,) = messages(bob.received())
+        moderated = announced.find(f"{{{FASTEN}}}apply-to/{{{MODERATE_0}}}moderated")
+        assert moderated is not None and moderated.get("by") == f"{ROOM}/Alice"
+        # gone from the history: a second time there is nothing to retract
+        assert error(await alice.send(request.replace("'mod'", "'m2'"))) == "item-not-found"
+    finally:
+        await srv.stop()
 
 
 async def test_the_room_advertises_both_moderation_forms(tmp_path: Path) -> None:
