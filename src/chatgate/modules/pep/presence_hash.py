@@ -54,8 +54,10 @@ def stamp(presence: Element, photo: str | None) -> bool:
     if photo is None or presence.get("type") is not None:
         return False
     update = presence.find("x", VCARD_UPDATE)
-    if update is None:
-        update = presence.sub("x", VCARD_UPDATE)
+    if update is None:  # the common case (a XEP-0084 client): one append
+        photo_el = Element("photo", VCARD_UPDATE, None, [photo] if photo else None)
+        presence.children.append(Element("x", VCARD_UPDATE, None, [photo_el]))
+        return True
     photos = update.find_all("photo", VCARD_UPDATE)
     if photos:
         given = photos[0].text.strip()
