@@ -178,3 +178,21 @@ async def test_with_one_direction_off_presence_is_left_alone(tmp_path: Path) -> 
         bob.take()
         await alice.send("<presence/>")
         assert photos_in(bob.take(), alice.jid) == [[]]
+
+
+async def test_an_id_that_is_no_sha1_is_not_advertised(tmp_path: Path) -> None:
+    """A client's metadata may name any id: only a SHA-1 (XEP-0084 §4.2) goes into
+    presence, so a forged or huge id is never copied into every presence."""
+    async with pep_server(tmp_path) as srv:
+        hashes = hashes_of(srv)
+        bob = await online(srv, "bob")
+        alice = await online(srv, "alice")
+        for bad in ("Z" * 40, "a" * 41, "x" * 5000):
+            meta = publish(
+                META, f"<metadata xmlns='{META}'><info id='{bad}' bytes='1'/></metadata>"
+            )
+            assert (await alice.iq("set", meta, iq_id="m")).get("type") == "result"
+            assert hashes.store.get("alice@localhost") is None
+            bob.take()
+            await alice.send("<presence/>")
+            assert photos_in(bob.take(), alice.jid) == [[]]
