@@ -55,7 +55,7 @@ from chatgate.modules.base import (
     Stage,
 )
 from chatgate.modules.mam.policy import MAM_EXTENDED, SID
-from chatgate.modules.mam.service import ArchiveService, LocalPrefsCache
+from chatgate.modules.mam.service import ArchiveService, LocalPrefsCache, share_prefs_changes
 from chatgate.modules.mam.stage import PRIORITY, ArchiveStage
 from chatgate.modules.mam.writer import ArchiveWriter
 from chatgate.randomness import random_bytes
@@ -152,6 +152,7 @@ class MessageArchive:
                 batch=options.batch_messages,
             )
 
+        prefs_cache = LocalPrefsCache(options.prefs_cache_entries)
         self.service = ArchiveService(
             repository,
             writer,
@@ -161,10 +162,13 @@ class MessageArchive:
             max_page=options.max_page,
             max_page_bytes=options.max_page_bytes,
             max_queries_per_account=options.max_queries_per_account,
-            prefs_cache=LocalPrefsCache(options.prefs_cache_entries),
+            prefs_cache=prefs_cache,
             count_results=options.count_results,
             random_bytes=random_bytes,
         )
+        # The cache's entries are this node's; in a cluster a change stored on
+        # one node is forgotten on the others (`LocalPeers`: nothing to tell).
+        self.service.prefs_stored = share_prefs_changes(ctx.peers, prefs_cache)
         yield Stage(ArchiveStage(self.service), PRIORITY)
         yield IqHandler(MAM, "set", self._query_set, to_account=True)
         yield IqHandler(MAM, "get", self._query_get, to_account=True)

@@ -47,6 +47,7 @@ from chatgate.modules.mam.policy import (
 from chatgate.modules.mam.query import fin, parse_query, query_form, stamp
 from chatgate.modules.mam.writer import ArchiveWriter, QueuedRow
 from chatgate.modules.roster.service import RosterService
+from chatgate.peers import Peers
 from chatgate.storage.errors import AccountNotFound
 from chatgate.storage.repositories.archive import (
     ArchivePrefs,
@@ -77,11 +78,10 @@ _SPLICEABLE = '<message xmlns="jabber:client"'
 
 class PrefsCache(Protocol):
     """Accounts' archiving preferences kept in memory for the routing path and
-    the writer.  Entries expire: in a cluster another node may store new
-    preferences, and this node then decides with the old ones for at most the
-    entry's lifetime.  A shared implementation would also drop the entry on every
-    node when one stores preferences (a Redis publication, as `cluster/rosters.py`
-    does for rosters)."""
+    the writer.  Entries expire.  In a cluster, a node that stores new
+    preferences tells the others (`share_prefs_changes`), which forget their
+    entry; a notice lost (Redis away) leaves the old preferences for at most the
+    entry's lifetime."""
 
     def get(self, owner: str) -> ArchivePrefs | None: ...
 
@@ -125,6 +125,23 @@ class LocalPrefsCache:
         self._cache.pop(owner)
 
 
+#: the `ctx.peers` topic of "this account stored new preferences"
+PREFS_TOPIC = "mam-prefs"
+
+
+def share_prefs_changes(peers: Peers, cache: PrefsCache) -> Callable[[str], object]:
+    """Keep `cache` in step with the other nodes': what another node says was
+    stored is forgotten here (read again from the database when next needed), and
+    the returned callable tells the others what this node stored.  One process
+    (`LocalPeers`): nobody to tell, nothing heard."""
+
+    def heard(_sender: str, owner: bytes) -> None:
+        cache.forget(owner.decode(errors="replace"))
+
+    peers.on_message(PREFS_TOPIC, heard)
+    return lambda owner: peers.broadcast(PREFS_TOPIC, owner.encode())
+
+
 def _weigh_prefs(owner: str, entry: tuple[ArchivePrefs, float]) -> int:
     prefs = entry[0]
     return 120 + len(owner) + sum(len(j) + 60 for j in (*prefs.always, *prefs.never))
@@ -159,6 +176,9 @@ class ArchiveService:
         self.max_queries = max_queries_per_account
         self.count_results = count_results
         self.prefs_cache = prefs_cache
+        #: told the owner's bare JID after new preferences are stored (the other
+        #: nodes of a cluster forget theirs: `share_prefs_changes`)
+        self.prefs_stored: Callable[[str], object] = lambda owner: None
         self.now = now
         self._ids = archive_ids.IdGenerator(random_bytes)
         self._running: dict[str, int] = {}
@@ -421,6 +441,7 @@ class ArchiveService:
         except AccountNotFound:
             raise StanzaError(StanzaErrorCondition.ITEM_NOT_FOUND, "no such account") from None
         self.prefs_cache.put(session.bare, prefs)
+        self.prefs_stored(session.bare)
         self._send_prefs(session, iq, prefs)
 
     def _send_prefs(self, session: C2SSession, iq: Element, prefs: ArchivePrefs) -> None:
