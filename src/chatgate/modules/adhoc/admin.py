@@ -201,7 +201,16 @@ class AdminCommands:
             raise OperationError(f"invalid JID {text!r}: {exc}") from None
         self._account(call, str(jid.bare))
         if jid.resource:
-            session_ops.kick(self.ctx, str(jid), ENDED_TEXT)
+            try:
+                session_ops.kick(self.ctx, str(jid), ENDED_TEXT)
+            except NotFound:
+                # Bound on another node of a cluster: its stand-in in the router's
+                # table forwards the close there.
+                bare = self.ctx.router.directory.table.get(str(jid.bare), {})
+                elsewhere = bare.get(jid.resource)
+                if elsewhere is None:
+                    raise
+                elsewhere.close(StreamErrorCondition.POLICY_VIOLATION, ENDED_TEXT)
             return f"ended {jid}"
         # Every session of the account, on every node (the directory's close).
         count = self.ctx.router.directory.close_sessions(

@@ -254,6 +254,33 @@ async def test_end_user_session_bare_and_full(tmp_path: Path) -> None:
         assert note(reply)[0] == "error"  # nobody left
 
 
+async def test_end_user_session_of_a_full_jid_on_another_node(tmp_path: Path) -> None:
+    """A full JID bound on another node of a cluster is in the router's table as a
+    stand-in (`cluster/directory.py`'s RemoteSession), whose close is forwarded to
+    its node: the command ends it there; an unknown resource is still an error."""
+
+    class StandIn:
+        closed: list[tuple[str, str]] = []
+
+        def close(self, condition: object, text: str = "") -> None:
+            self.closed.append((str(getattr(condition, "value", condition)), text))
+
+    async with server(tmp_path) as srv:
+        root = await login(srv, "root")
+        await login(srv, "bob", "here")
+        far = StandIn()
+        srv.ctx.router.directory.table["bob@localhost"]["far"] = far  # type: ignore[index]
+        try:
+            reply = await run(root, "end-user-session", {"accountjids": ["bob@localhost/far"]})
+            assert note(reply) == ("info", "ended bob@localhost/far")
+            [(condition, text)] = far.closed
+            assert condition == "policy-violation" and text  # the reason goes with it
+            reply = await run(root, "end-user-session", {"accountjids": ["bob@localhost/none"]})
+            assert note(reply)[0] == "error"
+        finally:
+            del srv.ctx.router.directory.table["bob@localhost"]["far"]
+
+
 async def test_user_counts(tmp_path: Path) -> None:
     async with server(tmp_path) as srv:
         root = await login(srv, "root")
