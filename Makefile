@@ -8,9 +8,10 @@ CONFIG ?= chatgate.toml
 EXTRAS ?=
 comma  := ,
 INSTALLED := $(VENV)/.installed$(if $(EXTRAS),-$(subst $(comma),-,$(EXTRAS)))
-# Processes the test suite is spread over (pytest-xdist; tests/conftest.py keeps the
-# browser tests and slixmpp's itests each in one process): `make test TEST_WORKERS=1` runs
-# it in one process.
+# Processes the test suite is spread over (pytest-xdist, a test file at a time: a file's tests
+# run in one process, in order, sharing its module fixtures; servers bind ports of their
+# process's own range, tests/ports.py): `make test TEST_WORKERS=1` runs it in one process.
+# (--dist loadfile, not loadgroup: xdist 3.8's groups do not take with pytest 9.2's node ids.)
 TEST_WORKERS ?= 2
 # The web chat's and the browser tests' npm packages (web/assets.lock.json), unpacked here.
 WEB_ASSETS ?= web/dist
@@ -56,7 +57,7 @@ test: install-test web-assets slixmpp-itests
 	bash tests/install-system-deps.sh
 	$(BIN)/ruff check src tests $(wildcard bench) $(wildcard examples)
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 lint: install-test
 	$(BIN)/ruff check src tests $(wildcard bench) $(wildcard examples)
