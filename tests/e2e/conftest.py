@@ -97,11 +97,16 @@ def _stop_leftovers() -> Iterator[None]:
 
 
 def start_server(
-    tmp: Path, extra: str = "", *, env: Mapping[str, str] | None = None
+    tmp: Path,
+    extra: str = "",
+    *,
+    env: Mapping[str, str] | None = None,
+    listeners: int = 3,
 ) -> RunningServer:
     starttls, direct, plain = free_ports(3)
-    # `extra` goes under [auth]; it may set its own mechanisms.  `env` is added to
-    # the server's environment (and to `RunningServer.cli`'s).
+    # `extra` goes under [auth]; it may set its own mechanisms, and tables after
+    # them (`listeners`: how many "listening:" lines the start logs then).  `env`
+    # is added to the server's environment (and to `RunningServer.cli`'s).
     mechanisms = (
         ""
         if extra.lstrip().startswith("mechanisms")
@@ -136,7 +141,7 @@ enabled = false
 {mechanisms}{extra}
 """
     )
-    return serve(config, data_dir, (starttls, direct, plain), env=env)
+    return serve(config, data_dir, (starttls, direct, plain), env=env, listeners=listeners)
 
 
 def serve(

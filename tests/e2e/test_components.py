@@ -21,7 +21,7 @@ import slixmpp
 from slixmpp.componentxmpp import ComponentXMPP
 from slixmpp.exceptions import IqError
 
-from tests.e2e.conftest import RunningServer, free_ports, logged_in, serve
+from tests.e2e.conftest import RunningServer, free_ports, logged_in, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -32,34 +32,10 @@ OTHER_SECRET = "another-secret-of-its-own"
 
 
 def start_with_components(tmp: Path, limits: str = "") -> tuple[RunningServer, int]:
-    starttls, direct, plain, component = free_ports(4)
-    data_dir = tmp / "var"
+    """`conftest.start_server` with the two components on a port of their own."""
+    (component,) = free_ports(1)
     (tmp / "bot.secret").write_text(OTHER_SECRET + "\n")
-    config = tmp / "chatgate.toml"
-    config.write_text(
-        f"""
-[server]
-domain = "localhost"
-data_dir = "{data_dir}"
-
-[[listeners]]
-port = {starttls}
-tls = "starttls"
-
-[[listeners]]
-port = {direct}
-tls = "direct"
-
-[[listeners]]
-port = {plain}
-tls = "none"
-require_tls = false
-
-[http]
-enabled = false
-
-[auth]
-mechanisms = ["SCRAM-SHA-256", "PLAIN"]
+    tables = f"""mechanisms = ["SCRAM-SHA-256", "PLAIN"]
 
 [limits]
 {limits}
@@ -78,9 +54,7 @@ name = "Test gateway"
 domain = "{OTHER}"
 secret_file = "bot.secret"
 """
-    )
-    server = serve(config, data_dir, (starttls, direct, plain), listeners=4)
-    return server, component
+    return start_server(tmp, tables, listeners=4), component
 
 
 @pytest.fixture(scope="module")
