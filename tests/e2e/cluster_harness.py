@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,8 +26,11 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from tests.docblocks import blocks
 from tests.e2e.conftest import RunningServer, free_ports
@@ -313,3 +317,22 @@ def start_cluster(
         cluster.close()
         raise
     return cluster
+
+
+#: where failed tests' node logs go (CI keeps the folder as an artifact)
+ARTIFACTS = Path(
+    os.environ.get(
+        "CHATGATE_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"
+    )
+)
+
+
+def logs_kept_on_failure(request: pytest.FixtureRequest, cluster: LocalCluster) -> Iterator[None]:
+    """The body of a test module's autouse fixture: when the test fails, every node's
+    log so far is saved under ARTIFACTS/MODULE/TEST (the cluster outlives the test)."""
+    failed_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed_before:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+        module = request.module.__name__.rpartition(".")[2]
+        cluster.save_logs(ARTIFACTS / module / name)

@@ -17,7 +17,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import re
 import shutil
 import socket
 import time
@@ -27,7 +26,13 @@ from pathlib import Path
 import pytest
 import slixmpp
 
-from .cluster_harness import NODE_TIMEOUT, ClusterNodeProcess, LocalCluster, start_cluster
+from .cluster_harness import (
+    NODE_TIMEOUT,
+    ClusterNodeProcess,
+    LocalCluster,
+    logs_kept_on_failure,
+    start_cluster,
+)
 from .conftest import Client, connect
 
 pytestmark = pytest.mark.e2e
@@ -92,11 +97,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 @pytest.fixture(autouse=True)
 def _keep_logs_on_failure(request: pytest.FixtureRequest, cluster: LocalCluster) -> Iterator[None]:
-    failed_before = request.session.testsfailed
-    yield
-    if request.session.testsfailed > failed_before:
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-        cluster.save_logs(ARTIFACTS / "test_cluster" / name)
+    yield from logs_kept_on_failure(request, cluster)
 
 
 @contextlib.asynccontextmanager

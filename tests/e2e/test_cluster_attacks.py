@@ -54,6 +54,7 @@ from .cluster_harness import (
     ClusterNodeProcess,
     LocalCluster,
     import_users,
+    logs_kept_on_failure,
     migrate,
     node_config,
     shared_database,
@@ -150,11 +151,7 @@ def cluster() -> Iterator[LocalCluster]:
 
 @pytest.fixture(autouse=True)
 def _keep_logs_on_failure(request: pytest.FixtureRequest, cluster: LocalCluster) -> Iterator[None]:
-    failed_before = request.session.testsfailed
-    yield
-    if request.session.testsfailed > failed_before:
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-        cluster.save_logs(ARTIFACTS / "test_cluster_attacks" / name)
+    yield from logs_kept_on_failure(request, cluster)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ import slixmpp
 
 from chatgate.peers import rendezvous_owner
 
-from .cluster_harness import LocalCluster, start_cluster
+from .cluster_harness import LocalCluster, logs_kept_on_failure, start_cluster
 from .conftest import Client, connect
 
 pytestmark = pytest.mark.e2e
@@ -69,11 +68,7 @@ def cluster() -> Iterator[LocalCluster]:
 
 @pytest.fixture(autouse=True)
 def _keep_logs_on_failure(request: pytest.FixtureRequest, cluster: LocalCluster) -> Iterator[None]:
-    failed_before = request.session.testsfailed
-    yield
-    if request.session.testsfailed > failed_before:
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-        cluster.save_logs(ARTIFACTS / "test_cluster_muc" / name)
+    yield from logs_kept_on_failure(request, cluster)
 
 
 @contextlib.asynccontextmanager

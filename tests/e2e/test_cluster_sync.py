@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
@@ -34,7 +33,7 @@ from slixmpp.exceptions import IqError
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from .cluster_harness import LocalCluster, start_cluster
+from .cluster_harness import LocalCluster, logs_kept_on_failure, start_cluster
 from .conftest import Client
 
 pytestmark = pytest.mark.e2e
@@ -62,11 +61,7 @@ def cluster() -> Iterator[LocalCluster]:
 
 @pytest.fixture(autouse=True)
 def _keep_logs_on_failure(request: pytest.FixtureRequest, cluster: LocalCluster) -> Iterator[None]:
-    failed_before = request.session.testsfailed
-    yield
-    if request.session.testsfailed > failed_before:
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-        cluster.save_logs(ARTIFACTS / "test_cluster_sync" / name)
+    yield from logs_kept_on_failure(request, cluster)
 
 
 @contextlib.asynccontextmanager
