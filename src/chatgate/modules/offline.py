@@ -20,6 +20,15 @@ form may exceed (Prosody and ejabberd read stored stanzas back without it too);
 a row that still cannot be parsed stays stored, is logged without its content,
 and is skipped.  One delivery runs per account at a time (`DeliveryGate`), so
 two resources becoming available together do not both get a message.
+
+A message can be stored while its recipient comes online: the router found no
+available resource, and the initial presence's delivery read the store before
+the write was committed (the writer and the readers are separate connections;
+in a cluster the sender's and the recipient's nodes differ).  So each stored
+message is followed by a look for an available resource (on this node, and on
+every other node through `ctx.peers`, topic ``offline-stored``): one found runs
+a delivery again, which takes turns with the first through the gate and finds
+only what is still stored, so nothing is delivered twice or left behind.
 """
 
 from __future__ import annotations
@@ -32,7 +41,8 @@ from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from chatgate.modules.base import DiscoFeature, OnEvent, Registration, Spec
-from chatgate.storage.errors import AccountNotFound
+from chatgate.storage.errors import AccountNotFound, StorageUnavailable
+from chatgate.storage.outage_log import OutageLog
 from chatgate.storage.repositories.offline import OfflineQuota, Stored
 from chatgate.vocabulary import ns
 from chatgate.xml.framed import parse_fragment
@@ -47,11 +57,15 @@ if TYPE_CHECKING:
     from chatgate.xmpp.session import C2SSession
 
 log = logging.getLogger(__name__)
+_OUTAGE = OutageLog(log, "offline delivery")
 
 #: Messages read per batch at login.
 BATCH_MESSAGES = 50
 #: Stored bytes read per batch at login (a single larger message comes alone).
 BATCH_BYTES = 262_144
+#: The `ctx.peers` topic that tells the other nodes a message was stored for a
+#: bare JID (payload: the bare JID), in case its resource there came online meanwhile.
+STORED_TOPIC = "offline-stored"
 #: Nesting allowed when reading stored stanzas back: the most `[limits] max_depth`
 #: allows, so lowering that limit later does not make stored messages unreadable.
 STORED_MAX_DEPTH = 1000
@@ -110,6 +124,7 @@ class OfflineMessages:
             sender_messages=limits.max_offline_messages_per_sender,
             sender_bytes=limits.max_offline_bytes_per_sender,
         )
+        ctx.peers.on_message(STORED_TOPIC, self._stored_elsewhere)
         yield OnEvent(MessageUndeliverable, self._store)
         yield OnEvent(BecameAvailable, self._deliver, priority=0)
         yield DiscoFeature(ns.OFFLINE)
@@ -128,12 +143,44 @@ class OfflineMessages:
         except AccountNotFound:
             return None  # deleted since the router looked: no such account (§8.5.1)
         if outcome is Stored.STORED:
+            self._deliver_if_online(event.recipient)
+            if self.ctx.peers.clustered:
+                self.ctx.peers.broadcast(STORED_TOPIC, event.recipient.encode())
             return True
         log.debug("offline store of %s %s for %s", event.recipient, outcome.value, sender)
         return None  # the router bounces it with service-unavailable
 
+    def _stored_elsewhere(self, _sender: str, payload: bytes) -> None:
+        self._deliver_if_online(payload.decode(errors="replace"))
+
+    def _deliver_if_online(self, bare: str) -> None:
+        """A message was just stored for `bare`: if one of its resources on this node
+        is available now (it came online while the message was being stored), deliver
+        to the one with the highest non-negative priority."""
+        resources = self.ctx.router.directory.local.get(bare)
+        if not resources:
+            return
+        best: C2SSession | None = None
+        for session in resources.values():
+            if (
+                session.available
+                and session.priority >= 0
+                and (best is None or session.priority > best.priority)
+            ):
+                best = session
+        if best is not None:
+            self.ctx.spawn(self._deliver_again(best))
+
+    async def _deliver_again(self, session: C2SSession) -> None:
+        try:
+            await self._deliver_to(session)
+        except StorageUnavailable as exc:  # stays stored for the next login
+            _OUTAGE.failed(f"offline delivery to {session.full}", exc)
+
     async def _deliver(self, event: BecameAvailable) -> None:
-        session = event.session
+        await self._deliver_to(event.session)
+
+    async def _deliver_to(self, session: C2SSession) -> None:
         # XEP-0160 §4: only to a resource with non-negative priority.
         if session.priority < 0:
             return

@@ -9,6 +9,7 @@ and a refused message bounces with `service-unavailable`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import xml.etree.ElementTree as ET
@@ -272,3 +273,80 @@ async def test_two_resources_available_at_once_get_each_message_once(tmp_path: P
         assert sorted(got) == sorted(f"n{i}" for i in range(total))
         assert await stored(srv, "bob") == 0
         assert len(srv.module("offline").gate) == 0  # nothing kept per account afterwards
+
+
+async def test_a_message_stored_while_its_recipient_comes_online_reaches_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The router found no available resource and the message went to storage, but
+    the recipient's initial presence was processed before the store finished: the
+    delivery at that presence must not miss it (the store and the delivery of one
+    account are serialised), and the stored copy must not linger either."""
+    async with server(tmp_path, **ROOMY) as srv:
+        alice = await login(srv, "alice")
+        bob = await login(srv, "bob")
+        original = srv.db.offline.store
+
+        async def slow_store(*args: Any, **kw: Any) -> Any:
+            # A loaded database: the write lands after bob's delivery read it.
+            await asyncio.sleep(0.05)
+            return await original(*args, **kw)
+
+        monkeypatch.setattr(srv.db.offline, "store", slow_store)
+        start = len(bob.transport.out)
+        # Alice's message is routed first (bob is not available yet); bob's initial
+        # presence is read before its storage finished.
+        alice.conn.events(alice.parser.feed(chat("bob", "while coming online", "m1").encode()))
+        bob.conn.events(bob.parser.feed(b"<presence/>"))
+        await alice.settle()
+        await bob.settle()
+        assert bodies(bob.transport.out[start:].decode()) == ["while coming online"]
+        assert await stored(srv, "bob") == 0
+
+
+class _RecordingPeers:
+    """Another node's view: what this node broadcast (the cluster's transport of it is
+    tested in tests/unit/cluster/test_peers.py)."""
+
+    clustered = True
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def broadcast(self, topic: str, payload: bytes) -> int:
+        self.sent.append((topic, payload))
+        return 1
+
+
+async def test_in_a_cluster_a_stored_message_is_announced_and_an_announcement_delivers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender's node stores; the recipient came online on another node, whose
+    delivery may have read the store before the write: the other nodes are told
+    (topic ``offline-stored``), and a node told delivers to its available resource."""
+    async with server(tmp_path, **ROOMY) as srv:
+        peers = _RecordingPeers()
+        monkeypatch.setattr(srv.ctx, "peers", peers)
+        alice = await login(srv, "alice")
+        assert errors(await alice.send(chat("bob", "stored here", "m1"))) == {}
+        assert peers.sent == [(offline_module.STORED_TOPIC, b"bob@localhost")]
+        # Bob on "the other node": his delivery ran, then the sender's node stored.
+        bob = await login(srv, "bob")
+        assert bodies(await bob.send("<presence/>")) == ["stored here"]
+        quota = OfflineQuota(messages=10, bytes=10_000, sender_messages=10, sender_bytes=10_000)
+        await srv.db.offline.store(
+            ("bob", "localhost"),
+            "alice@localhost",
+            "<message xmlns='jabber:client' from='alice@localhost/r' type='chat'>"
+            "<body>stored meanwhile</body></message>",
+            datetime.now(UTC),
+            quota,
+        )
+        start = len(bob.transport.out)
+        srv.module("offline")._stored_elsewhere("n2", b"bob@localhost")
+        await bob.settle()
+        assert bodies(bob.transport.out[start:].decode()) == ["stored meanwhile"]
+        assert await stored(srv, "bob") == 0
+        # Told about an account with no available resource here: no delivery starts.
+        srv.module("offline")._stored_elsewhere("n2", b"carol@localhost")
+        assert not srv.ctx._background
