@@ -160,6 +160,8 @@ class SnapshotKeeper:
         self._clock = clock
         self._saved_version: int | None = None
         self._task: asyncio.Task[None] | None = None
+        #: the interval's save under way, which `stop` lets finish
+        self._saving: asyncio.Future[None] | None = None
         self._failing = False
         #: saves made (tests, metrics)
         self.saves = 0
@@ -194,6 +196,12 @@ class SnapshotKeeper:
         if task is not None:
             task.cancel()
             await asyncio.wait({task})  # unlike `await task`, lets our own cancel through
+        saving, self._saving = self._saving, None
+        if saving is not None and not saving.done():
+            # Never cut short: a save cancelled inside its transaction leaves the
+            # connection holding the write lock, and the last save below (or any
+            # other writer) then waits for it in vain.
+            await asyncio.wait({saving})
         try:
             await self.save()
         except Exception:
@@ -215,13 +223,18 @@ class SnapshotKeeper:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            try:
-                await self.save()
-            except Exception as exc:
-                if not self._failing:
-                    log.warning("live snapshot: save failed, retrying: %s", exc, exc_info=True)
-                self._failing = True
-            else:
-                if self._failing:
-                    log.info("live snapshot: saving again")
-                self._failing = False
+            self._saving = asyncio.ensure_future(self._save_logged())
+            await asyncio.shield(self._saving)  # `stop` cancels the loop, not the save
+
+    async def _save_logged(self) -> None:
+        """One interval's save; a failure is logged once until a save succeeds."""
+        try:
+            await self.save()
+        except Exception as exc:
+            if not self._failing:
+                log.warning("live snapshot: save failed, retrying: %s", exc, exc_info=True)
+            self._failing = True
+        else:
+            if self._failing:
+                log.info("live snapshot: saving again")
+            self._failing = False

@@ -386,3 +386,45 @@ async def test_an_unreadable_snapshot_starts_an_empty_registry() -> None:
 def test_the_interval_must_be_positive() -> None:
     with pytest.raises(ValueError):
         SnapshotKeeper(LocalLiveStreams(), MemoryLiveSnapshot(), interval=0)
+
+
+class Held:
+    """A snapshot whose save waits until released, as a slow database write does."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.finished = 0
+        self.cancelled = 0
+
+    async def save(self, sessions: Sequence[Session]) -> None:
+        self.started.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        self.finished += 1
+
+    async def load(self) -> list[Session]:
+        return []
+
+
+async def test_stop_lets_a_save_under_way_finish_before_the_last_one() -> None:
+    """Cut short inside its transaction, a save would leave its connection holding
+    SQLite's write lock, and the last save would wait for it in vain (seen under
+    load as "database is locked" at stop)."""
+    live = LocalLiveStreams()
+    snapshot = Held()
+    keeper = SnapshotKeeper(live, snapshot, interval=0.01)
+    await keeper.start()
+    await live.play_started("live/a", BOB, "1", NODE, T0)
+    await asyncio.wait_for(snapshot.started.wait(), 5)
+    stopping = asyncio.ensure_future(keeper.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # waiting for the save under way, not cancelling it
+    await live.play_started("live/a", BOB, "2", NODE, T0)  # a change the last save takes
+    snapshot.release.set()
+    await asyncio.wait_for(stopping, 5)
+    assert snapshot.cancelled == 0
+    assert snapshot.finished == 2  # the interval's save, then the last one
