@@ -49,7 +49,10 @@ def stamp(presence: Element, photo: str | None) -> bool:
     * None, or a presence with a type (unavailable, subscriptions, errors): unchanged;
     * ``<x/>`` with an empty ``<photo/>``: unchanged (the client says it has none);
     * ``<x/>`` without ``<photo/>`` (XEP-0153 "not ready"): the photo is added;
-    * ``<x/>`` with another hash: replaced (§4 allows it; one hash for everyone);
+    * ``<x/>`` with another hash: replaced by ours (§4 allows it; one hash for
+      everyone), unless ours is "" -- we know of no avatar, the client knows of
+      one: its vCard may hold a photo we could not publish on PEP (no image type),
+      and §4 lets only a hash the service calculated replace the client's;
     * no ``<x/>``: ``<x><photo>HASH</photo></x>`` is added."""
     if photo is None or presence.get("type") is not None:
         return False
@@ -61,7 +64,7 @@ def stamp(presence: Element, photo: str | None) -> bool:
     photos = update.find_all("photo", VCARD_UPDATE)
     if photos:
         given = photos[0].text.strip()
-        if not given or (given == photo and len(photos) == 1):
+        if not given or not photo or (given == photo and len(photos) == 1):
             return False
     update.children = [
         c for c in update.children if not (isinstance(c, Element) and c.name == "photo")
