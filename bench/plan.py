@@ -355,6 +355,35 @@ CLUSTER_RATIOS = {
 }
 
 
+#: what a worker carries when its core is its own: messages per CPU-second of the
+#: server processes and Redis together, per placement.  On a machine whose every core
+#: also runs the generator (this one has two), across-worker pairs go at the pace of
+#: the busier core while same-worker pairs each go at their own core's pace; this
+#: figure takes that out.  Reported beside the target's ratio, never in its place.
+CLUSTER_PER_CPU = {
+    "cluster_w2_same_messages_per_cpu_s": (
+        "same",
+        "messages per CPU-second, --workers 2, same worker",
+    ),
+    "cluster_w2_cross_messages_per_cpu_s": (
+        "cross",
+        "messages per CPU-second, --workers 2, across workers",
+    ),
+}
+CLUSTER_PER_CPU_RATIO = (
+    "cluster_w2_cross_over_same_per_cpu",
+    "messages per CPU-second (server and Redis), across ÷ same worker",
+)
+
+
+def _per_cpu_second(result: dict[str, Any]) -> float | None:
+    """Messages per CPU-second of the server processes and Redis in the window (None:
+    no CPU was counted, a window too short to say)."""
+    window = result["window"]
+    cpu = (window.get("server_cpu_pct", 0.0) + window.get("redis_cpu_pct", 0.0)) / 100
+    return round(result["messages_per_s"] / cpu) if cpu > 0 else None
+
+
 def _cluster_figures(_: Plan, r: dict[str, Any]) -> Figures:
     """Rates per set-up, then the ratios the issue targets; a set-up that failed fails
     the scenario with its reason (its figures would be missing, not zero)."""
@@ -379,6 +408,14 @@ def _cluster_figures(_: Plan, r: dict[str, Any]) -> Figures:
     for key, (top, bottom, _label) in CLUSTER_RATIOS.items():
         if top in out and bottom in out and out[bottom][0]:
             out[key] = (round(out[top][0] / out[bottom][0], 3), out[top][1])
+    for key, (placement, _label) in CLUSTER_PER_CPU.items():
+        result = r.get("w2", {}).get(placement)
+        value = _per_cpu_second(result) if result is not None else None
+        if value is not None:
+            out[key] = (value, result["window"])
+    same, cross = (out.get(key) for key in CLUSTER_PER_CPU)
+    if same is not None and cross is not None and same[0]:
+        out[CLUSTER_PER_CPU_RATIO[0]] = (round(cross[0] / same[0], 3), cross[1])
     return out
 
 
@@ -395,6 +432,8 @@ def _cluster_metrics(p: Plan) -> list[Metric]:
         for placement, how in (("same", "same worker"), ("cross", "across workers"))
     ]
     out += [Metric(key, label, "x", True) for key, (*_, label) in CLUSTER_RATIOS.items()]
+    out += [Metric(key, label, "1/s", True) for key, (_, label) in CLUSTER_PER_CPU.items()]
+    out.append(Metric(*CLUSTER_PER_CPU_RATIO, "x", True))
     return out
 
 

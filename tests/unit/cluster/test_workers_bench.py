@@ -71,6 +71,35 @@ def test_figures_and_ratios_of_a_cluster_result() -> None:
     assert set(figures) <= metrics  # every figure has its row in the report
 
 
+def test_messages_per_cpu_second_count_the_workers_and_redis() -> None:
+    """Across-worker pairs carry less per second than same-worker ones when the
+    generator shares a worker's core; per CPU-second (server and Redis) says what a
+    worker carries regardless."""
+    same = _result(300_000)
+    same["window"] = {"server_cpu_pct": 180.0, "redis_cpu_pct": 0.0, "generator_cpu_pct": 15.0}
+    cross = _result(240_000)
+    cross["window"] = {"server_cpu_pct": 165.0, "redis_cpu_pct": 5.0, "generator_cpu_pct": 12.0}
+    result = {
+        "off": {"login": _result(1000, login=True), "any": _result(100_000)},
+        "w1": {"login": _result(950, login=True), "same": _result(92_000)},
+        "w2": {"login": _result(1500, login=True), "same": same, "cross": cross},
+    }
+    figures = SCENARIOS["cluster"].figures(PLANS["quick"], result)
+    assert figures["cluster_w2_same_messages_per_cpu_s"][0] == round(300_000 / 1.8)
+    assert figures["cluster_w2_cross_messages_per_cpu_s"][0] == round(240_000 / 1.7)
+    assert figures["cluster_w2_cross_over_same_per_cpu"][0] == pytest.approx(
+        (240_000 / 1.7) / (300_000 / 1.8), abs=1e-3
+    )
+    assert figures["cluster_w2_cross_over_same"][0] == pytest.approx(0.8)  # the target's, as is
+    metrics = {m.key for m in SCENARIOS["cluster"].metrics(PLANS["quick"])}
+    assert set(figures) <= metrics
+    # A window with no CPU counted yields no per-CPU figure, not a division by zero.
+    cross["window"] = {"server_cpu_pct": 0.0, "generator_cpu_pct": 0.0}
+    figures = SCENARIOS["cluster"].figures(PLANS["quick"], result)
+    assert "cluster_w2_cross_messages_per_cpu_s" not in figures
+    assert "cluster_w2_cross_over_same_per_cpu" not in figures
+
+
 def test_a_failed_set_up_fails_the_scenario_with_its_reason() -> None:
     result = {"off": {"login": _result(1000, login=True)}, "w2": {"error": "RuntimeError: boom"}}
     with pytest.raises(RuntimeError, match="w2: RuntimeError: boom"):
