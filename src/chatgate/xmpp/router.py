@@ -85,8 +85,10 @@ class Router:
         self.presence_handler: PresenceHandler | None = None
         #: called on every presence a local client sends, before it is routed
         #: (broadcast, directed, to a service's domain such as MUC): XEP-0398 §4's
-        #: avatar hash (`modules/pep/presence_hash.py`); synchronous, no I/O
-        self.presence_stamp: Callable[[C2SSession, Element], None] | None = None
+        #: avatar hash (`modules/pep/presence_hash.py`); synchronous, no I/O; it may
+        #: return what to await first (the hash still being read), and is then
+        #: called again
+        self.presence_stamp: Callable[[C2SSession, Element], Awaitable[None] | None] | None = None
         self.iq_dispatch: IqDispatch | None = None
         #: services on domains of their own (`modules.base.ServiceDomain`): every
         #: stanza to such a domain goes to its handler
@@ -145,7 +147,9 @@ class Router:
         # §8.1.2.1: the server stamps the full JID of the sender.
         stanza.attrs["from"] = origin.full
         if self.presence_stamp is not None and stanza.name == "presence":
-            self.presence_stamp(origin, stanza)
+            waiting = self.presence_stamp(origin, stanza)
+            if waiting is not None:
+                return self._route_when_stamped(waiting, origin, stanza)
         to_text = stanza.attrs.get("to")
         if to_text is None:
             to = None
@@ -178,6 +182,17 @@ class Router:
             return self._route_iq(origin, stanza, to)
         origin.close(StreamErrorCondition.UNSUPPORTED_STANZA_TYPE, f"<{name}/> is not a stanza")
         return None
+
+    async def _route_when_stamped(
+        self, waiting: Awaitable[None], origin: C2SSession, stanza: Element
+    ) -> None:
+        """A presence that waited for what `presence_stamp` needed (the avatar hash
+        of an account whose first session just bound) is routed then, stamped."""
+        await waiting
+        STANZAS.received -= 1  # counted once, by the first `route`
+        pending = self.route(origin, stanza)
+        if pending is not None:
+            await pending
 
     def _route_message(self, origin: C2SSession, stanza: Element, to: JID | None) -> Pending:
         if to is None:

@@ -12,18 +12,22 @@ Must not: route or deliver presence, or read storage on the presence path.
 Why a cache: every available presence a client sends (broadcast, directed, MUC
 joins) is stamped synchronously by the router (`Router.presence_stamp`), which
 must cost a dict look-up, not a database read.  The hash is read when a session of
-the account binds (in the background: a presence sent before the read is done
-goes out unstamped), read again when the account's avatar metadata changes (a
-`PepService` observer; the vCard-to-PEP copy, which publishes unobserved, through
-`VCardStored`; another cluster node's publish, through `cluster/pep.py`'s event)
-and dropped when the account's last session here ends.
+the account binds (a presence sent before that read is done waits for it, at most
+`READ_WAIT` seconds: §4 wants the hash in every available presence, the initial
+one most of all, which a client sends right after binding), read again when the
+account's avatar metadata changes (a `PepService` observer; the vCard-to-PEP
+copy, which publishes unobserved, through `VCardStored`; another cluster node's
+publish, through `cluster/pep.py`'s event) and dropped when the account's last
+session here ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Protocol
 
 from chatgate.lru import LruCache
@@ -108,6 +112,9 @@ class PhotoHashes:
 _SHA1_HEX = re.compile(r"[0-9a-f]{40}")
 #: accounts whose hash is kept (one entry per account online on this node)
 MAX_ACCOUNTS = 100_000
+#: seconds a presence waits for its account's bind-time read; past it, it goes
+#: out unstamped (a slow database must not hold presence back for long)
+READ_WAIT = 2.0
 
 
 class HashStore(Protocol):
@@ -149,6 +156,12 @@ class LocalHashes:
 Spawn = Callable[[Awaitable[None]], None]
 
 
+async def _wait_for_read(read: asyncio.Future[None]) -> None:
+    """Until the read is done or `READ_WAIT` has passed; its failure is its
+    own awaiter's to log (the `SessionBound` hook's)."""
+    await asyncio.wait({read}, timeout=READ_WAIT)
+
+
 class AdvertisedHashes:
     """The hash of each account with a session on this node, kept current, and the
     router's stamp (`stamp_presence`)."""
@@ -162,14 +175,23 @@ class AdvertisedHashes:
         #: the newest read started per account: an older read that ends later is void
         self._reads: dict[str, int] = {}
         self._ticket = 0
+        #: the bind-time read of each account under way (what a presence waits for)
+        self._loading: dict[str, asyncio.Future[None]] = {}
 
     # ------------------------------------------------------------ the presence path
 
-    def stamp_presence(self, origin: C2SSession, presence: Element) -> None:
-        """Synchronous: the cached hash, if any, into an available presence."""
+    def stamp_presence(self, origin: C2SSession, presence: Element) -> Awaitable[None] | None:
+        """The cached hash, if any, into an available presence, at once; or, while
+        the account's bind-time read is under way, what to await before routing
+        it (this is called again then, and finds the hash)."""
         photo = self.store.get(origin.bare)
-        if photo is not None and presence.attrs.get("type") is None:
+        if presence.attrs.get("type") is not None:
+            return None
+        if photo is not None:
             stamp(presence, photo)
+            return None
+        loading = self._loading.get(origin.bare)
+        return None if loading is None else _wait_for_read(loading)
 
     # ------------------------------------------------------------ keeping it current
 
@@ -180,7 +202,14 @@ class AdvertisedHashes:
         self._sessions[bare] = count + 1
         if count:
             return None
-        return self._read(bare)
+        read = asyncio.ensure_future(self._read(bare))
+        self._loading[bare] = read
+        read.add_done_callback(partial(self._loaded, bare))
+        return read
+
+    def _loaded(self, bare: str, read: asyncio.Future[None]) -> None:
+        if self._loading.get(bare) is read:
+            del self._loading[bare]
 
     def ended(self, event: SessionClosed | SessionMovedOut) -> None:
         """A session closed or moved to another node: the last one drops the hash."""
