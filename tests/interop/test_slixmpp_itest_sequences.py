@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop import fetch_slixmpp_itests, itest_runner
+from tests.interop import itest_runner
+from tests.interop.test_slixmpp_itests import itests_or_skip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -22,13 +23,7 @@ AVATARS_IN_TURN = ("test_user_avatar", "test_vcard_avatar")
 
 
 def test_xep_0084_then_xep_0153_avatars_on_one_account(tmp_path: Path) -> None:
-    problem = itest_runner.namespace_problem()
-    if problem is not None:
-        pytest.skip(problem)
-    try:
-        itests = fetch_slixmpp_itests.ensure() / "itests"
-    except fetch_slixmpp_itests.FetchError as exc:
-        pytest.skip(f"slixmpp's itests could not be fetched (make test fetches them): {exc}")
+    itests = itests_or_skip()
     report = itest_runner.run(
         "chatgate", itests, tmp_path / "chatgate", workers=1, only=AVATARS_IN_TURN
     )

@@ -225,15 +225,21 @@ def markdown_table(reports: Reports) -> str:
     return "\n".join(rows) + "\n"
 
 
-@pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reports]:
+def itests_or_skip() -> Path:
+    """The fetched itests folder; the test is skipped (with why) when they cannot
+    run here: no private network namespace, or nothing fetched."""
     problem = itest_runner.namespace_problem()
     if problem is not None:
         pytest.skip(problem)
     try:
-        itests = fetch_slixmpp_itests.ensure() / "itests"
+        return fetch_slixmpp_itests.ensure() / "itests"
     except fetch_slixmpp_itests.FetchError as exc:
         pytest.skip(f"slixmpp's itests could not be fetched (make test fetches them): {exc}")
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reports]:
+    itests = itests_or_skip()
     work = tmp_path_factory.mktemp("slixmpp-itests")
     chatgate, prosody = _run_both(itests, work)
     if isinstance(prosody, BaseException):
