@@ -198,9 +198,9 @@ class SnapshotKeeper:
             await asyncio.wait({task})  # unlike `await task`, lets our own cancel through
         saving, self._saving = self._saving, None
         if saving is not None and not saving.done():
-            # Never cut short: a save cancelled inside its transaction leaves the
-            # connection holding the write lock, and the last save below (or any
-            # other writer) then waits for it in vain.
+            # Never cut short: a save cancelled inside its SQLite transaction can
+            # leave its connection holding the write lock, and the last save below
+            # then waited for it in vain ("database is locked", seen under load).
             await asyncio.wait({saving})
         try:
             await self.save()
