@@ -55,6 +55,9 @@ DOMAIN = "prosody"
 STARTTLS_PORT = 5222
 DIRECT_TLS_PORT = 5223
 COMPONENT_PORT = 5347
+#: the static web server that holds chatgate's XEP-0455 status file (outside chatgate,
+#: as the XEP wants; Prosody's CI serves its own with mod_http_files)
+STATUS_PORT = 8088
 REPO = Path(__file__).resolve().parents[2]
 PROSODY = "/usr/bin/prosody"
 PROSODYCTL = "/usr/bin/prosodyctl"
@@ -283,6 +286,10 @@ port = {component}
 [[components]]
 domain = "slixmpp.{domain}"
 secret = "secret"
+
+# XEP-0455: where slixmpp's CI keeps its status file (an empty one, "null").
+[modules.disco]
+status_addresses = ["http://{domain}:{status}/status.json"]
 """
 
 
@@ -293,6 +300,7 @@ class ChatgateItestServer:
     def __init__(self) -> None:
         self._work = Path()
         self._process: _Process | None = None
+        self._status_files: subprocess.Popen[bytes] | None = None
 
     def available(self) -> str | None:
         return None
@@ -329,8 +337,11 @@ class ChatgateItestServer:
                 starttls=STARTTLS_PORT,
                 direct=DIRECT_TLS_PORT,
                 component=COMPONENT_PORT,
+                status=STATUS_PORT,
             )
         )
+        (work / "www").mkdir()
+        (work / "www" / "status.json").write_text("null\n")  # as slixmpp's Containerfile
         lines = []
         for worker in range(workers):
             for account in account_pair(worker):
@@ -345,6 +356,14 @@ class ChatgateItestServer:
     def start(self) -> None:
         assert self._process is not None
         config = self._work / "chatgate.toml"
+        self._status_files = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(STATUS_PORT), "--bind", "127.0.0.1",
+             "--directory", str(self._work / "www")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        procs.wait_for_port(STATUS_PORT, self._status_files, 30.0, self.log())
         self._process.start(
             [sys.executable, "-m", "chatgate", "serve", "--config", str(config)],
             env={"PYTHONUNBUFFERED": "1"},
@@ -353,6 +372,9 @@ class ChatgateItestServer:
     def stop(self) -> None:
         if self._process is not None:
             self._process.stop()
+        if self._status_files is not None:
+            procs.stop(self._status_files, 5.0)
+            self._status_files = None
 
 
 def build(name: str, itests: Path) -> ItestServer:

@@ -238,7 +238,8 @@ def test_only_selects_by_dotted_prefix() -> None:
 
 def test_chatgate_serves_the_ci_component_as_prosody_does(tmp_path: Path) -> None:
     """slixmpp's test_component connects to port 5347 as slixmpp.prosody with the
-    secret 'secret' (its prosody.cfg.lua): chatgate's itest configuration says the same."""
+    secret 'secret' (its prosody.cfg.lua): chatgate's itest configuration says the same;
+    and test_sos finds the status file at the address the configuration publishes."""
     from chatgate.config import load_config
 
     path = tmp_path / "chatgate.toml"
@@ -249,9 +250,13 @@ def test_chatgate_serves_the_ci_component_as_prosody_does(tmp_path: Path) -> Non
             starttls=itest_servers.STARTTLS_PORT,
             direct=itest_servers.DIRECT_TLS_PORT,
             component=itest_servers.COMPONENT_PORT,
+            status=itest_servers.STATUS_PORT,
         )
     )
     config = load_config(path)
+    assert config.modules["disco"]["status_addresses"] == [
+        f"http://{itest_servers.DOMAIN}:{itest_servers.STATUS_PORT}/status.json"
+    ]
     [component] = config.components
     assert component.domain == f"slixmpp.{itest_servers.DOMAIN}"
     assert config.component_secret(component) == "secret"

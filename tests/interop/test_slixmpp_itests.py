@@ -58,13 +58,9 @@ CHATGATE_MISSING: dict[str, Missing] = {}
 
 #: itests that fail on both servers here: on chatgate they are strict xfails for the same reason.
 #: test_moderate left this list when chatgate's announcement gained XEP-0425 0.2's
-#: <apply-to xmlns='urn:xmpp:fasten:0'> beside 0.3's <retract/> (it stays in PROSODY_FAILS).
-FAIL_ON_BOTH: dict[str, Missing] = {
-    "test_sos.TestSos.test_sos": Missing(
-        "XEP-0455 service outage status (not in issue 15)",
-        "the server advertises no external status address",
-    ),
-}
+#: <apply-to xmlns='urn:xmpp:fasten:0'> beside 0.3's <retract/> (it stays in PROSODY_FAILS);
+#: test_sos when chatgate learnt XEP-0455's external status addresses.
+FAIL_ON_BOTH: dict[str, Missing] = {}
 
 #: itests Prosody fails in this setup, and why (strict xfails on Prosody's side)
 PROSODY_FAILS: dict[str, str] = {

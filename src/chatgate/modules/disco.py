@@ -8,7 +8,9 @@ Besides the server's identity and features it answers:
   ``http://jabber.org/protocol/commands``, XEP-0050 §2.1).  A node nobody
   answers is ``item-not-found``;
 - XEP-0128 extended information: the XEP-0157 contact addresses of
-  `[modules.disco] contacts` as a ``http://jabber.org/network/serverinfo`` form;
+  `[modules.disco] contacts` as a ``http://jabber.org/network/serverinfo`` form,
+  and the XEP-0455 external status addresses of `status_addresses` (where
+  clients look when the server cannot be reached) as a ``urn:xmpp:sos:0`` form;
 - XEP-0115 entity capabilities: the server's ``<c/>`` in the stream features
   after authentication, its verification string computed once at start over
   the server's disco#info (every module's features are known then), and the
@@ -22,8 +24,9 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal
+from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from chatgate.jid import JID
 from chatgate.modules.base import IqHandler, OnStart, Registration, Spec, StreamFeature
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
 #: XEP-0115's namespace
 #: XEP-0157's FORM_TYPE
 SERVER_INFO = "http://jabber.org/network/serverinfo"
+#: XEP-0455's FORM_TYPE
+SOS = "urn:xmpp:sos:0"
 #: the feature PEP adds to accounts; with it, accounts also show the pubsub/pep identity
 PUBSUB_PUBLISH = "http://jabber.org/protocol/pubsub#publish"
 
@@ -56,8 +61,22 @@ class DiscoOptions(BaseModel):
     `security`, `status`, `support`), each a list of URIs (``mailto:...``,
     ``xmpp:...``, ``https://...``): published in the server's disco#info as the
     ``<kind>-addresses`` fields of a ``http://jabber.org/network/serverinfo`` form."""
+    status_addresses: list[str] = []
+    """XEP-0455 external status addresses: ``http://`` or ``https://`` URLs of a JSON
+    status document hosted elsewhere than this server (clients fetch and cache them,
+    and look there when they cannot connect): published in the server's disco#info
+    as the ``external-status-addresses`` field of a ``urn:xmpp:sos:0`` form."""
     caps_node: str = "urn:chatgate:server"
     """The XEP-0115 node naming this software in the server's ``<c/>`` stream feature."""
+
+    @field_validator("status_addresses")
+    @classmethod
+    def _http_urls(cls, addresses: list[str]) -> list[str]:
+        for address in addresses:
+            parsed = urlparse(address)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ValueError(f"{address!r} is not an http:// or https:// URL")
+        return addresses
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +133,14 @@ def contact_form(contacts: dict[ContactKind, list[str]]) -> Element | None:
     return build_form(SERVER_INFO, fields, form="result") if fields else None
 
 
+def status_form(addresses: list[str]) -> Element | None:
+    """The XEP-0455 form (None when no address is configured)."""
+    if not addresses:
+        return None
+    field = FormField("external-status-addresses", "list-multi", values=tuple(addresses))
+    return build_form(SOS, [field], form="result")
+
+
 def caps_ver(info: ServerInfo) -> str:
     """XEP-0115 §5.1 verification string (SHA-1, base64) of `info`.
 
@@ -149,6 +176,7 @@ class Disco:
         Spec("XEP-0115", "1.6.0"),
         Spec("XEP-0128", "1.0.1"),
         Spec("XEP-0157", "1.1.1"),
+        Spec("XEP-0455", "0.3.1"),
     )
     Options: ClassVar[type[DiscoOptions]] = DiscoOptions
 
@@ -160,11 +188,12 @@ class Disco:
     def server_info(self, ctx: ServerContext) -> ServerInfo:
         features = {ns.DISCO_INFO, ns.DISCO_ITEMS}
         features.update(f.var for f in ctx.disco_features if not f.on_account)
-        form = contact_form(ctx.options(self.name, DiscoOptions).contacts)
+        options = ctx.options(self.name, DiscoOptions)
+        forms = (contact_form(options.contacts), status_form(options.status_addresses))
         return ServerInfo(
             (("server", "im", "chatgate"),),
             tuple(sorted(features)),
-            (form,) if form is not None else (),
+            tuple(form for form in forms if form is not None),
         )
 
     def node_answer(self, session: C2SSession, host: str, node: str) -> NodeAnswer:

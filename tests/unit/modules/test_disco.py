@@ -8,7 +8,9 @@ import hashlib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from chatgate.modules.disco import ServerInfo, caps_ver, contact_form
+import pytest
+
+from chatgate.modules.disco import ServerInfo, caps_ver, contact_form, status_form
 
 from .wire import Server, Wire
 
@@ -118,8 +120,54 @@ async def test_unknown_nodes_are_item_not_found(tmp_path: Path) -> None:
         await srv.stop()
 
 
+async def test_external_status_addresses_are_a_xep_0455_form(tmp_path: Path) -> None:
+    addresses = ["https://status.example.org/xmpp.json", "http://backup.example.net/s.json"]
+    contacts = {"admin": ["mailto:ops@example.org"]}
+    options = {"disco": {"status_addresses": addresses, "contacts": contacts}}
+    srv = await Server.start(tmp_path, options)
+    try:
+        await srv.add_user("bob", "bob-pw")
+        wire, features = await _login(srv)
+        query = (await _get(wire, f"<query xmlns='{INFO}'/>")).find(f"{{{INFO}}}query")
+        assert query is not None
+        forms = {}
+        for x in query.findall(f"{{{DATA}}}x"):
+            fields = {f.get("var"): [v.text for v in f] for f in x}
+            forms[fields.pop("FORM_TYPE")[0]] = fields
+        assert forms == {
+            "urn:xmpp:sos:0": {"external-status-addresses": addresses},
+            "http://jabber.org/network/serverinfo": {"admin-addresses": contacts["admin"]},
+        }
+        # the caps hash covers both forms (XEP-0115 §5.4)
+        c = ET.fromstring(features + "</stream:stream>").find(
+            "{http://etherx.jabber.org/streams}features/{" + CAPS + "}c"
+        )
+        identities = tuple(
+            (i.get("category") or "", i.get("type") or "", i.get("name"))
+            for i in query.findall(f"{{{INFO}}}identity")
+        )
+        features_ = tuple(f.get("var") or "" for f in query.findall(f"{{{INFO}}}feature"))
+        expected = (contact_form(contacts), status_form(addresses))
+        assert c is not None and c.get("ver") == caps_ver(
+            ServerInfo(identities, features_, tuple(f for f in expected if f is not None))
+        )
+    finally:
+        await srv.stop()
+
+
+@pytest.mark.parametrize(
+    "address", ["ftp://status.example.org/s.json", "status.example.org/s.json", "https://"]
+)
+def test_status_addresses_must_be_http_urls(address: str) -> None:
+    from pydantic import ValidationError
+
+    from chatgate.modules.disco import DiscoOptions
+
+    with pytest.raises(ValidationError, match="is not an http"):
+        DiscoOptions.model_validate({"status_addresses": [address]})
+
+
 def test_contact_kinds_are_checked() -> None:
-    import pytest
     from pydantic import ValidationError
 
     from chatgate.modules.disco import DiscoOptions
