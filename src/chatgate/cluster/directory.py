@@ -237,7 +237,8 @@ class RemoteSession:
 
     def write(self, data: bytes) -> None:
         directory = self._directory
-        kind = FrameKind.REROUTED if directory.rerouting else FrameKind.STANZA
+        # Plain ints: packing an IntEnum member costs a call per stanza.
+        kind = _REROUTED if directory.rerouting else _STANZA
         if not directory._forward(self.node, kind, self.target, data):
             directory.refused(data)
 
@@ -1007,6 +1008,7 @@ class ClusterSessionDirectory:
 
 
 _STANZA = int(FrameKind.STANZA)
+_REROUTED = int(FrameKind.REROUTED)
 
 
 def _quiet(reply: asyncio.Future[Any]) -> None:

@@ -55,6 +55,7 @@ class Frame:
 #: header size, and the kinds by number (an IntEnum call per frame costs more)
 HEADER_SIZE = _HEADER.size
 unpack_header = _HEADER.unpack_from
+_pack_header = _HEADER.pack
 KINDS = {int(kind): kind for kind in FrameKind}
 
 
@@ -104,12 +105,14 @@ class Forwarder:
         self._batches.clear()
         self._bytes = 0
 
-    def send(self, node: str, kind: FrameKind, target: bytes, payload: bytes) -> bool:
+    def send(self, node: str, kind: int, target: bytes, payload: bytes) -> bool:
         """Queue one frame for `node` (`target`: the full JID, encoded); False (and
         counted) when it is refused.  The per-stanza path of cross-node delivery:
         Redis's state and the socket's backlog are looked at once per loop turn
         (`_admit`), and the frame's three parts are joined once per batch."""
-        size = HEADER_SIZE + len(target) + len(payload)
+        target_len = len(target)
+        payload_len = len(payload)
+        size = HEADER_SIZE + target_len + payload_len
         if not self._scheduled and not self._admit():
             return self._refuse()
         if self._bytes + size > self._budget:
@@ -117,7 +120,7 @@ class Forwarder:
         batch = self._batches.get(node)
         if batch is None:
             batch = self._batches[node] = []
-        batch += (_HEADER.pack(kind, len(target), len(payload)), target, payload)
+        batch += (_pack_header(kind, target_len, payload_len), target, payload)
         self._bytes += size
         return True
 
