@@ -156,12 +156,6 @@ class LocalHashes:
 Spawn = Callable[[Awaitable[None]], None]
 
 
-async def _wait_for_read(read: asyncio.Future[None]) -> None:
-    """Until the read is done or `READ_WAIT` has passed; its failure is its
-    own awaiter's to log (the `SessionBound` hook's)."""
-    await asyncio.wait({read}, timeout=READ_WAIT)
-
-
 class AdvertisedHashes:
     """The hash of each account with a session on this node, kept current, and the
     router's stamp (`stamp_presence`)."""
@@ -191,7 +185,16 @@ class AdvertisedHashes:
             stamp(presence, photo)
             return None
         loading = self._loading.get(origin.bare)
-        return None if loading is None else _wait_for_read(loading)
+        return None if loading is None else self._wait_for_read(origin.bare, loading)
+
+    async def _wait_for_read(self, bare: str, read: asyncio.Future[None]) -> None:
+        """Until the read is done or `READ_WAIT` has passed; then nothing waits
+        for it any more (the presence, called again, goes out unstamped, and so do
+        the account's next ones until the read lands).  Its failure is its own
+        awaiter's to log (the `SessionBound` hook's)."""
+        await asyncio.wait({read}, timeout=READ_WAIT)
+        if not read.done() and self._loading.get(bare) is read:
+            del self._loading[bare]
 
     # ------------------------------------------------------------ keeping it current
 
