@@ -250,14 +250,9 @@ def moderate(
     svc: MucService, session: C2SSession, iq: Element, room: Room, request: Element
 ) -> Pending:
     """XEP-0425 0.3: `<moderate id=STANZA-ID><retract/><reason/></moderate>`."""
-    _may_moderate(room, session)
-    if request.find("retract", v.RETRACT) is None:
-        raise StanzaError(E.BAD_REQUEST, "only retraction is supported")
     stanza_id = request.get("id") or ""
-    if not stanza_id:
-        raise StanzaError(E.BAD_REQUEST, "<moderate/> needs the message's stanza-id")
-    reason = request.find("reason")
-    return _moderate(svc, session, iq, room, stanza_id, reason.text if reason is not None else "")
+    reason = _checked(room, session, request, v.RETRACT, stanza_id, "moderate")
+    return _moderate(svc, session, iq, room, stanza_id, reason)
 
 
 def moderate_legacy(
@@ -270,20 +265,30 @@ def moderate_legacy(
     request = apply_to.find("moderate", v.MODERATE_0)
     if request is None:
         raise StanzaError(E.SERVICE_UNAVAILABLE, "only moderation is applied to messages here")
-    _may_moderate(room, session)
-    if request.find("retract", v.RETRACT_0) is None:
-        raise StanzaError(E.BAD_REQUEST, "only retraction is supported")
     stanza_id = apply_to.get("id") or ""
-    if not stanza_id:
-        raise StanzaError(E.BAD_REQUEST, "<apply-to/> needs the message's stanza-id")
-    reason = request.find("reason")
-    return _moderate(svc, session, iq, room, stanza_id, reason.text if reason is not None else "")
+    reason = _checked(room, session, request, v.RETRACT_0, stanza_id, "apply-to")
+    return _moderate(svc, session, iq, room, stanza_id, reason)
 
 
-def _may_moderate(room: Room, session: C2SSession) -> None:
+def _checked(
+    room: Room,
+    session: C2SSession,
+    request: Element,
+    retract_ns: str,
+    stanza_id: str,
+    carrier: str,
+) -> str:
+    """What both forms require, in order: a moderator, a `<retract/>` (in the form's
+    namespace), a stanza-id (on `<carrier/>`); the reason's text ("" for none)."""
     moderator = room.occupant_of(session.full)
     if moderator is None or moderator.role != MODERATOR:
         raise StanzaError(E.FORBIDDEN, "only moderators may retract messages")
+    if request.find("retract", retract_ns) is None:
+        raise StanzaError(E.BAD_REQUEST, "only retraction is supported")
+    if not stanza_id:
+        raise StanzaError(E.BAD_REQUEST, f"<{carrier}/> needs the message's stanza-id")
+    reason = request.find("reason")
+    return reason.text if reason is not None else ""
 
 
 def _moderate(
@@ -298,7 +303,7 @@ def _moderate(
     request came in: everyone gets the retraction (both forms), the history forgets
     the message, the archive keeps a tombstone (both forms) in its place."""
     moderator = room.occupant_of(session.full)
-    assert moderator is not None  # _may_moderate
+    assert moderator is not None  # _checked
     by = f"{room.jid}/{moderator.nick}"
     occupant_id = room.occupant_id(moderator.bare)
     entry = room.history.remove(stanza_id)
