@@ -5,20 +5,17 @@ metadata), compared with hashlib's SHA-1 of the image."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from chatgate.modules.pep import presence_hash
 from chatgate.modules.pep.presence_hash import PhotoHashes, stamp
 from chatgate.xml.framed import parse_fragment
 from chatgate.xml.serialize import serialize
 
-from ..wire import Server, plain
-from .client import Client, login, pep_server, publish
+from .client import login, pep_server, publish
 from .test_avatars import META, avatar
 from .test_vcard_to_avatar import png, vcard_set
 
@@ -93,103 +90,3 @@ async def test_the_advertised_hash_follows_both_directions(tmp_path: Path) -> No
 
         await alice.iq("set", publish(META, f"<metadata xmlns='{META}'/>", "off"), iq_id="e")
         assert await hashes.current(owner) == ""
-
-
-async def test_the_initial_presence_sent_with_the_bind_waits_for_the_hash(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A client sends its initial presence right after binding (here in the same
-    read as the bind): it must carry the hash, though the bind-time read of the
-    account's avatar is still under way (slowed down here)."""
-    async with pep_server(tmp_path) as srv:
-        image = png(6, 6)
-        expected = hashlib.sha1(image).hexdigest()
-        first = await login(srv, "alice", "first")
-        _, data, meta = avatar(image)
-        await first.iq("set", data, iq_id="d")
-        await first.iq("set", meta, iq_id="m")
-        first.wire.conn.connection_lost()  # alice's last session: her hash is dropped
-        await first.wire.settle()
-        bob = await login(srv, "bob")
-        await bob.available(None)
-        bob.take()
-
-        hashes = srv.module("pep").hashes
-        original = hashes.hashes.current
-        reads = []
-
-        async def slow_current(owner: tuple[str, str]) -> str | None:
-            reads.append(owner)
-            await asyncio.sleep(0.2)  # a loaded database
-            return await original(owner)
-
-        monkeypatch.setattr(hashes.hashes, "current", slow_current)
-        wire = srv.connect()
-        await wire.open()
-        assert "<success" in await wire.send(plain("alice", "alice-pw"))
-        await wire.open()
-        await wire.send(
-            "<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-            "<resource>phone</resource></bind></iq><presence/>"
-        )
-        await bob.wire.settle()
-        got = [
-            el
-            for el in bob.take()
-            if el.tag == "{jabber:client}presence" and el.get("from") == "alice@localhost/phone"
-        ]
-        assert reads == [("alice", "localhost")]
-        assert len(got) == 1
-        update = got[0].find(f"{{{UPDATE}}}x")
-        assert update is not None and update.findtext(f"{{{UPDATE}}}photo") == expected
-
-
-async def test_a_read_slower_than_read_wait_holds_presence_back_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A database too slow for the bind-time read: the initial presence waits
-    `READ_WAIT` once and goes out unstamped; the next presence does not wait."""
-    monkeypatch.setattr(presence_hash, "READ_WAIT", 0.1)
-    async with pep_server(tmp_path) as srv:
-        bob = await login(srv, "bob")
-        await bob.available(None)
-        bob.take()
-        hashes = srv.module("pep").hashes
-        release = asyncio.Event()
-
-        async def stuck(owner: tuple[str, str]) -> str | None:
-            await release.wait()
-            return None
-
-        monkeypatch.setattr(hashes.hashes, "current", stuck)
-        try:
-            await _presence_waits_once(srv, bob)
-        finally:
-            release.set()  # the stuck read ends, so the server can stop
-
-
-async def _presence_waits_once(srv: Server, bob: Client) -> None:
-    """alice binds and sends her initial presence at once; then another."""
-    wire = srv.connect()
-    await wire.open()
-    assert "<success" in await wire.send(plain("alice", "alice-pw"))
-    await wire.open()
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    wire.conn.events(
-        wire.parser.feed(
-            b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-            b"<resource>r</resource></bind></iq><presence/>"
-        )
-    )
-    while not [e for e in bob.take() if e.get("from") == "alice@localhost/r"]:
-        assert loop.time() - started < 5, "the presence never came"
-        await asyncio.sleep(0.01)
-    waited = loop.time() - started
-    assert 0.1 <= waited < 1.0
-    started = loop.time()
-    wire.conn.events(wire.parser.feed(b"<presence><show>away</show></presence>"))
-    while not [e for e in bob.take() if e.get("from") == "alice@localhost/r"]:
-        assert loop.time() - started < 5, "the second presence never came"
-        await asyncio.sleep(0.005)
-    assert loop.time() - started < 0.09  # no second wait

@@ -5,13 +5,18 @@ receives is read back and compared with hashlib's SHA-1 of the image."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
+from chatgate.modules.pep import presence_hash
 from chatgate.modules.pep.presence_hash import AdvertisedHashes
 from chatgate.xml.framed import parse_fragment
 
+from ..wire import Server, Wire, plain
 from .client import CLIENT, PUBSUB, Client, login, pep_server, publish
 from .test_avatars import META, avatar
 from .test_vcard_to_avatar import png, vcard_set
@@ -196,3 +201,85 @@ async def test_an_id_that_is_no_sha1_is_not_advertised(tmp_path: Path) -> None:
             bob.take()
             await alice.send("<presence/>")
             assert photos_in(bob.take(), alice.jid) == [[]]
+
+
+async def bind_and_present(srv: Server, user: str, resource: str = "r") -> Wire:
+    """`user` binds and sends its initial presence in the same read (as a client that
+    sends presence right after binding), without waiting for the server to settle."""
+    wire = srv.connect()
+    await wire.open()
+    assert "<success" in await wire.send(plain(user, f"{user}-pw"))
+    await wire.open()
+    wire.conn.events(
+        wire.parser.feed(
+            b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+            + f"<resource>{resource}</resource></bind></iq><presence/>".encode()
+        )
+    )
+    return wire
+
+
+async def presence_from(bob: Client, sender: str) -> float:
+    """Seconds until a presence from `sender` reached bob (at most 5)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while not photos_in(bob.take(), sender):
+        assert loop.time() - started < 5, f"no presence from {sender}"
+        await asyncio.sleep(0.005)
+    return loop.time() - started
+
+
+async def test_the_initial_presence_sent_with_the_bind_waits_for_the_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client sends its initial presence right after binding (here in the same
+    read as the bind): it must carry the hash, though the bind-time read of the
+    account's avatar is still under way (slowed down here)."""
+    async with pep_server(tmp_path) as srv:
+        image = png(6, 6)
+        expected = hashlib.sha1(image).hexdigest()
+        first = await login(srv, "alice", "first")
+        await publish_avatar(first, image)
+        first.wire.conn.connection_lost()  # alice's last session: her hash is dropped
+        await first.wire.settle()
+        bob = await online(srv, "bob")
+
+        hashes = hashes_of(srv)
+        original = hashes.hashes.current
+        reads = []
+
+        async def slow_current(owner: tuple[str, str]) -> str | None:
+            reads.append(owner)
+            await asyncio.sleep(0.2)  # a loaded database
+            return await original(owner)
+
+        monkeypatch.setattr(hashes.hashes, "current", slow_current)
+        alice = await bind_and_present(srv, "alice", "phone")
+        await alice.settle()  # her presence waited for the read, then was routed
+        assert reads == [("alice", "localhost")]
+        assert photos_in(bob.take(), "alice@localhost/phone") == [[expected]]
+
+
+async def test_a_read_slower_than_read_wait_holds_presence_back_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database too slow for the bind-time read: the initial presence waits
+    `READ_WAIT` once and goes out unstamped; the next presence does not wait."""
+    monkeypatch.setattr(presence_hash, "READ_WAIT", 0.1)
+    async with pep_server(tmp_path) as srv:
+        bob = await online(srv, "bob")
+        release = asyncio.Event()
+
+        async def stuck(owner: tuple[str, str]) -> str | None:
+            await release.wait()
+            return None
+
+        monkeypatch.setattr(hashes_of(srv).hashes, "current", stuck)
+        try:
+            wire = await bind_and_present(srv, "alice")
+            waited = await presence_from(bob, "alice@localhost/r")
+            assert 0.1 <= waited < 1.0
+            wire.conn.events(wire.parser.feed(b"<presence><show>away</show></presence>"))
+            assert await presence_from(bob, "alice@localhost/r") < 0.09  # no second wait
+        finally:
+            release.set()  # the stuck read ends, so the server can stop
