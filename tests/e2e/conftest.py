@@ -282,3 +282,19 @@ async def logged_in(server: RunningServer, jid: str, password: str, **kw) -> Asy
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.disconnect(), 5)
+
+
+@contextlib.asynccontextmanager
+async def present(client: Client, *, caps: bool = False) -> AsyncIterator[Client]:
+    """What an IM client does once logged in: fetch the roster (which subscribes the
+    resource to roster pushes), with `caps` compute its XEP-0115 caps (the plugin
+    registered), send initial presence; disconnected when the block ends."""
+    try:
+        await client.get_roster()
+        if caps:
+            await client.plugin["xep_0115"].update_caps(broadcast=False)
+        client.send_presence()
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), 5)

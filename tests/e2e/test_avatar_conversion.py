@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from .conftest import Client, RunningServer
+from .conftest import Client, RunningServer, present
 from .test_pep import PEP_PLUGINS, connect_with, subscribe, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -62,14 +62,8 @@ async def avatar_client(server: RunningServer, jid: str) -> AsyncIterator[Client
             client.photos[pres["from"].bare] = pres["vcard_temp_update"]["photo"]
 
     client.add_event_handler("presence_available", presence)
-    try:
-        await client.get_roster()
-        await client.plugin["xep_0115"].update_caps(broadcast=False)
-        client.send_presence()
+    async with present(client, caps=True):
         yield client
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.disconnect(), 5)
 
 
 def infos(event) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]

@@ -6,14 +6,13 @@ the avatar's id, computed here with hashlib."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 
 import pytest
 
-from .conftest import Client, RunningServer
+from .conftest import Client, RunningServer, present
 from .test_avatar_conversion import png
 from .test_pep import PEP_PLUGINS, connect_with, subscribe, wait_until
 
@@ -44,13 +43,8 @@ async def client(
 
     c.add_event_handler("presence_available", presence)
     c.add_event_handler("groupchat_presence", presence)  # xep_0045's, for occupants
-    try:
-        await c.get_roster()
-        c.send_presence()
+    async with present(c):
         yield c
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(c.disconnect(), 5)
 
 
 async def test_a_xep_0084_avatar_hash_reaches_contacts_and_rooms(server: RunningServer) -> None:

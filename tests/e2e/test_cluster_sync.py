@@ -34,7 +34,7 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from .cluster_harness import LocalCluster, logs_kept_on_failure, start_cluster
-from .conftest import Client
+from .conftest import Client, present
 
 pytestmark = pytest.mark.e2e
 
@@ -83,15 +83,8 @@ async def online(
     client.add_event_handler("session_start", lambda _e: started.done() or started.set_result(None))
     client.connect("127.0.0.1", cluster[node].port)
     await asyncio.wait_for(started, 15)
-    try:
-        await client.get_roster()
-        if "xep_0115" in plugins:
-            await client.plugin["xep_0115"].update_caps(broadcast=False)
-        client.send_presence()
+    async with present(client, caps="xep_0115" in plugins):
         yield client
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.disconnect(), 5)
 
 
 async def wait_until(predicate, timeout: float = WAIT) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 from slixmpp.exceptions import IqError
 
-from .conftest import Client, RunningServer
+from .conftest import Client, RunningServer, present
 
 pytestmark = pytest.mark.e2e
 
@@ -38,14 +38,8 @@ async def pep_client(server: RunningServer, jid: str) -> AsyncIterator[Client]:
     client.events: asyncio.Queue[object] = asyncio.Queue()  # type: ignore[misc]
     client.add_event_handler("user_mood_publish", client.events.put_nowait)
     client.add_event_handler("avatar_metadata_publish", client.events.put_nowait)
-    try:
-        await client.get_roster()
-        await client.plugin["xep_0115"].update_caps(broadcast=False)
-        client.send_presence()
+    async with present(client, caps=True):
         yield client
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.disconnect(), 5)
 
 
 async def connect_with(server: RunningServer, jid: str, plugins: tuple[str, ...]) -> Client:
