@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from chatgate.jid import JID, InvalidJID
 from chatgate.modules.dataforms import FormField, build_form, find_form, read_submission
 from chatgate.modules.mam.ids import bounds_for, is_archive_id, millis
+from chatgate.modules.rsm import read_set
 from chatgate.storage.repositories.archive import ArchiveFilter, PageRequest
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.vocabulary.ns import MAM, RSM
@@ -143,33 +144,8 @@ def _datetime(text: str, name: str) -> datetime:
 def _read_page(rsm: Element | None, default_max: int, limit: int) -> PageRequest:
     if rsm is None:
         return PageRequest(max=default_max)
-    max_count = default_max
-    max_el = rsm.find("max")
-    if max_el is not None:
-        try:
-            max_count = int(max_el.text.strip())
-        except ValueError:
-            raise StanzaError(BAD, "<max/> is not a number") from None
-        if max_count < 0:
-            raise StanzaError(BAD, "<max/> is negative")
-        max_count = min(max_count, limit)
-    if rsm.find("index") is not None:
-        raise StanzaError(StanzaErrorCondition.FEATURE_NOT_IMPLEMENTED, "paging by index")
-    after = before = None
-    after_el = rsm.find("after")
-    if after_el is not None:
-        after = after_el.text.strip()
-        if not after:
-            raise StanzaError(BAD, "<after/> needs an id")
-        after = _page_id(after)
-    before_el = rsm.find("before")
-    if before_el is not None:
-        before = before_el.text.strip()
-        if before:
-            before = _page_id(before)
-    if after is not None and before is not None:
-        raise StanzaError(BAD, "<after/> and <before/> together")
-    return PageRequest(max=max_count, after=after, before=before)
+    page = read_set(rsm, default_max, limit, _page_id)
+    return PageRequest(max=page.max, after=page.after, before=page.before)
 
 
 def _page_id(value: str) -> str:

@@ -22,6 +22,7 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from chatgate.modules.rsm import read_set
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
@@ -58,32 +59,14 @@ def read_request(query: Element, cap: int) -> PageRequest:
     rsm = query.find("set", ns.RSM)
     if rsm is None:
         return PageRequest(max=cap)
-    size = cap
-    max_el = rsm.find("max")
-    if max_el is not None:
-        try:
-            size = int(max_el.text.strip())
-        except ValueError:
-            raise StanzaError(E.BAD_REQUEST, "<max/> is not a number") from None
-        if size < 0:
-            raise StanzaError(E.BAD_REQUEST, "<max/> is negative")
-        size = min(size, cap)
-    if rsm.find("index") is not None:
-        raise StanzaError(E.FEATURE_NOT_IMPLEMENTED, "paging by index")
-    after_el, before_el = rsm.find("after"), rsm.find("before")
-    if after_el is not None and before_el is not None:
-        raise StanzaError(E.BAD_REQUEST, "<after/> and <before/> together")
-    after = before = None
-    if after_el is not None:
-        after = after_el.text.strip()
-        if not after:
-            raise StanzaError(E.BAD_REQUEST, "<after/> needs a room")
-    if before_el is not None:
-        before = before_el.text.strip()
-    for cursor in (after, before):
-        if cursor is not None and len(cursor) > MAX_CURSOR:
-            raise StanzaError(E.BAD_REQUEST, "that cursor is no room")
-    return PageRequest(max=size, after=after, before=before, rsm=True)
+    page = read_set(rsm, cap, cap, _room_cursor)
+    return PageRequest(max=page.max, after=page.after, before=page.before, rsm=True)
+
+
+def _room_cursor(cursor: str) -> str:
+    if len(cursor) > MAX_CURSOR:
+        raise StanzaError(E.BAD_REQUEST, "that cursor is no room")
+    return cursor
 
 
 def window(rooms: Iterable[tuple[str, str]], request: PageRequest) -> Window:
