@@ -1063,12 +1063,10 @@ def test_the_release_of_an_old_session_keeps_a_newer_sessions_snapshot(
         snapshot,
         "attack-test:nodes",
         "r",
-        "n9|b00t5",
-        field,
         "b00t5",
+        "u@localhost",
         "attack-test:events:",
         "n9",
-        "R",
     )
     try:
         assert store.hget(res, "r") == b"n9|b00t57"

@@ -86,12 +86,25 @@ local function to_others(nodes, first)
 end
 """
 
-#: KEYS: res:BARE, sessions:NODE, nodes.  ARGV: resource, "node|sid", policy, max,
-#: chosen (1: the server chose the resource), the snapshot field, its JSON, then
-#: the events channels' prefix, this node, the C event (published here: one
-#: command a login, not two).
+#: A claim's or release's event, made by the script only when another node will
+#: read it (a node alone spends nothing on it).  Its form is `_event_of`'s.
+_SESSION_EVENT = """
+local function session_event(nodes, prefix, me, op, sid, bare, resource)
+  local event
+  for _, node in ipairs(redis.call('SMEMBERS', nodes)) do
+    if node ~= me then
+      event = event or cjson.encode({me, op, sid, bare, resource, 0, cjson.null})
+      redis.call('PUBLISH', prefix .. node, event)
+    end
+  end
+end
+"""
+
+#: KEYS: res:BARE, sessions:NODE, nodes.  ARGV: resource, sid, policy, max, chosen
+#: (1: the server chose the resource), bare JID, the events channels' prefix, this
+#: node.  Keeps the snapshot and publishes the C event itself: one command a login.
 _CLAIM = (
-    _TO_OTHERS
+    _SESSION_EVENT
     + """
 local held = redis.call('HGET', KEYS[1], ARGV[1])
 if held then
@@ -100,26 +113,31 @@ if held then
 else
   if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then return {'limit'} end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[6], ARGV[7])
-to_others(KEYS[3], 8)
+local me, sid = ARGV[8], ARGV[2]
+redis.call('HSET', KEYS[1], ARGV[1], me .. '|' .. sid)
+local state = cjson.encode({sid, false, 0, cjson.null, false})
+redis.call('HSET', KEYS[2], ARGV[6] .. '/' .. ARGV[1], state)
+session_event(KEYS[3], ARGV[7], me, 'C', sid, ARGV[6], ARGV[1])
 return {'ok', held or ''}
 """
 )
 
-#: KEYS: res:BARE, sessions:NODE, nodes.  ARGV: resource, "node|sid", snapshot
-#: field, sid, then the events channels' prefix, this node, the R event.
+#: KEYS: res:BARE, sessions:NODE, nodes.  ARGV: resource, sid, bare JID, the events
+#: channels' prefix, this node.  Removes only what this very session left (a newer
+#: session on the resource keeps its entries), then publishes the R event.
 _RELEASE = (
-    _TO_OTHERS
+    _SESSION_EVENT
     + """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+local me, sid = ARGV[5], ARGV[2]
+if redis.call('HGET', KEYS[1], ARGV[1]) == me .. '|' .. sid then
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
-local entry = redis.call('HGET', KEYS[2], ARGV[3])
-if entry and cjson.decode(entry)[1] == ARGV[4] then
-  redis.call('HDEL', KEYS[2], ARGV[3])
+local field = ARGV[3] .. '/' .. ARGV[1]
+local entry = redis.call('HGET', KEYS[2], field)
+if entry and cjson.decode(entry)[1] == sid then
+  redis.call('HDEL', KEYS[2], field)
 end
-to_others(KEYS[3], 5)
+session_event(KEYS[3], ARGV[4], me, 'R', sid, ARGV[3], ARGV[1])
 return 1
 """
 )
@@ -201,6 +219,9 @@ _SCRIPTS = {
     "take_over": Script(_TAKE_OVER),
 }
 
+_CLAIM_SHA = _SCRIPTS["claim"].sha
+_RELEASE_SHA = _SCRIPTS["release"].sha
+
 
 class RemoteSession:
     """A session on another node, as the router sees it: writes are forwarded."""
@@ -281,6 +302,10 @@ class ClusterSessionDirectory:
         #: every node's events channel is this prefix and its name
         self._events_prefix = node.key("events", "")
         self._nodes_key = node.key("nodes")
+        #: this node's snapshot and every account's resources: keys of each login
+        self._own_snapshot = node.key("sessions", node.name)
+        self._res_prefix = node.key("res", "")
+        self._policy = conflict.value
         self._warned: dict[str, tuple[float, int]] = {}  # kind -> (quiet until, skipped)
         #: closes that arrived for a claim of ours before its answer (sid -> why)
         self._early_closes: dict[str, tuple[str, str]] = {}
@@ -342,29 +367,30 @@ class ClusterSessionDirectory:
     async def _claim(self, session_for: SessionFactory, resource: str | None) -> Claimed:
         session = session_for(resource or _random_resource())
         chosen = resource is None
+        node = self.node
         for _attempt in range(4):
-            sid = f"{self.node.boot_id}{next(self._counter)}"
+            sid = f"{node.boot_id}{next(self._counter)}"
+            bare = session.bare
+            args = (
+                self._res_prefix + bare,
+                self._own_snapshot,
+                self._nodes_key,
+                session.resource,
+                sid,
+                self._policy,
+                self.max_resources,
+                "1" if chosen else "0",
+                bare,
+                self._events_prefix,
+                node.name,
+            )
             try:
-                answer = await self.node.run_script(
-                    _SCRIPTS["claim"],
-                    [
-                        self._res_key(session.bare),
-                        self._snapshot_key(self.node.name),
-                        self._nodes_key,
-                    ],
-                    [
-                        session.resource,
-                        f"{self.node.name}|{sid}",
-                        self.conflict.value,
-                        self.max_resources,
-                        "1" if chosen else "0",
-                        f"{session.bare}/{session.resource}",
-                        json.dumps([sid, False, 0, None, False]),
-                        self._events_prefix,
-                        self.node.name,
-                        self._event_of("C", session, sid),
-                    ],
-                )
+                try:
+                    answer = await node.send("EVALSHA", _CLAIM_SHA, 3, *args)
+                except RespError as exc:
+                    if not str(exc).startswith("NOSCRIPT"):
+                        raise
+                    answer = await node.send("EVAL", _SCRIPTS["claim"].source, 3, *args)
             except (RedisError, RespError, OSError) as exc:
                 self._warn("claim", "cluster: claims decided on this node alone (Redis: %s)", exc)
                 return self._claim_locally(session_for, session, resource)
@@ -538,23 +564,24 @@ class ClusterSessionDirectory:
         sid = self._drop_local(session)
         if sid is None:
             return
-        keys = [self._res_key(session.bare), self._snapshot_key(self.node.name), self._nodes_key]
-        args = [
+        reply = self.node.send("EVALSHA", _RELEASE_SHA, 3, *self._release_args(session, sid))
+        reply.add_done_callback(partial(self._released, session, sid))
+
+    def _release_args(self, session: C2SSession, sid: str) -> tuple[str, ...]:
+        """The release script's keys and arguments (`_RELEASE`)."""
+        bare = session.bare
+        return (
+            self._res_prefix + bare,
+            self._own_snapshot,
+            self._nodes_key,
             session.resource,
-            f"{self.node.name}|{sid}",
-            f"{session.bare}/{session.resource}",
             sid,
+            bare,
             self._events_prefix,
             self.node.name,
-            self._event_of("R", session, sid),
-        ]
-        script = _SCRIPTS["release"]
-        reply = self.node.send("EVALSHA", script.sha, len(keys), *keys, *args)
-        reply.add_done_callback(partial(self._released, session.full, keys, args))
+        )
 
-    def _released(
-        self, full: str, keys: list[str], args: list[Any], reply: asyncio.Future[Any]
-    ) -> None:
+    def _released(self, session: C2SSession, sid: str, reply: asyncio.Future[Any]) -> None:
         if reply.cancelled():
             return
         error = reply.exception()
@@ -562,9 +589,9 @@ class ClusterSessionDirectory:
             return
         if isinstance(error, RespError) and str(error).startswith("NOSCRIPT"):
             # Redis restarted and forgot the script: once more, with its source.
-            source = _SCRIPTS["release"].source
-            again = self.node.send("EVAL", source, len(keys), *keys, *args)
-            again.add_done_callback(partial(self._released, full, keys, args))
+            args = self._release_args(session, sid)
+            again = self.node.send("EVAL", _SCRIPTS["release"].source, 3, *args)
+            again.add_done_callback(partial(self._released, session, sid))
             return
         self._warn("release", "cluster: releases left to the resync (Redis: %s)", error)
 
@@ -1001,7 +1028,7 @@ class ClusterSessionDirectory:
     # ------------------------------------------------------------ names
 
     def _res_key(self, bare: str) -> str:
-        return self.node.key("res", bare)
+        return self._res_prefix + bare
 
     def _snapshot_key(self, node: str) -> str:
         return self.node.key("sessions", node)

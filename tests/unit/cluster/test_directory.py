@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chatgate.cluster.directory import ClusterSessionDirectory, RemoteSession
+from chatgate.cluster.directory import _SCRIPTS, ClusterSessionDirectory, RemoteSession
 from chatgate.cluster.node import ClusterNode
 from chatgate.cluster.options import ClusterOptions
 from chatgate.config import ResourceConflict
@@ -229,6 +229,25 @@ async def test_a_released_session_leaves_the_other_nodes_table(two: tuple[Node, 
     await b.bind("alice@example.net", "phone")
 
 
+async def test_a_resource_of_any_characters_is_mirrored_and_released_whole(
+    two: tuple[Node, Node],
+) -> None:
+    """The claim and release scripts write their events with Redis's cjson (which
+    writes '/' as '\\/' and non-ASCII as raw UTF-8): the other node must read back
+    the very resource, deliver to it, and drop it on release."""
+    a, b = two
+    resource = 'ph"one/\\ é漢 😀'
+    session = await a.bind("alice@example.net", resource)
+    await eventually(lambda: resource in b.directory.table.get("alice@example.net", {}))
+    stand_in = b.directory.table["alice@example.net"][resource]
+    assert isinstance(stand_in, RemoteSession) and stand_in.sid == a.directory.sid_of(session)
+    full = f"alice@example.net/{resource}"
+    assert b.router.deliver_to_full(JID.parse(full), chat(full, "reached"))
+    await eventually(lambda: any(b"reached" in w for w in a.peers[full].written))
+    a.directory.release(session)
+    await eventually(lambda: "alice@example.net" not in b.directory.table)
+
+
 async def test_a_dead_node_leaves_the_directory_and_its_contacts_are_told(
     two: tuple[Node, Node],
 ) -> None:
@@ -338,17 +357,27 @@ async def test_a_newer_claim_heard_before_our_claims_answer_is_reachable_once_ou
     the race over three nodes in tests/e2e/test_cluster_attacks.py lost it, so a
     message from a's node to the full JID went nowhere."""
     a, b = two
-    real = a.node.run_script
+    real = a.node.send
     answered = asyncio.Event()
     read = asyncio.Event()
+    held: list[asyncio.Task[None]] = []
 
-    async def answer_read_late(script: Any, keys: list[Any], args: list[Any]) -> Any:
-        answer = await real(script, keys, args)
-        answered.set()
-        await read.wait()  # what b's claim publishes is read first
-        return answer
+    def answer_read_late(*command: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        reply = real(*command, **kwargs)
+        if command[:2] != ("EVALSHA", _SCRIPTS["claim"].sha):
+            return reply
+        late: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
-    monkeypatch.setattr(a.node, "run_script", answer_read_late)
+        async def hold() -> None:
+            answer = await reply
+            answered.set()
+            await read.wait()  # what b's claim publishes is read first
+            late.set_result(answer)
+
+        held.append(asyncio.create_task(hold()))
+        return late
+
+    monkeypatch.setattr(a.node, "send", answer_read_late)
     binding = asyncio.create_task(a.bind("alice@example.net", "desk"))
     await asyncio.wait_for(answered.wait(), 5)
     await b.bind("alice@example.net", "desk")  # after a's claim in Redis: replaces it
