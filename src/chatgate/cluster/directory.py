@@ -41,7 +41,6 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import Awaitable
 from functools import partial
 from typing import Any
 
@@ -56,7 +55,7 @@ from chatgate.cluster.forwarding import (
     unpack_header,
 )
 from chatgate.cluster.node import ClusterNode
-from chatgate.cluster.resp import RespError, Script
+from chatgate.cluster.resp import CommandTemplate, RespError, Script, pack
 from chatgate.config import ResourceConflict
 from chatgate.hooks import Hooks
 from chatgate.jid import JID
@@ -223,6 +222,112 @@ _CLAIM_SHA = _SCRIPTS["claim"].sha
 _RELEASE_SHA = _SCRIPTS["release"].sha
 
 
+#: claim attempts with a server-chosen suffix before a bind gets <conflict/>
+CLAIM_ATTEMPTS = 4
+
+
+class _ClaimInFlight:
+    """One claim waiting for the claim script's answer.  Each answer settles
+    `decided`, or (a resource taken under "randomize", or chosen by the server)
+    asks again with a new suffix; Redis unreachable decides on this node alone.
+    A claim whose `decided` was cancelled meanwhile is released at once, so no
+    resource stays held for a bind nobody waits for."""
+
+    __slots__ = (
+        "attempts",
+        "chosen",
+        "decided",
+        "directory",
+        "resource",
+        "session",
+        "session_for",
+        "sid",
+    )
+
+    def __init__(
+        self,
+        directory: ClusterSessionDirectory,
+        decided: asyncio.Future[Claimed],
+        session_for: SessionFactory,
+        resource: str | None,
+        session: C2SSession,
+    ) -> None:
+        self.directory = directory
+        self.decided = decided
+        self.session_for = session_for
+        self.resource = resource
+        self.session = session
+        self.chosen = resource is None
+        self.sid = ""
+        self.attempts = 0
+
+    def ask(self, *, with_source: bool = False) -> None:
+        directory = self.directory
+        if not with_source:
+            self.attempts += 1
+            self.sid = directory._new_sid()
+        session = self.session
+        if with_source:  # Redis forgot the script (restarted, flushed)
+            args = directory._claim_args(session, self.sid, self.chosen)
+            command = pack("EVAL", _SCRIPTS["claim"].source, 3, *args)
+        else:
+            command = directory._claim_packed(session, self.sid, self.chosen)
+        directory.node.call(command, self.answered)
+
+    def answered(self, answer: Any) -> None:
+        """The claim script's answer, or the error in its place (read from Redis's
+        socket: a bug here fails this bind, never the connection to Redis)."""
+        try:
+            self._settle(answer)
+        except Exception as exc:
+            log.exception("cluster: a claim's answer could not be handled")
+            if not self.decided.done():
+                self.decided.set_exception(exc)
+
+    def _settle(self, answer: Any) -> None:
+        directory, decided = self.directory, self.decided
+        if isinstance(answer, RespError) and str(answer).startswith("NOSCRIPT"):
+            self.ask(with_source=True)
+            return
+        if isinstance(answer, (RespError, RedisError, OSError)):
+            self._alone(answer)
+            return
+        verdict = _text(answer[0])
+        if verdict == "ok":
+            claimed = directory._bound(self.session, self.sid, _text(answer[1]))
+            if decided.cancelled():
+                directory.release(claimed[0])
+            else:
+                decided.set_result(claimed)
+        elif verdict == "rename" and self.attempts < CLAIM_ATTEMPTS:
+            self.session = self.session_for(f"{self.session.resource}-{_random_resource()[:8]}")
+            self.chosen = True
+            self.ask()
+        elif verdict == "limit":
+            self._refuse(
+                ClaimRefused(StanzaErrorCondition.RESOURCE_CONSTRAINT, "too many resources")
+            )
+        else:  # "conflict", or every suffix taken
+            self._refuse(ClaimRefused(StanzaErrorCondition.CONFLICT))
+
+    def _alone(self, error: BaseException) -> None:
+        directory = self.directory
+        directory._warn("claim", "cluster: claims decided on this node alone (Redis: %s)", error)
+        try:
+            claimed = directory._claim_locally(self.session_for, self.session, self.resource)
+        except ClaimRefused as refused:
+            self._refuse(refused)
+            return
+        if self.decided.cancelled():
+            directory.release(claimed[0])
+        else:
+            self.decided.set_result(claimed)
+
+    def _refuse(self, refused: ClaimRefused) -> None:
+        if not self.decided.cancelled():
+            self.decided.set_exception(refused)
+
+
 class RemoteSession:
     """A session on another node, as the router sees it: writes are forwarded."""
 
@@ -306,6 +411,16 @@ class ClusterSessionDirectory:
         self._own_snapshot = node.key("sessions", node.name)
         self._res_prefix = node.key("res", "")
         self._policy = conflict.value
+        #: a login's two commands, packed but for what changes (see `_claim_args`)
+        fixed = (self._own_snapshot, self._nodes_key)
+        self._claim_command = CommandTemplate(
+            "EVALSHA", _CLAIM_SHA, 3, None, *fixed, None, None, self._policy,
+            max_resources, None, None, self._events_prefix, node.name,
+        )  # fmt: skip
+        self._release_command = CommandTemplate(
+            "EVALSHA", _RELEASE_SHA, 3, None, *fixed, None, None, None,
+            self._events_prefix, node.name,
+        )  # fmt: skip
         self._warned: dict[str, tuple[float, int]] = {}  # kind -> (quiet until, skipped)
         #: closes that arrived for a claim of ours before its answer (sid -> why)
         self._early_closes: dict[str, tuple[str, str]] = {}
@@ -356,55 +471,44 @@ class ClusterSessionDirectory:
 
     # ------------------------------------------------------------ claims
 
-    def claim(self, session_for: SessionFactory, resource: str | None) -> Awaitable[Claimed]:
+    def claim(self, session_for: SessionFactory, resource: str | None) -> asyncio.Future[Claimed]:
         """Decided by the claim script before the bind is answered, so the policy and
         `max_resources` hold exactly across nodes (an earlier version decided
         "newest" binds here and had Redis confirm them afterwards: ten binds racing
         over three nodes then bound six sessions of four allowed for an instant, and
-        it saved 2% of a login's instructions)."""
-        return self._claim(session_for, resource)
-
-    async def _claim(self, session_for: SessionFactory, resource: str | None) -> Claimed:
+        it saved 2% of a login's instructions).  A future, settled from the script's
+        answer by `_ClaimInFlight`: a bind waits without a task or a coroutine."""
+        decided: asyncio.Future[Claimed] = asyncio.get_running_loop().create_future()
         session = session_for(resource or _random_resource())
-        chosen = resource is None
-        node = self.node
-        for _attempt in range(4):
-            sid = f"{node.boot_id}{next(self._counter)}"
-            bare = session.bare
-            args = (
-                self._res_prefix + bare,
-                self._own_snapshot,
-                self._nodes_key,
-                session.resource,
-                sid,
-                self._policy,
-                self.max_resources,
-                "1" if chosen else "0",
-                bare,
-                self._events_prefix,
-                node.name,
-            )
-            try:
-                try:
-                    answer = await node.send("EVALSHA", _CLAIM_SHA, 3, *args)
-                except RespError as exc:
-                    if not str(exc).startswith("NOSCRIPT"):
-                        raise
-                    answer = await node.send("EVAL", _SCRIPTS["claim"].source, 3, *args)
-            except (RedisError, RespError, OSError) as exc:
-                self._warn("claim", "cluster: claims decided on this node alone (Redis: %s)", exc)
-                return self._claim_locally(session_for, session, resource)
-            verdict = _text(answer[0])
-            if verdict == "ok":
-                held = _text(answer[1])
-                return self._bound(session, sid, held)
-            if verdict == "conflict":
-                raise ClaimRefused(StanzaErrorCondition.CONFLICT)
-            if verdict == "limit":
-                raise ClaimRefused(StanzaErrorCondition.RESOURCE_CONSTRAINT, "too many resources")
-            session = session_for(f"{session.resource}-{_random_resource()[:8]}")
-            chosen = True
-        raise ClaimRefused(StanzaErrorCondition.CONFLICT)
+        _ClaimInFlight(self, decided, session_for, resource, session).ask()
+        return decided
+
+    def _claim_args(self, session: C2SSession, sid: str, chosen: bool) -> tuple[str | int, ...]:
+        """The claim script's keys and arguments (`_CLAIM`)."""
+        bare = session.bare
+        return (
+            self._res_prefix + bare,
+            self._own_snapshot,
+            self._nodes_key,
+            session.resource,
+            sid,
+            self._policy,
+            self.max_resources,
+            "1" if chosen else "0",
+            bare,
+            self._events_prefix,
+            self.node.name,
+        )
+
+    def _claim_packed(self, session: C2SSession, sid: str, chosen: bool) -> bytes:
+        """EVALSHA of the claim script with `_claim_args`, packed from its template."""
+        bare = session.bare
+        return self._claim_command.pack(
+            self._res_prefix + bare, session.resource, sid, "1" if chosen else "0", bare
+        )
+
+    def _new_sid(self) -> str:
+        return f"{self.node.boot_id}{next(self._counter)}"
 
     def _bound(self, session: C2SSession, sid: str, held: str) -> Claimed:
         """The claim is ours.  A session of this node on the resource is replaced
@@ -564,8 +668,12 @@ class ClusterSessionDirectory:
         sid = self._drop_local(session)
         if sid is None:
             return
-        reply = self.node.send("EVALSHA", _RELEASE_SHA, 3, *self._release_args(session, sid))
-        reply.add_done_callback(partial(self._released, session, sid))
+        self.node.call(self._release_packed(session, sid), partial(self._released, session, sid))
+
+    def _release_packed(self, session: C2SSession, sid: str) -> bytes:
+        """EVALSHA of the release script with `_release_args`, packed from its template."""
+        bare = session.bare
+        return self._release_command.pack(self._res_prefix + bare, session.resource, sid, bare)
 
     def _release_args(self, session: C2SSession, sid: str) -> tuple[str, ...]:
         """The release script's keys and arguments (`_RELEASE`)."""
@@ -581,19 +689,16 @@ class ClusterSessionDirectory:
             self.node.name,
         )
 
-    def _released(self, session: C2SSession, sid: str, reply: asyncio.Future[Any]) -> None:
-        if reply.cancelled():
+    def _released(self, session: C2SSession, sid: str, answer: Any) -> None:
+        if not isinstance(answer, Exception):
             return
-        error = reply.exception()
-        if error is None:
-            return
-        if isinstance(error, RespError) and str(error).startswith("NOSCRIPT"):
+        if isinstance(answer, RespError) and str(answer).startswith("NOSCRIPT"):
             # Redis restarted and forgot the script: once more, with its source.
             args = self._release_args(session, sid)
-            again = self.node.send("EVAL", _SCRIPTS["release"].source, 3, *args)
-            again.add_done_callback(partial(self._released, session, sid))
+            command = pack("EVAL", _SCRIPTS["release"].source, 3, *args)
+            self.node.call(command, partial(self._released, session, sid))
             return
-        self._warn("release", "cluster: releases left to the resync (Redis: %s)", error)
+        self._warn("release", "cluster: releases left to the resync (Redis: %s)", answer)
 
     # ------------------------------------------------------------ availability
 

@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chatgate.cluster.options import ClusterOptions
-from chatgate.cluster.resp import RespConnection, RespError, Script, open_connection
+from chatgate.cluster.resp import OnReply, RespConnection, RespError, Script, open_connection
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,16 @@ class ClusterNode:
             future.set_exception(ConnectionError("Redis unreachable"))
             return future
         return connection.send(*args, now=now)
+
+    def call(self, command: bytes, on_reply: OnReply) -> None:
+        """A packed command on the lean connection, its reply (or the error, a
+        ConnectionError when Redis is away) handed to `on_reply` as it is read
+        (`RespConnection.call`)."""
+        connection = self._commands
+        if connection is None or connection.closed:
+            on_reply(ConnectionError("Redis unreachable"))
+            return
+        connection.call(command, on_reply)
 
     async def run_script(self, script: Script, keys: list[Any], args: list[Any]) -> Any:
         """A Lua script on the lean connection: EVALSHA, and EVAL once when Redis

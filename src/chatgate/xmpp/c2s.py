@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from chatgate.auth.gate import Attempt
@@ -146,6 +147,7 @@ class C2SConnection:
         "_attempt",
         "_auth_timer",
         "_busy",
+        "_close_after_bind",
         "_counted",
         "_ending",
         "_loop",
@@ -194,6 +196,8 @@ class C2SConnection:
         #: asks for credentials (or a legacy login hands its own over), settled once
         self._attempt: Attempt | None = None
         self._tasks: set[asyncio.Task[None]] | None = None
+        #: a close of the session being bound that came before its bind was answered
+        self._close_after_bind: tuple[StreamErrorCondition | None, str] | None = None
         #: XEP-0198 state, once the client enabled stream management (`sm_stream.py`)
         self.sm: ManagedStream | None = None
         #: XEP-0352: the filter on the write path while the client is inactive
@@ -280,7 +284,7 @@ class C2SConnection:
             pending = self._negotiate_later(wait, el) if wait else self._negotiate(el)
         if pending is not None:
             self._busy = True
-            self._spawn(self._drain(pending, el))
+            self._wait_for(pending, el)
 
     def _process(self, el: Element) -> Awaitable[None] | None:
         """Handle one element now; return what is left to await, if anything."""
@@ -417,31 +421,55 @@ class C2SConnection:
             self._internal_error(el)
             return None
 
+    def _wait_for(self, pending: Awaitable[None], el: Element) -> None:
+        """Handle the queue once `el`'s pending work is done.  A future (a bind
+        waiting for the cluster's directory) is followed by a callback: no task."""
+        if isinstance(pending, asyncio.Future):
+            pending.add_done_callback(partial(self._pending_done, el))
+        else:
+            self._spawn(self._drain(pending, el))
+
+    def _pending_done(self, el: Element, done: asyncio.Future[None]) -> None:
+        if done.cancelled():
+            return
+        error = done.exception()
+        if error is not None:
+            self._failed(el, error)
+        self._next_queued()
+
     async def _drain(self, pending: Awaitable[None], el: Element) -> None:
-        """Await the pending element `el`, then handle the queue in order, awaiting
-        each element's pending work before the next; a stanza whose handling raised
-        gets internal-server-error (RFC 6120 §8.3.3.6)."""
-        while True:
-            try:
-                await pending
-            except StorageUnavailable as exc:  # one line per 10 s, not a traceback each
-                _OUTAGE.failed(f"a <{el.name}/> of {self.session and self.session.full}", exc)
-                self._internal_error(el)
-            except Exception:
-                log.exception("stanza handling failed")
-                self._internal_error(el)
-            nxt = None
-            queue = self._queue
-            while nxt is None and queue and not self.closed:
-                el = queue.popleft()
-                nxt = self._process(el)
-            if nxt is None:
-                break
-            pending = nxt
+        """Await the pending element `el`, then handle the queue in order; a stanza
+        whose handling raised gets internal-server-error (RFC 6120 §8.3.3.6)."""
+        try:
+            await pending
+        except Exception as exc:
+            self._failed(el, exc)
+        self._next_queued()
+
+    def _next_queued(self) -> None:
+        """The element in flight is done: handle the queue in order up to the next one
+        with pending work, or go idle."""
+        queue = self._queue
+        while queue and not self.closed:
+            el = queue.popleft()
+            pending = self._process(el)
+            if pending is not None:
+                self._wait_for(pending, el)
+                return
+        self._idle()
+
+    def _idle(self) -> None:
         self._busy = False
         if self._paused and not self.closed:
             self._paused = False
             self.transport.resume_reading()
+
+    def _failed(self, el: Element, error: BaseException) -> None:
+        if isinstance(error, StorageUnavailable):  # one line per 10 s, not a traceback each
+            _OUTAGE.failed(f"a <{el.name}/> of {self.session and self.session.full}", error)
+        else:
+            log.error("stanza handling failed", exc_info=error)
+        self._internal_error(el)
 
     def _internal_error(self, el: Element) -> None:
         from chatgate.xmpp.stanza import error_reply
@@ -690,34 +718,57 @@ class C2SConnection:
         username = self.negotiation.authenticated_user
         assert username is not None
         try:
-            opened = self._open_session(username, action.resource)
+            claimed = self._claim(username, action.resource)
         except StanzaError as exc:
             self._apply(self.negotiation.bind_failed(action.iq_id, exc.condition, exc.text))
             return None
-        if isinstance(opened, C2SSession):
-            self._apply(self.negotiation.bound(opened.resource, opened.full, action.iq_id))
+        if isinstance(claimed, tuple):
+            session = self._opened(*claimed)
+            self._apply(self.negotiation.bound(session.resource, session.full, action.iq_id))
             return None
-        return self._bind_later(opened, action.iq_id)
+        answered: asyncio.Future[None] = self._loop.create_future()
+        claimed.add_done_callback(partial(self._bind_decided, action.iq_id, answered))
+        return answered
 
-    async def _bind_later(self, opened: Awaitable[C2SSession | None], iq_id: str) -> None:
-        try:
-            session = await opened
-        except StanzaError as exc:
-            if not self.closed:
-                self._apply(self.negotiation.bind_failed(iq_id, exc.condition, exc.text))
+    def _bind_decided(
+        self, iq_id: str, answered: asyncio.Future[None], claim: asyncio.Future[Claimed]
+    ) -> None:
+        """The directory decided a bind that had to wait: answer it, then let the
+        stream go on (`answered`; an error other than the bind's own goes there)."""
+        if claim.cancelled():
+            answered.cancel()
             return
-        if session is not None:
-            self._apply(self.negotiation.bound(session.resource, session.full, iq_id))
+        error = claim.exception()
+        if error is None:
+            session = self._claim_kept(*claim.result())
+            if session is not None:
+                self._apply(self.negotiation.bound(session.resource, session.full, iq_id))
+                self._closed_after_bind()
+        elif isinstance(error, StanzaError):
+            if not self.closed:
+                self._apply(self.negotiation.bind_failed(iq_id, error.condition, error.text))
+        else:  # handed on, as `_drain` would see it
+            answered.set_exception(error)
+            return
+        answered.set_result(None)
 
     def _open_session(
         self, username: str, resource: str | None
-    ) -> C2SSession | Awaitable[C2SSession | None]:
-        """Bind `resource` (or a server-chosen one) for `username`: the session, or
-        what to await for it (None: the connection closed meanwhile).  Raises (or the
-        awaitable raises) StanzaError, the directory's `ClaimRefused` among them.
+    ) -> C2SSession | asyncio.Future[C2SSession | None]:
+        """XEP-0078 legacy authentication's bind: the session, or a future of it
+        (None: the connection closed meanwhile).  Raises (or the future raises)
+        StanzaError, the directory's `ClaimRefused` among them."""
+        claimed = self._claim(username, resource)
+        if isinstance(claimed, tuple):
+            return self._opened(*claimed)
+        opened: asyncio.Future[C2SSession | None] = self._loop.create_future()
+        claimed.add_done_callback(partial(self._claim_decided, opened))
+        return opened
 
-        Shared by RFC 6120 resource binding and XEP-0078 legacy authentication.
-        """
+    def _claim(self, username: str, resource: str | None) -> Claimed | asyncio.Future[Claimed]:
+        """Ask the directory for `resource` (or a server-chosen one) for `username`:
+        decided now, or a future when it must ask a shared store.  Raises (or the
+        future raises) StanzaError, the directory's `ClaimRefused` among them."""
         ctx = self.ctx
         if resource is not None:
             try:
@@ -732,28 +783,65 @@ class C2SConnection:
                 resource=res,
                 stream_id=self.negotiation.stream_id,
                 write=self.output.element,
-                close=self.close_stream,
+                close=self._close_claimed,
                 transport=self.transport.name,
                 tls_active=self.facts.tls_active,
             )
 
         claimed = ctx.router.directory.claim(session_for, resource)
         if isinstance(claimed, tuple):
-            return self._opened(*claimed)
-        return self._open_later(claimed)
+            return claimed
+        return asyncio.ensure_future(claimed)
 
-    async def _open_later(self, claim: Awaitable[Claimed]) -> C2SSession | None:
-        session, replaced = await claim
+    def _claim_decided(
+        self, opened: asyncio.Future[C2SSession | None], claim: asyncio.Future[Claimed]
+    ) -> None:
+        if opened.cancelled():  # the login was abandoned: undo what was claimed
+            if not claim.cancelled() and claim.exception() is None:
+                self._undo_claim(*claim.result())
+            return
+        if claim.cancelled():
+            opened.cancel()
+            return
+        error = claim.exception()
+        if error is not None:
+            opened.set_exception(error)
+            return
+        opened.set_result(self._claim_kept(*claim.result()))
+        self._closed_after_bind()
+
+    def _close_claimed(self, condition: StreamErrorCondition | None, text: str = "") -> None:
+        """The session's `close`.  The directory may close a session it has just
+        decided (another node's newer bind replaced it) before this connection has
+        answered the bind: the client gets its bind result first, then the stream
+        error (RFC 6120 §7.7.2.2), as when the session is replaced later."""
+        if self.session is None and not self.closed:
+            self._close_after_bind = (condition, text)
+            return
+        self.close_stream(condition, text)
+
+    def _closed_after_bind(self) -> None:
+        held = self._close_after_bind
+        if held is not None:
+            self._close_after_bind = None
+            self.close_stream(*held)
+
+    def _claim_kept(self, session: C2SSession, replaced: C2SSession | None) -> C2SSession | None:
+        """A claim that had to wait is decided: the session, or None when the client
+        left meanwhile (the claim is then undone)."""
         if self.closed:
-            # The client left while the directory decided: the claim is undone (a
-            # session it replaced has lost its place all the same).
-            if replaced is not None:
-                replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new session")
-            released = self.ctx.router.directory.release(session)
-            if released is not None:
-                await released
+            self._undo_claim(session, replaced)
             return None
         return self._opened(session, replaced)
+
+    def _undo_claim(self, session: C2SSession, replaced: C2SSession | None) -> None:
+        """Nobody waits for `session` any more: released (a session it replaced has
+        lost its place all the same)."""
+        if replaced is not None:
+            replaced.close(StreamErrorCondition.CONFLICT, "replaced by a new session")
+        released = self.ctx.router.directory.release(session)
+        if released is not None:
+            self._spawn(released)
 
     def _opened(self, session: C2SSession, replaced: C2SSession | None) -> C2SSession:
         if replaced is not None:

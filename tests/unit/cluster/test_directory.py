@@ -357,27 +357,27 @@ async def test_a_newer_claim_heard_before_our_claims_answer_is_reachable_once_ou
     the race over three nodes in tests/e2e/test_cluster_attacks.py lost it, so a
     message from a's node to the full JID went nowhere."""
     a, b = two
-    real = a.node.send
+    real = a.node.call
     answered = asyncio.Event()
     read = asyncio.Event()
     held: list[asyncio.Task[None]] = []
 
-    def answer_read_late(*command: Any, **kwargs: Any) -> asyncio.Future[Any]:
-        reply = real(*command, **kwargs)
-        if command[:2] != ("EVALSHA", _SCRIPTS["claim"].sha):
-            return reply
-        late: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    def answer_read_late(command: bytes, on_reply: Callable[[Any], None]) -> None:
+        if _SCRIPTS["claim"].sha.encode() not in command:
+            real(command, on_reply)
+            return
 
-        async def hold() -> None:
-            answer = await reply
-            answered.set()
-            await read.wait()  # what b's claim publishes is read first
-            late.set_result(answer)
+        def hold(answer: Any) -> None:
+            async def later() -> None:
+                answered.set()
+                await read.wait()  # what b's claim publishes is read first
+                on_reply(answer)
 
-        held.append(asyncio.create_task(hold()))
-        return late
+            held.append(asyncio.create_task(later()))
 
-    monkeypatch.setattr(a.node, "send", answer_read_late)
+        real(command, hold)
+
+    monkeypatch.setattr(a.node, "call", answer_read_late)
     binding = asyncio.create_task(a.bind("alice@example.net", "desk"))
     await asyncio.wait_for(answered.wait(), 5)
     await b.bind("alice@example.net", "desk")  # after a's claim in Redis: replaces it

@@ -166,6 +166,37 @@ async def test_a_client_leaving_mid_claim_leaves_no_session(tmp_path: Path, mode
         assert older.closed and "<conflict " in older.transport.out.decode()
 
 
+class ReplacedAtOnceDirectory(DeferredDirectory):
+    """Decides the claim, then closes the new session at once (as the cluster's
+    directory does when another node's newer bind of the resource is heard in the
+    same loop turn as the claim's answer), before the connection sees the answer."""
+
+    def claim(self, session_for: SessionFactory, resource: str | None) -> Awaitable[Claimed]:
+        decided: asyncio.Future[Claimed] = asyncio.get_running_loop().create_future()
+
+        def answer() -> None:
+            claimed = self.inner.claim(session_for, resource)
+            decided.set_result(claimed)
+            claimed[0].close(StreamErrorCondition.CONFLICT, "replaced by a new connection")
+
+        asyncio.get_running_loop().call_soon(answer)
+        return decided
+
+
+async def test_a_session_replaced_before_its_bind_is_answered_gets_the_answer_first(
+    tmp_path: Path, mode: str
+) -> None:
+    directory = ReplacedAtOnceDirectory()
+    async with server(tmp_path, directory) as srv:
+        wire = await authenticated(srv, mode)
+        wire.conn.events(wire.parser.feed(BIND.format("phone").encode()))
+        await wire.settle()
+        out = wire.transport.out.decode().rpartition("<stream:features>")[2]
+        assert "<jid>alice@localhost/phone</jid>" in out and "<conflict " in out
+        assert out.index("<jid>") < out.index("<conflict "), out
+        assert wire.conn.closed
+
+
 async def test_legacy_login_waits_for_the_directory(tmp_path: Path, mode: str) -> None:
     directory = DeferredDirectory()
     async with server(tmp_path, directory, {"legacy_auth": {"enabled": True}}) as srv:

@@ -232,7 +232,9 @@ class Wire:
                 await asyncio.wait(pending)
                 continue
             await asyncio.sleep(0)
-            if not (self.conn._tasks or self.server.ctx._background):
+            # A stanza may wait on a future rather than a task (a bind the directory
+            # decides later): the connection is busy until it is done.
+            if not (self.conn._tasks or self.server.ctx._background or self.conn._busy):
                 break
         self.conn.output.flush()
 
