@@ -310,7 +310,11 @@ class ClusterNode:
             lost.set()
             attention.set()
 
-        self._commands = await open_connection(self.options.redis_url, on_lost=on_lost)
+        self._commands = await open_connection(
+            self.options.redis_url,
+            on_lost=on_lost,
+            write_interval=self.options.command_write_interval,
+        )
         self._subscriber = await open_connection(
             self.options.redis_url, on_message=self._deliver, on_lost=on_lost
         )

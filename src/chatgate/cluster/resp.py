@@ -4,8 +4,10 @@ session changes, claiming sessions, and reading pub/sub.
 redis-py's asyncio client costs tens of microseconds per command and per message
 read (a coroutine, a timeout context and a connection check each); forwarding
 pays that once per batch of stanzas, and a busy node sends thousands of batches
-a second.  Here a command is packed by hiredis (`pack_command`), written with
-the others of the same loop turn in one `write`, and its reply parsed by
+a second.  Here a command is packed by hiredis (`pack_command`, or a
+`CommandTemplate`), written with the others of the same loop turn in one `write`
+(while busy, at most one write per `write_interval`: each write wakes Redis,
+which costs the sender more than the command), and its reply parsed by
 hiredis's C reader and matched to its future in order (Redis answers a
 connection's commands in order).  A subscriber connection hands each pushed
 message straight to a callback from `data_received`: no task, no await per
@@ -96,8 +98,13 @@ class RespConnection(asyncio.Protocol):
         self,
         on_message: Push | None = None,
         on_lost: Callable[[Exception | None], None] | None = None,
+        write_interval: float = 0.0,
     ) -> None:
         self._reader = hiredis.Reader()
+        #: seconds between two writes while busy (`[cluster] command_write_interval`)
+        self._write_interval = write_interval
+        self._written_at = -write_interval
+        self._timer: asyncio.TimerHandle | None = None
         self._pending: deque[asyncio.Future[Any] | OnReply | None] = deque()
         self._out: list[bytes] = []
         self._transport: asyncio.Transport | None = None
@@ -163,8 +170,9 @@ class RespConnection(asyncio.Protocol):
 
     def send(self, *args: bytes | str | int, now: bool = False) -> asyncio.Future[Any]:
         """Queue a command; its reply (or RespError / ConnectionError) in the future.
-        Commands of one loop turn go out in one write, in order; `now` writes at
-        once (with whatever is queued before it)."""
+        Commands of one loop turn go out in one write, in order (or later, within
+        `write_interval` of the last write); `now` writes at once (with whatever
+        is queued before it)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self.closed or self._transport is None:
             future.set_exception(ConnectionError("Redis connection closed"))
@@ -174,8 +182,7 @@ class RespConnection(asyncio.Protocol):
         if now:
             self._flush()
         elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._schedule_flush()
         return future
 
     def call(self, command: bytes, on_reply: OnReply) -> None:
@@ -189,8 +196,19 @@ class RespConnection(asyncio.Protocol):
         self._out.append(command)
         self._pending.append(on_reply)
         if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Write what is queued at the end of this loop turn, or, when the last write
+        is less than `write_interval` old, once it is that old (every write wakes
+        Redis: while busy, a few commands a write, not one)."""
+        self._flush_scheduled = True
+        loop = asyncio.get_running_loop()
+        wait = self._written_at + self._write_interval - loop.time()
+        if wait > 0:
+            self._timer = loop.call_later(wait, self._flush)
+        else:
+            loop.call_soon(self._flush)
 
     def subscribe(self, channel: str) -> asyncio.Future[Any]:
         """Subscribe to one channel (one confirmation, matched to the future);
@@ -205,12 +223,21 @@ class RespConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        timer = self._timer
+        if timer is not None:  # a write with `now` came first
+            self._timer = None
+            timer.cancel()
         if self._out and self._transport is not None and not self.closed:
             data = b"".join(self._out)
             self._out.clear()
             self._transport.write(data)
+            if self._write_interval:
+                self._written_at = asyncio.get_running_loop().time()
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._transport is not None:
             self._transport.close()
         self.closed = True
@@ -222,6 +249,7 @@ async def open_connection(
     on_message: Push | None = None,
     on_lost: Callable[[Exception | None], None] | None = None,
     timeout: float = 2.0,
+    write_interval: float = 0.0,
 ) -> RespConnection:
     """Connect to `url` (redis://[user:password@]host[:port][/db] or unix://PATH),
     authenticate and select the database."""
@@ -229,7 +257,7 @@ async def open_connection(
     loop = asyncio.get_running_loop()
 
     def factory() -> RespConnection:
-        return RespConnection(on_message, on_lost)
+        return RespConnection(on_message, on_lost, write_interval)
 
     if parsed.scheme == "unix":
         connect = loop.create_unix_connection(factory, parsed.path)

@@ -789,7 +789,7 @@ class C2SConnection:
             )
 
         claimed = ctx.router.directory.claim(session_for, resource)
-        if isinstance(claimed, tuple):
+        if isinstance(claimed, (tuple, asyncio.Future)):
             return claimed
         return asyncio.ensure_future(claimed)
 

@@ -249,6 +249,14 @@ async def test_a_new_binding_of_the_resource_during_the_handover_ends_it(
     assert isinstance(taken, Taken)
     session.close(StreamErrorCondition.CONFLICT, "replaced")
     assert a.ctx.closed == [session]
+    # A's release reaches Redis (within `command_write_interval`) before B asks.
+    resources = a.node.directory._res_key(BARE)
+
+    async def released() -> None:
+        while await a.node.node.redis.hexists(resources, session.resource):
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(released(), 5)
     written: list[bytes] = []
     moved = await b.node.directory.take_over(
         session_on(b, written),
