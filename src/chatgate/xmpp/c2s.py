@@ -197,7 +197,7 @@ class C2SConnection:
         self._attempt: Attempt | None = None
         self._tasks: set[asyncio.Task[None]] | None = None
         #: a close of the session being bound that came before its bind was answered
-        self._close_after_bind: tuple[StreamErrorCondition | None, str] | None = None
+        self._close_after_bind: tuple[C2SSession, StreamErrorCondition | None, str] | None = None
         #: XEP-0198 state, once the client enabled stream management (`sm_stream.py`)
         self.sm: ManagedStream | None = None
         #: XEP-0352: the filter on the write path while the client is inactive
@@ -777,16 +777,18 @@ class C2SConnection:
                 raise StanzaError(StanzaErrorCondition.BAD_REQUEST, str(exc)) from None
 
         def session_for(res: str) -> C2SSession:
-            return C2SSession(
+            session = C2SSession(
                 username=username,
                 domain=self.domain,
                 resource=res,
                 stream_id=self.negotiation.stream_id,
                 write=self.output.element,
-                close=self._close_claimed,
+                close=self.close_stream,
                 transport=self.transport.name,
                 tls_active=self.facts.tls_active,
             )
+            session.close = partial(self._close_claimed, session)
+            return session
 
         claimed = ctx.router.directory.claim(session_for, resource)
         if isinstance(claimed, (tuple, asyncio.Future)):
@@ -810,21 +812,27 @@ class C2SConnection:
         opened.set_result(self._claim_kept(*claim.result()))
         self._closed_after_bind()
 
-    def _close_claimed(self, condition: StreamErrorCondition | None, text: str = "") -> None:
-        """The session's `close`.  The directory may close a session it has just
+    def _close_claimed(
+        self, session: C2SSession, condition: StreamErrorCondition | None, text: str = ""
+    ) -> None:
+        """`session`'s `close`.  The directory may close a session it has just
         decided (another node's newer bind replaced it) before this connection has
         answered the bind: the client gets its bind result first, then the stream
         error (RFC 6120 §7.7.2.2), as when the session is replaced later."""
-        if self.session is None and not self.closed:
-            self._close_after_bind = (condition, text)
+        if self.session is not session and not self.closed:
+            self._close_after_bind = (session, condition, text)
             return
         self.close_stream(condition, text)
 
     def _closed_after_bind(self) -> None:
+        """The bind is answered: a close held for its session now (one held for a
+        session whose claim failed is dropped)."""
         held = self._close_after_bind
         if held is not None:
             self._close_after_bind = None
-            self.close_stream(*held)
+            session, condition, text = held
+            if session is self.session:
+                self.close_stream(condition, text)
 
     def _claim_kept(self, session: C2SSession, replaced: C2SSession | None) -> C2SSession | None:
         """A claim that had to wait is decided: the session, or None when the client
