@@ -272,7 +272,7 @@ class _ClaimInFlight:
             command = pack("EVAL", _SCRIPTS["claim"].source, 3, *args)
         else:
             command = directory._claim_packed(session, self.sid, self.chosen)
-        directory.node.call(command, self.answered)
+        directory.node.call(command, self.answered, deferrable=True)
 
     def answered(self, answer: Any) -> None:
         """The claim script's answer, or the error in its place (read from Redis's
@@ -668,7 +668,11 @@ class ClusterSessionDirectory:
         sid = self._drop_local(session)
         if sid is None:
             return
-        self.node.call(self._release_packed(session, sid), partial(self._released, session, sid))
+        self.node.call(
+            self._release_packed(session, sid),
+            partial(self._released, session, sid),
+            deferrable=True,
+        )
 
     def _release_packed(self, session: C2SSession, sid: str) -> bytes:
         """EVALSHA of the release script with `_release_args`, packed from its template."""
@@ -779,11 +783,18 @@ class ClusterSessionDirectory:
             field = f"{session.bare}/{session.resource}"
             state = [sid, session.available, session.priority, presence, session.interested]
             key = self._snapshot_key(self.node.name)
-            send("HSET", key, field, json.dumps(state)).add_done_callback(_quiet)
+            send("HSET", key, field, json.dumps(state), deferrable=True).add_done_callback(_quiet)
         event = self._event_of(op, session, sid, presence)
         script = _SCRIPTS["announce"]
         send(
-            "EVALSHA", script.sha, 1, self._nodes_key, self._events_prefix, self.node.name, event
+            "EVALSHA",
+            script.sha,
+            1,
+            self._nodes_key,
+            self._events_prefix,
+            self.node.name,
+            event,
+            deferrable=True,
         ).add_done_callback(self._announced)
 
     def _event_of(self, op: str, session: C2SSession, sid: str, presence: str | None = None) -> str:

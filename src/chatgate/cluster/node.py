@@ -155,7 +155,9 @@ class ClusterNode:
         connection = self._commands
         return 0 if connection is None else connection.unsent()
 
-    def send(self, *args: bytes | str | int, now: bool = False) -> asyncio.Future[Any]:
+    def send(
+        self, *args: bytes | str | int, now: bool = False, deferrable: bool = False
+    ) -> asyncio.Future[Any]:
         """A command on the lean connection (`cluster/resp.py`): written with the
         others of this loop turn, its reply in the future (ConnectionError when
         Redis is away).  For the hot paths; anything else may use `redis`."""
@@ -164,9 +166,9 @@ class ClusterNode:
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             future.set_exception(ConnectionError("Redis unreachable"))
             return future
-        return connection.send(*args, now=now)
+        return connection.send(*args, now=now, deferrable=deferrable)
 
-    def call(self, command: bytes, on_reply: OnReply) -> None:
+    def call(self, command: bytes, on_reply: OnReply, *, deferrable: bool = False) -> None:
         """A packed command on the lean connection, its reply (or the error, a
         ConnectionError when Redis is away) handed to `on_reply` as it is read
         (`RespConnection.call`)."""
@@ -174,7 +176,7 @@ class ClusterNode:
         if connection is None or connection.closed:
             on_reply(ConnectionError("Redis unreachable"))
             return
-        connection.call(command, on_reply)
+        connection.call(command, on_reply, deferrable=deferrable)
 
     async def run_script(self, script: Script, keys: list[Any], args: list[Any]) -> Any:
         """A Lua script on the lean connection: EVALSHA, and EVAL once when Redis

@@ -6,8 +6,9 @@ read (a coroutine, a timeout context and a connection check each); forwarding
 pays that once per batch of stanzas, and a busy node sends thousands of batches
 a second.  Here a command is packed by hiredis (`pack_command`, or a
 `CommandTemplate`), written with the others of the same loop turn in one `write`
-(while busy, at most one write per `write_interval`: each write wakes Redis,
-which costs the sender more than the command), and its reply parsed by
+(a login's claim and release and presence changes, while busy, at most once per
+`write_interval`: each write wakes Redis, which costs the sender more than the
+command), and its reply parsed by
 hiredis's C reader and matched to its future in order (Redis answers a
 connection's commands in order).  A subscriber connection hands each pushed
 message straight to a callback from `data_received`: no task, no await per
@@ -168,11 +169,13 @@ class RespConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------ commands
 
-    def send(self, *args: bytes | str | int, now: bool = False) -> asyncio.Future[Any]:
+    def send(
+        self, *args: bytes | str | int, now: bool = False, deferrable: bool = False
+    ) -> asyncio.Future[Any]:
         """Queue a command; its reply (or RespError / ConnectionError) in the future.
-        Commands of one loop turn go out in one write, in order (or later, within
-        `write_interval` of the last write); `now` writes at once (with whatever
-        is queued before it)."""
+        Commands of one loop turn go out in one write at its end, in order; `now`
+        writes at once (with whatever is queued before it); a `deferrable` one may
+        wait up to `write_interval` after the last write (`_schedule`)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self.closed or self._transport is None:
             future.set_exception(ConnectionError("Redis connection closed"))
@@ -181,34 +184,41 @@ class RespConnection(asyncio.Protocol):
         self._pending.append(future)
         if now:
             self._flush()
-        elif not self._flush_scheduled:
-            self._schedule_flush()
+        else:
+            self._schedule(deferrable)
         return future
 
-    def call(self, command: bytes, on_reply: OnReply) -> None:
+    def call(self, command: bytes, on_reply: OnReply, *, deferrable: bool = False) -> None:
         """Queue a command already in RESP (`CommandTemplate.pack`); `on_reply` gets
         its reply, or the RespError or ConnectionError, from `data_received` itself:
         no future and no loop turn between the answer and what it decides (a
-        login's claim).  `on_reply` must not raise."""
+        login's claim).  `on_reply` must not raise.  `deferrable` as for `send`."""
         if self.closed or self._transport is None:
             on_reply(ConnectionError("Redis connection closed"))
             return
         self._out.append(command)
         self._pending.append(on_reply)
-        if not self._flush_scheduled:
-            self._schedule_flush()
+        self._schedule(deferrable)
 
-    def _schedule_flush(self) -> None:
-        """Write what is queued at the end of this loop turn, or, when the last write
-        is less than `write_interval` old, once it is that old (every write wakes
-        Redis: while busy, a few commands a write, not one)."""
-        self._flush_scheduled = True
+    def _schedule(self, deferrable: bool) -> None:
+        """Write what is queued at the end of this loop turn; but when only
+        deferrable commands wait and the last write is less than `write_interval`
+        old, once it is that old: every write wakes Redis, and while a node is busy
+        (a few thousand logins a second) a write of a few claims and releases costs
+        it less than one each.  Whatever goes first takes the others along, so
+        commands keep their order."""
+        if self._flush_scheduled:
+            return
         loop = asyncio.get_running_loop()
-        wait = self._written_at + self._write_interval - loop.time()
-        if wait > 0:
-            self._timer = loop.call_later(wait, self._flush)
-        else:
-            loop.call_soon(self._flush)
+        if deferrable:
+            if self._timer is not None:
+                return
+            wait = self._written_at + self._write_interval - loop.time()
+            if wait > 0:
+                self._timer = loop.call_later(wait, self._flush)
+                return
+        self._flush_scheduled = True
+        loop.call_soon(self._flush)
 
     def subscribe(self, channel: str) -> asyncio.Future[Any]:
         """Subscribe to one channel (one confirmation, matched to the future);
@@ -224,7 +234,7 @@ class RespConnection(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_scheduled = False
         timer = self._timer
-        if timer is not None:  # a write with `now` came first
+        if timer is not None:  # an earlier write took the deferred commands along
             self._timer = None
             timer.cancel()
         if self._out and self._transport is not None and not self.closed:

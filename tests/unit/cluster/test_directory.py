@@ -362,9 +362,9 @@ async def test_a_newer_claim_heard_before_our_claims_answer_is_reachable_once_ou
     read = asyncio.Event()
     held: list[asyncio.Task[None]] = []
 
-    def answer_read_late(command: bytes, on_reply: Callable[[Any], None]) -> None:
+    def answer_read_late(command: bytes, on_reply: Callable[[Any], None], **kw: Any) -> None:
         if _SCRIPTS["claim"].sha.encode() not in command:
-            real(command, on_reply)
+            real(command, on_reply, **kw)
             return
 
         def hold(answer: Any) -> None:
@@ -375,7 +375,7 @@ async def test_a_newer_claim_heard_before_our_claims_answer_is_reachable_once_ou
 
             held.append(asyncio.create_task(later()))
 
-        real(command, hold)
+        real(command, hold, **kw)
 
     monkeypatch.setattr(a.node, "call", answer_read_late)
     binding = asyncio.create_task(a.bind("alice@example.net", "desk"))
