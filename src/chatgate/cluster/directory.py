@@ -55,7 +55,7 @@ from chatgate.cluster.forwarding import (
     unpack_header,
 )
 from chatgate.cluster.node import ClusterNode
-from chatgate.cluster.resp import CommandTemplate, RespError, Script, pack
+from chatgate.cluster.resp import RespError, Script, pack
 from chatgate.config import ResourceConflict
 from chatgate.hooks import Hooks
 from chatgate.jid import JID
@@ -266,12 +266,11 @@ class _ClaimInFlight:
         if not with_source:
             self.attempts += 1
             self.sid = directory._new_sid()
-        session = self.session
+        args = directory._claim_args(self.session, self.sid, self.chosen)
         if with_source:  # Redis forgot the script (restarted, flushed)
-            args = directory._claim_args(session, self.sid, self.chosen)
             command = pack("EVAL", _SCRIPTS["claim"].source, 3, *args)
         else:
-            command = directory._claim_packed(session, self.sid, self.chosen)
+            command = pack("EVALSHA", _CLAIM_SHA, 3, *args)
         directory.node.call(command, self.answered, deferrable=True)
 
     def answered(self, answer: Any) -> None:
@@ -411,16 +410,6 @@ class ClusterSessionDirectory:
         self._own_snapshot = node.key("sessions", node.name)
         self._res_prefix = node.key("res", "")
         self._policy = conflict.value
-        #: a login's two commands, packed but for what changes (see `_claim_args`)
-        fixed = (self._own_snapshot, self._nodes_key)
-        self._claim_command = CommandTemplate(
-            "EVALSHA", _CLAIM_SHA, 3, None, *fixed, None, None, self._policy,
-            max_resources, None, None, self._events_prefix, node.name,
-        )  # fmt: skip
-        self._release_command = CommandTemplate(
-            "EVALSHA", _RELEASE_SHA, 3, None, *fixed, None, None, None,
-            self._events_prefix, node.name,
-        )  # fmt: skip
         self._warned: dict[str, tuple[float, int]] = {}  # kind -> (quiet until, skipped)
         #: closes that arrived for a claim of ours before its answer (sid -> why)
         self._early_closes: dict[str, tuple[str, str]] = {}
@@ -498,13 +487,6 @@ class ClusterSessionDirectory:
             bare,
             self._events_prefix,
             self.node.name,
-        )
-
-    def _claim_packed(self, session: C2SSession, sid: str, chosen: bool) -> bytes:
-        """EVALSHA of the claim script with `_claim_args`, packed from its template."""
-        bare = session.bare
-        return self._claim_command.pack(
-            self._res_prefix + bare, session.resource, sid, "1" if chosen else "0", bare
         )
 
     def _new_sid(self) -> str:
@@ -669,15 +651,10 @@ class ClusterSessionDirectory:
         if sid is None:
             return
         self.node.call(
-            self._release_packed(session, sid),
+            pack("EVALSHA", _RELEASE_SHA, 3, *self._release_args(session, sid)),
             partial(self._released, session, sid),
             deferrable=True,
         )
-
-    def _release_packed(self, session: C2SSession, sid: str) -> bytes:
-        """EVALSHA of the release script with `_release_args`, packed from its template."""
-        bare = session.bare
-        return self._release_command.pack(self._res_prefix + bare, session.resource, sid, bare)
 
     def _release_args(self, session: C2SSession, sid: str) -> tuple[str, ...]:
         """The release script's keys and arguments (`_RELEASE`)."""

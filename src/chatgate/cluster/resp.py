@@ -4,8 +4,8 @@ session changes, claiming sessions, and reading pub/sub.
 redis-py's asyncio client costs tens of microseconds per command and per message
 read (a coroutine, a timeout context and a connection check each); forwarding
 pays that once per batch of stanzas, and a busy node sends thousands of batches
-a second.  Here a command is packed by hiredis (`pack_command`, or a
-`CommandTemplate`), written with the others of the same loop turn in one `write`
+a second.  Here a command is packed by hiredis (`pack_command`), written with
+the others of the same loop turn in one `write`
 (a login's claim and release and presence changes, while busy, at most once per
 `write_interval`: each write wakes Redis, which costs the sender more than the
 command), and its reply parsed by
@@ -49,43 +49,6 @@ def pack(*args: bytes | str | int) -> bytes:
     """One command in RESP (hiredis's packer)."""
     packed: bytes = hiredis.pack_command(args)  # type: ignore[arg-type]
     return packed
-
-
-class CommandTemplate:
-    """A command whose arguments are mostly fixed (a script's SHA, the keys and
-    settings of this node), packed in RESP once: each use packs only the arguments
-    that change.  hiredis's `pack_command` formats every argument each time (a
-    `sprintf` each), which was a fifth of what the cluster added to a login."""
-
-    __slots__ = ("_chunks",)
-
-    def __init__(self, *args: str | int | None) -> None:
-        """`args` as for `send`; None stands for an argument given to `pack`."""
-        chunks: list[bytes] = []
-        current = [b"*%d\r\n" % len(args)]
-        for arg in args:
-            if arg is None:
-                chunks.append(b"".join(current))
-                current = []
-            else:
-                data = str(arg).encode()
-                current.append(b"$%d\r\n%b\r\n" % (len(data), data))
-        chunks.append(b"".join(current))
-        self._chunks = tuple(chunks)
-
-    def pack(self, *values: str) -> bytes:
-        """The command with `values` in place of the None arguments, in order."""
-        chunks = self._chunks
-        if len(values) != len(chunks) - 1:
-            raise ValueError(f"{len(chunks) - 1} values expected, not {len(values)}")
-        out = [chunks[0]]
-        for value, chunk in zip(values, chunks[1:], strict=True):
-            data = value.encode()
-            out.append(b"$%d\r\n" % len(data))
-            out.append(data)
-            out.append(b"\r\n")
-            out.append(chunk)
-        return b"".join(out)
 
 
 class RespError(Exception):
@@ -189,7 +152,7 @@ class RespConnection(asyncio.Protocol):
         return future
 
     def call(self, command: bytes, on_reply: OnReply, *, deferrable: bool = False) -> None:
-        """Queue a command already in RESP (`CommandTemplate.pack`); `on_reply` gets
+        """Queue a command already in RESP (`pack`); `on_reply` gets
         its reply, or the RespError or ConnectionError, from `data_received` itself:
         no future and no loop turn between the answer and what it decides (a
         login's claim).  `on_reply` must not raise.  `deferrable` as for `send`."""

@@ -248,6 +248,21 @@ async def test_a_resource_of_any_characters_is_mirrored_and_released_whole(
     await eventually(lambda: "alice@example.net" not in b.directory.table)
 
 
+async def test_claims_and_releases_go_on_after_redis_forgets_its_scripts(
+    two: tuple[Node, Node],
+) -> None:
+    """SCRIPT FLUSH (or a Redis restarted with the nodes connected): a claim and a
+    release answered NOSCRIPT are sent again with the scripts' source."""
+    a, b = two
+    await a.node.redis.script_flush()
+    session = await a.bind("alice@example.net", "phone")
+    await eventually(lambda: "alice@example.net" in b.directory.table)
+    await a.node.redis.script_flush()
+    a.directory.release(session)
+    await eventually(lambda: "alice@example.net" not in b.directory.table)
+    assert not await a.node.redis.exists(a.directory._res_key("alice@example.net"))
+
+
 async def test_a_dead_node_leaves_the_directory_and_its_contacts_are_told(
     two: tuple[Node, Node],
 ) -> None:
