@@ -288,7 +288,7 @@ class _ClaimInFlight:
         if isinstance(answer, RespError) and str(answer).startswith("NOSCRIPT"):
             self.ask(with_source=True)
             return
-        if isinstance(answer, (RespError, RedisError, OSError)):
+        if isinstance(answer, Exception):  # Redis away, or an error from a script
             self._alone(answer)
             return
         verdict = _text(answer[0])
@@ -437,7 +437,7 @@ class ClusterSessionDirectory:
         # What this node's previous run left (a kill -9, then a restart under the name).
         await self.node.run_script(
             _SCRIPTS["clear"],
-            [self._snapshot_key(self.node.name)],
+            [self._own_snapshot],
             [self.node.prefix, self.node.name, ""],
         )
         # Subscribed to this node's events channel before the snapshots are read:
@@ -472,13 +472,16 @@ class ClusterSessionDirectory:
         _ClaimInFlight(self, decided, session_for, resource, session).ask()
         return decided
 
+    def _session_keys(self, bare: str) -> tuple[str, str, str]:
+        """KEYS of the scripts that change a session of `bare` here: res:BARE, this
+        node's snapshot, the set of nodes."""
+        return (self._res_prefix + bare, self._own_snapshot, self._nodes_key)
+
     def _claim_args(self, session: C2SSession, sid: str, chosen: bool) -> tuple[str | int, ...]:
         """The claim script's keys and arguments (`_CLAIM`)."""
         bare = session.bare
         return (
-            self._res_prefix + bare,
-            self._own_snapshot,
-            self._nodes_key,
+            *self._session_keys(bare),
             session.resource,
             sid,
             self._policy,
@@ -552,7 +555,7 @@ class ClusterSessionDirectory:
         try:
             moved = await self.node.run_script(
                 _SCRIPTS["take_over"],
-                [self._res_key(session.bare), self._snapshot_key(self.node.name), self._nodes_key],
+                list(self._session_keys(session.bare)),
                 [
                     session.resource,
                     f"{self.node.name}|{new_sid}",
@@ -660,9 +663,7 @@ class ClusterSessionDirectory:
         """The release script's keys and arguments (`_RELEASE`)."""
         bare = session.bare
         return (
-            self._res_prefix + bare,
-            self._own_snapshot,
-            self._nodes_key,
+            *self._session_keys(bare),
             session.resource,
             sid,
             bare,
@@ -759,7 +760,7 @@ class ClusterSessionDirectory:
         if snapshot if snapshot is not None else op not in ("C", "R"):
             field = f"{session.bare}/{session.resource}"
             state = [sid, session.available, session.priority, presence, session.interested]
-            key = self._snapshot_key(self.node.name)
+            key = self._own_snapshot
             send("HSET", key, field, json.dumps(state), deferrable=True).add_done_callback(_quiet)
         event = self._event_of(op, session, sid, presence)
         script = _SCRIPTS["announce"]
@@ -943,10 +944,10 @@ class ClusterSessionDirectory:
         # the live ones are claimed again.
         await self.node.run_script(
             _SCRIPTS["clear"],
-            [self._snapshot_key(self.node.name)],
+            [self._own_snapshot],
             [self.node.prefix, self.node.name, self.node.boot_id],
         )
-        await redis.delete(self._snapshot_key(self.node.name))
+        await redis.delete(self._own_snapshot)
         for bare, resources in list(self.local.items()):
             for session in list(resources.values()):
                 sid = self._sids.get(id(session))
