@@ -8,6 +8,12 @@ old subscribers.  Every stored change is announced on the ``rosters`` channel
 (the owner's bare JID); a node that keeps that roster reads it again.  Between
 the change and the reread (a Redis round trip) a broadcast may use the old list,
 as it would have a moment before the change.
+
+An inbound subscription request is delivered the same way: the node that stores
+it writes it to its own sessions of the contact, and every other node to its own
+when the reread shows the new request (`RosterService.requests_arrived`).  A
+request is then never lost to a node's stale view of where the contact is
+available (an initial presence whose announcement is still on its way).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ def share_rosters(node: ClusterNode, service: RosterService) -> None:
         service.locks = ClusterAccountLocks(local, node)
         service.cache_locks = local
     service.changed.append(changed)
+    service.kept_elsewhere = True
     node.subscribe(channel, received)
 
     def forget_all() -> None:

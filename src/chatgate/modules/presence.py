@@ -71,6 +71,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _SUBSCRIPTION_TYPES = {t.value: t for t in SubscriptionStanza}
+_PRESENCE_NAME = len("<presence")
+
+
+def _request_xml(contact: str) -> str:
+    """A subscription request from `contact`, without 'to' (RFC 6121 §3.1.3)."""
+    return serialize(Element("presence", ns.CLIENT, {"from": contact, "type": "subscribe"}))
 
 
 def _parse_priority(stanza: Element) -> int:
@@ -122,9 +128,9 @@ class PresenceModule:
         self.max_directed = ctx.config.limits.max_directed_presences
         ctx.router.presence_handler = self.handle
         ctx.router.service_presence = self.from_service
+        self.rosters.requests_arrived.append(self._requests_arrived)
         yield OnEvent(SessionClosed, self._session_closed, priority=100)
         yield OnEvent(AccountRemoving, self._account_removing)
-        yield OnEvent(BecameAvailable, self._became_available, priority=10)
         yield OnEvent(RemoteSessionLost, self._remote_session_lost)
 
     # ------------------------------------------------------------ from a local client
@@ -191,6 +197,13 @@ class PresenceModule:
             sources = flt.visible(origin.bare, sources)
         for contact in sources:
             router.send_presence_of(contact, origin.full)
+        # §3.1.3: requests that arrived while offline, from the roster in memory now;
+        # one noted later reaches this session through `_deliver_request` or
+        # `_requests_arrived`, never twice
+        for contact in self._open_requests(origin.bare, roster, sorted(roster.pending_in)):
+            STANZAS.sent += 1
+            tail = _request_xml(contact)[_PRESENCE_NAME:]
+            origin.write(f'<presence to="{escape_attr(origin.full)}"{tail}'.encode())
         return self.ctx.hooks.notify(BecameAvailable(origin))
 
     def _unavailable(self, origin: C2SSession, stanza: Element) -> None:
@@ -376,7 +389,10 @@ class PresenceModule:
                 if inbound_side:
                     # Deliver to the user's available resources; a subscribe is also
                     # kept as pending_in and redelivered at next login (§3.1.3).
-                    self._deliver_presence(user, contact, kind.value)
+                    if kind is SubscriptionStanza.SUBSCRIBE:
+                        self._deliver_request(user, contact)
+                    else:
+                        self._deliver_presence(user, contact, kind.value)
                 else:
                     # §3.1.2: stamped with the user's bare JID, routed to the contact.
                     await self._to_contact(contact, user, kind)
@@ -465,23 +481,39 @@ class PresenceModule:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def _became_available(self, event: BecameAvailable) -> None:
-        """§3.1.3: subscription requests that arrived while offline are delivered now."""
-        session = event.session
-        roster = self.rosters.cached((session.username, session.domain))
+    def _deliver_request(self, user: str, contact: str) -> None:
+        """§3.1.3: a request just stored to `user`'s available resources.  When other
+        nodes keep rosters, to this node's only: each other node delivers it to its
+        own once it has read the stored request (`_requests_arrived`), which holds
+        however late it learns that a session there is available."""
+        if self.rosters.kept_elsewhere:
+            self.router.broadcast_presence_here((user,), _request_xml(contact))
+        else:
+            self.router.broadcast_presence((user,), _request_xml(contact))
+
+    def _requests_arrived(self, owner: Owner, contacts: list[str]) -> None:
+        """Requests another node stored to `owner`: to its available sessions here."""
+        user = bare(owner)
+        sessions = self.directory.local.get(user)
+        if not sessions or not any(s.available for s in sessions.values()):
+            return  # none here; the next initial presence reads them with the roster
+        roster = self.rosters.cached(owner)
         if roster is None:
             return
-        pending: Iterable[str] = sorted(roster.pending_in)
+        for contact in self._open_requests(user, roster, contacts):
+            self.router.broadcast_presence_here((user,), _request_xml(contact))
+
+    def _open_requests(self, user: str, roster: Roster, contacts: Iterable[str]) -> list[str]:
+        """Those of the requests to `user` to show: not from a blocked contact, nor
+        from one already approved (a stale request row)."""
         if self.filter is not None:
-            pending = self.filter.visible(session.bare, pending)
-        for contact in pending:
+            contacts = self.filter.visible(user, contacts)
+        shown = []
+        for contact in contacts:
             item = roster.items.get(contact)
-            if item is not None and item.subscription in (Subscription.FROM, Subscription.BOTH):
-                continue
-            stanza = Element("presence", ns.CLIENT, {"from": contact, "type": "subscribe"})
-            tail = serialize(stanza)[len("<presence") :]
-            STANZAS.sent += 1
-            session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
+            if item is None or item.subscription not in (Subscription.FROM, Subscription.BOTH):
+                shown.append(contact)
+        return shown
 
     async def _remote_session_lost(self, event: RemoteSessionLost) -> None:
         """A session on a dead cluster node: what its stream's end would have sent

@@ -22,6 +22,8 @@ from typing import Any
 from chatgate.auth.credentials import derive_all
 from chatgate.auth.internal import InternalProvider
 from chatgate.auth.provider import Capability, CredentialProvider
+from chatgate.cluster.node import ClusterNode
+from chatgate.cluster.wiring import join_cluster
 from chatgate.config import Config
 from chatgate.context import ServerContext
 from chatgate.modules.registry import builtin_modules
@@ -110,11 +112,14 @@ class Server:
         *,
         provider: CredentialProvider | None = None,
         directory: SessionDirectory | None = None,
+        cluster: ClusterNode | None = None,
         **config: Any,
     ) -> Server:
         """A server on `tmp`; its accounts are in the internal store unless a
         `provider` stands for an external one; its sessions in `directory` when
-        given (the local one otherwise)."""
+        given (the local one otherwise).  With a started `cluster` node it joins
+        that cluster as `chatgate serve` does (servers on one `tmp` share its
+        database, as nodes share PostgreSQL)."""
         cfg = Config.model_validate(
             {"modules": modules, "server": {"data_dir": str(tmp / "var")}, **config}
         )
@@ -122,6 +127,8 @@ class Server:
         if provider is None:
             provider = InternalProvider(db.accounts, cache_size=100, data_dir=None)
         ctx = ServerContext(cfg, db, provider, directory=directory)
+        if cluster is not None:
+            await join_cluster(ctx, cluster)
         registry = builtin_modules()
         for name in registry.names():
             ctx.load(registry.get(name)())
@@ -132,6 +139,8 @@ class Server:
         for conn in list(self.ctx.connections):
             conn.close_stream()
         await self.ctx.drain()
+        if self.ctx.cluster is not None:
+            await self.ctx.cluster.close()
         await self.db.close()
 
     def module(self, name: str) -> Any:

@@ -107,6 +107,15 @@ class RosterService:
         #: told the owner after every stored change (a cluster tells the other nodes,
         #: whose cached copy of the roster is then stale)
         self.changed: list[Callable[[Owner], None]] = []
+        #: other processes keep copies of rosters and `refresh` them on `changed` (a
+        #: cluster): a request stored here is delivered by each node to its own sessions
+        self.kept_elsewhere = False
+        #: told the owner and the inbound requests a `refresh` found (another node
+        #: stored them), while the reread roster is put in place: the presence module
+        #: delivers them to this node's available sessions (RFC 6121 §3.1.3)
+        self.requests_arrived: list[Callable[[Owner, list[str]], None]] = []
+        #: owners whose roster `load` is reading: a `refresh` must wait for it
+        self._loading: set[Owner] = set()
 
     def _stored(self, owner: Owner) -> None:
         for callback in self.changed:
@@ -117,21 +126,35 @@ class RosterService:
         roster = self._online.get(owner)
         if roster is not None:
             return roster
+        return await self._read_stored(owner)
+
+    async def _read_stored(self, owner: Owner) -> Roster:
         items = await self.repository.items(owner)
         version = await self.repository.version(owner)
         pending = await self.repository.pending_in(owner)
         return Roster({i.jid: i for i in items}, version, set(pending))
 
     async def refresh(self, owner: Owner) -> None:
-        """Another node changed the roster: read it again if it is kept here."""
-        if owner not in self._online:
+        """Another node changed the roster: read it again if it is kept here, or
+        being read into memory (that read may have missed the change).
+
+        The requests found that the copy in memory did not hold are told to
+        `requests_arrived` in the same step as the new copy is put in place, so
+        a session that becomes available gets each request once: from the copy
+        it reads then, or from here.
+        """
+        if owner not in self._online and owner not in self._loading:
             return
         async with self.cache_locks.hold(bare(owner)):
-            if owner in self._online:
-                items = await self.repository.items(owner)
-                version = await self.repository.version(owner)
-                pending = await self.repository.pending_in(owner)
-                self._online[owner] = Roster({i.jid: i for i in items}, version, set(pending))
+            held = self._online.get(owner)
+            if held is None:
+                return
+            fresh = await self._read_stored(owner)
+            self._online[owner] = fresh
+            arrived = fresh.pending_in - held.pending_in
+            if arrived:
+                for callback in self.requests_arrived:
+                    callback(owner, sorted(arrived))
 
     async def load(self, owner: Owner) -> Roster:
         """The account's roster, read into memory on first use.
@@ -146,10 +169,11 @@ class RosterService:
         async with self.cache_locks.hold(bare(owner)):
             roster = self._online.get(owner)
             if roster is None:
-                items = await self.repository.items(owner)
-                version = await self.repository.version(owner)
-                pending = await self.repository.pending_in(owner)
-                roster = Roster({i.jid: i for i in items}, version, set(pending))
+                self._loading.add(owner)
+                try:
+                    roster = await self._read_stored(owner)
+                finally:
+                    self._loading.discard(owner)
                 self._online[owner] = roster
         return roster
 

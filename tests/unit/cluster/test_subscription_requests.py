@@ -1,0 +1,152 @@
+"""Subscription requests between accounts on two nodes (RFC 6121 §3.1.3).
+
+Two real servers in this process join one cluster over a real redis-server and
+share one database; clients are real connections (`Wire`).  A request is
+stored by the node of its sender; the contact's node delivers it to its own
+sessions when it rereads the contact's roster, so a request is not lost when
+the sender's node has not yet heard that the contact became available, and
+never reaches a session twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from chatgate.cluster.node import ClusterNode
+from chatgate.cluster.options import ClusterOptions
+from chatgate.modules.roster.service import RosterService
+from tests.redis_server import RedisServer
+from tests.unit.modules.wire import Server, Wire
+
+REQUEST_FROM_BOB = re.compile(r"<presence [^>]*from=\"bob@localhost\"[^>]*type=\"subscribe\"")
+
+
+async def start_node(tmp: Path, redis: RedisServer, name: str) -> Server:
+    options = ClusterOptions(
+        enabled=True, redis_url=redis.url, node=name, heartbeat_interval=0.2, node_timeout=1.0
+    )
+    node = ClusterNode(options)
+    await node.start()
+    return await Server.start(tmp, {}, cluster=node)
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[tuple[Server, Server]]:
+    a = await start_node(tmp_path, redis_server, "a")
+    b = await start_node(tmp_path, redis_server, "b")
+    for user in ("ann", "bob"):
+        await a.add_user(user, f"{user}-pw")
+    try:
+        yield a, b
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+async def login(server: Server, user: str, resource: str = "r") -> Wire:
+    wire = server.connect()
+    bound = await wire.login_plain(user, f"{user}-pw", resource)
+    assert "<jid>" in bound, bound
+    return wire
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("not in time")
+        await asyncio.sleep(0.02)
+
+
+def received(wire: Wire) -> str:
+    return wire.transport.out.decode()
+
+
+def requests_from_bob(wire: Wire) -> int:
+    return len(REQUEST_FROM_BOB.findall(received(wire)))
+
+
+async def test_a_request_reaches_a_contact_whose_availability_the_sender_node_has_not_heard(
+    nodes: tuple[Server, Server],
+) -> None:
+    a, b = nodes
+    bob = await login(a, "bob")
+    await bob.send("<presence/>")
+    ann = await login(b, "ann")
+    # Node a hears nothing more from Redis: ann's initial presence on b stays
+    # unknown there, as while its announcement is still on the way.
+    hearing = a.ctx.cluster._subscriber._transport  # type: ignore[union-attr]
+    hearing.pause_reading()
+    try:
+        await ann.send("<presence/>")
+        await bob.send("<presence type='subscribe' to='ann@localhost' id='s1'/>")
+        await eventually(lambda: requests_from_bob(ann) == 1)
+    finally:
+        hearing.resume_reading()
+    await asyncio.sleep(0.3)
+    assert requests_from_bob(ann) == 1, received(ann)
+
+
+async def test_a_request_reaches_each_available_session_of_the_contact_once(
+    nodes: tuple[Server, Server],
+) -> None:
+    a, b = nodes
+    bob = await login(a, "bob")
+    await bob.send("<presence/>")
+    ann_here = await login(a, "ann", "here")
+    ann_there = await login(b, "ann", "there")
+    ann_idle = await login(b, "ann", "idle")  # bound, no presence yet
+    await ann_here.send("<presence/>")
+    await ann_there.send("<presence/>")
+    # a has heard that ann/there is available
+    table = a.ctx.router.directory.table  # type: ignore[attr-defined]
+    await eventually(lambda: table["ann@localhost"]["there"].available)
+    await bob.send("<presence type='subscribe' to='ann@localhost' id='s1'/>")
+    await eventually(lambda: requests_from_bob(ann_there) == 1)
+    assert requests_from_bob(ann_here) == 1
+    assert requests_from_bob(ann_idle) == 0
+    # the session that becomes available later gets the pending request with its roster
+    await ann_idle.send("<presence/>")
+    await eventually(lambda: requests_from_bob(ann_idle) == 1)
+    await asyncio.sleep(0.3)
+    for wire in (ann_here, ann_there, ann_idle):
+        assert requests_from_bob(wire) == 1, received(wire)
+
+
+async def test_a_change_during_the_first_read_of_a_roster_is_read_again(
+    nodes: tuple[Server, Server],
+) -> None:
+    """A roster being read into memory when another node's change is announced: the
+    change is not lost to the read that began before it."""
+    a, b = nodes
+    service: RosterService = b.module("roster").service
+    owner = ("ann", "localhost")
+    repository = service.repository
+    gate = asyncio.Event()
+    reading = asyncio.Event()
+    real_pending_in = repository.pending_in
+
+    async def pending_in_then_wait(who: tuple[str, str]) -> list[str]:
+        found = await real_pending_in(who)
+        reading.set()
+        await gate.wait()
+        return found
+
+    repository.pending_in = pending_in_then_wait  # type: ignore[method-assign]
+    try:
+        load = asyncio.ensure_future(service.load(owner))
+        await reading.wait()
+        # Another node stores a request after b's read and announces the change,
+        # which b hears while its read is still being put in memory.
+        await a.module("roster").service.set_pending(owner, "bob@localhost", True)
+        await asyncio.sleep(0.3)
+        gate.set()
+        await load
+        await eventually(lambda: service.cached(owner).pending_in == {"bob@localhost"})  # type: ignore[union-attr]
+    finally:
+        repository.pending_in = real_pending_in  # type: ignore[method-assign]
