@@ -200,10 +200,8 @@ class PresenceModule:
         # §3.1.3: requests that arrived while offline, from the roster in memory now;
         # one noted later reaches this session through `_deliver_request` or
         # `_requests_arrived`, never twice
-        for contact in self._open_requests(origin.bare, roster, sorted(roster.pending_in)):
-            STANZAS.sent += 1
-            tail = _request_xml(contact)[_PRESENCE_NAME:]
-            origin.write(f'<presence to="{escape_attr(origin.full)}"{tail}'.encode())
+        if roster.pending_in:
+            self._write_requests(origin, roster)
         return self.ctx.hooks.notify(BecameAvailable(origin))
 
     def _unavailable(self, origin: C2SSession, stanza: Element) -> None:
@@ -490,6 +488,12 @@ class PresenceModule:
             self.router.broadcast_presence_here((user,), _request_xml(contact))
         else:
             self.router.broadcast_presence((user,), _request_xml(contact))
+
+    def _write_requests(self, session: C2SSession, roster: Roster) -> None:
+        for contact in self._open_requests(session.bare, roster, sorted(roster.pending_in)):
+            STANZAS.sent += 1
+            tail = _request_xml(contact)[_PRESENCE_NAME:]
+            session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
 
     def _requests_arrived(self, owner: Owner, contacts: list[str]) -> None:
         """Requests another node stored to `owner`: to its available sessions here."""
