@@ -66,7 +66,7 @@ def share_rosters(node: ClusterNode, service: RosterService) -> None:
 
     def forget_all() -> None:
         """After an outage announcements may have been lost: read every kept roster again."""
-        for owner in list(service._online):
+        for owner in service.kept():
             spawn(service.refresh(owner))
 
     node.on_reconnect(forget_all)

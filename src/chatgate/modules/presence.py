@@ -160,9 +160,13 @@ class PresenceModule:
         return self._broadcast_available(origin, stanza, roster)
 
     async def _available_after_load(self, origin: C2SSession, stanza: Element) -> None:
-        roster = await self.rosters.load((origin.username, origin.domain))
+        owner = (origin.username, origin.domain)
+        roster = await self.rosters.load(owner)
         if self.filter is not None:
             await self.filter.load(origin.bare)
+            # Another node's change may have been read in meanwhile: the copy now
+            # in memory is the one whose requests this session has not been sent.
+            roster = self.rosters.cached(owner) or roster
         pending = self._broadcast_available(origin, stanza, roster)
         if pending is not None:
             await pending

@@ -17,6 +17,11 @@ presence, leave rooms, ...).  So, in order:
    state from `carry` (then `SessionBound` and `SessionResumed` follow, as for
    any session bound and resumed here).
 
+Before all three, `SessionArriving` on the new node, before the session is
+claimed there: what the account's sessions on this node read from memory is
+read in now (its roster), so a change another node makes from the moment the
+session is reachable here reaches it.
+
 Handlers of 1 run as `notify` handlers; `carry` is the one field meant to be
 written (a collection, never a veto).
 """
@@ -30,6 +35,15 @@ from chatgate.xmpp.session import C2SSession
 
 #: bytes of carried state (names and values) a moving session may take along
 MAX_CARRY = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class SessionArriving:
+    """A session of `username`@`domain` is about to move here from `node`."""
+
+    username: str
+    domain: str
+    node: str
 
 
 @dataclass(frozen=True, slots=True)

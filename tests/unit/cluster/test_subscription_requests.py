@@ -21,7 +21,7 @@ from chatgate.cluster.node import ClusterNode
 from chatgate.cluster.options import ClusterOptions
 from chatgate.modules.roster.service import RosterService
 from tests.redis_server import RedisServer
-from tests.unit.modules.wire import Server, Wire
+from tests.unit.modules.wire import Server, Wire, plain
 
 REQUEST_FROM_BOB = re.compile(r"<presence [^>]*from=\"bob@localhost\"[^>]*type=\"subscribe\"")
 
@@ -141,12 +141,82 @@ async def test_a_change_during_the_first_read_of_a_roster_is_read_again(
     try:
         load = asyncio.ensure_future(service.load(owner))
         await reading.wait()
-        # Another node stores a request after b's read and announces the change,
-        # which b hears while its read is still being put in memory.
-        await a.module("roster").service.set_pending(owner, "bob@localhost", True)
-        await asyncio.sleep(0.3)
+        # Another node stores a request after b's read; b hears the announcement
+        # (what `share_rosters` does with it) while its read is not yet in memory.
+        await a.db.roster.add_pending_in(owner, "bob@localhost", None)
+        refresh = asyncio.ensure_future(service.refresh(owner))
+        await asyncio.sleep(0.05)
         gate.set()
         await load
-        await eventually(lambda: service.cached(owner).pending_in == {"bob@localhost"})  # type: ignore[union-attr]
+        await refresh
     finally:
         repository.pending_in = real_pending_in  # type: ignore[method-assign]
+    roster = service.cached(owner)
+    assert roster is not None and roster.pending_in == {"bob@localhost"}
+
+
+async def test_a_session_resumed_on_another_node_gets_later_requests(
+    nodes: tuple[Server, Server],
+) -> None:
+    """XEP-0198: ann's session moves from a to b, where nothing had her roster; a
+    request bob then sends on a reaches her on b."""
+    a, b = nodes
+    bob = await login(a, "bob")
+    await bob.send("<presence/>")
+    ann = await login(a, "ann", "phone")
+    enabled = await ann.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    found = re.search(r"id=['\"]([^'\"]+)", enabled)
+    assert found is not None, enabled
+    await ann.send("<presence/>")
+    ann.conn.connection_lost()
+    await ann.settle()
+    assert b.module("roster").service.cached(("ann", "localhost")) is None
+    back = b.connect()
+    await back.open()
+    assert "<success" in await back.send(plain("ann", "ann-pw"))
+    await back.open()
+    await back.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{found.group(1)}' h='0'/>")
+    await eventually(lambda: "<resumed" in received(back))
+    await bob.send("<presence type='subscribe' to='ann@localhost' id='s1'/>")
+    await eventually(lambda: requests_from_bob(back) == 1)
+    await asyncio.sleep(0.3)
+    assert requests_from_bob(back) == 1, received(back)
+
+
+async def test_a_request_read_in_while_the_block_list_loads_reaches_the_session(
+    nodes: tuple[Server, Server],
+) -> None:
+    """Initial presence waits for ann's block list; a request another node stores
+    meanwhile is read into b's copy of the roster while the session is not yet
+    available there: the session is sent it from that copy, once."""
+    a, b = nodes
+    bob = await login(a, "bob")
+    await bob.send("<presence/>")
+    lists = b.module("blocking").lists
+    lists.blockers = None  # every account's list is read at its first presence
+    repository = lists.repository
+    real_items = repository.items
+    gate = asyncio.Event()
+    owner = ("ann", "localhost")
+
+    async def items_after_gate(who: tuple[str, str]) -> frozenset[str]:
+        if who == owner:
+            await gate.wait()
+        return await real_items(who)
+
+    service: RosterService = b.module("roster").service
+    ann = await login(b, "ann")
+    lists.cache.forget("ann@localhost")
+    repository.items = items_after_gate
+    try:
+        presence = asyncio.ensure_future(ann.send("<presence/>"))
+        await eventually(lambda: service.cached(owner) is not None)
+        await bob.send("<presence type='subscribe' to='ann@localhost' id='s1'/>")
+        await eventually(lambda: "bob@localhost" in service.cached(owner).pending_in)  # type: ignore[union-attr]
+        gate.set()
+        await presence
+    finally:
+        repository.items = real_items
+    await eventually(lambda: requests_from_bob(ann) == 1)
+    await asyncio.sleep(0.3)
+    assert requests_from_bob(ann) == 1, received(ann)

@@ -34,6 +34,7 @@ from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xmpp.events import SessionClosed
 from chatgate.xmpp.session import C2SSession
+from chatgate.xmpp.sm_events import SessionArriving
 from chatgate.xmpp.stanza import iq_result
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class RosterModule:
         yield StreamFeature(f"<sub xmlns='{ns.PRE_APPROVAL_FEATURE}'/>")
         yield DiscoFeature(ns.ROSTER)
         yield OnEvent(SessionClosed, self._session_closed, priority=-100)
+        yield OnEvent(SessionArriving, self._session_arriving)
 
     # ------------------------------------------------------------ IQ handlers
 
@@ -251,6 +253,13 @@ class RosterModule:
         if to and to not in (session.bare, session.domain):
             # §2.1.3/§2.1.5: only the account itself manages its roster.
             raise StanzaError(StanzaErrorCondition.FORBIDDEN, "not your roster")
+
+    async def _session_arriving(self, event: SessionArriving) -> None:
+        """A session resumed from another node: its roster in memory before the
+        session is reachable here, so another node's later change (a subscription
+        request to deliver) is read again here (`RosterService.refresh`)."""
+        assert self.service is not None
+        await self.service.load((event.username, event.domain))
 
     def _session_closed(self, event: SessionClosed) -> None:
         assert self.service is not None and self.ctx is not None

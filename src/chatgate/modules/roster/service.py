@@ -183,6 +183,10 @@ class RosterService:
             return roster.version
         return await self.repository.version(owner)
 
+    def kept(self) -> list[Owner]:
+        """The owners whose roster is in memory here or being read in."""
+        return [*self._online, *self._loading]
+
     def cached(self, owner: Owner) -> Roster | None:
         return self._online.get(owner)
 
