@@ -39,21 +39,27 @@ def share_rosters(node: ClusterNode, service: RosterService) -> None:
         background.add(task)
         task.add_done_callback(background.discard)
 
-    async def announce(owner: Owner) -> None:
+    async def announce(owner: Owner, withdrawn: str | None) -> None:
+        # "node\nbare" or "node\nbare\ncontact" (a withdrawn request); no JID holds
+        # a line feed
+        message = f"{owner[0]}@{owner[1]}"
+        if withdrawn is not None:
+            message += f"\n{withdrawn}"
         try:
-            await node.publish(channel, me + b"\n" + f"{owner[0]}@{owner[1]}".encode())
+            await node.publish(channel, me + b"\n" + message.encode())
         except ClusterUnavailable:
             log.warning("cluster: a roster change of %s@%s not announced", *owner)
 
-    def changed(owner: Owner) -> None:
-        spawn(announce(owner))
+    def changed(owner: Owner, withdrawn: str | None) -> None:
+        spawn(announce(owner, withdrawn))
 
     def received(data: bytes) -> None:
-        sender, _, bare = data.partition(b"\n")
+        sender, _, rest = data.partition(b"\n")
         if sender == me:
             return
-        local, _, domain = bare.decode().partition("@")
-        spawn(service.refresh((local, domain)))
+        bare, _, withdrawn = rest.decode().partition("\n")
+        local, _, domain = bare.partition("@")
+        spawn(service.refresh((local, domain), withdrawn or None))
 
     local = service.locks
     if isinstance(local, LocalAccountLocks):

@@ -74,6 +74,12 @@ _SUBSCRIPTION_TYPES = {t.value: t for t in SubscriptionStanza}
 _PRESENCE_NAME = len("<presence")
 
 
+def _withdraws(kind: SubscriptionStanza, inbound_side: bool) -> bool:
+    """Whether a request that stops pending was withdrawn by its sender (§3.1.3,
+    an inbound `unsubscribe`), rather than answered by the user."""
+    return inbound_side and kind is SubscriptionStanza.UNSUBSCRIBE
+
+
 def _request_xml(contact: str) -> str:
     """A subscription request from `contact`, without 'to' (RFC 6121 §3.1.3)."""
     return serialize(Element("presence", ns.CLIENT, {"from": contact, "type": "subscribe"}))
@@ -129,6 +135,7 @@ class PresenceModule:
         ctx.router.presence_handler = self.handle
         ctx.router.service_presence = self.from_service
         self.rosters.requests_arrived.append(self._requests_arrived)
+        self.rosters.request_withdrawn.append(self._request_withdrawn)
         yield OnEvent(SessionClosed, self._session_closed, priority=100)
         yield OnEvent(AccountRemoving, self._account_removing)
         yield OnEvent(RemoteSessionLost, self._remote_session_lost)
@@ -384,7 +391,9 @@ class PresenceModule:
                 if new.item is not None and new.item != old.item:
                     version = await self.rosters.put(owner, new.item)
                 if new.pending_in != old.pending_in:
-                    await self.rosters.set_pending(owner, contact, new.pending_in)
+                    await self.rosters.set_pending(
+                        owner, contact, new.pending_in, withdrawn=_withdraws(kind, inbound_side)
+                    )
             elif step is Step.SEND_UNAVAILABLE_TO_CONTACT:
                 self.router.send_unavailable_of(user, contact)
             elif step is Step.DELIVER:
@@ -393,6 +402,15 @@ class PresenceModule:
                     # kept as pending_in and redelivered at next login (§3.1.3).
                     if kind is SubscriptionStanza.SUBSCRIBE:
                         self._deliver_request(user, contact)
+                    elif (
+                        self.rosters.kept_elsewhere
+                        and kind is SubscriptionStanza.UNSUBSCRIBE
+                        and old.pending_in
+                        and not new.pending_in
+                    ):
+                        # A withdrawn request: on the request's path, so never before it
+                        # (`_request_withdrawn` on the other nodes; no roster push follows).
+                        self._deliver_presence_here(user, contact, kind.value)
                     else:
                         self._deliver_presence(user, contact, kind.value)
                 else:
@@ -510,6 +528,17 @@ class PresenceModule:
             return
         for contact in self._open_requests(user, roster, contacts):
             self.router.broadcast_presence_here((user,), _request_xml(contact))
+
+    def _request_withdrawn(self, owner: Owner, contact: str) -> None:
+        """Another node noted `contact` withdrawing its request to `owner` (§3.1.3):
+        the `unsubscribe` to the available sessions here, after the request."""
+        user = bare(owner)
+        if self.filter is None or list(self.filter.visible(user, (contact,))):
+            self._deliver_presence_here(user, contact, SubscriptionStanza.UNSUBSCRIBE.value)
+
+    def _deliver_presence_here(self, to_bare: str, from_jid: str, ptype: str) -> None:
+        stanza = Element("presence", ns.CLIENT, {"from": from_jid, "type": ptype})
+        self.router.broadcast_presence_here((to_bare,), serialize(stanza))
 
     def _open_requests(self, user: str, roster: Roster, contacts: Iterable[str]) -> list[str]:
         """Those of the requests to `user` to show: not from a blocked contact, nor

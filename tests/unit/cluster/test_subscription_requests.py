@@ -220,3 +220,44 @@ async def test_a_request_read_in_while_the_block_list_loads_reaches_the_session(
     await eventually(lambda: requests_from_bob(ann) == 1)
     await asyncio.sleep(0.3)
     assert requests_from_bob(ann) == 1, received(ann)
+
+
+async def test_a_withdrawn_request_is_never_shown_after_its_withdrawal(
+    nodes: tuple[Server, Server],
+) -> None:
+    """bob subscribes then unsubscribes at once (§3.1.3); b's reread of ann's roster
+    is slow: ann on b gets the request before the withdrawal, never after it."""
+    a, b = nodes
+    bob = await login(a, "bob")
+    await bob.send("<presence/>")
+    ann = await login(b, "ann")
+    await ann.send("<presence/>")
+    table = a.ctx.router.directory.table  # type: ignore[attr-defined]
+    await eventually(lambda: table["ann@localhost"]["r"].available)
+    repository = b.module("roster").service.repository
+    real_pending_in = repository.pending_in
+    gate = asyncio.Event()
+    reading = asyncio.Event()
+
+    async def pending_in_then_wait(who: tuple[str, str]) -> list[str]:
+        found = await real_pending_in(who)
+        reading.set()
+        await gate.wait()
+        return found
+
+    repository.pending_in = pending_in_then_wait
+    try:
+        await bob.send("<presence type='subscribe' to='ann@localhost' id='s1'/>")
+        await reading.wait()  # b has read the request; the copy is not in place yet
+        await bob.send("<presence type='unsubscribe' to='ann@localhost' id='s2'/>")
+        await asyncio.sleep(0.3)
+        assert 'type="unsubscribe"' not in received(ann)
+    finally:
+        repository.pending_in = real_pending_in
+        gate.set()
+    await eventually(lambda: 'type="unsubscribe"' in received(ann))
+    out = received(ann)
+    assert requests_from_bob(ann) == 1, out
+    assert out.index('type="subscribe"') < out.index('type="unsubscribe"'), out
+    await asyncio.sleep(0.3)
+    assert received(ann).count('type="unsubscribe"') == 1

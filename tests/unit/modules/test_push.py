@@ -193,7 +193,7 @@ async def test_no_notification_when_a_session_got_the_message(tmp_path: Path) ->
 
 
 async def test_notifications_are_rate_limited_and_coalesced(tmp_path: Path) -> None:
-    async with server(tmp_path, min_interval=0.3) as srv:
+    async with server(tmp_path, min_interval=1.0) as srv:
         await registered(srv, "d")
         app = await login(srv, "pushbot", "app")
         bob = await login(srv, "bob")

@@ -104,9 +104,10 @@ class RosterService:
         #: process's cache), the one `locks` takes first in a cluster
         self.cache_locks: AccountLocks = self.locks
         self._online: dict[Owner, Roster] = {}
-        #: told the owner after every stored change (a cluster tells the other nodes,
-        #: whose cached copy of the roster is then stale)
-        self.changed: list[Callable[[Owner], None]] = []
+        #: told the owner after every stored change, and the contact whose request
+        #: its sender withdrew by it (None for any other change); a cluster tells the
+        #: other nodes, whose cached copy of the roster is then stale
+        self.changed: list[Callable[[Owner, str | None], None]] = []
         #: other processes keep copies of rosters and `refresh` them on `changed` (a
         #: cluster): a request stored here is delivered by each node to its own sessions
         self.kept_elsewhere = False
@@ -114,12 +115,16 @@ class RosterService:
         #: stored them), while the reread roster is put in place: the presence module
         #: delivers them to this node's available sessions (RFC 6121 §3.1.3)
         self.requests_arrived: list[Callable[[Owner, list[str]], None]] = []
+        #: told the owner and the contact whose request another node noted withdrawn
+        #: (`unsubscribe`, §3.1.3), after the `refresh` that reads the withdrawal:
+        #: after the request itself, if this node delivered it
+        self.request_withdrawn: list[Callable[[Owner, str], None]] = []
         #: owners whose roster `load` is reading: a `refresh` must wait for it
         self._loading: set[Owner] = set()
 
-    def _stored(self, owner: Owner) -> None:
+    def _stored(self, owner: Owner, withdrawn: str | None = None) -> None:
         for callback in self.changed:
-            callback(owner)
+            callback(owner, withdrawn)
 
     async def read(self, owner: Owner) -> Roster:
         """The roster as stored, not kept in memory (an account with no session here)."""
@@ -134,14 +139,16 @@ class RosterService:
         pending = await self.repository.pending_in(owner)
         return Roster({i.jid: i for i in items}, version, set(pending))
 
-    async def refresh(self, owner: Owner) -> None:
+    async def refresh(self, owner: Owner, withdrawn: str | None = None) -> None:
         """Another node changed the roster: read it again if it is kept here, or
         being read into memory (that read may have missed the change).
 
         The requests found that the copy in memory did not hold are told to
         `requests_arrived` in the same step as the new copy is put in place, so
         a session that becomes available gets each request once: from the copy
-        it reads then, or from here.
+        it reads then, or from here.  `withdrawn`: the change was that contact
+        withdrawing its request; told to `request_withdrawn` after the reread
+        (rereads take turns, so after the one that found the request).
         """
         if owner not in self._online and owner not in self._loading:
             return
@@ -155,6 +162,9 @@ class RosterService:
             if arrived:
                 for callback in self.requests_arrived:
                     callback(owner, sorted(arrived))
+            if withdrawn is not None and withdrawn not in fresh.pending_in:
+                for told in self.request_withdrawn:
+                    told(owner, withdrawn)
 
     async def load(self, owner: Owner) -> Roster:
         """The account's roster, read into memory on first use.
@@ -228,9 +238,12 @@ class RosterService:
             self._stored(owner)
         return version
 
-    async def set_pending(self, owner: Owner, contact: str, pending: bool) -> None:
-        """Note or forget an inbound request; raises RosterLimitReached when noting a
-        new one would pass `limits.max_requests`."""
+    async def set_pending(
+        self, owner: Owner, contact: str, pending: bool, *, withdrawn: bool = False
+    ) -> None:
+        """Note or forget an inbound request (`withdrawn`: forgotten because its sender
+        withdrew it); raises RosterLimitReached when noting a new one would pass
+        `limits.max_requests`."""
         if pending:
             await self.repository.add_pending_in(owner, contact, None, self.limits.max_requests)
         else:
@@ -241,4 +254,4 @@ class RosterService:
                 roster.pending_in.add(contact)
             else:
                 roster.pending_in.discard(contact)
-        self._stored(owner)
+        self._stored(owner, contact if withdrawn and not pending else None)
