@@ -13,7 +13,14 @@ An inbound subscription request is delivered the same way: the node that stores
 it writes it to its own sessions of the contact, and every other node to its own
 when the reread shows the new request (`RosterService.requests_arrived`).  A
 request is then never lost to a node's stale view of where the contact is
-available (an initial presence whose announcement is still on its way).
+available (an initial presence whose announcement is still on its way).  A
+request its sender withdraws is announced first on ``rosters-withdrawn``
+("node\nbare\ncontact"): a node that showed the request delivers the withdrawal
+after its reread, so never before the request.  The plain change follows on
+``rosters``, whose format stays as it was for nodes of an older release (they
+reread, and miss only the withdrawal; they also deliver no request on a reread,
+so while a cluster is upgraded their sessions get requests stored by upgraded
+nodes at their next login).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ log = logging.getLogger(__name__)
 
 def share_rosters(node: ClusterNode, service: RosterService) -> None:
     channel = node.key("rosters")
+    withdrawals = node.key("rosters-withdrawn")
     me = node.name.encode()
     background: set[asyncio.Task[None]] = set()
 
@@ -40,26 +48,37 @@ def share_rosters(node: ClusterNode, service: RosterService) -> None:
         task.add_done_callback(background.discard)
 
     async def announce(owner: Owner, withdrawn: str | None) -> None:
-        # "node\nbare" or "node\nbare\ncontact" (a withdrawn request); no JID holds
-        # a line feed
-        message = f"{owner[0]}@{owner[1]}"
-        if withdrawn is not None:
-            message += f"\n{withdrawn}"
+        bare = f"{owner[0]}@{owner[1]}"
         try:
-            await node.publish(channel, me + b"\n" + message.encode())
+            if withdrawn is not None:
+                # First, so a node reads the roster again with the withdrawal in
+                # hand; nodes of an older release read only the plain change.
+                await node.publish(withdrawals, me + f"\n{bare}\n{withdrawn}".encode())
+            await node.publish(channel, me + b"\n" + bare.encode())
         except ClusterUnavailable:
-            log.warning("cluster: a roster change of %s@%s not announced", *owner)
+            log.warning("cluster: a roster change of %s not announced", bare)
 
     def changed(owner: Owner, withdrawn: str | None) -> None:
         spawn(announce(owner, withdrawn))
 
     def received(data: bytes) -> None:
+        """ "node\nbare": read the roster again."""
+        sender, _, bare = data.partition(b"\n")
+        if sender == me:
+            return
+        local, _, domain = bare.decode().partition("@")
+        spawn(service.refresh((local, domain)))
+
+    def withdrawn(data: bytes) -> None:
+        """ "node\nbare\ncontact": read it again, the contact having withdrawn its request."""
         sender, _, rest = data.partition(b"\n")
         if sender == me:
             return
-        bare, _, withdrawn = rest.decode().partition("\n")
+        bare, _, contact = rest.decode().partition("\n")
+        if not contact:
+            return
         local, _, domain = bare.partition("@")
-        spawn(service.refresh((local, domain), withdrawn or None))
+        spawn(service.refresh((local, domain), contact))
 
     local = service.locks
     if isinstance(local, LocalAccountLocks):
@@ -69,6 +88,7 @@ def share_rosters(node: ClusterNode, service: RosterService) -> None:
     service.changed.append(changed)
     service.kept_elsewhere = True
     node.subscribe(channel, received)
+    node.subscribe(withdrawals, withdrawn)
 
     def forget_all() -> None:
         """After an outage announcements may have been lost: read every kept roster again."""

@@ -63,6 +63,7 @@ from chatgate.xmpp.events import (
     SessionClosed,
 )
 from chatgate.xmpp.session import STANZAS, C2SSession
+from chatgate.xmpp.sm_events import SessionArrived, SessionArriving
 from chatgate.xmpp.stanza import error_reply
 
 if TYPE_CHECKING:
@@ -72,12 +73,6 @@ log = logging.getLogger(__name__)
 
 _SUBSCRIPTION_TYPES = {t.value: t for t in SubscriptionStanza}
 _PRESENCE_NAME = len("<presence")
-
-
-def _withdraws(kind: SubscriptionStanza, inbound_side: bool) -> bool:
-    """Whether a request that stops pending was withdrawn by its sender (§3.1.3,
-    an inbound `unsubscribe`), rather than answered by the user."""
-    return inbound_side and kind is SubscriptionStanza.UNSUBSCRIBE
 
 
 def _request_xml(contact: str) -> str:
@@ -136,9 +131,15 @@ class PresenceModule:
         ctx.router.service_presence = self.from_service
         self.rosters.requests_arrived.append(self._requests_arrived)
         self.rosters.request_withdrawn.append(self._request_withdrawn)
+        #: requests read in for accounts whose session is being resumed here from
+        #: another node, not yet reachable: handed to it once it has arrived
+        self._held: dict[str, list[str]] = {}
+        self._arriving: dict[str, int] = {}
         yield OnEvent(SessionClosed, self._session_closed, priority=100)
         yield OnEvent(AccountRemoving, self._account_removing)
         yield OnEvent(RemoteSessionLost, self._remote_session_lost)
+        yield OnEvent(SessionArriving, self._session_arriving)
+        yield OnEvent(SessionArrived, self._session_arrived)
 
     # ------------------------------------------------------------ from a local client
 
@@ -386,13 +387,24 @@ class PresenceModule:
     ) -> None:
         version: int | None = None
         new = outcome.new_state
+        # A request its sender withdraws (§3.1.3): the other nodes deliver the
+        # withdrawal on the request's path, never before it (`_request_withdrawn`);
+        # not when a roster push follows (a stale row), which must come after it
+        withdrawal = (
+            inbound_side
+            and kind is SubscriptionStanza.UNSUBSCRIBE
+            and old.pending_in
+            and not new.pending_in
+            and not outcome.roster_push
+            and self.rosters.kept_elsewhere
+        )
         for step in outcome.steps:
             if step is Step.STORE:
                 if new.item is not None and new.item != old.item:
                     version = await self.rosters.put(owner, new.item)
                 if new.pending_in != old.pending_in:
                     await self.rosters.set_pending(
-                        owner, contact, new.pending_in, withdrawn=_withdraws(kind, inbound_side)
+                        owner, contact, new.pending_in, withdrawn=withdrawal
                     )
             elif step is Step.SEND_UNAVAILABLE_TO_CONTACT:
                 self.router.send_unavailable_of(user, contact)
@@ -402,14 +414,7 @@ class PresenceModule:
                     # kept as pending_in and redelivered at next login (§3.1.3).
                     if kind is SubscriptionStanza.SUBSCRIBE:
                         self._deliver_request(user, contact)
-                    elif (
-                        self.rosters.kept_elsewhere
-                        and kind is SubscriptionStanza.UNSUBSCRIBE
-                        and old.pending_in
-                        and not new.pending_in
-                    ):
-                        # A withdrawn request: on the request's path, so never before it
-                        # (`_request_withdrawn` on the other nodes; no roster push follows).
+                    elif withdrawal:
                         self._deliver_presence_here(user, contact, kind.value)
                     else:
                         self._deliver_presence(user, contact, kind.value)
@@ -520,6 +525,9 @@ class PresenceModule:
     def _requests_arrived(self, owner: Owner, contacts: list[str]) -> None:
         """Requests another node stored to `owner`: to its available sessions here."""
         user = bare(owner)
+        held = self._held.get(user)
+        if held is not None:
+            held.extend(c for c in contacts if c not in held)
         sessions = self.directory.local.get(user)
         if not sessions or not any(s.available for s in sessions.values()):
             return  # none here; the next initial presence reads them with the roster
@@ -528,6 +536,30 @@ class PresenceModule:
             return
         for contact in self._open_requests(user, roster, contacts):
             self.router.broadcast_presence_here((user,), _request_xml(contact))
+
+    def _session_arriving(self, event: SessionArriving) -> None:
+        user = f"{event.username}@{event.domain}"
+        self._arriving[user] = self._arriving.get(user, 0) + 1
+        self._held.setdefault(user, [])
+
+    def _session_arrived(self, event: SessionArrived) -> None:
+        """A session resumed from another node is bound here: the requests read in
+        while it was on its way, which neither node could deliver to it (§3.1.3;
+        the old node may have queued one too: it may come twice, but not never)."""
+        user = f"{event.username}@{event.domain}"
+        left = self._arriving.pop(user, 1) - 1
+        held = self._held.get(user, []) if left > 0 else self._held.pop(user, [])
+        if left > 0:
+            self._arriving[user] = left
+        session = event.session
+        roster = self.rosters.cached((event.username, event.domain))
+        if not held or session is None or not session.available or roster is None:
+            return
+        for contact in self._open_requests(user, roster, held):
+            if contact in roster.pending_in:
+                STANZAS.sent += 1
+                tail = _request_xml(contact)[_PRESENCE_NAME:]
+                session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
 
     def _request_withdrawn(self, owner: Owner, contact: str) -> None:
         """Another node noted `contact` withdrawing its request to `owner` (§3.1.3):

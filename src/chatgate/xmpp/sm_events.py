@@ -20,7 +20,9 @@ presence, leave rooms, ...).  So, in order:
 Before all three, `SessionArriving` on the new node, before the session is
 claimed there: what the account's sessions on this node read from memory is
 read in now (its roster), so a change another node makes from the moment the
-session is reachable here reaches it.
+session is reachable here reaches it; and `SessionArrived` once the claim is
+decided (with the session, or None when it failed): what arrived for the
+session meanwhile is its now.
 
 Handlers of 1 run as `notify` handlers; `carry` is the one field meant to be
 written (a collection, never a veto).
@@ -44,6 +46,16 @@ class SessionArriving:
     username: str
     domain: str
     node: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionArrived:
+    """The claim `SessionArriving` announced is decided: `session` is bound here,
+    or None (the take-over failed)."""
+
+    username: str
+    domain: str
+    session: C2SSession | None
 
 
 @dataclass(frozen=True, slots=True)

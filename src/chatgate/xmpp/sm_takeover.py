@@ -44,7 +44,7 @@ from chatgate.xml.serialize import serialize
 from chatgate.xmpp import sm_queue, sm_stream
 from chatgate.xmpp.events import SessionResumed
 from chatgate.xmpp.session import C2SSession
-from chatgate.xmpp.sm_events import SessionArriving, SessionMovedIn
+from chatgate.xmpp.sm_events import SessionArrived, SessionArriving, SessionMovedIn
 from chatgate.xmpp.sm_handover_types import Refusal
 from chatgate.xmpp.sm_queue import HandledCountTooHigh, QueueLimits
 from chatgate.xmpp.sm_steps import count_too_high, overflowed, rewire, send_nonza
@@ -232,19 +232,23 @@ async def _take_over(
             presence = parse_fragment(taken.presence.encode())
         except Exception:
             presence = None
-    # Before the session is reachable here (see `SessionArriving`).
+    # Before the session is reachable here, and once it is (`sm_events.py`).
     await ctx.hooks.notify(SessionArriving(jid.local, jid.domain, node))
     directory = ctx.router.directory
     take_over = getattr(directory, "take_over", None)
-    moved = take_over is not None and await take_over(
-        session,
-        node,
-        taken.sid,
-        available=taken.available,
-        priority=taken.priority,
-        presence=presence,
-        interested=taken.interested,
-    )
+    moved = False
+    try:
+        moved = take_over is not None and await take_over(
+            session,
+            node,
+            taken.sid,
+            available=taken.available,
+            priority=taken.priority,
+            presence=presence,
+            interested=taken.interested,
+        )
+    finally:
+        await ctx.hooks.notify(SessionArrived(jid.local, jid.domain, session if moved else None))
     if not moved:
         handover.abort(node, previd)
         _fail(conn)

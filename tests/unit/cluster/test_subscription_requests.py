@@ -14,6 +14,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -261,3 +262,82 @@ async def test_a_withdrawn_request_is_never_shown_after_its_withdrawal(
     assert out.index('type="subscribe"') < out.index('type="unsubscribe"'), out
     await asyncio.sleep(0.3)
     assert received(ann).count('type="unsubscribe"') == 1
+
+
+async def test_a_request_read_in_while_a_session_is_taken_over_reaches_it(
+    nodes: tuple[Server, Server],
+) -> None:
+    """A request stored (by a third node) while b claims ann's resumed session:
+    b's reread finds it before the session is reachable there, and the old node
+    hears of it too late; b hands it to the session once it has arrived."""
+    a, b = nodes
+    ann = await login(a, "ann", "phone")
+    enabled = await ann.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    found = re.search(r"id=['\"]([^'\"]+)", enabled)
+    assert found is not None, enabled
+    await ann.send("<presence/>")
+    ann.conn.connection_lost()
+    await ann.settle()
+    directory = b.ctx.router.directory
+    real_take_over = directory.take_over  # type: ignore[attr-defined]
+    claiming, gate = asyncio.Event(), asyncio.Event()
+
+    async def take_over_after_gate(*args: object, **kwargs: object) -> bool:
+        claiming.set()
+        await gate.wait()
+        return bool(await real_take_over(*args, **kwargs))
+
+    directory.take_over = take_over_after_gate  # type: ignore[attr-defined]
+    owner = ("ann", "localhost")
+    back = b.connect()
+    await back.open()
+    assert "<success" in await back.send(plain("ann", "ann-pw"))
+    await back.open()
+    resuming = asyncio.ensure_future(
+        back.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{found.group(1)}' h='0'/>")
+    )
+    try:
+        await claiming.wait()
+        await a.db.roster.add_pending_in(owner, "bob@localhost", None)
+        await b.module("roster").service.refresh(owner)  # the announcement, heard on b
+    finally:
+        gate.set()
+    await resuming
+    await eventually(lambda: "<resumed" in received(back))
+    await eventually(lambda: requests_from_bob(back) == 1)
+    await asyncio.sleep(0.3)
+    assert requests_from_bob(back) == 1, received(back)
+
+
+async def test_a_request_withdrawn_before_any_reread_shows_neither(
+    nodes: tuple[Server, Server],
+) -> None:
+    """bob subscribes and withdraws before b rereads ann's roster at all: b never
+    showed the request, so it sends no withdrawal either."""
+    a, b = nodes
+    bob = await login(a, "bob")
+    await bob.send("<presence/>")
+    ann = await login(b, "ann")
+    await ann.send("<presence/>")
+    table = a.ctx.router.directory.table  # type: ignore[attr-defined]
+    await eventually(lambda: table["ann@localhost"]["r"].available)
+    repository = b.module("roster").service.repository
+    real_items = repository.items
+    gate = asyncio.Event()
+
+    async def items_after_gate(who: tuple[str, str]) -> list[Any]:
+        await gate.wait()
+        return await real_items(who)
+
+    repository.items = items_after_gate
+    try:
+        await bob.send("<presence type='subscribe' to='ann@localhost' id='s1'/>")
+        await bob.send("<presence type='unsubscribe' to='ann@localhost' id='s2'/>")
+        await asyncio.sleep(0.3)
+    finally:
+        repository.items = real_items
+        gate.set()
+    await asyncio.sleep(0.5)
+    out = received(ann)
+    assert requests_from_bob(ann) == 0, out
+    assert 'type="unsubscribe"' not in out, out

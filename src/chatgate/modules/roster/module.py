@@ -34,7 +34,7 @@ from chatgate.vocabulary.errors import StanzaError, StanzaErrorCondition
 from chatgate.xml.element import Element
 from chatgate.xmpp.events import SessionClosed
 from chatgate.xmpp.session import C2SSession
-from chatgate.xmpp.sm_events import SessionArriving
+from chatgate.xmpp.sm_events import SessionArrived, SessionArriving
 from chatgate.xmpp.stanza import iq_result
 
 if TYPE_CHECKING:
@@ -80,6 +80,8 @@ class RosterModule:
     def __init__(self) -> None:
         self.service: RosterService | None = None
         self.ctx: ServerContext | None = None
+        #: accounts with sessions being resumed here from another node (how many)
+        self._arriving: dict[Owner, int] = {}
 
     def setup(self, ctx: ServerContext) -> Iterable[Registration]:
         self.ctx = ctx
@@ -99,6 +101,7 @@ class RosterModule:
         yield DiscoFeature(ns.ROSTER)
         yield OnEvent(SessionClosed, self._session_closed, priority=-100)
         yield OnEvent(SessionArriving, self._session_arriving)
+        yield OnEvent(SessionArrived, self._session_arrived)
 
     # ------------------------------------------------------------ IQ handlers
 
@@ -257,13 +260,27 @@ class RosterModule:
     async def _session_arriving(self, event: SessionArriving) -> None:
         """A session resumed from another node: its roster in memory before the
         session is reachable here, so another node's later change (a subscription
-        request to deliver) is read again here (`RosterService.refresh`)."""
+        request to deliver) is read again here (`RosterService.refresh`); kept
+        until the session has arrived, even if the account's other sessions here
+        end meanwhile."""
         assert self.service is not None
-        await self.service.load((event.username, event.domain))
+        owner = (event.username, event.domain)
+        self._arriving[owner] = self._arriving.get(owner, 0) + 1
+        await self.service.load(owner)
+
+    def _session_arrived(self, event: SessionArrived) -> None:
+        assert self.service is not None and self.ctx is not None
+        owner = (event.username, event.domain)
+        left = self._arriving.pop(owner, 1) - 1
+        if left > 0:
+            self._arriving[owner] = left
+        elif not self.ctx.router.directory.bound_here(f"{owner[0]}@{owner[1]}"):
+            self.service.forget(owner)  # the take-over failed and nothing else is here
 
     def _session_closed(self, event: SessionClosed) -> None:
         assert self.service is not None and self.ctx is not None
         session = event.session
-        if not self.ctx.router.directory.bound_here(session.bare):
+        owner = (session.username, session.domain)
+        if not self.ctx.router.directory.bound_here(session.bare) and owner not in self._arriving:
             # The cached roster serves this process's sessions: none is left.
             self.service.forget((session.username, session.domain))

@@ -147,8 +147,9 @@ class RosterService:
         `requests_arrived` in the same step as the new copy is put in place, so
         a session that becomes available gets each request once: from the copy
         it reads then, or from here.  `withdrawn`: the change was that contact
-        withdrawing its request; told to `request_withdrawn` after the reread
-        (rereads take turns, so after the one that found the request).
+        withdrawing its request; told to `request_withdrawn` when the copy in
+        memory held the request (rereads take turns, so after the one that
+        found it) and the stored roster no longer does.
         """
         if owner not in self._online and owner not in self._loading:
             return
@@ -162,7 +163,11 @@ class RosterService:
             if arrived:
                 for callback in self.requests_arrived:
                     callback(owner, sorted(arrived))
-            if withdrawn is not None and withdrawn not in fresh.pending_in:
+            if (
+                withdrawn is not None
+                and withdrawn in held.pending_in
+                and withdrawn not in fresh.pending_in
+            ):
                 for told in self.request_withdrawn:
                     told(owner, withdrawn)
 
