@@ -16,7 +16,8 @@ clients on raw sockets (what an attacker controls byte for byte).
 
 Eight weaknesses these tests found were fixed (their tests pass); what the
 cluster still gets wrong is marked `xfail(strict=True)` with the reason: such a
-test fails as XPASS when its fix lands, and then the mark goes.
+test fails as XPASS when its fix lands, and then the mark goes (except the
+frozen-flood memory test, whose outcome varies between runs: not strict).
 
 The nodes' `node_timeout` here is 8 s (a restart must beat it); the forward
 queue is 1 MiB and reading from a client is not rate-limited (`c2s_rate = 0`),
@@ -841,7 +842,9 @@ def test_redis_frozen_two_seconds_local_service_continues(frozen_messages: Freez
 
 
 @pytest.mark.xfail(
-    strict=True,
+    # Not strict: how much the allocator keeps varies from run to run (a fresh-clone
+    # run at c6056c9 stayed under the bound and failed CI as XPASS).
+    strict=False,
     reason="n1's RSS grows by ~75 MB under an 800 MB/2 s flood of 100 kB messages with"
     " the per-connection rate limit off, although what waits for Redis stays bounded"
     " (Redis reads ~9 MB after the thaw) and refusals are one episode: allocator"
