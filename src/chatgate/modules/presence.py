@@ -213,7 +213,7 @@ class PresenceModule:
         # one noted later reaches this session through `_deliver_request` or
         # `_requests_arrived`, never twice
         if roster.pending_in:
-            self._write_requests(origin, roster)
+            self._write_requests(origin, roster, sorted(roster.pending_in))
         return self.ctx.hooks.notify(BecameAvailable(origin))
 
     def _unavailable(self, origin: C2SSession, stanza: Element) -> None:
@@ -516,8 +516,9 @@ class PresenceModule:
         else:
             self.router.broadcast_presence((user,), _request_xml(contact))
 
-    def _write_requests(self, session: C2SSession, roster: Roster) -> None:
-        for contact in self._open_requests(session.bare, roster, sorted(roster.pending_in)):
+    def _write_requests(self, session: C2SSession, roster: Roster, contacts: Iterable[str]) -> None:
+        """The requests of `contacts` to show (`_open_requests`), to `session`."""
+        for contact in self._open_requests(session.bare, roster, contacts):
             STANZAS.sent += 1
             tail = _request_xml(contact)[_PRESENCE_NAME:]
             session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
@@ -553,13 +554,8 @@ class PresenceModule:
             self._arriving[user] = left
         session = event.session
         roster = self.rosters.cached((event.username, event.domain))
-        if not held or session is None or not session.available or roster is None:
-            return
-        for contact in self._open_requests(user, roster, held):
-            if contact in roster.pending_in:
-                STANZAS.sent += 1
-                tail = _request_xml(contact)[_PRESENCE_NAME:]
-                session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
+        if held and session is not None and session.available and roster is not None:
+            self._write_requests(session, roster, [c for c in held if c in roster.pending_in])
 
     def _request_withdrawn(self, owner: Owner, contact: str) -> None:
         """Another node noted `contact` withdrawing its request to `owner` (§3.1.3):
