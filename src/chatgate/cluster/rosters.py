@@ -62,7 +62,7 @@ def share_rosters(node: ClusterNode, service: RosterService) -> None:
         spawn(announce(owner, withdrawn))
 
     def received(data: bytes) -> None:
-        """ "node\nbare": read the roster again."""
+        """A change ("node\nbare"): read the roster again."""
         sender, _, bare = data.partition(b"\n")
         if sender == me:
             return
@@ -70,7 +70,7 @@ def share_rosters(node: ClusterNode, service: RosterService) -> None:
         spawn(service.refresh((local, domain)))
 
     def withdrawn(data: bytes) -> None:
-        """ "node\nbare\ncontact": read it again, the contact having withdrawn its request."""
+        """A withdrawal ("node\nbare\ncontact"): read the roster again, then tell it."""
         sender, _, rest = data.partition(b"\n")
         if sender == me:
             return
