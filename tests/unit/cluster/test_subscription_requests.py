@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from tests.redis_server import RedisServer
 from tests.unit.modules.wire import Server, Wire, plain
 
 REQUEST_FROM_BOB = re.compile(r"<presence [^>]*from=\"bob@localhost\"[^>]*type=\"subscribe\"")
+ANN = ("ann", "localhost")
+SUBSCRIBE = "<presence type='subscribe' to='ann@localhost' id='s1'/>"
+UNSUBSCRIBE = "<presence type='unsubscribe' to='ann@localhost' id='s2'/>"
 
 
 async def start_node(tmp: Path, redis: RedisServer, name: str) -> Server:
@@ -72,6 +76,70 @@ def requests_from_bob(wire: Wire) -> int:
     return len(REQUEST_FROM_BOB.findall(received(wire)))
 
 
+@contextmanager
+def held(target: Any, name: str, *, after: bool = False) -> Iterator[Held]:
+    """`target.name` (an async method) waits at a gate, before its real call or
+    `after` it, until the block ends; `reached` is set when a call gets there."""
+    gate = Held(asyncio.Event(), asyncio.Event())
+    real = getattr(target, name)
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        if not after:
+            gate.reached.set()
+            await gate.opened.wait()
+        result = await real(*args, **kwargs)
+        if after:
+            gate.reached.set()
+            await gate.opened.wait()
+        return result
+
+    setattr(target, name, call)
+    try:
+        yield gate
+    finally:
+        setattr(target, name, real)
+        gate.opened.set()
+
+
+class Held:
+    def __init__(self, reached: asyncio.Event, opened: asyncio.Event) -> None:
+        self.reached = reached
+        self.opened = opened
+
+
+async def across(a: Server, b: Server) -> tuple[Wire, Wire]:
+    """bob available on a, ann available on b, and a has heard that she is."""
+    bob = await login(a, "bob")
+    await bob.send("<presence/>")
+    ann = await login(b, "ann")
+    await ann.send("<presence/>")
+    table = a.ctx.router.directory.table  # type: ignore[attr-defined]
+    await eventually(lambda: table["ann@localhost"]["r"].available)
+    return bob, ann
+
+
+async def hibernated(server: Server) -> str:
+    """ann available on `server` with resumption on, her connection lost: the id."""
+    ann = await login(server, "ann", "phone")
+    enabled = await ann.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    found = re.search(r"id=['\"]([^'\"]+)", enabled)
+    assert found is not None, enabled
+    await ann.send("<presence/>")
+    ann.conn.connection_lost()
+    await ann.settle()
+    return found.group(1)
+
+
+async def resume_on(server: Server, previd: str) -> tuple[Wire, asyncio.Future[str]]:
+    """A new connection to `server` resuming ann's session `previd` (not awaited)."""
+    back = server.connect()
+    await back.open()
+    assert "<success" in await back.send(plain("ann", "ann-pw"))
+    await back.open()
+    resume = f"<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='0'/>"
+    return back, asyncio.ensure_future(back.send(resume))
+
+
 async def test_a_request_reaches_a_contact_whose_availability_the_sender_node_has_not_heard(
     nodes: tuple[Server, Server],
 ) -> None:
@@ -85,7 +153,7 @@ async def test_a_request_reaches_a_contact_whose_availability_the_sender_node_ha
     hearing.pause_reading()
     try:
         await ann.send("<presence/>")
-        await bob.send("<presence type='subscribe' to='ann@localhost' id='s1'/>")
+        await bob.send(SUBSCRIBE)
         await eventually(lambda: requests_from_bob(ann) == 1)
     finally:
         hearing.resume_reading()
@@ -107,7 +175,7 @@ async def test_a_request_reaches_each_available_session_of_the_contact_once(
     # a has heard that ann/there is available
     table = a.ctx.router.directory.table  # type: ignore[attr-defined]
     await eventually(lambda: table["ann@localhost"]["there"].available)
-    await bob.send("<presence type='subscribe' to='ann@localhost' id='s1'/>")
+    await bob.send(SUBSCRIBE)
     await eventually(lambda: requests_from_bob(ann_there) == 1)
     assert requests_from_bob(ann_here) == 1
     assert requests_from_bob(ann_idle) == 0
@@ -126,33 +194,17 @@ async def test_a_change_during_the_first_read_of_a_roster_is_read_again(
     change is not lost to the read that began before it."""
     a, b = nodes
     service: RosterService = b.module("roster").service
-    owner = ("ann", "localhost")
-    repository = service.repository
-    gate = asyncio.Event()
-    reading = asyncio.Event()
-    real_pending_in = repository.pending_in
-
-    async def pending_in_then_wait(who: tuple[str, str]) -> list[str]:
-        found = await real_pending_in(who)
-        reading.set()
-        await gate.wait()
-        return found
-
-    repository.pending_in = pending_in_then_wait  # type: ignore[method-assign]
-    try:
-        load = asyncio.ensure_future(service.load(owner))
-        await reading.wait()
+    with held(service.repository, "pending_in", after=True) as gate:
+        load = asyncio.ensure_future(service.load(ANN))
+        await gate.reached.wait()
         # Another node stores a request after b's read; b hears the announcement
         # (what `share_rosters` does with it) while its read is not yet in memory.
-        await a.db.roster.add_pending_in(owner, "bob@localhost", None)
-        refresh = asyncio.ensure_future(service.refresh(owner))
+        await a.db.roster.add_pending_in(ANN, "bob@localhost", None)
+        refresh = asyncio.ensure_future(service.refresh(ANN))
         await asyncio.sleep(0.05)
-        gate.set()
-        await load
-        await refresh
-    finally:
-        repository.pending_in = real_pending_in  # type: ignore[method-assign]
-    roster = service.cached(owner)
+    await load
+    await refresh
+    roster = service.cached(ANN)
     assert roster is not None and roster.pending_in == {"bob@localhost"}
 
 
@@ -164,21 +216,32 @@ async def test_a_session_resumed_on_another_node_gets_later_requests(
     a, b = nodes
     bob = await login(a, "bob")
     await bob.send("<presence/>")
-    ann = await login(a, "ann", "phone")
-    enabled = await ann.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
-    found = re.search(r"id=['\"]([^'\"]+)", enabled)
-    assert found is not None, enabled
-    await ann.send("<presence/>")
-    ann.conn.connection_lost()
-    await ann.settle()
-    assert b.module("roster").service.cached(("ann", "localhost")) is None
-    back = b.connect()
-    await back.open()
-    assert "<success" in await back.send(plain("ann", "ann-pw"))
-    await back.open()
-    await back.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{found.group(1)}' h='0'/>")
+    previd = await hibernated(a)
+    assert b.module("roster").service.cached(ANN) is None
+    back, resuming = await resume_on(b, previd)
+    await resuming
     await eventually(lambda: "<resumed" in received(back))
-    await bob.send("<presence type='subscribe' to='ann@localhost' id='s1'/>")
+    await bob.send(SUBSCRIBE)
+    await eventually(lambda: requests_from_bob(back) == 1)
+    await asyncio.sleep(0.3)
+    assert requests_from_bob(back) == 1, received(back)
+
+
+async def test_a_request_read_in_while_a_session_is_taken_over_reaches_it(
+    nodes: tuple[Server, Server],
+) -> None:
+    """A request stored (by a third node) while b claims ann's resumed session:
+    b's reread finds it before the session is reachable there, and the old node
+    hears of it too late; b hands it to the session once it has arrived."""
+    a, b = nodes
+    previd = await hibernated(a)
+    with held(b.ctx.router.directory, "take_over") as claim:
+        back, resuming = await resume_on(b, previd)
+        await claim.reached.wait()
+        await a.db.roster.add_pending_in(ANN, "bob@localhost", None)
+        await b.module("roster").service.refresh(ANN)  # the announcement, heard on b
+    await resuming
+    await eventually(lambda: "<resumed" in received(back))
     await eventually(lambda: requests_from_bob(back) == 1)
     await asyncio.sleep(0.3)
     assert requests_from_bob(back) == 1, received(back)
@@ -195,29 +258,15 @@ async def test_a_request_read_in_while_the_block_list_loads_reaches_the_session(
     await bob.send("<presence/>")
     lists = b.module("blocking").lists
     lists.blockers = None  # every account's list is read at its first presence
-    repository = lists.repository
-    real_items = repository.items
-    gate = asyncio.Event()
-    owner = ("ann", "localhost")
-
-    async def items_after_gate(who: tuple[str, str]) -> frozenset[str]:
-        if who == owner:
-            await gate.wait()
-        return await real_items(who)
-
     service: RosterService = b.module("roster").service
     ann = await login(b, "ann")
     lists.cache.forget("ann@localhost")
-    repository.items = items_after_gate
-    try:
+    with held(lists.repository, "items"):
         presence = asyncio.ensure_future(ann.send("<presence/>"))
-        await eventually(lambda: service.cached(owner) is not None)
-        await bob.send("<presence type='subscribe' to='ann@localhost' id='s1'/>")
-        await eventually(lambda: "bob@localhost" in service.cached(owner).pending_in)  # type: ignore[union-attr]
-        gate.set()
-        await presence
-    finally:
-        repository.items = real_items
+        await eventually(lambda: service.cached(ANN) is not None)
+        await bob.send(SUBSCRIBE)
+        await eventually(lambda: "bob@localhost" in service.cached(ANN).pending_in)  # type: ignore[union-attr]
+    await presence
     await eventually(lambda: requests_from_bob(ann) == 1)
     await asyncio.sleep(0.3)
     assert requests_from_bob(ann) == 1, received(ann)
@@ -229,33 +278,13 @@ async def test_a_withdrawn_request_is_never_shown_after_its_withdrawal(
     """bob subscribes then unsubscribes at once (§3.1.3); b's reread of ann's roster
     is slow: ann on b gets the request before the withdrawal, never after it."""
     a, b = nodes
-    bob = await login(a, "bob")
-    await bob.send("<presence/>")
-    ann = await login(b, "ann")
-    await ann.send("<presence/>")
-    table = a.ctx.router.directory.table  # type: ignore[attr-defined]
-    await eventually(lambda: table["ann@localhost"]["r"].available)
-    repository = b.module("roster").service.repository
-    real_pending_in = repository.pending_in
-    gate = asyncio.Event()
-    reading = asyncio.Event()
-
-    async def pending_in_then_wait(who: tuple[str, str]) -> list[str]:
-        found = await real_pending_in(who)
-        reading.set()
-        await gate.wait()
-        return found
-
-    repository.pending_in = pending_in_then_wait
-    try:
-        await bob.send("<presence type='subscribe' to='ann@localhost' id='s1'/>")
-        await reading.wait()  # b has read the request; the copy is not in place yet
-        await bob.send("<presence type='unsubscribe' to='ann@localhost' id='s2'/>")
+    bob, ann = await across(a, b)
+    with held(b.module("roster").service.repository, "pending_in", after=True) as reread:
+        await bob.send(SUBSCRIBE)
+        await reread.reached.wait()  # b has read the request; the copy is not in place yet
+        await bob.send(UNSUBSCRIBE)
         await asyncio.sleep(0.3)
         assert 'type="unsubscribe"' not in received(ann)
-    finally:
-        repository.pending_in = real_pending_in
-        gate.set()
     await eventually(lambda: 'type="unsubscribe"' in received(ann))
     out = received(ann)
     assert requests_from_bob(ann) == 1, out
@@ -264,79 +293,17 @@ async def test_a_withdrawn_request_is_never_shown_after_its_withdrawal(
     assert received(ann).count('type="unsubscribe"') == 1
 
 
-async def test_a_request_read_in_while_a_session_is_taken_over_reaches_it(
-    nodes: tuple[Server, Server],
-) -> None:
-    """A request stored (by a third node) while b claims ann's resumed session:
-    b's reread finds it before the session is reachable there, and the old node
-    hears of it too late; b hands it to the session once it has arrived."""
-    a, b = nodes
-    ann = await login(a, "ann", "phone")
-    enabled = await ann.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
-    found = re.search(r"id=['\"]([^'\"]+)", enabled)
-    assert found is not None, enabled
-    await ann.send("<presence/>")
-    ann.conn.connection_lost()
-    await ann.settle()
-    directory = b.ctx.router.directory
-    real_take_over = directory.take_over  # type: ignore[attr-defined]
-    claiming, gate = asyncio.Event(), asyncio.Event()
-
-    async def take_over_after_gate(*args: object, **kwargs: object) -> bool:
-        claiming.set()
-        await gate.wait()
-        return bool(await real_take_over(*args, **kwargs))
-
-    directory.take_over = take_over_after_gate  # type: ignore[attr-defined]
-    owner = ("ann", "localhost")
-    back = b.connect()
-    await back.open()
-    assert "<success" in await back.send(plain("ann", "ann-pw"))
-    await back.open()
-    resuming = asyncio.ensure_future(
-        back.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{found.group(1)}' h='0'/>")
-    )
-    try:
-        await claiming.wait()
-        await a.db.roster.add_pending_in(owner, "bob@localhost", None)
-        await b.module("roster").service.refresh(owner)  # the announcement, heard on b
-    finally:
-        gate.set()
-    await resuming
-    await eventually(lambda: "<resumed" in received(back))
-    await eventually(lambda: requests_from_bob(back) == 1)
-    await asyncio.sleep(0.3)
-    assert requests_from_bob(back) == 1, received(back)
-
-
 async def test_a_request_withdrawn_before_any_reread_shows_neither(
     nodes: tuple[Server, Server],
 ) -> None:
     """bob subscribes and withdraws before b rereads ann's roster at all: b never
     showed the request, so it sends no withdrawal either."""
     a, b = nodes
-    bob = await login(a, "bob")
-    await bob.send("<presence/>")
-    ann = await login(b, "ann")
-    await ann.send("<presence/>")
-    table = a.ctx.router.directory.table  # type: ignore[attr-defined]
-    await eventually(lambda: table["ann@localhost"]["r"].available)
-    repository = b.module("roster").service.repository
-    real_items = repository.items
-    gate = asyncio.Event()
-
-    async def items_after_gate(who: tuple[str, str]) -> list[Any]:
-        await gate.wait()
-        return await real_items(who)
-
-    repository.items = items_after_gate
-    try:
-        await bob.send("<presence type='subscribe' to='ann@localhost' id='s1'/>")
-        await bob.send("<presence type='unsubscribe' to='ann@localhost' id='s2'/>")
+    bob, ann = await across(a, b)
+    with held(b.module("roster").service.repository, "items"):
+        await bob.send(SUBSCRIBE)
+        await bob.send(UNSUBSCRIBE)
         await asyncio.sleep(0.3)
-    finally:
-        repository.items = real_items
-        gate.set()
     await asyncio.sleep(0.5)
     out = received(ann)
     assert requests_from_bob(ann) == 0, out
