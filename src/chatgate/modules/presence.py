@@ -138,7 +138,9 @@ class PresenceModule:
         yield OnEvent(SessionClosed, self._session_closed, priority=100)
         yield OnEvent(AccountRemoving, self._account_removing)
         yield OnEvent(RemoteSessionLost, self._remote_session_lost)
-        yield OnEvent(SessionArriving, self._session_arriving)
+        # Before the roster module's read of the roster (priority 0), so a request
+        # that read lets in is held for the arriving session.
+        yield OnEvent(SessionArriving, self._session_arriving, priority=10)
         yield OnEvent(SessionArrived, self._session_arrived)
 
     # ------------------------------------------------------------ from a local client
