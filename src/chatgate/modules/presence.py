@@ -54,7 +54,7 @@ from chatgate.storage.repositories.roster import RosterLimitReached
 from chatgate.vocabulary import ns
 from chatgate.vocabulary.errors import StanzaErrorCondition
 from chatgate.xml.element import Element
-from chatgate.xml.serialize import escape_attr, serialize
+from chatgate.xml.serialize import serialize
 from chatgate.xmpp.events import (
     AccountRemoving,
     BecameAvailable,
@@ -62,7 +62,7 @@ from chatgate.xmpp.events import (
     RemoteSessionLost,
     SessionClosed,
 )
-from chatgate.xmpp.session import STANZAS, C2SSession
+from chatgate.xmpp.session import C2SSession
 from chatgate.xmpp.sm_events import SessionArrived, SessionArriving
 from chatgate.xmpp.stanza import error_reply
 
@@ -72,12 +72,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _SUBSCRIPTION_TYPES = {t.value: t for t in SubscriptionStanza}
-_PRESENCE_NAME = len("<presence")
+
+
+def _presence_xml(sender: str, ptype: str) -> str:
+    """A presence of `ptype` from `sender`, without 'to' (a subscription stanza)."""
+    return serialize(Element("presence", ns.CLIENT, {"from": sender, "type": ptype}))
 
 
 def _request_xml(contact: str) -> str:
-    """A subscription request from `contact`, without 'to' (RFC 6121 §3.1.3)."""
-    return serialize(Element("presence", ns.CLIENT, {"from": contact, "type": "subscribe"}))
+    """A subscription request from `contact` (RFC 6121 §3.1.3)."""
+    return _presence_xml(contact, "subscribe")
 
 
 def _parse_priority(stanza: Element) -> int:
@@ -134,14 +138,14 @@ class PresenceModule:
         #: requests read in for accounts whose session is being resumed here from
         #: another node, not yet reachable: handed to it once it has arrived
         self._held: dict[str, list[str]] = {}
-        self._arriving: dict[str, int] = {}
         yield OnEvent(SessionClosed, self._session_closed, priority=100)
         yield OnEvent(AccountRemoving, self._account_removing)
         yield OnEvent(RemoteSessionLost, self._remote_session_lost)
-        # Before the roster module's read of the roster (priority 0), so a request
-        # that read lets in is held for the arriving session.
+        # Both before the roster module's (priority 0): a request its read of the
+        # roster lets in is held for the arriving session, and the count of
+        # arrivals (`RosterService.arrivals`) still holds this one when it lands.
         yield OnEvent(SessionArriving, self._session_arriving, priority=10)
-        yield OnEvent(SessionArrived, self._session_arrived)
+        yield OnEvent(SessionArrived, self._session_arrived, priority=10)
 
     # ------------------------------------------------------------ from a local client
 
@@ -417,7 +421,9 @@ class PresenceModule:
                     if kind is SubscriptionStanza.SUBSCRIBE:
                         self._deliver_request(user, contact)
                     elif withdrawal:
-                        self._deliver_presence_here(user, contact, kind.value)
+                        self.router.broadcast_presence_here(
+                            (user,), _presence_xml(contact, kind.value)
+                        )
                     else:
                         self._deliver_presence(user, contact, kind.value)
                 else:
@@ -487,8 +493,7 @@ class PresenceModule:
         self.router.send_presence_of(recipient, sender)
 
     def _deliver_presence(self, to_bare: str, from_jid: str, ptype: str) -> None:
-        stanza = Element("presence", ns.CLIENT, {"from": from_jid, "type": ptype})
-        self._deliver_stanza(to_bare, stanza)
+        self.router.broadcast_presence((to_bare,), _presence_xml(from_jid, ptype))
 
     def _deliver_stanza(self, to_bare: str, stanza: Element) -> None:
         """`stanza` (a presence without 'to') to the available resources of `to_bare`."""
@@ -521,9 +526,7 @@ class PresenceModule:
     def _write_requests(self, session: C2SSession, roster: Roster, contacts: Iterable[str]) -> None:
         """The requests of `contacts` to show (`_open_requests`), to `session`."""
         for contact in self._open_requests(session.bare, roster, contacts):
-            STANZAS.sent += 1
-            tail = _request_xml(contact)[_PRESENCE_NAME:]
-            session.write(f'<presence to="{escape_attr(session.full)}"{tail}'.encode())
+            self.router.write_presence((session,), _request_xml(contact))
 
     def _requests_arrived(self, owner: Owner, contacts: list[str]) -> None:
         """Requests another node stored to `owner`: to its available sessions here."""
@@ -541,21 +544,17 @@ class PresenceModule:
             self.router.broadcast_presence_here((user,), _request_xml(contact))
 
     def _session_arriving(self, event: SessionArriving) -> None:
-        user = f"{event.username}@{event.domain}"
-        self._arriving[user] = self._arriving.get(user, 0) + 1
-        self._held.setdefault(user, [])
+        self._held.setdefault(f"{event.username}@{event.domain}", [])
 
     def _session_arrived(self, event: SessionArrived) -> None:
         """A session resumed from another node is bound here: the requests read in
         while it was on its way, which neither node could deliver to it (§3.1.3;
         the old node may have queued one too: it may come twice, but not never)."""
-        user = f"{event.username}@{event.domain}"
-        left = self._arriving.pop(user, 1) - 1
-        held = self._held.get(user, []) if left > 0 else self._held.pop(user, [])
-        if left > 0:
-            self._arriving[user] = left
+        user, owner = f"{event.username}@{event.domain}", (event.username, event.domain)
+        others = self.rosters.arrivals(owner) > 1  # still on their way: keep the list
+        held = self._held.get(user, []) if others else self._held.pop(user, [])
         session = event.session
-        roster = self.rosters.cached((event.username, event.domain))
+        roster = self.rosters.cached(owner)
         if held and session is not None and session.available and roster is not None:
             self._write_requests(session, roster, [c for c in held if c in roster.pending_in])
 
@@ -564,11 +563,7 @@ class PresenceModule:
         the `unsubscribe` to the available sessions here, after the request."""
         user = bare(owner)
         if self.filter is None or list(self.filter.visible(user, (contact,))):
-            self._deliver_presence_here(user, contact, SubscriptionStanza.UNSUBSCRIBE.value)
-
-    def _deliver_presence_here(self, to_bare: str, from_jid: str, ptype: str) -> None:
-        stanza = Element("presence", ns.CLIENT, {"from": from_jid, "type": ptype})
-        self.router.broadcast_presence_here((to_bare,), serialize(stanza))
+            self.router.broadcast_presence_here((user,), _presence_xml(contact, "unsubscribe"))
 
     def _open_requests(self, user: str, roster: Roster, contacts: Iterable[str]) -> list[str]:
         """Those of the requests to `user` to show: not from a blocked contact, nor

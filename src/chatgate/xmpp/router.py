@@ -411,6 +411,11 @@ class Router:
             [s for bare in bares for s in local.get(bare, _NONE).values() if s.available], xml
         )
 
+    def write_presence(self, sessions: Iterable[C2SSession], xml: str) -> None:
+        """A presence serialized once (`xml`, without 'to') to each of `sessions`,
+        addressed to it (what the broadcasts do, for sessions a caller has chosen)."""
+        _write_presence(sessions, xml)
+
     def presence_to(self, jids: Iterable[str], xml: str) -> None:
         """A presence serialized once (`xml`, without 'to') to what each JID names: a
         bare JID its available resources, a full JID that resource if connected; each

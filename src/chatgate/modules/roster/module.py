@@ -80,8 +80,6 @@ class RosterModule:
     def __init__(self) -> None:
         self.service: RosterService | None = None
         self.ctx: ServerContext | None = None
-        #: accounts with sessions being resumed here from another node (how many)
-        self._arriving: dict[Owner, int] = {}
 
     def setup(self, ctx: ServerContext) -> Iterable[Registration]:
         self.ctx = ctx
@@ -265,22 +263,20 @@ class RosterModule:
         end meanwhile."""
         assert self.service is not None
         owner = (event.username, event.domain)
-        self._arriving[owner] = self._arriving.get(owner, 0) + 1
+        self.service.arriving(owner)
         await self.service.load(owner)
 
     def _session_arrived(self, event: SessionArrived) -> None:
         assert self.service is not None and self.ctx is not None
         owner = (event.username, event.domain)
-        left = self._arriving.pop(owner, 1) - 1
-        if left > 0:
-            self._arriving[owner] = left
-        elif not self.ctx.router.directory.bound_here(f"{owner[0]}@{owner[1]}"):
+        self.service.arrived(owner)
+        if not self.ctx.router.directory.bound_here(f"{owner[0]}@{owner[1]}"):
             self.service.forget(owner)  # the take-over failed and nothing else is here
 
     def _session_closed(self, event: SessionClosed) -> None:
         assert self.service is not None and self.ctx is not None
         session = event.session
-        owner = (session.username, session.domain)
-        if not self.ctx.router.directory.bound_here(session.bare) and owner not in self._arriving:
-            # The cached roster serves this process's sessions: none is left.
+        if not self.ctx.router.directory.bound_here(session.bare):
+            # The cached roster serves this process's sessions: none is left (one
+            # being resumed here keeps it: `RosterService.forget`).
             self.service.forget((session.username, session.domain))

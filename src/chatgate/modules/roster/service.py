@@ -121,6 +121,9 @@ class RosterService:
         self.request_withdrawn: list[Callable[[Owner, str], None]] = []
         #: owners whose roster `load` is reading: a `refresh` must wait for it
         self._loading: set[Owner] = set()
+        #: owners with sessions being resumed here from another node (how many):
+        #: their roster stays in memory meanwhile (`forget` leaves it)
+        self._arrivals: dict[Owner, int] = {}
 
     def _stored(self, owner: Owner, withdrawn: str | None = None) -> None:
         for callback in self.changed:
@@ -206,7 +209,21 @@ class RosterService:
         return self._online.get(owner)
 
     def forget(self, owner: Owner) -> None:
-        self._online.pop(owner, None)
+        if owner not in self._arrivals:
+            self._online.pop(owner, None)
+
+    def arriving(self, owner: Owner) -> None:
+        """A session of `owner` is being resumed here from another node."""
+        self._arrivals[owner] = self._arrivals.get(owner, 0) + 1
+
+    def arrived(self, owner: Owner) -> None:
+        """That resumption is decided (the session bound here, or not)."""
+        left = self._arrivals.pop(owner, 1) - 1
+        if left > 0:
+            self._arrivals[owner] = left
+
+    def arrivals(self, owner: Owner) -> int:
+        return self._arrivals.get(owner, 0)
 
     async def item(self, owner: Owner, contact: str) -> RosterItem | None:
         roster = self._online.get(owner)
