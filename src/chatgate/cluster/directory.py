@@ -8,11 +8,15 @@ What Redis holds (keys under `[cluster] key_prefix`):
 - ``sessions:NODE`` (hash "bare/resource" -> JSON [sid, available, priority,
   presence, interested]): a node's own sessions, which a node (re)joining reads
   to build its mirror, and which the survivors of a dead node clear;
+- ``hibernated:NODE`` (hash "bare/resource" -> sid): a node's sessions waiting to
+  be resumed (XEP-0198), beside the snapshot rather than in it (a node of the
+  previous release reads the snapshot's five fields and no more); read with it;
 - channel ``events:NODE``, one per node: each change of a session (claimed,
-  released, available, unavailable, interested) is published by the script that
-  makes it to every other node in the set ``nodes`` (never to its own node, so
-  nobody reads its own changes back, and a node alone publishes nothing), and
-  applied by each to its mirror in order.  A node joining subscribes before it
+  released, available, unavailable, interested, hibernated, woken) is published
+  by the script that makes it to every other node in the set ``nodes`` (never to
+  its own node, so nobody reads its own changes back, and a node alone publishes
+  nothing), and applied by each to its mirror in order.  A node of the previous
+  release ignores the changes it does not know.  A node joining subscribes before it
   reads the others' snapshots: a change made before its name entered ``nodes``
   is in a snapshot, one made after reaches its channel.
 
@@ -420,6 +424,13 @@ class ClusterSessionDirectory:
         #: remote sessions waiting behind a session of this node on their resource
         self._shadowed: dict[tuple[str, str], RemoteSession] = {}
         self._touched: set[str] | None = None  # sids changed while the mirror loads
+        #: this node's sessions waiting to be resumed (XEP-0198), also kept in Redis
+        #: ("bare/resource" -> sid) for the nodes that join or resynchronise
+        self._asleep: set[C2SSession] = set()
+        self._asleep_key = node.key("hibernated", node.name)
+        #: the stand-ins of sessions waiting to be resumed on other nodes: what is
+        #: written to them reaches no device (push wakes one).  Never replaced.
+        self.hibernated_elsewhere: set[RemoteSession] = set()
         #: re-routes messages whose session is gone; set by the context
         self.reroute: Any = None
         self._background: set[asyncio.Future[Any]] = set()
@@ -440,6 +451,7 @@ class ClusterSessionDirectory:
             [self._own_snapshot],
             [self.node.prefix, self.node.name, ""],
         )
+        await self.node.redis.delete(self._asleep_key)
         # Subscribed to this node's events channel before the snapshots are read:
         # what changes meanwhile reaches the channel, or is in a snapshot.
         await self.node.subscribed()
@@ -653,6 +665,9 @@ class ClusterSessionDirectory:
         sid = self._drop_local(session)
         if sid is None:
             return
+        if session in self._asleep:
+            self._asleep.discard(session)
+            self._forget_asleep(session)
         self.node.call(
             pack("EVALSHA", _RELEASE_SHA, 3, *self._release_args(session, sid)),
             partial(self._released, session, sid),
@@ -704,6 +719,32 @@ class ClusterSessionDirectory:
         sid = self._sids.get(id(session))
         if sid is not None:
             self._announce("I", session, sid)
+
+    def mark_hibernated(self, session: C2SSession, hibernated: bool) -> None:
+        """Kept in this node's hash of waiting sessions and announced (H, or W when
+        resumed), so the node of a message's sender knows no device got it."""
+        sid = self._sids.get(id(session))
+        if sid is None:
+            return
+        if hibernated:
+            self._asleep.add(session)
+            self._keep_asleep(session, sid)
+        elif session in self._asleep:
+            self._asleep.discard(session)
+            self._forget_asleep(session)
+        else:
+            return
+        self._announce("H" if hibernated else "W", session, sid, snapshot=False)
+
+    def _keep_asleep(self, session: C2SSession, sid: str) -> None:
+        field = f"{session.bare}/{session.resource}"
+        self.node.send("HSET", self._asleep_key, field, sid, deferrable=True).add_done_callback(
+            _quiet
+        )
+
+    def _forget_asleep(self, session: C2SSession) -> None:
+        field = f"{session.bare}/{session.resource}"
+        self.node.send("HDEL", self._asleep_key, field, deferrable=True).add_done_callback(_quiet)
 
     # ------------------------------------------------------------ questions
 
@@ -838,6 +879,7 @@ class ClusterSessionDirectory:
             current = self._shadowed.get((bare, resource))
         if op == "R":
             if isinstance(current, RemoteSession) and current.sid == sid:
+                self.hibernated_elsewhere.discard(current)
                 if shadowing:
                     del self._shadowed[(bare, resource)]
                 else:
@@ -849,6 +891,8 @@ class ClusterSessionDirectory:
         if not (isinstance(current, RemoteSession) and current.sid == sid):
             if op != "C" and available is None:
                 return  # a change of a session this node never saw claimed
+            if current is not None:
+                self.hibernated_elsewhere.discard(current)
             current = RemoteSession(self, node, sid, bare, resource)
             if shadowing:
                 self._shadowed[(bare, resource)] = current
@@ -863,6 +907,10 @@ class ClusterSessionDirectory:
             current.presence = None
         elif op == "I":
             current.interested = True
+        elif op == "H":
+            self.hibernated_elsewhere.add(current)
+        elif op == "W":
+            self.hibernated_elsewhere.discard(current)
         if available is not None:
             current.available = available
             current.priority = priority
@@ -892,8 +940,23 @@ class ClusterSessionDirectory:
                         available=bool(available),
                         interested=bool(interested),
                     )
+                await self._load_asleep(name)
         finally:
             self._touched = None
+
+    async def _load_asleep(self, name: str) -> None:
+        """Which of node `name`'s sessions wait to be resumed (its hash), as far as
+        no event about them arrived meanwhile."""
+        touched = self._touched or ()
+        asleep = await self.node.redis.hgetall(self.node.key("hibernated", name))
+        for raw_field, raw_sid in asleep.items():
+            sid = _text(raw_sid)
+            if sid in touched:
+                continue
+            bare, _, resource = _text(raw_field).partition("/")
+            current = self.table.get(bare, {}).get(resource)
+            if isinstance(current, RemoteSession) and current.sid == sid:
+                self.hibernated_elsewhere.add(current)
 
     def _remove_node(self, node: str, boot: str = "") -> list[RemoteSession]:
         """The node's sessions leave the mirror (those of its run `boot` only, when
@@ -921,6 +984,7 @@ class ClusterSessionDirectory:
         departed = self.node.departed.get(node)
         boot = departed.decode() if departed is not None else ""
         lost = self._remove_node(node, boot)
+        self.hibernated_elsewhere.difference_update(lost)
         log.info("cluster: %d sessions of node %s left the directory", len(lost), node)
         for session in lost:
             await self.hooks.notify(
@@ -931,6 +995,11 @@ class ClusterSessionDirectory:
                 await self.node.run_script(
                     _SCRIPTS["clear"], [self._snapshot_key(node)], [self.node.prefix, node, boot]
                 )
+                key = self.node.key("hibernated", node)
+                asleep = await self.node.redis.hgetall(key)
+                left = [f for f, sid in asleep.items() if _text(sid).startswith(boot)]
+                if left:
+                    await self.node.redis.hdel(key, *left)
             except (RedisError, RespError, OSError) as exc:
                 log.warning("cluster: entries of node %s left in Redis (%s)", node, exc)
 
@@ -947,7 +1016,7 @@ class ClusterSessionDirectory:
             [self._own_snapshot],
             [self.node.prefix, self.node.name, self.node.boot_id],
         )
-        await redis.delete(self._own_snapshot)
+        await redis.delete(self._own_snapshot, self._asleep_key)
         for bare, resources in list(self.local.items()):
             for session in list(resources.values()):
                 sid = self._sids.get(id(session))
@@ -968,6 +1037,10 @@ class ClusterSessionDirectory:
                     self._announce("A", session, sid)
                 if session.interested:
                     self._announce("I", session, sid)
+                if session in self._asleep:
+                    self._keep_asleep(session, sid)
+                    self._announce("H", session, sid, snapshot=False)
+        self.hibernated_elsewhere.clear()
         for bare in list(self.table):
             entries = self.table[bare]
             for resource, session in list(entries.items()):

@@ -28,7 +28,7 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Collection, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
@@ -135,7 +135,7 @@ class PushNotifications:
         yield IqHandler(PUSH, "set", self._set)
         yield DiscoFeature(PUSH, on_account=True)
         yield DiscoFeature(PUSH)
-        stage = PushStage(self.notifier)
+        stage = PushStage(self.notifier, ctx.router.directory.hibernated_elsewhere)
         yield Stage(stage, priority=-10)
         yield OnEvent(SessionHibernated, stage.hibernating)
         yield OnEvent(SessionResumed, stage.back)
@@ -207,11 +207,13 @@ def _publish_options(enable: Element) -> dict[str, list[str]]:
 class PushStage:
     """Hears where messages went; one that went nowhere may wake a phone."""
 
-    def __init__(self, notifier: Notifier) -> None:
+    def __init__(self, notifier: Notifier, elsewhere: Collection[object] = frozenset()) -> None:
         self.notifier = notifier
         #: this node's sessions waiting to be resumed (XEP-0198): a message written
         #: only to those reached no device, so it wakes one (XEP-0357 §1)
         self.hibernated: set[C2SSession] = set()
+        #: the same for sessions on other nodes (the directory's live set)
+        self.elsewhere = elsewhere
 
     def hibernating(self, event: SessionHibernated) -> None:
         self.hibernated.add(event.session)
@@ -223,8 +225,13 @@ class PushStage:
         return True
 
     def delivered(self, stanza: Element, to: JID, targets: Sequence[C2SSession]) -> None:
-        if targets and not (self.hibernated and all(t in self.hibernated for t in targets)):
-            return
+        if targets:
+            here, elsewhere = self.hibernated, self.elsewhere
+            if not (here or elsewhere):
+                return  # nothing waits anywhere: a message that went somewhere reached a device
+            for target in targets:
+                if target not in here and target not in elsewhere:
+                    return
         if (stanza.get("type") or "normal") not in ("chat", "normal"):
             return
         body = stanza.find("body", ns.CLIENT)

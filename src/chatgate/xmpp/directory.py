@@ -32,7 +32,7 @@ It never writes stanzas to sessions except `close_sessions`' stream errors.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Protocol
 
 from chatgate.config import ResourceConflict
@@ -98,6 +98,18 @@ class SessionDirectory(Protocol):
 
     def mark_interested(self, session: C2SSession) -> None:
         """The session requested the roster: it gets roster pushes (RFC 6121 §2.1.6)."""
+        ...
+
+    def mark_hibernated(self, session: C2SSession, hibernated: bool) -> None:
+        """The session's connection dropped and it waits to be resumed (XEP-0198
+        §5), or it was resumed: while it waits, what is written to it reaches no
+        device, so push wakes one (XEP-0357) whichever node the sender is on."""
+        ...
+
+    @property
+    def hibernated_elsewhere(self) -> Collection[object]:
+        """The stand-ins in `table` of sessions on other nodes that wait to be
+        resumed (empty on one node)."""
         ...
 
     def is_bound(self, session: C2SSession) -> bool:
@@ -180,6 +192,12 @@ class LocalSessionDirectory:
 
     def mark_interested(self, session: C2SSession) -> None:
         session.interested = True
+
+    def mark_hibernated(self, session: C2SSession, hibernated: bool) -> None:
+        pass  # this process's modules hear it as `SessionHibernated`
+
+    #: one node: no session waits anywhere else
+    hibernated_elsewhere: frozenset[object] = frozenset()
 
     @property
     def table(self) -> dict[str, dict[str, C2SSession]]:

@@ -183,6 +183,7 @@ def hibernate(conn: C2SConnection, sm: ManagedStream) -> None:
         for data in csi.take():  # what was held is owed too, after a resumption
             session.write(data)
     conn.resume_timer = conn._loop.call_later(sm.resume_seconds, lambda: end_hibernated(conn))
+    conn.ctx.router.directory.mark_hibernated(session, True)
     _fire(conn, SessionHibernated(session))
     log.info(
         "%s hibernated for %d s (%d unacknowledged)", session.full, sm.resume_seconds, len(sm.queue)
@@ -279,5 +280,6 @@ def resume(conn: C2SConnection, action: ResumeRequested) -> None:
     for data in held:
         session.write(data)
     sm.request_ack()
+    conn.ctx.router.directory.mark_hibernated(session, False)
     _fire(conn, SessionResumed(session))
     log.info("%s resumed (%d stanzas resent)", session.full, len(sm.queue))

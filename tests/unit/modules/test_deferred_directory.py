@@ -52,6 +52,11 @@ class DeferredDirectory:
     def mark_interested(self, session: C2SSession) -> None:
         self.inner.mark_interested(session)
 
+    def mark_hibernated(self, session: C2SSession, hibernated: bool) -> None:
+        self.inner.mark_hibernated(session, hibernated)
+
+    hibernated_elsewhere: frozenset[object] = frozenset()
+
     def claim(self, session_for: SessionFactory, resource: str | None) -> Awaitable[Claimed]:
         async def later() -> Claimed:
             await asyncio.sleep(0)
