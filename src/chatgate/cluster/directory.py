@@ -212,6 +212,10 @@ ECHO_LIMIT = 4096
 EARLY_CLOSES = 1024
 #: Seconds between looks at a full socket to Redis, for held availability changes.
 DIRTY_RETRY = 0.2
+#: Bytes of other nodes' changes held while the mirror loads; past it the
+#: snapshots are read again, at most `MIRROR_READS` times in all.
+MAX_HELD_EVENT_BYTES = 16 * 1024 * 1024
+MIRROR_READS = 3
 
 _SCRIPTS = {
     "claim": Script(_CLAIM),
@@ -423,7 +427,9 @@ class ClusterSessionDirectory:
         self._unsent_limit = node.options.forward_queue_bytes
         #: remote sessions waiting behind a session of this node on their resource
         self._shadowed: dict[tuple[str, str], RemoteSession] = {}
-        self._touched: set[str] | None = None  # sids changed while the mirror loads
+        #: the other nodes' changes heard while the mirror loads, applied after it
+        self._held_events: list[bytes] | None = None
+        self._held_bytes = 0
         #: this node's sessions waiting to be resumed (XEP-0198), also kept in Redis
         #: ("bare/resource" -> sid) for the nodes that join or resynchronise
         self._asleep: set[C2SSession] = set()
@@ -849,11 +855,16 @@ class ClusterSessionDirectory:
     # ------------------------------------------------------------ the mirror
 
     def _event(self, data: bytes) -> None:
-        """Another node's session changes (published to this node's channel only)."""
+        """Another node's session changes (published to this node's channel only).
+        While the mirror loads they are held, and applied once it has loaded."""
+        held = self._held_events
+        if held is not None:
+            if self._held_bytes + len(data) <= MAX_HELD_EVENT_BYTES:
+                held.append(data)
+            self._held_bytes += len(data)  # past the bound: counted, read again
+            return
         for line in data.decode().split("\n"):
             node, op, sid, bare, resource, priority, presence = json.loads(line)
-            if self._touched is not None:
-                self._touched.add(sid)
             self._apply(op, node, sid, bare, resource, priority, presence)
 
     def _apply(
@@ -918,45 +929,63 @@ class ClusterSessionDirectory:
             current.interested = interested
 
     async def _load_mirror(self) -> None:
-        """Every other node's sessions, from their snapshots (joining, resyncing)."""
-        self._touched = set()
-        try:
-            names = [n for n in self.node.others if n != self.node.name]
-            for name in names:
-                entries = await self.node.redis.hgetall(self._snapshot_key(name))
-                for raw_field, raw_value in entries.items():
-                    bare, _, resource = _text(raw_field).partition("/")
-                    sid, available, priority, presence, interested = json.loads(raw_value)
-                    if sid in self._touched:
-                        continue
-                    self._apply(
-                        "C",
-                        name,
-                        sid,
-                        bare,
-                        resource,
-                        priority,
-                        presence,
-                        available=bool(available),
-                        interested=bool(interested),
-                    )
-                await self._load_asleep(name)
-        finally:
-            self._touched = None
+        """Every other node's sessions, from their snapshots (joining, resyncing).
 
-    async def _load_asleep(self, name: str) -> None:
-        """Which of node `name`'s sessions wait to be resumed (its hash), as far as
-        no event about them arrived meanwhile."""
-        touched = self._touched or ()
-        asleep = await self.node.redis.hgetall(self.node.key("hibernated", name))
-        for raw_field, raw_sid in asleep.items():
-            sid = _text(raw_sid)
-            if sid in touched:
-                continue
-            bare, _, resource = _text(raw_field).partition("/")
-            current = self.table.get(bare, {}).get(resource)
-            if isinstance(current, RemoteSession) and current.sid == sid:
-                self.hibernated_elsewhere.add(current)
+        Changes published meanwhile are held, then applied in order on top of
+        the snapshots: a snapshot read after a change already shows it, and
+        applying the change again is harmless (each event sets a state, or adds or
+        removes one sid), whereas skipping the session (an earlier version did,
+        for any session a change named during the load) hid a session whose
+        presence changed while a node joined.  Past `MAX_HELD_EVENT_BYTES` of
+        changes the snapshots are read again instead (at most `MIRROR_READS`
+        times), so a join during a storm of changes holds bounded memory."""
+        for attempt in range(1, MIRROR_READS + 1):
+            self._held_events, self._held_bytes = [], 0
+            try:
+                await self._read_snapshots()
+            finally:
+                held, self._held_events = self._held_events, None
+                overflowed = self._held_bytes > MAX_HELD_EVENT_BYTES
+            for data in held:
+                self._event(data)
+            if not overflowed:
+                return
+            log.warning(
+                "cluster: %d bytes of session changes arrived while the mirror loaded"
+                " (over %d): the snapshots are read again (%d of %d)",
+                self._held_bytes,
+                MAX_HELD_EVENT_BYTES,
+                attempt,
+                MIRROR_READS,
+            )
+        log.error(
+            "cluster: the mirror of other nodes' sessions may miss changes until the"
+            " next resync: too many changes while it loaded"
+        )
+
+    async def _read_snapshots(self) -> None:
+        for name in [n for n in self.node.others if n != self.node.name]:
+            entries = await self.node.redis.hgetall(self._snapshot_key(name))
+            for raw_field, raw_value in entries.items():
+                bare, _, resource = _text(raw_field).partition("/")
+                sid, available, priority, presence, interested = json.loads(raw_value)
+                self._apply(
+                    "C",
+                    name,
+                    sid,
+                    bare,
+                    resource,
+                    priority,
+                    presence,
+                    available=bool(available),
+                    interested=bool(interested),
+                )
+            asleep = await self.node.redis.hgetall(self.node.key("hibernated", name))
+            for raw_field, raw_sid in asleep.items():
+                bare, _, resource = _text(raw_field).partition("/")
+                current = self.table.get(bare, {}).get(resource)
+                if isinstance(current, RemoteSession) and current.sid == _text(raw_sid):
+                    self.hibernated_elsewhere.add(current)
 
     def _remove_node(self, node: str, boot: str = "") -> list[RemoteSession]:
         """The node's sessions leave the mirror (those of its run `boot` only, when

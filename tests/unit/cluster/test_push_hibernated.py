@@ -62,7 +62,7 @@ def pushes(app: Wire) -> int:
 async def phone_on(server: Server) -> tuple[Wire, str]:
     """alice's phone on `server`: push registered, resumption on, available."""
     phone = await login(server, "alice", "phone")
-    assert "type=\"result\"" in await phone.send(ENABLE)
+    assert 'type="result"' in await phone.send(ENABLE)
     enabled = await phone.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
     found = re.search(r"id=['\"]([^'\"]+)", enabled)
     assert found is not None, enabled
