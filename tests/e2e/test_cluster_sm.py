@@ -25,12 +25,16 @@ from slixmpp import JID
 
 from .cluster_harness import NODE_TIMEOUT, LocalCluster, start_cluster
 from .conftest import Client
+from .test_push import PUBSUB, publishes
 from .test_stream_management import SM, Raw, _cut, bodies, message
 
 pytestmark = pytest.mark.e2e
 
 FULL = "alice@localhost/phone"
-USERS = {name: f"{name}-password" for name in ("alice", "bob", "carol", "dave", "kate", "mallory")}
+USERS = {
+    name: f"{name}-password"
+    for name in ("alice", "bob", "carol", "dave", "kate", "mallory", "nina", "pushbot")
+}
 EXTRA = """
 [modules.stream_management]
 resume_timeout = 20
@@ -235,6 +239,62 @@ async def test_slixmpp_resumes_on_the_other_node_and_gets_what_was_sent_meanwhil
         alice.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(kate.disconnect(), 5)
+
+
+async def test_a_phone_hibernated_on_one_node_is_woken_by_a_message_from_the_other(
+    cluster: LocalCluster,
+) -> None:
+    """XEP-0357 with XEP-0198: a message decided on its sender's node (n2) for a
+    session waiting to be resumed on n1 wakes the phone through its app server
+    (slixmpp, connected to n2); while the session is live, or once resumed, no
+    notification is sent."""
+    app = Client("pushbot@localhost/app", USERS["pushbot"])
+    app.enable_plaintext = True
+    app.enable_starttls = False
+    app.enable_direct_tls = False
+    app.plugin["feature_mechanisms"].unencrypted_plain = True
+    loop = asyncio.get_running_loop()
+    started: asyncio.Future[object] = loop.create_future()
+    app.add_event_handler("session_start", settle(started))
+    notifications = publishes(app)
+    app.connect("127.0.0.1", cluster["n2"].port)
+    await asyncio.wait_for(started, 15)
+    nina, token = managed(cluster, "n1", "nina", "phone")
+    nina.send(
+        "<iq type='set' id='push'><enable xmlns='urn:xmpp:push:0'"
+        " jid='pushbot@localhost/app' node='device-9'/></iq>"
+    )
+    nina.expect(r"<iq [^>]*id=.push.[^>]*type=.result.|<iq [^>]*type=.result.[^>]*id=.push.")
+    bob = online(cluster, "n2", "bob", "push-sender")
+    try:
+        bob.send(message("nina@localhost/phone", "while you are here"))
+        nina.expect(r"<body>while you are here</body>")
+        await asyncio.sleep(0.5)
+        assert notifications.empty()  # a live device got it
+
+        nina.reset()
+        await asyncio.to_thread(cluster["n1"].wait_for_log, "nina@localhost/phone hibernated")
+        await asyncio.sleep(0.3)  # n2 hears of it
+        bob.send(message("nina@localhost/phone", "while you are away"))
+        iq = await asyncio.wait_for(notifications.get(), 10)
+        assert iq["from"] == "nina@localhost"
+        publish = iq.xml.find(f"{{{PUBSUB}}}pubsub/{{{PUBSUB}}}publish")
+        assert publish is not None and publish.get("node") == "device-9"
+
+        back = connect(cluster, "n1")
+        # h: what it had counted (less than it got: the rest is sent again)
+        assert resume(back, "nina", token, nina.received).startswith("<resumed ")
+        assert "while you are away" in "".join(bodies(back.quiet(1.0)))
+        await asyncio.sleep(0.3)  # n2 hears of it
+        bob.send(message("nina@localhost/phone", "back again"))
+        back.expect(r"<body>back again</body>")
+        await asyncio.sleep(0.5)
+        assert notifications.empty()
+        back.close()
+    finally:
+        bob.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(app.disconnect(), 5)
 
 
 def test_another_users_or_a_forged_token_gets_item_not_found(cluster: LocalCluster) -> None:
