@@ -182,6 +182,18 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
+#: A dead run's hibernated sessions (its sids begin with its boot id), not those a
+#: new run under the same name wrote since.  KEYS: hibernated:NODE.  ARGV: boot id.
+_CLEAR_ASLEEP = """
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if string.sub(fields[i + 1], 1, string.len(ARGV[1])) == ARGV[1] then
+    redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
+return 1
+"""
+
 #: A dead run's entries.  KEYS: sessions:NODE.  ARGV: key prefix, node, boot id.
 _CLEAR_NODE = """
 local fields = redis.call('HGETALL', KEYS[1])
@@ -224,6 +236,7 @@ _SCRIPTS = {
     "reassert": Script(_REASSERT),
     "clear": Script(_CLEAR_NODE),
     "take_over": Script(_TAKE_OVER),
+    "clear_asleep": Script(_CLEAR_ASLEEP),
 }
 
 _CLAIM_SHA = _SCRIPTS["claim"].sha
@@ -430,6 +443,8 @@ class ClusterSessionDirectory:
         #: the other nodes' changes heard while the mirror loads, applied after it
         self._held_events: list[bytes] | None = None
         self._held_bytes = 0
+        #: nodes judged gone while the mirror loads (name, boot id): removed again after
+        self._gone_while_loading: list[tuple[str, str]] | None = None
         #: this node's sessions waiting to be resumed (XEP-0198), also kept in Redis
         #: ("bare/resource" -> sid) for the nodes that join or resynchronise
         self._asleep: set[C2SSession] = set()
@@ -640,6 +655,8 @@ class ClusterSessionDirectory:
             and f"{current.node}|{current.sid}" != supersedes
         ):
             self._shadowed[(session.bare, session.resource)] = current
+        elif isinstance(current, RemoteSession):
+            self.hibernated_elsewhere.discard(current)  # replaced (resumed here, say)
         entries[session.resource] = session
         self._sids[id(session)] = sid
         self._by_target[session.full.encode()] = session
@@ -663,6 +680,9 @@ class ClusterSessionDirectory:
         target = session.full.encode()
         if self._by_target.get(target) is session:
             del self._by_target[target]
+        if session in self._asleep:  # released, or replaced by a new bind here
+            self._asleep.discard(session)
+            self._forget_asleep(session)
         return self._sids.pop(id(session), None)
 
     def release(self, session: C2SSession) -> None:
@@ -671,9 +691,6 @@ class ClusterSessionDirectory:
         sid = self._drop_local(session)
         if sid is None:
             return
-        if session in self._asleep:
-            self._asleep.discard(session)
-            self._forget_asleep(session)
         self.node.call(
             pack("EVALSHA", _RELEASE_SHA, 3, *self._release_args(session, sid)),
             partial(self._released, session, sid),
@@ -940,14 +957,20 @@ class ClusterSessionDirectory:
         changes the snapshots are read again instead (at most `MIRROR_READS`
         times), so a join during a storm of changes holds bounded memory."""
         for attempt in range(1, MIRROR_READS + 1):
+            if attempt > 1:
+                self._forget_mirror()  # what was dropped may have removed something
             self._held_events, self._held_bytes = [], 0
+            self._gone_while_loading = []
             try:
                 await self._read_snapshots()
             finally:
                 held, self._held_events = self._held_events, None
+                gone, self._gone_while_loading = self._gone_while_loading, None
                 overflowed = self._held_bytes > MAX_HELD_EVENT_BYTES
             for data in held:
                 self._event(data)
+            for node, boot in gone:  # their held changes must not bring them back
+                self.hibernated_elsewhere.difference_update(self._remove_node(node, boot))
             if not overflowed:
                 return
             log.warning(
@@ -984,6 +1007,8 @@ class ClusterSessionDirectory:
             for raw_field, raw_sid in asleep.items():
                 bare, _, resource = _text(raw_field).partition("/")
                 current = self.table.get(bare, {}).get(resource)
+                if isinstance(current, C2SSession):  # one of ours; the remote waits behind
+                    current = self._shadowed.get((bare, resource))
                 if isinstance(current, RemoteSession) and current.sid == _text(raw_sid):
                     self.hibernated_elsewhere.add(current)
 
@@ -1014,6 +1039,8 @@ class ClusterSessionDirectory:
         boot = departed.decode() if departed is not None else ""
         lost = self._remove_node(node, boot)
         self.hibernated_elsewhere.difference_update(lost)
+        if self._gone_while_loading is not None:
+            self._gone_while_loading.append((node, boot))
         log.info("cluster: %d sessions of node %s left the directory", len(lost), node)
         for session in lost:
             await self.hooks.notify(
@@ -1024,11 +1051,9 @@ class ClusterSessionDirectory:
                 await self.node.run_script(
                     _SCRIPTS["clear"], [self._snapshot_key(node)], [self.node.prefix, node, boot]
                 )
-                key = self.node.key("hibernated", node)
-                asleep = await self.node.redis.hgetall(key)
-                left = [f for f, sid in asleep.items() if _text(sid).startswith(boot)]
-                if left:
-                    await self.node.redis.hdel(key, *left)
+                await self.node.run_script(
+                    _SCRIPTS["clear_asleep"], [self.node.key("hibernated", node)], [boot]
+                )
             except (RedisError, RespError, OSError) as exc:
                 log.warning("cluster: entries of node %s left in Redis (%s)", node, exc)
 
@@ -1061,14 +1086,21 @@ class ClusterSessionDirectory:
                         StreamErrorCondition.CONFLICT, "the resource was bound elsewhere meanwhile"
                     )
                     continue
+                # Every state, not only the set ones: the others kept their copies
+                # through the outage, and a change announced during it was lost.
                 self._announce("C", session, sid, snapshot=True)
-                if session.available:
-                    self._announce("A", session, sid)
+                self._announce("A" if session.available else "U", session, sid)
                 if session.interested:
                     self._announce("I", session, sid)
-                if session in self._asleep:
+                asleep = session in self._asleep
+                if asleep:
                     self._keep_asleep(session, sid)
-                    self._announce("H", session, sid, snapshot=False)
+                self._announce("H" if asleep else "W", session, sid, snapshot=False)
+        self._forget_mirror()
+        await self._load_mirror()
+
+    def _forget_mirror(self) -> None:
+        """Every other node's session leaves the mirror (read again next)."""
         self.hibernated_elsewhere.clear()
         for bare in list(self.table):
             entries = self.table[bare]
@@ -1078,7 +1110,6 @@ class ClusterSessionDirectory:
             if not entries:
                 del self.table[bare]
         self._shadowed.clear()
-        await self._load_mirror()
 
     # ------------------------------------------------------------ arriving frames
 
