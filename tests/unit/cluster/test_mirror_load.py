@@ -21,7 +21,7 @@ from chatgate.cluster import directory as cluster_directory
 from chatgate.cluster.node import ClusterNode
 from chatgate.cluster.options import ClusterOptions
 from tests.redis_server import RedisServer
-from tests.unit.modules.wire import Server
+from tests.unit.modules.wire import Server, Wire
 
 from .test_subscription_requests import eventually, held, login
 
@@ -50,25 +50,35 @@ def show_of(session: Any) -> str | None:
     return None if show is None else show.text
 
 
+async def join_during(tmp: Path, redis: RedisServer, ann: Wire, *shows: str) -> Server:
+    """Node b joining; ann's presence changes to each of `shows` after b listens on
+    its channel and before it reads a's snapshot."""
+    node = ClusterNode(options(redis, "b"))
+    await node.start()
+    with held(node.redis, "hgetall") as gate:
+        starting = asyncio.ensure_future(Server.start(tmp, {}, cluster=node))
+        await asyncio.wait_for(gate.reached.wait(), 5)
+        for show in shows:
+            await ann.send(f"<presence><show>{show}</show></presence>")
+        await asyncio.sleep(0.3)  # the changes reach b's channel
+        gate.opened.set()
+        return await asyncio.wait_for(starting, 10)
+
+
+async def ann_as_b_sees_her(second: Server) -> Any:
+    table = second.ctx.router.directory.table
+    await eventually(lambda: "ann@localhost" in table)
+    return table["ann@localhost"]["r"]
+
+
 async def test_a_presence_change_during_the_join_keeps_the_session(
     first: Server, tmp_path: Path, redis_server: RedisServer
 ) -> None:
     ann = await login(first, "ann")
     await ann.send("<presence/>")
-    node = ClusterNode(options(redis_server, "b"))
-    await node.start()
-    with held(node.redis, "hgetall") as gate:
-        starting = asyncio.ensure_future(Server.start(tmp_path, {}, cluster=node))
-        await asyncio.wait_for(gate.reached.wait(), 5)
-        # b listens on its channel and has not read a's snapshot yet.
-        await ann.send("<presence><show>away</show></presence>")
-        await asyncio.sleep(0.3)  # the change reaches b's channel
-        gate.opened.set()
-        second = await asyncio.wait_for(starting, 10)
+    second = await join_during(tmp_path, redis_server, ann, "away")
     try:
-        table = second.ctx.router.directory.table
-        await eventually(lambda: "ann@localhost" in table)
-        session = table["ann@localhost"]["r"]
+        session = await ann_as_b_sees_her(second)
         assert session.available
         assert show_of(session) == "away"
     finally:
@@ -87,21 +97,9 @@ async def test_events_held_during_a_join_are_bounded(
     monkeypatch.setattr(cluster_directory, "MAX_HELD_EVENT_BYTES", 300)
     ann = await login(first, "ann")
     await ann.send("<presence/>")
-    node = ClusterNode(options(redis_server, "b"))
-    await node.start()
-    with held(node.redis, "hgetall") as gate:
-        starting = asyncio.ensure_future(Server.start(tmp_path, {}, cluster=node))
-        await asyncio.wait_for(gate.reached.wait(), 5)
-        for show in ("away", "xa", "dnd", "chat", "away", "xa"):
-            await ann.send(f"<presence><show>{show}</show></presence>")
-        await asyncio.sleep(0.3)
-        gate.opened.set()
-        second = await asyncio.wait_for(starting, 10)
+    second = await join_during(tmp_path, redis_server, ann, "away", "xa", "dnd", "chat", "xa")
     try:
-        table = second.ctx.router.directory.table
-        await eventually(lambda: "ann@localhost" in table)
-        session = table["ann@localhost"]["r"]
-        assert show_of(session) == "xa"
+        assert show_of(await ann_as_b_sees_her(second)) == "xa"
         assert "read again" in caplog.text
     finally:
         await second.stop()
