@@ -443,8 +443,9 @@ class ClusterSessionDirectory:
         #: the other nodes' changes heard while the mirror loads, applied after it
         self._held_events: list[bytes] | None = None
         self._held_bytes = 0
-        #: nodes judged gone while the mirror loads (name, boot id): removed again after
-        self._gone_while_loading: list[tuple[str, str]] | None = None
+        #: nodes judged gone while the mirror loads: (how many changes were held by
+        #: then, name, boot id); each leaves the mirror at that point of the replay
+        self._gone_while_loading: list[tuple[int, str, str]] | None = None
         #: this node's sessions waiting to be resumed (XEP-0198), also kept in Redis
         #: ("bare/resource" -> sid) for the nodes that join or resynchronise
         self._asleep: set[C2SSession] = set()
@@ -956,21 +957,21 @@ class ClusterSessionDirectory:
         presence changed while a node joined.  Past `MAX_HELD_EVENT_BYTES` of
         changes the snapshots are read again instead (at most `MIRROR_READS`
         times), so a join during a storm of changes holds bounded memory."""
+        gone: list[tuple[int, str, str]] = []
         for attempt in range(1, MIRROR_READS + 1):
             if attempt > 1:
                 self._forget_mirror()  # what was dropped may have removed something
             self._held_events, self._held_bytes = [], 0
-            self._gone_while_loading = []
+            # A node judged gone during an earlier read leaves right after the snapshots.
+            self._gone_while_loading = [(0, node, boot) for _, node, boot in gone]
             try:
                 await self._read_snapshots()
             finally:
                 held, self._held_events = self._held_events, None
-                gone, self._gone_while_loading = self._gone_while_loading, None
+                gone, self._gone_while_loading = self._gone_while_loading or [], None
                 overflowed = self._held_bytes > MAX_HELD_EVENT_BYTES
-            for data in held:
-                self._event(data)
-            for node, boot in gone:  # their held changes must not bring them back
-                self.hibernated_elsewhere.difference_update(self._remove_node(node, boot))
+            lost = self._replay(held, gone)
+            await self._tell_lost(lost)
             if not overflowed:
                 return
             log.warning(
@@ -985,6 +986,22 @@ class ClusterSessionDirectory:
             "cluster: the mirror of other nodes' sessions may miss changes until the"
             " next resync: too many changes while it loaded"
         )
+
+    def _replay(self, held: list[bytes], gone: list[tuple[int, str, str]]) -> list[RemoteSession]:
+        """The changes held during a load, in order, with each node judged gone
+        meanwhile removed where it was judged: its earlier changes do not bring its
+        sessions back, and its later ones (it beat again) are kept, as on a node
+        that was not loading.  No await: nothing may come in between."""
+        lost: list[RemoteSession] = []
+        waiting = sorted(gone, key=lambda entry: entry[0])
+        for index, data in enumerate(held):
+            while waiting and waiting[0][0] <= index:
+                _, node, boot = waiting.pop(0)
+                lost += self._lose(node, boot)
+            self._event(data)
+        for _, node, boot in waiting:
+            lost += self._lose(node, boot)
+        return lost
 
     async def _read_snapshots(self) -> None:
         for name in [n for n in self.node.others if n != self.node.name]:
@@ -1037,15 +1054,12 @@ class ClusterSessionDirectory:
     async def _node_gone(self, node: str) -> None:
         departed = self.node.departed.get(node)
         boot = departed.decode() if departed is not None else ""
-        lost = self._remove_node(node, boot)
-        self.hibernated_elsewhere.difference_update(lost)
-        if self._gone_while_loading is not None:
-            self._gone_while_loading.append((node, boot))
-        log.info("cluster: %d sessions of node %s left the directory", len(lost), node)
-        for session in lost:
-            await self.hooks.notify(
-                RemoteSessionLost(session.full, session.bare, session.available)
-            )
+        loading = self._gone_while_loading
+        if loading is not None and self._held_events is not None:
+            # The mirror is loading: the node leaves it at this point of the replay.
+            loading.append((len(self._held_events), node, boot))
+        else:
+            await self._tell_lost(self._lose(node, boot))
         if boot:
             try:
                 await self.node.run_script(
@@ -1056,6 +1070,20 @@ class ClusterSessionDirectory:
                 )
             except (RedisError, RespError, OSError) as exc:
                 log.warning("cluster: entries of node %s left in Redis (%s)", node, exc)
+
+    def _lose(self, node: str, boot: str) -> list[RemoteSession]:
+        """The sessions of `node`'s run `boot` leave the mirror (`_tell_lost` next)."""
+        lost = self._remove_node(node, boot)
+        self.hibernated_elsewhere.difference_update(lost)
+        log.info("cluster: %d sessions of node %s left the directory", len(lost), node)
+        return lost
+
+    async def _tell_lost(self, lost: list[RemoteSession]) -> None:
+        """Contacts here see each lost session go unavailable (the presence module)."""
+        for session in lost:
+            await self.hooks.notify(
+                RemoteSessionLost(session.full, session.bare, session.available)
+            )
 
     async def _resync(self) -> None:
         """Redis is back (perhaps empty): claim this node's sessions again, rewrite
@@ -1081,6 +1109,8 @@ class ClusterSessionDirectory:
                     [self._res_key(bare)],
                     [session.resource, f"{self.node.name}|{sid}"],
                 )
+                if self._sids.get(id(session)) != sid:
+                    continue  # released meanwhile: its release, sent after, undid this
                 if not ours:
                     session.close(
                         StreamErrorCondition.CONFLICT, "the resource was bound elsewhere meanwhile"

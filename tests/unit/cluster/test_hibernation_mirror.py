@@ -235,15 +235,66 @@ async def test_a_node_judged_gone_during_a_join_stays_gone(
     ann = await login(alone, "ann")
     await ann.send("<presence/>")  # its C and A events are held by c
     await asyncio.sleep(0.3)
-    # a judged gone (what c's heartbeat task does when a's heartbeat expires)
-    node.departed["a"] = directory(alone).node.boot_id.encode()
-    for gone in node._gone:
-        result = gone("a")
-        if result is not None:
-            await result
+    await judge_gone(node, alone)
     pause.opened.set()
     joined = await asyncio.wait_for(starting, 10)
     try:
         assert "ann@localhost" not in directory(joined).table
     finally:
         await joined.stop()
+
+
+async def judge_gone(node: ClusterNode, gone: Server) -> None:
+    """What `node`'s heartbeat task does when `gone`'s heartbeat expires."""
+    node.departed["a"] = directory(gone).node.boot_id.encode()
+    for callback in node._gone:
+        result = callback("a")
+        if result is not None:
+            await result
+
+
+async def test_a_session_claimed_after_a_node_is_judged_gone_is_kept_by_a_joiner(
+    alone: Server, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """a judged gone while c joins, then alive after all (a late heartbeat): a
+    session a binds afterwards stays in c's mirror, as on a node not loading."""
+    starting, node, pause = await join_paused(tmp_path, redis_server, "c")
+    await judge_gone(node, alone)
+    ann = await login(alone, "ann")
+    await ann.send("<presence/>")
+    await asyncio.sleep(0.3)  # its C event is held by c
+    pause.opened.set()
+    joined = await asyncio.wait_for(starting, 10)
+    try:
+        assert "ann@localhost" in directory(joined).table
+    finally:
+        await joined.stop()
+
+
+async def test_a_session_released_during_the_resync_stays_released(
+    nodes: list[Server],
+) -> None:
+    """ann leaves while b asserts her claim again after an outage: b must not
+    announce her or write her snapshot entry after her release."""
+    a, b = nodes
+    ann = await login(b, "ann")
+    await eventually(lambda: "ann@localhost" in directory(a).table)
+    node = directory(b).node
+    real = node.run_script
+
+    async def run_script(script: Any, keys: Any, args: Any) -> Any:
+        if script is not cluster_directory._SCRIPTS["reassert"]:
+            return await real(script, keys, args)
+        answer = asyncio.ensure_future(real(script, keys, args))
+        await asyncio.sleep(0)  # the reassert is on its way
+        ann.conn.connection_lost()  # released meanwhile
+        return await answer
+
+    node.run_script = run_script  # type: ignore[method-assign]
+    try:
+        await directory(b)._resync()
+    finally:
+        node.run_script = real  # type: ignore[method-assign]
+    await asyncio.sleep(0.5)
+    assert "ann@localhost" not in directory(a).table
+    assert await node.redis.hgetall(node.key("sessions", "b")) == {}
