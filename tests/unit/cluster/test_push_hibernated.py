@@ -48,6 +48,8 @@ async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[list
     started.append(await start_node(tmp_path, redis_server, "b"))
     for user in ("alice", "bob", "pushbot"):
         await started[0].add_user(user, f"{user}-pw")
+    # Each knows the other (a heartbeat later): what a resumption across them asks.
+    await eventually(lambda: all(len(s.ctx.peers.alive()) == 2 for s in started))
     try:
         yield started
     finally:
