@@ -73,6 +73,15 @@ def settle(future: asyncio.Future[object]) -> Callable[[object], None]:
     return handler
 
 
+def plaintext(client: Client) -> Client:
+    """`client` set for the cluster's plain listeners (no TLS, PLAIN allowed)."""
+    client.enable_plaintext = True
+    client.enable_starttls = False
+    client.enable_direct_tls = False
+    client.plugin["feature_mechanisms"].unencrypted_plain = True
+    return client
+
+
 def went_unavailable(text: str, full: str) -> bool:
     """Whether `text` holds an unavailable presence from `full`."""
     for tag in re.findall(r"<presence [^>]*>", text):
@@ -203,12 +212,8 @@ async def test_slixmpp_resumes_on_the_other_node_and_gets_what_was_sent_meanwhil
 ) -> None:
     """The same with a client nobody here wrote: slixmpp's own XEP-0198 plugin, whose
     reconnection is pointed at the other node (as a load balancer would)."""
-    kate = Client("kate@localhost/phone", USERS["kate"])
+    kate = plaintext(Client("kate@localhost/phone", USERS["kate"]))
     kate.register_plugin("xep_0198")
-    kate.enable_plaintext = True
-    kate.enable_starttls = False
-    kate.enable_direct_tls = False
-    kate.plugin["feature_mechanisms"].unencrypted_plain = True
     loop = asyncio.get_running_loop()
     enabled: asyncio.Future[object] = loop.create_future()
     kate.add_event_handler("sm_enabled", settle(enabled))
@@ -251,11 +256,7 @@ async def test_a_phone_hibernated_on_one_node_is_woken_by_a_message_from_the_oth
     session waiting to be resumed on n1 wakes the phone through its app server
     (slixmpp, connected to n2); while the session is live, or once resumed, no
     notification is sent."""
-    app = Client("pushbot@localhost/app", USERS["pushbot"])
-    app.enable_plaintext = True
-    app.enable_starttls = False
-    app.enable_direct_tls = False
-    app.plugin["feature_mechanisms"].unencrypted_plain = True
+    app = plaintext(Client("pushbot@localhost/app", USERS["pushbot"]))
     loop = asyncio.get_running_loop()
     started: asyncio.Future[object] = loop.create_future()
     app.add_event_handler("session_start", settle(started))

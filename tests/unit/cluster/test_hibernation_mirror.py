@@ -22,7 +22,7 @@ from tests.redis_server import RedisServer
 from tests.unit.modules.wire import Server, Wire, plain
 
 from .test_mirror_load import options
-from .test_push_hibernated import chat, phone_on, pushes, remote_phone, start_node
+from .test_push_hibernated import chat, phone_on, pushes, remote_phone, start_node, two_nodes
 from .test_subscription_requests import eventually, login
 
 USERS = ("alice", "bob", "pushbot", "ann")
@@ -34,17 +34,8 @@ def directory(server: Server) -> Any:
 
 @pytest.fixture
 async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[list[Server]]:
-    started = [await start_node(tmp_path, redis_server, "a")]
-    started.append(await start_node(tmp_path, redis_server, "b"))
-    for user in USERS:
-        await started[0].add_user(user, f"{user}-pw")
-    # Each knows the other (a heartbeat later): what a resumption across them asks.
-    await eventually(lambda: all(len(s.ctx.peers.alive()) == 2 for s in started))
-    try:
+    async with two_nodes(tmp_path, redis_server, *USERS) as started:
         yield started
-    finally:
-        for server in reversed(started):
-            await server.stop()
 
 
 async def asleep_on(server: Server) -> str:

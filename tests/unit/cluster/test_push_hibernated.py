@@ -12,6 +12,7 @@ connected as a client, which gets the XEP-0357 §7 publish IQ.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,11 +43,13 @@ async def start_node(tmp: Path, redis: RedisServer, name: str) -> Server:
     return await Server.start(tmp, {"push": {"min_interval": 0.0}}, cluster=node)
 
 
-@pytest.fixture
-async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[list[Server]]:
-    started = [await start_node(tmp_path, redis_server, "a")]
-    started.append(await start_node(tmp_path, redis_server, "b"))
-    for user in ("alice", "bob", "pushbot"):
+@contextlib.asynccontextmanager
+async def two_nodes(tmp: Path, redis: RedisServer, *users: str) -> AsyncIterator[list[Server]]:
+    """Nodes a and b with `users` (password NAME-pw), stopped at the end; more
+    nodes a test appends to the list are stopped too."""
+    started = [await start_node(tmp, redis, "a")]
+    started.append(await start_node(tmp, redis, "b"))
+    for user in users:
         await started[0].add_user(user, f"{user}-pw")
     # Each knows the other (a heartbeat later): what a resumption across them asks.
     await eventually(lambda: all(len(s.ctx.peers.alive()) == 2 for s in started))
@@ -55,6 +58,12 @@ async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[list
     finally:
         for server in reversed(started):
             await server.stop()
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[list[Server]]:
+    async with two_nodes(tmp_path, redis_server, "alice", "bob", "pushbot") as started:
+        yield started
 
 
 def pushes(app: Wire) -> int:
