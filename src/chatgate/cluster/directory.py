@@ -34,9 +34,16 @@ Faults:
 - a PUBLISH nobody heard: the node is dead before its heartbeat expired: its
   messages are stored offline here;
 - Redis unreachable: claims are decided locally (as a single node would) and
-  remembered; on return (`on_reconnect`) every local session is claimed again
-  (one that another node took meanwhile is closed with <conflict/>), this node's
-  snapshot rewritten and announced, and the mirror rebuilt from the others'.
+  remembered; presence for other nodes is kept (`MissedPresence`); on return
+  (`on_reconnect`) every local session is claimed again (one that another node
+  took meanwhile is closed with <conflict/>), this node's snapshot rewritten and
+  announced, the mirror rebuilt from the others', and the kept presence sent to
+  each recipient once it is known again.  A resync that fails part-way starts
+  over (`ClusterNode.reconnect`).
+
+What another node wrote and this one cannot read (a damaged entry, or a later
+release's form beyond the fields known here) is skipped with a warning; the
+rest is read.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from chatgate.cluster import missed_presence
 from chatgate.cluster.forwarding import (
     HEADER_SIZE,
     KINDS,
@@ -58,6 +66,7 @@ from chatgate.cluster.forwarding import (
     FrameKind,
     unpack_header,
 )
+from chatgate.cluster.missed_presence import MissedPresence
 from chatgate.cluster.node import ClusterNode
 from chatgate.cluster.resp import RespError, Script, pack
 from chatgate.config import ResourceConflict
@@ -194,15 +203,21 @@ end
 return 1
 """
 
-#: A dead run's entries.  KEYS: sessions:NODE.  ARGV: key prefix, node, boot id.
+#: A dead run's entries.  KEYS: sessions:NODE.  ARGV: key prefix, node, boot id
+#: ('': every run's).  An entry that cannot be read is the node's to clear when it
+#: starts again under its name (ARGV[3] ''), since its run cannot be told.
 _CLEAR_NODE = """
 local fields = redis.call('HGETALL', KEYS[1])
 local removed = 0
 for i = 1, #fields, 2 do
-  local entry = cjson.decode(fields[i + 1])
-  local sid = entry[1]
-  if ARGV[3] == '' or string.sub(sid, 1, string.len(ARGV[3])) == ARGV[3] then
-    local slash = string.find(fields[i], '/', 1, true)
+  local ok, entry = pcall(cjson.decode, fields[i + 1])
+  local sid = ok and type(entry) == 'table' and entry[1]
+  local slash = string.find(fields[i], '/', 1, true)
+  if type(sid) ~= 'string' or not slash then
+    if ARGV[3] == '' then
+      redis.call('HDEL', KEYS[1], fields[i])
+    end
+  elseif ARGV[3] == '' or string.sub(sid, 1, string.len(ARGV[3])) == ARGV[3] then
     local bare = string.sub(fields[i], 1, slash - 1)
     local resource = string.sub(fields[i], slash + 1)
     local key = ARGV[1] .. 'res:' .. bare
@@ -386,7 +401,9 @@ class RemoteSession:
         # Plain ints: packing an IntEnum member costs a call per stanza.
         kind = _REROUTED if directory.rerouting else _STANZA
         if not directory._forward(self.node, kind, self.target, data):
-            directory.refused(data)
+            directory.refused(data, self.full)
+        elif directory.missed.pending and data.startswith(b"<presence"):
+            directory.missed.passed(self.full, data)  # what was kept is stale now
 
     def send(self, stanza: Element) -> None:
         self.write(serialize(stanza).encode())
@@ -420,6 +437,9 @@ class ClusterSessionDirectory:
         self.forwarder = Forwarder(node, node.options.forward_queue_bytes, self._unheard)
         #: what stand-ins call per stanza (the forwarder's `send`, bound once)
         self._forward = self.forwarder.send
+        #: presence refused while Redis was away, sent once it can be
+        self.missed = MissedPresence()
+        self._missed_timer: asyncio.TimerHandle | None = None
         self._sids: dict[int, str] = {}  # id(session) -> sid, for this node's sessions
         #: this node's sessions by encoded full JID: where arriving frames go
         self._by_target: dict[bytes, C2SSession] = {}
@@ -477,7 +497,7 @@ class ClusterSessionDirectory:
         # Subscribed to this node's events channel before the snapshots are read:
         # what changes meanwhile reaches the channel, or is in a snapshot.
         await self.node.subscribed()
-        await self._load_mirror()
+        await self._tell_lost(await self._load_mirror())
 
     async def _load_scripts(self) -> None:
         """Redis learns the scripts before they are needed: a claim decided here is
@@ -881,8 +901,14 @@ class ClusterSessionDirectory:
                 held.append(data)
             self._held_bytes += len(data)  # past the bound: counted, read again
             return
-        for line in data.decode().split("\n"):
-            node, op, sid, bare, resource, priority, presence = json.loads(line)
+        for line in data.decode(errors="replace").split("\n"):
+            event = _read_event(line)
+            if event is None:
+                self._warn(
+                    "unreadable", "cluster: an unreadable session change ignored: %.200r", line
+                )
+                continue
+            node, op, sid, bare, resource, priority, presence = event
             self._apply(op, node, sid, bare, resource, priority, presence)
 
     def _apply(
@@ -927,6 +953,8 @@ class ClusterSessionDirectory:
                 self._shadowed[(bare, resource)] = current
             else:
                 self.table.setdefault(bare, {})[resource] = current
+                if self.missed.pending and self.node.connected:
+                    self._send_missed_to(current)  # claimed again after an outage
         if op == "A":
             current.available = True
             current.priority = priority
@@ -946,8 +974,9 @@ class ClusterSessionDirectory:
             current.presence = _parse(presence) if available else None
             current.interested = interested
 
-    async def _load_mirror(self) -> None:
-        """Every other node's sessions, from their snapshots (joining, resyncing).
+    async def _load_mirror(self) -> list[RemoteSession]:
+        """Every other node's sessions, from their snapshots (joining, resyncing);
+        returns the sessions of nodes judged gone meanwhile (for `_tell_lost`).
 
         Changes published meanwhile are held, then applied in order on top of
         the snapshots: a snapshot read after a change already shows it, and
@@ -958,6 +987,7 @@ class ClusterSessionDirectory:
         changes the snapshots are read again instead (at most `MIRROR_READS`
         times), so a join during a storm of changes holds bounded memory."""
         gone: list[tuple[int, str, str]] = []
+        lost: list[RemoteSession] = []
         for attempt in range(1, MIRROR_READS + 1):
             if attempt > 1:
                 self._forget_mirror()  # what was dropped may have removed something
@@ -970,10 +1000,9 @@ class ClusterSessionDirectory:
                 held, self._held_events = self._held_events, None
                 gone, self._gone_while_loading = self._gone_while_loading or [], None
                 overflowed = self._held_bytes > MAX_HELD_EVENT_BYTES
-            lost = self._replay(held, gone)
-            await self._tell_lost(lost)
+            lost += self._replay(held, gone)
             if not overflowed:
-                return
+                return lost
             log.warning(
                 "cluster: %d bytes of session changes arrived while the mirror loaded"
                 " (over %d): the snapshots are read again (%d of %d)",
@@ -986,6 +1015,7 @@ class ClusterSessionDirectory:
             "cluster: the mirror of other nodes' sessions may miss changes until the"
             " next resync: too many changes while it loaded"
         )
+        return lost
 
     def _replay(self, held: list[bytes], gone: list[tuple[int, str, str]]) -> list[RemoteSession]:
         """The changes held during a load, in order, with each node judged gone
@@ -1007,8 +1037,17 @@ class ClusterSessionDirectory:
         for name in [n for n in self.node.others if n != self.node.name]:
             entries = await self.node.redis.hgetall(self._snapshot_key(name))
             for raw_field, raw_value in entries.items():
-                bare, _, resource = _text(raw_field).partition("/")
-                sid, available, priority, presence, interested = json.loads(raw_value)
+                bare, slash, resource = _text(raw_field).partition("/")
+                entry = _read_entry(raw_value)
+                if entry is None or not slash:
+                    self._warn(
+                        "unreadable",
+                        "cluster: an unreadable entry of node %s's sessions ignored: %.200r",
+                        name,
+                        raw_value,
+                    )
+                    continue
+                sid, available, priority, presence, interested = entry
                 self._apply(
                     "C",
                     name,
@@ -1087,7 +1126,53 @@ class ClusterSessionDirectory:
 
     async def _resync(self) -> None:
         """Redis is back (perhaps empty): claim this node's sessions again, rewrite
-        and announce its snapshot, and rebuild the mirror from the others'."""
+        and announce its snapshot, rebuild the mirror from the others', and send
+        the presence refused meanwhile (`_send_missed`).  A resync that fails
+        part-way is started again from the top, as after a lost connection: a
+        mirror left half read would hide sessions until the next outage."""
+        try:
+            await self._reassert_and_reload()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("cluster: resynchronisation failed (%r): started again", exc)
+            self.node.reconnect()
+            return
+        self._send_missed()
+
+    def _send_missed(self) -> None:
+        """After a resync: the presence kept for sessions of other nodes goes to
+        those known again; the rest when their node claims them again (`_apply`),
+        or is forgotten `missed_presence.TTL` seconds from now."""
+        for recipient in list(self.missed.pending):
+            bare, _, resource = recipient.partition("/")
+            session = self.table.get(bare, {}).get(resource)
+            if isinstance(session, RemoteSession):
+                self._send_missed_to(session)
+        if self._missed_timer is not None:
+            self._missed_timer.cancel()
+        self._missed_timer = None
+        if self.missed.pending:
+            loop = asyncio.get_running_loop()
+            self._missed_timer = loop.call_later(missed_presence.TTL, self._forget_missed)
+
+    def _send_missed_to(self, session: RemoteSession) -> None:
+        for data in self.missed.take(session.full):
+            session.write(data)
+
+    def _forget_missed(self) -> None:
+        self._missed_timer = None
+        if not self.node.connected:
+            return  # another outage: what it refuses is sent after it
+        dropped = self.missed.forget()
+        if dropped:
+            log.info(
+                "cluster: %d presence stanzas refused during the outage were not sent:"
+                " their recipients did not come back",
+                dropped,
+            )
+
+    async def _reassert_and_reload(self) -> None:
         redis = self.node.redis
         await self._load_scripts()  # a restarted Redis has forgotten them
         # A Redis that kept its data (a network cut, a restart from its dump) still
@@ -1127,7 +1212,7 @@ class ClusterSessionDirectory:
                     self._keep_asleep(session, sid)
                 self._announce("H" if asleep else "W", session, sid, snapshot=False)
         self._forget_mirror()
-        await self._load_mirror()
+        await self._tell_lost(await self._load_mirror())
 
     def _forget_mirror(self) -> None:
         """Every other node's session leaves the mirror (read again next)."""
@@ -1203,14 +1288,19 @@ class ClusterSessionDirectory:
             return False
         return bool(self._forward(moved.node, FrameKind.REROUTED, moved.target, frame.payload))
 
-    def refused(self, data: bytes) -> None:
-        """A stanza the forwarder refused (Redis away, queue full): the sender of a
-        message or of an IQ request learns it was not delivered, with
-        resource-constraint (type wait: try again later, RFC 6120 §8.3.3.18),
-        rather than losing it silently; presence and replies are dropped.  A stanza
-        over `ECHO_LIMIT` bytes comes back without its payload (RFC 6120 §8.3.1
-        allows either), only its start tag read again: a refused flood of big
-        stanzas is not echoed back."""
+    def refused(self, data: bytes, recipient: str) -> None:
+        """A stanza for `recipient` the forwarder refused (Redis away, queue full):
+        the sender of a message or of an IQ request learns it was not delivered,
+        with resource-constraint (type wait: try again later, RFC 6120 §8.3.3.18),
+        rather than losing it silently; presence refused while Redis is
+        unreachable is kept and sent after the resync (`MissedPresence`); replies
+        are dropped.  A stanza over `ECHO_LIMIT` bytes comes back without its
+        payload (RFC 6120 §8.3.1 allows either), only its start tag read again: a
+        refused flood of big stanzas is not echoed back."""
+        if data.startswith(b"<presence"):
+            if not self.node.connected:  # a full queue (Redis slow) drops it
+                self.missed.keep(recipient, data)
+            return
         if not (data.startswith(b"<message") or data.startswith(b"<iq")):
             return
         if len(data) <= ECHO_LIMIT:
@@ -1293,6 +1383,46 @@ class ClusterSessionDirectory:
 
 _STANZA = int(FrameKind.STANZA)
 _REROUTED = int(FrameKind.REROUTED)
+
+
+#: A change as `_event_of` writes it: node, op, sid, bare, resource, priority, presence.
+Event = tuple[str, str, str, str, str, int, str | None]
+#: A snapshot entry: sid, available, priority, presence, interested.
+Entry = tuple[str, bool, int, str | None, bool]
+
+
+def _read_event(line: str) -> Event | None:
+    """One change from another node, or None when it cannot be read (another
+    release's, or damaged); fields past the seven known are ignored, so a later
+    release may add some."""
+    try:
+        fields = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(fields, list) or len(fields) < 7:
+        return None
+    node, op, sid, bare, resource, priority, presence = fields[:7]
+    if not all(isinstance(f, str) for f in (node, op, sid, bare, resource)):
+        return None
+    if type(priority) is not int or not (presence is None or isinstance(presence, str)):
+        return None
+    return node, op, sid, bare, resource, priority, presence
+
+
+def _read_entry(raw: bytes | str) -> Entry | None:
+    """One snapshot entry, or None when it cannot be read (as `_read_event`)."""
+    try:
+        fields = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(fields, list) or len(fields) < 5:
+        return None
+    sid, available, priority, presence, interested = fields[:5]
+    if not isinstance(sid, str) or type(priority) is not int:
+        return None
+    if not (presence is None or isinstance(presence, str)):
+        return None
+    return sid, bool(available), priority, presence, bool(interested)
 
 
 def _quiet(reply: asyncio.Future[Any]) -> None:
