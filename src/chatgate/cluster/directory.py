@@ -34,12 +34,11 @@ Faults:
 - a PUBLISH nobody heard: the node is dead before its heartbeat expired: its
   messages are stored offline here;
 - Redis unreachable: claims are decided locally (as a single node would) and
-  remembered; presence for other nodes is kept (`MissedPresence`); on return
-  (`on_reconnect`) every local session is claimed again (one that another node
-  took meanwhile is closed with <conflict/>), this node's snapshot rewritten and
-  announced, the mirror rebuilt from the others', and the kept presence sent to
-  each recipient once it is known again.  A resync that fails part-way starts
-  over (`ClusterNode.reconnect`).
+  remembered; on return (`on_reconnect`) every local session is claimed again
+  (one that another node took meanwhile is closed with <conflict/>), this node's
+  snapshot rewritten and announced, and the mirror rebuilt from the others'.  A
+  resync that fails part-way is tried again, with a growing delay, while Redis
+  stays reachable.
 
 What another node wrote and this one cannot read (a damaged entry, or a later
 release's form beyond the fields known here) is skipped with a warning; the
@@ -57,7 +56,6 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from chatgate.cluster import missed_presence
 from chatgate.cluster.forwarding import (
     HEADER_SIZE,
     KINDS,
@@ -66,7 +64,6 @@ from chatgate.cluster.forwarding import (
     FrameKind,
     unpack_header,
 )
-from chatgate.cluster.missed_presence import MissedPresence
 from chatgate.cluster.node import ClusterNode
 from chatgate.cluster.resp import RespError, Script, pack
 from chatgate.config import ResourceConflict
@@ -146,8 +143,12 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == me .. '|' .. sid then
 end
 local field = ARGV[3] .. '/' .. ARGV[1]
 local entry = redis.call('HGET', KEYS[2], field)
-if entry and cjson.decode(entry)[1] == sid then
-  redis.call('HDEL', KEYS[2], field)
+if entry then
+  -- an entry that cannot be read goes too: the release is still announced
+  local ok, state = pcall(cjson.decode, entry)
+  if not ok or type(state) ~= 'table' or state[1] == sid then
+    redis.call('HDEL', KEYS[2], field)
+  end
 end
 session_event(KEYS[3], ARGV[4], me, 'R', sid, ARGV[3], ARGV[1])
 return 1
@@ -243,6 +244,9 @@ DIRTY_RETRY = 0.2
 #: snapshots are read again, at most `MIRROR_READS` times in all.
 MAX_HELD_EVENT_BYTES = 16 * 1024 * 1024
 MIRROR_READS = 3
+#: Seconds before a failed resync is tried again, doubled each time up to the max.
+RESYNC_RETRY = 0.5
+RESYNC_RETRY_MAX = 30.0
 
 _SCRIPTS = {
     "claim": Script(_CLAIM),
@@ -401,9 +405,7 @@ class RemoteSession:
         # Plain ints: packing an IntEnum member costs a call per stanza.
         kind = _REROUTED if directory.rerouting else _STANZA
         if not directory._forward(self.node, kind, self.target, data):
-            directory.refused(data, self.full)
-        elif directory.missed.pending and data.startswith(b"<presence"):
-            directory.missed.passed(self.full, data)  # what was kept is stale now
+            directory.refused(data)
 
     def send(self, stanza: Element) -> None:
         self.write(serialize(stanza).encode())
@@ -437,9 +439,8 @@ class ClusterSessionDirectory:
         self.forwarder = Forwarder(node, node.options.forward_queue_bytes, self._unheard)
         #: what stand-ins call per stanza (the forwarder's `send`, bound once)
         self._forward = self.forwarder.send
-        #: presence refused while Redis was away, sent once it can be
-        self.missed = MissedPresence()
-        self._missed_timer: asyncio.TimerHandle | None = None
+        #: a resync that failed, tried again (`_retry_resync`)
+        self._resync_retry: asyncio.Task[None] | None = None
         self._sids: dict[int, str] = {}  # id(session) -> sid, for this node's sessions
         #: this node's sessions by encoded full JID: where arriving frames go
         self._by_target: dict[bytes, C2SSession] = {}
@@ -509,6 +510,7 @@ class ClusterSessionDirectory:
     async def close(self) -> None:
         """Stop, after announcing what is still queued (this node's sessions were
         closed just before: the others drop them now, not at the heartbeat's end)."""
+        self._stop_retrying()
         await asyncio.sleep(0)  # the lean connection writes what is queued
         await self.forwarder.close()
 
@@ -953,8 +955,6 @@ class ClusterSessionDirectory:
                 self._shadowed[(bare, resource)] = current
             else:
                 self.table.setdefault(bare, {})[resource] = current
-                if self.missed.pending and self.node.connected:
-                    self._send_missed_to(current)  # claimed again after an outage
         if op == "A":
             current.available = True
             current.priority = priority
@@ -1126,51 +1126,43 @@ class ClusterSessionDirectory:
 
     async def _resync(self) -> None:
         """Redis is back (perhaps empty): claim this node's sessions again, rewrite
-        and announce its snapshot, rebuild the mirror from the others', and send
-        the presence refused meanwhile (`_send_missed`).  A resync that fails
-        part-way is started again from the top, as after a lost connection: a
-        mirror left half read would hide sessions until the next outage."""
+        and announce its snapshot, and rebuild the mirror from the others'.  One
+        that fails part-way (Redis refusing writes, out of memory) is tried again
+        while Redis stays reachable (`_retry_resync`): a mirror left half read
+        would hide sessions until the next outage."""
+        self._stop_retrying()
+        if not await self._try_resync():
+            self._resync_retry = asyncio.create_task(self._retry_resync(), name="cluster-resync")
+
+    async def _try_resync(self) -> bool:
         try:
             await self._reassert_and_reload()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("cluster: resynchronisation failed (%r): started again", exc)
-            self.node.reconnect()
-            return
-        self._send_missed()
-
-    def _send_missed(self) -> None:
-        """After a resync: the presence kept for sessions of other nodes goes to
-        those known again; the rest when their node claims them again (`_apply`),
-        or is forgotten `missed_presence.TTL` seconds from now."""
-        for recipient in list(self.missed.pending):
-            bare, _, resource = recipient.partition("/")
-            session = self.table.get(bare, {}).get(resource)
-            if isinstance(session, RemoteSession):
-                self._send_missed_to(session)
-        if self._missed_timer is not None:
-            self._missed_timer.cancel()
-        self._missed_timer = None
-        if self.missed.pending:
-            loop = asyncio.get_running_loop()
-            self._missed_timer = loop.call_later(missed_presence.TTL, self._forget_missed)
-
-    def _send_missed_to(self, session: RemoteSession) -> None:
-        for data in self.missed.take(session.full):
-            session.write(data)
-
-    def _forget_missed(self) -> None:
-        self._missed_timer = None
-        if not self.node.connected:
-            return  # another outage: what it refuses is sent after it
-        dropped = self.missed.forget()
-        if dropped:
-            log.info(
-                "cluster: %d presence stanzas refused during the outage were not sent:"
-                " their recipients did not come back",
-                dropped,
+            self._warn(
+                "resync",
+                "cluster: resynchronisation failed (%r): tried again in a moment",
+                exc,
             )
+            return False
+        return True
+
+    async def _retry_resync(self) -> None:
+        """Try the resync again, waiting longer each time (up to
+        `RESYNC_RETRY_MAX`), until it succeeds; a lost connection ends this (the
+        reconnection resyncs)."""
+        delay = RESYNC_RETRY
+        while True:
+            await asyncio.sleep(delay)
+            if not self.node.connected or await self._try_resync():
+                return
+            delay = min(delay * 2, RESYNC_RETRY_MAX)
+
+    def _stop_retrying(self) -> None:
+        retry, self._resync_retry = self._resync_retry, None
+        if retry is not None and retry is not asyncio.current_task():
+            retry.cancel()
 
     async def _reassert_and_reload(self) -> None:
         redis = self.node.redis
@@ -1288,19 +1280,14 @@ class ClusterSessionDirectory:
             return False
         return bool(self._forward(moved.node, FrameKind.REROUTED, moved.target, frame.payload))
 
-    def refused(self, data: bytes, recipient: str) -> None:
-        """A stanza for `recipient` the forwarder refused (Redis away, queue full):
-        the sender of a message or of an IQ request learns it was not delivered,
-        with resource-constraint (type wait: try again later, RFC 6120 §8.3.3.18),
-        rather than losing it silently; presence refused while Redis is
-        unreachable is kept and sent after the resync (`MissedPresence`); replies
-        are dropped.  A stanza over `ECHO_LIMIT` bytes comes back without its
-        payload (RFC 6120 §8.3.1 allows either), only its start tag read again: a
-        refused flood of big stanzas is not echoed back."""
-        if data.startswith(b"<presence"):
-            if not self.node.connected:  # a full queue (Redis slow) drops it
-                self.missed.keep(recipient, data)
-            return
+    def refused(self, data: bytes) -> None:
+        """A stanza the forwarder refused (Redis away, queue full): the sender of a
+        message or of an IQ request learns it was not delivered, with
+        resource-constraint (type wait: try again later, RFC 6120 §8.3.3.18),
+        rather than losing it silently; presence and replies are dropped.  A stanza
+        over `ECHO_LIMIT` bytes comes back without its payload (RFC 6120 §8.3.1
+        allows either), only its start tag read again: a refused flood of big
+        stanzas is not echoed back."""
         if not (data.startswith(b"<message") or data.startswith(b"<iq")):
             return
         if len(data) <= ECHO_LIMIT:

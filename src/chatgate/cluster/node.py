@@ -127,14 +127,6 @@ class ClusterNode:
         fraction of a second after a late `subscribe`)."""
         await asyncio.wait_for(self._caught_up.wait(), 10)
 
-    def reconnect(self) -> None:
-        """Connect to Redis again from scratch, then run the `on_reconnect`
-        callbacks (how a resynchronisation that failed part-way starts over: the
-        caller says why in the log)."""
-        self._connected = False  # cross-node work waits, as for a lost connection
-        self._lost.set()
-        self._attention.set()
-
     def on_reconnect(self, callback: Callback) -> None:
         self._reconnect.append(callback)
 
