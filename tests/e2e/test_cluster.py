@@ -483,10 +483,18 @@ async def test_redis_outage_keeps_local_sessions_and_resynchronises(cluster: Loc
         error = await _next_error(ivan)
         assert error["error"]["condition"] == "resource-constraint", error
         assert error["error"]["type"] == "wait", error
+        # kate's new status cannot reach ivan now: n2 refuses it, and notes it
+        before_status = len(n2.log_text())
+        kate.send_presence(pstatus="during the outage")
+        assert await asyncio.to_thread(_cross_node_refusal, n2, before_status)
         # Redis returns (empty: no persistence): both nodes put their state back
         cluster.redis.start()
         n1.wait_for_log("reachable again", since=since1, timeout=10)
         n2.wait_for_log("reachable again", since=since2, timeout=10)
+        # ... and ivan gets the status he missed, once the cluster has resynchronised.
+        presence = await ivan.next_presence(None, sender="kate@localhost/k2", timeout=10)
+        while presence["status"] != "during the outage":
+            presence = await ivan.next_presence(None, sender="kate@localhost/k2", timeout=10)
         await asyncio.sleep(NODE_TIMEOUT + 0.5)
         ivan.send_message(mto="kate@localhost/k2", mbody="after the outage", mtype="chat")
         await next_message(kate, "after the outage")

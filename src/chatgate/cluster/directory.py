@@ -38,7 +38,9 @@ Faults:
   (one that another node took meanwhile is closed with <conflict/>), this node's
   snapshot rewritten and announced, and the mirror rebuilt from the others'.  A
   resync that fails part-way is tried again, with a growing delay, while Redis
-  stays reachable.
+  stays reachable.  Availability presence refused meanwhile is noted (who missed
+  whom, not what: `_keep_missed`) and told as `PresenceMissed` once the cluster
+  has resynchronised, so a contact online through the outage sees what changed.
 
 What another node wrote and this one cannot read (a damaged entry, or a later
 release's form beyond the fields known here) is skipped with a warning; the
@@ -74,7 +76,7 @@ from chatgate.xml.element import Element
 from chatgate.xml.framed import parse_fragment
 from chatgate.xml.serialize import serialize
 from chatgate.xmpp.directory import Claimed, ClaimRefused, SessionFactory, _random_resource
-from chatgate.xmpp.events import RemoteSessionLost
+from chatgate.xmpp.events import PresenceMissed, RemoteSessionLost
 from chatgate.xmpp.router import MessageUndeliverable
 from chatgate.xmpp.session import STANZAS, C2SSession
 from chatgate.xmpp.stanza import error_reply
@@ -244,6 +246,10 @@ DIRTY_RETRY = 0.2
 #: snapshots are read again, at most `MIRROR_READS` times in all.
 MAX_HELD_EVENT_BYTES = 16 * 1024 * 1024
 MIRROR_READS = 3
+#: (recipient, sender) pairs of refused presence a node notes at most, and the
+#: seconds after a resync it keeps those whose recipient has not come back.
+MISSED_PAIRS = 100_000
+MISSED_TTL = 60.0
 #: Seconds before a failed resync is tried again, doubled each time up to the max.
 RESYNC_RETRY = 0.5
 RESYNC_RETRY_MAX = 30.0
@@ -405,7 +411,7 @@ class RemoteSession:
         # Plain ints: packing an IntEnum member costs a call per stanza.
         kind = _REROUTED if directory.rerouting else _STANZA
         if not directory._forward(self.node, kind, self.target, data):
-            directory.refused(data)
+            directory.refused(data, self.full)
 
     def send(self, stanza: Element) -> None:
         self.write(serialize(stanza).encode())
@@ -441,6 +447,16 @@ class ClusterSessionDirectory:
         self._forward = self.forwarder.send
         #: a resync that failed, tried again (`_retry_resync`)
         self._resync_retry: asyncio.Task[None] | None = None
+        #: availability presence refused while Redis was away: recipient full JID
+        #: -> this node's senders (`_keep_missed`, `_tell_missed`)
+        self._missed: dict[str, set[str]] = {}
+        self._missed_pairs = 0
+        #: False from a refusal until the cluster has resynchronised
+        self._missed_open = True
+        self._missed_timer: asyncio.TimerHandle | None = None
+        #: the last refused presence and its sender (a broadcast refuses one
+        #: stanza per recipient: its start tag is read once)
+        self._last_refused: tuple[bytes, str | None] = (b"", None)
         self._sids: dict[int, str] = {}  # id(session) -> sid, for this node's sessions
         #: this node's sessions by encoded full JID: where arriving frames go
         self._by_target: dict[bytes, C2SSession] = {}
@@ -483,6 +499,7 @@ class ClusterSessionDirectory:
         node.subscribe(node.inbox, self._frames)
         node.on_node_gone(self._node_gone)
         node.on_reconnect(self._resync)
+        node.on_resynced(self._resynced)
 
     # ------------------------------------------------------------ life
 
@@ -511,6 +528,8 @@ class ClusterSessionDirectory:
         """Stop, after announcing what is still queued (this node's sessions were
         closed just before: the others drop them now, not at the heartbeat's end)."""
         self._stop_retrying()
+        if self._missed_timer is not None:
+            self._missed_timer.cancel()
         await asyncio.sleep(0)  # the lean connection writes what is queued
         await self.forwarder.close()
 
@@ -973,6 +992,8 @@ class ClusterSessionDirectory:
             current.priority = priority
             current.presence = _parse(presence) if available else None
             current.interested = interested
+        if self._missed and self._missed_open and current.available:
+            self._tell_missed(current.full)  # back after the outage, available
 
     async def _load_mirror(self) -> list[RemoteSession]:
         """Every other node's sessions, from their snapshots (joining, resyncing);
@@ -1280,14 +1301,19 @@ class ClusterSessionDirectory:
             return False
         return bool(self._forward(moved.node, FrameKind.REROUTED, moved.target, frame.payload))
 
-    def refused(self, data: bytes) -> None:
-        """A stanza the forwarder refused (Redis away, queue full): the sender of a
-        message or of an IQ request learns it was not delivered, with
-        resource-constraint (type wait: try again later, RFC 6120 §8.3.3.18),
-        rather than losing it silently; presence and replies are dropped.  A stanza
-        over `ECHO_LIMIT` bytes comes back without its payload (RFC 6120 §8.3.1
-        allows either), only its start tag read again: a refused flood of big
-        stanzas is not echoed back."""
+    def refused(self, data: bytes, recipient: str) -> None:
+        """A stanza for `recipient` the forwarder refused (Redis away, queue full):
+        the sender of a message or of an IQ request learns it was not delivered,
+        with resource-constraint (type wait: try again later, RFC 6120 §8.3.3.18),
+        rather than losing it silently; an availability presence refused while
+        Redis is unreachable is noted (`_keep_missed`); other presence and replies
+        are dropped.  A stanza over `ECHO_LIMIT` bytes comes back without its
+        payload (RFC 6120 §8.3.1 allows either), only its start tag read again: a
+        refused flood of big stanzas is not echoed back."""
+        if data.startswith(b"<presence"):
+            if not self.node.connected:  # a full queue (Redis slow) drops it
+                self._keep_missed(recipient, data)
+            return
         if not (data.startswith(b"<message") or data.startswith(b"<iq")):
             return
         if len(data) <= ECHO_LIMIT:
@@ -1316,6 +1342,80 @@ class ClusterSessionDirectory:
         session = resources.get(sender.resource) if resources is not None else None
         if session is not None:  # a sender on another node is told by nobody
             session.send(reply)
+
+    # ------------------------------------------------------------ missed presence
+
+    def _keep_missed(self, recipient: str, data: bytes) -> None:
+        """Note that `recipient` missed an availability change of this node's
+        sender of `data`: who, not what (what is sent is the sender's presence
+        when it is told, so nothing stale can arrive).  Bounded in pairs."""
+        self._missed_open = False
+        last, sender = self._last_refused
+        if data is not last:
+            sender = _availability_sender(data)
+            self._last_refused = (data, sender)
+        if sender is None:
+            return
+        senders = self._missed.get(recipient)
+        if senders is not None and sender in senders:
+            return
+        if self._missed_pairs >= MISSED_PAIRS:
+            self._warn(
+                "missed",
+                "cluster: over %d presence changes refused for other nodes: the rest"
+                " is not told when Redis returns",
+                MISSED_PAIRS,
+            )
+            return
+        if senders is None:
+            senders = self._missed[recipient] = set()
+        senders.add(sender)
+        self._missed_pairs += 1
+
+    def _resynced(self) -> None:
+        """Every shared state is read again (block lists, rosters, the mirror):
+        each recipient known and available now is told what it missed; one that
+        comes back later when its node announces it available (`_apply`); what is
+        left `MISSED_TTL` seconds from now is forgotten."""
+        self._missed_open = True
+        for recipient in list(self._missed):
+            self._tell_missed(recipient)
+        if self._missed_timer is not None:
+            self._missed_timer.cancel()
+            self._missed_timer = None
+        if self._missed:
+            loop = asyncio.get_running_loop()
+            self._missed_timer = loop.call_later(MISSED_TTL, self._forget_missed)
+
+    def _tell_missed(self, recipient: str) -> None:
+        bare, _, resource = recipient.partition("/")
+        entries = self.table.get(bare)
+        session = entries.get(resource) if entries is not None else None
+        if session is None or not session.available:
+            return
+        senders = self._missed.pop(recipient, None)
+        if senders is None:
+            return
+        self._missed_pairs -= len(senders)
+        for sender in sorted(senders):
+            pending = self.hooks.notify(PresenceMissed(sender, recipient))
+            task = asyncio.ensure_future(pending)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _forget_missed(self) -> None:
+        self._missed_timer = None
+        if not self._missed_open:
+            return  # another outage: told after it
+        dropped = self._missed_pairs
+        self._missed.clear()
+        self._missed_pairs = 0
+        if dropped:
+            log.info(
+                "cluster: %d presence changes refused during the outage not told:"
+                " their recipients did not come back",
+                dropped,
+            )
 
     def _unheard(self, node: str, frames: list[Frame]) -> None:
         """A node that heard nothing is dead or cut off: its messages are routed
@@ -1410,6 +1510,26 @@ def _read_entry(raw: bytes | str) -> Entry | None:
     if not (presence is None or isinstance(presence, str)):
         return None
     return sid, bool(available), priority, presence, bool(interested)
+
+
+def _availability_sender(data: bytes) -> str | None:
+    """The sender of a presence this node serialized when it is an availability
+    change (no type, or 'unavailable'), read from its start tag; None for
+    subscription presence (its request stays pending in the roster, and the
+    roster push of a state change says the same) or anything unreadable."""
+    end = data.find(b">")
+    if end < 0:
+        return None
+    head = data[: end + 1]
+    if not head.endswith(b"/>"):
+        head = head[:-1] + b"/>"
+    try:
+        attrs = parse_fragment(head).attrs
+    except Exception:  # what we serialized ourselves: nothing to note
+        return None
+    if attrs.get("type", "unavailable") != "unavailable":
+        return None
+    return attrs.get("from")
 
 
 def _quiet(reply: asyncio.Future[Any]) -> None:

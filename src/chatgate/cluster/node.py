@@ -68,6 +68,7 @@ class ClusterNode:
         )
         self._handlers: dict[str, list[MessageHandler]] = {}
         self._reconnect: list[Callback] = []
+        self._resynced: list[Callback] = []
         self._gone: list[NodeCallback] = []
         self._joined: list[NodeCallback] = []
         self._closing: list[Callback] = []
@@ -129,6 +130,12 @@ class ClusterNode:
 
     def on_reconnect(self, callback: Callback) -> None:
         self._reconnect.append(callback)
+
+    def on_resynced(self, callback: Callback) -> None:
+        """After Redis returned, once every `on_reconnect` callback has run: what
+        must see every shared state resynchronised (block lists, rosters, the
+        session mirror) before it acts."""
+        self._resynced.append(callback)
 
     def on_node_gone(self, callback: NodeCallback) -> None:
         self._gone.append(callback)
@@ -373,6 +380,7 @@ class ClusterNode:
             self._connected = True
             log.warning("cluster: Redis reachable again: resynchronising")
             await self._run_all(self._reconnect)
+            await self._run_all(self._resynced)
 
     async def _run_all(
         self, callbacks: list[Callable[..., Awaitable[None] | None]], *args: str

@@ -59,6 +59,7 @@ from chatgate.xmpp.events import (
     AccountRemoving,
     BecameAvailable,
     BecameUnavailable,
+    PresenceMissed,
     RemoteSessionLost,
     SessionClosed,
 )
@@ -141,6 +142,7 @@ class PresenceModule:
         yield OnEvent(SessionClosed, self._session_closed, priority=100)
         yield OnEvent(AccountRemoving, self._account_removing)
         yield OnEvent(RemoteSessionLost, self._remote_session_lost)
+        yield OnEvent(PresenceMissed, self._presence_missed)
         # Both before the roster module's (priority 0): a request its read of the
         # roster lets in is held for the arriving session, and the count of
         # arrivals (`RosterService.arrivals`) still holds this one when it lands.
@@ -590,6 +592,37 @@ class PresenceModule:
         if self.filter is not None:
             subscribers = self.filter.visible(event.bare, subscribers)
         self.router.broadcast_presence_here((*subscribers, event.bare), data)
+
+    async def _presence_missed(self, event: PresenceMissed) -> None:
+        """A contact on another node missed a change of this node's `sender` while
+        Redis was unreachable: it gets the sender's presence as it is now (never a
+        stale one), if it still may: a presence subscriber of the account or a
+        directed-presence recipient of the session, not blocked (XEP-0191).  A
+        sender that has ended, here, sends unavailable (§4.5.2)."""
+        directory = self.router.directory
+        bare, _, resource = event.sender.partition("/")
+        recipient_bare, _, recipient_resource = event.recipient.partition("/")
+        session = directory.local.get(bare, {}).get(resource)
+        if session is None and directory.table.get(bare, {}).get(resource) is not None:
+            return  # the sender moved to another node (XEP-0198): told from there
+        if session is not None and session.available and session.presence is not None:
+            local, _, domain = bare.partition("@")
+            roster = await self.rosters.read((local, domain))
+            if (
+                recipient_bare not in roster.presence_subscribers
+                and event.recipient not in session.directed
+            ):
+                return
+            stanza = session.presence.copy()
+            stanza.attrs["from"] = event.sender
+            stanza.attrs.pop("to", None)
+        else:
+            stanza = Element("presence", ns.CLIENT, {"from": event.sender, "type": "unavailable"})
+        if self.filter is not None and await self.filter.hides(bare, recipient_bare):
+            return
+        target = directory.table.get(recipient_bare, {}).get(recipient_resource)
+        if target is not None and target.available:
+            self.router.write_presence((target,), serialize(stanza))
 
     def _session_closed(self, event: SessionClosed) -> None:
         """RFC 6121 §4.5.2 on a lost or closed stream: the server sends unavailable."""

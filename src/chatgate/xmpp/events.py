@@ -63,6 +63,19 @@ class RemoteSessionLost:
 
 
 @dataclass(frozen=True, slots=True)
+class PresenceMissed:
+    """While Redis was unreachable, a broadcast of `sender`'s availability (a full
+    JID on this node) to `recipient` (an available session on another node) was
+    refused.  Told once the cluster has resynchronised: the presence module sends
+    `recipient` what `sender` shows now, if it may still see it (RFC 6121 §4.4.2
+    and §4.5.2, XEP-0191), so a contact online through the outage does not keep
+    what it saw before it."""
+
+    sender: str
+    recipient: str
+
+
+@dataclass(frozen=True, slots=True)
 class AccountRemoving:
     """An account is about to be deleted (in-band ``<remove/>``, the end of an
     anonymous identity): handlers withdraw what others hold of it (presence
