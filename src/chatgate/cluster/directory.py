@@ -527,7 +527,7 @@ class ClusterSessionDirectory:
     async def close(self) -> None:
         """Stop, after announcing what is still queued (this node's sessions were
         closed just before: the others drop them now, not at the heartbeat's end)."""
-        self._stop_retrying()
+        await self._stop_retrying()
         if self._missed_timer is not None:
             self._missed_timer.cancel()
         await asyncio.sleep(0)  # the lean connection writes what is queued
@@ -1151,7 +1151,7 @@ class ClusterSessionDirectory:
         that fails part-way (Redis refusing writes, out of memory) is tried again
         while Redis stays reachable (`_retry_resync`): a mirror left half read
         would hide sessions until the next outage."""
-        self._stop_retrying()
+        await self._stop_retrying()
         if not await self._try_resync():
             self._resync_retry = asyncio.create_task(self._retry_resync(), name="cluster-resync")
 
@@ -1180,10 +1180,13 @@ class ClusterSessionDirectory:
                 return
             delay = min(delay * 2, RESYNC_RETRY_MAX)
 
-    def _stop_retrying(self) -> None:
+    async def _stop_retrying(self) -> None:
+        """End a retry in progress, and wait until it has (its load's `finally`
+        must not run in the middle of the next one)."""
         retry, self._resync_retry = self._resync_retry, None
         if retry is not None and retry is not asyncio.current_task():
             retry.cancel()
+            await asyncio.wait([retry])  # not `await retry`: ours may be cancelled too
 
     async def _reassert_and_reload(self) -> None:
         redis = self.node.redis
