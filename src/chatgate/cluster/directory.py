@@ -453,6 +453,9 @@ class ClusterSessionDirectory:
         self._missed_pairs = 0
         #: False from a refusal until the cluster has resynchronised
         self._missed_open = True
+        #: the cluster resynchronised while this node's resync was failing: the
+        #: missed presence is told once a retry succeeds (not from a stale copy)
+        self._tell_after_retry = False
         self._missed_timer: asyncio.TimerHandle | None = None
         #: the last refused presence and its sender (a broadcast refuses one
         #: stanza per recipient: its start tag is read once)
@@ -859,13 +862,20 @@ class ClusterSessionDirectory:
                 loop = asyncio.get_running_loop()
                 self._dirty_timer = loop.call_later(DIRTY_RETRY, self._announce_dirty)
             return
-        presence = (
-            serialize(session.presence) if op == "A" and session.presence is not None else None
+        shown = (
+            serialize(session.presence)
+            if session.available and session.presence is not None
+            else None
         )
+        presence = shown if op == "A" else None
         send = self.node.send
         if snapshot if snapshot is not None else op not in ("C", "R"):
             field = f"{session.bare}/{session.resource}"
-            state = [sid, session.available, session.priority, presence, session.interested]
+            # The session's whole state, whatever changed: an entry written for an
+            # interest (I) after the presence (A) once lost the presence, and a
+            # node reading it then (a join, a resync) showed the session as
+            # available with no presence.
+            state = [sid, session.available, session.priority, shown, session.interested]
             key = self._own_snapshot
             send("HSET", key, field, json.dumps(state), deferrable=True).add_done_callback(_quiet)
         event = self._event_of(op, session, sid, presence)
@@ -1172,11 +1182,17 @@ class ClusterSessionDirectory:
     async def _retry_resync(self) -> None:
         """Try the resync again, waiting longer each time (up to
         `RESYNC_RETRY_MAX`), until it succeeds; a lost connection ends this (the
-        reconnection resyncs)."""
+        reconnection resyncs).  Missed presence waits for its success."""
         delay = RESYNC_RETRY
         while True:
             await asyncio.sleep(delay)
-            if not self.node.connected or await self._try_resync():
+            if not self.node.connected:
+                return
+            if await self._try_resync():
+                self._resync_retry = None
+                if self._tell_after_retry:
+                    self._tell_after_retry = False
+                    self._resynced()
                 return
             delay = min(delay * 2, RESYNC_RETRY_MAX)
 
@@ -1184,6 +1200,7 @@ class ClusterSessionDirectory:
         """End a retry in progress, and wait until it has (its load's `finally`
         must not run in the middle of the next one)."""
         retry, self._resync_retry = self._resync_retry, None
+        self._tell_after_retry = False  # the next resync ends with its own telling
         if retry is not None and retry is not asyncio.current_task():
             retry.cancel()
             await asyncio.wait([retry])  # not `await retry`: ours may be cancelled too
@@ -1380,6 +1397,9 @@ class ClusterSessionDirectory:
         each recipient known and available now is told what it missed; one that
         comes back later when its node announces it available (`_apply`); what is
         left `MISSED_TTL` seconds from now is forgotten."""
+        if self._resync_retry is not None:
+            self._tell_after_retry = True  # the copy is not read yet
+            return
         self._missed_open = True
         for recipient in list(self._missed):
             self._tell_missed(recipient)

@@ -105,8 +105,11 @@ class ClusterNode:
 
     @property
     def connected(self) -> bool:
-        """Redis answered the last heartbeat and the subscriptions are in place."""
-        return self._connected
+        """Redis answered the last heartbeat and the subscriptions are in place,
+        and no loss is known yet (one noticed while the reconnect loop is busy
+        with the resync callbacks counts at once: cross-node work is refused,
+        not written to a dead connection)."""
+        return self._connected and not self._lost.is_set()
 
     @property
     def others(self) -> frozenset[str]:
@@ -380,7 +383,8 @@ class ClusterNode:
             self._connected = True
             log.warning("cluster: Redis reachable again: resynchronising")
             await self._run_all(self._reconnect)
-            await self._run_all(self._resynced)
+            if not self._lost.is_set():  # else: after the next reconnection
+                await self._run_all(self._resynced)
 
     async def _run_all(
         self, callbacks: list[Callable[..., Awaitable[None] | None]], *args: str

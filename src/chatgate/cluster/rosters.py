@@ -35,6 +35,9 @@ from chatgate.modules.roster.service import Owner, RosterService
 
 log = logging.getLogger(__name__)
 
+#: seconds a resynchronisation waits for the kept rosters to be read again
+RESYNC_WAIT = 10.0
+
 
 def share_rosters(node: ClusterNode, service: RosterService) -> None:
     channel = node.key("rosters")
@@ -90,9 +93,19 @@ def share_rosters(node: ClusterNode, service: RosterService) -> None:
     node.subscribe(channel, received)
     node.subscribe(withdrawals, withdrawn)
 
-    def forget_all() -> None:
-        """After an outage announcements may have been lost: read every kept roster again."""
-        for owner in service.kept():
-            spawn(service.refresh(owner))
+    async def forget_all() -> None:
+        """After an outage announcements may have been lost: read every kept roster
+        again, and return once they have been (up to `RESYNC_WAIT` seconds), so
+        that what runs after the resynchronisation (`ClusterNode.on_resynced`)
+        sees them."""
+        refreshes = [asyncio.ensure_future(service.refresh(owner)) for owner in service.kept()]
+        if refreshes:
+            done, late = await asyncio.wait(refreshes, timeout=RESYNC_WAIT)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("cluster: a roster could not be read again: %s", task.exception())
+            for task in late:  # still reading: they finish on their own
+                background.add(task)
+                task.add_done_callback(background.discard)
 
     node.on_reconnect(forget_all)

@@ -77,6 +77,8 @@ MAX_KNOWN_BLOCKERS = 100_000
 #: for at most this many accounts
 UNREAD_SECONDS = 5.0
 MAX_UNREAD = 10_000
+#: seconds a resynchronisation waits for the cached lists to be read again
+RESYNC_WAIT = 10.0
 
 _EMPTY: frozenset[str] = frozenset()
 
@@ -323,14 +325,22 @@ class Blocklists:
 
     async def resync(self) -> None:
         """After changes may have been missed (a cluster's Redis came back): the set
-        of blockers and every cached list are read again."""
+        of blockers and every cached list are read again, and this returns once
+        they have been (up to `RESYNC_WAIT` seconds), so that what runs after a
+        cluster's resynchronisation (`ClusterNode.on_resynced`) sees them."""
         try:
             await self.learn_blockers()
         except StorageUnavailable as exc:
             self._outage.failed("reading the accounts with a blocklist", exc)
             self.blockers = None
+        reads: list[asyncio.Future[frozenset[str]]] = []
         for bare in self.cache.accounts():
             self.reload(bare)
+            read = self._loads.get(bare)
+            if read is not None:
+                reads.append(read)
+        if reads:
+            await asyncio.wait(reads, timeout=RESYNC_WAIT)
 
     def get(self, bare: str) -> frozenset[str] | None:
         items = self.cache.get(bare)

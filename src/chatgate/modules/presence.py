@@ -595,31 +595,31 @@ class PresenceModule:
 
     async def _presence_missed(self, event: PresenceMissed) -> None:
         """A contact on another node missed a change of this node's `sender` while
-        Redis was unreachable: it gets the sender's presence as it is now (never a
-        stale one), if it still may: a presence subscriber of the account or a
-        directed-presence recipient of the session, not blocked (XEP-0191).  A
-        sender that has ended, here, sends unavailable (§4.5.2)."""
-        directory = self.router.directory
+        Redis was unreachable: it gets the sender's presence as it is when this
+        runs (never an older one), if it may see it: an available presence only
+        if it is still a presence subscriber of the account (not a mere
+        directed-presence recipient: what it was sent directly is not kept), and
+        nothing a block hides (XEP-0191).  A sender that has ended, or is
+        unavailable, sends unavailable (§4.5.2); one that moved to another node
+        (XEP-0198) sends what that node announced of it."""
         bare, _, resource = event.sender.partition("/")
         recipient_bare, _, recipient_resource = event.recipient.partition("/")
-        session = directory.local.get(bare, {}).get(resource)
-        if session is None and directory.table.get(bare, {}).get(resource) is not None:
-            return  # the sender moved to another node (XEP-0198): told from there
+        local, _, domain = bare.partition("@")
+        roster = await self.rosters.read((local, domain))
+        if self.filter is not None and await self.filter.hides(bare, recipient_bare):
+            return
+        # Nothing is awaited from here on: what is written is the sender's state now.
+        directory = self.router.directory
+        # Here, or moved to another node (XEP-0198): what the copy of it shows.
+        session = directory.table.get(bare, {}).get(resource)
         if session is not None and session.available and session.presence is not None:
-            local, _, domain = bare.partition("@")
-            roster = await self.rosters.read((local, domain))
-            if (
-                recipient_bare not in roster.presence_subscribers
-                and event.recipient not in session.directed
-            ):
+            if recipient_bare not in roster.presence_subscribers:
                 return
             stanza = session.presence.copy()
             stanza.attrs["from"] = event.sender
             stanza.attrs.pop("to", None)
         else:
             stanza = Element("presence", ns.CLIENT, {"from": event.sender, "type": "unavailable"})
-        if self.filter is not None and await self.filter.hides(bare, recipient_bare):
-            return
         target = directory.table.get(recipient_bare, {}).get(recipient_resource)
         if target is not None and target.available:
             self.router.write_presence((target,), serialize(stanza))

@@ -163,7 +163,9 @@ async def test_a_resync_that_keeps_failing_backs_off_and_the_node_stays_connecte
     await outage(redis_server, nodes)
     await back(redis_server, nodes)
     connected: list[bool] = []
+    deadline = asyncio.get_running_loop().time() + 15
     while len(failures) < 4:
+        assert asyncio.get_running_loop().time() < deadline, failures
         connected.append(a.ctx.cluster.connected)
         await asyncio.sleep(0.05)
     assert all(connected)
@@ -190,3 +192,34 @@ async def test_a_release_gets_past_an_unreadable_entry_of_its_own(
     # The release is still announced (a drops kate) and the damaged entry is gone.
     await eventually(lambda: "kate@localhost" not in directory(a).table)
     assert not await b.ctx.cluster.redis.hexists(snapshot, "kate@localhost/r")
+
+
+async def test_a_snapshot_entry_keeps_the_presence_when_interest_follows_it(
+    nodes: list[Server], tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A client that sends its presence before asking for its roster: the entry
+    written for the interest must keep the presence, or a node that reads the
+    snapshots (a join, a resync) shows the session available with none."""
+    b = nodes[1]
+    kate = await login(b, "kate")
+    await kate.send("<presence><status>first</status></presence>")
+    await kate.send("<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>")
+    snapshot = directory(b)._snapshot_key("b")
+    redis = b.ctx.cluster.redis
+
+    async def entry() -> list[Any]:
+        raw = await redis.hget(snapshot, "kate@localhost/r")
+        return json.loads(raw) if raw else []
+
+    for _ in range(100):
+        state = await entry()
+        if state and state[4]:  # interested: the I entry is written
+            break
+        await asyncio.sleep(0.02)
+    assert state[1] is True and state[4] is True, state
+    assert state[3] is not None and "first" in state[3], state
+    c = await start_node(tmp_path, redis_server, "c")
+    nodes.append(c)
+    copy = directory(c).table["kate@localhost"]["r"]
+    assert copy.available and copy.presence is not None
+    assert copy.presence.find("status").text == "first"

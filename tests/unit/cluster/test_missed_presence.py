@@ -17,10 +17,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chatgate.cluster import directory as cluster_directory
+from chatgate.cluster.resp import RespError
 from tests.redis_server import RedisServer
 from tests.unit.modules.test_blocking import befriend, block
 from tests.unit.modules.wire import Server
@@ -41,6 +43,11 @@ async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[list
 def unavailable(wire: object, full: str) -> bool:
     seen = presences(wire, full)  # type: ignore[arg-type]
     return bool(seen) and 'type="unavailable"' in seen[-1]
+
+
+def available_in(server: Server, bare: str, resource: str) -> bool:
+    session = directory(server).table.get(bare, {}).get(resource)
+    return session is not None and session.available
 
 
 def copied_status(server: Server, bare: str, resource: str) -> str:
@@ -106,6 +113,7 @@ async def test_a_sender_who_left_before_the_recipient_came_back_shows_unavailabl
         await real()
 
     mirror._reassert_and_reload = held_back
+    await eventually(lambda: available_in(b, "ivan@localhost", "r"))  # b knows him
     await outage(redis_server, nodes)
     kate = await online(b, "kate", status="online during the outage")
     assert "ivan@localhost/r" in directory(b)._missed
@@ -115,9 +123,8 @@ async def test_a_sender_who_left_before_the_recipient_came_back_shows_unavailabl
     await kate.send("<presence type='unavailable'/>")
     gate.set()
     await eventually(lambda: "ivan@localhost/r" not in directory(b)._missed, timeout=10)
-    await asyncio.sleep(0.3)
+    await eventually(lambda: unavailable(ivan, "kate@localhost/r"))
     assert not any("during the outage" in p for p in presences(ivan, "kate@localhost/r"))
-    assert unavailable(ivan, "kate@localhost/r")
 
 
 async def test_a_block_made_during_the_outage_holds(
@@ -168,7 +175,13 @@ async def test_a_recipient_that_went_unavailable_meanwhile_is_not_written_to(
     await ivan.send("<presence><status>new</status></presence>")
     await kate.send("<presence type='unavailable'/>")  # still connected
     await back(redis_server, nodes)
-    await eventually(lambda: not directory(b).table["kate@localhost"]["r"].available, timeout=10)
+
+    # a (where ivan's change was refused) has resynchronised and knows kate unavailable
+    def settled() -> bool:
+        copy = directory(a).table.get("kate@localhost", {}).get("r")
+        return directory(a)._missed_open and copy is not None and not copy.available
+
+    await eventually(settled, timeout=10)
     await asyncio.sleep(0.5)
     assert not any("new" in p for p in presences(kate, "ivan@localhost/r"))
     # ... and she gets it once she is available again (her probe answers it).
@@ -204,3 +217,190 @@ async def test_what_is_noted_is_bounded_and_forgotten(
         await eventually(lambda: not directory(b)._missed and directory(b)._missed_open, 10)
         assert directory(b)._missed_pairs == 0
     assert any("not told" in r.getMessage() for r in caplog.records)
+
+
+# The second review's cases (each failed on 82aef67).
+
+
+def blocklists(server: Server) -> Any:
+    return server.module("blocking").lists
+
+
+async def test_a_block_made_during_the_outage_holds_when_the_list_was_cached(
+    nodes: list[Server], redis_server: RedisServer
+) -> None:
+    """ivan's list is in b's memory (he blocked leo before): b must read it again
+    before telling him what he missed."""
+    a, b = nodes
+    await befriend(a, "ivan", "kate")
+    ivan = await online(a, "ivan")
+    await ivan.send(block("leo@localhost"))
+    await eventually(lambda: blocklists(b).cache.get("ivan@localhost"))
+    kate = await online(b, "kate", status="before")
+    await eventually(lambda: presences(ivan, "kate@localhost/r"))
+    await outage(redis_server, nodes)
+    await kate.send("<presence><status>secret</status></presence>")
+    await ivan.send(block("kate@localhost"))
+    await back(redis_server, nodes)
+    await eventually(lambda: not directory(b)._missed, timeout=10)
+    await asyncio.sleep(0.5)
+    assert not any("secret" in p for p in presences(ivan, "kate@localhost/r"))
+
+
+async def test_a_directed_presence_recipient_is_not_sent_the_broadcast_status(
+    nodes: list[Server], redis_server: RedisServer
+) -> None:
+    """kate, no contact of ivan's, sent him a directed presence during the outage:
+    her broadcast status is for her subscribers only."""
+    a, b = nodes
+    ivan = await online(a, "ivan")
+    kate = await online(b, "kate", status="at the doctor")
+    await eventually(lambda: "ivan@localhost" in directory(b).table)
+    await outage(redis_server, nodes)
+    await kate.send("<presence to='ivan@localhost/r'><status>hi ivan</status></presence>")
+    assert "ivan@localhost/r" in directory(b)._missed
+    await back(redis_server, nodes)
+    await eventually(lambda: not directory(b)._missed, timeout=10)
+    await asyncio.sleep(0.5)
+    assert not any("at the doctor" in p for p in presences(ivan, "kate@localhost/r"))
+
+
+async def test_a_node_whose_resync_failed_tells_nothing_from_its_stale_copy(
+    nodes: list[Server], redis_server: RedisServer
+) -> None:
+    """a's resync is refused at its first write (Redis out of memory) and b's comes
+    later: a must not tell kate, who went unavailable during the outage, from its
+    pre-outage copy; it tells once its retry has read the copy again."""
+    a, b = nodes
+    await befriend(a, "ivan", "kate")
+    ivan = await online(a, "ivan")
+    kate = await online(b, "kate")
+    await eventually(lambda: presences(kate, "ivan@localhost/r"))
+    node = a.ctx.cluster
+    real_run = node.run_script
+    refused: list[int] = []
+
+    async def out_of_memory_once(script: Any, keys: Any, args: Any) -> Any:
+        if script is cluster_directory._SCRIPTS["clear"] and not refused:
+            refused.append(1)
+            raise RespError("OOM command not allowed when used memory > 'maxmemory'")
+        return await real_run(script, keys, args)
+
+    node.run_script = out_of_memory_once  # type: ignore[method-assign]
+    gate = asyncio.Event()
+    real_b = directory(b)._reassert_and_reload
+
+    async def b_later() -> None:
+        await gate.wait()
+        await real_b()
+
+    directory(b)._reassert_and_reload = b_later
+    await outage(redis_server, nodes)
+    await ivan.send("<presence><status>new</status></presence>")
+    await kate.send("<presence type='unavailable'/>")  # still connected
+    assert "kate@localhost/r" in directory(a)._missed
+    await back(redis_server, nodes)
+    await eventually(lambda: refused, timeout=10)
+    await asyncio.sleep(0.5)
+    gate.set()
+    await eventually(lambda: directory(a)._missed_open, timeout=10)
+    await asyncio.sleep(0.5)
+    assert not any("new" in p for p in presences(kate, "ivan@localhost/r"))
+
+
+async def test_what_is_sent_is_never_older_than_a_broadcast_made_meanwhile(
+    nodes: list[Server], redis_server: RedisServer
+) -> None:
+    """The telling waits on a database read (ivan's block list); kate's newer
+    status is broadcast meanwhile: ivan must end on it."""
+    a, b = nodes
+    await befriend(a, "ivan", "kate")
+    ivan = await online(a, "ivan")
+    kate = await online(b, "kate", status="before")
+    await eventually(lambda: presences(ivan, "kate@localhost/r"))
+    repository = blocklists(b).repository
+    real_items = repository.items
+    entered = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def slow_items(owner: Any) -> Any:
+        if owner == ("ivan", "localhost"):
+            entered.set()
+            await gate.wait()  # a slow database read
+        return await real_items(owner)
+
+    repository.items = slow_items
+    await outage(redis_server, nodes)
+    await kate.send("<presence><status>during</status></presence>")
+    await ivan.send(block("leo@localhost"))  # ivan becomes a blocker; b not told
+    await back(redis_server, nodes)
+    try:
+        await asyncio.wait_for(entered.wait(), 10)
+        # kate's newer status: held by the blocking stage until ivan's list is read
+        newer = asyncio.ensure_future(kate.send("<presence><status>newest</status></presence>"))
+        await asyncio.sleep(0.3)
+    finally:
+        gate.set()
+    await newer
+    await eventually(lambda: any("newest" in p for p in presences(ivan, "kate@localhost/r")))
+    await asyncio.sleep(0.5)
+    last = presences(ivan, "kate@localhost/r")[-1]
+    assert "newest" in last, f"ivan's last view of kate: {last}"
+
+
+async def test_a_subscription_cancelled_during_the_outage_holds(
+    nodes: list[Server], redis_server: RedisServer
+) -> None:
+    """ivan removes kate from his roster during the outage: kate's node reads her
+    roster again before telling, so ivan is no longer sent her status."""
+    a, b = nodes
+    await befriend(a, "ivan", "kate")
+    ivan = await online(a, "ivan")
+    kate = await online(b, "kate", status="before")
+    await eventually(lambda: presences(ivan, "kate@localhost/r"))
+    await outage(redis_server, nodes)
+    await kate.send("<presence><status>secret</status></presence>")
+    await ivan.send(
+        "<iq type='set' id='rm'><query xmlns='jabber:iq:roster'>"
+        "<item jid='kate@localhost' subscription='remove'/></query></iq>"
+    )
+    await back(redis_server, nodes)
+    await eventually(lambda: not directory(b)._missed, timeout=10)
+    await asyncio.sleep(0.5)
+    assert not any("secret" in p for p in presences(ivan, "kate@localhost/r"))
+
+
+async def test_a_change_made_while_redis_drops_again_during_the_resync_is_told(
+    nodes: list[Server], redis_server: RedisServer
+) -> None:
+    """Redis is lost again while b runs its resynchronisation: b counts as
+    disconnected at once, so kate's change is noted, not written to the dead
+    connection, and ivan gets it after Redis is back for good."""
+    a, b = nodes
+    await befriend(a, "ivan", "kate")
+    ivan = await online(a, "ivan")
+    kate = await online(b, "kate", status="before")
+    await eventually(lambda: presences(ivan, "kate@localhost/r"))
+    gate = asyncio.Event()
+    real = directory(b)._reassert_and_reload
+    calls: list[int] = []
+
+    async def held_once() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            await gate.wait()
+        await real()
+
+    directory(b)._reassert_and_reload = held_once
+    await outage(redis_server, nodes)
+    await back(redis_server, nodes)
+    await eventually(lambda: calls, timeout=10)
+    redis_server.stop()  # lost again while b's resync is held
+    await eventually(lambda: not b.ctx.cluster.connected)
+    await kate.send("<presence><status>changed</status></presence>")
+    assert "ivan@localhost/r" in directory(b)._missed
+    gate.set()
+    redis_server.start()
+    await eventually(
+        lambda: any("changed" in p for p in presences(ivan, "kate@localhost/r")), timeout=15
+    )
