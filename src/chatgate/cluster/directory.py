@@ -1505,13 +1505,10 @@ def _read_event(line: str) -> Event | None:
     """One change from another node, or None when it cannot be read (another
     release's, or damaged); fields past the seven known are ignored, so a later
     release may add some."""
-    try:
-        fields = json.loads(line)
-    except ValueError:
+    fields = _leading(line, 7)
+    if fields is None:
         return None
-    if not isinstance(fields, list) or len(fields) < 7:
-        return None
-    node, op, sid, bare, resource, priority, presence = fields[:7]
+    node, op, sid, bare, resource, priority, presence = fields
     if not all(isinstance(f, str) for f in (node, op, sid, bare, resource)):
         return None
     if type(priority) is not int or not (presence is None or isinstance(presence, str)):
@@ -1521,18 +1518,26 @@ def _read_event(line: str) -> Event | None:
 
 def _read_entry(raw: bytes | str) -> Entry | None:
     """One snapshot entry, or None when it cannot be read (as `_read_event`)."""
-    try:
-        fields = json.loads(raw)
-    except ValueError:
+    fields = _leading(raw, 5)
+    if fields is None:
         return None
-    if not isinstance(fields, list) or len(fields) < 5:
-        return None
-    sid, available, priority, presence, interested = fields[:5]
+    sid, available, priority, presence, interested = fields
     if not isinstance(sid, str) or type(priority) is not int:
         return None
     if not (presence is None or isinstance(presence, str)):
         return None
     return sid, bool(available), priority, presence, bool(interested)
+
+
+def _leading(raw: bytes | str, count: int) -> list[Any] | None:
+    """The first `count` fields of a JSON list, or None when it is not one."""
+    try:
+        fields = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(fields, list) or len(fields) < count:
+        return None
+    return fields[:count]
 
 
 def _availability_sender(data: bytes) -> str | None:

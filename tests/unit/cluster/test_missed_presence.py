@@ -25,7 +25,7 @@ from chatgate.cluster import directory as cluster_directory
 from chatgate.cluster.resp import RespError
 from tests.redis_server import RedisServer
 from tests.unit.modules.test_blocking import befriend, block
-from tests.unit.modules.wire import Server
+from tests.unit.modules.wire import Server, Wire
 
 from .test_mirror_robustness import back, directory, online, outage, presences
 from .test_push_hibernated import two_nodes
@@ -43,6 +43,15 @@ async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[list
 def unavailable(wire: object, full: str) -> bool:
     seen = presences(wire, full)  # type: ignore[arg-type]
     return bool(seen) and 'type="unavailable"' in seen[-1]
+
+
+async def contacts(a: Server, b: Server, status: str) -> tuple[Wire, Wire]:
+    """ivan on a and kate on b, subscribed to each other, ivan seeing kate."""
+    await befriend(a, "ivan", "kate")
+    ivan = await online(a, "ivan")
+    kate = await online(b, "kate", status=status)
+    await eventually(lambda: presences(ivan, "kate@localhost/r"))
+    return ivan, kate
 
 
 def available_in(server: Server, bare: str, resource: str) -> bool:
@@ -131,10 +140,7 @@ async def test_a_block_made_during_the_outage_holds(
     nodes: list[Server], redis_server: RedisServer
 ) -> None:
     a, b = nodes
-    await befriend(a, "ivan", "kate")
-    ivan = await online(a, "ivan")
-    kate = await online(b, "kate", status="before")
-    await eventually(lambda: presences(ivan, "kate@localhost/r"))
+    ivan, kate = await contacts(a, b, "before")
     await outage(redis_server, nodes)
     await kate.send("<presence><status>secret</status></presence>")
     await ivan.send(block("kate@localhost"))
@@ -314,10 +320,7 @@ async def test_what_is_sent_is_never_older_than_a_broadcast_made_meanwhile(
     """The telling waits on a database read (ivan's block list); kate's newer
     status is broadcast meanwhile: ivan must end on it."""
     a, b = nodes
-    await befriend(a, "ivan", "kate")
-    ivan = await online(a, "ivan")
-    kate = await online(b, "kate", status="before")
-    await eventually(lambda: presences(ivan, "kate@localhost/r"))
+    ivan, kate = await contacts(a, b, "before")
     repository = blocklists(b).repository
     real_items = repository.items
     entered = asyncio.Event()
@@ -354,10 +357,7 @@ async def test_a_subscription_cancelled_during_the_outage_holds(
     """ivan removes kate from his roster during the outage: kate's node reads her
     roster again before telling, so ivan is no longer sent her status."""
     a, b = nodes
-    await befriend(a, "ivan", "kate")
-    ivan = await online(a, "ivan")
-    kate = await online(b, "kate", status="before")
-    await eventually(lambda: presences(ivan, "kate@localhost/r"))
+    ivan, kate = await contacts(a, b, "before")
     await outage(redis_server, nodes)
     await kate.send("<presence><status>secret</status></presence>")
     await ivan.send(
@@ -377,10 +377,7 @@ async def test_a_change_made_while_redis_drops_again_during_the_resync_is_told(
     disconnected at once, so kate's change is noted, not written to the dead
     connection, and ivan gets it after Redis is back for good."""
     a, b = nodes
-    await befriend(a, "ivan", "kate")
-    ivan = await online(a, "ivan")
-    kate = await online(b, "kate", status="before")
-    await eventually(lambda: presences(ivan, "kate@localhost/r"))
+    ivan, kate = await contacts(a, b, "before")
     gate = asyncio.Event()
     real = directory(b)._reassert_and_reload
     calls: list[int] = []
