@@ -1339,12 +1339,10 @@ class ClusterSessionDirectory:
         if len(data) <= ECHO_LIMIT:
             head = data  # clients match errors by the payload they sent (a body)
         else:
-            end = data.find(b">")
-            if end < 0:
+            start = _start_tag(data)
+            if start is None:
                 return
-            head = data[: end + 1]
-            if not head.endswith(b"/>"):
-                head = head[:-1] + b"/>"
+            head = start
         try:
             stanza = parse_fragment(head)
             sender = JID.parse(stanza.attrs.get("from", ""))
@@ -1540,17 +1538,24 @@ def _leading(raw: bytes | str, count: int) -> list[Any] | None:
     return fields[:count]
 
 
+def _start_tag(data: bytes) -> bytes | None:
+    """A serialized stanza's start tag alone, closed as an empty element (to read
+    its attributes without its payload); None when there is no tag."""
+    end = data.find(b">")
+    if end < 0:
+        return None
+    head = data[: end + 1]
+    return head if head.endswith(b"/>") else head[:-1] + b"/>"
+
+
 def _availability_sender(data: bytes) -> str | None:
     """The sender of a presence this node serialized when it is an availability
     change (no type, or 'unavailable'), read from its start tag; None for
     subscription presence (its request stays pending in the roster, and the
     roster push of a state change says the same) or anything unreadable."""
-    end = data.find(b">")
-    if end < 0:
+    head = _start_tag(data)
+    if head is None:
         return None
-    head = data[: end + 1]
-    if not head.endswith(b"/>"):
-        head = head[:-1] + b"/>"
     try:
         attrs = parse_fragment(head).attrs
     except Exception:  # what we serialized ourselves: nothing to note
