@@ -76,6 +76,10 @@ class ClusterNode:
         self._connected = False
         self._caught_up = asyncio.Event()
         self._lost = asyncio.Event()
+        #: losses of Redis handled since start (counted before `connected` is True
+        #: again): what was learned over pub/sub before one cannot be trusted
+        #: after it, as messages may have been missed
+        self.losses = 0
         self._stopping = False
         #: wakes `_reconnects`: a connection lost, or a channel to subscribe
         self._attention = asyncio.Event()
@@ -361,6 +365,7 @@ class ClusterNode:
                     with contextlib.suppress(Exception):
                         await self._subscribe_missing()
                 continue
+            self.losses += 1
             if self._connected:
                 log.warning(
                     "cluster: lost Redis: serving this node's sessions only,"

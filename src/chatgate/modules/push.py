@@ -51,6 +51,7 @@ from chatgate.modules.push_limits import (
     NotificationLimiter,
     Send,
 )
+from chatgate.modules.push_registered import KnownRegistrations, RegisteredAccounts
 from chatgate.storage.errors import StorageUnavailable
 from chatgate.storage.outage_log import OutageLog
 from chatgate.storage.repositories.push import PushRepository, PushTarget, TooManyRegistrations
@@ -125,13 +126,21 @@ class PushNotifications:
         self.repository = PushRepository(ctx.db.engine)
         local = LocalNotificationLimiter(options.min_interval, options.limiter_entries)
         self.limiter: NotificationLimiter = local
-        if ctx.cluster is not None and ctx.peers.clustered:
-            from chatgate.cluster.push import RedisNotificationLimiter
+        registered: RegisteredAccounts = KnownRegistrations(self.repository.registered)
+        if ctx.cluster is not None:
+            from chatgate.cluster.push_registered import ClusterRegisteredAccounts
 
-            # One slot per registration for all nodes (the local one serves while
-            # Redis is away).
-            self.limiter = RedisNotificationLimiter(ctx.cluster, options.min_interval, local)
-        self.notifier = Notifier(ctx, self.repository, self.limiter, options)
+            # Every node's enables reach every node's set.
+            registered = ClusterRegisteredAccounts(
+                ctx.cluster, self.repository.registered, ctx.spawn
+            )
+            if ctx.peers.clustered:
+                from chatgate.cluster.push import RedisNotificationLimiter
+
+                # One slot per registration for all nodes (the local one serves
+                # while Redis is away).
+                self.limiter = RedisNotificationLimiter(ctx.cluster, options.min_interval, local)
+        self.notifier = Notifier(ctx, self.repository, self.limiter, options, registered)
         yield IqHandler(PUSH, "set", self._set)
         yield DiscoFeature(PUSH, on_account=True)
         yield DiscoFeature(PUSH)
@@ -141,9 +150,7 @@ class PushNotifications:
         yield OnEvent(SessionResumed, stage.back)
         yield OnEvent(SessionClosed, stage.back)
         yield OnEvent(SessionMovedOut, stage.back)  # resumed on another node
-        if ctx.cluster is None:
-            # In a cluster another node's registration would not reach the set.
-            yield OnStart(self.notifier.learn_registered)
+        yield OnStart(registered.start)
 
     async def _set(self, session: C2SSession, iq: Element) -> None:
         to = iq.get("to")
@@ -165,7 +172,7 @@ class PushNotifications:
                 )
             except TooManyRegistrations as exc:
                 raise StanzaError(StanzaErrorCondition.RESOURCE_CONSTRAINT, str(exc)) from None
-            self.notifier.registered_now(session.bare)
+            await self.notifier.registered.added(session.bare)
         elif disable is not None:
             await self.repository.disable(owner, _service(disable), disable.get("node") or None)
         else:
@@ -242,10 +249,6 @@ class PushStage:
         )
 
 
-#: accounts with a registration known by name at most (beyond, each is read)
-MAX_KNOWN_ACCOUNTS = 100_000
-
-
 class Notifier:
     """Reads an account's registrations and notifies each, bounded in tasks."""
 
@@ -255,32 +258,23 @@ class Notifier:
         repository: PushRepository,
         limiter: NotificationLimiter,
         options: Options,
+        registered: RegisteredAccounts,
     ) -> None:
         self.ctx = ctx
         self.repository = repository
         self.limiter = limiter
         self.options = options
+        #: a message for an account without a registration needs no read
+        self.registered = registered
         self.pending = 0
         self.dropped = 0
         self.sent = 0
         self._http = asyncio.Semaphore(options.http_concurrency)
-        #: the accounts with a registration (read at start, grown by each enable):
-        #: a message for anyone else needs no read.  None: not known, read each time.
-        self.registered: set[str] | None = None
         #: one line per database outage, not a traceback per message
         self._outage = OutageLog(log, "push")
 
-    async def learn_registered(self) -> None:
-        self.registered = await self.repository.registered(MAX_KNOWN_ACCOUNTS)
-
-    def registered_now(self, bare: str) -> None:
-        if self.registered is not None:
-            self.registered.add(bare)
-            if len(self.registered) > MAX_KNOWN_ACCOUNTS:
-                self.registered = None
-
     def message_for(self, bare: str, sender: str, body: str) -> None:
-        if self.registered is not None and bare not in self.registered:
+        if not self.registered.may_have(bare):
             return  # no device registered: nothing to read, nobody to notify
         self._start(self._notify(bare, sender, body))
 
