@@ -306,10 +306,12 @@ class ArchiveService:
             return True
         return await self.repository.replace(owner, stanza_id, text)
 
-    async def delete_archive(self, owner: str) -> int:
-        """Delete a room's whole archive (when the room is destroyed)."""
+    async def delete_archive(self, owner: str, before: str | None = None) -> int:
+        """Delete a room's archive (when the room is destroyed): all of it, or the
+        messages with an archive id below `before` (`new_stanza_id` when the room
+        ended: a room of the same name made since keeps its own)."""
         await self.writer.flush()
-        return await self.repository.delete_owner(owner)
+        return await self.repository.delete_owner(owner, before)
 
     # ------------------------------------------------------------ queries
 

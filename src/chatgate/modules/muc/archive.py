@@ -32,8 +32,8 @@ class MamRoomArchive:
     async def retract(self, room: str, stanza_id: str, tombstone: Element) -> bool:
         return await self.service.retract(room, stanza_id, tombstone)
 
-    async def delete(self, room: str) -> None:
-        await self.service.delete_archive(room)
+    async def delete(self, room: str, before: str | None = None) -> None:
+        await self.service.delete_archive(room, before)
 
     async def query(self, session: C2SSession, iq: Element, room: str) -> None:
         """Answer a query sent to the room; the final IQ result comes from the room

@@ -123,6 +123,7 @@ def join(
             raise StanzaError(E.RESOURCE_CONSTRAINT, "too many sessions under this nickname")
     if created:
         svc.registry.add(room)
+        svc.forget_leftovers(room_jid)
     room.add_session(key, occupant, session.full, stanza)
     svc.registry.joined(session.full, room.jid)
     _welcome(svc, room, occupant, session, x, created=created, announce=existing is None)

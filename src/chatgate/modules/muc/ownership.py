@@ -404,7 +404,9 @@ class RoomOwnership:
 
     def _evict(self, room: Room) -> None:
         """Drop the room: occupants get 110 and 332 (they join again, on the new
-        owner); a temporary room's archive goes, as when it empties."""
+        owner).  Its archive stays: the new owner may hold a live room of that
+        name already (a handover that came too late), and a room made anew
+        forgets what an earlier one left (`MucService.forget_leftovers`)."""
         svc = self.svc
         for occupant in list(room.occupants.values()):
             el = svc.occupant_presence(
@@ -418,12 +420,9 @@ class RoomOwnership:
             svc.router.presence_to(list(occupant.sessions), serialize(el))
         for full in room.full_jids():
             self.relay.memberships.left(full, room.jid)
-        temporary = not room.config.persistent
         room.destroyed = True
         room.history.clear()
         svc.registry.remove(room.jid)
-        if temporary and svc.archive is not None and svc.spawn is not None:
-            svc.spawn(svc.archive.delete(room.jid))
 
 
 def shutdown_presence(room: str, nick: str, full: str) -> Element:

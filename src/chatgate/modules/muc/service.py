@@ -45,6 +45,8 @@ class RoomStore(Protocol):
 
     async def save(self, record: RoomRecord) -> None: ...
 
+    async def exists(self, jid: str) -> bool: ...
+
     async def delete(self, jid: str) -> None: ...
 
 
@@ -64,7 +66,9 @@ class RoomArchive(Protocol):
         """Replace an archived message by its tombstone; False when there is none."""
         ...
 
-    async def delete(self, room: str) -> None: ...
+    async def delete(self, room: str, before: str | None = None) -> None:
+        """Delete the room's archive, or its messages with an id below `before`."""
+        ...
 
     async def query(self, session: C2SSession, iq: Element, room: str) -> None: ...
 
@@ -208,16 +212,36 @@ class MucService:
         return self._forget(room.jid, was_persistent)
 
     def _forget(self, jid: str, stored: bool) -> Awaitable[None]:
-        """A destroyed room's stored configuration and archive go (§10.9)."""
+        """A destroyed room's stored configuration and archive go (§10.9); a room
+        of the same name made before this runs keeps what it archived (ids from
+        this node's generator only grow)."""
         archive = self.archive
+        before = archive.new_id() if archive is not None else None
 
         async def forget() -> None:
             if stored:
                 await self.store.delete(jid)
             if archive is not None:
-                await archive.delete(jid)
+                await archive.delete(jid, before)
 
         return self._in_order(jid, forget)
+
+    def forget_leftovers(self, jid: str) -> None:
+        """A room made anew: what an earlier temporary room of its name left in the
+        archive goes before anyone can read it (its owner node died, or the
+        server, before that room ended, or its deletion failed).  Skipped when a
+        room of that name is stored: that is a persistent room's archive, whose
+        room could not be loaded."""
+        archive = self.archive
+        if archive is None or self.spawn is None:
+            return
+        before = archive.new_id()  # this room's messages come after
+
+        async def forget() -> None:
+            if not await self.store.exists(jid):
+                await archive.delete(jid, before)
+
+        self.spawn(self._in_order(jid, forget))
 
     def drop_if_empty(self, room: Room) -> None:
         """§10.9 for temporary rooms: gone when the last occupant leaves."""

@@ -191,13 +191,15 @@ class ArchiveRepository:
                 )
             return bool(result.rowcount)
 
-    async def delete_owner(self, owner: str) -> int:
-        """Delete a whole archive (a destroyed room's); returns the rows deleted."""
+    async def delete_owner(self, owner: str, before: str | None = None) -> int:
+        """Delete a whole archive (a destroyed room's), or only its messages with an
+        archive id below `before` (what a room of the same name made later keeps);
+        returns the rows deleted."""
+        query = delete(ArchivedMessage).where(ArchivedMessage.owner == owner)
+        if before is not None:
+            query = query.where(ArchivedMessage.archive_id < before)
         async with self._writer.begin() as conn:
-            result = await conn.execute(
-                delete(ArchivedMessage).where(ArchivedMessage.owner == owner)
-            )
-            return result.rowcount
+            return (await conn.execute(query)).rowcount
 
     # ------------------------------------------------------------ reading
 

@@ -110,6 +110,12 @@ class RoomRepository:
                     ],
                 )
 
+    async def exists(self, jid: str) -> bool:
+        """Whether a room of this JID is stored (persistent)."""
+        async with self._engine.connect() as conn:
+            found = await conn.execute(select(StoredRoom.id).where(StoredRoom.jid == jid))
+            return found.first() is not None
+
     async def delete(self, jid: str) -> None:
         """Forget a room (its affiliations go with it); nothing happens if it was not stored."""
         async with self._writer.begin() as conn:

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import cast
 
-from .support import ROOM, Client, configure, error, messages, result, running
+from chatgate.modules.muc.service import MucService
+from chatgate.xml.framed import parse_fragment
+from tests.unit.modules.wire import Server
+
+from .support import MUC, ROOM, Client, configure, error, instant, messages, result, running
 
 MAM = "{urn:xmpp:mam:2}"
 FWD = "{urn:xmpp:forward:0}"
@@ -115,3 +120,50 @@ async def test_a_destroyed_rooms_archive_is_gone(tmp_path: Path) -> None:
         # a new room of the same name starts with an empty archive
         await alice.join("Alice")
         assert archived(await alice.send(QUERY)) == []
+
+
+def muc_service(srv: Server) -> MucService:
+    assert srv.ctx is not None
+    record = srv.ctx.modules.get("muc")
+    assert record is not None
+    service = record.module.service  # type: ignore[attr-defined]
+    assert service is not None
+    return cast(MucService, service)
+
+
+async def test_a_new_room_does_not_serve_what_an_earlier_one_left(tmp_path: Path) -> None:
+    """An earlier temporary room of this name left messages in the archive without
+    ending (its owner node killed, or the server): the room made anew is not
+    theirs, and whoever makes it must not read them."""
+    async with running(tmp_path) as srv:
+        archive = muc_service(srv).archive
+        assert archive is not None
+        left = parse_fragment(
+            f"<message xmlns='jabber:client' from='{ROOM}/Bob' type='groupchat'>"
+            "<body>the plan</body></message>".encode()
+        )
+        archive.append(ROOM, left, archive.new_id(), "Bob", "bob@localhost")
+        mallory = await Client.login(srv, "alice")
+        await mallory.join("Alice")
+        await mallory.wire.settle()
+        await mallory.send(f"<message to='{ROOM}' type='groupchat'><body>mine</body></message>")
+        found = archived(await mallory.send(QUERY))
+        assert [m.findtext("{jabber:client}body") for m in found] == ["mine"]
+
+
+async def test_a_room_made_again_at_once_keeps_its_own_messages(tmp_path: Path) -> None:
+    """The earlier room's archive goes, as it empties; the new room's first
+    messages, sent before that deletion ran, stay."""
+    async with running(tmp_path) as srv:
+        alice = await Client.login(srv, "alice")
+        await alice.join("Alice")
+        await alice.send(f"<message to='{ROOM}' type='groupchat'><body>old</body></message>")
+        # leave, join again and speak in one read: before the deletions ran
+        await alice.wire.send(
+            f"<presence to='{ROOM}/Alice' type='unavailable'/>"
+            f"<presence to='{ROOM}/Alice'><x xmlns='{MUC}'/></presence>{instant()}"
+            f"<message to='{ROOM}' type='groupchat'><body>new</body></message>"
+        )
+        await alice.wire.settle()
+        found = archived(await alice.send(QUERY))
+        assert [m.findtext("{jabber:client}body") for m in found] == ["new"]
