@@ -250,6 +250,9 @@ MIRROR_READS = 3
 #: seconds after a resync it keeps those whose recipient has not come back.
 MISSED_PAIRS = 100_000
 MISSED_TTL = 60.0
+#: Accounts whose sessions on other nodes could not be told to close (Redis
+#: away), kept to close them once the cluster has resynchronised.
+OWED_CLOSES = 10_000
 #: Seconds before a failed resync is tried again, doubled each time up to the max.
 RESYNC_RETRY = 0.5
 RESYNC_RETRY_MAX = 30.0
@@ -416,10 +419,11 @@ class RemoteSession:
     def send(self, stanza: Element) -> None:
         self.write(serialize(stanza).encode())
 
-    def close(self, condition: StreamErrorCondition, text: str = "") -> None:
+    def close(self, condition: StreamErrorCondition, text: str = "") -> bool:
+        """Send its node the CLOSE; False when it was refused (Redis away)."""
         # The sid: a late CLOSE must not end a newer session of the same full JID.
         payload = f"{self.sid}\n{condition.value}\n{text}".encode()
-        self._directory.forwarder.send(self.node, FrameKind.CLOSE, self.target, payload)
+        return self._directory.forwarder.send(self.node, FrameKind.CLOSE, self.target, payload)
 
     def __repr__(self) -> str:
         return f"<RemoteSession {self.full} on {self.node}>"
@@ -457,6 +461,9 @@ class ClusterSessionDirectory:
         #: missed presence is told once a retry succeeds (not from a stale copy)
         self._tell_after_retry = False
         self._missed_timer: asyncio.TimerHandle | None = None
+        #: account -> why its sessions end, for the closes Redis's absence refused
+        #: (`close_sessions`, `_close_owed`)
+        self._owed_closes: dict[str, tuple[StreamErrorCondition, str]] = {}
         #: the last refused presence and its sender (a broadcast refuses one
         #: stanza per recipient: its start tag is read once)
         self._last_refused: tuple[bytes, str | None] = (b"", None)
@@ -827,12 +834,48 @@ class ClusterSessionDirectory:
         return bare in self.table
 
     def close_sessions(self, bare: str, condition: StreamErrorCondition, text: str) -> int:
+        """This node's sessions close at once; the others' nodes are sent a CLOSE.
+        Without Redis (a close refused, or this node's copy possibly stale: a
+        session bound elsewhere meanwhile is not in it) the account is kept and
+        its sessions elsewhere are closed once the cluster has resynchronised
+        (`_close_owed`): a deletion or a lock during an outage must not leave a
+        session on another node for good."""
         closed = 0
+        owed = not self.node.connected
         for session in list(self.table.get(bare, {}).values()):
-            session.close(condition, text)
-            if isinstance(session, C2SSession):
+            if isinstance(session, RemoteSession):
+                owed = not session.close(condition, text) or owed
+            else:
+                session.close(condition, text)
                 closed += 1
+        if owed:
+            self._owe_close(bare, condition, text)
         return closed
+
+    def _owe_close(self, bare: str, condition: StreamErrorCondition, text: str) -> None:
+        owed = self._owed_closes
+        owed.pop(bare, None)
+        owed[bare] = (condition, text)
+        if len(owed) > OWED_CLOSES:
+            dropped = next(iter(owed))
+            del owed[dropped]
+            log.warning(
+                "cluster: more than %d accounts' sessions wait to be closed after the"
+                " outage: %s's sessions on other nodes are not",
+                OWED_CLOSES,
+                dropped,
+            )
+
+    def _close_owed(self) -> None:
+        """The closes Redis's absence refused, sent to the sessions the resynchronised
+        copy knows on other nodes (this node's own closed at once)."""
+        owed, self._owed_closes = self._owed_closes, {}
+        for bare, (condition, text) in owed.items():
+            for session in list(self.table.get(bare, {}).values()):
+                if isinstance(session, RemoteSession) and not session.close(condition, text):
+                    self._owe_close(bare, condition, text)  # lost again: next time
+        if owed:
+            log.info("cluster: sessions of %d accounts closed after the outage", len(owed))
 
     def sessions_elsewhere(self) -> list[RemoteSession]:
         """Every session on the other nodes (administration's cluster-wide list)."""
@@ -1398,6 +1441,7 @@ class ClusterSessionDirectory:
         if self._resync_retry is not None:
             self._tell_after_retry = True  # the copy is not read yet
             return
+        self._close_owed()
         self._missed_open = True
         for recipient in list(self._missed):
             self._tell_missed(recipient)

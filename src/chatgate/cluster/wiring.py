@@ -30,6 +30,9 @@ async def join_cluster(ctx: ServerContext, node: ClusterNode) -> None:
     ctx.router.use_directory(directory)
     await directory.start()
     node.on_close(directory.close)
+    from chatgate.cluster.account_recheck import recheck_accounts_after_outages
+
+    recheck_accounts_after_outages(ctx, node)
     await node.subscribed()
     from chatgate.cluster.auth_state import share_auth_state
 

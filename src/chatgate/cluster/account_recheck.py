@@ -1,0 +1,75 @@
+"""After an outage of Redis, this node's sessions of accounts deleted or locked
+meanwhile end.
+
+Deleting or locking an account closes its sessions on every node: the changing
+node sends each other node a CLOSE over Redis.  A node that had lost Redis
+could not hear it, and would keep serving a deleted or locked account's
+sessions for as long as they last.  So once the cluster has resynchronised
+(`ClusterNode.on_resynced`), a node reads which of its sessions' accounts still
+exist and which are locked, and ends the others as the deletion or the lock
+would have.  (The changing node keeps the closes it could not send itself:
+`ClusterSessionDirectory.close_sessions`.)
+
+Only accounts of the internal store are read: another provider's accounts
+(HTTP, LDAP) are not ours to judge.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from chatgate.accounts.server import internal_provider_of
+from chatgate.storage.errors import StorageError
+from chatgate.vocabulary.errors import StreamErrorCondition
+
+if TYPE_CHECKING:
+    from chatgate.cluster.node import ClusterNode
+    from chatgate.context import ServerContext
+
+log = logging.getLogger(__name__)
+
+
+async def end_sessions_of_gone_accounts(ctx: ServerContext) -> int:
+    """Close this node's sessions whose account was deleted or locked; returns how
+    many accounts' sessions were closed."""
+    local = ctx.router.directory.local
+    owners: dict[tuple[str, str], str] = {}
+    for bare in list(local):
+        username, _, domain = bare.partition("@")
+        if internal_provider_of(ctx, domain) is not None:
+            owners[(username, domain)] = bare
+    if not owners:
+        return 0
+    try:
+        existing = await ctx.db.accounts.existing(owners)
+        locked = await ctx.db.accounts.locked_accounts()
+    except StorageError as exc:
+        log.warning("cluster: cannot check this node's sessions' accounts (%s)", exc)
+        return 0
+    ended = 0
+    for owner, bare in owners.items():
+        if owner not in existing:
+            text = "the account was removed"
+        elif owner in locked:
+            text = "the account was locked"
+        else:
+            continue
+        # still this node's (the reads awaited): closed here, as the change would
+        for session in list(local.get(bare, {}).values()):
+            session.close(StreamErrorCondition.NOT_AUTHORIZED, text)
+        ended += 1
+    if ended:
+        log.warning(
+            "cluster: the sessions of %d accounts deleted or locked while Redis was away"
+            " were closed",
+            ended,
+        )
+    return ended
+
+
+def recheck_accounts_after_outages(ctx: ServerContext, node: ClusterNode) -> None:
+    async def recheck() -> None:
+        await end_sessions_of_gone_accounts(ctx)
+
+    node.on_resynced(recheck)
