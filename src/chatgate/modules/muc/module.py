@@ -26,6 +26,7 @@ from chatgate.modules.muc.relay import RoomRelay
 from chatgate.modules.muc.service import MucService, RoomArchive
 from chatgate.storage.repositories.rooms import RoomRepository
 from chatgate.xmpp.events import BecameUnavailable, RemoteSessionLost, SessionClosed
+from chatgate.xmpp.sm_events import SessionMovedIn, SessionMovedOut, SessionMovingOut
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -94,6 +95,10 @@ class MultiUserChat:
         yield OnEvent(SessionClosed, closed, priority=50)
         yield OnEvent(BecameUnavailable, unavailable, priority=50)
         yield OnEvent(RemoteSessionLost, lost, priority=50)
+        # XEP-0198 resumption on another node: the rooms go with the session
+        yield OnEvent(SessionMovingOut, lambda e: relay.moving_out(e.session.full, e.carry))
+        yield OnEvent(SessionMovedOut, lambda e: relay.moved_out(e.session.full))
+        yield OnEvent(SessionMovedIn, lambda e: relay.moved_in_here(e.session.full, e.carry))
         for domain, host in domains.items():
             yield ServiceDomain(domain, relay.handle, host, options.name)
 

@@ -37,7 +37,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, cast
 
 from chatgate.jid import JID
@@ -85,6 +85,10 @@ ENDED_COUNT = 10_000
 
 _STANZA = b"S"
 _ENDED = b"E"
+#: a moving session's rooms, in `SessionMovingOut.carry` (`MAX_CARRY` is for every
+#: module: the rooms take at most this much of it, the most recent first)
+CARRY_KEY = "muc"
+CARRY_BYTES = 8192
 E = StanzaErrorCondition
 
 
@@ -175,12 +179,15 @@ class Memberships:
     """The rooms this node's sessions sent presence to, with the nick (bounded per
     session): whom to tell when a room's owner dies, and whether a session's end
     must be told to the other nodes.  A room beyond the bound pushes the oldest
-    out (the owner's own backstop, a groupchat message that can no longer reach
-    the session, still removes it)."""
+    out, and the session is then `incomplete`: its end is told to every node."""
 
     def __init__(self, per_session: int) -> None:
         self.per_session = per_session
         self._rooms: dict[str, dict[str, str]] = {}
+        #: sessions whose rooms may be more than listed (one pushed out, or resumed
+        #: here from another node with more than it carried): at most one entry
+        #: per session of this node, gone with the session
+        self.incomplete: set[str] = set()
 
     def joined(self, full: str, room: str, nick: str) -> None:
         rooms = self._rooms.setdefault(full, {})
@@ -188,6 +195,7 @@ class Memberships:
         rooms[room] = nick
         while len(rooms) > self.per_session:
             del rooms[next(iter(rooms))]
+            self.incomplete.add(full)
 
     def left(self, full: str, room: str) -> None:
         rooms = self._rooms.get(full)
@@ -196,8 +204,40 @@ class Memberships:
             if not rooms:
                 del self._rooms[full]
 
-    def ended(self, full: str) -> dict[str, str]:
-        return self._rooms.pop(full, {})
+    def ended(self, full: str) -> dict[str, str] | None:
+        """The session's rooms, forgotten here; None when they may be more (tell
+        every node)."""
+        rooms = self._rooms.pop(full, {})
+        if full in self.incomplete:
+            self.incomplete.discard(full)
+            return None
+        return rooms
+
+    def carried(self, full: str, limit: int) -> str:
+        """The session's rooms and nicks for its move to another node (XEP-0198
+        resumption there), the most recent first, as many as fit in `limit` bytes
+        of JSON."""
+        kept: dict[str, str] = {}
+        size = 2
+        for room, nick in reversed(list(self._rooms.get(full, {}).items())):
+            size += len(json.dumps(room)) + len(json.dumps(nick)) + 3
+            if size > limit:
+                break
+            kept[room] = nick
+        return json.dumps(dict(reversed(kept.items())))
+
+    def arrived(self, full: str, carried: str) -> None:
+        """What `carried` gave, on the session's new node."""
+        try:
+            rooms = json.loads(carried)
+        except ValueError:
+            return
+        # from another node's list: what did not fit in the carry is not in it
+        self.incomplete.add(full)
+        if isinstance(rooms, dict):
+            for room, nick in rooms.items():
+                if isinstance(room, str) and isinstance(nick, str):
+                    self.joined(full, room, nick)
 
     def items(self) -> list[tuple[str, dict[str, str]]]:
         return list(self._rooms.items())
@@ -369,10 +409,29 @@ class RoomRelay:
         owner knows which of its rooms the session is in)."""
         session_closed(self.svc, full)
         rooms = self.memberships.ended(full)
-        if self.peers.clustered and any(self.peers.owner(r) != self.peers.name for r in rooms):
+        if self.peers.clustered and (
+            rooms is None or any(self.peers.owner(r) != self.peers.name for r in rooms)
+        ):
             sent = self.peers.broadcast(TOPIC, _ENDED + full.encode())
             if sent < len(self.peers.alive()) - 1:
                 log.warning("muc: could not tell every node that %s left its rooms", full)
+
+    def moving_out(self, full: str, carry: dict[str, str]) -> None:
+        """The session resumes on another node: its rooms go with it (the rooms
+        keep it as an occupant under the same full JID), so that its new node
+        tells their owners when it ends."""
+        carried = self.memberships.carried(full, CARRY_BYTES)
+        if carried != "{}" or full in self.memberships.incomplete:
+            carry[CARRY_KEY] = carried
+
+    def moved_out(self, full: str) -> None:
+        """Gone to another node, which tells its end: nothing to tell from here."""
+        self.memberships.ended(full)
+
+    def moved_in_here(self, full: str, carry: Mapping[str, str]) -> None:
+        carried = carry.get(CARRY_KEY)
+        if carried is not None:
+            self.memberships.arrived(full, carried)
 
     # ------------------------------------------------------------ from other nodes
 

@@ -155,10 +155,27 @@ def test_memberships_are_bounded_per_session_and_forgotten_at_the_end() -> None:
     assert full == "a@x/r" and kept == {"room2@c.x": "N2", "room3@c.x": "N3", "room4@c.x": "N4"}
     assert other == "b@x/r" and theirs == {"room0@c.x": "B"}
     rooms.left("a@x/r", "room3@c.x")
-    assert rooms.ended("a@x/r") == {"room2@c.x": "N2", "room4@c.x": "N4"}
-    assert rooms.ended("a@x/r") == {}
-    rooms.left("b@x/r", "room0@c.x")
+    # two rooms were pushed out: the list is incomplete, its end goes to every node
+    assert rooms.incomplete == {"a@x/r"}
+    assert rooms.ended("a@x/r") is None
+    assert rooms.ended("a@x/r") == {} and not rooms.incomplete
+    assert rooms.ended("b@x/r") == {"room0@c.x": "B"}
     assert rooms.items() == []
+
+
+def test_a_moving_sessions_rooms_are_carried_the_latest_first_within_the_bound() -> None:
+    rooms = Memberships(per_session=10)
+    for i in range(5):
+        rooms.joined("a@x/r", f"room{i}@c.x", f"N{i}")
+    carried = rooms.carried("a@x/r", 45)  # room for two
+    assert json.loads(carried) == {"room3@c.x": "N3", "room4@c.x": "N4"}
+    assert len(carried) <= 45
+    arriving = Memberships(per_session=10)
+    arriving.arrived("a@x/r", carried)
+    assert arriving.items() == [("a@x/r", {"room3@c.x": "N3", "room4@c.x": "N4"})]
+    assert arriving.ended("a@x/r") is None  # more may have been left behind
+    arriving.arrived("b@x/r", "{not json")
+    assert arriving.items() == []
 
 
 def test_ended_sessions_are_remembered_a_minute_at_most_and_bounded(
