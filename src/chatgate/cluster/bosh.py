@@ -25,12 +25,16 @@ the owner, which answers it as if it had arrived there, byte for byte.
   wait, limits, rate) is the owner's own.
 - Bounds: a node has at most `max_in_flight` requests forwarded and not yet
   answered, and at most `max_bytes` of their bodies; past either, 503 (not
-  terminal: the client may retry).  The owner serves at most `max_in_flight`
-  forwarded requests at once; past it, 503 too.  That is the number of requests
-  its own sessions may hold (`max_sessions` x (`max_hold` + 1)).  An answer that
-  does not come within twice the longest `wait` plus `ANSWER_SLACK` seconds
-  (the owner is frozen or cut off) is 504, not terminal either; the owner's
-  death answers every request waiting on it with `item-not-found`.
+  terminal: the client may retry).  One sid has at most `max_hold` + 2 of them
+  (what a client holds, and a terminate): one session cannot take the others'
+  share.  The owner refuses a body over its session's limit before the read
+  rate's wait, so an oversized body holds no share while it would sleep.  The
+  owner serves at most `max_in_flight` forwarded requests at once; past it,
+  503 too.  That is the number of requests its own sessions may hold
+  (`max_sessions` x (`max_hold` + 1)).  An answer that does not come within
+  twice the longest `wait` plus `ANSWER_SLACK` seconds (the owner is frozen or
+  cut off) is 504, not terminal either; the owner's death answers every
+  request waiting on it with `item-not-found`.
 - Redis unreachable: 503 (the owner may be alive; the session is not lost).
 
 Must not: know anything of what a session does.
@@ -107,6 +111,10 @@ class BoshForwarding:
         self.max_bytes = max_bytes
         self.max_body = max_body
         self.answer_timeout = 2 * endpoint.options.max_wait + ANSWER_SLACK
+        #: requests of one sid forwarded and unanswered at most: what a client may
+        #: hold (XEP-0124 `requests`, `max_hold` + 1) and a terminate
+        self.per_sid = endpoint.options.max_hold + 2
+        self._per_sid: dict[str, int] = {}
         self._ids = itertools.count(1)
         #: request id -> (owner tag, body size, the answer to come)
         self._pending: dict[int, tuple[str, int, asyncio.Future[Answer]]] = {}
@@ -153,6 +161,10 @@ class BoshForwarding:
         if tag == self.tag:
             return None
         content_type = bosh_body.CONTENT_TYPE
+        if self._per_sid.get(sid, 0) >= self.per_sid:
+            # More than a BOSH client holds (`hold` + 1, and a terminate): one
+            # session must not take the share of every other's requests.
+            return _BUSY, content_type
         if (
             len(self._pending) >= self.max_in_flight
             or self._pending_bytes + len(data) > self.max_bytes
@@ -163,6 +175,7 @@ class BoshForwarding:
                 self._pending_bytes,
             )
             return _BUSY, content_type
+        self._per_sid[sid] = self._per_sid.get(sid, 0) + 1
         request_id = next(self._ids)
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = (tag, len(data), future)
@@ -187,6 +200,9 @@ class BoshForwarding:
         finally:
             self._pending.pop(request_id, None)
             self._pending_bytes -= len(data)
+            left = self._per_sid.pop(sid) - 1
+            if left:
+                self._per_sid[sid] = left
 
     def _on_reply(self, message: bytes) -> None:
         head, _, body = message.partition(b"\n")

@@ -162,9 +162,12 @@ class BoshEndpoint:
             max_stanza = session.max_stanza_bytes
             max_body = session.max_body_bytes
             max_children = session.max_children
-            wait = session.charge(len(data))
-            if wait:
-                await asyncio.sleep(wait)
+            if len(data) <= max_body:  # a body over it is refused below, unslept:
+                # its bytes are not read further, and a forwarding node's budget
+                # for other sessions' requests is not held while it sleeps
+                wait = session.charge(len(data))
+                if wait:
+                    await asyncio.sleep(wait)
         else:
             max_stanza = limits.preauth_max_stanza_size
             max_body = max_stanza + PREAUTH_BODY_SLACK

@@ -209,6 +209,46 @@ async def test_forwarded_requests_in_flight_are_bounded_on_both_sides(
         assert (await client.send(rid=rid)).status == 200
 
 
+async def test_one_session_cannot_take_the_share_of_the_others(nodes: list[Server]) -> None:
+    """Requests of one sid forwarded and unanswered are bounded (`per_sid`): past
+    it that sid gets 503, another session's request is still forwarded."""
+    alpha, beta = nodes
+    assert alpha.http is not None
+    asking = alpha.http.bosh_forwarding
+    assert asking is not None and asking.per_sid == 3  # max_hold 1: hold + 1, and one more
+    asking.per_sid = 1
+    async with aiohttp.ClientSession() as http:
+        greedy, other = BoshClient(http, url(beta)), BoshClient(http, url(beta))
+        await greedy.create(wait=WAIT, hold="1")
+        await other.create(wait=WAIT, hold="1")
+        greedy.url = other.url = url(alpha)
+        held = asyncio.create_task(greedy.send())  # held by beta for `wait`
+        while not asking._pending:
+            await asyncio.sleep(0.01)
+        refused = await greedy.send(rid=greedy.next_rid())
+        assert refused.status == 503 and refused.text == ""
+        assert (await other.send()).status == 200
+        assert (await held).status == 200
+        assert not asking._per_sid  # nothing left counted
+
+
+async def test_an_oversized_body_is_refused_before_the_read_rate_wait(
+    nodes: list[Server],
+) -> None:
+    """Before authentication a session reads 16 KiB/s: a body over its limit used to
+    be slept off first (30 s for this one) while it held the forwarding node's
+    budget; it is refused at once."""
+    alpha, beta = nodes
+    async with aiohttp.ClientSession() as http:
+        client = BoshClient(http, url(beta))
+        await client.create(wait=WAIT, hold="1")
+        client.url = url(alpha)
+        began = asyncio.get_running_loop().time()
+        reply = await client.send("<!--" + "x" * 500_000 + "-->")
+        assert asyncio.get_running_loop().time() - began < 5
+        assert "policy-violation" in reply.text
+
+
 async def test_a_forwarded_body_never_creates_a_session(nodes: list[Server]) -> None:
     alpha, beta = nodes
     assert beta.http is not None and beta.http.bosh is not None
