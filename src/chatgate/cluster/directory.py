@@ -185,12 +185,29 @@ return 1
 """
 )
 
-#: Claim again after an outage, only where nobody else holds the resource.
-#: KEYS: res:BARE.  ARGV: resource, "node|sid".  Returns 1 when ours.
+#: Claim again after an outage, only where nobody else holds the resource -- or
+#: where a session waiting to be resumed on another node holds it (XEP-0198: a
+#: client that could not resume during the outage bound anew, as it is told to;
+#: the newer, live session wins as a bind would have).  KEYS: res:BARE, this
+#: node's hibernated:NODE.  ARGV: resource, "node|sid", the prefix of the
+#: hibernated:NODE keys ('': never take over), the full JID, the sid when the
+#: session itself waits ('' when live: written with the claim, so that no other
+#: node's reassert sees the claim without it).  Returns 1 when ours, 0 when
+#: another holds it, or the "node|sid" of the waiting session it replaced.
 _REASSERT = """
 local held = redis.call('HGET', KEYS[1], ARGV[1])
-if held and held ~= ARGV[2] then return 0 end
+if held and held ~= ARGV[2] then
+  local bar = string.find(held, '|', 1, true)
+  if ARGV[3] == '' or not bar then return 0 end
+  local node = string.sub(held, 1, bar - 1)
+  if redis.call('HGET', ARGV[3] .. node, ARGV[4]) ~= string.sub(held, bar + 1) then
+    return 0
+  end
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return held
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], ARGV[5]) end
 return 1
 """
 
@@ -1259,20 +1276,36 @@ class ClusterSessionDirectory:
             [self._own_snapshot],
             [self.node.prefix, self.node.name, self.node.boot_id],
         )
-        await redis.delete(self._own_snapshot, self._asleep_key)
+        await redis.delete(self._own_snapshot)
+        # The waiting sessions' entries stay until each is claimed again with its
+        # entry (a session that ended meanwhile loses it below): another node's
+        # reassert must see that a claim it meets is a waiting session's.
+        stale_asleep = {_text(f) for f in await redis.hkeys(self._asleep_key)}
+        # Under the default policy a live session takes its resource back from one
+        # waiting to be resumed elsewhere; never from a live one, nor the reverse.
+        newest = self.conflict is ResourceConflict.NEWEST_WINS
         for bare, resources in list(self.local.items()):
             for session in list(resources.values()):
                 sid = self._sids.get(id(session))
                 if sid is None:
                     continue
+                asleep = session in self._asleep
                 ours = await self.node.run_script(
                     _SCRIPTS["reassert"],
-                    [self._res_key(bare)],
-                    [session.resource, f"{self.node.name}|{sid}"],
+                    [self._res_key(bare), self._asleep_key],
+                    [
+                        session.resource,
+                        f"{self.node.name}|{sid}",
+                        self.node.key("hibernated", "") if newest and not asleep else "",
+                        session.full,
+                        sid if asleep else "",
+                    ],
                 )
                 if self._sids.get(id(session)) != sid:
                     continue  # released meanwhile: its release, sent after, undid this
-                if not ours:
+                if isinstance(ours, bytes):
+                    self._close_replaced(session, ours.decode())
+                elif not ours:
                     session.close(
                         StreamErrorCondition.CONFLICT, "the resource was bound elsewhere meanwhile"
                     )
@@ -1283,12 +1316,25 @@ class ClusterSessionDirectory:
                 self._announce("A" if session.available else "U", session, sid)
                 if session.interested:
                     self._announce("I", session, sid)
-                asleep = session in self._asleep
-                if asleep:
-                    self._keep_asleep(session, sid)
+                asleep = session in self._asleep  # as it is now
                 self._announce("H" if asleep else "W", session, sid, snapshot=False)
+        # Entries of sessions that ended or woke meanwhile (not of one asleep now:
+        # its entry was written with its claim, or by its hibernation since).
+        stale_asleep -= {s.full for s in self._asleep}
+        if stale_asleep:
+            await redis.hdel(self._asleep_key, *stale_asleep)
         self._forget_mirror()
         await self._tell_lost(await self._load_mirror())
+
+    def _close_replaced(self, session: C2SSession, held: str) -> None:
+        """`session` took its resource back from a session waiting to be resumed on
+        another node (`_REASSERT`): that one is closed there with conflict, as a
+        bind replacing it would have."""
+        node, _, sid = held.partition("|")
+        payload = f"{sid}\n{StreamErrorCondition.CONFLICT.value}\n".encode()
+        payload += b"the resource was bound again elsewhere"
+        if not self.forwarder.send(node, FrameKind.CLOSE, session.full.encode(), payload):
+            log.warning("cluster: cannot close %s on node %s (replaced)", session.full, node)
 
     def _forget_mirror(self) -> None:
         """Every other node's session leaves the mirror (read again next)."""

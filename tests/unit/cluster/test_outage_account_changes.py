@@ -14,10 +14,13 @@ and started by the tests) and share one database; clients are real connections.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from chatgate.vocabulary.errors import StreamErrorCondition
 from tests.redis_server import RedisServer
@@ -28,6 +31,25 @@ from .test_push_hibernated import two_nodes
 from .test_subscription_requests import eventually
 
 USERS = ("ivan", "kate", "leo")
+
+
+@contextlib.asynccontextmanager
+async def cut_off(redis: RedisServer, servers: list[Server]) -> AsyncIterator[None]:
+    """Redis unreachable for every node, its data kept (a network cut): a password
+    is required and every other connection is closed; on exit it goes and the
+    nodes reconnect."""
+    store = aioredis.Redis.from_url(redis.url)
+    await store.config_set("requirepass", "cut-off")
+    try:
+        await store.execute_command("AUTH", "cut-off")
+        await store.client_kill_filter(_type="normal", skipme=True)
+        await store.client_kill_filter(_type="pubsub", skipme=True)
+        await eventually(lambda: not any(s.ctx.cluster.connected for s in servers))
+        yield
+    finally:
+        await store.config_set("requirepass", "")
+        await store.aclose()
+    await eventually(lambda: all(s.ctx.cluster.connected for s in servers), timeout=10)
 
 
 @pytest.fixture
@@ -78,3 +100,41 @@ async def test_a_node_that_missed_a_deletion_or_a_lock_ends_those_sessions(
     await eventually(lambda: ended(leo, "the account was locked"), timeout=10)
     assert not kate.transport.out.decode().endswith("</stream:stream>")
     assert "kate@localhost" in directory(b).local
+
+
+async def test_a_live_session_bound_during_the_outage_wins_over_one_waiting(
+    nodes: list[Server], redis_server: RedisServer
+) -> None:
+    """XEP-0198: a phone's session waits on a; during the outage its resumption on b
+    fails (a cannot be asked) and the client binds the resource anew on b, as it
+    is told to.  Once Redis is back the live session keeps the resource (the
+    default policy: the newest bind wins) and the waiting one is closed."""
+    a, b = nodes
+    phone = await online(a, "ivan", "phone")
+    enabled = await phone.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    assert "enabled" in enabled, enabled
+    phone.conn.connection_lost()
+    await phone.settle()
+    await eventually(lambda: len(directory(b).hibernated_elsewhere) == 1)
+    # a claims its waiting session again first (the order that lost before)
+    a_done = asyncio.Event()
+    a_reclaims, b_reclaims = (directory(a)._reassert_and_reload, directory(b)._reassert_and_reload)
+
+    async def a_first() -> None:
+        await a_reclaims()
+        a_done.set()
+
+    async def b_after() -> None:
+        await a_done.wait()
+        await b_reclaims()
+
+    directory(a)._reassert_and_reload = a_first
+    directory(b)._reassert_and_reload = b_after
+    async with cut_off(redis_server, nodes):  # a's claim stays in Redis
+        again = await online(b, "ivan", "phone")
+    await eventually(lambda: "ivan@localhost" not in directory(a).local, timeout=10)
+    await again.settle()
+    assert "<conflict" not in again.transport.out.decode()
+    assert "phone" in directory(b).local["ivan@localhost"]
+    claims = await b.ctx.cluster.redis.hgetall(b.ctx.cluster.key("res", "ivan@localhost"))
+    assert list(claims) == [b"phone"] and claims[b"phone"].startswith(b"b|")
