@@ -224,10 +224,15 @@ class SessionHandover:
         out = self._outgoing.get(token)
         if out is None or out.node != sender:
             return _dump({"gone": True})
-        del self._outgoing[token]
-        out.timer.cancel()
         carry: dict[str, str] = {}
         await self.ctx.hooks.notify(SessionMovingOut(out.session, sender, carry))
+        # Still ours to hand over: a close meanwhile (the account locked or
+        # deleted, a conflict, an overflow, the timer) ended it here, and it
+        # must not live on on the other node.
+        if self._outgoing.get(token) is not out:
+            return _dump({"gone": True})
+        del self._outgoing[token]
+        out.timer.cancel()
         if carried_size(carry) > MAX_CARRY:
             log.warning("%s: modules' state too big to carry: none carried", out.session.full)
             carry = {}

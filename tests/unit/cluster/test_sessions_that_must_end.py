@@ -1,4 +1,7 @@
-"""An account deleted or locked while Redis was unreachable: its sessions on
+"""Which session ends, and which keeps its resource, when a change meets an
+outage of Redis or a move between nodes (found by an adversarial review).
+
+An account deleted or locked while Redis was unreachable: its sessions on
 other nodes end once the cluster has resynchronised.
 
 Deleting or locking an account closes its sessions on every node by a CLOSE
@@ -6,7 +9,9 @@ sent over Redis.  During an outage that CLOSE is refused on the changing node,
 or never heard by a node that lost Redis; before the fix, such a session
 outlived its account for good.  Both sides are covered: the changing node sends
 what it owes after the resync, and each node checks its own sessions' accounts
-after it.
+after it.  A live session bound during the outage keeps its resource against
+one waiting to be resumed elsewhere; a session closed while it is being handed
+over to another node does not move.
 
 Real servers in this process join one cluster over a real redis-server (stopped
 and started by the tests) and share one database; clients are real connections.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,8 +29,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from chatgate.vocabulary.errors import StreamErrorCondition
+from chatgate.xmpp.sm_events import SessionMovingOut
 from tests.redis_server import RedisServer
-from tests.unit.modules.wire import Server, Wire
+from tests.unit.modules.wire import Server, Wire, plain
 
 from .test_mirror_robustness import back, directory, online, outage
 from .test_push_hibernated import two_nodes
@@ -138,3 +145,40 @@ async def test_a_live_session_bound_during_the_outage_wins_over_one_waiting(
     assert "phone" in directory(b).local["ivan@localhost"]
     claims = await b.ctx.cluster.redis.hgetall(b.ctx.cluster.key("res", "ivan@localhost"))
     assert list(claims) == [b"phone"] and claims[b"phone"].startswith(b"b|")
+
+
+async def test_a_session_closed_while_it_is_handed_over_does_not_move(
+    nodes: list[Server],
+) -> None:
+    """A lock (or a deletion, a conflict) reaching the old node while its modules
+    pack the session's state for the move ends the session there; the new node
+    must not resume it."""
+    a, b = nodes
+    phone = await online(a, "ivan", "phone")
+    enabled = await phone.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    previd = re.search(r"id=['\"]([^'\"]+)", enabled)
+    assert previd is not None, enabled
+    phone.conn.connection_lost()
+    await phone.settle()
+    packing, locked = asyncio.Event(), asyncio.Event()
+
+    async def slow_module(event: SessionMovingOut) -> None:
+        packing.set()
+        await locked.wait()
+
+    a.ctx.hooks.add(SessionMovingOut, slow_module)
+    again = b.connect()
+    await again.open()
+    assert "<success" in await again.send(plain("ivan", "ivan-pw"))
+    await again.open()
+    resuming = asyncio.create_task(
+        again.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd.group(1)}' h='0'/>")
+    )
+    await packing.wait()
+    directory(a).close_sessions("ivan@localhost", StreamErrorCondition.NOT_AUTHORIZED, "locked")
+    locked.set()
+    answer = await resuming
+    await eventually(lambda: "<failed" in again.transport.out.decode())
+    assert "<resumed" not in answer + again.transport.out.decode()
+    await eventually(lambda: "ivan@localhost" not in directory(b).local)
+    assert "ivan@localhost" not in directory(a).local
