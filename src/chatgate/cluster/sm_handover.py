@@ -25,7 +25,10 @@ the `<resume/>` is not for one of its own sessions, asks A over `ctx.peers`:
 4. ``sm.abort`` (a one-way message) when B gives up between 1 and 3 (the client
    left, the claim failed): A ends the session as its timeout would have
    (unavailable presence, unacknowledged messages to offline storage).  A ends it
-   the same way if step 3 does not come within `HANDOVER_TIMEOUT` (B died).
+   the same way if step 3 does not come within `HANDOVER_TIMEOUT` (B died).  B
+   also aborts when step 3's answer does not reach it: A keeps what it answered
+   for `HANDED_KEPT` seconds and sends those messages on (offline storage, or
+   another resource), since B ends the session without them.
 
 Exactly one of two concurrent resumptions wins: step 1 runs on A without an
 await, and takes the token out of A's table.  Bounds: the state is small; the
@@ -47,7 +50,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chatgate.xmpp import sm_takeover
+from chatgate.xmpp import sm_stream, sm_takeover
 from chatgate.xmpp.sm_events import (
     MAX_CARRY,
     SessionMovedOut,
@@ -78,6 +81,8 @@ HANDOVER_TIMEOUT = 15.0
 REQUEST_TIMEOUT = 5.0
 #: tokens whose session this node handed over, remembered for later resumptions
 MOVED_REMEMBERED = 16_384
+#: seconds A keeps what step 3 answered, in case B never got the answer (it aborts)
+HANDED_KEPT = 3 * REQUEST_TIMEOUT
 #: a request bigger than this is no request of ours
 _MAX_REQUEST = 4096
 
@@ -111,6 +116,9 @@ class SessionHandover:
         self.signer: TokenSigner | None = None
         self._outgoing: dict[str, _Outgoing] = {}
         self._moved: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        #: token -> (B, the session, what step 3 answered, until when): rerouted if
+        #: B aborts after all (at most `MOVED_REMEMBERED`, each `HANDED_KEPT` s)
+        self._handed: OrderedDict[str, tuple[str, C2SSession, list[bytes], float]] = OrderedDict()
         peers.on_request(TAKE, self._take)
         peers.on_request(DONE, self._done)
         peers.on_message(ABORT, self._abort)
@@ -244,6 +252,11 @@ class SessionHandover:
         self._moved.move_to_end(token)
         while len(self._moved) > MOVED_REMEMBERED:
             self._moved.popitem(last=False)
+        now = asyncio.get_running_loop().time()
+        handed = self._handed
+        while handed and (len(handed) >= MOVED_REMEMBERED or next(iter(handed.values()))[3] < now):
+            handed.popitem(last=False)
+        handed[token] = (sender, out.session, list(unacked), now + HANDED_KEPT)
         log.info("%s: session now served by node %s", out.session.full, sender)
         return _dump({"unacked": [data.decode() for data in unacked], "carry": carry})
 
@@ -252,6 +265,18 @@ class SessionHandover:
         out = self._outgoing.get(token)
         if out is not None and out.node == sender:
             self._abandon(token, f"node {sender} gave up")
+            return
+        handed = self._handed.get(token)
+        if handed is None or handed[0] != sender:
+            return
+        del self._handed[token]
+        _node, session, unacked, until = handed
+        if until < asyncio.get_running_loop().time():
+            return
+        # B never got step 3's answer and ended the session without these.
+        self._moved.pop(token, None)
+        log.info("%s: node %s did not get the session's queue: sent on", session.full, sender)
+        sm_stream.reroute_unacked(self.ctx, session, unacked)
 
     def _abandon(self, token: str, why: str) -> None:
         """The handover did not complete: the session ends here for good."""

@@ -256,8 +256,11 @@ async def _take_over(
     session.directed = set(taken.directed)
     try:
         handed = await handover.done(node, previd)
-    except Exception as exc:  # A went away between the two steps
+    except Exception as exc:  # A went away between the two steps, or its answer did
         log.info("%s: node %s did not hand the session over: %s", session.full, node, exc)
+        # A may have answered and let the session go: it sends the queue it
+        # answered on (or ends the session, if step 3 never reached it).
+        handover.abort(node, previd)
         _end_here(ctx, session, [], early)
         _fail(conn)
         return

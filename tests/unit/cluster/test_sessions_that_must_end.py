@@ -11,7 +11,8 @@ outlived its account for good.  Both sides are covered: the changing node sends
 what it owes after the resync, and each node checks its own sessions' accounts
 after it.  A live session bound during the outage keeps its resource against
 one waiting to be resumed elsewhere; a session closed while it is being handed
-over to another node does not move.
+over to another node does not move; a queue handed over whose answer was lost
+goes to offline storage.
 
 Real servers in this process join one cluster over a real redis-server (stopped
 and started by the tests) and share one database; clients are real connections.
@@ -28,8 +29,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from chatgate.cluster.sm_handover import SessionHandover
+from chatgate.peers import PeerUnreachable
 from chatgate.vocabulary.errors import StreamErrorCondition
 from chatgate.xmpp.sm_events import SessionMovingOut
+from chatgate.xmpp.sm_handover_types import Handed
 from tests.redis_server import RedisServer
 from tests.unit.modules.wire import Server, Wire, plain
 
@@ -182,3 +186,38 @@ async def test_a_session_closed_while_it_is_handed_over_does_not_move(
     assert "<resumed" not in answer + again.transport.out.decode()
     await eventually(lambda: "ivan@localhost" not in directory(b).local)
     assert "ivan@localhost" not in directory(a).local
+
+
+async def test_a_queue_whose_handover_answer_was_lost_is_sent_on(
+    nodes: list[Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old node answered step 3 (and let the session go) but the answer never
+    reached the new node, which ends the session: the message the client had not
+    acknowledged goes to offline storage, not nowhere."""
+    a, b = nodes
+    phone = await online(a, "ivan", "phone")
+    enabled = await phone.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    previd = re.search(r"id=['\"]([^'\"]+)", enabled)
+    assert previd is not None, enabled
+    kate = await online(a, "kate")
+    await kate.send("<message to='ivan@localhost/phone' type='chat'><body>unacked</body></message>")
+    await eventually(lambda: "unacked" in phone.transport.out.decode())
+    phone.conn.connection_lost()  # never acknowledged it
+    await phone.settle()
+    answered = SessionHandover.done
+
+    async def answer_lost(self: SessionHandover, node: str, token: str) -> Handed:
+        await answered(self, node, token)  # a answered and let the session go
+        raise PeerUnreachable("the answer was lost")
+
+    monkeypatch.setattr(SessionHandover, "done", answer_lost)
+    again = b.connect()
+    await again.open()
+    assert "<success" in await again.send(plain("ivan", "ivan-pw"))
+    await again.open()
+    await again.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd.group(1)}' h='0'/>")
+    await eventually(lambda: "<failed" in again.transport.out.decode())
+    monkeypatch.undo()
+    await eventually(lambda: "ivan@localhost" not in directory(b).local)
+    later = await online(b, "ivan", "desk")  # offline messages come with presence
+    await eventually(lambda: "unacked" in later.transport.out.decode())
