@@ -42,16 +42,16 @@ async def end_sessions_of_gone_accounts(ctx: ServerContext) -> int:
     if not owners:
         return 0
     try:
-        existing = await ctx.db.accounts.existing(owners)
-        locked = await ctx.db.accounts.locked_accounts()
+        standing = await ctx.db.accounts.standing(owners)
     except StorageError as exc:
         log.warning("cluster: cannot check this node's sessions' accounts (%s)", exc)
         return 0
     ended = 0
     for owner, bare in owners.items():
-        if owner not in existing:
+        locked = standing.get(owner)
+        if locked is None:
             text = "the account was removed"
-        elif owner in locked:
+        elif locked:
             text = "the account was locked"
         else:
             continue

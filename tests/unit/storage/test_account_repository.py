@@ -146,6 +146,15 @@ async def test_existing_answers_for_many_pairs(db: Database, alice: tuple[str, s
     assert await db.accounts.existing(pairs) == {alice}
 
 
+async def test_standing_says_which_accounts_exist_and_are_locked(
+    db: Database, alice: tuple[str, str]
+) -> None:
+    await db.accounts.create("carol", "localhost", derive_all("pw"))
+    assert await db.accounts.set_locked("carol", "localhost", True)
+    pairs = [alice, BOB, ("carol", "localhost"), ("alice", "elsewhere")]
+    assert await db.accounts.standing(pairs) == {alice: False, ("carol", "localhost"): True}
+
+
 async def test_only_identities_of_anonymous_logins_are_deleted_as_such(
     db: Database, alice: tuple[str, str]
 ) -> None:

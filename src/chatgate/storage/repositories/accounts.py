@@ -345,6 +345,19 @@ class AccountRepository:
                 found |= await self._existing(conn, batch)
         return found
 
+    async def standing(self, accounts: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+        """Which of these (username, domain) pairs have an account, and whether each
+        is locked (absent: no such account)."""
+        found: dict[tuple[str, str], bool] = {}
+        async with self._engine.connect() as conn:
+            for batch in _batches(builtins.list(accounts)):
+                query = select(Account.username, Account.domain, Account.locked).where(
+                    tuple_(Account.username, Account.domain).in_(batch)
+                )
+                for username, domain, locked in (await conn.execute(query)).all():
+                    found[(username, domain)] = bool(locked)
+        return found
+
     async def list(self, domain: str | None = None) -> builtins.list[AccountSummary]:
         """Accounts ordered by domain then username, optionally of one domain."""
         query = select(Account.username, Account.domain, Account.created).order_by(
