@@ -7,8 +7,13 @@ could not hear it, and would keep serving a deleted or locked account's
 sessions for as long as they last.  So once the cluster has resynchronised
 (`ClusterNode.on_resynced`), a node reads which of its sessions' accounts still
 exist and which are locked, and ends the others as the deletion or the lock
-would have.  (The changing node keeps the closes it could not send itself:
-`ClusterSessionDirectory.close_sessions`.)
+would have.
+
+The changing node keeps the closes it could not send itself
+(`ClusterSessionDirectory.close_sessions`) and sends them after the resync --
+those of a deletion or a lock only if the account is still gone or locked
+(`owed_closes_that_hold`: it may have been unlocked, or registered again,
+meanwhile); an administrator's end of a session holds as it is.
 
 Only accounts of the internal store are read: another provider's accounts
 (HTTP, LDAP) are not ours to judge.
@@ -24,6 +29,7 @@ from chatgate.storage.errors import StorageError
 from chatgate.vocabulary.errors import StreamErrorCondition
 
 if TYPE_CHECKING:
+    from chatgate.cluster.directory import ClusterSessionDirectory
     from chatgate.cluster.node import ClusterNode
     from chatgate.context import ServerContext
 
@@ -68,8 +74,39 @@ async def end_sessions_of_gone_accounts(ctx: ServerContext) -> int:
     return ended
 
 
-def recheck_accounts_after_outages(ctx: ServerContext, node: ClusterNode) -> None:
+async def owed_closes_that_hold(
+    ctx: ServerContext, owed: dict[str, tuple[StreamErrorCondition, str]]
+) -> set[str]:
+    """The accounts (of `owed`: account -> condition, text) whose owed close still
+    holds (see the module docstring).  The database away: every one (a close is
+    undone by logging in again; a session of a deleted account is not)."""
+    holding: set[str] = set()
+    owners: dict[tuple[str, str], str] = {}
+    for bare, (condition, _text) in owed.items():
+        username, _, domain = bare.partition("@")
+        if condition is StreamErrorCondition.NOT_AUTHORIZED and internal_provider_of(ctx, domain):
+            owners[(username, domain)] = bare
+        else:
+            holding.add(bare)
+    if owners:
+        try:
+            standing = await ctx.db.accounts.standing(owners)
+        except StorageError as exc:
+            log.warning("cluster: cannot check the accounts of owed closes (%s)", exc)
+            return set(owed)
+        holding |= {bare for owner, bare in owners.items() if standing.get(owner) is not False}
+    return holding
+
+
+def recheck_accounts_after_outages(
+    ctx: ServerContext, node: ClusterNode, directory: ClusterSessionDirectory
+) -> None:
     async def recheck() -> None:
         await end_sessions_of_gone_accounts(ctx)
 
     node.on_resynced(recheck)
+
+    async def holding(owed: dict[str, tuple[StreamErrorCondition, str]]) -> set[str]:
+        return await owed_closes_that_hold(ctx, owed)
+
+    directory.owed_check = holding

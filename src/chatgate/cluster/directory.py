@@ -50,9 +50,11 @@ rest is read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -66,7 +68,7 @@ from chatgate.cluster.forwarding import (
     FrameKind,
     unpack_header,
 )
-from chatgate.cluster.node import ClusterNode
+from chatgate.cluster.node import ClusterNode, ClusterUnavailable
 from chatgate.cluster.resp import RespError, Script, pack
 from chatgate.config import ResourceConflict
 from chatgate.hooks import Hooks
@@ -273,6 +275,14 @@ OWED_CLOSES = 10_000
 #: Seconds before a failed resync is tried again, doubled each time up to the max.
 RESYNC_RETRY = 0.5
 RESYNC_RETRY_MAX = 30.0
+_BOUND_ELSEWHERE = "the resource was bound elsewhere meanwhile"
+#: Which of the owed closes (account -> condition, text) still hold.
+OwedCheck = Callable[[dict[str, tuple[StreamErrorCondition, str]]], Awaitable[set[str]]]
+#: After an outage, how long a live session whose resource another node's session
+#: holds waits for that node's resync (which says whether that session waits to
+#: be resumed, and so loses to it), and how often it looks.
+CONTEST_WAIT = 10.0
+CONTEST_RETRY = 0.5
 
 _SCRIPTS = {
     "claim": Script(_CLAIM),
@@ -481,6 +491,9 @@ class ClusterSessionDirectory:
         #: account -> why its sessions end, for the closes Redis's absence refused
         #: (`close_sessions`, `_close_owed`)
         self._owed_closes: dict[str, tuple[StreamErrorCondition, str]] = {}
+        #: which owed closes still hold once the outage is over (an account locked
+        #: then unlocked meanwhile: no); set by the wiring, which reads accounts
+        self.owed_check: OwedCheck | None = None
         #: the last refused presence and its sender (a broadcast refuses one
         #: stanza per recipient: its start tag is read once)
         self._last_refused: tuple[bytes, str | None] = (b"", None)
@@ -520,6 +533,9 @@ class ClusterSessionDirectory:
         #: re-routes messages whose session is gone; set by the context
         self.reroute: Any = None
         self._background: set[asyncio.Future[Any]] = set()
+        #: live sessions of ours whose resource another node held at the resync
+        #: (`_contest`), by id(session)
+        self._contests: dict[int, asyncio.Task[None]] = {}
         #: while a missed message is routed again: remote writes are marked REROUTED
         self.rerouting = False
         node.subscribe(self._events_prefix + node.name, self._event)
@@ -555,6 +571,7 @@ class ClusterSessionDirectory:
         """Stop, after announcing what is still queued (this node's sessions were
         closed just before: the others drop them now, not at the heartbeat's end)."""
         await self._stop_retrying()
+        await self._stop_contests()
         if self._missed_timer is not None:
             self._missed_timer.cancel()
         await asyncio.sleep(0)  # the lean connection writes what is queued
@@ -885,14 +902,25 @@ class ClusterSessionDirectory:
 
     def _close_owed(self) -> None:
         """The closes Redis's absence refused, sent to the sessions the resynchronised
-        copy knows on other nodes (this node's own closed at once)."""
+        copy knows on other nodes (this node's own closed at once), for the
+        accounts `owed_check` says they still hold for."""
         owed, self._owed_closes = self._owed_closes, {}
-        for bare, (condition, text) in owed.items():
+        if not owed:
+            return
+        task = asyncio.ensure_future(self._send_owed(owed))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_owed(self, owed: dict[str, tuple[StreamErrorCondition, str]]) -> None:
+        check = self.owed_check
+        holding = set(owed) if check is None else await check(owed)
+        for bare in holding:
+            condition, text = owed[bare]
             for session in list(self.table.get(bare, {}).values()):
                 if isinstance(session, RemoteSession) and not session.close(condition, text):
                     self._owe_close(bare, condition, text)  # lost again: next time
-        if owed:
-            log.info("cluster: sessions of %d accounts closed after the outage", len(owed))
+        if holding:
+            log.info("cluster: sessions of %d accounts closed after the outage", len(holding))
 
     def sessions_elsewhere(self) -> list[RemoteSession]:
         """Every session on the other nodes (administration's cluster-wide list)."""
@@ -1276,6 +1304,7 @@ class ClusterSessionDirectory:
             [self._own_snapshot],
             [self.node.prefix, self.node.name, self.node.boot_id],
         )
+        await self._stop_contests()  # decided again below
         await redis.delete(self._own_snapshot)
         # The waiting sessions' entries stay until each is claimed again with its
         # entry (a session that ended meanwhile loses it below): another node's
@@ -1284,47 +1313,110 @@ class ClusterSessionDirectory:
         # Under the default policy a live session takes its resource back from one
         # waiting to be resumed elsewhere; never from a live one, nor the reverse.
         newest = self.conflict is ResourceConflict.NEWEST_WINS
-        for bare, resources in list(self.local.items()):
+        for resources in list(self.local.values()):
             for session in list(resources.values()):
                 sid = self._sids.get(id(session))
                 if sid is None:
                     continue
                 asleep = session in self._asleep
-                ours = await self.node.run_script(
-                    _SCRIPTS["reassert"],
-                    [self._res_key(bare), self._asleep_key],
-                    [
-                        session.resource,
-                        f"{self.node.name}|{sid}",
-                        self.node.key("hibernated", "") if newest and not asleep else "",
-                        session.full,
-                        sid if asleep else "",
-                    ],
-                )
+                takes_over = newest and not asleep
+                ours = await self._reassert(session, sid, takes_over=takes_over)
                 if self._sids.get(id(session)) != sid:
                     continue  # released meanwhile: its release, sent after, undid this
                 if isinstance(ours, bytes):
                     self._close_replaced(session, ours.decode())
                 elif not ours:
-                    session.close(
-                        StreamErrorCondition.CONFLICT, "the resource was bound elsewhere meanwhile"
-                    )
+                    if takes_over:
+                        # The holder may be a session that began waiting during the
+                        # outage, which its node records only at its own resync.
+                        self._start_contest(session, sid)
+                    else:
+                        session.close(StreamErrorCondition.CONFLICT, _BOUND_ELSEWHERE)
                     continue
-                # Every state, not only the set ones: the others kept their copies
-                # through the outage, and a change announced during it was lost.
-                self._announce("C", session, sid, snapshot=True)
-                self._announce("A" if session.available else "U", session, sid)
-                if session.interested:
-                    self._announce("I", session, sid)
-                asleep = session in self._asleep  # as it is now
-                self._announce("H" if asleep else "W", session, sid, snapshot=False)
+                self._reannounce(session, sid)
         # Entries of sessions that ended or woke meanwhile (not of one asleep now:
         # its entry was written with its claim, or by its hibernation since).
         stale_asleep -= {s.full for s in self._asleep}
         if stale_asleep:
-            await redis.hdel(self._asleep_key, *stale_asleep)
+            # on the lean connection, in order with the entries hibernations write
+            await self.node.send("HDEL", self._asleep_key, *sorted(stale_asleep))
         self._forget_mirror()
         await self._tell_lost(await self._load_mirror())
+
+    async def _reassert(self, session: C2SSession, sid: str, *, takes_over: bool) -> Any:
+        """`_REASSERT` for one of this node's sessions (see the script)."""
+        asleep = session in self._asleep
+        return await self.node.run_script(
+            _SCRIPTS["reassert"],
+            [self._res_key(session.bare), self._asleep_key],
+            [
+                session.resource,
+                f"{self.node.name}|{sid}",
+                self.node.key("hibernated", "") if takes_over else "",
+                session.full,
+                sid if asleep else "",
+            ],
+        )
+
+    def _reannounce(self, session: C2SSession, sid: str) -> None:
+        """Every state, not only the set ones: the others kept their copies through
+        the outage, and a change announced during it was lost."""
+        self._announce("C", session, sid, snapshot=True)
+        self._announce("A" if session.available else "U", session, sid)
+        if session.interested:
+            self._announce("I", session, sid)
+        asleep = session in self._asleep
+        self._announce("H" if asleep else "W", session, sid, snapshot=False)
+
+    def _start_contest(self, session: C2SSession, sid: str) -> None:
+        key = id(session)
+        task = asyncio.ensure_future(self._contest(session, sid))
+        self._contests[key] = task
+
+        def done(finished: asyncio.Task[None]) -> None:
+            if self._contests.get(key) is finished:
+                del self._contests[key]
+
+        task.add_done_callback(done)
+
+    async def _contest(self, session: C2SSession, sid: str) -> None:
+        """A live session of ours whose resource another node's session held when we
+        claimed it again: if that node's resync shows its session waiting to be
+        resumed (or releases it), ours takes the resource, as a bind would have;
+        if it does not within `CONTEST_WAIT`, ours is closed with conflict, as
+        for any resource bound twice during an outage.  Meanwhile ours stays
+        bound here, unannounced."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONTEST_WAIT
+        while loop.time() < deadline:
+            await asyncio.sleep(CONTEST_RETRY)
+            if self._sids.get(id(session)) != sid:
+                return  # it ended meanwhile
+            if not self.node.connected:
+                continue
+            try:
+                ours = await self._reassert(session, sid, takes_over=True)
+            except (RedisError, RespError, ConnectionError, OSError, ClusterUnavailable):
+                continue
+            if self._sids.get(id(session)) != sid:
+                return
+            if isinstance(ours, bytes):
+                self._close_replaced(session, ours.decode())
+            elif not ours:
+                continue
+            self._reannounce(session, sid)
+            return
+        if self._sids.get(id(session)) == sid:
+            session.close(StreamErrorCondition.CONFLICT, _BOUND_ELSEWHERE)
+
+    async def _stop_contests(self) -> None:
+        contests = list(self._contests.values())
+        self._contests.clear()
+        for task in contests:
+            task.cancel()
+        for task in contests:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _close_replaced(self, session: C2SSession, held: str) -> None:
         """`session` took its resource back from a session waiting to be resumed on

@@ -32,7 +32,7 @@ async def join_cluster(ctx: ServerContext, node: ClusterNode) -> None:
     node.on_close(directory.close)
     from chatgate.cluster.account_recheck import recheck_accounts_after_outages
 
-    recheck_accounts_after_outages(ctx, node)
+    recheck_accounts_after_outages(ctx, node, directory)
     await node.subscribed()
     from chatgate.cluster.auth_state import share_auth_state
 

@@ -69,28 +69,52 @@ async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[list
         yield started
 
 
-def ended(wire: Wire, text: str) -> bool:
+def ended(wire: Wire, text: str, condition: str = "<not-authorized") -> bool:
     out = wire.transport.out.decode()
-    return "<not-authorized" in out and text in out and out.endswith("</stream:stream>")
+    return condition in out and text in out and out.endswith("</stream:stream>")
 
 
 async def test_sessions_elsewhere_get_the_close_their_node_could_not_send(
     nodes: list[Server], redis_server: RedisServer
 ) -> None:
-    """The account stays valid here (the closing is all that is tested): only the
-    changing node's owed close can end the other node's session."""
+    """An administrator ends every session of an account during the outage (no
+    account change: only the changing node's owed close can end the other node's
+    session)."""
     a, b = nodes
     here = await online(a, "ivan", "here")
     there = await online(b, "ivan", "there")
     await eventually(lambda: "there" in directory(a).table.get("ivan@localhost", {}))
     await outage(redis_server, nodes)
-    text = "the account was locked"
-    assert directory(a).close_sessions("ivan@localhost", StreamErrorCondition.NOT_AUTHORIZED, text)
+    text = "ended by an administrator"
+    condition = StreamErrorCondition.POLICY_VIOLATION
+    assert directory(a).close_sessions("ivan@localhost", condition, text)
     await here.settle()
-    assert ended(here, text)  # this node's: at once
-    assert not ended(there, text)
+    assert ended(here, text, "<policy-violation")  # this node's: at once
+    assert not ended(there, text, "<policy-violation")
     await back(redis_server, nodes)
-    await eventually(lambda: ended(there, text), timeout=10)
+    await eventually(lambda: ended(there, text, "<policy-violation"), timeout=10)
+
+
+async def test_an_owed_close_for_an_account_unlocked_again_is_not_sent(
+    nodes: list[Server], redis_server: RedisServer
+) -> None:
+    """Locked, then unlocked, during the outage: the lock's close is owed, but the
+    account is in good standing once Redis is back; its session elsewhere stays."""
+    a, b = nodes
+    there = await online(b, "kate", "there")
+    await eventually(lambda: "there" in directory(a).table.get("kate@localhost", {}))
+    await outage(redis_server, nodes)
+    accounts = a.ctx.db.accounts
+    text = "the account was locked"
+    assert await accounts.set_locked("kate", "localhost", True)
+    directory(a).close_sessions("kate@localhost", StreamErrorCondition.NOT_AUTHORIZED, text)
+    assert await accounts.set_locked("kate", "localhost", False)
+    await back(redis_server, nodes)
+    await eventually(lambda: not directory(a)._owed_closes and not directory(a)._background)
+    await asyncio.sleep(0.5)  # a close sent would have arrived
+    await there.settle()
+    assert not ended(there, text)
+    assert "kate@localhost" in directory(b).local
 
 
 async def test_a_node_that_missed_a_deletion_or_a_lock_ends_those_sessions(
@@ -149,6 +173,45 @@ async def test_a_live_session_bound_during_the_outage_wins_over_one_waiting(
     assert "phone" in directory(b).local["ivan@localhost"]
     claims = await b.ctx.cluster.redis.hgetall(b.ctx.cluster.key("res", "ivan@localhost"))
     assert list(claims) == [b"phone"] and claims[b"phone"].startswith(b"b|")
+
+
+@pytest.mark.parametrize("first", ["a", "b"])
+async def test_a_live_session_wins_over_one_that_began_waiting_during_the_outage(
+    nodes: list[Server], redis_server: RedisServer, first: str
+) -> None:
+    """The waiting session's node can record that it waits only at its own resync:
+    the live session's node, resynchronising first, waits for it (`_contest`)
+    rather than giving up its live session."""
+    a, b = nodes
+    phone = await online(a, "ivan", "phone")
+    enabled = await phone.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    assert "enabled" in enabled, enabled
+    done = asyncio.Event()
+    early, late = (a, b) if first == "a" else (b, a)
+    early_reclaims, late_reclaims = (
+        directory(early)._reassert_and_reload,
+        directory(late)._reassert_and_reload,
+    )
+
+    async def early_first() -> None:
+        await early_reclaims()
+        done.set()
+
+    async def late_after() -> None:
+        await done.wait()
+        await late_reclaims()
+
+    directory(early)._reassert_and_reload = early_first
+    directory(late)._reassert_and_reload = late_after
+    async with cut_off(redis_server, nodes):
+        phone.conn.connection_lost()  # begins waiting on a, during the outage
+        await phone.settle()
+        again = await online(b, "ivan", "phone")  # its resumption failed: bound anew
+    await eventually(lambda: "ivan@localhost" not in directory(a).local, timeout=10)
+    claims = await b.ctx.cluster.redis.hgetall(b.ctx.cluster.key("res", "ivan@localhost"))
+    assert claims[b"phone"].startswith(b"b|")
+    await again.settle()
+    assert "<conflict" not in again.transport.out.decode()
 
 
 async def test_a_session_closed_while_it_is_handed_over_does_not_move(
