@@ -18,7 +18,10 @@ have been missed:
   (``*``) once it reaches Redis;
 - what is published while a node reads the set is added to what it read (a
   publish follows its commit, so an enable heard before the read began is in
-  the read).
+  the read);
+- a node reads it again when another node joins: a node of an earlier release
+  (a rolling upgrade) stores enables without publishing them, and each upgraded
+  node then learns them as the next one is upgraded (restarted, so joining).
 
 A disabled registration stays in the sets (its account is read, finds nothing):
 the answer errs towards a read, never towards silence.
@@ -39,8 +42,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "push-registered"
 #: the message that tells every node to read the set again
 READ_AGAIN = "*"
-#: seconds to wait for the channel's subscription at start
-SUBSCRIBE_WAIT = 10.0
 
 
 class ClusterRegisteredAccounts:
@@ -71,6 +72,7 @@ class ClusterRegisteredAccounts:
         self.unannounced = False
         node.subscribe(self.channel, self._received)
         node.on_reconnect(self._reconnected)
+        node.on_node_joined(self._joined)
 
     async def start(self) -> None:
         try:
@@ -137,6 +139,9 @@ class ClusterRegisteredAccounts:
             self._spawn(self.read())
         else:
             self._add(bare)
+
+    def _joined(self, _node: str) -> None:
+        self._spawn(self.read())
 
     async def _reconnected(self) -> None:
         # Not awaited here: a slow database must not hold up the other resyncs;

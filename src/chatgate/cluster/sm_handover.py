@@ -81,8 +81,10 @@ HANDOVER_TIMEOUT = 15.0
 REQUEST_TIMEOUT = 5.0
 #: tokens whose session this node handed over, remembered for later resumptions
 MOVED_REMEMBERED = 16_384
-#: seconds A keeps what step 3 answered, in case B never got the answer (it aborts)
+#: seconds A keeps what step 3 answered, in case B never got the answer (it aborts),
+#: and the bytes it keeps so at most (past them the oldest go first)
 HANDED_KEPT = 3 * REQUEST_TIMEOUT
+HANDED_BYTES = 64 * 1024 * 1024
 #: a request bigger than this is no request of ours
 _MAX_REQUEST = 4096
 
@@ -116,9 +118,10 @@ class SessionHandover:
         self.signer: TokenSigner | None = None
         self._outgoing: dict[str, _Outgoing] = {}
         self._moved: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        #: token -> (B, the session, what step 3 answered, until when): rerouted if
-        #: B aborts after all (at most `MOVED_REMEMBERED`, each `HANDED_KEPT` s)
-        self._handed: OrderedDict[str, tuple[str, C2SSession, list[bytes], float]] = OrderedDict()
+        #: token -> (B, the session, what step 3 answered): rerouted if B aborts
+        #: after all; each for `HANDED_KEPT` s, at most `HANDED_BYTES` in all
+        self._handed: OrderedDict[str, tuple[str, C2SSession, list[bytes]]] = OrderedDict()
+        self._handed_bytes = 0
         peers.on_request(TAKE, self._take)
         peers.on_request(DONE, self._done)
         peers.on_message(ABORT, self._abort)
@@ -252,11 +255,7 @@ class SessionHandover:
         self._moved.move_to_end(token)
         while len(self._moved) > MOVED_REMEMBERED:
             self._moved.popitem(last=False)
-        now = asyncio.get_running_loop().time()
-        handed = self._handed
-        while handed and (len(handed) >= MOVED_REMEMBERED or next(iter(handed.values()))[3] < now):
-            handed.popitem(last=False)
-        handed[token] = (sender, out.session, list(unacked), now + HANDED_KEPT)
+        self._keep_handed(token, sender, out.session, unacked)
         log.info("%s: session now served by node %s", out.session.full, sender)
         return _dump({"unacked": [data.decode() for data in unacked], "carry": carry})
 
@@ -269,14 +268,31 @@ class SessionHandover:
         handed = self._handed.get(token)
         if handed is None or handed[0] != sender:
             return
-        del self._handed[token]
-        _node, session, unacked, until = handed
-        if until < asyncio.get_running_loop().time():
-            return
+        self._forget_handed(token)
+        _node, session, unacked = handed
         # B never got step 3's answer and ended the session without these.
         self._moved.pop(token, None)
         log.info("%s: node %s did not get the session's queue: sent on", session.full, sender)
         sm_stream.reroute_unacked(self.ctx, session, unacked)
+
+    def _keep_handed(
+        self, token: str, node: str, session: C2SSession, unacked: list[bytes]
+    ) -> None:
+        size = sum(len(data) for data in unacked)
+        if size > HANDED_BYTES:
+            return
+        while self._handed and (
+            self._handed_bytes + size > HANDED_BYTES or len(self._handed) >= MOVED_REMEMBERED
+        ):
+            self._forget_handed(next(iter(self._handed)))
+        self._handed[token] = (node, session, list(unacked))
+        self._handed_bytes += size
+        asyncio.get_running_loop().call_later(HANDED_KEPT, self._forget_handed, token)
+
+    def _forget_handed(self, token: str) -> None:
+        handed = self._handed.pop(token, None)
+        if handed is not None:
+            self._handed_bytes -= sum(len(data) for data in handed[2])
 
     def _abandon(self, token: str, why: str) -> None:
         """The handover did not complete: the session ends here for good."""

@@ -29,6 +29,7 @@ from chatgate.xmpp.sm_resumption import (
 from chatgate.xmpp.sm_tokens import SECRET_NAME, TokenSigner
 
 if TYPE_CHECKING:
+    from chatgate.cluster.sm_handover import SessionHandover
     from chatgate.context import ServerContext
 
 
@@ -65,6 +66,8 @@ class StreamManagement:
     def __init__(self, table: ResumptionTable | None = None) -> None:
         #: the resumption table (a shared one may be given; in-process by default)
         self.table = table if table is not None else LocalResumptionTable()
+        #: resumption across cluster nodes (None alone)
+        self.handover: SessionHandover | None = None
 
     def setup(self, ctx: ServerContext) -> Iterable[Registration]:
         options = ctx.options(self.name, Options)
@@ -78,7 +81,7 @@ class StreamManagement:
             # here: nothing of `chatgate.cluster` is loaded without a cluster.
             from chatgate.cluster.sm_handover import SessionHandover
 
-            handover = SessionHandover(ctx, peers, self.table)
+            handover = self.handover = SessionHandover(ctx, peers, self.table)
 
             async def start() -> None:
                 key = await ctx.db.secrets.get_or_create(SECRET_NAME, secrets.token_bytes(32))

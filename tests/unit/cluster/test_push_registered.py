@@ -64,6 +64,8 @@ async def db() -> Database:
 async def pair(redis_server: RedisServer, db: Database) -> AsyncIterator[tuple[Any, Any]]:
     a = await _accounts(redis_server, "a", db)
     b = await _accounts(redis_server, "b", db)
+    # a reads again when it sees b join (`_joined`): done before each test begins
+    await wait_for(lambda: db.reads == 3 and a._heard is None)
     try:
         yield a, b
     finally:
@@ -86,7 +88,7 @@ async def test_an_enable_on_one_node_reaches_the_others_set(
     assert b.may_have("alice@x")
     await wait_for(lambda: a.may_have("alice@x"))
     assert not a.may_have("bob@x")  # the set is still trusted: no read for bob
-    assert db.reads == 2  # one read per node, at start
+    assert db.reads == 3  # one per node at start, and a's when b joined
 
 
 async def test_a_node_that_lost_redis_reads_every_account_until_it_read_again(
@@ -104,7 +106,7 @@ async def test_a_node_that_lost_redis_reads_every_account_until_it_read_again(
     db.holds += [released, released]  # each node's read again, held
     redis_server.start()
     await wait_for(lambda: a.node.connected and b.node.connected, timeout=10)
-    await wait_for(lambda: db.reads >= 4)
+    await wait_for(lambda: db.reads >= 5)
     # Connected, the set read before the loss still in hand: not trusted yet.
     assert a.may_have("nobody@x") and b.may_have("nobody@x")
     released.set()
@@ -148,7 +150,7 @@ async def test_an_enable_heard_while_a_node_reads_is_kept(
     released = asyncio.Event()
     db.holds.append(released)
     reading = asyncio.create_task(a.read())
-    await wait_for(lambda: db.reads == 3)  # the snapshot is taken
+    await wait_for(lambda: db.reads == 4)  # the snapshot is taken
     await enable(db, b, "frank@x")
     await wait_for(lambda: a._heard is not None and "frank@x" in a._heard)
     released.set()
@@ -164,7 +166,7 @@ async def test_a_read_that_ends_after_a_later_one_is_dropped(
     released = asyncio.Event()
     db.holds.append(released)
     older = asyncio.create_task(a.read())  # its snapshot has no gina
-    await wait_for(lambda: db.reads == 3)
+    await wait_for(lambda: db.reads == 4)
     db.registered.add("gina@x")
     await a.read()  # a later read (``*`` from a node), which has her
     assert a.may_have("gina@x")
@@ -186,3 +188,21 @@ async def test_past_the_limit_every_account_is_read(
         assert a.known is None and a.may_have("anyone@x")
     finally:
         await a.node.close()
+
+
+async def test_a_node_joining_makes_the_others_read_again(
+    redis_server: RedisServer,
+    pair: tuple[ClusterRegisteredAccounts, ClusterRegisteredAccounts],
+    db: Database,
+) -> None:
+    """An enable stored by a node of an earlier release is never published; the
+    next node to join (the next one upgraded) makes every node read it."""
+    a, _ = pair
+    db.registered.add("hana@x")  # stored, not told
+    assert not a.may_have("hana@x")
+    joining = await _accounts(redis_server, "c", db)
+    try:
+        await wait_for(lambda: a.may_have("hana@x"), timeout=5)
+        assert not a.may_have("nobody@x")
+    finally:
+        await joining.node.close()

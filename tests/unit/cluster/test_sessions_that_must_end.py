@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from chatgate.cluster import sm_handover
 from chatgate.cluster.sm_handover import SessionHandover
 from chatgate.peers import PeerUnreachable
 from chatgate.vocabulary.errors import StreamErrorCondition
@@ -284,3 +285,29 @@ async def test_a_queue_whose_handover_answer_was_lost_is_sent_on(
     await eventually(lambda: "ivan@localhost" not in directory(b).local)
     later = await online(b, "ivan", "desk")  # offline messages come with presence
     await eventually(lambda: "unacked" in later.transport.out.decode())
+
+
+async def test_a_handed_queue_is_kept_only_a_while(
+    nodes: list[Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What step 3 answered is kept for an abort that may follow, not for good."""
+    monkeypatch.setattr(sm_handover, "HANDED_KEPT", 0.2)
+    a, b = nodes
+    phone = await online(a, "ivan", "phone")
+    enabled = await phone.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    previd = re.search(r"id=['\"]([^'\"]+)", enabled)
+    assert previd is not None, enabled
+    kate = await online(a, "kate")
+    await kate.send("<message to='ivan@localhost/phone' type='chat'><body>unacked</body></message>")
+    await eventually(lambda: "unacked" in phone.transport.out.decode())
+    phone.conn.connection_lost()
+    await phone.settle()
+    again = b.connect()
+    await again.open()
+    assert "<success" in await again.send(plain("ivan", "ivan-pw"))
+    await again.open()
+    resumed = await again.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd.group(1)}' h='0'/>")
+    assert "resumed" in resumed, resumed
+    handover = a.ctx.modules["stream_management"].module.handover  # type: ignore[attr-defined]
+    assert handover._handed  # kept for a moment
+    await eventually(lambda: not handover._handed and handover._handed_bytes == 0)
