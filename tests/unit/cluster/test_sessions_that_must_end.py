@@ -75,6 +75,55 @@ def ended(wire: Wire, text: str, condition: str = "<not-authorized") -> bool:
     return condition in out and text in out and out.endswith("</stream:stream>")
 
 
+async def resumable(server: Server, user: str, resource: str) -> tuple[Wire, str]:
+    """A session with XEP-0198 resumption on, and its resumption token."""
+    wire = await online(server, user, resource)
+    enabled = await wire.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    token = re.search(r"id=['\"]([^'\"]+)", enabled)
+    assert token is not None, enabled
+    return wire, token.group(1)
+
+
+async def resume_on(server: Server, user: str, token: str) -> Wire:
+    """A new connection to `server` that resumed `token` (or failed to: its output)."""
+    wire = server.connect()
+    await wire.open()
+    assert "<success" in await wire.send(plain(user, f"{user}-pw"))
+    await wire.open()
+    await wire.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{token}' h='0'/>")
+    return wire
+
+
+async def waiting_with_a_message(server: Server) -> str:
+    """ivan's phone on `server`, waiting to be resumed with one message from kate it
+    never acknowledged; its token."""
+    phone, token = await resumable(server, "ivan", "phone")
+    kate = await online(server, "kate")
+    await kate.send("<message to='ivan@localhost/phone' type='chat'><body>unacked</body></message>")
+    await eventually(lambda: "unacked" in phone.transport.out.decode())
+    phone.conn.connection_lost()
+    await phone.settle()
+    return token
+
+
+def reclaim_in_order(first: Server, then: Server) -> None:
+    """After the outage, `then` claims its sessions again only once `first` has."""
+    done = asyncio.Event()
+    first_reclaims = directory(first)._reassert_and_reload
+    then_reclaims = directory(then)._reassert_and_reload
+
+    async def first_one() -> None:
+        await first_reclaims()
+        done.set()
+
+    async def after() -> None:
+        await done.wait()
+        await then_reclaims()
+
+    directory(first)._reassert_and_reload = first_one
+    directory(then)._reassert_and_reload = after
+
+
 async def test_sessions_elsewhere_get_the_close_their_node_could_not_send(
     nodes: list[Server], redis_server: RedisServer
 ) -> None:
@@ -146,26 +195,11 @@ async def test_a_live_session_bound_during_the_outage_wins_over_one_waiting(
     is told to.  Once Redis is back the live session keeps the resource (the
     default policy: the newest bind wins) and the waiting one is closed."""
     a, b = nodes
-    phone = await online(a, "ivan", "phone")
-    enabled = await phone.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
-    assert "enabled" in enabled, enabled
+    phone, _ = await resumable(a, "ivan", "phone")
     phone.conn.connection_lost()
     await phone.settle()
     await eventually(lambda: len(directory(b).hibernated_elsewhere) == 1)
-    # a claims its waiting session again first (the order that lost before)
-    a_done = asyncio.Event()
-    a_reclaims, b_reclaims = (directory(a)._reassert_and_reload, directory(b)._reassert_and_reload)
-
-    async def a_first() -> None:
-        await a_reclaims()
-        a_done.set()
-
-    async def b_after() -> None:
-        await a_done.wait()
-        await b_reclaims()
-
-    directory(a)._reassert_and_reload = a_first
-    directory(b)._reassert_and_reload = b_after
+    reclaim_in_order(a, b)  # the order that lost before
     async with cut_off(redis_server, nodes):  # a's claim stays in Redis
         again = await online(b, "ivan", "phone")
     await eventually(lambda: "ivan@localhost" not in directory(a).local, timeout=10)
@@ -184,26 +218,8 @@ async def test_a_live_session_wins_over_one_that_began_waiting_during_the_outage
     the live session's node, resynchronising first, waits for it (`_contest`)
     rather than giving up its live session."""
     a, b = nodes
-    phone = await online(a, "ivan", "phone")
-    enabled = await phone.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
-    assert "enabled" in enabled, enabled
-    done = asyncio.Event()
-    early, late = (a, b) if first == "a" else (b, a)
-    early_reclaims, late_reclaims = (
-        directory(early)._reassert_and_reload,
-        directory(late)._reassert_and_reload,
-    )
-
-    async def early_first() -> None:
-        await early_reclaims()
-        done.set()
-
-    async def late_after() -> None:
-        await done.wait()
-        await late_reclaims()
-
-    directory(early)._reassert_and_reload = early_first
-    directory(late)._reassert_and_reload = late_after
+    phone, _ = await resumable(a, "ivan", "phone")
+    reclaim_in_order(a, b) if first == "a" else reclaim_in_order(b, a)
     async with cut_off(redis_server, nodes):
         phone.conn.connection_lost()  # begins waiting on a, during the outage
         await phone.settle()
@@ -222,10 +238,7 @@ async def test_a_session_closed_while_it_is_handed_over_does_not_move(
     pack the session's state for the move ends the session there; the new node
     must not resume it."""
     a, b = nodes
-    phone = await online(a, "ivan", "phone")
-    enabled = await phone.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
-    previd = re.search(r"id=['\"]([^'\"]+)", enabled)
-    assert previd is not None, enabled
+    phone, token = await resumable(a, "ivan", "phone")
     phone.conn.connection_lost()
     await phone.settle()
     packing, locked = asyncio.Event(), asyncio.Event()
@@ -235,19 +248,13 @@ async def test_a_session_closed_while_it_is_handed_over_does_not_move(
         await locked.wait()
 
     a.ctx.hooks.add(SessionMovingOut, slow_module)
-    again = b.connect()
-    await again.open()
-    assert "<success" in await again.send(plain("ivan", "ivan-pw"))
-    await again.open()
-    resuming = asyncio.create_task(
-        again.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd.group(1)}' h='0'/>")
-    )
+    resuming = asyncio.create_task(resume_on(b, "ivan", token))
     await packing.wait()
     directory(a).close_sessions("ivan@localhost", StreamErrorCondition.NOT_AUTHORIZED, "locked")
     locked.set()
-    answer = await resuming
+    again = await resuming
     await eventually(lambda: "<failed" in again.transport.out.decode())
-    assert "<resumed" not in answer + again.transport.out.decode()
+    assert "<resumed" not in again.transport.out.decode()
     await eventually(lambda: "ivan@localhost" not in directory(b).local)
     assert "ivan@localhost" not in directory(a).local
 
@@ -259,15 +266,7 @@ async def test_a_queue_whose_handover_answer_was_lost_is_sent_on(
     reached the new node, which ends the session: the message the client had not
     acknowledged goes to offline storage, not nowhere."""
     a, b = nodes
-    phone = await online(a, "ivan", "phone")
-    enabled = await phone.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
-    previd = re.search(r"id=['\"]([^'\"]+)", enabled)
-    assert previd is not None, enabled
-    kate = await online(a, "kate")
-    await kate.send("<message to='ivan@localhost/phone' type='chat'><body>unacked</body></message>")
-    await eventually(lambda: "unacked" in phone.transport.out.decode())
-    phone.conn.connection_lost()  # never acknowledged it
-    await phone.settle()
+    token = await waiting_with_a_message(a)
     answered = SessionHandover.done
 
     async def answer_lost(self: SessionHandover, node: str, token: str) -> Handed:
@@ -275,11 +274,7 @@ async def test_a_queue_whose_handover_answer_was_lost_is_sent_on(
         raise PeerUnreachable("the answer was lost")
 
     monkeypatch.setattr(SessionHandover, "done", answer_lost)
-    again = b.connect()
-    await again.open()
-    assert "<success" in await again.send(plain("ivan", "ivan-pw"))
-    await again.open()
-    await again.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd.group(1)}' h='0'/>")
+    again = await resume_on(b, "ivan", token)
     await eventually(lambda: "<failed" in again.transport.out.decode())
     monkeypatch.undo()
     await eventually(lambda: "ivan@localhost" not in directory(b).local)
@@ -293,21 +288,9 @@ async def test_a_handed_queue_is_kept_only_a_while(
     """What step 3 answered is kept for an abort that may follow, not for good."""
     monkeypatch.setattr(sm_handover, "HANDED_KEPT", 0.2)
     a, b = nodes
-    phone = await online(a, "ivan", "phone")
-    enabled = await phone.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
-    previd = re.search(r"id=['\"]([^'\"]+)", enabled)
-    assert previd is not None, enabled
-    kate = await online(a, "kate")
-    await kate.send("<message to='ivan@localhost/phone' type='chat'><body>unacked</body></message>")
-    await eventually(lambda: "unacked" in phone.transport.out.decode())
-    phone.conn.connection_lost()
-    await phone.settle()
-    again = b.connect()
-    await again.open()
-    assert "<success" in await again.send(plain("ivan", "ivan-pw"))
-    await again.open()
-    resumed = await again.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd.group(1)}' h='0'/>")
-    assert "resumed" in resumed, resumed
+    token = await waiting_with_a_message(a)
+    again = await resume_on(b, "ivan", token)
+    assert "<resumed" in again.transport.out.decode()
     handover = a.ctx.modules["stream_management"].module.handover  # type: ignore[attr-defined]
     assert handover._handed  # kept for a moment
     await eventually(lambda: not handover._handed and handover._handed_bytes == 0)

@@ -22,8 +22,9 @@ from chatgate.peers import rendezvous_owner
 from tests.redis_server import RedisServer
 from tests.unit.cluster.conftest import redis_server, redis_server_session  # noqa: F401
 from tests.unit.cluster.test_push_hibernated import two_nodes
+from tests.unit.cluster.test_sessions_that_must_end import resumable, resume_on
 from tests.unit.cluster.test_subscription_requests import eventually, login
-from tests.unit.modules.wire import Server, Wire, plain
+from tests.unit.modules.wire import Server, Wire
 
 from .support import MUC, SERVICE, instant
 
@@ -61,21 +62,14 @@ async def test_an_occupant_resumed_on_another_node_leaves_its_rooms_when_it_ends
     room = room_of("a")
     bob = await login(a, "bob")
     await enter(bob, room, "Bob")
-    alice = await login(a, "alice", "phone")
-    enabled = await alice.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
-    previd = re.search(r"id=['\"]([^'\"]+)", enabled)
-    assert previd is not None, enabled
+    alice, token = await resumable(a, "alice", "phone")
     await enter(alice, room, "Alice")
     await eventually(lambda: 'from="' + room + '/Alice"' in bob.transport.out.decode())
 
     alice.conn.connection_lost()  # hibernated on a
     await alice.settle()
-    back = b.connect()
-    await back.open()
-    assert "<success" in await back.send(plain("alice", "alice-pw"))
-    await back.open()
-    resumed = await back.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd.group(1)}' h='0'/>")
-    assert "resumed" in resumed, resumed
+    back = await resume_on(b, "alice", token)
+    assert "<resumed" in back.transport.out.decode()
     assert not saw_leave(bob, room, "Alice")  # still in the room, now from b
 
     back.conn.close_stream()  # the resumed session ends, on b
