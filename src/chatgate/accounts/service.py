@@ -46,6 +46,11 @@ from chatgate.storage.models import utcnow
 from chatgate.storage.repositories.accounts import NameHolder
 from chatgate.storage.repositories.legacy_records import LegacySecrets
 
+#: the text of the stream error that ends an account's sessions when it is locked,
+#: and when it is removed (a cluster node that missed one tells them apart)
+LOCKED_TEXT = "the account was locked"
+REMOVED_TEXT = "the account was removed"
+
 
 @dataclass(frozen=True, slots=True)
 class StoredPassword:
@@ -264,7 +269,7 @@ class AccountService:
         are closed.  False when it was locked already.  Raises `NoSuchAccount`."""
         changed = await self._set_locked(username, domain, True)
         if self._live is not None:
-            self._live.end_sessions(username, domain, "the account was locked")
+            self._live.end_sessions(username, domain, LOCKED_TEXT)
         return changed
 
     async def unlock(self, username: str, domain: str) -> bool:
@@ -291,7 +296,7 @@ class AccountService:
             kind = ChangeKind.DELETED if account else ChangeKind.RESOLVED
             await self._tell(username, domain, kind)
         if account and end_sessions and self._live is not None:
-            self._live.end_sessions(username, domain, "the account was removed")
+            self._live.end_sessions(username, domain, REMOVED_TEXT)
         return Deletion(account, pending)
 
     # ---------------------------------------------------------------- internals

@@ -9,11 +9,15 @@ sessions for as long as they last.  So once the cluster has resynchronised
 exist and which are locked, and ends the others as the deletion or the lock
 would have.
 
+A session bound before the account now of its name was created belongs to a
+deleted account, whose name was registered again meanwhile: it ends too.
+
 The changing node keeps the closes it could not send itself
-(`ClusterSessionDirectory.close_sessions`) and sends them after the resync --
-those of a deletion or a lock only if the account is still gone or locked
-(`owed_closes_that_hold`: it may have been unlocked, or registered again,
-meanwhile); an administrator's end of a session holds as it is.
+(`ClusterSessionDirectory.close_sessions`) and sends them after the resync: a
+lock's only while the account is still locked or gone (`owed_closes_that_hold`:
+it may have been unlocked meanwhile); a deletion's always (the old sessions are
+not those of an account registered under the name since), and so does an
+administrator's end of a session.
 
 Only accounts of the internal store are read: another provider's accounts
 (HTTP, LDAP) are not ours to judge.
@@ -25,6 +29,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from chatgate.accounts.server import internal_provider_of
+from chatgate.accounts.service import LOCKED_TEXT, REMOVED_TEXT
 from chatgate.storage.errors import StorageError
 from chatgate.vocabulary.errors import StreamErrorCondition
 
@@ -36,10 +41,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def end_sessions_of_gone_accounts(ctx: ServerContext) -> int:
-    """Close this node's sessions whose account was deleted or locked; returns how
-    many accounts' sessions were closed."""
-    local = ctx.router.directory.local
+async def end_sessions_of_gone_accounts(
+    ctx: ServerContext, directory: ClusterSessionDirectory
+) -> int:
+    """Close this node's sessions whose account was deleted (or deleted and made
+    again: the session was bound before the account now of its name was created)
+    or locked; returns how many sessions were closed."""
+    local = directory.local
     owners: dict[tuple[str, str], str] = {}
     for bare in list(local):
         username, _, domain = bare.partition("@")
@@ -54,21 +62,22 @@ async def end_sessions_of_gone_accounts(ctx: ServerContext) -> int:
         return 0
     ended = 0
     for owner, bare in owners.items():
-        locked = standing.get(owner)
-        if locked is None:
-            text = "the account was removed"
-        elif locked:
-            text = "the account was locked"
-        else:
-            continue
-        # still this node's (the reads awaited): closed here, as the change would
+        found = standing.get(owner)
+        # still this node's sessions (the read awaited): closed as the change would
         for session in list(local.get(bare, {}).values()):
+            if found is None:
+                text = REMOVED_TEXT
+            elif found[0]:
+                text = LOCKED_TEXT
+            elif (directory.bound_at(session) or 0.0) < found[1].timestamp():
+                text = REMOVED_TEXT  # an account of its name made since it was bound
+            else:
+                continue
             session.close(StreamErrorCondition.NOT_AUTHORIZED, text)
-        ended += 1
+            ended += 1
     if ended:
         log.warning(
-            "cluster: the sessions of %d accounts deleted or locked while Redis was away"
-            " were closed",
+            "cluster: %d sessions of accounts deleted or locked while Redis was away were closed",
             ended,
         )
     return ended
@@ -78,13 +87,16 @@ async def owed_closes_that_hold(
     ctx: ServerContext, owed: dict[str, tuple[StreamErrorCondition, str]]
 ) -> set[str]:
     """The accounts (of `owed`: account -> condition, text) whose owed close still
-    holds (see the module docstring).  The database away: every one (a close is
-    undone by logging in again; a session of a deleted account is not)."""
+    holds: a lock's only while the account is locked (or gone), every other one
+    (a deletion: the name may have been registered again meanwhile, its old
+    sessions must still end; an administrator's end of a session).  The
+    database away: every one (a close is undone by logging in again; a session
+    of a deleted account is not)."""
     holding: set[str] = set()
     owners: dict[tuple[str, str], str] = {}
-    for bare, (condition, _text) in owed.items():
+    for bare, (condition, text) in owed.items():
         username, _, domain = bare.partition("@")
-        if condition is StreamErrorCondition.NOT_AUTHORIZED and internal_provider_of(ctx, domain):
+        if condition is StreamErrorCondition.NOT_AUTHORIZED and text == LOCKED_TEXT:
             owners[(username, domain)] = bare
         else:
             holding.add(bare)
@@ -94,7 +106,10 @@ async def owed_closes_that_hold(
         except StorageError as exc:
             log.warning("cluster: cannot check the accounts of owed closes (%s)", exc)
             return set(owed)
-        holding |= {bare for owner, bare in owners.items() if standing.get(owner) is not False}
+        for owner, bare in owners.items():
+            found = standing.get(owner)
+            if found is None or found[0]:
+                holding.add(bare)
     return holding
 
 
@@ -102,7 +117,7 @@ def recheck_accounts_after_outages(
     ctx: ServerContext, node: ClusterNode, directory: ClusterSessionDirectory
 ) -> None:
     async def recheck() -> None:
-        await end_sessions_of_gone_accounts(ctx)
+        await end_sessions_of_gone_accounts(ctx, directory)
 
     node.on_resynced(recheck)
 

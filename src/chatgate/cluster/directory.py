@@ -50,10 +50,10 @@ rest is read.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -281,8 +281,10 @@ OwedCheck = Callable[[dict[str, tuple[StreamErrorCondition, str]]], Awaitable[se
 #: After an outage, how long a live session whose resource another node's session
 #: holds waits for that node's resync (which says whether that session waits to
 #: be resumed, and so loses to it), and how often it looks.
-CONTEST_WAIT = 10.0
+CONTEST_WAIT = 300.0
 CONTEST_RETRY = 0.5
+#: How long a node's mark of its last resync (``resynced:NODE``) is kept, in ms.
+RESYNCED_KEPT_MS = 3_600_000
 
 _SCRIPTS = {
     "claim": Script(_CLAIM),
@@ -498,6 +500,8 @@ class ClusterSessionDirectory:
         #: stanza per recipient: its start tag is read once)
         self._last_refused: tuple[bytes, str | None] = (b"", None)
         self._sids: dict[int, str] = {}  # id(session) -> sid, for this node's sessions
+        #: id(session) -> when it was bound here (`bound_at`)
+        self._bound_at: dict[int, float] = {}
         #: this node's sessions by encoded full JID: where arriving frames go
         self._by_target: dict[bytes, C2SSession] = {}
         self._counter = itertools.count(1)
@@ -745,6 +749,7 @@ class ClusterSessionDirectory:
             self.hibernated_elsewhere.discard(current)  # replaced (resumed here, say)
         entries[session.resource] = session
         self._sids[id(session)] = sid
+        self._bound_at[id(session)] = time.time()
         self._by_target[session.full.encode()] = session
 
     def _drop_local(self, session: C2SSession) -> str | None:
@@ -769,7 +774,12 @@ class ClusterSessionDirectory:
         if session in self._asleep:  # released, or replaced by a new bind here
             self._asleep.discard(session)
             self._forget_asleep(session)
+        self._bound_at.pop(id(session), None)
         return self._sids.pop(id(session), None)
+
+    def bound_at(self, session: C2SSession) -> float | None:
+        """When this node's `session` was bound here (wall clock), None if it is not."""
+        return self._bound_at.get(id(session))
 
     def release(self, session: C2SSession) -> None:
         """Gone from this node at once; the release script (which announces it)
@@ -812,38 +822,51 @@ class ClusterSessionDirectory:
         session.available = True
         session.priority = priority
         session.presence = presence
-        sid = self._sids.get(id(session))
+        sid = self._announced_sid(session)
         if sid is not None:
             self._announce("A", session, sid)
 
     def mark_unavailable(self, session: C2SSession) -> None:
         session.available = False
         session.presence = None
-        sid = self._sids.get(id(session))
+        sid = self._announced_sid(session)
         if sid is not None:
             self._announce("U", session, sid)
 
     def mark_interested(self, session: C2SSession) -> None:
         session.interested = True
-        sid = self._sids.get(id(session))
+        sid = self._announced_sid(session)
         if sid is not None:
             self._announce("I", session, sid)
 
     def mark_hibernated(self, session: C2SSession, hibernated: bool) -> None:
         """Kept in this node's hash of waiting sessions and announced (H, or W when
         resumed), so the node of a message's sender knows no device got it."""
-        sid = self._sids.get(id(session))
-        if sid is None:
+        if self._sids.get(id(session)) is None:
             return
         if hibernated:
             self._asleep.add(session)
-            self._keep_asleep(session, sid)
         elif session in self._asleep:
             self._asleep.discard(session)
-            self._forget_asleep(session)
         else:
             return
+        sid = self._announced_sid(session)
+        if sid is None:
+            return  # written with its claim, if its contest is won
+        if hibernated:
+            self._keep_asleep(session, sid)
+        else:
+            self._forget_asleep(session)
         self._announce("H" if hibernated else "W", session, sid, snapshot=False)
+
+    def _announced_sid(self, session: C2SSession) -> str | None:
+        """The sid under which a change of this node's `session` is announced; None
+        when it is not ours, or while its resource is contested (`_contest`): the
+        others must not take it for the resource's holder before it has won, and
+        it announces its whole state then."""
+        if self._contests and id(session) in self._contests:
+            return None
+        return self._sids.get(id(session))
 
     def _keep_asleep(self, session: C2SSession, sid: str) -> None:
         field = f"{session.bare}/{session.resource}"
@@ -913,7 +936,16 @@ class ClusterSessionDirectory:
 
     async def _send_owed(self, owed: dict[str, tuple[StreamErrorCondition, str]]) -> None:
         check = self.owed_check
-        holding = set(owed) if check is None else await check(owed)
+        try:
+            holding = set(owed) if check is None else await check(owed)
+        except Exception:
+            log.exception("cluster: the owed closes could not be checked: all are sent")
+            holding = set(owed)
+        if not self.node.connected or self._resync_retry is not None:
+            # Redis lost again, or the copy being read again: the next resync sends them
+            for bare in holding:
+                self._owe_close(bare, *owed[bare])
+            return
         for bare in holding:
             condition, text = owed[bare]
             for session in list(self.table.get(bare, {}).values()):
@@ -1340,6 +1372,10 @@ class ClusterSessionDirectory:
         if stale_asleep:
             # on the lean connection, in order with the entries hibernations write
             await self.node.send("HDEL", self._asleep_key, *sorted(stale_asleep))
+        # Every claim of ours is as it will stay: another node's contest may decide.
+        await self.node.send(
+            "SET", self._resynced_key(self.node.name), repr(time.time()), "PX", RESYNCED_KEPT_MS
+        )
         self._forget_mirror()
         await self._tell_lost(await self._load_mirror())
 
@@ -1383,9 +1419,10 @@ class ClusterSessionDirectory:
         """A live session of ours whose resource another node's session held when we
         claimed it again: if that node's resync shows its session waiting to be
         resumed (or releases it), ours takes the resource, as a bind would have;
-        if it does not within `CONTEST_WAIT`, ours is closed with conflict, as
-        for any resource bound twice during an outage.  Meanwhile ours stays
-        bound here, unannounced."""
+        once that node has resynced since the outage began (``resynced:NODE``)
+        and still holds it live, or after `CONTEST_WAIT`, ours is closed with
+        conflict, as for any resource bound twice during an outage.  Meanwhile
+        ours stays bound here, unannounced (`_announced_sid`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CONTEST_WAIT
         while loop.time() < deadline:
@@ -1395,7 +1432,11 @@ class ClusterSessionDirectory:
             if not self.node.connected:
                 continue
             try:
-                ours = await self._reassert(session, sid, takes_over=True)
+                # Read first: a holder that resynced before the claim below has
+                # its final claim (and its waiting sessions' entries) in place.
+                settled = await self._holder_resynced(session)
+                # a session of ours waiting to be resumed never takes over another
+                ours = await self._reassert(session, sid, takes_over=session not in self._asleep)
             except (RedisError, RespError, ConnectionError, OSError, ClusterUnavailable):
                 continue
             if self._sids.get(id(session)) != sid:
@@ -1403,20 +1444,38 @@ class ClusterSessionDirectory:
             if isinstance(ours, bytes):
                 self._close_replaced(session, ours.decode())
             elif not ours:
+                if settled:
+                    break
                 continue
+            self._contests.pop(id(session), None)  # announced from now on
             self._reannounce(session, sid)
             return
         if self._sids.get(id(session)) == sid:
             session.close(StreamErrorCondition.CONFLICT, _BOUND_ELSEWHERE)
+
+    async def _holder_resynced(self, session: C2SSession) -> bool:
+        """Whether the node holding `session`'s resource has resynced since this
+        node's last loss of Redis began (its claims are final)."""
+        held = await self.node.send("HGET", self._res_key(session.bare), session.resource)
+        if held is None:
+            return False  # nobody holds it: the next claim wins
+        node = _text(held).partition("|")[0]
+        mark = await self.node.send("GET", self._resynced_key(node))
+        try:
+            return mark is not None and float(_text(mark)) >= self.node.lost_at
+        except ValueError:
+            return False
+
+    def _resynced_key(self, node: str) -> str:
+        return self.node.key("resynced", node)
 
     async def _stop_contests(self) -> None:
         contests = list(self._contests.values())
         self._contests.clear()
         for task in contests:
             task.cancel()
-        for task in contests:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if contests:
+            await asyncio.wait(contests)  # a cancel of the caller still reaches it
 
     def _close_replaced(self, session: C2SSession, held: str) -> None:
         """`session` took its resource back from a session waiting to be resumed on

@@ -80,6 +80,8 @@ class ClusterNode:
         #: again): what was learned over pub/sub before one cannot be trusted
         #: after it, as messages may have been missed
         self.losses = 0
+        #: wall-clock time of the last of them (0.0: none yet)
+        self.lost_at = 0.0
         self._stopping = False
         #: wakes `_reconnects`: a connection lost, or a channel to subscribe
         self._attention = asyncio.Event()
@@ -366,6 +368,7 @@ class ClusterNode:
                         await self._subscribe_missing()
                 continue
             self.losses += 1
+            self.lost_at = time.time()
             if self._connected:
                 log.warning(
                     "cluster: lost Redis: serving this node's sessions only,"

@@ -118,9 +118,11 @@ class SessionHandover:
         self.signer: TokenSigner | None = None
         self._outgoing: dict[str, _Outgoing] = {}
         self._moved: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        #: token -> (B, the session, what step 3 answered): rerouted if B aborts
-        #: after all; each for `HANDED_KEPT` s, at most `HANDED_BYTES` in all
-        self._handed: OrderedDict[str, tuple[str, C2SSession, list[bytes]]] = OrderedDict()
+        #: token -> (B, the session, what step 3 answered, its timer): rerouted if
+        #: B aborts after all; each for `HANDED_KEPT` s, at most `HANDED_BYTES` in all
+        self._handed: OrderedDict[str, tuple[str, C2SSession, list[bytes], asyncio.TimerHandle]] = (
+            OrderedDict()
+        )
         self._handed_bytes = 0
         peers.on_request(TAKE, self._take)
         peers.on_request(DONE, self._done)
@@ -269,7 +271,7 @@ class SessionHandover:
         if handed is None or handed[0] != sender:
             return
         self._forget_handed(token)
-        _node, session, unacked = handed
+        _node, session, unacked, _timer = handed
         # B never got step 3's answer and ended the session without these.
         self._moved.pop(token, None)
         log.info("%s: node %s did not get the session's queue: sent on", session.full, sender)
@@ -278,6 +280,7 @@ class SessionHandover:
     def _keep_handed(
         self, token: str, node: str, session: C2SSession, unacked: list[bytes]
     ) -> None:
+        self._forget_handed(token)  # a token moves with its session: it may be back
         size = sum(len(data) for data in unacked)
         if size > HANDED_BYTES:
             return
@@ -285,14 +288,15 @@ class SessionHandover:
             self._handed_bytes + size > HANDED_BYTES or len(self._handed) >= MOVED_REMEMBERED
         ):
             self._forget_handed(next(iter(self._handed)))
-        self._handed[token] = (node, session, list(unacked))
+        timer = asyncio.get_running_loop().call_later(HANDED_KEPT, self._forget_handed, token)
+        self._handed[token] = (node, session, list(unacked), timer)
         self._handed_bytes += size
-        asyncio.get_running_loop().call_later(HANDED_KEPT, self._forget_handed, token)
 
     def _forget_handed(self, token: str) -> None:
         handed = self._handed.pop(token, None)
         if handed is not None:
             self._handed_bytes -= sum(len(data) for data in handed[2])
+            handed[3].cancel()
 
     def _abandon(self, token: str, why: str) -> None:
         """The handover did not complete: the session ends here for good."""

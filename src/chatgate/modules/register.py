@@ -58,6 +58,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from chatgate.accounts import InviteUnavailable, NameTaken, NoSuchAccount
 from chatgate.accounts.server import server_account_service
+from chatgate.accounts.service import REMOVED_TEXT
 from chatgate.auth.internal import InternalProvider
 from chatgate.auth.policy import DEFAULT_RESERVED, AccountPolicy, NameUnavailable, PolicyViolation
 from chatgate.auth.throttle import Refuse, ThrottleReason
@@ -643,7 +644,7 @@ class Register:
         await self.accounts.delete(session.username, session.domain, end_sessions=False)
         log.info("%s removed the account in-band", bare)
         session.send(iq_reply(iq, "result", None, to=session.full))
-        text = "the account was removed"
+        text = REMOVED_TEXT
         ctx.router.directory.close_sessions(bare, StreamErrorCondition.NOT_AUTHORIZED, text)
         # This session too, had it been unbound already (closing twice does nothing).
         session.close(StreamErrorCondition.NOT_AUTHORIZED, text)

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from chatgate.accounts.service import REMOVED_TEXT
 from chatgate.cluster import sm_handover
 from chatgate.cluster.sm_handover import SessionHandover
 from chatgate.peers import PeerUnreachable
@@ -294,3 +295,56 @@ async def test_a_handed_queue_is_kept_only_a_while(
     handover = a.ctx.modules["stream_management"].module.handover  # type: ignore[attr-defined]
     assert handover._handed  # kept for a moment
     await eventually(lambda: not handover._handed and handover._handed_bytes == 0)
+
+
+@pytest.mark.parametrize("told", ["owed", "missed"])
+async def test_a_session_of_an_account_deleted_and_registered_again_ends(
+    nodes: list[Server], redis_server: RedisServer, told: str
+) -> None:
+    """kate's account is deleted during the outage, then her name registered again:
+    her old session on b must end, not live on as the new account.  `owed`: a
+    sends the deletion's close after the resync; `missed`: no close was kept
+    (the deletion only in the database), b finds the session older than the
+    account now of its name."""
+    a, b = nodes
+    there = await online(b, "kate", "there")
+    await eventually(lambda: "there" in directory(a).table.get("kate@localhost", {}))
+    await outage(redis_server, nodes)
+    assert await a.ctx.db.accounts.delete("kate", "localhost")
+    if told == "owed":
+        directory(a).close_sessions(
+            "kate@localhost", StreamErrorCondition.NOT_AUTHORIZED, REMOVED_TEXT
+        )
+    await asyncio.sleep(0.01)  # the new account is younger than the session
+    await a.add_user("kate", "someone-else-pw")
+    await back(redis_server, nodes)
+    await eventually(lambda: ended(there, REMOVED_TEXT), timeout=10)
+
+
+async def test_a_duplicate_live_session_loses_once_the_holder_has_resynced(
+    nodes: list[Server], redis_server: RedisServer
+) -> None:
+    """Both sessions live through the outage: the contest ends as soon as the
+    holder's node says it has resynced, not after `CONTEST_WAIT` (300 s)."""
+    a, b = nodes
+    keep = await online(b, "ivan", "phone")
+    reclaim_in_order(a, b)  # a's contest begins before b has resynced
+    async with cut_off(redis_server, nodes):
+        duplicate = await online(a, "ivan", "phone")
+    await eventually(lambda: "<conflict" in duplicate.transport.out.decode(), timeout=10)
+    await keep.settle()
+    assert "<conflict" not in keep.transport.out.decode()
+    assert "phone" in directory(b).local["ivan@localhost"]
+    assert not directory(a)._contests
+
+
+async def test_a_token_handed_back_and_forth_is_counted_once(nodes: list[Server]) -> None:
+    a, b = nodes
+    token = await waiting_with_a_message(a)
+    kept = a.ctx.modules["stream_management"].module.handover  # type: ignore[attr-defined]
+    for there in (b, a, b):
+        wire = await resume_on(there, "ivan", token)
+        assert "<resumed" in wire.transport.out.decode()
+        wire.conn.connection_lost()
+        await wire.settle()
+    assert kept._handed_bytes == sum(len(data) for data in kept._handed[token][2])

@@ -152,7 +152,13 @@ async def test_standing_says_which_accounts_exist_and_are_locked(
     await db.accounts.create("carol", "localhost", derive_all("pw"))
     assert await db.accounts.set_locked("carol", "localhost", True)
     pairs = [alice, BOB, ("carol", "localhost"), ("alice", "elsewhere")]
-    assert await db.accounts.standing(pairs) == {alice: False, ("carol", "localhost"): True}
+    standing = await db.accounts.standing(pairs)
+    assert {owner: locked for owner, (locked, _) in standing.items()} == {
+        alice: False,
+        ("carol", "localhost"): True,
+    }
+    summary = await db.accounts.summary("carol", "localhost")
+    assert summary is not None and standing[("carol", "localhost")][1] == summary[0]
 
 
 async def test_only_identities_of_anonymous_logins_are_deleted_as_such(

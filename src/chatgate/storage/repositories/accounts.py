@@ -345,17 +345,19 @@ class AccountRepository:
                 found |= await self._existing(conn, batch)
         return found
 
-    async def standing(self, accounts: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bool]:
-        """Which of these (username, domain) pairs have an account, and whether each
-        is locked (absent: no such account)."""
-        found: dict[tuple[str, str], bool] = {}
+    async def standing(
+        self, accounts: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[bool, datetime]]:
+        """Which of these (username, domain) pairs have an account: whether each is
+        locked, and when it was created (absent: no such account)."""
+        found: dict[tuple[str, str], tuple[bool, datetime]] = {}
         async with self._engine.connect() as conn:
             for batch in _batches(builtins.list(accounts)):
-                query = select(Account.username, Account.domain, Account.locked).where(
-                    tuple_(Account.username, Account.domain).in_(batch)
-                )
-                for username, domain, locked in (await conn.execute(query)).all():
-                    found[(username, domain)] = bool(locked)
+                query = select(
+                    Account.username, Account.domain, Account.locked, Account.created
+                ).where(tuple_(Account.username, Account.domain).in_(batch))
+                for username, domain, locked, created in (await conn.execute(query)).all():
+                    found[(username, domain)] = (bool(locked), created)
         return found
 
     async def list(self, domain: str | None = None) -> builtins.list[AccountSummary]:
