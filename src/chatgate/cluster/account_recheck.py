@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: seconds by which a session must predate its account's creation to be taken for
+#: a deleted account's (the account was created on another node, by its clock)
+CLOCK_MARGIN = 2.0
+
 
 async def end_sessions_of_gone_accounts(
     ctx: ServerContext, directory: ClusterSessionDirectory
@@ -69,7 +73,7 @@ async def end_sessions_of_gone_accounts(
                 text = REMOVED_TEXT
             elif found[0]:
                 text = LOCKED_TEXT
-            elif (directory.bound_at(session) or 0.0) < found[1].timestamp():
+            elif (directory.bound_at(session) or 0.0) < found[1].timestamp() - CLOCK_MARGIN:
                 text = REMOVED_TEXT  # an account of its name made since it was bound
             else:
                 continue

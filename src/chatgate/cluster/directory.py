@@ -283,8 +283,9 @@ OwedCheck = Callable[[dict[str, tuple[StreamErrorCondition, str]]], Awaitable[se
 #: be resumed, and so loses to it), and how often it looks.
 CONTEST_WAIT = 300.0
 CONTEST_RETRY = 0.5
-#: How long a node's mark of its last resync (``resynced:NODE``) is kept, in ms.
-RESYNCED_KEPT_MS = 3_600_000
+#: A holder's "settled" mark (`ClusterNode.settled_key`) counts when at least this
+#: many seconds newer than this node's loss of Redis (clocks kept by NTP).
+SETTLED_MARGIN = 1.0
 
 _SCRIPTS = {
     "claim": Script(_CLAIM),
@@ -537,6 +538,8 @@ class ClusterSessionDirectory:
         #: re-routes messages whose session is gone; set by the context
         self.reroute: Any = None
         self._background: set[asyncio.Future[Any]] = set()
+        #: resyncs running (the copy is being read again: owed closes wait for it)
+        self._resyncing = 0
         #: live sessions of ours whose resource another node held at the resync
         #: (`_contest`), by id(session)
         self._contests: dict[int, asyncio.Task[None]] = {}
@@ -941,7 +944,7 @@ class ClusterSessionDirectory:
         except Exception:
             log.exception("cluster: the owed closes could not be checked: all are sent")
             holding = set(owed)
-        if not self.node.connected or self._resync_retry is not None:
+        if not self.node.connected or self._resync_retry is not None or self._resyncing:
             # Redis lost again, or the copy being read again: the next resync sends them
             for bare in holding:
                 self._owe_close(bare, *owed[bare])
@@ -1286,6 +1289,7 @@ class ClusterSessionDirectory:
             self._resync_retry = asyncio.create_task(self._retry_resync(), name="cluster-resync")
 
     async def _try_resync(self) -> bool:
+        self._resyncing += 1
         try:
             await self._reassert_and_reload()
         except asyncio.CancelledError:
@@ -1297,6 +1301,8 @@ class ClusterSessionDirectory:
                 exc,
             )
             return False
+        finally:
+            self._resyncing -= 1
         return True
 
     async def _retry_resync(self) -> None:
@@ -1372,10 +1378,6 @@ class ClusterSessionDirectory:
         if stale_asleep:
             # on the lean connection, in order with the entries hibernations write
             await self.node.send("HDEL", self._asleep_key, *sorted(stale_asleep))
-        # Every claim of ours is as it will stay: another node's contest may decide.
-        await self.node.send(
-            "SET", self._resynced_key(self.node.name), repr(time.time()), "PX", RESYNCED_KEPT_MS
-        )
         self._forget_mirror()
         await self._tell_lost(await self._load_mirror())
 
@@ -1419,7 +1421,7 @@ class ClusterSessionDirectory:
         """A live session of ours whose resource another node's session held when we
         claimed it again: if that node's resync shows its session waiting to be
         resumed (or releases it), ours takes the resource, as a bind would have;
-        once that node has resynced since the outage began (``resynced:NODE``)
+        once that node is settled since the outage began (`_holder_settled`)
         and still holds it live, or after `CONTEST_WAIT`, ours is closed with
         conflict, as for any resource bound twice during an outage.  Meanwhile
         ours stays bound here, unannounced (`_announced_sid`)."""
@@ -1434,7 +1436,7 @@ class ClusterSessionDirectory:
             try:
                 # Read first: a holder that resynced before the claim below has
                 # its final claim (and its waiting sessions' entries) in place.
-                settled = await self._holder_resynced(session)
+                settled = await self._holder_settled(session)
                 # a session of ours waiting to be resumed never takes over another
                 ours = await self._reassert(session, sid, takes_over=session not in self._asleep)
             except (RedisError, RespError, ConnectionError, OSError, ClusterUnavailable):
@@ -1453,21 +1455,20 @@ class ClusterSessionDirectory:
         if self._sids.get(id(session)) == sid:
             session.close(StreamErrorCondition.CONFLICT, _BOUND_ELSEWHERE)
 
-    async def _holder_resynced(self, session: C2SSession) -> bool:
-        """Whether the node holding `session`'s resource has resynced since this
-        node's last loss of Redis began (its claims are final)."""
+    async def _holder_settled(self, session: C2SSession) -> bool:
+        """Whether the node holding `session`'s resource has its claims final since
+        this node's loss of Redis: its heartbeat's "settled" mark, which stops
+        moving from its own loss until its resync is done, is newer than that
+        loss (a node that never lost Redis: at its next heartbeat)."""
         held = await self.node.send("HGET", self._res_key(session.bare), session.resource)
         if held is None:
             return False  # nobody holds it: the next claim wins
         node = _text(held).partition("|")[0]
-        mark = await self.node.send("GET", self._resynced_key(node))
+        mark = await self.node.send("GET", self.node.settled_key(node))
         try:
-            return mark is not None and float(_text(mark)) >= self.node.lost_at
+            return mark is not None and float(_text(mark)) >= self.node.lost_at + SETTLED_MARGIN
         except ValueError:
             return False
-
-    def _resynced_key(self, node: str) -> str:
-        return self.node.key("resynced", node)
 
     async def _stop_contests(self) -> None:
         contests = list(self._contests.values())

@@ -80,6 +80,8 @@ class ClusterNode:
         #: again): what was learned over pub/sub before one cannot be trusted
         #: after it, as messages may have been missed
         self.losses = 0
+        #: connected, and every `on_reconnect` callback has run since the last loss
+        self._settled = False
         #: wall-clock time of the last of them (0.0: none yet)
         self.lost_at = 0.0
         self._stopping = False
@@ -224,6 +226,7 @@ class ClusterNode:
             asyncio.create_task(self._heartbeats(), name="cluster-heartbeat"),
         ]
         self._connected = True
+        self._settled = True
         log.info(
             "cluster: node %s joined %s (%d other nodes alive)",
             self.name,
@@ -260,7 +263,15 @@ class ClusterNode:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self.key("node", self.name), self.boot_id, px=ttl_ms)
             pipe.sadd(self.key("nodes"), self.name)
+            if self._settled:
+                # "my claims are final at this time": refreshed while connected and
+                # resynchronised, so it stops moving from a loss until the resync
+                # after it (another node's `ClusterSessionDirectory._contest` reads it)
+                pipe.set(self.key("settled", self.name), repr(time.time()), px=10 * ttl_ms)
             await pipe.execute()
+
+    def settled_key(self, node: str) -> str:
+        return self.key("settled", node)
 
     async def _alive(self) -> dict[str, bytes]:
         """Every node with a live heartbeat, and its boot id."""
@@ -369,6 +380,7 @@ class ClusterNode:
                 continue
             self.losses += 1
             self.lost_at = time.time()
+            self._settled = False
             if self._connected:
                 log.warning(
                     "cluster: lost Redis: serving this node's sessions only,"
@@ -392,6 +404,7 @@ class ClusterNode:
             log.warning("cluster: Redis reachable again: resynchronising")
             await self._run_all(self._reconnect)
             if not self._lost.is_set():  # else: after the next reconnection
+                self._settled = True
                 await self._run_all(self._resynced)
 
     async def _run_all(

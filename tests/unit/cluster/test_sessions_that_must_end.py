@@ -30,7 +30,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from chatgate.accounts.service import REMOVED_TEXT
-from chatgate.cluster import sm_handover
+from chatgate.cluster import account_recheck, sm_handover
 from chatgate.cluster.sm_handover import SessionHandover
 from chatgate.peers import PeerUnreachable
 from chatgate.vocabulary.errors import StreamErrorCondition
@@ -299,7 +299,7 @@ async def test_a_handed_queue_is_kept_only_a_while(
 
 @pytest.mark.parametrize("told", ["owed", "missed"])
 async def test_a_session_of_an_account_deleted_and_registered_again_ends(
-    nodes: list[Server], redis_server: RedisServer, told: str
+    nodes: list[Server], redis_server: RedisServer, told: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kate's account is deleted during the outage, then her name registered again:
     her old session on b must end, not live on as the new account.  `owed`: a
@@ -315,6 +315,7 @@ async def test_a_session_of_an_account_deleted_and_registered_again_ends(
         directory(a).close_sessions(
             "kate@localhost", StreamErrorCondition.NOT_AUTHORIZED, REMOVED_TEXT
         )
+    monkeypatch.setattr(account_recheck, "CLOCK_MARGIN", 0.0)  # one clock here
     await asyncio.sleep(0.01)  # the new account is younger than the session
     await a.add_user("kate", "someone-else-pw")
     await back(redis_server, nodes)
@@ -348,3 +349,32 @@ async def test_a_token_handed_back_and_forth_is_counted_once(nodes: list[Server]
         wire.conn.connection_lost()
         await wire.settle()
     assert kept._handed_bytes == sum(len(data) for data in kept._handed[token][2])
+
+
+async def test_a_duplicate_loses_at_once_to_a_holder_that_never_lost_redis(
+    nodes: list[Server],
+) -> None:
+    """Only a loses Redis; b holds ivan/phone live throughout: b's claims are final
+    (its heartbeat's mark moves on), so a's duplicate gets conflict within seconds,
+    not after `CONTEST_WAIT`."""
+    a, b = nodes
+    await online(b, "ivan", "phone")
+    await eventually(lambda: "phone" in directory(a).table.get("ivan@localhost", {}))
+    node = a.ctx.cluster
+    reconnect = node._open_connections
+    cut = True
+
+    async def only_a_cut_off() -> None:
+        if cut:
+            raise ConnectionError("a is cut off")
+        await reconnect()
+
+    node._open_connections = only_a_cut_off  # type: ignore[method-assign]
+    node._commands.close()
+    await eventually(lambda: not node.connected)
+    assert b.ctx.cluster.connected
+    duplicate = await online(a, "ivan", "phone")
+    cut = False
+    await eventually(lambda: node.connected, timeout=10)
+    await eventually(lambda: "<conflict" in duplicate.transport.out.decode(), timeout=10)
+    assert "phone" in directory(b).local["ivan@localhost"]
