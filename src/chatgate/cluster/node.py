@@ -80,10 +80,10 @@ class ClusterNode:
         #: again): what was learned over pub/sub before one cannot be trusted
         #: after it, as messages may have been missed
         self.losses = 0
-        #: connected, and every `on_reconnect` callback has run since the last loss
-        self._settled = False
         #: wall-clock time of the last of them (0.0: none yet)
         self.lost_at = 0.0
+        #: connected, and every `on_reconnect` callback has run since the last loss
+        self._settled = False
         self._stopping = False
         #: wakes `_reconnects`: a connection lost, or a channel to subscribe
         self._attention = asyncio.Event()
