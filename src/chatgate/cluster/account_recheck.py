@@ -69,11 +69,12 @@ async def end_sessions_of_gone_accounts(
         found = standing.get(owner)
         # still this node's sessions (the read awaited): closed as the change would
         for session in list(local.get(bare, {}).values()):
+            bound = directory.bound_at(session)
             if found is None:
                 text = REMOVED_TEXT
             elif found[0]:
                 text = LOCKED_TEXT
-            elif (directory.bound_at(session) or 0.0) < found[1].timestamp() - CLOCK_MARGIN:
+            elif bound is not None and bound < found[1].timestamp() - CLOCK_MARGIN:
                 text = REMOVED_TEXT  # an account of its name made since it was bound
             else:
                 continue
