@@ -451,9 +451,7 @@ class RemoteSession:
 
     def close(self, condition: StreamErrorCondition, text: str = "") -> bool:
         """Send its node the CLOSE; False when it was refused (Redis away)."""
-        # The sid: a late CLOSE must not end a newer session of the same full JID.
-        payload = f"{self.sid}\n{condition.value}\n{text}".encode()
-        return self._directory.forwarder.send(self.node, FrameKind.CLOSE, self.target, payload)
+        return self._directory._send_close(self.node, self.target, self.sid, condition, text)
 
     def __repr__(self) -> str:
         return f"<RemoteSession {self.full} on {self.node}>"
@@ -900,17 +898,25 @@ class ClusterSessionDirectory:
         its sessions elsewhere are closed once the cluster has resynchronised
         (`_close_owed`): a deletion or a lock during an outage must not leave a
         session on another node for good."""
-        closed = 0
-        owed = not self.node.connected
-        for session in list(self.table.get(bare, {}).values()):
-            if isinstance(session, RemoteSession):
-                owed = not session.close(condition, text) or owed
-            else:
-                session.close(condition, text)
-                closed += 1
-        if owed:
+        sessions = list(self.table.get(bare, {}).values())
+        here = [s for s in sessions if not isinstance(s, RemoteSession)]
+        for session in here:
+            session.close(condition, text)
+        if not self._close_elsewhere(sessions, condition, text) or not self.node.connected:
             self._owe_close(bare, condition, text)
-        return closed
+        return len(here)
+
+    @staticmethod
+    def _close_elsewhere(
+        sessions: list[C2SSession], condition: StreamErrorCondition, text: str
+    ) -> bool:
+        """A CLOSE for each of `sessions` on another node; False when one was
+        refused."""
+        sent = True
+        for session in sessions:
+            if isinstance(session, RemoteSession):
+                sent = session.close(condition, text) and sent
+        return sent
 
     def _owe_close(self, bare: str, condition: StreamErrorCondition, text: str) -> None:
         owed = self._owed_closes
@@ -950,10 +956,9 @@ class ClusterSessionDirectory:
                 self._owe_close(bare, *owed[bare])
             return
         for bare in holding:
-            condition, text = owed[bare]
-            for session in list(self.table.get(bare, {}).values()):
-                if isinstance(session, RemoteSession) and not session.close(condition, text):
-                    self._owe_close(bare, condition, text)  # lost again: next time
+            sessions = list(self.table.get(bare, {}).values())
+            if not self._close_elsewhere(sessions, *owed[bare]):
+                self._owe_close(bare, *owed[bare])  # lost again: next time
         if holding:
             log.info("cluster: sessions of %d accounts closed after the outage", len(holding))
 
@@ -1348,23 +1353,16 @@ class ClusterSessionDirectory:
         # entry (a session that ended meanwhile loses it below): another node's
         # reassert must see that a claim it meets is a waiting session's.
         stale_asleep = {_text(f) for f in await redis.hkeys(self._asleep_key)}
-        # Under the default policy a live session takes its resource back from one
-        # waiting to be resumed elsewhere; never from a live one, nor the reverse.
-        newest = self.conflict is ResourceConflict.NEWEST_WINS
         for resources in list(self.local.values()):
             for session in list(resources.values()):
                 sid = self._sids.get(id(session))
                 if sid is None:
                     continue
-                asleep = session in self._asleep
-                takes_over = newest and not asleep
-                ours = await self._reassert(session, sid, takes_over=takes_over)
+                ours = await self._reassert(session, sid)
                 if self._sids.get(id(session)) != sid:
                     continue  # released meanwhile: its release, sent after, undid this
-                if isinstance(ours, bytes):
-                    self._close_replaced(session, ours.decode())
-                elif not ours:
-                    if takes_over:
+                if not self._won(session, ours):
+                    if self._takes_over(session):
                         # The holder may be a session that began waiting during the
                         # outage, which its node records only at its own resync.
                         self._start_contest(session, sid)
@@ -1381,20 +1379,32 @@ class ClusterSessionDirectory:
         self._forget_mirror()
         await self._tell_lost(await self._load_mirror())
 
-    async def _reassert(self, session: C2SSession, sid: str, *, takes_over: bool) -> Any:
+    async def _reassert(self, session: C2SSession, sid: str) -> Any:
         """`_REASSERT` for one of this node's sessions (see the script)."""
-        asleep = session in self._asleep
         return await self.node.run_script(
             _SCRIPTS["reassert"],
             [self._res_key(session.bare), self._asleep_key],
             [
                 session.resource,
                 f"{self.node.name}|{sid}",
-                self.node.key("hibernated", "") if takes_over else "",
+                self.node.key("hibernated", "") if self._takes_over(session) else "",
                 session.full,
-                sid if asleep else "",
+                sid if session in self._asleep else "",
             ],
         )
+
+    def _takes_over(self, session: C2SSession) -> bool:
+        """Under the default policy a live session takes its resource back from one
+        waiting to be resumed elsewhere; never from a live one, nor the reverse."""
+        return self.conflict is ResourceConflict.NEWEST_WINS and session not in self._asleep
+
+    def _won(self, session: C2SSession, ours: Any) -> bool:
+        """Whether `_REASSERT` gave `session` its resource (closing the waiting
+        session it took it from, if any)."""
+        if isinstance(ours, bytes):
+            self._close_replaced(session, ours.decode())
+            return True
+        return bool(ours)
 
     def _reannounce(self, session: C2SSession, sid: str) -> None:
         """Every state, not only the set ones: the others kept their copies through
@@ -1437,15 +1447,12 @@ class ClusterSessionDirectory:
                 # Read first: a holder that resynced before the claim below has
                 # its final claim (and its waiting sessions' entries) in place.
                 settled = await self._holder_settled(session)
-                # a session of ours waiting to be resumed never takes over another
-                ours = await self._reassert(session, sid, takes_over=session not in self._asleep)
+                ours = await self._reassert(session, sid)
             except (RedisError, RespError, ConnectionError, OSError, ClusterUnavailable):
                 continue
             if self._sids.get(id(session)) != sid:
                 return
-            if isinstance(ours, bytes):
-                self._close_replaced(session, ours.decode())
-            elif not ours:
+            if not self._won(session, ours):
                 if settled:
                     break
                 continue
@@ -1483,10 +1490,17 @@ class ClusterSessionDirectory:
         another node (`_REASSERT`): that one is closed there with conflict, as a
         bind replacing it would have."""
         node, _, sid = held.partition("|")
-        payload = f"{sid}\n{StreamErrorCondition.CONFLICT.value}\n".encode()
-        payload += b"the resource was bound again elsewhere"
-        if not self.forwarder.send(node, FrameKind.CLOSE, session.full.encode(), payload):
+        condition, text = StreamErrorCondition.CONFLICT, "the resource was bound again elsewhere"
+        if not self._send_close(node, session.full.encode(), sid, condition, text):
             log.warning("cluster: cannot close %s on node %s (replaced)", session.full, node)
+
+    def _send_close(
+        self, node: str, target: bytes, sid: str, condition: StreamErrorCondition, text: str
+    ) -> bool:
+        """A CLOSE for `node`'s session `target` under `sid` (a late CLOSE must not
+        end a newer session of the same full JID); False when refused."""
+        payload = f"{sid}\n{condition.value}\n{text}".encode()
+        return self.forwarder.send(node, FrameKind.CLOSE, target, payload)
 
     def _forget_mirror(self) -> None:
         """Every other node's session leaves the mirror (read again next)."""

@@ -106,6 +106,17 @@ class _Outgoing:
     timer: asyncio.TimerHandle
 
 
+@dataclass(slots=True)
+class _Handed:
+    """What A answered in step 3 for a session B took, kept a while (B may abort)."""
+
+    node: str
+    session: C2SSession
+    unacked: list[bytes]
+    size: int
+    timer: asyncio.TimerHandle
+
+
 class SessionHandover:
     """Both ends of the conversation for this node (see the module docstring); the
     connections see it as a `Handover`."""
@@ -118,11 +129,9 @@ class SessionHandover:
         self.signer: TokenSigner | None = None
         self._outgoing: dict[str, _Outgoing] = {}
         self._moved: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        #: token -> (B, the session, what step 3 answered, its timer): rerouted if
-        #: B aborts after all; each for `HANDED_KEPT` s, at most `HANDED_BYTES` in all
-        self._handed: OrderedDict[str, tuple[str, C2SSession, list[bytes], asyncio.TimerHandle]] = (
-            OrderedDict()
-        )
+        #: token -> what step 3 answered (`_Handed`): rerouted if B aborts after
+        #: all; each for `HANDED_KEPT` s, at most `HANDED_BYTES` in all
+        self._handed: OrderedDict[str, _Handed] = OrderedDict()
         self._handed_bytes = 0
         peers.on_request(TAKE, self._take)
         peers.on_request(DONE, self._done)
@@ -268,14 +277,15 @@ class SessionHandover:
             self._abandon(token, f"node {sender} gave up")
             return
         handed = self._handed.get(token)
-        if handed is None or handed[0] != sender:
+        if handed is None or handed.node != sender:
             return
         self._forget_handed(token)
-        _node, session, unacked, _timer = handed
         # B never got step 3's answer and ended the session without these.
         self._moved.pop(token, None)
-        log.info("%s: node %s did not get the session's queue: sent on", session.full, sender)
-        sm_stream.reroute_unacked(self.ctx, session, unacked)
+        log.info(
+            "%s: node %s did not get the session's queue: sent on", handed.session.full, sender
+        )
+        sm_stream.reroute_unacked(self.ctx, handed.session, handed.unacked)
 
     def _keep_handed(
         self, token: str, node: str, session: C2SSession, unacked: list[bytes]
@@ -289,14 +299,14 @@ class SessionHandover:
         ):
             self._forget_handed(next(iter(self._handed)))
         timer = asyncio.get_running_loop().call_later(HANDED_KEPT, self._forget_handed, token)
-        self._handed[token] = (node, session, list(unacked), timer)
+        self._handed[token] = _Handed(node, session, list(unacked), size, timer)
         self._handed_bytes += size
 
     def _forget_handed(self, token: str) -> None:
         handed = self._handed.pop(token, None)
         if handed is not None:
-            self._handed_bytes -= sum(len(data) for data in handed[2])
-            handed[3].cancel()
+            self._handed_bytes -= handed.size
+            handed.timer.cancel()
 
     def _abandon(self, token: str, why: str) -> None:
         """The handover did not complete: the session ends here for good."""

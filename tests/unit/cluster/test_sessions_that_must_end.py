@@ -348,7 +348,7 @@ async def test_a_token_handed_back_and_forth_is_counted_once(nodes: list[Server]
         assert "<resumed" in wire.transport.out.decode()
         wire.conn.connection_lost()
         await wire.settle()
-    assert kept._handed_bytes == sum(len(data) for data in kept._handed[token][2])
+    assert kept._handed_bytes == sum(len(data) for data in kept._handed[token].unacked)
 
 
 async def test_a_duplicate_loses_at_once_to_a_holder_that_never_lost_redis(
