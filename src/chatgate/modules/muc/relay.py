@@ -15,6 +15,13 @@ handler of every node:
   no longer owns (the nodes saw a membership change at different moments) is sent
   on to the owner it sees, at most `MAX_HOPS` times, as a request (``"muc-hop"``)
   tried again until this node's view catches up: the owner it sees may be dead;
+- one sender's stanzas to a room keep their order (RFC 6120 §10.1) when the room's
+  owner changes (a node joins or leaves): the first stanza for the new owner waits
+  until the node the sender's previous stanzas went to says it has handled or sent
+  on every one of them (a request on ``"muc-flush"``, answered once the sender's
+  lane there is through them; at most `FLUSH_TIMEOUT`).  Without that wait, the
+  stanzas the old owner still sends on could be overtaken by those sent straight
+  to the new one;
 - the service itself: disco#items gathers the public rooms of every node (a
   request on ``"muc-rooms"`` to each, answered within `LIST_TIMEOUT`; a node that
   does not answer is left out); disco#info and ping are answered here.
@@ -33,6 +40,7 @@ awaits on the hot path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -74,6 +82,12 @@ HOP_DELAYS = (0.0, 0.25, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0)
 HOP_TIMEOUT = 5.0
 #: seconds the service's room list waits for the other nodes' lists
 LIST_TIMEOUT = 2.0
+#: "has everything this sender sent you been handled or sent on?" (`Routes`)
+FLUSH_TOPIC = "muc-flush"
+#: seconds a sender's first stanza for a room's new owner waits for that answer
+FLUSH_TIMEOUT = 2.0
+#: (sender, room) pairs whose last owner is remembered, at most
+ROUTES_COUNT = 65_536
 #: stanzas of one sender waiting behind its stanza whose storage is awaited
 MAX_WAITING_PER_SENDER = 100
 #: senders with stanzas waiting that way, at most
@@ -153,6 +167,22 @@ class Lanes:
         self._spawn(self._drain(key, pending))
         return True
 
+    def after(self, key: str) -> asyncio.Future[None] | None:
+        """Done once what `key`'s lane holds now has run; None when it holds nothing.
+        Not bounded by `MAX_WAITING_PER_SENDER`: only another node asks
+        (`RoomRelay._flush_asked`), one mark per owner switch of one of its senders."""
+        queue = self._waiting.get(key)
+        if queue is None:
+            return None
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def mark() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        queue.append(mark)
+        return done
+
     async def _drain(self, key: str, pending: Awaitable[None]) -> None:
         queue = self._waiting[key]
         try:
@@ -173,6 +203,27 @@ async def _logged(pending: Awaitable[None]) -> None:
         await pending
     except Exception:
         log.exception("muc: a forwarded stanza's handling failed")
+
+
+class Routes:
+    """The node each (sender, room) pair's last stanza went to, at most `count` pairs
+    (the oldest entered go first): a stanza whose room's owner is not that node
+    waits until that node has passed on what it got (see the module docstring).
+    A pair forgotten for the bound is taken as new: its next switch is unordered."""
+
+    def __init__(self, count: int = ROUTES_COUNT) -> None:
+        self.count = count
+        self._last: dict[tuple[str, str], str] = {}
+
+    def switch(self, key: tuple[str, str], owner: str) -> str | None:
+        """Record `owner` for `key`; the node before it when it differs, else None."""
+        last = self._last.get(key)
+        if last == owner:
+            return None
+        self._last[key] = owner
+        if last is None and len(self._last) > self.count:
+            del self._last[next(iter(self._last))]
+        return last
 
 
 class Memberships:
@@ -286,6 +337,7 @@ class RoomRelay:
         #: may still list them: `ownership.py` takes them out on arrival)
         self.ended = Ended()
         self.lanes = Lanes(svc.spawn or _run_detached)
+        self.routes = Routes()
         #: set while this node's room table is complete; cleared while persistent
         #: rooms that moved here are being loaded (stanzas for rooms it lacks wait)
         self.settled = asyncio.Event()
@@ -295,6 +347,7 @@ class RoomRelay:
             peers.on_message(TOPIC, self._arrived)
             peers.on_request(ROOMS_TOPIC, self._rooms_asked)
             peers.on_request(HOP_TOPIC, self._hopped)
+            peers.on_request(FLUSH_TOPIC, self._flush_asked)
         else:
             self.settled.set()
 
@@ -313,7 +366,16 @@ class RoomRelay:
         if stanza.name == "presence":
             self._track(session.full, stanza, room, to.resource or "")
             self.ended.discard(session.full)
+        return self._to_owner(session, stanza, to, room)
+
+    def _to_owner(self, session: C2SSession, stanza: Element, to: JID, room: str) -> Pending:
+        """To the room's owner: here, or sent; after the previous owner's answer when
+        the owner is not the node this sender's last stanza for the room went to."""
+        peers = self.peers
         owner = peers.owner(room)
+        last = self.routes.switch((session.full, room), owner)
+        if last is not None and last != peers.name and last in peers.alive():
+            return self._after_flush(last, session, stanza, to, room)
         if owner == peers.name:
             return self.local(session, stanza, to)
         if stanza.name == "presence":
@@ -397,6 +459,28 @@ class RoomRelay:
                 break
         self.svc.error(session, stanza, unreachable())
 
+    async def _after_flush(
+        self, last: str, session: C2SSession, stanza: Element, to: JID, room: str
+    ) -> None:
+        """Send once `last` (the node this sender's previous stanzas for the room went
+        to) has handled or sent on all of them.  The sender's connection awaits
+        this, so its next stanzas wait too; each wait is at most `FLUSH_TIMEOUT`
+        (a dead node's stanzas are lost anyway; a node still trying to pass them
+        on after that is overtaken, rather than the sender held up longer)."""
+        try:
+            await self.peers.request(last, FLUSH_TOPIC, session.full.encode(), FLUSH_TIMEOUT)
+        except (PeerUnreachable, PeerRefused) as exc:
+            log.info("muc: node %s did not confirm what %s sent it (%s)", last, session.full, exc)
+        # What `last` sent on to this node is in the sender's lane here, maybe not
+        # handled yet (a room still arriving): this stanza goes after it.
+        here = self.lanes.after(session.full)
+        if here is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(here, FLUSH_TIMEOUT)
+        pending = self._to_owner(session, stanza, to, room)
+        if pending is not None:
+            await pending
+
     def remote_session_ended(self, full: str) -> None:
         """A session of another node ended (its node said so, or died): it leaves this
         node's rooms, and is remembered a while (`Ended`) for rooms still arriving."""
@@ -440,6 +524,17 @@ class RoomRelay:
         like any forwarded one; the answer only says it arrived."""
         if payload[:1] == _STANZA:
             self._arrived(sender, payload)
+        return b""
+
+    async def _flush_asked(self, sender: str, payload: bytes) -> bytes:
+        """Another node's sender now sends to a room's new owner: answered once every
+        stanza of that sender taken here before this request has been handled or
+        sent on (the request came on the same channel after them, and the ones
+        awaited wait in the sender's lane)."""
+        done = self.lanes.after(payload.decode(errors="replace"))
+        if done is not None:
+            with contextlib.suppress(TimeoutError):  # the asker stops waiting then too
+                await asyncio.wait_for(done, FLUSH_TIMEOUT)
         return b""
 
     def _arrived(self, sender: str, payload: bytes) -> None:

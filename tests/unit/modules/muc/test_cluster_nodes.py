@@ -7,6 +7,8 @@ nothing (the survivors notice within `node_timeout`, 1 s here)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 from chatgate.modules.muc import ownership
 from chatgate.modules.muc.handover import room_state
 from chatgate.modules.muc.room import History, Occupant, Room, RoomConfig
-from chatgate.peers import PeerRefused
+from chatgate.peers import PeerRefused, rendezvous_owner
 from chatgate.server import Server
 from chatgate.xml.element import Element
 from tests.redis_server import RedisServer
@@ -377,3 +379,111 @@ async def test_a_stopping_node_refuses_rooms_and_its_peers_count_it_out(
         assert not relay.settled.is_set()  # holding stanzas for rooms to come
         assert await alpha.ctx.peers.request("beta", "muc-moved", b"") == b"ok"
         await wait_until(relay.settled.is_set)
+
+
+def room_moving(prefix: str, first: str, then: str) -> str:
+    """A room JID `first` owns among (alpha, beta) and `then` once gamma joins."""
+    for i in range(1000):
+        jid = f"{prefix}{i}@conference.localhost"
+        if (
+            rendezvous_owner(jid, ("alpha", "beta")) == first
+            and rendezvous_owner(jid, ("alpha", "beta", "gamma")) == then
+        ):
+            return jid
+    raise AssertionError("no such room name")
+
+
+async def bodies_from(client: RawClient, room: str, count: int, timeout: float = 30.0) -> list[str]:
+    """The bodies of the first `count` groupchat messages from `room`, in arrival order."""
+    got: list[str] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        kept = []
+        for el in client.stanzas:
+            if (
+                el.tag == C + "message"
+                and el.get("type") == "groupchat"
+                and (el.get("from") or "").startswith(room + "/")
+            ):
+                got.append(el.findtext(C + "body") or "")
+                continue
+            kept.append(el)
+        client.stanzas = kept
+        if len(got) >= count:
+            return got
+        left = deadline - asyncio.get_running_loop().time()
+        assert left > 0, f"{len(got)} of {count} arrived"
+        with contextlib.suppress(TimeoutError):
+            chunk = await asyncio.wait_for(client.reader.read(1 << 16), left)
+            assert chunk, "connection closed"
+            client.feed(chunk)
+
+
+async def test_one_senders_groupchat_keeps_its_order_while_the_room_moves_to_a_joining_node(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RFC 6120 §10.1: the stanzas beta (the old owner) still sends on to gamma are
+    not overtaken by those alpha sends straight to gamma once it sees it.  Each node
+    reads the heartbeats on its own, so alpha may see gamma a heartbeat after beta
+    did: here its view of the owners is held back until the room has moved."""
+    room = room_moving("ordered", "beta", "gamma")
+    async with cluster(tmp_path, redis_server) as (alpha, beta):
+        assert alpha.ctx is not None
+        alpha_peers = alpha.ctx.peers
+        sees_gamma = asyncio.Event()
+        seen_owner = alpha_peers.owner
+        monkeypatch.setattr(
+            alpha_peers,
+            "owner",
+            lambda key: (
+                seen_owner(key)
+                if sees_gamma.is_set()
+                else rendezvous_owner(key, alpha_peers.alive() - {"gamma"})
+            ),
+        )
+        alice = await RawClient.login(alpha, "alice")
+        bob = await RawClient.login(beta, "bob")  # sees the room's order: see below
+        gamma = None
+        sent = 0
+
+        async def flood(seconds: float) -> None:
+            nonlocal sent
+            deadline = asyncio.get_running_loop().time() + seconds
+            while asyncio.get_running_loop().time() < deadline:
+                alice.send(
+                    "".join(
+                        f"<message to='{room}' type='groupchat'><body>{sent + i}</body></message>"
+                        for i in range(10)
+                    )
+                )
+                sent += 10
+                await asyncio.sleep(0.01)
+
+        try:
+            await alice.join(room, "Alice")
+            await bob.join(room, "Bob")
+            await alice.expect(lambda e: e.get("from") == f"{room}/Bob")
+            await flood(0.2)
+            gamma = Server(cluster_config(tmp_path, redis_server, "gamma", http={"enabled": False}))
+            start = asyncio.ensure_future(gamma.start())
+            while not (start.done() and room in rooms_of(gamma)):
+                await flood(0.02)
+            await start
+            await flood(0.3)  # beta sends these on to gamma
+            sees_gamma.set()
+            await flood(0.3)  # alpha sends these straight to gamma
+            # Bob's node was the old owner: what it handled reached him at once,
+            # and what gamma handles comes to him on one channel, in gamma's order.
+            # So Bob sees the room's order.
+            seen = [int(text) for text in await bodies_from(bob, room, sent)]
+            overtaken = sum(a > b for a, b in itertools.pairwise(seen))
+            assert seen == list(range(sent)), f"{overtaken} of {sent} out of order"
+            echoes = await bodies_from(alice, room, sent)
+            assert sorted(map(int, echoes)) == list(range(sent))
+        finally:
+            alice.close()
+            bob.close()
+            if gamma is not None:
+                await gamma.stop()

@@ -12,7 +12,13 @@ import pytest
 
 from chatgate.modules.muc import relay
 from chatgate.modules.muc.handover import restore, room_state
-from chatgate.modules.muc.relay import MAX_WAITING_PER_SENDER, Ended, Lanes, Memberships
+from chatgate.modules.muc.relay import (
+    MAX_WAITING_PER_SENDER,
+    Ended,
+    Lanes,
+    Memberships,
+    Routes,
+)
 from chatgate.modules.muc.room import (
     History,
     HistoryBudget,
@@ -144,6 +150,35 @@ async def test_a_full_lane_refuses() -> None:
 
 async def _wait(gate: asyncio.Event) -> None:
     await gate.wait()
+
+
+async def test_after_is_done_once_what_a_lane_held_has_run_even_when_it_is_full() -> None:
+    spawned: list[asyncio.Future[None]] = []
+    lanes = Lanes(lambda work: spawned.append(asyncio.ensure_future(work)))
+    assert lanes.after("a@x/r") is None  # nothing held: nothing to wait for
+    gate = asyncio.Event()
+    done: list[int] = []
+    assert lanes.run("a@x/r", lambda: _wait(gate))
+    for i in range(MAX_WAITING_PER_SENDER):
+        assert lanes.run("a@x/r", lambda i=i: done.append(i))  # type: ignore[misc]
+    after = lanes.after("a@x/r")  # another node's question: not refused
+    assert after is not None and not after.done()
+    gate.set()
+    await after
+    assert done == list(range(MAX_WAITING_PER_SENDER))
+    await asyncio.gather(*spawned)
+
+
+def test_routes_say_which_node_a_pairs_stanzas_went_to_before_a_switch() -> None:
+    routes = Routes(count=2)
+    assert routes.switch(("a@x/r", "room@muc"), "beta") is None  # new
+    assert routes.switch(("a@x/r", "room@muc"), "beta") is None  # unchanged
+    assert routes.switch(("a@x/r", "room@muc"), "gamma") == "beta"
+    assert routes.switch(("a@x/r", "room@muc"), "gamma") is None
+    # bounded: the oldest pair entered is forgotten, then taken as new
+    routes.switch(("b@x/r", "room@muc"), "beta")
+    routes.switch(("c@x/r", "room@muc"), "beta")
+    assert routes.switch(("a@x/r", "room@muc"), "alpha") is None
 
 
 def test_memberships_are_bounded_per_session_and_forgotten_at_the_end() -> None:
