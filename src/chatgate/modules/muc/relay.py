@@ -86,8 +86,11 @@ LIST_TIMEOUT = 2.0
 FLUSH_TOPIC = "muc-flush"
 #: seconds a sender's first stanza for a room's new owner waits for that answer
 FLUSH_TIMEOUT = 2.0
-#: (sender, room) pairs whose last owner is remembered, at most
-ROUTES_COUNT = 65_536
+#: bytes of (sender, room) pairs whose last owner is remembered, at most (a client
+#: may write to many rooms of long names: the bound is in bytes)
+ROUTES_BYTES = 4 << 20
+#: what one remembered pair costs besides its two names (the tuple, the dict slot)
+_ROUTE_OVERHEAD = 200
 #: stanzas of one sender waiting behind its stanza whose storage is awaited
 MAX_WAITING_PER_SENDER = 100
 #: senders with stanzas waiting that way, at most
@@ -206,24 +209,38 @@ async def _logged(pending: Awaitable[None]) -> None:
 
 
 class Routes:
-    """The node each (sender, room) pair's last stanza went to, at most `count` pairs
-    (the oldest entered go first): a stanza whose room's owner is not that node
-    waits until that node has passed on what it got (see the module docstring).
-    A pair forgotten for the bound is taken as new: its next switch is unordered."""
+    """The node each (sender, room) pair's last stanza went to, at most `max_bytes`
+    of pairs (the oldest entered go first): a stanza whose room's owner is not that
+    node waits until that node has passed on what it got (see the module
+    docstring).  A pair forgotten for the bound is taken as new: its next switch
+    is unordered."""
 
-    def __init__(self, count: int = ROUTES_COUNT) -> None:
-        self.count = count
+    def __init__(self, max_bytes: int = ROUTES_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._last: dict[tuple[str, str], str] = {}
 
     def switch(self, key: tuple[str, str], owner: str) -> str | None:
         """Record `owner` for `key`; the node before it when it differs, else None."""
-        last = self._last.get(key)
+        routes = self._last
+        last = routes.get(key)
         if last == owner:
             return None
-        self._last[key] = owner
-        if last is None and len(self._last) > self.count:
-            del self._last[next(iter(self._last))]
+        routes[key] = owner
+        if last is None:
+            self.bytes += _size(key)
+            while self.bytes > self.max_bytes:
+                oldest = next(iter(routes))
+                del routes[oldest]
+                self.bytes -= _size(oldest)
         return last
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+
+def _size(key: tuple[str, str]) -> int:
+    return len(key[0]) + len(key[1]) + _ROUTE_OVERHEAD
 
 
 class Memberships:

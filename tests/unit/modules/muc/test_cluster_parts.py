@@ -170,15 +170,33 @@ async def test_after_is_done_once_what_a_lane_held_has_run_even_when_it_is_full(
 
 
 def test_routes_say_which_node_a_pairs_stanzas_went_to_before_a_switch() -> None:
-    routes = Routes(count=2)
+    routes = Routes()
     assert routes.switch(("a@x/r", "room@muc"), "beta") is None  # new
     assert routes.switch(("a@x/r", "room@muc"), "beta") is None  # unchanged
     assert routes.switch(("a@x/r", "room@muc"), "gamma") == "beta"
     assert routes.switch(("a@x/r", "room@muc"), "gamma") is None
-    # bounded: the oldest pair entered is forgotten, then taken as new
-    routes.switch(("b@x/r", "room@muc"), "beta")
-    routes.switch(("c@x/r", "room@muc"), "beta")
-    assert routes.switch(("a@x/r", "room@muc"), "alpha") is None
+
+
+def test_routes_are_bounded_in_bytes_the_oldest_pair_forgotten_first() -> None:
+    room = "room@muc.x"
+
+    def pair(sender: str) -> tuple[str, str]:
+        return (f"{sender}@x.org/r1", room)  # 20 bytes of names
+
+    routes = Routes(max_bytes=3 * (200 + 20))
+    for sender in "abc":
+        routes.switch(pair(sender), "beta")
+    assert len(routes) == 3 and routes.bytes == 3 * 220
+    # one client writing to many rooms of long names cannot grow it
+    for i in range(1000):
+        routes.switch(("d@x.org/r1", f"{i:04d}{'r' * 2000}@muc.x"), "beta")
+    assert routes.bytes <= routes.max_bytes and len(routes) == 0
+    routes.switch(pair("a"), "beta")
+    assert routes.switch(pair("a"), "gamma") == "beta"
+    for sender in "efg":
+        routes.switch(pair(sender), "beta")
+    # a forgotten pair is new again: its switch is not held
+    assert routes.switch(pair("a"), "alpha") is None
 
 
 def test_memberships_are_bounded_per_session_and_forgotten_at_the_end() -> None:
