@@ -28,8 +28,9 @@ some rooms from every node.  What happens then:
   own clients are gone, it tells every other node it is leaving (a
   ``"muc-leaving"`` request; from then on every node, this one included, counts
   it out of the owners, `leaving.py`), hands each of its rooms over live to its
-  owner among the remaining nodes as for a node that joined, then says
-  ``"muc-moved"`` to each.  The others hold stanzas for rooms they lack until
+  owner among the remaining nodes as for a node that joined, sends on the
+  stanzas still waiting in its senders' lanes, then says ``"muc-moved"`` to
+  each.  The others hold stanzas for rooms they lack until
   then (at most `HANDOVER_WAIT`), then load the persistent rooms nobody handed
   over.  Occupants elsewhere see nothing; a room that cannot be handed over (or
   is left when the stop's time is up) is dropped with 110 and 332 as above.
@@ -370,6 +371,10 @@ class RoomOwnership:
             for room in rooms:
                 if self.svc.registry.get(room.jid) is room:
                     self._evict(room)
+        # Stanzas the others sent before they heard this node leave all came in
+        # before their answers did; those still waiting in a sender's lane here
+        # (sent on one at a time) go on before this node is gone.
+        await self.relay.lanes.drained()
         await asyncio.gather(*(self._tell_done(node) for node in others))
         log.info("muc: %d rooms handed over; node %s leaves", len(rooms), me)
 

@@ -16,12 +16,14 @@ handler of every node:
   on to the owner it sees, at most `MAX_HOPS` times, as a request (``"muc-hop"``)
   tried again until this node's view catches up: the owner it sees may be dead;
 - one sender's stanzas to a room keep their order (RFC 6120 §10.1) when the room's
-  owner changes (a node joins or leaves): the first stanza for the new owner waits
-  until the node the sender's previous stanzas went to says it has handled or sent
-  on every one of them (a request on ``"muc-flush"``, answered once the sender's
-  lane there is through them; at most `FLUSH_TIMEOUT`).  Without that wait, the
-  stanzas the old owner still sends on could be overtaken by those sent straight
-  to the new one;
+  owner changes (a node joins, or stops cleanly): the first stanza for the new
+  owner waits until the node the sender's previous stanzas went to says it has
+  handled or sent on every one of them (a request on ``"muc-flush"``, answered
+  once the sender's lane there is through them), then until what was sent on to
+  this node is through the sender's lane here; each wait at most
+  `FLUSH_TIMEOUT`.  Without that, the stanzas the old owner still sends on could
+  be overtaken by those sent straight to the new one.  The sender's connection
+  awaits it (its next stanzas wait too), once per room whose owner changed;
 - the service itself: disco#items gathers the public rooms of every node (a
   request on ``"muc-rooms"`` to each, answered within `LIST_TIMEOUT`; a node that
   does not answer is left out); disco#info and ping are answered here.
@@ -34,7 +36,7 @@ Node changes (`ownership.py`) decide what happens to rooms when nodes come and g
 `Memberships` is what this node remembers of its own sessions' rooms for that.
 
 Must not: touch session tables (delivery is the router's), or block: nothing here
-awaits on the hot path.
+awaits on the hot path (a sender waits only when a room's owner changed, above).
 """
 
 from __future__ import annotations
@@ -86,11 +88,12 @@ LIST_TIMEOUT = 2.0
 FLUSH_TOPIC = "muc-flush"
 #: seconds a sender's first stanza for a room's new owner waits for that answer
 FLUSH_TIMEOUT = 2.0
-#: bytes of (sender, room) pairs whose last owner is remembered, at most (a client
-#: may write to many rooms of long names: the bound is in bytes)
-ROUTES_BYTES = 4 << 20
-#: what one remembered pair costs besides its two names (the tuple, the dict slot)
-_ROUTE_OVERHEAD = 200
+#: bytes of (sender, room) pairs whose last owner is remembered, at most (the
+#: bound is in bytes: room names may be long)
+ROUTES_BYTES = 16 << 20
+#: what a remembered sender and a remembered pair cost besides their names
+_SENDER_OVERHEAD = 300
+_ROUTE_OVERHEAD = 150
 #: stanzas of one sender waiting behind its stanza whose storage is awaited
 MAX_WAITING_PER_SENDER = 100
 #: senders with stanzas waiting that way, at most
@@ -102,6 +105,10 @@ ENDED_COUNT = 10_000
 
 _STANZA = b"S"
 _ENDED = b"E"
+#: a "muc-hop" answer for a presence handled at once: the sender's nick in the
+#: room after it, or that it is not in the room (b"" when it waits: not known yet)
+_IN_ROOM = b"N"
+_NOT_IN_ROOM = b"-"
 #: a moving session's rooms, in `SessionMovingOut.carry` (`MAX_CARRY` is for every
 #: module: the rooms take at most this much of it, the most recent first)
 CARRY_KEY = "muc"
@@ -170,10 +177,16 @@ class Lanes:
         self._spawn(self._drain(key, pending))
         return True
 
+    def busy(self, key: str) -> bool:
+        """Whether something of `key` waits (the last work run did not finish at once)."""
+        return key in self._waiting
+
     def after(self, key: str) -> asyncio.Future[None] | None:
         """Done once what `key`'s lane holds now has run; None when it holds nothing.
-        Not bounded by `MAX_WAITING_PER_SENDER`: only another node asks
-        (`RoomRelay._flush_asked`), one mark per owner switch of one of its senders."""
+        Not bounded by `MAX_WAITING_PER_SENDER`: asked once per owner switch of a
+        sender (`RoomRelay._flush_asked` for another node's, `_after_flush` for
+        this node's own), never by a client.  A mark takes a place in the lane
+        until it is reached, even when its asker stopped waiting."""
         queue = self._waiting.get(key)
         if queue is None:
             return None
@@ -185,6 +198,13 @@ class Lanes:
 
         queue.append(mark)
         return done
+
+    async def drained(self) -> None:
+        """Done once what every lane holds now has run (a stopping node passes on
+        what it took before it leaves)."""
+        marks = [mark for key in list(self._waiting) if (mark := self.after(key)) is not None]
+        if marks:
+            await asyncio.gather(*marks)
 
     async def _drain(self, key: str, pending: Awaitable[None]) -> None:
         queue = self._waiting[key]
@@ -209,38 +229,48 @@ async def _logged(pending: Awaitable[None]) -> None:
 
 
 class Routes:
-    """The node each (sender, room) pair's last stanza went to, at most `max_bytes`
-    of pairs (the oldest entered go first): a stanza whose room's owner is not that
-    node waits until that node has passed on what it got (see the module
-    docstring).  A pair forgotten for the bound is taken as new: its next switch
-    is unordered."""
+    """The node each (sender, room) pair's last stanza went to: a stanza whose room's
+    owner is not that node waits until that node has passed on what it got (see
+    the module docstring).  Bounded per sender (`per_sender` rooms, the oldest
+    entered go first) and in all (`max_bytes`: the senders entered longest ago go
+    first), and a session's pairs go with it (`forget`).  A pair forgotten for a
+    bound is taken as new: its next switch is not held."""
 
-    def __init__(self, max_bytes: int = ROUTES_BYTES) -> None:
+    def __init__(self, per_sender: int, max_bytes: int = ROUTES_BYTES) -> None:
+        self.per_sender = per_sender
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._last: dict[tuple[str, str], str] = {}
+        self._last: dict[str, dict[str, str]] = {}
 
-    def switch(self, key: tuple[str, str], owner: str) -> str | None:
-        """Record `owner` for `key`; the node before it when it differs, else None."""
-        routes = self._last
-        last = routes.get(key)
+    def switch(self, sender: str, room: str, owner: str) -> str | None:
+        """Record `owner` for the pair; the node before it when it differs, else None."""
+        rooms = self._last.get(sender)
+        if rooms is None:
+            rooms = self._last[sender] = {}
+            self.bytes += len(sender) + _SENDER_OVERHEAD
+        last = rooms.get(room)
         if last == owner:
             return None
-        routes[key] = owner
+        rooms[room] = owner
         if last is None:
-            self.bytes += _size(key)
+            self.bytes += len(room) + _ROUTE_OVERHEAD
+            if len(rooms) > self.per_sender:
+                oldest = next(iter(rooms))
+                del rooms[oldest]
+                self.bytes -= len(oldest) + _ROUTE_OVERHEAD
             while self.bytes > self.max_bytes:
-                oldest = next(iter(routes))
-                del routes[oldest]
-                self.bytes -= _size(oldest)
+                self.forget(next(iter(self._last)))
         return last
 
+    def forget(self, sender: str) -> None:
+        rooms = self._last.pop(sender, None)
+        if rooms is not None:
+            self.bytes -= len(sender) + _SENDER_OVERHEAD
+            self.bytes -= sum(len(room) + _ROUTE_OVERHEAD for room in rooms)
+
     def __len__(self) -> int:
-        return len(self._last)
-
-
-def _size(key: tuple[str, str]) -> int:
-    return len(key[0]) + len(key[1]) + _ROUTE_OVERHEAD
+        """Pairs remembered."""
+        return sum(len(rooms) for rooms in self._last.values())
 
 
 class Memberships:
@@ -264,6 +294,14 @@ class Memberships:
         while len(rooms) > self.per_session:
             del rooms[next(iter(rooms))]
             self.incomplete.add(full)
+
+    def confirmed(self, full: str, room: str, nick: str) -> None:
+        """The room took the session under `nick` (a change it refused leaves the
+        nick it had): kept for the 332 if its owner dies.  A room not listed
+        (pushed out, or left since) is not listed again."""
+        rooms = self._rooms.get(full)
+        if rooms is not None and room in rooms:
+            rooms[room] = nick
 
     def left(self, full: str, room: str) -> None:
         rooms = self._rooms.get(full)
@@ -354,7 +392,7 @@ class RoomRelay:
         #: may still list them: `ownership.py` takes them out on arrival)
         self.ended = Ended()
         self.lanes = Lanes(svc.spawn or _run_detached)
-        self.routes = Routes()
+        self.routes = Routes(svc.options.max_rooms_per_session)
         #: set while this node's room table is complete; cleared while persistent
         #: rooms that moved here are being loaded (stanzas for rooms it lacks wait)
         self.settled = asyncio.Event()
@@ -390,11 +428,17 @@ class RoomRelay:
         the owner is not the node this sender's last stanza for the room went to."""
         peers = self.peers
         owner = peers.owner(room)
-        last = self.routes.switch((session.full, room), owner)
-        if last is not None and last != peers.name and last in peers.alive():
+        last = self.routes.switch(session.full, room, owner)
+        if last is not None and last != peers.name:
+            # Asked even when this node counts it out of the owners: a node that
+            # is stopping still passes on what it got.  One that is gone fails
+            # the request at once.
             return self._after_flush(last, session, stanza, to, room)
         if owner == peers.name:
-            return self.local(session, stanza, to)
+            pending = self.local(session, stanza, to)
+            if pending is None and stanza.name == "presence":
+                self._confirmed(session, room, self._standing(session.full, room))
+            return pending
         if stanza.name == "presence":
             # Joins and leaves are few and must not vanish: a request, which says
             # whether the owner heard (it may have died a moment ago).
@@ -465,9 +509,13 @@ class RoomRelay:
                 pending = self.local(session, stanza, to)
                 if pending is not None:
                     await pending
+                elif stanza.name == "presence":
+                    self._confirmed(session, room, self._standing(session.full, room))
                 return
             try:
-                await self.peers.request(owner, HOP_TOPIC, payload, HOP_TIMEOUT)
+                answer = await self.peers.request(owner, HOP_TOPIC, payload, HOP_TIMEOUT)
+                if stanza.name == "presence":
+                    self._confirmed(session, room, answer)
                 return
             except PeerUnreachable:
                 continue
@@ -498,6 +546,22 @@ class RoomRelay:
         if pending is not None:
             await pending
 
+    def _standing(self, full: str, room_jid: str) -> bytes:
+        """`full`'s place in a room of this node, as a presence hop's answer."""
+        room = self.svc.registry.get(room_jid)
+        occupant = None if room is None else room.occupant_of(full)
+        return _NOT_IN_ROOM if occupant is None else _IN_ROOM + occupant.nick.encode()
+
+    def _confirmed(self, session: C2SSession, room: str, standing: bytes) -> None:
+        """What the room's owner said of a presence of a session of this node: its
+        nick there, or that it is not in (a join refused)."""
+        if isinstance(session, ForwardedSender):
+            return  # another node's session, sent on from here
+        if standing[:1] == _IN_ROOM:
+            self.memberships.confirmed(session.full, room, standing[1:].decode(errors="replace"))
+        elif standing == _NOT_IN_ROOM:
+            self.memberships.left(session.full, room)
+
     def remote_session_ended(self, full: str) -> None:
         """A session of another node ended (its node said so, or died): it leaves this
         node's rooms, and is remembered a while (`Ended`) for rooms still arriving."""
@@ -509,6 +573,7 @@ class RoomRelay:
         this node here, and those elsewhere by a notice to every other node (each
         owner knows which of its rooms the session is in)."""
         session_closed(self.svc, full)
+        self.routes.forget(full)
         rooms = self.memberships.ended(full)
         if self.peers.clustered and (
             rooms is None or any(self.peers.owner(r) != self.peers.name for r in rooms)
@@ -528,6 +593,7 @@ class RoomRelay:
     def moved_out(self, full: str) -> None:
         """Gone to another node, which tells its end: nothing to tell from here."""
         self.memberships.ended(full)
+        self.routes.forget(full)
 
     def moved_in_here(self, full: str, carry: Mapping[str, str]) -> None:
         carried = carry.get(CARRY_KEY)
@@ -537,11 +603,16 @@ class RoomRelay:
     # ------------------------------------------------------------ from other nodes
 
     async def _hopped(self, sender: str, payload: bytes) -> bytes:
-        """A stanza sent on by a node that no longer owns its room (`_send_on`): taken
-        like any forwarded one; the answer only says it arrived."""
-        if payload[:1] == _STANZA:
-            self._arrived(sender, payload)
-        return b""
+        """A presence from another node's session, or a stanza sent on by a node that
+        no longer owns its room (`_send_on`): taken like any forwarded one.  The
+        answer says it arrived; for a presence handled at once, also the sender's
+        nick in the room after it (`_standing`), which its node keeps for a 332."""
+        if payload[:1] != _STANZA:
+            return b""
+        presence = self._take(sender, payload)
+        if presence is None or self.lanes.busy(presence[0]):
+            return b""
+        return self._standing(*presence)
 
     async def _flush_asked(self, sender: str, payload: bytes) -> bytes:
         """Another node's sender now sends to a room's new owner: answered once every
@@ -555,14 +626,20 @@ class RoomRelay:
         return b""
 
     def _arrived(self, sender: str, payload: bytes) -> None:
+        """A message on ``"muc"``."""
+        self._take(sender, payload)
+
+    def _take(self, sender: str, payload: bytes) -> tuple[str, str] | None:
+        """A message on ``"muc"`` or a ``"muc-hop"`` request's stanza; for a presence
+        taken, its sender and room."""
         kind = payload[:1]
         if kind == _ENDED:
             full = payload[1:].decode(errors="replace")
             self.remote_session_ended(full)
-            return
+            return None
         if kind != _STANZA or len(payload) < 3:
             log.warning("muc: an unknown message from node %s was dropped", sender)
-            return
+            return None
         hops = payload[1]
         head, _, data = payload[2:].partition(b"\n")
         try:
@@ -572,13 +649,17 @@ class RoomRelay:
             to = JID.parse(stanza.get("to") or "")
         except Exception as exc:  # a node wrote it: a bug or a version mismatch
             log.warning("muc: a malformed stanza from node %s was dropped (%s)", sender, exc)
-            return
+            return None
         session = cast(C2SSession, origin)
         self.ended.discard(full)
         if not self.lanes.run(full, lambda: self._here_or_on(session, stanza, to, hops)):
             self.svc.error(
                 session, stanza, StanzaError(E.RESOURCE_CONSTRAINT, "too many stanzas", "wait")
             )
+            return None
+        if stanza.name != "presence" or not to.local:
+            return None
+        return full, f"{to.local}@{to.domain}"
 
     # ------------------------------------------------------------ the room list
 

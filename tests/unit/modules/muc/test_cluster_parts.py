@@ -170,33 +170,36 @@ async def test_after_is_done_once_what_a_lane_held_has_run_even_when_it_is_full(
 
 
 def test_routes_say_which_node_a_pairs_stanzas_went_to_before_a_switch() -> None:
-    routes = Routes()
-    assert routes.switch(("a@x/r", "room@muc"), "beta") is None  # new
-    assert routes.switch(("a@x/r", "room@muc"), "beta") is None  # unchanged
-    assert routes.switch(("a@x/r", "room@muc"), "gamma") == "beta"
-    assert routes.switch(("a@x/r", "room@muc"), "gamma") is None
+    routes = Routes(per_sender=10)
+    assert routes.switch("a@x/r", "room@muc", "beta") is None  # new
+    assert routes.switch("a@x/r", "room@muc", "beta") is None  # unchanged
+    assert routes.switch("a@x/r", "room@muc", "gamma") == "beta"
+    assert routes.switch("a@x/r", "room@muc", "gamma") is None
+    assert routes.switch("a@x/r", "other@muc", "beta") is None  # per room
+    # a session's pairs go with it
+    routes.forget("a@x/r")
+    assert len(routes) == 0 and routes.bytes == 0
+    assert routes.switch("a@x/r", "room@muc", "beta") is None
 
 
-def test_routes_are_bounded_in_bytes_the_oldest_pair_forgotten_first() -> None:
-    room = "room@muc.x"
-
-    def pair(sender: str) -> tuple[str, str]:
-        return (f"{sender}@x.org/r1", room)  # 20 bytes of names
-
-    routes = Routes(max_bytes=3 * (200 + 20))
-    for sender in "abc":
-        routes.switch(pair(sender), "beta")
-    assert len(routes) == 3 and routes.bytes == 3 * 220
-    # one client writing to many rooms of long names cannot grow it
+def test_routes_are_bounded_per_sender_and_in_bytes() -> None:
+    routes = Routes(per_sender=3, max_bytes=8000)
+    for sender in "ab":
+        routes.switch(f"{sender}@x.org/r", "room@muc.x", "beta")  # 10 + 10 bytes
+    # one client writing to many rooms pushes out only its own oldest
     for i in range(1000):
-        routes.switch(("d@x.org/r1", f"{i:04d}{'r' * 2000}@muc.x"), "beta")
-    assert routes.bytes <= routes.max_bytes and len(routes) == 0
-    routes.switch(pair("a"), "beta")
-    assert routes.switch(pair("a"), "gamma") == "beta"
-    for sender in "efg":
-        routes.switch(pair(sender), "beta")
-    # a forgotten pair is new again: its switch is not held
-    assert routes.switch(pair("a"), "alpha") is None
+        routes.switch("c@x.org/r", f"{i:04d}{'r' * 2000}@muc.x", "beta")
+    assert len(routes) == 2 + 3
+    assert routes.switch("a@x.org/r", "room@muc.x", "gamma") == "beta"
+    # in all: the senders entered longest ago go first, whole
+    for sender in "defgh":
+        routes.switch(f"{sender}@x.org/r", "room@muc.x", "beta")
+    assert routes.bytes <= routes.max_bytes
+    assert routes.switch("a@x.org/r", "room@muc.x", "alpha") is None  # forgotten: new
+    assert routes.switch("h@x.org/r", "room@muc.x", "gamma") == "beta"
+    for sender in "abcdefgh":
+        routes.forget(f"{sender}@x.org/r")
+    assert routes.bytes == 0
 
 
 def test_memberships_are_bounded_per_session_and_forgotten_at_the_end() -> None:
