@@ -79,6 +79,8 @@ LEAVING_TOPIC = "muc-leaving"
 STOP_CONCURRENCY = 16
 #: seconds the module's stop work may take (then what is left is dropped with 332)
 STOP_TIMEOUT = 12.0
+#: seconds of the stop kept for saying "done" to the others after sending on
+STOP_MARGIN = 2.0
 #: seconds a joining node waits for the other nodes' handovers at most
 HANDOVER_WAIT = 15.0
 #: seconds before each attempt to hand a room over (the newcomer's heartbeat is
@@ -155,8 +157,11 @@ class RoomOwnership:
 
     async def changed(self, alive: frozenset[str]) -> None:
         before, self._alive = self._alive, alive
+        # `alive` leaves out the stopping nodes: whether one is gone is the cluster's
+        # word (another node's change must not end the wait for its rooms)
+        cluster = self.peers.inner.alive()
         for node, done in list(self._leavers.items()):
-            if node not in alive:
+            if node not in cluster:
                 done.set()  # gone before saying it was done: wait no longer
         gone, joined = before - alive, alive - before
         for node in gone:
@@ -173,7 +178,9 @@ class RoomOwnership:
 
     def _hold(self) -> None:
         self._holds += 1
-        self.relay.settled.clear()
+        if self.peers.name not in self.peers.leaving:
+            # (a stopping node owns nothing: it holds nothing for rooms to come)
+            self.relay.settled.clear()
 
     def _release(self) -> None:
         self._holds -= 1
@@ -352,10 +359,15 @@ class RoomOwnership:
         nodes (see the module docstring).  Nothing without other nodes."""
         me = self.peers.name
         others = self.peers.alive() - {me} if self.peers.clustered else frozenset()
+        started = asyncio.get_running_loop().time()
         if not others:
+            await self._send_on_what_lanes_hold(started)
             return
         self.peers.leave(me)
         self._alive = self.peers.alive()
+        # This node owns nothing from now on: stanzas held for rooms it was to
+        # receive go on to their owners (it refuses rooms handed to it).
+        self.relay.settled.set()
         await asyncio.gather(*(self._tell_leaving(node) for node in others))
         rooms = [room for domain in self.domains for room in self.svc.registry.rooms(domain)]
         slots = asyncio.Semaphore(STOP_CONCURRENCY)
@@ -373,10 +385,21 @@ class RoomOwnership:
                     self._evict(room)
         # Stanzas the others sent before they heard this node leave all came in
         # before their answers did; those still waiting in a sender's lane here
-        # (sent on one at a time) go on before this node is gone.
-        await self.relay.lanes.drained()
+        # (sent on one at a time) go on before this node is gone, within what is
+        # left of the stop's time (the others must still hear it is done).
+        await self._send_on_what_lanes_hold(started)
         await asyncio.gather(*(self._tell_done(node) for node in others))
         log.info("muc: %d rooms handed over; node %s leaves", len(rooms), me)
+
+    async def _send_on_what_lanes_hold(self, started: float) -> None:
+        """Wait for the lanes within the stop's time, less `STOP_MARGIN`; what is
+        left then is dropped (said in the log)."""
+        left = STOP_TIMEOUT - STOP_MARGIN - (asyncio.get_running_loop().time() - started)
+        try:
+            await asyncio.wait_for(self.relay.lanes.drained(), max(left, 0.1))
+        except TimeoutError:
+            dropped = self.relay.abandon_lanes()
+            log.warning("muc: %d senders' stanzas could not be sent on in time: dropped", dropped)
 
     async def _tell_leaving(self, node: str) -> None:
         try:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import time
@@ -149,6 +150,14 @@ class ForwardedSender:
         self.send(parse_fragment(data, max_stanza_bytes=max(len(data) + 1, self._max)))
 
 
+class Ran(enum.IntEnum):
+    """What `Lanes.run` did with a work (false only when refused)."""
+
+    REFUSED = 0
+    DONE = 1  # ran and finished at once
+    WAITING = 2  # queued behind its lane, or awaiting something
+
+
 class Lanes:
     """Per-sender order for handling whose storage is awaited: while one stanza of a
     sender awaits, its next ones wait behind it (bounded: `MAX_WAITING_PER_SENDER`
@@ -157,36 +166,49 @@ class Lanes:
     def __init__(self, spawn: Callable[[Awaitable[None]], None]) -> None:
         self._spawn = spawn
         self._waiting: dict[str, deque[Callable[[], Pending]]] = {}
+        #: works awaiting outside any lane (over `MAX_WAITING_SENDERS`), and the
+        #: event set when there are none (for `drained`)
+        self._outside = 0
+        self._none_outside = asyncio.Event()
+        self._none_outside.set()
 
-    def run(self, key: str, work: Callable[[], Pending]) -> bool:
-        """Run `work` now or after what `key` awaits; False when its lane is full."""
+    def run(self, key: str, work: Callable[[], Pending]) -> Ran:
+        """Run `work` now or after what `key` awaits; `Ran.REFUSED` when its lane is
+        full."""
         queue = self._waiting.get(key)
         if queue is not None:
             if len(queue) >= MAX_WAITING_PER_SENDER:
-                return False
+                return Ran.REFUSED
             queue.append(work)
-            return True
+            return Ran.WAITING
         pending = work()
         if pending is None:
-            return True
+            return Ran.DONE
         if len(self._waiting) >= MAX_WAITING_SENDERS:
             log.warning("muc: %d senders wait on storage; not ordering more", len(self._waiting))
-            self._spawn(_logged(pending))
-            return True
+            self._outside += 1
+            self._none_outside.clear()
+            self._spawn(self._outside_lanes(pending))
+            return Ran.WAITING
         self._waiting[key] = deque()
         self._spawn(self._drain(key, pending))
-        return True
+        return Ran.WAITING
 
-    def busy(self, key: str) -> bool:
-        """Whether something of `key` waits (the last work run did not finish at once)."""
-        return key in self._waiting
+    async def _outside_lanes(self, pending: Awaitable[None]) -> None:
+        try:
+            await _logged(pending)
+        finally:
+            self._outside -= 1
+            if not self._outside:
+                self._none_outside.set()
 
     def after(self, key: str) -> asyncio.Future[None] | None:
         """Done once what `key`'s lane holds now has run; None when it holds nothing.
         Not bounded by `MAX_WAITING_PER_SENDER`: asked once per owner switch of a
-        sender (`RoomRelay._flush_asked` for another node's, `_after_flush` for
-        this node's own), never by a client.  A mark takes a place in the lane
-        until it is reached, even when its asker stopped waiting."""
+        sender's room (`RoomRelay._flush_asked` for another node's sender,
+        `_after_flush` for this node's own), which a client cannot cause at will.
+        A mark takes a place in the lane until it is reached, even when its asker
+        stopped waiting."""
         queue = self._waiting.get(key)
         if queue is None:
             return None
@@ -200,11 +222,12 @@ class Lanes:
         return done
 
     async def drained(self) -> None:
-        """Done once what every lane holds now has run (a stopping node passes on
-        what it took before it leaves)."""
+        """Done once what every lane holds now, and every work awaiting outside the
+        lanes, has run (a stopping node passes on what it took before it leaves)."""
         marks = [mark for key in list(self._waiting) if (mark := self.after(key)) is not None]
         if marks:
             await asyncio.gather(*marks)
+        await self._none_outside.wait()
 
     async def _drain(self, key: str, pending: Awaitable[None]) -> None:
         queue = self._waiting[key]
@@ -232,8 +255,8 @@ class Routes:
     """The node each (sender, room) pair's last stanza went to: a stanza whose room's
     owner is not that node waits until that node has passed on what it got (see
     the module docstring).  Bounded per sender (`per_sender` rooms, the oldest
-    entered go first) and in all (`max_bytes`: the senders entered longest ago go
-    first), and a session's pairs go with it (`forget`).  A pair forgotten for a
+    entered go first) and in all (`max_bytes`: the senders whose last stanza is
+    oldest go first), and a session's pairs go with it (`forget`).  A pair forgotten for a
     bound is taken as new: its next switch is not held."""
 
     def __init__(self, per_sender: int, max_bytes: int = ROUTES_BYTES) -> None:
@@ -244,10 +267,12 @@ class Routes:
 
     def switch(self, sender: str, room: str, owner: str) -> str | None:
         """Record `owner` for the pair; the node before it when it differs, else None."""
-        rooms = self._last.get(sender)
+        senders = self._last
+        rooms = senders.pop(sender, None)
         if rooms is None:
-            rooms = self._last[sender] = {}
+            rooms = {}
             self.bytes += len(sender) + _SENDER_OVERHEAD
+        senders[sender] = rooms  # the latest sender last: the bound takes the others first
         last = rooms.get(room)
         if last == owner:
             return None
@@ -391,7 +416,11 @@ class RoomRelay:
         #: sessions of other nodes that ended lately (a room handed over to this node
         #: may still list them: `ownership.py` takes them out on arrival)
         self.ended = Ended()
-        self.lanes = Lanes(svc.spawn or _run_detached)
+        #: the lanes' tasks: the relay's own, not the server's background work (the
+        #: server waits for that, then cancels it, before the modules stop; a
+        #: stopping node must still send on what its lanes hold: `RoomOwnership.stop`)
+        self._lane_tasks: set[asyncio.Future[None]] = set()
+        self.lanes = Lanes(self._lane_work)
         self.routes = Routes(svc.options.max_rooms_per_session)
         #: set while this node's room table is complete; cleared while persistent
         #: rooms that moved here are being loaded (stanzas for rooms it lacks wait)
@@ -405,6 +434,18 @@ class RoomRelay:
             peers.on_request(FLUSH_TOPIC, self._flush_asked)
         else:
             self.settled.set()
+
+    def _lane_work(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._lane_tasks.add(task)
+        task.add_done_callback(self._lane_tasks.discard)
+
+    def abandon_lanes(self) -> int:
+        """Cancel what the lanes still hold (a stop out of time); how many tasks."""
+        tasks = list(self._lane_tasks)
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
 
     # ------------------------------------------------------------ from local clients
 
@@ -610,9 +651,7 @@ class RoomRelay:
         if payload[:1] != _STANZA:
             return b""
         presence = self._take(sender, payload)
-        if presence is None or self.lanes.busy(presence[0]):
-            return b""
-        return self._standing(*presence)
+        return b"" if presence is None else self._standing(*presence)
 
     async def _flush_asked(self, sender: str, payload: bytes) -> bytes:
         """Another node's sender now sends to a room's new owner: answered once every
@@ -631,7 +670,7 @@ class RoomRelay:
 
     def _take(self, sender: str, payload: bytes) -> tuple[str, str] | None:
         """A message on ``"muc"`` or a ``"muc-hop"`` request's stanza; for a presence
-        taken, its sender and room."""
+        handled at once, its sender and room."""
         kind = payload[:1]
         if kind == _ENDED:
             full = payload[1:].decode(errors="replace")
@@ -652,12 +691,13 @@ class RoomRelay:
             return None
         session = cast(C2SSession, origin)
         self.ended.discard(full)
-        if not self.lanes.run(full, lambda: self._here_or_on(session, stanza, to, hops)):
+        ran = self.lanes.run(full, lambda: self._here_or_on(session, stanza, to, hops))
+        if not ran:
             self.svc.error(
                 session, stanza, StanzaError(E.RESOURCE_CONSTRAINT, "too many stanzas", "wait")
             )
             return None
-        if stanza.name != "presence" or not to.local:
+        if ran is not Ran.DONE or stanza.name != "presence" or not to.local:
             return None
         return full, f"{to.local}@{to.domain}"
 
@@ -753,13 +793,3 @@ def _is_items_query(stanza: Element) -> bool:
 
 def _encode(hops: int, full: str, stanza: Element) -> bytes:
     return b"".join((_STANZA, bytes((hops,)), full.encode(), b"\n", serialize(stanza).encode()))
-
-
-_DETACHED: set[asyncio.Future[None]] = set()
-
-
-def _run_detached(work: Awaitable[None]) -> None:
-    """Without the server's `spawn` (a service built alone, in tests)."""
-    task = asyncio.ensure_future(work)
-    _DETACHED.add(task)
-    task.add_done_callback(_DETACHED.discard)

@@ -625,3 +625,59 @@ async def test_one_senders_groupchat_keeps_its_order_and_nothing_is_lost_when_th
         finally:
             alice.close()
             bob.close()
+
+
+async def test_a_node_stopping_while_it_holds_stanzas_for_rooms_to_come_sends_them_on_at_once(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """alpha waits for beta's rooms (beta stops; its handovers are slow) and
+    holds a stanza for one of them; then alpha stops too.  It owns nothing from
+    then on: the stanza goes on to gamma at once instead of waiting for rooms alpha
+    will refuse, and alpha's stop does not wait for them either."""
+    nodes = ("alpha", "beta", "gamma")
+    room = next(
+        jid
+        for i in range(1000)
+        if rendezvous_owner(jid := f"held{i}@conference.localhost", nodes) == "beta"
+        and rendezvous_owner(jid, ("alpha", "gamma")) == "alpha"
+    )
+    async with cluster(tmp_path, redis_server, nodes) as (alpha, beta, gamma):
+        bob = await RawClient.login(gamma, "bob")
+        try:
+            await bob.join(room, "Bob")
+            assert beta.ctx is not None
+            beta_peers = beta.ctx.peers
+            ask = beta_peers.request
+
+            slowed: list[str] = []
+
+            async def slow_handovers(
+                node: str, topic: str, payload: bytes, timeout: float = 5.0
+            ) -> bytes:
+                if topic == ownership.HANDOVER_TOPIC and not slowed:
+                    slowed.append(node)  # the first (to alpha) only
+                    await asyncio.sleep(6.0)
+                return await ask(node, topic, payload, timeout)
+
+            beta_peers.request = slow_handovers  # type: ignore[method-assign]
+            beta_stopping = asyncio.ensure_future(beta.stop())
+            assert alpha.ctx is not None
+            record = alpha.ctx.modules.get("muc")
+            assert record is not None
+            relay = record.module.relay  # type: ignore[attr-defined]
+            # alpha heard beta leave: it waits for beta's rooms
+            await wait_until(lambda: not relay.settled.is_set())
+            bob.send(f"<message to='{room}' type='groupchat'><body>held</body></message>")
+            await asyncio.sleep(0.3)  # on alpha now, waiting for the room
+            started = asyncio.get_running_loop().time()
+            await alpha.stop()
+            assert asyncio.get_running_loop().time() - started < 3.0
+            await beta_stopping
+            # alpha refused the room (stopping): beta gave it to gamma, which
+            # then took the stanza alpha sent on
+            assert slowed == ["alpha"] and room in rooms_of(gamma)
+            echo = await bob.expect(body("held"), timeout=15)
+            assert echo.get("from") == f"{room}/Bob" and echo.get("type") == "groupchat"
+        finally:
+            bob.close()

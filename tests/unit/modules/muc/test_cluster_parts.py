@@ -17,6 +17,7 @@ from chatgate.modules.muc.relay import (
     Ended,
     Lanes,
     Memberships,
+    Ran,
     Routes,
 )
 from chatgate.modules.muc.room import (
@@ -169,6 +170,26 @@ async def test_after_is_done_once_what_a_lane_held_has_run_even_when_it_is_full(
     await asyncio.gather(*spawned)
 
 
+async def test_work_awaiting_outside_the_lanes_is_not_done_and_drained_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over `MAX_WAITING_SENDERS`, awaiting work runs outside any lane: `run` must
+    not say it finished (a presence hop's answer would report the session out of
+    a room it is joining), and a stopping node's `drained` waits for it."""
+    monkeypatch.setattr(relay, "MAX_WAITING_SENDERS", 0)
+    spawned: list[asyncio.Future[None]] = []
+    lanes = Lanes(lambda work: spawned.append(asyncio.ensure_future(work)))
+    assert lanes.run("a@x/r", lambda: None) is Ran.DONE
+    gate = asyncio.Event()
+    assert lanes.run("a@x/r", lambda: _wait(gate)) is Ran.WAITING
+    drained = asyncio.ensure_future(lanes.drained())
+    await asyncio.sleep(0.01)
+    assert not drained.done()
+    gate.set()
+    await asyncio.wait_for(drained, 1)
+    await asyncio.gather(*spawned)
+
+
 def test_routes_say_which_node_a_pairs_stanzas_went_to_before_a_switch() -> None:
     routes = Routes(per_sender=10)
     assert routes.switch("a@x/r", "room@muc", "beta") is None  # new
@@ -191,14 +212,16 @@ def test_routes_are_bounded_per_sender_and_in_bytes() -> None:
         routes.switch("c@x.org/r", f"{i:04d}{'r' * 2000}@muc.x", "beta")
     assert len(routes) == 2 + 3
     assert routes.switch("a@x.org/r", "room@muc.x", "gamma") == "beta"
-    # in all: the senders entered longest ago go first, whole
+    # in all: the senders whose last stanza is oldest go first, whole (b, then c:
+    # a wrote since)
     for sender in "defgh":
         routes.switch(f"{sender}@x.org/r", "room@muc.x", "beta")
     assert routes.bytes <= routes.max_bytes
-    assert routes.switch("a@x.org/r", "room@muc.x", "alpha") is None  # forgotten: new
+    assert routes.switch("b@x.org/r", "room@muc.x", "alpha") is None  # forgotten: new
+    assert routes.switch("a@x.org/r", "room@muc.x", "alpha") == "gamma"
     assert routes.switch("h@x.org/r", "room@muc.x", "gamma") == "beta"
     for sender in "abcdefgh":
-        routes.forget(f"{sender}@x.org/r")
+        routes.forget(f"{sender}@x.org/r")  # c and the others already gone: no-ops
     assert routes.bytes == 0
 
 
