@@ -394,9 +394,7 @@ async def test_the_332_of_a_dead_owners_room_comes_from_the_nick_the_room_kept(
         alice = await RawClient.login(beta, "alice")
         bob = await RawClient.login(beta, "bob")
         try:
-            await alice.join(room, "Alice")
-            await bob.join(room, "Bob")
-            await alice.expect(lambda e: e.get("from") == f"{room}/Bob")
+            await both_in(room, alice, bob)
             alice.send(f"<presence to='{room}/Bob'/>")  # taken: refused
             refused = await alice.expect(
                 lambda e: e.tag == C + "presence" and e.get("type") == "error"
@@ -415,16 +413,50 @@ async def test_the_332_of_a_dead_owners_room_comes_from_the_nick_the_room_kept(
             alpha.cluster = None  # its node was silenced above
 
 
-def room_moving(prefix: str, first: str, then: str) -> str:
-    """A room JID `first` owns among (alpha, beta) and `then` once gamma joins."""
+def room_moving(prefix: str, before: tuple[str, ...], after: tuple[str, ...]) -> str:
+    """A room JID whose owner among `before` is `before[0]`, and among `after` is
+    `after[0]` (the nodes as each set sees them: the owner first)."""
     for i in range(1000):
         jid = f"{prefix}{i}@conference.localhost"
-        if (
-            rendezvous_owner(jid, ("alpha", "beta")) == first
-            and rendezvous_owner(jid, ("alpha", "beta", "gamma")) == then
-        ):
+        if rendezvous_owner(jid, before) == before[0] and rendezvous_owner(jid, after) == after[0]:
             return jid
     raise AssertionError("no such room name")
+
+
+class Flood:
+    """A client sending a room numbered groupchat messages, `burst` every 10 ms."""
+
+    def __init__(self, client: RawClient, room: str, burst: int) -> None:
+        self.client = client
+        self.room = room
+        self.burst = burst
+        self.sent = 0
+
+    async def run(self, seconds: float) -> None:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            self.client.send(
+                "".join(
+                    f"<message to='{self.room}' type='groupchat'>"
+                    f"<body>{self.sent + i}</body></message>"
+                    for i in range(self.burst)
+                )
+            )
+            self.sent += self.burst
+            await asyncio.sleep(0.01)
+
+
+async def in_order(observer: RawClient, room: str, taken: list[int]) -> None:
+    """The observer gets every message the room took, in the order they were sent."""
+    seen = [int(text) for text in await bodies_from(observer, room, len(taken))]
+    overtaken = sum(a > b for a, b in itertools.pairwise(seen))
+    assert seen == sorted(taken), f"{overtaken} of {len(taken)} out of order"
+
+
+async def both_in(room: str, alice: RawClient, bob: RawClient) -> None:
+    await alice.join(room, "Alice")
+    await bob.join(room, "Bob")
+    await alice.expect(lambda e: e.get("from") == f"{room}/Bob")
 
 
 async def bodies_from(client: RawClient, room: str, count: int, timeout: float = 30.0) -> list[str]:
@@ -495,7 +527,7 @@ async def test_one_senders_groupchat_keeps_its_order_while_the_room_moves_to_a_j
     not overtaken by those alpha sends straight to gamma once it sees it.  Each node
     reads the heartbeats on its own, so alpha may see gamma a heartbeat after beta
     did: here its view of the owners is held back until the room has moved."""
-    room = room_moving("ordered", "beta", "gamma")
+    room = room_moving("ordered", ("beta", "alpha"), ("gamma", "alpha", "beta"))
     async with cluster(tmp_path, redis_server) as (alpha, beta):
         assert alpha.ctx is not None
         alpha_peers = alpha.ctx.peers
@@ -513,43 +545,25 @@ async def test_one_senders_groupchat_keeps_its_order_while_the_room_moves_to_a_j
         alice = await RawClient.login(alpha, "alice")
         bob = await RawClient.login(beta, "bob")  # sees the room's order: see below
         gamma = None
-        sent = 0
-
-        async def flood(seconds: float) -> None:
-            nonlocal sent
-            deadline = asyncio.get_running_loop().time() + seconds
-            while asyncio.get_running_loop().time() < deadline:
-                alice.send(
-                    "".join(
-                        f"<message to='{room}' type='groupchat'><body>{sent + i}</body></message>"
-                        for i in range(10)
-                    )
-                )
-                sent += 10
-                await asyncio.sleep(0.01)
-
+        flood = Flood(alice, room, 10)
         try:
-            await alice.join(room, "Alice")
-            await bob.join(room, "Bob")
-            await alice.expect(lambda e: e.get("from") == f"{room}/Bob")
-            await flood(0.2)
+            await both_in(room, alice, bob)
+            await flood.run(0.2)
             gamma = Server(cluster_config(tmp_path, redis_server, "gamma", http={"enabled": False}))
             start = asyncio.ensure_future(gamma.start())
             while not (start.done() and room in rooms_of(gamma)):
-                await flood(0.02)
+                await flood.run(0.02)
             await start
-            await flood(0.3)  # beta sends these on to gamma
+            await flood.run(0.3)  # beta sends these on to gamma
             sees_gamma.set()
-            await flood(0.3)  # alpha sends these straight to gamma
+            await flood.run(0.3)  # alpha sends these straight to gamma
             # What a busy node's lane for Alice cannot take is refused with a
             # wait error (flood control); everything else reaches the room.
-            taken = await echoes_or_refusals(alice, room, sent)
+            taken = await echoes_or_refusals(alice, room, flood.sent)
             # Bob's node was the old owner: what it handled reached him at once,
             # and what gamma handles comes to him on one channel, in gamma's order.
             # So Bob sees the room's order.
-            seen = [int(text) for text in await bodies_from(bob, room, len(taken))]
-            overtaken = sum(a > b for a, b in itertools.pairwise(seen))
-            assert seen == sorted(taken), f"{overtaken} of {len(taken)} out of order"
+            await in_order(bob, room, taken)
         finally:
             alice.close()
             bob.close()
@@ -581,47 +595,24 @@ async def test_one_senders_groupchat_keeps_its_order_and_nothing_is_lost_when_th
     stanzas alpha then sends straight to gamma wait for them, and beta passes on
     every one before it goes."""
     nodes = ("alpha", "beta", "gamma")
-    room = next(
-        jid
-        for i in range(1000)
-        if rendezvous_owner(jid := f"leaving{i}@conference.localhost", nodes) == "beta"
-        and rendezvous_owner(jid, ("alpha", "gamma")) == "gamma"
-    )
+    room = room_moving("leaving", ("beta", "alpha", "gamma"), ("gamma", "alpha"))
     async with cluster(tmp_path, redis_server, nodes) as (alpha, beta, gamma):
         delayed(alpha, ownership.LEAVING_TOPIC, 0.1)
         delayed(gamma, "muc-hop", 0.005)
         alice = await RawClient.login(alpha, "alice")
         bob = await RawClient.login(gamma, "bob")  # the new owner's node: the room's order
-        sent = 0
-
-        async def flood(seconds: float) -> None:
-            nonlocal sent
-            deadline = asyncio.get_running_loop().time() + seconds
-            while asyncio.get_running_loop().time() < deadline:
-                alice.send(
-                    "".join(
-                        f"<message to='{room}' type='groupchat'><body>{sent + i}</body></message>"
-                        for i in range(5)
-                    )
-                )
-                sent += 5
-                await asyncio.sleep(0.01)
-
+        flood = Flood(alice, room, 5)
         try:
-            await alice.join(room, "Alice")
-            await bob.join(room, "Bob")
-            await alice.expect(lambda e: e.get("from") == f"{room}/Bob")
-            await flood(0.2)
+            await both_in(room, alice, bob)
+            await flood.run(0.2)
             stopping = asyncio.ensure_future(beta.stop())
             while not stopping.done():
-                await flood(0.02)
+                await flood.run(0.02)
             await stopping
-            await flood(0.3)
+            await flood.run(0.3)
             # the slow hops make beta refuse some when the machine is busy
-            taken = await echoes_or_refusals(alice, room, sent, refused_at_most=0.3)
-            seen = [int(text) for text in await bodies_from(bob, room, len(taken))]
-            overtaken = sum(a > b for a, b in itertools.pairwise(seen))
-            assert seen == sorted(taken), f"{overtaken} of {len(taken)} out of order"
+            taken = await echoes_or_refusals(alice, room, flood.sent, refused_at_most=0.3)
+            await in_order(bob, room, taken)
         finally:
             alice.close()
             bob.close()
@@ -636,12 +627,7 @@ async def test_a_node_stopping_while_it_holds_stanzas_for_rooms_to_come_sends_th
     then on: the stanza goes on to gamma at once instead of waiting for rooms alpha
     will refuse, and alpha's stop does not wait for them either."""
     nodes = ("alpha", "beta", "gamma")
-    room = next(
-        jid
-        for i in range(1000)
-        if rendezvous_owner(jid := f"held{i}@conference.localhost", nodes) == "beta"
-        and rendezvous_owner(jid, ("alpha", "gamma")) == "alpha"
-    )
+    room = room_moving("held", ("beta", "alpha", "gamma"), ("alpha", "gamma"))
     async with cluster(tmp_path, redis_server, nodes) as (alpha, beta, gamma):
         bob = await RawClient.login(gamma, "bob")
         try:
