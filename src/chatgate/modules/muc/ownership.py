@@ -356,7 +356,16 @@ class RoomOwnership:
 
     async def stop(self) -> None:
         """This node stops cleanly: its rooms go live to their owners among the other
-        nodes (see the module docstring).  Nothing without other nodes."""
+        nodes (see the module docstring); then, or alone, what its lanes hold is
+        sent on within the stop's time.  Whatever way it ends (its time up, the
+        module's stop cancelled), the lanes take nothing more and what is left in
+        them is cancelled."""
+        try:
+            await self._stop()
+        finally:
+            self.relay.lanes.abandon()
+
+    async def _stop(self) -> None:
         me = self.peers.name
         others = self.peers.alive() - {me} if self.peers.clustered else frozenset()
         started = asyncio.get_running_loop().time()
@@ -398,8 +407,12 @@ class RoomOwnership:
         try:
             await asyncio.wait_for(self.relay.lanes.drained(), max(left, 0.1))
         except TimeoutError:
-            dropped = self.relay.abandon_lanes()
-            log.warning("muc: %d senders' stanzas could not be sent on in time: dropped", dropped)
+            dropped = self.relay.lanes.abandon()
+            log.warning(
+                "muc: stanzas of other nodes' senders could not all be sent on in time:"
+                " %d lanes dropped (their senders get no error)",
+                dropped,
+            )
 
     async def _tell_leaving(self, node: str) -> None:
         try:

@@ -161,20 +161,30 @@ class Ran(enum.IntEnum):
 class Lanes:
     """Per-sender order for handling whose storage is awaited: while one stanza of a
     sender awaits, its next ones wait behind it (bounded: `MAX_WAITING_PER_SENDER`
-    each, `MAX_WAITING_SENDERS` senders)."""
+    each, `MAX_WAITING_SENDERS` senders).  Its tasks are its own, not the server's
+    background work (the server waits for that, then cancels it, before the
+    modules stop; a stopping node must still send on what its lanes hold), and
+    `abandon` ends them."""
 
-    def __init__(self, spawn: Callable[[Awaitable[None]], None]) -> None:
-        self._spawn = spawn
+    def __init__(self) -> None:
         self._waiting: dict[str, deque[Callable[[], Pending]]] = {}
+        self._tasks: set[asyncio.Future[None]] = set()
+        #: tasks not started yet: their key (None outside the lanes) and the
+        #: awaitable handed to them (closed if the task is cancelled first)
+        self._unstarted: dict[asyncio.Future[None], tuple[str | None, Awaitable[None]]] = {}
         #: works awaiting outside any lane (over `MAX_WAITING_SENDERS`), and the
         #: event set when there are none (for `drained`)
         self._outside = 0
         self._none_outside = asyncio.Event()
         self._none_outside.set()
+        #: set by `abandon`: nothing more is taken
+        self.closed = False
 
     def run(self, key: str, work: Callable[[], Pending]) -> Ran:
         """Run `work` now or after what `key` awaits; `Ran.REFUSED` when its lane is
-        full."""
+        full (or the lanes are closed)."""
+        if self.closed:
+            return Ran.REFUSED
         queue = self._waiting.get(key)
         if queue is not None:
             if len(queue) >= MAX_WAITING_PER_SENDER:
@@ -188,19 +198,56 @@ class Lanes:
             log.warning("muc: %d senders wait on storage; not ordering more", len(self._waiting))
             self._outside += 1
             self._none_outside.clear()
-            self._spawn(self._outside_lanes(pending))
+            self._start(None, self._outside_lanes(pending), pending)
             return Ran.WAITING
         self._waiting[key] = deque()
-        self._spawn(self._drain(key, pending))
+        self._start(key, self._drain(key, pending), pending)
         return Ran.WAITING
 
+    def abandon(self) -> int:
+        """Take nothing more and cancel what the lanes hold (a stop out of time);
+        how many tasks were cancelled."""
+        self.closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
+
+    def _start(self, key: str | None, lane: Awaitable[None], first: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(lane)
+        self._tasks.add(task)
+        self._unstarted[task] = (key, first)
+        task.add_done_callback(self._ended)
+
+    def _started(self) -> None:
+        self._unstarted.pop(cast("asyncio.Future[None]", asyncio.current_task()), None)
+
+    def _ended(self, task: asyncio.Future[None]) -> None:
+        self._tasks.discard(task)
+        unstarted = self._unstarted.pop(task, None)
+        if unstarted is not None:  # cancelled before its first step
+            key, first = unstarted
+            close = getattr(first, "close", None)
+            if close is not None:
+                close()  # never to be awaited
+            if key is None:
+                self._left_outside()
+            else:
+                self._waiting.pop(key, None)
+        elif not task.cancelled() and task.exception() is not None:
+            log.error("muc: a sender's lane failed", exc_info=task.exception())
+
     async def _outside_lanes(self, pending: Awaitable[None]) -> None:
+        self._started()
         try:
             await _logged(pending)
         finally:
-            self._outside -= 1
-            if not self._outside:
-                self._none_outside.set()
+            self._left_outside()
+
+    def _left_outside(self) -> None:
+        self._outside -= 1
+        if not self._outside:
+            self._none_outside.set()
 
     def after(self, key: str) -> asyncio.Future[None] | None:
         """Done once what `key`'s lane holds now has run; None when it holds nothing.
@@ -230,6 +277,7 @@ class Lanes:
         await self._none_outside.wait()
 
     async def _drain(self, key: str, pending: Awaitable[None]) -> None:
+        self._started()
         queue = self._waiting[key]
         try:
             while True:
@@ -241,7 +289,7 @@ class Lanes:
                     return
                 pending = next_pending
         finally:
-            del self._waiting[key]
+            self._waiting.pop(key, None)
 
 
 async def _logged(pending: Awaitable[None]) -> None:
@@ -416,11 +464,7 @@ class RoomRelay:
         #: sessions of other nodes that ended lately (a room handed over to this node
         #: may still list them: `ownership.py` takes them out on arrival)
         self.ended = Ended()
-        #: the lanes' tasks: the relay's own, not the server's background work (the
-        #: server waits for that, then cancels it, before the modules stop; a
-        #: stopping node must still send on what its lanes hold: `RoomOwnership.stop`)
-        self._lane_tasks: set[asyncio.Future[None]] = set()
-        self.lanes = Lanes(self._lane_work)
+        self.lanes = Lanes()
         self.routes = Routes(svc.options.max_rooms_per_session)
         #: set while this node's room table is complete; cleared while persistent
         #: rooms that moved here are being loaded (stanzas for rooms it lacks wait)
@@ -434,18 +478,6 @@ class RoomRelay:
             peers.on_request(FLUSH_TOPIC, self._flush_asked)
         else:
             self.settled.set()
-
-    def _lane_work(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._lane_tasks.add(task)
-        task.add_done_callback(self._lane_tasks.discard)
-
-    def abandon_lanes(self) -> int:
-        """Cancel what the lanes still hold (a stop out of time); how many tasks."""
-        tasks = list(self._lane_tasks)
-        for task in tasks:
-            task.cancel()
-        return len(tasks)
 
     # ------------------------------------------------------------ from local clients
 
@@ -693,9 +725,12 @@ class RoomRelay:
         self.ended.discard(full)
         ran = self.lanes.run(full, lambda: self._here_or_on(session, stanza, to, hops))
         if not ran:
-            self.svc.error(
-                session, stanza, StanzaError(E.RESOURCE_CONSTRAINT, "too many stanzas", "wait")
+            refusal = (
+                unreachable()
+                if self.lanes.closed
+                else StanzaError(E.RESOURCE_CONSTRAINT, "too many stanzas", "wait")
             )
+            self.svc.error(session, stanza, refusal)
             return None
         if ran is not Ran.DONE or stanza.name != "presence" or not to.local:
             return None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from chatgate.modules.muc import module as muc_module
 from chatgate.modules.muc import ownership
 from chatgate.modules.muc.handover import room_state
 from chatgate.modules.muc.room import History, Occupant, Room, RoomConfig
@@ -667,3 +668,33 @@ async def test_a_node_stopping_while_it_holds_stanzas_for_rooms_to_come_sends_th
             assert echo.get("from") == f"{room}/Bob" and echo.get("type") == "groupchat"
         finally:
             bob.close()
+
+
+async def test_a_stop_out_of_time_leaves_no_lane_running(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The module's stop is cancelled when its time is up (here: telling the others
+    it leaves takes longer): what its lanes still hold is cancelled with it, not
+    left running against a closed database and cluster."""
+    monkeypatch.setattr(muc_module, "STOP_TIMEOUT", 1.0)
+    async with cluster(tmp_path, redis_server) as (alpha, beta):
+        delayed(beta, ownership.LEAVING_TOPIC, 3.0)
+        assert alpha.ctx is not None
+        record = alpha.ctx.modules.get("muc")
+        assert record is not None
+        relay = record.module.relay  # type: ignore[attr-defined]
+        cancelled = asyncio.Event()
+
+        async def a_long_save() -> None:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        assert relay.lanes.run("carol@localhost/r", a_long_save)
+        await alpha.stop()
+        await asyncio.wait_for(cancelled.wait(), 1)
+        assert relay.lanes.closed

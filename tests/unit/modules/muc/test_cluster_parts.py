@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 
@@ -111,8 +112,7 @@ def test_a_state_with_a_stanza_over_the_limit_is_refused() -> None:
 
 
 async def test_lanes_keep_one_senders_order_while_storage_is_awaited() -> None:
-    spawned: list[asyncio.Future[None]] = []
-    lanes = Lanes(lambda work: spawned.append(asyncio.ensure_future(work)))
+    lanes = Lanes()
     done: list[str] = []
     gate = asyncio.Event()
 
@@ -129,7 +129,7 @@ async def test_lanes_keep_one_senders_order_while_storage_is_awaited() -> None:
     assert lanes.run("b@x/r", lambda: done.append("other") and None)  # not held up
     assert done == ["first", "other"]
     gate.set()
-    await asyncio.gather(*spawned)
+    await lanes.drained()
     assert done == ["first", "other", "stored", "second"]
     # once drained, the next runs at once
     assert lanes.run("a@x/r", lambda: done.append("third") and None)
@@ -137,15 +137,14 @@ async def test_lanes_keep_one_senders_order_while_storage_is_awaited() -> None:
 
 
 async def test_a_full_lane_refuses() -> None:
-    spawned: list[asyncio.Future[None]] = []
-    lanes = Lanes(lambda work: spawned.append(asyncio.ensure_future(work)))
+    lanes = Lanes()
     gate = asyncio.Event()
     assert lanes.run("a@x/r", lambda: _wait(gate))
     for _ in range(MAX_WAITING_PER_SENDER):
         assert lanes.run("a@x/r", lambda: None)
     assert not lanes.run("a@x/r", lambda: None)
     gate.set()
-    await asyncio.gather(*spawned)
+    await lanes.drained()
     assert lanes.run("a@x/r", lambda: None)
 
 
@@ -154,8 +153,7 @@ async def _wait(gate: asyncio.Event) -> None:
 
 
 async def test_after_is_done_once_what_a_lane_held_has_run_even_when_it_is_full() -> None:
-    spawned: list[asyncio.Future[None]] = []
-    lanes = Lanes(lambda work: spawned.append(asyncio.ensure_future(work)))
+    lanes = Lanes()
     assert lanes.after("a@x/r") is None  # nothing held: nothing to wait for
     gate = asyncio.Event()
     done: list[int] = []
@@ -167,7 +165,7 @@ async def test_after_is_done_once_what_a_lane_held_has_run_even_when_it_is_full(
     gate.set()
     await after
     assert done == list(range(MAX_WAITING_PER_SENDER))
-    await asyncio.gather(*spawned)
+    await lanes.drained()
 
 
 async def test_work_awaiting_outside_the_lanes_is_not_done_and_drained_waits_for_it(
@@ -177,8 +175,7 @@ async def test_work_awaiting_outside_the_lanes_is_not_done_and_drained_waits_for
     not say it finished (a presence hop's answer would report the session out of
     a room it is joining), and a stopping node's `drained` waits for it."""
     monkeypatch.setattr(relay, "MAX_WAITING_SENDERS", 0)
-    spawned: list[asyncio.Future[None]] = []
-    lanes = Lanes(lambda work: spawned.append(asyncio.ensure_future(work)))
+    lanes = Lanes()
     assert lanes.run("a@x/r", lambda: None) is Ran.DONE
     gate = asyncio.Event()
     assert lanes.run("a@x/r", lambda: _wait(gate)) is Ran.WAITING
@@ -187,7 +184,33 @@ async def test_work_awaiting_outside_the_lanes_is_not_done_and_drained_waits_for
     assert not drained.done()
     gate.set()
     await asyncio.wait_for(drained, 1)
-    await asyncio.gather(*spawned)
+    await lanes.drained()
+
+
+async def test_a_lane_that_fails_says_so_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    lanes = Lanes()
+    gate = asyncio.Event()
+    assert lanes.run("a@x/r", lambda: _wait(gate))
+    assert lanes.run("a@x/r", lambda: 1 // 0)  # type: ignore[arg-type,return-value]
+    with caplog.at_level(logging.ERROR, logger="chatgate.modules.muc.relay"):
+        gate.set()
+        await asyncio.sleep(0.05)
+    assert any("lane failed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+async def test_abandoned_lanes_take_nothing_more_and_leave_nothing_behind() -> None:
+    """Cancelled before its first step, a lane's task runs no `finally`: its
+    bookkeeping is done when it ends, and the awaitable it never awaited is closed
+    (no "never awaited" warning)."""
+    lanes = Lanes()
+    assert lanes.run("a@x/r", lambda: asyncio.sleep(10))  # type: ignore[arg-type,return-value]
+    assert lanes.abandon() == 1
+    await asyncio.sleep(0.01)
+    assert lanes.after("a@x/r") is None  # the lane is gone
+    await asyncio.wait_for(lanes.drained(), 1)
+    assert not lanes.run("b@x/r", lambda: None)  # closed
 
 
 def test_routes_say_which_node_a_pairs_stanzas_went_to_before_a_switch() -> None:
