@@ -304,8 +304,8 @@ class Routes:
     owner is not that node waits until that node has passed on what it got (see
     the module docstring).  Bounded per sender (`per_sender` rooms, the oldest
     entered go first) and in all (`max_bytes`: the senders whose last stanza is
-    oldest go first), and a session's pairs go with it (`forget`).  A pair forgotten for a
-    bound is taken as new: its next switch is not held."""
+    oldest go first), and a session's pairs go with it (`forget`).  A pair
+    forgotten for a bound is taken as new: its next switch is not held."""
 
     def __init__(self, per_sender: int, max_bytes: int = ROUTES_BYTES) -> None:
         self.per_sender = per_sender
