@@ -363,7 +363,13 @@ class RoomOwnership:
         try:
             await self._stop()
         finally:
-            self.relay.lanes.abandon()
+            dropped = self.relay.lanes.abandon()
+            if dropped:
+                log.warning(
+                    "muc: %d lanes of other nodes' senders dropped at the stop"
+                    " (their senders get no error)",
+                    dropped,
+                )
 
     async def _stop(self) -> None:
         me = self.peers.name
@@ -407,12 +413,7 @@ class RoomOwnership:
         try:
             await asyncio.wait_for(self.relay.lanes.drained(), max(left, 0.1))
         except TimeoutError:
-            dropped = self.relay.lanes.abandon()
-            log.warning(
-                "muc: stanzas of other nodes' senders could not all be sent on in time:"
-                " %d lanes dropped (their senders get no error)",
-                dropped,
-            )
+            log.warning("muc: stanzas of other nodes' senders could not all be sent on in time")
 
     async def _tell_leaving(self, node: str) -> None:
         try:

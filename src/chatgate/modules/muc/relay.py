@@ -48,8 +48,9 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, cast
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from chatgate.jid import JID
 from chatgate.modules.muc import dispatch, roomlist
@@ -158,20 +159,41 @@ class Ran(enum.IntEnum):
     WAITING = 2  # queued behind its lane, or awaiting something
 
 
+@dataclass(slots=True)
+class _LaneTask:
+    """One task of `Lanes`: what it must clean up if it is cancelled before its
+    first step (then none of its own code runs)."""
+
+    key: str | None  # None: a work awaiting outside the lanes
+    queue: deque[Callable[[], Pending]] | None
+    first: Awaitable[None]  # handed to the task; closed if never awaited
+    started: bool = False
+
+
+class _Mark:
+    """A place in a lane (`Lanes.after`): set when reached, or when the lane ends."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def __call__(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
 class Lanes:
     """Per-sender order for handling whose storage is awaited: while one stanza of a
     sender awaits, its next ones wait behind it (bounded: `MAX_WAITING_PER_SENDER`
     each, `MAX_WAITING_SENDERS` senders).  Its tasks are its own, not the server's
     background work (the server waits for that, then cancels it, before the
     modules stop; a stopping node must still send on what its lanes hold), and
-    `abandon` ends them."""
+    `abandon` ends them.  A work that fails is logged and its lane goes on."""
 
     def __init__(self) -> None:
         self._waiting: dict[str, deque[Callable[[], Pending]]] = {}
-        self._tasks: set[asyncio.Future[None]] = set()
-        #: tasks not started yet: their key (None outside the lanes) and the
-        #: awaitable handed to them (closed if the task is cancelled first)
-        self._unstarted: dict[asyncio.Future[None], tuple[str | None, Awaitable[None]]] = {}
+        self._tasks: dict[asyncio.Future[None], _LaneTask] = {}
         #: works awaiting outside any lane (over `MAX_WAITING_SENDERS`), and the
         #: event set when there are none (for `drained`)
         self._outside = 0
@@ -198,10 +220,12 @@ class Lanes:
             log.warning("muc: %d senders wait on storage; not ordering more", len(self._waiting))
             self._outside += 1
             self._none_outside.clear()
-            self._start(None, self._outside_lanes(pending), pending)
+            state = _LaneTask(None, None, pending)
+            self._start(self._outside_lanes(state), state)
             return Ran.WAITING
-        self._waiting[key] = deque()
-        self._start(key, self._drain(key, pending), pending)
+        queue = self._waiting[key] = deque()
+        state = _LaneTask(key, queue, pending)
+        self._start(self._drain(state), state)
         return Ran.WAITING
 
     def abandon(self) -> int:
@@ -213,34 +237,39 @@ class Lanes:
             task.cancel()
         return len(tasks)
 
-    def _start(self, key: str | None, lane: Awaitable[None], first: Awaitable[None]) -> None:
+    def _start(self, lane: Coroutine[Any, Any, None], state: _LaneTask) -> None:
         task = asyncio.ensure_future(lane)
-        self._tasks.add(task)
-        self._unstarted[task] = (key, first)
+        self._tasks[task] = state
         task.add_done_callback(self._ended)
 
-    def _started(self) -> None:
-        self._unstarted.pop(cast("asyncio.Future[None]", asyncio.current_task()), None)
-
     def _ended(self, task: asyncio.Future[None]) -> None:
-        self._tasks.discard(task)
-        unstarted = self._unstarted.pop(task, None)
-        if unstarted is not None:  # cancelled before its first step
-            key, first = unstarted
-            close = getattr(first, "close", None)
+        state = self._tasks.pop(task, None)
+        if state is not None and not state.started:  # cancelled before its first step
+            close = getattr(state.first, "close", None)
             if close is not None:
                 close()  # never to be awaited
-            if key is None:
+            if state.queue is None:
                 self._left_outside()
             else:
-                self._waiting.pop(key, None)
+                self._lane_ended(state)
         elif not task.cancelled() and task.exception() is not None:
             log.error("muc: a sender's lane failed", exc_info=task.exception())
 
-    async def _outside_lanes(self, pending: Awaitable[None]) -> None:
-        self._started()
+    def _lane_ended(self, state: _LaneTask) -> None:
+        """Its lane is gone: marks still in it are set (nobody waits on a lane that
+        will not run)."""
+        assert state.key is not None and state.queue is not None
+        if self._waiting.get(state.key) is state.queue:
+            del self._waiting[state.key]
+        for work in state.queue:
+            if isinstance(work, _Mark):
+                work()
+        state.queue.clear()
+
+    async def _outside_lanes(self, state: _LaneTask) -> None:
+        state.started = True
         try:
-            await _logged(pending)
+            await _logged(state.first)
         finally:
             self._left_outside()
 
@@ -254,19 +283,14 @@ class Lanes:
         Not bounded by `MAX_WAITING_PER_SENDER`: asked once per owner switch of a
         sender's room (`RoomRelay._flush_asked` for another node's sender,
         `_after_flush` for this node's own), which a client cannot cause at will.
-        A mark takes a place in the lane until it is reached, even when its asker
-        stopped waiting."""
+        A mark takes a place in the lane until it is reached (or the lane ends),
+        even when its asker stopped waiting."""
         queue = self._waiting.get(key)
-        if queue is None:
+        if queue is None or self.closed:
             return None
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def mark() -> None:
-            if not done.done():
-                done.set_result(None)
-
+        mark = _Mark()
         queue.append(mark)
-        return done
+        return mark.done
 
     async def drained(self) -> None:
         """Done once what every lane holds now, and every work awaiting outside the
@@ -276,20 +300,23 @@ class Lanes:
             await asyncio.gather(*marks)
         await self._none_outside.wait()
 
-    async def _drain(self, key: str, pending: Awaitable[None]) -> None:
-        self._started()
-        queue = self._waiting[key]
+    async def _drain(self, state: _LaneTask) -> None:
+        state.started = True
+        assert state.queue is not None
+        queue = state.queue
+        pending: Pending = state.first
         try:
-            while True:
+            while pending is not None:
                 await _logged(pending)
-                next_pending: Pending = None
-                while queue and next_pending is None:
-                    next_pending = queue.popleft()()
-                if next_pending is None:
-                    return
-                pending = next_pending
+                pending = None
+                while queue and pending is None:
+                    work = queue.popleft()
+                    try:
+                        pending = work()
+                    except Exception:
+                        log.exception("muc: a forwarded stanza's handling failed")
         finally:
-            self._waiting.pop(key, None)
+            self._lane_ended(state)
 
 
 async def _logged(pending: Awaitable[None]) -> None:

@@ -187,15 +187,33 @@ async def test_work_awaiting_outside_the_lanes_is_not_done_and_drained_waits_for
     await lanes.drained()
 
 
-async def test_a_lane_that_fails_says_so_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_work_that_fails_is_logged_and_its_lane_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lanes = Lanes()
+    gate = asyncio.Event()
+    done: list[str] = []
+    assert lanes.run("a@x/r", lambda: _wait(gate))
+    assert lanes.run("a@x/r", lambda: 1 // 0)  # type: ignore[arg-type,return-value]
+    assert lanes.run("a@x/r", lambda: done.append("after") and None)
+    mark = lanes.after("a@x/r")
+    assert mark is not None
+    with caplog.at_level(logging.ERROR, logger="chatgate.modules.muc.relay"):
+        gate.set()
+        await asyncio.wait_for(mark, 1)
+    assert done == ["after"]  # the sender's next stanza was not dropped
+    assert any("handling failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_marks_in_an_abandoned_lane_are_set_and_no_more_are_given() -> None:
     lanes = Lanes()
     gate = asyncio.Event()
     assert lanes.run("a@x/r", lambda: _wait(gate))
-    assert lanes.run("a@x/r", lambda: 1 // 0)  # type: ignore[arg-type,return-value]
-    with caplog.at_level(logging.ERROR, logger="chatgate.modules.muc.relay"):
-        gate.set()
-        await asyncio.sleep(0.05)
-    assert any("lane failed" in r.getMessage() for r in caplog.records)
+    mark = lanes.after("a@x/r")
+    assert mark is not None
+    lanes.abandon()
+    assert lanes.after("a@x/r") is None
+    await asyncio.wait_for(mark, 1)  # not left for its asker's timeout
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
