@@ -319,6 +319,23 @@ def start_cluster(
     return cluster
 
 
+def serving_cleanly(
+    names: tuple[str, ...], users: dict[str, str], extra: str = ""
+) -> Iterator[LocalCluster]:
+    """A fixture's cluster: started, then stopped with SIGTERM (each node leaves
+    gracefully); every node must exit 0 and have logged no traceback."""
+    cluster = start_cluster(names, extra, users)
+    try:
+        yield cluster
+    finally:
+        codes = cluster.close()
+        logs = cluster.logs()
+        shutil.rmtree(cluster.folder, ignore_errors=True)
+    assert all(code == 0 for code in codes.values()), codes
+    for name, text in logs.items():
+        assert "Traceback" not in text, f"{name}:\n{text}"
+
+
 #: where failed tests' node logs go (CI keeps the folder as an artifact)
 ARTIFACTS = Path(
     os.environ.get(

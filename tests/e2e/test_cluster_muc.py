@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import slixmpp
 
 from chatgate.peers import rendezvous_owner
 
-from .cluster_harness import LocalCluster, logs_kept_on_failure, start_cluster
+from .cluster_harness import LocalCluster, logs_kept_on_failure, serving_cleanly
 from .conftest import Client, connect
 
 pytestmark = pytest.mark.e2e
@@ -54,16 +53,7 @@ def owned_by(node: str, prefix: str, nodes: tuple[str, ...] = NODES) -> str:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    cluster = start_cluster(NODES, users=USERS)
-    try:
-        yield cluster
-    finally:
-        codes = cluster.close()  # SIGTERM: each node leaves gracefully
-        logs = cluster.logs()
-        shutil.rmtree(cluster.folder, ignore_errors=True)
-    assert all(code == 0 for code in codes.values()), codes
-    for name, text in logs.items():
-        assert "Traceback" not in text, f"{name}:\n{text}"
+    yield from serving_cleanly(NODES, USERS)
 
 
 @pytest.fixture(autouse=True)

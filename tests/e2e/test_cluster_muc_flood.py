@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -21,7 +20,7 @@ import slixmpp
 
 from chatgate.peers import rendezvous_owner
 
-from .cluster_harness import LocalCluster, logs_kept_on_failure, start_cluster
+from .cluster_harness import LocalCluster, logs_kept_on_failure, serving_cleanly
 from .conftest import connect
 from .test_cluster_muc import create
 
@@ -31,16 +30,7 @@ USERS = {"alice": "alice-secret-1", "bob": "bob-secret-1"}
 
 @pytest.fixture
 def cluster() -> Iterator[LocalCluster]:
-    cluster = start_cluster(NODES, users=USERS)
-    try:
-        yield cluster
-    finally:
-        codes = cluster.close()
-        logs = cluster.logs()
-        shutil.rmtree(cluster.folder, ignore_errors=True)
-    assert all(code == 0 for code in codes.values()), codes
-    for name, text in logs.items():
-        assert "Traceback" not in text, f"{name}:\n{text}"
+    yield from serving_cleanly(NODES, USERS)
 
 
 @pytest.fixture(autouse=True)
