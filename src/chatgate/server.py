@@ -359,12 +359,16 @@ class Server:
         self._stopped.set()
 
     async def serve_forever(self) -> None:
-        """Start, then run until SIGTERM or SIGINT, then stop gracefully."""
-        await self.start()
+        """Start, then run until SIGTERM or SIGINT, then stop gracefully.  The signals
+        are taken from the start on: one that comes while the server is starting
+        (migrating, joining its cluster, loading rooms) stops it gracefully once it
+        has started, instead of killing it half-way (a cluster node would then
+        leave as a crashed one does, its rooms not handed over)."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        await self.start()
         await stop.wait()
         log.info("stopping")
         await self.stop()
