@@ -144,6 +144,20 @@ enabled = false
     return serve(config, data_dir, (starttls, direct, plain), env=env, listeners=listeners)
 
 
+def launch(
+    config: Path, log: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`chatgate serve --config CONFIG` as an operator runs it, its output to `log`;
+    not waited for (`serve` waits until it listens)."""
+    with log.open("wb") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "chatgate", "serve", "--config", str(config)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+        )
+
+
 def serve(
     config: Path,
     data_dir: Path,
@@ -156,13 +170,7 @@ def serve(
     `listeners` listeners are up; `ports` are its (STARTTLS, direct TLS, plain)
     ports, 0 for one it does not have.  Its output goes to server.log beside it."""
     log = config.parent / "server.log"
-    with log.open("wb") as fh:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chatgate", "serve", "--config", str(config)],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
-        )
+    process = launch(config, log, env)
     server = RunningServer(process, config, data_dir, *ports, log, env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -3,14 +3,11 @@ once it has started, not killed half-way by the signal's default action."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from .conftest import free_ports
+from .conftest import free_ports, launch
 
 
 def test_a_sigterm_during_the_start_stops_the_server_gracefully(tmp_path: Path) -> None:
@@ -33,13 +30,7 @@ enabled = false
 """
     )
     log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chatgate", "serve", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    process = launch(config, log)
     try:
         deadline = time.monotonic() + 30
         # logged by `Server.start` before its listeners open: the start is under way
