@@ -200,7 +200,8 @@ class Server:
             from chatgate.cluster.node import ClusterNode
 
             node = self.cluster = ClusterNode(config.cluster)
-            await node.start()
+            # Not seen by the others before the modules are set up (`announce`).
+            await node.connect()
         ctx = self.ctx = ServerContext(config, db, provider, hosts)
         if node is not None:
             from chatgate.cluster.wiring import join_cluster
@@ -229,6 +230,10 @@ class Server:
 
             self.components = ComponentHub.for_context(ctx)
             self.components.register()
+        if node is not None:
+            # Every handler of other nodes' messages is in place: the others may
+            # count this node in now (before any client can reach it).
+            await node.announce()
         loop = asyncio.get_running_loop()
 
         def negotiation_settings(

@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import itertools
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
+from chatgate import server as server_module
 from chatgate.modules.muc import module as muc_module
 from chatgate.modules.muc import ownership
 from chatgate.modules.muc.handover import room_state
@@ -447,6 +448,25 @@ class Flood:
             await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def joining_mid_flood(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    flood: Flood,
+) -> AsyncIterator[Server]:
+    """Node gamma, started while `flood` goes on, once it holds the flooded room;
+    stopped on the way out."""
+    gamma = Server(cluster_config(tmp_path, redis_server, "gamma", http={"enabled": False}))
+    try:
+        start = asyncio.ensure_future(gamma.start())
+        while not (start.done() and flood.room in rooms_of(gamma)):
+            await flood.run(0.02)
+        await start
+        yield gamma
+    finally:
+        await gamma.stop()
+
+
 async def in_order(observer: RawClient, room: str, taken: list[int]) -> None:
     """The observer gets every message the room took, in the order they were sent."""
     seen = [int(text) for text in await bodies_from(observer, room, len(taken))]
@@ -545,31 +565,58 @@ async def test_one_senders_groupchat_keeps_its_order_while_the_room_moves_to_a_j
         )
         alice = await RawClient.login(alpha, "alice")
         bob = await RawClient.login(beta, "bob")  # sees the room's order: see below
-        gamma = None
         flood = Flood(alice, room, 10)
         try:
             await both_in(room, alice, bob)
             await flood.run(0.2)
-            gamma = Server(cluster_config(tmp_path, redis_server, "gamma", http={"enabled": False}))
-            start = asyncio.ensure_future(gamma.start())
-            while not (start.done() and room in rooms_of(gamma)):
-                await flood.run(0.02)
-            await start
-            await flood.run(0.3)  # beta sends these on to gamma
-            sees_gamma.set()
-            await flood.run(0.3)  # alpha sends these straight to gamma
-            # What a busy node's lane for Alice cannot take is refused with a
-            # wait error (flood control); everything else reaches the room.
-            taken = await echoes_or_refusals(alice, room, flood.sent)
-            # Bob's node was the old owner: what it handled reached him at once,
-            # and what gamma handles comes to him on one channel, in gamma's order.
-            # So Bob sees the room's order.
-            await in_order(bob, room, taken)
+            async with joining_mid_flood(tmp_path, redis_server, flood):
+                await flood.run(0.3)  # beta sends these on to gamma
+                sees_gamma.set()
+                await flood.run(0.3)  # alpha sends these straight to gamma
+                # What a busy node's lane for Alice cannot take is refused with a
+                # wait error (flood control); everything else reaches the room.
+                taken = await echoes_or_refusals(alice, room, flood.sent)
+                # Bob's node was the old owner: what it handled reached him at once,
+                # and what gamma handles comes to him on one channel, in gamma's
+                # order.  So Bob sees the room's order.
+                await in_order(bob, room, taken)
         finally:
             alice.close()
             bob.close()
-            if gamma is not None:
-                await gamma.stop()
+
+
+async def test_nothing_sent_to_a_joining_node_is_lost_while_its_modules_set_up(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """gamma joins while Alice floods a room that moves to it, and its start is slow
+    between joining the cluster and setting its modules up (a big database to
+    migrate, many rooms to load).  The others must not send gamma the room's
+    stanzas before its group chat can take them: every message is echoed (or
+    refused with the flood control's wait error), none silently lost."""
+    room = room_moving("joining", ("beta", "alpha"), ("gamma", "alpha", "beta"))
+    async with cluster(tmp_path, redis_server) as (alpha, beta):
+        purge = server_module.purge_anonymous_hosts
+
+        async def slow_purge(ctx: object) -> None:
+            await asyncio.sleep(1.5)  # several heartbeats: alpha and beta look meanwhile
+            await purge(ctx)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(server_module, "purge_anonymous_hosts", slow_purge)
+        alice = await RawClient.login(alpha, "alice")
+        bob = await RawClient.login(beta, "bob")
+        flood = Flood(alice, room, 5)
+        try:
+            await both_in(room, alice, bob)
+            await flood.run(0.2)
+            async with joining_mid_flood(tmp_path, redis_server, flood):
+                await flood.run(0.3)
+                taken = await echoes_or_refusals(alice, room, flood.sent)
+                await in_order(bob, room, taken)
+        finally:
+            alice.close()
+            bob.close()
 
 
 def delayed(server: Server, topic: str, seconds: float) -> None:
