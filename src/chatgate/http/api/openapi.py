@@ -66,11 +66,32 @@ _STATUS_TEXT = {
 }
 
 
+#: what any request may get before the API sees it: the HTTP layer's answer, in
+#: plain text, to a head it cannot read (a request line or a header over 8,190
+#: bytes, too many headers, a malformed line), wherever the path led
+_UNREADABLE = (
+    "Malformed request: the HTTP layer's plain-text answer to a head it cannot read"
+    " (a request line or header over 8,190 bytes, a malformed line)"
+)
+
+
 def _error(status: int) -> dict[str, Any]:
     return {
         "description": _STATUS_TEXT.get(status, "Refused"),
         "content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}},
     }
+
+
+def _bad_request(in_the_api: bool) -> dict[str, Any]:
+    """400: the API's own (malformed JSON, in the error shape) where it has a body,
+    and everywhere the HTTP layer's plain text for a head it cannot read."""
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    if not in_the_api:
+        return {"description": _UNREADABLE, "content": text}
+    answer = _error(400)
+    answer["description"] += "; or " + _UNREADABLE[0].lower() + _UNREADABLE[1:]
+    answer["content"] |= text
+    return answer
 
 
 def _schemas(
@@ -145,8 +166,9 @@ def _operation(
         statuses |= {400, 413}
     if _PARAM.search(op.path):
         statuses.add(404)
-    for status in sorted(statuses):
-        responses[str(status)] = _error(status)
+    own_400 = 400 in statuses
+    for status in sorted(statuses | {400}):
+        responses[str(status)] = _bad_request(own_400) if status == 400 else _error(status)
     responses["default"] = _error(0) | {"description": "Any other refusal, in the error shape"}
     spec: dict[str, Any] = {
         "operationId": op.handler.__name__,
