@@ -195,18 +195,21 @@ class Server:
                     count,
                     time.perf_counter() - began,
                 )
-        node = None
+        node = peers = None
         if config.cluster.enabled:
             from chatgate.cluster.node import ClusterNode
+            from chatgate.cluster.peers import RedisPeers
 
             node = self.cluster = ClusterNode(config.cluster)
-            # Not seen by the others before the modules are set up (`announce`).
-            await node.connect()
+            # Listening before the first heartbeat; what comes for modules not set
+            # up yet is kept for them (`RedisPeers.ready`).
+            peers = RedisPeers(node)
+            await node.start()
         ctx = self.ctx = ServerContext(config, db, provider, hosts)
         if node is not None:
             from chatgate.cluster.wiring import join_cluster
 
-            await join_cluster(ctx, node)
+            await join_cluster(ctx, node, peers)
         await purge_anonymous_hosts(ctx)
         if config.streams.enabled:
             from chatgate.streams.service import StreamService
@@ -230,10 +233,6 @@ class Server:
 
             self.components = ComponentHub.for_context(ctx)
             self.components.register()
-        if node is not None:
-            # Every handler of other nodes' messages is in place: the others may
-            # count this node in now (before any client can reach it).
-            await node.announce()
         loop = asyncio.get_running_loop()
 
         def negotiation_settings(
@@ -306,6 +305,8 @@ class Server:
             log.info("listening: %s (%s)", bound.describe(), ", ".join(config.served_domains))
         if self.components is not None:
             await self.components.start()
+        if peers is not None:
+            peers.ready()
         self._housekeeping_timer = loop.call_later(60, self._housekeeping)
         settle_garbage_collector()
         self._sweep_timer = loop.call_later(IDLE_SWEEP, self._sweep_idle)

@@ -83,9 +83,9 @@ STOP_TIMEOUT = 12.0
 STOP_MARGIN = 2.0
 #: seconds a joining node waits for the other nodes' handovers at most
 HANDOVER_WAIT = 15.0
-#: seconds before each attempt to hand a room over (a busy newcomer may refuse
-#: one, "too many requests"; a node of an earlier release was seen before its
-#: handlers were in place)
+#: seconds before each attempt to hand a room over (the newcomer's heartbeat is
+#: seen before its handlers are in place; it keeps a request for one a second at
+#: most, then answers "starting")
 HANDOVER_DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 4.0)
 #: seconds one handover request may take
 HANDOVER_TIMEOUT = 5.0

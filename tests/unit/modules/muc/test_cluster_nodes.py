@@ -593,25 +593,30 @@ async def test_nothing_sent_to_a_joining_node_is_lost_while_its_modules_set_up(
     """gamma joins while Alice floods a room that moves to it, and its start is slow
     between joining the cluster and setting its modules up (a big database to
     migrate, many rooms to load).  The others must not send gamma the room's
-    stanzas before its group chat can take them: every message is echoed (or
-    refused with the flood control's wait error), none silently lost."""
+    stanzas before its group chat can take them: gamma keeps what comes for its
+    group chat (alpha's messages, beta's requests passing stanzas on) until it
+    registers.  Every message is echoed (few refused with the flood control's
+    wait error), none lost, and Bob sees them in order."""
     room = room_moving("joining", ("beta", "alpha"), ("gamma", "alpha", "beta"))
     async with cluster(tmp_path, redis_server) as (alpha, beta):
         purge = server_module.purge_anonymous_hosts
 
         async def slow_purge(ctx: object) -> None:
-            await asyncio.sleep(1.5)  # several heartbeats: alpha and beta look meanwhile
+            await asyncio.sleep(0.8)  # four heartbeats: alpha and beta look meanwhile
             await purge(ctx)  # type: ignore[arg-type]
 
         monkeypatch.setattr(server_module, "purge_anonymous_hosts", slow_purge)
         alice = await RawClient.login(alpha, "alice")
         bob = await RawClient.login(beta, "bob")
-        flood = Flood(alice, room, 5)
+        flood = Flood(alice, room, 1)
         try:
             await both_in(room, alice, bob)
             await flood.run(0.2)
             async with joining_mid_flood(tmp_path, redis_server, flood):
                 await flood.run(0.3)
+                # beta passes Alice's stanzas on one at a time: the first waits at
+                # gamma until its group chat is there, the others behind it (at
+                # 100 a second, within a sender's 100 waiting)
                 taken = await echoes_or_refusals(alice, room, flood.sent)
                 await in_order(bob, room, taken)
         finally:
