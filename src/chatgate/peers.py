@@ -63,6 +63,11 @@ class Peers(Protocol):
         """The live node responsible for `key` (the same on every node)."""
         ...
 
+    def joining(self) -> frozenset[str]:
+        """Other nodes seen starting, not counted in yet (not in `alive`): they will
+        be once their modules are set up, unless their start fails."""
+        ...
+
     def on_message(self, topic: str, handler: MessageHandler) -> None:
         """Call `handler(sender, payload)` for each message sent to this node on `topic`."""
         ...
@@ -123,6 +128,9 @@ class LocalPeers:
 
     def owner(self, key: str) -> str:
         return self._name
+
+    def joining(self) -> frozenset[str]:
+        return frozenset()
 
     def on_message(self, topic: str, handler: MessageHandler) -> None:
         pass

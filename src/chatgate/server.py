@@ -195,21 +195,18 @@ class Server:
                     count,
                     time.perf_counter() - began,
                 )
-        node = peers = None
+        node = None
         if config.cluster.enabled:
             from chatgate.cluster.node import ClusterNode
-            from chatgate.cluster.peers import RedisPeers
 
             node = self.cluster = ClusterNode(config.cluster)
-            # Listening before the first heartbeat; what comes for modules not set
-            # up yet is kept for them (`RedisPeers.ready`).
-            peers = RedisPeers(node)
-            await node.start()
+            # Not seen by the others before the modules are set up (`announce`).
+            await node.connect()
         ctx = self.ctx = ServerContext(config, db, provider, hosts)
         if node is not None:
             from chatgate.cluster.wiring import join_cluster
 
-            await join_cluster(ctx, node, peers)
+            await join_cluster(ctx, node)
         await purge_anonymous_hosts(ctx)
         if config.streams.enabled:
             from chatgate.streams.service import StreamService
@@ -233,6 +230,11 @@ class Server:
 
             self.components = ComponentHub.for_context(ctx)
             self.components.register()
+            await self.components.join_cluster()
+        if node is not None:
+            # Every handler of other nodes' messages is in place: the others may
+            # count this node in now (before any client can reach it).
+            await node.announce()
         loop = asyncio.get_running_loop()
 
         def negotiation_settings(
@@ -305,8 +307,6 @@ class Server:
             log.info("listening: %s (%s)", bound.describe(), ", ".join(config.served_domains))
         if self.components is not None:
             await self.components.start()
-        if peers is not None:
-            peers.ready()
         self._housekeeping_timer = loop.call_later(60, self._housekeeping)
         settle_garbage_collector()
         self._sweep_timer = loop.call_later(IDLE_SWEEP, self._sweep_idle)

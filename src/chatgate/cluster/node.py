@@ -18,12 +18,24 @@ Liveness is Redis keys with an expiry (`node:NAME` = boot id, refreshed every
 `heartbeat_interval`), never a consensus of our own.  While this node cannot reach
 Redis it judges nobody: it knows nothing; after Redis returns it waits a whole
 `node_timeout` before it judges again, so the others have time to beat.
+
+A node starts in two steps: `connect` (Redis reached, channels subscribed, the
+others learnt; it beats `joining:NAME` instead of `node:NAME`), then `announce`
+(it beats `node:NAME`: the others count it in).  `Server.start` announces once
+the modules are set up: a node the others count as a room owner or a session's
+home has its handlers in place, so nothing sent to it in its first moments finds
+no handler and is lost.  A joining node is in the set of names from the start,
+so the session directory's events reach it before it reads the others'
+snapshots; and it removes the heartbeat a killed previous run left under its
+name, so the others drop that run at their next look instead of while this one
+starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import inspect
 import logging
 import os
@@ -45,6 +57,15 @@ NodeCallback = Callable[[str], Awaitable[None] | None]
 
 #: Seconds between attempts to reach Redis again after losing it.
 RECONNECT_DELAY = 0.5
+
+
+class _Joining(enum.Enum):
+    """The heartbeat of a node still starting (`joining:NAME`): not counted in."""
+
+    JOINING = enum.auto()
+
+
+_JOINING = _Joining.JOINING
 
 
 class ClusterUnavailable(Exception):
@@ -84,6 +105,10 @@ class ClusterNode:
         self.lost_at = 0.0
         #: connected, and every `on_reconnect` callback has run since the last loss
         self._settled = False
+        #: the others count this node in: it beats `node:NAME` (`announce`)
+        self._announced = False
+        #: one look at the heartbeats at a time (`announce` looks at once)
+        self._judging = asyncio.Lock()
         self._stopping = False
         #: wakes `_reconnects`: a connection lost, or a channel to subscribe
         self._attention = asyncio.Event()
@@ -94,6 +119,7 @@ class ClusterNode:
         self._judge_after = 0.0
         #: the boot id last seen of each other node
         self._known: dict[str, bytes] = {}
+        self._joining: frozenset[str] = frozenset()
         #: the boot id of each node judged gone or restarted (what its run left is its)
         self.departed: dict[str, bytes] = {}
 
@@ -123,6 +149,12 @@ class ClusterNode:
     def others(self) -> frozenset[str]:
         """The other nodes alive at the last look."""
         return frozenset(self._known)
+
+    @property
+    def joining(self) -> frozenset[str]:
+        """The other nodes still starting at the last look (`joining:NAME`): not
+        counted in yet; they will be once set up, unless their start fails."""
+        return self._joining
 
     # ------------------------------------------------------------ registration
 
@@ -209,25 +241,53 @@ class ClusterNode:
     # ------------------------------------------------------------ life
 
     async def start(self) -> None:
+        """`connect`, then `announce`: for a node with nothing to set up between."""
+        await self.connect()
+        await self.announce()
+
+    async def connect(self) -> None:
         """Reach Redis (or fail with a clear error: a node that cannot join must not
-        start as if alone), subscribe, announce this node, start beating."""
+        start as if alone), learn which nodes are alive, open the connections,
+        subscribe and beat as a node still joining: the others do not count it in
+        yet (`announce`), but they do send it the session directory's events."""
         try:
             await self.redis.ping()
         except (RedisError, OSError) as exc:
             raise ClusterUnavailable(
                 f"[cluster] redis_url {self._safe_url()} cannot be reached: {exc}"
             ) from exc
-        # Subscribed before the first heartbeat: the others may send at once.
-        await self._open_connections()
         await self._beat()
-        self._known = await self._alive()
-        self._known.pop(self.name, None)
+        beats = await self._heartbeats_read()
+        if beats.pop(self.name, _JOINING) is not _JOINING:
+            # A killed previous run under this name: the others drop it at their
+            # next look, not when its heartbeat expires (while this run starts).
+            log.warning("cluster: removed the heartbeat a previous run of %s left", self.name)
+            await self.redis.delete(self.key("node", self.name))
+        self._known = {node: beat for node, beat in beats.items() if isinstance(beat, bytes)}
+        self._joining = frozenset(node for node, beat in beats.items() if beat is _JOINING)
+        await self._open_connections()
         self._tasks = [
             asyncio.create_task(self._reconnects(), name="cluster-reconnect"),
             asyncio.create_task(self._heartbeats(), name="cluster-heartbeat"),
         ]
         self._connected = True
         self._settled = True
+
+    async def announce(self) -> None:
+        """From now on the other nodes count this node in (room owners, forwarding,
+        broadcasts): it beats `node:NAME`.  Called once every handler of other
+        nodes' messages is in place."""
+        await self.subscribed()
+        self._announced = True
+        try:
+            await self._beat()
+            # A node counted in before this one is known before anything relies on
+            # this one being counted in (the others hand it rooms after their look).
+            await self._judge()
+        except (RedisError, OSError) as exc:
+            raise ClusterUnavailable(
+                f"[cluster] redis_url {self._safe_url()} cannot be reached: {exc}"
+            ) from exc
         log.info(
             "cluster: node %s joined %s (%d other nodes alive)",
             self.name,
@@ -247,7 +307,7 @@ class ClusterNode:
                 await task
         self._tasks = []
         try:
-            await self.redis.delete(self.key("node", self.name))
+            await self.redis.delete(self.key("node", self.name), self.key("joining", self.name))
             await self.redis.srem(self.key("nodes"), self.name)
         except (RedisError, OSError):
             pass
@@ -262,7 +322,11 @@ class ClusterNode:
     async def _beat(self) -> None:
         ttl_ms = int(self.options.node_timeout * 1000)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self.key("node", self.name), self.boot_id, px=ttl_ms)
+            if self._announced:
+                pipe.set(self.key("node", self.name), self.boot_id, px=ttl_ms)
+                pipe.delete(self.key("joining", self.name))
+            else:
+                pipe.set(self.key("joining", self.name), self.boot_id, px=ttl_ms)
             pipe.sadd(self.key("nodes"), self.name)
             if self._settled:
                 # "my claims are final at this time": refreshed while connected and
@@ -274,13 +338,19 @@ class ClusterNode:
     def settled_key(self, node: str) -> str:
         return self.key("settled", node)
 
-    async def _alive(self) -> dict[str, bytes]:
-        """Every node with a live heartbeat, and its boot id."""
+    async def _heartbeats_read(self) -> dict[str, bytes | _Joining | None]:
+        """Every name in the set of nodes, and its heartbeat: the boot id of a node
+        counted in, `_JOINING` for one still starting, None for neither (gone)."""
         names = sorted(_text(n) for n in await self.redis.smembers(self.key("nodes")))
         if not names:
             return {}
-        boots = await self.redis.mget([self.key("node", n) for n in names])
-        return {n: _raw(b) for n, b in zip(names, boots, strict=True) if b is not None}
+        keys = [self.key("node", n) for n in names] + [self.key("joining", n) for n in names]
+        values = await self.redis.mget(keys)
+        beats, joining = values[: len(names)], values[len(names) :]
+        return {
+            name: _raw(beat) if beat is not None else (_JOINING if starting is not None else None)
+            for name, beat, starting in zip(names, beats, joining, strict=True)
+        }
 
     async def _heartbeats(self) -> None:
         interval = self.options.heartbeat_interval
@@ -308,23 +378,32 @@ class ClusterNode:
         gone.  Just after Redis returns a missing heartbeat is not judged (the
         others may not have beaten yet), but a changed boot id always is: a node
         restarted meanwhile must not keep its old run's sessions in the mirrors."""
-        alive = await self._alive()
-        alive.pop(self.name, None)
+        async with self._judging:
+            await self._look()
+
+    async def _look(self) -> None:
+        beats = await self._heartbeats_read()
+        beats.pop(self.name, None)
+        self._joining = frozenset(node for node, beat in beats.items() if beat is _JOINING)
         grace = time.monotonic() < self._judge_after
         for node, boot in list(self._known.items()):
-            now = alive.get(node)
+            now = beats.get(node)
+            if now is _JOINING:
+                now = None  # its previous run is gone: this one is still starting
             if now == boot or (now is None and grace):
                 continue
             del self._known[node]
             self.departed[node] = boot
-            if now is None:
-                # Whoever sees it first tidies the set of names; harmless twice.
-                await self.redis.srem(self.key("nodes"), node)
             log.warning("cluster: node %s %s", node, "is gone" if now is None else "restarted")
             await self._run_all(self._gone, node)
-        for node, boot in alive.items():
-            if node not in self._known:
-                self._known[node] = boot
+        for node, beat in beats.items():
+            if beat is None:
+                if not grace:
+                    # Gone, or a node that died while still joining (nobody knew
+                    # it): whoever sees it first tidies the set; harmless twice.
+                    await self.redis.srem(self.key("nodes"), node)
+            elif isinstance(beat, bytes) and node not in self._known:
+                self._known[node] = beat
                 log.info("cluster: node %s joined", node)
                 await self._run_all(self._joined, node)
 

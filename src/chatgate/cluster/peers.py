@@ -11,21 +11,12 @@ A message on the wire::
     kind (1) | len(topic) (1) | len(sender) (1) | request id (8) | topic | sender | payload
 
 ``kind`` is a one-way message, a request, an answer or a refusal (the handler
-raised, or the topic has no handler: its text is the payload).  A refusal whose
-text starts with ``starting:`` comes from a node still setting its modules up:
-the asker takes it as `PeerUnreachable` (try again shortly), not as a refusal
-(nodes of an earlier release see it as one, as before).
+raised, or the topic has no handler: its text is the payload).
 
 Bounds: at most `MAX_PENDING` requests of this node wait for answers and at most
 `MAX_SERVING` requests of others are being answered here; beyond them a request
 is refused at once.  Sends are refused while the node's unsent commands exceed
 its forward queue (`[cluster] forward_queue_bytes`), as stanzas are.
-
-A starting node: the others count it in from its first heartbeat, before its
-modules have registered their handlers.  Until `ready` (the server has set every
-module up), what comes for a topic with no handler yet is kept for it
-(`early.py`: messages until the handler registers, requests a second at most,
-then refused with ``starting:``).
 """
 
 from __future__ import annotations
@@ -35,10 +26,8 @@ import enum
 import itertools
 import logging
 import struct
-import time
 from typing import Any
 
-from chatgate.cluster.early import Arrival, EarlyArrivals, Slot
 from chatgate.cluster.node import ClusterNode
 from chatgate.peers import (
     MembershipHandler,
@@ -56,8 +45,6 @@ _HEADER = struct.Struct(">BBBQ")
 MAX_PENDING = 10_000
 #: requests of other nodes being answered here at once, at most
 MAX_SERVING = 1_000
-#: how a refusal's text starts when the node is starting (try again shortly)
-_STARTING = b"starting: "
 
 
 class _Kind(enum.IntEnum):
@@ -79,8 +66,6 @@ class RedisPeers:
         #: request id -> (node asked, its future)
         self._pending: dict[int, tuple[str, asyncio.Future[bytes]]] = {}
         self._serving: set[asyncio.Task[None]] = set()
-        #: until `ready`: what came for topics with no handler yet
-        self._early = EarlyArrivals(self._take_early, self._refuse_early)
         self._sender = node.name.encode()
         node.subscribe(self._channel(node.name), self._arrived)
         node.on_node_gone(self._gone)
@@ -103,13 +88,14 @@ class RedisPeers:
     def owner(self, key: str) -> str:
         return rendezvous_owner(key, self.alive())
 
+    def joining(self) -> frozenset[str]:
+        return self.node.joining
+
     def on_message(self, topic: str, handler: MessageHandler) -> None:
         self._messages[topic] = handler
-        self._early.registered((False, topic))
 
     def on_request(self, topic: str, handler: RequestHandler) -> None:
         self._requests[topic] = handler
-        self._early.registered((True, topic))
 
     def on_change(self, handler: MembershipHandler) -> None:
         self._membership.append(handler)
@@ -185,14 +171,10 @@ class RedisPeers:
         payload = data[size + topic_len + sender_len :]
         if kind == _Kind.MESSAGE:
             handler = self._messages.get(topic)
-            slot = (False, topic)
-            early = self._early
-            if not early.ended and (handler is None or early.waiting(slot)):
-                early.keep(slot, Arrival(sender, payload, 0, time.monotonic()))
-            elif handler is None:
+            if handler is None:
                 log.warning("cluster: a message on topic %r from %s has no handler", topic, sender)
-            else:
-                handler(sender, payload)
+                return
+            handler(sender, payload)
         elif kind == _Kind.REQUEST:
             self._serve(sender, topic, request_id, payload)
         elif kind in (_Kind.ANSWER, _Kind.REFUSAL):
@@ -201,19 +183,11 @@ class RedisPeers:
                 return  # timed out meanwhile
             if kind == _Kind.ANSWER:
                 entry[1].set_result(payload)
-                return
-            reason = payload.decode(errors="replace")
-            if payload.startswith(_STARTING):
-                entry[1].set_exception(PeerUnreachable(f"node {sender} is {reason}"))
             else:
-                entry[1].set_exception(PeerRefused(reason))
+                entry[1].set_exception(PeerRefused(payload.decode(errors="replace")))
 
     def _serve(self, sender: str, topic: str, request_id: int, payload: bytes) -> None:
         handler = self._requests.get(topic)
-        early = self._early
-        if not early.ended and (handler is None or early.waiting((True, topic))):
-            early.keep((True, topic), Arrival(sender, payload, request_id, time.monotonic()))
-            return
         if handler is None:
             refusal = b"no handler for " + topic.encode()
             self._publish(sender, _Kind.REFUSAL, topic, request_id, refusal)
@@ -235,27 +209,6 @@ class RedisPeers:
             self._publish(sender, _Kind.REFUSAL, topic, request_id, str(exc).encode())
             return
         self._publish(sender, _Kind.ANSWER, topic, request_id, answer)
-
-    # ------------------------------------------------------------ starting
-
-    def ready(self) -> None:
-        """Every module's handlers are registered (the end of `Server.start`): what
-        was kept for a topic nobody handles goes now, and from now on nothing is
-        kept (`early.py`)."""
-        self._early.end()
-
-    def _take_early(self, slot: Slot, arrival: Arrival) -> None:
-        is_request, topic = slot
-        if is_request:
-            self._serve(arrival.sender, topic, arrival.request_id, arrival.payload)
-        else:
-            self._messages[topic](arrival.sender, arrival.payload)
-
-    def _refuse_early(self, topic: str, arrival: Arrival) -> None:
-        refusal = b"no handler for " + topic.encode()
-        if not self._early.ended:
-            refusal = _STARTING + refusal + b" yet"
-        self._publish(arrival.sender, _Kind.REFUSAL, topic, arrival.request_id, refusal)
 
     # ------------------------------------------------------------ membership
 

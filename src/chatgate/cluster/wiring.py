@@ -13,19 +13,15 @@ from chatgate.cluster.directory import ClusterSessionDirectory
 
 if TYPE_CHECKING:
     from chatgate.cluster.node import ClusterNode
-    from chatgate.cluster.peers import RedisPeers
     from chatgate.context import ServerContext
 
 
-async def join_cluster(
-    ctx: ServerContext, node: ClusterNode, peers: RedisPeers | None = None
-) -> None:
-    """Replace the context's per-process state by the cluster's shared state;
-    `peers`: the node's, when made before it started (else made here)."""
+async def join_cluster(ctx: ServerContext, node: ClusterNode) -> None:
+    """Replace the context's per-process state by the cluster's shared state."""
     ctx.cluster = node
     from chatgate.cluster.peers import RedisPeers
 
-    ctx.peers = peers or RedisPeers(node)
+    ctx.peers = RedisPeers(node)
     session = ctx.config.session
     directory = ClusterSessionDirectory(
         node, ctx.hooks, session.resource_conflict, session.max_resources

@@ -107,10 +107,14 @@ class ComponentHub:
             self._services.append(service)
             self.ctx.services.append(service)
 
-    async def start(self) -> None:
-        """Open the component listener (after `register`)."""
+    async def join_cluster(self) -> None:
+        """In a cluster: take other nodes' stanzas for components connected here
+        (before the node is counted in: `Server.start`)."""
         if self.relay is not None:
             await self.relay.start()
+
+    async def start(self) -> None:
+        """Open the component listener (after `register` and `join_cluster`)."""
         config = self.ctx.config
         listener = config.component_listener
         # Several processes on the same ports (`serve --workers`): each binds this

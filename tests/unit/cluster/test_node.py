@@ -102,6 +102,83 @@ async def test_a_node_restarted_under_its_name_counts_as_gone(redis_server: Redi
         await b.close()
 
 
+async def test_a_node_is_seen_by_the_others_only_once_it_announces(
+    redis_server: RedisServer,
+) -> None:
+    """Between `connect` and `announce` (a server setting its modules up) the
+    others neither count the node in nor send to it; it knows them already."""
+    a = ClusterNode(options(redis_server), name="a")
+    b = ClusterNode(options(redis_server), name="b")
+    joined: list[str] = []
+    a.on_node_joined(joined.append)
+    await a.start()
+    try:
+        await b.connect()
+        assert b.others == {"a"}
+        assert b.connected
+        await asyncio.sleep(0.5)  # five of a's heartbeats
+        assert "b" not in a.others and joined == []
+        await b.announce()
+        await wait_for(lambda: joined == ["b"])
+        assert "b" in a.others
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_previous_run_killed_is_gone_before_the_new_run_announces(
+    redis_server: RedisServer,
+) -> None:
+    """A killed run's heartbeat would make it look alive while its successor
+    starts: the successor removes it as it connects, so the others drop the dead
+    run's sessions at once, then see the new run join when it announces."""
+    a = ClusterNode(options(redis_server, node_timeout=5.0), name="a")
+    b = ClusterNode(options(redis_server, node_timeout=5.0), name="b")
+    gone: list[str] = []
+    joined: list[str] = []
+    a.on_node_gone(gone.append)
+    a.on_node_joined(joined.append)
+    await a.start()
+    await b.start()
+    try:
+        await wait_for(lambda: joined == ["b"])
+        await kill(b)
+        b = ClusterNode(options(redis_server, node_timeout=5.0), name="b")
+        await b.connect()
+        # well within the dead run's 5 s expiry
+        await wait_for(lambda: gone == ["b"], timeout=1.0)
+        assert "b" not in a.others and joined == ["b"]
+        await b.announce()
+        await wait_for(lambda: joined == ["b", "b"])
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_node_that_dies_while_joining_leaves_the_set_of_names(
+    redis_server: RedisServer,
+) -> None:
+    """Nobody counted it in, so nobody judges it gone: its expired heartbeat is
+    enough for the set of names (what the session directory publishes to) to
+    forget it."""
+    a = ClusterNode(options(redis_server), name="a")
+    b = ClusterNode(options(redis_server), name="b")
+    gone: list[str] = []
+    a.on_node_gone(gone.append)
+    await a.start()
+    try:
+        await b.connect()
+        assert await a.redis.sismember(a.key("nodes"), "b")
+        await kill(b)
+        deadline = asyncio.get_running_loop().time() + 3
+        while await a.redis.sismember(a.key("nodes"), "b"):
+            assert asyncio.get_running_loop().time() < deadline, "b still in the set"
+            await asyncio.sleep(0.05)
+        assert gone == [] and "b" not in a.others
+    finally:
+        await a.close()
+
+
 async def test_redis_gone_and_back_resubscribes_and_calls_on_reconnect(
     redis_server: RedisServer,
 ) -> None:

@@ -50,6 +50,9 @@ class LeavingAwarePeers:
             return self.inner.owner(key)
         return rendezvous_owner(key, self.alive())
 
+    def joining(self) -> frozenset[str]:
+        return self.inner.joining()
+
     def leave(self, node: str) -> None:
         """`node` (this one, or another) is stopping: it owns nothing from now on."""
         if node in self.inner.alive():

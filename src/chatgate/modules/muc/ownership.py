@@ -19,11 +19,18 @@ some rooms from every node.  What happens then:
   not have until every other node has said it holds none of its rooms (a
   ``"muc-moved"`` request, sent after the handovers, and by every node at its own
   start for nodes starting together; or `HANDOVER_WAIT` seconds), so none is
-  handled by two nodes or against a room not yet arrived.  A room whose handover
+  handled by two nodes or against a room not yet arrived.  The nodes it waits
+  for are those counted in and those still starting when its module starts,
+  and every node counted in while it waits (one still starting may have been
+  handed rooms that are the newcomer's).  A room whose handover
   fails (the newcomer unreachable or refusing it for ~12 s, `HANDOVER_DELAYS`) is
   dropped instead: its occupants get 110
   and 332 and join again; a persistent one stays stored and is loaded by its new
-  owner.
+  owner.  Nodes started together may still see each other at different moments:
+  a room loaded from storage that nobody is in gives way to the live one handed
+  over, and a room handed over by a node whose view was behind goes on to its
+  owner; two passes over the rooms (two nodes joining in quick succession) hand
+  each room over once.
 - **a node stops cleanly** (SIGTERM; `stop`, the module's `OnStop`): after its
   own clients are gone, it tells every other node it is leaving (a
   ``"muc-leaving"`` request; from then on every node, this one included, counts
@@ -83,9 +90,9 @@ STOP_TIMEOUT = 12.0
 STOP_MARGIN = 2.0
 #: seconds a joining node waits for the other nodes' handovers at most
 HANDOVER_WAIT = 15.0
-#: seconds before each attempt to hand a room over (the newcomer's heartbeat is
-#: seen before its handlers are in place; it keeps a request for one a second at
-#: most, then answers "starting")
+#: seconds before each attempt to hand a room over (a busy newcomer may refuse
+#: one, "too many requests"; a node of an earlier release was seen before its
+#: handlers were in place)
 HANDOVER_DELAYS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 4.0)
 #: seconds one handover request may take
 HANDOVER_TIMEOUT = 5.0
@@ -116,6 +123,11 @@ class RoomOwnership:
         self._moved_from: set[str] = set()
         #: nodes whose handovers this node (just started) still waits for
         self._expecting: set[str] = set()
+        #: this node (just started) still waits for the others' handovers
+        self._starting = False
+        #: rooms being handed over (two nodes joining in quick succession start
+        #: two passes over the rooms: one handover per room, to its owner then)
+        self._handing: set[str] = set()
         self._expected = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
         #: stopping nodes whose rooms this node still waits for, and their "done"
@@ -127,31 +139,42 @@ class RoomOwnership:
             self.peers.on_request(LEAVING_TOPIC, self._leaving)
 
     async def start(self) -> None:
-        """At start: the rooms other nodes hand over (when there are others), then
-        the persistent rooms this node owns that nobody handed over."""
+        """At start: the rooms other nodes hand over (when there are others, counted
+        in or still starting), then the persistent rooms this node owns that nobody
+        handed over."""
         self._alive = self.peers.alive()
-        others = self._alive - {self.peers.name}
+        others = (self._alive | self.peers.joining()) - {self.peers.name}
         if not others:
             await self._load()
             return
+        # A node still starting may be handed rooms that are this node's once
+        # both are counted in: it says "moved" when it sees this node join, after
+        # handing them over.  So does every node counted in while this one waits
+        # (`changed`).
         self._expecting = set(others) - self._moved_from
+        self._starting = True
         self._hold()
         self._background(self._after_handovers())
         # Nodes starting together may have seen this one before their module was
         # there to hand anything over: this node holds nothing of theirs, and says so.
-        for node in others:
+        for node in self._alive - {self.peers.name}:
             self._background(self._tell_done(node))
 
     async def _after_handovers(self) -> None:
         try:
-            if self._expecting:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + HANDOVER_WAIT
+            while self._expecting:
+                self._expected.clear()
                 try:
-                    await asyncio.wait_for(self._expected.wait(), HANDOVER_WAIT)
+                    await asyncio.wait_for(self._expected.wait(), deadline - loop.time())
                 except TimeoutError:
                     log.warning(
                         "muc: no word from node(s) %s about rooms to hand over; going on",
                         ", ".join(sorted(self._expecting)),
                     )
+                    break
+            self._starting = False
             await self._load()
         finally:
             self._release()
@@ -165,6 +188,11 @@ class RoomOwnership:
             if node not in cluster:
                 done.set()  # gone before saying it was done: wait no longer
         gone, joined = before - alive, alive - before
+        if self._starting:
+            # counted in while this node waits: it may hold rooms that are this
+            # node's (handed to it while this one was starting); its "moved" comes
+            # after it has handed them over
+            self._expecting |= joined - self._moved_from
         for node in gone:
             self._moved_from.discard(node)
             self._heard(node)
@@ -283,6 +311,15 @@ class RoomOwnership:
         log.warning("muc: could not tell node %s that its rooms are handed over", node)
 
     async def _hand_over_room(self, room: Room) -> None:
+        if room.jid in self._handing:
+            return  # another pass hands it over (to its owner as seen then)
+        self._handing.add(room.jid)
+        try:
+            await self._hand_over_once(room)
+        finally:
+            self._handing.discard(room.jid)
+
+    async def _hand_over_once(self, room: Room) -> None:
         error: Exception | None = None
         for delay in HANDOVER_DELAYS:
             if delay:
@@ -317,9 +354,18 @@ class RoomOwnership:
         except ValueError:
             history.clear()
             raise
-        if self.svc.registry.get(room.jid) is not None:
-            # It came too late (this node stopped waiting and made or loaded its own):
-            # the sender drops its copy with 332, and occupants join this one.
+        existing = self.svc.registry.get(room.jid)
+        if existing is not None and not existing.occupants:
+            # Loaded from storage while the nodes' views of each other differed
+            # (nodes starting together), nobody in it: the live one replaces it.
+            log.info(
+                "muc: room %s from node %s replaces the idle copy loaded here", room.jid, sender
+            )
+            self._evict(existing)
+        elif existing is not None:
+            # It came too late (this node stopped waiting and made or loaded its own,
+            # and someone is in it): the sender drops its copy with 332, and its
+            # occupants join this one.
             history.clear()
             raise ValueError(f"room {room.jid} exists here already")
         self.svc.registry.add(room)
@@ -336,6 +382,10 @@ class RoomOwnership:
             entered = room.entered.get(full, float("-inf"))
             if self.relay.ended.heard_since(full, entered) and not room.destroyed:
                 leave(self.svc, room, full)
+        if self.peers.owner(room.jid) != self.peers.name:
+            # The sender's view was behind this node's (nodes starting together):
+            # no pass here would move it, so it goes on to its owner now.
+            self._background(self._hand_over_room(room))
         return b"ok"
 
     async def _moved(self, sender: str, payload: bytes) -> bytes:

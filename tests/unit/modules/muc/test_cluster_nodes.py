@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from chatgate import server as server_module
+from chatgate.context import ServerContext
 from chatgate.modules.muc import module as muc_module
 from chatgate.modules.muc import ownership
 from chatgate.modules.muc.handover import room_state
@@ -593,35 +594,135 @@ async def test_nothing_sent_to_a_joining_node_is_lost_while_its_modules_set_up(
     """gamma joins while Alice floods a room that moves to it, and its start is slow
     between joining the cluster and setting its modules up (a big database to
     migrate, many rooms to load).  The others must not send gamma the room's
-    stanzas before its group chat can take them: gamma keeps what comes for its
-    group chat (alpha's messages, beta's requests passing stanzas on) until it
-    registers.  Every message is echoed (few refused with the flood control's
-    wait error), none lost, and Bob sees them in order."""
+    stanzas before its group chat can take them: every message is echoed (or
+    refused with the flood control's wait error), none silently lost."""
     room = room_moving("joining", ("beta", "alpha"), ("gamma", "alpha", "beta"))
     async with cluster(tmp_path, redis_server) as (alpha, beta):
         purge = server_module.purge_anonymous_hosts
 
         async def slow_purge(ctx: object) -> None:
-            await asyncio.sleep(0.8)  # four heartbeats: alpha and beta look meanwhile
+            await asyncio.sleep(1.5)  # several heartbeats: alpha and beta look meanwhile
             await purge(ctx)  # type: ignore[arg-type]
 
         monkeypatch.setattr(server_module, "purge_anonymous_hosts", slow_purge)
         alice = await RawClient.login(alpha, "alice")
         bob = await RawClient.login(beta, "bob")
-        flood = Flood(alice, room, 1)
+        flood = Flood(alice, room, 5)
         try:
             await both_in(room, alice, bob)
             await flood.run(0.2)
             async with joining_mid_flood(tmp_path, redis_server, flood):
                 await flood.run(0.3)
-                # beta passes Alice's stanzas on one at a time: the first waits at
-                # gamma until its group chat is there, the others behind it (at
-                # 100 a second, within a sender's 100 waiting)
                 taken = await echoes_or_refusals(alice, room, flood.sent)
                 await in_order(bob, room, taken)
         finally:
             alice.close()
             bob.close()
+
+
+async def test_two_nodes_joining_together_hand_a_live_room_on_without_a_copy(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """beta and gamma start together, beta a little ahead; alpha holds a live
+    persistent room that is beta's among alpha and beta, gamma's among all three.
+    gamma, still starting when beta was counted in, must wait for beta's word
+    too: not load the stored room while beta holds it live (both would serve it,
+    and beta, refused, would send its occupants away with 332)."""
+    room = room_moving("together", ("beta", "alpha"), ("gamma", "alpha", "beta"))
+    purge = server_module.purge_anonymous_hosts
+    start_modules = ServerContext.start_modules
+
+    async def slow_purge(ctx: ServerContext) -> None:
+        if ctx.config.cluster.node == "beta":
+            await asyncio.sleep(1.0)  # beta connects first, then takes a while
+        await purge(ctx)
+
+    async def slow_start_modules(self: ServerContext) -> None:
+        await start_modules(self)
+        if self.config.cluster.node == "gamma":
+            await asyncio.sleep(1.5)  # gamma announces after beta
+
+    monkeypatch.setattr(server_module, "purge_anonymous_hosts", slow_purge)
+    monkeypatch.setattr(ServerContext, "start_modules", slow_start_modules)
+    async with cluster(tmp_path, redis_server, ("alpha",)) as (alpha,):
+        alice = await RawClient.login(alpha, "alice")
+        joining = [
+            Server(cluster_config(tmp_path, redis_server, name, http={"enabled": False}))
+            for name in ("beta", "gamma")
+        ]
+        beta, gamma = joining
+        try:
+            await alice.join(room, "Alice")
+            await make_persistent(alice, room, "Live room")
+            starting_beta = asyncio.ensure_future(beta.start())
+            await asyncio.sleep(0.3)
+            await asyncio.gather(starting_beta, gamma.start())
+            deadline = asyncio.get_running_loop().time() + 10
+            while room not in rooms_of(gamma) or room in rooms_of(beta):
+                assert asyncio.get_running_loop().time() < deadline, "the room never moved"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+            assert room in rooms_of(gamma) and room not in rooms_of(beta) | rooms_of(alpha)
+            alice.send(f"<message to='{room}' type='groupchat'><body>after</body></message>")
+            echo = await alice.expect(
+                lambda e: e.tag == C + "message" and e.get("from", "").startswith(room)
+            )
+            assert echo.get("type") == "groupchat", ET.tostring(echo)
+            assert not [e for e in alice.stanzas if ownership.SHUTDOWN in codes(e)]
+        finally:
+            alice.close()
+            for server in joining:
+                await server.stop()
+
+
+async def test_nodes_started_together_hold_each_persistent_room_once(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """`serve --workers 3`, or a cluster started at once: each node sees the others
+    still starting and waits for their word before it loads the rooms it owns,
+    so no room is loaded by two nodes."""
+    rooms = sorted(f"kept{i}@conference.localhost" for i in range(9))
+    async with cluster(tmp_path, redis_server, ("alpha",)) as (alpha,):
+        alice = await RawClient.login(alpha, "alice")
+        for room in rooms:
+            await alice.join(room, "Alice")
+            await make_persistent(alice, room, room)
+        alice.close()
+    redis_server.flush()
+    servers = [
+        Server(cluster_config(tmp_path, redis_server, name, http={"enabled": False}))
+        for name in ("alpha", "beta", "gamma")
+    ]
+    try:
+        await asyncio.gather(*(server.start() for server in servers))
+        # Nodes whose views of each other still differ may each load a room; the
+        # copy nobody is in is replaced when the room is handed to its owner.
+        deadline = asyncio.get_running_loop().time() + 10
+        while not settled_at_owners(servers, rooms):
+            where = {s.config.cluster.node: sorted(rooms_of(s)) for s in servers}
+            assert asyncio.get_running_loop().time() < deadline, where
+            await asyncio.sleep(0.05)
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+def settled_at_owners(servers: list[Server], rooms: list[str]) -> bool:
+    """Each room held once, by its owner as every node sees it."""
+    if sorted(room for server in servers for room in rooms_of(server)) != rooms:
+        return False
+    for server in servers:
+        assert server.ctx is not None
+        for other in servers:
+            assert other.ctx is not None
+            if any(
+                other.ctx.peers.owner(room) != server.ctx.peers.name for room in rooms_of(server)
+            ):
+                return False
+    return True
 
 
 def delayed(server: Server, topic: str, seconds: float) -> None:
