@@ -51,6 +51,7 @@ cluster's heartbeat loop: membership changes start background work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING
@@ -90,6 +91,8 @@ STOP_TIMEOUT = 12.0
 STOP_MARGIN = 2.0
 #: seconds a joining node waits for the other nodes' handovers at most
 HANDOVER_WAIT = 15.0
+#: seconds between its looks for nodes it waits for that are gone meanwhile
+EXPECTING_LOOK = 0.5
 #: seconds before each attempt to hand a room over (a busy newcomer may refuse
 #: one, "too many requests"; a node of an earlier release was seen before its
 #: handlers were in place)
@@ -125,9 +128,9 @@ class RoomOwnership:
         self._expecting: set[str] = set()
         #: this node (just started) still waits for the others' handovers
         self._starting = False
-        #: rooms being handed over (two nodes joining in quick succession start
-        #: two passes over the rooms: one handover per room, to its owner then)
-        self._handing: set[str] = set()
+        #: rooms being handed over, by name, and when each is done (two nodes
+        #: joining in quick succession start two passes over the rooms)
+        self._handing: dict[str, asyncio.Future[None]] = {}
         self._expected = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
         #: stopping nodes whose rooms this node still waits for, and their "done"
@@ -166,14 +169,18 @@ class RoomOwnership:
             deadline = loop.time() + HANDOVER_WAIT
             while self._expecting:
                 self._expected.clear()
-                try:
-                    await asyncio.wait_for(self._expected.wait(), deadline - loop.time())
-                except TimeoutError:
+                left = deadline - loop.time()
+                if left <= 0:
                     log.warning(
                         "muc: no word from node(s) %s about rooms to hand over; going on",
                         ", ".join(sorted(self._expecting)),
                     )
                     break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._expected.wait(), min(left, EXPECTING_LOOK))
+                # a node that died (or failed) while starting was never counted in,
+                # so no membership change says it is gone: it is neither any more
+                self._expecting &= self.peers.inner.alive() | self.peers.joining()
             self._starting = False
             await self._load()
         finally:
@@ -311,13 +318,18 @@ class RoomOwnership:
         log.warning("muc: could not tell node %s that its rooms are handed over", node)
 
     async def _hand_over_room(self, room: Room) -> None:
-        if room.jid in self._handing:
-            return  # another pass hands it over (to its owner as seen then)
-        self._handing.add(room.jid)
+        """Hand `room` to its owner, once: a handover of its name already under way
+        (another pass, the stop, a room passed on) is waited for first, so a
+        "moved" said after this is true, and this one then goes on only if the
+        room is still here."""
+        while (running := self._handing.get(room.jid)) is not None:
+            await asyncio.shield(running)
+        done = self._handing[room.jid] = asyncio.get_running_loop().create_future()
         try:
             await self._hand_over_once(room)
         finally:
-            self._handing.discard(room.jid)
+            del self._handing[room.jid]
+            done.set_result(None)
 
     async def _hand_over_once(self, room: Room) -> None:
         error: Exception | None = None
@@ -335,9 +347,11 @@ class RoomOwnership:
             except (PeerUnreachable, PeerRefused) as exc:
                 error = exc
                 continue
-            # The new owner has it: this node forgets it (stored rooms stay stored).
+            # The new owner has it: this node forgets it (stored rooms stay stored),
+            # unless another room of its name replaced it meanwhile.
             room.history.clear()
-            self.svc.registry.remove(room.jid)
+            if self.svc.registry.get(room.jid) is room:
+                self.svc.registry.remove(room.jid)
             log.info("muc: room %s handed over to node %s", room.jid, target)
             return
         log.warning("muc: room %s could not be handed over (%s): occupants rejoin", room.jid, error)
@@ -358,11 +372,15 @@ class RoomOwnership:
         if existing is not None and not existing.occupants:
             # Loaded from storage while the nodes' views of each other differed
             # (nodes starting together), nobody in it: the live one replaces it.
-            log.info(
-                "muc: room %s from node %s replaces the idle copy loaded here", room.jid, sender
-            )
-            self._evict(existing)
-        elif existing is not None:
+            # Not destroyed (a write of it still queued would delete the stored
+            # room): forgotten, after its writes.
+            await self.svc.written(room.jid)
+            if self.svc.registry.get(room.jid) is existing and not existing.occupants:
+                log.info("muc: room %s from %s replaces the idle copy here", room.jid, sender)
+                existing.history.clear()
+                self.svc.registry.remove(room.jid)
+            existing = self.svc.registry.get(room.jid)
+        if existing is not None:
             # It came too late (this node stopped waiting and made or loaded its own,
             # and someone is in it): the sender drops its copy with 332, and its
             # occupants join this one.
