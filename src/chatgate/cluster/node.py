@@ -387,9 +387,9 @@ class ClusterNode:
         self._joining = frozenset(node for node, beat in beats.items() if beat is _JOINING)
         grace = time.monotonic() < self._judge_after
         for node, boot in list(self._known.items()):
+            # (`_JOINING`: a new run under its name is starting, proof of a restart
+            # even in the grace after Redis returned, as a new boot id is)
             now = beats.get(node)
-            if now is _JOINING:
-                now = None  # its previous run is gone: this one is still starting
             if now == boot or (now is None and grace):
                 continue
             del self._known[node]
