@@ -150,6 +150,22 @@ class Server:
         self.components: ComponentHub | None = None
 
     async def start(self) -> None:
+        """Open everything and listen.  A start that fails part-way (a port taken, a
+        module's start work failing) undoes what it began (`stop`) before the error
+        goes on: a cluster node leaves at once, its heartbeat removed and the rooms
+        handed to it since `announce` handed back, instead of being judged gone
+        after `node_timeout` with those rooms' occupants shut out (332)."""
+        try:
+            await self._start()
+        except BaseException as exc:
+            log.error("start failed (%s): stopping what had started", exc)
+            try:
+                await self.stop()
+            except Exception:
+                log.exception("stopping after the failed start failed too")
+            raise
+
+    async def _start(self) -> None:
         config = self.config
         # Every [modules.*] table is checked before anything is created or opened.
         modules = builtin_modules()

@@ -5,6 +5,8 @@ error line as well, its URL shown without the password."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,21 @@ url = "postgresql+asyncpg://chat:hunter2@127.0.0.1:{closed_port()}/chatgate"
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert "Traceback" not in result.output and "hunter2" not in result.output
         assert "cannot be reached" in result.output and "chat:***@127.0.0.1" in result.output
+
+
+def test_serve_with_redis_out_of_reach_is_one_error_line(config: Path) -> None:
+    """The node cannot join its cluster: `serve` says so in one line and exits 1,
+    the URL without its password, instead of a chain of tracebacks."""
+    text = config.read_text(encoding="utf-8").replace("redis://", "redis://chat:hunter2@")
+    config.write_text(text + "[[listeners]]\nport = 0\n[http]\nenabled = false\n", "utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "chatgate", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=config.parent,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "hunter2" not in done.stderr
+    assert "error: cannot start: [cluster] redis_url" in " ".join(done.stderr.split())
+    assert "cannot be reached" in " ".join(done.stderr.split())

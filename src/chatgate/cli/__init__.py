@@ -121,6 +121,7 @@ def serve(
     if workers is not None:
         _serve_workers(cfg, workers)
         return
+    from chatgate.cluster.node import ClusterUnavailable
     from chatgate.server import run
 
     err_console.print(
@@ -135,7 +136,7 @@ def serve(
     except ConfigError as exc:
         err_console.print("error:", str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(2) from None
-    except OSError as exc:
+    except (OSError, ClusterUnavailable) as exc:
         err_console.print(
             "error: cannot start:", str(exc), style="red", markup=False, highlight=False
         )

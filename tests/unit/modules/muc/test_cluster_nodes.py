@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from chatgate import server as server_module
+from chatgate.cluster.node import ClusterNode
 from chatgate.context import ServerContext
 from chatgate.modules.muc import module as muc_module
 from chatgate.modules.muc import ownership
@@ -181,6 +184,58 @@ async def test_a_joining_node_gets_its_rooms_live_and_occupants_notice_nothing(
             alice.close()
             if beta is not None:
                 await beta.stop()
+
+
+async def test_a_node_whose_port_is_taken_hands_its_rooms_back_and_leaves_at_once(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """beta announces, takes the room it owns from alpha, then cannot bind its c2s
+    port: its failed start stops what had started (the room goes back live, its
+    heartbeat is removed), as a process that exits on the error would otherwise
+    leave the room to die with it (332) after `node_timeout`."""
+    room = room_owned_by("beta", ("alpha", "beta"), prefix="bounced")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    announce = ClusterNode.announce
+
+    async def announce_then_wait_for_the_room(node: ClusterNode) -> None:
+        await announce(node)
+        if node.name == "beta":  # the moment between announce and the listeners
+            await wait_until(lambda: room in rooms_of(beta))
+
+    monkeypatch.setattr(ClusterNode, "announce", announce_then_wait_for_the_room)
+    async with cluster(tmp_path, redis_server, ("alpha",)) as (alpha,):
+        alice = await RawClient.login(alpha, "alice")
+        try:
+            await alice.join(room, "Alice")
+            alice.send(f"<message to='{room}' type='groupchat'><body>before</body></message>")
+            await alice.expect(body("before"))
+            config = cluster_config(tmp_path, redis_server, "beta", http={"enabled": False})
+            port = taken.getsockname()[1]
+            listener = config.listeners[0].model_copy(update={"port": port})
+            beta = Server(config.model_copy(update={"listeners": [listener]}))
+            with pytest.raises(OSError):
+                await beta.start()
+            silence(beta)  # the process exits on the error
+            keys = [f"chatgate:{kind}:beta" for kind in ("node", "joining")]
+            redis = aioredis.Redis.from_url(redis_server.url)
+            try:
+                assert await redis.exists(*keys) == 0  # not left to expire
+                assert not await redis.sismember("chatgate:nodes", "beta")
+            finally:
+                await redis.aclose()
+            await wait_until(lambda: room in rooms_of(alpha))
+            await asyncio.sleep(1.5)  # past node_timeout: nothing more happens
+            alice.send(f"<message to='{room}' type='groupchat'><body>after</body></message>")
+            echo = await alice.expect(body("after"))
+            assert echo.get("from") == f"{room}/Alice"
+            assert not [e for e in alice.stanzas if e.tag == C + "presence" and "332" in codes(e)]
+        finally:
+            alice.close()
+            taken.close()
 
 
 async def test_a_room_the_newcomer_cannot_take_is_dropped_with_332(
