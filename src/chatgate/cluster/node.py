@@ -17,7 +17,10 @@ Every shared piece of state (the session directory, throttles, cache invalidatio
 Liveness is Redis keys with an expiry (`node:NAME` = boot id, refreshed every
 `heartbeat_interval`), never a consensus of our own.  While this node cannot reach
 Redis it judges nobody: it knows nothing; after Redis returns it waits a whole
-`node_timeout` before it judges again, so the others have time to beat.
+`node_timeout` before it judges again, so the others have time to beat.  A node
+that starts, is counted in or leaves also publishes its name on `members`, and
+the others look at the heartbeats then instead of at their next beat (the
+heartbeats stay the truth: the news only says when to look).
 
 A node starts in two steps: `connect` (Redis reached, channels subscribed, the
 others learnt; it beats `joining:NAME` instead of `node:NAME`), then `announce`
@@ -122,6 +125,10 @@ class ClusterNode:
         self._joining: frozenset[str] = frozenset()
         #: the boot id of each node judged gone or restarted (what its run left is its)
         self.departed: dict[str, bytes] = {}
+        #: a look at the heartbeats another node's news asked for (`_members_changed`)
+        self._news_look: asyncio.Task[None] | None = None
+        self._news_again = False
+        self.subscribe(self.key("members"), self._members_changed)
 
     # ------------------------------------------------------------ names
 
@@ -272,6 +279,7 @@ class ClusterNode:
         ]
         self._connected = True
         self._settled = True
+        await self._tell_members()
 
     async def announce(self) -> None:
         """From now on the other nodes count this node in (room owners, forwarding,
@@ -284,6 +292,7 @@ class ClusterNode:
             # A node counted in before this one is known before anything relies on
             # this one being counted in (the others hand it rooms after their look).
             await self._judge()
+            await self._tell_members()
         except (RedisError, OSError) as exc:
             raise ClusterUnavailable(
                 f"[cluster] redis_url {self._safe_url()} cannot be reached: {exc}"
@@ -306,9 +315,14 @@ class ClusterNode:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self._news_look is not None:
+            self._news_look.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._news_look
         try:
             await self.redis.delete(self.key("node", self.name), self.key("joining", self.name))
             await self.redis.srem(self.key("nodes"), self.name)
+            await self._tell_members()
         except (RedisError, OSError):
             pass
         await self.redis.aclose()
@@ -334,6 +348,32 @@ class ClusterNode:
                 # after it (another node's `ClusterSessionDirectory._contest` reads it)
                 pipe.set(self.key("settled", self.name), repr(time.time()), px=10 * ttl_ms)
             await pipe.execute()
+
+    async def _tell_members(self) -> None:
+        """Tell the other nodes this one's heartbeat changed (joining, counted in,
+        gone), so they look now rather than at their next beat: a node is counted
+        in (a room owner, a receiver of broadcasts) before its listeners open, and
+        out as soon as it has left."""
+        await self.redis.publish(self.key("members"), self.name)
+
+    def _members_changed(self, data: bytes) -> None:
+        """Another node's news (`_tell_members`): one look at the heartbeats, soon;
+        news arriving during it asks for one more after it."""
+        if data == self.name.encode() or self._stopping or not self._connected:
+            return
+        if self._news_look is not None and not self._news_look.done():
+            self._news_again = True
+            return
+        self._news_look = asyncio.create_task(self._look_on_news(), name="cluster-news")
+
+    async def _look_on_news(self) -> None:
+        self._news_again = True
+        while self._news_again and not self._stopping:
+            self._news_again = False
+            try:
+                await self._judge()
+            except (RedisError, OSError):
+                return  # the heartbeat loop notices Redis gone, and says so
 
     def settled_key(self, node: str) -> str:
         return self.key("settled", node)

@@ -126,6 +126,36 @@ async def test_a_node_is_seen_by_the_others_only_once_it_announces(
         await b.close()
 
 
+async def test_the_others_count_a_node_in_and_out_at_once_not_at_their_next_beat(
+    redis_server: RedisServer,
+) -> None:
+    """With beats 5 s apart, a node is seen starting, counted in and gone within
+    moments of doing so (its news on `members`): a client of a node that has just
+    announced is not left out of the others' broadcasts for a heartbeat."""
+    slow = {"heartbeat_interval": 5.0, "node_timeout": 15.0}
+    a = ClusterNode(options(redis_server, **slow), name="a")
+    b = ClusterNode(options(redis_server, **slow), name="b")
+    joined: list[str] = []
+    gone: list[str] = []
+    a.on_node_joined(joined.append)
+    a.on_node_gone(gone.append)
+    await a.start()
+    try:
+        await asyncio.sleep(0.1)  # a's first look is done: the next is 5 s away
+        await b.connect()
+        await wait_for(lambda: a.joining == {"b"}, timeout=1.0)
+        assert joined == []
+        await b.announce()
+        await wait_for(lambda: joined == ["b"], timeout=1.0)
+        assert a.others == {"b"} and a.joining == frozenset()
+        await b.close()
+        await wait_for(lambda: gone == ["b"], timeout=1.0)
+        assert a.others == frozenset()
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_a_previous_run_killed_is_gone_before_the_new_run_announces(
     redis_server: RedisServer,
 ) -> None:
