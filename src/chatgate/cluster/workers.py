@@ -158,6 +158,7 @@ def run_worker(config: Config, index: int) -> None:
         force=True,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    from chatgate.cluster.node import ClusterUnavailable
     from chatgate.server import run
 
     try:
@@ -166,7 +167,10 @@ def run_worker(config: Config, index: int) -> None:
         log.error("worker %d: %s", index, exc)
         sys.exit(CONFIG_REFUSED)
     except Exception as exc:
-        log.error("worker %d cannot run: %s", index, exc, exc_info=not isinstance(exc, OSError))
+        # A port taken or Redis out of reach is said in one line; anything else
+        # is a bug, with its traceback.
+        expected = isinstance(exc, (OSError, ClusterUnavailable))
+        log.error("worker %d cannot run: %s", index, exc, exc_info=not expected)
         sys.exit(1)
 
 

@@ -261,3 +261,35 @@ def test_check_shows_the_cluster_without_the_redis_password(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert "cluster: node alpha on redis://***@10.0.0.5:6379/0" in result.output
     assert "hunter2" not in result.output
+
+
+def test_a_worker_that_cannot_reach_redis_says_so_in_one_line(tmp_path: Path) -> None:
+    """Redis gone while the supervisor (re)starts a worker: the worker stops what it
+    had started, logs why in one line (no traceback, no password) and exits 1."""
+    import subprocess
+    import sys
+
+    from tests.redis_server import free_port
+
+    path = tmp_path / "chatgate.toml"
+    path.write_text(
+        CLUSTER
+        + f"redis_url = 'redis://:hunter2@127.0.0.1:{free_port()}/0'\n"
+        + "[server]\ndata_dir = 'var'\n[storage]\nurl = 'sqlite+aiosqlite:///db.sqlite'\n"
+        + f"[[listeners]]\nport = {free_port()}\ntls = 'none'\n[http]\nenabled = false\n"
+    )
+    script = (
+        "import sys; from pathlib import Path; from chatgate.config import load_config;"
+        " from chatgate.cluster.workers import run_worker;"
+        " run_worker(load_config(Path(sys.argv[1])), 1)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "worker 1 cannot run" in done.stderr and "cannot be reached" in done.stderr
+    assert "Traceback" not in done.stderr and "hunter2" not in done.stderr
