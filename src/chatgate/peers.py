@@ -55,6 +55,13 @@ class Peers(Protocol):
         """Whether other nodes may exist (False: `LocalPeers`)."""
         ...
 
+    @property
+    def counted_in(self) -> bool:
+        """Whether the other nodes count this node in and can hear from it now.  A
+        node still starting is not counted in (nothing of theirs was handed to it,
+        so it has nothing to hand back); one cut off from them cannot tell them."""
+        ...
+
     def alive(self) -> frozenset[str]:
         """The nodes alive at the last look, this one included."""
         ...
@@ -122,6 +129,10 @@ class LocalPeers:
     @property
     def clustered(self) -> bool:
         return False
+
+    @property
+    def counted_in(self) -> bool:
+        return True
 
     def alive(self) -> frozenset[str]:
         return self._alive

@@ -50,6 +50,7 @@ from chatgate.xmpp.negotiation import NegotiationSettings
 from chatgate.xmpp.transports.tcp import TcpTransport
 
 if TYPE_CHECKING:
+    from chatgate.auth.provider import CredentialProvider
     from chatgate.cluster.node import ClusterNode
     from chatgate.components.hub import ComponentHub
 
@@ -148,6 +149,10 @@ class Server:
         self.cluster: ClusterNode | None = None
         #: XEP-0114 external components (`[[components]]`), when configured
         self.components: ComponentHub | None = None
+        #: what `start` opened before the context exists (closed by `stop` through
+        #: the context, or directly when the start failed before it)
+        self._db: Database | None = None
+        self._providers: list[CredentialProvider] = []
 
     async def start(self) -> None:
         """Open everything and listen.  A start that fails part-way (a port taken, a
@@ -158,7 +163,10 @@ class Server:
         try:
             await self._start()
         except BaseException as exc:
-            log.error("start failed (%s): stopping what had started", exc)
+            # The caller says why (`serve`: one line); this is what happens next.
+            log.debug("start failed (%s): stopping what had started", exc)
+            if self.cluster is not None and _is_cluster_unavailable(exc):
+                self.cluster.unreachable()  # no handovers through a Redis that hangs
             try:
                 await self.stop()
             except Exception:
@@ -179,7 +187,7 @@ class Server:
         validate_host_mechanisms(config, mechanisms)
         needs_tls = any(listener.tls is not TlsMode.NONE for listener in config.listeners)
         tls_context = server_tls(config) if needs_tls else None
-        db = await Database.open(config.storage_url)
+        db = self._db = await Database.open(config.storage_url)
         secret = await load_sasl_secret(db.secrets, config.data_dir)
         # What was just made there (a generated certificate) with default modes.
         secure_data_dir(config.data_dir, level=logging.DEBUG)
@@ -195,9 +203,11 @@ class Server:
         provider = build_provider(config.auth.provider, provider_context)
         hosts = build_hosts(config, provider, provider_context)
         await start_provider(provider)
+        self._providers.append(provider)
         for host in hosts.values():
             if host.owns_provider and host.provider is not provider:
                 await start_provider(host.provider)
+                self._providers.append(host.provider)
         for started in {id(h.provider): h.provider for h in hosts.values()}.values():
             if isinstance(started, InternalProvider):
                 # Unknown users' PLAIN checks do the work a password set now costs.
@@ -376,6 +386,13 @@ class Server:
                 if host.owns_provider and host.provider is not ctx.provider:
                     await close_provider(host.provider)
             await ctx.db.close()
+        else:  # a start that failed before the context was made
+            for provider in reversed(self._providers):
+                await close_provider(provider)
+            if self._db is not None:
+                await self._db.close()
+        self._providers = []
+        self._db = None
         if self.cluster is not None:
             await self.cluster.close()  # last: the others see this node leave at once
         self._stopped.set()
@@ -408,6 +425,12 @@ def run(config: Config) -> None:
         asyncio.run(Server(config).serve_forever())
     else:
         uvloop.run(Server(config).serve_forever())
+
+
+def _is_cluster_unavailable(exc: BaseException) -> bool:
+    from chatgate.cluster.node import ClusterUnavailable
+
+    return isinstance(exc, ClusterUnavailable)
 
 
 def _same(settings: NegotiationSettings) -> NegotiationSettings:

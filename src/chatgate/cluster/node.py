@@ -60,6 +60,28 @@ NodeCallback = Callable[[str], Awaitable[None] | None]
 
 #: Seconds between attempts to reach Redis again after losing it.
 RECONNECT_DELAY = 0.5
+#: Seconds a leaving node gives Redis to take its heartbeat away (a hung Redis
+#: must not hold a stop, or a failed start, for redis-py's socket timeouts).
+LEAVE_TIMEOUT = 2.0
+
+#: Remove this run's heartbeats (`node:NAME`, `joining:NAME`) and its name from the
+#: set of nodes; a key another run of the same name holds is left, and the name
+#: with it.  KEYS: node key, joining key, set of nodes; ARGV: boot id, name.
+_LEAVE = """
+local others = 0
+for i = 1, 2 do
+  local beat = redis.call('GET', KEYS[i])
+  if beat == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+  elseif beat then
+    others = 1
+  end
+end
+if others == 0 then
+  redis.call('SREM', KEYS[3], ARGV[2])
+end
+return others
+"""
 
 
 class _Joining(enum.Enum):
@@ -110,6 +132,8 @@ class ClusterNode:
         self._settled = False
         #: the others count this node in: it beats `node:NAME` (`announce`)
         self._announced = False
+        #: a heartbeat of this run was written (there is something to take back)
+        self._beaten = False
         #: one look at the heartbeats at a time (`announce` looks at once)
         self._judging = asyncio.Lock()
         self._stopping = False
@@ -156,6 +180,19 @@ class ClusterNode:
     def others(self) -> frozenset[str]:
         """The other nodes alive at the last look."""
         return frozenset(self._known)
+
+    def unreachable(self) -> None:
+        """Redis failed this node where it could not go on (its start): take Redis
+        as lost, so that what stops next does not wait on it (the reconnect loop
+        would say the same after a socket timeout)."""
+        self._lost.set()
+        self._attention.set()
+
+    @property
+    def announced(self) -> bool:
+        """The others count this node in (or will at their next look): `announce`
+        has begun.  A node that stops before it has nothing to hand back."""
+        return self._announced
 
     @property
     def joining(self) -> frozenset[str]:
@@ -263,6 +300,14 @@ class ClusterNode:
             raise ClusterUnavailable(
                 f"[cluster] redis_url {self._safe_url()} cannot be reached: {exc}"
             ) from exc
+        try:
+            await self._join()
+        except (RedisError, OSError) as exc:
+            raise ClusterUnavailable(
+                f"[cluster] redis_url {self._safe_url()} failed while joining: {exc}"
+            ) from exc
+
+    async def _join(self) -> None:
         await self._beat()
         beats = await self._heartbeats_read()
         if beats.pop(self.name, _JOINING) is not _JOINING:
@@ -319,12 +364,11 @@ class ClusterNode:
             self._news_look.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._news_look
-        try:
-            await self.redis.delete(self.key("node", self.name), self.key("joining", self.name))
-            await self.redis.srem(self.key("nodes"), self.name)
-            await self._tell_members()
-        except (RedisError, OSError):
-            pass
+        if self._beaten:
+            try:
+                await asyncio.wait_for(self._take_heartbeat_back(), LEAVE_TIMEOUT)
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("cluster: could not leave at once (%s): the heartbeat expires", exc)
         await self.redis.aclose()
         for connection in (self._commands, self._subscriber):
             if connection is not None:
@@ -347,7 +391,16 @@ class ClusterNode:
                 # resynchronised, so it stops moving from a loss until the resync
                 # after it (another node's `ClusterSessionDirectory._contest` reads it)
                 pipe.set(self.key("settled", self.name), repr(time.time()), px=10 * ttl_ms)
+            self._beaten = True  # (a write may land even if its answer is lost)
             await pipe.execute()
+
+    async def _take_heartbeat_back(self) -> None:
+        """This run's heartbeats and name out of Redis, then the news: the others
+        count this node out now, not when its heartbeat expires.  A run started
+        since under the same name (a misconfigured duplicate) keeps its own."""
+        keys = [self.key("node", self.name), self.key("joining", self.name), self.key("nodes")]
+        await self.redis.eval(_LEAVE, 3, *keys, self.boot_id, self.name)
+        await self._tell_members()
 
     async def _tell_members(self) -> None:
         """Tell the other nodes this one's heartbeat changed (joining, counted in,

@@ -82,6 +82,10 @@ class RedisPeers:
     def clustered(self) -> bool:
         return True
 
+    @property
+    def counted_in(self) -> bool:
+        return self.node.announced and self.node.connected
+
     def alive(self) -> frozenset[str]:
         return self.node.others | {self.node.name}
 

@@ -41,6 +41,10 @@ class LeavingAwarePeers:
     def clustered(self) -> bool:
         return self.inner.clustered
 
+    @property
+    def counted_in(self) -> bool:
+        return self.inner.counted_in
+
     def alive(self) -> frozenset[str]:
         alive = self.inner.alive()
         return alive - self.leaving if self.leaving else alive

@@ -442,7 +442,11 @@ class RoomOwnership:
 
     async def _stop(self) -> None:
         me = self.peers.name
-        others = self.peers.alive() - {me} if self.peers.clustered else frozenset()
+        # A node that stops before it was counted in (its start failed) was handed
+        # nothing: telling the others it leaves would only hold their stanzas and
+        # make them read their stored rooms again, at every restart of a crash loop.
+        counted_in = self.peers.clustered and self.peers.counted_in
+        others = self.peers.alive() - {me} if counted_in else frozenset()
         started = asyncio.get_running_loop().time()
         if not others:
             await self._send_on_what_lanes_hold(started)

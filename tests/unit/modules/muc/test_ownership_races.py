@@ -80,6 +80,7 @@ class FakePeers:
         net.nodes[name] = self
 
     clustered = True
+    counted_in = True
 
     def alive(self) -> frozenset[str]:
         return frozenset(self.view)
