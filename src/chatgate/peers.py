@@ -57,9 +57,9 @@ class Peers(Protocol):
 
     @property
     def counted_in(self) -> bool:
-        """Whether the other nodes count this node in and can hear from it now.  A
-        node still starting is not counted in (nothing of theirs was handed to it,
-        so it has nothing to hand back); one cut off from them cannot tell them."""
+        """Whether the other nodes count this node in.  A node still starting is not
+        (nothing of theirs was handed to it, so it has nothing to hand back), nor
+        one that gave up reaching them for good (its start failed on Redis)."""
         ...
 
     def alive(self) -> frozenset[str]:

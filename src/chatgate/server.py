@@ -166,7 +166,7 @@ class Server:
             # The caller says why (`serve`: one line); this is what happens next.
             log.debug("start failed (%s): stopping what had started", exc)
             if self.cluster is not None and _is_cluster_unavailable(exc):
-                self.cluster.unreachable()  # no handovers through a Redis that hangs
+                self.cluster.abandon()  # no handovers through a Redis that hangs
             try:
                 await self.stop()
             except Exception:

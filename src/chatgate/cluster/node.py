@@ -134,6 +134,8 @@ class ClusterNode:
         self._announced = False
         #: a heartbeat of this run was written (there is something to take back)
         self._beaten = False
+        #: Redis given up for good (`abandon`)
+        self._abandoned = False
         #: one look at the heartbeats at a time (`announce` looks at once)
         self._judging = asyncio.Lock()
         self._stopping = False
@@ -181,18 +183,21 @@ class ClusterNode:
         """The other nodes alive at the last look."""
         return frozenset(self._known)
 
-    def unreachable(self) -> None:
-        """Redis failed this node where it could not go on (its start): take Redis
-        as lost, so that what stops next does not wait on it (the reconnect loop
-        would say the same after a socket timeout)."""
+    def abandon(self) -> None:
+        """Give Redis up for good: it failed this node where it could not go on (its
+        start).  Nothing more goes through it (Redis is taken as lost at once, not
+        after a socket timeout), and this node hands nothing back as it stops: the
+        others count it out when its heartbeat expires."""
+        self._abandoned = True
         self._lost.set()
         self._attention.set()
 
     @property
-    def announced(self) -> bool:
+    def counted_in(self) -> bool:
         """The others count this node in (or will at their next look): `announce`
-        has begun.  A node that stops before it has nothing to hand back."""
-        return self._announced
+        has begun, and Redis was not abandoned.  A node that stops before that
+        has nothing to hand back."""
+        return self._announced and not self._abandoned
 
     @property
     def joining(self) -> frozenset[str]:

@@ -84,7 +84,7 @@ class RedisPeers:
 
     @property
     def counted_in(self) -> bool:
-        return self.node.announced and self.node.connected
+        return self.node.counted_in
 
     def alive(self) -> frozenset[str]:
         return self.node.others | {self.node.name}

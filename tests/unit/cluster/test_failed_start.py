@@ -130,7 +130,7 @@ async def test_a_node_that_fails_before_it_announces_disturbs_no_other_node(
         )
         with pytest.raises(ConfigError):
             await beta.start()
-        assert beta.cluster is not None and not beta.cluster.announced
+        assert beta.cluster is not None and not beta.cluster.counted_in
         redis = alpha.cluster.redis if alpha.cluster is not None else None
         assert redis is not None
         assert await redis.exists("chatgate:joining:beta", "chatgate:node:beta") == 0
