@@ -165,8 +165,9 @@ class Server:
         except BaseException as exc:
             # The caller says why (`serve`: one line); this is what happens next.
             log.debug("start failed (%s): stopping what had started", exc)
-            if self.cluster is not None and _is_cluster_unavailable(exc):
-                self.cluster.abandon()  # no handovers through a Redis that hangs
+            cluster = self.cluster
+            if cluster is not None and _is_cluster_unavailable(exc) and not await cluster.answers():
+                cluster.abandon()  # no handovers through a Redis that hangs
             try:
                 await self.stop()
             except Exception:

@@ -183,12 +183,22 @@ class ClusterNode:
         """The other nodes alive at the last look."""
         return frozenset(self._known)
 
+    async def answers(self, timeout: float = 1.0) -> bool:
+        """Whether Redis answers a PING within `timeout` (a failure that passed, or
+        a Redis that hangs?)."""
+        try:
+            await asyncio.wait_for(self.redis.ping(), timeout)
+        except (RedisError, OSError, TimeoutError):
+            return False
+        return True
+
     def abandon(self) -> None:
         """Give Redis up for good: it failed this node where it could not go on (its
-        start).  Nothing more goes through it (Redis is taken as lost at once, not
-        after a socket timeout), and this node hands nothing back as it stops: the
-        others count it out when its heartbeat expires."""
+        start) and does not answer.  Nothing more goes through it, this node hands
+        nothing back as it stops and leaves its heartbeat to expire: the others
+        count it out after `node_timeout`."""
         self._abandoned = True
+        self._connected = False  # (the reconnect loop has nothing to say at the stop)
         self._lost.set()
         self._attention.set()
 
@@ -369,11 +379,14 @@ class ClusterNode:
             self._news_look.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._news_look
-        if self._beaten:
+        if self._beaten and not self._abandoned:
             try:
                 await asyncio.wait_for(self._take_heartbeat_back(), LEAVE_TIMEOUT)
             except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("cluster: could not leave at once (%s): the heartbeat expires", exc)
+                log.warning(
+                    "cluster: could not leave at once (%s): the heartbeat expires",
+                    exc or type(exc).__name__,
+                )
         await self.redis.aclose()
         for connection in (self._commands, self._subscriber):
             if connection is not None:

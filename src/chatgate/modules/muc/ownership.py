@@ -489,10 +489,21 @@ class RoomOwnership:
             log.warning("muc: stanzas of other nodes' senders could not all be sent on in time")
 
     async def _tell_leaving(self, node: str) -> None:
-        try:
-            await self.peers.request(node, LEAVING_TOPIC, b"", HANDOVER_TIMEOUT)
-        except (PeerUnreachable, PeerRefused) as exc:
-            log.warning("muc: node %s did not hear that this node leaves (%s)", node, exc)
+        """Tell `node` this one leaves, tried as long as a handover is (Redis may be
+        back in a moment): a node that took this one's rooms without having heard
+        it leave would send their occupants 332 when it sees it gone."""
+        error: Exception | None = None
+        for delay in HANDOVER_DELAYS:
+            if delay:
+                await asyncio.sleep(delay)
+            if node not in self._alive:
+                return
+            try:
+                await self.peers.request(node, LEAVING_TOPIC, b"", HANDOVER_TIMEOUT)
+                return
+            except (PeerUnreachable, PeerRefused) as exc:
+                error = exc
+        log.warning("muc: node %s did not hear that this node leaves (%s)", node, error)
 
     async def _leaving(self, sender: str, payload: bytes) -> bytes:
         """`sender` stops: it owns nothing from now on; stanzas for rooms this node
