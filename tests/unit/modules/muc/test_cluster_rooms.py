@@ -50,6 +50,8 @@ class RawClient:
         self.parser = ET.XMLPullParser(events=("start", "end"))
         self.depth = 0
         self.stanzas: list[ET.Element] = []
+        #: every stanza received, `expect` consuming none of them
+        self.received: list[ET.Element] = []
 
     @classmethod
     async def login(cls, server: Server, user: str, resource: str = "r") -> RawClient:
@@ -101,6 +103,7 @@ class RawClient:
                 self.depth -= 1
                 if self.depth == 1:
                     self.stanzas.append(el)
+                    self.received.append(el)
 
     def send(self, text: str) -> None:
         self.writer.write(text.encode())
