@@ -165,14 +165,19 @@ class Server:
         except BaseException as exc:
             # The caller says why (`serve`: one line); this is what happens next.
             log.debug("start failed (%s): stopping what had started", exc)
-            cluster = self.cluster
-            if cluster is not None and _is_cluster_unavailable(exc) and not await cluster.answers():
-                cluster.abandon()  # no handovers through a Redis that hangs
             try:
-                await self.stop()
+                await self._stop_after_failed_start(exc)
             except Exception:
                 log.exception("stopping after the failed start failed too")
             raise
+
+    async def _stop_after_failed_start(self, exc: BaseException) -> None:
+        cluster = self.cluster
+        try:
+            if cluster is not None and _is_cluster_unavailable(exc) and not await cluster.answers():
+                cluster.abandon()  # no handovers through a Redis that hangs
+        finally:  # (even if cancelled during the PING)
+            await self.stop()
 
     async def _start(self) -> None:
         config = self.config

@@ -184,13 +184,17 @@ class ClusterNode:
         return frozenset(self._known)
 
     async def answers(self, timeout: float = 1.0) -> bool:
-        """Whether Redis answers a PING within `timeout` (a failure that passed, or
-        a Redis that hangs?)."""
-        try:
-            await asyncio.wait_for(self.redis.ping(), timeout)
-        except (RedisError, OSError, TimeoutError):
-            return False
-        return True
+        """Whether Redis answers a PING within `timeout`, tried every 0.2 s (a
+        failure that passed, a Redis restarting, or one that hangs?)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(self.redis.ping(), left)
+                return True
+            except (RedisError, OSError, TimeoutError):
+                await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
+        return False
 
     def abandon(self) -> None:
         """Give Redis up for good: it failed this node where it could not go on (its
@@ -200,7 +204,12 @@ class ClusterNode:
         self._abandoned = True
         self._connected = False  # (the reconnect loop has nothing to say at the stop)
         self._lost.set()
-        self._attention.set()
+        # No more heartbeats nor reconnects: a Redis back during the stop must not
+        # get this node's heartbeat written again, nobody taking it back.  (The
+        # flag too: redis-py may swallow a cancellation that comes during a command.)
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
 
     @property
     def counted_in(self) -> bool:

@@ -247,3 +247,40 @@ async def test_an_unreachable_redis_stops_the_start_with_a_clear_error() -> None
         await node.start()
     assert "secret" not in str(caught.value)
     await node.redis.aclose()
+
+
+async def test_a_node_that_abandons_redis_writes_no_heartbeat_again(
+    redis_server: RedisServer,
+) -> None:
+    """After a start failed on Redis (`abandon`), a Redis back during the stop must
+    not see this node beat again: nobody would take that heartbeat back."""
+    a = ClusterNode(options(redis_server), name="a")
+    await a.start()
+    try:
+        assert await a.answers()
+        a.abandon()
+        assert not a.connected and not a.counted_in
+        await a.redis.delete(a.key("node", "a"))
+        await asyncio.sleep(0.4)  # four heartbeat intervals
+        assert await a.redis.exists(a.key("node", "a")) == 0
+    finally:
+        await a.close()
+
+
+async def test_answers_is_false_for_a_redis_that_is_not_there() -> None:
+    from tests.ports import free_port
+
+    closed = RedisServer.__new__(RedisServer)
+    closed.port = free_port()
+    a = ClusterNode(
+        ClusterOptions.model_validate(
+            {"enabled": True, "redis_url": f"redis://127.0.0.1:{closed.port}/0"}
+        ),
+        name="a",
+    )
+    try:
+        began = asyncio.get_running_loop().time()
+        assert not await a.answers(timeout=0.5)
+        assert asyncio.get_running_loop().time() - began >= 0.4  # tried again meanwhile
+    finally:
+        await a.redis.aclose()

@@ -91,6 +91,9 @@ STOP_TIMEOUT = 12.0
 STOP_MARGIN = 2.0
 #: seconds a joining node waits for the other nodes' handovers at most
 HANDOVER_WAIT = 15.0
+#: Seconds within which a stopping node tries again to tell an unreachable node
+#: it leaves (its own connection to Redis back after a blip)
+LEAVING_RETRY = 2.0
 #: seconds between its looks for nodes it waits for that are gone meanwhile
 EXPECTING_LOOK = 0.5
 #: seconds before each attempt to hand a room over (a busy newcomer may refuse
@@ -489,20 +492,30 @@ class RoomOwnership:
             log.warning("muc: stanzas of other nodes' senders could not all be sent on in time")
 
     async def _tell_leaving(self, node: str) -> None:
-        """Tell `node` this one leaves, tried as long as a handover is (Redis may be
-        back in a moment): a node that took this one's rooms without having heard
-        it leave would send their occupants 332 when it sees it gone."""
-        error: Exception | None = None
-        for delay in HANDOVER_DELAYS:
-            if delay:
-                await asyncio.sleep(delay)
-            if node not in self._alive:
-                return
+        """Tell `node` this one leaves: a node that took this one's rooms without
+        having heard it would send their occupants 332 when it sees it gone.  An
+        unreachable node is tried again within `LEAVING_RETRY` (this node's own
+        Redis connection may be back in a moment), not longer: the handovers to
+        every node wait for this.  A refusal (a release without the handler) is
+        final."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LEAVING_RETRY
+        delays = iter(HANDOVER_DELAYS[1:])
+        while True:
             try:
                 await self.peers.request(node, LEAVING_TOPIC, b"", HANDOVER_TIMEOUT)
                 return
-            except (PeerUnreachable, PeerRefused) as exc:
+            except PeerRefused as exc:
+                error: Exception = exc
+                break
+            except PeerUnreachable as exc:
                 error = exc
+            delay = next(delays, None)
+            if delay is None or loop.time() + delay > deadline:
+                break
+            await asyncio.sleep(delay)
+            if node not in self._alive:
+                return
         log.warning("muc: node %s did not hear that this node leaves (%s)", node, error)
 
     async def _leaving(self, sender: str, payload: bytes) -> bytes:

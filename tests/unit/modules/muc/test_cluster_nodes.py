@@ -33,6 +33,7 @@ from tests.unit.cluster.test_bosh_forwarding import cluster_config
 
 from .test_cluster_rooms import (
     MUC,
+    SERVICE,
     C,
     RawClient,
     body,
@@ -407,6 +408,46 @@ async def test_a_node_stopped_during_a_redis_blip_still_hands_its_rooms_over_liv
                 alice.send(f"<message to='{room}' type='groupchat'><body>after</body></message>")
                 echo = await alice.expect(body("after"))
                 assert echo.get("from") == f"{room}/Alice"
+        finally:
+            alice.close()
+
+
+async def test_a_dead_peer_does_not_hold_a_stopping_nodes_handovers_to_the_others(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """gamma dies just before alpha is stopped: telling gamma that alpha leaves
+    fails, and is tried again only briefly, so alpha's room reaches beta within
+    moments, not once gamma is judged gone (`node_timeout`) or after the stop's
+    whole time."""
+    names = ("alpha", "beta", "gamma")
+    room = next(
+        f"held{i}@{SERVICE}"
+        for i in range(1000)
+        if rendezvous_owner(f"held{i}@{SERVICE}", names) == "alpha"
+        and rendezvous_owner(f"held{i}@{SERVICE}", ("beta", "gamma")) == "beta"
+    )
+    async with cluster(tmp_path, redis_server, names) as (alpha, beta, gamma):
+        for server in (alpha, beta, gamma):
+            node = server.cluster
+            assert node is not None
+            # gamma is judged gone only after 10 s: longer than the stop may take
+            node.options = node.options.model_copy(update={"node_timeout": 10.0})
+        await asyncio.sleep(0.5)  # every heartbeat now lasts 10 s
+        alice = await RawClient.login(beta, "alice")
+        try:
+            await alice.join(room, "Alice")
+            assert room in rooms_of(alpha)
+            silence(gamma)
+            began = asyncio.get_running_loop().time()
+            stopping = asyncio.ensure_future(alpha.stop())
+            await wait_until(lambda: room in rooms_of(beta), timeout=4.0)
+            took = asyncio.get_running_loop().time() - began
+            await stopping
+            alice.send(f"<message to='{room}' type='groupchat'><body>after</body></message>")
+            echo = await alice.expect(body("after"))
+            assert echo.get("from") == f"{room}/Alice"
+            assert not shut_out(alice), f"handed over after {took:.2f} s"
         finally:
             alice.close()
 
