@@ -434,6 +434,7 @@ def run(config: Config) -> None:
 
 
 def _is_cluster_unavailable(exc: BaseException) -> bool:
+    """(`cluster/` is imported only when `[cluster]` is enabled: not at the top.)"""
     from chatgate.cluster.node import ClusterUnavailable
 
     return isinstance(exc, ClusterUnavailable)

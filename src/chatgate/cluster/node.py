@@ -210,6 +210,10 @@ class ClusterNode:
         self._stopping = True
         for task in self._tasks:
             task.cancel()
+        # What waits on the lean connection fails now, and what comes next at once.
+        for connection in (self._commands, self._subscriber):
+            if connection is not None:
+                connection.close()
 
     @property
     def counted_in(self) -> bool:
@@ -380,6 +384,10 @@ class ClusterNode:
         self._stopping = True
         for task in self._tasks:
             task.cancel()
+        # What waits on the lean connection fails now, and what comes next at once.
+        for connection in (self._commands, self._subscriber):
+            if connection is not None:
+                connection.close()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
