@@ -205,12 +205,16 @@ class ClusterNode:
         self._connected = False  # (the reconnect loop has nothing to say at the stop)
         self._lost.set()
         # No more heartbeats nor reconnects: a Redis back during the stop must not
-        # get this node's heartbeat written again, nobody taking it back.  (The
-        # flag too: redis-py may swallow a cancellation that comes during a command.)
+        # get this node's heartbeat written again, nobody taking it back.
+        self._halt()
+
+    def _halt(self) -> None:
+        """Stop the heartbeat and reconnect loops (the flag too: redis-py may swallow
+        a cancellation that comes during a command) and close the lean connections:
+        what waits on them fails now, and what comes next at once."""
         self._stopping = True
         for task in self._tasks:
             task.cancel()
-        # What waits on the lean connection fails now, and what comes next at once.
         for connection in (self._commands, self._subscriber):
             if connection is not None:
                 connection.close()
@@ -381,13 +385,7 @@ class ClusterNode:
         """Leave: stop beating and listening, and remove this node's heartbeat so the
         others need not wait for it to expire."""
         await self._run_all(self._closing)
-        self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        # What waits on the lean connection fails now, and what comes next at once.
-        for connection in (self._commands, self._subscriber):
-            if connection is not None:
-                connection.close()
+        self._halt()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -405,9 +403,6 @@ class ClusterNode:
                     exc or type(exc).__name__,
                 )
         await self.redis.aclose()
-        for connection in (self._commands, self._subscriber):
-            if connection is not None:
-                connection.close()
         self._connected = False
 
     # ------------------------------------------------------------ heartbeat

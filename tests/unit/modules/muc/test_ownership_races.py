@@ -67,6 +67,18 @@ class Net:
         self.log: list[tuple[str, str, str]] = []  # (from, to, topic) as handled
         self.hook: Hook | None = None
 
+    def hold(self, matches: Callable[[str, str, str], bool]) -> asyncio.Event:
+        """Hold each request that `matches` (from, to, topic) until the returned
+        event is set."""
+        gate = asyncio.Event()
+
+        async def hook(frm: str, to: str, topic: str, payload: bytes) -> None:
+            if matches(frm, to, topic):
+                await gate.wait()
+
+        self.hook = hook
+        return gate
+
 
 class FakePeers:
     def __init__(self, net: Net, name: str, view: set[str]) -> None:
@@ -161,13 +173,8 @@ async def test_a_live_room_arriving_where_its_idle_copy_is_being_handed_over_rea
     j.peers.forced[jid] = "O"
     o.peers.forced[jid] = "O"
     j.registry.add(idle_room(j.svc, jid))
-    gate = asyncio.Event()
-
-    async def hook(frm: str, to: str, topic: str, payload: bytes) -> None:
-        if (frm, to, topic) == ("J", "O", ownership.HANDOVER_TOPIC):
-            await gate.wait()  # R0's handover in flight
-
-    net.hook = hook
+    # R0's handover in flight until the gate opens
+    gate = net.hold(lambda frm, to, topic: (frm, to, topic) == ("J", "O", ownership.HANDOVER_TOPIC))
     first = asyncio.ensure_future(j.own._hand_over_room(j.registry.get(jid)))  # type: ignore[arg-type]
     await asyncio.sleep(0.01)
     live = live_room(k.svc, jid)
@@ -196,13 +203,7 @@ async def test_a_second_pass_says_moved_only_after_the_room_the_first_pass_hands
     a.peers.forced[jid] = "J"
     jn.peers.forced[jid] = "J"
     a.registry.add(live_room(a.svc, jid))
-    gate = asyncio.Event()
-
-    async def hook(frm: str, to: str, topic: str, payload: bytes) -> None:
-        if topic == ownership.HANDOVER_TOPIC:
-            await gate.wait()
-
-    net.hook = hook
+    gate = net.hold(lambda frm, to, topic: topic == ownership.HANDOVER_TOPIC)
     p1 = asyncio.ensure_future(a.own._hand_over(frozenset({"K"})))
     await asyncio.sleep(0.01)
     p2 = asyncio.ensure_future(a.own._hand_over(frozenset({"J"})))
