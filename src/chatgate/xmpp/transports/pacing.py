@@ -8,6 +8,9 @@ rules, and these rules are easy to get subtly wrong, so they are written once he
 * at most one slice of input (`Consumer.read_slice`) is parsed per loop turn, so
   one connection sending a lot cannot starve the others; the rest of a large read
   waits for the next turn;
+* a loop turn parses for a bounded time (`turns.TurnBudget`): connections read
+  after it is spent wait for the next turn, first in line, so a busy turn does not
+  hold everyone's output back;
 * every slice is charged to the peer's token bucket (`Consumer.read_bucket`): a
   peer faster than its byte rate is read more slowly;
 * reading pauses for several reasons at once (a bit each in `_paused`: the
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from chatgate.vocabulary.errors import PeerProtocolError
 from chatgate.xml.parser import StreamEvent, StreamParseError, XmlStreamParser
+from chatgate.xmpp.transports.turns import TurnBudget, turn_budget
 
 if TYPE_CHECKING:
     from chatgate.xmpp.shaper import TokenBucket
@@ -76,6 +80,7 @@ class PacedReader:
 
     __slots__ = (
         "_backlog",
+        "_deferred",
         "_held",
         "_holding",
         "_lingering",
@@ -84,6 +89,7 @@ class PacedReader:
         "_rate_timer",
         "_socket_paused",
         "_transport",
+        "_turns",
         "reads",
     )
 
@@ -111,6 +117,10 @@ class PacedReader:
         #: (STARTTLS: plaintext that came with the handshake's last flight)
         self._holding = False
         self._held: list[bytes] | None = None
+        #: the loop's parsing budget (from `_attach`), and whether this connection
+        #: waits in its queue
+        self._turns: TurnBudget | None = None
+        self._deferred = False
 
     def _attach(self, transport: asyncio.BaseTransport) -> str | None:
         """Take the socket and the running loop (in `connection_made`); the peer's
@@ -119,6 +129,7 @@ class PacedReader:
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
         self._loop = asyncio.get_running_loop()
+        self._turns = turn_budget(self._loop)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         peer = transport.get_extra_info("peername")
         return str(peer[0]) if isinstance(peer, tuple) else None
@@ -137,6 +148,14 @@ class PacedReader:
             return
         if self._paused or self._backlog is not None:
             self._hold_back(data)
+            return
+        turns = self._turns
+        if turns is not None and turns.spent():
+            # This turn has parsed enough: the rest waits for the next, first in line.
+            self._hold_back(data)
+            if not self._deferred:
+                self._deferred = True
+                turns.defer(self)
             return
         # One slice per loop turn (fairness), charged to the peer's byte rate.
         limit = conn.read_slice
@@ -237,6 +256,11 @@ class PacedReader:
         for chunk in backlog:
             self._feed(chunk)
         self._sync_reading()
+
+    def _go_on(self) -> None:
+        """Our turn came (`TurnBudget`): parse what waited for it."""
+        self._deferred = False
+        self._release_backlog()
 
     def _release_held(self) -> None:
         """Feed what `_holding` kept, now that the stream restarted."""

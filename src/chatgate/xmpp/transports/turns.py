@@ -1,0 +1,98 @@
+"""A parsing budget per event-loop turn: once a turn has parsed client input for
+`TURN_BUDGET` seconds, connections read later in that turn wait for the next one,
+and the next turn serves them first, in the order they were held back.
+
+Why it exists: what a turn writes leaves at the end of the turn (each connection's
+`output.TurnBuffer`, the cluster's `Forwarder`).  A turn that parses every ready
+connection before it ends holds all of that output back for as long as the parsing
+takes, which under load was 5-34 ms.  Whoever waits for that output waits that long:
+a client for its answer, and under `--workers N` the other worker, whose input is
+this worker's output once users talk across workers (it sat idle for 11 % of the
+bench's across-worker window, docs/benchmarks.md).  With the budget, a loaded
+worker hands its output on every few milliseconds, and input that arrives meanwhile
+is parsed in its turn rather than after a long one.
+
+Fairness: the per-connection slice (`pacing.PacedReader`) keeps one connection from
+taking a turn; this keeps one busy turn from delaying everyone's output.  A
+connection held back is served before any input read in the next turn, so no
+connection waits more than its place in the queue.  Under light load a turn never
+reaches the budget and nothing changes.
+
+The budget is per process, held by the event loop's one `TurnBudget`
+(`turn_budget(loop)`), because the loop turn is what it bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import deque
+from typing import Protocol
+
+#: seconds of parsing per loop turn before further connections wait for the next
+#: turn (measured: 2-3 ms raised messages/s across workers by about 10 % and cost
+#: same-worker pairs no more than the noise, docs/benchmarks.md)
+TURN_BUDGET = 0.002
+
+_monotonic = time.monotonic
+
+
+class Deferred(Protocol):
+    """A connection whose input waits for the next turn (`PacedReader`)."""
+
+    def _go_on(self) -> None:
+        """Parse what was held back (called once, at the start of a later turn)."""
+        ...
+
+
+class TurnBudget:
+    """The budget of one event loop (see the module docstring)."""
+
+    __slots__ = ("_deadline", "_loop", "_seconds", "_waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float = TURN_BUDGET) -> None:
+        self._loop = loop
+        self._seconds = seconds
+        #: when this turn's budget runs out; 0.0 until something parses in this turn
+        self._deadline = 0.0
+        #: connections held back, in order
+        self._waiting: deque[Deferred] = deque()
+
+    def spent(self) -> bool:
+        """True when this turn has parsed for its budget; the first call of a turn
+        starts the clock (and schedules the next turn's start)."""
+        deadline = self._deadline
+        if not deadline:
+            self._deadline = _monotonic() + self._seconds
+            self._loop.call_soon(self._next_turn)
+            return False
+        return _monotonic() > deadline
+
+    def defer(self, connection: Deferred) -> None:
+        """Serve `connection` at the start of a later turn, after those before it."""
+        self._waiting.append(connection)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def _next_turn(self) -> None:
+        """A new turn: serve who waits, in order, while the fresh budget lasts."""
+        self._deadline = 0.0
+        waiting = self._waiting
+        while waiting and not self.spent():
+            waiting.popleft()._go_on()
+
+
+_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TurnBudget] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def turn_budget(loop: asyncio.AbstractEventLoop) -> TurnBudget:
+    """The budget of `loop` (one per loop; looked up once per connection)."""
+    budget = _budgets.get(loop)
+    if budget is None:
+        budget = _budgets[loop] = TurnBudget(loop)
+    return budget
