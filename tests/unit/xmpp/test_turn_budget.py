@@ -1,6 +1,7 @@
 """The parsing budget of a loop turn (`xmpp/transports/turns.py`) with real TCP and
-component readers: once spent, the connections read later wait, with their sockets
-paused, and are served first in the next turn, in order, each queued once."""
+component readers: once spent, the connections read later wait and are served
+first in the next turn, in order, each queued once; one that must wait longer than
+that stops being read until its turn."""
 
 from __future__ import annotations
 
@@ -79,8 +80,9 @@ async def test_connections_read_after_the_budget_wait_for_the_next_turn_in_order
     conns["b"][0].data_received(b"3")
     conns["c"][0].data_received(b"4")  # in flight while c waits: kept behind "2"
     assert log == [("a", b"1")]
-    assert not conns["c"][1].reading and not conns["b"][1].reading
-    assert conns["a"][1].reading
+    # a wait of one turn does not pause the sockets (the next turn serves them
+    # before any socket is read)
+    assert all(sock.reading for _, sock in conns.values())
     assert budget.waiting == 2  # c once, though it was read twice
     await turns(1)
     assert log == [("a", b"1"), ("c", b"2"), ("c", b"4"), ("b", b"3")]
@@ -104,10 +106,11 @@ async def test_those_held_back_go_before_what_the_next_turn_reads(
     assert log == [("a", b"1")]
     await turns(1)  # b is served and spends the budget; c stays first in line
     assert log == [("a", b"1"), ("b", b"2")]
+    assert not conns["c"][1].reading  # it waits another turn: its socket is paused
     conns["d"][0].data_received(b"4")  # read in this turn, after the budget: behind c
-    assert not conns["d"][1].reading
     await turns(1)
     assert log[2] == ("c", b"3")
+    assert not conns["d"][1].reading  # c spent that turn: d waits on, paused
     await turns(1)
     assert log == [("a", b"1"), ("b", b"2"), ("c", b"3"), ("d", b"4")]
     assert all(sock.reading for _, sock in conns.values())

@@ -152,7 +152,10 @@ class PacedReader:
         turns = self._turns
         if turns is not None and turns.spent():
             # This turn has parsed enough: the rest waits for the next, first in line.
-            self._hold_back(data)
+            # The socket is not paused for that (two system calls a time): the next
+            # turn serves it before reading any socket, and pauses it only if it
+            # must wait longer (`_keep_waiting`).
+            self._backlog = [data]
             if not self._deferred:
                 self._deferred = True
                 turns.defer(self)
@@ -258,9 +261,20 @@ class PacedReader:
         self._sync_reading()
 
     def _go_on(self) -> None:
-        """Our turn came (`TurnBudget`): parse what waited for it."""
+        """Our turn came (`TurnBudget`): parse what waited for it, whatever the
+        clock says by now (else a turn whose budget a slow parse had spent would
+        serve nobody; the read slice still bounds what is parsed)."""
         self._deferred = False
-        self._release_backlog()
+        turns, self._turns = self._turns, None
+        try:
+            self._release_backlog()
+        finally:
+            self._turns = turns
+
+    def _keep_waiting(self) -> None:
+        """A turn ran out before our turn came: stop reading the socket until it
+        does, so what waits grows by no more than the one read."""
+        self._sync_reading()
 
     def _release_held(self) -> None:
         """Feed what `_holding` kept, now that the stream restarted."""

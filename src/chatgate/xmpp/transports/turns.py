@@ -15,8 +15,12 @@ is parsed in its turn rather than after a long one.
 Fairness: the per-connection slice (`pacing.PacedReader`) keeps one connection from
 taking a turn; this keeps one busy turn from delaying everyone's output.  A
 connection held back is served before any input read in the next turn, so no
-connection waits more than its place in the queue.  Under light load a turn never
-reaches the budget and nothing changes.
+connection waits more than its place in the queue; the first in line is served
+whatever the clock says, so every turn serves at least one.  A wait of one turn
+does not pause the socket (a pause and a resume are two system calls, and cost
+same-worker pairs 8 % when every wait paused); a connection that must wait
+longer is paused, so what it holds grows by no more than one read.  Under light
+load a turn never reaches the budget and nothing changes.
 
 The budget is per process, held by the event loop's one `TurnBudget`
 (`turn_budget(loop)`), because the loop turn is what it bounds.
@@ -31,8 +35,9 @@ from collections import deque
 from typing import Protocol
 
 #: seconds of parsing per loop turn before further connections wait for the next
-#: turn (measured: 2-3 ms raised messages/s across workers by about 10 % and cost
-#: same-worker pairs no more than the noise, docs/benchmarks.md)
+#: turn (measured: 1-3 ms raised messages/s across workers by 10-15 % and cost
+#: same-worker pairs no more than the noise; 4 ms was seldom reached under the
+#: bench's load, docs/benchmarks.md)
 TURN_BUDGET = 0.002
 
 _monotonic = time.monotonic
@@ -43,6 +48,12 @@ class Deferred(Protocol):
 
     def _go_on(self) -> None:
         """Parse what was held back (called once, at the start of a later turn)."""
+        ...
+
+    def _keep_waiting(self) -> None:
+        """A turn's budget ran out before this connection's turn came: it stops
+        reading its socket until it comes (it keeps reading until then, which
+        spares the two system calls of a pause for most waits)."""
         ...
 
 
@@ -83,6 +94,8 @@ class TurnBudget:
         waiting = self._waiting
         while waiting and not self.spent():
             waiting.popleft()._go_on()
+        for connection in waiting:
+            connection._keep_waiting()
 
 
 _budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TurnBudget] = (
