@@ -20,7 +20,8 @@ rules, and these rules are easy to get subtly wrong, so they are written once he
   back-pressure never undoes a queue limit, nor the reverse;
 * input that arrives while paused (asyncio may have it in flight) is kept, in
   order, in a backlog; the socket stays paused until the backlog has been parsed,
-  one slice a turn, so it never grows by more than one read.
+  one slice a turn, so it never grows by more than one read (two for a connection
+  waiting for its turn, which is paused only once a second read comes).
 
 It is a mixin, not a helper object: `_feed` is the per-read path of every client
 connection, and as a method of the transport itself it costs no call more than
@@ -107,7 +108,8 @@ class PacedReader:
         #: a set of the reason bits
         self._paused = 0
         self._socket_paused = False
-        #: input received but not parsed yet (the socket is paused meanwhile)
+        #: input received but not parsed yet (the socket is paused meanwhile, but
+        #: for the first read of a wait for the next turn: `TurnBudget`)
         self._backlog: list[bytes] | None = None
         #: the pending resume of a rate pause (one at a time: reading stays paused)
         self._rate_timer: asyncio.TimerHandle | None = None
@@ -246,9 +248,12 @@ class PacedReader:
     def _hold_back(self, data: bytes) -> None:
         if self._backlog is None:
             self._backlog = [data]
-            self._sync_reading()
         else:
+            # A connection waiting for its turn is read on until a second read
+            # comes: this pauses it (uvloop reads a ready socket up to 32 times
+            # per poll, and each read can be 256 KB).
             self._backlog.append(data)
+        self._sync_reading()
 
     def _release_backlog(self) -> None:
         """Parse what waited while reading was paused, in order; a new pause keeps
@@ -273,7 +278,7 @@ class PacedReader:
 
     def _keep_waiting(self) -> None:
         """A turn ran out before our turn came: stop reading the socket until it
-        does, so what waits grows by no more than the one read."""
+        does, so what waits grows by no more than one more read."""
         self._sync_reading()
 
     def _release_held(self) -> None:

@@ -16,11 +16,16 @@ Fairness: the per-connection slice (`pacing.PacedReader`) keeps one connection f
 taking a turn; this keeps one busy turn from delaying everyone's output.  A
 connection held back is served before any input read in the next turn, so no
 connection waits more than its place in the queue; the first in line is served
-whatever the clock says, so every turn serves at least one.  A wait of one turn
-does not pause the socket (a pause and a resume are two system calls, and cost
-same-worker pairs 8 % when every wait paused); a connection that must wait
-longer is paused, so what it holds grows by no more than one read.  Under light
-load a turn never reaches the budget and nothing changes.
+whatever the clock says, so every turn serves at least one.  A connection held
+back is not paused at once (a pause and a resume are two system calls, and cost
+same-worker pairs 8 % when every wait paused): it is paused when a second read
+comes, or when it must wait longer than the next turn, so what it holds is at
+most two reads.  Under light load a turn never reaches the budget and nothing
+changes.
+
+The clock is wall time from the turn's first parse (or from the start of the
+turn that serves who waits), so time the turn spends on other callbacks counts
+too: what bounds the turn's length is what matters, not parsing alone.
 
 The budget is per process, held by the event loop's one `TurnBudget`
 (`turn_budget(loop)`), because the loop turn is what it bounds.
@@ -63,7 +68,9 @@ class TurnBudget:
     __slots__ = ("_deadline", "_loop", "_seconds", "_waiting")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float = TURN_BUDGET) -> None:
-        self._loop = loop
+        #: weak: the budget is the value of its loop's key in `_budgets`, and a
+        #: strong reference would keep every loop alive (one per test, say)
+        self._loop = weakref.ref(loop)
         self._seconds = seconds
         #: when this turn's budget runs out; 0.0 until something parses in this turn
         self._deadline = 0.0
@@ -76,7 +83,9 @@ class TurnBudget:
         deadline = self._deadline
         if not deadline:
             self._deadline = _monotonic() + self._seconds
-            self._loop.call_soon(self._next_turn)
+            loop = self._loop()
+            if loop is not None:
+                loop.call_soon(self._next_turn)
             return False
         return _monotonic() > deadline
 
@@ -104,7 +113,9 @@ _budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TurnBudget] = (
 
 
 def turn_budget(loop: asyncio.AbstractEventLoop) -> TurnBudget:
-    """The budget of `loop` (one per loop; looked up once per connection)."""
+    """The budget of `loop` (one per loop; looked up once per connection).  A loop
+    that is dropped goes with its budget, unless it stopped with connections still
+    waiting in it (they hold the loop)."""
     budget = _budgets.get(loop)
     if budget is None:
         budget = _budgets[loop] = TurnBudget(loop)
