@@ -19,9 +19,11 @@ import uvloop
 from chatgate.xmpp.transports import turns as turns_module
 from chatgate.xmpp.transports.pacing import PacedReader
 from chatgate.xmpp.transports.turns import TurnBudget, turn_budget
-from tests.unit.xmpp.test_pacing import BOTH, Maker, turns
+from tests.unit.xmpp.test_pacing import BOTH, Consumer, CountingParser, Maker, turns
 
 BUDGET = 0.002
+#: a parse (or a wait) just past the budget
+OVER = BUDGET + 0.0001
 
 
 class Clock:
@@ -63,8 +65,11 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 def readers(
-    make: Maker, names: str, clock: Clock, budget: TurnBudget
-) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+    make: Maker, names: str, clock: Clock
+) -> tuple[dict[str, Any], list[tuple[str, bytes]], TurnBudget]:
+    """Readers named by the letters of `names`, sharing one parse log and one budget
+    of `BUDGET` on the running loop."""
+    budget = TurnBudget(asyncio.get_running_loop(), BUDGET)
     log: list[tuple[str, bytes]] = []
     out = {}
     for name in names:
@@ -72,17 +77,16 @@ def readers(
         reader._parser = OrderedParser(name, log, clock)
         reader._turns = budget
         out[name] = (reader, sock)
-    return out, log
+    return out, log, budget
 
 
 @BOTH
 async def test_connections_read_after_the_budget_wait_for_the_next_turn_in_order(
     make: Maker, clock: Clock
 ) -> None:
-    budget = TurnBudget(asyncio.get_running_loop(), BUDGET)
-    conns, log = readers(make, "abc", clock, budget)
+    conns, log, budget = readers(make, "abc", clock)
     conns["a"][0].data_received(b"1")
-    clock.now += BUDGET + 0.0001  # a has parsed for the whole budget
+    clock.now += OVER  # a has parsed for the whole budget
     conns["c"][0].data_received(b"2")
     conns["b"][0].data_received(b"3")
     conns["c"][0].data_received(b"4")  # in flight while c waits: kept behind "2"
@@ -103,10 +107,9 @@ async def test_those_held_back_go_before_what_the_next_turn_reads(
 ) -> None:
     """A turn serves who waits first; if the budget runs out on the way, those left
     keep their place ahead of connections read later."""
-    budget = TurnBudget(asyncio.get_running_loop(), BUDGET)
-    conns, log = readers(make, "abcd", clock, budget)
+    conns, log, _ = readers(make, "abcd", clock)
     for name in "abc":
-        conns[name][0]._parser.cost = BUDGET + 0.0001  # each parse spends a budget
+        conns[name][0]._parser.cost = OVER  # each parse spends a budget
     conns["a"][0].data_received(b"1")  # spends this turn's budget
     conns["b"][0].data_received(b"2")
     conns["c"][0].data_received(b"3")
@@ -125,8 +128,7 @@ async def test_those_held_back_go_before_what_the_next_turn_reads(
 
 @BOTH
 async def test_under_the_budget_nothing_waits(make: Maker, clock: Clock) -> None:
-    budget = TurnBudget(asyncio.get_running_loop(), BUDGET)
-    conns, log = readers(make, "abcdef", clock, budget)
+    conns, log, budget = readers(make, "abcdef", clock)
     for name, (reader, _) in conns.items():
         reader.data_received(name.encode())
         clock.now += BUDGET / 10
@@ -136,10 +138,9 @@ async def test_under_the_budget_nothing_waits(make: Maker, clock: Clock) -> None
 
 @BOTH
 async def test_a_connection_lost_while_it_waits_is_skipped(make: Maker, clock: Clock) -> None:
-    budget = TurnBudget(asyncio.get_running_loop(), BUDGET)
-    conns, log = readers(make, "ab", clock, budget)
+    conns, log, budget = readers(make, "ab", clock)
     conns["a"][0].data_received(b"1")
-    clock.now += BUDGET + 0.0001
+    clock.now += OVER
     reader, sock = conns["b"]
     reader.data_received(b"2")
     sock.closing = True
@@ -155,10 +156,9 @@ async def test_a_waiting_connection_released_by_another_reason_is_not_parsed_twi
     """Held back by the budget, then paused and resumed for the peer's own writes
     (which schedules a release of what waited, beside its turn): what it sent is
     parsed once, in order; held back again later, it is queued again, once."""
-    budget = TurnBudget(asyncio.get_running_loop(), BUDGET)
-    conns, log = readers(make, "ab", clock, budget)
+    conns, log, budget = readers(make, "ab", clock)
     a, b = conns["a"][0], conns["b"][0]
-    a._parser.cost = BUDGET + 0.0001
+    a._parser.cost = OVER
     a.data_received(b"1")
     b.data_received(b"2")
     b.pause_writing()
@@ -166,7 +166,7 @@ async def test_a_waiting_connection_released_by_another_reason_is_not_parsed_twi
     await turns(2)
     assert [data for name, data in log if name == "b"] == [b"2"]
     assert budget.spent() is False  # a new turn's clock, at once spent
-    clock.now += BUDGET + 0.0001
+    clock.now += OVER
     b.data_received(b"3")
     b.data_received(b"4")
     assert budget.waiting == 1
@@ -179,10 +179,9 @@ async def test_a_waiting_connection_released_by_another_reason_is_not_parsed_twi
 async def test_a_connection_held_back_twice_in_a_row_is_served_both_times(
     make: Maker, clock: Clock
 ) -> None:
-    budget = TurnBudget(asyncio.get_running_loop(), BUDGET)
-    conns, log = readers(make, "ab", clock, budget)
+    conns, log, budget = readers(make, "ab", clock)
     a, b = conns["a"][0], conns["b"][0]
-    a._parser.cost = BUDGET + 0.0001
+    a._parser.cost = OVER
     a.data_received(b"x")
     b.data_received(b"1")  # held back
     await turns(1)  # served
@@ -199,10 +198,9 @@ async def test_a_waiting_connection_is_paused_when_a_second_read_comes(
 ) -> None:
     """The first read of a wait leaves the socket read (the next turn comes before
     the next read, usually); a second one pauses it, so at most two reads wait."""
-    budget = TurnBudget(asyncio.get_running_loop(), BUDGET)
-    conns, log = readers(make, "ab", clock, budget)
+    conns, log, _ = readers(make, "ab", clock)
     conns["a"][0].data_received(b"1")
-    clock.now += BUDGET + 0.0001
+    clock.now += OVER
     reader, sock = conns["b"]
     reader.data_received(b"2")
     assert sock.reading
@@ -234,34 +232,12 @@ async def test_each_loop_has_one_budget() -> None:
         other.close()
 
 
-class _Parser:
-    hibernating = False
-
-    def feed(self, data: bytes) -> list[object]:
-        return []
-
-    def close(self) -> None:
-        pass
-
-
-class _Consumer:
-    closed = False
-    read_slice = 65_536
-    read_bucket = None
-
-    def events(self, events: list[object]) -> None:
-        pass
-
-    def protocol_error(self, exc: Exception) -> None:
-        pass
-
-
 class _SocketReader(PacedReader, asyncio.Protocol):
     """A `PacedReader` on a real socket, recording what waited when its turn came."""
 
     def __init__(self) -> None:
-        self._parser = _Parser()  # type: ignore[assignment]
-        self.connection = _Consumer()  # type: ignore[assignment]
+        self._parser = CountingParser()  # type: ignore[assignment]
+        self.connection = Consumer(65_536)  # type: ignore[assignment]
         self._init_reading()
         self.held_at_turn: list[int] = []
 
