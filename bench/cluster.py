@@ -2,7 +2,8 @@
 second worker brings, on this machine.
 
 Three set-ups of chatgate, each started fresh from the chatgate peer's prepared
-data (the same accounts, a copy of its SQLite database), one after the other:
+data (the same accounts, a copy of its SQLite database); ``off`` and ``w1`` side
+by side, their windows alternating (`GROUPS`), then ``w2`` alone:
 
 - ``off``: today's single process, no `[cluster]` (the baseline);
 - ``w1``: `chatgate serve --workers 1` with `[cluster] enabled` and a redis-server
@@ -262,50 +263,95 @@ class RunningVariant:
             self.redis = None
 
 
-def measure(peer: Any, setup: PeerSetup, gen: Generator, plan: Plan) -> dict[str, Any]:
-    """Every variant, one after the other: {variant: {"login": ..., placement: ...}}.
-    A variant that fails records its error and the others still run."""
+#: Set-ups started together, their windows alternating.  ``off`` and ``w1`` are
+#: compared with each other (the "cluster on / off" targets), and this host's speed
+#: drifts by up to a quarter over minutes: measured one after the other, the two
+#: windows of a ratio were some 20 s apart, and the drift moved it by +-5 %.  Up at
+#: once, each idle while the other is measured (both on core 0), their windows are
+#: seconds apart.  ``w2`` takes both cores, so it runs alone.
+GROUPS: tuple[tuple[str, ...], ...] = (("off", "w1"), ("w2",))
+
+
+def measure(
+    peer: Any, setup: PeerSetup, gen: Generator, plan: Plan, rep: int = 1
+) -> dict[str, Any]:
+    """Every variant, by `GROUPS`: {variant: {"login": ..., placement: ...}}.  Within a
+    group each step (logins, then each placement) is measured on every variant in
+    turn, first one variant, then the other on the next repetition (`rep`), so
+    neither always comes first.  A variant that fails records its error and the
+    others still run."""
     why = available()
     if why is not None:
         raise RuntimeError(why)
     out: dict[str, Any] = {}
     root = setup.workdir.parent / "cluster"
-    for variant in VARIANTS:
-        running = RunningVariant(variant, root / variant.name, setup)
-        results: dict[str, Any] = {}
+    variants = {variant.name: variant for variant in VARIANTS}
+    for group in GROUPS:
+        names = list(group) if rep % 2 else list(reversed(group))
+        running = {name: RunningVariant(variants[name], root / name, setup) for name in names}
         try:
-            pid = running.start()
-            results["login"] = gen.run(
-                peer,
-                pid,
-                running.port,
-                "cluster_login",
-                {
-                    "workers": plan.login_workers,
-                    "warmup": plan.warmup,
-                    "duration": plan.duration,
-                    "cluster": running.cluster_params("any"),
-                },
-                starttls=False,
-            )
-            for placement in variant.placements:
-                results[placement] = gen.run(
-                    peer,
-                    pid,
-                    running.port,
-                    "cluster_throughput",
-                    {
-                        "pairs": plan.pairs,
-                        "window_size": plan.cluster_window,
-                        "warmup": plan.warmup,
-                        "duration": plan.duration,
-                        "cluster": running.cluster_params(placement),
-                    },
-                    starttls=False,
-                )
-        except Exception as e:  # one set-up failing must not hide the others
-            results["error"] = f"{type(e).__name__}: {e}"[-3000:]
+            for name in names:
+                out[name] = {}
+                try:
+                    running[name].start()
+                except Exception as e:  # one set-up failing must not hide the others
+                    out[name]["error"] = _error(e)
+            for step in _steps(variants, names):
+                for name in names:
+                    if "error" in out[name]:
+                        continue
+                    if step != "login" and step not in variants[name].placements:
+                        continue
+                    try:
+                        out[name][step] = _measure_step(peer, running[name], step, gen, plan)
+                    except Exception as e:
+                        out[name]["error"] = _error(e)
         finally:
-            running.stop()
-        out[variant.name] = results
-    return out
+            for one in running.values():
+                one.stop()
+    return {name: out[name] for name in variants if name in out}
+
+
+def _steps(variants: dict[str, Variant], names: list[str]) -> list[str]:
+    """Logins, then every placement any of `names` measures, in order."""
+    steps = ["login"]
+    for name in names:
+        steps += [p for p in variants[name].placements if p not in steps]
+    return steps
+
+
+def _error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[-3000:]
+
+
+def _measure_step(peer: Any, running: RunningVariant, step: str, gen: Generator, plan: Plan) -> Any:
+    """One window on a started set-up: logins/s, or messages/s for a placement."""
+    assert running.proc is not None
+    if step == "login":
+        return gen.run(
+            peer,
+            running.proc.pid,
+            running.port,
+            "cluster_login",
+            {
+                "workers": plan.login_workers,
+                "warmup": plan.warmup,
+                "duration": plan.duration,
+                "cluster": running.cluster_params("any"),
+            },
+            starttls=False,
+        )
+    return gen.run(
+        peer,
+        running.proc.pid,
+        running.port,
+        "cluster_throughput",
+        {
+            "pairs": plan.pairs,
+            "window_size": plan.cluster_window,
+            "warmup": plan.warmup,
+            "duration": plan.duration,
+            "cluster": running.cluster_params(step),
+        },
+        starttls=False,
+    )

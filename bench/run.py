@@ -402,7 +402,10 @@ def measure_cluster(
     """The cluster scenario's repetition `rep`: its three set-ups, one record."""
     from bench import cluster
 
-    return _measured_record(peer, plan, sc, rep, lambda _: cluster.measure(peer, setup, gen, plan))
+    def measure(_: dict[str, Any]) -> Any:
+        return cluster.measure(peer, setup, gen, plan, rep)
+
+    return _measured_record(peer, plan, sc, rep, measure)
 
 
 def measure_mam(
