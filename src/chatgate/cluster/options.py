@@ -39,12 +39,14 @@ class ClusterOptions(BaseModel):
     node_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
     """Seconds without a heartbeat after which a node is taken for dead: its sessions
     leave the directory, its users' contacts see them unavailable."""
-    command_write_interval: Annotated[float, Field(ge=0, le=0.05)] = 0.002
+    command_write_interval: Annotated[float, Field(ge=0, le=0.05)] = 0.005
     """Seconds a busy node leaves at least between two writes of its session changes
     to Redis (claims, releases, presence): each write wakes Redis, and at a few
-    thousand logins a second the wake-ups cost the node more than the commands.  A
-    change after a quiet spell goes out at the end of the loop turn, and nothing
-    else waits (forwarded stanzas, lookups).  0: every change at its turn's end."""
+    thousand logins a second the wake-ups cost the node more than the commands
+    (measured: the cluster layer cost logins 6 % at 2 ms, nothing at 5 ms, on a VM
+    where a wake-up is dear; docs/benchmarks.md).  A change after a quiet spell goes
+    out at the end of the loop turn, and nothing else waits (forwarded stanzas,
+    lookups).  0: every change at its turn's end."""
     forward_queue_bytes: Annotated[int, Field(ge=65536)] = 16 * 1024 * 1024
     """Serialized stanzas waiting to be forwarded to other nodes, in bytes; past it
     (Redis slow or gone) further cross-node deliveries are refused and logged."""
