@@ -8,7 +8,10 @@ machinery; a WebSocket login cost half again what a TCP login does
 stream's bytes are, and a loop turn's messages leave in one write.
 
 Flow and limits, as on TCP: at most `READ_SLICE` bytes of messages are handled
-per loop turn; the connection's byte rate and the driver's queue pause the
+per loop turn; once the turn's parsing budget is spent (`turns.TurnBudget`, shared
+with TCP), a connection read later waits for the next turn, first in line, so a
+busy turn does not hold back everyone's output; the connection's byte rate and
+the driver's queue pause the
 socket (`pause_reading`); a message over twice `[limits] max_stanza_size` ends
 the connection with 1009 as soon as its frame header says so; output waiting
 in the socket's buffer past `[limits] max_output_buffer` ends the stream with
@@ -37,6 +40,7 @@ from chatgate.vocabulary.errors import StreamErrorCondition
 from chatgate.vocabulary.facts import ConnectionFacts
 from chatgate.xmpp.c2s import C2SConnection
 from chatgate.xmpp.transports.tcp import CLOSE_TIMEOUT
+from chatgate.xmpp.transports.turns import turn_budget
 
 if TYPE_CHECKING:
     from chatgate.context import ServerContext
@@ -102,6 +106,9 @@ class LaneWebSocket(XmppWebSocket):
         self._paused = False
         #: reading waits for the byte rate or the next loop turn
         self._waiting: asyncio.TimerHandle | asyncio.Handle | None = None
+        #: the loop's parsing budget, and whether this connection waits in its queue
+        self._turns = turn_budget(loop)
+        self._deferred = False
         self._close_sent = False
         self._close_received = False
         self._abort_timer: asyncio.TimerHandle | None = None
@@ -118,7 +125,18 @@ class LaneWebSocket(XmppWebSocket):
     def data_received(self, data: bytes) -> None:
         self._last_read = self._loop.time()
         self._reader.feed(data)
+        if self._deferred:
+            # a second read while waiting for our turn: the socket waits too, so
+            # what the reader holds is at most two reads (as on TCP)
+            self._transport.pause_reading()
+            return
         if self._waiting is None and not self._paused:
+            if self._turns.spent():
+                # This turn has parsed enough: ours is the next, first in line.  The
+                # socket is not paused for a wait of one turn (two system calls).
+                self._deferred = True
+                self._turns.defer(self)
+                return
             self._read()
 
     def eof_received(self) -> None:
@@ -148,7 +166,7 @@ class LaneWebSocket(XmppWebSocket):
         if self._waiting is None:
             # messages already read wait in the reader: the next turn handles them,
             # and reads the socket again only once they are all handled
-            self._waiting = self._loop.call_soon(self._go_on)
+            self._waiting = self._loop.call_soon(self._read_on)
 
     def send_messages(self, messages: list[bytes]) -> None:
         transport = self._transport
@@ -241,10 +259,23 @@ class LaneWebSocket(XmppWebSocket):
             budget -= reader.frame_bytes
             if wait > 0 or budget <= 0:
                 self._transport.pause_reading()
-                self._waiting = self._loop.call_later(wait, self._go_on)
+                self._waiting = self._loop.call_later(wait, self._read_on)
                 return
 
     def _go_on(self) -> None:
+        """Our turn came (`TurnBudget`): handle what the reader holds, whatever the
+        clock says by now (the slice still bounds it).  A wait that began meanwhile
+        (the driver's queue, a rate) keeps its own callback, which reads on."""
+        self._deferred = False
+        if self._waiting is None:
+            self._read_on()
+
+    def _keep_waiting(self) -> None:
+        """A turn ran out before ours came: the socket waits until it does."""
+        if not self._transport.is_closing():
+            self._transport.pause_reading()
+
+    def _read_on(self) -> None:
         """Handle what the reader holds, and read the socket again only when it is
         all handled: resuming first would let every turn read more (a socket read
         is up to 256 KiB) than a turn handles, and the backlog would grow without
