@@ -28,6 +28,7 @@ after them, and stops them by PID).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import subprocess
@@ -43,6 +44,8 @@ from bench.peers.chatgate import CONFIG, chatgate_command
 if TYPE_CHECKING:
     from bench.plan import Plan
     from bench.run import Generator
+
+log = logging.getLogger(__name__)
 
 #: Redis key prefix and node name of the bench's cluster (workers are NODE-w1, ...)
 PREFIX = "chatgate:"
@@ -255,12 +258,14 @@ class RunningVariant:
         }
 
     def stop(self) -> None:
-        if self.proc is not None:
-            procs.stop(self.proc, 30)
-            self.proc = None
-        if self.redis is not None:
-            self.redis.stop()
-            self.redis = None
+        try:
+            if self.proc is not None:
+                procs.stop(self.proc, 30)
+                self.proc = None
+        finally:
+            if self.redis is not None:
+                self.redis.stop()
+                self.redis = None
 
 
 #: Set-ups started together, their windows alternating.  ``off`` and ``w1`` are
@@ -296,6 +301,7 @@ def measure(
                     running[name].start()
                 except Exception as e:  # one set-up failing must not hide the others
                     out[name]["error"] = _error(e)
+                    _stop(running[name])  # not left busy beside its partner
             for step in _steps(variants, names):
                 for name in names:
                     if "error" in out[name]:
@@ -306,9 +312,10 @@ def measure(
                         out[name][step] = _measure_step(peer, running[name], step, gen, plan)
                     except Exception as e:
                         out[name]["error"] = _error(e)
+                        _stop(running[name])
         finally:
             for one in running.values():
-                one.stop()
+                _stop(one)
     return {name: out[name] for name in variants if name in out}
 
 
@@ -318,6 +325,14 @@ def _steps(variants: dict[str, Variant], names: list[str]) -> list[str]:
     for name in names:
         steps += [p for p in variants[name].placements if p not in steps]
     return steps
+
+
+def _stop(running: RunningVariant) -> None:
+    """Stop a set-up; a failure is logged, so that the others are stopped too."""
+    try:
+        running.stop()
+    except Exception:
+        log.exception("bench: stopping cluster set-up %s failed", running.variant.name)
 
 
 def _error(exc: Exception) -> str:

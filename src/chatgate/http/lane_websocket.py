@@ -268,7 +268,7 @@ class LaneWebSocket(XmppWebSocket):
         (the driver's queue, a rate) keeps its own callback, which reads on."""
         self._deferred = False
         if self._waiting is None:
-            self._read_on()
+            self._read_held()
 
     def _keep_waiting(self) -> None:
         """A turn ran out before ours came: the socket waits until it does."""
@@ -276,11 +276,24 @@ class LaneWebSocket(XmppWebSocket):
             self._transport.pause_reading()
 
     def _read_on(self) -> None:
+        """A wait is over (the slice, the byte rate, the driver's queue): read on,
+        unless this turn's parsing budget is spent, in which case this connection
+        waits for the next turn like one just read (its socket is paused already)."""
+        self._waiting = None
+        if self._paused or self._transport.is_closing():
+            return
+        if self._turns.spent():
+            if not self._deferred:
+                self._deferred = True
+                self._turns.defer(self)
+            return
+        self._read_held()
+
+    def _read_held(self) -> None:
         """Handle what the reader holds, and read the socket again only when it is
         all handled: resuming first would let every turn read more (a socket read
         is up to 256 KiB) than a turn handles, and the backlog would grow without
         bound under a flood."""
-        self._waiting = None
         if self._paused or self._transport.is_closing():
             return
         self._read()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,10 +17,16 @@ from pathlib import Path
 import pytest
 
 from chatgate.auth.credentials import derive_all
-from chatgate.http.lane_websocket import LaneWebSocket
+from chatgate.http.lane_websocket import READ_SLICE, LaneWebSocket
 from chatgate.server import Server
+from chatgate.xmpp.transports.turns import TurnBudget
 from tests.unit.http.bosh_client import start_web
-from tests.unit.http.test_lane import OPEN, client_frame, server_frame, websocket
+from tests.unit.http.test_lane import (
+    OPEN,
+    client_frame,
+    server_frame,
+    websocket,
+)
 from tests.unit.xmpp.test_turn_budget_server import harshest
 
 C = "{jabber:client}"
@@ -141,23 +148,83 @@ async def test_with_every_turn_over_budget_every_message_arrives_in_order(
     assert deferrals[0] > 0  # the budget did hold WebSocket connections back
 
 
-async def test_a_connection_waiting_for_its_turn_stops_reading_its_socket(
+class SpentBudget:
+    """A budget always spent, whose next turn has not come: records who is queued."""
+
+    def __init__(self) -> None:
+        self.queued: list[object] = []
+
+    def spent(self) -> bool:
+        return True
+
+    def defer(self, connection: object) -> None:
+        self.queued.append(connection)
+
+
+async def test_a_connection_read_after_the_budget_waits_and_stops_reading(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws, _, writer = await opened(server, monkeypatch)
-    # Held back by a turn whose budget was spent, and its turn not come yet.
-    ws._deferred = True
-    writer.write(b"\x00" * FLOOD)  # what it is does not matter: nothing parses it
+    budget = SpentBudget()
+    ws._turns = budget  # type: ignore[assignment]
+    writer.write(b"\x00" * FLOOD)  # not a frame: nothing may parse it before its turn
     await asyncio.sleep(0.5)
+    assert budget.queued == [ws]  # queued once, whatever the reads
     held = ws._reader.buffered
-    # One read at most (256 KiB): reading on would have taken the whole flood.
-    assert 0 < held <= 256 * 1024, held
-    # Its turn comes: what it holds is read (and refused: not a frame), and the
-    # connection ends as for any other malformed input.
+    # At most two reads (a read is up to 256 KiB): reading on would have taken it all.
+    assert 0 < held <= 2 * 256 * 1024, held
+    # Its turn comes: what it holds is read, and refused (a frame with the reserved
+    # continuation opcode and no mask) as any malformed input is, with a close frame.
     ws._go_on()
-    assert not ws._deferred
+    assert ws._close_code == 1002
+    assert ws._transport.is_closing()
     writer.close()
-    await asyncio.sleep(0)
+
+
+async def test_a_wait_that_ends_in_a_spent_turn_waits_for_the_next_turn(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads that resume after the slice or the byte rate ran out are under the
+    budget too: a client sending more than a slice at once has the rest parsed
+    from `_read_on`, which then queues it when another client spent the turn."""
+    deferrals = harshest(monkeypatch)
+    callers: list[str] = []
+    defer = TurnBudget.defer  # harshest's counting version
+
+    def recording(self: TurnBudget, connection: object) -> None:
+        callers.append(sys._getframe(1).f_code.co_name)
+        defer(self, connection)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TurnBudget, "defer", recording)
+    clients = [await WsClient.login(server, user) for user in USERS[:2]]
+    await asyncio.gather(*(client.until("presence") for client in clients))
+    # ten slices each, in one write: reads of more than a slice, and past the burst
+    # of the byte rate, so the rest is read on from `_read_on`
+    padding = "x" * 1000
+    many = 10 * READ_SLICE // len(padding)
+    for i, client in enumerate(clients):
+        to = USERS[1 - i]
+        client.send(
+            *(
+                f"<message xmlns='jabber:client' to='{to}@localhost' type='chat' id='m{n}'>"
+                f"<body>{n} {padding}</body></message>".encode()
+                for n in range(many)
+            )
+        )
+
+    async def bodies(client: WsClient) -> list[str]:
+        got: list[str] = []
+        while len(got) < many:
+            el = await asyncio.wait_for(client.until("message"), 10)
+            got.append((el.findtext(C + "body") or "").split()[0])
+        return got
+
+    received = await asyncio.gather(*(bodies(client) for client in clients))
+    for client in clients:
+        client.writer.close()
+    assert all(got == [str(n) for n in range(many)] for got in received)
+    assert "_read_on" in callers, callers
+    assert deferrals[0] == len(callers)
 
 
 async def test_a_wait_of_more_than_one_turn_pauses_the_socket(
