@@ -271,9 +271,9 @@ class RunningVariant:
 #: Set-ups started together, their windows alternating.  ``off`` and ``w1`` are
 #: compared with each other (the "cluster on / off" targets), and this host's speed
 #: drifts by up to a quarter over minutes: measured one after the other, the two
-#: windows of a ratio were some 20 s apart, and the drift moved it by +-5 %.  Up at
-#: once, each idle while the other is measured (both on core 0), their windows are
-#: seconds apart.  ``w2`` takes both cores, so it runs alone.
+#: windows of a ratio were some 20 s apart, and the drift went into the ratio.  Up
+#: at once, each idle while the other is measured (both on core 0), their windows
+#: are seconds apart.  ``w2`` takes both cores, so it runs alone.
 GROUPS: tuple[tuple[str, ...], ...] = (("off", "w1"), ("w2",))
 
 
