@@ -173,8 +173,8 @@ async def test_a_connection_read_after_the_budget_waits_and_stops_reading(
     held = ws._reader.buffered
     # At most two reads (a read is up to 256 KiB): reading on would have taken it all.
     assert 0 < held <= 2 * 256 * 1024, held
-    # Its turn comes: what it holds is read, and refused (a frame with the reserved
-    # continuation opcode and no mask) as any malformed input is, with a close frame.
+    # Its turn comes: what it holds is read, and refused (a continuation frame that
+    # continues nothing, and unmasked) as any malformed input is: 1002, closed.
     ws._go_on()
     assert ws._close_code == 1002
     assert ws._transport.is_closing()
@@ -198,8 +198,8 @@ async def test_a_wait_that_ends_in_a_spent_turn_waits_for_the_next_turn(
     monkeypatch.setattr(TurnBudget, "defer", recording)
     clients = [await WsClient.login(server, user) for user in USERS[:2]]
     await asyncio.gather(*(client.until("presence") for client in clients))
-    # ten slices each, in one write: reads of more than a slice, and past the burst
-    # of the byte rate, so the rest is read on from `_read_on`
+    # ten slices each, in one write: reads of more than a slice, so the rest of
+    # each is read on from `_read_on`
     padding = "x" * 1000
     many = 10 * READ_SLICE // len(padding)
     for i, client in enumerate(clients):
