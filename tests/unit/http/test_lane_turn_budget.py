@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from chatgate.auth.credentials import derive_all
 from chatgate.http.lane_websocket import READ_SLICE, LaneWebSocket
 from chatgate.server import Server
 from chatgate.xmpp.transports.turns import TurnBudget
@@ -27,7 +26,7 @@ from tests.unit.http.test_lane import (
     server_frame,
     websocket,
 )
-from tests.unit.xmpp.test_turn_budget_server import harshest
+from tests.unit.xmpp.test_turn_budget_server import add_users, harshest
 
 C = "{jabber:client}"
 USERS = [f"user{i}" for i in range(8)]
@@ -43,12 +42,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
         {"websocket": {"enabled": True}},
         auth={"mechanisms": ["PLAIN"], "allow_plain_without_tls": True},
     )
-    assert server.ctx is not None
-    for user in USERS:
-        await server.ctx.db.accounts.create(
-            user, "localhost", derive_all(f"{user}-pw", iterations=4096)
-        )
-        server.ctx.provider.invalidate(user, "localhost")  # type: ignore[attr-defined]
+    await add_users(server, USERS)
     yield server
     await server.stop()
 
@@ -116,34 +110,41 @@ async def opened(
     return ws, reader, writer
 
 
+async def ring(server: Server, users: list[str], count: int, padding: str = "") -> list[list[str]]:
+    """`users` log in over WebSocket and wait for their own presence (RFC 6121
+    §4.2.2: available from then on); then each sends `count` messages to the next
+    one, all at once, in one write each (a body: the message's number, then
+    `padding`).  What each received, as the numbers of its bodies in order."""
+    clients = [await WsClient.login(server, user) for user in users]
+    await asyncio.gather(*(client.until("presence") for client in clients))
+    for i, client in enumerate(clients):
+        to = users[(i + 1) % len(users)]
+        client.send(
+            *(
+                f"<message xmlns='jabber:client' to='{to}@localhost' type='chat' id='m{n}'>"
+                f"<body>{n} {padding}</body></message>".encode()
+                for n in range(count)
+            )
+        )
+
+    async def numbers(client: WsClient) -> list[str]:
+        got: list[str] = []
+        while len(got) < count:
+            el = await asyncio.wait_for(client.until("message"), 10)
+            got.append((el.findtext(C + "body") or "").split()[0])
+        return got
+
+    received = await asyncio.gather(*(numbers(client) for client in clients))
+    for client in clients:
+        client.writer.close()
+    return list(received)
+
+
 async def test_with_every_turn_over_budget_every_message_arrives_in_order(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deferrals = harshest(monkeypatch)
-    clients = [await WsClient.login(server, user) for user in USERS]
-    # each is available once its own presence comes back (RFC 6121 §4.2.2)
-    await asyncio.gather(*(client.until("presence") for client in clients))
-    # every client sends to the next one, all at once, in one write each
-    for i, client in enumerate(clients):
-        to = USERS[(i + 1) % len(USERS)]
-        client.send(
-            *(
-                f"<message xmlns='jabber:client' to='{to}@localhost' type='chat' id='m{n}'>"
-                f"<body>{n}</body></message>".encode()
-                for n in range(MESSAGES)
-            )
-        )
-
-    async def bodies(client: WsClient) -> list[str]:
-        got: list[str] = []
-        while len(got) < MESSAGES:
-            el = await asyncio.wait_for(client.until("message"), 10)
-            got.append(el.findtext(C + "body") or "")
-        return got
-
-    received = await asyncio.gather(*(bodies(client) for client in clients))
-    for client in clients:
-        client.writer.close()
+    received = await ring(server, USERS, MESSAGES)
     assert all(got == [str(n) for n in range(MESSAGES)] for got in received), received
     assert deferrals[0] > 0  # the budget did hold WebSocket connections back
 
@@ -196,32 +197,11 @@ async def test_a_wait_that_ends_in_a_spent_turn_waits_for_the_next_turn(
         defer(self, connection)  # type: ignore[arg-type]
 
     monkeypatch.setattr(TurnBudget, "defer", recording)
-    clients = [await WsClient.login(server, user) for user in USERS[:2]]
-    await asyncio.gather(*(client.until("presence") for client in clients))
     # ten slices each, in one write: reads of more than a slice, so the rest of
     # each is read on from `_read_on`
     padding = "x" * 1000
     many = 10 * READ_SLICE // len(padding)
-    for i, client in enumerate(clients):
-        to = USERS[1 - i]
-        client.send(
-            *(
-                f"<message xmlns='jabber:client' to='{to}@localhost' type='chat' id='m{n}'>"
-                f"<body>{n} {padding}</body></message>".encode()
-                for n in range(many)
-            )
-        )
-
-    async def bodies(client: WsClient) -> list[str]:
-        got: list[str] = []
-        while len(got) < many:
-            el = await asyncio.wait_for(client.until("message"), 10)
-            got.append((el.findtext(C + "body") or "").split()[0])
-        return got
-
-    received = await asyncio.gather(*(bodies(client) for client in clients))
-    for client in clients:
-        client.writer.close()
+    received = await ring(server, USERS[:2], many, padding)
     assert all(got == [str(n) for n in range(many)] for got in received)
     assert "_read_on" in callers, callers
     assert deferrals[0] == len(callers)

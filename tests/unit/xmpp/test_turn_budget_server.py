@@ -34,17 +34,22 @@ def config(tmp: Path) -> Config:
     )
 
 
+async def add_users(server: Server, users: list[str]) -> None:
+    """Accounts USER@localhost with the password USER-pw, as `RawClient` logs in."""
+    assert server.ctx is not None
+    for user in users:
+        await server.ctx.db.accounts.create(
+            user, "localhost", derive_all(f"{user}-pw", iterations=4096)
+        )
+        server.ctx.provider.invalidate(user, "localhost")  # type: ignore[attr-defined]
+
+
 @contextlib.asynccontextmanager
 async def running(tmp: Path) -> AsyncIterator[Server]:
     server = Server(config(tmp))
     await server.start()
     try:
-        assert server.ctx is not None
-        for user in USERS:
-            await server.ctx.db.accounts.create(
-                user, "localhost", derive_all(f"{user}-pw", iterations=4096)
-            )
-            server.ctx.provider.invalidate(user, "localhost")  # type: ignore[attr-defined]
+        await add_users(server, USERS)
         yield server
     finally:
         await server.stop()
